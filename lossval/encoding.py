@@ -1,0 +1,898 @@
+"""Encode a tabular DataFrame as a float32 matrix, the same way every time.
+
+:class:`TabularEncoder` is fitted on the training rows only; validation rows, test rows
+and later runs are encoded with the saved statistics (``save``/``load`` as JSON), so a
+row always maps to the same vector.
+
+Encoding:
+
+* **Numeric** columns are standardised, ``(x - mean) / std``, with the mean and the
+  population standard deviation (``ddof=0``) of the training rows, computed in float64;
+  the output is float32.
+* **Categorical** columns are one-hot encoded, one output column per level, levels in
+  sorted order (numbers by value, then strings). A column is categorical when it is
+  listed in ``categorical=``, or its dtype is bool, category, object or string (object
+  and string columns that hold numbers are the exception, see below). A missing value
+  (None/NaN/NA) in a categorical column is a level of its own, ``"__missing__"``.
+  Levels are compared by their text, so ``1``, ``1.0`` and ``"1"`` are one level (a file
+  read as CSV and as parquet encodes the same way).
+* A categorical with more than ``max_categories`` levels keeps its ``max_categories``
+  most frequent levels (ties by sort order); the other levels share one column,
+  ``"__other__"``.
+* **Unseen levels**: a level not seen in the training rows encodes as all zeros in that
+  column's block, never an error. In a column that has an ``"__other__"`` column an
+  unseen level goes to ``"__other__"`` (it is, like the levels folded there, rare).
+* **Constant** columns (one distinct value in the training rows) carry no information:
+  they are dropped from the features with a :class:`UserWarning` naming them. If no
+  feature column is left, :class:`~lossval.errors.InputError`.
+
+Missing and infinite values -- the policy is **reject**: NaN, None or +-inf in a numeric
+feature column raises :class:`~lossval.errors.InputError` naming the column, how many
+values and the first offending row (the DataFrame index label); drop or impute those
+rows before valuation. A missing target value is rejected the same way. (Missing values
+in categorical columns are not rejected: they are the ``"__missing__"`` level.)
+
+Numbers stored as text: an object/string column of which at least 90% of the non-missing
+values parse as numbers is taken to be a numeric column with typos, and the values that
+do not parse are reported (``non-numeric value 'abc' in numeric column 'x' at row 17``).
+If every value parses, the column is numeric. Below 90% it is categorical. Pass
+``categorical=[...]`` for code-like columns (zip codes, ids) that must stay categorical.
+
+Datetime/timedelta columns (and text columns holding ISO dates) are refused: exclude them
+with ``exclude=[...]`` or turn them into numeric features first.
+
+Target: with ``task="auto"`` the task is classification when the target dtype is
+object/string/bool/category, or integer with at most 20 distinct values; regression
+otherwise (so a float target is regression: pass ``task="classification"`` to override).
+Class labels keep their type (ints stay ints, strings stay strings) and are sorted.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "colour": ["red", "blue", "red"],
+...                    "y": ["a", "b", "a"]})
+>>> enc = TabularEncoder(target="y")
+>>> X = enc.fit_transform(df)
+>>> enc.encoded_names_
+['x', 'colour=blue', 'colour=red']
+>>> enc.encode_target(df["y"]).tolist()
+[0, 1, 0]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lossval.errors import ConfigError, InputError
+
+__all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL"]
+
+MISSING_LEVEL = "__missing__"
+"""The level a missing value takes in a categorical column."""
+OTHER_LEVEL = "__other__"
+"""The shared level of the rare levels of a categorical with too many levels."""
+
+_FORMAT = "lossval.TabularEncoder"
+_VERSION = 1
+_TASKS = ("auto", "classification", "regression")
+# Share of non-missing values that must parse as numbers for a text column to count as
+# a numeric column with bad entries rather than a categorical one.
+_NUMERIC_SHARE = 0.9
+_MAX_AUTO_CLASSES = 20
+_SHOW = 5  # how many offending values / columns an error message lists
+_ISO_DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
+)
+
+
+class TabularEncoder:
+    """DataFrame -> float32 matrix encoder, fitted on training rows.
+
+    The constructor only stores options; :meth:`fit` learns the columns, levels and
+    statistics and sets the trailing-underscore attributes.
+
+    Args:
+        target: Name of the target column, or None for a features-only encoder.
+        task: ``"classification"``, ``"regression"`` or ``"auto"`` (see the module
+            docstring for the rule).
+        features: Columns to use as features (in this order). Default: every column
+            except the target and ``exclude``.
+        exclude: Columns never used as features (ids, timestamps). Wins over
+            ``features``.
+        categorical: Columns to encode as categorical whatever their dtype.
+        max_categories: Most one-hot columns per categorical before the rarest levels
+            are folded into ``"__other__"``; at least 1.
+        source: File name (or other origin) prefixed to error messages.
+
+    Attributes:
+        feature_columns_: Input columns used, in output order (constant columns
+            dropped).
+        numeric_columns_: The numeric ones among them.
+        categorical_columns_: The categorical ones among them.
+        categories_: Column -> its levels, in output order (level text).
+        dropped_columns_: Constant columns dropped at fit.
+        encoded_names_: One name per output column: ``"x"`` for a numeric column,
+            ``"colour=red"`` for a level.
+        means_: float64 array (n_numeric,), training means of ``numeric_columns_``.
+        scales_: float64 array (n_numeric,), training standard deviations (ddof=0).
+        task_: ``"classification"``, ``"regression"``, or None without a target.
+        classes_: Sorted class labels (classification only, else None).
+    """
+
+    def __init__(
+        self,
+        *,
+        target: str | None = None,
+        task: str = "auto",
+        features: list[str] | None = None,
+        exclude: list[str] | None = None,
+        categorical: list[str] | None = None,
+        max_categories: int = 50,
+        source: str | None = None,
+    ) -> None:
+        self.target = target
+        self.task = task
+        self.features = features
+        self.exclude = exclude
+        self.categorical = categorical
+        self.max_categories = max_categories
+        self.source = source
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, df: pd.DataFrame) -> TabularEncoder:
+        """Learn columns, category levels, scaling statistics and classes.
+
+        Args:
+            df: Training rows, (n_rows, n_columns), with the target column if
+                ``target`` is set.
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            InputError: No rows; missing target/feature columns; NaN/inf in a numeric
+                feature or in the target; text in a numeric column; a datetime
+                feature; no usable feature left; fewer than 2 classes; a constant
+                regression target.
+            ConfigError: Invalid options (unknown task, max_categories < 1, target
+                listed as a feature).
+        """
+        self._check_options()
+        self._check_frame(df, what="training frame", source=self.source)
+        if self.target is not None:
+            self._require_columns(df, [self.target], what="target column", source=self.source)
+
+        exclude = list(self.exclude or [])
+        forced = list(self.categorical or [])
+        missing_forced = [c for c in forced if c not in df.columns]
+        if missing_forced:
+            self._require_columns(df, missing_forced, what="categorical column", source=self.source)
+        if self.features is not None:
+            if self.target is not None and self.target in self.features:
+                raise ConfigError(
+                    f"target column {self.target!r} is also listed in features; "
+                    "remove it from features",
+                    source=self.source,
+                )
+            self._require_columns(df, list(self.features), what="feature column", source=self.source)
+            candidates = [c for c in self.features if c not in exclude]
+        else:
+            candidates = [c for c in df.columns if c != self.target and c not in exclude]
+
+        columns: list[dict[str, Any]] = []
+        dropped: list[Any] = []
+        for col in candidates:
+            spec = self._fit_column(df[col], col, forced=col in forced)
+            if spec is None:
+                dropped.append(col)
+            else:
+                columns.append(spec)
+        if dropped:
+            warnings.warn(
+                f"constant column(s) {_show_list(dropped)} (one distinct value in the "
+                "training rows) dropped from the features",
+                UserWarning,
+                stacklevel=2,
+            )
+        if not columns:
+            detail = f"; constant columns dropped: {_show_list(dropped)}" if dropped else ""
+            raise InputError(
+                f"no usable feature column left (candidates: {_show_list(candidates)}"
+                f"{detail}); add informative feature columns or change features/exclude",
+                source=self.source,
+            )
+
+        self._set_columns(columns, dropped)
+        if self.target is not None:
+            self._fit_target(df[self.target])
+        else:
+            self.task_ = None
+            self.classes_ = None
+        return self
+
+    def fit_transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Fit on ``df`` and encode it.
+
+        Args:
+            df: Training rows, (n_rows, n_columns).
+
+        Returns:
+            float32 array (n_rows, len(encoded_names_)).
+
+        Raises:
+            InputError: As :meth:`fit`.
+        """
+        return self.fit(df).transform(df)
+
+    def _check_options(self) -> None:
+        if self.task not in _TASKS:
+            raise ConfigError(
+                f"task must be one of {', '.join(_TASKS)}, got {self.task!r}",
+                source=self.source,
+            )
+        if (
+            isinstance(self.max_categories, bool)
+            or not isinstance(self.max_categories, (int, np.integer))
+            or self.max_categories < 1
+        ):
+            raise ConfigError(
+                f"max_categories must be an integer >= 1, got {self.max_categories!r}",
+                source=self.source,
+            )
+
+    def _fit_column(self, series: pd.Series, col: Any, *, forced: bool) -> dict[str, Any] | None:
+        """Return the column's encoding spec, or None when it is constant."""
+        kind = "categorical" if forced else self._infer_kind(series, col)
+        if kind == "numeric":
+            values = self._numeric_values(series, col, source=self.source)
+            if np.unique(values).size < 2:
+                return None
+            mean = float(np.mean(values))
+            scale = float(np.std(values))
+            if not (math.isfinite(mean) and math.isfinite(scale)):
+                raise InputError(
+                    f"numeric column {col!r} overflows float64 when standardised "
+                    "(values too large); rescale it before valuation",
+                    source=self.source,
+                )
+            if scale == 0.0:
+                return None
+            return {"name": col, "kind": "numeric", "mean": mean, "scale": scale}
+
+        keys = _level_keys(series)
+        counts = pd.Series(keys).value_counts(sort=False)
+        if len(counts) < 2:
+            return None
+        levels = sorted(counts.index, key=_level_sort_key)
+        other = len(levels) > self.max_categories
+        if other:
+            # Most frequent first; ties by level sort order, so the choice is deterministic.
+            by_freq = sorted(levels, key=lambda k: (-int(counts[k]), _level_sort_key(k)))
+            levels = sorted(by_freq[: self.max_categories], key=_level_sort_key)
+        return {"name": col, "kind": "categorical", "levels": levels, "other": other}
+
+    def _infer_kind(self, series: pd.Series, col: Any) -> str:
+        dtype = series.dtype
+        if _is_datetime_like(dtype):
+            raise InputError(
+                f"column {col!r} is a datetime/timedelta column ({dtype}); lossval does "
+                f"not encode dates: pass exclude=[{col!r}] or derive numeric features from it",
+                source=self.source,
+            )
+        if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+            return "categorical"
+        if pd.api.types.is_numeric_dtype(dtype):
+            if pd.api.types.is_complex_dtype(dtype):
+                raise InputError(
+                    f"column {col!r} holds complex numbers; lossval cannot encode them: "
+                    f"pass exclude=[{col!r}] or split it into real columns",
+                    source=self.source,
+                )
+            return "numeric"
+        if not _is_text_dtype(dtype):
+            raise InputError(
+                f"column {col!r} has unsupported dtype {dtype}; pass exclude=[{col!r}] "
+                "or convert it to numbers or strings",
+                source=self.source,
+            )
+
+        present = series[series.notna()]
+        if len(present) == 0:
+            return "categorical"
+        inferred = pd.api.types.infer_dtype(present, skipna=True)
+        if inferred in ("datetime", "datetime64", "date", "time", "timedelta", "timedelta64") or (
+            inferred == "string" and present.astype(str).str.fullmatch(_ISO_DATE).all()
+        ):
+            raise InputError(
+                f"column {col!r} holds dates/times; lossval does not encode dates: pass "
+                f"exclude=[{col!r}] or derive numeric features from it",
+                source=self.source,
+            )
+        if inferred == "boolean":
+            return "categorical"
+        parsed = _to_numeric(present)
+        if parsed is None:
+            return "categorical"
+        share = float(parsed.notna().mean())
+        if share == 1.0:
+            return "numeric"
+        if share >= _NUMERIC_SHARE:
+            bad = present[parsed.isna()]
+            raise InputError(
+                _non_numeric_message(bad, col, len(present))
+                + f"; fix or drop these rows, or pass categorical=[{col!r}] if it is "
+                "really categorical",
+                source=self.source,
+            )
+        return "categorical"
+
+    def _fit_target(self, y: pd.Series) -> None:
+        col = self.target
+        n_missing = int(y.isna().sum())
+        if n_missing:
+            raise InputError(
+                f"target column {col!r} has {n_missing} missing (NaN/None) value(s), "
+                f"first at row {_row(y.index[np.flatnonzero(y.isna().to_numpy())[0]])}; "
+                "drop these rows before valuation",
+                source=self.source,
+            )
+        task = self.task
+        if task == "auto":
+            task = _auto_task(y)
+        if task == "classification":
+            classes = [_py_scalar(v) for v in pd.unique(y.to_numpy(dtype=object))]
+            try:
+                classes = sorted(classes)
+            except TypeError:
+                types = sorted({type(v).__name__ for v in classes})
+                raise InputError(
+                    f"target column {col!r} mixes label types ({', '.join(types)}); "
+                    "convert the labels to one type",
+                    source=self.source,
+                ) from None
+            if len(classes) < 2:
+                raise InputError(
+                    f"target column {col!r} has {len(classes)} class(es) "
+                    f"({_show_list(classes)}) in the training rows; classification "
+                    "needs at least 2",
+                    source=self.source,
+                )
+            self.classes_ = classes
+        else:
+            values = self._target_floats(y, source=self.source)
+            if np.unique(values).size < 2:
+                raise InputError(
+                    f"regression target column {col!r} is constant ({float(values[0])!r}) in "
+                    "the training rows; there is nothing to learn",
+                    source=self.source,
+                )
+            self.classes_ = None
+        self.task_ = task
+
+    def _set_columns(self, columns: list[dict[str, Any]], dropped: list[Any]) -> None:
+        self._columns = columns
+        self.dropped_columns_ = list(dropped)
+        self.feature_columns_ = [c["name"] for c in columns]
+        numeric = [c for c in columns if c["kind"] == "numeric"]
+        self.numeric_columns_ = [c["name"] for c in numeric]
+        self.categorical_columns_ = [c["name"] for c in columns if c["kind"] == "categorical"]
+        self.means_ = np.array([c["mean"] for c in numeric], dtype=np.float64)
+        self.scales_ = np.array([c["scale"] for c in numeric], dtype=np.float64)
+        self.categories_ = {}
+        names: list[str] = []
+        for c in columns:
+            if c["kind"] == "numeric":
+                names.append(str(c["name"]))
+            else:
+                levels = list(c["levels"]) + ([OTHER_LEVEL] if c["other"] else [])
+                self.categories_[c["name"]] = levels
+                names.extend(f"{c['name']}={level}" for level in levels)
+        self.encoded_names_ = names
+
+    # ------------------------------------------------------------ transform
+
+    def transform(self, df: pd.DataFrame, *, source: str | None = None) -> np.ndarray:
+        """Encode rows with the fitted columns and statistics.
+
+        The target column, if present, is ignored; extra columns are ignored.
+
+        Args:
+            df: Rows to encode, (n_rows, n_columns), holding every column of
+                ``feature_columns_``.
+            source: File name for error messages (default: the encoder's ``source``).
+
+        Returns:
+            float32 C-contiguous array (n_rows, len(encoded_names_)).
+
+        Raises:
+            InputError: No rows; missing feature columns; NaN/inf or text in a numeric
+                column.
+        """
+        self._check_fitted()
+        source = source if source is not None else self.source
+        self._check_frame(df, what="frame to transform", source=source)
+        self._require_columns(df, self.feature_columns_, what="feature column", source=source)
+
+        out = np.zeros((len(df), len(self.encoded_names_)), dtype=np.float32)
+        pos = 0
+        for c in self._columns:
+            series = df[c["name"]]
+            if c["kind"] == "numeric":
+                values = self._numeric_values(series, c["name"], source=source)
+                out[:, pos] = ((values - c["mean"]) / c["scale"]).astype(np.float32)
+                pos += 1
+            else:
+                levels = list(c["levels"]) + ([OTHER_LEVEL] if c["other"] else [])
+                index = pd.Index(levels, dtype=object).get_indexer(
+                    pd.Index(_level_keys(series), dtype=object)
+                )
+                if c["other"]:
+                    index[index < 0] = len(levels) - 1
+                rows = np.flatnonzero(index >= 0)  # unseen levels stay all-zero
+                out[rows, pos + index[rows]] = 1.0
+                pos += len(levels)
+        return out
+
+    def _numeric_values(self, series: pd.Series, col: Any, *, source: str | None) -> np.ndarray:
+        """float64 values of a numeric column; rejects text, NaN and inf.
+
+        A numeric column may arrive as text (one bad CSV cell turns a column into
+        strings): every value that does not parse is then reported, whatever its share.
+        """
+        dtype = series.dtype
+        if _is_datetime_like(dtype):
+            raise InputError(
+                f"numeric column {col!r} arrived as {dtype}; it was numeric in the "
+                "training rows",
+                source=source,
+            )
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            objects = series.astype(object)
+            parsed = _to_numeric(objects)
+            if parsed is None:
+                raise InputError(
+                    f"numeric column {col!r} holds values that are not numbers; fix "
+                    "or drop these rows",
+                    source=source,
+                )
+            bad = objects.notna() & parsed.isna()
+            if bad.any():
+                raise InputError(
+                    _non_numeric_message(objects[bad], col, int(objects.notna().sum()))
+                    + "; fix or drop these rows",
+                    source=source,
+                )
+            values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+        finite = np.isfinite(values)
+        if not finite.all():
+            n_nan = int(np.isnan(values).sum())
+            n_inf = int((~finite).sum()) - n_nan
+            first = series.index[np.flatnonzero(~finite)[0]]
+            kinds = " and ".join(
+                part for part in (f"{n_nan} NaN/missing" if n_nan else "", f"{n_inf} inf" if n_inf else "") if part
+            )
+            raise InputError(
+                f"numeric column {col!r} has {kinds} value(s) "
+                f"({n_nan + n_inf} in all), first at row {_row(first)}; lossval rejects "
+                "missing and infinite numbers: drop or impute these rows before valuation",
+                source=source,
+            )
+        return values
+
+    # --------------------------------------------------------------- target
+
+    def encode_target(self, y: Any, *, source: str | None = None) -> np.ndarray:
+        """Encode target values.
+
+        Args:
+            y: 1-D labels (Series, array or list), n_rows long.
+            source: File name for error messages (default: the encoder's ``source``).
+
+        Returns:
+            Classification: int64 array (n_rows,) of class indices into ``classes_``.
+            Regression: float32 array (n_rows,).
+
+        Raises:
+            InputError: No target was fitted; missing values; a label not among
+                ``classes_``; non-numeric or infinite regression values.
+        """
+        self._check_fitted()
+        source = source if source is not None else self.source
+        if self.task_ is None:
+            raise InputError(
+                "this encoder was fitted without a target; pass target=... to fit",
+                source=source,
+            )
+        series = _as_series(y, name=self.target)
+        missing = series.isna().to_numpy()
+        if missing.any():
+            raise InputError(
+                f"target {self.target!r} has {int(missing.sum())} missing (NaN/None) "
+                f"value(s), first at row {_row(series.index[np.flatnonzero(missing)[0]])}; "
+                "drop these rows before valuation",
+                source=source,
+            )
+        if self.task_ == "regression":
+            return self._target_floats(series, source=source).astype(np.float32)
+
+        values = series.to_numpy(dtype=object)
+        index = pd.Index(self.classes_, dtype=object).get_indexer(pd.Index(values, dtype=object))
+        unknown = index < 0
+        if unknown.any():
+            labels = [_py_scalar(v) for v in pd.unique(values[unknown])]
+            raise InputError(
+                f"target {self.target!r} has {int(unknown.sum())} value(s) with label(s) "
+                f"{_show_list(labels)} not among the classes seen in training "
+                f"({_show_list(self.classes_)}); drop these rows or refit",
+                source=source,
+            )
+        return index.astype(np.int64)
+
+    def decode_target(self, idx: Any) -> np.ndarray:
+        """Map class indices back to the original labels.
+
+        Args:
+            idx: Integer class indices, any shape. (Regression: values, returned as
+                float64.)
+
+        Returns:
+            Array of ``idx``'s shape: the labels (int64 for int labels, bool for bool
+            labels, float64 for float labels, object for strings and the rest).
+
+        Raises:
+            InputError: Indices that are not integers or are out of range.
+        """
+        self._check_fitted()
+        if self.task_ is None:
+            raise InputError("this encoder was fitted without a target; nothing to decode")
+        arr = np.asarray(idx)
+        if self.task_ == "regression":
+            return arr.astype(np.float64)
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "iu":
+            raise InputError(f"class indices must be integers, got dtype {arr.dtype}")
+        n = len(self.classes_)
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            raise InputError(f"class indices must be in 0..{n - 1}, got {arr.min()}..{arr.max()}")
+        return _label_array(self.classes_)[arr]
+
+    def _target_floats(self, y: pd.Series, *, source: str | None) -> np.ndarray:
+        if pd.api.types.is_bool_dtype(y.dtype) or pd.api.types.is_numeric_dtype(y.dtype):
+            values = y.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            parsed = _to_numeric(y.astype(object))
+            if parsed is None or parsed.isna().any():
+                bad = y if parsed is None else y[parsed.isna()]
+                raise InputError(
+                    f"regression target {self.target!r} has non-numeric value(s) "
+                    f"{_show_values(bad)}; fix them or use task='classification'",
+                    source=source,
+                )
+            values = parsed.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            bad = np.flatnonzero(~np.isfinite(values))
+            raise InputError(
+                f"target {self.target!r} has {bad.size} infinite value(s), first at row "
+                f"{_row(y.index[bad[0]])}; drop these rows before valuation",
+                source=source,
+            )
+        return values
+
+    # ----------------------------------------------------------- save/load
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted encoder as a JSON-ready dict (see :meth:`from_dict`).
+
+        Raises:
+            InputError: Column names or labels JSON cannot hold unchanged (names must
+                be str or int).
+        """
+        self._check_fitted()
+        for name in [self.target, *self.feature_columns_]:
+            if name is not None and (isinstance(name, bool) or not isinstance(name, (str, int))):
+                raise InputError(
+                    f"column name {name!r} cannot be saved as JSON; use str column names",
+                    source=self.source,
+                )
+        columns = []
+        for c in self._columns:
+            if c["kind"] == "numeric":
+                columns.append({"name": c["name"], "kind": "numeric", "mean": c["mean"], "scale": c["scale"]})
+            else:
+                columns.append(
+                    {"name": c["name"], "kind": "categorical", "levels": list(c["levels"]), "other": c["other"]}
+                )
+        return {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "params": {
+                "target": self.target,
+                "task": self.task,
+                "features": _json_list(self.features),
+                "exclude": _json_list(self.exclude),
+                "categorical": _json_list(self.categorical),
+                "max_categories": int(self.max_categories),
+                "source": self.source,
+            },
+            "fitted": {
+                "columns": columns,
+                "dropped_columns": list(self.dropped_columns_),
+                "task": self.task_,
+                "classes": None if self.classes_ is None else list(self.classes_),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str | None = None) -> TabularEncoder:
+        """Rebuild a fitted encoder from :meth:`to_dict` output.
+
+        Args:
+            d: The dict.
+            source: Where it came from, for error messages.
+
+        Returns:
+            A fitted TabularEncoder that transforms exactly as the saved one.
+
+        Raises:
+            InputError: ``d`` is not a saved TabularEncoder of a known version.
+        """
+        if not isinstance(d, dict) or d.get("format") != _FORMAT:
+            raise InputError("not a saved lossval TabularEncoder (format field missing)", source=source)
+        if d.get("version") != _VERSION:
+            raise InputError(
+                f"saved TabularEncoder has version {d.get('version')!r}; this lossval reads "
+                f"version {_VERSION}: refit the encoder",
+                source=source,
+            )
+        try:
+            params, fitted = d["params"], d["fitted"]
+            enc = cls(**params)
+            columns = []
+            for c in fitted["columns"]:
+                if c["kind"] == "numeric":
+                    columns.append(
+                        {"name": c["name"], "kind": "numeric", "mean": float(c["mean"]), "scale": float(c["scale"])}
+                    )
+                elif c["kind"] == "categorical":
+                    columns.append(
+                        {
+                            "name": c["name"],
+                            "kind": "categorical",
+                            "levels": [str(v) for v in c["levels"]],
+                            "other": bool(c["other"]),
+                        }
+                    )
+                else:
+                    raise ValueError(f"unknown column kind {c['kind']!r}")
+            enc._set_columns(columns, fitted["dropped_columns"])
+            enc.task_ = fitted["task"]
+            enc.classes_ = None if fitted["classes"] is None else list(fitted["classes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"saved TabularEncoder is malformed ({exc!r}); refit the encoder", source=source) from None
+        return enc
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted encoder as JSON, atomically.
+
+        The JSON goes to a temporary file in the same directory, which then replaces
+        ``path``: a reader never sees a half-written file.
+
+        Args:
+            path: Destination file; its directory must exist.
+        """
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TabularEncoder:
+        """Read an encoder written by :meth:`save`.
+
+        Args:
+            path: The JSON file.
+
+        Returns:
+            The fitted TabularEncoder.
+
+        Raises:
+            InputError: The file is missing, not JSON, or not a saved encoder.
+        """
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError("encoder file not found", source=str(path)) from None
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"encoder file is not valid JSON ({exc}); refit the encoder", source=str(path)) from None
+        return cls.from_dict(d, source=str(path))
+
+    # -------------------------------------------------------------- helpers
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "_columns"):
+            raise RuntimeError("TabularEncoder is not fitted; call fit() or load() first")
+
+    @staticmethod
+    def _check_frame(df: Any, *, what: str, source: str | None) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise InputError(f"{what} must be a pandas DataFrame, got {type(df).__name__}", source=source)
+        if len(df) == 0:
+            raise InputError(f"{what} has no rows", source=source)
+        if df.columns.has_duplicates:
+            dups = list(dict.fromkeys(df.columns[df.columns.duplicated()]))
+            raise InputError(f"{what} has duplicated column name(s) {_show_list(dups)}; rename them", source=source)
+
+    @staticmethod
+    def _require_columns(df: pd.DataFrame, names: Sequence[Any], *, what: str, source: str | None) -> None:
+        missing = [n for n in names if n not in df.columns]
+        if missing:
+            available = list(df.columns[:10])
+            more = f" and {len(df.columns) - 10} more" if len(df.columns) > 10 else ""
+            raise InputError(
+                f"missing {what}(s) {_show_list(missing)}; available columns: "
+                f"{_show_list(available, limit=10)}{more}",
+                source=source,
+            )
+
+    def __repr__(self) -> str:
+        fitted = f", fitted: {len(self.encoded_names_)} outputs" if hasattr(self, "_columns") else ""
+        return f"TabularEncoder(target={self.target!r}, task={self.task!r}{fitted})"
+
+
+# ---------------------------------------------------------------------- module helpers
+
+
+def _is_datetime_like(dtype: Any) -> bool:
+    return (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+    )
+
+
+def _is_text_dtype(dtype: Any) -> bool:
+    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or dtype.kind in "SU"
+
+
+def _auto_task(y: pd.Series) -> str:
+    dtype = y.dtype
+    if (
+        pd.api.types.is_bool_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+        or _is_text_dtype(dtype)
+    ):
+        return "classification"
+    if pd.api.types.is_integer_dtype(dtype) and y.nunique() <= _MAX_AUTO_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _to_numeric(series: pd.Series) -> pd.Series | None:
+    """float64 Series with NaN where a value does not parse; None if it cannot try."""
+    try:
+        parsed = pd.to_numeric(series.astype(object), errors="coerce")
+    except (TypeError, ValueError):
+        return None
+    if pd.api.types.is_bool_dtype(parsed.dtype) or not pd.api.types.is_numeric_dtype(parsed.dtype):
+        return None
+    return parsed.astype(np.float64)
+
+
+def _level_keys(series: pd.Series) -> np.ndarray:
+    """Object array of level text, one per value; missing -> MISSING_LEVEL."""
+    values = series.to_numpy(dtype=object)
+    missing = pd.isna(values)
+    return np.array(
+        [MISSING_LEVEL if m else _level_text(v) for v, m in zip(values, missing)],
+        dtype=object,
+    )
+
+
+def _level_text(value: Any) -> str:
+    # One text per level whatever the storage type: True, 1, 1.0 and "1" read from
+    # CSV or parquet must land in the same column.
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def _level_sort_key(level: str) -> tuple[int, float, str]:
+    try:
+        number = float(level)
+    except ValueError:
+        return (1, 0.0, level)
+    return (0, number, level) if math.isfinite(number) else (1, 0.0, level)
+
+
+def _py_scalar(value: Any) -> Any:
+    """numpy scalar -> the Python scalar JSON can hold (ints stay ints, str stay str)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _label_array(classes: list[Any]) -> np.ndarray:
+    if all(isinstance(c, bool) for c in classes):
+        return np.array(classes, dtype=bool)
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return np.array(classes, dtype=np.int64)
+    if all(isinstance(c, float) for c in classes):
+        return np.array(classes, dtype=np.float64)
+    out = np.empty(len(classes), dtype=object)
+    out[:] = classes
+    return out
+
+
+def _as_series(y: Any, *, name: Any) -> pd.Series:
+    if isinstance(y, pd.Series):
+        return y
+    if isinstance(y, pd.DataFrame):
+        if y.shape[1] != 1:
+            raise InputError(f"target must be 1-D, got a frame with {y.shape[1]} columns")
+        return y.iloc[:, 0]
+    arr = np.asarray(y, dtype=object if isinstance(y, (list, tuple)) else None)
+    if arr.ndim != 1:
+        raise InputError(f"target must be 1-D, got shape {arr.shape}")
+    return pd.Series(arr, name=name)
+
+
+def _row(label: Any) -> str:
+    """A row's index label as error messages show it: 17, or 'r17' for text labels."""
+    return repr(_py_scalar(label))
+
+
+def _json_list(values: list[Any] | None) -> list[Any] | None:
+    return None if values is None else [_py_scalar(v) for v in values]
+
+
+def _show_list(values: Sequence[Any], *, limit: int = _SHOW) -> str:
+    shown = ", ".join(repr(_py_scalar(v)) for v in list(values)[:limit])
+    more = f", ... ({len(values)} in all)" if len(values) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def _show_values(bad: pd.Series, *, limit: int = _SHOW) -> str:
+    parts = [f"{_py_scalar(v)!r} at row {_row(i)}" for i, v in bad.iloc[:limit].items()]
+    more = f", ... ({len(bad)} in all)" if len(bad) > limit else ""
+    return ", ".join(parts) + more
+
+
+def _non_numeric_message(bad: pd.Series, col: Any, n_present: int) -> str:
+    first_row, first_value = bad.index[0], bad.iloc[0]
+    msg = (
+        f"non-numeric value {_py_scalar(first_value)!r} in numeric column {col!r} at row "
+        f"{_row(first_row)} ({len(bad)} of {n_present} non-missing values do not "
+        "parse as numbers"
+    )
+    if len(bad) > 1:
+        msg += f": {_show_values(bad)}"
+    return msg + ")"

@@ -1,0 +1,36 @@
+"""Errors that lossval raises for bad input, so callers can tell them from bugs.
+
+The CLI maps :class:`InputError` to exit code 2 and prints only its message (no
+traceback unless ``--debug``). Every message names the file, column or row at fault
+and says what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed"]
+
+
+class LossvalError(Exception):
+    """Base class of every error lossval raises on purpose."""
+
+
+class InputError(LossvalError, ValueError):
+    """The input data is unusable as given (exit code 2).
+
+    Args:
+        message: What is wrong and what to do, naming the file/column/row.
+        source: Optional file path (or other origin) the problem was found in;
+            prefixed to the message when given.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class ConfigError(InputError):
+    """The configuration is invalid (exit code 2)."""
+
+
+class GateFailed(LossvalError):
+    """The quality gate refused promotion (exit code 3)."""

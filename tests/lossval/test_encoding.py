@@ -1,0 +1,377 @@
+"""Tests for lossval.encoding.TabularEncoder: values on hand examples, layout, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lossval.encoding import OTHER_LEVEL, TabularEncoder
+from lossval.errors import ConfigError, InputError
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "x": [1.0, 2.0, 3.0, 6.0],
+            "colour": ["red", "blue", "red", "green"],
+            "y": ["cat", "dog", "cat", "dog"],
+        }
+    )
+
+
+# ---------------------------------------------------------------- encoding values
+
+
+def test_standardisation_exact_on_hand_example():
+    # mean 3, population std sqrt(((1-3)^2+(2-3)^2+(3-3)^2+(6-3)^2)/4) = sqrt(14/4)
+    enc = TabularEncoder(target="y").fit(_frame())
+    std = np.sqrt(14.0 / 4.0)
+    assert enc.means_.tolist() == [3.0]
+    assert enc.scales_[0] == pytest.approx(std, rel=1e-15)
+    X = enc.transform(_frame())
+    assert X.dtype == np.float32
+    expected = ((np.array([1.0, 2.0, 3.0, 6.0]) - 3.0) / std).astype(np.float32)
+    np.testing.assert_array_equal(X[:, 0], expected)
+    # new rows use the training statistics, not their own
+    X_new = enc.transform(pd.DataFrame({"x": [3.0 + std], "colour": ["red"]}))
+    assert X_new[0, 0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_one_hot_layout_sorted_and_in_column_order():
+    df = pd.DataFrame(
+        {
+            "colour": ["red", "blue", "red", "green"],
+            "x": [0.0, 1.0, 0.0, 1.0],
+            "size": [10, 2, 2, 10],
+            "y": [0, 1, 0, 1],
+        }
+    )
+    enc = TabularEncoder(target="y", categorical=["size"])
+    X = enc.fit_transform(df)
+    assert enc.feature_columns_ == ["colour", "x", "size"]
+    assert enc.numeric_columns_ == ["x"]
+    assert enc.categorical_columns_ == ["colour", "size"]
+    # levels sorted; numeric levels by value (2 before 10), not as text
+    assert enc.encoded_names_ == ["colour=blue", "colour=green", "colour=red", "x", "size=2", "size=10"]
+    expected = np.array(
+        [
+            [0, 0, 1, -1, 0, 1],
+            [1, 0, 0, 1, 1, 0],
+            [0, 0, 1, -1, 1, 0],
+            [0, 1, 0, 1, 0, 1],
+        ],
+        dtype=np.float32,
+    )
+    np.testing.assert_array_equal(X, expected)
+    assert X.shape == (4, len(enc.encoded_names_))
+
+
+def test_unseen_category_encodes_as_zeros():
+    enc = TabularEncoder(target="y").fit(_frame())
+    assert enc.encoded_names_ == ["x", "colour=blue", "colour=green", "colour=red"]
+    X = enc.transform(pd.DataFrame({"x": [3.0, 3.0], "colour": ["purple", "blue"]}))
+    np.testing.assert_array_equal(X[0], [0, 0, 0, 0])
+    np.testing.assert_array_equal(X[1], [0, 1, 0, 0])
+
+
+def test_missing_category_is_its_own_level_and_text_keys_unify_types():
+    df = pd.DataFrame({"c": ["a", None, "b", "a"], "code": [1, 2, 1, 2], "y": [0, 1, 0, 1]})
+    enc = TabularEncoder(target="y", categorical=["code"]).fit(df)
+    assert enc.categories_["c"] == ["__missing__", "a", "b"]
+    # "1" (CSV text) and 1.0 (float after a NaN elsewhere) land in the same column as 1
+    X = enc.transform(pd.DataFrame({"c": [np.nan, "b"], "code": ["1", "2"]}))
+    Y = enc.transform(pd.DataFrame({"c": [None, "b"], "code": [1.0, 2.0]}))
+    np.testing.assert_array_equal(X, [[1, 0, 0, 1, 0], [0, 0, 1, 0, 1]])
+    np.testing.assert_array_equal(X, Y)
+
+
+def test_max_categories_folds_rare_levels_into_other():
+    df = pd.DataFrame({"c": ["a"] * 3 + ["b"] * 2 + ["c", "d"], "y": [0, 1] * 3 + [0]})
+    enc = TabularEncoder(target="y", max_categories=2).fit(df)
+    assert enc.categories_["c"] == ["a", "b", OTHER_LEVEL]
+    X = enc.transform(pd.DataFrame({"c": ["a", "c", "d", "never-seen"]}))
+    np.testing.assert_array_equal(X, [[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]])
+
+
+def test_bool_column_is_categorical():
+    df = pd.DataFrame({"flag": [True, False, True], "y": [1.0, 2.5, 3.0]})
+    enc = TabularEncoder(target="y").fit(df)
+    assert enc.categorical_columns_ == ["flag"]
+    assert enc.encoded_names_ == ["flag=False", "flag=True"]
+    np.testing.assert_array_equal(enc.transform(df), [[0, 1], [1, 0], [0, 1]])
+
+
+def test_numbers_stored_as_text_are_numeric():
+    df = pd.DataFrame({"x": ["1", "2", "3", "6"], "y": [0, 1, 0, 1]})
+    enc = TabularEncoder(target="y").fit(df)
+    assert enc.numeric_columns_ == ["x"]
+    assert enc.means_.tolist() == [3.0]
+
+
+def test_exclude_and_features():
+    df = pd.DataFrame({"id": [1, 2, 3], "a": [1.0, 2.0, 4.0], "b": [0.0, 1.0, 0.0], "y": [0, 1, 0]})
+    assert TabularEncoder(target="y", exclude=["id"]).fit(df).feature_columns_ == ["a", "b"]
+    assert TabularEncoder(target="y", features=["b", "a"]).fit(df).feature_columns_ == ["b", "a"]
+    assert TabularEncoder(target="y", features=["a", "b"], exclude=["b"]).fit(df).feature_columns_ == ["a"]
+
+
+# ------------------------------------------------------------------------ save/load
+
+
+def test_json_round_trip_gives_identical_bytes(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "x": rng.normal(size=30) * 1e3 + 0.1,
+            "z": rng.integers(0, 100, size=30),
+            "c": rng.choice(["a", "b", "c", None], size=30),
+            "k": rng.choice([1, 2, 3], size=30),
+            "y": rng.choice(["p", "q"], size=30),
+        }
+    )
+    enc = TabularEncoder(target="y", categorical=["k"], source="train.csv").fit(df)
+    path = tmp_path / "encoder.json"
+    enc.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["encoder.json"]  # no temp file left behind
+    loaded = TabularEncoder.load(path)
+    new = df.sample(frac=1.0, random_state=1).assign(c=lambda d: d["c"].fillna("unseen"))
+    assert enc.transform(new).tobytes() == loaded.transform(new).tobytes()
+    assert loaded.encoded_names_ == enc.encoded_names_
+    assert loaded.classes_ == ["p", "q"]
+    assert loaded.source == "train.csv"
+    np.testing.assert_array_equal(loaded.encode_target(df["y"]), enc.encode_target(df["y"]))
+    # saving again gives the same file: the format is deterministic
+    path2 = tmp_path / "again.json"
+    loaded.save(path2)
+    assert path2.read_text() == path.read_text()
+    assert json.loads(path.read_text())["format"] == "lossval.TabularEncoder"
+
+
+def test_save_overwrites_atomically(tmp_path):
+    path = tmp_path / "enc.json"
+    path.write_text("old")
+    TabularEncoder(target="y").fit(_frame()).save(path)
+    assert TabularEncoder.load(path).encoded_names_[0] == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enc.json"]
+
+
+def test_load_rejects_non_encoder_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"hello": 1}')
+    with pytest.raises(InputError, match="bad.json"):
+        TabularEncoder.load(path)
+    with pytest.raises(InputError, match="not found"):
+        TabularEncoder.load(tmp_path / "absent.json")
+
+
+# ------------------------------------------------------------------------- targets
+
+
+def test_string_labels_round_trip(tmp_path):
+    enc = TabularEncoder(target="y").fit(_frame())
+    assert enc.task_ == "classification"
+    assert enc.classes_ == ["cat", "dog"]
+    idx = enc.encode_target(pd.Series(["dog", "cat", "dog"]))
+    assert idx.dtype == np.int64
+    assert idx.tolist() == [1, 0, 1]
+    assert enc.decode_target(idx).tolist() == ["dog", "cat", "dog"]
+    enc.save(tmp_path / "e.json")
+    assert TabularEncoder.load(tmp_path / "e.json").decode_target(np.array([0, 1])).tolist() == ["cat", "dog"]
+
+
+def test_int_labels_round_trip_keep_int_type(tmp_path):
+    df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [7, 3, 7, 5]})
+    enc = TabularEncoder(target="y").fit(df)
+    assert enc.classes_ == [3, 5, 7]
+    assert all(type(c) is int for c in enc.classes_)
+    idx = enc.encode_target(df["y"])
+    assert idx.tolist() == [2, 0, 2, 1]
+    decoded = enc.decode_target(idx)
+    assert decoded.dtype == np.int64
+    assert decoded.tolist() == [7, 3, 7, 5]
+    enc.save(tmp_path / "e.json")
+    loaded = TabularEncoder.load(tmp_path / "e.json")
+    assert loaded.classes_ == [3, 5, 7] and all(type(c) is int for c in loaded.classes_)
+    assert loaded.encode_target(np.array([5, 3])).tolist() == [1, 0]
+
+
+def test_regression_target_is_float32():
+    df = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.5, 1.25, 9.0]})
+    enc = TabularEncoder(target="y").fit(df)
+    assert enc.task_ == "regression" and enc.classes_ is None
+    out = enc.encode_target(df["y"])
+    assert out.dtype == np.float32
+    assert out.tolist() == [0.5, 1.25, 9.0]
+
+
+@pytest.mark.parametrize(
+    ("y", "task"),
+    [
+        (["a", "b", "a", "b"] * 6, "classification"),  # object/string
+        ([True, False] * 12, "classification"),  # bool
+        (pd.Categorical(["lo", "hi"] * 12), "classification"),  # category
+        ([0, 1, 2] * 8, "classification"),  # int, 3 distinct <= 20
+        (list(range(20)) + [0, 1, 2, 3], "classification"),  # int, exactly 20 distinct
+        (list(range(21)) + [0, 1, 2], "regression"),  # int, 21 distinct
+        ([0.0, 1.0] * 12, "regression"),  # float, even with few values
+    ],
+)
+def test_auto_task_detection(y, task):
+    df = pd.DataFrame({"x": np.arange(24, dtype=float), "y": y})
+    assert TabularEncoder(target="y").fit(df).task_ == task
+
+
+def test_explicit_task_overrides_auto():
+    df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]})
+    enc = TabularEncoder(target="y", task="classification").fit(df)
+    assert enc.task_ == "classification" and enc.classes_ == [0.0, 1.0]
+    assert enc.encode_target(df["y"]).tolist() == [0, 1, 0, 1]
+
+
+# ---------------------------------------------------------------- constant columns
+
+
+def test_constant_column_warns_and_is_dropped():
+    df = _frame().assign(const=5, const_cat="same")
+    with pytest.warns(UserWarning, match=r"'const'.*'const_cat'|'const_cat'.*'const'") as record:
+        enc = TabularEncoder(target="y").fit(df)
+    assert len(record) == 1
+    assert enc.feature_columns_ == ["x", "colour"]
+    assert enc.dropped_columns_ == ["const", "const_cat"]
+    # the dropped columns are not needed at transform time
+    X = enc.transform(_frame().drop(columns="y"))
+    assert X.shape == (4, 4)
+
+
+def test_no_usable_feature_left_raises():
+    df = pd.DataFrame({"k": [1, 1, 1], "y": [0, 1, 0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(InputError, match="no usable feature.*'k'"):
+            TabularEncoder(target="y").fit(df)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_in_numeric_feature_raises_with_column_count_and_row(bad):
+    df = pd.DataFrame({"x": [1.0, bad, 3.0, bad], "y": [0, 1, 0, 1]}, index=[10, 17, 20, 30])
+    with pytest.raises(InputError) as exc:
+        TabularEncoder(target="y", source="train.csv").fit(df)
+    msg = str(exc.value)
+    assert msg.startswith("train.csv: ")
+    assert "'x'" in msg and "2 in all" in msg and "row 17" in msg
+    assert "drop or impute these rows before valuation" in msg
+
+
+def test_nan_at_transform_raises():
+    enc = TabularEncoder(target="y").fit(_frame())
+    with pytest.raises(InputError, match=r"'x'.*first at row 1\b"):
+        enc.transform(pd.DataFrame({"x": [1.0, np.nan], "colour": ["red", "red"]}))
+
+
+def test_target_nan_raises_naming_target_and_count():
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "label": [0.5, np.nan, np.nan, 1.0]})
+    with pytest.raises(InputError, match=r"'label' has 2 missing"):
+        TabularEncoder(target="label").fit(df)
+
+
+def test_text_in_numeric_looking_column_raises():
+    values = [str(i) for i in range(19)] + ["abc"]  # 95% parse as numbers
+    df = pd.DataFrame({"x": values, "y": [0, 1] * 10}, index=range(100, 120))
+    with pytest.raises(InputError, match=r"non-numeric value 'abc' in numeric column 'x' at row 119"):
+        TabularEncoder(target="y").fit(df)
+
+
+def test_text_in_numeric_column_from_csv_at_transform():
+    enc = TabularEncoder(target="y").fit(_frame())
+    new = pd.read_csv(io.StringIO("x,colour\n1.5,red\nn/a?,blue\n"))
+    with pytest.raises(InputError, match=r"non-numeric value 'n/a\?' in numeric column 'x' at row 1"):
+        enc.transform(new)
+
+
+def test_mostly_text_column_is_categorical_not_error():
+    df = pd.DataFrame({"c": ["1", "2", "a", "b", "c"], "y": [0, 1, 0, 1, 0]})
+    enc = TabularEncoder(target="y").fit(df)
+    assert enc.categorical_columns_ == ["c"]
+    assert enc.encoded_names_ == ["c=1", "c=2", "c=a", "c=b", "c=c"]
+
+
+def test_empty_frame_raises():
+    df = pd.DataFrame({"x": pd.Series([], dtype=float), "y": pd.Series([], dtype=int)})
+    with pytest.raises(InputError, match="has no rows"):
+        TabularEncoder(target="y").fit(df)
+    enc = TabularEncoder(target="y").fit(_frame())
+    with pytest.raises(InputError, match="has no rows"):
+        enc.transform(_frame().iloc[:0])
+
+
+def test_missing_target_column_raises_with_available():
+    with pytest.raises(InputError, match=r"'label'.*available columns: \['x', 'colour', 'y'\]"):
+        TabularEncoder(target="label").fit(_frame())
+
+
+def test_missing_feature_column_at_fit_and_transform():
+    with pytest.raises(InputError, match=r"missing feature column\(s\) \['size'\]"):
+        TabularEncoder(target="y", features=["x", "size"]).fit(_frame())
+    enc = TabularEncoder(target="y").fit(_frame())
+    with pytest.raises(InputError, match=r"\['colour'\].*available columns: \['x'\]"):
+        enc.transform(pd.DataFrame({"x": [1.0]}))
+
+
+def test_available_columns_list_is_capped_at_ten():
+    df = pd.DataFrame({f"c{i}": [1.0, 2.0] for i in range(15)})
+    with pytest.raises(InputError) as exc:
+        TabularEncoder(target="y").fit(df)
+    msg = str(exc.value)
+    assert "'c9'" in msg and "'c10'" not in msg and "5 more" in msg
+
+
+def test_single_class_raises():
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "a", "a"]})
+    with pytest.raises(InputError, match=r"'y' has 1 class"):
+        TabularEncoder(target="y").fit(df)
+
+
+def test_constant_regression_target_raises():
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.5, 2.5, 2.5]})
+    with pytest.raises(InputError, match=r"'y' is constant"):
+        TabularEncoder(target="y").fit(df)
+
+
+def test_unknown_label_in_encode_target_raises():
+    enc = TabularEncoder(target="y").fit(_frame())
+    with pytest.raises(InputError, match=r"'bird'.*'cow'|'cow'.*'bird'"):
+        enc.encode_target(["cat", "bird", "cow", "bird"])
+
+
+def test_datetime_column_raises_unless_excluded():
+    df = _frame().assign(when=pd.date_range("2024-01-01", periods=4))
+    with pytest.raises(InputError, match=r"'when'.*exclude"):
+        TabularEncoder(target="y").fit(df)
+    assert TabularEncoder(target="y", exclude=["when"]).fit(df).feature_columns_ == ["x", "colour"]
+    # ISO date text (a timestamp column read from CSV) is refused too
+    with pytest.raises(InputError, match=r"'when'.*exclude"):
+        TabularEncoder(target="y").fit(df.assign(when=df["when"].astype(str)))
+
+
+def test_invalid_options_raise_config_error():
+    with pytest.raises(ConfigError, match="task"):
+        TabularEncoder(target="y", task="ranking").fit(_frame())
+    with pytest.raises(ConfigError, match="max_categories"):
+        TabularEncoder(target="y", max_categories=0).fit(_frame())
+    with pytest.raises(ConfigError, match="'y'"):
+        TabularEncoder(target="y", features=["x", "y"]).fit(_frame())
+
+
+def test_features_only_encoder_without_target():
+    enc = TabularEncoder().fit(_frame().drop(columns="y"))
+    assert enc.task_ is None and enc.classes_ is None
+    with pytest.raises(InputError, match="without a target"):
+        enc.encode_target(["cat"])
