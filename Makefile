@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lossval demo
+	$(BIN)/lossval demo --library-only
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from lossval._torchutil import ProgressBar, make_mlp, resolve_device
 from lossval.errors import ConfigError, InputError
 
-__all__ = ["LossVal", "infer_task", "to_numpy_2d"]
+__all__ = ["LossVal", "batch_objective", "infer_task", "to_numpy_2d"]
 
 _TASKS = ("classification", "regression")
 _MAX_AUTO_CLASSES = 20
@@ -173,7 +173,9 @@ class LossVal:
             tanh for regression, as in the paper).
         epochs: Passes over the training rows.
         batch_size: Rows per optimiser step.
-        lr: Adam learning rate, shared by the network and the weights.
+        lr: Adam learning rate of the network (and of the weights unless ``weight_lr``).
+        weight_lr: Learning rate of the row weights, a second parameter group of the same
+            Adam optimiser (``None`` = ``lr``, as in the paper).
         sinkhorn_schedule: ``"epoch"`` (one batched call per epoch, first-order within the
             epoch) or ``"step"`` (one call per step, as in the paper).
         distance_power: Exponent of the Sinkhorn divergence in the loss (paper: 2).
@@ -216,6 +218,7 @@ class LossVal:
         epochs: int = 30,
         batch_size: int = 32,
         lr: float = 0.01,
+        weight_lr: float | None = None,
         sinkhorn_schedule: str = "epoch",
         distance_power: float = 2.0,
         normalize_masses: bool = True,
@@ -238,6 +241,7 @@ class LossVal:
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
+        self.weight_lr = weight_lr
         self.sinkhorn_schedule = sinkhorn_schedule
         self.distance_power = distance_power
         self.normalize_masses = normalize_masses
@@ -304,8 +308,12 @@ class LossVal:
             raise ConfigError(f"scaling must be in (0, 1), got {self.scaling!r}")
         if self.blur != "auto" and not (isinstance(self.blur, (int, float)) and self.blur > 0):
             raise ConfigError(f"blur must be 'auto' or a positive number, got {self.blur!r}")
-        if not (float(self.lr) > 0 and math.isfinite(float(self.lr))):
-            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("lr", "weight_lr"):
+            value = getattr(self, name)
+            if value is None and name == "weight_lr":
+                continue
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if float(self.label_cost) < 0 or float(self.distance_power) <= 0:
             raise ConfigError("label_cost must be >= 0 and distance_power > 0")
 
@@ -432,7 +440,10 @@ class LossVal:
             model = make_mlp(data.X.shape[1], data.n_outputs, n_layers=n_layers, width=width, activation=activation)
         model = model.to(device)
         weights = torch.nn.Parameter(torch.ones(n, device=device))
-        optimizer = torch.optim.Adam([*model.parameters(), weights], lr=float(self.lr))
+        weight_lr = float(self.lr if self.weight_lr is None else self.weight_lr)
+        optimizer = torch.optim.Adam(
+            [{"params": list(model.parameters())}, {"params": [weights], "lr": weight_lr}], lr=float(self.lr)
+        )
         gen = torch.Generator(device=device)
         gen.manual_seed(int(self.seed))
 
@@ -476,10 +487,6 @@ class LossVal:
                 else:
                     row_loss = (out[:, 0] - data.y[idx]) ** 2
                 w_b = weights[idx]
-                if self.loss_weighting == "normalized":
-                    weighted = len(idx) * (w_b * row_loss).sum() / w_b.sum().clamp_min(1e-12)
-                else:
-                    weighted = (w_b * row_loss).sum()
                 if self.sinkhorn_schedule == "epoch":
                     ot = s0[b] + (grads[b][: len(idx)] * (w_b - w0[idx])).sum()
                 else:
@@ -487,7 +494,7 @@ class LossVal:
                     zb = data.Z_val[val_idx[b]]
                     b_mass = torch.full((zb.shape[0],), 1.0 / zb.shape[0] if self.normalize_masses else 1.0, device=device)
                     ot = sinkhorn(a, data.Z[idx], b_mass, zb)
-                loss = weighted * ot.clamp_min(0.0) ** power
+                loss = batch_objective(row_loss, w_b, ot, power=power, weighting=self.loss_weighting)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -532,6 +539,8 @@ class LossVal:
 
         if not hasattr(self, "loss_history_"):
             raise RuntimeError("call fit() before noise_probability()")
+        if last_epochs is not None:
+            last_epochs = min(int(last_epochs), self.loss_history_.shape[0])
         return loss_noise_probability(self.loss_history_, last_epochs=last_epochs)
 
     @staticmethod
@@ -541,6 +550,29 @@ class LossVal:
             return torch.arange(m, device=device).expand(n_batches, m)
         keys = torch.rand((n_batches, m), generator=gen, device=device)
         return keys.argsort(dim=1)[:, :k]
+
+
+def batch_objective(
+    row_loss: torch.Tensor, weights: torch.Tensor, sinkhorn_value: torch.Tensor, *, power: float, weighting: str
+) -> torch.Tensor:
+    """The LossVal loss of one batch.
+
+    Args:
+        row_loss: Per-row loss ``l_i``, shape ``(b,)``.
+        weights: The batch's row weights ``w_i``, shape ``(b,)``.
+        sinkhorn_value: Sinkhorn divergence ``S`` between the weighted batch and the
+            validation rows (scalar tensor).
+        power: Exponent of ``S`` (2 in the paper).
+        weighting: ``"sum"``: ``sum(w_i l_i)``; ``"normalized"``: ``b * sum(w_i l_i) / sum(w_i)``.
+
+    Returns:
+        Scalar tensor ``weighted_loss * max(S, 0) ** power``.
+    """
+    if weighting == "normalized":
+        weighted = row_loss.shape[0] * (weights * row_loss).sum() / weights.sum().clamp_min(1e-12)
+    else:
+        weighted = (weights * row_loss).sum()
+    return weighted * sinkhorn_value.clamp_min(0.0) ** power
 
 
 def _max_distance(Z: torch.Tensor, Z_val: torch.Tensor, chunk: int = 4096) -> torch.Tensor:

@@ -1,0 +1,188 @@
+"""The ``lossval`` command line.
+
+Exit codes: 0 success, 1 unexpected error (a bug: please report it with ``--debug`` output),
+2 bad input or configuration, 3 the quality gate refused promotion.
+
+Subcommands:
+    value   value every row of a table against a validation table (library only, no servers)
+    demo    the whole cleaning flow on a shipped dataset with injected label noise
+    run     the whole cleaning flow from a YAML config
+    verify  check that a run's row ids add up
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from lossval.errors import GateFailed, InputError, LossvalError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_GATE = 0, 1, 2, 3
+
+
+def _add_valuation_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("valuation")
+    g.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
+    g.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="lossval", description="Find and prune low-value training rows.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("value", help="value every row of DATA against a validation file; writes values.parquet")
+    p.add_argument("data", help="training rows: parquet/CSV file or a folder of them")
+    p.add_argument("--target", required=True, help="target column")
+    p.add_argument("--validation", required=True, help="trusted validation rows (same columns)")
+    p.add_argument("--out", required=True, help="output parquet: row_id, value, rank[, noise_prob]")
+    p.add_argument("--id-column", help="column holding a unique row id (default: derived from row content)")
+    p.add_argument("--exclude", action="append", default=[], help="column to leave out of the features (repeatable)")
+    p.add_argument("--noise-prob", action="store_true", help="add P(noisy) from the loss mixture model")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_valuation_options(p)
+
+    p = sub.add_parser("demo", help="run the cleaning flow on a shipped dataset with injected label noise")
+    p.add_argument("--workspace", default="lossval-workspace", help="where runs, the MLflow DB and artifacts go")
+    p.add_argument("--dataset", default="breast_cancer", help="breast_cancer (default), digits, diabetes, fried, 2dplanes")
+    p.add_argument("--noise", type=float, default=0.1, help="fraction of training labels to corrupt (default 0.1)")
+    p.add_argument("--library-only", action="store_true", help="skip Prefect/MLflow/GX: value and prune only")
+    _add_valuation_options(p)
+
+    p = sub.add_parser("run", help="run the cleaning flow from a YAML config")
+    p.add_argument("config", help="YAML config (see examples/config.yaml)")
+    p.add_argument("--workspace", default="lossval-workspace")
+
+    p = sub.add_parser("verify", help="check that a run's outputs account for every input row")
+    p.add_argument("run_dir", help="a run folder holding manifest.json")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lossval`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        handler = {"value": _cmd_value, "demo": _cmd_demo, "run": _cmd_run, "verify": _cmd_verify}[args.command]
+        return handler(args)
+    except InputError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"lossval: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except GateFailed as exc:
+        print(f"lossval: gate failed: {exc}", file=sys.stderr)
+        return EXIT_GATE
+    except LossvalError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"lossval: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("lossval: interrupted", file=sys.stderr)
+        return 130
+
+
+def _cmd_value(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from lossval.encoding import TabularEncoder
+    from lossval.io import assign_row_ids, read_table, write_parquet
+    from lossval.valuation import LossVal
+
+    out = Path(args.out)
+    inputs = {Path(args.data).resolve(), Path(args.validation).resolve()}
+    if out.resolve() in inputs:
+        raise InputError("--out must not be one of the input files; inputs are never overwritten.", source=str(out))
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise InputError("--out must end in .parquet.", source=str(out))
+    train = read_table(args.data)
+    valid = read_table(args.validation)
+    for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
+        if args.target not in df.columns:
+            raise InputError(f"target column {args.target!r} not found in the {name} file; columns are {list(df.columns)[:10]}.", source=src)
+    row_ids = assign_row_ids(train, id_column=args.id_column, source=args.data)
+    exclude = list(args.exclude) + ([args.id_column] if args.id_column else [])
+    encoder = TabularEncoder(target=args.target, task=args.task, exclude=exclude or None, source=args.data).fit(train)
+    missing = [c for c in encoder.feature_columns_ if c not in valid.columns]
+    if missing:
+        raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.", source=args.validation)
+    X = encoder.transform(train)
+    X_val = encoder.transform(valid, source=args.validation)
+    y = train[args.target].to_numpy()
+    y_val = valid[args.target].to_numpy()
+    if encoder.task_ == "classification":
+        # Same label set check as the encoder's, reported against the validation file.
+        encoder.encode_target(valid[args.target], source=args.validation)
+
+    lv = LossVal(task=encoder.task_, epochs=args.epochs, device=args.device, seed=args.seed, verbose=not args.quiet)
+    t0 = time.perf_counter()
+    lv.fit(X, y, X_val, y_val)
+    seconds = time.perf_counter() - t0
+    table = pd.DataFrame({"row_id": row_ids.to_numpy(), "value": lv.values_})
+    table["rank"] = table["value"].rank(method="first").astype("int64")  # 1 = least valuable
+    if args.noise_prob:
+        table["noise_prob"] = lv.noise_probability()
+    write_parquet(table, out)
+    if not args.quiet:
+        lowest = table.nsmallest(5, "value")
+        print(f"valued {len(table)} rows ({encoder.task_}, {X.shape[1]} encoded features, "
+              f"{len(X_val)} validation rows) in {seconds:.1f}s on {lv.device_}")
+        print(f"wrote {out}")
+        print("lowest-value rows:")
+        print(lowest.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        n_neg = int(np.sum(lv.values_ <= 0))
+        if n_neg:
+            print(f"{n_neg} rows have weight 0 (the model learned to ignore them)")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.library_only:
+        from lossval.demo import run_library_demo
+
+        return run_library_demo(dataset=args.dataset, noise=args.noise, workspace=Path(args.workspace),
+                                 epochs=args.epochs, device=args.device, seed=args.seed)
+    try:
+        from flows.demo import run_demo
+    except ImportError as exc:
+        raise LossvalError(
+            f"the pipeline needs the 'pipeline' extra ({exc}); install with pip install 'lossval[pipeline]' "
+            "or run `lossval demo --library-only`."
+        ) from None
+    return run_demo(dataset=args.dataset, noise=args.noise, workspace=Path(args.workspace),
+                    epochs=args.epochs, device=args.device, seed=args.seed)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flows.cli_entry import run_from_config
+
+    return run_from_config(Path(args.config), workspace=Path(args.workspace))
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from lossval.manifest import verify_run
+
+    problems = verify_run(Path(args.run_dir))
+    if problems:
+        for line in problems:
+            print(f"lossval verify: {line}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{args.run_dir}: every input row is accounted for")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Reading tables with clear errors, stable row ids, and atomic writes.
+
+Input files are only ever read. Every output is written to a temporary file in the target
+folder and renamed into place, so a reader never sees a half-written file and a killed run
+leaves at most a ``.tmp-*`` file behind, never a truncated output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lossval.errors import InputError
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "read_table",
+    "list_data_files",
+    "atomic_write",
+    "write_parquet",
+    "write_json",
+    "read_json",
+    "file_sha256",
+    "frame_fingerprint",
+    "assign_row_ids",
+]
+
+DATA_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+def list_data_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The data files a path stands for: the file itself, or a folder's parquet/CSV files, sorted.
+
+    Raises:
+        InputError: the path does not exist, has an unsupported suffix, or the folder holds no data files.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file or directory; check the path (relative paths are from the current directory).", source=str(p))
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in DATA_SUFFIXES and not f.name.startswith("."))
+        if not files:
+            raise InputError(f"directory holds no data files (looked for {', '.join(DATA_SUFFIXES)}).", source=str(p))
+        return files
+    if p.suffix.lower() not in DATA_SUFFIXES:
+        raise InputError(f"unsupported file type {p.suffix!r}; give a parquet (.parquet/.pq) or CSV (.csv) file.", source=str(p))
+    return [p]
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes).", source=str(path))
+    try:
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path)
+        else:
+            df = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise InputError("file has no columns (empty CSV).", source=str(path)) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"not a readable CSV file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).", source=str(path)) from None
+    except Exception as exc:  # pyarrow raises several types for corrupt/truncated parquet
+        if path.suffix.lower() == ".csv":
+            raise
+        raise InputError(
+            f"not a readable parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "is it truncated or another format?",
+            source=str(path),
+        ) from None
+    if len(df.columns) == 0:
+        raise InputError("file has no columns.", source=str(path))
+    if len(df) == 0:
+        raise InputError("file has a header but no rows.", source=str(path))
+    dup = df.columns[df.columns.duplicated()].tolist()
+    if dup:
+        raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
+    return df
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a parquet or CSV file, or every data file of a folder (same columns), into one frame.
+
+    Args:
+        path: A ``.parquet``/``.pq``/``.csv`` file, or a folder of them.
+
+    Returns:
+        The rows, with a fresh ``RangeIndex``.
+
+    Raises:
+        InputError: missing path, empty file, header only, unreadable bytes, or files of one
+            folder with different columns (names the file and the columns that differ).
+    """
+    files = list_data_files(path)
+    frames = []
+    columns: list[str] | None = None
+    for f in files:
+        df = _read_one(f)
+        if columns is None:
+            columns = list(df.columns)
+        elif list(df.columns) != columns:
+            missing = [c for c in columns if c not in df.columns]
+            extra = [c for c in df.columns if c not in columns]
+            raise InputError(
+                f"columns differ from {files[0].name}: missing {missing[:5]}, extra {extra[:5]}"
+                + ("" if missing or extra else " (same names, other order)")
+                + "; every file of a folder must have the same schema.",
+                source=str(f),
+            )
+        frames.append(df)
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    try:
+        return pd.concat(frames, ignore_index=True)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"files of this folder cannot be combined: {exc}", source=str(path)) from None
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Write a file through ``write(tmp_path)`` into a temp file, then rename it into place.
+
+    Args:
+        path: Final path; its folder is created if needed.
+        write: Called with the temporary path; must create the file there.
+
+    Returns:
+        The final path.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return final
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write a frame as parquet, atomically, without its index."""
+    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a small JSON record atomically (sorted keys, so equal records give equal bytes)."""
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+            fh.write("\n")
+
+    return atomic_write(path, _write)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON record, naming the file when it is missing or malformed."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("file not found.", source=str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", source=str(p)) from None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def frame_fingerprint(df: pd.DataFrame) -> str:
+    """Content hash of a frame (values, column names and dtypes; order-sensitive), 16 hex chars."""
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: str | None = None) -> pd.Series:
+    """A stable string id per row.
+
+    With ``id_column`` the ids are that column's values (must be unique and non-null). Without
+    it they are derived from the row's content (a hash of its values), with ``#2``, ``#3``...
+    appended to repeats of an identical row, so the same rows always get the same ids whatever
+    their order in the file.
+
+    Args:
+        df: The rows.
+        id_column: Column holding an id per row, or ``None`` to derive ids.
+        source: File name for error messages.
+
+    Returns:
+        ``pd.Series`` of ``str`` ids, aligned with ``df``.
+
+    Raises:
+        InputError: the id column is missing, has nulls or repeats (names the first repeated ids).
+    """
+    if id_column is not None:
+        if id_column not in df.columns:
+            raise InputError(f"id column {id_column!r} not found; columns are {list(df.columns)[:10]}.", source=source)
+        ids = df[id_column]
+        if ids.isna().any():
+            raise InputError(f"id column {id_column!r} has {int(ids.isna().sum())} empty value(s), first at row {int(np.flatnonzero(ids.isna().to_numpy())[0])}.", source=source)
+        dup = ids[ids.duplicated(keep=False)]
+        if len(dup):
+            raise InputError(
+                f"id column {id_column!r} has duplicate ids, e.g. {dup.astype(str).unique()[:5].tolist()} "
+                f"({int(ids.duplicated().sum())} repeated rows); ids must be unique.",
+                source=source,
+            )
+        return ids.astype(str).rename("row_id")
+    hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    base = pd.Series([f"{h:016x}" for h in hashes], index=df.index)
+    occurrence = base.groupby(base).cumcount() + 1
+    return base.where(occurrence == 1, base + "#" + occurrence.astype(str)).rename("row_id")

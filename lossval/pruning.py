@@ -1,0 +1,474 @@
+"""Pruning policies: turn per-row values (higher = more valuable) into keep/drop.
+
+A policy flags candidate rows; :func:`prune` then applies two safety rails that every
+policy honours:
+
+1. **Class protection** (when ``labels`` are given): each class keeps at least
+   ``min_rows_per_class`` rows, namely its highest-valued ones.
+2. **Cap**: at most ``floor(max_prune_fraction * n)`` rows are dropped; when more are
+   flagged, the most droppable are dropped first (lowest value; for the mixture policy
+   highest P(noisy), then lowest value), ties broken by row position.
+
+Everything is deterministic. Each dropped row gets a short human-readable reason that
+names the policy and its threshold.
+
+>>> import numpy as np
+>>> values = np.array([0.90, 0.80, 0.05, 0.85, 0.02, 0.95])
+>>> decision = prune(values, policy=TwoMeansPolicy(), max_prune_fraction=0.5)
+>>> decision.keep.tolist()
+[True, True, False, True, False, True]
+>>> decision.reasons[2]
+'value 0.0500 below two-means threshold 0.4250 (two_means policy)'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from lossval.errors import ConfigError, InputError
+
+__all__ = [
+    "two_means_threshold",
+    "PruneDecision",
+    "PrunePolicy",
+    "FractionPolicy",
+    "ThresholdPolicy",
+    "TwoMeansPolicy",
+    "MixturePolicy",
+    "prune",
+    "make_policy",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+def _as_finite_1d(values: Any, *, name: str) -> np.ndarray:
+    """Float64 1-D copy of ``values``; InputError on bad shape, NaN/inf or emptiness."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be numeric; could not convert it to floats ({exc})") from exc
+    if arr.ndim != 1:
+        raise InputError(f"{name} must be 1-D (one value per row); got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name} is empty; there are no rows to prune.")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf), first at row "
+            f"{first}; fix or drop those rows before pruning."
+        )
+    return arr
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _check_fraction(x: Any, *, name: str) -> None:
+    if not (_is_real(x) and 0.0 <= float(x) <= 1.0):
+        raise ConfigError(f"{name} must be a number in [0, 1]; got {x!r}")
+
+
+def _floor_count(fraction: float, n: int) -> int:
+    """``floor(fraction * n)``, forgiving float round-off (0.29 * 100 -> 29, not 28)."""
+    return min(n, math.floor(fraction * n * (1.0 + 1e-12)))
+
+
+def _fmt(x: float) -> str:
+    """Four decimals for ordinary magnitudes, scientific notation otherwise."""
+    if x == 0.0 or 1e-3 <= abs(x) < 1e5:
+        return f"{x:.4f}"
+    return f"{x:.4e}"
+
+
+def _value_order(values: np.ndarray) -> np.ndarray:
+    """Row indices from lowest to highest value, ties by row position."""
+    return np.lexsort((np.arange(values.size), values))
+
+
+# ------------------------------------------------------------------------ two-means
+def two_means_threshold(values: Any) -> float:
+    """Threshold of the globally optimal 1-D 2-means split.
+
+    In one dimension the optimal k-means clusters are contiguous in sorted order, so
+    every split point of the sorted values is scored with prefix sums (O(n) after an
+    O(n log n) sort) and the one with the smallest within-cluster sum of squares wins.
+    Only splits between distinct values are considered, so identical values always
+    share a cluster (an optimal split never separates them anyway). If several splits
+    are equally good (to 1e-12 relative), the lowest threshold wins (fewest rows
+    flagged).
+
+    Args:
+        values: Row values, shape ``(n,)``, finite.
+
+    Returns:
+        The midpoint between the largest value of the lower cluster and the smallest
+        of the upper one. The lower cluster is exactly ``values < threshold``.
+        ``-inf`` when there is no split (one row, or all values equal).
+
+    Raises:
+        InputError: If ``values`` is not 1-D, is empty, or has NaN/inf.
+
+    >>> two_means_threshold([1.0, 1.0, 2.0, 10.0, 11.0])
+    6.0
+    >>> two_means_threshold([3.0, 3.0, 3.0])
+    -inf
+    """
+    arr = _as_finite_1d(values, name="values")
+    ordered = np.sort(arr)
+    n = ordered.size
+    if n < 2 or ordered[0] == ordered[-1]:
+        return -math.inf
+    # Centre first so the prefix sums do not lose precision on large offsets.
+    centred = ordered - ordered.mean()
+    prefix = np.cumsum(centred)
+    lower_sizes = np.arange(1, n, dtype=np.float64)
+    lower_sums = prefix[:-1]
+    upper_sums = prefix[-1] - lower_sums
+    # Within-cluster SSE = total SSE - between-cluster term; maximise the latter.
+    between = lower_sums**2 / lower_sizes + upper_sums**2 / (n - lower_sizes)
+    valid = ordered[:-1] < ordered[1:]
+    between = np.where(valid, between, -np.inf)
+    best = float(between.max())
+    tolerance = 1e-12 * max(float(centred @ centred), np.finfo(float).tiny)
+    split = int(np.flatnonzero(between >= best - tolerance)[0])  # lower = ordered[: split + 1]
+    low, high = float(ordered[split]), float(ordered[split + 1])
+    threshold = low / 2.0 + high / 2.0
+    if not low < threshold:
+        # Adjacent floats: the midpoint rounded down onto the lower value.
+        threshold = high
+    return threshold
+
+
+# ------------------------------------------------------------------------- decision
+@dataclass(frozen=True, eq=False)
+class PruneDecision:
+    """What :func:`prune` decided.
+
+    Attributes:
+        keep: Bool array, shape ``(n,)``; ``False`` for dropped rows.
+        reasons: Length-``n`` list; ``None`` for kept rows, a short reason naming the
+            policy and its threshold for dropped rows.
+        threshold: Value threshold to draw in plots: the configured threshold
+            (threshold policy), the two-means threshold, the value of the highest
+            flagged row (fraction policy); ``None`` for the mixture policy (its cut is
+            on P(noisy), not on value) or when nothing was flagged by two-means /
+            fraction.
+        policy: Policy name (``"fraction"``, ``"threshold"``, ``"two_means"``,
+            ``"mixture"``).
+        n_candidates: Rows the policy flagged before class protection and the cap.
+        capped: True if ``max_prune_fraction`` or class protection reduced the drop set.
+    """
+
+    keep: np.ndarray
+    reasons: list[str | None]
+    threshold: float | None
+    policy: str
+    n_candidates: int
+    capped: bool
+
+    @property
+    def n_dropped(self) -> int:
+        """Number of dropped rows."""
+        return int((~self.keep).sum())
+
+    @property
+    def dropped_indices(self) -> np.ndarray:
+        """Positions of dropped rows, ascending, shape ``(n_dropped,)``."""
+        return np.flatnonzero(~self.keep)
+
+
+# ------------------------------------------------------------------------- policies
+class PrunePolicy:
+    """Base of the pruning policies; subclasses flag rows and word the reasons."""
+
+    name: ClassVar[str] = ""
+    needs_noise_prob: ClassVar[bool] = False
+
+    def _flag(
+        self, values: np.ndarray, noise_prob: np.ndarray | None
+    ) -> tuple[np.ndarray, float | None]:
+        """Flagged rows (bool ``(n,)``) and the value threshold for plots."""
+        raise NotImplementedError
+
+    def _drop_order(self, values: np.ndarray, noise_prob: np.ndarray | None) -> np.ndarray:
+        """All row indices, most droppable first (used by the cap)."""
+        return _value_order(values)
+
+    def _reason(self, value: float, noise_prob: float | None, threshold: float | None) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FractionPolicy(PrunePolicy):
+    """Drop the lowest-valued ``floor(fraction * n)`` rows (ties by row position).
+
+    Args:
+        fraction: Share of rows to flag, in ``[0, 1]``.
+    """
+
+    fraction: float
+    name: ClassVar[str] = "fraction"
+
+    def __post_init__(self) -> None:
+        _check_fraction(self.fraction, name="fraction")
+
+    def _flag(self, values, noise_prob):
+        count = _floor_count(float(self.fraction), values.size)
+        flagged = np.zeros(values.size, dtype=bool)
+        if count == 0:
+            return flagged, None
+        lowest = _value_order(values)[:count]
+        flagged[lowest] = True
+        return flagged, float(values[lowest[-1]])
+
+    def _reason(self, value, noise_prob, threshold):
+        return (
+            f"value {_fmt(value)} in the lowest {self.fraction:.2%} "
+            f"(fraction policy, cut-off value {_fmt(threshold)})"
+        )
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy(PrunePolicy):
+    """Drop rows whose value is strictly below ``threshold``.
+
+    Args:
+        threshold: Value cut-off (not NaN).
+    """
+
+    threshold: float
+    name: ClassVar[str] = "threshold"
+
+    def __post_init__(self) -> None:
+        if not (_is_real(self.threshold) and not math.isnan(self.threshold)):
+            raise ConfigError(f"threshold must be a number (not NaN); got {self.threshold!r}")
+
+    def _flag(self, values, noise_prob):
+        return values < self.threshold, float(self.threshold)
+
+    def _reason(self, value, noise_prob, threshold):
+        return f"value {_fmt(value)} below threshold {_fmt(threshold)} (threshold policy)"
+
+
+@dataclass(frozen=True)
+class TwoMeansPolicy(PrunePolicy):
+    """Drop the lower cluster of :func:`two_means_threshold` (nothing if no split)."""
+
+    name: ClassVar[str] = "two_means"
+
+    def _flag(self, values, noise_prob):
+        threshold = two_means_threshold(values)
+        if not math.isfinite(threshold):
+            return np.zeros(values.size, dtype=bool), None
+        return values < threshold, threshold
+
+    def _reason(self, value, noise_prob, threshold):
+        return f"value {_fmt(value)} below two-means threshold {_fmt(threshold)} (two_means policy)"
+
+
+@dataclass(frozen=True)
+class MixturePolicy(PrunePolicy):
+    """Drop rows whose P(noisy) is at least ``min_probability``.
+
+    P(noisy) comes from the loss noise model (:mod:`lossval.noise`) and is passed to
+    :func:`prune` as ``noise_prob``. Under the cap, rows go highest P(noisy) first,
+    then lowest value, then by row position.
+
+    Args:
+        min_probability: P(noisy) at or above which a row is flagged, in ``[0, 1]``.
+    """
+
+    min_probability: float = 0.5
+    name: ClassVar[str] = "mixture"
+    needs_noise_prob: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _check_fraction(self.min_probability, name="min_probability")
+
+    def _flag(self, values, noise_prob):
+        return noise_prob >= self.min_probability, None
+
+    def _drop_order(self, values, noise_prob):
+        return np.lexsort((np.arange(values.size), values, -noise_prob))
+
+    def _reason(self, value, noise_prob, threshold):
+        return (
+            f"P(noisy) {noise_prob:.4f} >= {float(self.min_probability):.4f} "
+            f"(mixture policy); value {_fmt(value)}"
+        )
+
+
+_POLICIES: dict[str, type[PrunePolicy]] = {
+    "fraction": FractionPolicy,
+    "threshold": ThresholdPolicy,
+    "two_means": TwoMeansPolicy,
+    "mixture": MixturePolicy,
+}
+
+
+def make_policy(name: str, **params: Any) -> PrunePolicy:
+    """Build a policy from its name and parameters (e.g. from a config file).
+
+    Args:
+        name: ``"fraction"``, ``"threshold"``, ``"two_means"`` or ``"mixture"``
+            (case-insensitive; ``-`` is read as ``_``).
+        **params: The policy's parameters, e.g. ``fraction=0.1``.
+
+    Returns:
+        The policy instance.
+
+    Raises:
+        ConfigError: Unknown name (the message lists the valid ones), unknown or
+            missing parameters, or out-of-range values.
+
+    >>> make_policy("fraction", fraction=0.1)
+    FractionPolicy(fraction=0.1)
+    """
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _POLICIES:
+        raise ConfigError(
+            f"unknown pruning policy {name!r}; valid names: {', '.join(sorted(_POLICIES))}"
+        )
+    cls = _POLICIES[key]
+    accepted = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"pruning policy {key!r} got unknown parameter(s) {unknown}; "
+            f"it accepts: {accepted if accepted else 'no parameters'}"
+        )
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ConfigError(f"pruning policy {key!r}: {exc}; it accepts: {accepted}") from exc
+
+
+# ---------------------------------------------------------------------------- prune
+def _check_labels(labels: Any, n: int) -> np.ndarray:
+    """Integer class index per row, shape ``(n,)``."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.size != n:
+        raise InputError(
+            f"labels must be 1-D with one label per row ({n}); got shape {arr.shape}"
+        )
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        first = int(np.flatnonzero(np.isnan(arr))[0])
+        raise InputError(
+            f"labels has missing values (NaN), first at row {first}; fill or drop them."
+        )
+    try:
+        _, class_index = np.unique(arr, return_inverse=True)
+    except TypeError as exc:
+        raise InputError(
+            f"labels must be of one sortable type (e.g. all int or all str): {exc}"
+        ) from exc
+    return class_index.reshape(-1)
+
+
+def _protected_rows(values: np.ndarray, class_index: np.ndarray, per_class: int) -> np.ndarray:
+    """Bool ``(n,)``: each class's ``per_class`` highest-valued rows (ties by position)."""
+    order = np.lexsort((np.arange(values.size), -values, class_index))
+    sorted_classes = class_index[order]
+    starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, values.size]))
+    rank_in_class = np.arange(values.size) - group_start
+    protected = np.zeros(values.size, dtype=bool)
+    protected[order[rank_in_class < per_class]] = True
+    return protected
+
+
+def prune(
+    values: Any,
+    *,
+    policy: PrunePolicy | str,
+    max_prune_fraction: float = 0.2,
+    labels: Any = None,
+    noise_prob: Any = None,
+    min_rows_per_class: int = 1,
+) -> PruneDecision:
+    """Decide which rows to keep.
+
+    Args:
+        values: Row values, shape ``(n,)``, finite; higher = more valuable.
+        policy: A policy instance, or a name for :func:`make_policy` with default
+            parameters (``"two_means"``, ``"mixture"``).
+        max_prune_fraction: At most ``floor(max_prune_fraction * n)`` rows are dropped,
+            in ``[0, 1]``.
+        labels: Optional class label per row, shape ``(n,)``; enables class protection.
+        noise_prob: P(noisy) per row, shape ``(n,)`` in ``[0, 1]``; required by
+            :class:`MixturePolicy`, validated but unused by the others.
+        min_rows_per_class: With ``labels``, each class keeps at least this many of its
+            highest-valued rows (all of them if it has fewer); ``0`` disables.
+
+    Returns:
+        A :class:`PruneDecision`.
+
+    Raises:
+        InputError: Bad ``values``, ``labels`` or ``noise_prob`` (shape, NaN/inf,
+            length mismatch, probabilities outside [0, 1]).
+        ConfigError: Bad ``policy``, ``max_prune_fraction`` or ``min_rows_per_class``,
+            or ``noise_prob`` missing for the mixture policy.
+    """
+    if isinstance(policy, str):
+        policy = make_policy(policy)
+    if not isinstance(policy, PrunePolicy):
+        raise ConfigError(
+            f"policy must be a pruning policy or one of {sorted(_POLICIES)}; got {policy!r}"
+        )
+    _check_fraction(max_prune_fraction, name="max_prune_fraction")
+    if not (isinstance(min_rows_per_class, (int, np.integer)) and min_rows_per_class >= 0):
+        raise ConfigError(f"min_rows_per_class must be an integer >= 0; got {min_rows_per_class!r}")
+
+    vals = _as_finite_1d(values, name="values")
+    n = vals.size
+    probs: np.ndarray | None = None
+    if noise_prob is not None:
+        probs = _as_finite_1d(noise_prob, name="noise_prob")
+        if probs.size != n:
+            raise InputError(
+                f"noise_prob has {probs.size} rows but values has {n}; they must match."
+            )
+        outside = (probs < 0.0) | (probs > 1.0)
+        if outside.any():
+            first = int(np.flatnonzero(outside)[0])
+            raise InputError(
+                f"noise_prob must lie in [0, 1]; row {first} is {probs[first]!r}"
+            )
+    elif policy.needs_noise_prob:
+        raise ConfigError(
+            f"the {policy.name} policy needs noise_prob (P(noisy) per row); compute it with "
+            "lossval.noise.loss_noise_probability and pass noise_prob=..."
+        )
+    class_index = _check_labels(labels, n) if labels is not None else None
+
+    flagged, threshold = policy._flag(vals, probs)
+    n_candidates = int(flagged.sum())
+    drop = flagged.copy()
+    if class_index is not None and min_rows_per_class > 0:
+        drop &= ~_protected_rows(vals, class_index, int(min_rows_per_class))
+    budget = _floor_count(float(max_prune_fraction), n)
+    if int(drop.sum()) > budget:
+        order = policy._drop_order(vals, probs)
+        chosen = order[drop[order]][:budget]
+        drop = np.zeros(n, dtype=bool)
+        drop[chosen] = True
+
+    reasons: list[str | None] = [None] * n
+    for row in np.flatnonzero(drop):
+        row_prob = None if probs is None else float(probs[row])
+        reasons[int(row)] = policy._reason(float(vals[row]), row_prob, threshold)
+    return PruneDecision(
+        keep=~drop,
+        reasons=reasons,
+        threshold=threshold,
+        policy=policy.name,
+        n_candidates=n_candidates,
+        capped=int(drop.sum()) < n_candidates,
+    )

@@ -1,0 +1,234 @@
+"""Tests for lossval.noise: loss normalisation and the two-component Beta mixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lossval.errors import ConfigError, InputError
+from lossval.noise import BetaMixture, loss_noise_probability, normalize_losses
+
+__all__: list[str] = []
+
+
+def _beta_mixture_sample(seed: int = 7, n: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """0.7 * Beta(2, 8) + 0.3 * Beta(8, 2); returns (u, is_noisy)."""
+    rng = np.random.default_rng(seed)
+    is_noisy = rng.random(n) < 0.3
+    u = np.where(is_noisy, rng.beta(8.0, 2.0, n), rng.beta(2.0, 8.0, n))
+    return u, is_noisy
+
+
+def _two_cluster_losses(seed: int = 0) -> np.ndarray:
+    """800 clean rows with loss ~0.3 then 200 noisy rows with loss ~2.0."""
+    rng = np.random.default_rng(seed)
+    clean = np.clip(rng.normal(0.3, 0.05, 800), 0.01, None)
+    noisy = rng.normal(2.0, 0.3, 200)
+    return np.concatenate([clean, noisy])
+
+
+# ------------------------------------------------------------------ normalisation
+def test_normalize_losses_maps_full_range_linearly():
+    u = normalize_losses(
+        [0.0, 1.0, 2.0, 3.0, 4.0], lower_percentile=0, upper_percentile=100, eps=0.01
+    )
+    np.testing.assert_allclose(u, [0.01, 0.255, 0.5, 0.745, 0.99])
+
+
+def test_normalize_losses_clips_outliers_at_percentiles():
+    losses = np.r_[np.linspace(0.0, 1.0, 99), 1000.0]
+    u = normalize_losses(losses)
+    # The outlier does not squash the others: they still span most of (0, 1).
+    assert u[-1] == pytest.approx(1 - 1e-4)
+    assert u[49] == pytest.approx(0.5, abs=0.02)
+    assert np.all(np.diff(u) >= 0)
+    assert u.min() == pytest.approx(1e-4) and u.max() < 1.0
+
+
+def test_normalize_losses_invariant_to_scale_and_shift():
+    losses = np.random.default_rng(1).gamma(2.0, 0.5, 200)
+    shifted = normalize_losses(3.7 * losses + 11.0)
+    np.testing.assert_allclose(normalize_losses(losses), shifted, atol=1e-12)
+
+
+def test_normalize_losses_falls_back_to_min_max_when_percentiles_coincide():
+    losses = np.r_[np.zeros(98), 1.0, 2.0]  # 5th and 95th percentiles both 0
+    u = normalize_losses(losses, eps=0.01)
+    assert u[-1] == pytest.approx(0.99) and u[-2] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "losses, match",
+    [
+        ([1.0, 1.0, 1.0, 1.0], "equal"),
+        ([1.0, np.nan, 2.0, 3.0], "row 1"),
+        ([1.0, np.inf, 2.0, 3.0], "non-finite"),
+        ([[1.0, 2.0], [3.0, 4.0]], "1-D"),
+        ([], "empty"),
+    ],
+)
+def test_normalize_losses_rejects_bad_input(losses, match):
+    with pytest.raises(InputError, match=match):
+        normalize_losses(losses)
+
+
+def test_normalize_losses_rejects_bad_options():
+    with pytest.raises(ConfigError, match="percentile"):
+        normalize_losses([1.0, 2.0, 3.0], lower_percentile=90, upper_percentile=10)
+    with pytest.raises(ConfigError, match="eps"):
+        normalize_losses([1.0, 2.0, 3.0], eps=0.7)
+
+
+# ------------------------------------------------------------------- Beta mixture
+def test_fit_normalized_recovers_known_mixture():
+    u, is_noisy = _beta_mixture_sample()
+    model = BetaMixture().fit_normalized(u)
+    noisy = model.noisy_component_
+    clean = 1 - noisy
+    assert model.converged_
+    assert model.weights_[clean] == pytest.approx(0.7, abs=0.05)
+    assert model.weights_[noisy] == pytest.approx(0.3, abs=0.05)
+    assert model.alphas_[clean] == pytest.approx(2.0, rel=0.25)
+    assert model.betas_[clean] == pytest.approx(8.0, rel=0.25)
+    assert model.alphas_[noisy] == pytest.approx(8.0, rel=0.25)
+    assert model.betas_[noisy] == pytest.approx(2.0, rel=0.25)
+    accuracy = np.mean((model.predict_proba(u) >= 0.5) == is_noisy)
+    assert accuracy >= 0.95
+
+
+def test_log_likelihood_matches_scipy_mixture_density():
+    u, _ = _beta_mixture_sample(seed=3, n=500)
+    model = BetaMixture().fit_normalized(u)
+    density = sum(
+        model.weights_[k] * stats.beta.pdf(u, model.alphas_[k], model.betas_[k]) for k in range(2)
+    )
+    assert model.log_likelihood_ == pytest.approx(np.log(density).sum(), rel=1e-9)
+    assert 1 <= model.n_iter_ <= model.max_iter
+
+
+def test_raw_posterior_matches_scipy_bayes_rule():
+    u, _ = _beta_mixture_sample(seed=4, n=500)
+    model = BetaMixture().fit_normalized(u)
+    joint = np.vstack(
+        [model.weights_[k] * stats.beta.pdf(u, model.alphas_[k], model.betas_[k]) for k in range(2)]
+    )
+    expected = joint[model.noisy_component_] / joint.sum(axis=0)
+    raw = model.predict_proba(u, monotone=False)
+    np.testing.assert_allclose(raw, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_two_loss_clusters_high_cluster_is_noisy():
+    losses = _two_cluster_losses()
+    model = BetaMixture().fit(losses)
+    p_noisy = model.predict_proba(losses)
+    assert p_noisy[800:].min() > 0.99
+    assert p_noisy[:800].max() < 0.01
+    assert model.weights_[model.noisy_component_] == pytest.approx(0.2, abs=0.02)
+
+
+def test_predictions_invariant_to_positive_scaling():
+    losses = _two_cluster_losses(seed=2)
+    base = BetaMixture().fit(losses).predict_proba(losses)
+    scaled = BetaMixture().fit(250.0 * losses).predict_proba(250.0 * losses)
+    np.testing.assert_allclose(base, scaled, atol=1e-9)
+
+
+def test_predict_proba_clips_new_losses_to_fitted_bounds():
+    losses = _two_cluster_losses(seed=5)
+    model = BetaMixture().fit(losses)
+    p = model.predict_proba([-100.0, model.lower_bound_, model.upper_bound_, 1e6])
+    assert p[0] == pytest.approx(p[1]) and p[2] == pytest.approx(p[3])
+    assert p[0] < 0.01 and p[3] > 0.99
+
+
+def test_tail_clamp_makes_posterior_monotone():
+    # Wide clean component, narrow noisy one: the plain posterior turns back down at
+    # the top end because the clean Beta has the heavier right tail.
+    rng = np.random.default_rng(11)
+    u = np.r_[rng.beta(2.0, 3.0, 3000), rng.beta(40.0, 10.0, 1000)]
+    model = BetaMixture().fit_normalized(u)
+    grid = np.linspace(1e-4, 1 - 1e-4, 2001)
+    raw = model.predict_proba(grid, monotone=False)
+    clamped = model.predict_proba(grid)
+    assert np.any(np.diff(raw) < -1e-6), "test needs a non-monotone raw posterior"
+    assert np.all(np.diff(clamped[grid > 0.5]) >= -1e-12)
+    means = model.alphas_ / (model.alphas_ + model.betas_)
+    noisy_mean = means[model.noisy_component_]
+    clean_mean = means[1 - model.noisy_component_]
+    between = (grid >= clean_mean) & (grid <= noisy_mean)
+    np.testing.assert_allclose(clamped[between], raw[between])
+    above = grid > noisy_mean
+    # Above the noisy mean the clamp is the running maximum of the plain posterior.
+    running_max = np.maximum.accumulate(np.r_[raw[between][-1:], raw[above]])[1:]
+    np.testing.assert_allclose(clamped[above], running_max, atol=1e-3)
+    assert np.all(clamped >= 0.0) and np.all(clamped <= 1.0)
+
+
+def test_fit_is_deterministic():
+    losses = _two_cluster_losses(seed=9)
+    a, b = BetaMixture().fit(losses), BetaMixture().fit(losses)
+    np.testing.assert_array_equal(a.alphas_, b.alphas_)
+    np.testing.assert_array_equal(a.predict_proba(losses), b.predict_proba(losses))
+
+
+@pytest.mark.parametrize(
+    "losses, match",
+    [
+        ([0.5, 0.5, 0.5, 0.5, 0.5], "equal"),
+        ([0.1, 0.2, 0.3], "at least 4"),
+        ([0.1, 0.2, np.nan, 0.3, 0.4], "row 2"),
+        (np.ones((3, 4)), "1-D"),
+    ],
+)
+def test_fit_rejects_degenerate_input(losses, match):
+    with pytest.raises(InputError, match=match):
+        BetaMixture().fit(losses)
+
+
+def test_fit_normalized_rejects_values_outside_unit_interval():
+    with pytest.raises(InputError, match="row 3"):
+        BetaMixture().fit_normalized([0.1, 0.2, 0.3, 1.0, 0.5])
+    with pytest.raises(InputError, match="equal"):
+        BetaMixture().fit_normalized([0.3] * 6)
+
+
+def test_bad_options_and_unfitted_use():
+    with pytest.raises(ConfigError, match="max_iter"):
+        BetaMixture(max_iter=0).fit(_two_cluster_losses())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        BetaMixture().predict_proba([0.1, 0.2])
+
+
+# ---------------------------------------------------------------- loss history
+def _history_with_a_late_switch() -> np.ndarray:
+    """Rows 0-19 lose 10 early then ~0; rows 20-39 lose ~0 early then 3; rest ~0."""
+    rng = np.random.default_rng(5)
+    history = rng.uniform(0.05, 0.15, size=(4, 100))
+    history[:2, :20] += 10.0
+    history[2:, 20:40] += 3.0
+    return history
+
+
+def test_loss_noise_probability_window_selects_epochs():
+    history = _history_with_a_late_switch()
+    p_all = loss_noise_probability(history)
+    p_last = loss_noise_probability(history, last_epochs=2)
+    assert p_all[:20].min() > 0.9 and p_all[40:].max() < 0.1
+    assert p_last[20:40].min() > 0.9 and p_last[:20].max() < 0.1
+    mean_last = history[-2:].mean(axis=0)
+    np.testing.assert_allclose(p_last, BetaMixture().fit(mean_last).predict_proba(mean_last))
+
+
+def test_loss_noise_probability_passes_options_and_validates():
+    history = _history_with_a_late_switch()
+    assert loss_noise_probability(history, max_iter=3, seed=1).shape == (100,)
+    with pytest.raises(ConfigError, match="last_epochs"):
+        loss_noise_probability(history, last_epochs=5)
+    with pytest.raises(ConfigError, match="last_epochs"):
+        loss_noise_probability(history, last_epochs=0)
+    with pytest.raises(ConfigError, match="valid options"):
+        loss_noise_probability(history, n_components=3)
+    history[1, 7] = np.nan
+    with pytest.raises(InputError, match="epoch 1, row 7"):
+        loss_noise_probability(history)

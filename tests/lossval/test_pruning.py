@@ -1,0 +1,258 @@
+"""Tests for lossval.pruning: exact two-means threshold and the pruning policies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lossval.errors import ConfigError, InputError
+from lossval.pruning import (
+    FractionPolicy,
+    MixturePolicy,
+    PruneDecision,
+    ThresholdPolicy,
+    TwoMeansPolicy,
+    make_policy,
+    prune,
+    two_means_threshold,
+)
+
+__all__: list[str] = []
+
+
+def _sse(x: np.ndarray) -> float:
+    return float(((x - x.mean()) ** 2).sum()) if x.size else 0.0
+
+
+def _brute_force_min_sse(values: np.ndarray) -> float:
+    """O(n^2): every split of the sorted values, ties allowed to be split."""
+    s = np.sort(values)
+    return min(_sse(s[:k]) + _sse(s[k:]) for k in range(1, s.size))
+
+
+# -------------------------------------------------------------------- two-means
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", ["continuous", "ties", "offset"])
+def test_two_means_threshold_is_globally_optimal(seed, kind):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    if kind == "continuous":
+        values = rng.normal(size=n) * rng.uniform(0.1, 10)
+    elif kind == "ties":
+        values = rng.integers(0, 6, size=n).astype(float)
+    else:  # large offset stresses the prefix-sum precision
+        values = 1e6 + rng.exponential(size=n)
+    threshold = two_means_threshold(values)
+    if np.all(values == values[0]):
+        assert threshold == -math.inf
+        return
+    lower, upper = values[values < threshold], values[values >= threshold]
+    assert lower.size > 0 and upper.size > 0
+    # Threshold is the midpoint of the gap between the two clusters.
+    assert threshold == pytest.approx((lower.max() + upper.min()) / 2, rel=1e-12)
+    assert lower.max() < threshold < upper.min() or threshold == upper.min()
+    best = _brute_force_min_sse(values)
+    assert _sse(lower) + _sse(upper) == pytest.approx(best, rel=1e-9, abs=1e-9)
+
+
+def test_two_means_threshold_known_examples():
+    assert two_means_threshold([11.0, 1.0, 2.0, 10.0, 1.0]) == 6.0
+    assert two_means_threshold([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]) == 0.5
+    # The value 3 is shared by two rows; both must land in the upper cluster.
+    values = np.array([0.0, 0.1, 3.0, 3.0, 3.2])
+    threshold = two_means_threshold(values)
+    assert threshold == pytest.approx(1.55)
+    assert (values < threshold).tolist() == [True, True, False, False, False]
+
+
+def test_two_means_threshold_without_a_split():
+    assert two_means_threshold([2.5, 2.5, 2.5]) == -math.inf
+    assert two_means_threshold([7.0]) == -math.inf
+
+
+def test_two_means_threshold_on_adjacent_floats():
+    low = 1.0
+    high = float(np.nextafter(1.0, 2.0))
+    threshold = two_means_threshold([low, high, low])
+    assert low < threshold <= high
+
+
+def test_two_means_threshold_equal_splits_prefers_lower_threshold():
+    # Symmetric: {0} | {1, 2} and {0, 1} | {2} have the same SSE.
+    assert two_means_threshold([0.0, 1.0, 2.0]) == 0.5
+
+
+@pytest.mark.parametrize(
+    "bad, match", [([1.0, np.nan], "row 1"), ([[1.0, 2.0]], "1-D"), ([], "empty")]
+)
+def test_two_means_threshold_rejects_bad_input(bad, match):
+    with pytest.raises(InputError, match=match):
+        two_means_threshold(bad)
+
+
+# ---------------------------------------------------------------------- policies
+def test_fraction_policy_drops_exactly_the_lowest_floor_qn():
+    values = np.random.default_rng(0).permutation(np.arange(37, dtype=float))
+    decision = prune(values, policy=FractionPolicy(0.1), max_prune_fraction=1.0)
+    assert decision.n_dropped == 3  # floor(3.7)
+    assert sorted(values[~decision.keep]) == [0.0, 1.0, 2.0]
+    assert decision.threshold == 2.0
+    assert not decision.capped and decision.n_candidates == 3
+
+
+def test_fraction_policy_float_round_off_and_ties():
+    # 0.29 * 100 is 28.999999999999996 in floating point; the policy must drop 29.
+    decision = prune(np.arange(100.0), policy=FractionPolicy(0.29), max_prune_fraction=1.0)
+    assert decision.n_dropped == 29
+    tied = prune(np.ones(10), policy=FractionPolicy(0.2))
+    assert tied.dropped_indices.tolist() == [0, 1]
+
+
+def test_threshold_policy_is_strict_and_cap_keeps_lowest():
+    values = np.array([0.3, 0.1, 0.5, 0.9, 0.2, 0.8, 0.4, 0.7, 0.6, 1.0])
+    uncapped = prune(values, policy=ThresholdPolicy(0.5), max_prune_fraction=1.0)
+    assert uncapped.dropped_indices.tolist() == [0, 1, 4, 6]  # 0.5 itself is kept
+    capped = prune(values, policy=ThresholdPolicy(0.5), max_prune_fraction=0.25)
+    assert capped.dropped_indices.tolist() == [1, 4]  # floor(2.5) = 2 lowest: 0.1, 0.2
+    assert capped.capped and capped.n_candidates == 4
+    assert capped.threshold == 0.5
+
+
+def test_default_cap_is_twenty_percent_for_every_policy():
+    values = np.linspace(0.0, 1.0, 50)
+    probs = np.linspace(1.0, 0.0, 50)
+    for policy in (FractionPolicy(0.6), ThresholdPolicy(0.9), MixturePolicy(0.1)):
+        decision = prune(values, policy=policy, noise_prob=probs)
+        assert decision.n_dropped == 10, policy
+        assert decision.dropped_indices.tolist() == list(range(10)), policy
+        assert decision.capped
+    nothing = prune(values, policy=FractionPolicy(0.5), max_prune_fraction=0.0)
+    assert nothing.keep.all() and nothing.capped
+
+
+def test_two_means_policy_drops_lower_cluster():
+    values = np.array([0.91, 0.02, 0.88, 0.95, 0.05, 0.9, 0.87, 0.93, 0.89, 0.92])
+    decision = prune(values, policy=TwoMeansPolicy())
+    assert decision.dropped_indices.tolist() == [1, 4]
+    assert decision.threshold == pytest.approx((0.05 + 0.87) / 2)
+    assert decision.policy == "two_means"
+    flat = prune(np.full(5, 0.3), policy=TwoMeansPolicy())
+    assert flat.keep.all() and flat.threshold is None and flat.n_candidates == 0
+
+
+def test_class_protection_keeps_best_row_of_a_class():
+    values = np.array([0.01, 0.02, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.3, 0.4])
+    labels = np.array(["b", "b", "a", "a", "a", "a", "a", "a", "a", "a"])
+    unprotected = prune(values, policy=FractionPolicy(0.2), labels=labels, min_rows_per_class=0)
+    assert unprotected.dropped_indices.tolist() == [0, 1]
+    protected = prune(values, policy=FractionPolicy(0.2), labels=labels)
+    # Row 1 (0.02) is class b's best and stays; row 0 is dropped.
+    assert protected.keep[1] and not protected.keep[0]
+    assert protected.n_dropped == 1 and protected.capped
+    two = prune(values, policy=ThresholdPolicy(0.45), labels=labels, min_rows_per_class=2)
+    # Class b keeps both its rows; the cap (2 rows) is then spent on class a's lowest.
+    assert two.dropped_indices.tolist() == [8, 9]
+
+
+def test_class_protection_never_empties_a_class():
+    rng = np.random.default_rng(3)
+    values = rng.random(40)
+    labels = rng.integers(0, 5, size=40)
+    decision = prune(values, policy=FractionPolicy(1.0), labels=labels, max_prune_fraction=1.0)
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        kept = members[decision.keep[members]]
+        assert kept.size == 1
+        assert values[kept[0]] == values[members].max()
+
+
+def test_mixture_policy_orders_by_probability_then_value_then_position():
+    values = np.array([0.5, 0.3, 0.3, 0.1, 0.9, 0.2, 0.8, 0.7, 0.6, 0.4])
+    probs = np.array([0.99, 0.9, 0.9, 0.9, 0.99, 0.2, 0.6, 0.0, 0.1, 0.3])
+    flagged = prune(values, policy=MixturePolicy(0.5), noise_prob=probs, max_prune_fraction=1.0)
+    assert flagged.dropped_indices.tolist() == [0, 1, 2, 3, 4, 6]
+    assert flagged.threshold is None
+    # Cap of 4: both 0.99 rows, then the 0.9 rows by value (0.1 at row 3), then the
+    # earlier of the two 0.3 rows (row 1).
+    capped = prune(values, policy=MixturePolicy(0.5), noise_prob=probs, max_prune_fraction=0.4)
+    assert capped.dropped_indices.tolist() == [0, 1, 3, 4]
+    assert capped.n_candidates == 6 and capped.capped
+
+
+def test_reasons_exactly_for_dropped_rows_and_name_policy_and_threshold():
+    values = np.array([0.05, 0.9, 0.2, 0.7, 0.95, 0.8])
+    probs = np.array([0.9, 0.1, 0.6, 0.2, 0.0, 0.1])
+    cases = [
+        (FractionPolicy(0.34), "fraction policy", "0.2000"),
+        (ThresholdPolicy(0.25), "threshold policy", "0.2500"),
+        (TwoMeansPolicy(), "two_means policy", "0.4500"),
+        (MixturePolicy(0.5), "mixture policy", "0.5000"),
+    ]
+    for policy, name, threshold_text in cases:
+        decision = prune(values, policy=policy, noise_prob=probs, max_prune_fraction=0.5)
+        assert isinstance(decision, PruneDecision)
+        assert decision.dropped_indices.tolist() == [0, 2], name
+        for row, reason in enumerate(decision.reasons):
+            if decision.keep[row]:
+                assert reason is None
+            else:
+                assert reason and name in reason and threshold_text in reason
+                assert f"{values[row]:.4f}" in reason
+    assert prune(values, policy=ThresholdPolicy(0.25)).reasons[0] == (
+        "value 0.0500 below threshold 0.2500 (threshold policy)"
+    )
+
+
+def test_prune_is_deterministic_and_accepts_policy_names():
+    values = np.random.default_rng(8).random(30)
+    first = prune(values, policy="two_means", max_prune_fraction=0.5)
+    second = prune(values, policy=TwoMeansPolicy(), max_prune_fraction=0.5)
+    np.testing.assert_array_equal(first.keep, second.keep)
+    assert first.reasons == second.reasons
+
+
+# ------------------------------------------------------------------- validation
+def test_make_policy_builds_each_policy():
+    assert make_policy("fraction", fraction=0.1) == FractionPolicy(0.1)
+    assert make_policy("threshold", threshold=0.3) == ThresholdPolicy(0.3)
+    assert make_policy("Two-Means") == TwoMeansPolicy()
+    assert make_policy("mixture") == MixturePolicy(0.5)
+
+
+def test_make_policy_errors():
+    with pytest.raises(ConfigError, match="fraction, mixture, threshold, two_means"):
+        make_policy("median")
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        make_policy("fraction", fraction=0.1, q=3)
+    with pytest.raises(ConfigError, match="fraction"):
+        make_policy("fraction")
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        make_policy("fraction", fraction=1.5)
+    with pytest.raises(ConfigError, match="min_probability"):
+        make_policy("mixture", min_probability=-0.1)
+    with pytest.raises(ConfigError, match="threshold"):
+        make_policy("threshold", threshold=float("nan"))
+
+
+def test_prune_validates_inputs():
+    values = np.array([0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(ConfigError, match="max_prune_fraction"):
+        prune(values, policy=FractionPolicy(0.1), max_prune_fraction=1.2)
+    with pytest.raises(InputError, match="row 2"):
+        prune([0.1, 0.2, np.nan], policy=FractionPolicy(0.1))
+    with pytest.raises(InputError, match="1-D"):
+        prune(np.ones((2, 2)), policy=FractionPolicy(0.1))
+    with pytest.raises(InputError, match="labels"):
+        prune(values, policy=FractionPolicy(0.1), labels=[0, 1, 0])
+    with pytest.raises(InputError, match="noise_prob has 3 rows"):
+        prune(values, policy=MixturePolicy(), noise_prob=[0.1, 0.2, 0.3])
+    with pytest.raises(InputError, match="row 1"):
+        prune(values, policy=MixturePolicy(), noise_prob=[0.1, 1.2, 0.3, 0.0])
+    with pytest.raises(ConfigError, match="needs noise_prob"):
+        prune(values, policy=MixturePolicy())
+    with pytest.raises(ConfigError, match="min_rows_per_class"):
+        prune(values, policy=FractionPolicy(0.1), min_rows_per_class=-1)
+    with pytest.raises(ConfigError, match="valid names|pruning policy"):
+        prune(values, policy="nope")

@@ -1,0 +1,88 @@
+"""The `lossval` console script: happy path and bad input through the real entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lossval.cli import main
+from lossval.io import file_sha256
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("cli")
+
+    def make(n: int) -> pd.DataFrame:
+        X = rng.normal(size=(n, 3))
+        return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "a": X[:, 0], "b": X[:, 1],
+                             "colour": rng.choice(["red", "blue"], size=n),
+                             "label": np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")})
+
+    train, valid = make(120), make(40)
+    train.loc[:9, "label"] = np.where(train.loc[:9, "label"] == "yes", "no", "yes")  # 10 flipped labels
+    paths = {"train": d / "train.csv", "valid": d / "valid.parquet"}
+    train.to_csv(paths["train"], index=False)
+    valid.to_parquet(paths["valid"], index=False)
+    return paths
+
+
+def test_value_writes_one_row_per_training_row(tables: dict[str, Path], tmp_path: Path, capsys) -> None:
+    before = {k: file_sha256(p) for k, p in tables.items()}
+    out = tmp_path / "values.parquet"
+    code = main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(out), "--id-column", "id", "--epochs", "5", "--noise-prob"])
+    assert code == 0
+    values = pd.read_parquet(out)
+    assert list(values.columns) == ["row_id", "value", "rank", "noise_prob"]
+    assert len(values) == 120 and values["row_id"].is_unique
+    assert sorted(values["rank"]) == list(range(1, 121))
+    assert values.loc[values["rank"] == 1, "value"].item() == values["value"].min()
+    assert {k: file_sha256(p) for k, p in tables.items()} == before  # inputs untouched
+    assert "lowest-value rows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "nope"], "target column 'nope' not found"),
+        (["--target", "label", "--id-column", "missing"], "id column 'missing' not found"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_named_problem(tables, tmp_path, capsys, args, message) -> None:
+    out = tmp_path / "values.parquet"
+    code = main(["value", str(tables["train"]), "--validation", str(tables["valid"]), "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_and_overwriting_input_are_refused(tables, tmp_path, capsys) -> None:
+    assert main(["value", str(tmp_path / "none.csv"), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tables["valid"])]) == 2
+    assert "inputs are never overwritten" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_process(tables, tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "lossval.cli", "value", str(tmp_path / "x.csv"), "--target", "y",
+                           "--validation", str(tables["valid"]), "--out", str(tmp_path / "o.parquet")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("lossval: error:") and "Traceback" not in proc.stderr
+
+
+def test_library_demo_finds_the_injected_noise(tmp_path, capsys) -> None:
+    assert main(["demo", "--library-only", "--workspace", str(tmp_path), "--epochs", "15"]) == 0
+    out = capsys.readouterr().out
+    f1 = float(out.split("F1 ")[1].split(")")[0])
+    assert f1 >= 0.5, out
