@@ -155,7 +155,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return run_library_demo(dataset=args.dataset, noise=args.noise, workspace=Path(args.workspace),
                                  epochs=args.epochs, device=args.device, seed=args.seed)
     try:
-        from flows.demo import run_demo
+        from flows.runner import run_demo
     except ImportError as exc:
         raise LossvalError(
             f"the pipeline needs the 'pipeline' extra ({exc}); install with pip install 'lossval[pipeline]' "
@@ -166,7 +166,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flows.cli_entry import run_from_config
+    from flows.runner import run_from_config
 
     return run_from_config(Path(args.config), workspace=Path(args.workspace))
 

@@ -691,21 +691,12 @@ class TabularEncoder:
         ``path``: a reader never sees a half-written file.
 
         Args:
-            path: Destination file; its directory must exist.
+            path: Destination file; its directory is created if needed.
         """
+        from lossval.io import atomic_write
+
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TabularEncoder:

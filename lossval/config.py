@@ -1,0 +1,301 @@
+"""Pipeline configuration: a YAML file, validated into frozen dataclasses with clear errors.
+
+Every key is optional except ``data`` and ``target``. Unknown keys are errors (a typo would
+otherwise silently fall back to a default). Relative paths are resolved against the config
+file's folder. See ``examples/config.yaml`` for every key with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from lossval.errors import ConfigError
+
+__all__ = [
+    "PipelineConfig",
+    "ValidationConfig",
+    "PruningConfig",
+    "RetrainConfig",
+    "GateConfig",
+    "TrackingConfig",
+    "load_config",
+    "config_from_dict",
+    "mask_uri",
+]
+
+_STRATEGIES = ("file", "column", "stratified", "latest")
+_POLICIES = ("fraction", "threshold", "two_means", "mixture")
+_LOSSVAL_KEYS = {
+    "n_layers": int, "width": int, "activation": str, "epochs": int, "batch_size": int, "lr": float,
+    "weight_lr": float, "sinkhorn_schedule": str, "distance_power": float, "normalize_masses": bool,
+    "nonnegative": bool, "blur": (float, str), "scaling": float, "label_cost": float,
+    "val_subsample": int, "average_last": int, "loss_weighting": str, "standardize": bool, "device": str,
+}
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How the trusted validation split is chosen.
+
+    Attributes:
+        strategy: ``file`` (rows of ``path``), ``column`` (rows whose boolean ``column`` is true),
+            ``stratified`` (random ``fraction``, stratified by class), ``latest`` (the most recent
+            ``fraction`` of rows by ``timestamp_column``).
+    """
+
+    strategy: str = "stratified"
+    path: str | None = None
+    column: str | None = None
+    timestamp_column: str | None = None
+    fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """Pruning policy and its parameters (see :mod:`lossval.pruning`)."""
+
+    policy: str = "two_means"
+    max_prune_fraction: float = 0.2
+    fraction: float = 0.1
+    threshold: float | None = None
+    min_probability: float = 0.5
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Retraining: ``prune`` (train on kept rows) or ``soft`` (all rows, values as sample weights)."""
+
+    mode: str = "prune"
+    epochs: int = 30
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Promotion gate: a GX suite on the pruned data plus metric non-regression."""
+
+    suite: str | None = None  # default: expectations/pruned_data.json shipped with lossval
+    metric_tolerance: float = 0.01
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow tracking. ``uri=None`` means ``sqlite:///<workspace>/mlflow.db``."""
+
+    uri: str | None = None
+    experiment: str = "lossval"
+    registered_model: str | None = None  # default: lossval-<dataset>
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The whole run configuration."""
+
+    data: str
+    target: str
+    dataset: str = ""
+    task: str = "auto"
+    id_column: str | None = None
+    include: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    test_fraction: float = 0.2
+    test_path: str | None = None  # a curated test file; when set, no test rows are taken from the data
+    seed: int = 0
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    lossval: dict[str, Any] = field(default_factory=dict)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable), as written to the run manifest."""
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *sections: str) -> str:
+        """Hash of the given top-level sections (all when none), 16 hex chars; for cache keys."""
+        d = self.to_dict()
+        if sections:
+            d = {k: d[k] for k in sections}
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def flat_params(self) -> dict[str, str]:
+        """``section.key -> str(value)`` for MLflow params, with credentials in URIs masked."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, obj: Any) -> None:
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                text = str(obj)
+                out[prefix] = mask_uri(text) if "://" in text else text
+
+        walk("", self.to_dict())
+        return out
+
+
+def mask_uri(uri: str) -> str:
+    """Replace the password of ``scheme://user:password@host`` with ``***``."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML config file.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys, wrong types or out-of-range values;
+            the message names the file and the key.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("config file not found.", source=str(p))
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a YAML mapping of keys to values.", source=str(p))
+    return config_from_dict(raw, base_dir=p.parent, source=str(p))
+
+
+def _check_keys(section: str, raw: dict[str, Any], allowed: set[str], source: str | None) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        where = f" in section '{section}'" if section else ""
+        raise ConfigError(f"unknown key(s) {unknown}{where}; valid keys are {sorted(allowed)}.", source=source)
+
+
+def _typed(section: str, key: str, value: Any, kind: Any, source: str | None) -> Any:
+    name = f"{section}.{key}" if section else key
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if value is None:
+        return None
+    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if bool not in kinds and isinstance(value, bool):
+        raise ConfigError(f"'{name}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean.", source=source)
+    if not isinstance(value, kinds):
+        raise ConfigError(
+            f"'{name}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__} {value!r}.",
+            source=source,
+        )
+    return value
+
+
+def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str, Any]) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"section '{name}' must be a mapping, got {type(raw).__name__}.", source=source)
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    _check_keys(name, raw, allowed, source)
+    return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
+
+
+def _fraction(name: str, value: float, source: str | None, *, low_open: bool = False, high: float = 1.0) -> None:
+    if not (0.0 < value if low_open else 0.0 <= value) or value > high:
+        raise ConfigError(f"'{name}' must be in {'(' if low_open else '['}0, {high}], got {value}.", source=source)
+
+
+def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source: str | None = None) -> PipelineConfig:
+    """Validate a config mapping (as read from YAML) into a :class:`PipelineConfig`.
+
+    Args:
+        raw: The mapping.
+        base_dir: Folder that relative paths are resolved against.
+        source: File name for error messages.
+    """
+    top = {"dataset", "data", "target", "task", "id_column", "features", "validation", "test_fraction", "test_path", "seed",
+           "lossval", "pruning", "retrain", "gate", "tracking"}
+    _check_keys("", raw, top, source)
+    for key in ("data", "target"):
+        if not raw.get(key):
+            raise ConfigError(f"'{key}' is required.", source=source)
+    base = Path(base_dir)
+
+    def resolve(p: str | None) -> str | None:
+        if p is None:
+            return None
+        return str(p) if "://" in str(p) or Path(p).is_absolute() else str((base / p).resolve())
+
+    features = raw.get("features") or {}
+    if not isinstance(features, dict):
+        raise ConfigError("'features' must be a mapping with 'include' and/or 'exclude' lists.", source=source)
+    _check_keys("features", features, {"include", "exclude"}, source)
+    for k in ("include", "exclude"):
+        v = features.get(k)
+        if v is not None and not (isinstance(v, list) and all(isinstance(c, str) for c in v)):
+            raise ConfigError(f"'features.{k}' must be a list of column names.", source=source)
+
+    validation = _section(raw.get("validation"), ValidationConfig, "validation", source,
+                          {"strategy": str, "path": str, "column": str, "timestamp_column": str, "fraction": float})
+    if validation.strategy not in _STRATEGIES:
+        raise ConfigError(f"'validation.strategy' must be one of {list(_STRATEGIES)}, got {validation.strategy!r}.", source=source)
+    need = {"file": "path", "column": "column", "latest": "timestamp_column"}.get(validation.strategy)
+    if need and not getattr(validation, need):
+        raise ConfigError(f"validation strategy '{validation.strategy}' needs 'validation.{need}'.", source=source)
+    _fraction("validation.fraction", validation.fraction, source, low_open=True, high=0.9)
+    validation = dataclasses.replace(validation, path=resolve(validation.path))
+
+    pruning = _section(raw.get("pruning"), PruningConfig, "pruning", source,
+                       {"policy": str, "max_prune_fraction": float, "fraction": float, "threshold": float,
+                        "min_probability": float})
+    if pruning.policy not in _POLICIES:
+        raise ConfigError(f"'pruning.policy' must be one of {list(_POLICIES)}, got {pruning.policy!r}.", source=source)
+    _fraction("pruning.max_prune_fraction", pruning.max_prune_fraction, source)
+    _fraction("pruning.fraction", pruning.fraction, source)
+    _fraction("pruning.min_probability", pruning.min_probability, source)
+    if pruning.policy == "threshold" and pruning.threshold is None:
+        raise ConfigError("pruning policy 'threshold' needs 'pruning.threshold'.", source=source)
+
+    retrain = _section(raw.get("retrain"), RetrainConfig, "retrain", source, {"mode": str, "epochs": int})
+    if retrain.mode not in ("prune", "soft"):
+        raise ConfigError(f"'retrain.mode' must be 'prune' or 'soft', got {retrain.mode!r}.", source=source)
+    if retrain.epochs < 1:
+        raise ConfigError("'retrain.epochs' must be >= 1.", source=source)
+    gate = _section(raw.get("gate"), GateConfig, "gate", source, {"suite": str, "metric_tolerance": float})
+    if gate.metric_tolerance < 0:
+        raise ConfigError("'gate.metric_tolerance' must be >= 0.", source=source)
+    gate = dataclasses.replace(gate, suite=resolve(gate.suite))
+    tracking = _section(raw.get("tracking"), TrackingConfig, "tracking", source,
+                        {"uri": str, "experiment": str, "registered_model": str})
+
+    lossval_opts = raw.get("lossval") or {}
+    if not isinstance(lossval_opts, dict):
+        raise ConfigError("'lossval' must be a mapping of LossVal options.", source=source)
+    _check_keys("lossval", lossval_opts, set(_LOSSVAL_KEYS), source)
+    lossval_opts = {k: _typed("lossval", k, v, _LOSSVAL_KEYS[k], source) for k, v in lossval_opts.items()}
+
+    scalars = {"dataset": str, "data": str, "target": str, "task": str, "id_column": str, "test_fraction": float,
+               "test_path": str, "seed": int}
+    values = {k: _typed("", k, raw[k], t, source) for k, t in scalars.items() if k in raw}
+    if values.get("task", "auto") not in ("auto", "classification", "regression"):
+        raise ConfigError(f"'task' must be auto, classification or regression, got {values['task']!r}.", source=source)
+    _fraction("test_fraction", values.get("test_fraction", 0.2), source, low_open=True, high=0.9)
+    data = resolve(values.pop("data"))
+    if values.get("test_path"):
+        values["test_path"] = resolve(values["test_path"])
+    dataset = values.pop("dataset", None) or Path(str(data)).stem
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", dataset):
+        raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-'.", source=source)
+    return PipelineConfig(
+        data=str(data), dataset=dataset, include=tuple(features["include"]) if features.get("include") else None,
+        exclude=tuple(features.get("exclude") or ()), validation=validation, lossval=lossval_opts,
+        pruning=pruning, retrain=retrain, gate=gate, tracking=tracking, **values,
+    )

@@ -1,0 +1,144 @@
+"""Retraining: the same MLP family trained on all rows, on kept rows, or with row weights,
+and the test metrics that the gate compares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lossval._torchutil import make_mlp, resolve_device
+
+__all__ = ["TabularModel", "fit_model", "evaluate", "METRICS", "HIGHER_IS_BETTER"]
+
+METRICS = {"classification": ("accuracy", "macro_f1", "log_loss"), "regression": ("rmse", "mae", "r2")}
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "rmse": False, "mae": False, "r2": True}
+
+
+class TabularModel(nn.Module):
+    """An MLP over encoded features that returns class probabilities or targets in original units.
+
+    Args:
+        n_inputs: Encoded features.
+        n_outputs: Classes (classification) or 1 (regression).
+        task: ``classification`` or ``regression``.
+        y_mean, y_scale: Target standardisation undone in ``forward`` (regression).
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int, *, task: str, y_mean: float = 0.0, y_scale: float = 1.0,
+                 n_layers: int = 3, width: int = 64) -> None:
+        super().__init__()
+        self.task = task
+        activation = "relu" if task == "classification" else "tanh"
+        self.net = make_mlp(n_inputs, n_outputs, n_layers=n_layers, width=width, activation=activation)
+        self.register_buffer("y_mean", torch.tensor(float(y_mean)))
+        self.register_buffer("y_scale", torch.tensor(float(y_scale)))
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (classification) or standardised predictions (regression), ``(n, n_outputs)``."""
+        return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(n, C)`` or predictions ``(n, 1)`` in target units."""
+        out = self.net(x)
+        if self.task == "classification":
+            return torch.softmax(out, dim=1)
+        return out * self.y_scale + self.y_mean
+
+
+@dataclass(frozen=True)
+class _Arch:
+    n_layers: int = 3
+    width: int = 64
+
+
+def fit_model(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    n_classes: int | None = None,
+    sample_weight: np.ndarray | None = None,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 0.003,
+    seed: int = 0,
+    device: str = "auto",
+) -> TabularModel:
+    """Train a :class:`TabularModel`.
+
+    Args:
+        X: Encoded features ``(n, d)``.
+        y: Class indices ``(n,)`` in ``[0, n_classes)`` or float targets.
+        task: ``classification`` or ``regression``.
+        n_classes: Number of classes (classification).
+        sample_weight: Optional non-negative per-row weights ``(n,)`` (soft cleaning).
+        epochs, batch_size, lr, seed: Training settings (Adam).
+        device: As in :func:`lossval._torchutil.resolve_device`.
+
+    Returns:
+        The trained model, in eval mode, on the CPU (ready to save or log).
+    """
+    dev = resolve_device(device)
+    Xt = torch.as_tensor(np.asarray(X, dtype=np.float32), device=dev)
+    if task == "classification":
+        yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=dev)
+        y_mean, y_scale, n_out = 0.0, 1.0, int(n_classes or int(yt.max()) + 1)
+    else:
+        yf = np.asarray(y, dtype=np.float64)
+        y_mean, y_scale, n_out = float(yf.mean()), float(yf.std() or 1.0), 1
+        yt = torch.as_tensor((yf - y_mean) / y_scale, dtype=torch.float32, device=dev)
+    w = None
+    if sample_weight is not None:
+        sw = np.clip(np.asarray(sample_weight, dtype=np.float64), 0.0, None)
+        sw = sw / sw.mean() if sw.mean() > 0 else np.ones_like(sw)
+        w = torch.as_tensor(sw, dtype=torch.float32, device=dev)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = TabularModel(Xt.shape[1], n_out, task=task, y_mean=y_mean, y_scale=y_scale).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+    model.train()
+    n = Xt.shape[0]
+    for _ in range(epochs):
+        for idx in torch.split(torch.randperm(n, generator=gen, device=dev), batch_size):
+            out = model.raw(Xt[idx])
+            if task == "classification":
+                per_row = F.cross_entropy(out, yt[idx], reduction="none")
+            else:
+                per_row = (out[:, 0] - yt[idx]) ** 2
+            loss = (per_row * w[idx]).mean() if w is not None else per_row.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval().cpu()
+
+
+def evaluate(model: TabularModel, X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int | None = None) -> dict[str, float]:
+    """Test metrics: accuracy, macro-F1, log-loss (classification) or RMSE, MAE, R^2 (regression)."""
+    with torch.no_grad():
+        out = model(torch.as_tensor(np.asarray(X, dtype=np.float32))).numpy().astype(np.float64)
+    if task == "classification":
+        y = np.asarray(y, dtype=np.int64)
+        k = int(n_classes or out.shape[1])
+        pred = out.argmax(axis=1)
+        f1s = []
+        for c in range(k):
+            tp = np.sum((pred == c) & (y == c))
+            denom = np.sum(pred == c) + np.sum(y == c)
+            if np.sum(y == c) > 0 or np.sum(pred == c) > 0:
+                f1s.append(2 * tp / denom if denom else 0.0)
+        proba = np.clip(out[np.arange(len(y)), y], 1e-12, 1.0)
+        return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(np.mean(f1s)),
+                "log_loss": float(-np.mean(np.log(proba)))}
+    y = np.asarray(y, dtype=np.float64)
+    pred = out[:, 0]
+    resid = y - pred
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return {"rmse": float(np.sqrt(np.mean(resid**2))), "mae": float(np.mean(np.abs(resid))),
+            "r2": float(1.0 - np.sum(resid**2) / ss_tot) if ss_tot > 0 else 0.0}

@@ -1,0 +1,131 @@
+"""Great Expectations checks, from the suites in ``expectations/``.
+
+Suites are JSON files. Strings ``${name}`` are filled in before the suite is built (column
+names such as the target), ``{"$PARAMETER": "name"}`` values are GX expectation parameters
+given at validation time (row-count minimum, class set), and an expectation whose ``meta``
+has ``"only_for": "classification"`` is skipped for other tasks. Validation runs through a
+Checkpoint on an in-memory (ephemeral) context, so nothing is written into the project.
+GX is imported here, inside the task that needs it (the import takes ~4 s).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lossval.errors import ConfigError
+
+__all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations"]
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def load_suite(suite: str | Path, params: dict[str, Any], *, task_kind: str | None = None) -> dict:
+    """Read a suite JSON (a name in ``expectations/`` or a path) and fill in ``${...}`` placeholders."""
+    path = Path(suite) if str(suite).endswith(".json") else SUITES_DIR / f"{suite}.json"
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("expectation suite not found.", source=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"expectation suite is not valid JSON: {exc}", source=str(path)) from None
+
+    def fill(obj: Any) -> Any:
+        if isinstance(obj, str):
+            def sub(m: re.Match[str]) -> str:
+                if m.group(1) not in params:
+                    raise ConfigError(f"suite uses ${{{m.group(1)}}} but no such parameter is known.", source=str(path))
+                return str(params[m.group(1)])
+            return _PLACEHOLDER.sub(sub, obj)
+        if isinstance(obj, list):
+            return [fill(x) for x in obj]
+        if isinstance(obj, dict):
+            return {k: fill(v) for k, v in obj.items()}
+        return obj
+
+    expectations = [fill(e) for e in spec.get("expectations", [])
+                    if (e.get("meta") or {}).get("only_for") in (None, task_kind)]
+    return {"name": spec.get("name", path.stem), "expectations": expectations, "meta": spec.get("meta", {})}
+
+
+def range_expectations(reference: pd.DataFrame, columns: list[str], *, margin: float = 0.25, mostly: float = 0.95) -> list[dict]:
+    """Numeric columns of the checked data must mostly lie in the reference's range, widened by ``margin``."""
+    out = []
+    for col in columns:
+        s = reference[col]
+        if s.dtype.kind not in "iuf" or s.empty:
+            continue
+        lo, hi = float(s.min()), float(s.max())
+        pad = margin * (hi - lo)
+        out.append({"type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": col, "min_value": lo - pad, "max_value": hi + pad, "mostly": mostly},
+                    "meta": {"why": "feature range as in the validation split"}})
+    return out
+
+
+def _describe(result: dict) -> str:
+    cfg = result.get("expectation_config", {})
+    kwargs = cfg.get("kwargs", {})
+    where = f" on column {kwargs['column']!r}" if "column" in kwargs else ""
+    observed = (result.get("result") or {}).get("observed_value")
+    missing = (result.get("result") or {}).get("partial_missing_list")
+    if observed is None and missing:
+        observed = f"missing {missing}"
+    unexpected = (result.get("result") or {}).get("unexpected_percent")
+    detail = f" (observed {observed!r})" if observed is not None else ""
+    if unexpected is not None:
+        detail += f" ({unexpected:.1f}% unexpected)"
+    return f"{cfg.get('type', '?')}{where}{detail}"
+
+
+def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None = None,
+                   extra: list[dict] | None = None) -> dict:
+    """Validate ``df`` against a suite through a GX Checkpoint.
+
+    Args:
+        df: The rows to check.
+        suite: Suite name in ``expectations/`` or a path to a suite JSON.
+        params: Values for ``${...}`` placeholders and ``$PARAMETER`` references.
+        task_kind: ``classification``/``regression``: filters task-specific expectations.
+        extra: Expectations (dicts) added at run time (e.g. feature ranges).
+
+    Returns:
+        ``{"success": bool, "failures": [human-readable strings], "result": JSON-able dict, "suite": name}``.
+    """
+    import logging
+
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # one INFO line per context otherwise
+
+    spec = load_suite(suite, params, task_kind=task_kind)
+    spec["expectations"] += list(extra or [])
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    try:
+        gx_suite = context.suites.add(gx.ExpectationSuite(**spec))
+    except Exception as exc:  # GX raises its own types for unknown expectations / bad kwargs
+        raise ConfigError(f"invalid expectation suite {spec['name']!r}: {exc}") from None
+    if len(gx_suite.expectations) != len(spec["expectations"]):
+        # GX logs and skips an expectation it cannot build (a misspelt type): never gate on less than asked.
+        built = {e.expectation_type for e in gx_suite.expectations}
+        lost = sorted({e["type"] for e in spec["expectations"]} - built)
+        raise ConfigError(f"expectation suite {spec['name']!r}: could not build {lost}; check the expectation types.")
+    asset = context.data_sources.add_pandas("lossval").add_dataframe_asset("frame")
+    definition = asset.add_batch_definition_whole_dataframe("whole")
+    validation = context.validation_definitions.add(gx.ValidationDefinition(name=f"{spec['name']}-check", data=definition, suite=gx_suite))
+    checkpoint = context.checkpoints.add(gx.Checkpoint(name=f"{spec['name']}-checkpoint", validation_definitions=[validation]))
+    run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters={k: v for k, v in params.items()})
+    result = json.loads(json.dumps(run.describe_dict(), default=str))
+    failures = []
+    for vr in run.run_results.values():
+        for r in vr.to_json_dict().get("results", []):
+            if not r.get("success"):
+                failures.append(_describe(r))
+    return {"success": bool(run.success), "failures": failures, "result": result, "suite": spec["name"]}

@@ -1,0 +1,38 @@
+"""Stage 4: values -> kept rows and quarantined rows (never deleted)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import task
+
+from lossval.config import PipelineConfig
+from lossval.io import write_parquet
+from lossval.pruning import make_policy, prune as prune_values
+
+__all__ = ["prune", "policy_from_config"]
+
+
+def policy_from_config(config: PipelineConfig):  # noqa: ANN201
+    p = config.pruning
+    params = {"fraction": {"fraction": p.fraction}, "threshold": {"threshold": p.threshold},
+              "two_means": {}, "mixture": {"min_probability": p.min_probability}}[p.policy]
+    return make_policy(p.policy, **params)
+
+
+@task(name="prune")
+def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, run_dir: str) -> dict:
+    """Write ``kept.parquet`` and ``quarantine.parquet`` (dropped rows whole, with value and reason)."""
+    tr = pd.read_parquet(train)
+    vals = pd.read_parquet(values).set_index("row_id").loc[tr["row_id"]]
+    labels = tr[config.target].astype(str).to_numpy() if task_kind == "classification" else None
+    decision = prune_values(vals["value"].to_numpy(), policy=policy_from_config(config),
+                            max_prune_fraction=config.pruning.max_prune_fraction, labels=labels,
+                            noise_prob=vals["noise_prob"].to_numpy() if "noise_prob" in vals else None)
+    kept = tr[decision.keep]
+    quarantine = tr[~decision.keep].copy()
+    quarantine["value"] = vals["value"].to_numpy()[~decision.keep]
+    quarantine["reason"] = [r for r in decision.reasons if r is not None]
+    paths = {"kept": str(write_parquet(kept, f"{run_dir}/kept.parquet")),
+             "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet"))}
+    return {"paths": paths, "rows_kept": len(kept), "rows_pruned": len(quarantine), "threshold": decision.threshold,
+            "flagged": decision.n_candidates, "capped": decision.capped, "policy": decision.policy}
