@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lossval demo --library-only
+	$(BIN)/lossval demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

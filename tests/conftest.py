@@ -1,0 +1,15 @@
+"""Test-wide settings: Prefect runs against a throwaway home, quietly, with a generous start-up timeout."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before anything imports prefect: never touch the user's ~/.prefect, no analytics.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lossval-test-prefect-"))
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

@@ -1,0 +1,156 @@
+"""End-to-end runs of the cleaning flow, sharing one Prefect harness and one workspace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lossval.cli import main
+from lossval.demo import make_demo_data
+from lossval.io import file_sha256
+from lossval.manifest import verify_run
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ws")
+
+
+def _config(workspace: Path, dataset: str, **overrides) -> Path:
+    data = make_demo_data(dataset=dataset, noise=0.1, seed=0, out_dir=workspace / "data" / dataset)
+    cfg = {"dataset": f"t-{dataset}", "data": str(data.train_path), "target": data.target, "id_column": "id",
+           "validation": {"strategy": "file", "path": str(data.validation_path)}, "test_path": str(data.test_path),
+           "lossval": {"epochs": 8}, "retrain": {"epochs": 15}, "tracking": {"experiment": "lossval-tests"}}
+    cfg.update(overrides)
+    path = workspace / "data" / dataset / f"config-{len(list((workspace / 'data' / dataset).glob('config*')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _mlflow(workspace: Path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    return mlflow, MlflowClient()
+
+
+def _latest_manifest(workspace: Path, dataset: str) -> dict:
+    runs = sorted((workspace / "runs").glob(f"t-{dataset}-*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(runs[-1].read_text())
+
+
+def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
+    cfg = _config(workspace, "breast_cancer")
+    inputs = {p: file_sha256(p) for p in (workspace / "data" / "breast_cancer").glob("*.parquet")}
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    assert "is champion" in capsys.readouterr().out
+    assert {p: file_sha256(p) for p in inputs} == inputs  # input files untouched
+
+    manifest = _latest_manifest(workspace, "breast_cancer")
+    run_dir = Path(manifest["outputs"]["kept"]).parent
+    assert verify_run(run_dir) == []
+    rows = manifest["rows"]
+    assert rows["train"] == rows["kept"] + rows["quarantine"] and rows["quarantine"] > 0
+    assert rows["quarantine"] <= 0.2 * rows["train"]
+    quarantine = pd.read_parquet(manifest["outputs"]["quarantine"])
+    assert {"value", "reason", "diagnosis", "id"} <= set(quarantine.columns) and quarantine["reason"].notna().all()
+    values = pd.read_parquet(manifest["outputs"]["values"])
+    assert list(values.columns) == ["row_id", "value", "rank"] and len(values) == rows["train"]
+
+    mlflow, client = _mlflow(workspace)
+    exp = client.get_experiment_by_name("lossval-tests")
+    parent = client.get_run(manifest["mlflow"]["run_id"])
+    assert parent.data.tags["dataset"] == "t-breast_cancer"
+    assert parent.data.tags["snapshot"] == manifest["snapshot_hash"]
+    assert parent.data.tags["gate"] == "passed"
+    assert parent.data.tags["prefect_flow_run_id"] == manifest["flow_run_id"] != "local"
+    m = parent.data.metrics
+    for key in ("before_accuracy", "after_accuracy", "before_macro_f1", "after_log_loss", "rows_train", "rows_kept",
+                "rows_pruned", "prune_fraction"):
+        assert key in m
+    assert m["rows_train"] == rows["train"] and m["rows_pruned"] == rows["quarantine"]
+    assert parent.data.params["pruning.policy"] == "two_means"
+    children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"values", "plots", "gate", "lowest_values.json"} <= artifacts
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/values.parquet"]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/values_histogram.png"]
+    champion = client.get_model_version_by_alias("lossval-t-breast_cancer", "champion")
+    challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger")
+    assert str(champion.version) == str(challenger.version) == manifest["model"]["version"]
+
+    # The registered model loads (pt2 graph, no pickle) and predicts for another batch size.
+    import numpy as np
+
+    model = mlflow.pyfunc.load_model(f"models:/lossval-t-breast_cancer@champion")
+    test = pd.read_parquet(manifest["outputs"]["test"])
+    from lossval.encoding import TabularEncoder
+
+    X = TabularEncoder.load(manifest["outputs"]["encoder"]).transform(test)[:17]
+    proba = np.asarray(model.predict(X))
+    assert proba.shape == (17, 2) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, monkeypatch) -> None:
+    cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    first = _latest_manifest(workspace, "breast_cancer")
+    import lossval.valuation
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("LossVal.fit ran although the valuation is cached")
+
+    monkeypatch.setattr(lossval.valuation.LossVal, "fit", must_not_run)
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    second = _latest_manifest(workspace, "breast_cancer")
+    assert second["run_id"] != first["run_id"]
+    assert second["outputs"]["values"] == first["outputs"]["values"]
+    assert second["model"] == {**first["model"], "reused": True}  # no duplicate registry version
+    assert verify_run(Path(second["outputs"]["kept"]).parent) == []
+
+
+def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> None:
+    impossible = workspace / "impossible.json"
+    impossible.write_text(json.dumps({"name": "impossible", "expectations": [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 10**9, "max_value": None}}]}))
+    _, client = _mlflow(workspace)
+    champion_before = str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version)
+    cfg = _config(workspace, "breast_cancer", gate={"suite": str(impossible)})
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 3
+    err = capsys.readouterr().err
+    assert "expect_table_row_count_to_be_between" in err and "nothing promoted" in err
+    assert str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version) == champion_before
+    challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger").version
+    assert int(challenger) > int(champion_before)
+    manifest = _latest_manifest(workspace, "breast_cancer")
+    assert manifest["gate"]["passed"] is False
+    assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["gate"] == "failed"
+
+
+def test_regression_run_end_to_end(workspace: Path) -> None:
+    cfg = _config(workspace, "diabetes", pruning={"policy": "mixture", "max_prune_fraction": 0.15},
+                  gate={"metric_tolerance": 1.0})
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    manifest = _latest_manifest(workspace, "diabetes")
+    assert manifest["task"] == "regression"
+    assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"}
+    assert manifest["rows"]["quarantine"] <= 0.15 * manifest["rows"]["train"]
+    values = pd.read_parquet(manifest["outputs"]["values"])
+    assert "noise_prob" in values.columns and values["noise_prob"].between(0, 1).all()
+    assert verify_run(Path(manifest["outputs"]["kept"]).parent) == []
+
+
+def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) -> None:
+    bad = workspace / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"data": "x.csv", "target": "y", "pruning": {"max_prune_fraction": 1.5}}))
+    assert main(["run", str(bad), "--workspace", str(workspace / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "pruning.max_prune_fraction" in err and "Traceback" not in err
+    assert not (workspace / "other").exists()
