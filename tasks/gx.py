@@ -102,7 +102,9 @@ def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # one INFO line per context otherwise
+    # GX sets INFO on its own module loggers and logs a line per ephemeral context.
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     spec = load_suite(suite, params, task_kind=task_kind)
     spec["expectations"] += list(extra or [])
