@@ -65,7 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="check that a run's outputs account for every input row")
     p.add_argument("run_dir", help="a run folder holding manifest.json")
+
+    p = sub.add_parser("watch", help="emit a Prefect event for every data file that lands completely in LANDING_DIR")
+    p.add_argument("landing_dir", help="folder that new data files are written into")
+    p.set_defaults(_extend="watch")
+
+    p = sub.add_parser("serve", help="serve the nightly, new-data and valuation deployments against PREFECT_API_URL")
+    p.set_defaults(_extend="serve")
+    for name, module in _EXTENSIONS.items():
+        _register_extension_arguments(sub.choices[name], module)
     return parser
+
+
+# Subcommands whose options and handlers live with the deployments code: module path -> add_arguments(parser), run(args).
+_EXTENSIONS = {"watch": "deployments.watch", "serve": "deployments.serve"}
+
+
+def _register_extension_arguments(parser: argparse.ArgumentParser, module: str) -> None:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return
+    add = getattr(mod, "add_arguments", None)
+    if add is not None:
+        add(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in _EXTENSIONS:
+            import importlib
+
+            return importlib.import_module(_EXTENSIONS[args.command]).run(args)
         handler = {"value": _cmd_value, "demo": _cmd_demo, "run": _cmd_run, "verify": _cmd_verify}[args.command]
         return handler(args)
     except InputError as exc:
