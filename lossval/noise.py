@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lossval._checks import as_finite_1d
 from lossval.errors import ConfigError, InputError
 
 __all__ = ["normalize_losses", "BetaMixture", "loss_noise_probability"]
@@ -38,24 +39,7 @@ _MIN_WEIGHT = 1e-12
 
 
 def _as_finite_1d(values: Any, *, name: str) -> np.ndarray:
-    """Convert to a float64 1-D array, raising InputError on bad shape or NaN/inf."""
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be numeric; could not convert it to floats ({exc})") from exc
-    if arr.ndim != 1:
-        raise InputError(
-            f"{name} must be 1-D (one loss per row); got shape {arr.shape}. "
-            "Pass one value per training row."
-        )
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf), first at row "
-            f"{first} ({arr[first]!r}); drop or fix those rows before fitting the noise model."
-        )
-    return arr
+    return as_finite_1d(values, name=name, purpose="fitting the noise model", allow_empty=True)
 
 
 def _check_percentiles(lower_percentile: float, upper_percentile: float) -> None:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from lossval._checks import as_finite_1d
 from lossval.errors import ConfigError, InputError
 
 __all__ = [
@@ -47,23 +48,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- helpers
 def _as_finite_1d(values: Any, *, name: str) -> np.ndarray:
-    """Float64 1-D copy of ``values``; InputError on bad shape, NaN/inf or emptiness."""
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be numeric; could not convert it to floats ({exc})") from exc
-    if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D (one value per row); got shape {arr.shape}")
-    if arr.size == 0:
-        raise InputError(f"{name} is empty; there are no rows to prune.")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf), first at row "
-            f"{first}; fix or drop those rows before pruning."
-        )
-    return arr
+    return as_finite_1d(values, name=name, purpose="pruning", allow_empty=False)
 
 
 def _is_real(x: Any) -> bool:
