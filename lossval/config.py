@@ -210,7 +210,7 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
 
 def _fraction(name: str, value: float, source: str | None, *, low_open: bool = False, high: float = 1.0) -> None:
     if not (0.0 < value if low_open else 0.0 <= value) or value > high:
-        raise ConfigError(f"'{name}' must be in {'(' if low_open else '['}0, {high}], got {value}.", source=source)
+        raise ConfigError(f"'{name}' must be in {'(' if low_open else '['}0, {high:g}], got {value}.", source=source)
 
 
 def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source: str | None = None) -> PipelineConfig:

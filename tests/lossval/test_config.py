@@ -1,0 +1,80 @@
+"""Config validation: every error names the key; paths resolve against the config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lossval.config import config_from_dict, load_config, mask_uri
+from lossval.errors import ConfigError
+
+BASE = {"data": "data.csv", "target": "y"}
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "sub" / "c.yaml"
+    cfg_file.parent.mkdir()
+    cfg_file.write_text(yaml.safe_dump({**BASE, "validation": {"strategy": "file", "path": "v.csv"}}))
+    cfg = load_config(cfg_file)
+    assert cfg.data == str((tmp_path / "sub" / "data.csv").resolve())
+    assert cfg.validation.path == str((tmp_path / "sub" / "v.csv").resolve())
+    assert cfg.dataset == "data" and cfg.pruning.policy == "two_means" and cfg.pruning.max_prune_fraction == 0.2
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "config.yaml")
+    assert cfg.validation.strategy == "column" and cfg.id_column == "application_id"
+    assert Path(cfg.data).is_file()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({**BASE, "colour": 1}, "unknown key(s) ['colour']"),
+        ({**BASE, "pruning": {"polcy": "fraction"}}, "in section 'pruning'"),
+        ({**BASE, "pruning": {"max_prune_fraction": -0.1}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
+        ({**BASE, "pruning": {"max_prune_fraction": 1.5}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
+        ({**BASE, "pruning": {"policy": "magic"}}, "'pruning.policy' must be one of"),
+        ({**BASE, "seed": "zero"}, "'seed' must be int"),
+        ({**BASE, "seed": True}, "'seed' must be int, got a boolean"),
+        ({**BASE, "lossval": {"epochs": "many"}}, "'lossval.epochs' must be int"),
+        ({**BASE, "lossval": {"epoch": 3}}, "in section 'lossval'"),
+        ({**BASE, "validation": {"strategy": "column"}}, "needs 'validation.column'"),
+        ({**BASE, "validation": {"strategy": "latest"}}, "needs 'validation.timestamp_column'"),
+        ({"target": "y"}, "'data' is required"),
+        ({**BASE, "test_fraction": 0}, "'test_fraction' must be in (0, 0.9]"),
+        ({**BASE, "dataset": "a b"}, "may only hold letters"),
+        ({**BASE, "features": ["a"]}, "'features' must be a mapping"),
+    ],
+)
+def test_errors_name_the_key(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(raw, source="cfg.yaml")
+    assert message in str(info.value) and str(info.value).startswith("cfg.yaml: ")
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_fingerprint_tracks_sections() -> None:
+    a = config_from_dict({**BASE, "lossval": {"epochs": 5}})
+    b = config_from_dict({**BASE, "lossval": {"epochs": 6}})
+    c = config_from_dict({**BASE, "lossval": {"epochs": 5}, "retrain": {"epochs": 3}})
+    assert a.fingerprint("lossval") != b.fingerprint("lossval")
+    assert a.fingerprint("lossval") == c.fingerprint("lossval") and a.fingerprint() != c.fingerprint()
+
+
+def test_credentials_are_masked() -> None:
+    assert mask_uri("http://alice:s3cret@db.example:5000/x") == "http://alice:***@db.example:5000/x"
+    assert mask_uri("sqlite:///tmp/mlflow.db") == "sqlite:///tmp/mlflow.db"
+    cfg = config_from_dict({**BASE, "tracking": {"uri": "postgresql://u:pw@h/db"}})
+    assert cfg.flat_params()["tracking.uri"] == "postgresql://u:***@h/db"
+    assert "pw" not in " ".join(cfg.flat_params().values())

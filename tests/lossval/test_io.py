@@ -1,0 +1,59 @@
+"""Reading tables, row ids and atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lossval.errors import InputError
+from lossval.io import assign_row_ids, atomic_write, frame_fingerprint, read_table, write_parquet
+
+
+def test_folder_of_files_is_concatenated_and_schema_mismatch_named(tmp_path: Path) -> None:
+    pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(tmp_path / "1.csv", index=False)
+    pd.DataFrame({"a": [5], "b": [6]}).to_parquet(tmp_path / "2.parquet")
+    assert read_table(tmp_path)["a"].tolist() == [1, 2, 5]
+    pd.DataFrame({"a": [5], "c": [6]}).to_csv(tmp_path / "3.csv", index=False)
+    with pytest.raises(InputError, match=r"3\.csv: columns differ .* missing \['b'\], extra \['c'\]"):
+        read_table(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [(b"", "e.csv", "empty"), (b"a,b\n", "h.csv", "header but no rows"), (b"\x00\x01garbage" * 10, "g.parquet", "not a readable parquet"),
+     (b"x", "f.txt", "unsupported file type")],
+)
+def test_unreadable_files_are_named(tmp_path: Path, content: bytes, name: str, message: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(InputError, match=message) as info:
+        read_table(tmp_path / name)
+    assert name in str(info.value)
+
+
+def test_row_ids_are_stable_and_unique() -> None:
+    df = pd.DataFrame({"a": [1, 2, 1], "b": ["x", "y", "x"]})
+    ids = assign_row_ids(df)
+    assert ids.is_unique and ids.iloc[2] == ids.iloc[0] + "#2"
+    shuffled = assign_row_ids(df.iloc[[1, 0]].reset_index(drop=True))
+    assert shuffled.tolist() == [ids.iloc[1], ids.iloc[0]]  # content, not position
+    with pytest.raises(InputError, match="duplicate ids"):
+        assign_row_ids(pd.DataFrame({"id": [1, 1]}), id_column="id")
+    assert frame_fingerprint(df) == frame_fingerprint(df.copy()) != frame_fingerprint(df.iloc[[1, 0, 2]])
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    write_parquet(pd.DataFrame({"a": [1]}), target)
+    before = target.read_bytes()
+
+    def fail(tmp: str) -> None:
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, fail)
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["out.parquet"]
