@@ -1,0 +1,119 @@
+"""Unweighted training of LossVal's network: the "plain_loss" baseline and the retraining model.
+
+The same MLP, optimiser, batch size, learning rate and epochs as ``LossVal``'s defaults, but
+every row counts equally. It records each row's loss in each epoch, so a row's mean loss over
+the last epochs is a detection score, and it scores a trained model on held-out rows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lossval import LossVal
+from lossval._torchutil import make_mlp
+
+__all__ = ["default_training", "train_plain", "score_model", "write_atomic"]
+
+
+def default_training() -> dict[str, int | float]:
+    """Epochs, batch size and learning rate of ``LossVal()``'s defaults (read, not copied)."""
+    params = LossVal().get_params()
+    return {"epochs": int(params["epochs"]), "batch_size": int(params["batch_size"]), "lr": float(params["lr"])}
+
+
+def train_plain(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    n_outputs: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    n_layers: int = 3,
+    width: int | None = None,
+    activation: str | None = None,
+) -> tuple[torch.nn.Module, np.ndarray]:
+    """Train the MLP unweighted with Adam and record every row's loss in every epoch.
+
+    Args:
+        X: Training features ``(n, d)``, already standardised.
+        y: Targets ``(n,)``: class indices ``0..n_outputs-1`` or standardised floats.
+        task: ``"classification"`` (cross-entropy) or ``"regression"`` (squared error).
+        n_outputs: Output units (classes, or 1 for regression).
+        epochs: Passes over the rows.
+        batch_size: Rows per Adam step.
+        lr: Adam learning rate.
+        seed: Seeds the initialisation and the batch order.
+        n_layers: Linear layers (LossVal default 3).
+        width: Hidden width (default 100 classification / 90 regression, as LossVal).
+        activation: Default relu (classification) / tanh (regression), as LossVal.
+
+    Returns:
+        ``(model, loss_history)``: the trained model (eval mode) and per-row losses
+        ``(epochs, n)`` float64.
+    """
+    width = width or (100 if task == "classification" else 90)
+    activation = activation or ("relu" if task == "classification" else "tanh")
+    Xt = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+    if task == "classification":
+        yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    else:
+        yt = torch.as_tensor(np.asarray(y), dtype=torch.float32)
+    n = Xt.shape[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = make_mlp(Xt.shape[1], n_outputs, n_layers=n_layers, width=width, activation=activation)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    history = torch.zeros((epochs, n))
+    model.train()
+    for epoch in range(epochs):
+        for idx in torch.split(torch.randperm(n, generator=gen), min(batch_size, n)):
+            out = model(Xt[idx])
+            if task == "classification":
+                row_loss = F.cross_entropy(out, yt[idx], reduction="none")
+            else:
+                row_loss = (out[:, 0] - yt[idx]) ** 2
+            loss = row_loss.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            history[epoch, idx] = row_loss.detach()
+    model.eval()
+    return model, history.numpy().astype(np.float64)
+
+
+def score_model(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, *, task: str) -> float:
+    """Accuracy (classification) or R^2 (regression) of ``model`` on ``(X, y)``."""
+    with torch.no_grad():
+        out = model(torch.as_tensor(np.asarray(X), dtype=torch.float32))
+    if task == "classification":
+        return float((out.argmax(dim=1).numpy() == np.asarray(y)).mean())
+    pred = out[:, 0].numpy().astype(np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

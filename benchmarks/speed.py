@@ -1,0 +1,287 @@
+"""Speed and memory of LossVal on CPU, against plain training of the same network.
+
+Measures (all on synthetic classification data, ``--features`` columns, 100 validation rows):
+
+* 1,000 rows, 30 epochs: LossVal defaults vs unweighted training of the same MLP with the same
+  epochs / batch size / learning rate (median of ``--repeats`` runs each) and the ratio; the
+  paper settings (``LossVal.paper_settings``) vs plain training of the paper's 5-layer MLP.
+  With torch's default thread count, and again with 1 thread.
+* Scaling: 10k, 30k and 100k rows, one run each in a fresh subprocess (torch default threads)
+  that reports its wall time and its peak resident memory (``ru_maxrss``) and the growth of
+  that peak over the resident memory just before ``fit``.
+
+Usage::
+
+    python -m benchmarks.speed            # full (100k rows takes a few minutes)
+    python -m benchmarks.speed --quick    # no sizes above 10k
+
+Writes ``speed.json`` and ``speed.md`` (atomically) under ``--out-dir`` (default
+``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["make_data", "time_lossval", "time_plain", "build_targets", "render_markdown", "main"]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TARGET_SECONDS_1K = 2.0
+TARGET_RATIO = 1.5
+TARGET_SECONDS_100K = 120.0
+TARGET_PEAK_MB_100K = 2048.0
+
+
+def make_data(n_rows: int, n_features: int, n_valid: int = 100, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Standardised synthetic classification rows: ``(X (n, d), y (n,), X_val (m, d), y_val (m,))``."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=n_rows + n_valid, n_features=n_features,
+                               n_informative=max(2, n_features // 2), random_state=seed)
+    X = (X - X[:n_rows].mean(axis=0)) / X[:n_rows].std(axis=0)
+    return X[:n_rows], y[:n_rows].astype(np.int64), X[n_rows:], y[n_rows:].astype(np.int64)
+
+
+def time_lossval(data: tuple[np.ndarray, ...], *, epochs: int, paper: bool = False, seed: int = 0) -> float:
+    """Seconds of one ``LossVal.fit`` (defaults, or paper settings) on CPU."""
+    from lossval import LossVal
+
+    if paper:
+        lv = LossVal.paper_settings("classification", epochs=epochs, verbose=False, device="cpu", seed=seed)
+    else:
+        lv = LossVal(task="classification", epochs=epochs, verbose=False, device="cpu", seed=seed)
+    t0 = time.perf_counter()
+    lv.fit(*data)
+    return time.perf_counter() - t0
+
+
+def time_plain(data: tuple[np.ndarray, ...], *, epochs: int, n_layers: int = 3, seed: int = 0) -> float:
+    """Seconds of unweighted training of the same MLP (width 100, ReLU) for ``epochs``."""
+    from benchmarks._plain import default_training, train_plain
+
+    train = default_training()
+    X, y = data[0], data[1]
+    t0 = time.perf_counter()
+    train_plain(X, y, task="classification", n_outputs=int(y.max()) + 1, epochs=epochs,
+                batch_size=int(train["batch_size"]), lr=float(train["lr"]), seed=seed, n_layers=n_layers)
+    return time.perf_counter() - t0
+
+
+def _median(fn: Any, repeats: int) -> tuple[float, list[float]]:
+    runs = [fn(seed) for seed in range(repeats)]
+    return statistics.median(runs), runs
+
+
+def _rss_now_kb() -> float:
+    """Current resident memory in kB (Linux /proc), else the peak so far."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _child(n_rows: int, n_features: int, epochs: int) -> None:
+    """Subprocess body: one LossVal fit; prints a JSON line with seconds and memory."""
+    import torch
+
+    data = make_data(n_rows, n_features)
+    time_lossval(make_data(200, n_features), epochs=1)  # warm-up: imports, first-call costs
+    rss_before = _rss_now_kb()
+    seconds = time_lossval(data, epochs=epochs)
+    peak = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # kB on Linux
+    print(json.dumps({"rows": n_rows, "seconds": seconds, "rss_before_mb": rss_before / 1024,
+                      "peak_rss_mb": peak / 1024, "peak_growth_mb": (peak - rss_before) / 1024,
+                      "threads": torch.get_num_threads()}))
+
+
+def _run_child(n_rows: int, n_features: int, epochs: int, timeout: float) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.speed", "--child", str(n_rows), "--features", str(n_features),
+           "--epochs", str(epochs)]
+    root = Path(__file__).resolve().parent.parent
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"rows": n_rows, "error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        return {"rows": n_rows, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["seconds_per_1k_rows"] = result["seconds"] / (n_rows / 1000)
+    return result
+
+
+def _verdict(ok: bool | None) -> str:
+    return "N/A" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def render_markdown(res: dict[str, Any]) -> str:
+    """speed.md from the result dict."""
+    m, base = res["meta"], res["base"]
+    lines = ["# LossVal speed (CPU)", "",
+             f"Generated {m['generated']} by `{m['command']}` (torch {m['torch']}, {m['cpu_count']} CPU core(s), "
+             f"torch default threads = {m['default_threads']}; python {m['python']}).", "",
+             f"Data: synthetic classification, {base['rows']} rows x {m['features']} features, "
+             f"{m['valid_rows']} validation rows, {m['epochs']} epochs, batch size {m['batch_size']}. "
+             f"Medians of {m['repeats']} runs (seeds 0..{m['repeats'] - 1}). Plain = the same MLP trained "
+             "unweighted with the same epochs, batch size and learning rate.", "",
+             f"## {base['rows']} rows", "",
+             "| threads | method | median s | runs | ratio to plain |", "|---|---|---|---|---|"]
+    for threads_key, label in (("default_threads", f"default ({m['default_threads']})"), ("one_thread", "1")):
+        block = base[threads_key]
+        for name in ("lossval", "plain", "lossval_paper", "plain_paper_arch"):
+            if name not in block:
+                continue
+            row = block[name]
+            ratio = block.get(f"ratio_{name}", "")
+            ratio_txt = f"{ratio:.2f}" if isinstance(ratio, float) else ""
+            lines.append(f"| {label} | {name} | {row['median']:.3f} | "
+                         f"{', '.join(f'{x:.2f}' for x in row['runs'])} | {ratio_txt} |")
+    spreads = [max(r["runs"]) / min(r["runs"]) for blk in (base["default_threads"], base["one_thread"])
+               for k, r in blk.items() if isinstance(r, dict) and "runs" in r and min(r["runs"]) > 0]
+    if spreads and max(spreads) > 2.0:
+        lines += ["", f"**Warning:** repeated runs differ by up to {max(spreads):.1f}x: the machine was busy with other "
+                  "work during this run, so these timings (and the scaling rows) are not reliable; rerun on an idle "
+                  "machine."]
+    lines += ["", "`lossval_paper` = `LossVal.paper_settings` (5x100 ReLU MLP, one Sinkhorn call per step); its "
+              "ratio is to `plain_paper_arch` (plain training of that 5-layer MLP). The other ratios are to `plain`.",
+              "", "## Scaling (one fresh subprocess per size, torch default threads, one run each)", "",
+              "| rows | seconds | s per 1k rows | peak RSS MB | RSS before fit MB | peak growth MB |",
+              "|---|---|---|---|---|---|"]
+    for row in res["scaling"]:
+        if "error" in row:
+            lines.append(f"| {row['rows']} | {row['error']} | | | | |")
+        else:
+            lines.append(f"| {row['rows']} | {row['seconds']:.1f} | {row['seconds_per_1k_rows']:.2f} | "
+                         f"{row['peak_rss_mb']:.0f} | {row['rss_before_mb']:.0f} | {row['peak_growth_mb']:.0f} |")
+    lines += ["", "Peak RSS is the child's `ru_maxrss` (includes the interpreter, torch and the data); growth = "
+              "peak minus the resident memory just before `fit` (a lower bound on what `fit` adds when an earlier "
+              "peak was higher).", "", "## TARGETS", ""]
+    for t in res["targets"]:
+        lines.append(f"- **{_verdict(t['pass'])}**: {t['target']} — measured {t['measured']}")
+    return "\n".join(lines) + "\n"
+
+
+def build_targets(base: dict[str, Any], scaling: list[dict[str, Any]], *, rows: int, features: int,
+                  epochs: int) -> list[dict[str, Any]]:
+    """The speed targets with PASS (True) / FAIL (False) / not measured (None).
+
+    A 100k-row child that timed out FAILS the time target (it ran longer than the timeout,
+    which is above 120 s); its memory is then unknown (None).
+    """
+    b = base["default_threads"]
+    big = next((r for r in scaling if r["rows"] == 100_000), None)
+    timed_out = big is not None and "timed out" in big.get("error", "")
+    ok = big is not None and "error" not in big
+    return [
+        {"target": f"{rows} rows x {features} features, {epochs} epochs <= {TARGET_SECONDS_1K} s",
+         "measured": f"{b['lossval']['median']:.2f} s", "pass": b["lossval"]["median"] <= TARGET_SECONDS_1K},
+        {"target": f"LossVal / plain training <= {TARGET_RATIO}",
+         "measured": f"{b['ratio_lossval']:.2f} (1 thread: {base['one_thread']['ratio_lossval']:.2f})",
+         "pass": b["ratio_lossval"] <= TARGET_RATIO},
+        {"target": f"100k rows <= {TARGET_SECONDS_100K:.0f} s",
+         "measured": f"{big['seconds']:.1f} s" if ok else (big["error"] if big else "not run"),
+         "pass": big["seconds"] <= TARGET_SECONDS_100K if ok else (False if timed_out else None)},
+        {"target": f"100k rows peak RSS <= {TARGET_PEAK_MB_100K:.0f} MB",
+         "measured": f"{big['peak_rss_mb']:.0f} MB (growth {big['peak_growth_mb']:.0f} MB)" if ok else "not measured",
+         "pass": big["peak_rss_mb"] <= TARGET_PEAK_MB_100K if ok else None},
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    """Run the timings and write ``speed.json`` + ``speed.md``; returns their paths."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="skip sizes above 10k rows")
+    parser.add_argument("--rows", type=int, default=1000, help="rows of the main comparison (default 1000)")
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default="10000,30000,100000", help="comma list of scaling sizes ('' = none)")
+    parser.add_argument("--child-timeout", type=float, default=900.0, help="seconds per scaling subprocess")
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        _child(args.child, args.features, args.epochs)
+        return {}
+
+    import torch
+
+    from benchmarks._plain import default_training, write_atomic
+
+    data = make_data(args.rows, args.features)
+    time_lossval(make_data(200, args.features), epochs=1)  # warm-up
+    time_lossval(make_data(200, args.features), epochs=1, paper=True)
+    time_plain(data, epochs=1)
+    default_threads = torch.get_num_threads()
+
+    def measure(with_paper: bool) -> dict[str, Any]:
+        block: dict[str, Any] = {"threads": torch.get_num_threads()}
+        for name, fn in (("lossval", lambda s: time_lossval(data, epochs=args.epochs, seed=s)),
+                         ("plain", lambda s: time_plain(data, epochs=args.epochs, seed=s))):
+            med, runs = _median(fn, args.repeats)
+            block[name] = {"median": med, "runs": runs}
+        block["ratio_lossval"] = block["lossval"]["median"] / block["plain"]["median"]
+        if with_paper:
+            for name, fn in (("lossval_paper", lambda s: time_lossval(data, epochs=args.epochs, paper=True, seed=s)),
+                             ("plain_paper_arch", lambda s: time_plain(data, epochs=args.epochs, n_layers=5, seed=s))):
+                med, runs = _median(fn, args.repeats)
+                block[name] = {"median": med, "runs": runs}
+            block["ratio_lossval_paper"] = block["lossval_paper"]["median"] / block["plain_paper_arch"]["median"]
+        return block
+
+    base: dict[str, Any] = {"rows": args.rows, "default_threads": measure(with_paper=True)}
+    torch.set_num_threads(1)
+    try:
+        base["one_thread"] = measure(with_paper=False)
+    finally:
+        torch.set_num_threads(default_threads)
+    print(f"{args.rows} rows: lossval {base['default_threads']['lossval']['median']:.2f} s, plain "
+          f"{base['default_threads']['plain']['median']:.2f} s, ratio {base['default_threads']['ratio_lossval']:.2f}",
+          flush=True)
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.quick:
+        sizes = [s for s in sizes if s <= 10_000]
+    scaling = []
+    for n_rows in sizes:
+        row = _run_child(n_rows, args.features, args.epochs, args.child_timeout)
+        print(f"scaling {n_rows} rows: {row}", flush=True)
+        scaling.append(row)
+
+    targets = build_targets(base, scaling, rows=args.rows, features=args.features, epochs=args.epochs)
+    train = default_training()
+    meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "torch": torch.__version__, "python": platform.python_version(), "cpu_count": _cpu_count(),
+            "default_threads": default_threads, "features": args.features, "valid_rows": 100,
+            "epochs": args.epochs, "batch_size": train["batch_size"], "repeats": args.repeats}
+    res = {"meta": meta, "base": base, "scaling": scaling, "targets": targets}
+    out = Path(args.out_dir)
+    json_path, md_path = out / "speed.json", out / "speed.md"
+    write_atomic(json_path, json.dumps(res, indent=1) + "\n")
+    write_atomic(md_path, render_markdown(res))
+    print(f"wrote {json_path} and {md_path}", flush=True)
+    return {"json": json_path, "md": md_path}
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+if __name__ == "__main__":
+    main()
