@@ -1,0 +1,63 @@
+"""The new-data flow: a file landed (event ``lossval.data.arrived``); ingest it and clean its dataset.
+
+The path comes from an event, so it is untrusted: it is confined to the landing folder
+(:func:`lossval.landing.confine`) before anything reads it. Runs for the same dataset take the
+dataset's lock (``<workspace>/locks/<dataset>.lock``), so two arrivals at once run one after the
+other instead of interleaving their writes.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.clean import run_cleaning
+from flows.nightly import locks_dir
+from lossval.catalog import entry_for_landing, load_catalog
+from lossval.errors import InputError
+from lossval.landing import ARRIVAL_EVENT, confine, dataset_lock, dataset_of
+
+__all__ = ["ARRIVAL_FLOW_NAME", "ARRIVAL_EVENT", "arrival"]
+
+ARRIVAL_FLOW_NAME = "lossval-arrival"
+
+
+@flow(name=ARRIVAL_FLOW_NAME, log_prints=True)
+def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "lossval-workspace",
+            dataset: str | None = None, lock_timeout_s: float = 6 * 3600.0) -> dict:
+    """Ingest one landed file as the dataset's newest snapshot and run the cleaning flow on it.
+
+    Args:
+        path: The landed file, relative to ``landing_dir`` (from the event payload; untrusted).
+        datasets_file: The datasets file (maps the landing subfolder to a dataset and its config).
+        landing_dir: The landing folder the watcher watches.
+        workspace: The lossval workspace.
+        dataset: The dataset the event names (optional); must agree with the path.
+        lock_timeout_s: Longest wait for another run of the same dataset.
+
+    Returns:
+        The cleaning summary, plus ``landed`` (the file) and ``lock`` (when it was held).
+
+    Raises:
+        UnsafePathError: ``path`` leaves the landing folder; nothing was read.
+        InputError / ConfigError: unknown dataset, bad file, bad config.
+        GateFailed: the pruned data failed the gate.
+    """
+    log = get_run_logger()
+    landed, relative = confine(landing_dir, path)  # before anything reads the file
+    key = dataset_of(relative)
+    if dataset and dataset != key:
+        raise InputError(f"the event names dataset {dataset!r} but the file {relative!r} lands in {key!r}; "
+                         "refusing a mismatched event.")
+    entry = entry_for_landing(load_catalog(datasets_file, check_configs=False), key, source=datasets_file)
+    config = entry.load(data=str(landed))
+    log.info("file %s landed for dataset %s", relative, entry.name)
+    with dataset_lock(locks_dir(workspace), entry.name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
+                      on_wait=lambda: log.info("dataset %s is busy with another run; waiting for its lock",
+                                               entry.name)) as lock:
+        if confine(landing_dir, relative)[0] != landed:  # replaced while this run waited for the lock
+            raise InputError(f"{relative!r} changed where it points while waiting for the dataset lock; refusing it.")
+        summary = run_cleaning(config, workspace=workspace)
+    summary["landed"] = {"path": str(landed), "relative": relative}
+    summary["lock"] = dict(lock)
+    return summary

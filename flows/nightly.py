@@ -1,0 +1,92 @@
+"""The nightly flow: clean every dataset of the datasets file; one failure does not stop the others."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
+
+from flows.clean import run_cleaning
+from lossval.catalog import DatasetEntry, load_catalog
+from lossval.io import write_json
+from lossval.landing import dataset_lock
+from tasks._paths import Workspace
+
+__all__ = ["NIGHTLY_FLOW_NAME", "nightly", "clean_entry", "locks_dir"]
+
+NIGHTLY_FLOW_NAME = "lossval-nightly"
+
+
+def locks_dir(workspace: str | Path) -> Path:
+    """``<workspace>/locks``: one lock (and holding log) per dataset, shared by nightly and arrival runs."""
+    return Workspace.at(workspace).root / "locks"
+
+
+@flow(name="lossval-clean-dataset", flow_run_name="clean-{name}", log_prints=True)
+def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: float = 6 * 3600.0) -> dict:
+    """Clean one dataset of the datasets file under its dataset lock (a subflow of the nightly run)."""
+    entry = DatasetEntry(name=name, config_path=config_path, landing=name)
+    config = entry.load()
+    log = get_run_logger()
+    with dataset_lock(locks_dir(workspace), name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
+                      on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
+        return run_cleaning(config, workspace=workspace)
+
+
+@flow(name=NIGHTLY_FLOW_NAME, log_prints=True)
+def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
+    """Run the cleaning flow for each dataset listed in ``datasets_file``, one after the other.
+
+    Each dataset is a subflow run (``clean-<name>``); a dataset that fails (bad data, gate
+    refused, ...) is reported and the next one runs. The report is written to
+    ``<workspace>/nightly/<UTC time>.json`` and published as the ``lossval-nightly`` artifact.
+
+    Returns:
+        A Completed state when every dataset passed, else a Failed state whose message names
+        the failed datasets; its data is the report ``{"datasets": [...], "failed": [...]}``.
+    """
+    log = get_run_logger()
+    entries = load_catalog(datasets_file, check_configs=False)
+    started = dt.datetime.now(dt.timezone.utc)
+    results: list[dict[str, Any]] = []
+    for entry in entries:
+        state = clean_entry(name=entry.name, config_path=entry.config_path, workspace=workspace, return_state=True)
+        record: dict[str, Any] = {"dataset": entry.name, "state": state.name}
+        if state.is_completed():
+            summary = state.result()
+            record.update(run_id=summary["run_id"], mlflow_run_id=summary["mlflow"]["run_id"],
+                          kept=summary["rows"]["kept"], quarantined=summary["rows"]["quarantine"])
+        else:
+            record["error"] = _error_text(state)
+            log.error("dataset %s failed: %s", entry.name, record["error"])
+        results.append(record)
+    failed = [r["dataset"] for r in results if r["state"] != "Completed"]
+    report = {"started": started.isoformat(timespec="seconds"), "flow_run_id": str(flow_run.id or "local"),
+              "datasets": results, "failed": failed}
+    write_json(report, Workspace.at(workspace).root / "nightly" / f"{started:%Y%m%dT%H%M%SZ}.json")
+    _publish(report)
+    if failed:
+        detail = "; ".join(f"{r['dataset']}: {r['error']}" for r in results if r["dataset"] in failed)
+        return Failed(message=f"{len(failed)} of {len(results)} dataset(s) failed: {detail}", data=report)
+    return Completed(message=f"all {len(results)} dataset(s) cleaned", data=report)
+
+
+def _error_text(state: State) -> str:
+    exc = state.result(raise_on_failure=False)
+    if isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {exc}"[:500]
+    return (state.message or state.name)[:500]
+
+
+def _publish(report: dict[str, Any]) -> None:
+    lines = ["# lossval nightly run", "", "| dataset | result | detail |", "|---|---|---|"]
+    for r in report["datasets"]:
+        detail = (f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`" if r["state"] == "Completed"
+                  else r.get("error", "").replace("|", "\\|").replace("\n", " "))
+        lines.append(f"| {r['dataset']} | {r['state']} | {detail} |")
+    create_markdown_artifact("\n".join(lines), key="lossval-nightly", description="datasets cleaned by the nightly run")

@@ -1,0 +1,104 @@
+"""The valuation stage as its own deployment, so it can run on a GPU work pool.
+
+When a config sets ``valuation_deployment: lossval-value/gpu``, the cleaning flow does not
+value in-process: it starts a run of that deployment (``prefect.deployments.run_deployment``,
+linked as a subflow), waits for it, and reads the values from the workspace. The worker of
+the pool (``prefect worker start --pool gpu`` on the GPU machine) must see the workspace at
+the same path (a shared file system) and have lossval installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from lossval.config import PipelineConfig, config_from_dict
+from lossval.errors import LossvalError
+from lossval.io import read_json
+from tasks._paths import Workspace
+from tasks.value import value_in
+
+__all__ = ["VALUE_FLOW_NAME", "value_remote", "value_on_deployment", "config_to_raw", "DEFAULT_TIMEOUT_S"]
+
+VALUE_FLOW_NAME = "lossval-value"
+DEFAULT_TIMEOUT_S = 6 * 3600.0  # override with LOSSVAL_VALUATION_TIMEOUT_S
+
+
+def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
+    """The config as a YAML-shaped mapping (``config_from_dict`` gives it back), with no remote valuation.
+
+    Paths in a loaded config are already absolute, so the mapping does not depend on a folder.
+    """
+    raw = config.to_dict()
+    include, exclude = raw.pop("include"), raw.pop("exclude")
+    raw["features"] = {"include": list(include) if include is not None else None, "exclude": list(exclude)}
+    raw["valuation_deployment"] = None  # the deployment values in its own process; never recurse
+    return raw
+
+
+@flow(name=VALUE_FLOW_NAME, log_prints=True)
+def value_remote(train: str, validation: str, key: str, config: dict[str, Any], workspace: str) -> dict:
+    """Value the train rows (the ``value`` task) where this flow runs; outputs go to ``<workspace>/values/<key>/``.
+
+    Args:
+        train, validation: Parquet paths of the split (as seen by this machine).
+        key: The valuation key (see :func:`tasks.value.valuation_key`).
+        config: The pipeline config as :func:`config_to_raw` gives it.
+        workspace: Workspace folder, shared with the calling flow.
+
+    Returns:
+        The ``value`` task's record (paths, task kind, seconds, device).
+    """
+    cfg = config_from_dict(config, source="valuation_deployment parameters")
+    # Same cache records (in the shared workspace) as the in-process path in flows/clean.py.
+    vals = value_in(workspace)(train, validation, key=key, config=cfg, workspace=workspace)
+    if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
+        vals = value_in(workspace, refresh=True)(train, validation, key=key, config=cfg, workspace=workspace)
+    get_run_logger().info("valuation %s done on %s in %.1fs", key, vals["device"], vals["seconds"])
+    return vals
+
+
+def value_on_deployment(train: str, validation: str, *, key: str, config: PipelineConfig, workspace: str,
+                        timeout_s: float | None = None, poll_interval_s: float = 2.0) -> dict:
+    """Run the valuation on ``config.valuation_deployment`` and wait; returns the same record as the ``value`` task.
+
+    Raises:
+        LossvalError: the deployment does not exist, its run did not complete, it did not finish within
+            the timeout (is a worker running on its pool?), or its outputs are missing from the workspace.
+    """
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    name = config.valuation_deployment
+    assert name is not None
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("LOSSVAL_VALUATION_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+    log = get_run_logger()
+    log.info("valuation runs on deployment %s", name)
+    try:
+        run = run_deployment(name=name, parameters={"train": train, "validation": validation, "key": key,
+                                                    "config": config_to_raw(config), "workspace": workspace},
+                             timeout=timeout_s, poll_interval=poll_interval_s, flow_run_name=f"value-{key[:12]}")
+    except ObjectNotFound:
+        raise LossvalError(f"valuation deployment {name!r} not found on the Prefect server; register it with "
+                           f"`lossval serve --valuation-pool POOL` or `prefect deploy`, or set valuation_deployment: "
+                           "null to value in-process.") from None
+    state = run.state
+    if state is None or not state.is_final():
+        raise LossvalError(f"valuation run {run.name} on {name!r} did not finish within {timeout_s:.0f}s (state "
+                           f"{state.name if state else 'unknown'}); is a worker running on its work pool "
+                           "(`prefect worker start --pool <pool>`)?")
+    if not state.is_completed():
+        raise LossvalError(f"valuation run {run.name} on {name!r} ended {state.name}: {state.message}")
+    out = Workspace.at(workspace).values_dir(key)
+    values_path, report_path = out / "values.parquet", out / "valuation.json"
+    if not values_path.exists() or not report_path.exists():
+        raise LossvalError(f"valuation run {run.name} completed but {out} holds no values.parquet/valuation.json; "
+                           "does the worker see the workspace at the same path?")
+    report = read_json(report_path)
+    return {"values": str(values_path), "encoder": str(out / "encoder.json"), "report": str(report_path),
+            "task": report["task"], "seconds": float(report["seconds"]), "device": str(report["device"]),
+            "flow_run_id": str(run.id)}

@@ -1,0 +1,125 @@
+"""The datasets file: which datasets the nightly run cleans and where their new data lands.
+
+```yaml
+# datasets.yaml (relative paths are relative to this file)
+datasets:
+  - name: loans                 # required: dataset name for runs, locks, MLflow (overrides the config's `dataset`)
+    config: configs/loans.yaml  # a lossval pipeline config (see examples/config.yaml)
+    landing: loans              # subfolder of the landing folder for new files (default: name)
+```
+
+See ``deployments/datasets.example.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lossval.config import PipelineConfig, load_config
+from lossval.errors import ConfigError
+
+__all__ = ["DatasetEntry", "load_catalog", "entry_for_landing"]
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset of the datasets file.
+
+    Attributes:
+        name: Dataset name (runs, locks, registered model ``lossval-<name>``).
+        config_path: Absolute path of its pipeline config.
+        landing: Subfolder of the landing folder its new files arrive in.
+    """
+
+    name: str
+    config_path: str
+    landing: str
+
+    def load(self, *, data: str | None = None) -> PipelineConfig:
+        """The validated pipeline config, with ``dataset`` set to :attr:`name` and ``data`` optionally replaced.
+
+        Raises:
+            ConfigError: the config file is missing or invalid.
+        """
+        config = load_config(self.config_path)
+        changes: dict[str, str] = {"dataset": self.name}
+        if data is not None:
+            changes["data"] = data
+        return dataclasses.replace(config, **changes)
+
+
+def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[DatasetEntry]:
+    """Read and validate a datasets file.
+
+    Args:
+        path: The YAML file.
+        check_configs: Also load every pipeline config, so a bad one is reported now rather
+            than at 02:00.
+
+    Raises:
+        ConfigError: unreadable file, missing or unknown keys, duplicate names or landing folders,
+            or an invalid pipeline config; the message names the file and the entry.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("datasets file not found.", source=str(p))
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
+    if not isinstance(raw, dict) or set(raw) != {"datasets"} or not isinstance(raw["datasets"], list):
+        raise ConfigError("a datasets file is a mapping with one key, 'datasets', holding a list of entries "
+                          "(name, config, landing).", source=str(p))
+    if not raw["datasets"]:
+        raise ConfigError("'datasets' is empty; list at least one dataset.", source=str(p))
+    entries: list[DatasetEntry] = []
+    for i, item in enumerate(raw["datasets"]):
+        where = f"datasets[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where} must be a mapping with 'name', 'config' and optionally 'landing'.", source=str(p))
+        unknown = sorted(set(item) - {"name", "config", "landing"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are ['config', 'landing', 'name'].", source=str(p))
+        if not isinstance(item.get("config"), str) or not item["config"]:
+            raise ConfigError(f"{where}: 'config' (path of a pipeline config) is required.", source=str(p))
+        config_path = Path(item["config"])
+        config_path = config_path if config_path.is_absolute() else (p.parent / config_path).resolve()
+        name = item.get("name")
+        if name is None:
+            raise ConfigError(f"{where}: 'name' (the dataset name) is required.", source=str(p))
+        landing = item.get("landing") or name
+        for key, value in (("name", name), ("landing", landing)):
+            if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or value in (".", ".."):
+                raise ConfigError(f"{where}: '{key}' {value!r} may only hold letters, digits, '.', '_' and '-'.",
+                                  source=str(p))
+        entries.append(DatasetEntry(name=name, config_path=str(config_path), landing=landing))
+    for key in ("name", "landing"):
+        values = [getattr(e, key) for e in entries]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own.", source=str(p))
+    if check_configs:
+        for entry in entries:
+            entry.load()
+    return entries
+
+
+def entry_for_landing(entries: list[DatasetEntry], landing: str, *, source: str | None = None) -> DatasetEntry:
+    """The entry whose landing subfolder (or top-level file prefix) is ``landing``.
+
+    Raises:
+        ConfigError: no entry has that landing name.
+    """
+    for entry in entries:
+        if entry.landing == landing:
+            return entry
+    known = sorted(e.landing for e in entries)
+    raise ConfigError(f"no dataset in the datasets file lands in {landing!r} (known: {known}); add an entry with "
+                      f"landing: {landing} or move the file.", source=source)

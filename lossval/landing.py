@@ -1,0 +1,421 @@
+"""Landing folders: when a file counts as landed, which paths may be read, and one writer per dataset.
+
+Pure standard library (no Prefect, no pandas), so ``lossval watch`` starts fast and the rules
+are unit-tested without servers.
+
+**When a file has landed.** A data file (``.csv``, ``.parquet``, ``.pq``) in the landing folder,
+or in one subfolder of it, has landed when
+
+* a marker ``<file name>.done`` (e.g. ``loans.csv.done``) exists next to it, or
+* (unless ``require_marker``) its size and modification time were the same at two polls at least
+  ``settle_seconds`` apart, and it is not empty.
+
+Names that start with ``.`` or ``~`` and names ending in ``.tmp``, ``.part``, ``.partial``,
+``.crdownload`` or ``.swp`` are never data files: write under such a name and rename the
+file into place (an atomic rename on the same file system), or write in place and drop a
+``.done`` marker when finished. A file written in place with no marker is picked up only
+after it stops changing for ``settle_seconds``, so a writer that stalls longer than that
+must use a marker or a rename.
+
+**Which dataset.** ``<landing>/<dataset>/<file>`` belongs to ``<dataset>``;
+``<landing>/<dataset>__<anything>.csv`` (top level) belongs to the part before ``__``, and
+``<landing>/<dataset>.csv`` to its stem.
+
+**Untrusted paths.** :func:`confine` resolves a path taken from an event against the landing
+folder and refuses anything outside it (``..`` components, absolute paths elsewhere, symlinks
+that leave it) before any byte is read.
+
+**One writer per dataset.** :func:`dataset_lock` holds an exclusive ``fcntl`` lock on
+``<lock_dir>/<dataset>.lock`` (POSIX only) and appends each holding interval to
+``<dataset>.log``, so overlapping arrivals run one after the other and the log shows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from lossval.errors import InputError, LossvalError
+
+__all__ = [
+    "ARRIVAL_EVENT",
+    "DATA_SUFFIXES",
+    "DONE_SUFFIX",
+    "PARTIAL_SUFFIXES",
+    "UnsafePathError",
+    "LockTimeout",
+    "Landed",
+    "LandingScanner",
+    "confine",
+    "dataset_of",
+    "is_data_file_name",
+    "dataset_lock",
+    "read_lock_log",
+    "resource_id",
+]
+
+ARRIVAL_EVENT = "lossval.data.arrived"  # emitted by `lossval watch`, triggers the lossval-arrival deployment
+
+DATA_SUFFIXES = (".csv", ".parquet", ".pq")  # same as lossval.io.DATA_SUFFIXES (not imported: it pulls pandas)
+DONE_SUFFIX = ".done"
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+_DATASET_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+_STATE_VERSION = 1
+
+log = logging.getLogger("lossval.landing")
+
+
+class UnsafePathError(InputError):
+    """A path (from an event or a symlink) points outside the landing folder; nothing was read."""
+
+
+class LockTimeout(LossvalError):
+    """Another run held the dataset's lock for longer than the caller would wait."""
+
+
+def resource_id(dataset: str) -> str:
+    """Prefect resource id of a dataset in arrival events: ``lossval.dataset.<dataset>``."""
+    return f"lossval.dataset.{dataset}"
+
+
+def is_data_file_name(name: str) -> bool:
+    """Whether a file name can be a landed data file (not hidden, not partial, a data suffix)."""
+    lower = name.lower()
+    if not name or name[0] in ".~" or lower.endswith(PARTIAL_SUFFIXES) or lower.endswith(DONE_SUFFIX):
+        return False
+    return lower.endswith(DATA_SUFFIXES)
+
+
+def dataset_of(relative: str | PurePosixPath) -> str:
+    """The dataset a landed file belongs to, from its path relative to the landing folder.
+
+    Args:
+        relative: ``"<dataset>/<file>"`` or ``"<file>"`` (POSIX separators).
+
+    Returns:
+        The subfolder name; for a top-level file the part of its stem before ``__``.
+
+    Raises:
+        InputError: the path is deeper than one subfolder, or the name is not a valid dataset
+            name (letters, digits, ``.``, ``_``, ``-``).
+
+    >>> dataset_of("loans/2026-11-22.csv"), dataset_of("loans__2026-11-22.csv"), dataset_of("loans.parquet")
+    ('loans', 'loans', 'loans')
+    """
+    parts = PurePosixPath(relative).parts
+    if len(parts) == 2:
+        name = parts[0]
+    elif len(parts) == 1:
+        stem = parts[0].rsplit(".", 1)[0]
+        name = stem.split("__", 1)[0]
+    else:
+        raise InputError("landed files go in the landing folder or one subfolder of it (<dataset>/<file>); "
+                         "this path is deeper.", source=str(relative))
+    if not _DATASET_RE.fullmatch(name) or name in (".", ".."):
+        raise InputError(f"dataset name {name!r} may only hold letters, digits, '.', '_' and '-'; rename the "
+                         "file or subfolder.", source=str(relative))
+    return name
+
+
+def confine(landing_dir: str | os.PathLike[str], path: str) -> tuple[Path, str]:
+    """Resolve an untrusted path against the landing folder, refusing anything outside it.
+
+    Only ``os.lstat``/``realpath`` are used: the file is never opened.
+
+    Args:
+        landing_dir: The landing folder (trusted, from the deployment's parameters).
+        path: Untrusted path, relative to the landing folder (an absolute path is accepted only
+            when it lies inside the folder).
+
+    Returns:
+        ``(resolved absolute path, the given path relative to the landing folder in POSIX form)``;
+        the dataset is taken from the second (the name as it appears in the folder).
+
+    Raises:
+        UnsafePathError: empty path, NUL byte, a ``..`` component, an absolute path elsewhere, or a
+            symlink (of the file or a folder on its way) that resolves outside the landing folder.
+        InputError: the landing folder or the file does not exist, or the file is not a regular
+            data file.
+    """
+    root = Path(landing_dir)
+    if not root.is_dir():
+        raise InputError("landing folder not found.", source=str(root))
+    root_real = Path(os.path.realpath(root))
+    if not isinstance(path, str) or not path.strip() or "\x00" in path:
+        raise UnsafePathError(f"refused path {path!r}: empty or holds a NUL byte; give a file path relative to the "
+                              f"landing folder {root_real}.")
+    raw = Path(path)
+    if ".." in raw.parts or ".." in PurePosixPath(path.replace("\\", "/")).parts:
+        raise UnsafePathError(f"refused path {path!r}: '..' is not allowed; paths must stay inside the landing "
+                              f"folder {root_real}. Nothing was read.")
+    if raw.is_absolute():
+        # Accepted only when it names something under the landing folder (as given or resolved).
+        bases = [b for b in (root_real, root.absolute()) if _inside(raw, b)]
+        if not bases:
+            raise UnsafePathError(f"refused path {path!r}: it is outside the landing folder {root_real}. "
+                                  "Nothing was read.")
+        lexical = raw.relative_to(bases[0])
+    else:
+        lexical = raw
+    relative = PurePosixPath(*lexical.parts).as_posix() if lexical.parts else ""
+    real = Path(os.path.realpath(root_real / lexical))
+    if not _inside(real, root_real) or real == root_real:
+        raise UnsafePathError(f"refused path {path!r}: it resolves to {real}, outside the landing folder "
+                              f"{root_real} (a symlink that leaves it?). Nothing was read.")
+    if not real.exists():
+        raise InputError(f"landed file {path!r} not found in the landing folder {root_real}.")
+    if not real.is_file():
+        raise InputError(f"{path!r} is not a regular file.", source=str(real))
+    if not (is_data_file_name(lexical.name) and is_data_file_name(real.name)):
+        raise InputError(f"{relative!r} is not a data file ({', '.join(DATA_SUFFIXES)}), or is hidden or partial.",
+                         source=str(real))
+    return real, relative
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A file that has landed completely.
+
+    Attributes:
+        path: Resolved absolute path.
+        relative: Path relative to the landing folder, POSIX form (what events carry).
+        dataset: Dataset it belongs to (see :func:`dataset_of`).
+        size: Bytes. mtime_ns: modification time, ns.
+        reason: ``"marker"`` (a ``.done`` file) or ``"stable"`` (size and mtime settled).
+    """
+
+    path: Path
+    relative: str
+    dataset: str
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float  # clock time when this (size, mtime) was first observed
+    polls: int  # consecutive polls with this (size, mtime)
+
+
+class LandingScanner:
+    """Polls a landing folder and reports each file once, when it has landed completely.
+
+    Args:
+        landing_dir: Folder to watch (must exist).
+        settle_seconds: A file without marker counts as landed when unchanged this long (and over
+            two polls).
+        require_marker: Only files with a ``.done`` marker count.
+        state_path: JSON file remembering the files already reported (written atomically);
+            ``None`` keeps the state in memory only.
+        clock: Monotonic clock in seconds (tests pass a fake one).
+
+    >>> scanner = LandingScanner("landing", state_path="landing.watch.json")   # doctest: +SKIP
+    >>> for landed in scanner.poll():                                          # doctest: +SKIP
+    ...     send(landed); scanner.mark_emitted(landed)
+    """
+
+    def __init__(self, landing_dir: str | os.PathLike[str], *, settle_seconds: float = 5.0,
+                 require_marker: bool = False, state_path: str | os.PathLike[str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.landing_dir = Path(landing_dir)
+        if not self.landing_dir.is_dir():
+            raise InputError("landing folder not found; create it or check the path.", source=str(self.landing_dir))
+        if settle_seconds < 0:
+            raise InputError(f"settle time must be >= 0 seconds, got {settle_seconds}.")
+        self.root = Path(os.path.realpath(self.landing_dir))
+        self.settle_seconds = settle_seconds
+        self.require_marker = require_marker
+        self.state_path = Path(state_path) if state_path is not None else None
+        self._clock = clock
+        self._seen: dict[str, _Seen] = {}
+        self._warned: set[str] = set()
+        self.emitted: dict[str, dict[str, Any]] = self._load_state()
+
+    def _load_state(self) -> dict[str, dict[str, Any]]:
+        if self.state_path is None or not self.state_path.exists():
+            return {}
+        try:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+            emitted = state["emitted"]
+            if not isinstance(emitted, dict):
+                raise TypeError("'emitted' is not a mapping")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"watch state is unreadable ({exc}); delete it to start afresh (every file in the landing "
+                             "folder is then reported again).", source=str(self.state_path)) from None
+        return emitted
+
+    def _save_state(self) -> None:
+        if self.state_path is None:
+            return
+        state = {"version": _STATE_VERSION, "landing_dir": str(self.root), "emitted": self.emitted}
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{self.state_path.name}-", dir=self.state_path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(state, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.state_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _candidates(self) -> Iterator[tuple[str, Path]]:
+        """(relative posix path, path) of data-file names at the top level and one folder down."""
+        try:
+            top = sorted(os.scandir(self.root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for entry in top:
+            if entry.name[:1] in (".", "~"):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                try:
+                    inner = sorted(os.scandir(entry.path), key=lambda e: e.name)
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    continue
+                for sub in inner:
+                    if is_data_file_name(sub.name):
+                        yield f"{entry.name}/{sub.name}", Path(sub.path)
+            elif is_data_file_name(entry.name):
+                yield entry.name, Path(entry.path)
+
+    def _warn_once(self, relative: str, message: str) -> None:
+        if relative not in self._warned:
+            self._warned.add(relative)
+            log.warning("%s", message)
+
+    def poll(self) -> list[Landed]:
+        """Look at the folder once; return the files that have landed and were not reported yet."""
+        now = self._clock()
+        landed: list[Landed] = []
+        present: set[str] = set()
+        for relative, path in self._candidates():
+            present.add(relative)
+            try:
+                real, _ = confine(self.root, relative)
+                dataset = dataset_of(relative)
+            except InputError as exc:  # symlink leaving the folder, bad dataset name, vanished file
+                self._warn_once(relative, f"lossval watch: skipping {relative}: {exc}")
+                continue
+            try:
+                st = real.stat()
+            except FileNotFoundError:
+                continue
+            seen = self._seen.get(relative)
+            if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+                seen = self._seen[relative] = _Seen(st.st_size, st.st_mtime_ns, now, 1)
+            else:
+                seen.polls += 1
+            done = self.emitted.get(relative)
+            if done and (done.get("size"), done.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
+                continue  # reported before, unchanged since
+            if st.st_size == 0:
+                continue
+            marker = path.with_name(path.name + DONE_SUFFIX)
+            if marker.is_file() and not marker.is_symlink():
+                reason = "marker"
+            elif not self.require_marker and seen.polls >= 2 and now - seen.since >= self.settle_seconds:
+                reason = "stable"
+            else:
+                continue
+            landed.append(Landed(path=real, relative=relative, dataset=dataset, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                 reason=reason))
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
+        return landed
+
+    def mark_emitted(self, landed: Landed, *, event_id: str | None = None) -> None:
+        """Record that ``landed`` was reported (saved to the state file at once)."""
+        self.emitted[landed.relative] = {
+            "size": landed.size, "mtime_ns": landed.mtime_ns, "dataset": landed.dataset, "event_id": event_id,
+            "emitted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        self._save_state()
+
+
+@contextlib.contextmanager
+def dataset_lock(lock_dir: str | os.PathLike[str], dataset: str, *, timeout: float = 3600.0, poll: float = 0.5,
+                 holder: str = "", on_wait: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Hold an exclusive lock for ``dataset`` while the block runs (POSIX ``fcntl.flock``).
+
+    The lock is released when the block exits or the process dies. Each holding interval is
+    appended to ``<lock_dir>/<dataset>.log`` as one JSON line (holder, acquired, released, waited).
+
+    Args:
+        lock_dir: Folder of the lock files (created).
+        dataset: Dataset name (letters, digits, ``.``, ``_``, ``-``).
+        timeout: Seconds to wait for another holder before giving up.
+        poll: Seconds between attempts while waiting.
+        holder: Who holds it (e.g. the flow run id), for the log.
+        on_wait: Called once if the lock is busy (to log that this run waits).
+
+    Yields:
+        A dict with ``acquired`` (UNIX time) and ``waited`` (seconds); ``released`` is added on exit.
+
+    Raises:
+        LockTimeout: the lock stayed busy for ``timeout`` seconds.
+    """
+    import fcntl
+
+    if not _DATASET_RE.fullmatch(dataset):
+        raise InputError(f"dataset name {dataset!r} may only hold letters, digits, '.', '_' and '-'.")
+    folder = Path(lock_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    fd = os.open(folder / f"{dataset}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        waited_once = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited_once and on_wait is not None:
+                    on_wait()
+                waited_once = True
+                if time.time() - start >= timeout:
+                    raise LockTimeout(f"dataset {dataset!r} is locked by another run for more than {timeout:.0f}s "
+                                      f"({folder / (dataset + '.lock')}); is a run stuck?") from None
+                time.sleep(poll)
+        record: dict[str, Any] = {"holder": holder, "acquired": time.time(), "waited": time.time() - start}
+        try:
+            yield record
+        finally:
+            record["released"] = time.time()
+            with open(folder / f"{dataset}.log", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, sort_keys=True) + "\n")
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def read_lock_log(lock_dir: str | os.PathLike[str], dataset: str) -> list[dict[str, Any]]:
+    """The holding intervals recorded by :func:`dataset_lock` for ``dataset``, oldest first."""
+    path = Path(lock_dir) / f"{dataset}.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

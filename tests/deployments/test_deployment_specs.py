@@ -1,0 +1,105 @@
+"""Deployment definitions and the `watch`/`serve` commands, without servers."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lossval.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def datasets_file(tmp_path: Path) -> Path:
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "loans.yaml").write_text(yaml.safe_dump({"data": "loans.csv", "target": "y"}))
+    path = tmp_path / "datasets.yaml"
+    path.write_text(yaml.safe_dump({"datasets": [{"name": "loans", "config": "loans.yaml"}]}))
+    return path
+
+
+def test_nightly_runs_on_cron_and_arrival_on_the_event(datasets_file: Path, tmp_path: Path) -> None:
+    from deployments.serve import build_deployments
+
+    nightly, arrival = build_deployments(datasets_file=datasets_file, landing_dir=tmp_path / "landing",
+                                         workspace=tmp_path / "ws", cron="30 1 * * *", timezone="Europe/Berlin")
+    assert nightly.full_name == "lossval-nightly/nightly" and nightly.entrypoint == "flows.nightly.nightly"
+    [schedule] = nightly.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("30 1 * * *", "Europe/Berlin")
+    assert nightly.parameters == {"datasets_file": str(datasets_file), "workspace": str(tmp_path / "ws")}
+    assert arrival.full_name == "lossval-arrival/on-arrival" and arrival.entrypoint == "flows.arrival.arrival"
+    assert arrival.schedules in (None, [])
+    [trigger] = arrival.triggers
+    assert trigger.expect == {"lossval.data.arrived"}
+    assert trigger.match.model_dump() == {"prefect.resource.id": "lossval.dataset.*"}
+    assert trigger.parameters == {"path": "{{ event.payload.path }}", "dataset": "{{ event.payload.dataset }}"}
+    assert arrival.parameters["landing_dir"] == str(tmp_path / "landing")
+
+
+def test_default_schedule_is_0200_utc_and_a_bad_cron_is_a_config_error(datasets_file: Path, tmp_path: Path) -> None:
+    from deployments.serve import build_deployments
+    from lossval.errors import ConfigError
+
+    [nightly, _] = build_deployments(datasets_file=datasets_file, landing_dir=tmp_path, workspace=tmp_path)
+    assert (nightly.schedules[0].schedule.cron, nightly.schedules[0].schedule.timezone) == ("0 2 * * *", "UTC")
+    with pytest.raises(ConfigError, match="--cron"):
+        build_deployments(datasets_file=datasets_file, landing_dir=tmp_path, workspace=tmp_path, cron="every night")
+
+
+def test_prefect_yaml_declares_the_same_deployments_as_serve() -> None:
+    from deployments.serve import DEFAULT_CRON, arrival_trigger
+
+    spec = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
+    by_name = {d["name"]: d for d in spec["deployments"]}
+    assert set(by_name) == {"nightly", "on-arrival", "gpu"}
+    flows = {}
+    for name, d in by_name.items():
+        module, attr = d["entrypoint"].rsplit(".", 1)
+        flows[name] = getattr(importlib.import_module(module), attr).name
+    assert flows == {"nightly": "lossval-nightly", "on-arrival": "lossval-arrival", "gpu": "lossval-value"}
+    assert by_name["nightly"]["schedules"] == [{"cron": DEFAULT_CRON, "timezone": "UTC", "active": True}]
+    [trigger] = by_name["on-arrival"]["triggers"]
+    code = arrival_trigger()
+    assert set(trigger["expect"]) == code.expect and trigger["parameters"] == code.parameters
+    assert trigger["match"] == code.match.model_dump()
+    assert by_name["gpu"]["work_pool"]["name"] == "gpu"
+
+
+def test_config_round_trips_for_the_valuation_deployment(tmp_path: Path) -> None:
+    from flows.value_remote import config_to_raw
+    from lossval.config import config_from_dict
+
+    config = config_from_dict({
+        "data": "d.csv", "target": "y", "id_column": "id", "features": {"exclude": ["t"]},
+        "validation": {"strategy": "file", "path": "v.csv"}, "test_path": "t.csv", "lossval": {"epochs": 3, "blur": "auto"},
+        "pruning": {"policy": "mixture"}, "tracking": {"experiment": "e"}, "valuation_deployment": "lossval-value/gpu",
+    }, base_dir=tmp_path)
+    back = config_from_dict(config_to_raw(config))
+    assert back.to_dict() == {**config.to_dict(), "valuation_deployment": None}
+
+
+def test_serve_refuses_a_bad_datasets_file_before_starting(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "datasets.yaml"
+    bad.write_text("datasets: [{name: x}]\n")
+    (tmp_path / "landing").mkdir()
+    assert main(["serve", "--datasets", str(bad), "--landing", str(tmp_path / "landing")]) == 2
+    err = capsys.readouterr().err
+    assert "'config'" in err and "Traceback" not in err
+
+
+def test_watch_refuses_a_missing_folder_and_a_missing_api_url(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "home")  # no profile with an API URL
+    missing = subprocess.run([sys.executable, "-m", "lossval.cli", "watch", str(tmp_path / "none")], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "landing folder not found" in missing.stderr
+    no_api = subprocess.run([sys.executable, "-m", "lossval.cli", "watch", str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert no_api.returncode == 2 and "PREFECT_API_URL is not set" in no_api.stderr and "Traceback" not in no_api.stderr

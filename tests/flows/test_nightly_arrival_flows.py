@@ -1,0 +1,112 @@
+"""The nightly and new-data flows in-process (the shared Prefect harness); the server tests run them deployed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lossval.demo import make_demo_data
+from lossval.landing import read_lock_log
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def _demo_config(folder: Path, **overrides) -> Path:
+    data = make_demo_data(dataset="breast_cancer", noise=0.1, seed=0, out_dir=folder / "data")
+    cfg = {"data": str(data.train_path), "target": data.target, "id_column": "id",
+           "validation": {"strategy": "file", "path": str(data.validation_path)}, "test_path": str(data.test_path),
+           "lossval": {"epochs": 4}, "retrain": {"epochs": 8}, "gate": {"metric_tolerance": 1.0},
+           "tracking": {"experiment": "lossval-nightly-tests"}, **overrides}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("nightly")
+    good = _demo_config(root / "good")
+    broken = root / "broken.yaml"
+    broken.write_text(yaml.safe_dump({"data": str(root / "missing.csv"), "target": "diagnosis"}))
+    datasets = root / "datasets.yaml"
+    datasets.write_text(yaml.safe_dump({"datasets": [{"name": "broken", "config": str(broken)},
+                                                     {"name": "good", "config": str(good), "landing": "incoming"}]}))
+    (root / "landing" / "incoming").mkdir(parents=True)
+    secret = root / "outside" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text("diagnosis,x\nbenign,1\n")
+    (root / "landing" / "incoming" / "link.csv").symlink_to(secret)
+    return {"root": root, "datasets": datasets, "landing": root / "landing", "ws": root / "ws", "secret": secret}
+
+
+def test_nightly_cleans_every_dataset_and_reports_the_failed_one(setup: dict[str, Path]) -> None:
+    from flows.nightly import nightly
+
+    state = nightly(datasets_file=str(setup["datasets"]), workspace=str(setup["ws"]), return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("1 of 2 dataset(s) failed: broken: ")
+    assert "missing.csv" in state.message  # the error names the file
+    [report_path] = (setup["ws"] / "nightly").glob("*.json")
+    report = json.loads(report_path.read_text())
+    assert report["failed"] == ["broken"]
+    broken, good = report["datasets"]
+    assert broken["state"] == "Failed" and "InputError" in broken["error"]
+    assert good["state"] == "Completed" and good["kept"] > 0 and good["quarantined"] > 0
+    manifest = json.loads((setup["ws"] / "runs" / good["run_id"] / "manifest.json").read_text())
+    assert manifest["dataset"] == "good"  # the datasets file's name wins over the config's
+    assert [r["holder"] for r in read_lock_log(setup["ws"] / "locks", "good")] != []
+
+
+@pytest.mark.parametrize("path", ["../outside/secret.csv", "incoming/link.csv", "{secret}"])
+def test_arrival_refuses_a_path_outside_the_landing_folder_before_reading(setup, monkeypatch, path: str) -> None:
+    import lossval.io
+    import tasks.ingest
+    from flows.arrival import arrival
+    from lossval.landing import UnsafePathError
+
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("a file was read although its path was refused")
+
+    monkeypatch.setattr(lossval.io, "read_table", must_not_read)
+    monkeypatch.setattr(tasks.ingest, "read_table", must_not_read)
+    state = arrival(path=path.format(secret=setup["secret"]), datasets_file=str(setup["datasets"]),
+                    landing_dir=str(setup["landing"]), workspace=str(setup["ws"] / "escape"), return_state=True)
+    assert state.is_failed()
+    exc = state.result(raise_on_failure=False)
+    assert isinstance(exc, UnsafePathError) and "Nothing was read" in str(exc)
+    assert not (setup["ws"] / "escape").exists()
+
+
+def test_arrival_refuses_an_event_whose_dataset_disagrees_with_the_path(setup) -> None:
+    from flows.arrival import arrival
+
+    (setup["landing"] / "incoming" / "a.csv").write_text("diagnosis,x\nbenign,1\n")
+    state = arrival(path="incoming/a.csv", dataset="good", datasets_file=str(setup["datasets"]),
+                    landing_dir=str(setup["landing"]), workspace=str(setup["ws"] / "mismatch"), return_state=True)
+    assert state.is_failed() and "lands in 'incoming'" in state.message
+    state = arrival(path="nowhere__a.csv", datasets_file=str(setup["datasets"]), landing_dir=str(setup["landing"]),
+                    workspace=str(setup["ws"] / "mismatch"), return_state=True)
+    assert state.is_failed() and "not found in the landing folder" in state.message
+
+
+def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
+    from prefect import flow
+
+    from flows.value_remote import value_on_deployment
+    from lossval.catalog import DatasetEntry
+    from lossval.errors import LossvalError
+
+    config = DatasetEntry("good", str(setup["root"] / "good" / "config.yaml"), "good").load()
+    config = type(config)(**{**config.__dict__, "valuation_deployment": "lossval-value/nowhere"})
+
+    @flow
+    def call() -> dict:
+        return value_on_deployment("train.parquet", "validation.parquet", key="k", config=config,
+                                   workspace=str(setup["ws"]))
+
+    state = call(return_state=True)
+    exc = state.result(raise_on_failure=False)
+    assert isinstance(exc, LossvalError) and "'lossval-value/nowhere' not found" in str(exc)

@@ -1,0 +1,63 @@
+"""The datasets file, and the valuation_deployment config key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lossval.catalog import entry_for_landing, load_catalog
+from lossval.config import config_from_dict
+from lossval.errors import ConfigError
+
+
+def _write(path: Path, obj) -> Path:
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
+@pytest.fixture()
+def config_file(tmp_path: Path) -> Path:
+    (tmp_path / "cfg").mkdir()
+    return _write(tmp_path / "cfg" / "loans.yaml", {"data": "loans.csv", "target": "y", "dataset": "from-config"})
+
+
+def test_entries_resolve_paths_against_the_file_and_default_landing_to_name(tmp_path: Path, config_file: Path) -> None:
+    path = _write(tmp_path / "datasets.yaml", {"datasets": [
+        {"name": "loans", "config": "cfg/loans.yaml"},
+        {"name": "loans2", "config": str(config_file), "landing": "incoming-loans"}]})
+    entries = load_catalog(path)
+    assert [(e.name, e.landing) for e in entries] == [("loans", "loans"), ("loans2", "incoming-loans")]
+    assert entries[0].config_path == str(config_file.resolve())
+    config = entries[1].load(data="/landing/incoming-loans/x.csv")
+    assert config.dataset == "loans2" and config.data == "/landing/incoming-loans/x.csv"
+    assert entry_for_landing(entries, "incoming-loans").name == "loans2"
+    with pytest.raises(ConfigError, match="no dataset in the datasets file lands in 'other'"):
+        entry_for_landing(entries, "other")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ({"datasets": []}, "'datasets' is empty"),
+    ({"sets": []}, "one key, 'datasets'"),
+    ({"datasets": [{"config": "cfg/loans.yaml"}]}, r"datasets\[0\]: 'name'"),
+    ({"datasets": [{"name": "a"}]}, r"datasets\[0\]: 'config'"),
+    ({"datasets": [{"name": "a", "config": "cfg/loans.yaml", "cron": "x"}]}, r"unknown key\(s\) \['cron'\]"),
+    ({"datasets": [{"name": "../a", "config": "cfg/loans.yaml"}]}, "may only hold"),
+    ({"datasets": [{"name": "a", "config": "cfg/loans.yaml"}, {"name": "a", "config": "cfg/loans.yaml"}]}, "duplicate name"),
+    ({"datasets": [{"name": "a", "config": "cfg/none.yaml"}]}, "config file not found"),
+])
+def test_bad_datasets_files_name_the_entry(tmp_path: Path, config_file: Path, content, message: str) -> None:
+    path = _write(tmp_path / "datasets.yaml", content)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_catalog(path)
+    assert "datasets.yaml" in str(info.value) or "none.yaml" in str(info.value)
+
+
+def test_valuation_deployment_is_validated() -> None:
+    base = {"data": "/d.csv", "target": "y"}
+    assert config_from_dict(base).valuation_deployment is None
+    assert config_from_dict({**base, "valuation_deployment": "lossval-value/gpu"}).valuation_deployment == "lossval-value/gpu"
+    for bad in ("gpu", "a/b/c", 3):
+        with pytest.raises(ConfigError, match="valuation_deployment"):
+            config_from_dict({**base, "valuation_deployment": bad})

@@ -1,0 +1,253 @@
+"""Landing rules: path confinement, when a file counts as landed, and the per-dataset lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lossval.errors import InputError
+from lossval.landing import (
+    LandingScanner,
+    LockTimeout,
+    UnsafePathError,
+    confine,
+    dataset_lock,
+    dataset_of,
+    is_data_file_name,
+    read_lock_log,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture()
+def landing(tmp_path: Path) -> Path:
+    root = tmp_path / "landing"
+    (root / "loans").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture()
+def outside(tmp_path: Path) -> Path:
+    secret = tmp_path / "outside" / "secret.csv"
+    secret.parent.mkdir()
+    secret.write_text("a,b\n1,2\n")
+    return secret
+
+
+# ---- dataset names and file names ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("relative", "dataset"), [
+    ("loans/2026-11-22.csv", "loans"), ("loans__2026-11-22.parquet", "loans"), ("loans.csv", "loans"),
+    ("credit-v2/part.pq", "credit-v2"),
+])
+def test_dataset_comes_from_the_subfolder_or_the_name_prefix(relative: str, dataset: str) -> None:
+    assert dataset_of(relative) == dataset
+
+
+@pytest.mark.parametrize("relative", ["a/b/c.csv", "bad name/x.csv", "$x__1.csv"])
+def test_bad_dataset_paths_are_refused(relative: str) -> None:
+    with pytest.raises(InputError):
+        dataset_of(relative)
+
+
+@pytest.mark.parametrize(("name", "ok"), [
+    ("x.csv", True), ("x.PARQUET", True), ("x.pq", True), (".x.csv", False), ("~x.csv", False),
+    ("x.csv.part", False), ("x.csv.tmp", False), ("x.csv.done", False), ("x.txt", False), ("x.partial", False),
+])
+def test_partial_hidden_and_foreign_names_are_not_data_files(name: str, ok: bool) -> None:
+    assert is_data_file_name(name) is ok
+
+
+# ---- confinement --------------------------------------------------------------------------------------------------
+
+def test_paths_inside_the_landing_folder_resolve(landing: Path) -> None:
+    f = landing / "loans" / "a.csv"
+    f.write_text("a\n1\n")
+    real, rel = confine(landing, "loans/a.csv")
+    assert real == f.resolve() and rel == "loans/a.csv"
+    assert confine(landing, str(f)) == (f.resolve(), "loans/a.csv")  # absolute, but inside
+    assert confine(landing, "./loans/a.csv")[1] == "loans/a.csv"
+
+
+@pytest.mark.parametrize("make_path", [
+    lambda landing, secret: "../outside/secret.csv",
+    lambda landing, secret: "loans/../../outside/secret.csv",
+    lambda landing, secret: "loans/../loans/a.csv",  # '..' is refused even when it would stay inside
+    lambda landing, secret: str(secret),
+    lambda landing, secret: "",
+    lambda landing, secret: "loans/\x00a.csv",
+])
+def test_escaping_paths_are_refused(landing: Path, outside: Path, make_path) -> None:
+    (landing / "loans" / "a.csv").write_text("a\n1\n")
+    with pytest.raises(UnsafePathError, match="refused path"):
+        confine(landing, make_path(landing, outside))
+
+
+def test_symlinks_that_leave_the_folder_are_refused(landing: Path, outside: Path) -> None:
+    (landing / "loans" / "link.csv").symlink_to(outside)
+    (landing / "elsewhere").symlink_to(outside.parent, target_is_directory=True)
+    for path in ("loans/link.csv", "elsewhere/secret.csv"):
+        with pytest.raises(UnsafePathError, match="outside the landing folder"):
+            confine(landing, path)
+
+
+def test_symlinks_within_the_folder_are_allowed(landing: Path) -> None:
+    target = landing / "loans" / "a.csv"
+    target.write_text("a\n1\n")
+    (landing / "loans" / "b.csv").symlink_to(target)
+    assert confine(landing, "loans/b.csv") == (target.resolve(), "loans/b.csv")
+
+
+def test_missing_folders_and_non_data_files_are_input_errors(landing: Path) -> None:
+    (landing / "loans" / "notes.txt").write_text("hi")
+    with pytest.raises(InputError, match="not found"):
+        confine(landing, "loans/none.csv")
+    with pytest.raises(InputError, match="not a regular file"):
+        confine(landing, "loans")
+    with pytest.raises(InputError, match="not a data file"):
+        confine(landing, "loans/notes.txt")
+    with pytest.raises(InputError, match="landing folder not found"):
+        confine(landing / "nope", "a.csv")
+
+
+# ---- landed-file detection ----------------------------------------------------------------------------------------
+
+def _scanner(landing: Path, clock: FakeClock, **kwargs) -> LandingScanner:
+    return LandingScanner(landing, settle_seconds=5.0, clock=clock, **kwargs)
+
+
+def test_a_file_lands_once_it_stops_changing_for_the_settle_time(landing: Path) -> None:
+    clock = FakeClock()
+    scanner = _scanner(landing, clock)
+    f = landing / "loans" / "a.csv"
+    f.write_text("a\n1\n")
+    assert scanner.poll() == []  # first sight
+    for i in range(3):  # still being written: grows every 2 s
+        clock.advance(2)
+        with open(f, "a") as fh:
+            fh.write(f"{i}\n")
+        os.utime(f, ns=(time.time_ns(), time.time_ns() + i + 1))
+        assert scanner.poll() == []
+    clock.advance(4.9)
+    assert scanner.poll() == []  # unchanged, but for less than 5 s
+    clock.advance(0.2)
+    landed = scanner.poll()
+    assert [(x.relative, x.dataset, x.reason, x.size) for x in landed] == [("loans/a.csv", "loans", "stable", f.stat().st_size)]
+    scanner.mark_emitted(landed[0])
+    clock.advance(60)
+    assert scanner.poll() == []  # reported once
+
+
+def test_a_done_marker_lands_a_file_at_once_and_partial_names_never_land(landing: Path) -> None:
+    clock = FakeClock()
+    scanner = _scanner(landing, clock)
+    (landing / "loans" / "b.parquet").write_bytes(b"PAR1-not-really")
+    (landing / "loans" / "b.parquet.done").touch()
+    for name in ("c.csv.part", ".d.csv", "e.csv.tmp", "f.txt"):
+        (landing / "loans" / name).write_text("x\n")
+    (landing / "loans" / "empty.csv").touch()
+    (landing / "g__1.csv").write_text("a\n1\n")
+    landed = scanner.poll()
+    assert [(x.relative, x.reason) for x in landed] == [("loans/b.parquet", "marker")]
+    scanner.mark_emitted(landed[0])
+    clock.advance(3600)
+    scanner.poll()
+    clock.advance(3600)
+    assert [x.relative for x in scanner.poll()] == ["g__1.csv"]  # the empty file and partial names never land
+
+
+def test_require_marker_ignores_settled_files_without_marker(landing: Path) -> None:
+    clock = FakeClock()
+    scanner = _scanner(landing, clock, require_marker=True)
+    (landing / "loans" / "a.csv").write_text("a\n1\n")
+    scanner.poll()
+    clock.advance(600)
+    assert scanner.poll() == []
+    (landing / "loans" / "a.csv.done").touch()
+    assert [x.reason for x in scanner.poll()] == ["marker"]
+
+
+def test_state_survives_a_restart_and_a_rewritten_file_lands_again(landing: Path, tmp_path: Path) -> None:
+    clock, state = FakeClock(), tmp_path / "state" / "watch.json"
+    f = landing / "loans" / "a.csv"
+    f.write_text("a\n1\n")
+    (landing / "loans" / "a.csv.done").touch()
+    first = _scanner(landing, clock, state_path=state)
+    first.mark_emitted(first.poll()[0], event_id="e1")
+    saved = json.loads(state.read_text())
+    assert saved["emitted"]["loans/a.csv"]["event_id"] == "e1" and saved["emitted"]["loans/a.csv"]["size"] == 4
+    assert [p.name for p in state.parent.iterdir()] == ["watch.json"]  # no temp file left behind
+
+    second = _scanner(landing, clock, state_path=state)
+    assert second.poll() == []
+    f.write_text("a\n1\n2\n")  # a new version under the same name
+    assert [x.size for x in second.poll()] == [6]
+
+
+def test_a_corrupt_state_file_is_reported(landing: Path, tmp_path: Path) -> None:
+    state = tmp_path / "watch.json"
+    state.write_text("{not json")
+    with pytest.raises(InputError, match="delete it to start afresh"):
+        LandingScanner(landing, state_path=state)
+
+
+def test_symlinks_leaving_the_folder_are_skipped_by_the_scanner(landing: Path, outside: Path, caplog) -> None:
+    clock = FakeClock()
+    (landing / "loans" / "link.csv").symlink_to(outside)
+    (landing / "loans" / "link.csv.done").touch()
+    (landing / "deep" / "er").mkdir(parents=True)
+    (landing / "deep" / "er" / "x.csv").write_text("a\n1\n")
+    scanner = _scanner(landing, clock)
+    with caplog.at_level("WARNING", logger="lossval.landing"):
+        assert scanner.poll() == []
+        clock.advance(60)
+        assert scanner.poll() == []
+    assert sum("loans/link.csv" in r.getMessage() for r in caplog.records) == 1  # warned once
+
+
+# ---- the per-dataset lock -----------------------------------------------------------------------------------------
+
+def test_two_holders_of_a_dataset_lock_run_one_after_the_other(tmp_path: Path) -> None:
+    order: list[str] = []
+    waited: list[str] = []
+
+    def hold(name: str) -> None:
+        with dataset_lock(tmp_path, "loans", holder=name, poll=0.01, on_wait=lambda: waited.append(name)):
+            order.append(f"{name} in")
+            time.sleep(0.3)
+            order.append(f"{name} out")
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in ("a", "b")]
+    threads[0].start()
+    time.sleep(0.05)
+    threads[1].start()
+    for t in threads:
+        t.join(5)
+    assert order == ["a in", "a out", "b in", "b out"] and waited == ["b"]
+    log = read_lock_log(tmp_path, "loans")
+    assert [r["holder"] for r in log] == ["a", "b"]
+    assert log[0]["released"] <= log[1]["acquired"] and log[1]["waited"] >= 0.2
+
+
+def test_a_lock_held_too_long_times_out(tmp_path: Path) -> None:
+    with dataset_lock(tmp_path, "loans"):
+        with pytest.raises(LockTimeout, match="locked by another run"):
+            with dataset_lock(tmp_path, "loans", timeout=0.1, poll=0.02):
+                pass
+    with dataset_lock(tmp_path, "other"):  # other datasets are not blocked
+        pass
