@@ -10,18 +10,18 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
-from lossval.config import PipelineConfig, load_config
-from lossval.errors import GateFailed
+from lossval.config import PipelineConfig, load_config, mask_secrets, mask_uri
+from lossval.errors import GateFailed, LossvalError
 from lossval.io import write_json
-from lossval.manifest import MANIFEST_NAME
+from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
 from tasks.gate import gate
-from tasks.ingest import ingest
+from tasks.ingest import ingest, publish_snapshot
 from tasks.prune import prune
 from tasks.retrain import retrain
 from tasks.split import split
-from tasks.track import promote, track
-from tasks.value import valuation_key, value
+from tasks.track import promote, track, tracking_uri
+from tasks.value import valuation_key, value_in
 
 __all__ = ["clean_dataset", "run_cleaning"]
 
@@ -44,19 +44,56 @@ def clean_dataset(config_path: str, workspace: str = "lossval-workspace") -> dic
 
 
 def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
-    """The flow body (callable from other flows with an already-validated config)."""
+    """The flow body (callable from other flows with an already-validated config).
+
+    The stages write into ``runs/<run_id>.partial/``; once the data outputs and their manifest
+    are written the folder is renamed to ``runs/<run_id>/`` (see :mod:`lossval.manifest`). Any
+    failure before that removes the partial folder, so a failed run leaves no outputs behind.
+    Tracking comes after: when MLflow is unreachable the manifest records it and the flow
+    fails with that message, the data outputs staying complete and verifiable.
+    """
     log = get_run_logger()
     ws = Workspace.at(workspace)
     started = dt.datetime.now(dt.timezone.utc)
     fr_id = str(flow_run.id or "local")
     run_id = f"{config.dataset}-{started:%Y%m%dT%H%M%SZ}-{fr_id[:8]}"
-    run_dir = ws.run_dir(run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    for stale in sweep_stale_runs(ws.root / "runs"):
+        log.warning("removed %s, the unfinished folder of a run that was killed", stale.name)
+    staging = begin_run(ws.root / "runs", run_id)
+    try:
+        summary = _clean_data(config, ws=ws, staging=staging, run_id=run_id, started=started, fr_id=fr_id)
+        run_dir = complete_run(staging, ws.run_dir(run_id))
+    except BaseException:
+        discard_run(staging)
+        raise
+    checked = summary.pop("_gate")
+    tracking_error = _track_and_promote(summary, config, ws=ws, run_dir=run_dir, started=started, gate=checked)
+    _publish_prefect_artifacts(summary)
+    rows = summary["rows"]
+    model = summary["model"] or {"name": "-", "version": "- (not registered)"}
+    log.info("run %s: %d train rows, %d kept, %d quarantined; gate %s; model %s v%s",
+             run_id, rows["train"], rows["kept"], rows["quarantine"], "passed" if checked["passed"] else "FAILED",
+             model["name"], model["version"])
+    if tracking_error is not None:
+        raise LossvalError(f"{tracking_error} Run folder: {run_dir}") from None
+    if not checked["passed"]:
+        raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: " + "; ".join(checked["failures"]))
+    summary["run_dir"] = str(run_dir)
+    return summary
 
+
+def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id: str, started: dt.datetime,
+                fr_id: str) -> dict:
+    """ingest -> split -> value -> prune -> retrain -> gate into ``staging``; writes the manifest there.
+
+    Returns:
+        The manifest (paths as they will be once ``staging`` is renamed to ``runs/<run_id>/``),
+        plus the gate record under ``"_gate"``.
+    """
+    timings: dict[str, float] = {}
     t = time.perf_counter()
     snap = _timed(ingest(config.data, dataset=config.dataset, target=config.target, id_column=config.id_column,
-                         workspace=str(ws.root)), "ingest", t, timings)
+                         workspace=str(ws.root), stage_dir=str(staging)), "ingest", t, timings)
     task_kind = config.task
     if task_kind == "auto":
         import pandas as pd
@@ -65,66 +102,97 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
 
         task_kind = infer_task(pd.read_parquet(snap["snapshot"], columns=[config.target])[config.target].to_numpy())
     t = time.perf_counter()
-    parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(run_dir)), "split", t, timings)
+    parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(staging)), "split", t, timings)
     key = valuation_key(snap["snapshot_hash"], config)
     t = time.perf_counter()
-    vals = value(parts["paths"]["train"], parts["paths"]["validation"], key=key, config=config, workspace=str(ws.root))
+    if config.valuation_deployment:  # its own deployment, e.g. on a GPU work pool (flows/value_remote.py)
+        from flows.value_remote import value_on_deployment
+
+        vals = value_on_deployment(parts["paths"]["train"], parts["paths"]["validation"], key=key, config=config,
+                                   workspace=str(ws.root))
+    else:
+        vals = value_in(str(ws.root))(parts["paths"]["train"], parts["paths"]["validation"], key=key, config=config,
+                                      workspace=str(ws.root))
     if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
-        vals = value.with_options(refresh_cache=True)(parts["paths"]["train"], parts["paths"]["validation"], key=key,
-                                                      config=config, workspace=str(ws.root))
+        vals = value_in(str(ws.root), refresh=True)(parts["paths"]["train"], parts["paths"]["validation"], key=key,
+                                                    config=config, workspace=str(ws.root))
     _timed(vals, "value", t, timings)
     t = time.perf_counter()
     pruned = _timed(prune(parts["paths"]["train"], vals["values"], config=config, task_kind=task_kind,
-                          run_dir=str(run_dir)), "prune", t, timings)
+                          run_dir=str(staging)), "prune", t, timings)
     t = time.perf_counter()
     trained = _timed(retrain(parts["paths"]["train"], pruned["paths"]["kept"], parts["paths"]["test"], vals["values"],
-                             vals["encoder"], config=config, run_dir=str(run_dir)), "retrain", t, timings)
+                             vals["encoder"], config=config, run_dir=str(staging)), "retrain", t, timings)
     t = time.perf_counter()
     checked = _timed(gate(pruned["paths"]["kept"], parts["paths"]["validation"], vals["encoder"], trained["metrics"],
-                          config=config, rows_train=parts["rows"]["train"], run_dir=str(run_dir)), "gate", t, timings)
+                          config=config, rows_train=parts["rows"]["train"], run_dir=str(staging)), "gate", t, timings)
+    snapshot = publish_snapshot(snap, dataset=config.dataset, workspace=str(ws.root))
+
+    final = ws.run_dir(run_id)
+    outputs = relocate({"snapshot": snapshot, **parts["paths"], **pruned["paths"], "values": vals["values"],
+                        "encoder": vals["encoder"], "model_state": trained["model_state"],
+                        "metrics": trained["metrics_path"], "gate": checked["result_path"]}, staging, final)
+    rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
     stages = {
-        "ingest": {"rows": snap["rows"], "snapshot": snap["snapshot"], "seconds": timings["ingest"]},
+        "ingest": {"rows": snap["rows"], "snapshot": snapshot, "seconds": timings["ingest"]},
         "split": {"rows": parts["rows"], "rows_train": parts["rows"]["train"], "rows_validation": parts["rows"]["validation"],
                   "rows_test": parts["rows"]["test"], "strategy": config.validation.strategy, "seconds": timings["split"]},
         "value": {"values": vals["values"], "encoder": vals["encoder"], "device": vals["device"],
                   "valuation_seconds": vals["seconds"], "seconds": timings["value"]},
-        "prune": {**pruned, "seconds": timings["prune"]},
-        "retrain": {**trained, "seconds": timings["retrain"]},
+        "prune": {**pruned, "paths": relocate(pruned["paths"], staging, final), "seconds": timings["prune"]},
+        "retrain": {**relocate(trained, staging, final), "seconds": timings["retrain"]},
         "gate": {"passed": checked["passed"], "n_failures": len(checked["failures"]), "suite": checked["suite"],
                  "seconds": timings["gate"]},
     }
-    run_key = f"{key}-{config.fingerprint('retrain', 'gate')}"
-    t = time.perf_counter()
-    tracked = track(config=config, workspace=str(ws.root), run_name=f"{config.dataset} {started:%Y-%m-%d %H:%M:%S}Z",
-                    flow_run_id=fr_id, stages=stages, snapshot_hash=snap["snapshot_hash"], gate=checked,
-                    run_dir=str(run_dir))
-    promoted = promote(config=config, workspace=str(ws.root), model_uri=tracked["model_uri"], run_id=tracked["run_id"],
-                       run_key=run_key, gate_passed=checked["passed"])
-    timings["track_promote"] = time.perf_counter() - t
-
-    outputs = {"snapshot": snap["snapshot"], **parts["paths"], **pruned["paths"], "values": vals["values"],
-               "encoder": vals["encoder"], "model_state": trained["model_state"], "metrics": trained["metrics_path"],
-               "gate": checked["result_path"]}
-    rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
     summary = {"run_id": run_id, "dataset": config.dataset, "flow_run_id": fr_id, "snapshot_hash": snap["snapshot_hash"],
-               "started": started.isoformat(timespec="seconds"), "task": task_kind, "outputs": outputs, "rows": rows,
+               "started": started.isoformat(timespec="seconds"), "task": task_kind, "status": "complete",
+               "outputs": outputs, "rows": rows,
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
-               "gate": {"passed": checked["passed"], "failures": checked["failures"]}, "mlflow": tracked,
-               "model": promoted, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.to_dict()}
-    summary["config"]["tracking"]["uri"] = tracked["tracking_uri"]  # masked
-    write_json(summary, run_dir / MANIFEST_NAME)  # last: a run folder with a manifest is complete
-    _publish_prefect_artifacts(summary, vals["values"], pruned["paths"]["quarantine"])
-    log.info("run %s: %d train rows, %d kept, %d quarantined; gate %s; model %s v%s",
-             run_id, rows["train"], rows["kept"], rows["quarantine"], "passed" if checked["passed"] else "FAILED",
-             promoted["name"], promoted["version"])
-    if not checked["passed"]:
-        raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: " + "; ".join(checked["failures"]))
-    summary["run_dir"] = str(run_dir)
-    return summary
+               "gate": {"passed": checked["passed"], "failures": checked["failures"]},
+               "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
+               "model": None, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.public_dict(),
+               "run_key": f"{key}-{config.fingerprint('retrain', 'gate')}", "stages": stages}
+    write_json(_manifest(summary), staging / MANIFEST_NAME)  # last: a run folder with a manifest is complete
+    return {**summary, "_gate": {**checked, "result_path": outputs["gate"]}}
 
 
-def _publish_prefect_artifacts(summary: dict, values_path: str, quarantine_path: str) -> None:
+def _manifest(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k not in ("stages", "run_key")}
+
+
+def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, run_dir: Path, started: dt.datetime,
+                       gate: dict) -> LossvalError | None:
+    """Log the run to MLflow and promote the model; records the outcome in the manifest.
+
+    Returns:
+        ``None``, or the tracking error (MLflow unreachable) for the caller to raise once the
+        manifest says so.
+    """
+    t = time.perf_counter()
+    error: LossvalError | None = None
+    try:
+        tracked = track(config=config, workspace=str(ws.root), run_name=f"{config.dataset} {started:%Y-%m-%d %H:%M:%S}Z",
+                        flow_run_id=summary["flow_run_id"], stages=summary["stages"],
+                        snapshot_hash=summary["snapshot_hash"], gate=gate, run_dir=str(run_dir))
+        summary["model"] = promote(config=config, workspace=str(ws.root), model_uri=tracked["model_uri"],
+                                   run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"])
+        summary["mlflow"] = {**tracked, "status": "ok"}
+    except LossvalError as exc:
+        error = exc
+        summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": str(exc)}
+    except BaseException as exc:
+        summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": mask_secrets(f"{type(exc).__name__}: {exc}")}
+        write_json(_manifest(summary), run_dir / MANIFEST_NAME)
+        raise
+    summary["timings"]["track_promote"] = time.perf_counter() - t
+    write_json(_manifest(summary), run_dir / MANIFEST_NAME)
+    summary.pop("stages")
+    summary.pop("run_key")
+    return error
+
+
+def _publish_prefect_artifacts(summary: dict) -> None:
     import pandas as pd
 
     m = summary["metrics"]
@@ -136,11 +204,16 @@ def _publish_prefect_artifacts(summary: dict, values_path: str, quarantine_path:
              "| metric | before | after |", "|---|---|---|"]
     lines += [f"| {k} | {m['before'][k]:.4f} | {m['after'][k]:.4f} |" for k in m["before"]]
     gate_line = "passed" if summary["gate"]["passed"] else "FAILED: " + "; ".join(summary["gate"]["failures"])
-    lines += ["", f"Gate: **{gate_line}**. Model `{summary['model']['name']}` version {summary['model']['version']}.",
-              "", f"MLflow run `{summary['mlflow']['run_id']}` at {summary['mlflow']['tracking_uri']}"]
+    tracking = summary["mlflow"]
+    if summary["model"]:
+        lines += ["", f"Gate: **{gate_line}**. Model `{summary['model']['name']}` version {summary['model']['version']}.",
+                  "", f"MLflow run `{tracking['run_id']}` at {tracking['tracking_uri']}"]
+    else:
+        lines += ["", f"Gate: **{gate_line}**. No model registered: MLflow tracking {tracking['status']} "
+                  f"({tracking.get('error', '')})."]
     create_markdown_artifact("\n".join(lines), key="lossval-summary", description="lossval cleaning run")
-    vals = pd.read_parquet(values_path).nsmallest(20, "value")
-    q = pd.read_parquet(quarantine_path, columns=["row_id", "reason"])
+    vals = pd.read_parquet(summary["outputs"]["values"]).nsmallest(20, "value")
+    q = pd.read_parquet(summary["outputs"]["quarantine"], columns=["row_id", "reason"])
     table = vals.merge(q, on="row_id", how="left").fillna({"reason": "kept"})
     create_table_artifact(table.round(6).to_dict(orient="records"), key="lossval-lowest-values",
                           description="20 lowest-value training rows")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lossval.errors import GateFailed
+from lossval.errors import GateFailed, InputError
 
-__all__ = ["prepare_environment", "run_flow", "run_from_config", "run_demo"]
+if TYPE_CHECKING:
+    from lossval.config import PipelineConfig
+
+__all__ = ["prepare_environment", "run_flow", "run_from_config", "run_demo", "check_inputs_exist"]
 
 
 def prepare_environment(workspace: Path) -> None:
@@ -19,19 +25,64 @@ def prepare_environment(workspace: Path) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     workspace.mkdir(parents=True, exist_ok=True)
-    import logging
-
     for name in ("great_expectations", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_flow(config_path: Path, workspace: Path) -> dict[str, Any]:
-    """Run the cleaning flow and return its summary; exceptions from the flow are re-raised."""
+class _HideRunErrors(logging.Filter):
+    """Drops Prefect's ERROR records about failed flow and task runs (their tracebacks included).
+
+    The CLI reports the same exception itself, in one line (with the traceback under
+    ``--debug``); the records still reach Prefect's API handler, so the UI shows them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")))
+
+
+@contextlib.contextmanager
+def _quiet_run_errors(enabled: bool) -> Iterator[None]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)] if enabled else []
+    hide = _HideRunErrors()
+    for h in handlers:
+        h.addFilter(hide)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(hide)
+
+
+def run_flow(config_path: Path, workspace: Path, *, debug: bool = False) -> dict[str, Any]:
+    """Run the cleaning flow and return its summary; exceptions from the flow are re-raised.
+
+    Args:
+        debug: Let Prefect print the tracebacks of failed runs to the console (off: the CLI
+            prints one line per error instead).
+    """
     prepare_environment(workspace)
     from flows.clean import clean_dataset
 
-    flow = clean_dataset.with_options(result_storage=(workspace / "prefect-results").resolve())
-    return flow(config_path=str(config_path.resolve()), workspace=str(workspace.resolve()))
+    # No flow-level result storage: that would persist every task's result (as pickles) and the
+    # exception of a failed run into the workspace. The valuation cache sets its own (tasks.value.value_in).
+    with _quiet_run_errors(not debug):
+        return clean_dataset(config_path=str(config_path.resolve()), workspace=str(workspace.resolve()))
+
+
+def check_inputs_exist(config: PipelineConfig) -> None:
+    """Fail in a second, before Prefect starts, when a configured data path does not exist.
+
+    Raises:
+        InputError: names the missing path (or the folder without data files).
+    """
+    from lossval.io import list_data_files
+
+    for path in (config.data, config.validation.path if config.validation.strategy == "file" else None,
+                 config.test_path):
+        if path and "://" not in path:
+            list_data_files(path)
 
 
 def _report(summary: dict[str, Any]) -> None:
@@ -44,12 +95,15 @@ def _report(summary: dict[str, Any]) -> None:
     print(f"  outputs: {summary['run_dir']}  (manifest.json lists every file)")
 
 
-def run_from_config(config_path: Path, *, workspace: Path) -> int:
+def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) -> int:
     """``lossval run CONFIG``: returns 0, or raises (the CLI maps errors to exit codes)."""
     from lossval.config import load_config
 
-    load_config(config_path)  # validate before starting Prefect: bad config -> exit 2 in a second
-    summary = run_flow(config_path, workspace)
+    # Validate before starting Prefect: a bad config or a missing file -> exit 2 in a second.
+    check_inputs_exist(load_config(config_path))
+    if workspace.exists() and not workspace.is_dir():
+        raise InputError("--workspace must be a folder (it is created when missing); this is a file.", source=str(workspace))
+    summary = run_flow(config_path, workspace, debug=debug)
     _report(summary)
     return 0
 

@@ -1,7 +1,8 @@
 """The ``lossval`` command line.
 
-Exit codes: 0 success, 1 unexpected error (a bug: please report it with ``--debug`` output),
-2 bad input or configuration, 3 the quality gate refused promotion.
+Exit codes: 0 success, 1 an error that is not the input's fault (MLflow unreachable; or a bug:
+please report it with ``--debug`` output), 2 bad input or configuration, 3 the quality gate
+refused promotion. Errors are one line on stderr; ``--debug`` adds the traceback.
 
 Subcommands:
     value   value every row of a table against a validation table (library only, no servers)
@@ -105,21 +106,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"value": _cmd_value, "demo": _cmd_demo, "run": _cmd_run, "verify": _cmd_verify}[args.command]
         return handler(args)
     except InputError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"lossval: error: {exc}", file=sys.stderr)
+        _report_error("error", exc, debug=args.debug)
         return EXIT_BAD_INPUT
     except GateFailed as exc:
-        print(f"lossval: gate failed: {exc}", file=sys.stderr)
+        _report_error("gate failed", exc, debug=False)
         return EXIT_GATE
     except LossvalError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"lossval: error: {exc}", file=sys.stderr)
+        _report_error("error", exc, debug=args.debug)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("lossval: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, the traceback under --debug
+        _report_error("unexpected error (a bug: rerun with --debug and report the traceback)", exc,
+                      debug=args.debug, name_type=True)
+        return EXIT_ERROR
+
+
+def _report_error(kind: str, exc: BaseException, *, debug: bool, name_type: bool = False) -> None:
+    """One line on stderr (``lossval: <kind>: <message>``); the traceback first under ``--debug``."""
+    if debug:
+        traceback.print_exception(exc)
+    text = " ".join(str(exc).split())  # one line, whatever the message held
+    print(f"lossval: {kind}: {type(exc).__name__ + ': ' if name_type else ''}{text}", file=sys.stderr)
 
 
 def _cmd_value(args: argparse.Namespace) -> int:
@@ -128,6 +137,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     from lossval.encoding import TabularEncoder
     from lossval.io import assign_row_ids, read_table, write_parquet
+    from lossval.splitting import check_validation
     from lossval.valuation import LossVal
 
     out = Path(args.out)
@@ -147,6 +157,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     missing = [c for c in encoder.feature_columns_ if c not in valid.columns]
     if missing:
         raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.", source=args.validation)
+    check_validation(train[args.target], valid[args.target], task=encoder.task_, target=args.target, source=args.data,
+                     validation_source=args.validation)
     X = encoder.transform(train)
     X_val = encoder.transform(valid, source=args.validation)
     y = train[args.target].to_numpy()
@@ -197,7 +209,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from flows.runner import run_from_config
 
-    return run_from_config(Path(args.config), workspace=Path(args.workspace))
+    return run_from_config(Path(args.config), workspace=Path(args.workspace), debug=args.debug)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -209,6 +221,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(f"lossval verify: {line}", file=sys.stderr)
         return EXIT_ERROR
     print(f"{args.run_dir}: every input row is accounted for")
+    from lossval.io import read_json
+    from lossval.manifest import MANIFEST_NAME
+
+    tracking = read_json(Path(args.run_dir) / MANIFEST_NAME).get("mlflow") or {}
+    if tracking.get("status") not in (None, "ok"):
+        print(f"note: MLflow tracking {tracking['status']} for this run; no model was registered from it")
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "mask_uri",
+    "mask_secrets",
 ]
 
 _STRATEGIES = ("file", "column", "stratified", "latest")
@@ -113,10 +114,26 @@ class PipelineConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # "<flow name>/<deployment name>" of the valuation deployment (e.g. on a GPU work pool); None = in-process
+    valuation_deployment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-serialisable), as written to the run manifest."""
+        """Plain dict (JSON-serialisable), with every value as configured (for hashing)."""
         return dataclasses.asdict(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` with passwords in URIs masked: what the run manifest and logs may show."""
+
+        def mask(obj: Any) -> Any:
+            if isinstance(obj, str):
+                return mask_secrets(obj)
+            if isinstance(obj, dict):
+                return {k: mask(v) for k, v in obj.items()}
+            if isinstance(obj, (list, tuple)):
+                return [mask(v) for v in obj]
+            return obj
+
+        return mask(self.to_dict())
 
     def fingerprint(self, *sections: str) -> str:
         """Hash of the given top-level sections (all when none), 16 hex chars; for cache keys."""
@@ -134,23 +151,36 @@ class PipelineConfig:
                 for k, v in obj.items():
                     walk(f"{prefix}.{k}" if prefix else str(k), v)
             else:
-                text = str(obj)
-                out[prefix] = mask_uri(text) if "://" in text else text
+                out[prefix] = mask_secrets(str(obj))
 
         walk("", self.to_dict())
         return out
+
+
+# scheme://user:password@ anywhere in a text (error messages quote URLs); the password is masked.
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*):(?P<password>[^\s/]+)@")
 
 
 def mask_uri(uri: str) -> str:
     """Replace the password of ``scheme://user:password@host`` with ``***``."""
     try:
         parts = urlsplit(uri)
+        port = parts.port
     except ValueError:
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", uri)
+        return mask_secrets(uri)
     if parts.password is None:
-        return uri
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return mask_secrets(uri)
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{port}" if port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def mask_secrets(text: str) -> str:
+    """Mask the password of every ``scheme://user:password@`` in ``text`` (URIs, error messages).
+
+    >>> mask_secrets("API request to http://ann:s3cret@db:5000/api failed")
+    'API request to http://ann:***@db:5000/api failed'
+    """
+    return _CREDENTIALS.sub(lambda m: f"{m['head']}:***@", text)
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -168,7 +198,12 @@ def load_config(path: str | Path) -> PipelineConfig:
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"not valid YAML{where}: {problem}.", source=str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not a UTF-8 text file; is it a YAML config?", source=str(p)) from None
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping of keys to values.", source=str(p))
     return config_from_dict(raw, base_dir=p.parent, source=str(p))
@@ -222,7 +257,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         source: File name for error messages.
     """
     top = {"dataset", "data", "target", "task", "id_column", "features", "validation", "test_fraction", "test_path", "seed",
-           "lossval", "pruning", "retrain", "gate", "tracking"}
+           "lossval", "pruning", "retrain", "gate", "tracking", "valuation_deployment"}
     _check_keys("", raw, top, source)
     for key in ("data", "target"):
         if not raw.get(key):
@@ -283,8 +318,12 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     lossval_opts = {k: _typed("lossval", k, v, _LOSSVAL_KEYS[k], source) for k, v in lossval_opts.items()}
 
     scalars = {"dataset": str, "data": str, "target": str, "task": str, "id_column": str, "test_fraction": float,
-               "test_path": str, "seed": int}
+               "test_path": str, "seed": int, "valuation_deployment": str}
     values = {k: _typed("", k, raw[k], t, source) for k, t in scalars.items() if k in raw}
+    remote = values.get("valuation_deployment")
+    if remote is not None and not re.fullmatch(r"[^/\s]+/[^/\s]+", remote):
+        raise ConfigError(f"'valuation_deployment' must be '<flow name>/<deployment name>' (e.g. lossval-value/gpu), "
+                          f"got {remote!r}.", source=source)
     if values.get("task", "auto") not in ("auto", "classification", "regression"):
         raise ConfigError(f"'task' must be auto, classification or regression, got {values['task']!r}.", source=source)
     _fraction("test_fraction", values.get("test_fraction", 0.2), source, low_open=True, high=0.9)

@@ -7,10 +7,13 @@ leaves at most a ``.tmp-*`` file behind, never a truncated output.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import tempfile
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from lossval.errors import InputError
 
 __all__ = [
     "DATA_SUFFIXES",
+    "MAX_COLUMNS",
     "read_table",
     "list_data_files",
     "atomic_write",
@@ -31,9 +35,12 @@ __all__ = [
     "file_sha256",
     "frame_fingerprint",
     "assign_row_ids",
+    "pause_point",
 ]
 
 DATA_SUFFIXES = (".parquet", ".pq", ".csv")
+MAX_COLUMNS = 10_000
+"""Widest table :func:`read_table` accepts; wider inputs are refused with a clear error, not a slow crawl."""
 
 
 def list_data_files(path: str | os.PathLike[str]) -> list[Path]:
@@ -55,54 +62,85 @@ def list_data_files(path: str | os.PathLike[str]) -> list[Path]:
     return [p]
 
 
-def _read_one(path: Path) -> pd.DataFrame:
+def _header(path: Path) -> list[str]:
+    """Column names from the file's header or schema alone (cheap even for a very wide file)."""
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return next(csv.reader(fh), [])
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
+def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise InputError("file is empty (0 bytes).", source=str(path))
+    is_csv = path.suffix.lower() == ".csv"
     try:
-        if path.suffix.lower() == ".csv":
-            df = pd.read_csv(path)
-        else:
-            df = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
+        # The header first: a huge or ambiguous header is refused before reading any rows.
+        header = _header(path)
+        if len(header) > max_columns:
+            raise InputError(
+                f"has {len(header)} columns; lossval reads at most {max_columns}. Select the feature columns "
+                "you need into a narrower file.",
+                source=str(path),
+            )
+        dup = sorted(name for name, n in Counter(header).items() if n > 1)
+        if dup:  # pandas would silently rename a repeated CSV column to 'name.1'
+            raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
+        df = pd.read_csv(path) if is_csv else pd.read_parquet(path)
+    except InputError:
+        raise
+    except (pd.errors.EmptyDataError, StopIteration):
         raise InputError("file has no columns (empty CSV).", source=str(path)) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a readable CSV file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not a UTF-8 text file (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+                         "save the CSV as UTF-8, or is it another format?", source=str(path)) from None
+    except (pd.errors.ParserError, csv.Error) as exc:
+        raise InputError(f"not a readable CSV file ({_first_line(exc)}).", source=str(path)) from None
+    except MemoryError:
+        raise InputError("file is too large to read into memory.", source=str(path)) from None
     except Exception as exc:  # pyarrow raises several types for corrupt/truncated parquet
-        if path.suffix.lower() == ".csv":
+        if is_csv:
             raise
-        raise InputError(
-            f"not a readable parquet file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "is it truncated or another format?",
-            source=str(path),
-        ) from None
+        reason = ("no parquet footer" if "magic bytes" in str(exc) else _first_line(exc))
+        raise InputError(f"not a readable parquet file ({reason}); is it truncated or another format?",
+                         source=str(path)) from None
     if len(df.columns) == 0:
         raise InputError("file has no columns.", source=str(path))
     if len(df) == 0:
-        raise InputError("file has a header but no rows.", source=str(path))
+        raise InputError(f"file has a header but no rows ({len(df.columns)} columns).", source=str(path))
     dup = df.columns[df.columns.duplicated()].tolist()
     if dup:
         raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
     return df
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS) -> pd.DataFrame:
     """Read a parquet or CSV file, or every data file of a folder (same columns), into one frame.
 
     Args:
         path: A ``.parquet``/``.pq``/``.csv`` file, or a folder of them.
+        max_columns: Refuse files with more columns than this (checked on the header, before the rows).
 
     Returns:
         The rows, with a fresh ``RangeIndex``.
 
     Raises:
-        InputError: missing path, empty file, header only, unreadable bytes, or files of one
+        InputError: missing path, empty file, header only, unreadable bytes, too many or repeated
+            column names, or files of one
             folder with different columns (names the file and the columns that differ).
     """
     files = list_data_files(path)
     frames = []
     columns: list[str] | None = None
     for f in files:
-        df = _read_one(f)
+        df = _read_one(f, max_columns=max_columns)
         if columns is None:
             columns = list(df.columns)
         elif list(df.columns) != columns:
@@ -141,12 +179,47 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        pause_point(f"write:{final.name}")
         os.replace(tmp, final)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(final.parent)
     return final
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (best effort: not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+PAUSE_ENV = "LOSSVAL_TEST_PAUSE_AT"
+
+
+def pause_point(name: str) -> None:
+    """Test-only hook: stop here so a fault test can kill the process at a known point.
+
+    When the environment variable ``LOSSVAL_TEST_PAUSE_AT`` equals ``name`` (``"value"``, or
+    ``"write:<file name>"`` just before a written file is renamed into place), the process
+    writes its pid to the file named by ``LOSSVAL_TEST_PAUSE_MARKER`` (when set) and sleeps
+    for up to ten minutes. Never set it outside tests; unset, this is one dictionary lookup.
+    """
+    if os.environ.get(PAUSE_ENV) != name:
+        return
+    marker = os.environ.get("LOSSVAL_TEST_PAUSE_MARKER")
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(600)
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

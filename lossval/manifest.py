@@ -1,24 +1,117 @@
-"""The run manifest: every output of a run and the row counts, which must add up.
+"""The run manifest and the run folder's life cycle: a run is complete, or it is not there.
 
-``manifest.json`` is written last, atomically, by the pipeline: a run folder without one is
-incomplete (crashed or running) and its files are not to be trusted. :func:`verify_run`
-re-reads the outputs and checks that every input row is in exactly one of validation, test,
-kept or quarantine.
+A flow run writes its outputs into ``runs/<run_id>.partial/`` (created by :func:`begin_run`,
+with an ``owner.json`` naming the process). ``manifest.json`` is written last, atomically, and
+then :func:`complete_run` renames the folder to ``runs/<run_id>/`` (one ``rename``, atomic on
+POSIX). So:
+
+* a folder named ``runs/<run_id>/`` always holds a manifest and every file it lists;
+* a run that fails (bad input, a bug, a gate or tracking failure before the manifest) removes
+  its ``.partial`` folder (:func:`discard_run`): no outputs are left behind for it;
+* a run killed outright (SIGKILL, power loss) leaves a ``.partial`` folder, which never counts
+  as complete (``lossval verify`` exits 1 on it) and is removed by the next run in that
+  workspace once its owner process is gone (:func:`sweep_stale_runs`).
+
+A run whose data outputs are complete but whose MLflow tracking failed still gets a manifest
+(``"mlflow": {"status": "failed", ...}``, ``"model": null``): its data is consistent and
+verifiable, and a rerun with tracking back registers the model.
+
+:func:`verify_run` re-reads the outputs and checks that every input row is in exactly one of
+validation, test, kept or quarantine.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lossval.io import read_json
+from lossval.errors import InputError
+from lossval.io import read_json, write_json
 
-__all__ = ["MANIFEST_NAME", "verify_run", "row_counts"]
+__all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "row_counts", "begin_run", "complete_run", "discard_run",
+           "sweep_stale_runs", "relocate"]
 
 MANIFEST_NAME = "manifest.json"
+PARTIAL_SUFFIX = ".partial"
+_OWNER_NAME = "owner.json"
 _PARTS = ("validation", "test", "kept", "quarantine")
+
+
+def begin_run(runs_root: Path, run_id: str) -> Path:
+    """Create ``runs_root/<run_id>.partial/`` for a new run and record its owner process.
+
+    Returns:
+        The partial folder the stages write into.
+    """
+    partial = Path(runs_root) / f"{run_id}{PARTIAL_SUFFIX}"
+    partial.mkdir(parents=True, exist_ok=False)
+    write_json({"pid": os.getpid(), "host": socket.gethostname(),
+                "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, partial / _OWNER_NAME)
+    return partial
+
+
+def complete_run(partial: Path, final: Path) -> Path:
+    """Rename a finished run's folder (holding its manifest) to its final name; returns ``final``."""
+    if not (partial / MANIFEST_NAME).is_file():
+        raise FileNotFoundError(f"{partial}: no {MANIFEST_NAME}; only a finished run may be completed")
+    (partial / _OWNER_NAME).unlink(missing_ok=True)
+    os.rename(partial, final)
+    return final
+
+
+def discard_run(partial: Path) -> None:
+    """Remove an unfinished run's folder (nothing in it is trusted)."""
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def _owner_alive(owner: dict[str, Any]) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True  # another machine's run: we cannot tell, so leave it
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def sweep_stale_runs(runs_root: Path) -> list[Path]:
+    """Remove ``.partial`` folders whose owner process on this host is gone (killed runs).
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    root = Path(runs_root)
+    if not root.is_dir():
+        return removed
+    for partial in sorted(root.glob(f"*{PARTIAL_SUFFIX}")):
+        try:
+            owner = read_json(partial / _OWNER_NAME)
+        except InputError:
+            continue  # no readable owner yet (a run starting right now): leave it
+        if not _owner_alive(owner):
+            discard_run(partial)
+            removed.append(partial)
+    return removed
+
+
+def relocate(paths: dict[str, Any], src: Path, dst: Path) -> dict[str, Any]:
+    """``paths`` with every path under ``src`` rewritten to lie under ``dst`` (other values unchanged)."""
+    src_text = str(src)
+    out: dict[str, Any] = {}
+    for key, value in paths.items():
+        if isinstance(value, str) and (value == src_text or value.startswith(src_text + os.sep)):
+            value = str(dst) + value[len(src_text):]
+        out[key] = value
+    return out
 
 
 def row_counts(paths: dict[str, str]) -> dict[str, int]:
@@ -35,16 +128,27 @@ def _ids(path: str) -> pd.Series:
 def verify_run(run_dir: Path) -> list[str]:
     """Check a run folder; returns a list of problems (empty = consistent).
 
-    Checks: the manifest exists and lists existing files; the snapshot's row ids are exactly
-    the union of the data-derived parts (validation when it came from the data, test, kept,
+    Checks: the folder is a completed run (not ``.partial``, manifest present and readable);
+    the manifest lists existing, readable files; the snapshot's row ids are exactly the
+    union of the data-derived parts (validation when it came from the data, test, kept,
     quarantine); the parts are disjoint; ``train = kept + quarantine``; counts match the
     manifest.
     """
-    problems: list[str] = []
+    run_dir = Path(run_dir)
+    if run_dir.name.endswith(PARTIAL_SUFFIX):
+        return [f"{run_dir}: an unfinished run (still running, or killed); its files are not to be trusted"]
+    if not run_dir.is_dir():
+        return [f"{run_dir}: no such run folder"]
     manifest_path = run_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         return [f"{manifest_path}: no manifest; the run did not complete"]
-    manifest: dict[str, Any] = read_json(manifest_path)
+    try:
+        manifest: dict[str, Any] = read_json(manifest_path)
+    except InputError as exc:
+        return [str(exc)]
+    if not isinstance(manifest, dict):
+        return [f"{manifest_path}: not a run manifest (a JSON object is expected)"]
+    problems: list[str] = []
     outputs: dict[str, str] = manifest.get("outputs", {})
     counts: dict[str, int] = manifest.get("rows", {})
     for name, p in outputs.items():
@@ -56,7 +160,14 @@ def verify_run(run_dir: Path) -> list[str]:
     absent = [n for n in needed if n not in outputs]
     if absent:
         return [f"manifest lists no {absent}"]
-    ids = {name: _ids(outputs[name]) for name in needed}
+    ids = {}
+    for name in needed:
+        try:
+            ids[name] = _ids(outputs[name])
+        except Exception as exc:  # a truncated or foreign file: report it, do not crash
+            problems.append(f"output '{name}' is unreadable ({type(exc).__name__}): {outputs[name]}")
+    if problems:
+        return problems
     for name, series in ids.items():
         if series.duplicated().any():
             problems.append(f"{name}: {int(series.duplicated().sum())} duplicate row ids, e.g. {series[series.duplicated()].iloc[0]!r}")

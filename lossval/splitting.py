@@ -6,14 +6,12 @@ train rows only, and scores "before" and "after" models on the same test rows.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
 from lossval.errors import InputError
 
-__all__ = ["MIN_VALIDATION_ROWS", "assign_splits"]
+__all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "assign_splits", "check_validation"]
 
 MIN_VALIDATION_ROWS = 10
 MIN_TRAIN_ROWS = 10
@@ -84,7 +82,8 @@ def assign_splits(
 
     Raises:
         InputError: a missing or malformed column, an unparseable timestamp, or a split that
-            leaves fewer than 10 validation or 10 training rows.
+            leaves fewer than 10 validation or 10 training rows, or a class without training or
+            validation rows (see :func:`check_validation`).
     """
     rng = np.random.default_rng(seed)
     n = len(df)
@@ -133,9 +132,73 @@ def assign_splits(
             f"at least {MIN_TRAIN_ROWS} are needed.",
             source=source,
         )
-    if labels is not None:
-        train_classes = set(labels[split == "train"])
-        missing = sorted(set(labels) - train_classes)
-        if missing:
-            warnings.warn(f"class(es) {missing[:5]} have no training rows after splitting.", stacklevel=2)
+    if labels is not None and strategy != "file":
+        check_validation(df[target][split == "train"], df[target][split == "validation"], task=task, target=target,
+                         source=source)
     return pd.Series(split, index=df.index, name="split")
+
+
+def _label_text(value: object) -> str:
+    # One text per label whatever the storage: 1, 1.0 (a parquet float column) and "1" (CSV) agree.
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _classes(y: pd.Series) -> dict[str, int]:
+    """Class label (as text) -> row count."""
+    return pd.Series([_label_text(v) for v in y.dropna().to_numpy(dtype=object)], dtype=object).value_counts(
+        sort=False).to_dict()
+
+
+def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, target: str,
+                     source: str | None = None, validation_source: str | None = None) -> None:
+    """Check that a validation split can value these training rows.
+
+    LossVal compares each training row with the validation rows of its class: a class with
+    no validation rows would be valued against nothing, and a validation class with no
+    training rows cannot be learned. Both are input errors, as is a validation split of fewer
+    than :data:`MIN_VALIDATION_ROWS` rows.
+
+    Args:
+        y_train: Target values of the training rows, shape ``(n_train,)``.
+        y_validation: Target values of the validation rows, shape ``(n_validation,)``.
+        task: ``classification`` or ``regression`` (class checks only for classification).
+        target: Target column name, for messages.
+        source: Where the training rows came from, for messages.
+        validation_source: Where the validation rows came from (default ``source``).
+
+    Raises:
+        InputError: too few validation rows, or a class missing from one side (names the
+            classes, their row counts and the file).
+    """
+    where = validation_source or source
+    if len(y_validation) < MIN_VALIDATION_ROWS:
+        raise InputError(
+            f"the validation split has {len(y_validation)} rows; at least {MIN_VALIDATION_ROWS} are needed "
+            "(add trusted rows or raise validation.fraction).",
+            source=where,
+        )
+    if task != "classification":
+        return
+    train, valid = _classes(y_train), _classes(y_validation)
+    no_valid = sorted(set(train) - set(valid))
+    if no_valid:
+        shown = ", ".join(f"{c!r} ({train[c]} training rows)" for c in no_valid[:5])
+        raise InputError(
+            f"class(es) {shown} of target {target!r} have no validation rows; LossVal values each row against "
+            "validation rows of its class: add trusted rows of these classes, or drop them from the data.",
+            source=where,
+        )
+    no_train = sorted(set(valid) - set(train))
+    if no_train:
+        shown = ", ".join(f"{c!r} ({valid[c]} validation rows)" for c in no_train[:5])
+        raise InputError(
+            f"class(es) {shown} of target {target!r} have no training rows; a class seen only in validation "
+            "cannot be learned: add training rows of these classes, or drop them from the validation data.",
+            source=where,
+        )

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+from pathlib import Path
 
 from prefect import task
 
 from lossval.errors import InputError
-from lossval.io import assign_row_ids, frame_fingerprint, read_json, read_table, write_json, write_parquet
+from lossval.io import assign_row_ids, atomic_write, frame_fingerprint, read_json, read_table, write_json, write_parquet
 from tasks._paths import Workspace
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "publish_snapshot"]
 
 
 @task(name="ingest")
-def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, workspace: str) -> dict:
-    """Snapshot ``data_path`` (file or folder) into ``snapshots/<dataset>/<content-hash>.parquet``.
+def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, workspace: str,
+           stage_dir: str | None = None) -> dict:
+    """Snapshot ``data_path`` (file or folder) as ``snapshots/<dataset>/<content-hash>.parquet``.
 
     The raw-data GX suite checks the schema first (target present, not all null, enough rows).
-    The input files are only read. Returns ``{"snapshot", "snapshot_hash", "rows", "columns"}``.
+    The input files are only read. With ``stage_dir`` (the run's unfinished folder) a snapshot
+    that is not in the store yet is written there, and :func:`publish_snapshot` moves it into
+    the store once the run completes, so a run that fails leaves no snapshot behind.
+
+    Returns:
+        ``{"snapshot": path to read now, "store_path": its final path, "snapshot_hash", "rows",
+        "columns", "source"}``.
     """
     from tasks.gx import validate_frame
 
@@ -36,14 +46,39 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     if id_column != "row_id":
         snap.insert(0, "row_id", row_ids.to_numpy())
     digest = frame_fingerprint(snap)
-    ws = Workspace.at(workspace)
-    path = ws.snapshot_dir(dataset) / f"{digest}.parquet"
-    if not path.exists():  # content-addressed: an existing file already holds these bytes
+    store_path = Workspace.at(workspace).snapshot_dir(dataset) / f"{digest}.parquet"
+    path = store_path
+    if not store_path.exists():  # content-addressed: an existing file already holds these bytes
+        path = Path(stage_dir) / "snapshot.parquet" if stage_dir else store_path
         write_parquet(snap, path)
-    history_path = ws.snapshot_dir(dataset) / "history.json"
+    return {"snapshot": str(path), "store_path": str(store_path), "snapshot_hash": digest, "rows": len(snap),
+            "columns": list(df.columns), "source": str(data_path)}
+
+
+def publish_snapshot(snap: dict, *, dataset: str, workspace: str) -> str:
+    """Move a staged snapshot into the store (if not there yet) and record it in ``history.json``.
+
+    Args:
+        snap: The record :func:`ingest` returned.
+
+    Returns:
+        The snapshot's store path.
+    """
+    staged, store = Path(snap["snapshot"]), Path(snap["store_path"])
+    if staged != store:
+        if store.exists():
+            staged.unlink(missing_ok=True)  # another run stored the same bytes meanwhile
+        else:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(staged, store)  # same file system: an atomic rename
+            except OSError:  # another file system: an atomic copy
+                atomic_write(store, lambda tmp: shutil.copyfile(staged, tmp))
+                staged.unlink(missing_ok=True)
+    history_path = Workspace.at(workspace).snapshot_dir(dataset) / "history.json"
     history = read_json(history_path) if history_path.exists() else []
-    if not history or history[-1]["snapshot_hash"] != digest:
-        history.append({"snapshot_hash": digest, "source": str(data_path), "rows": len(snap),
+    if not history or history[-1]["snapshot_hash"] != snap["snapshot_hash"]:
+        history.append({"snapshot_hash": snap["snapshot_hash"], "source": snap["source"], "rows": snap["rows"],
                         "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
         write_json(history, history_path)
-    return {"snapshot": str(path), "snapshot_hash": digest, "rows": len(snap), "columns": list(df.columns)}
+    return str(store)

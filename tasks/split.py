@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 from prefect import task
 
 from lossval.config import PipelineConfig
+from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
 from lossval.io import assign_row_ids, read_table, write_parquet
-from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits
+from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation
+from tasks.value import feature_exclusions
 
 __all__ = ["split"]
 
@@ -17,27 +21,43 @@ __all__ = ["split"]
 def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str) -> dict:
     """Write ``train.parquet``, ``validation.parquet`` and ``test.parquet`` into ``run_dir``.
 
+    Before anything is written, every row is checked the way valuation will encode it (so a
+    bad value is reported with its row number in the input, not in a split), and the
+    validation split must hold every training class (see :func:`lossval.splitting.check_validation`).
+
     Returns their paths, row counts and whether validation rows came from the data itself.
     """
     df = pd.read_parquet(snapshot)
+    encoder = _check_encodable(df, config, task_kind)
     v = config.validation
     parts = assign_splits(df, strategy=v.strategy, target=config.target, task=task_kind, seed=config.seed,
                           test_fraction=0.0 if config.test_path else config.test_fraction, valid_fraction=v.fraction,
                           column=v.column, timestamp_column=v.timestamp_column, source=config.data)
     external = {"validation": v.path if v.strategy == "file" else None, "test": config.test_path}
-    out, counts = {}, {}
+    frames = {}
     for name in ("train", "validation", "test"):
         if external.get(name):
-            rows = _curated_rows(external[name], df, config, prefix=name[:4])
+            frames[name] = _curated_rows(external[name], df, config, encoder, prefix=name[:4])
         else:
-            rows = df[parts == name]
-        out[name] = str(write_parquet(rows, f"{run_dir}/{name}.parquet"))
-        counts[name] = len(rows)
-    return {"paths": out, "rows": counts, "validation_from_data": not external["validation"],
-            "test_from_data": not external["test"]}
+            frames[name] = df[parts == name]
+    check_validation(frames["train"][config.target], frames["validation"][config.target], task=task_kind,
+                     target=config.target, source=config.data, validation_source=external["validation"])
+    out = {name: str(write_parquet(rows, f"{run_dir}/{name}.parquet")) for name, rows in frames.items()}
+    return {"paths": out, "rows": {name: len(rows) for name, rows in frames.items()},
+            "validation_from_data": not external["validation"], "test_from_data": not external["test"]}
 
 
-def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, *, prefix: str) -> pd.DataFrame:
+def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> TabularEncoder:
+    """An encoder fitted on every row: raises InputError naming the input row of a NaN, inf or text value."""
+    enc = TabularEncoder(target=config.target, task=task_kind, features=list(config.include) if config.include else None,
+                         exclude=feature_exclusions(config), source=config.data)
+    with warnings.catch_warnings():  # constant columns are reported once, by the valuation stage
+        warnings.simplefilter("ignore", UserWarning)
+        return enc.fit(df)
+
+
+def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: TabularEncoder, *,
+                  prefix: str) -> pd.DataFrame:
     """Rows of a curated validation/test file, checked against the data's schema, with prefixed row ids."""
     rows = read_table(path)
     needed = [c for c in df.columns if c != "row_id"]
@@ -48,6 +68,8 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, *, prefix
         raise InputError(f"has {len(rows)} rows; at least {MIN_VALIDATION_ROWS} are needed.", source=path)
     if rows[config.target].isna().any():
         raise InputError(f"target column {config.target!r} has {int(rows[config.target].isna().sum())} empty value(s).", source=path)
+    encoder.transform(rows, source=path)  # NaN, inf or text in a feature: named with the file's row
+    encoder.encode_target(rows[config.target], source=path)  # a label the data does not have
     rows = rows[needed].copy()
     rows.insert(0, "row_id", (f"{prefix}:" + assign_row_ids(rows, id_column=config.id_column, source=path)).to_numpy())
     return rows

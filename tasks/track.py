@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from lossval.config import PipelineConfig, mask_uri
+from lossval.config import PipelineConfig, mask_secrets, mask_uri
 from lossval.errors import LossvalError
 
 __all__ = ["track", "promote", "tracking_uri", "values_histogram"]
@@ -31,13 +31,19 @@ def tracking_uri(config: PipelineConfig, workspace: str) -> str:
 
 @contextlib.contextmanager
 def _mlflow(uri: str, experiment: str, workspace: str):
-    """Point MLflow at ``uri`` and ``experiment`` (artifacts in the workspace); clear errors when unreachable."""
+    """Point MLflow at ``uri`` and ``experiment`` (artifacts in the workspace); clear errors when unreachable.
+
+    Any MLflow or connection failure, at set-up or while logging, becomes a :class:`LossvalError`
+    whose message names the tracking URI with its password masked.
+    """
     # MLflow's defaults retry an unreachable server for ~4 minutes; fail in seconds instead.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     import logging
 
     import mlflow
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import RequestException
 
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -50,10 +56,22 @@ def _mlflow(uri: str, experiment: str, workspace: str):
         mlflow.set_experiment(experiment)
     except Exception as exc:  # MlflowException, connection errors, sqlite errors
         raise LossvalError(
-            f"MLflow tracking at {mask_uri(uri)} is unreachable or unusable ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}). The data outputs of this run are complete; fix tracking and rerun."
+            f"MLflow tracking at {mask_uri(uri)} is unreachable or unusable ({_reason(exc)}). "
+            "The data outputs of this run are complete; fix tracking and rerun."
         ) from None
-    yield mlflow
+    try:
+        yield mlflow
+    except (MlflowException, RequestException) as exc:  # the server went away mid-run
+        raise LossvalError(
+            f"MLflow tracking at {mask_uri(uri)} failed while logging ({_reason(exc)}). "
+            "The data outputs of this run are complete; fix tracking and rerun."
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line about ``exc``, with any password in a quoted URL masked."""
+    text = str(exc).strip()
+    return mask_secrets(f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}")
 
 
 def values_histogram(values: np.ndarray, threshold: float | None, path: Path) -> Path:

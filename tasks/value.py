@@ -10,11 +10,11 @@ from prefect import task
 
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
-from lossval.io import write_json, write_parquet
+from lossval.io import pause_point, write_json, write_parquet
 from lossval.valuation import LossVal
 from tasks._paths import Workspace
 
-__all__ = ["value", "valuation_key", "feature_exclusions"]
+__all__ = ["value", "value_in", "valuation_key", "feature_exclusions"]
 
 
 def feature_exclusions(config: PipelineConfig) -> list[str]:
@@ -35,7 +35,8 @@ def _cache_key(context, parameters) -> str:  # noqa: ANN001 (Prefect's signature
     return "lossval-value-" + parameters["key"]
 
 
-@task(name="value", cache_key_fn=_cache_key, persist_result=True)
+# JSON, not Prefect's default cloudpickle: a cache hit then never unpickles a file from the workspace.
+@task(name="value", cache_key_fn=_cache_key, persist_result=True, result_serializer="json")
 def value(train: str, validation: str, *, key: str, config: PipelineConfig, workspace: str) -> dict:
     """Fit the encoder and LossVal; write ``values.parquet`` (row_id, value, rank[, noise_prob]).
 
@@ -49,6 +50,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
                          exclude=feature_exclusions(config), source=config.data).fit(tr)
     X, X_val = enc.transform(tr), enc.transform(va, source="validation split")
     enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error
+    pause_point("value")  # test-only hook: fault tests kill the run here
     t0 = time.perf_counter()
     lv = LossVal(**{**config.lossval, "task": enc.task_, "seed": config.seed}).fit(
         X, tr[config.target].to_numpy(), X_val, va[config.target].to_numpy())
@@ -64,3 +66,14 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     path = write_parquet(table, out_dir / "values.parquet")  # last: its presence marks a complete valuation
     return {"values": str(path), "encoder": str(out_dir / "encoder.json"), "report": str(out_dir / "valuation.json"),
             "task": enc.task_, "seconds": seconds, "device": str(lv.device_)}
+
+
+def value_in(workspace: str, *, refresh: bool = False):  # noqa: ANN201 (a Prefect task)
+    """The ``value`` task with its cache records in ``<workspace>/prefect-results`` (JSON, nothing else persisted).
+
+    Only this task's result is persisted, so a run leaves no Prefect result files but the
+    valuation cache; ``refresh=True`` values again whatever the cache holds.
+    """
+    from pathlib import Path
+
+    return value.with_options(result_storage=Path(workspace).resolve() / "prefect-results", refresh_cache=refresh)

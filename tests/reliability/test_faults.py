@@ -1,0 +1,267 @@
+"""Nothing is lost: killed runs, reruns, an unreachable MLflow, and what ``lossval verify`` says.
+
+Two runs are killed with SIGKILL at a known point (the test-only ``LOSSVAL_TEST_PAUSE_AT`` hook of
+:func:`lossval.io.pause_point`): once during valuation, once while ``values.parquet`` is being
+written. Each is rerun and must complete with the same bytes as an undisturbed run, leaving no
+folder that claims completion. The killed process talks to this session's Prefect test server,
+so it does not spend 20 s starting its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lossval.cli import main
+from lossval.manifest import MANIFEST_NAME, PARTIAL_SUFFIX, relocate
+from tests.reliability._helpers import make_frame, tree_hashes, write_config
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPARED = ("train", "validation", "test", "values", "kept", "quarantine")
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("faults-in")
+    data = d / "data.csv"
+    make_frame(160, seed=7).to_csv(data, index=False)
+    return write_config(d / "config.yaml", data=str(data), dataset="faults")
+
+
+@pytest.fixture(scope="module")
+def reference(config: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An undisturbed run: its manifest, workspace and output bytes."""
+    ws = tmp_path_factory.mktemp("faults-reference")
+    assert main(["run", str(config), "--workspace", str(ws)]) == 0
+    manifest = _only_manifest(ws)
+    return {"workspace": ws, "manifest": manifest, "bytes": _output_bytes(manifest)}
+
+
+def _run_folders(ws: Path) -> list[Path]:
+    return sorted((ws / "runs").iterdir()) if (ws / "runs").exists() else []
+
+
+def _only_manifest(ws: Path) -> dict:
+    folders = _run_folders(ws)
+    assert len(folders) == 1 and not folders[0].name.endswith(PARTIAL_SUFFIX), folders
+    return json.loads((folders[0] / MANIFEST_NAME).read_text())
+
+
+def _output_bytes(manifest: dict) -> dict[str, bytes]:
+    return {name: Path(manifest["outputs"][name]).read_bytes() for name in COMPARED}
+
+
+def _registry_versions(ws: Path, name: str = "lossval-faults") -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    return sorted(str(v.version) for v in client.search_model_versions(f"name='{name}'"))
+
+
+def _start_paused(config: Path, ws: Path, pause_at: str, marker: Path) -> subprocess.Popen:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "LOSSVAL_TEST_PAUSE_AT": pause_at,
+           "LOSSVAL_TEST_PAUSE_MARKER": str(marker)}
+    return subprocess.Popen([sys.executable, "-m", "lossval.cli", "run", str(config), "--workspace", str(ws)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _wait_until_paused(proc: subprocess.Popen, marker: Path, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the run ended (exit {proc.returncode}) before the pause point:\n{err.decode()[-3000:]}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("the run did not reach the pause point in time")
+        time.sleep(0.2)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _check_rerun_matches(ws: Path, config: Path, reference: dict, capsys: pytest.CaptureFixture[str]) -> dict:
+    assert main(["run", str(config), "--workspace", str(ws)]) == 0
+    manifest = _only_manifest(ws)  # the killed run's .partial folder was swept: one folder, complete
+    assert _output_bytes(manifest) == reference["bytes"]
+    assert manifest["rows"] == reference["manifest"]["rows"]
+    run_dir = _run_folders(ws)[0]
+    capsys.readouterr()
+    assert main(["verify", str(run_dir)]) == 0
+    assert "every input row is accounted for" in capsys.readouterr().out
+    assert _registry_versions(ws) == ["1"]
+    return manifest
+
+
+def test_sigkill_during_valuation_then_rerun_completes_identically(config: Path, reference: dict, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    ws, marker = tmp_path / "ws", tmp_path / "paused"
+    inputs = tree_hashes(config.parent)
+    proc = _start_paused(config, ws, "value", marker)
+    _wait_until_paused(proc, marker)
+
+    # Mid-run: one unfinished folder holding the splits, no manifest, nothing published.
+    (partial,) = _run_folders(ws)
+    assert partial.name.endswith(PARTIAL_SUFFIX)
+    assert {"train.parquet", "validation.parquet", "test.parquet"} <= {p.name for p in partial.iterdir()}
+    assert not list(ws.rglob(MANIFEST_NAME))
+    assert not list((ws / "snapshots").rglob("*.parquet")) if (ws / "snapshots").exists() else True
+    _kill(proc)
+
+    assert main(["verify", str(partial)]) == 1  # a killed run never counts as complete
+    assert "unfinished run" in capsys.readouterr().err
+    _check_rerun_matches(ws, config, reference, capsys)
+    assert not partial.exists()
+    assert tree_hashes(config.parent) == inputs
+
+
+def test_sigkill_while_writing_values_then_rerun_completes_identically(config: Path, reference: dict, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    ws, marker = tmp_path / "ws", tmp_path / "paused"
+    proc = _start_paused(config, ws, "write:values.parquet", marker)
+    _wait_until_paused(proc, marker)
+
+    # The whole file is in a temporary sibling; the final name does not exist until the rename.
+    (values_dir,) = (ws / "values").iterdir()
+    assert not (values_dir / "values.parquet").exists()
+    (tmp_file,) = values_dir.glob(".tmp-values.parquet-*")
+    assert tmp_file.stat().st_size > 0
+    _kill(proc)
+
+    manifest = _check_rerun_matches(ws, config, reference, capsys)
+    assert Path(manifest["outputs"]["values"]) == values_dir / "values.parquet"
+
+
+def test_rerun_with_valuation_recomputed_is_byte_identical_and_registers_no_new_version(
+        config: Path, reference: dict) -> None:
+    ws = reference["workspace"]
+    before = reference["manifest"]
+    shutil.rmtree(ws / "values")  # no cached values: LossVal runs again, from scratch
+    assert main(["run", str(config), "--workspace", str(ws)]) == 0
+    runs = [p for p in _run_folders(ws) if p.name != before["run_id"]]
+    after = json.loads((runs[0] / MANIFEST_NAME).read_text())
+    assert Path(after["outputs"]["values"]).read_bytes() == reference["bytes"]["values"]
+    assert after["model"] == {**before["model"], "reused": True}
+    assert _registry_versions(ws) == ["1"]
+
+
+def test_prefect_results_in_the_workspace_are_json_only(reference: dict) -> None:
+    records = list((reference["workspace"] / "prefect-results").iterdir())
+    assert records  # the valuation cache
+    for record in records:
+        meta = json.loads(record.read_text())["metadata"]
+        assert meta["serializer"]["type"] == "json", record
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # as outside pytest (libraries' import-time notices)
+def test_unreachable_mlflow_fails_clearly_keeps_data_consistent_and_rerun_completes(
+        config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], prefect_console, caplog) -> None:
+    import logging
+
+    ws = tmp_path / "ws"
+    port = _closed_port()
+    down = write_config(tmp_path / "down.yaml", **{**_raw(config), "tracking": {
+        "uri": f"http://alice:s3cret-pw@127.0.0.1:{port}/", "experiment": "lossval-reliability"}})
+    caplog.set_level(logging.DEBUG)
+    t0 = time.monotonic()
+    assert main(["run", str(down), "--workspace", str(ws)]) == 1
+    assert time.monotonic() - t0 < 120  # no minutes of retries
+    captured = capsys.readouterr()
+    console = prefect_console.getvalue()  # DEBUG and up here (caplog lowered the root level)
+    # What a terminal shows at the default level: our line, and Prefect's WARNING-and-up lines (none).
+    shown = captured.err.splitlines() + re.findall(r"^.*\| (?:WARNING|ERROR|CRITICAL) .*$", console, flags=re.M)
+    lines = [line for line in shown if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in captured.err, lines
+    assert lines[0].startswith(f"lossval: error: MLflow tracking at http://alice:***@127.0.0.1:{port}/ is unreachable")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for text in (captured.err, captured.out, console, logged):
+        assert "s3cret" not in text
+    for f in ws.rglob("*"):
+        if f.is_file():
+            assert b"s3cret" not in f.read_bytes(), f
+
+    # The data outputs are complete and verifiable; the manifest says tracking failed.
+    manifest = _only_manifest(ws)
+    assert manifest["mlflow"]["status"] == "failed" and manifest["model"] is None
+    assert manifest["config"]["tracking"]["uri"] == f"http://alice:***@127.0.0.1:{port}/"
+    run_dir = _run_folders(ws)[0]
+    assert main(["verify", str(run_dir)]) == 0
+    assert "MLflow tracking failed" in capsys.readouterr().out
+
+    # Tracking back (the workspace's sqlite store): the rerun completes and registers the model.
+    assert main(["run", str(config), "--workspace", str(ws)]) == 0
+    done = [json.loads((p / MANIFEST_NAME).read_text()) for p in _run_folders(ws)]
+    assert sorted(m["mlflow"]["status"] for m in done) == ["failed", "ok"]
+    assert _registry_versions(ws) == ["1"]
+
+
+def _raw(config: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(config.read_text())
+
+
+# ---------------------------------------------------------------- lossval verify on damaged runs
+
+def _copy_run(reference: dict, dst: Path) -> Path:
+    src = Path(reference["manifest"]["outputs"]["kept"]).parent
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / MANIFEST_NAME).read_text())
+    manifest["outputs"] = relocate(manifest["outputs"], src, dst)
+    (dst / MANIFEST_NAME).write_text(json.dumps(manifest))
+    return dst
+
+
+def test_verify_accepts_a_copy_and_catches_lost_rows(reference: dict, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    run = _copy_run(reference, tmp_path / "run")
+    assert main(["verify", str(run)]) == 0
+    kept = pd.read_parquet(run / "kept.parquet")
+    kept.iloc[1:].to_parquet(run / "kept.parquet", index=False)  # one kept row lost
+    capsys.readouterr()
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "1 lost" in err and repr(kept["row_id"].iloc[0]) in err and "train rows != kept + quarantine" in err
+
+
+@pytest.mark.parametrize("damage", ["no-manifest", "corrupt-manifest", "truncated-output", "missing-output"])
+def test_verify_reports_damage_with_exit_1(reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           damage: str) -> None:
+    run = _copy_run(reference, tmp_path / "run")
+    if damage == "no-manifest":
+        (run / MANIFEST_NAME).unlink()
+    elif damage == "corrupt-manifest":
+        (run / MANIFEST_NAME).write_text('{"outputs": {"kept": ')
+    elif damage == "truncated-output":
+        data = (run / "quarantine.parquet").read_bytes()
+        (run / "quarantine.parquet").write_bytes(data[: len(data) // 2])
+    else:
+        (run / "test.parquet").unlink()
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("lossval verify: ")

@@ -1,0 +1,104 @@
+"""No pickle from user paths, servers on 127.0.0.1, and no password of a tracking URI in logs or params."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from lossval.config import config_from_dict, mask_secrets, mask_uri
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = ("lossval", "tasks", "flows", "deployments")
+_PICKLE_MODULES = {"pickle", "cPickle", "cloudpickle", "dill", "joblib", "shelve"}
+
+
+def _project_trees():  # noqa: ANN202
+    for folder in PROJECT:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            yield str(path.relative_to(ROOT)), ast.parse(path.read_text())
+
+
+def _call_name(node: ast.Call) -> str:
+    f = node.func
+    parts = []
+    while isinstance(f, ast.Attribute):
+        parts.append(f.attr)
+        f = f.value
+    if isinstance(f, ast.Name):
+        parts.append(f.id)
+    return ".".join(reversed(parts))
+
+
+def _kw(node: ast.Call, name: str):  # noqa: ANN202
+    for k in node.keywords:
+        if k.arg == name:
+            return k.value.value if isinstance(k.value, ast.Constant) else k.value
+    return None
+
+
+def test_no_pickle_is_ever_loaded() -> None:
+    problems = []
+    for rel, tree in _project_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                problems += [f"{rel}:{node.lineno} imports {a.name}" for a in node.names if a.name.split(".")[0] in _PICKLE_MODULES]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in _PICKLE_MODULES:
+                problems.append(f"{rel}:{node.lineno} imports from {node.module}")
+            elif isinstance(node, ast.Call):
+                name = _call_name(node)
+                if name.endswith("torch.load") and _kw(node, "weights_only") is not True:
+                    problems.append(f"{rel}:{node.lineno} torch.load without weights_only=True")
+                if name.endswith(("np.load", "numpy.load")) and _kw(node, "allow_pickle") not in (None, False):
+                    problems.append(f"{rel}:{node.lineno} np.load with allow_pickle")
+                if name.endswith("read_pickle"):
+                    problems.append(f"{rel}:{node.lineno} pandas.read_pickle")
+    assert problems == []
+
+
+def test_persisted_prefect_results_are_json() -> None:
+    """A task whose result is persisted (and read back on a cache hit) must not use Prefect's cloudpickle default."""
+    problems = []
+    for rel, tree in _project_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _call_name(node).split(".")[-1] in ("task", "flow") and \
+                    _kw(node, "persist_result") is True and _kw(node, "result_serializer") != "json":
+                problems.append(f"{rel}:{node.lineno}")
+    assert problems == []
+
+
+def test_servers_bind_to_localhost_by_default() -> None:
+    from prefect.settings import get_current_settings
+
+    assert get_current_settings().server.api.host == "127.0.0.1"  # Prefect's ephemeral/served API
+    texts = [p for folder in (*PROJECT, "examples") for p in (ROOT / folder).rglob("*") if p.is_file()
+             and p.suffix in (".py", ".yaml", ".yml", ".md", ".toml")] + [ROOT / "Makefile", ROOT / "README.md"]
+    exposed = [str(p.relative_to(ROOT)) for p in texts if p.exists() and re.search(r"0\.0\.0\.0|--host[ =]+::", p.read_text())]
+    assert exposed == []
+    from flows import runner
+
+    source = Path(runner.__file__).read_text()
+    assert "PREFECT_SERVER_API_HOST" not in source  # the defaults above are not overridden
+    assert "--host 127.0.0.1" in source  # the `mlflow ui` hint
+
+
+@pytest.mark.parametrize("uri", ["http://alice:s3cret@10.0.0.5:5000", "postgresql://alice:s3cret@db/mlflow",
+                                 "https://alice:s3cret@mlflow.example.com/"])
+def test_tracking_passwords_are_masked_in_params_and_manifest(uri: str) -> None:
+    config = config_from_dict({"data": "/data/x.csv", "target": "y", "tracking": {"uri": uri}})
+    params = config.flat_params()
+    assert params["tracking.uri"] == mask_uri(uri) and "alice:***@" in params["tracking.uri"]
+    assert "s3cret" not in repr(params) and "s3cret" not in repr(config.public_dict())
+    assert config.tracking.uri == uri  # the real value is still used to connect
+
+
+def test_passwords_in_error_messages_are_masked() -> None:
+    from tasks.track import _reason
+
+    exc = RuntimeError("API request to http://alice:s3cret@127.0.0.1:9/api/2.0/mlflow/experiments/get-by-name failed\n"
+                       "more lines")
+    assert _reason(exc) == "RuntimeError: API request to http://alice:***@127.0.0.1:9/api/2.0/mlflow/experiments/get-by-name failed"
+    assert mask_secrets("no uri here") == "no uri here"
+    assert mask_secrets("sqlite:////tmp/ws/mlflow.db") == "sqlite:////tmp/ws/mlflow.db"

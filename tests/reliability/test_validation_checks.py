@@ -1,0 +1,35 @@
+"""The validation split must be able to value the training rows: enough rows, every class on both sides."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from lossval.errors import InputError
+from lossval.splitting import check_validation
+
+
+def test_labels_stored_as_int_float_or_text_are_the_same_class() -> None:
+    train = pd.Series([0, 1] * 10)
+    check_validation(train, pd.Series([0.0, 1.0] * 6), task="classification", target="y")  # parquet floats
+    check_validation(train.astype(str), pd.Series([0, 1] * 6), task="classification", target="y")  # CSV text
+
+
+@pytest.mark.parametrize(
+    ("train", "valid", "message"),
+    [
+        (["a", "b"] * 10, ["a"] * 12, r"valid\.csv: class\(es\) 'b' \(10 training rows\) of target 'y' have no validation rows"),
+        (["a"] * 20, ["a", "c"] * 6, r"valid\.csv: class\(es\) 'c' \(6 validation rows\) of target 'y' have no training rows"),
+        (["a", "b"] * 10, ["a", "b"] * 4, r"valid\.csv: the validation split has 8 rows; at least 10"),
+    ],
+)
+def test_missing_classes_and_tiny_splits_are_input_errors(train: list, valid: list, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_validation(pd.Series(train), pd.Series(valid), task="classification", target="y", source="train.csv",
+                         validation_source="valid.csv")
+
+
+def test_regression_checks_only_the_row_count() -> None:
+    check_validation(pd.Series([1.5, 2.5] * 10), pd.Series([9.0] * 10), task="regression", target="y")
+    with pytest.raises(InputError, match="has 3 rows"):
+        check_validation(pd.Series([1.5, 2.5] * 10), pd.Series([9.0] * 3), task="regression", target="y")
