@@ -590,6 +590,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     import torch
 
     from benchmarks._plain import write_atomic
+    from lossval.io import json_default
 
     cfg = parse_args(argv)
     if cfg.from_json:
@@ -621,7 +622,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     json_path, md_path = out_dir / "quality.json", out_dir / "quality.md"
     payload = {"meta": meta, "config": asdict(cfg), "targets": targets,
                "overall": overall_means(records), "records": records}
-    write_atomic(json_path, json.dumps(payload, indent=1, default=_json_default, allow_nan=True) + "\n")
+    write_atomic(json_path, json.dumps(payload, indent=1, default=json_default, allow_nan=True) + "\n")
     write_atomic(md_path, render_markdown(cfg, records, meta, targets))
     print(f"wrote {json_path} and {md_path} ({meta['wall_seconds']:.0f} s)", flush=True)
     return {"json": json_path, "md": md_path}
@@ -630,6 +631,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
 def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
     """Merge earlier quality.json files (records concatenated, settings united) and re-render."""
     from benchmarks._plain import write_atomic
+    from lossval.io import json_default
     from lossval.datasets import DATASETS
 
     payloads = [json.loads(Path(p).read_text(encoding="utf-8")) for p in cfg.from_json]
@@ -655,20 +657,10 @@ def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
     json_path, md_path = out_dir / "quality.json", out_dir / "quality.md"
     payload = {"meta": meta, "config": asdict(merged), "targets": targets,
                "overall": overall_means(records), "records": records}
-    write_atomic(json_path, json.dumps(payload, indent=1, default=_json_default, allow_nan=True) + "\n")
+    write_atomic(json_path, json.dumps(payload, indent=1, default=json_default, allow_nan=True) + "\n")
     write_atomic(md_path, render_markdown(merged, records, meta, targets))
     print(f"merged {len(cfg.from_json)} file(s) into {json_path} and {md_path}", flush=True)
     return {"json": json_path, "md": md_path}
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
 if __name__ == "__main__":

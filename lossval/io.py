@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write",
     "write_parquet",
     "write_json",
+    "json_default",
     "read_json",
     "file_sha256",
     "frame_fingerprint",
@@ -232,7 +233,7 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
 
     def _write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=_json_default)
+            json.dump(obj, fh, indent=2, sort_keys=True, default=json_default)
             fh.write("\n")
 
     return atomic_write(path, _write)
@@ -249,7 +250,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise InputError(f"not valid JSON: {exc}", source=str(p)) from None
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dump`` fallback for numpy scalars/arrays and paths."""
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
