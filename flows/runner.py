@@ -145,7 +145,9 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
         print(f"injected noise in the train split: {rep['noisy']} rows; quarantined: {rep['flagged']}; "
               f"of those really noisy: {rep['true_positives']} (precision {rep['precision']:.2f}, "
               f"recall {rep['recall']:.2f}, F1 {rep['f1']:.2f})")
-    print(f"review it: mlflow ui --backend-store-uri sqlite:///{workspace / 'mlflow.db'} --host 127.0.0.1 --port 5000")
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    mlflow_cmd = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"  # the one installed beside this lossval
+    print(f"review it: {mlflow_cmd} ui --backend-store-uri sqlite:///{workspace / 'mlflow.db'} --host 127.0.0.1 --port 5000")
     return 0 if gate_ok else 3
 
 
