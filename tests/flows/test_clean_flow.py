@@ -154,3 +154,14 @@ def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) ->
     err = capsys.readouterr().err
     assert "pruning.max_prune_fraction" in err and "Traceback" not in err
     assert not (workspace / "other").exists()
+
+
+def test_demo_command_runs_the_pipeline_and_reports_the_noise_match(tmp_path: Path, capsys) -> None:
+    # The README's main command: it must keep working end to end.
+    assert main(["demo", "--workspace", str(tmp_path), "--epochs", "10"]) == 0
+    out = capsys.readouterr().out
+    f1 = float(out.split("F1 ")[1].split(")")[0])
+    assert f1 >= 0.5, out
+    assert "ui --backend-store-uri sqlite:///" in out
+    manifest = next((tmp_path / "runs").glob("demo-breast_cancer-*/manifest.json"))
+    assert verify_run(manifest.parent) == []
