@@ -589,9 +589,6 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     """Run the suite and write ``quality.json`` + ``quality.md``; returns their paths."""
     import torch
 
-    from benchmarks._plain import write_atomic
-    from lossval.io import json_default
-
     cfg = parse_args(argv)
     if cfg.from_json:
         return _rerender(cfg, argv)
@@ -617,21 +614,27 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             "wall_seconds": time.perf_counter() - t0, "torch": torch.__version__, "threads": 1,
             "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
             "cleanlab": _cleanlab_version() or "not installed"}
+    paths = _write_results(cfg, records, meta, out_dir=Path(cfg.out_dir))
+    print(f"wrote {paths['json']} and {paths['md']} ({meta['wall_seconds']:.0f} s)", flush=True)
+    return paths
+
+
+def _write_results(cfg: Config, records: list[dict[str, Any]], meta: dict[str, Any], *, out_dir: Path) -> dict[str, Path]:
+    """Evaluate the targets and write ``quality.json`` + ``quality.md`` atomically; returns their paths."""
+    from benchmarks._plain import write_atomic
+    from lossval.io import json_default
+
     targets = evaluate_targets(records, list(cfg.variants))
-    out_dir = Path(cfg.out_dir)
     json_path, md_path = out_dir / "quality.json", out_dir / "quality.md"
     payload = {"meta": meta, "config": asdict(cfg), "targets": targets,
                "overall": overall_means(records), "records": records}
     write_atomic(json_path, json.dumps(payload, indent=1, default=json_default, allow_nan=True) + "\n")
     write_atomic(md_path, render_markdown(cfg, records, meta, targets))
-    print(f"wrote {json_path} and {md_path} ({meta['wall_seconds']:.0f} s)", flush=True)
     return {"json": json_path, "md": md_path}
 
 
 def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
     """Merge earlier quality.json files (records concatenated, settings united) and re-render."""
-    from benchmarks._plain import write_atomic
-    from lossval.io import json_default
     from lossval.datasets import DATASETS
 
     payloads = [json.loads(Path(p).read_text(encoding="utf-8")) for p in cfg.from_json]
@@ -652,15 +655,9 @@ def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
     meta = dict(payloads[0]["meta"])
     meta["command"] = " + ".join(p["meta"]["command"] for p in payloads)
     meta["wall_seconds"] = sum(p["meta"]["wall_seconds"] for p in payloads)
-    targets = evaluate_targets(records, list(merged.variants))
-    out_dir = Path(cfg.out_dir)
-    json_path, md_path = out_dir / "quality.json", out_dir / "quality.md"
-    payload = {"meta": meta, "config": asdict(merged), "targets": targets,
-               "overall": overall_means(records), "records": records}
-    write_atomic(json_path, json.dumps(payload, indent=1, default=json_default, allow_nan=True) + "\n")
-    write_atomic(md_path, render_markdown(merged, records, meta, targets))
-    print(f"merged {len(cfg.from_json)} file(s) into {json_path} and {md_path}", flush=True)
-    return {"json": json_path, "md": md_path}
+    paths = _write_results(merged, records, meta, out_dir=Path(cfg.out_dir))
+    print(f"merged {len(cfg.from_json)} file(s) into {paths['json']} and {paths['md']}", flush=True)
+    return paths
 
 
 if __name__ == "__main__":

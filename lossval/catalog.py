@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lossval.config import PipelineConfig, load_config
+from lossval.config import PipelineConfig, load_config, read_yaml
 from lossval.errors import ConfigError
 
 __all__ = ["DatasetEntry", "load_catalog", "entry_for_landing"]
@@ -65,15 +65,8 @@ def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[Datase
         ConfigError: unreadable file, missing or unknown keys, duplicate names or landing folders,
             or an invalid pipeline config; the message names the file and the entry.
     """
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("datasets file not found.", source=str(p))
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
+    raw = read_yaml(p, what="datasets file")
     if not isinstance(raw, dict) or set(raw) != {"datasets"} or not isinstance(raw["datasets"], list):
         raise ConfigError("a datasets file is a mapping with one key, 'datasets', holding a list of entries "
                           "(name, config, landing).", source=str(p))

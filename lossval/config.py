@@ -26,6 +26,7 @@ __all__ = [
     "GateConfig",
     "TrackingConfig",
     "load_config",
+    "read_yaml",
     "config_from_dict",
     "mask_uri",
     "mask_secrets",
@@ -183,6 +184,32 @@ def mask_secrets(text: str) -> str:
     return _CREDENTIALS.sub(lambda m: f"{m['head']}:***@", text)
 
 
+def read_yaml(path: str | Path, *, what: str) -> Any:
+    """Parse a YAML file, with errors that name the file and, for syntax errors, the line.
+
+    Args:
+        path: The file.
+        what: What the file is, for messages (``"config file"``, ``"datasets file"``).
+
+    Raises:
+        ConfigError: missing file, not UTF-8 text, or invalid YAML.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} not found.", source=str(p))
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"not valid YAML{where}: {problem}.", source=str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"not a UTF-8 text file; is it a YAML {what}?", source=str(p)) from None
+
+
 def load_config(path: str | Path) -> PipelineConfig:
     """Read and validate a YAML config file.
 
@@ -190,20 +217,8 @@ def load_config(path: str | Path) -> PipelineConfig:
         ConfigError: unreadable YAML, unknown keys, wrong types or out-of-range values;
             the message names the file and the key.
     """
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("config file not found.", source=str(p))
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"not valid YAML{where}: {problem}.", source=str(p)) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not a UTF-8 text file; is it a YAML config?", source=str(p)) from None
+    raw = read_yaml(p, what="config file")
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping of keys to values.", source=str(p))
     return config_from_dict(raw, base_dir=p.parent, source=str(p))
