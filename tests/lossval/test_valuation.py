@@ -15,7 +15,7 @@ from lossval.datasets import inject_noise, make_separable_classification
 from lossval.errors import ConfigError, InputError
 from lossval.metrics import detection_f1
 from lossval.pruning import two_means_threshold
-from lossval.valuation import _batched_sinkhorn, batch_objective, infer_task
+from lossval.valuation import _batched_sinkhorn, batch_objective, infer_task, objective_terms
 
 
 def _sinkhorn(blur: float = 0.05) -> SamplesLoss:
@@ -36,6 +36,31 @@ def test_batch_objective_matches_hand_computation() -> None:
     a = batch_objective(losses, ones, s, power=2.0, weighting="sum")
     b = batch_objective(losses, ones, s, power=2.0, weighting="normalized")
     assert a.item() == pytest.approx(b.item()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("weighting", ["sum", "normalized"])
+@pytest.mark.parametrize("power", [2.0, 1.5, 1.0])
+@pytest.mark.parametrize("s0", [0.3, -0.05])
+def test_written_out_gradients_equal_autograd(weighting: str, power: float, s0: float) -> None:
+    # The epoch schedule uses objective_terms instead of autograd through the weights;
+    # it must give the same loss and the same gradients in the row losses and the weights.
+    gen = torch.Generator().manual_seed(3)
+    l0 = torch.rand(6, generator=gen, dtype=torch.float64) * 3
+    w0 = torch.rand(6, generator=gen, dtype=torch.float64) + 0.2
+    g = torch.randn(6, generator=gen, dtype=torch.float64) * 0.1
+    w_start = torch.ones(6, dtype=torch.float64)
+    l = l0.clone().requires_grad_(True)
+    w = w0.clone().requires_grad_(True)
+    s = torch.tensor(s0, dtype=torch.float64) + (g * (w - w_start)).sum()
+    loss = batch_objective(l, w, s, power=power, weighting=weighting)
+    dl, dw = torch.autograd.grad(loss, (l, w))
+    s_val = torch.tensor(s0, dtype=torch.float64) + (g * (w0 - w_start)).sum()
+    value, net_coef, grad_w = objective_terms(l0, w0, s_val, g, power=power, weighting=weighting)
+    torch.testing.assert_close(value, loss.detach())
+    torch.testing.assert_close(net_coef, dl)
+    torch.testing.assert_close(grad_w, dw)
+    if s_val < 0:  # max(S, 0) ** p: no signal at all below zero
+        assert float(value) == 0.0 and float(grad_w.abs().max()) == 0.0
 
 
 def test_sinkhorn_between_two_single_points_is_half_squared_distance() -> None:
