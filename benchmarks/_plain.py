@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lossval import LossVal
-from lossval._torchutil import make_mlp
+from lossval._torchutil import make_adam, make_mlp
 
 __all__ = ["default_training", "train_plain", "score_model", "write_atomic"]
 
@@ -69,7 +69,7 @@ def train_plain(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = make_mlp(Xt.shape[1], n_outputs, n_layers=n_layers, width=width, activation=activation)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = make_adam(model.parameters(), lr=lr)  # the optimiser LossVal uses: like for like
     gen = torch.Generator()
     gen.manual_seed(int(seed))
     history = torch.zeros((epochs, n))

@@ -4,16 +4,35 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "make_mlp", "ProgressBar"]
+__all__ = ["resolve_device", "make_mlp", "make_adam", "ProgressBar"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def make_adam(params: Any, *, lr: float) -> torch.optim.Adam:
+    """``torch.optim.Adam``, fused where this torch build and the parameters' device support it.
+
+    The fused kernel updates every tensor of a group in one call. On the CPU the default
+    per-tensor implementation costs 0.1-0.3 ms per step for these small networks and for a
+    row-weight vector (as much as the forward and backward pass), 0.23 ms per step for 100k
+    weights. Same maths; the result is deterministic either way.
+
+    Args:
+        params: Parameters or parameter groups, as ``torch.optim.Adam`` takes them.
+        lr: Default learning rate.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device / dtype
+        return torch.optim.Adam(params, lr=lr)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

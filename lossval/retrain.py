@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossval._torchutil import make_mlp, resolve_device
+from lossval._torchutil import make_adam, make_mlp, resolve_device
 
 __all__ = ["TabularModel", "fit_model", "evaluate", "METRICS", "HIGHER_IS_BETTER"]
 
@@ -100,7 +100,7 @@ def fit_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = TabularModel(Xt.shape[1], n_out, task=task, y_mean=y_mean, y_scale=y_scale).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = make_adam(model.parameters(), lr=lr)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     model.train()

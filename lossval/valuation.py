@@ -41,6 +41,10 @@ chosen on the benchmark suite in ``benchmarks/``, see README):
   (re-set every epoch from the optimiser's own state): rows with small gradients now take
   proportionally small steps, rows with large gradients are still capped near ``lr``, and the
   scale stays data-free. Mean two-means F1 over the suite: 0.452 (plain Adam) -> 0.541.
+* ``scaling=0.2`` (geomloss default 0.5): fewer ε-scaling steps per Sinkhorn solve. The
+  batch values stay within 1.4% of a near-converged solve (scaling 0.95) on 25-dimensional
+  batches, and the suite's mean two-means F1 is the same (0.569 at 0.5, 0.2; 2 seeds), for
+  7% less time per fit.
 * ``average_last``: values are the mean weight over the last epochs rather than the last step,
   which removes most of the step-to-step noise of Adam.
 * ``val_subsample``: each batch is compared with ``k`` validation rows drawn afresh, so the
@@ -77,7 +81,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossval._torchutil import ProgressBar, make_mlp, resolve_device
+from lossval._torchutil import ProgressBar, make_adam, make_mlp, resolve_device
 from lossval.errors import ConfigError, InputError
 
 __all__ = ["LossVal", "batch_objective", "objective_terms", "infer_task", "to_numpy_2d"]
@@ -242,7 +246,7 @@ class LossVal:
         normalize_masses: bool = True,
         nonnegative: bool = True,
         blur: float | str = "auto",
-        scaling: float = 0.5,
+        scaling: float = 0.2,
         label_cost: float | str = "auto",
         val_subsample: int | None = 64,
         average_last: int = 5,
@@ -285,8 +289,9 @@ class LossVal:
         Classification: 5 linear layers of width 100, ReLU. Regression: 3 layers of width 90,
         tanh. Adam lr 0.01, batch 32, 30 epochs, one Sinkhorn call per step with geomloss's
         default blur (0.05) and scaling (0.5), raw weights as masses, no clamp, feature-only
-        cost, all validation rows, final weights, plain Adam on the weights. The only change: the diameter is computed
-        once from the data instead of on every step (it only sets where ε-scaling starts).
+        cost, all validation rows, final weights, plain Adam on the weights. The only change:
+        the diameter is computed once from the data instead of on every step (it only sets
+        where ε-scaling starts).
 
         Args:
             task: ``"classification"`` or ``"regression"``.
@@ -477,7 +482,7 @@ class LossVal:
         model = model.to(device)
         weights = torch.nn.Parameter(torch.ones(n, device=device))
         weight_lr = float(self.lr if self.weight_lr is None else self.weight_lr)
-        optimizer = torch.optim.Adam(
+        optimizer = make_adam(
             [{"params": list(model.parameters())}, {"params": [weights], "lr": weight_lr}], lr=float(self.lr)
         )
         gen = torch.Generator(device=device)
@@ -676,8 +681,8 @@ def _weight_eps(optimizer: torch.optim.Adam, weights: torch.Tensor, ratio: float
     if ratio is None or "exp_avg_sq" not in state:
         return torch.zeros((), device=weights.device)
     beta2 = optimizer.param_groups[1]["betas"][1]
-    step = float(state["step"])
-    v_hat = state["exp_avg_sq"] / (1.0 - beta2 ** step)
+    step = state["step"]  # a tensor, on the device for fused Adam: no host sync here
+    v_hat = state["exp_avg_sq"] / (1.0 - beta2 ** step.to(state["exp_avg_sq"].dtype))
     return float(ratio) * v_hat.sqrt().mean()
 
 
@@ -701,30 +706,36 @@ def _batched_sinkhorn(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Sinkhorn value of every batch and its gradient in the batch weights, batched.
 
-    Batches of equal size go through geomloss together (its tensorized backend takes a
-    leading batch dimension), in chunks that bound memory; a shorter last batch gets its own
-    call. Nothing leaves the device.
+    All batches go through geomloss together (its tensorized backend takes a leading batch
+    dimension), in chunks that bound memory. A shorter last batch is padded to full size with
+    zero-mass rows: they add nothing to the transport, so its value and its rows' gradients
+    are exactly those of the batch alone (tested), and the epoch needs one call, not two
+    (each call costs milliseconds of fixed overhead). Nothing leaves the device.
 
     Returns:
         ``(values (n_batches,), [grad (len(batch),) per batch])``, both detached.
     """
-    sizes = torch.tensor([len(b) for b in batches])
-    values = torch.empty(len(batches), device=Z.device)
-    grads: list[torch.Tensor] = [None] * len(batches)  # type: ignore[list-item]
+    size = max(len(b) for b in batches)
     k = val_idx.shape[1]
-    for size in sizes.unique().tolist():
-        members = (sizes == size).nonzero().flatten().tolist()
-        per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (size * k + size * size + k * k))
-        for start in range(0, len(members), per_call):
-            group = members[start:start + per_call]
-            idx = torch.stack([batches[g] for g in group])  # (g, size)
-            w = weights[idx].clone().requires_grad_(True)
-            with torch.enable_grad():
-                a = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12) if normalize else w
-                b_mass = torch.full((len(group), k), 1.0 / k if normalize else 1.0, device=Z.device)
-                s = sinkhorn(a, Z[idx], b_mass, Z_val[val_idx[group]])
-                (g,) = torch.autograd.grad(s.sum(), w)
-            values[group] = s.detach()
-            for j, gi in enumerate(group):
-                grads[gi] = g[j]
-    return values, grads
+    idx = torch.empty((len(batches), size), dtype=torch.long, device=Z.device)
+    live = torch.ones((len(batches), size), dtype=torch.bool, device=Z.device)
+    for j, batch in enumerate(batches):
+        if len(batch) == size:
+            idx[j] = batch
+        else:  # pad with the batch's own rows (any row would do: their mass is zero)
+            idx[j] = batch.repeat(-(-size // len(batch)))[:size]
+            live[j, len(batch):] = False
+    values = torch.empty(len(batches), device=Z.device)
+    grads = torch.empty((len(batches), size), device=Z.device)
+    per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (size * k + size * size + k * k))
+    for start in range(0, len(batches), per_call):
+        rows = slice(start, start + per_call)
+        w = torch.where(live[rows], weights[idx[rows]], 0.0).requires_grad_(True)
+        with torch.enable_grad():
+            a = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12) if normalize else w
+            b_mass = torch.full((w.shape[0], k), 1.0 / k if normalize else 1.0, device=Z.device)
+            s = sinkhorn(a, Z[idx[rows]], b_mass, Z_val[val_idx[rows]])
+            (g,) = torch.autograd.grad(s.sum(), w)
+        values[rows] = s.detach()
+        grads[rows] = g
+    return values, [grads[j, : len(batch)] for j, batch in enumerate(batches)]

@@ -106,18 +106,23 @@ def test_sinkhorn_gradient_pushes_down_the_row_far_from_validation() -> None:
     assert abs(g.sum().item()) < 1e-4 * abs(g[-1].item()) + 1e-6  # normalised masses: gradient sums to ~0
 
 
-def test_batched_sinkhorn_equals_one_call_per_batch() -> None:
-    # The epoch schedule's batched call must give each batch's exact value and gradient.
+@pytest.mark.parametrize("normalize", [True, False])
+def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
+    # The epoch schedule's batched call must give each batch's exact value and gradient,
+    # including the short last batch, which it pads with zero-mass rows.
     gen = torch.Generator().manual_seed(2)
     Z, Z_val = torch.randn(10, 3, generator=gen), torch.randn(6, 3, generator=gen)
     weights = torch.rand(10, generator=gen) + 0.5
     batches = list(torch.split(torch.randperm(10, generator=gen), 4))  # sizes 4, 4, 2
+    weights[batches[0][1]] = 0.0  # a clamped weight inside a batch
     val_idx = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in batches])
     loss = _sinkhorn(blur=0.3)
-    values, grads = _batched_sinkhorn(loss, weights, batches, val_idx, Z, Z_val, normalize=True)
+    values, grads = _batched_sinkhorn(loss, weights, batches, val_idx, Z, Z_val, normalize=normalize)
+    assert [len(g) for g in grads] == [4, 4, 2]
     for b, idx in enumerate(batches):
         w = weights[idx].clone().requires_grad_(True)
-        s = loss(w / w.sum(), Z[idx], torch.full((4,), 0.25), Z_val[val_idx[b]])
+        a = w / w.sum() if normalize else w
+        s = loss(a, Z[idx], torch.full((4,), 0.25 if normalize else 1.0), Z_val[val_idx[b]])
         (g,) = torch.autograd.grad(s, w)
         assert values[b].item() == pytest.approx(s.item(), rel=1e-5, abs=1e-6)
         assert torch.allclose(grads[b], g, rtol=1e-4, atol=1e-6)
