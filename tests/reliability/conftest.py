@@ -61,6 +61,11 @@ def prefect_console() -> Iterator[io.StringIO]:
     saved = [h.console.file for h in handlers]
     for h in handlers:
         h.console.file = buffer
+        # Drop output that earlier tests left pending: when the handler's stream was a capture
+        # stream pytest has since closed, rich keeps the failed segments and would print them
+        # into this buffer with the next line (seen as 13 foreign lines after tests/flows).
+        h.console.begin_capture()
+        h.console.end_capture()
     try:
         yield buffer
     finally:
