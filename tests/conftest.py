@@ -1,9 +1,13 @@
-"""Test-wide settings: Prefect runs against a throwaway home, quietly, with a generous start-up timeout."""
+"""Test-wide settings (Prefect runs against a throwaway home, quietly, with a generous start-up
+timeout) and the one Prefect test harness that the flow and reliability tests share."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+
+import pytest
 
 # Before anything imports prefect: never touch the user's ~/.prefect, no analytics.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lossval-test-prefect-"))
@@ -13,3 +17,12 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary local Prefect API server for the session (flow and reliability tests)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

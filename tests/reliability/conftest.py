@@ -1,4 +1,4 @@
-"""Reliability tests' fixtures (the Prefect harness, Prefect's console output) and the corpus tally.
+"""Reliability tests' fixtures (Prefect's console output) and the corpus tally.
 
 Every test marked ``corpus`` is one bad input; the terminal summary reports how many were
 tried and how many were handled as the reliability issue asks (exit 2, one clear line on
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -35,20 +34,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001 (pytest's hook)
     if _TRIED:
         terminalreporter.write_line(f"bad-input corpus: {len(_TRIED)} tried, {len(_HANDLED & _TRIED)} handled")
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """One Prefect test server for the session (shared with tests/flows when that one is already up)."""
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value() and not os.environ.get("PREFECT_API_URL"):
-        yield  # another conftest's harness is active (its settings are temporary, not in the environment)
-        return
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
 
 
 @pytest.fixture
