@@ -40,7 +40,8 @@ chosen on the benchmark suite in ``benchmarks/``, see README):
   weight group's ``eps`` to ``weight_eps_ratio`` x the mean RMS gradient of all weights
   (re-set every epoch from the optimiser's own state): rows with small gradients now take
   proportionally small steps, rows with large gradients are still capped near ``lr``, and the
-  scale stays data-free. Mean two-means F1 over the suite: 0.452 (plain Adam) -> 0.541.
+  scale stays data-free. Mean two-means F1 over the suite (7 datasets x 2 seeds, clean
+  validation, all else equal): 0.452 with plain Adam, 0.541 with ratio 3 (1: 0.514, 10: 0.493).
 * ``scaling=0.2`` (geomloss default 0.5): fewer ε-scaling steps per Sinkhorn solve. The
   batch values stay within 1.4% of a near-converged solve (scaling 0.95) on 25-dimensional
   batches, and the suite's mean two-means F1 is the same (0.569 at 0.5, 0.2; 2 seeds), for
@@ -210,7 +211,8 @@ class LossVal:
             the typical distance between two rows. ``0`` = features only (paper);
             ``"auto"`` = 1 for classification, 0.5 for regression.
         weight_eps_ratio: Adam ``eps`` of the weight group as a multiple of the weights' mean
-            RMS gradient, re-set each epoch (``None`` = plain Adam, as in the paper).
+            RMS gradient, re-set after each epoch from the optimiser's state (the first epoch
+            runs with Adam's default eps; ``None`` = plain Adam throughout, as in the paper).
         val_subsample: Validation rows per batch (``None`` = all of them).
         average_last: Values = mean of the end-of-epoch weights over this many last epochs
             (1 = final weights, as in the paper).
