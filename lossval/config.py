@@ -38,7 +38,8 @@ _LOSSVAL_KEYS = {
     "n_layers": int, "width": int, "activation": str, "epochs": int, "batch_size": int, "lr": float,
     "weight_lr": float, "sinkhorn_schedule": str, "distance_power": float, "normalize_masses": bool,
     "nonnegative": bool, "blur": (float, str), "scaling": float, "label_cost": (float, str),
-    "val_subsample": int, "average_last": int, "loss_weighting": str, "weight_eps_ratio": float, "standardize": bool, "device": str,
+    "val_subsample": int, "average_last": int, "loss_weighting": str, "weight_eps_ratio": float,
+    "standardize": bool, "device": str,
 }
 
 

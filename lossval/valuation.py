@@ -343,16 +343,12 @@ class LossVal:
                 continue
             if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
-        if self.label_cost != "auto" and not (
-            isinstance(self.label_cost, (int, float)) and not isinstance(self.label_cost, bool)
-            and math.isfinite(self.label_cost) and self.label_cost >= 0
-        ):
+        if self.label_cost != "auto" and not (_finite_number(self.label_cost) and self.label_cost >= 0):
             raise ConfigError(f"label_cost must be 'auto' or a number >= 0, got {self.label_cost!r}")
         if not (isinstance(self.distance_power, (int, float)) and self.distance_power > 0):
             raise ConfigError(f"distance_power must be > 0, got {self.distance_power!r}")
         ratio = self.weight_eps_ratio
-        if ratio is not None and not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool)
-                                      and math.isfinite(ratio) and ratio > 0):
+        if ratio is not None and not (_finite_number(ratio) and ratio > 0):
             raise ConfigError(f"weight_eps_ratio must be None or a positive number, got {ratio!r}")
 
     def resolved_label_cost(self, task: str) -> float:
@@ -613,6 +609,11 @@ class LossVal:
             return torch.arange(m, device=device).expand(n_batches, m)
         keys = torch.rand((n_batches, m), generator=gen, device=device)
         return keys.argsort(dim=1)[:, :k]
+
+
+def _finite_number(value: Any) -> bool:
+    """A finite int or float, not a bool (``True`` is an int to Python, never a setting here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def batch_objective(
