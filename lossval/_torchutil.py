@@ -11,7 +11,12 @@ from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "make_mlp", "make_adam", "ProgressBar"]
+__all__ = ["resolve_device", "make_mlp", "make_adam", "ADAM_BETAS", "ADAM_EPS", "ProgressBar"]
+
+# Adam's moment decay rates and eps, torch's defaults, named so that LossVal's closed-form
+# row-weight Adam (lossval.valuation._RowAdam) and the network's optimiser share them.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -30,9 +35,9 @@ def make_adam(params: Any, *, lr: float) -> torch.optim.Adam:
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device / dtype
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

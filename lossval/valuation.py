@@ -53,14 +53,16 @@ chosen on the benchmark suite in ``benchmarks/``, see README):
 * ``loss_weighting="normalized"``: the weighted loss is ``|B| * sum(a_i * l_i)``. It equals the
   paper's sum at ``w = 1`` but its gradient in ``w_i`` is ``l_i - mean loss``, so rows with
   above-average loss lose weight and the others gain, instead of all weights drifting down.
-* ``sinkhorn_schedule="epoch"``: one batched geomloss call per epoch computes every batch's
-  Sinkhorn value and its gradient in the batch weights; within the epoch each batch uses the
-  first-order expansion around the epoch-start weights (exact value and gradient at that
-  point), so the weights' gradient is written out (:func:`objective_terms`) and autograd
-  runs through the network only. On a 2-core CPU this brings 1,000 rows x 30 epochs to
-  0.97 s, 2.2x plain training of the same MLP with the same fused Adam (the paper's per-step
-  schedule: 4.9 s, 5.5x; ``benchmarks/results/speed.md``); ``"step"`` calls geomloss on
-  every step as the paper does.
+* ``sinkhorn_schedule="epoch"``: the paper's per-step algorithm, reorganised so that an epoch
+  costs about what plain training costs. Each row is in one batch per epoch, so its weight
+  only gets a gradient at that batch's step; at all other steps Adam moves it by a known
+  drift. The weight every row will have at its own step is therefore known when the epoch
+  starts (:class:`_RowAdam`): one batched geomloss call computes every batch's Sinkhorn
+  value and gradient at exactly those weights, the steps train the network with fixed
+  per-row coefficients, and the weights' gradients (:func:`objective_terms`) are applied in
+  closed form at the end of the epoch. Values equal the ``"step"`` schedule's to float
+  rounding (tested); see ``benchmarks/results/speed.md`` for the time against plain
+  training. ``"step"`` calls geomloss and autograd on every step, as the paper does.
 
 Example:
     >>> import numpy as np
@@ -84,7 +86,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossval._torchutil import ProgressBar, make_adam, make_mlp, resolve_device
+from lossval._torchutil import ADAM_BETAS, ADAM_EPS, ProgressBar, make_adam, make_mlp, resolve_device
 from lossval.errors import ConfigError, InputError
 
 __all__ = ["LossVal", "batch_objective", "objective_terms", "infer_task", "to_numpy_2d"]
@@ -184,6 +186,39 @@ class _Prepared:
     n_outputs: int
 
 
+class _FitState:
+    """What one fit carries from epoch to epoch: the network, its optimiser and the row weights.
+
+    With the closed-form schedule the weights live in a :class:`_RowAdam` and the network has
+    an optimiser of its own; with the per-step schedule they are a parameter group of the
+    network's Adam, as in the paper. Both use Adam's update with the same constants.
+    """
+
+    def __init__(self, *, model: torch.nn.Module, data: _Prepared, sinkhorn: Any, gen: torch.Generator,
+                 loss_history: torch.Tensor, bsz: int, k: int, power: float, lr: float, weight_lr: float,
+                 closed_form: bool, nonnegative: bool) -> None:
+        self.model, self.data, self.sinkhorn, self.gen = model, data, sinkhorn, gen
+        self.loss_history, self.bsz, self.k, self.power = loss_history, bsz, k, power
+        n, device = data.X.shape[0], data.X.device
+        if closed_form:
+            self.row_adam: _RowAdam | None = _RowAdam(n, lr=weight_lr, nonnegative=nonnegative, device=device)
+            self.optimizer = make_adam(model.parameters(), lr=lr)
+        else:
+            self.row_adam = None
+            self.weights = torch.nn.Parameter(torch.ones(n, device=device))
+            self.optimizer = make_adam(
+                [{"params": list(model.parameters())}, {"params": [self.weights], "lr": weight_lr}], lr=lr)
+
+    def set_weight_eps(self, eps: float) -> None:
+        if self.row_adam is not None:
+            self.row_adam.eps = eps
+        else:
+            self.optimizer.param_groups[1]["eps"] = eps
+
+    def final_weights(self) -> torch.Tensor:
+        return self.row_adam.weights if self.row_adam is not None else self.weights.detach()
+
+
 class LossVal:
     """Learn one value per training row with LossVal.
 
@@ -198,8 +233,8 @@ class LossVal:
         lr: Adam learning rate of the network (and of the weights unless ``weight_lr``).
         weight_lr: Learning rate of the row weights, a second parameter group of the same
             Adam optimiser (``None`` = ``lr``, as in the paper).
-        sinkhorn_schedule: ``"epoch"`` (one batched call per epoch, first-order within the
-            epoch) or ``"step"`` (one call per step, as in the paper).
+        sinkhorn_schedule: ``"epoch"`` (one batched Sinkhorn call per epoch and the weights'
+            Adam in closed form; same values) or ``"step"`` (one call per step, as in the paper).
         distance_power: Exponent of the Sinkhorn divergence in the loss (paper: 2).
         normalize_masses: Turn batch weights into probabilities before transport.
         nonnegative: Project weights onto ``w >= 0`` after every step.
@@ -480,11 +515,7 @@ class LossVal:
             torch.manual_seed(self.seed)
             model = make_mlp(data.X.shape[1], data.n_outputs, n_layers=n_layers, width=width, activation=activation)
         model = model.to(device)
-        weights = torch.nn.Parameter(torch.ones(n, device=device))
         weight_lr = float(self.lr if self.weight_lr is None else self.weight_lr)
-        optimizer = make_adam(
-            [{"params": list(model.parameters())}, {"params": [weights], "lr": weight_lr}], lr=float(self.lr)
-        )
         gen = torch.Generator(device=device)
         gen.manual_seed(int(self.seed))
 
@@ -506,69 +537,24 @@ class LossVal:
         n_avg = min(int(self.average_last), int(self.epochs))
 
         loss_history = torch.zeros((self.epochs, n), device=device)
-        weight_grad = torch.zeros(n, device=device)  # the weights' gradient; only a batch's rows are non-zero
         weight_sum = torch.zeros(n, device=device)
         history: dict[str, list[float]] = {k_: [] for k_ in ("loss", "sinkhorn", "mean_weight", "min_weight", "seconds")}
         bar = ProgressBar(self.epochs, label=f"LossVal ({task}, {n} rows, {device.type})", enabled=self.verbose)
+        run_epoch = self._epoch_closed_form if self.sinkhorn_schedule == "epoch" else self._epoch_per_step
+        state = _FitState(model=model, data=data, sinkhorn=sinkhorn, gen=gen, loss_history=loss_history,
+                          bsz=bsz, k=k, power=power, lr=float(self.lr), weight_lr=weight_lr,
+                          closed_form=self.sinkhorn_schedule == "epoch", nonnegative=bool(self.nonnegative))
         model.train()
         for epoch in range(self.epochs):
             t_epoch = time.perf_counter()
-            perm = torch.randperm(n, generator=gen, device=device)
-            batches = list(torch.split(perm, bsz))
-            val_idx = self._val_subsets(len(batches), m, k, gen, device)
-            if self.sinkhorn_schedule == "epoch":
-                s0, grads = _batched_sinkhorn(sinkhorn, weights.detach(), batches, val_idx, data.Z, data.Z_val,
-                                              normalize=self.normalize_masses)
-                w0 = weights.detach().clone()
-            epoch_loss = torch.zeros((), device=device)
-            epoch_ot = torch.zeros((), device=device)
-            for b, idx in enumerate(batches):
-                out = model(data.X[idx])
-                if task == "classification":
-                    row_loss = F.cross_entropy(out, data.y[idx], reduction="none")
-                else:
-                    row_loss = (out[:, 0] - data.y[idx]) ** 2
-                optimizer.zero_grad(set_to_none=True)
-                if self.sinkhorn_schedule == "epoch":
-                    # The objective is explicit in w here, so its weight gradient is written out
-                    # (objective_terms) and autograd only runs through the network: about half
-                    # the per-step cost that LossVal adds to plain training.
-                    with torch.no_grad():
-                        w_b = weights[idx]
-                        g_b = grads[b][: len(idx)]
-                        ot = s0[b] + (g_b * (w_b - w0[idx])).sum()
-                        loss, net_coef, grad_w = objective_terms(
-                            row_loss.detach(), w_b, ot, g_b, power=power, weighting=self.loss_weighting)
-                    (row_loss * net_coef).sum().backward()
-                    weight_grad[idx] = grad_w
-                    weights.grad = weight_grad
-                    optimizer.step()
-                    weight_grad[idx] = 0.0
-                else:
-                    w_b = weights[idx]
-                    a = w_b / w_b.sum().clamp_min(1e-12) if self.normalize_masses else w_b
-                    zb = data.Z_val[val_idx[b]]
-                    b_mass = torch.full((zb.shape[0],), 1.0 / zb.shape[0] if self.normalize_masses else 1.0, device=device)
-                    ot = sinkhorn(a, data.Z[idx], b_mass, zb)
-                    loss = batch_objective(row_loss, w_b, ot, power=power, weighting=self.loss_weighting)
-                    loss.backward()
-                    optimizer.step()
-                if self.nonnegative:
-                    with torch.no_grad():
-                        weights.clamp_(min=0.0)
-                with torch.no_grad():
-                    loss_history[epoch, idx] = row_loss.detach()
-                    epoch_loss += loss.detach()
-                    epoch_ot += ot.detach()
+            mean_loss, mean_ot, weights, eps = run_epoch(state, epoch)
             with torch.no_grad():
                 if epoch >= self.epochs - n_avg:
-                    weight_sum += weights.detach()
-                eps = _weight_eps(optimizer, weights, self.weight_eps_ratio)
+                    weight_sum += weights
                 # One host sync per epoch, for the history, the progress bar and the weights' eps.
-                stats = torch.stack([epoch_loss / len(batches), epoch_ot / len(batches), weights.mean(),
-                                     weights.min(), eps]).tolist()
+                stats = torch.stack([mean_loss, mean_ot, weights.mean(), weights.min(), eps]).tolist()
             if self.weight_eps_ratio is not None:
-                optimizer.param_groups[1]["eps"] = max(float(stats[4]), 1e-12)
+                state.set_weight_eps(max(float(stats[4]), 1e-12))
             for key, value in zip(("loss", "sinkhorn", "mean_weight", "min_weight"), stats):
                 history[key].append(float(value))
             history["seconds"].append(time.perf_counter() - t_epoch)
@@ -577,13 +563,96 @@ class LossVal:
         model.eval()
 
         self.model_ = model
-        self.weights_ = weights.detach().cpu().numpy().astype(np.float64)
+        self.weights_ = state.final_weights().cpu().numpy().astype(np.float64)
         self.values_ = (weight_sum / n_avg).cpu().numpy().astype(np.float64)
         self.loss_history_ = loss_history.cpu().numpy()
         self.history_ = history
         self.blur_, self.diameter_ = blur, diameter
         self.fit_seconds_ = time.perf_counter() - t_start
         return self
+
+    def _row_loss(self, model: torch.nn.Module, data: _Prepared, idx: torch.Tensor) -> torch.Tensor:
+        out = model(data.X[idx])
+        if self.task_ == "classification":
+            return F.cross_entropy(out, data.y[idx], reduction="none")
+        return (out[:, 0] - data.y[idx]) ** 2
+
+    def _epoch_closed_form(self, st: _FitState, epoch: int) -> tuple[torch.Tensor, ...]:
+        """One epoch of the ``"epoch"`` schedule: one Sinkhorn call, then plain-cost steps.
+
+        Each row is in one batch per epoch, so the weight it has at its own step is known
+        when the epoch starts (:class:`_RowAdam`). The Sinkhorn value and gradient of every
+        batch are therefore computed up front, in one batched call, at exactly the weights
+        the per-step loop would see; the steps train the network with fixed per-row
+        coefficients; the weights' gradients are assembled from the recorded row losses and
+        applied in closed form at the end. Same maths as ``"step"`` (tested), no per-step
+        work on the weights.
+
+        Returns:
+            ``(mean batch objective, mean Sinkhorn value, weights, next weight eps)``, tensors.
+        """
+        data, adam = st.data, st.row_adam
+        n, device = data.X.shape[0], data.X.device
+        perm = torch.randperm(n, generator=st.gen, device=device)
+        batches = torch.split(perm, st.bsz)
+        val_idx = self._val_subsets(len(batches), data.Z_val.shape[0], st.k, st.gen, device)
+        with torch.no_grad():
+            idx_pad, live = _pad_batches(perm, st.bsz)
+            position = torch.empty(n, dtype=torch.long, device=device)
+            position[perm] = torch.arange(n, device=device) // st.bsz
+            w_at_step = adam.begin_epoch(position, len(batches))
+            w_pad = torch.where(live, w_at_step[idx_pad], 0.0)
+            s_vals, s_grads = _batched_sinkhorn(st.sinkhorn, w_pad, idx_pad, val_idx, data.Z, data.Z_val,
+                                                normalize=self.normalize_masses)
+            counts = live.sum(dim=1).to(w_pad.dtype)
+            terms = dict(power=st.power, weighting=self.loss_weighting, counts=counts)
+            _, coef_pad, _ = objective_terms(torch.zeros_like(w_pad), w_pad, s_vals, s_grads, **terms)
+            coefs = coef_pad.reshape(-1)[:n].split(st.bsz)  # live entries come first: perm order
+        for idx, coef in zip(batches, coefs):
+            row_loss = self._row_loss(st.model, data, idx)
+            st.optimizer.zero_grad(set_to_none=True)
+            (row_loss * coef).sum().backward()
+            st.optimizer.step()
+            st.loss_history[epoch, idx] = row_loss.detach()
+        with torch.no_grad():
+            loss_pad = torch.zeros(idx_pad.numel(), device=device)
+            loss_pad[:n] = st.loss_history[epoch, perm]
+            values, _, grad_pad = objective_terms(loss_pad.view_as(w_pad), w_pad, s_vals, s_grads, **terms)
+            grad = torch.empty(n, device=device)
+            grad[perm] = grad_pad.reshape(-1)[:n]
+            adam.finish_epoch(grad)
+            eps = adam.eps_for_ratio(self.weight_eps_ratio)
+        return values.mean(), s_vals.mean(), adam.weights, eps
+
+    def _epoch_per_step(self, st: _FitState, epoch: int) -> tuple[torch.Tensor, ...]:
+        """One epoch of the ``"step"`` schedule: one geomloss call and autograd on every step (paper)."""
+        data, weights, optimizer = st.data, st.weights, st.optimizer
+        n, device = data.X.shape[0], data.X.device
+        perm = torch.randperm(n, generator=st.gen, device=device)
+        batches = torch.split(perm, st.bsz)
+        val_idx = self._val_subsets(len(batches), data.Z_val.shape[0], st.k, st.gen, device)
+        epoch_loss = torch.zeros((), device=device)
+        epoch_ot = torch.zeros((), device=device)
+        for b, idx in enumerate(batches):
+            row_loss = self._row_loss(st.model, data, idx)
+            w_b = weights[idx]
+            a = w_b / w_b.sum().clamp_min(1e-12) if self.normalize_masses else w_b
+            zb = data.Z_val[val_idx[b]]
+            b_mass = torch.full((zb.shape[0],), 1.0 / zb.shape[0] if self.normalize_masses else 1.0, device=device)
+            ot = st.sinkhorn(a, data.Z[idx], b_mass, zb)
+            loss = batch_objective(row_loss, w_b, ot, power=st.power, weighting=self.loss_weighting)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                if self.nonnegative:
+                    weights.clamp_(min=0.0)
+                st.loss_history[epoch, idx] = row_loss.detach()
+                epoch_loss += loss.detach()
+                epoch_ot += ot.detach()
+        with torch.no_grad():
+            eps = _weight_eps(optimizer, weights, self.weight_eps_ratio)
+        return epoch_loss / len(batches), epoch_ot / len(batches), weights.detach(), eps
 
     def noise_probability(self, *, last_epochs: int | None = 10) -> np.ndarray:
         """P(noisy) per training row from the recorded per-row losses (two-component Beta mixture).
@@ -641,39 +710,146 @@ def batch_objective(
 
 def objective_terms(
     row_loss: torch.Tensor, weights: torch.Tensor, sinkhorn_value: torch.Tensor, sinkhorn_grad: torch.Tensor,
-    *, power: float, weighting: str,
+    *, power: float, weighting: str, counts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The batch objective of :func:`batch_objective` with its gradients written out.
 
-    For ``L = W(w, l) * T(S)`` with ``T = max(S, 0) ** power`` and ``S`` linear in the batch
-    weights (``dS/dw = sinkhorn_grad``, the epoch schedule's first-order expansion):
+    For ``L = W(w, l) * T(S)`` with ``T = max(S, 0) ** power`` and ``dS/dw = sinkhorn_grad``:
 
     * ``dL/dl_i = T * dW/dl_i``: the per-row coefficients of the network's loss;
     * ``dL/dw_i = T * dW/dw_i + W * T'(S) * sinkhorn_grad_i``.
 
+    Works on one batch (vectors of shape ``(b,)``, scalar ``S``) or on many at once (rows on
+    the last axis, ``(n_batches, b)``, with ``S`` of shape ``(n_batches,)``). Batches padded
+    to a common length pass zero weights and losses there and their true sizes in ``counts``.
+
     Args:
-        row_loss: Per-row loss ``l`` (b,), detached.
-        weights: Batch weights ``w`` (b,).
-        sinkhorn_value: ``S`` (scalar tensor). sinkhorn_grad: ``dS/dw`` (b,).
+        row_loss: Per-row loss ``l``, detached.
+        weights: Batch weights ``w``.
+        sinkhorn_value: ``S``. sinkhorn_grad: ``dS/dw``, shaped like ``weights``.
         power: Exponent of ``S``. weighting: ``"sum"`` or ``"normalized"``.
+        counts: Rows per batch (default: the length of the last axis).
 
     Returns:
-        ``(L, dL/dl, dL/dw)``: scalar, (b,), (b,). Equal to autograd of :func:`batch_objective`
-        (tested), without building a graph through the weights.
+        ``(L, dL/dl, dL/dw)``, shaped like ``S``, ``row_loss`` and ``weights``. Equal to
+        autograd of :func:`batch_objective` (tested), without building a graph.
     """
     s_pos = sinkhorn_value.clamp_min(0.0)
     t = s_pos ** power
     dt = torch.where(sinkhorn_value > 0, power * s_pos ** (power - 1.0), torch.zeros_like(s_pos))
+    t_row = t.unsqueeze(-1)
     if weighting == "normalized":
-        coef = row_loss.shape[0] / weights.sum().clamp_min(1e-12)
-        w_loss = coef * (weights * row_loss).sum()
-        dw_loss = coef * row_loss - w_loss * (coef / row_loss.shape[0])
-        dl = t * coef * weights
+        n_rows = row_loss.shape[-1] if counts is None else counts
+        coef = n_rows / weights.sum(dim=-1).clamp_min(1e-12)
+        w_loss = coef * (weights * row_loss).sum(dim=-1)
+        dw_loss = coef.unsqueeze(-1) * row_loss - (w_loss * coef / n_rows).unsqueeze(-1)
+        dl = t_row * coef.unsqueeze(-1) * weights
     else:
-        w_loss = (weights * row_loss).sum()
+        w_loss = (weights * row_loss).sum(dim=-1)
         dw_loss = row_loss
-        dl = t * weights
-    return w_loss * t, dl, t * dw_loss + (w_loss * dt) * sinkhorn_grad
+        dl = t_row * weights
+    return w_loss * t, dl, t_row * dw_loss + (w_loss * dt).unsqueeze(-1) * sinkhorn_grad
+
+
+class _RowAdam:
+    """Adam on the row weights (torch's update rule and constants), one epoch at a time.
+
+    In an epoch every row is in exactly one batch, so its gradient is zero at every other
+    step. Adam still moves it at those steps (its moments only decay), but deterministically:
+    a row's epoch is a known drift up to its own step, one step with its gradient, and a
+    known drift to the end. So the weights every row will have at its own step are known
+    when the epoch starts (:meth:`begin_epoch`), and the epoch's gradients can be applied
+    together at its end (:meth:`finish_epoch`), with no per-step work.
+
+    Between two gradients a row's first moment keeps its sign, so the row moves one way and
+    projecting onto ``w >= 0`` after every step equals projecting once at the end of each
+    such stretch. Drift terms are summed over the steps that matter: a step ``t`` after the
+    last gradient moves the row by at most ``(beta1 / sqrt(beta2)) ** t`` of the first
+    (below 1e-12 after ``horizon`` steps, 263 with torch's betas); later ones are dropped.
+
+    Attributes:
+        weights: Current weights ``(n,)``. eps: Adam's eps (settable between epochs).
+    """
+
+    def __init__(self, n: int, *, lr: float, nonnegative: bool, device: torch.device,
+                 betas: tuple[float, float] = ADAM_BETAS, eps: float = ADAM_EPS) -> None:
+        self.weights = torch.ones(n, device=device)
+        self.exp_avg = torch.zeros(n, device=device)
+        self.exp_avg_sq = torch.zeros(n, device=device)
+        self.lr, self.eps, self.nonnegative = float(lr), float(eps), nonnegative
+        self.beta1, self.beta2 = (float(b) for b in betas)
+        self.steps = 0  # optimiser steps taken so far (a host int: no device sync)
+        ratio = self.beta1 / math.sqrt(self.beta2)
+        self.horizon = max(1, math.ceil(math.log(1e-12) / math.log(ratio))) if ratio > 0 else 1
+        self._epoch: tuple[torch.Tensor, int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def begin_epoch(self, position: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """Start an epoch of ``n_steps`` steps in which row ``i`` gets its gradient at step ``position[i]``.
+
+        Args:
+            position: 0-based step of each row's batch, ``(n,)`` int64.
+            n_steps: Steps (batches) in the epoch.
+
+        Returns:
+            The weights ``(n,)`` each row will have when its batch is processed.
+        """
+        # A zero-gradient step first decays the moments, then moves the weight with them.
+        drift = self._drift(self.exp_avg * self.beta1, self.exp_avg_sq * self.beta2,
+                            self.steps + 1 + torch.zeros_like(position), position, n_steps)
+        w_at_step = self._project(self.weights - drift)
+        exp_avg = self.exp_avg * self.beta1 ** position.to(self.exp_avg.dtype)
+        exp_avg_sq = self.exp_avg_sq * self.beta2 ** position.to(self.exp_avg.dtype)
+        self._epoch = (position, n_steps, w_at_step, exp_avg, exp_avg_sq)
+        return w_at_step
+
+    def finish_epoch(self, grad: torch.Tensor) -> None:
+        """Apply each row's gradient at its step, and the drift to the end of the epoch."""
+        if self._epoch is None:
+            raise RuntimeError("finish_epoch() without begin_epoch()")
+        position, n_steps, w_at_step, exp_avg, exp_avg_sq = self._epoch
+        exp_avg = self.beta1 * exp_avg + (1.0 - self.beta1) * grad
+        exp_avg_sq = self.beta2 * exp_avg_sq + (1.0 - self.beta2) * grad * grad
+        remaining = n_steps - position  # the row's own step and the ones after it
+        drift = self._drift(exp_avg, exp_avg_sq, self.steps + 1 + position, remaining, n_steps)
+        self.weights = self._project(w_at_step - drift)
+        decay = (remaining - 1).to(exp_avg.dtype)
+        self.exp_avg = exp_avg * self.beta1 ** decay
+        self.exp_avg_sq = exp_avg_sq * self.beta2 ** decay
+        self.steps += n_steps
+        self._epoch = None
+
+    def eps_for_ratio(self, ratio: float | None) -> torch.Tensor:
+        """``ratio`` x the mean bias-corrected RMS gradient (0-d tensor; 0 when ``ratio`` is None)."""
+        if ratio is None or self.steps == 0:
+            return torch.zeros((), device=self.weights.device)
+        v_hat = self.exp_avg_sq / (1.0 - self.beta2 ** self.steps)
+        return float(ratio) * v_hat.sqrt().mean()
+
+    def _project(self, w: torch.Tensor) -> torch.Tensor:
+        return w.clamp_min(0.0) if self.nonnegative else w
+
+    def _drift(self, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, first: torch.Tensor,
+               count: torch.Tensor, max_count: int, chunk_elements: int = 4_000_000) -> torch.Tensor:
+        """Sum of Adam's updates over ``count[i]`` steps from global step ``first[i]``, moments decaying."""
+        terms = min(int(max_count), self.horizon)
+        out = torch.zeros_like(exp_avg)
+        if terms == 0:
+            return out
+        dtype, device = exp_avg.dtype, exp_avg.device
+        u = torch.arange(terms, device=device, dtype=dtype).unsqueeze(1)  # (terms, 1)
+        decay1, decay2 = self.beta1 ** u, self.beta2 ** u
+        first = first.to(dtype)
+        # beta ** (first + u) as an outer product: elementwise powers are the costly part here.
+        pow1, pow2 = self.beta1 ** first, self.beta2 ** first
+        rows = max(1, chunk_elements // terms)
+        for start in range(0, exp_avg.shape[0], rows):
+            sl = slice(start, start + rows)
+            bias1 = 1.0 - pow1[sl] * decay1  # Adam's bias corrections at each global step, (terms, rows)
+            bias2 = 1.0 - pow2[sl] * decay2
+            denom = (exp_avg_sq[sl] * decay2 / bias2).sqrt() + self.eps
+            update = (self.lr * exp_avg[sl] * decay1) / (bias1 * denom)
+            out[sl] = torch.where(u < count[sl].to(dtype), update, 0.0).sum(dim=0)
+        return out
 
 
 def _weight_eps(optimizer: torch.optim.Adam, weights: torch.Tensor, ratio: float | None) -> torch.Tensor:
@@ -699,43 +875,59 @@ def _max_distance(Z: torch.Tensor, Z_val: torch.Tensor, chunk: int = 4096) -> to
     return best
 
 
+def _pad_batches(perm: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batches of ``perm`` (consecutive chunks of ``size``) as an index matrix.
+
+    Returns:
+        ``(idx (n_batches, size), live (n_batches, size))``. A shorter last batch is padded
+        with one of its own rows, marked not live. Live entries, read row by row, are
+        ``perm`` itself, so ``matrix.reshape(-1)[:n]`` lists per-row results in ``perm`` order.
+    """
+    n = perm.numel()
+    n_batches = -(-n // size)
+    flat = perm.new_empty(n_batches * size)
+    flat[:n] = perm
+    flat[n:] = perm[(n_batches - 1) * size]
+    live = torch.arange(n_batches * size, device=perm.device) < n
+    return flat.view(n_batches, size), live.view(n_batches, size)
+
+
 def _batched_sinkhorn(
     sinkhorn: Any,
     weights: torch.Tensor,
-    batches: list[torch.Tensor],
+    idx: torch.Tensor,
     val_idx: torch.Tensor,
     Z: torch.Tensor,
     Z_val: torch.Tensor,
     *,
     normalize: bool,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sinkhorn value of every batch and its gradient in the batch weights, batched.
 
     All batches go through geomloss together (its tensorized backend takes a leading batch
-    dimension), in chunks that bound memory. A shorter last batch is padded to full size with
-    zero-mass rows: they add nothing to the transport, so its value and its rows' gradients
-    are exactly those of the batch alone (tested), and the epoch needs one call, not two
+    dimension), in chunks that bound memory. Padding rows (see :func:`_pad_batches`) carry
+    zero weight: they add nothing to the transport, so a short batch's value and its rows'
+    gradients are exactly those of the batch alone (tested), and an epoch needs one call
     (each call costs milliseconds of fixed overhead). Nothing leaves the device.
 
+    Args:
+        sinkhorn: A geomloss ``SamplesLoss``.
+        weights: Batch weights ``(n_batches, size)``, zero on padding.
+        idx: Row indices ``(n_batches, size)``. val_idx: Validation rows per batch ``(n_batches, k)``.
+        Z: Transport coordinates of the training rows. Z_val: Those of the validation rows.
+        normalize: Turn each batch's weights into probabilities (and the validation masses).
+
     Returns:
-        ``(values (n_batches,), [grad (len(batch),) per batch])``, both detached.
+        ``(values (n_batches,), grads (n_batches, size))``, detached.
     """
-    size = max(len(b) for b in batches)
+    n_batches, size = idx.shape
     k = val_idx.shape[1]
-    idx = torch.empty((len(batches), size), dtype=torch.long, device=Z.device)
-    live = torch.ones((len(batches), size), dtype=torch.bool, device=Z.device)
-    for j, batch in enumerate(batches):
-        if len(batch) == size:
-            idx[j] = batch
-        else:  # pad with the batch's own rows (any row would do: their mass is zero)
-            idx[j] = batch.repeat(-(-size // len(batch)))[:size]
-            live[j, len(batch):] = False
-    values = torch.empty(len(batches), device=Z.device)
-    grads = torch.empty((len(batches), size), device=Z.device)
+    values = torch.empty(n_batches, device=Z.device)
+    grads = torch.empty((n_batches, size), device=Z.device)
     per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (size * k + size * size + k * k))
-    for start in range(0, len(batches), per_call):
+    for start in range(0, n_batches, per_call):
         rows = slice(start, start + per_call)
-        w = torch.where(live[rows], weights[idx[rows]], 0.0).requires_grad_(True)
+        w = weights[rows].detach().clone().requires_grad_(True)
         with torch.enable_grad():
             a = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12) if normalize else w
             b_mass = torch.full((w.shape[0], k), 1.0 / k if normalize else 1.0, device=Z.device)
@@ -743,4 +935,4 @@ def _batched_sinkhorn(
             (g,) = torch.autograd.grad(s.sum(), w)
         values[rows] = s.detach()
         grads[rows] = g
-    return values, [grads[j, : len(batch)] for j, batch in enumerate(batches)]
+    return values, grads

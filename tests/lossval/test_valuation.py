@@ -15,7 +15,14 @@ from lossval.datasets import inject_noise, make_separable_classification
 from lossval.errors import ConfigError, InputError
 from lossval.metrics import detection_f1
 from lossval.pruning import two_means_threshold
-from lossval.valuation import _batched_sinkhorn, batch_objective, infer_task, objective_terms
+from lossval.valuation import (
+    _batched_sinkhorn,
+    _pad_batches,
+    _RowAdam,
+    batch_objective,
+    infer_task,
+    objective_terms,
+)
 
 
 def _sinkhorn(blur: float = 0.05) -> SamplesLoss:
@@ -113,19 +120,85 @@ def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
     gen = torch.Generator().manual_seed(2)
     Z, Z_val = torch.randn(10, 3, generator=gen), torch.randn(6, 3, generator=gen)
     weights = torch.rand(10, generator=gen) + 0.5
-    batches = list(torch.split(torch.randperm(10, generator=gen), 4))  # sizes 4, 4, 2
+    perm = torch.randperm(10, generator=gen)
+    batches = list(torch.split(perm, 4))  # sizes 4, 4, 2
     weights[batches[0][1]] = 0.0  # a clamped weight inside a batch
+    idx, live = _pad_batches(perm, 4)
+    assert live.sum(dim=1).tolist() == [4, 4, 2] and idx.reshape(-1)[:10].tolist() == perm.tolist()
     val_idx = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in batches])
     loss = _sinkhorn(blur=0.3)
-    values, grads = _batched_sinkhorn(loss, weights, batches, val_idx, Z, Z_val, normalize=normalize)
-    assert [len(g) for g in grads] == [4, 4, 2]
-    for b, idx in enumerate(batches):
-        w = weights[idx].clone().requires_grad_(True)
+    values, grads = _batched_sinkhorn(loss, torch.where(live, weights[idx], 0.0), idx, val_idx, Z, Z_val,
+                                      normalize=normalize)
+    for b, rows in enumerate(batches):
+        w = weights[rows].clone().requires_grad_(True)
         a = w / w.sum() if normalize else w
-        s = loss(a, Z[idx], torch.full((4,), 0.25 if normalize else 1.0), Z_val[val_idx[b]])
+        s = loss(a, Z[rows], torch.full((4,), 0.25 if normalize else 1.0), Z_val[val_idx[b]])
         (g,) = torch.autograd.grad(s, w)
         assert values[b].item() == pytest.approx(s.item(), rel=1e-5, abs=1e-6)
-        assert torch.allclose(grads[b], g, rtol=1e-4, atol=1e-6)
+        assert torch.allclose(grads[b, : len(rows)], g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["sum", "normalized"])
+def test_objective_terms_on_padded_batches_equal_one_batch_at_a_time(weighting: str) -> None:
+    gen = torch.Generator().manual_seed(4)
+    sizes = [5, 5, 3]
+    losses = [torch.rand(k, generator=gen) * 2 for k in sizes]
+    weights = [torch.rand(k, generator=gen) + 0.1 for k in sizes]
+    grads = [torch.randn(k, generator=gen) for k in sizes]
+    s = torch.tensor([0.4, -0.1, 1.3])
+    pad = lambda xs: torch.stack([torch.cat([x, torch.zeros(5 - len(x))]) for x in xs])  # noqa: E731
+    value, dl, dw = objective_terms(pad(losses), pad(weights), s, pad(grads), power=2.0, weighting=weighting,
+                                    counts=torch.tensor(sizes, dtype=torch.float32))
+    for b, k in enumerate(sizes):
+        one = objective_terms(losses[b], weights[b], s[b], grads[b], power=2.0, weighting=weighting)
+        torch.testing.assert_close(value[b], one[0])
+        torch.testing.assert_close(dl[b, :k], one[1])
+        torch.testing.assert_close(dw[b, :k], one[2])
+
+
+@pytest.mark.parametrize("nonnegative", [True, False])
+@pytest.mark.parametrize("n_rows, batch", [(50, 8), (300, 1)])  # 300 steps/epoch: past the drift horizon
+def test_row_adam_equals_torch_adam_stepping_every_batch(nonnegative: bool, n_rows: int, batch: int) -> None:
+    # The closed-form epoch must reproduce torch's Adam run step by step with each row's
+    # gradient at its own step (and zero elsewhere): the weights each row sees at its step,
+    # and the weights at the end of every epoch, with eps changed between epochs.
+    gen = torch.Generator().manual_seed(5)
+    w = torch.nn.Parameter(torch.ones(n_rows))
+    opt = torch.optim.Adam([w], lr=0.2)
+    row_adam = _RowAdam(n_rows, lr=0.2, nonnegative=nonnegative, device=torch.device("cpu"))
+    for epoch in range(4):
+        perm = torch.randperm(n_rows, generator=gen)
+        batches = torch.split(perm, batch)
+        position = torch.empty(n_rows, dtype=torch.long)
+        position[perm] = torch.arange(n_rows) // batch
+        predicted = row_adam.begin_epoch(position, len(batches))
+        grad = torch.randn(n_rows, generator=gen) * 3 + 2  # mostly positive: weights fall to the clamp
+        seen = torch.empty(n_rows)
+        for idx in batches:
+            seen[idx] = w.detach()[idx]
+            w.grad = torch.zeros(n_rows).index_copy_(0, idx, grad[idx])
+            opt.step()
+            if nonnegative:
+                with torch.no_grad():
+                    w.clamp_(min=0.0)
+        row_adam.finish_epoch(grad)
+        torch.testing.assert_close(predicted, seen, atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(row_adam.weights, w.detach(), atol=2e-5, rtol=1e-5)
+        opt.param_groups[0]["eps"] = row_adam.eps = 0.01 * (epoch + 1)
+    if nonnegative:
+        assert float(w.detach().min()) == 0.0  # the projection was exercised
+
+
+def test_epoch_schedule_equals_step_schedule() -> None:
+    # The "epoch" schedule is the paper's per-step algorithm reorganised, not an approximation.
+    Xn, yn, Xv, yv, _ = _noisy_classification()
+    common = dict(task="classification", epochs=4, verbose=False, seed=3)
+    fast = LossVal(sinkhorn_schedule="epoch", **common).fit(Xn, yn, Xv, yv)
+    slow = LossVal(sinkhorn_schedule="step", **common).fit(Xn, yn, Xv, yv)
+    assert np.abs(fast.values_ - slow.values_).max() < 1e-4
+    assert np.abs(fast.values_ - 1.0).max() > 0.05  # and the weights did move
+    np.testing.assert_allclose(fast.loss_history_, slow.loss_history_, atol=1e-4)
+    np.testing.assert_allclose(fast.history_["sinkhorn"], slow.history_["sinkhorn"], rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- behaviour
