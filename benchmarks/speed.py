@@ -3,7 +3,7 @@
 Measures (all on synthetic classification data, ``--features`` columns, 100 validation rows):
 
 * 1,000 rows, 30 epochs: LossVal defaults vs unweighted training of the same MLP with the same
-  epochs / batch size / learning rate (median of ``--repeats`` runs each) and the ratio; the
+  epochs / batch size / learning rate (``--repeats`` interleaved pairs; median per-pair ratio); the
   paper settings (``LossVal.paper_settings``) vs plain training of the paper's 5-layer MLP.
   With torch's default thread count, and again with 1 thread.
 * Scaling: 10k, 30k and 100k rows, one run each in a fresh subprocess (torch default threads)
@@ -78,9 +78,17 @@ def time_plain(data: tuple[np.ndarray, ...], *, epochs: int, n_layers: int = 3, 
     return time.perf_counter() - t0
 
 
-def _median(fn: Any, repeats: int) -> tuple[float, list[float]]:
-    runs = [fn(seed) for seed in range(repeats)]
-    return statistics.median(runs), runs
+def _paired(fn: Any, base_fn: Any, repeats: int) -> tuple[list[float], list[float], list[float]]:
+    """Run ``base_fn`` then ``fn`` back to back for each seed; their times and per-seed ratios.
+
+    This shared machine's speed drifts by tens of percent over minutes; timing the two
+    methods alternately and taking the ratio of each adjacent pair cancels most of that.
+    """
+    runs, base_runs = [], []
+    for seed in range(repeats):
+        base_runs.append(base_fn(seed))
+        runs.append(fn(seed))
+    return runs, base_runs, [a / b for a, b in zip(runs, base_runs)]
 
 
 def _rss_now_kb() -> float:
@@ -136,9 +144,11 @@ def render_markdown(res: dict[str, Any]) -> str:
              f"Data: synthetic classification, {base['rows']} rows x {m['features']} features, "
              f"{m['valid_rows']} validation rows, {m['epochs']} epochs, batch size {m['batch_size']}. "
              f"Medians of {m['repeats']} runs (seeds 0..{m['repeats'] - 1}). Plain = the same MLP trained "
-             "unweighted with the same epochs, batch size and learning rate.", "",
+             "unweighted with the same epochs, batch size and learning rate. Each LossVal run follows its plain "
+             "run immediately; the ratio is the median of these per-seed ratios (the machine's speed drifts "
+             "between minutes, which this cancels).", "",
              f"## {base['rows']} rows", "",
-             "| threads | method | median s | runs | ratio to plain |", "|---|---|---|---|---|"]
+             "| threads | method | median s | runs | ratio to plain (per-seed ratios) |", "|---|---|---|---|---|"]
     for threads_key, label in (("default_threads", f"default ({m['default_threads']})"), ("one_thread", "1")):
         block = base[threads_key]
         for name in ("lossval", "plain", "lossval_paper", "plain_paper_arch"):
@@ -147,6 +157,8 @@ def render_markdown(res: dict[str, Any]) -> str:
             row = block[name]
             ratio = block.get(f"ratio_{name}", "")
             ratio_txt = f"{ratio:.2f}" if isinstance(ratio, float) else ""
+            if f"ratios_{name}" in block:
+                ratio_txt += f" ({', '.join(f'{x:.2f}' for x in block[f'ratios_{name}'])})"
             lines.append(f"| {label} | {name} | {row['median']:.3f} | "
                          f"{', '.join(f'{x:.2f}' for x in row['runs'])} | {ratio_txt} |")
     spreads = [max(r["runs"]) / min(r["runs"]) for blk in (base["default_threads"], base["one_thread"])
@@ -207,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--rows", type=int, default=1000, help="rows of the main comparison (default 1000)")
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="10000,30000,100000", help="comma list of scaling sizes ('' = none)")
     parser.add_argument("--child-timeout", type=float, default=900.0, help="seconds per scaling subprocess")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
@@ -229,17 +241,18 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
 
     def measure(with_paper: bool) -> dict[str, Any]:
         block: dict[str, Any] = {"threads": torch.get_num_threads()}
-        for name, fn in (("lossval", lambda s: time_lossval(data, epochs=args.epochs, seed=s)),
-                         ("plain", lambda s: time_plain(data, epochs=args.epochs, seed=s))):
-            med, runs = _median(fn, args.repeats)
-            block[name] = {"median": med, "runs": runs}
-        block["ratio_lossval"] = block["lossval"]["median"] / block["plain"]["median"]
+        pairs = [("lossval", "plain", lambda s: time_lossval(data, epochs=args.epochs, seed=s),
+                  lambda s: time_plain(data, epochs=args.epochs, seed=s))]
         if with_paper:
-            for name, fn in (("lossval_paper", lambda s: time_lossval(data, epochs=args.epochs, paper=True, seed=s)),
-                             ("plain_paper_arch", lambda s: time_plain(data, epochs=args.epochs, n_layers=5, seed=s))):
-                med, runs = _median(fn, args.repeats)
-                block[name] = {"median": med, "runs": runs}
-            block["ratio_lossval_paper"] = block["lossval_paper"]["median"] / block["plain_paper_arch"]["median"]
+            pairs.append(("lossval_paper", "plain_paper_arch",
+                          lambda s: time_lossval(data, epochs=args.epochs, paper=True, seed=s),
+                          lambda s: time_plain(data, epochs=args.epochs, n_layers=5, seed=s)))
+        for name, base_name, fn, base_fn in pairs:
+            runs, base_runs, ratios = _paired(fn, base_fn, args.repeats)
+            block[name] = {"median": statistics.median(runs), "runs": runs}
+            block[base_name] = {"median": statistics.median(base_runs), "runs": base_runs}
+            block[f"ratio_{name}"] = statistics.median(ratios)
+            block[f"ratios_{name}"] = ratios
         return block
 
     base: dict[str, Any] = {"rows": args.rows, "default_threads": measure(with_paper=True)}
