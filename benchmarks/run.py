@@ -38,7 +38,7 @@ import numpy as np
 __all__ = ["Config", "parse_args", "run_chunk", "main", "REFERENCE_CLEAN", "REFERENCE_NOISY_VALID"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-BASE_METHODS = ("lossval", "lossval_paper", "loss_mixture", "plain_loss",
+BASE_METHODS = ("lossval", "lossval_paper", "loss_mixture", "plain_loss", "plain_loss_paper_arch",
                 "cleanlab_label_quality", "cleanlab_knn_shapley")
 PEER_METHODS = ("cleanlab_label_quality", "cleanlab_knn_shapley")
 QUICK_DATASETS = ("cls_breast_cancer", "reg_diabetes")
@@ -280,6 +280,14 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
                 t0 = time.perf_counter()
                 _, hist = train_plain(X, y, task=task, n_outputs=data["n_outputs"], seed=seed, **train)
                 shared["plain_loss"] = (-hist[-PLAIN_LAST_EPOCHS:].mean(axis=0), time.perf_counter() - t0, {})
+            if "plain_loss_paper_arch" in cfg.methods:  # the reference's plain baseline: the paper's MLP
+                from lossval import LossVal
+
+                arch = {k: LossVal.paper_settings(task).get_params()[k] for k in ("n_layers", "width", "activation")}
+                t0 = time.perf_counter()
+                _, hist = train_plain(X, y, task=task, n_outputs=data["n_outputs"], seed=seed, **train, **arch)
+                shared["plain_loss_paper_arch"] = (-hist[-PLAIN_LAST_EPOCHS:].mean(axis=0),
+                                                   time.perf_counter() - t0, {})
             if have_cleanlab and task == "classification":
                 shared.update(_cleanlab_methods(cfg, X, y, noisy, seed))
             prune_base: dict[str, float] = {}
@@ -402,15 +410,19 @@ def overall_means(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def reference_for(row: dict[str, Any]) -> tuple[float, float] | None:
-    """Reference (f1_2means, f1_top10) for lossval_paper / plain_loss rows at 10% noise, same datasets."""
-    if abs(row["fraction"] - 0.1) > 1e-9 or row["method"] not in ("lossval_paper", "plain_loss"):
+    """Reference (f1_2means, f1_top10) for lossval_paper / plain-loss rows at 10% noise, same datasets.
+
+    The reference's plain baseline trained the paper's MLP, so ``plain_loss_paper_arch`` is its
+    like-for-like row (for regression the paper's MLP is lossval's default, both rows agree).
+    """
+    if abs(row["fraction"] - 0.1) > 1e-9 or row["method"] not in ("lossval_paper", "plain_loss", "plain_loss_paper_arch"):
         return None
     pairs = []
     for ds in row["datasets"]:
         clean = REFERENCE_CLEAN.get((ds, row["noise"]))
         if clean is None:
             return None
-        if row["method"] == "plain_loss":
+        if row["method"].startswith("plain_loss"):
             pairs.append(clean[2:])
         elif row["valid"] == "clean":
             pairs.append(clean[:2])
@@ -497,7 +509,8 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
               "`two_means_threshold`) vs the injected-noise mask; F1 top = the lowest p% of values. "
               "`loss_mixture` = 1 - P(noisy) of a Beta mixture on the lossval fit's own last-5-epoch "
               "row losses (its seconds are that fit's). `plain_loss` = minus mean row loss over the last 5 "
-              "epochs of the same MLP trained unweighted. Reference = public LossVal (@59f4b18) and its plain "
+              "epochs of the same MLP trained unweighted; `plain_loss_paper_arch` = the same with the paper's "
+              "MLP (classification: 5 layers, the reference's plain baseline; regression: identical). Reference = public LossVal (@59f4b18) and its plain "
               "baseline from `/work/shared/reference/lossval_reference_suite.md` on the same datasets "
               "(10% noise only; the reference's 'paper' setting is our 'noisy').", ""]
     variants = list(cfg.variants)
