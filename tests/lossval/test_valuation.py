@@ -20,6 +20,7 @@ from lossval.valuation import (
     _pad_batches,
     _RowAdam,
     batch_objective,
+    half_squared_distances,
     infer_task,
     objective_terms,
 )
@@ -111,6 +112,23 @@ def test_sinkhorn_gradient_pushes_down_the_row_far_from_validation() -> None:
     (g,) = torch.autograd.grad(s, w)
     assert g[-1] > 0 and g[-1] == g.max()  # gradient descent lowers the outlier's weight most
     assert abs(g.sum().item()) < 1e-4 * abs(g[-1].item()) + 1e-6  # normalised masses: gradient sums to ~0
+
+
+def test_half_squared_distances_is_geomloss_p2_cost() -> None:
+    gen = torch.Generator().manual_seed(6)
+    x, y = torch.randn(3, 5, 4, generator=gen) * 3, torch.randn(3, 7, 4, generator=gen)
+    expected = torch.cdist(x, y) ** 2 / 2
+    torch.testing.assert_close(half_squared_distances(x, y), expected, rtol=1e-5, atol=1e-5)
+    # Used as SamplesLoss's cost it gives geomloss's own values and gradients.
+    a = torch.full((3, 5), 0.2, requires_grad=True)
+    b = torch.full((3, 7), 1 / 7)
+    default = _sinkhorn(blur=0.3)
+    custom = SamplesLoss("sinkhorn", p=2, blur=0.3, scaling=0.5, diameter=10.0, backend="tensorized",
+                         cost=half_squared_distances)
+    v1, v2 = default(a, x, b, y), custom(a, x, b, y)
+    torch.testing.assert_close(v1, v2, rtol=1e-5, atol=1e-5)
+    (g1,), (g2,) = torch.autograd.grad(v1.sum(), a), torch.autograd.grad(v2.sum(), a)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("normalize", [True, False])
