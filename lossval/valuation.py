@@ -540,10 +540,11 @@ class LossVal:
         weight_sum = torch.zeros(n, device=device)
         history: dict[str, list[float]] = {k_: [] for k_ in ("loss", "sinkhorn", "mean_weight", "min_weight", "seconds")}
         bar = ProgressBar(self.epochs, label=f"LossVal ({task}, {n} rows, {device.type})", enabled=self.verbose)
-        run_epoch = self._epoch_closed_form if self.sinkhorn_schedule == "epoch" else self._epoch_per_step
+        closed_form = self.sinkhorn_schedule == "epoch"
+        run_epoch = self._epoch_closed_form if closed_form else self._epoch_per_step
         state = _FitState(model=model, data=data, sinkhorn=sinkhorn, gen=gen, loss_history=loss_history,
                           bsz=bsz, k=k, power=power, lr=float(self.lr), weight_lr=weight_lr,
-                          closed_form=self.sinkhorn_schedule == "epoch", nonnegative=bool(self.nonnegative))
+                          closed_form=closed_form, nonnegative=bool(self.nonnegative))
         model.train()
         for epoch in range(self.epochs):
             t_epoch = time.perf_counter()
@@ -577,6 +578,13 @@ class LossVal:
             return F.cross_entropy(out, data.y[idx], reduction="none")
         return (out[:, 0] - data.y[idx]) ** 2
 
+    def _draw_epoch(self, st: _FitState) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+        """The epoch's row order, its batches and each batch's validation rows (in this draw order)."""
+        n, device = st.data.X.shape[0], st.data.X.device
+        perm = torch.randperm(n, generator=st.gen, device=device)
+        batches = torch.split(perm, st.bsz)
+        return perm, batches, self._val_subsets(len(batches), st.data.Z_val.shape[0], st.k, st.gen, device)
+
     def _epoch_closed_form(self, st: _FitState, epoch: int) -> tuple[torch.Tensor, ...]:
         """One epoch of the ``"epoch"`` schedule: one Sinkhorn call, then plain-cost steps.
 
@@ -593,9 +601,7 @@ class LossVal:
         """
         data, adam = st.data, st.row_adam
         n, device = data.X.shape[0], data.X.device
-        perm = torch.randperm(n, generator=st.gen, device=device)
-        batches = torch.split(perm, st.bsz)
-        val_idx = self._val_subsets(len(batches), data.Z_val.shape[0], st.k, st.gen, device)
+        perm, batches, val_idx = self._draw_epoch(st)
         with torch.no_grad():
             idx_pad, live = _pad_batches(perm, st.bsz)
             position = torch.empty(n, dtype=torch.long, device=device)
@@ -627,10 +633,8 @@ class LossVal:
     def _epoch_per_step(self, st: _FitState, epoch: int) -> tuple[torch.Tensor, ...]:
         """One epoch of the ``"step"`` schedule: one geomloss call and autograd on every step (paper)."""
         data, weights, optimizer = st.data, st.weights, st.optimizer
-        n, device = data.X.shape[0], data.X.device
-        perm = torch.randperm(n, generator=st.gen, device=device)
-        batches = torch.split(perm, st.bsz)
-        val_idx = self._val_subsets(len(batches), data.Z_val.shape[0], st.k, st.gen, device)
+        device = data.X.device
+        _, batches, val_idx = self._draw_epoch(st)
         epoch_loss = torch.zeros((), device=device)
         epoch_ot = torch.zeros((), device=device)
         for b, idx in enumerate(batches):
@@ -838,8 +842,7 @@ class _RowAdam:
         """``ratio`` x the mean bias-corrected RMS gradient (0-d tensor; 0 when ``ratio`` is None)."""
         if ratio is None or self.steps == 0:
             return torch.zeros((), device=self.weights.device)
-        v_hat = self.exp_avg_sq / (1.0 - self.beta2 ** self.steps)
-        return float(ratio) * v_hat.sqrt().mean()
+        return _eps_from_moments(self.exp_avg_sq, self.steps, self.beta2, ratio)
 
     def _project(self, w: torch.Tensor) -> torch.Tensor:
         return w.clamp_min(0.0) if self.nonnegative else w
@@ -879,7 +882,12 @@ def _weight_eps(optimizer: torch.optim.Adam, weights: torch.Tensor, ratio: float
         return torch.zeros((), device=weights.device)
     beta2 = optimizer.param_groups[1]["betas"][1]
     step = state["step"]  # a tensor, on the device for fused Adam: no host sync here
-    v_hat = state["exp_avg_sq"] / (1.0 - beta2 ** step.to(state["exp_avg_sq"].dtype))
+    return _eps_from_moments(state["exp_avg_sq"], step.to(state["exp_avg_sq"].dtype), beta2, ratio)
+
+
+def _eps_from_moments(exp_avg_sq: torch.Tensor, step: int | torch.Tensor, beta2: float, ratio: float) -> torch.Tensor:
+    """``ratio`` x the mean of Adam's bias-corrected RMS gradient ``sqrt(v / (1 - beta2 ** step))``."""
+    v_hat = exp_avg_sq / (1.0 - beta2 ** step)
     return float(ratio) * v_hat.sqrt().mean()
 
 
