@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossval._torchutil import make_adam, make_mlp, resolve_device
+from lossval._torchutil import FlatAdam, make_mlp, resolve_device
 
 __all__ = ["TabularModel", "fit_model", "evaluate", "METRICS", "HIGHER_IS_BETTER"]
 
@@ -100,7 +100,7 @@ def fit_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = TabularModel(Xt.shape[1], n_out, task=task, y_mean=y_mean, y_scale=y_scale).to(dev)
-    opt = make_adam(model.parameters(), lr=lr)
+    opt = FlatAdam(model.parameters(), lr=lr)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     model.train()
@@ -113,9 +113,10 @@ def fit_model(
             else:
                 per_row = (out[:, 0] - yt[idx]) ** 2
             loss = (per_row * w[idx]).mean() if w is not None else per_row.mean()
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
+    opt.release()
     return model.eval().cpu()
 
 

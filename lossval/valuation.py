@@ -86,7 +86,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossval._torchutil import ADAM_BETAS, ADAM_EPS, ProgressBar, make_adam, make_mlp, resolve_device
+from lossval._torchutil import ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, make_adam, make_mlp, resolve_device
 from lossval.errors import ConfigError, InputError
 
 __all__ = ["LossVal", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
@@ -202,7 +202,7 @@ class _FitState:
         n, device = data.X.shape[0], data.X.device
         if closed_form:
             self.row_adam: _RowAdam | None = _RowAdam(n, lr=weight_lr, nonnegative=nonnegative, device=device)
-            self.optimizer = make_adam(model.parameters(), lr=lr)
+            self.optimizer: FlatAdam | torch.optim.Adam = FlatAdam(model.parameters(), lr=lr)
         else:
             self.row_adam = None
             self.weights = torch.nn.Parameter(torch.ones(n, device=device))
@@ -561,6 +561,8 @@ class LossVal:
             history["seconds"].append(time.perf_counter() - t_epoch)
             bar.update(info=f"loss {stats[0]:.4g}")
         bar.close()
+        if isinstance(state.optimizer, FlatAdam):
+            state.optimizer.release()
         model.eval()
 
         self.model_ = model
@@ -616,7 +618,7 @@ class LossVal:
             coefs = coef_pad.reshape(-1)[:n].split(st.bsz)  # live entries come first: perm order
         for idx, coef in zip(batches, coefs):
             row_loss = self._row_loss(st.model, data, idx)
-            st.optimizer.zero_grad(set_to_none=True)
+            st.optimizer.zero_grad()
             (row_loss * coef).sum().backward()
             st.optimizer.step()
             st.loss_history[epoch, idx] = row_loss.detach()

@@ -86,6 +86,10 @@ def test_speed_run_writes_json(tmp_path: Path) -> None:
     # One interleaved pair: the ratio is that pair's ratio.
     assert block["ratios_lossval"] == [block["lossval"]["runs"][0] / block["plain"]["runs"][0]]
     assert math.isclose(block["ratio_lossval"], block["ratios_lossval"][0])
+    # The stock-optimiser baseline is timed in the same group and reported beside, not instead.
+    assert block["ratios_lossval_vs_plain_torch_adam"] == [
+        block["lossval"]["runs"][0] / block["plain_torch_adam"]["runs"][0]]
+    assert "plain_torch_adam" in paths["md"].read_text()
     assert res["base"]["one_thread"]["threads"] == 1
     (child,) = res["scaling"]
     assert child["rows"] == 300 and "error" not in child
