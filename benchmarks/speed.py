@@ -152,8 +152,8 @@ def render_markdown(res: dict[str, Any]) -> str:
              f"Data: synthetic classification, {base['rows']} rows x {m['features']} features, "
              f"{m['valid_rows']} validation rows, {m['epochs']} epochs, batch size {m['batch_size']}. "
              f"Medians of {m['repeats']} runs (seeds 0..{m['repeats'] - 1}). Plain = the same MLP trained "
-             "unweighted with the same epochs, batch size and learning rate. Each LossVal run follows its plain "
-             "run immediately; the ratio is the median of these per-seed ratios (the machine's speed drifts "
+             "unweighted with the same epochs, batch size and learning rate. For each seed the plain runs and then "
+             "LossVal run back to back; a ratio is the median of the per-seed ratios (the machine's speed drifts "
              "between minutes, which this cancels).", "",
              f"## {base['rows']} rows", "",
              "| threads | method | median s | runs | ratio to plain (per-seed ratios) |", "|---|---|---|---|---|"]
