@@ -529,8 +529,12 @@ class LossVal:
             else:
                 blur = float(self.blur)
         diameter = max(diameter, 2.0 * blur)
+        closed_form = self.sinkhorn_schedule == "epoch"
+        # The epoch schedule reads the gradient off the dual potentials (see _batched_sinkhorn);
+        # the per-step schedule differentiates the divergence with autograd, as the paper does.
         sinkhorn = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=float(self.scaling), diameter=diameter,
-                               backend="tensorized", debias=True, cost=half_squared_distances)
+                               backend="tensorized", debias=True, cost=half_squared_distances,
+                               potentials=closed_form)
         k = m if self.val_subsample is None else min(int(self.val_subsample), m)
         power = float(self.distance_power)
         bsz = min(int(self.batch_size), n)
@@ -540,7 +544,6 @@ class LossVal:
         weight_sum = torch.zeros(n, device=device)
         history: dict[str, list[float]] = {k_: [] for k_ in ("loss", "sinkhorn", "mean_weight", "min_weight", "seconds")}
         bar = ProgressBar(self.epochs, label=f"LossVal ({task}, {n} rows, {device.type})", enabled=self.verbose)
-        closed_form = self.sinkhorn_schedule == "epoch"
         run_epoch = self._epoch_closed_form if closed_form else self._epoch_per_step
         state = _FitState(model=model, data=data, sinkhorn=sinkhorn, gen=gen, loss_history=loss_history,
                           bsz=bsz, k=k, power=power, lr=float(self.lr), weight_lr=weight_lr,
@@ -619,7 +622,7 @@ class LossVal:
         for idx, coef in zip(batches, coefs):
             row_loss = self._row_loss(st.model, data, idx)
             st.optimizer.zero_grad()
-            (row_loss * coef).sum().backward()
+            torch.dot(row_loss, coef).backward()
             st.optimizer.step()
             st.loss_history[epoch, idx] = row_loss.detach()
         with torch.no_grad():
@@ -936,8 +939,15 @@ def _batched_sinkhorn(
     gradients are exactly those of the batch alone (tested), and an epoch needs one call
     (each call costs milliseconds of fixed overhead). Nothing leaves the device.
 
+    No autograd: ``sinkhorn`` returns the debiased problem's dual potentials ``(F, G)``
+    (``potentials=True``), the value is ``<a, F> + <b, G>`` and its gradient in the masses
+    ``a`` is ``F`` -- the same numbers geomloss's own backward pass produces (its last
+    extrapolation step is built so that it does; tested against autograd), for about 8% less
+    time per call. With normalised masses ``a = w / sum(w)`` the chain rule gives
+    ``dS/dw_j = (F_j - <a, F>) / sum(w)``.
+
     Args:
-        sinkhorn: A geomloss ``SamplesLoss``.
+        sinkhorn: A geomloss ``SamplesLoss("sinkhorn", ..., potentials=True)``.
         weights: Batch weights ``(n_batches, size)``, zero on padding.
         idx: Row indices ``(n_batches, size)``. val_idx: Validation rows per batch ``(n_batches, k)``.
         Z: Transport coordinates of the training rows. Z_val: Those of the validation rows.
@@ -951,14 +961,15 @@ def _batched_sinkhorn(
     values = torch.empty(n_batches, device=Z.device)
     grads = torch.empty((n_batches, size), device=Z.device)
     per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (size * k + size * size + k * k))
-    for start in range(0, n_batches, per_call):
-        rows = slice(start, start + per_call)
-        w = weights[rows].detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            a = w / w.sum(dim=1, keepdim=True).clamp_min(1e-12) if normalize else w
+    with torch.no_grad():
+        for start in range(0, n_batches, per_call):
+            rows = slice(start, start + per_call)
+            w = weights[rows]
+            total = w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            a = w / total if normalize else w
             b_mass = torch.full((w.shape[0], k), 1.0 / k if normalize else 1.0, device=Z.device)
-            s = sinkhorn(a, Z[idx[rows]], b_mass, Z_val[val_idx[rows]])
-            (g,) = torch.autograd.grad(s.sum(), w)
-        values[rows] = s.detach()
-        grads[rows] = g
+            f_pot, g_pot = sinkhorn(a, Z[idx[rows]], b_mass, Z_val[val_idx[rows]])
+            a_dot_f = (a * f_pot).sum(dim=1)
+            values[rows] = a_dot_f + (b_mass * g_pot).sum(dim=1)
+            grads[rows] = (f_pot - a_dot_f.unsqueeze(1)) / total if normalize else f_pot
     return values, grads
