@@ -66,6 +66,8 @@ class FlatAdam:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ConfigError("FlatAdam got no trainable parameters")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ConfigError("FlatAdam got the same parameter twice (tied weights?); pass each once")
         first = self.params[0]
         if any(p.device != first.device or p.dtype != first.dtype for p in self.params):
             raise ConfigError("FlatAdam needs all parameters on one device with one dtype")

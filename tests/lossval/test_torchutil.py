@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lossval._torchutil import FlatAdam, make_mlp
+from lossval.errors import ConfigError
 
 
 def _train(opt_kind: str, fused: bool | None = None, steps: int = 25) -> tuple[torch.nn.Module, list[float]]:
@@ -80,3 +81,13 @@ def test_release_gives_parameters_their_own_storage() -> None:
     assert all(p.grad is None for p in model.parameters())
     opt.flat.zero_()  # the old buffer no longer backs the network
     assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+def test_flat_adam_rejects_what_it_cannot_flatten() -> None:
+    model = make_mlp(4, 2, n_layers=2, width=5, activation="relu")
+    with pytest.raises(ConfigError, match="twice"):
+        FlatAdam([*model.parameters(), model[0].weight], lr=0.1)
+    with pytest.raises(ConfigError, match="no trainable"):
+        FlatAdam([torch.zeros(3)], lr=0.1)  # requires_grad False: nothing to train
+    with pytest.raises(ConfigError, match="one dtype"):
+        FlatAdam([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], lr=0.1)
