@@ -55,8 +55,8 @@ def train_plain(
         width: Hidden width (default 100 classification / 90 regression, as LossVal).
         activation: Default relu (classification) / tanh (regression), as LossVal.
         optimizer: ``"flat"``: :class:`lossval._torchutil.FlatAdam`, the network optimiser
-            LossVal itself uses (like for like); ``"torch"``: ``torch.optim.Adam(fused=True)``
-            with ``zero_grad(set_to_none=True)``, the loop most users would write (same maths,
+            LossVal itself uses (like for like); ``"torch"``: ``torch.optim.Adam(fused=True)``,
+            the loop most users would write (same maths,
             more per-step overhead; the speed benchmark reports both).
 
     Returns:
@@ -90,10 +90,7 @@ def train_plain(
             else:
                 row_loss = (out[:, 0] - yt[idx]) ** 2
             loss = row_loss.mean()
-            if flat:
-                opt.zero_grad()
-            else:
-                opt.zero_grad(set_to_none=True)
+            opt.zero_grad()  # torch.optim's default clears to None; FlatAdam zero-fills its buffer
             loss.backward()
             opt.step()
             history[epoch, idx] = row_loss.detach()

@@ -253,6 +253,7 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
     import torch
 
     from benchmarks._plain import default_training, score_model, train_plain
+    from lossval import LossVal
     from lossval.noise import loss_noise_probability
 
     torch.set_num_threads(1)
@@ -276,18 +277,15 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
 
             # Rows' training data is the same in both validation settings: fit these once.
             shared: dict[str, tuple[np.ndarray, float, dict[str, Any]]] = {}
-            if "plain_loss" in cfg.methods:
-                t0 = time.perf_counter()
-                _, hist = train_plain(X, y, task=task, n_outputs=data["n_outputs"], seed=seed, **train)
-                shared["plain_loss"] = (-hist[-PLAIN_LAST_EPOCHS:].mean(axis=0), time.perf_counter() - t0, {})
-            if "plain_loss_paper_arch" in cfg.methods:  # the reference's plain baseline: the paper's MLP
-                from lossval import LossVal
-
-                arch = {k: LossVal.paper_settings(task).get_params()[k] for k in ("n_layers", "width", "activation")}
+            # plain_loss: lossval's MLP; plain_loss_paper_arch: the paper's MLP, the reference's plain baseline.
+            paper_params = LossVal.paper_settings(task).get_params()
+            for method, arch in (("plain_loss", {}),
+                                 ("plain_loss_paper_arch", {k: paper_params[k] for k in ("n_layers", "width", "activation")})):
+                if method not in cfg.methods:
+                    continue
                 t0 = time.perf_counter()
                 _, hist = train_plain(X, y, task=task, n_outputs=data["n_outputs"], seed=seed, **train, **arch)
-                shared["plain_loss_paper_arch"] = (-hist[-PLAIN_LAST_EPOCHS:].mean(axis=0),
-                                                   time.perf_counter() - t0, {})
+                shared[method] = (-hist[-PLAIN_LAST_EPOCHS:].mean(axis=0), time.perf_counter() - t0, {})
             if have_cleanlab and task == "classification":
                 shared.update(_cleanlab_methods(cfg, X, y, noisy, seed))
             prune_base: dict[str, float] = {}

@@ -159,18 +159,17 @@ def render_markdown(res: dict[str, Any]) -> str:
              "| threads | method | median s | runs | ratio to plain (per-seed ratios) |", "|---|---|---|---|---|"]
     for threads_key, label in (("default_threads", f"default ({m['default_threads']})"), ("one_thread", "1")):
         block = base[threads_key]
-        for name, ratio_key in (("lossval", "lossval"), ("plain", None),
-                                ("plain_torch_adam", "lossval_vs_plain_torch_adam"),
-                                ("lossval_paper", "lossval_paper"), ("plain_paper_arch", None)):
+        # (row, the ratio shown on it, text before that ratio)
+        for name, ratio_key, prefix in (("lossval", "lossval", ""), ("plain", None, ""),
+                                        ("plain_torch_adam", "lossval_vs_plain_torch_adam", "lossval / this: "),
+                                        ("lossval_paper", "lossval_paper", ""), ("plain_paper_arch", None, "")):
             if name not in block:
                 continue
             row = block[name]
             ratio = block.get(f"ratio_{ratio_key}", "") if ratio_key else ""
-            ratio_txt = f"{ratio:.2f}" if isinstance(ratio, float) else ""
+            ratio_txt = f"{prefix}{ratio:.2f}" if isinstance(ratio, float) else ""
             if ratio_key and f"ratios_{ratio_key}" in block:
                 ratio_txt += f" ({', '.join(f'{x:.2f}' for x in block[f'ratios_{ratio_key}'])})"
-            if name == "plain_torch_adam" and ratio_txt:
-                ratio_txt = "lossval / this: " + ratio_txt
             lines.append(f"| {label} | {name} | {row['median']:.3f} | "
                          f"{', '.join(f'{x:.2f}' for x in row['runs'])} | {ratio_txt} |")
     spreads = [max(r["runs"]) / min(r["runs"]) for blk in (base["default_threads"], base["one_thread"])

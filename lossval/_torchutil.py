@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any, TextIO
@@ -56,13 +55,17 @@ class FlatAdam:
     :meth:`zero_grad` (not ``module.zero_grad(set_to_none=True)``, which would detach the
     views; :meth:`step` checks and raises rather than stepping on stale gradients).
 
+    Where torch has no fused Adam kernel for the device and dtype, the flat buffer is stepped
+    by ``torch.optim.Adam`` itself (slower, same update).
+
     Args:
         params: The parameters (all on one device, one floating dtype).
         lr: Learning rate. betas, eps: Adam's constants (torch's defaults).
+        fused: Use the fused kernel (``None``: when it runs here; ``False``: ``torch.optim.Adam``).
     """
 
     def __init__(self, params: Any, *, lr: float, betas: tuple[float, float] = ADAM_BETAS,
-                 eps: float = ADAM_EPS) -> None:
+                 eps: float = ADAM_EPS, fused: bool | None = None) -> None:
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ConfigError("FlatAdam got no trainable parameters")
@@ -83,14 +86,17 @@ class FlatAdam:
             p.grad = view
             self._grad_views.append(view)
             offset += size
-        self.exp_avg = torch.zeros_like(self.flat)
-        self.exp_avg_sq = torch.zeros_like(self.flat)
         self.lr, self.eps = float(lr), float(eps)
         self.beta1, self.beta2 = (float(b) for b in betas)
-        self.steps = 0
-        self._step_t = torch.zeros((), dtype=torch.float32, device=self.flat.device)
-        self._fused = _has_fused_adam(self.flat)
-        self._denom = None if self._fused else torch.empty_like(self.flat)
+        self._fused = _has_fused_adam(self.flat) if fused is None else bool(fused)
+        if self._fused:
+            self.exp_avg = torch.zeros_like(self.flat)
+            self.exp_avg_sq = torch.zeros_like(self.flat)
+            self._step_t = torch.zeros((), dtype=torch.float32, device=self.flat.device)
+        else:
+            leaf = torch.nn.Parameter(self.flat)  # shares the buffer: the optimiser steps it in place
+            leaf.grad = self.grad
+            self._fallback = torch.optim.Adam([leaf], lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps)
 
     def release(self) -> None:
         """Give every parameter storage of its own again and drop the gradients.
@@ -121,20 +127,13 @@ class FlatAdam:
                 raise RuntimeError(
                     "a parameter's .grad was detached from FlatAdam's buffer (module.zero_grad(set_to_none=True)?); "
                     "use FlatAdam.zero_grad() instead")
-        self.steps += 1
-        if self._fused:
-            self._step_t.add_(1.0)
-            torch._fused_adam_([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step_t],
-                               lr=self.lr, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps,
-                               amsgrad=False, maximize=False)
+        if not self._fused:
+            self._fallback.step()
             return
-        self.exp_avg.lerp_(self.grad, 1.0 - self.beta1)
-        self.exp_avg_sq.mul_(self.beta2).addcmul_(self.grad, self.grad, value=1.0 - self.beta2)
-        bias1 = 1.0 - self.beta1 ** self.steps
-        bias2 = 1.0 - self.beta2 ** self.steps
-        torch.sqrt(self.exp_avg_sq, out=self._denom)
-        self._denom.div_(math.sqrt(bias2)).add_(self.eps)
-        self.flat.addcdiv_(self.exp_avg, self._denom, value=-self.lr / bias1)
+        self._step_t.add_(1.0)
+        torch._fused_adam_([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step_t],
+                           lr=self.lr, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps,
+                           amsgrad=False, maximize=False)
 
 
 def _has_fused_adam(t: torch.Tensor) -> bool:

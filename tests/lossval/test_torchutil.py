@@ -17,10 +17,7 @@ def _train(opt_kind: str, fused: bool | None = None, steps: int = 25) -> tuple[t
     X = torch.randn(64, 6, generator=gen)
     y = torch.randint(0, 3, (64,), generator=gen)
     if opt_kind == "flat":
-        opt = FlatAdam(model.parameters(), lr=0.05)
-        if fused is not None:
-            opt._fused = fused
-            opt._denom = None if fused else torch.empty_like(opt.flat)
+        opt = FlatAdam(model.parameters(), lr=0.05, fused=fused)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=0.05)
     losses = []
