@@ -42,6 +42,7 @@ BASE_METHODS = ("lossval", "lossval_paper", "loss_mixture", "plain_loss", "plain
                 "cleanlab_label_quality", "cleanlab_knn_shapley")
 PEER_METHODS = ("cleanlab_label_quality", "cleanlab_knn_shapley")
 QUICK_DATASETS = ("cls_breast_cancer", "reg_diabetes")
+SUITE_FRACTIONS = (0.05, 0.1, 0.15, 0.2)  # the issue's noise rates
 LOSS_MIXTURE_LAST_EPOCHS = 5
 PLAIN_LAST_EPOCHS = 5
 VALID_NOISE_SEED_OFFSET = 1000  # the noisy validation split uses seed + this
@@ -152,7 +153,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--only", default=None, help="comma list of datasets to run (filter)")
     parser.add_argument("--noise", default=None, help="comma list of noise kinds (label,feature,mixed)")
     parser.add_argument("--valid", default=None, help="comma list of validation settings (clean,noisy)")
-    parser.add_argument("--fractions", default="0.1", help="comma list of noise fractions (default 0.1)")
+    parser.add_argument("--fractions", default=None,
+                        help="comma list of noise fractions (default 0.05,0.1,0.15,0.2, the suite's; quick: 0.1)")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default 3; quick 1)")
     parser.add_argument("--methods", default=None, help=f"comma list (filter) of {', '.join(BASE_METHODS)} and variants")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:kw=val,...",
@@ -188,7 +190,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
         if unknown:
             raise SystemExit(f"--methods: unknown {unknown}; choose from {methods}")
         methods = [m for m in methods if m in wanted]
-    fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+    if args.fractions is None:
+        fractions = [0.1] if args.quick else list(SUITE_FRACTIONS)
+    else:
+        try:
+            fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+        except ValueError:
+            raise SystemExit(f"--fractions: expected numbers like 0.05,0.1, got {args.fractions!r}") from None
+        if not fractions or any(not 0.0 < f < 1.0 for f in fractions):
+            raise SystemExit(f"--fractions: each fraction must be in (0, 1), got {args.fractions!r}")
     return Config(datasets=datasets, noise_kinds=noise_kinds, fractions=fractions, valid_settings=valid,
                   seeds=list(range(n_seeds)), methods=methods, variants=variants, epochs=args.epochs,
                   out_dir=args.out_dir, jobs=max(1, args.jobs), quick=args.quick,
@@ -429,6 +439,23 @@ def reference_for(row: dict[str, Any]) -> tuple[float, float] | None:
     return float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs]))
 
 
+def lossval_vs_others(records: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
+    """Per (fraction, valid, noise, task kind): lossval's mean two-means F1, the paper settings', the best other's."""
+    by_group: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for row in overall_means(records):
+        by_group[(row["fraction"], row["valid"], row["noise"], row["kind"])][row["method"]] = row["f1_2means"]
+    out = []
+    for (fraction, valid, noise, kind), f1 in sorted(by_group.items()):
+        rivals = {m: v for m, v in f1.items() if m != "lossval" and m not in variants}
+        if "lossval" not in f1 or not rivals:
+            continue
+        best = max(rivals, key=rivals.get)
+        out.append({"fraction": fraction, "valid": valid, "noise": noise, "kind": kind, "lossval": f1["lossval"],
+                    "paper": f1.get("lossval_paper"), "best_other": best, "best_other_f1": rivals[best],
+                    "margin": f1["lossval"] - rivals[best]})
+    return out
+
+
 def evaluate_targets(records: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
     """The issue's targets, each with PASS/FAIL computed from ``records``."""
     overall = overall_means(records)
@@ -516,7 +543,16 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
         lines += ["Variants (LossVal defaults plus): " + "; ".join(
             f"`{n}`: {', '.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in cfg.variants.items()), ""]
 
-    lines += ["## Overall means (all datasets and seeds of a task kind)", "",
+    lines += ["## lossval against the others, per noise rate", "",
+              "Mean two-means F1 over all datasets and seeds of a task kind; best other = the highest "
+              "of every other method except variants.", "",
+              "| p | valid | noise | kind | lossval | paper settings | best other | lossval - best other |",
+              "|" + "---|" * 8]
+    lines += [f"| {row['fraction']:g} | {row['valid']} | {row['noise']} | {row['kind']} | {_fmt(row['lossval'])} | "
+              f"{_fmt(row['paper'])} | {row['best_other']} {_fmt(row['best_other_f1'])} | "
+              f"{row['margin']:+.3f}{'' if row['margin'] > 0 else ' **(behind)**'} |"
+              for row in lossval_vs_others(records, variants)]
+    lines += ["", "## Overall means (all datasets and seeds of a task kind)", "",
               "| p | valid | noise | kind | method | n | f1_2means | f1_top | ref f1_2means | ref f1_top | "
               "frac neg | flagged / noisy | s |", "|" + "---|" * 13]
     order = {m: i for i, m in enumerate(cfg.methods)}

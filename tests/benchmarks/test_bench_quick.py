@@ -59,6 +59,7 @@ def test_quality_run_writes_json_and_markdown(tmp_path: Path) -> None:
 
     md = paths["md"].read_text()
     assert "## TARGETS" in md and "## Overall means" in md and "set_num_threads(1)" in md
+    assert "## lossval against the others, per noise rate" in md
     assert "| 0.1 | clean | label | reg | lossval |" in md
     # Reference figures are shown for lossval_paper / plain_loss (10% noise).
     assert "| 0.1 | clean | label | reg | plain_loss | 1 |" in md
@@ -72,6 +73,35 @@ def test_variant_option_parses_kwargs() -> None:
     assert cfg.methods == ["lossval", "v1"]
     assert cfg.variants == {"v1": {"weight_lr": 0.03, "val_subsample": None, "blur": 0.05, "average_last": 10}}
     assert cfg.datasets == ["reg_fried"] and cfg.seeds == [0, 1, 2] and cfg.valid_settings == ["clean", "noisy"]
+
+
+def test_fractions_default_to_the_suite_and_are_checked() -> None:
+    from benchmarks.run import parse_args
+
+    assert parse_args([]).fractions == [0.05, 0.1, 0.15, 0.2]
+    assert parse_args(["--quick"]).fractions == [0.1]
+    assert parse_args(["--fractions", "0.2,0.05"]).fractions == [0.2, 0.05]
+    for bad in ("0,0.1", "1.5", "ten"):
+        with pytest.raises(SystemExit, match="--fractions"):
+            parse_args(["--fractions", bad])
+
+
+def test_lossval_vs_others_picks_best_rival_per_group() -> None:
+    from benchmarks.run import lossval_vs_others
+
+    def rec(method: str, f1: float, fraction: float = 0.1, seed: int = 0) -> dict:
+        return {"fraction": fraction, "valid": "clean", "noise": "label", "task": "regression", "method": method,
+                "f1_2means": f1, "f1_top": f1, "seconds": 1.0, "frac_negative": 0.0, "n_flagged": 1,
+                "n_noisy": 1, "dataset": "reg_fried", "seed": seed}
+
+    records = [rec("lossval", 0.5), rec("lossval", 0.7, seed=1), rec("loss_mixture", 0.65), rec("loss_mixture", 0.65, seed=1),
+               rec("lossval_paper", 0.4), rec("myvariant", 0.9), rec("lossval", 0.3, fraction=0.2),
+               rec("plain_loss", 0.35, fraction=0.2)]
+    rows = lossval_vs_others(records, ["myvariant"])  # variants never count as rivals
+    assert [(r["fraction"], r["best_other"]) for r in rows] == [(0.1, "loss_mixture"), (0.2, "plain_loss")]
+    assert math.isclose(rows[0]["lossval"], 0.6) and math.isclose(rows[0]["margin"], -0.05)
+    assert rows[0]["paper"] == 0.4 and rows[1]["paper"] is None
+    assert math.isclose(rows[1]["margin"], -0.05)
 
 
 def test_speed_run_writes_json(tmp_path: Path) -> None:
