@@ -9,7 +9,8 @@ without the flagged rows and reports how much of the before/oracle gap that reco
 
 Usage::
 
-    python -m benchmarks.run                      # full suite (7 datasets, 3 seeds, both valid settings)
+    python -m benchmarks.run --jobs 2             # full suite: 7 datasets, noise 5/10/15/20%, 3 seeds, both valid settings
+    python -m benchmarks.run --fractions 0.1      # the 10% column only (the reference figures' setting)
     python -m benchmarks.run --quick              # 2 datasets, label+feature, clean valid, 1 seed
     python -m benchmarks.run --only reg_fried --methods lossval,plain_loss
     python -m benchmarks.run --variant wlr03:weight_lr=0.03 --variant lc0:label_cost=0.0
