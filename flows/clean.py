@@ -21,7 +21,7 @@ from tasks.prune import prune
 from tasks.retrain import retrain
 from tasks.split import split
 from tasks.track import promote, track, tracking_uri
-from tasks.value import valuation_key, value_in
+from tasks.value import valuation_key, value_cached
 
 __all__ = ["clean_dataset", "run_cleaning"]
 
@@ -111,11 +111,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         vals = value_on_deployment(parts["paths"]["train"], parts["paths"]["validation"], key=key, config=config,
                                    workspace=str(ws.root))
     else:
-        vals = value_in(str(ws.root))(parts["paths"]["train"], parts["paths"]["validation"], key=key, config=config,
-                                      workspace=str(ws.root))
-    if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
-        vals = value_in(str(ws.root), refresh=True)(parts["paths"]["train"], parts["paths"]["validation"], key=key,
-                                                    config=config, workspace=str(ws.root))
+        vals = value_cached(parts["paths"]["train"], parts["paths"]["validation"], key=key, config=config,
+                            workspace=str(ws.root))
     _timed(vals, "value", t, timings)
     t = time.perf_counter()
     pruned = _timed(prune(parts["paths"]["train"], vals["values"], config=config, task_kind=task_kind,

@@ -10,7 +10,6 @@ the same path (a shared file system) and have lossval installed.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -19,7 +18,7 @@ from lossval.config import PipelineConfig, config_from_dict
 from lossval.errors import LossvalError
 from lossval.io import read_json
 from tasks._paths import Workspace
-from tasks.value import value_in
+from tasks.value import value_cached
 
 __all__ = ["VALUE_FLOW_NAME", "value_remote", "value_on_deployment", "config_to_raw", "DEFAULT_TIMEOUT_S"]
 
@@ -54,9 +53,7 @@ def value_remote(train: str, validation: str, key: str, config: dict[str, Any], 
     """
     cfg = config_from_dict(config, source="valuation_deployment parameters")
     # Same cache records (in the shared workspace) as the in-process path in flows/clean.py.
-    vals = value_in(workspace)(train, validation, key=key, config=cfg, workspace=workspace)
-    if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
-        vals = value_in(workspace, refresh=True)(train, validation, key=key, config=cfg, workspace=workspace)
+    vals = value_cached(train, validation, key=key, config=cfg, workspace=workspace)
     get_run_logger().info("valuation %s done on %s in %.1fs", key, vals["device"], vals["seconds"])
     return vals
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
+from pathlib import Path
 
 import pandas as pd
 from prefect import task
@@ -14,7 +17,11 @@ from lossval.io import pause_point, write_json, write_parquet
 from lossval.valuation import LossVal
 from tasks._paths import Workspace
 
-__all__ = ["value", "value_in", "valuation_key", "feature_exclusions"]
+__all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "feature_exclusions",
+           "RESULTS_DIR_NAME", "CACHE_KEY_PREFIX"]
+
+RESULTS_DIR_NAME = "prefect-results"  # under the workspace: the valuation cache records
+CACHE_KEY_PREFIX = "lossval-value-"
 
 
 def feature_exclusions(config: PipelineConfig) -> list[str]:
@@ -32,7 +39,7 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
 
 
 def _cache_key(context, parameters) -> str:  # noqa: ANN001 (Prefect's signature)
-    return "lossval-value-" + parameters["key"]
+    return CACHE_KEY_PREFIX + parameters["key"]
 
 
 # JSON, not Prefect's default cloudpickle: a cache hit then never unpickles a file from the workspace.
@@ -74,6 +81,57 @@ def value_in(workspace: str, *, refresh: bool = False):  # noqa: ANN201 (a Prefe
     Only this task's result is persisted, so a run leaves no Prefect result files but the
     valuation cache; ``refresh=True`` values again whatever the cache holds.
     """
-    from pathlib import Path
+    return value.with_options(result_storage=Path(workspace).resolve() / RESULTS_DIR_NAME, refresh_cache=refresh)
 
-    return value.with_options(result_storage=Path(workspace).resolve() / "prefect-results", refresh_cache=refresh)
+
+def screen_cache_record(workspace: str | os.PathLike[str], key: str) -> Path | None:
+    """Move aside a valuation cache record that is not a JSON record, before Prefect reads it.
+
+    On a cache hit Prefect decodes the stored result with the serializer the record itself
+    names, so a record in the workspace that claims ``pickle`` (this task only writes
+    ``json``) would be unpickled. Such a record, or one that is not readable JSON, is
+    renamed to ``prefect-results/rejected/<name>-<time>`` (kept for inspection, never read
+    again) and the run values afresh.
+
+    Returns:
+        Where the record was moved, or ``None`` when there was none or it was sound.
+    """
+    record = Path(workspace).resolve() / RESULTS_DIR_NAME / f"{CACHE_KEY_PREFIX}{key}"
+    if not record.is_file():
+        return None
+    try:
+        serializer = json.loads(record.read_text(encoding="utf-8"))["metadata"]["serializer"]["type"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        serializer = None
+    if serializer == "json":
+        return None
+    rejected = record.parent / "rejected" / f"{record.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    rejected.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(record, rejected)
+    _logger().warning(
+        "valuation cache record %s declares serializer %r, not 'json'; moved it to %s and valuing again",
+        record, serializer if serializer is not None else "(unreadable)", rejected)
+    return rejected
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The flow run's logger (shown in the Prefect UI) inside a run, else the library's."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("lossval")
+
+
+def value_cached(train: str, validation: str, *, key: str, config: PipelineConfig, workspace: str) -> dict:
+    """Run the ``value`` task through its cache: screen the record, reuse it, value again if its files are gone.
+
+    The one entry point of both flows (in-process, and the valuation deployment).
+    """
+    screen_cache_record(workspace, key)
+    vals = value_in(workspace)(train, validation, key=key, config=config, workspace=workspace)
+    if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
+        vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
+    return vals

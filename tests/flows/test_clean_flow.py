@@ -116,6 +116,24 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
     assert verify_run(Path(second["outputs"]["kept"]).parent) == []
 
 
+def test_a_cache_record_that_names_pickle_is_moved_aside_unread(workspace: Path) -> None:
+    from tests.reliability._helpers import write_pickle_record
+
+    cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    first = _latest_manifest(workspace, "breast_cancer")
+    values = Path(first["outputs"]["values"])
+    record = workspace / "prefect-results" / f"lossval-value-{values.parent.name}"
+    assert json.loads(record.read_text())["metadata"]["serializer"]["type"] == "json"
+    before = values.read_bytes()
+    marker = workspace / "unpickled"
+    write_pickle_record(record, marker)  # Prefect would unpickle this on a cache hit
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    assert not marker.exists()
+    assert len(list((record.parent / "rejected").iterdir())) == 1
+    assert json.loads(record.read_text())["metadata"]["serializer"]["type"] == "json"  # valued again, fresh record
+    assert Path(_latest_manifest(workspace, "breast_cancer")["outputs"]["values"]).read_bytes() == before
+
+
 def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> None:
     impossible = workspace / "impossible.json"
     impossible.write_text(json.dumps({"name": "impossible", "expectations": [

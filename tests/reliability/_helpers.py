@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +40,25 @@ def tree_hashes(root: Path) -> dict[str, str]:
         return {}
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class _OpensMarker:
+    """Unpickling this object calls ``open(path, "w")``: a harmless stand-in for arbitrary code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (self.path, "w"))
+
+
+def write_pickle_record(path: Path, marker: Path) -> None:
+    """A Prefect result record that names the pickle serializer, as a foreign writer could leave one."""
+    from prefect.serializers import PickleSerializer
+
+    serializer = PickleSerializer()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"metadata": {"storage_key": str(path), "expiration": None,
+                                             "serializer": json.loads(serializer.model_dump_json()),
+                                             "prefect_version": "3", "storage_block_id": None},
+                                "result": serializer.dumps(_OpensMarker(marker)).decode()}))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from lossval.config import config_from_dict, mask_secrets, mask_uri
+from tests.reliability._helpers import write_pickle_record
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("lossval", "tasks", "flows", "deployments")
@@ -102,3 +104,48 @@ def test_passwords_in_error_messages_are_masked() -> None:
     assert _reason(exc) == "RuntimeError: API request to http://alice:***@127.0.0.1:9/api/2.0/mlflow/experiments/get-by-name failed"
     assert mask_secrets("no uri here") == "no uri here"
     assert mask_secrets("sqlite:////tmp/ws/mlflow.db") == "sqlite:////tmp/ws/mlflow.db"
+
+
+def test_prefect_would_unpickle_a_record_that_names_pickle(tmp_path: Path) -> None:
+    """The risk screen_cache_record guards against: Prefect decodes with the record's own serializer."""
+    from prefect._internal.result_records import ResultRecord
+
+    record, marker = tmp_path / "record", tmp_path / "marker"
+    write_pickle_record(record, marker)
+    ResultRecord.deserialize(record.read_bytes())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("content", ["pickle", "not json at all", '{"metadata": {}}'])
+def test_screen_cache_record_moves_a_non_json_record_aside_unread(tmp_path: Path, content: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from tasks.value import CACHE_KEY_PREFIX, RESULTS_DIR_NAME, screen_cache_record
+
+    record = tmp_path / RESULTS_DIR_NAME / f"{CACHE_KEY_PREFIX}abc"
+    marker = tmp_path / "marker"
+    if content == "pickle":
+        write_pickle_record(record, marker)
+    else:
+        record.parent.mkdir(parents=True)
+        record.write_text(content)
+    original = record.read_bytes()
+    with caplog.at_level("WARNING", logger="lossval"):
+        moved = screen_cache_record(tmp_path, "abc")
+    assert moved is not None and moved.parent == record.parent / "rejected"
+    assert not record.exists() and moved.read_bytes() == original  # kept for inspection, byte for byte
+    assert not marker.exists()
+    assert "not 'json'" in caplog.text and str(moved) in caplog.text
+
+
+def test_screen_cache_record_leaves_json_records_and_missing_ones_alone(tmp_path: Path) -> None:
+    from prefect.serializers import JSONSerializer
+
+    from tasks.value import CACHE_KEY_PREFIX, RESULTS_DIR_NAME, screen_cache_record
+
+    assert screen_cache_record(tmp_path, "none") is None
+    record = tmp_path / RESULTS_DIR_NAME / f"{CACHE_KEY_PREFIX}abc"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"metadata": {"serializer": json.loads(JSONSerializer().model_dump_json())},
+                                  "result": "{}"}))
+    assert screen_cache_record(tmp_path, "abc") is None
+    assert record.exists()
