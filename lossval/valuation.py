@@ -48,8 +48,12 @@ chosen on the benchmark suite in ``benchmarks/``, see README):
   7% less time per fit.
 * ``average_last``: values are the mean weight over the last epochs rather than the last step,
   which removes most of the step-to-step noise of Adam.
-* ``val_subsample``: each batch is compared with ``k`` validation rows drawn afresh, so the
-  Sinkhorn cost is batch x k instead of batch x n_val.
+* ``val_subsample``: each batch is compared with ``k`` validation rows, so the Sinkhorn cost
+  is batch x k instead of batch x n_val. The subsets come from a pool of ``VAL_POOL_SIZE``
+  (128) drawn once per fit, one picked at random for every batch of every epoch: the
+  debiasing term ``OT(b, b)`` of a subset does not depend on the weights, so the epoch
+  schedule solves it once per pool member instead of once per batch (it held 44% of each
+  solve's cost-matrix entries).
 * ``loss_weighting="normalized"``: the weighted loss is ``|B| * sum(a_i * l_i)``. It equals the
   paper's sum at ``w = 1`` but its gradient in ``w_i`` is ``l_i - mean loss``, so rows with
   above-average loss lose weight and the others gain, instead of all weights drifting down.
@@ -95,6 +99,7 @@ _TASKS = ("classification", "regression")
 _MAX_AUTO_CLASSES = 20
 # Elements of the (batch x k) and (batch x batch) cost matrices per geomloss call; bounds memory.
 _SINKHORN_CHUNK_ELEMENTS = 2_000_000
+VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < validation rows
 
 
 def infer_task(y: np.ndarray) -> str:
@@ -195,10 +200,10 @@ class _FitState:
     """
 
     def __init__(self, *, model: torch.nn.Module, data: _Prepared, sinkhorn: Any, gen: torch.Generator,
-                 loss_history: torch.Tensor, bsz: int, k: int, power: float, lr: float, weight_lr: float,
+                 loss_history: torch.Tensor, bsz: int, pool: torch.Tensor, power: float, lr: float, weight_lr: float,
                  closed_form: bool, nonnegative: bool) -> None:
         self.model, self.data, self.sinkhorn, self.gen = model, data, sinkhorn, gen
-        self.loss_history, self.bsz, self.k, self.power = loss_history, bsz, k, power
+        self.loss_history, self.bsz, self.pool, self.power = loss_history, bsz, pool, power
         n, device = data.X.shape[0], data.X.device
         if closed_form:
             self.row_adam: _RowAdam | None = _RowAdam(n, lr=weight_lr, nonnegative=nonnegative, device=device)
@@ -536,6 +541,10 @@ class LossVal:
                                backend="tensorized", debias=True, cost=half_squared_distances,
                                potentials=closed_form)
         k = m if self.val_subsample is None else min(int(self.val_subsample), m)
+        pool = self._val_pool(m, k, gen, device)
+        if closed_form:
+            sinkhorn = _BatchedSinkhorn(sinkhorn, Z_val=data.Z_val, pool=pool, blur=blur, diameter=diameter,
+                                        scaling=float(self.scaling), normalize=self.normalize_masses)
         power = float(self.distance_power)
         bsz = min(int(self.batch_size), n)
         n_avg = min(int(self.average_last), int(self.epochs))
@@ -546,7 +555,7 @@ class LossVal:
         bar = ProgressBar(self.epochs, label=f"LossVal ({task}, {n} rows, {device.type})", enabled=self.verbose)
         run_epoch = self._epoch_closed_form if closed_form else self._epoch_per_step
         state = _FitState(model=model, data=data, sinkhorn=sinkhorn, gen=gen, loss_history=loss_history,
-                          bsz=bsz, k=k, power=power, lr=float(self.lr), weight_lr=weight_lr,
+                          bsz=bsz, pool=pool, power=power, lr=float(self.lr), weight_lr=weight_lr,
                           closed_form=closed_form, nonnegative=bool(self.nonnegative))
         model.train()
         for epoch in range(self.epochs):
@@ -584,11 +593,15 @@ class LossVal:
         return (out[:, 0] - data.y[idx]) ** 2
 
     def _draw_epoch(self, st: _FitState) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
-        """The epoch's row order, its batches and each batch's validation rows (in this draw order)."""
+        """The epoch's row order, its batches and each batch's validation subset (a row of the pool)."""
         n, device = st.data.X.shape[0], st.data.X.device
         perm = torch.randperm(n, generator=st.gen, device=device)
         batches = torch.split(perm, st.bsz)
-        return perm, batches, self._val_subsets(len(batches), st.data.Z_val.shape[0], st.k, st.gen, device)
+        if st.pool.shape[0] == 1:  # every validation row in every batch: nothing to draw
+            choice = torch.zeros(len(batches), dtype=torch.long, device=device)
+        else:
+            choice = torch.randint(st.pool.shape[0], (len(batches),), generator=st.gen, device=device)
+        return perm, batches, choice
 
     def _epoch_closed_form(self, st: _FitState, epoch: int) -> tuple[torch.Tensor, ...]:
         """One epoch of the ``"epoch"`` schedule: one Sinkhorn call, then plain-cost steps.
@@ -606,28 +619,29 @@ class LossVal:
         """
         data, adam = st.data, st.row_adam
         n, device = data.X.shape[0], data.X.device
-        perm, batches, val_idx = self._draw_epoch(st)
+        perm, batches, choice = self._draw_epoch(st)
         with torch.no_grad():
             idx_pad, live = _pad_batches(perm, st.bsz)
             position = torch.empty(n, dtype=torch.long, device=device)
             position[perm] = torch.arange(n, device=device) // st.bsz
             w_at_step = adam.begin_epoch(position, len(batches))
             w_pad = torch.where(live, w_at_step[idx_pad], 0.0)
-            s_vals, s_grads = _batched_sinkhorn(st.sinkhorn, w_pad, idx_pad, val_idx, data.Z, data.Z_val,
-                                                normalize=self.normalize_masses)
+            s_vals, s_grads = st.sinkhorn(w_pad, idx_pad, choice, data.Z)
             counts = live.sum(dim=1).to(w_pad.dtype)
             terms = dict(power=st.power, weighting=self.loss_weighting, counts=counts)
             _, coef_pad, _ = objective_terms(torch.zeros_like(w_pad), w_pad, s_vals, s_grads, **terms)
             coefs = coef_pad.reshape(-1)[:n].split(st.bsz)  # live entries come first: perm order
+        row_losses = []
         for idx, coef in zip(batches, coefs):
             row_loss = self._row_loss(st.model, data, idx)
             st.optimizer.zero_grad()
             torch.dot(row_loss, coef).backward()
             st.optimizer.step()
-            st.loss_history[epoch, idx] = row_loss.detach()
+            row_losses.append(row_loss.detach())
         with torch.no_grad():
             loss_pad = torch.zeros(idx_pad.numel(), device=device)
-            loss_pad[:n] = st.loss_history[epoch, perm]
+            torch.cat(row_losses, out=loss_pad[:n])  # perm order, as the batches
+            st.loss_history[epoch, perm] = loss_pad[:n]
             values, _, grad_pad = objective_terms(loss_pad.view_as(w_pad), w_pad, s_vals, s_grads, **terms)
             grad = torch.empty(n, device=device)
             grad[perm] = grad_pad.reshape(-1)[:n]
@@ -639,7 +653,8 @@ class LossVal:
         """One epoch of the ``"step"`` schedule: one geomloss call and autograd on every step (paper)."""
         data, weights, optimizer = st.data, st.weights, st.optimizer
         device = data.X.device
-        _, batches, val_idx = self._draw_epoch(st)
+        _, batches, choice = self._draw_epoch(st)
+        val_idx = st.pool[choice]
         epoch_loss = torch.zeros((), device=device)
         epoch_ot = torch.zeros((), device=device)
         for b, idx in enumerate(batches):
@@ -681,11 +696,14 @@ class LossVal:
         return loss_noise_probability(self.loss_history_, last_epochs=last_epochs)
 
     @staticmethod
-    def _val_subsets(n_batches: int, m: int, k: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-        """Validation row indices per batch, (n_batches, k): a fresh draw without replacement."""
+    def _val_pool(m: int, k: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        """The fit's validation subsets, ``(pool, k)`` row indices, each drawn without replacement.
+
+        One row (all validation rows) when ``k >= m``, else :data:`VAL_POOL_SIZE` subsets.
+        """
         if k >= m:
-            return torch.arange(m, device=device).expand(n_batches, m)
-        keys = torch.rand((n_batches, m), generator=gen, device=device)
+            return torch.arange(m, device=device).unsqueeze(0)
+        keys = torch.rand((VAL_POOL_SIZE, m), generator=gen, device=device)
         return keys.argsort(dim=1)[:, :k]
 
 
@@ -819,8 +837,7 @@ class _RowAdam:
             The weights ``(n,)`` each row will have when its batch is processed.
         """
         # A zero-gradient step first decays the moments, then moves the weight with them.
-        drift = self._drift(self.exp_avg * self.beta1, self.exp_avg_sq * self.beta2,
-                            self.steps + 1 + torch.zeros_like(position), position, n_steps)
+        drift = self._drift(self.exp_avg * self.beta1, self.exp_avg_sq * self.beta2, self.steps + 1, position, n_steps)
         w_at_step = self._project(self.weights - drift)
         exp_avg = self.exp_avg * self.beta1 ** position.to(self.exp_avg.dtype)
         exp_avg_sq = self.exp_avg_sq * self.beta2 ** position.to(self.exp_avg.dtype)
@@ -852,9 +869,13 @@ class _RowAdam:
     def _project(self, w: torch.Tensor) -> torch.Tensor:
         return w.clamp_min(0.0) if self.nonnegative else w
 
-    def _drift(self, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, first: torch.Tensor,
+    def _drift(self, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor, first: int | torch.Tensor,
                count: torch.Tensor, max_count: int, chunk_elements: int = 1_000_000) -> torch.Tensor:
-        """Sum of Adam's updates over ``count[i]`` steps from global step ``first[i]``, moments decaying."""
+        """Sum of Adam's updates over ``count[i]`` steps from global step ``first`` (``first[i]``), moments decaying.
+
+        ``first`` as an int (every row starts at the same step, as at the start of an epoch)
+        makes the bias corrections one column shared by all rows: about half the work.
+        """
         terms = min(int(max_count), self.horizon)
         out = torch.zeros_like(exp_avg)
         if terms == 0:
@@ -862,17 +883,23 @@ class _RowAdam:
         dtype, device = exp_avg.dtype, exp_avg.device
         u = torch.arange(terms, device=device, dtype=dtype).unsqueeze(1)  # (terms, 1)
         decay1, decay2 = self.beta1 ** u, self.beta2 ** u
-        first = first.to(dtype)
-        # beta ** (first + u) as an outer product: elementwise powers are the costly part here.
-        pow1, pow2 = self.beta1 ** first, self.beta2 ** first
+        if isinstance(first, int):
+            # Adam's bias corrections at each global step first + u, (terms, 1).
+            step_scale = self.lr * decay1 / (1.0 - self.beta1 ** first * decay1)
+            var_scale = decay2 / (1.0 - self.beta2 ** first * decay2)
+        else:
+            first = first.to(dtype)
+            # beta ** (first + u) as an outer product: elementwise powers are the costly part here.
+            pow1, pow2 = self.beta1 ** first, self.beta2 ** first
         rows = max(1, chunk_elements // terms)
         for start in range(0, exp_avg.shape[0], rows):
             sl = slice(start, start + rows)
-            bias1 = 1.0 - pow1[sl] * decay1  # Adam's bias corrections at each global step, (terms, rows)
-            bias2 = 1.0 - pow2[sl] * decay2
-            denom = (exp_avg_sq[sl] * decay2 / bias2).sqrt() + self.eps
-            update = (self.lr * exp_avg[sl] * decay1) / (bias1 * denom)
-            out[sl] = torch.where(u < count[sl].to(dtype), update, 0.0).sum(dim=0)
+            if not isinstance(first, int):
+                step_scale = self.lr * decay1 / (1.0 - pow1[sl] * decay1)  # (terms, rows)
+                var_scale = decay2 / (1.0 - pow2[sl] * decay2)
+            denom = (exp_avg_sq[sl] * var_scale).sqrt_().add_(self.eps)
+            update = (exp_avg[sl] * step_scale).div_(denom)
+            out[sl] = update.masked_fill_(u >= count[sl].to(dtype), 0.0).sum(dim=0)
         return out
 
 
@@ -921,55 +948,154 @@ def _pad_batches(perm: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Ten
     return flat.view(n_batches, size), live.view(n_batches, size)
 
 
-def _batched_sinkhorn(
-    sinkhorn: Any,
-    weights: torch.Tensor,
-    idx: torch.Tensor,
-    val_idx: torch.Tensor,
-    Z: torch.Tensor,
-    Z_val: torch.Tensor,
-    *,
-    normalize: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sinkhorn value of every batch and its gradient in the batch weights, batched.
+def _geomloss_loop() -> tuple[Any, Any, Any] | None:
+    """geomloss's Sinkhorn loop, its log-weights and its ε schedule, or ``None`` if this geomloss lacks them.
 
-    All batches go through geomloss together (its tensorized backend takes a leading batch
-    dimension), in chunks that bound memory. Padding rows (see :func:`_pad_batches`) carry
-    zero weight: they add nothing to the transport, so a short batch's value and its rows'
-    gradients are exactly those of the batch alone (tested), and an epoch needs one call
-    (each call costs milliseconds of fixed overhead). Nothing leaves the device.
+    ``sinkhorn_loop`` is the routine behind ``SamplesLoss("sinkhorn")``; it takes the
+    soft-min operator as an argument, which is what lets :class:`_BatchedSinkhorn` replay the
+    cached ``b <-> b`` potentials. It lives in a private module of geomloss 0.3; without it the
+    solver calls ``SamplesLoss`` (same values, the ``b <-> b`` term solved every time).
+    """
+    try:
+        from geomloss._legacy.sinkhorn_divergence import log_weights, scaling_parameters, sinkhorn_loop
+    except ImportError:
+        try:
+            from geomloss.sinkhorn_divergence import log_weights, scaling_parameters, sinkhorn_loop
+        except ImportError:
+            return None
+    return sinkhorn_loop, log_weights, scaling_parameters
 
-    No autograd: ``sinkhorn`` returns the debiased problem's dual potentials ``(F, G)``
-    (``potentials=True``), the value is ``<a, F> + <b, G>`` and its gradient in the masses
-    ``a`` is ``F`` -- the same numbers geomloss's own backward pass produces (its last
-    extrapolation step is built so that it does; tested against autograd), for about 8% less
-    time per call. With normalised masses ``a = w / sum(w)`` the chain rule gives
-    ``dS/dw_j = (F_j - <a, F>) / sum(w)``.
+
+def _softmin(eps: float, C: Any, h: torch.Tensor) -> torch.Tensor:
+    """geomloss's tensorized soft-min ``-eps * logsumexp_j(h_j - C_ij / eps)``, replaying cached rounds.
+
+    ``h - C / eps`` is formed in one pass (``torch.add`` with ``alpha``) instead of two. A
+    :class:`_Replay` in place of a cost matrix returns its next recorded result.
+    """
+    if isinstance(C, _Replay):
+        return C.next()
+    B = C.shape[0]
+    return -eps * torch.add(h.view(B, 1, -1), C, alpha=-1.0 / eps).logsumexp(2).view(B, -1)
+
+
+class _Replay:
+    """Stands for the ``C(y, y)`` matrix in geomloss's loop and hands back recorded soft-min results."""
+
+    def __init__(self, rounds: list[torch.Tensor]) -> None:
+        self.rounds, self.used = rounds, 0
+
+    def next(self) -> torch.Tensor:
+        if self.used >= len(self.rounds):
+            raise RuntimeError("geomloss's Sinkhorn loop asked for more b<->b rounds than were recorded")
+        self.used += 1
+        return self.rounds[self.used - 1]
+
+
+class _BatchedSinkhorn:
+    """Sinkhorn value of every batch and its gradient in the batch weights, for the epoch schedule.
+
+    All batches of an epoch are solved together (geomloss's tensorized backend takes a
+    leading batch dimension), in chunks that bound memory. Padding rows (see
+    :func:`_pad_batches`) carry zero weight: they add nothing to the transport, so a short
+    batch's value and its rows' gradients are exactly those of the batch alone (tested), and
+    an epoch needs one call. Nothing leaves the device.
+
+    The debiased divergence is ``S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2``, and geomloss's
+    loop solves the three problems side by side. The ``b <-> b`` one depends only on the
+    validation subset, and the subsets come from a fixed pool (:meth:`LossVal._val_pool`):
+    the first call runs geomloss's loop on the pool's ``b <-> b`` problems and records the
+    soft-min result of every round; later calls run the same loop with those rounds replayed
+    (:class:`_Replay`), so each solve does the ``a <-> b`` and ``a <-> a`` work only.
+    ``C(y, x)`` is the transpose of ``C(x, y)`` rather than a second distance computation.
+    Values and gradients equal ``SamplesLoss``'s to float rounding (tested).
+
+    No autograd: the loop returns the dual potentials, ``F = f_ba - f_aa`` on the batch and
+    ``G = g_ab - g_bb`` on the subset. The value is ``<a, F> + <b, G>`` and its gradient in the
+    masses ``a`` is ``F`` -- the numbers geomloss's own backward pass produces (its last
+    extrapolation step is built so that it does; tested against autograd). With normalised
+    masses ``a = w / sum(w)`` the chain rule gives ``dS/dw_j = (F_j - <a, F>) / sum(w)``.
 
     Args:
-        sinkhorn: A geomloss ``SamplesLoss("sinkhorn", ..., potentials=True)``.
-        weights: Batch weights ``(n_batches, size)``, zero on padding.
-        idx: Row indices ``(n_batches, size)``. val_idx: Validation rows per batch ``(n_batches, k)``.
-        Z: Transport coordinates of the training rows. Z_val: Those of the validation rows.
+        samples_loss: ``SamplesLoss("sinkhorn", ..., potentials=True)`` with the same settings;
+            used only where this geomloss has no ``sinkhorn_loop`` to call.
+        Z_val: Transport coordinates of the validation rows ``(m, dz)``.
+        pool: Validation subsets ``(pool, k)``. blur, diameter, scaling: as for ``SamplesLoss``.
         normalize: Turn each batch's weights into probabilities (and the validation masses).
-
-    Returns:
-        ``(values (n_batches,), grads (n_batches, size))``, detached.
     """
-    n_batches, size = idx.shape
-    k = val_idx.shape[1]
-    values = torch.empty(n_batches, device=Z.device)
-    grads = torch.empty((n_batches, size), device=Z.device)
-    per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (size * k + size * size + k * k))
-    with torch.no_grad():
-        for start in range(0, n_batches, per_call):
-            rows = slice(start, start + per_call)
-            w = weights[rows]
-            total = w.sum(dim=1, keepdim=True).clamp_min(1e-12)
-            a = w / total if normalize else w
-            b_mass = torch.full((w.shape[0], k), 1.0 / k if normalize else 1.0, device=Z.device)
-            f_pot, g_pot = sinkhorn(a, Z[idx[rows]], b_mass, Z_val[val_idx[rows]])
-            a_dot_f = (a * f_pot).sum(dim=1)
-            values[rows] = a_dot_f + (b_mass * g_pot).sum(dim=1)
-            grads[rows] = (f_pot - a_dot_f.unsqueeze(1)) / total if normalize else f_pot
-    return values, grads
+
+    def __init__(self, samples_loss: Any, *, Z_val: torch.Tensor, pool: torch.Tensor, blur: float,
+                 diameter: float, scaling: float, normalize: bool) -> None:
+        self.samples_loss, self.Z_val, self.pool, self.normalize = samples_loss, Z_val, pool, normalize
+        self.k = pool.shape[1]
+        self.loop = _geomloss_loop()
+        self.eps_list: list[float] = []
+        if self.loop is not None:
+            _, eps, eps_list, _ = self.loop[2](Z_val, Z_val, 2, blur, None, diameter, scaling)
+            self.eps_list = list(eps_list)
+        self._bb_rounds: list[torch.Tensor] | None = None  # per round, (pool, k)
+
+    def _b_mass(self, rows: int) -> torch.Tensor:
+        return torch.full((rows, self.k), 1.0 / self.k if self.normalize else 1.0, device=self.Z_val.device)
+
+    def _record_bb(self) -> list[torch.Tensor]:
+        """Every round's ``b <-> b`` soft-min result for every pool subset, from geomloss's own loop."""
+        sinkhorn_loop, log_weights, _ = self.loop
+        chunks: list[list[torch.Tensor]] = []
+        per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (self.k * self.k))
+        for start in range(0, self.pool.shape[0], per_call):
+            y = self.Z_val[self.pool[start:start + per_call]]
+            c_yy = half_squared_distances(y, y)
+            # The loop solves a<->b and a<->a alongside; their results are not used here, so
+            # they get a one-point measure and cost next to nothing.
+            x = y[:, :1]
+            c_xy, c_xx = half_squared_distances(x, y), half_squared_distances(x, x)
+            a_log = log_weights(torch.ones(y.shape[0], 1, device=y.device))
+            b_log = log_weights(self._b_mass(y.shape[0]))
+            recorded: list[torch.Tensor] = []
+
+            def softmin(eps: float, C: Any, h: torch.Tensor, c_yy: torch.Tensor = c_yy,
+                        recorded: list[torch.Tensor] = recorded) -> torch.Tensor:
+                out = _softmin(eps, C, h)
+                if C is c_yy:
+                    recorded.append(out)
+                return out
+
+            sinkhorn_loop(softmin, a_log, b_log, c_xx, c_yy, c_xy, c_xy.transpose(1, 2).contiguous(), self.eps_list,
+                          None, debias=True)
+            chunks.append(recorded)
+        return [torch.cat([c[r] for c in chunks]) for r in range(len(chunks[0]))]
+
+    def __call__(self, weights: torch.Tensor, idx: torch.Tensor, choice: torch.Tensor,
+                 Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Values ``(n_batches,)`` and gradients ``(n_batches, size)`` for weights ``(n_batches, size)``
+        (zero on padding) of rows ``idx``, batch ``b`` against pool subset ``choice[b]``."""
+        n_batches, size = idx.shape
+        values = torch.empty(n_batches, device=Z.device)
+        grads = torch.empty((n_batches, size), device=Z.device)
+        per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (2 * size * self.k + size * size))
+        with torch.no_grad():
+            if self.loop is not None and self._bb_rounds is None:
+                self._bb_rounds = self._record_bb()
+            for start in range(0, n_batches, per_call):
+                rows = slice(start, start + per_call)
+                w = weights[rows]
+                total = w.sum(dim=1, keepdim=True).clamp_min(1e-12)
+                a = w / total if self.normalize else w
+                b_mass = self._b_mass(w.shape[0])
+                x, y = Z[idx[rows]], self.Z_val[self.pool[choice[rows]]]
+                if self.loop is None:
+                    f_pot, g_pot = self.samples_loss(a, x, b_mass, y)
+                else:
+                    sinkhorn_loop, log_weights, _ = self.loop
+                    c_xy = half_squared_distances(x, y)
+                    replay = _Replay([r[choice[rows]] for r in self._bb_rounds])
+                    f_aa, g_bb, g_ab, f_ba = sinkhorn_loop(
+                        _softmin, log_weights(a), log_weights(b_mass), half_squared_distances(x, x), replay,
+                        c_xy, c_xy.transpose(1, 2).contiguous(), self.eps_list, None, debias=True)
+                    if replay.used != len(replay.rounds):
+                        raise RuntimeError("geomloss's Sinkhorn loop used fewer b<->b rounds than were recorded")
+                    f_pot, g_pot = f_ba - f_aa, g_ab - g_bb
+                a_dot_f = (a * f_pot).sum(dim=1)
+                values[rows] = a_dot_f + (b_mass * g_pot).sum(dim=1)
+                grads[rows] = (f_pot - a_dot_f.unsqueeze(1)) / total if self.normalize else f_pot
+        return values, grads

@@ -16,7 +16,7 @@ from lossval.errors import ConfigError, InputError
 from lossval.metrics import detection_f1
 from lossval.pruning import two_means_threshold
 from lossval.valuation import (
-    _batched_sinkhorn,
+    _BatchedSinkhorn,
     _pad_batches,
     _RowAdam,
     batch_objective,
@@ -132,11 +132,14 @@ def test_half_squared_distances_is_geomloss_p2_cost() -> None:
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("fallback", [False, True])
 @pytest.mark.parametrize("normalize", [True, False])
-def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
-    # The epoch schedule's batched call must give each batch's exact value and gradient,
+def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool, fallback: bool) -> None:
+    # The epoch schedule's batched solver must give each batch's exact value and gradient,
     # including the short last batch, which it pads with zero-mass rows. It reads them off
-    # the dual potentials; the reference here is geomloss's value and torch's autograd.
+    # the dual potentials, with the b<->b rounds of each pool subset recorded once and
+    # replayed; the reference is geomloss's SamplesLoss value and torch's autograd, one batch
+    # at a time. fallback=True: the path for a geomloss without sinkhorn_loop (SamplesLoss).
     gen = torch.Generator().manual_seed(2)
     Z, Z_val = torch.randn(10, 3, generator=gen), torch.randn(6, 3, generator=gen)
     weights = torch.rand(10, generator=gen) + 0.5
@@ -145,17 +148,37 @@ def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
     weights[batches[0][1]] = 0.0  # a clamped weight inside a batch
     idx, live = _pad_batches(perm, 4)
     assert live.sum(dim=1).tolist() == [4, 4, 2] and idx.reshape(-1)[:10].tolist() == perm.tolist()
-    val_idx = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in batches])
+    pool = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in range(5)])
     loss = _sinkhorn(blur=0.3)
-    values, grads = _batched_sinkhorn(_sinkhorn(blur=0.3, potentials=True), torch.where(live, weights[idx], 0.0),
-                                      idx, val_idx, Z, Z_val, normalize=normalize)
-    for b, rows in enumerate(batches):
-        w = weights[rows].clone().requires_grad_(True)
-        a = w / w.sum() if normalize else w
-        s = loss(a, Z[rows], torch.full((4,), 0.25 if normalize else 1.0), Z_val[val_idx[b]])
-        (g,) = torch.autograd.grad(s, w)
-        assert values[b].item() == pytest.approx(s.item(), rel=1e-5, abs=1e-6)
-        assert torch.allclose(grads[b, : len(rows)], g, rtol=1e-4, atol=1e-6)
+    solver = _BatchedSinkhorn(_sinkhorn(blur=0.3, potentials=True), Z_val=Z_val, pool=pool, blur=0.3, diameter=10.0,
+                              scaling=0.5, normalize=normalize)
+    assert solver.loop is not None  # the installed geomloss has the fast path
+    if fallback:
+        solver.loop = None
+    w_pad = torch.where(live, weights[idx], 0.0)
+    for choice in (torch.tensor([3, 0, 3]), torch.tensor([1, 4, 2])):  # the second call replays the recording
+        values, grads = solver(w_pad, idx, choice, Z)
+        for b, rows in enumerate(batches):
+            w = weights[rows].clone().requires_grad_(True)
+            a = w / w.sum() if normalize else w
+            s = loss(a, Z[rows], torch.full((4,), 0.25 if normalize else 1.0), Z_val[pool[choice[b]]])
+            (g,) = torch.autograd.grad(s, w)
+            assert values[b].item() == pytest.approx(s.item(), rel=1e-5, abs=1e-6)
+            assert torch.allclose(grads[b, : len(rows)], g, rtol=1e-4, atol=1e-6)
+
+
+def test_batched_sinkhorn_replays_exactly_the_rounds_it_recorded() -> None:
+    # Every b<->b soft-min round recorded for the pool is used once per solve, in order.
+    gen = torch.Generator().manual_seed(3)
+    Z, Z_val = torch.randn(8, 2, generator=gen), torch.randn(9, 2, generator=gen)
+    pool = torch.stack([torch.randperm(9, generator=gen)[:5] for _ in range(3)])
+    solver = _BatchedSinkhorn(_sinkhorn(blur=0.2, potentials=True), Z_val=Z_val, pool=pool, blur=0.2, diameter=10.0,
+                              scaling=0.5, normalize=True)
+    idx, _ = _pad_batches(torch.arange(8), 4)
+    solver(torch.ones(2, 4), idx, torch.tensor([0, 2]), Z)
+    rounds = solver._bb_rounds
+    assert len(rounds) == len(solver.eps_list) + 2  # the first soft-min, one per epsilon, the final one
+    assert all(r.shape == (3, 5) for r in rounds)
 
 
 @pytest.mark.parametrize("weighting", ["sum", "normalized"])
