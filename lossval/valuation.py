@@ -61,8 +61,10 @@ chosen on the benchmark suite in ``benchmarks/``, see README):
   costs about what plain training costs. Each row is in one batch per epoch, so its weight
   only gets a gradient at that batch's step; at all other steps Adam moves it by a known
   drift. The weight every row will have at its own step is therefore known when the epoch
-  starts (:class:`_RowAdam`): one batched geomloss call computes every batch's Sinkhorn
-  value and gradient at exactly those weights, the steps train the network with fixed
+  starts (:class:`_RowAdam`): one batched solve (geomloss's Sinkhorn loop, the validation
+  subsets' ``b <-> b`` terms replayed from a once-per-fit recording, :class:`_BatchedSinkhorn`)
+  computes every batch's Sinkhorn value and gradient at exactly those weights, the steps
+  train the network with fixed
   per-row coefficients, and the weights' gradients (:func:`objective_terms`) are applied in
   closed form at the end of the epoch. Values equal the ``"step"`` schedule's to float
   rounding (tested); see ``benchmarks/results/speed.md`` for the time against plain
@@ -253,7 +255,8 @@ class LossVal:
         weight_eps_ratio: Adam ``eps`` of the weight group as a multiple of the weights' mean
             RMS gradient, re-set after each epoch from the optimiser's state (the first epoch
             runs with Adam's default eps; ``None`` = plain Adam throughout, as in the paper).
-        val_subsample: Validation rows per batch (``None`` = all of them).
+        val_subsample: Validation rows per batch (``None`` = all of them), a subset picked at
+            random per batch from :data:`VAL_POOL_SIZE` subsets drawn once per fit.
         average_last: Values = mean of the end-of-epoch weights over this many last epochs
             (1 = final weights, as in the paper).
         loss_weighting: ``"normalized"`` (``|B| * sum(a_i l_i)``) or ``"sum"`` (paper).
