@@ -538,7 +538,7 @@ class LossVal:
                 blur = float(self.blur)
         diameter = max(diameter, 2.0 * blur)
         closed_form = self.sinkhorn_schedule == "epoch"
-        # The epoch schedule reads the gradient off the dual potentials (see _batched_sinkhorn);
+        # The epoch schedule reads the gradient off the dual potentials (see _BatchedSinkhorn);
         # the per-step schedule differentiates the divergence with autograd, as the paper does.
         sinkhorn = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=float(self.scaling), diameter=diameter,
                                backend="tensorized", debias=True, cost=half_squared_distances,
