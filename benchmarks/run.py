@@ -459,26 +459,17 @@ def lossval_vs_others(records: list[dict[str, Any]], variants: list[str]) -> lis
 
 def evaluate_targets(records: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
     """The issue's targets, each with PASS/FAIL computed from ``records``."""
-    overall = overall_means(records)
     targets: list[dict[str, Any]] = []
-    by_group: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for row in overall:
-        by_group[(row["fraction"], row["valid"], row["noise"], row["kind"])][row["method"]] = row
     best_fail, margin_fail, best_details, margin_details = [], [], [], []
-    for group, methods in sorted(by_group.items()):
-        if "lossval" not in methods:
-            continue
-        label = "p={:g} {} {} {}".format(*group)
-        rivals = {m: r["f1_2means"] for m, r in methods.items() if m != "lossval" and m not in variants}
-        if rivals:
-            best_rival = max(rivals, key=rivals.get)
-            ok = methods["lossval"]["f1_2means"] > rivals[best_rival]
-            best_details.append(f"{label}: lossval {methods['lossval']['f1_2means']:.3f} vs best other "
-                                f"{best_rival} {rivals[best_rival]:.3f} {'ok' if ok else 'FAIL'}")
-            if not ok:
-                best_fail.append(label)
-        if "lossval_paper" in methods:
-            diff = methods["lossval"]["f1_2means"] - methods["lossval_paper"]["f1_2means"]
+    for row in lossval_vs_others(records, variants):
+        label = "p={:g} {} {} {}".format(row["fraction"], row["valid"], row["noise"], row["kind"])
+        ok = row["margin"] > 0
+        best_details.append(f"{label}: lossval {row['lossval']:.3f} vs best other "
+                            f"{row['best_other']} {row['best_other_f1']:.3f} {'ok' if ok else 'FAIL'}")
+        if not ok:
+            best_fail.append(label)
+        if row["paper"] is not None:
+            diff = row["lossval"] - row["paper"]
             ok = diff >= 0.05
             margin_details.append(f"{label}: lossval - lossval_paper = {diff:+.3f} {'ok' if ok else 'FAIL'}")
             if not ok:

@@ -886,20 +886,21 @@ class _RowAdam:
         dtype, device = exp_avg.dtype, exp_avg.device
         u = torch.arange(terms, device=device, dtype=dtype).unsqueeze(1)  # (terms, 1)
         decay1, decay2 = self.beta1 ** u, self.beta2 ** u
+        def scales(pow1: float | torch.Tensor, pow2: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            # Adam's bias corrections at each global step first + u, with beta ** (first + u)
+            # as an outer product (elementwise powers are the costly part here).
+            return self.lr * decay1 / (1.0 - pow1 * decay1), decay2 / (1.0 - pow2 * decay2)
+
         if isinstance(first, int):
-            # Adam's bias corrections at each global step first + u, (terms, 1).
-            step_scale = self.lr * decay1 / (1.0 - self.beta1 ** first * decay1)
-            var_scale = decay2 / (1.0 - self.beta2 ** first * decay2)
+            step_scale, var_scale = scales(self.beta1 ** first, self.beta2 ** first)  # (terms, 1)
         else:
             first = first.to(dtype)
-            # beta ** (first + u) as an outer product: elementwise powers are the costly part here.
             pow1, pow2 = self.beta1 ** first, self.beta2 ** first
         rows = max(1, chunk_elements // terms)
         for start in range(0, exp_avg.shape[0], rows):
             sl = slice(start, start + rows)
             if not isinstance(first, int):
-                step_scale = self.lr * decay1 / (1.0 - pow1[sl] * decay1)  # (terms, rows)
-                var_scale = decay2 / (1.0 - pow2[sl] * decay2)
+                step_scale, var_scale = scales(pow1[sl], pow2[sl])  # (terms, rows)
             denom = (exp_avg_sq[sl] * var_scale).sqrt_().add_(self.eps)
             update = (exp_avg[sl] * step_scale).div_(denom)
             out[sl] = update.masked_fill_(u >= count[sl].to(dtype), 0.0).sum(dim=0)
@@ -1033,16 +1034,22 @@ class _BatchedSinkhorn:
         self.loop = _geomloss_loop()
         self.eps_list: list[float] = []
         if self.loop is not None:
-            _, eps, eps_list, _ = self.loop[2](Z_val, Z_val, 2, blur, None, diameter, scaling)
-            self.eps_list = list(eps_list)
+            self.eps_list = list(self.loop[2](Z_val, Z_val, 2, blur, None, diameter, scaling)[2])
         self._bb_rounds: list[torch.Tensor] | None = None  # per round, (pool, k)
 
     def _b_mass(self, rows: int) -> torch.Tensor:
         return torch.full((rows, self.k), 1.0 / self.k if self.normalize else 1.0, device=self.Z_val.device)
 
+    def _run_loop(self, softmin: Any, a_log: torch.Tensor, b_log: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  c_yy: Any) -> tuple[torch.Tensor, ...]:
+        """geomloss's debiased loop on batches ``x`` vs ``y``; returns ``(f_aa, g_bb, g_ab, f_ba)``."""
+        c_xy = half_squared_distances(x, y)
+        return self.loop[0](softmin, a_log, b_log, half_squared_distances(x, x), c_yy, c_xy,
+                            c_xy.transpose(1, 2).contiguous(), self.eps_list, None, debias=True)
+
     def _record_bb(self) -> list[torch.Tensor]:
         """Every round's ``b <-> b`` soft-min result for every pool subset, from geomloss's own loop."""
-        sinkhorn_loop, log_weights, _ = self.loop
+        log_weights = self.loop[1]
         chunks: list[list[torch.Tensor]] = []
         per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (self.k * self.k))
         for start in range(0, self.pool.shape[0], per_call):
@@ -1050,8 +1057,6 @@ class _BatchedSinkhorn:
             c_yy = half_squared_distances(y, y)
             # The loop solves a<->b and a<->a alongside; their results are not used here, so
             # they get a one-point measure and cost next to nothing.
-            x = y[:, :1]
-            c_xy, c_xx = half_squared_distances(x, y), half_squared_distances(x, x)
             a_log = log_weights(torch.ones(y.shape[0], 1, device=y.device))
             b_log = log_weights(self._b_mass(y.shape[0]))
             recorded: list[torch.Tensor] = []
@@ -1063,8 +1068,7 @@ class _BatchedSinkhorn:
                     recorded.append(out)
                 return out
 
-            sinkhorn_loop(softmin, a_log, b_log, c_xx, c_yy, c_xy, c_xy.transpose(1, 2).contiguous(), self.eps_list,
-                          None, debias=True)
+            self._run_loop(softmin, a_log, b_log, y[:, :1], y, c_yy)
             chunks.append(recorded)
         return [torch.cat([c[r] for c in chunks]) for r in range(len(chunks[0]))]
 
@@ -1089,12 +1093,9 @@ class _BatchedSinkhorn:
                 if self.loop is None:
                     f_pot, g_pot = self.samples_loss(a, x, b_mass, y)
                 else:
-                    sinkhorn_loop, log_weights, _ = self.loop
-                    c_xy = half_squared_distances(x, y)
+                    log_weights = self.loop[1]
                     replay = _Replay([r[choice[rows]] for r in self._bb_rounds])
-                    f_aa, g_bb, g_ab, f_ba = sinkhorn_loop(
-                        _softmin, log_weights(a), log_weights(b_mass), half_squared_distances(x, x), replay,
-                        c_xy, c_xy.transpose(1, 2).contiguous(), self.eps_list, None, debias=True)
+                    f_aa, g_bb, g_ab, f_ba = self._run_loop(_softmin, log_weights(a), log_weights(b_mass), x, y, replay)
                     if replay.used != len(replay.rounds):
                         raise RuntimeError("geomloss's Sinkhorn loop used fewer b<->b rounds than were recorded")
                     f_pot, g_pot = f_ba - f_aa, g_ab - g_bb
