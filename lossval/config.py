@@ -36,9 +36,10 @@ _STRATEGIES = ("file", "column", "stratified", "latest")
 _POLICIES = ("fraction", "threshold", "two_means", "mixture")
 _LOSSVAL_KEYS = {
     "n_layers": int, "width": int, "activation": str, "epochs": int, "batch_size": int, "lr": float,
-    "weight_lr": float, "sinkhorn_schedule": str, "distance_power": float, "normalize_masses": bool,
+    "weight_lr": (float, str), "sinkhorn_schedule": str, "distance_power": float, "normalize_masses": bool,
     "nonnegative": bool, "blur": (float, str), "scaling": float, "label_cost": (float, str),
-    "val_subsample": int, "average_last": int, "loss_weighting": str, "weight_eps_ratio": float,
+    "val_subsample": int, "average_last": int, "loss_weighting": str, "weight_eps_ratio": (float, str),
+    "weight_warmup_epochs": (int, str),
     "standardize": bool, "device": str,
 }
 

@@ -64,6 +64,14 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "none.yaml")
 
 
+def test_lossval_options_take_auto_or_a_value() -> None:
+    opts = {"weight_lr": "auto", "weight_eps_ratio": 10, "weight_warmup_epochs": 2, "label_cost": "auto"}
+    cfg = config_from_dict({**BASE, "lossval": opts})
+    assert cfg.lossval == {"weight_lr": "auto", "weight_eps_ratio": 10.0, "weight_warmup_epochs": 2, "label_cost": "auto"}
+    with pytest.raises(ConfigError, match="'lossval.weight_warmup_epochs' must be int or str"):
+        config_from_dict({**BASE, "lossval": {"weight_warmup_epochs": 1.5}})
+
+
 def test_fingerprint_tracks_sections() -> None:
     a = config_from_dict({**BASE, "lossval": {"epochs": 5}})
     b = config_from_dict({**BASE, "lossval": {"epochs": 6}})

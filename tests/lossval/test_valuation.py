@@ -236,10 +236,12 @@ _PAPER_LIKE = dict(loss_weighting="sum", normalize_masses=False, nonnegative=Fal
                    label_cost=0.0, val_subsample=None, average_last=1, batch_size=28)
 
 
-@pytest.mark.parametrize("task, options", [("classification", {}), ("regression", _PAPER_LIKE)])
+@pytest.mark.parametrize("task, options", [("classification", {}), ("regression", _PAPER_LIKE),
+                                           ("regression", {"weight_warmup_epochs": 1})])
 def test_epoch_schedule_equals_step_schedule(task: str, options: dict) -> None:
     # The "epoch" schedule is the paper's per-step algorithm reorganised, not an approximation:
-    # with our defaults, and with the paper's weighting, raw masses, no clamp and plain Adam.
+    # with our defaults (regression's with its weight warm-up), and with the paper's weighting,
+    # raw masses, no clamp and plain Adam.
     Xn, yn, Xv, yv, _ = _noisy_classification()
     if task == "regression":
         yn, yv = Xn @ np.arange(1.0, 6.0), Xv @ np.arange(1.0, 6.0)  # 500 rows: a short last batch of 24
@@ -386,7 +388,7 @@ def test_device_requests() -> None:
         LossVal(sinkhorn_schedule="sometimes", verbose=False).fit(Xn, yn, Xv, yv)
 
 
-def test_label_cost_and_weight_eps_ratio_are_checked_and_resolved() -> None:
+def test_task_dependent_settings_are_checked_and_resolved() -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
     for bad in (-1.0, "high", True, float("nan")):
         with pytest.raises(ConfigError, match="label_cost"):
@@ -394,9 +396,35 @@ def test_label_cost_and_weight_eps_ratio_are_checked_and_resolved() -> None:
     for bad in (0, -2.0, "big", float("inf")):
         with pytest.raises(ConfigError, match="weight_eps_ratio"):
             LossVal(weight_eps_ratio=bad, epochs=1, verbose=False).fit(Xn, yn, Xv, yv)
-    assert LossVal().resolved_label_cost("classification") == 1.0
+    for bad in (0.0, -0.01, "fast"):
+        with pytest.raises(ConfigError, match="weight_lr"):
+            LossVal(weight_lr=bad, epochs=1, verbose=False).fit(Xn, yn, Xv, yv)
+    for bad in (-1, 3, 1.5, True, "soon"):  # 3 of 3 epochs would leave the weights at 1
+        with pytest.raises(ConfigError, match="weight_warmup_epochs"):
+            LossVal(weight_warmup_epochs=bad, epochs=3, verbose=False).fit(Xn, yn, Xv, yv)
+    assert LossVal(lr=0.02).resolved("classification") == {
+        "label_cost": 1.0, "weight_lr": 0.02, "weight_eps_ratio": 3.0, "weight_warmup_epochs": 0}
+    assert LossVal(lr=0.02, epochs=30).resolved("regression") == {
+        "label_cost": 0.5, "weight_lr": 0.16, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3}
+    assert LossVal(epochs=9).resolved("regression")["weight_warmup_epochs"] == 0  # epochs // 10
+    explicit = LossVal(label_cost=0.0, weight_lr=None, weight_eps_ratio=None, weight_warmup_epochs=2)
+    assert explicit.resolved("regression") == {
+        "label_cost": 0.0, "weight_lr": 0.01, "weight_eps_ratio": None, "weight_warmup_epochs": 2}
     assert LossVal().resolved_label_cost("regression") == 0.5
-    assert LossVal(label_cost=0.0).resolved_label_cost("classification") == 0.0
+    lv = LossVal(task="regression", epochs=10, verbose=False).fit(Xn, Xn[:, 0], Xv, Xv[:, 0])
+    assert lv.settings_ == LossVal(epochs=10).resolved("regression")
+
+
+@pytest.mark.parametrize("schedule", ["epoch", "step"])
+def test_weight_warmup_holds_the_weights_while_adam_records_their_gradients(schedule: str) -> None:
+    Xn, yn, Xv, yv, _ = _noisy_classification()
+    common = dict(task="classification", epochs=4, verbose=False, seed=1, sinkhorn_schedule=schedule)
+    warm = LossVal(weight_warmup_epochs=2, **common).fit(Xn, yn, Xv, yv)
+    assert warm.history_["min_weight"][:2] == [1.0, 1.0] and warm.history_["mean_weight"][:2] == [1.0, 1.0]
+    assert warm.history_["min_weight"][3] < 0.99  # and they move once it is over
+    # Not the same as starting later: the first real step already has Adam's moments and eps.
+    late = LossVal(weight_warmup_epochs=0, **{**common, "epochs": 2}).fit(Xn, yn, Xv, yv)
+    assert np.abs(warm.weights_ - late.weights_).max() > 1e-3
 
 
 def test_weight_eps_is_ratio_times_mean_rms_gradient_of_the_weights() -> None:
@@ -465,6 +493,9 @@ def test_paper_settings_are_the_published_ones() -> None:
     assert not lv.nonnegative and not lv.normalize_masses and lv.average_last == 1
     reg = LossVal.paper_settings("regression", epochs=3)
     assert (reg.n_layers, reg.width, reg.activation, reg.epochs) == (3, 90, "tanh", 3)
+    # Plain Adam on the weights at the network's learning rate, from the first step.
+    assert reg.resolved("regression") == {
+        "label_cost": 0.0, "weight_lr": 0.01, "weight_eps_ratio": None, "weight_warmup_epochs": 0}
 
 
 def test_infer_task() -> None:
