@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from prefect import task
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.io import pause_point, write_json, write_parquet
-from lossval.valuation import LossVal
+from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
 
 __all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "feature_exclusions",
@@ -34,8 +35,15 @@ def feature_exclusions(config: PipelineConfig) -> list[str]:
 
 
 def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
-    """Cache key of a valuation: same snapshot + same split/encoding/LossVal settings -> same values."""
-    return f"{snapshot_hash}-{config.fingerprint('target', 'task', 'id_column', 'include', 'exclude', 'test_fraction', 'seed', 'validation', 'lossval', 'pruning')}"
+    """Cache key of a valuation: same snapshot + same split/encoding/LossVal settings + same
+    :data:`lossval.valuation.VALUES_VERSION` -> same values.
+
+    The version makes an upgrade that changes LossVal's defaults value again instead of
+    reusing values computed under the old ones.
+    """
+    sections = config.fingerprint('target', 'task', 'id_column', 'include', 'exclude', 'test_fraction', 'seed',
+                                  'validation', 'lossval', 'pruning')
+    return f"{snapshot_hash}-{hashlib.sha256(f'{sections}:values-v{VALUES_VERSION}'.encode()).hexdigest()[:16]}"
 
 
 def _cache_key(context, parameters) -> str:  # noqa: ANN001 (Prefect's signature)
@@ -68,7 +76,8 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
         table["noise_prob"] = lv.noise_probability()
     enc.save(out_dir / "encoder.json")
     write_json({"seconds": seconds, "device": str(lv.device_), "task": enc.task_, "history": lv.history_,
-                "params": json.loads(json.dumps(lv.get_params(), default=str)), "rows": len(tr),
+                "params": json.loads(json.dumps(lv.get_params(), default=str)), "settings": lv.settings_,
+                "values_version": VALUES_VERSION, "rows": len(tr),
                 "features": len(enc.encoded_names_)}, out_dir / "valuation.json")
     path = write_parquet(table, out_dir / "values.parquet")  # last: its presence marks a complete valuation
     return {"values": str(path), "encoder": str(out_dir / "encoder.json"), "report": str(out_dir / "valuation.json"),

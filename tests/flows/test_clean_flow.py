@@ -183,3 +183,20 @@ def test_demo_command_runs_the_pipeline_and_reports_the_noise_match(tmp_path: Pa
     assert "ui --backend-store-uri sqlite:///" in out
     manifest = next((tmp_path / "runs").glob("demo-breast_cancer-*/manifest.json"))
     assert verify_run(manifest.parent) == []
+
+
+def test_a_new_values_version_values_again_instead_of_reusing_old_values(workspace: Path, monkeypatch) -> None:
+    # An upgrade that changes LossVal's defaults bumps VALUES_VERSION; the same snapshot and
+    # config must then not be served values computed under the old defaults. (Last in the
+    # module: its run becomes the latest manifest, which earlier tests read.)
+    import tasks.value
+
+    cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    before = _latest_manifest(workspace, "breast_cancer")
+    monkeypatch.setattr(tasks.value, "VALUES_VERSION", tasks.value.VALUES_VERSION + 1000)
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    after = _latest_manifest(workspace, "breast_cancer")
+    assert after["outputs"]["values"] != before["outputs"]["values"]
+    report = json.loads((Path(after["outputs"]["values"]).parent / "valuation.json").read_text())
+    assert report["values_version"] == tasks.value.VALUES_VERSION
+    assert report["settings"]["weight_warmup_epochs"] == 0 and report["settings"]["label_cost"] == 1.0
