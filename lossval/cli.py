@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output parquet: row_id, value, rank[, noise_prob]")
     p.add_argument("--id-column", help="column holding a unique row id (default: derived from row content)")
     p.add_argument("--exclude", action="append", default=[], help="column to leave out of the features (repeatable)")
+    p.add_argument("--categorical", action="append", default=[],
+                   help="feature column to keep categorical even if it looks numeric, e.g. a zip code (repeatable)")
     p.add_argument("--noise-prob", action="store_true", help="add P(noisy) from the loss mixture model")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_valuation_options(p)
@@ -153,7 +155,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
             raise InputError(f"target column {args.target!r} not found in the {name} file; columns are {list(df.columns)[:10]}.", source=src)
     row_ids = assign_row_ids(train, id_column=args.id_column, source=args.data)
     exclude = list(args.exclude) + ([args.id_column] if args.id_column else [])
-    encoder = TabularEncoder(target=args.target, task=args.task, exclude=exclude or None, source=args.data).fit(train)
+    encoder = TabularEncoder(target=args.target, task=args.task, exclude=exclude or None,
+                             categorical=list(args.categorical) or None, source=args.data).fit(train)
     missing = [c for c in encoder.feature_columns_ if c not in valid.columns]
     if missing:
         raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.", source=args.validation)

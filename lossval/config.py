@@ -108,6 +108,7 @@ class PipelineConfig:
     id_column: str | None = None
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()  # feature columns kept categorical even when they look numeric
     test_fraction: float = 0.2
     test_path: str | None = None  # a curated test file; when set, no test rows are taken from the data
     seed: int = 0
@@ -288,9 +289,10 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
 
     features = raw.get("features") or {}
     if not isinstance(features, dict):
-        raise ConfigError("'features' must be a mapping with 'include' and/or 'exclude' lists.", source=source)
-    _check_keys("features", features, {"include", "exclude"}, source)
-    for k in ("include", "exclude"):
+        raise ConfigError("'features' must be a mapping with 'include', 'exclude' and/or 'categorical' lists.",
+                          source=source)
+    _check_keys("features", features, {"include", "exclude", "categorical"}, source)
+    for k in ("include", "exclude", "categorical"):
         v = features.get(k)
         if v is not None and not (isinstance(v, list) and all(isinstance(c, str) for c in v)):
             raise ConfigError(f"'features.{k}' must be a list of column names.", source=source)
@@ -352,6 +354,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-'.", source=source)
     return PipelineConfig(
         data=str(data), dataset=dataset, include=tuple(features["include"]) if features.get("include") else None,
-        exclude=tuple(features.get("exclude") or ()), validation=validation, lossval=lossval_opts,
+        exclude=tuple(features.get("exclude") or ()), categorical=tuple(features.get("categorical") or ()),
+        validation=validation, lossval=lossval_opts,
         pruning=pruning, retrain=retrain, gate=gate, tracking=tracking, **values,
     )

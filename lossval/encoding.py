@@ -330,8 +330,9 @@ class TabularEncoder:
             bad = present[parsed.isna()]
             raise InputError(
                 _non_numeric_message(bad, col, len(present))
-                + f"; fix or drop these rows, or pass categorical=[{col!r}] if it is "
-                "really categorical",
+                + f"; fix or drop these rows, or, if {col!r} is really categorical, declare it so "
+                f"(pipeline config: features.categorical: [{col}]; `lossval value`: --categorical {col}; "
+                f"TabularEncoder: categorical=[{col!r}])",
                 source=self.source,
             )
         return "categorical"

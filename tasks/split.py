@@ -50,7 +50,8 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
 def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> TabularEncoder:
     """An encoder fitted on every row: raises InputError naming the input row of a NaN, inf or text value."""
     enc = TabularEncoder(target=config.target, task=task_kind, features=list(config.include) if config.include else None,
-                         exclude=feature_exclusions(config), source=config.data)
+                         exclude=feature_exclusions(config), categorical=list(config.categorical) or None,
+                         source=config.data)
     with warnings.catch_warnings():  # constant columns are reported once, by the valuation stage
         warnings.simplefilter("ignore", UserWarning)
         return enc.fit(df)

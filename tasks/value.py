@@ -41,8 +41,8 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     The version makes an upgrade that changes LossVal's defaults value again instead of
     reusing values computed under the old ones.
     """
-    sections = config.fingerprint('target', 'task', 'id_column', 'include', 'exclude', 'test_fraction', 'seed',
-                                  'validation', 'lossval', 'pruning')
+    sections = config.fingerprint('target', 'task', 'id_column', 'include', 'exclude', 'categorical', 'test_fraction',
+                                  'seed', 'validation', 'lossval', 'pruning')
     return f"{snapshot_hash}-{hashlib.sha256(f'{sections}:values-v{VALUES_VERSION}'.encode()).hexdigest()[:16]}"
 
 
@@ -62,7 +62,8 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     tr = pd.read_parquet(train)
     va = pd.read_parquet(validation)
     enc = TabularEncoder(target=config.target, task=config.task, features=list(config.include) if config.include else None,
-                         exclude=feature_exclusions(config), source=config.data).fit(tr)
+                         exclude=feature_exclusions(config), categorical=list(config.categorical) or None,
+                         source=config.data).fit(tr)
     X, X_val = enc.transform(tr), enc.transform(va, source="validation split")
     enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error
     pause_point("value")  # test-only hook: fault tests kill the run here

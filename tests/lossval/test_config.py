@@ -64,6 +64,14 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "none.yaml")
 
 
+def test_features_categorical_is_read_and_checked() -> None:
+    cfg = config_from_dict({**BASE, "features": {"exclude": ["when"], "categorical": ["zip"]}})
+    assert cfg.categorical == ("zip",) and cfg.exclude == ("when",)
+    assert config_from_dict(BASE).categorical == ()
+    with pytest.raises(ConfigError, match="'features.categorical' must be a list of column names"):
+        config_from_dict({**BASE, "features": {"categorical": "zip"}})
+
+
 def test_lossval_options_take_auto_or_a_value() -> None:
     opts = {"weight_lr": "auto", "weight_eps_ratio": 10, "weight_warmup_epochs": 2, "label_cost": "auto"}
     cfg = config_from_dict({**BASE, "lossval": opts})

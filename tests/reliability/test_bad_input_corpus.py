@@ -203,7 +203,8 @@ def _(d: Path) -> list[str]:
     return _value_args(d, valid=valid)
 
 
-@case(VALUE_CASES, "string-in-numeric-column", "train.csv", "'a'", "'oops'", "row 17")
+@case(VALUE_CASES, "string-in-numeric-column", "train.csv", "'a'", "'oops'", "row 17", "--categorical a",
+      "features.categorical")
 def _(d: Path) -> list[str]:
     df = make_frame(120).astype({"a": object})
     df.loc[17, "a"] = "oops"
@@ -490,6 +491,15 @@ def test_bad_input_is_refused_cleanly(case_: Case, tmp_path: Path, capsys: pytes
     assert tree_hashes(tmp_path / "out") == {}  # no output, not even a temporary file
     assert not (tmp_path / "ws").exists()  # config problems: refused before anything is created
     assert not list(tmp_path.rglob("mlflow.db"))
+
+
+def test_a_column_declared_categorical_is_encoded_not_refused(tmp_path: Path) -> None:
+    # The fix the message above offers for a code-like column: declare it categorical.
+    df = make_frame(120).astype({"a": object})
+    df.loc[17, "a"] = "oops"
+    argv = _value_args(tmp_path, df, extra=("--id-column", "id", "--categorical", "a"))
+    assert main(argv) == 0
+    assert len(pd.read_parquet(tmp_path / "out" / "values.parquet")) == 120
 
 
 def _good_run(root: Path) -> Path:

@@ -1,0 +1,25 @@
+"""Pipeline options that reach the tasks without running a flow: features.categorical."""
+
+from __future__ import annotations
+
+import pytest
+
+from lossval.config import config_from_dict
+from lossval.errors import InputError
+from tasks.split import _check_encodable
+from tasks.value import valuation_key
+from tests.reliability._helpers import make_frame
+
+
+def _config(**features):
+    return config_from_dict({"data": "d.csv", "target": "label", "id_column": "id", "features": features})
+
+
+def test_features_categorical_reaches_the_encoder_and_the_cache_key() -> None:
+    df = make_frame(60).astype({"a": object})
+    df.loc[7, "a"] = "oops"  # 59 of 60 values parse: read as a numeric column with a typo
+    with pytest.raises(InputError, match="features.categorical"):
+        _check_encodable(df, _config(), "classification")
+    enc = _check_encodable(df, _config(categorical=["a"]), "classification")
+    assert "a" in enc.categorical_columns_
+    assert valuation_key("s", _config(categorical=["a"])) != valuation_key("s", _config())
