@@ -32,8 +32,9 @@ def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
     Paths in a loaded config are already absolute, so the mapping does not depend on a folder.
     """
     raw = config.to_dict()
-    include, exclude = raw.pop("include"), raw.pop("exclude")
-    raw["features"] = {"include": list(include) if include is not None else None, "exclude": list(exclude)}
+    include, exclude, categorical = raw.pop("include"), raw.pop("exclude"), raw.pop("categorical")
+    raw["features"] = {"include": list(include) if include is not None else None, "exclude": list(exclude),
+                       "categorical": list(categorical)}
     raw["valuation_deployment"] = None  # the deployment values in its own process; never recurse
     return raw
 

@@ -77,7 +77,7 @@ def test_config_round_trips_for_the_valuation_deployment(tmp_path: Path) -> None
     from lossval.config import config_from_dict
 
     config = config_from_dict({
-        "data": "d.csv", "target": "y", "id_column": "id", "features": {"exclude": ["t"]},
+        "data": "d.csv", "target": "y", "id_column": "id", "features": {"exclude": ["t"], "categorical": ["zip"]},
         "validation": {"strategy": "file", "path": "v.csv"}, "test_path": "t.csv", "lossval": {"epochs": 3, "blur": "auto"},
         "pruning": {"policy": "mixture"}, "tracking": {"experiment": "e"}, "valuation_deployment": "lossval-value/gpu",
     }, base_dir=tmp_path)
