@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 
 from lossval.config import PipelineConfig, load_config, mask_secrets, mask_uri
 from lossval.errors import GateFailed, LossvalError
-from lossval.io import write_json
+from lossval.io import sweep_orphaned_temp_files, write_json
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
 from tasks.gate import gate
@@ -59,6 +59,8 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
     run_id = f"{config.dataset}-{started:%Y%m%dT%H%M%SZ}-{fr_id[:8]}"
     for stale in sweep_stale_runs(ws.root / "runs"):
         log.warning("removed %s, the unfinished folder of a run that was killed", stale.name)
+    for orphan in sweep_orphaned_temp_files(ws.root / "values", ws.root / "snapshots"):
+        log.warning("removed %s, the temporary file of a write that was killed", orphan.relative_to(ws.root))
     staging = begin_run(ws.root / "runs", run_id)
     try:
         summary = _clean_data(config, ws=ws, staging=staging, run_id=run_id, started=started, fr_id=fr_id)

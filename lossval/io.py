@@ -2,7 +2,9 @@
 
 Input files are only ever read. Every output is written to a temporary file in the target
 folder and renamed into place, so a reader never sees a half-written file and a killed run
-leaves at most a ``.tmp-*`` file behind, never a truncated output.
+leaves at most a ``.tmp-*`` file behind, never a truncated output. Temporary names carry the
+writer's host and process id (``.tmp-<name>~<host>~<pid>~<random>``), so
+:func:`sweep_orphaned_temp_files` can remove the ones whose writer is gone.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import csv
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -29,6 +33,9 @@ __all__ = [
     "read_table",
     "list_data_files",
     "atomic_write",
+    "make_temp",
+    "process_alive",
+    "sweep_orphaned_temp_files",
     "write_parquet",
     "write_json",
     "json_default",
@@ -174,7 +181,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{final.name}-", dir=final.parent)
+    fd, tmp = make_temp(final)
     os.close(fd)
     try:
         write(tmp)
@@ -188,6 +195,64 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         raise
     _fsync_dir(final.parent)
     return final
+
+
+_TMP_OWNER = re.compile(r"~(?P<host>[A-Za-z0-9._-]{1,64})~(?P<pid>[0-9]{1,10})~[^~]*$")
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
+
+
+def make_temp(final: Path) -> tuple[int, str]:
+    """``tempfile.mkstemp`` next to ``final``, named ``.tmp-<name>~<host>~<pid>~<random>``.
+
+    Returns:
+        ``(fd, path)`` as ``mkstemp`` does; the caller closes ``fd``.
+    """
+    return tempfile.mkstemp(prefix=f".tmp-{final.name}~{_host_tag()}~{os.getpid()}~", dir=final.parent)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (``True`` when that cannot be told)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Remove the temporary files of writes whose process was killed before its rename.
+
+    Only files named by :func:`make_temp` on this host whose process is gone are removed;
+    anything else (another host's write, a live writer, an unrelated ``.tmp-*`` file) is
+    left alone.
+
+    Args:
+        roots: Folders to look in (missing ones are skipped).
+        recursive: Look in subfolders too.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    host = _host_tag()
+    for root in map(Path, roots):
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob(".tmp-*") if recursive else root.glob(".tmp-*")):
+            match = _TMP_OWNER.search(path.name)
+            if match is None or match["host"] != host or not path.is_file() or process_alive(int(match["pid"])):
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

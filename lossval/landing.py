@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lossval.errors import InputError, LossvalError
+from lossval.io import make_temp, sweep_orphaned_temp_files
 
 __all__ = [
     "ARRIVAL_EVENT",
@@ -247,6 +247,8 @@ class LandingScanner:
         self.settle_seconds = settle_seconds
         self.require_marker = require_marker
         self.state_path = Path(state_path) if state_path is not None else None
+        if self.state_path is not None:  # a state write killed before its rename
+            sweep_orphaned_temp_files(self.state_path.parent, recursive=False)
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
         self._warned: set[str] = set()
@@ -270,7 +272,7 @@ class LandingScanner:
             return
         state = {"version": _STATE_VERSION, "landing_dir": str(self.root), "emitted": self.emitted}
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{self.state_path.name}-", dir=self.state_path.parent)
+        fd, tmp = make_temp(self.state_path)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(state, fh, indent=2, sort_keys=True)

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from lossval.errors import InputError
-from lossval.io import read_json, write_json
+from lossval.io import process_alive, read_json, write_json
 
 __all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "row_counts", "begin_run", "complete_run", "discard_run",
            "sweep_stale_runs", "relocate"]
@@ -74,12 +74,10 @@ def _owner_alive(owner: dict[str, Any]) -> bool:
     if owner.get("host") != socket.gethostname():
         return True  # another machine's run: we cannot tell, so leave it
     try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, KeyError, TypeError, ValueError, OverflowError):
+        pid = int(owner["pid"])
+    except (KeyError, TypeError, ValueError):
         return True
-    return True
+    return process_alive(pid)
 
 
 def sweep_stale_runs(runs_root: Path) -> list[Path]:

@@ -9,7 +9,17 @@ import pandas as pd
 import pytest
 
 from lossval.errors import InputError
-from lossval.io import assign_row_ids, atomic_write, frame_fingerprint, read_table, write_parquet
+from lossval.io import (
+    _host_tag,
+    assign_row_ids,
+    atomic_write,
+    frame_fingerprint,
+    make_temp,
+    read_table,
+    sweep_orphaned_temp_files,
+    write_parquet,
+)
+from tests.reliability._helpers import dead_pid
 
 
 def test_folder_of_files_is_concatenated_and_schema_mismatch_named(tmp_path: Path) -> None:
@@ -57,3 +67,22 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
         atomic_write(target, fail)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["out.parquet"]
+
+
+def test_temp_files_name_their_writer_and_only_orphans_are_swept(tmp_path: Path) -> None:
+    fd, tmp = make_temp(tmp_path / "values.parquet")
+    os.close(fd)
+    assert Path(tmp).name.startswith(f".tmp-values.parquet~{_host_tag()}~{os.getpid()}~")
+    host, dead = _host_tag(), dead_pid()
+    (tmp_path / "sub").mkdir()
+    orphans = [tmp_path / f".tmp-a.json~{host}~{dead}~x1", tmp_path / "sub" / f".tmp-b.parquet~{host}~{dead}~x2"]
+    kept = [Path(tmp),  # this (live) process's write in flight
+            tmp_path / f".tmp-c.json~other-host~{dead}~x3",  # another machine's: cannot tell
+            tmp_path / ".tmp-d.json-abc123",  # not ours (old-style name): left alone
+            tmp_path / "values.parquet"]
+    for path in orphans + kept[1:]:
+        path.write_text("x")
+    assert sweep_orphaned_temp_files(tmp_path, recursive=False) == [orphans[0]]
+    assert sweep_orphaned_temp_files(tmp_path, tmp_path / "missing") == [orphans[1]]
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in orphans)
+

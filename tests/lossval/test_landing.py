@@ -193,7 +193,14 @@ def test_state_survives_a_restart_and_a_rewritten_file_lands_again(landing: Path
     assert saved["emitted"]["loans/a.csv"]["event_id"] == "e1" and saved["emitted"]["loans/a.csv"]["size"] == 4
     assert [p.name for p in state.parent.iterdir()] == ["watch.json"]  # no temp file left behind
 
+    # A state write killed before its rename leaves a temp file; the next scanner removes it.
+    from lossval.io import _host_tag
+    from tests.reliability._helpers import dead_pid
+
+    orphan = state.parent / f".tmp-watch.json~{_host_tag()}~{dead_pid()}~k1"
+    orphan.write_text("{")
     second = _scanner(landing, clock, state_path=state)
+    assert not orphan.exists()
     assert second.poll() == []
     f.write_text("a\n1\n2\n")  # a new version under the same name
     assert [x.size for x in second.poll()] == [6]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-__all__ = ["make_frame", "write_config", "tree_hashes"]
+__all__ = ["make_frame", "write_config", "tree_hashes", "dead_pid"]
 
 
 def make_frame(n: int = 120, *, seed: int = 0, classes: tuple = ("no", "yes")) -> pd.DataFrame:
@@ -22,6 +22,16 @@ def make_frame(n: int = 120, *, seed: int = 0, classes: tuple = ("no", "yes")) -
     label = np.array(classes, dtype=object)[np.searchsorted(cuts, score)]
     return pd.DataFrame({"id": [f"r{seed}-{i}" for i in range(n)], "a": a.round(6), "b": b.round(6),
                          "colour": rng.choice(["red", "blue", "green"], size=n), "label": label})
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (for tests of what a killed writer leaves)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def write_config(path: Path, **overrides) -> Path:

@@ -141,12 +141,13 @@ def test_sigkill_while_writing_values_then_rerun_completes_identically(config: P
     # The whole file is in a temporary sibling; the final name does not exist until the rename.
     (values_dir,) = (ws / "values").iterdir()
     assert not (values_dir / "values.parquet").exists()
-    (tmp_file,) = values_dir.glob(".tmp-values.parquet-*")
+    (tmp_file,) = values_dir.glob(".tmp-values.parquet~*")
     assert tmp_file.stat().st_size > 0
     _kill(proc)
 
     manifest = _check_rerun_matches(ws, config, reference, capsys)
     assert Path(manifest["outputs"]["values"]) == values_dir / "values.parquet"
+    assert not list(ws.rglob(".tmp-*"))  # the killed write's temporary file was swept
 
 
 def test_rerun_with_valuation_recomputed_is_byte_identical_and_registers_no_new_version(
