@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossval.io import write_parquet
+from lossval.io import sweep_orphaned_temp_files, write_parquet
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, sweep_stale_runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +36,14 @@ def test_sigkill_mid_write_leaves_the_previous_file_whole(tmp_path: Path) -> Non
     while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the writer never reached the pause point"
         time.sleep(0.05)
-    (tmp,) = tmp_path.glob(".tmp-values.parquet-*")  # the new content, complete, under a temporary name
+    (tmp,) = tmp_path.glob(".tmp-values.parquet~*")  # the new content, complete, under a temporary name
     assert len(pd.read_parquet(tmp)) == 500
+    assert sweep_orphaned_temp_files(tmp_path) == []  # its writer is alive: not an orphan
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert target.read_bytes() == before  # the old file, whole
     assert len(pd.read_parquet(target)) == 10
+    assert sweep_orphaned_temp_files(tmp_path) == [tmp]  # now it is
 
 
 def test_a_reader_never_sees_a_half_written_parquet(tmp_path: Path) -> None:
