@@ -415,6 +415,23 @@ def test_task_dependent_settings_are_checked_and_resolved() -> None:
     assert lv.settings_ == LossVal(epochs=10).resolved("regression")
 
 
+def test_values_version_is_bumped_with_the_defaults() -> None:
+    # Valuation caches key on VALUES_VERSION. Changing a default or an "auto" rule changes the
+    # values, so it must bump VALUES_VERSION (and update this test), or runs would reuse values
+    # computed under the old defaults.
+    from lossval.valuation import VALUES_VERSION
+
+    defaults = {
+        "task": "auto", "n_layers": None, "width": None, "activation": None, "epochs": 30, "batch_size": 32,
+        "lr": 0.01, "weight_lr": "auto", "sinkhorn_schedule": "epoch", "distance_power": 2.0,
+        "normalize_masses": True, "nonnegative": True, "blur": "auto", "scaling": 0.2, "label_cost": "auto",
+        "val_subsample": 64, "average_last": 5, "loss_weighting": "normalized", "weight_eps_ratio": "auto",
+        "weight_warmup_epochs": "auto", "standardize": True, "device": "auto", "seed": 0, "verbose": True,
+    }
+    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (2, defaults, {
+        "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
+
+
 @pytest.mark.parametrize("schedule", ["epoch", "step"])
 def test_weight_warmup_holds_the_weights_while_adam_records_their_gradients(schedule: str) -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
