@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lossval.errors import InputError, LossvalError
-from lossval.io import make_temp, sweep_orphaned_temp_files
+from lossval.io import sweep_orphaned_temp_files, write_json
 
 __all__ = [
     "ARRIVAL_EVENT",
@@ -271,19 +271,7 @@ class LandingScanner:
         if self.state_path is None:
             return
         state = {"version": _STATE_VERSION, "landing_dir": str(self.root), "emitted": self.emitted}
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = make_temp(self.state_path)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(state, fh, indent=2, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.state_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_json(state, self.state_path)
 
     def _candidates(self) -> Iterator[tuple[str, Path]]:
         """(relative posix path, path) of data-file names at the top level and one folder down."""

@@ -12,7 +12,7 @@ from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
 from lossval.io import assign_row_ids, read_table, write_parquet
 from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation
-from tasks.value import feature_exclusions
+from tasks.value import config_encoder
 
 __all__ = ["split"]
 
@@ -49,9 +49,7 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
 
 def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> TabularEncoder:
     """An encoder fitted on every row: raises InputError naming the input row of a NaN, inf or text value."""
-    enc = TabularEncoder(target=config.target, task=task_kind, features=list(config.include) if config.include else None,
-                         exclude=feature_exclusions(config), categorical=list(config.categorical) or None,
-                         source=config.data)
+    enc = config_encoder(config, task_kind)
     with warnings.catch_warnings():  # constant columns are reported once, by the valuation stage
         warnings.simplefilter("ignore", UserWarning)
         return enc.fit(df)

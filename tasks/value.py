@@ -18,7 +18,7 @@ from lossval.io import pause_point, write_json, write_parquet
 from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
 
-__all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "feature_exclusions",
+__all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "feature_exclusions", "config_encoder",
            "RESULTS_DIR_NAME", "CACHE_KEY_PREFIX"]
 
 RESULTS_DIR_NAME = "prefect-results"  # under the workspace: the valuation cache records
@@ -32,6 +32,13 @@ def feature_exclusions(config: PipelineConfig) -> list[str]:
         if c:
             cols.append(c)
     return list(dict.fromkeys(cols))
+
+
+def config_encoder(config: PipelineConfig, task: str) -> TabularEncoder:
+    """The (unfitted) encoder the config's feature options describe, for ``task``."""
+    return TabularEncoder(target=config.target, task=task, features=list(config.include) if config.include else None,
+                          exclude=feature_exclusions(config), categorical=list(config.categorical) or None,
+                          source=config.data)
 
 
 def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
@@ -61,9 +68,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     out_dir = Workspace.at(workspace).values_dir(key)
     tr = pd.read_parquet(train)
     va = pd.read_parquet(validation)
-    enc = TabularEncoder(target=config.target, task=config.task, features=list(config.include) if config.include else None,
-                         exclude=feature_exclusions(config), categorical=list(config.categorical) or None,
-                         source=config.data).fit(tr)
+    enc = config_encoder(config, config.task).fit(tr)
     X, X_val = enc.transform(tr), enc.transform(va, source="validation split")
     enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error
     pause_point("value")  # test-only hook: fault tests kill the run here
