@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -432,6 +434,51 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
 
 
+def _fingerprint_data(task: str):
+    """96 rows, 10 with another row's target; a fixed generator, nothing else shared."""
+    rng = np.random.default_rng(7)
+    X, X_val = rng.normal(size=(96, 4)), rng.normal(size=(24, 4))
+
+    def f(Z: np.ndarray) -> np.ndarray:
+        return Z[:, 0] - 0.5 * Z[:, 1] + 0.3 * Z[:, 2] ** 2
+
+    y, y_val = f(X) + 0.1 * rng.normal(size=96), f(X_val)
+    y[:10] = y[10:20].copy()
+    if task == "classification":
+        y, y_val = (y > 0).astype(int), (y_val > 0).astype(int)
+    return X, y, X_val, y_val
+
+
+FINGERPRINT_FILE = Path(__file__).with_name("values_fingerprint.json")
+
+
+def _fingerprint_values(task: str, schedule: str = "epoch") -> np.ndarray:
+    X, y, X_val, y_val = _fingerprint_data(task)
+    return LossVal(task=task, epochs=10, verbose=False, device="cpu", sinkhorn_schedule=schedule).fit(
+        X, y, X_val, y_val).values_
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("schedule", ["epoch", "step"])
+def test_values_version_is_bumped_when_the_values_change(task: str, schedule: str) -> None:
+    # The pinning test above catches a changed default; this one catches a changed algorithm
+    # (objective, optimiser, averaging, blur rule...) that moves the values under the same
+    # defaults: a 10% larger blur moves a classification value by 4e-4. The recorded values were
+    # measured on CPU with torch 2.13 (identical with 1 and 2 threads; the schedules agree to 1e-6).
+    # After an intended change: bump VALUES_VERSION, then `python tests/lossval/test_valuation.py`
+    # records the new values under it.
+    from lossval.valuation import VALUES_VERSION
+
+    recorded = json.loads(FINGERPRINT_FILE.read_text())
+    assert str(VALUES_VERSION) in recorded, (
+        f"no values recorded for VALUES_VERSION {VALUES_VERSION} in {FINGERPRINT_FILE.name}: "
+        f"run `python tests/lossval/test_valuation.py`")
+    np.testing.assert_allclose(_fingerprint_values(task, schedule), recorded[str(VALUES_VERSION)][task], rtol=0,
+                               atol=1e-4, err_msg=(
+        f"{task} values moved under VALUES_VERSION {VALUES_VERSION}: bump VALUES_VERSION so cached values are "
+        f"recomputed, then run `python tests/lossval/test_valuation.py` to record the new ones"))
+
+
 @pytest.mark.parametrize("schedule", ["epoch", "step"])
 def test_weight_warmup_holds_the_weights_while_adam_records_their_gradients(schedule: str) -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
@@ -520,3 +567,14 @@ def test_infer_task() -> None:
     assert infer_task(np.array([0, 1, 2])) == "classification"
     assert infer_task(np.arange(100)) == "regression"
     assert infer_task(np.array([0.5, 1.5])) == "regression"
+
+
+if __name__ == "__main__":  # record the values fingerprint of the current VALUES_VERSION (see above)
+    from lossval.io import write_json
+    from lossval.valuation import VALUES_VERSION
+
+    table = json.loads(FINGERPRINT_FILE.read_text()) if FINGERPRINT_FILE.exists() else {}
+    table[str(VALUES_VERSION)] = {task: [round(float(v), 6) for v in _fingerprint_values(task)]
+                                  for task in ("classification", "regression")}
+    write_json(table, FINGERPRINT_FILE)
+    print(f"recorded VALUES_VERSION {VALUES_VERSION} in {FINGERPRINT_FILE}")
