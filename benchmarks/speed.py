@@ -1,12 +1,15 @@
 """Speed and memory of LossVal on CPU, against plain training of the same network.
 
-Measures (all on synthetic classification data, ``--features`` columns, 100 validation rows):
+Measures (on synthetic data, ``--features`` columns, 100 validation rows; classification unless
+said otherwise):
 
 * 1,000 rows, 30 epochs: LossVal defaults vs unweighted training of the same MLP with the same
   epochs / batch size / learning rate and the same network optimiser (and, for reference, with
   ``torch.optim.Adam``), interleaved per seed (``--repeats``; median per-seed ratio); the
   paper settings (``LossVal.paper_settings``) vs plain training of the paper's 5-layer MLP.
   With torch's default thread count, and again with 1 thread.
+* The same 1,000-row comparison on synthetic regression (LossVal's regression defaults: 3 tanh
+  layers of width 90, squared error) against plain training of that MLP; default threads.
 * Scaling: 10k, 30k and 100k rows, one run each in a fresh subprocess (torch default threads)
   that reports its wall time and its peak resident memory (``ru_maxrss``) and the growth of
   that peak over the resident memory just before ``fit``.
@@ -44,32 +47,46 @@ TARGET_SECONDS_100K = 120.0
 TARGET_PEAK_MB_100K = 2048.0
 
 
-def make_data(n_rows: int, n_features: int, n_valid: int = 100, seed: int = 0) -> tuple[np.ndarray, ...]:
-    """Standardised synthetic classification rows: ``(X (n, d), y (n,), X_val (m, d), y_val (m,))``."""
-    from sklearn.datasets import make_classification
+def make_data(n_rows: int, n_features: int, n_valid: int = 100, seed: int = 0,
+              task: str = "classification") -> tuple[np.ndarray, ...]:
+    """Standardised synthetic rows: ``(X (n, d), y (n,), X_val (m, d), y_val (m,))``.
 
-    X, y = make_classification(n_samples=n_rows + n_valid, n_features=n_features,
-                               n_informative=max(2, n_features // 2), random_state=seed)
+    Classification: two classes (``make_classification``); regression: ``make_regression`` with
+    half the features informative and noise, the target standardised with the training rows.
+    """
+    from sklearn.datasets import make_classification, make_regression
+
+    informative = max(2, n_features // 2)
+    if task == "regression":
+        X, y = make_regression(n_samples=n_rows + n_valid, n_features=n_features, n_informative=informative,
+                               noise=10.0, random_state=seed)
+        y = (y - y[:n_rows].mean()) / y[:n_rows].std()
+    else:
+        X, y = make_classification(n_samples=n_rows + n_valid, n_features=n_features,
+                                   n_informative=informative, random_state=seed)
+        y = y.astype(np.int64)
     X = (X - X[:n_rows].mean(axis=0)) / X[:n_rows].std(axis=0)
-    return X[:n_rows], y[:n_rows].astype(np.int64), X[n_rows:], y[n_rows:].astype(np.int64)
+    return X[:n_rows], y[:n_rows], X[n_rows:], y[n_rows:]
 
 
-def time_lossval(data: tuple[np.ndarray, ...], *, epochs: int, paper: bool = False, seed: int = 0) -> float:
+def time_lossval(data: tuple[np.ndarray, ...], *, epochs: int, paper: bool = False, seed: int = 0,
+                 task: str = "classification") -> float:
     """Seconds of one ``LossVal.fit`` (defaults, or paper settings) on CPU."""
     from lossval import LossVal
 
     if paper:
-        lv = LossVal.paper_settings("classification", epochs=epochs, verbose=False, device="cpu", seed=seed)
+        lv = LossVal.paper_settings(task, epochs=epochs, verbose=False, device="cpu", seed=seed)
     else:
-        lv = LossVal(task="classification", epochs=epochs, verbose=False, device="cpu", seed=seed)
+        lv = LossVal(task=task, epochs=epochs, verbose=False, device="cpu", seed=seed)
     t0 = time.perf_counter()
     lv.fit(*data)
     return time.perf_counter() - t0
 
 
 def time_plain(data: tuple[np.ndarray, ...], *, epochs: int, n_layers: int = 3, seed: int = 0,
-               optimizer: str = "flat") -> float:
-    """Seconds of unweighted training of the same MLP (width 100, ReLU) for ``epochs``.
+               optimizer: str = "flat", task: str = "classification") -> float:
+    """Seconds of unweighted training of LossVal's MLP for ``task`` (classification: width 100,
+    ReLU; regression: width 90, tanh) for ``epochs``.
 
     ``optimizer="flat"`` trains with LossVal's own network optimiser (like for like: the ratio
     then measures what valuing adds to training); ``"torch"`` with ``torch.optim.Adam``, the
@@ -80,7 +97,8 @@ def time_plain(data: tuple[np.ndarray, ...], *, epochs: int, n_layers: int = 3, 
     train = default_training()
     X, y = data[0], data[1]
     t0 = time.perf_counter()
-    train_plain(X, y, task="classification", n_outputs=int(y.max()) + 1, epochs=epochs,
+    n_outputs = int(y.max()) + 1 if task == "classification" else 1
+    train_plain(X, y, task=task, n_outputs=n_outputs, epochs=epochs,
                 batch_size=int(train["batch_size"]), lr=float(train["lr"]), seed=seed, n_layers=n_layers,
                 optimizer=optimizer)
     return time.perf_counter() - t0
@@ -97,6 +115,23 @@ def _interleaved(fns: dict[str, Any], repeats: int) -> dict[str, list[float]]:
         for name, fn in fns.items():
             runs[name].append(fn(seed))
     return runs
+
+
+def measure_regression(rows: int, features: int, epochs: int, repeats: int) -> dict[str, Any]:
+    """LossVal's regression defaults against plain training of their MLP, interleaved per seed."""
+    import torch
+
+    data = make_data(rows, features, task="regression")
+    time_lossval(make_data(200, features, task="regression"), epochs=1, task="regression")  # warm-up
+    time_plain(data, epochs=1, task="regression")
+    runs = _interleaved({"plain": lambda s: time_plain(data, epochs=epochs, seed=s, task="regression"),
+                         "lossval": lambda s: time_lossval(data, epochs=epochs, seed=s, task="regression")}, repeats)
+    ratios = [a / b for a, b in zip(runs["lossval"], runs["plain"])]
+    block: dict[str, Any] = {"threads": torch.get_num_threads(), "ratio_lossval": statistics.median(ratios),
+                             "ratios_lossval": ratios}
+    for key, times in runs.items():
+        block[key] = {"median": statistics.median(times), "runs": times}
+    return block
 
 
 def _rss_now_kb() -> float:
@@ -143,6 +178,26 @@ def _verdict(ok: bool | None) -> str:
     return "N/A" if ok is None else ("PASS" if ok else "FAIL")
 
 
+def _table_rows(blocks: list[tuple[dict[str, Any], str]]) -> list[str]:
+    """Markdown rows of the timing tables, one block per thread setting."""
+    lines = []
+    for block, label in blocks:
+        # (row, the ratio shown on it, text before that ratio)
+        for name, ratio_key, prefix in (("lossval", "lossval", ""), ("plain", None, ""),
+                                        ("plain_torch_adam", "lossval_vs_plain_torch_adam", "lossval / this: "),
+                                        ("lossval_paper", "lossval_paper", ""), ("plain_paper_arch", None, "")):
+            if name not in block:
+                continue
+            row = block[name]
+            ratio = block.get(f"ratio_{ratio_key}", "") if ratio_key else ""
+            ratio_txt = f"{prefix}{ratio:.2f}" if isinstance(ratio, float) else ""
+            if ratio_key and f"ratios_{ratio_key}" in block:
+                ratio_txt += f" ({', '.join(f'{x:.2f}' for x in block[f'ratios_{ratio_key}'])})"
+            lines.append(f"| {label} | {name} | {row['median']:.3f} | "
+                         f"{', '.join(f'{x:.2f}' for x in row['runs'])} | {ratio_txt} |")
+    return lines
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     """speed.md from the result dict."""
     m, base = res["meta"], res["base"]
@@ -157,22 +212,10 @@ def render_markdown(res: dict[str, Any]) -> str:
              "between minutes, which this cancels).", "",
              f"## {base['rows']} rows", "",
              "| threads | method | median s | runs | ratio to plain (per-seed ratios) |", "|---|---|---|---|---|"]
-    for threads_key, label in (("default_threads", f"default ({m['default_threads']})"), ("one_thread", "1")):
-        block = base[threads_key]
-        # (row, the ratio shown on it, text before that ratio)
-        for name, ratio_key, prefix in (("lossval", "lossval", ""), ("plain", None, ""),
-                                        ("plain_torch_adam", "lossval_vs_plain_torch_adam", "lossval / this: "),
-                                        ("lossval_paper", "lossval_paper", ""), ("plain_paper_arch", None, "")):
-            if name not in block:
-                continue
-            row = block[name]
-            ratio = block.get(f"ratio_{ratio_key}", "") if ratio_key else ""
-            ratio_txt = f"{prefix}{ratio:.2f}" if isinstance(ratio, float) else ""
-            if ratio_key and f"ratios_{ratio_key}" in block:
-                ratio_txt += f" ({', '.join(f'{x:.2f}' for x in block[f'ratios_{ratio_key}'])})"
-            lines.append(f"| {label} | {name} | {row['median']:.3f} | "
-                         f"{', '.join(f'{x:.2f}' for x in row['runs'])} | {ratio_txt} |")
-    spreads = [max(r["runs"]) / min(r["runs"]) for blk in (base["default_threads"], base["one_thread"])
+    blocks = [(base["default_threads"], f"default ({m['default_threads']})"), (base["one_thread"], "1")]
+    lines += _table_rows(blocks)
+    spreads = [max(r["runs"]) / min(r["runs"]) for blk in (base["default_threads"], base["one_thread"],
+                                                           base.get("regression", {}))
                for k, r in blk.items() if isinstance(r, dict) and "runs" in r and min(r["runs"]) > 0]
     if spreads and max(spreads) > 2.0:
         lines += ["", f"**Warning:** repeated runs differ by up to {max(spreads):.1f}x: the machine was busy with other "
@@ -183,8 +226,16 @@ def render_markdown(res: dict[str, Any]) -> str:
               "same training with `torch.optim.Adam(fused=True)`, the loop most users would write (same maths, more "
               "per-step overhead); its row shows LossVal's time relative to it. `lossval_paper` = "
               "`LossVal.paper_settings` (5x100 ReLU MLP, one Sinkhorn call per step); its ratio is to "
-              "`plain_paper_arch` (plain training of that 5-layer MLP, FlatAdam).",
-              "", "## Scaling (one fresh subprocess per size, torch default threads, one run each)", "",
+              "`plain_paper_arch` (plain training of that 5-layer MLP, FlatAdam)."]
+    if "regression" in base:
+        reg = base["regression"]
+        lines += ["", f"## {base['rows']} rows, regression", "",
+                  "`make_regression` data of the same shape; LossVal's regression defaults (3 tanh layers of width 90, "
+                  "squared error; the weights held during the first epochs) against plain training of that MLP "
+                  "(FlatAdam), interleaved the same way.", "",
+                  "| threads | method | median s | runs | ratio to plain (per-seed ratios) |", "|---|---|---|---|---|"]
+        lines += _table_rows([(reg, str(reg["threads"]))])
+    lines += ["", "## Scaling (one fresh subprocess per size, torch default threads, one run each)", "",
               "| rows | seconds | s per 1k rows | peak RSS MB | RSS before fit MB | peak growth MB |",
               "|---|---|---|---|---|---|"]
     for row in res["scaling"]:
@@ -212,7 +263,7 @@ def build_targets(base: dict[str, Any], scaling: list[dict[str, Any]], *, rows: 
     big = next((r for r in scaling if r["rows"] == 100_000), None)
     timed_out = big is not None and "timed out" in big.get("error", "")
     ok = big is not None and "error" not in big
-    return [
+    targets = [
         {"target": f"{rows} rows x {features} features, {epochs} epochs <= {TARGET_SECONDS_1K} s",
          "measured": f"{b['lossval']['median']:.2f} s", "pass": b["lossval"]["median"] <= TARGET_SECONDS_1K},
         {"target": f"LossVal / plain training <= {TARGET_RATIO}",
@@ -226,6 +277,15 @@ def build_targets(base: dict[str, Any], scaling: list[dict[str, Any]], *, rows: 
          "measured": f"{big['peak_rss_mb']:.0f} MB (growth {big['peak_growth_mb']:.0f} MB)" if ok else "not measured",
          "pass": big["peak_rss_mb"] <= TARGET_PEAK_MB_100K if ok else None},
     ]
+    reg = base.get("regression")
+    if reg is not None:
+        targets[2:2] = [
+            {"target": f"regression: {rows} rows x {features} features, {epochs} epochs <= {TARGET_SECONDS_1K} s",
+             "measured": f"{reg['lossval']['median']:.2f} s", "pass": reg["lossval"]["median"] <= TARGET_SECONDS_1K},
+            {"target": f"regression: LossVal / plain training <= {TARGET_RATIO}",
+             "measured": f"{reg['ratio_lossval']:.2f}", "pass": reg["ratio_lossval"] <= TARGET_RATIO},
+        ]
+    return targets
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
@@ -285,9 +345,10 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         base["one_thread"] = measure(with_paper=False)
     finally:
         torch.set_num_threads(default_threads)
-    print(f"{args.rows} rows: lossval {base['default_threads']['lossval']['median']:.2f} s, plain "
-          f"{base['default_threads']['plain']['median']:.2f} s, ratio {base['default_threads']['ratio_lossval']:.2f}",
-          flush=True)
+    base["regression"] = measure_regression(args.rows, args.features, args.epochs, args.repeats)
+    for label, block in (("classification", base["default_threads"]), ("regression", base["regression"])):
+        print(f"{args.rows} rows, {label}: lossval {block['lossval']['median']:.2f} s, plain "
+              f"{block['plain']['median']:.2f} s, ratio {block['ratio_lossval']:.2f}", flush=True)
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if args.quick:

@@ -125,5 +125,12 @@ def test_speed_run_writes_json(tmp_path: Path) -> None:
     assert child["rows"] == 300 and "error" not in child
     assert child["peak_rss_mb"] >= child["rss_before_mb"] > 0
     assert math.isclose(child["seconds_per_1k_rows"], child["seconds"] / 0.3)
+    # Regression: its own interleaved pair, and its own targets next to classification's.
+    reg = res["base"]["regression"]
+    assert reg["ratios_lossval"] == [reg["lossval"]["runs"][0] / reg["plain"]["runs"][0]]
+    assert "rows, regression" in paths["md"].read_text()
+    names = [t["target"] for t in res["targets"]]
+    assert [n.startswith("regression:") for n in names] == [False, False, True, True, False, False]
+    assert res["targets"][3]["pass"] == (reg["ratio_lossval"] <= speed.TARGET_RATIO)
     # The 100k-row targets were not run, so they are neither passed nor failed.
-    assert [t["pass"] for t in res["targets"]][2:] == [None, None]
+    assert [t["pass"] for t in res["targets"]][4:] == [None, None]
