@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# CPU wheel on these machines; pinned so pip never pulls a multi-GB CUDA build.
-	$(BIN)/pip install --quiet "torch==2.13.0"
+	# CPU wheel on these machines; pinned so pip never pulls a multi-GB CUDA build. A torch
+	# already in .venv (e.g. your CUDA build, any version >= 2.2) is kept.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
