@@ -25,6 +25,8 @@ from tasks.value import valuation_key, value_cached
 
 __all__ = ["clean_dataset", "run_cleaning"]
 
+ONE_DAY_S = 24 * 3600  # no write of lossval's takes this long
+
 
 def _timed(record: dict, name: str, start: float, timings: dict) -> dict:
     timings[name] = time.perf_counter() - start
@@ -59,7 +61,9 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
     run_id = f"{config.dataset}-{started:%Y%m%dT%H%M%SZ}-{fr_id[:8]}"
     for stale in sweep_stale_runs(ws.root / "runs"):
         log.warning("removed %s, the unfinished folder of a run that was killed", stale.name)
-    for orphan in sweep_orphaned_temp_files(ws.root / "values", ws.root / "snapshots"):
+    # values/ and snapshots/ hold only lossval's files: a temp file there whose writer cannot be
+    # checked (another host, the naming before writers were recorded) is abandoned after a day.
+    for orphan in sweep_orphaned_temp_files(ws.root / "values", ws.root / "snapshots", stale_after_s=ONE_DAY_S):
         log.warning("removed %s, the temporary file of a write that was killed", orphan.relative_to(ws.root))
     staging = begin_run(ws.root / "runs", run_id)
     try:

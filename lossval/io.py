@@ -224,29 +224,45 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = True,
+                              stale_after_s: float | None = None) -> list[Path]:
     """Remove the temporary files of writes whose process was killed before its rename.
 
-    Only files named by :func:`make_temp` on this host whose process is gone are removed;
-    anything else (another host's write, a live writer, an unrelated ``.tmp-*`` file) is
-    left alone.
+    Files named by :func:`make_temp` on this host whose process is gone are removed. Other
+    ``.tmp-*`` files (another host's write, an older naming with no owner in it, anything
+    else) are removed only when ``stale_after_s`` is given and they were last modified longer
+    ago than that; a live writer's file on this host is always left alone.
 
     Args:
         roots: Folders to look in (missing ones are skipped).
         recursive: Look in subfolders too.
+        stale_after_s: Age in seconds after which a ``.tmp-*`` file whose owner cannot be
+            checked is taken as abandoned. ``None`` (default): never; pass it only for
+            folders that hold nothing but lossval's own files.
 
     Returns:
         The files removed.
     """
     removed: list[Path] = []
     host = _host_tag()
+    now = time.time()
     for root in map(Path, roots):
         if not root.is_dir():
             continue
         for path in sorted(root.rglob(".tmp-*") if recursive else root.glob(".tmp-*")):
-            match = _TMP_OWNER.search(path.name)
-            if match is None or match["host"] != host or not path.is_file() or process_alive(int(match["pid"])):
+            if not path.is_file():
                 continue
+            match = _TMP_OWNER.search(path.name)
+            if match is not None and match["host"] == host:
+                if process_alive(int(match["pid"])):
+                    continue
+            else:
+                try:
+                    age = now - path.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if stale_after_s is None or age <= stale_after_s:
+                    continue
             try:
                 path.unlink()
             except FileNotFoundError:

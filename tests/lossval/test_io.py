@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -85,4 +86,19 @@ def test_temp_files_name_their_writer_and_only_orphans_are_swept(tmp_path: Path)
     assert sweep_orphaned_temp_files(tmp_path, recursive=False) == [orphans[0]]
     assert sweep_orphaned_temp_files(tmp_path, tmp_path / "missing") == [orphans[1]]
     assert all(p.exists() for p in kept) and not any(p.exists() for p in orphans)
+
+
+def test_temp_files_whose_owner_cannot_be_checked_are_swept_only_when_old_and_asked(tmp_path: Path) -> None:
+    day, host = 24 * 3600, _host_tag()
+    old = [tmp_path / ".tmp-d.json-abc123", tmp_path / f".tmp-c.json~other-host~{dead_pid()}~x3"]
+    recent = tmp_path / ".tmp-e.json-def456"
+    live_old = tmp_path / f".tmp-f.json~{host}~{os.getpid()}~x4"  # this process: alive, whatever its age
+    for path in [*old, recent, live_old]:
+        path.write_text("x")
+    two_days_ago = time.time() - 2 * day
+    for path in [*old, live_old]:
+        os.utime(path, (two_days_ago, two_days_ago))
+    assert sweep_orphaned_temp_files(tmp_path) == []  # not asked: owners unknown, left alone
+    assert sweep_orphaned_temp_files(tmp_path, stale_after_s=day) == sorted(old)
+    assert recent.exists() and live_old.exists() and not any(p.exists() for p in old)
 

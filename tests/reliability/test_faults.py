@@ -144,10 +144,18 @@ def test_sigkill_while_writing_values_then_rerun_completes_identically(config: P
     (tmp_file,) = values_dir.glob(".tmp-values.parquet~*")
     assert tmp_file.stat().st_size > 0
     _kill(proc)
+    # Temp files whose writer cannot be checked (the naming before writers were recorded):
+    # one abandoned two days ago, one from a minute ago that may still be in flight.
+    abandoned, recent = values_dir / ".tmp-values.parquet-old1", values_dir / ".tmp-values.parquet-old2"
+    for path in (abandoned, recent):
+        path.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(abandoned, (two_days_ago, two_days_ago))
 
     manifest = _check_rerun_matches(ws, config, reference, capsys)
     assert Path(manifest["outputs"]["values"]) == values_dir / "values.parquet"
-    assert not list(ws.rglob(".tmp-*"))  # the killed write's temporary file was swept
+    # The killed write's temporary file and the abandoned one were swept; the recent one stays.
+    assert list(ws.rglob(".tmp-*")) == [recent]
 
 
 def test_rerun_with_valuation_recomputed_is_byte_identical_and_registers_no_new_version(
