@@ -82,9 +82,10 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
              model["name"], model["version"])
     if tracking_error is not None:
         raise LossvalError(f"{tracking_error} Run folder: {run_dir}") from None
-    if not checked["passed"]:
-        raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: " + "; ".join(checked["failures"]))
     summary["run_dir"] = str(run_dir)
+    if not checked["passed"]:
+        raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: "
+                         + "; ".join(checked["failures"]) + f". Run folder: {run_dir}", summary=summary)
     return summary
 
 

@@ -85,14 +85,37 @@ def check_inputs_exist(config: PipelineConfig) -> None:
             list_data_files(path)
 
 
-def _report(summary: dict[str, Any]) -> None:
+def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
           f"({rows['validation']} validation, {rows['test']} test rows held out)")
     for key in m["before"]:
         print(f"  {key:9s} before {m['before'][key]:.4f}  after {m['after'][key]:.4f}")
-    print(f"  gate passed; model {summary['model']['name']} version {summary['model']['version']} is champion")
+    model = summary.get("model")
+    if gate_passed:
+        print(f"  gate passed; model {model['name']} version {model['version']} is champion")
+    elif model:
+        print(f"  gate FAILED; model {model['name']} version {model['version']} is challenger only, the champion "
+              "is unchanged")
+    else:
+        print("  gate FAILED; no model was registered")
     print(f"  outputs: {summary['run_dir']}  (manifest.json lists every file)")
+
+
+def _run_reporting(config_path: Path, workspace: Path, *, debug: bool = False) -> dict[str, Any]:
+    """:func:`run_flow`, printing the run summary whether the gate passes or refuses.
+
+    Raises:
+        GateFailed: after its run has been reported (the CLI exits 3).
+    """
+    try:
+        summary = run_flow(config_path, workspace, debug=debug)
+    except GateFailed as exc:
+        if exc.summary is not None:
+            _report(exc.summary, gate_passed=False)
+        raise
+    _report(summary)
+    return summary
 
 
 def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) -> int:
@@ -103,8 +126,7 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     check_inputs_exist(load_config(config_path))
     if workspace.exists() and not workspace.is_dir():
         raise InputError("--workspace must be a folder (it is created when missing); this is a file.", source=str(workspace))
-    summary = run_flow(config_path, workspace, debug=debug)
-    _report(summary)
+    _run_reporting(config_path, workspace, debug=debug)
     return 0
 
 
@@ -130,13 +152,11 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     atomic_write(config_path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(config, sort_keys=False)))
     print(f"demo: {dataset}, {int(round(noise * 100))}% of training labels corrupted on purpose; config {config_path}")
     try:
-        summary = run_flow(config_path, workspace)
-        gate_ok = True
+        summary, gate_ok = _run_reporting(config_path, workspace), True
     except GateFailed as exc:
         print(f"demo: the gate refused promotion: {exc}", file=sys.stderr)
-        summary, gate_ok = None, False
+        summary, gate_ok = exc.summary, False
     if summary is not None:
-        _report(summary)
         quarantine = pd.read_parquet(summary["outputs"]["quarantine"], columns=["row_id"])
         train = pd.read_parquet(summary["outputs"]["train"], columns=["row_id"])
         flagged = train["row_id"].isin(set(quarantine["row_id"])).to_numpy()

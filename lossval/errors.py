@@ -33,4 +33,14 @@ class ConfigError(InputError):
 
 
 class GateFailed(LossvalError):
-    """The quality gate refused promotion (exit code 3)."""
+    """The quality gate refused promotion (exit code 3).
+
+    Args:
+        message: Which checks failed, and the run folder (the run itself is complete).
+        summary: The run summary (rows, metrics, outputs, model), when the caller has it, so
+            a command line can report the run it refused.
+    """
+
+    def __init__(self, message: str, *, summary: dict | None = None) -> None:
+        self.summary = summary
+        super().__init__(message)

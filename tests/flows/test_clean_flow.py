@@ -142,12 +142,17 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
     champion_before = str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version)
     cfg = _config(workspace, "breast_cancer", gate={"suite": str(impossible)})
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 3
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "expect_table_row_count_to_be_between" in err and "nothing promoted" in err
     assert str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version) == champion_before
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger").version
     assert int(challenger) > int(champion_before)
     manifest = _latest_manifest(workspace, "breast_cancer")
+    # The refused run is complete and reported: where it is, what it did, which model is what.
+    run_dir = str(workspace / "runs" / manifest["run_id"])
+    assert f"Run folder: {run_dir}" in err and f"outputs: {run_dir}" in out
+    assert f"-> {manifest['rows']['kept']} kept" in out and "accuracy  before" in out
+    assert f"gate FAILED; model lossval-t-breast_cancer version {challenger} is challenger only" in out
     assert manifest["gate"]["passed"] is False
     assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["gate"] == "failed"
 
