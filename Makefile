@@ -10,8 +10,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# CPU wheel on these machines; pinned so pip never pulls a multi-GB CUDA build. A torch
-	# already in .venv (e.g. your CUDA build, any version >= 2.2) is kept.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
+	# >= 2.2 already in .venv (e.g. your CUDA build) is kept; an older one would make the next
+	# step upgrade it from the registry, so it is replaced by the pin too.
+	$(BIN)/python -c "import sys, torch; sys.exit(tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]) < (2, 2))" 2>/dev/null \
+	  || $(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

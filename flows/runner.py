@@ -112,7 +112,10 @@ def _run_reporting(config_path: Path, workspace: Path, *, debug: bool = False) -
         summary = run_flow(config_path, workspace, debug=debug)
     except GateFailed as exc:
         if exc.summary is not None:
-            _report(exc.summary, gate_passed=False)
+            try:
+                _report(exc.summary, gate_passed=False)
+            except (KeyError, TypeError):  # a summary without what the report needs: the error still says why
+                pass
         raise
     _report(summary)
     return summary

@@ -37,8 +37,9 @@ class GateFailed(LossvalError):
 
     Args:
         message: Which checks failed, and the run folder (the run itself is complete).
-        summary: The run summary (rows, metrics, outputs, model), when the caller has it, so
-            a command line can report the run it refused.
+        summary: The run summary of :func:`flows.clean.run_cleaning` (``run_id``, ``run_dir``,
+            ``rows``, ``metrics``, ``model``, ``outputs``), when the caller has it, so a command
+            line can report the run it refused.
     """
 
     def __init__(self, message: str, *, summary: dict | None = None) -> None:

@@ -259,13 +259,13 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
             else:
                 try:
                     age = now - path.stat().st_mtime
-                except FileNotFoundError:
+                except OSError:  # gone meanwhile, or not ours to read: leave it
                     continue
                 if stale_after_s is None or age <= stale_after_s:
                     continue
             try:
                 path.unlink()
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or another user's file in a shared folder: leave it
                 continue
             removed.append(path)
     return removed
