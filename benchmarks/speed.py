@@ -117,6 +117,22 @@ def _interleaved(fns: dict[str, Any], repeats: int) -> dict[str, list[float]]:
     return runs
 
 
+def _time_group(block: dict[str, Any], name: str, bases: dict[str, Any], fn: Any, repeats: int) -> None:
+    """Time ``fn`` (method ``name``) interleaved with its baselines; add medians and ratios to ``block``.
+
+    The ratio to the first baseline is ``ratio_<name>`` (the one a target reads); the others are
+    ``ratio_<name>_vs_<baseline>``. Per-seed ratios go under ``ratios_...``.
+    """
+    runs = _interleaved({**bases, name: fn}, repeats)
+    for key, times in runs.items():
+        block[key] = {"median": statistics.median(times), "runs": times}
+    for i, base_name in enumerate(bases):
+        ratios = [a / b for a, b in zip(runs[name], runs[base_name])]
+        suffix = "" if i == 0 else f"_vs_{base_name}"
+        block[f"ratio_{name}{suffix}"] = statistics.median(ratios)
+        block[f"ratios_{name}{suffix}"] = ratios
+
+
 def measure_regression(rows: int, features: int, epochs: int, repeats: int) -> dict[str, Any]:
     """LossVal's regression defaults against plain training of their MLP, interleaved per seed."""
     import torch
@@ -124,13 +140,9 @@ def measure_regression(rows: int, features: int, epochs: int, repeats: int) -> d
     data = make_data(rows, features, task="regression")
     time_lossval(make_data(200, features, task="regression"), epochs=1, task="regression")  # warm-up
     time_plain(data, epochs=1, task="regression")
-    runs = _interleaved({"plain": lambda s: time_plain(data, epochs=epochs, seed=s, task="regression"),
-                         "lossval": lambda s: time_lossval(data, epochs=epochs, seed=s, task="regression")}, repeats)
-    ratios = [a / b for a, b in zip(runs["lossval"], runs["plain"])]
-    block: dict[str, Any] = {"threads": torch.get_num_threads(), "ratio_lossval": statistics.median(ratios),
-                             "ratios_lossval": ratios}
-    for key, times in runs.items():
-        block[key] = {"median": statistics.median(times), "runs": times}
+    block: dict[str, Any] = {"threads": torch.get_num_threads()}
+    _time_group(block, "lossval", {"plain": lambda s: time_plain(data, epochs=epochs, seed=s, task="regression")},
+                lambda s: time_lossval(data, epochs=epochs, seed=s, task="regression"), repeats)
     return block
 
 
@@ -329,14 +341,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         fns = {"lossval": lambda s: time_lossval(data, epochs=args.epochs, seed=s),
                "lossval_paper": lambda s: time_lossval(data, epochs=args.epochs, paper=True, seed=s)}
         for name, bases in groups:
-            runs = _interleaved({**bases, name: fns[name]}, args.repeats)
-            for key, times in runs.items():
-                block[key] = {"median": statistics.median(times), "runs": times}
-            for i, base_name in enumerate(bases):
-                ratios = [a / b for a, b in zip(runs[name], runs[base_name])]
-                suffix = "" if i == 0 else f"_vs_{base_name}"
-                block[f"ratio_{name}{suffix}"] = statistics.median(ratios)
-                block[f"ratios_{name}{suffix}"] = ratios
+            _time_group(block, name, bases, fns[name], args.repeats)
         return block
 
     base: dict[str, Any] = {"rows": args.rows, "default_threads": measure(with_paper=True)}
