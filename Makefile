@@ -34,6 +34,7 @@ $(VENV)/.bench-installed: $(STAMP)
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run --jobs 2
 	$(BIN)/python -m benchmarks.speed
+	$(BIN)/python -m benchmarks.clean_data
 
 bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run --quick

@@ -151,6 +151,9 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     summary = {"run_id": run_id, "dataset": config.dataset, "flow_run_id": fr_id, "snapshot_hash": snap["snapshot_hash"],
                "started": started.isoformat(timespec="seconds"), "task": task_kind, "status": "complete",
                "outputs": outputs, "rows": rows,
+               "pruning": {"policy": pruned["policy"], "threshold": pruned["threshold"], "flagged": pruned["flagged"],
+                           "quarantined": pruned["rows_pruned"], "capped": pruned["capped"],
+                           "max_prune_fraction": config.pruning.max_prune_fraction},
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
                "gate": {"passed": checked["passed"], "failures": checked["failures"]},
@@ -204,8 +207,12 @@ def _publish_prefect_artifacts(summary: dict) -> None:
              f"Dataset **{summary['dataset']}**, snapshot `{summary['snapshot_hash']}`, task {summary['task']}.", "",
              "| rows | train | kept | quarantined | validation | test |", "|---|---|---|---|---|---|",
              f"| | {summary['rows']['train']} | {summary['rows']['kept']} | {summary['rows']['quarantine']} | "
-             f"{summary['rows']['validation']} | {summary['rows']['test']} |", "",
-             "| metric | before | after |", "|---|---|---|"]
+             f"{summary['rows']['validation']} | {summary['rows']['test']} |", ""]
+    pruning = summary["pruning"]
+    lines += [f"Pruning: `{pruning['policy']}` flagged {pruning['flagged']} rows"
+              + (f"; `max_prune_fraction` {pruning['max_prune_fraction']:g} and class protection let "
+                 f"{pruning['quarantined']} of them go." if pruning["capped"] else "."), ""]
+    lines += ["| metric | before | after |", "|---|---|---|"]
     lines += [f"| {k} | {m['before'][k]:.4f} | {m['after'][k]:.4f} |" for k in m["before"]]
     gate_line = "passed" if summary["gate"]["passed"] else "FAILED: " + "; ".join(summary["gate"]["failures"])
     tracking = summary["mlflow"]

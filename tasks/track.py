@@ -114,10 +114,11 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
         with mlflow.start_run(run_name=run_name) as parent:
             mlflow.log_params(config.flat_params())
             mlflow.set_tags({"dataset": config.dataset, "snapshot": snapshot_hash, "prefect_flow_run_id": flow_run_id,
-                             "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"]})
+                             "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"],
+                             "prune_capped": str(bool(prune["capped"])).lower()})
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
-                        prune_fraction=prune["rows_pruned"] / max(rows_train, 1))
+                        rows_flagged=prune["flagged"], prune_fraction=prune["rows_pruned"] / max(rows_train, 1))
             mlflow.log_metrics(flat)
             vals = pd.read_parquet(value["values"])
             mlflow.log_artifact(value["values"], artifact_path="values")

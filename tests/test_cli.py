@@ -86,3 +86,21 @@ def test_library_demo_finds_the_injected_noise(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     f1 = float(out.split("F1 ")[1].split(")")[0])
     assert f1 >= 0.5, out
+
+
+def test_run_report_says_when_the_cap_held_pruning_back(capsys) -> None:
+    from flows.runner import _report
+
+    summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 1000, "kept": 800, "quarantine": 200,
+                                                                   "validation": 100, "test": 300},
+               "pruning": {"policy": "two_means", "threshold": 0.61, "flagged": 310, "quarantined": 200, "capped": True,
+                           "max_prune_fraction": 0.2},
+               "metrics": {"before": {"accuracy": 0.97}, "after": {"accuracy": 0.95}},
+               "model": {"name": "lossval-x", "version": "2"}}
+    _report(summary, gate_passed=False)
+    out = capsys.readouterr().out
+    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 (and class protection) kept it to 200.\n" in out
+    summary["pruning"] = {**summary["pruning"], "flagged": 150, "quarantined": 150, "capped": False}
+    _report(summary)
+    out = capsys.readouterr().out
+    assert "pruning: two_means flagged 150 rows\n" in out and "more than" not in out

@@ -134,3 +134,27 @@ def test_speed_run_writes_json(tmp_path: Path) -> None:
     assert res["targets"][3]["pass"] == (reg["ratio_lossval"] <= speed.TARGET_RATIO)
     # The 100k-row targets were not run, so they are neither passed nor failed.
     assert [t["pass"] for t in res["targets"]][4:] == [None, None]
+
+
+def test_clean_data_run_writes_json_and_markdown(tmp_path: Path) -> None:
+    from benchmarks import clean_data
+
+    paths = clean_data.main(["--only", "cls_breast_cancer,reg_diabetes", "--seeds", "1", "--epochs", "3",
+                             "--out-dir", str(tmp_path)])
+    payload = json.loads(paths["json"].read_text())
+    records = payload["records"]
+    by = {(r["dataset"], r["method"]): r for r in records}
+    assert {("cls_breast_cancer", "lossval two_means"), ("cls_breast_cancer", "lossval mixture"),
+            ("reg_diabetes", "lossval two_means"), ("reg_diabetes", "lossval mixture")} <= set(by)
+    assert not any(d == "reg_diabetes" and m.startswith("cleanlab") for d, m in by)  # classification only
+    for r in records:
+        assert 0 <= r["dropped"] <= r["flagged"] <= r["n_train"]
+        if r["method"].startswith("lossval"):  # pruned as a run prunes: under the cap
+            assert r["dropped"] <= int(clean_data.MAX_PRUNE_FRACTION * r["n_train"])
+        assert r["before"] == by[(r["dataset"], "lossval two_means")]["before"]  # one baseline per cell
+    summary = {(s["dataset"], s["method"]): s for s in payload["summary"]}
+    s = summary[("reg_diabetes", "lossval two_means")]
+    r = by[("reg_diabetes", "lossval two_means")]
+    assert math.isclose(s["delta"], r["after"] - r["before"]) and s["seeds_worse"] == int(r["after"] < r["before"])
+    md = paths["md"].read_text()
+    assert "| reg_diabetes | lossval two_means |" in md and "## Mean over datasets" in md

@@ -50,7 +50,8 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     cfg = _config(workspace, "breast_cancer")
     inputs = {p: file_sha256(p) for p in (workspace / "data" / "breast_cancer").glob("*.parquet")}
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
-    assert "is champion" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "is champion" in out
     assert {p: file_sha256(p) for p in inputs} == inputs  # input files untouched
 
     manifest = _latest_manifest(workspace, "breast_cancer")
@@ -59,6 +60,10 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     rows = manifest["rows"]
     assert rows["train"] == rows["kept"] + rows["quarantine"] and rows["quarantine"] > 0
     assert rows["quarantine"] <= 0.2 * rows["train"]
+    pruning = manifest["pruning"]
+    assert pruning["policy"] == "two_means" and pruning["quarantined"] == rows["quarantine"]
+    assert pruning["capped"] == (pruning["flagged"] > rows["quarantine"]) and pruning["max_prune_fraction"] == 0.2
+    assert f"pruning: two_means flagged {pruning['flagged']} rows" in out
     quarantine = pd.read_parquet(manifest["outputs"]["quarantine"])
     assert {"value", "reason", "diagnosis", "id"} <= set(quarantine.columns) and quarantine["reason"].notna().all()
     values = pd.read_parquet(manifest["outputs"]["values"])
@@ -76,6 +81,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
                 "rows_pruned", "prune_fraction"):
         assert key in m
     assert m["rows_train"] == rows["train"] and m["rows_pruned"] == rows["quarantine"]
+    assert m["rows_flagged"] == pruning["flagged"] and parent.data.tags["prune_capped"] == str(pruning["capped"]).lower()
     assert parent.data.params["pruning.policy"] == "two_means"
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]

@@ -1,0 +1,191 @@
+"""What pruning does to data with no injected noise.
+
+The quality suite (`benchmarks.run`) always injects noise. A nightly job mostly sees data that
+is as clean as it will get, so this measures the other side: on the suite's datasets with no
+noise injected, how many rows each policy flags, how many the cap lets go, and what retraining
+on the kept rows does to the test metric. "No injected noise" is not "clean": the real
+datasets (breast_cancer, digits, diabetes) may hold a few bad rows of their own, and the
+generated ones have noise in their targets by construction.
+
+Policies, on one LossVal fit per cell (defaults, clean validation): ``two_means`` on the values
+(the product's default) and ``mixture`` (P(noisy) >= 0.5 from the loss mixture), both through
+:func:`lossval.prune` with ``max_prune_fraction=0.2`` and class protection, as a run does.
+When cleanlab is installed, its ``find_label_issues`` on 5-fold logistic-regression
+probabilities is the peer (classification only; no cap: it is what a user of cleanlab gets).
+
+    python -m benchmarks.clean_data [--seeds 3] [--only DATASETS] [--epochs N] [--out-dir DIR]
+
+Writes ``clean_data.json`` and ``clean_data.md`` in ``--out-dir`` (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+MAX_PRUNE_FRACTION = 0.2
+
+
+def _cleanlab_issues(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray | None:
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        return None
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    pred_probs = cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=folds, method="predict_proba")
+    return np.asarray(find_label_issues(y, pred_probs, n_jobs=1), dtype=bool)
+
+
+def run_cell(dataset: str, seed: int, *, epochs: int | None) -> list[dict[str, Any]]:
+    """Records of one (dataset, seed): one per policy, with the retrained test metric."""
+    from benchmarks._plain import default_training, score_model, train_plain
+    from benchmarks.run import _cell_data
+    from lossval import LossVal, MixturePolicy, TwoMeansPolicy, prune
+
+    data = _cell_data(dataset, "label", 0.0, seed)
+    task, X, y = data["task"], data["X"], data["y"]
+    if data["noisy"].any():
+        raise AssertionError(f"{dataset}: rows were noised at fraction 0")
+    X_val, y_val = data["valid"]["clean"]
+    train = default_training()
+    if epochs is not None:
+        train["epochs"] = epochs
+
+    def retrain(keep: np.ndarray) -> float:
+        model, _ = train_plain(X[keep], y[keep], task=task, n_outputs=data["n_outputs"], seed=seed, **train)
+        return score_model(model, data["X_test"], data["y_test"], task=task)
+
+    lv = LossVal(task=task, verbose=False, seed=seed, device="cpu", **({} if epochs is None else {"epochs": epochs}))
+    t0 = time.perf_counter()
+    lv.fit(X, y, X_val, y_val)
+    seconds = time.perf_counter() - t0
+    labels = y if task == "classification" else None
+    before = retrain(np.ones(X.shape[0], dtype=bool))
+    key = {"dataset": dataset, "task": task, "seed": seed, "n_train": int(X.shape[0]),
+           "metric": "accuracy" if task == "classification" else "r2", "before": before}
+    records = []
+    for name, decision in (
+        ("two_means", prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=MAX_PRUNE_FRACTION, labels=labels)),
+        ("mixture", prune(lv.values_, policy=MixturePolicy(), max_prune_fraction=MAX_PRUNE_FRACTION, labels=labels,
+                          noise_prob=lv.noise_probability())),
+    ):
+        records.append({**key, "method": f"lossval {name}", "flagged": decision.n_candidates,
+                        "dropped": decision.n_dropped, "after": retrain(decision.keep), "seconds": seconds})
+    if task == "classification":
+        t0 = time.perf_counter()
+        issues = _cleanlab_issues(X, y, seed)
+        if issues is not None:
+            records.append({**key, "method": "cleanlab find_label_issues", "flagged": int(issues.sum()),
+                            "dropped": int(issues.sum()), "after": retrain(~issues),
+                            "seconds": time.perf_counter() - t0})
+    return records
+
+
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean over seeds per (dataset, method), in first-seen order."""
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        rows.setdefault((r["dataset"], r["method"]), []).append(r)
+    out = []
+    for (dataset, method), rs in rows.items():
+        delta = [r["after"] - r["before"] for r in rs]
+        out.append({"dataset": dataset, "method": method, "metric": rs[0]["metric"], "n_seeds": len(rs),
+                    "n_train": float(np.mean([r["n_train"] for r in rs])),
+                    "flagged_pct": float(np.mean([100 * r["flagged"] / r["n_train"] for r in rs])),
+                    "dropped_pct": float(np.mean([100 * r["dropped"] / r["n_train"] for r in rs])),
+                    "before": float(np.mean([r["before"] for r in rs])), "after": float(np.mean([r["after"] for r in rs])),
+                    "delta": float(np.mean(delta)), "delta_min": float(np.min(delta)), "delta_max": float(np.max(delta)),
+                    "seeds_worse": int(sum(d < 0 for d in delta))})
+    return out
+
+
+def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+    lines = ["# Pruning on data with no injected noise", "",
+             f"Generated {meta['generated']} by `{meta['command']}` in {meta['seconds']:.0f} s "
+             f"(torch {meta['torch']}, 1 thread; cleanlab: {meta['cleanlab'] or 'not installed'}).", "",
+             f"Datasets: {', '.join(meta['datasets'])}; seeds {meta['seeds']}; clean validation; no rows noised. "
+             f"lossval policies go through `prune` with `max_prune_fraction={MAX_PRUNE_FRACTION}` and class "
+             "protection, as a run does; cleanlab's flags are used as they come. After = the same MLP retrained "
+             "on the kept rows; test metric = accuracy (cls) or R^2 (reg). Flagged and dropped are % of training "
+             "rows, means over seeds; delta = after - before (mean, and min..max over seeds).", "",
+             "| dataset | method | flagged % | dropped % | metric | before | after | delta (min..max) | seeds worse |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['dataset']} | {s['method']} | {s['flagged_pct']:.1f} | {s['dropped_pct']:.1f} | "
+                     f"{s['metric']} | {s['before']:.3f} | {s['after']:.3f} | {s['delta']:+.3f} "
+                     f"({s['delta_min']:+.3f}..{s['delta_max']:+.3f}) | {s['seeds_worse']}/{s['n_seeds']} |")
+    lines += ["", "## Mean over datasets", "", "| method | datasets | flagged % | dropped % | mean delta | seeds worse |",
+              "|---|---|---|---|---|---|"]
+    for method in dict.fromkeys(s["method"] for s in summary):
+        ss = [s for s in summary if s["method"] == method]
+        lines.append(f"| {method} | {len(ss)} | {np.mean([s['flagged_pct'] for s in ss]):.1f} | "
+                     f"{np.mean([s['dropped_pct'] for s in ss]):.1f} | {np.mean([s['delta'] for s in ss]):+.3f} | "
+                     f"{sum(s['seeds_worse'] for s in ss)}/{sum(s['n_seeds'] for s in ss)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    import datetime as dt
+
+    import torch
+
+    from benchmarks._plain import write_atomic
+    from lossval.datasets import DATASETS
+    from lossval.io import write_json
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.clean_data", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--only", default=None, help="comma list of datasets (default: the suite's seven)")
+    parser.add_argument("--epochs", type=int, default=None, help="override epochs of every trained model")
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    datasets = [d.strip() for d in args.only.split(",") if d.strip()] if args.only else list(DATASETS)
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise SystemExit(f"--only: unknown dataset(s) {unknown}; choose from {list(DATASETS)}")
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be >= 1")
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    for dataset in datasets:
+        for seed in range(args.seeds):
+            cell = run_cell(dataset, seed, epochs=args.epochs)
+            records += cell
+            print(f"[{dataset} seed={seed}] " + " | ".join(
+                f"{r['method']}: {r['dropped']}/{r['n_train']} dropped, {r['before']:.3f} -> {r['after']:.3f}" for r in cell),
+                flush=True)
+    try:
+        import cleanlab
+        cleanlab_version: str | None = cleanlab.__version__
+    except ImportError:
+        cleanlab_version = None
+    meta = {"generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.perf_counter() - t0,
+            "command": "python -m benchmarks.clean_data" + (" " + " ".join(argv) if argv else ""),
+            "torch": torch.__version__, "cleanlab": cleanlab_version, "machine": platform.machine(),
+            "datasets": datasets, "seeds": list(range(args.seeds)), "epochs": args.epochs}
+    summary = summarise(records)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "clean_data.json", "md": out / "clean_data.md"}
+    write_json({"meta": meta, "summary": summary, "records": records}, paths["json"])
+    write_atomic(paths["md"], render_markdown(meta, summary))
+    print(f"wrote {paths['json']} and {paths['md']}")
+    return paths
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
