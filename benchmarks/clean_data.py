@@ -13,7 +13,12 @@ Policies, on one LossVal fit per cell (defaults, clean validation): ``two_means`
 When cleanlab is installed, its ``find_label_issues`` on 5-fold logistic-regression
 probabilities is the peer (classification only; no cap: it is what a user of cleanlab gets).
 
-    python -m benchmarks.clean_data [--seeds 3] [--only DATASETS] [--epochs N] [--out-dir DIR]
+To see whether a statistic of the values could tell "nothing to find" from "a little noise",
+each cell also fits LossVal with ``--compare-fraction`` (default 5%) label and feature noise on
+the same rows and reports the share of the values' variance that the two-means split explains.
+
+    python -m benchmarks.clean_data [--seeds 3] [--only DATASETS] [--epochs N] [--compare-fraction 0.05]
+                                    [--out-dir DIR]
 
 Writes ``clean_data.json`` and ``clean_data.md`` in ``--out-dir`` (default benchmarks/results).
 """
@@ -21,7 +26,6 @@ Writes ``clean_data.json`` and ``clean_data.md`` in ``--out-dir`` (default bench
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -34,29 +38,57 @@ MAX_PRUNE_FRACTION = 0.2
 
 
 def _cleanlab_issues(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray | None:
-    try:
-        from cleanlab.filter import find_label_issues
-    except ImportError:
+    """cleanlab's own flags on out-of-fold probabilities, or ``None`` without cleanlab."""
+    from benchmarks.run import _cleanlab_version, cleanlab_out_of_fold
+
+    if _cleanlab_version() is None:
         return None
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from cleanlab.filter import find_label_issues
 
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    pred_probs = cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=folds, method="predict_proba")
-    return np.asarray(find_label_issues(y, pred_probs, n_jobs=1), dtype=bool)
+    return np.asarray(find_label_issues(y, cleanlab_out_of_fold(X, y, seed), n_jobs=1), dtype=bool)
 
 
-def run_cell(dataset: str, seed: int, *, epochs: int | None) -> list[dict[str, Any]]:
-    """Records of one (dataset, seed): one per policy, with the retrained test metric."""
+def split_share(values: np.ndarray) -> float:
+    """Share of the values' variance that their two-means split explains (between-cluster / total).
+
+    ``nan`` when there is no split (constant values).
+    """
+    from lossval.pruning import two_means_threshold
+
+    values = np.asarray(values, dtype=np.float64)
+    threshold = two_means_threshold(values)
+    if not np.isfinite(threshold) or values.var() == 0:
+        return float("nan")
+    low = values < threshold
+    if low.all() or not low.any():
+        return float("nan")
+    w = low.mean()
+    return float(w * (1 - w) * (values[~low].mean() - values[low].mean()) ** 2 / values.var())
+
+
+def _fit(data: dict[str, Any], seed: int, epochs: int | None) -> Any:
+    from lossval import LossVal
+
+    X_val, y_val = data["valid"]["clean"]
+    lv = LossVal(task=data["task"], verbose=False, seed=seed, device="cpu",
+                 **({} if epochs is None else {"epochs": epochs}))
+    return lv.fit(data["X"], data["y"], X_val, y_val)
+
+
+def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: float) -> list[dict[str, Any]]:
+    """Records of one (dataset, seed): one per policy, with the retrained test metric.
+
+    The lossval records also carry the two-means split share of the values with no noise
+    (``split_share``) and with ``compare_fraction`` label / feature noise on the same rows.
+    """
     from benchmarks._plain import default_training, score_model, train_plain
     from benchmarks.run import _cell_data
-    from lossval import LossVal, MixturePolicy, TwoMeansPolicy, prune
+    from lossval import MixturePolicy, TwoMeansPolicy, prune
 
     data = _cell_data(dataset, "label", 0.0, seed)
     task, X, y = data["task"], data["X"], data["y"]
     if data["noisy"].any():
         raise AssertionError(f"{dataset}: rows were noised at fraction 0")
-    X_val, y_val = data["valid"]["clean"]
     train = default_training()
     if epochs is not None:
         train["epochs"] = epochs
@@ -65,14 +97,17 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None) -> list[dict[str, A
         model, _ = train_plain(X[keep], y[keep], task=task, n_outputs=data["n_outputs"], seed=seed, **train)
         return score_model(model, data["X_test"], data["y_test"], task=task)
 
-    lv = LossVal(task=task, verbose=False, seed=seed, device="cpu", **({} if epochs is None else {"epochs": epochs}))
     t0 = time.perf_counter()
-    lv.fit(X, y, X_val, y_val)
+    lv = _fit(data, seed, epochs)
     seconds = time.perf_counter() - t0
+    shares = {"split_share": split_share(lv.values_)}
+    for noise in ("label", "feature"):
+        shares[f"split_share_{noise}"] = split_share(_fit(_cell_data(dataset, noise, compare_fraction, seed),
+                                                          seed, epochs).values_)
     labels = y if task == "classification" else None
-    before = retrain(np.ones(X.shape[0], dtype=bool))
     key = {"dataset": dataset, "task": task, "seed": seed, "n_train": int(X.shape[0]),
-           "metric": "accuracy" if task == "classification" else "r2", "before": before}
+           "metric": "accuracy" if task == "classification" else "r2",
+           "before": retrain(np.ones(X.shape[0], dtype=bool))}
     records = []
     for name, decision in (
         ("two_means", prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=MAX_PRUNE_FRACTION, labels=labels)),
@@ -80,14 +115,16 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None) -> list[dict[str, A
                           noise_prob=lv.noise_probability())),
     ):
         records.append({**key, "method": f"lossval {name}", "flagged": decision.n_candidates,
-                        "dropped": decision.n_dropped, "after": retrain(decision.keep), "seconds": seconds})
+                        "dropped": decision.n_dropped, "cap_hit": decision.cap_hit, "after": retrain(decision.keep),
+                        "seconds": seconds, **shares})
     if task == "classification":
         t0 = time.perf_counter()
         issues = _cleanlab_issues(X, y, seed)
         if issues is not None:
+            seconds = time.perf_counter() - t0
             records.append({**key, "method": "cleanlab find_label_issues", "flagged": int(issues.sum()),
-                            "dropped": int(issues.sum()), "after": retrain(~issues),
-                            "seconds": time.perf_counter() - t0})
+                            "dropped": int(issues.sum()), "cap_hit": False, "after": retrain(~issues),
+                            "seconds": seconds})
     return records
 
 
@@ -105,11 +142,27 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "dropped_pct": float(np.mean([100 * r["dropped"] / r["n_train"] for r in rs])),
                     "before": float(np.mean([r["before"] for r in rs])), "after": float(np.mean([r["after"] for r in rs])),
                     "delta": float(np.mean(delta)), "delta_min": float(np.min(delta)), "delta_max": float(np.max(delta)),
-                    "seeds_worse": int(sum(d < 0 for d in delta))})
+                    "seeds_worse": int(sum(d < 0 for d in delta)),
+                    "seeds_cap_hit": int(sum(bool(r["cap_hit"]) for r in rs))})
     return out
 
 
-def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]]) -> str:
+def split_shares(records: list[dict[str, Any]], compare_fraction: float) -> list[dict[str, Any]]:
+    """Range over datasets and seeds of the two-means split share, per task and noise setting."""
+    fits = [r for r in records if r["method"] == "lossval two_means"]
+    out = []
+    for task in dict.fromkeys(r["task"] for r in fits):
+        rs = [r for r in fits if r["task"] == task]
+        for key, setting in (("split_share", "no noise"), ("split_share_label", f"{compare_fraction:g} label noise"),
+                             ("split_share_feature", f"{compare_fraction:g} feature noise")):
+            xs = [r[key] for r in rs if np.isfinite(r[key])]
+            if xs:
+                out.append({"task": task, "setting": setting, "n": len(xs), "min": float(min(xs)),
+                            "max": float(max(xs)), "mean": float(np.mean(xs))})
+    return out
+
+
+def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]], shares: list[dict[str, Any]]) -> str:
     lines = ["# Pruning on data with no injected noise", "",
              f"Generated {meta['generated']} by `{meta['command']}` in {meta['seconds']:.0f} s "
              f"(torch {meta['torch']}, 1 thread; cleanlab: {meta['cleanlab'] or 'not installed'}).", "",
@@ -117,20 +170,33 @@ def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]]) -> str:
              f"lossval policies go through `prune` with `max_prune_fraction={MAX_PRUNE_FRACTION}` and class "
              "protection, as a run does; cleanlab's flags are used as they come. After = the same MLP retrained "
              "on the kept rows; test metric = accuracy (cls) or R^2 (reg). Flagged and dropped are % of training "
-             "rows, means over seeds; delta = after - before (mean, and min..max over seeds).", "",
-             "| dataset | method | flagged % | dropped % | metric | before | after | delta (min..max) | seeds worse |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "rows, means over seeds; cap hit = seeds in which more rows were flagged than the cap allows; delta = "
+             "after - before (mean, and min..max over seeds).", "",
+             "| dataset | method | flagged % | dropped % | cap hit | metric | before | after | delta (min..max) "
+             "| seeds worse |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['dataset']} | {s['method']} | {s['flagged_pct']:.1f} | {s['dropped_pct']:.1f} | "
-                     f"{s['metric']} | {s['before']:.3f} | {s['after']:.3f} | {s['delta']:+.3f} "
-                     f"({s['delta_min']:+.3f}..{s['delta_max']:+.3f}) | {s['seeds_worse']}/{s['n_seeds']} |")
-    lines += ["", "## Mean over datasets", "", "| method | datasets | flagged % | dropped % | mean delta | seeds worse |",
-              "|---|---|---|---|---|---|"]
+                     f"{s['seeds_cap_hit']}/{s['n_seeds']} | {s['metric']} | {s['before']:.3f} | {s['after']:.3f} | "
+                     f"{s['delta']:+.3f} ({s['delta_min']:+.3f}..{s['delta_max']:+.3f}) | "
+                     f"{s['seeds_worse']}/{s['n_seeds']} |")
+    lines += ["", "## Mean over datasets", "",
+              "| method | datasets | flagged % | dropped % | cap hit | mean delta | seeds worse |",
+              "|---|---|---|---|---|---|---|"]
     for method in dict.fromkeys(s["method"] for s in summary):
         ss = [s for s in summary if s["method"] == method]
+        n_seeds = sum(s["n_seeds"] for s in ss)
         lines.append(f"| {method} | {len(ss)} | {np.mean([s['flagged_pct'] for s in ss]):.1f} | "
-                     f"{np.mean([s['dropped_pct'] for s in ss]):.1f} | {np.mean([s['delta'] for s in ss]):+.3f} | "
-                     f"{sum(s['seeds_worse'] for s in ss)}/{sum(s['n_seeds'] for s in ss)} |")
+                     f"{np.mean([s['dropped_pct'] for s in ss]):.1f} | {sum(s['seeds_cap_hit'] for s in ss)}/{n_seeds} | "
+                     f"{np.mean([s['delta'] for s in ss]):+.3f} | {sum(s['seeds_worse'] for s in ss)}/{n_seeds} |")
+    lines += ["", "## Can the values tell clean data from a little noise?", "",
+              "Share of the values' variance that their two-means split explains (between-cluster / total), "
+              "lossval defaults, one fit per dataset and seed with no noise and one with the same rows noised; "
+              "min..max (mean) over datasets and seeds. Where the ranges overlap, no cut-off on this share "
+              "separates the two.", "",
+              "| task | values of | fits | share min..max (mean) |", "|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['setting']} | {r['n']} | {r['min']:.2f}..{r['max']:.2f} ({r['mean']:.2f}) |"
+              for r in shares]
     return "\n".join(lines) + "\n"
 
 
@@ -140,6 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     import torch
 
     from benchmarks._plain import write_atomic
+    from benchmarks.run import _cleanlab_version
     from lossval.datasets import DATASETS
     from lossval.io import write_json
 
@@ -147,6 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--only", default=None, help="comma list of datasets (default: the suite's seven)")
     parser.add_argument("--epochs", type=int, default=None, help="override epochs of every trained model")
+    parser.add_argument("--compare-fraction", type=float, default=0.05,
+                        help="noise rate of the label- and feature-noise fits the split share is compared with")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     datasets = [d.strip() for d in args.only.split(",") if d.strip()] if args.only else list(DATASETS)
@@ -155,32 +224,31 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         raise SystemExit(f"--only: unknown dataset(s) {unknown}; choose from {list(DATASETS)}")
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
+    if not 0.0 < args.compare_fraction < 1.0:
+        raise SystemExit(f"--compare-fraction must be in (0, 1), got {args.compare_fraction}")
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     for dataset in datasets:
         for seed in range(args.seeds):
-            cell = run_cell(dataset, seed, epochs=args.epochs)
+            cell = run_cell(dataset, seed, epochs=args.epochs, compare_fraction=args.compare_fraction)
             records += cell
             print(f"[{dataset} seed={seed}] " + " | ".join(
-                f"{r['method']}: {r['dropped']}/{r['n_train']} dropped, {r['before']:.3f} -> {r['after']:.3f}" for r in cell),
-                flush=True)
-    try:
-        import cleanlab
-        cleanlab_version: str | None = cleanlab.__version__
-    except ImportError:
-        cleanlab_version = None
+                f"{r['method']}: {r['dropped']}/{r['n_train']} dropped, {r['before']:.3f} -> {r['after']:.3f}"
+                for r in cell), flush=True)
     meta = {"generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.perf_counter() - t0,
             "command": "python -m benchmarks.clean_data" + (" " + " ".join(argv) if argv else ""),
-            "torch": torch.__version__, "cleanlab": cleanlab_version, "machine": platform.machine(),
-            "datasets": datasets, "seeds": list(range(args.seeds)), "epochs": args.epochs}
+            "torch": torch.__version__, "cleanlab": _cleanlab_version(), "machine": platform.machine(),
+            "datasets": datasets, "seeds": list(range(args.seeds)), "epochs": args.epochs,
+            "compare_fraction": args.compare_fraction}
     summary = summarise(records)
+    shares = split_shares(records, args.compare_fraction)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "clean_data.json", "md": out / "clean_data.md"}
-    write_json({"meta": meta, "summary": summary, "records": records}, paths["json"])
-    write_atomic(paths["md"], render_markdown(meta, summary))
+    write_json({"meta": meta, "summary": summary, "split_shares": shares, "records": records}, paths["json"])
+    write_atomic(paths["md"], render_markdown(meta, summary, shares))
     print(f"wrote {paths['json']} and {paths['md']}")
     return paths
 

@@ -357,6 +357,15 @@ def _warm_up() -> None:
     LossVal.paper_settings("classification", epochs=1, verbose=False, device="cpu").fit(X, y, X[:16], y[:16])
 
 
+def cleanlab_out_of_fold(X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """Out-of-fold class probabilities for cleanlab: 5-fold stratified ``LogisticRegression``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    return cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=folds, method="predict_proba")
+
+
 def _cleanlab_methods(cfg: Config, X: np.ndarray, y: np.ndarray, noisy: np.ndarray,
                       seed: int) -> dict[str, tuple[np.ndarray, float, dict[str, Any]]]:
     """cleanlab peers on the noisy training rows (classification only)."""
@@ -366,12 +375,9 @@ def _cleanlab_methods(cfg: Config, X: np.ndarray, y: np.ndarray, noisy: np.ndarr
     if "cleanlab_label_quality" in cfg.methods:
         from cleanlab.filter import find_label_issues
         from cleanlab.rank import get_label_quality_scores
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
         t0 = time.perf_counter()
-        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-        pred_probs = cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=folds, method="predict_proba")
+        pred_probs = cleanlab_out_of_fold(X, y, seed)
         values = get_label_quality_scores(y, pred_probs)
         issues = find_label_issues(y, pred_probs, n_jobs=1)  # its own pool breaks inside our workers
         out["cleanlab_label_quality"] = (values, time.perf_counter() - t0,

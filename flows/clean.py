@@ -17,7 +17,7 @@ from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run
 from tasks._paths import Workspace
 from tasks.gate import gate
 from tasks.ingest import ingest, publish_snapshot
-from tasks.prune import prune
+from tasks.prune import describe_pruning, prune
 from tasks.retrain import retrain
 from tasks.split import split
 from tasks.track import promote, track, tracking_uri
@@ -152,7 +152,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "started": started.isoformat(timespec="seconds"), "task": task_kind, "status": "complete",
                "outputs": outputs, "rows": rows,
                "pruning": {"policy": pruned["policy"], "threshold": pruned["threshold"], "flagged": pruned["flagged"],
-                           "quarantined": pruned["rows_pruned"], "capped": pruned["capped"],
+                           "quarantined": pruned["rows_pruned"], "protected": pruned["protected"],
+                           "cap_hit": pruned["cap_hit"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
@@ -208,10 +209,7 @@ def _publish_prefect_artifacts(summary: dict) -> None:
              "| rows | train | kept | quarantined | validation | test |", "|---|---|---|---|---|---|",
              f"| | {summary['rows']['train']} | {summary['rows']['kept']} | {summary['rows']['quarantine']} | "
              f"{summary['rows']['validation']} | {summary['rows']['test']} |", ""]
-    pruning = summary["pruning"]
-    lines += [f"Pruning: `{pruning['policy']}` flagged {pruning['flagged']} rows"
-              + (f"; `max_prune_fraction` {pruning['max_prune_fraction']:g} and class protection let "
-                 f"{pruning['quarantined']} of them go." if pruning["capped"] else "."), ""]
+    lines += [f"Pruning: {describe_pruning(summary['pruning'])}", ""]
     lines += ["| metric | before | after |", "|---|---|---|"]
     lines += [f"| {k} | {m['before'][k]:.4f} | {m['after'][k]:.4f} |" for k in m["before"]]
     gate_line = "passed" if summary["gate"]["passed"] else "FAILED: " + "; ".join(summary["gate"]["failures"])

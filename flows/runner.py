@@ -89,14 +89,10 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
           f"({rows['validation']} validation, {rows['test']} test rows held out)")
-    pruning = summary.get("pruning")
-    if pruning:
-        line = f"  pruning: {pruning['policy']} flagged {pruning['flagged']} rows"
-        if pruning["capped"]:
-            line += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} (and class protection) kept it to "
-                     f"{pruning['quarantined']}.\n  Flagging more than the cap can mean there is no separate low-value "
-                     "group: see the README, 'When the data is already clean'.")
-        print(line)
+    if summary.get("pruning"):
+        from tasks.prune import describe_pruning
+
+        print(f"  pruning: {describe_pruning(summary['pruning'])}")
     for key in m["before"]:
         print(f"  {key:9s} before {m['before'][key]:.4f}  after {m['after'][key]:.4f}")
     model = summary.get("model")

@@ -149,6 +149,9 @@ class PruneDecision:
             ``"mixture"``).
         n_candidates: Rows the policy flagged before class protection and the cap.
         capped: True if ``max_prune_fraction`` or class protection reduced the drop set.
+        n_protected: Flagged rows that class protection kept (0 without ``labels``).
+        cap_hit: True if more flagged rows were left after class protection than
+            ``max_prune_fraction`` allows, so the cap chose which of them go.
     """
 
     keep: np.ndarray
@@ -157,6 +160,8 @@ class PruneDecision:
     policy: str
     n_candidates: int
     capped: bool
+    n_protected: int = 0
+    cap_hit: bool = False
 
     @property
     def n_dropped(self) -> int:
@@ -438,8 +443,10 @@ def prune(
     drop = flagged.copy()
     if class_index is not None and min_rows_per_class > 0:
         drop &= ~_protected_rows(vals, class_index, int(min_rows_per_class))
+    n_protected = n_candidates - int(drop.sum())
     budget = _floor_count(float(max_prune_fraction), n)
-    if int(drop.sum()) > budget:
+    cap_hit = int(drop.sum()) > budget
+    if cap_hit:
         order = policy._drop_order(vals, probs)
         chosen = order[drop[order]][:budget]
         drop = np.zeros(n, dtype=bool)
@@ -456,4 +463,6 @@ def prune(
         policy=policy.name,
         n_candidates=n_candidates,
         capped=int(drop.sum()) < n_candidates,
+        n_protected=n_protected,
+        cap_hit=cap_hit,
     )

@@ -9,7 +9,7 @@ from lossval.config import PipelineConfig
 from lossval.io import write_parquet
 from lossval.pruning import make_policy, prune as prune_values
 
-__all__ = ["prune", "policy_from_config"]
+__all__ = ["prune", "policy_from_config", "describe_pruning"]
 
 
 def policy_from_config(config: PipelineConfig):  # noqa: ANN201
@@ -17,6 +17,23 @@ def policy_from_config(config: PipelineConfig):  # noqa: ANN201
     params = {"fraction": {"fraction": p.fraction}, "threshold": {"threshold": p.threshold},
               "two_means": {}, "mixture": {"min_probability": p.min_probability}}[p.policy]
     return make_policy(p.policy, **params)
+
+
+def describe_pruning(pruning: dict) -> str:
+    """One sentence on what the policy flagged and what held it back (run summary, Prefect artifact).
+
+    Args:
+        pruning: The run summary's ``pruning`` record (``policy``, ``flagged``, ``quarantined``,
+            ``protected``, ``cap_hit``, ``max_prune_fraction``).
+    """
+    text = f"{pruning['policy']} flagged {pruning['flagged']} rows"
+    if pruning.get("protected"):
+        text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
+    if pruning["cap_hit"]:
+        text += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} let {pruning['quarantined']} go. "
+                 "A policy that flags more than the cap may be finding no separate low-value group: see the "
+                 "README, 'When the data is already clean'")
+    return text + "."
 
 
 @task(name="prune")
@@ -35,4 +52,5 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
     paths = {"kept": str(write_parquet(kept, f"{run_dir}/kept.parquet")),
              "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet"))}
     return {"paths": paths, "rows_kept": len(kept), "rows_pruned": len(quarantine), "threshold": decision.threshold,
-            "flagged": decision.n_candidates, "capped": decision.capped, "policy": decision.policy}
+            "flagged": decision.n_candidates, "protected": decision.n_protected, "cap_hit": decision.cap_hit,
+            "policy": decision.policy}

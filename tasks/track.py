@@ -115,7 +115,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             mlflow.log_params(config.flat_params())
             mlflow.set_tags({"dataset": config.dataset, "snapshot": snapshot_hash, "prefect_flow_run_id": flow_run_id,
                              "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"],
-                             "prune_capped": str(bool(prune["capped"])).lower()})
+                             "prune_cap_hit": str(bool(prune["cap_hit"])).lower()})
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
                         rows_flagged=prune["flagged"], prune_fraction=prune["rows_pruned"] / max(rows_train, 1))

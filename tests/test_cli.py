@@ -88,19 +88,25 @@ def test_library_demo_finds_the_injected_noise(tmp_path, capsys) -> None:
     assert f1 >= 0.5, out
 
 
-def test_run_report_says_when_the_cap_held_pruning_back(capsys) -> None:
+def test_run_report_says_what_held_pruning_back(capsys) -> None:
     from flows.runner import _report
 
     summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 1000, "kept": 800, "quarantine": 200,
                                                                    "validation": 100, "test": 300},
-               "pruning": {"policy": "two_means", "threshold": 0.61, "flagged": 310, "quarantined": 200, "capped": True,
-                           "max_prune_fraction": 0.2},
+               "pruning": {"policy": "two_means", "threshold": 0.61, "flagged": 310, "quarantined": 200, "protected": 0,
+                           "cap_hit": True, "max_prune_fraction": 0.2},
                "metrics": {"before": {"accuracy": 0.97}, "after": {"accuracy": 0.95}},
                "model": {"name": "lossval-x", "version": "2"}}
     _report(summary, gate_passed=False)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 (and class protection) kept it to 200.\n" in out
-    summary["pruning"] = {**summary["pruning"], "flagged": 150, "quarantined": 150, "capped": False}
+    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 let 200 go. " in out
+    assert "class protection" not in out
+    # Class protection alone: no word of the cap.
+    summary["pruning"] = {**summary["pruning"], "flagged": 151, "quarantined": 150, "protected": 1, "cap_hit": False}
     _report(summary)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 150 rows\n" in out and "more than" not in out
+    assert "pruning: two_means flagged 151 rows; class protection kept 1 of them (each class keeps its best rows).\n" in out
+    assert "max_prune_fraction" not in out
+    summary["pruning"] = {**summary["pruning"], "flagged": 150, "protected": 0}
+    _report(summary)
+    assert "pruning: two_means flagged 150 rows.\n" in capsys.readouterr().out

@@ -148,13 +148,34 @@ def test_clean_data_run_writes_json_and_markdown(tmp_path: Path) -> None:
             ("reg_diabetes", "lossval two_means"), ("reg_diabetes", "lossval mixture")} <= set(by)
     assert not any(d == "reg_diabetes" and m.startswith("cleanlab") for d, m in by)  # classification only
     for r in records:
-        assert 0 <= r["dropped"] <= r["flagged"] <= r["n_train"]
-        if r["method"].startswith("lossval"):  # pruned as a run prunes: under the cap
-            assert r["dropped"] <= int(clean_data.MAX_PRUNE_FRACTION * r["n_train"])
-        assert r["before"] == by[(r["dataset"], "lossval two_means")]["before"]  # one baseline per cell
+        if r["method"].startswith("lossval"):  # pruned as a run prunes: under the cap, which it reports
+            budget = int(clean_data.MAX_PRUNE_FRACTION * r["n_train"])
+            assert r["dropped"] <= budget
+            if r["cap_hit"]:
+                assert r["dropped"] == budget < r["flagged"]
+            elif r["task"] == "regression":  # no class protection: every flagged row goes
+                assert r["dropped"] == r["flagged"]
+            assert 0.0 <= r["split_share"] <= 1.0
     summary = {(s["dataset"], s["method"]): s for s in payload["summary"]}
     s = summary[("reg_diabetes", "lossval two_means")]
     r = by[("reg_diabetes", "lossval two_means")]
     assert math.isclose(s["delta"], r["after"] - r["before"]) and s["seeds_worse"] == int(r["after"] < r["before"])
+    assert s["seeds_cap_hit"] == int(r["cap_hit"])
+    shares = {(x["task"], x["setting"]): x for x in payload["split_shares"]}
+    assert set(shares) == {(t, k) for t in ("classification", "regression")
+                           for k in ("no noise", "0.05 label noise", "0.05 feature noise")}
+    assert shares[("regression", "no noise")]["min"] == r["split_share"]  # one fit: min = max = its share
     md = paths["md"].read_text()
     assert "| reg_diabetes | lossval two_means |" in md and "## Mean over datasets" in md
+    assert "| regression | 0.05 label noise | 1 |" in md
+
+
+def test_split_share_of_two_clear_groups_and_of_no_split() -> None:
+    import numpy as np
+
+    from benchmarks.clean_data import split_share
+
+    two = np.r_[np.zeros(10), np.ones(30)]  # all variance between the groups
+    assert math.isclose(split_share(two), 1.0)
+    assert math.isclose(split_share(two + np.r_[np.zeros(39), 0.1]), 1.0, rel_tol=0.02)
+    assert math.isnan(split_share(np.full(5, 0.3)))

@@ -62,7 +62,10 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert rows["quarantine"] <= 0.2 * rows["train"]
     pruning = manifest["pruning"]
     assert pruning["policy"] == "two_means" and pruning["quarantined"] == rows["quarantine"]
-    assert pruning["capped"] == (pruning["flagged"] > rows["quarantine"]) and pruning["max_prune_fraction"] == 0.2
+    assert pruning["max_prune_fraction"] == 0.2
+    # Every flagged row is quarantined unless class protection or the cap (then exactly the budget) held it back.
+    assert rows["quarantine"] == (int(0.2 * rows["train"]) if pruning["cap_hit"]
+                                  else pruning["flagged"] - pruning["protected"])
     assert f"pruning: two_means flagged {pruning['flagged']} rows" in out
     quarantine = pd.read_parquet(manifest["outputs"]["quarantine"])
     assert {"value", "reason", "diagnosis", "id"} <= set(quarantine.columns) and quarantine["reason"].notna().all()
@@ -81,7 +84,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
                 "rows_pruned", "prune_fraction"):
         assert key in m
     assert m["rows_train"] == rows["train"] and m["rows_pruned"] == rows["quarantine"]
-    assert m["rows_flagged"] == pruning["flagged"] and parent.data.tags["prune_capped"] == str(pruning["capped"]).lower()
+    assert m["rows_flagged"] == pruning["flagged"] and parent.data.tags["prune_cap_hit"] == str(pruning["cap_hit"]).lower()
     assert parent.data.params["pruning.policy"] == "two_means"
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]

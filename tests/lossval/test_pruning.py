@@ -99,7 +99,7 @@ def test_fraction_policy_drops_exactly_the_lowest_floor_qn():
     assert decision.n_dropped == 3  # floor(3.7)
     assert sorted(values[~decision.keep]) == [0.0, 1.0, 2.0]
     assert decision.threshold == 2.0
-    assert not decision.capped and decision.n_candidates == 3
+    assert not decision.capped and not decision.cap_hit and decision.n_candidates == 3
 
 
 def test_fraction_policy_float_round_off_and_ties():
@@ -127,9 +127,9 @@ def test_default_cap_is_twenty_percent_for_every_policy():
         decision = prune(values, policy=policy, noise_prob=probs)
         assert decision.n_dropped == 10, policy
         assert decision.dropped_indices.tolist() == list(range(10)), policy
-        assert decision.capped
+        assert decision.capped and decision.cap_hit and decision.n_protected == 0
     nothing = prune(values, policy=FractionPolicy(0.5), max_prune_fraction=0.0)
-    assert nothing.keep.all() and nothing.capped
+    assert nothing.keep.all() and nothing.capped and nothing.cap_hit
 
 
 def test_two_means_policy_drops_lower_cluster():
@@ -151,9 +151,11 @@ def test_class_protection_keeps_best_row_of_a_class():
     # Row 1 (0.02) is class b's best and stays; row 0 is dropped.
     assert protected.keep[1] and not protected.keep[0]
     assert protected.n_dropped == 1 and protected.capped
+    assert protected.n_protected == 1 and not protected.cap_hit  # protection, not the cap, kept row 1
     two = prune(values, policy=ThresholdPolicy(0.45), labels=labels, min_rows_per_class=2)
     # Class b keeps both its rows; the cap (2 rows) is then spent on class a's lowest.
     assert two.dropped_indices.tolist() == [8, 9]
+    assert two.n_candidates == 4 and two.n_protected == 2 and not two.cap_hit  # 2 left: exactly the budget
 
 
 def test_class_protection_never_empties_a_class():
