@@ -148,6 +148,11 @@ def _cmd_value(args: argparse.Namespace) -> int:
         raise InputError("--out must not be one of the input files; inputs are never overwritten.", source=str(out))
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise InputError("--out must end in .parquet.", source=str(out))
+    if out.is_dir():
+        raise InputError("--out is a directory; give the path of the .parquet file to write.", source=str(out))
+    if any(p.is_dir() and out.resolve().parent == p for p in inputs):
+        raise InputError("--out must not be inside an input data folder: the next run would read it as data.",
+                         source=str(out))
     train = read_table(args.data)
     valid = read_table(args.validation)
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):

@@ -81,6 +81,7 @@ MISSING_LEVEL = "__missing__"
 OTHER_LEVEL = "__other__"
 """The shared level of the rare levels of a categorical with too many levels."""
 
+_RESERVED_LEVELS = {MISSING_LEVEL: "missing values", OTHER_LEVEL: "the rare levels of a wide column"}
 _FORMAT = "lossval.TabularEncoder"
 _VERSION = 1
 _TASKS = ("auto", "classification", "regression")
@@ -173,6 +174,9 @@ class TabularEncoder:
             self._require_columns(df, [self.target], what="target column", source=self.source)
 
         exclude = list(self.exclude or [])
+        missing_excluded = [c for c in exclude if c not in df.columns]
+        if missing_excluded:  # a misspelt exclude would silently make that column a feature
+            self._require_columns(df, missing_excluded, what="excluded column", source=self.source)
         forced = list(self.categorical or [])
         missing_forced = [c for c in forced if c not in df.columns]
         if missing_forced:
@@ -251,7 +255,9 @@ class TabularEncoder:
             )
 
     def _fit_column(self, series: pd.Series, col: Any, *, forced: bool) -> dict[str, Any] | None:
-        """Return the column's encoding spec, or None when it is constant."""
+        """Return the column's encoding spec, or None when it is constant (all-missing included)."""
+        if series.isna().all():  # no value at all: constant, as an all-empty text column is
+            return None
         kind = "categorical" if forced else self._infer_kind(series, col)
         if kind == "numeric":
             values = self._numeric_values(series, col, source=self.source)
@@ -270,6 +276,14 @@ class TabularEncoder:
             return {"name": col, "kind": "numeric", "mean": mean, "scale": scale}
 
         keys = _level_keys(series)
+        reserved = np.isin(keys, list(_RESERVED_LEVELS)) & series.notna().to_numpy()
+        if reserved.any():
+            row = _row(series.index[np.flatnonzero(reserved)[0]])
+            raise InputError(
+                f"categorical column {col!r} holds the value {keys[reserved][0]!r} (first at row {row}), a "
+                f"name lossval keeps for {_RESERVED_LEVELS[keys[reserved][0]]}; rename that value",
+                source=self.source,
+            )
         counts = pd.Series(keys).value_counts(sort=False)
         if len(counts) < 2:
             return None
@@ -361,6 +375,13 @@ class TabularEncoder:
                     "convert the labels to one type",
                     source=self.source,
                 ) from None
+            odd = [c for c in classes if not isinstance(c, (str, int, float, bool))]
+            if odd:  # the class list is saved with the encoder as JSON
+                raise InputError(
+                    f"target column {col!r} has labels of type {type(odd[0]).__name__} (e.g. {odd[0]!r}) that "
+                    "lossval cannot store; convert the labels to text or integers",
+                    source=self.source,
+                )
             if len(classes) < 2:
                 raise InputError(
                     f"target column {col!r} has {len(classes)} class(es) "
@@ -430,7 +451,17 @@ class TabularEncoder:
             series = df[c["name"]]
             if c["kind"] == "numeric":
                 values = self._numeric_values(series, c["name"], source=source)
-                out[:, pos] = ((values - c["mean"]) / c["scale"]).astype(np.float32)
+                with np.errstate(over="ignore"):
+                    out[:, pos] = ((values - c["mean"]) / c["scale"]).astype(np.float32)
+                huge = ~np.isfinite(out[:, pos])
+                if huge.any():
+                    first = int(np.flatnonzero(huge)[0])
+                    raise InputError(
+                        f"numeric column {c['name']!r} has {int(huge.sum())} value(s) too far outside its training "
+                        f"range to encode (e.g. {float(values[first])!r} at row {_row(series.index[first])}, training mean "
+                        f"{c['mean']:.4g}, std {c['scale']:.4g}); fix or drop these rows",
+                        source=source,
+                    )
                 pos += 1
             else:
                 levels = list(c["levels"]) + ([OTHER_LEVEL] if c["other"] else [])
@@ -772,6 +803,8 @@ def _is_text_dtype(dtype: Any) -> bool:
 
 def _auto_task(y: pd.Series) -> str:
     dtype = y.dtype
+    if dtype == object and pd.api.types.infer_dtype(y, skipna=True) == "decimal":
+        return "regression"  # a parquet decimal column (database exports) holds numbers
     if (
         pd.api.types.is_bool_dtype(dtype)
         or isinstance(dtype, pd.CategoricalDtype)

@@ -74,7 +74,8 @@ def _header(path: Path) -> list[str]:
     """Column names from the file's header or schema alone (cheap even for a very wide file)."""
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            return next(csv.reader(fh), [])
+            # pandas skips blank lines before the header; so must the duplicate-name check
+            return next((row for row in csv.reader(fh) if any(cell.strip() for cell in row)), [])
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
@@ -126,7 +127,24 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
     dup = df.columns[df.columns.duplicated()].tolist()
     if dup:
         raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
+    _refuse_nested(df, path)
     return df
+
+
+_NESTED = (list, tuple, dict, set, np.ndarray)
+
+
+def _refuse_nested(df: pd.DataFrame, path: Path) -> None:
+    """Lists, arrays and structs (parquet list/struct columns) cannot be features, ids or targets."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "unknown-array"):
+            continue  # text, numbers, decimals, bytes: flat
+        nested = s.map(lambda v: isinstance(v, _NESTED)).to_numpy(dtype=bool)
+        if nested.any():
+            row = int(np.flatnonzero(nested)[0])
+            raise InputError(f"column {col!r} holds nested values (lists, arrays or structs), first at row {row}; "
+                             "lossval reads flat tables: flatten it into columns or drop it.", source=str(path))
 
 
 def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS) -> pd.DataFrame:

@@ -248,6 +248,25 @@ def test_constant_column_warns_and_is_dropped():
     assert X.shape == (4, 4)
 
 
+def test_an_empty_column_is_dropped_as_constant_whatever_its_dtype():
+    # A CSV gives an empty column float NaN, a parquet file may give it object None: same outcome.
+    for empty in (np.full(4, np.nan), pd.Series([None] * 4, dtype=object)):
+        with pytest.warns(UserWarning, match="'note'"):
+            enc = TabularEncoder(target="y").fit(_frame().assign(note=empty))
+        assert enc.dropped_columns_ == ["note"] and enc.feature_columns_ == ["x", "colour"]
+
+
+def test_decimal_target_is_regression_and_the_encoder_saves(tmp_path):
+    from decimal import Decimal
+
+    df = _frame().assign(y=[Decimal("100.35"), Decimal("99.10"), Decimal("101.00"), Decimal("98.75")])
+    enc = TabularEncoder(target="y").fit(df)
+    assert enc.task_ == "regression" and enc.classes_ is None
+    assert np.allclose(enc.encode_target(df["y"]), [100.35, 99.10, 101.0, 98.75])
+    enc.save(tmp_path / "enc.json")
+    assert TabularEncoder.load(tmp_path / "enc.json").task_ == "regression"
+
+
 def test_no_usable_feature_left_raises():
     df = pd.DataFrame({"k": [1, 1, 1], "y": [0, 1, 0]})
     with warnings.catch_warnings():

@@ -276,6 +276,61 @@ def _(d: Path) -> list[str]:
     return args
 
 
+@case(VALUE_CASES, "misspelt-exclude", "train.csv", "excluded column", "'ID'", "available columns")
+def _(d: Path) -> list[str]:
+    return _value_args(d, extra=("--exclude", "ID"))  # would silently keep 'id' as a feature
+
+
+@case(VALUE_CASES, "blank-line-before-duplicate-header", "train.csv", "duplicate column names", "'a'")
+def _(d: Path) -> list[str]:
+    rows = "".join(f"r{i},1,{i},red,{'yes' if i % 2 else 'no'}\n" for i in range(30))
+    return _value_args(d, "\n\nid,a,a,colour,label\n" + rows)
+
+
+@case(VALUE_CASES, "list-column-in-parquet", "train.parquet", "'tags'", "nested values", "row 0")
+def _(d: Path) -> list[str]:
+    df = make_frame(120)
+    df["tags"] = [[i % 3, 1] for i in range(120)]
+    return _value_args(d, df, train_name="train.parquet", extra=())  # no id column: row ids hash every column
+
+
+@case(VALUE_CASES, "value-beyond-float32-in-validation", "valid.parquet", "'a'", "too far outside", "row 3")
+def _(d: Path) -> list[str]:
+    valid = make_frame(40, seed=1)
+    valid.loc[3, "a"] = 1e40
+    return _value_args(d, valid=valid)
+
+
+@case(VALUE_CASES, "reserved-category-name", "train.csv", "'colour'", "'__other__'", "rename")
+def _(d: Path) -> list[str]:
+    df = make_frame(120)
+    df.loc[5, "colour"] = "__other__"
+    return _value_args(d, df)
+
+
+@case(VALUE_CASES, "timestamp-labels", "train.parquet", "'label'", "Timestamp", "convert the labels")
+def _(d: Path) -> list[str]:
+    df, valid = make_frame(120), make_frame(40, seed=1)
+    for frame in (df, valid):
+        frame["label"] = pd.to_datetime(np.where(frame["label"] == "yes", "2026-01-02", "2026-01-01"))
+    return _value_args(d, df, valid, train_name="train.parquet", extra=("--id-column", "id", "--task", "classification"))
+
+
+@case(VALUE_CASES, "output-is-a-directory", "values.parquet", "is a directory")
+def _(d: Path) -> list[str]:
+    args = _value_args(d)
+    (d / "out" / "values.parquet").mkdir(parents=True)
+    return args
+
+
+@case(VALUE_CASES, "output-inside-the-data-folder", "values.parquet", "inside an input data folder")
+def _(d: Path) -> list[str]:
+    args = _value_args(d)
+    args[args.index("value") + 1] = str(d / "in")  # the folder: train.csv (valid.parquet is read too, but fine)
+    args[args.index("--out") + 1] = str(d / "in" / "values.parquet")
+    return args
+
+
 # ---------------------------------------------------------------- lossval run: configuration
 
 def _run_args(d: Path, **config) -> list[str]:
