@@ -49,7 +49,7 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
 
 def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> TabularEncoder:
     """An encoder fitted on every row: raises InputError naming the input row of a NaN, inf or text value."""
-    enc = config_encoder(config, task_kind)
+    enc = config_encoder(config, task_kind, df.columns)
     with warnings.catch_warnings():  # constant columns are reported once, by the valuation stage
         warnings.simplefilter("ignore", UserWarning)
         return enc.fit(df)

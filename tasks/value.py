@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -34,11 +35,16 @@ def feature_exclusions(config: PipelineConfig) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-def config_encoder(config: PipelineConfig, task: str) -> TabularEncoder:
-    """The (unfitted) encoder the config's feature options describe, for ``task``."""
+def config_encoder(config: PipelineConfig, task: str, columns: Sequence[str]) -> TabularEncoder:
+    """The (unfitted) encoder the config's feature options describe, for ``task`` on a frame with ``columns``.
+
+    The user's ``exclude`` goes in whole (the encoder refuses a name the data lacks: a typo would
+    keep that column as a feature); the pipeline's own columns only where the frame has them.
+    """
+    user = set(config.exclude)
+    exclude = [c for c in feature_exclusions(config) if c in user or c in columns]
     return TabularEncoder(target=config.target, task=task, features=list(config.include) if config.include else None,
-                          exclude=feature_exclusions(config), categorical=list(config.categorical) or None,
-                          source=config.data)
+                          exclude=exclude, categorical=list(config.categorical) or None, source=config.data)
 
 
 def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
@@ -68,7 +74,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     out_dir = Workspace.at(workspace).values_dir(key)
     tr = pd.read_parquet(train)
     va = pd.read_parquet(validation)
-    enc = config_encoder(config, config.task).fit(tr)
+    enc = config_encoder(config, config.task, tr.columns).fit(tr)
     X, X_val = enc.transform(tr), enc.transform(va, source="validation split")
     enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error
     pause_point("value")  # test-only hook: fault tests kill the run here

@@ -424,6 +424,11 @@ def _(d: Path) -> list[str]:
     return _flow_config(d, df)
 
 
+@case(FLOW_CASES, "flow-misspelt-exclude", "data.csv", "excluded column", "'Colour'", "available columns")
+def _(d: Path) -> list[str]:
+    return _flow_config(d, features={"exclude": ["Colour"]})
+
+
 @case(FLOW_CASES, "flow-reserved-row-id-column", "data.csv", "'row_id'", "reserves")
 def _(d: Path) -> list[str]:
     return _flow_config(d, make_frame(120).assign(row_id=range(120)))
