@@ -17,6 +17,7 @@ import re
 import socket
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -127,7 +128,17 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
     dup = df.columns[df.columns.duplicated()].tolist()
     if dup:
         raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
+    if is_csv and len(df.columns) == 1:
+        sep = next((name for ch, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")) if ch in str(df.columns[0])), None)
+        if sep:
+            raise InputError(f"has a single column named {str(df.columns[0])[:60]!r}: is it separated by {sep}? "
+                             "lossval reads comma-separated CSV; convert the file or save it as parquet.",
+                             source=str(path))
     _refuse_nested(df, path)
+    if is_csv and "Unnamed: 0" in df.columns:
+        warnings.warn(f"{path}: column 'Unnamed: 0' has no name in the header, as a row index saved with the data "
+                      "has; it is used as a feature unless you exclude it (or save the CSV without its index)",
+                      UserWarning, stacklevel=3)
     return df
 
 

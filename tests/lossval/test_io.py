@@ -102,3 +102,11 @@ def test_temp_files_whose_owner_cannot_be_checked_are_swept_only_when_old_and_as
     assert sweep_orphaned_temp_files(tmp_path, stale_after_s=day) == sorted(old)
     assert recent.exists() and live_old.exists() and not any(p.exists() for p in old)
 
+
+
+def test_a_saved_row_index_in_a_csv_is_warned_about(tmp_path):
+    path = tmp_path / "with_index.csv"
+    pd.DataFrame({"a": [1.0, 2.0], "label": ["x", "y"]}).to_csv(path)  # index=True: an unnamed first column
+    with pytest.warns(UserWarning, match="'Unnamed: 0'.*row index"):
+        df = read_table(path)
+    assert list(df.columns) == ["Unnamed: 0", "a", "label"]  # read as it is; the user decides

@@ -287,6 +287,11 @@ def _(d: Path) -> list[str]:
     return _value_args(d, "\n\nid,a,a,colour,label\n" + rows)
 
 
+@case(VALUE_CASES, "semicolon-separated-csv", "train.csv", "single column", "separated by ';'")
+def _(d: Path) -> list[str]:
+    return _value_args(d, make_frame(120).to_csv(index=False, sep=";"))
+
+
 @case(VALUE_CASES, "list-column-in-parquet", "train.parquet", "'tags'", "nested values", "row 0")
 def _(d: Path) -> list[str]:
     df = make_frame(120)
