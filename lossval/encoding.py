@@ -66,6 +66,7 @@ import re
 import tempfile
 import warnings
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ import numpy as np
 import pandas as pd
 
 from lossval.errors import ConfigError, InputError
+from lossval.io import nested_column
 
 __all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL"]
 
@@ -175,7 +177,7 @@ class TabularEncoder:
 
         exclude = list(self.exclude or [])
         missing_excluded = [c for c in exclude if c not in df.columns]
-        if missing_excluded:  # a misspelt exclude would silently make that column a feature
+        if missing_excluded and self.features is None:  # a misspelt exclude would silently keep that column
             self._require_columns(df, missing_excluded, what="excluded column", source=self.source)
         forced = list(self.categorical or [])
         missing_forced = [c for c in forced if c not in df.columns]
@@ -203,7 +205,7 @@ class TabularEncoder:
                 columns.append(spec)
         if dropped:
             warnings.warn(
-                f"constant column(s) {_show_list(dropped)} (one distinct value in the "
+                f"constant or empty column(s) {_show_list(dropped)} (one distinct value, or none, in the "
                 "training rows) dropped from the features",
                 UserWarning,
                 stacklevel=2,
@@ -276,14 +278,7 @@ class TabularEncoder:
             return {"name": col, "kind": "numeric", "mean": mean, "scale": scale}
 
         keys = _level_keys(series)
-        reserved = np.isin(keys, list(_RESERVED_LEVELS)) & series.notna().to_numpy()
-        if reserved.any():
-            row = _row(series.index[np.flatnonzero(reserved)[0]])
-            raise InputError(
-                f"categorical column {col!r} holds the value {keys[reserved][0]!r} (first at row {row}), a "
-                f"name lossval keeps for {_RESERVED_LEVELS[keys[reserved][0]]}; rename that value",
-                source=self.source,
-            )
+        self._refuse_reserved(keys, series, col, source=self.source)
         counts = pd.Series(keys).value_counts(sort=False)
         if len(counts) < 2:
             return None
@@ -294,6 +289,19 @@ class TabularEncoder:
             by_freq = sorted(levels, key=lambda k: (-int(counts[k]), _level_sort_key(k)))
             levels = sorted(by_freq[: self.max_categories], key=_level_sort_key)
         return {"name": col, "kind": "categorical", "levels": levels, "other": other}
+
+    @staticmethod
+    def _refuse_reserved(keys: np.ndarray, series: pd.Series, col: Any, *, source: str | None) -> None:
+        """A real value spelled like one of lossval's own level names would be merged into that level."""
+        reserved = np.isin(keys, list(_RESERVED_LEVELS)) & series.notna().to_numpy()
+        if reserved.any():
+            first = int(np.flatnonzero(reserved)[0])
+            raise InputError(
+                f"categorical column {col!r} holds the value {keys[first]!r} (first at row "
+                f"{_row(series.index[first])}), a name lossval keeps for {_RESERVED_LEVELS[keys[first]]}; "
+                "rename that value",
+                source=source,
+            )
 
     def _infer_kind(self, series: pd.Series, col: Any) -> str:
         dtype = series.dtype
@@ -317,6 +325,13 @@ class TabularEncoder:
             raise InputError(
                 f"column {col!r} has unsupported dtype {dtype}; pass exclude=[{col!r}] "
                 "or convert it to numbers or strings",
+                source=self.source,
+            )
+        found = nested_column(series.to_frame())
+        if found is not None:
+            raise InputError(
+                f"column {col!r} holds nested values (lists, arrays or structs), first at row "
+                f"{_row(series.index[found[1]])}; flatten it into columns or pass exclude=[{col!r}]",
                 source=self.source,
             )
 
@@ -375,13 +390,6 @@ class TabularEncoder:
                     "convert the labels to one type",
                     source=self.source,
                 ) from None
-            odd = [c for c in classes if not isinstance(c, (str, int, float, bool))]
-            if odd:  # the class list is saved with the encoder as JSON
-                raise InputError(
-                    f"target column {col!r} has labels of type {type(odd[0]).__name__} (e.g. {odd[0]!r}) that "
-                    "lossval cannot store; convert the labels to text or integers",
-                    source=self.source,
-                )
             if len(classes) < 2:
                 raise InputError(
                     f"target column {col!r} has {len(classes)} class(es) "
@@ -465,9 +473,9 @@ class TabularEncoder:
                 pos += 1
             else:
                 levels = list(c["levels"]) + ([OTHER_LEVEL] if c["other"] else [])
-                index = pd.Index(levels, dtype=object).get_indexer(
-                    pd.Index(_level_keys(series), dtype=object)
-                )
+                keys = _level_keys(series)
+                self._refuse_reserved(keys, series, c["name"], source=source)
+                index = pd.Index(levels, dtype=object).get_indexer(pd.Index(keys, dtype=object))
                 if c["other"]:
                     index[index < 0] = len(levels) - 1
                 rows = np.flatnonzero(index >= 0)  # unseen levels stay all-zero
@@ -639,6 +647,13 @@ class TabularEncoder:
                     f"column name {name!r} cannot be saved as JSON; use str column names",
                     source=self.source,
                 )
+        odd = [c for c in (self.classes_ or []) if not isinstance(c, (str, int, float, bool))]
+        if odd:
+            raise InputError(
+                f"target column {self.target!r} has labels of type {type(odd[0]).__name__} (e.g. {odd[0]!r}) "
+                "that cannot be saved as JSON; convert the labels to text or integers",
+                source=self.source,
+            )
         columns = []
         for c in self._columns:
             if c["kind"] == "numeric":
@@ -801,9 +816,22 @@ def _is_text_dtype(dtype: Any) -> bool:
     return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or dtype.kind in "SU"
 
 
+def _all_decimal_or_real(y: pd.Series) -> bool:
+    """Decimals, alone or mixed with ints and floats (a decimal parquet file read with a CSV)."""
+    kind = pd.api.types.infer_dtype(y, skipna=True)
+    if kind == "decimal":
+        return True
+    if kind not in ("mixed", "mixed-integer", "mixed-integer-float"):
+        return False
+    values = y[y.notna()].to_numpy(dtype=object)
+    return any(isinstance(v, Decimal) for v in values) and all(
+        isinstance(v, (Decimal, int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        for v in values)
+
+
 def _auto_task(y: pd.Series) -> str:
     dtype = y.dtype
-    if dtype == object and pd.api.types.infer_dtype(y, skipna=True) == "decimal":
+    if dtype == object and _all_decimal_or_real(y):
         return "regression"  # a parquet decimal column (database exports) holds numbers
     if (
         pd.api.types.is_bool_dtype(dtype)

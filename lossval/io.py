@@ -43,6 +43,7 @@ __all__ = [
     "read_json",
     "file_sha256",
     "frame_fingerprint",
+    "nested_column",
     "assign_row_ids",
     "pause_point",
 ]
@@ -76,7 +77,7 @@ def _header(path: Path) -> list[str]:
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as fh:
             # pandas skips blank lines before the header; so must the duplicate-name check
-            return next((row for row in csv.reader(fh) if any(cell.strip() for cell in row)), [])
+            return next((row for row in csv.reader(fh) if row and not (len(row) == 1 and not row[0].strip())), [])
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
@@ -100,7 +101,8 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
                 "you need into a narrower file.",
                 source=str(path),
             )
-        dup = sorted(name for name, n in Counter(header).items() if n > 1)
+        # (empty names are not repeats: pandas names them 'Unnamed: N', and a warning below says so)
+        dup = sorted(name for name, n in Counter(header).items() if n > 1 and name.strip())
         if dup:  # pandas would silently rename a repeated CSV column to 'name.1'
             raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
         df = pd.read_csv(path) if is_csv else pd.read_parquet(path)
@@ -134,28 +136,42 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
             raise InputError(f"has a single column named {str(df.columns[0])[:60]!r}: is it separated by {sep}? "
                              "lossval reads comma-separated CSV; convert the file or save it as parquet.",
                              source=str(path))
-    _refuse_nested(df, path)
-    if is_csv and "Unnamed: 0" in df.columns:
-        warnings.warn(f"{path}: column 'Unnamed: 0' has no name in the header, as a row index saved with the data "
-                      "has; it is used as a feature unless you exclude it (or save the CSV without its index)",
-                      UserWarning, stacklevel=3)
+    unnamed = [c for c in df.columns if is_csv and re.fullmatch(r"Unnamed: \d+", str(c))]
+    if unnamed:
+        warnings.warn(f"{path}: column(s) {unnamed[:5]} have no name in the header, as a row index saved with the "
+                      "data has; they are used as features unless you exclude them (or save the CSV without its "
+                      "index)", UserWarning, stacklevel=3)
     return df
 
 
 _NESTED = (list, tuple, dict, set, np.ndarray)
 
 
-def _refuse_nested(df: pd.DataFrame, path: Path) -> None:
-    """Lists, arrays and structs (parquet list/struct columns) cannot be features, ids or targets."""
+def nested_column(df: pd.DataFrame) -> tuple[Any, int] | None:
+    """``(column, first row position)`` of the first column holding lists, arrays or structs, else None.
+
+    Parquet list and struct columns arrive as such objects; nothing in lossval can hash, encode or
+    store them. Only object columns that pandas does not find flat are scanned value by value.
+    """
     for col in df.columns:
         s = df[col]
-        if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "unknown-array"):
+        if s.dtype != object or pd.api.types.infer_dtype(s, skipna=True) not in ("mixed", "mixed-integer", "unknown-array"):
             continue  # text, numbers, decimals, bytes: flat
         nested = s.map(lambda v: isinstance(v, _NESTED)).to_numpy(dtype=bool)
         if nested.any():
-            row = int(np.flatnonzero(nested)[0])
-            raise InputError(f"column {col!r} holds nested values (lists, arrays or structs), first at row {row}; "
-                             "lossval reads flat tables: flatten it into columns or drop it.", source=str(path))
+            return col, int(np.flatnonzero(nested)[0])
+    return None
+
+
+def _hash_rows(df: pd.DataFrame, *, source: str | None, why: str) -> np.ndarray:
+    try:
+        return pd.util.hash_pandas_object(df, index=False).to_numpy()
+    except TypeError:
+        found = nested_column(df)
+        if found is None:
+            raise
+        raise InputError(f"column {found[0]!r} holds nested values (lists, arrays or structs), first at row "
+                         f"{found[1]}; {why}.", source=source) from None
 
 
 def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS) -> pd.DataFrame:
@@ -382,11 +398,16 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def frame_fingerprint(df: pd.DataFrame) -> str:
-    """Content hash of a frame (values, column names and dtypes; order-sensitive), 16 hex chars."""
+def frame_fingerprint(df: pd.DataFrame, *, source: str | None = None) -> str:
+    """Content hash of a frame (values, column names and dtypes; order-sensitive), 16 hex chars.
+
+    Raises:
+        InputError: a column holds lists, arrays or structs (named, with ``source``).
+    """
     h = hashlib.sha256()
     h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    why = "a snapshot hashes every column: flatten it into columns or drop it from the file"
+    h.update(_hash_rows(df, source=source, why=why).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -423,7 +444,8 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
                 source=source,
             )
         return ids.astype(str).rename("row_id")
-    hashes = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    hashes = _hash_rows(df, source=source, why="rows without an id column are identified by hashing every column: give an "
+                        "id column, or flatten the column or drop it from the file")
     base = pd.Series([f"{h:016x}" for h in hashes], index=df.index)
     occurrence = base.groupby(base).cumcount() + 1
     return base.where(occurrence == 1, base + "#" + occurrence.astype(str)).rename("row_id")

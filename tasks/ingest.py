@@ -45,7 +45,7 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     snap = df.copy()
     if id_column != "row_id":
         snap.insert(0, "row_id", row_ids.to_numpy())
-    digest = frame_fingerprint(snap)
+    digest = frame_fingerprint(snap, source=data_path)
     store_path = Workspace.at(workspace).snapshot_dir(dataset) / f"{digest}.parquet"
     path = store_path
     if not store_path.exists():  # content-addressed: an existing file already holds these bytes

@@ -52,7 +52,9 @@ def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -
     enc = config_encoder(config, task_kind, df.columns)
     with warnings.catch_warnings():  # constant columns are reported once, by the valuation stage
         warnings.simplefilter("ignore", UserWarning)
-        return enc.fit(df)
+        enc.fit(df)
+    enc.to_dict()  # labels the valuation stage could not save with its encoder: refused now, not after the fit
+    return enc
 
 
 def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: TabularEncoder, *,

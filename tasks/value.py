@@ -74,6 +74,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     out_dir = Workspace.at(workspace).values_dir(key)
     tr = pd.read_parquet(train)
     va = pd.read_parquet(validation)
+    tr.index, va.index = tr["row_id"].to_numpy(), va["row_id"].to_numpy()  # errors name the row by its row_id
     enc = config_encoder(config, config.task, tr.columns).fit(tr)
     X, X_val = enc.transform(tr), enc.transform(va, source="validation split")
     enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error

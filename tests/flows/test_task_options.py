@@ -23,3 +23,14 @@ def test_features_categorical_reaches_the_encoder_and_the_cache_key() -> None:
     enc = _check_encodable(df, _config(categorical=["a"]), "classification")
     assert "a" in enc.categorical_columns_
     assert valuation_key("s", _config(categorical=["a"])) != valuation_key("s", _config())
+
+
+def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_required() -> None:
+    df = make_frame(60)
+    with pytest.raises(InputError, match="excluded column.*'Colour'"):
+        _check_encodable(df, _config(exclude=["Colour"]), "classification")
+    # A timestamp column left in the config while another strategy is used: not in the data, not an error.
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id",
+                            "validation": {"strategy": "stratified", "timestamp_column": "applied_at"}})
+    enc = _check_encodable(df, cfg, "classification")
+    assert enc.feature_columns_ == ["a", "b", "colour"]  # id excluded as the pipeline's own column

@@ -267,6 +267,53 @@ def test_decimal_target_is_regression_and_the_encoder_saves(tmp_path):
     assert TabularEncoder.load(tmp_path / "enc.json").task_ == "regression"
 
 
+def test_decimal_target_mixed_with_floats_is_regression():
+    from decimal import Decimal
+
+    df = _frame().assign(y=[Decimal("100.35"), 99.1, Decimal("101.00"), 98])  # a parquet file read with a CSV
+    assert TabularEncoder(target="y").fit(df).task_ == "regression"
+
+
+def test_nested_feature_is_refused_unless_excluded():
+    df = _frame().assign(tags=[[1, 2], [3], [], [4]])
+    with pytest.raises(InputError, match="'tags'.*nested values.*row 0"):
+        TabularEncoder(target="y").fit(df)
+    enc = TabularEncoder(target="y", exclude=["tags"]).fit(df)
+    assert enc.feature_columns_ == ["x", "colour"]
+
+
+@pytest.mark.parametrize("reserved", ["__other__", "__missing__"])
+def test_reserved_level_names_are_refused_at_fit_and_transform(reserved):
+    df = _frame()
+    with pytest.raises(InputError, match=f"'colour'.*'{reserved}'.*row 2.*rename"):
+        TabularEncoder(target="y").fit(df.assign(colour=["red", "blue", reserved, "green"]))
+    enc = TabularEncoder(target="y").fit(df)
+    with pytest.raises(InputError, match=f"'colour'.*'{reserved}'.*row 1"):
+        enc.transform(df.assign(colour=["red", reserved, "red", "green"]))
+
+
+def test_misspelt_exclude_is_refused_but_not_next_to_an_explicit_feature_list():
+    with pytest.raises(InputError, match="excluded column.*'Colour'.*available columns"):
+        TabularEncoder(target="y", exclude=["Colour"]).fit(_frame())
+    enc = TabularEncoder(target="y", features=["x"], exclude=["Colour"]).fit(_frame())  # cannot leak a column
+    assert enc.feature_columns_ == ["x"]
+
+
+def test_labels_json_cannot_hold_are_refused_when_saving(tmp_path):
+    df = _frame().assign(y=pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-01", "2026-01-02"]))
+    enc = TabularEncoder(target="y", task="classification").fit(df)  # valuing needs no saving
+    assert enc.encode_target(df["y"]).tolist() == [0, 1, 0, 1]
+    with pytest.raises(InputError, match="'y'.*Timestamp.*cannot be saved"):
+        enc.save(tmp_path / "enc.json")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_value_beyond_float32_is_refused_naming_column_and_row():
+    enc = TabularEncoder(target="y").fit(_frame())
+    with pytest.raises(InputError, match="'x'.*too far outside.*1e\\+40.*row 3"):
+        enc.transform(_frame().assign(x=[1.0, 2.0, 3.0, 1e40]))
+
+
 def test_no_usable_feature_left_raises():
     df = pd.DataFrame({"k": [1, 1, 1], "y": [0, 1, 0]})
     with warnings.catch_warnings():

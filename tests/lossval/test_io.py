@@ -110,3 +110,22 @@ def test_a_saved_row_index_in_a_csv_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match="'Unnamed: 0'.*row index"):
         df = read_table(path)
     assert list(df.columns) == ["Unnamed: 0", "a", "label"]  # read as it is; the user decides
+
+
+def test_nested_values_are_named_when_rows_are_hashed():
+    from lossval.io import assign_row_ids, frame_fingerprint
+
+    df = pd.DataFrame({"a": [1, 2], "tags": [[1], [2, 3]]})
+    with pytest.raises(InputError, match="'tags'.*nested values.*row 0.*give an id column"):
+        assign_row_ids(df, source="data.parquet")
+    with pytest.raises(InputError, match="'tags'.*nested values"):
+        frame_fingerprint(df, source="data.parquet")
+    assert assign_row_ids(df.assign(id=["x", "y"]), id_column="id").tolist() == ["x", "y"]
+
+
+def test_a_row_of_empty_cells_is_a_header_not_a_blank_line(tmp_path):
+    path = tmp_path / "commas.csv"
+    path.write_text(",,\n1,1,2\n3,3,4\n")  # pandas names these columns Unnamed: 0..2
+    with pytest.warns(UserWarning, match="Unnamed"):
+        df = read_table(path)
+    assert len(df) == 2

@@ -313,14 +313,6 @@ def _(d: Path) -> list[str]:
     return _value_args(d, df)
 
 
-@case(VALUE_CASES, "timestamp-labels", "train.parquet", "'label'", "Timestamp", "convert the labels")
-def _(d: Path) -> list[str]:
-    df, valid = make_frame(120), make_frame(40, seed=1)
-    for frame in (df, valid):
-        frame["label"] = pd.to_datetime(np.where(frame["label"] == "yes", "2026-01-02", "2026-01-01"))
-    return _value_args(d, df, valid, train_name="train.parquet", extra=("--id-column", "id", "--task", "classification"))
-
-
 @case(VALUE_CASES, "output-is-a-directory", "values.parquet", "is a directory")
 def _(d: Path) -> list[str]:
     args = _value_args(d)
@@ -331,8 +323,10 @@ def _(d: Path) -> list[str]:
 @case(VALUE_CASES, "output-inside-the-data-folder", "values.parquet", "inside an input data folder")
 def _(d: Path) -> list[str]:
     args = _value_args(d)
-    args[args.index("value") + 1] = str(d / "in")  # the folder: train.csv (valid.parquet is read too, but fine)
-    args[args.index("--out") + 1] = str(d / "in" / "values.parquet")
+    folder = d / "batch"
+    _write(folder / "train.csv", make_frame(120))
+    args[args.index("value") + 1] = str(folder)
+    args[args.index("--out") + 1] = str(folder / "values.parquet")
     return args
 
 
