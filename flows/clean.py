@@ -12,7 +12,7 @@ from prefect.runtime import flow_run
 
 from lossval.config import PipelineConfig, load_config, mask_secrets, mask_uri
 from lossval.errors import GateFailed, LossvalError
-from lossval.io import sweep_orphaned_temp_files, write_json
+from lossval.io import file_sha256, sweep_orphaned_temp_files, write_json
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
 from tasks.gate import gate
@@ -133,9 +133,11 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     snapshot = publish_snapshot(snap, dataset=config.dataset, workspace=str(ws.root))
 
     final = ws.run_dir(run_id)
-    outputs = relocate({"snapshot": snapshot, **parts["paths"], **pruned["paths"], "values": vals["values"],
-                        "encoder": vals["encoder"], "model_state": trained["model_state"],
-                        "metrics": trained["metrics_path"], "gate": checked["result_path"]}, staging, final)
+    written = {"snapshot": snapshot, **parts["paths"], **pruned["paths"], "values": vals["values"],
+               "encoder": vals["encoder"], "model_state": trained["model_state"],
+               "metrics": trained["metrics_path"], "gate": checked["result_path"]}
+    outputs = relocate(written, staging, final)
+    sha256 = {name: file_sha256(path) for name, path in written.items()}  # `lossval verify` compares these
     rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
     stages = {
         "ingest": {"rows": snap["rows"], "snapshot": snapshot, "seconds": timings["ingest"]},
@@ -150,7 +152,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     }
     summary = {"run_id": run_id, "dataset": config.dataset, "flow_run_id": fr_id, "snapshot_hash": snap["snapshot_hash"],
                "started": started.isoformat(timespec="seconds"), "task": task_kind, "status": "complete",
-               "outputs": outputs, "rows": rows,
+               "outputs": outputs, "sha256": sha256, "rows": rows,
                "pruning": {"policy": pruned["policy"], "threshold": pruned["threshold"], "flagged": pruned["flagged"],
                            "quarantined": pruned["rows_pruned"], "protected": pruned["protected"],
                            "cap_hit": pruned["cap_hit"],

@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -198,8 +199,10 @@ class Landed:
         path: Resolved absolute path.
         relative: Path relative to the landing folder, POSIX form (what events carry).
         dataset: Dataset it belongs to (see :func:`dataset_of`).
-        size: Bytes. mtime_ns: modification time, ns.
-        reason: ``"marker"`` (a ``.done`` file) or ``"stable"`` (size and mtime settled).
+        size: Bytes. mtime_ns: modification time, ns. inode: the file's inode (a file replaced
+            under the same name with the same size and mtime is another file).
+        reason: ``"marker"`` (a ``.done`` file at least as new as the file) or ``"stable"``
+            (size and mtime settled).
     """
 
     path: Path
@@ -208,14 +211,29 @@ class Landed:
     size: int
     mtime_ns: int
     reason: str
+    inode: int = 0
 
 
 @dataclass
 class _Seen:
     size: int
     mtime_ns: int
+    inode: int
     since: float  # clock time when this (size, mtime) was first observed
     polls: int  # consecutive polls with this (size, mtime)
+
+
+def _fresh_marker(marker: Path, file_mtime_ns: int) -> bool:
+    """A ``.done`` marker counts only when it is a regular file at least as new as the data file.
+
+    A marker left from an earlier delivery must not declare a file that is being rewritten in
+    place as landed; the file then falls back to the settle rule until a new marker is touched.
+    """
+    try:
+        st = marker.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_mtime_ns >= file_mtime_ns
 
 
 class LandingScanner:
@@ -252,7 +270,43 @@ class LandingScanner:
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
         self._warned: set[str] = set()
-        self.emitted: dict[str, dict[str, Any]] = self._load_state()
+        self._lock_fd: int | None = None
+        self._unsaved = False
+        if self.state_path is not None:
+            self._lock_state()
+        try:
+            self.emitted: dict[str, dict[str, Any]] = self._load_state()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock_state(self) -> None:
+        """One scanner per state file: two would report every file twice and overwrite each other's state."""
+        import fcntl
+
+        assert self.state_path is not None
+        lock = self.state_path.with_name(self.state_path.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError("another `lossval watch` is using this state file (it holds the lock beside it); "
+                             "run one watcher per landing folder.", source=str(self.state_path)) from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the state file's lock (also released when the process exits)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> LandingScanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _load_state(self) -> dict[str, dict[str, Any]]:
         if self.state_path is None or not self.state_path.exists():
@@ -262,6 +316,10 @@ class LandingScanner:
             emitted = state["emitted"]
             if not isinstance(emitted, dict):
                 raise TypeError("'emitted' is not a mapping")
+            bad = next((k for k, v in emitted.items() if not (isinstance(v, dict) and isinstance(v.get("size"), int)
+                                                            and isinstance(v.get("mtime_ns"), int))), None)
+            if bad is not None:
+                raise TypeError(f"the entry for {bad!r} lacks an integer size and mtime_ns")
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"watch state is unreadable ({exc}); delete it to start afresh (every file in the landing "
                              "folder is then reported again).", source=str(self.state_path)) from None
@@ -271,7 +329,14 @@ class LandingScanner:
         if self.state_path is None:
             return
         state = {"version": _STATE_VERSION, "landing_dir": str(self.root), "emitted": self.emitted}
-        write_json(state, self.state_path)
+        try:
+            write_json(state, self.state_path)
+        except OSError as exc:  # disk full, permissions: keep watching; the state is kept in memory meanwhile
+            self._unsaved = True
+            log.warning("lossval watch: could not save the watch state %s (%s); retrying at the next poll. Until "
+                        "it is saved, a restart would report the files landed since then again.", self.state_path, exc)
+        else:
+            self._unsaved = False
 
     def _candidates(self) -> Iterator[tuple[str, Path]]:
         """(relative posix path, path) of data-file names at the top level and one folder down."""
@@ -300,6 +365,8 @@ class LandingScanner:
 
     def poll(self) -> list[Landed]:
         """Look at the folder once; return the files that have landed and were not reported yet."""
+        if self._unsaved:
+            self._save_state()
         now = self._clock()
         landed: list[Landed] = []
         present: set[str] = set()
@@ -316,24 +383,25 @@ class LandingScanner:
             except FileNotFoundError:
                 continue
             seen = self._seen.get(relative)
-            if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
-                seen = self._seen[relative] = _Seen(st.st_size, st.st_mtime_ns, now, 1)
+            if seen is None or (seen.size, seen.mtime_ns, seen.inode) != (st.st_size, st.st_mtime_ns, st.st_ino):
+                seen = self._seen[relative] = _Seen(st.st_size, st.st_mtime_ns, st.st_ino, now, 1)
             else:
                 seen.polls += 1
             done = self.emitted.get(relative)
-            if done and (done.get("size"), done.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
-                continue  # reported before, unchanged since
+            if done and (done.get("size"), done.get("mtime_ns"), done.get("inode", st.st_ino)) == (
+                    st.st_size, st.st_mtime_ns, st.st_ino):
+                continue  # reported before, unchanged since (state files before inodes: size and mtime)
             if st.st_size == 0:
                 continue
             marker = path.with_name(path.name + DONE_SUFFIX)
-            if marker.is_file() and not marker.is_symlink():
+            if _fresh_marker(marker, st.st_mtime_ns):
                 reason = "marker"
             elif not self.require_marker and seen.polls >= 2 and now - seen.since >= self.settle_seconds:
                 reason = "stable"
             else:
                 continue
             landed.append(Landed(path=real, relative=relative, dataset=dataset, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                 reason=reason))
+                                 reason=reason, inode=st.st_ino))
         for gone in set(self._seen) - present:
             del self._seen[gone]
         return landed
@@ -341,7 +409,8 @@ class LandingScanner:
     def mark_emitted(self, landed: Landed, *, event_id: str | None = None) -> None:
         """Record that ``landed`` was reported (saved to the state file at once)."""
         self.emitted[landed.relative] = {
-            "size": landed.size, "mtime_ns": landed.mtime_ns, "dataset": landed.dataset, "event_id": event_id,
+            "size": landed.size, "mtime_ns": landed.mtime_ns, "inode": landed.inode, "dataset": landed.dataset,
+            "event_id": event_id,
             "emitted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
         self._save_state()

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from lossval.errors import InputError
-from lossval.io import process_alive, read_json, write_json
+from lossval.io import file_sha256, process_alive, read_json, write_json
 
 __all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "row_counts", "begin_run", "complete_run", "discard_run",
            "sweep_stale_runs", "relocate"]
@@ -123,11 +123,40 @@ def _ids(path: str) -> pd.Series:
     return pd.read_parquet(path, columns=["row_id"])["row_id"]
 
 
+def _located(outputs: dict[str, str], run_dir: Path) -> dict[str, str]:
+    """The manifest's paths, read from the folder being verified when the run folder was moved or copied.
+
+    Paths inside the recorded run folder always map to ``run_dir`` (a copy is checked, not its
+    original). Paths elsewhere in the recorded workspace (snapshot, values) map to the same place
+    in the workspace around ``run_dir`` when that file exists there, and stay as recorded otherwise.
+    """
+    if "kept" not in outputs:
+        return outputs
+    recorded = Path(outputs["kept"]).parent
+    here = Path(os.path.realpath(run_dir))
+    if recorded == here:
+        return outputs
+    out = {}
+    for name, p in outputs.items():
+        path = Path(p)
+        for src, dst, always in ((recorded, here, True), (recorded.parent.parent, here.parent.parent, False)):
+            try:
+                candidate = dst / path.relative_to(src)
+            except ValueError:
+                continue
+            if always or candidate.exists():
+                path = candidate
+            break
+        out[name] = str(path)
+    return out
+
+
 def verify_run(run_dir: Path) -> list[str]:
     """Check a run folder; returns a list of problems (empty = consistent).
 
     Checks: the folder is a completed run (not ``.partial``, manifest present and readable);
-    the manifest lists existing, readable files; the snapshot's row ids are exactly the
+    the manifest lists existing, readable files, unchanged since the run wrote them (sha256, when
+    the manifest records it), read from ``run_dir`` when the folder was moved or copied; the snapshot's row ids are exactly the
     union of the data-derived parts (validation when it came from the data, test, kept,
     quarantine); the parts are disjoint; ``train = kept + quarantine``; counts match the
     manifest.
@@ -147,13 +176,21 @@ def verify_run(run_dir: Path) -> list[str]:
     if not isinstance(manifest, dict):
         return [f"{manifest_path}: not a run manifest (a JSON object is expected)"]
     problems: list[str] = []
-    outputs: dict[str, str] = manifest.get("outputs", {})
-    counts: dict[str, int] = manifest.get("rows", {})
+    outputs = manifest.get("outputs", {})
+    counts = manifest.get("rows", {})
+    hashes = manifest.get("sha256", {})  # absent in manifests written before 2026-12-02
+    if not (isinstance(outputs, dict) and all(isinstance(p, str) for p in outputs.values())
+            and isinstance(counts, dict) and isinstance(hashes, dict)):
+        return [f"{manifest_path}: not a run manifest ('outputs', 'rows' and 'sha256' must be objects of paths, "
+                "counts and hashes)"]
+    outputs = _located(outputs, run_dir)
     for name, p in outputs.items():
         if not Path(p).exists():
             problems.append(f"output '{name}' is missing: {p}")
     if problems:
         return problems
+    changed = [f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}"
+               for name, digest in hashes.items() if name in outputs and file_sha256(outputs[name]) != digest]
     needed = ("snapshot", "train", "test", "kept", "quarantine", "validation")
     absent = [n for n in needed if n not in outputs]
     if absent:
@@ -165,7 +202,7 @@ def verify_run(run_dir: Path) -> list[str]:
         except Exception as exc:  # a truncated or foreign file: report it, do not crash
             problems.append(f"output '{name}' is unreadable ({type(exc).__name__}): {outputs[name]}")
     if problems:
-        return problems
+        return problems + changed
     for name, series in ids.items():
         if series.duplicated().any():
             problems.append(f"{name}: {int(series.duplicated().sum())} duplicate row ids, e.g. {series[series.duplicated()].iloc[0]!r}")
@@ -189,4 +226,4 @@ def verify_run(run_dir: Path) -> list[str]:
     for name in needed:
         if name in counts and counts[name] != len(ids[name]):
             problems.append(f"manifest says {counts[name]} {name} rows, file has {len(ids[name])}")
-    return problems
+    return problems + changed

@@ -191,7 +191,7 @@ def test_state_survives_a_restart_and_a_rewritten_file_lands_again(landing: Path
     first.mark_emitted(first.poll()[0], event_id="e1")
     saved = json.loads(state.read_text())
     assert saved["emitted"]["loans/a.csv"]["event_id"] == "e1" and saved["emitted"]["loans/a.csv"]["size"] == 4
-    assert [p.name for p in state.parent.iterdir()] == ["watch.json"]  # no temp file left behind
+    assert sorted(p.name for p in state.parent.iterdir()) == ["watch.json", "watch.json.lock"]  # no temp file
 
     # A state write killed before its rename leaves a temp file; the next scanner removes it.
     from lossval.io import _host_tag
@@ -199,11 +199,76 @@ def test_state_survives_a_restart_and_a_rewritten_file_lands_again(landing: Path
 
     orphan = state.parent / f".tmp-watch.json~{_host_tag()}~{dead_pid()}~k1"
     orphan.write_text("{")
+    with pytest.raises(InputError, match="another `lossval watch` is using this state file"):
+        _scanner(landing, clock, state_path=state)  # one watcher per state file
+    first.close()
     second = _scanner(landing, clock, state_path=state)
     assert not orphan.exists()
     assert second.poll() == []
-    f.write_text("a\n1\n2\n")  # a new version under the same name
-    assert [x.size for x in second.poll()] == [6]
+    f.write_text("a\n1\n2\n")  # a new version under the same name, written in place
+    os.utime(f.with_name("a.csv.done"), ns=(f.stat().st_mtime_ns - 10**9,) * 2)  # the old delivery's marker
+    assert second.poll() == []  # a marker older than the file does not count: it may be half-written
+    (landing / "loans" / "a.csv.done").touch()
+    assert [(x.size, x.reason) for x in second.poll()] == [(6, "marker")]
+    second.close()
+
+
+def test_a_stale_marker_falls_back_to_the_settle_rule(landing: Path) -> None:
+    clock = FakeClock()
+    f = landing / "loans" / "b.csv"
+    f.write_text("a\n1\n")
+    marker = landing / "loans" / "b.csv.done"
+    marker.touch()
+    os.utime(marker, ns=(f.stat().st_mtime_ns - 10**9,) * 2)
+    scanner = _scanner(landing, clock)
+    assert scanner.poll() == []
+    clock.advance(6)
+    assert [x.reason for x in scanner.poll()] == ["stable"]
+    assert _scanner(landing, clock, require_marker=True).poll() == []  # marker-only watchers wait for a new one
+
+
+def test_a_file_replaced_with_same_size_and_mtime_lands_again(landing: Path, tmp_path: Path) -> None:
+    clock = FakeClock()
+    f = landing / "loans" / "c.csv"
+    f.write_text("a\n1\n")
+    (landing / "loans" / "c.csv.done").touch()
+    with _scanner(landing, clock, state_path=tmp_path / "w.json") as scanner:
+        scanner.mark_emitted(scanner.poll()[0])
+        new = landing / "loans" / ".c.csv.part"
+        new.write_text("a\n9\n")  # other content, same size
+        os.utime(new, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns))  # as `cp -p` / `rsync -t` keep it
+        os.replace(new, f)
+        assert [x.relative for x in scanner.poll()] == ["loans/c.csv"]
+
+
+def test_a_state_save_failure_keeps_watching_and_retries(landing: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    import lossval.landing as landing_mod
+
+    clock = FakeClock()
+    (landing / "loans" / "d.csv").write_text("a\n1\n")
+    (landing / "loans" / "d.csv.done").touch()
+    state = tmp_path / "w.json"
+    with _scanner(landing, clock, state_path=state) as scanner:
+        real = landing_mod.write_json
+
+        def disk_full(*a, **k):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(landing_mod, "write_json", disk_full)
+        with caplog.at_level("WARNING", logger="lossval.landing"):
+            scanner.mark_emitted(scanner.poll()[0])  # does not raise
+        assert "could not save the watch state" in caplog.text and not state.exists()
+        assert scanner.poll() == []  # still known as reported, in memory
+        monkeypatch.setattr(landing_mod, "write_json", real)
+        scanner.poll()  # retried
+        assert "loans/d.csv" in json.loads(state.read_text())["emitted"]
+
+
+def test_a_state_entry_without_size_is_reported(landing: Path, tmp_path: Path) -> None:
+    state = tmp_path / "watch.json"
+    state.write_text(json.dumps({"emitted": {"loans/a.csv": 5}}))
+    with pytest.raises(InputError, match="'loans/a.csv' lacks an integer size.*delete it to start afresh"):
+        LandingScanner(landing, state_path=state)
 
 
 def test_a_corrupt_state_file_is_reported(landing: Path, tmp_path: Path) -> None:

@@ -258,7 +258,28 @@ def test_verify_accepts_a_copy_and_catches_lost_rows(reference: dict, tmp_path: 
     assert "1 lost" in err and repr(kept["row_id"].iloc[0]) in err and "train rows != kept + quarantine" in err
 
 
-@pytest.mark.parametrize("damage", ["no-manifest", "corrupt-manifest", "truncated-output", "missing-output"])
+def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference: dict, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    src = Path(reference["manifest"]["outputs"]["kept"]).parent
+    run = tmp_path / "backup" / "run"
+    shutil.copytree(src, run)  # a plain copy: the manifest still names the original's files
+    assert main(["verify", str(run)]) == 0
+    (run / "kept.parquet").unlink()
+    capsys.readouterr()
+    assert main(["verify", str(run)]) == 1  # the copy is checked, not the intact original
+    assert f"output 'kept' is missing: {run / 'kept.parquet'}" in capsys.readouterr().err
+    shutil.copy(src / "kept.parquet", run / "kept.parquet")
+    q = pd.read_parquet(run / "quarantine.parquet")
+    q.assign(value=q["value"] + 1.0).to_parquet(run / "quarantine.parquet", index=False)  # same rows, edited values
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "output 'quarantine' changed after the run wrote it (sha256 differs)" in err and "lost" not in err
+
+
+@pytest.mark.parametrize("damage", ["no-manifest", "corrupt-manifest", "truncated-output", "missing-output",
+                                    "outputs-not-an-object"])
 def test_verify_reports_damage_with_exit_1(reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            damage: str) -> None:
     run = _copy_run(reference, tmp_path / "run")
@@ -269,6 +290,9 @@ def test_verify_reports_damage_with_exit_1(reference: dict, tmp_path: Path, caps
     elif damage == "truncated-output":
         data = (run / "quarantine.parquet").read_bytes()
         (run / "quarantine.parquet").write_bytes(data[: len(data) // 2])
+    elif damage == "outputs-not-an-object":
+        manifest = json.loads((run / MANIFEST_NAME).read_text())
+        (run / MANIFEST_NAME).write_text(json.dumps({**manifest, "outputs": None}))
     else:
         (run / "test.parquet").unlink()
     assert main(["verify", str(run)]) == 1
