@@ -1,6 +1,7 @@
 """``lossval watch LANDING_DIR``: emit a Prefect event for every file that lands completely.
 
-A file counts as landed when a ``<name>.done`` marker sits next to it, or when its size and
+A file counts as landed when a fresh ``<name>.done`` marker sits next to it (at least as new as the
+file, or not the marker seen at its last report; see :mod:`lossval.landing`), or when its size and
 modification time stay the same for ``--settle`` seconds over two polls (files renamed into the
 folder atomically settle at once). Names starting with ``.``/``~`` or ending in ``.tmp``, ``.part``,
 ``.partial``, ``.crdownload``, ``.swp`` are ignored: write under such a name, then rename.

@@ -137,7 +137,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "encoder": vals["encoder"], "model_state": trained["model_state"],
                "metrics": trained["metrics_path"], "gate": checked["result_path"]}
     outputs = relocate(written, staging, final)
-    sha256 = {name: file_sha256(path) for name, path in written.items()}  # `lossval verify` compares these
+    # `lossval verify` compares these: the run folder's own files (snapshot and values are shared, content-addressed)
+    sha256 = {name: file_sha256(path) for name, path in written.items() if Path(path).parent == staging}
     rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
     stages = {
         "ingest": {"rows": snap["rows"], "snapshot": snapshot, "seconds": timings["ingest"]},

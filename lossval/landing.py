@@ -6,7 +6,9 @@ are unit-tested without servers.
 **When a file has landed.** A data file (``.csv``, ``.parquet``, ``.pq``) in the landing folder,
 or in one subfolder of it, has landed when
 
-* a marker ``<file name>.done`` (e.g. ``loans.csv.done``) exists next to it, or
+* a marker ``<file name>.done`` (e.g. ``loans.csv.done``) exists next to it and is at least as
+  new as the file, or is a marker other than the one the file's last report saw (so a marker
+  left from an earlier delivery does not declare a file being rewritten in place as landed), or
 * (unless ``require_marker``) its size and modification time were the same at two polls at least
   ``settle_seconds`` apart, and it is not empty.
 
@@ -200,8 +202,9 @@ class Landed:
         relative: Path relative to the landing folder, POSIX form (what events carry).
         dataset: Dataset it belongs to (see :func:`dataset_of`).
         size: Bytes. mtime_ns: modification time, ns. inode: the file's inode (a file replaced
-            under the same name with the same size and mtime is another file).
-        reason: ``"marker"`` (a ``.done`` file at least as new as the file) or ``"stable"``
+            under the same name with the same size and mtime is another file). marker: the
+            ``.done`` marker's ``(mtime_ns, inode)`` when there was one.
+        reason: ``"marker"`` (a fresh ``.done`` file, see the module docstring) or ``"stable"``
             (size and mtime settled).
     """
 
@@ -212,6 +215,7 @@ class Landed:
     mtime_ns: int
     reason: str
     inode: int = 0
+    marker: tuple[int, int] | None = None
 
 
 @dataclass
@@ -223,17 +227,13 @@ class _Seen:
     polls: int  # consecutive polls with this (size, mtime)
 
 
-def _fresh_marker(marker: Path, file_mtime_ns: int) -> bool:
-    """A ``.done`` marker counts only when it is a regular file at least as new as the data file.
-
-    A marker left from an earlier delivery must not declare a file that is being rewritten in
-    place as landed; the file then falls back to the settle rule until a new marker is touched.
-    """
+def _marker_state(marker: Path) -> tuple[int, int] | None:
+    """``(mtime_ns, inode)`` of a regular-file marker, else None (absent, a symlink, a folder)."""
     try:
         st = marker.lstat()
     except (FileNotFoundError, NotADirectoryError):
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_mtime_ns >= file_mtime_ns
+        return None
+    return (st.st_mtime_ns, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
 class LandingScanner:
@@ -265,8 +265,6 @@ class LandingScanner:
         self.settle_seconds = settle_seconds
         self.require_marker = require_marker
         self.state_path = Path(state_path) if state_path is not None else None
-        if self.state_path is not None:  # a state write killed before its rename
-            sweep_orphaned_temp_files(self.state_path.parent, recursive=False)
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
         self._warned: set[str] = set()
@@ -275,6 +273,8 @@ class LandingScanner:
         if self.state_path is not None:
             self._lock_state()
         try:
+            if self.state_path is not None:  # a state write killed before its rename (ours now: we hold the lock)
+                sweep_orphaned_temp_files(self.state_path.parent, recursive=False)
             self.emitted: dict[str, dict[str, Any]] = self._load_state()
         except BaseException:
             self.close()
@@ -287,13 +287,21 @@ class LandingScanner:
         assert self.state_path is not None
         lock = self.state_path.with_name(self.state_path.name + ".lock")
         lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(f"cannot create the watch lock {lock} ({exc.strerror}); choose a writable --state-file.",
+                             source=str(self.state_path)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise InputError("another `lossval watch` is using this state file (it holds the lock beside it); "
                              "run one watcher per landing folder.", source=str(self.state_path)) from None
+        except OSError as exc:  # e.g. ENOLCK on a network file system
+            os.close(fd)
+            raise InputError(f"cannot lock the watch state ({exc.strerror}); keep --state-file on a local disk.",
+                             source=str(self.state_path)) from None
         self._lock_fd = fd
 
     def close(self) -> None:
@@ -332,10 +340,14 @@ class LandingScanner:
         try:
             write_json(state, self.state_path)
         except OSError as exc:  # disk full, permissions: keep watching; the state is kept in memory meanwhile
-            self._unsaved = True
-            log.warning("lossval watch: could not save the watch state %s (%s); retrying at the next poll. Until "
-                        "it is saved, a restart would report the files landed since then again.", self.state_path, exc)
+            warned, self._unsaved = self._unsaved, True
+            if not warned:
+                    log.warning("lossval watch: could not save the watch state %s (%s); retrying at every poll. Until "
+                            "it is saved, a restart would report the files landed since then again.",
+                            self.state_path, exc)
         else:
+            if self._unsaved:
+                log.warning("lossval watch: the watch state %s is saved again.", self.state_path)
             self._unsaved = False
 
     def _candidates(self) -> Iterator[tuple[str, Path]]:
@@ -394,14 +406,23 @@ class LandingScanner:
             if st.st_size == 0:
                 continue
             marker = path.with_name(path.name + DONE_SUFFIX)
-            if _fresh_marker(marker, st.st_mtime_ns):
+            mark = _marker_state(marker)
+            # A marker counts when it is at least as new as the file, or when it is not the marker the
+            # file's last report saw (a writer whose clock runs ahead of ours touched a new one).
+            fresh = mark is not None and (mark[0] >= st.st_mtime_ns or (
+                done is not None and "marker" in done and [mark[0], mark[1]] != done["marker"]))
+            if mark is not None and not fresh:
+                self._warn_once(f"{relative}|{mark[0]}", f"lossval watch: {relative}: ignoring {marker.name}, which is "
+                                "older than the file (left from an earlier delivery, or written by a machine whose "
+                                "clock is behind); touch it again once the file is complete")
+            if fresh:
                 reason = "marker"
             elif not self.require_marker and seen.polls >= 2 and now - seen.since >= self.settle_seconds:
                 reason = "stable"
             else:
                 continue
             landed.append(Landed(path=real, relative=relative, dataset=dataset, size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                 reason=reason, inode=st.st_ino))
+                                 reason=reason, inode=st.st_ino, marker=mark))
         for gone in set(self._seen) - present:
             del self._seen[gone]
         return landed
@@ -409,8 +430,8 @@ class LandingScanner:
     def mark_emitted(self, landed: Landed, *, event_id: str | None = None) -> None:
         """Record that ``landed`` was reported (saved to the state file at once)."""
         self.emitted[landed.relative] = {
-            "size": landed.size, "mtime_ns": landed.mtime_ns, "inode": landed.inode, "dataset": landed.dataset,
-            "event_id": event_id,
+            "size": landed.size, "mtime_ns": landed.mtime_ns, "inode": landed.inode,
+            "marker": list(landed.marker) if landed.marker else None, "dataset": landed.dataset, "event_id": event_id,
             "emitted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
         self._save_state()

@@ -189,8 +189,15 @@ def verify_run(run_dir: Path) -> list[str]:
             problems.append(f"output '{name}' is missing: {p}")
     if problems:
         return problems
-    changed = [f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}"
-               for name, digest in hashes.items() if name in outputs and file_sha256(outputs[name]) != digest]
+    changed = []
+    for name, digest in hashes.items():
+        if name not in outputs:
+            continue
+        try:
+            if file_sha256(outputs[name]) != digest:
+                changed.append(f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}")
+        except OSError as exc:
+            changed.append(f"output '{name}' is unreadable ({exc.strerror or type(exc).__name__}): {outputs[name]}")
     needed = ("snapshot", "train", "test", "kept", "quarantine", "validation")
     absent = [n for n in needed if n not in outputs]
     if absent:

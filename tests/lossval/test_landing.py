@@ -206,7 +206,8 @@ def test_state_survives_a_restart_and_a_rewritten_file_lands_again(landing: Path
     assert not orphan.exists()
     assert second.poll() == []
     f.write_text("a\n1\n2\n")  # a new version under the same name, written in place
-    os.utime(f.with_name("a.csv.done"), ns=(f.stat().st_mtime_ns - 10**9,) * 2)  # the old delivery's marker
+    old_marker = f.with_name("a.csv.done").stat().st_mtime_ns  # the old delivery's marker, untouched
+    os.utime(f, ns=(old_marker + 10**9,) * 2)  # the rewrite comes after it
     assert second.poll() == []  # a marker older than the file does not count: it may be half-written
     (landing / "loans" / "a.csv.done").touch()
     assert [(x.size, x.reason) for x in second.poll()] == [(6, "marker")]
@@ -323,3 +324,52 @@ def test_a_lock_held_too_long_times_out(tmp_path: Path) -> None:
                 pass
     with dataset_lock(tmp_path, "other"):  # other datasets are not blocked
         pass
+
+
+def test_a_marker_with_the_file_s_own_mtime_counts(landing: Path) -> None:
+    f = landing / "loans" / "e.csv"
+    f.write_text("a\n1\n")
+    marker = landing / "loans" / "e.csv.done"
+    marker.touch()
+    os.utime(marker, ns=(f.stat().st_mtime_ns,) * 2)  # same tick, as on a file system with coarse mtimes
+    assert [x.reason for x in _scanner(landing, FakeClock()).poll()] == ["marker"]
+
+
+def test_a_writer_whose_clock_runs_ahead_lands_by_a_new_marker(landing: Path, tmp_path: Path, caplog) -> None:
+    clock = FakeClock()
+    f = landing / "loans" / "g.csv"
+    marker = landing / "loans" / "g.csv.done"
+    ahead = time.time_ns() + 30 * 10**9  # the writer's clock is 30 s ahead; rsync -t / scp -p keep its mtime
+    f.write_text("a\n1\n")
+    os.utime(f, ns=(ahead, ahead))
+    marker.touch()  # our clock: older than the file
+    with _scanner(landing, clock, state_path=tmp_path / "w.json", require_marker=True) as scanner:
+        with caplog.at_level("WARNING", logger="lossval.landing"):
+            assert scanner.poll() == [] and scanner.poll() == []
+        assert sum("ignoring g.csv.done" in r.getMessage() for r in caplog.records) == 1  # said once
+        marker.unlink()
+        marker.touch()  # another marker, but the file was never reported: only "at least as new" counts
+        assert scanner.poll() == []
+        os.utime(marker, ns=(ahead, ahead))  # touched with the writer's clock
+        landed = scanner.poll()
+        assert [x.reason for x in landed] == ["marker"]
+        scanner.mark_emitted(landed[0])  # records this marker
+        f.write_text("a\n1\n2\n")  # the next delivery, in place, a second later on the writer's clock
+        os.utime(f, ns=(ahead + 10**9,) * 2)
+        assert scanner.poll() == []  # the marker is the one already seen: the file may be half-written
+        os.utime(marker, ns=(ahead + 5 * 10**8,) * 2)  # touched again by a clock half a second behind the file's
+        assert [x.size for x in scanner.poll()] == [6]  # older than the file, but not the marker last seen
+
+
+def test_a_lock_the_file_system_refuses_is_a_clear_error(landing: Path, tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(InputError, match="cannot lock the watch state.*No locks available.*local disk"):
+        LandingScanner(landing, state_path=tmp_path / "w.json")
+    assert len(os.listdir("/proc/self/fd")) == before  # no descriptor leaked

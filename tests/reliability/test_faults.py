@@ -278,6 +278,16 @@ def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference
     assert "output 'quarantine' changed after the run wrote it (sha256 differs)" in err and "lost" not in err
 
 
+def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference: dict, tmp_path: Path) -> None:
+    run = _copy_run(reference, tmp_path / "run")
+    manifest = json.loads((run / MANIFEST_NAME).read_text())
+    assert set(manifest["sha256"]) == {"train", "validation", "test", "kept", "quarantine", "model_state", "metrics",
+                                       "gate"}  # the run folder's own files; snapshot and values are shared
+    del manifest["sha256"]
+    (run / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert main(["verify", str(run)]) == 0
+
+
 @pytest.mark.parametrize("damage", ["no-manifest", "corrupt-manifest", "truncated-output", "missing-output",
                                     "outputs-not-an-object"])
 def test_verify_reports_damage_with_exit_1(reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],
