@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +205,7 @@ def read_yaml(path: str | Path, *, what: str) -> Any:
     if not p.is_file():
         raise ConfigError(f"{what} not found.", source=str(p))
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_unique_keys_loader())  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -211,6 +213,25 @@ def read_yaml(path: str | Path, *, what: str) -> Any:
         raise ConfigError(f"not valid YAML{where}: {problem}.", source=str(p)) from None
     except UnicodeDecodeError:
         raise ConfigError(f"not a UTF-8 text file; is it a YAML {what}?", source=str(p)) from None
+
+
+def _unique_keys_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses a key repeated in one mapping (YAML keeps the last, silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN202
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in one mapping (the first would be ignored)",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -256,13 +277,30 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
         return cls()
     if not isinstance(raw, dict):
         raise ConfigError(f"section '{name}' must be a mapping, got {type(raw).__name__}.", source=source)
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    _check_keys(name, raw, allowed, source)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(name, raw, set(fields), source)
+    for k, v in raw.items():
+        if v is None and fields[k].default is not None:  # only keys whose default is "none" may be null
+            raise ConfigError(f"'{name}.{k}' needs a value (default {fields[k].default!r}); remove the key to use the "
+                              "default.", source=source)
     return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
 
 
+_NAME_RE = re.compile(r"(?!\.+$)[A-Za-z0-9_.\-]+")  # dataset and model names: folder-safe, never '.' or '..'
+
+
+def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
+    """The ``lossval:`` options as ``LossVal`` checks them, now rather than after Prefect has started."""
+    from lossval.valuation import LossVal
+
+    try:
+        LossVal(**{k: v for k, v in opts.items() if k != "device"})._check_params()
+    except ConfigError as exc:
+        raise ConfigError(f"section 'lossval': {exc}", source=source) from None
+
+
 def _fraction(name: str, value: float, source: str | None, *, low_open: bool = False, high: float = 1.0) -> None:
-    if not (0.0 < value if low_open else 0.0 <= value) or value > high:
+    if not math.isfinite(value) or not (0.0 < value if low_open else 0.0 <= value) or value > high:
         raise ConfigError(f"'{name}' must be in {'(' if low_open else '['}0, {high:g}], got {value}.", source=source)
 
 
@@ -317,6 +355,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     _fraction("pruning.min_probability", pruning.min_probability, source)
     if pruning.policy == "threshold" and pruning.threshold is None:
         raise ConfigError("pruning policy 'threshold' needs 'pruning.threshold'.", source=source)
+    if pruning.threshold is not None and not math.isfinite(pruning.threshold):
+        raise ConfigError(f"'pruning.threshold' must be a finite number, got {pruning.threshold}.", source=source)
 
     retrain = _section(raw.get("retrain"), RetrainConfig, "retrain", source, {"mode": str, "epochs": int})
     if retrain.mode not in ("prune", "soft"):
@@ -324,21 +364,37 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if retrain.epochs < 1:
         raise ConfigError("'retrain.epochs' must be >= 1.", source=source)
     gate = _section(raw.get("gate"), GateConfig, "gate", source, {"suite": str, "metric_tolerance": float})
-    if gate.metric_tolerance < 0:
-        raise ConfigError("'gate.metric_tolerance' must be >= 0.", source=source)
-    gate = dataclasses.replace(gate, suite=resolve(gate.suite))
+    if not (math.isfinite(gate.metric_tolerance) and gate.metric_tolerance >= 0):
+        raise ConfigError(f"'gate.metric_tolerance' must be a finite number >= 0, got {gate.metric_tolerance}.",
+                          source=source)
+    if gate.suite is not None and (gate.suite.endswith(".json") or "/" in gate.suite or os.sep in gate.suite):
+        gate = dataclasses.replace(gate, suite=resolve(gate.suite))  # a file; a bare name is a shipped suite
     tracking = _section(raw.get("tracking"), TrackingConfig, "tracking", source,
                         {"uri": str, "experiment": str, "registered_model": str})
+    if not tracking.experiment.strip():
+        raise ConfigError("'tracking.experiment' must be a non-empty name.", source=source)
+    if tracking.registered_model is not None and not _NAME_RE.fullmatch(tracking.registered_model):
+        raise ConfigError(f"'tracking.registered_model' {tracking.registered_model!r} may only hold letters, digits, "
+                          "'.', '_' and '-'.", source=source)
+    uri = tracking.uri
+    if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # a relative database path
+        tracking = dataclasses.replace(tracking, uri="sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve()))
 
     lossval_opts = raw.get("lossval") or {}
     if not isinstance(lossval_opts, dict):
         raise ConfigError("'lossval' must be a mapping of LossVal options.", source=source)
     _check_keys("lossval", lossval_opts, set(_LOSSVAL_KEYS), source)
     lossval_opts = {k: _typed("lossval", k, v, _LOSSVAL_KEYS[k], source) for k, v in lossval_opts.items()}
+    _check_lossval_options(lossval_opts, source)
 
     scalars = {"dataset": str, "data": str, "target": str, "task": str, "id_column": str, "test_fraction": float,
                "test_path": str, "seed": int, "valuation_deployment": str}
+    for k in ("task", "test_fraction", "seed"):
+        if k in raw and raw[k] is None:
+            raise ConfigError(f"'{k}' needs a value; remove the key to use the default.", source=source)
     values = {k: _typed("", k, raw[k], t, source) for k, t in scalars.items() if k in raw}
+    if not 0 <= values.get("seed", 0) < 2**32:
+        raise ConfigError(f"'seed' must be an integer in [0, 2**32), got {values['seed']}.", source=source)
     remote = values.get("valuation_deployment")
     if remote is not None and not re.fullmatch(r"[^/\s]+/[^/\s]+", remote):
         raise ConfigError(f"'valuation_deployment' must be '<flow name>/<deployment name>' (e.g. lossval-value/gpu), "
@@ -350,8 +406,9 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])
     dataset = values.pop("dataset", None) or Path(str(data)).stem
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", dataset):
-        raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-'.", source=source)
+    if not _NAME_RE.fullmatch(dataset):
+        raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-', and not only dots "
+                          "(it names folders in the workspace).", source=source)
     return PipelineConfig(
         data=str(data), dataset=dataset, include=tuple(features["include"]) if features.get("include") else None,
         exclude=tuple(features.get("exclude") or ()), categorical=tuple(features.get("categorical") or ()),

@@ -42,6 +42,12 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
             frames[name] = df[parts == name]
     check_validation(frames["train"][config.target], frames["validation"][config.target], task=task_kind,
                      target=config.target, source=config.data, validation_source=external["validation"])
+    test_y = pd.to_numeric(frames["test"][config.target], errors="coerce") if task_kind == "regression" else None
+    if test_y is not None and test_y.nunique() < 2:  # R^2 is 0 for every model: the gate could not tell them apart
+        raise InputError(f"the test rows' target {config.target!r} is constant ({test_y.iloc[0] if len(test_y) else 'no rows'}); "
+                         "the before/after comparison needs a target that varies: use other test rows"
+                         + (" (test_path)." if config.test_path else " or a larger test_fraction."),
+                         source=config.test_path or config.data)
     out = {name: str(write_parquet(rows, f"{run_dir}/{name}.parquet")) for name, rows in frames.items()}
     return {"paths": out, "rows": {name: len(rows) for name, rows in frames.items()},
             "validation_from_data": not external["validation"], "test_from_data": not external["test"]}

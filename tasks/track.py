@@ -157,9 +157,8 @@ def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: s
     name = config.tracking.registered_model or f"lossval-{config.dataset}"
     with _mlflow(tracking_uri(config, workspace), config.tracking.experiment, workspace) as mlflow:
         client = MlflowClient()
-        existing = []
-        with contextlib.suppress(Exception):
-            existing = client.search_model_versions(f"name='{name}' and tags.lossval_run_key='{run_key}'")
+        # Names are checked at config load (letters, digits, '.', '_', '-'): safe inside the quotes.
+        existing = client.search_model_versions(f"name='{name}' and tags.lossval_run_key='{run_key}'")
         if existing:
             version = str(max(int(v.version) for v in existing))
             reused = True

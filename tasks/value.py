@@ -15,7 +15,7 @@ from prefect import task
 
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
-from lossval.io import pause_point, write_json, write_parquet
+from lossval.io import file_sha256, pause_point, write_json, write_parquet
 from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
 
@@ -55,8 +55,12 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     reusing values computed under the old ones.
     """
     sections = config.fingerprint('target', 'task', 'id_column', 'include', 'exclude', 'categorical', 'test_fraction',
-                                  'seed', 'validation', 'lossval', 'pruning')
-    return f"{snapshot_hash}-{hashlib.sha256(f'{sections}:values-v{VALUES_VERSION}'.encode()).hexdigest()[:16]}"
+                                  'test_path', 'seed', 'validation', 'lossval', 'pruning')
+    # Curated files decide the training and validation rows too: their content, not only their path.
+    curated = [config.test_path, config.validation.path if config.validation.strategy == "file" else None]
+    contents = [file_sha256(p) if p and "://" not in p and Path(p).is_file() else p for p in curated]
+    key = f"{sections}:{contents}:values-v{VALUES_VERSION}"
+    return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def _cache_key(context, parameters) -> str:  # noqa: ANN001 (Prefect's signature)

@@ -34,3 +34,21 @@ def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_requ
                             "validation": {"strategy": "stratified", "timestamp_column": "applied_at"}})
     enc = _check_encodable(df, cfg, "classification")
     assert enc.feature_columns_ == ["a", "b", "colour"]  # id excluded as the pipeline's own column
+
+
+def test_the_valuation_key_follows_curated_files_by_content(tmp_path) -> None:
+    test_file, valid_file = tmp_path / "test.csv", tmp_path / "valid.csv"
+    make_frame(30, seed=5).to_csv(test_file, index=False)
+    make_frame(30, seed=6).to_csv(valid_file, index=False)
+
+    def key(**raw) -> str:
+        return valuation_key("s", config_from_dict({"data": "d.csv", "target": "label", **raw}, base_dir=tmp_path))
+
+    plain, with_test = key(), key(test_path="test.csv")
+    assert plain != with_test  # the test rows leave the training split: other rows to value
+    curated = key(validation={"strategy": "file", "path": "valid.csv"})
+    flipped = make_frame(30, seed=6)
+    flipped["label"] = flipped["label"].map({"yes": "no", "no": "yes"})
+    flipped.to_csv(valid_file, index=False)
+    assert key(validation={"strategy": "file", "path": "valid.csv"}) != curated  # same path, other labels
+    assert key(test_path="test.csv") == with_test  # unchanged file, same key

@@ -47,6 +47,25 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "test_fraction": 0}, "'test_fraction' must be in (0, 0.9]"),
         ({**BASE, "dataset": "a b"}, "may only hold letters"),
         ({**BASE, "features": ["a"]}, "'features' must be a mapping"),
+        # nulls and values that used to crash later (exit 1) or pass silently
+        ({**BASE, "retrain": {"epochs": None}}, "'retrain.epochs' needs a value"),
+        ({**BASE, "gate": {"metric_tolerance": None}}, "'gate.metric_tolerance' needs a value"),
+        ({**BASE, "pruning": {"max_prune_fraction": None}}, "'pruning.max_prune_fraction' needs a value"),
+        ({**BASE, "validation": {"fraction": None}}, "'validation.fraction' needs a value"),
+        ({**BASE, "test_fraction": None}, "'test_fraction' needs a value"),
+        ({**BASE, "seed": None}, "'seed' needs a value"),
+        ({**BASE, "seed": -1}, "'seed' must be an integer in [0, 2**32)"),
+        ({**BASE, "tracking": {"experiment": ""}}, "'tracking.experiment' must be a non-empty name"),
+        ({**BASE, "tracking": {"experiment": None}}, "'tracking.experiment' needs a value"),
+        ({**BASE, "tracking": {"registered_model": "it's"}}, "'tracking.registered_model' \"it's\" may only hold"),
+        ({**BASE, "dataset": ".."}, "not only dots"),
+        ({**BASE, "dataset": "."}, "not only dots"),
+        ({**BASE, "gate": {"metric_tolerance": float("inf")}}, "'gate.metric_tolerance' must be a finite number"),
+        ({**BASE, "gate": {"metric_tolerance": float("nan")}}, "'gate.metric_tolerance' must be a finite number"),
+        ({**BASE, "pruning": {"threshold": float("nan")}}, "'pruning.threshold' must be a finite number"),
+        ({**BASE, "pruning": {"max_prune_fraction": float("nan")}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
+        ({**BASE, "lossval": {"epochs": -2}}, "section 'lossval': epochs must be a positive integer, got -2"),
+        ({**BASE, "lossval": {"batch_size": 0}}, "section 'lossval': batch_size must be a positive integer"),
     ],
 )
 def test_errors_name_the_key(raw: dict, message: str) -> None:
@@ -94,3 +113,21 @@ def test_credentials_are_masked() -> None:
     cfg = config_from_dict({**BASE, "tracking": {"uri": "postgresql://u:pw@h/db"}})
     assert cfg.flat_params()["tracking.uri"] == "postgresql://u:***@h/db"
     assert "pw" not in " ".join(cfg.flat_params().values())
+
+
+def test_a_key_repeated_in_a_mapping_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: d.csv\ntarget: y\npruning:\n  policy: fraction\npruning:\n  max_prune_fraction: 0.1\n")
+    with pytest.raises(ConfigError, match="line 5.*key 'pruning' appears twice"):
+        load_config(cfg)
+
+
+def test_relative_sqlite_uri_and_suite_names(tmp_path: Path) -> None:
+    raw = {**BASE, "tracking": {"uri": "sqlite:///rel.db"}, "gate": {"suite": "pruned_data"}}
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    assert cfg.tracking.uri == f"sqlite:///{(tmp_path / 'rel.db').resolve()}"  # beside the config, not the cwd
+    assert cfg.gate.suite == "pruned_data"  # a shipped suite's name stays a name
+    assert config_from_dict({**raw, "gate": {"suite": "my.json"}}, base_dir=tmp_path).gate.suite == str(
+        (tmp_path / "my.json").resolve())
+    absolute = config_from_dict({**BASE, "tracking": {"uri": "sqlite:////abs/m.db"}}, base_dir=tmp_path)
+    assert absolute.tracking.uri == "sqlite:////abs/m.db"

@@ -423,6 +423,14 @@ def _(d: Path) -> list[str]:
     return _flow_config(d, df)
 
 
+@case(FLOW_CASES, "flow-constant-regression-test-target", "test.csv", "'label'", "constant", "test_path")
+def _(d: Path) -> list[str]:
+    df = make_frame(120)
+    df["label"] = (df["a"] * 2.0 + df["b"]).round(4)
+    test = make_frame(30, seed=3).assign(label=2.0)  # R^2 is 0 for any model: the gate could not compare
+    return _flow_config(d, df, test_path=str(_write(d / "in" / "test.csv", test)), task="regression")
+
+
 @case(FLOW_CASES, "flow-misspelt-exclude", "data.csv", "excluded column", "'Colour'", "available columns")
 def _(d: Path) -> list[str]:
     return _flow_config(d, features={"exclude": ["Colour"]})
