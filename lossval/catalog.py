@@ -23,7 +23,7 @@ from lossval.errors import ConfigError
 
 __all__ = ["DatasetEntry", "load_catalog", "entry_for_landing"]
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+_NAME_RE = re.compile(r"(?!\.+$)[A-Za-z0-9_.\-]+")  # as a config's dataset: folder-safe, never only dots
 
 
 @dataclass(frozen=True)

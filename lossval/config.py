@@ -221,10 +221,12 @@ def _unique_keys_loader() -> type:
 
     class UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN202
-            seen: set[Any] = set()
+            seen: set[str] = set()
             for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=deep)
-                if isinstance(key, str) and key in seen:
+                if key_node.tag != "tag:yaml.org,2002:str":  # merge keys (<<), numbers, lists: as PyYAML does
+                    continue
+                key = key_node.value
+                if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"key {key!r} appears twice in one mapping (the first would be ignored)",
                         key_node.start_mark)
@@ -291,12 +293,36 @@ _NAME_RE = re.compile(r"(?!\.+$)[A-Za-z0-9_.\-]+")  # dataset and model names: f
 
 def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
     """The ``lossval:`` options as ``LossVal`` checks them, now rather than after Prefect has started."""
+    if not opts:
+        return
     from lossval.valuation import LossVal
 
+    defaults = LossVal().get_params()
+    for k, v in opts.items():
+        if v is None and defaults.get(k) is not None:
+            raise ConfigError(f"'lossval.{k}' needs a value (default {defaults[k]!r}); remove the key to use the "
+                              "default.", source=source)
     try:
         LossVal(**{k: v for k, v in opts.items() if k != "device"})._check_params()
-    except ConfigError as exc:
+    except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"section 'lossval': {exc}", source=source) from None
+
+
+_SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"  # the suites shipped with lossval
+
+
+def _suite_path(suite: str, base: Path, source: str | None) -> str:
+    """A gate suite: a .json path (relative to the config), a name beside the config, or a shipped suite's name."""
+    if suite.endswith(".json") or "/" in suite or os.sep in suite:
+        path = Path(suite) if Path(suite).is_absolute() else (base / suite).resolve()
+        return str(path if path.suffix == ".json" else path.with_name(path.name + ".json"))
+    beside = (base / f"{suite}.json").resolve()
+    if beside.is_file():
+        return str(beside)
+    if (_SUITES_DIR / f"{suite}.json").is_file():
+        return suite  # tasks.gx.load_suite reads it from expectations/
+    raise ConfigError(f"'gate.suite' {suite!r}: no {beside} and no shipped suite of that name "
+                      f"({sorted(p.stem for p in _SUITES_DIR.glob('*.json'))}).", source=source)
 
 
 def _fraction(name: str, value: float, source: str | None, *, low_open: bool = False, high: float = 1.0) -> None:
@@ -367,17 +393,19 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if not (math.isfinite(gate.metric_tolerance) and gate.metric_tolerance >= 0):
         raise ConfigError(f"'gate.metric_tolerance' must be a finite number >= 0, got {gate.metric_tolerance}.",
                           source=source)
-    if gate.suite is not None and (gate.suite.endswith(".json") or "/" in gate.suite or os.sep in gate.suite):
-        gate = dataclasses.replace(gate, suite=resolve(gate.suite))  # a file; a bare name is a shipped suite
+    if gate.suite is not None:
+        gate = dataclasses.replace(gate, suite=_suite_path(gate.suite, base, source))
     tracking = _section(raw.get("tracking"), TrackingConfig, "tracking", source,
                         {"uri": str, "experiment": str, "registered_model": str})
     if not tracking.experiment.strip():
         raise ConfigError("'tracking.experiment' must be a non-empty name.", source=source)
-    if tracking.registered_model is not None and not _NAME_RE.fullmatch(tracking.registered_model):
-        raise ConfigError(f"'tracking.registered_model' {tracking.registered_model!r} may only hold letters, digits, "
-                          "'.', '_' and '-'.", source=source)
+    model = tracking.registered_model
+    if model is not None and (not model.strip() or any(c in model for c in "/:'\"%")):
+        raise ConfigError(f"'tracking.registered_model' {model!r} must be a non-empty name without '/', ':', '%' or "
+                          "quotes.", source=source)
     uri = tracking.uri
-    if uri and uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # a relative database path
+    if uri and uri.startswith("sqlite:///") and uri[len("sqlite:///"):] not in ("", ":memory:") \
+            and not uri.startswith("sqlite:////"):  # a relative database path
         tracking = dataclasses.replace(tracking, uri="sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve()))
 
     lossval_opts = raw.get("lossval") or {}
@@ -393,8 +421,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         if k in raw and raw[k] is None:
             raise ConfigError(f"'{k}' needs a value; remove the key to use the default.", source=source)
     values = {k: _typed("", k, raw[k], t, source) for k, t in scalars.items() if k in raw}
-    if not 0 <= values.get("seed", 0) < 2**32:
-        raise ConfigError(f"'seed' must be an integer in [0, 2**32), got {values['seed']}.", source=source)
+    if not 0 <= values.get("seed", 0) < 2**64:
+        raise ConfigError(f"'seed' must be an integer in [0, 2**64), got {values['seed']}.", source=source)
     remote = values.get("valuation_deployment")
     if remote is not None and not re.fullmatch(r"[^/\s]+/[^/\s]+", remote):
         raise ConfigError(f"'valuation_deployment' must be '<flow name>/<deployment name>' (e.g. lossval-value/gpu), "

@@ -44,9 +44,10 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
                      target=config.target, source=config.data, validation_source=external["validation"])
     test_y = pd.to_numeric(frames["test"][config.target], errors="coerce") if task_kind == "regression" else None
     if test_y is not None and test_y.nunique() < 2:  # R^2 is 0 for every model: the gate could not tell them apart
-        raise InputError(f"the test rows' target {config.target!r} is constant ({test_y.iloc[0] if len(test_y) else 'no rows'}); "
-                         "the before/after comparison needs a target that varies: use other test rows"
-                         + (" (test_path)." if config.test_path else " or a larger test_fraction."),
+        what = (f"{len(test_y)} test row(s)" if len(test_y) < 2
+                else f"the test rows' target {config.target!r} is constant ({test_y.iloc[0]})")
+        raise InputError(f"{what}; the before/after comparison needs at least 2 test rows whose target varies: "
+                         "use other test rows" + (" (test_path)." if config.test_path else " or a larger test_fraction."),
                          source=config.test_path or config.data)
     out = {name: str(write_parquet(rows, f"{run_dir}/{name}.parquet")) for name, rows in frames.items()}
     return {"paths": out, "rows": {name: len(rows) for name, rows in frames.items()},

@@ -157,8 +157,10 @@ def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: s
     name = config.tracking.registered_model or f"lossval-{config.dataset}"
     with _mlflow(tracking_uri(config, workspace), config.tracking.experiment, workspace) as mlflow:
         client = MlflowClient()
-        # Names are checked at config load (letters, digits, '.', '_', '-'): safe inside the quotes.
-        existing = client.search_model_versions(f"name='{name}' and tags.lossval_run_key='{run_key}'")
+        # By name only (names hold no quotes: checked at config load), the run key matched here: some registries
+        # (Unity Catalog) accept a single condition in this search.
+        existing = [v for v in client.search_model_versions(f"name='{name}'")
+                    if (v.tags or {}).get("lossval_run_key") == run_key]
         if existing:
             version = str(max(int(v.version) for v in existing))
             reused = True

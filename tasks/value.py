@@ -15,7 +15,8 @@ from prefect import task
 
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
-from lossval.io import file_sha256, pause_point, write_json, write_parquet
+from lossval.errors import InputError
+from lossval.io import file_sha256, list_data_files, pause_point, write_json, write_parquet
 from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
 
@@ -47,6 +48,17 @@ def config_encoder(config: PipelineConfig, task: str, columns: Sequence[str]) ->
                           exclude=exclude, categorical=list(config.categorical) or None, source=config.data)
 
 
+def _content_hash(path: str | None) -> str | None:
+    """sha256 of a curated file, or of each data file of a curated folder; the path itself if unreadable."""
+    if not path or "://" in path or not Path(path).exists():
+        return path
+    try:
+        files = list_data_files(path)
+    except InputError:
+        return path
+    return hashlib.sha256("".join(f"{f.name}:{file_sha256(f)};" for f in files).encode()).hexdigest()
+
+
 def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     """Cache key of a valuation: same snapshot + same split/encoding/LossVal settings + same
     :data:`lossval.valuation.VALUES_VERSION` -> same values.
@@ -58,7 +70,7 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
                                   'test_path', 'seed', 'validation', 'lossval', 'pruning')
     # Curated files decide the training and validation rows too: their content, not only their path.
     curated = [config.test_path, config.validation.path if config.validation.strategy == "file" else None]
-    contents = [file_sha256(p) if p and "://" not in p and Path(p).is_file() else p for p in curated]
+    contents = [_content_hash(p) for p in curated]
     key = f"{sections}:{contents}:values-v{VALUES_VERSION}"
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 

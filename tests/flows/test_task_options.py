@@ -52,3 +52,17 @@ def test_the_valuation_key_follows_curated_files_by_content(tmp_path) -> None:
     flipped.to_csv(valid_file, index=False)
     assert key(validation={"strategy": "file", "path": "valid.csv"}) != curated  # same path, other labels
     assert key(test_path="test.csv") == with_test  # unchanged file, same key
+
+
+def test_the_valuation_key_follows_a_curated_folder_by_content(tmp_path) -> None:
+    folder = tmp_path / "tests"
+    folder.mkdir()
+    make_frame(30, seed=5).to_csv(folder / "a.csv", index=False)
+
+    def key() -> str:
+        return valuation_key("s", config_from_dict({"data": "d.csv", "target": "label", "test_path": "tests"},
+                                                   base_dir=tmp_path))
+
+    before = key()
+    make_frame(30, seed=7).to_csv(folder / "a.csv", index=False)
+    assert key() != before

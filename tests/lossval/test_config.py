@@ -54,10 +54,12 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "validation": {"fraction": None}}, "'validation.fraction' needs a value"),
         ({**BASE, "test_fraction": None}, "'test_fraction' needs a value"),
         ({**BASE, "seed": None}, "'seed' needs a value"),
-        ({**BASE, "seed": -1}, "'seed' must be an integer in [0, 2**32)"),
+        ({**BASE, "seed": -1}, "'seed' must be an integer in [0, 2**64)"),
         ({**BASE, "tracking": {"experiment": ""}}, "'tracking.experiment' must be a non-empty name"),
         ({**BASE, "tracking": {"experiment": None}}, "'tracking.experiment' needs a value"),
-        ({**BASE, "tracking": {"registered_model": "it's"}}, "'tracking.registered_model' \"it's\" may only hold"),
+        ({**BASE, "tracking": {"registered_model": "it's"}}, "'tracking.registered_model' \"it's\" must be a non-empty"),
+        ({**BASE, "lossval": {"scaling": None}}, "'lossval.scaling' needs a value"),
+        ({**BASE, "gate": {"suite": "no_such_suite"}}, "no shipped suite of that name"),
         ({**BASE, "dataset": ".."}, "not only dots"),
         ({**BASE, "dataset": "."}, "not only dots"),
         ({**BASE, "gate": {"metric_tolerance": float("inf")}}, "'gate.metric_tolerance' must be a finite number"),
@@ -122,6 +124,13 @@ def test_a_key_repeated_in_a_mapping_is_refused(tmp_path: Path) -> None:
         load_config(cfg)
 
 
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: d.csv\ntarget: y\nlossval: &lv\n  epochs: 3\nretrain:\n  <<: {epochs: 4}\n  mode: soft\n")
+    loaded = load_config(cfg)
+    assert loaded.retrain.epochs == 4 and loaded.retrain.mode == "soft" and loaded.lossval == {"epochs": 3}
+
+
 def test_relative_sqlite_uri_and_suite_names(tmp_path: Path) -> None:
     raw = {**BASE, "tracking": {"uri": "sqlite:///rel.db"}, "gate": {"suite": "pruned_data"}}
     cfg = config_from_dict(raw, base_dir=tmp_path)
@@ -131,3 +140,8 @@ def test_relative_sqlite_uri_and_suite_names(tmp_path: Path) -> None:
         (tmp_path / "my.json").resolve())
     absolute = config_from_dict({**BASE, "tracking": {"uri": "sqlite:////abs/m.db"}}, base_dir=tmp_path)
     assert absolute.tracking.uri == "sqlite:////abs/m.db"
+    memory = config_from_dict({**BASE, "tracking": {"uri": "sqlite:///:memory:"}}, base_dir=tmp_path)
+    assert memory.tracking.uri == "sqlite:///:memory:"
+    (tmp_path / "mine.json").write_text("{}")
+    assert config_from_dict({**BASE, "gate": {"suite": "mine"}}, base_dir=tmp_path).gate.suite == str(
+        (tmp_path / "mine.json").resolve())  # a name beside the config comes first, as before
