@@ -88,6 +88,7 @@ class GateConfig:
 
     suite: str | None = None  # default: expectations/pruned_data.json shipped with lossval
     metric_tolerance: float = 0.01
+    refuse_when_all_worse: bool = True  # refuse "after" when it is worse than "before" on every metric
 
 
 @dataclass(frozen=True)
@@ -389,7 +390,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         raise ConfigError(f"'retrain.mode' must be 'prune' or 'soft', got {retrain.mode!r}.", source=source)
     if retrain.epochs < 1:
         raise ConfigError("'retrain.epochs' must be >= 1.", source=source)
-    gate = _section(raw.get("gate"), GateConfig, "gate", source, {"suite": str, "metric_tolerance": float})
+    gate = _section(raw.get("gate"), GateConfig, "gate", source,
+                    {"suite": str, "metric_tolerance": float, "refuse_when_all_worse": bool})
     if not (math.isfinite(gate.metric_tolerance) and gate.metric_tolerance >= 0):
         raise ConfigError(f"'gate.metric_tolerance' must be a finite number >= 0, got {gate.metric_tolerance}.",
                           source=source)

@@ -10,9 +10,29 @@ from lossval.encoding import TabularEncoder
 from lossval.io import write_json
 from lossval.retrain import HIGHER_IS_BETTER
 
-__all__ = ["gate", "PRIMARY_METRIC"]
+__all__ = ["gate", "metric_failures", "PRIMARY_METRIC"]
 
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
+
+
+def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool) -> list[str]:
+    """Why "after" may not replace "before" on these test metrics (empty: it may).
+
+    Refused when the primary metric got worse by more than ``tolerance``, or, with
+    ``refuse_when_all_worse``, when every metric got worse (a drop inside the tolerance with
+    nothing gained elsewhere).
+    """
+    metric = PRIMARY_METRIC[task]
+    before, after = metrics["before"][metric], metrics["after"][metric]
+    ok = after >= before - tolerance if HIGHER_IS_BETTER[metric] else after <= before + tolerance
+    if not ok:
+        return [f"metric {metric} regressed: after {after:.4f} vs before {before:.4f} (tolerance {tolerance})"]
+    worse = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()
+             if value != metrics["before"][name] and (value < metrics["before"][name]) == HIGHER_IS_BETTER[name]}
+    if refuse_when_all_worse and len(worse) == len(metrics["after"]) > 1:
+        return ["every metric got worse: " + ", ".join(f"{n} {b:.4f} -> {a:.4f}" for n, (b, a) in worse.items())
+                + " (gate.refuse_when_all_worse)"]
+    return []
 
 
 @task(name="gate")
@@ -23,7 +43,9 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     Suite parameters: ``target``, ``min_rows = ceil((1 - max_prune_fraction) * rows_train)``,
     ``classes`` (every training class must still be present); feature-range expectations come
     from the validation split. The primary metric (accuracy / R^2) must satisfy
-    ``after >= before - gate.metric_tolerance``.
+    ``after >= before - gate.metric_tolerance``, and (``gate.refuse_when_all_worse``, default on)
+    "after" must not be worse than "before" on every metric at once (a drop inside the
+    tolerance is refused when nothing else improved either).
 
     Returns ``{"passed", "failures", "result_path", "suite"}``; writes ``gate.json``.
     """
@@ -39,14 +61,12 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     suite = config.gate.suite or str(SUITES_DIR / "pruned_data.json")
     gx_result = validate_frame(kp, suite=suite, params=params, task_kind=enc.task_,
                                extra=range_expectations(va, enc.numeric_columns_))
-    failures = list(gx_result["failures"])
     metric = PRIMARY_METRIC[enc.task_]
-    before, after = metrics["before"][metric], metrics["after"][metric]
     tol = config.gate.metric_tolerance
-    ok = after >= before - tol if HIGHER_IS_BETTER[metric] else after <= before + tol
-    if not ok:
-        failures.append(f"metric {metric} regressed: after {after:.4f} vs before {before:.4f} (tolerance {tol})")
+    failures = list(gx_result["failures"]) + metric_failures(
+        metrics, task=enc.task_, tolerance=tol, refuse_when_all_worse=config.gate.refuse_when_all_worse)
     record = {"passed": not failures, "failures": failures, "suite": gx_result["suite"], "metric": metric,
-              "before": before, "after": after, "tolerance": tol, "gx": gx_result["result"]}
+              "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,
+              "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
     return {"passed": not failures, "failures": failures, "result_path": str(path), "suite": gx_result["suite"]}

@@ -137,7 +137,7 @@ def _demo(root: Path) -> tuple[Path, Path]:
     data = make_demo_data(dataset="breast_cancer", noise=0.1, seed=0, out_dir=root / "source")
     config = {"data": str(data.train_path), "target": data.target, "id_column": "id",
               "validation": {"strategy": "file", "path": str(data.validation_path)}, "test_path": str(data.test_path),
-              "lossval": {"epochs": 4}, "retrain": {"epochs": 8}, "gate": {"metric_tolerance": 1.0},
+              "lossval": {"epochs": 4}, "retrain": {"epochs": 8}, "gate": {"metric_tolerance": 1.0, "refuse_when_all_worse": False},
               "tracking": {"experiment": "lossval-served"}, "valuation_deployment": "lossval-value/gpu"}
     (root / "demo.yaml").write_text(yaml.safe_dump(config))
     datasets = root / "datasets.yaml"

@@ -168,7 +168,7 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
 
 def test_regression_run_end_to_end(workspace: Path) -> None:
     cfg = _config(workspace, "diabetes", pruning={"policy": "mixture", "max_prune_fraction": 0.15},
-                  gate={"metric_tolerance": 1.0})
+                  gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False})
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
     manifest = _latest_manifest(workspace, "diabetes")
     assert manifest["task"] == "regression"

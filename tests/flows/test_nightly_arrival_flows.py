@@ -18,7 +18,7 @@ def _demo_config(folder: Path, **overrides) -> Path:
     data = make_demo_data(dataset="breast_cancer", noise=0.1, seed=0, out_dir=folder / "data")
     cfg = {"data": str(data.train_path), "target": data.target, "id_column": "id",
            "validation": {"strategy": "file", "path": str(data.validation_path)}, "test_path": str(data.test_path),
-           "lossval": {"epochs": 4}, "retrain": {"epochs": 8}, "gate": {"metric_tolerance": 1.0},
+           "lossval": {"epochs": 4}, "retrain": {"epochs": 8}, "gate": {"metric_tolerance": 1.0, "refuse_when_all_worse": False},
            "tracking": {"experiment": "lossval-nightly-tests"}, **overrides}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -66,3 +66,20 @@ def test_the_valuation_key_follows_a_curated_folder_by_content(tmp_path) -> None
     before = key()
     make_frame(30, seed=7).to_csv(folder / "a.csv", index=False)
     assert key() != before
+
+
+def test_the_gate_refuses_a_model_worse_on_every_metric_even_inside_the_tolerance() -> None:
+    from tasks.gate import metric_failures
+
+    loans = {"before": {"accuracy": 0.8217, "macro_f1": 0.8115, "log_loss": 0.5317},  # the example config's run
+             "after": {"accuracy": 0.8140, "macro_f1": 0.7992, "log_loss": 1.9604}}
+    (why,) = metric_failures(loans, task="classification", tolerance=0.01, refuse_when_all_worse=True)
+    assert why.startswith("every metric got worse: accuracy 0.8217 -> 0.8140") and "log_loss 0.5317 -> 1.9604" in why
+    assert metric_failures(loans, task="classification", tolerance=0.01, refuse_when_all_worse=False) == []
+    mixed = {"before": loans["before"], "after": {**loans["after"], "log_loss": 0.5}}  # better at something
+    assert metric_failures(mixed, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
+    (why,) = metric_failures(loans, task="classification", tolerance=0.005, refuse_when_all_worse=True)
+    assert why.startswith("metric accuracy regressed")
+    reg = {"before": {"rmse": 3.0, "mae": 2.0, "r2": 0.50}, "after": {"rmse": 3.1, "mae": 2.1, "r2": 0.495}}
+    assert metric_failures(reg, task="regression", tolerance=0.01, refuse_when_all_worse=True)[0].startswith(
+        "every metric got worse: rmse 3.0000 -> 3.1000")

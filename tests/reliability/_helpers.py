@@ -37,7 +37,7 @@ def dead_pid() -> int:
 def write_config(path: Path, **overrides) -> Path:
     """A fast pipeline config (2 epochs each) with ``overrides`` merged at the top level."""
     cfg = {"target": "label", "id_column": "id", "lossval": {"epochs": 2}, "retrain": {"epochs": 2},
-           "gate": {"metric_tolerance": 1.0}, "tracking": {"experiment": "lossval-reliability"}}
+           "gate": {"metric_tolerance": 1.0, "refuse_when_all_worse": False}, "tracking": {"experiment": "lossval-reliability"}}
     cfg.update(overrides)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
