@@ -4,6 +4,7 @@ and the test metrics that the gate compares.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lossval._torchutil import FlatAdam, make_mlp, resolve_device
+from lossval.errors import InputError
 
 __all__ = ["TabularModel", "fit_model", "evaluate", "METRICS", "HIGHER_IS_BETTER"]
 
@@ -94,8 +96,18 @@ def fit_model(
         yt = torch.as_tensor((yf - y_mean) / y_scale, dtype=torch.float32, device=dev)
     w = None
     if sample_weight is not None:
-        sw = np.clip(np.asarray(sample_weight, dtype=np.float64), 0.0, None)
-        sw = sw / sw.mean() if sw.mean() > 0 else np.ones_like(sw)
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.shape != (len(y),) or not np.isfinite(sw).all():
+            bad = np.flatnonzero(~np.isfinite(sw)) if sw.shape == (len(y),) else []
+            raise InputError(f"sample_weight must be {len(y)} finite numbers; got shape {sw.shape}"
+                             + (f", {len(bad)} non-finite, first at row {int(bad[0])}" if len(bad) else "") + ".")
+        sw = np.clip(sw, 0.0, None)
+        if sw.mean() > 0:
+            sw = sw / sw.mean()
+        else:
+            warnings.warn("every sample weight is 0 or negative: training with equal weights instead", UserWarning,
+                          stacklevel=2)
+            sw = np.ones_like(sw)
         w = torch.as_tensor(sw, dtype=torch.float32, device=dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

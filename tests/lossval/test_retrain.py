@@ -40,3 +40,14 @@ def test_training_is_seeded() -> None:
     b = fit_model(X, y, task="regression", epochs=2, seed=3, device="cpu")
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(pa, pb)
+
+
+def test_sample_weights_that_say_nothing_are_named() -> None:
+    from lossval.errors import InputError
+
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(16, 2)), rng.normal(size=16)
+    with pytest.raises(InputError, match="1 non-finite, first at row 3"):
+        fit_model(X, y, task="regression", epochs=1, sample_weight=np.r_[np.ones(3), np.nan, np.ones(12)], device="cpu")
+    with pytest.warns(UserWarning, match="every sample weight is 0"):
+        fit_model(X, y, task="regression", epochs=1, sample_weight=np.zeros(16), device="cpu")
