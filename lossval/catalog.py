@@ -14,17 +14,13 @@ See ``deployments/datasets.example.yaml``.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lossval.config import PipelineConfig, load_config, read_yaml
+from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml
 from lossval.errors import ConfigError
 
 __all__ = ["DatasetEntry", "load_catalog", "entry_for_landing"]
-
-_NAME_RE = re.compile(r"(?!\.+$)[A-Za-z0-9_.\-]+")  # as a config's dataset: folder-safe, never only dots
-
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -89,7 +85,7 @@ def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[Datase
             raise ConfigError(f"{where}: 'name' (the dataset name) is required.", source=str(p))
         landing = item.get("landing") or name
         for key, value in (("name", name), ("landing", landing)):
-            if not isinstance(value, str) or not _NAME_RE.fullmatch(value) or value in (".", ".."):
+            if not isinstance(value, str) or not DATASET_NAME_RE.fullmatch(value):
                 raise ConfigError(f"{where}: '{key}' {value!r} may only hold letters, digits, '.', '_' and '-'.",
                                   source=str(p))
         entries.append(DatasetEntry(name=name, config_path=str(config_path), landing=landing))

@@ -284,12 +284,17 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
     _check_keys(name, raw, set(fields), source)
     for k, v in raw.items():
         if v is None and fields[k].default is not None:  # only keys whose default is "none" may be null
-            raise ConfigError(f"'{name}.{k}' needs a value (default {fields[k].default!r}); remove the key to use the "
-                              "default.", source=source)
+            _needs_value(f"{name}.{k}", fields[k].default, source)
     return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
 
 
-_NAME_RE = re.compile(r"(?!\.+$)[A-Za-z0-9_.\-]+")  # dataset and model names: folder-safe, never '.' or '..'
+def _needs_value(name: str, default: Any, source: str | None) -> None:
+    """A key given as null whose default is not null: name it and its default."""
+    raise ConfigError(f"'{name}' needs a value (default {default!r}); remove the key to use the default.", source=source)
+
+
+DATASET_NAME_RE = re.compile(r"(?!\.+$)[A-Za-z0-9_.\-]+")
+"""Dataset names (config, datasets file, landing folders, locks): folder-safe, never only dots."""
 
 
 def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
@@ -301,8 +306,7 @@ def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
     defaults = LossVal().get_params()
     for k, v in opts.items():
         if v is None and defaults.get(k) is not None:
-            raise ConfigError(f"'lossval.{k}' needs a value (default {defaults[k]!r}); remove the key to use the "
-                              "default.", source=source)
+            _needs_value(f"lossval.{k}", defaults[k], source)
     try:
         LossVal(**{k: v for k, v in opts.items() if k != "device"})._check_params()
     except (ConfigError, TypeError, ValueError) as exc:
@@ -421,7 +425,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
                "test_path": str, "seed": int, "valuation_deployment": str}
     for k in ("task", "test_fraction", "seed"):
         if k in raw and raw[k] is None:
-            raise ConfigError(f"'{k}' needs a value; remove the key to use the default.", source=source)
+            _needs_value(k, getattr(PipelineConfig, k), source)
     values = {k: _typed("", k, raw[k], t, source) for k, t in scalars.items() if k in raw}
     if not 0 <= values.get("seed", 0) < 2**64:
         raise ConfigError(f"'seed' must be an integer in [0, 2**64), got {values['seed']}.", source=source)
@@ -436,7 +440,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])
     dataset = values.pop("dataset", None) or Path(str(data)).stem
-    if not _NAME_RE.fullmatch(dataset):
+    if not DATASET_NAME_RE.fullmatch(dataset):
         raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-', and not only dots "
                           "(it names folders in the workspace).", source=source)
     return PipelineConfig(

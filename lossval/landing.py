@@ -39,7 +39,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from lossval.config import DATASET_NAME_RE
 from lossval.errors import InputError, LossvalError
 from lossval.io import sweep_orphaned_temp_files, write_json
 
@@ -72,7 +72,6 @@ ARRIVAL_EVENT = "lossval.data.arrived"  # emitted by `lossval watch`, triggers t
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")  # same as lossval.io.DATA_SUFFIXES (not imported: it pulls pandas)
 DONE_SUFFIX = ".done"
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
-_DATASET_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 _STATE_VERSION = 1
 
 log = logging.getLogger("lossval.landing")
@@ -124,7 +123,7 @@ def dataset_of(relative: str | PurePosixPath) -> str:
     else:
         raise InputError("landed files go in the landing folder or one subfolder of it (<dataset>/<file>); "
                          "this path is deeper.", source=str(relative))
-    if not _DATASET_RE.fullmatch(name) or name in (".", ".."):
+    if not DATASET_NAME_RE.fullmatch(name):
         raise InputError(f"dataset name {name!r} may only hold letters, digits, '.', '_' and '-'; rename the "
                          "file or subfolder.", source=str(relative))
     return name
@@ -342,7 +341,7 @@ class LandingScanner:
         except OSError as exc:  # disk full, permissions: keep watching; the state is kept in memory meanwhile
             warned, self._unsaved = self._unsaved, True
             if not warned:
-                    log.warning("lossval watch: could not save the watch state %s (%s); retrying at every poll. Until "
+                log.warning("lossval watch: could not save the watch state %s (%s); retrying at every poll. Until "
                             "it is saved, a restart would report the files landed since then again.",
                             self.state_path, exc)
         else:
@@ -461,7 +460,7 @@ def dataset_lock(lock_dir: str | os.PathLike[str], dataset: str, *, timeout: flo
     """
     import fcntl
 
-    if not _DATASET_RE.fullmatch(dataset):
+    if not DATASET_NAME_RE.fullmatch(dataset):
         raise InputError(f"dataset name {dataset!r} may only hold letters, digits, '.', '_' and '-'.")
     folder = Path(lock_dir)
     folder.mkdir(parents=True, exist_ok=True)
