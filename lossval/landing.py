@@ -48,7 +48,7 @@ from typing import Any
 
 from lossval.config import DATASET_NAME_RE
 from lossval.errors import InputError, LossvalError
-from lossval.io import sweep_orphaned_temp_files, write_json
+from lossval._files import DATA_SUFFIXES, sweep_orphaned_temp_files, write_json
 
 __all__ = [
     "ARRIVAL_EVENT",
@@ -69,7 +69,6 @@ __all__ = [
 
 ARRIVAL_EVENT = "lossval.data.arrived"  # emitted by `lossval watch`, triggers the lossval-arrival deployment
 
-DATA_SUFFIXES = (".csv", ".parquet", ".pq")  # same as lossval.io.DATA_SUFFIXES (not imported: it pulls pandas)
 DONE_SUFFIX = ".done"
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 _STATE_VERSION = 1

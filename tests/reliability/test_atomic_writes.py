@@ -124,7 +124,7 @@ _WRITERS = {"to_parquet", "to_csv", "to_json", "write_text", "write_bytes", "sav
 _WRITER_CALLS = {("torch", "save"), ("json", "dump"), ("np", "save"), ("numpy", "save"), ("pickle", "dump")}
 # Functions that write non-atomically on purpose, and why.
 _ALLOWED = {
-    ("lossval/io.py", "pause_point"): "test-only marker file",
+    ("lossval/_files.py", "pause_point"): "test-only marker file",
     ("tasks/track.py", "values_histogram"): "writes into a TemporaryDirectory, then MLflow copies it",
     ("lossval/landing.py", "dataset_lock"): "appends one line to a JSON-lines lock log (O_APPEND)",
 }

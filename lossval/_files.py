@@ -1,0 +1,207 @@
+"""Atomic writes and temporary-file hygiene, in the standard library only.
+
+Split from :mod:`lossval.io` so that :mod:`lossval.landing` (and so ``lossval watch``) does not
+import pandas. :mod:`lossval.io` re-exports every name here; import them from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lossval.errors import InputError
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "atomic_write",
+    "make_temp",
+    "process_alive",
+    "sweep_orphaned_temp_files",
+    "pause_point",
+    "write_json",
+    "read_json",
+    "json_default",
+]
+
+DATA_SUFFIXES = (".parquet", ".pq", ".csv")
+"""File suffixes read as tables (a folder input reads every such file in it)."""
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
+    """Write a file through ``write(tmp_path)`` into a temp file, then rename it into place.
+
+    Args:
+        path: Final path; its folder is created if needed.
+        write: Called with the temporary path; must create the file there.
+
+    Returns:
+        The final path.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = make_temp(final)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        pause_point(f"write:{final.name}")
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(final.parent)
+    return final
+
+
+_TMP_OWNER = re.compile(r"~(?P<host>[A-Za-z0-9._-]{1,64})~(?P<pid>[0-9]{1,10})~[^~]*$")
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
+
+
+def make_temp(final: Path) -> tuple[int, str]:
+    """``tempfile.mkstemp`` next to ``final``, named ``.tmp-<name>~<host>~<pid>~<random>``.
+
+    Returns:
+        ``(fd, path)`` as ``mkstemp`` does; the caller closes ``fd``.
+    """
+    return tempfile.mkstemp(prefix=f".tmp-{final.name}~{_host_tag()}~{os.getpid()}~", dir=final.parent)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (``True`` when that cannot be told)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError, OverflowError):
+        return True
+    return True
+
+
+def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = True,
+                              stale_after_s: float | None = None) -> list[Path]:
+    """Remove the temporary files of writes whose process was killed before its rename.
+
+    Files named by :func:`make_temp` on this host whose process is gone are removed. Other
+    ``.tmp-*`` files (another host's write, an older naming with no owner in it, anything
+    else) are removed only when ``stale_after_s`` is given and they were last modified longer
+    ago than that; a live writer's file on this host is always left alone.
+
+    Args:
+        roots: Folders to look in (missing ones are skipped).
+        recursive: Look in subfolders too.
+        stale_after_s: Age in seconds after which a ``.tmp-*`` file whose owner cannot be
+            checked is taken as abandoned. ``None`` (default): never; pass it only for
+            folders that hold nothing but lossval's own files.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    host = _host_tag()
+    now = time.time()
+    for root in map(Path, roots):
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob(".tmp-*") if recursive else root.glob(".tmp-*")):
+            if not path.is_file():
+                continue
+            match = _TMP_OWNER.search(path.name)
+            if match is not None and match["host"] == host:
+                if process_alive(int(match["pid"])):
+                    continue
+            else:
+                try:
+                    age = now - path.stat().st_mtime
+                except OSError:  # gone meanwhile, or not ours to read: leave it
+                    continue
+                if stale_after_s is None or age <= stale_after_s:
+                    continue
+            try:
+                path.unlink()
+            except OSError:  # gone meanwhile, or another user's file in a shared folder: leave it
+                continue
+            removed.append(path)
+    return removed
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (best effort: not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+PAUSE_ENV = "LOSSVAL_TEST_PAUSE_AT"
+
+
+def pause_point(name: str) -> None:
+    """Test-only hook: stop here so a fault test can kill the process at a known point.
+
+    When the environment variable ``LOSSVAL_TEST_PAUSE_AT`` equals ``name`` (``"value"``, or
+    ``"write:<file name>"`` just before a written file is renamed into place), the process
+    writes its pid to the file named by ``LOSSVAL_TEST_PAUSE_MARKER`` (when set) and sleeps
+    for up to ten minutes. Never set it outside tests; unset, this is one dictionary lookup.
+    """
+    if os.environ.get(PAUSE_ENV) != name:
+        return
+    marker = os.environ.get("LOSSVAL_TEST_PAUSE_MARKER")
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(600)
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a small JSON record atomically (sorted keys, so equal records give equal bytes)."""
+
+    def _write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=json_default)
+            fh.write("\n")
+
+    return atomic_write(path, _write)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON record, naming the file when it is missing or malformed."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("file not found.", source=str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc}", source=str(p)) from None
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dump`` fallback for numpy scalars/arrays and paths."""
+    if isinstance(obj, Path):
+        return str(obj)
+    np = sys.modules.get("numpy")  # a numpy object means numpy is imported; never import it here
+    if np is not None:
+        if isinstance(obj, np.integer):
+            return int(obj)
+        if isinstance(obj, np.floating):
+            return float(obj)
+        if isinstance(obj, np.ndarray):
+            return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
