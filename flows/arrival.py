@@ -4,6 +4,12 @@ The path comes from an event, so it is untrusted: it is confined to the landing 
 (:func:`lossval.landing.confine`) before anything reads it. Runs for the same dataset take the
 dataset's lock (``<workspace>/locks/<dataset>.lock``), so two arrivals at once run one after the
 other instead of interleaving their writes.
+
+Every landed file is a whole new version of its dataset, and waiting runs get the lock in no set
+order: a run whose file is older (modification time) than the newest file already processed
+for its dataset ends without cleaning anything, its result saying ``superseded`` and naming the
+newer file (:func:`lossval.landing.superseded_by`). ``force=True`` runs it anyway, e.g. to
+roll back to an earlier delivery on purpose.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from prefect.runtime import flow_run
 from flows.clean import run_cleaning
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, load_catalog
-from lossval.errors import InputError
-from lossval.landing import ARRIVAL_EVENT, confine, dataset_lock, dataset_of
+from lossval.errors import GateFailed, InputError
+from lossval.landing import ARRIVAL_EVENT, confine, dataset_lock, dataset_of, record_arrival, superseded_by
 
 __all__ = ["ARRIVAL_FLOW_NAME", "ARRIVAL_EVENT", "arrival"]
 
@@ -24,7 +30,7 @@ ARRIVAL_FLOW_NAME = "lossval-arrival"
 
 @flow(name=ARRIVAL_FLOW_NAME, log_prints=True)
 def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "lossval-workspace",
-            dataset: str | None = None, lock_timeout_s: float = 6 * 3600.0) -> dict:
+            dataset: str | None = None, lock_timeout_s: float = 6 * 3600.0, force: bool = False) -> dict:
     """Ingest one landed file as the dataset's newest snapshot and run the cleaning flow on it.
 
     Args:
@@ -34,9 +40,12 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         workspace: The lossval workspace.
         dataset: The dataset the event names (optional); must agree with the path.
         lock_timeout_s: Longest wait for another run of the same dataset.
+        force: Clean the file even when a newer one was already processed for its dataset.
 
     Returns:
-        The cleaning summary, plus ``landed`` (the file) and ``lock`` (when it was held).
+        The cleaning summary, plus ``landed`` (the file) and ``lock`` (when it was held). When the
+        file was superseded: ``{"superseded": True, "dataset", "landed", "newer", "lock"}`` and
+        nothing else was done.
 
     Raises:
         UnsafePathError: ``path`` leaves the landing folder; nothing was read.
@@ -57,7 +66,25 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                                                entry.name)) as lock:
         if confine(landing_dir, relative)[0] != landed:  # replaced while this run waited for the lock
             raise InputError(f"{relative!r} changed where it points while waiting for the dataset lock; refusing it.")
-        summary = run_cleaning(config, workspace=workspace)
+        st = landed.stat()
+        newer = superseded_by(locks_dir(workspace), entry.name, st.st_mtime_ns)
+        if newer is not None and not force:
+            log.warning("%s is older than %s, which was already cleaned for dataset %s (run %s); not cleaning the "
+                        "older file. To clean it anyway, run this flow again with force=True.",
+                        relative, newer.get("relative"), entry.name, newer.get("run_id"))
+            return {"superseded": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
+                    "newer": newer, "lock": dict(lock)}
+
+        def record(run_id: object) -> None:
+            record_arrival(locks_dir(workspace), entry.name, relative=relative, mtime_ns=st.st_mtime_ns,
+                           size=st.st_size, run_id=None if run_id is None else str(run_id))
+
+        try:
+            summary = run_cleaning(config, workspace=workspace)
+        except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
+            record((getattr(exc, "summary", None) or {}).get("run_id"))
+            raise
+        record(summary.get("run_id"))
     summary["landed"] = {"path": str(landed), "relative": relative}
     summary["lock"] = dict(lock)
     return summary

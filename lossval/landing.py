@@ -30,6 +30,13 @@ that leave it) before any byte is read.
 **One writer per dataset.** :func:`dataset_lock` holds an exclusive ``fcntl`` lock on
 ``<lock_dir>/<dataset>.lock`` (POSIX only) and appends each holding interval to
 ``<dataset>.log``, so overlapping arrivals run one after the other and the log shows it.
+
+**Newest file wins.** Every landed file is a whole new version of its dataset, and runs waiting
+for the same lock take it in no particular order. :func:`record_arrival` keeps, per dataset,
+the modification time of the newest landed file a run has processed
+(``<lock_dir>/<dataset>.arrival.json``); :func:`superseded_by` tells a run holding the lock that
+its file is older than that one, so a file that lands earlier but gets the lock later does not
+replace the newer data (nor its model).
 """
 
 from __future__ import annotations
@@ -60,11 +67,14 @@ __all__ = [
     "Landed",
     "LandingScanner",
     "confine",
+    "newest_arrival",
     "dataset_of",
     "is_data_file_name",
     "dataset_lock",
     "read_lock_log",
+    "record_arrival",
     "resource_id",
+    "superseded_by",
 ]
 
 ARRIVAL_EVENT = "lossval.data.arrived"  # emitted by `lossval watch`, triggers the lossval-arrival deployment
@@ -497,3 +507,59 @@ def read_lock_log(lock_dir: str | os.PathLike[str], dataset: str) -> list[dict[s
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _arrival_path(lock_dir: str | os.PathLike[str], dataset: str) -> Path:
+    if not DATASET_NAME_RE.fullmatch(dataset):
+        raise InputError(f"dataset name {dataset!r} may only hold letters, digits, '.', '_' and '-'.")
+    return Path(lock_dir) / f"{dataset}.arrival.json"
+
+
+def newest_arrival(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
+    """The record :func:`record_arrival` kept for ``dataset`` (``None`` before the first one).
+
+    A record that cannot be read is reported (warning) and treated as absent: it only ever
+    holds runs back, so losing it lets an older file through rather than stopping every run.
+    """
+    path = _arrival_path(lock_dir, dataset)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s, which cannot be read (%s); arrival order is not checked until the next run "
+                    "rewrites it", path, exc)
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("mtime_ns"), int)):
+        log.warning("ignoring %s: it lacks an integer mtime_ns; the next run rewrites it", path)
+        return None
+    return record
+
+
+def superseded_by(lock_dir: str | os.PathLike[str], dataset: str, mtime_ns: int) -> dict[str, Any] | None:
+    """The newer landed file already processed for ``dataset``, if a file modified at ``mtime_ns`` is older.
+
+    Call it while holding :func:`dataset_lock`. Equal times are not "older": two files written
+    in the same clock tick both run.
+    """
+    record = newest_arrival(lock_dir, dataset)
+    return record if record is not None and mtime_ns < record["mtime_ns"] else None
+
+
+def record_arrival(lock_dir: str | os.PathLike[str], dataset: str, *, relative: str, mtime_ns: int, size: int,
+                   run_id: str | None = None) -> dict[str, Any]:
+    """Record that a run processed the landed file ``relative`` (atomically; the newest time is kept).
+
+    Call it while holding :func:`dataset_lock`, after the run used the file. A file older than
+    the record (a forced re-run of an old delivery) leaves the record as it is.
+
+    Returns:
+        The record now on disk.
+    """
+    current = newest_arrival(lock_dir, dataset)
+    if current is not None and mtime_ns < current["mtime_ns"]:
+        return current
+    record = {"relative": relative, "mtime_ns": int(mtime_ns), "size": int(size), "run_id": run_id,
+              "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    write_json(record, _arrival_path(lock_dir, dataset))
+    return record

@@ -234,6 +234,8 @@ def arrivals(stack: Stack) -> Iterator[Arrivals]:
     start = time.monotonic()
     # a.parquet: written under a temporary name, renamed in atomically; b.parquet: written in place + marker
     train.iloc[:300].to_parquet(demo / ".a.parquet.tmp", index=False)
+    older = time.time() - 60  # a is the older delivery, b the newer one, whatever order their runs get the lock in
+    os.utime(demo / ".a.parquet.tmp", (older, older))
     os.replace(demo / ".a.parquet.tmp", demo / "a.parquet")
     train.iloc[20:].to_parquet(demo / "b.parquet", index=False)
     (demo / "b.parquet.done").touch()
@@ -255,6 +257,17 @@ def arrivals(stack: Stack) -> Iterator[Arrivals]:
     yield Arrivals(runs=[r for r in runs if r["parameters"]["path"] not in escaping],
                    refused=[r for r in runs if r["parameters"]["path"] in escaping],
                    files={"demo/a.parquet": demo / "a.parquet", "demo/b.parquet": demo / "b.parquet"}, seconds=seconds)
+
+
+def _lock_order(runs: list[dict], held: list[dict]) -> list[str]:
+    """The landed paths of the arrival runs, in the order they took the dataset lock."""
+    path_of = {r["id"]: r["parameters"]["path"] for r in runs}
+    return [path_of[h["holder"]] for h in sorted(held, key=lambda h: h["acquired"]) if h["holder"] in path_of]
+
+
+def _cleaned(runs: list[dict], held: list[dict]) -> list[str]:
+    """The files the newest-file-wins rule lets through: both if the older one ran first, else only b."""
+    return ["a.parquet", "b.parquet"] if _lock_order(runs, held)[0] == "demo/a.parquet" else ["b.parquet"]
 
 
 def test_nightly_deployment_exists_with_its_cron_schedule(stack: Stack) -> None:
@@ -290,13 +303,21 @@ def test_landed_files_trigger_runs_that_complete_one_after_the_other(stack: Stac
     first, second = sorted(held, key=lambda h: h["acquired"])
     assert first["released"] <= second["acquired"]
 
-    # Each file is a snapshot in the dataset's history.
-    history = json.loads((stack.workspace / "snapshots" / "demo" / "history.json").read_text())
-    assert sorted(Path(h["source"]).name for h in history) == ["a.parquet", "b.parquet"]
+    # The lock goes to either run first. If the newer file (b) ran first, the older one (a) was
+    # superseded: its run completed without cleaning anything. Either way b is the newest data.
+    cleaned = _cleaned(runs, held)
+    print(f"lock order: {[p.split('/')[-1] for p in _lock_order(runs, held)]}, cleaned: {cleaned}")
+    record = json.loads((stack.workspace / "locks" / "demo.arrival.json").read_text())
+    assert record["relative"] == "demo/b.parquet"
 
-    # Valuation ran as its own deployment on the gpu pool's worker, once per arrival.
+    # Each cleaned file is a snapshot in the dataset's history; a superseded one is not.
+    history = json.loads((stack.workspace / "snapshots" / "demo" / "history.json").read_text())
+    assert sorted(Path(h["source"]).name for h in history) == cleaned
+    assert Path(history[-1]["source"]).name == "b.parquet"
+
+    # Valuation ran as its own deployment on the gpu pool's worker, once per cleaned file.
     valued = stack.flow_runs("lossval-value/gpu")
-    assert len(valued) == 2 and all(r["state_type"] == "COMPLETED" for r in valued)
+    assert len(valued) == len(cleaned) and all(r["state_type"] == "COMPLETED" for r in valued)
 
     # The MLflow DB holds one run per arrival, tagged with its Prefect flow run.
     from mlflow import MlflowClient
@@ -304,7 +325,9 @@ def test_landed_files_trigger_runs_that_complete_one_after_the_other(stack: Stac
     client = MlflowClient(tracking_uri=f"sqlite:///{stack.workspace / 'mlflow.db'}")
     exp = client.get_experiment_by_name("lossval-served")
     parents = client.search_runs([exp.experiment_id], filter_string="tags.dataset = 'demo'")
-    assert sorted(p.data.tags["prefect_flow_run_id"] for p in parents) == sorted(r["id"] for r in runs)
+    by_path = {r["parameters"]["path"]: r["id"] for r in runs}
+    assert sorted(p.data.tags["prefect_flow_run_id"] for p in parents) == sorted(by_path[f"demo/{name}"]
+                                                                                 for name in cleaned)
     assert all("after_accuracy" in p.data.metrics and p.info.status == "FINISHED" for p in parents)
 
 
@@ -315,7 +338,8 @@ def test_an_event_whose_path_escapes_the_landing_folder_is_refused_before_readin
         assert "refused path" in run["state"]["message"] and "Nothing was read" in run["state"]["message"]
     # Nothing was read: the secret file never became a snapshot, and neither run reached the dataset lock.
     history = json.loads((stack.workspace / "snapshots" / "demo" / "history.json").read_text())
-    assert all("secret" not in h["source"] and "link" not in h["source"] for h in history) and len(history) == 2
+    assert all("secret" not in h["source"] and "link" not in h["source"] for h in history)
+    assert len(history) == len(_cleaned(arrivals.runs, read_lock_log(stack.workspace / "locks", "demo")))
     assert len(read_lock_log(stack.workspace / "locks", "demo")) == 2
     # The watcher itself never reported the symlink that leaves the folder.
     assert _log_has(stack.procs["lossval-watch"], "skipping demo/link.parquet")

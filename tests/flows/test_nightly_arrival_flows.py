@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,30 @@ def test_arrival_refuses_an_event_whose_dataset_disagrees_with_the_path(setup) -
     state = arrival(path="nowhere__a.csv", datasets_file=str(setup["datasets"]), landing_dir=str(setup["landing"]),
                     workspace=str(setup["ws"] / "mismatch"), return_state=True)
     assert state.is_failed() and "not found in the landing folder" in state.message
+
+
+def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
+    from flows.arrival import arrival
+
+    source = Path(yaml.safe_load((setup["root"] / "good" / "config.yaml").read_text())["data"])
+    data, suffix = source.read_bytes(), source.suffix
+    incoming = setup["landing"] / "incoming"
+    newer, older = incoming / f"order_new{suffix}", incoming / f"order_old{suffix}"
+    newer.write_bytes(data)
+    older.write_bytes(data)
+    now = time.time_ns()
+    os.utime(older, ns=(now - 60 * 10**9, now - 60 * 10**9))  # landed a minute earlier...
+    ws = setup["ws"] / "order"
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    first = arrival(path=f"incoming/{newer.name}", **kw)  # ...but its run got the lock second
+    late = arrival(path=f"incoming/{older.name}", **kw)
+    assert late["superseded"] is True and "run_id" not in late
+    assert late["newer"]["relative"] == f"incoming/{newer.name}" and late["newer"]["run_id"] == first["run_id"]
+    assert [p.name for p in (ws / "runs").iterdir()] == [first["run_id"]]  # nothing cleaned, nothing promoted
+    forced = arrival(path=f"incoming/{older.name}", force=True, **kw)  # a deliberate rollback
+    assert forced["run_id"] != first["run_id"] and forced["landed"]["relative"] == f"incoming/{older.name}"
+    record = json.loads((ws / "locks" / "good.arrival.json").read_text())
+    assert record["relative"] == f"incoming/{newer.name}"  # the newest file stays the reference
 
 
 def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:

@@ -19,7 +19,10 @@ from lossval.landing import (
     dataset_lock,
     dataset_of,
     is_data_file_name,
+    newest_arrival,
     read_lock_log,
+    record_arrival,
+    superseded_by,
 )
 
 
@@ -373,3 +376,36 @@ def test_a_lock_the_file_system_refuses_is_a_clear_error(landing: Path, tmp_path
     with pytest.raises(InputError, match="cannot lock the watch state.*No locks available.*local disk"):
         LandingScanner(landing, state_path=tmp_path / "w.json")
     assert len(os.listdir("/proc/self/fd")) == before  # no descriptor leaked
+
+
+def test_the_arrival_record_keeps_the_newest_file(tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    assert newest_arrival(locks, "loans") is None and superseded_by(locks, "loans", 5) is None
+    record_arrival(locks, "loans", relative="loans/b.csv", mtime_ns=200, size=10, run_id="r2")
+    assert superseded_by(locks, "loans", 100)["relative"] == "loans/b.csv"  # an older file is held back
+    assert superseded_by(locks, "loans", 200) is None  # same clock tick: not older
+    kept = record_arrival(locks, "loans", relative="loans/a.csv", mtime_ns=100, size=10, run_id="r1")  # forced
+    assert kept["relative"] == "loans/b.csv" and newest_arrival(locks, "loans")["run_id"] == "r2"
+    record_arrival(locks, "loans", relative="loans/c.csv", mtime_ns=300, size=10, run_id="r3")
+    assert newest_arrival(locks, "loans")["relative"] == "loans/c.csv"
+    assert newest_arrival(locks, "other") is None  # per dataset
+    assert not [p for p in locks.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_an_unreadable_arrival_record_is_reported_and_ignored(tmp_path: Path, caplog) -> None:
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    (locks / "loans.arrival.json").write_text("{not json", encoding="utf-8")
+    assert superseded_by(locks, "loans", 1) is None
+    assert "cannot be read" in caplog.text
+    record_arrival(locks, "loans", relative="loans/a.csv", mtime_ns=1, size=1)  # the next run rewrites it
+    assert newest_arrival(locks, "loans")["mtime_ns"] == 1
+
+
+def test_importing_the_landing_rules_does_not_load_pandas_or_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, lossval.landing; print(sorted(m for m in ('pandas', 'numpy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr  # the watcher stays light
