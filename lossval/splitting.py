@@ -6,6 +6,8 @@ train rows only, and scores "before" and "after" models on the same test rows.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -98,19 +100,8 @@ def assign_splits(
     elif strategy == "latest":
         if timestamp_column not in df.columns:
             raise InputError(f"timestamp column {timestamp_column!r} not found; columns are {list(df.columns)[:10]}.", source=source)
-        raw = df[timestamp_column]
-        times = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
-        bad = times.isna().to_numpy()
-        if bad.any():
-            first = df.index[bad][0]
-            raise InputError(
-                f"timestamp column {timestamp_column!r} has {int(bad.sum())} value(s) that do not parse as dates, "
-                f"first at row {first}: {raw.iloc[int(np.flatnonzero(bad)[0])]!r}. Fix them or use another strategy.",
-                source=source,
-            )
         k = int(round(valid_fraction * n))
-        order = np.argsort(times.to_numpy(), kind="stable")
-        split[order[n - k:]] = "validation"
+        split[_latest_rows(df, timestamp_column, k, source)] = "validation"
     elif strategy != "file":
         raise InputError(f"unknown validation strategy {strategy!r}.", source=source)
 
@@ -136,6 +127,59 @@ def assign_splits(
         check_validation(df[target][split == "train"], df[target][split == "validation"], task=task, target=target,
                          source=source)
     return pd.Series(split, index=df.index, name="split")
+
+
+def _latest(times: np.ndarray, k: int) -> np.ndarray:
+    return np.sort(np.argsort(times, kind="stable")[len(times) - k:])
+
+
+def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None) -> np.ndarray:
+    """Positions of the ``k`` rows with the latest time in ``column``.
+
+    One reading for the whole column, never one per value: ISO 8601 first, else one inferred
+    format. A pandas "mixed" parse would read ``01/02/2024`` month-first and ``13/02/2024``
+    day-first in the same column and silently pick the wrong rows. Where month-first and
+    day-first readings both parse every value and would pick different rows, the dates are
+    ambiguous and refused.
+    """
+    raw = df[column]
+    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+        times = (pd.to_datetime(raw, utc=True).dt.tz_localize(None) if pd.api.types.is_datetime64_any_dtype(raw)
+                 else raw.astype("float64"))
+        readings = {"as stored": times.isna().to_numpy()}
+        chosen = times.to_numpy()
+    else:
+        readings, parsed = {}, {}
+        for name, kw in (("ISO 8601", {"format": "ISO8601"}), ("month first", {}), ("day first", {"dayfirst": True})):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas warns when it falls back to dateutil per value
+                times = pd.to_datetime(raw, errors="coerce", utc=True, **kw)
+            readings[name], parsed[name] = times.isna().to_numpy(), times.dt.tz_localize(None).to_numpy()
+            if name == "ISO 8601" and not readings[name].any():
+                break
+        full = [name for name, bad in readings.items() if not bad.any()]
+        if full == ["month first", "day first"]:
+            picks = {name: _latest(parsed[name], k) for name in full}
+            if not np.array_equal(picks["month first"], picks["day first"]):
+                differ = (parsed["month first"] != parsed["day first"]).nonzero()[0][0]
+                raise InputError(
+                    f"timestamp column {column!r} is ambiguous: its dates read as both month/day and day/month "
+                    f"(row {df.index[differ]}: {raw.iloc[differ]!r}), and the two readings pick different latest "
+                    "rows. Write the dates as YYYY-MM-DD (ISO 8601).",
+                    source=source,
+                )
+        chosen = parsed[full[0]] if full else None
+    bad = next((bad for bad in readings.values() if not bad.any()), None)
+    if bad is None:
+        bad = min(readings.values(), key=lambda b: int(b.sum()))  # the reading closest to working
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"timestamp column {column!r} has {int(bad.sum())} value(s) that do not parse as dates in one format, "
+            f"first at row {df.index[first]}: {raw.iloc[first]!r}. Use one date format for the whole column "
+            "(YYYY-MM-DD is safest), fix or drop those rows, or use another validation strategy.",
+            source=source,
+        )
+    return _latest(chosen, k)
 
 
 def _label_text(value: object) -> str:

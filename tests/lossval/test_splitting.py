@@ -49,10 +49,45 @@ def test_file_strategy_and_no_test_rows() -> None:
     [
         ({"strategy": "column", "column": "nope"}, "trusted column 'nope' not found"),
         ({"strategy": "column", "column": "x"}, "must be boolean"),
-        ({"strategy": "latest", "timestamp_column": "y"}, "do not parse as dates"),
+        ({"strategy": "latest", "timestamp_column": "y"}, "do not parse as dates in one format"),
         ({"strategy": "stratified", "valid_fraction": 0.01}, "at least 10 are needed"),
     ],
 )
 def test_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         assign_splits(_frame(), target="y", task="classification", seed=0, test_fraction=0.2, **kwargs)
+
+
+def _latest(ts: list, **kw) -> list:
+    n = len(ts)
+    df = pd.DataFrame({"x": np.arange(n, dtype=float), "y": np.arange(n) % 2, "ts": ts})
+    split = assign_splits(df, strategy="latest", timestamp_column="ts", valid_fraction=0.25, target="y",
+                          task="classification", seed=0, test_fraction=0.0, **kw)
+    return sorted(df.index[split == "validation"])
+
+
+def test_latest_reads_a_day_first_column_one_way_for_every_row() -> None:
+    days = pd.date_range("2026-01-01", periods=40, freq="D")
+    # 01/02 ... 12/01: a per-value ("mixed") parse reads the ones with day <= 12 month-first
+    dd_mm = [d.strftime("%d/%m/%Y") for d in days]
+    assert _latest(dd_mm) == list(range(30, 40))
+    mm_dd = [d.strftime("%m/%d/%Y") for d in days]
+    assert _latest(mm_dd) == list(range(30, 40))
+    iso_mixed_precision = [d.strftime("%Y-%m-%d") if i % 2 else d.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+                           for i, d in enumerate(days)]
+    assert _latest(iso_mixed_precision) == list(range(30, 40))
+    assert _latest(list(days)) == list(range(30, 40))  # datetime dtype
+    assert _latest(list(range(40))) == list(range(30, 40))  # numbers (e.g. epoch seconds) are ordered as they are
+
+
+def test_latest_refuses_dates_that_read_both_ways_and_pick_different_rows() -> None:
+    # Every value parses both month-first and day-first; the two readings disagree on the latest rows.
+    ts = [f"{m:02d}/{d:02d}/2026" for m, d in zip([1] * 20 + [2] * 20, list(range(1, 13)) * 4)][:40]
+    with pytest.raises(InputError, match="ambiguous.*YYYY-MM-DD"):
+        _latest(ts)
+
+
+def test_latest_refuses_a_column_with_two_date_formats() -> None:
+    ts = [f"2026-01-{d:02d}" for d in range(1, 21)] + [f"{d:02d}/02/2026" for d in range(1, 21)]
+    with pytest.raises(InputError, match=r"20 value\(s\) that do not parse as dates in one format, first at row 20"):
+        _latest(ts)
