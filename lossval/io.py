@@ -113,7 +113,7 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
         dup = sorted(name for name, n in Counter(header).items() if n > 1 and name.strip())
         if dup:  # pandas would silently rename a repeated CSV column to 'name.1'
             raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
-        df = pd.read_csv(path) if is_csv else pd.read_parquet(path)
+        df = _read_csv(path, len(header)) if is_csv else _restore_index(pd.read_parquet(path), path)
     except InputError:
         raise
     except (pd.errors.EmptyDataError, StopIteration):
@@ -150,6 +150,54 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
                       "data has; they are used as features unless you exclude them (or save the CSV without its "
                       "index)", UserWarning, stacklevel=3)
     return df
+
+
+def _read_csv(path: Path, n_header: int) -> pd.DataFrame:
+    """``pd.read_csv`` that never shifts columns.
+
+    By default pandas reads a file whose first rows have one field more than the header (a
+    trailing comma) by taking the first field as a row index: every value lands one column to
+    the left. ``index_col=False`` keeps the columns where the header puts them; a row with a
+    non-empty value beyond the header is refused, naming its line.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            return pd.read_csv(path, index_col=False)
+        except pd.errors.ParserWarning:
+            pass
+    line = _first_overlong_line(path, n_header)
+    if line is not None:
+        raise InputError(f"line {line} has more values than the header's {n_header} column names; fix that row "
+                         "(a stray comma or an unquoted comma inside a value?) or add the missing column name.",
+                         source=str(path))
+    with warnings.catch_warnings():  # only empty fields past the header (trailing commas): nothing is lost
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        return pd.read_csv(path, index_col=False)
+
+
+def _first_overlong_line(path: Path, n_header: int) -> int | None:
+    """1-based line number of the first record with a non-empty field past the header's ``n_header``."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        for row in reader:
+            if len(row) > n_header and any(field.strip() for field in row[n_header:]):
+                return reader.line_num
+    return None
+
+
+def _restore_index(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Named index levels a parquet file was written with (``df.set_index("id").to_parquet``) become columns again.
+
+    Unnamed levels (a filtered frame's row positions) are pandas bookkeeping, not data, and are dropped.
+    """
+    named = [name for name in df.index.names if name is not None]
+    if not named:
+        return df
+    clash = [name for name in named if name in df.columns]
+    if clash:
+        raise InputError(f"index level(s) {clash} have the same name as a column; rename one of them.", source=str(path))
+    return df.reset_index(level=named)
 
 
 _NESTED = (list, tuple, dict, set, np.ndarray)

@@ -129,3 +129,28 @@ def test_a_row_of_empty_cells_is_a_header_not_a_blank_line(tmp_path):
     with pytest.warns(UserWarning, match="Unnamed"):
         df = read_table(path)
     assert len(df) == 2
+
+
+def test_trailing_commas_keep_every_value_in_its_column(tmp_path):
+    path = tmp_path / "trailing.csv"
+    path.write_text("a,b,label\n1,2,x,\n3,4,y,\n")  # pandas' default would read column a as a row index
+    assert read_table(path).to_dict("list") == {"a": [1, 3], "b": [2, 4], "label": ["x", "y"]}
+
+
+def test_a_row_with_more_values_than_the_header_is_named(tmp_path):
+    path = tmp_path / "extra.csv"
+    path.write_text('a,b\n1,2,9\n3,4\n"5\n6",7\n')
+    with pytest.raises(InputError, match=r"extra.csv: line 2 has more values than the header's 2 column names"):
+        read_table(path)
+    later = tmp_path / "later.csv"
+    later.write_text('a,b\n1,2\n3,4,5\n')
+    with pytest.raises(InputError, match="line 3"):
+        read_table(later)
+
+
+def test_a_parquet_index_with_a_name_comes_back_as_a_column(tmp_path):
+    frame = pd.DataFrame({"x": [1.5, 2.5, 3.5]}, index=pd.Index(["r1", "r2", "r3"], name="id"))
+    frame.to_parquet(tmp_path / "named.parquet")  # index written as data, not as a column
+    assert read_table(tmp_path / "named.parquet").to_dict("list") == {"id": ["r1", "r2", "r3"], "x": [1.5, 2.5, 3.5]}
+    frame.reset_index().iloc[[2, 0]].to_parquet(tmp_path / "filtered.parquet")  # unnamed: row positions only
+    assert list(read_table(tmp_path / "filtered.parquet").columns) == ["id", "x"]
