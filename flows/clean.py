@@ -107,7 +107,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
 
         from lossval.valuation import infer_task
 
-        task_kind = infer_task(pd.read_parquet(snap["snapshot"], columns=[config.target])[config.target].to_numpy())
+        task_kind = infer_task(pd.read_parquet(snap["snapshot"], columns=[config.target])[config.target])
     t = time.perf_counter()
     parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(staging)), "split", t, timings)
     key = valuation_key(snap["snapshot_hash"], config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -172,12 +173,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda"):
+        match = re.fullmatch(r"cuda(?::(\d+))?", name)
+        if match is None:
+            raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"device={device!r} was requested but this torch build sees no CUDA GPU "
                 f"(torch {torch.__version__}, cuda {torch.version.cuda}). Use device='auto' or 'cpu', "
                 "or install a CUDA build of torch on a machine with an NVIDIA GPU."
             )
+        count = torch.cuda.device_count()
+        if match.group(1) is not None and int(match.group(1)) >= count:
+            raise ConfigError(f"device={device!r} was requested but this machine has {count} visible CUDA "
+                              f"device(s), cuda:0 to cuda:{count - 1} (CUDA_VISIBLE_DEVICES may hide others).")
         return torch.device(name)
     if name == "mps":
         mps = getattr(torch.backends, "mps", None)

@@ -311,6 +311,11 @@ def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
         LossVal(**{k: v for k, v in opts.items() if k != "device"})._check_params()
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"section 'lossval': {exc}", source=source) from None
+    device = opts.get("device")
+    # Only the spelling here: whether the device exists is for the machine that values (a GPU worker).
+    if isinstance(device, str) and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device.lower()):
+        raise ConfigError(f"'lossval.device' {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps.",
+                          source=source)
 
 
 _SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"  # the suites shipped with lossval

@@ -7,7 +7,7 @@ and says what to do about it.
 
 from __future__ import annotations
 
-__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed"]
+__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError"]
 
 
 class LossvalError(Exception):
@@ -30,6 +30,13 @@ class InputError(LossvalError, ValueError):
 
 class ConfigError(InputError):
     """The configuration is invalid (exit code 2)."""
+
+
+class NumericalError(LossvalError):
+    """A computation diverged (NaN or infinite results) for these data and settings (exit code 1).
+
+    Nothing is written from a diverged result; the message names the settings to change.
+    """
 
 
 class GateFailed(LossvalError):

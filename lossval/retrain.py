@@ -92,7 +92,11 @@ def fit_model(
         y_mean, y_scale, n_out = 0.0, 1.0, int(n_classes or int(yt.max()) + 1)
     else:
         yf = np.asarray(y, dtype=np.float64)
-        y_mean, y_scale, n_out = float(yf.mean()), float(yf.std() or 1.0), 1
+        with np.errstate(over="ignore", invalid="ignore"):
+            y_mean, y_scale, n_out = float(yf.mean()), float(yf.std() or 1.0), 1
+        if not (np.isfinite(yf).all() and np.isfinite(y_mean) and np.isfinite(y_scale)):
+            raise InputError(f"the regression target must be finite and small enough to standardise in float64 "
+                             f"(largest |y| {np.abs(yf).max():.3g}); drop non-finite rows or rescale it.")
         yt = torch.as_tensor((yf - y_mean) / y_scale, dtype=torch.float32, device=dev)
     w = None
     if sample_weight is not None:

@@ -108,12 +108,11 @@ import torch
 import torch.nn.functional as F
 
 from lossval._torchutil import ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, make_adam, make_mlp, resolve_device
-from lossval.errors import ConfigError, InputError
+from lossval.errors import ConfigError, InputError, NumericalError
 
 __all__ = ["LossVal", "VALUES_VERSION", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
 
 _TASKS = ("classification", "regression")
-_MAX_AUTO_CLASSES = 20
 # Elements of the (batch x k) and (batch x batch) cost matrices per geomloss call; bounds memory.
 _SINKHORN_CHUNK_ELEMENTS = 2_000_000
 VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < validation rows
@@ -123,24 +122,26 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 VALUES_VERSION = 2
 
 
-def infer_task(y: np.ndarray) -> str:
-    """Guess the task from a target vector.
+def infer_task(y: Any) -> str:
+    """Guess the task from a target vector, by the same rule as the encoder (one rule, one answer).
 
-    Strings, booleans and categoricals are classes; integers with at most 20 distinct values
-    are classes; everything else (floats, many-valued integers) is regression.
+    Text, booleans and categoricals are classes; integers with at most 20 distinct values are
+    classes; everything else (floats, decimals, many-valued integers) is regression. Pass a
+    pandas Series where there is one: a categorical or decimal column's dtype is part of the rule.
 
     Args:
-        y: Target values, shape ``(n,)``.
+        y: Target values, shape ``(n,)``: pandas Series, numpy array or torch tensor.
 
     Returns:
         ``"classification"`` or ``"regression"``.
     """
-    y = np.asarray(y)
-    if y.dtype.kind in "OUSb":
-        return "classification"
-    if y.dtype.kind in "iu" and len(np.unique(y)) <= _MAX_AUTO_CLASSES:
-        return "classification"
-    return "regression"
+    import pandas as pd
+
+    from lossval.encoding import _auto_task
+
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    return _auto_task(y if isinstance(y, pd.Series) else pd.Series(np.asarray(y)))
 
 
 def to_numpy_2d(X: Any, name: str) -> np.ndarray:
@@ -398,42 +399,53 @@ class LossVal:
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
+        """Refuse a bad parameter up front, naming it, rather than fail (or run wrong) inside ``fit``."""
         if self.task not in (*_TASKS, "auto"):
             raise ConfigError(f"task must be 'classification', 'regression' or 'auto', got {self.task!r}")
         if self.sinkhorn_schedule not in ("epoch", "step"):
             raise ConfigError(f"sinkhorn_schedule must be 'epoch' or 'step', got {self.sinkhorn_schedule!r}")
         if self.loss_weighting not in ("normalized", "sum"):
             raise ConfigError(f"loss_weighting must be 'normalized' or 'sum', got {self.loss_weighting!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "average_last"):
+            if not _int_at_least(getattr(self, name), 1):
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.batch_size < 2 and self.loss_weighting == "normalized" and self.normalize_masses:
+            raise ConfigError("batch_size must be >= 2: with normalized weighting and masses a one-row batch's "
+                              "weight always normalises to 1, so no weight would ever move")
+        for name in ("n_layers", "width"):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.average_last, (int, np.integer)) and 1 <= self.average_last):
-            raise ConfigError(f"average_last must be an integer >= 1, got {self.average_last!r}")
-        if self.val_subsample is not None and (not isinstance(self.val_subsample, (int, np.integer)) or self.val_subsample < 2):
+            if value is not None and not _int_at_least(value, 1):
+                raise ConfigError(f"{name} must be None (the default for the task) or a positive integer, got {value!r}")
+        if self.activation is not None and not isinstance(self.activation, str):
+            raise ConfigError(f"activation must be None or a name such as 'relu', got {self.activation!r}")
+        if self.val_subsample is not None and not _int_at_least(self.val_subsample, 2):
             raise ConfigError(f"val_subsample must be None or an integer >= 2, got {self.val_subsample!r}")
-        if not (0.0 < float(self.scaling) < 1.0):
-            raise ConfigError(f"scaling must be in (0, 1), got {self.scaling!r}")
-        if self.blur != "auto" and not (isinstance(self.blur, (int, float)) and self.blur > 0):
+        if not (_finite_number(self.scaling) and 0.0 < self.scaling < 1.0):
+            raise ConfigError(f"scaling must be a number in (0, 1), got {self.scaling!r}")
+        if not (self.blur == "auto" or (_finite_number(self.blur) and self.blur > 0)):
             raise ConfigError(f"blur must be 'auto' or a positive number, got {self.blur!r}")
         for name in ("lr", "weight_lr"):
             value = getattr(self, name)
             if name == "weight_lr" and (value is None or value == "auto"):
                 continue
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+            if not (_finite_number(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
         if self.label_cost != "auto" and not (_finite_number(self.label_cost) and self.label_cost >= 0):
             raise ConfigError(f"label_cost must be 'auto' or a number >= 0, got {self.label_cost!r}")
-        if not (isinstance(self.distance_power, (int, float)) and self.distance_power > 0):
-            raise ConfigError(f"distance_power must be > 0, got {self.distance_power!r}")
+        if not (_finite_number(self.distance_power) and self.distance_power > 0):
+            raise ConfigError(f"distance_power must be a finite number > 0, got {self.distance_power!r}")
         ratio = self.weight_eps_ratio
         if ratio is not None and ratio != "auto" and not (_finite_number(ratio) and ratio > 0):
             raise ConfigError(f"weight_eps_ratio must be 'auto', None or a positive number, got {ratio!r}")
         warm = self.weight_warmup_epochs
-        if warm != "auto" and not (isinstance(warm, (int, np.integer)) and not isinstance(warm, bool)
-                                   and 0 <= warm < self.epochs):
+        if warm != "auto" and not (_int_at_least(warm, 0) and warm < self.epochs):
             raise ConfigError(f"weight_warmup_epochs must be 'auto' or an integer in [0, epochs - 1] "
                               f"(epochs={self.epochs}), got {warm!r}: with no epoch left the weights never move")
+        if not (_int_at_least(self.seed, 0) and self.seed < 2**64):
+            raise ConfigError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
+        for name in ("normalize_masses", "nonnegative", "standardize", "verbose"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def resolved(self, task: str) -> dict[str, Any]:
         """The task-dependent settings a fit on ``task`` uses, ``"auto"`` resolved.
@@ -477,13 +489,19 @@ class LossVal:
             raise InputError(f"X_train has {Xtr.shape[1]} features but X_val has {Xva.shape[1]}; encode both the same way.")
         if len(Xtr) < 2 or len(Xva) < 2:
             raise InputError(f"need at least 2 training and 2 validation rows, got {len(Xtr)} and {len(Xva)}.")
-        task = infer_task(ytr) if self.task == "auto" else self.task
+        task = infer_task(y) if self.task == "auto" else self.task
         self.task_ = task
 
         if self.standardize:
-            mean = Xtr.mean(axis=0)
-            scale = Xtr.std(axis=0)
-            scale[scale < 1e-12] = 1.0  # constant column: keep it, it carries no information
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = Xtr.mean(axis=0)
+                scale = Xtr.std(axis=0)
+            bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))
+            if bad.size:
+                raise InputError(f"X_train column {int(bad[0])} has values too large to standardise in float64 "
+                                 f"(largest |x| {np.abs(Xtr[:, bad[0]]).max():.3g}); rescale it.")
+            # Constant column (relative to its magnitude, so tiny units are kept): no information.
+            scale[scale <= 1e-12 * np.abs(Xtr).max(axis=0)] = 1.0
         else:
             mean, scale = np.zeros(Xtr.shape[1]), np.ones(Xtr.shape[1])
         self.x_mean_, self.x_scale_ = mean, scale
@@ -528,9 +546,13 @@ class LossVal:
                 raise InputError("regression targets must be numeric; use task='classification' for labels.") from None
             if not (np.isfinite(ytr_f).all() and np.isfinite(yva_f).all()):
                 raise InputError("regression targets contain NaN/inf; drop those rows first.")
-            y_mean = ytr_f.mean() if self.standardize else 0.0
-            y_scale = ytr_f.std() if self.standardize else 1.0
-            if y_scale < 1e-12:
+            with np.errstate(over="ignore", invalid="ignore"):
+                y_mean = ytr_f.mean() if self.standardize else 0.0
+                y_scale = ytr_f.std() if self.standardize else 1.0
+            if not (math.isfinite(y_mean) and math.isfinite(y_scale)):
+                raise InputError(f"the regression target is too large to standardise in float64 (largest |y| "
+                                 f"{np.abs(ytr_f).max():.3g}); rescale it (e.g. to other units or a log scale).")
+            if np.ptp(ytr_f) == 0 or (self.standardize and y_scale <= 1e-12 * np.abs(ytr_f).max()):
                 raise InputError("the regression target is constant in the training rows; nothing to learn.")
             self.y_mean_, self.y_scale_ = float(y_mean), float(y_scale)
             self.classes_ = None
@@ -569,6 +591,7 @@ class LossVal:
             InputError: shapes disagree, non-finite values, a validation label unknown to
                 training, a single class or a constant regression target.
             ConfigError: invalid parameters or an unavailable device.
+            NumericalError: the fit diverged (NaN or infinite values); nothing is returned.
         """
         from geomloss import SamplesLoss  # heavy-ish import, only when fitting
 
@@ -580,11 +603,11 @@ class LossVal:
         n, m = data.X.shape[0], data.Z_val.shape[0]
         task = self.task_
 
-        n_layers = self.n_layers or 3
-        width = self.width or (100 if task == "classification" else 90)
-        activation = self.activation or ("relu" if task == "classification" else "tanh")
+        n_layers = 3 if self.n_layers is None else int(self.n_layers)
+        width = (100 if task == "classification" else 90) if self.width is None else int(self.width)
+        activation = ("relu" if task == "classification" else "tanh") if self.activation is None else self.activation
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+            torch.manual_seed(int(self.seed))
             model = make_mlp(data.X.shape[1], data.n_outputs, n_layers=n_layers, width=width, activation=activation)
         model = model.to(device)
         settings = self.resolved(task)
@@ -648,9 +671,20 @@ class LossVal:
             state.optimizer.release()
         model.eval()
 
+        weights = state.final_weights().cpu().numpy().astype(np.float64)
+        values = (weight_sum / n_avg).cpu().numpy().astype(np.float64)
+        if not (np.isfinite(values).all() and np.isfinite(weights).all()):
+            bad = int((~np.isfinite(values)).sum())
+            epoch = next((i for i, v in enumerate(history["loss"]) if not math.isfinite(v)), None)
+            raise NumericalError(
+                f"the valuation diverged: {bad} of {n} values are NaN or infinite"
+                + (f" (the training loss first went non-finite in epoch {epoch + 1})" if epoch is not None else "")
+                + ". Lower lr and weight_lr, keep nonnegative=True and normalize_masses=True, or use a smaller "
+                "distance_power."
+            )
         self.model_ = model
-        self.weights_ = state.final_weights().cpu().numpy().astype(np.float64)
-        self.values_ = (weight_sum / n_avg).cpu().numpy().astype(np.float64)
+        self.weights_ = weights
+        self.values_ = values
         self.loss_history_ = loss_history.cpu().numpy()
         self.history_ = history
         self.blur_, self.diameter_ = blur, diameter
@@ -792,8 +826,14 @@ def half_squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _finite_number(value: Any) -> bool:
-    """A finite int or float, not a bool (``True`` is an int to Python, never a setting here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number (numpy scalars too), not a bool (``True`` is an int to Python, never a setting here)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
+
+
+def _int_at_least(value: Any, low: int) -> bool:
+    """An integer (numpy too, not a bool) >= ``low``."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= low
 
 
 def batch_objective(

@@ -68,6 +68,9 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "pruning": {"max_prune_fraction": float("nan")}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
         ({**BASE, "lossval": {"epochs": -2}}, "section 'lossval': epochs must be a positive integer, got -2"),
         ({**BASE, "lossval": {"batch_size": 0}}, "section 'lossval': batch_size must be a positive integer"),
+        ({**BASE, "lossval": {"batch_size": 1}}, "section 'lossval': batch_size must be >= 2"),
+        ({**BASE, "lossval": {"n_layers": 0}}, "section 'lossval': n_layers must be None (the default for the task)"),
+        ({**BASE, "lossval": {"device": "gpu0"}}, "'lossval.device' 'gpu0' is not a device"),
     ],
 )
 def test_errors_name_the_key(raw: dict, message: str) -> None:

@@ -574,6 +574,73 @@ def test_infer_task() -> None:
     assert infer_task(np.array([0, 1, 2])) == "classification"
     assert infer_task(np.arange(100)) == "regression"
     assert infer_task(np.array([0.5, 1.5])) == "regression"
+    assert infer_task(torch.tensor([0, 1, 1])) == "classification"
+
+
+def test_infer_task_agrees_with_the_encoder_on_pandas_dtypes() -> None:
+    from decimal import Decimal
+
+    import pandas as pd
+
+    from lossval.encoding import TabularEncoder
+
+    cases = {
+        "classification": pd.Series(pd.Categorical(np.arange(60) % 30)),  # 30 integer categories: still classes
+        "regression": pd.Series([Decimal("1.25"), Decimal("2.5"), Decimal("0.75")] * 20),  # a database decimal
+    }
+    for expected, y in cases.items():
+        frame = pd.DataFrame({"x": np.arange(len(y), dtype=float), "y": y})
+        assert infer_task(y) == TabularEncoder(target="y").fit(frame).task_ == expected
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ({"batch_size": 1}, "batch_size must be >= 2"),
+    ({"n_layers": 0}, "n_layers must be None"),
+    ({"n_layers": "3"}, "n_layers must be None"),
+    ({"width": 2.5}, "width must be None"),
+    ({"scaling": "abc"}, "scaling must be a number in"),
+    ({"blur": float("inf")}, "blur must be"),
+    ({"distance_power": float("inf")}, "distance_power must be a finite number"),
+    ({"lr": True}, "lr must be a positive number"),
+    ({"epochs": True}, "epochs must be a positive integer"),
+    ({"seed": None}, "seed must be an integer"),
+    ({"seed": 2**64}, "seed must be an integer"),
+    ({"standardize": "yes"}, "standardize must be true or false"),
+    ({"device": "cuda:abc"}, "unknown device"),
+    ({"device": "cudax"}, "unknown device"),
+])
+def test_every_parameter_is_checked_before_fitting(option: dict, message: str) -> None:
+    Xn, yn, Xv, yv, _ = _noisy_classification()
+    with pytest.raises(ConfigError, match=message):
+        LossVal(**{"epochs": 1, "verbose": False, **option}).fit(Xn, yn, Xv, yv)
+
+
+def test_numpy_scalars_and_the_paper_s_one_row_batches_are_accepted() -> None:
+    Xn, yn, Xv, yv, _ = _noisy_classification()
+    lv = LossVal(lr=np.float32(0.01), seed=np.int64(3), epochs=np.int64(1), verbose=False).fit(Xn, yn, Xv, yv)
+    assert np.isfinite(lv.values_).all()
+    paper = LossVal.paper_settings("classification", batch_size=1, epochs=1, verbose=False).fit(Xn[:40], yn[:40], Xv, yv)
+    assert np.ptp(paper.values_) > 0  # raw masses: a one-row batch still moves its weight
+
+
+def test_a_diverging_fit_raises_instead_of_returning_nan_values() -> None:
+    from lossval.errors import NumericalError
+
+    Xn, yn, Xv, yv, _ = _noisy_classification()
+    with pytest.raises(NumericalError, match="diverged: .* values are NaN or infinite.*Lower lr"):
+        LossVal(lr=1e10, weight_lr=1e10, epochs=3, verbose=False).fit(Xn, yn, Xv, yv)
+
+
+def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
+    Xn, yn, Xv, yv, _ = _noisy_classification()
+    tiny = LossVal(epochs=1, verbose=False).fit(Xn * 1e-13, yn, Xv * 1e-13, yv)  # small units are not "constant"
+    assert np.allclose(tiny.x_scale_, Xn.std(axis=0) * 1e-13)
+    with pytest.raises(InputError, match="target is too large to standardise"):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, Xn[:, 0] * 1e160, Xv, Xv[:, 0] * 1e160)
+    huge = Xn.copy()
+    huge[:, 1] = np.where(np.arange(len(huge)) % 2, 1.7e308, -1.7e308)
+    with pytest.raises(InputError, match="column 1 has values too large to standardise"):
+        LossVal(epochs=1, verbose=False).fit(huge, yn, Xv, yv)
 
 
 if __name__ == "__main__":  # record the values fingerprint of the current VALUES_VERSION (see above)
