@@ -857,7 +857,11 @@ def _to_numeric(series: pd.Series) -> pd.Series | None:
 
 def _level_keys(series: pd.Series) -> np.ndarray:
     """Object array of level text, one per value; missing -> MISSING_LEVEL."""
-    values = series.to_numpy(dtype=object)
+    if series.dtype.kind == "f" and series.dtype.itemsize < 8:
+        # float32/float16 columns: read each value at its own precision (0.1, not 0.10000000149011612)
+        values = np.array([float(str(v)) for v in series.to_numpy()], dtype=object)
+    else:
+        values = series.to_numpy(dtype=object)
     missing = pd.isna(values)
     return np.array(
         [MISSING_LEVEL if m else _level_text(v) for v, m in zip(values, missing)],
@@ -873,7 +877,9 @@ def _level_text(value: Any) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        value = float(value)
+        # float32/float16: their shortest text (0.1, not 0.10000000149011612), so a level stored
+        # as float32 in one file matches the same level stored as float64 in another.
+        value = float(str(value)) if isinstance(value, np.floating) and value.dtype.itemsize < 8 else float(value)
         return str(int(value)) if value.is_integer() else repr(value)
     return str(value)
 

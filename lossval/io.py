@@ -110,7 +110,7 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
                 source=str(path),
             )
         # (empty names are not repeats: pandas names them 'Unnamed: N', and a warning below says so)
-        dup = sorted(name for name, n in Counter(header).items() if n > 1 and name.strip())
+        dup = sorted(name for name, n in Counter(header).items() if n > 1 and name != "")
         if dup:  # pandas would silently rename a repeated CSV column to 'name.1'
             raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
         df = _read_csv(path, len(header)) if is_csv else _restore_index(pd.read_parquet(path), path)
@@ -322,14 +322,16 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
         ids = df[id_column]
         if ids.isna().any():
             raise InputError(f"id column {id_column!r} has {int(ids.isna().sum())} empty value(s), first at row {int(np.flatnonzero(ids.isna().to_numpy())[0])}.", source=source)
-        dup = ids[ids.duplicated(keep=False)]
+        text = ids.astype(str)  # checked as stored: 1 and "1" are the same row id
+        dup = text[text.duplicated(keep=False)]
         if len(dup):
             raise InputError(
-                f"id column {id_column!r} has duplicate ids, e.g. {dup.astype(str).unique()[:5].tolist()} "
-                f"({int(ids.duplicated().sum())} repeated rows); ids must be unique.",
+                f"id column {id_column!r} has duplicate ids, e.g. {dup.unique()[:5].tolist()} "
+                f"({int(text.duplicated().sum())} repeated rows, first at row {int(np.flatnonzero(text.duplicated().to_numpy())[0])}); "
+                "ids must be unique.",
                 source=source,
             )
-        return ids.astype(str).rename("row_id")
+        return text.rename("row_id")
     hashes = _hash_rows(df, source=source, why="rows without an id column are identified by hashing every column: give an "
                         "id column, or flatten the column or drop it from the file")
     base = pd.Series([f"{h:016x}" for h in hashes], index=df.index)

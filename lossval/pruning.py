@@ -110,8 +110,10 @@ def two_means_threshold(values: Any) -> float:
     n = ordered.size
     if n < 2 or ordered[0] == ordered[-1]:
         return -math.inf
-    # Centre first so the prefix sums do not lose precision on large offsets.
-    centred = ordered - ordered.mean()
+    # Scale by a power of two (exact) into (-2, 2), so sums of squares cannot overflow near the
+    # float64 limit, then centre so the prefix sums do not lose precision on large offsets.
+    unit = math.ldexp(1.0, math.frexp(max(abs(float(ordered[0])), abs(float(ordered[-1]))))[1] - 1)
+    centred = ordered / unit - (ordered / unit).mean()
     prefix = np.cumsum(centred)
     lower_sizes = np.arange(1, n, dtype=np.float64)
     lower_sums = prefix[:-1]

@@ -90,6 +90,14 @@ def test_missing_category_is_its_own_level_and_text_keys_unify_types():
     np.testing.assert_array_equal(X, Y)
 
 
+def test_a_float32_level_matches_the_same_float64_level():
+    df = pd.DataFrame({"rate": np.array([0.1, 0.2, 0.1, 0.2], dtype=np.float32), "y": [0, 1, 0, 1]})
+    enc = TabularEncoder(target="y", categorical=["rate"]).fit(df)
+    assert enc.categories_["rate"] == ["0.1", "0.2"]  # not 0.10000000149011612
+    X = enc.transform(pd.DataFrame({"rate": [0.1, 0.2]}))  # float64, e.g. a CSV read later
+    np.testing.assert_array_equal(X, [[1, 0], [0, 1]])
+
+
 def test_max_categories_folds_rare_levels_into_other():
     df = pd.DataFrame({"c": ["a"] * 3 + ["b"] * 2 + ["c", "d"], "y": [0, 1] * 3 + [0]})
     enc = TabularEncoder(target="y", max_categories=2).fit(df)

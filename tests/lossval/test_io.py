@@ -52,6 +52,8 @@ def test_row_ids_are_stable_and_unique() -> None:
     assert shuffled.tolist() == [ids.iloc[1], ids.iloc[0]]  # content, not position
     with pytest.raises(InputError, match="duplicate ids"):
         assign_row_ids(pd.DataFrame({"id": [1, 1]}), id_column="id")
+    with pytest.raises(InputError, match=r"duplicate ids, e.g. \['1'\].*first at row 1"):
+        assign_row_ids(pd.DataFrame({"id": [1, "1", 2]}, dtype=object), id_column="id")  # the same id as text
     assert frame_fingerprint(df) == frame_fingerprint(df.copy()) != frame_fingerprint(df.iloc[[1, 0, 2]])
 
 
@@ -154,3 +156,10 @@ def test_a_parquet_index_with_a_name_comes_back_as_a_column(tmp_path):
     assert read_table(tmp_path / "named.parquet").to_dict("list") == {"id": ["r1", "r2", "r3"], "x": [1.5, 2.5, 3.5]}
     frame.reset_index().iloc[[2, 0]].to_parquet(tmp_path / "filtered.parquet")  # unnamed: row positions only
     assert list(read_table(tmp_path / "filtered.parquet").columns) == ["id", "x"]
+
+
+def test_repeated_blank_column_names_are_refused(tmp_path):
+    path = tmp_path / "blank_names.csv"
+    path.write_text("a, , \n1,2,3\n")  # pandas would rename the second ' ' to ' .1'
+    with pytest.raises(InputError, match=r"duplicate column names \[' '\]"):
+        read_table(path)

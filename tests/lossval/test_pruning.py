@@ -72,6 +72,14 @@ def test_two_means_threshold_without_a_split():
     assert two_means_threshold([7.0]) == -math.inf
 
 
+def test_two_means_threshold_near_the_float64_limit():
+    values = np.array([-1.7e308, -1.6e308, 1.6e308, 1.7e308])  # sums of squares would overflow unscaled
+    threshold = two_means_threshold(values)
+    assert (values < threshold).tolist() == [True, True, False, False]
+    # a power-of-two rescale is exact: the same split, scaled, for any magnitude
+    assert two_means_threshold(values / 2.0**1000) == threshold / 2.0**1000
+
+
 def test_two_means_threshold_on_adjacent_floats():
     low = 1.0
     high = float(np.nextafter(1.0, 2.0))
