@@ -76,7 +76,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                     "newer": newer, "lock": dict(lock)}
 
         def record(run_id: object) -> None:
-            record_arrival(locks_dir(workspace), entry.name, relative=relative, mtime_ns=st.st_mtime_ns,
+            record_arrival(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=st.st_mtime_ns,
                            size=st.st_size, run_id=None if run_id is None else str(run_id))
 
         try:

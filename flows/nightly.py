@@ -14,7 +14,8 @@ from prefect.states import Completed, Failed, State
 from flows.clean import run_cleaning
 from lossval.catalog import DatasetEntry, load_catalog
 from lossval.io import write_json
-from lossval.landing import dataset_lock
+from lossval.errors import InputError
+from lossval.landing import dataset_lock, newest_arrival
 from tasks._paths import Workspace
 
 __all__ = ["NIGHTLY_FLOW_NAME", "nightly", "clean_entry", "locks_dir"]
@@ -29,13 +30,31 @@ def locks_dir(workspace: str | Path) -> Path:
 
 @flow(name="lossval-clean-dataset", flow_run_name="clean-{name}", log_prints=True)
 def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: float = 6 * 3600.0) -> dict:
-    """Clean one dataset of the datasets file under its dataset lock (a subflow of the nightly run)."""
+    """Clean one dataset of the datasets file under its dataset lock (a subflow of the nightly run).
+
+    The data is the newest landed file an arrival run cleaned for the dataset, when there is one
+    (:func:`lossval.landing.newest_arrival`), else the config's ``data``: a nightly run must not
+    replace a champion trained on newer data with one trained on the config's older file.
+
+    Raises:
+        InputError: the newest landed file was removed; the message says how to go on.
+    """
     entry = DatasetEntry(name=name, config_path=config_path, landing=name)
-    config = entry.load()
+    entry.load()  # a broken config fails before waiting for the lock
     log = get_run_logger()
     with dataset_lock(locks_dir(workspace), name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
-        return run_cleaning(config, workspace=workspace)
+        newest = newest_arrival(locks_dir(workspace), name)
+        if newest is None or not newest.get("path"):
+            return run_cleaning(entry.load(), workspace=workspace)
+        landed = Path(newest["path"])
+        if not landed.is_file():
+            raise InputError(
+                f"dataset {name}: its newest landed file {landed} (cleaned by run {newest.get('run_id')}) is gone, "
+                "so the nightly run cannot clean the current data. Land the data again, or delete "
+                f"{locks_dir(workspace) / (name + '.arrival.json')} to clean the config's 'data' instead.")
+        log.info("dataset %s: cleaning its newest landed file %s", name, newest.get("relative", landed))
+        return run_cleaning(entry.load(data=str(landed)), workspace=workspace)
 
 
 @flow(name=NIGHTLY_FLOW_NAME, log_prints=True)

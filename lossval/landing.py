@@ -547,11 +547,12 @@ def superseded_by(lock_dir: str | os.PathLike[str], dataset: str, mtime_ns: int)
 
 
 def record_arrival(lock_dir: str | os.PathLike[str], dataset: str, *, relative: str, mtime_ns: int, size: int,
-                   run_id: str | None = None) -> dict[str, Any]:
+                   run_id: str | None = None, path: str | None = None) -> dict[str, Any]:
     """Record that a run processed the landed file ``relative`` (atomically; the newest time is kept).
 
     Call it while holding :func:`dataset_lock`, after the run used the file. A file older than
-    the record (a forced re-run of an old delivery) leaves the record as it is.
+    the record (a forced re-run of an old delivery) leaves the record as it is. ``path`` (the
+    file's absolute path) is what the nightly flow cleans for the dataset from then on.
 
     Returns:
         The record now on disk.
@@ -559,7 +560,7 @@ def record_arrival(lock_dir: str | os.PathLike[str], dataset: str, *, relative: 
     current = newest_arrival(lock_dir, dataset)
     if current is not None and mtime_ns < current["mtime_ns"]:
         return current
-    record = {"relative": relative, "mtime_ns": int(mtime_ns), "size": int(size), "run_id": run_id,
+    record = {"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size), "run_id": run_id,
               "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     write_json(record, _arrival_path(lock_dir, dataset))
     return record

@@ -117,6 +117,18 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     record = json.loads((ws / "locks" / "good.arrival.json").read_text())
     assert record["relative"] == f"incoming/{newer.name}"  # the newest file stays the reference
 
+    # The nightly run cleans the newest landed file, not the config's older `data`...
+    from flows.nightly import clean_entry
+
+    config_path = str(setup["root"] / "good" / "config.yaml")
+    nightly_run = clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    manifest = json.loads((ws / "runs" / nightly_run["run_id"] / "manifest.json").read_text())
+    assert Path(manifest["config"]["data"]).name == newer.name, manifest["config"]["data"]
+    # ...and refuses, saying how to go on, when that file was removed.
+    newer.unlink()
+    state = clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True)
+    assert state.is_failed() and "newest landed file" in state.message and "good.arrival.json" in state.message
+
 
 def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
     from prefect import flow
