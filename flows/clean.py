@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from pathlib import Path
@@ -12,12 +13,12 @@ from prefect.runtime import flow_run
 
 from lossval.config import PipelineConfig, load_config, mask_secrets, mask_uri
 from lossval.errors import GateFailed, LossvalError
-from lossval.io import file_sha256, sweep_orphaned_temp_files, write_json
+from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_json
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
 from tasks.gate import gate
 from tasks.ingest import ingest, publish_snapshot
-from tasks.prune import describe_pruning, prune
+from tasks.prune import QUARANTINE_REASON, describe_pruning, prune
 from tasks.retrain import retrain
 from tasks.split import split
 from tasks.track import promote, track, tracking_uri
@@ -89,6 +90,11 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
     return summary
 
 
+def _epoch_losses(report: str) -> list[float]:
+    """The valuation's mean training loss per epoch, from its ``valuation.json`` (MLflow plots it as ``epoch_loss``)."""
+    return [float(v) for v in (read_json(report).get("history") or {}).get("loss", [])]
+
+
 def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id: str, started: dt.datetime,
                 fr_id: str) -> dict:
     """ingest -> split -> value -> prune -> retrain -> gate into ``staging``; writes the manifest there.
@@ -107,7 +113,12 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
 
         from lossval.valuation import infer_task
 
-        task_kind = infer_task(pd.read_parquet(snap["snapshot"], columns=[config.target])[config.target])
+        task_kind = infer_task(pd.read_parquet(snap["snapshot"], columns=[config.target])[config.target],
+                               source=config.data)
+        # Decided once, from the whole snapshot: the stages after this one must not guess again from
+        # their own rows (an integer target whose rare values sit only in the validation rows would
+        # read as classes in one stage and as a number in another).
+        config = dataclasses.replace(config, task=task_kind)
     t = time.perf_counter()
     parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(staging)), "split", t, timings)
     key = valuation_key(snap["snapshot_hash"], config)
@@ -145,7 +156,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         "split": {"rows": parts["rows"], "rows_train": parts["rows"]["train"], "rows_validation": parts["rows"]["validation"],
                   "rows_test": parts["rows"]["test"], "strategy": config.validation.strategy, "seconds": timings["split"]},
         "value": {"values": vals["values"], "encoder": vals["encoder"], "device": vals["device"],
-                  "valuation_seconds": vals["seconds"], "seconds": timings["value"]},
+                  "valuation_seconds": vals["seconds"], "seconds": timings["value"],
+                  "history_loss": _epoch_losses(vals["report"])},
         "prune": {**pruned, "paths": relocate(pruned["paths"], staging, final), "seconds": timings["prune"]},
         "retrain": {**relocate(trained, staging, final), "seconds": timings["retrain"]},
         "gate": {"passed": checked["passed"], "n_failures": len(checked["failures"]), "suite": checked["suite"],
@@ -225,7 +237,8 @@ def _publish_prefect_artifacts(summary: dict) -> None:
                   f"({tracking.get('error', '')})."]
     create_markdown_artifact("\n".join(lines), key="lossval-summary", description="lossval cleaning run")
     vals = pd.read_parquet(summary["outputs"]["values"]).nsmallest(20, "value")
-    q = pd.read_parquet(summary["outputs"]["quarantine"], columns=["row_id", "reason"])
+    q = pd.read_parquet(summary["outputs"]["quarantine"], columns=["row_id", QUARANTINE_REASON])
+    q = q.rename(columns={QUARANTINE_REASON: "reason"})
     table = vals.merge(q, on="row_id", how="left").fillna({"reason": "kept"})
     create_table_artifact(table.round(6).to_dict(orient="records"), key="lossval-lowest-values",
                           description="20 lowest-value training rows")

@@ -12,14 +12,14 @@ from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "make_mlp", "make_adam", "FlatAdam", "ADAM_BETAS", "ADAM_EPS", "ProgressBar"]
+__all__ = ["resolve_device", "make_mlp", "make_adam", "FlatAdam", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "ProgressBar"]
 
 # Adam's moment decay rates and eps, torch's defaults, named so that LossVal's closed-form
 # row-weight Adam (lossval.valuation._RowAdam) and the network's optimiser share them.
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
 def make_adam(params: Any, *, lr: float) -> torch.optim.Adam:
@@ -215,10 +215,10 @@ def make_mlp(
     if n_layers < 1:
         raise ConfigError(f"n_layers must be >= 1, got {n_layers}")
     try:
-        act = _ACTIVATIONS[activation]
+        act = ACTIVATIONS[activation]
     except KeyError:
         raise ConfigError(
-            f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}"
+            f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
         ) from None
     layers: list[nn.Module] = []
     fan_in = n_inputs

@@ -378,7 +378,7 @@ class TabularEncoder:
             )
         task = self.task
         if task == "auto":
-            task = _auto_task(y)
+            task = _auto_task(y, col=col, source=self.source)
         if task == "classification":
             classes = [_py_scalar(v) for v in pd.unique(y.to_numpy(dtype=object))]
             try:
@@ -829,10 +829,30 @@ def _all_decimal_or_real(y: pd.Series) -> bool:
         for v in values)
 
 
-def _auto_task(y: pd.Series) -> str:
+def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) -> str:
+    """The task ``task: auto`` means for target ``y`` (one rule for the encoder and :func:`lossval.valuation.infer_task`).
+
+    Raises:
+        InputError: a text target of many distinct values that is at least 90% numbers: a
+            numeric target with typos, which would otherwise become hundreds of classes.
+    """
     dtype = y.dtype
     if dtype == object and _all_decimal_or_real(y):
         return "regression"  # a parquet decimal column (database exports) holds numbers
+    present = y.dropna()
+    if _is_text_dtype(dtype) and present.nunique() > _MAX_AUTO_CLASSES:
+        parsed = _to_numeric(present)
+        share = 0.0 if parsed is None else float(parsed.notna().mean())
+        if share == 1.0:
+            return "regression"  # numbers stored as text, too many distinct values to be labels
+        if share >= _NUMERIC_SHARE:
+            raise InputError(
+                _non_numeric_message(present[parsed.isna()], col, len(present)).replace(
+                    "numeric column", "target column", 1)
+                + f"; it has {present.nunique()} distinct values, so with 'task: auto' it reads as a numeric "
+                "target with typos: fix or drop these rows, or set task: classification if they are labels",
+                source=source,
+            )
     if (
         pd.api.types.is_bool_dtype(dtype)
         or isinstance(dtype, pd.CategoricalDtype)

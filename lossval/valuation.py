@@ -107,7 +107,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossval._torchutil import ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, make_adam, make_mlp, resolve_device
+from lossval._torchutil import ACTIVATIONS, ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, make_adam, make_mlp, resolve_device
 from lossval.errors import ConfigError, InputError, NumericalError
 
 __all__ = ["LossVal", "VALUES_VERSION", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
@@ -122,7 +122,7 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 VALUES_VERSION = 2
 
 
-def infer_task(y: Any) -> str:
+def infer_task(y: Any, *, source: str | None = None) -> str:
     """Guess the task from a target vector, by the same rule as the encoder (one rule, one answer).
 
     Text, booleans and categoricals are classes; integers with at most 20 distinct values are
@@ -130,10 +130,16 @@ def infer_task(y: Any) -> str:
     pandas Series where there is one: a categorical or decimal column's dtype is part of the rule.
 
     Args:
-        y: Target values, shape ``(n,)``: pandas Series, numpy array or torch tensor.
+        y: Target values, shape ``(n,)``: pandas Series (its name is used in errors), numpy array
+            or torch tensor.
+        source: File the target came from, for error messages.
 
     Returns:
         ``"classification"`` or ``"regression"``.
+
+    Raises:
+        InputError: text that is at least 90% numbers, with more than 20 distinct values (a
+            numeric target with typos); the message names the first bad value and its row.
     """
     import pandas as pd
 
@@ -141,7 +147,8 @@ def infer_task(y: Any) -> str:
 
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
-    return _auto_task(y if isinstance(y, pd.Series) else pd.Series(np.asarray(y)))
+    series = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y))
+    return _auto_task(series, col="target" if series.name is None else series.name, source=source)
 
 
 def to_numpy_2d(X: Any, name: str) -> np.ndarray:
@@ -416,8 +423,9 @@ class LossVal:
             value = getattr(self, name)
             if value is not None and not _int_at_least(value, 1):
                 raise ConfigError(f"{name} must be None (the default for the task) or a positive integer, got {value!r}")
-        if self.activation is not None and not isinstance(self.activation, str):
-            raise ConfigError(f"activation must be None or a name such as 'relu', got {self.activation!r}")
+        if self.activation is not None and not (isinstance(self.activation, str) and self.activation in ACTIVATIONS):
+            raise ConfigError(f"activation must be None (the default for the task) or one of {sorted(ACTIVATIONS)}, "
+                              f"got {self.activation!r}")
         if self.val_subsample is not None and not _int_at_least(self.val_subsample, 2):
             raise ConfigError(f"val_subsample must be None or an integer >= 2, got {self.val_subsample!r}")
         if not (_finite_number(self.scaling) and 0.0 < self.scaling < 1.0):

@@ -12,6 +12,7 @@ from prefect import task
 from lossval.errors import InputError
 from lossval.io import assign_row_ids, atomic_write, frame_fingerprint, read_json, read_table, write_json, write_parquet
 from tasks._paths import Workspace
+from tasks.prune import RESERVED_COLUMNS
 
 __all__ = ["ingest", "publish_snapshot"]
 
@@ -35,6 +36,9 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     df = read_table(data_path)
     if "row_id" in df.columns and id_column != "row_id":
         raise InputError("has a column named 'row_id', which lossval reserves; rename it or set id_column: row_id.", source=data_path)
+    taken = [c for c in RESERVED_COLUMNS[1:] if c in df.columns]
+    if taken:
+        raise InputError(f"has column(s) {taken}, which lossval adds to quarantined rows; rename them.", source=data_path)
     raw = validate_frame(df, suite="raw_data", params={"target": target, "min_rows": 20})
     if not raw["success"]:
         raise InputError("raw-data checks failed: " + "; ".join(raw["failures"]), source=data_path)

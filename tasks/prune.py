@@ -6,10 +6,16 @@ import pandas as pd
 from prefect import task
 
 from lossval.config import PipelineConfig
+from lossval.errors import InputError
 from lossval.io import write_parquet
 from lossval.pruning import make_policy, prune as prune_values
+from lossval.splitting import MIN_TRAIN_ROWS
 
-__all__ = ["prune", "policy_from_config", "describe_pruning"]
+__all__ = ["prune", "policy_from_config", "describe_pruning", "QUARANTINE_VALUE", "QUARANTINE_REASON", "RESERVED_COLUMNS"]
+
+QUARANTINE_VALUE = "lossval_value"  # the row's LossVal value, added to each quarantined row
+QUARANTINE_REASON = "lossval_reason"  # why it was quarantined
+RESERVED_COLUMNS = ("row_id", QUARANTINE_VALUE, QUARANTINE_REASON)  # input data may not use these names
 
 
 def policy_from_config(config: PipelineConfig):  # noqa: ANN201
@@ -38,7 +44,7 @@ def describe_pruning(pruning: dict) -> str:
 
 @task(name="prune")
 def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, run_dir: str) -> dict:
-    """Write ``kept.parquet`` and ``quarantine.parquet`` (dropped rows whole, with value and reason)."""
+    """Write ``kept.parquet`` and ``quarantine.parquet`` (dropped rows whole, plus ``lossval_value`` and ``lossval_reason``)."""
     tr = pd.read_parquet(train)
     vals = pd.read_parquet(values).set_index("row_id").loc[tr["row_id"]]
     labels = tr[config.target].astype(str).to_numpy() if task_kind == "classification" else None
@@ -46,9 +52,16 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
                             max_prune_fraction=config.pruning.max_prune_fraction, labels=labels,
                             noise_prob=vals["noise_prob"].to_numpy() if "noise_prob" in vals else None)
     kept = tr[decision.keep]
+    if len(kept) < MIN_TRAIN_ROWS:
+        raise InputError(
+            f"pruning ({decision.policy}, max_prune_fraction {config.pruning.max_prune_fraction:g}) would keep "
+            f"{len(kept)} of {len(tr)} training rows; retraining needs at least {MIN_TRAIN_ROWS}. Lower "
+            "pruning.max_prune_fraction (or loosen the policy); nothing was quarantined.",
+            source=config.data)
     quarantine = tr[~decision.keep].copy()
-    quarantine["value"] = vals["value"].to_numpy()[~decision.keep]
-    quarantine["reason"] = [r for r in decision.reasons if r is not None]
+    # lossval's own columns get reserved names: the rows' own "value" or "reason" stay as they were
+    quarantine[QUARANTINE_VALUE] = vals["value"].to_numpy()[~decision.keep]
+    quarantine[QUARANTINE_REASON] = [r for r in decision.reasons if r is not None]
     paths = {"kept": str(write_parquet(kept, f"{run_dir}/kept.parquet")),
              "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet"))}
     return {"paths": paths, "rows_kept": len(kept), "rows_pruned": len(quarantine), "threshold": decision.threshold,

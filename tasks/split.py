@@ -14,7 +14,10 @@ from lossval.io import assign_row_ids, read_table, write_parquet
 from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation
 from tasks.value import config_encoder
 
-__all__ = ["split"]
+__all__ = ["split", "MIN_TEST_ROWS"]
+
+MIN_TEST_ROWS = 2
+"""Fewest test rows a run accepts: the before/after metrics and the gate are computed on them."""
 
 
 @task(name="split")
@@ -48,6 +51,11 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
                 else f"the test rows' target {config.target!r} is constant ({test_y.iloc[0]})")
         raise InputError(f"{what}; the before/after comparison needs at least 2 test rows whose target varies: "
                          "use other test rows" + (" (test_path)." if config.test_path else " or a larger test_fraction."),
+                         source=config.test_path or config.data)
+    if test_y is None and len(frames["test"]) < MIN_TEST_ROWS:  # classification: accuracy on 0 or 1 row means nothing
+        raise InputError(f"{len(frames['test'])} test row(s); the before/after comparison needs at least "
+                         f"{MIN_TEST_ROWS}: use other test rows"
+                         + (" (test_path)." if config.test_path else " or a larger test_fraction."),
                          source=config.test_path or config.data)
     out = {name: str(write_parquet(rows, f"{run_dir}/{name}.parquet")) for name, rows in frames.items()}
     return {"paths": out, "rows": {name: len(rows) for name, rows in frames.items()},

@@ -68,7 +68,8 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
                                   else pruning["flagged"] - pruning["protected"])
     assert f"pruning: two_means flagged {pruning['flagged']} rows" in out
     quarantine = pd.read_parquet(manifest["outputs"]["quarantine"])
-    assert {"value", "reason", "diagnosis", "id"} <= set(quarantine.columns) and quarantine["reason"].notna().all()
+    assert {"lossval_value", "lossval_reason", "diagnosis", "id"} <= set(quarantine.columns)
+    assert quarantine["lossval_reason"].notna().all()
     values = pd.read_parquet(manifest["outputs"]["values"])
     assert list(values.columns) == ["row_id", "value", "rank"] and len(values) == rows["train"]
 
@@ -88,6 +89,11 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert parent.data.params["pruning.policy"] == "two_means"
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]
+    [valued] = [r for r in children if r.data.tags["stage"] == "value"]
+    losses = client.get_metric_history(valued.info.run_id, "epoch_loss")  # the valuation's training curve
+    epochs = json.loads(Path(manifest["outputs"]["values"]).with_name("valuation.json").read_text())["history"]["loss"]
+    assert [m.step for m in losses] == list(range(len(epochs))) and len(epochs) > 1
+    assert [m.value for m in losses] == pytest.approx(epochs)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"values", "plots", "gate", "lowest_values.json"} <= artifacts
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/values.parquet"]
@@ -177,6 +183,32 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
     values = pd.read_parquet(manifest["outputs"]["values"])
     assert "noise_prob" in values.columns and values["noise_prob"].between(0, 1).all()
     assert verify_run(Path(manifest["outputs"]["kept"]).parent) == []
+
+
+def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> None:
+    # 22 integer scores, two of them only in trusted rows: the whole data reads as a number
+    # (regression), the training rows alone would read as 20 classes. Every stage must agree.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 300
+    score = np.r_[np.arange(20).repeat(14), [20, 21] * 10][:n]
+    df = pd.DataFrame({"x1": rng.normal(size=n) + score / 5, "x2": rng.normal(size=n), "score": score,
+                       "trusted": np.r_[np.zeros(280, dtype=bool), np.ones(20, dtype=bool)] | (np.arange(n) % 10 == 0)})
+    folder = workspace / "data" / "int22"
+    folder.mkdir(parents=True, exist_ok=True)
+    df.to_csv(folder / "scores.csv", index=False)
+    cfg = folder / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"dataset": "t-int22", "data": str(folder / "scores.csv"), "target": "score",
+                                   "validation": {"strategy": "column", "column": "trusted"},
+                                   "features": {"exclude": ["trusted"]}, "lossval": {"epochs": 3},
+                                   "retrain": {"epochs": 3}, "tracking": {"experiment": "lossval-tests"},
+                                   "gate": {"metric_tolerance": 1.0, "refuse_when_all_worse": False}}))
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0, capsys.readouterr().err
+    manifest = _latest_manifest(workspace, "int22")
+    report = json.loads(Path(manifest["outputs"]["values"]).with_name("valuation.json").read_text())
+    assert manifest["task"] == report["task"] == "regression"
+    assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"}
 
 
 def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) -> None:

@@ -83,3 +83,66 @@ def test_the_gate_refuses_a_model_worse_on_every_metric_even_inside_the_toleranc
     reg = {"before": {"rmse": 3.0, "mae": 2.0, "r2": 0.50}, "after": {"rmse": 3.1, "mae": 2.1, "r2": 0.495}}
     assert metric_failures(reg, task="regression", tolerance=0.01, refuse_when_all_worse=True)[0].startswith(
         "every metric got worse: rmse 3.0000 -> 3.1000")
+
+
+def test_quarantine_keeps_the_rows_own_value_and_reason_columns(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from tasks.prune import prune
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"row_id": [f"r{i}" for i in range(40)], "value": rng.normal(5e4, 1e4, 40),
+                          "reason": ["education"] * 40, "label": ["yes", "no"] * 20})
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    vals = pd.DataFrame({"row_id": train["row_id"], "value": np.r_[np.full(4, 0.01), np.ones(36)]})
+    vals.to_parquet(tmp_path / "values.parquet", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "pruning": {"policy": "two_means"}})
+    out = prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "values.parquet"), config=cfg,
+                   task_kind="classification", run_dir=str(tmp_path))
+    q = pd.read_parquet(out["paths"]["quarantine"])
+    assert out["rows_pruned"] == 4 and q["row_id"].tolist() == ["r0", "r1", "r2", "r3"]
+    pd.testing.assert_frame_equal(q[train.columns].reset_index(drop=True), train.iloc[:4])  # whole, unchanged
+    assert (q["lossval_value"] == 0.01).all() and q["lossval_reason"].str.contains("two_means|threshold").all()
+
+
+def test_input_columns_named_like_lossval_s_quarantine_columns_are_refused(tmp_path) -> None:
+    from tasks.ingest import ingest
+
+    df = make_frame(30).assign(lossval_reason="x")
+    df.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(InputError, match=r"\['lossval_reason'\], which lossval adds to quarantined rows"):
+        ingest.fn(str(tmp_path / "d.csv"), dataset="d", target="label", id_column=None, workspace=str(tmp_path / "ws"),
+                  stage_dir=str(tmp_path / "stage"))
+
+
+def test_a_policy_that_would_prune_every_row_is_refused_by_name(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from tasks.prune import prune
+
+    train = make_frame(40).assign(row_id=[f"r{i}" for i in range(40)])
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    pd.DataFrame({"row_id": train["row_id"], "value": np.linspace(0, 1, 40)}).to_parquet(tmp_path / "v.parquet")
+    cfg = config_from_dict({"data": "d.csv", "target": "label",
+                            "pruning": {"policy": "fraction", "fraction": 1.0, "max_prune_fraction": 1.0}})
+    with pytest.raises(InputError, match=r"would keep 0 of 40 training rows; retraining needs at least 10.*"
+                                         r"max_prune_fraction"):
+        prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "v.parquet"), config=cfg, task_kind="regression",
+                 run_dir=str(tmp_path))
+    assert not (tmp_path / "kept.parquet").exists() and not (tmp_path / "quarantine.parquet").exists()
+
+
+def test_a_classification_run_without_test_rows_is_refused_before_valuing(tmp_path) -> None:
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    df = make_frame(60)
+    df.insert(0, "row_id", assign_row_ids(df).to_numpy())
+    df.to_parquet(tmp_path / "snap.parquet", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "test_fraction": 0.001})
+    with pytest.raises(InputError, match=r"d.csv: 0 test row\(s\); the before/after comparison needs at least 2.*"
+                                         r"larger test_fraction"):
+        split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    assert not list(tmp_path.glob("train.parquet"))

@@ -71,6 +71,8 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "lossval": {"batch_size": 1}}, "section 'lossval': batch_size must be >= 2"),
         ({**BASE, "lossval": {"n_layers": 0}}, "section 'lossval': n_layers must be None (the default for the task)"),
         ({**BASE, "lossval": {"device": "gpu0"}}, "'lossval.device' 'gpu0' is not a device"),
+        ({**BASE, "lossval": {"activation": "nope"}}, "section 'lossval': activation must be None (the default for "
+                                                      "the task) or one of ['gelu', 'relu', 'silu', 'tanh']"),
     ],
 )
 def test_errors_name_the_key(raw: dict, message: str) -> None:

@@ -449,3 +449,15 @@ def test_features_only_encoder_without_target():
     assert enc.task_ is None and enc.classes_ is None
     with pytest.raises(InputError, match="without a target"):
         enc.encode_target(["cat"])
+
+
+def test_a_numeric_text_target_with_a_typo_is_named_not_read_as_hundreds_of_classes():
+    income = [str(10_000 + 137 * i) for i in range(100)]
+    income[7] = "41k"
+    df = pd.DataFrame({"x": np.arange(100.0), "income": income})
+    with pytest.raises(InputError, match=r"data.csv: non-numeric value '41k' in target column 'income' at row 7 "
+                                         r"\(1 of 100 .*set task: classification if they are labels"):
+        TabularEncoder(target="income", source="data.csv").fit(df)
+    income[7] = "41000"
+    assert TabularEncoder(target="income").fit(df.assign(income=income)).task_ == "regression"  # numbers as text
+    assert TabularEncoder(target="income", task="classification").fit(df).task_ == "classification"  # as told

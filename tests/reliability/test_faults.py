@@ -272,7 +272,7 @@ def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference
     assert f"output 'kept' is missing: {run / 'kept.parquet'}" in capsys.readouterr().err
     shutil.copy(src / "kept.parquet", run / "kept.parquet")
     q = pd.read_parquet(run / "quarantine.parquet")
-    q.assign(value=q["value"] + 1.0).to_parquet(run / "quarantine.parquet", index=False)  # same rows, edited values
+    q.assign(lossval_value=q["lossval_value"] + 1.0).to_parquet(run / "quarantine.parquet", index=False)  # same rows, edited values
     assert main(["verify", str(run)]) == 1
     err = capsys.readouterr().err
     assert "output 'quarantine' changed after the run wrote it (sha256 differs)" in err and "lost" not in err
