@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
+import lossval
 from lossval.config import PipelineConfig, load_config, mask_secrets, mask_uri
 from lossval.errors import GateFailed, LossvalError
 from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_json
@@ -175,7 +176,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "gate": {"passed": checked["passed"], "failures": checked["failures"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.public_dict(),
-               "run_key": f"{key}-{config.fingerprint('retrain', 'gate')}", "stages": stages}
+               "run_key": f"{key}-{config.fingerprint('retrain', 'gate')}-v{lossval.__version__}", "stages": stages}
     write_json(_manifest(summary), staging / MANIFEST_NAME)  # last: a run folder with a manifest is complete
     return {**summary, "_gate": {**checked, "result_path": outputs["gate"]}}
 

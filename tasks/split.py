@@ -87,5 +87,29 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
     encoder.transform(rows, source=path)  # NaN, inf or text in a feature: named with the file's row
     encoder.encode_target(rows[config.target], source=path)  # a label the data does not have
     rows = rows[needed].copy()
+    _warn_on_shared_rows(rows, df[needed], path=path, data_path=config.data, what="validation" if prefix == "vali" else "test")
     rows.insert(0, "row_id", (f"{prefix}:" + assign_row_ids(rows, id_column=config.id_column, source=path)).to_numpy())
     return rows
+
+
+def _warn_on_shared_rows(curated: pd.DataFrame, data: pd.DataFrame, *, path: str, data_path: str, what: str) -> None:
+    """Warn when rows of a curated file also appear, identical in every column, in the data.
+
+    A training copy of a validation row looks valuable for no good reason, and a test row that
+    is also trained on flatters the "after" metrics. Not an error: identical rows can be genuine
+    (few, coarse columns), and files that store a column differently (text and numbers) do not
+    match here at all.
+    """
+    try:
+        ours = pd.util.hash_pandas_object(curated, index=False)
+        theirs = set(pd.util.hash_pandas_object(data, index=False).tolist())
+    except TypeError:  # unhashable cells were refused earlier; nothing to compare
+        return
+    shared = ours.isin(theirs).to_numpy()
+    if shared.any():
+        from tasks.value import _logger
+
+        _logger().warning(
+            "%s: %d of %d %s rows also appear, identical, in the data (%s), first at row %d; they leak into "
+            "training. Remove them from one of the two files.", path, int(shared.sum()), len(curated), what,
+            data_path, int(shared.nonzero()[0][0]))

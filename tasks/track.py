@@ -75,17 +75,25 @@ def _reason(exc: BaseException) -> str:
     return mask_secrets(f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}")
 
 
-def values_histogram(values: np.ndarray, threshold: float | None, path: Path) -> Path:
-    """PNG histogram of the values with the pruning threshold drawn."""
+def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
+                     quarantined: np.ndarray | None = None) -> Path:
+    """PNG histogram of the values: the rows actually quarantined in red, the policy's threshold dashed.
+
+    The two differ when ``max_prune_fraction`` or class protection chose which flagged rows go,
+    so the plot shows both rather than a line that is not the real cut.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    ax.hist(values, bins=50, color="#4a78b5")
+    _, bins, _ = ax.hist(values, bins=50, color="#4a78b5", label="training rows")
+    if quarantined is not None and quarantined.any():
+        ax.hist(values[quarantined], bins=bins, color="#e67e22", label=f"quarantined ({int(quarantined.sum())})")
     if threshold is not None and np.isfinite(threshold):
-        ax.axvline(threshold, color="#c0392b", linestyle="--", label=f"pruning threshold {threshold:.3g}")
+        ax.axvline(threshold, color="#c0392b", linestyle="--", label=f"policy threshold {threshold:.3g}")
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left")
     ax.set_xlabel("LossVal value (higher = more valuable)")
     ax.set_ylabel("training rows")
@@ -127,7 +135,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             lowest = vals.nsmallest(20, "value").merge(
                 quarantine[["row_id", QUARANTINE_REASON]].rename(columns={QUARANTINE_REASON: "reason"}), on="row_id", how="left")
             mlflow.log_table(lowest, artifact_file="lowest_values.json")
-            hist = values_histogram(vals["value"].to_numpy(), prune["threshold"], Path(tmp) / "values_histogram.png")
+            hist = values_histogram(vals["value"].to_numpy(), prune["threshold"], Path(tmp) / "values_histogram.png",
+                                    quarantined=vals["row_id"].isin(quarantine["row_id"]).to_numpy())
             mlflow.log_artifact(str(hist), artifact_path="plots")
             mlflow.log_artifact(gate["result_path"], artifact_path="gate")
             for stage, record in stages.items():

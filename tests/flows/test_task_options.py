@@ -1,4 +1,4 @@
-"""Pipeline options that reach the tasks without running a flow: features.categorical."""
+"""Pipeline tasks run on their own, without a flow: options, pruning and split checks, leaked rows."""
 
 from __future__ import annotations
 
@@ -146,3 +146,26 @@ def test_a_classification_run_without_test_rows_is_refused_before_valuing(tmp_pa
                                          r"larger test_fraction"):
         split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
     assert not list(tmp_path.glob("train.parquet"))
+
+
+def test_curated_validation_rows_that_are_also_in_the_data_are_warned_about(tmp_path, caplog) -> None:
+    import pandas as pd
+
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    df = make_frame(100)
+    snap = df.iloc[12:].reset_index(drop=True)
+    snap.insert(0, "row_id", assign_row_ids(snap).to_numpy())
+    snap.to_parquet(tmp_path / "snap.parquet", index=False)
+
+    def run(validation: pd.DataFrame) -> None:
+        validation.to_csv(tmp_path / "valid.csv", index=False)
+        cfg = config_from_dict({"data": "d.csv", "target": "label", "validation": {"strategy": "file", "path": "valid.csv"}},
+                               base_dir=tmp_path)
+        split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+
+    run(df.iloc[:12])  # rows the data does not hold
+    assert "also appear" not in caplog.text
+    run(pd.concat([df.iloc[:12], df.iloc[50:53]]))  # 3 of them are training rows too
+    assert f"3 of 15 validation rows also appear, identical, in the data ({tmp_path / 'd.csv'}), first at row 12" in caplog.text
