@@ -83,12 +83,22 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
              run_id, rows["train"], rows["kept"], rows["quarantine"], "passed" if checked["passed"] else "FAILED",
              model["name"], model["version"])
     if tracking_error is not None:
-        raise LossvalError(f"{tracking_error} Run folder: {run_dir}") from None
+        gate_note = ("" if checked["passed"] else " The gate also refused promotion; failed checks: "
+                     + "; ".join(checked["failures"]) + ".")
+        raise LossvalError(f"{tracking_error}{gate_note} Run folder: {run_dir}") from None
     summary["run_dir"] = str(run_dir)
     if not checked["passed"]:
         raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: "
                          + "; ".join(checked["failures"]) + f". Run folder: {run_dir}", summary=summary)
     return summary
+
+
+def _suite_hash(config: PipelineConfig) -> str:
+    """The gate suite's content (12 hex): the config names it by path, and a stricter file is another gate."""
+    from tasks.gx import SUITES_DIR
+
+    suite = config.gate.suite or "pruned_data"
+    return file_sha256(suite if suite.endswith(".json") else SUITES_DIR / f"{suite}.json")[:12]
 
 
 def _epoch_losses(report: str) -> list[float]:
@@ -176,7 +186,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "gate": {"passed": checked["passed"], "failures": checked["failures"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.public_dict(),
-               "run_key": f"{key}-{config.fingerprint('retrain', 'gate')}-v{lossval.__version__}", "stages": stages}
+               "run_key": f"{key}-{config.fingerprint('retrain', 'gate')}-{_suite_hash(config)}-v{lossval.__version__}",
+               "stages": stages}
     write_json(_manifest(summary), staging / MANIFEST_NAME)  # last: a run folder with a manifest is complete
     return {**summary, "_gate": {**checked, "result_path": outputs["gate"]}}
 

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lossval.errors import ConfigError
+from lossval.suites import GATE_PARAMETERS, check_suite, read_suite
 
 __all__ = [
     "PipelineConfig",
@@ -406,6 +407,9 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
                           source=source)
     if gate.suite is not None:
         gate = dataclasses.replace(gate, suite=_suite_path(gate.suite, base, source))
+        # Its shape now, not after valuation: a misspelt key or task name would gate on less.
+        suite_file = gate.suite if gate.suite.endswith(".json") else str(_SUITES_DIR / f"{gate.suite}.json")
+        check_suite(read_suite(suite_file), source=suite_file, parameters=GATE_PARAMETERS)
     tracking = _section(raw.get("tracking"), TrackingConfig, "tracking", source,
                         {"uri": str, "experiment": str, "registered_model": str})
     if not tracking.experiment.strip():

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from lossval.errors import ConfigError
+from lossval.suites import check_suite, read_suite
 
 __all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations"]
 
@@ -28,12 +29,7 @@ _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 def load_suite(suite: str | Path, params: dict[str, Any], *, task_kind: str | None = None) -> dict:
     """Read a suite JSON (a name in ``expectations/`` or a path) and fill in ``${...}`` placeholders."""
     path = Path(suite) if str(suite).endswith(".json") else SUITES_DIR / f"{suite}.json"
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("expectation suite not found.", source=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"expectation suite is not valid JSON: {exc}", source=str(path)) from None
+    spec = check_suite(read_suite(path), source=str(path), parameters=frozenset(params))
 
     def fill(obj: Any) -> Any:
         if isinstance(obj, str):
@@ -83,6 +79,25 @@ def _describe(result: dict) -> str:
     return f"{cfg.get('type', '?')}{where}{detail}"
 
 
+def _check_columns(spec: dict, df: pd.DataFrame, suite: str | Path) -> None:
+    """A suite expectation on a column the rows lack is the suite's mistake, not a data failure: say so.
+
+    Columns the suite itself checks with ``expect_column_to_exist`` are exempt (a missing one is
+    then a finding about the data, reported by that expectation).
+    """
+    exists = {e["kwargs"].get("column") for e in spec["expectations"]
+              if e["type"] == "expect_column_to_exist" and isinstance(e.get("kwargs"), dict)}
+    for e in spec["expectations"]:
+        kwargs = e.get("kwargs") or {}
+        named = [kwargs[k] for k in ("column", "column_A", "column_B") if isinstance(kwargs.get(k), str)]
+        named += [c for c in kwargs.get("column_list") or [] if isinstance(c, str)]
+        missing = [c for c in named if c not in df.columns and c not in exists]
+        if missing:
+            raise ConfigError(f"expectation suite {spec['name']!r}: {e['type']} names column(s) {missing}, which the "
+                              f"checked rows do not have (they have {list(df.columns)[:12]}); fix the suite.",
+                              source=str(suite))
+
+
 def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None = None,
                    extra: list[dict] | None = None) -> dict:
     """Validate ``df`` against a suite through a GX Checkpoint.
@@ -108,6 +123,7 @@ def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any
 
     spec = load_suite(suite, params, task_kind=task_kind)
     spec["expectations"] += list(extra or [])
+    _check_columns(spec, df, suite)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     try:

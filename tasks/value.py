@@ -170,6 +170,15 @@ def value_cached(train: str, validation: str, *, key: str, config: PipelineConfi
     """
     screen_cache_record(workspace, key)
     vals = value_in(workspace)(train, validation, key=key, config=config, workspace=workspace)
+    here = Workspace.at(workspace).values_dir(key)
+    if Path(vals["values"]).parent != here:
+        # A record copied with its workspace (cp -a) names the original's files: use this copy's own
+        # files when they are all there, so a run never depends on (or records) another workspace.
+        names = {"values": "values.parquet", "encoder": "encoder.json", "report": "valuation.json"}
+        if all((here / name).is_file() for name in names.values()):
+            vals = {**vals, **{field: str(here / name) for field, name in names.items()}}
+        else:
+            vals = {**vals, "values": str(here / "values.parquet")}  # missing here: value again below
     if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
         vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
     return vals

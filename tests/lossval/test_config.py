@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -141,12 +142,14 @@ def test_relative_sqlite_uri_and_suite_names(tmp_path: Path) -> None:
     cfg = config_from_dict(raw, base_dir=tmp_path)
     assert cfg.tracking.uri == f"sqlite:///{(tmp_path / 'rel.db').resolve()}"  # beside the config, not the cwd
     assert cfg.gate.suite == "pruned_data"  # a shipped suite's name stays a name
+    suite = json.dumps({"name": "mine", "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": "y"}}]})
+    (tmp_path / "my.json").write_text(suite)
     assert config_from_dict({**raw, "gate": {"suite": "my.json"}}, base_dir=tmp_path).gate.suite == str(
         (tmp_path / "my.json").resolve())
     absolute = config_from_dict({**BASE, "tracking": {"uri": "sqlite:////abs/m.db"}}, base_dir=tmp_path)
     assert absolute.tracking.uri == "sqlite:////abs/m.db"
     memory = config_from_dict({**BASE, "tracking": {"uri": "sqlite:///:memory:"}}, base_dir=tmp_path)
     assert memory.tracking.uri == "sqlite:///:memory:"
-    (tmp_path / "mine.json").write_text("{}")
+    (tmp_path / "mine.json").write_text(suite)
     assert config_from_dict({**BASE, "gate": {"suite": "mine"}}, base_dir=tmp_path).gate.suite == str(
         (tmp_path / "mine.json").resolve())  # a name beside the config comes first, as before

@@ -227,6 +227,32 @@ def test_unreachable_mlflow_fails_clearly_keeps_data_consistent_and_rerun_comple
     assert _registry_versions(ws) == ["1"]
 
 
+def test_a_copied_workspace_reads_its_own_cached_values(config: Path, reference: dict, tmp_path: Path) -> None:
+    copy = tmp_path / "copied-ws"
+    shutil.copytree(reference["workspace"], copy)  # cp -a: the cache records name the original's files
+    copied = {p.name for p in _run_folders(copy)}
+    assert main(["run", str(config), "--workspace", str(copy)]) == 0
+    [rerun] = [p for p in _run_folders(copy) if p.name not in copied]
+    manifest = json.loads((rerun / MANIFEST_NAME).read_text())
+    for name in ("values", "encoder"):
+        assert Path(manifest["outputs"][name]).is_relative_to(copy), manifest["outputs"][name]
+    assert Path(manifest["outputs"]["values"]).read_bytes() == reference["bytes"]["values"]  # reused, not revalued
+    assert main(["verify", str(rerun)]) == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_gate_failure_is_reported_when_tracking_fails_too(config: Path, tmp_path: Path, capsys) -> None:
+    suite = tmp_path / "impossible.json"
+    suite.write_text(json.dumps({"name": "impossible", "expectations": [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 10**9, "max_value": None}}]}))
+    down = write_config(tmp_path / "down.yaml", **{**_raw(config), "gate": {"suite": str(suite)},
+                                                    "tracking": {"uri": f"http://127.0.0.1:{_closed_port()}/"}})
+    assert main(["run", str(down), "--workspace", str(tmp_path / "ws")]) == 1
+    err = capsys.readouterr().err
+    assert "is unreachable" in err and "The gate also refused promotion" in err
+    assert "expect_table_row_count_to_be_between" in err
+
+
 def _raw(config: Path) -> dict:
     import yaml
 

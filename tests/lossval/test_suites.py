@@ -1,0 +1,87 @@
+"""Expectation suite files: shapes that would make the gate check less than asked are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lossval.errors import ConfigError
+from lossval.suites import GATE_PARAMETERS, check_suite, read_suite
+
+SHIPPED = Path(__file__).resolve().parents[2] / "expectations"
+GOOD = {"name": "mine", "expectations": [
+    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "${target}"}},
+    {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": {"$PARAMETER": "min_rows"}}},
+    {"type": "expect_column_distinct_values_to_contain_set",
+     "kwargs": {"column": "${target}", "value_set": {"$PARAMETER": "classes"}}, "meta": {"only_for": "classification"}},
+]}
+
+
+def test_the_shipped_suites_and_a_sound_one_pass() -> None:
+    assert check_suite(GOOD, source="mine.json", parameters=GATE_PARAMETERS) is GOOD
+    check_suite(read_suite(SHIPPED / "pruned_data.json"), source="pruned_data.json", parameters=GATE_PARAMETERS)
+    check_suite(read_suite(SHIPPED / "raw_data.json"), source="raw_data.json", parameters={"target", "min_rows"})
+
+
+def _with(index: int, **change) -> dict:
+    entries = [dict(e) for e in GOOD["expectations"]]
+    entries[index] = {**entries[index], **change}
+    return {**GOOD, "expectations": entries}
+
+
+@pytest.mark.parametrize(("suite", "message"), [
+    ([GOOD], "a JSON object with an 'expectations' list, not a list"),
+    ({"name": "x", "expectation": GOOD["expectations"]}, "unknown key(s) ['expectation']"),
+    ({"name": "x"}, "'expectations' must be a non-empty list"),
+    ({"name": "x", "expectations": None}, "'expectations' must be a non-empty list"),
+    ({"name": "x", "expectations": []}, "an empty suite checks nothing"),
+    ({"name": "x", "expectations": ["expect_column_to_exist"]}, "expectation 0 must be an object"),
+    (_with(0, type=None), "expectation 0 needs a 'type'"),
+    (_with(0, kwarg={"column": "y"}), "unknown key(s) ['kwarg']"),
+    (_with(0, meta="classification"), "'meta' must be an object"),
+    (_with(2, meta={"only_for": "Classification"}), "meta.only_for must be one of ['classification', 'regression']"),
+    (_with(2, meta={"only_for": ["classification", "regression"]}), "meta.only_for must be one of"),
+    (_with(1, kwargs={"min_value": {"$PARAMETER": "min_row"}}), "uses the parameter 'min_row'"),
+    (_with(0, kwargs={"column": "${label}"}), "uses ${label}"),
+])
+def test_suites_that_would_check_less_than_asked_are_refused(suite, message: str) -> None:
+    with pytest.raises(ConfigError, match="^mine.json: ") as info:
+        check_suite(suite, source="mine.json", parameters=GATE_PARAMETERS)
+    assert message in str(info.value)
+
+
+def test_unreadable_suite_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="suite not found"):
+        read_suite(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="bad.json: expectation suite is not valid JSON"):
+        read_suite(tmp_path / "bad.json")
+
+
+def test_a_config_naming_a_broken_suite_is_refused_at_load(tmp_path: Path) -> None:
+    from lossval.config import config_from_dict
+
+    (tmp_path / "strict.json").write_text(json.dumps({"name": "strict", "expectation": GOOD["expectations"]}))
+    with pytest.raises(ConfigError, match=r"strict.json: unknown key\(s\) \['expectation'\]"):
+        config_from_dict({"data": "d.csv", "target": "y", "gate": {"suite": "strict.json"}}, base_dir=tmp_path)
+
+
+def test_a_suite_naming_a_column_the_rows_lack_is_a_suite_error_not_a_data_failure(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tasks.gx import validate_frame
+
+    suite = tmp_path / "cols.json"
+    suite.write_text(json.dumps({"name": "cols", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nosuch"}}]}))
+    frame = pd.DataFrame({"row_id": ["a", "b"], "y": [0, 1]})
+    with pytest.raises(ConfigError, match=r"expect_column_values_to_not_be_null names column\(s\) \['nosuch'\]"):
+        validate_frame(frame, suite=str(suite), params={"target": "y", "min_rows": 1, "classes": [0, 1]})
+    # a column the suite itself checks for existence is a finding about the data
+    suite.write_text(json.dumps({"name": "cols", "expectations": [
+        {"type": "expect_column_to_exist", "kwargs": {"column": "nosuch"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nosuch"}}]}))
+    result = validate_frame(frame, suite=str(suite), params={"target": "y", "min_rows": 1, "classes": [0, 1]})
+    assert not result["success"] and any("expect_column_to_exist" in f for f in result["failures"])
