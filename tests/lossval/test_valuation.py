@@ -428,7 +428,8 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "lr": 0.01, "weight_lr": "auto", "sinkhorn_schedule": "epoch", "distance_power": 2.0,
         "normalize_masses": True, "nonnegative": True, "blur": "auto", "scaling": 0.2, "label_cost": "auto",
         "val_subsample": 64, "average_last": 5, "loss_weighting": "normalized", "weight_eps_ratio": "auto",
-        "weight_warmup_epochs": "auto", "standardize": True, "device": "auto", "seed": 0, "verbose": True,
+        "weight_warmup_epochs": "auto", "standardize": True, "ce_epsilon": None, "device": "auto", "seed": 0,
+        "verbose": True,
     }
     assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (2, defaults, {
         "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
@@ -567,6 +568,25 @@ def test_paper_settings_are_the_published_ones() -> None:
     # Plain Adam on the weights at the network's learning rate, from the first step.
     assert reg.resolved("regression") == {
         "label_cost": 0.0, "weight_lr": 0.01, "weight_eps_ratio": None, "weight_warmup_epochs": 0}
+    assert lv.ce_epsilon == 1e-8 and LossVal().ce_epsilon is None  # the reference code's loss; ours is exact
+
+
+def test_the_reference_cross_entropy_is_bounded_and_otherwise_equal() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3)
+    logits[0] = torch.tensor([40.0, -40.0, 0.0])  # row 0's true class 1 is hopeless: p ~ 1e-35
+    y = torch.tensor([1, 0, 2, 1, 0, 2])
+    data = type("D", (), {"X": logits, "y": y})()
+    model = torch.nn.Identity()
+    exact = LossVal(ce_epsilon=None)
+    ref = LossVal(ce_epsilon=1e-8)
+    exact.task_ = ref.task_ = "classification"
+    idx = torch.arange(6)
+    a, b = exact._row_loss(model, data, idx), ref._row_loss(model, data, idx)
+    assert a[0] > 70 and b[0] <= -math.log(1e-8) + 1e-6  # capped near 18.4
+    assert torch.allclose(a[1:], b[1:], atol=1e-5)  # the same wherever p is not tiny
+    with pytest.raises(ConfigError, match="ce_epsilon"):
+        LossVal(ce_epsilon=0.0, epochs=1, verbose=False)._check_params()
 
 
 def test_infer_task() -> None:
