@@ -446,6 +446,35 @@ def reference_for(row: dict[str, Any]) -> tuple[float, float] | None:
     return float(np.mean([p[0] for p in pairs])), float(np.mean([p[1] for p in pairs]))
 
 
+def reference_by_dataset(records: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: the paper settings and the paper-MLP plain ranking against the reference code, per dataset.
+
+    10% noise, clean validation (the reference's own rate and our product setting); mean over seeds.
+    """
+    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if abs(r["fraction"] - 0.1) < 1e-9 and r["valid"] == "clean" and r["method"] in (
+                "lossval_paper", "plain_loss_paper_arch"):
+            cells[(r["dataset"], r["noise"], r["method"])].append(r)
+    rows = []
+    for (ds, noise), ref in sorted(REFERENCE_CLEAN.items()):
+        paper, plain = cells.get((ds, noise, "lossval_paper")), cells.get((ds, noise, "plain_loss_paper_arch"))
+        if not paper:
+            continue
+        two, top = _mean([r["f1_2means"] for r in paper]), _mean([r["f1_top"] for r in paper])
+        plain_text = (f"{_fmt(_mean([r['f1_2means'] for r in plain]))} / {_fmt(_mean([r['f1_top'] for r in plain]))}"
+                      if plain else "")
+        rows.append(f"| {ds} | {noise} | {_fmt(two)} | {_fmt(ref[0])} | {two - ref[0]:+.3f} | {_fmt(top)} | "
+                    f"{_fmt(ref[1])} | {plain_text} | {_fmt(ref[2])} / {_fmt(ref[3])} |")
+    if not rows:
+        return []
+    return ["", "## Paper settings against the reference code, per dataset (10% noise, clean validation)", "",
+            "Two-means and lowest-10% F1, mean over seeds; reference = public LossVal @59f4b18 and its plain "
+            "baseline on the paper's MLP.", "",
+            "| dataset | noise | paper 2-means | reference | diff | paper top-10% | reference | "
+            "plain (paper MLP) 2-means / top | reference |", "|" + "---|" * 9, *rows]
+
+
 def lossval_vs_others(records: list[dict[str, Any]], variants: list[str]) -> list[dict[str, Any]]:
     """Per (fraction, valid, noise, task kind): lossval's mean two-means F1, the paper settings', the best other's."""
     by_group: dict[tuple, dict[str, float]] = defaultdict(dict)
@@ -567,6 +596,7 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
               f"{_fmt(row['paper'])} | {row['best_other']} {_fmt(row['best_other_f1'])} | "
               f"{row['margin']:+.3f}{'' if row['margin'] > 0 else ' **(behind)**'} |"
               for row in lossval_vs_others(records, variants)]
+    lines += reference_by_dataset(records)
     lines += ["", "## Overall means (all datasets and seeds of a task kind)", "",
               "| p | valid | noise | kind | method | n | f1_2means | f1_top | ref f1_2means | ref f1_top | "
               "frac neg | flagged / noisy | s |", "|" + "---|" * 13]

@@ -71,6 +71,11 @@ def test_quality_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "| 0.1 | clean | label | reg | lossval |" in md
     # Reference figures are shown for lossval_paper / plain_loss (10% noise).
     assert "| 0.1 | clean | label | reg | plain_loss | 1 |" in md
+    # ...and per dataset, next to the paper-settings row, with the difference computed.
+    paper = next(r for r in records if r["dataset"] == "cls_breast_cancer" and r["method"] == "lossval_paper")
+    ref = run.REFERENCE_CLEAN[("cls_breast_cancer", "label")]
+    assert (f"| cls_breast_cancer | label | {paper['f1_2means']:.3f} | {ref[0]:.3f} | "
+            f"{paper['f1_2means'] - ref[0]:+.3f} |") in md
 
 
 def test_variant_option_parses_kwargs() -> None:
