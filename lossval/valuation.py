@@ -119,7 +119,21 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 # Version of what a fit computes from given data and settings. Valuation caches key on it, so
 # bump it whenever a default, an "auto" rule or the algorithm changes the values.
 # 2: regression's weight learning rate, eps ratio and warm-up ("auto").
-VALUES_VERSION = 2
+# 3: no one-row last batch (n % batch_size == 1): that row's normalised weight could not move.
+VALUES_VERSION = 3
+
+
+def batch_size_without_singleton(n: int, batch_size: int) -> int:
+    """The batch size a fit uses: ``batch_size``, lowered until the epoch's last batch is not one row.
+
+    With normalised weighting and masses, a one-row batch's weight always normalises to 1, so
+    that row's gradient is zero for the epoch (a different row each epoch, for 1 in
+    ``batch_size`` training-set sizes). Lowering the size by one is almost always enough.
+    """
+    bsz = min(batch_size, n)
+    while n % bsz == 1 and bsz > 2:
+        bsz -= 1
+    return bsz
 
 
 def infer_task(y: Any, *, source: str | None = None) -> str:
@@ -319,6 +333,7 @@ class LossVal:
         settings_: The task-dependent settings this fit used (``"auto"`` resolved), from
             :meth:`resolved`.
         device_: ``torch.device`` used. fit_seconds_: wall time of ``fit``.
+        batch_size_: Rows per step this fit used (:func:`batch_size_without_singleton`).
     """
 
     def __init__(
@@ -654,7 +669,8 @@ class LossVal:
             sinkhorn = _BatchedSinkhorn(sinkhorn, Z_val=data.Z_val, pool=pool, blur=blur, diameter=diameter,
                                         scaling=float(self.scaling), normalize=self.normalize_masses)
         power = float(self.distance_power)
-        bsz = min(int(self.batch_size), n)
+        bsz = batch_size_without_singleton(n, int(self.batch_size))
+        self.batch_size_ = bsz
         n_avg = min(int(self.average_last), int(self.epochs))
 
         loss_history = torch.zeros((self.epochs, n), device=device)

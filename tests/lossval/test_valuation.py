@@ -431,7 +431,7 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "weight_warmup_epochs": "auto", "standardize": True, "ce_epsilon": None, "device": "auto", "seed": 0,
         "verbose": True,
     }
-    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (2, defaults, {
+    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (3, defaults, {
         "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
 
 
@@ -587,6 +587,18 @@ def test_the_reference_cross_entropy_is_bounded_and_otherwise_equal() -> None:
     assert torch.allclose(a[1:], b[1:], atol=1e-5)  # the same wherever p is not tiny
     with pytest.raises(ConfigError, match="ce_epsilon"):
         LossVal(ce_epsilon=0.0, epochs=1, verbose=False)._check_params()
+
+
+def test_no_row_is_left_alone_in_the_last_batch() -> None:
+    from lossval.valuation import batch_size_without_singleton
+
+    assert [batch_size_without_singleton(n, 32) for n in (33, 65, 64, 66, 20, 1)] == [31, 31, 32, 32, 20, 1]
+    rng = np.random.default_rng(0)
+    X, X_val = rng.normal(size=(65, 3)), rng.normal(size=(20, 3))
+    y, y_val = (X[:, 0] > 0).astype(int), (X_val[:, 0] > 0).astype(int)
+    lv = LossVal(epochs=1, verbose=False, seed=0).fit(X, y, X_val, y_val)
+    # After one epoch a row whose weight got no gradient would still be exactly 1.0 (Adam's first step is 0).
+    assert lv.batch_size_ == 31 and int((lv.weights_ == 1.0).sum()) == 0
 
 
 def test_infer_task() -> None:
