@@ -95,10 +95,9 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
 
 def _suite_hash(config: PipelineConfig) -> str:
     """The gate suite's content (12 hex): the config names it by path, and a stricter file is another gate."""
-    from tasks.gx import SUITES_DIR
+    from lossval.suites import suite_file
 
-    suite = config.gate.suite or "pruned_data"
-    return file_sha256(suite if suite.endswith(".json") else SUITES_DIR / f"{suite}.json")[:12]
+    return file_sha256(suite_file(config.gate.suite))[:12]
 
 
 def _epoch_losses(report: str) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,13 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
         InputError: the newest landed file was removed; the message says how to go on.
     """
     entry = DatasetEntry(name=name, config_path=config_path, landing=name)
-    entry.load()  # a broken config fails before waiting for the lock
+    config = entry.load()  # a broken config fails before waiting for the lock
     log = get_run_logger()
     with dataset_lock(locks_dir(workspace), name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
         newest = newest_arrival(locks_dir(workspace), name)
         if newest is None or not newest.get("path"):
-            return run_cleaning(entry.load(), workspace=workspace)
+            return run_cleaning(config, workspace=workspace)
         landed = Path(newest["path"])
         if not landed.is_file():
             raise InputError(
@@ -54,7 +55,7 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
                 "so the nightly run cannot clean the current data. Land the data again, or delete "
                 f"{locks_dir(workspace) / (name + '.arrival.json')} to clean the config's 'data' instead.")
         log.info("dataset %s: cleaning its newest landed file %s", name, newest.get("relative", landed))
-        return run_cleaning(entry.load(data=str(landed)), workspace=workspace)
+        return run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace)
 
 
 @flow(name=NIGHTLY_FLOW_NAME, log_prints=True)

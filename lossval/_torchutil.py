@@ -12,7 +12,8 @@ from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "make_mlp", "make_adam", "FlatAdam", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "ProgressBar"]
+__all__ = ["resolve_device", "make_mlp", "make_adam", "FlatAdam", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "DEVICE_NAME",
+           "ProgressBar"]
 
 # Adam's moment decay rates and eps, torch's defaults, named so that LossVal's closed-form
 # row-weight Adam (lossval.valuation._RowAdam) and the network's optimiser share them.
@@ -20,6 +21,9 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+
+DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(?::(\d+))?")
+"""How a device may be spelt (lower case); whether this machine has it is :func:`resolve_device`'s question."""
 
 
 def make_adam(params: Any, *, lr: float) -> torch.optim.Adam:
@@ -165,6 +169,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         ConfigError: An explicit device was asked for that this machine lacks.
     """
     name = str(device).lower()
+    spelt = DEVICE_NAME.fullmatch(name)
+    if spelt is None:
+        raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -173,9 +180,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda"):
-        match = re.fullmatch(r"cuda(?::(\d+))?", name)
-        if match is None:
-            raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"device={device!r} was requested but this torch build sees no CUDA GPU "
@@ -183,7 +187,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
                 "or install a CUDA build of torch on a machine with an NVIDIA GPU."
             )
         count = torch.cuda.device_count()
-        if match.group(1) is not None and int(match.group(1)) >= count:
+        if spelt.group(1) is not None and int(spelt.group(1)) >= count:
             raise ConfigError(f"device={device!r} was requested but this machine has {count} visible CUDA "
                               f"device(s), cuda:0 to cuda:{count - 1} (CUDA_VISIBLE_DEVICES may hide others).")
         return torch.device(name)
@@ -192,9 +196,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if mps is None or not mps.is_available():
             raise ConfigError("device='mps' was requested but MPS is not available; use 'auto' or 'cpu'.")
         return torch.device("mps")
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    return torch.device("cpu")  # the one spelling left
 
 
 def make_mlp(

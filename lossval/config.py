@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lossval.errors import ConfigError
-from lossval.suites import GATE_PARAMETERS, check_suite, read_suite
+from lossval.suites import GATE_PARAMETERS, SUITES_DIR, check_suite, read_suite, suite_file
 
 __all__ = [
     "PipelineConfig",
@@ -302,6 +302,7 @@ def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
     """The ``lossval:`` options as ``LossVal`` checks them, now rather than after Prefect has started."""
     if not opts:
         return
+    from lossval._torchutil import DEVICE_NAME
     from lossval.valuation import LossVal
 
     defaults = LossVal().get_params()
@@ -314,12 +315,11 @@ def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
         raise ConfigError(f"section 'lossval': {exc}", source=source) from None
     device = opts.get("device")
     # Only the spelling here: whether the device exists is for the machine that values (a GPU worker).
-    if isinstance(device, str) and not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device.lower()):
+    if isinstance(device, str) and not DEVICE_NAME.fullmatch(device.lower()):
         raise ConfigError(f"'lossval.device' {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps.",
                           source=source)
 
 
-_SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"  # the suites shipped with lossval
 
 
 def _suite_path(suite: str, base: Path, source: str | None) -> str:
@@ -330,10 +330,10 @@ def _suite_path(suite: str, base: Path, source: str | None) -> str:
     beside = (base / f"{suite}.json").resolve()
     if beside.is_file():
         return str(beside)
-    if (_SUITES_DIR / f"{suite}.json").is_file():
+    if (SUITES_DIR / f"{suite}.json").is_file():
         return suite  # tasks.gx.load_suite reads it from expectations/
     raise ConfigError(f"'gate.suite' {suite!r}: no {beside} and no shipped suite of that name "
-                      f"({sorted(p.stem for p in _SUITES_DIR.glob('*.json'))}).", source=source)
+                      f"({sorted(p.stem for p in SUITES_DIR.glob('*.json'))}).", source=source)
 
 
 def _fraction(name: str, value: float, source: str | None, *, low_open: bool = False, high: float = 1.0) -> None:
@@ -408,8 +408,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if gate.suite is not None:
         gate = dataclasses.replace(gate, suite=_suite_path(gate.suite, base, source))
         # Its shape now, not after valuation: a misspelt key or task name would gate on less.
-        suite_file = gate.suite if gate.suite.endswith(".json") else str(_SUITES_DIR / f"{gate.suite}.json")
-        check_suite(read_suite(suite_file), source=suite_file, parameters=GATE_PARAMETERS)
+        path = suite_file(gate.suite)
+        check_suite(read_suite(path), source=str(path), parameters=GATE_PARAMETERS)
     tracking = _section(raw.get("tracking"), TrackingConfig, "tracking", source,
                         {"uri": str, "experiment": str, "registered_model": str})
     if not tracking.experiment.strip():

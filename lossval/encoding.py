@@ -877,11 +877,9 @@ def _to_numeric(series: pd.Series) -> pd.Series | None:
 
 def _level_keys(series: pd.Series) -> np.ndarray:
     """Object array of level text, one per value; missing -> MISSING_LEVEL."""
-    if series.dtype.kind == "f" and series.dtype.itemsize < 8:
-        # float32/float16 columns: read each value at its own precision (0.1, not 0.10000000149011612)
-        values = np.array([float(str(v)) for v in series.to_numpy()], dtype=object)
-    else:
-        values = series.to_numpy(dtype=object)
+    # float32/float16 columns keep their numpy scalars, which _level_text writes at their own precision
+    small_float = series.dtype.kind == "f" and series.dtype.itemsize < 8
+    values = series.to_numpy() if small_float else series.to_numpy(dtype=object)
     missing = pd.isna(values)
     return np.array(
         [MISSING_LEVEL if m else _level_text(v) for v, m in zip(values, missing)],

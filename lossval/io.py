@@ -323,11 +323,12 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
         if ids.isna().any():
             raise InputError(f"id column {id_column!r} has {int(ids.isna().sum())} empty value(s), first at row {int(np.flatnonzero(ids.isna().to_numpy())[0])}.", source=source)
         text = ids.astype(str)  # checked as stored: 1 and "1" are the same row id
-        dup = text[text.duplicated(keep=False)]
-        if len(dup):
+        repeats = text.duplicated().to_numpy()
+        if repeats.any():
+            dup = text[text.duplicated(keep=False)]
             raise InputError(
                 f"id column {id_column!r} has duplicate ids, e.g. {dup.unique()[:5].tolist()} "
-                f"({int(text.duplicated().sum())} repeated rows, first at row {int(np.flatnonzero(text.duplicated().to_numpy())[0])}); "
+                f"({int(repeats.sum())} repeated rows, first at row {int(np.flatnonzero(repeats)[0])}); "
                 "ids must be unique.",
                 source=source,
             )

@@ -17,7 +17,12 @@ from typing import Any
 
 from lossval.errors import ConfigError
 
-__all__ = ["SUITE_KEYS", "EXPECTATION_KEYS", "TASK_KINDS", "GATE_PARAMETERS", "check_suite", "read_suite"]
+__all__ = ["SUITES_DIR", "DEFAULT_GATE_SUITE", "SUITE_KEYS", "EXPECTATION_KEYS", "TASK_KINDS", "GATE_PARAMETERS",
+           "check_suite", "read_suite", "suite_file"]
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
+"""The suites shipped with lossval."""
+DEFAULT_GATE_SUITE = "pruned_data"
 
 SUITE_KEYS = frozenset({"name", "meta", "expectations", "notes", "id"})
 EXPECTATION_KEYS = frozenset({"type", "kwargs", "meta", "notes", "id", "description"})
@@ -25,6 +30,12 @@ TASK_KINDS = ("classification", "regression")
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 GATE_PARAMETERS = frozenset({"target", "min_rows", "classes"})
 """What the promotion gate fills in (``tasks.gate``): the target column, the least kept rows, the classes."""
+
+
+def suite_file(suite: str | Path | None) -> Path:
+    """The file of a suite: a ``.json`` path as given, else the shipped suite of that name (None: the gate's default)."""
+    suite = DEFAULT_GATE_SUITE if suite is None else suite
+    return Path(suite) if str(suite).endswith(".json") else SUITES_DIR / f"{suite}.json"
 
 
 def read_suite(path: str | Path) -> Any:

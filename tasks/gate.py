@@ -51,14 +51,15 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     """
     import math
 
-    from tasks.gx import SUITES_DIR, range_expectations, validate_frame
+    from lossval.suites import suite_file
+    from tasks.gx import range_expectations, validate_frame
 
     enc = TabularEncoder.load(encoder)
     kp, va = pd.read_parquet(kept), pd.read_parquet(validation)
     params = {"target": config.target,
               "min_rows": math.ceil((1 - config.pruning.max_prune_fraction) * rows_train - 1e-9),
               "classes": [c for c in enc.classes_] if enc.classes_ is not None else []}
-    suite = config.gate.suite or str(SUITES_DIR / "pruned_data.json")
+    suite = str(suite_file(config.gate.suite))
     gx_result = validate_frame(kp, suite=suite, params=params, task_kind=enc.task_,
                                extra=range_expectations(va, enc.numeric_columns_))
     metric = PRIMARY_METRIC[enc.task_]

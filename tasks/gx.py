@@ -18,17 +18,15 @@ from typing import Any
 import pandas as pd
 
 from lossval.errors import ConfigError
-from lossval.suites import check_suite, read_suite
+from lossval.suites import SUITES_DIR, check_suite, read_suite, suite_file
 
 __all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations"]
-
-SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
 def load_suite(suite: str | Path, params: dict[str, Any], *, task_kind: str | None = None) -> dict:
     """Read a suite JSON (a name in ``expectations/`` or a path) and fill in ``${...}`` placeholders."""
-    path = Path(suite) if str(suite).endswith(".json") else SUITES_DIR / f"{suite}.json"
+    path = suite_file(suite)
     spec = check_suite(read_suite(path), source=str(path), parameters=frozenset(params))
 
     def fill(obj: Any) -> Any:
