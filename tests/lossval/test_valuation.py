@@ -19,6 +19,7 @@ from lossval.metrics import detection_f1
 from lossval.pruning import two_means_threshold
 from lossval.valuation import (
     _BatchedSinkhorn,
+    _logsumexp_last,
     _pad_batches,
     _RowAdam,
     batch_objective,
@@ -181,6 +182,25 @@ def test_batched_sinkhorn_replays_exactly_the_rounds_it_recorded() -> None:
     rounds = solver._bb_rounds
     assert len(rounds) == len(solver.eps_list) + 2  # the first soft-min, one per epsilon, the final one
     assert all(r.shape == (3, 5) for r in rounds)
+
+
+def test_logsumexp_without_the_slow_path_equals_torch_s() -> None:
+    # The soft-min's log-sum-exp clamps arguments far below the row's max (where exp is slow on
+    # CPUs); the numbers must stay torch's: rows spanning the float32 underflow range, rows with
+    # geomloss's -1e5 log-weight floor, a one-element row, large magnitudes, and NaN.
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        x = -torch.rand(6, 7, 64, generator=gen, dtype=dtype) * torch.tensor([1.0, 50, 100, 300, 1e4, 1e6],
+                                                                              dtype=dtype).view(6, 1, 1)
+        x[0, 0, 5:] = -1e5
+        x[1] += 1e4
+        torch.testing.assert_close(_logsumexp_last(x), x.logsumexp(-1), rtol=2e-7 if dtype == torch.float32 else 1e-15,
+                                   atol=0.0)
+        torch.testing.assert_close(_logsumexp_last(x[..., :1]), x[..., 0], rtol=0.0, atol=0.0)
+    x = torch.zeros(2, 3)
+    x[1, 1] = float("nan")
+    out = _logsumexp_last(x)
+    assert out[0].item() == pytest.approx(math.log(3.0)) and math.isnan(out[1].item())
 
 
 @pytest.mark.parametrize("weighting", ["sum", "normalized"])
