@@ -746,6 +746,7 @@ def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
                     epochs=first["epochs"], out_dir=cfg.out_dir, jobs=max(p["config"]["jobs"] for p in payloads),
                     quick=first["quick"], from_json=cfg.from_json)
     meta = dict(payloads[0]["meta"])
+    meta["generated"] = " + ".join(p["meta"]["generated"] for p in payloads)  # one date per part, in command order
     meta["command"] = " + ".join(p["meta"]["command"] for p in payloads)
     meta["wall_seconds"] = sum(p["meta"]["wall_seconds"] for p in payloads)
     paths = _write_results(merged, records, meta, out_dir=Path(cfg.out_dir))

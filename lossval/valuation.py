@@ -76,8 +76,8 @@ chosen on the benchmark suite in ``benchmarks/``, see README):
   costs about what plain training costs. Each row is in one batch per epoch, so its weight
   only gets a gradient at that batch's step; at all other steps Adam moves it by a known
   drift. The weight every row will have at its own step is therefore known when the epoch
-  starts (:class:`_RowAdam`): one batched solve (geomloss's Sinkhorn loop, the validation
-  subsets' ``b <-> b`` terms replayed from a once-per-fit recording, :class:`_BatchedSinkhorn`)
+  starts (:class:`_RowAdam`): one batched solve (our own Sinkhorn loop, equal to geomloss's;
+  the validation subsets' ``b <-> b`` terms solved once per fit, :class:`_BatchedSinkhorn`)
   computes every batch's Sinkhorn value and gradient at exactly those weights, the steps
   train the network with fixed
   per-row coefficients, and the weights' gradients (:func:`objective_terms`) are applied in
@@ -113,14 +113,16 @@ from lossval.errors import ConfigError, InputError, NumericalError
 __all__ = ["LossVal", "VALUES_VERSION", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
 
 _TASKS = ("classification", "regression")
-# Elements of the (batch x k) and (batch x batch) cost matrices per geomloss call; bounds memory.
+# Elements of the (batch x k) and (batch x batch) cost matrices per batched Sinkhorn solve; bounds memory.
 _SINKHORN_CHUNK_ELEMENTS = 2_000_000
 VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < validation rows
 # Version of what a fit computes from given data and settings. Valuation caches key on it, so
 # bump it whenever a default, an "auto" rule or the algorithm changes the values.
 # 2: regression's weight learning rate, eps ratio and warm-up ("auto").
 # 3: no one-row last batch (n % batch_size == 1): that row's normalised weight could not move.
-VALUES_VERSION = 3
+# 4: the epoch schedule's own Sinkhorn loop (same maths as geomloss's; float rounding differs,
+#    and over 30 epochs that moves some fits' values visibly).
+VALUES_VERSION = 4
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -624,8 +626,6 @@ class LossVal:
             ConfigError: invalid parameters or an unavailable device.
             NumericalError: the fit diverged (NaN or infinite values); nothing is returned.
         """
-        from geomloss import SamplesLoss  # heavy-ish import, only when fitting
-
         self._check_params()
         device = resolve_device(self.device)
         self.device_ = device
@@ -658,16 +658,20 @@ class LossVal:
                 blur = float(self.blur)
         diameter = max(diameter, 2.0 * blur)
         closed_form = self.sinkhorn_schedule == "epoch"
-        # The epoch schedule reads the gradient off the dual potentials (see _BatchedSinkhorn);
-        # the per-step schedule differentiates the divergence with autograd, as the paper does.
-        sinkhorn = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=float(self.scaling), diameter=diameter,
-                               backend="tensorized", debias=True, cost=half_squared_distances,
-                               potentials=closed_form)
         k = m if self.val_subsample is None else min(int(self.val_subsample), m)
         pool = self._val_pool(m, k, gen, device)
+        # The epoch schedule reads the gradient off the dual potentials (our solver, see
+        # _BatchedSinkhorn); the per-step schedule differentiates geomloss's divergence with
+        # autograd, as the paper does.
+        sinkhorn: Any
         if closed_form:
-            sinkhorn = _BatchedSinkhorn(sinkhorn, Z_val=data.Z_val, pool=pool, blur=blur, diameter=diameter,
+            sinkhorn = _BatchedSinkhorn(Z_val=data.Z_val, pool=pool, blur=blur, diameter=diameter,
                                         scaling=float(self.scaling), normalize=self.normalize_masses)
+        else:
+            from geomloss import SamplesLoss  # only the per-step (paper) schedule uses it
+
+            sinkhorn = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=float(self.scaling), diameter=diameter,
+                                   backend="tensorized", debias=True, cost=half_squared_distances)
         power = float(self.distance_power)
         bsz = batch_size_without_singleton(n, int(self.batch_size))
         self.batch_size_ = bsz
@@ -1098,35 +1102,36 @@ def _pad_batches(perm: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Ten
     return flat.view(n_batches, size), live.view(n_batches, size)
 
 
-def _geomloss_loop() -> tuple[Any, Any, Any] | None:
-    """geomloss's Sinkhorn loop, its log-weights and its ε schedule, or ``None`` if this geomloss lacks them.
+# Log-mass of a row with zero mass (a clamped weight, a padding row): finite, so no soft-min
+# ever sees -inf, and low enough that the row weighs nothing (the convention geomloss uses).
+_LOG_ZERO_MASS = -100_000.0
 
-    ``sinkhorn_loop`` is the routine behind ``SamplesLoss("sinkhorn")``; it takes the
-    soft-min operator as an argument, which is what lets :class:`_BatchedSinkhorn` replay the
-    cached ``b <-> b`` potentials. It lives in a private module of geomloss 0.3; without it the
-    solver calls ``SamplesLoss`` (same values, the ``b <-> b`` term solved every time).
+
+def epsilon_schedule(blur: float, diameter: float, scaling: float, p: float = 2.0) -> list[float]:
+    """The temperatures of ε-scaling: ``diameter**p``, then down by ``scaling**p`` per step, then ``blur**p``.
+
+    Annealing from the data's scale down to the target blur (Feydy, "Geometric data analysis,
+    beyond convolutions", 2020, section 3.3.3; the schedule geomloss's ``SamplesLoss`` runs,
+    step for step, so the values match it).
     """
-    try:
-        from geomloss._legacy.sinkhorn_divergence import log_weights, scaling_parameters, sinkhorn_loop
-    except ImportError:
-        try:
-            from geomloss.sinkhorn_divergence import log_weights, scaling_parameters, sinkhorn_loop
-        except ImportError:
-            return None
-    return sinkhorn_loop, log_weights, scaling_parameters
+    if not (0.0 < scaling < 1.0) or blur <= 0.0 or diameter <= 0.0:
+        raise ValueError(f"need blur > 0, diameter > 0 and 0 < scaling < 1; got {blur}, {diameter}, {scaling}")
+    steps = np.arange(p * math.log(diameter), p * math.log(blur), p * math.log(scaling))
+    return [float(diameter ** p), *(float(e) for e in np.exp(steps)), float(blur ** p)]
 
 
-def _softmin(eps: float, C: Any, h: torch.Tensor) -> torch.Tensor:
-    """geomloss's tensorized soft-min ``-eps * logsumexp_j(h_j - C_ij / eps)``, replaying cached rounds.
+def _log_mass(w: torch.Tensor) -> torch.Tensor:
+    """``log(w)``, with ``_LOG_ZERO_MASS`` where ``w <= 0``."""
+    return torch.where(w > 0, w.clamp_min(1e-38).log(), _LOG_ZERO_MASS)
 
-    ``h - C / eps`` is formed in one pass (``torch.add`` with ``alpha``) instead of two. A
-    :class:`_Replay` in place of a cost matrix returns its next recorded result. The
-    log-sum-exp is :func:`_logsumexp_last`, which gives the same numbers as torch's.
+
+def _softmin(eps: float, C: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Soft-min ``-eps * logsumexp_j(h_j - C_ij / eps)`` per batch: ``C (B, N, M)``, ``h (B, M)`` -> ``(B, N)``.
+
+    ``h - C / eps`` is formed in one pass (``torch.add`` with ``alpha``). The log-sum-exp is
+    :func:`_logsumexp_last`, which gives the same numbers as torch's.
     """
-    if isinstance(C, _Replay):
-        return C.next()
-    B = C.shape[0]
-    return -eps * _logsumexp_last(torch.add(h.view(B, 1, -1), C, alpha=-1.0 / eps)).view(B, -1)
+    return _logsumexp_last(torch.add(h.unsqueeze(1), C, alpha=-1.0 / eps), overwrite=True).mul_(-eps)
 
 
 # Below this, exp(x - max) is under 2e-22: next to the max's own term (1) it cannot change a float32
@@ -1134,109 +1139,108 @@ def _softmin(eps: float, C: Any, h: torch.Tensor) -> torch.Tensor:
 _LSE_FLOOR = -50.0
 
 
-def _logsumexp_last(x: torch.Tensor) -> torch.Tensor:
+def _logsumexp_last(x: torch.Tensor, *, overwrite: bool = False) -> torch.Tensor:
     """``x.logsumexp(-1)`` for finite ``x`` (NaN propagates), without the CPU's slow path.
+
+    ``overwrite=True`` uses ``x`` as the work buffer (one allocation less per soft-min).
 
     On x86 CPUs, exp of an argument below about -87 (where float32 underflows) runs 15-25x
     slower than in range, and with the last ε of the Sinkhorn schedule most of the cost matrix
     sits there: that made the soft-min most of LossVal's time per epoch. Clamping the shifted
     arguments at ``_LSE_FLOOR`` first keeps exp on its fast path and changes no result (tested
-    equal to ``torch.logsumexp``). The callers never pass ``-inf`` (geomloss's log-weights
-    floor zero masses at -1e5).
+    equal to ``torch.logsumexp``). Callers never pass ``-inf`` (see ``_LOG_ZERO_MASS``).
     """
     top = x.amax(dim=-1, keepdim=True)
-    return (x - top).clamp_(min=_LSE_FLOOR).exp_().sum(dim=-1).log_().add_(top.squeeze(-1))
+    shifted = x.sub_(top) if overwrite else x - top
+    return shifted.clamp_(min=_LSE_FLOOR).exp_().sum(dim=-1).log_().add_(top.squeeze(-1))
 
 
-class _Replay:
-    """Stands for the ``C(y, y)`` matrix in geomloss's loop and hands back recorded soft-min results."""
+def _average(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    return new.add_(old).mul_(0.5)  # `new` is a fresh soft-min result, free to overwrite
 
-    def __init__(self, rounds: list[torch.Tensor]) -> None:
-        self.rounds, self.used = rounds, 0
 
-    def next(self) -> torch.Tensor:
-        if self.used >= len(self.rounds):
-            raise RuntimeError("geomloss's Sinkhorn loop asked for more b<->b rounds than were recorded")
-        self.used += 1
-        return self.rounds[self.used - 1]
+def sinkhorn_potentials(a_log: torch.Tensor, b_log: torch.Tensor, C_xy: torch.Tensor, C_yx: torch.Tensor,
+                        eps_list: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dual potentials ``(f, g)`` of entropic OT between ``a`` on ``x`` and ``b`` on ``y``, batched.
+
+    The symmetric Sinkhorn iteration with ε-scaling (Feydy 2020, algorithm 3.5): at each
+    temperature both potentials are updated from the other's previous value and averaged
+    with their own, and a last full update at the final temperature makes ``f`` and ``g``
+    the gradients of OT in ``a`` and ``b``.
+
+    Args:
+        a_log, b_log: Log-masses ``(B, N)`` and ``(B, M)`` (see :func:`_log_mass`).
+        C_xy, C_yx: Costs ``(B, N, M)`` and its transpose ``(B, M, N)``, contiguous.
+        eps_list: Temperatures (:func:`epsilon_schedule`).
+    """
+    eps = eps_list[0]
+    f, g = _softmin(eps, C_xy, b_log), _softmin(eps, C_yx, a_log)
+    for eps in eps_list:
+        f_new = _softmin(eps, C_xy, torch.add(b_log, g, alpha=1.0 / eps))
+        g = _average(g, _softmin(eps, C_yx, torch.add(a_log, f, alpha=1.0 / eps)))
+        f = _average(f, f_new)
+    return (_softmin(eps, C_xy, torch.add(b_log, g, alpha=1.0 / eps)),
+            _softmin(eps, C_yx, torch.add(a_log, f, alpha=1.0 / eps)))
+
+
+def self_potential(a_log: torch.Tensor, C_xx: torch.Tensor, eps_list: list[float]) -> torch.Tensor:
+    """The potential of entropic OT from ``a`` to itself (the debiasing term), batched; see
+    :func:`sinkhorn_potentials`. ``C_xx (B, N, N)`` is symmetric, so one update serves both sides."""
+    eps = eps_list[0]
+    f = _softmin(eps, C_xx, a_log)
+    for eps in eps_list:
+        f = _average(f, _softmin(eps, C_xx, torch.add(a_log, f, alpha=1.0 / eps)))
+    return _softmin(eps, C_xx, torch.add(a_log, f, alpha=1.0 / eps))
 
 
 class _BatchedSinkhorn:
     """Sinkhorn value of every batch and its gradient in the batch weights, for the epoch schedule.
 
-    All batches of an epoch are solved together (geomloss's tensorized backend takes a
-    leading batch dimension), in chunks that bound memory. Padding rows (see
-    :func:`_pad_batches`) carry zero weight: they add nothing to the transport, so a short
-    batch's value and its rows' gradients are exactly those of the batch alone (tested), and
-    an epoch needs one call. Nothing leaves the device.
+    All batches of an epoch are solved together (a leading batch dimension), in chunks that
+    bound memory. Padding rows (see :func:`_pad_batches`) carry zero weight: they add nothing
+    to the transport, so a short batch's value and its rows' gradients are exactly those of
+    the batch alone (tested), and an epoch needs one call. Nothing leaves the device.
 
-    The debiased divergence is ``S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2``, and geomloss's
-    loop solves the three problems side by side. The ``b <-> b`` one depends only on the
-    validation subset, and the subsets come from a fixed pool (:meth:`LossVal._val_pool`):
-    the first call runs geomloss's loop on the pool's ``b <-> b`` problems and records the
-    soft-min result of every round; later calls run the same loop with those rounds replayed
-    (:class:`_Replay`), so each solve does the ``a <-> b`` and ``a <-> a`` work only.
-    ``C(y, x)`` is the transpose of ``C(x, y)`` rather than a second distance computation.
-    Values and gradients equal ``SamplesLoss``'s to float rounding (tested).
+    The debiased divergence is ``S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2``. The three
+    problems do not interact: ``OT(b, b)`` depends only on the validation subset, and the
+    subsets come from a fixed pool (:meth:`LossVal._val_pool`), so its potential is solved
+    once per pool subset on the first call and looked up afterwards; each solve does the
+    ``a <-> b`` and ``a <-> a`` work only. ``C(y, x)`` is the transpose of ``C(x, y)`` rather
+    than a second distance computation. The solver is ours (:func:`sinkhorn_potentials`,
+    :func:`self_potential`); values and gradients equal geomloss's ``SamplesLoss`` with the
+    same blur, diameter and scaling to float rounding (tested).
 
-    No autograd: the loop returns the dual potentials, ``F = f_ba - f_aa`` on the batch and
-    ``G = g_ab - g_bb`` on the subset. The value is ``<a, F> + <b, G>`` and its gradient in the
-    masses ``a`` is ``F`` -- the numbers geomloss's own backward pass produces (its last
-    extrapolation step is built so that it does; tested against autograd). With normalised
-    masses ``a = w / sum(w)`` the chain rule gives ``dS/dw_j = (F_j - <a, F>) / sum(w)``.
+    No autograd: with the potentials ``F = f_ba - f_aa`` on the batch and ``G = g_ab - g_bb``
+    on the subset, the value is ``<a, F> + <b, G>`` and its gradient in the masses ``a`` is
+    ``F`` (the last full update makes this exact; tested against autograd through
+    ``SamplesLoss``). With normalised masses ``a = w / sum(w)`` the chain rule gives
+    ``dS/dw_j = (F_j - <a, F>) / sum(w)``.
 
     Args:
-        samples_loss: ``SamplesLoss("sinkhorn", ..., potentials=True)`` with the same settings;
-            used only where this geomloss has no ``sinkhorn_loop`` to call.
         Z_val: Transport coordinates of the validation rows ``(m, dz)``.
         pool: Validation subsets ``(pool, k)``. blur, diameter, scaling: as for ``SamplesLoss``.
         normalize: Turn each batch's weights into probabilities (and the validation masses).
     """
 
-    def __init__(self, samples_loss: Any, *, Z_val: torch.Tensor, pool: torch.Tensor, blur: float,
-                 diameter: float, scaling: float, normalize: bool) -> None:
-        self.samples_loss, self.Z_val, self.pool, self.normalize = samples_loss, Z_val, pool, normalize
+    def __init__(self, *, Z_val: torch.Tensor, pool: torch.Tensor, blur: float, diameter: float, scaling: float,
+                 normalize: bool) -> None:
+        self.Z_val, self.pool, self.normalize = Z_val, pool, normalize
         self.k = pool.shape[1]
-        self.loop = _geomloss_loop()
-        self.eps_list: list[float] = []
-        if self.loop is not None:
-            self.eps_list = list(self.loop[2](Z_val, Z_val, 2, blur, None, diameter, scaling)[2])
-        self._bb_rounds: list[torch.Tensor] | None = None  # per round, (pool, k)
+        self.eps_list = epsilon_schedule(blur, diameter, scaling)
+        self._g_bb: torch.Tensor | None = None  # (pool, k), solved on the first call
 
-    def _b_mass(self, rows: int) -> torch.Tensor:
-        return torch.full((rows, self.k), 1.0 / self.k if self.normalize else 1.0, device=self.Z_val.device)
+    def _b_log(self, rows: int) -> torch.Tensor:
+        mass = 1.0 / self.k if self.normalize else 1.0
+        return torch.full((rows, self.k), math.log(mass), device=self.Z_val.device)
 
-    def _run_loop(self, softmin: Any, a_log: torch.Tensor, b_log: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                  c_yy: Any) -> tuple[torch.Tensor, ...]:
-        """geomloss's debiased loop on batches ``x`` vs ``y``; returns ``(f_aa, g_bb, g_ab, f_ba)``."""
-        c_xy = half_squared_distances(x, y)
-        return self.loop[0](softmin, a_log, b_log, half_squared_distances(x, x), c_yy, c_xy,
-                            c_xy.transpose(1, 2).contiguous(), self.eps_list, None, debias=True)
-
-    def _record_bb(self) -> list[torch.Tensor]:
-        """Every round's ``b <-> b`` soft-min result for every pool subset, from geomloss's own loop."""
-        log_weights = self.loop[1]
-        chunks: list[list[torch.Tensor]] = []
+    def _solve_pool(self) -> torch.Tensor:
+        """The ``b <-> b`` potential of every pool subset ``(pool, k)``."""
+        parts = []
         per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (self.k * self.k))
         for start in range(0, self.pool.shape[0], per_call):
             y = self.Z_val[self.pool[start:start + per_call]]
-            c_yy = half_squared_distances(y, y)
-            # The loop solves a<->b and a<->a alongside; their results are not used here, so
-            # they get a one-point measure and cost next to nothing.
-            a_log = log_weights(torch.ones(y.shape[0], 1, device=y.device))
-            b_log = log_weights(self._b_mass(y.shape[0]))
-            recorded: list[torch.Tensor] = []
-
-            def softmin(eps: float, C: Any, h: torch.Tensor, c_yy: torch.Tensor = c_yy,
-                        recorded: list[torch.Tensor] = recorded) -> torch.Tensor:
-                out = _softmin(eps, C, h)
-                if C is c_yy:
-                    recorded.append(out)
-                return out
-
-            self._run_loop(softmin, a_log, b_log, y[:, :1], y, c_yy)
-            chunks.append(recorded)
-        return [torch.cat([c[r] for c in chunks]) for r in range(len(chunks[0]))]
+            parts.append(self_potential(self._b_log(y.shape[0]), half_squared_distances(y, y), self.eps_list))
+        return torch.cat(parts)
 
     def __call__(self, weights: torch.Tensor, idx: torch.Tensor, choice: torch.Tensor,
                  Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1246,26 +1250,22 @@ class _BatchedSinkhorn:
         values = torch.empty(n_batches, device=Z.device)
         grads = torch.empty((n_batches, size), device=Z.device)
         per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (2 * size * self.k + size * size))
+        b_mass = 1.0 / self.k if self.normalize else 1.0
         with torch.no_grad():
-            if self.loop is not None and self._bb_rounds is None:
-                self._bb_rounds = self._record_bb()
+            if self._g_bb is None:
+                self._g_bb = self._solve_pool()
             for start in range(0, n_batches, per_call):
                 rows = slice(start, start + per_call)
                 w = weights[rows]
                 total = w.sum(dim=1, keepdim=True).clamp_min(1e-12)
                 a = w / total if self.normalize else w
-                b_mass = self._b_mass(w.shape[0])
                 x, y = Z[idx[rows]], self.Z_val[self.pool[choice[rows]]]
-                if self.loop is None:
-                    f_pot, g_pot = self.samples_loss(a, x, b_mass, y)
-                else:
-                    log_weights = self.loop[1]
-                    replay = _Replay([r[choice[rows]] for r in self._bb_rounds])
-                    f_aa, g_bb, g_ab, f_ba = self._run_loop(_softmin, log_weights(a), log_weights(b_mass), x, y, replay)
-                    if replay.used != len(replay.rounds):
-                        raise RuntimeError("geomloss's Sinkhorn loop used fewer b<->b rounds than were recorded")
-                    f_pot, g_pot = f_ba - f_aa, g_ab - g_bb
+                a_log, c_xy = _log_mass(a), half_squared_distances(x, y)
+                f_ba, g_ab = sinkhorn_potentials(a_log, self._b_log(w.shape[0]), c_xy,
+                                                 c_xy.transpose(1, 2).contiguous(), self.eps_list)
+                f_pot = f_ba - self_potential(a_log, half_squared_distances(x, x), self.eps_list)
+                g_pot = g_ab - self._g_bb[choice[rows]]
                 a_dot_f = (a * f_pot).sum(dim=1)
-                values[rows] = a_dot_f + (b_mass * g_pot).sum(dim=1)
+                values[rows] = a_dot_f + b_mass * g_pot.sum(dim=1)
                 grads[rows] = (f_pot - a_dot_f.unsqueeze(1)) / total if self.normalize else f_pot
         return values, grads

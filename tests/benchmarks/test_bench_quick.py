@@ -77,6 +77,22 @@ def test_quality_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert (f"| cls_breast_cancer | label | {paper['f1_2means']:.3f} | {ref[0]:.3f} | "
             f"{paper['f1_2means'] - ref[0]:+.3f} |") in md
 
+    # --from-json merges parts (here: the lossval records and the rest, as when one method is
+    # rerun): records united, each part's date and command kept, in order.
+    lv = dict(payload, records=[r for r in records if r["method"] == "lossval"],
+              meta=dict(payload["meta"], generated="2026-01-02 03:04:05", command="python -m benchmarks.run rerun"))
+    rest = dict(payload, records=[r for r in records if r["method"] != "lossval"])
+    (tmp_path / "a.json").write_text(json.dumps(rest))
+    (tmp_path / "b.json").write_text(json.dumps(lv))
+    merged_paths = run.main(["--from-json", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}",
+                             "--out-dir", str(tmp_path / "merged")])
+    merged = json.loads(merged_paths["json"].read_text())
+    key = lambda r: (r["dataset"], r["method"])  # noqa: E731
+    assert sorted(map(key, merged["records"])) == sorted(map(key, records))
+    assert merged["meta"]["generated"] == f"{payload['meta']['generated']} + 2026-01-02 03:04:05"
+    assert merged["meta"]["command"].endswith(" + python -m benchmarks.run rerun")
+    assert merged["targets"] == payload["targets"]
+
 
 def test_variant_option_parses_kwargs() -> None:
     from benchmarks.run import parse_args

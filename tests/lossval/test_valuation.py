@@ -19,13 +19,17 @@ from lossval.metrics import detection_f1
 from lossval.pruning import two_means_threshold
 from lossval.valuation import (
     _BatchedSinkhorn,
+    _log_mass,
     _logsumexp_last,
     _pad_batches,
     _RowAdam,
     batch_objective,
+    epsilon_schedule,
     half_squared_distances,
     infer_task,
     objective_terms,
+    self_potential,
+    sinkhorn_potentials,
 )
 
 
@@ -135,14 +139,12 @@ def test_half_squared_distances_is_geomloss_p2_cost() -> None:
     torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("fallback", [False, True])
 @pytest.mark.parametrize("normalize", [True, False])
-def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool, fallback: bool) -> None:
-    # The epoch schedule's batched solver must give each batch's exact value and gradient,
-    # including the short last batch, which it pads with zero-mass rows. It reads them off
-    # the dual potentials, with the b<->b rounds of each pool subset recorded once and
-    # replayed; the reference is geomloss's SamplesLoss value and torch's autograd, one batch
-    # at a time. fallback=True: the path for a geomloss without sinkhorn_loop (SamplesLoss).
+def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
+    # The epoch schedule's batched solver (our own Sinkhorn loop) must give each batch's exact
+    # value and gradient, including the short last batch, which it pads with zero-mass rows. It
+    # reads them off the dual potentials, with the b<->b potential of each pool subset solved
+    # once; the reference is geomloss's SamplesLoss value and torch's autograd, one batch at a time.
     gen = torch.Generator().manual_seed(2)
     Z, Z_val = torch.randn(10, 3, generator=gen), torch.randn(6, 3, generator=gen)
     weights = torch.rand(10, generator=gen) + 0.5
@@ -153,13 +155,9 @@ def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool, fallback: b
     assert live.sum(dim=1).tolist() == [4, 4, 2] and idx.reshape(-1)[:10].tolist() == perm.tolist()
     pool = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in range(5)])
     loss = _sinkhorn(blur=0.3)
-    solver = _BatchedSinkhorn(_sinkhorn(blur=0.3, potentials=True), Z_val=Z_val, pool=pool, blur=0.3, diameter=10.0,
-                              scaling=0.5, normalize=normalize)
-    assert solver.loop is not None  # the installed geomloss has the fast path
-    if fallback:
-        solver.loop = None
+    solver = _BatchedSinkhorn(Z_val=Z_val, pool=pool, blur=0.3, diameter=10.0, scaling=0.5, normalize=normalize)
     w_pad = torch.where(live, weights[idx], 0.0)
-    for choice in (torch.tensor([3, 0, 3]), torch.tensor([1, 4, 2])):  # the second call replays the recording
+    for choice in (torch.tensor([3, 0, 3]), torch.tensor([1, 4, 2])):  # the second call reuses the pool's b<->b
         values, grads = solver(w_pad, idx, choice, Z)
         for b, rows in enumerate(batches):
             w = weights[rows].clone().requires_grad_(True)
@@ -170,18 +168,37 @@ def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool, fallback: b
             assert torch.allclose(grads[b, : len(rows)], g, rtol=1e-4, atol=1e-6)
 
 
-def test_batched_sinkhorn_replays_exactly_the_rounds_it_recorded() -> None:
-    # Every b<->b soft-min round recorded for the pool is used once per solve, in order.
-    gen = torch.Generator().manual_seed(3)
-    Z, Z_val = torch.randn(8, 2, generator=gen), torch.randn(9, 2, generator=gen)
-    pool = torch.stack([torch.randperm(9, generator=gen)[:5] for _ in range(3)])
-    solver = _BatchedSinkhorn(_sinkhorn(blur=0.2, potentials=True), Z_val=Z_val, pool=pool, blur=0.2, diameter=10.0,
-                              scaling=0.5, normalize=True)
-    idx, _ = _pad_batches(torch.arange(8), 4)
-    solver(torch.ones(2, 4), idx, torch.tensor([0, 2]), Z)
-    rounds = solver._bb_rounds
-    assert len(rounds) == len(solver.eps_list) + 2  # the first soft-min, one per epsilon, the final one
-    assert all(r.shape == (3, 5) for r in rounds)
+@pytest.mark.parametrize(("blur", "scaling"), [(0.05, 0.5), (0.7, 0.2), (0.3, 0.9)])
+def test_own_sinkhorn_loop_equals_geomloss_potentials(blur: float, scaling: float) -> None:
+    # The solver's potentials, cross and self, against SamplesLoss(potentials=True) on uneven
+    # masses (one of them zero), at several blurs and ε-scaling ratios, in float64; and the
+    # ε schedule is geomloss's, step for step (its count sets where the loop stops).
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(3, 7, 4, generator=gen, dtype=torch.float64), torch.randn(3, 5, 4, generator=gen,
+                                                                                  dtype=torch.float64)
+    a = torch.rand(3, 7, generator=gen, dtype=torch.float64)
+    a[0, 2] = 0.0
+    a = a / a.sum(dim=1, keepdim=True)
+    b = torch.full((3, 5), 0.2, dtype=torch.float64)
+    diameter = 4.0 * float(torch.cdist(x.reshape(-1, 4), y.reshape(-1, 4)).max())
+    eps_list = epsilon_schedule(blur, diameter, scaling)
+    assert eps_list[0] == pytest.approx(diameter ** 2) and eps_list[-1] == pytest.approx(blur ** 2)
+    assert all(e1 >= e2 for e1, e2 in zip(eps_list, eps_list[1:]))
+    c_xy = half_squared_distances(x, y)
+    f_ba, g_ab = sinkhorn_potentials(_log_mass(a), _log_mass(b), c_xy, c_xy.transpose(1, 2).contiguous(), eps_list)
+    f_aa = self_potential(_log_mass(a), half_squared_distances(x, x), eps_list)
+    g_bb = self_potential(_log_mass(b), half_squared_distances(y, y), eps_list)
+    ref = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, diameter=diameter, backend="tensorized",
+                      potentials=True, cost=half_squared_distances)
+    f_ref, g_ref = ref(a, x, b, y)
+    live = a > 0  # a zero-mass row's potential is not defined by the problem
+    torch.testing.assert_close((f_ba - f_aa)[live], f_ref[live], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(g_ab - g_bb, g_ref, rtol=1e-9, atol=1e-9)
+    try:
+        from geomloss._legacy.sinkhorn_divergence import epsilon_schedule as geomloss_schedule
+    except ImportError:
+        return
+    assert eps_list == pytest.approx([float(e) for e in geomloss_schedule(2, diameter, blur, scaling)], rel=1e-12)
 
 
 def test_logsumexp_without_the_slow_path_equals_torch_s() -> None:
@@ -451,7 +468,7 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "weight_warmup_epochs": "auto", "standardize": True, "ce_epsilon": None, "device": "auto", "seed": 0,
         "verbose": True,
     }
-    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (3, defaults, {
+    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (4, defaults, {
         "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
 
 
