@@ -112,6 +112,7 @@ class Config:
     jobs: int = 1
     quick: bool = False
     from_json: list[str] = field(default_factory=list)
+    target_noise: float | None = None  # generated sets' target noise sd; None = the suite's (fried 1, 2dplanes 2)
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -161,6 +162,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:kw=val,...",
                         help="add a method: LossVal defaults with these constructor kwargs")
     parser.add_argument("--epochs", type=int, default=None, help="override epochs of every trained model")
+    parser.add_argument("--target-noise", type=float, default=None, metavar="SD",
+                        help="standard deviation of the generated sets' target noise (fried, 2dplanes; default: "
+                             "the suite's, 1 and 2); to check how the figures depend on the data")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each; default 1)")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR), help="where quality.json/.md go")
     parser.add_argument("--from-json", default=None, metavar="PATH[,PATH]",
@@ -203,7 +207,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(datasets=datasets, noise_kinds=noise_kinds, fractions=fractions, valid_settings=valid,
                   seeds=list(range(n_seeds)), methods=methods, variants=variants, epochs=args.epochs,
                   out_dir=args.out_dir, jobs=max(1, args.jobs), quick=args.quick,
-                  from_json=[p for p in (args.from_json or "").split(",") if p])
+                  from_json=[p for p in (args.from_json or "").split(",") if p], target_noise=args.target_noise)
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -234,10 +238,11 @@ def detection_scores(values: np.ndarray, noisy: np.ndarray, fraction: float) -> 
 
 
 # ---------------------------------------------------------------------------- one chunk
-def _cell_data(dataset: str, noise: str, fraction: float, seed: int) -> dict[str, Any]:
-    from lossval.datasets import inject_noise, load_dataset, split_dataset
+def _cell_data(dataset: str, noise: str, fraction: float, seed: int,
+               target_noise: float | None = None) -> dict[str, Any]:
+    from lossval.datasets import GENERATED_DATASETS, inject_noise, load_dataset, split_dataset
 
-    ds = load_dataset(dataset, seed=seed)
+    ds = load_dataset(dataset, seed=seed, target_noise=target_noise if dataset in GENERATED_DATASETS else None)
     split = split_dataset(ds, seed=seed)
     n_classes = ds.n_classes
     X, y, noisy = inject_noise(split.X_train, split.y_train, kind=noise, fraction=fraction, task=ds.task,
@@ -277,7 +282,7 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for fraction in cfg.fractions:
         for seed in cfg.seeds:
-            data = _cell_data(dataset, noise, fraction, seed)
+            data = _cell_data(dataset, noise, fraction, seed, cfg.target_noise)
             task, X, y, noisy = data["task"], data["X"], data["y"], data["noisy"]
             key = {"dataset": dataset, "task": task, "noise": noise, "fraction": fraction, "seed": seed,
                    "n_train": int(X.shape[0]), "n_noisy": int(noisy.sum())}
@@ -565,6 +570,8 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
                     targets: list[dict[str, Any]]) -> str:
     """quality.md: overall table, targets, weight stats, pruning, per-cell table."""
     lines = ["# LossVal benchmark: detection quality and pruning benefit", ""]
+    target_noise = ("the suite's (fried sd 1, 2dplanes sd 2)" if cfg.target_noise is None
+                    else f"sd {cfg.target_noise:g} (--target-noise)")
     lines += [f"Generated {meta['generated']} by `{meta['command']}` in {meta['wall_seconds']:.0f} s "
               f"(torch {meta['torch']}, {meta['threads']} thread per process, {cfg.jobs} process(es), "
               f"CPU {meta['machine']}; cleanlab: {meta['cleanlab']}).", "",
@@ -572,7 +579,8 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
               f"{', '.join(f'{f:g}' for f in cfg.fractions)} of training rows. Validation: "
               f"{', '.join(cfg.valid_settings)} (clean = untouched trusted split; noisy = noised at the same "
               f"rate, seed+{VALID_NOISE_SEED_OFFSET}). Seeds: {cfg.seeds}. Epochs: "
-              f"{cfg.epochs or 'defaults (30)'}. Splits 1000/100/3000 for generated sets, else 60/20/20.", "",
+              f"{cfg.epochs or 'defaults (30)'}. Splits 1000/100/3000 for generated sets, else 60/20/20. "
+              f"Target noise of the generated sets: {target_noise}.", "",
               "Timings use `torch.set_num_threads(1)` in every process so they compare across methods.", "",
               "F1 two-means = rows in the lower cluster of an exact 1-D 2-means split (values < "
               "`two_means_threshold`) vs the injected-noise mask; F1 top = the lowest p% of values. "
@@ -740,11 +748,15 @@ def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
             seen += [v for v in p["config"][key] if v not in seen]
         return sorted(seen, key=order.index) if order else seen
 
+    noises = {p["config"].get("target_noise") for p in payloads}
+    if len(noises) > 1:
+        raise SystemExit(f"--from-json: these files were run with different --target-noise values ({sorted(noises, key=str)}); "
+                         "their generated datasets differ, so their records cannot share one table")
     merged = Config(datasets=union("datasets", list(DATASETS)), noise_kinds=union("noise_kinds"),
                     fractions=union("fractions"), valid_settings=union("valid_settings"), seeds=union("seeds"),
                     methods=union("methods"), variants={k: v for p in payloads for k, v in p["config"]["variants"].items()},
                     epochs=first["epochs"], out_dir=cfg.out_dir, jobs=max(p["config"]["jobs"] for p in payloads),
-                    quick=first["quick"], from_json=cfg.from_json)
+                    quick=first["quick"], from_json=cfg.from_json, target_noise=noises.pop())
     meta = dict(payloads[0]["meta"])
     meta["generated"] = " + ".join(p["meta"]["generated"] for p in payloads)  # one date per part, in command order
     meta["command"] = " + ".join(p["meta"]["command"] for p in payloads)

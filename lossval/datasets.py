@@ -49,6 +49,8 @@ __all__ = [
     "DEFAULT_GENERATED_ROWS",
     "make_2dplanes",
     "PLANES_NOISE_STD",
+    "GENERATED_DATASETS",
+    "FRIED_NOISE_STD",
     "load_dataset",
     "split_dataset",
     "inject_noise",
@@ -94,8 +96,13 @@ DATASET_NAMES: tuple[str, ...] = tuple(sorted(_NAME_TABLE))
 DEFAULT_GENERATED_ROWS = 4100
 
 _GENERATED_SOURCES = ("fried", "2dplanes")
+#: The benchmark names (of :data:`DATASETS`) drawn by a generator, which take ``target_noise``.
+GENERATED_DATASETS: tuple[str, ...] = tuple(
+    name for name in DATASETS if _NAME_TABLE[name][2] in _GENERATED_SOURCES)
 #: Standard deviation of 2dplanes' noise (see :func:`make_2dplanes` for why 2).
 PLANES_NOISE_STD = 2.0
+#: Standard deviation of Friedman #1's noise (``make_friedman1(noise=...)``).
+FRIED_NOISE_STD = 1.0
 
 
 @dataclass
@@ -193,7 +200,7 @@ def make_2dplanes(n: int, *, seed: int, noise_std: float = PLANES_NOISE_STD) -> 
     Args:
         n: Number of rows.
         seed: Seed for ``np.random.default_rng``; the same seed gives the same rows.
-        noise_std: Standard deviation of ``eps`` (> 0). The attributes do not depend on it,
+        noise_std: Standard deviation of ``eps`` (>= 0). The attributes do not depend on it,
             and the noise draws only scale with it.
 
     Returns:
@@ -201,11 +208,11 @@ def make_2dplanes(n: int, *, seed: int, noise_std: float = PLANES_NOISE_STD) -> 
         ``y`` of shape ``(n,)`` float64.
 
     Raises:
-        InputError: If ``n`` is not a positive integer or ``noise_std`` is not a positive number.
+        InputError: If ``n`` is not a positive integer or ``noise_std`` is not a number >= 0.
     """
     n = _check_positive_int(n, "make_2dplanes: n")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not (0.0 < float(noise_std) < math.inf):
-        raise InputError(f"make_2dplanes: noise_std must be a positive number, got {noise_std!r}")
+    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not 0.0 <= float(noise_std) < math.inf:
+        raise InputError(f"make_2dplanes: noise_std must be a number >= 0, got {noise_std!r}")
     rng = np.random.default_rng(seed)
     X = np.empty((n, 10), dtype=np.float64)
     X[:, 0] = rng.choice(np.array([-1.0, 1.0]), size=n)
@@ -216,15 +223,17 @@ def make_2dplanes(n: int, *, seed: int, noise_std: float = PLANES_NOISE_STD) -> 
     return X, y
 
 
-def _load_source(source: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _load_source(source: str, n: int, seed: int,
+                 target_noise: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Return raw ``(X, y, feature_names)`` for a source; regression targets for generators."""
     if source == "2dplanes":
-        X, y = make_2dplanes(n, seed=seed)
+        X, y = make_2dplanes(n, seed=seed, noise_std=PLANES_NOISE_STD if target_noise is None else target_noise)
         return X, y, [f"x{j + 1}" for j in range(X.shape[1])]
     if source == "fried":
         from sklearn.datasets import make_friedman1
 
-        X, y = make_friedman1(n_samples=n, n_features=10, noise=1.0, random_state=seed)
+        noise = FRIED_NOISE_STD if target_noise is None else target_noise
+        X, y = make_friedman1(n_samples=n, n_features=10, noise=noise, random_state=seed)
         return X, y, [f"x{j + 1}" for j in range(X.shape[1])]
 
     from sklearn import datasets as skd
@@ -242,7 +251,7 @@ def _load_source(source: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return X, np.asarray(bunch.target), [str(name) for name in names]
 
 
-def load_dataset(name: str, *, n: int | None = None, seed: int = 0) -> Dataset:
+def load_dataset(name: str, *, n: int | None = None, seed: int = 0, target_noise: float | None = None) -> Dataset:
     """Load one benchmark dataset by name.
 
     Names: ``breast_cancer``, ``digits`` (classification) and ``diabetes``
@@ -259,6 +268,9 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0) -> Dataset:
             :data:`DEFAULT_GENERATED_ROWS` = 4100). Bundled sets: all rows by
             default; a smaller ``n`` takes a random subset of ``n`` rows.
         seed: Seed for the generator, or for the subset of a bundled set.
+        target_noise: Generators only: standard deviation of the noise added to the target
+            (default: the suite's, :data:`FRIED_NOISE_STD` = 1.0 for ``fried`` and
+            :data:`PLANES_NOISE_STD` = 2.0 for ``2dplanes``). The features do not depend on it.
 
     Returns:
         A :class:`Dataset` with ``X`` float64 of shape ``(n, d)`` and ``y`` int64
@@ -266,7 +278,8 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0) -> Dataset:
 
     Raises:
         InputError: If the name is unknown (the message lists the valid names), or
-            ``n`` is not a positive integer, or exceeds a bundled set's rows.
+            ``n`` is not a positive integer, or exceeds a bundled set's rows, or
+            ``target_noise`` is given for a bundled set or is not a number >= 0.
     """
     key = str(name).strip().lower().replace("-", "_")
     if key not in _NAME_TABLE:
@@ -276,9 +289,16 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0) -> Dataset:
     canonical, task, source = _NAME_TABLE[key]
     if n is not None:
         n = _check_positive_int(n, f"load_dataset({name!r}): n")
+    if target_noise is not None:
+        if source not in _GENERATED_SOURCES:
+            raise InputError(f"load_dataset({name!r}): target_noise applies to the generated sets "
+                             f"({', '.join(_GENERATED_SOURCES)}) only; leave it unset for {source}.")
+        if (isinstance(target_noise, bool) or not isinstance(target_noise, (int, float))
+                or not 0.0 <= float(target_noise) < math.inf):
+            raise InputError(f"load_dataset({name!r}): target_noise must be a number >= 0, got {target_noise!r}")
 
     if source in _GENERATED_SOURCES:
-        X, y, names = _load_source(source, n or DEFAULT_GENERATED_ROWS, seed)
+        X, y, names = _load_source(source, n or DEFAULT_GENERATED_ROWS, seed, target_noise)
     else:
         X, y, names = _load_source(source, 0, seed)
         if n is not None:

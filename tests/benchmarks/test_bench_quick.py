@@ -273,3 +273,26 @@ def test_cells_use_the_paper_settings_and_a_noised_validation_split() -> None:
     (Xc, yc), (Xn, yn) = data["valid"]["clean"], data["valid"]["noisy"]
     assert np.array_equal(Xc, Xn) and int((yc != yn).sum()) == round(0.1 * len(yc))  # labels flipped, features kept
     assert data["noisy"].sum() == round(0.1 * len(data["y"]))
+
+
+def test_target_noise_option_reaches_the_generated_sets_only(tmp_path: Path) -> None:
+    import numpy as np
+
+    from benchmarks import run
+
+    assert run.parse_args([]).target_noise is None and run.parse_args(["--target-noise", "1"]).target_noise == 1.0
+    suite = run._cell_data("reg_2dplanes", "feature", 0.1, 0)
+    quiet = run._cell_data("reg_2dplanes", "feature", 0.1, 0, target_noise=0.0)
+    assert not np.allclose(suite["y"], quiet["y"])  # the target noise is part of the data
+    assert np.array_equal(suite["noisy"], quiet["noisy"])  # same rows noised
+    bundled = run._cell_data("cls_breast_cancer", "label", 0.1, 0, target_noise=1.0)  # ignored, not an error
+    assert np.array_equal(bundled["y"], run._cell_data("cls_breast_cancer", "label", 0.1, 0)["y"])
+    # Files run on different data do not merge into one table.
+    payload = {"meta": {"generated": "g", "command": "c", "wall_seconds": 1.0, "torch": "t", "threads": 1,
+                        "machine": "m", "cleanlab": "-"},
+               "config": {**run.asdict(run.parse_args(["--quick"])), "target_noise": None}, "records": []}
+    other = {**payload, "config": {**payload["config"], "target_noise": 1.0}}
+    (tmp_path / "a.json").write_text(json.dumps(payload))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="different --target-noise"):
+        run.main(["--from-json", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}", "--out-dir", str(tmp_path)])
