@@ -27,7 +27,7 @@ import math
 import platform
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -112,7 +112,7 @@ class Config:
     jobs: int = 1
     quick: bool = False
     from_json: list[str] = field(default_factory=list)
-    target_noise: float | None = None  # generated sets' target noise sd; None = the suite's (fried 1, 2dplanes 2)
+    target_noise: float | None = None  # generated sets' target noise sd; None = the suite's (lossval.datasets)
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -145,6 +145,17 @@ def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
     return name, kwargs
 
 
+def _noise_sd(text: str) -> float:
+    """argparse type of --target-noise: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0.0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     """Turn command-line arguments into a :class:`Config`."""
     from lossval.datasets import DATASETS
@@ -162,9 +173,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:kw=val,...",
                         help="add a method: LossVal defaults with these constructor kwargs")
     parser.add_argument("--epochs", type=int, default=None, help="override epochs of every trained model")
-    parser.add_argument("--target-noise", type=float, default=None, metavar="SD",
-                        help="standard deviation of the generated sets' target noise (fried, 2dplanes; default: "
-                             "the suite's, 1 and 2); to check how the figures depend on the data")
+    parser.add_argument("--target-noise", type=_noise_sd, default=None, metavar="SD",
+                        help="standard deviation of the generated sets' target noise (fried, 2dplanes; default: the "
+                             "suite's, lossval.datasets.FRIED_NOISE_STD and PLANES_NOISE_STD); to check how the "
+                             "figures depend on the data")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each; default 1)")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR), help="where quality.json/.md go")
     parser.add_argument("--from-json", default=None, metavar="PATH[,PATH]",
@@ -274,6 +286,8 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
 
     torch.set_num_threads(1)
     _warm_up()
+    from lossval.datasets import target_noise_std
+
     train = default_training()
     if cfg.epochs is not None:
         train["epochs"] = cfg.epochs
@@ -285,7 +299,8 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
             data = _cell_data(dataset, noise, fraction, seed, cfg.target_noise)
             task, X, y, noisy = data["task"], data["X"], data["y"], data["noisy"]
             key = {"dataset": dataset, "task": task, "noise": noise, "fraction": fraction, "seed": seed,
-                   "n_train": int(X.shape[0]), "n_noisy": int(noisy.sum())}
+                   "n_train": int(X.shape[0]), "n_noisy": int(noisy.sum()),
+                   "target_noise": target_noise_std(dataset, cfg.target_noise)}
 
             def retrain(keep: np.ndarray) -> float:
                 model, _ = train_plain(X[keep], y[keep], task=task, n_outputs=data["n_outputs"], seed=seed, **train)
@@ -570,8 +585,7 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
                     targets: list[dict[str, Any]]) -> str:
     """quality.md: overall table, targets, weight stats, pruning, per-cell table."""
     lines = ["# LossVal benchmark: detection quality and pruning benefit", ""]
-    target_noise = ("the suite's (fried sd 1, 2dplanes sd 2)" if cfg.target_noise is None
-                    else f"sd {cfg.target_noise:g} (--target-noise)")
+    target_noise = _target_noise_text(records)
     lines += [f"Generated {meta['generated']} by `{meta['command']}` in {meta['wall_seconds']:.0f} s "
               f"(torch {meta['torch']}, {meta['threads']} thread per process, {cfg.jobs} process(es), "
               f"CPU {meta['machine']}; cleanlab: {meta['cleanlab']}).", "",
@@ -734,6 +748,59 @@ def _write_results(cfg: Config, records: list[dict[str, Any]], meta: dict[str, A
     return {"json": json_path, "md": md_path}
 
 
+# 2dplanes' noise went from sd 1 to sd 2 on 2026-12-03 (commit 517e697); records written before
+# carry no "target_noise", and for 2dplanes that means the old data.
+_LEGACY_NOISE = {"fried": 1.0}
+
+
+def _record_noise(record: dict[str, Any]) -> float | None:
+    """The record's target noise sd; None for a bundled set; NaN for an unrecorded 2dplanes one."""
+    from lossval.datasets import GENERATED_DATASETS
+
+    if record["dataset"] not in GENERATED_DATASETS:
+        return None
+    if record.get("target_noise") is not None:
+        return float(record["target_noise"])
+    return _LEGACY_NOISE.get(record["dataset"].split("_", 1)[1], math.nan)
+
+
+def _target_noise_text(records: list[dict[str, Any]]) -> str:
+    """What quality.md says about the generated sets' target noise, from the records themselves."""
+    seen: dict[str, set[float]] = {}
+    for r in records:
+        noise = _record_noise(r)
+        if noise is not None:
+            seen.setdefault(r["dataset"].split("_", 1)[1], set()).add(noise)
+    if not seen:
+        return "no generated set in this run"
+    return ", ".join(f"{src} sd {', '.join(f'{v:g}' for v in sorted(vals))}" for src, vals in sorted(seen.items()))
+
+
+def _check_mergeable(records: list[dict[str, Any]], files: list[str]) -> None:
+    """Refuse merges that would mix data: a 2dplanes record without its noise (written before
+    its noise changed), one dataset drawn with two noises, or the same cell and method twice."""
+    by_dataset: dict[str, set[float]] = {}
+    for r in records:
+        noise = _record_noise(r)
+        if noise is None:
+            continue
+        if math.isnan(noise):
+            raise SystemExit(f"--from-json: a {r['dataset']} record in {', '.join(files)} does not say its target noise: "
+                             "it was written before 2dplanes' noise became sd 2 (2026-12-03). Drop those records "
+                             "or rerun that dataset.")
+        by_dataset.setdefault(r["dataset"], set()).add(noise)
+    mixed = {d: sorted(v) for d, v in by_dataset.items() if len(v) > 1}
+    if mixed:
+        raise SystemExit(f"--from-json: datasets drawn with different target noise ({mixed}); their records cannot "
+                         "share one table")
+    keys = [(r["dataset"], r["noise"], r["fraction"], r["seed"], r["valid"], r["method"]) for r in records]
+    repeated = [k for k, c in Counter(keys).items() if c > 1]
+    if repeated:
+        raise SystemExit(f"--from-json: {len(repeated)} (dataset, noise, fraction, seed, validation, method) cell(s) "
+                         f"appear in more than one record, e.g. {repeated[0]}; to replace a method's results, "
+                         "remove its old records from the earlier file first")
+
+
 def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
     """Merge earlier quality.json files (records concatenated, settings united) and re-render."""
     from lossval.datasets import DATASETS
@@ -748,15 +815,14 @@ def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
             seen += [v for v in p["config"][key] if v not in seen]
         return sorted(seen, key=order.index) if order else seen
 
+    _check_mergeable(records, cfg.from_json)
     noises = {p["config"].get("target_noise") for p in payloads}
-    if len(noises) > 1:
-        raise SystemExit(f"--from-json: these files were run with different --target-noise values ({sorted(noises, key=str)}); "
-                         "their generated datasets differ, so their records cannot share one table")
     merged = Config(datasets=union("datasets", list(DATASETS)), noise_kinds=union("noise_kinds"),
                     fractions=union("fractions"), valid_settings=union("valid_settings"), seeds=union("seeds"),
                     methods=union("methods"), variants={k: v for p in payloads for k, v in p["config"]["variants"].items()},
                     epochs=first["epochs"], out_dir=cfg.out_dir, jobs=max(p["config"]["jobs"] for p in payloads),
-                    quick=first["quick"], from_json=cfg.from_json, target_noise=noises.pop())
+                    quick=first["quick"], from_json=cfg.from_json,
+                    target_noise=noises.pop() if len(noises) == 1 else None)
     meta = dict(payloads[0]["meta"])
     meta["generated"] = " + ".join(p["meta"]["generated"] for p in payloads)  # one date per part, in command order
     meta["command"] = " + ".join(p["meta"]["command"] for p in payloads)

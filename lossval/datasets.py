@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ __all__ = [
     "make_2dplanes",
     "PLANES_NOISE_STD",
     "GENERATED_DATASETS",
+    "target_noise_std",
     "FRIED_NOISE_STD",
     "load_dataset",
     "split_dataset",
@@ -193,9 +195,9 @@ def make_2dplanes(n: int, *, seed: int, noise_std: float = PLANES_NOISE_STD) -> 
     The noise scale differs between published versions: Breiman et al. (1984) write the noise
     as N(0, 2), later generators use a standard deviation of sqrt(2) or of 1. The default, a
     standard deviation of 2, is the one under which the reference LossVal figures of the
-    benchmark suite reproduce (``/work/shared/reference``; measured 2026-12-03: with 1 or
-    sqrt(2) the reference code's label-noise F1 on 2dplanes is off by 0.09-0.22, with 2 every
-    2dplanes cell is within 0.05; see the README's benchmark section).
+    benchmark suite reproduce (measured 2026-12-03: with 1 or sqrt(2) our reproduction of the
+    reference code's label-noise F1 on 2dplanes is off by 0.09-0.22, with 2 every 2dplanes cell
+    is within 0.05; see the README's benchmark section).
 
     Args:
         n: Number of rows.
@@ -211,7 +213,7 @@ def make_2dplanes(n: int, *, seed: int, noise_std: float = PLANES_NOISE_STD) -> 
         InputError: If ``n`` is not a positive integer or ``noise_std`` is not a number >= 0.
     """
     n = _check_positive_int(n, "make_2dplanes: n")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or not 0.0 <= float(noise_std) < math.inf:
+    if isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real) or not 0.0 <= float(noise_std) < math.inf:
         raise InputError(f"make_2dplanes: noise_std must be a number >= 0, got {noise_std!r}")
     rng = np.random.default_rng(seed)
     X = np.empty((n, 10), dtype=np.float64)
@@ -249,6 +251,25 @@ def _load_source(source: str, n: int, seed: int,
     if names is None or len(names) != X.shape[1]:
         names = [f"x{j + 1}" for j in range(X.shape[1])]
     return X, np.asarray(bunch.target), [str(name) for name in names]
+
+
+def target_noise_std(name: str, target_noise: float | None = None) -> float | None:
+    """Standard deviation of the noise in a dataset's target as :func:`load_dataset` draws it.
+
+    ``None`` for the bundled sets (their noise is whatever the data has); for the generated
+    sets ``target_noise`` if given, else the suite's (:data:`FRIED_NOISE_STD`,
+    :data:`PLANES_NOISE_STD`). Benchmark records carry it, so results drawn with another noise
+    are never merged into one table.
+    """
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _NAME_TABLE:
+        raise InputError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASET_NAMES)}.")
+    source = _NAME_TABLE[key][2]
+    if source not in _GENERATED_SOURCES:
+        return None
+    if target_noise is not None:
+        return float(target_noise)
+    return PLANES_NOISE_STD if source == "2dplanes" else FRIED_NOISE_STD
 
 
 def load_dataset(name: str, *, n: int | None = None, seed: int = 0, target_noise: float | None = None) -> Dataset:
@@ -293,7 +314,7 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, target_noise
         if source not in _GENERATED_SOURCES:
             raise InputError(f"load_dataset({name!r}): target_noise applies to the generated sets "
                              f"({', '.join(_GENERATED_SOURCES)}) only; leave it unset for {source}.")
-        if (isinstance(target_noise, bool) or not isinstance(target_noise, (int, float))
+        if (isinstance(target_noise, bool) or not isinstance(target_noise, numbers.Real)
                 or not 0.0 <= float(target_noise) < math.inf):
             raise InputError(f"load_dataset({name!r}): target_noise must be a number >= 0, got {target_noise!r}")
 

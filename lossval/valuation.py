@@ -1113,17 +1113,18 @@ def epsilon_schedule(blur: float, diameter: float, scaling: float, p: float = 2.
 
     Annealing from the data's scale down to the target blur (Feydy, "Geometric data analysis,
     beyond convolutions", 2020, section 3.3.3; the schedule geomloss's ``SamplesLoss`` runs,
-    step for step, so the values match it).
+    step for step and in numpy's logarithms, so the values match it to the last bit).
     """
-    if not (0.0 < scaling < 1.0) or blur <= 0.0 or diameter <= 0.0:
-        raise ValueError(f"need blur > 0, diameter > 0 and 0 < scaling < 1; got {blur}, {diameter}, {scaling}")
-    steps = np.arange(p * math.log(diameter), p * math.log(blur), p * math.log(scaling))
+    if not (0.0 < scaling < 1.0 and 0.0 < blur <= diameter < math.inf):
+        raise ValueError(f"need 0 < blur <= diameter < inf and 0 < scaling < 1; got blur={blur}, "
+                         f"diameter={diameter}, scaling={scaling}")
+    steps = np.arange(p * np.log(diameter), p * np.log(blur), p * np.log(scaling))
     return [float(diameter ** p), *(float(e) for e in np.exp(steps)), float(blur ** p)]
 
 
 def _log_mass(w: torch.Tensor) -> torch.Tensor:
-    """``log(w)``, with ``_LOG_ZERO_MASS`` where ``w <= 0`` (the other branch's -inf or NaN is discarded)."""
-    return torch.where(w > 0, w.log(), _LOG_ZERO_MASS)
+    """``log(w)``, with ``_LOG_ZERO_MASS`` where ``w <= 0``; a NaN mass stays NaN (so a diverged fit shows)."""
+    return torch.where(w <= 0, _LOG_ZERO_MASS, w.log())
 
 
 def _softmin(eps: float, C: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -1160,8 +1161,14 @@ def _average(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     return new.add_(old).mul_(0.5)  # `new` is a fresh soft-min result, free to overwrite
 
 
-def sinkhorn_potentials(a_log: torch.Tensor, b_log: torch.Tensor, C_xy: torch.Tensor, C_yx: torch.Tensor,
-                        eps_list: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_batched(C: torch.Tensor, h: torch.Tensor, what: str) -> None:
+    """Shapes only (no host sync): ``C (B, N, M)`` with ``h (B, M)``. Unbatched input would broadcast wrongly."""
+    if C.dim() != 3 or h.dim() != 2 or C.shape[0] != h.shape[0] or C.shape[2] != h.shape[1]:
+        raise ValueError(f"{what}: need costs (B, N, M) and log-masses (B, M), got {tuple(C.shape)} and {tuple(h.shape)}")
+
+
+def _sinkhorn_potentials(a_log: torch.Tensor, b_log: torch.Tensor, C_xy: torch.Tensor, C_yx: torch.Tensor,
+                         eps_list: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Dual potentials ``(f, g)`` of entropic OT between ``a`` on ``x`` and ``b`` on ``y``, batched.
 
     The symmetric Sinkhorn iteration with ε-scaling (Feydy 2020, algorithm 3.5): at each
@@ -1173,7 +1180,11 @@ def sinkhorn_potentials(a_log: torch.Tensor, b_log: torch.Tensor, C_xy: torch.Te
         a_log, b_log: Log-masses ``(B, N)`` and ``(B, M)`` (see :func:`_log_mass`).
         C_xy, C_yx: Costs ``(B, N, M)`` and its transpose ``(B, M, N)``, contiguous.
         eps_list: Temperatures (:func:`epsilon_schedule`).
+
+    For use without autograd (the updates are in place); the gradients are the potentials.
     """
+    _check_batched(C_xy, b_log, "Sinkhorn potentials")
+    _check_batched(C_yx, a_log, "Sinkhorn potentials")
     eps = eps_list[0]
     f, g = _softmin(eps, C_xy, b_log), _softmin(eps, C_yx, a_log)
     for eps in eps_list:
@@ -1184,9 +1195,10 @@ def sinkhorn_potentials(a_log: torch.Tensor, b_log: torch.Tensor, C_xy: torch.Te
             _softmin(eps, C_yx, torch.add(a_log, f, alpha=1.0 / eps)))
 
 
-def self_potential(a_log: torch.Tensor, C_xx: torch.Tensor, eps_list: list[float]) -> torch.Tensor:
+def _self_potential(a_log: torch.Tensor, C_xx: torch.Tensor, eps_list: list[float]) -> torch.Tensor:
     """The potential of entropic OT from ``a`` to itself (the debiasing term), batched; see
-    :func:`sinkhorn_potentials`. ``C_xx (B, N, N)`` is symmetric, so one update serves both sides."""
+    :func:`_sinkhorn_potentials`. ``C_xx (B, N, N)`` is symmetric, so one update serves both sides."""
+    _check_batched(C_xx, a_log, "Sinkhorn self-potential")
     eps = eps_list[0]
     f = _softmin(eps, C_xx, a_log)
     for eps in eps_list:
@@ -1207,8 +1219,8 @@ class _BatchedSinkhorn:
     subsets come from a fixed pool (:meth:`LossVal._val_pool`), so its potential is solved
     once per pool subset on the first call and looked up afterwards; each solve does the
     ``a <-> b`` and ``a <-> a`` work only. ``C(y, x)`` is the transpose of ``C(x, y)`` rather
-    than a second distance computation. The solver is ours (:func:`sinkhorn_potentials`,
-    :func:`self_potential`); values and gradients equal geomloss's ``SamplesLoss`` with the
+    than a second distance computation. The solver is ours (:func:`_sinkhorn_potentials`,
+    :func:`_self_potential`); values and gradients equal geomloss's ``SamplesLoss`` with the
     same blur, diameter and scaling to float rounding (tested).
 
     No autograd: with the potentials ``F = f_ba - f_aa`` on the batch and ``G = g_ab - g_bb``
@@ -1232,7 +1244,7 @@ class _BatchedSinkhorn:
 
     def _b_log(self, rows: int) -> torch.Tensor:
         mass = 1.0 / self.k if self.normalize else 1.0
-        return torch.full((rows, self.k), math.log(mass), device=self.Z_val.device)
+        return torch.full((rows, self.k), math.log(mass), device=self.Z_val.device, dtype=self.Z_val.dtype)
 
     def _solve_pool(self) -> torch.Tensor:
         """The ``b <-> b`` potential of every pool subset ``(pool, k)``."""
@@ -1240,7 +1252,7 @@ class _BatchedSinkhorn:
         per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (self.k * self.k))
         for start in range(0, self.pool.shape[0], per_call):
             y = self.Z_val[self.pool[start:start + per_call]]
-            parts.append(self_potential(self._b_log(y.shape[0]), half_squared_distances(y, y), self.eps_list))
+            parts.append(_self_potential(self._b_log(y.shape[0]), half_squared_distances(y, y), self.eps_list))
         return torch.cat(parts)
 
     def __call__(self, weights: torch.Tensor, idx: torch.Tensor, choice: torch.Tensor,
@@ -1248,8 +1260,8 @@ class _BatchedSinkhorn:
         """Values ``(n_batches,)`` and gradients ``(n_batches, size)`` for weights ``(n_batches, size)``
         (zero on padding) of rows ``idx``, batch ``b`` against pool subset ``choice[b]``."""
         n_batches, size = idx.shape
-        values = torch.empty(n_batches, device=Z.device)
-        grads = torch.empty((n_batches, size), device=Z.device)
+        values = torch.empty(n_batches, device=Z.device, dtype=weights.dtype)
+        grads = torch.empty((n_batches, size), device=Z.device, dtype=weights.dtype)
         per_call = max(1, _SINKHORN_CHUNK_ELEMENTS // (2 * size * self.k + size * size))
         b_mass = 1.0 / self.k if self.normalize else 1.0
         with torch.no_grad():
@@ -1262,11 +1274,17 @@ class _BatchedSinkhorn:
                 a = w / total if self.normalize else w
                 x, y = Z[idx[rows]], self.Z_val[self.pool[choice[rows]]]
                 a_log, c_xy = _log_mass(a), half_squared_distances(x, y)
-                f_ba, g_ab = sinkhorn_potentials(a_log, self._b_log(w.shape[0]), c_xy,
-                                                 c_xy.transpose(1, 2).contiguous(), self.eps_list)
-                f_pot = f_ba - self_potential(a_log, half_squared_distances(x, x), self.eps_list)
+                f_ba, g_ab = _sinkhorn_potentials(a_log, self._b_log(w.shape[0]), c_xy,
+                                                  c_xy.transpose(1, 2).contiguous(), self.eps_list)
+                f_pot = f_ba - _self_potential(a_log, half_squared_distances(x, x), self.eps_list)
                 g_pot = g_ab - self._g_bb[choice[rows]]
                 a_dot_f = (a * f_pot).sum(dim=1)
-                values[rows] = a_dot_f + b_mass * g_pot.sum(dim=1)
-                grads[rows] = (f_pot - a_dot_f.unsqueeze(1)) / total if self.normalize else f_pot
+                value = a_dot_f + b_mass * g_pot.sum(dim=1)
+                grad = (f_pot - a_dot_f.unsqueeze(1)) / total if self.normalize else f_pot
+                # A batch with no mass left (every weight clamped to 0) has no transport to
+                # measure; its potentials are those of the -1e5 floor (values near 1e7). It
+                # contributes 0 and moves no weight, as its weighted loss does.
+                massless = (w > 0).sum(dim=1) == 0
+                values[rows] = torch.where(massless, 0.0, value)
+                grads[rows] = torch.where(massless.unsqueeze(1), 0.0, grad)
         return values, grads

@@ -287,12 +287,18 @@ def test_target_noise_option_reaches_the_generated_sets_only(tmp_path: Path) -> 
     assert np.array_equal(suite["noisy"], quiet["noisy"])  # same rows noised
     bundled = run._cell_data("cls_breast_cancer", "label", 0.1, 0, target_noise=1.0)  # ignored, not an error
     assert np.array_equal(bundled["y"], run._cell_data("cls_breast_cancer", "label", 0.1, 0)["y"])
-    # Files run on different data do not merge into one table.
-    payload = {"meta": {"generated": "g", "command": "c", "wall_seconds": 1.0, "torch": "t", "threads": 1,
-                        "machine": "m", "cleanlab": "-"},
-               "config": {**run.asdict(run.parse_args(["--quick"])), "target_noise": None}, "records": []}
-    other = {**payload, "config": {**payload["config"], "target_noise": 1.0}}
-    (tmp_path / "a.json").write_text(json.dumps(payload))
-    (tmp_path / "b.json").write_text(json.dumps(other))
-    with pytest.raises(SystemExit, match="different --target-noise"):
-        run.main(["--from-json", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}", "--out-dir", str(tmp_path)])
+    # Records carry their data's noise; merges refuse to mix data or to count a cell twice.
+    rec = {"dataset": "reg_2dplanes", "task": "regression", "noise": "label", "fraction": 0.1, "seed": 0,
+           "valid": "clean", "method": "lossval", "target_noise": 2.0}
+    assert run._record_noise(rec) == 2.0 and run._record_noise({**rec, "dataset": "reg_diabetes"}) is None
+    assert run._record_noise({**rec, "dataset": "reg_fried", "target_noise": None}) == 1.0  # fried never changed
+    run._check_mergeable([rec, {**rec, "seed": 1}, {**rec, "dataset": "reg_fried", "target_noise": None}], ["x"])
+    for bad, match in (([{**rec, "target_noise": None}], "written before"),  # old 2dplanes
+                       ([rec, {**rec, "seed": 1, "target_noise": 1.0}], "different target noise"),
+                       ([rec, dict(rec)], "more than one record")):
+        with pytest.raises(SystemExit, match=match):
+            run._check_mergeable(bad, ["x"])
+    assert run._target_noise_text([rec, {**rec, "dataset": "cls_fried", "target_noise": 1.0}]) == "2dplanes sd 2, fried sd 1"
+    for bad_sd in ("-1", "nan", "inf", "x"):
+        with pytest.raises(SystemExit):
+            run.parse_args(["--target-noise", bad_sd])

@@ -28,9 +28,9 @@ from lossval.valuation import (
     half_squared_distances,
     infer_task,
     objective_terms,
-    self_potential,
-    sinkhorn_potentials,
 )
+from lossval.valuation import _self_potential as self_potential
+from lossval.valuation import _sinkhorn_potentials as sinkhorn_potentials
 
 
 def _sinkhorn(blur: float = 0.05, potentials: bool = False) -> SamplesLoss:
@@ -151,6 +151,7 @@ def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
     perm = torch.randperm(10, generator=gen)
     batches = list(torch.split(perm, 4))  # sizes 4, 4, 2
     weights[batches[0][1]] = 0.0  # a clamped weight inside a batch
+    weights[batches[1][2]] = -0.3  # a negative one (nonnegative=False): no mass, still a gradient
     idx, live = _pad_batches(perm, 4)
     assert live.sum(dim=1).tolist() == [4, 4, 2] and idx.reshape(-1)[:10].tolist() == perm.tolist()
     pool = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in range(5)])
@@ -166,6 +167,26 @@ def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
             (g,) = torch.autograd.grad(s, w)
             assert values[b].item() == pytest.approx(s.item(), rel=1e-5, abs=1e-6)
             assert torch.allclose(grads[b, : len(rows)], g, rtol=1e-4, atol=1e-6)
+
+
+def test_batched_sinkhorn_gives_a_massless_batch_nothing_and_keeps_the_dtype() -> None:
+    # Every weight of a batch clamped to 0: no transport to measure, so value 0 and no gradient
+    # (the raw potentials of the -1e5 log-mass floor are near 1e7); the other batches are as alone.
+    gen = torch.Generator().manual_seed(4)
+    Z, Z_val = torch.randn(8, 3, generator=gen, dtype=torch.float64), torch.randn(6, 3, generator=gen,
+                                                                                  dtype=torch.float64)
+    pool = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in range(2)])
+    solver = _BatchedSinkhorn(Z_val=Z_val, pool=pool, blur=0.3, diameter=10.0, scaling=0.5, normalize=True)
+    idx, _ = _pad_batches(torch.arange(8), 4)
+    w = torch.rand(2, 4, generator=gen, dtype=torch.float64) + 0.5
+    w_empty = w.clone()
+    w_empty[1] = 0.0
+    values, grads = solver(w_empty, idx, torch.tensor([0, 1]), Z)
+    alone, alone_grads = solver(w, idx, torch.tensor([0, 1]), Z)
+    assert values.dtype == grads.dtype == torch.float64
+    assert values[1].item() == 0.0 and torch.equal(grads[1], torch.zeros(4, dtype=torch.float64))
+    assert values[0].item() == alone[0].item() and torch.equal(grads[0], alone_grads[0])
+    assert values[0].item() > 0.0
 
 
 @pytest.mark.parametrize(("blur", "scaling"), [(0.05, 0.5), (0.7, 0.2), (0.3, 0.9)])
@@ -191,14 +212,18 @@ def test_own_sinkhorn_loop_equals_geomloss_potentials(blur: float, scaling: floa
     ref = SamplesLoss("sinkhorn", p=2, blur=blur, scaling=scaling, diameter=diameter, backend="tensorized",
                       potentials=True, cost=half_squared_distances)
     f_ref, g_ref = ref(a, x, b, y)
-    live = a > 0  # a zero-mass row's potential is not defined by the problem
-    torch.testing.assert_close((f_ba - f_aa)[live], f_ref[live], rtol=1e-9, atol=1e-9)
+    # Every row, the zero-mass one too: LossVal reads a clamped row's gradient off it.
+    torch.testing.assert_close(f_ba - f_aa, f_ref, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(g_ab - g_bb, g_ref, rtol=1e-9, atol=1e-9)
     try:
         from geomloss._legacy.sinkhorn_divergence import epsilon_schedule as geomloss_schedule
     except ImportError:
         return
-    assert eps_list == pytest.approx([float(e) for e in geomloss_schedule(2, diameter, blur, scaling)], rel=1e-12)
+    assert eps_list == [float(e) for e in geomloss_schedule(2, diameter, blur, scaling)]  # to the last bit
+    with pytest.raises(ValueError, match="Sinkhorn potentials"):  # unbatched input would broadcast wrongly
+        sinkhorn_potentials(_log_mass(a[0]), _log_mass(b[0]), c_xy[0], c_xy[0].T.contiguous(), eps_list)
+    with pytest.raises(ValueError, match="blur <= diameter"):
+        epsilon_schedule(2.0, 1.0, 0.5)
 
 
 def test_logsumexp_without_the_slow_path_equals_torch_s() -> None:
