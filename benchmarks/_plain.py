@@ -39,6 +39,7 @@ def train_plain(
     width: int | None = None,
     activation: str | None = None,
     optimizer: str = "flat",
+    device: str = "cpu",
 ) -> tuple[torch.nn.Module, np.ndarray]:
     """Train the MLP unweighted with Adam and record every row's loss in every epoch.
 
@@ -58,6 +59,7 @@ def train_plain(
             LossVal itself uses (like for like); ``"torch"``: ``torch.optim.Adam(fused=True)``,
             the loop most users would write (same maths,
             more per-step overhead; the speed benchmark reports both).
+        device: Where to train (``"cpu"``, ``"cuda"``...); the loss history comes back on the CPU.
 
     Returns:
         ``(model, loss_history)``: the trained model (eval mode) and per-row losses
@@ -65,25 +67,27 @@ def train_plain(
     """
     width = width or (100 if task == "classification" else 90)
     activation = activation or ("relu" if task == "classification" else "tanh")
-    Xt = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+    dev = torch.device(device)
+    Xt = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=dev)
     if task == "classification":
-        yt = torch.as_tensor(np.asarray(y), dtype=torch.int64)
+        yt = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev)
     else:
-        yt = torch.as_tensor(np.asarray(y), dtype=torch.float32)
+        yt = torch.as_tensor(np.asarray(y), dtype=torch.float32, device=dev)
     n = Xt.shape[0]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = make_mlp(Xt.shape[1], n_outputs, n_layers=n_layers, width=width, activation=activation)
+    model = model.to(dev)
     if optimizer not in ("flat", "torch"):
         raise ValueError(f"optimizer must be 'flat' or 'torch', got {optimizer!r}")
     flat = optimizer == "flat"
     opt = FlatAdam(model.parameters(), lr=lr) if flat else make_adam(model.parameters(), lr=lr)
-    gen = torch.Generator()
+    gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
-    history = torch.zeros((epochs, n))
+    history = torch.zeros((epochs, n), device=dev)
     model.train()
     for epoch in range(epochs):
-        for idx in torch.split(torch.randperm(n, generator=gen), min(batch_size, n)):
+        for idx in torch.split(torch.randperm(n, generator=gen, device=dev), min(batch_size, n)):
             out = model(Xt[idx])
             if task == "classification":
                 row_loss = F.cross_entropy(out, yt[idx], reduction="none")
@@ -97,7 +101,7 @@ def train_plain(
     if flat:
         opt.release()
     model.eval()
-    return model, history.numpy().astype(np.float64)
+    return model, history.cpu().numpy().astype(np.float64)
 
 
 def score_model(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, *, task: str) -> float:

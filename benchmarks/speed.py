@@ -70,21 +70,22 @@ def make_data(n_rows: int, n_features: int, n_valid: int = 100, seed: int = 0,
 
 
 def time_lossval(data: tuple[np.ndarray, ...], *, epochs: int, paper: bool = False, seed: int = 0,
-                 task: str = "classification") -> float:
-    """Seconds of one ``LossVal.fit`` (defaults, or paper settings) on CPU."""
+                 task: str = "classification", device: str = "cpu") -> float:
+    """Seconds of one ``LossVal.fit`` (defaults, or paper settings) on ``device`` (the fit ends
+    by copying its values to the host, so a CUDA fit is finished when this returns)."""
     from lossval import LossVal
 
     if paper:
-        lv = LossVal.paper_settings(task, epochs=epochs, verbose=False, device="cpu", seed=seed)
+        lv = LossVal.paper_settings(task, epochs=epochs, verbose=False, device=device, seed=seed)
     else:
-        lv = LossVal(task=task, epochs=epochs, verbose=False, device="cpu", seed=seed)
+        lv = LossVal(task=task, epochs=epochs, verbose=False, device=device, seed=seed)
     t0 = time.perf_counter()
     lv.fit(*data)
     return time.perf_counter() - t0
 
 
 def time_plain(data: tuple[np.ndarray, ...], *, epochs: int, n_layers: int = 3, seed: int = 0,
-               optimizer: str = "flat", task: str = "classification") -> float:
+               optimizer: str = "flat", task: str = "classification", device: str = "cpu") -> float:
     """Seconds of unweighted training of LossVal's MLP for ``task`` (classification: width 100,
     ReLU; regression: width 90, tanh) for ``epochs``.
 
@@ -100,7 +101,7 @@ def time_plain(data: tuple[np.ndarray, ...], *, epochs: int, n_layers: int = 3, 
     n_outputs = int(y.max()) + 1 if task == "classification" else 1
     train_plain(X, y, task=task, n_outputs=n_outputs, epochs=epochs,
                 batch_size=int(train["batch_size"]), lr=float(train["lr"]), seed=seed, n_layers=n_layers,
-                optimizer=optimizer)
+                optimizer=optimizer, device=device)
     return time.perf_counter() - t0
 
 

@@ -302,3 +302,25 @@ def test_target_noise_option_reaches_the_generated_sets_only(tmp_path: Path) -> 
     for bad_sd in ("-1", "nan", "inf", "x"):
         with pytest.raises(SystemExit):
             run.parse_args(["--target-noise", bad_sd])
+
+
+def test_gpu_benchmark_refuses_without_cuda_and_renders_its_tables(tmp_path: Path) -> None:
+    import torch
+
+    from benchmarks import gpu
+
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as exit_info:
+            gpu.main(["--out-dir", str(tmp_path)])
+        assert exit_info.value.code == 2 and not list(tmp_path.iterdir())  # nothing half-written
+    res = {"meta": {"generated": "g", "command": "python -m benchmarks.gpu", "device": "NVIDIA H200",
+                    "torch": "2.11", "python": "3.12"},
+           "agreement": [{"data": "reg_fried, label noise 10%, seed 0", "pearson_r": 0.99, "max_abs_diff": 0.01,
+                          "flags_in_common": 0.95, "flagged_cpu": 101, "flagged_gpu": 99, "f1_cpu": 0.63,
+                          "f1_gpu": 0.61}],
+           "speed": [{"rows": 1000, "epochs": 30, "lossval_s": [1.0, 1.2], "plain_s": [0.8, 0.9],
+                      "lossval_median_s": 1.1, "plain_median_s": 0.85, "ratio": 1.3, "s_per_1k_rows": 1.1,
+                      "peak_cuda_mb": 42.0}]}
+    md = gpu.render_markdown(res)
+    assert "| reg_fried, label noise 10%, seed 0 | 0.9900 | 0.01 | 0.950 | 101 / 99 | 0.630 / 0.610 |" in md
+    assert "| 1000 | 30 | 1.10 (1.00, 1.20) | 0.85 | 1.30 | 1.100 | 42 |" in md

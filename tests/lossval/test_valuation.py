@@ -337,6 +337,22 @@ def test_flipped_labels_found_on_separable_classification(seed: int) -> None:
     assert _two_means_f1(lv.values_, noisy) >= 0.8
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by benchmarks/gpu_check.sh)")
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_cuda_fit_finds_the_same_bad_rows_as_the_cpu(task: str) -> None:
+    # The CUDA path is the CPU's code on another device: same detection on the clearly-wrong
+    # rows, values close (not equal: GPU kernels round differently and 30 epochs amplify it).
+    if task == "classification":
+        X, y, Xv, yv, noisy = _noisy_classification(0)
+    else:
+        X, y, Xv, yv, noisy = _separable_regression(0)
+    cpu = LossVal(task=task, verbose=False, seed=0, device="cpu").fit(X, y, Xv, yv)
+    gpu = LossVal(task=task, verbose=False, seed=0, device="cuda").fit(X, y, Xv, yv)
+    assert gpu.device_.type == "cuda" and np.isfinite(gpu.values_).all()
+    assert _two_means_f1(gpu.values_, noisy) >= 0.8
+    assert np.corrcoef(cpu.values_, gpu.values_)[0, 1] > 0.95
+
+
 def _separable_regression(seed: int = 0):
     """Targets on five well-separated levels (one per feature cluster) plus a smooth term;
     20% of training rows have their target swapped with a row two or more levels away.

@@ -1,0 +1,176 @@
+"""LossVal on a CUDA device: agreement with the CPU, speed against plain training, GPU memory.
+
+Needs a CUDA device; on a GPU machine run ``bash benchmarks/gpu_check.sh`` (tests, then this).
+Measures, with LossVal's defaults:
+
+* Agreement: the same fit (seed 0) on the CPU and on CUDA, on 1,000 synthetic rows per task
+  and on four suite cells (breast_cancer, digits, Friedman #1 and 2dplanes regression; label
+  noise 10%, clean validation): Pearson r of the values, share of two-means flags in common,
+  and each device's two-means F1 against the injected noise. GPU kernels round differently,
+  and 30 epochs amplify it, so the values are close, not equal.
+* Speed: LossVal against plain training of the same MLP (``FlatAdam``) on CUDA, interleaved per
+  seed (``--repeats``), at ``--sizes`` rows (default 1,000, 10,000 and 100,000), 20 features,
+  100 validation rows, 30 epochs; seconds, seconds per 1k rows, the ratio, and peak CUDA
+  memory of the LossVal fit.
+
+Usage::
+
+    python -m benchmarks.gpu [--sizes 1000,10000,100000] [--repeats 3] [--out-dir DIR]
+
+Writes ``gpu.json`` and ``gpu.md`` (atomically) under ``--out-dir`` (default
+``benchmarks/results``). Exits 2 without CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["agreement", "measure_speed", "render_markdown", "main"]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SUITE_CELLS = (("cls_breast_cancer", "label"), ("cls_digits", "label"), ("reg_fried", "label"),
+               ("reg_2dplanes", "label"))
+
+
+def _fit_values(data: tuple[np.ndarray, ...], task: str, device: str) -> np.ndarray:
+    from lossval import LossVal
+
+    return LossVal(task=task, verbose=False, seed=0, device=device).fit(*data).values_
+
+
+def _compare(cpu: np.ndarray, gpu: np.ndarray, noisy: np.ndarray | None) -> dict[str, Any]:
+    from lossval.metrics import detection_f1
+    from lossval.pruning import two_means_threshold
+
+    flag_cpu, flag_gpu = cpu < two_means_threshold(cpu), gpu < two_means_threshold(gpu)
+    union = int((flag_cpu | flag_gpu).sum())
+    row: dict[str, Any] = {"pearson_r": float(np.corrcoef(cpu, gpu)[0, 1]),
+                           "max_abs_diff": float(np.abs(cpu - gpu).max()),
+                           "flags_in_common": float((flag_cpu & flag_gpu).sum() / union) if union else 1.0,
+                           "flagged_cpu": int(flag_cpu.sum()), "flagged_gpu": int(flag_gpu.sum())}
+    if noisy is not None:
+        row["f1_cpu"], row["f1_gpu"] = detection_f1(flag_cpu, noisy), detection_f1(flag_gpu, noisy)
+    return row
+
+
+def agreement() -> list[dict[str, Any]]:
+    """CPU against CUDA on synthetic data and on a few suite cells (see the module docstring)."""
+    from benchmarks.run import _cell_data
+    from benchmarks.speed import make_data
+
+    rows = []
+    for task in ("classification", "regression"):
+        data = make_data(1000, 20, task=task)
+        rows.append({"data": f"synthetic {task}, 1000 rows",
+                     **_compare(_fit_values(data, task, "cpu"), _fit_values(data, task, "cuda"), None)})
+        print(f"agreement: {rows[-1]}", flush=True)
+    for dataset, noise in SUITE_CELLS:
+        cell = _cell_data(dataset, noise, 0.1, 0)
+        data = (cell["X"], cell["y"], *cell["valid"]["clean"])
+        rows.append({"data": f"{dataset}, {noise} noise 10%, seed 0",
+                     **_compare(_fit_values(data, cell["task"], "cpu"), _fit_values(data, cell["task"], "cuda"),
+                                cell["noisy"])})
+        print(f"agreement: {rows[-1]}", flush=True)
+    return rows
+
+
+def measure_speed(sizes: list[int], repeats: int, epochs: int = 30) -> list[dict[str, Any]]:
+    """LossVal and plain training on CUDA at each size, interleaved per seed."""
+    import torch
+
+    from benchmarks.speed import make_data, time_lossval, time_plain
+
+    time_lossval(make_data(200, 20), epochs=1, device="cuda")  # warm-up: CUDA context, kernels
+    time_plain(make_data(200, 20), epochs=1, device="cuda")
+    rows = []
+    for n in sizes:
+        data = make_data(n, 20)
+        lossval_s, plain_s, ratios = [], [], []
+        peak_mb = 0.0
+        for seed in range(repeats):
+            plain_s.append(time_plain(data, epochs=epochs, seed=seed, device="cuda"))
+            torch.cuda.reset_peak_memory_stats()
+            lossval_s.append(time_lossval(data, epochs=epochs, seed=seed, device="cuda"))
+            peak_mb = max(peak_mb, torch.cuda.max_memory_allocated() / 2**20)
+            ratios.append(lossval_s[-1] / plain_s[-1])
+        row = {"rows": n, "epochs": epochs, "lossval_s": lossval_s, "plain_s": plain_s,
+               "lossval_median_s": statistics.median(lossval_s), "plain_median_s": statistics.median(plain_s),
+               "ratio": statistics.median(ratios), "s_per_1k_rows": statistics.median(lossval_s) / (n / 1000),
+               "peak_cuda_mb": peak_mb}
+        print(f"speed: {n} rows: lossval {row['lossval_median_s']:.2f} s, plain {row['plain_median_s']:.2f} s, "
+              f"ratio {row['ratio']:.2f}, peak {peak_mb:.0f} MB", flush=True)
+        rows.append(row)
+    return rows
+
+
+def render_markdown(res: dict[str, Any]) -> str:
+    meta = res["meta"]
+    lines = ["# LossVal on CUDA", "",
+             f"Generated {meta['generated']} by `{meta['command']}` on {meta['device']} (torch {meta['torch']}, "
+             f"python {meta['python']}).", "",
+             "## Agreement with the CPU (defaults, seed 0)", "",
+             "GPU kernels round differently and 30 epochs amplify it: values are close, not equal.", "",
+             "| data | Pearson r | max abs diff | two-means flags in common | flagged CPU / CUDA | F1 CPU / CUDA |",
+             "|---|---|---|---|---|---|"]
+    for r in res["agreement"]:
+        f1 = f"{r['f1_cpu']:.3f} / {r['f1_gpu']:.3f}" if "f1_cpu" in r else "–"
+        lines.append(f"| {r['data']} | {r['pearson_r']:.4f} | {r['max_abs_diff']:.3g} | {r['flags_in_common']:.3f} | "
+                     f"{r['flagged_cpu']} / {r['flagged_gpu']} | {f1} |")
+    lines += ["", "## Speed (synthetic classification, 20 features, 100 validation rows)", "",
+              "Plain = the same MLP trained unweighted on CUDA with FlatAdam, same epochs and batch size; "
+              "seeds interleaved, medians.", "",
+              "| rows | epochs | LossVal s (runs) | plain s | ratio | s per 1k rows | peak CUDA MB |",
+              "|---|---|---|---|---|---|---|"]
+    for r in res["speed"]:
+        runs = ", ".join(f"{v:.2f}" for v in r["lossval_s"])
+        lines.append(f"| {r['rows']} | {r['epochs']} | {r['lossval_median_s']:.2f} ({runs}) | "
+                     f"{r['plain_median_s']:.2f} | {r['ratio']:.2f} | {r['s_per_1k_rows']:.3f} | {r['peak_cuda_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000", help="comma list of row counts")
+    parser.add_argument("--repeats", type=int, default=3, help="seeds per size (default 3)")
+    parser.add_argument("--skip-agreement", action="store_true", help="speed only")
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from benchmarks._plain import write_atomic
+
+    if not torch.cuda.is_available():
+        print("benchmarks.gpu: no CUDA device here; run it on a GPU machine (benchmarks/gpu_check.sh)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {
+        "meta": {"generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+                 "command": "python -m benchmarks.gpu " + " ".join(argv if argv is not None else sys.argv[1:]),
+                 "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                 "python": platform.python_version()},
+        "agreement": [] if args.skip_agreement else agreement(),
+        "speed": measure_speed(sizes, max(1, args.repeats)),
+    }
+    res["meta"]["wall_seconds"] = time.perf_counter() - t0
+    out = Path(args.out_dir)
+    paths = {"json": out / "gpu.json", "md": out / "gpu.md"}
+    write_atomic(paths["json"], json.dumps(res, indent=1) + "\n")
+    write_atomic(paths["md"], render_markdown(res))
+    print(f"wrote {paths['json']} and {paths['md']} ({res['meta']['wall_seconds']:.0f} s)", flush=True)
+    return paths
+
+
+if __name__ == "__main__":
+    main()
