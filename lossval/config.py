@@ -90,6 +90,9 @@ class GateConfig:
     suite: str | None = None  # default: expectations/pruned_data.json shipped with lossval
     metric_tolerance: float = 0.01
     refuse_when_all_worse: bool = True  # refuse "after" when it is worse than "before" on every metric
+    # Per test metric, the most "after" may be worse than "before", in the metric's units (e.g.
+    # {"log_loss": 0.1}); empty = no limit beyond the two rules above.
+    metric_limits: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -284,9 +287,27 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
     fields = {f.name: f for f in dataclasses.fields(cls)}
     _check_keys(name, raw, set(fields), source)
     for k, v in raw.items():
-        if v is None and fields[k].default is not None:  # only keys whose default is "none" may be null
-            _needs_value(f"{name}.{k}", fields[k].default, source)
+        f = fields[k]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        if v is None and default is not None:  # only keys whose default is "none" may be null
+            _needs_value(f"{name}.{k}", default, source)
     return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
+
+
+def _metric_limits(raw: dict[Any, Any], source: str | None) -> dict[str, float]:
+    """``gate.metric_limits``: known test metric names to finite numbers >= 0."""
+    from lossval.retrain import HIGHER_IS_BETTER
+
+    limits: dict[str, float] = {}
+    for name, limit in raw.items():
+        if name not in HIGHER_IS_BETTER:
+            raise ConfigError(f"'gate.metric_limits' names {name!r}, which is not a test metric; use "
+                              f"{', '.join(sorted(HIGHER_IS_BETTER))}.", source=source)
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= float(limit) < math.inf:
+            raise ConfigError(f"'gate.metric_limits.{name}' must be a finite number >= 0 (how much worse "
+                              f"\"after\" may be, in {name}'s units), got {limit!r}.", source=source)
+        limits[str(name)] = float(limit)
+    return limits
 
 
 def _needs_value(name: str, default: Any, source: str | None) -> None:
@@ -401,10 +422,11 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if retrain.epochs < 1:
         raise ConfigError("'retrain.epochs' must be >= 1.", source=source)
     gate = _section(raw.get("gate"), GateConfig, "gate", source,
-                    {"suite": str, "metric_tolerance": float, "refuse_when_all_worse": bool})
+                    {"suite": str, "metric_tolerance": float, "refuse_when_all_worse": bool, "metric_limits": dict})
     if not (math.isfinite(gate.metric_tolerance) and gate.metric_tolerance >= 0):
         raise ConfigError(f"'gate.metric_tolerance' must be a finite number >= 0, got {gate.metric_tolerance}.",
                           source=source)
+    gate = dataclasses.replace(gate, metric_limits=_metric_limits(gate.metric_limits, source))
     if gate.suite is not None:
         gate = dataclasses.replace(gate, suite=_suite_path(gate.suite, base, source))
         # Its shape now, not after valuation: a misspelt key or task name would gate on less.

@@ -15,18 +15,33 @@ __all__ = ["gate", "metric_failures", "PRIMARY_METRIC"]
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
 
-def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool) -> list[str]:
+def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
+                    limits: dict[str, float] | None = None) -> list[str]:
     """Why "after" may not replace "before" on these test metrics (empty: it may).
 
-    Refused when the primary metric got worse by more than ``tolerance``, or, with
-    ``refuse_when_all_worse``, when every metric got worse (a drop inside the tolerance with
-    nothing gained elsewhere).
+    Refused when the primary metric got worse by more than ``tolerance``; when a metric of
+    ``limits`` got worse by more than its limit (``gate.metric_limits``; e.g. log-loss, which
+    pruning can worsen while accuracy improves); or, with ``refuse_when_all_worse``, when every
+    metric got worse (a drop inside the tolerance with nothing gained elsewhere).
     """
     metric = PRIMARY_METRIC[task]
     before, after = metrics["before"][metric], metrics["after"][metric]
     ok = after >= before - tolerance if HIGHER_IS_BETTER[metric] else after <= before + tolerance
     if not ok:
         return [f"metric {metric} regressed: after {after:.4f} vs before {before:.4f} (tolerance {tolerance})"]
+    failures = []
+    for name, limit in (limits or {}).items():
+        if name not in metrics["after"]:
+            failures.append(f"gate.metric_limits names {name}, which a {task} run does not report "
+                            f"(it reports {', '.join(metrics['after'])})")
+            continue
+        b, a = metrics["before"][name], metrics["after"][name]
+        worse_by = (b - a) if HIGHER_IS_BETTER[name] else (a - b)
+        if worse_by > limit:
+            failures.append(f"metric {name} got worse by {worse_by:.4f} ({b:.4f} -> {a:.4f}), more than "
+                            f"gate.metric_limits allows ({limit:g})")
+    if failures:
+        return failures
     worse = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()
              if value != metrics["before"][name] and (value < metrics["before"][name]) == HIGHER_IS_BETTER[name]}
     if refuse_when_all_worse and len(worse) == len(metrics["after"]) > 1:
@@ -43,9 +58,10 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     Suite parameters: ``target``, ``min_rows = ceil((1 - max_prune_fraction) * rows_train)``,
     ``classes`` (every training class must still be present); feature-range expectations come
     from the validation split. The primary metric (accuracy / R^2) must satisfy
-    ``after >= before - gate.metric_tolerance``, and (``gate.refuse_when_all_worse``, default on)
-    "after" must not be worse than "before" on every metric at once (a drop inside the
-    tolerance is refused when nothing else improved either).
+    ``after >= before - gate.metric_tolerance``; each metric of ``gate.metric_limits`` may be worse
+    by at most its limit; and (``gate.refuse_when_all_worse``, default on) "after" must not be
+    worse than "before" on every metric at once (a drop inside the tolerance is refused when
+    nothing else improved either).
 
     Returns ``{"passed", "failures", "result_path", "suite"}``; writes ``gate.json``.
     """
@@ -65,9 +81,10 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     metric = PRIMARY_METRIC[enc.task_]
     tol = config.gate.metric_tolerance
     failures = list(gx_result["failures"]) + metric_failures(
-        metrics, task=enc.task_, tolerance=tol, refuse_when_all_worse=config.gate.refuse_when_all_worse)
+        metrics, task=enc.task_, tolerance=tol, refuse_when_all_worse=config.gate.refuse_when_all_worse,
+        limits=config.gate.metric_limits)
     record = {"passed": not failures, "failures": failures, "suite": gx_result["suite"], "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,
-              "gx": gx_result["result"]}
+              "metric_limits": dict(config.gate.metric_limits), "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
     return {"passed": not failures, "failures": failures, "result_path": str(path), "suite": gx_result["suite"]}

@@ -174,10 +174,12 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
 
 def test_regression_run_end_to_end(workspace: Path) -> None:
     cfg = _config(workspace, "diabetes", pruning={"policy": "mixture", "max_prune_fraction": 0.15},
-                  gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False})
+                  gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False, "metric_limits": {"mae": 1e6}})
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
     manifest = _latest_manifest(workspace, "diabetes")
     assert manifest["task"] == "regression"
+    # The gate applied the configured limit (far above any change here) and recorded it.
+    assert json.loads(Path(manifest["outputs"]["gate"]).read_text())["metric_limits"] == {"mae": 1e6}
     assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"}
     assert manifest["rows"]["quarantine"] <= 0.15 * manifest["rows"]["train"]
     values = pd.read_parquet(manifest["outputs"]["values"])

@@ -85,6 +85,27 @@ def test_the_gate_refuses_a_model_worse_on_every_metric_even_inside_the_toleranc
         "every metric got worse: rmse 3.0000 -> 3.1000")
 
 
+def test_the_gate_limits_how_much_worse_a_chosen_metric_may_get() -> None:
+    # The 2dplanes demo: accuracy up, log-loss nearly tripled; the two default rules promote it.
+    from tasks.gate import metric_failures
+
+    planes = {"before": {"accuracy": 0.8475, "macro_f1": 0.8472, "log_loss": 0.3797},
+              "after": {"accuracy": 0.8800, "macro_f1": 0.8800, "log_loss": 1.0316}}
+    common = {"task": "classification", "tolerance": 0.01, "refuse_when_all_worse": True}
+    assert metric_failures(planes, **common) == []
+    assert metric_failures(planes, **common, limits={"log_loss": 0.7}) == []  # worse by 0.652: allowed
+    (why,) = metric_failures(planes, **common, limits={"log_loss": 0.1, "accuracy": 0.0})
+    assert why == "metric log_loss got worse by 0.6519 (0.3797 -> 1.0316), more than gate.metric_limits allows (0.1)"
+    # Higher-is-better metrics count a drop; a metric the task does not report is a failure, named.
+    reg = {"before": {"rmse": 3.0, "mae": 2.0, "r2": 0.50}, "after": {"rmse": 2.9, "mae": 2.2, "r2": 0.55}}
+    (why,) = metric_failures(reg, task="regression", tolerance=0.01, refuse_when_all_worse=True,
+                             limits={"mae": 0.1})
+    assert why.startswith("metric mae got worse by 0.2000 (2.0000 -> 2.2000)")
+    (why,) = metric_failures(reg, task="regression", tolerance=0.01, refuse_when_all_worse=True,
+                             limits={"log_loss": 0.1})
+    assert why == "gate.metric_limits names log_loss, which a regression run does not report (it reports rmse, mae, r2)"
+
+
 def test_quarantine_keeps_the_rows_own_value_and_reason_columns(tmp_path) -> None:
     import numpy as np
     import pandas as pd

@@ -65,6 +65,12 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "dataset": "."}, "not only dots"),
         ({**BASE, "gate": {"metric_tolerance": float("inf")}}, "'gate.metric_tolerance' must be a finite number"),
         ({**BASE, "gate": {"metric_tolerance": float("nan")}}, "'gate.metric_tolerance' must be a finite number"),
+        ({**BASE, "gate": {"metric_limits": {"logloss": 0.1}}}, "'gate.metric_limits' names 'logloss'"),
+        ({**BASE, "gate": {"metric_limits": {"log_loss": -0.1}}}, "'gate.metric_limits.log_loss' must be a finite"),
+        ({**BASE, "gate": {"metric_limits": {"log_loss": True}}}, "'gate.metric_limits.log_loss' must be a finite"),
+        ({**BASE, "gate": {"metric_limits": {"log_loss": float("inf")}}}, "'gate.metric_limits.log_loss' must be"),
+        ({**BASE, "gate": {"metric_limits": [0.1]}}, "'gate.metric_limits' must be dict"),
+        ({**BASE, "gate": {"metric_limits": None}}, "'gate.metric_limits' needs a value"),
         ({**BASE, "pruning": {"threshold": float("nan")}}, "'pruning.threshold' must be a finite number"),
         ({**BASE, "pruning": {"max_prune_fraction": float("nan")}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
         ({**BASE, "lossval": {"epochs": -2}}, "section 'lossval': epochs must be a positive integer, got -2"),
@@ -113,6 +119,15 @@ def test_fingerprint_tracks_sections() -> None:
     c = config_from_dict({**BASE, "lossval": {"epochs": 5}, "retrain": {"epochs": 3}})
     assert a.fingerprint("lossval") != b.fingerprint("lossval")
     assert a.fingerprint("lossval") == c.fingerprint("lossval") and a.fingerprint() != c.fingerprint()
+
+
+def test_gate_metric_limits_are_read_and_keyed() -> None:
+    # Off by default; a limit changes the gate, so it is part of the run key's gate fingerprint.
+    default = config_from_dict(BASE)
+    limited = config_from_dict({**BASE, "gate": {"metric_limits": {"log_loss": 1}}})
+    assert default.gate.metric_limits == {} and limited.gate.metric_limits == {"log_loss": 1.0}
+    assert default.fingerprint("gate") != limited.fingerprint("gate")
+    assert limited.flat_params()["gate.metric_limits.log_loss"] == "1.0"
 
 
 def test_credentials_are_masked() -> None:
