@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from lossval import LossVal
 from lossval._torchutil import FlatAdam, make_adam, make_mlp
 
-__all__ = ["default_training", "train_plain", "score_model", "write_atomic"]
+__all__ = ["default_training", "train_plain", "score_model", "score_log_loss", "write_atomic"]
 
 
 def default_training() -> dict[str, int | float]:
@@ -102,6 +102,15 @@ def train_plain(
         opt.release()
     model.eval()
     return model, history.cpu().numpy().astype(np.float64)
+
+
+def score_log_loss(model: torch.nn.Module, X: np.ndarray, y: np.ndarray) -> float:
+    """Log-loss of a classifier on ``(X, y)``, as the pipeline's test metric computes it
+    (softmax probabilities of the true class, clipped at 1e-12)."""
+    with torch.no_grad():
+        proba = torch.softmax(model(torch.as_tensor(np.asarray(X), dtype=torch.float32)), dim=1).numpy()
+    y = np.asarray(y, dtype=np.int64)
+    return float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y].astype(np.float64), 1e-12, 1.0))))
 
 
 def score_model(model: torch.nn.Module, X: np.ndarray, y: np.ndarray, *, task: str) -> float:

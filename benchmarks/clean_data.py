@@ -13,12 +13,18 @@ Policies, on one LossVal fit per cell (defaults, clean validation): ``two_means`
 When cleanlab is installed, its ``find_label_issues`` on 5-fold logistic-regression
 probabilities is the peer (classification only; no cap: it is what a user of cleanlab gets).
 
+Classification cells also report the test log-loss before and after. Pruning the hardest rows
+can raise accuracy and make the retrained model overconfident, so a second table repeats the
+two-means pruning with ``--calibration-fraction`` (default 10%) label noise injected, where
+pruning is meant to help, and compares accuracy with log-loss (``gate.metric_limits`` in the
+pipeline config can refuse such a model).
+
 To see whether a statistic of the values could tell "nothing to find" from "a little noise",
 each cell also fits LossVal with ``--compare-fraction`` (default 5%) label and feature noise on
 the same rows and reports the share of the values' variance that the two-means split explains.
 
     python -m benchmarks.clean_data [--seeds 3] [--only DATASETS] [--epochs N] [--compare-fraction 0.05]
-                                    [--out-dir DIR]
+                                    [--calibration-fraction 0.1] [--out-dir DIR]
 
 Writes ``clean_data.json`` and ``clean_data.md`` in ``--out-dir`` (default benchmarks/results).
 """
@@ -81,7 +87,7 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
     The lossval records also carry the two-means split share of the values with no noise
     (``split_share``) and with ``compare_fraction`` label / feature noise on the same rows.
     """
-    from benchmarks._plain import default_training, score_model, train_plain
+    from benchmarks._plain import default_training, score_log_loss, score_model, train_plain
     from benchmarks.run import _cell_data
     from lossval import MixturePolicy, TwoMeansPolicy, prune
 
@@ -93,9 +99,12 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
     if epochs is not None:
         train["epochs"] = epochs
 
-    def retrain(keep: np.ndarray) -> float:
+    def retrain(keep: np.ndarray) -> dict[str, float]:
         model, _ = train_plain(X[keep], y[keep], task=task, n_outputs=data["n_outputs"], seed=seed, **train)
-        return score_model(model, data["X_test"], data["y_test"], task=task)
+        scores = {"score": score_model(model, data["X_test"], data["y_test"], task=task)}
+        if task == "classification":
+            scores["log_loss"] = score_log_loss(model, data["X_test"], data["y_test"])
+        return scores
 
     t0 = time.perf_counter()
     lv = _fit(data, seed, epochs)
@@ -105,9 +114,15 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
         shares[f"split_share_{noise}"] = split_share(_fit(_cell_data(dataset, noise, compare_fraction, seed),
                                                           seed, epochs).values_)
     labels = y if task == "classification" else None
+    before = retrain(np.ones(X.shape[0], dtype=bool))
     key = {"dataset": dataset, "task": task, "seed": seed, "n_train": int(X.shape[0]),
-           "metric": "accuracy" if task == "classification" else "r2",
-           "before": retrain(np.ones(X.shape[0], dtype=bool))}
+           "metric": "accuracy" if task == "classification" else "r2", "before": before["score"],
+           **({"before_log_loss": before["log_loss"]} if "log_loss" in before else {})}
+
+    def after(keep: np.ndarray) -> dict[str, float]:
+        scores = retrain(keep)
+        return {"after": scores["score"], **({"after_log_loss": scores["log_loss"]} if "log_loss" in scores else {})}
+
     records = []
     for name, decision in (
         ("two_means", prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=MAX_PRUNE_FRACTION, labels=labels)),
@@ -115,7 +130,7 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
                           noise_prob=lv.noise_probability())),
     ):
         records.append({**key, "method": f"lossval {name}", "flagged": decision.n_candidates,
-                        "dropped": decision.n_dropped, "cap_hit": decision.cap_hit, "after": retrain(decision.keep),
+                        "dropped": decision.n_dropped, "cap_hit": decision.cap_hit, **after(decision.keep),
                         "seconds": seconds, **shares})
     if task == "classification":
         t0 = time.perf_counter()
@@ -123,9 +138,32 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
         if issues is not None:
             seconds = time.perf_counter() - t0
             records.append({**key, "method": "cleanlab find_label_issues", "flagged": int(issues.sum()),
-                            "dropped": int(issues.sum()), "cap_hit": False, "after": retrain(~issues),
+                            "dropped": int(issues.sum()), "cap_hit": False, **after(~issues),
                             "seconds": seconds})
     return records
+
+
+def run_calibration_cell(dataset: str, seed: int, *, epochs: int | None, fraction: float) -> dict[str, Any]:
+    """Two-means pruning (20% cap, class protection) of a classification set with ``fraction``
+    label noise: test accuracy and log-loss of the plain MLP before and after."""
+    from benchmarks._plain import default_training, score_log_loss, score_model, train_plain
+    from benchmarks.run import _cell_data
+    from lossval import TwoMeansPolicy, prune
+
+    data = _cell_data(dataset, "label", fraction, seed)
+    X, y = data["X"], data["y"]
+    train = default_training()
+    if epochs is not None:
+        train["epochs"] = epochs
+    lv = _fit(data, seed, epochs)
+    decision = prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=MAX_PRUNE_FRACTION, labels=y)
+    record: dict[str, Any] = {"dataset": dataset, "seed": seed, "fraction": fraction, "n_train": int(X.shape[0]),
+                              "dropped": decision.n_dropped}
+    for when, keep in (("before", np.ones(X.shape[0], dtype=bool)), ("after", decision.keep)):
+        model, _ = train_plain(X[keep], y[keep], task="classification", n_outputs=data["n_outputs"], seed=seed, **train)
+        record[f"{when}_accuracy"] = score_model(model, data["X_test"], data["y_test"], task="classification")
+        record[f"{when}_log_loss"] = score_log_loss(model, data["X_test"], data["y_test"])
+    return record
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,6 +182,10 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "delta": float(np.mean(delta)), "delta_min": float(np.min(delta)), "delta_max": float(np.max(delta)),
                     "seeds_worse": int(sum(d < 0 for d in delta)),
                     "seeds_cap_hit": int(sum(bool(r["cap_hit"]) for r in rs))})
+        if all("after_log_loss" in r for r in rs):
+            out[-1].update({"log_loss_before": float(np.mean([r["before_log_loss"] for r in rs])),
+                            "log_loss_after": float(np.mean([r["after_log_loss"] for r in rs])),
+                            "seeds_log_loss_up": int(sum(r["after_log_loss"] > r["before_log_loss"] for r in rs))})
     return out
 
 
@@ -162,7 +204,8 @@ def split_shares(records: list[dict[str, Any]], compare_fraction: float) -> list
     return out
 
 
-def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]], shares: list[dict[str, Any]]) -> str:
+def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]], shares: list[dict[str, Any]],
+                    calibration: list[dict[str, Any]] | None = None) -> str:
     lines = ["# Pruning on data with no injected noise", "",
              f"Generated {meta['generated']} by `{meta['command']}` in {meta['seconds']:.0f} s "
              f"(torch {meta['torch']}, 1 thread; cleanlab: {meta['cleanlab'] or 'not installed'}).", "",
@@ -189,6 +232,27 @@ def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]], shares:
         lines.append(f"| {method} | {len(ss)} | {np.mean([s['flagged_pct'] for s in ss]):.1f} | "
                      f"{np.mean([s['dropped_pct'] for s in ss]):.1f} | {sum(s['seeds_cap_hit'] for s in ss)}/{n_seeds} | "
                      f"{np.mean([s['delta'] for s in ss]):+.3f} | {sum(s['seeds_worse'] for s in ss)}/{n_seeds} |")
+    with_ll = [s for s in summary if "log_loss_after" in s]
+    if with_ll:
+        lines += ["", "## Log-loss of the retrained model (classification, same fits)", "",
+                  "Test log-loss before and after pruning, means over seeds; seeds up = seeds in which it rose.", "",
+                  "| dataset | method | accuracy before -> after | log-loss before -> after | seeds up |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {s['dataset']} | {s['method']} | {s['before']:.3f} -> {s['after']:.3f} | "
+                  f"{s['log_loss_before']:.3f} -> {s['log_loss_after']:.3f} | {s['seeds_log_loss_up']}/{s['n_seeds']} |"
+                  for s in with_ll]
+    if calibration:
+        frac = calibration[0]["fraction"]
+        lines += ["", f"## Accuracy and log-loss with {frac:g} label noise (classification, lossval two_means)", "",
+                  "The same pruning where there is something to find. Per seed: rows dropped, test accuracy and "
+                  "log-loss of the plain MLP before -> after.", "",
+                  "| dataset | seed | dropped | accuracy | log-loss |", "|---|---|---|---|---|"]
+        lines += [f"| {c['dataset']} | {c['seed']} | {c['dropped']}/{c['n_train']} | "
+                  f"{c['before_accuracy']:.3f} -> {c['after_accuracy']:.3f} | "
+                  f"{c['before_log_loss']:.3f} -> {c['after_log_loss']:.3f} |" for c in calibration]
+        up = sum(c["after_log_loss"] > c["before_log_loss"] for c in calibration)
+        acc_up = sum(c["after_accuracy"] > c["before_accuracy"] for c in calibration)
+        lines += ["", f"Accuracy rose in {acc_up} of {len(calibration)} fits; log-loss rose in {up} of {len(calibration)}."]
     lines += ["", "## Can the values tell clean data from a little noise?", "",
               "Share of the values' variance that their two-means split explains (between-cluster / total), "
               "lossval defaults, one fit per dataset and seed with no noise and one with the same rows noised; "
@@ -207,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
 
     from benchmarks._plain import write_atomic
     from benchmarks.run import _cleanlab_version
-    from lossval.datasets import DATASETS
+    from lossval.datasets import DATASETS, load_dataset
     from lossval.io import write_json
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.clean_data", description=__doc__.split("\n\n")[0])
@@ -216,6 +280,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--epochs", type=int, default=None, help="override epochs of every trained model")
     parser.add_argument("--compare-fraction", type=float, default=0.05,
                         help="noise rate of the label- and feature-noise fits the split share is compared with")
+    parser.add_argument("--calibration-fraction", type=float, default=0.1,
+                        help="label noise rate of the accuracy-vs-log-loss table (classification; 0 = skip it)")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
     datasets = [d.strip() for d in args.only.split(",") if d.strip()] if args.only else list(DATASETS)
@@ -226,8 +292,11 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         raise SystemExit("--seeds must be >= 1")
     if not 0.0 < args.compare_fraction < 1.0:
         raise SystemExit(f"--compare-fraction must be in (0, 1), got {args.compare_fraction}")
+    if not 0.0 <= args.calibration_fraction < 1.0:
+        raise SystemExit(f"--calibration-fraction must be in [0, 1), got {args.calibration_fraction}")
 
     torch.set_num_threads(1)
+    task_of = {d: load_dataset(d, n=50).task for d in datasets}
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     for dataset in datasets:
@@ -237,18 +306,28 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             print(f"[{dataset} seed={seed}] " + " | ".join(
                 f"{r['method']}: {r['dropped']}/{r['n_train']} dropped, {r['before']:.3f} -> {r['after']:.3f}"
                 for r in cell), flush=True)
+    calibration: list[dict[str, Any]] = []
+    if args.calibration_fraction > 0:
+        for dataset in (d for d in datasets if task_of[d] == "classification"):
+            for seed in range(args.seeds):
+                c = run_calibration_cell(dataset, seed, epochs=args.epochs, fraction=args.calibration_fraction)
+                calibration.append(c)
+                print(f"[{dataset} seed={seed} {args.calibration_fraction:g} label noise] dropped {c['dropped']}: "
+                      f"accuracy {c['before_accuracy']:.3f} -> {c['after_accuracy']:.3f}, log-loss "
+                      f"{c['before_log_loss']:.3f} -> {c['after_log_loss']:.3f}", flush=True)
     meta = {"generated": dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S"), "seconds": time.perf_counter() - t0,
             "command": "python -m benchmarks.clean_data" + (" " + " ".join(argv) if argv else ""),
             "torch": torch.__version__, "cleanlab": _cleanlab_version(), "machine": platform.machine(),
             "datasets": datasets, "seeds": list(range(args.seeds)), "epochs": args.epochs,
-            "compare_fraction": args.compare_fraction}
+            "compare_fraction": args.compare_fraction, "calibration_fraction": args.calibration_fraction}
     summary = summarise(records)
     shares = split_shares(records, args.compare_fraction)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "clean_data.json", "md": out / "clean_data.md"}
-    write_json({"meta": meta, "summary": summary, "split_shares": shares, "records": records}, paths["json"])
-    write_atomic(paths["md"], render_markdown(meta, summary, shares))
+    write_json({"meta": meta, "summary": summary, "split_shares": shares, "records": records,
+                "calibration": calibration}, paths["json"])
+    write_atomic(paths["md"], render_markdown(meta, summary, shares, calibration))
     print(f"wrote {paths['json']} and {paths['md']}")
     return paths
 

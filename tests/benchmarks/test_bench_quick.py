@@ -197,6 +197,18 @@ def test_clean_data_run_writes_json_and_markdown(tmp_path: Path) -> None:
     md = paths["md"].read_text()
     assert "| reg_diabetes | lossval two_means |" in md and "## Mean over datasets" in md
     assert "| regression | 0.05 label noise | 1 |" in md
+    # Classification fits carry the log-loss before and after; regression ones do not.
+    c = by[("cls_breast_cancer", "lossval two_means")]
+    assert c["before_log_loss"] > 0 and c["after_log_loss"] > 0 and "after_log_loss" not in r
+    sc = summary[("cls_breast_cancer", "lossval two_means")]
+    assert sc["seeds_log_loss_up"] == int(c["after_log_loss"] > c["before_log_loss"])
+    assert (f"| cls_breast_cancer | lossval two_means | {c['before']:.3f} -> {c['after']:.3f} | "
+            f"{c['before_log_loss']:.3f} -> {c['after_log_loss']:.3f} |") in md
+    # The accuracy-vs-log-loss table: 10% label noise, classification sets only, one row per seed.
+    (cal,) = payload["calibration"]
+    assert cal["dataset"] == "cls_breast_cancer" and cal["fraction"] == 0.1 and cal["dropped"] > 0
+    assert 0.0 <= cal["after_accuracy"] <= 1.0 and cal["after_log_loss"] > 0
+    assert "## Accuracy and log-loss with 0.1 label noise" in md
 
 
 def test_split_share_of_two_clear_groups_and_of_no_split() -> None:
