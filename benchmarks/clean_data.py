@@ -81,13 +81,28 @@ def _fit(data: dict[str, Any], seed: int, epochs: int | None) -> Any:
     return lv.fit(data["X"], data["y"], X_val, y_val)
 
 
+def _retrain(data: dict[str, Any], keep: np.ndarray, *, seed: int, epochs: int | None) -> dict[str, float]:
+    """Test metric (accuracy / R^2) of the plain MLP trained on the kept rows, and for
+    classification its test log-loss."""
+    from benchmarks._plain import default_training, score_log_loss, score_model, train_plain
+
+    train = default_training()
+    if epochs is not None:
+        train["epochs"] = epochs
+    task = data["task"]
+    model, _ = train_plain(data["X"][keep], data["y"][keep], task=task, n_outputs=data["n_outputs"], seed=seed, **train)
+    scores = {"score": score_model(model, data["X_test"], data["y_test"], task=task)}
+    if task == "classification":
+        scores["log_loss"] = score_log_loss(model, data["X_test"], data["y_test"])
+    return scores
+
+
 def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: float) -> list[dict[str, Any]]:
     """Records of one (dataset, seed): one per policy, with the retrained test metric.
 
     The lossval records also carry the two-means split share of the values with no noise
     (``split_share``) and with ``compare_fraction`` label / feature noise on the same rows.
     """
-    from benchmarks._plain import default_training, score_log_loss, score_model, train_plain
     from benchmarks.run import _cell_data
     from lossval import MixturePolicy, TwoMeansPolicy, prune
 
@@ -95,16 +110,6 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
     task, X, y = data["task"], data["X"], data["y"]
     if data["noisy"].any():
         raise AssertionError(f"{dataset}: rows were noised at fraction 0")
-    train = default_training()
-    if epochs is not None:
-        train["epochs"] = epochs
-
-    def retrain(keep: np.ndarray) -> dict[str, float]:
-        model, _ = train_plain(X[keep], y[keep], task=task, n_outputs=data["n_outputs"], seed=seed, **train)
-        scores = {"score": score_model(model, data["X_test"], data["y_test"], task=task)}
-        if task == "classification":
-            scores["log_loss"] = score_log_loss(model, data["X_test"], data["y_test"])
-        return scores
 
     t0 = time.perf_counter()
     lv = _fit(data, seed, epochs)
@@ -114,14 +119,15 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
         shares[f"split_share_{noise}"] = split_share(_fit(_cell_data(dataset, noise, compare_fraction, seed),
                                                           seed, epochs).values_)
     labels = y if task == "classification" else None
-    before = retrain(np.ones(X.shape[0], dtype=bool))
-    key = {"dataset": dataset, "task": task, "seed": seed, "n_train": int(X.shape[0]),
-           "metric": "accuracy" if task == "classification" else "r2", "before": before["score"],
-           **({"before_log_loss": before["log_loss"]} if "log_loss" in before else {})}
 
-    def after(keep: np.ndarray) -> dict[str, float]:
-        scores = retrain(keep)
-        return {"after": scores["score"], **({"after_log_loss": scores["log_loss"]} if "log_loss" in scores else {})}
+    def scored(when: str, keep: np.ndarray) -> dict[str, float]:
+        """``{when: metric}`` and, for classification, ``{when_log_loss: log-loss}``."""
+        scores = _retrain(data, keep, seed=seed, epochs=epochs)
+        return {when: scores["score"], **({f"{when}_log_loss": scores["log_loss"]} if "log_loss" in scores else {})}
+
+    key = {"dataset": dataset, "task": task, "seed": seed, "n_train": int(X.shape[0]),
+           "metric": "accuracy" if task == "classification" else "r2",
+           **scored("before", np.ones(X.shape[0], dtype=bool))}
 
     records = []
     for name, decision in (
@@ -130,7 +136,7 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
                           noise_prob=lv.noise_probability())),
     ):
         records.append({**key, "method": f"lossval {name}", "flagged": decision.n_candidates,
-                        "dropped": decision.n_dropped, "cap_hit": decision.cap_hit, **after(decision.keep),
+                        "dropped": decision.n_dropped, "cap_hit": decision.cap_hit, **scored("after", decision.keep),
                         "seconds": seconds, **shares})
     if task == "classification":
         t0 = time.perf_counter()
@@ -138,7 +144,7 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
         if issues is not None:
             seconds = time.perf_counter() - t0
             records.append({**key, "method": "cleanlab find_label_issues", "flagged": int(issues.sum()),
-                            "dropped": int(issues.sum()), "cap_hit": False, **after(~issues),
+                            "dropped": int(issues.sum()), "cap_hit": False, **scored("after", ~issues),
                             "seconds": seconds})
     return records
 
@@ -146,23 +152,18 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
 def run_calibration_cell(dataset: str, seed: int, *, epochs: int | None, fraction: float) -> dict[str, Any]:
     """Two-means pruning (20% cap, class protection) of a classification set with ``fraction``
     label noise: test accuracy and log-loss of the plain MLP before and after."""
-    from benchmarks._plain import default_training, score_log_loss, score_model, train_plain
     from benchmarks.run import _cell_data
     from lossval import TwoMeansPolicy, prune
 
     data = _cell_data(dataset, "label", fraction, seed)
-    X, y = data["X"], data["y"]
-    train = default_training()
-    if epochs is not None:
-        train["epochs"] = epochs
+    n = data["X"].shape[0]
     lv = _fit(data, seed, epochs)
-    decision = prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=MAX_PRUNE_FRACTION, labels=y)
-    record: dict[str, Any] = {"dataset": dataset, "seed": seed, "fraction": fraction, "n_train": int(X.shape[0]),
+    decision = prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=MAX_PRUNE_FRACTION, labels=data["y"])
+    record: dict[str, Any] = {"dataset": dataset, "seed": seed, "fraction": fraction, "n_train": int(n),
                               "dropped": decision.n_dropped}
-    for when, keep in (("before", np.ones(X.shape[0], dtype=bool)), ("after", decision.keep)):
-        model, _ = train_plain(X[keep], y[keep], task="classification", n_outputs=data["n_outputs"], seed=seed, **train)
-        record[f"{when}_accuracy"] = score_model(model, data["X_test"], data["y_test"], task="classification")
-        record[f"{when}_log_loss"] = score_log_loss(model, data["X_test"], data["y_test"])
+    for when, keep in (("before", np.ones(n, dtype=bool)), ("after", decision.keep)):
+        scores = _retrain(data, keep, seed=seed, epochs=epochs)
+        record[f"{when}_accuracy"], record[f"{when}_log_loss"] = scores["score"], scores["log_loss"]
     return record
 
 
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
 
     from benchmarks._plain import write_atomic
     from benchmarks.run import _cleanlab_version
-    from lossval.datasets import DATASETS, load_dataset
+    from lossval.datasets import DATASETS, dataset_task
     from lossval.io import write_json
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.clean_data", description=__doc__.split("\n\n")[0])
@@ -296,7 +297,6 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         raise SystemExit(f"--calibration-fraction must be in [0, 1), got {args.calibration_fraction}")
 
     torch.set_num_threads(1)
-    task_of = {d: load_dataset(d, n=50).task for d in datasets}
     t0 = time.perf_counter()
     records: list[dict[str, Any]] = []
     for dataset in datasets:
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
                 for r in cell), flush=True)
     calibration: list[dict[str, Any]] = []
     if args.calibration_fraction > 0:
-        for dataset in (d for d in datasets if task_of[d] == "classification"):
+        for dataset in (d for d in datasets if dataset_task(d) == "classification"):
             for seed in range(args.seeds):
                 c = run_calibration_cell(dataset, seed, epochs=args.epochs, fraction=args.calibration_fraction)
                 calibration.append(c)

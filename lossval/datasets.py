@@ -52,6 +52,7 @@ __all__ = [
     "PLANES_NOISE_STD",
     "GENERATED_DATASETS",
     "target_noise_std",
+    "dataset_task",
     "FRIED_NOISE_STD",
     "load_dataset",
     "split_dataset",
@@ -213,29 +214,43 @@ def make_2dplanes(n: int, *, seed: int, noise_std: float = PLANES_NOISE_STD) -> 
         InputError: If ``n`` is not a positive integer or ``noise_std`` is not a number >= 0.
     """
     n = _check_positive_int(n, "make_2dplanes: n")
-    if isinstance(noise_std, bool) or not isinstance(noise_std, numbers.Real) or not 0.0 <= float(noise_std) < math.inf:
-        raise InputError(f"make_2dplanes: noise_std must be a number >= 0, got {noise_std!r}")
+    noise_std = _check_noise_sd(noise_std, "make_2dplanes: noise_std")
     rng = np.random.default_rng(seed)
     X = np.empty((n, 10), dtype=np.float64)
     X[:, 0] = rng.choice(np.array([-1.0, 1.0]), size=n)
     X[:, 1:] = rng.integers(-1, 2, size=(n, 9)).astype(np.float64)
     upper = 3.0 + 3.0 * X[:, 1] + 2.0 * X[:, 2] + X[:, 3]
     lower = -3.0 + 3.0 * X[:, 4] + 2.0 * X[:, 5] + X[:, 6]
-    y = np.where(X[:, 0] == 1.0, upper, lower) + float(noise_std) * rng.standard_normal(n)
+    y = np.where(X[:, 0] == 1.0, upper, lower) + noise_std * rng.standard_normal(n)
     return X, y
 
 
+def _check_noise_sd(value: object, what: str) -> float:
+    """A target noise standard deviation: a finite real number >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < math.inf:
+        raise InputError(f"{what} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _lookup(name: str) -> tuple[str, str, str]:
+    """``(canonical name, task, source)`` of a dataset name, or an error listing the valid names."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _NAME_TABLE:
+        raise InputError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASET_NAMES)}.")
+    return _NAME_TABLE[key]
+
+
 def _load_source(source: str, n: int, seed: int,
-                 target_noise: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Return raw ``(X, y, feature_names)`` for a source; regression targets for generators."""
+                 noise_sd: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Return raw ``(X, y, feature_names)`` for a source; regression targets for generators,
+    whose target noise is ``noise_sd`` (resolved by :func:`target_noise_std`)."""
     if source == "2dplanes":
-        X, y = make_2dplanes(n, seed=seed, noise_std=PLANES_NOISE_STD if target_noise is None else target_noise)
+        X, y = make_2dplanes(n, seed=seed, noise_std=noise_sd)
         return X, y, [f"x{j + 1}" for j in range(X.shape[1])]
     if source == "fried":
         from sklearn.datasets import make_friedman1
 
-        noise = FRIED_NOISE_STD if target_noise is None else target_noise
-        X, y = make_friedman1(n_samples=n, n_features=10, noise=noise, random_state=seed)
+        X, y = make_friedman1(n_samples=n, n_features=10, noise=noise_sd, random_state=seed)
         return X, y, [f"x{j + 1}" for j in range(X.shape[1])]
 
     from sklearn import datasets as skd
@@ -253,6 +268,11 @@ def _load_source(source: str, n: int, seed: int,
     return X, np.asarray(bunch.target), [str(name) for name in names]
 
 
+def dataset_task(name: str) -> str:
+    """``"classification"`` or ``"regression"``: the task of a dataset name, without loading it."""
+    return _lookup(name)[1]
+
+
 def target_noise_std(name: str, target_noise: float | None = None) -> float | None:
     """Standard deviation of the noise in a dataset's target as :func:`load_dataset` draws it.
 
@@ -261,10 +281,7 @@ def target_noise_std(name: str, target_noise: float | None = None) -> float | No
     :data:`PLANES_NOISE_STD`). Benchmark records carry it, so results drawn with another noise
     are never merged into one table.
     """
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in _NAME_TABLE:
-        raise InputError(f"Unknown dataset {name!r}. Valid names: {', '.join(DATASET_NAMES)}.")
-    source = _NAME_TABLE[key][2]
+    source = _lookup(name)[2]
     if source not in _GENERATED_SOURCES:
         return None
     if target_noise is not None:
@@ -302,24 +319,17 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, target_noise
             ``n`` is not a positive integer, or exceeds a bundled set's rows, or
             ``target_noise`` is given for a bundled set or is not a number >= 0.
     """
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in _NAME_TABLE:
-        raise InputError(
-            f"Unknown dataset {name!r}. Valid names: {', '.join(DATASET_NAMES)}."
-        )
-    canonical, task, source = _NAME_TABLE[key]
+    canonical, task, source = _lookup(name)
     if n is not None:
         n = _check_positive_int(n, f"load_dataset({name!r}): n")
     if target_noise is not None:
         if source not in _GENERATED_SOURCES:
             raise InputError(f"load_dataset({name!r}): target_noise applies to the generated sets "
                              f"({', '.join(_GENERATED_SOURCES)}) only; leave it unset for {source}.")
-        if (isinstance(target_noise, bool) or not isinstance(target_noise, numbers.Real)
-                or not 0.0 <= float(target_noise) < math.inf):
-            raise InputError(f"load_dataset({name!r}): target_noise must be a number >= 0, got {target_noise!r}")
+        target_noise = _check_noise_sd(target_noise, f"load_dataset({name!r}): target_noise")
 
     if source in _GENERATED_SOURCES:
-        X, y, names = _load_source(source, n or DEFAULT_GENERATED_ROWS, seed, target_noise)
+        X, y, names = _load_source(source, n or DEFAULT_GENERATED_ROWS, seed, target_noise_std(canonical, target_noise))
     else:
         X, y, names = _load_source(source, 0, seed)
         if n is not None:
