@@ -755,22 +755,24 @@ _LEGACY_NOISE = {"fried": 1.0}
 
 def _record_noise(record: dict[str, Any]) -> float | None:
     """The record's target noise sd; None for a bundled set; NaN for an unrecorded 2dplanes one."""
-    from lossval.datasets import GENERATED_DATASETS
+    from lossval.datasets import GENERATED_DATASETS, dataset_source
 
     if record["dataset"] not in GENERATED_DATASETS:
         return None
     if record.get("target_noise") is not None:
         return float(record["target_noise"])
-    return _LEGACY_NOISE.get(record["dataset"].split("_", 1)[1], math.nan)
+    return _LEGACY_NOISE.get(dataset_source(record["dataset"]), math.nan)
 
 
 def _target_noise_text(records: list[dict[str, Any]]) -> str:
     """What quality.md says about the generated sets' target noise, from the records themselves."""
+    from lossval.datasets import dataset_source
+
     seen: dict[str, set[float]] = {}
     for r in records:
         noise = _record_noise(r)
         if noise is not None:
-            seen.setdefault(r["dataset"].split("_", 1)[1], set()).add(noise)
+            seen.setdefault(dataset_source(r["dataset"]), set()).add(noise)
     if not seen:
         return "no generated set in this run"
     return ", ".join(f"{src} sd {', '.join(f'{v:g}' for v in sorted(vals))}" for src, vals in sorted(seen.items()))

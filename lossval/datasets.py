@@ -53,6 +53,7 @@ __all__ = [
     "GENERATED_DATASETS",
     "target_noise_std",
     "dataset_task",
+    "dataset_source",
     "FRIED_NOISE_STD",
     "load_dataset",
     "split_dataset",
@@ -271,6 +272,11 @@ def _load_source(source: str, n: int, seed: int,
 def dataset_task(name: str) -> str:
     """``"classification"`` or ``"regression"``: the task of a dataset name, without loading it."""
     return _lookup(name)[1]
+
+
+def dataset_source(name: str) -> str:
+    """The data a dataset name draws from (``"fried"`` for both ``cls_fried`` and ``reg_fried``)."""
+    return _lookup(name)[2]
 
 
 def target_noise_std(name: str, target_noise: float | None = None) -> float | None:

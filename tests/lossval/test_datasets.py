@@ -9,10 +9,15 @@ import sklearn.datasets  # noqa: F401  (one-off ~2 s import at collection, not i
 from lossval.datasets import (
     DATASET_NAMES,
     DATASETS,
+    FRIED_NOISE_STD,
+    GENERATED_DATASETS,
     PLANES_NOISE_STD,
     Dataset,
+    dataset_source,
+    dataset_task,
     inject_noise,
     load_dataset,
+    target_noise_std,
     make_2dplanes,
     make_separable_classification,
     make_smooth_regression,
@@ -208,7 +213,22 @@ def test_bundled_subset_and_too_many_rows():
         load_dataset("diabetes", n=10_000)
 
 
+@pytest.mark.parametrize("name", DATASET_NAMES)
+def test_task_source_and_noise_without_loading_agree_with_the_loaded_set(name):
+    ds = load_dataset(name, n=200, seed=1)
+    assert dataset_task(name) == ds.task
+    assert dataset_source(name) == ds.name.split("_", 1)[1]
+    generated = ds.name in GENERATED_DATASETS
+    assert generated == (dataset_source(name) in ("fried", "2dplanes"))
+    expected = {"fried": FRIED_NOISE_STD, "2dplanes": PLANES_NOISE_STD}.get(dataset_source(name))
+    assert target_noise_std(name) == expected
+    assert target_noise_std(name, 0.5) == (0.5 if generated else None)
+
+
 def test_unknown_name_lists_valid_names():
+    for lookup in (dataset_task, dataset_source, target_noise_std):
+        with pytest.raises(InputError, match="mnist"):
+            lookup("mnist")
     with pytest.raises(InputError) as info:
         load_dataset("mnist")
     message = str(info.value)
