@@ -89,7 +89,7 @@ class GateConfig:
 
     suite: str | None = None  # default: expectations/pruned_data.json shipped with lossval
     metric_tolerance: float = 0.01
-    refuse_when_all_worse: bool = True  # refuse "after" when it is worse than "before" on every metric
+    refuse_when_all_worse: bool = True  # refuse a primary-metric drop inside the tolerance when no metric improved
     # Per test metric, the most "after" may be worse than "before", in the metric's units (e.g.
     # {"log_loss": 0.1}); empty = no limit beyond the two rules above.
     metric_limits: dict[str, float] = field(default_factory=dict)

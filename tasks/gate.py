@@ -42,11 +42,14 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
                             f"gate.metric_limits allows ({limit:g})")
     if failures:
         return failures
-    worse = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()
-             if value != metrics["before"][name] and (value < metrics["before"][name]) == HIGHER_IS_BETTER[name]}
-    if refuse_when_all_worse and len(worse) == len(metrics["after"]) > 1:
-        return ["every metric got worse: " + ", ".join(f"{n} {b:.4f} -> {a:.4f}" for n, (b, a) in worse.items())
-                + " (gate.refuse_when_all_worse)"]
+    pairs = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()}
+    worse = {n for n, (b, a) in pairs.items() if (a < b if HIGHER_IS_BETTER[n] else a > b)}
+    improved = {n for n, (b, a) in pairs.items() if (a > b if HIGHER_IS_BETTER[n] else a < b)}
+    if refuse_when_all_worse and metric in worse and not improved and len(pairs) > 1:
+        shown = ", ".join(f"{n} {b:.4f} -> {a:.4f}" for n, (b, a) in pairs.items())
+        head = "every metric got worse" if len(worse) == len(pairs) else \
+            f"{metric} got worse (inside the tolerance) and no other metric improved"
+        return [f"{head}: {shown} (gate.refuse_when_all_worse)"]
     return []
 
 
@@ -59,9 +62,9 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     ``classes`` (every training class must still be present); feature-range expectations come
     from the validation split. The primary metric (accuracy / R^2) must satisfy
     ``after >= before - gate.metric_tolerance``; each metric of ``gate.metric_limits`` may be worse
-    by at most its limit; and (``gate.refuse_when_all_worse``, default on) "after" must not be
-    worse than "before" on every metric at once (a drop inside the tolerance is refused when
-    nothing else improved either).
+    by at most its limit; and (``gate.refuse_when_all_worse``, default on) a drop of the primary
+    metric inside the tolerance is refused when no metric improved (every metric worse, or the
+    others worse or unchanged).
 
     Returns ``{"passed", "failures", "result_path", "suite"}``; writes ``gate.json``.
     """

@@ -68,7 +68,7 @@ def test_the_valuation_key_follows_a_curated_folder_by_content(tmp_path) -> None
     assert key() != before
 
 
-def test_the_gate_refuses_a_model_worse_on_every_metric_even_inside_the_tolerance() -> None:
+def test_the_gate_refuses_a_drop_inside_the_tolerance_when_no_metric_improved() -> None:
     from tasks.gate import metric_failures
 
     loans = {"before": {"accuracy": 0.8217, "macro_f1": 0.8115, "log_loss": 0.5317},  # the example config's run
@@ -83,6 +83,16 @@ def test_the_gate_refuses_a_model_worse_on_every_metric_even_inside_the_toleranc
     reg = {"before": {"rmse": 3.0, "mae": 2.0, "r2": 0.50}, "after": {"rmse": 3.1, "mae": 2.1, "r2": 0.495}}
     assert metric_failures(reg, task="regression", tolerance=0.01, refuse_when_all_worse=True)[0].startswith(
         "every metric got worse: rmse 3.0000 -> 3.1000")
+    # A drop inside the tolerance with the other metrics worse or unchanged gained nothing: refused.
+    flat = {"before": loans["before"], "after": {**loans["after"], "macro_f1": loans["before"]["macro_f1"]}}
+    (why,) = metric_failures(flat, task="classification", tolerance=0.01, refuse_when_all_worse=True)
+    assert why == ("accuracy got worse (inside the tolerance) and no other metric improved: accuracy 0.8217 -> "
+                   "0.8140, macro_f1 0.8115 -> 0.8115, log_loss 0.5317 -> 1.9604 (gate.refuse_when_all_worse)")
+    # The primary metric unchanged is no drop; the other metrics are then for gate.metric_limits.
+    same = {"before": loans["before"], "after": {**loans["after"], "accuracy": loans["before"]["accuracy"]}}
+    assert metric_failures(same, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
+    unchanged = {"before": loans["before"], "after": dict(loans["before"])}
+    assert metric_failures(unchanged, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
 
 
 def test_the_gate_limits_how_much_worse_a_chosen_metric_may_get() -> None:
