@@ -133,6 +133,9 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     check_inputs_exist(load_config(config_path))
     if workspace.exists() and not workspace.is_dir():
         raise InputError("--workspace must be a folder (it is created when missing); this is a file.", source=str(workspace))
+    from lossval.io import check_writable_folder
+
+    check_writable_folder(workspace, what="--workspace")
     _run_reporting(config_path, workspace, debug=debug)
     return 0
 
@@ -146,6 +149,11 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     from lossval.io import atomic_write
     from lossval.metrics import detection_report
 
+    from lossval.io import check_writable_folder
+
+    if workspace.exists() and not workspace.is_dir():
+        raise InputError("--workspace must be a folder (it is created when missing); this is a file.", source=str(workspace))
+    check_writable_folder(workspace, what="--workspace")
     workspace = workspace.resolve()
     data = make_demo_data(dataset=dataset, noise=noise, seed=seed, out_dir=workspace / "demo-data" / dataset)
     config = {

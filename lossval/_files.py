@@ -22,6 +22,7 @@ from lossval.errors import InputError
 __all__ = [
     "DATA_SUFFIXES",
     "atomic_write",
+    "check_writable_folder",
     "make_temp",
     "process_alive",
     "sweep_orphaned_temp_files",
@@ -61,6 +62,27 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         raise
     _fsync_dir(final.parent)
     return final
+
+
+def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:
+    """Refuse, before any work, a folder that cannot be created or written (``what`` names the option).
+
+    The nearest existing ancestor decides: it must be a folder, and one this process may write
+    into (and enter), so that the folder can be created and files renamed into it.
+
+    Raises:
+        InputError: naming the path that blocks it (a file in the way, or no write permission).
+    """
+    path = Path(folder).absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        blocked = "" if existing == path else f", so {path} cannot be created"
+        raise InputError(f"{what}: {existing} is a file, not a folder{blocked}; choose another path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{what}: no permission to write in {existing}; choose a folder you can write to, "
+                         "or change its permissions.")
 
 
 _TMP_OWNER = re.compile(r"~(?P<host>[A-Za-z0-9._-]{1,64})~(?P<pid>[0-9]{1,10})~[^~]*$")

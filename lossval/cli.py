@@ -119,15 +119,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lossval: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the file system refused: a path given to us (exit 2) or the machine (exit 1)
+        if args.debug:
+            traceback.print_exception(exc)
+        _report_error("error", _os_error_text(exc), debug=False)
+        return EXIT_BAD_INPUT if isinstance(exc, _PATH_ERRORS) else EXIT_ERROR
     except Exception as exc:  # a bug: one line, the traceback under --debug
         _report_error("unexpected error (a bug: rerun with --debug and report the traceback)", exc,
                       debug=args.debug, name_type=True)
         return EXIT_ERROR
 
 
-def _report_error(kind: str, exc: BaseException, *, debug: bool, name_type: bool = False) -> None:
+# A path the user gave is missing, unreadable, unwritable, or of the wrong kind: their input (exit 2).
+_PATH_ERRORS = (FileNotFoundError, PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``PATH: what the system said; what to do`` for an error the file system raised."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc)
+    advice = {
+        PermissionError: "check the permissions: inputs must be readable, the output and workspace folders writable",
+        FileNotFoundError: "check the path (relative paths are from the current directory)",
+        FileExistsError: "a file is in the way of a folder lossval needs there; choose another path",
+        NotADirectoryError: "part of the path is a file, not a folder; choose another path",
+        IsADirectoryError: "a folder is where a file was expected; give the file's path",
+    }.get(type(exc), "the file system refused the operation (full disk? read-only mount?); fix that and rerun")
+    return f"{where}{what}; {advice}."
+
+
+def _report_error(kind: str, exc: BaseException | str, *, debug: bool, name_type: bool = False) -> None:
     """One line on stderr (``lossval: <kind>: <message>``); the traceback first under ``--debug``."""
-    if debug:
+    if debug and isinstance(exc, BaseException):
         traceback.print_exception(exc)
     text = " ".join(str(exc).split())  # one line, whatever the message held
     print(f"lossval: {kind}: {type(exc).__name__ + ': ' if name_type else ''}{text}", file=sys.stderr)
@@ -138,7 +161,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lossval.encoding import TabularEncoder
-    from lossval.io import assign_row_ids, read_table, write_parquet
+    from lossval.io import assign_row_ids, check_writable_folder, read_table, write_parquet
     from lossval.splitting import check_validation
     from lossval.valuation import LossVal
 
@@ -153,8 +176,9 @@ def _cmd_value(args: argparse.Namespace) -> int:
     if any(p.is_dir() and out.resolve().parent == p for p in inputs):
         raise InputError("--out must not be inside an input data folder: the next run would read it as data.",
                          source=str(out))
-    train = read_table(args.data)
-    valid = read_table(args.validation)
+    check_writable_folder(out.parent, what=f"--out {out}")  # before the work, not when writing its result
+    train = read_table(args.data, text_columns=[args.id_column])
+    valid = read_table(args.validation, text_columns=[args.id_column])
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
             raise InputError(f"target column {args.target!r} not found in the {name} file; columns are {list(df.columns)[:10]}.", source=src)

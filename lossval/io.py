@@ -16,6 +16,7 @@ import os
 import re
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     PAUSE_ENV,
     _host_tag,
     atomic_write,
+    check_writable_folder,
     json_default,
     make_temp,
     pause_point,
@@ -96,7 +98,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
-def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
+def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise InputError("file is empty (0 bytes).", source=str(path))
     is_csv = path.suffix.lower() == ".csv"
@@ -113,7 +115,8 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
         dup = sorted(name for name, n in Counter(header).items() if n > 1 and name != "")
         if dup:  # pandas would silently rename a repeated CSV column to 'name.1'
             raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
-        df = _read_csv(path, len(header)) if is_csv else _restore_index(pd.read_parquet(path), path)
+        text = {c: str for c in text_columns if c in header}
+        df = _read_csv(path, len(header), dtype=text) if is_csv else _restore_index(pd.read_parquet(path), path)
     except InputError:
         raise
     except (pd.errors.EmptyDataError, StopIteration):
@@ -146,13 +149,18 @@ def _read_one(path: Path, *, max_columns: int) -> pd.DataFrame:
                              source=str(path))
     unnamed = [c for c in df.columns if is_csv and re.fullmatch(r"Unnamed: \d+", str(c))]
     if unnamed:
-        warnings.warn(f"{path}: column(s) {unnamed[:5]} have no name in the header, as a row index saved with the "
-                      "data has; they are used as features unless you exclude them (or save the CSV without its "
-                      "index)", UserWarning, stacklevel=3)
+        # A nameless first column is how pandas saves a row index; a nameless empty last one, a
+        # header line that ends in a comma.
+        why = ("as a row index saved with the data has" if unnamed[0] == df.columns[0] else
+               "as when the header line ends in a comma" if unnamed == [df.columns[-1]] and df[unnamed[0]].isna().all()
+               else "the header has empty names there")
+        warnings.warn(f"{path}: column(s) {unnamed[:5]} have no name in the header, {why}; they are used as features "
+                      "unless you exclude them or fix the header (an empty column is dropped as constant)",
+                      UserWarning, stacklevel=3)
     return df
 
 
-def _read_csv(path: Path, n_header: int) -> pd.DataFrame:
+def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
     """``pd.read_csv`` that never shifts columns.
 
     By default pandas reads a file whose first rows have one field more than the header (a
@@ -163,7 +171,7 @@ def _read_csv(path: Path, n_header: int) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            return pd.read_csv(path, index_col=False)
+            return pd.read_csv(path, index_col=False, dtype=dtype)
         except pd.errors.ParserWarning:
             pass
     line = _first_overlong_line(path, n_header)
@@ -173,7 +181,7 @@ def _read_csv(path: Path, n_header: int) -> pd.DataFrame:
                          source=str(path))
     with warnings.catch_warnings():  # only empty fields past the header (trailing commas): nothing is lost
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
-        return pd.read_csv(path, index_col=False)
+        return pd.read_csv(path, index_col=False, dtype=dtype)
 
 
 def _first_overlong_line(path: Path, n_header: int) -> int | None:
@@ -230,12 +238,16 @@ def _hash_rows(df: pd.DataFrame, *, source: str | None, why: str) -> np.ndarray:
                          f"{found[1]}; {why}.", source=source) from None
 
 
-def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS) -> pd.DataFrame:
+def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
+               text_columns: Sequence[str | None] = ()) -> pd.DataFrame:
     """Read a parquet or CSV file, or every data file of a folder (same columns), into one frame.
 
     Args:
         path: A ``.parquet``/``.pq``/``.csv`` file, or a folder of them.
         max_columns: Refuse files with more columns than this (checked on the header, before the rows).
+        text_columns: Columns read from CSV as the text they hold, not parsed as numbers: an id
+            column, whose ``007`` and ``7`` are two rows (parquet columns keep their stored type;
+            ``None`` entries are skipped).
 
     Returns:
         The rows, with a fresh ``RangeIndex``.
@@ -249,7 +261,7 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS) 
     frames = []
     columns: list[str] | None = None
     for f in files:
-        df = _read_one(f, max_columns=max_columns)
+        df = _read_one(f, max_columns=max_columns, text_columns=[c for c in text_columns if c is not None])
         if columns is None:
             columns = list(df.columns)
         elif list(df.columns) != columns:

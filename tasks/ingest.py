@@ -33,7 +33,7 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     """
     from tasks.gx import validate_frame
 
-    df = read_table(data_path)
+    df = read_table(data_path, text_columns=[id_column])
     if "row_id" in df.columns and id_column != "row_id":
         raise InputError("has a column named 'row_id', which lossval reserves; rename it or set id_column: row_id.", source=data_path)
     taken = [c for c in RESERVED_COLUMNS[1:] if c in df.columns]

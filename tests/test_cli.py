@@ -73,6 +73,56 @@ def test_missing_file_and_overwriting_input_are_refused(tables, tmp_path, capsys
     assert "inputs are never overwritten" in capsys.readouterr().err
 
 
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(tables, tmp_path, capsys,
+                                                                          monkeypatch) -> None:
+    (tmp_path / "afile").write_text("x")
+    args = ["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"])]
+    assert main([*args, "--out", str(tmp_path / "afile" / "sub" / "v.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'afile'} is a file, not a folder, so {tmp_path / 'afile' / 'sub'} cannot be created" in err
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # as a user without write permission (root has it)
+    assert main([*args, "--out", str(tmp_path / "out" / "v.parquet")]) == 2
+    assert f"no permission to write in {tmp_path}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_file_system_errors_name_the_path_and_exit_2_not_as_bugs(tables, tmp_path, capsys, monkeypatch) -> None:
+    import lossval.io
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tables["train"]))
+
+    monkeypatch.setattr(lossval.io, "_read_one", refused)
+    code = main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet")])
+    err = capsys.readouterr().err
+    assert code == 2 and "bug" not in err and "Traceback" not in err
+    assert f"lossval: error: {tables['train']}: Permission denied; check the permissions" in err
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "v.parquet"))
+
+    monkeypatch.setattr(lossval.io, "_read_one", full)
+    assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet")]) == 1  # the machine's problem, not the input's; not a bug either
+    err = capsys.readouterr().err
+    assert "No space left on device; the file system refused" in err and "bug" not in err
+
+
+def test_ids_keep_their_leading_zeros(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 2))
+    df = pd.DataFrame({"id": [f"{i:03d}" for i in range(60)], "a": X[:, 0], "b": X[:, 1],
+                       "label": np.where(X[:, 0] > 0, "yes", "no")})
+    df.loc[59, "id"] = "7"  # and "007" is row 7: two ids, not a repeat
+    df.to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[:30].assign(id=lambda d: "v" + d["id"]).to_csv(tmp_path / "valid.csv", index=False)
+    out = tmp_path / "v.parquet"
+    assert main(["value", str(tmp_path / "train.csv"), "--target", "label", "--validation", str(tmp_path / "valid.csv"),
+                 "--out", str(out), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0
+    assert pd.read_parquet(out)["row_id"].tolist() == df["id"].tolist()
+
+
 def test_console_script_runs_as_a_process(tables, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "lossval.cli", "value", str(tmp_path / "x.csv"), "--target", "y",
                            "--validation", str(tables["valid"]), "--out", str(tmp_path / "o.parquet")],

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,6 +113,30 @@ def test_a_saved_row_index_in_a_csv_is_warned_about(tmp_path):
     with pytest.warns(UserWarning, match="'Unnamed: 0'.*row index"):
         df = read_table(path)
     assert list(df.columns) == ["Unnamed: 0", "a", "label"]  # read as it is; the user decides
+
+
+def test_a_nameless_last_column_is_blamed_on_the_header_s_trailing_comma(tmp_path):
+    path = tmp_path / "trailing_header.csv"
+    path.write_text("a,label,\n1,x,\n2,y,\n")
+    with pytest.warns(UserWarning, match="'Unnamed: 2'.*header line ends in a comma") as caught:
+        read_table(path)
+    assert "row index" not in str(caught[0].message)
+
+
+def test_an_id_column_is_read_from_csv_as_the_text_it_holds(tmp_path):
+    from lossval.io import assign_row_ids
+
+    path = tmp_path / "ids.csv"
+    path.write_text("id,a,zip\n007,1.5,02134\n7,2.5,02135\n010,3.5,10001\n")
+    df = read_table(path, text_columns=["id", None, "not_a_column"])
+    assert df["id"].tolist() == ["007", "7", "010"]  # two rows, not a repeated id 7
+    assert df["a"].dtype == np.float64 and df["zip"].tolist() == [2134, 2135, 10001]  # the rest parsed as before
+    assert assign_row_ids(df, id_column="id").tolist() == ["007", "7", "010"]
+    with pytest.raises(InputError, match="duplicate ids"):  # what reading it as numbers would have said
+        assign_row_ids(read_table(path), id_column="id")
+    pq_path = tmp_path / "ids.parquet"
+    pd.DataFrame({"id": [7, 8], "a": [1.0, 2.0]}).to_parquet(pq_path)
+    assert read_table(pq_path, text_columns=["id"])["id"].tolist() == [7, 8]  # parquet keeps its stored type
 
 
 def test_nested_values_are_named_when_rows_are_hashed():
