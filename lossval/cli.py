@@ -18,6 +18,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,10 +97,36 @@ def _register_extension_arguments(parser: argparse.ArgumentParser, module: str) 
         add(parser)
 
 
+_OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) + os.sep
+                  for name in ("lossval", "tasks", "flows", "deployments"))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, _default=warnings.showwarning) -> None:
+    """Our own warnings as ``lossval: warning: ...`` lines; anyone else's in Python's usual form."""
+    if issubclass(category, UserWarning) and str(filename).startswith(_OWN_CODE):
+        print(f"lossval: warning: {message}", file=file if file is not None else sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
+def _format_warning(message, category, filename, lineno, line=None, *, _default=warnings.formatwarning) -> str:
+    """The text a logger shows for a warning (Prefect logs them inside tasks): ours without a source line."""
+    if issubclass(category, UserWarning) and str(filename).startswith(_OWN_CODE):
+        return str(message)
+    return _default(message, category, filename, lineno, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lossval`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.formatwarning = _format_warning
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.command in _EXTENSIONS:
             import importlib
@@ -162,7 +189,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     from lossval.encoding import TabularEncoder
     from lossval.io import assign_row_ids, check_writable_folder, read_table, write_parquet
-    from lossval.splitting import check_validation
+    from lossval.splitting import check_validation, shared_rows
     from lossval.valuation import LossVal
 
     out = Path(args.out)
@@ -191,6 +218,12 @@ def _cmd_value(args: argparse.Namespace) -> int:
         raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.", source=args.validation)
     check_validation(train[args.target], valid[args.target], task=encoder.task_, target=args.target, source=args.data,
                      validation_source=args.validation)
+    shared = shared_rows(valid, train, ignore=(args.id_column,))
+    if shared.any():
+        warnings.warn(f"{args.validation}: {int(shared.sum())} of {len(valid)} validation rows also appear, identical, "
+                      f"in {args.data}, first at row {int(np.flatnonzero(shared)[0])}; they are valued against "
+                      "themselves and look valuable for no good reason. Remove them from one of the two files.",
+                      UserWarning, stacklevel=1)  # stacklevel 1: from this file, shown as a lossval warning
     X = encoder.transform(train)
     X_val = encoder.transform(valid, source=args.validation)
     y = train[args.target].to_numpy()

@@ -90,6 +90,9 @@ _TASKS = ("auto", "classification", "regression")
 # Share of non-missing values that must parse as numbers for a text column to count as
 # a numeric column with bad entries rather than a categorical one.
 _NUMERIC_SHARE = 0.9
+# A number with comma thousands separators: 1,234 or -12,345,678.90 (never a decimal comma: the
+# groups after the first have exactly three digits).
+_THOUSANDS = r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*"
 _MAX_AUTO_CLASSES = 20
 _SHOW = 5  # how many offending values / columns an error message lists
 _ISO_DATE = re.compile(
@@ -308,7 +311,7 @@ class TabularEncoder:
         if _is_datetime_like(dtype):
             raise InputError(
                 f"column {col!r} is a datetime/timedelta column ({dtype}); lossval does "
-                f"not encode dates: pass exclude=[{col!r}] or derive numeric features from it",
+                f"not encode dates: exclude it ({_declare_excluded(col)}) or derive numeric features from it",
                 source=self.source,
             )
         if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
@@ -317,13 +320,13 @@ class TabularEncoder:
             if pd.api.types.is_complex_dtype(dtype):
                 raise InputError(
                     f"column {col!r} holds complex numbers; lossval cannot encode them: "
-                    f"pass exclude=[{col!r}] or split it into real columns",
+                    f"exclude it ({_declare_excluded(col)}) or split it into real columns",
                     source=self.source,
                 )
             return "numeric"
         if not _is_text_dtype(dtype):
             raise InputError(
-                f"column {col!r} has unsupported dtype {dtype}; pass exclude=[{col!r}] "
+                f"column {col!r} has unsupported dtype {dtype}; exclude it ({_declare_excluded(col)}) "
                 "or convert it to numbers or strings",
                 source=self.source,
             )
@@ -331,7 +334,7 @@ class TabularEncoder:
         if found is not None:
             raise InputError(
                 f"column {col!r} holds nested values (lists, arrays or structs), first at row "
-                f"{_row(series.index[found[1]])}; flatten it into columns or pass exclude=[{col!r}]",
+                f"{_row(series.index[found[1]])}; flatten it into columns or exclude it ({_declare_excluded(col)})",
                 source=self.source,
             )
 
@@ -343,8 +346,8 @@ class TabularEncoder:
             inferred == "string" and present.astype(str).str.fullmatch(_ISO_DATE).all()
         ):
             raise InputError(
-                f"column {col!r} holds dates/times; lossval does not encode dates: pass "
-                f"exclude=[{col!r}] or derive numeric features from it",
+                f"column {col!r} holds dates/times; lossval does not encode dates: exclude it "
+                f"({_declare_excluded(col)}) or derive numeric features from it",
                 source=self.source,
             )
         if inferred == "boolean":
@@ -360,10 +363,22 @@ class TabularEncoder:
             raise InputError(
                 _non_numeric_message(bad, col, len(present))
                 + f"; fix or drop these rows, or, if {col!r} is really categorical, declare it so "
-                f"(pipeline config: features.categorical: [{col}]; `lossval value`: --categorical {col}; "
-                f"TabularEncoder: categorical=[{col!r}])",
+                f"({_declare_categorical(col)})",
                 source=self.source,
             )
+        grouped = present.astype(str).str.fullmatch(_THOUSANDS)
+        if grouped.any():
+            plain = _to_numeric(present.astype(str).str.replace(",", "", regex=False))
+            if plain is not None and float(plain.notna().mean()) >= _NUMERIC_SHARE:
+                first = int(np.flatnonzero(grouped.to_numpy())[0])
+                raise InputError(
+                    f"column {col!r} holds numbers written with thousands separators ({int(grouped.sum())} of "
+                    f"{len(present)} values, e.g. {present.iloc[first]!r} at row {_row(present.index[first])}), "
+                    "which would be read as text and encoded as categories; write the numbers without "
+                    f"separators (e.g. export the file without number formatting), or, if {col!r} is really "
+                    f"categorical, declare it so ({_declare_categorical(col)})",
+                    source=self.source,
+                )
         return "categorical"
 
     def _fit_target(self, y: pd.Series) -> None:
@@ -476,6 +491,7 @@ class TabularEncoder:
                 keys = _level_keys(series)
                 self._refuse_reserved(keys, series, c["name"], source=source)
                 index = pd.Index(levels, dtype=object).get_indexer(pd.Index(keys, dtype=object))
+                _warn_on_unseen_levels(keys, index, c, source=source)
                 if c["other"]:
                     index[index < 0] = len(levels) - 1
                 rows = np.flatnonzero(index >= 0)  # unseen levels stay all-zero
@@ -862,6 +878,42 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
     if pd.api.types.is_integer_dtype(dtype) and y.nunique() <= _MAX_AUTO_CLASSES:
         return "classification"
     return "regression"
+
+
+def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str, Any], *,
+                           source: str | None) -> None:
+    """Warn when most values of a categorical column are levels the training rows did not have.
+
+    A few new levels are normal. Most of them new usually means the column is stored
+    differently in this file (codes as numbers here, as names in the training file), and then
+    every one of those values encodes as "no level": the rows lose that feature silently.
+    Columns with an ``"__other__"`` level expect rare levels, so they are warned about only when
+    no value at all is known.
+    """
+    unseen = index < 0
+    n_unseen, n = int(unseen.sum()), len(keys)
+    if n < 5 or n_unseen == 0 or n_unseen < (n if column["other"] else 0.5 * n):
+        return
+    examples = list(dict.fromkeys(keys[unseen].tolist()))[:3]
+    known = list(column["levels"])[:3]
+    warnings.warn(
+        f"{source + ': ' if source else ''}categorical column {column['name']!r}: {n_unseen} of {n} values are "
+        f"levels the training rows do not have (e.g. {examples}; training levels include {known}), so "
+        f"{'they share the __other__ column' if column['other'] else 'they encode as no level at all'}. "
+        "If this file stores the column differently (numbers instead of names), convert it to match",
+        UserWarning, stacklevel=3)
+
+
+def _declare_categorical(col: Any) -> str:
+    """How to keep ``col`` categorical, in each of lossval's front ends."""
+    return (f"pipeline config: features.categorical: [{col}]; `lossval value`: --categorical {col}; "
+            f"TabularEncoder: categorical=[{col!r}]")
+
+
+def _declare_excluded(col: Any) -> str:
+    """How to leave ``col`` out of the features, in each of lossval's front ends."""
+    return (f"pipeline config: features.exclude: [{col}]; `lossval value`: --exclude {col}; "
+            f"TabularEncoder: exclude=[{col!r}]")
 
 
 def _to_numeric(series: pd.Series) -> pd.Series | None:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from lossval.errors import InputError
 
-__all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "assign_splits", "check_validation"]
+__all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "assign_splits", "check_validation", "shared_rows"]
 
 MIN_VALIDATION_ROWS = 10
 MIN_TRAIN_ROWS = 10
@@ -246,3 +246,27 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
             "cannot be learned: add training rows of these classes, or drop them from the validation data.",
             source=where,
         )
+
+
+def shared_rows(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | None, ...] = ()) -> np.ndarray:
+    """Which of ``rows`` also appear in ``data``, identical in every column both have (``ignore`` aside).
+
+    A training copy of a validation row looks valuable for no good reason, and a test row that
+    is also trained on flatters the "after" metrics. Callers warn rather than refuse: identical
+    rows can be genuine (few, coarse columns). Pass the id column in ``ignore``: a copy with
+    another id is still the same example. Columns stored differently in the two frames (text
+    and numbers) do not match.
+
+    Returns:
+        bool array, one per row of ``rows`` (all False when no column is compared or a cell
+        cannot be hashed).
+    """
+    columns = [c for c in data.columns if c in rows.columns and c not in ignore and c != "row_id"]
+    if not columns:
+        return np.zeros(len(rows), dtype=bool)
+    try:
+        ours = pd.util.hash_pandas_object(rows[columns], index=False)
+        theirs = set(pd.util.hash_pandas_object(data[columns], index=False).tolist())
+    except TypeError:  # unhashable cells (refused elsewhere): nothing to compare
+        return np.zeros(len(rows), dtype=bool)
+    return ours.isin(theirs).to_numpy()

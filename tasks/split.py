@@ -11,7 +11,7 @@ from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
 from lossval.io import assign_row_ids, read_table, write_parquet
-from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation
+from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation, shared_rows
 from tasks.value import config_encoder
 
 __all__ = ["split", "MIN_TEST_ROWS"]
@@ -87,25 +87,16 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
     encoder.transform(rows, source=path)  # NaN, inf or text in a feature: named with the file's row
     encoder.encode_target(rows[config.target], source=path)  # a label the data does not have
     rows = rows[needed].copy()
-    _warn_on_shared_rows(rows, df[needed], path=path, data_path=config.data, what="validation" if prefix == "vali" else "test")
+    _warn_on_shared_rows(rows, df[needed], path=path, data_path=config.data, what="validation" if prefix == "vali" else "test",
+                         id_column=config.id_column)
     rows.insert(0, "row_id", (f"{prefix}:" + assign_row_ids(rows, id_column=config.id_column, source=path)).to_numpy())
     return rows
 
 
-def _warn_on_shared_rows(curated: pd.DataFrame, data: pd.DataFrame, *, path: str, data_path: str, what: str) -> None:
-    """Warn when rows of a curated file also appear, identical in every column, in the data.
-
-    A training copy of a validation row looks valuable for no good reason, and a test row that
-    is also trained on flatters the "after" metrics. Not an error: identical rows can be genuine
-    (few, coarse columns), and files that store a column differently (text and numbers) do not
-    match here at all.
-    """
-    try:
-        ours = pd.util.hash_pandas_object(curated, index=False)
-        theirs = set(pd.util.hash_pandas_object(data, index=False).tolist())
-    except TypeError:  # unhashable cells were refused earlier; nothing to compare
-        return
-    shared = ours.isin(theirs).to_numpy()
+def _warn_on_shared_rows(curated: pd.DataFrame, data: pd.DataFrame, *, path: str, data_path: str, what: str,
+                         id_column: str | None) -> None:
+    """Warn when rows of a curated file also appear, identical, in the data (:func:`lossval.splitting.shared_rows`)."""
+    shared = shared_rows(curated, data, ignore=(id_column,))
     if shared.any():
         from tasks.value import _logger
 

@@ -123,6 +123,21 @@ def test_ids_keep_their_leading_zeros(tmp_path, capsys) -> None:
     assert pd.read_parquet(out)["row_id"].tolist() == df["id"].tolist()
 
 
+def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, capsys) -> None:
+    train = pd.read_csv(tables["train"])
+    leaked = train.iloc[:25].assign(id=lambda d: "copy-" + d["id"])  # same rows, other ids: still the same examples
+    leaked.to_parquet(tmp_path / "valid.parquet", index=False)
+    assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
+                 "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert (f"lossval: warning: {tmp_path / 'valid.parquet'}: 25 of 25 validation rows also appear, identical, in "
+            f"{tables['train']}, first at row 0;") in err
+    assert "warnings.warn" not in err and "UserWarning" not in err  # no source line, no class name
+    assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v2.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0
+    assert "also appear" not in capsys.readouterr().err
+
+
 def test_console_script_runs_as_a_process(tables, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "lossval.cli", "value", str(tmp_path / "x.csv"), "--target", "y",
                            "--validation", str(tables["valid"]), "--out", str(tmp_path / "o.parquet")],

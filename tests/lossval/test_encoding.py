@@ -370,6 +370,37 @@ def test_text_in_numeric_column_from_csv_at_transform():
         enc.transform(new)
 
 
+def test_numbers_with_thousands_separators_are_refused_not_read_as_categories():
+    income = ["1,816.21", "950.00", "12,400", "-3,000,000.5", "88.1"] * 4
+    df = pd.DataFrame({"income": income, "y": [0, 1] * 10}, index=range(50, 70))
+    with pytest.raises(InputError, match=r"column 'income' holds numbers written with thousands separators "
+                       r"\(12 of 20 values, e.g. '1,816.21' at row 50\).*features.categorical: \[income\]"):
+        TabularEncoder(target="y").fit(df)
+    enc = TabularEncoder(target="y", categorical=["income"]).fit(df)  # declared: kept as categories
+    assert enc.categorical_columns_ == ["income"]
+    # Not numbers: decimal commas, lists, labels with a few grouped numbers among them.
+    for values in (["1,5", "2,25", "3,0", "4,75"] * 5, ["1,2,3", "4,5,6"] * 10, ["1,000", "a", "b", "c"] * 5):
+        ok = TabularEncoder(target="y").fit(pd.DataFrame({"c": values, "y": [0, 1] * 10}))
+        assert ok.categorical_columns_ == ["c"]
+
+
+def test_a_categorical_column_stored_differently_at_transform_is_warned_about():
+    import warnings
+
+    train = pd.DataFrame({"x": np.arange(12.0), "colour": ["red", "blue", "green"] * 4, "y": [0, 1] * 6})
+    enc = TabularEncoder(target="y").fit(train)
+    coded = train.assign(colour=np.arange(12) % 3)  # the same colours as codes 0/1/2
+    with pytest.warns(UserWarning, match=r"valid.parquet: categorical column 'colour': 12 of 12 values are levels "
+                      r"the training rows do not have \(e.g. \['0', '1', '2'\]; training levels include "
+                      r"\['blue', 'green', 'red'\]\), so they encode as no level at all"):
+        X = enc.transform(coded, source="valid.parquet")
+    assert not X[:, 1:].any()
+    with warnings.catch_warnings():  # a few new levels are normal: no warning
+        warnings.simplefilter("error")
+        enc.transform(train.assign(colour=["red", "blue", "green", "teal"] * 3))
+        enc.transform(train)
+
+
 def test_mostly_text_column_is_categorical_not_error():
     df = pd.DataFrame({"c": ["1", "2", "a", "b", "c"], "y": [0, 1, 0, 1, 0]})
     enc = TabularEncoder(target="y").fit(df)
@@ -427,7 +458,7 @@ def test_unknown_label_in_encode_target_raises():
 
 def test_datetime_column_raises_unless_excluded():
     df = _frame().assign(when=pd.date_range("2024-01-01", periods=4))
-    with pytest.raises(InputError, match=r"'when'.*exclude"):
+    with pytest.raises(InputError, match=r"'when'.*features.exclude: \[when\]; `lossval value`: --exclude when"):
         TabularEncoder(target="y").fit(df)
     assert TabularEncoder(target="y", exclude=["when"]).fit(df).feature_columns_ == ["x", "colour"]
     # ISO date text (a timestamp column read from CSV) is refused too
