@@ -40,4 +40,4 @@ bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) lossval-workspace .pytest_cache
+	rm -rf $(VENV) lossval-workspace .pytest_cache benchmarks/results/quick

@@ -50,8 +50,9 @@ VALID_NOISE_SEED_OFFSET = 1000  # the noisy validation split uses seed + this
 MIN_PRUNE_GAP = 0.005  # accuracy / R^2 points; below it "gap recovered" is a ratio of noise
 
 # Reference figures of the public LossVal code (twibiral/LossVal @59f4b18, paper settings) and
-# of plain-loss on this suite, 10% noise, means over seeds 0-2. Copied from
-# /work/shared/reference/lossval_reference_suite.md ("LossVal reference anchor" table).
+# of plain-loss on this suite, 10% noise, means over seeds 0-2, as the team measured them (the
+# "LossVal reference anchor" table of shared/reference/lossval_reference_suite.md, a team file
+# outside this repository; the figures are copied here so the comparison needs nothing else).
 # (dataset, noise) -> (LossVal f1_2means, LossVal f1_top10, plain f1_2means, plain f1_top10)
 REFERENCE_CLEAN: dict[tuple[str, str], tuple[float, float, float, float]] = {
     ("cls_2dplanes", "feature"): (0.214, 0.147, 0.157, 0.157),
@@ -178,7 +179,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
                              "suite's, lossval.datasets.FRIED_NOISE_STD and PLANES_NOISE_STD); to check how the "
                              "figures depend on the data")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (1 thread each; default 1)")
-    parser.add_argument("--out-dir", default=str(RESULTS_DIR), help="where quality.json/.md go")
+    parser.add_argument("--out-dir", default=None,
+                        help=f"where quality.json/.md go (default {RESULTS_DIR.name}/ of benchmarks/, whose files the README "
+                             f"quotes; --quick: {RESULTS_DIR.name}/quick/, so a quick run never replaces them)")
     parser.add_argument("--from-json", default=None, metavar="PATH[,PATH]",
                         help="run nothing: merge these quality.json files and re-render json + md")
     args = parser.parse_args(argv)
@@ -218,7 +221,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
             raise SystemExit(f"--fractions: each fraction must be in (0, 1), got {args.fractions!r}")
     return Config(datasets=datasets, noise_kinds=noise_kinds, fractions=fractions, valid_settings=valid,
                   seeds=list(range(n_seeds)), methods=methods, variants=variants, epochs=args.epochs,
-                  out_dir=args.out_dir, jobs=max(1, args.jobs), quick=args.quick,
+                  out_dir=args.out_dir or str(RESULTS_DIR / "quick" if args.quick else RESULTS_DIR),
+                  jobs=max(1, args.jobs), quick=args.quick,
                   from_json=[p for p in (args.from_json or "").split(",") if p], target_noise=args.target_noise)
 
 
@@ -602,7 +606,7 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
               "row losses (its seconds are that fit's). `plain_loss` = minus mean row loss over the last 5 "
               "epochs of the same MLP trained unweighted; `plain_loss_paper_arch` = the same with the paper's "
               "MLP (classification: 5 layers, the reference's plain baseline; regression: identical). Reference = public LossVal (@59f4b18) and its plain "
-              "baseline from `/work/shared/reference/lossval_reference_suite.md` on the same datasets "
+              "baseline as the team measured them on the same datasets (`REFERENCE_CLEAN` in benchmarks/run.py) "
               "(10% noise only; the reference's 'paper' setting is our 'noisy').", ""]
     variants = list(cfg.variants)
     if variants:

@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", default="10000,30000,100000", help="comma list of scaling sizes ('' = none)")
     parser.add_argument("--child-timeout", type=float, default=900.0, help="seconds per scaling subprocess")
-    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--out-dir", default=None,
+                        help="default benchmarks/results (the README quotes it); --quick: benchmarks/results/quick")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             "default_threads": default_threads, "features": args.features, "valid_rows": 100,
             "epochs": args.epochs, "batch_size": train["batch_size"], "repeats": args.repeats}
     res = {"meta": meta, "base": base, "scaling": scaling, "targets": targets}
-    out = Path(args.out_dir)
+    out = Path(args.out_dir or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR))
     json_path, md_path = out / "speed.json", out / "speed.md"
     write_atomic(json_path, json.dumps(res, indent=1) + "\n")
     write_atomic(md_path, render_markdown(res))

@@ -99,8 +99,9 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     if gate_passed:
         print(f"  gate passed; model {model['name']} version {model['version']} is champion")
     elif model:
-        print(f"  gate FAILED; model {model['name']} version {model['version']} is challenger only, the champion "
-              "is unchanged")
+        champion = model.get("champion_version")
+        print(f"  gate FAILED; model {model['name']} version {model['version']} is challenger only; "
+              + (f"the champion is still version {champion}" if champion else "no version is champion yet"))
     else:
         print("  gate FAILED; no model was registered")
     print(f"  outputs: {summary['run_dir']}  (manifest.json lists every file)")

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the cleaning flow from a YAML config")
     p.add_argument("config", help="YAML config (see examples/config.yaml)")
-    p.add_argument("--workspace", default="lossval-workspace")
+    p.add_argument("--workspace", default="lossval-workspace", help="where runs, the MLflow DB and artifacts go "
+                   "(default ./lossval-workspace)")
 
     p = sub.add_parser("verify", help="check that a run's outputs account for every input row")
     p.add_argument("run_dir", help="a run folder holding manifest.json")

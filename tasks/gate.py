@@ -17,19 +17,18 @@ PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
 def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
                     limits: dict[str, float] | None = None) -> list[str]:
-    """Why "after" may not replace "before" on these test metrics (empty: it may).
+    """Why "after" may not replace "before" on these test metrics (empty: it may), every reason that applies.
 
     Refused when the primary metric got worse by more than ``tolerance``; when a metric of
     ``limits`` got worse by more than its limit (``gate.metric_limits``; e.g. log-loss, which
-    pruning can worsen while accuracy improves); or, with ``refuse_when_all_worse``, when every
-    metric got worse (a drop inside the tolerance with nothing gained elsewhere).
+    pruning can worsen while accuracy improves); or, with ``refuse_when_all_worse``, when the
+    primary metric got worse and no metric improved (every metric worse, or the others worse
+    or unchanged: nothing was gained for the drop, even one inside the tolerance).
     """
     metric = PRIMARY_METRIC[task]
     before, after = metrics["before"][metric], metrics["after"][metric]
     ok = after >= before - tolerance if HIGHER_IS_BETTER[metric] else after <= before + tolerance
-    if not ok:
-        return [f"metric {metric} regressed: after {after:.4f} vs before {before:.4f} (tolerance {tolerance})"]
-    failures = []
+    failures = [] if ok else [f"metric {metric} regressed: after {after:.4f} vs before {before:.4f} (tolerance {tolerance})"]
     for name, limit in (limits or {}).items():
         if name not in metrics["after"]:
             failures.append(f"gate.metric_limits names {name}, which a {task} run does not report "
@@ -40,17 +39,15 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
         if worse_by > limit:
             failures.append(f"metric {name} got worse by {worse_by:.4f} ({b:.4f} -> {a:.4f}), more than "
                             f"gate.metric_limits allows ({limit:g})")
-    if failures:
-        return failures
     pairs = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()}
     worse = {n for n, (b, a) in pairs.items() if (a < b if HIGHER_IS_BETTER[n] else a > b)}
     improved = {n for n, (b, a) in pairs.items() if (a > b if HIGHER_IS_BETTER[n] else a < b)}
     if refuse_when_all_worse and metric in worse and not improved and len(pairs) > 1:
         shown = ", ".join(f"{n} {b:.4f} -> {a:.4f}" for n, (b, a) in pairs.items())
         head = "every metric got worse" if len(worse) == len(pairs) else \
-            f"{metric} got worse (inside the tolerance) and no other metric improved"
-        return [f"{head}: {shown} (gate.refuse_when_all_worse)"]
-    return []
+            f"{metric} got worse and no other metric improved"
+        failures.append(f"{head}: {shown} (gate.refuse_when_all_worse)")
+    return failures
 
 
 @task(name="gate")

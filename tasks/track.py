@@ -182,4 +182,15 @@ def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: s
         if gate_passed:
             client.set_registered_model_alias(name, "champion", version)
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
-    return {"name": name, "version": version, "reused": reused, "champion": gate_passed}
+        champion = _alias_version(client, name, "champion")
+    return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion}
+
+
+def _alias_version(client: Any, name: str, alias: str) -> str | None:
+    """The version an alias of a registered model points to, or None when it points nowhere."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None

@@ -109,6 +109,12 @@ def test_fractions_default_to_the_suite_and_are_checked() -> None:
 
     assert parse_args([]).fractions == [0.05, 0.1, 0.15, 0.2]
     assert parse_args(["--quick"]).fractions == [0.1]
+    # A quick run never replaces the committed full results that the README quotes.
+    from benchmarks.run import RESULTS_DIR
+
+    assert parse_args([]).out_dir == str(RESULTS_DIR)
+    assert parse_args(["--quick"]).out_dir == str(RESULTS_DIR / "quick")
+    assert parse_args(["--quick", "--out-dir", "x"]).out_dir == "x"
     assert parse_args(["--fractions", "0.2,0.05"]).fractions == [0.2, 0.05]
     for bad in ("0,0.1", "1.5", "ten"):
         with pytest.raises(SystemExit, match="--fractions"):

@@ -167,7 +167,8 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
     run_dir = str(workspace / "runs" / manifest["run_id"])
     assert f"Run folder: {run_dir}" in err and f"outputs: {run_dir}" in out
     assert f"-> {manifest['rows']['kept']} kept" in out and "accuracy  before" in out
-    assert f"gate FAILED; model lossval-t-breast_cancer version {challenger} is challenger only" in out
+    assert (f"gate FAILED; model lossval-t-breast_cancer version {challenger} is challenger only; the champion is "
+            f"still version {champion_before}") in out
     assert manifest["gate"]["passed"] is False
     assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["gate"] == "failed"
 

@@ -168,3 +168,15 @@ def test_relative_sqlite_uri_and_suite_names(tmp_path: Path) -> None:
     (tmp_path / "mine.json").write_text(suite)
     assert config_from_dict({**BASE, "gate": {"suite": "mine"}}, base_dir=tmp_path).gate.suite == str(
         (tmp_path / "mine.json").resolve())  # a name beside the config comes first, as before
+
+
+def test_the_lossval_section_takes_every_constructor_argument_but_task_seed_and_verbose() -> None:
+    import inspect
+
+    from lossval.config import _LOSSVAL_KEYS
+    from lossval.valuation import LossVal
+
+    arguments = set(inspect.signature(LossVal.__init__).parameters) - {"self", "task", "seed", "verbose"}
+    assert set(_LOSSVAL_KEYS) == arguments  # the README promises this; a new LossVal option must be added here
+    cfg = config_from_dict({**BASE, "lossval": {"ce_epsilon": 1e-8, "epochs": 3}})
+    assert cfg.lossval["ce_epsilon"] == 1e-8
