@@ -467,6 +467,9 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if values.get("task", "auto") not in ("auto", "classification", "regression"):
         raise ConfigError(f"'task' must be auto, classification or regression, got {values['task']!r}.", source=source)
     _fraction("test_fraction", values.get("test_fraction", 0.2), source, low_open=True, high=0.9)
+    if values.get("id_column") is not None and values.get("id_column") == values.get("target"):
+        raise ConfigError(f"'id_column' and 'target' are both {values['target']!r}: row ids name rows, the target is "
+                          "what the model learns; point one of them at another column.", source=source)
     data = resolve(values.pop("data"))
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])

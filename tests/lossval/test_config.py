@@ -47,6 +47,7 @@ def test_example_config_is_valid() -> None:
         ({"target": "y"}, "'data' is required"),
         ({**BASE, "test_fraction": 0}, "'test_fraction' must be in (0, 0.9]"),
         ({**BASE, "dataset": "a b"}, "may only hold letters"),
+        ({**BASE, "id_column": "y"}, "'id_column' and 'target' are both 'y'"),
         ({**BASE, "features": ["a"]}, "'features' must be a mapping"),
         # nulls and values that used to crash later (exit 1) or pass silently
         ({**BASE, "retrain": {"epochs": None}}, "'retrain.epochs' needs a value"),
