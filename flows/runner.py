@@ -100,8 +100,12 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
         print(f"  gate passed; model {model['name']} version {model['version']} is champion")
     elif model:
         champion = model.get("champion_version")
-        print(f"  gate FAILED; model {model['name']} version {model['version']} is challenger only; "
-              + (f"the champion is still version {champion}" if champion else "no version is champion yet"))
+        if champion is not None and str(champion) == str(model["version"]):  # a rerun that reused that version
+            print(f"  gate FAILED; model {model['name']} version {model['version']}, registered by an earlier run of "
+                  "the same data and config, is still champion from that run")
+        else:
+            print(f"  gate FAILED; model {model['name']} version {model['version']} is challenger only; "
+                  + (f"the champion is still version {champion}" if champion else "no version is champion yet"))
     else:
         print("  gate FAILED; no model was registered")
     print(f"  outputs: {summary['run_dir']}  (manifest.json lists every file)")

@@ -14,17 +14,19 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lossval.errors import GateFailed, InputError, LossvalError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console_main", "build_parser", "one_line_warnings"]
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_GATE = 0, 1, 2, 3
 
@@ -117,14 +119,32 @@ def _format_warning(message, category, filename, lineno, line=None, *, _default=
     return _default(message, category, filename, lineno, line)
 
 
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """lossval's own warnings as one line each, for the console script; Python's hooks restored after."""
+    show, fmt = warnings.showwarning, warnings.formatwarning
+    warnings.showwarning, warnings.formatwarning = _show_warning, _format_warning
+    try:
+        yield
+    finally:
+        warnings.showwarning, warnings.formatwarning = show, fmt
+
+
+def console_main() -> int:
+    """The ``lossval`` console script: :func:`main` with one-line warnings.
+
+    :func:`main` itself leaves Python's warning hooks alone, so a caller (or pytest) that
+    records warnings still sees them as warnings.
+    """
+    with one_line_warnings():
+        return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``lossval`` console script; returns the exit code."""
+    """Run one ``lossval`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        warnings.formatwarning = _format_warning
-        return _main(args)
+    return _main(args)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -147,32 +167,57 @@ def _main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("lossval: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:  # the file system refused: a path given to us (exit 2) or the machine (exit 1)
+    except BrokenPipeError:  # `lossval value ... | head`: the reader left; nothing to report
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return EXIT_ERROR
+    except OSError as exc:
+        text = _os_error_text(exc)
+        if text is None:  # not a file-system refusal we can explain: reported as a bug below
+            return _report_bug(exc, debug=args.debug)
         if args.debug:
             traceback.print_exception(exc)
-        _report_error("error", _os_error_text(exc), debug=False)
+        _report_error("error", text, debug=False)
         return EXIT_BAD_INPUT if isinstance(exc, _PATH_ERRORS) else EXIT_ERROR
-    except Exception as exc:  # a bug: one line, the traceback under --debug
-        _report_error("unexpected error (a bug: rerun with --debug and report the traceback)", exc,
-                      debug=args.debug, name_type=True)
-        return EXIT_ERROR
+    except Exception as exc:
+        return _report_bug(exc, debug=args.debug)
+
+
+def _report_bug(exc: BaseException, *, debug: bool) -> int:
+    """A bug: one line, the traceback under ``--debug``."""
+    _report_error("unexpected error (a bug: rerun with --debug and report the traceback)", exc, debug=debug,
+                  name_type=True)
+    return EXIT_ERROR
 
 
 # A path the user gave is missing, unreadable, unwritable, or of the wrong kind: their input (exit 2).
 _PATH_ERRORS = (FileNotFoundError, PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
-def _os_error_text(exc: OSError) -> str:
-    """``PATH: what the system said; what to do`` for an error the file system raised."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    what = exc.strerror or str(exc)
+# The machine's file system, not the input: exit 1 with the system's words.
+_MACHINE_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space or raise the quota",
+                   errno.EROFS: "the file system is mounted read-only; choose a writable place", errno.EIO: "check the disk"}
+
+
+def _os_error_text(exc: OSError) -> str | None:
+    """``PATH: what the system said; what to do`` for a file-system refusal about a path; None otherwise.
+
+    Path errors count only with the path they are about (``exc.filename``): one without it came
+    from somewhere else (a socket, a library's internals) and is left to the bug report.
+    """
+    if not exc.filename:
+        return None
+    where, what = f"{exc.filename}: ", exc.strerror or str(exc)
+    if not isinstance(exc, _PATH_ERRORS):
+        advice = _MACHINE_ERRNOS.get(exc.errno)
+        return None if advice is None else f"{where}{what}; {advice}, then rerun."
     advice = {
         PermissionError: "check the permissions: inputs must be readable, the output and workspace folders writable",
         FileNotFoundError: "check the path (relative paths are from the current directory)",
         FileExistsError: "a file is in the way of a folder lossval needs there; choose another path",
         NotADirectoryError: "part of the path is a file, not a folder; choose another path",
         IsADirectoryError: "a folder is where a file was expected; give the file's path",
-    }.get(type(exc), "the file system refused the operation (full disk? read-only mount?); fix that and rerun")
+    }[next(kind for kind in _PATH_ERRORS if isinstance(exc, kind))]
     return f"{where}{what}; {advice}."
 
 
@@ -298,4 +343,4 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    sys.exit(console_main())

@@ -262,6 +262,9 @@ def _check_keys(section: str, raw: dict[str, Any], allowed: set[str], source: st
         raise ConfigError(f"unknown key(s) {unknown}{where}; valid keys are {sorted(allowed)}.", source=source)
 
 
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _typed(section: str, key: str, value: Any, kind: Any, source: str | None) -> Any:
     name = f"{section}.{key}" if section else key
     kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -269,6 +272,8 @@ def _typed(section: str, key: str, value: Any, kind: Any, source: str | None) ->
         return None
     if float in kinds and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if float in kinds and isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-8 (no dot) as text
     if bool not in kinds and isinstance(value, bool):
         raise ConfigError(f"'{name}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean.", source=source)
     if not isinstance(value, kinds):

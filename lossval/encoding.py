@@ -90,8 +90,8 @@ _TASKS = ("auto", "classification", "regression")
 # Share of non-missing values that must parse as numbers for a text column to count as
 # a numeric column with bad entries rather than a categorical one.
 _NUMERIC_SHARE = 0.9
-# A number with comma thousands separators: 1,234 or -12,345,678.90 (never a decimal comma: the
-# groups after the first have exactly three digits).
+# A number with comma thousands separators: 1,234 or -12,345,678.90. A decimal comma with three
+# decimals (3,750) fits too; the caller looks at the column's other values before deciding.
 _THOUSANDS = r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*"
 _MAX_AUTO_CLASSES = 20
 _SHOW = 5  # how many offending values / columns an error message lists
@@ -366,8 +366,11 @@ class TabularEncoder:
                 f"({_declare_categorical(col)})",
                 source=self.source,
             )
-        grouped = present.astype(str).str.fullmatch(_THOUSANDS)
-        if grouped.any():
+        text = present.astype(str)
+        grouped = text.str.fullmatch(_THOUSANDS)
+        # Refused only when every value with a comma is a grouped number: one like 0,5 means
+        # decimal commas (or lists), whose reading we cannot guess.
+        if grouped.any() and not (text.str.contains(",", regex=False) & ~grouped).any():
             plain = _to_numeric(present.astype(str).str.replace(",", "", regex=False))
             if plain is not None and float(plain.notna().mean()) >= _NUMERIC_SHARE:
                 first = int(np.flatnonzero(grouped.to_numpy())[0])
@@ -376,7 +379,8 @@ class TabularEncoder:
                     f"{len(present)} values, e.g. {present.iloc[first]!r} at row {_row(present.index[first])}), "
                     "which would be read as text and encoded as categories; write the numbers without "
                     f"separators (e.g. export the file without number formatting), or, if {col!r} is really "
-                    f"categorical, declare it so ({_declare_categorical(col)})",
+                    f"categorical (codes separated by commas; or decimal commas, which lossval does not read as "
+                    f"numbers), declare it so ({_declare_categorical(col)})",
                     source=self.source,
                 )
         return "categorical"
@@ -887,20 +891,22 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
     A few new levels are normal. Most of them new usually means the column is stored
     differently in this file (codes as numbers here, as names in the training file), and then
     every one of those values encodes as "no level": the rows lose that feature silently.
-    Columns with an ``"__other__"`` level expect rare levels, so they are warned about only when
-    no value at all is known.
+    Columns with an ``"__other__"`` level are left alone: they have more levels than
+    ``max_categories`` (names, free text), so new ones are expected and share ``"__other__"``.
     """
+    if column["other"]:
+        return
     unseen = index < 0
     n_unseen, n = int(unseen.sum()), len(keys)
-    if n < 5 or n_unseen == 0 or n_unseen < (n if column["other"] else 0.5 * n):
+    if n < 5 or n_unseen < 0.5 * n:
         return
     examples = list(dict.fromkeys(keys[unseen].tolist()))[:3]
     known = list(column["levels"])[:3]
     warnings.warn(
         f"{source + ': ' if source else ''}categorical column {column['name']!r}: {n_unseen} of {n} values are "
-        f"levels the training rows do not have (e.g. {examples}; training levels include {known}), so "
-        f"{'they share the __other__ column' if column['other'] else 'they encode as no level at all'}. "
-        "If this file stores the column differently (numbers instead of names), convert it to match",
+        f"levels the training rows do not have (e.g. {examples}; training levels include {known}), so they "
+        "encode as no level at all. If this file stores the column differently (numbers instead of names), "
+        "convert it to match",
         UserWarning, stacklevel=3)
 
 

@@ -276,10 +276,20 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         frames.append(df)
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
+    for col in (c for c in text_columns if c is not None and c in (columns or [])):
+        # CSV gives the text, parquet its stored type (ids as int64): one column of mixed types
+        # could not be written back as parquet, so every file's values become text there.
+        if len({_is_text(f[col]) for f in frames}) > 1:
+            frames = [f.assign(**{col: f[col].where(f[col].isna(), f[col].astype(str))}) if not _is_text(f[col]) else f
+                      for f in frames]
     try:
         return pd.concat(frames, ignore_index=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"files of this folder cannot be combined: {exc}", source=str(path)) from None
+
+
+def _is_text(series: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(series.dtype) or series.dtype == object
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

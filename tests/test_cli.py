@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lossval.cli import main
+from lossval.cli import main, one_line_warnings
 from lossval.io import file_sha256
 
 
@@ -106,7 +107,15 @@ def test_file_system_errors_name_the_path_and_exit_2_not_as_bugs(tables, tmp_pat
     assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
                  "--out", str(tmp_path / "v.parquet")]) == 1  # the machine's problem, not the input's; not a bug either
     err = capsys.readouterr().err
-    assert "No space left on device; the file system refused" in err and "bug" not in err
+    assert "No space left on device; free some space, then rerun." in err and "bug" not in err
+
+    def internal(*args, **kwargs):  # an OSError about no path we were given (a socket, a library): a bug
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(lossval.io, "_read_one", internal)
+    assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet")]) == 1
+    assert "unexpected error (a bug" in capsys.readouterr().err
 
 
 def test_ids_keep_their_leading_zeros(tmp_path, capsys) -> None:
@@ -127,8 +136,15 @@ def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, c
     train = pd.read_csv(tables["train"])
     leaked = train.iloc[:25].assign(id=lambda d: "copy-" + d["id"])  # same rows, other ids: still the same examples
     leaked.to_parquet(tmp_path / "valid.parquet", index=False)
-    assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
-                 "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0
+    with pytest.warns(UserWarning, match="25 of 25 validation rows also appear"):  # main() leaves warnings to Python
+        main(["value", str(tables["train"]), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
+              "--out", str(tmp_path / "v0.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"])
+    capsys.readouterr()
+    format_before = warnings.formatwarning
+    with one_line_warnings():  # as the console script runs it
+        code = main(["value", str(tables["train"]), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
+                     "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"])
+    assert code == 0 and warnings.formatwarning is format_before  # hooks restored
     err = capsys.readouterr().err
     assert (f"lossval: warning: {tmp_path / 'valid.parquet'}: 25 of 25 validation rows also appear, identical, in "
             f"{tables['train']}, first at row 0;") in err
@@ -168,6 +184,9 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
     assert "version 2 is challenger only; no version is champion yet\n" in out  # a first run refused
     _report({**summary, "model": {**summary["model"], "champion_version": "1"}}, gate_passed=False)
     assert "version 2 is challenger only; the champion is still version 1\n" in capsys.readouterr().out
+    _report({**summary, "model": {**summary["model"], "champion_version": "2"}}, gate_passed=False)
+    assert "version 2, registered by an earlier run of the same data and config, is still champion" in \
+        capsys.readouterr().out
     assert "class protection" not in out
     # Class protection alone: no word of the cap.
     summary["pruning"] = {**summary["pruning"], "flagged": 151, "quarantined": 150, "protected": 1, "cap_hit": False}

@@ -181,3 +181,11 @@ def test_the_lossval_section_takes_every_constructor_argument_but_task_seed_and_
     assert set(_LOSSVAL_KEYS) == arguments  # the README promises this; a new LossVal option must be added here
     cfg = config_from_dict({**BASE, "lossval": {"ce_epsilon": 1e-8, "epochs": 3}})
     assert cfg.lossval["ce_epsilon"] == 1e-8
+    # YAML 1.1 reads 1e-8 (no dot) as text; a float key takes it as the number it spells.
+    raw = yaml.safe_load("lossval: {ce_epsilon: 1e-8, lr: 5e-3, weight_lr: auto}\ngate: {metric_tolerance: 1e-2}")
+    assert raw["lossval"]["ce_epsilon"] == "1e-8"
+    cfg = config_from_dict({**BASE, **raw})
+    assert (cfg.lossval["ce_epsilon"], cfg.lossval["lr"], cfg.lossval["weight_lr"]) == (1e-8, 5e-3, "auto")
+    assert cfg.gate.metric_tolerance == 0.01
+    with pytest.raises(ConfigError, match="'lossval.lr' must be float, got str 'fast'"):
+        config_from_dict({**BASE, "lossval": {"lr": "fast"}})

@@ -379,7 +379,8 @@ def test_numbers_with_thousands_separators_are_refused_not_read_as_categories():
     enc = TabularEncoder(target="y", categorical=["income"]).fit(df)  # declared: kept as categories
     assert enc.categorical_columns_ == ["income"]
     # Not numbers: decimal commas, lists, labels with a few grouped numbers among them.
-    for values in (["1,5", "2,25", "3,0", "4,75"] * 5, ["1,2,3", "4,5,6"] * 10, ["1,000", "a", "b", "c"] * 5):
+    for values in (["1,5", "2,25", "3,0", "4,75"] * 5, ["1,2,3", "4,5,6"] * 10, ["1,000", "a", "b", "c"] * 5,
+                   ["0,5", "1,25", "3,750", "2"] * 5):  # decimal commas, one of them with three decimals
         ok = TabularEncoder(target="y").fit(pd.DataFrame({"c": values, "y": [0, 1] * 10}))
         assert ok.categorical_columns_ == ["c"]
 
@@ -399,6 +400,9 @@ def test_a_categorical_column_stored_differently_at_transform_is_warned_about():
         warnings.simplefilter("error")
         enc.transform(train.assign(colour=["red", "blue", "green", "teal"] * 3))
         enc.transform(train)
+        names = pd.DataFrame({"x": np.arange(40.0), "name": [f"n{i}" for i in range(40)], "y": [0, 1] * 20})
+        by_name = TabularEncoder(target="y", max_categories=10).fit(names)  # an __other__ column: new names expected
+        by_name.transform(names.assign(name=[f"m{i}" for i in range(40)]))
 
 
 def test_mostly_text_column_is_categorical_not_error():

@@ -137,6 +137,14 @@ def test_an_id_column_is_read_from_csv_as_the_text_it_holds(tmp_path):
     pq_path = tmp_path / "ids.parquet"
     pd.DataFrame({"id": [7, 8], "a": [1.0, 2.0]}).to_parquet(pq_path)
     assert read_table(pq_path, text_columns=["id"])["id"].tolist() == [7, 8]  # parquet keeps its stored type
+    # A folder of both: the parquet file's int ids become text too, so the ids can be written back as parquet.
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pd.DataFrame({"id": [7, 8], "a": [1.0, 2.0]}).to_parquet(folder / "a.parquet")
+    (folder / "b.csv").write_text("id,a\n009,3.0\n10,4.0\n")
+    both = read_table(folder, text_columns=["id"])
+    assert both["id"].tolist() == ["7", "8", "009", "10"]
+    both.to_parquet(tmp_path / "back.parquet")
 
 
 def test_nested_values_are_named_when_rows_are_hashed():
