@@ -75,8 +75,11 @@ def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:
     """
     path = Path(folder).absolute()
     existing = path
-    while not existing.exists() and existing != existing.parent:
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
+    if existing.is_symlink() and not existing.exists():
+        raise InputError(f"{what}: {existing} is a symbolic link to {os.readlink(existing)}, which does not exist; "
+                         "create its target or choose another path.")
     if not existing.is_dir():
         blocked = "" if existing == path else f", so {path} cannot be created"
         raise InputError(f"{what}: {existing} is a file, not a folder{blocked}; choose another path.")

@@ -36,7 +36,7 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
             continue
         b, a = metrics["before"][name], metrics["after"][name]
         worse_by = (b - a) if HIGHER_IS_BETTER[name] else (a - b)
-        if worse_by > limit:
+        if not worse_by <= limit:  # NaN (a metric that could not be computed) fails too
             failures.append(f"metric {name} got worse by {worse_by:.4f} ({b:.4f} -> {a:.4f}), more than "
                             f"gate.metric_limits allows ({limit:g})")
     pairs = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()}

@@ -81,6 +81,10 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(tables
     assert main([*args, "--out", str(tmp_path / "afile" / "sub" / "v.parquet")]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'afile'} is a file, not a folder, so {tmp_path / 'afile' / 'sub'} cannot be created" in err
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    assert main([*args, "--out", str(tmp_path / "link" / "v.parquet")]) == 2
+    assert f"{tmp_path / 'link'} is a symbolic link to {tmp_path / 'gone'}, which does not exist" in capsys.readouterr().err
+    (tmp_path / "link").unlink()
     monkeypatch.setattr("os.access", lambda path, mode: False)  # as a user without write permission (root has it)
     assert main([*args, "--out", str(tmp_path / "out" / "v.parquet")]) == 2
     assert f"no permission to write in {tmp_path}" in capsys.readouterr().err

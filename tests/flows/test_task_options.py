@@ -113,6 +113,9 @@ def test_the_gate_limits_how_much_worse_a_chosen_metric_may_get() -> None:
     assert limit.startswith("metric log_loss got worse by 1.4287") and all_worse.startswith("every metric got worse")
     # Higher-is-better metrics count a drop; a metric the task does not report is a failure, named.
     reg = {"before": {"rmse": 3.0, "mae": 2.0, "r2": 0.50}, "after": {"rmse": 2.9, "mae": 2.2, "r2": 0.55}}
+    nan = {"before": planes["before"], "after": {**planes["after"], "log_loss": float("nan")}}
+    (why,) = metric_failures(nan, **common, limits={"log_loss": 0.7})  # could not be computed: not within a limit
+    assert why.startswith("metric log_loss got worse by nan")
     (why,) = metric_failures(reg, task="regression", tolerance=0.01, refuse_when_all_worse=True,
                              limits={"mae": 0.1})
     assert why.startswith("metric mae got worse by 0.2000 (2.0000 -> 2.2000)")
