@@ -154,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
     entries = load_catalog(datasets_file)  # every config validated now, not at 02:00
     if not landing.is_dir():
         raise InputError("landing folder not found; create it (and point `lossval watch` at it).", source=str(landing))
+    from lossval.io import check_writable_folder
+
+    check_writable_folder(workspace, what="--workspace")  # now, not in the first scheduled run
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from prefect.settings import PREFECT_API_URL

@@ -94,6 +94,15 @@ def test_serve_refuses_a_bad_datasets_file_before_starting(tmp_path: Path, capsy
     assert "'config'" in err and "Traceback" not in err
 
 
+def test_serve_refuses_a_workspace_it_could_not_write_before_starting(tmp_path: Path, capsys) -> None:
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "afile").write_text("x")
+    example = Path(__file__).resolve().parents[2] / "deployments" / "datasets.example.yaml"
+    assert main(["serve", "--datasets", str(example), "--landing", str(tmp_path / "landing"),
+                 "--workspace", str(tmp_path / "afile" / "ws")]) == 2
+    assert f"--workspace: {tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
+
+
 def test_watch_refuses_a_missing_folder_and_a_missing_api_url(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")  # no profile with an API URL
