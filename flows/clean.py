@@ -19,7 +19,7 @@ from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run
 from tasks._paths import Workspace
 from tasks.gate import gate
 from tasks.ingest import ingest, publish_snapshot
-from tasks.prune import QUARANTINE_REASON, describe_pruning, prune
+from tasks.prune import describe_pruning, lowest_value_rows, prune
 from tasks.retrain import retrain
 from tasks.split import split
 from tasks.track import promote, track, tracking_uri
@@ -227,8 +227,6 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
 
 
 def _publish_prefect_artifacts(summary: dict) -> None:
-    import pandas as pd
-
     m = summary["metrics"]
     lines = [f"# lossval run `{summary['run_id']}`", "",
              f"Dataset **{summary['dataset']}**, snapshot `{summary['snapshot_hash']}`, task {summary['task']}.", "",
@@ -247,9 +245,7 @@ def _publish_prefect_artifacts(summary: dict) -> None:
         lines += ["", f"Gate: **{gate_line}**. No model registered: MLflow tracking {tracking['status']} "
                   f"({tracking.get('error', '')})."]
     create_markdown_artifact("\n".join(lines), key="lossval-summary", description="lossval cleaning run")
-    vals = pd.read_parquet(summary["outputs"]["values"]).nsmallest(20, "value")
-    q = pd.read_parquet(summary["outputs"]["quarantine"], columns=["row_id", QUARANTINE_REASON])
-    q = q.rename(columns={QUARANTINE_REASON: "reason"})
-    table = vals.merge(q, on="row_id", how="left").fillna({"reason": "kept"})
+    out = summary["outputs"]
+    table = lowest_value_rows(out["values"], out["kept"], out["quarantine"], target=summary["config"]["target"])
     create_table_artifact(table.round(6).to_dict(orient="records"), key="lossval-lowest-values",
-                          description="20 lowest-value training rows")
+                          description="20 lowest-value training rows, with their target and first columns")

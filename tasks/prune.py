@@ -11,7 +11,8 @@ from lossval.io import write_parquet
 from lossval.pruning import make_policy, prune as prune_values
 from lossval.splitting import MIN_TRAIN_ROWS
 
-__all__ = ["prune", "policy_from_config", "describe_pruning", "QUARANTINE_VALUE", "QUARANTINE_REASON", "RESERVED_COLUMNS"]
+__all__ = ["prune", "policy_from_config", "describe_pruning", "lowest_value_rows", "QUARANTINE_VALUE", "QUARANTINE_REASON",
+           "RESERVED_COLUMNS"]
 
 QUARANTINE_VALUE = "lossval_value"  # the row's LossVal value, added to each quarantined row
 QUARANTINE_REASON = "lossval_reason"  # why it was quarantined
@@ -23,6 +24,42 @@ def policy_from_config(config: PipelineConfig):  # noqa: ANN201
     params = {"fraction": {"fraction": p.fraction}, "threshold": {"threshold": p.threshold},
               "two_means": {}, "mixture": {"min_probability": p.min_probability}}[p.policy]
     return make_policy(p.policy, **params)
+
+
+def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n: int = 20,
+                      max_data_columns: int = 12) -> pd.DataFrame:
+    """The ``n`` lowest-value training rows, with what a reviewer needs to judge them.
+
+    One row each: ``row_id``, ``value`` (and the other columns of ``values.parquet``: ``rank``,
+    ``noise_prob``), ``reason`` (why it was quarantined, or ``"kept"``), then the row itself:
+    the target first and the first other input columns, up to ``max_data_columns`` in all. A
+    data column named like one of ours gets a ``data:`` prefix. Non-numeric cells are shown as
+    text, so the table always serialises (MLflow's table view, Prefect's table artifact).
+    """
+    vals = pd.read_parquet(values).nsmallest(n, "value")
+    ids = vals["row_id"].tolist()
+    parts = [pd.read_parquet(path, filters=[("row_id", "in", ids)]) for path in (quarantine, kept)]
+    rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
+    data = [target] + [c for c in rows.columns if c not in (target, *RESERVED_COLUMNS)]
+    data = [c for c in data if c in rows.columns][:max_data_columns]
+    shown = rows[["row_id", *data]].copy()
+    for col in data:
+        if not pd.api.types.is_numeric_dtype(shown[col]) or pd.api.types.is_bool_dtype(shown[col]):
+            shown[col] = pd.Series([_cell_text(v) for v in shown[col].tolist()], index=shown.index, dtype=object)
+    taken = set(vals.columns) | {"reason"}
+    shown = shown.rename(columns={c: f"data:{c}" for c in data if c in taken})
+    reason = rows[QUARANTINE_REASON] if QUARANTINE_REASON in rows.columns else pd.Series(None, index=rows.index)
+    shown.insert(1, "reason", reason.where(reason.notna(), "kept").astype(str))
+    return vals.merge(shown, on="row_id", how="left").reset_index(drop=True)
+
+
+def _cell_text(value: object) -> str | None:
+    """A cell as text for a review table; None when missing (a list or array cell is shown, not tested)."""
+    try:
+        missing = bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list, array or struct: pd.isna answers per element
+        missing = False
+    return None if missing else str(value)
 
 
 def describe_pruning(pruning: dict) -> str:

@@ -20,7 +20,7 @@ from prefect import task
 
 from lossval.config import PipelineConfig, mask_secrets, mask_uri
 from lossval.errors import LossvalError
-from tasks.prune import QUARANTINE_REASON
+from tasks.prune import lowest_value_rows
 
 __all__ = ["track", "promote", "tracking_uri", "values_histogram"]
 
@@ -131,10 +131,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             mlflow.log_metrics(flat)
             vals = pd.read_parquet(value["values"])
             mlflow.log_artifact(value["values"], artifact_path="values")
-            quarantine = pd.read_parquet(prune["paths"]["quarantine"])
-            lowest = vals.nsmallest(20, "value").merge(
-                quarantine[["row_id", QUARANTINE_REASON]].rename(columns={QUARANTINE_REASON: "reason"}), on="row_id", how="left")
-            mlflow.log_table(lowest, artifact_file="lowest_values.json")
+            quarantine = pd.read_parquet(prune["paths"]["quarantine"], columns=["row_id"])
+            mlflow.log_table(lowest_value_rows(value["values"], prune["paths"]["kept"], prune["paths"]["quarantine"],
+                                               target=config.target), artifact_file="lowest_values.json")
             hist = values_histogram(vals["value"].to_numpy(), prune["threshold"], Path(tmp) / "values_histogram.png",
                                     quarantined=vals["row_id"].isin(quarantine["row_id"]).to_numpy())
             mlflow.log_artifact(str(hist), artifact_path="plots")

@@ -96,6 +96,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert [m.value for m in losses] == pytest.approx(epochs)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"values", "plots", "gate", "lowest_values.json"} <= artifacts
+    lowest = json.loads(Path(client.download_artifacts(parent.info.run_id, "lowest_values.json")).read_text())
+    assert lowest["columns"][:5] == ["row_id", "value", "rank", "reason", "diagnosis"]  # the target, then the row
+    assert len(lowest["data"]) == 20 and [r[2] for r in lowest["data"]] == list(range(1, 21))  # ranks 1-20
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/values.parquet"]
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/values_histogram.png"]
     champion = client.get_model_version_by_alias("lossval-t-breast_cancer", "champion")

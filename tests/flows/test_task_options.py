@@ -144,6 +144,31 @@ def test_quarantine_keeps_the_rows_own_value_and_reason_columns(tmp_path) -> Non
     pd.testing.assert_frame_equal(q[train.columns].reset_index(drop=True), train.iloc[:4])  # whole, unchanged
     assert (q["lossval_value"] == 0.01).all() and q["lossval_reason"].str.contains("two_means|threshold").all()
 
+    # What a reviewer sees (MLflow's lowest_values.json, Prefect's table): each lowest row with its label and columns.
+    from tasks.prune import lowest_value_rows
+
+    when = pd.Series(pd.date_range("2026-01-01", periods=40)).where(np.arange(40) % 3 > 0)  # with gaps
+    train.assign(when=when).iloc[:4].assign(lossval_value=0.01, lossval_reason="two_means").to_parquet(
+        tmp_path / "q.parquet", index=False)
+    train.assign(when=when).iloc[4:].to_parquet(tmp_path / "k.parquet", index=False)
+    table = lowest_value_rows(str(tmp_path / "values.parquet"), str(tmp_path / "k.parquet"), str(tmp_path / "q.parquet"),
+                              target="label", n=6)
+    assert table.columns.tolist() == ["row_id", "value", "reason", "label", "data:value", "data:reason", "when"]
+    assert table["row_id"].tolist() == ["r0", "r1", "r2", "r3", "r4", "r5"] and table["value"].is_monotonic_increasing
+    assert table["reason"].tolist() == ["two_means"] * 4 + ["kept"] * 2
+    assert table["label"].tolist() == train["label"].iloc[:6].tolist()
+    assert table["data:value"].tolist() == pytest.approx(train["value"].iloc[:6].tolist())  # the input's own 'value'
+    assert table["when"].tolist() == [None, "2026-01-02 00:00:00", "2026-01-03 00:00:00", None,
+                                       "2026-01-05 00:00:00", "2026-01-06 00:00:00"]
+    table.to_json()  # serialises as MLflow's table view needs
+    from tasks.prune import _cell_text
+
+    assert [_cell_text(v) for v in (None, float("nan"), pd.NaT, [1, 2], np.array([3]), {"a": 1}, 2.5)] == \
+        [None, None, None, "[1, 2]", "[3]", "{'a': 1}", "2.5"]
+    narrow = lowest_value_rows(str(tmp_path / "values.parquet"), str(tmp_path / "k.parquet"), str(tmp_path / "q.parquet"),
+                               target="label", n=3, max_data_columns=2)
+    assert narrow.columns.tolist() == ["row_id", "value", "reason", "label", "data:value"]
+
 
 def test_input_columns_named_like_lossval_s_quarantine_columns_are_refused(tmp_path) -> None:
     from tasks.ingest import ingest
