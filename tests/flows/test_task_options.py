@@ -233,3 +233,29 @@ def test_curated_validation_rows_that_are_also_in_the_data_are_warned_about(tmp_
     assert "also appear" not in caplog.text
     run(pd.concat([df.iloc[:12], df.iloc[50:53]]))  # 3 of them are training rows too
     assert f"3 of 15 validation rows also appear, identical, in the data ({tmp_path / 'd.csv'}), first at row 12" in caplog.text
+
+
+def test_unseen_levels_of_a_curated_validation_file_are_warned_about_once(tmp_path) -> None:
+    import warnings
+
+    from tasks.value import value
+
+    train = make_frame(80).assign(row_id=[f"r{i}" for i in range(80)])
+    valid = make_frame(30, seed=3).assign(row_id=[f"v{i}" for i in range(30)], colour=lambda d: d["colour"].map(
+        {c: str(i) for i, c in enumerate(sorted(train["colour"].unique()))}))  # colours as codes
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    valid.to_parquet(tmp_path / "validation.parquet", index=False)
+
+    def run(strategy: dict) -> list[str]:
+        cfg = config_from_dict({"data": "d.csv", "target": "label", "validation": strategy, "lossval": {"epochs": 2}},
+                               base_dir=tmp_path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value.fn(str(tmp_path / "train.parquet"), str(tmp_path / "validation.parquet"), key=f"k{len(strategy)}",
+                     config=cfg, workspace=str(tmp_path / "ws"))
+        return [str(w.message) for w in caught if "levels the training rows do not have" in str(w.message)]
+
+    # From the data: the value stage is the one place to say it.
+    assert [m.startswith("validation split: categorical column 'colour'") for m in run({"strategy": "stratified"})] == [True]
+    # A curated file: the split stage said it already, naming the file.
+    assert run({"strategy": "file", "path": "validation.parquet"}) == []
