@@ -230,6 +230,13 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
     if task != "classification":
         return
     train, valid = _classes(y_train), _classes(y_validation)
+    if len(train) > 20 and len(train) > 0.5 * len(y_train):  # fewer than two rows per class on average
+        raise InputError(
+            f"target {target!r} has {len(train)} distinct values in {len(y_train)} training rows, too many to be "
+            "classes: is it an id, a name or a measurement? Point target at the column to predict, or set "
+            "task: regression (`lossval value`: --task regression) if it holds numbers.",
+            source=source,
+        )
     no_valid = sorted(set(train) - set(valid))
     if no_valid:
         shown = ", ".join(f"{c!r} ({train[c]} training rows)" for c in no_valid[:5])

@@ -21,12 +21,19 @@ def test_labels_stored_as_int_float_or_text_are_the_same_class() -> None:
         (["a", "b"] * 10, ["a"] * 12, r"valid\.csv: class\(es\) 'b' \(10 training rows\) of target 'y' have no validation rows"),
         (["a"] * 20, ["a", "c"] * 6, r"valid\.csv: class\(es\) 'c' \(6 validation rows\) of target 'y' have no training rows"),
         (["a", "b"] * 10, ["a", "b"] * 4, r"valid\.csv: the validation split has 8 rows; at least 10"),
+        ([f"id{i}" for i in range(40)], ["id0", "id1"] * 6,
+         r"train\.csv: target 'y' has 40 distinct values in 40 training rows, too many to be classes: is it an id"),
     ],
 )
 def test_missing_classes_and_tiny_splits_are_input_errors(train: list, valid: list, message: str) -> None:
     with pytest.raises(InputError, match=message):
         check_validation(pd.Series(train), pd.Series(valid), task="classification", target="y", source="train.csv",
                          validation_source="valid.csv")
+
+
+def test_many_classes_with_a_few_rows_each_are_still_classes() -> None:
+    labels = pd.Series([f"c{i}" for i in range(30)] * 2)  # 30 classes, 2 rows each: at the limit, allowed
+    check_validation(labels, pd.Series([f"c{i}" for i in range(30)]), task="classification", target="y")
 
 
 def test_regression_checks_only_the_row_count() -> None:
