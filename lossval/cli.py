@@ -289,6 +289,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     write_parquet(table, out)
     if not args.quiet:
         lowest = table.nsmallest(5, "value")
+        lowest.insert(1, args.target if args.target not in lowest.columns else f"data:{args.target}",
+                      train[args.target].to_numpy()[lowest.index.to_numpy()])  # what the row says, to judge it by
         print(f"valued {len(table)} rows ({encoder.task_}, {X.shape[1]} encoded features, "
               f"{len(X_val)} validation rows) in {seconds:.1f}s on {lv.device_}")
         print(f"wrote {out}")

@@ -46,7 +46,12 @@ def test_value_writes_one_row_per_training_row(tables: dict[str, Path], tmp_path
     assert sorted(values["rank"]) == list(range(1, 121))
     assert values.loc[values["rank"] == 1, "value"].item() == values["value"].min()
     assert {k: file_sha256(p) for k, p in tables.items()} == before  # inputs untouched
-    assert "lowest-value rows" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lowest-value rows" in out
+    header, first = out.split("lowest-value rows:\n")[1].splitlines()[:2]
+    assert header.split() == ["row_id", "label", "value", "rank", "noise_prob"]
+    row_id, label = first.split()[:2]
+    assert label == pd.read_csv(tables["train"]).set_index("id").loc[row_id, "label"]
 
 
 @pytest.mark.parametrize(
