@@ -25,6 +25,11 @@ def prepare_environment(workspace: Path) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     workspace.mkdir(parents=True, exist_ok=True)
+    _quiet_libraries()
+
+
+def _quiet_libraries() -> None:
+    """GX, MLflow and alembic log at WARNING and above (MLflow's import sets its logger to INFO)."""
     for name in ("great_expectations", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -67,6 +72,7 @@ def run_flow(config_path: Path, workspace: Path, *, debug: bool = False) -> dict
     from flows.clean import clean_dataset
 
     _import_stage_libraries()  # meanwhile: what the stages would import one by one once the flow runs,
+    _quiet_libraries()  # (importing mlflow sets its logger back to INFO)
     _open_tracking_store(config_path, workspace)  # and the MLflow database the track stage would create
     server_ready()
     # No flow-level result storage: that would persist every task's result (as pickles) and the
@@ -81,8 +87,9 @@ def _start_temporary_server() -> Callable[[], None]:
     Without a ``PREFECT_API_URL`` the first flow run starts that server and waits for it (5-12 s
     on 2 cores, the most on a first run, which creates Prefect's database). Started here, it
     comes up in its own process while this one imports the flow and its libraries. The server
-    is the one the flow would start (Prefect keeps one per process); if starting it here fails,
-    the flow starts it itself and reports the error as it would have.
+    is the one the flow would start (Prefect keeps one per process). If starting it fails, the
+    process it launched is stopped and the wait raises it as a :class:`LossvalError` (exit 1)
+    that says what to change.
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
@@ -94,13 +101,30 @@ def _start_temporary_server() -> Callable[[], None]:
         return lambda: None
     import threading
 
+    failed: list[BaseException] = []
+
     def start() -> None:
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
+        server = SubprocessASGIServer()
+        try:
+            server.start()
+        except Exception as exc:  # stop what it launched: a retry by the flow would orphan that process
+            failed.append(exc)
+            with contextlib.suppress(Exception):
+                server.stop()
+
+    def wait() -> None:
+        thread.join()
+        if failed:  # what the flow would have met when starting the server itself, without a second wait
+            from lossval.errors import LossvalError
+
+            raise LossvalError(
+                f"Prefect's temporary server did not start ({failed[0]}). On a slow or busy machine raise "
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (lossval's default: 90), or start a Prefect "
+                "server (prefect server start --host 127.0.0.1) and set PREFECT_API_URL.") from failed[0]
 
     thread = threading.Thread(target=start, name="lossval-prefect-server", daemon=True)
     thread.start()
-    return thread.join
+    return wait
 
 
 def _open_tracking_store(config_path: Path, workspace: Path) -> None:
@@ -243,7 +267,10 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
               f"recall {rep['recall']:.2f}, F1 {rep['f1']:.2f})")
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     mlflow_cmd = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"  # the one installed beside this lossval
-    print(f"review it: {mlflow_cmd} ui --backend-store-uri sqlite:///{workspace / 'mlflow.db'} --host 127.0.0.1 --port 5000")
+    import shlex
+
+    store = shlex.quote(f"sqlite:///{workspace / 'mlflow.db'}")  # a workspace path with spaces stays one argument
+    print(f"review it: {shlex.quote(str(mlflow_cmd))} ui --backend-store-uri {store} --host 127.0.0.1 --port 5000")
     return 0 if gate_ok else 3
 
 

@@ -46,8 +46,15 @@ def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n
     for col in data:
         if not pd.api.types.is_numeric_dtype(shown[col]) or pd.api.types.is_bool_dtype(shown[col]):
             shown[col] = pd.Series([_cell_text(v) for v in shown[col].tolist()], index=shown.index, dtype=object)
-    taken = set(vals.columns) | {"reason"}
-    shown = shown.rename(columns={c: f"data:{c}" for c in data if c in taken})
+    names, used = {}, set(vals.columns) | {"reason"} | set(data)
+    for col in data:  # a data column named like one of ours (or like a renamed one) gets a unique prefix
+        if col in set(vals.columns) | {"reason"}:
+            name = f"data:{col}"
+            while name in used:
+                name = f"data:{name}"
+            names[col] = name
+            used.add(name)
+    shown = shown.rename(columns=names)
     reason = rows[QUARANTINE_REASON] if QUARANTINE_REASON in rows.columns else pd.Series(None, index=rows.index)
     shown.insert(1, "reason", reason.where(reason.notna(), "kept").astype(str))
     return vals.merge(shown, on="row_id", how="left").reset_index(drop=True)
@@ -55,9 +62,11 @@ def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n
 
 def _cell_text(value: object) -> str | None:
     """A cell as text for a review table; None when missing (a list or array cell is shown, not tested)."""
+    if isinstance(value, (list, tuple, dict, set)) or hasattr(value, "__array__") and getattr(value, "ndim", 0) > 0:
+        return str(value)  # a list, array or struct: shown whole, even [None]
     try:
         missing = bool(pd.isna(value))
-    except (TypeError, ValueError):  # a list, array or struct: pd.isna answers per element
+    except (TypeError, ValueError):
         missing = False
     return None if missing else str(value)
 

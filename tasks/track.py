@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 
 from lossval.config import PipelineConfig, mask_secrets, mask_uri
 from lossval.errors import LossvalError
@@ -132,8 +132,11 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             vals = pd.read_parquet(value["values"])
             mlflow.log_artifact(value["values"], artifact_path="values")
             quarantine = pd.read_parquet(prune["paths"]["quarantine"], columns=["row_id"])
-            mlflow.log_table(lowest_value_rows(value["values"], prune["paths"]["kept"], prune["paths"]["quarantine"],
-                                               target=config.target), artifact_file="lowest_values.json")
+            try:  # a review aid: a table that cannot be built or logged must not fail the run's tracking
+                mlflow.log_table(lowest_value_rows(value["values"], prune["paths"]["kept"], prune["paths"]["quarantine"],
+                                                   target=config.target), artifact_file="lowest_values.json")
+            except Exception as exc:  # noqa: BLE001
+                get_run_logger().warning("lowest_values.json not logged: %s: %s", type(exc).__name__, exc)
             hist = values_histogram(vals["value"].to_numpy(), prune["threshold"], Path(tmp) / "values_histogram.png",
                                     quarantined=vals["row_id"].isin(quarantine["row_id"]).to_numpy())
             mlflow.log_artifact(str(hist), artifact_path="plots")

@@ -6,6 +6,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 
 def test_the_temporary_server_starts_in_a_thread_and_the_caller_waits_for_it(monkeypatch) -> None:
     import prefect.server.api.server as server_module
@@ -31,13 +33,24 @@ def test_the_temporary_server_starts_in_a_thread_and_the_caller_waits_for_it(mon
         wait()
     assert returned < 0.2 and started == ["lossval-prefect-server", "up"]  # not on this thread, waited for
 
-    class BrokenServer:
+    stopped: list[bool] = []
+
+    class BrokenServer:  # launched its process, then timed out
         def start(self) -> None:
-            raise RuntimeError("port trouble")
+            raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+
+        def stop(self) -> None:
+            stopped.append(True)
 
     monkeypatch.setattr(server_module, "SubprocessASGIServer", BrokenServer)
     with temporary_settings(updates={PREFECT_API_URL: None}):
-        runner._start_temporary_server()()  # the flow meets and reports it later, as it would have
+        wait = runner._start_temporary_server()
+        from lossval.errors import LossvalError
+
+        with pytest.raises(LossvalError, match=r"Prefect's temporary server did not start \(Timed out.*raise "
+                           r"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"):  # once: no second wait by the flow
+            wait()
+    assert stopped == [True]  # its process is stopped, not left for a retry to orphan
 
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api"}):  # a real server: nothing to start
         started.clear()
@@ -55,6 +68,11 @@ def test_the_run_s_sqlite_tracking_store_is_created_before_the_flow(tmp_path: Pa
     cfg.write_text(yaml.safe_dump({"data": "d.csv", "target": "y"}))
     runner._open_tracking_store(cfg, tmp_path / "ws")
     assert (tmp_path / "ws" / "mlflow.db").stat().st_size > 0
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.INFO)  # what importing mlflow does
+    runner._quiet_libraries()
+    assert logging.getLogger("mlflow").level == logging.WARNING
     cfg.write_text(yaml.safe_dump({"data": "d.csv", "target": "y", "tracking": {"uri": "http://127.0.0.1:1"}}))
     runner._open_tracking_store(cfg, tmp_path / "ws2")  # a server is left to the track stage
     assert not (tmp_path / "ws2").exists()

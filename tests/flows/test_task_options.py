@@ -163,8 +163,16 @@ def test_quarantine_keeps_the_rows_own_value_and_reason_columns(tmp_path) -> Non
     table.to_json()  # serialises as MLflow's table view needs
     from tasks.prune import _cell_text
 
-    assert [_cell_text(v) for v in (None, float("nan"), pd.NaT, [1, 2], np.array([3]), {"a": 1}, 2.5)] == \
-        [None, None, None, "[1, 2]", "[3]", "{'a': 1}", "2.5"]
+    assert [_cell_text(v) for v in (None, float("nan"), pd.NaT, [1, 2], np.array([3]), {"a": 1}, 2.5, [None])] == \
+        [None, None, None, "[1, 2]", "[3]", "{'a': 1}", "2.5", "[None]"]
+    # Input columns named 'value' and 'data:value': both shown, neither overwritten.
+    clash = train.assign(**{"data:value": 7.0})
+    clash.iloc[:4].assign(lossval_value=0.01, lossval_reason="two_means").to_parquet(tmp_path / "q2.parquet", index=False)
+    clash.iloc[4:].to_parquet(tmp_path / "k2.parquet", index=False)
+    both = lowest_value_rows(str(tmp_path / "values.parquet"), str(tmp_path / "k2.parquet"), str(tmp_path / "q2.parquet"),
+                             target="label", n=3)
+    assert both.columns.tolist() == ["row_id", "value", "reason", "label", "data:data:value", "data:reason", "data:value"]
+    assert both["data:value"].tolist() == [7.0] * 3 and both.columns.is_unique
     narrow = lowest_value_rows(str(tmp_path / "values.parquet"), str(tmp_path / "k.parquet"), str(tmp_path / "q.parquet"),
                                target="label", n=3, max_data_columns=2)
     assert narrow.columns.tolist() == ["row_id", "value", "reason", "label", "data:value"]
