@@ -216,13 +216,18 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
 
     # Validate before starting Prefect: a bad config or a missing file -> exit 2 in a second.
     check_inputs_exist(load_config(config_path))
-    if workspace.exists() and not workspace.is_dir():
-        raise InputError("--workspace must be a folder (it is created when missing); this is a file.", source=str(workspace))
-    from lossval.io import check_writable_folder
-
-    check_writable_folder(workspace, what="--workspace")
+    _check_workspace(workspace)
     _run_reporting(config_path, workspace, debug=debug)
     return 0
+
+
+def _check_workspace(workspace: Path) -> None:
+    """``--workspace``: a folder, or a path where one can be created, that this process may write."""
+    from lossval.io import check_writable_folder
+
+    if workspace.exists() and not workspace.is_dir():
+        raise InputError("--workspace must be a folder (it is created when missing); this is a file.", source=str(workspace))
+    check_writable_folder(workspace, what="--workspace")
 
 
 def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device: str, seed: int) -> int:
@@ -234,11 +239,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     from lossval.io import atomic_write
     from lossval.metrics import detection_report
 
-    from lossval.io import check_writable_folder
-
-    if workspace.exists() and not workspace.is_dir():
-        raise InputError("--workspace must be a folder (it is created when missing); this is a file.", source=str(workspace))
-    check_writable_folder(workspace, what="--workspace")
+    _check_workspace(workspace)
     workspace = workspace.resolve()
     data = make_demo_data(dataset=dataset, noise=noise, seed=seed, out_dir=workspace / "demo-data" / dataset)
     config = {

@@ -104,9 +104,14 @@ _OWN_CODE = tuple(str(Path(__file__).resolve().parents[1] / name) + os.sep
                   for name in ("lossval", "tasks", "flows", "deployments"))
 
 
+def _is_ours(category: type[Warning], filename: str) -> bool:
+    """A warning lossval raised on purpose: a UserWarning from lossval's own packages."""
+    return issubclass(category, UserWarning) and str(filename).startswith(_OWN_CODE)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None, *, _default=warnings.showwarning) -> None:
     """Our own warnings as ``lossval: warning: ...`` lines; anyone else's in Python's usual form."""
-    if issubclass(category, UserWarning) and str(filename).startswith(_OWN_CODE):
+    if _is_ours(category, filename):
         print(f"lossval: warning: {message}", file=file if file is not None else sys.stderr)
     else:
         _default(message, category, filename, lineno, file, line)
@@ -114,7 +119,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, *, 
 
 def _format_warning(message, category, filename, lineno, line=None, *, _default=warnings.formatwarning) -> str:
     """The text a logger shows for a warning (Prefect logs them inside tasks): ours without a source line."""
-    if issubclass(category, UserWarning) and str(filename).startswith(_OWN_CODE):
+    if _is_ours(category, filename):
         return str(message)
     return _default(message, category, filename, lineno, line)
 
@@ -191,7 +196,14 @@ def _report_bug(exc: BaseException, *, debug: bool) -> int:
 
 
 # A path the user gave is missing, unreadable, unwritable, or of the wrong kind: their input (exit 2).
-_PATH_ERRORS = (FileNotFoundError, PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError)
+_PATH_ADVICE: dict[type[OSError], str] = {
+    PermissionError: "check the permissions: inputs must be readable, the output and workspace folders writable",
+    FileNotFoundError: "check the path (relative paths are from the current directory)",
+    FileExistsError: "a file is in the way of a folder lossval needs there; choose another path",
+    NotADirectoryError: "part of the path is a file, not a folder; choose another path",
+    IsADirectoryError: "a folder is where a file was expected; give the file's path",
+}
+_PATH_ERRORS = tuple(_PATH_ADVICE)
 
 
 # The machine's file system, not the input: exit 1 with the system's words.
@@ -211,13 +223,7 @@ def _os_error_text(exc: OSError) -> str | None:
     if not isinstance(exc, _PATH_ERRORS):
         advice = _MACHINE_ERRNOS.get(exc.errno)
         return None if advice is None else f"{where}{what}; {advice}, then rerun."
-    advice = {
-        PermissionError: "check the permissions: inputs must be readable, the output and workspace folders writable",
-        FileNotFoundError: "check the path (relative paths are from the current directory)",
-        FileExistsError: "a file is in the way of a folder lossval needs there; choose another path",
-        NotADirectoryError: "part of the path is a file, not a folder; choose another path",
-        IsADirectoryError: "a folder is where a file was expected; give the file's path",
-    }[next(kind for kind in _PATH_ERRORS if isinstance(exc, kind))]
+    advice = next(text for kind, text in _PATH_ADVICE.items() if isinstance(exc, kind))
     return f"{where}{what}; {advice}."
 
 

@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 
 from lossval.errors import ConfigError, InputError
-from lossval.io import nested_column
+from lossval.io import is_text_dtype as _is_text_dtype, nested_column
 
 __all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL"]
 
@@ -371,7 +371,7 @@ class TabularEncoder:
         # Refused only when every value with a comma is a grouped number: one like 0,5 means
         # decimal commas (or lists), whose reading we cannot guess.
         if grouped.any() and not (text.str.contains(",", regex=False) & ~grouped).any():
-            plain = _to_numeric(present.astype(str).str.replace(",", "", regex=False))
+            plain = _to_numeric(text.str.replace(",", "", regex=False))
             if plain is not None and float(plain.notna().mean()) >= _NUMERIC_SHARE:
                 first = int(np.flatnonzero(grouped.to_numpy())[0])
                 raise InputError(
@@ -830,10 +830,6 @@ def _is_datetime_like(dtype: Any) -> bool:
         or pd.api.types.is_timedelta64_dtype(dtype)
         or isinstance(dtype, pd.PeriodDtype)
     )
-
-
-def _is_text_dtype(dtype: Any) -> bool:
-    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or dtype.kind in "SU"
 
 
 def _all_decimal_or_real(y: pd.Series) -> bool:

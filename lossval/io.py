@@ -258,10 +258,11 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
             folder with different columns (names the file and the columns that differ).
     """
     files = list_data_files(path)
+    text = [c for c in text_columns if c is not None]
     frames = []
     columns: list[str] | None = None
     for f in files:
-        df = _read_one(f, max_columns=max_columns, text_columns=[c for c in text_columns if c is not None])
+        df = _read_one(f, max_columns=max_columns, text_columns=text)
         if columns is None:
             columns = list(df.columns)
         elif list(df.columns) != columns:
@@ -276,20 +277,21 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         frames.append(df)
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
-    for col in (c for c in text_columns if c is not None and c in (columns or [])):
+    for col in (c for c in text if c in (columns or [])):
         # CSV gives the text, parquet its stored type (ids as int64): one column of mixed types
         # could not be written back as parquet, so every file's values become text there.
-        if len({_is_text(f[col]) for f in frames}) > 1:
-            frames = [f.assign(**{col: f[col].where(f[col].isna(), f[col].astype(str))}) if not _is_text(f[col]) else f
-                      for f in frames]
+        if len({is_text_dtype(f[col].dtype) for f in frames}) > 1:
+            frames = [f if is_text_dtype(f[col].dtype) else
+                      f.assign(**{col: f[col].where(f[col].isna(), f[col].astype(str))}) for f in frames]
     try:
         return pd.concat(frames, ignore_index=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"files of this folder cannot be combined: {exc}", source=str(path)) from None
 
 
-def _is_text(series: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(series.dtype) or series.dtype == object
+def is_text_dtype(dtype: Any) -> bool:
+    """Object, string or numpy text dtype: a column that holds text (or anything) rather than numbers."""
+    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or dtype.kind in "SU"
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

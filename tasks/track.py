@@ -184,7 +184,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: s
         if gate_passed:
             client.set_registered_model_alias(name, "champion", version)
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
-        champion = _alias_version(client, name, "champion")
+        champion = version if gate_passed else _alias_version(client, name, "champion")
     return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion}
 
 
