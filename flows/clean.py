@@ -73,6 +73,10 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
         run_dir = complete_run(staging, ws.run_dir(run_id))
     except BaseException:
         discard_run(staging)
+        try:
+            staging.parent.rmdir()  # a first run refused: no empty runs/ left behind in the workspace
+        except OSError:
+            pass  # other runs' folders are there (or appeared meanwhile)
         raise
     checked = summary.pop("_gate")
     tracking_error = _track_and_promote(summary, config, ws=ws, run_dir=run_dir, started=started, gate=checked)

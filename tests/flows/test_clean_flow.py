@@ -226,6 +226,21 @@ def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) ->
     assert not (workspace / "other").exists()
 
 
+def test_a_run_refused_by_its_data_leaves_no_run_folder(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "y": ["x"] * 59 + ["z"]}).to_csv(data, index=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"dataset": "t-refused", "data": str(data), "target": "y",
+                                   "tracking": {"experiment": "lossval-tests"}}))
+    ws = tmp_path / "ws"
+    assert main(["run", str(cfg), "--workspace", str(ws)]) == 2
+    assert "class(es) 'z'" in capsys.readouterr().err
+    assert not (ws / "runs").exists()  # nothing was produced, so no empty folder pretends otherwise
+
+
 def test_demo_command_runs_the_pipeline_and_reports_the_noise_match(tmp_path: Path, capsys) -> None:
     # The README's main command: it must keep working end to end.
     assert main(["demo", "--workspace", str(tmp_path), "--epochs", "10"]) == 0
