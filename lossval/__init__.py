@@ -35,6 +35,7 @@ _EXPORTS = {
     "InputError": "lossval.errors",
     "ConfigError": "lossval.errors",
     "LossvalError": "lossval.errors",
+    "UnseenLevelsWarning": "lossval.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]

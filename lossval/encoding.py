@@ -73,7 +73,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lossval.errors import ConfigError, InputError
+from lossval.errors import ConfigError, InputError, UnseenLevelsWarning
 from lossval.io import is_text_dtype as _is_text_dtype, nested_column
 
 __all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL"]
@@ -903,7 +903,7 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
         f"levels the training rows do not have (e.g. {examples}; training levels include {known}), so they "
         "encode as no level at all. If this file stores the column differently (numbers instead of names), "
         "convert it to match",
-        UserWarning, stacklevel=3)
+        UnseenLevelsWarning, stacklevel=3)
 
 
 def _declare_categorical(col: Any) -> str:

@@ -7,7 +7,7 @@ and says what to do about it.
 
 from __future__ import annotations
 
-__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError"]
+__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError", "UnseenLevelsWarning"]
 
 
 class LossvalError(Exception):
@@ -52,3 +52,12 @@ class GateFailed(LossvalError):
     def __init__(self, message: str, *, summary: dict | None = None) -> None:
         self.summary = summary
         super().__init__(message)
+
+
+class UnseenLevelsWarning(UserWarning):
+    """Most values of a categorical column in a file are levels the training rows do not have.
+
+    Usually the column is stored differently in that file (codes as numbers, names as text);
+    those values encode as no level at all. A caller that has already warned about the file
+    can filter this category.
+    """

@@ -16,7 +16,7 @@ from prefect import task
 
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
-from lossval.errors import InputError
+from lossval.errors import InputError, UnseenLevelsWarning
 from lossval.io import file_sha256, list_data_files, pause_point, write_json, write_parquet
 from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
@@ -95,7 +95,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     enc = config_encoder(config, config.task, tr.columns).fit(tr)
     with warnings.catch_warnings():
         if config.validation.strategy == "file":  # the split stage warned about that file already, by its name
-            warnings.filterwarnings("ignore", message=".*levels the training rows do not have", category=UserWarning)
+            warnings.simplefilter("ignore", UnseenLevelsWarning)
         X, X_val = enc.transform(tr), enc.transform(va, source="validation split")
     enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error
     pause_point("value")  # test-only hook: fault tests kill the run here

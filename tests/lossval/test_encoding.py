@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from lossval.encoding import OTHER_LEVEL, TabularEncoder
-from lossval.errors import ConfigError, InputError
+from lossval.errors import ConfigError, InputError, UnseenLevelsWarning
 
 
 def _frame() -> pd.DataFrame:
@@ -391,7 +391,8 @@ def test_a_categorical_column_stored_differently_at_transform_is_warned_about():
     train = pd.DataFrame({"x": np.arange(12.0), "colour": ["red", "blue", "green"] * 4, "y": [0, 1] * 6})
     enc = TabularEncoder(target="y").fit(train)
     coded = train.assign(colour=np.arange(12) % 3)  # the same colours as codes 0/1/2
-    with pytest.warns(UserWarning, match=r"valid.parquet: categorical column 'colour': 12 of 12 values are levels "
+    with pytest.warns(UnseenLevelsWarning, match=r"valid.parquet: categorical column 'colour': 12 of 12 values "
+                      r"are levels "
                       r"the training rows do not have \(e.g. \['0', '1', '2'\]; training levels include "
                       r"\['blue', 'green', 'red'\]\), so they encode as no level at all"):
         X = enc.transform(coded, source="valid.parquet")
