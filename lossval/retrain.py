@@ -35,6 +35,7 @@ class TabularModel(nn.Module):
                  n_layers: int = 3, width: int = 64) -> None:
         super().__init__()
         self.task = task
+        self.n_layers, self.width = n_layers, width  # the shape, which the state dict alone does not say
         activation = "relu" if task == "classification" else "tanh"
         self.net = make_mlp(n_inputs, n_outputs, n_layers=n_layers, width=width, activation=activation)
         self.register_buffer("y_mean", torch.tensor(float(y_mean)))

@@ -10,8 +10,10 @@ GX is imported here, inside the task that needs it (the import takes ~4 s).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +112,42 @@ def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any
     Returns:
         ``{"success": bool, "failures": [human-readable strings], "result": JSON-able dict, "suite": name}``.
     """
-    import logging
+    with _scoped_gx_side_effects():
+        return _validate(df, suite=suite, params=params, task_kind=task_kind, extra=extra)
 
+
+@contextlib.contextmanager
+def _scoped_gx_side_effects() -> Iterator[None]:
+    """GX's loggers at WARNING while it runs; the caller's warning display and logger levels put back after.
+
+    GX sets INFO on its own module loggers (a line per ephemeral context), and several of its
+    modules call ``logging.captureWarnings(True)`` when imported, which would send the calling
+    process's warnings into logging from then on.
+    """
+    import logging
+    import warnings
+
+    shown = warnings.showwarning
+    loggers = [logging.getLogger(name) for name in ("great_expectations", "great_expectations.data_context.types.base")]
+    levels = [lg.level for lg in loggers]
+    try:
+        import great_expectations  # noqa: F401 (imported here so that the logger levels set below hold)
+
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        yield
+    finally:
+        if warnings.showwarning is not shown:
+            logging.captureWarnings(False)
+            warnings.showwarning = shown
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None,
+              extra: list[dict] | None) -> dict:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    # GX sets INFO on its own module loggers and logs a line per ephemeral context.
-    for name in ("great_expectations", "great_expectations.data_context.types.base"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
     spec = load_suite(suite, params, task_kind=task_kind)
     spec["expectations"] += list(extra or [])

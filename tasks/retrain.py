@@ -47,4 +47,4 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
     write_json(metrics, f"{run_dir}/metrics.json")
     return {"metrics": metrics, "model_state": str(model_path), "metrics_path": f"{run_dir}/metrics.json",
             "n_inputs": int(X_tr.shape[1]), "n_outputs": int(n_classes or 1), "task": task_kind,
-            "example": X_te[:5].tolist()}
+            "n_layers": after.n_layers, "width": after.width}

@@ -1,9 +1,10 @@
 """Stage 6/7 bookkeeping: one MLflow parent run per flow run, a nested run per stage, and
 promotion through registry aliases.
 
-MLflow is imported inside these tasks (its import takes seconds). The model is logged in
-MLflow's default ``pt2`` format (torch.export: a graph, not a pickle), with an input example
-of several rows so other batch sizes load.
+MLflow is imported inside these tasks (its import takes seconds). Everything goes through an
+``MlflowClient`` of lossval's own, so a caller's MLflow settings and active run are left alone.
+The model is an MLflow pyfunc model built from code (:mod:`lossval.serving`; no pickle): the
+encoder and the network together, so it predicts from the data's own columns.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,43 +33,102 @@ def tracking_uri(config: PipelineConfig, workspace: str) -> str:
     return config.tracking.uri or f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
 
 
-@contextlib.contextmanager
-def _mlflow(uri: str, experiment: str, workspace: str):
-    """Point MLflow at ``uri`` and ``experiment`` (artifacts in the workspace); clear errors when unreachable.
+# While lossval's tasks talk to MLflow (the caller's own MLflow calls keep their settings): fail in
+# seconds, not after MLflow's ~4 minutes of retries, when the server is unreachable; and no
+# progress bars for copying the model's small local artifacts.
+_MLFLOW_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+                    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
-    Any MLflow or connection failure, at set-up or while logging, becomes a :class:`LossvalError`
-    whose message names the tracking URI with its password masked.
+
+@contextlib.contextmanager
+def _scoped_process_state() -> Iterator[None]:
+    """Quiet MLflow's loggers and progress bars, shorten its HTTP retries while lossval logs; put all back after.
+
+    lossval's flow may run inside someone else's process (a parent flow, a notebook): it must
+    not leave that process's loggers, environment or MLflow settings changed.
     """
-    # MLflow's defaults retry an unreachable server for ~4 minutes; fail in seconds instead.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     import logging
 
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from requests.exceptions import RequestException
+    saved_env = {k: os.environ.get(k) for k in _MLFLOW_SETTINGS}
+    loggers = {name: logging.getLogger(name) for name in ("mlflow", "alembic")}
+    saved_levels = {name: lg.level for name, lg in loggers.items()}
+    for k, v in _MLFLOW_SETTINGS.items():
+        os.environ.setdefault(k, v)
+    for lg in loggers.values():
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for name, level in saved_levels.items():
+            loggers[name].setLevel(level)
 
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(uri)
+
+@contextlib.contextmanager
+def _mlflow(uri: str, experiment: str, workspace: str) -> Iterator[tuple[Any, str]]:
+    """An ``MlflowClient`` for ``uri`` and the id of ``experiment`` (created with artifacts in the workspace).
+
+    Everything goes through this client: MLflow's process-wide state (tracking URI, active
+    experiment, active run) is neither read nor changed, so a caller's own MLflow run and
+    settings are untouched. Any MLflow or connection failure, at set-up or while logging,
+    becomes a :class:`LossvalError` whose message names the tracking URI with its password
+    masked.
+    """
+    with _scoped_process_state():
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+        from requests.exceptions import RequestException
+
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
+                location = (Path(workspace).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+                experiment_id = client.create_experiment(experiment, artifact_location=location)
+            else:
+                experiment_id = exp.experiment_id
+        except Exception as exc:  # MlflowException, connection errors, sqlite errors
+            raise LossvalError(
+                f"MLflow tracking at {mask_uri(uri)} is unreachable or unusable ({_reason(exc)}). "
+                "The data outputs of this run are complete; fix tracking and rerun."
+            ) from None
+        try:
+            yield client, experiment_id
+        except (MlflowException, RequestException) as exc:  # the server went away mid-run
+            raise LossvalError(
+                f"MLflow tracking at {mask_uri(uri)} failed while logging ({_reason(exc)}). "
+                "The data outputs of this run are complete; fix tracking and rerun."
+            ) from None
+
+
+@contextlib.contextmanager
+def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+    """A run created through ``client``: FINISHED when the block ends, FAILED when it raises."""
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
     try:
-        exp = mlflow.get_experiment_by_name(experiment)
-        if exp is None:
-            location = (Path(workspace).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-            mlflow.create_experiment(experiment, artifact_location=location)
-        mlflow.set_experiment(experiment)
-    except Exception as exc:  # MlflowException, connection errors, sqlite errors
-        raise LossvalError(
-            f"MLflow tracking at {mask_uri(uri)} is unreachable or unusable ({_reason(exc)}). "
-            "The data outputs of this run are complete; fix tracking and rerun."
-        ) from None
-    try:
-        yield mlflow
-    except (MlflowException, RequestException) as exc:  # the server went away mid-run
-        raise LossvalError(
-            f"MLflow tracking at {mask_uri(uri)} failed while logging ({_reason(exc)}). "
-            "The data outputs of this run are complete; fix tracking and rerun."
-        ) from None
+        yield run_id
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def _log(client: Any, run_id: str, *, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
+         tags: dict[str, str] | None = None) -> None:
+    """Params, metrics and tags in batches of MLflow's limits (100 params or tags, 1000 metrics per call)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    items = ([Param(k, v) for k, v in (params or {}).items()], [RunTag(k, v) for k, v in (tags or {}).items()],
+             [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()])
+    for kind, batch_size, entries in zip(("params", "tags", "metrics"), (100, 100, 1000), items):
+        for i in range(0, len(entries), batch_size):
+            client.log_batch(run_id, **{kind: entries[i:i + batch_size]})
 
 
 def _reason(exc: BaseException) -> str:
@@ -82,12 +144,11 @@ def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
     The two differ when ``max_prune_fraction`` or class protection chose which flagged rows go,
     so the plot shows both rather than a line that is not the real cut.
     """
-    import matplotlib
+    # A Figure of its own, not pyplot: the caller's matplotlib backend and open figures are left alone.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    ax = fig.subplots()
     _, bins, _ = ax.hist(values, bins=50, color="#4a78b5", label="training rows")
     if quarantined is not None and quarantined.any():
         ax.hist(values[quarantined], bins=bins, color="#e67e22", label=f"quarantined ({int(quarantined.sum())})")
@@ -100,7 +161,6 @@ def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
     ax.set_title("Distribution of row values")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -109,67 +169,152 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
           snapshot_hash: str, gate: dict, run_dir: str) -> dict:
     """Log the parent run, one nested run per stage, metrics, artifacts and the "after" model.
 
-    Returns ``{"run_id", "experiment_id", "model_uri", "tracking_uri"}``.
-    """
-    import torch
+    The model is a pyfunc model (:mod:`lossval.serving`): the user's own feature columns in,
+    labels and class probabilities (or the target) out.
 
-    from lossval.retrain import TabularModel
+    Returns ``{"run_id", "experiment_id", "model_uri", "model_source", "tracking_uri"}``.
+    """
+    import lossval
 
     uri = tracking_uri(config, workspace)
     retrain, prune, value = stages["retrain"], stages["prune"], stages["value"]
     metrics = retrain["metrics"]
     rows_train = stages["split"]["rows"]["train"]
-    with _mlflow(uri, config.tracking.experiment, workspace) as mlflow, tempfile.TemporaryDirectory() as tmp:
-        with mlflow.start_run(run_name=run_name) as parent:
-            mlflow.log_params(config.flat_params())
-            mlflow.set_tags({"dataset": config.dataset, "snapshot": snapshot_hash, "prefect_flow_run_id": flow_run_id,
-                             "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"],
-                             "prune_cap_hit": str(bool(prune["cap_hit"])).lower()})
+    valuation_report = Path(value["values"]).with_name("valuation.json")
+    with _mlflow(uri, config.tracking.experiment, workspace) as (client, experiment_id), \
+            tempfile.TemporaryDirectory() as tmp:
+        tags = {"dataset": config.dataset, "snapshot": snapshot_hash, "prefect_flow_run_id": flow_run_id,
+                "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"],
+                "prune_cap_hit": str(bool(prune["cap_hit"])).lower(), "lossval_version": lossval.__version__,
+                "values_version": str(_values_version(valuation_report)),
+                "mlflow.note.content": _run_description(config, stages, gate)}
+        if not gate["passed"]:
+            tags["gate_failures"] = "; ".join(gate["failures"])[:5000]
+        with _run(client, experiment_id, run_name=run_name, tags=tags) as parent:
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
                         rows_flagged=prune["flagged"], prune_fraction=prune["rows_pruned"] / max(rows_train, 1))
-            mlflow.log_metrics(flat)
+            _log(client, parent, params=config.flat_params(), metrics=flat)
             vals = pd.read_parquet(value["values"])
-            mlflow.log_artifact(value["values"], artifact_path="values")
+            client.log_artifact(parent, value["values"], artifact_path="values")
+            if valuation_report.is_file():  # resolved settings, values version, per-epoch loss
+                client.log_artifact(parent, str(valuation_report), artifact_path="values")
             quarantine = pd.read_parquet(prune["paths"]["quarantine"], columns=["row_id"])
             try:  # a review aid: a table that cannot be built or logged must not fail the run's tracking
-                mlflow.log_table(lowest_value_rows(value["values"], prune["paths"]["kept"], prune["paths"]["quarantine"],
-                                                   target=config.target), artifact_file="lowest_values.json")
+                client.log_table(parent, lowest_value_rows(value["values"], prune["paths"]["kept"],
+                                                           prune["paths"]["quarantine"], target=config.target),
+                                 artifact_file="lowest_values.json")
             except Exception as exc:  # noqa: BLE001
                 get_run_logger().warning("lowest_values.json not logged: %s: %s", type(exc).__name__, exc)
             hist = values_histogram(vals["value"].to_numpy(), prune["threshold"], Path(tmp) / "values_histogram.png",
                                     quarantined=vals["row_id"].isin(quarantine["row_id"]).to_numpy())
-            mlflow.log_artifact(str(hist), artifact_path="plots")
-            mlflow.log_artifact(gate["result_path"], artifact_path="gate")
+            client.log_artifact(parent, str(hist), artifact_path="plots")
+            client.log_artifact(parent, gate["result_path"], artifact_path="gate")
             for stage, record in stages.items():
-                with mlflow.start_run(run_name=stage, nested=True):
-                    mlflow.log_metrics({k: float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-                    mlflow.set_tags({"stage": stage, **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)}})
+                with _run(client, experiment_id, run_name=stage,
+                          tags={"mlflow.parentRunId": parent, "stage": stage,
+                                **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)}}) as child:
+                    _log(client, child, metrics={k: float(v) for k, v in record.items()
+                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
                     if stage == "value":
-                        for epoch, loss in enumerate(record.get("history_loss", [])):
-                            mlflow.log_metric("epoch_loss", loss, step=epoch)
-            model = TabularModel(retrain["n_inputs"], retrain["n_outputs"], task=retrain["task"])
-            model.load_state_dict(torch.load(retrain["model_state"], weights_only=True))
-            example = np.asarray(retrain["example"], dtype=np.float32)
-            info = mlflow.pytorch.log_model(model.eval(), name="model", input_example=example,
-                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-            mlflow.log_artifact(value["encoder"], artifact_path="model_encoder")
-        return {"run_id": parent.info.run_id, "experiment_id": parent.info.experiment_id,
-                "model_uri": info.model_uri, "tracking_uri": mask_uri(uri)}
+                        from mlflow.entities import Metric
+
+                        now = int(time.time() * 1000)
+                        history = [Metric("epoch_loss", float(loss), now, epoch)
+                                   for epoch, loss in enumerate(record.get("history_loss", []))]
+                        for i in range(0, len(history), 1000):
+                            client.log_batch(child, metrics=history[i:i + 1000])
+            model_dir = save_pyfunc_model(Path(tmp) / "model", encoder=value["encoder"], retrain=retrain,
+                                          test=stages["split"]["paths"]["test"])
+            client.log_artifacts(parent, str(model_dir), artifact_path="model")
+            source = f"{client.get_run(parent).info.artifact_uri.rstrip('/')}/model"
+        return {"run_id": parent, "experiment_id": experiment_id, "model_uri": f"runs:/{parent}/model",
+                "model_source": source, "tracking_uri": mask_uri(uri)}
+
+
+def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str) -> Path:
+    """Save the retrained model as an MLflow pyfunc model in ``path`` (see :mod:`lossval.serving`).
+
+    Built from code, not pickled: ``lossval/_mlflow_model.py`` with lossval's own modules under
+    ``code/``, so loading it needs torch, numpy and pandas but not an installed lossval.
+    """
+    import shutil
+
+    import mlflow.pyfunc
+    import pyarrow
+    import torch
+    from mlflow.models import infer_signature
+
+    import lossval
+    from lossval.encoding import TabularEncoder
+    from lossval.serving import MODEL_CODE, MODEL_SPEC_NAME, LossvalPyfunc, example_rows, write_model_spec
+
+    work = path.parent / f"{path.name}-parts"
+    package = work / "lossval"
+    package.mkdir(parents=True)
+    for module in Path(lossval.__file__).parent.glob("*.py"):
+        shutil.copy2(module, package / module.name)
+    network = write_model_spec(work / MODEL_SPEC_NAME, n_inputs=retrain["n_inputs"], n_outputs=retrain["n_outputs"],
+                               task=retrain["task"], n_layers=retrain["n_layers"], width=retrain["width"])
+    artifacts = {"encoder": str(encoder), "weights": str(retrain["model_state"]), "network": str(network)}
+    example = example_rows(pd.read_parquet(test), TabularEncoder.load(encoder).feature_columns_)
+    predicted = LossvalPyfunc().load(**artifacts).predict(None, example)
+    mlflow.pyfunc.save_model(
+        str(path), python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(package)],
+        signature=infer_signature(example, predicted), input_example=example,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
+                          f"numpy=={np.__version__}", f"pyarrow=={pyarrow.__version__}"])
+    return path
+
+
+def _values_version(report: Path) -> Any:
+    from lossval.io import read_json
+
+    try:
+        return read_json(report).get("values_version", "unknown")
+    except Exception:  # noqa: BLE001 (a tag; the run's own files say the rest)
+        return "unknown"
+
+
+def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict) -> str:
+    """The run's description in the MLflow UI: what was pruned and what the gate decided, in words."""
+    from tasks.prune import describe_pruning
+
+    prune, metrics = stages["prune"], stages["retrain"]["metrics"]
+    lines = [f"lossval cleaning run of **{config.dataset}**: {stages['split']['rows']['train']} training rows, "
+             f"{prune['rows_kept']} kept, {prune['rows_pruned']} quarantined.", "",
+             f"Pruning: {describe_pruning(_pruning_record(prune, config))}", "",
+             "| metric | before | after |", "|---|---|---|"]
+    lines += [f"| {k} | {metrics['before'][k]:.4f} | {metrics['after'][k]:.4f} |" for k in metrics["before"]]
+    lines += ["", "Gate: passed; the model is champion." if gate["passed"] else
+              "Gate: **failed**, not promoted: " + "; ".join(gate["failures"]) + "."]
+    return "\n".join(lines)
+
+
+def _pruning_record(prune: dict, config: PipelineConfig) -> dict:
+    return {"policy": prune["policy"], "threshold": prune["threshold"], "flagged": prune["flagged"],
+            "quarantined": prune["rows_pruned"], "protected": prune["protected"], "cap_hit": prune["cap_hit"],
+            "max_prune_fraction": config.pruning.max_prune_fraction}
 
 
 @task(name="promote")
-def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: str, run_key: str, gate_passed: bool) -> dict:
+def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: str, run_key: str, gate_passed: bool,
+            model_source: str | None = None) -> dict:
     """Register the "after" model once per run key; alias ``challenger`` always, ``champion`` only when the gate passed.
 
     A rerun with the same snapshot, config and seed finds the version tagged with its
     ``run_key`` and reuses it instead of registering a duplicate.
     """
-    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     name = config.tracking.registered_model or f"lossval-{config.dataset}"
-    with _mlflow(tracking_uri(config, workspace), config.tracking.experiment, workspace) as mlflow:
-        client = MlflowClient()
+    with _mlflow(tracking_uri(config, workspace), config.tracking.experiment, workspace) as (client, _):
+        try:
+            client.create_registered_model(name, description=f"lossval's retrained model for {config.dataset}: "
+                                           "the raw feature columns in, prediction (and class probabilities) out.")
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
         # By name only (names hold no quotes: checked at config load), the run key matched here: some registries
         # (Unity Catalog) accept a single condition in this search.
         existing = [v for v in client.search_model_versions(f"name='{name}'")
@@ -178,7 +323,10 @@ def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: s
             version = str(max(int(v.version) for v in existing))
             reused = True
         else:
-            mv = mlflow.register_model(model_uri, name, tags={"lossval_run_key": run_key, "source_run": run_id})
+            source = model_source or f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/model"
+            mv = client.create_model_version(name, source, run_id=run_id,
+                                             tags={"lossval_run_key": run_key, "source_run": run_id},
+                                             description=_version_description(config, gate_passed))
             version, reused = str(mv.version), False
         client.set_registered_model_alias(name, "challenger", version)
         if gate_passed:
@@ -186,6 +334,12 @@ def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: s
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
         champion = version if gate_passed else _alias_version(client, name, "champion")
     return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion}
+
+
+def _version_description(config: PipelineConfig, gate_passed: bool) -> str:
+    return (f"Retrained on the rows lossval kept of {config.dataset}. "
+            + ("Passed the gate." if gate_passed else "Refused by the gate: challenger only.")
+            + " Load with mlflow.pyfunc.load_model and predict on the data's own feature columns.")
 
 
 def _alias_version(client: Any, name: str, alias: str) -> str | None:

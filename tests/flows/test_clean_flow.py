@@ -99,22 +99,43 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     lowest = json.loads(Path(client.download_artifacts(parent.info.run_id, "lowest_values.json")).read_text())
     assert lowest["columns"][:5] == ["row_id", "value", "rank", "reason", "diagnosis"]  # the target, then the row
     assert len(lowest["data"]) == 20 and [r[2] for r in lowest["data"]] == list(range(1, 21))  # ranks 1-20
-    assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/values.parquet"]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/valuation.json",
+                                                                                     "values/values.parquet"]
+    assert parent.data.tags["lossval_version"] and parent.data.tags["values_version"].isdigit()
+    assert "quarantined" in parent.data.tags["mlflow.note.content"]  # the run's description in the UI
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/values_histogram.png"]
     champion = client.get_model_version_by_alias("lossval-t-breast_cancer", "champion")
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger")
     assert str(champion.version) == str(challenger.version) == manifest["model"]["version"]
 
-    # The registered model loads (pt2 graph, no pickle) and predicts for another batch size.
+    # The registered model loads (built from code, no pickle) and predicts from the data's own columns,
+    # for another batch size, as the encoder and network the run used would.
     import numpy as np
 
-    model = mlflow.pyfunc.load_model(f"models:/lossval-t-breast_cancer@champion")
+    model = mlflow.pyfunc.load_model("models:/lossval-t-breast_cancer@champion")
     test = pd.read_parquet(manifest["outputs"]["test"])
+    predicted = model.predict(test.drop(columns=["row_id", "diagnosis"]).iloc[:17])
     from lossval.encoding import TabularEncoder
+    from lossval.retrain import TabularModel
 
-    X = TabularEncoder.load(manifest["outputs"]["encoder"]).transform(test)[:17]
-    proba = np.asarray(model.predict(X))
-    assert proba.shape == (17, 2) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    enc = TabularEncoder.load(manifest["outputs"]["encoder"])
+    probability = [f"probability[{c}]" for c in enc.classes_]
+    assert list(predicted.columns) == ["prediction", *probability] and len(predicted) == 17
+    assert np.allclose(predicted[probability].sum(axis=1), 1.0, atol=1e-5)
+    net = TabularModel(enc.transform(test).shape[1], len(enc.classes_), task="classification")
+    import torch
+
+    net.load_state_dict(torch.load(manifest["outputs"]["model_state"], weights_only=True))
+    expected = net(torch.as_tensor(enc.transform(test)[:17], dtype=torch.float32)).detach().numpy()
+    assert np.allclose(predicted[probability].to_numpy(), expected, atol=1e-6)
+    assert (predicted["prediction"].to_numpy() == enc.decode_target(expected.argmax(axis=1))).all()
+    first = enc.feature_columns_[0]
+    lacking = test.drop(columns=["row_id", "diagnosis", first]).iloc[:3]
+    with pytest.raises(Exception, match=first):  # a missing feature column is named, not guessed
+        model.predict(lacking)
+    version = client.get_model_version("lossval-t-breast_cancer", champion.version)
+    assert "feature columns" in version.description
+    assert [c["name"] for c in json.loads(model.metadata.get_input_schema().to_json())][:2] == list(enc.feature_columns_[:2])
 
 
 def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, monkeypatch) -> None:
@@ -224,6 +245,52 @@ def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) ->
     err = capsys.readouterr().err
     assert "pruning.max_prune_fraction" in err and "Traceback" not in err
     assert not (workspace / "other").exists()
+
+
+def test_a_caller_s_mlflow_run_and_process_state_are_left_alone(workspace: Path, tmp_path: Path) -> None:
+    # lossval's flow inside another team's flow, inside their own MLflow run on their own store.
+    import logging
+    import os
+    import warnings
+
+    import matplotlib
+    import mlflow
+    from mlflow import MlflowClient
+    from prefect import flow
+
+    from flows.clean import clean_dataset
+
+    theirs = f"sqlite:///{tmp_path / 'their.db'}"
+    mlflow.set_tracking_uri(theirs)
+    mlflow.set_experiment("their-training")
+    cfg = _config(workspace, "breast_cancer", lossval={"epochs": 3}, retrain={"epochs": 3},
+                  gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False})
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "dataset": "t-inside"}))
+
+    def state() -> dict:
+        return {"env": {k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "TORCHINDUCTOR"))},
+                "uri": mlflow.get_tracking_uri(), "showwarning": warnings.showwarning,
+                "backend": matplotlib.get_backend(),
+                "levels": {n: logging.getLogger(n).level for n in ("mlflow", "alembic", "great_expectations")}}
+
+    @flow(name="their-pipeline")
+    def their_pipeline() -> str:
+        with mlflow.start_run(run_name="their-run") as run:
+            mlflow.log_param("their_param", 1)
+            clean_dataset(str(cfg), workspace=str(workspace))
+            mlflow.log_metric("their_metric", 1.0)  # their run is still theirs, on their store
+        return run.info.run_id
+
+    before = state()
+    try:
+        run_id = their_pipeline()
+        assert state() == before
+    finally:
+        mlflow.set_tracking_uri(None)
+    run = MlflowClient(theirs).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics == {"their_metric": 1.0}
+    manifest = _latest_manifest(workspace, "inside")
+    assert manifest["mlflow"]["status"] == "ok" and manifest["model"]["version"] == "1"
 
 
 def test_a_run_refused_by_its_data_leaves_no_run_folder(tmp_path: Path, capsys) -> None:
