@@ -20,7 +20,13 @@ from lossval.errors import ConfigError
 __all__ = ["SUITES_DIR", "DEFAULT_GATE_SUITE", "SUITE_KEYS", "EXPECTATION_KEYS", "TASK_KINDS", "GATE_PARAMETERS",
            "check_suite", "read_suite", "suite_file"]
 
-SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
+def _suites_dir() -> Path:
+    checkout = Path(__file__).resolve().parent.parent / "expectations"
+    # A source checkout (editable install) reads expectations/ itself; a wheel installs it as lossval/expectations/.
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "expectations"
+
+
+SUITES_DIR = _suites_dir()
 """The suites shipped with lossval."""
 DEFAULT_GATE_SUITE = "pruned_data"
 

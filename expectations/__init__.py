@@ -1,0 +1,1 @@
+"""The Great Expectations suites lossval ships (JSON files; installed as ``lossval.expectations``)."""
