@@ -19,7 +19,7 @@ from prefect.runtime import flow_run
 
 from flows.clean import run_cleaning
 from flows.nightly import locks_dir
-from lossval.catalog import entry_for_landing, load_catalog
+from lossval.catalog import entry_for_landing, load_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError
 from lossval.landing import ARRIVAL_EVENT, confine, dataset_lock, dataset_of, record_arrival, superseded_by
 
@@ -53,6 +53,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         GateFailed: the pruned data failed the gate.
     """
     log = get_run_logger()
+    require_flow_parameters(datasets_file=datasets_file, landing_dir=landing_dir, workspace=workspace)
     landed, relative = confine(landing_dir, path)  # before anything reads the file
     key = dataset_of(relative)
     if dataset and dataset != key:

@@ -13,9 +13,9 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
 from flows.clean import run_cleaning
-from lossval.catalog import DatasetEntry, load_catalog
+from lossval.catalog import DatasetEntry, load_catalog, require_flow_parameters
+from lossval.errors import InputError, NightlyFailed
 from lossval.io import write_json
-from lossval.errors import InputError
 from lossval.landing import dataset_lock, newest_arrival
 from tasks._paths import Workspace
 
@@ -67,10 +67,13 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
     ``<workspace>/nightly/<UTC time>.json`` and published as the ``lossval-nightly`` artifact.
 
     Returns:
-        A Completed state when every dataset passed, else a Failed state whose message names
-        the failed datasets; its data is the report ``{"datasets": [...], "failed": [...]}``.
+        A Completed state whose data is the report ``{"datasets": [...], "failed": []}`` when
+        every dataset passed, else a Failed state whose message names the failed datasets; a
+        caller of ``nightly(...)`` then gets :class:`~lossval.errors.NightlyFailed`, whose
+        ``report`` is the same report.
     """
     log = get_run_logger()
+    require_flow_parameters(datasets_file=datasets_file, workspace=workspace)
     entries = load_catalog(datasets_file, check_configs=False)
     started = dt.datetime.now(dt.timezone.utc)
     results: list[dict[str, Any]] = []
@@ -92,7 +95,9 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
     _publish(report)
     if failed:
         detail = "; ".join(f"{r['dataset']}: {r['error']}" for r in results if r["dataset"] in failed)
-        return Failed(message=f"{len(failed)} of {len(results)} dataset(s) failed: {detail}", data=report)
+        message = f"{len(failed)} of {len(results)} dataset(s) failed: {detail}"
+        # A failed state carries an exception (Prefect raises it for a caller; a dict there is a TypeError).
+        return Failed(message=message, data=NightlyFailed(message, report=report))
     return Completed(message=f"all {len(results)} dataset(s) cleaned", data=report)
 
 

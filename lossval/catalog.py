@@ -20,7 +20,7 @@ from pathlib import Path
 from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml
 from lossval.errors import ConfigError
 
-__all__ = ["DatasetEntry", "load_catalog", "entry_for_landing"]
+__all__ = ["DatasetEntry", "load_catalog", "entry_for_landing", "require_flow_parameters"]
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -47,6 +47,23 @@ class DatasetEntry:
         if data is not None:
             changes["data"] = data
         return dataclasses.replace(config, **changes)
+
+
+def require_flow_parameters(**values: str | None) -> None:
+    """Refuse empty path parameters of the nightly and new-data flows, naming them and their source.
+
+    ``deployments/prefect.yaml`` fills them from environment variables when it is deployed;
+    Prefect only warns when one is unset and deploys an empty string, which would otherwise
+    surface at 02:00 as a missing file called ``.``.
+
+    Raises:
+        ConfigError: names the empty parameters and how to set them.
+    """
+    empty = [name for name, value in values.items() if value is None or not str(value).strip()]
+    if empty:
+        raise ConfigError(f"flow parameter(s) {empty} are empty. A deployment made from deployments/prefect.yaml "
+                          "takes them from LOSSVAL_DATASETS, LOSSVAL_LANDING and LOSSVAL_WORKSPACE when it is "
+                          "deployed: set those and deploy again, or pass the parameters to the run.")
 
 
 def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[DatasetEntry]:

@@ -7,7 +7,7 @@ and says what to do about it.
 
 from __future__ import annotations
 
-__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError", "UnseenLevelsWarning"]
+__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError", "NightlyFailed", "UnseenLevelsWarning"]
 
 
 class LossvalError(Exception):
@@ -51,6 +51,20 @@ class GateFailed(LossvalError):
 
     def __init__(self, message: str, *, summary: dict | None = None) -> None:
         self.summary = summary
+        super().__init__(message)
+
+
+class NightlyFailed(LossvalError):
+    """One or more datasets of a nightly run failed; the others were cleaned (see ``report``).
+
+    Args:
+        message: The failed datasets and why.
+        report: The nightly report ``{"started", "flow_run_id", "datasets": [...], "failed": [...]}``,
+            also written to ``<workspace>/nightly/<UTC time>.json``.
+    """
+
+    def __init__(self, message: str, *, report: dict) -> None:
+        self.report = report
         super().__init__(message)
 
 

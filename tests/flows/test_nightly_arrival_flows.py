@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lossval.errors import NightlyFailed
 from lossval.demo import make_demo_data
 from lossval.landing import read_lock_log
 
@@ -51,6 +52,12 @@ def test_nightly_cleans_every_dataset_and_reports_the_failed_one(setup: dict[str
     assert state.is_failed()
     assert state.message.startswith("1 of 2 dataset(s) failed: broken: ")
     assert "missing.csv" in state.message  # the error names the file
+    with pytest.raises(NightlyFailed, match="1 of 2 dataset") as failed:  # what a caller of nightly() gets
+        state.result()
+    assert failed.value.report["failed"] == ["broken"]
+    # deployed from prefect.yaml without LOSSVAL_DATASETS: Prefect deploys "", refused by name at once
+    empty = nightly(datasets_file="", workspace=str(setup["ws"]), return_state=True)
+    assert empty.is_failed() and "LOSSVAL_DATASETS" in str(empty.result(raise_on_failure=False))
     [report_path] = (setup["ws"] / "nightly").glob("*.json")
     report = json.loads(report_path.read_text())
     assert report["failed"] == ["broken"]

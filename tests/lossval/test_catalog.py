@@ -61,3 +61,11 @@ def test_valuation_deployment_is_validated() -> None:
     for bad in ("gpu", "a/b/c", 3):
         with pytest.raises(ConfigError, match="valuation_deployment"):
             config_from_dict({**base, "valuation_deployment": bad})
+
+
+def test_empty_flow_parameters_are_refused_naming_the_deploy_variables() -> None:
+    from lossval.catalog import require_flow_parameters
+
+    require_flow_parameters(datasets_file="d.yaml", workspace="ws")
+    with pytest.raises(ConfigError, match=r"\['datasets_file', 'workspace'\] are empty.*LOSSVAL_DATASETS"):
+        require_flow_parameters(datasets_file="", workspace="  ", landing_dir="landing")
