@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -154,13 +155,20 @@ class PipelineConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def flat_params(self) -> dict[str, str]:
-        """``section.key -> str(value)`` for MLflow params, with credentials in URIs masked."""
+        """``section.key -> text`` for MLflow params, with credentials in URIs masked.
+
+        Values read as in the config file: lists as JSON (``[]``, ``["ts"]``), an unset value
+        as ``null``, booleans as ``true``/``false``, an empty mapping as ``{}`` (so every key
+        shows, set or not).
+        """
         out: dict[str, str] = {}
 
         def walk(prefix: str, obj: Any) -> None:
-            if isinstance(obj, dict):
+            if isinstance(obj, dict) and obj:
                 for k, v in obj.items():
                     walk(f"{prefix}.{k}" if prefix else str(k), v)
+            elif isinstance(obj, (dict, list, tuple, bool)) or obj is None:
+                out[prefix] = mask_secrets(json.dumps(list(obj) if isinstance(obj, tuple) else obj, default=str))
             else:
                 out[prefix] = mask_secrets(str(obj))
 
@@ -332,8 +340,11 @@ def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
     from lossval.valuation import LossVal
 
     defaults = LossVal().get_params()
+    # null is a setting of its own where the constructor takes None (val_subsample: all rows; weight_lr: = lr;
+    # weight_eps_ratio: plain Adam); elsewhere it is a missing value.
+    nullable = {name for name, p in inspect.signature(LossVal).parameters.items() if "None" in str(p.annotation)}
     for k, v in opts.items():
-        if v is None and defaults.get(k) is not None:
+        if v is None and defaults.get(k) is not None and k not in nullable:
             _needs_value(f"lossval.{k}", defaults[k], source)
     try:
         LossVal(**{k: v for k, v in opts.items() if k != "device"})._check_params()

@@ -113,6 +113,17 @@ def test_lossval_options_take_auto_or_a_value() -> None:
     with pytest.raises(ConfigError, match="'lossval.weight_warmup_epochs' must be int or str"):
         config_from_dict({**BASE, "lossval": {"weight_warmup_epochs": 1.5}})
 
+    # null is a setting where the constructor takes None: all validation rows, weight_lr = lr, plain Adam
+    paper = config_from_dict({**BASE, "lossval": {"val_subsample": None, "weight_lr": None, "weight_eps_ratio": None}})
+    assert paper.lossval == {"val_subsample": None, "weight_lr": None, "weight_eps_ratio": None}
+    assert paper.flat_params()["lossval.val_subsample"] == "null" and paper.fingerprint("lossval") != cfg.fingerprint("lossval")
+
+
+def test_params_read_as_the_config_file_writes_them() -> None:
+    params = config_from_dict({**BASE, "features": {"exclude": ["ts"]}}).flat_params()
+    assert params["exclude"] == '["ts"]' and params["include"] == "null" and params["categorical"] == "[]"
+    assert params["gate.metric_limits"] == "{}" and params["gate.refuse_when_all_worse"] == "true"
+
 
 def test_fingerprint_tracks_sections() -> None:
     a = config_from_dict({**BASE, "lossval": {"epochs": 5}})
