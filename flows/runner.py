@@ -152,17 +152,29 @@ def _import_stage_libraries() -> None:
 
 
 def check_inputs_exist(config: PipelineConfig) -> None:
-    """Fail in a second, before Prefect starts, when a configured data path does not exist.
+    """Fail in a second, before Prefect starts, when a configured data path does not exist or
+    its header lacks the configured target, id or validation column.
 
     Raises:
-        InputError: names the missing path (or the folder without data files).
+        InputError: names the missing path (or the folder without data files), or the column
+            and its config key.
     """
-    from lossval.io import list_data_files
+    from lossval.io import data_columns, list_data_files, require_column
 
     for path in (config.data, config.validation.path if config.validation.strategy == "file" else None,
                  config.test_path):
         if path and "://" not in path:
             list_data_files(path)
+    columns = data_columns(config.data) if "://" not in config.data else None
+    if columns is None:
+        return  # read by the ingest stage, which reports what is wrong with it
+    named = {"target": config.target, "id_column": config.id_column,
+             "validation.column": config.validation.column if config.validation.strategy == "column" else None,
+             "validation.timestamp_column":
+                 config.validation.timestamp_column if config.validation.strategy == "latest" else None}
+    for key, name in named.items():
+        if name is not None:
+            require_column(columns, name, key=key, source=config.data)
 
 
 def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:

@@ -93,6 +93,33 @@ def _header(path: Path) -> list[str]:
     return list(pq.read_schema(path).names)
 
 
+def require_column(columns: Sequence[Any], name: str, *, key: str, source: str | None = None) -> None:
+    """Refuse a configured column that the data does not have, naming the config key and the nearest name.
+
+    Raises:
+        InputError: ``name`` is not among ``columns``.
+    """
+    names = [str(c) for c in columns]
+    if name in names:
+        return
+    import difflib
+
+    near = difflib.get_close_matches(name, names, n=1)
+    raise InputError(f"column {name!r} (config key '{key}') not found" + (f"; did you mean {near[0]!r}?" if near else ".")
+                     + f" Columns are {names[:10]}" + (f" and {len(names) - 10} more." if len(names) > 10 else "."),
+                     source=source)
+
+
+def data_columns(path: str | os.PathLike[str]) -> list[str] | None:
+    """The columns of a data file or folder (its first file's), from the header alone; None when unreadable."""
+    try:
+        return [str(c) for c in _header(list_data_files(path)[0])]
+    except (InputError, OSError, UnicodeDecodeError, csv.Error, ValueError):
+        return None  # reading it for real reports the problem properly
+    except Exception:  # noqa: BLE001 (pyarrow's several types for a corrupt footer: the same)
+        return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"

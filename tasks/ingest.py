@@ -10,7 +10,8 @@ from pathlib import Path
 from prefect import task
 
 from lossval.errors import InputError
-from lossval.io import assign_row_ids, atomic_write, frame_fingerprint, read_json, read_table, write_json, write_parquet
+from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, read_json, read_table, require_column,
+                        write_json, write_parquet)
 from tasks._paths import Workspace
 from tasks.prune import RESERVED_COLUMNS
 
@@ -39,6 +40,7 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     taken = [c for c in RESERVED_COLUMNS[1:] if c in df.columns]
     if taken:
         raise InputError(f"has column(s) {taken}, which lossval adds to quarantined rows; rename them.", source=data_path)
+    require_column(df.columns, target, key="target", source=data_path)  # the suite would say it in GX's words
     raw = validate_frame(df, suite="raw_data", params={"target": target, "min_rows": 20})
     if not raw["success"]:
         raise InputError("raw-data checks failed: " + "; ".join(raw["failures"]), source=data_path)

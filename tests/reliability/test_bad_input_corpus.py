@@ -399,6 +399,16 @@ def _(d: Path) -> list[str]:
     return _run_args(d, validation={"strategy": "file", "path": str(d / "in" / "valid-missing.csv")})
 
 
+@case(CONFIG_CASES, "config-target-misspelt", "data.csv", "'lable'", "config key 'target'", "did you mean 'label'?")
+def _(d: Path) -> list[str]:
+    return _run_args(d, target="lable")
+
+
+@case(CONFIG_CASES, "config-validation-column-missing", "data.csv", "'trusted'", "config key 'validation.column'")
+def _(d: Path) -> list[str]:
+    return _run_args(d, validation={"strategy": "column", "column": "trusted"})
+
+
 @case(CONFIG_CASES, "workspace-is-a-file", "ws-file", "must be a folder")
 def _(d: Path) -> list[str]:
     args = _run_args(d)
