@@ -15,7 +15,7 @@ from lossval.errors import GateFailed, InputError
 if TYPE_CHECKING:
     from lossval.config import PipelineConfig
 
-__all__ = ["prepare_environment", "run_flow", "run_from_config", "run_demo", "check_inputs_exist"]
+__all__ = ["prepare_environment", "run_flow", "run_from_config", "run_demo", "check_inputs_exist", "check_local_device"]
 
 
 def prepare_environment(workspace: Path) -> None:
@@ -177,6 +177,27 @@ def check_inputs_exist(config: PipelineConfig) -> None:
             require_column(columns, name, key=key, source=config.data)
 
 
+def check_local_device(config: PipelineConfig, *, source: str) -> None:
+    """Refuse, before Prefect starts, an explicit ``lossval.device`` this machine lacks (when it values here).
+
+    With ``valuation_deployment`` set the valuation runs on another machine (a GPU worker),
+    which may well have the device; then nothing is checked here.
+
+    Raises:
+        ConfigError: names the config file, the key and the device.
+    """
+    device = str(config.lossval.get("device") or "auto")
+    if config.valuation_deployment or device.lower() in ("auto", "cpu"):
+        return
+    from lossval._torchutil import resolve_device
+    from lossval.errors import ConfigError
+
+    try:
+        resolve_device(device)
+    except ConfigError as exc:
+        raise ConfigError(f"'lossval.device': {exc}", source=source) from None
+
+
 def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
@@ -227,7 +248,9 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     from lossval.config import load_config
 
     # Validate before starting Prefect: a bad config or a missing file -> exit 2 in a second.
-    check_inputs_exist(load_config(config_path))
+    config = load_config(config_path)
+    check_inputs_exist(config)
+    check_local_device(config, source=str(config_path))
     _check_workspace(workspace)
     _run_reporting(config_path, workspace, debug=debug)
     return 0

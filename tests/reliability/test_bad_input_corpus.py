@@ -409,6 +409,15 @@ def _(d: Path) -> list[str]:
     return _run_args(d, validation={"strategy": "column", "column": "trusted"})
 
 
+@case(CONFIG_CASES, "config-device-this-machine-lacks", "config.yaml", "'lossval.device'", "no CUDA GPU")
+def _(d: Path) -> list[str]:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    return _run_args(d, lossval={"epochs": 2, "device": "cuda"})
+
+
 @case(CONFIG_CASES, "workspace-is-a-file", "ws-file", "must be a folder")
 def _(d: Path) -> list[str]:
     args = _run_args(d)
