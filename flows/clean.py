@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import time
 from pathlib import Path
 
@@ -248,11 +249,14 @@ def _publish_prefect_artifacts(summary: dict) -> None:
     else:
         lines += ["", f"Gate: **{gate_line}**. No model registered: MLflow tracking {tracking['status']} "
                   f"({tracking.get('error', '')})."]
-    create_markdown_artifact("\n".join(lines), key="lossval-summary", description="lossval cleaning run")
+    # One key per dataset (artifact keys: lowercase letters, digits and dashes), so a nightly run over several
+    # datasets shows each one's latest summary instead of overwriting one.
+    slug = re.sub(r"[^a-z0-9-]+", "-", summary["dataset"].lower()).strip("-") or "dataset"
+    create_markdown_artifact("\n".join(lines), key=f"lossval-summary-{slug}", description="lossval cleaning run")
     out = summary["outputs"]
     try:  # a review aid: a table that cannot be built must not fail a run whose outputs are written
         table = lowest_value_rows(out["values"], out["kept"], out["quarantine"], target=summary["config"]["target"])
-        create_table_artifact(table.round(6).to_dict(orient="records"), key="lossval-lowest-values",
+        create_table_artifact(table.round(6).to_dict(orient="records"), key=f"lossval-lowest-values-{slug}",
                               description="20 lowest-value training rows, with their target and first columns")
     except Exception as exc:  # noqa: BLE001
         get_run_logger().warning("lowest-value table artifact not created: %s: %s", type(exc).__name__, exc)

@@ -104,6 +104,13 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert parent.data.tags["lossval_version"] and parent.data.tags["values_version"].isdigit()
     assert "quarantined" in parent.data.tags["mlflow.note.content"]  # the run's description in the UI
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/values_histogram.png"]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:  # the run's Prefect artifacts, under keys of its own dataset
+        keys = ["lossval-summary-t-breast-cancer", "lossval-lowest-values-t-breast-cancer"]
+        published = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    assert {a.key for a in published} == set(keys)
     champion = client.get_model_version_by_alias("lossval-t-breast_cancer", "champion")
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger")
     assert str(champion.version) == str(challenger.version) == manifest["model"]["version"]
