@@ -134,7 +134,7 @@ def two_means_threshold(values: Any) -> float:
 
 
 # ------------------------------------------------------------------------- decision
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class PruneDecision:
     """What :func:`prune` decided.
 
@@ -174,6 +174,12 @@ class PruneDecision:
     def dropped_indices(self) -> np.ndarray:
         """Positions of dropped rows, ascending, shape ``(n_dropped,)``."""
         return np.flatnonzero(~self.keep)
+
+    def __repr__(self) -> str:  # a summary: the per-row arrays can be millions long
+        threshold = "None" if self.threshold is None else f"{self.threshold:.6g}"
+        return (f"PruneDecision(policy={self.policy!r}, rows={len(self.keep)}, dropped={self.n_dropped}, "
+                f"threshold={threshold}, n_candidates={self.n_candidates}, capped={self.capped}, "
+                f"n_protected={self.n_protected}, cap_hit={self.cap_hit})")
 
 
 # ------------------------------------------------------------------------- policies

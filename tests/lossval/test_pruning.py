@@ -266,3 +266,9 @@ def test_prune_validates_inputs():
         prune(values, policy=FractionPolicy(0.1), min_rows_per_class=-1)
     with pytest.raises(ConfigError, match="valid names|pruning policy"):
         prune(values, policy="nope")
+
+
+def test_a_decision_s_repr_is_a_summary_not_every_row():
+    decision = prune(np.r_[np.zeros(5), np.ones(100_000)], policy="two_means")
+    assert repr(decision) == ("PruneDecision(policy='two_means', rows=100005, dropped=5, threshold=0.5, "
+                              "n_candidates=5, capped=False, n_protected=0, cap_hit=False)")
