@@ -57,6 +57,11 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
     Tracking comes after: when MLflow is unreachable the manifest records it and the flow
     fails with that message, the data outputs staying complete and verifiable.
     """
+    from prefect.context import FlowRunContext
+
+    if FlowRunContext.get() is None:  # its tasks need a flow run; Prefect's own error would not say so
+        raise LossvalError("run_cleaning runs inside a Prefect flow: call it from your @flow, or call "
+                           "clean_dataset(config_path, workspace=...), which is the flow.")
     log = get_run_logger()
     ws = Workspace.at(workspace)
     started = dt.datetime.now(dt.timezone.utc)

@@ -267,3 +267,12 @@ def test_unseen_levels_of_a_curated_validation_file_are_warned_about_once(tmp_pa
     assert [m.startswith("validation split: categorical column 'colour'") for m in run({"strategy": "stratified"})] == [True]
     # A curated file: the split stage said it already, naming the file.
     assert run({"strategy": "file", "path": "validation.parquet"}) == []
+
+
+def test_run_cleaning_outside_a_flow_says_how_to_call_it(tmp_path) -> None:
+    from flows.clean import run_cleaning
+    from lossval.errors import LossvalError
+
+    with pytest.raises(LossvalError, match=r"inside a Prefect flow.*clean_dataset"):
+        run_cleaning(config_from_dict({"data": "d.csv", "target": "y"}), workspace=str(tmp_path / "ws"))
+    assert not (tmp_path / "ws").exists()
