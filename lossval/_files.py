@@ -52,6 +52,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file 0600; an output is meant for the team that reviews it, so the umask decides
+        # (0644 under the usual 022), as for any file this process would create.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         pause_point(f"write:{final.name}")
@@ -62,6 +65,20 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         raise
     _fsync_dir(final.parent)
     return final
+
+
+def _umask() -> int:
+    """This process's umask: from /proc where there is one (no race with other threads), else set and put back."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossval.io import sweep_orphaned_temp_files, write_parquet
+from lossval.io import atomic_write, sweep_orphaned_temp_files, write_parquet
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, sweep_stale_runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,3 +172,14 @@ def test_every_output_write_in_the_pipeline_is_atomic() -> None:
                 if "atomic_write(" not in body and "os.replace(" not in body:
                     offenders.append(f"{rel}:{lines[0]} in {name}")
     assert offenders == [], "non-atomic writes: " + ", ".join(offenders)
+
+
+def test_outputs_get_the_permissions_the_umask_gives_not_mkstemp_s_0600(tmp_path: Path) -> None:
+    import stat
+
+    previous = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "kept.parquet", lambda tmp: Path(tmp).write_bytes(b"rows"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # the group that reviews the quarantine can read it
