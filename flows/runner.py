@@ -96,7 +96,7 @@ def _start_temporary_server() -> Callable[[], None]:
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return lambda: None
     try:
-        from prefect.server.api.server import SubprocessASGIServer
+        from flows._server_guard import GuardedServer
     except ImportError:  # another Prefect layout: the flow starts its server as usual
         return lambda: None
     import threading
@@ -104,7 +104,7 @@ def _start_temporary_server() -> Callable[[], None]:
     failed: list[BaseException] = []
 
     def start() -> None:
-        server = SubprocessASGIServer()
+        server = GuardedServer()  # its own session, stopped when this process is gone (flows/_server_guard.py)
         try:
             server.start()
         except Exception as exc:  # stop what it launched: a retry by the flow would orphan that process

@@ -23,6 +23,7 @@ import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from lossval.errors import GateFailed, InputError, LossvalError
 
@@ -141,8 +142,36 @@ def console_main() -> int:
     :func:`main` itself leaves Python's warning hooks alone, so a caller (or pytest) that
     records warnings still sees them as warnings.
     """
-    with one_line_warnings():
+    with one_line_warnings(), _sigterm_as_interrupt():
         return main()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the job, ``timeout``): unwound like Ctrl-C, so clean-up runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` for the console script (main thread only), and back after.
+
+    Python's default for SIGTERM is to die at once: no ``finally``, no ``atexit``, so the unfinished
+    run folder stayed for the next run to sweep and Prefect's temporary server was left running.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,6 +198,9 @@ def _main(args: argparse.Namespace) -> int:
     except LossvalError as exc:
         _report_error("error", exc, debug=args.debug)
         return EXIT_ERROR
+    except _Terminated:
+        print("lossval: terminated (SIGTERM); unfinished outputs removed", file=sys.stderr)
+        return 128 + 15
     except KeyboardInterrupt:
         print("lossval: interrupted", file=sys.stderr)
         return 130

@@ -10,20 +10,19 @@ import pytest
 
 
 def test_the_temporary_server_starts_in_a_thread_and_the_caller_waits_for_it(monkeypatch) -> None:
-    import prefect.server.api.server as server_module
-
+    from flows import _server_guard as guard
     from flows import runner
 
     started: list[str] = []
 
-    class FakeServer:  # Prefect's SubprocessASGIServer: one per process, start() blocks until healthy
+    class FakeServer:  # Prefect's SubprocessASGIServer (guarded): one per process, start() blocks until healthy
         def start(self) -> None:
             started.append(threading.current_thread().name)
             time.sleep(0.3)
             started.append("up")
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.setattr(server_module, "SubprocessASGIServer", FakeServer)
+    monkeypatch.setattr(guard, "GuardedServer", FakeServer)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: None}):
@@ -42,7 +41,7 @@ def test_the_temporary_server_starts_in_a_thread_and_the_caller_waits_for_it(mon
         def stop(self) -> None:
             stopped.append(True)
 
-    monkeypatch.setattr(server_module, "SubprocessASGIServer", BrokenServer)
+    monkeypatch.setattr(guard, "GuardedServer", BrokenServer)
     with temporary_settings(updates={PREFECT_API_URL: None}):
         wait = runner._start_temporary_server()
         from lossval.errors import LossvalError
@@ -54,7 +53,7 @@ def test_the_temporary_server_starts_in_a_thread_and_the_caller_waits_for_it(mon
 
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:1/api"}):  # a real server: nothing to start
         started.clear()
-        monkeypatch.setattr(server_module, "SubprocessASGIServer", FakeServer)
+        monkeypatch.setattr(guard, "GuardedServer", FakeServer)
         runner._start_temporary_server()()
     assert started == []
 
@@ -78,3 +77,89 @@ def test_the_run_s_sqlite_tracking_store_is_created_before_the_flow(tmp_path: Pa
     assert not (tmp_path / "ws2").exists()
     cfg.write_text("not: [valid")
     runner._open_tracking_store(cfg, tmp_path / "ws3")  # errors are the flow's to report
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left for init to reap counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="sessions, signals and /proc")
+def test_the_guarded_server_has_its_own_session_and_stops_when_its_owner_is_killed(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C goes to the foreground process group: the server must not be in it (the flow
+    # would lose its API mid-run). SIGKILL of lossval (OOM killer, kill -9) must not leave it running.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import os, time\n"
+         "from flows._server_guard import GuardedServer\n"
+         "s = GuardedServer(); s.start(); print(s.server_process.pid, os.getsid(s.server_process.pid), flush=True)\n"
+         "time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")},
+             "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    try:
+        server_pid, server_sid = map(int, owner.stdout.readline().split())
+        assert server_sid != os.getsid(owner.pid)  # a session of its own
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(server_pid)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="sessions, signals and /proc")
+@pytest.mark.parametrize(("how", "code", "message"), [
+    ("ctrl-c", 130, "lossval: interrupted"),  # a terminal's Ctrl-C: SIGINT to the whole foreground group
+    ("sigterm", 143, "lossval: terminated (SIGTERM)"),  # a scheduler or `timeout` stopping the job
+])
+def test_stopping_lossval_mid_valuation_is_clean_and_quick(tmp_path: Path, how: str, code: int, message: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossval.cli", "demo", "--workspace", str(ws), "--epochs", "400"],
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")},
+             "PREFECT_HOME": str(tmp_path / "prefect")})
+    try:
+        deadline = time.monotonic() + 180
+        while not list((ws / "runs").glob("*.partial")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(2.0)  # into the valuation
+        servers = subprocess.run(["pgrep", "-f", f"flows._server_guard {proc.pid}"], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(servers) == 1
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+        stopped = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        assert time.monotonic() - stopped < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code and err.strip().splitlines() == [message + (
+        "; unfinished outputs removed" if how == "sigterm" else "")], err
+    assert not (ws / "runs").exists() or not list((ws / "runs").iterdir())  # the unfinished run folder is gone
+    deadline = time.monotonic() + 15
+    while _alive(int(servers[0])) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(int(servers[0]))  # and so is Prefect's temporary server
