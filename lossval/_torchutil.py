@@ -232,33 +232,49 @@ def make_mlp(
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal.
+    """Progress on stderr: a one-line bar on a terminal, a plain line every ``every_s`` seconds elsewhere.
+
+    Off a terminal (CI, cron, ``nohup``, a log file) a long fit would otherwise say nothing for
+    minutes; a fit shorter than ``every_s`` prints nothing there.
 
     Args:
         total: Number of steps.
         label: Text before the bar.
-        enabled: Draw at all (``verbose``); still off when the stream is not a TTY.
-        stream: Where to draw (default ``sys.stderr``).
+        enabled: Report at all (``verbose``).
+        stream: Where to write (default ``sys.stderr``).
+        every_s: Seconds between plain lines when the stream is not a terminal.
     """
 
-    def __init__(self, total: int, *, label: str, enabled: bool = True, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, *, label: str, enabled: bool = True, stream: TextIO | None = None,
+                 every_s: float = 30.0) -> None:
         self.total = max(int(total), 1)
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         isatty = getattr(self.stream, "isatty", lambda: False)
         self.enabled = bool(enabled) and bool(isatty())
+        self.plain = bool(enabled) and not self.enabled
+        self.every_s = float(every_s)
         self.start = time.perf_counter()
+        self.last_line = self.start
         self.done = 0
 
     def update(self, n: int = 1, *, info: str = "") -> None:
-        """Advance by ``n`` steps and redraw."""
+        """Advance by ``n`` steps and redraw (a terminal) or, when ``every_s`` has passed, write a line."""
         self.done += n
-        if not self.enabled:
+        if not (self.enabled or self.plain):
             return
+        now = time.perf_counter()
         frac = min(self.done / self.total, 1.0)
-        filled = int(round(24 * frac))
-        elapsed = time.perf_counter() - self.start
+        elapsed = now - self.start
         eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+        if self.plain:
+            if now - self.last_line >= self.every_s and self.done < self.total:
+                self.last_line = now
+                self.stream.write(f"{self.label}: {self.done}/{self.total} after {elapsed:.0f} s, "
+                                  f"about {eta:.0f} s left {info}".rstrip() + "\n")
+                self.stream.flush()
+            return
+        filled = int(round(24 * frac))
         self.stream.write(
             f"\r{self.label} [{'#' * filled}{'.' * (24 - filled)}] {self.done}/{self.total}"
             f" {elapsed:5.1f}s eta {eta:5.1f}s {info}   "

@@ -88,3 +88,26 @@ def test_flat_adam_rejects_what_it_cannot_flatten() -> None:
         FlatAdam([torch.zeros(3)], lr=0.1)  # requires_grad False: nothing to train
     with pytest.raises(ConfigError, match="one dtype"):
         FlatAdam([torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))], lr=0.1)
+
+
+def test_progress_off_a_terminal_is_a_plain_line_now_and_then() -> None:
+    import io
+
+    from lossval._torchutil import ProgressBar
+
+    log = io.StringIO()  # not a terminal: CI, cron, a log file
+    bar = ProgressBar(4, label="LossVal", stream=log, every_s=0.0)
+    for _ in range(4):
+        bar.update(info="loss 0.5")
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("LossVal: 1/4 after 0 s, about") and "\r" not in log.getvalue()
+    quiet = io.StringIO()
+    short = ProgressBar(4, label="LossVal", stream=quiet)  # a fit shorter than every_s says nothing there
+    for _ in range(4):
+        short.update()
+    short.close()
+    assert quiet.getvalue() == ""
+    silent = io.StringIO()
+    ProgressBar(4, label="LossVal", stream=silent, enabled=False, every_s=0.0).update()
+    assert silent.getvalue() == ""
