@@ -6,6 +6,7 @@ import pandas. :mod:`lossval.io` re-exports every name here; import them from th
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -133,7 +134,7 @@ def process_alive(pid: int) -> bool:
 
 
 def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = True,
-                              stale_after_s: float | None = None) -> list[Path]:
+                              stale_after_s: float | None = None, of: str | None = None) -> list[Path]:
     """Remove the temporary files of writes whose process was killed before its rename.
 
     Files named by :func:`make_temp` on this host whose process is gone are removed. Other
@@ -147,6 +148,8 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
         stale_after_s: Age in seconds after which a ``.tmp-*`` file whose owner cannot be
             checked is taken as abandoned. ``None`` (default): never; pass it only for
             folders that hold nothing but lossval's own files.
+        of: Only the temporary files of writes to this file name (for a folder of the user's,
+            such as ``lossval value --out``'s).
 
     Returns:
         The files removed.
@@ -157,7 +160,8 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
     for root in map(Path, roots):
         if not root.is_dir():
             continue
-        for path in sorted(root.rglob(".tmp-*") if recursive else root.glob(".tmp-*")):
+        pattern = ".tmp-*" if of is None else f".tmp-{glob.escape(of)}~*"
+        for path in sorted(root.rglob(pattern) if recursive else root.glob(pattern)):
             if not path.is_file():
                 continue
             match = _TMP_OWNER.search(path.name)

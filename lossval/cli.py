@@ -272,7 +272,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lossval.encoding import TabularEncoder
-    from lossval.io import assign_row_ids, check_writable_folder, read_table, write_parquet
+    from lossval.io import assign_row_ids, check_writable_folder, read_table, sweep_orphaned_temp_files, write_parquet
     from lossval.splitting import check_validation, shared_rows
     from lossval.valuation import LossVal
 
@@ -288,6 +288,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
         raise InputError("--out must not be inside an input data folder: the next run would read it as data.",
                          source=str(out))
     check_writable_folder(out.parent, what=f"--out {out}")  # before the work, not when writing its result
+    sweep_orphaned_temp_files(out.parent, recursive=False, of=out.name)  # a killed earlier write of this file
     train = read_table(args.data, text_columns=[args.id_column])
     valid = read_table(args.validation, text_columns=[args.id_column])
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):

@@ -43,7 +43,10 @@ def test_sigkill_mid_write_leaves_the_previous_file_whole(tmp_path: Path) -> Non
     proc.wait(timeout=30)
     assert target.read_bytes() == before  # the old file, whole
     assert len(pd.read_parquet(target)) == 10
-    assert sweep_orphaned_temp_files(tmp_path) == [tmp]  # now it is
+    other = tmp_path / (tmp.name.replace(".tmp-values.parquet~", ".tmp-other.parquet~"))
+    other.write_bytes(b"")  # a dead writer's temp file of another name
+    assert sweep_orphaned_temp_files(tmp_path, of="values.parquet") == [tmp]  # now it is; only that name's
+    assert other.exists()
 
 
 def test_a_reader_never_sees_a_half_written_parquet(tmp_path: Path) -> None:
