@@ -411,10 +411,13 @@ class LandingScanner:
             if done and (done.get("size"), done.get("mtime_ns"), done.get("inode", st.st_ino)) == (
                     st.st_size, st.st_mtime_ns, st.st_ino):
                 continue  # reported before, unchanged since (state files before inodes: size and mtime)
-            if st.st_size == 0:
-                continue
             marker = path.with_name(path.name + DONE_SUFFIX)
             mark = _marker_state(marker)
+            if st.st_size == 0:  # never lands; said once it would have (marked, or settled), not while being written
+                if mark is not None or (seen.polls >= 2 and now - seen.since >= self.settle_seconds):
+                    self._warn_once(f"{relative}|empty|{st.st_mtime_ns}", f"lossval watch: {relative} is empty "
+                                    "(0 bytes), so it is not cleaned; deliver the file again with its rows")
+                continue
             # A marker counts when it is at least as new as the file, or when it is not the marker the
             # file's last report saw (a writer whose clock runs ahead of ours touched a new one).
             fresh = mark is not None and (mark[0] >= st.st_mtime_ns or (

@@ -156,7 +156,7 @@ def test_a_file_lands_once_it_stops_changing_for_the_settle_time(landing: Path) 
     assert scanner.poll() == []  # reported once
 
 
-def test_a_done_marker_lands_a_file_at_once_and_partial_names_never_land(landing: Path) -> None:
+def test_a_done_marker_lands_a_file_at_once_and_partial_names_never_land(landing: Path, caplog) -> None:
     clock = FakeClock()
     scanner = _scanner(landing, clock)
     (landing / "loans" / "b.parquet").write_bytes(b"PAR1-not-really")
@@ -172,6 +172,8 @@ def test_a_done_marker_lands_a_file_at_once_and_partial_names_never_land(landing
     scanner.poll()
     clock.advance(3600)
     assert [x.relative for x in scanner.poll()] == ["g__1.csv"]  # the empty file and partial names never land
+    empty = [r.message for r in caplog.records if "empty.csv is empty" in r.message]
+    assert len(empty) == 1 and "deliver the file again" in empty[0]  # said once, once it would have landed
 
 
 def test_require_marker_ignores_settled_files_without_marker(landing: Path) -> None:
