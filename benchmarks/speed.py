@@ -75,10 +75,12 @@ def time_lossval(data: tuple[np.ndarray, ...], *, epochs: int, paper: bool = Fal
     by copying its values to the host, so a CUDA fit is finished when this returns)."""
     from lossval import LossVal
 
+    # cpu_threads=None: the fit uses the threads the block set (torch.set_num_threads), as plain training does;
+    # LossVal's own default is 1 thread, which the 1-thread block measures.
     if paper:
-        lv = LossVal.paper_settings(task, epochs=epochs, verbose=False, device=device, seed=seed)
+        lv = LossVal.paper_settings(task, epochs=epochs, verbose=False, device=device, seed=seed, cpu_threads=None)
     else:
-        lv = LossVal(task=task, epochs=epochs, verbose=False, device=device, seed=seed)
+        lv = LossVal(task=task, epochs=epochs, verbose=False, device=device, seed=seed, cpu_threads=None)
     t0 = time.perf_counter()
     lv.fit(*data)
     return time.perf_counter() - t0

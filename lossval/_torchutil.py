@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import torch
@@ -12,7 +14,7 @@ from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "make_mlp", "make_adam", "FlatAdam", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "DEVICE_NAME",
+__all__ = ["resolve_device", "cpu_threads", "make_mlp", "make_adam", "FlatAdam", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "DEVICE_NAME",
            "ProgressBar"]
 
 # Adam's moment decay rates and eps, torch's defaults, named so that LossVal's closed-form
@@ -229,6 +231,23 @@ def make_mlp(
         fan_in = width
     layers.append(nn.Linear(fan_in, n_outputs))
     return nn.Sequential(*layers)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block and put back after (``None``: unchanged).
+
+    The setting is process-wide: fits running at once in threads of one process share it.
+    """
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class ProgressBar:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossval._torchutil import FlatAdam, make_mlp, resolve_device
+from lossval._torchutil import FlatAdam, cpu_threads, make_mlp, resolve_device
 from lossval.errors import InputError
 
 __all__ = ["TabularModel", "fit_model", "evaluate", "METRICS", "HIGHER_IS_BETTER"]
@@ -59,7 +60,17 @@ class _Arch:
     width: int = 64
 
 
-def fit_model(
+def fit_model(X: np.ndarray, y: np.ndarray, *, device: str = "auto", **settings: Any) -> TabularModel:
+    """Train a :class:`TabularModel` (see :func:`_fit_model` for the arguments).
+
+    On the CPU it trains with one torch thread, as LossVal does (``cpu_threads``): as fast on
+    an idle machine, far faster on a busy one, and the same weights whatever the load.
+    """
+    with cpu_threads(1 if resolve_device(device).type == "cpu" else None):
+        return _fit_model(X, y, device=device, **settings)
+
+
+def _fit_model(
     X: np.ndarray,
     y: np.ndarray,
     *,

@@ -108,7 +108,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossval._torchutil import ACTIVATIONS, ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, make_adam, make_mlp, resolve_device
+from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, cpu_threads, make_adam, make_mlp,
+                                resolve_device)
 from lossval.errors import ConfigError, InputError, NumericalError
 
 __all__ = ["LossVal", "VALUES_VERSION", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
@@ -123,7 +124,9 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 # 3: no one-row last batch (n % batch_size == 1): that row's normalised weight could not move.
 # 4: the epoch schedule's own Sinkhorn loop (same maths as geomloss's; float rounding differs,
 #    and over 30 epochs that moves some fits' values visibly).
-VALUES_VERSION = 4
+# 5: one torch thread on the CPU (cpu_threads=1): values no longer depend on how many threads
+#    torch used, which varied with the machine's load (run-to-run differences up to 0.24).
+VALUES_VERSION = 5
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -321,6 +324,14 @@ class LossVal:
             LossVal code computes it (bounded at ``-log(ce_epsilon)``; the paper settings use
             ``1e-8``). ``None`` (default) = exact cross-entropy on the logits.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        cpu_threads: torch threads while fitting on the CPU (set for the fit, restored after);
+            ``None`` leaves torch's own setting. Default 1: with one thread the values do not
+            depend on the machine's load (the same data, settings and seed give the same values,
+            bit for bit; with two they differed by up to 0.24 between runs on a busy machine),
+            and a fit does not stall when other processes share the cores (10k rows x 53
+            features, 5 epochs, 2-core machine, busy: 0.95 s with 1 thread, 58 s with 2). On an
+            idle machine a second thread is 4-30% faster (1k x 20: 4%; 10k x 53 and 2k x 500:
+            25-30%), which ``cpu_threads=None`` or ``2`` buys where the machine is the job's alone.
         seed: Seed for the network initialisation, batch order and validation subsamples.
         verbose: Show a progress bar over epochs (only when stderr is a terminal).
 
@@ -365,6 +376,7 @@ class LossVal:
         standardize: bool = True,
         ce_epsilon: float | None = None,
         device: str = "auto",
+        cpu_threads: int | None = 1,
         seed: int = 0,
         verbose: bool = True,
     ) -> None:
@@ -391,6 +403,7 @@ class LossVal:
         self.standardize = standardize
         self.ce_epsilon = ce_epsilon
         self.device = device
+        self.cpu_threads = cpu_threads
         self.seed = seed
         self.verbose = verbose
 
@@ -450,6 +463,9 @@ class LossVal:
         if self.activation is not None and not (isinstance(self.activation, str) and self.activation in ACTIVATIONS):
             raise ConfigError(f"activation must be None (the default for the task) or one of {sorted(ACTIVATIONS)}, "
                               f"got {self.activation!r}")
+        if self.cpu_threads is not None and not _int_at_least(self.cpu_threads, 1):
+            raise ConfigError(f"cpu_threads must be None (torch's own setting) or a positive integer, "
+                              f"got {self.cpu_threads!r}")
         if self.val_subsample is not None and not _int_at_least(self.val_subsample, 2):
             raise ConfigError(f"val_subsample must be None or an integer >= 2, got {self.val_subsample!r}")
         if not (_finite_number(self.scaling) and 0.0 < self.scaling < 1.0):
@@ -630,6 +646,10 @@ class LossVal:
         self._check_params()
         device = resolve_device(self.device)
         self.device_ = device
+        with cpu_threads(self.cpu_threads if device.type == "cpu" else None):
+            return self._fit(X_train, y_train, X_val, y_val, device)
+
+    def _fit(self, X_train: Any, y_train: Any, X_val: Any, y_val: Any, device: torch.device) -> LossVal:
         t_start = time.perf_counter()
         data = self._prepare(X_train, y_train, X_val, y_val, device)
         n, m = data.X.shape[0], data.Z_val.shape[0]

@@ -506,10 +506,10 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "lr": 0.01, "weight_lr": "auto", "sinkhorn_schedule": "epoch", "distance_power": 2.0,
         "normalize_masses": True, "nonnegative": True, "blur": "auto", "scaling": 0.2, "label_cost": "auto",
         "val_subsample": 64, "average_last": 5, "loss_weighting": "normalized", "weight_eps_ratio": "auto",
-        "weight_warmup_epochs": "auto", "standardize": True, "ce_epsilon": None, "device": "auto", "seed": 0,
-        "verbose": True,
+        "weight_warmup_epochs": "auto", "standardize": True, "ce_epsilon": None, "device": "auto", "cpu_threads": 1,
+        "seed": 0, "verbose": True,
     }
-    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (4, defaults, {
+    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (5, defaults, {
         "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
 
 
@@ -778,3 +778,30 @@ if __name__ == "__main__":  # record the values fingerprint of the current VALUE
         task: [round(float(v), 6) for v in _fingerprint_values(task)] for task in ("classification", "regression")}}
     write_json(table, FINGERPRINT_FILE)
     print(f"recorded VALUES_VERSION {VALUES_VERSION} (torch {_torch_minor()}) in {FINGERPRINT_FILE}")
+
+
+def test_a_cpu_fit_uses_one_torch_thread_by_default_and_puts_the_setting_back(monkeypatch) -> None:
+    # With more threads, values depended on the machine's load (run-to-run differences up to 0.24
+    # measured on a busy 2-core machine) and a busy machine made fits 40-70x slower.
+    import torch
+
+    seen: list[int] = []
+    real = LossVal._fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LossVal, "_fit", spy)
+    Xn, yn, Xv, yv, _ = _noisy_classification()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        LossVal(task="classification", epochs=1, verbose=False, device="cpu").fit(Xn, yn, Xv, yv)
+        assert torch.get_num_threads() == 2
+        LossVal(task="classification", epochs=1, verbose=False, device="cpu", cpu_threads=None).fit(Xn, yn, Xv, yv)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2]
+    with pytest.raises(ConfigError, match="cpu_threads must be None"):
+        LossVal(cpu_threads=0).fit(Xn, yn, Xv, yv)
