@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import platform
 import re
 import time
 from pathlib import Path
@@ -195,10 +196,21 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "gate": {"passed": checked["passed"], "failures": checked["failures"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.public_dict(),
+               "versions": _versions(),
                "run_key": f"{key}-{config.fingerprint('retrain', 'gate')}-{_suite_hash(config)}-v{lossval.__version__}",
                "stages": stages}
     write_json(_manifest(summary), staging / MANIFEST_NAME)  # last: a run folder with a manifest is complete
     return {**summary, "_gate": {**checked, "result_path": outputs["gate"]}}
+
+
+def _versions() -> dict[str, str]:
+    """What the values were computed with: a run is reproduced from its config, its seed and these."""
+    import torch
+
+    from lossval.valuation import VALUES_VERSION
+
+    return {"lossval": lossval.__version__, "values_version": str(VALUES_VERSION), "torch": torch.__version__,
+            "python": platform.python_version()}
 
 
 def _manifest(summary: dict) -> dict:

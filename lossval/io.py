@@ -352,9 +352,11 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
     """A stable string id per row.
 
     With ``id_column`` the ids are that column's values (must be unique and non-null). Without
-    it they are derived from the row's content (a hash of its values), with ``#2``, ``#3``...
-    appended to repeats of an identical row, so the same rows always get the same ids whatever
-    their order in the file.
+    it they are derived from the row's content (a hash of all its values, excluded columns too,
+    in column order), with ``#2``, ``#3``... appended to repeats of an identical row, so the
+    same rows always get the same ids whatever their order in the file; a file with its columns
+    reordered, or with one more column, gives every row a new id (give ``id_column`` for ids
+    that survive such changes).
 
     Args:
         df: The rows.

@@ -102,6 +102,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/valuation.json",
                                                                                      "values/values.parquet"]
     assert parent.data.tags["lossval_version"] and parent.data.tags["values_version"].isdigit()
+    assert manifest["versions"]["values_version"] == parent.data.tags["values_version"] and manifest["versions"]["torch"]
     assert "quarantined" in parent.data.tags["mlflow.note.content"]  # the run's description in the UI
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/values_histogram.png"]
     from prefect.client.orchestration import get_client
