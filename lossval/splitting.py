@@ -6,6 +6,7 @@ train rows only, and scores "before" and "after" models on the same test rows.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -13,22 +14,33 @@ import pandas as pd
 
 from lossval.errors import InputError
 
-__all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "assign_splits", "check_validation", "shared_rows"]
+__all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "SPLIT_VERSION", "assign_splits", "check_validation", "shared_rows"]
 
 MIN_VALIDATION_ROWS = 10
 MIN_TRAIN_ROWS = 10
 
 
-def _random_part(index: np.ndarray, labels: np.ndarray | None, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Positions (into ``index``) of a random ``fraction``, stratified by ``labels`` when given."""
-    if labels is None:
-        k = int(round(fraction * len(index)))
-        return rng.permutation(len(index))[:k]
-    chosen = []
-    for cls in sorted(pd.unique(labels), key=str):
-        pos = np.flatnonzero(labels == cls)
-        k = int(round(fraction * len(pos)))
-        chosen.append(rng.permutation(pos)[:k])
+# Version of how rows are drawn into the random splits; valuation caches key on it (tasks.value).
+# 2: by a seeded hash of each row's id instead of a permutation of the positions, so rows that
+#    arrive later do not move the rows already there to another split.
+SPLIT_VERSION = 2
+
+
+def _draw_order(keys: np.ndarray, seed: int, part: str) -> np.ndarray:
+    """A seeded pseudo-random number per row from its id alone (uint64), for the ``part`` drawn.
+
+    A row's number does not depend on the other rows, so the rows drawn first stay drawn first
+    when rows are appended or the file is reordered.
+    """
+    return np.fromiter((int.from_bytes(hashlib.blake2b(f"{seed}\x00{part}\x00{k}".encode(), digest_size=8).digest(),
+                                       "big") for k in keys), dtype=np.uint64, count=len(keys))
+
+
+def _random_part(order: np.ndarray, labels: np.ndarray | None, fraction: float) -> np.ndarray:
+    """Positions of the ``fraction`` of rows first in ``order``, per class of ``labels`` when given."""
+    groups = [np.arange(len(order))] if labels is None else [
+        np.flatnonzero(labels == cls) for cls in sorted(pd.unique(labels), key=str)]
+    chosen = [pos[np.argsort(order[pos], kind="stable")[:int(round(fraction * len(pos)))]] for pos in groups]
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
 
 
@@ -71,7 +83,10 @@ def assign_splits(
             (the most recent ``valid_fraction`` of rows by ``timestamp_column``).
         target: Target column (stratification).
         task: ``classification`` or ``regression``.
-        seed: Seed of the random parts.
+        seed: Seed of the random parts. They are drawn by a seeded hash of each row's
+            ``row_id`` (its position when there is no such column), so appending rows or
+            reordering the file leaves the other rows where they were, apart from the few
+            needed to keep each part's fraction.
         test_fraction: Fraction of the non-validation rows held out for testing (stratified
             for classification); 0 when the test rows come from a separate file.
         valid_fraction: Validation fraction for ``stratified`` and ``latest``.
@@ -87,8 +102,8 @@ def assign_splits(
             leaves fewer than 10 validation or 10 training rows, or a class without training or
             validation rows (see :func:`check_validation`).
     """
-    rng = np.random.default_rng(seed)
     n = len(df)
+    keys = (df["row_id"] if "row_id" in df.columns else pd.Series(np.arange(n))).astype(str).to_numpy()
     labels = df[target].astype(str).to_numpy() if task == "classification" else None
     split = np.full(n, "train", dtype=object)
     if strategy == "column":
@@ -96,7 +111,7 @@ def assign_splits(
             raise InputError(f"trusted column {column!r} not found; columns are {list(df.columns)[:10]}.", source=source)
         split[_as_bool(df[column], column, source)] = "validation"
     elif strategy == "stratified":
-        split[_random_part(np.arange(n), labels, valid_fraction, rng)] = "validation"
+        split[_random_part(_draw_order(keys, seed, "validation"), labels, valid_fraction)] = "validation"
     elif strategy == "latest":
         if timestamp_column not in df.columns:
             raise InputError(f"timestamp column {timestamp_column!r} not found; columns are {list(df.columns)[:10]}.", source=source)
@@ -114,7 +129,8 @@ def assign_splits(
         )
     rest = np.flatnonzero(split == "train")
     if test_fraction > 0:
-        test_pos = _random_part(rest, None if labels is None else labels[rest], test_fraction, rng)
+        test_pos = _random_part(_draw_order(keys[rest], seed, "test"), None if labels is None else labels[rest],
+                                test_fraction)
         split[rest[test_pos]] = "test"
     n_train = int((split == "train").sum())
     if n_train < MIN_TRAIN_ROWS:

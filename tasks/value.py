@@ -18,6 +18,7 @@ from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import InputError, UnseenLevelsWarning
 from lossval.io import file_sha256, list_data_files, pause_point, write_json, write_parquet
+from lossval.splitting import SPLIT_VERSION
 from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
 
@@ -72,7 +73,7 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     # Curated files decide the training and validation rows too: their content, not only their path.
     curated = [config.test_path, config.validation.path if config.validation.strategy == "file" else None]
     contents = [_content_hash(p) for p in curated]
-    key = f"{sections}:{contents}:values-v{VALUES_VERSION}"
+    key = f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}"
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 

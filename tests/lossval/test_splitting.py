@@ -91,3 +91,21 @@ def test_latest_refuses_a_column_with_two_date_formats() -> None:
     ts = [f"2026-01-{d:02d}" for d in range(1, 21)] + [f"{d:02d}/02/2026" for d in range(1, 21)]
     with pytest.raises(InputError, match=r"20 value\(s\) that do not parse as dates in one format, first at row 20"):
         _latest(ts)
+
+
+@pytest.mark.parametrize("strategy", ["stratified", "column"])
+def test_rows_that_arrive_later_leave_the_others_in_their_split(strategy: str) -> None:
+    # A nightly run sees yesterday's rows plus new ones: yesterday's trusted and test rows must not
+    # churn (with a permutation, appending 100 rows to 700 moved 337 of them to another split).
+    from lossval.io import assign_row_ids
+
+    df = _frame(800)
+    df.insert(0, "row_id", assign_row_ids(df).to_numpy())
+    common = dict(strategy=strategy, column="trusted", target="y", task="classification", seed=3, test_fraction=0.25)
+    before = assign_splits(df.iloc[:700], **common)
+    after = assign_splits(df, **common).iloc[:700]
+    moved = int((before != after).sum())
+    assert moved <= 10, moved  # only the few that keep each part at its share (3 here)
+    shuffled = df.sample(frac=1.0, random_state=0)
+    assert assign_splits(shuffled, **common).sort_index().equals(assign_splits(df, **common))  # order does not matter
+    assert not assign_splits(df, **{**common, "seed": 4}).equals(assign_splits(df, **common))  # the seed does
