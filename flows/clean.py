@@ -174,7 +174,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
     stages = {
         "ingest": {"rows": snap["rows"], "snapshot": snapshot, "seconds": timings["ingest"]},
-        "split": {"rows": parts["rows"], "paths": relocate(parts["paths"], staging, final), "rows_train": parts["rows"]["train"], "rows_validation": parts["rows"]["validation"],
+        "split": {"rows": parts["rows"], "paths": relocate(parts["paths"], staging, final),
+                  "rows_train": parts["rows"]["train"], "rows_validation": parts["rows"]["validation"],
                   "rows_test": parts["rows"]["test"], "strategy": config.validation.strategy, "seconds": timings["split"]},
         "value": {"values": vals["values"], "encoder": vals["encoder"], "device": vals["device"],
                   "valuation_seconds": vals["seconds"], "seconds": timings["value"],
@@ -230,9 +231,10 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     try:
         tracked = track(config=config, workspace=str(ws.root), run_name=f"{config.dataset} {started:%Y-%m-%d %H:%M:%S}Z",
                         flow_run_id=summary["flow_run_id"], stages=summary["stages"],
-                        snapshot_hash=summary["snapshot_hash"], gate=gate, run_dir=str(run_dir))
-        summary["model"] = promote(config=config, workspace=str(ws.root), model_uri=tracked["model_uri"],
-                                   model_source=tracked["model_source"], run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"])
+                        snapshot_hash=summary["snapshot_hash"], gate=gate, pruning=summary["pruning"],
+                        run_dir=str(run_dir))
+        summary["model"] = promote(config=config, workspace=str(ws.root), model_source=tracked["model_source"],
+                                   run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"])
         summary["mlflow"] = {**tracked, "status": "ok"}
     except LossvalError as exc:
         error = exc

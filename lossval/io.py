@@ -114,10 +114,8 @@ def data_columns(path: str | os.PathLike[str]) -> list[str] | None:
     """The columns of a data file or folder (its first file's), from the header alone; None when unreadable."""
     try:
         return [str(c) for c in _header(list_data_files(path)[0])]
-    except (InputError, OSError, UnicodeDecodeError, csv.Error, ValueError):
-        return None  # reading it for real reports the problem properly
-    except Exception:  # noqa: BLE001 (pyarrow's several types for a corrupt footer: the same)
-        return None
+    except Exception:  # noqa: BLE001 (missing, unreadable, not UTF-8, a corrupt parquet footer in pyarrow's
+        return None  # several types: reading it for real reports the problem properly)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel  # imported where MLflow is: the track stage and model loading
 
 __all__ = ["LossvalPyfunc", "MODEL_CODE", "MODEL_SPEC_NAME", "example_rows", "probability_column", "write_model_spec"]
 
@@ -45,15 +46,7 @@ def write_model_spec(path: str | Path, *, n_inputs: int, n_outputs: int, task: s
                        "width": width}, path)
 
 
-def _pyfunc_base() -> type:
-    try:
-        from mlflow.pyfunc import PythonModel
-    except ImportError:  # the class stays usable (and testable) without MLflow
-        return object
-    return PythonModel
-
-
-class LossvalPyfunc(_pyfunc_base()):  # type: ignore[misc]
+class LossvalPyfunc(PythonModel):
     """An encoder and a network, as one MLflow pyfunc model.
 
     Artifacts (``context.artifacts``): ``encoder`` (encoder JSON), ``weights`` (state dict)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from lossval.errors import ConfigError
 from lossval.suites import SUITES_DIR, check_suite, read_suite, suite_file
+from tasks._scoped import quieted_loggers
 
 __all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations"]
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -128,20 +129,16 @@ def _scoped_gx_side_effects() -> Iterator[None]:
     import warnings
 
     shown = warnings.showwarning
-    loggers = [logging.getLogger(name) for name in ("great_expectations", "great_expectations.data_context.types.base")]
-    levels = [lg.level for lg in loggers]
     try:
-        import great_expectations  # noqa: F401 (imported here so that the logger levels set below hold)
+        with quieted_loggers("great_expectations", "great_expectations.data_context.types.base") as quiet:
+            import great_expectations  # noqa: F401 (its import sets INFO on its loggers: quieted again below)
 
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
-        yield
+            quiet()
+            yield
     finally:
         if warnings.showwarning is not shown:
             logging.captureWarnings(False)
             warnings.showwarning = shown
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None,

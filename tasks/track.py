@@ -13,8 +13,8 @@ import contextlib
 import os
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from prefect import get_run_logger, task
 
 from lossval.config import PipelineConfig, mask_secrets, mask_uri
 from lossval.errors import LossvalError
+from tasks._scoped import quieted_loggers
 from tasks.prune import lowest_value_rows
 
 __all__ = ["track", "promote", "tracking_uri", "values_histogram"]
@@ -47,25 +48,18 @@ def _scoped_process_state() -> Iterator[None]:
     lossval's flow may run inside someone else's process (a parent flow, a notebook): it must
     not leave that process's loggers, environment or MLflow settings changed.
     """
-    import logging
-
     saved_env = {k: os.environ.get(k) for k in _MLFLOW_SETTINGS}
-    loggers = {name: logging.getLogger(name) for name in ("mlflow", "alembic")}
-    saved_levels = {name: lg.level for name, lg in loggers.items()}
     for k, v in _MLFLOW_SETTINGS.items():
         os.environ.setdefault(k, v)
-    for lg in loggers.values():
-        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
     try:
-        yield
+        with quieted_loggers("mlflow", "alembic"):
+            yield
     finally:
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        for name, level in saved_levels.items():
-            loggers[name].setLevel(level)
 
 
 @contextlib.contextmanager
@@ -119,16 +113,18 @@ def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str]
 
 
 def _log(client: Any, run_id: str, *, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
-         tags: dict[str, str] | None = None) -> None:
-    """Params, metrics and tags in batches of MLflow's limits (100 params or tags, 1000 metrics per call)."""
-    from mlflow.entities import Metric, Param, RunTag
+         series: dict[str, list[float]] | None = None) -> None:
+    """Params, metrics (step 0) and ``series`` (one metric per step) in batches of MLflow's limits
+    (100 params, 1000 metrics per call)."""
+    from mlflow.entities import Metric, Param
 
     now = int(time.time() * 1000)
-    items = ([Param(k, v) for k, v in (params or {}).items()], [RunTag(k, v) for k, v in (tags or {}).items()],
-             [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()])
-    for kind, batch_size, entries in zip(("params", "tags", "metrics"), (100, 100, 1000), items):
-        for i in range(0, len(entries), batch_size):
-            client.log_batch(run_id, **{kind: entries[i:i + batch_size]})
+    entries = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+    entries += [Metric(k, float(v), now, step) for k, values in (series or {}).items() for step, v in enumerate(values)]
+    for kind, batch_size, items in (("params", 100, [Param(k, v) for k, v in (params or {}).items()]),
+                                    ("metrics", 1000, entries)):
+        for i in range(0, len(items), batch_size):
+            client.log_batch(run_id, **{kind: items[i:i + batch_size]})
 
 
 def _reason(exc: BaseException) -> str:
@@ -166,7 +162,7 @@ def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
 
 @task(name="track")
 def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id: str, stages: dict[str, Any],
-          snapshot_hash: str, gate: dict, run_dir: str) -> dict:
+          snapshot_hash: str, gate: dict, pruning: dict, run_dir: str) -> dict:
     """Log the parent run, one nested run per stage, metrics, artifacts and the "after" model.
 
     The model is a pyfunc model (:mod:`lossval.serving`): the user's own feature columns in,
@@ -187,7 +183,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"],
                 "prune_cap_hit": str(bool(prune["cap_hit"])).lower(), "lossval_version": lossval.__version__,
                 "values_version": str(_values_version(valuation_report)),
-                "mlflow.note.content": _run_description(config, stages, gate)}
+                "mlflow.note.content": _run_description(config, stages, gate, pruning)}
         if not gate["passed"]:
             tags["gate_failures"] = "; ".join(gate["failures"])[:5000]
         with _run(client, experiment_id, run_name=run_name, tags=tags) as parent:
@@ -215,15 +211,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                           tags={"mlflow.parentRunId": parent, "stage": stage,
                                 **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)}}) as child:
                     _log(client, child, metrics={k: float(v) for k, v in record.items()
-                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
-                    if stage == "value":
-                        from mlflow.entities import Metric
-
-                        now = int(time.time() * 1000)
-                        history = [Metric("epoch_loss", float(loss), now, epoch)
-                                   for epoch, loss in enumerate(record.get("history_loss", []))]
-                        for i in range(0, len(history), 1000):
-                            client.log_batch(child, metrics=history[i:i + 1000])
+                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                         series={"epoch_loss": record["history_loss"]} if stage == "value" else None)
             model_dir = save_pyfunc_model(Path(tmp) / "model", encoder=value["encoder"], retrain=retrain,
                                           test=stages["split"]["paths"]["test"])
             client.log_artifacts(parent, str(model_dir), artifact_path="model")
@@ -276,14 +265,17 @@ def _values_version(report: Path) -> Any:
         return "unknown"
 
 
-def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict) -> str:
-    """The run's description in the MLflow UI: what was pruned and what the gate decided, in words."""
+def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict, pruning: dict) -> str:
+    """The run's description in the MLflow UI: what was pruned and what the gate decided, in words.
+
+    ``pruning`` is the manifest's pruning record (:func:`tasks.prune.describe_pruning` words it).
+    """
     from tasks.prune import describe_pruning
 
     prune, metrics = stages["prune"], stages["retrain"]["metrics"]
     lines = [f"lossval cleaning run of **{config.dataset}**: {stages['split']['rows']['train']} training rows, "
              f"{prune['rows_kept']} kept, {prune['rows_pruned']} quarantined.", "",
-             f"Pruning: {describe_pruning(_pruning_record(prune, config))}", "",
+             f"Pruning: {describe_pruning(pruning)}", "",
              "| metric | before | after |", "|---|---|---|"]
     lines += [f"| {k} | {metrics['before'][k]:.4f} | {metrics['after'][k]:.4f} |" for k in metrics["before"]]
     lines += ["", "Gate: passed; the model is champion." if gate["passed"] else
@@ -291,16 +283,12 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict)
     return "\n".join(lines)
 
 
-def _pruning_record(prune: dict, config: PipelineConfig) -> dict:
-    return {"policy": prune["policy"], "threshold": prune["threshold"], "flagged": prune["flagged"],
-            "quarantined": prune["rows_pruned"], "protected": prune["protected"], "cap_hit": prune["cap_hit"],
-            "max_prune_fraction": config.pruning.max_prune_fraction}
-
-
 @task(name="promote")
-def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: str, run_key: str, gate_passed: bool,
-            model_source: str | None = None) -> dict:
+def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id: str, run_key: str,
+            gate_passed: bool) -> dict:
     """Register the "after" model once per run key; alias ``challenger`` always, ``champion`` only when the gate passed.
+
+    ``model_source`` is where :func:`track` logged the model (its artifact location).
 
     A rerun with the same snapshot, config and seed finds the version tagged with its
     ``run_key`` and reuses it instead of registering a duplicate.
@@ -323,8 +311,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_uri: str, run_id: s
             version = str(max(int(v.version) for v in existing))
             reused = True
         else:
-            source = model_source or f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/model"
-            mv = client.create_model_version(name, source, run_id=run_id,
+            mv = client.create_model_version(name, model_source, run_id=run_id,
                                              tags={"lossval_run_key": run_key, "source_run": run_id},
                                              description=_version_description(config, gate_passed))
             version, reused = str(mv.version), False
