@@ -198,7 +198,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.public_dict(),
                "versions": _versions(),
-               "run_key": f"{key}-{config.fingerprint('retrain', 'gate')}-{_suite_hash(config)}-v{lossval.__version__}",
+               "run_key": f"{key}-{config.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}-v{lossval.__version__}",
                "stages": stages}
     write_json(_manifest(summary), staging / MANIFEST_NAME)  # last: a run folder with a manifest is complete
     return {**summary, "_gate": {**checked, "result_path": outputs["gate"]}}

@@ -22,7 +22,8 @@ from lossval.splitting import SPLIT_VERSION
 from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
 
-__all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "feature_exclusions", "config_encoder",
+__all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "effective_lossval_options",
+           "feature_exclusions", "config_encoder",
            "RESULTS_DIR_NAME", "CACHE_KEY_PREFIX"]
 
 RESULTS_DIR_NAME = "prefect-results"  # under the workspace: the valuation cache records
@@ -65,16 +66,44 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     """Cache key of a valuation: same snapshot + same split/encoding/LossVal settings + same
     :data:`lossval.valuation.VALUES_VERSION` -> same values.
 
+    Only what changes the computed values is in it. LossVal options are taken as in effect: one
+    written out at its default (``epochs: 30``) is the default, and the device is the kind
+    that values on this machine (``auto`` on a CPU machine is ``cpu``; on a GPU machine it is
+    ``cuda``, whose values differ in the last digits). A valuation deployment's device is
+    decided on its worker, so there the configured spelling goes in. Of the pruning section
+    only whether the ``mixture`` policy needs ``noise_prob`` counts: a new threshold, cap or
+    class protection prunes the same values again without valuing again (the run key, which
+    names the registered model version, still covers the whole pruning section).
+
     The version makes an upgrade that changes LossVal's defaults value again instead of
     reusing values computed under the old ones.
     """
-    sections = config.fingerprint('target', 'task', 'id_column', 'include', 'exclude', 'categorical', 'test_fraction',
-                                  'test_path', 'seed', 'validation', 'lossval', 'pruning')
+    settings = {k: v for k, v in config.to_dict().items()
+                if k in ('target', 'task', 'id_column', 'include', 'exclude', 'categorical', 'test_fraction',
+                         'test_path', 'seed', 'validation')}
+    settings["lossval"] = effective_lossval_options(config)
+    settings["noise_prob"] = config.pruning.policy == "mixture"
+    sections = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
     # Curated files decide the training and validation rows too: their content, not only their path.
     curated = [config.test_path, config.validation.path if config.validation.strategy == "file" else None]
     contents = [_content_hash(p) for p in curated]
     key = f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}"
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def effective_lossval_options(config: PipelineConfig) -> dict:
+    """The config's ``lossval`` options that differ from LossVal's defaults, with the device resolved.
+
+    The device is resolved here (``auto`` -> ``cpu`` or ``cuda``) unless a valuation deployment
+    values the rows on another machine.
+    """
+    from lossval._torchutil import resolve_device
+
+    defaults = LossVal().get_params()
+    opts = {k: v for k, v in config.lossval.items() if k not in defaults or v != defaults[k]}
+    if not config.valuation_deployment:
+        opts["device"] = resolve_device(config.lossval.get("device", "auto")).type
+    return opts
 
 
 def _cache_key(context, parameters) -> str:  # noqa: ANN001 (Prefect's signature)

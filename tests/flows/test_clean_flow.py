@@ -163,6 +163,26 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
     assert verify_run(Path(second["outputs"]["kept"]).parent) == []
 
 
+def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(workspace: Path, monkeypatch) -> None:
+    first_cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    first = _latest_manifest(workspace, "breast_cancer")
+    cfg = yaml.safe_load(first_cfg.read_text())
+    cfg["pruning"] = {"policy": "fraction", "fraction": 0.05}
+    new_cfg = first_cfg.with_name("config-fraction.yaml")
+    new_cfg.write_text(yaml.safe_dump(cfg))
+    import lossval.valuation
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("LossVal.fit ran although only the pruning changed")
+
+    monkeypatch.setattr(lossval.valuation.LossVal, "fit", must_not_run)
+    assert main(["run", str(new_cfg), "--workspace", str(workspace)]) in (0, 3)
+    second = _latest_manifest(workspace, "breast_cancer")
+    assert second["outputs"]["values"] == first["outputs"]["values"]
+    assert second["pruning"]["policy"] == "fraction" and second["rows"]["quarantine"] != first["rows"]["quarantine"]
+    assert second["model"]["reused"] is False and second["model"]["version"] != first["model"]["version"]
+
+
 def test_a_cache_record_that_names_pickle_is_moved_aside_unread(workspace: Path) -> None:
     from tests.reliability._helpers import write_pickle_record
 

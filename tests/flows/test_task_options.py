@@ -36,6 +36,25 @@ def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_requ
     assert enc.feature_columns_ == ["a", "b", "colour"]  # id excluded as the pipeline's own column
 
 
+def test_the_valuation_key_holds_only_what_changes_the_values() -> None:
+    def key(**raw):
+        return valuation_key("s", config_from_dict({"data": "d.csv", "target": "label", **raw}))
+
+    base = key()
+    # Pruning decides which valued rows go, not the values: a new threshold or cap reuses them ...
+    assert key(pruning={"policy": "threshold", "threshold": 0.3, "max_prune_fraction": 0.1}) == base
+    # ... except the mixture policy, whose noise_prob column the valuation writes.
+    assert key(pruning={"policy": "mixture"}) != base
+    # A LossVal default written out is the default; the device is the kind that values here.
+    assert key(lossval={"epochs": 30, "batch_size": 32}) == base
+    assert key(lossval={"device": "cpu"}) == key(lossval={"device": "auto"}) == base  # no GPU on this machine
+    assert key(lossval={"epochs": 31}) != base
+    assert key(seed=1) != base
+    # A valuation deployment's worker decides its device: the configured spelling counts there.
+    remote = {"valuation_deployment": "lossval-value/gpu"}
+    assert key(**remote, lossval={"device": "cuda"}) != key(**remote, lossval={"device": "auto"})
+
+
 def test_the_valuation_key_follows_curated_files_by_content(tmp_path) -> None:
     test_file, valid_file = tmp_path / "test.csv", tmp_path / "valid.csv"
     make_frame(30, seed=5).to_csv(test_file, index=False)
