@@ -26,7 +26,7 @@ NIGHTLY_FLOW_NAME = "lossval-nightly"
 
 def locks_dir(workspace: str | Path) -> Path:
     """``<workspace>/locks``: one lock (and holding log) per dataset, shared by nightly and arrival runs."""
-    return Workspace.at(workspace).root / "locks"
+    return Workspace.at(workspace).locks_dir
 
 
 @flow(name="lossval-clean-dataset", flow_run_name="clean-{name}", log_prints=True)

@@ -14,7 +14,8 @@ class Workspace:
 
     ``snapshots/<dataset>/<hash>.parquet`` immutable ingested data; ``values/<key>/`` valuation
     outputs, shared by reruns with the same snapshot and config; ``runs/<run_id>/`` one flow
-    run's splits, pruned data, models and ``manifest.json``; ``mlflow.db`` + ``mlartifacts/``.
+    run's splits, pruned data, models and ``manifest.json``; ``mlflow.db`` + ``mlartifacts/``;
+    ``locks/`` one lock per dataset (nightly and arrival runs) and per registered model.
     """
 
     root: Path
@@ -31,6 +32,10 @@ class Workspace:
 
     def run_dir(self, run_id: str) -> Path:
         return self.root / "runs" / run_id
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / "locks"
 
     @property
     def tracking_uri(self) -> str:

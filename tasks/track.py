@@ -10,7 +10,9 @@ encoder and the network together, so it predicts from the data's own columns.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,10 +25,13 @@ from prefect import get_run_logger, task
 
 from lossval.config import PipelineConfig, mask_secrets, mask_uri
 from lossval.errors import LossvalError
+from lossval.io import pause_point
+from lossval.landing import dataset_lock
+from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
 from tasks.prune import lowest_value_rows
 
-__all__ = ["track", "promote", "tracking_uri", "values_histogram"]
+__all__ = ["track", "promote", "tracking_uri", "values_histogram", "close_abandoned_runs"]
 
 
 def tracking_uri(config: PipelineConfig, workspace: str) -> str:
@@ -101,8 +106,13 @@ def _mlflow(uri: str, experiment: str, workspace: str) -> Iterator[tuple[Any, st
 
 @contextlib.contextmanager
 def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> Iterator[str]:
-    """A run created through ``client``: FINISHED when the block ends, FAILED when it raises."""
-    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    """A run created through ``client``: FINISHED when the block ends, FAILED when it raises.
+
+    Tagged with this host and process, so that if the process is killed outright (SIGKILL, the
+    OOM killer) the next run on this host closes the run it left RUNNING
+    (:func:`close_abandoned_runs`).
+    """
+    run_id = client.create_run(experiment_id, run_name=run_name, tags={**tags, **_process_tags()}).info.run_id
     try:
         yield run_id
     except BaseException:
@@ -110,6 +120,61 @@ def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str]
             client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
+
+
+def _process_tags() -> dict[str, str]:
+    """Which process logs: host, and pid with the process's start time (a reused pid is not taken for it)."""
+    return {"lossval_host": socket.gethostname(), "lossval_process": _process_token(os.getpid()) or str(os.getpid())}
+
+
+def _process_token(pid: int) -> str | None:
+    """``<pid>:<start time in clock ticks after boot>`` from ``/proc``; None where it has no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{pid}:{stat[stat.rindex(')') + 2:].split()[19]}"  # field 22, counted after "pid (comm) "
+
+
+def _process_gone(token: str) -> bool:
+    """Whether the process a ``lossval_process`` tag names has ended (False when that cannot be told)."""
+    pid_text, _, started = token.partition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if started and Path("/proc/self/stat").exists():
+        return _process_token(pid) != token
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # someone else's live process
+        return False
+    return False
+
+
+def close_abandoned_runs(client: Any, experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of ``experiment_id`` that a lossval process on this host left RUNNING and is gone.
+
+    A run killed outright cannot close its MLflow runs; they would show as running forever.
+    Only runs tagged with this host are looked at, and only those whose process has ended.
+
+    Returns:
+        The ids of the runs closed.
+    """
+    host = socket.gethostname()
+    if "'" in host or "\\" in host:  # cannot be quoted in a search filter: leave its runs alone
+        return []
+    closed = []
+    for run in client.search_runs([experiment_id], max_results=1000,
+                                  filter_string=f"attributes.status = 'RUNNING' and tags.lossval_host = '{host}'"):
+        token = run.data.tags.get("lossval_process", "")
+        if token and _process_gone(token):
+            client.set_tag(run.info.run_id, "lossval_abandoned", f"process {token} ended without closing this run")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def _log(client: Any, run_id: str, *, params: dict[str, str] | None = None, metrics: dict[str, float] | None = None,
@@ -186,11 +251,20 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "mlflow.note.content": _run_description(config, stages, gate, pruning)}
         if not gate["passed"]:
             tags["gate_failures"] = "; ".join(gate["failures"])[:5000]
+        try:
+            closed = close_abandoned_runs(client, experiment_id)
+        except Exception as exc:  # noqa: BLE001 (housekeeping: it must not fail the run's own tracking)
+            get_run_logger().warning("could not look for MLflow runs left RUNNING by killed runs: %s", _reason(exc))
+        else:
+            if closed:
+                get_run_logger().warning("marked %d MLflow run(s) KILLED that a killed lossval process had left "
+                                         "RUNNING: %s", len(closed), ", ".join(closed))
         with _run(client, experiment_id, run_name=run_name, tags=tags) as parent:
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
                         rows_flagged=prune["flagged"], prune_fraction=prune["rows_pruned"] / max(rows_train, 1))
             _log(client, parent, params=config.flat_params(), metrics=flat)
+            pause_point("track")  # test-only hook: a fault test kills the run while its MLflow run is open
             vals = pd.read_parquet(value["values"])
             client.log_artifact(parent, value["values"], artifact_path="values")
             if valuation_report.is_file():  # resolved settings, values version, per-epoch loss
@@ -296,7 +370,12 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
     from mlflow.exceptions import MlflowException
 
     name = config.tracking.registered_model or f"lossval-{config.dataset}"
-    with _mlflow(tracking_uri(config, workspace), config.tracking.experiment, workspace) as (client, _):
+    uri = tracking_uri(config, workspace)
+    # One registration at a time per model on this workspace: two runs of the same key at the same
+    # moment would otherwise both find no version and both register one.
+    registry_lock = "registry-" + hashlib.sha256(f"{uri}|{name}".encode()).hexdigest()[:16]
+    with dataset_lock(Workspace.at(workspace).locks_dir, registry_lock, timeout=600.0, holder=run_id), \
+            _mlflow(uri, config.tracking.experiment, workspace) as (client, _):
         try:
             client.create_registered_model(name, description=f"lossval's retrained model for {config.dataset}: "
                                            "the raw feature columns in, prediction (and class probabilities) out.")

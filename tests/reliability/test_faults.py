@@ -158,6 +158,29 @@ def test_sigkill_while_writing_values_then_rerun_completes_identically(config: P
     assert list(ws.rglob(".tmp-*")) == [recent]
 
 
+def test_sigkill_while_logging_to_mlflow_then_rerun_closes_the_run_left_running(
+        config: Path, reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    ws, marker = tmp_path / "ws", tmp_path / "paused"
+    proc = _start_paused(config, ws, "track", marker)
+    _wait_until_paused(proc, marker)
+    _kill(proc)
+    client = MlflowClient(tracking_uri=f"sqlite:///{ws / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (left,) = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'")
+    assert left.data.tags["lossval_process"].startswith(f"{proc.pid}:")
+
+    # The data outputs were complete before tracking began: that folder stays, its MLflow record pending.
+    (killed_run,) = _run_folders(ws)
+    assert json.loads((killed_run / MANIFEST_NAME).read_text())["mlflow"]["status"] == "pending"
+    assert main(["run", str(config), "--workspace", str(ws)]) == 0
+    assert _registry_versions(ws) == ["1"]
+    closed = client.get_run(left.info.run_id)
+    assert closed.info.status == "KILLED" and "lossval_abandoned" in closed.data.tags
+    assert client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'") == []
+
+
 def test_rerun_with_valuation_recomputed_is_byte_identical_and_registers_no_new_version(
         config: Path, reference: dict) -> None:
     ws = reference["workspace"]

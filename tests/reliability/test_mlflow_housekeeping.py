@@ -1,0 +1,95 @@
+"""MLflow bookkeeping across processes: runs a killed process left RUNNING, and registering at the same moment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lossval.config import config_from_dict
+from tasks.track import _process_token, close_abandoned_runs, promote
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}", root
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_runs_left_running_by_a_killed_process_are_closed_and_live_ones_left_alone(store) -> None:
+    import socket
+
+    uri, root = store
+    client = _client(uri)
+    exp = client.create_experiment("housekeeping", artifact_location=(root / "art").as_uri())
+    host = socket.gethostname()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        killed_token = _process_token(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert killed_token is not None
+
+    def running(tags):
+        return client.create_run(exp, tags=tags).info.run_id
+
+    killed = running({"lossval_host": host, "lossval_process": killed_token})
+    # This process's pid with another start time: a pid reused since, not the process that logged the run.
+    reused_pid = running({"lossval_host": host, "lossval_process": f"{os.getpid()}:1"})
+    alive = running({"lossval_host": host, "lossval_process": _process_token(os.getpid())})
+    elsewhere = running({"lossval_host": host + "-other", "lossval_process": killed_token})
+    someone_else = running({})
+
+    assert sorted(close_abandoned_runs(client, exp)) == sorted([killed, reused_pid])
+    status = {rid: client.get_run(rid).info.status for rid in (killed, reused_pid, alive, elsewhere, someone_else)}
+    assert status == {killed: "KILLED", reused_pid: "KILLED", alive: "RUNNING", elsewhere: "RUNNING",
+                      someone_else: "RUNNING"}
+    assert "ended without closing" in client.get_run(killed).data.tags["lossval_abandoned"]
+    assert close_abandoned_runs(client, exp) == []  # nothing left to close
+
+
+def test_two_runs_registering_at_the_same_moment_register_one_version(store, tmp_path: Path, monkeypatch) -> None:
+    from mlflow import MlflowClient
+
+    uri, _ = store
+    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": "race",
+                               "tracking": {"uri": uri, "experiment": "race"}})
+    client = _client(uri)
+    exp = client.create_experiment("race")
+    run_ids = [client.create_run(exp).info.run_id for _ in range(2)]
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    search = MlflowClient.search_model_versions
+
+    def slow_search(self, *args, **kwargs):  # widen the gap between looking for the version and registering it
+        found = search(self, *args, **kwargs)
+        time.sleep(0.5)
+        return found
+
+    monkeypatch.setattr(MlflowClient, "search_model_versions", slow_search)
+    results: list[dict] = []
+
+    def register(run_id: str) -> None:
+        results.append(promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir),
+                                  run_id=run_id, run_key="same-key", gate_passed=True))
+
+    threads = [threading.Thread(target=register, args=(rid,)) for rid in run_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 2
+    assert sorted(r["reused"] for r in results) == [False, True]
+    assert len(search(client, "name='lossval-race'")) == 1
