@@ -127,7 +127,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     snap = _timed(ingest(config.data, dataset=config.dataset, target=config.target, id_column=config.id_column,
-                         workspace=str(ws.root), stage_dir=str(staging)), "ingest", t, timings)
+                         workspace=str(ws.root), stage_dir=str(staging), categorical=list(config.categorical)),
+                  "ingest", t, timings)
     task_kind = config.task
     if task_kind == "auto":
         import pandas as pd

@@ -289,8 +289,9 @@ def _cmd_value(args: argparse.Namespace) -> int:
                          source=str(out))
     check_writable_folder(out.parent, what=f"--out {out}")  # before the work, not when writing its result
     sweep_orphaned_temp_files(out.parent, recursive=False, of=out.name)  # a killed earlier write of this file
-    train = read_table(args.data, text_columns=[args.id_column])
-    valid = read_table(args.validation, text_columns=[args.id_column])
+    text = [args.id_column, *args.categorical]  # codes stay as written in a CSV ("02139", not 2139)
+    train = read_table(args.data, text_columns=text)
+    valid = read_table(args.validation, text_columns=text)
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
             raise InputError(f"target column {args.target!r} not found in the {name} file; columns are {list(df.columns)[:10]}.", source=src)

@@ -271,8 +271,8 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         path: A ``.parquet``/``.pq``/``.csv`` file, or a folder of them.
         max_columns: Refuse files with more columns than this (checked on the header, before the rows).
         text_columns: Columns read from CSV as the text they hold, not parsed as numbers: an id
-            column, whose ``007`` and ``7`` are two rows (parquet columns keep their stored type;
-            ``None`` entries are skipped).
+            column, whose ``007`` and ``7`` are two rows, or a column declared categorical (zip
+            code ``02139``). Parquet columns keep their stored type; ``None`` entries are skipped.
 
     Returns:
         The rows, with a fresh ``RangeIndex``.

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel  # imported where MLflow is: the track stage and model loading
 
-__all__ = ["LossvalPyfunc", "MODEL_CODE", "MODEL_SPEC_NAME", "example_rows", "probability_column", "write_model_spec"]
+__all__ = ["LossvalPyfunc", "MODEL_CODE", "MODEL_SPEC_NAME", "example_rows", "model_signature", "probability_column",
+           "write_model_spec"]
 
 MODEL_SPEC_NAME = "network.json"
 # The file MLflow executes to build the model: it imports LossvalPyfunc from here and hands MLflow one.
@@ -88,13 +89,27 @@ class LossvalPyfunc(PythonModel):
 
 
 def example_rows(test: pd.DataFrame, feature_columns: list[str], n: int = 5) -> pd.DataFrame:
-    """The input example MLflow records: ``n`` rows of the feature columns as the user has them.
+    """The input example MLflow records: ``n`` rows of the feature columns as the user has them."""
+    return test.loc[:, feature_columns].head(n).reset_index(drop=True)
 
-    Numeric columns are given as float64, so the signature accepts integers and floats alike
-    (MLflow widens int to double, never the reverse).
+
+def model_signature(example: pd.DataFrame, predicted: pd.DataFrame) -> Any:
+    """The model's MLflow signature: every feature column by name; numeric ones of any number type.
+
+    MLflow converts an input column to its declared type and refuses what it cannot convert
+    "safely": int64 to double is refused (precision above 2**53), so a signature inferred from
+    a float column refuses a batch whose values happen to be whole numbers read as int64, and
+    one inferred from an integer column refuses a batch that writes them ``5.0``.
+    Numeric columns are therefore declared ``Any``: they reach the model as given, and the
+    encoder checks them (a non-numeric value is refused naming the column and the row).
+    Text, boolean and date columns keep their inferred types.
     """
-    rows = test.loc[:, feature_columns].head(n).reset_index(drop=True)
-    for col in rows.columns:
-        if pd.api.types.is_numeric_dtype(rows[col].dtype) and not pd.api.types.is_bool_dtype(rows[col].dtype):
-            rows[col] = rows[col].astype(np.float64)
-    return rows
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inferred = infer_signature(example, predicted)
+    numeric = {name for name in example.columns if pd.api.types.is_numeric_dtype(example[name].dtype)
+               and not pd.api.types.is_bool_dtype(example[name].dtype)}
+    inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in numeric else spec
+                     for spec in inferred.inputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from prefect import task
@@ -20,7 +21,7 @@ __all__ = ["ingest", "publish_snapshot"]
 
 @task(name="ingest")
 def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, workspace: str,
-           stage_dir: str | None = None) -> dict:
+           stage_dir: str | None = None, categorical: Sequence[str] = ()) -> dict:
     """Snapshot ``data_path`` (file or folder) as ``snapshots/<dataset>/<content-hash>.parquet``.
 
     The raw-data GX suite checks the schema first (target present, not all null, enough rows).
@@ -28,13 +29,17 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     that is not in the store yet is written there, and :func:`publish_snapshot` moves it into
     the store once the run completes, so a run that fails leaves no snapshot behind.
 
+    The id column and the ``categorical`` columns are read from a CSV as the text they hold
+    (zip code ``"02139"`` stays ``"02139"``, not the number 2139), so the snapshot, the
+    quarantine and the model's input schema keep the file's codes.
+
     Returns:
         ``{"snapshot": path to read now, "store_path": its final path, "snapshot_hash", "rows",
         "columns", "source"}``.
     """
     from tasks.gx import validate_frame
 
-    df = read_table(data_path, text_columns=[id_column])
+    df = read_table(data_path, text_columns=[id_column, *categorical])
     if "row_id" in df.columns and id_column != "row_id":
         raise InputError("has a column named 'row_id', which lossval reserves; rename it or set id_column: row_id.", source=data_path)
     taken = [c for c in RESERVED_COLUMNS[1:] if c in df.columns]

@@ -75,7 +75,7 @@ def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -
 def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: TabularEncoder, *,
                   prefix: str) -> pd.DataFrame:
     """Rows of a curated validation/test file, checked against the data's schema, with prefixed row ids."""
-    rows = read_table(path, text_columns=[config.id_column])
+    rows = read_table(path, text_columns=[config.id_column, *config.categorical])  # as ingest reads the data
     needed = [c for c in df.columns if c != "row_id"]
     missing = [c for c in needed if c not in rows.columns]
     if missing:

@@ -306,11 +306,10 @@ def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str) -> 
     import mlflow.pyfunc
     import pyarrow
     import torch
-    from mlflow.models import infer_signature
 
     import lossval
     from lossval.encoding import TabularEncoder
-    from lossval.serving import MODEL_CODE, MODEL_SPEC_NAME, LossvalPyfunc, example_rows, write_model_spec
+    from lossval.serving import MODEL_CODE, MODEL_SPEC_NAME, LossvalPyfunc, example_rows, model_signature, write_model_spec
 
     work = path.parent / f"{path.name}-parts"
     package = work / "lossval"
@@ -324,7 +323,7 @@ def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str) -> 
     predicted = LossvalPyfunc().load(**artifacts).predict(None, example)
     mlflow.pyfunc.save_model(
         str(path), python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(package)],
-        signature=infer_signature(example, predicted), input_example=example,
+        signature=model_signature(example, predicted), input_example=example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
                           f"numpy=={np.__version__}", f"pyarrow=={pyarrow.__version__}"])
     return path

@@ -138,6 +138,10 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert np.allclose(predicted[probability].to_numpy(), expected, atol=1e-6)
     assert (predicted["prediction"].to_numpy() == enc.decode_target(expected.argmax(axis=1))).all()
     first = enc.feature_columns_[0]
+    whole = test.drop(columns=["row_id", "diagnosis"]).iloc[:5].round()
+    whole[first] = whole[first].astype("int64")  # a float column whose batch holds whole numbers, read as int64
+    expected = net(torch.as_tensor(enc.transform(whole), dtype=torch.float32)).detach().numpy()
+    assert np.allclose(model.predict(whole)[probability].to_numpy(), expected, atol=1e-6)
     lacking = test.drop(columns=["row_id", "diagnosis", first]).iloc[:3]
     with pytest.raises(Exception, match=first):  # a missing feature column is named, not guessed
         model.predict(lacking)

@@ -207,6 +207,24 @@ def test_input_columns_named_like_lossval_s_quarantine_columns_are_refused(tmp_p
                   stage_dir=str(tmp_path / "stage"))
 
 
+def test_declared_categorical_csv_columns_keep_their_codes(tmp_path) -> None:
+    import pandas as pd
+
+    from tasks.ingest import ingest
+
+    df = make_frame(30).assign(zip=[f"{i % 7:05d}" for i in range(30)])  # "00003": a code, not the number 3
+    df.to_csv(tmp_path / "d.csv", index=False)
+
+    def snapshot(**kwargs) -> pd.DataFrame:
+        out = ingest.fn(str(tmp_path / "d.csv"), dataset="d", target="label", id_column=None,
+                        workspace=str(tmp_path / "ws"), **kwargs)
+        return pd.read_parquet(out["snapshot"])
+
+    assert snapshot()["zip"].tolist()[:3] == [0, 1, 2]  # undeclared: pandas parses the digits
+    codes = snapshot(categorical=["zip"])["zip"]
+    assert codes.tolist() == df["zip"].tolist() and codes.tolist()[:3] == ["00000", "00001", "00002"]
+
+
 def test_a_policy_that_would_prune_every_row_is_refused_by_name(tmp_path) -> None:
     import numpy as np
     import pandas as pd
