@@ -227,7 +227,7 @@ def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
 
 @task(name="track")
 def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id: str, stages: dict[str, Any],
-          snapshot_hash: str, gate: dict, pruning: dict, run_dir: str) -> dict:
+          snapshot_hash: str, gate: dict, pruning: dict) -> dict:
     """Log the parent run, one nested run per stage, metrics, artifacts and the "after" model.
 
     The model is a pyfunc model (:mod:`lossval.serving`): the user's own feature columns in,
