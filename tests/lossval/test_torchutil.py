@@ -111,3 +111,18 @@ def test_progress_off_a_terminal_is_a_plain_line_now_and_then() -> None:
     silent = io.StringIO()
     ProgressBar(4, label="LossVal", stream=silent, enabled=False, every_s=0.0).update()
     assert silent.getvalue() == ""
+
+
+def test_the_largest_distance_is_exact_in_chunks_and_reports_each_chunk() -> None:
+    import io
+
+    from lossval._torchutil import ProgressBar
+    from lossval.valuation import _max_distance
+
+    gen = torch.Generator().manual_seed(0)
+    Z, Z_val = torch.randn(25, 3, generator=gen), torch.randn(7, 3, generator=gen)
+    Z[13] = 40.0  # the farthest row sits in the second chunk
+    log = io.StringIO()
+    got = _max_distance(Z, Z_val, chunk=10, progress=ProgressBar(3, label="distance", stream=log, every_s=0.0))
+    assert float(got) == float(torch.cdist(Z, Z_val).max())
+    assert [line.split(" after")[0] for line in log.getvalue().splitlines()] == ["distance: 1/3", "distance: 2/3"]
