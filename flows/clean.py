@@ -162,7 +162,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                              vals["encoder"], config=config, run_dir=str(staging)), "retrain", t, timings)
     t = time.perf_counter()
     checked = _timed(gate(pruned["paths"]["kept"], parts["paths"]["validation"], vals["encoder"], trained["metrics"],
-                          config=config, rows_train=parts["rows"]["train"], run_dir=str(staging)), "gate", t, timings)
+                          config=config, rows_train=parts["rows"]["train"], run_dir=str(staging),
+                          test=parts["paths"]["test"], workspace=str(ws.root)), "gate", t, timings)
     snapshot = publish_snapshot(snap, dataset=config.dataset, workspace=str(ws.root))
 
     final = ws.run_dir(run_id)
@@ -195,7 +196,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                            "max_prune_fraction": config.pruning.max_prune_fraction},
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
-               "gate": {"passed": checked["passed"], "failures": checked["failures"]},
+               "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.public_dict(),
                "versions": _versions(),

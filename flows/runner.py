@@ -206,8 +206,15 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
         from tasks.prune import describe_pruning
 
         print(f"  pruning: {describe_pruning(summary['pruning'])}")
+    champion = (summary.get("gate") or {}).get("champion") or {}
+    theirs = champion.get("metrics") or {}
     for key in m["before"]:
-        print(f"  {key:9s} before {m['before'][key]:.4f}  after {m['after'][key]:.4f}")
+        print(f"  {key:9s} before {m['before'][key]:.4f}  after {m['after'][key]:.4f}"
+              + (f"  champion {theirs[key]:.4f}" if key in theirs else ""))
+    if theirs:
+        print(f"  (champion = version {champion['champion']}, scored on this run's test rows)")
+    elif champion.get("note"):
+        print(f"  champion: {champion['note']}")
     model = summary.get("model")
     if gate_passed:
         print(f"  gate passed; model {model['name']} version {model['version']} is champion")

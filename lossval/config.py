@@ -94,6 +94,10 @@ class GateConfig:
     # Per test metric, the most "after" may be worse than "before", in the metric's units (e.g.
     # {"log_loss": 0.1}); empty = no limit beyond the two rules above.
     metric_limits: dict[str, float] = field(default_factory=dict)
+    # The registered champion, scored on this run's test rows: "after" may be worse by at most
+    # metric_tolerance, and its columns, kinds, task and classes must be the champion's.
+    compare_with_champion: bool = True
+    allow_schema_change: bool = False  # a meant change of columns, task or classes: promote anyway
 
 
 @dataclass(frozen=True)
@@ -438,7 +442,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if retrain.epochs < 1:
         raise ConfigError("'retrain.epochs' must be >= 1.", source=source)
     gate = _section(raw.get("gate"), GateConfig, "gate", source,
-                    {"suite": str, "metric_tolerance": float, "refuse_when_all_worse": bool, "metric_limits": dict})
+                    {"suite": str, "metric_tolerance": float, "refuse_when_all_worse": bool, "metric_limits": dict,
+                     "compare_with_champion": bool, "allow_schema_change": bool})
     if not (math.isfinite(gate.metric_tolerance) and gate.metric_tolerance >= 0):
         raise ConfigError(f"'gate.metric_tolerance' must be a finite number >= 0, got {gate.metric_tolerance}.",
                           source=source)

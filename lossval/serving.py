@@ -19,6 +19,7 @@ feature column or a non-numeric value in a numeric column is refused by name.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,9 @@ def model_signature(example: pd.DataFrame, predicted: pd.DataFrame) -> Any:
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
-    inferred = infer_signature(example, predicted)
+    with warnings.catch_warnings():  # its multi-line "integer column(s)" hint concerns typed inputs, which these are not
+        warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column", category=UserWarning)
+        inferred = infer_signature(example, predicted)
     numeric = {name for name in example.columns if pd.api.types.is_numeric_dtype(example[name].dtype)
                and not pd.api.types.is_bool_dtype(example[name].dtype)}
     inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in numeric else spec

@@ -52,7 +52,7 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
 
 @task(name="gate")
 def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: PipelineConfig, rows_train: int,
-         run_dir: str) -> dict:
+         run_dir: str, test: str | None = None, workspace: str | None = None) -> dict:
     """Check the kept rows with the pruned-data suite and the "after" metric against "before".
 
     Suite parameters: ``target``, ``min_rows = ceil((1 - max_prune_fraction) * rows_train)``,
@@ -63,7 +63,12 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     metric inside the tolerance is refused when no metric improved (every metric worse, or the
     others worse or unchanged).
 
-    Returns ``{"passed", "failures", "result_path", "suite"}``; writes ``gate.json``.
+    With ``gate.compare_with_champion`` (default on; needs ``test`` and ``workspace``) the
+    registered champion is scored on the same test rows: "after" may be below it by at most the
+    tolerance, and a change of feature columns, their kinds, the task or the classes is refused
+    unless ``gate.allow_schema_change`` (:mod:`tasks.champion`).
+
+    Returns ``{"passed", "failures", "result_path", "suite", "champion"}``; writes ``gate.json``.
     """
     import math
 
@@ -83,8 +88,16 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     failures = list(gx_result["failures"]) + metric_failures(
         metrics, task=enc.task_, tolerance=tol, refuse_when_all_worse=config.gate.refuse_when_all_worse,
         limits=config.gate.metric_limits)
+    champion = None
+    if config.gate.compare_with_champion and test is not None and workspace is not None:
+        from tasks.champion import compare_with_champion
+
+        champion = compare_with_champion(config, workspace, encoder=enc, test=pd.read_parquet(test),
+                                         after=metrics["after"])
+        failures += champion["failures"]
     record = {"passed": not failures, "failures": failures, "suite": gx_result["suite"], "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,
-              "metric_limits": dict(config.gate.metric_limits), "gx": gx_result["result"]}
+              "metric_limits": dict(config.gate.metric_limits), "champion": champion, "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
-    return {"passed": not failures, "failures": failures, "result_path": str(path), "suite": gx_result["suite"]}
+    return {"passed": not failures, "failures": failures, "result_path": str(path), "suite": gx_result["suite"],
+            "champion": champion}

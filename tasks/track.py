@@ -31,7 +31,7 @@ from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
 from tasks.prune import lowest_value_rows
 
-__all__ = ["track", "promote", "tracking_uri", "values_histogram", "close_abandoned_runs"]
+__all__ = ["track", "promote", "tracking_uri", "mlflow_client", "values_histogram", "close_abandoned_runs"]
 
 
 def tracking_uri(config: PipelineConfig, workspace: str) -> str:
@@ -68,14 +68,34 @@ def _scoped_process_state() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _mlflow(uri: str, experiment: str, workspace: str) -> Iterator[tuple[Any, str]]:
-    """An ``MlflowClient`` for ``uri`` and the id of ``experiment`` (created with artifacts in the workspace).
+def mlflow_client(uri: str) -> Iterator[Any]:
+    """An ``MlflowClient`` of lossval's own for ``uri``, with MLflow's process-wide state left alone.
 
-    Everything goes through this client: MLflow's process-wide state (tracking URI, active
-    experiment, active run) is neither read nor changed, so a caller's own MLflow run and
-    settings are untouched. Any MLflow or connection failure, at set-up or while logging,
-    becomes a :class:`LossvalError` whose message names the tracking URI with its password
-    masked.
+    MLflow's tracking URI, active experiment and active run are neither read nor changed, so a
+    caller's own MLflow run and settings are untouched. Any MLflow or connection failure becomes
+    a :class:`LossvalError` whose message names the tracking URI with its password masked.
+    """
+    with _scoped_process_state():
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+        from requests.exceptions import RequestException
+
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        except Exception as exc:  # noqa: BLE001 (a malformed URI, a missing plugin)
+            raise LossvalError(f"MLflow tracking at {mask_uri(uri)} is unusable ({_reason(exc)}).") from None
+        try:
+            yield client
+        except (MlflowException, RequestException) as exc:  # the server is unreachable or went away
+            raise LossvalError(f"MLflow tracking at {mask_uri(uri)} failed ({_reason(exc)}).") from None
+
+
+@contextlib.contextmanager
+def _mlflow(uri: str, experiment: str, workspace: str) -> Iterator[tuple[Any, str]]:
+    """:func:`mlflow_client` and the id of ``experiment`` (created with artifacts in the workspace).
+
+    Failures at set-up or while logging become a :class:`LossvalError` that says the run's data
+    outputs are complete.
     """
     with _scoped_process_state():
         from mlflow import MlflowClient
@@ -350,7 +370,12 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
              f"{prune['rows_kept']} kept, {prune['rows_pruned']} quarantined.", "",
              f"Pruning: {describe_pruning(pruning)}", "",
              "| metric | before | after |", "|---|---|---|"]
-    lines += [f"| {k} | {metrics['before'][k]:.4f} | {metrics['after'][k]:.4f} |" for k in metrics["before"]]
+    theirs = (gate.get("champion") or {}).get("metrics") or {}
+    if theirs:
+        lines[-2:] = [f"| metric | before | after | champion (version {gate['champion']['champion']}) |",
+                      "|---|---|---|---|"]
+    lines += [f"| {k} | {metrics['before'][k]:.4f} | {metrics['after'][k]:.4f} |"
+              + (f" {theirs[k]:.4f} |" if theirs else "") for k in metrics["before"]]
     lines += ["", "Gate: passed; the model is champion." if gate["passed"] else
               "Gate: **failed**, not promoted: " + "; ".join(gate["failures"]) + "."]
     return "\n".join(lines)

@@ -229,6 +229,62 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
     assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["gate"] == "failed"
 
 
+def _variant(workspace: Path, name: str, change, *, curated_too: bool = False) -> Path:
+    """A config of the breast_cancer run on its training file (and its validation and test files) changed by ``change``."""
+    folder = workspace / "data" / "breast_cancer"
+    base = yaml.safe_load(sorted(folder.glob("config-*.yaml"))[0].read_text())
+
+    def changed(source: str, part: str) -> str:
+        frame = pd.read_csv(source) if source.endswith(".csv") else pd.read_parquet(source)
+        change(frame).to_parquet(folder / f"{name}-{part}.parquet", index=False)
+        return str(folder / f"{name}-{part}.parquet")
+
+    cfg = {**base, "data": changed(base["data"], "train")}
+    if curated_too:
+        cfg["test_path"] = changed(base["test_path"], "test")
+        cfg["validation"] = {**base["validation"], "path": changed(base["validation"]["path"], "validation")}
+    config = folder / f"variant-{name}.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    return config
+
+
+def test_the_gate_compares_with_the_champion_on_the_run_s_own_test_rows(workspace: Path, capsys) -> None:
+    import numpy as np
+
+    _, client = _mlflow(workspace)
+    champion = str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version)
+
+    def scramble(df: pd.DataFrame) -> pd.DataFrame:  # a bad export: 45% of labels drawn at random
+        rng = np.random.default_rng(3)
+        hit = rng.random(len(df)) < 0.45
+        return df.assign(diagnosis=np.where(hit, rng.permutation(df["diagnosis"].to_numpy()), df["diagnosis"]))
+
+    capsys.readouterr()
+    assert main(["run", str(_variant(workspace, "scrambled", scramble)), "--workspace", str(workspace)]) == 3
+    out, err = capsys.readouterr()
+    gate = _latest_manifest(workspace, "breast_cancer")["gate"]
+    assert gate["champion"]["champion"] == champion and gate["champion"]["schema_changes"] == []
+    theirs, mine = gate["champion"]["metrics"]["accuracy"], _latest_manifest(workspace, "breast_cancer")["metrics"]
+    assert mine["after"]["accuracy"] < theirs - 0.01
+    assert f"worse than the champion's (lossval-t-breast_cancer version {champion})" in err
+    assert f"champion {theirs:.4f}" in out and f"(champion = version {champion}" in out
+    assert str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version) == champion
+
+    # A new column changes what @champion takes: refused by name, unless the change is declared meant.
+    wider = _variant(workspace, "wider", lambda df: df.assign(channel=np.where(np.arange(len(df)) % 3, "web", "branch")),
+                     curated_too=True)
+    assert main(["run", str(wider), "--workspace", str(workspace)]) == 3
+    assert "schema differs from the champion" in capsys.readouterr().err
+    assert _latest_manifest(workspace, "breast_cancer")["gate"]["champion"]["schema_changes"] == [
+        "feature column(s) added: ['channel']"]
+    allowed = yaml.safe_load(wider.read_text())
+    allowed["gate"] = {"allow_schema_change": True}
+    wider.write_text(yaml.safe_dump(allowed))
+    main(["run", str(wider), "--workspace", str(workspace)])
+    gate = _latest_manifest(workspace, "breast_cancer")["gate"]
+    assert gate["champion"]["schema_changes"] and not any("schema" in f for f in gate["failures"])
+
+
 def test_regression_run_end_to_end(workspace: Path) -> None:
     cfg = _config(workspace, "diabetes", pruning={"policy": "mixture", "max_prune_fraction": 0.15},
                   gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False, "metric_limits": {"mae": 1e6}})

@@ -313,3 +313,25 @@ def test_run_cleaning_outside_a_flow_says_how_to_call_it(tmp_path) -> None:
     with pytest.raises(LossvalError, match=r"inside a Prefect flow.*clean_dataset"):
         run_cleaning(config_from_dict({"data": "d.csv", "target": "y"}), workspace=str(tmp_path / "ws"))
     assert not (tmp_path / "ws").exists()
+
+
+def test_schema_changes_name_what_the_champion_would_not_take_or_return() -> None:
+    import pandas as pd
+
+    from lossval.encoding import TabularEncoder
+    from tasks.champion import schema_changes
+
+    rows = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0] * 5, "b": ["x", "y"] * 10, "code": [10, 20, 30, 40] * 5,
+                         "label": ["p", "q"] * 10})
+
+    def fitted(df: pd.DataFrame, **options) -> TabularEncoder:
+        return TabularEncoder(target="label", task="classification", **options).fit(df)
+
+    champion = fitted(rows)
+    assert schema_changes(champion, fitted(rows.copy())) == []
+    changed = rows.drop(columns=["b"]).assign(extra=1.5 * rows["a"], label=["p", "q", "r", "q"] * 5)
+    assert schema_changes(champion, fitted(changed, categorical=["code"])) == [
+        "feature column(s) added: ['extra']", "feature column(s) removed: ['b']",
+        "column(s) read as another kind: 'code' numeric -> categorical", "classes changed: new ['r']"]
+    regression = TabularEncoder(target="a", task="regression").fit(rows)
+    assert schema_changes(champion, regression)[0] == "task classification -> regression"

@@ -1,0 +1,203 @@
+"""The gate's comparison with the current champion: the same columns, and no worse on this run's test rows.
+
+Without it each night's gate compares "after" only with "before", both trained on that night's
+export: a bad export (labels scrambled by a broken join, a truncated table, a column gone)
+can still pass and replace a champion trained on good data. Here the registered champion is
+scored on the run's own test rows with its own encoder and network (the artifacts of the
+registered model, loaded by lossval's code, never MLflow's model loader, which would put the
+model's copy of lossval on ``sys.path``).
+
+Refused, unless ``gate.allow_schema_change``: a feature column added or removed, a column
+read as another kind (numeric / categorical), another task or another set of classes than
+the champion's. These change what the model takes or returns, so callers of ``@champion``
+would break. Refused always: the primary metric below the champion's by more than
+``gate.metric_tolerance``, when the champion can score the rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from lossval.config import PipelineConfig
+from lossval.encoding import TabularEncoder
+from lossval.errors import LossvalError, UnseenLevelsWarning
+from lossval.retrain import HIGHER_IS_BETTER, evaluate
+
+__all__ = ["registered_model_name", "schema_changes", "compare_with_champion"]
+
+
+def registered_model_name(config: PipelineConfig) -> str:
+    """The registered model the runs of ``config`` promote: ``tracking.registered_model`` or ``lossval-<dataset>``."""
+    return config.tracking.registered_model or f"lossval-{config.dataset}"
+
+
+def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[str]:
+    """What differs between the champion's encoder and this run's, in words (empty: nothing)."""
+    changes = []
+    if champion.task_ != current.task_:
+        changes.append(f"task {champion.task_} -> {current.task_}")
+    old, new = list(champion.feature_columns_), list(current.feature_columns_)
+    added, removed = [c for c in new if c not in old], [c for c in old if c not in new]
+    if added:
+        changes.append(f"feature column(s) added: {added}")
+    if removed:
+        changes.append(f"feature column(s) removed: {removed}")
+    kind_old = {c: "numeric" for c in champion.numeric_columns_} | {c: "categorical" for c in champion.categorical_columns_}
+    kind_new = {c: "numeric" for c in current.numeric_columns_} | {c: "categorical" for c in current.categorical_columns_}
+    flips = [f"{c!r} {kind_old[c]} -> {kind_new[c]}" for c in new if c in kind_old and c in kind_new
+             and kind_old[c] != kind_new[c]]
+    if flips:
+        changes.append("column(s) read as another kind: " + ", ".join(flips))
+    classes_old = [] if champion.classes_ is None else [str(c) for c in champion.classes_]
+    classes_new = [] if current.classes_ is None else [str(c) for c in current.classes_]
+    if champion.task_ == current.task_ == "classification" and classes_old != classes_new:
+        gained, lost = sorted(set(classes_new) - set(classes_old)), sorted(set(classes_old) - set(classes_new))
+        changes.append("classes changed" + (f": new {gained}" if gained else "") + (f", gone {lost}" if lost else ""))
+    return changes
+
+
+def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: TabularEncoder, test: pd.DataFrame,
+                          after: dict[str, float]) -> dict[str, Any]:
+    """Compare this run with the registered champion, if there is one.
+
+    Args:
+        config: The run's config (registered model name, tracking URI, gate settings).
+        workspace: The run's workspace (default tracking store).
+        encoder: This run's fitted encoder.
+        test: This run's test rows (features and target, as the data holds them).
+        after: This run's "after" test metrics.
+
+    Returns:
+        ``{"champion": version or None, "failures": [...], "schema_changes": [...],
+        "metrics": champion's test metrics or None, "note": why nothing was compared, or None}``.
+    """
+    from tasks.track import tracking_uri
+
+    record: dict[str, Any] = {"champion": None, "failures": [], "schema_changes": [], "metrics": None, "note": None}
+    uri = tracking_uri(config, workspace)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        record["note"] = "no tracking database yet: no champion"
+        return record
+    name = registered_model_name(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            found = _download_champion(uri, name, Path(tmp))
+        except _Unreachable as exc:  # the tracking stage fails on it next, with its own message
+            record["note"] = f"champion not compared: {exc}"
+            return record
+        except _Unusable as exc:  # its files are gone, or not a lossval model's
+            record["champion"] = exc.version
+            record["failures"].append(_unreadable(name, exc.version, str(exc)))
+            return record
+        if found is None:
+            record["note"] = f"{name} has no champion yet"
+            return record
+        version, artifacts = found
+        record["champion"] = version
+        from lossval.serving import LossvalPyfunc
+
+        try:
+            champion = LossvalPyfunc().load(**artifacts)
+        except Exception as exc:  # noqa: BLE001 (an encoder or network this lossval cannot read)
+            record["failures"].append(_unreadable(name, version, f"{type(exc).__name__}: {str(exc).strip()[:300]}"))
+            return record
+    changes = schema_changes(champion.encoder, encoder)
+    record["schema_changes"] = changes
+    if changes and not config.gate.allow_schema_change:
+        record["failures"].append(
+            f"schema differs from the champion ({name} version {version}): " + "; ".join(changes)
+            + ". Callers of @champion would break; if the change is meant, set gate.allow_schema_change: true for "
+            "this run")
+    scores = _score(champion, test, target=config.target)
+    if scores is None:
+        record["note"] = "the champion cannot score this run's test rows (columns or classes it does not know)"
+        return record
+    record["metrics"] = scores
+    from tasks.gate import PRIMARY_METRIC
+
+    metric = PRIMARY_METRIC[encoder.task_]
+    tol = config.gate.metric_tolerance
+    mine, theirs = after[metric], scores[metric]
+    ok = mine >= theirs - tol if HIGHER_IS_BETTER[metric] else mine <= theirs + tol
+    if not ok:
+        record["failures"].append(f"metric {metric} worse than the champion's ({name} version {version}) on this run's "
+                                  f"test rows: after {mine:.4f} vs champion {theirs:.4f} (tolerance {tol})")
+    return record
+
+
+class _Unreachable(Exception):
+    """The tracking server or database did not answer."""
+
+
+class _Unusable(Exception):
+    """The champion's files could not be fetched or are not a lossval model's."""
+
+    def __init__(self, message: str, version: str) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+def _unreadable(name: str, version: str, reason: str) -> str:
+    return (f"the champion ({name} version {version}) could not be read to compare with ({reason}). If it is gone "
+            "for good (a moved or cleaned workspace), set gate.compare_with_champion: false for one run to promote "
+            "without comparing")
+
+
+def _download_champion(uri: str, name: str, dst: Path) -> tuple[str, dict[str, str]] | None:
+    """``(version, {"encoder", "weights", "network": local path})`` of ``name@champion``, or None when it has none.
+
+    Raises:
+        _Unreachable: the tracking store did not answer.
+        _Unusable: the champion's files could not be fetched, or it is not a lossval model.
+    """
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from tasks.track import _scoped_process_state, mlflow_client
+
+    try:
+        with mlflow_client(uri) as client:
+            try:
+                version = client.get_model_version_by_alias(name, "champion")
+            except MlflowException as exc:
+                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+                    return None
+                raise
+    except Exception as exc:  # noqa: BLE001 (LossvalError from the client; a broken database's own errors)
+        raise _Unreachable(str(exc) if isinstance(exc, LossvalError) else f"{type(exc).__name__}: {exc}") from None
+    number, source = str(version.version), str(version.source).rstrip("/")
+    try:
+        with _scoped_process_state():  # no progress bars, short HTTP retries
+            mlmodel = Path(download_artifacts(artifact_uri=f"{source}/MLmodel", dst_path=str(dst), tracking_uri=uri))
+            listed = yaml.safe_load(mlmodel.read_text())["flavors"]["python_function"].get("artifacts") or {}
+            if not {"encoder", "weights", "network"} <= set(listed):
+                raise _Unusable(f"not a lossval model: its artifacts are {sorted(listed)}", number)
+            download_artifacts(artifact_uri=f"{source}/artifacts", dst_path=str(dst), tracking_uri=uri)
+    except _Unusable:
+        raise
+    except Exception as exc:  # noqa: BLE001 (MLflow, OSError, YAML: the files at its source are not usable)
+        raise _Unusable(f"{type(exc).__name__} reading {source}: {str(exc).strip()[:300]}", number) from None
+    return number, {key: str(dst / listed[key]["path"]) for key in ("encoder", "weights", "network")}
+
+
+def _score(champion: Any, test: pd.DataFrame, *, target: str) -> dict[str, float] | None:
+    """The champion's test metrics on ``test``, or None when it cannot read the rows or their labels."""
+    enc = champion.encoder
+    if any(c not in test.columns for c in enc.feature_columns_):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnseenLevelsWarning)  # new levels encode as no level, as in serving
+            X = enc.transform(test, source="test split")
+            y = enc.encode_target(test[target], source="test split") if enc.task_ == "classification" \
+                else test[target].to_numpy(float)
+    except LossvalError:
+        return None
+    n_classes = len(enc.classes_) if enc.classes_ is not None else None
+    return evaluate(champion.network, X, y, task=enc.task_, n_classes=n_classes)
