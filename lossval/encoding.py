@@ -12,8 +12,9 @@ Encoding:
 * **Categorical** columns are one-hot encoded, one output column per level, levels in
   sorted order (numbers by value, then strings). A column is categorical when it is
   listed in ``categorical=``, or its dtype is bool, category, object or string (object
-  and string columns that hold numbers are the exception, see below). A missing value
-  (None/NaN/NA) in a categorical column is a level of its own, ``"__missing__"``.
+  and string columns that hold numbers are the exception, see below), and it is not
+  listed in ``numeric=``. A missing value (None/NaN/NA) in a categorical column is a
+  level of its own, ``"__missing__"``.
   Levels are compared by their text, so ``1``, ``1.0`` and ``"1"`` are one level (a file
   read as CSV and as parquet encodes the same way).
 * A categorical with more than ``max_categories`` levels keeps its ``max_categories``
@@ -35,8 +36,11 @@ in categorical columns are not rejected: they are the ``"__missing__"`` level.)
 Numbers stored as text: an object/string column of which at least 90% of the non-missing
 values parse as numbers is taken to be a numeric column with typos, and the values that
 do not parse are reported (``non-numeric value 'abc' in numeric column 'x' at row 17``).
-If every value parses, the column is numeric. Below 90% it is categorical. Pass
-``categorical=[...]`` for code-like columns (zip codes, ids) that must stay categorical.
+If every value parses, the column is numeric. Below 90% it is categorical, with a
+:class:`UserWarning` when at least half of its values are numbers (``years_employed`` with
+15% ``"unknown"``). Pass ``categorical=[...]`` for code-like columns (zip codes, ids) that
+must stay categorical, and ``numeric=[...]`` for columns that must be numbers whatever
+their share of text: every value of those that does not parse is reported.
 
 Datetime/timedelta columns (and text columns holding ISO dates) are refused: exclude them
 with ``exclude=[...]`` or turn them into numeric features first.
@@ -90,6 +94,8 @@ _TASKS = ("auto", "classification", "regression")
 # Share of non-missing values that must parse as numbers for a text column to count as
 # a numeric column with bad entries rather than a categorical one.
 _NUMERIC_SHARE = 0.9
+# Share of number values from which a text column read as categorical is warned about (declare it numeric).
+_NUMBER_HINT_SHARE = 0.5
 # A number with comma thousands separators: 1,234 or -12,345,678.90. A decimal comma with three
 # decimals (3,750) fits too; the caller looks at the column's other values before deciding.
 _THOUSANDS = r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*"
@@ -115,6 +121,9 @@ class TabularEncoder:
         exclude: Columns never used as features (ids, timestamps). Wins over
             ``features``.
         categorical: Columns to encode as categorical whatever their dtype.
+        numeric: Columns to encode as numbers whatever their share of text: a value that
+            does not parse as a number is an error, never a category. Not also in
+            ``categorical``.
         max_categories: Most one-hot columns per categorical before the rarest levels
             are folded into ``"__other__"``; at least 1.
         source: File name (or other origin) prefixed to error messages.
@@ -142,6 +151,7 @@ class TabularEncoder:
         features: list[str] | None = None,
         exclude: list[str] | None = None,
         categorical: list[str] | None = None,
+        numeric: list[str] | None = None,
         max_categories: int = 50,
         source: str | None = None,
     ) -> None:
@@ -150,6 +160,7 @@ class TabularEncoder:
         self.features = features
         self.exclude = exclude
         self.categorical = categorical
+        self.numeric = numeric
         self.max_categories = max_categories
         self.source = source
 
@@ -166,12 +177,12 @@ class TabularEncoder:
             self, fitted.
 
         Raises:
-            InputError: No rows; missing target/feature columns; NaN/inf in a numeric
-                feature or in the target; text in a numeric column; a datetime
-                feature; no usable feature left; fewer than 2 classes; a constant
-                regression target.
+            InputError: No rows; missing target/feature/categorical/numeric columns;
+                NaN/inf in a numeric feature or in the target; text in a numeric
+                column (any share of it in a ``numeric`` one); a datetime feature; no
+                usable feature left; fewer than 2 classes; a constant regression target.
             ConfigError: Invalid options (unknown task, max_categories < 1, target
-                listed as a feature).
+                listed as a feature, a column in both ``categorical`` and ``numeric``).
         """
         self._check_options()
         self._check_frame(df, what="training frame", source=self.source)
@@ -182,10 +193,13 @@ class TabularEncoder:
         missing_excluded = [c for c in exclude if c not in df.columns]
         if missing_excluded and self.features is None:  # a misspelt exclude would silently keep that column
             self._require_columns(df, missing_excluded, what="excluded column", source=self.source)
-        forced = list(self.categorical or [])
-        missing_forced = [c for c in forced if c not in df.columns]
-        if missing_forced:
-            self._require_columns(df, missing_forced, what="categorical column", source=self.source)
+        declared: dict[Any, str] = {}
+        for kind, names in (("categorical", self.categorical), ("numeric", self.numeric)):
+            names = list(names or [])
+            missing_declared = [c for c in names if c not in df.columns]
+            if missing_declared:  # a misspelt name would leave that column to the automatic rule, silently
+                self._require_columns(df, missing_declared, what=f"{kind} column", source=self.source)
+            declared.update((c, kind) for c in names)
         if self.features is not None:
             if self.target is not None and self.target in self.features:
                 raise ConfigError(
@@ -201,7 +215,7 @@ class TabularEncoder:
         columns: list[dict[str, Any]] = []
         dropped: list[Any] = []
         for col in candidates:
-            spec = self._fit_column(df[col], col, forced=col in forced)
+            spec = self._fit_column(df[col], col, declared=declared.get(col))
             if spec is None:
                 dropped.append(col)
             else:
@@ -258,12 +272,26 @@ class TabularEncoder:
                 f"max_categories must be an integer >= 1, got {self.max_categories!r}",
                 source=self.source,
             )
+        categorical = set(self.categorical or [])
+        both = [c for c in (self.numeric or []) if c in categorical]
+        if both:
+            raise ConfigError(
+                f"column(s) {_show_list(both)} declared both numeric and categorical; a column is encoded one "
+                "way: remove it from one of the two lists",
+                source=self.source,
+            )
 
-    def _fit_column(self, series: pd.Series, col: Any, *, forced: bool) -> dict[str, Any] | None:
-        """Return the column's encoding spec, or None when it is constant (all-missing included)."""
+    def _fit_column(self, series: pd.Series, col: Any, *, declared: str | None) -> dict[str, Any] | None:
+        """Return the column's encoding spec, or None when it is constant (all-missing included).
+
+        ``declared`` is ``"categorical"`` or ``"numeric"`` for a column listed in those options,
+        None to infer the kind from the values.
+        """
         if series.isna().all():  # no value at all: constant, as an all-empty text column is
             return None
-        kind = "categorical" if forced else self._infer_kind(series, col)
+        if declared == "numeric":
+            self._check_declared_numeric(series, col)
+        kind = declared or self._infer_kind(series, col)
         if kind == "numeric":
             values = self._numeric_values(series, col, source=self.source)
             if np.unique(values).size < 2:
@@ -304,6 +332,22 @@ class TabularEncoder:
                 f"{_row(series.index[first])}), a name lossval keeps for {_RESERVED_LEVELS[keys[first]]}; "
                 "rename that value",
                 source=source,
+            )
+
+    def _check_declared_numeric(self, series: pd.Series, col: Any) -> None:
+        """Refuse the dtypes a column declared numeric cannot be read from as numbers (text is checked later)."""
+        dtype = series.dtype
+        if _is_datetime_like(dtype):
+            raise InputError(
+                f"column {col!r} is declared numeric but is a datetime/timedelta column ({dtype}); lossval does "
+                f"not encode dates: derive numeric features from it, or exclude it ({_declare_excluded(col)})",
+                source=self.source,
+            )
+        if pd.api.types.is_complex_dtype(dtype):
+            raise InputError(
+                f"column {col!r} is declared numeric but holds complex numbers; split it into real columns, "
+                f"or exclude it ({_declare_excluded(col)})",
+                source=self.source,
             )
 
     def _infer_kind(self, series: pd.Series, col: Any) -> str:
@@ -383,6 +427,19 @@ class TabularEncoder:
                     f"numbers), declare it so ({_declare_categorical(col)})",
                     source=self.source,
                 )
+        if share >= _NUMBER_HINT_SHARE:
+            # Below _NUMERIC_SHARE a column of numbers with much junk text becomes categories without an
+            # error: say so, once, so that a numeric column is not one-hot encoded unnoticed.
+            bad = present[parsed.isna()]
+            warnings.warn(
+                f"{self.source + ': ' if self.source else ''}column {col!r} was read as categorical: "
+                f"{len(present) - len(bad)} of {len(present)} non-missing values are numbers, the others are not "
+                f"({_show_values(bad, limit=3)}). If it is numeric, declare it so ({_declare_numeric(col)}) and fix "
+                "or drop those rows; if it is categorical, declare that instead (features.categorical, "
+                "--categorical, categorical=[...]) to silence this warning",
+                UserWarning,
+                stacklevel=4,  # the caller of fit(): _infer_kind <- _fit_column <- fit
+            )
         return "categorical"
 
     def _fit_target(self, y: pd.Series) -> None:
@@ -693,6 +750,9 @@ class TabularEncoder:
                 "categorical": _json_list(self.categorical),
                 "max_categories": int(self.max_categories),
                 "source": self.source,
+                # Only when set: an encoder that does not use it saves as before this option existed,
+                # so a lossval of that time still reads it (its constructor has no ``numeric``).
+                **({"numeric": _json_list(self.numeric)} if self.numeric is not None else {}),
             },
             "fitted": {
                 "columns": columns,
@@ -910,6 +970,12 @@ def _declare_categorical(col: Any) -> str:
     """How to keep ``col`` categorical, in each of lossval's front ends."""
     return (f"pipeline config: features.categorical: [{col}]; `lossval value`: --categorical {col}; "
             f"TabularEncoder: categorical=[{col!r}]")
+
+
+def _declare_numeric(col: Any) -> str:
+    """How to make ``col`` numeric, in each of lossval's front ends."""
+    return (f"pipeline config: features.numeric: [{col}]; `lossval value`: --numeric {col}; "
+            f"TabularEncoder: numeric=[{col!r}]")
 
 
 def _declare_excluded(col: Any) -> str:

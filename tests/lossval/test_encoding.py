@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import warnings
 
 import numpy as np
@@ -497,3 +498,118 @@ def test_a_numeric_text_target_with_a_typo_is_named_not_read_as_hundreds_of_clas
     income[7] = "41000"
     assert TabularEncoder(target="income").fit(df.assign(income=income)).task_ == "regression"  # numbers as text
     assert TabularEncoder(target="income", task="classification").fit(df).task_ == "classification"  # as told
+
+
+# ------------------------------------------------------------ declared numeric columns
+
+
+def _years_employed(junk_every: int, junk: str = "unknown") -> pd.DataFrame:
+    """100 rows: years_employed 0..29 as CSV text, every ``junk_every``-th value (from row 0) replaced by ``junk``."""
+    years = [str(v) for v in np.random.default_rng(0).integers(0, 30, size=100)]
+    for i in range(0, 100, junk_every):
+        years[i] = junk
+    return pd.DataFrame({"years_employed": years, "x": np.arange(100.0), "y": [0, 1] * 50})
+
+
+@pytest.mark.parametrize(("junk_every", "junk", "n_junk"), [(7, "unknown", 15), (22, "?", 5), (3, "12 yrs", 34)])
+def test_a_column_declared_numeric_refuses_its_text_whatever_its_share(junk_every, junk, n_junk):
+    df = _years_employed(junk_every, junk)
+    with pytest.raises(InputError, match=rf"train.csv: non-numeric value '{re.escape(junk)}' in numeric column "
+                                         rf"'years_employed' at row 0 \({n_junk} of 100 non-missing values do not "
+                                         r"parse as numbers: .*; fix or drop these rows"):
+        TabularEncoder(target="y", numeric=["years_employed"], source="train.csv").fit(df)
+
+
+def test_a_column_declared_numeric_is_standardised_and_checked_at_transform():
+    df = pd.DataFrame({"n": ["1", "2", "3", "6"], "y": [0, 1, 0, 1]})
+    enc = TabularEncoder(target="y", numeric=["n"]).fit(df)
+    assert enc.numeric_columns_ == ["n"] and enc.categorical_columns_ == []
+    assert enc.means_.tolist() == [3.0] and enc.scales_[0] == pytest.approx(np.sqrt(14.0 / 4.0), rel=1e-15)
+    np.testing.assert_array_equal(enc.transform(pd.DataFrame({"n": [3.0]})), [[0.0]])
+    with pytest.raises(InputError, match=r"non-numeric value 'unknown' in numeric column 'n' at row 1"):
+        enc.transform(pd.DataFrame({"n": ["4", "unknown"]}), source="valid.csv")
+    # A numeric dtype is unchanged by the declaration: the same encoding as without it.
+    num = pd.DataFrame({"n": [1, 2, 3, 6], "y": [0, 1, 0, 1]})
+    assert (TabularEncoder(target="y", numeric=["n"]).fit_transform(num).tobytes()
+            == TabularEncoder(target="y").fit_transform(num).tobytes())
+
+
+def test_missing_values_in_a_column_declared_numeric_are_refused_as_in_any_numeric_column():
+    df = pd.DataFrame({"n": ["1", None, "3", "6"], "y": [0, 1, 0, 1]})
+    with pytest.raises(InputError, match=r"numeric column 'n' has 1 NaN/missing value\(s\) \(1 in all\), first at "
+                                         r"row 1; lossval rejects missing"):
+        TabularEncoder(target="y", numeric=["n"]).fit(df)
+    empty = pd.DataFrame({"n": [None] * 4, "x": [1.0, 2.0, 3.0, 6.0], "y": [0, 1, 0, 1]})
+    with pytest.warns(UserWarning, match=r"constant or empty column\(s\) \['n'\]"):
+        assert TabularEncoder(target="y", numeric=["n"]).fit(empty).feature_columns_ == ["x"]
+
+
+@pytest.mark.parametrize("kind", ["categorical", "numeric"])
+def test_a_misspelt_declared_column_is_refused_naming_it(kind):
+    with pytest.raises(InputError,
+                       match=rf"missing {kind} column\(s\) \['X'\]; available columns: \['x', 'colour', 'y'\]"):
+        TabularEncoder(target="y", **{kind: ["X"]}).fit(_frame())
+    with pytest.raises(InputError, match=rf"missing {kind} column"):  # an explicit feature list does not excuse it
+        TabularEncoder(target="y", features=["x"], **{kind: ["X"]}).fit(_frame())
+
+
+def test_a_column_declared_both_numeric_and_categorical_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"column\(s\) \['x'\] declared both numeric and categorical"):
+        TabularEncoder(target="y", numeric=["x"], categorical=["colour", "x"]).fit(_frame())
+
+
+@pytest.mark.parametrize("kind", ["categorical", "numeric"])
+def test_the_target_and_excluded_columns_declared_are_still_not_features(kind):
+    # As with categorical=: a declaration does not make a feature of the target or of an excluded column.
+    df = _frame().assign(id=[10, 11, 12, 13])
+    enc = TabularEncoder(target="y", exclude=["id"], **{kind: ["y", "id"]}).fit(df)
+    assert enc.feature_columns_ == ["x", "colour"]
+    assert enc.task_ == "classification" and enc.classes_ == ["cat", "dog"]
+
+
+def test_a_column_declared_numeric_refuses_dates_and_complex_numbers():
+    dates = _frame().assign(x=pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]))
+    with pytest.raises(InputError, match=r"column 'x' is declared numeric but is a datetime/timedelta column"):
+        TabularEncoder(target="y", numeric=["x"]).fit(dates)
+    with pytest.raises(InputError, match=r"column 'x' is declared numeric but holds complex numbers"):
+        TabularEncoder(target="y", numeric=["x"]).fit(_frame().assign(x=[1 + 1j, 2, 3, 4]))
+
+
+def test_the_numeric_option_round_trips_and_older_encoder_files_still_load(tmp_path):
+    df = _years_employed(7).assign(years_employed=lambda d: d["years_employed"].replace("unknown", "31"))
+    enc = TabularEncoder(target="y", numeric=["years_employed"], source="train.csv").fit(df)
+    enc.save(tmp_path / "enc.json")
+    saved = json.loads((tmp_path / "enc.json").read_text())
+    assert saved["version"] == 1 and saved["params"]["numeric"] == ["years_employed"]
+    loaded = TabularEncoder.load(tmp_path / "enc.json")
+    assert loaded.numeric == ["years_employed"] and loaded.numeric_columns_ == ["years_employed", "x"]
+    assert loaded.transform(df).tobytes() == enc.transform(df).tobytes()
+    loaded.save(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == (tmp_path / "enc.json").read_text()
+    # Without the option the file is as before it existed; such a file (no "numeric" key) loads.
+    plain = TabularEncoder(target="y").fit(_frame()).to_dict()
+    assert "numeric" not in plain["params"]
+    old = TabularEncoder.from_dict(plain)
+    assert old.numeric is None and old.transform(_frame()).tobytes() == TabularEncoder(target="y").fit_transform(
+        _frame()).tobytes()
+
+
+def test_a_mostly_numeric_column_read_as_categorical_is_warned_about_once():
+    df = _years_employed(7)  # 15% 'unknown': under the 90% line, so categories, not an error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enc = TabularEncoder(target="y", source="train.csv").fit(df)
+    assert enc.categorical_columns_ == ["years_employed"] and "years_employed=unknown" in enc.encoded_names_
+    assert len(caught) == 1 and caught[0].category is UserWarning
+    message = str(caught[0].message)
+    assert message.startswith("train.csv: column 'years_employed' was read as categorical: 85 of 100 non-missing "
+                              "values are numbers, the others are not ('unknown' at row 0, ")
+    assert "features.numeric: [years_employed]" in message and "--numeric years_employed" in message
+    assert "features.categorical" in message and "\n" not in message
+    assert caught[0].filename == __file__  # attributed to the caller of fit(), as lossval's CLI shows it
+    with warnings.catch_warnings():  # declared either way, or mostly text: no warning
+        warnings.simplefilter("error")
+        TabularEncoder(target="y", categorical=["years_employed"]).fit(df)
+        TabularEncoder(target="y").fit(pd.DataFrame({"c": ["1", "2", "a", "b", "c"], "y": [0, 1, 0, 1, 0]}))
+    with pytest.raises(InputError, match="non-numeric value 'unknown'"):
+        TabularEncoder(target="y", numeric=["years_employed"]).fit(df)
