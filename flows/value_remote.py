@@ -35,6 +35,9 @@ def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
     include, exclude, categorical = raw.pop("include"), raw.pop("exclude"), raw.pop("categorical")
     raw["features"] = {"include": list(include) if include is not None else None, "exclude": list(exclude),
                        "categorical": list(categorical)}
+    numeric = raw.pop("numeric")
+    if numeric:  # only when set, so a worker on a lossval without features.numeric takes the configs it can value
+        raw["features"]["numeric"] = list(numeric)
     raw["valuation_deployment"] = None  # the deployment values in its own process; never recurse
     return raw
 

@@ -121,6 +121,7 @@ class PipelineConfig:
     include: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()  # feature columns kept categorical even when they look numeric
+    numeric: tuple[str, ...] = ()  # feature columns encoded as numbers however much text they hold (text is refused)
     test_fraction: float = 0.2
     test_path: str | None = None  # a curated test file; when set, no test rows are taken from the data
     seed: int = 0
@@ -405,13 +406,17 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
 
     features = raw.get("features") or {}
     if not isinstance(features, dict):
-        raise ConfigError("'features' must be a mapping with 'include', 'exclude' and/or 'categorical' lists.",
-                          source=source)
-    _check_keys("features", features, {"include", "exclude", "categorical"}, source)
-    for k in ("include", "exclude", "categorical"):
+        raise ConfigError("'features' must be a mapping with 'include', 'exclude', 'categorical' and/or 'numeric' "
+                          "lists.", source=source)
+    _check_keys("features", features, {"include", "exclude", "categorical", "numeric"}, source)
+    for k in ("include", "exclude", "categorical", "numeric"):
         v = features.get(k)
         if v is not None and not (isinstance(v, list) and all(isinstance(c, str) for c in v)):
             raise ConfigError(f"'features.{k}' must be a list of column names.", source=source)
+    both = [c for c in features.get("numeric") or () if c in set(features.get("categorical") or ())]
+    if both:
+        raise ConfigError(f"column(s) {both} are in both 'features.numeric' and 'features.categorical'; a column is "
+                          "encoded one way: remove it from one of the two lists.", source=source)
 
     validation = _section(raw.get("validation"), ValidationConfig, "validation", source,
                           {"strategy": str, "path": str, "column": str, "timestamp_column": str, "fraction": float})
@@ -501,6 +506,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     return PipelineConfig(
         data=str(data), dataset=dataset, include=tuple(features["include"]) if features.get("include") else None,
         exclude=tuple(features.get("exclude") or ()), categorical=tuple(features.get("categorical") or ()),
+        numeric=tuple(features.get("numeric") or ()),
         validation=validation, lossval=lossval_opts,
         pruning=pruning, retrain=retrain, gate=gate, tracking=tracking, **values,
     )

@@ -48,7 +48,8 @@ def config_encoder(config: PipelineConfig, task: str, columns: Sequence[str]) ->
     user = set(config.exclude)
     exclude = [c for c in feature_exclusions(config) if c in user or c in columns]
     return TabularEncoder(target=config.target, task=task, features=list(config.include) if config.include else None,
-                          exclude=exclude, categorical=list(config.categorical) or None, source=config.data)
+                          exclude=exclude, categorical=list(config.categorical) or None,
+                          numeric=list(config.numeric) or None, source=config.data)
 
 
 def _content_hash(path: str | None) -> str | None:
@@ -81,6 +82,8 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     settings = {k: v for k, v in config.to_dict().items()
                 if k in ('target', 'task', 'id_column', 'include', 'exclude', 'categorical', 'test_fraction',
                          'test_path', 'seed', 'validation')}
+    if config.numeric:  # only when set: keys of configs without it stay as they were (no re-valuation on upgrade)
+        settings["numeric"] = config.numeric
     settings["lossval"] = effective_lossval_options(config)
     settings["noise_prob"] = config.pruning.policy == "mixture"
     sections = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

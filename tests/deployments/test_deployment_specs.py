@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import subprocess
@@ -83,6 +84,9 @@ def test_config_round_trips_for_the_valuation_deployment(tmp_path: Path) -> None
     }, base_dir=tmp_path)
     back = config_from_dict(config_to_raw(config))
     assert back.to_dict() == {**config.to_dict(), "valuation_deployment": None}
+    assert "numeric" not in config_to_raw(config)["features"]  # unset: a worker without the option takes it
+    declared = dataclasses.replace(config, numeric=("income",))
+    assert config_from_dict(config_to_raw(declared)).numeric == ("income",)
 
 
 def test_serve_refuses_a_bad_datasets_file_before_starting(tmp_path: Path, capsys) -> None:

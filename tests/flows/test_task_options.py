@@ -7,7 +7,7 @@ import pytest
 from lossval.config import config_from_dict
 from lossval.errors import InputError, UnseenLevelsWarning
 from tasks.split import _check_encodable
-from tasks.value import valuation_key
+from tasks.value import config_encoder, valuation_key
 from tests.reliability._helpers import make_frame
 
 
@@ -23,6 +23,25 @@ def test_features_categorical_reaches_the_encoder_and_the_cache_key() -> None:
     enc = _check_encodable(df, _config(categorical=["a"]), "classification")
     assert "a" in enc.categorical_columns_
     assert valuation_key("s", _config(categorical=["a"])) != valuation_key("s", _config())
+
+
+def test_features_numeric_reaches_the_encoder_and_the_cache_key() -> None:
+    df = make_frame(60).astype({"a": object})
+    df.loc[[3, 7, 11, 20, 33, 41, 50], "a"] = "unknown"  # 7 of 60 (12%): read as categories, with a warning
+    with pytest.warns(UserWarning, match="column 'a' was read as categorical.*features.numeric: \\[a\\]"):
+        enc = config_encoder(_config(), "classification", df.columns).fit(df)
+    assert "a" in enc.categorical_columns_
+    with pytest.raises(InputError, match=r"d.csv: non-numeric value 'unknown' in numeric column 'a' at row 3 "
+                                         r"\(7 of 60 non-missing"):
+        _check_encodable(df, _config(numeric=["a"]), "classification")
+    with pytest.raises(InputError, match=r"missing numeric column\(s\) \['A'\]"):
+        _check_encodable(make_frame(60), _config(numeric=["A"]), "classification")
+    enc = _check_encodable(make_frame(60), _config(numeric=["a"]), "classification")
+    assert "a" in enc.numeric_columns_
+    # Declaring a column changes the key; configs without the option keep the key they had.
+    assert valuation_key("s", _config(numeric=["a"])) not in {valuation_key("s", _config(numeric=["b"])),
+                                                               valuation_key("s", _config())}
+    assert valuation_key("s", _config(numeric=[])) == valuation_key("s", _config())
 
 
 def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_required() -> None:

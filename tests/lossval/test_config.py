@@ -106,6 +106,19 @@ def test_features_categorical_is_read_and_checked() -> None:
         config_from_dict({**BASE, "features": {"categorical": "zip"}})
 
 
+def test_features_numeric_is_read_and_checked() -> None:
+    cfg = config_from_dict({**BASE, "features": {"categorical": ["zip"], "numeric": ["years_employed", "income"]}})
+    assert cfg.numeric == ("years_employed", "income") and cfg.categorical == ("zip",)
+    assert config_from_dict(BASE).numeric == ()
+    with pytest.raises(ConfigError, match="'features.numeric' must be a list of column names"):
+        config_from_dict({**BASE, "features": {"numeric": "years_employed"}})
+    with pytest.raises(ConfigError, match=r"column\(s\) \['income'\] are in both 'features.numeric' and "
+                                          r"'features.categorical'.*remove it from one"):
+        config_from_dict({**BASE, "features": {"categorical": ["zip", "income"], "numeric": ["income"]}})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['numerical'\] in section 'features'"):
+        config_from_dict({**BASE, "features": {"numerical": ["income"]}})
+
+
 def test_lossval_options_take_auto_or_a_value() -> None:
     opts = {"weight_lr": "auto", "weight_eps_ratio": 10, "weight_warmup_epochs": 2, "label_cost": "auto"}
     cfg = config_from_dict({**BASE, "lossval": opts})
@@ -122,6 +135,7 @@ def test_lossval_options_take_auto_or_a_value() -> None:
 def test_params_read_as_the_config_file_writes_them() -> None:
     params = config_from_dict({**BASE, "features": {"exclude": ["ts"]}}).flat_params()
     assert params["exclude"] == '["ts"]' and params["include"] == "null" and params["categorical"] == "[]"
+    assert params["numeric"] == "[]"
     assert params["gate.metric_limits"] == "{}" and params["gate.refuse_when_all_worse"] == "true"
 
 
