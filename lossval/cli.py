@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", action="append", default=[], help="column to leave out of the features (repeatable)")
     p.add_argument("--categorical", action="append", default=[],
                    help="feature column to keep categorical even if it looks numeric, e.g. a zip code (repeatable)")
+    p.add_argument("--numeric", action="append", default=[],
+                   help="feature column to encode as numbers even if it holds text; a value that is not a number "
+                        "is an error naming its row (repeatable)")
     p.add_argument("--noise-prob", action="store_true", help="add P(noisy) from the loss mixture model")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     _add_valuation_options(p)
@@ -298,7 +301,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     row_ids = assign_row_ids(train, id_column=args.id_column, source=args.data)
     exclude = list(args.exclude) + ([args.id_column] if args.id_column else [])
     encoder = TabularEncoder(target=args.target, task=args.task, exclude=exclude or None,
-                             categorical=list(args.categorical) or None, source=args.data).fit(train)
+                             categorical=list(args.categorical) or None, numeric=list(args.numeric) or None,
+                             source=args.data).fit(train)
     missing = [c for c in encoder.feature_columns_ if c not in valid.columns]
     if missing:
         raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.", source=args.validation)

@@ -163,6 +163,30 @@ def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, c
     assert "also appear" not in capsys.readouterr().err
 
 
+def test_numeric_pins_a_column_with_much_text_and_the_categorical_reading_is_warned_about(tables, tmp_path,
+                                                                                         capsys) -> None:
+    train, valid = pd.read_csv(tables["train"]), pd.read_parquet(tables["valid"])
+    years = (np.arange(len(train)) % 30).astype(str).astype(object)
+    years[::8] = "unknown"  # 15 of 120 (12.5%): past the 10% line, so read as categories
+    train.assign(years=years).to_csv(tmp_path / "train.csv", index=False)
+    valid.assign(years=np.arange(len(valid)) % 30).to_parquet(tmp_path / "valid.parquet", index=False)
+    args = ["value", str(tmp_path / "train.csv"), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
+            "--id-column", "id", "--epochs", "1", "--quiet"]
+    with one_line_warnings():
+        assert main([*args, "--out", str(tmp_path / "v.parquet")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("lossval: warning:") == 1
+    assert (f"lossval: warning: {tmp_path / 'train.csv'}: column 'years' was read as categorical: 105 of 120 "
+            "non-missing values are numbers") in err and "--numeric years" in err
+    code = main([*args, "--out", str(tmp_path / "n.parquet"), "--numeric", "years"])
+    err = capsys.readouterr().err
+    assert code == 2 and not (tmp_path / "n.parquet").exists()
+    assert (f"{tmp_path / 'train.csv'}: non-numeric value 'unknown' in numeric column 'years' at row 0 (15 of 120 "
+            "non-missing values do not parse as numbers") in err and "Traceback" not in err
+    assert main([*args, "--out", str(tmp_path / "b.parquet"), "--numeric", "years", "--categorical", "years"]) == 2
+    assert "column(s) ['years'] declared both numeric and categorical" in capsys.readouterr().err
+
+
 def test_console_script_runs_as_a_process(tables, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "lossval.cli", "value", str(tmp_path / "x.csv"), "--target", "y",
                            "--validation", str(tables["valid"]), "--out", str(tmp_path / "o.parquet")],
