@@ -38,6 +38,10 @@ def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
     numeric = raw.pop("numeric")
     if numeric:  # only when set, so a worker on a lossval without features.numeric takes the configs it can value
         raw["features"]["numeric"] = list(numeric)
+    # The champion comparison happens in the calling flow; its options go only when not at their defaults, so a
+    # worker on a lossval without them takes the configs it can value.
+    newer = {"compare_with_champion": True, "allow_schema_change": False}
+    raw["gate"] = {k: v for k, v in raw["gate"].items() if k not in newer or v != newer[k]}
     raw["valuation_deployment"] = None  # the deployment values in its own process; never recurse
     return raw
 

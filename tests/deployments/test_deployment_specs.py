@@ -84,6 +84,7 @@ def test_config_round_trips_for_the_valuation_deployment(tmp_path: Path) -> None
     }, base_dir=tmp_path)
     back = config_from_dict(config_to_raw(config))
     assert back.to_dict() == {**config.to_dict(), "valuation_deployment": None}
+    assert "compare_with_champion" not in config_to_raw(config)["gate"]  # at its default: an older worker takes it
     assert "numeric" not in config_to_raw(config)["features"]  # unset: a worker without the option takes it
     declared = dataclasses.replace(config, numeric=("income",))
     assert config_from_dict(config_to_raw(declared)).numeric == ("income",)
