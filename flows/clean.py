@@ -180,7 +180,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                   "rows_train": parts["rows"]["train"], "rows_validation": parts["rows"]["validation"],
                   "rows_test": parts["rows"]["test"], "strategy": config.validation.strategy, "seconds": timings["split"]},
         "value": {"values": vals["values"], "encoder": vals["encoder"], "device": vals["device"],
-                  "valuation_seconds": vals["seconds"], "seconds": timings["value"],
+                  "valuation_seconds": vals["seconds"], "cached": bool(vals.get("cached")), "seconds": timings["value"],
                   "history_loss": _epoch_losses(vals["report"])},
         "prune": {**pruned, "paths": relocate(pruned["paths"], staging, final), "seconds": timings["prune"]},
         "retrain": {**relocate(trained, staging, final), "seconds": timings["retrain"]},
@@ -198,7 +198,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "metrics": trained["metrics"],
                "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
-               "model": None, "timings": timings, "valuation_seconds": vals["seconds"], "config": config.public_dict(),
+               "model": None, "timings": timings, "valuation_seconds": vals["seconds"],
+               "valuation_cached": bool(vals.get("cached")), "config": config.public_dict(),
                "versions": _versions(),
                "run_key": f"{key}-{config.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}-v{lossval.__version__}",
                "stages": stages}

@@ -202,6 +202,8 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
           f"({rows['validation']} validation, {rows['test']} test rows held out)")
+    if summary.get("valuation_cached"):
+        print("  values: reused from an earlier run on the same snapshot and settings (not valued again)")
     if summary.get("pruning"):
         from tasks.prune import describe_pruning
 

@@ -80,7 +80,7 @@ import pandas as pd
 from lossval.errors import ConfigError, InputError, UnseenLevelsWarning
 from lossval.io import is_text_dtype as _is_text_dtype, nested_column
 
-__all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL"]
+__all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL", "ENCODER_VERSION"]
 
 MISSING_LEVEL = "__missing__"
 """The level a missing value takes in a categorical column."""
@@ -90,6 +90,7 @@ OTHER_LEVEL = "__other__"
 _RESERVED_LEVELS = {MISSING_LEVEL: "missing values", OTHER_LEVEL: "the rare levels of a wide column"}
 _FORMAT = "lossval.TabularEncoder"
 _VERSION = 1
+ENCODER_VERSION = _VERSION  # format of a saved encoder; part of the valuation cache key
 _TASKS = ("auto", "classification", "regression")
 # Share of non-missing values that must parse as numbers for a text column to count as
 # a numeric column with bad entries rather than a categorical one.

@@ -267,6 +267,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
         tags = {"dataset": config.dataset, "snapshot": snapshot_hash, "prefect_flow_run_id": flow_run_id,
                 "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"],
                 "prune_cap_hit": str(bool(prune["cap_hit"])).lower(), "lossval_version": lossval.__version__,
+                "valuation_cached": str(bool(value.get("cached"))).lower(),
                 "values_version": str(_values_version(valuation_report)),
                 "mlflow.note.content": _run_description(config, stages, gate, pruning)}
         if not gate["passed"]:

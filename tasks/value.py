@@ -15,7 +15,7 @@ import pandas as pd
 from prefect import task
 
 from lossval.config import PipelineConfig
-from lossval.encoding import TabularEncoder
+from lossval.encoding import ENCODER_VERSION, TabularEncoder
 from lossval.errors import InputError, UnseenLevelsWarning
 from lossval.io import file_sha256, list_data_files, pause_point, write_json, write_parquet
 from lossval.splitting import SPLIT_VERSION
@@ -90,7 +90,7 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     # Curated files decide the training and validation rows too: their content, not only their path.
     curated = [config.test_path, config.validation.path if config.validation.strategy == "file" else None]
     contents = [_content_hash(p) for p in curated]
-    key = f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}"
+    key = f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}"
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -147,7 +147,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
                 "features": len(enc.encoded_names_)}, out_dir / "valuation.json")
     path = write_parquet(table, out_dir / "values.parquet")  # last: its presence marks a complete valuation
     return {"values": str(path), "encoder": str(out_dir / "encoder.json"), "report": str(out_dir / "valuation.json"),
-            "task": enc.task_, "seconds": seconds, "device": str(lv.device_)}
+            "task": enc.task_, "seconds": seconds, "device": str(lv.device_), "valued_at": time.time()}
 
 
 def value_in(workspace: str, *, refresh: bool = False):  # noqa: ANN201 (a Prefect task)
@@ -203,8 +203,11 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 def value_cached(train: str, validation: str, *, key: str, config: PipelineConfig, workspace: str) -> dict:
     """Run the ``value`` task through its cache: screen the record, reuse it, value again if its files are gone.
 
-    The one entry point of both flows (in-process, and the valuation deployment).
+    The one entry point of both flows (in-process, and the valuation deployment). The record
+    returned has ``cached``: whether the values came from an earlier run (its ``seconds`` are
+    then that run's fit time).
     """
+    started = time.time()
     screen_cache_record(workspace, key)
     vals = value_in(workspace)(train, validation, key=key, config=config, workspace=workspace)
     here = Workspace.at(workspace).values_dir(key)
@@ -218,4 +221,16 @@ def value_cached(train: str, validation: str, *, key: str, config: PipelineConfi
             vals = {**vals, "values": str(here / "values.parquet")}  # missing here: value again below
     if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
         vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
-    return vals
+    elif not _loadable_encoder(vals["encoder"]):
+        vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
+    return {**vals, "cached": vals.get("valued_at", 0.0) < started}
+
+
+def _loadable_encoder(path: str) -> bool:
+    """Whether a cached valuation's encoder can be read; warns (and the caller values again) when not."""
+    try:
+        TabularEncoder.load(path)
+    except (OSError, ValueError, KeyError, TypeError, InputError) as exc:
+        _logger().warning("the cached encoder %s cannot be read (%s); valuing again", path, exc)
+        return False
+    return True

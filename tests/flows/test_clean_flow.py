@@ -165,6 +165,19 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
     assert second["outputs"]["values"] == first["outputs"]["values"]
     assert second["model"] == {**first["model"], "reused": True}  # no duplicate registry version
     assert verify_run(Path(second["outputs"]["kept"]).parent) == []
+    assert (first["valuation_cached"], second["valuation_cached"]) == (False, True)
+    _, client = _mlflow(workspace)
+    assert client.get_run(second["mlflow"]["run_id"]).data.tags["valuation_cached"] == "true"
+
+
+def test_a_cached_encoder_this_lossval_cannot_read_is_valued_again(workspace: Path) -> None:
+    cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    encoder = Path(_latest_manifest(workspace, "breast_cancer")["outputs"]["encoder"])
+    saved = json.loads(encoder.read_text())
+    encoder.write_text(json.dumps({**saved, "version": 0}))  # as an older lossval would have written it
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    manifest = _latest_manifest(workspace, "breast_cancer")
+    assert manifest["valuation_cached"] is False and json.loads(encoder.read_text()) == saved
 
 
 def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(workspace: Path, monkeypatch) -> None:
