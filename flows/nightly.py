@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from prefect.states import Completed, Failed, State
 
 from flows.clean import run_cleaning
 from lossval.catalog import DatasetEntry, load_catalog, require_flow_parameters
-from lossval.errors import InputError, NightlyFailed
+from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
 from lossval.landing import dataset_lock, newest_arrival
 from tasks._paths import Workspace
@@ -62,16 +63,28 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
 def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
     """Run the cleaning flow for each dataset listed in ``datasets_file``, one after the other.
 
-    Each dataset is a subflow run (``clean-<name>``); a dataset that fails (bad data, gate
-    refused, ...) is reported and the next one runs. The report is written to
-    ``<workspace>/nightly/<UTC time>.json`` and published as the ``lossval-nightly`` artifact.
+    Each dataset is a subflow run (``clean-<name>``); whatever happens to one dataset, the next
+    one runs. The report is written to ``<workspace>/nightly/<UTC time>.json`` and published as
+    the ``lossval-nightly`` artifact; each dataset's record has one of three states:
+
+    * ``Completed``: cleaned and promoted (``run_id``, ``mlflow_run_id``, ``kept``, ``quarantined``);
+    * ``Refused``: the quality gate refused promotion (:class:`~lossval.errors.GateFailed`). The run
+      is complete and the champion unchanged: the record has the same fields plus ``run_dir`` and
+      ``gate_failures``, and the dataset is listed under ``refused``, not ``failed``;
+    * ``Failed``: bad input or config, MLflow unreachable, a bug (``error``; listed under ``failed``).
+
+    Refusals alone do not fail the night: the gate did its job, and a flow run that failed for it
+    every night would hide the nights that really failed. Each refusal is logged as one warning line.
+    Bad input and refusals are logged without tracebacks (see :func:`_quiet_expected_errors`);
+    other errors keep theirs.
 
     Returns:
-        A Completed state whose data is the report ``{"datasets": [...], "failed": []}`` when
-        every dataset passed, else a Failed state whose message names the failed datasets; a
+        A Completed state whose data is the report ``{"datasets": [...], "failed": [], "refused": [...]}``
+        when no dataset failed, else a Failed state whose message names the failed datasets; a
         caller of ``nightly(...)`` then gets :class:`~lossval.errors.NightlyFailed`, whose
         ``report`` is the same report.
     """
+    _quiet_expected_errors()
     log = get_run_logger()
     require_flow_parameters(datasets_file=datasets_file, workspace=workspace)
     entries = load_catalog(datasets_file, check_configs=False)
@@ -80,38 +93,94 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
     for entry in entries:
         state = clean_entry(name=entry.name, config_path=entry.config_path, workspace=workspace, return_state=True)
         record: dict[str, Any] = {"dataset": entry.name, "state": state.name}
+        outcome = state.result(raise_on_failure=False)  # the summary, or the exception that ended the run
         if state.is_completed():
-            summary = state.result()
-            record.update(run_id=summary["run_id"], mlflow_run_id=summary["mlflow"]["run_id"],
-                          kept=summary["rows"]["kept"], quarantined=summary["rows"]["quarantine"])
+            record.update(_run_fields(outcome))
+        elif isinstance(outcome, GateFailed) and outcome.summary is not None:
+            record.update(state="Refused", **_run_fields(outcome.summary), run_dir=outcome.summary["run_dir"],
+                          gate_failures=outcome.summary["gate"]["failures"])
+            log.warning("dataset %s: the quality gate refused promotion; the champion is unchanged. Failed checks: %s. "
+                        "Run folder: %s", entry.name, "; ".join(record["gate_failures"]), record["run_dir"])
         else:
-            record["error"] = _error_text(state)
+            record["error"] = _error_text(state, outcome)
             log.error("dataset %s failed: %s", entry.name, record["error"])
         results.append(record)
-    failed = [r["dataset"] for r in results if r["state"] != "Completed"]
+    failed = [r["dataset"] for r in results if r["state"] not in ("Completed", "Refused")]
+    refused = [r["dataset"] for r in results if r["state"] == "Refused"]
     report = {"started": started.isoformat(timespec="seconds"), "flow_run_id": str(flow_run.id or "local"),
-              "datasets": results, "failed": failed}
+              "datasets": results, "failed": failed, "refused": refused}
     write_json(report, Workspace.at(workspace).root / "nightly" / f"{started:%Y%m%dT%H%M%SZ}.json")
     _publish(report)
+    refusals = f" and {len(refused)} refused by the quality gate ({', '.join(refused)})" if refused else ""
     if failed:
         detail = "; ".join(f"{r['dataset']}: {r['error']}" for r in results if r["dataset"] in failed)
-        message = f"{len(failed)} of {len(results)} dataset(s) failed: {detail}"
+        message = f"{len(failed)} of {len(results)} dataset(s) failed{refusals}: {detail}"
         # A failed state carries an exception (Prefect raises it for a caller; a dict there is a TypeError).
         return Failed(message=message, data=NightlyFailed(message, report=report))
+    if refused:
+        return Completed(message=f"{len(results) - len(refused)} of {len(results)} dataset(s) promoted; {len(refused)} "
+                                 f"refused by the quality gate, champion unchanged: {', '.join(refused)}", data=report)
     return Completed(message=f"all {len(results)} dataset(s) cleaned", data=report)
 
 
-def _error_text(state: State) -> str:
-    exc = state.result(raise_on_failure=False)
+def _run_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the report says about a run that completed (promoted or refused), from its summary."""
+    mlflow = summary.get("mlflow") or {}  # a refused run was tracked: its MLflow run holds the challenger
+    return {"run_id": summary["run_id"], "mlflow_run_id": mlflow.get("run_id"),
+            "kept": summary["rows"]["kept"], "quarantined": summary["rows"]["quarantine"]}
+
+
+def _error_text(state: State, exc: object) -> str:
     if isinstance(exc, BaseException):
         return f"{type(exc).__name__}: {exc}"[:500]
     return (state.message or state.name)[:500]
 
 
+class _ExpectedErrorsInOneLine(logging.Filter):
+    """Drops the traceback from Prefect's records of a run that failed on bad input or a gate refusal.
+
+    Prefect logs every exception that ends a task or flow run with its traceback. For
+    :class:`~lossval.errors.InputError` (the message names the file, column or row) and
+    :class:`~lossval.errors.GateFailed` (the message names the failed checks) that is dozens of
+    lines of lossval and Prefect internals per dataset; :class:`~lossval.errors.NightlyFailed` only
+    repeats what was logged per dataset. Their records keep their one-line message; any other
+    exception (a bug) keeps its traceback.
+    """
+
+    EXPECTED = (InputError, GateFailed, NightlyFailed)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.EXPECTED):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+_ONE_LINE = _ExpectedErrorsInOneLine()
+
+
+def _quiet_expected_errors() -> None:
+    """Install :class:`_ExpectedErrorsInOneLine` on Prefect's run loggers, once per process.
+
+    It stays installed after the flow returns: a deployed run's engine logs the flow's own
+    exception (:class:`~lossval.errors.NightlyFailed`) after that. It reaches every handler of those
+    loggers, the console and Prefect's API (the UI) alike.
+    """
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if _ONE_LINE not in logger.filters:
+            logger.addFilter(_ONE_LINE)
+
+
 def _publish(report: dict[str, Any]) -> None:
     lines = ["# lossval nightly run", "", "| dataset | result | detail |", "|---|---|---|"]
     for r in report["datasets"]:
-        detail = (f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`" if r["state"] == "Completed"
-                  else r.get("error", "").replace("|", "\\|").replace("\n", " "))
-        lines.append(f"| {r['dataset']} | {r['state']} | {detail} |")
+        if r["state"] == "Completed":
+            detail = f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`"
+        elif r["state"] == "Refused":
+            detail = (f"gate refused (champion unchanged): {'; '.join(r['gate_failures'])}; "
+                      f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`")
+        else:
+            detail = r.get("error", "")
+        cell = detail.replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {r['dataset']} | {r['state']} | {cell} |")
     create_markdown_artifact("\n".join(lines), key="lossval-nightly", description="datasets cleaned by the nightly run")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lossval.errors import NightlyFailed
+from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.demo import make_demo_data
 from lossval.landing import read_lock_log
 
@@ -34,39 +36,121 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     good = _demo_config(root / "good")
     broken = root / "broken.yaml"
     broken.write_text(yaml.safe_dump({"data": str(root / "missing.csv"), "target": "diagnosis"}))
+    impossible = root / "impossible.json"  # a gate suite no data passes: the run completes, the gate refuses it
+    impossible.write_text(json.dumps({"name": "impossible", "expectations": [
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 10**9, "max_value": None}}]}))
+    refused = _demo_config(root / "refused", gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False,
+                                                   "suite": str(impossible)})
     datasets = root / "datasets.yaml"
     datasets.write_text(yaml.safe_dump({"datasets": [{"name": "broken", "config": str(broken)},
-                                                     {"name": "good", "config": str(good), "landing": "incoming"}]}))
+                                                     {"name": "good", "config": str(good), "landing": "incoming"},
+                                                     {"name": "refused", "config": str(refused)}]}))
     (root / "landing" / "incoming").mkdir(parents=True)
     secret = root / "outside" / "secret.csv"
     secret.parent.mkdir()
     secret.write_text("diagnosis,x\nbenign,1\n")
     (root / "landing" / "incoming" / "link.csv").symlink_to(secret)
-    return {"root": root, "datasets": datasets, "landing": root / "landing", "ws": root / "ws", "secret": secret}
+    return {"root": root, "datasets": datasets, "landing": root / "landing", "ws": root / "ws", "secret": secret,
+            "refused": refused}
 
 
-def test_nightly_cleans_every_dataset_and_reports_the_failed_one(setup: dict[str, Path]) -> None:
+@pytest.fixture
+def run_log() -> Iterator[list[str]]:
+    """Prefect's flow and task run log records (WARNING and above) as a console handler would write them."""
+    import flows.nightly  # noqa: F401  (Prefect configures its logging on first use, replacing the loggers' handlers)
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield lines
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def test_nightly_cleans_every_dataset_and_reports_the_failed_and_the_refused_one(setup: dict[str, Path],
+                                                                                  run_log: list[str]) -> None:
     from flows.nightly import nightly
 
     state = nightly(datasets_file=str(setup["datasets"]), workspace=str(setup["ws"]), return_state=True)
-    assert state.is_failed()
-    assert state.message.startswith("1 of 2 dataset(s) failed: broken: ")
+    assert state.is_failed()  # bad input fails the night; the refusal alone would not
+    assert state.message.startswith("1 of 3 dataset(s) failed and 1 refused by the quality gate (refused): broken: ")
     assert "missing.csv" in state.message  # the error names the file
-    with pytest.raises(NightlyFailed, match="1 of 2 dataset") as failed:  # what a caller of nightly() gets
+    with pytest.raises(NightlyFailed, match="1 of 3 dataset") as failed:  # what a caller of nightly() gets
         state.result()
-    assert failed.value.report["failed"] == ["broken"]
+    assert failed.value.report["failed"] == ["broken"] and failed.value.report["refused"] == ["refused"]
+    # Bad input and a refusal are expected outcomes: one line each, no traceback.
+    assert not [line for line in run_log if "Traceback" in line], run_log
+    [warning] = [line for line in run_log if "refused promotion" in line]
+    assert warning.startswith("WARNING dataset refused: ") and "expect_table_row_count_to_be_between" in warning
+    assert len([line for line in run_log if line.startswith("ERROR dataset broken failed: InputError")]) == 1
     # deployed from prefect.yaml without LOSSVAL_DATASETS: Prefect deploys "", refused by name at once
     empty = nightly(datasets_file="", workspace=str(setup["ws"]), return_state=True)
     assert empty.is_failed() and "LOSSVAL_DATASETS" in str(empty.result(raise_on_failure=False))
     [report_path] = (setup["ws"] / "nightly").glob("*.json")
     report = json.loads(report_path.read_text())
-    assert report["failed"] == ["broken"]
-    broken, good = report["datasets"]
+    assert report["failed"] == ["broken"] and report["refused"] == ["refused"]
+    broken, good, refused = report["datasets"]
     assert broken["state"] == "Failed" and "InputError" in broken["error"]
     assert good["state"] == "Completed" and good["kept"] > 0 and good["quarantined"] > 0
     manifest = json.loads((setup["ws"] / "runs" / good["run_id"] / "manifest.json").read_text())
     assert manifest["dataset"] == "good"  # the datasets file's name wins over the config's
     assert [r["holder"] for r in read_lock_log(setup["ws"] / "locks", "good")] != []
+    # The refused run is complete: the report says where it is, what it kept and why the gate refused it.
+    assert refused["state"] == "Refused" and "error" not in refused
+    assert refused["run_dir"] == str(setup["ws"] / "runs" / refused["run_id"])
+    manifest = json.loads((Path(refused["run_dir"]) / "manifest.json").read_text())
+    assert manifest["gate"] == {"passed": False, "failures": refused["gate_failures"]}
+    assert refused["gate_failures"][0].startswith("expect_table_row_count_to_be_between")
+    assert (refused["kept"], refused["quarantined"]) == (manifest["rows"]["kept"], manifest["rows"]["quarantine"])
+    assert refused["mlflow_run_id"] == manifest["mlflow"]["run_id"]
+
+
+def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path], run_log: list[str]) -> None:
+    from flows.nightly import nightly
+
+    datasets = setup["root"] / "refused-only.yaml"
+    datasets.write_text(yaml.safe_dump({"datasets": [{"name": "refused", "config": str(setup["refused"])}]}))
+    ws = setup["ws"] / "refusals"
+    state = nightly(datasets_file=str(datasets), workspace=str(ws), return_state=True)
+    assert state.is_completed(), state.message
+    assert state.message == "0 of 1 dataset(s) promoted; 1 refused by the quality gate, champion unchanged: refused"
+    report = state.result()
+    [record] = report["datasets"]
+    assert report["failed"] == [] and report["refused"] == ["refused"] and record["state"] == "Refused"
+    assert (ws / "runs" / record["run_id"] / "manifest.json").is_file()
+    assert [json.loads(p.read_text()) for p in (ws / "nightly").glob("*.json")] == [report]
+    assert not [line for line in run_log if "Traceback" in line], run_log
+
+
+@pytest.mark.parametrize("exc, traceback", [(InputError("x.csv: no column 'y'"), False),
+                                            (GateFailed("nothing promoted"), False),
+                                            (NightlyFailed("1 of 2 dataset(s) failed", report={}), False),
+                                            (RuntimeError("a bug"), True)])
+def test_prefect_logs_expected_errors_in_one_line_and_bugs_with_their_traceback(run_log: list[str], exc: Exception,
+                                                                                traceback: bool) -> None:
+    from flows.nightly import _quiet_expected_errors
+
+    from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
+
+    _quiet_expected_errors()
+    with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):  # no flow run here
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            try:
+                raise exc
+            except Exception:
+                logging.getLogger(name).error("Task run failed with exception: %r", exc, exc_info=True)
+    assert len(run_log) == 2
+    for line in run_log:
+        assert line.startswith(f"ERROR Task run failed with exception: {exc!r}")
+        assert ("Traceback" in line) is traceback and (len(line.splitlines()) > 1) is traceback
 
 
 @pytest.mark.parametrize("path", ["../outside/secret.csv", "incoming/link.csv", "{secret}"])
