@@ -379,9 +379,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(f"{args.run_dir}: every input row is accounted for")
     from lossval.io import read_json
-    from lossval.manifest import MANIFEST_NAME
+    from lossval.manifest import MANIFEST_NAME, content_hash_note
 
-    tracking = read_json(Path(args.run_dir) / MANIFEST_NAME).get("mlflow") or {}
+    manifest = read_json(Path(args.run_dir) / MANIFEST_NAME)
+    note = content_hash_note(manifest)
+    if note is not None:
+        print(f"note: {note}")
+    tracking = manifest.get("mlflow") or {}
     if tracking.get("status") not in (None, "ok"):
         print(f"note: MLflow tracking {tracking['status']} for this run; no model was registered from it")
     return EXIT_OK

@@ -17,7 +17,9 @@ A run whose data outputs are complete but whose MLflow tracking failed still get
 verifiable, and a rerun with tracking back registers the model.
 
 :func:`verify_run` re-reads the outputs and checks that every input row is in exactly one of
-validation, test, kept or quarantine.
+validation, test, kept or quarantine, and that the run folder's own files are unchanged (their
+sha256). Manifests written before hashes were recorded have no ``sha256``: their rows are
+checked, their files' contents cannot be (:func:`content_hash_note` says so).
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import pandas as pd
 from lossval.errors import InputError
 from lossval.io import file_sha256, process_alive, read_json, write_json
 
-__all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "row_counts", "begin_run", "complete_run", "discard_run",
-           "sweep_stale_runs", "relocate"]
+__all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "content_hash_note", "row_counts", "begin_run",
+           "complete_run", "discard_run", "sweep_stale_runs", "relocate"]
 
 MANIFEST_NAME = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
@@ -159,7 +161,8 @@ def verify_run(run_dir: Path) -> list[str]:
     the manifest records it), read from ``run_dir`` when the folder was moved or copied; the snapshot's row ids are exactly the
     union of the data-derived parts (validation when it came from the data, test, kept,
     quarantine); the parts are disjoint; ``train = kept + quarantine``; counts match the
-    manifest.
+    manifest. A manifest without ``sha256`` passes on its rows alone; tell the reader so with
+    :func:`content_hash_note`.
     """
     run_dir = Path(run_dir)
     if run_dir.name.endswith(PARTIAL_SUFFIX):
@@ -234,3 +237,17 @@ def verify_run(run_dir: Path) -> list[str]:
         if name in counts and counts[name] != len(ids[name]):
             problems.append(f"manifest says {counts[name]} {name} rows, file has {len(ids[name])}")
     return problems + changed
+
+
+def content_hash_note(manifest: dict[str, Any]) -> str | None:
+    """What to tell the reader of a passing :func:`verify_run` when ``manifest`` records no content hashes.
+
+    Such a manifest (written before hashes were recorded) is accepted on its row accounting alone:
+    a file whose contents changed with its row ids intact (a flipped label, an edited value) passes.
+
+    Returns:
+        One line saying so, or ``None`` when the manifest records hashes.
+    """
+    if manifest.get("sha256"):
+        return None
+    return "the manifest predates content hashes (it records no 'sha256'), so file contents were not checked, only rows"

@@ -327,14 +327,29 @@ def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference
     assert "output 'quarantine' changed after the run wrote it (sha256 differs)" in err and "lost" not in err
 
 
-def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference: dict, tmp_path: Path) -> None:
+def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference: dict, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
     run = _copy_run(reference, tmp_path / "run")
+    assert main(["verify", str(run)]) == 0
+    assert "predates content hashes" not in capsys.readouterr().out  # hashes recorded: contents were checked
     manifest = json.loads((run / MANIFEST_NAME).read_text())
     assert set(manifest["sha256"]) == {"train", "validation", "test", "kept", "quarantine", "model_state", "metrics",
                                        "gate"}  # the run folder's own files; snapshot and values are shared
     del manifest["sha256"]
     (run / MANIFEST_NAME).write_text(json.dumps(manifest))
-    assert main(["verify", str(run)]) == 0
+    kept = pd.read_parquet(run / "kept.parquet")
+    kept.loc[0, "label"] = "yes" if kept.loc[0, "label"] == "no" else "no"  # same rows, one label flipped
+    kept.to_parquet(run / "kept.parquet", index=False)
+    assert main(["verify", str(run)]) == 0  # the rows still add up...
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [  # ...and the output says that is all it could check
+        f"{run}: every input row is accounted for",
+        "note: the manifest predates content hashes (it records no 'sha256'), so file contents were not checked, "
+        "only rows"] and err == ""
+    (run / "quarantine.parquet").unlink()
+    assert main(["verify", str(run)]) == 1  # rows are still checked: a lost part fails
 
 
 @pytest.mark.parametrize("damage", ["no-manifest", "corrupt-manifest", "truncated-output", "missing-output",
