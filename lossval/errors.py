@@ -57,10 +57,12 @@ class GateFailed(LossvalError):
 class NightlyFailed(LossvalError):
     """One or more datasets of a nightly run failed; the others were cleaned (see ``report``).
 
+    A dataset whose run the quality gate refused is not a failure: it is listed under ``refused``.
+
     Args:
         message: The failed datasets and why.
-        report: The nightly report ``{"started", "flow_run_id", "datasets": [...], "failed": [...]}``,
-            also written to ``<workspace>/nightly/<UTC time>.json``.
+        report: The nightly report ``{"started", "flow_run_id", "datasets": [...], "failed": [...],
+            "refused": [...]}``, also written to ``<workspace>/nightly/<UTC time>.json``.
     """
 
     def __init__(self, message: str, *, report: dict) -> None:
