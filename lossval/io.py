@@ -279,8 +279,9 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
 
     Raises:
         InputError: missing path, empty file, header only, unreadable bytes, too many or repeated
-            column names, or files of one
-            folder with different columns (names the file and the columns that differ).
+            column names, or files of one folder with different columns (names the file and the
+            columns that differ). Files with the same columns in another order are matched by
+            name, in the first file's order.
     """
     files = list_data_files(path)
     text = [c for c in text_columns if c is not None]
@@ -293,12 +294,10 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         elif list(df.columns) != columns:
             missing = [c for c in columns if c not in df.columns]
             extra = [c for c in df.columns if c not in columns]
-            raise InputError(
-                f"columns differ from {files[0].name}: missing {missing[:5]}, extra {extra[:5]}"
-                + ("" if missing or extra else " (same names, other order)")
-                + "; every file of a folder must have the same schema.",
-                source=str(f),
-            )
+            if missing or extra:
+                raise InputError(f"columns differ from {files[0].name}: missing {missing[:5]}, extra {extra[:5]}; "
+                                 "every file of a folder must have the same columns.", source=str(f))
+            df = df[columns]  # the same columns in another order (another export tool): matched by name
         frames.append(df)
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)

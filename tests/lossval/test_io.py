@@ -28,6 +28,8 @@ def test_folder_of_files_is_concatenated_and_schema_mismatch_named(tmp_path: Pat
     pd.DataFrame({"a": [1, 2], "b": [3, 4]}).to_csv(tmp_path / "1.csv", index=False)
     pd.DataFrame({"a": [5], "b": [6]}).to_parquet(tmp_path / "2.parquet")
     assert read_table(tmp_path)["a"].tolist() == [1, 2, 5]
+    pd.DataFrame({"b": [8], "a": [7]}).to_csv(tmp_path / "2b.csv", index=False)  # same columns, another order
+    assert read_table(tmp_path).to_dict("list") == {"a": [1, 2, 5, 7], "b": [3, 4, 6, 8]}
     pd.DataFrame({"a": [5], "c": [6]}).to_csv(tmp_path / "3.csv", index=False)
     with pytest.raises(InputError, match=r"3\.csv: columns differ .* missing \['b'\], extra \['c'\]"):
         read_table(tmp_path)
