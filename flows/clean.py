@@ -27,7 +27,7 @@ from tasks.split import split
 from tasks.track import promote, track, tracking_uri
 from tasks.value import valuation_key, value_cached
 
-__all__ = ["clean_dataset", "run_cleaning"]
+__all__ = ["clean_dataset", "run_cleaning", "older_snapshot"]
 
 ONE_DAY_S = 24 * 3600  # no write of lossval's takes this long
 
@@ -116,6 +116,25 @@ def _epoch_losses(report: str) -> list[float]:
     return [float(v) for v in (read_json(report).get("history") or {}).get("loss", [])]
 
 
+def older_snapshot(ws: Workspace, dataset: str, snapshot_hash: str) -> dict[str, str] | None:
+    """When ``snapshot_hash`` was ingested before and another snapshot since: when, and which is newest; else None.
+
+    A stale export (yesterday's file delivered again, a restored backup) then rolls the dataset back.
+    """
+    from lossval.io import read_json
+
+    path = ws.snapshot_dir(dataset) / "history.json"
+    try:
+        history = read_json(path) if path.exists() else []
+    except Exception:  # noqa: BLE001 (a damaged history is not this run's problem; publishing rewrites it)
+        return None
+    seen = [h for h in history if h.get("snapshot_hash") == snapshot_hash]
+    if not seen or not history or history[-1].get("snapshot_hash") == snapshot_hash:
+        return None
+    return {"first_ingested_at": str(seen[0].get("ingested_at")), "newest_snapshot": str(history[-1].get("snapshot_hash")),
+            "newest_ingested_at": str(history[-1].get("ingested_at"))}
+
+
 def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id: str, started: dt.datetime,
                 fr_id: str) -> dict:
     """ingest -> split -> value -> prune -> retrain -> gate into ``staging``; writes the manifest there.
@@ -129,6 +148,13 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     snap = _timed(ingest(config.data, dataset=config.dataset, target=config.target, id_column=config.id_column,
                          workspace=str(ws.root), stage_dir=str(staging), categorical=list(config.categorical)),
                   "ingest", t, timings)
+    rollback = older_snapshot(ws, config.dataset, snap["snapshot_hash"])
+    if rollback:
+        get_run_logger().warning(
+            "dataset %s: this data (snapshot %s, first ingested %s) is older than the newest snapshot cleaned here "
+            "(%s, ingested %s); a model promoted from it rolls the champion back to older data. Check the export "
+            "if that is not meant.", config.dataset, snap["snapshot_hash"], rollback["first_ingested_at"],
+            rollback["newest_snapshot"], rollback["newest_ingested_at"])
     task_kind = config.task
     if task_kind == "auto":
         import pandas as pd
@@ -194,6 +220,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                            "quarantined": pruned["rows_pruned"], "protected": pruned["protected"],
                            "cap_hit": pruned["cap_hit"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},
+               "older_snapshot": rollback,
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
                "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},

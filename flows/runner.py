@@ -202,6 +202,10 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
           f"({rows['validation']} validation, {rows['test']} test rows held out)")
+    older = summary.get("older_snapshot")
+    if older:
+        print(f"  note: this data is older than the newest snapshot cleaned in this workspace ({older['newest_snapshot']}, "
+              f"ingested {older['newest_ingested_at']}): a rollback, if promoted")
     if summary.get("valuation_cached"):
         print("  values: reused from an earlier run on the same snapshot and settings (not valued again)")
     if summary.get("pruning"):

@@ -354,3 +354,18 @@ def test_schema_changes_name_what_the_champion_would_not_take_or_return() -> Non
         "column(s) read as another kind: 'code' numeric -> categorical", "classes changed: new ['r']"]
     regression = TabularEncoder(target="a", task="regression").fit(rows)
     assert schema_changes(champion, regression)[0] == "task classification -> regression"
+
+
+def test_an_older_snapshot_cleaned_again_is_named_as_a_rollback(tmp_path) -> None:
+    from flows.clean import older_snapshot
+    from lossval.io import write_json
+    from tasks._paths import Workspace
+
+    ws = Workspace.at(tmp_path)
+    assert older_snapshot(ws, "d", "aaa") is None  # nothing ingested yet
+    write_json([{"snapshot_hash": "aaa", "ingested_at": "2026-12-01T02:00:00+00:00"},
+                {"snapshot_hash": "bbb", "ingested_at": "2026-12-02T02:00:00+00:00"}], ws.snapshot_dir("d") / "history.json")
+    assert older_snapshot(ws, "d", "bbb") is None  # the newest again: a rerun
+    assert older_snapshot(ws, "d", "ccc") is None  # new data
+    assert older_snapshot(ws, "d", "aaa") == {"first_ingested_at": "2026-12-01T02:00:00+00:00", "newest_snapshot": "bbb",
+                                              "newest_ingested_at": "2026-12-02T02:00:00+00:00"}
