@@ -174,6 +174,20 @@ def _process_gone(token: str) -> bool:
     return False
 
 
+def _artifacts_elsewhere(client: Any, experiment_id: str, uri: str, workspace: str) -> str | None:
+    """The experiment's artifact folder when the workspace's own store puts it outside the workspace, else None."""
+    from urllib.parse import unquote, urlparse
+
+    root = Path(workspace).resolve()
+    if uri != f"sqlite:///{root / 'mlflow.db'}":  # a store of the user's choosing: its artifacts are where they say
+        return None
+    location = urlparse(client.get_experiment(experiment_id).artifact_location or "")
+    if location.scheme != "file":
+        return None
+    folder = Path(unquote(location.path))
+    return None if folder.is_relative_to(root) else str(folder)
+
+
 def close_abandoned_runs(client: Any, experiment_id: str) -> list[str]:
     """Mark KILLED the runs of ``experiment_id`` that a lossval process on this host left RUNNING and is gone.
 
@@ -272,6 +286,13 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "mlflow.note.content": _run_description(config, stages, gate, pruning)}
         if not gate["passed"]:
             tags["gate_failures"] = "; ".join(gate["failures"])[:5000]
+        elsewhere = _artifacts_elsewhere(client, experiment_id, uri, workspace)
+        if elsewhere:
+            get_run_logger().warning(
+                "this workspace's MLflow experiment %r keeps its artifacts in %s, outside the workspace (it was moved "
+                "or copied; MLflow records absolute paths): this run's model goes there too, and models registered "
+                "before the move are read from there. Move the workspace back, or point tracking.uri at a new store.",
+                config.tracking.experiment, elsewhere)
         try:
             closed = close_abandoned_runs(client, experiment_id)
         except Exception as exc:  # noqa: BLE001 (housekeeping: it must not fail the run's own tracking)

@@ -250,11 +250,15 @@ def test_unreachable_mlflow_fails_clearly_keeps_data_consistent_and_rerun_comple
     assert _registry_versions(ws) == ["1"]
 
 
-def test_a_copied_workspace_reads_its_own_cached_values(config: Path, reference: dict, tmp_path: Path) -> None:
+def test_a_copied_workspace_reads_its_own_cached_values(config: Path, reference: dict, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     copy = tmp_path / "copied-ws"
     shutil.copytree(reference["workspace"], copy)  # cp -a: the cache records name the original's files
     copied = {p.name for p in _run_folders(copy)}
     assert main(["run", str(config), "--workspace", str(copy)]) == 0
+    # MLflow keeps absolute artifact paths: the copy's experiment still writes to the original. Said, once.
+    moved = [r.getMessage() for r in caplog.records if "outside the workspace" in r.getMessage()]
+    assert len(moved) == 1 and str(reference["workspace"] / "mlartifacts") in moved[0]
     [rerun] = [p for p in _run_folders(copy) if p.name not in copied]
     manifest = json.loads((rerun / MANIFEST_NAME).read_text())
     for name in ("values", "encoder"):
