@@ -7,6 +7,7 @@ train rows only, and scores "before" and "after" models on the same test rows.
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 
 import numpy as np
@@ -165,6 +166,7 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None) -> n
         readings = {"as stored": times.isna().to_numpy()}
         chosen = times.to_numpy()
     else:
+        _refuse_mixed_offsets(raw, column, df.index, source)
         readings, parsed = {}, {}
         for name, kw in (("ISO 8601", {"format": "ISO8601"}), ("month first", {}), ("day first", {"dayfirst": True})):
             with warnings.catch_warnings():
@@ -196,6 +198,31 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None) -> n
             source=source,
         )
     return _latest(chosen, k)
+
+
+# A time written with its UTC offset: ...Z, ...+02:00, ...-0500 (after a time of day).
+_OFFSET = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+_TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}")
+
+
+def _refuse_mixed_offsets(raw: pd.Series, column: str, index: pd.Index, source: str | None) -> None:
+    """Refuse a text timestamp column in which some times of day carry a UTC offset and others do not.
+
+    The ones without would be read as UTC, hours off from the others in most places, and the
+    "latest" rows picked from that order. Dates without a time of day mix with either.
+    """
+    text = [str(v).strip() for v in raw.to_numpy(dtype=object)]
+    present = ~raw.isna().to_numpy()
+    offset = np.array([bool(_OFFSET.search(v)) for v in text], dtype=bool) & present
+    plain = np.array([bool(_TIME_OF_DAY.search(v)) for v in text], dtype=bool) & present & ~offset  # dates alone: midnight
+    if offset.any() and plain.any():
+        a, b = int(np.flatnonzero(offset)[0]), int(np.flatnonzero(plain)[0])
+        raise InputError(
+            f"timestamp column {column!r} mixes times with a UTC offset ({int(offset.sum())}, e.g. row {index[a]}: "
+            f"{raw.iloc[a]!r}) and without one ({int(plain.sum())}, e.g. row {index[b]}: {raw.iloc[b]!r}); those "
+            "would be read as UTC. Write every time with its offset, or none.",
+            source=source,
+        )
 
 
 def _label_text(value: object) -> str:

@@ -109,3 +109,14 @@ def test_rows_that_arrive_later_leave_the_others_in_their_split(strategy: str) -
     shuffled = df.sample(frac=1.0, random_state=0)
     assert assign_splits(shuffled, **common).sort_index().equals(assign_splits(df, **common))  # order does not matter
     assert not assign_splits(df, **{**common, "seed": 4}).equals(assign_splits(df, **common))  # the seed does
+
+
+def test_latest_refuses_times_with_and_without_a_utc_offset_in_one_column() -> None:
+    hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
+    with_offset = [t.strftime("%Y-%m-%dT%H:%M:%S") + "+05:00" for t in hours]
+    assert _latest(with_offset) == list(range(30, 40))  # all with an offset: fine
+    assert _latest([t.strftime("%Y-%m-%d %H:%M") for t in hours]) == list(range(30, 40))  # none: fine
+    mixed = with_offset[:20] + [t.strftime("%Y-%m-%d %H:%M") for t in hours[20:]]
+    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(20, e\.g\. row 0: '2026-03-01T08:00:00\+05:00'"
+                                         r"\) and without one \(20, e\.g\. row 20: '2026-03-02 04:00'\)"):
+        _latest(mixed)
