@@ -261,7 +261,8 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     try:
         tracked = track(config=config, workspace=str(ws.root), run_name=f"{config.dataset} {started:%Y-%m-%d %H:%M:%S}Z",
                         flow_run_id=summary["flow_run_id"], stages=summary["stages"],
-                        snapshot_hash=summary["snapshot_hash"], gate=gate, pruning=summary["pruning"])
+                        snapshot_hash=summary["snapshot_hash"], gate=gate, pruning=summary["pruning"],
+                        run_key=summary["run_key"])
         summary["model"] = promote(config=config, workspace=str(ws.root), model_source=tracked["model_source"],
                                    run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"])
         summary["mlflow"] = {**tracked, "status": "ok"}

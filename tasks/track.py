@@ -29,6 +29,7 @@ from lossval.io import pause_point
 from lossval.landing import dataset_lock
 from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
+from tasks.champion import registered_model_name
 from tasks.prune import lowest_value_rows
 
 __all__ = ["track", "promote", "tracking_uri", "mlflow_client", "values_histogram", "close_abandoned_runs"]
@@ -261,11 +262,14 @@ def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
 
 @task(name="track")
 def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id: str, stages: dict[str, Any],
-          snapshot_hash: str, gate: dict, pruning: dict) -> dict:
+          snapshot_hash: str, gate: dict, pruning: dict, run_key: str | None = None) -> dict:
     """Log the parent run, one nested run per stage, metrics, artifacts and the "after" model.
 
     The model is a pyfunc model (:mod:`lossval.serving`): the user's own feature columns in,
     labels and class probabilities (or the target) out.
+
+    A rerun whose ``run_key`` already has a registered version logs no second copy of the model:
+    its ``model_source`` is that version's.
 
     Returns ``{"run_id", "experiment_id", "model_uri", "model_source", "tracking_uri"}``.
     """
@@ -329,11 +333,17 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                     _log(client, child, metrics={k: float(v) for k, v in record.items()
                                                  if isinstance(v, (int, float)) and not isinstance(v, bool)},
                          series={"epoch_loss": record["history_loss"]} if stage == "value" else None)
-            model_dir = save_pyfunc_model(Path(tmp) / "model", encoder=value["encoder"], retrain=retrain,
-                                          test=stages["split"]["paths"]["test"])
-            client.log_artifacts(parent, str(model_dir), artifact_path="model")
-            source = f"{client.get_run(parent).info.artifact_uri.rstrip('/')}/model"
-        return {"run_id": parent, "experiment_id": experiment_id, "model_uri": f"runs:/{parent}/model",
+            registered = _version_with_key(client, registered_model_name(config), run_key) if run_key else None
+            if registered is not None:  # a rerun of the same data and config: promote() reuses that version
+                source = str(registered.source)
+                client.set_tag(parent, "model_logged_by", f"version {registered.version} (same run key; not logged again)")
+            else:
+                model_dir = save_pyfunc_model(Path(tmp) / "model", encoder=value["encoder"], retrain=retrain,
+                                              test=stages["split"]["paths"]["test"])
+                client.log_artifacts(parent, str(model_dir), artifact_path="model")
+                source = f"{client.get_run(parent).info.artifact_uri.rstrip('/')}/model"
+        return {"run_id": parent, "experiment_id": experiment_id,
+                "model_uri": f"runs:/{parent}/model" if registered is None else source,
                 "model_source": source, "tracking_uri": mask_uri(uri)}
 
 
@@ -415,7 +425,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
     """
     from mlflow.exceptions import MlflowException
 
-    name = config.tracking.registered_model or f"lossval-{config.dataset}"
+    name = registered_model_name(config)
     uri = tracking_uri(config, workspace)
     # One registration at a time per model on this workspace: two runs of the same key at the same
     # moment would otherwise both find no version and both register one.
@@ -428,12 +438,9 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
-        # By name only (names hold no quotes: checked at config load), the run key matched here: some registries
-        # (Unity Catalog) accept a single condition in this search.
-        existing = [v for v in client.search_model_versions(f"name='{name}'")
-                    if (v.tags or {}).get("lossval_run_key") == run_key]
-        if existing:
-            version = str(max(int(v.version) for v in existing))
+        existing = _version_with_key(client, name, run_key)
+        if existing is not None:
+            version = str(existing.version)
             reused = True
         else:
             mv = client.create_model_version(name, model_source, run_id=run_id,
@@ -446,6 +453,14 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
         champion = version if gate_passed else _alias_version(client, name, "champion")
     return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion}
+
+
+def _version_with_key(client: Any, name: str, run_key: str) -> Any:
+    """The newest version of registered model ``name`` tagged with ``run_key``, or None (also when no such model)."""
+    # By name only (names hold no quotes: checked at config load), the run key matched here: some registries
+    # (Unity Catalog) accept a single condition in this search.
+    found = [v for v in client.search_model_versions(f"name='{name}'") if (v.tags or {}).get("lossval_run_key") == run_key]
+    return max(found, key=lambda v: int(v.version)) if found else None
 
 
 def _version_description(config: PipelineConfig, gate_passed: bool) -> str:
