@@ -48,8 +48,10 @@ def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[st
         changes.append(f"feature column(s) added: {added}")
     if removed:
         changes.append(f"feature column(s) removed: {removed}")
-    kind_old = {c: "numeric" for c in champion.numeric_columns_} | {c: "categorical" for c in champion.categorical_columns_}
-    kind_new = {c: "numeric" for c in current.numeric_columns_} | {c: "categorical" for c in current.categorical_columns_}
+    def kinds(enc: TabularEncoder) -> dict[str, str]:
+        return {**{c: "numeric" for c in enc.numeric_columns_}, **{c: "categorical" for c in enc.categorical_columns_}}
+
+    kind_old, kind_new = kinds(champion), kinds(current)
     flips = [f"{c!r} {kind_old[c]} -> {kind_new[c]}" for c in new if c in kind_old and c in kind_new
              and kind_old[c] != kind_new[c]]
     if flips:
@@ -114,9 +116,10 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
             f"schema differs from the champion ({name} version {version}): " + "; ".join(changes)
             + ". Callers of @champion would break; if the change is meant, set gate.allow_schema_change: true for "
             "this run")
-    scores = _score(champion, test, target=config.target)
+    scores = _score(champion, test, target=config.target) if champion.encoder.task_ == encoder.task_ else None
     if scores is None:
-        record["note"] = "the champion cannot score this run's test rows (columns or classes it does not know)"
+        record["note"] = ("the champion cannot score this run's test rows (another task, or columns or classes it "
+                          "does not know)")
         return record
     record["metrics"] = scores
     from tasks.gate import PRIMARY_METRIC
