@@ -27,7 +27,7 @@ from tasks.split import split
 from tasks.track import promote, track, tracking_uri
 from tasks.value import valuation_key, value_cached
 
-__all__ = ["clean_dataset", "run_cleaning", "older_snapshot"]
+__all__ = ["clean_dataset", "run_cleaning", "older_snapshot", "shrank_from"]
 
 ONE_DAY_S = 24 * 3600  # no write of lossval's takes this long
 
@@ -116,23 +116,40 @@ def _epoch_losses(report: str) -> list[float]:
     return [float(v) for v in (read_json(report).get("history") or {}).get("loss", [])]
 
 
-def older_snapshot(ws: Workspace, dataset: str, snapshot_hash: str) -> dict[str, str] | None:
-    """When ``snapshot_hash`` was ingested before and another snapshot since: when, and which is newest; else None.
-
-    A stale export (yesterday's file delivered again, a restored backup) then rolls the dataset back.
-    """
+def _history(ws: Workspace, dataset: str) -> list[dict]:
+    """The dataset's snapshot history (``snapshots/<dataset>/history.json``), oldest first; [] when none or unreadable."""
     from lossval.io import read_json
 
     path = ws.snapshot_dir(dataset) / "history.json"
     try:
         history = read_json(path) if path.exists() else []
     except Exception:  # noqa: BLE001 (a damaged history is not this run's problem; publishing rewrites it)
-        return None
+        return []
+    return history if isinstance(history, list) else []
+
+
+def older_snapshot(ws: Workspace, dataset: str, snapshot_hash: str) -> dict[str, str] | None:
+    """When ``snapshot_hash`` was ingested before and another snapshot since: when, and which is newest; else None.
+
+    A stale export (yesterday's file delivered again, a restored backup) then rolls the dataset back.
+    """
+    history = _history(ws, dataset)
     seen = [h for h in history if h.get("snapshot_hash") == snapshot_hash]
-    if not seen or not history or history[-1].get("snapshot_hash") == snapshot_hash:
+    if not seen or history[-1].get("snapshot_hash") == snapshot_hash:
         return None
     return {"first_ingested_at": str(seen[0].get("ingested_at")), "newest_snapshot": str(history[-1].get("snapshot_hash")),
             "newest_ingested_at": str(history[-1].get("ingested_at"))}
+
+
+SHRINK_WARNING = 0.5
+"""A snapshot with fewer rows than this share of the dataset's previous one is warned about (a truncated export?)."""
+
+
+def shrank_from(ws: Workspace, dataset: str, rows: int) -> int | None:
+    """The previous snapshot's row count when this one has fewer than :data:`SHRINK_WARNING` of it, else None."""
+    history = _history(ws, dataset)
+    previous = history[-1].get("rows") if history else None
+    return int(previous) if isinstance(previous, int) and rows < SHRINK_WARNING * previous else None
 
 
 def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id: str, started: dt.datetime,
@@ -155,6 +172,11 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
             "(%s, ingested %s); a model promoted from it rolls the champion back to older data. Check the export "
             "if that is not meant.", config.dataset, snap["snapshot_hash"], rollback["first_ingested_at"],
             rollback["newest_snapshot"], rollback["newest_ingested_at"])
+    shrank = shrank_from(ws, config.dataset, snap["rows"])
+    if shrank:
+        get_run_logger().warning(
+            "dataset %s: %d rows, down from %d in its previous snapshot; a truncated or partial export? The gate "
+            "compares with the champion on this run's (smaller) test split.", config.dataset, snap["rows"], shrank)
     task_kind = config.task
     if task_kind == "auto":
         import pandas as pd
@@ -220,7 +242,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                            "quarantined": pruned["rows_pruned"], "protected": pruned["protected"],
                            "cap_hit": pruned["cap_hit"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},
-               "older_snapshot": rollback,
+               "older_snapshot": rollback, "shrank_from_rows": shrank,
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
                "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},

@@ -206,6 +206,9 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     if older:
         print(f"  note: this data is older than the newest snapshot cleaned in this workspace ({older['newest_snapshot']}, "
               f"ingested {older['newest_ingested_at']}): a rollback, if promoted")
+    if summary.get("shrank_from_rows"):
+        print(f"  note: {summary['rows']['snapshot']} rows, down from {summary['shrank_from_rows']} in the previous "
+              "snapshot: a truncated export?")
     if summary.get("valuation_cached"):
         print("  values: reused from an earlier run on the same snapshot and settings (not valued again)")
     if summary.get("pruning"):

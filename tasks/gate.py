@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
@@ -88,16 +88,21 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     failures = list(gx_result["failures"]) + metric_failures(
         metrics, task=enc.task_, tolerance=tol, refuse_when_all_worse=config.gate.refuse_when_all_worse,
         limits=config.gate.metric_limits)
-    champion = None
-    if config.gate.compare_with_champion and test is not None and workspace is not None:
+    champion, notes = None, []
+    test_rows = pd.read_parquet(test) if test is not None else None
+    if test_rows is not None and metric == "accuracy" and len(test_rows) and 1 / len(test_rows) > tol:
+        notes.append(f"the test split has {len(test_rows)} rows: one row moves accuracy by {1 / len(test_rows):.3f}, "
+                     f"more than gate.metric_tolerance ({tol}), so the metric checks judge by single rows")
+        get_run_logger().warning("%s", notes[-1])
+    if config.gate.compare_with_champion and test_rows is not None and workspace is not None:
         from tasks.champion import compare_with_champion
 
-        champion = compare_with_champion(config, workspace, encoder=enc, test=pd.read_parquet(test),
-                                         after=metrics["after"])
+        champion = compare_with_champion(config, workspace, encoder=enc, test=test_rows, after=metrics["after"])
         failures += champion["failures"]
     record = {"passed": not failures, "failures": failures, "suite": gx_result["suite"], "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,
-              "metric_limits": dict(config.gate.metric_limits), "champion": champion, "gx": gx_result["result"]}
+              "metric_limits": dict(config.gate.metric_limits), "champion": champion, "notes": notes,
+              "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
     return {"passed": not failures, "failures": failures, "result_path": str(path), "suite": gx_result["suite"],
             "champion": champion}

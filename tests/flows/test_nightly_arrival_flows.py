@@ -107,7 +107,7 @@ def test_nightly_cleans_every_dataset_and_reports_the_failed_and_the_refused_one
     assert refused["state"] == "Refused" and "error" not in refused
     assert refused["run_dir"] == str(setup["ws"] / "runs" / refused["run_id"])
     manifest = json.loads((Path(refused["run_dir"]) / "manifest.json").read_text())
-    assert manifest["gate"] == {"passed": False, "failures": refused["gate_failures"]}
+    assert manifest["gate"]["passed"] is False and manifest["gate"]["failures"] == refused["gate_failures"]
     assert refused["gate_failures"][0].startswith("expect_table_row_count_to_be_between")
     assert (refused["kept"], refused["quarantined"]) == (manifest["rows"]["kept"], manifest["rows"]["quarantine"])
     assert refused["mlflow_run_id"] == manifest["mlflow"]["run_id"]

@@ -369,3 +369,15 @@ def test_an_older_snapshot_cleaned_again_is_named_as_a_rollback(tmp_path) -> Non
     assert older_snapshot(ws, "d", "ccc") is None  # new data
     assert older_snapshot(ws, "d", "aaa") == {"first_ingested_at": "2026-12-01T02:00:00+00:00", "newest_snapshot": "bbb",
                                               "newest_ingested_at": "2026-12-02T02:00:00+00:00"}
+
+
+def test_a_snapshot_much_smaller_than_the_previous_one_is_named(tmp_path) -> None:
+    from flows.clean import shrank_from
+    from lossval.io import write_json
+    from tasks._paths import Workspace
+
+    ws = Workspace.at(tmp_path)
+    assert shrank_from(ws, "d", 10) is None  # no history
+    write_json([{"snapshot_hash": "aaa", "rows": 1000}], ws.snapshot_dir("d") / "history.json")
+    assert shrank_from(ws, "d", 300) == 1000  # the audit's truncated export: 300 of 1000 rows
+    assert shrank_from(ws, "d", 500) is None and shrank_from(ws, "d", 1200) is None
