@@ -107,7 +107,8 @@ def run_library_demo(*, dataset: str, noise: float, workspace: Path, epochs: int
     enc = TabularEncoder(target=data.target, task=data.task, exclude=["id"]).fit(train)
     t0 = time.perf_counter()
     lv = LossVal(task=data.task, epochs=epochs, device=device, seed=seed).fit(
-        enc.transform(train), train[data.target].to_numpy(), enc.transform(valid), valid[data.target].to_numpy())
+        enc.transform(train), train[data.target].to_numpy(), enc.transform(valid), valid[data.target].to_numpy(),
+        one_hot_columns=enc.one_hot_positions())
     seconds = time.perf_counter() - t0
     labels = train[data.target].to_numpy() if data.task == "classification" else None
     decision = prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=0.2, labels=labels)

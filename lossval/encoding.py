@@ -506,6 +506,18 @@ class TabularEncoder:
                 names.extend(f"{c['name']}={level}" for level in levels)
         self.encoded_names_ = names
 
+    def one_hot_positions(self) -> list[int]:
+        """Positions, in :meth:`transform`'s output, of the one-hot (0/1) columns of categorical levels."""
+        self._check_fitted()
+        out: list[int] = []
+        pos = 0
+        for c in self._columns:
+            width = 1 if c["kind"] == "numeric" else len(c["levels"]) + (1 if c["other"] else 0)
+            if c["kind"] != "numeric":
+                out.extend(range(pos, pos + width))
+            pos += width
+        return out
+
     # ------------------------------------------------------------ transform
 
     def transform(self, df: pd.DataFrame, *, source: str | None = None) -> np.ndarray:

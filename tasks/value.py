@@ -90,7 +90,8 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     # Curated files decide the training and validation rows too: their content, not only their path.
     curated = [config.test_path, config.validation.path if config.validation.strategy == "file" else None]
     contents = [_content_hash(p) for p in curated]
-    key = f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}"
+    # one-hot: levels left unstandardised (fit's one_hot_columns); before, values of data with categoricals differed
+    key = f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}:one-hot-raw"
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
@@ -134,7 +135,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     pause_point("value")  # test-only hook: fault tests kill the run here
     t0 = time.perf_counter()
     lv = LossVal(**{**config.lossval, "task": enc.task_, "seed": config.seed}).fit(
-        X, tr[config.target].to_numpy(), X_val, va[config.target].to_numpy())
+        X, tr[config.target].to_numpy(), X_val, va[config.target].to_numpy(), one_hot_columns=enc.one_hot_positions())
     seconds = time.perf_counter() - t0
     table = pd.DataFrame({"row_id": tr["row_id"].to_numpy(), "value": lv.values_})
     table["rank"] = table["value"].rank(method="first").astype("int64")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from geomloss import SamplesLoss
@@ -805,3 +806,35 @@ def test_a_cpu_fit_uses_one_torch_thread_by_default_and_puts_the_setting_back(mo
     assert seen == [1, 2]
     with pytest.raises(ConfigError, match="cpu_threads must be None"):
         LossVal(cpu_threads=0).fit(Xn, yn, Xv, yv)
+
+
+def test_one_hot_columns_are_not_standardised_into_spikes_that_sink_rare_levels() -> None:
+    # A categorical level that 2% of rows hold, on clean rows: standardised, its one-hot column becomes a
+    # 7-sd spike and every such row sinks to the bottom; left 0/1 (one_hot_columns), they are valued as the rest.
+    from lossval.encoding import TabularEncoder
+    from lossval.pruning import TwoMeansPolicy, prune
+
+    rng = np.random.default_rng(0)
+
+    def frame(k: int) -> pd.DataFrame:
+        X = rng.normal(size=(k, 4))
+        level = np.where(rng.random(k) < 0.02, "rare", rng.choice(["a", "b", "c", "d"], k))
+        return pd.DataFrame({**{f"x{i}": X[:, i] for i in range(4)}, "g": level, "y": (X[:, 0] + X[:, 1] > 0).astype(int)})
+
+    train, valid = frame(600), frame(150)
+    noisy = rng.random(600) < 0.1
+    train.loc[noisy, "y"] = 1 - train.loc[noisy, "y"]
+    enc = TabularEncoder(target="y", task="classification").fit(train)
+    X, X_val = enc.transform(train), enc.transform(valid)
+    assert [enc.encoded_names_[i] for i in enc.one_hot_positions()] == ["g=a", "g=b", "g=c", "g=d", "g=rare"]
+    rare_clean = (train["g"] == "rare").to_numpy() & ~noisy
+    flagged = {}
+    for name, one_hot in (("standardised", None), ("as 0/1", enc.one_hot_positions())):
+        lv = LossVal(task="classification", epochs=15, verbose=False).fit(
+            X, train["y"].to_numpy(), X_val, valid["y"].to_numpy(), one_hot_columns=one_hot)
+        flagged[name] = ~prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=1.0).keep
+    assert rare_clean.sum() >= 8
+    assert flagged["standardised"][rare_clean].mean() >= 0.8
+    assert flagged["as 0/1"][rare_clean].mean() <= 0.3
+    with pytest.raises(InputError, match="one_hot_columns holds positions outside"):
+        LossVal(epochs=1, verbose=False).fit(X, train["y"].to_numpy(), X_val, valid["y"].to_numpy(), one_hot_columns=[99])
