@@ -314,12 +314,24 @@ class TabularEncoder:
         counts = pd.Series(keys).value_counts(sort=False)
         if len(counts) < 2:
             return None
+        if len(counts) >= max(20, 0.5 * int(series.notna().sum())):
+            warnings.warn(
+                f"{self.source + ': ' if self.source else ''}categorical column {col!r} has {len(counts)} distinct "
+                f"values in {len(series)} rows, like an id or free text: exclude it (features.exclude) if it "
+                "identifies rows rather than describing them",
+                UserWarning,
+                stacklevel=4,
+            )
         levels = sorted(counts.index, key=_level_sort_key)
         other = len(levels) > self.max_categories
         if other:
-            # Most frequent first; ties by level sort order, so the choice is deterministic.
+            # Most frequent first; ties by level sort order, so the choice is deterministic. A level seen once
+            # never gets a column of its own: that column would single out one row (an id-like column's first
+            # max_categories ids in sort order), which valuation and the model then read as a feature.
             by_freq = sorted(levels, key=lambda k: (-int(counts[k]), _level_sort_key(k)))
-            levels = sorted(by_freq[: self.max_categories], key=_level_sort_key)
+            levels = sorted([k for k in by_freq[: self.max_categories] if counts[k] > 1], key=_level_sort_key)
+            if not levels:  # every value once: one __other__ column, the same for every row
+                return None
         return {"name": col, "kind": "categorical", "levels": levels, "other": other}
 
     @staticmethod

@@ -402,7 +402,7 @@ def test_a_categorical_column_stored_differently_at_transform_is_warned_about():
         warnings.simplefilter("error")
         enc.transform(train.assign(colour=["red", "blue", "green", "teal"] * 3))
         enc.transform(train)
-        names = pd.DataFrame({"x": np.arange(40.0), "name": [f"n{i}" for i in range(40)], "y": [0, 1] * 20})
+        names = pd.DataFrame({"x": np.arange(40.0), "name": [f"n{i % 15}" for i in range(40)], "y": [0, 1] * 20})
         by_name = TabularEncoder(target="y", max_categories=10).fit(names)  # an __other__ column: new names expected
         by_name.transform(names.assign(name=[f"m{i}" for i in range(40)]))
 
@@ -613,3 +613,15 @@ def test_a_mostly_numeric_column_read_as_categorical_is_warned_about_once():
         TabularEncoder(target="y").fit(pd.DataFrame({"c": ["1", "2", "a", "b", "c"], "y": [0, 1, 0, 1, 0]}))
     with pytest.raises(InputError, match="non-numeric value 'unknown'"):
         TabularEncoder(target="y", numeric=["years_employed"]).fit(df)
+
+
+def test_an_id_like_categorical_is_warned_about_and_gives_no_row_its_own_column():
+    ids = pd.DataFrame({"x": np.arange(200.0), "customer": [f"C{i:04d}" for i in range(200)],
+                        "segment": [f"s{i % 60}" if i < 120 else f"u{i}" for i in range(200)], "y": [0, 1] * 100})
+    with pytest.warns(UserWarning, match=r"categorical column 'customer' has 200 distinct values in 200 rows, like an "
+                                         r"id or free text: exclude it \(features.exclude\)"):
+        enc = TabularEncoder(target="y").fit(ids)
+    assert "customer" not in enc.feature_columns_  # every value once: nothing to learn from it, dropped
+    # 60 levels seen twice and 80 seen once: the 50 kept are all repeated levels, never a single row's.
+    kept = [name for name in enc.encoded_names_ if name.startswith("segment=")]
+    assert len(kept) == 51 and kept[-1] == "segment=__other__" and not any(n.startswith("segment=u") for n in kept)
