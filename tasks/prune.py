@@ -82,7 +82,8 @@ def describe_pruning(pruning: dict) -> str:
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
     if pruning["cap_hit"]:
-        text += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} let {pruning['quarantined']} go. "
+        text += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} (of all rows, and of each class's) let "
+                 f"{pruning['quarantined']} go. "
                  "A policy that flags more than the cap may be finding no separate low-value group: see the "
                  "README, 'When the data is already clean'")
     return text + "."

@@ -213,7 +213,7 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
                "model": {"name": "lossval-x", "version": "2"}}
     _report(summary, gate_passed=False)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 let 200 go. " in out
+    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 (of all rows, and of each class's) let 200 go. " in out
     assert "version 2 is challenger only; no version is champion yet\n" in out  # a first run refused
     _report({**summary, "model": {**summary["model"], "champion_version": "1"}}, gate_passed=False)
     assert "version 2 is challenger only; the champion is still version 1\n" in capsys.readouterr().out

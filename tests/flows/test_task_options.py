@@ -16,7 +16,7 @@ def _config(**features):
 
 
 def test_features_categorical_reaches_the_encoder_and_the_cache_key() -> None:
-    df = make_frame(60).astype({"a": object})
+    df = make_frame(60).assign(a=[float(i % 7) for i in range(60)]).astype({"a": object})  # a code of 7 values
     df.loc[7, "a"] = "oops"  # 59 of 60 values parse: read as a numeric column with a typo
     with pytest.raises(InputError, match="features.categorical"):
         _check_encodable(df, _config(), "classification")

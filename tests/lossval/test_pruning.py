@@ -153,17 +153,31 @@ def test_two_means_policy_drops_lower_cluster():
 def test_class_protection_keeps_best_row_of_a_class():
     values = np.array([0.01, 0.02, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.3, 0.4])
     labels = np.array(["b", "b", "a", "a", "a", "a", "a", "a", "a", "a"])
-    unprotected = prune(values, policy=FractionPolicy(0.2), labels=labels, min_rows_per_class=0)
+    no_cap = {"max_prune_fraction": 1.0}  # protection alone (the cap is tested below)
+    unprotected = prune(values, policy=FractionPolicy(0.2), labels=labels, min_rows_per_class=0, **no_cap)
     assert unprotected.dropped_indices.tolist() == [0, 1]
-    protected = prune(values, policy=FractionPolicy(0.2), labels=labels)
+    protected = prune(values, policy=FractionPolicy(0.2), labels=labels, **no_cap)
     # Row 1 (0.02) is class b's best and stays; row 0 is dropped.
     assert protected.keep[1] and not protected.keep[0]
     assert protected.n_dropped == 1 and protected.capped
     assert protected.n_protected == 1 and not protected.cap_hit  # protection, not the cap, kept row 1
-    two = prune(values, policy=ThresholdPolicy(0.45), labels=labels, min_rows_per_class=2)
-    # Class b keeps both its rows; the cap (2 rows) is then spent on class a's lowest.
+    two = prune(values, policy=ThresholdPolicy(0.45), labels=labels, min_rows_per_class=2, **no_cap)
+    # Class b keeps both its rows; class a's flagged rows go.
     assert two.dropped_indices.tolist() == [8, 9]
-    assert two.n_candidates == 4 and two.n_protected == 2 and not two.cap_hit  # 2 left: exactly the budget
+    assert two.n_candidates == 4 and two.n_protected == 2 and not two.cap_hit
+
+
+def test_the_cap_holds_for_each_class():
+    # 95:5 imbalance, the minority's rows valued lowest (as a loss-based valuation tends to): a global cap of 20%
+    # would spend itself on the minority (all 10 of its rows); per class it takes at most 2 of them.
+    values = np.r_[np.linspace(0.01, 0.1, 10), np.linspace(0.2, 1.0, 190)]
+    labels = np.array(["minority"] * 10 + ["majority"] * 190)
+    decision = prune(values, policy=FractionPolicy(0.2), labels=labels, max_prune_fraction=0.2)
+    dropped = labels[~decision.keep]
+    assert (dropped == "minority").sum() == 2 and (dropped == "majority").sum() == 30  # its 20% each
+    assert decision.dropped_indices[:2].tolist() == [0, 1] and decision.cap_hit  # each class's lowest go first
+    assert prune(values, policy=FractionPolicy(0.2), max_prune_fraction=0.2).dropped_indices.tolist()[:10] == list(
+        range(10))  # without labels (regression) only the global cap applies
 
 
 def test_class_protection_never_empties_a_class():
