@@ -962,6 +962,15 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
         return "classification"
     if pd.api.types.is_integer_dtype(dtype) and y.nunique() <= _MAX_AUTO_CLASSES:
         return "classification"
+    if pd.api.types.is_integer_dtype(dtype) and len(present) and present.value_counts().min() >= 5:
+        # Every value repeated: as likely class codes as counts. Said, since the two read very differently.
+        warnings.warn(
+            f"{source + ': ' if source else ''}target {col!r} holds {present.nunique()} distinct integers, each at "
+            "least 5 times: with task auto it is read as a number (regression). If they are class codes, set "
+            "task: classification (`lossval value`: --task classification)",
+            UserWarning,
+            stacklevel=3,
+        )
     return "regression"
 
 

@@ -625,3 +625,17 @@ def test_an_id_like_categorical_is_warned_about_and_gives_no_row_its_own_column(
     # 60 levels seen twice and 80 seen once: the 50 kept are all repeated levels, never a single row's.
     kept = [name for name in enc.encoded_names_ if name.startswith("segment=")]
     assert len(kept) == 51 and kept[-1] == "segment=__other__" and not any(n.startswith("segment=u") for n in kept)
+
+
+def test_an_integer_target_of_many_repeated_values_read_as_a_number_is_warned_about():
+    import warnings
+
+    from lossval.valuation import infer_task
+
+    codes = pd.Series(np.repeat(np.arange(30), 6), name="code")  # 30 class codes, 6 rows each
+    with pytest.warns(UserWarning, match=r"target 'code' holds 30 distinct integers, each at least 5 times: with task "
+                                         r"auto it is read as a number \(regression\)"):
+        assert infer_task(codes) == "regression"
+    with warnings.catch_warnings():  # counts or amounts: most values once, no warning
+        warnings.simplefilter("error")
+        assert infer_task(pd.Series(np.arange(200), name="amount")) == "regression"

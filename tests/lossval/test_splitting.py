@@ -120,3 +120,29 @@ def test_latest_refuses_times_with_and_without_a_utc_offset_in_one_column() -> N
     with pytest.raises(InputError, match=r"mixes times with a UTC offset \(20, e\.g\. row 0: '2026-03-01T08:00:00\+05:00'"
                                          r"\) and without one \(20, e\.g\. row 20: '2026-03-02 04:00'\)"):
         _latest(mixed)
+
+
+def test_labels_that_differ_only_in_case_or_spaces_are_warned_about() -> None:
+    from lossval.splitting import check_validation
+
+    y = pd.Series(["yes"] * 30 + ["Yes "] * 6 + ["no"] * 30)
+    with pytest.warns(UserWarning, match=r"d.csv: target 'y' has labels that differ only in case or spaces \('Yes ', "
+                                         r"'yes'\)"):
+        check_validation(y, y, task="classification", target="y", source="d.csv")
+
+
+def test_a_class_much_rarer_in_validation_than_in_training_is_warned_about() -> None:
+    import warnings
+
+    from lossval.splitting import check_validation
+
+    train = pd.Series(["a"] * 50 + ["b"] * 50)
+    with pytest.warns(UserWarning, match=r"v.csv: class\(es\) of target 'y' much rarer in validation than in training "
+                                         r"\('b' 50% of training rows, 5% of validation rows\)"):
+        check_validation(train, pd.Series(["a"] * 95 + ["b"] * 5), task="classification", target="y",
+                         source="t.csv", validation_source="v.csv")
+    with warnings.catch_warnings():  # a minority over-represented in validation (harmless), or about the same share
+        warnings.simplefilter("error")
+        check_validation(pd.Series(["a"] * 90 + ["b"] * 10), pd.Series(["a"] * 50 + ["b"] * 50), task="classification",
+                         target="y")
+        check_validation(train, pd.Series(["a"] * 60 + ["b"] * 40), task="classification", target="y")
