@@ -86,7 +86,7 @@ class RetrainConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Promotion gate: a GX suite on the pruned data plus metric non-regression."""
+    """Promotion gate: a GX suite on the pruned data, metric non-regression, and the comparison with the champion."""
 
     suite: str | None = None  # default: expectations/pruned_data.json shipped with lossval
     metric_tolerance: float = 0.01

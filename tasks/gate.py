@@ -1,4 +1,4 @@
-"""Stage 6: the promotion gate: GX pruned-data suite + metric non-regression."""
+"""Stage 6: the promotion gate: GX pruned-data suite, metric non-regression, and the registered champion."""
 
 from __future__ import annotations
 
