@@ -211,16 +211,32 @@ def _main(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_ERROR
-    except OSError as exc:
-        text = _os_error_text(exc)
-        if text is None:  # not a file-system refusal we can explain: reported as a bug below
+    except Exception as exc:
+        text = _os_error_text(exc) if isinstance(exc, OSError) else None
+        if text is None and _is_connection_error(exc):
+            api = os.environ.get("PREFECT_API_URL")
+            text = (f"cannot connect to a server ({type(exc).__name__}: {str(exc).strip()[:200]})"
+                    + (f"; is the Prefect server at {api} (PREFECT_API_URL) running?" if api else ""))
+        if text is None:  # not a refusal we can explain: a bug
             return _report_bug(exc, debug=args.debug)
         if args.debug:
             traceback.print_exception(exc)
         _report_error("error", text, debug=False)
         return EXIT_BAD_INPUT if isinstance(exc, _PATH_ERRORS) else EXIT_ERROR
-    except Exception as exc:
-        return _report_bug(exc, debug=args.debug)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A connection refused or not made (the OS's, or httpx's, which Prefect's client uses), anywhere in the chain.
+
+    A server that is not running; a connection reset midway stays a bug report.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConnectionRefusedError) or type(exc).__name__ in ("ConnectError", "ConnectTimeout"):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _report_bug(exc: BaseException, *, debug: bool) -> int:

@@ -230,3 +230,17 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
     summary["pruning"] = {**summary["pruning"], "flagged": 150, "protected": 0}
     _report(summary)
     assert "pruning: two_means flagged 150 rows.\n" in capsys.readouterr().out
+
+
+def test_a_server_that_refuses_the_connection_is_named_not_called_a_bug(monkeypatch, capsys) -> None:
+    import lossval.cli
+
+    def refused(args):
+        raise RuntimeError("the client gave up") from ConnectionRefusedError(111, "Connect call failed")
+
+    monkeypatch.setattr(lossval.cli, "_cmd_verify", refused)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    assert main(["verify", "somewhere"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect to a server" in err and "http://127.0.0.1:9/api (PREFECT_API_URL)" in err
+    assert "a bug" not in err
