@@ -292,7 +292,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     from lossval.encoding import TabularEncoder
     from lossval.io import assign_row_ids, check_writable_folder, read_table, sweep_orphaned_temp_files, write_parquet
-    from lossval.splitting import check_validation, shared_rows
+    from lossval.splitting import MIN_TRAIN_ROWS, check_validation, shared_rows
     from lossval.valuation import LossVal
 
     out = Path(args.out)
@@ -314,6 +314,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
             raise InputError(f"target column {args.target!r} not found in the {name} file; columns are {list(df.columns)[:10]}.", source=src)
+    if len(train) < MIN_TRAIN_ROWS:  # as lossval run: fewer rows than this cannot be valued meaningfully
+        raise InputError(f"has {len(train)} training rows; at least {MIN_TRAIN_ROWS} are needed.", source=args.data)
     row_ids = assign_row_ids(train, id_column=args.id_column, source=args.data)
     exclude = list(args.exclude) + ([args.id_column] if args.id_column else [])
     encoder = TabularEncoder(target=args.target, task=args.task, exclude=exclude or None,

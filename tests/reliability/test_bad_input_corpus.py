@@ -139,6 +139,11 @@ def _(d: Path) -> list[str]:
     return args
 
 
+@case(VALUE_CASES, "too-few-training-rows", "train.csv", "has 5 training rows; at least 10 are needed")
+def _(d: Path) -> list[str]:
+    return _value_args(d, make_frame(5, seed=0))
+
+
 @case(VALUE_CASES, "mixed-schemas-in-folder", "part-2.csv", "columns differ", "'b'")
 def _(d: Path) -> list[str]:
     _write(d / "in" / "batch" / "part-1.csv", make_frame(60, seed=0))
