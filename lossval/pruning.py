@@ -155,6 +155,9 @@ class PruneDecision:
         cap_hit: True if more flagged rows were left after class protection than
             ``max_prune_fraction`` allows (of all rows, or of a class's rows), so the cap
             chose which of them go.
+        class_cap_hit: True if only a class's share of the cap held flagged rows back (a
+            class had more flagged rows than ``max_prune_fraction`` of its rows, and the cap
+            on all rows did not bind).
     """
 
     keep: np.ndarray
@@ -165,6 +168,7 @@ class PruneDecision:
     capped: bool
     n_protected: int = 0
     cap_hit: bool = False
+    class_cap_hit: bool = False
 
     @property
     def n_dropped(self) -> int:
@@ -458,18 +462,18 @@ def prune(
     n_protected = n_candidates - int(drop.sum())
     budget = _floor_count(float(max_prune_fraction), n)
     order: np.ndarray | None = None
-    cap_hit = False
+    cap_hit = class_cap_hit = False
     if class_index is not None:  # the cap holds for each class too: no class loses more than its share
         order = policy._drop_order(vals, probs)
         for c in np.unique(class_index):
             in_class = class_index == c
             class_budget = _floor_count(float(max_prune_fraction), int(in_class.sum()))
             if int((drop & in_class).sum()) > class_budget:
-                cap_hit = True
+                cap_hit = class_cap_hit = True
                 ranked = order[(drop & in_class)[order]]  # this class's flagged rows, first to go first
                 drop[ranked[class_budget:]] = False
     if int(drop.sum()) > budget:
-        cap_hit = True
+        cap_hit, class_cap_hit = True, False  # the cap on all rows chose, after the classes'
         order = policy._drop_order(vals, probs) if order is None else order
         chosen = order[drop[order]][:budget]
         drop = np.zeros(n, dtype=bool)
@@ -488,4 +492,5 @@ def prune(
         capped=int(drop.sum()) < n_candidates,
         n_protected=n_protected,
         cap_hit=cap_hit,
+        class_cap_hit=class_cap_hit,
     )

@@ -213,7 +213,7 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
                "model": {"name": "lossval-x", "version": "2"}}
     _report(summary, gate_passed=False)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 (of all rows, and of each class's) let 200 go. " in out
+    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 let 200 go. " in out
     assert "version 2 is challenger only; no version is champion yet\n" in out  # a first run refused
     _report({**summary, "model": {**summary["model"], "champion_version": "1"}}, gate_passed=False)
     assert "version 2 is challenger only; the champion is still version 1\n" in capsys.readouterr().out
@@ -230,6 +230,13 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
     summary["pruning"] = {**summary["pruning"], "flagged": 150, "protected": 0}
     _report(summary)
     assert "pruning: two_means flagged 150 rows.\n" in capsys.readouterr().out
+    # A class's share held rows back, not the cap on all rows: said so, without the "no low group" hint.
+    summary["pruning"] = {**summary["pruning"], "flagged": 180, "quarantined": 160, "cap_hit": True,
+                          "class_cap_hit": True}
+    _report(summary)
+    out = capsys.readouterr().out
+    assert ("pruning: two_means flagged 180 rows; max_prune_fraction 0.2 of each class's rows let 160 go (a class "
+            "had more flagged rows than its share).\n") in out and "no separate low-value group" not in out
 
 
 def test_a_server_that_refuses_the_connection_is_named_not_called_a_bug(monkeypatch, capsys) -> None:
