@@ -28,13 +28,10 @@ from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import LossvalError, UnseenLevelsWarning
 from lossval.retrain import HIGHER_IS_BETTER, evaluate
+from tasks.retrain import encode_rows
+from tasks.track import _scoped_process_state, mlflow_client, registered_model_name, tracking_uri
 
-__all__ = ["registered_model_name", "schema_changes", "compare_with_champion"]
-
-
-def registered_model_name(config: PipelineConfig) -> str:
-    """The registered model the runs of ``config`` promote: ``tracking.registered_model`` or ``lossval-<dataset>``."""
-    return config.tracking.registered_model or f"lossval-{config.dataset}"
+__all__ = ["schema_changes", "compare_with_champion"]
 
 
 def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[str]:
@@ -79,8 +76,6 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
         ``{"champion": version or None, "failures": [...], "schema_changes": [...],
         "metrics": champion's test metrics or None, "note": why nothing was compared, or None}``.
     """
-    from tasks.track import tracking_uri
-
     record: dict[str, Any] = {"champion": None, "failures": [], "schema_changes": [], "metrics": None, "note": None}
     uri = tracking_uri(config, workspace)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
@@ -162,8 +157,6 @@ def _download_champion(uri: str, name: str, dst: Path) -> tuple[str, dict[str, s
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from tasks.track import _scoped_process_state, mlflow_client
-
     try:
         with mlflow_client(uri) as client:
             try:
@@ -197,9 +190,7 @@ def _score(champion: Any, test: pd.DataFrame, *, target: str) -> dict[str, float
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnseenLevelsWarning)  # new levels encode as no level, as in serving
-            X = enc.transform(test, source="test split")
-            y = enc.encode_target(test[target], source="test split") if enc.task_ == "classification" \
-                else test[target].to_numpy(float)
+            X, y = encode_rows(enc, test, target=target, source="test split")
     except LossvalError:
         return None
     n_classes = len(enc.classes_) if enc.classes_ is not None else None

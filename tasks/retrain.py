@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 from prefect import task
@@ -11,7 +12,14 @@ from lossval.encoding import TabularEncoder
 from lossval.io import atomic_write, write_json
 from lossval.retrain import evaluate, fit_model
 
-__all__ = ["retrain"]
+__all__ = ["retrain", "encode_rows"]
+
+
+def encode_rows(enc: TabularEncoder, df: pd.DataFrame, *, target: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of ``df`` as ``enc`` encodes them: class indices for classification, floats for regression."""
+    y = df[target]
+    return enc.transform(df, source=source), (enc.encode_target(y, source=source) if enc.task_ == "classification"
+                                              else y.to_numpy(float))
 
 
 @task(name="retrain")
@@ -26,12 +34,8 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
     tr, kp, te = pd.read_parquet(train), pd.read_parquet(kept), pd.read_parquet(test)
     task_kind, n_classes = enc.task_, len(enc.classes_) if enc.classes_ is not None else None
 
-    def xy(df: pd.DataFrame, source: str):
-        y = df[config.target]
-        return enc.transform(df, source=source), (enc.encode_target(y, source=source) if task_kind == "classification" else y.to_numpy(float))
-
-    X_tr, y_tr = xy(tr, "train split")
-    X_te, y_te = xy(te, "test split")
+    X_tr, y_tr = encode_rows(enc, tr, target=config.target, source="train split")
+    X_te, y_te = encode_rows(enc, te, target=config.target, source="test split")
     common = dict(task=task_kind, n_classes=n_classes, epochs=config.retrain.epochs, seed=config.seed,
                   device=config.lossval.get("device", "auto"))
     before = fit_model(X_tr, y_tr, **common)
@@ -39,7 +43,7 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
         weights = pd.read_parquet(values).set_index("row_id").loc[tr["row_id"], "value"].to_numpy()
         after = fit_model(X_tr, y_tr, sample_weight=weights, **common)
     else:
-        X_kp, y_kp = xy(kp, "kept rows")
+        X_kp, y_kp = encode_rows(enc, kp, target=config.target, source="kept rows")
         after = fit_model(X_kp, y_kp, **common)
     metrics = {"before": evaluate(before, X_te, y_te, task=task_kind, n_classes=n_classes),
                "after": evaluate(after, X_te, y_te, task=task_kind, n_classes=n_classes)}

@@ -29,10 +29,15 @@ from lossval.io import pause_point
 from lossval.landing import dataset_lock
 from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
-from tasks.champion import registered_model_name
 from tasks.prune import lowest_value_rows
 
-__all__ = ["track", "promote", "tracking_uri", "mlflow_client", "values_histogram", "close_abandoned_runs"]
+__all__ = ["track", "promote", "tracking_uri", "registered_model_name", "mlflow_client", "values_histogram",
+           "close_abandoned_runs"]
+
+
+def registered_model_name(config: PipelineConfig) -> str:
+    """The registered model the runs of ``config`` promote: ``tracking.registered_model`` or ``lossval-<dataset>``."""
+    return config.tracking.registered_model or f"lossval-{config.dataset}"
 
 
 def tracking_uri(config: PipelineConfig, workspace: str) -> str:
@@ -69,12 +74,14 @@ def _scoped_process_state() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def mlflow_client(uri: str) -> Iterator[Any]:
+def mlflow_client(uri: str, *, doing: str = "", then: str = "") -> Iterator[Any]:
     """An ``MlflowClient`` of lossval's own for ``uri``, with MLflow's process-wide state left alone.
 
     MLflow's tracking URI, active experiment and active run are neither read nor changed, so a
-    caller's own MLflow run and settings are untouched. Any MLflow or connection failure becomes
-    a :class:`LossvalError` whose message names the tracking URI with its password masked.
+    caller's own MLflow run and settings are untouched. A failure to make the client, or an
+    MLflow or connection failure in the block, becomes a :class:`LossvalError` whose message
+    names the tracking URI with its password masked, then ``doing`` (" while logging") and
+    ``then`` (what it means for the caller).
     """
     with _scoped_process_state():
         from mlflow import MlflowClient
@@ -84,11 +91,12 @@ def mlflow_client(uri: str) -> Iterator[Any]:
         try:
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         except Exception as exc:  # noqa: BLE001 (a malformed URI, a missing plugin)
-            raise LossvalError(f"MLflow tracking at {mask_uri(uri)} is unusable ({_reason(exc)}).") from None
+            raise LossvalError(f"MLflow tracking at {mask_uri(uri)} is unreachable or unusable ({_reason(exc)}).{then}"
+                               ) from None
         try:
             yield client
         except (MlflowException, RequestException) as exc:  # the server is unreachable or went away
-            raise LossvalError(f"MLflow tracking at {mask_uri(uri)} failed ({_reason(exc)}).") from None
+            raise LossvalError(f"MLflow tracking at {mask_uri(uri)} failed{doing} ({_reason(exc)}).{then}") from None
 
 
 @contextlib.contextmanager
@@ -98,13 +106,9 @@ def _mlflow(uri: str, experiment: str, workspace: str) -> Iterator[tuple[Any, st
     Failures at set-up or while logging become a :class:`LossvalError` that says the run's data
     outputs are complete.
     """
-    with _scoped_process_state():
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
-        from requests.exceptions import RequestException
-
+    then = " The data outputs of this run are complete; fix tracking and rerun."
+    with mlflow_client(uri, doing=" while logging", then=then) as client:
         try:
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
                 location = (Path(workspace).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
@@ -112,17 +116,9 @@ def _mlflow(uri: str, experiment: str, workspace: str) -> Iterator[tuple[Any, st
             else:
                 experiment_id = exp.experiment_id
         except Exception as exc:  # MlflowException, connection errors, sqlite errors
-            raise LossvalError(
-                f"MLflow tracking at {mask_uri(uri)} is unreachable or unusable ({_reason(exc)}). "
-                "The data outputs of this run are complete; fix tracking and rerun."
-            ) from None
-        try:
-            yield client, experiment_id
-        except (MlflowException, RequestException) as exc:  # the server went away mid-run
-            raise LossvalError(
-                f"MLflow tracking at {mask_uri(uri)} failed while logging ({_reason(exc)}). "
-                "The data outputs of this run are complete; fix tracking and rerun."
-            ) from None
+            raise LossvalError(f"MLflow tracking at {mask_uri(uri)} is unreachable or unusable ({_reason(exc)}).{then}"
+                               ) from None
+        yield client, experiment_id
 
 
 @contextlib.contextmanager
