@@ -291,7 +291,7 @@ class TabularEncoder:
         if series.isna().all():  # no value at all: constant, as an all-empty text column is
             return None
         if declared == "numeric":
-            self._check_declared_numeric(series, col)
+            self._refuse_dates_and_complex(series.dtype, col, declared_numeric=True)  # text is checked below
         kind = declared or self._infer_kind(series, col)
         if kind == "numeric":
             values = self._numeric_values(series, col, source=self.source)
@@ -347,39 +347,31 @@ class TabularEncoder:
                 source=source,
             )
 
-    def _check_declared_numeric(self, series: pd.Series, col: Any) -> None:
-        """Refuse the dtypes a column declared numeric cannot be read from as numbers (text is checked later)."""
-        dtype = series.dtype
+    def _refuse_dates_and_complex(self, dtype: Any, col: Any, *, declared_numeric: bool = False) -> None:
+        """Refuse the dtypes lossval cannot encode at all: dates and times, complex numbers.
+
+        ``declared_numeric``: the column is in ``numeric=`` (said so in the message).
+        """
+        how = "is declared numeric but " if declared_numeric else ""
         if _is_datetime_like(dtype):
             raise InputError(
-                f"column {col!r} is declared numeric but is a datetime/timedelta column ({dtype}); lossval does "
-                f"not encode dates: derive numeric features from it, or exclude it ({_declare_excluded(col)})",
+                f"column {col!r} {how}is a datetime/timedelta column ({dtype}); lossval does "
+                f"not encode dates: exclude it ({_declare_excluded(col)}) or derive numeric features from it",
                 source=self.source,
             )
         if pd.api.types.is_complex_dtype(dtype):
             raise InputError(
-                f"column {col!r} is declared numeric but holds complex numbers; split it into real columns, "
-                f"or exclude it ({_declare_excluded(col)})",
+                f"column {col!r} {how}holds complex numbers; lossval cannot encode them: "
+                f"exclude it ({_declare_excluded(col)}) or split it into real columns",
                 source=self.source,
             )
 
     def _infer_kind(self, series: pd.Series, col: Any) -> str:
         dtype = series.dtype
-        if _is_datetime_like(dtype):
-            raise InputError(
-                f"column {col!r} is a datetime/timedelta column ({dtype}); lossval does "
-                f"not encode dates: exclude it ({_declare_excluded(col)}) or derive numeric features from it",
-                source=self.source,
-            )
+        self._refuse_dates_and_complex(dtype, col)
         if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
             return "categorical"
         if pd.api.types.is_numeric_dtype(dtype):
-            if pd.api.types.is_complex_dtype(dtype):
-                raise InputError(
-                    f"column {col!r} holds complex numbers; lossval cannot encode them: "
-                    f"exclude it ({_declare_excluded(col)}) or split it into real columns",
-                    source=self.source,
-                )
             return "numeric"
         if not _is_text_dtype(dtype):
             raise InputError(
