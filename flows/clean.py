@@ -27,7 +27,7 @@ from tasks.split import split
 from tasks.track import promote, track, tracking_uri
 from tasks.value import valuation_key, value_cached
 
-__all__ = ["clean_dataset", "run_cleaning", "older_snapshot", "shrank_from"]
+__all__ = ["clean_dataset", "run_cleaning", "snapshot_history", "older_snapshot", "shrank_from"]
 
 ONE_DAY_S = 24 * 3600  # no write of lossval's takes this long
 
@@ -116,7 +116,7 @@ def _epoch_losses(report: str) -> list[float]:
     return [float(v) for v in (read_json(report).get("history") or {}).get("loss", [])]
 
 
-def _history(ws: Workspace, dataset: str) -> list[dict]:
+def snapshot_history(ws: Workspace, dataset: str) -> list[dict]:
     """The dataset's snapshot history (``snapshots/<dataset>/history.json``), oldest first; [] when none or unreadable."""
     from lossval.io import read_json
 
@@ -128,12 +128,11 @@ def _history(ws: Workspace, dataset: str) -> list[dict]:
     return history if isinstance(history, list) else []
 
 
-def older_snapshot(ws: Workspace, dataset: str, snapshot_hash: str) -> dict[str, str] | None:
-    """When ``snapshot_hash`` was ingested before and another snapshot since: when, and which is newest; else None.
+def older_snapshot(history: list[dict], snapshot_hash: str) -> dict[str, str] | None:
+    """When ``snapshot_hash`` is in ``history`` but not its newest entry: when it came, and which is newest; else None.
 
     A stale export (yesterday's file delivered again, a restored backup) then rolls the dataset back.
     """
-    history = _history(ws, dataset)
     seen = [h for h in history if h.get("snapshot_hash") == snapshot_hash]
     if not seen or history[-1].get("snapshot_hash") == snapshot_hash:
         return None
@@ -145,9 +144,8 @@ SHRINK_WARNING = 0.5
 """A snapshot with fewer rows than this share of the dataset's previous one is warned about (a truncated export?)."""
 
 
-def shrank_from(ws: Workspace, dataset: str, rows: int) -> int | None:
-    """The previous snapshot's row count when this one has fewer than :data:`SHRINK_WARNING` of it, else None."""
-    history = _history(ws, dataset)
+def shrank_from(history: list[dict], rows: int) -> int | None:
+    """The previous snapshot's row count (``history``'s newest) when ``rows`` is under :data:`SHRINK_WARNING` of it."""
     previous = history[-1].get("rows") if history else None
     return int(previous) if isinstance(previous, int) and rows < SHRINK_WARNING * previous else None
 
@@ -165,14 +163,15 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     snap = _timed(ingest(config.data, dataset=config.dataset, target=config.target, id_column=config.id_column,
                          workspace=str(ws.root), stage_dir=str(staging), categorical=list(config.categorical)),
                   "ingest", t, timings)
-    rollback = older_snapshot(ws, config.dataset, snap["snapshot_hash"])
+    history = snapshot_history(ws, config.dataset)
+    rollback = older_snapshot(history, snap["snapshot_hash"])
     if rollback:
         get_run_logger().warning(
             "dataset %s: this data (snapshot %s, first ingested %s) is older than the newest snapshot cleaned here "
             "(%s, ingested %s); a model promoted from it rolls the champion back to older data. Check the export "
             "if that is not meant.", config.dataset, snap["snapshot_hash"], rollback["first_ingested_at"],
             rollback["newest_snapshot"], rollback["newest_ingested_at"])
-    shrank = shrank_from(ws, config.dataset, snap["rows"])
+    shrank = shrank_from(history, snap["rows"])
     if shrank:
         get_run_logger().warning(
             "dataset %s: %d rows, down from %d in its previous snapshot; a truncated or partial export? The gate "

@@ -357,27 +357,29 @@ def test_schema_changes_name_what_the_champion_would_not_take_or_return() -> Non
 
 
 def test_an_older_snapshot_cleaned_again_is_named_as_a_rollback(tmp_path) -> None:
-    from flows.clean import older_snapshot
+    from flows.clean import older_snapshot, snapshot_history
     from lossval.io import write_json
     from tasks._paths import Workspace
 
     ws = Workspace.at(tmp_path)
-    assert older_snapshot(ws, "d", "aaa") is None  # nothing ingested yet
+    assert older_snapshot(snapshot_history(ws, "d"), "aaa") is None  # nothing ingested yet
     write_json([{"snapshot_hash": "aaa", "ingested_at": "2026-12-01T02:00:00+00:00"},
                 {"snapshot_hash": "bbb", "ingested_at": "2026-12-02T02:00:00+00:00"}], ws.snapshot_dir("d") / "history.json")
-    assert older_snapshot(ws, "d", "bbb") is None  # the newest again: a rerun
-    assert older_snapshot(ws, "d", "ccc") is None  # new data
-    assert older_snapshot(ws, "d", "aaa") == {"first_ingested_at": "2026-12-01T02:00:00+00:00", "newest_snapshot": "bbb",
+    history = snapshot_history(ws, "d")
+    assert older_snapshot(history, "bbb") is None  # the newest again: a rerun
+    assert older_snapshot(history, "ccc") is None  # new data
+    assert older_snapshot(history, "aaa") == {"first_ingested_at": "2026-12-01T02:00:00+00:00", "newest_snapshot": "bbb",
                                               "newest_ingested_at": "2026-12-02T02:00:00+00:00"}
 
 
 def test_a_snapshot_much_smaller_than_the_previous_one_is_named(tmp_path) -> None:
-    from flows.clean import shrank_from
+    from flows.clean import shrank_from, snapshot_history
     from lossval.io import write_json
     from tasks._paths import Workspace
 
     ws = Workspace.at(tmp_path)
-    assert shrank_from(ws, "d", 10) is None  # no history
+    assert shrank_from(snapshot_history(ws, "d"), 10) is None  # no history
     write_json([{"snapshot_hash": "aaa", "rows": 1000}], ws.snapshot_dir("d") / "history.json")
-    assert shrank_from(ws, "d", 300) == 1000  # the audit's truncated export: 300 of 1000 rows
-    assert shrank_from(ws, "d", 500) is None and shrank_from(ws, "d", 1200) is None
+    history = snapshot_history(ws, "d")
+    assert shrank_from(history, 300) == 1000  # the audit's truncated export: 300 of 1000 rows
+    assert shrank_from(history, 500) is None and shrank_from(history, 1200) is None
