@@ -82,7 +82,7 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     settings = {k: v for k, v in config.to_dict().items()
                 if k in ('target', 'task', 'id_column', 'include', 'exclude', 'categorical', 'test_fraction',
                          'test_path', 'seed', 'validation')}
-    if config.numeric:  # only when set: keys of configs without it stay as they were (no re-valuation on upgrade)
+    if config.numeric:  # only when set: a config without it is keyed as if the option did not exist
         settings["numeric"] = config.numeric
     settings["lossval"] = effective_lossval_options(config)
     settings["noise_prob"] = config.pruning.policy == "mixture"
