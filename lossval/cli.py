@@ -356,6 +356,10 @@ def _cmd_value(args: argparse.Namespace) -> int:
         print(f"valued {len(table)} rows ({encoder.task_}, {X.shape[1]} encoded features, "
               f"{len(X_val)} validation rows) in {seconds:.1f}s on {lv.device_}")
         print(f"wrote {out}")
+        clipped = lv.clipped_counts(encoder.encoded_names_, args.target)
+        if clipped:
+            print(f"clipped to the training rows' widened central range (clip_outliers): "
+                  + ", ".join(f"{name} {n}" for name, n in clipped.items()) + " value(s); look for typos there")
         print("lowest-value rows:")
         print(lowest.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         n_neg = int(np.sum(lv.values_ <= 0))

@@ -62,6 +62,19 @@ before 2026-12-03, when the suite's 2dplanes still had noise of standard deviati
   batch values stay within 1.4% of a near-converged solve (scaling 0.95) on 25-dimensional
   batches, and the suite's mean two-means F1 is the same (0.569 at 0.5, 0.2; 2 seeds), for
   7% less time per fit.
+* ``clip_outliers=True``: each feature column, and a regression target, is clipped to the
+  training rows' central range (0.5% to 99.5% quantiles) widened by half of it on each side,
+  before standardising. One typo (a clean row's feature at 1000, other values near 1)
+  otherwise sets the column's standard deviation, and the batch holding it gets a transport
+  cost hundreds of times the others', whose square multiplies that batch's loss: the
+  network's Adam state absorbs the spike and learns little. Measured on 2000 rows (8
+  features, 10% label noise, 3 seeds), two-means F1 was 0.77-0.80 without the typo,
+  0.39-0.48 with it unclipped and 0.75-0.80 clipped; 20 such rows took it to 0.00 unclipped
+  and 0.73-0.76 clipped. A regression target typo (1000 where Friedman #1's targets are
+  0-30; 1000 rows, 10% swapped targets, 3 seeds) took F1 from 0.55-0.59 to 0.18 unclipped
+  (969 rows flagged); clipped it was 0.57-0.58, and the typo row valued lowest. Within the
+  widened range nothing moves (a Gaussian column's bounds are about +-5 sd), and columns
+  whose central range is zero (rare flags) and one-hot columns are left as they are.
 * ``average_last``: values are the mean weight over the last epochs rather than the last step,
   which removes most of the step-to-step noise of Adam.
 * ``val_subsample``: each batch is compared with ``k`` validation rows, so the Sinkhorn cost
@@ -127,7 +140,9 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 #    and over 30 epochs that moves some fits' values visibly).
 # 5: one torch thread on the CPU (cpu_threads=1): values no longer depend on how many threads
 #    torch used, which varied with the machine's load (run-to-run differences up to 0.24).
-VALUES_VERSION = 5
+# 6: clip_outliers=True: feature and regression-target values beyond the widened central range
+#    are clipped (data without such values, e.g. Gaussian columns, is valued as under 5).
+VALUES_VERSION = 6
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -321,6 +336,14 @@ class LossVal:
             (1 = final weights, as in the paper).
         loss_weighting: ``"normalized"`` (``|B| * sum(a_i l_i)``) or ``"sum"`` (paper).
         standardize: Standardise features (and regression targets) with training statistics.
+        clip_outliers: Before standardising, limit each feature column and a regression target
+            (train and validation) to the training rows' central range widened by half of it on
+            each side: with ``lo``, ``hi`` the 0.5% and 99.5% quantiles,
+            ``[lo - (hi - lo) / 2, hi + (hi - lo) / 2]``. Unclipped, one typo (a 1000 among
+            values near 1) sets its column's scale and the transport cost of its batch, and
+            every row's value suffers (module docstring). Columns whose central range is zero
+            (mostly one value, such as rare flags) and ``one_hot_columns`` are left as they
+            are. ``False`` = the paper.
         ce_epsilon: Classification row loss ``-log(softmax + ce_epsilon)``, as the reference
             LossVal code computes it (bounded at ``-log(ce_epsilon)``; the paper settings use
             ``1e-8``). ``None`` (default) = exact cross-entropy on the logits.
@@ -349,6 +372,11 @@ class LossVal:
             :meth:`resolved`.
         device_: ``torch.device`` used. fit_seconds_: wall time of ``fit``.
         batch_size_: Rows per step this fit used (:func:`batch_size_without_singleton`).
+        x_clip_, y_clip_: ``clip_outliers``' bounds, ``(2, n_features)`` (``-inf``/``inf`` for
+            columns left as they are) and ``(low, high)`` of a regression target; ``None``
+            when off (``y_clip_`` also for classification).
+        n_clipped_, n_clipped_target_: How many training values were clipped, per feature
+            column (``(n_features,)`` int) and in the target.
     """
 
     def __init__(
@@ -375,6 +403,7 @@ class LossVal:
         weight_eps_ratio: float | str | None = "auto",
         weight_warmup_epochs: int | str = "auto",
         standardize: bool = True,
+        clip_outliers: bool = True,
         ce_epsilon: float | None = None,
         device: str = "auto",
         cpu_threads: int | None = 1,
@@ -402,6 +431,7 @@ class LossVal:
         self.weight_eps_ratio = weight_eps_ratio
         self.weight_warmup_epochs = weight_warmup_epochs
         self.standardize = standardize
+        self.clip_outliers = clip_outliers
         self.ce_epsilon = ce_epsilon
         self.device = device
         self.cpu_threads = cpu_threads
@@ -433,7 +463,7 @@ class LossVal:
             batch_size=32, lr=0.01, sinkhorn_schedule="step", distance_power=2.0,
             normalize_masses=False, nonnegative=False, blur=0.05, scaling=0.5, label_cost=0.0,
             val_subsample=None, average_last=1, loss_weighting="sum", weight_lr=None, weight_eps_ratio=None,
-            weight_warmup_epochs=0, ce_epsilon=1e-8,
+            weight_warmup_epochs=0, ce_epsilon=1e-8, clip_outliers=False,
         )
         params.update(overrides)
         return cls(**params)
@@ -494,7 +524,7 @@ class LossVal:
             raise ConfigError(f"ce_epsilon must be None or a number in (0, 1), got {self.ce_epsilon!r}")
         if not (_int_at_least(self.seed, 0) and self.seed < 2**64):
             raise ConfigError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
-        for name in ("normalize_masses", "nonnegative", "standardize", "verbose"):
+        for name in ("normalize_masses", "nonnegative", "standardize", "clip_outliers", "verbose"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -541,9 +571,20 @@ class LossVal:
             raise InputError(f"X_train has {Xtr.shape[1]} features but X_val has {Xva.shape[1]}; encode both the same way.")
         if len(Xtr) < 2 or len(Xva) < 2:
             raise InputError(f"need at least 2 training and 2 validation rows, got {len(Xtr)} and {len(Xva)}.")
+        cols = np.asarray([] if one_hot_columns is None else one_hot_columns, dtype=np.int64)
+        if cols.size and (cols.min() < 0 or cols.max() >= Xtr.shape[1]):
+            raise InputError(f"one_hot_columns holds positions outside the {Xtr.shape[1]} feature columns.")
         task = infer_task(y) if self.task == "auto" else self.task
         self.task_ = task
 
+        self.x_clip_ = self.y_clip_ = None
+        self.n_clipped_, self.n_clipped_target_ = np.zeros(Xtr.shape[1], dtype=np.int64), 0
+        if self.clip_outliers:
+            bounds = _central_range_bounds(Xtr)
+            bounds[:, cols] = [[-np.inf], [np.inf]]  # 0/1 by construction
+            self.n_clipped_ = ((Xtr < bounds[0]) | (Xtr > bounds[1])).sum(axis=0)
+            Xtr, Xva = np.clip(Xtr, bounds[0], bounds[1]), np.clip(Xva, bounds[0], bounds[1])
+            self.x_clip_ = bounds
         if self.standardize:
             with np.errstate(over="ignore", invalid="ignore"):
                 mean = Xtr.mean(axis=0)
@@ -554,10 +595,7 @@ class LossVal:
                                  f"(largest |x| {np.abs(Xtr[:, bad[0]]).max():.3g}); rescale it.")
             # Constant column (relative to its magnitude, so tiny units are kept): no information.
             scale[scale <= 1e-12 * np.abs(Xtr).max(axis=0)] = 1.0
-            if one_hot_columns is not None and len(one_hot_columns):
-                cols = np.asarray(one_hot_columns, dtype=np.int64)
-                if cols.min() < 0 or cols.max() >= Xtr.shape[1]:
-                    raise InputError(f"one_hot_columns holds positions outside the {Xtr.shape[1]} feature columns.")
+            if cols.size:
                 mean[cols], scale[cols] = 0.0, 1.0
         else:
             mean, scale = np.zeros(Xtr.shape[1]), np.ones(Xtr.shape[1])
@@ -603,6 +641,10 @@ class LossVal:
                 raise InputError("regression targets must be numeric; use task='classification' for labels.") from None
             if not (np.isfinite(ytr_f).all() and np.isfinite(yva_f).all()):
                 raise InputError("regression targets contain NaN/inf; drop those rows first.")
+            if self.clip_outliers:
+                low, high = self.y_clip_ = tuple(_central_range_bounds(ytr_f[:, None])[:, 0].tolist())
+                self.n_clipped_target_ = int(((ytr_f < low) | (ytr_f > high)).sum())
+                ytr_f, yva_f = np.clip(ytr_f, low, high), np.clip(yva_f, low, high)
             with np.errstate(over="ignore", invalid="ignore"):
                 y_mean = ytr_f.mean() if self.standardize else 0.0
                 y_scale = ytr_f.std() if self.standardize else 1.0
@@ -767,6 +809,19 @@ class LossVal:
         self.fit_seconds_ = time.perf_counter() - t_start
         return self
 
+    def clipped_counts(self, feature_names: Sequence[str], target: str = "target") -> dict[str, int]:
+        """Training values this fit clipped (``clip_outliers``), by feature name and ``target``; only those with any.
+
+        >>> lv = LossVal(epochs=1, verbose=False).fit(np.r_[np.arange(99.0), 1e6][:, None], np.arange(100) % 2,
+        ...                                           np.arange(10.0)[:, None], np.arange(10) % 2)
+        >>> lv.clipped_counts(["income"], "label")
+        {'income': 1}
+        """
+        counts = {str(name): int(n) for name, n in zip(feature_names, self.n_clipped_, strict=True) if n}
+        if self.n_clipped_target_:
+            counts[target] = int(self.n_clipped_target_)
+        return counts
+
     def _row_loss(self, model: torch.nn.Module, data: _Prepared, idx: torch.Tensor) -> torch.Tensor:
         out = model(data.X[idx])
         if self.task_ == "classification":
@@ -891,6 +946,28 @@ class LossVal:
             return torch.arange(m, device=device).unsqueeze(0)
         keys = torch.rand((VAL_POOL_SIZE, m), generator=gen, device=device)
         return keys.argsort(dim=1)[:, :k]
+
+
+def _central_range_bounds(train: np.ndarray, tail: float = 0.005) -> np.ndarray:
+    """Per column of ``train`` (rows x columns): its central range widened by half on each side (``clip_outliers``).
+
+    The central range runs from the ``tail`` to the ``1 - tail`` quantile, each an observed value
+    and, with 3 or more rows, never the largest or the smallest: one typo cannot set it.
+
+    Returns:
+        ``(2, columns)`` lower and upper bounds, ``-inf``/``inf`` for a column whose central range
+        is zero (mostly one value: a rare flag, a one-hot level) or too large for float64.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Observed values, not interpolated: with n <= 200 rows the interpolated 99.5% quantile
+        # would lie between the largest value and the next, and so move with a typo that is the largest.
+        lo = np.quantile(train, tail, axis=0, method="higher")
+        hi = np.quantile(train, 1.0 - tail, axis=0, method="lower")
+        half = (hi - lo) / 2.0
+        bounds = np.vstack([lo - half, hi + half])
+    as_is = ~(np.isfinite(bounds).all(axis=0) & (half > 0))
+    bounds[0, as_is], bounds[1, as_is] = -np.inf, np.inf
+    return bounds
 
 
 def half_squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,18 @@ def test_value_writes_one_row_per_training_row(tables: dict[str, Path], tmp_path
     assert label == pd.read_csv(tables["train"]).set_index("id").loc[row_id, "label"]
 
 
+def test_value_names_the_columns_it_clipped(tables: dict[str, Path], tmp_path: Path, capsys) -> None:
+    train = pd.read_csv(tables["train"])
+    train.loc[50, "b"] = 1e5  # a typo
+    train.to_csv(tmp_path / "train.csv", index=False)
+    assert main(["value", str(tmp_path / "train.csv"), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2"]) == 0
+    assert "clip_outliers): b 1 value(s); look for typos there" in capsys.readouterr().out
+    assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2"]) == 0
+    assert "clip_outliers" not in capsys.readouterr().out  # Gaussian columns: nothing beyond the widened range
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -336,6 +336,7 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     score = np.r_[np.arange(20).repeat(14), [20, 21] * 10][:n]
     df = pd.DataFrame({"x1": rng.normal(size=n) + score / 5, "x2": rng.normal(size=n), "score": score,
                        "trusted": np.r_[np.zeros(280, dtype=bool), np.ones(20, dtype=bool)] | (np.arange(n) % 10 == 0)})
+    df.loc[1, "x2"] = 10001.0  # a typo; row ids hash the content, and this row then lands in the training split
     folder = workspace / "data" / "int22"
     folder.mkdir(parents=True, exist_ok=True)
     df.to_csv(folder / "scores.csv", index=False)
@@ -350,6 +351,8 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     report = json.loads(Path(manifest["outputs"]["values"]).with_name("valuation.json").read_text())
     assert manifest["task"] == report["task"] == "regression"
     assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"}
+    assert (pd.read_parquet(manifest["outputs"]["train"])["x2"] == 10001.0).sum() == 1  # LossVal clips it, and says so:
+    assert report["clipped"] == {"x2": 1}
 
 
 def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) -> None:

@@ -507,10 +507,10 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "lr": 0.01, "weight_lr": "auto", "sinkhorn_schedule": "epoch", "distance_power": 2.0,
         "normalize_masses": True, "nonnegative": True, "blur": "auto", "scaling": 0.2, "label_cost": "auto",
         "val_subsample": 64, "average_last": 5, "loss_weighting": "normalized", "weight_eps_ratio": "auto",
-        "weight_warmup_epochs": "auto", "standardize": True, "ce_epsilon": None, "device": "auto", "cpu_threads": 1,
+        "weight_warmup_epochs": "auto", "standardize": True, "clip_outliers": True, "ce_epsilon": None, "device": "auto", "cpu_threads": 1,
         "seed": 0, "verbose": True,
     }
-    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (5, defaults, {
+    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (6, defaults, {
         "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
 
 
@@ -648,6 +648,7 @@ def test_paper_settings_are_the_published_ones() -> None:
     assert reg.resolved("regression") == {
         "label_cost": 0.0, "weight_lr": 0.01, "weight_eps_ratio": None, "weight_warmup_epochs": 0}
     assert lv.ce_epsilon == 1e-8 and LossVal().ce_epsilon is None  # the reference code's loss; ours is exact
+    assert not lv.clip_outliers and LossVal().clip_outliers  # the paper standardises the raw columns
 
 
 def test_the_reference_cross_entropy_is_bounded_and_otherwise_equal() -> None:
@@ -717,6 +718,7 @@ def test_infer_task_agrees_with_the_encoder_on_pandas_dtypes() -> None:
     ({"seed": None}, "seed must be an integer"),
     ({"seed": 2**64}, "seed must be an integer"),
     ({"standardize": "yes"}, "standardize must be true or false"),
+    ({"clip_outliers": 1}, "clip_outliers must be true or false"),
     ({"device": "cuda:abc"}, "unknown device"),
     ({"device": "cudax"}, "unknown device"),
 ])
@@ -838,3 +840,74 @@ def test_one_hot_columns_are_not_standardised_into_spikes_that_sink_rare_levels(
     assert flagged["as 0/1"][rare_clean].mean() <= 0.3
     with pytest.raises(InputError, match="one_hot_columns holds positions outside"):
         LossVal(epochs=1, verbose=False).fit(X, train["y"].to_numpy(), X_val, valid["y"].to_numpy(), one_hot_columns=[99])
+
+
+def test_one_typo_does_not_sink_every_row_s_value() -> None:
+    # One clean row with a feature at 1000 (values near 1 elsewhere): unclipped, that column's scale and the
+    # transport cost of the row's batch are the typo's, and detection falls for every row.
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=1100, n_features=6, n_informative=4, n_redundant=0, random_state=3)
+    X_train, y_train, X_val, y_val = X[:1000], y[:1000].copy(), X[1000:], y[1000:]
+    noisy = np.zeros(1000, dtype=bool)
+    noisy[np.random.default_rng(3).choice(1000, 100, replace=False)] = True
+    y_train[noisy] = 1 - y_train[noisy]
+    typo = X_train.copy()
+    typo[np.flatnonzero(~noisy)[0], 0] = 1000.0
+
+    def f1(data: np.ndarray, clip: bool) -> float:
+        return _two_means_f1(LossVal(clip_outliers=clip, verbose=False).fit(data, y_train, X_val, y_val).values_, noisy)
+
+    without_typo = f1(X_train, True)
+    assert without_typo == f1(X_train, False) >= 0.5  # nothing to clip in Gaussian columns: the same values
+    assert f1(typo, True) >= without_typo - 0.02
+    assert f1(typo, False) <= without_typo - 0.1
+
+
+def test_features_are_clipped_to_the_widened_central_range_of_the_training_rows() -> None:
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.arange(1000.0), rng.normal(size=1000), np.zeros(1000), np.zeros(1000)])
+    X[0, 1], X[:3, 2], X[:30, 3] = 1e6, 5.0, 1.0  # a typo; a rare flag (0.3%); a one-hot level (3%)
+    y = (X[:, 0] > 500).astype(int)
+    X_val = np.vstack([X[::10], [[-1e4, -1e4, 9.0, 9.0]]])
+    seen = {}
+    lv = LossVal(epochs=1, verbose=False)
+    prepare = lv._prepare
+
+    def spy(*args, **kwargs):
+        seen["data"] = prepare(*args, **kwargs)
+        return seen["data"]
+
+    lv._prepare = spy  # type: ignore[method-assign]
+    lv.fit(X, y, X_val, y[::10].tolist() + [1], one_hot_columns=[3])
+    lo, hi = 5.0, 994.0  # the 0.5% and 99.5% quantiles, as observed values (not interpolated)
+    bounds = lv.x_clip_
+    assert bounds[:, 0] == pytest.approx([lo - (hi - lo) / 2, hi + (hi - lo) / 2])
+    assert bounds[1, 1] < 10 and np.isinf(bounds[:, 2:]).all()  # zero central range; one-hot: as they are
+    restored = seen["data"].X.numpy().astype(np.float64) * lv.x_scale_ + lv.x_mean_
+    assert np.allclose(restored[:, 0], X[:, 0], atol=1e-3) and np.allclose(restored[1:, 1], X[1:, 1], atol=1e-5)  # the rest stays
+    assert restored[0, 1] == pytest.approx(bounds[1, 1])  # only the typo
+    val_last = seen["data"].Z_val[-1, :4].numpy().astype(np.float64) * lv.x_scale_ + lv.x_mean_
+    assert val_last[:2] == pytest.approx(bounds[0, :2]) and val_last[2:] == pytest.approx([9.0, 9.0])  # training bounds
+    assert X[0, 1] == 1e6 and lv.y_clip_ is None  # the caller's array is not modified; no target to clip
+    assert LossVal(clip_outliers=False, epochs=1, verbose=False).fit(X, y, X_val, y[::10].tolist() + [1]).x_clip_ is None
+
+
+def test_a_regression_target_typo_is_clipped_and_valued_lowest() -> None:
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_samples=1100, noise=1.0, random_state=0)
+    X_train, y_train, X_val, y_val = X[:1000], y[:1000].copy(), X[1000:], y[1000:]
+    rng = np.random.default_rng(0)
+    swapped = rng.choice(1000, 100, replace=False)
+    y_train[swapped] = y_train[rng.permutation(swapped)]
+    noisy = np.zeros(1000, dtype=bool)
+    noisy[swapped] = True
+    without_typo = _two_means_f1(LossVal(task="regression", verbose=False).fit(X_train, y_train, X_val, y_val).values_, noisy)
+    typo_row = np.flatnonzero(~noisy)[0]
+    y_train[typo_row], noisy[typo_row] = 1000.0, True  # Friedman #1's targets lie in about 0-30
+    lv = LossVal(task="regression", verbose=False).fit(X_train, y_train, X_val, y_val)
+    assert lv.y_clip_[1] < 60 and lv.values_.argmin() == typo_row
+    assert _two_means_f1(lv.values_, noisy) >= without_typo - 0.03 >= 0.5
+    unclipped = LossVal(task="regression", clip_outliers=False, verbose=False).fit(X_train, y_train, X_val, y_val)
+    assert _two_means_f1(unclipped.values_, noisy) <= 0.3
