@@ -74,7 +74,8 @@ before 2026-12-03, when the suite's 2dplanes still had noise of standard deviati
   0-30; 1000 rows, 10% swapped targets, 3 seeds) took F1 from 0.55-0.59 to 0.18 unclipped
   (969 rows flagged); clipped it was 0.57-0.58, and the typo row valued lowest. Within the
   widened range nothing moves (a Gaussian column's bounds are about +-5 sd), and columns
-  whose central range is zero (rare flags) and one-hot columns are left as they are.
+  whose central range is zero (rare flags), one-hot columns and fits on fewer than 20 rows are
+  left as they are. The encoder takes its scaling statistics the same way (values unclipped).
 * ``average_last``: values are the mean weight over the last epochs rather than the last step,
   which removes most of the step-to-step noise of Adam.
 * ``val_subsample``: each batch is compared with ``k`` validation rows, so the Sinkhorn cost
@@ -122,6 +123,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lossval._robust import central_range_bounds
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, cpu_threads, make_adam, make_mlp,
                                 resolve_device)
 from lossval.errors import ConfigError, InputError, NumericalError
@@ -343,7 +345,7 @@ class LossVal:
             values near 1) sets its column's scale and the transport cost of its batch, and
             every row's value suffers (module docstring). Columns whose central range is zero
             (mostly one value, such as rare flags) and ``one_hot_columns`` are left as they
-            are. ``False`` = the paper.
+            are, and so is everything with fewer than 20 training rows. ``False`` = the paper.
         ce_epsilon: Classification row loss ``-log(softmax + ce_epsilon)``, as the reference
             LossVal code computes it (bounded at ``-log(ce_epsilon)``; the paper settings use
             ``1e-8``). ``None`` (default) = exact cross-entropy on the logits.
@@ -580,7 +582,7 @@ class LossVal:
         self.x_clip_ = self.y_clip_ = None
         self.n_clipped_, self.n_clipped_target_ = np.zeros(Xtr.shape[1], dtype=np.int64), 0
         if self.clip_outliers:
-            bounds = _central_range_bounds(Xtr)
+            bounds = central_range_bounds(Xtr)
             bounds[:, cols] = [[-np.inf], [np.inf]]  # 0/1 by construction
             self.n_clipped_ = ((Xtr < bounds[0]) | (Xtr > bounds[1])).sum(axis=0)
             Xtr, Xva = np.clip(Xtr, bounds[0], bounds[1]), np.clip(Xva, bounds[0], bounds[1])
@@ -642,7 +644,7 @@ class LossVal:
             if not (np.isfinite(ytr_f).all() and np.isfinite(yva_f).all()):
                 raise InputError("regression targets contain NaN/inf; drop those rows first.")
             if self.clip_outliers:
-                low, high = self.y_clip_ = tuple(_central_range_bounds(ytr_f[:, None])[:, 0].tolist())
+                low, high = self.y_clip_ = tuple(central_range_bounds(ytr_f[:, None])[:, 0].tolist())
                 self.n_clipped_target_ = int(((ytr_f < low) | (ytr_f > high)).sum())
                 ytr_f, yva_f = np.clip(ytr_f, low, high), np.clip(yva_f, low, high)
             with np.errstate(over="ignore", invalid="ignore"):
@@ -946,28 +948,6 @@ class LossVal:
             return torch.arange(m, device=device).unsqueeze(0)
         keys = torch.rand((VAL_POOL_SIZE, m), generator=gen, device=device)
         return keys.argsort(dim=1)[:, :k]
-
-
-def _central_range_bounds(train: np.ndarray, tail: float = 0.005) -> np.ndarray:
-    """Per column of ``train`` (rows x columns): its central range widened by half on each side (``clip_outliers``).
-
-    The central range runs from the ``tail`` to the ``1 - tail`` quantile, each an observed value
-    and, with 3 or more rows, never the largest or the smallest: one typo cannot set it.
-
-    Returns:
-        ``(2, columns)`` lower and upper bounds, ``-inf``/``inf`` for a column whose central range
-        is zero (mostly one value: a rare flag, a one-hot level) or too large for float64.
-    """
-    with np.errstate(over="ignore", invalid="ignore"):
-        # Observed values, not interpolated: with n <= 200 rows the interpolated 99.5% quantile
-        # would lie between the largest value and the next, and so move with a typo that is the largest.
-        lo = np.quantile(train, tail, axis=0, method="higher")
-        hi = np.quantile(train, 1.0 - tail, axis=0, method="lower")
-        half = (hi - lo) / 2.0
-        bounds = np.vstack([lo - half, hi + half])
-    as_is = ~(np.isfinite(bounds).all(axis=0) & (half > 0))
-    bounds[0, as_is], bounds[1, as_is] = -np.inf, np.inf
-    return bounds
 
 
 def half_squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,8 @@ def _frame() -> pd.DataFrame:
 
 
 def test_standardisation_exact_on_hand_example():
-    # mean 3, population std sqrt(((1-3)^2+(2-3)^2+(3-3)^2+(6-3)^2)/4) = sqrt(14/4)
+    # mean 3, population std sqrt(((1-3)^2+(2-3)^2+(3-3)^2+(6-3)^2)/4) = sqrt(14/4); with under
+    # 20 rows nothing is clipped before the statistics are taken (see the next test)
     enc = TabularEncoder(target="y").fit(_frame())
     std = np.sqrt(14.0 / 4.0)
     assert enc.means_.tolist() == [3.0]
@@ -41,6 +42,19 @@ def test_standardisation_exact_on_hand_example():
     # new rows use the training statistics, not their own
     X_new = enc.transform(pd.DataFrame({"x": [3.0 + std], "colour": ["red"]}))
     assert X_new[0, 0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_one_typo_does_not_set_a_column_s_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(loc=50.0, scale=10.0, size=2000)
+    typo = x.copy()
+    typo[7] = 1e5  # e.g. an age of 100000
+    fit = lambda v: TabularEncoder(target="y").fit(pd.DataFrame({"x": v, "y": np.arange(2000) % 2}))  # noqa: E731
+    clean, with_typo = fit(x), fit(typo)
+    assert clean.means_[0] == pytest.approx(x.mean(), rel=1e-12) and clean.scales_[0] == pytest.approx(x.std(), rel=1e-12)
+    assert with_typo.means_[0] == pytest.approx(x.mean(), abs=0.1) and with_typo.scales_[0] == pytest.approx(x.std(), rel=0.01)
+    assert np.std(typo) > 200  # what the plain statistics would have used as the scale
+    assert with_typo.transform(pd.DataFrame({"x": [1e5]}))[0, 0] > 9000  # the row itself is not clipped
 
 
 def test_one_hot_layout_sorted_and_in_column_order():

@@ -891,6 +891,8 @@ def test_features_are_clipped_to_the_widened_central_range_of_the_training_rows(
     assert val_last[:2] == pytest.approx(bounds[0, :2]) and val_last[2:] == pytest.approx([9.0, 9.0])  # training bounds
     assert X[0, 1] == 1e6 and lv.y_clip_ is None  # the caller's array is not modified; no target to clip
     assert LossVal(clip_outliers=False, epochs=1, verbose=False).fit(X, y, X_val, y[::10].tolist() + [1]).x_clip_ is None
+    few = LossVal(epochs=1, verbose=False).fit(X[:19], y[:19] * 0 + np.arange(19) % 2, X_val, y[::10].tolist() + [1])
+    assert np.isinf(few.x_clip_).all() and few.n_clipped_.sum() == 0  # under 20 rows the quantiles say too little
 
 
 def test_a_regression_target_typo_is_clipped_and_valued_lowest() -> None:

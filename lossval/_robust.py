@@ -1,0 +1,35 @@
+"""Outlier bounds shared by LossVal (``clip_outliers``) and the encoder's scaling statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["MIN_ROWS", "central_range_bounds"]
+
+
+MIN_ROWS = 20  # below this the quantiles say too little about what is extreme: nothing is clipped
+
+
+def central_range_bounds(train: np.ndarray, tail: float = 0.005) -> np.ndarray:
+    """Per column of ``train`` (rows x columns): its central range widened by half on each side.
+
+    The central range runs from the ``tail`` to the ``1 - tail`` quantile, each an observed value
+    and never the largest or the smallest: one typo cannot set it.
+
+    Returns:
+        ``(2, columns)`` lower and upper bounds, ``-inf``/``inf`` for a column whose central range
+        is zero (mostly one value: a rare flag, a one-hot level) or too large for float64, and
+        for every column when ``train`` has fewer than :data:`MIN_ROWS` rows.
+    """
+    if len(train) < MIN_ROWS:
+        return np.vstack([np.full(train.shape[1], -np.inf), np.full(train.shape[1], np.inf)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Observed values, not interpolated: with n <= 200 rows the interpolated 99.5% quantile
+        # would lie between the largest value and the next, and so move with a typo that is the largest.
+        lo = np.quantile(train, tail, axis=0, method="higher")
+        hi = np.quantile(train, 1.0 - tail, axis=0, method="lower")
+        half = (hi - lo) / 2.0
+        bounds = np.vstack([lo - half, hi + half])
+    as_is = ~(np.isfinite(bounds).all(axis=0) & (half > 0))
+    bounds[0, as_is], bounds[1, as_is] = -np.inf, np.inf
+    return bounds
