@@ -360,6 +360,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
         if clipped:
             print(f"clipped to the training rows' widened central range (clip_outliers): "
                   + ", ".join(f"{name} {n}" for name, n in clipped.items()) + " value(s); look for typos there")
+        if lv.n_duplicate_rows_:
+            print(f"{lv.n_duplicate_rows_} rows are identical (features and label) to another row and share its value")
         print("lowest-value rows:")
         print(lowest.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         n_neg = int(np.sum(lv.values_ <= 0))

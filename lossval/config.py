@@ -44,7 +44,8 @@ _LOSSVAL_KEYS = {
     "nonnegative": bool, "blur": (float, str), "scaling": float, "label_cost": (float, str),
     "val_subsample": int, "average_last": int, "loss_weighting": str, "weight_eps_ratio": (float, str),
     "weight_warmup_epochs": (int, str),
-    "standardize": bool, "clip_outliers": bool, "ce_epsilon": float, "device": str, "cpu_threads": int,
+    "standardize": bool, "clip_outliers": bool, "average_duplicates": bool,
+    "ce_epsilon": float, "device": str, "cpu_threads": int,
 }
 
 

@@ -145,7 +145,8 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     write_json({"seconds": seconds, "device": str(lv.device_), "task": enc.task_, "history": lv.history_,
                 "params": json.loads(json.dumps(lv.get_params(), default=str)), "settings": lv.settings_,
                 "values_version": VALUES_VERSION, "rows": len(tr),
-                "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target)},
+                "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target),
+                "duplicate_rows": lv.n_duplicate_rows_},
                out_dir / "valuation.json")
     path = write_parquet(table, out_dir / "values.parquet")  # last: its presence marks a complete valuation
     return {"values": str(path), "encoder": str(out_dir / "encoder.json"), "report": str(out_dir / "valuation.json"),

@@ -54,16 +54,23 @@ def test_value_writes_one_row_per_training_row(tables: dict[str, Path], tmp_path
     assert label == pd.read_csv(tables["train"]).set_index("id").loc[row_id, "label"]
 
 
-def test_value_names_the_columns_it_clipped(tables: dict[str, Path], tmp_path: Path, capsys) -> None:
+def test_value_names_the_columns_it_clipped_and_counts_identical_rows(tables: dict[str, Path], tmp_path: Path, capsys) -> None:
     train = pd.read_csv(tables["train"])
     train.loc[50, "b"] = 1e5  # a typo
     train.to_csv(tmp_path / "train.csv", index=False)
     assert main(["value", str(tmp_path / "train.csv"), "--target", "label", "--validation", str(tables["valid"]),
                  "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2"]) == 0
-    assert "clip_outliers): b 1 value(s); look for typos there" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "clip_outliers): b 1 value(s); look for typos there" in out and "share its value" not in out
     assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
                  "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2"]) == 0
     assert "clip_outliers" not in capsys.readouterr().out  # Gaussian columns: nothing beyond the widened range
+    pd.concat([train, train.iloc[:3].assign(id=["c0", "c1", "c2"])]).to_csv(tmp_path / "copies.csv", index=False)
+    assert main(["value", str(tmp_path / "copies.csv"), "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet"), "--id-column", "id", "--epochs", "2"]) == 0
+    assert "3 rows are identical (features and label) to another row and share its value" in capsys.readouterr().out
+    values = pd.read_parquet(tmp_path / "v.parquet").set_index("row_id")["value"]
+    assert values[["c0", "c1", "c2"]].tolist() == values[train["id"][:3]].tolist()
 
 
 @pytest.mark.parametrize(

@@ -352,7 +352,7 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     assert manifest["task"] == report["task"] == "regression"
     assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"}
     assert (pd.read_parquet(manifest["outputs"]["train"])["x2"] == 10001.0).sum() == 1  # LossVal clips it, and says so:
-    assert report["clipped"] == {"x2": 1}
+    assert report["clipped"] == {"x2": 1} and report["duplicate_rows"] == 0
 
 
 def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) -> None:

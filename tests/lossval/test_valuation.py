@@ -507,7 +507,8 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "lr": 0.01, "weight_lr": "auto", "sinkhorn_schedule": "epoch", "distance_power": 2.0,
         "normalize_masses": True, "nonnegative": True, "blur": "auto", "scaling": 0.2, "label_cost": "auto",
         "val_subsample": 64, "average_last": 5, "loss_weighting": "normalized", "weight_eps_ratio": "auto",
-        "weight_warmup_epochs": "auto", "standardize": True, "clip_outliers": True, "ce_epsilon": None, "device": "auto", "cpu_threads": 1,
+        "weight_warmup_epochs": "auto", "standardize": True, "clip_outliers": True, "average_duplicates": True,
+        "ce_epsilon": None, "device": "auto", "cpu_threads": 1,
         "seed": 0, "verbose": True,
     }
     assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (6, defaults, {
@@ -649,6 +650,7 @@ def test_paper_settings_are_the_published_ones() -> None:
         "label_cost": 0.0, "weight_lr": 0.01, "weight_eps_ratio": None, "weight_warmup_epochs": 0}
     assert lv.ce_epsilon == 1e-8 and LossVal().ce_epsilon is None  # the reference code's loss; ours is exact
     assert not lv.clip_outliers and LossVal().clip_outliers  # the paper standardises the raw columns
+    assert not lv.average_duplicates and LossVal().average_duplicates
 
 
 def test_the_reference_cross_entropy_is_bounded_and_otherwise_equal() -> None:
@@ -719,6 +721,7 @@ def test_infer_task_agrees_with_the_encoder_on_pandas_dtypes() -> None:
     ({"seed": 2**64}, "seed must be an integer"),
     ({"standardize": "yes"}, "standardize must be true or false"),
     ({"clip_outliers": 1}, "clip_outliers must be true or false"),
+    ({"average_duplicates": "no"}, "average_duplicates must be true or false"),
     ({"device": "cuda:abc"}, "unknown device"),
     ({"device": "cudax"}, "unknown device"),
 ])
@@ -913,3 +916,22 @@ def test_a_regression_target_typo_is_clipped_and_valued_lowest() -> None:
     assert _two_means_f1(lv.values_, noisy) >= without_typo - 0.03 >= 0.5
     unclipped = LossVal(task="regression", clip_outliers=False, verbose=False).fit(X_train, y_train, X_val, y_val)
     assert _two_means_f1(unclipped.values_, noisy) <= 0.3
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_identical_rows_share_one_value(task: str) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] > 0).astype(int) if task == "classification" else X[:, 0] + 0.1 * rng.normal(size=300)
+    X[250:], y[250:] = X[:50], y[:50]  # 50 copies
+    X[200], y[200] = X[0], (1 - y[0]) if task == "classification" else y[0] + 5.0  # same features, another label
+    X_val, y_val = X[:60] + 0.01, y[:60]
+    tied = LossVal(task=task, epochs=5, verbose=False).fit(X, y, X_val, y_val)
+    apart = LossVal(task=task, epochs=5, verbose=False, average_duplicates=False).fit(X, y, X_val, y_val)
+    assert tied.n_duplicate_rows_ == 50 and apart.n_duplicate_rows_ == 0
+    assert np.array_equal(tied.values_[250:], tied.values_[:50])
+    assert np.allclose(tied.values_[:50], (apart.values_[:50] + apart.values_[250:]) / 2)
+    assert not np.array_equal(apart.values_[250:], apart.values_[:50])  # learned apart, by chance of batches
+    assert tied.values_[200] != tied.values_[0]  # another label is another row
+    assert np.array_equal(tied.values_[50:200], apart.values_[50:200])  # the rest as without tying
+    assert np.array_equal(tied.weights_, apart.weights_)  # the fit itself is the same
