@@ -111,9 +111,13 @@ def _suite_hash(config: PipelineConfig) -> str:
     return file_sha256(suite_file(config.gate.suite))[:12]
 
 
-def _epoch_losses(report: str) -> list[float]:
-    """The valuation's mean training loss per epoch, from its ``valuation.json`` (MLflow plots it as ``epoch_loss``)."""
-    return [float(v) for v in (read_json(report).get("history") or {}).get("loss", [])]
+def _valuation_notes(report: str) -> dict:
+    """From the valuation's ``valuation.json``: its mean training loss per epoch (MLflow plots it as
+    ``epoch_loss``), the training values it clipped as outliers per column, and its identical rows."""
+    data = read_json(report)
+    return {"history_loss": [float(v) for v in (data.get("history") or {}).get("loss", [])],
+            "clipped": {str(k): int(v) for k, v in (data.get("clipped") or {}).items()},
+            "duplicate_rows": int(data.get("duplicate_rows") or 0)}
 
 
 def snapshot_history(ws: Workspace, dataset: str) -> list[dict]:
@@ -221,6 +225,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     # `lossval verify` compares these: the run folder's own files (snapshot and values are shared, content-addressed)
     sha256 = {name: file_sha256(path) for name, path in written.items() if Path(path).parent == staging}
     rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
+    notes = _valuation_notes(vals["report"])
     stages = {
         "ingest": {"rows": snap["rows"], "snapshot": snapshot, "seconds": timings["ingest"]},
         "split": {"rows": parts["rows"], "paths": relocate(parts["paths"], staging, final),
@@ -228,7 +233,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                   "rows_test": parts["rows"]["test"], "strategy": config.validation.strategy, "seconds": timings["split"]},
         "value": {"values": vals["values"], "encoder": vals["encoder"], "device": vals["device"],
                   "valuation_seconds": vals["seconds"], "cached": bool(vals.get("cached")), "seconds": timings["value"],
-                  "history_loss": _epoch_losses(vals["report"])},
+                  "history_loss": notes["history_loss"], "clipped_values": sum(notes["clipped"].values()),
+                  "duplicate_rows": notes["duplicate_rows"]},
         "prune": {**pruned, "paths": relocate(pruned["paths"], staging, final), "seconds": timings["prune"]},
         "retrain": {**relocate(trained, staging, final), "seconds": timings["retrain"]},
         "gate": {"passed": checked["passed"], "n_failures": len(checked["failures"]), "suite": checked["suite"],
@@ -242,6 +248,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                            "cap_hit": pruned["cap_hit"], "class_cap_hit": pruned["class_cap_hit"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},
                "older_snapshot": rollback, "shrank_from_rows": shrank,
+               "clipped": notes["clipped"], "duplicate_rows": notes["duplicate_rows"],
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
                "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},
