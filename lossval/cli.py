@@ -292,7 +292,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     from lossval.encoding import TabularEncoder
     from lossval.io import assign_row_ids, check_writable_folder, read_table, sweep_orphaned_temp_files, write_parquet
-    from lossval.splitting import MIN_TRAIN_ROWS, check_validation, shared_rows
+    from lossval.splitting import MIN_TRAIN_ROWS, check_validation, shared_rows, shared_rows_note
     from lossval.valuation import LossVal
 
     out = Path(args.out)
@@ -330,7 +330,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     if shared.any():
         warnings.warn(f"{args.validation}: {int(shared.sum())} of {len(valid)} validation rows also appear, identical, "
                       f"in {args.data}, first at row {int(np.flatnonzero(shared)[0])}; they are valued against "
-                      "themselves and look valuable for no good reason. Remove them from one of the two files.",
+                      "themselves and look valuable for no good reason. Remove them from one of the two files"
+                      + shared_rows_note(valid, train, ignore=(args.id_column,)) + ".",
                       UserWarning, stacklevel=1)  # stacklevel 1: from this file, shown as a lossval warning
     X = encoder.transform(train)
     X_val = encoder.transform(valid, source=args.validation)

@@ -15,7 +15,8 @@ import pandas as pd
 
 from lossval.errors import InputError
 
-__all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "SPLIT_VERSION", "assign_splits", "check_validation", "shared_rows"]
+__all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "SPLIT_VERSION", "assign_splits", "check_validation", "shared_rows",
+           "shared_rows_note"]
 
 MIN_VALIDATION_ROWS = 10
 MIN_TRAIN_ROWS = 10
@@ -343,7 +344,7 @@ def shared_rows(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | N
         bool array, one per row of ``rows`` (all False when no column is compared or a cell
         cannot be hashed).
     """
-    columns = [c for c in data.columns if c in rows.columns and c not in ignore and c != "row_id"]
+    columns = _compared_columns(rows, data, ignore)
     if not columns:
         return np.zeros(len(rows), dtype=bool)
     try:
@@ -352,3 +353,25 @@ def shared_rows(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | N
     except TypeError:  # unhashable cells (refused elsewhere): nothing to compare
         return np.zeros(len(rows), dtype=bool)
     return ours.isin(theirs).to_numpy()
+
+
+def _compared_columns(rows: pd.DataFrame, data: pd.DataFrame, ignore: tuple[str | None, ...]) -> list:
+    return [c for c in data.columns if c in rows.columns and c not in ignore and c != "row_id"]
+
+
+def shared_rows_note(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | None, ...] = ()) -> str:
+    """A clause for the shared-rows warning when ``data`` itself repeats many of its rows, else "".
+
+    With few, coarse columns rows coincide by chance: if 5% or more of the data's rows are
+    identical to another of its rows (in the columns :func:`shared_rows` compares), shared rows
+    say little about a copied file, and the warning should say so.
+    """
+    columns = _compared_columns(rows, data, ignore)
+    if not columns or data.empty:
+        return ""
+    try:
+        share = float(data[columns].duplicated(keep=False).mean())
+    except TypeError:
+        return ""
+    return (f" (the data repeats {share:.0%} of its own rows in these columns, so identical rows may be genuine "
+            "here: check before removing)") if share >= 0.05 else ""

@@ -11,7 +11,7 @@ from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
 from lossval.io import assign_row_ids, read_table, write_parquet
-from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation, shared_rows
+from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation, shared_rows, shared_rows_note
 from tasks.value import config_encoder
 
 __all__ = ["split", "MIN_TEST_ROWS"]
@@ -102,5 +102,5 @@ def _warn_on_shared_rows(curated: pd.DataFrame, data: pd.DataFrame, *, path: str
 
         _logger().warning(
             "%s: %d of %d %s rows also appear, identical, in the data (%s), first at row %d; they leak into "
-            "training. Remove them from one of the two files.", path, int(shared.sum()), len(curated), what,
-            data_path, int(shared.nonzero()[0][0]))
+            "training. Remove them from one of the two files%s.", path, int(shared.sum()), len(curated), what,
+            data_path, int(shared.nonzero()[0][0]), shared_rows_note(curated, data, ignore=(id_column,)))

@@ -146,3 +146,16 @@ def test_a_class_much_rarer_in_validation_than_in_training_is_warned_about() -> 
         check_validation(pd.Series(["a"] * 90 + ["b"] * 10), pd.Series(["a"] * 50 + ["b"] * 50), task="classification",
                          target="y")
         check_validation(train, pd.Series(["a"] * 60 + ["b"] * 40), task="classification", target="y")
+
+
+def test_the_shared_rows_warning_says_when_the_data_repeats_itself_anyway() -> None:
+    from lossval.splitting import shared_rows, shared_rows_note
+
+    rng = np.random.default_rng(0)
+    coarse = pd.DataFrame({"a": rng.integers(0, 3, 400), "b": rng.integers(0, 2, 400), "id": np.arange(400)})
+    valid = pd.DataFrame({"a": rng.integers(0, 3, 40), "b": rng.integers(0, 2, 40), "id": np.arange(40)})
+    assert shared_rows(valid, coarse, ignore=("id",)).all()  # six combinations: every row has a twin by chance
+    assert shared_rows_note(valid, coarse, ignore=("id",)).startswith(" (the data repeats 100% of its own rows")
+    fine = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    copied = fine.iloc[:5].copy()
+    assert shared_rows(copied, fine).all() and shared_rows_note(copied, fine) == ""  # real copies: no excuse offered
