@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from lossval.config import PipelineConfig, config_from_dict
 from lossval.errors import LossvalError
 from lossval.io import read_json
+from lossval.valuation import VALUES_VERSION
 from tasks._paths import Workspace
 from tasks.value import value_cached
 
@@ -42,6 +43,8 @@ def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
     # worker on a lossval without them takes the configs it can value.
     newer = {"compare_with_champion": True, "allow_schema_change": False}
     raw["gate"] = {k: v for k, v in raw["gate"].items() if k not in newer or v != newer[k]}
+    newer_lossval = {"clip_outliers": True, "average_duplicates": True}  # options of VALUES_VERSION 6
+    raw["lossval"] = {k: v for k, v in raw["lossval"].items() if k not in newer_lossval or v != newer_lossval[k]}
     raw["valuation_deployment"] = None  # the deployment values in its own process; never recurse
     return raw
 
@@ -104,6 +107,12 @@ def value_on_deployment(train: str, validation: str, *, key: str, config: Pipeli
         raise LossvalError(f"valuation run {run.name} completed but {out} holds no values.parquet/valuation.json; "
                            "does the worker see the workspace at the same path?")
     report = read_json(report_path)
+    if report.get("values_version") != VALUES_VERSION:
+        raise LossvalError(
+            f"valuation run {run.name} on {name!r} computed its values under VALUES_VERSION "
+            f"{report.get('values_version')}, and this flow's lossval is at {VALUES_VERSION}: the worker runs another "
+            "lossval release, whose values differ. Install this release on the worker, then run again (it values "
+            "the rows again rather than reuse these).")
     return {"values": str(values_path), "encoder": str(out / "encoder.json"), "report": str(report_path),
             "task": report["task"], "seconds": float(report["seconds"]), "device": str(report["device"]),
             "flow_run_id": str(run.id)}

@@ -17,7 +17,7 @@ from prefect import task
 from lossval.config import PipelineConfig
 from lossval.encoding import ENCODER_VERSION, TabularEncoder
 from lossval.errors import InputError, UnseenLevelsWarning
-from lossval.io import file_sha256, list_data_files, pause_point, write_json, write_parquet
+from lossval.io import file_sha256, list_data_files, pause_point, read_json, write_json, write_parquet
 from lossval.splitting import SPLIT_VERSION
 from lossval.valuation import VALUES_VERSION, LossVal
 from tasks._paths import Workspace
@@ -224,9 +224,28 @@ def value_cached(train: str, validation: str, *, key: str, config: PipelineConfi
             vals = {**vals, "values": str(here / "values.parquet")}  # missing here: value again below
     if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
         vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
-    elif not _loadable_encoder(vals["encoder"]):
+    elif not _loadable_encoder(vals["encoder"]) or not _same_values_version(vals["report"]):
         vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
     return {**vals, "cached": vals.get("valued_at", 0.0) < started}
+
+
+def _same_values_version(report: str) -> bool:
+    """Whether a cached valuation was computed under this lossval's VALUES_VERSION; warns when not.
+
+    The key holds the version, so only a record written under this key by another release (a
+    valuation worker not yet upgraded) can differ: its values are not the ones the key names.
+    """
+    try:
+        theirs = read_json(report).get("values_version")
+    except (OSError, ValueError, AttributeError, InputError) as exc:
+        _logger().warning("the cached valuation report %s cannot be read (%s); valuing again", report, exc)
+        return False
+    if theirs != VALUES_VERSION:
+        _logger().warning("the cached values in %s were computed under VALUES_VERSION %s, this lossval's is %s "
+                          "(another lossval release wrote them); valuing again", Path(report).parent, theirs,
+                          VALUES_VERSION)
+        return False
+    return True
 
 
 def _loadable_encoder(path: str) -> bool:

@@ -86,6 +86,10 @@ def test_config_round_trips_for_the_valuation_deployment(tmp_path: Path) -> None
     assert back.to_dict() == {**config.to_dict(), "valuation_deployment": None}
     assert "compare_with_champion" not in config_to_raw(config)["gate"]  # at its default: an older worker takes it
     assert "numeric" not in config_to_raw(config)["features"]  # unset: a worker without the option takes it
+    assert config_to_raw(dataclasses.replace(config, lossval={"epochs": 3, "clip_outliers": True}))["lossval"] == {
+        "epochs": 3}  # a VALUES_VERSION 6 option at its default: not sent
+    assert config_to_raw(dataclasses.replace(config, lossval={"average_duplicates": False}))["lossval"] == {
+        "average_duplicates": False}
     declared = dataclasses.replace(config, numeric=("income",))
     assert config_from_dict(config_to_raw(declared)).numeric == ("income",)
 

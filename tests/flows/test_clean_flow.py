@@ -191,6 +191,20 @@ def test_a_cached_encoder_this_lossval_cannot_read_is_valued_again(workspace: Pa
     assert manifest["valuation_cached"] is False and json.loads(encoder.read_text()) == saved
 
 
+def test_cached_values_another_release_wrote_under_this_key_are_valued_again(workspace: Path) -> None:
+    # A valuation worker not yet upgraded writes its values under the caller's key (which names this
+    # release's VALUES_VERSION): the next run that reads them values again instead of trusting them.
+    from lossval.valuation import VALUES_VERSION
+
+    cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    report = Path(_latest_manifest(workspace, "breast_cancer")["outputs"]["values"]).with_name("valuation.json")
+    saved = json.loads(report.read_text())
+    report.write_text(json.dumps({**saved, "values_version": VALUES_VERSION - 1}))
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    assert _latest_manifest(workspace, "breast_cancer")["valuation_cached"] is False
+    assert json.loads(report.read_text())["values_version"] == VALUES_VERSION
+
+
 def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(workspace: Path, monkeypatch) -> None:
     first_cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
     first = _latest_manifest(workspace, "breast_cancer")

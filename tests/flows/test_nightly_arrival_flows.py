@@ -239,3 +239,42 @@ def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
     state = call(return_state=True)
     exc = state.result(raise_on_failure=False)
     assert isinstance(exc, LossvalError) and "'lossval-value/nowhere' not found" in str(exc)
+
+
+def test_values_from_a_worker_on_another_release_are_refused(setup, tmp_path, monkeypatch) -> None:
+    import types
+
+    import prefect.deployments
+    from prefect import flow
+    from prefect.states import Completed
+
+    from flows.value_remote import value_on_deployment
+    from lossval.catalog import DatasetEntry
+    from lossval.errors import LossvalError
+    from lossval.valuation import VALUES_VERSION
+    from tasks._paths import Workspace
+
+    config = DatasetEntry("good", str(setup["root"] / "good" / "config.yaml"), "good").load()
+    config = type(config)(**{**config.__dict__, "valuation_deployment": "lossval-value/gpu"})
+    ws = tmp_path / "ws"
+    out = Workspace.at(str(ws)).values_dir("k")
+    out.mkdir(parents=True)
+    (out / "values.parquet").write_bytes(b"")
+
+    def worker(version: int):
+        def run_deployment(**_):  # what the worker leaves behind: a completed run and its files
+            (out / "valuation.json").write_text(json.dumps({"values_version": version, "task": "classification",
+                                                             "seconds": 1.0, "device": "cuda:0"}))
+            return types.SimpleNamespace(name="value-k", id="0", state=Completed())
+        return run_deployment
+
+    @flow
+    def call() -> dict:
+        return value_on_deployment("train.parquet", "validation.parquet", key="k", config=config, workspace=str(ws))
+
+    monkeypatch.setattr(prefect.deployments, "run_deployment", worker(VALUES_VERSION - 1))
+    exc = call(return_state=True).result(raise_on_failure=False)
+    assert isinstance(exc, LossvalError) and f"under VALUES_VERSION {VALUES_VERSION - 1}" in str(exc)
+    assert "Install this release on the worker" in str(exc)
+    monkeypatch.setattr(prefect.deployments, "run_deployment", worker(VALUES_VERSION))
+    assert call()["device"] == "cuda:0"
