@@ -144,8 +144,9 @@ class TabularEncoder:
         dropped_columns_: Constant columns dropped at fit.
         encoded_names_: One name per output column: ``"x"`` for a numeric column,
             ``"colour=red"`` for a level.
-        means_: float64 array (n_numeric,), training means of ``numeric_columns_``.
-        scales_: float64 array (n_numeric,), training standard deviations (ddof=0).
+        means_: float64 array (n_numeric,), training means of ``numeric_columns_`` (of the
+            column clipped to its widened central range; see the module docstring).
+        scales_: float64 array (n_numeric,), training standard deviations (ddof=0), likewise.
         task_: ``"classification"``, ``"regression"``, or None without a target.
         classes_: Sorted class labels (classification only, else None).
     """
@@ -309,6 +310,16 @@ class TabularEncoder:
             clipped = np.clip(values, low, high)
             mean = float(np.mean(clipped))
             scale = float(np.std(clipped))
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                farthest = float(np.max(np.abs(values - mean)) / scale) if scale > 0 else 0.0
+            if not farthest < 1e30:  # beyond float32 once encoded: the plain statistics, and a warning
+                first = int(np.argmax(np.abs(values - mean)))
+                warnings.warn(
+                    f"{self.source + ': ' if self.source else ''}numeric column {col!r} has a value "
+                    f"{float(values[first])!r} at row {_row(series.index[first])}, more than 1e30 standard deviations "
+                    "from the rest: the column is scaled by its plain mean and standard deviation, which squeezes "
+                    "its other values; check that value for a typo", UserWarning, stacklevel=4)
+                mean, scale = float(np.mean(values)), float(np.std(values))
             if not (math.isfinite(mean) and math.isfinite(scale)):
                 raise InputError(
                     f"numeric column {col!r} overflows float64 when standardised "
@@ -570,7 +581,7 @@ class TabularEncoder:
                     raise InputError(
                         f"numeric column {c['name']!r} has {int(huge.sum())} value(s) too far outside its training "
                         f"range to encode (e.g. {float(values[first])!r} at row {_row(series.index[first])}, training mean "
-                        f"{c['mean']:.4g}, std {c['scale']:.4g}); fix or drop these rows",
+                        f"{c['mean']:.4g}, std {c['scale']:.4g}, both of its central range); fix or drop these rows",
                         source=source,
                     )
                 pos += 1

@@ -653,3 +653,14 @@ def test_an_integer_target_of_many_repeated_values_read_as_a_number_is_warned_ab
     with warnings.catch_warnings():  # counts or amounts: most values once, no warning
         warnings.simplefilter("error")
         assert infer_task(pd.Series(np.arange(200), name="amount")) == "regression"
+
+
+def test_a_value_too_far_for_float32_under_the_clipped_scale_falls_back_to_the_plain_one():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(1.0, 0.3, size=200), "y": np.arange(200) % 2})
+    df.loc[5, "x"] = 1e39  # beyond float32 (3.4e38) once divided by the clipped std of about 0.3
+    with pytest.warns(UserWarning, match=r"numeric column 'x' has a value 1e\+39 at row 5, more than 1e30 standard"):
+        enc = TabularEncoder(target="y").fit(df)
+    assert enc.scales_[0] == pytest.approx(df["x"].std(ddof=0))
+    X = enc.transform(df)  # the training rows themselves still encode
+    assert np.isfinite(X).all() and X[5, 0] == pytest.approx(np.sqrt(200), rel=0.01)
