@@ -113,10 +113,12 @@ def _suite_hash(config: PipelineConfig) -> str:
 
 def _valuation_notes(report: str) -> dict:
     """From the valuation's ``valuation.json``: its mean training loss per epoch (MLflow plots it as
-    ``epoch_loss``), the training values it clipped as outliers per column, and its identical rows."""
+    ``epoch_loss``), the training and validation values it clipped as outliers per column, and its
+    identical rows."""
     data = read_json(report)
     return {"history_loss": [float(v) for v in (data.get("history") or {}).get("loss", [])],
             "clipped": {str(k): int(v) for k, v in (data.get("clipped") or {}).items()},
+            "clipped_validation": {str(k): int(v) for k, v in (data.get("clipped_validation") or {}).items()},
             "duplicate_rows": int(data.get("duplicate_rows") or 0)}
 
 
@@ -248,7 +250,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                            "cap_hit": pruned["cap_hit"], "class_cap_hit": pruned["class_cap_hit"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},
                "older_snapshot": rollback, "shrank_from_rows": shrank,
-               "clipped": notes["clipped"], "duplicate_rows": notes["duplicate_rows"],
+               "clipped": notes["clipped"], "clipped_validation": notes["clipped_validation"],
+               "duplicate_rows": notes["duplicate_rows"],
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
                "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},

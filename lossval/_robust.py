@@ -21,6 +21,7 @@ def central_range_bounds(train: np.ndarray, tail: float = 0.005) -> np.ndarray:
         is zero (mostly one value: a rare flag, a one-hot level) or too large for float64, and
         for every column when ``train`` has fewer than :data:`MIN_ROWS` rows.
     """
+    train = np.asarray(train, dtype=np.float64)
     if len(train) < MIN_ROWS:
         return np.vstack([np.full(train.shape[1], -np.inf), np.full(train.shape[1], np.inf)])
     with np.errstate(over="ignore", invalid="ignore"):

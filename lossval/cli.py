@@ -357,10 +357,11 @@ def _cmd_value(args: argparse.Namespace) -> int:
         print(f"valued {len(table)} rows ({encoder.task_}, {X.shape[1]} encoded features, "
               f"{len(X_val)} validation rows) in {seconds:.1f}s on {lv.device_}")
         print(f"wrote {out}")
-        clipped = lv.clipped_counts(encoder.encoded_names_, args.target)
-        if clipped:
-            print(f"clipped to the training rows' widened central range (clip_outliers): "
-                  + ", ".join(f"{name} {n}" for name, n in clipped.items()) + " value(s); look for typos there")
+        for rows in ("training", "validation"):
+            clipped = lv.clipped_counts(encoder.encoded_names_, args.target, validation=rows == "validation")
+            if clipped:
+                print(f"{rows} values clipped to the training rows' widened central range (clip_outliers): "
+                      + ", ".join(f"{name} {n}" for name, n in clipped.items()) + "; typos, or a heavy-tailed column")
         if lv.n_duplicate_rows_:
             print(f"{lv.n_duplicate_rows_} rows are identical (features and label) to another row and share its value")
         print("lowest-value rows:")

@@ -70,15 +70,18 @@ before 2026-12-03, when the suite's 2dplanes still had noise of standard deviati
   network's Adam state absorbs the spike and learns little. Measured on 2000 rows (8
   features, 10% label noise, 3 seeds), two-means F1 was 0.77-0.80 without the typo,
   0.39-0.48 with it unclipped and 0.76-0.79 clipped; 20 such rows took it to 0.00 unclipped
-  and 0.73-0.77 clipped. A regression target typo (1000 where Friedman #1's targets are
+  and 0.73-0.77 clipped (each in a random column). A regression target typo (1000 where Friedman #1's targets are
   0-30; 1000 rows, 10% swapped targets, 3 seeds) took F1 from 0.55-0.59 to 0.18 unclipped
   (969 rows flagged); clipped it was 0.57-0.58, with the typo row flagged. Within the
-  widened range nothing moves (a Gaussian column's bounds are about +-5 sd), and columns
+  widened range nothing moves (a Gaussian column's bounds are about +-5 sd from 1000 rows up;
+  below 200 rows the range runs between the second-smallest and second-largest values), columns
+  in which more than 0.5% of the values are extreme keep them (they set the range), and columns
   whose central range is zero (rare flags), one-hot columns and fits on fewer than 20 rows are
   left as they are. The encoder takes its scaling statistics the same way (values unclipped).
 * ``average_duplicates=True``: training rows with identical features and label get one value,
-  the mean of their learned weights. Their losses are always equal, but they sit in different
-  batches, so their weights differ by chance (up to 0.23-0.27 apart on 2000 synthetic rows of
+  the mean of their learned weights, and one P(noisy), from the mean of their recorded losses.
+  They are the same example, but they sit in different batches, so their weights (and losses,
+  recorded at their own batch's step) differ by chance (up to 0.23-0.27 apart on 2000 synthetic rows of
   which 200 were copies, 10% label noise, 3 seeds) and pruning kept one copy and quarantined
   the other in up to 6 of 200 pairs. Tied, no pair is split and two-means F1 moved from
   0.782 / 0.752 / 0.854 to 0.782 / 0.756 / 0.859. Data valuation's symmetry axiom asks the
@@ -347,8 +350,8 @@ class LossVal:
             (1 = final weights, as in the paper).
         loss_weighting: ``"normalized"`` (``|B| * sum(a_i l_i)``) or ``"sum"`` (paper).
         standardize: Standardise features (and regression targets) with training statistics.
-        clip_outliers: Before standardising, limit each feature column and a regression target
-            (train and validation) to the training rows' central range widened by half of it on
+        clip_outliers: Before standardising (and without it), limit each feature column and a
+            regression target (train and validation) to the training rows' central range widened by half of it on
             each side: with ``lo``, ``hi`` the 0.5% and 99.5% quantiles,
             ``[lo - (hi - lo) / 2, hi + (hi - lo) / 2]``. Unclipped, one typo (a 1000 among
             values near 1) sets its column's scale and the transport cost of its batch, and
@@ -356,9 +359,10 @@ class LossVal:
             (mostly one value, such as rare flags) and ``one_hot_columns`` are left as they
             are, and so is everything with fewer than 20 training rows. ``False`` = the paper.
         average_duplicates: Give training rows with identical features and label one value, the
-            mean of theirs. Such rows always have the same loss, but they sit in different
-            batches, so their learned weights differ by chance (up to 0.27 apart in our test)
-            and pruning could keep one copy and quarantine another. ``False`` = the paper.
+            mean of theirs, and one :meth:`noise_probability`. Such rows are the same example,
+            but they sit in different batches, so their learned weights differ by chance (up
+            to 0.27 apart in our test) and pruning could keep one copy and quarantine another.
+            ``False`` = the paper.
         ce_epsilon: Classification row loss ``-log(softmax + ce_epsilon)``, as the reference
             LossVal code computes it (bounded at ``-log(ce_epsilon)``; the paper settings use
             ``1e-8``). ``None`` (default) = exact cross-entropy on the logits.
@@ -391,9 +395,11 @@ class LossVal:
             columns left as they are) and ``(low, high)`` of a regression target; ``None``
             when off (``y_clip_`` also for classification).
         n_clipped_, n_clipped_target_: How many training values were clipped, per feature
-            column (``(n_features,)`` int) and in the target.
+            column (``(n_features,)`` int) and in the target; ``n_clipped_val_``,
+            ``n_clipped_val_target_`` the same for the validation rows.
         n_duplicate_rows_: Training rows identical (features and label) to an earlier one, whose
-            values ``average_duplicates`` tied; ``weights_`` stay per row.
+            values ``average_duplicates`` tied, and ``noise_probability`` too; ``weights_`` and
+            ``loss_history_`` stay per row. duplicate_groups_: each row's group, or ``None``.
     """
 
     def __init__(
@@ -599,10 +605,12 @@ class LossVal:
         X_raw = Xtr  # identical rows are found before clipping can make two rows alike
         self.x_clip_ = self.y_clip_ = None
         self.n_clipped_, self.n_clipped_target_ = np.zeros(Xtr.shape[1], dtype=np.int64), 0
+        self.n_clipped_val_, self.n_clipped_val_target_ = np.zeros(Xtr.shape[1], dtype=np.int64), 0
         if self.clip_outliers:
             bounds = central_range_bounds(Xtr)
             bounds[:, cols] = [[-np.inf], [np.inf]]  # 0/1 by construction
             self.n_clipped_ = ((Xtr < bounds[0]) | (Xtr > bounds[1])).sum(axis=0)
+            self.n_clipped_val_ = ((Xva < bounds[0]) | (Xva > bounds[1])).sum(axis=0)
             Xtr, Xva = np.clip(Xtr, bounds[0], bounds[1]), np.clip(Xva, bounds[0], bounds[1])
             self.x_clip_ = bounds
         if self.standardize:
@@ -665,6 +673,7 @@ class LossVal:
             if self.clip_outliers:
                 low, high = self.y_clip_ = tuple(central_range_bounds(ytr_f[:, None])[:, 0].tolist())
                 self.n_clipped_target_ = int(((ytr_f < low) | (ytr_f > high)).sum())
+                self.n_clipped_val_target_ = int(((yva_f < low) | (yva_f > high)).sum())
                 ytr_f, yva_f = np.clip(ytr_f, low, high), np.clip(yva_f, low, high)
             with np.errstate(over="ignore", invalid="ignore"):
                 y_mean = ytr_f.mean() if self.standardize else 0.0
@@ -815,7 +824,8 @@ class LossVal:
         weights = state.final_weights().cpu().numpy().astype(np.float64)
         values = (weight_sum / n_avg).cpu().numpy().astype(np.float64)
         if data.groups is not None:  # identical rows get one value, their mean
-            values = (np.bincount(data.groups, weights=values) / np.bincount(data.groups))[data.groups]
+            values = _group_mean(values, data.groups)
+        self.duplicate_groups_ = data.groups
         if not (np.isfinite(values).all() and np.isfinite(weights).all()):
             bad = int((~np.isfinite(values)).sum())
             epoch = next((i for i, v in enumerate(history["loss"]) if not math.isfinite(v)), None)
@@ -835,17 +845,22 @@ class LossVal:
         self.fit_seconds_ = time.perf_counter() - t_start
         return self
 
-    def clipped_counts(self, feature_names: Sequence[str], target: str = "target") -> dict[str, int]:
-        """Training values this fit clipped (``clip_outliers``), by feature name and ``target``; only those with any.
+    def clipped_counts(self, feature_names: Sequence[str], target: str = "target", *,
+                       validation: bool = False) -> dict[str, int]:
+        """Training (or ``validation``) values this fit clipped (``clip_outliers``), by feature name and ``target``.
+
+        Only names with any; validation rows are clipped to the training rows' bounds.
 
         >>> lv = LossVal(epochs=1, verbose=False).fit(np.r_[np.arange(99.0), 1e6][:, None], np.arange(100) % 2,
         ...                                           np.arange(10.0)[:, None], np.arange(10) % 2)
         >>> lv.clipped_counts(["income"], "label")
         {'income': 1}
         """
-        counts = {str(name): int(n) for name, n in zip(feature_names, self.n_clipped_, strict=True) if n}
-        if self.n_clipped_target_:
-            counts[target] = int(self.n_clipped_target_)
+        per_column = self.n_clipped_val_ if validation else self.n_clipped_
+        counts = {str(name): int(n) for name, n in zip(feature_names, per_column, strict=True) if n}
+        in_target = self.n_clipped_val_target_ if validation else self.n_clipped_target_
+        if in_target:
+            counts[target] = int(in_target)
         return counts
 
     def _row_loss(self, model: torch.nn.Module, data: _Prepared, idx: torch.Tensor) -> torch.Tensor:
@@ -960,7 +975,11 @@ class LossVal:
             raise RuntimeError("call fit() before noise_probability()")
         if last_epochs is not None:
             last_epochs = min(int(last_epochs), self.loss_history_.shape[0])
-        return loss_noise_probability(self.loss_history_, last_epochs=last_epochs)
+        history = self.loss_history_
+        groups = getattr(self, "duplicate_groups_", None)
+        if groups is not None:  # identical rows: one loss, their mean at each epoch, so one P(noisy)
+            history = _group_mean(history.T, groups).T
+        return loss_noise_probability(history, last_epochs=last_epochs)
 
     @staticmethod
     def _val_pool(m: int, k: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -972,6 +991,13 @@ class LossVal:
             return torch.arange(m, device=device).unsqueeze(0)
         keys = torch.rand((VAL_POOL_SIZE, m), generator=gen, device=device)
         return keys.argsort(dim=1)[:, :k]
+
+
+def _group_mean(a: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each row of ``a`` (rows first) replaced by the mean of its group's rows."""
+    sums = np.zeros((int(groups.max()) + 1, *a.shape[1:]))
+    np.add.at(sums, groups, a)
+    return (sums / np.bincount(groups).reshape(-1, *([1] * (a.ndim - 1))))[groups]
 
 
 def _identical_rows(X: np.ndarray, y: np.ndarray) -> np.ndarray | None:

@@ -146,6 +146,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
                 "params": json.loads(json.dumps(lv.get_params(), default=str)), "settings": lv.settings_,
                 "values_version": VALUES_VERSION, "rows": len(tr),
                 "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target),
+                "clipped_validation": lv.clipped_counts(enc.encoded_names_, config.target, validation=True),
                 "duplicate_rows": lv.n_duplicate_rows_},
                out_dir / "valuation.json")
     path = write_parquet(table, out_dir / "values.parquet")  # last: its presence marks a complete valuation

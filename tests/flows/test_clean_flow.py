@@ -368,7 +368,7 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     assert (pd.read_parquet(manifest["outputs"]["train"])["x2"] == 10001.0).sum() == 1  # LossVal clips it, and says so:
     assert report["clipped"] == {"x2": 1} and report["duplicate_rows"] == 0
     assert manifest["clipped"] == {"x2": 1} and manifest["duplicate_rows"] == 0
-    assert "values: clipped as outliers (clip_outliers): x2 1 training value(s)" in capsys.readouterr().out
+    assert "values: training values clipped as outliers (clip_outliers): x2 1;" in capsys.readouterr().out
 
 
 def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) -> None:

@@ -893,6 +893,8 @@ def test_features_are_clipped_to_the_widened_central_range_of_the_training_rows(
     val_last = seen["data"].Z_val[-1, :4].numpy().astype(np.float64) * lv.x_scale_ + lv.x_mean_
     assert val_last[:2] == pytest.approx(bounds[0, :2]) and val_last[2:] == pytest.approx([9.0, 9.0])  # training bounds
     assert X[0, 1] == 1e6 and lv.y_clip_ is None  # the caller's array is not modified; no target to clip
+    assert lv.clipped_counts(["a", "b", "c", "d"]) == {"b": 1}  # the typo
+    assert lv.clipped_counts(["a", "b", "c", "d"], validation=True) == {"a": 1, "b": 2}  # the typo row again, the last row
     assert LossVal(clip_outliers=False, epochs=1, verbose=False).fit(X, y, X_val, y[::10].tolist() + [1]).x_clip_ is None
     few = LossVal(epochs=1, verbose=False).fit(X[:19], y[:19] * 0 + np.arange(19) % 2, X_val, y[::10].tolist() + [1])
     assert np.isinf(few.x_clip_).all() and few.n_clipped_.sum() == 0  # under 20 rows the quantiles say too little
@@ -935,3 +937,6 @@ def test_identical_rows_share_one_value(task: str) -> None:
     assert tied.values_[200] != tied.values_[0]  # another label is another row
     assert np.array_equal(tied.values_[50:200], apart.values_[50:200])  # the rest as without tying
     assert np.array_equal(tied.weights_, apart.weights_)  # the fit itself is the same
+    p_tied, p_apart = tied.noise_probability(), apart.noise_probability()
+    assert np.array_equal(p_tied[250:], p_tied[:50]) and not np.array_equal(p_apart[250:], p_apart[:50])
+    assert np.array_equal(tied.loss_history_, apart.loss_history_)  # recorded per row, as the fit saw them
