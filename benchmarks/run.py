@@ -286,7 +286,6 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
 
     from benchmarks._plain import default_training, score_model, train_plain
     from lossval import LossVal
-    from lossval.noise import loss_noise_probability
 
     torch.set_num_threads(1)
     _warm_up()
@@ -342,8 +341,8 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
                     fits[method] = (lv.values_, seconds, {})
                     if method == "lossval" and "loss_mixture" in cfg.methods:
                         t1 = time.perf_counter()
-                        last = min(LOSS_MIXTURE_LAST_EPOCHS, lv.loss_history_.shape[0])
-                        p_noisy = loss_noise_probability(lv.loss_history_, last_epochs=last)
+                        # as a run computes it (identical rows share one P(noisy) under average_duplicates)
+                        p_noisy = lv.noise_probability(last_epochs=LOSS_MIXTURE_LAST_EPOCHS)
                         fits["loss_mixture"] = (1.0 - p_noisy, seconds + time.perf_counter() - t1, {})
                 for method in cfg.methods:
                     if method not in fits:
