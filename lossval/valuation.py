@@ -64,27 +64,27 @@ before 2026-12-03, when the suite's 2dplanes still had noise of standard deviati
   7% less time per fit.
 * ``clip_outliers=True``: each feature column, and a regression target, is clipped to the
   training rows' central range (0.5% to 99.5% quantiles) widened by half of it on each side,
-  before standardising. One typo (a clean row's feature at 1000, other values near 1)
-  otherwise sets the column's standard deviation, and the batch holding it gets a transport
-  cost hundreds of times the others', whose square multiplies that batch's loss: the
-  network's Adam state absorbs the spike and learns little. Measured on 2000 rows (8
-  features, 10% label noise, 3 seeds), two-means F1 was 0.77-0.80 without the typo,
-  0.39-0.48 with it unclipped and 0.76-0.79 clipped; 20 such rows took it to 0.00 unclipped
-  and 0.73-0.77 clipped (each in a random column). A regression target typo (1000 where Friedman #1's targets are
-  0-30; 1000 rows, 10% swapped targets, 3 seeds) took F1 from 0.55-0.59 to 0.18 unclipped
-  (969 rows flagged); clipped it was 0.57-0.58, with the typo row flagged. Within the
-  widened range nothing moves (a Gaussian column's bounds are about +-5 sd from 1000 rows up;
-  below 200 rows the range runs between the second-smallest and second-largest values), columns
-  in which more than 0.5% of the values are extreme keep them (they set the range), and columns
-  whose central range is zero (rare flags), one-hot columns and fits on fewer than 20 rows are
-  left as they are. The encoder takes its scaling statistics the same way (values unclipped).
+  before standardising. One typo (a clean row's feature at 1000, other values near 1) otherwise
+  sets the column's standard deviation, and the batch holding it gets a transport cost hundreds
+  of times the others', whose square multiplies that batch's loss: the network's Adam state
+  absorbs the spike and learns little. Measured on 2000 rows (8 features, 10% label noise, 3
+  seeds), two-means F1 was 0.77-0.80 without the typo, 0.39-0.48 with it unclipped and 0.76-0.79
+  clipped; 20 such rows took it to 0.00 unclipped and 0.73-0.77 clipped (each in a random
+  column). A regression target typo (1000 where Friedman #1's targets are 0-30; 1000 rows, 10%
+  swapped targets, 3 seeds) took F1 from 0.55-0.59 to 0.18 unclipped (969 rows flagged); clipped
+  it was 0.57-0.58, with the typo row flagged. Within the widened range nothing moves (a
+  Gaussian column's bounds are about +-5 sd from 1000 rows up; below 200 rows the range runs
+  between the second-smallest and second-largest values), columns in which more than 0.5% of the
+  values are extreme keep them (they set the range), and columns whose central range is zero
+  (rare flags), one-hot columns and fits on fewer than 20 rows are left as they are. The encoder
+  takes its scaling statistics the same way (values unclipped).
 * ``average_duplicates=True``: training rows with identical features and label get one value,
   the mean of their learned weights, and one P(noisy), from the mean of their recorded losses.
   They are the same example, but they sit in different batches, so their weights (and losses,
-  recorded at their own batch's step) differ by chance (up to 0.23-0.27 apart on 2000 synthetic rows of
-  which 200 were copies, 10% label noise, 3 seeds) and pruning kept one copy and quarantined
-  the other in up to 6 of 200 pairs. Tied, no pair is split and two-means F1 moved from
-  0.782 / 0.752 / 0.854 to 0.782 / 0.756 / 0.859. Data valuation's symmetry axiom asks the
+  recorded at their own batch's step) differ by chance (up to 0.23-0.27 apart on 2000 synthetic
+  rows of which 200 were copies, 10% label noise, 3 seeds) and pruning kept one copy and
+  quarantined the other in up to 6 of 200 pairs. Tied, no pair is split and two-means F1 moved
+  from 0.782 / 0.752 / 0.854 to 0.782 / 0.756 / 0.859. Data valuation's symmetry axiom asks the
   same: rows that contribute alike are valued alike.
 * ``average_last``: values are the mean weight over the last epochs rather than the last step,
   which removes most of the step-to-step noise of Adam.
@@ -351,18 +351,17 @@ class LossVal:
         loss_weighting: ``"normalized"`` (``|B| * sum(a_i l_i)``) or ``"sum"`` (paper).
         standardize: Standardise features (and regression targets) with training statistics.
         clip_outliers: Before standardising (and without it), limit each feature column and a
-            regression target (train and validation) to the training rows' central range widened by half of it on
-            each side: with ``lo``, ``hi`` the 0.5% and 99.5% quantiles,
-            ``[lo - (hi - lo) / 2, hi + (hi - lo) / 2]``. Unclipped, one typo (a 1000 among
-            values near 1) sets its column's scale and the transport cost of its batch, and
-            every row's value suffers (module docstring). Columns whose central range is zero
-            (mostly one value, such as rare flags) and ``one_hot_columns`` are left as they
-            are, and so is everything with fewer than 20 training rows. ``False`` = the paper.
-        average_duplicates: Give training rows with identical features and label one value, the
-            mean of theirs, and one :meth:`noise_probability`. Such rows are the same example,
-            but they sit in different batches, so their learned weights differ by chance (up
-            to 0.27 apart in our test) and pruning could keep one copy and quarantine another.
-            ``False`` = the paper.
+            regression target (train and validation) to the training rows' central range widened
+            by half of it on each side: with ``lo``, ``hi`` the 0.5% and 99.5% quantiles,
+            ``[lo - (hi - lo) / 2, hi + (hi - lo) / 2]``. Unclipped, one typo (a 1000 among values
+            near 1) sets its column's scale and the transport cost of its batch, and every row's
+            value suffers (module docstring). Columns whose central range is zero (mostly one
+            value, such as rare flags) and ``one_hot_columns`` are left as they are, and so is
+            everything with fewer than 20 training rows. ``False`` = the paper.
+        average_duplicates: Give training rows with identical features and label one value, the mean
+            of theirs, and one :meth:`noise_probability`. Such rows are the same example, but they
+            sit in different batches, so their learned weights differ by chance (up to 0.27 apart in
+            our test) and pruning could keep one copy and quarantine another. ``False`` = the paper.
         ce_epsilon: Classification row loss ``-log(softmax + ce_epsilon)``, as the reference
             LossVal code computes it (bounded at ``-log(ce_epsilon)``; the paper settings use
             ``1e-8``). ``None`` (default) = exact cross-entropy on the logits.
