@@ -249,7 +249,8 @@ def _report_bug(exc: BaseException, *, debug: bool) -> int:
 # A path the user gave is missing, unreadable, unwritable, or of the wrong kind: their input (exit 2).
 _PATH_ADVICE: dict[type[OSError], str] = {
     PermissionError: "check the permissions: inputs must be readable, the output and workspace folders writable",
-    FileNotFoundError: "check the path (relative paths are from the current directory)",
+    FileNotFoundError: ("check the path (a relative path on the command line is taken from the current directory, "
+                        "one in a config file from the config's folder)"),
     FileExistsError: "a file is in the way of a folder lossval needs there; choose another path",
     NotADirectoryError: "part of the path is a file, not a folder; choose another path",
     IsADirectoryError: "a folder is where a file was expected; give the file's path",

@@ -71,7 +71,8 @@ def list_data_files(path: str | os.PathLike[str]) -> list[Path]:
     """
     p = Path(path)
     if not p.exists():
-        raise InputError("no such file or directory; check the path (relative paths are from the current directory).", source=str(p))
+        where = "" if p.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
+        raise InputError(f"no such file or directory; check the path{where}.", source=str(p))
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in DATA_SUFFIXES and not f.name.startswith("."))
         if not files:

@@ -90,10 +90,15 @@ def test_bad_arguments_exit_2_with_a_named_problem(tables, tmp_path, capsys, arg
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_missing_file_and_overwriting_input_are_refused(tables, tmp_path, capsys) -> None:
+def test_missing_file_and_overwriting_input_are_refused(tables, tmp_path, capsys, monkeypatch) -> None:
     assert main(["value", str(tmp_path / "none.csv"), "--target", "label", "--validation", str(tables["valid"]),
                  "--out", str(tmp_path / "v.parquet")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no such file or directory; check the path." in err and "current directory" not in err  # absolute
+    monkeypatch.chdir(tmp_path)
+    assert main(["value", "none.csv", "--target", "label", "--validation", str(tables["valid"]),
+                 "--out", str(tmp_path / "v.parquet")]) == 2
+    assert f"a relative path is taken from the current directory, {tmp_path}" in capsys.readouterr().err
     assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
                  "--out", str(tables["valid"])]) == 2
     assert "inputs are never overwritten" in capsys.readouterr().err
