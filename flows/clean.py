@@ -112,8 +112,8 @@ def _suite_hash(config: PipelineConfig) -> str:
 
 
 def _valuation_notes(report: str) -> dict:
-    """From the valuation's ``valuation.json``: its mean training loss per epoch (MLflow plots it as
-    ``epoch_loss``), the training and validation values it clipped as outliers per column, and its
+    """From the valuation's ``valuation.json``: LossVal's mean batch objective per epoch (weighted loss
+    times the squared Sinkhorn term; MLflow plots it as ``epoch_loss``), the training and validation values it clipped as outliers per column, and its
     identical rows."""
     data = read_json(report)
     return {"history_loss": [float(v) for v in (data.get("history") or {}).get("loss", [])],
@@ -236,7 +236,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         "value": {"values": vals["values"], "encoder": vals["encoder"], "device": vals["device"],
                   "valuation_seconds": vals["seconds"], "cached": bool(vals.get("cached")), "seconds": timings["value"],
                   "history_loss": notes["history_loss"], "clipped_values": sum(notes["clipped"].values()),
-                  "duplicate_rows": notes["duplicate_rows"]},
+                  "clipped_validation_values": sum(notes["clipped_validation"].values()),
+                  "clipped_columns": ", ".join(notes["clipped"]), "duplicate_rows": notes["duplicate_rows"]},
         "prune": {**pruned, "paths": relocate(pruned["paths"], staging, final), "seconds": timings["prune"]},
         "retrain": {**relocate(trained, staging, final), "seconds": timings["retrain"]},
         "gate": {"passed": checked["passed"], "n_failures": len(checked["failures"]), "suite": checked["suite"],
@@ -293,7 +294,7 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
         tracked = track(config=config, workspace=str(ws.root), run_name=f"{config.dataset} {started:%Y-%m-%d %H:%M:%S}Z",
                         flow_run_id=summary["flow_run_id"], stages=summary["stages"],
                         snapshot_hash=summary["snapshot_hash"], gate=gate, pruning=summary["pruning"],
-                        run_key=summary["run_key"])
+                        run_key=summary["run_key"], run_dir=str(run_dir), lossval_run_id=summary["run_id"])
         summary["model"] = promote(config=config, workspace=str(ws.root), model_source=tracked["model_source"],
                                    run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"])
         summary["mlflow"] = {**tracked, "status": "ok"}

@@ -258,7 +258,8 @@ def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
 
 @task(name="track")
 def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id: str, stages: dict[str, Any],
-          snapshot_hash: str, gate: dict, pruning: dict, run_key: str | None = None) -> dict:
+          snapshot_hash: str, gate: dict, pruning: dict, run_key: str | None = None, run_dir: str | None = None,
+          lossval_run_id: str | None = None) -> dict:
     """Log the parent run, one nested run per stage, metrics, artifacts and the "after" model.
 
     The model is a pyfunc model (:mod:`lossval.serving`): the user's own feature columns in,
@@ -266,6 +267,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
 
     A rerun whose ``run_key`` already has a registered version logs no second copy of the model:
     its ``model_source`` is that version's.
+
+    ``run_dir`` and ``lossval_run_id`` become tags, so a reviewer finds the run folder (manifest,
+    quarantine) from the MLflow run.
 
     Returns ``{"run_id", "experiment_id", "model_uri", "model_source", "tracking_uri"}``.
     """
@@ -284,6 +288,10 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "valuation_cached": str(bool(value.get("cached"))).lower(),
                 "values_version": str(_values_version(valuation_report)),
                 "mlflow.note.content": _run_description(config, stages, gate, pruning)}
+        tags.update({k: v for k, v in (("run_dir", run_dir), ("lossval_run_id", lossval_run_id)) if v})
+        champion = gate.get("champion") or {}
+        if champion.get("metrics"):
+            tags["champion_version_compared"] = str(champion["champion"])
         if not gate["passed"]:
             tags["gate_failures"] = "; ".join(gate["failures"])[:5000]
         elsewhere = _artifacts_elsewhere(client, experiment_id, uri, workspace)
@@ -304,7 +312,11 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
         with _run(client, experiment_id, run_name=run_name, tags=tags) as parent:
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
-                        rows_flagged=prune["flagged"], prune_fraction=prune["rows_pruned"] / max(rows_train, 1))
+                        rows_flagged=prune["flagged"], prune_fraction=prune["rows_pruned"] / max(rows_train, 1),
+                        clipped_values=value.get("clipped_values", 0),
+                        clipped_validation_values=value.get("clipped_validation_values", 0),
+                        duplicate_rows=value.get("duplicate_rows", 0))
+            flat.update({f"champion_{name}": v for name, v in (champion.get("metrics") or {}).items()})
             _log(client, parent, params=config.flat_params(), metrics=flat)
             pause_point("track")  # test-only hook: a fault test kills the run while its MLflow run is open
             vals = pd.read_parquet(value["values"])
@@ -325,7 +337,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             for stage, record in stages.items():
                 with _run(client, experiment_id, run_name=stage,
                           tags={"mlflow.parentRunId": parent, "stage": stage,
-                                **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)}}) as child:
+                                **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)},
+                                **{k: str(v).lower() for k, v in record.items() if isinstance(v, bool)}}) as child:
                     _log(client, child, metrics={k: float(v) for k, v in record.items()
                                                  if isinstance(v, (int, float)) and not isinstance(v, bool)},
                          series={"epoch_loss": record["history_loss"]} if stage == "value" else None)
@@ -404,6 +417,16 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
                       "|---|---|---|---|"]
     lines += [f"| {k} | {metrics['before'][k]:.4f} | {metrics['after'][k]:.4f} |"
               + (f" {theirs[k]:.4f} |" if theirs else "") for k in metrics["before"]]
+    value = stages["value"]
+    notes = [f"{value['clipped_values']} training value(s) clipped as outliers ({value['clipped_columns']}): "
+             "typos, or a heavy-tailed column" if value.get("clipped_values") else "",
+             f"{value['clipped_validation_values']} validation value(s) clipped"
+             if value.get("clipped_validation_values") else "",
+             f"{value['duplicate_rows']} row(s) identical to another share its value"
+             if value.get("duplicate_rows") else "",
+             "values reused from an earlier run on the same snapshot and settings" if value.get("cached") else ""]
+    if any(notes):
+        lines += ["", "Values: " + "; ".join(n for n in notes if n) + "."]
     lines += ["", "Gate: passed; the model is champion." if gate["passed"] else
               "Gate: **failed**, not promoted: " + "; ".join(gate["failures"]) + "."]
     return "\n".join(lines)

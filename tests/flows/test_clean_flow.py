@@ -175,6 +175,10 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
     assert (first["valuation_cached"], second["valuation_cached"]) == (False, True)
     _, client = _mlflow(workspace)
     assert client.get_run(second["mlflow"]["run_id"]).data.tags["valuation_cached"] == "true"
+    value_stage = client.search_runs([client.get_run(second["mlflow"]["run_id"]).info.experiment_id],
+                                     filter_string=f"tags.mlflow.parentRunId = '{second['mlflow']['run_id']}' "
+                                                   "and tags.stage = 'value'")[0]
+    assert value_stage.data.tags["cached"] == "true"  # the stage run says its figures are the earlier run's
     # The model that version already holds is not logged a second time (about 0.5 MB a night).
     assert "model" not in {a.path for a in client.list_artifacts(second["mlflow"]["run_id"])}
     assert "model" in {a.path for a in client.list_artifacts(first["mlflow"]["run_id"])}
@@ -307,6 +311,8 @@ def test_the_gate_compares_with_the_champion_on_the_run_s_own_test_rows(workspac
     assert f"worse than the champion's (lossval-t-breast_cancer version {champion})" in err
     assert f"champion {theirs:.4f}" in out and f"(champion = version {champion}" in out
     assert str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version) == champion
+    parent = client.get_run(_latest_manifest(workspace, "breast_cancer")["mlflow"]["run_id"]).data
+    assert parent.metrics["champion_accuracy"] == pytest.approx(theirs) and parent.tags["champion_version_compared"] == champion
 
     # A new column changes what @champion takes: refused by name, unless the change is declared meant.
     wider = _variant(workspace, "wider", lambda df: df.assign(channel=np.where(np.arange(len(df)) % 3, "web", "branch")),
@@ -369,6 +375,12 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     assert report["clipped"] == {"x2": 1} and report["duplicate_rows"] == 0
     assert manifest["clipped"] == {"x2": 1} and manifest["duplicate_rows"] == 0
     assert "values: training values clipped as outliers (clip_outliers): x2 1;" in capsys.readouterr().out
+    _, client = _mlflow(workspace)
+    parent = client.get_run(manifest["mlflow"]["run_id"])
+    assert parent.data.metrics["clipped_values"] == 1 and parent.data.metrics["duplicate_rows"] == 0
+    assert parent.data.tags["lossval_run_id"] == manifest["run_id"]
+    assert Path(parent.data.tags["run_dir"], "manifest.json").is_file()  # from MLflow to the run folder
+    assert "Values: 1 training value(s) clipped as outliers (x2): typos" in parent.data.tags["mlflow.note.content"]
 
 
 def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) -> None:
