@@ -249,6 +249,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "pruning": {"policy": pruned["policy"], "threshold": pruned["threshold"], "flagged": pruned["flagged"],
                            "quarantined": pruned["rows_pruned"], "protected": pruned["protected"],
                            "cap_hit": pruned["cap_hit"], "class_cap_hit": pruned["class_cap_hit"],
+                           "capped_classes": pruned["capped_classes"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},
                "older_snapshot": rollback, "shrank_from_rows": shrank,
                "clipped": notes["clipped"], "clipped_validation": notes["clipped_validation"],

@@ -158,6 +158,8 @@ class PruneDecision:
         class_cap_hit: True if only a class's share of the cap held flagged rows back (a
             class had more flagged rows than ``max_prune_fraction`` of its rows, and the cap
             on all rows did not bind).
+        capped_classes: The labels of the classes whose share of the cap held flagged rows
+            back, in label order (empty without ``labels``).
     """
 
     keep: np.ndarray
@@ -169,6 +171,7 @@ class PruneDecision:
     n_protected: int = 0
     cap_hit: bool = False
     class_cap_hit: bool = False
+    capped_classes: tuple = ()
 
     @property
     def n_dropped(self) -> int:
@@ -463,6 +466,7 @@ def prune(
     budget = _floor_count(float(max_prune_fraction), n)
     order: np.ndarray | None = None
     cap_hit = class_cap_hit = False
+    capped_classes: list = []
     if class_index is not None:  # the cap holds for each class too: no class loses more than its share
         order = policy._drop_order(vals, probs)
         for c in np.unique(class_index):
@@ -470,6 +474,8 @@ def prune(
             class_budget = _floor_count(float(max_prune_fraction), int(in_class.sum()))
             if int((drop & in_class).sum()) > class_budget:
                 cap_hit = class_cap_hit = True
+                label = np.asarray(labels)[int(np.flatnonzero(in_class)[0])]
+                capped_classes.append(label.item() if isinstance(label, np.generic) else label)
                 ranked = order[(drop & in_class)[order]]  # this class's flagged rows, first to go first
                 drop[ranked[class_budget:]] = False
     if int(drop.sum()) > budget:
@@ -493,4 +499,5 @@ def prune(
         n_protected=n_protected,
         cap_hit=cap_hit,
         class_cap_hit=class_cap_hit,
+        capped_classes=tuple(capped_classes),
     )

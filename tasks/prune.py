@@ -76,14 +76,17 @@ def describe_pruning(pruning: dict) -> str:
 
     Args:
         pruning: The run summary's ``pruning`` record (``policy``, ``flagged``, ``quarantined``,
-            ``protected``, ``cap_hit``, ``class_cap_hit``, ``max_prune_fraction``).
+            ``protected``, ``cap_hit``, ``class_cap_hit``, ``capped_classes``, ``max_prune_fraction``).
     """
     text = f"{pruning['policy']} flagged {pruning['flagged']} rows"
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
     if pruning.get("class_cap_hit"):
+        capped = pruning.get("capped_classes") or []
+        which = (f"classes {', '.join(map(repr, capped))} had more flagged rows than their share" if len(capped) > 1
+                 else f"{f'class {capped[0]!r}' if capped else 'a class'} had more flagged rows than its share")
         text += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} of each class's rows let "
-                 f"{pruning['quarantined']} go (a class had more flagged rows than its share)")
+                 f"{pruning['quarantined']} go ({which})")
     elif pruning["cap_hit"]:
         text += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} let {pruning['quarantined']} go. "
                  "A policy that flags more than the cap may be finding no separate low-value group: see the "
@@ -115,5 +118,5 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
              "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet"))}
     return {"paths": paths, "rows_kept": len(kept), "rows_pruned": len(quarantine), "threshold": decision.threshold,
             "flagged": decision.n_candidates, "protected": decision.n_protected, "cap_hit": decision.cap_hit,
-            "class_cap_hit": decision.class_cap_hit,
+            "class_cap_hit": decision.class_cap_hit, "capped_classes": [str(c) for c in decision.capped_classes],
             "policy": decision.policy}

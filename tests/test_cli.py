@@ -262,6 +262,12 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
     out = capsys.readouterr().out
     assert ("pruning: two_means flagged 180 rows; max_prune_fraction 0.2 of each class's rows let 160 go (a class "
             "had more flagged rows than its share).\n") in out and "no separate low-value group" not in out
+    summary["pruning"] = {**summary["pruning"], "capped_classes": ["yes"]}
+    _report(summary)
+    assert "let 160 go (class 'yes' had more flagged rows than its share)" in capsys.readouterr().out
+    summary["pruning"] = {**summary["pruning"], "capped_classes": ["no", "yes"]}
+    _report(summary)
+    assert "(classes 'no', 'yes' had more flagged rows than their share)" in capsys.readouterr().out
 
 
 def test_a_server_that_refuses_the_connection_is_named_not_called_a_bug(monkeypatch, capsys) -> None:

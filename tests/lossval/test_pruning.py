@@ -177,6 +177,7 @@ def test_the_cap_holds_for_each_class():
     assert (dropped == "minority").sum() == 2 and (dropped == "majority").sum() == 30  # its 20% each
     assert decision.dropped_indices[:2].tolist() == [0, 1] and decision.cap_hit  # each class's lowest go first
     assert decision.class_cap_hit  # the classes' shares held rows back, not the cap on all rows (32 < 40)
+    assert decision.capped_classes == ("minority",)  # the majority's 30 flagged rows were exactly its share
     assert prune(values, policy=FractionPolicy(0.2), max_prune_fraction=0.2).dropped_indices.tolist()[:10] == list(
         range(10))  # without labels (regression) only the global cap applies
 
