@@ -211,11 +211,11 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
               "snapshot: a truncated export?")
     if summary.get("valuation_cached"):
         print("  values: reused from an earlier run on the same snapshot and settings (not valued again)")
-    for rows in ("training", "validation"):
-        clipped = summary.get("clipped" if rows == "training" else "clipped_validation")
-        if clipped:
-            print(f"  values: {rows} values clipped as outliers (clip_outliers): "
-                  + ", ".join(f"{name} {n}" for name, n in clipped.items()) + "; typos, or a heavy-tailed column")
+    from lossval.valuation import describe_clipped
+
+    clipped = describe_clipped(summary.get("clipped") or {}, summary.get("clipped_validation") or {})
+    if clipped:
+        print(f"  values: {clipped} (per column: manifest 'clipped')")
     if summary.get("pruning"):
         from tasks.prune import describe_pruning
 

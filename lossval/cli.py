@@ -294,7 +294,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     from lossval.encoding import TabularEncoder
     from lossval.io import assign_row_ids, check_writable_folder, read_table, sweep_orphaned_temp_files, write_parquet
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, shared_rows, shared_rows_note
-    from lossval.valuation import LossVal
+    from lossval.valuation import LossVal, describe_clipped
 
     out = Path(args.out)
     inputs = {Path(args.data).resolve(), Path(args.validation).resolve()}
@@ -358,11 +358,10 @@ def _cmd_value(args: argparse.Namespace) -> int:
         print(f"valued {len(table)} rows ({encoder.task_}, {X.shape[1]} encoded features, "
               f"{len(X_val)} validation rows) in {seconds:.1f}s on {lv.device_}")
         print(f"wrote {out}")
-        for rows in ("training", "validation"):
-            clipped = lv.clipped_counts(encoder.encoded_names_, args.target, validation=rows == "validation")
-            if clipped:
-                print(f"{rows} values clipped to the training rows' widened central range (clip_outliers): "
-                      + ", ".join(f"{name} {n}" for name, n in clipped.items()) + "; typos, or a heavy-tailed column")
+        clipped = describe_clipped(lv.clipped_counts(encoder.encoded_names_, args.target),
+                                   lv.clipped_counts(encoder.encoded_names_, args.target, validation=True))
+        if clipped:
+            print(clipped)
         if lv.n_duplicate_rows_:
             print(f"{lv.n_duplicate_rows_} rows are identical (features and label) to another row and share its value")
         print("lowest-value rows:")

@@ -992,6 +992,26 @@ class LossVal:
         return keys.argsort(dim=1)[:, :k]
 
 
+def describe_clipped(training: dict[str, int], validation: dict[str, int]) -> str:
+    """One line on the values ``clip_outliers`` clipped (:meth:`LossVal.clipped_counts`), or "" when none.
+
+    >>> describe_clipped({"income": 1}, {})
+    '1 training value clipped as an outlier (clip_outliers), in income: a typo, or a heavy-tailed column'
+    >>> describe_clipped({"a": 2, "b": 1, "c": 1, "d": 1}, {"a": 1})
+    '5 training and 1 validation values clipped as outliers (clip_outliers), in a, b, c and 1 more column: typos, or heavy-tailed columns'
+    """
+    n_tr, n_va = sum(training.values()), sum(validation.values())
+    if not n_tr + n_va:
+        return ""
+    columns = list(dict.fromkeys([*training, *validation]))
+    where = ", ".join(columns[:3]) + (f" and {len(columns) - 3} more column{'s' if len(columns) > 4 else ''}"
+                                      if len(columns) > 3 else "")
+    counts = " and ".join(f"{n} {rows}" for n, rows in ((n_tr, "training"), (n_va, "validation")) if n)
+    one = n_tr + n_va == 1
+    return (f"{counts} value{'' if one else 's'} clipped as {'an outlier' if one else 'outliers'} (clip_outliers), "
+            f"in {where}: {'a typo, or a heavy-tailed column' if one else 'typos, or heavy-tailed columns'}")
+
+
 def _group_mean(a: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Each row of ``a`` (rows first) replaced by the mean of its group's rows."""
     sums = np.zeros((int(groups.max()) + 1, *a.shape[1:]))

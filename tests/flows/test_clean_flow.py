@@ -374,7 +374,8 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     assert (pd.read_parquet(manifest["outputs"]["train"])["x2"] == 10001.0).sum() == 1  # LossVal clips it, and says so:
     assert report["clipped"] == {"x2": 1} and report["duplicate_rows"] == 0
     assert manifest["clipped"] == {"x2": 1} and manifest["duplicate_rows"] == 0
-    assert "values: training values clipped as outliers (clip_outliers): x2 1;" in capsys.readouterr().out
+    assert ("values: 1 training value clipped as an outlier (clip_outliers), in x2: a typo, or a heavy-tailed column "
+            "(per column: manifest 'clipped')") in capsys.readouterr().out
     _, client = _mlflow(workspace)
     parent = client.get_run(manifest["mlflow"]["run_id"])
     assert parent.data.metrics["clipped_values"] == 1 and parent.data.metrics["duplicate_rows"] == 0
