@@ -417,11 +417,10 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
                       "|---|---|---|---|"]
     lines += [f"| {k} | {metrics['before'][k]:.4f} | {metrics['after'][k]:.4f} |"
               + (f" {theirs[k]:.4f} |" if theirs else "") for k in metrics["before"]]
+    from lossval.valuation import describe_clipped
+
     value = stages["value"]
-    notes = [f"{value['clipped_values']} training value(s) clipped as outliers ({value['clipped_columns']}): "
-             "typos, or a heavy-tailed column" if value.get("clipped_values") else "",
-             f"{value['clipped_validation_values']} validation value(s) clipped"
-             if value.get("clipped_validation_values") else "",
+    notes = [describe_clipped(value.get("clipped") or {}, value.get("clipped_validation") or {}),
              f"{value['duplicate_rows']} row(s) identical to another share its value"
              if value.get("duplicate_rows") else "",
              "values reused from an earlier run on the same snapshot and settings" if value.get("cached") else ""]

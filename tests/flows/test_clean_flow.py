@@ -381,7 +381,8 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     assert parent.data.metrics["clipped_values"] == 1 and parent.data.metrics["duplicate_rows"] == 0
     assert parent.data.tags["lossval_run_id"] == manifest["run_id"]
     assert Path(parent.data.tags["run_dir"], "manifest.json").is_file()  # from MLflow to the run folder
-    assert "Values: 1 training value(s) clipped as outliers (x2): typos" in parent.data.tags["mlflow.note.content"]
+    assert "Values: 1 training value clipped as an outlier (clip_outliers), in x2: a typo" in parent.data.tags[
+        "mlflow.note.content"]
 
 
 def test_bad_config_exits_2_before_starting_anything(workspace: Path, capsys) -> None:
