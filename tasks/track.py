@@ -426,9 +426,23 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
              "values reused from an earlier run on the same snapshot and settings" if value.get("cached") else ""]
     if any(notes):
         lines += ["", "Values: " + "; ".join(n for n in notes if n) + "."]
-    lines += ["", "Gate: passed; the model is champion." if gate["passed"] else
-              "Gate: **failed**, not promoted: " + "; ".join(gate["failures"]) + "."]
+    lines += ["", "Gate: passed." if gate["passed"] else
+              "Gate: **failed**, not promoted: " + "; ".join(gate["failures"]) + ".", "", REGISTRATION_PENDING]
     return "\n".join(lines)
+
+
+# The description's last line until promote() registers the model and says what it did (a failed
+# registration leaves it, which is then true).
+REGISTRATION_PENDING = "Model registry: not yet registered."
+
+
+def _registration_line(name: str, version: str, *, reused: bool, gate_passed: bool, champion: str | None) -> str:
+    """The description's last line once :func:`promote` has registered (or found) the version."""
+    again = " (this run key's earlier run registered it; not registered again)" if reused else ""
+    if gate_passed:
+        return f"Model registry: {name} version {version}{again} is champion."
+    return (f"Model registry: {name} version {version}{again} is challenger only; "
+            + (f"version {champion} stays champion." if champion else "no version is champion yet."))
 
 
 @task(name="promote")
@@ -470,6 +484,10 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             client.set_registered_model_alias(name, "champion", version)
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
         champion = version if gate_passed else _alias_version(client, name, "champion")
+        note = client.get_run(run_id).data.tags.get("mlflow.note.content", "")
+        if REGISTRATION_PENDING in note:
+            client.set_tag(run_id, "mlflow.note.content", note.replace(REGISTRATION_PENDING, _registration_line(
+                name, version, reused=reused, gate_passed=gate_passed, champion=champion)))
     return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion}
 
 

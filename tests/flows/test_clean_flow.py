@@ -87,6 +87,8 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert parent.data.tags["snapshot"] == manifest["snapshot_hash"]
     assert parent.data.tags["gate"] == "passed"
     assert parent.data.tags["prefect_flow_run_id"] == manifest["flow_run_id"] != "local"
+    assert parent.data.tags["mlflow.note.content"].endswith(  # written once the version is registered
+        f"Gate: passed.\n\nModel registry: lossval-t-breast_cancer version {manifest['model']['version']} is champion.")
     m = parent.data.metrics
     for key in ("before_accuracy", "after_accuracy", "before_macro_f1", "after_log_loss", "rows_train", "rows_kept",
                 "rows_pruned", "prune_fraction"):
@@ -175,6 +177,10 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
     assert (first["valuation_cached"], second["valuation_cached"]) == (False, True)
     _, client = _mlflow(workspace)
     assert client.get_run(second["mlflow"]["run_id"]).data.tags["valuation_cached"] == "true"
+    note = client.get_run(second["mlflow"]["run_id"]).data.tags["mlflow.note.content"]
+    assert "values reused from an earlier run on the same snapshot and settings." in note
+    assert note.endswith(f"version {second['model']['version']} (this run key's earlier run registered it; not "
+                         "registered again) is champion.")
     value_stage = client.search_runs([client.get_run(second["mlflow"]["run_id"]).info.experiment_id],
                                      filter_string=f"tags.mlflow.parentRunId = '{second['mlflow']['run_id']}' "
                                                    "and tags.stage = 'value'")[0]
@@ -269,6 +275,9 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
             f"still version {champion_before}") in out
     assert manifest["gate"]["passed"] is False
     assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["gate"] == "failed"
+    assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["mlflow.note.content"].endswith(
+        f"Model registry: lossval-t-breast_cancer version {challenger} is challenger only; version {champion_before} "
+        "stays champion.")
 
 
 def _variant(workspace: Path, name: str, change, *, curated_too: bool = False) -> Path:
