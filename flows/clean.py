@@ -254,7 +254,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                            "max_prune_fraction": config.pruning.max_prune_fraction},
                "older_snapshot": rollback, "shrank_from_rows": shrank,
                "clipped": notes["clipped"], "clipped_validation": notes["clipped_validation"],
-               "duplicate_rows": notes["duplicate_rows"],
+               "duplicate_rows": notes["duplicate_rows"], "test_outliers": trained.get("test_outliers", {}),
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"],
                "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},

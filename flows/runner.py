@@ -216,6 +216,12 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     clipped = describe_clipped(summary.get("clipped") or {}, summary.get("clipped_validation") or {})
     if clipped:
         print(f"  values: {clipped} (per column: manifest 'clipped')")
+    outliers = summary.get("test_outliers") or {}
+    if outliers:
+        n = sum(outliers.values())
+        print(f"  test rows: {n} value{'s' if n > 1 else ''} beyond the training rows' widened range, in "
+              + ", ".join(list(outliers)[:3]) + (" and more" if len(outliers) > 3 else "")
+              + ": the test metrics (before, after, champion) include them as they are; typos?")
     if summary.get("pruning"):
         from tasks.prune import describe_pruning
 

@@ -7,12 +7,13 @@ import pandas as pd
 import torch
 from prefect import task
 
+from lossval._robust import central_range_bounds
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.io import atomic_write, write_json
 from lossval.retrain import evaluate, fit_model
 
-__all__ = ["retrain", "encode_rows"]
+__all__ = ["retrain", "encode_rows", "outliers_beyond_training"]
 
 
 def encode_rows(enc: TabularEncoder, df: pd.DataFrame, *, target: str, source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +37,7 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
 
     X_tr, y_tr = encode_rows(enc, tr, target=config.target, source="train split")
     X_te, y_te = encode_rows(enc, te, target=config.target, source="test split")
+    test_outliers = outliers_beyond_training(enc, X_tr, X_te)
     common = dict(task=task_kind, n_classes=n_classes, epochs=config.retrain.epochs, seed=config.seed,
                   device=config.lossval.get("device", "auto"))
     before = fit_model(X_tr, y_tr, **common)
@@ -51,4 +53,17 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
     write_json(metrics, f"{run_dir}/metrics.json")
     return {"metrics": metrics, "model_state": str(model_path), "metrics_path": f"{run_dir}/metrics.json",
             "n_inputs": int(X_tr.shape[1]), "n_outputs": int(n_classes or 1), "task": task_kind,
-            "n_layers": after.n_layers, "width": after.width}
+            "n_layers": after.n_layers, "width": after.width,
+            "test_outliers": test_outliers, "test_outlier_values": sum(test_outliers.values())}
+
+
+def outliers_beyond_training(enc: TabularEncoder, X_train: np.ndarray, X_test: np.ndarray) -> dict[str, int]:
+    """Test values beyond the training rows' widened central range, per numeric column (``clip_outliers``' rule).
+
+    The test metrics are computed on them as they are (nothing is clipped); a typo among the
+    test rows moves "before", "after" and the champion's scores alike, so the run reports it.
+    """
+    bounds = central_range_bounds(X_train)
+    bounds[:, enc.one_hot_positions()] = [[-np.inf], [np.inf]]
+    counts = ((X_test < bounds[0]) | (X_test > bounds[1])).sum(axis=0)
+    return {str(name): int(n) for name, n in zip(enc.encoded_names_, counts) if n}

@@ -315,7 +315,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                         rows_flagged=prune["flagged"], prune_fraction=prune["rows_pruned"] / max(rows_train, 1),
                         clipped_values=value.get("clipped_values", 0),
                         clipped_validation_values=value.get("clipped_validation_values", 0),
-                        duplicate_rows=value.get("duplicate_rows", 0))
+                        duplicate_rows=value.get("duplicate_rows", 0),
+                        test_outlier_values=retrain.get("test_outlier_values", 0))
             flat.update({f"champion_{name}": v for name, v in (champion.get("metrics") or {}).items()})
             _log(client, parent, params=config.flat_params(), metrics=flat)
             pause_point("track")  # test-only hook: a fault test kills the run while its MLflow run is open

@@ -366,6 +366,7 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     df = pd.DataFrame({"x1": rng.normal(size=n) + score / 5, "x2": rng.normal(size=n), "score": score,
                        "trusted": np.r_[np.zeros(280, dtype=bool), np.ones(20, dtype=bool)] | (np.arange(n) % 10 == 0)})
     df.loc[1, "x2"] = 10001.0  # a typo; row ids hash the content, and this row then lands in the training split
+    df.loc[6, "x2"] = 10006.0  # and this one in the test split
     folder = workspace / "data" / "int22"
     folder.mkdir(parents=True, exist_ok=True)
     df.to_csv(folder / "scores.csv", index=False)
@@ -383,8 +384,11 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     assert (pd.read_parquet(manifest["outputs"]["train"])["x2"] == 10001.0).sum() == 1  # LossVal clips it, and says so:
     assert report["clipped"] == {"x2": 1} and report["duplicate_rows"] == 0
     assert manifest["clipped"] == {"x2": 1} and manifest["duplicate_rows"] == 0
+    assert manifest["test_outliers"] == {"x2": 1}  # reported, since the test metrics include it
+    out = capsys.readouterr().out
     assert ("values: 1 training value clipped as an outlier (clip_outliers), in x2: a typo, or a heavy-tailed column "
-            "(per column: manifest 'clipped')") in capsys.readouterr().out
+            "(per column: manifest 'clipped')") in out
+    assert "test rows: 1 value beyond the training rows' widened range, in x2: the test metrics" in out
     _, client = _mlflow(workspace)
     parent = client.get_run(manifest["mlflow"]["run_id"])
     assert parent.data.metrics["clipped_values"] == 1 and parent.data.metrics["duplicate_rows"] == 0
