@@ -221,7 +221,7 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
         n = sum(outliers.values())
         print(f"  test rows: {n} value{'s' if n > 1 else ''} beyond the training rows' widened range, in "
               + ", ".join(list(outliers)[:3]) + (" and more" if len(outliers) > 3 else "")
-              + ": the test metrics (before, after, champion) include them as they are; typos?")
+              + ": the test metrics (before, after, champion) include them as they are (typos, or heavy tails)")
     if summary.get("pruning"):
         from tasks.prune import describe_pruning
 
