@@ -112,9 +112,9 @@ def _suite_hash(config: PipelineConfig) -> str:
 
 
 def _valuation_notes(report: str) -> dict:
-    """From the valuation's ``valuation.json``: LossVal's mean batch objective per epoch (weighted loss
-    times the squared Sinkhorn term; MLflow plots it as ``epoch_loss``), the training and validation values it clipped as outliers per column, and its
-    identical rows."""
+    """From the valuation's ``valuation.json``: LossVal's mean batch objective per epoch (weighted
+    loss times the squared Sinkhorn term; MLflow plots it as ``epoch_loss``), the training and
+    validation values it clipped as outliers per column, and its identical rows."""
     data = read_json(report)
     return {"history_loss": [float(v) for v in (data.get("history") or {}).get("loss", [])],
             "clipped": {str(k): int(v) for k, v in (data.get("clipped") or {}).items()},

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["MIN_ROWS", "central_range_bounds"]
+__all__ = ["MIN_ROWS", "central_range_bounds", "count_outside"]
 
 
 MIN_ROWS = 20  # below this the quantiles say too little about what is extreme: nothing is clipped
 
 
-def central_range_bounds(train: np.ndarray, tail: float = 0.005) -> np.ndarray:
+def central_range_bounds(train: np.ndarray, tail: float = 0.005, *, exempt: Sequence[int] | np.ndarray = ()) -> np.ndarray:
     """Per column of ``train`` (rows x columns): its central range widened by half on each side.
 
     The central range runs from the ``tail`` to the ``1 - tail`` quantile, each an observed value
     and never the largest or the smallest: one typo cannot set it.
 
+    Args:
+        exempt: Positions of columns to leave as they are (one-hot columns: 0/1 by construction).
+
     Returns:
-        ``(2, columns)`` lower and upper bounds, ``-inf``/``inf`` for a column whose central range
-        is zero (mostly one value: a rare flag, a one-hot level) or too large for float64, and
-        for every column when ``train`` has fewer than :data:`MIN_ROWS` rows.
+        ``(2, columns)`` lower and upper bounds; ``-inf``/``inf`` for an ``exempt`` column, for
+        one whose central range is zero (mostly one value: a rare flag, a one-hot level) or too
+        large for float64, and for every column when ``train`` has fewer than :data:`MIN_ROWS` rows.
     """
     train = np.asarray(train, dtype=np.float64)
     if len(train) < MIN_ROWS:
@@ -32,5 +37,11 @@ def central_range_bounds(train: np.ndarray, tail: float = 0.005) -> np.ndarray:
         half = (hi - lo) / 2.0
         bounds = np.vstack([lo - half, hi + half])
     as_is = ~(np.isfinite(bounds).all(axis=0) & (half > 0))
+    as_is[np.asarray(exempt, dtype=np.int64)] = True
     bounds[0, as_is], bounds[1, as_is] = -np.inf, np.inf
     return bounds
+
+
+def count_outside(X: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Values of each column of ``X`` outside ``bounds`` (:func:`central_range_bounds`), ``(columns,)`` int."""
+    return ((X < bounds[0]) | (X > bounds[1])).sum(axis=0)

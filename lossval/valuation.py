@@ -133,7 +133,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lossval._robust import central_range_bounds
+from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, FlatAdam, ProgressBar, cpu_threads, make_adam, make_mlp,
                                 resolve_device)
 from lossval.errors import ConfigError, InputError, NumericalError
@@ -606,10 +606,8 @@ class LossVal:
         self.n_clipped_, self.n_clipped_target_ = np.zeros(Xtr.shape[1], dtype=np.int64), 0
         self.n_clipped_val_, self.n_clipped_val_target_ = np.zeros(Xtr.shape[1], dtype=np.int64), 0
         if self.clip_outliers:
-            bounds = central_range_bounds(Xtr)
-            bounds[:, cols] = [[-np.inf], [np.inf]]  # 0/1 by construction
-            self.n_clipped_ = ((Xtr < bounds[0]) | (Xtr > bounds[1])).sum(axis=0)
-            self.n_clipped_val_ = ((Xva < bounds[0]) | (Xva > bounds[1])).sum(axis=0)
+            bounds = central_range_bounds(Xtr, exempt=cols)
+            self.n_clipped_, self.n_clipped_val_ = count_outside(Xtr, bounds), count_outside(Xva, bounds)
             Xtr, Xva = np.clip(Xtr, bounds[0], bounds[1]), np.clip(Xva, bounds[0], bounds[1])
             self.x_clip_ = bounds
         if self.standardize:
@@ -670,9 +668,10 @@ class LossVal:
             if not (np.isfinite(ytr_f).all() and np.isfinite(yva_f).all()):
                 raise InputError("regression targets contain NaN/inf; drop those rows first.")
             if self.clip_outliers:
-                low, high = self.y_clip_ = tuple(central_range_bounds(ytr_f[:, None])[:, 0].tolist())
-                self.n_clipped_target_ = int(((ytr_f < low) | (ytr_f > high)).sum())
-                self.n_clipped_val_target_ = int(((yva_f < low) | (yva_f > high)).sum())
+                bounds = central_range_bounds(ytr_f[:, None])
+                low, high = self.y_clip_ = tuple(bounds[:, 0].tolist())
+                self.n_clipped_target_ = int(count_outside(ytr_f[:, None], bounds)[0])
+                self.n_clipped_val_target_ = int(count_outside(yva_f[:, None], bounds)[0])
                 ytr_f, yva_f = np.clip(ytr_f, low, high), np.clip(yva_f, low, high)
             with np.errstate(over="ignore", invalid="ignore"):
                 y_mean = ytr_f.mean() if self.standardize else 0.0

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from prefect import task
 
-from lossval._robust import central_range_bounds
+from lossval._robust import central_range_bounds, count_outside
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.io import atomic_write, write_json
@@ -63,7 +63,5 @@ def outliers_beyond_training(enc: TabularEncoder, X_train: np.ndarray, X_test: n
     The test metrics are computed on them as they are (nothing is clipped); a typo among the
     test rows moves "before", "after" and the champion's scores alike, so the run reports it.
     """
-    bounds = central_range_bounds(X_train)
-    bounds[:, enc.one_hot_positions()] = [[-np.inf], [np.inf]]
-    counts = ((X_test < bounds[0]) | (X_test > bounds[1])).sum(axis=0)
+    counts = count_outside(X_test, central_range_bounds(X_train, exempt=enc.one_hot_positions()))
     return {str(name): int(n) for name, n in zip(enc.encoded_names_, counts) if n}
