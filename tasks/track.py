@@ -476,8 +476,12 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             version = str(existing.version)
             reused = True
         else:
+            parent = client.get_run(run_id).data  # what a registry reviewer needs without opening the run
+            about = {k: parent.tags[k] for k in ("dataset", "snapshot", "lossval_run_id", "run_dir", "gate")
+                     if k in parent.tags}
+            about.update({k: f"{v:.6g}" for k, v in parent.metrics.items() if k.startswith("after_")})
             mv = client.create_model_version(name, model_source, run_id=run_id,
-                                             tags={"lossval_run_key": run_key, "source_run": run_id},
+                                             tags={"lossval_run_key": run_key, "source_run": run_id, **about},
                                              description=_version_description(config, gate_passed))
             version, reused = str(mv.version), False
         client.set_registered_model_alias(name, "challenger", version)

@@ -124,6 +124,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     champion = client.get_model_version_by_alias("lossval-t-breast_cancer", "champion")
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger")
     assert str(champion.version) == str(challenger.version) == manifest["model"]["version"]
+    assert champion.tags["dataset"] == "t-breast_cancer" and champion.tags["snapshot"] == manifest["snapshot_hash"]
+    assert champion.tags["lossval_run_id"] == manifest["run_id"] and champion.tags["gate"] == "passed"
+    assert float(champion.tags["after_accuracy"]) == pytest.approx(manifest["metrics"]["after"]["accuracy"], rel=1e-5)
 
     # The registered model loads (built from code, no pickle) and predicts from the data's own columns,
     # for another batch size, as the encoder and network the run used would.
