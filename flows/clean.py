@@ -114,9 +114,10 @@ def _suite_hash(config: PipelineConfig) -> str:
 def _valuation_notes(report: str) -> dict:
     """From the valuation's ``valuation.json``: LossVal's mean batch objective per epoch (weighted
     loss times the squared Sinkhorn term; MLflow plots it as ``epoch_loss``), the training and
-    validation values it clipped as outliers per column, and its identical rows."""
+    validation values it clipped as outliers per column, its identical rows, and the VALUES_VERSION
+    it was computed under (read once here; tracking tags the run with it)."""
     data = read_json(report)
-    return {"history_loss": [float(v) for v in (data.get("history") or {}).get("loss", [])],
+    return {"values_version": str(data.get("values_version", "unknown")), "history_loss": [float(v) for v in (data.get("history") or {}).get("loss", [])],
             "clipped": {str(k): int(v) for k, v in (data.get("clipped") or {}).items()},
             "clipped_validation": {str(k): int(v) for k, v in (data.get("clipped_validation") or {}).items()},
             "duplicate_rows": int(data.get("duplicate_rows") or 0)}
@@ -238,7 +239,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                   "history_loss": notes["history_loss"], "clipped_values": sum(notes["clipped"].values()),
                   "clipped_validation_values": sum(notes["clipped_validation"].values()),
                   "clipped": notes["clipped"], "clipped_validation": notes["clipped_validation"],
-                  "duplicate_rows": notes["duplicate_rows"]},
+                  "duplicate_rows": notes["duplicate_rows"], "values_version": notes["values_version"]},
         "prune": {**pruned, "paths": relocate(pruned["paths"], staging, final), "seconds": timings["prune"]},
         "retrain": {**relocate(trained, staging, final), "seconds": timings["retrain"]},
         "gate": {"passed": checked["passed"], "n_failures": len(checked["failures"]), "suite": checked["suite"],

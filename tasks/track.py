@@ -286,7 +286,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "gate": "passed" if gate["passed"] else "failed", "task": retrain["task"],
                 "prune_cap_hit": str(bool(prune["cap_hit"])).lower(), "lossval_version": lossval.__version__,
                 "valuation_cached": str(bool(value.get("cached"))).lower(),
-                "values_version": str(_values_version(valuation_report)),
+                "values_version": str(value.get("values_version", "unknown")),
                 "mlflow.note.content": _run_description(config, stages, gate, pruning)}
         tags.update({k: v for k, v in (("run_dir", run_dir), ("lossval_run_id", lossval_run_id)) if v})
         champion = gate.get("champion") or {}
@@ -389,15 +389,6 @@ def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str) -> 
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
                           f"numpy=={np.__version__}", f"pyarrow=={pyarrow.__version__}"])
     return path
-
-
-def _values_version(report: Path) -> Any:
-    from lossval.io import read_json
-
-    try:
-        return read_json(report).get("values_version", "unknown")
-    except Exception:  # noqa: BLE001 (a tag; the run's own files say the rest)
-        return "unknown"
 
 
 def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict, pruning: dict) -> str:
