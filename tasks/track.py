@@ -462,15 +462,16 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
+        logged = client.get_run(run_id).data  # the run track() logged: its tags and metrics, read once
         existing = _version_with_key(client, name, run_key)
         if existing is not None:
             version = str(existing.version)
             reused = True
         else:
-            parent = client.get_run(run_id).data  # what a registry reviewer needs without opening the run
-            about = {k: parent.tags[k] for k in ("dataset", "snapshot", "lossval_run_id", "run_dir", "gate")
-                     if k in parent.tags}
-            about.update({k: f"{v:.6g}" for k, v in parent.metrics.items() if k.startswith("after_")})
+            # what a registry reviewer needs without opening the run
+            about = {k: logged.tags[k] for k in ("dataset", "snapshot", "lossval_run_id", "run_dir", "gate")
+                     if k in logged.tags}
+            about.update({k: f"{v:.6g}" for k, v in logged.metrics.items() if k.startswith("after_")})
             mv = client.create_model_version(name, model_source, run_id=run_id,
                                              tags={"lossval_run_key": run_key, "source_run": run_id, **about},
                                              description=_version_description(config, gate_passed))
@@ -480,7 +481,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             client.set_registered_model_alias(name, "champion", version)
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
         champion = version if gate_passed else _alias_version(client, name, "champion")
-        note = client.get_run(run_id).data.tags.get("mlflow.note.content", "")
+        note = logged.tags.get("mlflow.note.content", "")
         if REGISTRATION_PENDING in note:
             client.set_tag(run_id, "mlflow.note.content", note.replace(REGISTRATION_PENDING, _registration_line(
                 name, version, reused=reused, gate_passed=gate_passed, champion=champion)))
