@@ -223,6 +223,26 @@ def _log(client: Any, run_id: str, *, params: dict[str, str] | None = None, metr
             client.log_batch(run_id, **{kind: items[i:i + batch_size]})
 
 
+# MLflow keeps at most this many characters of a param value and cuts the rest with a warning.
+PARAM_VALUE_LIMIT = 6000
+CONFIG_ARTIFACT = "config/config.json"
+
+
+def fit_params(params: dict[str, str], *, limit: int = PARAM_VALUE_LIMIT) -> dict[str, str]:
+    """``params`` with each value MLflow would cut shortened by us instead, saying so.
+
+    MLflow's own cut leaves a fragment that reads like a whole value (a JSON list of 400 column
+    names stops mid-list); ours ends with the full length and where the whole config is.
+    """
+    out = {}
+    for key, text in params.items():
+        if len(text) > limit:
+            note = f" ... [cut: {len(text)} characters in all; the whole config is the artifact {CONFIG_ARTIFACT}]"
+            text = text[:limit - len(note)] + note
+        out[key] = text
+    return out
+
+
 def _reason(exc: BaseException) -> str:
     """One line about ``exc``, with any password in a quoted URL masked."""
     text = str(exc).strip()
@@ -318,8 +338,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                         duplicate_rows=value.get("duplicate_rows", 0),
                         test_outlier_values=retrain.get("test_outlier_values", 0))
             flat.update({f"champion_{name}": v for name, v in (champion.get("metrics") or {}).items()})
-            _log(client, parent, params=config.flat_params(), metrics=flat)
+            _log(client, parent, params=fit_params(config.flat_params()), metrics=flat)
             pause_point("track")  # test-only hook: a fault test kills the run while its MLflow run is open
+            client.log_dict(parent, config.public_dict(), CONFIG_ARTIFACT)  # params cut at 6000 characters; this is not
             vals = pd.read_parquet(value["values"])
             client.log_artifact(parent, value["values"], artifact_path="values")
             if valuation_report.is_file():  # resolved settings, values version, per-epoch loss

@@ -104,7 +104,10 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert [m.step for m in losses] == list(range(len(epochs))) and len(epochs) > 1
     assert [m.value for m in losses] == pytest.approx(epochs)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"values", "plots", "gate", "lowest_values.json"} <= artifacts
+    assert {"values", "plots", "gate", "lowest_values.json", "config"} <= artifacts
+    logged_config = json.loads(Path(client.download_artifacts(parent.info.run_id, "config/config.json")).read_text())
+    # The whole config as written, however long its params; the manifest's names the task it resolved to.
+    assert logged_config == {**manifest["config"], "task": "auto"} and manifest["config"]["task"] == "classification"
     lowest = json.loads(Path(client.download_artifacts(parent.info.run_id, "lowest_values.json")).read_text())
     assert lowest["columns"][:5] == ["row_id", "value", "rank", "reason", "diagnosis"]  # the target, then the row
     assert len(lowest["data"]) == 20 and [r[2] for r in lowest["data"]] == list(range(1, 21))  # ranks 1-20

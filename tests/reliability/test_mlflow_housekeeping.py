@@ -1,4 +1,4 @@
-"""MLflow bookkeeping across processes: runs a killed process left RUNNING, and registering at the same moment."""
+"""MLflow bookkeeping: runs a killed process left RUNNING, registering at the same moment, params too long to keep."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lossval.config import config_from_dict
-from tasks.track import _process_token, close_abandoned_runs, promote
+from tasks.track import CONFIG_ARTIFACT, PARAM_VALUE_LIMIT, _process_token, close_abandoned_runs, fit_params, promote
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,13 @@ def test_two_runs_registering_at_the_same_moment_register_one_version(store, tmp
     assert len(results) == 2
     assert sorted(r["reused"] for r in results) == [False, True]
     assert len(search(client, "name='lossval-race'")) == 1
+
+
+def test_params_too_long_for_mlflow_say_they_were_cut() -> None:
+    columns = [f"column_{i}" for i in range(800)]  # a features.include list longer than MLflow keeps
+    full = config_from_dict({"data": "/data/x.csv", "target": "y", "features": {"include": columns}}).flat_params()
+    params = fit_params(full)
+    assert len(params["include"]) == PARAM_VALUE_LIMIT and params["include"].startswith('["column_0", "column_1"')
+    assert params["include"].endswith(f" ... [cut: {len(full['include'])} characters in all; the whole config is the "
+                                      f"artifact {CONFIG_ARTIFACT}]")
+    assert {k: v for k, v in params.items() if k != "include"} == {k: v for k, v in full.items() if k != "include"}
