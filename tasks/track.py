@@ -477,13 +477,15 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
     registry_lock = "registry-" + hashlib.sha256(f"{uri}|{name}".encode()).hexdigest()[:16]
     with dataset_lock(Workspace.at(workspace).locks_dir, registry_lock, timeout=600.0, holder=run_id), \
             _mlflow(uri, config.tracking.experiment, workspace) as (client, _):
-        try:
+        logged = client.get_run(run_id).data  # the run track() logged: its tags and metrics, read once
+        try:  # tagged so that a registry search finds a dataset's model (tags.dataset = '...')
             client.create_registered_model(name, description=f"lossval's retrained model for {config.dataset}: "
-                                           "the raw feature columns in, prediction (and class probabilities) out.")
+                                           "the raw feature columns in, prediction (and class probabilities) out.",
+                                           tags={"dataset": config.dataset, "target": config.target,
+                                                 "task": logged.tags.get("task", config.task), "created_by": "lossval"})
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
-        logged = client.get_run(run_id).data  # the run track() logged: its tags and metrics, read once
         existing = _version_with_key(client, name, run_key)
         if existing is not None:
             version = str(existing.version)

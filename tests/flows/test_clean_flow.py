@@ -124,6 +124,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
         keys = ["lossval-summary-t-breast-cancer", "lossval-lowest-values-t-breast-cancer"]
         published = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     assert {a.key for a in published} == set(keys)
+    model = client.get_registered_model("lossval-t-breast_cancer")
+    assert model.tags == {"dataset": "t-breast_cancer", "target": "diagnosis", "task": "classification",
+                          "created_by": "lossval"}
     champion = client.get_model_version_by_alias("lossval-t-breast_cancer", "champion")
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger")
     assert str(champion.version) == str(challenger.version) == manifest["model"]["version"]
