@@ -485,8 +485,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         if k in raw and raw[k] is None:
             _needs_value(k, getattr(PipelineConfig, k), source)
     values = {k: _typed("", k, raw[k], t, source) for k, t in scalars.items() if k in raw}
-    if not 0 <= values.get("seed", 0) < 2**64:
-        raise ConfigError(f"'seed' must be an integer in [0, 2**64), got {values['seed']}.", source=source)
+    if not 0 <= values.get("seed", 0) < 2**32:  # torch's CPU generator keeps 32 bits: 2**32 would act as 0
+        raise ConfigError(f"'seed' must be an integer in [0, 2**32), got {values['seed']}.", source=source)
     remote = values.get("valuation_deployment")
     if remote is not None and not re.fullmatch(r"[^/\s]+/[^/\s]+", remote):
         raise ConfigError(f"'valuation_deployment' must be '<flow name>/<deployment name>' (e.g. lossval-value/gpu), "

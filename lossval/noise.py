@@ -69,7 +69,7 @@ def _loss_bounds(
         low, high = float(losses.min()), float(losses.max())
     if not high > low:
         raise InputError(
-            f"all {losses.size} values of {name} are equal ({losses[0]!r}); a loss "
+            f"all {losses.size} values of {name} are equal ({float(losses[0])!r}); a loss "
             "distribution with no spread cannot separate clean from noisy rows."
         )
     return float(low), float(high)
@@ -234,7 +234,7 @@ class BetaMixture:
         self._check_row_count(arr, name="u")
         if np.all(arr == arr[0]):
             raise InputError(
-                f"all {arr.size} values of u are equal ({arr[0]!r}); the mixture needs spread."
+                f"all {arr.size} values of u are equal ({float(arr[0])!r}); the mixture needs spread."
             )
         self._fit_unit(arr)
         self.lower_bound_ = None
@@ -292,7 +292,7 @@ class BetaMixture:
         if outside.any():
             first = int(np.flatnonzero(outside)[0])
             raise InputError(
-                f"u must lie strictly inside (0, 1); row {first} is {arr[first]!r}. "
+                f"u must lie strictly inside (0, 1); row {first} is {float(arr[first])!r}. "
                 "Normalise raw losses with normalize_losses() or use fit()/predict_proba()."
             )
         return arr

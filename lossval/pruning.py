@@ -448,7 +448,7 @@ def prune(
         if outside.any():
             first = int(np.flatnonzero(outside)[0])
             raise InputError(
-                f"noise_prob must lie in [0, 1]; row {first} is {probs[first]!r}"
+                f"noise_prob must lie in [0, 1]; row {first} is {float(probs[first])!r}"
             )
     elif policy.needs_noise_prob:
         raise ConfigError(

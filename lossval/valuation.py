@@ -213,6 +213,10 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
     Raises:
         InputError: non-numeric columns, NaN/inf, or no rows.
     """
+    if X is None or isinstance(X, (dict, str, bytes)):
+        raise InputError(f"{name} must be an array of numbers (numpy, pandas or torch), got {type(X).__name__}.")
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy sparse
+        raise InputError(f"{name} is a sparse matrix; LossVal needs it dense ({name}.toarray()).")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     if hasattr(X, "select_dtypes") and hasattr(X, "columns"):  # pandas DataFrame
@@ -243,6 +247,49 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
             "LossVal rejects non-finite features: drop or impute those rows first."
         )
     return arr
+
+
+def _show_positions(positions: list[int], limit: int = 5) -> str:
+    """``[0, 1, 2]``, or ``[0, 1, 2, 3, 4, ...] (9 in all)``."""
+    more = f", ...] ({len(positions)} in all)" if len(positions) > limit else "]"
+    return "[" + ", ".join(map(str, positions[:limit])) + more
+
+
+def _columns_as_in(X_val: Any, X: Any) -> Any:
+    """``X_val`` with its columns in ``X``'s order when both are DataFrames (read by name, not position)."""
+    if not (hasattr(X_val, "columns") and hasattr(X, "columns")) or list(X_val.columns) == list(X.columns):
+        return X_val
+    missing = [c for c in X.columns if c not in set(X_val.columns)]
+    extra = [c for c in X_val.columns if c not in set(X.columns)]
+    if missing or extra or X_val.columns.has_duplicates:
+        raise InputError(f"X_val's columns differ from X_train's (missing {missing[:5]}, extra {extra[:5]}); "
+                         "encode both with the same TabularEncoder.")
+    return X_val[list(X.columns)]
+
+
+def _one_hot_positions(given: Any, Xtr: np.ndarray, Xva: np.ndarray) -> np.ndarray:
+    """``one_hot_columns`` as int64 positions (a boolean mask over the columns is read as one), each a 0/1 column."""
+    d = Xtr.shape[1]
+    if given is None:
+        return np.zeros(0, dtype=np.int64)
+    raw = np.asarray(list(given) if isinstance(given, (set, frozenset)) else given)
+    if raw.dtype.kind == "b" and raw.ndim == 1 and raw.size == d:
+        raw = np.flatnonzero(raw)
+    if raw.ndim != 1 or (raw.size and raw.dtype.kind not in "iu"):
+        raise InputError(f"one_hot_columns must be integer column positions (TabularEncoder.one_hot_positions()) "
+                         f"or a boolean mask over the {d} columns, got {given!r}.")
+    cols = np.unique(raw.astype(np.int64))
+    if cols.size and (cols.min() < 0 or cols.max() >= d):
+        raise InputError(f"one_hot_columns holds positions outside the {d} feature columns.")
+    for name, arr in (("X_train", Xtr), ("X_val", Xva)):
+        block = arr[:, cols]
+        bad = np.flatnonzero(((block != 0) & (block != 1)).any(axis=0))
+        if bad.size:
+            col = int(cols[bad[0]])
+            row = int(np.flatnonzero((arr[:, col] != 0) & (arr[:, col] != 1))[0])
+            raise InputError(f"one_hot_columns names column {col}, but {name} holds {float(arr[row, col])!r} there "
+                             f"(row {row}); a one-hot column holds only 0 and 1 and is left unstandardised.")
+    return cols
 
 
 def _to_numpy_1d(y: Any, name: str) -> np.ndarray:
@@ -375,7 +422,8 @@ class LossVal:
             idle machine a second thread is 4-30% faster (1k x 20: 4%; 10k x 53 and 2k x 500:
             25-30%), which ``cpu_threads=None`` or ``2`` buys where the machine is the job's alone.
         seed: Seed for the network initialisation, batch order and validation subsamples.
-        verbose: Show a progress bar over epochs (only when stderr is a terminal).
+        verbose: Report progress over epochs on stderr: a bar on a terminal, elsewhere (a log
+            file, CI, a notebook) a plain line every 30 s, so a shorter fit prints nothing there.
 
     Attributes (after ``fit``):
         values_: ``np.ndarray`` (n_train,), float64, higher = more valuable.
@@ -492,9 +540,26 @@ class LossVal:
         params.update(overrides)
         return cls(**params)
 
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters, as passed (for logging and caching keys)."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as passed (for logging and caching keys; scikit-learn's ``clone`` reads them).
+
+        ``deep`` is accepted for scikit-learn and changes nothing: no parameter is an estimator.
+        """
         return {k: getattr(self, k) for k in self.__init__.__kwdefaults__}  # type: ignore[union-attr]
+
+    def set_params(self, **params: Any) -> LossVal:
+        """Change constructor parameters (checked by the next ``fit``); returns ``self``."""
+        unknown = sorted(set(params) - set(self.__init__.__kwdefaults__))  # type: ignore[arg-type]
+        if unknown:
+            raise ConfigError(f"LossVal has no parameter(s) {unknown}; known: {sorted(self.__init__.__kwdefaults__)}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = self.__init__.__kwdefaults__  # type: ignore[union-attr]
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not _same(v, defaults[k])]
+        return f"LossVal({', '.join(changed)})"
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -546,8 +611,9 @@ class LossVal:
                               f"(epochs={self.epochs}), got {warm!r}: with no epoch left the weights never move")
         if self.ce_epsilon is not None and not (_finite_number(self.ce_epsilon) and 0 < self.ce_epsilon < 1):
             raise ConfigError(f"ce_epsilon must be None or a number in (0, 1), got {self.ce_epsilon!r}")
-        if not (_int_at_least(self.seed, 0) and self.seed < 2**64):
-            raise ConfigError(f"seed must be an integer in [0, 2**64), got {self.seed!r}")
+        if not (_int_at_least(self.seed, 0) and self.seed < 2**32):
+            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed!r}: torch's CPU generator "
+                              "keeps 32 bits of a seed, so 2**32 would give the values of seed 0")
         for name in ("normalize_masses", "nonnegative", "standardize", "clip_outliers", "average_duplicates", "verbose"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -584,7 +650,7 @@ class LossVal:
     def _prepare(self, X, y, X_val, y_val, device: torch.device,
                  one_hot_columns: Sequence[int] | None = None) -> _Prepared:
         Xtr = to_numpy_2d(X, "X_train")
-        Xva = to_numpy_2d(X_val, "X_val")
+        Xva = to_numpy_2d(_columns_as_in(X_val, X), "X_val")
         ytr = _to_numpy_1d(y, "y_train")
         yva = _to_numpy_1d(y_val, "y_val")
         if len(ytr) != len(Xtr):
@@ -595,10 +661,13 @@ class LossVal:
             raise InputError(f"X_train has {Xtr.shape[1]} features but X_val has {Xva.shape[1]}; encode both the same way.")
         if len(Xtr) < 2 or len(Xva) < 2:
             raise InputError(f"need at least 2 training and 2 validation rows, got {len(Xtr)} and {len(Xva)}.")
-        cols = np.asarray([] if one_hot_columns is None else one_hot_columns, dtype=np.int64)
-        if cols.size and (cols.min() < 0 or cols.max() >= Xtr.shape[1]):
-            raise InputError(f"one_hot_columns holds positions outside the {Xtr.shape[1]} feature columns.")
-        task = infer_task(y) if self.task == "auto" else self.task
+        cols = _one_hot_positions(one_hot_columns, Xtr, Xva)
+        if self.task == "auto":  # a pandas target is passed as one, for its dtype (categorical, decimal)
+            if hasattr(y, "iloc") and y.ndim == 2:  # one-column DataFrame (_to_numpy_1d refused wider ones)
+                y = y.iloc[:, 0]
+            task = infer_task(y if hasattr(y, "iloc") else ytr)
+        else:
+            task = self.task
         self.task_ = task
 
         X_raw = Xtr  # identical rows are found before clipping can make two rows alike
@@ -629,14 +698,19 @@ class LossVal:
         Xva_s = (Xva - mean) / scale
 
         if task == "classification":
-            if ytr.dtype.kind == "f" and np.isnan(ytr).any():
-                raise InputError("y_train has NaN labels; drop those rows first.")
+            import pandas as pd  # isna: NaN, None and pd.NA alike, in any dtype
+
+            for name, labels in (("y_train", ytr), ("y_val", yva)):
+                missing = np.flatnonzero(pd.isna(labels))
+                if missing.size:
+                    raise InputError(f"{name} has {missing.size} missing label(s) (NaN, None or NA), first at row "
+                                     f"{int(missing[0])}; drop those rows first.")
             try:
                 classes = np.unique(ytr)
             except TypeError:
                 raise InputError("y_train mixes label types (e.g. str and int); use one type.") from None
             if len(classes) < 2:
-                raise InputError(f"y_train has a single class ({classes[0]!r}); valuation needs at least two.")
+                raise InputError(f"y_train has a single class ({classes[:1].tolist()[0]!r}); valuation needs at least two.")
             unknown = sorted(set(yva.tolist()) - set(classes.tolist()), key=str)
             if unknown:
                 raise InputError(
@@ -648,7 +722,7 @@ class LossVal:
                 warnings.warn(
                     f"training class(es) {missing[:5]} have no validation rows; their rows are valued "
                     "against other classes' validation data and will tend to get low values.",
-                    stacklevel=3,
+                    stacklevel=4,  # the caller of fit()
                 )
             self.classes_ = classes
             ytr_i = np.searchsorted(classes, ytr)
@@ -699,6 +773,7 @@ class LossVal:
             Zva = np.hstack([Xva_s, label_scale * label_va])
         else:
             Ztr, Zva = Xtr_s, Xva_s
+        self._warn_validation_clipped(len(Xva))
         as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
         groups = _identical_rows(X_raw, y_key) if self.average_duplicates else None
         self.n_duplicate_rows_ = 0 if groups is None else int(len(groups) - (groups.max() + 1))
@@ -712,10 +787,12 @@ class LossVal:
         Args:
             X_train: Training features ``(n, d)``: numpy, pandas (numeric columns) or torch.
             y_train: Training targets ``(n,)``: class labels (ints or strings) or floats.
-            X_val: Trusted validation features ``(m, d)``, encoded like ``X_train``.
+            X_val: Trusted validation features ``(m, d)``, encoded like ``X_train`` (two
+                DataFrames are matched by column name, in ``X_train``'s order).
             y_val: Validation targets ``(m,)``.
-            one_hot_columns: Positions of 0/1 indicator columns (one-hot categorical levels,
-                :meth:`TabularEncoder.one_hot_positions`), which ``standardize`` leaves as they
+            one_hot_columns: Positions (or a boolean mask) of 0/1 indicator columns (one-hot
+                categorical levels, :meth:`TabularEncoder.one_hot_positions`; a value other than
+                0 or 1 there is an error), which ``standardize`` leaves as they
                 are. Standardised, a level that 1% of rows hold becomes a 10-sd spike, one row's
                 level a 70-sd one, and those rows' values collapse: an audit saw every clean row
                 of a 1% level flagged, and an id-like column turn detection F1 from 0.83 to 0.03.
@@ -728,9 +805,14 @@ class LossVal:
                 training, a single class or a constant regression target.
             ConfigError: invalid parameters or an unavailable device.
             NumericalError: the fit diverged (NaN or infinite values); nothing is returned.
+
+        A fit that raises leaves the estimator unfitted, not holding an earlier fit's values.
         """
         self._check_params()
         device = resolve_device(self.device)
+        # A refit that fails must not leave the last fit's values next to this one's statistics.
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
         self.device_ = device
         with cpu_threads(self.cpu_threads if device.type == "cpu" else None):
             return self._fit(X_train, y_train, X_val, y_val, device, one_hot_columns)
@@ -854,12 +936,37 @@ class LossVal:
         >>> lv.clipped_counts(["income"], "label")
         {'income': 1}
         """
+        self._check_fitted("clipped_counts()")
         per_column = self.n_clipped_val_ if validation else self.n_clipped_
+        if len(feature_names) != len(per_column):
+            raise InputError(f"clipped_counts got {len(feature_names)} feature names for the fit's {len(per_column)} "
+                             "columns; pass the encoder's encoded_names_.")
         counts = {str(name): int(n) for name, n in zip(feature_names, per_column, strict=True) if n}
         in_target = self.n_clipped_val_target_ if validation else self.n_clipped_target_
         if in_target:
             counts[target] = int(in_target)
         return counts
+
+    def _warn_validation_clipped(self, m: int) -> None:
+        """Warn when ``clip_outliers`` clipped much of a validation column: a sign of other units, not of typos.
+
+        Typos and heavy tails put a few values past the widened range; validation data in other
+        units (or encoded another way) puts most of a column there, and clipping it silently
+        would value every row against a flattened validation set.
+        """
+        counts = np.append(self.n_clipped_val_, self.n_clipped_val_target_)
+        many = np.flatnonzero((counts >= 3) & (counts > 0.1 * m))
+        if many.size:
+            columns = [int(i) for i in many if i < len(self.n_clipped_val_)]
+            where = " and ".join(([f"X_val column(s) {_show_positions(columns)}"] if columns else [])
+                                 + (["y_val"] if many[-1] == len(self.n_clipped_val_) else []))
+            warnings.warn(f"clip_outliers clipped up to {int(counts[many].max())} of the {m} validation values in "
+                          f"{where} to the training rows' range widened by half: is the validation data in other "
+                          "units, or encoded differently, than the training data?", stacklevel=5)
+
+    def _check_fitted(self, what: str) -> None:
+        if not hasattr(self, "values_"):
+            raise RuntimeError(f"call fit() before {what} (a fit that raised leaves the estimator unfitted)")
 
     def _row_loss(self, model: torch.nn.Module, data: _Prepared, idx: torch.Tensor) -> torch.Tensor:
         out = model(data.X[idx])
@@ -969,9 +1076,10 @@ class LossVal:
         """
         from lossval.noise import loss_noise_probability
 
-        if not hasattr(self, "loss_history_"):
-            raise RuntimeError("call fit() before noise_probability()")
+        self._check_fitted("noise_probability()")
         if last_epochs is not None:
+            if not _int_at_least(last_epochs, 1):
+                raise ConfigError(f"last_epochs must be None (all epochs) or a positive integer, got {last_epochs!r}")
             last_epochs = min(int(last_epochs), self.loss_history_.shape[0])
         history = self.loss_history_
         groups = getattr(self, "duplicate_groups_", None)
@@ -1040,6 +1148,11 @@ def _finite_number(value: Any) -> bool:
     """A finite real number (numpy scalars too), not a bool (``True`` is an int to Python, never a setting here)."""
     return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
             and math.isfinite(value))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b`` without surprises: ``True`` is not ``1``, and an array compares as a whole."""
+    return type(a) is type(b) and bool(np.all(a == b))
 
 
 def _int_at_least(value: Any, low: int) -> bool:

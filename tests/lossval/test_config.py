@@ -56,7 +56,7 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "validation": {"fraction": None}}, "'validation.fraction' needs a value"),
         ({**BASE, "test_fraction": None}, "'test_fraction' needs a value"),
         ({**BASE, "seed": None}, "'seed' needs a value"),
-        ({**BASE, "seed": -1}, "'seed' must be an integer in [0, 2**64)"),
+        ({**BASE, "seed": -1}, "'seed' must be an integer in [0, 2**32)"),
         ({**BASE, "tracking": {"experiment": ""}}, "'tracking.experiment' must be a non-empty name"),
         ({**BASE, "tracking": {"experiment": None}}, "'tracking.experiment' needs a value"),
         ({**BASE, "tracking": {"registered_model": "it's"}}, "'tracking.registered_model' \"it's\" must be a non-empty"),

@@ -440,8 +440,9 @@ def test_label_errors_and_warnings() -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
     with pytest.raises(InputError, match="y_val has label"):
         LossVal(epochs=1, verbose=False).fit(Xn, yn, Xv, np.where(yv == 1, 5, yv))
-    with pytest.warns(UserWarning, match="no validation rows"):
+    with pytest.warns(UserWarning, match="no validation rows") as caught:
         LossVal(epochs=1, verbose=False).fit(Xn, yn, Xv[yv == 0], yv[yv == 0])
+    assert caught[0].filename == __file__  # the caller's line
     with pytest.raises(InputError, match="single class"):
         LossVal(epochs=1, verbose=False).fit(Xn, np.zeros_like(yn), Xv, np.zeros_like(yv))
 
@@ -456,6 +457,11 @@ def test_bad_inputs_are_named() -> None:
         LossVal(epochs=1, verbose=False).fit(Xn, yn, Xv[:, :4], yv)
     with pytest.raises(InputError, match="constant"):
         LossVal(task="regression", epochs=1, verbose=False).fit(Xn, np.ones(len(Xn)), Xv, yv.astype(float))
+    with pytest.raises(InputError, match="X_train must be an array of numbers .*got NoneType"):
+        LossVal(epochs=1, verbose=False).fit(None, yn, Xv, yv)
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(InputError, match=r"X_val is a sparse matrix; .*\(X_val.toarray\(\)\)"):
+        LossVal(epochs=1, verbose=False).fit(Xn, yn, scipy_sparse.csr_matrix(Xv), yv)
 
 
 def test_device_requests() -> None:
@@ -719,6 +725,7 @@ def test_infer_task_agrees_with_the_encoder_on_pandas_dtypes() -> None:
     ({"epochs": True}, "epochs must be a positive integer"),
     ({"seed": None}, "seed must be an integer"),
     ({"seed": 2**64}, "seed must be an integer"),
+    ({"seed": 2**32}, "keeps 32 bits of a seed"),
     ({"standardize": "yes"}, "standardize must be true or false"),
     ({"clip_outliers": 1}, "clip_outliers must be true or false"),
     ({"average_duplicates": "no"}, "average_duplicates must be true or false"),
@@ -872,7 +879,7 @@ def test_features_are_clipped_to_the_widened_central_range_of_the_training_rows(
     X = np.column_stack([np.arange(1000.0), rng.normal(size=1000), np.zeros(1000), np.zeros(1000)])
     X[0, 1], X[:3, 2], X[:30, 3] = 1e6, 5.0, 1.0  # a typo; a rare flag (0.3%); a one-hot level (3%)
     y = (X[:, 0] > 500).astype(int)
-    X_val = np.vstack([X[::10], [[-1e4, -1e4, 9.0, 9.0]]])
+    X_val = np.vstack([X[::10], [[-1e4, -1e4, 9.0, 1.0]]])
     seen = {}
     lv = LossVal(epochs=1, verbose=False)
     prepare = lv._prepare
@@ -891,7 +898,7 @@ def test_features_are_clipped_to_the_widened_central_range_of_the_training_rows(
     assert np.allclose(restored[:, 0], X[:, 0], atol=1e-3) and np.allclose(restored[1:, 1], X[1:, 1], atol=1e-5)  # the rest stays
     assert restored[0, 1] == pytest.approx(bounds[1, 1])  # only the typo
     val_last = seen["data"].Z_val[-1, :4].numpy().astype(np.float64) * lv.x_scale_ + lv.x_mean_
-    assert val_last[:2] == pytest.approx(bounds[0, :2]) and val_last[2:] == pytest.approx([9.0, 9.0])  # training bounds
+    assert val_last[:2] == pytest.approx(bounds[0, :2]) and val_last[2:] == pytest.approx([9.0, 1.0])  # training bounds
     assert X[0, 1] == 1e6 and lv.y_clip_ is None  # the caller's array is not modified; no target to clip
     assert lv.clipped_counts(["a", "b", "c", "d"]) == {"b": 1}  # the typo
     assert lv.clipped_counts(["a", "b", "c", "d"], validation=True) == {"a": 1, "b": 2}  # the typo row again, the last row
@@ -940,3 +947,91 @@ def test_identical_rows_share_one_value(task: str) -> None:
     p_tied, p_apart = tied.noise_probability(), apart.noise_probability()
     assert np.array_equal(p_tied[250:], p_tied[:50]) and not np.array_equal(p_apart[250:], p_apart[:50])
     assert np.array_equal(tied.loss_history_, apart.loss_history_)  # recorded per row, as the fit saw them
+
+
+# ------------------------------------------------------------------ inputs read as the caller means them
+def _small(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(120, 4))
+    return X, (X[:, 0] > 0).astype(int)
+
+
+def test_dataframe_columns_are_matched_by_name() -> None:
+    X, y = _small()
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    ordered = LossVal(epochs=2, verbose=False).fit(frame, y, frame.iloc[:40], y[:40]).values_
+    shuffled = LossVal(epochs=2, verbose=False).fit(frame, y, frame.iloc[:40][list("dbca")], y[:40]).values_
+    assert np.array_equal(ordered, shuffled)
+    with pytest.raises(InputError, match=r"X_val's columns differ from X_train's \(missing \['a'\], extra \['z'\]\)"):
+        LossVal(epochs=2, verbose=False).fit(frame, y, frame.iloc[:40].rename(columns={"a": "z"}), y[:40])
+
+
+def test_one_hot_columns_must_name_zero_one_columns_by_position_or_mask() -> None:
+    X, y = _small()
+    X = np.c_[X, np.arange(120) % 10 == 0]
+    by_mask = LossVal(epochs=2, verbose=False).fit(X, y, X[:40], y[:40], one_hot_columns=[False] * 4 + [True])
+    by_position = LossVal(epochs=2, verbose=False).fit(X, y, X[:40], y[:40], one_hot_columns=[4])
+    assert np.array_equal(by_mask.values_, by_position.values_) and by_mask.x_mean_[4] == 0 != by_mask.x_mean_[0]
+    for bad, message in (([4.7], "must be integer column positions"), (["e"], "must be integer column positions"),
+                         ([0], r"names column 0, but X_train holds .* \(row 0\); a one-hot column holds only 0 and 1")):
+        with pytest.raises(InputError, match=message):
+            LossVal(epochs=2, verbose=False).fit(X, y, X[:40], y[:40], one_hot_columns=bad)
+
+
+def test_a_one_column_target_is_read_as_a_vector() -> None:
+    X, y = _small()
+    for target in (y[:, None], pd.DataFrame({"t": y}), torch.as_tensor(y)[:, None]):
+        assert LossVal(epochs=2, verbose=False).fit(X, target, X[:40], y[:40]).task_ == "classification"
+
+
+def test_a_refit_that_fails_leaves_the_estimator_unfitted() -> None:
+    X, y = _small()
+    lv = LossVal(epochs=2, verbose=False).fit(X, y, X[:40], y[:40])
+    with pytest.raises(InputError, match="constant"):
+        lv.fit(X[:100], np.ones(100), X[:40], X[:40, 0])  # a constant regression target
+    assert not hasattr(lv, "values_") and not hasattr(lv, "classes_")  # not the last fit's values beside this one's
+    with pytest.raises(RuntimeError, match=r"call fit\(\) before noise_probability\(\)"):
+        lv.noise_probability()
+
+
+@pytest.mark.parametrize("last_epochs", [2.5, "3", True, float("nan"), 0])
+def test_noise_probability_refuses_a_bad_last_epochs(last_epochs) -> None:
+    X, y = _small()
+    lv = LossVal(epochs=2, verbose=False).fit(X, y, X[:40], y[:40])
+    with pytest.raises(ConfigError, match="last_epochs must be None"):
+        lv.noise_probability(last_epochs=last_epochs)
+
+
+def test_missing_labels_are_named_as_missing() -> None:
+    X, y = _small()
+    labels = np.where(y == 1, "yes", "no").astype(object)
+    with pytest.raises(InputError, match=r"y_train has 1 missing label\(s\) \(NaN, None or NA\), first at row 5"):
+        LossVal(epochs=2, verbose=False, task="classification").fit(X, np.r_[labels[:5], [None], labels[6:]],
+                                                                    X[:40], labels[:40])
+    with pytest.raises(InputError, match=r"y_val has 1 missing label\(s\).*first at row 0"):
+        LossVal(epochs=2, verbose=False, task="classification").fit(X, labels, X[:40], np.r_[[np.nan], labels[1:40]])
+
+
+def test_validation_data_on_another_scale_is_warned_about(recwarn: pytest.WarningsRecorder) -> None:
+    X, y = _small()
+    with pytest.warns(UserWarning, match=r"clipped up to 40 of the 40 validation values in X_val column\(s\) "
+                                         r"\[0, 1, 2, 3\] .*in other units") as caught:
+        LossVal(epochs=2, verbose=False).fit(X, y, X[:40] * 1000, y[:40])
+    assert caught[0].filename == __file__  # points at the caller's line, not inside lossval
+    target = X[:, 1] * 3
+    with pytest.warns(UserWarning, match=r"validation values in y_val to the training rows' range"):
+        LossVal(epochs=2, verbose=False).fit(X, target, X[:40], target[:40] * 1000)
+    LossVal(epochs=2, verbose=False).fit(X, y, X[:40], y[:40])  # same units: no warning
+    assert not [w for w in recwarn if "clip_outliers clipped" in str(w.message)]
+
+
+def test_parameters_round_trip_the_scikit_learn_way() -> None:
+    lv = LossVal(epochs=3, verbose=False)
+    assert repr(lv) == "LossVal(epochs=3, verbose=False)" and repr(LossVal()) == "LossVal()"
+    assert lv.set_params(seed=4) is lv and lv.get_params(deep=True)["seed"] == 4
+    with pytest.raises(ConfigError, match=r"no parameter\(s\) \['epoch'\]"):
+        lv.set_params(epoch=3)
+    from sklearn.base import clone
+
+    copy = clone(lv)
+    assert copy is not lv and copy.get_params() == lv.get_params()
