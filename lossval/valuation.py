@@ -915,6 +915,10 @@ class LossVal:
                 + ". Lower lr and weight_lr, keep nonnegative=True and normalize_masses=True, or use a smaller "
                 "distance_power."
             )
+        if np.ptp(values) == 0:  # nothing tells the rows apart: pruning by these values would be arbitrary
+            warnings.warn(f"every row got the same value ({float(values[0])!r}): the weights never moved, so these "
+                          "values rank nothing. A blur or label_cost much larger than the data's distances, or too "
+                          "few epochs, does this; try the defaults.", stacklevel=3)
         self.model_ = model
         self.weights_ = weights
         self.values_ = values

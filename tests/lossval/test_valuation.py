@@ -1035,3 +1035,10 @@ def test_parameters_round_trip_the_scikit_learn_way() -> None:
 
     copy = clone(lv)
     assert copy is not lv and copy.get_params() == lv.get_params()
+
+
+def test_values_that_rank_nothing_are_warned_about() -> None:
+    X, y = _small()
+    with pytest.warns(UserWarning, match=r"every row got the same value \(1.0\): the weights never moved") as caught:
+        lv = LossVal(epochs=2, blur=1e6, verbose=False).fit(X, y, X[:40], y[:40])
+    assert np.ptp(lv.values_) == 0 and caught[0].filename == __file__
