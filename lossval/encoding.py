@@ -222,9 +222,12 @@ class TabularEncoder:
 
         columns: list[dict[str, Any]] = []
         dropped: list[Any] = []
+        left_out: list[Any] = []  # id-like columns, warned about where found
         for col in candidates:
             spec = self._fit_column(df[col], col, declared=declared.get(col))
-            if spec is None:
+            if spec is _LEFT_OUT:
+                left_out.append(col)
+            elif spec is None:
                 dropped.append(col)
             else:
                 columns.append(spec)
@@ -236,7 +239,8 @@ class TabularEncoder:
                 stacklevel=2,
             )
         if not columns:
-            detail = f"; constant columns dropped: {_show_list(dropped)}" if dropped else ""
+            detail = (f"; constant columns dropped: {_show_list(dropped)}" if dropped else "") + (
+                f"; id-like columns left out: {_show_list(left_out)}" if left_out else "")
             raise InputError(
                 f"no usable feature column left (candidates: {_show_list(candidates)}"
                 f"{detail}); add informative feature columns or change features/exclude",
@@ -290,7 +294,8 @@ class TabularEncoder:
             )
 
     def _fit_column(self, series: pd.Series, col: Any, *, declared: str | None) -> dict[str, Any] | None:
-        """Return the column's encoding spec, or None when it is constant (all-missing included).
+        """Return the column's encoding spec, None when it is constant (all-missing included), or
+        ``_LEFT_OUT`` when it is id-like (too many levels, none twice; warned here).
 
         ``declared`` is ``"categorical"`` or ``"numeric"`` for a column listed in those options,
         None to infer the kind from the values.
@@ -336,13 +341,21 @@ class TabularEncoder:
         if len(counts) < 2:
             return None
         if len(counts) >= max(20, 0.5 * int(series.notna().sum())):
+            # Too many levels, none seen twice: no level gets a column (below), so the column is left out.
+            unused = len(counts) > self.max_categories and int(counts.max()) == 1
+            what = (f"each once, like an id: it is left out of the features (exclude it to say so: "
+                    f"{_declare_excluded(col)}; or, if it names the rows, make it the id column: pipeline config "
+                    f"id_column: {col}; `lossval value`: --id-column {col})" if unused else
+                    f"like an id or free text: exclude it ({_declare_excluded(col)}) if it identifies rows "
+                    "rather than describing them")
             warnings.warn(
                 f"{self.source + ': ' if self.source else ''}categorical column {col!r} has {len(counts)} distinct "
-                f"values in {len(series)} rows, like an id or free text: exclude it (features.exclude) if it "
-                "identifies rows rather than describing them",
+                f"values in {len(series)} rows, {what}",
                 UserWarning,
                 stacklevel=4,
             )
+            if unused:
+                return _LEFT_OUT
         levels = sorted(counts.index, key=_level_sort_key)
         other = len(levels) > self.max_categories
         if other:
@@ -639,9 +652,11 @@ class TabularEncoder:
                 part for part in (f"{n_nan} NaN/missing" if n_nan else "", f"{n_inf} inf" if n_inf else "") if part
             )
             raise InputError(
-                f"numeric column {col!r} has {kinds} value(s) "
-                f"({n_nan + n_inf} in all), first at row {_row(first)}; lossval rejects "
-                "missing and infinite numbers: drop or impute these rows before valuation",
+                f"numeric column {col!r} has {kinds} value(s)"
+                + (f" ({n_nan + n_inf} in all)" if n_nan and n_inf else "")
+                + f", first at row {_row(first)}; lossval rejects missing and infinite numbers: drop or impute "
+                "these rows, or leave the column out of the features (pipeline config: features.exclude; "
+                "`lossval value`: --exclude)",
                 source=source,
             )
         return values
@@ -690,7 +705,8 @@ class TabularEncoder:
             raise InputError(
                 f"target {self.target!r} has {int(unknown.sum())} value(s) with label(s) "
                 f"{_show_list(labels)} not among the classes seen in training "
-                f"({_show_list(self.classes_)}); drop these rows or refit",
+                f"({_show_list(self.classes_)}), first at row {_row(series.index[np.flatnonzero(unknown)[0]])}; drop "
+                "these rows, or give the training data rows of those labels",
                 source=source,
             )
         return index.astype(np.int64)
@@ -1023,6 +1039,10 @@ def _declare_numeric(col: Any) -> str:
     """How to make ``col`` numeric, in each of lossval's front ends."""
     return (f"pipeline config: features.numeric: [{col}]; `lossval value`: --numeric {col}; "
             f"TabularEncoder: numeric=[{col!r}]")
+
+
+# _fit_column's answer for a column left out of the features as id-like (it warned already).
+_LEFT_OUT: dict[str, Any] = {}
 
 
 def _declare_excluded(col: Any) -> str:

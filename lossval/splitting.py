@@ -286,7 +286,8 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
         shown = ", ".join(f"{c!r} ({train[c]} training rows)" for c in no_valid[:5])
         raise InputError(
             f"class(es) {shown} of target {target!r} have no validation rows; LossVal values each row against "
-            "validation rows of its class: add trusted rows of these classes, or drop them from the data.",
+            "validation rows of its class: add trusted rows of these classes, or drop them from the data"
+            + _spelling_hint(no_valid, set(valid), "validation") + ".",
             source=where,
         )
     _warn_on_label_variants(set(train) | set(valid), target=target, source=source)
@@ -296,9 +297,19 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
         shown = ", ".join(f"{c!r} ({valid[c]} validation rows)" for c in no_train[:5])
         raise InputError(
             f"class(es) {shown} of target {target!r} have no training rows; a class seen only in validation "
-            "cannot be learned: add training rows of these classes, or drop them from the validation data.",
+            "cannot be learned: add training rows of these classes, or drop them from the validation data"
+            + _spelling_hint(no_train, set(train), "training") + ".",
             source=where,
         )
+
+
+def _spelling_hint(missing: list[str], present: set[str], where: str) -> str:
+    """``" ('Bird' is spelt 'bird' in the validation rows: the same class?)"`` for labels differing in case or spaces."""
+    spelt = {label.strip().casefold(): label for label in present}
+    pairs = [(m, spelt[m.strip().casefold()]) for m in missing if m.strip().casefold() in spelt]
+    if not pairs:
+        return ""
+    return " (" + "; ".join(f"{m!r} is spelt {p!r} in the {where} rows" for m, p in pairs[:5]) + ": the same class?)"
 
 
 def _warn_on_label_variants(labels: set[str], *, target: str, source: str | None) -> None:

@@ -355,8 +355,11 @@ def test_nan_or_inf_in_numeric_feature_raises_with_column_count_and_row(bad):
         TabularEncoder(target="y", source="train.csv").fit(df)
     msg = str(exc.value)
     assert msg.startswith("train.csv: ")
-    assert "'x'" in msg and "2 in all" in msg and "row 17" in msg
-    assert "drop or impute these rows before valuation" in msg
+    assert "'x'" in msg and (" has 2 NaN/missing value(s), first" in msg or " has 2 inf value(s), first" in msg)
+    assert "row 17" in msg and "drop or impute these rows, or leave the column out of the features" in msg
+    both = pd.DataFrame({"x": [1.0, np.nan, 3.0, np.inf], "y": [0, 1, 0, 1]})
+    with pytest.raises(InputError, match=r"has 1 NaN/missing and 1 inf value\(s\) \(2 in all\), first at row 1"):
+        TabularEncoder(target="y").fit(both)
 
 
 def test_nan_at_transform_raises():
@@ -550,7 +553,7 @@ def test_a_column_declared_numeric_is_standardised_and_checked_at_transform():
 
 def test_missing_values_in_a_column_declared_numeric_are_refused_as_in_any_numeric_column():
     df = pd.DataFrame({"n": ["1", None, "3", "6"], "y": [0, 1, 0, 1]})
-    with pytest.raises(InputError, match=r"numeric column 'n' has 1 NaN/missing value\(s\) \(1 in all\), first at "
+    with pytest.raises(InputError, match=r"numeric column 'n' has 1 NaN/missing value\(s\), first at "
                                          r"row 1; lossval rejects missing"):
         TabularEncoder(target="y", numeric=["n"]).fit(df)
     empty = pd.DataFrame({"n": [None] * 4, "x": [1.0, 2.0, 3.0, 6.0], "y": [0, 1, 0, 1]})
@@ -632,10 +635,18 @@ def test_a_mostly_numeric_column_read_as_categorical_is_warned_about_once():
 def test_an_id_like_categorical_is_warned_about_and_gives_no_row_its_own_column():
     ids = pd.DataFrame({"x": np.arange(200.0), "customer": [f"C{i:04d}" for i in range(200)],
                         "segment": [f"s{i % 60}" if i < 120 else f"u{i}" for i in range(200)], "y": [0, 1] * 100})
-    with pytest.warns(UserWarning, match=r"categorical column 'customer' has 200 distinct values in 200 rows, like an "
-                                         r"id or free text: exclude it \(features.exclude\)"):
+    with pytest.warns(UserWarning) as caught:
         enc = TabularEncoder(target="y").fit(ids)
-    assert "customer" not in enc.feature_columns_  # every value once: nothing to learn from it, dropped
+    said = [str(w.message) for w in caught]
+    assert said == ["categorical column 'customer' has 200 distinct values in 200 rows, each once, like an id: it is "
+                    "left out of the features (exclude it to say so: pipeline config: features.exclude: [customer]; "
+                    "`lossval value`: --exclude customer; TabularEncoder: exclude=['customer']; or, if it names the "
+                    "rows, make it the id column: pipeline config id_column: customer; `lossval value`: --id-column "
+                    "customer)",
+                    "categorical column 'segment' has 140 distinct values in 200 rows, like an id or free text: exclude "
+                    "it (pipeline config: features.exclude: [segment]; `lossval value`: --exclude segment; "
+                    "TabularEncoder: exclude=['segment']) if it identifies rows rather than describing them"]
+    assert "customer" not in enc.feature_columns_  # every value once: nothing to learn from it, left out (not "constant")
     # 60 levels seen twice and 80 seen once: the 50 kept are all repeated levels, never a single row's.
     kept = [name for name in enc.encoded_names_ if name.startswith("segment=")]
     assert len(kept) == 51 and kept[-1] == "segment=__other__" and not any(n.startswith("segment=u") for n in kept)

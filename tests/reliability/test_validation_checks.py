@@ -21,6 +21,8 @@ def test_labels_stored_as_int_float_or_text_are_the_same_class() -> None:
         (["a", "b"] * 10, ["a"] * 12, r"valid\.csv: class\(es\) 'b' \(10 training rows\) of target 'y' have no validation rows"),
         (["a"] * 20, ["a", "c"] * 6, r"valid\.csv: class\(es\) 'c' \(6 validation rows\) of target 'y' have no training rows"),
         (["a", "b"] * 10, ["a", "b"] * 4, r"valid\.csv: the validation split has 8 rows; at least 10"),
+        (["a", "bird"] * 10, ["a", "Bird "] * 6, r"have no validation rows; .* \('bird' is spelt 'Bird ' in the "
+                                                  r"validation rows: the same class\?\)\.$"),
         ([f"id{i}" for i in range(40)], ["id0", "id1"] * 6,
          r"train\.csv: target 'y' has 40 distinct values in 40 training rows, too many to be classes: is it an id"),
     ],
