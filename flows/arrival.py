@@ -81,7 +81,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                            size=st.st_size, run_id=None if run_id is None else str(run_id))
 
         try:
-            summary = run_cleaning(config, workspace=workspace)
+            summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path)
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
             record((getattr(exc, "summary", None) or {}).get("run_id"))
             raise

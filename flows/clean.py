@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 import lossval
-from lossval.config import PipelineConfig, load_config, mask_secrets, mask_uri
+from lossval.config import PipelineConfig, check_metric_limits, load_config, mask_secrets, mask_uri
 from lossval.errors import GateFailed, LossvalError
 from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_json
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
@@ -46,11 +46,13 @@ def clean_dataset(config_path: str, workspace: str = "lossval-workspace") -> dic
             ``challenger`` is set, ``champion`` is not).
     """
     config = load_config(config_path)
-    return run_cleaning(config, workspace=workspace)
+    return run_cleaning(config, workspace=workspace, config_path=config_path)
 
 
-def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
+def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | None = None) -> dict:
     """The flow body (callable from other flows with an already-validated config).
+
+    ``config_path``: the config's file, named in errors about the config found during the run.
 
     The stages write into ``runs/<run_id>.partial/``; once the data outputs and their manifest
     are written the folder is renamed to ``runs/<run_id>/`` (see :mod:`lossval.manifest`). Any
@@ -76,7 +78,8 @@ def run_cleaning(config: PipelineConfig, *, workspace: str) -> dict:
         log.warning("removed %s, the temporary file of a write that was killed", orphan.relative_to(ws.root))
     staging = begin_run(ws.root / "runs", run_id)
     try:
-        summary = _clean_data(config, ws=ws, staging=staging, run_id=run_id, started=started, fr_id=fr_id)
+        summary = _clean_data(config, ws=ws, staging=staging, run_id=run_id, started=started, fr_id=fr_id,
+                              config_path=config_path)
         run_dir = complete_run(staging, ws.run_dir(run_id))
     except BaseException:
         discard_run(staging)
@@ -158,7 +161,7 @@ def shrank_from(history: list[dict], rows: int) -> int | None:
 
 
 def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id: str, started: dt.datetime,
-                fr_id: str) -> dict:
+                fr_id: str, config_path: str | None = None) -> dict:
     """ingest -> split -> value -> prune -> retrain -> gate into ``staging``; writes the manifest there.
 
     Returns:
@@ -195,6 +198,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         # their own rows (an integer target whose rare values sit only in the validation rows would
         # read as classes in one stage and as a number in another).
         config = dataclasses.replace(config, task=task_kind)
+        # a metric the task does not report: refused now, not by the gate after the whole run
+        check_metric_limits(config.gate.metric_limits, task_kind, source=config_path, inferred=True)
     t = time.perf_counter()
     parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(staging)), "split", t, timings)
     key = valuation_key(snap["snapshot_hash"], config)

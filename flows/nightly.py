@@ -48,7 +48,7 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
         newest = newest_arrival(locks_dir(workspace), name)
         if newest is None or not newest.get("path"):
-            return run_cleaning(config, workspace=workspace)
+            return run_cleaning(config, workspace=workspace, config_path=config_path)
         landed = Path(newest["path"])
         if not landed.is_file():
             raise InputError(
@@ -56,7 +56,8 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
                 "so the nightly run cannot clean the current data. Land the data again, or delete "
                 f"{locks_dir(workspace) / (name + '.arrival.json')} to clean the config's 'data' instead.")
         log.info("dataset %s: cleaning its newest landed file %s", name, newest.get("relative", landed))
-        return run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace)
+        return run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace,
+                            config_path=config_path)
 
 
 @flow(name=NIGHTLY_FLOW_NAME, log_prints=True)

@@ -91,7 +91,7 @@ class GateConfig:
 
     suite: str | None = None  # default: expectations/pruned_data.json shipped with lossval
     metric_tolerance: float = 0.01
-    refuse_when_all_worse: bool = True  # refuse a primary-metric drop inside the tolerance when no metric improved
+    refuse_when_all_worse: bool = True  # refuse when some metric got worse and none improved (primary tied or worse)
     # Per test metric, the most "after" may be worse than "before", in the metric's units (e.g.
     # {"log_loss": 0.1}); empty = no limit beyond the two rules above.
     metric_limits: dict[str, float] = field(default_factory=dict)
@@ -270,10 +270,15 @@ def load_config(path: str | Path) -> PipelineConfig:
 
 
 def _check_keys(section: str, raw: dict[str, Any], allowed: set[str], source: str | None) -> None:
-    unknown = sorted(set(raw) - allowed)
+    unknown = sorted(set(raw) - allowed, key=str)
     if unknown:
+        import difflib
+
         where = f" in section '{section}'" if section else ""
-        raise ConfigError(f"unknown key(s) {unknown}{where}; valid keys are {sorted(allowed)}.", source=source)
+        near = {str(k): difflib.get_close_matches(str(k), sorted(allowed), n=1) for k in unknown}
+        hint = "; ".join(f"did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
+        raise ConfigError(f"unknown key(s) {unknown}{where}; " + (hint + " " if hint else "")
+                          + f"valid keys are {sorted(allowed)}.", source=source)
 
 
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -311,6 +316,22 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
         if v is None and default is not None:  # only keys whose default is "none" may be null
             _needs_value(f"{name}.{k}", default, source)
     return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
+
+
+def check_metric_limits(limits: dict[str, float], task: str, *, source: str | None = None,
+                        inferred: bool = False) -> None:
+    """Refuse a ``gate.metric_limits`` metric that a ``task`` run does not report (before any work, not at the gate).
+
+    Raises:
+        ConfigError: names the metric and the task's own metrics.
+    """
+    from lossval.retrain import METRICS
+
+    other = [name for name in limits if name not in METRICS.get(task, limits)]
+    if other:
+        how = " (the task was inferred from the target; set 'task' to say it)" if inferred else ""
+        raise ConfigError(f"'gate.metric_limits' names {other}, which a {task} run does not report{how}; use "
+                          f"{', '.join(METRICS[task])}.", source=source)
 
 
 def _metric_limits(raw: dict[Any, Any], source: str | None) -> dict[str, float]:
@@ -497,9 +518,16 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if values.get("id_column") is not None and values.get("id_column") == values.get("target"):
         raise ConfigError(f"'id_column' and 'target' are both {values['target']!r}: row ids name rows, the target is "
                           "what the model learns; point one of them at another column.", source=source)
+    if values.get("task", "auto") != "auto":
+        check_metric_limits(gate.metric_limits, values["task"], source=source)
     data = resolve(values.pop("data"))
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])
+    for key, path in (("validation.path", validation.path if validation.strategy == "file" else None),
+                      ("test_path", values.get("test_path"))):
+        if path is not None and path == data:  # every row would be valued or scored against itself
+            raise ConfigError(f"'{key}' is the data file itself ({path}); it must hold other rows than 'data', set "
+                              "aside from training.", source=source)
     dataset = values.pop("dataset", None) or Path(str(data)).stem
     if not DATASET_NAME_RE.fullmatch(dataset):
         raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-', and not only dots "

@@ -112,11 +112,16 @@ def require_column(columns: Sequence[Any], name: str, *, key: str, source: str |
 
 
 def data_columns(path: str | os.PathLike[str]) -> list[str] | None:
-    """The columns of a data file or folder (its first file's), from the header alone; None when unreadable."""
+    """The columns of a data file or folder (its first file's), from the header alone; None when unreadable.
+
+    Also None for a header of one name or none (an empty file, or a CSV separated by ';'):
+    reading the file for real names that problem, where "column not found" would not.
+    """
     try:
-        return [str(c) for c in _header(list_data_files(path)[0])]
+        columns = [str(c) for c in _header(list_data_files(path)[0])]
     except Exception:  # noqa: BLE001 (missing, unreadable, not UTF-8, a corrupt parquet footer in pyarrow's
         return None  # several types: reading it for real reports the problem properly)
+    return columns if len(columns) > 1 else None
 
 
 def _first_line(exc: BaseException) -> str:

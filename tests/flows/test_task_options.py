@@ -126,9 +126,14 @@ def test_the_gate_refuses_a_drop_inside_the_tolerance_when_no_metric_improved() 
     (why,) = metric_failures(flat, task="classification", tolerance=0.01, refuse_when_all_worse=True)
     assert why == ("accuracy got worse and no other metric improved: accuracy 0.8217 -> "
                    "0.8140, macro_f1 0.8115 -> 0.8115, log_loss 0.5317 -> 1.9604 (gate.refuse_when_all_worse)")
-    # The primary metric unchanged is no drop; the other metrics are then for gate.metric_limits.
+    # The primary metric unchanged (ties are common on small test sets) and the others worse: nothing gained either.
     same = {"before": loans["before"], "after": {**loans["after"], "accuracy": loans["before"]["accuracy"]}}
-    assert metric_failures(same, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
+    (why,) = metric_failures(same, task="classification", tolerance=0.01, refuse_when_all_worse=True)
+    assert why.startswith("accuracy unchanged, no metric improved and macro_f1, log_loss got worse: accuracy 0.8217 -> "
+                          "0.8217")
+    # Something gained: the other metrics' losses are then for gate.metric_limits.
+    gained = {"before": loans["before"], "after": {**same["after"], "macro_f1": 0.8116}}
+    assert metric_failures(gained, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
     unchanged = {"before": loans["before"], "after": dict(loans["before"])}
     assert metric_failures(unchanged, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
 
@@ -297,6 +302,9 @@ def test_curated_validation_rows_that_are_also_in_the_data_are_warned_about(tmp_
     assert "also appear" not in caplog.text
     run(pd.concat([df.iloc[:12], df.iloc[50:53]]))  # 3 of them are training rows too
     assert f"3 of 15 validation rows also appear, identical, in the data ({tmp_path / 'd.csv'}), first at row 12" in caplog.text
+    assert "are not in the data" not in caplog.text
+    run(df.iloc[:12].assign(note="checked by hand"))  # a column the data lacks: ignored, and said so
+    assert f"valid.csv: column(s) ['note'] are not in the data ({tmp_path / 'd.csv'}) and are ignored." in caplog.text
 
 
 def test_unseen_levels_of_a_curated_validation_file_are_warned_about_once(tmp_path) -> None:

@@ -34,7 +34,10 @@ def test_example_config_is_valid() -> None:
     ("raw", "message"),
     [
         ({**BASE, "colour": 1}, "unknown key(s) ['colour']"),
-        ({**BASE, "pruning": {"polcy": "fraction"}}, "in section 'pruning'"),
+        ({**BASE, "pruning": {"polcy": "fraction"}}, "in section 'pruning'; did you mean 'policy' for 'polcy'?"),
+        ({**BASE, "lossval": {"epoch": 3}}, "did you mean 'epochs' for 'epoch'?"),
+        ({**BASE, "task": "classification", "gate": {"metric_limits": {"rmse": 0.1}}},
+         "'gate.metric_limits' names ['rmse'], which a classification run does not report; use accuracy"),
         ({**BASE, "pruning": {"max_prune_fraction": -0.1}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
         ({**BASE, "pruning": {"max_prune_fraction": 1.5}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
         ({**BASE, "pruning": {"policy": "magic"}}, "'pruning.policy' must be one of"),
