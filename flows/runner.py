@@ -237,7 +237,10 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
         print(f"  champion: {champion['note']}")
     model = summary.get("model")
     if gate_passed:
-        print(f"  gate passed; model {model['name']} version {model['version']} is champion")
+        from tasks.track import replacing
+
+        print(f"  gate passed; model {model['name']} version {model['version']} is champion"
+              + replacing(model["version"], model.get("previous_champion")))
     elif model:
         champion = model.get("champion_version")
         if champion is not None and str(champion) == str(model["version"]):  # a rerun that reused that version

@@ -298,6 +298,9 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     inputs = {Path(args.data).resolve(), Path(args.validation).resolve()}
+    if len(inputs) == 1:  # every row would be valued against itself
+        raise InputError("--validation is the training data itself; give rows set aside from training (a trusted "
+                         "split), not the data being valued.", source=args.validation)
     if out.resolve() in inputs:
         raise InputError("--out must not be one of the input files; inputs are never overwritten.", source=str(out))
     if out.suffix.lower() not in (".parquet", ".pq"):
@@ -325,6 +328,10 @@ def _cmd_value(args: argparse.Namespace) -> int:
     missing = [c for c in encoder.feature_columns_ if c not in valid.columns]
     if missing:
         raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.", source=args.validation)
+    extra = [str(c) for c in valid.columns if c not in train.columns]
+    if extra:
+        warnings.warn(f"{args.validation}: column(s) {extra[:5]} are not in {args.data} and are ignored.",
+                      UserWarning, stacklevel=1)
     check_validation(train[args.target], valid[args.target], task=encoder.task_, target=args.target, source=args.data,
                      validation_source=args.validation)
     shared = shared_rows(valid, train, ignore=(args.id_column,))
@@ -395,19 +402,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_from_config(Path(args.config), workspace=Path(args.workspace), debug=args.debug)
 
 
+def _verified_counts(manifest: dict) -> str:
+    """``: 550 snapshot rows = 440 train (395 kept + 45 quarantined) + 110 test; 8 files match their sha256``."""
+    rows = manifest.get("rows") or {}
+    try:
+        parts = [f"{rows['train']} train ({rows['kept']} kept + {rows['quarantine']} quarantined)", f"{rows['test']} test"]
+        own = rows["snapshot"] != rows["train"] + rows["test"] + rows["validation"]  # a validation file of its own
+        text = f": {rows['snapshot']} snapshot rows = " + " + ".join(
+            parts if own else [parts[0], f"{rows['validation']} validation", parts[1]])
+        if own:
+            text += f"; {rows['validation']} validation rows from their own file"
+    except (KeyError, TypeError):
+        return ""
+    hashes = manifest.get("sha256") or {}
+    return text + (f"; {len(hashes)} files match their sha256" if hashes else "")
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from lossval.manifest import verify_run
 
-    problems = verify_run(Path(args.run_dir))
+    from lossval.io import read_json
+    from lossval.manifest import MANIFEST_NAME, content_hash_note
+
+    run_dir = Path(args.run_dir)
+    if run_dir.name == MANIFEST_NAME and run_dir.is_file():  # the manifest itself: its run folder is meant
+        run_dir = run_dir.parent
+    if (run_dir / "runs").is_dir() and not (run_dir / MANIFEST_NAME).exists():
+        runs = sorted((p for p in (run_dir / "runs").iterdir() if (p / MANIFEST_NAME).is_file()),
+                      key=lambda p: p.stat().st_mtime)
+        print(f"lossval verify: {run_dir} is a workspace, not a run folder; give one of its runs"
+              + (f", e.g. {runs[-1]} (the newest)" if runs else " (it has no completed run)"), file=sys.stderr)
+        return EXIT_ERROR
+    problems = verify_run(run_dir)
     if problems:
         for line in problems:
             print(f"lossval verify: {line}", file=sys.stderr)
         return EXIT_ERROR
-    print(f"{args.run_dir}: every input row is accounted for")
-    from lossval.io import read_json
-    from lossval.manifest import MANIFEST_NAME, content_hash_note
-
-    manifest = read_json(Path(args.run_dir) / MANIFEST_NAME)
+    manifest = read_json(run_dir / MANIFEST_NAME)
+    print(f"{run_dir}: every input row is accounted for" + _verified_counts(manifest))
     note = content_hash_note(manifest)
     if note is not None:
         print(f"note: {note}")

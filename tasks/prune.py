@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from prefect import task
 
@@ -79,6 +81,9 @@ def describe_pruning(pruning: dict) -> str:
             ``protected``, ``cap_hit``, ``class_cap_hit``, ``capped_classes``, ``max_prune_fraction``).
     """
     text = f"{pruning['policy']} flagged {pruning['flagged']} rows"
+    cut = pruning.get("threshold")
+    if cut is not None and math.isfinite(cut) and pruning["policy"] in ("two_means", "threshold", "fraction"):
+        text += f" (values {'up to' if pruning['policy'] == 'fraction' else 'below'} {cut:.4g})"
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
     if pruning.get("class_cap_hit"):

@@ -80,6 +80,11 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
     missing = [c for c in needed if c not in rows.columns]
     if missing:
         raise InputError(f"lacks column(s) {missing[:5]} that the data has; both files must share the schema.", source=path)
+    extra = [str(c) for c in rows.columns if c not in df.columns]
+    if extra:
+        from tasks.value import _logger
+
+        _logger().warning("%s: column(s) %s are not in the data (%s) and are ignored.", path, extra[:5], config.data)
     if len(rows) < MIN_VALIDATION_ROWS:
         raise InputError(f"has {len(rows)} rows; at least {MIN_VALIDATION_ROWS} are needed.", source=path)
     if rows[config.target].isna().any():

@@ -449,11 +449,20 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
 REGISTRATION_PENDING = "Model registry: not yet registered."
 
 
-def _registration_line(name: str, version: str, *, reused: bool, gate_passed: bool, champion: str | None) -> str:
+def replacing(version: str, previous: str | None) -> str:
+    """`` (replacing version 2)`` when the champion changed, saying so when an older version returns; else ""."""
+    if previous is None or str(previous) == str(version):
+        return ""
+    older = int(version) < int(previous) if str(version).isdigit() and str(previous).isdigit() else False
+    return f" (replacing version {previous}{': an older version is champion again' if older else ''})"
+
+
+def _registration_line(name: str, version: str, *, reused: bool, gate_passed: bool, champion: str | None,
+                       previous: str | None = None) -> str:
     """The description's last line once :func:`promote` has registered (or found) the version."""
     again = " (this run key's earlier run registered it; not registered again)" if reused else ""
     if gate_passed:
-        return f"Model registry: {name} version {version}{again} is champion."
+        return f"Model registry: {name} version {version}{again} is champion{replacing(version, previous)}."
     return (f"Model registry: {name} version {version}{again} is challenger only; "
             + (f"version {champion} stays champion." if champion else "no version is champion yet."))
 
@@ -499,6 +508,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                                              tags={"lossval_run_key": run_key, "source_run": run_id, **about},
                                              description=_version_description(config, gate_passed))
             version, reused = str(mv.version), False
+        previous = _alias_version(client, name, "champion") if gate_passed else None
         client.set_registered_model_alias(name, "challenger", version)
         if gate_passed:
             client.set_registered_model_alias(name, "champion", version)
@@ -507,8 +517,9 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         note = logged.tags.get("mlflow.note.content", "")
         if REGISTRATION_PENDING in note:
             client.set_tag(run_id, "mlflow.note.content", note.replace(REGISTRATION_PENDING, _registration_line(
-                name, version, reused=reused, gate_passed=gate_passed, champion=champion)))
-    return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion}
+                name, version, reused=reused, gate_passed=gate_passed, champion=champion, previous=previous)))
+    return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion,
+            "previous_champion": previous}
 
 
 def _version_with_key(client: Any, name: str, run_key: str) -> Any:

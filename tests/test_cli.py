@@ -186,6 +186,12 @@ def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, c
     assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
                  "--out", str(tmp_path / "v2.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0
     assert "also appear" not in capsys.readouterr().err
+    pd.read_parquet(tables["valid"]).assign(note="x").to_csv(tmp_path / "extra.csv", index=False)
+    with one_line_warnings():
+        assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tmp_path / "extra.csv"),
+                     "--out", str(tmp_path / "v3.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0
+    assert f"lossval: warning: {tmp_path / 'extra.csv'}: column(s) ['note'] are not in {tables['train']} and are ignored." \
+        in capsys.readouterr().err
 
 
 def test_numeric_pins_a_column_with_much_text_and_the_categorical_reading_is_warned_about(tables, tmp_path,
@@ -238,29 +244,32 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
                "model": {"name": "lossval-x", "version": "2"}}
     _report(summary, gate_passed=False)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 310 rows; max_prune_fraction 0.2 let 200 go. " in out
+    assert "pruning: two_means flagged 310 rows (values below 0.61); max_prune_fraction 0.2 let 200 go. " in out
     assert "version 2 is challenger only; no version is champion yet\n" in out  # a first run refused
     _report({**summary, "model": {**summary["model"], "champion_version": "1"}}, gate_passed=False)
     assert "version 2 is challenger only; the champion is still version 1\n" in capsys.readouterr().out
     _report({**summary, "model": {**summary["model"], "champion_version": "2"}}, gate_passed=False)
     assert "version 2, registered by an earlier run of the same data and config, is still champion" in \
         capsys.readouterr().out
+    _report({**summary, "model": {**summary["model"], "previous_champion": "3"}})  # a rerun of an older config
+    assert "version 2 is champion (replacing version 3: an older version is champion again)\n" in \
+        capsys.readouterr().out
     assert "class protection" not in out
     # Class protection alone: no word of the cap.
     summary["pruning"] = {**summary["pruning"], "flagged": 151, "quarantined": 150, "protected": 1, "cap_hit": False}
     _report(summary)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 151 rows; class protection kept 1 of them (each class keeps its best rows).\n" in out
+    assert "pruning: two_means flagged 151 rows (values below 0.61); class protection kept 1 of them (each class keeps its best rows).\n" in out
     assert "max_prune_fraction" not in out
     summary["pruning"] = {**summary["pruning"], "flagged": 150, "protected": 0}
     _report(summary)
-    assert "pruning: two_means flagged 150 rows.\n" in capsys.readouterr().out
+    assert "pruning: two_means flagged 150 rows (values below 0.61).\n" in capsys.readouterr().out
     # A class's share held rows back, not the cap on all rows: said so, without the "no low group" hint.
     summary["pruning"] = {**summary["pruning"], "flagged": 180, "quarantined": 160, "cap_hit": True,
                           "class_cap_hit": True}
     _report(summary)
     out = capsys.readouterr().out
-    assert ("pruning: two_means flagged 180 rows; max_prune_fraction 0.2 of each class's rows let 160 go (a class "
+    assert ("pruning: two_means flagged 180 rows (values below 0.61); max_prune_fraction 0.2 of each class's rows let 160 go (a class "
             "had more flagged rows than its share).\n") in out and "no separate low-value group" not in out
     summary["pruning"] = {**summary["pruning"], "capped_classes": ["yes"]}
     _report(summary)

@@ -74,7 +74,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
             0.2 * rows["train"])
     else:
         assert rows["quarantine"] == pruning["flagged"] - pruning["protected"]
-    assert f"pruning: two_means flagged {pruning['flagged']} rows" in out
+    assert f"pruning: two_means flagged {pruning['flagged']} rows (values below {pruning['threshold']:.4g})" in out
     assert {"lossval_value", "lossval_reason", "diagnosis", "id"} <= set(quarantine.columns)
     assert quarantine["lossval_reason"].notna().all()
     values = pd.read_parquet(manifest["outputs"]["values"])
@@ -181,7 +181,8 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
     second = _latest_manifest(workspace, "breast_cancer")
     assert second["run_id"] != first["run_id"]
     assert second["outputs"]["values"] == first["outputs"]["values"]
-    assert second["model"] == {**first["model"], "reused": True}  # no duplicate registry version
+    assert second["model"] == {**first["model"], "reused": True,  # no duplicate registry version
+                               "previous_champion": first["model"]["version"]}  # itself: no change of champion
     assert verify_run(Path(second["outputs"]["kept"]).parent) == []
     assert (first["valuation_cached"], second["valuation_cached"]) == (False, True)
     _, client = _mlflow(workspace)

@@ -190,7 +190,7 @@ def test_rerun_with_valuation_recomputed_is_byte_identical_and_registers_no_new_
     runs = [p for p in _run_folders(ws) if p.name != before["run_id"]]
     after = json.loads((runs[0] / MANIFEST_NAME).read_text())
     assert Path(after["outputs"]["values"]).read_bytes() == reference["bytes"]["values"]
-    assert after["model"] == {**before["model"], "reused": True}
+    assert after["model"] == {**before["model"], "reused": True, "previous_champion": before["model"]["version"]}
     assert _registry_versions(ws) == ["1"]
 
 
@@ -337,8 +337,20 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
 
     run = _copy_run(reference, tmp_path / "run")
     assert main(["verify", str(run)]) == 0
-    assert "predates content hashes" not in capsys.readouterr().out  # hashes recorded: contents were checked
+    out = capsys.readouterr().out
+    assert "predates content hashes" not in out  # hashes recorded: contents were checked
     manifest = json.loads((run / MANIFEST_NAME).read_text())
+    rows = manifest["rows"]
+    counts = (f"{rows['snapshot']} snapshot rows = {rows['train']} train ({rows['kept']} kept + {rows['quarantine']} "
+              f"quarantined) + {rows['validation']} validation + {rows['test']} test")
+    assert out.splitlines()[0] == f"{run}: every input row is accounted for: {counts}; 8 files match their sha256"
+    assert main(["verify", str(run / MANIFEST_NAME)]) == 0  # the manifest's path names its run
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"{run}: every input row is accounted for")
+    workspace = tmp_path / "ws"
+    (workspace / "runs").mkdir(parents=True)
+    assert main(["verify", str(workspace)]) == 1
+    assert capsys.readouterr().err == (f"lossval verify: {workspace} is a workspace, not a run folder; give one of its "
+                                       "runs (it has no completed run)\n")
     assert set(manifest["sha256"]) == {"train", "validation", "test", "kept", "quarantine", "model_state", "metrics",
                                        "gate"}  # the run folder's own files; snapshot and values are shared
     del manifest["sha256"]
@@ -349,7 +361,7 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
     assert main(["verify", str(run)]) == 0  # the rows still add up...
     out, err = capsys.readouterr()
     assert out.splitlines() == [  # ...and the output says that is all it could check
-        f"{run}: every input row is accounted for",
+        f"{run}: every input row is accounted for: {counts}",
         "note: the manifest predates content hashes (it records no 'sha256'), so file contents were not checked, "
         "only rows"] and err == ""
     (run / "quarantine.parquet").unlink()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from lossval.config import config_from_dict
-from tasks.track import CONFIG_ARTIFACT, PARAM_VALUE_LIMIT, _process_token, close_abandoned_runs, fit_params, promote
+from tasks.track import (CONFIG_ARTIFACT, PARAM_VALUE_LIMIT, _process_token, close_abandoned_runs, fit_params, promote,
+                         replacing)
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,26 @@ def test_params_too_long_for_mlflow_say_they_were_cut() -> None:
     assert params["include"].endswith(f" ... [cut: {len(full['include'])} characters in all; the whole config is the "
                                       f"artifact {CONFIG_ARTIFACT}]")
     assert {k: v for k, v in params.items() if k != "include"} == {k: v for k, v in full.items() if k != "include"}
+
+
+def test_a_champion_that_changes_says_which_it_replaced(store, tmp_path: Path) -> None:
+    uri, _ = store
+    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": "rollback",
+                               "tracking": {"uri": uri, "experiment": "rollback"}})
+    client = _client(uri)
+    exp = client.create_experiment("rollback")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+
+    def register(key: str) -> dict:
+        run_id = client.create_run(exp).info.run_id
+        return promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
+                          run_key=key, gate_passed=True)
+
+    first, second, again = register("old-config"), register("new-config"), register("old-config")
+    assert (first["version"], first["previous_champion"]) == ("1", None)
+    assert (second["version"], second["previous_champion"]) == ("2", "1")
+    assert (again["version"], again["reused"], again["previous_champion"]) == ("1", True, "2")  # rerun of an older config
+    assert replacing(again["version"], again["previous_champion"]) == \
+        " (replacing version 2: an older version is champion again)"
+    assert replacing("2", "1") == " (replacing version 1)" and replacing("1", "1") == replacing("1", None) == ""
