@@ -403,16 +403,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _verified_counts(manifest: dict) -> str:
-    """``: 550 snapshot rows = 440 train (395 kept + 45 quarantined) + 110 test; 8 files match their sha256``."""
-    rows = manifest.get("rows") or {}
+    """``: 455 snapshot rows = 341 train (300 kept + 41 quarantined) + 114 test; 8 files match their sha256``.
+
+    Validation and test rows from files of their own (``validation.strategy: file``, ``test_path``)
+    are not part of the snapshot and are counted after it.
+    """
+    rows, config = manifest.get("rows") or {}, manifest.get("config") or {}
     try:
-        parts = [f"{rows['train']} train ({rows['kept']} kept + {rows['quarantine']} quarantined)", f"{rows['test']} test"]
-        own = rows["snapshot"] != rows["train"] + rows["test"] + rows["validation"]  # a validation file of its own
-        text = f": {rows['snapshot']} snapshot rows = " + " + ".join(
-            parts if own else [parts[0], f"{rows['validation']} validation", parts[1]])
-        if own:
-            text += f"; {rows['validation']} validation rows from their own file"
-    except (KeyError, TypeError):
+        own = {"validation": (config.get("validation") or {}).get("strategy") == "file",
+               "test": bool(config.get("test_path"))}
+        parts = [f"{rows['train']} train ({rows['kept']} kept + {rows['quarantine']} quarantined)"]
+        parts += [f"{rows[p]} {p}" for p in ("validation", "test") if not own[p]]
+        text = f": {rows['snapshot']} snapshot rows = " + " + ".join(parts)
+        text += "".join(f"; {rows[p]} {p} rows from their own file" for p in ("validation", "test") if own[p])
+    except (KeyError, TypeError, AttributeError):
         return ""
     hashes = manifest.get("sha256") or {}
     return text + (f"; {len(hashes)} files match their sha256" if hashes else "")
