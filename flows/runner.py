@@ -202,6 +202,9 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
           f"({rows['validation']} validation, {rows['test']} test rows held out)")
+    if (summary.get("config") or {}).get("validation", {}).get("strategy") == "stratified":
+        print("  validation: drawn at random from this data (validation.strategy: stratified), so it holds the data's "
+              "own errors; a checked file (strategy: file) or column (strategy: column) is the better yardstick")
     older = summary.get("older_snapshot")
     if older:
         print(f"  note: this data is older than the newest snapshot cleaned in this workspace ({older['newest_snapshot']}, "

@@ -251,6 +251,10 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
     _report({**summary, "model": {**summary["model"], "champion_version": "2"}}, gate_passed=False)
     assert "version 2, registered by an earlier run of the same data and config, is still champion" in \
         capsys.readouterr().out
+    assert "validation: drawn at random" not in out  # no config in this summary: nothing said about the split
+    _report({**summary, "config": {"validation": {"strategy": "stratified"}}}, gate_passed=False)
+    assert "\n  validation: drawn at random from this data (validation.strategy: stratified), so it holds the data's " \
+        "own errors;" in capsys.readouterr().out
     _report({**summary, "model": {**summary["model"], "previous_champion": "3"}})  # a rerun of an older config
     assert "version 2 is champion (replacing version 3: an older version is champion again)\n" in \
         capsys.readouterr().out
