@@ -20,6 +20,8 @@ def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = Tr
         purpose: What the caller is about to do, for messages (``"pruning"``).
         allow_empty: Accept zero rows.
     """
+    if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, maybe on a GPU or needing grad
+        values = values.detach().cpu().numpy()
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -33,6 +35,6 @@ def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = Tr
         first = int(np.flatnonzero(bad)[0])
         raise InputError(
             f"{name} contains {int(bad.sum())} non-finite value(s) (NaN or inf), first at row "
-            f"{first} ({arr[first]!r}); fix or drop those rows before {purpose}."
+            f"{first} ({float(arr[first])!r}); fix or drop those rows before {purpose}."
         )
     return arr

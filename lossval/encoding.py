@@ -1000,6 +1000,18 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
             UserWarning,
             stacklevel=3,
         )
+    if (pd.api.types.is_float_dtype(dtype) and len(present) and present.nunique() <= _MAX_AUTO_CLASSES
+            and bool((present == np.round(present)).all()) and present.value_counts().min() >= 5):
+        # Labels saved as floats (a 0/1 column through a NaN-holding step, or parquet from float arrays).
+        shown = ", ".join(f"{v:g}" for v in sorted(present.unique())[:5])
+        warnings.warn(
+            f"{source + ': ' if source else ''}target {col!r} holds {present.nunique()} distinct whole numbers stored "
+            f"as floats ({shown}{', ...' if present.nunique() > 5 else ''}), each at least 5 times: with task auto it is "
+            "read as a number (regression). If they are class labels, set task: classification (`lossval value`: "
+            "--task classification)",
+            UserWarning,
+            stacklevel=3,
+        )
     return "regression"
 
 

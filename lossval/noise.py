@@ -42,16 +42,23 @@ def _as_finite_1d(values: Any, *, name: str) -> np.ndarray:
     return as_finite_1d(values, name=name, purpose="fitting the noise model", allow_empty=True)
 
 
+def _is_number(value: Any) -> bool:
+    """A real number (numpy too), not a bool or text, and not NaN."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and not math.isnan(value))
+
+
 def _check_percentiles(lower_percentile: float, upper_percentile: float) -> None:
-    if not (0.0 <= lower_percentile < upper_percentile <= 100.0):
+    if not (_is_number(lower_percentile) and _is_number(upper_percentile)
+            and 0.0 <= lower_percentile < upper_percentile <= 100.0):
         raise ConfigError(
             "need 0 <= lower_percentile < upper_percentile <= 100; got "
-            f"lower_percentile={lower_percentile}, upper_percentile={upper_percentile}"
+            f"lower_percentile={lower_percentile!r}, upper_percentile={upper_percentile!r}"
         )
 
 
 def _check_eps(eps: float) -> None:
-    if not (0.0 < eps < 0.5):
+    if not (_is_number(eps) and 0.0 < eps < 0.5):
         raise ConfigError(f"eps must be in (0, 0.5); got {eps}")
 
 
@@ -273,8 +280,10 @@ class BetaMixture:
     def _check_options(self) -> None:
         if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
             raise ConfigError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
-        if not (self.tol >= 0.0):
-            raise ConfigError(f"tol must be >= 0; got {self.tol!r}")
+        if not (_is_number(self.tol) and self.tol >= 0.0):
+            raise ConfigError(f"tol must be a number >= 0; got {self.tol!r}")
+        if not (isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool) and self.seed >= 0):
+            raise ConfigError(f"seed must be an integer >= 0; got {self.seed!r}")
         _check_percentiles(self.lower_percentile, self.upper_percentile)
 
     @staticmethod
@@ -465,6 +474,8 @@ def loss_noise_probability(
         raise ConfigError(
             f"unknown BetaMixture option(s) {unknown}; valid options: {list(_BMM_OPTIONS)}"
         )
+    if hasattr(loss_history, "detach") and hasattr(loss_history, "cpu"):  # a torch tensor (GPU, or needing grad)
+        loss_history = loss_history.detach().cpu().numpy()
     try:
         history = np.asarray(loss_history, dtype=np.float64)
     except (TypeError, ValueError) as exc:

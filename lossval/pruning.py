@@ -359,15 +359,20 @@ def make_policy(name: str, **params: Any) -> PrunePolicy:
 # ---------------------------------------------------------------------------- prune
 def _check_labels(labels: Any, n: int) -> np.ndarray:
     """Integer class index per row, shape ``(n,)``."""
-    arr = np.asarray(labels)
+    import pandas as pd  # isna: NaN, None and pd.NA alike
+
+    arr = np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
+    if arr.ndim == 2 and arr.shape[1] == 1:  # one column, as LossVal.fit takes its targets
+        arr = arr[:, 0]
     if arr.ndim != 1 or arr.size != n:
         raise InputError(
             f"labels must be 1-D with one label per row ({n}); got shape {arr.shape}"
         )
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        first = int(np.flatnonzero(np.isnan(arr))[0])
+    missing = np.flatnonzero(pd.isna(arr))
+    if missing.size:
         raise InputError(
-            f"labels has missing values (NaN), first at row {first}; fill or drop them."
+            f"labels has {missing.size} missing value(s) (NaN, None or NA), first at row {int(missing[0])}; "
+            "fill or drop them."
         )
     try:
         _, class_index = np.unique(arr, return_inverse=True)

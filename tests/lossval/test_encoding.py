@@ -664,6 +664,12 @@ def test_an_integer_target_of_many_repeated_values_read_as_a_number_is_warned_ab
     with warnings.catch_warnings():  # counts or amounts: most values once, no warning
         warnings.simplefilter("error")
         assert infer_task(pd.Series(np.arange(200), name="amount")) == "regression"
+        assert infer_task(pd.Series(np.arange(200.0), name="amount")) == "regression"
+        assert infer_task(pd.Series(np.linspace(0, 1, 200), name="share")) == "regression"
+    flags = pd.Series(np.repeat([0.0, 1.0], 50), name="churned")  # a 0/1 label saved as floats
+    with pytest.warns(UserWarning, match=r"target 'churned' holds 2 distinct whole numbers stored as floats \(0, 1\), "
+                                         r"each at least 5 times: with task auto it is read as a number \(regression\)"):
+        assert infer_task(flags) == "regression"
 
 
 def test_a_value_too_far_for_float32_under_the_clipped_scale_falls_back_to_the_plain_one():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -232,3 +234,19 @@ def test_loss_noise_probability_passes_options_and_validates():
     history[1, 7] = np.nan
     with pytest.raises(InputError, match="epoch 1, row 7"):
         loss_noise_probability(history)
+
+
+def test_options_of_the_wrong_type_are_config_errors_and_tensors_are_read() -> None:
+    import torch
+
+    for options, message in (({"tol": "a"}, "tol must be a number >= 0; got 'a'"),
+                             ({"tol": float("nan")}, "tol must be a number"),
+                             ({"seed": -1}, "seed must be an integer >= 0; got -1")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            BetaMixture(**options).fit(np.arange(20.0))
+    with pytest.raises(ConfigError, match=re.escape("lower_percentile='5'")):
+        normalize_losses([1.0, 2.0, 3.0], lower_percentile="5")
+    with pytest.raises(ConfigError, match="eps must be in"):
+        normalize_losses([1.0, 2.0, 3.0], eps="x")
+    history = torch.rand(5, 30, generator=torch.Generator().manual_seed(0), requires_grad=True)  # straight from a fit
+    assert np.array_equal(loss_noise_probability(history), loss_noise_probability(history.detach().numpy()))

@@ -272,6 +272,10 @@ def test_prune_validates_inputs():
         prune(np.ones((2, 2)), policy=FractionPolicy(0.1))
     with pytest.raises(InputError, match="labels"):
         prune(values, policy=FractionPolicy(0.1), labels=[0, 1, 0])
+    with pytest.raises(InputError, match=r"labels has 1 missing value\(s\) \(NaN, None or NA\), first at row 2"):
+        prune(values, policy=FractionPolicy(0.1), labels=["a", "b", None, "a"])
+    column = prune(values, policy=FractionPolicy(0.5), labels=np.array([[0], [1], [0], [1]]))  # (n, 1), as fit takes
+    assert column.keep.tolist() == prune(values, policy=FractionPolicy(0.5), labels=[0, 1, 0, 1]).keep.tolist()
     with pytest.raises(InputError, match="noise_prob has 3 rows"):
         prune(values, policy=MixturePolicy(), noise_prob=[0.1, 0.2, 0.3])
     with pytest.raises(InputError, match="row 1"):
