@@ -15,6 +15,10 @@ __all__ = ["gate", "metric_failures", "PRIMARY_METRIC"]
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
 
+# Metric changes below this are ties for refuse_when_all_worse (half a unit of the 4th decimal shown).
+SAME = 5e-5
+
+
 def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
                     limits: dict[str, float] | None = None) -> list[str]:
     """Why "after" may not replace "before" on these test metrics (empty: it may), every reason that applies.
@@ -24,7 +28,8 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
     pruning can worsen while accuracy improves); or, with ``refuse_when_all_worse``, when some
     metric got worse and none improved: the primary metric worse (even inside the tolerance) or
     unchanged, and the others worse or unchanged. Nothing was gained for the loss. (Ties are
-    common: accuracy on 140 test rows moves in steps of 0.007.)
+    common: accuracy on 140 test rows moves in steps of 0.007.) Changes smaller than :data:`SAME`
+    count as ties, and a loss within a metric's ``limits`` entry does not count as worse.
     """
     metric = PRIMARY_METRIC[task]
     before, after = metrics["before"][metric], metrics["after"][metric]
@@ -41,8 +46,11 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
             failures.append(f"metric {name} got worse by {worse_by:.4f} ({b:.4f} -> {a:.4f}), more than "
                             f"gate.metric_limits allows ({limit:g})")
     pairs = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()}
-    worse = {n for n, (b, a) in pairs.items() if (a < b if HIGHER_IS_BETTER[n] else a > b)}
-    improved = {n for n, (b, a) in pairs.items() if (a > b if HIGHER_IS_BETTER[n] else a < b)}
+    gain = {n: (a - b) if HIGHER_IS_BETTER[n] else (b - a) for n, (b, a) in pairs.items()}
+    # Changes too small to show in the 4 decimals printed are float noise, not gains or losses; a loss
+    # within the metric's own gate.metric_limits entry is one the user accepted.
+    worse = {n for n, g in gain.items() if g < -SAME and not (n in (limits or {}) and -g <= limits[n])}
+    improved = {n for n, g in gain.items() if g > SAME}
     if refuse_when_all_worse and worse and not improved and len(pairs) > 1:
         shown = ", ".join(f"{n} {b:.4f} -> {a:.4f}" for n, (b, a) in pairs.items())
         if len(worse) == len(pairs):

@@ -134,6 +134,16 @@ def test_the_gate_refuses_a_drop_inside_the_tolerance_when_no_metric_improved() 
     # Something gained: the other metrics' losses are then for gate.metric_limits.
     gained = {"before": loans["before"], "after": {**same["after"], "macro_f1": 0.8116}}
     assert metric_failures(gained, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
+    # Float noise is no change either way; a loss the metric's own limit allows is not counted as one.
+    noise = {"before": loans["before"], "after": {**loans["before"], "log_loss": 0.5317 + 1e-12, "macro_f1": 0.8115 - 1e-15}}
+    assert metric_failures(noise, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
+    allowed = {"before": loans["before"], "after": {**loans["before"], "log_loss": 0.5417}}
+    assert metric_failures(allowed, task="classification", tolerance=0.01, refuse_when_all_worse=True,
+                           limits={"log_loss": 0.1}) == []
+    (why,) = metric_failures(allowed, task="classification", tolerance=0.01, refuse_when_all_worse=True)
+    assert why.startswith("accuracy unchanged, no metric improved and log_loss got worse")
+    tiny_gain = {"before": loans["before"], "after": {**loans["after"], "macro_f1": 0.8115 + 1e-9}}
+    assert metric_failures(tiny_gain, task="classification", tolerance=0.01, refuse_when_all_worse=True)  # no gain
     unchanged = {"before": loans["before"], "after": dict(loans["before"])}
     assert metric_failures(unchanged, task="classification", tolerance=0.01, refuse_when_all_worse=True) == []
 
