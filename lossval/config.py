@@ -275,8 +275,9 @@ def _check_keys(section: str, raw: dict[str, Any], allowed: set[str], source: st
         import difflib
 
         where = f" in section '{section}'" if section else ""
-        near = {str(k): difflib.get_close_matches(str(k), sorted(allowed), n=1) for k in unknown}
-        hint = "; ".join(f"did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
+        # A high cutoff: a typo ('polcy', 'epoch') gets a hint, a different name ('lr_weights') none rather than a wrong one.
+        near = {str(k): difflib.get_close_matches(str(k), sorted(allowed), n=1, cutoff=0.75) for k in unknown}
+        hint = " ".join(f"did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
         raise ConfigError(f"unknown key(s) {unknown}{where}; " + (hint + " " if hint else "")
                           + f"valid keys are {sorted(allowed)}.", source=source)
 
@@ -316,6 +317,28 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
         if v is None and default is not None:  # only keys whose default is "none" may be null
             _needs_value(f"{name}.{k}", default, source)
     return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
+
+
+def _refuse_same_files(paths: dict[str, str | None], source: str | None) -> None:
+    """Refuse two of data / validation / test naming one file or folder (rows valued or scored against themselves)."""
+    seen: dict[Path, str] = {}
+    for key, path in paths.items():
+        if path is None or "://" in path:
+            continue
+        real = Path(path).resolve()  # ./ and .., and symlinks where they exist
+        if real in seen:
+            raise ConfigError(f"'{key}' and '{seen[real]}' are the same file ({path}); each must hold its own rows: "
+                              "validation and test rows set aside from the data, and from each other.", source=source)
+        seen[real] = key
+
+
+def torch_seed(seed: int) -> int:
+    """The part of a config ``seed`` torch uses: its low 32 bits (torch's CPU generator keeps no more).
+
+    Configs may hold seeds up to 2**64 (the splits use every bit); LossVal accepts [0, 2**32) so
+    that two seeds it is given never give the same values, and gets this.
+    """
+    return int(seed) % 2**32
 
 
 def check_metric_limits(limits: dict[str, float], task: str, *, source: str | None = None,
@@ -506,8 +529,9 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         if k in raw and raw[k] is None:
             _needs_value(k, getattr(PipelineConfig, k), source)
     values = {k: _typed("", k, raw[k], t, source) for k, t in scalars.items() if k in raw}
-    if not 0 <= values.get("seed", 0) < 2**32:  # torch's CPU generator keeps 32 bits: 2**32 would act as 0
-        raise ConfigError(f"'seed' must be an integer in [0, 2**32), got {values['seed']}.", source=source)
+    # The splits use every bit; torch (valuation, retraining) keeps the low 32 bits: see torch_seed().
+    if not 0 <= values.get("seed", 0) < 2**64:
+        raise ConfigError(f"'seed' must be an integer in [0, 2**64), got {values['seed']}.", source=source)
     remote = values.get("valuation_deployment")
     if remote is not None and not re.fullmatch(r"[^/\s]+/[^/\s]+", remote):
         raise ConfigError(f"'valuation_deployment' must be '<flow name>/<deployment name>' (e.g. lossval-value/gpu), "
@@ -520,14 +544,19 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
                           "what the model learns; point one of them at another column.", source=source)
     if values.get("task", "auto") != "auto":
         check_metric_limits(gate.metric_limits, values["task"], source=source)
+    else:  # whichever task the target turns out to be, a limit naming both kinds' metrics fails
+        from lossval.retrain import METRICS
+
+        if all(set(gate.metric_limits) - set(names) for names in METRICS.values()):
+            raise ConfigError(f"'gate.metric_limits' names metrics of both tasks ({sorted(gate.metric_limits)}); a "
+                              "run reports one task's: classification "
+                              f"{', '.join(METRICS['classification'])}, regression {', '.join(METRICS['regression'])}.",
+                              source=source)
     data = resolve(values.pop("data"))
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])
-    for key, path in (("validation.path", validation.path if validation.strategy == "file" else None),
-                      ("test_path", values.get("test_path"))):
-        if path is not None and path == data:  # every row would be valued or scored against itself
-            raise ConfigError(f"'{key}' is the data file itself ({path}); it must hold other rows than 'data', set "
-                              "aside from training.", source=source)
+    _refuse_same_files({"data": data, "validation.path": validation.path if validation.strategy == "file" else None,
+                        "test_path": values.get("test_path")}, source)
     dataset = values.pop("dataset", None) or Path(str(data)).stem
     if not DATASET_NAME_RE.fullmatch(dataset):
         raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-', and not only dots "

@@ -256,14 +256,26 @@ def _show_positions(positions: list[int], limit: int = 5) -> str:
 
 
 def _columns_as_in(X_val: Any, X: Any) -> Any:
-    """``X_val`` with its columns in ``X``'s order when both are DataFrames (read by name, not position)."""
+    """``X_val`` with its columns in ``X``'s order when both are DataFrames with named columns.
+
+    A frame whose columns are pandas' default 0..d-1 (built from an array) is read by position,
+    as an array would be.
+    """
+    import pandas as pd
+
     if not (hasattr(X_val, "columns") and hasattr(X, "columns")) or list(X_val.columns) == list(X.columns):
         return X_val
+    if any(isinstance(f.columns, pd.RangeIndex) and f.columns.start == 0 and f.columns.step == 1 for f in (X, X_val)):
+        return X_val
+    for name, frame in (("X_train", X), ("X_val", X_val)):
+        if frame.columns.has_duplicates:
+            raise InputError(f"{name} has repeated column names {sorted(set(frame.columns[frame.columns.duplicated()]), key=str)[:5]}; "
+                             "rename them, so that X_val's columns can be matched to X_train's by name.")
     missing = [c for c in X.columns if c not in set(X_val.columns)]
     extra = [c for c in X_val.columns if c not in set(X.columns)]
-    if missing or extra or X_val.columns.has_duplicates:
+    if missing or extra:
         raise InputError(f"X_val's columns differ from X_train's (missing {missing[:5]}, extra {extra[:5]}); "
-                         "encode both with the same TabularEncoder.")
+                         "encode both with the same TabularEncoder (or pass arrays, read by position).")
     return X_val[list(X.columns)]
 
 
@@ -808,11 +820,12 @@ class LossVal:
 
         A fit that raises leaves the estimator unfitted, not holding an earlier fit's values.
         """
-        self._check_params()
-        device = resolve_device(self.device)
-        # A refit that fails must not leave the last fit's values next to this one's statistics.
+        # A refit that fails (bad data, a bad parameter, a missing device) must not leave the last
+        # fit's values behind, next to this one's statistics or settings.
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
+        self._check_params()
+        device = resolve_device(self.device)
         self.device_ = device
         with cpu_threads(self.cpu_threads if device.type == "cpu" else None):
             return self._fit(X_train, y_train, X_val, y_val, device, one_hot_columns)

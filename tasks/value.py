@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 
-from lossval.config import PipelineConfig
+from lossval.config import PipelineConfig, torch_seed
 from lossval.encoding import ENCODER_VERSION, TabularEncoder
 from lossval.errors import InputError, UnseenLevelsWarning
 from lossval.io import file_sha256, list_data_files, pause_point, read_json, write_json, write_parquet
@@ -134,7 +134,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error
     pause_point("value")  # test-only hook: fault tests kill the run here
     t0 = time.perf_counter()
-    lv = LossVal(**{**config.lossval, "task": enc.task_, "seed": config.seed}).fit(
+    lv = LossVal(**{**config.lossval, "task": enc.task_, "seed": torch_seed(config.seed)}).fit(
         X, tr[config.target].to_numpy(), X_val, va[config.target].to_numpy(), one_hot_columns=enc.one_hot_positions())
     seconds = time.perf_counter() - t0
     table = pd.DataFrame({"row_id": tr["row_id"].to_numpy(), "value": lv.values_})

@@ -38,6 +38,10 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "lossval": {"epoch": 3}}, "did you mean 'epochs' for 'epoch'?"),
         ({**BASE, "task": "classification", "gate": {"metric_limits": {"rmse": 0.1}}},
          "'gate.metric_limits' names ['rmse'], which a classification run does not report; use accuracy"),
+        ({**BASE, "gate": {"metric_limits": {"log_loss": 0.1, "rmse": 0.1}}},
+         "'gate.metric_limits' names metrics of both tasks (['log_loss', 'rmse'])"),
+        ({**BASE, "validation": {"strategy": "file", "path": "v.csv"}, "test_path": "./v.csv"},
+         "'test_path' and 'validation.path' are the same file"),
         ({**BASE, "pruning": {"max_prune_fraction": -0.1}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
         ({**BASE, "pruning": {"max_prune_fraction": 1.5}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
         ({**BASE, "pruning": {"policy": "magic"}}, "'pruning.policy' must be one of"),
@@ -59,7 +63,7 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "validation": {"fraction": None}}, "'validation.fraction' needs a value"),
         ({**BASE, "test_fraction": None}, "'test_fraction' needs a value"),
         ({**BASE, "seed": None}, "'seed' needs a value"),
-        ({**BASE, "seed": -1}, "'seed' must be an integer in [0, 2**32)"),
+        ({**BASE, "seed": -1}, "'seed' must be an integer in [0, 2**64)"),
         ({**BASE, "tracking": {"experiment": ""}}, "'tracking.experiment' must be a non-empty name"),
         ({**BASE, "tracking": {"experiment": None}}, "'tracking.experiment' needs a value"),
         ({**BASE, "tracking": {"registered_model": "it's"}}, "'tracking.registered_model' \"it's\" must be a non-empty"),
@@ -217,3 +221,11 @@ def test_the_lossval_section_takes_every_constructor_argument_but_task_seed_and_
     assert cfg.gate.metric_tolerance == 0.01
     with pytest.raises(ConfigError, match="'lossval.lr' must be float, got str 'fast'"):
         config_from_dict({**BASE, "lossval": {"lr": "fast"}})
+
+
+def test_a_large_seed_loads_and_torch_gets_its_low_32_bits() -> None:
+    from lossval.config import torch_seed
+
+    cfg = config_from_dict({**BASE, "seed": 20240101120000})  # a timestamp-style seed, as configs hold them
+    assert cfg.seed == 20240101120000 and torch_seed(cfg.seed) == 20240101120000 % 2**32
+    assert torch_seed(2**32 + 5) == 5 and torch_seed(7) == 7

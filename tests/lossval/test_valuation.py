@@ -964,6 +964,10 @@ def test_dataframe_columns_are_matched_by_name() -> None:
     assert np.array_equal(ordered, shuffled)
     with pytest.raises(InputError, match=r"X_val's columns differ from X_train's \(missing \['a'\], extra \['z'\]\)"):
         LossVal(epochs=2, verbose=False).fit(frame, y, frame.iloc[:40].rename(columns={"a": "z"}), y[:40])
+    unnamed = LossVal(epochs=2, verbose=False).fit(frame, y, pd.DataFrame(X[:40]), y[:40]).values_  # 0..3: by position
+    assert np.array_equal(unnamed, ordered)
+    with pytest.raises(InputError, match=r"X_val has repeated column names \['a'\]"):
+        LossVal(epochs=2, verbose=False).fit(frame, y, frame.iloc[:40].set_axis(list("aacd"), axis=1), y[:40])
 
 
 def test_one_hot_columns_must_name_zero_one_columns_by_position_or_mask() -> None:
@@ -990,6 +994,10 @@ def test_a_refit_that_fails_leaves_the_estimator_unfitted() -> None:
     with pytest.raises(InputError, match="constant"):
         lv.fit(X[:100], np.ones(100), X[:40], X[:40, 0])  # a constant regression target
     assert not hasattr(lv, "values_") and not hasattr(lv, "classes_")  # not the last fit's values beside this one's
+    lv.fit(X, y, X[:40], y[:40]).set_params(lr=-1.0)
+    with pytest.raises(ConfigError, match="lr must be a positive number"):
+        lv.fit(X, y, X[:40], y[:40])  # a bad parameter: refused before any work, and unfitted too
+    assert not hasattr(lv, "values_")
     with pytest.raises(RuntimeError, match=r"call fit\(\) before noise_probability\(\)"):
         lv.noise_probability()
 

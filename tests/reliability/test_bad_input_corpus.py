@@ -355,9 +355,9 @@ def _(d: Path) -> list[str]:
     return _run_args(d, pruning={"polcy": "fraction"})
 
 
-@case(CONFIG_CASES, "config-validation-file-is-the-data", "config.yaml", "'validation.path' is the data file itself")
+@case(CONFIG_CASES, "config-validation-file-is-the-data", "config.yaml", "'validation.path' and 'data' are the same file")
 def _(d: Path) -> list[str]:
-    return _run_args(d, validation={"strategy": "file", "path": str(d / "in" / "data.csv")})
+    return _run_args(d, validation={"strategy": "file", "path": str(d / "in" / "." / "data.csv")})  # spelt otherwise
 
 
 @case(CONFIG_CASES, "config-unknown-top-level-key", "config.yaml", "unknown key", "'lossvall'")
