@@ -202,9 +202,11 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
           f"({rows['validation']} validation, {rows['test']} test rows held out)")
-    if (summary.get("config") or {}).get("validation", {}).get("strategy") == "stratified":
-        print("  validation: drawn at random from this data (validation.strategy: stratified), so it holds the data's "
-              "own errors; a checked file (strategy: file) or column (strategy: column) is the better yardstick")
+    drawn = {"stratified": "at random", "latest": "as its latest rows"}.get(
+        (summary.get("config") or {}).get("validation", {}).get("strategy"))
+    if drawn:
+        print(f"  validation: drawn {drawn} from this data (validation.strategy), so it holds the data's own errors; a "
+              "checked file (strategy: file) or column (strategy: column) is the better yardstick")
     older = summary.get("older_snapshot")
     if older:
         print(f"  note: this data is older than the newest snapshot cleaned in this workspace ({older['newest_snapshot']}, "

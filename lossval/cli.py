@@ -402,48 +402,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_from_config(Path(args.config), workspace=Path(args.workspace), debug=args.debug)
 
 
-def _verified_counts(manifest: dict) -> str:
-    """``: 455 snapshot rows = 341 train (300 kept + 41 quarantined) + 114 test; 8 files match their sha256``.
-
-    Validation and test rows from files of their own (``validation.strategy: file``, ``test_path``)
-    are not part of the snapshot and are counted after it.
-    """
-    rows, config = manifest.get("rows") or {}, manifest.get("config") or {}
-    try:
-        own = {"validation": (config.get("validation") or {}).get("strategy") == "file",
-               "test": bool(config.get("test_path"))}
-        parts = [f"{rows['train']} train ({rows['kept']} kept + {rows['quarantine']} quarantined)"]
-        parts += [f"{rows[p]} {p}" for p in ("validation", "test") if not own[p]]
-        text = f": {rows['snapshot']} snapshot rows = " + " + ".join(parts)
-        text += "".join(f"; {rows[p]} {p} rows from their own file" for p in ("validation", "test") if own[p])
-    except (KeyError, TypeError, AttributeError):
-        return ""
-    hashes = manifest.get("sha256") or {}
-    return text + (f"; {len(hashes)} files match their sha256" if hashes else "")
-
-
 def _cmd_verify(args: argparse.Namespace) -> int:
     from lossval.manifest import verify_run
 
     from lossval.io import read_json
-    from lossval.manifest import MANIFEST_NAME, content_hash_note
+    from lossval.manifest import MANIFEST_NAME, PARTIAL_SUFFIX, checked_counts, content_hash_note
 
     run_dir = Path(args.run_dir)
     if run_dir.name == MANIFEST_NAME and run_dir.is_file():  # the manifest itself: its run folder is meant
         run_dir = run_dir.parent
-    if (run_dir / "runs").is_dir() and not (run_dir / MANIFEST_NAME).exists():
-        runs = sorted((p for p in (run_dir / "runs").iterdir() if (p / MANIFEST_NAME).is_file()),
-                      key=lambda p: p.stat().st_mtime)
-        print(f"lossval verify: {run_dir} is a workspace, not a run folder; give one of its runs"
-              + (f", e.g. {runs[-1]} (the newest)" if runs else " (it has no completed run)"), file=sys.stderr)
-        return EXIT_ERROR
+    if run_dir.is_dir() and not (run_dir / MANIFEST_NAME).exists() and not run_dir.name.endswith(PARTIAL_SUFFIX):
+        holder = run_dir / "runs" if (run_dir / "runs").is_dir() else run_dir  # a workspace, or its runs/ folder
+        runs = sorted((p for p in holder.iterdir() if not p.name.endswith(PARTIAL_SUFFIX)
+                       and (p / MANIFEST_NAME).is_file()), key=lambda p: p.stat().st_mtime)
+        if runs or holder != run_dir:
+            what = "a workspace" if holder != run_dir else "a folder of runs"
+            print(f"lossval verify: {run_dir} is {what}, not a run folder; give one of its runs"
+                  + (f", e.g. {runs[-1]} (the newest)" if runs else " (it has no completed run)"), file=sys.stderr)
+            return EXIT_ERROR
     problems = verify_run(run_dir)
     if problems:
         for line in problems:
             print(f"lossval verify: {line}", file=sys.stderr)
         return EXIT_ERROR
     manifest = read_json(run_dir / MANIFEST_NAME)
-    print(f"{run_dir}: every input row is accounted for" + _verified_counts(manifest))
+    counts = checked_counts(manifest)
+    print(f"{run_dir}: every input row is accounted for" + (f": {counts}" if counts else ""))
     note = content_hash_note(manifest)
     if note is not None:
         print(f"note: {note}")

@@ -141,7 +141,8 @@ class TabularEncoder:
         numeric_columns_: The numeric ones among them.
         categorical_columns_: The categorical ones among them.
         categories_: Column -> its levels, in output order (level text).
-        dropped_columns_: Constant columns dropped at fit.
+        dropped_columns_: Columns dropped at fit: constant ones, and id-like ones (more distinct values
+            than ``max_categories``, each once).
         encoded_names_: One name per output column: ``"x"`` for a numeric column,
             ``"colour=red"`` for a level.
         means_: float64 array (n_numeric,), training means of ``numeric_columns_`` (of the
@@ -247,7 +248,7 @@ class TabularEncoder:
                 source=self.source,
             )
 
-        self._set_columns(columns, dropped)
+        self._set_columns(columns, dropped + left_out)  # both recorded as dropped (the saved format has one list)
         if self.target is not None:
             self._fit_target(df[self.target])
         else:
@@ -340,22 +341,24 @@ class TabularEncoder:
         counts = pd.Series(keys).value_counts(sort=False)
         if len(counts) < 2:
             return None
-        if len(counts) >= max(20, 0.5 * int(series.notna().sum())):
-            # Too many levels, none seen twice: no level gets a column (below), so the column is left out.
-            unused = len(counts) > self.max_categories and int(counts.max()) == 1
-            what = (f"each once, like an id: it is left out of the features (exclude it to say so: "
-                    f"{_declare_excluded(col)}; or, if it names the rows, make it the id column: pipeline config "
-                    f"id_column: {col}; `lossval value`: --id-column {col})" if unused else
-                    f"like an id or free text: exclude it ({_declare_excluded(col)}) if it identifies rows "
-                    "rather than describing them")
+        where = f"{self.source + ': ' if self.source else ''}categorical column {col!r} has {len(counts)} distinct values"
+        if len(counts) > self.max_categories and int(counts.max()) == 1:
+            # More levels than get columns and none seen twice: no level gets a column (below), so none is used.
             warnings.warn(
-                f"{self.source + ': ' if self.source else ''}categorical column {col!r} has {len(counts)} distinct "
-                f"values in {len(series)} rows, {what}",
+                f"{where} in {len(series)} rows, each once, like an id: it is left out of the features (exclude it "
+                f"to say so: {_declare_excluded(col)}; or, if it names the rows, make it the id column: pipeline "
+                f"config id_column: {col}; `lossval value`: --id-column {col})",
                 UserWarning,
                 stacklevel=4,
             )
-            if unused:
-                return _LEFT_OUT
+            return _LEFT_OUT
+        if len(counts) >= max(20, 0.5 * int(series.notna().sum())):
+            warnings.warn(
+                f"{where} in {len(series)} rows, like an id or free text: exclude it ({_declare_excluded(col)}) if it "
+                "identifies rows rather than describing them",
+                UserWarning,
+                stacklevel=4,
+            )
         levels = sorted(counts.index, key=_level_sort_key)
         other = len(levels) > self.max_categories
         if other:
@@ -364,8 +367,6 @@ class TabularEncoder:
             # max_categories ids in sort order), which valuation and the model then read as a feature.
             by_freq = sorted(levels, key=lambda k: (-int(counts[k]), _level_sort_key(k)))
             levels = sorted([k for k in by_freq[: self.max_categories] if counts[k] > 1], key=_level_sort_key)
-            if not levels:  # every value once: one __other__ column, the same for every row
-                return None
         return {"name": col, "kind": "categorical", "levels": levels, "other": other}
 
     @staticmethod
@@ -1054,7 +1055,7 @@ def _declare_numeric(col: Any) -> str:
 
 
 # _fit_column's answer for a column left out of the features as id-like (it warned already).
-_LEFT_OUT: dict[str, Any] = {}
+_LEFT_OUT: Any = object()
 
 
 def _declare_excluded(col: Any) -> str:

@@ -239,6 +239,27 @@ def verify_run(run_dir: Path) -> list[str]:
     return problems + changed
 
 
+def checked_counts(manifest: dict[str, Any]) -> str:
+    """What a passing :func:`verify_run` checked, in one clause; ``""`` when the manifest lacks the counts.
+
+    ``341 snapshot rows = 341 train (300 kept + 41 quarantined); 113 validation rows from their own
+    file; 115 test rows from their own file; 8 files unchanged (sha256)``: validation and test rows
+    from files of their own (``validation_from_data`` / ``test_from_data`` false) are not part of
+    the snapshot, and only hashes of listed outputs are checked, so only those are counted.
+    """
+    rows, outputs = manifest.get("rows") or {}, manifest.get("outputs") or {}
+    from_data = {p: manifest.get(f"{p}_from_data", True) for p in ("validation", "test")}
+    try:
+        parts = [f"{rows['train']} train ({rows['kept']} kept + {rows['quarantine']} quarantined)"]
+        parts += [f"{rows[p]} {p}" for p in ("validation", "test") if from_data[p]]
+        text = f"{rows['snapshot']} snapshot rows = " + " + ".join(parts)
+        text += "".join(f"; {rows[p]} {p} rows from their own file" for p in ("validation", "test") if not from_data[p])
+    except (KeyError, TypeError):
+        return ""
+    checked = len([n for n in manifest.get("sha256") or {} if n in outputs])
+    return text + (f"; {checked} file{'s' if checked != 1 else ''} unchanged (sha256)" if checked else "")
+
+
 def content_hash_note(manifest: dict[str, Any]) -> str | None:
     """What to tell the reader of a passing :func:`verify_run` when ``manifest`` records no content hashes.
 

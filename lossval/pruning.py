@@ -35,6 +35,7 @@ from lossval.errors import ConfigError, InputError
 
 __all__ = [
     "two_means_threshold",
+    "format_value",
     "PruneDecision",
     "PrunePolicy",
     "FractionPolicy",
@@ -65,8 +66,8 @@ def _floor_count(fraction: float, n: int) -> int:
     return min(n, math.floor(fraction * n * (1.0 + 1e-12)))
 
 
-def _fmt(x: float) -> str:
-    """Four decimals for ordinary magnitudes, scientific notation otherwise."""
+def format_value(x: float) -> str:
+    """A value as reasons and summaries show it: four decimals for ordinary magnitudes, scientific otherwise."""
     if x == 0.0 or 1e-3 <= abs(x) < 1e5:
         return f"{x:.4f}"
     return f"{x:.4e}"
@@ -236,8 +237,8 @@ class FractionPolicy(PrunePolicy):
 
     def _reason(self, value, noise_prob, threshold):
         return (
-            f"value {_fmt(value)} in the lowest {self.fraction:.2%} "
-            f"(fraction policy, cut-off value {_fmt(threshold)})"
+            f"value {format_value(value)} in the lowest {self.fraction:.2%} "
+            f"(fraction policy, cut-off value {format_value(threshold)})"
         )
 
 
@@ -260,7 +261,7 @@ class ThresholdPolicy(PrunePolicy):
         return values < self.threshold, float(self.threshold)
 
     def _reason(self, value, noise_prob, threshold):
-        return f"value {_fmt(value)} below threshold {_fmt(threshold)} (threshold policy)"
+        return f"value {format_value(value)} below threshold {format_value(threshold)} (threshold policy)"
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ class TwoMeansPolicy(PrunePolicy):
         return values < threshold, threshold
 
     def _reason(self, value, noise_prob, threshold):
-        return f"value {_fmt(value)} below two-means threshold {_fmt(threshold)} (two_means policy)"
+        return f"value {format_value(value)} below two-means threshold {format_value(threshold)} (two_means policy)"
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ class MixturePolicy(PrunePolicy):
     def _reason(self, value, noise_prob, threshold):
         return (
             f"P(noisy) {noise_prob:.4f} >= {float(self.min_probability):.4f} "
-            f"(mixture policy); value {_fmt(value)}"
+            f"(mixture policy); value {format_value(value)}"
         )
 
 

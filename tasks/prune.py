@@ -10,7 +10,7 @@ from prefect import task
 from lossval.config import PipelineConfig
 from lossval.errors import InputError
 from lossval.io import write_parquet
-from lossval.pruning import make_policy, prune as prune_values
+from lossval.pruning import format_value, make_policy, prune as prune_values
 from lossval.splitting import MIN_TRAIN_ROWS
 
 __all__ = ["prune", "policy_from_config", "describe_pruning", "lowest_value_rows", "QUARANTINE_VALUE", "QUARANTINE_REASON",
@@ -83,7 +83,7 @@ def describe_pruning(pruning: dict) -> str:
     text = f"{pruning['policy']} flagged {pruning['flagged']} rows"
     cut = pruning.get("threshold")
     if cut is not None and math.isfinite(cut) and pruning["policy"] in ("two_means", "threshold", "fraction"):
-        text += f" (values {'up to' if pruning['policy'] == 'fraction' else 'below'} {cut:.4g})"
+        text += f" (values {'up to' if pruning['policy'] == 'fraction' else 'below'} {format_value(cut)})"
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
     if pruning.get("class_cap_hit"):

@@ -487,14 +487,20 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
     with dataset_lock(Workspace.at(workspace).locks_dir, registry_lock, timeout=600.0, holder=run_id), \
             _mlflow(uri, config.tracking.experiment, workspace) as (client, _):
         logged = client.get_run(run_id).data  # the run track() logged: its tags and metrics, read once
-        try:  # tagged so that a registry search finds a dataset's model (tags.dataset = '...')
+        # Tagged so that a registry search finds a dataset's model (tags.dataset = '...').
+        model_tags = {"dataset": config.dataset, "target": config.target, "task": logged.tags.get("task", config.task),
+                      "created_by": "lossval"}
+        try:
             client.create_registered_model(name, description=f"lossval's retrained model for {config.dataset}: "
                                            "the raw feature columns in, prediction (and class probabilities) out.",
-                                           tags={"dataset": config.dataset, "target": config.target,
-                                                 "task": logged.tags.get("task", config.task), "created_by": "lossval"})
+                                           tags=model_tags)
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
+            has = client.get_registered_model(name).tags or {}  # a model registered before it was tagged: tag it
+            for key, value in model_tags.items():
+                if key not in has:
+                    client.set_registered_model_tag(name, key, value)
         existing = _version_with_key(client, name, run_key)
         if existing is not None:
             version = str(existing.version)

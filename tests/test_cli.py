@@ -244,7 +244,7 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
                "model": {"name": "lossval-x", "version": "2"}}
     _report(summary, gate_passed=False)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 310 rows (values below 0.61); max_prune_fraction 0.2 let 200 go. " in out
+    assert "pruning: two_means flagged 310 rows (values below 0.6100); max_prune_fraction 0.2 let 200 go. " in out
     assert "version 2 is challenger only; no version is champion yet\n" in out  # a first run refused
     _report({**summary, "model": {**summary["model"], "champion_version": "1"}}, gate_passed=False)
     assert "version 2 is challenger only; the champion is still version 1\n" in capsys.readouterr().out
@@ -253,8 +253,12 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
         capsys.readouterr().out
     assert "validation: drawn at random" not in out  # no config in this summary: nothing said about the split
     _report({**summary, "config": {"validation": {"strategy": "stratified"}}}, gate_passed=False)
-    assert "\n  validation: drawn at random from this data (validation.strategy: stratified), so it holds the data's " \
-        "own errors;" in capsys.readouterr().out
+    assert "\n  validation: drawn at random from this data (validation.strategy), so it holds the data's own errors;" \
+        in capsys.readouterr().out
+    _report({**summary, "config": {"validation": {"strategy": "latest"}}}, gate_passed=False)
+    assert "validation: drawn as its latest rows from this data" in capsys.readouterr().out
+    _report({**summary, "config": {"validation": {"strategy": "file"}}}, gate_passed=False)
+    assert "validation: drawn" not in capsys.readouterr().out
     _report({**summary, "model": {**summary["model"], "previous_champion": "3"}})  # a rerun of an older config
     assert "version 2 is champion (replacing version 3: an older version is champion again)\n" in \
         capsys.readouterr().out
@@ -263,17 +267,17 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
     summary["pruning"] = {**summary["pruning"], "flagged": 151, "quarantined": 150, "protected": 1, "cap_hit": False}
     _report(summary)
     out = capsys.readouterr().out
-    assert "pruning: two_means flagged 151 rows (values below 0.61); class protection kept 1 of them (each class keeps its best rows).\n" in out
+    assert "pruning: two_means flagged 151 rows (values below 0.6100); class protection kept 1 of them (each class keeps its best rows).\n" in out
     assert "max_prune_fraction" not in out
     summary["pruning"] = {**summary["pruning"], "flagged": 150, "protected": 0}
     _report(summary)
-    assert "pruning: two_means flagged 150 rows (values below 0.61).\n" in capsys.readouterr().out
+    assert "pruning: two_means flagged 150 rows (values below 0.6100).\n" in capsys.readouterr().out
     # A class's share held rows back, not the cap on all rows: said so, without the "no low group" hint.
     summary["pruning"] = {**summary["pruning"], "flagged": 180, "quarantined": 160, "cap_hit": True,
                           "class_cap_hit": True}
     _report(summary)
     out = capsys.readouterr().out
-    assert ("pruning: two_means flagged 180 rows (values below 0.61); max_prune_fraction 0.2 of each class's rows let 160 go (a class "
+    assert ("pruning: two_means flagged 180 rows (values below 0.6100); max_prune_fraction 0.2 of each class's rows let 160 go (a class "
             "had more flagged rows than its share).\n") in out and "no separate low-value group" not in out
     summary["pruning"] = {**summary["pruning"], "capped_classes": ["yes"]}
     _report(summary)

@@ -13,6 +13,7 @@ from lossval.cli import main
 from lossval.demo import make_demo_data
 from lossval.io import file_sha256
 from lossval.manifest import verify_run
+from lossval.pruning import format_value
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -74,7 +75,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
             0.2 * rows["train"])
     else:
         assert rows["quarantine"] == pruning["flagged"] - pruning["protected"]
-    assert f"pruning: two_means flagged {pruning['flagged']} rows (values below {pruning['threshold']:.4g})" in out
+    assert f"pruning: two_means flagged {pruning['flagged']} rows (values below {format_value(pruning['threshold'])})" in out
     assert {"lossval_value", "lossval_reason", "diagnosis", "id"} <= set(quarantine.columns)
     assert quarantine["lossval_reason"].notna().all()
     values = pd.read_parquet(manifest["outputs"]["values"])

@@ -647,6 +647,11 @@ def test_an_id_like_categorical_is_warned_about_and_gives_no_row_its_own_column(
                     "it (pipeline config: features.exclude: [segment]; `lossval value`: --exclude segment; "
                     "TabularEncoder: exclude=['segment']) if it identifies rows rather than describing them"]
     assert "customer" not in enc.feature_columns_  # every value once: nothing to learn from it, left out (not "constant")
+    assert enc.dropped_columns_ == ["customer"]  # recorded, as dropped columns are
+    small = pd.DataFrame({"x": np.arange(10.0), "c": [f"id{i}" for i in range(10)], "y": [0, 1] * 5})
+    with pytest.warns(UserWarning, match=r"'c' has 10 distinct values in 10 rows, each once, like an id") as caught:
+        assert TabularEncoder(target="y", max_categories=5).fit(small).dropped_columns_ == ["c"]
+    assert not [w for w in caught if "constant" in str(w.message)]  # small data too: not called constant
     # 60 levels seen twice and 80 seen once: the 50 kept are all repeated levels, never a single row's.
     kept = [name for name in enc.encoded_names_ if name.startswith("segment=")]
     assert len(kept) == 51 and kept[-1] == "segment=__other__" and not any(n.startswith("segment=u") for n in kept)

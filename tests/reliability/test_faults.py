@@ -343,7 +343,7 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
     rows = manifest["rows"]
     counts = (f"{rows['snapshot']} snapshot rows = {rows['train']} train ({rows['kept']} kept + {rows['quarantine']} "
               f"quarantined) + {rows['validation']} validation + {rows['test']} test")
-    assert out.splitlines()[0] == f"{run}: every input row is accounted for: {counts}; 8 files match their sha256"
+    assert out.splitlines()[0] == f"{run}: every input row is accounted for: {counts}; 8 files unchanged (sha256)"
     assert main(["verify", str(run / MANIFEST_NAME)]) == 0  # the manifest's path names its run
     assert capsys.readouterr().out.splitlines()[0].startswith(f"{run}: every input row is accounted for")
     workspace = tmp_path / "ws"
@@ -351,6 +351,12 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
     assert main(["verify", str(workspace)]) == 1
     assert capsys.readouterr().err == (f"lossval verify: {workspace} is a workspace, not a run folder; give one of its "
                                        "runs (it has no completed run)\n")
+    shutil.copytree(run, workspace / "runs" / "r1")
+    shutil.copytree(run, workspace / "runs" / "r2.partial")  # unfinished: never offered
+    for where, what in ((workspace, "a workspace"), (workspace / "runs", "a folder of runs")):
+        assert main(["verify", str(where)]) == 1
+        assert capsys.readouterr().err == (f"lossval verify: {where} is {what}, not a run folder; give one of its runs, "
+                                           f"e.g. {workspace / 'runs' / 'r1'} (the newest)\n")
     assert set(manifest["sha256"]) == {"train", "validation", "test", "kept", "quarantine", "model_state", "metrics",
                                        "gate"}  # the run folder's own files; snapshot and values are shared
     del manifest["sha256"]
@@ -388,3 +394,17 @@ def test_verify_reports_damage_with_exit_1(reference: dict, tmp_path: Path, caps
     assert main(["verify", str(run)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("lossval verify: ")
+
+
+def test_verify_counts_validation_and_test_files_of_their_own_apart() -> None:
+    from lossval.manifest import checked_counts
+
+    manifest = {"rows": {"snapshot": 341, "train": 341, "kept": 300, "quarantine": 41, "validation": 113, "test": 115},
+                "validation_from_data": False, "test_from_data": False,
+                "outputs": {"kept": "k.parquet"}, "sha256": {"kept": "ab", "not_an_output": "cd"}}
+    assert checked_counts(manifest) == ("341 snapshot rows = 341 train (300 kept + 41 quarantined); 113 validation rows "
+                                        "from their own file; 115 test rows from their own file; 1 file unchanged "
+                                        "(sha256)")  # only listed outputs' hashes are checked, so only they count
+    assert checked_counts({**manifest, "test_from_data": True, "sha256": {}}).startswith(
+        "341 snapshot rows = 341 train (300 kept + 41 quarantined) + 115 test; 113 validation rows from their own file")
+    assert checked_counts({"rows": {}}) == ""

@@ -120,7 +120,10 @@ def test_a_champion_that_changes_says_which_it_replaced(store, tmp_path: Path) -
         return promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
                           run_key=key, gate_passed=True)
 
+    client.create_registered_model("lossval-rollback", tags={"dataset": "kept as it was"})  # registered before tags
     first, second, again = register("old-config"), register("new-config"), register("old-config")
+    assert client.get_registered_model("lossval-rollback").tags == {  # missing tags added, existing ones left
+        "dataset": "kept as it was", "target": "y", "task": "auto", "created_by": "lossval"}
     assert (first["version"], first["previous_champion"]) == ("1", None)
     assert (second["version"], second["previous_champion"]) == ("2", "1")
     assert (again["version"], again["reused"], again["previous_champion"]) == ("1", True, "2")  # rerun of an older config
