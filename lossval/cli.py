@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import errno
 import os
+import re
 import sys
 import time
 import traceback
@@ -284,7 +285,21 @@ def _report_error(kind: str, exc: BaseException | str, *, debug: bool, name_type
     if debug and isinstance(exc, BaseException):
         traceback.print_exception(exc)
     text = " ".join(str(exc).split())  # one line, whatever the message held
+    if isinstance(exc, InputError):
+        text += _csv_line_note(exc, text)
     print(f"lossval: {kind}: {type(exc).__name__ + ': ' if name_type else ''}{text}", file=sys.stderr)
+
+
+def _csv_line_note(exc: InputError, text: str) -> str:
+    """" (row 17 is line 19 of the file)" when the error names a row of one CSV file, else ""."""
+    found = re.search(r"\bat row (\d+)\b", text)
+    source = Path(exc.source) if exc.source else None
+    if found is None or source is None or source.suffix.lower() != ".csv" or not source.is_file():
+        return ""
+    from lossval.io import csv_line_of_row
+
+    line = csv_line_of_row(source, int(found.group(1)))
+    return "" if line is None else f" (rows count from 0 below the header: row {found.group(1)} is line {line} of the file)"
 
 
 def _cmd_value(args: argparse.Namespace) -> int:

@@ -225,6 +225,28 @@ def _first_overlong_line(path: Path, n_header: int) -> int | None:
     return None
 
 
+def csv_line_of_row(path: str | os.PathLike[str], row: int) -> int | None:
+    """1-based line of a CSV file where data row ``row`` (0-based, as :func:`read_table` numbers it) starts.
+
+    Counts as pandas reads: the first non-blank line is the header, blank lines are skipped and a
+    quoted value may span lines. None when the file is not a readable CSV or has fewer rows.
+    """
+    seen = -1  # the header is record -1
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            end = 0  # the line the previous record (or blank line) ended on
+            for record in reader:
+                if record and (len(record) > 1 or record[0].strip()):  # pandas skips whitespace-only lines too
+                    if seen == row:
+                        return end + 1
+                    seen += 1
+                end = reader.line_num
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
+
+
 def _restore_index(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Named index levels a parquet file was written with (``df.set_index("id").to_parquet``) become columns again.
 

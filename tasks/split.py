@@ -12,6 +12,7 @@ from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
 from lossval.io import assign_row_ids, read_table, write_parquet
 from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation, shared_rows, shared_rows_note
+from tasks._log import run_logger
 from tasks.value import config_encoder
 
 __all__ = ["split", "MIN_TEST_ROWS"]
@@ -82,9 +83,7 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
         raise InputError(f"lacks column(s) {missing[:5]} that the data has; both files must share the schema.", source=path)
     extra = [str(c) for c in rows.columns if c not in df.columns]
     if extra:
-        from tasks.value import _logger
-
-        _logger().warning("%s: column(s) %s are not in the data (%s) and are ignored.", path, extra[:5], config.data)
+        run_logger().warning("%s: column(s) %s are not in the data (%s) and are ignored.", path, extra[:5], config.data)
     if len(rows) < MIN_VALIDATION_ROWS:
         raise InputError(f"has {len(rows)} rows; at least {MIN_VALIDATION_ROWS} are needed.", source=path)
     if rows[config.target].isna().any():
@@ -103,9 +102,7 @@ def _warn_on_shared_rows(curated: pd.DataFrame, data: pd.DataFrame, *, path: str
     """Warn when rows of a curated file also appear, identical, in the data (:func:`lossval.splitting.shared_rows`)."""
     shared = shared_rows(curated, data, ignore=(id_column,))
     if shared.any():
-        from tasks.value import _logger
-
-        _logger().warning(
+        run_logger().warning(
             "%s: %d of %d %s rows also appear, identical, in the data (%s), first at row %d; they leak into "
             "training. Remove them from one of the two files%s.", path, int(shared.sum()), len(curated), what,
             data_path, int(shared.nonzero()[0][0]), shared_rows_note(curated, data, ignore=(id_column,)))

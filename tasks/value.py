@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import time
 import warnings
@@ -20,6 +19,7 @@ from lossval.errors import InputError, UnseenLevelsWarning
 from lossval.io import file_sha256, list_data_files, pause_point, read_json, write_json, write_parquet
 from lossval.splitting import SPLIT_VERSION
 from lossval.valuation import VALUES_VERSION, LossVal
+from tasks._log import run_logger
 from tasks._paths import Workspace
 
 __all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "effective_lossval_options",
@@ -187,21 +187,10 @@ def screen_cache_record(workspace: str | os.PathLike[str], key: str) -> Path | N
     rejected = record.parent / "rejected" / f"{record.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     rejected.parent.mkdir(parents=True, exist_ok=True)
     os.replace(record, rejected)
-    _logger().warning(
+    run_logger().warning(
         "valuation cache record %s declares serializer %r, not 'json'; moved it to %s and valuing again",
         record, serializer if serializer is not None else "(unreadable)", rejected)
     return rejected
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The flow run's logger (shown in the Prefect UI) inside a run, else the library's."""
-    from prefect import get_run_logger
-    from prefect.exceptions import MissingContextError
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("lossval")
 
 
 def value_cached(train: str, validation: str, *, key: str, config: PipelineConfig, workspace: str) -> dict:
@@ -239,10 +228,10 @@ def _same_values_version(report: str) -> bool:
     try:
         theirs = read_json(report).get("values_version")
     except (OSError, ValueError, AttributeError, InputError) as exc:
-        _logger().warning("the cached valuation report %s cannot be read (%s); valuing again", report, exc)
+        run_logger().warning("the cached valuation report %s cannot be read (%s); valuing again", report, exc)
         return False
     if theirs != VALUES_VERSION:
-        _logger().warning("the cached values in %s were computed under VALUES_VERSION %s, this lossval's is %s "
+        run_logger().warning("the cached values in %s were computed under VALUES_VERSION %s, this lossval's is %s "
                           "(another lossval release wrote them); valuing again", Path(report).parent, theirs,
                           VALUES_VERSION)
         return False
@@ -254,6 +243,6 @@ def _loadable_encoder(path: str) -> bool:
     try:
         TabularEncoder.load(path)
     except (OSError, ValueError, KeyError, TypeError, InputError) as exc:
-        _logger().warning("the cached encoder %s cannot be read (%s); valuing again", path, exc)
+        run_logger().warning("the cached encoder %s cannot be read (%s); valuing again", path, exc)
         return False
     return True

@@ -214,6 +214,7 @@ def test_numeric_pins_a_column_with_much_text_and_the_categorical_reading_is_war
     assert code == 2 and not (tmp_path / "n.parquet").exists()
     assert (f"{tmp_path / 'train.csv'}: non-numeric value 'unknown' in numeric column 'years' at row 0 (15 of 120 "
             "non-missing values do not parse as numbers") in err and "Traceback" not in err
+    assert err.rstrip().endswith("(rows count from 0 below the header: row 0 is line 2 of the file)")
     assert main([*args, "--out", str(tmp_path / "b.parquet"), "--numeric", "years", "--categorical", "years"]) == 2
     assert "column(s) ['years'] declared both numeric and categorical" in capsys.readouterr().err
 

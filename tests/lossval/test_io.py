@@ -15,6 +15,7 @@ from lossval.io import (
     _host_tag,
     assign_row_ids,
     atomic_write,
+    csv_line_of_row,
     frame_fingerprint,
     make_temp,
     read_table,
@@ -198,3 +199,12 @@ def test_repeated_blank_column_names_are_refused(tmp_path):
     path.write_text("a, , \n1,2,3\n")  # pandas would rename the second ' ' to ' .1'
     with pytest.raises(InputError, match=r"duplicate column names \[' '\]"):
         read_table(path)
+
+
+def test_csv_line_of_row_counts_rows_as_pandas_reads_them(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text('\na,b\n1,2\n\n   \n3,4\n"x\ny",5\n6,7\n')  # blank lines, a quoted value over two lines
+    rows = read_table(path)
+    assert rows["b"].tolist() == [2, 4, 5, 7]
+    assert [csv_line_of_row(path, i) for i in range(5)] == [3, 6, 7, 9, None]
+    assert csv_line_of_row(tmp_path / "missing.csv", 0) is None
