@@ -90,20 +90,26 @@ async def _watch(scanner, *, interval: float) -> None:  # noqa: ANN001 (LandingS
 
     from lossval.landing import ARRIVAL_EVENT, resource_id
 
+    # One event per landed file, kept until it is sent: Prefect's events client buffers what it
+    # could not send and resends it on reconnecting, so a new event (a new id) per retry would
+    # reach the server once per retry, each a run. Under one id the server keeps and acts on one.
+    unsent: dict[tuple, Event] = {}
     async with get_events_client(reconnection_attempts=3) as client:
         while True:
             for landed in scanner.poll():
-                event = Event(event=ARRIVAL_EVENT,
-                              resource={"prefect.resource.id": resource_id(landed.dataset),
-                                        "prefect.resource.name": landed.dataset},
-                              payload={"path": landed.relative, "dataset": landed.dataset, "size": landed.size,
-                                       "reason": landed.reason})
+                key = (landed.relative, landed.size, landed.mtime_ns, landed.inode, landed.marker)
+                event = unsent.setdefault(key, Event(
+                    event=ARRIVAL_EVENT,
+                    resource={"prefect.resource.id": resource_id(landed.dataset), "prefect.resource.name": landed.dataset},
+                    payload={"path": landed.relative, "dataset": landed.dataset, "size": landed.size,
+                             "reason": landed.reason}))
                 try:
                     await client.emit(event)
                 except Exception as exc:  # server down: keep the file unreported and try again next poll
                     print(f"lossval watch: could not send the event for {landed.relative} "
                           f"({type(exc).__name__}: {exc}); retrying", file=sys.stderr, flush=True)
                     break
+                unsent.pop(key, None)
                 scanner.mark_emitted(landed, event_id=str(event.id))
                 print(f"lossval watch: {time.strftime('%H:%M:%S')} {landed.relative} landed ({landed.reason}, "
                       f"{landed.size} bytes) -> {ARRIVAL_EVENT} for dataset {landed.dataset} (event {event.id})",

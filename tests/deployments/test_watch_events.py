@@ -1,0 +1,64 @@
+"""`lossval watch` sends one event per landed file, under one id however often sending is retried."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import prefect.events
+from deployments.watch import _watch
+from lossval.landing import Landed
+
+
+class _Stop(Exception):
+    pass
+
+
+class _FlakyClient:
+    """Fails the first ``failures`` emits (a server that is down), records every event it is given."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.given = failures, []
+
+    async def __aenter__(self) -> "_FlakyClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def emit(self, event) -> None:  # noqa: ANN001
+        self.given.append(event)
+        if len(self.given) <= self.failures:
+            raise ConnectionError("server down")
+
+
+class _Scanner:
+    """Reports one landed file at every poll until it is marked emitted; stops the loop after ``polls``."""
+
+    def __init__(self, landed: Landed, polls: int) -> None:
+        self.landed, self.polls, self.marked = landed, polls, []
+
+    def poll(self) -> list[Landed]:
+        self.polls -= 1
+        if self.polls < 0:
+            raise _Stop
+        return [] if self.marked else [self.landed]
+
+    def mark_emitted(self, landed: Landed, *, event_id: str | None = None) -> None:
+        self.marked.append(event_id)
+
+
+def test_a_retried_event_keeps_its_id_so_the_server_acts_on_it_once(monkeypatch, capsys) -> None:
+    client = _FlakyClient(failures=3)
+    monkeypatch.setattr(prefect.events, "get_events_client", lambda **_: client)
+    landed = Landed(path=Path("/x/loans/a.csv"), relative="loans/a.csv", dataset="loans", size=10, mtime_ns=1,
+                    reason="stable", inode=7)
+    scanner = _Scanner(landed, polls=8)
+    with pytest.raises(_Stop):
+        asyncio.run(_watch(scanner, interval=0))
+    assert len(client.given) == 4  # three failures, then sent
+    assert len({e.id for e in client.given}) == 1
+    assert scanner.marked == [str(client.given[0].id)]
+    err = capsys.readouterr().err
+    assert err.count("could not send the event for loans/a.csv") == 3
