@@ -75,6 +75,13 @@ def build_deployments(*, datasets_file: Path, landing_dir: Path, workspace: Path
     from flows.nightly import nightly
     from lossval.errors import ConfigError
 
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--timezone {timezone!r} is not a time zone; give an IANA name such as 'UTC', "
+                          "'Europe/Berlin' or 'America/New_York'.") from None
     try:
         schedule = Cron(cron, timezone=timezone)
         nightly_deployment = nightly.to_deployment(

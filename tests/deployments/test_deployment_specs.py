@@ -52,6 +52,8 @@ def test_default_schedule_is_0200_utc_and_a_bad_cron_is_a_config_error(datasets_
     assert (nightly.schedules[0].schedule.cron, nightly.schedules[0].schedule.timezone) == ("0 2 * * *", "UTC")
     with pytest.raises(ConfigError, match="--cron"):
         build_deployments(datasets_file=datasets_file, landing_dir=tmp_path, workspace=tmp_path, cron="every night")
+    with pytest.raises(ConfigError, match=r"--timezone 'Mars/Base' is not a time zone; give an IANA name"):
+        build_deployments(datasets_file=datasets_file, landing_dir=tmp_path, workspace=tmp_path, timezone="Mars/Base")
 
 
 def test_prefect_yaml_declares_the_same_deployments_as_serve() -> None:
