@@ -82,12 +82,12 @@ def train_plain(
         raise ValueError(f"optimizer must be 'flat' or 'torch', got {optimizer!r}")
     flat = optimizer == "flat"
     opt = FlatAdam(model.parameters(), lr=lr) if flat else make_adam(model.parameters(), lr=lr)
-    gen = torch.Generator(device=dev)
+    gen = torch.Generator()  # on the CPU, as in LossVal's fit: the same batches on any device
     gen.manual_seed(int(seed))
     history = torch.zeros((epochs, n), device=dev)
     model.train()
     for epoch in range(epochs):
-        for idx in torch.split(torch.randperm(n, generator=gen, device=dev), min(batch_size, n)):
+        for idx in torch.split(torch.randperm(n, generator=gen).to(dev, non_blocking=True), min(batch_size, n)):
             out = model(Xt[idx])
             if task == "classification":
                 row_loss = F.cross_entropy(out, yt[idx], reduction="none")

@@ -129,12 +129,12 @@ def _fit_model(
         torch.manual_seed(seed)
         model = TabularModel(Xt.shape[1], n_out, task=task, y_mean=y_mean, y_scale=y_scale).to(dev)
     opt = FlatAdam(model.parameters(), lr=lr)
-    gen = torch.Generator(device=dev)
+    gen = torch.Generator()  # on the CPU whatever the device: a seed gives the same batches on CPU and CUDA
     gen.manual_seed(seed)
     model.train()
     n = Xt.shape[0]
     for _ in range(epochs):
-        for idx in torch.split(torch.randperm(n, generator=gen, device=dev), batch_size):
+        for idx in torch.split(torch.randperm(n, generator=gen).to(dev, non_blocking=True), batch_size):
             out = model.raw(Xt[idx])
             if task == "classification":
                 per_row = F.cross_entropy(out, yt[idx], reduction="none")

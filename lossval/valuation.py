@@ -155,7 +155,9 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 # 6: clip_outliers=True: feature and regression-target values beyond the widened central range
 #    are clipped (data without such values, e.g. Gaussian columns, is valued as under 5);
 #    average_duplicates=True: identical rows share the mean of their values.
-VALUES_VERSION = 6
+# 7: row orders and validation subsets drawn from a CPU generator on every device, so CUDA fits
+#    see the CPU's batches (CPU values are those of 6; CUDA values moved, hence the bump).
+VALUES_VERSION = 7
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -847,7 +849,10 @@ class LossVal:
         settings = self.resolved(task)
         weight_lr, eps_ratio = settings["weight_lr"], settings["weight_eps_ratio"]
         warmup = settings["weight_warmup_epochs"]
-        gen = torch.Generator(device=device)
+        # Row orders and validation subsets come from a CPU generator whatever the device, so a
+        # seed gives the same batches on CPU and CUDA (CUDA's generator draws other numbers); the
+        # indices then go to the device, once per epoch (a non-blocking host-to-device copy: no sync).
+        gen = torch.Generator()
         gen.manual_seed(int(self.seed))
 
         # Cost scale from the data, once: geomloss would otherwise recompute the diameter on
@@ -999,12 +1004,12 @@ class LossVal:
     def _draw_epoch(self, st: _FitState) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
         """The epoch's row order, its batches and each batch's validation subset (a row of the pool)."""
         n, device = st.data.X.shape[0], st.data.X.device
-        perm = torch.randperm(n, generator=st.gen, device=device)
+        perm = torch.randperm(n, generator=st.gen).to(device, non_blocking=True)
         batches = torch.split(perm, st.bsz)
         if st.pool.shape[0] == 1:  # every validation row in every batch: nothing to draw
             choice = torch.zeros(len(batches), dtype=torch.long, device=device)
         else:
-            choice = torch.randint(st.pool.shape[0], (len(batches),), generator=st.gen, device=device)
+            choice = torch.randint(st.pool.shape[0], (len(batches),), generator=st.gen).to(device, non_blocking=True)
         return perm, batches, choice
 
     def _epoch_closed_form(self, st: _FitState, epoch: int, eps_ratio: float | None) -> tuple[torch.Tensor, ...]:
@@ -1112,8 +1117,8 @@ class LossVal:
         """
         if k >= m:
             return torch.arange(m, device=device).unsqueeze(0)
-        keys = torch.rand((VAL_POOL_SIZE, m), generator=gen, device=device)
-        return keys.argsort(dim=1)[:, :k]
+        keys = torch.rand((VAL_POOL_SIZE, m), generator=gen)  # ``gen`` is a CPU generator
+        return keys.argsort(dim=1)[:, :k].to(device, non_blocking=True)
 
 
 def describe_clipped(training: dict[str, int], validation: dict[str, int]) -> str:
