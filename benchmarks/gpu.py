@@ -6,16 +6,17 @@ Measures, with LossVal's defaults:
 * Agreement: the same fit (seed 0) on the CPU and on CUDA, on 1,000 synthetic rows per task
   and on four suite cells (breast_cancer, digits, Friedman #1 and 2dplanes regression; label
   noise 10%, clean validation): Pearson r of the values, share of two-means flags in common,
-  and each device's two-means F1 against the injected noise. GPU kernels round differently,
-  and 30 epochs amplify it, so the values are close, not equal.
+  and each device's two-means F1 against the injected noise. Both devices see the same batches
+  (the draws come from a CPU generator); GPU kernels round differently and 30 epochs amplify
+  it, so the values are close, not equal.
 * Speed: LossVal against plain training of the same MLP (``FlatAdam``) on CUDA, interleaved per
-  seed (``--repeats``), at ``--sizes`` rows (default 1,000, 10,000 and 100,000), 20 features,
+  seed (``--repeats``), at ``--sizes`` rows (default 1,000 and 10,000; at batch 32 a fit's time grows with the rows), 20 features,
   100 validation rows, 30 epochs; seconds, seconds per 1k rows, the ratio, and peak CUDA
   memory of the LossVal fit.
 
 Usage::
 
-    python -m benchmarks.gpu [--sizes 1000,10000,100000] [--repeats 3] [--out-dir DIR]
+    python -m benchmarks.gpu [--sizes 1000,10000] [--repeats 3] [--out-dir DIR]
 
 Writes ``gpu.json`` and ``gpu.md`` (atomically) under ``--out-dir`` (default
 ``benchmarks/results``). Exits 2 without CUDA.
@@ -30,6 +31,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -83,8 +85,41 @@ def agreement() -> list[dict[str, Any]]:
     return rows
 
 
-def measure_speed(sizes: list[int], repeats: int, epochs: int = 30) -> list[dict[str, Any]]:
-    """LossVal and plain training on CUDA at each size, interleaved per seed."""
+def launch_profile(n_rows: int = 1000, epochs: int = 2) -> dict[str, Any]:
+    """Where a CUDA step's time goes: host syncs (``torch.cuda.set_sync_debug_mode``) and kernel
+    launches per optimiser step (``torch.profiler``), for one LossVal fit with defaults."""
+    import warnings
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.speed import make_data
+    from lossval import LossVal
+
+    data = make_data(n_rows, 20)
+    LossVal(epochs=1, verbose=False, device="cuda").fit(*data)  # warm-up
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CPU]) as prof:
+            warnings.simplefilter("always")
+            LossVal(epochs=epochs, verbose=False, device="cuda").fit(*data)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    launches = sum(e.count for e in prof.key_averages() if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
+                                                                       "cudaLaunchKernelExC", "cuLaunchKernelEx"))
+    steps = epochs * -(-n_rows // 32)
+    top = sorted(prof.key_averages(), key=lambda e: e.count, reverse=True)[:12]
+    row = {"rows": n_rows, "epochs": epochs, "steps": steps, "host_syncs": len(syncs),
+           "sync_sites": sorted(set(syncs))[:5], "kernel_launches": launches,
+           "launches_per_step": launches / steps, "most_called_ops": [[e.key, e.count] for e in top]}
+    print(f"launches: {row}", flush=True)
+    return row
+
+
+def measure_speed(sizes: list[int], repeats: int, epochs: int = 30,
+                  on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """LossVal and plain training on CUDA at each size, interleaved per seed; ``on_row`` sees each size's row."""
     import torch
 
     from benchmarks.speed import make_data, time_lossval, time_plain
@@ -109,6 +144,8 @@ def measure_speed(sizes: list[int], repeats: int, epochs: int = 30) -> list[dict
         print(f"speed: {n} rows: lossval {row['lossval_median_s']:.2f} s, plain {row['plain_median_s']:.2f} s, "
               f"ratio {row['ratio']:.2f}, peak {peak_mb:.0f} MB", flush=True)
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return rows
 
 
@@ -118,7 +155,7 @@ def render_markdown(res: dict[str, Any]) -> str:
              f"Generated {meta['generated']} by `{meta['command']}` on {meta['device']} (torch {meta['torch']}, "
              f"python {meta['python']}).", "",
              "## Agreement with the CPU (defaults, seed 0)", "",
-             "GPU kernels round differently and 30 epochs amplify it: values are close, not equal.", "",
+             "Same batches on both devices; GPU kernels round differently and 30 epochs amplify it: values are close, not equal.", "",
              "| data | Pearson r | max abs diff | two-means flags in common | flagged CPU / CUDA | F1 CPU / CUDA |",
              "|---|---|---|---|---|---|"]
     for r in res["agreement"]:
@@ -134,12 +171,18 @@ def render_markdown(res: dict[str, Any]) -> str:
         runs = ", ".join(f"{v:.2f}" for v in r["lossval_s"])
         lines.append(f"| {r['rows']} | {r['epochs']} | {r['lossval_median_s']:.2f} ({runs}) | "
                      f"{r['plain_median_s']:.2f} | {r['ratio']:.2f} | {r['s_per_1k_rows']:.3f} | {r['peak_cuda_mb']:.0f} |")
+    lp = res.get("launches")
+    if lp and "error" not in lp:
+        lines += ["", "## Where a CUDA step's time goes", "",
+                  f"One fit, {lp['rows']} rows, {lp['epochs']} epochs ({lp['steps']} steps of batch 32): "
+                  f"{lp['host_syncs']} host syncs, {lp['kernel_launches']} kernel launches "
+                  f"({lp['launches_per_step']:.0f} per step)."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000", help="comma list of row counts")
+    parser.add_argument("--sizes", default="1000,10000", help="comma list of row counts")
     parser.add_argument("--repeats", type=int, default=3, help="seeds per size (default 3)")
     parser.add_argument("--skip-agreement", action="store_true", help="speed only")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
@@ -160,14 +203,26 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
                  "command": "python -m benchmarks.gpu " + " ".join(argv if argv is not None else sys.argv[1:]),
                  "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
                  "python": platform.python_version()},
-        "agreement": [] if args.skip_agreement else agreement(),
-        "speed": measure_speed(sizes, max(1, args.repeats)),
+        "agreement": [], "speed": [],
     }
-    res["meta"]["wall_seconds"] = time.perf_counter() - t0
     out = Path(args.out_dir)
     paths = {"json": out / "gpu.json", "md": out / "gpu.md"}
-    write_atomic(paths["json"], json.dumps(res, indent=1) + "\n")
-    write_atomic(paths["md"], render_markdown(res))
+
+    def save(_: Any = None) -> None:  # after each part, so a run cut short by a time limit keeps what it measured
+        res["meta"]["wall_seconds"] = time.perf_counter() - t0
+        write_atomic(paths["json"], json.dumps(res, indent=1) + "\n")
+        write_atomic(paths["md"], render_markdown(res))
+
+    if not args.skip_agreement:
+        res["agreement"] = agreement()
+        save()
+    try:
+        res["launches"] = launch_profile()
+    except Exception as exc:  # a profiler quirk must not cost the speed figures
+        res["launches"] = {"error": f"{type(exc).__name__}: {exc}"}
+    save()
+    measure_speed(sizes, max(1, args.repeats), on_row=lambda row: (res["speed"].append(row), save()))
+    save()
     print(f"wrote {paths['json']} and {paths['md']} ({res['meta']['wall_seconds']:.0f} s)", flush=True)
     return paths
 
