@@ -180,10 +180,146 @@ def run(args: argparse.Namespace) -> int:
         name = register_valuation_deployment(args.valuation_pool)
         print(f"lossval serve: registered {name} on work pool {args.valuation_pool!r}; start its worker with "
               f"`prefect worker start --pool {args.valuation_pool}`", flush=True)
+    _refuse_if_served_elsewhere()
+    _note_repointed(deployments)
     _warn_missing_valuation_deployments(entries)
+    _warn_missing_data(entries, workspace)
     print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
           f"new files in {landing}; workspace {workspace}; Prefect API {api}", flush=True)
-    from prefect import serve
+    return _serve(deployments, limit=args.limit)
 
-    serve(*deployments, limit=args.limit)
-    return 0
+
+def _recent_poll_window_s() -> float:
+    """How recently a served deployment must have been polled to count as served by a running ``serve``."""
+    from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY
+
+    return max(3.0 * float(PREFECT_RUNNER_POLL_FREQUENCY.value()), 30.0)
+
+
+def _refuse_if_served_elsewhere() -> None:
+    """Refuse to start while another ``lossval serve`` serves these deployments on the same server.
+
+    Two would both run every scheduled and triggered run they picked up, and stopping either
+    paused the deployments for the other (Prefect pauses served deployments on shutdown). A
+    running ``serve`` polls its deployments every few seconds and unpauses them when it starts;
+    one that stopped cleanly left them paused. So: not paused and polled within the last
+    :func:`_recent_poll_window_s` seconds means another instance is serving them.
+
+    Raises:
+        InputError: names the deployment, when it was last polled and what to do.
+    """
+    import datetime as dt
+
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from lossval.errors import InputError
+
+    window = _recent_poll_window_s()
+    with get_client(sync_client=True) as client:
+        for name in (NIGHTLY_DEPLOYMENT, ARRIVAL_DEPLOYMENT):
+            try:
+                dep = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if dep.paused or dep.last_polled is None:
+                continue
+            age = (dt.datetime.now(dt.timezone.utc) - dep.last_polled).total_seconds()
+            if age < window:
+                raise InputError(
+                    f"another `lossval serve` is serving {name} on this Prefect server (it polled {age:.0f} s ago). "
+                    "Two would both run every scheduled run, and stopping either pauses the schedules for the "
+                    f"other. Stop the other one first; if it was stopped (or killed) just now, start again in "
+                    f"{window - age + 1:.0f} s.")
+
+
+def _note_repointed(deployments: list[Any]) -> None:
+    """Say so when this ``serve`` changes what a registered deployment runs on (another datasets file or folder)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                before = client.read_deployment_by_name(name).parameters or {}
+            except ObjectNotFound:
+                continue
+            changed = {k: (before.get(k), v) for k, v in deployment.parameters.items() if before.get(k) != v}
+            if before and changed:
+                what = "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in sorted(changed.items()))
+                print(f"lossval serve: note: {name} was registered with other parameters; now {what}", flush=True)
+
+
+def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
+    """Say now (not at 02:00) which datasets the nightly run could not read: the data it would clean is missing."""
+    import sys
+
+    from flows.nightly import locks_dir
+    from lossval.landing import newest_arrival
+
+    locks = locks_dir(workspace)
+    for entry in entries:
+        newest = newest_arrival(locks, entry.name) if locks.is_dir() else None
+        if newest and newest.get("path"):
+            path, what = Path(newest["path"]), "its newest landed file"
+        else:
+            path, what = Path(entry.load().data), "its config's 'data'"
+        if not path.is_file():
+            print(f"lossval serve: warning: dataset {entry.name}: {what} {path} does not exist; the nightly run "
+                  f"fails for it until the file is there or a file lands in the landing folder's {entry.landing}/",
+                  file=sys.stderr, flush=True)
+
+
+def _serve(deployments: list[Any], *, limit: int | None) -> int:
+    """Serve until Ctrl-C or SIGTERM; then cancel the runs in flight, pause the schedules and return 130 / 143.
+
+    Prefect's ``serve()`` returns normally on either signal (exit 0), and on Ctrl-C does not
+    cancel the runs it started, which stayed RUNNING on the server. Here both signals take the
+    runner's graceful path (cancel in-flight runs, mark them Cancelled, pause); a second Ctrl-C
+    stops at once.
+    """
+    import asyncio
+    import signal
+    import sys
+    import threading
+
+    from prefect.runner import Runner
+
+    received: list[int] = []
+
+    class _Runner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            _stop(signal.SIGTERM)
+
+    runner = _Runner(pause_on_shutdown=True, limit=limit)
+
+    def _stop(signum: int) -> None:
+        if received or not runner.started or runner.stopping or runner._loop is None:
+            received.append(signum)
+            raise KeyboardInterrupt  # a second signal, or before serving began: stop now
+        received.append(signum)
+        print(f"lossval serve: {signal.Signals(signum).name}: cancelling the runs in flight and pausing the schedules "
+              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        runner.stopping = True
+        runner.execute_in_background(runner.astop)
+
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop(signum)) if main_thread else None
+    print(f"lossval serve: {names} being served; Ctrl-C stops (runs in flight are cancelled, schedules paused)",
+          flush=True)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+    if not received:
+        return 0
+    print("lossval serve: stopped; the deployments are paused until the next `lossval serve`", file=sys.stderr,
+          flush=True)
+    return 128 + received[0]

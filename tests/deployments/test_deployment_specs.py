@@ -123,3 +123,28 @@ def test_watch_refuses_a_missing_folder_and_a_missing_api_url(tmp_path: Path) ->
     no_api = subprocess.run([sys.executable, "-m", "lossval.cli", "watch", str(tmp_path)], env=env,
                             capture_output=True, text=True, timeout=60)
     assert no_api.returncode == 2 and "PREFECT_API_URL is not set" in no_api.stderr and "Traceback" not in no_api.stderr
+
+
+def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets_file: Path, tmp_path: Path,
+                                                                        capsys) -> None:
+    from deployments.serve import _warn_missing_data
+    from flows.nightly import locks_dir
+    from lossval.catalog import load_catalog
+    from lossval.landing import record_arrival
+
+    entries = load_catalog(datasets_file)
+    ws = tmp_path / "ws"
+    _warn_missing_data(entries, ws)  # nothing landed yet: the config's data, which does not exist
+    err = capsys.readouterr().err
+    assert f"dataset loans: its config's 'data' {tmp_path / 'loans.csv'} does not exist" in err
+    assert "until the file is there or a file lands in the landing folder's loans/" in err
+
+    (tmp_path / "loans.csv").write_text("x,y\n1,0\n")
+    _warn_missing_data(entries, ws)
+    assert capsys.readouterr().err == ""
+
+    # Once a file has landed, the nightly run cleans that file instead: its absence is what matters.
+    record_arrival(locks_dir(ws), "loans", relative="loans/a.csv", path=str(tmp_path / "landing" / "a.csv"),
+                   mtime_ns=1, size=1, run_id="r1")
+    _warn_missing_data(entries, ws)
+    assert f"its newest landed file {tmp_path / 'landing' / 'a.csv'} does not exist" in capsys.readouterr().err

@@ -283,6 +283,18 @@ def test_nightly_deployment_exists_with_its_cron_schedule(stack: Stack) -> None:
     assert stack.get("/deployments/name/lossval-value/gpu")["work_pool_name"] == "gpu"
 
 
+def test_a_second_serve_is_refused_while_the_first_serves(stack: Stack) -> None:
+    # Two would both run every scheduled run, and stopping either paused the schedules for the other.
+    second = subprocess.run([sys.executable, "-m", "lossval.cli", "serve", "--datasets", str(stack.datasets),
+                             "--landing", str(stack.landing), "--workspace", str(stack.workspace)],
+                            cwd=stack.root, env=stack.env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "another `lossval serve` is serving lossval-nightly/nightly" in second.stderr
+    assert "being served" not in second.stdout
+    nightly = stack.get("/deployments/name/lossval-nightly/nightly")
+    assert not nightly["paused"] and nightly["status"] == "READY"
+
+
 def test_landed_files_trigger_runs_that_complete_one_after_the_other(stack: Stack, arrivals: Arrivals) -> None:
     runs = arrivals.runs
     print(f"two arrivals, one after the other, done {arrivals.seconds:.0f}s after the files landed")
@@ -403,6 +415,37 @@ def test_mlflow_ui_shows_the_valuation_run_with_metrics_and_histogram(stack: Sta
     for shot in ("mlflow-run-metrics.png", "mlflow-values-histogram.png"):
         assert _png_size(tmp_path / shot)[0] >= 1600
     print(f"screenshots in {tmp_path}")
+
+
+def test_ctrl_c_on_serve_cancels_the_run_in_flight_pauses_and_exits_130(stack: Stack) -> None:
+    """A terminal's Ctrl-C (SIGINT to serve's process group) while a nightly run waits for its dataset lock.
+
+    Runs after the tests that need serve (it stops it). Prefect's own serve() exited 0 here and
+    left the run RUNNING on the server.
+    """
+    from flows.nightly import locks_dir
+    from lossval.landing import dataset_lock
+
+    serve = stack.procs["lossval-serve"]
+    nightly = stack.get("/deployments/name/lossval-nightly/nightly")
+    with dataset_lock(locks_dir(stack.workspace), "demo", timeout=10, holder="test: hold the lock"):
+        run = stack.post(f"/deployments/{nightly['id']}/create_flow_run", {})
+        stack.wait("the nightly run to wait for the dataset lock",
+                   lambda: _log_has(serve, "dataset demo is locked by another run; waiting"), START_WAIT_S)
+        assert stack.get(f"/flow_runs/{run['id']}")["state_type"] == "RUNNING"
+        os.killpg(serve.popen.pid, signal.SIGINT)
+        try:
+            code = serve.popen.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"lossval serve still running 60 s after Ctrl-C\n{serve.tail()}")
+    assert code == 130, serve.tail()
+    assert _log_has(serve, "lossval serve: SIGINT: cancelling the runs in flight"), serve.tail()
+    end = time.monotonic() + 30
+    while (state := stack.get(f"/flow_runs/{run['id']}")["state_type"]) in ("RUNNING", "PENDING", "SCHEDULED") \
+            and time.monotonic() < end:
+        time.sleep(0.5)
+    assert state in ("CANCELLED", "CRASHED"), (state, serve.tail())
+    assert stack.get(f"/deployments/{nightly['id']}")["paused"]  # nothing serves it now: no Late runs pile up
 
 
 def test_prefect_yaml_deploys_to_process_work_pools(stack: Stack) -> None:
