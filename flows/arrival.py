@@ -17,6 +17,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, load_catalog, require_flow_parameters
@@ -53,6 +54,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         GateFailed: the pruned data failed the gate.
     """
     log = get_run_logger()
+    quiet_expected_errors()  # bad input and refusals: one line each in the run's log, no traceback
     require_flow_parameters(datasets_file=datasets_file, landing_dir=landing_dir, workspace=workspace)
     landed, relative = confine(landing_dir, path)  # before anything reads the file
     key = dataset_of(relative)

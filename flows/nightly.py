@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 
+from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from lossval.catalog import DatasetEntry, load_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError, NightlyFailed
@@ -76,7 +76,7 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
 
     Refusals alone do not fail the night: the gate did its job, and a flow run that failed for it
     every night would hide the nights that really failed. Each refusal is logged as one warning line.
-    Bad input and refusals are logged without tracebacks (see :func:`_quiet_expected_errors`);
+    Bad input and refusals are logged without tracebacks (see :func:`flows._log.quiet_expected_errors`);
     other errors keep theirs.
 
     Returns:
@@ -85,7 +85,7 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
         caller of ``nightly(...)`` then gets :class:`~lossval.errors.NightlyFailed`, whose
         ``report`` is the same report.
     """
-    _quiet_expected_errors()
+    quiet_expected_errors()
     log = get_run_logger()
     require_flow_parameters(datasets_file=datasets_file, workspace=workspace)
     entries = load_catalog(datasets_file, check_configs=False)
@@ -135,41 +135,6 @@ def _error_text(state: State, exc: object) -> str:
     if isinstance(exc, BaseException):
         return f"{type(exc).__name__}: {exc}"[:500]
     return (state.message or state.name)[:500]
-
-
-class _ExpectedErrorsInOneLine(logging.Filter):
-    """Drops the traceback from Prefect's records of a run that failed on bad input or a gate refusal.
-
-    Prefect logs every exception that ends a task or flow run with its traceback. For
-    :class:`~lossval.errors.InputError` (the message names the file, column or row) and
-    :class:`~lossval.errors.GateFailed` (the message names the failed checks) that is dozens of
-    lines of lossval and Prefect internals per dataset; :class:`~lossval.errors.NightlyFailed` only
-    repeats what was logged per dataset. Their records keep their one-line message; any other
-    exception (a bug) keeps its traceback.
-    """
-
-    EXPECTED = (InputError, GateFailed, NightlyFailed)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], self.EXPECTED):
-            record.exc_info = record.exc_text = None
-        return True
-
-
-_ONE_LINE = _ExpectedErrorsInOneLine()
-
-
-def _quiet_expected_errors() -> None:
-    """Install :class:`_ExpectedErrorsInOneLine` on Prefect's run loggers, once per process.
-
-    It stays installed after the flow returns: a deployed run's engine logs the flow's own
-    exception (:class:`~lossval.errors.NightlyFailed`) after that. It reaches every handler of those
-    loggers, the console and Prefect's API (the UI) alike.
-    """
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logger = logging.getLogger(name)
-        if _ONE_LINE not in logger.filters:
-            logger.addFilter(_ONE_LINE)
 
 
 def _publish(report: dict[str, Any]) -> None:
