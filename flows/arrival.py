@@ -8,8 +8,9 @@ other instead of interleaving their writes.
 Every landed file is a whole new version of its dataset, and waiting runs get the lock in no set
 order: a run whose file is older (modification time) than the newest file already processed
 for its dataset ends without cleaning anything, its result saying ``superseded`` and naming the
-newer file (:func:`lossval.landing.superseded_by`). ``force=True`` runs it anyway, e.g. to
-roll back to an earlier delivery on purpose.
+newer file (:func:`lossval.landing.superseded_by`). A repeated event for the file last cleaned,
+unchanged since, also ends at once (``already_cleaned``): events are delivered at least once.
+``force=True`` runs either anyway, e.g. to roll back to an earlier delivery on purpose.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from flows.clean import run_cleaning
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, load_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError
-from lossval.landing import ARRIVAL_EVENT, confine, dataset_lock, dataset_of, record_arrival, superseded_by
+from lossval.landing import (ARRIVAL_EVENT, confine, dataset_lock, dataset_of, newest_arrival, record_arrival,
+                             superseded_by)
 
 __all__ = ["ARRIVAL_FLOW_NAME", "ARRIVAL_EVENT", "arrival"]
 
@@ -46,7 +48,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     Returns:
         The cleaning summary, plus ``landed`` (the file) and ``lock`` (when it was held). When the
         file was superseded: ``{"superseded": True, "dataset", "landed", "newer", "lock"}`` and
-        nothing else was done.
+        nothing else was done. When it is the file last cleaned for its dataset, unchanged (same
+        path, modification time and size; a repeated event): ``{"already_cleaned": True, "dataset",
+        "landed", "cleaned_by", "lock"}`` and nothing else was done.
 
     Raises:
         UnsafePathError: ``path`` leaves the landing folder; nothing was read.
@@ -77,6 +81,16 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                         relative, newer.get("relative"), entry.name, newer.get("run_id"))
             return {"superseded": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
                     "newer": newer, "lock": dict(lock)}
+        done = newest_arrival(locks_dir(workspace), entry.name)
+        if done is not None and not force and (done.get("relative"), done["mtime_ns"], done.get("size")) == (
+                relative, st.st_mtime_ns, st.st_size):
+            # A repeated event for the file last cleaned, unchanged since: an events client resending after an
+            # outage (its server forgot which events it had acted on), or an event posted twice.
+            log.info("%s was already cleaned for dataset %s by run %s and is unchanged since; nothing to do (a "
+                     "repeated event). To clean it again, run this flow with force=True.",
+                     relative, entry.name, done.get("run_id"))
+            return {"already_cleaned": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
+                    "cleaned_by": done.get("run_id"), "lock": dict(lock)}
 
         def record(run_id: object) -> None:
             record_arrival(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=st.st_mtime_ns,

@@ -209,6 +209,9 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     assert late["superseded"] is True and "run_id" not in late
     assert late["newer"]["relative"] == f"incoming/{newer.name}" and late["newer"]["run_id"] == first["run_id"]
     assert [p.name for p in (ws / "runs").iterdir()] == [first["run_id"]]  # nothing cleaned, nothing promoted
+    again = arrival(path=f"incoming/{newer.name}", **kw)  # the same event again (a client resending after an outage)
+    assert again["already_cleaned"] is True and again["cleaned_by"] == first["run_id"] and "run_id" not in again
+    assert [p.name for p in (ws / "runs").iterdir()] == [first["run_id"]]
     forced = arrival(path=f"incoming/{older.name}", force=True, **kw)  # a deliberate rollback
     assert forced["run_id"] != first["run_id"] and forced["landed"]["relative"] == f"incoming/{older.name}"
     record = json.loads((ws / "locks" / "good.arrival.json").read_text())
