@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a file without .done marker counts as landed once unchanged this many seconds (default 5)")
     parser.add_argument("--require-marker", action="store_true",
                         help="only files with a <name>.done marker count as landed")
+    parser.add_argument("--datasets", default=None, metavar="FILE",
+                        help="the datasets file `lossval serve` uses: files landing in a folder no dataset lands in "
+                             "are reported on the console instead of sent")
     parser.add_argument("--state-file", default=None,
                         help="JSON file of already-reported files (default: .<landing name>.lossval-watch.json beside it)")
 
@@ -68,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     warnings.propagate = False
     scanner = LandingScanner(landing, settle_seconds=args.settle, require_marker=args.require_marker,
                              state_path=state_path)
+    landings = None
+    if args.datasets:
+        from lossval.catalog import load_catalog
+
+        landings = {entry.landing for entry in load_catalog(args.datasets, check_configs=False)}
     api = _api_url()
     if not api:
         raise InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
@@ -78,11 +86,21 @@ def run(args: argparse.Namespace) -> int:
           f"events to {api}; state in {state_path}", flush=True)
     import asyncio
 
-    asyncio.run(_watch(scanner, interval=args.interval))
+    asyncio.run(_watch(scanner, interval=args.interval, landings=landings))
     return 0
 
 
-async def _watch(scanner, *, interval: float) -> None:  # noqa: ANN001 (LandingScanner, imported lazily)
+def _not_unable_to_connect(record: "logging.LogRecord") -> bool:
+    return not record.getMessage().startswith("Unable to connect")
+
+
+async def _watch(scanner, *, interval: float, landings: set[str] | None = None) -> None:  # noqa: ANN001
+    """Poll ``scanner`` (a LandingScanner, imported lazily) and send one event per landed file.
+
+    ``landings``: the landing folders of the datasets file, when given; a file landing elsewhere
+    is reported once on the console and not sent (its run could only fail), nor remembered, so
+    it is sent once the datasets file names its folder and the watcher is restarted.
+    """
     import asyncio
     import time
 
@@ -94,9 +112,27 @@ async def _watch(scanner, *, interval: float) -> None:  # noqa: ANN001 (LandingS
     # could not send and resends it on reconnecting, so a new event (a new id) per retry would
     # reach the server once per retry, each a run. Under one id the server keeps and acts on one.
     unsent: dict[tuple, Event] = {}
+    # While the server is down: one line when it stops answering, one when it answers again (not
+    # two every poll). Prefect's own "Unable to connect ... event data may be lost" is dropped: the
+    # watcher keeps the file unreported and its event, and sends it once the server answers.
+    import logging
+
+    client_log = logging.getLogger("prefect.events.clients")
+    if _not_unable_to_connect not in client_log.filters:
+        client_log.addFilter(_not_unable_to_connect)
+    down_since: float | None = None
+    unknown: set[str] = set()
     async with get_events_client(reconnection_attempts=3) as client:
         while True:
             for landed in scanner.poll():
+                if landings is not None and landed.dataset not in landings:
+                    if landed.relative not in unknown:
+                        unknown.add(landed.relative)
+                        print(f"lossval watch: {landed.relative} landed in {landed.dataset!r}, where no dataset of "
+                              f"the datasets file lands ({', '.join(sorted(landings))}); not sent. Add an entry with "
+                              f"landing: {landed.dataset} and restart the watcher, or move the file.",
+                              file=sys.stderr, flush=True)
+                    continue
                 key = (landed.relative, landed.size, landed.mtime_ns, landed.inode, landed.marker)
                 event = unsent.setdefault(key, Event(
                     event=ARRIVAL_EVENT,
@@ -106,9 +142,18 @@ async def _watch(scanner, *, interval: float) -> None:  # noqa: ANN001 (LandingS
                 try:
                     await client.emit(event)
                 except Exception as exc:  # server down: keep the file unreported and try again next poll
-                    print(f"lossval watch: could not send the event for {landed.relative} "
-                          f"({type(exc).__name__}: {exc}); retrying", file=sys.stderr, flush=True)
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        print(f"lossval watch: {time.strftime('%H:%M:%S')} could not send the event for "
+                              f"{landed.relative} ({type(exc).__name__}: {str(exc)[:200]}); is the Prefect server "
+                              f"down? Retrying every {interval:g}s; files that land meanwhile are reported once it "
+                              "answers.", file=sys.stderr, flush=True)
                     break
+                if down_since is not None:
+                    print(f"lossval watch: {time.strftime('%H:%M:%S')} the Prefect server answers again (after "
+                          f"{time.monotonic() - down_since:.0f}s); sending the waiting events", file=sys.stderr,
+                          flush=True)
+                    down_since = None
                 unsent.pop(key, None)
                 scanner.mark_emitted(landed, event_id=str(event.id))
                 print(f"lossval watch: {time.strftime('%H:%M:%S')} {landed.relative} landed ({landed.reason}, "

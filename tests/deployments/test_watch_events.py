@@ -61,4 +61,18 @@ def test_a_retried_event_keeps_its_id_so_the_server_acts_on_it_once(monkeypatch,
     assert len({e.id for e in client.given}) == 1
     assert scanner.marked == [str(client.given[0].id)]
     err = capsys.readouterr().err
-    assert err.count("could not send the event for loans/a.csv") == 3
+    # One line when the server stops answering and one when it answers again, not one per retry.
+    assert err.count("could not send the event for loans/a.csv") == 1 and err.count("answers again") == 1
+
+
+def test_a_file_no_dataset_lands_in_is_reported_once_and_not_sent(monkeypatch, capsys) -> None:
+    client = _FlakyClient(failures=0)
+    monkeypatch.setattr(prefect.events, "get_events_client", lambda **_: client)
+    landed = Landed(path=Path("/x/unknown/a.csv"), relative="unknown/a.csv", dataset="unknown", size=10, mtime_ns=1,
+                    reason="stable", inode=7)
+    scanner = _Scanner(landed, polls=4)
+    with pytest.raises(_Stop):
+        asyncio.run(_watch(scanner, interval=0, landings={"loans", "claims"}))
+    assert client.given == [] and scanner.marked == []  # not sent, not remembered
+    err = capsys.readouterr().err
+    assert err.count("unknown/a.csv landed in 'unknown', where no dataset of the datasets file lands (claims, loans)") == 1
