@@ -173,7 +173,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                                                 "--landing", str(stack.landing), "--workspace", str(stack.workspace),
                                                 "--valuation-pool", "gpu"])
         watch = _start(stack, "lossval-watch", [py, "-m", "lossval.cli", "watch", str(stack.landing),
-                                                "--interval", "0.5", "--settle", "1.5"])
+                                                "--datasets", str(datasets), "--interval", "0.5", "--settle", "1.5"])
         stack.wait("lossval serve to register the gpu pool", lambda: _log_has(serve, "registered lossval-value/gpu"),
                    START_WAIT_S)
         worker = _start(stack, "gpu-worker", [py, "-m", "prefect", "worker", "start", "--pool", "gpu"])
