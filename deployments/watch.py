@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _not_unable_to_connect(record: "logging.LogRecord") -> bool:
-    return not record.getMessage().startswith("Unable to connect")
+    """False for the events client's connection complaints, which the watcher's own lines replace."""
+    return not record.getMessage().startswith(("Unable to connect", "keepalive ping failed"))
 
 
 async def _watch(scanner, *, interval: float, landings: set[str] | None = None) -> None:  # noqa: ANN001
@@ -117,9 +118,10 @@ async def _watch(scanner, *, interval: float, landings: set[str] | None = None) 
     # watcher keeps the file unreported and its event, and sends it once the server answers.
     import logging
 
-    client_log = logging.getLogger("prefect.events.clients")
-    if _not_unable_to_connect not in client_log.filters:
-        client_log.addFilter(_not_unable_to_connect)
+    for name in ("prefect.events.clients", "websockets.client"):  # and the websocket's traceback when it drops
+        client_log = logging.getLogger(name)
+        if _not_unable_to_connect not in client_log.filters:
+            client_log.addFilter(_not_unable_to_connect)
     down_since: float | None = None
     unknown: set[str] = set()
     async with get_events_client(reconnection_attempts=3) as client:
