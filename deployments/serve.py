@@ -176,12 +176,12 @@ def run(args: argparse.Namespace) -> int:
     workspace.mkdir(parents=True, exist_ok=True)
     deployments = build_deployments(datasets_file=datasets_file, landing_dir=landing, workspace=workspace,
                                     cron=args.cron, timezone=args.timezone)
+    _refuse_if_served_elsewhere()  # before registering anything
+    _note_repointed(deployments)
     if args.valuation_pool:
         name = register_valuation_deployment(args.valuation_pool)
         print(f"lossval serve: registered {name} on work pool {args.valuation_pool!r}; start its worker with "
               f"`prefect worker start --pool {args.valuation_pool}`", flush=True)
-    _refuse_if_served_elsewhere()
-    _note_repointed(deployments)
     _warn_missing_valuation_deployments(entries)
     _warn_missing_data(entries, workspace)
     print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
