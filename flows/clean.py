@@ -218,7 +218,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                           run_dir=str(staging)), "prune", t, timings)
     t = time.perf_counter()
     trained = _timed(retrain(parts["paths"]["train"], pruned["paths"]["kept"], parts["paths"]["test"], vals["values"],
-                             vals["encoder"], config=config, run_dir=str(staging)), "retrain", t, timings)
+                             vals["encoder"], config=config, run_dir=str(staging),
+                             validation=parts["paths"]["validation"]), "retrain", t, timings)
     t = time.perf_counter()
     checked = _timed(gate(pruned["paths"]["kept"], parts["paths"]["validation"], vals["encoder"], trained["metrics"],
                           config=config, rows_train=parts["rows"]["train"], run_dir=str(staging),
@@ -262,7 +263,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "clipped": notes["clipped"], "clipped_validation": notes["clipped_validation"],
                "duplicate_rows": notes["duplicate_rows"], "test_outliers": trained.get("test_outliers", {}),
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
-               "metrics": trained["metrics"],
+               "metrics": trained["metrics"], "temperature": trained.get("temperature"),
                "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"],

@@ -79,10 +79,14 @@ class PruningConfig:
 
 @dataclass(frozen=True)
 class RetrainConfig:
-    """Retraining: ``prune`` (train on kept rows) or ``soft`` (all rows, values as sample weights)."""
+    """Retraining: ``prune`` (train on kept rows) or ``soft`` (all rows, values as sample weights).
+
+    ``calibrate``: fit each classifier's temperature on the validation split before scoring it.
+    """
 
     mode: str = "prune"
     epochs: int = 30
+    calibrate: bool = True
 
 
 @dataclass(frozen=True)
@@ -486,7 +490,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if pruning.threshold is not None and not math.isfinite(pruning.threshold):
         raise ConfigError(f"'pruning.threshold' must be a finite number, got {pruning.threshold}.", source=source)
 
-    retrain = _section(raw.get("retrain"), RetrainConfig, "retrain", source, {"mode": str, "epochs": int})
+    retrain = _section(raw.get("retrain"), RetrainConfig, "retrain", source, {"mode": str, "epochs": int,
+                                                                                "calibrate": bool})
     if retrain.mode not in ("prune", "soft"):
         raise ConfigError(f"'retrain.mode' must be 'prune' or 'soft', got {retrain.mode!r}.", source=source)
     if retrain.epochs < 1:

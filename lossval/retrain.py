@@ -1,5 +1,9 @@
 """Retraining: the same MLP family trained on all rows, on kept rows, or with row weights,
 and the test metrics that the gate compares.
+
+A classifier can be calibrated after training (:func:`fit_temperature`): one temperature,
+fitted on the trusted validation split, divides its logits. Accuracy does not change (the
+argmax is the same); log-loss does: a model trained on pruned rows is often overconfident.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from torch import nn
 from lossval._torchutil import FlatAdam, cpu_threads, make_mlp, resolve_device
 from lossval.errors import InputError
 
-__all__ = ["TabularModel", "fit_model", "evaluate", "METRICS", "HIGHER_IS_BETTER"]
+__all__ = ["TabularModel", "fit_model", "fit_temperature", "evaluate", "METRICS", "HIGHER_IS_BETTER",
+           "TEMPERATURE_RANGE", "MIN_CALIBRATION_ROWS"]
 
 METRICS = {"classification": ("accuracy", "macro_f1", "log_loss"), "regression": ("rmse", "mae", "r2")}
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "rmse": False, "mae": False, "r2": True}
+TEMPERATURE_RANGE = (0.25, 20.0)  # a fitted temperature stays in here (a perfectly separated split would drive it to 0)
+MIN_CALIBRATION_ROWS = 20  # fewer validation rows (or one class): no calibration, temperature 1
 
 
 class TabularModel(nn.Module):
@@ -41,6 +48,9 @@ class TabularModel(nn.Module):
         self.net = make_mlp(n_inputs, n_outputs, n_layers=n_layers, width=width, activation=activation)
         self.register_buffer("y_mean", torch.tensor(float(y_mean)))
         self.register_buffer("y_scale", torch.tensor(float(y_scale)))
+        # Divides the logits in forward (classification); 1 = uncalibrated. Saved with the weights.
+        self.register_buffer("temperature", torch.tensor(1.0))
+        self.register_load_state_dict_pre_hook(_temperature_of_older_models)
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (classification) or standardised predictions (regression), ``(n, n_outputs)``."""
@@ -50,8 +60,36 @@ class TabularModel(nn.Module):
         """Probabilities ``(n, C)`` or predictions ``(n, 1)`` in target units."""
         out = self.net(x)
         if self.task == "classification":
-            return torch.softmax(out, dim=1)
+            return torch.softmax(out / self.temperature, dim=1)
         return out * self.y_scale + self.y_mean
+
+
+def _temperature_of_older_models(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Weights saved before calibration existed have no ``temperature``: they load as uncalibrated (1)."""
+    state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature ``T`` that minimises the log-loss of ``softmax(logits / T)`` on ``(logits, y)``.
+
+    Deterministic: the best of 481 values spaced evenly in log T over :data:`TEMPERATURE_RANGE`
+    (steps of 1%), in float64. 1.0 when there are fewer than :data:`MIN_CALIBRATION_ROWS`
+    rows or a single class: too little to fit it on.
+
+    Args:
+        logits: ``(n, C)`` raw outputs of a classifier.
+        y: ``(n,)`` class indices.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if z.ndim != 2 or len(y) != z.shape[0] or len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
+        return 1.0
+    temps = np.exp(np.linspace(np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1]), 481))
+    scaled = z[None, :, :] / temps[:, None, None]  # (T, n, C)
+    top = scaled.max(axis=2, keepdims=True)
+    log_norm = top[:, :, 0] + np.log(np.exp(scaled - top).sum(axis=2))
+    nll = (log_norm - scaled[:, np.arange(len(y)), y]).mean(axis=1)
+    return float(temps[int(np.argmin(nll))])
 
 
 @dataclass(frozen=True)
@@ -77,6 +115,7 @@ def _fit_model(
     task: str,
     n_classes: int | None = None,
     sample_weight: np.ndarray | None = None,
+    calibrate_on: tuple[np.ndarray, np.ndarray] | None = None,
     epochs: int = 30,
     batch_size: int = 64,
     lr: float = 0.003,
@@ -91,6 +130,8 @@ def _fit_model(
         task: ``classification`` or ``regression``.
         n_classes: Number of classes (classification).
         sample_weight: Optional non-negative per-row weights ``(n,)`` (soft cleaning).
+        calibrate_on: ``(X, y)`` of trusted rows (the validation split) to fit the model's
+            temperature on after training (:func:`fit_temperature`); classification only.
         epochs, batch_size, lr, seed: Training settings (Adam).
         device: As in :func:`lossval._torchutil.resolve_device`.
 
@@ -145,7 +186,12 @@ def _fit_model(
             loss.backward()
             opt.step()
     opt.release()
-    return model.eval().cpu()
+    model = model.eval().cpu()
+    if calibrate_on is not None and task == "classification":
+        with torch.no_grad():
+            logits = model.raw(torch.as_tensor(np.asarray(calibrate_on[0], dtype=np.float32))).numpy()
+        model.temperature.fill_(fit_temperature(logits, calibrate_on[1]))
+    return model
 
 
 def evaluate(model: TabularModel, X: np.ndarray, y: np.ndarray, *, task: str, n_classes: int | None = None) -> dict[str, float]:

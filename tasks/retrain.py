@@ -25,11 +25,13 @@ def encode_rows(enc: TabularEncoder, df: pd.DataFrame, *, target: str, source: s
 
 @task(name="retrain")
 def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, config: PipelineConfig,
-            run_dir: str) -> dict:
+            run_dir: str, validation: str | None = None) -> dict:
     """Train "before" and "after" models, score both on the test split, save the "after" weights.
 
     ``retrain.mode: soft`` trains "after" on all train rows with the values as sample weights.
-    Returns the metrics of both and the paths of the saved state dict and metrics JSON.
+    With ``retrain.calibrate`` (classification), each model's temperature is fitted on the
+    ``validation`` rows (the trusted split) before it is scored. Returns the metrics of both,
+    their temperatures and the paths of the saved state dict and metrics JSON.
     """
     enc = TabularEncoder.load(encoder)
     tr, kp, te = pd.read_parquet(train), pd.read_parquet(kept), pd.read_parquet(test)
@@ -40,6 +42,9 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
     test_outliers = outliers_beyond_training(enc, X_tr, X_te)
     common = dict(task=task_kind, n_classes=n_classes, epochs=config.retrain.epochs, seed=config.seed,
                   device=config.lossval.get("device", "auto"))
+    if config.retrain.calibrate and task_kind == "classification" and validation is not None:
+        common["calibrate_on"] = encode_rows(enc, pd.read_parquet(validation), target=config.target,
+                                             source="validation split")
     before = fit_model(X_tr, y_tr, **common)
     if config.retrain.mode == "soft":
         weights = pd.read_parquet(values).set_index("row_id").loc[tr["row_id"], "value"].to_numpy()
@@ -54,6 +59,8 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
     return {"metrics": metrics, "model_state": str(model_path), "metrics_path": f"{run_dir}/metrics.json",
             "n_inputs": int(X_tr.shape[1]), "n_outputs": int(n_classes or 1), "task": task_kind,
             "n_layers": after.n_layers, "width": after.width,
+            "temperature": ({"before": float(before.temperature), "after": float(after.temperature)}
+                            if task_kind == "classification" else None),
             "test_outliers": test_outliers, "test_outlier_values": sum(test_outliers.values())}
 
 

@@ -337,6 +337,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                         clipped_validation_values=value.get("clipped_validation_values", 0),
                         duplicate_rows=value.get("duplicate_rows", 0),
                         test_outlier_values=retrain.get("test_outlier_values", 0))
+            flat.update({f"temperature_{when}": t for when, t in (retrain.get("temperature") or {}).items()})
             flat.update({f"champion_{name}": v for name, v in (champion.get("metrics") or {}).items()})
             _log(client, parent, params=fit_params(config.flat_params()), metrics=flat)
             pause_point("track")  # test-only hook: a fault test kills the run while its MLflow run is open

@@ -153,6 +153,10 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     import torch
 
     net.load_state_dict(torch.load(manifest["outputs"]["model_state"], weights_only=True))
+    # Calibrated on the validation split (retrain.calibrate, the default): the saved and the registered
+    # model carry the temperature the manifest and MLflow report.
+    assert float(net.temperature) == pytest.approx(manifest["temperature"]["after"]) and net.temperature != 1.0
+    assert float(parent.data.metrics["temperature_after"]) == pytest.approx(manifest["temperature"]["after"])
     expected = net(torch.as_tensor(enc.transform(test)[:17], dtype=torch.float32)).detach().numpy()
     assert np.allclose(predicted[probability].to_numpy(), expected, atol=1e-6)
     assert (predicted["prediction"].to_numpy() == enc.decode_target(expected.argmax(axis=1))).all()
@@ -359,7 +363,7 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
     assert manifest["task"] == "regression"
     # The gate applied the configured limit (far above any change here) and recorded it.
     assert json.loads(Path(manifest["outputs"]["gate"]).read_text())["metric_limits"] == {"mae": 1e6}
-    assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"}
+    assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"} and manifest["temperature"] is None
     assert manifest["rows"]["quarantine"] <= 0.15 * manifest["rows"]["train"]
     values = pd.read_parquet(manifest["outputs"]["values"])
     assert "noise_prob" in values.columns and values["noise_prob"].between(0, 1).all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lossval.retrain import TabularModel, evaluate, fit_model
+from lossval.retrain import TEMPERATURE_RANGE, TabularModel, evaluate, fit_model, fit_temperature
 
 
 def test_metrics_on_a_hand_made_model() -> None:
@@ -51,3 +51,49 @@ def test_sample_weights_that_say_nothing_are_named() -> None:
         fit_model(X, y, task="regression", epochs=1, sample_weight=np.r_[np.ones(3), np.nan, np.ones(12)], device="cpu")
     with pytest.warns(UserWarning, match="every sample weight is 0"):
         fit_model(X, y, task="regression", epochs=1, sample_weight=np.zeros(16), device="cpu")
+
+
+@pytest.mark.parametrize("true_temperature", [0.5, 2.0, 5.0])
+def test_fit_temperature_recovers_the_temperature_labels_were_drawn_at(true_temperature: float) -> None:
+    rng = np.random.default_rng(0)
+    logits = 3.0 * rng.normal(size=(4000, 3))
+    p = np.exp(logits / true_temperature)
+    p /= p.sum(axis=1, keepdims=True)
+    y = (rng.random(4000)[:, None] > np.cumsum(p, axis=1)).sum(axis=1)  # one draw from each row's distribution
+    assert fit_temperature(logits, y) == pytest.approx(true_temperature, rel=0.1)
+
+
+def test_fit_temperature_stays_in_range_and_needs_enough_rows_of_two_classes() -> None:
+    logits = np.column_stack([np.linspace(-5, 5, 50), np.zeros(50)])
+    separated = (logits[:, 0] > 0).astype(int) ^ 1  # every row right, whatever the temperature: sharpen as far as allowed
+    assert fit_temperature(logits, separated) == pytest.approx(TEMPERATURE_RANGE[0])
+    assert fit_temperature(logits[:19], separated[:19]) == 1.0  # fewer than 20 rows
+    assert fit_temperature(logits, np.zeros(50, dtype=int)) == 1.0  # one class
+
+
+def test_calibration_changes_log_loss_not_predictions_and_is_saved_with_the_weights() -> None:
+    # Labels flipped at random (20%) make an overfit classifier overconfident; the clean
+    # validation rows pull its temperature above 1 and its test log-loss down.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(700, 4)).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    noisy = np.where(rng.random(500) < 0.2, 1 - y[:500], y[:500])
+    train, val, test = slice(0, 500), slice(500, 600), slice(600, 700)
+    common = dict(task="classification", n_classes=2, epochs=60, lr=0.01, device="cpu")
+    raw = fit_model(X[train], noisy, **common)
+    cal = fit_model(X[train], noisy, calibrate_on=(X[val], y[val]), **common)
+    assert float(raw.temperature) == 1.0 and float(cal.temperature) > 1.0
+    m_raw, m_cal = (evaluate(m, X[test], y[test], task="classification") for m in (raw, cal))
+    assert m_cal["accuracy"] == m_raw["accuracy"] and m_cal["macro_f1"] == m_raw["macro_f1"]
+    assert m_cal["log_loss"] < m_raw["log_loss"]
+    loaded = TabularModel(4, 2, task="classification")
+    loaded.load_state_dict(cal.state_dict())
+    assert float(loaded.temperature) == float(cal.temperature)
+
+
+def test_weights_saved_before_calibration_load_as_uncalibrated() -> None:
+    old = {k: v for k, v in TabularModel(3, 2, task="classification").state_dict().items() if k != "temperature"}
+    model = TabularModel(3, 2, task="classification")
+    model.temperature.fill_(3.0)
+    model.load_state_dict(old)  # strict: no missing key
+    assert float(model.temperature) == 1.0
