@@ -83,8 +83,12 @@ def _fit(data: dict[str, Any], seed: int, epochs: int | None) -> Any:
 
 def _retrain(data: dict[str, Any], keep: np.ndarray, *, seed: int, epochs: int | None) -> dict[str, float]:
     """Test metric (accuracy / R^2) of the plain MLP trained on the kept rows, and for
-    classification its test log-loss."""
+    classification its test log-loss, raw and calibrated (``log_loss_cal``: one temperature fitted
+    on the clean validation split, as a run's ``retrain.calibrate`` does)."""
+    import torch
+
     from benchmarks._plain import default_training, score_log_loss, score_model, train_plain
+    from lossval.retrain import fit_temperature
 
     train = default_training()
     if epochs is not None:
@@ -94,6 +98,15 @@ def _retrain(data: dict[str, Any], keep: np.ndarray, *, seed: int, epochs: int |
     scores = {"score": score_model(model, data["X_test"], data["y_test"], task=task)}
     if task == "classification":
         scores["log_loss"] = score_log_loss(model, data["X_test"], data["y_test"])
+        X_val, y_val = data["valid"]["clean"]
+        with torch.no_grad():
+            logits = model(torch.as_tensor(np.asarray(X_val), dtype=torch.float32)).numpy()
+        temperature = fit_temperature(logits, y_val)
+
+        def scaled(x: torch.Tensor) -> torch.Tensor:
+            return model(x) / temperature
+
+        scores["log_loss_cal"] = score_log_loss(scaled, data["X_test"], data["y_test"])
     return scores
 
 
@@ -123,7 +136,8 @@ def run_cell(dataset: str, seed: int, *, epochs: int | None, compare_fraction: f
     def scored(when: str, keep: np.ndarray) -> dict[str, float]:
         """``{when: metric}`` and, for classification, ``{when_log_loss: log-loss}``."""
         scores = _retrain(data, keep, seed=seed, epochs=epochs)
-        return {when: scores["score"], **({f"{when}_log_loss": scores["log_loss"]} if "log_loss" in scores else {})}
+        return {when: scores["score"], **({f"{when}_log_loss": scores["log_loss"], f"{when}_log_loss_cal":
+                                           scores["log_loss_cal"]} if "log_loss" in scores else {})}
 
     key = {"dataset": dataset, "task": task, "seed": seed, "n_train": int(X.shape[0]),
            "metric": "accuracy" if task == "classification" else "r2",
@@ -164,6 +178,7 @@ def run_calibration_cell(dataset: str, seed: int, *, epochs: int | None, fractio
     for when, keep in (("before", np.ones(n, dtype=bool)), ("after", decision.keep)):
         scores = _retrain(data, keep, seed=seed, epochs=epochs)
         record[f"{when}_accuracy"], record[f"{when}_log_loss"] = scores["score"], scores["log_loss"]
+        record[f"{when}_log_loss_cal"] = scores["log_loss_cal"]
     return record
 
 
@@ -186,7 +201,11 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if all("after_log_loss" in r for r in rs):
             out[-1].update({"log_loss_before": float(np.mean([r["before_log_loss"] for r in rs])),
                             "log_loss_after": float(np.mean([r["after_log_loss"] for r in rs])),
-                            "seeds_log_loss_up": int(sum(r["after_log_loss"] > r["before_log_loss"] for r in rs))})
+                            "seeds_log_loss_up": int(sum(r["after_log_loss"] > r["before_log_loss"] for r in rs)),
+                            "log_loss_cal_before": float(np.mean([r["before_log_loss_cal"] for r in rs])),
+                            "log_loss_cal_after": float(np.mean([r["after_log_loss_cal"] for r in rs])),
+                            "seeds_log_loss_cal_up": int(sum(r["after_log_loss_cal"] > r["before_log_loss_cal"]
+                                                             for r in rs))})
     return out
 
 
@@ -236,24 +255,31 @@ def render_markdown(meta: dict[str, Any], summary: list[dict[str, Any]], shares:
     with_ll = [s for s in summary if "log_loss_after" in s]
     if with_ll:
         lines += ["", "## Log-loss of the retrained model (classification, same fits)", "",
-                  "Test log-loss before and after pruning, means over seeds; seeds up = seeds in which it rose.", "",
-                  "| dataset | method | accuracy before -> after | log-loss before -> after | seeds up |",
-                  "|---|---|---|---|---|"]
+                  "Test log-loss before and after pruning, means over seeds; seeds up = seeds in which it rose. "
+                  "Calibrated: each model's logits divided by one temperature fitted on the clean validation "
+                  "split (`retrain.calibrate`, the default); accuracy does not change.", "",
+                  "| dataset | method | accuracy before -> after | log-loss before -> after | seeds up | "
+                  "calibrated log-loss before -> after | seeds up |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {s['dataset']} | {s['method']} | {s['before']:.3f} -> {s['after']:.3f} | "
-                  f"{s['log_loss_before']:.3f} -> {s['log_loss_after']:.3f} | {s['seeds_log_loss_up']}/{s['n_seeds']} |"
-                  for s in with_ll]
+                  f"{s['log_loss_before']:.3f} -> {s['log_loss_after']:.3f} | {s['seeds_log_loss_up']}/{s['n_seeds']} | "
+                  f"{s['log_loss_cal_before']:.3f} -> {s['log_loss_cal_after']:.3f} | "
+                  f"{s['seeds_log_loss_cal_up']}/{s['n_seeds']} |" for s in with_ll]
     if calibration:
         frac = calibration[0]["fraction"]
         lines += ["", f"## Accuracy and log-loss with {frac:g} label noise (classification, lossval two_means)", "",
                   "The same pruning where there is something to find. Per seed: rows dropped, test accuracy and "
                   "log-loss of the plain MLP before -> after.", "",
-                  "| dataset | seed | dropped | accuracy | log-loss |", "|---|---|---|---|---|"]
+                  "| dataset | seed | dropped | accuracy | log-loss | calibrated log-loss |", "|---|---|---|---|---|---|"]
         lines += [f"| {c['dataset']} | {c['seed']} | {c['dropped']}/{c['n_train']} | "
                   f"{c['before_accuracy']:.3f} -> {c['after_accuracy']:.3f} | "
-                  f"{c['before_log_loss']:.3f} -> {c['after_log_loss']:.3f} |" for c in calibration]
+                  f"{c['before_log_loss']:.3f} -> {c['after_log_loss']:.3f} | "
+                  f"{c['before_log_loss_cal']:.3f} -> {c['after_log_loss_cal']:.3f} |" for c in calibration]
         up = sum(c["after_log_loss"] > c["before_log_loss"] for c in calibration)
+        up_cal = sum(c["after_log_loss_cal"] > c["before_log_loss_cal"] for c in calibration)
         acc_up = sum(c["after_accuracy"] > c["before_accuracy"] for c in calibration)
-        lines += ["", f"Accuracy rose in {acc_up} of {len(calibration)} fits; log-loss rose in {up} of {len(calibration)}."]
+        lines += ["", f"Accuracy rose in {acc_up} of {len(calibration)} fits; log-loss rose in {up} of "
+                  f"{len(calibration)}, calibrated log-loss in {up_cal} of {len(calibration)}."]
     lines += ["", "## Can the values tell clean data from a little noise?", "",
               "Share of the values' variance that their two-means split explains (between-cluster / total), "
               "lossval defaults, one fit per dataset and seed with no noise and one with the same rows noised; "
