@@ -307,8 +307,9 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
     for deployment in deployments:
         runner.add_deployment(deployment)
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop(signum)) if main_thread else None
+    # Not where SIGINT is ignored (a background job of a script): that shell keeps Ctrl-C from its jobs on purpose.
+    handle_int = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop(signum)) if handle_int else None
     print(f"lossval serve: {names} being served; Ctrl-C stops (runs in flight are cancelled, schedules paused)",
           flush=True)
     try:
@@ -316,7 +317,7 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        if main_thread:
+        if handle_int:
             signal.signal(signal.SIGINT, previous)
     if not received:
         return 0
