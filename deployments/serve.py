@@ -308,7 +308,8 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
         runner.add_deployment(deployment)
     names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
     # Not where SIGINT is ignored (a background job of a script): that shell keeps Ctrl-C from its jobs on purpose.
-    handle_int = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    handle_int = (threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
     previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop(signum)) if handle_int else None
     print(f"lossval serve: {names} being served; Ctrl-C stops (runs in flight are cancelled, schedules paused)",
           flush=True)
