@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,64 @@ def run(args: argparse.Namespace) -> int:
     _warn_missing_data(entries, workspace)
     print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
           f"new files in {landing}; workspace {workspace}; Prefect API {api}", flush=True)
+    _resubmit_arrivals_cancelled_on_shutdown()
     return _serve(deployments, limit=args.limit)
+
+
+# The message Prefect's runner gives the runs it cancels when it stops (``Runner.cancel_all``).
+SHUTDOWN_CANCEL_MESSAGE = "Runner is shutting down."
+# A terminal's Ctrl-C reaches the runs' processes too, and one may die of it before the runner
+# cancels it: Crashed, "Process exited with status code: -2" (SIGINT; -15 for SIGTERM).
+_STOPPED_BY_SIGNAL = re.compile(r"status code: -(2|15)\b")
+
+
+def _stopped_with_serve(state: Any) -> bool:
+    """Whether a run ended because a ``serve`` stopped (not by a user's cancel or a failure)."""
+    if state is None:
+        return False
+    if state.is_cancelled():
+        return state.message == SHUTDOWN_CANCEL_MESSAGE
+    return state.is_crashed() and bool(_STOPPED_BY_SIGNAL.search(state.message or ""))
+
+
+def _resubmit_arrivals_cancelled_on_shutdown(lookback: int = 200) -> list[str]:
+    """Queue again the new-data runs that a stopping ``serve`` cancelled, so no landed file is left behind.
+
+    The watcher reported those files once; nothing else would clean them. Only a path whose
+    latest arrival run (of the ``lookback`` latest) was stopped with a ``serve`` (cancelled by
+    the stopping runner, or killed by the same Ctrl-C: :func:`_stopped_with_serve`) is queued,
+    once per such run (idempotency key); a run a user cancelled is not. A file cleaned meanwhile, or superseded,
+    ends its new run at once (``already_cleaned`` / ``superseded``).
+
+    Returns:
+        The paths queued again.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import ObjectNotFound
+
+    queued = []
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(ARRIVAL_DEPLOYMENT)
+        except ObjectNotFound:
+            return queued
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=lookback)
+        latest: dict[str, Any] = {}
+        for run in runs:
+            latest.setdefault((run.parameters or {}).get("path"), run)
+        for path, run in latest.items():
+            if path is None or not _stopped_with_serve(run.state):
+                continue
+            client.create_flow_run_from_deployment(deployment.id, parameters=run.parameters,
+                                                   tags=["lossval", "resubmitted"], idempotency_key=f"resubmit-{run.id}")
+            queued.append(path)
+            print(f"lossval serve: {path}: its new-data run {run.name} was cancelled when serve stopped; queued "
+                  "again", flush=True)
+    return queued
 
 
 def _recent_poll_window_s() -> float:

@@ -148,3 +148,19 @@ def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets
                    mtime_ns=1, size=1, run_id="r1")
     _warn_missing_data(entries, ws)
     assert f"its newest landed file {tmp_path / 'landing' / 'a.csv'} does not exist" in capsys.readouterr().err
+
+
+def test_only_runs_stopped_with_serve_are_queued_again() -> None:
+    from prefect.states import Cancelled, Completed, Crashed, Failed
+
+    from deployments.serve import _stopped_with_serve
+
+    assert _stopped_with_serve(Cancelled(message="Runner is shutting down."))  # the stopping runner cancelled it
+    assert _stopped_with_serve(Crashed(message="Process exited with status code: -2. Process exited with an "
+                                               "unexpected status code."))  # the same Ctrl-C killed it first
+    assert _stopped_with_serve(Crashed(message="Process exited with status code: -15."))
+    assert not _stopped_with_serve(Cancelled(message="Cancelled by a user in the UI"))  # meant
+    assert not _stopped_with_serve(Crashed(message="Process exited with status code: -9."))  # OOM killer: would recur
+    assert not _stopped_with_serve(Crashed(message="Process exited with status code: -23."))
+    assert not _stopped_with_serve(Failed(message="bad input")) and not _stopped_with_serve(Completed())
+    assert not _stopped_with_serve(None)

@@ -417,21 +417,30 @@ def test_mlflow_ui_shows_the_valuation_run_with_metrics_and_histogram(stack: Sta
     print(f"screenshots in {tmp_path}")
 
 
-def test_ctrl_c_on_serve_cancels_the_run_in_flight_pauses_and_exits_130(stack: Stack) -> None:
-    """A terminal's Ctrl-C (SIGINT to serve's process group) while a nightly run waits for its dataset lock.
+def test_ctrl_c_on_serve_cancels_the_run_in_flight_pauses_exits_130_and_the_next_serve_requeues_it(
+        stack: Stack) -> None:
+    """A terminal's Ctrl-C (SIGINT to serve's process group) while a new-data run waits for its dataset lock.
 
-    Runs after the tests that need serve (it stops it). Prefect's own serve() exited 0 here and
-    left the run RUNNING on the server.
+    Runs after the tests that need the first serve (it stops it). Prefect's own serve() exited 0
+    here and left the run RUNNING on the server, and nothing ever cleaned the landed file.
     """
+    import pandas as pd
+
     from flows.nightly import locks_dir
     from lossval.landing import dataset_lock
 
     serve = stack.procs["lossval-serve"]
-    nightly = stack.get("/deployments/name/lossval-nightly/nightly")
+    _stop(stack.procs.pop("lossval-watch"))  # c.parquet gets the one run this test starts, not a second from its event
+    arrival = stack.get("/deployments/name/lossval-arrival/on-arrival")
+    pd.read_parquet(stack.root / "source" / "train.parquet").iloc[10:].to_parquet(stack.landing / "demo" / "c.parquet",
+                                                                                 index=False)
+    params = {"path": "demo/c.parquet", "dataset": "demo"}
+    waiting = "dataset demo is busy with another run; waiting for its lock"
+    seen = serve.log.read_text(errors="replace").count(waiting)  # the arrivals above may have waited too
     with dataset_lock(locks_dir(stack.workspace), "demo", timeout=10, holder="test: hold the lock"):
-        run = stack.post(f"/deployments/{nightly['id']}/create_flow_run", {})
-        stack.wait("the nightly run to wait for the dataset lock",
-                   lambda: _log_has(serve, "dataset demo is locked by another run; waiting"), START_WAIT_S)
+        run = stack.post(f"/deployments/{arrival['id']}/create_flow_run", {"parameters": params})
+        stack.wait("the new-data run to wait for the dataset lock",
+                   lambda: serve.log.read_text(errors="replace").count(waiting) > seen, START_WAIT_S)
         assert stack.get(f"/flow_runs/{run['id']}")["state_type"] == "RUNNING"
         os.killpg(serve.popen.pid, signal.SIGINT)
         try:
@@ -444,8 +453,25 @@ def test_ctrl_c_on_serve_cancels_the_run_in_flight_pauses_and_exits_130(stack: S
     while (state := stack.get(f"/flow_runs/{run['id']}")["state_type"]) in ("RUNNING", "PENDING", "SCHEDULED") \
             and time.monotonic() < end:
         time.sleep(0.5)
-    assert state in ("CANCELLED", "CRASHED"), (state, serve.tail())
-    assert stack.get(f"/deployments/{nightly['id']}")["paused"]  # nothing serves it now: no Late runs pile up
+    assert state == "CANCELLED", (state, serve.tail())
+    assert stack.get(f"/deployments/{arrival['id']}")["paused"]  # nothing serves it now: no Late runs pile up
+
+    # The next serve queues the cancelled file again (the watcher reported it once), and it is cleaned.
+    del stack.procs["lossval-serve"]
+    again = _start(stack, "lossval-serve-2", [sys.executable, "-m", "lossval.cli", "serve", "--datasets",
+                                              str(stack.datasets), "--landing", str(stack.landing),
+                                              "--workspace", str(stack.workspace)])
+    stack.wait("the next serve to queue the cancelled run again", lambda: _log_has(again, "demo/c.parquet: its "
+               "new-data run"), START_WAIT_S)
+
+    def resubmitted() -> dict | None:
+        runs = [r for r in stack.flow_runs("lossval-arrival/on-arrival")
+                if r["parameters"].get("path") == "demo/c.parquet" and "resubmitted" in r["tags"]]
+        return runs[0] if len(runs) == 1 and runs[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+
+    rerun = stack.wait("the queued run to finish", resubmitted, ARRIVAL_WAIT_S)
+    assert rerun["state_type"] == "COMPLETED", (rerun["state"], again.tail())
+    _stop(again)
 
 
 def test_prefect_yaml_deploys_to_process_work_pools(stack: Stack) -> None:
