@@ -284,8 +284,10 @@ def _refuse_if_served_elsewhere() -> None:
                 continue
             age = (dt.datetime.now(dt.timezone.utc) - dep.last_polled).total_seconds()
             if age < window:
+                who = (f"a worker of work pool {dep.work_pool_name!r} (deployed from prefect.yaml) runs"
+                       if dep.work_pool_name else "another `lossval serve` is serving")
                 raise InputError(
-                    f"another `lossval serve` is serving {name} on this Prefect server (it polled {age:.0f} s ago). "
+                    f"{who} {name} on this Prefect server (it polled {age:.0f} s ago). "
                     "Two would both run every scheduled run, and stopping either pauses the schedules for the "
                     f"other. Stop the other one first; if it was stopped (or killed) just now, start again in "
                     f"{window - age + 1:.0f} s.")
