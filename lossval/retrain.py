@@ -72,9 +72,10 @@ def _temperature_of_older_models(module: nn.Module, state_dict: dict, prefix: st
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The temperature ``T`` that minimises the log-loss of ``softmax(logits / T)`` on ``(logits, y)``.
 
-    Deterministic: the best of 481 values spaced evenly in log T over :data:`TEMPERATURE_RANGE`
-    (steps of 1%), in float64. 1.0 when there are fewer than :data:`MIN_CALIBRATION_ROWS`
-    rows or a single class: too little to fit it on.
+    Deterministic, in float64: a grid of 61 values spaced evenly in log T over
+    :data:`TEMPERATURE_RANGE`, then 41 between the best one's neighbours (steps under 0.4%).
+    1.0 when there are fewer than :data:`MIN_CALIBRATION_ROWS` rows or a single class: too
+    little to fit it on.
 
     Args:
         logits: ``(n, C)`` raw outputs of a classifier.
@@ -84,12 +85,24 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     y = np.asarray(y, dtype=np.int64)
     if z.ndim != 2 or len(y) != z.shape[0] or len(y) < MIN_CALIBRATION_ROWS or len(np.unique(y)) < 2:
         return 1.0
-    temps = np.exp(np.linspace(np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1]), 481))
-    scaled = z[None, :, :] / temps[:, None, None]  # (T, n, C)
-    top = scaled.max(axis=2, keepdims=True)
-    log_norm = top[:, :, 0] + np.log(np.exp(scaled - top).sum(axis=2))
-    nll = (log_norm - scaled[:, np.arange(len(y)), y]).mean(axis=1)
-    return float(temps[int(np.argmin(nll))])
+    rows = np.arange(len(y))
+
+    def nll(temps: np.ndarray) -> np.ndarray:
+        out = np.empty(len(temps))
+        step = max(1, (1 << 24) // z.size)  # temperatures at a time: at most 16M float64 values (128 MB) in flight
+        for i in range(0, len(temps), step):
+            scaled = z[None, :, :] / temps[i:i + step, None, None]  # (T, n, C)
+            top = scaled.max(axis=2, keepdims=True)
+            log_norm = top[:, :, 0] + np.log(np.exp(scaled - top).sum(axis=2))
+            out[i:i + step] = (log_norm - scaled[:, rows, y]).mean(axis=1)
+        return out
+
+    # The log-loss is convex in 1/T: a coarse grid (steps of 7.6%) finds the best cell, a fine one
+    # (41 values between its neighbours, steps under 0.4%) the temperature.
+    coarse = np.exp(np.linspace(np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1]), 61))
+    best = int(np.argmin(nll(coarse)))
+    fine = np.exp(np.linspace(np.log(coarse[max(best - 1, 0)]), np.log(coarse[min(best + 1, len(coarse) - 1)]), 41))
+    return float(fine[int(np.argmin(nll(fine)))])
 
 
 @dataclass(frozen=True)
