@@ -49,14 +49,20 @@ class _Scanner:
         self.marked.append(event_id)
 
 
-def test_a_retried_event_keeps_its_id_so_the_server_acts_on_it_once(monkeypatch, capsys) -> None:
-    client = _FlakyClient(failures=3)
+def _watch_one(monkeypatch, dataset: str, *, failures: int, polls: int, **kwargs) -> tuple[_FlakyClient, _Scanner]:
+    """Run the watcher loop on one landed file of ``dataset`` until ``polls`` polls are done."""
+    client = _FlakyClient(failures=failures)
     monkeypatch.setattr(prefect.events, "get_events_client", lambda **_: client)
-    landed = Landed(path=Path("/x/loans/a.csv"), relative="loans/a.csv", dataset="loans", size=10, mtime_ns=1,
-                    reason="stable", inode=7)
-    scanner = _Scanner(landed, polls=8)
+    landed = Landed(path=Path(f"/x/{dataset}/a.csv"), relative=f"{dataset}/a.csv", dataset=dataset, size=10,
+                    mtime_ns=1, reason="stable", inode=7)
+    scanner = _Scanner(landed, polls=polls)
     with pytest.raises(_Stop):
-        asyncio.run(_watch(scanner, interval=0))
+        asyncio.run(_watch(scanner, interval=0, **kwargs))
+    return client, scanner
+
+
+def test_a_retried_event_keeps_its_id_so_the_server_acts_on_it_once(monkeypatch, capsys) -> None:
+    client, scanner = _watch_one(monkeypatch, "loans", failures=3, polls=8)
     assert len(client.given) == 4  # three failures, then sent
     assert len({e.id for e in client.given}) == 1
     assert scanner.marked == [str(client.given[0].id)]
@@ -66,13 +72,7 @@ def test_a_retried_event_keeps_its_id_so_the_server_acts_on_it_once(monkeypatch,
 
 
 def test_a_file_no_dataset_lands_in_is_reported_once_and_not_sent(monkeypatch, capsys) -> None:
-    client = _FlakyClient(failures=0)
-    monkeypatch.setattr(prefect.events, "get_events_client", lambda **_: client)
-    landed = Landed(path=Path("/x/unknown/a.csv"), relative="unknown/a.csv", dataset="unknown", size=10, mtime_ns=1,
-                    reason="stable", inode=7)
-    scanner = _Scanner(landed, polls=4)
-    with pytest.raises(_Stop):
-        asyncio.run(_watch(scanner, interval=0, landings={"loans", "claims"}))
+    client, scanner = _watch_one(monkeypatch, "unknown", failures=0, polls=4, landings={"loans", "claims"})
     assert client.given == [] and scanner.marked == []  # not sent, not remembered
     err = capsys.readouterr().err
     assert err.count("unknown/a.csv landed in 'unknown', where no dataset of the datasets file lands (claims, loans)") == 1
