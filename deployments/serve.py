@@ -177,8 +177,9 @@ def run(args: argparse.Namespace) -> int:
     workspace.mkdir(parents=True, exist_ok=True)
     deployments = build_deployments(datasets_file=datasets_file, landing_dir=landing, workspace=workspace,
                                     cron=args.cron, timezone=args.timezone)
-    _refuse_if_served_elsewhere()  # before registering anything
-    _note_repointed(deployments)
+    registered = _registered_deployments()  # as the last serve (or prefect deploy) left them
+    _refuse_if_served_elsewhere(registered)  # before registering anything
+    _note_repointed(deployments, registered)
     if args.valuation_pool:
         name = register_valuation_deployment(args.valuation_pool)
         print(f"lossval serve: registered {name} on work pool {args.valuation_pool!r}; start its worker with "
@@ -187,8 +188,23 @@ def run(args: argparse.Namespace) -> int:
     _warn_missing_data(entries, workspace)
     print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
           f"new files in {landing}; workspace {workspace}; Prefect API {api}", flush=True)
-    _resubmit_arrivals_cancelled_on_shutdown()
+    _resubmit_arrivals_cancelled_on_shutdown(registered[ARRIVAL_DEPLOYMENT])
     return _serve(deployments, limit=args.limit)
+
+
+def _registered_deployments() -> dict[str, Any]:
+    """The nightly and new-data deployments as the server has them (``None`` for one it does not have)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found: dict[str, Any] = {}
+    with get_client(sync_client=True) as client:
+        for name in (NIGHTLY_DEPLOYMENT, ARRIVAL_DEPLOYMENT):
+            try:
+                found[name] = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                found[name] = None
+    return found
 
 
 # The message Prefect's runner gives the runs it cancels when it stops (``Runner.cancel_all``).
@@ -207,14 +223,17 @@ def _stopped_with_serve(state: Any) -> bool:
     return state.is_crashed() and bool(_STOPPED_BY_SIGNAL.search(state.message or ""))
 
 
-def _resubmit_arrivals_cancelled_on_shutdown(lookback: int = 200) -> list[str]:
+def _resubmit_arrivals_cancelled_on_shutdown(deployment: Any, lookback: int = 200) -> list[str]:
     """Queue again the new-data runs that a stopping ``serve`` cancelled, so no landed file is left behind.
 
     The watcher reported those files once; nothing else would clean them. Only a path whose
     latest arrival run (of the ``lookback`` latest) was stopped with a ``serve`` (cancelled by
     the stopping runner, or killed by the same Ctrl-C: :func:`_stopped_with_serve`) is queued,
-    once per such run (idempotency key); a run a user cancelled is not. A file cleaned meanwhile, or superseded,
-    ends its new run at once (``already_cleaned`` / ``superseded``).
+    once per such run (idempotency key); a run a user cancelled is not. A file cleaned meanwhile,
+    or superseded, ends its new run at once (``already_cleaned`` / ``superseded``).
+
+    Args:
+        deployment: The registered new-data deployment (``None``: not registered yet, nothing to do).
 
     Returns:
         The paths queued again.
@@ -222,14 +241,11 @@ def _resubmit_arrivals_cancelled_on_shutdown(lookback: int = 200) -> list[str]:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
     from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.exceptions import ObjectNotFound
 
-    queued = []
+    queued: list[str] = []
+    if deployment is None:
+        return queued
     with get_client(sync_client=True) as client:
-        try:
-            deployment = client.read_deployment_by_name(ARRIVAL_DEPLOYMENT)
-        except ObjectNotFound:
-            return queued
         runs = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=lookback)
@@ -254,7 +270,7 @@ def _recent_poll_window_s() -> float:
     return max(3.0 * float(PREFECT_RUNNER_POLL_FREQUENCY.value()), 30.0)
 
 
-def _refuse_if_served_elsewhere() -> None:
+def _refuse_if_served_elsewhere(registered: dict[str, Any]) -> None:
     """Refuse to start while another ``lossval serve`` serves these deployments on the same server.
 
     Two would both run every scheduled and triggered run they picked up, and stopping either
@@ -268,60 +284,44 @@ def _refuse_if_served_elsewhere() -> None:
     """
     import datetime as dt
 
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
     from lossval.errors import InputError
 
     window = _recent_poll_window_s()
-    with get_client(sync_client=True) as client:
-        for name in (NIGHTLY_DEPLOYMENT, ARRIVAL_DEPLOYMENT):
-            try:
-                dep = client.read_deployment_by_name(name)
-            except ObjectNotFound:
-                continue
-            if dep.paused or dep.last_polled is None:
-                continue
-            age = (dt.datetime.now(dt.timezone.utc) - dep.last_polled).total_seconds()
-            if age < window:
-                who = (f"a worker of work pool {dep.work_pool_name!r} (deployed from prefect.yaml) runs"
-                       if dep.work_pool_name else "another `lossval serve` is serving")
-                raise InputError(
-                    f"{who} {name} on this Prefect server (it polled {age:.0f} s ago). "
-                    "Two would both run every scheduled run, and stopping either pauses the schedules for the "
-                    f"other. Stop the other one first; if it was stopped (or killed) just now, start again in "
-                    f"{window - age + 1:.0f} s.")
+    for name, dep in registered.items():
+        if dep is None or dep.paused or dep.last_polled is None:
+            continue
+        age = (dt.datetime.now(dt.timezone.utc) - dep.last_polled).total_seconds()
+        if age < window:
+            who = (f"a worker of work pool {dep.work_pool_name!r} (deployed from prefect.yaml) runs"
+                   if dep.work_pool_name else "another `lossval serve` is serving")
+            raise InputError(
+                f"{who} {name} on this Prefect server (it polled {age:.0f} s ago). "
+                "Two would both run every scheduled run, and stopping either pauses the schedules for the "
+                f"other. Stop the other one first; if it was stopped (or killed) just now, start again in "
+                f"{window - age + 1:.0f} s.")
 
 
-def _note_repointed(deployments: list[Any]) -> None:
+def _note_repointed(deployments: list[Any], registered: dict[str, Any]) -> None:
     """Say so when this ``serve`` changes what a registered deployment runs on (another datasets file or folder)."""
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        for deployment in deployments:
-            name = f"{deployment.flow_name}/{deployment.name}"
-            try:
-                before = client.read_deployment_by_name(name).parameters or {}
-            except ObjectNotFound:
-                continue
-            changed = {k: (before.get(k), v) for k, v in deployment.parameters.items() if before.get(k) != v}
-            if before and changed:
-                what = "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in sorted(changed.items()))
-                print(f"lossval serve: note: {name} was registered with other parameters; now {what}", flush=True)
+    for deployment in deployments:
+        name = f"{deployment.flow_name}/{deployment.name}"
+        dep = registered.get(name)
+        before = (dep.parameters or {}) if dep is not None else {}
+        changed = {k: (before.get(k), v) for k, v in deployment.parameters.items() if before.get(k) != v}
+        if before and changed:
+            what = "; ".join(f"{k}: {old} -> {new}" for k, (old, new) in sorted(changed.items()))
+            print(f"lossval serve: note: {name} was registered with other parameters; now {what}", flush=True)
 
 
 def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
     """Say now (not at 02:00) which datasets the nightly run could not read: the data it would clean is missing."""
     import sys
 
-    from flows.nightly import locks_dir
-    from lossval.landing import newest_arrival
+    from flows.nightly import newest_landed
 
-    locks = locks_dir(workspace)
     for entry in entries:
-        newest = newest_arrival(locks, entry.name) if locks.is_dir() else None
-        if newest and newest.get("path"):
+        newest = newest_landed(workspace, entry.name)  # what the nightly run would clean
+        if newest is not None:
             path, what = Path(newest["path"]), "its newest landed file"
         else:
             path, what = Path(entry.load().data), "its config's 'data'"
@@ -355,10 +355,9 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
     runner = _Runner(pause_on_shutdown=True, limit=limit)
 
     def _stop(signum: int) -> None:
-        if received or not runner.started or runner.stopping or runner._loop is None:
-            received.append(signum)
-            raise KeyboardInterrupt  # a second signal, or before serving began: stop now
         received.append(signum)
+        if len(received) > 1 or not runner.started or runner.stopping or runner._loop is None:
+            raise KeyboardInterrupt  # a second signal, or before serving began: stop now
         print(f"lossval serve: {signal.Signals(signum).name}: cancelling the runs in flight and pausing the schedules "
               "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
         runner.stopping = True

@@ -30,12 +30,19 @@ def locks_dir(workspace: str | Path) -> Path:
     return Workspace.at(workspace).locks_dir
 
 
+def newest_landed(workspace: str | Path, name: str) -> dict | None:
+    """The arrival record of the file the nightly run cleans for dataset ``name`` (its ``path``),
+    or ``None`` while no arrival run has cleaned one: then the nightly run cleans the config's ``data``."""
+    newest = newest_arrival(locks_dir(workspace), name)
+    return newest if newest is not None and newest.get("path") else None
+
+
 @flow(name="lossval-clean-dataset", flow_run_name="clean-{name}", log_prints=True)
 def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: float = 6 * 3600.0) -> dict:
     """Clean one dataset of the datasets file under its dataset lock (a subflow of the nightly run).
 
     The data is the newest landed file an arrival run cleaned for the dataset, when there is one
-    (:func:`lossval.landing.newest_arrival`), else the config's ``data``: a nightly run must not
+    (:func:`newest_landed`), else the config's ``data``: a nightly run must not
     replace a champion trained on newer data with one trained on the config's older file.
 
     Raises:
@@ -46,8 +53,8 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
     log = get_run_logger()
     with dataset_lock(locks_dir(workspace), name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
-        newest = newest_arrival(locks_dir(workspace), name)
-        if newest is None or not newest.get("path"):
+        newest = newest_landed(workspace, name)
+        if newest is None:
             return run_cleaning(config, workspace=workspace, config_path=config_path)
         landed = Path(newest["path"])
         if not landed.is_file():
