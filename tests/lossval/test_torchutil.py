@@ -1,4 +1,5 @@
-"""FlatAdam: torch's Adam on one flat buffer, and the guard rails around its gradient views."""
+"""FlatAdam: torch's Adam on one flat buffer, and the guard rails around its gradient views; BatchSteps,
+the training steps CUDA replays from a captured graph (their eager form runs here, on the CPU)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossval._torchutil import FlatAdam, make_mlp
+from lossval._torchutil import CUDA_GRAPHS_ENV, BatchSteps, FlatAdam, make_mlp, pad_batches, use_cuda_graphs
 from lossval.errors import ConfigError
 
 
@@ -126,3 +127,85 @@ def test_the_largest_distance_is_exact_in_chunks_and_reports_each_chunk() -> Non
     got = _max_distance(Z, Z_val, chunk=10, progress=ProgressBar(3, label="distance", stream=log, every_s=0.0))
     assert float(got) == float(torch.cdist(Z, Z_val).max())
     assert [line.split(" after")[0] for line in log.getvalue().splitlines()] == ["distance: 1/3", "distance: 2/3"]
+
+
+def _steps_problem(n: int = 70, bsz: int = 16):
+    torch.manual_seed(0)
+    model = make_mlp(6, 3, n_layers=3, width=16, activation="relu")
+    gen = torch.Generator().manual_seed(1)
+    X, y = torch.randn(n, 6, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+    return model, FlatAdam(model.parameters(), lr=0.05), X, y, gen
+
+
+def test_batch_steps_take_exactly_the_steps_of_the_plain_loop() -> None:
+    # Two epochs of 70 rows in batches of 16: the last batch has 6 live rows and 10 padded ones
+    # with coefficient 0. BatchSteps (eagerly, as on the CPU; CUDA replays this very step from a
+    # graph) must take the plain loop's steps: the same losses up to the first padded step, then
+    # the same up to rounding (the padded batch's products are summed in another order).
+    n, bsz = 70, 16
+    results = []
+    for use_steps in (False, True):
+        model, opt, X, y, gen = _steps_problem(n, bsz)
+        coef_of_row = torch.rand(n, generator=gen)
+        loss_fn = lambda idx: F.cross_entropy(model(X[idx]), y[idx], reduction="none")  # noqa: E731
+        steps = BatchSteps(loss_fn, opt, n_batches=-(-n // bsz), bsz=bsz, device=X.device, graph=False)
+        history = []
+        for _ in range(2):
+            perm = torch.randperm(n, generator=gen)
+            if use_steps:
+                idx_pad, live = pad_batches(perm, bsz)
+                losses = steps.run_epoch(idx_pad, torch.where(live, coef_of_row[idx_pad], 0.0))
+                history.append(losses.reshape(-1)[:n])
+            else:
+                row_losses = []
+                for idx in torch.split(perm, bsz):
+                    row_loss = loss_fn(idx)
+                    opt.zero_grad()
+                    torch.dot(row_loss, coef_of_row[idx]).backward()
+                    opt.step()
+                    row_losses.append(row_loss.detach())
+                history.append(torch.cat(row_losses))
+        results.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]), torch.stack(history)))
+    (params_plain, hist_plain), (params_steps, hist_steps) = results
+    assert torch.equal(hist_steps[0], hist_plain[0])
+    torch.testing.assert_close(params_steps, params_plain, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(hist_steps, hist_plain, rtol=1e-6, atol=1e-6)
+    assert not torch.equal(hist_plain[0], hist_plain[1])  # the network trained between the epochs
+
+
+def test_batch_steps_capture_only_on_cuda() -> None:
+    model, opt, X, y, _ = _steps_problem()
+    with pytest.raises(ValueError, match="needs CUDA"):
+        BatchSteps(lambda idx: model(X[idx]).sum(dim=1), opt, n_batches=5, bsz=16, device=X.device, graph=True)
+
+
+def test_cuda_graphs_are_chosen_for_cuda_only_and_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, opt, *_ = _steps_problem()
+    cuda, many = torch.device("cuda"), BatchSteps.WARMUP_STEPS + 1
+    assert not use_cuda_graphs(torch.device("cpu"), opt, many)
+    assert use_cuda_graphs(cuda, opt, many) == opt.capturable  # the decision only (no CUDA needed to make it)
+    assert not use_cuda_graphs(cuda, opt, BatchSteps.WARMUP_STEPS)  # too few steps to be worth a capture
+    assert not use_cuda_graphs(cuda, torch.optim.Adam(model.parameters()), many)
+    monkeypatch.setenv(CUDA_GRAPHS_ENV, "0")
+    assert not use_cuda_graphs(cuda, opt, many)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by benchmarks/gpu_check.sh)")
+def test_batch_steps_replayed_from_a_cuda_graph_match_the_eager_steps() -> None:
+    n, bsz = 300, 32
+    results = []
+    for graph in (False, True):
+        model, opt, X, y, gen = _steps_problem(n, bsz)
+        model.cuda()
+        opt = FlatAdam(model.parameters(), lr=0.05)
+        X, y = X.cuda(), y.cuda()
+        steps = BatchSteps(lambda idx: F.cross_entropy(model(X[idx]), y[idx], reduction="none"), opt,
+                           n_batches=-(-n // bsz), bsz=bsz, device=X.device, graph=graph)
+        losses = []
+        for _ in range(3):
+            idx_pad, live = pad_batches(torch.randperm(n, generator=gen).cuda(), bsz)
+            losses.append(steps.run_epoch(idx_pad, live / live.sum(dim=1, keepdim=True)))
+        assert (steps._captured is not None) == graph
+        results.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]), torch.stack(losses)))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-5)
