@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lossval import LossVal
-from lossval._torchutil import FlatAdam, make_adam, make_mlp
+from lossval._torchutil import BatchSteps, FlatAdam, make_adam, make_mlp, pad_batches, use_cuda_graphs
 
 __all__ = ["default_training", "train_plain", "score_model", "score_log_loss", "write_atomic"]
 
@@ -86,13 +86,26 @@ def train_plain(
     gen.manual_seed(int(seed))
     history = torch.zeros((epochs, n), device=dev)
     model.train()
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        out = model(Xt[idx])
+        if task == "classification":
+            return F.cross_entropy(out, yt[idx], reduction="none")
+        return (out[:, 0] - yt[idx]) ** 2
+
+    bsz = min(batch_size, n)
+    steps = None
+    if use_cuda_graphs(dev, opt, -(-n // bsz)):  # as LossVal on CUDA: one captured graph per step
+        steps = BatchSteps(loss_of, opt, n_batches=-(-n // bsz), bsz=bsz, device=dev, graph=dev.type == "cuda")
     for epoch in range(epochs):
-        for idx in torch.split(torch.randperm(n, generator=gen).to(dev, non_blocking=True), min(batch_size, n)):
-            out = model(Xt[idx])
-            if task == "classification":
-                row_loss = F.cross_entropy(out, yt[idx], reduction="none")
-            else:
-                row_loss = (out[:, 0] - yt[idx]) ** 2
+        perm = torch.randperm(n, generator=gen).to(dev, non_blocking=True)
+        if steps is not None:
+            idx_pad, live = pad_batches(perm, bsz)
+            losses = steps.run_epoch(idx_pad, live / live.sum(dim=1, keepdim=True))
+            history[epoch, perm] = losses.reshape(-1)[:n]
+            continue
+        for idx in torch.split(perm, bsz):
+            row_loss = loss_of(idx)
             loss = row_loss.mean()
             opt.zero_grad()  # torch.optim's default clears to None; FlatAdam zero-fills its buffer
             loss.backward()

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossval._torchutil import FlatAdam, cpu_threads, make_mlp, resolve_device
+from lossval._torchutil import BatchSteps, FlatAdam, cpu_threads, make_mlp, pad_batches, resolve_device, use_cuda_graphs
 from lossval.errors import InputError
 
 __all__ = ["TabularModel", "fit_model", "fit_temperature", "evaluate", "METRICS", "HIGHER_IS_BETTER",
@@ -187,13 +187,26 @@ def _fit_model(
     gen.manual_seed(seed)
     model.train()
     n = Xt.shape[0]
+
+    def row_loss(idx: torch.Tensor) -> torch.Tensor:
+        out = model.raw(Xt[idx])
+        if task == "classification":
+            return F.cross_entropy(out, yt[idx], reduction="none")
+        return (out[:, 0] - yt[idx]) ** 2
+
+    bsz = min(batch_size, n)
+    steps = None
+    if use_cuda_graphs(dev, opt, -(-n // bsz)):  # on CUDA: one captured graph per step (see BatchSteps)
+        steps = BatchSteps(row_loss, opt, n_batches=-(-n // bsz), bsz=bsz, device=dev, graph=dev.type == "cuda")
     for _ in range(epochs):
-        for idx in torch.split(torch.randperm(n, generator=gen).to(dev, non_blocking=True), batch_size):
-            out = model.raw(Xt[idx])
-            if task == "classification":
-                per_row = F.cross_entropy(out, yt[idx], reduction="none")
-            else:
-                per_row = (out[:, 0] - yt[idx]) ** 2
+        perm = torch.randperm(n, generator=gen).to(dev, non_blocking=True)
+        if steps is not None:  # the same mean loss: coefficient 1 / rows of the batch (times the weight), 0 for padding
+            idx_pad, live = pad_batches(perm, bsz)
+            coef = live / live.sum(dim=1, keepdim=True)
+            steps.run_epoch(idx_pad, coef * w[idx_pad] if w is not None else coef)
+            continue
+        for idx in torch.split(perm, batch_size):
+            per_row = row_loss(idx)
             loss = (per_row * w[idx]).mean() if w is not None else per_row.mean()
             opt.zero_grad()
             loss.backward()

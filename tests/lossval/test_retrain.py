@@ -97,3 +97,23 @@ def test_weights_saved_before_calibration_load_as_uncalibrated() -> None:
     model.temperature.fill_(3.0)
     model.load_state_dict(old)  # strict: no missing key
     assert float(model.temperature) == 1.0
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_training_through_batch_steps_matches_the_plain_loop(task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On CUDA fit_model's steps replay a captured graph (BatchSteps); forced on the CPU they run
+    # eagerly and must train the same model: the mean loss becomes coefficients 1/rows (times the
+    # sample weight), 0 on the padding of the last batch (250 rows in batches of 64).
+    import lossval.retrain as retrain
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(250, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) if task == "classification" else 2.0 * X[:, 1] + 0.1
+    weights = rng.uniform(0.0, 2.0, 250)
+    plain = fit_model(X, y, device="cpu", task=task, epochs=5, seed=1, sample_weight=weights)
+    monkeypatch.setattr(retrain, "use_cuda_graphs", lambda *args: True)
+    steps = fit_model(X, y, device="cpu", task=task, epochs=5, seed=1, sample_weight=weights)
+    for name, tensor in plain.state_dict().items():
+        torch.testing.assert_close(steps.state_dict()[name], tensor, rtol=1e-5, atol=1e-6)
+    unweighted = fit_model(X, y, device="cpu", task=task, epochs=5, seed=1)
+    assert not torch.allclose(unweighted.state_dict()["net.0.weight"], steps.state_dict()["net.0.weight"])

@@ -14,6 +14,7 @@ import torch
 from geomloss import SamplesLoss
 
 from lossval import LossVal
+from lossval._torchutil import CUDA_GRAPHS_ENV, BatchSteps, pad_batches
 from lossval.datasets import inject_noise, make_separable_classification
 from lossval.errors import ConfigError, InputError
 from lossval.metrics import detection_f1
@@ -22,7 +23,6 @@ from lossval.valuation import (
     _BatchedSinkhorn,
     _log_mass,
     _logsumexp_last,
-    _pad_batches,
     _RowAdam,
     batch_objective,
     epsilon_schedule,
@@ -153,7 +153,7 @@ def test_batched_sinkhorn_equals_one_call_per_batch(normalize: bool) -> None:
     batches = list(torch.split(perm, 4))  # sizes 4, 4, 2
     weights[batches[0][1]] = 0.0  # a clamped weight inside a batch
     weights[batches[1][2]] = -0.3  # a negative one (nonnegative=False): no mass, still a gradient
-    idx, live = _pad_batches(perm, 4)
+    idx, live = pad_batches(perm, 4)
     assert live.sum(dim=1).tolist() == [4, 4, 2] and idx.reshape(-1)[:10].tolist() == perm.tolist()
     pool = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in range(5)])
     loss = _sinkhorn(blur=0.3)
@@ -178,7 +178,7 @@ def test_batched_sinkhorn_gives_a_massless_batch_nothing_and_keeps_the_dtype() -
                                                                                   dtype=torch.float64)
     pool = torch.stack([torch.randperm(6, generator=gen)[:4] for _ in range(2)])
     solver = _BatchedSinkhorn(Z_val=Z_val, pool=pool, blur=0.3, diameter=10.0, scaling=0.5, normalize=True)
-    idx, _ = _pad_batches(torch.arange(8), 4)
+    idx, _ = pad_batches(torch.arange(8), 4)
     w = torch.rand(2, 4, generator=gen, dtype=torch.float64) + 0.5
     w_empty = w.clone()
     w_empty[1] = 0.0
@@ -356,6 +356,37 @@ def test_cuda_fit_finds_the_same_bad_rows_as_the_cpu(task: str) -> None:
     assert np.corrcoef(cpu.values_, gpu.values_)[0, 1] > 0.95
     if task == "regression":
         assert np.abs(cpu.values_ - gpu.values_).max() < 1e-3
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_fit_through_batch_steps_gives_the_plain_loops_values(task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On CUDA the network's steps replay a captured graph (BatchSteps, chosen by use_cuda_graphs).
+    # Forced here on the CPU, BatchSteps runs the same step eagerly: the values must be those of
+    # the plain loop (600 rows: the last batch of 24 is padded to 32 with coefficient 0).
+    import lossval.valuation as valuation
+
+    X, y, Xv, yv, _ = _noisy_classification(0) if task == "classification" else _separable_regression(0)
+    plain = LossVal(task=task, verbose=False, seed=0, device="cpu", epochs=8).fit(X, y, Xv, yv)
+    made = []
+    monkeypatch.setattr(valuation, "use_cuda_graphs", lambda *args: True)
+    monkeypatch.setattr(valuation, "BatchSteps", lambda *a, **k: made.append(BatchSteps(*a, **k)) or made[-1])
+    steps = LossVal(task=task, verbose=False, seed=0, device="cpu", epochs=8).fit(X, y, Xv, yv)
+    assert len(made) == 1 and not made[0].graph and len(X) % plain.batch_size_ != 0
+    np.testing.assert_allclose(steps.values_, plain.values_, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(steps.loss_history_, plain.loss_history_, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by benchmarks/gpu_check.sh)")
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_cuda_graph_steps_give_the_step_by_step_values(task: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y, Xv, yv, noisy = _noisy_classification(0) if task == "classification" else _separable_regression(0)
+    graphed = LossVal(task=task, verbose=False, seed=0, device="cuda").fit(X, y, Xv, yv)
+    monkeypatch.setenv(CUDA_GRAPHS_ENV, "0")
+    eager = LossVal(task=task, verbose=False, seed=0, device="cuda").fit(X, y, Xv, yv)
+    assert np.corrcoef(graphed.values_, eager.values_)[0, 1] > 0.99
+    assert _two_means_f1(graphed.values_, noisy) >= 0.8
+    if task == "regression":
+        assert np.abs(graphed.values_ - eager.values_).max() < 1e-3
 
 
 def _separable_regression(seed: int = 0):
