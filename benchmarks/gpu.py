@@ -85,9 +85,12 @@ def agreement() -> list[dict[str, Any]]:
     return rows
 
 
-def launch_profile(n_rows: int = 1000, epochs: int = 2) -> dict[str, Any]:
-    """Where a CUDA step's time goes: host syncs (``torch.cuda.set_sync_debug_mode``) and kernel
-    launches per optimiser step (``torch.profiler``), for one LossVal fit with defaults."""
+def launch_profile(n_rows: int = 1000, epochs: int = 2, graphs: bool = True) -> dict[str, Any]:
+    """Where a CUDA step's time goes: host syncs (``torch.cuda.set_sync_debug_mode``), kernel
+    launches and CUDA graph replays (``torch.profiler``), for one LossVal fit with defaults,
+    with the steps replayed from a CUDA graph or (``graphs=False``) launched one by one. With
+    graphs the counts include the first epoch's eager warm-up steps and the capture."""
+    import contextlib
     import warnings
 
     import torch
@@ -97,29 +100,71 @@ def launch_profile(n_rows: int = 1000, epochs: int = 2) -> dict[str, Any]:
     from lossval import LossVal
 
     data = make_data(n_rows, 20)
-    LossVal(epochs=1, verbose=False, device="cuda").fit(*data)  # warm-up
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CPU]) as prof:
-            warnings.simplefilter("always")
-            LossVal(epochs=epochs, verbose=False, device="cuda").fit(*data)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
+    with contextlib.nullcontext() if graphs else _graphs_off():
+        LossVal(epochs=1, verbose=False, device="cuda").fit(*data)  # warm-up
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught, profile(activities=[ProfilerActivity.CPU]) as prof:
+                warnings.simplefilter("always")
+                LossVal(epochs=epochs, verbose=False, device="cuda").fit(*data)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
-    launches = sum(e.count for e in prof.key_averages() if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
-                                                                       "cudaLaunchKernelExC", "cuLaunchKernelEx"))
+    events = prof.key_averages()
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel",
+                                                        "cudaLaunchKernelExC", "cuLaunchKernelEx"))
+    graph_launches = sum(e.count for e in events if e.key in ("cudaGraphLaunch", "cuGraphLaunch"))
     steps = epochs * -(-n_rows // 32)
-    top = sorted(prof.key_averages(), key=lambda e: e.count, reverse=True)[:12]
-    row = {"rows": n_rows, "epochs": epochs, "steps": steps, "host_syncs": len(syncs),
-           "sync_sites": sorted(set(syncs))[:5], "kernel_launches": launches,
-           "launches_per_step": launches / steps, "most_called_ops": [[e.key, e.count] for e in top]}
+    top = sorted(events, key=lambda e: e.count, reverse=True)[:12]
+    row = {"rows": n_rows, "epochs": epochs, "steps": steps, "graphs": graphs, "host_syncs": len(syncs),
+           "sync_sites": sorted(set(syncs))[:5], "kernel_launches": launches, "graph_launches": graph_launches,
+           "launches_per_step": (launches + graph_launches) / steps,
+           "most_called_ops": [[e.key, e.count] for e in top]}
     print(f"launches: {row}", flush=True)
     return row
 
 
-def measure_speed(sizes: list[int], repeats: int, epochs: int = 30,
+def _graphs_off() -> Any:
+    """A context in which CUDA training steps run one kernel at a time (``LOSSVAL_CUDA_GRAPHS=0``)."""
+    import contextlib
+    import os
+
+    from lossval._torchutil import CUDA_GRAPHS_ENV
+
+    @contextlib.contextmanager
+    def off() -> Any:
+        before = os.environ.get(CUDA_GRAPHS_ENV)
+        os.environ[CUDA_GRAPHS_ENV] = "0"
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(CUDA_GRAPHS_ENV, None)
+            else:
+                os.environ[CUDA_GRAPHS_ENV] = before
+    return off()
+
+
+def _time_retrain(data: tuple[np.ndarray, ...]) -> float:
+    """Seconds of the pipeline's retraining (``fit_model`` with its defaults) on CUDA."""
+    import torch
+
+    from lossval.retrain import fit_model
+
+    t0 = time.perf_counter()
+    fit_model(data[0], data[1], device="cuda", task="classification", seed=0)
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def measure_speed(sizes: list[int], repeats: int, epochs: int = 30, eager_max: int = 10_000,
                   on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """LossVal and plain training on CUDA at each size, interleaved per seed; ``on_row`` sees each size's row."""
+    """LossVal and plain training on CUDA at each size, interleaved per seed; ``on_row`` sees each size's row.
+
+    Both replay each training step from a captured CUDA graph (the default); up to ``eager_max``
+    rows LossVal also runs with graphs off (step by step, as before them), and the pipeline's
+    retraining (``fit_model``) is timed both ways once.
+    """
     import torch
 
     from benchmarks.speed import make_data, time_lossval, time_plain
@@ -129,7 +174,7 @@ def measure_speed(sizes: list[int], repeats: int, epochs: int = 30,
     rows = []
     for n in sizes:
         data = make_data(n, 20)
-        lossval_s, plain_s, ratios = [], [], []
+        lossval_s, plain_s, eager_s, ratios = [], [], [], []
         peak_mb = 0.0
         for seed in range(repeats):
             plain_s.append(time_plain(data, epochs=epochs, seed=seed, device="cuda"))
@@ -137,12 +182,23 @@ def measure_speed(sizes: list[int], repeats: int, epochs: int = 30,
             lossval_s.append(time_lossval(data, epochs=epochs, seed=seed, device="cuda"))
             peak_mb = max(peak_mb, torch.cuda.max_memory_allocated() / 2**20)
             ratios.append(lossval_s[-1] / plain_s[-1])
+            if n <= eager_max:
+                with _graphs_off():
+                    eager_s.append(time_lossval(data, epochs=epochs, seed=seed, device="cuda"))
         row = {"rows": n, "epochs": epochs, "lossval_s": lossval_s, "plain_s": plain_s,
                "lossval_median_s": statistics.median(lossval_s), "plain_median_s": statistics.median(plain_s),
                "ratio": statistics.median(ratios), "s_per_1k_rows": statistics.median(lossval_s) / (n / 1000),
                "peak_cuda_mb": peak_mb}
+        if eager_s:
+            row["lossval_no_graphs_s"] = eager_s
+            row["lossval_no_graphs_median_s"] = statistics.median(eager_s)
+            row["retrain_s"] = _time_retrain(data)
+            with _graphs_off():
+                row["retrain_no_graphs_s"] = _time_retrain(data)
         print(f"speed: {n} rows: lossval {row['lossval_median_s']:.2f} s, plain {row['plain_median_s']:.2f} s, "
-              f"ratio {row['ratio']:.2f}, peak {peak_mb:.0f} MB", flush=True)
+              f"ratio {row['ratio']:.2f}, peak {peak_mb:.0f} MB"
+              + (f"; without graphs lossval {row['lossval_no_graphs_median_s']:.2f} s, retrain "
+                 f"{row['retrain_s']:.2f} / {row['retrain_no_graphs_s']:.2f} s" if eager_s else ""), flush=True)
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -165,18 +221,31 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += ["", "## Speed (synthetic classification, 20 features, 100 validation rows)", "",
               "Plain = the same MLP trained unweighted on CUDA with FlatAdam, same epochs and batch size; "
               "seeds interleaved, medians.", "",
-              "| rows | epochs | LossVal s (runs) | plain s | ratio | s per 1k rows | peak CUDA MB |",
-              "|---|---|---|---|---|---|---|"]
+              "Both replay each training step from a captured CUDA graph (the default); \"no graphs\" = "
+              "`LOSSVAL_CUDA_GRAPHS=0`, every kernel launched one by one. Retrain = the pipeline's `fit_model` "
+              "(defaults: 30 epochs, batch 64), one run each way.", "",
+              "| rows | epochs | LossVal s (runs) | plain s | ratio | s per 1k rows | peak CUDA MB | LossVal, no graphs s | "
+              "retrain s, graphs / none |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["speed"]:
         runs = ", ".join(f"{v:.2f}" for v in r["lossval_s"])
+        eager = f"{r['lossval_no_graphs_median_s']:.2f}" if "lossval_no_graphs_median_s" in r else "–"
+        retrain = f"{r['retrain_s']:.2f} / {r['retrain_no_graphs_s']:.2f}" if "retrain_s" in r else "–"
         lines.append(f"| {r['rows']} | {r['epochs']} | {r['lossval_median_s']:.2f} ({runs}) | "
-                     f"{r['plain_median_s']:.2f} | {r['ratio']:.2f} | {r['s_per_1k_rows']:.3f} | {r['peak_cuda_mb']:.0f} |")
-    lp = res.get("launches")
-    if lp and "error" not in lp:
-        lines += ["", "## Where a CUDA step's time goes", "",
-                  f"One fit, {lp['rows']} rows, {lp['epochs']} epochs ({lp['steps']} steps of batch 32): "
-                  f"{lp['host_syncs']} host syncs, {lp['kernel_launches']} kernel launches "
-                  f"({lp['launches_per_step']:.0f} per step)."]
+                     f"{r['plain_median_s']:.2f} | {r['ratio']:.2f} | {r['s_per_1k_rows']:.3f} | {r['peak_cuda_mb']:.0f} | "
+                     f"{eager} | {retrain} |")
+    profiles = res.get("launches")
+    profiles = [profiles] if isinstance(profiles, dict) else (profiles or [])
+    if any("error" not in lp for lp in profiles):
+        lines += ["", "## Where a CUDA step's time goes", ""]
+        for lp in profiles:
+            if "error" in lp:
+                lines.append(f"- profile failed: {lp['error']}")
+                continue
+            how = "steps replayed from a CUDA graph" if lp.get("graphs", False) else "no graphs"
+            lines.append(f"- {how}: one fit, {lp['rows']} rows, {lp['epochs']} epochs ({lp['steps']} steps of batch "
+                         f"32): {lp['host_syncs']} host syncs, {lp['kernel_launches']} kernel launches and "
+                         f"{lp.get('graph_launches', 0)} graph launches ({lp['launches_per_step']:.1f} per step).")
     return "\n".join(lines) + "\n"
 
 
@@ -185,6 +254,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("--sizes", default="1000,10000", help="comma list of row counts")
     parser.add_argument("--repeats", type=int, default=3, help="seeds per size (default 3)")
     parser.add_argument("--skip-agreement", action="store_true", help="speed only")
+    parser.add_argument("--eager-max", type=int, default=10_000,
+                        help="also time LossVal and retraining without CUDA graphs up to this many rows (default 10000)")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     args = parser.parse_args(argv)
 
@@ -216,12 +287,14 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     if not args.skip_agreement:
         res["agreement"] = agreement()
         save()
-    try:
-        res["launches"] = launch_profile()
-    except Exception as exc:  # a profiler quirk must not cost the speed figures
-        res["launches"] = {"error": f"{type(exc).__name__}: {exc}"}
-    save()
-    measure_speed(sizes, max(1, args.repeats), on_row=lambda row: (res["speed"].append(row), save()))
+    res["launches"] = []
+    for graphs in (True, False):
+        try:
+            res["launches"].append(launch_profile(graphs=graphs))
+        except Exception as exc:  # a profiler quirk must not cost the speed figures
+            res["launches"].append({"graphs": graphs, "error": f"{type(exc).__name__}: {exc}"})
+        save()
+    measure_speed(sizes, max(1, args.repeats), eager_max=args.eager_max, on_row=lambda row: (res["speed"].append(row), save()))
     save()
     print(f"wrote {paths['json']} and {paths['md']} ({res['meta']['wall_seconds']:.0f} s)", flush=True)
     return paths
