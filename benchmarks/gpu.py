@@ -9,14 +9,18 @@ Measures, with LossVal's defaults:
   and each device's two-means F1 against the injected noise. Both devices see the same batches
   (the draws come from a CPU generator); GPU kernels round differently and 30 epochs amplify
   it, so the values are close, not equal.
-* Speed: LossVal against plain training of the same MLP (``FlatAdam``) on CUDA, interleaved per
-  seed (``--repeats``), at ``--sizes`` rows (default 1,000 and 10,000; at batch 32 a fit's time grows with the rows), 20 features,
-  100 validation rows, 30 epochs; seconds, seconds per 1k rows, the ratio, and peak CUDA
-  memory of the LossVal fit.
+* Where a step's time goes: host syncs, kernel launches and CUDA graph launches of one short
+  fit, with the training steps replayed from a CUDA graph (the default) and without.
+* Speed: LossVal against plain training of the same MLP (``FlatAdam``) on CUDA, both with CUDA
+  graphs, interleaved per seed (``--repeats``), at ``--sizes`` rows (default 1,000 and 10,000; at
+  batch 32 a fit's time grows with the rows), 20 features, 100 validation rows, 30 epochs;
+  seconds, seconds per 1k rows, the ratio, and peak CUDA memory of the LossVal fit. Up to
+  ``--eager-max`` rows (10,000) LossVal is also timed without graphs (``LOSSVAL_CUDA_GRAPHS=0``),
+  and the pipeline's retraining (``fit_model``) once each way.
 
 Usage::
 
-    python -m benchmarks.gpu [--sizes 1000,10000] [--repeats 3] [--out-dir DIR]
+    python -m benchmarks.gpu [--sizes 1000,10000] [--repeats 3] [--eager-max 10000] [--out-dir DIR]
 
 Writes ``gpu.json`` and ``gpu.md`` (atomically) under ``--out-dir`` (default
 ``benchmarks/results``). Exits 2 without CUDA.

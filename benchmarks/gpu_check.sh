@@ -2,9 +2,10 @@
 # The GPU check, as one short script for a lent GPU machine (the `device` tool's `run`): the
 # valuation tests with CUDA present (the CUDA test runs instead of skipping), then
 # `python -m benchmarks.gpu` (CPU/CUDA agreement, speed against plain training, memory).
-# About 2.5 minutes on an H200 (2026-12-04: tests 35 s, benchmark 99 s); everything it writes goes to
-# $OUT (gpu.json, gpu.md, logs). GPU_BENCH_ARGS passes options to benchmarks.gpu (e.g. "--sizes
-# 1000,10000,100000"; at batch 32 a fit takes about 1.2 s per 1k rows there), GPU_BENCH_TIMEOUT its
+# About 2.3 minutes on an H200 (2026-12-04, GPU_BENCH_ARGS="--sizes 1000,10000,100000 --repeats 2":
+# tests 25 s, benchmark 102 s); everything it writes goes to $OUT (gpu.json, gpu.md, logs).
+# GPU_BENCH_ARGS passes options to benchmarks.gpu (e.g. "--sizes 1000,10000,100000"; with CUDA
+# graphs a fit takes about 0.14 s per 1k rows there, without them 1.2 s), GPU_BENCH_TIMEOUT its
 # limit in seconds (default 360).
 #
 # That machine's python3 has torch, numpy, pandas, pyarrow, scikit-learn and pytest, not
