@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -200,6 +201,7 @@ def pad_batches(perm: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tens
 
 
 _CAPTURE_STREAMS: dict[int, Any] = {}
+_CAPTURE_LOCK = threading.Lock()  # fits in two threads must not capture on the shared stream at once
 
 
 def _capture_stream(device: torch.device) -> Any:
@@ -269,7 +271,10 @@ class BatchSteps:
 
     def _capture(self) -> int:
         """Run the warm-up steps, capture one step; returns how many steps ran."""
-        side = _capture_stream(self.idx.device)
+        with _CAPTURE_LOCK:
+            return self._capture_locked(_capture_stream(self.idx.device))
+
+    def _capture_locked(self, side: Any) -> int:
         side.wait_stream(torch.cuda.current_stream(self.idx.device))
         with torch.cuda.stream(side):
             for _ in range(self.WARMUP_STEPS):
@@ -283,7 +288,7 @@ class BatchSteps:
                 self._step()
         except RuntimeError as exc:
             warnings.warn(f"capturing the training step in a CUDA graph failed ({exc}); running it step by step "
-                          f"instead (set {CUDA_GRAPHS_ENV}=0 to skip the attempt)", RuntimeWarning, stacklevel=3)
+                          f"instead (set {CUDA_GRAPHS_ENV}=0 to skip the attempt)", RuntimeWarning, stacklevel=4)
             self.graph = False
             return self.WARMUP_STEPS
         self._captured = graph
