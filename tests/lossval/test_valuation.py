@@ -389,6 +389,33 @@ def test_cuda_graph_steps_give_the_step_by_step_values(task: str, monkeypatch: p
         assert np.abs(graphed.values_ - eager.values_).max() < 1e-3
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by benchmarks/gpu_check.sh)")
+def test_cuda_fits_in_two_threads_each_capture_their_steps() -> None:
+    # Captures share one stream per device (cuBLAS keeps a workspace per stream); a lock keeps
+    # two threads' captures apart. Both fits must capture (no fallback warning) and give the
+    # values they give alone.
+    import threading
+    import warnings
+
+    data = [_noisy_classification(seed) for seed in (0, 1)]
+    alone = [LossVal(task="classification", verbose=False, seed=0, device="cuda").fit(*d[:4]).values_ for d in data]
+    together: list[np.ndarray | None] = [None, None]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        def fit(i: int) -> None:
+            together[i] = LossVal(task="classification", verbose=False, seed=0, device="cuda").fit(*data[i][:4]).values_
+
+        threads = [threading.Thread(target=fit, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    assert not [w for w in caught if "CUDA graph" in str(w.message)]
+    for i in (0, 1):
+        assert together[i] is not None and np.corrcoef(together[i], alone[i])[0, 1] > 0.99
+
+
 def _separable_regression(seed: int = 0):
     """Targets on five well-separated levels (one per feature cluster) plus a smooth term;
     20% of training rows have their target swapped with a row two or more levels away.
