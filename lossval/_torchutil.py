@@ -259,6 +259,11 @@ class BatchSteps:
         self.counter = torch.zeros(1, dtype=torch.long, device=device)
         self._captured: Any = None
 
+    @property
+    def replayed(self) -> bool:
+        """Whether the steps run from a captured CUDA graph (False before the first epoch, or after a failed capture)."""
+        return self._captured is not None
+
     def _step(self) -> None:
         b = self.counter
         row_loss = self.loss_fn(self.idx.index_select(0, b).view(-1))

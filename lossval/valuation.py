@@ -452,6 +452,8 @@ class LossVal:
         settings_: The task-dependent settings this fit used (``"auto"`` resolved), from
             :meth:`resolved`.
         device_: ``torch.device`` used. fit_seconds_: wall time of ``fit``.
+        cuda_graphs_: Whether the network's steps were replayed from a captured CUDA graph
+            (CUDA only; :class:`lossval._torchutil.BatchSteps`).
         batch_size_: Rows per step this fit used (:func:`batch_size_without_singleton`).
         x_clip_, y_clip_: ``clip_outliers``' bounds, ``(2, n_features)`` (``-inf``/``inf`` for
             columns left as they are) and ``(low, high)`` of a regression target; ``None``
@@ -950,6 +952,7 @@ class LossVal:
         self.history_ = history
         self.blur_, self.diameter_ = blur, diameter
         self.settings_ = settings
+        self.cuda_graphs_ = state.steps is not None and state.steps.replayed
         self.fit_seconds_ = time.perf_counter() - t_start
         return self
 

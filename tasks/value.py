@@ -142,7 +142,8 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     if config.pruning.policy == "mixture":
         table["noise_prob"] = lv.noise_probability()
     enc.save(out_dir / "encoder.json")
-    write_json({"seconds": seconds, "device": str(lv.device_), "task": enc.task_, "history": lv.history_,
+    write_json({"seconds": seconds, "device": str(lv.device_), "cuda_graphs": lv.cuda_graphs_, "task": enc.task_,
+                "history": lv.history_,
                 "params": json.loads(json.dumps(lv.get_params(), default=str)), "settings": lv.settings_,
                 "values_version": VALUES_VERSION, "rows": len(tr),
                 "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target),

@@ -372,6 +372,7 @@ def test_fit_through_batch_steps_gives_the_plain_loops_values(task: str, monkeyp
     monkeypatch.setattr(valuation, "BatchSteps", lambda *a, **k: made.append(BatchSteps(*a, **k)) or made[-1])
     steps = LossVal(task=task, verbose=False, seed=0, device="cpu", epochs=8).fit(X, y, Xv, yv)
     assert len(made) == 1 and not made[0].graph and len(X) % plain.batch_size_ != 0
+    assert not steps.cuda_graphs_ and not plain.cuda_graphs_
     np.testing.assert_allclose(steps.values_, plain.values_, rtol=0, atol=1e-6)
     np.testing.assert_allclose(steps.loss_history_, plain.loss_history_, rtol=1e-6, atol=1e-6)
 
@@ -383,6 +384,7 @@ def test_cuda_graph_steps_give_the_step_by_step_values(task: str, monkeypatch: p
     graphed = LossVal(task=task, verbose=False, seed=0, device="cuda").fit(X, y, Xv, yv)
     monkeypatch.setenv(CUDA_GRAPHS_ENV, "0")
     eager = LossVal(task=task, verbose=False, seed=0, device="cuda").fit(X, y, Xv, yv)
+    assert graphed.cuda_graphs_ and not eager.cuda_graphs_
     assert np.corrcoef(graphed.values_, eager.values_)[0, 1] > 0.99
     assert _two_means_f1(graphed.values_, noisy) >= 0.8
     if task == "regression":
