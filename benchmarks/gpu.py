@@ -29,13 +29,15 @@ Writes ``gpu.json`` and ``gpu.md`` (atomically) under ``--out-dir`` (default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -94,7 +96,6 @@ def launch_profile(n_rows: int = 1000, epochs: int = 2, graphs: bool = True) -> 
     launches and CUDA graph replays (``torch.profiler``), for one LossVal fit with defaults,
     with the steps replayed from a CUDA graph or (``graphs=False``) launched one by one. With
     graphs the counts include the first epoch's eager warm-up steps and the capture."""
-    import contextlib
     import warnings
 
     import torch
@@ -128,25 +129,20 @@ def launch_profile(n_rows: int = 1000, epochs: int = 2, graphs: bool = True) -> 
     return row
 
 
-def _graphs_off() -> Any:
-    """A context in which CUDA training steps run one kernel at a time (``LOSSVAL_CUDA_GRAPHS=0``)."""
-    import contextlib
-    import os
-
+@contextlib.contextmanager
+def _graphs_off() -> Iterator[None]:
+    """CUDA training steps run one kernel at a time inside the block (``LOSSVAL_CUDA_GRAPHS=0``)."""
     from lossval._torchutil import CUDA_GRAPHS_ENV
 
-    @contextlib.contextmanager
-    def off() -> Any:
-        before = os.environ.get(CUDA_GRAPHS_ENV)
-        os.environ[CUDA_GRAPHS_ENV] = "0"
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop(CUDA_GRAPHS_ENV, None)
-            else:
-                os.environ[CUDA_GRAPHS_ENV] = before
-    return off()
+    before = os.environ.get(CUDA_GRAPHS_ENV)
+    os.environ[CUDA_GRAPHS_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(CUDA_GRAPHS_ENV, None)
+        else:
+            os.environ[CUDA_GRAPHS_ENV] = before
 
 
 def _time_retrain(data: tuple[np.ndarray, ...]) -> float:
