@@ -338,7 +338,17 @@ def test_gpu_benchmark_refuses_without_cuda_and_renders_its_tables(tmp_path: Pat
                           "f1_gpu": 0.61}],
            "speed": [{"rows": 1000, "epochs": 30, "lossval_s": [1.0, 1.2], "plain_s": [0.8, 0.9],
                       "lossval_median_s": 1.1, "plain_median_s": 0.85, "ratio": 1.3, "s_per_1k_rows": 1.1,
-                      "peak_cuda_mb": 42.0}]}
+                      "peak_cuda_mb": 42.0, "lossval_no_graphs_s": [5.0, 6.0], "lossval_no_graphs_median_s": 5.5,
+                      "retrain_s": 0.07, "retrain_no_graphs_s": 0.56},
+                     {"rows": 100000, "epochs": 30, "lossval_s": [13.0], "plain_s": [11.0], "lossval_median_s": 13.0,
+                      "plain_median_s": 11.0, "ratio": 1.18, "s_per_1k_rows": 0.13, "peak_cuda_mb": 200.0}],
+           "launches": [{"rows": 1000, "epochs": 2, "steps": 64, "graphs": True, "host_syncs": 17,
+                         "kernel_launches": 1118, "graph_launches": 61, "launches_per_step": 18.4},
+                        {"graphs": False, "error": "RuntimeError: profiler"}]}
     md = gpu.render_markdown(res)
     assert "| reg_fried, label noise 10%, seed 0 | 0.9900 | 0.01 | 0.950 | 101 / 99 | 0.630 / 0.610 |" in md
-    assert "| 1000 | 30 | 1.10 (1.00, 1.20) | 0.85 | 1.30 | 1.100 | 42 |" in md
+    assert "| 1000 | 30 | 1.10 (1.00, 1.20) | 0.85 | 1.30 | 1.100 | 42 | 5.50 | 0.07 / 0.56 |" in md
+    assert "| 100000 | 30 | 13.00 (13.00) | 11.00 | 1.18 | 0.130 | 200 | – | – |" in md  # graphs only above --eager-max
+    assert "replayed from a CUDA graph: one fit, 1000 rows, 2 epochs (64 steps of batch 32): 17 host syncs" in md
+    assert "1118 kernel launches and 61 graph launches (18.4 per step)" in md
+    assert "- profile failed: RuntimeError: profiler" in md
