@@ -291,7 +291,7 @@ class BatchSteps:
             # other threads (a Prefect task runner's) does not break this capture.
             with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                 self._step()
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError) as exc:  # TypeError: a torch too old for capture_error_mode
             warnings.warn(f"capturing the training step in a CUDA graph failed ({exc}); running it step by step "
                           f"instead (set {CUDA_GRAPHS_ENV}=0 to skip the attempt)", RuntimeWarning, stacklevel=4)
             self.graph = False

@@ -173,6 +173,41 @@ def test_batch_steps_take_exactly_the_steps_of_the_plain_loop() -> None:
     assert not torch.equal(hist_plain[0], hist_plain[1])  # the network trained between the epochs
 
 
+def test_a_failed_capture_warns_and_the_epoch_goes_on_step_by_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stand-ins for the CUDA calls, so the fallback runs on the CPU: the warm-up steps run, the
+    # capture raises (as it does where an op cannot be captured), and the epoch must go on from
+    # the step after the warm-up, ending where an epoch of plain eager steps ends.
+    import contextlib
+
+    import lossval._torchutil as tu
+
+    class _Stream:
+        def wait_stream(self, other: object) -> None:
+            pass
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(tu, "_capture_stream", lambda device: _Stream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", refuse)
+    n, bsz = 100, 16
+    results = []
+    for try_graph in (False, True):
+        model, opt, X, y, gen = _steps_problem(n, bsz)
+        steps = BatchSteps(lambda idx: F.cross_entropy(model(X[idx]), y[idx], reduction="none"), opt,
+                           n_batches=-(-n // bsz), bsz=bsz, device=X.device, graph=False)
+        steps.graph = try_graph  # as if on CUDA (the constructor refuses graph=True on the CPU)
+        idx_pad, live = pad_batches(torch.randperm(n, generator=gen), bsz)
+        with pytest.warns(RuntimeWarning, match="CUDA graph failed") if try_graph else contextlib.nullcontext():
+            losses = steps.run_epoch(idx_pad, live / live.sum(dim=1, keepdim=True))
+        assert not steps.replayed and not steps.graph and int(steps.counter) == steps.n_batches
+        results.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]), losses))
+    assert torch.equal(results[1][0], results[0][0]) and torch.equal(results[1][1], results[0][1])
+
+
 def test_batch_steps_capture_only_on_cuda() -> None:
     model, opt, X, y, _ = _steps_problem()
     with pytest.raises(ValueError, match="needs CUDA"):
