@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lossval import LossVal
-from lossval._torchutil import BatchSteps, FlatAdam, make_adam, make_mlp, pad_batches, use_cuda_graphs
+from lossval._torchutil import FlatAdam, batch_steps_for, make_adam, make_mlp
 
 __all__ = ["default_training", "train_plain", "score_model", "score_log_loss", "write_atomic"]
 
@@ -94,15 +94,11 @@ def train_plain(
         return (out[:, 0] - yt[idx]) ** 2
 
     bsz = min(batch_size, n)
-    steps = None
-    if use_cuda_graphs(dev, opt, -(-n // bsz)):  # as LossVal on CUDA: one captured graph per step
-        steps = BatchSteps(loss_of, opt, n_batches=-(-n // bsz), bsz=bsz, device=dev, graph=dev.type == "cuda")
+    steps = batch_steps_for(loss_of, opt, n=n, bsz=bsz, device=dev)  # as LossVal on CUDA: one graph per step
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=gen).to(dev, non_blocking=True)
         if steps is not None:
-            idx_pad, live = pad_batches(perm, bsz)
-            losses = steps.run_epoch(idx_pad, live / live.sum(dim=1, keepdim=True))
-            history[epoch, perm] = losses.reshape(-1)[:n]
+            history[epoch, perm] = steps.run_mean_epoch(perm)
             continue
         for idx in torch.split(perm, bsz):
             row_loss = loss_of(idx)

@@ -17,8 +17,8 @@ from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "cpu_threads", "make_mlp", "make_adam", "FlatAdam", "BatchSteps", "pad_batches",
-           "use_cuda_graphs", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "DEVICE_NAME", "CUDA_GRAPHS_ENV", "ProgressBar"]
+__all__ = ["resolve_device", "cpu_threads", "make_mlp", "make_adam", "FlatAdam", "BatchSteps", "batch_steps_for",
+           "pad_batches", "use_cuda_graphs", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "DEVICE_NAME", "CUDA_GRAPHS_ENV", "ProgressBar"]
 
 # Adam's moment decay rates and eps, torch's defaults, named so that LossVal's closed-form
 # row-weight Adam (lossval.valuation._RowAdam) and the network's optimiser share them.
@@ -183,6 +183,17 @@ def use_cuda_graphs(device: torch.device, optimizer: Any, n_batches: int) -> boo
     return n_batches > BatchSteps.WARMUP_STEPS
 
 
+def batch_steps_for(loss_fn: Callable[[torch.Tensor], torch.Tensor], optimizer: Any, *, n: int, bsz: int,
+                    device: torch.device) -> BatchSteps | None:
+    """:class:`BatchSteps` for ``n`` rows in batches of ``bsz`` where :func:`use_cuda_graphs` says so, else ``None``
+    (the caller keeps its own step-by-step loop: the CPU's, whose values stay bit for bit)."""
+    n_batches = -(-n // bsz)
+    if not use_cuda_graphs(device, optimizer, n_batches):
+        return None
+    # graph=False only where a test forces BatchSteps onto the CPU: the same steps, run eagerly.
+    return BatchSteps(loss_fn, optimizer, n_batches=n_batches, bsz=bsz, device=device, graph=device.type == "cuda")
+
+
 def pad_batches(perm: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The batches of ``perm`` (consecutive chunks of ``size``) as an index matrix.
 
@@ -298,6 +309,17 @@ class BatchSteps:
             return self.WARMUP_STEPS
         self._captured = graph
         return self.WARMUP_STEPS
+
+    def run_mean_epoch(self, perm: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Train one epoch on the consecutive batches of ``perm``, each step on its batch's mean loss.
+
+        ``weight`` (per row, ``(n,)``) multiplies each row's loss inside the mean, as
+        ``(loss * weight).mean()`` does. Returns each row's loss at its step, in ``perm`` order ``(n,)``.
+        """
+        idx, live = pad_batches(perm, self.bsz)
+        coef = live / live.sum(dim=1, keepdim=True)
+        losses = self.run_epoch(idx, coef * weight[idx] if weight is not None else coef)
+        return losses.reshape(-1)[:perm.numel()]
 
     def run_epoch(self, idx: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
         """Train one epoch on the batches ``idx`` ``(n_batches, bsz)`` with coefficients ``coef`` (same shape).

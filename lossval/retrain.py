@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossval._torchutil import BatchSteps, FlatAdam, cpu_threads, make_mlp, pad_batches, resolve_device, use_cuda_graphs
+from lossval._torchutil import FlatAdam, batch_steps_for, cpu_threads, make_mlp, resolve_device
 from lossval.errors import InputError
 
 __all__ = ["TabularModel", "fit_model", "fit_temperature", "evaluate", "METRICS", "HIGHER_IS_BETTER",
@@ -194,16 +194,11 @@ def _fit_model(
             return F.cross_entropy(out, yt[idx], reduction="none")
         return (out[:, 0] - yt[idx]) ** 2
 
-    bsz = min(batch_size, n)
-    steps = None
-    if use_cuda_graphs(dev, opt, -(-n // bsz)):  # on CUDA: one captured graph per step (see BatchSteps)
-        steps = BatchSteps(row_loss, opt, n_batches=-(-n // bsz), bsz=bsz, device=dev, graph=dev.type == "cuda")
+    steps = batch_steps_for(row_loss, opt, n=n, bsz=min(batch_size, n), device=dev)  # CUDA: one graph per step
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen).to(dev, non_blocking=True)
-        if steps is not None:  # the same mean loss: coefficient 1 / rows of the batch (times the weight), 0 for padding
-            idx_pad, live = pad_batches(perm, bsz)
-            coef = live / live.sum(dim=1, keepdim=True)
-            steps.run_epoch(idx_pad, coef * w[idx_pad] if w is not None else coef)
+        if steps is not None:
+            steps.run_mean_epoch(perm, w)  # the same weighted mean loss per batch
             continue
         for idx in torch.split(perm, batch_size):
             per_row = row_loss(idx)

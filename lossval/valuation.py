@@ -134,8 +134,8 @@ import torch
 import torch.nn.functional as F
 
 from lossval._robust import central_range_bounds, count_outside
-from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, cpu_threads,
-                                make_adam, make_mlp, pad_batches, resolve_device, use_cuda_graphs)
+from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
+                                cpu_threads, make_adam, make_mlp, pad_batches, resolve_device)
 from lossval.errors import ConfigError, InputError, NumericalError
 
 __all__ = ["LossVal", "VALUES_VERSION", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
@@ -900,11 +900,9 @@ class LossVal:
         state = _FitState(model=model, data=data, sinkhorn=sinkhorn, gen=gen, loss_history=loss_history,
                           bsz=bsz, pool=pool, power=power, lr=float(self.lr), weight_lr=weight_lr,
                           closed_form=closed_form, nonnegative=bool(self.nonnegative))
-        n_batches = -(-n // bsz)
-        if closed_form and use_cuda_graphs(device, state.optimizer, n_batches):
-            # On CUDA one captured graph per step instead of ~58 kernel launches (BatchSteps).
-            state.steps = BatchSteps(lambda idx: self._row_loss(model, data, idx), state.optimizer,
-                                     n_batches=n_batches, bsz=bsz, device=device, graph=device.type == "cuda")
+        if closed_form:  # on CUDA one captured graph per step instead of ~58 kernel launches (BatchSteps)
+            state.steps = batch_steps_for(lambda idx: self._row_loss(model, data, idx), state.optimizer, n=n, bsz=bsz,
+                                          device=device)
         model.train()
         for epoch in range(self.epochs):
             t_epoch = time.perf_counter()
@@ -1048,13 +1046,13 @@ class LossVal:
             counts = live.sum(dim=1).to(w_pad.dtype)
             terms = dict(power=st.power, weighting=self.loss_weighting, counts=counts)
             _, coef_pad, _ = objective_terms(torch.zeros_like(w_pad), w_pad, s_vals, s_grads, **terms)
-            coefs = coef_pad.reshape(-1)[:n].split(st.bsz)  # live entries come first: perm order
         if st.steps is not None:  # the same steps, replayed from a CUDA graph (padding: coefficient 0)
             losses = st.steps.run_epoch(idx_pad, torch.where(live, coef_pad, 0.0))
             with torch.no_grad():
                 loss_pad = torch.where(live, losses, 0.0).reshape(-1)
         else:
             row_losses = []
+            coefs = coef_pad.reshape(-1)[:n].split(st.bsz)  # live entries come first: perm order
             for idx, coef in zip(batches, coefs):
                 row_loss = self._row_loss(st.model, data, idx)
                 st.optimizer.zero_grad()

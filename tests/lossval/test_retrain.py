@@ -104,14 +104,14 @@ def test_training_through_batch_steps_matches_the_plain_loop(task: str, monkeypa
     # On CUDA fit_model's steps replay a captured graph (BatchSteps); forced on the CPU they run
     # eagerly and must train the same model: the mean loss becomes coefficients 1/rows (times the
     # sample weight), 0 on the padding of the last batch (250 rows in batches of 64).
-    import lossval.retrain as retrain
+    import lossval._torchutil as torchutil
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(250, 6)).astype(np.float32)
     y = (X[:, 0] > 0).astype(int) if task == "classification" else 2.0 * X[:, 1] + 0.1
     weights = rng.uniform(0.0, 2.0, 250)
     plain = fit_model(X, y, device="cpu", task=task, epochs=5, seed=1, sample_weight=weights)
-    monkeypatch.setattr(retrain, "use_cuda_graphs", lambda *args: True)
+    monkeypatch.setattr(torchutil, "use_cuda_graphs", lambda *args: True)
     steps = fit_model(X, y, device="cpu", task=task, epochs=5, seed=1, sample_weight=weights)
     for name, tensor in plain.state_dict().items():
         torch.testing.assert_close(steps.state_dict()[name], tensor, rtol=1e-5, atol=1e-6)

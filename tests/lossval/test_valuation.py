@@ -363,13 +363,13 @@ def test_fit_through_batch_steps_gives_the_plain_loops_values(task: str, monkeyp
     # On CUDA the network's steps replay a captured graph (BatchSteps, chosen by use_cuda_graphs).
     # Forced here on the CPU, BatchSteps runs the same step eagerly: the values must be those of
     # the plain loop (600 rows: the last batch of 24 is padded to 32 with coefficient 0).
-    import lossval.valuation as valuation
+    import lossval._torchutil as torchutil
 
     X, y, Xv, yv, _ = _noisy_classification(0) if task == "classification" else _separable_regression(0)
     plain = LossVal(task=task, verbose=False, seed=0, device="cpu", epochs=8).fit(X, y, Xv, yv)
     made = []
-    monkeypatch.setattr(valuation, "use_cuda_graphs", lambda *args: True)
-    monkeypatch.setattr(valuation, "BatchSteps", lambda *a, **k: made.append(BatchSteps(*a, **k)) or made[-1])
+    monkeypatch.setattr(torchutil, "use_cuda_graphs", lambda *args: True)
+    monkeypatch.setattr(torchutil, "BatchSteps", lambda *a, **k: made.append(BatchSteps(*a, **k)) or made[-1])
     steps = LossVal(task=task, verbose=False, seed=0, device="cpu", epochs=8).fit(X, y, Xv, yv)
     assert len(made) == 1 and not made[0].graph and len(X) % plain.batch_size_ != 0
     assert not steps.cuda_graphs_ and not plain.cuda_graphs_
