@@ -223,6 +223,10 @@ def _log(client: Any, run_id: str, *, params: dict[str, str] | None = None, metr
             client.log_batch(run_id, **{kind: items[i:i + batch_size]})
 
 
+# Numbers in a stage record that describe the model rather than measure the run: a stage's
+# run logs them as params, so the MLflow UI does not chart a network's width as a result.
+SHAPE_PARAMS = frozenset({"n_inputs", "n_outputs", "n_layers", "width"})
+
 # MLflow keeps at most this many characters of a param value and cuts the rest with a warning.
 PARAM_VALUE_LIMIT = 6000
 CONFIG_ARTIFACT = "config/config.json"
@@ -362,8 +366,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                           tags={"mlflow.parentRunId": parent, "stage": stage,
                                 **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)},
                                 **{k: str(v).lower() for k, v in record.items() if isinstance(v, bool)}}) as child:
-                    _log(client, child, metrics={k: float(v) for k, v in record.items()
-                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)},
+                    numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    _log(client, child, params={k: str(v) for k, v in numbers.items() if k in SHAPE_PARAMS},
+                         metrics={k: float(v) for k, v in numbers.items() if k not in SHAPE_PARAMS},
                          series={"epoch_loss": record["history_loss"]} if stage == "value" else None)
             registered = _version_with_key(client, registered_model_name(config), run_key) if run_key else None
             if registered is not None:  # a rerun of the same data and config: promote() reuses that version

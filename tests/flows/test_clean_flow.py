@@ -100,6 +100,11 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]
     [valued] = [r for r in children if r.data.tags["stage"] == "value"]
+    [retrained] = [r for r in children if r.data.tags["stage"] == "retrain"]
+    shape = {k: int(retrained.data.params[k]) for k in ("n_inputs", "n_outputs", "n_layers", "width")}  # params,
+    assert shape["n_outputs"] == 2 and min(shape.values()) >= 1  # breast_cancer: two classes
+    assert set(shape).isdisjoint(retrained.data.metrics)  # not metrics charted next to results
+    assert "seconds" in retrained.data.metrics
     losses = client.get_metric_history(valued.info.run_id, "epoch_loss")  # the valuation's training curve
     epochs = json.loads(Path(manifest["outputs"]["values"]).with_name("valuation.json").read_text())["history"]["loss"]
     assert [m.step for m in losses] == list(range(len(epochs))) and len(epochs) > 1
