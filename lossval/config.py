@@ -112,6 +112,9 @@ class TrackingConfig:
     uri: str | None = None
     experiment: str = "lossval"
     registered_model: str | None = None  # default: lossval-<dataset>
+    # Log quarantine.parquet (the pruned rows, whole) with the run, so a reviewer with only the
+    # MLflow UI sees every removed row. False keeps data rows out of the tracking store.
+    log_quarantine: bool = True
 
 
 @dataclass(frozen=True)
@@ -509,7 +512,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         path = suite_file(gate.suite)
         check_suite(read_suite(path), source=str(path), parameters=GATE_PARAMETERS)
     tracking = _section(raw.get("tracking"), TrackingConfig, "tracking", source,
-                        {"uri": str, "experiment": str, "registered_model": str})
+                        {"uri": str, "experiment": str, "registered_model": str, "log_quarantine": bool})
     if not tracking.experiment.strip():
         raise ConfigError("'tracking.experiment' must be a non-empty name.", source=source)
     model = tracking.registered_model

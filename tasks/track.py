@@ -351,6 +351,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             if valuation_report.is_file():  # resolved settings, values version, per-epoch loss
                 client.log_artifact(parent, str(valuation_report), artifact_path="values")
             quarantine = pd.read_parquet(prune["paths"]["quarantine"], columns=["row_id"])
+            if config.tracking.log_quarantine:  # every pruned row, whole, with its value and reason
+                client.log_artifact(parent, prune["paths"]["quarantine"], artifact_path="quarantine")
             try:  # a review aid: a table that cannot be built or logged must not fail the run's tracking
                 client.log_table(parent, lowest_value_rows(value["values"], prune["paths"]["kept"],
                                                            prune["paths"]["quarantine"], target=config.target),

@@ -110,7 +110,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert [m.step for m in losses] == list(range(len(epochs))) and len(epochs) > 1
     assert [m.value for m in losses] == pytest.approx(epochs)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"values", "plots", "gate", "lowest_values.json", "config"} <= artifacts
+    assert {"values", "plots", "gate", "lowest_values.json", "config", "quarantine"} <= artifacts
+    logged_quarantine = pd.read_parquet(client.download_artifacts(parent.info.run_id, "quarantine/quarantine.parquet"))
+    pd.testing.assert_frame_equal(logged_quarantine, pd.read_parquet(manifest["outputs"]["quarantine"]))
     logged_config = json.loads(Path(client.download_artifacts(parent.info.run_id, "config/config.json")).read_text())
     # The whole config as written, however long its params; the manifest's names the task it resolved to.
     assert logged_config == {**manifest["config"], "task": "auto"} and manifest["config"]["task"] == "classification"
@@ -362,9 +364,13 @@ def test_the_gate_compares_with_the_champion_on_the_run_s_own_test_rows(workspac
 
 def test_regression_run_end_to_end(workspace: Path) -> None:
     cfg = _config(workspace, "diabetes", pruning={"policy": "mixture", "max_prune_fraction": 0.15},
-                  gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False, "metric_limits": {"mae": 1e6}})
+                  gate={"metric_tolerance": 1.0, "refuse_when_all_worse": False, "metric_limits": {"mae": 1e6}},
+                  tracking={"experiment": "lossval-tests", "log_quarantine": False})
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
     manifest = _latest_manifest(workspace, "diabetes")
+    _, client = _mlflow(workspace)  # log_quarantine: false keeps the pruned rows out of the tracking store
+    assert manifest["rows"]["quarantine"] > 0
+    assert "quarantine" not in {a.path for a in client.list_artifacts(manifest["mlflow"]["run_id"])}
     assert manifest["task"] == "regression"
     # The gate applied the configured limit (far above any change here) and recorded it.
     assert json.loads(Path(manifest["outputs"]["gate"]).read_text())["metric_limits"] == {"mae": 1e6}
