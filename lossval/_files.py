@@ -22,6 +22,10 @@ from lossval.errors import InputError
 
 __all__ = [
     "DATA_SUFFIXES",
+    "data_suffix",
+    "data_stem",
+    "is_csv_file",
+    "open_csv_text",
     "atomic_write",
     "check_writable_folder",
     "make_temp",
@@ -33,8 +37,36 @@ __all__ = [
     "json_default",
 ]
 
-DATA_SUFFIXES = (".parquet", ".pq", ".csv")
-"""File suffixes read as tables (a folder input reads every such file in it)."""
+DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
+"""File suffixes read as tables (a folder input reads every such file in it); ``.csv.gz`` is a gzip-compressed CSV."""
+
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+
+
+def data_suffix(name: str | os.PathLike[str]) -> str | None:
+    """The data suffix a file name ends with (case-insensitive; ``".csv.gz"``, not ``".gz"``), else None."""
+    lower = os.fspath(name).lower()
+    return next((s for s in sorted(DATA_SUFFIXES, key=len, reverse=True) if lower.endswith(s)), None)
+
+
+def data_stem(name: str) -> str:
+    """``name`` without its data suffix (``loans.csv.gz`` -> ``loans``); other names lose their last suffix."""
+    suffix = data_suffix(name)
+    return name[:-len(suffix)] if suffix else name.rsplit(".", 1)[0] if "." in name[1:] else name
+
+
+def is_csv_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a CSV file, plain or gzip-compressed."""
+    return data_suffix(Path(path).name) in _CSV_SUFFIXES
+
+
+def open_csv_text(path: str | os.PathLike[str]) -> Any:
+    """Open a CSV file (``.csv.gz`` decompressed on the fly) as UTF-8 text, a leading BOM skipped, as ``csv`` needs."""
+    if os.fspath(path).lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("value", help="value every row of DATA against a validation file; writes values.parquet")
-    p.add_argument("data", help="training rows: parquet/CSV file or a folder of them")
+    p.add_argument("data", help="training rows: a parquet, CSV or .csv.gz file, or a folder of them")
     p.add_argument("--target", required=True, help="target column")
     p.add_argument("--validation", required=True, help="trusted validation rows (same columns)")
     p.add_argument("--out", required=True, help="output parquet: row_id, value, rank[, noise_prob]")
@@ -292,9 +292,11 @@ def _report_error(kind: str, exc: BaseException | str, *, debug: bool, name_type
 
 def _csv_line_note(exc: InputError, text: str) -> str:
     """" (row 17 is line 19 of the file)" when the error names a row of one CSV file, else ""."""
+    from lossval._files import is_csv_file
+
     found = re.search(r"\bat row (\d+)\b", text)
     source = Path(exc.source) if exc.source else None
-    if found is None or source is None or source.suffix.lower() != ".csv" or not source.is_file():
+    if found is None or source is None or not is_csv_file(source) or not source.is_file():
         return ""
     from lossval.io import csv_line_of_row
 

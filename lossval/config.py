@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from lossval._files import data_stem
 from lossval.errors import ConfigError
 from lossval.suites import GATE_PARAMETERS, SUITES_DIR, check_suite, read_suite, suite_file
 
@@ -565,7 +566,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         values["test_path"] = resolve(values["test_path"])
     _refuse_same_files({"data": data, "validation.path": validation.path if validation.strategy == "file" else None,
                         "test_path": values.get("test_path")}, source)
-    dataset = values.pop("dataset", None) or Path(str(data)).stem
+    dataset = values.pop("dataset", None) or data_stem(Path(str(data)).name)  # loans.csv.gz: "loans"
     if not DATASET_NAME_RE.fullmatch(dataset):
         raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-', and not only dots "
                           "(it names folders in the workspace).", source=source)

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,10 @@ import pandas as pd
 from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where callers import them)
     DATA_SUFFIXES,
     PAUSE_ENV,
+    data_stem,
+    data_suffix,
+    is_csv_file,
+    open_csv_text,
     _host_tag,
     atomic_write,
     check_writable_folder,
@@ -41,6 +46,9 @@ from lossval.errors import InputError
 
 __all__ = [
     "DATA_SUFFIXES",
+    "data_stem",
+    "data_suffix",
+    "is_csv_file",
     "MAX_COLUMNS",
     "read_table",
     "list_data_files",
@@ -74,19 +82,20 @@ def list_data_files(path: str | os.PathLike[str]) -> list[Path]:
         where = "" if p.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
         raise InputError(f"no such file or directory; check the path{where}.", source=str(p))
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in DATA_SUFFIXES and not f.name.startswith("."))
+        files = sorted(f for f in p.iterdir() if f.is_file() and data_suffix(f.name) and not f.name.startswith("."))
         if not files:
             raise InputError(f"directory holds no data files (looked for {', '.join(DATA_SUFFIXES)}).", source=str(p))
         return files
-    if p.suffix.lower() not in DATA_SUFFIXES:
-        raise InputError(f"unsupported file type {p.suffix!r}; give a parquet (.parquet/.pq) or CSV (.csv) file.", source=str(p))
+    if data_suffix(p.name) is None:
+        raise InputError(f"unsupported file type {p.suffix!r}; give a parquet (.parquet/.pq) or CSV (.csv, or "
+                         ".csv.gz compressed with gzip) file.", source=str(p))
     return [p]
 
 
 def _header(path: Path) -> list[str]:
     """Column names from the file's header or schema alone (cheap even for a very wide file)."""
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+    if is_csv_file(path):
+        with open_csv_text(path) as fh:
             # pandas skips blank lines before the header; so must the duplicate-name check
             return next((row for row in csv.reader(fh) if row and not (len(row) == 1 and not row[0].strip())), [])
     import pyarrow.parquet as pq
@@ -132,7 +141,7 @@ def _first_line(exc: BaseException) -> str:
 def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise InputError("file is empty (0 bytes).", source=str(path))
-    is_csv = path.suffix.lower() == ".csv"
+    is_csv = is_csv_file(path)
     try:
         # The header first: a huge or ambiguous header is refused before reading any rows.
         header = _header(path)
@@ -160,6 +169,10 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
     except MemoryError:
         raise InputError("file is too large to read into memory.", source=str(path)) from None
     except Exception as exc:  # pyarrow raises several types for corrupt/truncated parquet
+        if is_csv and path.name.lower().endswith(".gz") and isinstance(exc, (EOFError, OSError, zlib.error)):
+            # gzip.BadGzipFile is an OSError; a cut-off file ends in EOFError; a corrupt stream in zlib.error.
+            raise InputError(f"not a readable gzip file ({_first_line(exc)}); is it truncated, or not gzip-compressed? "
+                             "Recompress it with gzip or give the plain CSV.", source=str(path)) from None
         if is_csv:
             raise
         reason = ("no parquet footer" if "magic bytes" in str(exc) else _first_line(exc))
@@ -217,7 +230,7 @@ def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None)
 
 def _first_overlong_line(path: Path, n_header: int) -> int | None:
     """1-based line number of the first record with a non-empty field past the header's ``n_header``."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open_csv_text(path) as fh:
         reader = csv.reader(fh)
         for row in reader:
             if len(row) > n_header and any(field.strip() for field in row[n_header:]):
@@ -233,7 +246,7 @@ def csv_line_of_row(path: str | os.PathLike[str], row: int) -> int | None:
     """
     seen = -1  # the header is record -1
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open_csv_text(path) as fh:
             reader = csv.reader(fh)
             end = 0  # the line the previous record (or blank line) ended on
             for record in reader:
@@ -242,7 +255,7 @@ def csv_line_of_row(path: str | os.PathLike[str], row: int) -> int | None:
                         return end + 1
                     seen += 1
                 end = reader.line_num
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error):
         return None
     return None
 

@@ -3,7 +3,7 @@
 Pure standard library (no Prefect, no pandas), so ``lossval watch`` starts fast and the rules
 are unit-tested without servers.
 
-**When a file has landed.** A data file (``.csv``, ``.parquet``, ``.pq``) in the landing folder,
+**When a file has landed.** A data file (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``) in the landing folder,
 or in one subfolder of it, has landed when
 
 * a marker ``<file name>.done`` (e.g. ``loans.csv.done``) exists next to it and is at least as
@@ -55,7 +55,7 @@ from typing import Any
 
 from lossval.config import DATASET_NAME_RE
 from lossval.errors import InputError, LossvalError
-from lossval._files import DATA_SUFFIXES, sweep_orphaned_temp_files, write_json
+from lossval._files import DATA_SUFFIXES, data_stem, sweep_orphaned_temp_files, write_json
 
 __all__ = [
     "ARRIVAL_EVENT",
@@ -122,13 +122,14 @@ def dataset_of(relative: str | PurePosixPath) -> str:
 
     >>> dataset_of("loans/2026-11-22.csv"), dataset_of("loans__2026-11-22.csv"), dataset_of("loans.parquet")
     ('loans', 'loans', 'loans')
+    >>> dataset_of("loans.csv.gz")
+    'loans'
     """
     parts = PurePosixPath(relative).parts
     if len(parts) == 2:
         name = parts[0]
     elif len(parts) == 1:
-        stem = parts[0].rsplit(".", 1)[0]
-        name = stem.split("__", 1)[0]
+        name = data_stem(parts[0]).split("__", 1)[0]
     else:
         raise InputError("landed files go in the landing folder or one subfolder of it (<dataset>/<file>); "
                          "this path is deeper.", source=str(relative))

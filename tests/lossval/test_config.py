@@ -22,6 +22,9 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.data == str((tmp_path / "sub" / "data.csv").resolve())
     assert cfg.validation.path == str((tmp_path / "sub" / "v.csv").resolve())
     assert cfg.dataset == "data" and cfg.pruning.policy == "two_means" and cfg.pruning.max_prune_fraction == 0.2
+    # The dataset is named after the file without its data suffix, compressed CSVs' included.
+    assert config_from_dict({**BASE, "data": "loans.csv.gz"}).dataset == "loans"
+    assert config_from_dict({**BASE, "data": "exports/loans.v2"}).dataset == "loans"  # a folder, as before
 
 
 def test_example_config_is_valid() -> None:

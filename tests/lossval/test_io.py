@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,31 @@ def test_csv_line_of_row_counts_rows_as_pandas_reads_them(tmp_path: Path) -> Non
     assert rows["b"].tolist() == [2, 4, 5, 7]
     assert [csv_line_of_row(path, i) for i in range(5)] == [3, 6, 7, 9, None]
     assert csv_line_of_row(tmp_path / "missing.csv", 0) is None
+
+
+def test_gzip_compressed_csv_reads_as_the_plain_file(tmp_path: Path) -> None:
+    text = 'id,x,label\n"007",1.5,a\n\n"0x",2.5,"b\nc"\n9,3.5,a\n'  # a blank line, a value over two lines
+    (tmp_path / "plain.csv").write_text(text)
+    (tmp_path / "packed.csv.gz").write_bytes(gzip.compress(text.encode()))
+    plain = read_table(tmp_path / "plain.csv", text_columns=["id"])
+    pd.testing.assert_frame_equal(read_table(tmp_path / "packed.csv.gz", text_columns=["id"]), plain)
+    assert plain["id"].tolist() == ["007", "0x", "9"]  # ids kept as written, as in a plain CSV
+    assert [csv_line_of_row(tmp_path / "packed.csv.gz", i) for i in range(4)] == [2, 4, 6, None]
+    folder = tmp_path / "both"
+    folder.mkdir()
+    (folder / "1.csv").write_text("a,b\n1,2\n")
+    (folder / "2.CSV.GZ").write_bytes(gzip.compress(b"a,b\n3,4\n"))
+    assert read_table(folder).to_dict("list") == {"a": [1, 3], "b": [2, 4]}  # a folder reads both kinds
+
+
+_ROWS = "a,b\n" + "".join(f"{i},{i * 7919 % 10007}\n" for i in range(5000))
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (gzip.compress(_ROWS.encode())[:2000], "EOFError"),  # cut off mid-stream
+    (_ROWS.encode(), "BadGzipFile"),  # a plain CSV under a .gz name
+], ids=["truncated", "not-gzip"])
+def test_a_broken_gzip_csv_is_named_and_says_what_to_do(tmp_path: Path, content: bytes, reason: str) -> None:
+    (tmp_path / "d.csv.gz").write_bytes(content)
+    with pytest.raises(InputError, match=rf"d\.csv\.gz: not a readable gzip file \({reason}.*Recompress it"):
+        read_table(tmp_path / "d.csv.gz")

@@ -56,7 +56,7 @@ def outside(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(("relative", "dataset"), [
     ("loans/2026-11-22.csv", "loans"), ("loans__2026-11-22.parquet", "loans"), ("loans.csv", "loans"),
-    ("credit-v2/part.pq", "credit-v2"),
+    ("credit-v2/part.pq", "credit-v2"), ("loans.csv.gz", "loans"), ("loans__2026-11-22.CSV.GZ", "loans"),
 ])
 def test_dataset_comes_from_the_subfolder_or_the_name_prefix(relative: str, dataset: str) -> None:
     assert dataset_of(relative) == dataset
@@ -71,6 +71,7 @@ def test_bad_dataset_paths_are_refused(relative: str) -> None:
 @pytest.mark.parametrize(("name", "ok"), [
     ("x.csv", True), ("x.PARQUET", True), ("x.pq", True), (".x.csv", False), ("~x.csv", False),
     ("x.csv.part", False), ("x.csv.tmp", False), ("x.csv.done", False), ("x.txt", False), ("x.partial", False),
+    ("x.csv.gz", True), ("x.csv.gz.done", False), ("x.csv.gz.part", False), ("x.gz", False), ("x.tsv", False),
 ])
 def test_partial_hidden_and_foreign_names_are_not_data_files(name: str, ok: bool) -> None:
     assert is_data_file_name(name) is ok
