@@ -100,7 +100,9 @@ def _start_temporary_server() -> Callable[[], None]:
     Without a ``PREFECT_API_URL`` the first flow run starts that server and waits for it (5-12 s
     on 2 cores, the most on a first run, which creates Prefect's database). Started here, it
     comes up in its own process while this one imports the flow and its libraries. The server
-    is the one the flow would start (Prefect keeps one per process). If starting it fails, the
+    is the one the flow would start (Prefect keeps one per process). Its process is launched
+    before Prefect's server module is imported (:func:`flows._server_guard.launch_early`), and
+    adopted only if Prefect's own command is the same. If starting it fails, the
     process it launched is stopped and the wait raises it as a :class:`LossvalError` (exit 1)
     that says what to change.
     """
@@ -108,9 +110,16 @@ def _start_temporary_server() -> Callable[[], None]:
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return lambda: None
+    from flows import _server_guard
+
+    try:  # its process first, then the 2 s import of Prefect's server module (which the flow needs anyway)
+        port = _server_guard.launch_early()
+    except Exception:  # noqa: BLE001 (an optimisation: GuardedServer launches Prefect's command as usual)
+        port = None
     try:
         from flows._server_guard import GuardedServer
     except ImportError:  # another Prefect layout: the flow starts its server as usual
+        _server_guard.stop_unadopted()
         return lambda: None
     import threading
 
@@ -118,12 +127,16 @@ def _start_temporary_server() -> Callable[[], None]:
 
     def start() -> None:
         server = GuardedServer()  # its own session, stopped when this process is gone (flows/_server_guard.py)
+        if port is not None and not getattr(server, "running", False):
+            server.port = port  # the early process's port: start() then adopts that process
         try:
             server.start()
         except Exception as exc:  # stop what it launched: a retry by the flow would orphan that process
             failed.append(exc)
             with contextlib.suppress(Exception):
                 server.stop()
+        finally:
+            _server_guard.stop_unadopted()  # not adopted (already running, or start failed first): stop it
 
     def wait() -> None:
         thread.join()

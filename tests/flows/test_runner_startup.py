@@ -23,6 +23,7 @@ def test_the_temporary_server_starts_in_a_thread_and_the_caller_waits_for_it(mon
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setattr(guard, "GuardedServer", FakeServer)
+    monkeypatch.setattr(guard, "launch_early", lambda: None)  # no real process here (tested below)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: None}):
@@ -56,6 +57,66 @@ def test_the_temporary_server_starts_in_a_thread_and_the_caller_waits_for_it(mon
         monkeypatch.setattr(guard, "GuardedServer", FakeServer)
         runner._start_temporary_server()()
     assert started == []
+
+
+class _FakeProcess:
+    """Stands in for the server's ``Popen``: records how it was launched and whether it was stopped."""
+
+    def __init__(self, args: list[str], **kwargs) -> None:
+        self.args, self.kwargs, self.stopped = list(args), kwargs, False
+
+    def poll(self):
+        return 0 if self.stopped else None
+
+    def terminate(self) -> None:
+        self.stopped = True
+
+    def wait(self, timeout=None) -> int:
+        return 0
+
+
+def test_an_early_server_process_is_adopted_only_when_prefect_would_run_the_same_command(monkeypatch) -> None:
+    from flows import _server_guard as guard
+
+    launched: list[_FakeProcess] = []
+
+    def popen(args, **kwargs):
+        launched.append(_FakeProcess(args, **kwargs))
+        return launched[-1]
+
+    monkeypatch.setattr(guard.subprocess, "Popen", popen)  # the guard's launches; Prefect's command is captured
+    monkeypatch.setattr(guard, "_early", None)
+    cls = guard._guarded_server_class()
+
+    port = guard.launch_early()
+    assert port is not None and 8000 <= port < 9000 and len(launched) == 1
+    early = launched[0]
+    assert early.args[1:4] == ["-m", "flows._server_guard", str(__import__("os").getpid())]
+    assert early.kwargs["start_new_session"] is True
+    assert guard.launch_early() is None and len(launched) == 1  # one early process per lossval process
+
+    server = object.__new__(cls)  # not the per-process singleton: this test must not register a server
+    server.port = port
+    # Prefect's own command for that port, captured as GuardedServer does, is the one started early:
+    # this fails when a Prefect upgrade changes its command, and then the early process is stopped, not used.
+    assert server._run_uvicorn_command() is early and len(launched) == 1 and not early.stopped
+
+    guard.launch_early()
+    second = launched[-1]
+    server.port = port + 1 if port < 8999 else port - 1  # Prefect moved to another port: not adopted
+    fresh = server._run_uvicorn_command()
+    assert second.stopped and fresh is launched[-1] and fresh is not second
+    assert fresh.args[fresh.args.index("--port") + 1] == str(server.port)
+
+    guard.launch_early()
+    third = launched[-1]
+    monkeypatch.setenv("PREFECT_API_DATABASE_TIMEOUT", "99")  # a Prefect setting that appeared since: not adopted
+    server.port = int(third.args[third.args.index("--port") + 1])
+    assert server._run_uvicorn_command() is not third and third.stopped
+
+    guard.launch_early()
+    guard.stop_unadopted()  # a run that ended before its flow started the server: the process is stopped
+    assert launched[-1].stopped and guard._early is None
 
 
 def test_the_run_s_sqlite_tracking_store_is_created_before_the_flow(tmp_path: Path) -> None:
