@@ -86,6 +86,10 @@ def test_an_early_server_process_is_adopted_only_when_prefect_would_run_the_same
 
     monkeypatch.setattr(guard.subprocess, "Popen", popen)  # the guard's launches; Prefect's command is captured
     monkeypatch.setattr(guard, "_early", None)
+    from prefect.server.api.server import SubprocessASGIServer
+
+    # A flow test earlier in this process may have left Prefect's own server running (no early launch then).
+    monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
     cls = guard._guarded_server_class()
 
     port = guard.launch_early()
@@ -117,6 +121,11 @@ def test_an_early_server_process_is_adopted_only_when_prefect_would_run_the_same
     guard.launch_early()
     guard.stop_unadopted()  # a run that ended before its flow started the server: the process is stopped
     assert launched[-1].stopped and guard._early is None
+
+    running = object.__new__(SubprocessASGIServer)
+    running.running = True
+    SubprocessASGIServer._instances[None] = running  # this process's server is up already: nothing is launched
+    assert guard.launch_early() is None and guard._early is None
 
 
 def test_the_run_s_sqlite_tracking_store_is_created_before_the_flow(tmp_path: Path) -> None:
