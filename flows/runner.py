@@ -87,7 +87,7 @@ def run_flow(config_path: Path, workspace: Path, *, debug: bool = False,
 def start_prefect_server(workspace: Path) -> Callable[[], None]:
     """:func:`prepare_environment`, then Prefect's temporary server started; returns the wait for it.
 
-    The server is the slowest part of a first run (Prefect creates its database: about 11 s on 2
+    The server is the slowest part of a first run (Prefect creates its database: about 10 s on 2
     cores), so the earlier it starts, the sooner the flow can.
     """
     prepare_environment(workspace)
