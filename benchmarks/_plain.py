@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lossval import LossVal
-from lossval._torchutil import FlatAdam, batch_steps_for, make_adam, make_mlp
+from lossval._torchutil import FlatAdam, batch_steps_for, make_adam, make_mlp, per_row_loss
 
 __all__ = ["default_training", "train_plain", "score_model", "score_log_loss", "write_atomic"]
 
@@ -88,10 +87,7 @@ def train_plain(
     model.train()
 
     def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        out = model(Xt[idx])
-        if task == "classification":
-            return F.cross_entropy(out, yt[idx], reduction="none")
-        return (out[:, 0] - yt[idx]) ** 2
+        return per_row_loss(model(Xt[idx]), yt[idx], task)
 
     bsz = min(batch_size, n)
     steps = batch_steps_for(loss_of, opt, n=n, bsz=bsz, device=dev)  # as LossVal on CUDA: one graph per step
@@ -101,12 +97,12 @@ def train_plain(
             history[epoch, perm] = steps.run_mean_epoch(perm)
             continue
         for idx in torch.split(perm, bsz):
-            row_loss = loss_of(idx)
-            loss = row_loss.mean()
+            per_row = loss_of(idx)
+            loss = per_row.mean()
             opt.zero_grad()  # torch.optim's default clears to None; FlatAdam zero-fills its buffer
             loss.backward()
             opt.step()
-            history[epoch, idx] = row_loss.detach()
+            history[epoch, idx] = per_row.detach()
     if flat:
         opt.release()
     model.eval()

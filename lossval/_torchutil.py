@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "cpu_threads", "make_mlp", "make_adam", "FlatAdam", "BatchSteps", "batch_steps_for",
+__all__ = ["resolve_device", "cpu_threads", "make_mlp", "make_adam", "FlatAdam", "BatchSteps", "batch_steps_for", "per_row_loss",
            "pad_batches", "use_cuda_graphs", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "DEVICE_NAME", "CUDA_GRAPHS_ENV", "ProgressBar"]
 
 # Adam's moment decay rates and eps, torch's defaults, named so that LossVal's closed-form
@@ -163,6 +164,14 @@ def _has_fused_adam(t: torch.Tensor) -> bool:
     except (RuntimeError, TypeError, NotImplementedError):
         return False
     return True
+
+
+def per_row_loss(out: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
+    """Each row's training loss: cross-entropy of the logits (classification), else the squared
+    error of the single output. LossVal, retraining and the benchmarks' plain training share it."""
+    if task == "classification":
+        return F.cross_entropy(out, target, reduction="none")
+    return (out[:, 0] - target) ** 2
 
 
 CUDA_GRAPHS_ENV = "LOSSVAL_CUDA_GRAPHS"

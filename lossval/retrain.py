@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lossval._torchutil import FlatAdam, batch_steps_for, cpu_threads, make_mlp, resolve_device
+from lossval._torchutil import FlatAdam, batch_steps_for, cpu_threads, make_mlp, per_row_loss, resolve_device
 from lossval.errors import InputError
 
 __all__ = ["TabularModel", "fit_model", "fit_temperature", "evaluate", "METRICS", "HIGHER_IS_BETTER",
@@ -188,20 +187,17 @@ def _fit_model(
     model.train()
     n = Xt.shape[0]
 
-    def row_loss(idx: torch.Tensor) -> torch.Tensor:
-        out = model.raw(Xt[idx])
-        if task == "classification":
-            return F.cross_entropy(out, yt[idx], reduction="none")
-        return (out[:, 0] - yt[idx]) ** 2
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        return per_row_loss(model.raw(Xt[idx]), yt[idx], task)
 
-    steps = batch_steps_for(row_loss, opt, n=n, bsz=min(batch_size, n), device=dev)  # CUDA: one graph per step
+    steps = batch_steps_for(loss_of, opt, n=n, bsz=min(batch_size, n), device=dev)  # CUDA: one graph per step
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen).to(dev, non_blocking=True)
         if steps is not None:
             steps.run_mean_epoch(perm, w)  # the same weighted mean loss per batch
             continue
         for idx in torch.split(perm, batch_size):
-            per_row = row_loss(idx)
+            per_row = loss_of(idx)
             loss = (per_row * w[idx]).mean() if w is not None else per_row.mean()
             opt.zero_grad()
             loss.backward()

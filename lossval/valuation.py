@@ -131,11 +131,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
-                                cpu_threads, make_adam, make_mlp, pad_batches, resolve_device)
+                                cpu_threads, make_adam, make_mlp, pad_batches, per_row_loss,
+                                resolve_device)
 from lossval.errors import ConfigError, InputError, NumericalError
 
 __all__ = ["LossVal", "VALUES_VERSION", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
@@ -999,14 +999,12 @@ class LossVal:
 
     def _row_loss(self, model: torch.nn.Module, data: _Prepared, idx: torch.Tensor) -> torch.Tensor:
         out = model(data.X[idx])
-        if self.task_ == "classification":
-            if self.ce_epsilon is None:
-                return F.cross_entropy(out, data.y[idx], reduction="none")
+        if self.task_ == "classification" and self.ce_epsilon is not None:
             # The reference code's form: softmax, then log(p + eps). A row's loss (and its pull on
             # its weight) stops growing near -log(eps), which matters once weights turn negative.
             p_true = torch.softmax(out, dim=1).gather(1, data.y[idx][:, None])[:, 0]
             return -torch.log(p_true + self.ce_epsilon)
-        return (out[:, 0] - data.y[idx]) ** 2
+        return per_row_loss(out, data.y[idx], self.task_)
 
     def _draw_epoch(self, st: _FitState) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
         """The epoch's row order, its batches and each batch's validation subset (a row of the pool)."""
