@@ -25,6 +25,7 @@ __all__ = [
     "data_suffix",
     "data_stem",
     "is_csv_file",
+    "is_gzip_csv",
     "open_csv_text",
     "atomic_write",
     "check_writable_folder",
@@ -60,9 +61,14 @@ def is_csv_file(path: str | os.PathLike[str]) -> bool:
     return data_suffix(Path(path).name) in _CSV_SUFFIXES
 
 
+def is_gzip_csv(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a gzip-compressed CSV file (``.csv.gz``)."""
+    return data_suffix(Path(path).name) == ".csv.gz"
+
+
 def open_csv_text(path: str | os.PathLike[str]) -> Any:
     """Open a CSV file (``.csv.gz`` decompressed on the fly) as UTF-8 text, a leading BOM skipped, as ``csv`` needs."""
-    if os.fspath(path).lower().endswith(".gz"):
+    if is_gzip_csv(path):
         import gzip
 
         return gzip.open(path, "rt", newline="", encoding="utf-8-sig")

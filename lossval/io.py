@@ -30,6 +30,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     data_stem,
     data_suffix,
     is_csv_file,
+    is_gzip_csv,
     open_csv_text,
     _host_tag,
     atomic_write,
@@ -169,7 +170,7 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
     except MemoryError:
         raise InputError("file is too large to read into memory.", source=str(path)) from None
     except Exception as exc:  # pyarrow raises several types for corrupt/truncated parquet
-        if is_csv and path.name.lower().endswith(".gz") and isinstance(exc, (EOFError, OSError, zlib.error)):
+        if is_gzip_csv(path) and isinstance(exc, (EOFError, OSError, zlib.error)):
             # gzip.BadGzipFile is an OSError; a cut-off file ends in EOFError; a corrupt stream in zlib.error.
             raise InputError(f"not a readable gzip file ({_first_line(exc)}); is it truncated, or not gzip-compressed? "
                              "Recompress it with gzip or give the plain CSV.", source=str(path)) from None
