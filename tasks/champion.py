@@ -75,6 +75,7 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
     Returns:
         ``{"champion": version or None, "failures": [...], "schema_changes": [...],
         "metrics": champion's test metrics or None, "note": why nothing was compared, or None}``.
+        A tracking store that does not answer is a failure: nothing is promoted uncompared.
     """
     record: dict[str, Any] = {"champion": None, "failures": [], "schema_changes": [], "metrics": None, "note": None}
     uri = tracking_uri(config, workspace)
@@ -85,8 +86,12 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
     with tempfile.TemporaryDirectory() as tmp:
         try:
             found = _download_champion(uri, name, Path(tmp))
-        except _Unreachable as exc:  # the tracking stage fails on it next, with its own message
-            record["note"] = f"champion not compared: {exc}"
+        except _Unreachable as exc:
+            # A refusal, not a pass: a store that answers again a moment later (a busy database, a blip of
+            # the server) would otherwise let promotion replace a champion nobody compared with.
+            record["failures"].append(
+                f"the champion of {name} could not be read to compare with ({exc}). Rerun once the tracking store "
+                "answers; gate.compare_with_champion: false promotes without comparing")
             return record
         except _Unusable as exc:  # its files are gone, or not a lossval model's
             record["champion"] = exc.version

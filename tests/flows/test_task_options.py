@@ -401,3 +401,21 @@ def test_a_snapshot_much_smaller_than_the_previous_one_is_named(tmp_path) -> Non
     history = snapshot_history(ws, "d")
     assert shrank_from(history, 300) == 1000  # the audit's truncated export: 300 of 1000 rows
     assert shrank_from(history, 500) is None and shrank_from(history, 1200) is None
+
+
+def test_a_champion_that_cannot_be_looked_up_refuses_the_gate_instead_of_passing_it(tmp_path) -> None:
+    import pandas as pd
+
+    from lossval.encoding import TabularEncoder
+    from tasks.champion import compare_with_champion
+
+    store = tmp_path / "broken.db"
+    store.write_bytes(b"not a sqlite database" * 100)  # a store that exists and does not answer
+    config = config_from_dict({"data": "d.csv", "target": "label", "dataset": "unread",
+                               "tracking": {"uri": f"sqlite:///{store}"}})
+    rows = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0] * 5, "label": ["p", "q"] * 10})
+    enc = TabularEncoder(target="label", task="classification").fit(rows)
+    record = compare_with_champion(config, str(tmp_path), encoder=enc, test=rows, after={"accuracy": 1.0})
+    assert record["champion"] is None and record["metrics"] is None and len(record["failures"]) == 1
+    assert record["failures"][0].startswith("the champion of lossval-unread could not be read to compare with (")
+    assert "gate.compare_with_champion: false" in record["failures"][0]
