@@ -104,6 +104,9 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     if not checked["passed"]:
         raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: "
                          + "; ".join(checked["failures"]) + f". Run folder: {run_dir}", summary=summary)
+    if summary["model"].get("refused"):
+        raise GateFailed(f"{config.dataset}: nothing promoted to champion; {summary['model']['refused']}. "
+                         f"Run folder: {run_dir}", summary=summary)
     return summary
 
 
@@ -305,7 +308,8 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
                         snapshot_hash=summary["snapshot_hash"], gate=gate, pruning=summary["pruning"],
                         run_key=summary["run_key"], run_dir=str(run_dir), lossval_run_id=summary["run_id"])
         summary["model"] = promote(config=config, workspace=str(ws.root), model_source=tracked["model_source"],
-                                   run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"])
+                                   run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"],
+                                   gate_champion=gate["champion"])
         summary["mlflow"] = {**tracked, "status": "ok"}
     except LossvalError as exc:
         error = exc

@@ -272,6 +272,9 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
 
         print(f"  gate passed; model {model['name']} version {model['version']} is champion"
               + replacing(model["version"], model.get("previous_champion")))
+    elif model and model.get("refused"):
+        print(f"  gate passed, not promoted; model {model['name']} version {model['version']} is challenger only: "
+              f"{model['refused']}")
     elif model:
         champion = model.get("champion_version")
         if champion is not None and str(champion) == str(model["version"]):  # a rerun that reused that version

@@ -477,10 +477,15 @@ def _registration_line(name: str, version: str, *, reused: bool, gate_passed: bo
 
 @task(name="promote")
 def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id: str, run_key: str,
-            gate_passed: bool) -> dict:
+            gate_passed: bool, gate_champion: dict | None = None) -> dict:
     """Register the "after" model once per run key; alias ``challenger`` always, ``champion`` only when the gate passed.
 
     ``model_source`` is where :func:`track` logged the model (its artifact location).
+    ``gate_champion`` is the gate's comparison with the champion (:func:`tasks.champion.compare_with_champion`),
+    or None when the gate did not compare. When it did, ``champion`` moves only if it still points
+    where it pointed when the gate compared: a run that another run's promotion overtook between its
+    gate and here was never compared with the new champion, so it stays challenger (``refused``
+    says why) and the caller treats it as refused.
 
     A rerun with the same snapshot, config and seed finds the version tagged with its
     ``run_key`` and reuses it instead of registering a duplicate.
@@ -509,6 +514,13 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             for key, value in model_tags.items():
                 if key not in has:
                     client.set_registered_model_tag(name, key, value)
+        previous = _alias_version(client, name, "champion") if gate_passed else None
+        refused = None
+        if gate_passed and gate_champion is not None and previous != gate_champion["champion"]:
+            compared = gate_champion["champion"]
+            refused = (f"the champion changed while this run was gated: it is version {previous}, and the gate compared "
+                       f"with {f'version {compared}' if compared else 'no champion'}. Rerun to compare with it")
+        promoted = gate_passed and refused is None
         existing = _version_with_key(client, name, run_key)
         if existing is not None:
             version = str(existing.version)
@@ -520,20 +532,22 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             about.update({k: f"{v:.6g}" for k, v in logged.metrics.items() if k.startswith("after_")})
             mv = client.create_model_version(name, model_source, run_id=run_id,
                                              tags={"lossval_run_key": run_key, "source_run": run_id, **about},
-                                             description=_version_description(config, gate_passed))
+                                             description=_version_description(config, promoted, refused))
             version, reused = str(mv.version), False
-        previous = _alias_version(client, name, "champion") if gate_passed else None
         client.set_registered_model_alias(name, "challenger", version)
-        if gate_passed:
+        if promoted:
             client.set_registered_model_alias(name, "champion", version)
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
-        champion = version if gate_passed else _alias_version(client, name, "champion")
+        if refused:
+            client.set_tag(run_id, "promotion_refused", refused)
+        champion = version if promoted else _alias_version(client, name, "champion")
         note = logged.tags.get("mlflow.note.content", "")
         if REGISTRATION_PENDING in note:
             client.set_tag(run_id, "mlflow.note.content", note.replace(REGISTRATION_PENDING, _registration_line(
-                name, version, reused=reused, gate_passed=gate_passed, champion=champion, previous=previous)))
-    return {"name": name, "version": version, "reused": reused, "champion": gate_passed, "champion_version": champion,
-            "previous_champion": previous}
+                name, version, reused=reused, gate_passed=promoted, champion=champion,
+                previous=previous if promoted else None) + (f" Not promoted: {refused}." if refused else "")))
+    return {"name": name, "version": version, "reused": reused, "champion": promoted, "champion_version": champion,
+            "previous_champion": previous if promoted else None, "refused": refused}
 
 
 def _version_with_key(client: Any, name: str, run_key: str) -> Any:
@@ -544,9 +558,10 @@ def _version_with_key(client: Any, name: str, run_key: str) -> Any:
     return max(found, key=lambda v: int(v.version)) if found else None
 
 
-def _version_description(config: PipelineConfig, gate_passed: bool) -> str:
+def _version_description(config: PipelineConfig, gate_passed: bool, refused: str | None = None) -> str:
     return (f"Retrained on the rows lossval kept of {config.dataset}. "
-            + ("Passed the gate." if gate_passed else "Refused by the gate: challenger only.")
+            + ("Passed the gate." if gate_passed else f"Passed the gate, not promoted: {refused}; challenger only."
+               if refused else "Refused by the gate: challenger only.")
             + " Load with mlflow.pyfunc.load_model and predict on the data's own feature columns.")
 
 

@@ -130,3 +130,31 @@ def test_a_champion_that_changes_says_which_it_replaced(store, tmp_path: Path) -
     assert replacing(again["version"], again["previous_champion"]) == \
         " (replacing version 2: an older version is champion again)"
     assert replacing("2", "1") == " (replacing version 1)" and replacing("1", "1") == replacing("1", None) == ""
+
+
+def test_a_run_overtaken_between_its_gate_and_promotion_stays_challenger(store, tmp_path: Path) -> None:
+    uri, _ = store
+    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": "overtaken",
+                               "tracking": {"uri": uri, "experiment": "overtaken"}})
+    client = _client(uri)
+    exp = client.create_experiment("overtaken")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+
+    def register(key: str, compared: str | None) -> dict:
+        run_id = client.create_run(exp).info.run_id
+        return promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
+                          run_key=key, gate_passed=True, gate_champion={"champion": compared})
+
+    # Both gated while there was no champion; "strong" promoted first, then "weak" arrives.
+    strong, weak = register("strong", None), register("weak", None)
+    assert (strong["champion"], strong["refused"]) == (True, None)
+    assert weak["champion"] is False and weak["champion_version"] == strong["version"] != weak["version"]
+    assert weak["refused"].startswith(f"the champion changed while this run was gated: it is version {strong['version']}, "
+                                      "and the gate compared with no champion")
+    aliases = {a: str(client.get_model_version_by_alias("lossval-overtaken", a).version) for a in ("champion", "challenger")}
+    assert aliases == {"champion": strong["version"], "challenger": weak["version"]}
+    assert "not promoted" in client.get_model_version("lossval-overtaken", weak["version"]).description
+    # Gated against the champion that is still there: promoted, replacing it.
+    third = register("third", strong["version"])
+    assert (third["champion"], third["refused"], third["previous_champion"]) == (True, None, strong["version"])
