@@ -20,7 +20,7 @@ from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
 from tasks.gate import gate
-from tasks.ingest import ingest, publish_snapshot
+from tasks.ingest import ingest, publish_snapshot, read_history
 from tasks.prune import describe_pruning, lowest_value_rows, prune
 from tasks.retrain import retrain
 from tasks.split import split
@@ -130,15 +130,9 @@ def _valuation_notes(report: str) -> dict:
 
 
 def snapshot_history(ws: Workspace, dataset: str) -> list[dict]:
-    """The dataset's snapshot history (``snapshots/<dataset>/history.json``), oldest first; [] when none or unreadable."""
-    from lossval.io import read_json
-
-    path = ws.snapshot_dir(dataset) / "history.json"
-    try:
-        history = read_json(path) if path.exists() else []
-    except Exception:  # noqa: BLE001 (a damaged history is not this run's problem; publishing rewrites it)
-        return []
-    return history if isinstance(history, list) else []
+    """The dataset's snapshot history (``snapshots/<dataset>/history.json``), oldest first; [] when none or damaged
+    (a damaged one is not this run's problem: publishing moves it aside and starts anew)."""
+    return read_history(ws.snapshot_dir(dataset) / "history.json") or []
 
 
 def older_snapshot(history: list[dict], snapshot_hash: str) -> dict[str, str] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -13,10 +14,12 @@ from prefect import task
 from lossval.errors import InputError
 from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, read_json, read_table, require_column,
                         write_json, write_parquet)
+from lossval.landing import dataset_lock
+from tasks._log import run_logger
 from tasks._paths import Workspace
 from tasks.prune import RESERVED_COLUMNS
 
-__all__ = ["ingest", "publish_snapshot"]
+__all__ = ["ingest", "publish_snapshot", "read_history"]
 
 
 @task(name="ingest")
@@ -86,10 +89,33 @@ def publish_snapshot(snap: dict, *, dataset: str, workspace: str) -> str:
             except OSError:  # another file system: an atomic copy
                 atomic_write(store, lambda tmp: shutil.copyfile(staged, tmp))
                 staged.unlink(missing_ok=True)
-    history_path = Workspace.at(workspace).snapshot_dir(dataset) / "history.json"
-    history = read_json(history_path) if history_path.exists() else []
-    if not history or history[-1]["snapshot_hash"] != snap["snapshot_hash"]:
-        history.append({"snapshot_hash": snap["snapshot_hash"], "source": snap["source"], "rows": snap["rows"],
-                        "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-        write_json(history, history_path)
+    ws = Workspace.at(workspace)
+    history_path = ws.snapshot_dir(dataset) / "history.json"
+    # Read, append, write under a lock of its own (the flow may hold the dataset's lock already), so
+    # two overlapping runs of a dataset cannot lose each other's entry.
+    lock = "history-" + hashlib.sha256(dataset.encode()).hexdigest()[:16]
+    with dataset_lock(ws.locks_dir, lock, timeout=600.0, holder=snap["snapshot_hash"]):
+        history = read_history(history_path)
+        if history is None:  # damaged (a disk fault, an edit by hand): kept aside, and a new history begins
+            aside = history_path.with_name(f"history.damaged-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}.json")
+            os.replace(history_path, aside)
+            run_logger().warning("%s was not a readable snapshot history; moved to %s and started anew (rollback and "
+                                 "shrink warnings compare with the snapshots recorded from now on)", history_path, aside.name)
+            history = []
+        if not history or history[-1].get("snapshot_hash") != snap["snapshot_hash"]:
+            history.append({"snapshot_hash": snap["snapshot_hash"], "source": snap["source"], "rows": snap["rows"],
+                            "ingested_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+            write_json(history, history_path)
     return str(store)
+
+
+def read_history(path: Path) -> list[dict] | None:
+    """A dataset's snapshot history (``history.json``), oldest first: [] when there is none, None when it is damaged
+    (not JSON, or not a list of records)."""
+    if not path.exists():
+        return []
+    try:
+        history = read_json(path)
+    except (InputError, OSError, UnicodeDecodeError):
+        return None
+    return history if isinstance(history, list) and all(isinstance(h, dict) for h in history) else None

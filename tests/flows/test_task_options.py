@@ -419,3 +419,28 @@ def test_a_champion_that_cannot_be_looked_up_refuses_the_gate_instead_of_passing
     assert record["champion"] is None and record["metrics"] is None and len(record["failures"]) == 1
     assert record["failures"][0].startswith("the champion of lossval-unread could not be read to compare with (")
     assert "gate.compare_with_champion: false" in record["failures"][0]
+
+
+@pytest.mark.parametrize("damage", [b'{"oops": 1', b'{"snapshot_hash": "aaa"}', b"\xff\xfe not text", b'[1, 2]'])
+def test_a_damaged_snapshot_history_is_set_aside_and_started_anew(tmp_path, damage: bytes) -> None:
+    import json
+
+    from flows.clean import snapshot_history
+    from tasks._paths import Workspace
+    from tasks.ingest import publish_snapshot
+
+    ws = Workspace.at(tmp_path)
+    folder = ws.snapshot_dir("d")
+    folder.mkdir(parents=True)
+    (folder / "history.json").write_bytes(damage)
+    (folder / "bbb.parquet").write_bytes(b"stored")  # already in the store: nothing to move
+    assert snapshot_history(ws, "d") == []
+    snap = {"snapshot": str(folder / "bbb.parquet"), "store_path": str(folder / "bbb.parquet"), "snapshot_hash": "bbb",
+            "source": "d.csv", "rows": 3}
+    assert publish_snapshot(snap, dataset="d", workspace=str(tmp_path)) == str(folder / "bbb.parquet")
+    history = json.loads((folder / "history.json").read_text())
+    assert [(h["snapshot_hash"], h["rows"]) for h in history] == [("bbb", 3)]
+    aside = sorted(folder.glob("history.damaged-*.json"))
+    assert len(aside) == 1 and aside[0].read_bytes() == damage  # kept as it was, for whoever wants to look
+    publish_snapshot({**snap, "snapshot_hash": "ccc"}, dataset="d", workspace=str(tmp_path))
+    assert [h["snapshot_hash"] for h in snapshot_history(ws, "d")] == ["bbb", "ccc"]
