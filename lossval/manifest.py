@@ -62,8 +62,10 @@ def complete_run(partial: Path, final: Path) -> Path:
     """Rename a finished run's folder (holding its manifest) to its final name; returns ``final``."""
     if not (partial / MANIFEST_NAME).is_file():
         raise FileNotFoundError(f"{partial}: no {MANIFEST_NAME}; only a finished run may be completed")
-    (partial / _OWNER_NAME).unlink(missing_ok=True)
+    # Renamed first: a kill between the two steps leaves a stray owner.json in a finished folder,
+    # where the other order left a .partial folder with no owner, which the sweep never removes.
     os.rename(partial, final)
+    (final / _OWNER_NAME).unlink(missing_ok=True)
     return final
 
 
