@@ -213,12 +213,17 @@ def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None)
     the left. ``index_col=False`` keeps the columns where the header puts them; a row with a
     non-empty value beyond the header is refused, naming its line.
     """
+    overlong_later = False  # pandas warns when the first data row is too long, and fails when a later one is
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
             return pd.read_csv(path, index_col=False, dtype=dtype)
         except pd.errors.ParserWarning:
             pass
+        except pd.errors.ParserError:
+            if not _any_overlong_line(path, n_header):
+                raise  # another fault (an unclosed quote...): the caller names the file and pandas' words
+            overlong_later = True
     line = _first_overlong_line(path, n_header)
     if line is not None:
         raise InputError(f"line {line} has more values than the header's {n_header} column names; fix that row "
@@ -226,6 +231,9 @@ def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None)
                          source=str(path))
     with warnings.catch_warnings():  # only empty fields past the header (trailing commas): nothing is lost
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        if overlong_later:  # only the python engine can drop a later row's extra (empty) fields
+            return pd.read_csv(path, index_col=False, dtype=dtype, engine="python",
+                               on_bad_lines=lambda fields: fields[:n_header])
         return pd.read_csv(path, index_col=False, dtype=dtype)
 
 
@@ -237,6 +245,15 @@ def _first_overlong_line(path: Path, n_header: int) -> int | None:
             if len(row) > n_header and any(field.strip() for field in row[n_header:]):
                 return reader.line_num
     return None
+
+
+def _any_overlong_line(path: Path, n_header: int) -> bool:
+    """Whether any record has more fields than the header's ``n_header`` (empty ones included)."""
+    try:
+        with open_csv_text(path) as fh:
+            return any(len(row) > n_header for row in csv.reader(fh))
+    except csv.Error:
+        return False
 
 
 def csv_line_of_row(path: str | os.PathLike[str], row: int) -> int | None:

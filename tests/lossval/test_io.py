@@ -183,8 +183,18 @@ def test_a_row_with_more_values_than_the_header_is_named(tmp_path):
         read_table(path)
     later = tmp_path / "later.csv"
     later.write_text('a,b\n1,2\n3,4,5\n')
-    with pytest.raises(InputError, match="line 3"):
+    with pytest.raises(InputError, match=r"later.csv: line 3 has more values than the header's 2 column names; fix"):
         read_table(later)
+
+
+@pytest.mark.parametrize("name", ["late.csv", "late.csv.gz"])
+def test_a_trailing_comma_on_a_later_row_only_is_read_like_one_on_the_first(tmp_path, name):
+    import gzip
+
+    text = "a,b,label\n1,2.5,x\n3,4.25,y,\n5,6.125,z\n"  # pandas' fast reader refuses the third line outright
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    assert read_table(path).to_dict("list") == {"a": [1, 3, 5], "b": [2.5, 4.25, 6.125], "label": ["x", "y", "z"]}
 
 
 def test_a_parquet_index_with_a_name_comes_back_as_a_column(tmp_path):
