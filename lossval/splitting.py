@@ -38,11 +38,21 @@ def _draw_order(keys: np.ndarray, seed: int, part: str) -> np.ndarray:
                                        "big") for k in keys), dtype=np.uint64, count=len(keys))
 
 
-def _random_part(order: np.ndarray, labels: np.ndarray | None, fraction: float) -> np.ndarray:
-    """Positions of the ``fraction`` of rows first in ``order``, per class of ``labels`` when given."""
+def _random_part(order: np.ndarray, labels: np.ndarray | None, fraction: float, *,
+                 both_sides: bool = False) -> np.ndarray:
+    """Positions of the ``fraction`` of rows first in ``order``, per class of ``labels`` when given.
+
+    ``both_sides``: a class of two rows or more keeps at least one row in the part and one out of
+    it (the validation draw: every class needs both, and a rare class's rounded share would be 0).
+    """
     groups = [np.arange(len(order))] if labels is None else [
         np.flatnonzero(labels == cls) for cls in sorted(pd.unique(labels), key=str)]
-    chosen = [pos[np.argsort(order[pos], kind="stable")[:int(round(fraction * len(pos)))]] for pos in groups]
+
+    def size(n: int) -> int:
+        k = int(round(fraction * n))
+        return min(max(k, 1), n - 1) if both_sides and labels is not None and n >= 2 else k
+
+    chosen = [pos[np.argsort(order[pos], kind="stable")[:size(len(pos))]] for pos in groups]
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
 
 
@@ -91,7 +101,8 @@ def assign_splits(
             needed to keep each part's fraction.
         test_fraction: Fraction of the non-validation rows held out for testing (stratified
             for classification); 0 when the test rows come from a separate file.
-        valid_fraction: Validation fraction for ``stratified`` and ``latest``.
+        valid_fraction: Validation fraction for ``stratified`` and ``latest``. Stratified, a class
+            of two rows or more gets at least one validation row and keeps at least one.
         column: Trusted column for ``column``.
         timestamp_column: Time column for ``latest``.
         source: File name for error messages.
@@ -100,10 +111,15 @@ def assign_splits(
         ``pd.Series`` of split names aligned with ``df``.
 
     Raises:
+        ValueError: a fraction out of range.
         InputError: a missing or malformed column, an unparseable timestamp, or a split that
             leaves fewer than 10 validation or 10 training rows, or a class without training or
             validation rows (see :func:`check_validation`).
     """
+    if strategy in ("stratified", "latest") and not 0 < valid_fraction < 1:
+        raise ValueError(f"valid_fraction must lie in (0, 1), got {valid_fraction!r}")
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction!r}")
     n = len(df)
     keys = (df["row_id"] if "row_id" in df.columns else pd.Series(np.arange(n))).astype(str).to_numpy()
     labels = df[target].astype(str).to_numpy() if task == "classification" else None
@@ -113,7 +129,7 @@ def assign_splits(
             raise InputError(f"trusted column {column!r} not found; columns are {list(df.columns)[:10]}.", source=source)
         split[_as_bool(df[column], column, source)] = "validation"
     elif strategy == "stratified":
-        split[_random_part(_draw_order(keys, seed, "validation"), labels, valid_fraction)] = "validation"
+        split[_random_part(_draw_order(keys, seed, "validation"), labels, valid_fraction, both_sides=True)] = "validation"
     elif strategy == "latest":
         if timestamp_column not in df.columns:
             raise InputError(f"timestamp column {timestamp_column!r} not found; columns are {list(df.columns)[:10]}.", source=source)

@@ -29,6 +29,27 @@ def test_stratified_keeps_class_proportions_in_every_split() -> None:
                          test_fraction=0.25).equals(split)  # seeded
 
 
+def test_a_class_of_two_or_three_rows_gets_one_validation_row_and_keeps_one_for_training() -> None:
+    df = pd.DataFrame({"x": np.arange(103, dtype=float), "y": ["common"] * 98 + ["two"] * 2 + ["three"] * 3})
+    split = assign_splits(df, strategy="stratified", target="y", task="classification", seed=0, test_fraction=0.0)
+    counts = pd.crosstab(df["y"], split)
+    assert counts.loc["two"].tolist() == [1, 1] and counts.loc["three"].tolist() == [2, 1]  # train, validation
+    assert counts.loc["common", "validation"] == 20  # round(0.2 * 98), as before
+    lopsided = assign_splits(df, strategy="stratified", target="y", task="classification", seed=0, test_fraction=0.0,
+                             valid_fraction=0.9)
+    assert pd.crosstab(df["y"], lopsided).loc["two"].tolist() == [1, 1]  # round(1.8) would leave no training row
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"valid_fraction": -0.2}, "valid_fraction"),
+                                                 ({"valid_fraction": 1.0}, "valid_fraction"),
+                                                 ({"test_fraction": -0.1}, "test_fraction"),
+                                                 ({"test_fraction": 1.0}, "test_fraction")])
+def test_fractions_out_of_range_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        assign_splits(_frame(), **{"strategy": "stratified", "target": "y", "task": "classification", "seed": 0,
+                                   "test_fraction": 0.2, **kwargs})
+
+
 def test_column_and_latest_strategies() -> None:
     df = _frame()
     split = assign_splits(df, strategy="column", column="trusted", target="y", task="classification", seed=0,
