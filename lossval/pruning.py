@@ -358,8 +358,8 @@ def make_policy(name: str, **params: Any) -> PrunePolicy:
 
 
 # ---------------------------------------------------------------------------- prune
-def _check_labels(labels: Any, n: int) -> np.ndarray:
-    """Integer class index per row, shape ``(n,)``."""
+def _check_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct labels, and the integer class index per row, shape ``(n,)``."""
     import pandas as pd  # isna: NaN, None and pd.NA alike
 
     arr = np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
@@ -376,12 +376,12 @@ def _check_labels(labels: Any, n: int) -> np.ndarray:
             "fill or drop them."
         )
     try:
-        _, class_index = np.unique(arr, return_inverse=True)
+        classes, class_index = np.unique(arr, return_inverse=True)
     except TypeError as exc:
         raise InputError(
             f"labels must be of one sortable type (e.g. all int or all str): {exc}"
         ) from exc
-    return class_index.reshape(-1)
+    return classes, class_index.reshape(-1)
 
 
 def _protected_rows(values: np.ndarray, class_index: np.ndarray, per_class: int) -> np.ndarray:
@@ -461,7 +461,7 @@ def prune(
             f"the {policy.name} policy needs noise_prob (P(noisy) per row); compute it with "
             "lossval.noise.loss_noise_probability and pass noise_prob=..."
         )
-    class_index = _check_labels(labels, n) if labels is not None else None
+    classes, class_index = _check_labels(labels, n) if labels is not None else (None, None)
 
     flagged, threshold = policy._flag(vals, probs)
     n_candidates = int(flagged.sum())
@@ -480,7 +480,7 @@ def prune(
             class_budget = _floor_count(float(max_prune_fraction), int(in_class.sum()))
             if int((drop & in_class).sum()) > class_budget:
                 cap_hit = class_cap_hit = True
-                label = np.asarray(labels)[int(np.flatnonzero(in_class)[0])]
+                label = classes[c]
                 capped_classes.append(label.item() if isinstance(label, np.generic) else label)
                 ranked = order[(drop & in_class)[order]]  # this class's flagged rows, first to go first
                 drop[ranked[class_budget:]] = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lossval.errors import ConfigError, InputError
@@ -178,6 +179,11 @@ def test_the_cap_holds_for_each_class():
     assert decision.dropped_indices[:2].tolist() == [0, 1] and decision.cap_hit  # each class's lowest go first
     assert decision.class_cap_hit  # the classes' shares held rows back, not the cap on all rows (32 < 40)
     assert decision.capped_classes == ("minority",)  # the majority's 30 flagged rows were exactly its share
+    for column in (labels[:, None], pd.DataFrame({"label": labels}), pd.Series(labels)):  # one column, as fit takes it
+        assert prune(values, policy=FractionPolicy(0.2), labels=column, max_prune_fraction=0.2).capped_classes == (
+            "minority",)
+    ints = prune(values, policy=FractionPolicy(0.2), labels=np.where(labels == "minority", 7, 3), max_prune_fraction=0.2)
+    assert ints.capped_classes == (7,) and type(ints.capped_classes[0]) is int  # JSON-ready, not a numpy scalar
     assert prune(values, policy=FractionPolicy(0.2), max_prune_fraction=0.2).dropped_indices.tolist()[:10] == list(
         range(10))  # without labels (regression) only the global cap applies
 
