@@ -157,7 +157,9 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 #    average_duplicates=True: identical rows share the mean of their values.
 # 7: row orders and validation subsets drawn from a CPU generator on every device, so CUDA fits
 #    see the CPU's batches (CPU values are those of 6; CUDA values moved, hence the bump).
-VALUES_VERSION = 7
+# 8: the batch size is raised where lowering cannot avoid a one-row last batch (batch_size 2 to
+#    about 6 with some training-set sizes); every other fit is valued as under 7.
+VALUES_VERSION = 8
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -165,11 +167,15 @@ def batch_size_without_singleton(n: int, batch_size: int) -> int:
 
     With normalised weighting and masses, a one-row batch's weight always normalises to 1, so
     that row's gradient is zero for the epoch (a different row each epoch, for 1 in
-    ``batch_size`` training-set sizes). Lowering the size by one is almost always enough.
+    ``batch_size`` training-set sizes). Lowering the size by one is almost always enough; where
+    no smaller size works (odd ``n`` with ``batch_size`` 2, ``n = 13`` with 4: ``n - 1`` is a
+    multiple of every size from 2 up), the size is raised to the first that does.
     """
     bsz = min(batch_size, n)
     while n % bsz == 1 and bsz > 2:
         bsz -= 1
+    if n % bsz == 1 and n > 2:
+        bsz = next(b for b in range(min(batch_size, n) + 1, n + 1) if n % b != 1)
     return bsz
 
 

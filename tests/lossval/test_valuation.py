@@ -581,7 +581,7 @@ def test_values_version_is_bumped_with_the_defaults() -> None:
         "ce_epsilon": None, "device": "auto", "cpu_threads": 1,
         "seed": 0, "verbose": True,
     }
-    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (7, defaults, {
+    assert (VALUES_VERSION, LossVal().get_params(), LossVal().resolved("regression")) == (8, defaults, {
         "label_cost": 0.5, "weight_lr": 0.08, "weight_eps_ratio": 10.0, "weight_warmup_epochs": 3})
 
 
@@ -745,6 +745,13 @@ def test_no_row_is_left_alone_in_the_last_batch() -> None:
     from lossval.valuation import batch_size_without_singleton
 
     assert [batch_size_without_singleton(n, 32) for n in (33, 65, 64, 66, 20, 1)] == [31, 31, 32, 32, 20, 1]
+    # No smaller size works: the first larger one that does (an odd n with size 2, 13 rows with 4).
+    assert [batch_size_without_singleton(n, b) for n, b in ((7, 3), (5, 2), (3, 2), (13, 4), (2, 2), (1, 4))] == [
+        4, 3, 3, 5, 2, 1]
+    for n in range(1, 200):
+        for b in range(1, 40):
+            size = batch_size_without_singleton(n, b)
+            assert 1 <= size <= n and (n % size != 1 or n == 1 or (size == 1 and b == 1)), (n, b, size)
     rng = np.random.default_rng(0)
     X, X_val = rng.normal(size=(65, 3)), rng.normal(size=(20, 3))
     y, y_val = (X[:, 0] > 0).astype(int), (X_val[:, 0] > 0).astype(int)
