@@ -325,7 +325,8 @@ class TabularEncoder:
                     f"{float(values[first])!r} at row {_row(series.index[first])}, more than 1e30 standard deviations "
                     "from the rest: the column is scaled by its plain mean and standard deviation, which squeezes "
                     "its other values; check that value for a typo", UserWarning, stacklevel=4)
-                mean, scale = float(np.mean(values)), float(np.std(values))
+                with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+                    mean, scale = float(np.mean(values)), float(np.std(values))
             if not (math.isfinite(mean) and math.isfinite(scale)):
                 raise InputError(
                     f"numeric column {col!r} overflows float64 when standardised "

@@ -686,3 +686,12 @@ def test_a_value_too_far_for_float32_under_the_clipped_scale_falls_back_to_the_p
     assert enc.scales_[0] == pytest.approx(df["x"].std(ddof=0))
     X = enc.transform(df)  # the training rows themselves still encode
     assert np.isfinite(X).all() and X[5, 0] == pytest.approx(np.sqrt(200), rel=0.01)
+
+
+def test_a_value_that_overflows_float64_is_refused_with_no_numpy_warning_on_the_way(recwarn):
+    df = pd.DataFrame({"x": np.linspace(1.0, 2.0, 50), "y": np.arange(50) % 2})
+    df.loc[4, "x"] = 1e300  # squared, it overflows: the plain standard deviation is inf
+    with pytest.raises(InputError, match="numeric column 'x' overflows float64 when standardised"):
+        TabularEncoder(target="y").fit(df)
+    assert [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
+    assert any("1e30 standard deviations" in str(w.message) for w in recwarn)  # our own warning, once
