@@ -368,7 +368,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     lv = LossVal(task=encoder.task_, epochs=args.epochs, device=args.device, seed=args.seed, verbose=not args.quiet)
     t0 = time.perf_counter()
-    lv.fit(X, y, X_val, y_val, one_hot_columns=encoder.one_hot_positions())
+    lv.fit(X, y, X_val, y_val, one_hot_columns=encoder.one_hot_positions(), feature_names=encoder.encoded_names_)
     seconds = time.perf_counter() - t0
     table = pd.DataFrame({"row_id": row_ids.to_numpy(), "value": lv.values_})
     table["rank"] = table["value"].rank(method="first").astype("int64")  # 1 = least valuable

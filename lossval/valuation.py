@@ -287,6 +287,16 @@ def _columns_as_in(X_val: Any, X: Any) -> Any:
     return X_val[list(X.columns)]
 
 
+def _names_of(X: Any, feature_names: Sequence[str] | None) -> list[str] | None:
+    """Column names for messages: ``feature_names``, else a DataFrame's own (not pandas' default 0..d-1), else None."""
+    if feature_names is not None:
+        return [str(c) for c in feature_names]
+    import pandas as pd
+
+    columns = getattr(X, "columns", None)
+    return None if columns is None or isinstance(columns, pd.RangeIndex) else [str(c) for c in columns]
+
+
 def _one_hot_positions(given: Any, Xtr: np.ndarray, Xva: np.ndarray) -> np.ndarray:
     """``one_hot_columns`` as int64 positions (a boolean mask over the columns is read as one), each a 0/1 column."""
     d = Xtr.shape[1]
@@ -804,7 +814,7 @@ class LossVal:
 
     # ------------------------------------------------------------------ fit
     def fit(self, X_train: Any, y_train: Any, X_val: Any, y_val: Any, *,
-            one_hot_columns: Sequence[int] | None = None) -> LossVal:
+            one_hot_columns: Sequence[int] | None = None, feature_names: Sequence[str] | None = None) -> LossVal:
         """Learn the row values.
 
         Args:
@@ -819,6 +829,8 @@ class LossVal:
                 are. Standardised, a level that 1% of rows hold becomes a 10-sd spike, one row's
                 level a 70-sd one, and those rows' values collapse: an audit saw every clean row
                 of a 1% level flagged, and an id-like column turn detection F1 from 0.83 to 0.03.
+            feature_names: One name per column (:attr:`TabularEncoder.encoded_names_`), for
+                warnings; a DataFrame's own column names are used when not given.
 
         Returns:
             ``self``, with ``values_`` and the other fitted attributes set.
@@ -838,6 +850,7 @@ class LossVal:
         self._check_params()
         device = resolve_device(self.device)
         self.device_ = device
+        self._feature_names = _names_of(X_train, feature_names)
         with cpu_threads(self.cpu_threads if device.type == "cpu" else None):
             return self._fit(X_train, y_train, X_val, y_val, device, one_hot_columns)
 
@@ -993,7 +1006,14 @@ class LossVal:
         many = np.flatnonzero((counts >= 3) & (counts > 0.1 * m))
         if many.size:
             columns = [int(i) for i in many if i < len(self.n_clipped_val_)]
-            where = " and ".join(([f"X_val column(s) {_show_positions(columns)}"] if columns else [])
+            names = getattr(self, "_feature_names", None)
+            if names is not None and len(names) == len(self.n_clipped_val_):
+                shown = [names[i] for i in columns]
+                listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+                where_cols = f"validation column(s) {listed}"
+            else:
+                where_cols = f"X_val column(s) {_show_positions(columns)}"
+            where = " and ".join(([where_cols] if columns else [])
                                  + (["y_val"] if many[-1] == len(self.n_clipped_val_) else []))
             warnings.warn(f"clip_outliers clipped up to {int(counts[many].max())} of the {m} validation values in "
                           f"{where} to the training rows' range widened by half: is the validation data in other "

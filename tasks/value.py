@@ -135,7 +135,8 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     pause_point("value")  # test-only hook: fault tests kill the run here
     t0 = time.perf_counter()
     lv = LossVal(**{**config.lossval, "task": enc.task_, "seed": torch_seed(config.seed)}).fit(
-        X, tr[config.target].to_numpy(), X_val, va[config.target].to_numpy(), one_hot_columns=enc.one_hot_positions())
+        X, tr[config.target].to_numpy(), X_val, va[config.target].to_numpy(), one_hot_columns=enc.one_hot_positions(),
+        feature_names=enc.encoded_names_)
     seconds = time.perf_counter() - t0
     table = pd.DataFrame({"row_id": tr["row_id"].to_numpy(), "value": lv.values_})
     table["rank"] = table["value"].rank(method="first").astype("int64")

@@ -1099,6 +1099,15 @@ def test_validation_data_on_another_scale_is_warned_about(recwarn: pytest.Warnin
                                          r"\[0, 1, 2, 3\] .*in other units") as caught:
         LossVal(epochs=2, verbose=False).fit(X, y, X[:40] * 1000, y[:40])
     assert caught[0].filename == __file__  # points at the caller's line, not inside lossval
+    names = ["income", "age", "debt", "tenure"]
+    with pytest.warns(UserWarning, match=r"of the 40 validation values in validation column\(s\) income, age, debt, "
+                                         r"tenure to the training"):
+        LossVal(epochs=2, verbose=False).fit(X, y, X[:40] * 1000, y[:40], feature_names=names)
+    import pandas as pd
+
+    with pytest.warns(UserWarning, match=r"in validation column\(s\) income, age, debt, tenure to"):  # a frame's own names
+        LossVal(epochs=2, verbose=False).fit(pd.DataFrame(X, columns=names), y, pd.DataFrame(X[:40] * 1000, columns=names),
+                                             y[:40])
     target = X[:, 1] * 3
     with pytest.warns(UserWarning, match=r"validation values in y_val to the training rows' range"):
         LossVal(epochs=2, verbose=False).fit(X, target, X[:40], target[:40] * 1000)
