@@ -140,9 +140,11 @@ def assign_splits(
 
     n_valid = int((split == "validation").sum())
     if strategy != "file" and n_valid < MIN_VALIDATION_ROWS:
+        fix = (f"mark more rows true in column {column!r}" if strategy == "column"
+               else "raise validation.fraction, or add rows")
         raise InputError(
             f"the '{strategy}' validation split has {n_valid} rows; at least {MIN_VALIDATION_ROWS} are needed "
-            "(add trusted rows or raise validation.fraction).",
+            f"({fix}).",
             source=source,
         )
     rest = np.flatnonzero(split == "train")
@@ -284,7 +286,7 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
     if len(y_validation) < MIN_VALIDATION_ROWS:
         raise InputError(
             f"the validation split has {len(y_validation)} rows; at least {MIN_VALIDATION_ROWS} are needed "
-            "(add trusted rows or raise validation.fraction).",
+            "(add trusted rows to it).",
             source=where,
         )
     if task != "classification":

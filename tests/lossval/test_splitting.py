@@ -71,12 +71,15 @@ def test_file_strategy_and_no_test_rows() -> None:
         ({"strategy": "column", "column": "nope"}, "trusted column 'nope' not found"),
         ({"strategy": "column", "column": "x"}, "must be boolean"),
         ({"strategy": "latest", "timestamp_column": "y"}, "do not parse as dates in one format"),
-        ({"strategy": "stratified", "valid_fraction": 0.01}, "at least 10 are needed"),
+        ({"strategy": "stratified", "valid_fraction": 0.01}, r"at least 10 are needed \(raise validation.fraction"),
+        ({"strategy": "column", "column": "few"}, r"'column' validation split has 4 rows; at least 10 are needed "
+                                                  r"\(mark more rows true in column 'few'\)"),
     ],
 )
 def test_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        assign_splits(_frame(), target="y", task="classification", seed=0, test_fraction=0.2, **kwargs)
+        assign_splits(_frame().assign(few=lambda d: d.index < 4), target="y", task="classification", seed=0,
+                      test_fraction=0.2, **kwargs)
 
 
 def _latest(ts: list, **kw) -> list:
