@@ -596,7 +596,7 @@ class TabularEncoder:
                     raise InputError(
                         f"numeric column {c['name']!r} has {int(huge.sum())} value(s) too far outside its training "
                         f"range to encode (e.g. {float(values[first])!r} at row {_row(series.index[first])}, training mean "
-                        f"{c['mean']:.4g}, std {c['scale']:.4g}, both of its central range); fix or drop these rows",
+                        f"{c['mean']:.4g}, std {c['scale']:.4g}, both taken on its central range); fix or drop these rows",
                         source=source,
                     )
                 pos += 1
