@@ -229,6 +229,8 @@ def read_yaml(path: str | Path, *, what: str) -> Any:
     import yaml
 
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"is a folder, not a {what}: pass the YAML file.", source=str(p))
     if not p.is_file():
         raise ConfigError(f"{what} not found.", source=str(p))
     try:

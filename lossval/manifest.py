@@ -169,6 +169,8 @@ def verify_run(run_dir: Path) -> list[str]:
     run_dir = Path(run_dir)
     if run_dir.name.endswith(PARTIAL_SUFFIX):
         return [f"{run_dir}: an unfinished run (still running, or killed); its files are not to be trusted"]
+    if run_dir.is_file():
+        return [f"{run_dir}: a file, not a run folder; pass the folder that holds {MANIFEST_NAME}"]
     if not run_dir.is_dir():
         return [f"{run_dir}: no such run folder"]
     manifest_path = run_dir / MANIFEST_NAME

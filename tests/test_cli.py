@@ -300,3 +300,14 @@ def test_a_server_that_refuses_the_connection_is_named_not_called_a_bug(monkeypa
     err = capsys.readouterr().err
     assert "cannot connect to a server" in err and "http://127.0.0.1:9/api (PREFECT_API_URL)" in err
     assert "a bug" not in err
+
+
+def test_a_path_of_the_wrong_kind_is_named_as_such(tmp_path, capsys) -> None:
+    table = tmp_path / "kept.parquet"
+    table.write_bytes(b"PAR1")
+    assert main(["verify", str(table)]) == 1
+    assert f"{table}: a file, not a run folder; pass the folder that holds manifest.json" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path / "gone")]) == 1
+    assert "gone: no such run folder" in capsys.readouterr().err
+    assert main(["run", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a folder, not a config file: pass the YAML file." in capsys.readouterr().err
