@@ -153,7 +153,7 @@ def _(d: Path) -> list[str]:
     return args
 
 
-@case(VALUE_CASES, "ragged-csv-row", "train.csv", "not a readable CSV", "line 3")
+@case(VALUE_CASES, "ragged-csv-row", "train.csv", "line 3 has more values than the header's 5 column names")
 def _(d: Path) -> list[str]:
     return _value_args(d, "id,a,b,colour,label\nr1,1,2,red,yes\nr2,1,2,red,yes,EXTRA\n")
 
@@ -544,7 +544,7 @@ def _(d: Path) -> list[str]:
 @case(FLOW_CASES, "flow-rare-class-gets-no-validation-rows", "data.csv", "'rare'", "no validation rows")
 def _(d: Path) -> list[str]:
     df = make_frame(120)
-    df.loc[[3, 4], "label"] = "rare"  # 2 rows: 20% of them rounds to no validation row
+    df.loc[[3], "label"] = "rare"  # 1 row: it cannot be in both splits (2 rows would give one to each)
     return _flow_config(d, df)
 
 
