@@ -106,20 +106,25 @@ def test_params_too_long_for_mlflow_say_they_were_cut() -> None:
     assert {k: v for k, v in params.items() if k != "include"} == {k: v for k, v in full.items() if k != "include"}
 
 
-def test_a_champion_that_changes_says_which_it_replaced(store, tmp_path: Path) -> None:
-    uri, _ = store
-    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": "rollback",
-                               "tracking": {"uri": uri, "experiment": "rollback"}})
+def _registrar(uri: str, tmp_path: Path, dataset: str):
+    """An MLflow client, and ``register(key, **promote_kwargs)``: a new run of ``dataset`` promoted past a passed gate."""
+    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": dataset,
+                               "tracking": {"uri": uri, "experiment": dataset}})
     client = _client(uri)
-    exp = client.create_experiment("rollback")
+    exp = client.create_experiment(dataset)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
 
-    def register(key: str) -> dict:
+    def register(key: str, **kwargs) -> dict:
         run_id = client.create_run(exp).info.run_id
         return promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
-                          run_key=key, gate_passed=True)
+                          run_key=key, gate_passed=True, **kwargs)
 
+    return client, register
+
+
+def test_a_champion_that_changes_says_which_it_replaced(store, tmp_path: Path) -> None:
+    client, register = _registrar(store[0], tmp_path, "rollback")
     client.create_registered_model("lossval-rollback", tags={"dataset": "kept as it was"})  # registered before tags
     first, second, again = register("old-config"), register("new-config"), register("old-config")
     assert client.get_registered_model("lossval-rollback").tags == {  # missing tags added, existing ones left
@@ -133,18 +138,10 @@ def test_a_champion_that_changes_says_which_it_replaced(store, tmp_path: Path) -
 
 
 def test_a_run_overtaken_between_its_gate_and_promotion_stays_challenger(store, tmp_path: Path) -> None:
-    uri, _ = store
-    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": "overtaken",
-                               "tracking": {"uri": uri, "experiment": "overtaken"}})
-    client = _client(uri)
-    exp = client.create_experiment("overtaken")
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
+    client, promote_after_gate = _registrar(store[0], tmp_path, "overtaken")
 
-    def register(key: str, compared: str | None) -> dict:
-        run_id = client.create_run(exp).info.run_id
-        return promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
-                          run_key=key, gate_passed=True, gate_champion={"champion": compared})
+    def register(key: str, compared: str | None) -> dict:  # the gate compared with version ``compared``
+        return promote_after_gate(key, gate_champion={"champion": compared})
 
     # Both gated while there was no champion; "strong" promoted first, then "weak" arrives.
     strong, weak = register("strong", None), register("weak", None)
