@@ -4,10 +4,18 @@ timeout) and the one Prefect test harness that the flow and reliability tests sh
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+# A test suite started in the background by a non-interactive shell (`cmd &`, nohup, some CI
+# runners) inherits SIGINT ignored, and so would every process it starts: the Ctrl-C tests would
+# then watch `lossval demo` and `lossval serve` shrug the signal off, as such jobs should. They
+# test lossval started from a terminal, so the suite restores the default before starting any.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Before anything imports prefect: never touch the user's ~/.prefect, no analytics.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="lossval-test-prefect-"))
