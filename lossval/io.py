@@ -221,9 +221,12 @@ def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None)
         except pd.errors.ParserWarning:
             pass
         except pd.errors.ParserError:
-            if not _any_overlong_line(path, n_header):
+            try:
+                overlong_later = _first_overlong_line(path, n_header, empty_too=True) is not None
+            except csv.Error:
+                overlong_later = False
+            if not overlong_later:
                 raise  # another fault (an unclosed quote...): the caller names the file and pandas' words
-            overlong_later = True
     line = _first_overlong_line(path, n_header)
     if line is not None:
         raise InputError(f"line {line} has more values than the header's {n_header} column names; fix that row "
@@ -237,23 +240,15 @@ def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None)
         return pd.read_csv(path, index_col=False, dtype=dtype)
 
 
-def _first_overlong_line(path: Path, n_header: int) -> int | None:
-    """1-based line number of the first record with a non-empty field past the header's ``n_header``."""
+def _first_overlong_line(path: Path, n_header: int, *, empty_too: bool = False) -> int | None:
+    """1-based line number of the first record with a non-empty field past the header's ``n_header``
+    (with ``empty_too``, with any field past it)."""
     with open_csv_text(path) as fh:
         reader = csv.reader(fh)
         for row in reader:
-            if len(row) > n_header and any(field.strip() for field in row[n_header:]):
+            if len(row) > n_header and (empty_too or any(field.strip() for field in row[n_header:])):
                 return reader.line_num
     return None
-
-
-def _any_overlong_line(path: Path, n_header: int) -> bool:
-    """Whether any record has more fields than the header's ``n_header`` (empty ones included)."""
-    try:
-        with open_csv_text(path) as fh:
-            return any(len(row) > n_header for row in csv.reader(fh))
-    except csv.Error:
-        return False
 
 
 def csv_line_of_row(path: str | os.PathLike[str], row: int) -> int | None:

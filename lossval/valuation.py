@@ -287,6 +287,14 @@ def _columns_as_in(X_val: Any, X: Any) -> Any:
     return X_val[list(X.columns)]
 
 
+def _listed(names: Sequence[str], limit: int, unit: str = "") -> str:
+    """``a, b, c``, or ``a, b, c and 2 more`` (``... and 2 more columns`` with ``unit="column"``)."""
+    rest = len(names) - limit
+    if rest <= 0:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f" and {rest} more" + (f" {unit}{'s' if rest > 1 else ''}" if unit else "")
+
+
 def _names_of(X: Any, feature_names: Sequence[str] | None) -> list[str] | None:
     """Column names for messages: ``feature_names``, else a DataFrame's own (not pandas' default 0..d-1), else None."""
     if feature_names is not None:
@@ -1008,9 +1016,7 @@ class LossVal:
             columns = [int(i) for i in many if i < len(self.n_clipped_val_)]
             names = getattr(self, "_feature_names", None)
             if names is not None and len(names) == len(self.n_clipped_val_):
-                shown = [names[i] for i in columns]
-                listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
-                where_cols = f"validation column(s) {listed}"
+                where_cols = f"validation column(s) {_listed([names[i] for i in columns], 5)}"
             else:
                 where_cols = f"X_val column(s) {_show_positions(columns)}"
             where = " and ".join(([where_cols] if columns else [])
@@ -1170,8 +1176,7 @@ def describe_clipped(training: dict[str, int], validation: dict[str, int]) -> st
     if not n_tr + n_va:
         return ""
     columns = list(dict.fromkeys([*training, *validation]))
-    where = ", ".join(columns[:3]) + (f" and {len(columns) - 3} more column{'s' if len(columns) > 4 else ''}"
-                                      if len(columns) > 3 else "")
+    where = _listed(columns, 3, "column")
     counts = " and ".join(f"{n} {rows}" for n, rows in ((n_tr, "training"), (n_va, "validation")) if n)
     one = n_tr + n_va == 1
     return (f"{counts} value{'' if one else 's'} clipped as {'an outlier' if one else 'outliers'} (clip_outliers), "
