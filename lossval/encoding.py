@@ -523,6 +523,18 @@ class TabularEncoder:
                     "the training rows; there is nothing to learn",
                     source=self.source,
                 )
+            # LossVal standardises the target clipped to its widened central range, as features are: refused
+            # here, where the file and the column are known, what would overflow there.
+            low, high = central_range_bounds(values[:, None])[:, 0]
+            with np.errstate(over="ignore", invalid="ignore"):
+                clipped = np.clip(values, low, high)
+                finite = math.isfinite(float(np.mean(clipped))) and math.isfinite(float(np.std(clipped)))
+            if not finite:
+                raise InputError(
+                    f"regression target column {col!r} overflows float64 when standardised (largest |value| "
+                    f"{float(np.max(np.abs(values))):.3g}); rescale it (other units, or a log scale) before valuation",
+                    source=self.source,
+                )
             self.classes_ = None
         self.task_ = task
 

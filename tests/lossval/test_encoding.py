@@ -695,3 +695,16 @@ def test_a_value_that_overflows_float64_is_refused_with_no_numpy_warning_on_the_
         TabularEncoder(target="y").fit(df)
     assert [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
     assert any("1e30 standard deviations" in str(w.message) for w in recwarn)  # our own warning, once
+
+
+def test_a_regression_target_that_overflows_when_standardised_is_refused_naming_file_and_column(recwarn):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=60), "price": (rng.normal(size=60) + 10.0) * 1e307})
+    with pytest.raises(InputError, match=r"^train.csv: regression target column 'price' overflows float64 when "
+                                         r"standardised \(largest \|value\| 1\.\d+e\+308\); rescale it"):
+        TabularEncoder(target="price", task="regression", source="train.csv").fit(df)
+    assert [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
+    # Two typos that large are clipped to the central range before standardising, as LossVal does: accepted.
+    df["price"] = rng.normal(size=60)
+    df.loc[[3, 4], "price"] = [1.5e308, -1.5e308]
+    assert TabularEncoder(target="price", task="regression").fit(df).task_ == "regression"
