@@ -309,7 +309,20 @@ class TabularEncoder:
         if kind == "numeric":
             values = self._numeric_values(series, col, source=self.source)
             if np.unique(values).size < 2:
-                return None
+                if series.nunique(dropna=True) < 2:
+                    return None
+                # Distinct integers beyond 2**53 that float64 rounds to one number (hashes, 64-bit ids): not constant,
+                # but nothing a model can read either.
+                warnings.warn(
+                    f"{self.source + ': ' if self.source else ''}numeric column {col!r} has "
+                    f"{series.nunique(dropna=True)} distinct values that are one number in float64 (integers near "
+                    f"{float(values[0]):.3g}, beyond float64's 2**53 exact integers), like an id or a hash: it is "
+                    f"left out of the features (exclude it to say so: {_declare_excluded(col)}; or, if it names the "
+                    f"rows, make it the id column: pipeline config id_column: {col}; `lossval value`: --id-column {col})",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                return _LEFT_OUT
             # Statistics of the values clipped to their widened central range: one typo (a 1000
             # among values near 1) would otherwise set the scale and squeeze every other row.
             low, high = central_range_bounds(values[:, None])[:, 0]

@@ -708,3 +708,18 @@ def test_a_regression_target_that_overflows_when_standardised_is_refused_naming_
     df["price"] = rng.normal(size=60)
     df.loc[[3, 4], "price"] = [1.5e308, -1.5e308]
     assert TabularEncoder(target="price", task="regression").fit(df).task_ == "regression"
+
+
+def test_distinct_64_bit_integers_that_float64_cannot_tell_apart_are_left_out_as_id_like_not_called_constant():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=40), "hash": np.arange(40, dtype=np.uint64) * np.uint64(7) + np.uint64(2**63),
+                       "y": np.arange(40) % 2})
+    with pytest.warns(UserWarning) as caught:
+        enc = TabularEncoder(target="y", source="t.parquet").fit(df)
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and said[0].startswith(
+        "t.parquet: numeric column 'hash' has 40 distinct values that are one number in float64 (integers near 9.22e+18")
+    assert "like an id or a hash: it is left out of the features" in said[0] and "constant" not in said[0]
+    assert enc.feature_columns_ == ["x"] and enc.dropped_columns_ == ["hash"]
+    with pytest.warns(UserWarning, match=r"constant or empty column\(s\) \['hash'\]"):  # one value really is constant
+        TabularEncoder(target="y").fit(df.assign(hash=np.uint64(2**63)))
