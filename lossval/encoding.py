@@ -729,6 +729,17 @@ class TabularEncoder:
         unknown = index < 0
         if unknown.any():
             labels = [_py_scalar(v) for v in pd.unique(values[unknown])]
+            spelled = {str(c): c for c in self.classes_}
+            if all(str(v) in spelled for v in labels):  # 1 here, "1" in training (a CSV next to a parquet file)
+                here = sorted({type(v).__name__ for v in labels})
+                there = sorted({type(spelled[str(v)]).__name__ for v in labels})
+                raise InputError(
+                    f"target {self.target!r} holds the labels {_show_list(labels)} as {'/'.join(here)}, but the "
+                    f"training rows hold them as {'/'.join(there)} ({_show_list([spelled[str(v)] for v in labels])}), "
+                    f"first at row {_row(series.index[np.flatnonzero(unknown)[0]])}; give the target column one "
+                    "type in both files (convert it in one of them)",
+                    source=source,
+                )
             raise InputError(
                 f"target {self.target!r} has {int(unknown.sum())} value(s) with label(s) "
                 f"{_show_list(labels)} not among the classes seen in training "

@@ -479,6 +479,15 @@ def test_unknown_label_in_encode_target_raises():
         enc.encode_target(["cat", "bird", "cow", "bird"])
 
 
+def test_labels_stored_as_numbers_against_text_labels_are_named_as_a_type_mismatch():
+    enc = TabularEncoder(target="y", task="classification").fit(_frame().assign(y=["1", "0", "1", "0"]))
+    with pytest.raises(InputError, match=r"^v.csv: target 'y' holds the labels \[1, 0\] as int, but the training rows "
+                                         r"hold them as str \(\['1', '0'\]\), first at row 0; give the target column one"):
+        enc.encode_target([1, 0, 1], source="v.csv")
+    with pytest.raises(InputError, match=r"label\(s\) \[1, 7\] not among the classes seen in training"):  # 7: unknown
+        enc.encode_target([1, 7])
+
+
 def test_datetime_column_raises_unless_excluded():
     df = _frame().assign(when=pd.date_range("2024-01-01", periods=4))
     with pytest.raises(InputError, match=r"'when'.*features.exclude: \[when\]; `lossval value`: --exclude when"):
