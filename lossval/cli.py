@@ -309,7 +309,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lossval.encoding import TabularEncoder
-    from lossval.io import assign_row_ids, check_writable_folder, read_table, sweep_orphaned_temp_files, write_parquet
+    from lossval.io import assign_row_ids, check_writable_folder, is_text_dtype, read_table, sweep_orphaned_temp_files, write_parquet
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
@@ -331,6 +331,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     sweep_orphaned_temp_files(out.parent, recursive=False, of=out.name)  # a killed earlier write of this file
     text = [args.id_column, *args.categorical]  # codes stay as written in a CSV ("02139", not 2139)
     train = read_table(args.data, text_columns=text)
+    if args.target in train.columns and is_text_dtype(train[args.target].dtype):  # "1" in training: "1" here too
+        text.append(args.target)
     valid = read_table(args.validation, text_columns=text)
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:

@@ -10,7 +10,7 @@ from prefect import task
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
-from lossval.io import assign_row_ids, read_table, write_parquet
+from lossval.io import assign_row_ids, is_text_dtype, read_table, write_parquet
 from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation, shared_rows, shared_rows_note
 from tasks._log import run_logger
 from tasks.value import config_encoder
@@ -76,7 +76,9 @@ def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -
 def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: TabularEncoder, *,
                   prefix: str) -> pd.DataFrame:
     """Rows of a curated validation/test file, checked against the data's schema, with prefixed row ids."""
-    rows = read_table(path, text_columns=[config.id_column, *config.categorical])  # as ingest reads the data
+    # As ingest reads the data; a target the data holds as text ("1", "yes") is read as text from a CSV too.
+    text_target = [config.target] if is_text_dtype(df[config.target].dtype) else []
+    rows = read_table(path, text_columns=[config.id_column, *config.categorical, *text_target])
     needed = [c for c in df.columns if c != "row_id"]
     missing = [c for c in needed if c not in rows.columns]
     if missing:

@@ -166,6 +166,17 @@ def test_ids_keep_their_leading_zeros(tmp_path, capsys) -> None:
     assert pd.read_parquet(out)["row_id"].tolist() == df["id"].tolist()
 
 
+def test_labels_held_as_text_in_parquet_are_read_as_text_from_the_validation_csv(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90)})
+    frame["y"] = np.where(frame["a"] > 0, "1", "0")  # text labels; a CSV holds them as the numbers 0 and 1
+    frame.iloc[:60].to_parquet(tmp_path / "train.parquet", index=False)
+    frame.iloc[60:].to_csv(tmp_path / "valid.csv", index=False)
+    assert main(["value", str(tmp_path / "train.parquet"), "--target", "y", "--validation", str(tmp_path / "valid.csv"),
+                 "--out", str(tmp_path / "v.parquet"), "--epochs", "2", "--quiet"]) == 0
+    assert len(pd.read_parquet(tmp_path / "v.parquet")) == 60
+
+
 def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, capsys) -> None:
     train = pd.read_csv(tables["train"])
     leaked = train.iloc[:25].assign(id=lambda d: "copy-" + d["id"])  # same rows, other ids: still the same examples

@@ -317,6 +317,23 @@ def test_curated_validation_rows_that_are_also_in_the_data_are_warned_about(tmp_
     assert f"valid.csv: column(s) ['note'] are not in the data ({tmp_path / 'd.csv'}) and are ignored." in caplog.text
 
 
+def test_a_curated_csv_reads_its_labels_as_text_when_the_data_holds_them_as_text(tmp_path) -> None:
+    import pandas as pd
+
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    df = make_frame(100, classes=("0", "1"))  # labels "0"/"1": a CSV would read them back as the numbers 0/1
+    snap = df.iloc[20:].reset_index(drop=True)
+    snap.insert(0, "row_id", assign_row_ids(snap).to_numpy())
+    snap.to_parquet(tmp_path / "snap.parquet", index=False)
+    df.iloc[:20].to_csv(tmp_path / "valid.csv", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "validation": {"strategy": "file", "path": "valid.csv"}},
+                           base_dir=tmp_path)
+    out = split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    assert sorted(pd.read_parquet(out["paths"]["validation"])["label"].unique()) == ["0", "1"]
+
+
 def test_unseen_levels_of_a_curated_validation_file_are_warned_about_once(tmp_path) -> None:
     import warnings
 
