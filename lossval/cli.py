@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="training rows: a parquet, CSV or .csv.gz file, or a folder of them")
     p.add_argument("--target", required=True, help="target column")
     p.add_argument("--validation", required=True, help="trusted validation rows (same columns)")
-    p.add_argument("--out", required=True, help="output parquet: row_id, value, rank[, noise_prob]")
+    p.add_argument("--out", required=True, help="output parquet: row_id (the --id-column values, of the type they are stored as; else an id "
+                   "derived from the row's content), value, rank[, noise_prob]")
     p.add_argument("--id-column", help="column holding a unique row id (default: derived from row content)")
     p.add_argument("--exclude", action="append", default=[], help="column to leave out of the features (repeatable)")
     p.add_argument("--categorical", action="append", default=[],
@@ -372,7 +373,9 @@ def _cmd_value(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     lv.fit(X, y, X_val, y_val, one_hot_columns=encoder.one_hot_positions(), feature_names=encoder.encoded_names_)
     seconds = time.perf_counter() - t0
-    table = pd.DataFrame({"row_id": row_ids.to_numpy(), "value": lv.values_})
+    # Ids as stored (int ids stay int), so the values join back onto the data by its own column.
+    ids = train[args.id_column].to_numpy() if args.id_column else row_ids.to_numpy()
+    table = pd.DataFrame({"row_id": ids, "value": lv.values_})
     table["rank"] = table["value"].rank(method="first").astype("int64")  # 1 = least valuable
     if args.noise_prob:
         table["noise_prob"] = lv.noise_probability()

@@ -166,6 +166,21 @@ def test_ids_keep_their_leading_zeros(tmp_path, capsys) -> None:
     assert pd.read_parquet(out)["row_id"].tolist() == df["id"].tolist()
 
 
+def test_integer_ids_of_a_parquet_file_come_back_as_integers(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"id": np.arange(1000, 1060, dtype=np.int64), "a": rng.normal(size=60), "b": rng.normal(size=60)})
+    df["label"] = np.where(df["a"] > 0, "yes", "no")
+    df.to_parquet(tmp_path / "train.parquet", index=False)
+    df.iloc[:30].assign(id=lambda d: d["id"] + 5000, a=lambda d: d["a"] + 0.01).to_parquet(tmp_path / "valid.parquet",
+                                                                                         index=False)
+    out = tmp_path / "v.parquet"
+    assert main(["value", str(tmp_path / "train.parquet"), "--target", "label", "--validation",
+                 str(tmp_path / "valid.parquet"), "--out", str(out), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0
+    values = pd.read_parquet(out)
+    assert values["row_id"].dtype == np.int64 and values["row_id"].tolist() == df["id"].tolist()
+    assert len(df.merge(values, left_on="id", right_on="row_id")) == 60  # joins back by the data's own column
+
+
 def test_labels_held_as_text_in_parquet_are_read_as_text_from_the_validation_csv(tmp_path, capsys) -> None:
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90)})
