@@ -179,13 +179,14 @@ def _import_stage_libraries() -> None:
 
 def check_inputs_exist(config: PipelineConfig) -> None:
     """Fail in a second, before Prefect starts, when a configured data path does not exist or
-    its header lacks the configured target, id or validation column.
+    its header lacks the configured target, id, validation or ``features`` column.
 
     Raises:
         InputError: names the missing path (or the folder without data files), or the column
             and its config key.
     """
     from lossval.io import data_columns, list_data_files, require_column
+    from tasks.value import check_feature_columns
 
     for path in (config.data, config.validation.path if config.validation.strategy == "file" else None,
                  config.test_path):
@@ -201,6 +202,7 @@ def check_inputs_exist(config: PipelineConfig) -> None:
     for key, name in named.items():
         if name is not None:
             require_column(columns, name, key=key, source=config.data)
+    check_feature_columns(config, columns)
 
 
 def check_local_device(config: PipelineConfig, *, source: str) -> None:

@@ -115,7 +115,7 @@ def require_column(columns: Sequence[Any], name: str, *, key: str, source: str |
         return
     import difflib
 
-    near = difflib.get_close_matches(name, names, n=1)
+    near = [n for n in names if n.casefold() == name.casefold()][:1] or difflib.get_close_matches(name, names, n=1)
     raise InputError(f"column {name!r} (config key '{key}') not found" + (f"; did you mean {near[0]!r}?" if near else ".")
                      + f" Columns are {names[:10]}" + (f" and {len(names) - 10} more." if len(names) > 10 else "."),
                      source=source)

@@ -23,7 +23,7 @@ from tasks._log import run_logger
 from tasks._paths import Workspace
 
 __all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuation_key", "effective_lossval_options",
-           "feature_exclusions", "config_encoder",
+           "feature_exclusions", "config_encoder", "check_feature_columns",
            "RESULTS_DIR_NAME", "CACHE_KEY_PREFIX"]
 
 RESULTS_DIR_NAME = "prefect-results"  # under the workspace: the valuation cache records
@@ -39,12 +39,35 @@ def feature_exclusions(config: PipelineConfig) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
+def check_feature_columns(config: PipelineConfig, columns: Sequence[str]) -> None:
+    """Refuse a column named under ``features`` that the data lacks, naming the config key and the data's columns.
+
+    ``features.exclude`` counts only without ``features.include`` (with it, excluding a column the
+    data lacks changes nothing). ``row_id``, which the snapshot adds, is not one of the data's columns.
+
+    Raises:
+        InputError: the first such column, its key (``features.include`` ...), and the nearest name.
+    """
+    from lossval.io import require_column
+
+    data = [c for c in columns if c != "row_id" or config.id_column == "row_id"]
+    named = {"features.include": config.include or [], "features.exclude": [] if config.include else config.exclude,
+             "features.categorical": config.categorical, "features.numeric": config.numeric}
+    for key, names in named.items():
+        for name in names:
+            require_column(data, name, key=key, source=config.data)
+
+
 def config_encoder(config: PipelineConfig, task: str, columns: Sequence[str]) -> TabularEncoder:
     """The (unfitted) encoder the config's feature options describe, for ``task`` on a frame with ``columns``.
 
-    The user's ``exclude`` goes in whole (the encoder refuses a name the data lacks: a typo would
-    keep that column as a feature); the pipeline's own columns only where the frame has them.
+    The user's ``exclude`` goes in whole (a name the data lacks is refused: a typo would keep that
+    column as a feature); the pipeline's own columns only where the frame has them.
+
+    Raises:
+        InputError: a column named under ``features`` that ``columns`` lack (:func:`check_feature_columns`).
     """
+    check_feature_columns(config, columns)
     user = set(config.exclude)
     exclude = [c for c in feature_exclusions(config) if c in user or c in columns]
     return TabularEncoder(target=config.target, task=task, features=list(config.include) if config.include else None,

@@ -34,7 +34,8 @@ def test_features_numeric_reaches_the_encoder_and_the_cache_key() -> None:
     with pytest.raises(InputError, match=r"d.csv: non-numeric value 'unknown' in numeric column 'a' at row 3 "
                                          r"\(7 of 60 non-missing"):
         _check_encodable(df, _config(numeric=["a"]), "classification")
-    with pytest.raises(InputError, match=r"missing numeric column\(s\) \['A'\]"):
+    with pytest.raises(InputError, match=r"d.csv: column 'A' \(config key 'features.numeric'\) not found; did you mean "
+                                         r"'a'\? Columns are \['id', 'a', 'b', 'colour', 'label'\]"):  # no row_id
         _check_encodable(make_frame(60), _config(numeric=["A"]), "classification")
     enc = _check_encodable(make_frame(60), _config(numeric=["a"]), "classification")
     assert "a" in enc.numeric_columns_
@@ -46,7 +47,8 @@ def test_features_numeric_reaches_the_encoder_and_the_cache_key() -> None:
 
 def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_required() -> None:
     df = make_frame(60)
-    with pytest.raises(InputError, match="excluded column.*'Colour'"):
+    with pytest.raises(InputError, match=r"column 'Colour' \(config key 'features.exclude'\) not found; did you mean "
+                                         r"'colour'\?"):
         _check_encodable(df, _config(exclude=["Colour"]), "classification")
     # A timestamp column left in the config while another strategy is used: not in the data, not an error.
     cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id",

@@ -426,6 +426,12 @@ def _(d: Path) -> list[str]:
     return _run_args(d, validation={"strategy": "column", "column": "trusted"})
 
 
+@case(CONFIG_CASES, "config-categorical-misspelt", "data.csv", "'colur'", "config key 'features.categorical'",
+      "did you mean 'colour'?")
+def _(d: Path) -> list[str]:
+    return _run_args(d, features={"categorical": ["colur"]})
+
+
 @case(CONFIG_CASES, "config-device-this-machine-lacks", "config.yaml", "'lossval.device'", "no CUDA GPU")
 def _(d: Path) -> list[str]:
     import torch
@@ -467,7 +473,7 @@ def _(d: Path) -> list[str]:
     return _flow_config(d, df, test_path=str(_write(d / "in" / "test.csv", test)), task="regression")
 
 
-@case(FLOW_CASES, "flow-misspelt-exclude", "data.csv", "excluded column", "'Colour'", "available columns")
+@case(FLOW_CASES, "flow-misspelt-exclude", "data.csv", "'Colour'", "config key 'features.exclude'", "did you mean 'colour'?")
 def _(d: Path) -> list[str]:
     return _flow_config(d, features={"exclude": ["Colour"]})
 
