@@ -525,6 +525,11 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         if existing is not None:
             version = str(existing.version)
             reused = True
+            # The version now stands for this run's gate decision, which may differ from the run that registered
+            # it (the champion it was compared with has changed): its description and gate tag say the latest.
+            client.update_model_version(name, version, description=_version_description(config, promoted, refused))
+            client.set_model_version_tag(name, version, "gate", "passed" if gate_passed else "failed")
+            client.set_model_version_tag(name, version, "gate_run", run_id)
         else:
             # what a registry reviewer needs without opening the run
             about = {k: logged.tags[k] for k in ("dataset", "snapshot", "lossval_run_id", "run_dir", "gate")

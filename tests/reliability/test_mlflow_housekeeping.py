@@ -107,7 +107,8 @@ def test_params_too_long_for_mlflow_say_they_were_cut() -> None:
 
 
 def _registrar(uri: str, tmp_path: Path, dataset: str):
-    """An MLflow client, and ``register(key, **promote_kwargs)``: a new run of ``dataset`` promoted past a passed gate."""
+    """An MLflow client, and ``register(key, **promote_kwargs)``: a new run of ``dataset`` promoted past a gate (passed
+    unless ``gate_passed=False``), its result with the run's ``run_id``."""
     config = config_from_dict({"data": "d.csv", "target": "y", "dataset": dataset,
                                "tracking": {"uri": uri, "experiment": dataset}})
     client = _client(uri)
@@ -115,10 +116,10 @@ def _registrar(uri: str, tmp_path: Path, dataset: str):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
 
-    def register(key: str, **kwargs) -> dict:
+    def register(key: str, *, gate_passed: bool = True, **kwargs) -> dict:
         run_id = client.create_run(exp).info.run_id
-        return promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
-                          run_key=key, gate_passed=True, **kwargs)
+        return {**promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
+                             run_key=key, gate_passed=gate_passed, **kwargs), "run_id": run_id}
 
     return client, register
 
@@ -155,3 +156,17 @@ def test_a_run_overtaken_between_its_gate_and_promotion_stays_challenger(store, 
     # Gated against the champion that is still there: promoted, replacing it.
     third = register("third", strong["version"])
     assert (third["champion"], third["refused"], third["previous_champion"]) == (True, None, strong["version"])
+
+
+def test_a_reused_version_says_the_latest_gate_decision_not_the_first(store, tmp_path: Path) -> None:
+    client, register = _registrar(store[0], tmp_path, "regated")
+    first = register("same-key")
+    version = client.get_model_version("lossval-regated", first["version"])
+    assert "Passed the gate." in version.description and "gate_run" not in version.tags
+    # The same run key gated again, and refused this time (the champion it is compared with has changed).
+    again = register("same-key", gate_passed=False)
+    assert (again["version"], again["reused"], again["champion"]) == (first["version"], True, False)
+    version = client.get_model_version("lossval-regated", first["version"])
+    assert "Refused by the gate: challenger only." in version.description and "Passed the gate" not in version.description
+    assert (version.tags["gate"], version.tags["gate_run"], version.tags["source_run"]) == \
+        ("failed", again["run_id"], first["run_id"])  # who registered it is unchanged
