@@ -292,17 +292,28 @@ def _report_error(kind: str, exc: BaseException | str, *, debug: bool, name_type
 
 
 def _csv_line_note(exc: InputError, text: str) -> str:
-    """" (row 17 is line 19 of the file)" when the error names a row of one CSV file, else ""."""
+    """Where a row the error names is: " (row 17 is line 19 of the file)" for a CSV file; for a folder, the file
+    that holds it and its row there (and line, for a CSV). "" when the error names no row of a file or folder."""
     from lossval._files import is_csv_file
+    from lossval.io import csv_line_of_row, file_of_folder_row
 
     found = re.search(r"\bat row (\d+)\b", text)
     source = Path(exc.source) if exc.source else None
-    if found is None or source is None or not is_csv_file(source) or not source.is_file():
+    if found is None or source is None:
         return ""
-    from lossval.io import csv_line_of_row
-
-    line = csv_line_of_row(source, int(found.group(1)))
-    return "" if line is None else f" (rows count from 0 below the header: row {found.group(1)} is line {line} of the file)"
+    row = int(found.group(1))
+    if source.is_dir():
+        located = file_of_folder_row(source, row)
+        if located is None:
+            return ""
+        path, row_there = located
+        line = csv_line_of_row(path, row_there) if is_csv_file(path) else None
+        return (f" (rows count from 0 across the folder's files in name order: row {row} is row {row_there} of "
+                f"{path.name}" + (f", line {line} of that file)" if line is not None else ")"))
+    if not is_csv_file(source) or not source.is_file():
+        return ""
+    line = csv_line_of_row(source, row)
+    return "" if line is None else f" (rows count from 0 below the header: row {row} is line {line} of the file)"
 
 
 def _cmd_value(args: argparse.Namespace) -> int:

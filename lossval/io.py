@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import os
 import re
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,24 +252,59 @@ def _first_overlong_line(path: Path, n_header: int, *, empty_too: bool = False) 
     return None
 
 
+def _csv_row_lines(path: str | os.PathLike[str]) -> Iterator[int]:
+    """1-based line where each data row of a CSV file starts, counting as pandas reads: the first
+    non-blank line is the header, blank lines are skipped and a quoted value may span lines.
+
+    Raises:
+        OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error: the file is not a readable CSV.
+    """
+    header_seen = False
+    with open_csv_text(path) as fh:
+        reader = csv.reader(fh)
+        end = 0  # the line the previous record (or blank line) ended on
+        for record in reader:
+            if record and (len(record) > 1 or record[0].strip()):  # pandas skips whitespace-only lines too
+                if header_seen:
+                    yield end + 1
+                header_seen = True
+            end = reader.line_num
+
+
+_UNREADABLE_CSV = (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error)
+
+
 def csv_line_of_row(path: str | os.PathLike[str], row: int) -> int | None:
     """1-based line of a CSV file where data row ``row`` (0-based, as :func:`read_table` numbers it) starts.
 
-    Counts as pandas reads: the first non-blank line is the header, blank lines are skipped and a
-    quoted value may span lines. None when the file is not a readable CSV or has fewer rows.
+    None when the file is not a readable CSV or has fewer rows.
     """
-    seen = -1  # the header is record -1
     try:
-        with open_csv_text(path) as fh:
-            reader = csv.reader(fh)
-            end = 0  # the line the previous record (or blank line) ended on
-            for record in reader:
-                if record and (len(record) > 1 or record[0].strip()):  # pandas skips whitespace-only lines too
-                    if seen == row:
-                        return end + 1
-                    seen += 1
-                end = reader.line_num
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error):
+        return next(itertools.islice(_csv_row_lines(path), row, None), None)
+    except _UNREADABLE_CSV:
+        return None
+
+
+def file_of_folder_row(path: str | os.PathLike[str], row: int) -> tuple[Path, int] | None:
+    """The file of a data folder that holds row ``row`` of :func:`read_table`'s frame, and the row's number there.
+
+    Files are counted in :func:`read_table`'s order (parquet rows from the footer, CSV rows as pandas
+    reads them). None when ``path`` is not a folder, or a file cannot be counted, or there are fewer rows.
+    """
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_dir() or row < 0:
+        return None
+    try:
+        for f in list_data_files(path):
+            try:
+                n = sum(1 for _ in _csv_row_lines(f)) if is_csv_file(f) else pq.ParquetFile(f).metadata.num_rows
+            except Exception:  # noqa: BLE001 (an unreadable CSV, or pyarrow's errors of a damaged footer: no note)
+                return None
+            if row < n:
+                return f, row
+            row -= n
+    except InputError:
         return None
     return None
 

@@ -245,6 +245,27 @@ def test_numeric_pins_a_column_with_much_text_and_the_categorical_reading_is_war
     assert "column(s) ['years'] declared both numeric and categorical" in capsys.readouterr().err
 
 
+def test_a_row_of_a_folder_input_is_named_with_its_file(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(2)
+
+    def part(start: int, n: int) -> pd.DataFrame:
+        return pd.DataFrame({"id": np.arange(start, start + n), "a": rng.normal(size=n), "y": rng.integers(0, 2, n)})
+
+    (tmp_path / "data").mkdir()
+    part(0, 30).to_parquet(tmp_path / "data" / "a.parquet", index=False)
+    second = part(30, 30)
+    second.loc[12, "id"] = 5  # a repeat of a.parquet's id 5
+    second.to_csv(tmp_path / "data" / "b.csv", index=False)
+    (tmp_path / "data" / "b.csv").write_text("\n" + (tmp_path / "data" / "b.csv").read_text())  # a blank first line
+    part(100, 20).to_csv(tmp_path / "valid.csv", index=False)
+    code = main(["value", str(tmp_path / "data"), "--target", "y", "--validation", str(tmp_path / "valid.csv"),
+                 "--id-column", "id", "--out", str(tmp_path / "v.parquet"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "duplicate ids, e.g. ['5'] (1 repeated rows, first at row 42)" in err
+    assert err.rstrip().endswith("(rows count from 0 across the folder's files in name order: row 42 is row 12 of b.csv, "
+                                 "line 15 of that file)")
+
+
 def test_console_script_runs_as_a_process(tables, tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "lossval.cli", "value", str(tmp_path / "x.csv"), "--target", "y",
                            "--validation", str(tables["valid"]), "--out", str(tmp_path / "o.parquet")],

@@ -17,6 +17,7 @@ from lossval.io import (
     assign_row_ids,
     atomic_write,
     csv_line_of_row,
+    file_of_folder_row,
     frame_fingerprint,
     make_temp,
     read_table,
@@ -219,6 +220,19 @@ def test_csv_line_of_row_counts_rows_as_pandas_reads_them(tmp_path: Path) -> Non
     assert rows["b"].tolist() == [2, 4, 5, 7]
     assert [csv_line_of_row(path, i) for i in range(5)] == [3, 6, 7, 9, None]
     assert csv_line_of_row(tmp_path / "missing.csv", 0) is None
+
+
+def test_file_of_folder_row_counts_the_files_as_read_table_concatenates_them(tmp_path: Path) -> None:
+    pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]}).to_parquet(tmp_path / "1.parquet", index=False)
+    (tmp_path / "2.csv").write_text('a,b\n7,"x\ny"\n\n8,9\n')  # a value over two lines, a blank line
+    rows = read_table(tmp_path)
+    assert rows["a"].tolist() == [1, 2, 3, 7, 8]
+    assert [file_of_folder_row(tmp_path, i) for i in range(6)] == [
+        (tmp_path / "1.parquet", 0), (tmp_path / "1.parquet", 1), (tmp_path / "1.parquet", 2),
+        (tmp_path / "2.csv", 0), (tmp_path / "2.csv", 1), None]
+    assert file_of_folder_row(tmp_path / "2.csv", 0) is None  # a file, not a folder
+    (tmp_path / "3.parquet").write_bytes(b"not parquet")  # a file that cannot be counted: no guess
+    assert file_of_folder_row(tmp_path, 7) is None
 
 
 def test_gzip_compressed_csv_reads_as_the_plain_file(tmp_path: Path) -> None:
