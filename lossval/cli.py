@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="training rows: a parquet, CSV or .csv.gz file, or a folder of them")
     p.add_argument("--target", required=True, help="target column")
     p.add_argument("--validation", required=True, help="trusted validation rows (same columns)")
-    p.add_argument("--out", required=True, help="output parquet: row_id (the --id-column values, of the type they are stored as; else an id "
-                   "derived from the row's content), value, rank[, noise_prob]")
+    p.add_argument("--out", required=True,
+                   help="output parquet: row_id (the --id-column values, of the type they are stored as; else an id "
+                        "derived from the row's content), value, rank[, noise_prob]")
     p.add_argument("--id-column", help="column holding a unique row id (default: derived from row content)")
     p.add_argument("--exclude", action="append", default=[], help="column to leave out of the features (repeatable)")
     p.add_argument("--categorical", action="append", default=[],
