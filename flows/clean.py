@@ -343,8 +343,11 @@ def _publish_prefect_artifacts(summary: dict) -> None:
     create_markdown_artifact("\n".join(lines), key=f"lossval-summary-{slug}", description="lossval cleaning run")
     out = summary["outputs"]
     try:  # a review aid: a table that cannot be built must not fail a run whose outputs are written
-        table = lowest_value_rows(out["values"], out["kept"], out["quarantine"], target=summary["config"]["target"])
+        private = not summary["config"]["tracking"]["log_quarantine"]  # no data rows outside the run folder
+        table = lowest_value_rows(out["values"], out["kept"], out["quarantine"], target=summary["config"]["target"],
+                                  max_data_columns=0 if private else 12)
         create_table_artifact(table.round(6).to_dict(orient="records"), key=f"lossval-lowest-values-{slug}",
-                              description="20 lowest-value training rows, with their target and first columns")
+                              description="20 lowest-value training rows" + ("" if private else
+                                                                              ", with their target and first columns"))
     except Exception as exc:  # noqa: BLE001
         get_run_logger().warning("lowest-value table artifact not created: %s: %s", type(exc).__name__, exc)

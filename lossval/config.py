@@ -114,7 +114,9 @@ class TrackingConfig:
     experiment: str = "lossval"
     registered_model: str | None = None  # default: lossval-<dataset>
     # Log quarantine.parquet (the pruned rows, whole) with the run, so a reviewer with only the
-    # MLflow UI sees every removed row. False keeps data rows out of the tracking store.
+    # MLflow UI sees every removed row. False keeps data rows out of the tracking store and Prefect's
+    # artifacts: no quarantine, no data columns in the lowest-value table, no model input example, no
+    # GX samples of unexpected values.
     log_quarantine: bool = True
 
 

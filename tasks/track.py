@@ -25,7 +25,7 @@ from prefect import get_run_logger, task
 
 from lossval.config import PipelineConfig, mask_secrets, mask_uri
 from lossval.errors import LossvalError
-from lossval.io import pause_point
+from lossval.io import pause_point, read_json
 from lossval.landing import dataset_lock
 from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
@@ -353,16 +353,22 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             quarantine = pd.read_parquet(prune["paths"]["quarantine"], columns=["row_id"])
             if config.tracking.log_quarantine:  # every pruned row, whole, with its value and reason
                 client.log_artifact(parent, prune["paths"]["quarantine"], artifact_path="quarantine")
+            private = not config.tracking.log_quarantine  # then no data row, or value of one, goes to the store
             try:  # a review aid: a table that cannot be built or logged must not fail the run's tracking
                 client.log_table(parent, lowest_value_rows(value["values"], prune["paths"]["kept"],
-                                                           prune["paths"]["quarantine"], target=config.target),
+                                                           prune["paths"]["quarantine"], target=config.target,
+                                                           max_data_columns=0 if private else 12),
                                  artifact_file="lowest_values.json")
             except Exception as exc:  # noqa: BLE001
                 get_run_logger().warning("lowest_values.json not logged: %s: %s", type(exc).__name__, exc)
             hist = values_histogram(vals["value"].to_numpy(), prune["threshold"], Path(tmp) / "values_histogram.png",
                                     quarantined=vals["row_id"].isin(quarantine["row_id"]).to_numpy())
             client.log_artifact(parent, str(hist), artifact_path="plots")
-            client.log_artifact(parent, gate["result_path"], artifact_path="gate")
+            if private:  # GX lists sample values of the rows an expectation failed on
+                client.log_dict(parent, without_row_values(read_json(gate["result_path"])),
+                                f"gate/{Path(gate['result_path']).name}")
+            else:
+                client.log_artifact(parent, gate["result_path"], artifact_path="gate")
             for stage, record in stages.items():
                 with _run(client, experiment_id, run_name=stage,
                           tags={"mlflow.parentRunId": parent, "stage": stage,
@@ -378,7 +384,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 client.set_tag(parent, "model_logged_by", f"version {registered.version} (same run key; not logged again)")
             else:
                 model_dir = save_pyfunc_model(Path(tmp) / "model", encoder=value["encoder"], retrain=retrain,
-                                              test=stages["split"]["paths"]["test"])
+                                              test=stages["split"]["paths"]["test"], input_example=not private)
                 client.log_artifacts(parent, str(model_dir), artifact_path="model")
                 source = f"{client.get_run(parent).info.artifact_uri.rstrip('/')}/model"
         return {"run_id": parent, "experiment_id": experiment_id,
@@ -386,11 +392,27 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "model_source": source, "tracking_uri": mask_uri(uri)}
 
 
-def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str) -> Path:
+# Keys of a GX result that hold values of the rows an expectation failed on.
+_ROW_VALUE_KEYS = frozenset({"partial_unexpected_list", "partial_unexpected_counts", "unexpected_list",
+                             "unexpected_rows", "details"})
+
+
+def without_row_values(result: Any) -> Any:
+    """A gate result (``gate.json``) without GX's samples of unexpected values: what goes to the tracking store when
+    ``tracking.log_quarantine`` is false. Counts and percentages stay."""
+    if isinstance(result, dict):
+        return {k: without_row_values(v) for k, v in result.items() if k not in _ROW_VALUE_KEYS}
+    if isinstance(result, list):
+        return [without_row_values(v) for v in result]
+    return result
+
+
+def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str, input_example: bool = True) -> Path:
     """Save the retrained model as an MLflow pyfunc model in ``path`` (see :mod:`lossval.serving`).
 
     Built from code, not pickled: ``lossval/_mlflow_model.py`` with lossval's own modules under
     ``code/``, so loading it needs torch, numpy and pandas but not an installed lossval.
+    ``input_example=False`` saves no example rows with it (the signature, types only, is still saved).
     """
     import shutil
 
@@ -414,7 +436,7 @@ def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str) -> 
     predicted = LossvalPyfunc().load(**artifacts).predict(None, example)
     mlflow.pyfunc.save_model(
         str(path), python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(package)],
-        signature=model_signature(example, predicted), input_example=example,
+        signature=model_signature(example, predicted), input_example=example if input_example else None,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
                           f"numpy=={np.__version__}", f"pyarrow=={pyarrow.__version__}"])
     return path

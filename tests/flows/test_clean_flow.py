@@ -370,7 +370,16 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
     manifest = _latest_manifest(workspace, "diabetes")
     _, client = _mlflow(workspace)  # log_quarantine: false keeps the pruned rows out of the tracking store
     assert manifest["rows"]["quarantine"] > 0
-    assert "quarantine" not in {a.path for a in client.list_artifacts(manifest["mlflow"]["run_id"])}
+    run_id = manifest["mlflow"]["run_id"]
+    assert "quarantine" not in {a.path for a in client.list_artifacts(run_id)}
+    # Nor any other data row or value of one: the review table has no data columns, the model no input example,
+    # the gate result no GX samples of unexpected values (the run folder keeps them all).
+    lowest = json.loads(Path(client.download_artifacts(run_id, "lowest_values.json")).read_text())
+    assert set(lowest["columns"]) == {"row_id", "value", "rank", "noise_prob", "reason"}
+    assert "input_example.json" not in {Path(a.path).name for a in client.list_artifacts(run_id, "model")}
+    logged_gate = Path(client.download_artifacts(run_id, "gate/gate.json")).read_text()
+    assert "partial_unexpected_list" not in logged_gate and '"unexpected_percent"' in logged_gate
+    assert "partial_unexpected_list" in Path(manifest["outputs"]["gate"]).read_text()
     assert manifest["task"] == "regression"
     # The gate applied the configured limit (far above any change here) and recorded it.
     assert json.loads(Path(manifest["outputs"]["gate"]).read_text())["metric_limits"] == {"mae": 1e6}
