@@ -451,7 +451,9 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
 
     prune, metrics = stages["prune"], stages["retrain"]["metrics"]
     lines = [f"lossval cleaning run of **{config.dataset}**: {stages['split']['rows']['train']} training rows, "
-             f"{prune['rows_kept']} kept, {prune['rows_pruned']} quarantined.", "",
+             f"{prune['rows_kept']} kept, {prune['rows_pruned']} quarantined."
+             + (" The after model trained on all of them, each weighted by its value (retrain.mode: soft)."
+                if config.retrain.mode == "soft" else ""), "",
              f"Pruning: {describe_pruning(pruning)}", "",
              "| metric | before | after |", "|---|---|---|"]
     theirs = (gate.get("champion") or {}).get("metrics") or {}
@@ -493,6 +495,9 @@ def _registration_line(name: str, version: str, *, reused: bool, gate_passed: bo
     again = " (this run key's earlier run registered it; not registered again)" if reused else ""
     if gate_passed:
         return f"Model registry: {name} version {version}{again} is champion{replacing(version, previous)}."
+    if champion == version:  # a rerun of the champion's own key, refused this time: a refusal does not demote
+        return (f"Model registry: {name} version {version}{again} stays champion: an earlier run of the same key "
+                "promoted it, and this run's refused gate does not demote it.")
     return (f"Model registry: {name} version {version}{again} is challenger only; "
             + (f"version {champion} stays champion." if champion else "no version is champion yet."))
 
@@ -585,11 +590,27 @@ def _version_with_key(client: Any, name: str, run_key: str) -> Any:
     return max(found, key=lambda v: int(v.version)) if found else None
 
 
-def _version_description(config: PipelineConfig, gate_passed: bool, refused: str | None = None) -> str:
-    return (f"Retrained on the rows lossval kept of {config.dataset}. "
-            + ("Passed the gate." if gate_passed else f"Passed the gate, not promoted: {refused}; challenger only."
-               if refused else "Refused by the gate: challenger only.")
-            + " Load with mlflow.pyfunc.load_model and predict on the data's own feature columns.")
+def _version_description(config: PipelineConfig, gate_passed: bool, refused: str | None = None, *,
+                         still_champion: bool = False) -> str:
+    """A registered version's description. ``still_champion``: a reused version that an earlier run of its key
+    promoted, and that this run's refused gate leaves champion (a refusal does not demote)."""
+    if gate_passed:
+        verdict = "Passed the gate."
+    elif refused:
+        verdict = f"Passed the gate, not promoted: {refused}; challenger only."
+    elif still_champion:
+        verdict = ("Champion since an earlier run of the same data and config passed the gate; the latest run's gate "
+                   "refused it (see the gate_run tag), which leaves the champion where it is.")
+    else:
+        verdict = "Refused by the gate: challenger only."
+    return f"{_trained_on(config)} {verdict} Load with mlflow.pyfunc.load_model and predict on the data's own feature columns."
+
+
+def _trained_on(config: PipelineConfig) -> str:
+    if config.retrain.mode == "soft":
+        return (f"Retrained on every training row of {config.dataset}, quarantined ones included, each weighted by its "
+                "lossval value (retrain.mode: soft).")
+    return f"Retrained on the rows lossval kept of {config.dataset}."
 
 
 def _alias_version(client: Any, name: str, alias: str) -> str | None:
