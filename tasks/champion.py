@@ -31,7 +31,7 @@ from lossval.retrain import HIGHER_IS_BETTER, evaluate
 from tasks.retrain import encode_rows
 from tasks.track import _scoped_process_state, mlflow_client, registered_model_name, tracking_uri
 
-__all__ = ["schema_changes", "compare_with_champion"]
+__all__ = ["schema_changes", "compare_with_champion", "unusable_model"]
 
 
 def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[str]:
@@ -159,7 +159,6 @@ def _download_champion(uri: str, name: str, dst: Path) -> tuple[str, dict[str, s
         _Unreachable: the tracking store did not answer.
         _Unusable: the champion's files could not be fetched, or it is not a lossval model.
     """
-    from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     try:
@@ -172,19 +171,48 @@ def _download_champion(uri: str, name: str, dst: Path) -> tuple[str, dict[str, s
                 raise
     except Exception as exc:  # noqa: BLE001 (LossvalError from the client; a broken database's own errors)
         raise _Unreachable(str(exc) if isinstance(exc, LossvalError) else f"{type(exc).__name__}: {exc}") from None
-    number, source = str(version.version), str(version.source).rstrip("/")
+    number = str(version.version)
+    try:
+        return number, _download_model_files(uri, str(version.source), dst)
+    except _Unusable as exc:
+        raise _Unusable(str(exc), number) from None
+
+
+def _download_model_files(uri: str, source: str, dst: Path) -> dict[str, str]:
+    """``{"encoder", "weights", "network": local path}`` of the lossval model logged at ``source``.
+
+    Raises:
+        _Unusable: its files could not be fetched (gone, unreadable), or it is not a lossval model.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    source = source.rstrip("/")
     try:
         with _scoped_process_state():  # no progress bars, short HTTP retries
             mlmodel = Path(download_artifacts(artifact_uri=f"{source}/MLmodel", dst_path=str(dst), tracking_uri=uri))
             listed = yaml.safe_load(mlmodel.read_text())["flavors"]["python_function"].get("artifacts") or {}
             if not {"encoder", "weights", "network"} <= set(listed):
-                raise _Unusable(f"not a lossval model: its artifacts are {sorted(listed)}", number)
+                raise _Unusable(f"not a lossval model: its artifacts are {sorted(listed)}", "")
             download_artifacts(artifact_uri=f"{source}/artifacts", dst_path=str(dst), tracking_uri=uri)
+            paths = {key: dst / listed[key]["path"] for key in ("encoder", "weights", "network")}
+            missing = sorted(str(p.relative_to(dst)) for p in paths.values() if not p.is_file())
+            if missing:
+                raise _Unusable(f"{source} lacks {', '.join(missing)}", "")
     except _Unusable:
         raise
     except Exception as exc:  # noqa: BLE001 (MLflow, OSError, YAML: the files at its source are not usable)
-        raise _Unusable(f"{type(exc).__name__} reading {source}: {str(exc).strip()[:300]}", number) from None
-    return number, {key: str(dst / listed[key]["path"]) for key in ("encoder", "weights", "network")}
+        raise _Unusable(f"{type(exc).__name__} reading {source}: {str(exc).strip()[:300]}", "") from None
+    return {key: str(path) for key, path in paths.items()}
+
+
+def unusable_model(uri: str, source: str) -> str | None:
+    """Why the lossval model logged at ``source`` cannot be loaded (its files gone, say), or None when it can be."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            _download_model_files(uri, source, Path(tmp))
+        except _Unusable as exc:
+            return str(exc)
+    return None
 
 
 def _score(champion: Any, test: pd.DataFrame, *, target: str) -> dict[str, float] | None:

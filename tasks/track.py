@@ -379,6 +379,15 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                          metrics={k: float(v) for k, v in numbers.items() if k not in SHAPE_PARAMS},
                          series={"epoch_loss": record["history_loss"]} if stage == "value" else None)
             registered = _version_with_key(client, registered_model_name(config), run_key) if run_key else None
+            if registered is not None:
+                from tasks.champion import unusable_model
+
+                problem = unusable_model(uri, str(registered.source))
+                if problem:  # its files are gone (a cleaned workspace): log the model again; promote() registers it
+                    get_run_logger().warning("version %s of %s, registered by an earlier run of the same key, cannot be "
+                                             "loaded (%s): this run logs its model again and registers a new version",
+                                             registered.version, registered_model_name(config), problem)
+                    registered = None
             if registered is not None:  # a rerun of the same data and config: promote() reuses that version
                 source = str(registered.source)
                 client.set_tag(parent, "model_logged_by", f"version {registered.version} (same run key; not logged again)")
@@ -515,7 +524,10 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
     says why) and the caller treats it as refused.
 
     A rerun with the same snapshot, config and seed finds the version tagged with its
-    ``run_key`` and reuses it instead of registering a duplicate.
+    ``run_key`` and reuses it instead of registering a duplicate, unless that version's model
+    files can no longer be loaded (then :func:`track` logged the model again, and it is registered
+    as a new version). A reused version's description and ``gate`` tag say this run's decision.
+    The registered model's ``target`` and ``task`` tags follow the champion.
     """
     from mlflow.exceptions import MlflowException
 
@@ -549,12 +561,19 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                        f"with {f'version {compared}' if compared else 'no champion'}. Rerun to compare with it")
         promoted = gate_passed and refused is None
         existing = _version_with_key(client, name, run_key)
+        if existing is not None and str(existing.source) != str(model_source):
+            from tasks.champion import unusable_model
+
+            if unusable_model(uri, str(existing.source)):  # track() logged the model again: register that one
+                existing = None
         if existing is not None:
             version = str(existing.version)
             reused = True
             # The version now stands for this run's gate decision, which may differ from the run that registered
             # it (the champion it was compared with has changed): its description and gate tag say the latest.
-            client.update_model_version(name, version, description=_version_description(config, promoted, refused))
+            still_champion = not promoted and _alias_version(client, name, "champion") == version
+            client.update_model_version(name, version, description=_version_description(
+                config, promoted, refused, still_champion=still_champion))
             client.set_model_version_tag(name, version, "gate", "passed" if gate_passed else "failed")
             client.set_model_version_tag(name, version, "gate_run", run_id)
         else:
@@ -569,6 +588,9 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         client.set_registered_model_alias(name, "challenger", version)
         if promoted:
             client.set_registered_model_alias(name, "champion", version)
+            for key in ("target", "task"):  # the model's tags describe its champion (a run may change the target)
+                if (client.get_registered_model(name).tags or {}).get(key) != model_tags[key]:
+                    client.set_registered_model_tag(name, key, model_tags[key])
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
         if refused:
             client.set_tag(run_id, "promotion_refused", refused)

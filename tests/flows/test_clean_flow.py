@@ -503,6 +503,33 @@ def test_a_run_refused_by_its_data_leaves_no_run_folder(tmp_path: Path, capsys) 
     assert not (ws / "runs").exists()  # nothing was produced, so no empty folder pretends otherwise
 
 
+def test_a_rerun_whose_registered_model_files_are_gone_logs_and_registers_the_model_again(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from tasks.champion import unusable_model
+
+    cfg = _config(tmp_path, "breast_cancer", lossval={"epochs": 3}, retrain={"epochs": 3, "mode": "soft"})
+    ws = tmp_path / "ws"
+    assert main(["run", str(cfg), "--workspace", str(ws)]) == 0
+    _, client = _mlflow(ws)
+    first = client.get_model_version("lossval-t-breast_cancer", "1")
+    # Soft retraining is said as such: the model saw every training row, weighted.
+    assert first.description.startswith("Retrained on every training row of t-breast_cancer, quarantined ones included, each "
+                                        "weighted by its lossval value (retrain.mode: soft). Passed the gate.")
+    uri = f"sqlite:///{ws / 'mlflow.db'}"
+    assert unusable_model(uri, first.source) is None
+    shutil.rmtree(next(ws.glob("mlartifacts/*/artifacts/model/artifacts")))  # a cleaning that went too far
+    assert "No such artifact: 'artifacts'" in unusable_model(uri, first.source)
+    capsys.readouterr()
+    # Same snapshot and config: the champion (version 1, unreadable now) refuses the gate, and the model is logged
+    # and registered again instead of pointing the challenger at files that are gone.
+    assert main(["run", str(cfg), "--workspace", str(ws)]) == 3
+    assert "could not be read to compare with" in capsys.readouterr().err
+    second = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger")
+    assert str(second.version) == "2" and second.source != first.source and unusable_model(uri, second.source) is None
+    assert _latest_manifest(ws, "breast_cancer")["model"]["reused"] is False
+
+
 def test_demo_command_runs_the_pipeline_and_reports_the_noise_match(tmp_path: Path, capsys) -> None:
     # The README's main command: it must keep working end to end.
     assert main(["demo", "--workspace", str(tmp_path), "--epochs", "10"]) == 0

@@ -116,9 +116,9 @@ def _registrar(uri: str, tmp_path: Path, dataset: str):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
 
-    def register(key: str, *, gate_passed: bool = True, **kwargs) -> dict:
+    def register(key: str, *, gate_passed: bool = True, model_source: str = str(model_dir), **kwargs) -> dict:
         run_id = client.create_run(exp).info.run_id
-        return {**promote.fn(config=config, workspace=str(tmp_path), model_source=str(model_dir), run_id=run_id,
+        return {**promote.fn(config=config, workspace=str(tmp_path), model_source=model_source, run_id=run_id,
                              run_key=key, gate_passed=gate_passed, **kwargs), "run_id": run_id}
 
     return client, register
@@ -160,13 +160,50 @@ def test_a_run_overtaken_between_its_gate_and_promotion_stays_challenger(store, 
 
 def test_a_reused_version_says_the_latest_gate_decision_not_the_first(store, tmp_path: Path) -> None:
     client, register = _registrar(store[0], tmp_path, "regated")
+
+    def version(number: str):
+        return client.get_model_version("lossval-regated", number)
+
     first = register("same-key")
-    version = client.get_model_version("lossval-regated", first["version"])
-    assert "Passed the gate." in version.description and "gate_run" not in version.tags
-    # The same run key gated again, and refused this time (the champion it is compared with has changed).
+    assert "Passed the gate." in version("1").description and "gate_run" not in version("1").tags
+    # The same run key gated again and refused: still champion (a refusal does not demote), and said so.
     again = register("same-key", gate_passed=False)
-    assert (again["version"], again["reused"], again["champion"]) == (first["version"], True, False)
-    version = client.get_model_version("lossval-regated", first["version"])
-    assert "Refused by the gate: challenger only." in version.description and "Passed the gate" not in version.description
-    assert (version.tags["gate"], version.tags["gate_run"], version.tags["source_run"]) == \
+    assert (again["version"], again["reused"], again["champion"], again["champion_version"]) == ("1", True, False, "1")
+    assert "Champion since an earlier run of the same data and config passed the gate; the latest run's gate refused " \
+        "it" in version("1").description and "challenger only" not in version("1").description
+    assert (version("1").tags["gate"], version("1").tags["gate_run"], version("1").tags["source_run"]) == \
         ("failed", again["run_id"], first["run_id"])  # who registered it is unchanged
+    # Once another version is champion, the same refusal leaves it challenger only.
+    register("other-key")
+    register("same-key", gate_passed=False)
+    assert "Refused by the gate: challenger only." in version("1").description
+    assert "Passed the gate" not in version("1").description
+
+
+def test_a_reused_version_whose_model_files_are_gone_is_registered_again(store, tmp_path: Path) -> None:
+    client, register = _registrar(store[0], tmp_path, "gone")
+    first = register("same-key")  # its source, the test's empty model folder, holds no model files
+    relogged = tmp_path / "relogged"
+    relogged.mkdir()
+    second = register("same-key", model_source=str(relogged))  # track() logged the model again, elsewhere
+    assert (second["version"], second["reused"]) == ("2", False) and first["version"] == "1"
+    assert client.get_model_version("lossval-gone", "2").source == str(relogged)
+    third = register("same-key", model_source=str(relogged))  # the source track() was given back: reused as before
+    assert (third["version"], third["reused"]) == ("2", True)
+
+
+def test_the_registered_model_s_target_and_task_tags_follow_its_champion(store, tmp_path: Path) -> None:
+    client, register = _registrar(store[0], tmp_path, "retargeted")
+    register("first")
+    assert client.get_registered_model("lossval-retargeted").tags["target"] == "y"
+    config = config_from_dict({"data": "d.csv", "target": "churned", "task": "classification", "dataset": "retargeted",
+                               "tracking": {"uri": store[0], "experiment": "retargeted"}})
+    run_id = client.create_run(client.get_experiment_by_name("retargeted").experiment_id).info.run_id
+    refused = promote.fn(config=config, workspace=str(tmp_path), model_source=str(tmp_path / "model"), run_id=run_id,
+                         run_key="new-target", gate_passed=False)
+    assert refused["champion"] is False and client.get_registered_model("lossval-retargeted").tags["target"] == "y"
+    run_id = client.create_run(client.get_experiment_by_name("retargeted").experiment_id).info.run_id
+    promote.fn(config=config, workspace=str(tmp_path), model_source=str(tmp_path / "model"), run_id=run_id,
+               run_key="new-target-promoted", gate_passed=True)
+    tags = client.get_registered_model("lossval-retargeted").tags
+    assert (tags["target"], tags["task"], tags["dataset"]) == ("churned", "classification", "retargeted")
