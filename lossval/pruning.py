@@ -161,6 +161,8 @@ class PruneDecision:
             on all rows did not bind).
         capped_classes: The labels of the classes whose share of the cap held flagged rows
             back, in label order (empty without ``labels``).
+        n_kept_together: Rows that would have gone but were kept with the rest of their
+            ``groups`` group, which the cap, the fraction count or class protection split.
     """
 
     keep: np.ndarray
@@ -173,6 +175,7 @@ class PruneDecision:
     cap_hit: bool = False
     class_cap_hit: bool = False
     capped_classes: tuple = ()
+    n_kept_together: int = 0
 
     @property
     def n_dropped(self) -> int:
@@ -404,6 +407,7 @@ def prune(
     labels: Any = None,
     noise_prob: Any = None,
     min_rows_per_class: int = 1,
+    groups: Any = None,
 ) -> PruneDecision:
     """Decide which rows to keep.
 
@@ -421,6 +425,10 @@ def prune(
             :class:`MixturePolicy`, validated but unused by the others.
         min_rows_per_class: With ``labels``, each class keeps at least this many of its
             highest-valued rows (all of them if it has fewer); ``0`` disables.
+        groups: Optional group id per row, shape ``(n,)`` (e.g. one id per set of identical
+            rows): a group is quarantined or kept whole. Where the cap, the fraction policy's
+            count or class protection would split one (ties are otherwise taken by row
+            position), the whole group is kept, so fewer rows than the cap allows may go.
 
     Returns:
         A :class:`PruneDecision`.
@@ -491,6 +499,19 @@ def prune(
         drop = np.zeros(n, dtype=bool)
         drop[chosen] = True
 
+    n_kept_together = 0
+    if groups is not None:
+        group_ids = np.asarray(groups)
+        if group_ids.shape != (n,):
+            raise InputError(f"groups must hold one id per row, shape ({n},); got shape {group_ids.shape}.")
+        _, inverse = np.unique(group_ids, return_inverse=True)
+        dropped_per_group = np.bincount(inverse, weights=drop, minlength=inverse.max(initial=-1) + 1)
+        size_per_group = np.bincount(inverse)
+        split = (dropped_per_group > 0) & (dropped_per_group < size_per_group)
+        if split.any():
+            rejoined = drop & split[inverse]
+            n_kept_together = int(rejoined.sum())
+            drop &= ~rejoined
     reasons: list[str | None] = [None] * n
     for row in np.flatnonzero(drop):
         row_prob = None if probs is None else float(probs[row])
@@ -506,4 +527,5 @@ def prune(
         cap_hit=cap_hit,
         class_cap_hit=class_cap_hit,
         capped_classes=tuple(capped_classes),
+        n_kept_together=n_kept_together,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from prefect import task
 
@@ -12,6 +13,7 @@ from lossval.errors import InputError
 from lossval.io import write_parquet
 from lossval.pruning import format_value, make_policy, prune as prune_values
 from lossval.splitting import MIN_TRAIN_ROWS
+from tasks._log import run_logger
 
 __all__ = ["prune", "policy_from_config", "describe_pruning", "lowest_value_rows", "QUARANTINE_VALUE", "QUARANTINE_REASON",
            "RESERVED_COLUMNS"]
@@ -26,6 +28,16 @@ def policy_from_config(config: PipelineConfig):  # noqa: ANN201
     params = {"fraction": {"fraction": p.fraction}, "threshold": {"threshold": p.threshold},
               "two_means": {}, "mixture": {"min_probability": p.min_probability}}[p.policy]
     return make_policy(p.policy, **params)
+
+
+def _identical_rows(train: pd.DataFrame, *, id_column: str | None) -> np.ndarray | None:
+    """One group id per training row, shared by rows identical in every column but their ids; None when the
+    rows cannot be hashed (a column of lists, say: then ties are taken by row position)."""
+    data = train.drop(columns=[c for c in ("row_id", id_column) if c in train.columns])
+    try:
+        return pd.util.hash_pandas_object(data, index=False).to_numpy()
+    except (TypeError, ValueError):
+        return None
 
 
 def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n: int = 20,
@@ -107,7 +119,11 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
     labels = tr[config.target].astype(str).to_numpy() if task_kind == "classification" else None
     decision = prune_values(vals["value"].to_numpy(), policy=policy_from_config(config),
                             max_prune_fraction=config.pruning.max_prune_fraction, labels=labels,
-                            noise_prob=vals["noise_prob"].to_numpy() if "noise_prob" in vals else None)
+                            noise_prob=vals["noise_prob"].to_numpy() if "noise_prob" in vals else None,
+                            groups=_identical_rows(tr, id_column=config.id_column))
+    if decision.n_kept_together:
+        run_logger().info("%d row(s) the cap would have quarantined were kept with their identical copies (a row "
+                          "and its copies go together)", decision.n_kept_together)
     kept = tr[decision.keep]
     if len(kept) < MIN_TRAIN_ROWS:
         raise InputError(

@@ -179,6 +179,27 @@ def test_the_gate_limits_how_much_worse_a_chosen_metric_may_get() -> None:
     assert why == "gate.metric_limits names log_loss, which a regression run does not report (it reports rmse, mae, r2)"
 
 
+def test_identical_rows_are_quarantined_or_kept_together_when_the_cap_cuts_between_them(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from tasks.prune import prune
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"row_id": [f"r{i}" for i in range(40)], "id": range(40), "x": rng.normal(size=40),
+                          "label": ["yes", "no"] * 20})
+    train.loc[[2, 3], ["x", "label"]] = [0.5, "no"]  # rows 2 and 3: identical apart from their ids
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    vals = pd.DataFrame({"row_id": train["row_id"], "value": np.r_[0.01, 0.02, 0.03, 0.03, np.ones(36)]})
+    vals.to_parquet(tmp_path / "values.parquet", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id",
+                            "pruning": {"policy": "two_means", "max_prune_fraction": 0.1}})  # 2 of 20 "no" rows: r1 and one of the pair
+    out = prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "values.parquet"), config=cfg,
+                   task_kind="classification", run_dir=str(tmp_path))
+    assert pd.read_parquet(out["paths"]["quarantine"])["row_id"].tolist() == ["r0", "r1"]  # the pair stays, whole
+    assert out["cap_hit"] and out["flagged"] == 4
+
+
 def test_quarantine_keeps_the_rows_own_value_and_reason_columns(tmp_path) -> None:
     import numpy as np
     import pandas as pd

@@ -298,3 +298,23 @@ def test_a_decision_s_repr_is_a_summary_not_every_row():
     decision = prune(np.r_[np.zeros(5), np.ones(100_000)], policy="two_means")
     assert repr(decision) == ("PruneDecision(policy='two_means', rows=100005, dropped=5, threshold=0.5, "
                               "n_candidates=5, capped=False, n_protected=0, cap_hit=False)")
+
+
+def test_groups_are_quarantined_or_kept_whole_where_a_cut_would_split_them():
+    values = np.array([0.1, 0.1] + [1.0] * 8)  # two identical rows share the lowest value
+    alone = prune(values, policy="two_means", max_prune_fraction=0.1)
+    assert alone.keep.tolist() == [False] + [True] * 9  # the cap of 1 row took the first copy only
+    together = prune(values, policy="two_means", max_prune_fraction=0.1, groups=[7, 7, 0, 1, 2, 3, 4, 5, 6, 8])
+    assert together.keep.all() and together.n_kept_together == 1 and together.cap_hit and together.capped
+    assert together.reasons == [None] * 10
+    # A cut that does not split a group changes nothing; the fraction policy's count is a cut too.
+    assert prune(values, policy="two_means", max_prune_fraction=0.2, groups=[10, 10, *range(8)]).keep.tolist() == \
+        [False, False] + [True] * 8
+    fraction = prune(np.array([0.1, 0.2, 0.2, 0.3, 0.9, 1.0]), policy=FractionPolicy(0.5), max_prune_fraction=1.0,
+                     groups=["a", "b", "b", "c", "d", "e"])
+    assert fraction.keep.tolist() == [False, False, False, True, True, True]  # 3 of 6: the tied pair goes whole
+    cut = prune(np.array([0.1, 0.2, 0.2, 0.3, 0.9, 1.0]), policy=FractionPolicy(0.34), max_prune_fraction=1.0,
+                groups=["a", "b", "b", "c", "d", "e"])
+    assert cut.keep.tolist() == [False, True, True, True, True, True] and cut.n_kept_together == 1
+    with pytest.raises(InputError, match=r"groups must hold one id per row, shape \(6,\)"):
+        prune(np.arange(6.0), policy="two_means", groups=[1, 2])
