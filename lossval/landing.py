@@ -419,10 +419,12 @@ class LandingScanner:
                     self._warn_once(f"{relative}|empty|{st.st_mtime_ns}", f"lossval watch: {relative} is empty "
                                     "(0 bytes), so it is not cleaned; deliver the file again with its rows")
                 continue
-            # A marker counts when it is at least as new as the file, or when it is not the marker the
-            # file's last report saw (a writer whose clock runs ahead of ours touched a new one).
+            # A marker counts when it is at least as new as the file, or when the file's last report was by
+            # a marker and this is another one (a writer whose clock runs ahead of ours touched a new one).
+            # After a report by the settle rule, a marker older than the file is one left from that delivery
+            # (touched after it settled), never a sign that an in-place rewrite is complete.
             fresh = mark is not None and (mark[0] >= st.st_mtime_ns or (
-                done is not None and "marker" in done and [mark[0], mark[1]] != done["marker"]))
+                done is not None and done.get("marker") is not None and [mark[0], mark[1]] != done["marker"]))
             if mark is not None and not fresh:
                 self._warn_once(f"{relative}|{mark[0]}", f"lossval watch: {relative}: ignoring {marker.name}, which is "
                                 "older than the file (left from an earlier delivery, or written by a machine whose "

@@ -367,6 +367,30 @@ def test_a_writer_whose_clock_runs_ahead_lands_by_a_new_marker(landing: Path, tm
         assert [x.size for x in scanner.poll()] == [6]  # older than the file, but not the marker last seen
 
 
+def test_a_marker_touched_after_a_settled_report_does_not_land_the_next_in_place_rewrite(landing: Path,
+                                                                                         tmp_path: Path) -> None:
+    clock = FakeClock()
+    f = landing / "loans" / "h.csv"
+    marker = landing / "loans" / "h.csv.done"
+    f.write_text("a\n" + "1\n" * 100)
+    with _scanner(landing, clock, state_path=tmp_path / "w.json") as scanner:
+        assert scanner.poll() == []
+        clock.advance(6)
+        landed = scanner.poll()
+        assert [x.reason for x in landed] == ["stable"]
+        scanner.mark_emitted(landed[0])
+        marker.touch()  # the writer drops its marker after the file had settled
+        os.utime(marker, ns=(f.stat().st_mtime_ns + 10**9,) * 2)
+        clock.advance(2)
+        assert scanner.poll() == []  # the same delivery: reported already
+        f.write_text("a\n" + "1\n" * 10)  # the next delivery, in place, half written; the old marker still there
+        os.utime(f, ns=(f.stat().st_mtime_ns + 5 * 10**9,) * 2)
+        clock.advance(1)
+        assert scanner.poll() == []  # neither the old marker nor (yet) the settle rule lands it
+        clock.advance(6)
+        assert [(x.reason, x.size) for x in scanner.poll()] == [("stable", 22)]
+
+
 def test_a_lock_the_file_system_refuses_is_a_clear_error(landing: Path, tmp_path: Path, monkeypatch) -> None:
     import errno
     import fcntl
