@@ -56,7 +56,10 @@ def arrival_trigger() -> Any:
         description="`lossval watch` saw a file land completely in the landing folder",
         expect={ARRIVAL_EVENT},
         match={"prefect.resource.id": "lossval.dataset.*"},
-        parameters={"path": "{{ event.payload.path }}", "dataset": "{{ event.payload.dataset }}"},
+        parameters={"path": "{{ event.payload.path }}", "dataset": "{{ event.payload.dataset }}",
+                    # optional fields: a bare {{ event.payload.x }} the event lacks makes the action fail
+                    "size": "{{ event.payload.size | default(None) }}",
+                    "mtime_ns": "{{ event.payload.mtime_ns | default(None) }}"},
     )
 
 

@@ -9,7 +9,7 @@ The rules live in :mod:`lossval.landing`.
 
 Each landed file gives one event ``lossval.data.arrived`` with resource
 ``lossval.dataset.<dataset>`` and payload ``{"path": <relative to LANDING_DIR>, "dataset": ...,
-"size": ..., "reason": "marker"|"stable"}``; the ``lossval-arrival/on-arrival`` deployment
+"size": ..., "mtime_ns": ..., "reason": "marker"|"stable"}``; the ``lossval-arrival/on-arrival`` deployment
 (``lossval serve``) is triggered by it. Files already reported are remembered in a JSON state file
 (default: ``.<landing folder name>.lossval-watch.json`` beside the landing folder), written atomically,
 so a restarted watcher does not report them again.
@@ -140,7 +140,7 @@ async def _watch(scanner, *, interval: float, landings: set[str] | None = None) 
                     event=ARRIVAL_EVENT,
                     resource={"prefect.resource.id": resource_id(landed.dataset), "prefect.resource.name": landed.dataset},
                     payload={"path": landed.relative, "dataset": landed.dataset, "size": landed.size,
-                             "reason": landed.reason}))
+                             "mtime_ns": landed.mtime_ns, "reason": landed.reason}))
                 try:
                     await client.emit(event)
                 except Exception as exc:  # server down: keep the file unreported and try again next poll

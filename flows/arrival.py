@@ -33,7 +33,8 @@ ARRIVAL_FLOW_NAME = "lossval-arrival"
 
 @flow(name=ARRIVAL_FLOW_NAME, log_prints=True)
 def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "lossval-workspace",
-            dataset: str | None = None, lock_timeout_s: float = 6 * 3600.0, force: bool = False) -> dict:
+            dataset: str | None = None, lock_timeout_s: float = 6 * 3600.0, force: bool = False,
+            size: int | str | None = None, mtime_ns: int | str | None = None) -> dict:
     """Ingest one landed file as the dataset's newest snapshot and run the cleaning flow on it.
 
     Args:
@@ -44,6 +45,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         dataset: The dataset the event names (optional); must agree with the path.
         lock_timeout_s: Longest wait for another run of the same dataset.
         force: Clean the file even when a newer one was already processed for its dataset.
+        size, mtime_ns: The file's size and modification time when the watcher saw it land (from the event;
+            optional). A file that differs now is being written again: nothing is cleaned
+            (``changed_since_landing``), and its next landing gives a new event.
 
     Returns:
         The cleaning summary, plus ``landed`` (the file) and ``lock`` (when it was held). When the
@@ -74,6 +78,15 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         if confine(landing_dir, relative)[0] != landed:  # replaced while this run waited for the lock
             raise InputError(f"{relative!r} changed where it points while waiting for the dataset lock; refusing it.")
         st = landed.stat()
+        seen = {"size": _as_int(size), "mtime_ns": _as_int(mtime_ns)}
+        now = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        changed = [k for k, v in seen.items() if v is not None and v != now[k]]
+        if changed and not force:
+            log.warning("%s changed since it landed (%s: %s then, %s now): it is being written again; not cleaning it "
+                        "now. Its next landing gives a new event.", relative, changed[0], seen[changed[0]],
+                        now[changed[0]])
+            return {"changed_since_landing": True, "dataset": entry.name,
+                    "landed": {"path": str(landed), "relative": relative}, "lock": dict(lock)}
         newer = superseded_by(locks_dir(workspace), entry.name, st.st_mtime_ns)
         if newer is not None and not force:
             log.warning("%s is older than %s, which was already cleaned for dataset %s (run %s); not cleaning the "
@@ -105,3 +118,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     summary["landed"] = {"path": str(landed), "relative": relative}
     summary["lock"] = dict(lock)
     return summary
+
+
+def _as_int(value: int | str | None) -> int | None:
+    """An event's number (a rendered template gives text; an event without the field, an empty text), or None."""
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text.isdigit() else None

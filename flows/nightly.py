@@ -46,7 +46,8 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
     replace a champion trained on newer data with one trained on the config's older file.
 
     Raises:
-        InputError: the newest landed file was removed; the message says how to go on.
+        InputError: the newest landed file was removed, or changed since it was cleaned (a delivery being
+            written in place); the message says how to go on.
     """
     entry = DatasetEntry(name=name, config_path=config_path, landing=name)
     config = entry.load()  # a broken config fails before waiting for the lock
@@ -62,6 +63,14 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
                 f"dataset {name}: its newest landed file {landed} (cleaned by run {newest.get('run_id')}) is gone, "
                 "so the nightly run cannot clean the current data. Land the data again, or delete "
                 f"{locks_dir(workspace) / (name + '.arrival.json')} to clean the config's 'data' instead.")
+        st = landed.stat()
+        recorded = (newest.get("size"), newest.get("mtime_ns"))
+        if None not in recorded and recorded != (st.st_size, st.st_mtime_ns):
+            raise InputError(
+                f"dataset {name}: its newest landed file {landed} changed since run {newest.get('run_id')} cleaned it "
+                f"({recorded[0]} bytes then, {st.st_size} now): a new delivery is being written in place, or landed "
+                "without an arrival run yet. Nothing was cleaned for this dataset; the arrival run cleans the new "
+                "file once it has landed (or land it again).")
         log.info("dataset %s: cleaning its newest landed file %s", name, newest.get("relative", landed))
         return run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace,
                             config_path=config_path)

@@ -40,7 +40,8 @@ def test_nightly_runs_on_cron_and_arrival_on_the_event(datasets_file: Path, tmp_
     [trigger] = arrival.triggers
     assert trigger.expect == {"lossval.data.arrived"}
     assert trigger.match.model_dump() == {"prefect.resource.id": "lossval.dataset.*"}
-    assert trigger.parameters == {"path": "{{ event.payload.path }}", "dataset": "{{ event.payload.dataset }}"}
+    assert trigger.parameters == {"path": "{{ event.payload.path }}", "dataset": "{{ event.payload.dataset }}",
+                                  "size": "{{ event.payload.size | default(None) }}", "mtime_ns": "{{ event.payload.mtime_ns | default(None) }}"}
     assert arrival.parameters["landing_dir"] == str(tmp_path / "landing")
 
 
@@ -164,3 +165,25 @@ def test_only_runs_stopped_with_serve_are_queued_again() -> None:
     assert not _stopped_with_serve(Crashed(message="Process exited with status code: -23."))
     assert not _stopped_with_serve(Failed(message="bad input")) and not _stopped_with_serve(Completed())
     assert not _stopped_with_serve(None)
+
+
+@pytest.mark.parametrize("payload, expected", [
+    ({"path": "loans/a.csv", "dataset": "loans", "size": 120, "mtime_ns": 1_700_000_000_123_456_789},
+     {"size": 120, "mtime_ns": 1_700_000_000_123_456_789}),
+    ({"path": "loans/a.csv", "dataset": "loans"}, {"size": None, "mtime_ns": None}),  # a watcher from before mtime_ns
+])
+def test_the_trigger_parameters_render_with_and_without_the_optional_fields(payload: dict, expected: dict) -> None:
+    """Rendered the way Prefect's server renders a run-deployment action: a field the event lacks must not
+    make the action fail (a bare ``{{ event.payload.x }}`` does: no run at all for older watchers' events)."""
+    import copy
+
+    from prefect.server.events.actions import RunDeployment
+    from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+    from deployments.serve import arrival_trigger
+
+    parameters = copy.deepcopy(arrival_trigger().parameters)
+    RunDeployment._upgrade_v1_templates(parameters)
+    rendered = hydrate(parameters, HydrationContext(raise_on_error=True, render_jinja=True,
+                                                    jinja_context={"event": {"payload": payload}}))
+    assert rendered == {"path": "loans/a.csv", "dataset": "loans", **expected}

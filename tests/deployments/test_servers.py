@@ -278,8 +278,9 @@ def test_nightly_deployment_exists_with_its_cron_schedule(stack: Stack) -> None:
     arrival = stack.get("/deployments/name/lossval-arrival/on-arrival")
     [automation] = stack.get(f"/automations/related-to/prefect.deployment.{arrival['id']}")
     assert automation["trigger"]["expect"] == ["lossval.data.arrived"]
-    assert automation["actions"][0]["parameters"] == {"path": "{{ event.payload.path }}",
-                                                      "dataset": "{{ event.payload.dataset }}"}
+    assert automation["actions"][0]["parameters"] == {
+        "path": "{{ event.payload.path }}", "dataset": "{{ event.payload.dataset }}",
+        "size": "{{ event.payload.size | default(None) }}", "mtime_ns": "{{ event.payload.mtime_ns | default(None) }}"}
     assert stack.get("/deployments/name/lossval-value/gpu")["work_pool_name"] == "gpu"
 
 

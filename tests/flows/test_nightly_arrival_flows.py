@@ -212,6 +212,10 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     again = arrival(path=f"incoming/{newer.name}", **kw)  # the same event again (a client resending after an outage)
     assert again["already_cleaned"] is True and again["cleaned_by"] == first["run_id"] and "run_id" not in again
     assert [p.name for p in (ws / "runs").iterdir()] == [first["run_id"]]
+    # An event for a file written again since it landed (its size differs): nothing cleaned; its next landing
+    # brings a new event. (An event without mtime_ns, from an older watcher, is checked on what it has.)
+    changed = arrival(path=f"incoming/{newer.name}", size=str(len(data) + 1), mtime_ns="", **kw)
+    assert changed["changed_since_landing"] is True and "run_id" not in changed
     forced = arrival(path=f"incoming/{older.name}", force=True, **kw)  # a deliberate rollback
     assert forced["run_id"] != first["run_id"] and forced["landed"]["relative"] == f"incoming/{older.name}"
     record = json.loads((ws / "locks" / "good.arrival.json").read_text())
@@ -224,6 +228,10 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     nightly_run = clean_entry(name="good", config_path=config_path, workspace=str(ws))
     manifest = json.loads((ws / "runs" / nightly_run["run_id"] / "manifest.json").read_text())
     assert Path(manifest["config"]["data"]).name == newer.name, manifest["config"]["data"]
+    # ...but not while a new delivery is being written over it in place...
+    newer.write_bytes(data[: len(data) // 2])
+    state = clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True)
+    assert state.is_failed() and "changed since run" in state.message and "being written in place" in state.message
     # ...and refuses, saying how to go on, when that file was removed.
     newer.unlink()
     state = clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True)
