@@ -10,7 +10,9 @@ order: a run whose file is older (modification time) than the newest file alread
 for its dataset ends without cleaning anything, its result saying ``superseded`` and naming the
 newer file (:func:`lossval.landing.superseded_by`). A repeated event for the file last cleaned,
 unchanged since, also ends at once (``already_cleaned``): events are delivered at least once.
-``force=True`` runs either anyway, e.g. to roll back to an earlier delivery on purpose.
+``force=True`` runs either anyway, e.g. to roll back to an earlier delivery on purpose: the
+rolled-back file is then the one nightly runs clean, and a repeated event for the file rolled
+back from ends at once too (``superseded`` with ``rolled_back``), until a newer delivery lands.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, load_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError
 from lossval.landing import (ARRIVAL_EVENT, confine, dataset_lock, dataset_of, newest_arrival, record_arrival,
-                             superseded_by)
+                             same_file, superseded_by)
 
 __all__ = ["ARRIVAL_FLOW_NAME", "ARRIVAL_EVENT", "arrival"]
 
@@ -51,10 +53,11 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
 
     Returns:
         The cleaning summary, plus ``landed`` (the file) and ``lock`` (when it was held). When the
-        file was superseded: ``{"superseded": True, "dataset", "landed", "newer", "lock"}`` and
+        file was superseded: ``{"superseded": True, "dataset", "landed", "newer", "lock"}`` (plus
+        ``"rolled_back": True`` when it is the file a forced run rolled the dataset back from) and
         nothing else was done. When it is the file last cleaned for its dataset, unchanged (same
-        path, modification time and size; a repeated event): ``{"already_cleaned": True, "dataset",
-        "landed", "cleaned_by", "lock"}`` and nothing else was done.
+        path, modification time, size and inode; a repeated event): ``{"already_cleaned": True,
+        "dataset", "landed", "cleaned_by", "lock"}`` and nothing else was done.
 
     Raises:
         UnsafePathError: ``path`` leaves the landing folder; nothing was read.
@@ -95,8 +98,8 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             return {"superseded": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
                     "newer": newer, "lock": dict(lock)}
         done = newest_arrival(locks_dir(workspace), entry.name)
-        if done is not None and not force and (done.get("relative"), done["mtime_ns"], done.get("size")) == (
-                relative, st.st_mtime_ns, st.st_size):
+        this = {"relative": relative, "mtime_ns": st.st_mtime_ns, "size": st.st_size, "inode": st.st_ino}
+        if not force and same_file(done, **this):
             # A repeated event for the file last cleaned, unchanged since: an events client resending after an
             # outage (its server forgot which events it had acted on), or an event posted twice.
             log.info("%s was already cleaned for dataset %s by run %s and is unchanged since; nothing to do (a "
@@ -104,10 +107,17 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                      relative, entry.name, done.get("run_id"))
             return {"already_cleaned": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
                     "cleaned_by": done.get("run_id"), "lock": dict(lock)}
+        if not force and same_file((done or {}).get("rolled_back_from"), **this):
+            log.warning("%s is the file a forced run (%s) rolled dataset %s back from, to %s; not cleaning it again "
+                        "(a repeated event). To return to it, run this flow with force=True.",
+                        relative, done.get("run_id"), entry.name, done.get("relative"))
+            return {"superseded": True, "rolled_back": True, "dataset": entry.name,
+                    "landed": {"path": str(landed), "relative": relative}, "newer": done, "lock": dict(lock)}
 
         def record(run_id: object) -> None:
             record_arrival(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=st.st_mtime_ns,
-                           size=st.st_size, run_id=None if run_id is None else str(run_id))
+                           size=st.st_size, inode=st.st_ino, forced=force,
+                           run_id=None if run_id is None else str(run_id))
 
         try:
             summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path)

@@ -17,7 +17,8 @@ Names that start with ``.`` or ``~`` and names ending in ``.tmp``, ``.part``, ``
 file into place (an atomic rename on the same file system), or write in place and drop a
 ``.done`` marker when finished. A file written in place with no marker is picked up only
 after it stops changing for ``settle_seconds``, so a writer that stalls longer than that
-must use a marker or a rename.
+must rename the file in, or use a marker with ``require_marker`` (without it, the settle rule
+can take the file during the stall, before any marker is written).
 
 **Which dataset.** ``<landing>/<dataset>/<file>`` belongs to ``<dataset>``;
 ``<landing>/<dataset>__<anything>.csv`` (top level) belongs to the part before ``__``, and
@@ -36,7 +37,10 @@ for the same lock take it in no particular order. :func:`record_arrival` keeps, 
 the modification time of the newest landed file a run has processed
 (``<lock_dir>/<dataset>.arrival.json``); :func:`superseded_by` tells a run holding the lock that
 its file is older than that one, so a file that lands earlier but gets the lock later does not
-replace the newer data (nor its model).
+replace the newer data (nor its model). A forced run of an older file (a deliberate rollback)
+makes that file the record's current one, remembering the newer file it rolled back from
+(``rolled_back_from``): nightly runs then clean the rolled-back file, and files older than the
+newest one ever processed are still held back, until a newer delivery lands.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ __all__ = [
     "record_arrival",
     "resource_id",
     "superseded_by",
+    "same_file",
 ]
 
 ARRIVAL_EVENT = "lossval.data.arrived"  # emitted by `lossval watch`, triggers the lossval-arrival deployment
@@ -543,30 +548,59 @@ def newest_arrival(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, 
 
 
 def superseded_by(lock_dir: str | os.PathLike[str], dataset: str, mtime_ns: int) -> dict[str, Any] | None:
-    """The newer landed file already processed for ``dataset``, if a file modified at ``mtime_ns`` is older.
+    """The newest landed file already processed for ``dataset``, if a file modified at ``mtime_ns`` is older.
 
-    Call it while holding :func:`dataset_lock`. Equal times are not "older": two files written
-    in the same clock tick both run.
+    After a rollback that is the file rolled back from. Call it while holding :func:`dataset_lock`.
+    Equal times are not "older": two files written in the same clock tick both run.
     """
     record = newest_arrival(lock_dir, dataset)
-    return record if record is not None and mtime_ns < record["mtime_ns"] else None
+    newest = _newest_processed(record)
+    return newest if newest is not None and mtime_ns < newest["mtime_ns"] else None
+
+
+def _newest_processed(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    back = record.get("rolled_back_from")
+    return back if isinstance(back, dict) and isinstance(back.get("mtime_ns"), int) else record
+
+
+def same_file(record: dict[str, Any] | None, *, relative: str, mtime_ns: int, size: int, inode: int | None) -> bool:
+    """Whether ``record`` (an arrival record or its ``rolled_back_from``) is this file, unchanged.
+
+    Path, modification time and size must match, and the inode too where both are known: a file
+    replaced by another of the same size and time (a rename over it) is a new delivery.
+    """
+    if record is None:
+        return False
+    same = (record.get("relative"), record.get("mtime_ns"), record.get("size")) == (relative, mtime_ns, size)
+    recorded = record.get("inode")
+    return same and (recorded is None or inode is None or recorded == inode)
 
 
 def record_arrival(lock_dir: str | os.PathLike[str], dataset: str, *, relative: str, mtime_ns: int, size: int,
-                   run_id: str | None = None, path: str | None = None) -> dict[str, Any]:
-    """Record that a run processed the landed file ``relative`` (atomically; the newest time is kept).
+                   run_id: str | None = None, path: str | None = None, inode: int | None = None,
+                   forced: bool = False) -> dict[str, Any]:
+    """Record that a run processed the landed file ``relative`` (atomically).
 
-    Call it while holding :func:`dataset_lock`, after the run used the file. A file older than
-    the record (a forced re-run of an old delivery) leaves the record as it is. ``path`` (the
-    file's absolute path) is what the nightly flow cleans for the dataset from then on.
+    Call it while holding :func:`dataset_lock`, after the run used the file. ``path`` (the file's
+    absolute path) is what the nightly flow cleans for the dataset from then on. A file older than
+    the newest one processed leaves the record as it is, unless ``forced`` (a deliberate rollback):
+    then it becomes the current file, and the record keeps the newest one as ``rolled_back_from``
+    so older files are still held back and a repeated event for it does not undo the rollback.
 
     Returns:
         The record now on disk.
     """
     current = newest_arrival(lock_dir, dataset)
-    if current is not None and mtime_ns < current["mtime_ns"]:
-        return current
-    record = {"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size), "run_id": run_id,
+    newest = _newest_processed(current)
+    record = {"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
+              "inode": None if inode is None else int(inode), "run_id": run_id,
               "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    if newest is not None and mtime_ns < newest["mtime_ns"]:
+        if not forced:
+            return current
+        record["rolled_back_from"] = {k: newest.get(k) for k in ("relative", "path", "mtime_ns", "size", "inode",
+                                                                   "run_id", "recorded_at")}
     write_json(record, _arrival_path(lock_dir, dataset))
     return record

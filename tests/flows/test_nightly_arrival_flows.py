@@ -216,24 +216,40 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     # brings a new event. (An event without mtime_ns, from an older watcher, is checked on what it has.)
     changed = arrival(path=f"incoming/{newer.name}", size=str(len(data) + 1), mtime_ns="", **kw)
     assert changed["changed_since_landing"] is True and "run_id" not in changed
-    forced = arrival(path=f"incoming/{older.name}", force=True, **kw)  # a deliberate rollback
-    assert forced["run_id"] != first["run_id"] and forced["landed"]["relative"] == f"incoming/{older.name}"
-    record = json.loads((ws / "locks" / "good.arrival.json").read_text())
-    assert record["relative"] == f"incoming/{newer.name}"  # the newest file stays the reference
+    # The same name, size and mtime, but another file renamed over it: a new delivery, cleaned.
+    st = newer.stat()
+    replacement = incoming / ".order_new.tmp"
+    replacement.write_bytes(data)
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, newer)
+    replaced = arrival(path=f"incoming/{newer.name}", **kw)
+    assert "already_cleaned" not in replaced and replaced["run_id"] != first["run_id"]
 
     # The nightly run cleans the newest landed file, not the config's older `data`...
     from flows.nightly import clean_entry
 
     config_path = str(setup["root"] / "good" / "config.yaml")
-    nightly_run = clean_entry(name="good", config_path=config_path, workspace=str(ws))
-    manifest = json.loads((ws / "runs" / nightly_run["run_id"] / "manifest.json").read_text())
-    assert Path(manifest["config"]["data"]).name == newer.name, manifest["config"]["data"]
-    # ...but not while a new delivery is being written over it in place...
-    newer.write_bytes(data[: len(data) // 2])
+
+    def nightly_file() -> str:
+        run = clean_entry(name="good", config_path=config_path, workspace=str(ws))
+        return Path(json.loads((ws / "runs" / run["run_id"] / "manifest.json").read_text())["config"]["data"]).name
+
+    assert nightly_file() == newer.name
+    # ...until a deliberate rollback: then the rolled-back file, and a repeated event for the newer one does not
+    # undo the rollback...
+    forced = arrival(path=f"incoming/{older.name}", force=True, **kw)
+    assert forced["run_id"] != replaced["run_id"] and forced["landed"]["relative"] == f"incoming/{older.name}"
+    record = json.loads((ws / "locks" / "good.arrival.json").read_text())
+    assert record["relative"] == f"incoming/{older.name}" and record["rolled_back_from"]["run_id"] == replaced["run_id"]
+    repeated = arrival(path=f"incoming/{newer.name}", **kw)
+    assert repeated["superseded"] is True and repeated["rolled_back"] is True and "run_id" not in repeated
+    assert nightly_file() == older.name
+    # ...not while a new delivery is being written over it in place...
+    older.write_bytes(data[: len(data) // 2])
     state = clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True)
     assert state.is_failed() and "changed since run" in state.message and "being written in place" in state.message
     # ...and refuses, saying how to go on, when that file was removed.
-    newer.unlink()
+    older.unlink()
     state = clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True)
     assert state.is_failed() and "newest landed file" in state.message and "good.arrival.json" in state.message
 

@@ -22,6 +22,7 @@ from lossval.landing import (
     newest_arrival,
     read_lock_log,
     record_arrival,
+    same_file,
     superseded_by,
 )
 
@@ -411,12 +412,29 @@ def test_the_arrival_record_keeps_the_newest_file(tmp_path: Path) -> None:
     record_arrival(locks, "loans", relative="loans/b.csv", mtime_ns=200, size=10, run_id="r2")
     assert superseded_by(locks, "loans", 100)["relative"] == "loans/b.csv"  # an older file is held back
     assert superseded_by(locks, "loans", 200) is None  # same clock tick: not older
-    kept = record_arrival(locks, "loans", relative="loans/a.csv", mtime_ns=100, size=10, run_id="r1")  # forced
+    kept = record_arrival(locks, "loans", relative="loans/a.csv", mtime_ns=100, size=10, run_id="r1")  # late
     assert kept["relative"] == "loans/b.csv" and newest_arrival(locks, "loans")["run_id"] == "r2"
     record_arrival(locks, "loans", relative="loans/c.csv", mtime_ns=300, size=10, run_id="r3")
     assert newest_arrival(locks, "loans")["relative"] == "loans/c.csv"
     assert newest_arrival(locks, "other") is None  # per dataset
     assert not [p for p in locks.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_a_forced_older_file_is_a_rollback_that_holds_until_a_newer_delivery(tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    record_arrival(locks, "loans", relative="loans/b.csv", path="/l/loans/b.csv", mtime_ns=200, size=10, inode=7,
+                   run_id="r2")
+    back = record_arrival(locks, "loans", relative="loans/a.csv", path="/l/loans/a.csv", mtime_ns=100, size=9,
+                          inode=6, run_id="r1", forced=True)
+    assert (back["relative"], back["path"], back["run_id"]) == ("loans/a.csv", "/l/loans/a.csv", "r1")  # nightly's file
+    assert back["rolled_back_from"]["relative"] == "loans/b.csv" and newest_arrival(locks, "loans") == back
+    assert superseded_by(locks, "loans", 150)["relative"] == "loans/b.csv"  # still older than the newest processed
+    assert superseded_by(locks, "loans", 200) is None
+    assert same_file(back["rolled_back_from"], relative="loans/b.csv", mtime_ns=200, size=10, inode=7)
+    assert not same_file(back["rolled_back_from"], relative="loans/b.csv", mtime_ns=200, size=10, inode=8)  # replaced
+    assert same_file(back, relative="loans/a.csv", mtime_ns=100, size=9, inode=None)  # inode unknown: not compared
+    new = record_arrival(locks, "loans", relative="loans/c.csv", mtime_ns=300, size=10, run_id="r3")
+    assert "rolled_back_from" not in new and superseded_by(locks, "loans", 250)["relative"] == "loans/c.csv"
 
 
 def test_an_unreadable_arrival_record_is_reported_and_ignored(tmp_path: Path, caplog) -> None:
