@@ -23,7 +23,7 @@ from prefect.runtime import flow_run
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from flows.nightly import locks_dir
-from lossval.catalog import entry_for_landing, load_catalog, require_flow_parameters
+from lossval.catalog import entry_for_landing, read_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError
 from lossval.landing import (ARRIVAL_EVENT, confine, dataset_lock, dataset_of, newest_arrival, record_arrival,
                              same_file, superseded_by)
@@ -72,7 +72,8 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     if dataset and dataset != key:
         raise InputError(f"the event names dataset {dataset!r} but the file {relative!r} lands in {key!r}; "
                          "refusing a mismatched event.")
-    entry = entry_for_landing(load_catalog(datasets_file, check_configs=False), key, source=datasets_file)
+    entries, problems = read_catalog(datasets_file)  # another dataset's bad entry does not stop this one
+    entry = entry_for_landing(entries, key, source=datasets_file, problems=problems)
     config = entry.load(data=str(landed))
     log.info("file %s landed for dataset %s", relative, entry.name)
     with dataset_lock(locks_dir(workspace), entry.name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ from prefect.states import Completed, Failed, State
 
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
-from lossval.catalog import DatasetEntry, load_catalog, require_flow_parameters
-from lossval.errors import GateFailed, InputError, NightlyFailed
+from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
+from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
 from lossval.landing import dataset_lock, newest_arrival
 from tasks._paths import Workspace
@@ -77,7 +78,7 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
 
 
 @flow(name=NIGHTLY_FLOW_NAME, log_prints=True)
-def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
+def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeout_s: float = 3600.0) -> State:
     """Run the cleaning flow for each dataset listed in ``datasets_file``, one after the other.
 
     Each dataset is a subflow run (``clean-<name>``); whatever happens to one dataset, the next
@@ -85,10 +86,17 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
     the ``lossval-nightly`` artifact; each dataset's record has one of three states:
 
     * ``Completed``: cleaned and promoted (``run_id``, ``mlflow_run_id``, ``kept``, ``quarantined``);
-    * ``Refused``: the quality gate refused promotion (:class:`~lossval.errors.GateFailed`). The run
-      is complete and the champion unchanged: the record has the same fields plus ``run_dir`` and
-      ``gate_failures``, and the dataset is listed under ``refused``, not ``failed``;
-    * ``Failed``: bad input or config, MLflow unreachable, a bug (``error``; listed under ``failed``).
+    * ``Refused``: nothing promoted (:class:`~lossval.errors.GateFailed`): the quality gate failed, or
+      the champion changed while the run was gated. The run is complete and this run did not change
+      the champion: the record has the same fields plus ``run_dir``, ``gate_failures`` (the failed
+      checks; empty for a champion change) and ``reason`` (why, in words), and the dataset is listed
+      under ``refused``, not ``failed``;
+    * ``Failed``: bad input or config (including an entry of the datasets file that cannot be used,
+      named by its name or ``datasets[i]``), MLflow unreachable, the dataset's lock held longer than
+      ``lock_timeout_s`` by another run, a bug (``error``; listed under ``failed``).
+
+    Datasets run one after the other, so ``lock_timeout_s`` (default one hour) bounds how long a
+    dataset whose lock another run holds can delay the ones after it; it is retried the next night.
 
     Refusals alone do not fail the night: the gate did its job, and a flow run that failed for it
     every night would hide the nights that really failed. Each refusal is logged as one warning line.
@@ -104,20 +112,28 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace") -> State:
     quiet_expected_errors()
     log = get_run_logger()
     require_flow_parameters(datasets_file=datasets_file, workspace=workspace)
-    entries = load_catalog(datasets_file, check_configs=False)
+    if not (isinstance(lock_timeout_s, (int, float)) and math.isfinite(lock_timeout_s) and lock_timeout_s >= 0):
+        raise ConfigError(f"lock_timeout_s must be a number of seconds >= 0, got {lock_timeout_s!r}.")
+    entries, problems = read_catalog(datasets_file)  # one bad entry fails that dataset, not the night
     started = dt.datetime.now(dt.timezone.utc)
     results: list[dict[str, Any]] = []
+    for problem in problems:
+        results.append({"dataset": problem.where, "state": "Failed", "error": str(problem.error)[:500]})
+        log.error("dataset %s failed: %s", problem.where, results[-1]["error"])
     for entry in entries:
-        state = clean_entry(name=entry.name, config_path=entry.config_path, workspace=workspace, return_state=True)
+        state = clean_entry(name=entry.name, config_path=entry.config_path, workspace=workspace,
+                            lock_timeout_s=lock_timeout_s, return_state=True)
         record: dict[str, Any] = {"dataset": entry.name, "state": state.name}
         outcome = state.result(raise_on_failure=False)  # the summary, or the exception that ended the run
         if state.is_completed():
             record.update(_run_fields(outcome))
         elif isinstance(outcome, GateFailed) and outcome.summary is not None:
+            failures = list(outcome.summary["gate"]["failures"])
+            reason = _refusal_reason(outcome.summary) or str(outcome)
             record.update(state="Refused", **_run_fields(outcome.summary), run_dir=outcome.summary["run_dir"],
-                          gate_failures=outcome.summary["gate"]["failures"])
-            log.warning("dataset %s: the quality gate refused promotion; the champion is unchanged. Failed checks: %s. "
-                        "Run folder: %s", entry.name, "; ".join(record["gate_failures"]), record["run_dir"])
+                          gate_failures=failures, reason=reason)
+            log.warning("dataset %s: nothing promoted; this run did not change the champion. %s. Run folder: %s",
+                        entry.name, reason[0].upper() + reason[1:], record["run_dir"])
         else:
             record["error"] = _error_text(state, outcome)
             log.error("dataset %s failed: %s", entry.name, record["error"])
@@ -147,6 +163,16 @@ def _run_fields(summary: dict[str, Any]) -> dict[str, Any]:
             "kept": summary["rows"]["kept"], "quarantined": summary["rows"]["quarantine"]}
 
 
+def _refusal_reason(summary: dict[str, Any]) -> str | None:
+    """Why a complete run promoted nothing: its failed gate checks, else the registry's refusal (the
+    champion changed while it was gated); ``None`` when the summary says neither."""
+    failures = summary["gate"]["failures"]
+    if failures:
+        return "failed checks: " + "; ".join(failures)
+    refused = (summary.get("model") or {}).get("refused")
+    return str(refused) if refused else None
+
+
 def _error_text(state: State, exc: object) -> str:
     if isinstance(exc, BaseException):
         return f"{type(exc).__name__}: {exc}"[:500]
@@ -159,7 +185,7 @@ def _publish(report: dict[str, Any]) -> None:
         if r["state"] == "Completed":
             detail = f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`"
         elif r["state"] == "Refused":
-            detail = (f"gate refused (champion unchanged): {'; '.join(r['gate_failures'])}; "
+            detail = (f"not promoted: {r['reason']}; "
                       f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`")
         else:
             detail = r.get("error", "")

@@ -20,7 +20,8 @@ from pathlib import Path
 from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml
 from lossval.errors import ConfigError
 
-__all__ = ["DatasetEntry", "load_catalog", "entry_for_landing", "require_flow_parameters"]
+__all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog", "entry_for_landing",
+           "require_flow_parameters"]
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -67,7 +68,7 @@ def require_flow_parameters(**values: str | None) -> None:
 
 
 def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[DatasetEntry]:
-    """Read and validate a datasets file.
+    """Read and validate a datasets file; any bad entry is an error (see :func:`read_catalog` to skip them).
 
     Args:
         path: The YAML file.
@@ -78,6 +79,33 @@ def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[Datase
         ConfigError: unreadable file, missing or unknown keys, duplicate names or landing folders,
             or an invalid pipeline config; the message names the file and the entry.
     """
+    entries, problems = read_catalog(path)
+    if problems:
+        raise problems[0].error
+    if check_configs:
+        for entry in entries:
+            entry.load()
+    return entries
+
+
+@dataclass(frozen=True)
+class CatalogProblem:
+    """A datasets-file entry that cannot be used: ``where`` is its name, or ``datasets[i]`` without one."""
+
+    where: str
+    landing: str | None
+    error: ConfigError
+
+
+def read_catalog(path: str | Path) -> tuple[list[DatasetEntry], list[CatalogProblem]]:
+    """The usable entries of a datasets file, and one problem per entry that is not.
+
+    A scheduled run uses this so that one bad entry (an edit with a typo) fails that dataset only,
+    not every dataset in the file. Pipeline configs are not loaded here.
+
+    Raises:
+        ConfigError: the file itself is unreadable or not a list of entries.
+    """
     p = Path(path)
     raw = read_yaml(p, what="datasets file")
     if not isinstance(raw, dict) or set(raw) != {"datasets"} or not isinstance(raw["datasets"], list):
@@ -85,47 +113,67 @@ def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[Datase
                           "(name, config, landing).", source=str(p))
     if not raw["datasets"]:
         raise ConfigError("'datasets' is empty; list at least one dataset.", source=str(p))
-    entries: list[DatasetEntry] = []
+    parsed: list[DatasetEntry | CatalogProblem] = []
     for i, item in enumerate(raw["datasets"]):
-        where = f"datasets[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where} must be a mapping with 'name', 'config' and optionally 'landing'.", source=str(p))
-        unknown = sorted(set(item) - {"name", "config", "landing"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are ['config', 'landing', 'name'].", source=str(p))
-        if not isinstance(item.get("config"), str) or not item["config"]:
-            raise ConfigError(f"{where}: 'config' (path of a pipeline config) is required.", source=str(p))
-        config_path = Path(item["config"])
-        config_path = config_path if config_path.is_absolute() else (p.parent / config_path).resolve()
-        name = item.get("name")
-        if name is None:
-            raise ConfigError(f"{where}: 'name' (the dataset name) is required.", source=str(p))
-        landing = item.get("landing") or name
-        for key, value in (("name", name), ("landing", landing)):
-            if not isinstance(value, str) or not DATASET_NAME_RE.fullmatch(value):
-                raise ConfigError(f"{where}: '{key}' {value!r} may only hold letters, digits, '.', '_' and '-'.",
-                                  source=str(p))
-        entries.append(DatasetEntry(name=name, config_path=str(config_path), landing=landing))
+        try:
+            parsed.append(_entry(item, f"datasets[{i}]", p))
+        except ConfigError as exc:
+            name = item.get("name") if isinstance(item, dict) else None
+            landing = item.get("landing") or name if isinstance(item, dict) else None
+            parsed.append(CatalogProblem(where=name if isinstance(name, str) and name else f"datasets[{i}]",
+                                         landing=landing if isinstance(landing, str) else None, error=exc))
+    entries = [e for e in parsed if isinstance(e, DatasetEntry)]
     for key in ("name", "landing"):
         values = [getattr(e, key) for e in entries]
         dupes = sorted({v for v in values if values.count(v) > 1})
-        if dupes:
-            raise ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own.", source=str(p))
-    if check_configs:
-        for entry in entries:
-            entry.load()
-    return entries
+        for dupe in dupes:  # neither is used: which one was meant is the editor's call
+            error = ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own.", source=str(p))
+            parsed = [CatalogProblem(where=e.name, landing=e.landing, error=error)
+                      if isinstance(e, DatasetEntry) and getattr(e, key) == dupe else e for e in parsed]
+        entries = [e for e in parsed if isinstance(e, DatasetEntry)]
+    return entries, [e for e in parsed if isinstance(e, CatalogProblem)]
 
 
-def entry_for_landing(entries: list[DatasetEntry], landing: str, *, source: str | None = None) -> DatasetEntry:
+def _entry(item: object, where: str, p: Path) -> DatasetEntry:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where} must be a mapping with 'name', 'config' and optionally 'landing'.", source=str(p))
+    unknown = sorted(set(item) - {"name", "config", "landing"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are ['config', 'landing', 'name'].",
+                          source=str(p))
+    if not isinstance(item.get("config"), str) or not item["config"]:
+        raise ConfigError(f"{where}: 'config' (path of a pipeline config) is required.", source=str(p))
+    config_path = Path(item["config"])
+    config_path = config_path if config_path.is_absolute() else (p.parent / config_path).resolve()
+    name = item.get("name")
+    if name is None:
+        raise ConfigError(f"{where}: 'name' (the dataset name) is required.", source=str(p))
+    landing = item.get("landing") or name
+    for key, value in (("name", name), ("landing", landing)):
+        if not isinstance(value, str) or not DATASET_NAME_RE.fullmatch(value):
+            raise ConfigError(f"{where}: '{key}' {value!r} may only hold letters, digits, '.', '_' and '-'.",
+                              source=str(p))
+        if value.startswith("."):
+            raise ConfigError(f"{where}: '{key}' {value!r} starts with '.': the watcher skips hidden names, so "
+                              "its files would never land. Rename it.", source=str(p))
+    return DatasetEntry(name=name, config_path=str(config_path), landing=landing)
+
+
+def entry_for_landing(entries: list[DatasetEntry], landing: str, *, source: str | None = None,
+                      problems: list[CatalogProblem] = ()) -> DatasetEntry:
     """The entry whose landing subfolder (or top-level file prefix) is ``landing``.
 
     Raises:
-        ConfigError: no entry has that landing name.
+        ConfigError: no entry has that landing name; or the entry for it is one of ``problems``
+            (then that entry's error).
     """
     for entry in entries:
         if entry.landing == landing:
             return entry
+    for problem in problems:
+        if problem.landing == landing:
+            raise problem.error
     known = sorted(e.landing for e in entries)
-    raise ConfigError(f"no dataset in the datasets file lands in {landing!r} (known: {known}); add an entry with "
-                      f"landing: {landing} or move the file.", source=source)
+    unusable = f"; entries that cannot be used: {[p.where for p in problems]}" if problems else ""
+    raise ConfigError(f"no dataset in the datasets file lands in {landing!r} (known: {known}{unusable}); add an "
+                      f"entry with landing: {landing} or move the file.", source=source)

@@ -497,10 +497,15 @@ def dataset_lock(lock_dir: str | os.PathLike[str], dataset: str, *, timeout: flo
                     on_wait()
                 waited_once = True
                 if time.time() - start >= timeout:
-                    raise LockTimeout(f"dataset {dataset!r} is locked by another run for more than {timeout:.0f}s "
-                                      f"({folder / (dataset + '.lock')}); is a run stuck?") from None
+                    raise LockTimeout(f"dataset {dataset!r} is locked by another run{_held_by(fd)} for more than "
+                                      f"{timeout:g}s ({folder / (dataset + '.lock')}); is a run stuck?") from None
                 time.sleep(poll)
         record: dict[str, Any] = {"holder": holder, "acquired": time.time(), "waited": time.time() - start}
+        try:  # who holds it, for a waiter's timeout message (the lock file holds nothing else)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"holder": holder, "acquired": record["acquired"], "pid": os.getpid()}).encode(), 0)
+        except OSError:
+            pass
         try:
             yield record
         finally:
@@ -510,6 +515,16 @@ def dataset_lock(lock_dir: str | os.PathLike[str], dataset: str, *, timeout: flo
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _held_by(fd: int) -> str:
+    """`` (<holder>, pid <pid>, since <UTC time>)`` from the lock file, or "" when it says nothing readable."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"null")
+        since = dt.datetime.fromtimestamp(float(info["acquired"]), dt.timezone.utc).isoformat(timespec="seconds")
+        return f" ({info.get('holder') or 'no holder name'}, pid {info.get('pid')}, since {since})"
+    except (OSError, ValueError, TypeError, KeyError):
+        return ""
 
 
 def read_lock_log(lock_dir: str | os.PathLike[str], dataset: str) -> list[dict[str, Any]]:

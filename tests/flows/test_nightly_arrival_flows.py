@@ -88,8 +88,8 @@ def test_nightly_cleans_every_dataset_and_reports_the_failed_and_the_refused_one
     assert failed.value.report["failed"] == ["broken"] and failed.value.report["refused"] == ["refused"]
     # Bad input and a refusal are expected outcomes: one line each, no traceback.
     assert not [line for line in run_log if "Traceback" in line], run_log
-    [warning] = [line for line in run_log if "refused promotion" in line]
-    assert warning.startswith("WARNING dataset refused: ") and "expect_table_row_count_to_be_between" in warning
+    [warning] = [line for line in run_log if "this run did not change the champion" in line]
+    assert warning.startswith("WARNING dataset refused: ") and "Failed checks: expect_table_row_count_to_be_between" in warning
     assert len([line for line in run_log if line.startswith("ERROR dataset broken failed: InputError")]) == 1
     # deployed from prefect.yaml without LOSSVAL_DATASETS: Prefect deploys "", refused by name at once
     empty = nightly(datasets_file="", workspace=str(setup["ws"]), return_state=True)
@@ -109,8 +109,43 @@ def test_nightly_cleans_every_dataset_and_reports_the_failed_and_the_refused_one
     manifest = json.loads((Path(refused["run_dir"]) / "manifest.json").read_text())
     assert manifest["gate"]["passed"] is False and manifest["gate"]["failures"] == refused["gate_failures"]
     assert refused["gate_failures"][0].startswith("expect_table_row_count_to_be_between")
+    assert refused["reason"] == "failed checks: " + "; ".join(refused["gate_failures"])
     assert (refused["kept"], refused["quarantined"]) == (manifest["rows"]["kept"], manifest["rows"]["quarantine"])
     assert refused["mlflow_run_id"] == manifest["mlflow"]["run_id"]
+
+
+def test_a_bad_entry_or_a_held_lock_fails_that_dataset_only(setup: dict[str, Path]) -> None:
+    from flows.nightly import locks_dir, nightly
+    from lossval.landing import dataset_lock
+
+    datasets = setup["root"] / "typo.yaml"
+    broken = setup["root"] / "broken.yaml"
+    datasets.write_text(yaml.safe_dump({"datasets": [{"name": "typo", "config": str(broken), "cron": "x"},
+                                                     {"name": "busy", "config": str(broken)},
+                                                     {"name": "broken", "config": str(broken)}]}))
+    ws = setup["ws"] / "entries"
+    start = time.monotonic()
+    with dataset_lock(locks_dir(ws), "busy", timeout=0, holder="a stuck run"):
+        state = nightly(datasets_file=str(datasets), workspace=str(ws), lock_timeout_s=0.5, return_state=True)
+    assert time.monotonic() - start < 60  # the held lock did not hold the night (default: an hour)
+    report = state.result(raise_on_failure=False).report
+    assert report["failed"] == ["typo", "busy", "broken"]
+    typo, busy, broken_record = report["datasets"]
+    assert "unknown key(s) ['cron']" in typo["error"] and "typo.yaml" in typo["error"]
+    assert busy["error"].startswith("LockTimeout") and "a stuck run" in busy["error"], busy["error"]
+    assert "missing.csv" in broken_record["error"]  # the entries after the bad ones still ran
+    with pytest.raises(Exception, match="lock_timeout_s must be a number of seconds >= 0"):
+        nightly(datasets_file=str(datasets), workspace=str(ws), lock_timeout_s=float("nan"))
+
+
+def test_the_report_says_why_nothing_was_promoted() -> None:
+    from flows.nightly import _refusal_reason
+
+    gate = {"gate": {"failures": ["expect_x: 3 rows"]}, "model": {"refused": None}}
+    assert _refusal_reason(gate) == "failed checks: expect_x: 3 rows"
+    changed = {"gate": {"failures": []}, "model": {"refused": "the champion changed while this run was gated: ..."}}
+    assert _refusal_reason(changed).startswith("the champion changed while this run was gated")
+    assert _refusal_reason({"gate": {"failures": []}, "model": None}) is None
 
 
 def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path], run_log: list[str]) -> None:

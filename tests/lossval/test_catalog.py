@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossval.catalog import entry_for_landing, load_catalog
+from lossval.catalog import entry_for_landing, load_catalog, read_catalog
 from lossval.config import config_from_dict
 from lossval.errors import ConfigError
 
@@ -44,6 +44,8 @@ def test_entries_resolve_paths_against_the_file_and_default_landing_to_name(tmp_
     ({"datasets": [{"name": "a"}]}, r"datasets\[0\]: 'config'"),
     ({"datasets": [{"name": "a", "config": "cfg/loans.yaml", "cron": "x"}]}, r"unknown key\(s\) \['cron'\]"),
     ({"datasets": [{"name": "../a", "config": "cfg/loans.yaml"}]}, "may only hold"),
+    ({"datasets": [{"name": ".loans", "config": "cfg/loans.yaml"}]}, r"'name' '\.loans' starts with '\.'"),
+    ({"datasets": [{"name": "a", "config": "cfg/loans.yaml", "landing": ".in"}]}, "watcher skips hidden names"),
     ({"datasets": [{"name": "a", "config": "cfg/loans.yaml"}, {"name": "a", "config": "cfg/loans.yaml"}]}, "duplicate name"),
     ({"datasets": [{"name": "a", "config": "cfg/none.yaml"}]}, "config file not found"),
 ])
@@ -52,6 +54,27 @@ def test_bad_datasets_files_name_the_entry(tmp_path: Path, config_file: Path, co
     with pytest.raises(ConfigError, match=message) as info:
         load_catalog(path)
     assert "datasets.yaml" in str(info.value) or "none.yaml" in str(info.value)
+
+
+def test_a_bad_entry_is_set_aside_and_named_while_the_others_stay_usable(tmp_path: Path, config_file: Path) -> None:
+    path = _write(tmp_path / "datasets.yaml", {"datasets": [
+        {"name": "loans", "config": "cfg/loans.yaml"},
+        {"name": "cards", "config": "cfg/loans.yaml", "cron": "x"},  # a typo'd key
+        {"config": "cfg/loans.yaml"},  # no name
+        {"name": "a", "config": "cfg/loans.yaml", "landing": "shared"},
+        {"name": "b", "config": "cfg/loans.yaml", "landing": "shared"}]})
+    entries, problems = read_catalog(path)
+    assert [e.name for e in entries] == ["loans"]
+    assert [(p.where, p.landing) for p in problems] == [("cards", "cards"), ("datasets[2]", None), ("a", "shared"),
+                                                        ("b", "shared")]
+    assert "unknown key(s) ['cron']" in str(problems[0].error) and "duplicate landing" in str(problems[2].error)
+    assert entry_for_landing(entries, "loans", problems=problems).name == "loans"
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['cron'\]"):  # the entry's own error, not "unknown"
+        entry_for_landing(entries, "cards", problems=problems)
+    with pytest.raises(ConfigError, match=r"no dataset .* lands in 'other' .*cannot be used: \['cards'"):
+        entry_for_landing(entries, "other", problems=problems)
+    with pytest.raises(ConfigError, match="unknown key"):  # the strict reader still refuses the whole file
+        load_catalog(path, check_configs=False)
 
 
 def test_valuation_deployment_is_validated() -> None:
