@@ -160,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
     from lossval.catalog import load_catalog
     from lossval.errors import InputError
 
+    if args.limit is not None and args.limit < 1:
+        # 0 served nothing (no run could ever start); a negative one crashed Prefect's runner once serving
+        raise InputError(f"--limit must be at least 1 flow run at once, got {args.limit}; leave it out for no limit.")
     datasets_file, landing = Path(args.datasets).resolve(), Path(args.landing).resolve()
     workspace = Path(args.workspace).resolve()
     entries = load_catalog(datasets_file)  # every config validated now, not at 02:00
@@ -177,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
                          "export PREFECT_API_URL=http://127.0.0.1:4200/api; `lossval serve` does not use a "
                          "temporary server (schedules and triggers would die with it).")
+    from deployments.watch import check_api_url
+
+    check_api_url(api)  # without /api the first request failed with HTTP 404, reported as a bug
     workspace.mkdir(parents=True, exist_ok=True)
     deployments = build_deployments(datasets_file=datasets_file, landing_dir=landing, workspace=workspace,
                                     cron=args.cron, timezone=args.timezone)
@@ -328,7 +334,7 @@ def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
             path, what = Path(newest["path"]), "its newest landed file"
         else:
             path, what = Path(entry.load().data), "its config's 'data'"
-        if not path.is_file():
+        if not path.exists():  # a config's data may be a folder of data files (lossval.io.read_table)
             print(f"lossval serve: warning: dataset {entry.name}: {what} {path} does not exist; the nightly run "
                   f"fails for it until the file is there or a file lands in the landing folder's {entry.landing}/",
                   file=sys.stderr, flush=True)

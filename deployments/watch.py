@@ -20,6 +20,7 @@ This module imports nothing heavy at import time: the CLI builds its parser from
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -53,15 +54,56 @@ def _api_url() -> str | None:
     return PREFECT_API_URL.value()
 
 
+def check_api_url(api: str) -> None:
+    """Refuse a PREFECT_API_URL without the ``/api`` of a Prefect server's API (``http://127.0.0.1:4200``).
+
+    Without it every request reaches the server's UI routes and fails (HTTP 404 for ``lossval serve``,
+    a refused WebSocket for ``lossval watch``), which the CLI could only report as a bug. A plain text
+    check on the URL's path, before connecting: it must end in ``/api`` (a trailing ``/`` aside), or
+    contain ``/api/accounts/`` as Prefect Cloud's ``.../api/accounts/<id>/workspaces/<id>`` does.
+
+    Raises:
+        InputError: naming the URL and the one to export instead.
+    """
+    from urllib.parse import urlsplit
+
+    from lossval.errors import InputError
+
+    path = urlsplit(api.strip()).path.rstrip("/")
+    if path.endswith("/api") or "/api/accounts/" in path:
+        return
+    base = api.strip().rstrip("/")
+    raise InputError(f"PREFECT_API_URL={api} is not the API of a Prefect server: its path must end in /api, e.g. "
+                     f"export PREFECT_API_URL={base}/api (for Prefect Cloud: "
+                     "https://api.prefect.cloud/api/accounts/<account id>/workspaces/<workspace id>).")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Watch until interrupted. Returns 2 for a bad folder or a missing PREFECT_API_URL."""
+    """Watch until interrupted. Returns 2 for a bad option or folder, or a missing or malformed PREFECT_API_URL.
+
+    Options, the state file's kind and the URL's form are checked before anything is written
+    (the scanner creates the state file's lock).
+    """
     from lossval.errors import InputError
     from lossval.landing import LandingScanner
 
-    if args.interval <= 0:
-        raise InputError(f"--interval must be > 0 seconds, got {args.interval}.")
+    # NaN passes every comparison: `nan <= 0` is False. Infinity would never poll again / never settle.
+    if not math.isfinite(args.interval) or args.interval <= 0:
+        raise InputError(f"--interval must be a finite number of seconds > 0, got {args.interval}; "
+                         "e.g. --interval 2 (the default).")
+    if not math.isfinite(args.settle) or args.settle < 0:
+        raise InputError(f"--settle must be a finite number of seconds >= 0, got {args.settle}; e.g. --settle 5 "
+                         "(the default), or --require-marker to land files by their .done marker only.")
     landing = Path(args.landing_dir)
     state_path = Path(args.state_file) if args.state_file else default_state_path(landing) if landing.is_dir() else None
+    if state_path is not None and state_path.is_dir():
+        # else the scanner created <folder>.lock beside it and only then failed reading the folder as JSON
+        example = state_path / default_state_path(landing).name
+        raise InputError(f"the watch state file is a folder; give --state-file the path of a JSON file, e.g. "
+                         f"--state-file {example}.", source=str(state_path))
+    api = _api_url()
+    if api:
+        check_api_url(api)
     import logging
 
     warnings = logging.getLogger("lossval.landing")  # skipped files (symlinks leaving the folder, bad names)
@@ -76,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
         from lossval.catalog import load_catalog
 
         landings = {entry.landing for entry in load_catalog(args.datasets, check_configs=False)}
-    api = _api_url()
     if not api:
         raise InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
                          "export PREFECT_API_URL=http://127.0.0.1:4200/api, so events reach the deployments.")

@@ -187,3 +187,116 @@ def test_the_trigger_parameters_render_with_and_without_the_optional_fields(payl
     rendered = hydrate(parameters, HydrationContext(raise_on_error=True, render_jinja=True,
                                                     jinja_context={"event": {"payload": payload}}))
     assert rendered == {"path": "loans/a.csv", "dataset": "loans", **expected}
+
+
+@pytest.fixture()
+def api_url(monkeypatch):
+    """Set PREFECT_API_URL for this test: Prefect reads its settings once, so the environment alone is not enough."""
+    import contextlib
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with contextlib.ExitStack() as stack:
+        def set_url(url: str) -> None:
+            monkeypatch.setenv("PREFECT_API_URL", url)
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+
+        yield set_url
+
+
+@pytest.fixture()
+def landing_logger_kept():
+    """``lossval watch`` sends the ``lossval.landing`` logger to stderr only: undone after a test that got that far."""
+    import logging
+
+    logger = logging.getLogger("lossval.landing")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    yield
+    logger.handlers[:], logger.propagate = handlers, propagate
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--settle", "nan"), ("--settle", "inf"), ("--settle", "-1"),
+    ("--interval", "nan"), ("--interval", "inf"), ("--interval", "0"), ("--interval", "-2"),
+])
+def test_watch_refuses_a_nan_infinite_or_negative_time_before_writing_anything(
+        option: str, value: str, tmp_path: Path, api_url, capsys, landing_logger_kept) -> None:
+    api_url("http://127.0.0.1:9/api")  # nothing listens there: no server is reached, with or without the check
+    (tmp_path / "landing").mkdir()
+    state = tmp_path / "state" / "watch.json"
+    assert main(["watch", str(tmp_path / "landing"), "--state-file", str(state), option, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} must be a finite number of seconds" in err and "Traceback" not in err
+    assert not (tmp_path / "state").exists()  # no lock beside the state file: refused before the scanner
+
+
+def test_watch_refuses_a_state_file_that_is_a_folder_before_writing_anything(tmp_path: Path, api_url, capsys,
+                                                                             landing_logger_kept) -> None:
+    api_url("http://127.0.0.1:9/api")
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "states").mkdir()
+    assert main(["watch", str(tmp_path / "landing"), "--state-file", str(tmp_path / "states")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'states'}: the watch state file is a folder; give --state-file the path of a JSON file" in err
+    assert not (tmp_path / "states.lock").exists()  # a lock beside the folder was left before
+
+
+@pytest.mark.parametrize("api, accepted", [
+    ("http://127.0.0.1:4200/api", True), ("http://127.0.0.1:4200/api/", True), ("https://prefect.example/x/api", True),
+    ("https://api.prefect.cloud/api/accounts/0ff44498-d380-4d7b-bd68-9b52da03823f/workspaces/"
+     "c7c3c4f5-2d2c-4f4c-9c1e-1b1f0a5e3c11", True),
+    ("http://127.0.0.1:4200", False), ("http://127.0.0.1:4200/", False), ("http://127.0.0.1:4200/apis", False),
+    ("http://127.0.0.1:4200/api/flows", False), ("https://api.prefect.cloud/accounts/a/workspaces/w", False),
+])
+def test_an_api_url_must_end_in_api_or_be_a_cloud_workspace(api: str, accepted: bool) -> None:
+    from deployments.watch import check_api_url
+    from lossval.errors import InputError
+
+    if accepted:
+        check_api_url(api)
+    else:
+        with pytest.raises(InputError, match="its path must end in /api, e.g. export PREFECT_API_URL="):
+            check_api_url(api)
+
+
+def test_watch_and_serve_refuse_an_api_url_without_api_before_connecting(datasets_file: Path, tmp_path: Path,
+                                                                        api_url, capsys,
+                                                                        landing_logger_kept) -> None:
+    """Without /api the first request failed (serve: HTTP 404; watch: a refused WebSocket): exit 1, "a bug"."""
+    api_url("http://127.0.0.1:9")
+    hint = ("PREFECT_API_URL=http://127.0.0.1:9 is not the API of a Prefect server: its path must end in /api, "
+            "e.g. export PREFECT_API_URL=http://127.0.0.1:9/api")
+    state = tmp_path / "state" / "watch.json"
+    assert main(["watch", str(tmp_path / "landing"), "--state-file", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert hint in err and "a bug" not in err
+    assert not (tmp_path / "state").exists()
+    assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                 "--workspace", str(tmp_path / "ws")]) == 2
+    err = capsys.readouterr().err
+    assert hint in err and "a bug" not in err
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_serve_refuses_a_limit_below_one_before_starting(limit: str, datasets_file: Path, tmp_path: Path,
+                                                         api_url, capsys) -> None:
+    # 0 served with no run ever starting; -1 failed in Prefect's runner once serving, reported as a bug
+    api_url("http://127.0.0.1:9/api")  # nothing listens there: no server is reached, with or without the check
+    assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                 "--workspace", str(tmp_path / "ws"), "--limit", limit]) == 2
+    err = capsys.readouterr().err
+    assert f"--limit must be at least 1 flow run at once, got {limit}; leave it out for no limit" in err
+    assert not (tmp_path / "ws").exists()
+
+
+def test_serve_does_not_warn_about_a_config_whose_data_is_a_folder(datasets_file: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    from deployments.serve import _warn_missing_data
+    from lossval.catalog import load_catalog
+
+    (tmp_path / "loans.yaml").write_text(yaml.safe_dump({"data": "loans", "target": "y"}))
+    (tmp_path / "loans").mkdir()  # a folder of data files is valid data (lossval.io.read_table reads them all)
+    (tmp_path / "loans" / "part-1.csv").write_text("x,y\n1,0\n")
+    _warn_missing_data(load_catalog(datasets_file), tmp_path / "ws")
+    assert capsys.readouterr().err == ""
