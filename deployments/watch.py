@@ -9,7 +9,8 @@ The rules live in :mod:`lossval.landing`.
 
 Each landed file gives one event ``lossval.data.arrived`` with resource
 ``lossval.dataset.<dataset>`` and payload ``{"path": <relative to LANDING_DIR>, "dataset": ...,
-"size": ..., "mtime_ns": ..., "reason": "marker"|"stable"}``; the ``lossval-arrival/on-arrival`` deployment
+"landing": ..., "size": ..., "mtime_ns": ..., "reason": "marker"|"stable"}`` (``dataset`` is the datasets
+file's name for the landing folder with ``--datasets``, else the folder's name); the ``lossval-arrival/on-arrival`` deployment
 (``lossval serve``) is triggered by it. Files already reported are remembered in a JSON state file
 (default: ``.<landing folder name>.lossval-watch.json`` beside the landing folder), written atomically,
 so a restarted watcher does not report them again.
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if args.datasets:
         from lossval.catalog import load_catalog
 
-        landings = {entry.landing for entry in load_catalog(args.datasets, check_configs=False)}
+        landings = {entry.landing: entry.name for entry in load_catalog(args.datasets, check_configs=False)}
     if not api:
         raise InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
                          "export PREFECT_API_URL=http://127.0.0.1:4200/api, so events reach the deployments.")
@@ -136,10 +137,12 @@ def _not_unable_to_connect(record: "logging.LogRecord") -> bool:
     return not record.getMessage().startswith(("Unable to connect", "keepalive ping failed"))
 
 
-async def _watch(scanner, *, interval: float, landings: set[str] | None = None) -> None:  # noqa: ANN001
+async def _watch(scanner, *, interval: float, landings: dict[str, str] | None = None) -> None:  # noqa: ANN001
     """Poll ``scanner`` (a LandingScanner, imported lazily) and send one event per landed file.
 
-    ``landings``: the landing folders of the datasets file, when given; a file landing elsewhere
+    ``landings``: the landing folders of the datasets file and their datasets' names, when given
+    (the event names the dataset; without it, the landing folder, which the arrival flow maps); a
+    file landing elsewhere
     is reported once on the console and not sent (its run could only fail), nor remembered, so
     it is sent once the datasets file names its folder and the watcher is restarted.
     """
@@ -177,11 +180,12 @@ async def _watch(scanner, *, interval: float, landings: set[str] | None = None) 
                               file=sys.stderr, flush=True)
                     continue
                 key = (landed.relative, landed.size, landed.mtime_ns, landed.inode, landed.marker)
+                name = landed.dataset if landings is None else landings[landed.dataset]
                 event = unsent.setdefault(key, Event(
                     event=ARRIVAL_EVENT,
-                    resource={"prefect.resource.id": resource_id(landed.dataset), "prefect.resource.name": landed.dataset},
-                    payload={"path": landed.relative, "dataset": landed.dataset, "size": landed.size,
-                             "mtime_ns": landed.mtime_ns, "reason": landed.reason}))
+                    resource={"prefect.resource.id": resource_id(name), "prefect.resource.name": name},
+                    payload={"path": landed.relative, "dataset": name, "landing": landed.dataset,
+                             "size": landed.size, "mtime_ns": landed.mtime_ns, "reason": landed.reason}))
                 try:
                     await client.emit(event)
                 except Exception as exc:  # server down: keep the file unreported and try again next poll

@@ -69,11 +69,11 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     require_flow_parameters(datasets_file=datasets_file, landing_dir=landing_dir, workspace=workspace)
     landed, relative = confine(landing_dir, path)  # before anything reads the file
     key = dataset_of(relative)
-    if dataset and dataset != key:
-        raise InputError(f"the event names dataset {dataset!r} but the file {relative!r} lands in {key!r}; "
-                         "refusing a mismatched event.")
     entries, problems = read_catalog(datasets_file)  # another dataset's bad entry does not stop this one
     entry = entry_for_landing(entries, key, source=datasets_file, problems=problems)
+    if dataset and dataset not in (entry.name, key):  # the watcher names the dataset, or (no --datasets) the folder
+        raise InputError(f"the event names dataset {dataset!r} but the file {relative!r} lands in {key!r}, dataset "
+                         f"{entry.name!r}; refusing a mismatched event.")
     config = entry.load(data=str(landed))
     log.info("file %s landed for dataset %s", relative, entry.name)
     with dataset_lock(locks_dir(workspace), entry.name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),

@@ -72,7 +72,17 @@ def test_a_retried_event_keeps_its_id_so_the_server_acts_on_it_once(monkeypatch,
 
 
 def test_a_file_no_dataset_lands_in_is_reported_once_and_not_sent(monkeypatch, capsys) -> None:
-    client, scanner = _watch_one(monkeypatch, "unknown", failures=0, polls=4, landings={"loans", "claims"})
+    client, scanner = _watch_one(monkeypatch, "unknown", failures=0, polls=4,
+                                 landings={"loans": "loans", "claims": "claims"})
     assert client.given == [] and scanner.marked == []  # not sent, not remembered
     err = capsys.readouterr().err
     assert err.count("unknown/a.csv landed in 'unknown', where no dataset of the datasets file lands (claims, loans)") == 1
+
+
+def test_the_event_names_the_dataset_of_the_landing_folder(monkeypatch) -> None:
+    client, _ = _watch_one(monkeypatch, "incoming", failures=0, polls=2, landings={"incoming": "loans"})
+    [event] = client.given
+    assert event.resource.id == "lossval.dataset.loans" and event.resource.name == "loans"
+    assert (event.payload["dataset"], event.payload["landing"]) == ("loans", "incoming")
+    client, _ = _watch_one(monkeypatch, "incoming", failures=0, polls=2)  # no datasets file: the folder's name
+    assert client.given[0].payload["dataset"] == "incoming"

@@ -218,9 +218,13 @@ def test_arrival_refuses_an_event_whose_dataset_disagrees_with_the_path(setup) -
     from flows.arrival import arrival
 
     (setup["landing"] / "incoming" / "a.csv").write_text("diagnosis,x\nbenign,1\n")
-    state = arrival(path="incoming/a.csv", dataset="good", datasets_file=str(setup["datasets"]),
-                    landing_dir=str(setup["landing"]), workspace=str(setup["ws"] / "mismatch"), return_state=True)
-    assert state.is_failed() and "lands in 'incoming'" in state.message
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]),
+          "workspace": str(setup["ws"] / "mismatch"), "return_state": True}
+    state = arrival(path="incoming/a.csv", dataset="refused", **kw)
+    assert state.is_failed() and "lands in 'incoming', dataset 'good'; refusing a mismatched event" in state.message
+    for named in ("good", "incoming"):  # the dataset's name (watcher with --datasets) or its landing folder's
+        state = arrival(path="incoming/a.csv", dataset=named, **kw)
+        assert "mismatched" not in state.message, state.message  # past the check (this tiny file then fails)
     state = arrival(path="nowhere__a.csv", datasets_file=str(setup["datasets"]), landing_dir=str(setup["landing"]),
                     workspace=str(setup["ws"] / "mismatch"), return_state=True)
     assert state.is_failed() and "not found in the landing folder" in state.message
