@@ -110,6 +110,15 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     return summary
 
 
+def run_key(config: PipelineConfig, values_key: str) -> str:
+    """What makes two runs' registered models the same one: values, pruning, retraining, gate (and its
+    suite's content), lossval's version, and whether data rows may be logged to MLflow: a version
+    registered with an input example of data rows is not reused once ``tracking.log_quarantine`` is off."""
+    rows = "" if config.tracking.log_quarantine else "-norows"
+    return (f"{values_key}-{config.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}"
+            f"-v{lossval.__version__}{rows}")
+
+
 def _suite_hash(config: PipelineConfig) -> str:
     """The gate suite's content (12 hex): the config names it by path, and a stricter file is another gate."""
     from lossval.suites import suite_file
@@ -266,7 +275,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"],
                "valuation_cached": bool(vals.get("cached")), "config": config.public_dict(),
                "versions": _versions(),
-               "run_key": f"{key}-{config.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}-v{lossval.__version__}",
+               "run_key": run_key(config, key),
                "stages": stages}
     write_json(_manifest(summary), staging / MANIFEST_NAME)  # last: a run folder with a manifest is complete
     return {**summary, "_gate": {**checked, "result_path": outputs["gate"]}}

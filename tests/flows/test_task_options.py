@@ -484,3 +484,16 @@ def test_a_damaged_snapshot_history_is_set_aside_and_started_anew(tmp_path, dama
     assert len(aside) == 1 and aside[0].read_bytes() == damage  # kept as it was, for whoever wants to look
     publish_snapshot({**snap, "snapshot_hash": "ccc"}, dataset="d", workspace=str(tmp_path))
     assert [h["snapshot_hash"] for h in snapshot_history(ws, "d")] == ["bbb", "ccc"]
+
+
+def test_turning_off_data_rows_in_mlflow_gives_a_new_run_key() -> None:
+    """A registered version logged with an input example (data rows) must not be reused once they are off."""
+    from flows.clean import run_key
+    from lossval.config import config_from_dict
+
+    base = {"data": "/d.csv", "target": "y"}
+    on = config_from_dict(base)
+    off = config_from_dict({**base, "tracking": {"log_quarantine": False}})
+    assert run_key(on, "k") != run_key(off, "k") and run_key(off, "k").endswith("-norows")
+    assert run_key(on, "k") == run_key(config_from_dict(base), "k")  # and stays put otherwise
+    assert run_key(on, "k") != run_key(on, "other")
