@@ -180,9 +180,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
                          "export PREFECT_API_URL=http://127.0.0.1:4200/api; `lossval serve` does not use a "
                          "temporary server (schedules and triggers would die with it).")
-    from deployments.watch import check_api_url
+    from deployments.watch import check_api_key, check_api_url
 
     check_api_url(api)  # without /api the first request failed with HTTP 404, reported as a bug
+    check_api_key(api)
     workspace.mkdir(parents=True, exist_ok=True)
     deployments = build_deployments(datasets_file=datasets_file, landing_dir=landing, workspace=workspace,
                                     cron=args.cron, timezone=args.timezone)

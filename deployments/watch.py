@@ -79,6 +79,23 @@ def check_api_url(api: str) -> None:
                      "https://api.prefect.cloud/api/accounts/<account id>/workspaces/<workspace id>).")
 
 
+def check_api_key(api: str) -> None:
+    """Refuse a Prefect Cloud PREFECT_API_URL without PREFECT_API_KEY (the client fails with a bare ValueError).
+
+    Raises:
+        InputError: saying how to set the key.
+    """
+    from urllib.parse import urlsplit
+
+    from prefect.settings import PREFECT_API_KEY
+
+    from lossval.errors import InputError
+
+    if "/api/accounts/" in urlsplit(api.strip()).path and not PREFECT_API_KEY.value():
+        raise InputError(f"PREFECT_API_URL={api} is a Prefect Cloud workspace, but PREFECT_API_KEY is not set: "
+                         "run `prefect cloud login`, or export PREFECT_API_KEY=<an API key of that workspace>.")
+
+
 def run(args: argparse.Namespace) -> int:
     """Watch until interrupted. Returns 2 for a bad option or folder, or a missing or malformed PREFECT_API_URL.
 
@@ -105,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     api = _api_url()
     if api:
         check_api_url(api)
+        check_api_key(api)
     import logging
 
     warnings = logging.getLogger("lossval.landing")  # skipped files (symlinks leaving the folder, bad names)

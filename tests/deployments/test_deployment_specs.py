@@ -278,6 +278,24 @@ def test_watch_and_serve_refuse_an_api_url_without_api_before_connecting(dataset
     assert not (tmp_path / "ws").exists()
 
 
+def test_watch_and_serve_refuse_a_cloud_url_without_an_api_key(datasets_file: Path, tmp_path: Path, api_url,
+                                                              monkeypatch, capsys, landing_logger_kept) -> None:
+    """The events client raised a bare ValueError ("api_url and api_key must be provided"): exit 1, "a bug"."""
+    from prefect.settings import PREFECT_API_KEY, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_KEY", raising=False)
+    cloud = "https://api.prefect.cloud/api/accounts/a1/workspaces/w1"
+    api_url(cloud)
+    with temporary_settings(updates={PREFECT_API_KEY: None}):
+        assert main(["watch", str(tmp_path / "landing"), "--state-file", str(tmp_path / "st" / "w.json")]) == 2
+        err = capsys.readouterr().err
+        assert f"PREFECT_API_URL={cloud} is a Prefect Cloud workspace, but PREFECT_API_KEY is not set" in err
+        assert "a bug" not in err and not (tmp_path / "st").exists()
+        assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                     "--workspace", str(tmp_path / "ws")]) == 2
+        assert "PREFECT_API_KEY is not set" in capsys.readouterr().err and not (tmp_path / "ws").exists()
+
+
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_serve_refuses_a_limit_below_one_before_starting(limit: str, datasets_file: Path, tmp_path: Path,
                                                          api_url, capsys) -> None:
