@@ -123,23 +123,28 @@ def run(args: argparse.Namespace) -> int:
     if api:
         check_api_url(api)
         check_api_key(api)
-    import logging
-
-    warnings = logging.getLogger("lossval.landing")  # skipped files (symlinks leaving the folder, bad names)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    warnings.addHandler(handler)
-    warnings.propagate = False
-    scanner = LandingScanner(landing, settle_seconds=args.settle, require_marker=args.require_marker,
-                             state_path=state_path)
+    not_set = InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
+                         "export PREFECT_API_URL=http://127.0.0.1:4200/api, so events reach the deployments.")
+    if not api and landing.is_dir():  # (a missing folder: the scanner's error names it first)
+        raise not_set  # before the scanner creates the state file's lock
     landings = None
-    if args.datasets:
+    if args.datasets:  # a bad datasets file, too, before anything is written
         from lossval.catalog import load_catalog
 
         landings = {entry.landing: entry.name for entry in load_catalog(args.datasets, check_configs=False)}
-    if not api:
-        raise InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
-                         "export PREFECT_API_URL=http://127.0.0.1:4200/api, so events reach the deployments.")
+    import logging
+
+    warnings = logging.getLogger("lossval.landing")  # skipped files (symlinks leaving the folder, bad names)
+    if not any(getattr(h, "lossval_watch", False) for h in warnings.handlers):  # once per process
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.lossval_watch = True
+        warnings.addHandler(handler)
+    warnings.propagate = False
+    scanner = LandingScanner(landing, settle_seconds=args.settle, require_marker=args.require_marker,
+                             state_path=state_path)
+    if not api:  # the landing folder appeared after the first look
+        raise not_set
     rule = ("a <name>.done marker" if args.require_marker
             else f"a <name>.done marker or {args.settle:g}s without change")
     print(f"lossval watch: watching {scanner.root} every {args.interval:g}s (landed = {rule}); "

@@ -121,9 +121,11 @@ def test_watch_refuses_a_missing_folder_and_a_missing_api_url(tmp_path: Path) ->
     missing = subprocess.run([sys.executable, "-m", "lossval.cli", "watch", str(tmp_path / "none")], env=env,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "landing folder not found" in missing.stderr
-    no_api = subprocess.run([sys.executable, "-m", "lossval.cli", "watch", str(tmp_path)], env=env,
+    (tmp_path / "landing").mkdir()
+    no_api = subprocess.run([sys.executable, "-m", "lossval.cli", "watch", str(tmp_path / "landing")], env=env,
                             capture_output=True, text=True, timeout=60)
     assert no_api.returncode == 2 and "PREFECT_API_URL is not set" in no_api.stderr and "Traceback" not in no_api.stderr
+    assert not list(tmp_path.glob(".landing*"))  # refused before the state file's lock was made beside the folder
 
 
 def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets_file: Path, tmp_path: Path,
