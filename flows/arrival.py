@@ -115,17 +115,19 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             return {"superseded": True, "rolled_back": True, "dataset": entry.name,
                     "landed": {"path": str(landed), "relative": relative}, "newer": done, "lock": dict(lock)}
 
-        def record(run_id: object) -> None:
+        def record(run_id: object, *, promoted: bool) -> None:
+            # A forced older file becomes the nightly's file only when its model was promoted: a rollback
+            # the gate refused leaves the champion, and the record, on the newer data.
             record_arrival(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=st.st_mtime_ns,
-                           size=st.st_size, inode=st.st_ino, forced=force,
+                           size=st.st_size, inode=st.st_ino, forced=force and promoted,
                            run_id=None if run_id is None else str(run_id))
 
         try:
             summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path)
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
-            record((getattr(exc, "summary", None) or {}).get("run_id"))
+            record((getattr(exc, "summary", None) or {}).get("run_id"), promoted=False)
             raise
-        record(summary.get("run_id"))
+        record(summary.get("run_id"), promoted=True)
     summary["landed"] = {"path": str(landed), "relative": relative}
     summary["lock"] = dict(lock)
     return summary

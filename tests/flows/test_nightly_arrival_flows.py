@@ -293,6 +293,39 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     assert state.is_failed() and "newest landed file" in state.message and "good.arrival.json" in state.message
 
 
+def test_a_rollback_the_gate_refuses_leaves_the_record_on_the_newer_file(setup, monkeypatch) -> None:
+    import flows.arrival
+    from flows.arrival import arrival
+
+    incoming = setup["landing"] / "incoming"
+    newer, older = incoming / "rb_new.csv", incoming / "rb_old.csv"
+    for p in (newer, older):
+        p.write_text("diagnosis,x\nbenign,1\n")
+    now = time.time_ns()
+    os.utime(older, ns=(now - 60 * 10**9, now - 60 * 10**9))
+    ws = setup["ws"] / "refused-rollback"
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    outcomes = iter([{"run_id": "r-new"}, GateFailed("refused", summary={"run_id": "r-old"}),
+                     {"run_id": "r-old-2"}])
+
+    def fake_cleaning(*args, **kwargs):  # the cleaning itself is tested above; here only what the record keeps
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_cleaning)
+    arrival(path="incoming/rb_new.csv", **kw)
+    state = arrival(path="incoming/rb_old.csv", force=True, return_state=True, **kw)
+    assert state.is_failed()
+    record = json.loads((ws / "locks" / "good.arrival.json").read_text())
+    assert record["relative"] == "incoming/rb_new.csv" and "rolled_back_from" not in record  # nothing rolled back
+    arrival(path="incoming/rb_old.csv", force=True, **kw)  # promoted this time: now it is a rollback
+    record = json.loads((ws / "locks" / "good.arrival.json").read_text())
+    assert (record["relative"], record["run_id"]) == ("incoming/rb_old.csv", "r-old-2")
+    assert record["rolled_back_from"]["run_id"] == "r-new"
+
+
 def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
     from prefect import flow
 
