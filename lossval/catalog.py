@@ -122,16 +122,15 @@ def read_catalog(path: str | Path) -> tuple[list[DatasetEntry], list[CatalogProb
             landing = item.get("landing") or name if isinstance(item, dict) else None
             parsed.append(CatalogProblem(where=name if isinstance(name, str) and name else f"datasets[{i}]",
                                          landing=landing if isinstance(landing, str) else None, error=exc))
-    entries = [e for e in parsed if isinstance(e, DatasetEntry)]
     for key in ("name", "landing"):
-        values = [getattr(e, key) for e in entries]
+        values = [getattr(e, key) for e in parsed if isinstance(e, DatasetEntry)]
         dupes = sorted({v for v in values if values.count(v) > 1})
-        for dupe in dupes:  # neither is used: which one was meant is the editor's call
+        if dupes:  # none of them is used: which one was meant is the editor's call
             error = ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own.", source=str(p))
             parsed = [CatalogProblem(where=e.name, landing=e.landing, error=error)
-                      if isinstance(e, DatasetEntry) and getattr(e, key) == dupe else e for e in parsed]
-        entries = [e for e in parsed if isinstance(e, DatasetEntry)]
-    return entries, [e for e in parsed if isinstance(e, CatalogProblem)]
+                      if isinstance(e, DatasetEntry) and getattr(e, key) in dupes else e for e in parsed]
+    return ([e for e in parsed if isinstance(e, DatasetEntry)],
+            [e for e in parsed if isinstance(e, CatalogProblem)])
 
 
 def _entry(item: object, where: str, p: Path) -> DatasetEntry:
