@@ -25,8 +25,8 @@ from flows.clean import run_cleaning
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, read_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError
-from lossval.landing import (ARRIVAL_EVENT, confine, dataset_lock, dataset_of, newest_arrival, record_arrival,
-                             same_file, superseded_by)
+from lossval.landing import (ARRIVAL_EVENT, check_lock_timeout, confine, dataset_lock, dataset_of, newest_arrival,
+                             record_arrival, same_file, superseded_by)
 
 __all__ = ["ARRIVAL_FLOW_NAME", "ARRIVAL_EVENT", "arrival"]
 
@@ -67,6 +67,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     log = get_run_logger()
     quiet_expected_errors()  # bad input and refusals: one line each in the run's log, no traceback
     require_flow_parameters(datasets_file=datasets_file, landing_dir=landing_dir, workspace=workspace)
+    check_lock_timeout(lock_timeout_s)  # NaN would wait forever on a held lock
     landed, relative = confine(landing_dir, path)  # before anything reads the file
     key = dataset_of(relative)
     entries, problems = read_catalog(datasets_file)  # another dataset's bad entry does not stop this one

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,9 @@ from prefect.states import Completed, Failed, State
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
-from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed
+from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
-from lossval.landing import dataset_lock, newest_arrival
+from lossval.landing import check_lock_timeout, dataset_lock, newest_arrival
 from tasks._paths import Workspace
 
 __all__ = ["NIGHTLY_FLOW_NAME", "nightly", "clean_entry", "locks_dir"]
@@ -112,8 +111,7 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     quiet_expected_errors()
     log = get_run_logger()
     require_flow_parameters(datasets_file=datasets_file, workspace=workspace)
-    if not (isinstance(lock_timeout_s, (int, float)) and math.isfinite(lock_timeout_s) and lock_timeout_s >= 0):
-        raise ConfigError(f"lock_timeout_s must be a number of seconds >= 0, got {lock_timeout_s!r}.")
+    check_lock_timeout(lock_timeout_s)  # before anything runs: NaN would wait forever on a held lock
     entries, problems = read_catalog(datasets_file)  # one bad entry fails that dataset, not the night
     started = dt.datetime.now(dt.timezone.utc)
     results: list[dict[str, Any]] = []

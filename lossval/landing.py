@@ -49,6 +49,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import os
 import stat
 import time
@@ -58,7 +59,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lossval.config import DATASET_NAME_RE
-from lossval.errors import InputError, LossvalError
+from lossval.errors import ConfigError, InputError, LossvalError
 from lossval._files import DATA_SUFFIXES, data_stem, sweep_orphaned_temp_files, write_json
 
 __all__ = [
@@ -456,6 +457,16 @@ class LandingScanner:
         self._save_state()
 
 
+def check_lock_timeout(value: object, name: str = "lock_timeout_s") -> float:
+    """``value`` as a lock wait in seconds; ConfigError naming ``name`` unless it is a finite number >= 0.
+
+    NaN would make every "waited long enough?" comparison false, so the wait would never end.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}.")
+    return float(value)
+
+
 @contextlib.contextmanager
 def dataset_lock(lock_dir: str | os.PathLike[str], dataset: str, *, timeout: float = 3600.0, poll: float = 0.5,
                  holder: str = "", on_wait: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
@@ -477,9 +488,13 @@ def dataset_lock(lock_dir: str | os.PathLike[str], dataset: str, *, timeout: flo
 
     Raises:
         LockTimeout: the lock stayed busy for ``timeout`` seconds.
+        ConfigError: ``timeout`` is not a finite number >= 0, or ``poll`` not one > 0 (nothing is created).
     """
     import fcntl
 
+    check_lock_timeout(timeout, "timeout")
+    if check_lock_timeout(poll, "poll") == 0:
+        raise ConfigError("poll must be a number of seconds > 0, got 0.")
     if not DATASET_NAME_RE.fullmatch(dataset):
         raise InputError(f"dataset name {dataset!r} may only hold letters, digits, '.', '_' and '-'.")
     folder = Path(lock_dir)

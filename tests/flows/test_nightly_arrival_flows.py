@@ -228,6 +228,10 @@ def test_arrival_refuses_an_event_whose_dataset_disagrees_with_the_path(setup) -
     state = arrival(path="nowhere__a.csv", datasets_file=str(setup["datasets"]), landing_dir=str(setup["landing"]),
                     workspace=str(setup["ws"] / "mismatch"), return_state=True)
     assert state.is_failed() and "not found in the landing folder" in state.message
+    # A NaN wait would never time out on a held lock: refused before the file is read or a lock is made.
+    state = arrival(path="incoming/a.csv", lock_timeout_s=float("nan"), **{**kw, "workspace": str(setup["ws"] / "nan")})
+    assert state.is_failed() and "lock_timeout_s must be a number of seconds >= 0, got nan" in state.message
+    assert not (setup["ws"] / "nan").exists()
 
 
 def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:

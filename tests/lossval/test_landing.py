@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lossval.errors import InputError
+from lossval.errors import ConfigError, InputError
 from lossval.landing import (
     LandingScanner,
     LockTimeout,
@@ -331,6 +331,22 @@ def test_a_lock_held_too_long_times_out(tmp_path: Path) -> None:
                 pass
     with dataset_lock(tmp_path, "other"):  # other datasets are not blocked
         pass
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"timeout": float("nan")}, "timeout must be a number of seconds >= 0, got nan"),
+    ({"timeout": float("inf")}, "timeout must be a number of seconds >= 0, got inf"),
+    ({"timeout": -1}, "timeout must be a number of seconds >= 0, got -1"),
+    ({"timeout": "60"}, "timeout must be a number of seconds >= 0, got '60'"),
+    ({"poll": 0}, "poll must be a number of seconds > 0, got 0"),
+    ({"poll": float("nan")}, "poll must be a number of seconds >= 0, got nan"),
+])
+def test_a_lock_wait_that_could_never_end_is_refused(tmp_path: Path, kwargs: dict, message: str) -> None:
+    # NaN compares false with everything, so "waited >= timeout" would never be true behind a held lock.
+    with pytest.raises(ConfigError, match=message):
+        with dataset_lock(tmp_path / "locks", "loans", **kwargs):
+            pass
+    assert not (tmp_path / "locks").exists()  # refused before anything was created
 
 
 def test_a_marker_with_the_file_s_own_mtime_counts(landing: Path) -> None:
