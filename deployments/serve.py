@@ -328,6 +328,8 @@ def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
     import sys
 
     from flows.nightly import newest_landed
+    from lossval.errors import InputError
+    from lossval.io import list_data_files
 
     for entry in entries:
         newest = newest_landed(workspace, entry.name)  # what the nightly run would clean
@@ -335,9 +337,11 @@ def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
             path, what = Path(newest["path"]), "its newest landed file"
         else:
             path, what = Path(entry.load().data), "its config's 'data'"
-        if not path.exists():  # a config's data may be a folder of data files (lossval.io.read_table)
-            print(f"lossval serve: warning: dataset {entry.name}: {what} {path} does not exist; the nightly run "
-                  f"fails for it until the file is there or a file lands in the landing folder's {entry.landing}/",
+        try:  # the reader's own rule: a file, or a folder of data files (lossval.io.read_table)
+            list_data_files(path)
+        except InputError as exc:
+            print(f"lossval serve: warning: dataset {entry.name}: {what} cannot be read: {exc} The nightly run "
+                  f"fails for it until that is fixed or a file lands in the landing folder's {entry.landing}/",
                   file=sys.stderr, flush=True)
 
 

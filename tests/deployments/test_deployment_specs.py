@@ -139,8 +139,8 @@ def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets
     ws = tmp_path / "ws"
     _warn_missing_data(entries, ws)  # nothing landed yet: the config's data, which does not exist
     err = capsys.readouterr().err
-    assert f"dataset loans: its config's 'data' {tmp_path / 'loans.csv'} does not exist" in err
-    assert "until the file is there or a file lands in the landing folder's loans/" in err
+    assert f"dataset loans: its config's 'data' cannot be read: {tmp_path / 'loans.csv'}: no such file" in err
+    assert "until that is fixed or a file lands in the landing folder's loans/" in err
 
     (tmp_path / "loans.csv").write_text("x,y\n1,0\n")
     _warn_missing_data(entries, ws)
@@ -150,7 +150,8 @@ def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets
     record_arrival(locks_dir(ws), "loans", relative="loans/a.csv", path=str(tmp_path / "landing" / "a.csv"),
                    mtime_ns=1, size=1, run_id="r1")
     _warn_missing_data(entries, ws)
-    assert f"its newest landed file {tmp_path / 'landing' / 'a.csv'} does not exist" in capsys.readouterr().err
+    assert f"its newest landed file cannot be read: {tmp_path / 'landing' / 'a.csv'}: no such file" in \
+        capsys.readouterr().err
 
 
 def test_only_runs_stopped_with_serve_are_queued_again() -> None:
@@ -310,8 +311,8 @@ def test_serve_refuses_a_limit_below_one_before_starting(limit: str, datasets_fi
     assert not (tmp_path / "ws").exists()
 
 
-def test_serve_does_not_warn_about_a_config_whose_data_is_a_folder(datasets_file: Path, tmp_path: Path,
-                                                                  capsys) -> None:
+def test_serve_warns_about_a_data_folder_only_when_it_holds_no_data_files(datasets_file: Path, tmp_path: Path,
+                                                                           capsys) -> None:
     from deployments.serve import _warn_missing_data
     from lossval.catalog import load_catalog
 
@@ -320,3 +321,8 @@ def test_serve_does_not_warn_about_a_config_whose_data_is_a_folder(datasets_file
     (tmp_path / "loans" / "part-1.csv").write_text("x,y\n1,0\n")
     _warn_missing_data(load_catalog(datasets_file), tmp_path / "ws")
     assert capsys.readouterr().err == ""
+    # ...but a folder with no data files in it would fail every night, as would a file of another kind.
+    (tmp_path / "loans" / "part-1.csv").rename(tmp_path / "loans" / "part-1.txt")
+    _warn_missing_data(load_catalog(datasets_file), tmp_path / "ws")
+    assert f"its config's 'data' cannot be read: {tmp_path / 'loans'}: directory holds no data files" in \
+        capsys.readouterr().err
