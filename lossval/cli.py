@@ -217,7 +217,7 @@ def _main(args: argparse.Namespace) -> int:
     except Exception as exc:
         text = _os_error_text(exc) if isinstance(exc, OSError) else None
         if text is None and _is_connection_error(exc):
-            api = os.environ.get("PREFECT_API_URL")
+            api = _prefect_api_url()
             text = (f"cannot connect to a server ({type(exc).__name__}: {str(exc).strip()[:200]})"
                     + (f"; is the Prefect server at {api} (PREFECT_API_URL) running?" if api else ""))
         if text is None:  # not a refusal we can explain: a bug
@@ -226,6 +226,13 @@ def _main(args: argparse.Namespace) -> int:
             traceback.print_exception(exc)
         _report_error("error", text, debug=False)
         return EXIT_BAD_INPUT if isinstance(exc, _PATH_ERRORS) else EXIT_ERROR
+
+
+def _prefect_api_url() -> str | None:
+    """The Prefect API URL in effect: the environment's PREFECT_API_URL, else the active Prefect profile's."""
+    from prefect.settings import PREFECT_API_URL
+
+    return os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value()  # the environment wins, as in Prefect
 
 
 def _is_connection_error(exc: BaseException) -> bool:

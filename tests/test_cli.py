@@ -348,6 +348,14 @@ def test_a_server_that_refuses_the_connection_is_named_not_called_a_bug(monkeypa
     assert "cannot connect to a server" in err and "http://127.0.0.1:9/api (PREFECT_API_URL)" in err
     assert "a bug" not in err
 
+    # Set in the active Prefect profile rather than the environment (`prefect config set PREFECT_API_URL=...`).
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL")
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:8/api"}):
+        assert main(["verify", "somewhere"]) == 1
+    assert "is the Prefect server at http://127.0.0.1:8/api (PREFECT_API_URL) running?" in capsys.readouterr().err
+
 
 def test_a_path_of_the_wrong_kind_is_named_as_such(tmp_path, capsys) -> None:
     table = tmp_path / "kept.parquet"
