@@ -194,17 +194,17 @@ def verify_run(run_dir: Path) -> list[str]:
     for name, p in outputs.items():
         if not Path(p).exists():
             problems.append(f"output '{name}' is missing: {p}")
-    if problems:
-        return problems
     changed = []
     for name, digest in hashes.items():
-        if name not in outputs:
+        if name not in outputs or not Path(outputs[name]).exists():  # a missing one is reported above
             continue
         try:
             if file_sha256(outputs[name]) != digest:
                 changed.append(f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}")
         except OSError as exc:
             changed.append(f"output '{name}' is unreadable ({exc.strerror or type(exc).__name__}): {outputs[name]}")
+    if problems:  # some outputs are gone: the rows cannot be checked, but the others' contents can
+        return problems + changed
     needed = ("snapshot", "train", "test", "kept", "quarantine", "validation")
     absent = [n for n in needed if n not in outputs]
     if absent:

@@ -329,6 +329,11 @@ def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference
     assert main(["verify", str(run)]) == 1
     err = capsys.readouterr().err
     assert "output 'quarantine' changed after the run wrote it (sha256 differs)" in err and "lost" not in err
+    (run / "test.parquet").unlink()  # one output gone and another edited: both are reported at once
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"output 'test' is missing: {run / 'test.parquet'}" in err
+    assert "output 'quarantine' changed after the run wrote it (sha256 differs)" in err
 
 
 def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference: dict, tmp_path: Path,
