@@ -289,10 +289,31 @@ def _check_keys(section: str, raw: dict[str, Any], allowed: set[str], source: st
         where = f" in section '{section}'" if section else ""
         # A high cutoff: a typo ('polcy', 'epoch') gets a hint, a different name ('lr_weights') none rather than a wrong one.
         near = {str(k): difflib.get_close_matches(str(k), sorted(allowed), n=1, cutoff=0.75) for k in unknown}
-        hint = " ".join(f"did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
+        hints = []
+        for k in unknown:  # a valid key in the wrong place ('seed' under 'lossval:'): say where it belongs
+            homes = [h for h, keys in _key_homes().items() if h != section and k in keys]
+            if homes:
+                places = " or ".join("at the top level" if not h else f"in section '{h}'" for h in homes)
+                hints.append(f"{k!r} belongs {places}, not{where or ' at the top level'}: move it.")
+            elif near[str(k)]:
+                hints.append(f"did you mean {near[str(k)][0]!r} for {k!r}?")
+        hint = " ".join(hints)
         raise ConfigError(f"unknown key(s) {unknown}{where}; " + (hint + " " if hint else "")
                           + f"valid keys are {sorted(allowed)}.", source=source)
 
+
+def _key_homes() -> dict[str, set[str]]:
+    """Every config key by the section it belongs to ("" = the top level)."""
+    homes = {"": set(_TOP_KEYS), "features": set(_FEATURE_KEYS), "lossval": set(_LOSSVAL_KEYS)}
+    for name, cls in (("validation", ValidationConfig), ("pruning", PruningConfig), ("retrain", RetrainConfig),
+                      ("gate", GateConfig), ("tracking", TrackingConfig)):
+        homes[name] = {f.name for f in dataclasses.fields(cls)}
+    return homes
+
+
+_TOP_KEYS = ("dataset", "data", "target", "task", "id_column", "features", "validation", "test_fraction", "test_path",
+             "seed", "lossval", "pruning", "retrain", "gate", "tracking", "valuation_deployment")
+_FEATURE_KEYS = ("include", "exclude", "categorical", "numeric")
 
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -448,9 +469,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         base_dir: Folder that relative paths are resolved against.
         source: File name for error messages.
     """
-    top = {"dataset", "data", "target", "task", "id_column", "features", "validation", "test_fraction", "test_path", "seed",
-           "lossval", "pruning", "retrain", "gate", "tracking", "valuation_deployment"}
-    _check_keys("", raw, top, source)
+    _check_keys("", raw, set(_TOP_KEYS), source)
     for key in ("data", "target"):
         if not raw.get(key):
             raise ConfigError(f"'{key}' is required.", source=source)
@@ -465,8 +484,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if not isinstance(features, dict):
         raise ConfigError("'features' must be a mapping with 'include', 'exclude', 'categorical' and/or 'numeric' "
                           "lists.", source=source)
-    _check_keys("features", features, {"include", "exclude", "categorical", "numeric"}, source)
-    for k in ("include", "exclude", "categorical", "numeric"):
+    _check_keys("features", features, set(_FEATURE_KEYS), source)
+    for k in _FEATURE_KEYS:
         v = features.get(k)
         if v is not None and not (isinstance(v, list) and all(isinstance(c, str) for c in v)):
             raise ConfigError(f"'features.{k}' must be a list of column names.", source=source)
