@@ -142,6 +142,13 @@ def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError(f"{what}: no permission to write in {existing}; choose a folder you can write to, "
                          "or change its permissions.")
+    try:  # access() says yes to root everywhere and knows nothing of file systems that take no new files (/proc)
+        fd, probe = make_temp(existing / "write-probe")  # named as a temp file: swept if we die here
+    except OSError as exc:
+        raise InputError(f"{what}: cannot create files in {existing} ({exc.strerror or type(exc).__name__}); "
+                         "choose another folder.") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 _TMP_OWNER = re.compile(r"~(?P<host>[A-Za-z0-9._-]{1,64})~(?P<pid>[0-9]{1,10})~[^~]*$")
