@@ -145,6 +145,12 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
         raise InputError("file is empty (0 bytes).", source=str(path))
     is_csv = is_csv_file(path)
     try:
+        if is_csv:  # a binary file named .csv (zip, xlsx, parquet) can be valid UTF-8 up to its first NUL byte
+            with open_csv_text(path) as fh:
+                nul = fh.read(1 << 16).find("\0")
+            if nul >= 0:
+                raise InputError(f"not a text CSV file (a NUL byte at character {nul}); is it another format, such "
+                                 "as a spreadsheet, zip or parquet file? Export it as CSV.", source=str(path))
         # The header first: a huge or ambiguous header is refused before reading any rows.
         header = _header(path)
         if len(header) > max_columns:

@@ -114,6 +114,12 @@ def _(d: Path) -> list[str]:
     return _value_args(d, _parquet_bytes(make_frame(120)))
 
 
+@case(VALUE_CASES, "zip-bytes-named-csv", "train.csv", "not a text CSV file", "NUL byte", "another format")
+def _(d: Path) -> list[str]:
+    # Valid UTF-8 up to the first NUL: pandas read it as a header with no rows.
+    return _value_args(d, b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(1, 120)))
+
+
 @case(VALUE_CASES, "latin1-csv", "train.csv", "UTF-8", "offset")
 def _(d: Path) -> list[str]:
     return _value_args(d, "id,a,b,colour,label\nr1,1,2,r\xe9d,yes\n".encode("latin-1"))
