@@ -230,6 +230,10 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
           f"({rows['validation']} validation, {rows['test']} test rows held out)")
+    if ((summary.get("config") or {}).get("retrain") or {}).get("mode") == "soft":
+        print(f"  retrain: soft (retrain.mode): the \"after\" model trained on all {rows['train']} train rows, each "
+              f"weighted by its value; the {rows['quarantine']} quarantined rows are left out of the cleaned data "
+              "(kept.parquet), not out of that training")
     drawn = {"stratified": "at random", "latest": "as its latest rows"}.get(
         (summary.get("config") or {}).get("validation", {}).get("strategy"))
     if drawn:

@@ -314,6 +314,11 @@ def test_run_report_says_what_held_pruning_back(capsys) -> None:
     assert "validation: drawn as its latest rows from this data" in capsys.readouterr().out
     _report({**summary, "config": {"validation": {"strategy": "file"}}}, gate_passed=False)
     assert "validation: drawn" not in capsys.readouterr().out
+    assert "retrain: soft" not in out
+    _report({**summary, "config": {"retrain": {"mode": "soft"}}})  # nothing was dropped from the "after" training
+    out_soft = capsys.readouterr().out
+    assert (f"retrain: soft (retrain.mode): the \"after\" model trained on all {summary['rows']['train']} train rows, "
+            "each weighted by its value;") in out_soft
     _report({**summary, "model": {**summary["model"], "previous_champion": "3"}})  # a rerun of an older config
     assert "version 2 is champion (replacing version 3: an older version is champion again)\n" in \
         capsys.readouterr().out
