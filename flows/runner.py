@@ -19,13 +19,21 @@ __all__ = ["prepare_environment", "start_prefect_server", "run_flow", "run_from_
 
 
 def prepare_environment(workspace: Path) -> None:
-    """Quiet, server-less defaults for Prefect (ephemeral mode) unless the user set them."""
+    """Quiet, server-less defaults for Prefect (ephemeral mode) unless the user set them; the workspace made."""
+    _quiet_defaults()
+    workspace.mkdir(parents=True, exist_ok=True)
+    _quiet_libraries()
+
+
+def _quiet_defaults() -> None:
+    """Prefect and GX settings of a one-off CLI run, unless the user set them.
+
+    Before Prefect is first imported: it configures its logging (level included) on import.
+    """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    workspace.mkdir(parents=True, exist_ok=True)
-    _quiet_libraries()
 
 
 def _quiet_libraries() -> None:
@@ -318,6 +326,7 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     """``lossval run CONFIG``: returns 0, or raises (the CLI maps errors to exit codes)."""
     from lossval.config import load_config
 
+    _quiet_defaults()  # the checks below import Prefect (tasks.*), which sets its log level on import
     # Validate before starting Prefect: a bad config or a missing file -> exit 2 in a second.
     config = load_config(config_path)
     check_inputs_exist(config)

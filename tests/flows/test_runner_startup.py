@@ -233,3 +233,24 @@ def test_stopping_lossval_mid_valuation_is_clean_and_quick(tmp_path: Path, how: 
     while _alive(int(servers[0])) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(int(servers[0]))  # and so is Prefect's temporary server
+
+
+def test_lossval_run_keeps_prefect_quiet_although_its_checks_import_prefect(tmp_path: Path) -> None:
+    # `lossval run` checks its inputs with stage code that imports Prefect, which sets its log level on import:
+    # the quiet default must be in place before that, as it is for `lossval demo` (else every task's INFO line).
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    probe = ("import logging, sys\nfrom pathlib import Path\nimport flows.runner as r\n"
+             "r._run_reporting = lambda *a, **k: print(logging.getLogger('prefect').getEffectiveLevel())\n"
+             f"r.run_from_config(Path({str(root / 'examples' / 'config.yaml')!r}), workspace=Path({str(tmp_path)!r}))\n"
+             "print('prefect' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    level, imported = proc.stdout.split()
+    assert imported == "True"  # the checks did import Prefect (else this test checks nothing)
+    assert int(level) == 30, proc.stdout  # WARNING
