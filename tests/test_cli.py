@@ -273,8 +273,9 @@ def test_a_row_of_a_folder_input_is_named_with_its_file(tmp_path, capsys) -> Non
                                  "line 15 of that file)")
 
 
-def test_console_script_runs_as_a_process(tables, tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "lossval.cli", "value", str(tmp_path / "x.csv"), "--target", "y",
+@pytest.mark.parametrize("module", ["lossval.cli", "lossval"])
+def test_console_script_runs_as_a_process(tables, tmp_path, module) -> None:
+    proc = subprocess.run([sys.executable, "-m", module, "value", str(tmp_path / "x.csv"), "--target", "y",
                            "--validation", str(tables["valid"]), "--out", str(tmp_path / "o.parquet")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
