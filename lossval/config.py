@@ -170,6 +170,28 @@ class PipelineConfig:
             d = {k: d[k] for k in sections}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def unused_keys(self, task: str | None = None) -> dict[str, str]:
+        """Keys whose value this config's other choices leave unread, each with the reason.
+
+        ``task`` is the task the run resolved (``auto`` decides from the data); without it only
+        ``self.task`` is used. Every key still has a value (its default, or what the file set), so
+        MLflow's params show ``pruning.fraction`` under policy ``two_means``; this says which to ignore.
+        """
+        out: dict[str, str] = {}
+        if self.test_path:
+            out["test_fraction"] = "test_path is set"
+        v = self.validation
+        for key, readers in (("path", ("file",)), ("column", ("column",)), ("timestamp_column", ("latest",)),
+                             ("fraction", ("stratified", "latest"))):
+            if v.strategy not in readers:
+                out[f"validation.{key}"] = f"validation.strategy is {v.strategy}"
+        for key, reader in (("fraction", "fraction"), ("threshold", "threshold"), ("min_probability", "mixture")):
+            if self.pruning.policy != reader:
+                out[f"pruning.{key}"] = f"pruning.policy is {self.pruning.policy}"
+        if (task or self.task) == "regression":
+            out["retrain.calibrate"] = "the task is regression (only classifiers are calibrated)"
+        return out
+
     def flat_params(self) -> dict[str, str]:
         """``section.key -> text`` for MLflow params, with credentials in URIs masked.
 
@@ -593,10 +615,30 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if not DATASET_NAME_RE.fullmatch(dataset):
         raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-', and not only dots "
                           "(it names folders in the workspace).", source=source)
-    return PipelineConfig(
+    config = PipelineConfig(
         data=str(data), dataset=dataset, include=tuple(features["include"]) if features.get("include") else None,
         exclude=tuple(features.get("exclude") or ()), categorical=tuple(features.get("categorical") or ()),
         numeric=tuple(features.get("numeric") or ()),
         validation=validation, lossval=lossval_opts,
         pruning=pruning, retrain=retrain, gate=gate, tracking=tracking, **values,
     )
+    _warn_unused(raw, config, source)
+    return config
+
+
+def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None) -> None:
+    """Warn about each key the file sets that the config's other choices leave unread (a setting that does nothing).
+
+    Not an error: keeping ``pruning.fraction`` while trying policy ``two_means`` is a fair way to
+    work, but the user should not believe it applies.
+    """
+    import warnings
+
+    unused = config.unused_keys()
+    set_keys = [k for k in (key for key, value in raw.items() if not isinstance(value, dict) and value is not None)
+                if k in unused]
+    set_keys += [f"{section}.{k}" for section, body in raw.items() if isinstance(body, dict)
+                 for k, value in body.items() if value is not None and f"{section}.{k}" in unused]
+    for key in set_keys:
+        warnings.warn(f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
+                      "or change that choice if you meant it to apply.", UserWarning, stacklevel=3)

@@ -28,7 +28,11 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid() -> None:
-    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "config.yaml")
+    import warnings
+
+    with warnings.catch_warnings():  # the example sets no key its other choices leave unread
+        warnings.simplefilter("error")
+        cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "config.yaml")
     assert cfg.validation.strategy == "column" and cfg.id_column == "application_id"
     assert Path(cfg.data).is_file()
 
@@ -151,6 +155,40 @@ def test_params_read_as_the_config_file_writes_them() -> None:
     assert params["exclude"] == '["ts"]' and params["include"] == "null" and params["categorical"] == "[]"
     assert params["numeric"] == "[]"
     assert params["gate.metric_limits"] == "{}" and params["gate.refuse_when_all_worse"] == "true"
+
+
+def test_unused_keys_name_what_leaves_them_unread() -> None:
+    cfg = config_from_dict({**BASE, "test_path": "t.csv", "task": "regression"})
+    unused = cfg.unused_keys()
+    assert unused["test_fraction"] == "test_path is set"
+    assert unused["pruning.fraction"] == unused["pruning.min_probability"] == "pruning.policy is two_means"
+    assert {"validation.path", "validation.column", "validation.timestamp_column"} <= set(unused)
+    assert "validation.fraction" not in unused and "pruning.max_prune_fraction" not in unused
+    assert "regression" in unused["retrain.calibrate"]
+    mixture = config_from_dict({**BASE, "pruning": {"policy": "mixture"}, "validation": {"strategy": "latest",
+                                                                                         "timestamp_column": "t"}})
+    assert "pruning.min_probability" not in mixture.unused_keys() and "test_fraction" not in mixture.unused_keys()
+    assert "validation.fraction" not in mixture.unused_keys() and "validation.timestamp_column" not in mixture.unused_keys()
+    assert "retrain.calibrate" in mixture.unused_keys(task="regression")
+    assert "retrain.calibrate" not in mixture.unused_keys(task="classification")
+
+
+def test_a_key_set_without_effect_is_warned_about_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "test_path": "t.csv", "test_fraction": 0.3,
+                                    "pruning": {"policy": "two_means", "fraction": 0.05, "max_prune_fraction": 0.1}}))
+    with pytest.warns(UserWarning) as caught:
+        load_config(path)
+    texts = sorted(str(w.message) for w in caught)
+    assert len(texts) == 2, texts
+    assert texts[0].startswith(f"{path}: 'pruning.fraction' is set but has no effect: pruning.policy is two_means")
+    assert texts[1].startswith(f"{path}: 'test_fraction' is set but has no effect: test_path is set")
+    import warnings
+
+    with warnings.catch_warnings():  # a key the choices read, or only defaults: no warning
+        warnings.simplefilter("error")
+        config_from_dict({**BASE, "pruning": {"policy": "fraction", "fraction": 0.05}})
+        config_from_dict({**BASE, "test_path": "t.csv"})
 
 
 def test_fingerprint_tracks_sections() -> None:
