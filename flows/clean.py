@@ -24,7 +24,7 @@ from tasks.ingest import ingest, publish_snapshot, read_history
 from tasks.prune import describe_pruning, lowest_value_rows, prune
 from tasks.retrain import retrain
 from tasks.split import split
-from tasks.track import promote, track, tracking_uri
+from tasks.track import log_manifest, promote, track, tracking_uri
 from tasks.value import valuation_key, value_cached
 
 __all__ = ["clean_dataset", "run_cleaning", "snapshot_history", "older_snapshot", "shrank_from"]
@@ -314,6 +314,11 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
                                    run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"],
                                    gate_champion=gate["champion"])
         summary["mlflow"] = {**tracked, "status": "ok"}
+        summary["timings"]["track_promote"] = time.perf_counter() - t
+        try:  # the manifest as the run folder keeps it, with the run: a reviewer in the UI sees outputs and checksums
+            log_manifest(config=config, workspace=str(ws.root), run_id=tracked["run_id"], manifest=_manifest(summary))
+        except LossvalError as exc:  # the run and its model are logged: a missing copy of the manifest is not a failure
+            get_run_logger().warning("the manifest was not logged to MLflow (it is in %s): %s", run_dir, exc)
     except LossvalError as exc:
         error = exc
         summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": str(exc)}
@@ -321,7 +326,7 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
         summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": mask_secrets(f"{type(exc).__name__}: {exc}")}
         write_json(_manifest(summary), run_dir / MANIFEST_NAME)
         raise
-    summary["timings"]["track_promote"] = time.perf_counter() - t
+    summary["timings"].setdefault("track_promote", time.perf_counter() - t)
     write_json(_manifest(summary), run_dir / MANIFEST_NAME)
     summary.pop("stages")
     summary.pop("run_key")

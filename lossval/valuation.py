@@ -474,7 +474,8 @@ class LossVal:
         model_: The fitted ``torch.nn.Module`` (on ``device_``).
         task_: Resolved task. classes_: class labels (classification), in output order.
         settings_: The task-dependent settings this fit used (``"auto"`` resolved), from
-            :meth:`resolved`.
+            :meth:`resolved`. network_: ``n_layers``, ``width`` and ``activation`` this fit used
+            (``None`` resolved for the task). blur_: the Sinkhorn blur used (``"auto"`` resolved).
         device_: ``torch.device`` used. fit_seconds_: wall time of ``fit``.
         cuda_graphs_: Whether the network's steps were replayed from a captured CUDA graph
             (CUDA only; :class:`lossval._torchutil.BatchSteps`).
@@ -977,6 +978,7 @@ class LossVal:
         self.history_ = history
         self.blur_, self.diameter_ = blur, diameter
         self.settings_ = settings
+        self.network_ = {"n_layers": n_layers, "width": width, "activation": activation}
         self.cuda_graphs_ = state.steps is not None and state.steps.replayed
         self.fit_seconds_ = time.perf_counter() - t_start
         return self

@@ -31,7 +31,7 @@ from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
 from tasks.prune import lowest_value_rows
 
-__all__ = ["track", "promote", "tracking_uri", "registered_model_name", "mlflow_client", "values_histogram",
+__all__ = ["track", "promote", "log_manifest", "valuation_params", "tracking_uri", "registered_model_name", "mlflow_client", "values_histogram",
            "close_abandoned_runs"]
 
 
@@ -313,6 +313,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "values_version": str(value.get("values_version", "unknown")),
                 "mlflow.note.content": _run_description(config, stages, gate, pruning)}
         tags.update({k: v for k, v in (("run_dir", run_dir), ("lossval_run_id", lossval_run_id)) if v})
+        unused = config.unused_keys(task=retrain["task"])
+        if unused:  # every key is a param, defaults included: say which ones this run's choices leave unread
+            tags["params_unused"] = "; ".join(f"{k} ({why})" for k, why in unused.items())[:5000]
         champion = gate.get("champion") or {}
         if champion.get("metrics"):
             tags["champion_version_compared"] = str(champion["champion"])
@@ -343,7 +346,10 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                         test_outlier_values=retrain.get("test_outlier_values", 0))
             flat.update({f"temperature_{when}": t for when, t in (retrain.get("temperature") or {}).items()})
             flat.update({f"champion_{name}": v for name, v in (champion.get("metrics") or {}).items()})
-            _log(client, parent, params=fit_params(config.flat_params()), metrics=flat)
+            if prune.get("threshold") is not None and np.isfinite(prune["threshold"]):
+                flat["threshold"] = prune["threshold"]
+            report = read_json(valuation_report) if valuation_report.is_file() else {}
+            _log(client, parent, params=fit_params({**config.flat_params(), **valuation_params(report)}), metrics=flat)
             pause_point("track")  # test-only hook: a fault test kills the run while its MLflow run is open
             client.log_dict(parent, config.public_dict(), CONFIG_ARTIFACT)  # params cut at 6000 characters; this is not
             vals = pd.read_parquet(value["values"])
@@ -370,11 +376,21 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             else:
                 client.log_artifact(parent, gate["result_path"], artifact_path="gate")
             for stage, record in stages.items():
+                extra_tags = {}
+                if stage == "value" and record.get("cached") and report.get("valued_at"):
+                    extra_tags["values_from"] = (f"an earlier run, valued at {report['valued_at']}: valuation_seconds "
+                                                 "and epoch_loss are that fit's")
+                elif stage == "value" and record.get("cached"):
+                    extra_tags["values_from"] = "an earlier run: valuation_seconds and epoch_loss are that fit's"
                 with _run(client, experiment_id, run_name=stage,
                           tags={"mlflow.parentRunId": parent, "stage": stage,
                                 **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)},
-                                **{k: str(v).lower() for k, v in record.items() if isinstance(v, bool)}}) as child:
+                                **{k: str(v).lower() for k, v in record.items() if isinstance(v, bool)},
+                                **extra_tags}) as child:
                     numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    if stage == "retrain":  # the stage's own result: the test metrics of both models
+                        numbers.update({f"{when}_{name}": v for when in ("before", "after")
+                                        for name, v in (record.get("metrics") or {}).get(when, {}).items()})
                     _log(client, child, params={k: str(v) for k, v in numbers.items() if k in SHAPE_PARAMS},
                          metrics={k: float(v) for k, v in numbers.items() if k not in SHAPE_PARAMS},
                          series={"epoch_loss": record["history_loss"]} if stage == "value" else None)
@@ -399,6 +415,40 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
         return {"run_id": parent, "experiment_id": experiment_id,
                 "model_uri": f"runs:/{parent}/model" if registered is None else source,
                 "model_source": source, "tracking_uri": mask_uri(uri)}
+
+
+def valuation_params(report: dict) -> dict[str, str]:
+    """``valuation.<key>`` params: every LossVal setting the fit used, ``auto`` and ``None`` resolved.
+
+    ``report`` is the valuation's ``valuation.json``. The config's ``lossval`` section holds only
+    what the user changed; these say what the valuation actually ran with (an older cached
+    report without the resolved network or blur gives those as configured).
+    """
+    import json
+
+    used = {**(report.get("params") or {}), **(report.get("settings") or {}), **(report.get("network") or {})}
+    if report.get("blur") is not None:
+        used["blur"] = report["blur"]
+    if report.get("device"):
+        used["device"] = report["device"]
+    used.pop("verbose", None)
+    return {f"valuation.{k}": json.dumps(v) if isinstance(v, (bool, type(None), list, dict)) else str(v)
+            for k, v in sorted(used.items())}
+
+
+MANIFEST_ARTIFACT = "run/manifest.json"
+
+
+@task(name="log-manifest")
+def log_manifest(*, config: PipelineConfig, workspace: str, run_id: str, manifest: dict) -> None:
+    """Log the run folder's ``manifest.json`` (outputs, checksums, rows, timings, the model) with the MLflow run.
+
+    The manifest holds no data rows (counts, paths, column names), so it is logged whatever
+    ``tracking.log_quarantine`` says.
+    """
+    uri = tracking_uri(config, workspace)
+    with _mlflow(uri, config.tracking.experiment, workspace) as (client, _):
+        client.log_dict(run_id, manifest, MANIFEST_ARTIFACT)
 
 
 # Keys of a GX result that hold values of the rows an expectation failed on.

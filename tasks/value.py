@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -166,9 +167,12 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     if config.pruning.policy == "mixture":
         table["noise_prob"] = lv.noise_probability()
     enc.save(out_dir / "encoder.json")
-    write_json({"seconds": seconds, "device": str(lv.device_), "cuda_graphs": lv.cuda_graphs_, "task": enc.task_,
+    valued_at = time.time()
+    write_json({"seconds": seconds, "valued_at": dt.datetime.fromtimestamp(valued_at, dt.timezone.utc).isoformat(
+                    timespec="seconds"), "device": str(lv.device_), "cuda_graphs": lv.cuda_graphs_, "task": enc.task_,
                 "history": lv.history_,
                 "params": json.loads(json.dumps(lv.get_params(), default=str)), "settings": lv.settings_,
+                "network": lv.network_, "blur": lv.blur_,
                 "values_version": VALUES_VERSION, "rows": len(tr),
                 "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target),
                 "clipped_validation": lv.clipped_counts(enc.encoded_names_, config.target, validation=True),
@@ -176,7 +180,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
                out_dir / "valuation.json")
     path = write_parquet(table, out_dir / "values.parquet")  # last: its presence marks a complete valuation
     return {"values": str(path), "encoder": str(out_dir / "encoder.json"), "report": str(out_dir / "valuation.json"),
-            "task": enc.task_, "seconds": seconds, "device": str(lv.device_), "valued_at": time.time()}
+            "task": enc.task_, "seconds": seconds, "device": str(lv.device_), "valued_at": valued_at}
 
 
 def value_in(workspace: str, *, refresh: bool = False):  # noqa: ANN201 (a Prefect task)

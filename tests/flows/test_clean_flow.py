@@ -97,6 +97,19 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert m["rows_train"] == rows["train"] and m["rows_pruned"] == rows["quarantine"]
     assert m["rows_flagged"] == pruning["flagged"] and parent.data.tags["prune_cap_hit"] == str(pruning["cap_hit"]).lower()
     assert parent.data.params["pruning.policy"] == "two_means"
+    assert m["threshold"] == pytest.approx(pruning["threshold"])  # the cut, next to the rows it flagged
+    # Every config key is a param, defaults included; the tag names those this run's choices leave unread.
+    assert parent.data.params["test_fraction"] == "0.2" and parent.data.params["pruning.fraction"] == "0.1"
+    unread = parent.data.tags["params_unused"]
+    assert "test_fraction (test_path is set)" in unread and "pruning.fraction (pruning.policy is two_means)" in unread
+    assert "validation.path" not in unread and "retrain.calibrate" not in unread  # read: strategy file, a classifier
+    # What the valuation ran with, "auto" and None resolved: the config's lossval section holds only changes.
+    report = json.loads(Path(manifest["outputs"]["values"]).with_name("valuation.json").read_text())
+    assert parent.data.params["lossval.epochs"] == parent.data.params["valuation.epochs"] == "8"
+    assert parent.data.params["valuation.n_layers"] == "3" and parent.data.params["valuation.activation"] == "relu"
+    assert parent.data.params["valuation.label_cost"] == str(report["settings"]["label_cost"])
+    assert float(parent.data.params["valuation.blur"]) == report["blur"] > 0
+    assert parent.data.params["valuation.device"] == "cpu" and "valuation.verbose" not in parent.data.params
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]
     [valued] = [r for r in children if r.data.tags["stage"] == "value"]
@@ -105,6 +118,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert shape["n_outputs"] == 2 and min(shape.values()) >= 1  # breast_cancer: two classes
     assert set(shape).isdisjoint(retrained.data.metrics)  # not metrics charted next to results
     assert "seconds" in retrained.data.metrics
+    assert retrained.data.metrics["after_accuracy"] == pytest.approx(manifest["metrics"]["after"]["accuracy"])
+    assert retrained.data.metrics["before_log_loss"] == pytest.approx(manifest["metrics"]["before"]["log_loss"])
+    assert "values_from" not in valued.data.tags  # valued by this run
     losses = client.get_metric_history(valued.info.run_id, "epoch_loss")  # the valuation's training curve
     epochs = json.loads(Path(manifest["outputs"]["values"]).with_name("valuation.json").read_text())["history"]["loss"]
     assert [m.step for m in losses] == list(range(len(epochs))) and len(epochs) > 1
@@ -125,6 +141,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert manifest["versions"]["values_version"] == parent.data.tags["values_version"] and manifest["versions"]["torch"]
     assert "quarantined" in parent.data.tags["mlflow.note.content"]  # the run's description in the UI
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/values_histogram.png"]
+    # the run folder's manifest, as written there after tracking (model and MLflow run included)
+    logged_manifest = json.loads(Path(client.download_artifacts(parent.info.run_id, "run/manifest.json")).read_text())
+    assert logged_manifest == manifest and logged_manifest["mlflow"]["status"] == "ok" and logged_manifest["model"]
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -207,6 +226,12 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
                                      filter_string=f"tags.mlflow.parentRunId = '{second['mlflow']['run_id']}' "
                                                    "and tags.stage = 'value'")[0]
     assert value_stage.data.tags["cached"] == "true"  # the stage run says its figures are the earlier run's
+    valued_at = json.loads(Path(first["outputs"]["values"]).with_name("valuation.json").read_text())["valued_at"]
+    assert value_stage.data.tags["values_from"] == (f"an earlier run, valued at {valued_at}: valuation_seconds and "
+                                                    "epoch_loss are that fit's")
+    import datetime as dt
+
+    assert dt.datetime.fromisoformat(valued_at) >= dt.datetime.fromisoformat(first["started"])  # during the first run
     # The model that version already holds is not logged a second time (about 0.5 MB a night).
     assert "model" not in {a.path for a in client.list_artifacts(second["mlflow"]["run_id"])}
     assert "model" in {a.path for a in client.list_artifacts(first["mlflow"]["run_id"])}
@@ -539,6 +564,11 @@ def test_demo_command_runs_the_pipeline_and_reports_the_noise_match(tmp_path: Pa
     assert "ui --backend-store-uri sqlite:///" in out
     manifest = next((tmp_path / "runs").glob("demo-breast_cancer-*/manifest.json"))
     assert verify_run(manifest.parent) == []
+    # the detection figures only the demo knows, on its MLflow run for a reviewer of the UI
+    _, client = _mlflow(tmp_path)
+    logged = client.get_run(json.loads(manifest.read_text())["mlflow"]["run_id"]).data.metrics
+    assert round(logged["demo_f1"], 2) == f1 and logged["demo_noisy"] == int(out.split("train split: ")[1].split()[0])
+    assert 0 < logged["demo_precision"] <= 1 and 0 < logged["demo_recall"] <= 1
 
 
 def test_a_new_values_version_values_again_instead_of_reusing_old_values(workspace: Path, monkeypatch) -> None:
