@@ -345,6 +345,28 @@ def _check_workspace(workspace: Path) -> None:
     check_writable_folder(workspace, what="--workspace")
 
 
+def _log_demo_detection(summary: dict, report: dict, config_path: Path, workspace: Path) -> None:
+    """Put the demo's detection figures (known noisy rows) on its MLflow run, where a reviewer of the run looks.
+
+    Only the demo knows which rows are noisy, so the flow cannot log these itself. A failure is
+    reported and leaves the demo's outcome alone.
+    """
+    tracked = summary.get("mlflow") or {}
+    if tracked.get("status") != "ok":
+        return
+    from lossval.config import load_config
+    from lossval.errors import LossvalError
+    from tasks.track import mlflow_client, tracking_uri
+
+    metrics = {f"demo_{k}": float(report[k]) for k in ("noisy", "true_positives", "precision", "recall", "f1")}
+    try:
+        with mlflow_client(tracking_uri(load_config(config_path), str(workspace)), doing=" while logging") as client:
+            for key, value in metrics.items():
+                client.log_metric(tracked["run_id"], key, value)
+    except LossvalError as exc:
+        print(f"demo: the detection figures were not logged to MLflow: {exc}", file=sys.stderr)
+
+
 def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device: str, seed: int) -> int:
     """``lossval demo``: the whole flow on a shipped dataset with known label noise."""
     import pandas as pd
@@ -382,6 +404,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
         print(f"injected noise in the train split: {rep['noisy']} rows; quarantined: {rep['flagged']}; "
               f"of those really noisy: {rep['true_positives']} (precision {rep['precision']:.2f}, "
               f"recall {rep['recall']:.2f}, F1 {rep['f1']:.2f})")
+        _log_demo_detection(summary, rep, config_path, workspace)
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     mlflow_cmd = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"  # the one installed beside this lossval
     import shlex
