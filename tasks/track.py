@@ -31,8 +31,8 @@ from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
 from tasks.prune import lowest_value_rows
 
-__all__ = ["track", "promote", "log_manifest", "valuation_params", "tracking_uri", "registered_model_name", "mlflow_client", "values_histogram",
-           "close_abandoned_runs"]
+__all__ = ["track", "promote", "log_manifest", "valuation_params", "tracking_uri", "registered_model_name",
+           "mlflow_client", "values_histogram", "close_abandoned_runs"]
 
 
 def registered_model_name(config: PipelineConfig) -> str:
