@@ -384,6 +384,16 @@ def _check_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(
             f"labels must be of one sortable type (e.g. all int or all str): {exc}"
         ) from exc
+    fractional = arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0)
+    if fractional or (arr.dtype.kind in "iuf" and n >= 20 and classes.size > n // 2):
+        # A regression target passed as labels: each value would be its own class, protected, so nothing is pruned.
+        example = next(v for v in arr if fractional and v % 1) if fractional else None
+        raise InputError(
+            f"labels look like a regression target, not class labels: {classes.size} distinct values in {n} rows"
+            + (f" (e.g. {example!r})" if example is not None else "")
+            + ". labels are for classification (class protection and the per-class cap); for a regression "
+            "target pass labels=None."
+        )
     return classes, class_index.reshape(-1)
 
 
@@ -420,7 +430,8 @@ def prune(
             (under class imbalance the minority's rows look least valuable: an audit's
             95:5 data lost 164 of 192 clean minority rows to a global cap alone).
         labels: Optional class label per row, shape ``(n,)``; enables class protection
-            and the per-class cap.
+            and the per-class cap. Classification only: a regression target (fractional
+            values, or more distinct values than half the rows) is refused.
         noise_prob: P(noisy) per row, shape ``(n,)`` in ``[0, 1]``; required by
             :class:`MixturePolicy`, validated but unused by the others.
         min_rows_per_class: With ``labels``, each class keeps at least this many of its

@@ -318,3 +318,19 @@ def test_groups_are_quarantined_or_kept_whole_where_a_cut_would_split_them():
     assert cut.keep.tolist() == [False, True, True, True, True, True] and cut.n_kept_together == 1
     with pytest.raises(InputError, match=r"groups must hold one id per row, shape \(6,\)"):
         prune(np.arange(6.0), policy="two_means", groups=[1, 2])
+
+
+def test_a_regression_target_passed_as_labels_is_refused_not_silently_protected():
+    # Each distinct float would be its own one-row class, protected: nothing would be pruned, with no word.
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.normal(1.0, 0.05, 270), rng.normal(0.2, 0.05, 30)]
+    target = rng.normal(size=300)
+    with pytest.raises(InputError, match=r"labels look like a regression target.*300 distinct values in 300 rows "
+                                         r"\(e\.g\. .*pass labels=None"):
+        prune(values, policy=TwoMeansPolicy(), labels=target)
+    with pytest.raises(InputError, match="regression target"):  # integral values, one per row: the same
+        prune(values, policy=TwoMeansPolicy(), labels=np.arange(300.0))
+    assert (~prune(values, policy=TwoMeansPolicy()).keep).sum() == 30  # without labels it prunes
+    # class labels pass, float-coded or many classes alike
+    assert (~prune(values, policy=TwoMeansPolicy(), labels=(target > 0).astype(float)).keep).sum() > 0
+    assert prune(values, policy=TwoMeansPolicy(), labels=np.arange(300) % 100).keep.size == 300
