@@ -604,18 +604,21 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                 if key not in has:
                     client.set_registered_model_tag(name, key, value)
         previous = _alias_version(client, name, "champion") if gate_passed else None
-        refused = None
-        if gate_passed and gate_champion is not None and previous != gate_champion["champion"]:
-            compared = gate_champion["champion"]
-            refused = (f"the champion changed while this run was gated: it is version {previous}, and the gate compared "
-                       f"with {f'version {compared}' if compared else 'no champion'}. Rerun to compare with it")
-        promoted = gate_passed and refused is None
         existing = _version_with_key(client, name, run_key)
         if existing is not None and str(existing.source) != str(model_source):
             from tasks.champion import unusable_model
 
             if unusable_model(uri, str(existing.source)):  # track() logged the model again: register that one
                 existing = None
+        refused = None
+        # The champion moved while this run was gated, unless it moved to this run's own model (a run of the same
+        # key, data and config that finished first): then there is nothing to refuse.
+        if gate_passed and gate_champion is not None and previous != gate_champion["champion"] and not (
+                existing is not None and str(existing.version) == previous):
+            compared = gate_champion["champion"]
+            refused = (f"the champion changed while this run was gated: it is version {previous}, and the gate compared "
+                       f"with {f'version {compared}' if compared else 'no champion'}. Rerun to compare with it")
+        promoted = gate_passed and refused is None
         if existing is not None:
             version = str(existing.version)
             reused = True

@@ -156,6 +156,10 @@ def test_a_run_overtaken_between_its_gate_and_promotion_stays_challenger(store, 
     # Gated against the champion that is still there: promoted, replacing it.
     third = register("third", strong["version"])
     assert (third["champion"], third["refused"], third["previous_champion"]) == (True, None, strong["version"])
+    # Two runs of one key gated at once: the first promoted its model; the second finds that same model champion.
+    twin = register("third", strong["version"])
+    assert (twin["version"], twin["reused"], twin["champion"], twin["refused"]) == (third["version"], True, True, None)
+    assert replacing(twin["version"], twin["previous_champion"]) == ""  # nothing replaced
 
 
 def test_a_reused_version_says_the_latest_gate_decision_not_the_first(store, tmp_path: Path) -> None:
