@@ -23,6 +23,7 @@ from tasks.gate import gate
 from tasks.ingest import ingest, publish_snapshot, read_history
 from tasks.prune import describe_pruning, lowest_value_rows, prune
 from tasks.retrain import retrain
+from tasks.gx import check_suite_builds
 from tasks.split import split
 from tasks.track import log_manifest, promote, track, tracking_uri
 from tasks.value import valuation_key, value_cached
@@ -175,6 +176,9 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         plus the gate record under ``"_gate"``.
     """
     timings: dict[str, float] = {}
+    # The gate's suite is built now (milliseconds): a misspelt expectation type or argument is refused before
+    # valuation and retraining, not after them.
+    check_suite_builds(config.gate.suite, target=config.target, task_kind=config.task)
     t = time.perf_counter()
     snap = _timed(ingest(config.data, dataset=config.dataset, target=config.target, id_column=config.id_column,
                          workspace=str(ws.root), stage_dir=str(staging), categorical=list(config.categorical)),

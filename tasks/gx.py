@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from lossval.errors import ConfigError
 from lossval.suites import SUITES_DIR, check_suite, read_suite, suite_file
 from tasks._scoped import quieted_loggers
 
-__all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations"]
+__all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations", "check_suite_builds"]
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
@@ -141,6 +142,39 @@ def _scoped_gx_side_effects() -> Iterator[None]:
             warnings.showwarning = shown
 
 
+def _build(context: Any, spec: dict, suite: str | Path) -> Any:
+    """The GX suite of ``spec`` in ``context``; an expectation GX cannot build is a :class:`ConfigError` naming the file."""
+    import great_expectations as gx
+
+    try:  # GX logs a traceback at ERROR for an expectation it cannot build: our error below says it in one line
+        with quieted_loggers("great_expectations", level=logging.CRITICAL):
+            gx_suite = context.suites.add(gx.ExpectationSuite(**spec))
+    except Exception as exc:  # GX raises its own types for unknown expectations / bad kwargs
+        raise ConfigError(f"invalid expectation suite {spec['name']!r}: {exc}", source=str(suite_file(suite))) from None
+    if len(gx_suite.expectations) != len(spec["expectations"]):
+        # GX logs and skips an expectation it cannot build (a misspelt type): never gate on less than asked.
+        built = {e.expectation_type for e in gx_suite.expectations}
+        lost = sorted({e["type"] for e in spec["expectations"]} - built)
+        raise ConfigError(f"expectation suite {spec['name']!r}: could not build {lost}; check the expectation types.",
+                          source=str(suite_file(suite)))
+    return gx_suite
+
+
+def check_suite_builds(suite: str | Path, *, target: str, task_kind: str) -> None:
+    """Build the gate's suite now, before any expensive work: an unknown expectation type or a misspelt argument is
+    then refused in seconds, naming the file, rather than after valuation and retraining.
+
+    ``task_kind`` ``auto`` builds it for both tasks. Placeholders get stand-in values (the real ones
+    come from the pruned rows); columns are checked against the rows at the gate.
+    """
+    import great_expectations as gx
+
+    with _scoped_gx_side_effects():
+        for kind in (("classification", "regression") if task_kind == "auto" else (task_kind,)):
+            spec = load_suite(suite, {"target": target, "min_rows": 1, "classes": []}, task_kind=kind)
+            _build(gx.get_context(mode="ephemeral"), spec, suite)
+
+
 def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None,
               extra: list[dict] | None) -> dict:
     import great_expectations as gx
@@ -151,15 +185,7 @@ def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], ta
     _check_columns(spec, df, suite)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    try:
-        gx_suite = context.suites.add(gx.ExpectationSuite(**spec))
-    except Exception as exc:  # GX raises its own types for unknown expectations / bad kwargs
-        raise ConfigError(f"invalid expectation suite {spec['name']!r}: {exc}") from None
-    if len(gx_suite.expectations) != len(spec["expectations"]):
-        # GX logs and skips an expectation it cannot build (a misspelt type): never gate on less than asked.
-        built = {e.expectation_type for e in gx_suite.expectations}
-        lost = sorted({e["type"] for e in spec["expectations"]} - built)
-        raise ConfigError(f"expectation suite {spec['name']!r}: could not build {lost}; check the expectation types.")
+    gx_suite = _build(context, spec, suite)
     asset = context.data_sources.add_pandas("lossval").add_dataframe_asset("frame")
     definition = asset.add_batch_definition_whole_dataframe("whole")
     validation = context.validation_definitions.add(gx.ValidationDefinition(name=f"{spec['name']}-check", data=definition, suite=gx_suite))
