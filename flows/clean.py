@@ -188,8 +188,9 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     if rollback:
         get_run_logger().warning(
             "dataset %s: this data (snapshot %s, first ingested %s) is older than the newest snapshot cleaned here "
-            "(%s, ingested %s); a model promoted from it rolls the champion back to older data. Check the export "
-            "if that is not meant.", config.dataset, snap["snapshot_hash"], rollback["first_ingested_at"],
+            "(%s, ingested %s). If the champion was trained on that newer data, promoting this run's model rolls it "
+            "back to older data; if that newer data's run was refused, this may be the champion's own data again. "
+            "Check the export if a rollback is not meant.", config.dataset, snap["snapshot_hash"], rollback["first_ingested_at"],
             rollback["newest_snapshot"], rollback["newest_ingested_at"])
     shrank = shrank_from(history, snap["rows"])
     if shrank:

@@ -250,7 +250,7 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     older = summary.get("older_snapshot")
     if older:
         print(f"  note: this data is older than the newest snapshot cleaned in this workspace ({older['newest_snapshot']}, "
-              f"ingested {older['newest_ingested_at']}): a rollback, if promoted")
+              f"ingested {older['newest_ingested_at']}): a rollback if the champion was trained on that newer data")
     if summary.get("shrank_from_rows"):
         print(f"  note: {summary['rows']['snapshot']} rows, down from {summary['shrank_from_rows']} in the previous "
               "snapshot: a truncated export?")
