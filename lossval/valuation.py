@@ -738,6 +738,14 @@ class LossVal:
         self.x_mean_, self.x_scale_ = mean, scale
         Xtr_s = (Xtr - mean) / scale
         Xva_s = (Xva - mean) / scale
+        # The network and the transport run in float32 (largest about 3.4e38; squared distances overflow far sooner).
+        for name, part in (("X_train", Xtr_s), ("X_val", Xva_s)):
+            big = np.flatnonzero(np.abs(part).max(axis=0, initial=0.0) > _FLOAT32_SAFE)
+            if big.size:
+                raise InputError(f"{name} column {int(big[0])} has values up to {np.abs(part[:, big[0]]).max():.3g}"
+                                 f"{'' if self.standardize else ' (standardize=False)'}, too large for LossVal's "
+                                 "float32 network and transport: "
+                                 + ("rescale that column." if self.standardize else "use standardize=True, or rescale it."))
 
         if task == "classification":
             import pandas as pd  # isna: NaN, None and pd.NA alike, in any dtype
@@ -1472,6 +1480,10 @@ def _softmin(eps: float, C: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """
     return _logsumexp_last(torch.add(h.unsqueeze(1), C, alpha=-1.0 / eps), overwrite=True).mul_(-eps)
 
+
+# Largest feature magnitude (after standardisation) LossVal takes: squared distances between rows, summed over
+# columns, must stay finite in float32 (3.4e38).
+_FLOAT32_SAFE = 1e15
 
 # Below this, exp(x - max) is under 2e-22: next to the max's own term (1) it cannot change a float32
 # (or float64) sum of up to 1e5 terms, so clamping there leaves the result as it was.

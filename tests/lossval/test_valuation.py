@@ -835,6 +835,14 @@ def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
     huge[:, 1] = np.where(np.arange(len(huge)) % 2, 1.7e308, -1.7e308)
     with pytest.raises(InputError, match="column 1 has values too large to standardise"):
         LossVal(epochs=1, verbose=False).fit(huge, yn, Xv, yv)
+    # Unstandardised, values float32 cannot carry are refused by name, not met as a NaN deep in the transport.
+    with pytest.raises(InputError, match=r"X_train column 0 has values up to .*e\+40 \(standardize=False\), too "
+                                         r"large .*use standardize=True"):
+        LossVal(epochs=1, standardize=False, verbose=False).fit(Xn * 1e40, yn, Xv * 1e40, yv)
+    with pytest.raises(InputError, match=r"X_val column 2 has values up to"):
+        far = Xv.copy()
+        far[:, 2] = 1e30
+        LossVal(epochs=1, standardize=False, clip_outliers=False, verbose=False).fit(Xn, yn, far, yv)
 
 
 if __name__ == "__main__":  # record the values fingerprint of the current VALUES_VERSION (see above)
