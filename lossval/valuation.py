@@ -784,13 +784,18 @@ class LossVal:
             onehot_va = np.eye(n_out)[yva_i]
             label_tr, label_va = onehot_tr, onehot_va
         else:
-            try:
-                ytr_f = ytr.astype(np.float64)
-                yva_f = yva.astype(np.float64)
-            except (TypeError, ValueError):
-                raise InputError("regression targets must be numeric; use task='classification' for labels.") from None
-            if not (np.isfinite(ytr_f).all() and np.isfinite(yva_f).all()):
-                raise InputError("regression targets contain NaN/inf; drop those rows first.")
+            converted = {}
+            for name, target in (("y_train", ytr), ("y_val", yva)):
+                try:
+                    converted[name] = target.astype(np.float64)
+                except (TypeError, ValueError):
+                    raise InputError(f"{name}: regression targets must be numeric; use task='classification' for "
+                                     "labels.") from None
+                bad = np.flatnonzero(~np.isfinite(converted[name]))
+                if bad.size:
+                    raise InputError(f"{name} has {bad.size} NaN/inf target value(s), first at row {int(bad[0])} "
+                                     f"({float(converted[name][bad[0]])!r}); drop those rows first.")
+            ytr_f, yva_f = converted["y_train"], converted["y_val"]
             if self.clip_outliers:
                 bounds = central_range_bounds(ytr_f[:, None])
                 low, high = self.y_clip_ = tuple(bounds[:, 0].tolist())

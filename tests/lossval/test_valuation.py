@@ -825,6 +825,20 @@ def test_a_diverging_fit_raises_instead_of_returning_nan_values() -> None:
         LossVal(lr=1e10, weight_lr=1e10, epochs=3, verbose=False).fit(Xn, yn, Xv, yv)
 
 
+def test_a_bad_regression_target_is_named_by_split_and_row() -> None:
+    Xn, _, Xv, _, _ = _noisy_classification()
+    y, yv = Xn[:, 0].copy(), Xv[:, 0].copy()
+    yv[7] = np.nan
+    with pytest.raises(InputError, match=r"y_val has 1 NaN/inf target value\(s\), first at row 7 \(nan\); drop"):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, y, Xv, yv)
+    y[3] = np.inf
+    with pytest.raises(InputError, match=r"y_train has 1 NaN/inf target value\(s\), first at row 3 \(inf\)"):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, y, Xv, Xv[:, 0])
+    with pytest.raises(InputError, match="y_train: regression targets must be numeric"):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, np.array(["a"] * len(Xn), dtype=object), Xv,
+                                                                 Xv[:, 0])
+
+
 def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
     tiny = LossVal(epochs=1, verbose=False).fit(Xn * 1e-13, yn, Xv * 1e-13, yv)  # small units are not "constant"
