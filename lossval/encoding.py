@@ -1034,7 +1034,7 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
         warnings.warn(
             f"{source + ': ' if source else ''}target {col!r} holds {present.nunique()} distinct integers, each at "
             "least 5 times: with task auto it is read as a number (regression). If they are class codes, set "
-            "task: classification (`lossval value`: --task classification)",
+            "task: classification (`lossval value`: --task classification; in Python: task='classification')",
             UserWarning,
             stacklevel=3,
         )
@@ -1046,7 +1046,7 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
             f"{source + ': ' if source else ''}target {col!r} holds {present.nunique()} distinct whole numbers stored "
             f"as floats ({shown}{', ...' if present.nunique() > 5 else ''}), each at least 5 times: with task auto it is "
             "read as a number (regression). If they are class labels, set task: classification (`lossval value`: "
-            "--task classification)",
+            "--task classification; in Python: task='classification')",
             UserWarning,
             stacklevel=3,
         )

@@ -673,7 +673,8 @@ def test_an_integer_target_of_many_repeated_values_read_as_a_number_is_warned_ab
 
     codes = pd.Series(np.repeat(np.arange(30), 6), name="code")  # 30 class codes, 6 rows each
     with pytest.warns(UserWarning, match=r"target 'code' holds 30 distinct integers, each at least 5 times: with task "
-                                         r"auto it is read as a number \(regression\)"):
+                                         r"auto it is read as a number \(regression\).*--task classification; in "
+                                         r"Python: task='classification'"):  # each reader's way to say it
         assert infer_task(codes) == "regression"
     with warnings.catch_warnings():  # counts or amounts: most values once, no warning
         warnings.simplefilter("error")
@@ -682,7 +683,8 @@ def test_an_integer_target_of_many_repeated_values_read_as_a_number_is_warned_ab
         assert infer_task(pd.Series(np.linspace(0, 1, 200), name="share")) == "regression"
     flags = pd.Series(np.repeat([0.0, 1.0], 50), name="churned")  # a 0/1 label saved as floats
     with pytest.warns(UserWarning, match=r"target 'churned' holds 2 distinct whole numbers stored as floats \(0, 1\), "
-                                         r"each at least 5 times: with task auto it is read as a number \(regression\)"):
+                                         r"each at least 5 times: with task auto it is read as a number \(regression\)"
+                                         r".*in Python: task='classification'"):
         assert infer_task(flags) == "regression"
 
 
