@@ -20,10 +20,10 @@ from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
 from tasks.gate import gate
+from tasks.gx import check_suite_builds
 from tasks.ingest import ingest, publish_snapshot, read_history
 from tasks.prune import describe_pruning, lowest_value_rows, prune
 from tasks.retrain import retrain
-from tasks.gx import check_suite_builds
 from tasks.split import split
 from tasks.track import log_manifest, promote, track, tracking_uri
 from tasks.value import valuation_key, value_cached
@@ -190,8 +190,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
             "dataset %s: this data (snapshot %s, first ingested %s) is older than the newest snapshot cleaned here "
             "(%s, ingested %s). If the champion was trained on that newer data, promoting this run's model rolls it "
             "back to older data; if that newer data's run was refused, this may be the champion's own data again. "
-            "Check the export if a rollback is not meant.", config.dataset, snap["snapshot_hash"], rollback["first_ingested_at"],
-            rollback["newest_snapshot"], rollback["newest_ingested_at"])
+            "Check the export if a rollback is not meant.", config.dataset, snap["snapshot_hash"],
+            rollback["first_ingested_at"], rollback["newest_snapshot"], rollback["newest_ingested_at"])
     shrank = shrank_from(history, snap["rows"])
     if shrank:
         get_run_logger().warning(
@@ -319,11 +319,6 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
                                    run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"],
                                    gate_champion=gate["champion"])
         summary["mlflow"] = {**tracked, "status": "ok"}
-        summary["timings"]["track_promote"] = time.perf_counter() - t
-        try:  # the manifest as the run folder keeps it, with the run: a reviewer in the UI sees outputs and checksums
-            log_manifest(config=config, workspace=str(ws.root), run_id=tracked["run_id"], manifest=_manifest(summary))
-        except LossvalError as exc:  # the run and its model are logged: a missing copy of the manifest is not a failure
-            get_run_logger().warning("the manifest was not logged to MLflow (it is in %s): %s", run_dir, exc)
     except LossvalError as exc:
         error = exc
         summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": str(exc)}
@@ -331,7 +326,13 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
         summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": mask_secrets(f"{type(exc).__name__}: {exc}")}
         write_json(_manifest(summary), run_dir / MANIFEST_NAME)
         raise
-    summary["timings"].setdefault("track_promote", time.perf_counter() - t)
+    summary["timings"]["track_promote"] = time.perf_counter() - t
+    if error is None:  # the manifest as the run folder keeps it, with the run: a reviewer sees outputs and checksums
+        try:
+            log_manifest(config=config, workspace=str(ws.root), run_id=summary["mlflow"]["run_id"],
+                         manifest=_manifest(summary))
+        except LossvalError as exc:  # the run and its model are logged: a missing copy of the manifest is not a failure
+            get_run_logger().warning("the manifest was not logged to MLflow (it is in %s): %s", run_dir, exc)
     write_json(_manifest(summary), run_dir / MANIFEST_NAME)
     summary.pop("stages")
     summary.pop("run_key")

@@ -37,8 +37,13 @@ __all__ = [
     "mask_secrets",
 ]
 
-_STRATEGIES = ("file", "column", "stratified", "latest")
-_POLICIES = ("fraction", "threshold", "two_means", "mixture")
+# The validation / pruning keys each strategy / policy reads (the others are left unread: unused_keys).
+_STRATEGY_KEYS = {"file": ("path",), "column": ("column",), "stratified": ("fraction",),
+                  "latest": ("timestamp_column", "fraction")}
+_POLICY_KEYS = {"fraction": ("fraction",), "threshold": ("threshold",), "two_means": (),
+                "mixture": ("min_probability",)}
+_STRATEGIES = tuple(_STRATEGY_KEYS)
+_POLICIES = tuple(_POLICY_KEYS)
 _LOSSVAL_KEYS = {
     "n_layers": int, "width": int, "activation": str, "epochs": int, "batch_size": int, "lr": float,
     "weight_lr": (float, str), "sinkhorn_schedule": str, "distance_power": float, "normalize_masses": bool,
@@ -76,6 +81,10 @@ class PruningConfig:
     fraction: float = 0.1
     threshold: float | None = None
     min_probability: float = 0.5
+
+    def policy_params(self) -> dict[str, Any]:
+        """The keys this policy reads, with their values: the arguments of :func:`lossval.pruning.make_policy`."""
+        return {key: getattr(self, key) for key in _POLICY_KEYS[self.policy]}
 
 
 @dataclass(frozen=True)
@@ -180,14 +189,11 @@ class PipelineConfig:
         out: dict[str, str] = {}
         if self.test_path:
             out["test_fraction"] = "test_path is set"
-        v = self.validation
-        for key, readers in (("path", ("file",)), ("column", ("column",)), ("timestamp_column", ("latest",)),
-                             ("fraction", ("stratified", "latest"))):
-            if v.strategy not in readers:
-                out[f"validation.{key}"] = f"validation.strategy is {v.strategy}"
-        for key, reader in (("fraction", "fraction"), ("threshold", "threshold"), ("min_probability", "mixture")):
-            if self.pruning.policy != reader:
-                out[f"pruning.{key}"] = f"pruning.policy is {self.pruning.policy}"
+        for section, chooser, readers, choice in (("validation", "strategy", _STRATEGY_KEYS, self.validation.strategy),
+                                                  ("pruning", "policy", _POLICY_KEYS, self.pruning.policy)):
+            for key in dict.fromkeys(k for keys in readers.values() for k in keys):  # in order, each once
+                if key not in readers[choice]:
+                    out[f"{section}.{key}"] = f"{section}.{chooser} is {choice}"
         if (task or self.task) == "regression":
             out["retrain.calibrate"] = "the task is regression (only classifiers are calibrated)"
         return out
@@ -635,10 +641,9 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     import warnings
 
     unused = config.unused_keys()
-    set_keys = [k for k in (key for key, value in raw.items() if not isinstance(value, dict) and value is not None)
-                if k in unused]
+    set_keys = [k for k, value in raw.items() if value is not None and not isinstance(value, dict)]
     set_keys += [f"{section}.{k}" for section, body in raw.items() if isinstance(body, dict)
-                 for k, value in body.items() if value is not None and f"{section}.{k}" in unused]
-    for key in set_keys:
+                 for k, value in body.items() if value is not None]
+    for key in (k for k in set_keys if k in unused):
         warnings.warn(f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
                       "or change that choice if you meant it to apply.", UserWarning, stacklevel=3)

@@ -384,13 +384,12 @@ def _check_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(
             f"labels must be of one sortable type (e.g. all int or all str): {exc}"
         ) from exc
-    fractional = arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0)
-    if fractional or (arr.dtype.kind in "iuf" and n >= 20 and classes.size > n // 2):
+    fractions = arr[np.mod(arr, 1) != 0] if arr.dtype.kind == "f" else arr[:0]
+    if fractions.size or (arr.dtype.kind in "iuf" and n >= 20 and classes.size > n // 2):
         # A regression target passed as labels: each value would be its own class, protected, so nothing is pruned.
-        example = next(v for v in arr if fractional and v % 1) if fractional else None
         raise InputError(
             f"labels look like a regression target, not class labels: {classes.size} distinct values in {n} rows"
-            + (f" (e.g. {example!r})" if example is not None else "")
+            + (f" (e.g. {float(fractions[0])!r})" if fractions.size else "")
             + ". labels are for classification (class protection and the per-class cap); for a regression "
             "target pass labels=None."
         )

@@ -744,8 +744,8 @@ class LossVal:
             if big.size:
                 raise InputError(f"{name} column {int(big[0])} has values up to {np.abs(part[:, big[0]]).max():.3g}"
                                  f"{'' if self.standardize else ' (standardize=False)'}, too large for LossVal's "
-                                 "float32 network and transport: "
-                                 + ("rescale that column." if self.standardize else "use standardize=True, or rescale it."))
+                                 "float32 network and transport: " + ("rescale that column." if self.standardize
+                                                                      else "use standardize=True, or rescale it."))
 
         if task == "classification":
             import pandas as pd  # isna: NaN, None and pd.NA alike, in any dtype

@@ -143,7 +143,8 @@ def _scoped_gx_side_effects() -> Iterator[None]:
 
 
 def _build(context: Any, spec: dict, suite: str | Path) -> Any:
-    """The GX suite of ``spec`` in ``context``; an expectation GX cannot build is a :class:`ConfigError` naming the file."""
+    """The GX suite of ``spec`` in ``context``; an expectation GX cannot build is a :class:`ConfigError` naming
+    the suite's file."""
     import great_expectations as gx
 
     try:  # GX logs a traceback at ERROR for an expectation it cannot build: our error below says it in one line

@@ -24,10 +24,7 @@ RESERVED_COLUMNS = ("row_id", QUARANTINE_VALUE, QUARANTINE_REASON)  # input data
 
 
 def policy_from_config(config: PipelineConfig):  # noqa: ANN201
-    p = config.pruning
-    params = {"fraction": {"fraction": p.fraction}, "threshold": {"threshold": p.threshold},
-              "two_means": {}, "mixture": {"min_probability": p.min_probability}}[p.policy]
-    return make_policy(p.policy, **params)
+    return make_policy(config.pruning.policy, **config.pruning.policy_params())
 
 
 def _identical_rows(train: pd.DataFrame, *, id_column: str | None) -> np.ndarray | None:

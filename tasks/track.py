@@ -377,11 +377,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 client.log_artifact(parent, gate["result_path"], artifact_path="gate")
             for stage, record in stages.items():
                 extra_tags = {}
-                if stage == "value" and record.get("cached") and report.get("valued_at"):
-                    extra_tags["values_from"] = (f"an earlier run, valued at {report['valued_at']}: valuation_seconds "
-                                                 "and epoch_loss are that fit's")
-                elif stage == "value" and record.get("cached"):
-                    extra_tags["values_from"] = "an earlier run: valuation_seconds and epoch_loss are that fit's"
+                if stage == "value" and record.get("cached"):  # older reports do not say when they were valued
+                    when = f", valued at {report['valued_at']}" if report.get("valued_at") else ""
+                    extra_tags["values_from"] = f"an earlier run{when}: valuation_seconds and epoch_loss are that fit's"
                 with _run(client, experiment_id, run_name=stage,
                           tags={"mlflow.parentRunId": parent, "stage": stage,
                                 **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)},
