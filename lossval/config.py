@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -636,7 +637,9 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     """Warn about each key the file sets that the config's other choices leave unread (a setting that does nothing).
 
     Not an error: keeping ``pruning.fraction`` while trying policy ``two_means`` is a fair way to
-    work, but the user should not believe it applies.
+    work, but the user should not believe it applies. Said once per process: ``lossval run`` reads
+    its config several times (its checks, the tracking warm-up, the flow), and a served deployment
+    every night.
     """
     import warnings
 
@@ -645,5 +648,15 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     set_keys += [f"{section}.{k}" for section, body in raw.items() if isinstance(body, dict)
                  for k, value in body.items() if value is not None]
     for key in (k for k in set_keys if k in unused):
-        warnings.warn(f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
-                      "or change that choice if you meant it to apply.", UserWarning, stacklevel=3)
+        message = (f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
+                   "or change that choice if you meant it to apply.")
+        with _UNUSED_WARNED_LOCK:
+            if message in _UNUSED_WARNED:
+                continue
+            _UNUSED_WARNED.add(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+# The unused-key warnings this process has shown (the tracking warm-up loads the config in a thread).
+_UNUSED_WARNED: set[str] = set()
+_UNUSED_WARNED_LOCK = threading.Lock()
