@@ -20,7 +20,7 @@ from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
 from tasks.gate import gate
-from tasks.gx import check_suite_builds
+from tasks.gx import check_suite_builds, check_suite_columns
 from tasks.ingest import ingest, publish_snapshot, read_history
 from tasks.prune import describe_pruning, lowest_value_rows, prune
 from tasks.retrain import retrain
@@ -183,6 +183,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     snap = _timed(ingest(config.data, dataset=config.dataset, target=config.target, id_column=config.id_column,
                          workspace=str(ws.root), stage_dir=str(staging), categorical=list(config.categorical)),
                   "ingest", t, timings)
+    check_suite_columns(config.gate.suite, snap["columns"], target=config.target, task_kind=config.task)
     history = snapshot_history(ws, config.dataset)
     rollback = older_snapshot(history, snap["snapshot_hash"])
     if rollback:

@@ -24,7 +24,8 @@ from lossval.errors import ConfigError
 from lossval.suites import SUITES_DIR, check_suite, read_suite, suite_file
 from tasks._scoped import quieted_loggers
 
-__all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations", "check_suite_builds"]
+__all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations", "check_suite_builds",
+           "check_suite_columns"]
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
@@ -174,6 +175,18 @@ def check_suite_builds(suite: str | Path, *, target: str, task_kind: str) -> Non
         for kind in (("classification", "regression") if task_kind == "auto" else (task_kind,)):
             spec = load_suite(suite, {"target": target, "min_rows": 1, "classes": []}, task_kind=kind)
             _build(gx.get_context(mode="ephemeral"), spec, suite)
+
+
+def check_suite_columns(suite: str | Path, columns: list[str], *, target: str, task_kind: str) -> None:
+    """Refuse a suite that names a column the data lacks, right after ingest: the kept rows hold the same columns
+    (plus ``row_id``), so the gate would refuse it only after valuation and retraining.
+
+    ``task_kind`` ``auto`` checks the expectations of both tasks.
+    """
+    frame = pd.DataFrame(columns=list(dict.fromkeys(["row_id", *columns])))
+    for kind in (("classification", "regression") if task_kind == "auto" else (task_kind,)):
+        spec = load_suite(suite, {"target": target, "min_rows": 1, "classes": []}, task_kind=kind)
+        _check_columns(spec, frame, suite)
 
 
 def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None,
