@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import decimal
+import numbers
 from typing import Any
 
 import numpy as np
 
 from lossval.errors import InputError
 
-__all__ = ["as_finite_1d"]
+__all__ = ["as_finite_1d", "first_non_number", "label_kind"]
+
+# Python and numpy numbers (bools too, as numpy bool columns are read); not text, even "1.5".
+_NUMBER_TYPES = (numbers.Real, np.bool_, decimal.Decimal)
 
 
 def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = True) -> np.ndarray:
@@ -38,3 +43,33 @@ def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = Tr
             f"{first} ({float(arr[first])!r}); fix or drop those rows before {purpose}."
         )
     return arr
+
+
+def _is_number_type(kind: type) -> bool:
+    return issubclass(kind, _NUMBER_TYPES) and not issubclass(kind, (str, bytes))
+
+
+def first_non_number(values: np.ndarray) -> int | None:
+    """Position of the first value of an object array that is not a number, or None if all are.
+
+    Numbers are Python and numpy ints, floats and bools, and ``Decimal``; text is not a number, even
+    ``"1.5"`` (numeric text usually means a column read wrongly; convert it on purpose).
+    """
+    kinds = {type(v) for v in values}
+    if all(_is_number_type(kind) for kind in kinds):
+        return None
+    return next(i for i, v in enumerate(values) if not _is_number_type(type(v)))
+
+
+def label_kind(labels: np.ndarray) -> str | None:
+    """``"numbers"`` or ``"strings"`` when every label is of that kind, else None (mixed or other)."""
+    if labels.dtype.kind in "biuf":
+        return "numbers"
+    if labels.dtype.kind in "US":
+        return "strings"
+    kinds = {type(v) for v in labels.ravel()}
+    if kinds and all(_is_number_type(kind) for kind in kinds):
+        return "numbers"
+    if kinds and all(issubclass(kind, (str, bytes)) for kind in kinds):
+        return "strings"
+    return None

@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -468,7 +469,19 @@ def loss_noise_probability(
         InputError: Bad shape, NaN/inf (names epoch and row), fewer than 4 rows or no
             spread in the averaged losses.
         ConfigError: Bad ``last_epochs`` or an unknown BetaMixture option.
+
+    Warns:
+        UserWarning: A 2-D history with more epochs than rows, which is usually one passed
+            as ``(n_rows, n_epochs)``; it is still read as ``(n_epochs, n_rows)``.
     """
+    return _loss_noise_probability(loss_history, last_epochs=last_epochs, warn_transposed=True, **bmm_kwargs)
+
+
+def _loss_noise_probability(
+    loss_history: Any, *, last_epochs: int | None, warn_transposed: bool, **bmm_kwargs: Any
+) -> np.ndarray:
+    """:func:`loss_noise_probability`; ``warn_transposed=False`` for callers that know the orientation
+    (a fit's own ``loss_history_``, where more epochs than rows is normal)."""
     unknown = sorted(set(bmm_kwargs) - set(_BMM_OPTIONS))
     if unknown:
         raise ConfigError(
@@ -486,6 +499,14 @@ def loss_noise_probability(
         raise InputError(
             f"loss_history must have shape (n_epochs, n_rows) with n_epochs >= 1; "
             f"got shape {np.shape(loss_history)}"
+        )
+    if warn_transposed and history.shape[1] >= 1 and history.shape[0] > history.shape[1]:
+        # Not refused: a long fit on few rows has more epochs than rows.
+        warnings.warn(
+            f"loss_history has shape {history.shape}, more epochs than rows: it looks transposed. It is read "
+            "as (n_epochs, n_rows); if rows are on axis 0, pass loss_history.T.",
+            UserWarning,
+            stacklevel=3,  # the caller of loss_noise_probability()
         )
     bad = ~np.isfinite(history)
     if bad.any():

@@ -132,6 +132,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lossval._checks import first_non_number, label_kind
 from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, make_adam, make_mlp, pad_batches, per_row_loss,
@@ -219,7 +220,8 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
         ``np.ndarray`` of shape ``(n, d)``, float64.
 
     Raises:
-        InputError: non-numeric columns, NaN/inf, or no rows.
+        InputError: non-numeric columns (an object column of numbers is converted), ragged rows,
+            NaN/inf, or no rows.
     """
     if X is None or isinstance(X, (dict, str, bytes)):
         raise InputError(f"{name} must be an array of numbers (numpy, pandas or torch), got {type(X).__name__}.")
@@ -228,14 +230,12 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     if hasattr(X, "select_dtypes") and hasattr(X, "columns"):  # pandas DataFrame
-        non_numeric = [c for c in X.columns if X[c].dtype.kind not in "biuf"]
-        if non_numeric:
-            raise InputError(
-                f"{name} has non-numeric columns {non_numeric[:5]}; encode them first "
-                "(lossval.encoding.TabularEncoder one-hot encodes categoricals)."
-            )
-        X = X.to_numpy(dtype=np.float64)
-    arr = np.asarray(X)
+        X = _frame_as_floats(X, name)
+    try:
+        arr = np.asarray(X)
+    except ValueError as exc:  # ragged nested lists
+        raise InputError(f"{name} could not be read as a matrix: its rows must all have the same number of "
+                         f"columns (numpy: {exc})") from None
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{name} must be numeric, got dtype {arr.dtype}; encode it with TabularEncoder first.")
     arr = arr.astype(np.float64, copy=False)
@@ -255,6 +255,52 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
             "LossVal rejects non-finite features: drop or impute those rows first."
         )
     return arr
+
+
+def _frame_as_floats(X: Any, name: str) -> np.ndarray:
+    """A DataFrame's values as float64; object columns are accepted when every value is a number.
+
+    Raises:
+        InputError: a non-numeric column, naming it (for an object column, also its first row that is
+            not a number and that value).
+    """
+    n_cols = X.shape[1]
+    kinds = [X.dtypes.iloc[j].kind for j in range(n_cols)]
+    if all(kind in "biuf" for kind in kinds):
+        return X.to_numpy(dtype=np.float64)
+    out = np.empty(X.shape, dtype=np.float64)
+    non_numeric: list[Any] = []
+    first_bad: tuple[Any, int, Any] | None = None  # (column, row, value) of the first object column that failed
+    for j, kind in enumerate(kinds):
+        column = X.iloc[:, j]
+        if kind in "biuf":
+            out[:, j] = column.to_numpy(dtype=np.float64)
+            continue
+        if kind == "O":
+            values = column.to_numpy(dtype=object)
+            row = first_non_number(values)
+            if row is None:  # numbers stored as Python objects (a frame built from mixed lists, say)
+                out[:, j] = values.astype(np.float64)
+                continue
+            if first_bad is None:
+                first_bad = (X.columns[j], row, values[row])
+        non_numeric.append(X.columns[j])
+    if non_numeric:
+        detail = ""
+        if first_bad is not None:
+            col, row, value = first_bad
+            detail = f" (column {col!r}: row {row} holds {value!r}, which is not a number)"
+        raise InputError(
+            f"{name} has non-numeric columns {non_numeric[:5]}{detail}; convert numbers stored as text "
+            "(pd.to_numeric) or encode categoricals first (lossval.encoding.TabularEncoder one-hot encodes them)."
+        )
+    return out
+
+
+def _some_labels(labels: np.ndarray, limit: int = 3) -> str:
+    """``'0', '1', ...``: the smallest distinct labels (by text), as Python values (no ``np.int64(...)``)."""
+    distinct = sorted({v.item() if isinstance(v, np.generic) else v for v in labels.tolist()}, key=str)
+    return ", ".join(repr(v) for v in distinct[:limit]) + (", ..." if len(distinct) > limit else "")
 
 
 def _show_positions(positions: list[int], limit: int = 5) -> str:
@@ -335,7 +381,11 @@ def _to_numpy_1d(y: Any, name: str) -> np.ndarray:
         y = y.detach().cpu().numpy()
     if hasattr(y, "to_numpy"):
         y = y.to_numpy()
-    arr = np.asarray(y)
+    try:
+        arr = np.asarray(y)
+    except ValueError as exc:  # ragged nested lists
+        raise InputError(f"{name} could not be read as an array: its rows must all have the same number of "
+                         f"columns, one target per row (numpy: {exc})") from None
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
@@ -407,9 +457,11 @@ class LossVal:
         epochs: Passes over the training rows.
         batch_size: Rows per optimiser step.
         lr: Adam learning rate of the network.
-        weight_lr: Learning rate of the row weights, a second parameter group of the same
-            Adam optimiser. ``None`` = ``lr``, as in the paper; ``"auto"`` = ``lr`` for
-            classification, ``8 * lr`` for regression.
+        weight_lr: Learning rate of the row weights, which Adam updates with torch's constants.
+            With ``sinkhorn_schedule="step"`` they are a second parameter group of the network's
+            Adam optimiser, as in the paper; with ``"epoch"`` they have an Adam of their own,
+            computed in closed form once per epoch (:class:`_RowAdam`). ``None`` = ``lr``, as in
+            the paper; ``"auto"`` = ``lr`` for classification, ``8 * lr`` for regression.
         sinkhorn_schedule: ``"epoch"`` (one batched Sinkhorn call per epoch and the weights'
             Adam in closed form; same values) or ``"step"`` (one call per step, as in the paper).
         distance_power: Exponent of the Sinkhorn divergence in the loss (paper: 2).
@@ -568,9 +620,26 @@ class LossVal:
         Args:
             task: ``"classification"`` or ``"regression"``.
             **overrides: Any constructor argument to change.
+
+        Raises:
+            ConfigError: an unknown task, or an override that is no constructor argument (named, with
+                the closest known one).
         """
         if task not in _TASKS:
             raise ConfigError(f"paper_settings needs task 'classification' or 'regression', got {task!r}")
+        known = sorted(cls.__init__.__kwdefaults__)  # type: ignore[arg-type]
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            import difflib
+
+            close = {key: match[0] for key in unknown if (match := difflib.get_close_matches(key, known, n=1))}
+            if len(unknown) == 1 and close:
+                hint = f" (did you mean {close[unknown[0]]!r}?)"
+            elif close:
+                hint = " (did you mean " + ", ".join(f"{v!r} for {k!r}" for k, v in close.items()) + "?)"
+            else:
+                hint = ""
+            raise ConfigError(f"paper_settings got unknown parameter(s) {unknown}{hint}; known: {known}")
         arch = (5, 100, "relu") if task == "classification" else (3, 90, "tanh")
         params: dict[str, Any] = dict(
             task=task, n_layers=arch[0], width=arch[1], activation=arch[2], epochs=30,
@@ -692,6 +761,10 @@ class LossVal:
     def _prepare(self, X, y, X_val, y_val, device: torch.device,
                  one_hot_columns: Sequence[int] | None = None) -> _Prepared:
         Xtr = to_numpy_2d(X, "X_train")
+        names = getattr(self, "_feature_names", None)
+        if names is not None and len(names) != Xtr.shape[1]:
+            raise InputError(f"feature_names has {len(names)} name(s) but X_train has {Xtr.shape[1]} feature "
+                             "column(s); pass one name per column (TabularEncoder.encoded_names_) or leave it out.")
         Xva = to_numpy_2d(_columns_as_in(X_val, X), "X_val")
         ytr = _to_numpy_1d(y, "y_train")
         yva = _to_numpy_1d(y_val, "y_val")
@@ -762,6 +835,12 @@ class LossVal:
             if len(classes) < 2:
                 raise InputError(f"y_train has a single class ({classes[:1].tolist()[0]!r}); valuation needs at least two.")
             unknown = sorted(set(yva.tolist()) - set(classes.tolist()), key=str)
+            val_kind, train_kind = label_kind(yva), label_kind(classes)
+            if unknown and val_kind and train_kind and val_kind != train_kind:
+                raise InputError(
+                    f"y_val holds {val_kind} ({_some_labels(yva)}) but y_train holds {train_kind} "
+                    f"({_some_labels(classes)}): encode both the same way (e.g. both as text, or both as numbers)."
+                )
             if unknown:
                 raise InputError(
                     f"y_val has label(s) {unknown[:5]} that y_train lacks; the validation split must use "
@@ -852,14 +931,16 @@ class LossVal:
                 level a 70-sd one, and those rows' values collapse: an audit saw every clean row
                 of a 1% level flagged, and an id-like column turn detection F1 from 0.83 to 0.03.
             feature_names: One name per column (:attr:`TabularEncoder.encoded_names_`), for
-                warnings; a DataFrame's own column names are used when not given.
+                warnings; a DataFrame's own column names are used when not given. A list of
+                another length is an error.
 
         Returns:
             ``self``, with ``values_`` and the other fitted attributes set.
 
         Raises:
-            InputError: shapes disagree, non-finite values, a validation label unknown to
-                training, a single class or a constant regression target.
+            InputError: shapes disagree (``feature_names`` too), non-finite values, a validation
+                label unknown to training (or of another kind: text against numbers), a single
+                class or a constant regression target.
             ConfigError: invalid parameters or an unavailable device.
             NumericalError: the fit diverged (NaN or infinite values); nothing is returned.
 
@@ -1154,7 +1235,7 @@ class LossVal:
         Returns:
             ``np.ndarray`` (n_train,) of probabilities in [0, 1].
         """
-        from lossval.noise import loss_noise_probability
+        from lossval.noise import _loss_noise_probability
 
         self._check_fitted("noise_probability()")
         if last_epochs is not None:
@@ -1165,7 +1246,8 @@ class LossVal:
         groups = getattr(self, "duplicate_groups_", None)
         if groups is not None:  # identical rows: one loss, their mean at each epoch, so one P(noisy)
             history = _group_mean(history.T, groups).T
-        return loss_noise_probability(history, last_epochs=last_epochs)
+        # (epochs, rows) by construction: more epochs than rows is a long fit on few rows, not a transposed history.
+        return _loss_noise_probability(history, last_epochs=last_epochs, warn_transposed=False)
 
     @staticmethod
     def _val_pool(m: int, k: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
