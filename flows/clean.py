@@ -103,8 +103,10 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
         raise LossvalError(f"{tracking_error}{gate_note} Run folder: {run_dir}") from None
     summary["run_dir"] = str(run_dir)
     if not checked["passed"]:
+        todo = " ".join(checked.get("remedies") or [])
         raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: "
-                         + "; ".join(checked["failures"]) + f". Run folder: {run_dir}", summary=summary)
+                         + "; ".join(checked["failures"]) + (f". What to do: {todo}" if todo else ".")
+                         + f" Run folder: {run_dir}", summary=summary)
     if summary["model"].get("refused"):
         raise GateFailed(f"{config.dataset}: nothing promoted to champion; {summary['model']['refused']}. "
                          f"Run folder: {run_dir}", summary=summary)
@@ -276,7 +278,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "duplicate_rows": notes["duplicate_rows"], "test_outliers": trained.get("test_outliers", {}),
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"], "temperature": trained.get("temperature"),
-               "gate": {"passed": checked["passed"], "failures": checked["failures"], "champion": checked["champion"]},
+               "gate": {"passed": checked["passed"], "failures": checked["failures"],
+                        "remedies": checked.get("remedies") or [], "champion": checked["champion"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"],
                "valuation_cached": bool(vals.get("cached")), "config": config.public_dict(),

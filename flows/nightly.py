@@ -88,7 +88,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     * ``Refused``: nothing promoted (:class:`~lossval.errors.GateFailed`): the quality gate failed, or
       the champion changed while the run was gated. The run is complete and this run did not change
       the champion: the record has the same fields plus ``run_dir``, ``gate_failures`` (the failed
-      checks; empty for a champion change) and ``reason`` (why, in words), and the dataset is listed
+      checks; empty for a champion change), ``gate_remedies`` (what to do about them) and ``reason``
+      (why, in words), and the dataset is listed
       under ``refused``, not ``failed``;
     * ``Failed``: bad input or config (including an entry of the datasets file that cannot be used,
       named by its name or ``datasets[i]``), MLflow unreachable, the dataset's lock held longer than
@@ -129,7 +130,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
             failures = list(outcome.summary["gate"]["failures"])
             reason = _refusal_reason(outcome.summary) or str(outcome)
             record.update(state="Refused", **_run_fields(outcome.summary), run_dir=outcome.summary["run_dir"],
-                          gate_failures=failures, reason=reason)
+                          gate_failures=failures, gate_remedies=list(outcome.summary["gate"].get("remedies") or []),
+                          reason=reason)
             log.warning("dataset %s: nothing promoted; this run did not change the champion. %s. Run folder: %s",
                         entry.name, reason[0].upper() + reason[1:], record["run_dir"])
         else:

@@ -10,7 +10,7 @@ from lossval.encoding import TabularEncoder
 from lossval.io import write_json
 from lossval.retrain import HIGHER_IS_BETTER
 
-__all__ = ["gate", "metric_failures", "PRIMARY_METRIC"]
+__all__ = ["gate", "metric_failures", "remedies", "PRIMARY_METRIC"]
 
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
@@ -31,20 +31,29 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
     common: accuracy on 140 test rows moves in steps of 0.007.) Changes smaller than :data:`SAME`
     count as ties, and a loss within a metric's ``limits`` entry does not count as worse.
     """
+    return [text for _, text in _metric_findings(metrics, task=task, tolerance=tolerance,
+                                                 refuse_when_all_worse=refuse_when_all_worse, limits=limits)]
+
+
+def _metric_findings(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
+                     limits: dict[str, float] | None = None) -> list[tuple[str, str]]:
+    """:func:`metric_failures` as ``(rule, text)`` pairs; rule ``primary``, ``limit:<metric>``, ``unknown:<metric>``
+    or ``all_worse`` (for :func:`remedies`)."""
     metric = PRIMARY_METRIC[task]
     before, after = metrics["before"][metric], metrics["after"][metric]
     ok = after >= before - tolerance if HIGHER_IS_BETTER[metric] else after <= before + tolerance
-    failures = [] if ok else [f"metric {metric} regressed: after {after:.4f} vs before {before:.4f} (tolerance {tolerance})"]
+    failures = [] if ok else [("primary", f"metric {metric} regressed: after {after:.4f} vs before {before:.4f} "
+                                          f"(tolerance {tolerance})")]
     for name, limit in (limits or {}).items():
         if name not in metrics["after"]:
-            failures.append(f"gate.metric_limits names {name}, which a {task} run does not report "
-                            f"(it reports {', '.join(metrics['after'])})")
+            failures.append((f"unknown:{name}", f"gate.metric_limits names {name}, which a {task} run does not report "
+                                                f"(it reports {', '.join(metrics['after'])})"))
             continue
         b, a = metrics["before"][name], metrics["after"][name]
         worse_by = (b - a) if HIGHER_IS_BETTER[name] else (a - b)
         if not worse_by <= limit:  # NaN (a metric that could not be computed) fails too
-            failures.append(f"metric {name} got worse by {worse_by:.4f} ({b:.4f} -> {a:.4f}), more than "
-                            f"gate.metric_limits allows ({limit:g})")
+            failures.append((f"limit:{name}", f"metric {name} got worse by {worse_by:.4f} ({b:.4f} -> {a:.4f}), more "
+                                              f"than gate.metric_limits allows ({limit:g})"))
     pairs = {name: (metrics["before"][name], value) for name, value in metrics["after"].items()}
     gain = {n: (a - b) if HIGHER_IS_BETTER[n] else (b - a) for n, (b, a) in pairs.items()}
     # Changes too small to show in the 4 decimals printed are float noise, not gains or losses; a loss
@@ -59,8 +68,62 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
             head = f"{metric} got worse and no other metric improved"
         else:
             head = f"{metric} unchanged, no metric improved and {', '.join(n for n in pairs if n in worse)} got worse"
-        failures.append(f"{head}: {shown} (gate.refuse_when_all_worse)")
+        failures.append(("all_worse", f"{head}: {shown} (gate.refuse_when_all_worse)"))
     return failures
+
+
+_LESS = "(a lower pruning.max_prune_fraction, or policy: fraction with a smaller pruning.fraction)"
+_PRUNE_LESS = f"prune less {_LESS}"
+
+
+def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict | None, suite: str,
+             target: str) -> list[str]:
+    """What a user can do about a refused run, one sentence per kind of failure, in the order the failures are listed.
+
+    Args:
+        gx_failed: ``validate_frame(...)["failed"]``: type, column and ``meta.why`` of each failed expectation.
+        metric_rules: The rules of :func:`_metric_findings` that fired.
+        champion: :func:`tasks.champion.compare_with_champion`'s record, or None.
+        suite: The suite file, for a failed expectation of the user's own.
+        target: The target column.
+    """
+    from tasks.gx import RANGE_WHY
+
+    out: list[str] = []
+    ranged = [f["column"] for f in gx_failed if f["why"] == RANGE_WHY]
+    for f in gx_failed:
+        if f["type"] == "expect_column_distinct_values_to_contain_set" and f["column"] == target:
+            out.append("Pruning removed every row of a class: check whether that class's rows are mislabelled "
+                       f"(quarantine.parquet in the run folder), or {_PRUNE_LESS}.")
+        elif f["type"] == "expect_table_row_count_to_be_between":
+            out.append(f"Fewer rows were kept than the suite's minimum: {_PRUNE_LESS}, or lower that minimum if "
+                       f"your suite ({suite}) sets it.")
+        elif f["why"] == RANGE_WHY:
+            out.append(f"The kept rows' {', '.join(repr(c) for c in ranged[:5])} lie outside the validation split's "
+                       "range (widened by 25%): the training data and the validation split disagree there (other "
+                       "units, a shifted export?); check those columns and the validation choice (validation.*).")
+        else:
+            out.append(f"A check of your suite failed on the kept rows: fix the data, or the suite ({suite}) if that "
+                       "expectation is wrong.")
+    for rule in metric_rules:
+        if rule == "primary":
+            out.append("The model retrained on the kept rows scores worse on the test rows than the one trained on "
+                       f"all of them, so the quarantined rows held signal: review quarantine.parquet, then {_PRUNE_LESS}; "
+                       "raise gate.metric_tolerance only if a drop of this size is acceptable.")
+        elif rule.startswith("limit:"):
+            name = rule.split(":", 1)[1]
+            out.append(f"Prune less {_LESS}, or raise gate.metric_limits.{name} if a loss of "
+                       "this size is acceptable.")
+        elif rule.startswith("unknown:"):
+            out.append(f"Remove {rule.split(':', 1)[1]} from gate.metric_limits: this task does not report it.")
+        elif rule == "all_worse":
+            out.append(f"Pruning gained nothing on the test rows: {_PRUNE_LESS}, or set gate.refuse_when_all_worse: "
+                       "false to promote runs that only tie.")
+    if champion and champion.get("metrics") and any("worse than the champion" in f for f in champion["failures"]):
+        out.append("The registered champion scores better on this run's test rows: check this data against the "
+                   "champion's (a shifted, smaller or mislabelled export?) and compare the two runs in MLflow; raise "
+                   "gate.metric_tolerance only if the drop is acceptable.")
+    return list(dict.fromkeys(out))  # one of each, in order
 
 
 @task(name="gate")
@@ -81,7 +144,8 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     tolerance, and a change of feature columns, their kinds, the task or the classes is refused
     unless ``gate.allow_schema_change`` (:mod:`tasks.champion`).
 
-    Returns ``{"passed", "failures", "result_path", "suite", "champion"}``; writes ``gate.json``.
+    Returns ``{"passed", "failures", "remedies", "result_path", "suite", "champion"}`` (``remedies``: what a user
+    can do about the failures, :func:`remedies`); writes ``gate.json``.
     """
     import math
 
@@ -98,9 +162,9 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
                                extra=range_expectations(va, enc.numeric_columns_))
     metric = PRIMARY_METRIC[enc.task_]
     tol = config.gate.metric_tolerance
-    failures = list(gx_result["failures"]) + metric_failures(
-        metrics, task=enc.task_, tolerance=tol, refuse_when_all_worse=config.gate.refuse_when_all_worse,
-        limits=config.gate.metric_limits)
+    found = _metric_findings(metrics, task=enc.task_, tolerance=tol,
+                             refuse_when_all_worse=config.gate.refuse_when_all_worse, limits=config.gate.metric_limits)
+    failures = list(gx_result["failures"]) + [text for _, text in found]
     champion, notes = None, []
     test_rows = pd.read_parquet(test) if test is not None else None
     if test_rows is not None and metric == "accuracy" and len(test_rows) and 1 / len(test_rows) > tol:
@@ -112,10 +176,13 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
 
         champion = compare_with_champion(config, workspace, encoder=enc, test=test_rows, after=metrics["after"])
         failures += champion["failures"]
-    record = {"passed": not failures, "failures": failures, "suite": gx_result["suite"], "metric": metric,
+    todo = remedies(gx_failed=gx_result["failed"], metric_rules=[rule for rule, _ in found], champion=champion,
+                    suite=suite, target=config.target) if failures else []
+    record = {"passed": not failures, "failures": failures, "remedies": todo, "suite": gx_result["suite"],
+              "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,
               "metric_limits": dict(config.gate.metric_limits), "champion": champion, "notes": notes,
               "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
-    return {"passed": not failures, "failures": failures, "result_path": str(path), "suite": gx_result["suite"],
-            "champion": champion}
+    return {"passed": not failures, "failures": failures, "remedies": todo, "result_path": str(path),
+            "suite": gx_result["suite"], "champion": champion}

@@ -25,8 +25,9 @@ from lossval.suites import SUITES_DIR, check_suite, read_suite, suite_file
 from tasks._scoped import quieted_loggers
 
 __all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations", "check_suite_builds",
-           "check_suite_columns"]
+           "check_suite_columns", "RANGE_WHY"]
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+RANGE_WHY = "feature range as in the validation split"  # meta.why of range_expectations(), read by the gate
 
 
 def load_suite(suite: str | Path, params: dict[str, Any], *, task_kind: str | None = None) -> dict:
@@ -63,23 +64,52 @@ def range_expectations(reference: pd.DataFrame, columns: list[str], *, margin: f
         pad = margin * (hi - lo)
         out.append({"type": "expect_column_values_to_be_between",
                     "kwargs": {"column": col, "min_value": lo - pad, "max_value": hi + pad, "mostly": mostly},
-                    "meta": {"why": "feature range as in the validation split"}})
+                    "meta": {"why": RANGE_WHY}})
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ish value for messages: numpy scalars as Python ones (no ``np.float64(...)``), floats to 4 significant
+    digits."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return value
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _describe(result: dict) -> str:
     cfg = result.get("expectation_config", {})
     kwargs = cfg.get("kwargs", {})
     where = f" on column {kwargs['column']!r}" if "column" in kwargs else ""
-    observed = (result.get("result") or {}).get("observed_value")
-    missing = (result.get("result") or {}).get("partial_missing_list")
+    found = result.get("result") or {}
+    observed = found.get("observed_value")
+    missing = found.get("partial_missing_list")
     if observed is None and missing:
-        observed = f"missing {missing}"
-    unexpected = (result.get("result") or {}).get("unexpected_percent")
-    detail = f" (observed {observed!r})" if observed is not None else ""
+        observed = f"missing {_plain(missing)}"
+    unexpected = found.get("unexpected_percent")
+    detail = f" (observed {_plain(observed)!r})" if observed is not None else ""
     if unexpected is not None:
         detail += f" ({unexpected:.1f}% unexpected)"
+    lo, hi = (b if isinstance(b, (int, float)) and not isinstance(b, bool) else None
+              for b in (kwargs.get("min_value"), kwargs.get("max_value")))
+    if lo is not None and hi is not None:
+        detail += f" (expected between {lo:.4g} and {hi:.4g})"
+    elif lo is not None or hi is not None:
+        detail += f" (expected at least {lo:.4g})" if hi is None else f" (expected at most {hi:.4g})"
     return f"{cfg.get('type', '?')}{where}{detail}"
+
+
+def _finding(result: dict) -> dict:
+    """What failed, for the gate's remedies: the expectation type, its column and its ``meta.why``."""
+    cfg = result.get("expectation_config", {})
+    return {"type": cfg.get("type", "?"), "column": (cfg.get("kwargs") or {}).get("column"),
+            "why": (cfg.get("meta") or {}).get("why")}
 
 
 def _check_columns(spec: dict, df: pd.DataFrame, suite: str | Path) -> None:
@@ -113,7 +143,8 @@ def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any
         extra: Expectations (dicts) added at run time (e.g. feature ranges).
 
     Returns:
-        ``{"success": bool, "failures": [human-readable strings], "result": JSON-able dict, "suite": name}``.
+        ``{"success": bool, "failures": [human-readable strings], "failed": [{"type", "column", "why"} of each
+        failure, in the same order], "result": JSON-able dict, "suite": name}``.
     """
     with _scoped_gx_side_effects():
         return _validate(df, suite=suite, params=params, task_kind=task_kind, extra=extra)
@@ -206,9 +237,11 @@ def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], ta
     checkpoint = context.checkpoints.add(gx.Checkpoint(name=f"{spec['name']}-checkpoint", validation_definitions=[validation]))
     run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters={k: v for k, v in params.items()})
     result = json.loads(json.dumps(run.describe_dict(), default=str))
-    failures = []
+    failures, failed = [], []
     for vr in run.run_results.values():
         for r in vr.to_json_dict().get("results", []):
             if not r.get("success"):
                 failures.append(_describe(r))
-    return {"success": bool(run.success), "failures": failures, "result": result, "suite": spec["name"]}
+                failed.append(_finding(r))
+    return {"success": bool(run.success), "failures": failures, "failed": failed, "result": result,
+            "suite": spec["name"]}

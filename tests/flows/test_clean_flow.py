@@ -310,6 +310,9 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 3
     out, err = capsys.readouterr()
     assert "expect_table_row_count_to_be_between" in err and "nothing promoted" in err
+    assert (f"What to do: Fewer rows were kept than the suite's minimum: prune less (a lower "
+            f"pruning.max_prune_fraction, or policy: fraction with a smaller pruning.fraction), or lower that minimum "
+            f"if your suite ({impossible}) sets it. Run folder: ") in err, err
     assert str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version) == champion_before
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger").version
     assert int(challenger) > int(champion_before)
@@ -322,6 +325,10 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
             f"still version {champion_before}") in out
     assert manifest["gate"]["passed"] is False
     assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["gate"] == "failed"
+    assert manifest["gate"]["remedies"] == json.loads((Path(run_dir) / "gate.json").read_text())["remedies"]
+    assert len(manifest["gate"]["remedies"]) == 1
+    assert f"What to do: {manifest['gate']['remedies'][0]}" in client.get_run(
+        manifest["mlflow"]["run_id"]).data.tags["mlflow.note.content"]
     assert client.get_run(manifest["mlflow"]["run_id"]).data.tags["mlflow.note.content"].endswith(
         f"Model registry: lossval-t-breast_cancer version {challenger} is challenger only; version {champion_before} "
         "stays champion.")

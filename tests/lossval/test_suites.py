@@ -85,3 +85,35 @@ def test_a_suite_naming_a_column_the_rows_lack_is_a_suite_error_not_a_data_failu
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nosuch"}}]}))
     result = validate_frame(frame, suite=str(suite), params={"target": "y", "min_rows": 1, "classes": [0, 1]})
     assert not result["success"] and any("expect_column_to_exist" in f for f in result["failures"])
+
+
+def test_failed_checks_read_as_plain_numbers_with_their_bounds_and_each_kind_gets_a_remedy(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from tasks.gate import remedies
+    from tasks.gx import range_expectations, validate_frame
+
+    rng = np.random.default_rng(0)
+    validation = pd.DataFrame({"row_id": range(30), "x": rng.normal(size=30), "y": [0, 1] * 15})
+    kept = pd.DataFrame({"row_id": range(30), "x": rng.normal(size=30) * 10, "y": [0] * 30})
+    own = [{"type": "expect_column_mean_to_be_between", "kwargs": {"column": "x", "min_value": 100, "max_value": 200}}]
+    result = validate_frame(kept, suite="pruned_data", task_kind="classification",
+                            params={"target": "y", "min_rows": 40, "classes": [np.int64(0), np.int64(1)]},
+                            extra=range_expectations(validation, ["x"]) + own)
+    text = "; ".join(result["failures"])
+    assert "np.float64" not in text and "np.int64" not in text, text
+    assert "expect_table_row_count_to_be_between (observed 30) (expected at least 40)" in text
+    assert "expect_column_mean_to_be_between on column 'x' (observed " in text and "(expected between 100 and 200)" in text
+    assert "expect_column_distinct_values_to_contain_set on column 'y' (observed 'missing [1]')" in text
+    assert [f["type"] for f in result["failed"]] == [f.split(" ")[0] for f in result["failures"]]
+    todo = remedies(gx_failed=result["failed"], metric_rules=["primary", "limit:log_loss", "all_worse"],
+                    champion=None, suite="my_suite.json", target="y")
+    said = " ".join(todo)
+    assert "Pruning removed every row of a class" in said and "Fewer rows were kept than the suite's minimum" in said
+    assert "The kept rows' 'x' lie outside the validation split's range" in said
+    assert "fix the data, or the suite (my_suite.json)" in said
+    assert "raise gate.metric_tolerance only if" in said and "raise gate.metric_limits.log_loss" in said
+    assert "gate.refuse_when_all_worse: false" in said
+    assert len(todo) == len(set(todo)) == 7  # one sentence per kind, none repeated
+    assert remedies(gx_failed=[], metric_rules=[], champion=None, suite="s", target="y") == []
