@@ -103,7 +103,7 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
         raise LossvalError(f"{tracking_error}{gate_note} Run folder: {run_dir}") from None
     summary["run_dir"] = str(run_dir)
     if not checked["passed"]:
-        todo = " ".join(checked.get("remedies") or [])
+        todo = " ".join(checked["remedies"])
         raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: "
                          + "; ".join(checked["failures"]) + (f". What to do: {todo}" if todo else ".")
                          + f" Run folder: {run_dir}", summary=summary)
@@ -279,7 +279,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"], "temperature": trained.get("temperature"),
                "gate": {"passed": checked["passed"], "failures": checked["failures"],
-                        "remedies": checked.get("remedies") or [], "champion": checked["champion"]},
+                        "remedies": checked["remedies"], "champion": checked["champion"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"],
                "valuation_cached": bool(vals.get("cached")), "config": config.public_dict(),

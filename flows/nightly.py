@@ -130,7 +130,7 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
             failures = list(outcome.summary["gate"]["failures"])
             reason = _refusal_reason(outcome.summary) or str(outcome)
             record.update(state="Refused", **_run_fields(outcome.summary), run_dir=outcome.summary["run_dir"],
-                          gate_failures=failures, gate_remedies=list(outcome.summary["gate"].get("remedies") or []),
+                          gate_failures=failures, gate_remedies=list(outcome.summary["gate"]["remedies"]),
                           reason=reason)
             log.warning("dataset %s: nothing promoted; this run did not change the champion. %s. Run folder: %s",
                         entry.name, reason[0].upper() + reason[1:], record["run_dir"])

@@ -74,10 +74,12 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
 
     Returns:
         ``{"champion": version or None, "failures": [...], "schema_changes": [...],
-        "metrics": champion's test metrics or None, "note": why nothing was compared, or None}``.
+        "metrics": champion's test metrics or None, "note": why nothing was compared, or None,
+        "worse": this run scored worse than the champion, beyond the tolerance}``.
         A tracking store that does not answer is a failure: nothing is promoted uncompared.
     """
-    record: dict[str, Any] = {"champion": None, "failures": [], "schema_changes": [], "metrics": None, "note": None}
+    record: dict[str, Any] = {"champion": None, "failures": [], "schema_changes": [], "metrics": None, "note": None,
+                              "worse": False}
     uri = tracking_uri(config, workspace)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         record["note"] = "no tracking database yet: no champion"
@@ -128,6 +130,7 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
     tol = config.gate.metric_tolerance
     mine, theirs = after[metric], scores[metric]
     ok = mine >= theirs - tol if HIGHER_IS_BETTER[metric] else mine <= theirs + tol
+    record["worse"] = not ok
     if not ok:
         record["failures"].append(f"metric {metric} worse than the champion's ({name} version {version}) on this run's "
                                   f"test rows: after {mine:.4f} vs champion {theirs:.4f} (tolerance {tol})")

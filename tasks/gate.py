@@ -119,7 +119,7 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
         elif rule == "all_worse":
             out.append(f"Pruning gained nothing on the test rows: {_PRUNE_LESS}, or set gate.refuse_when_all_worse: "
                        "false to promote runs that only tie.")
-    if champion and champion.get("metrics") and any("worse than the champion" in f for f in champion["failures"]):
+    if champion and champion["worse"]:
         out.append("The registered champion scores better on this run's test rows: check this data against the "
                    "champion's (a shifted, smaller or mislabelled export?) and compare the two runs in MLflow; raise "
                    "gate.metric_tolerance only if the drop is acceptable.")

@@ -203,8 +203,7 @@ def check_suite_builds(suite: str | Path, *, target: str, task_kind: str) -> Non
     import great_expectations as gx
 
     with _scoped_gx_side_effects():
-        for kind in (("classification", "regression") if task_kind == "auto" else (task_kind,)):
-            spec = load_suite(suite, {"target": target, "min_rows": 1, "classes": []}, task_kind=kind)
+        for spec in _stand_in_specs(suite, target=target, task_kind=task_kind):
             _build(gx.get_context(mode="ephemeral"), spec, suite)
 
 
@@ -215,9 +214,15 @@ def check_suite_columns(suite: str | Path, columns: list[str], *, target: str, t
     ``task_kind`` ``auto`` checks the expectations of both tasks.
     """
     frame = pd.DataFrame(columns=list(dict.fromkeys(["row_id", *columns])))
-    for kind in (("classification", "regression") if task_kind == "auto" else (task_kind,)):
-        spec = load_suite(suite, {"target": target, "min_rows": 1, "classes": []}, task_kind=kind)
+    for spec in _stand_in_specs(suite, target=target, task_kind=task_kind):
         _check_columns(spec, frame, suite)
+
+
+def _stand_in_specs(suite: str | Path, *, target: str, task_kind: str) -> list[dict]:
+    """The suite as the gate will load it, once per task (both for ``auto``), with stand-ins for the run-time
+    parameters (the real ones come from the pruned rows)."""
+    kinds = ("classification", "regression") if task_kind == "auto" else (task_kind,)
+    return [load_suite(suite, {"target": target, "min_rows": 1, "classes": []}, task_kind=kind) for kind in kinds]
 
 
 def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None,

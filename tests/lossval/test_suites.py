@@ -117,3 +117,6 @@ def test_failed_checks_read_as_plain_numbers_with_their_bounds_and_each_kind_get
     assert "gate.refuse_when_all_worse: false" in said
     assert len(todo) == len(set(todo)) == 7  # one sentence per kind, none repeated
     assert remedies(gx_failed=[], metric_rules=[], champion=None, suite="s", target="y") == []
+    (better,) = remedies(gx_failed=[], metric_rules=[], champion={"worse": True}, suite="s", target="y")
+    assert better.startswith("The registered champion scores better on this run's test rows")
+    assert remedies(gx_failed=[], metric_rules=[], champion={"worse": False}, suite="s", target="y") == []
