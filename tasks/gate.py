@@ -72,12 +72,17 @@ def _metric_findings(metrics: dict, *, task: str, tolerance: float, refuse_when_
     return failures
 
 
-_LESS = "(a lower pruning.max_prune_fraction, or policy: fraction with a smaller pruning.fraction)"
-_PRUNE_LESS = f"prune less {_LESS}"
+# How to prune less, per pruning policy (every policy is capped by max_prune_fraction as well).
+_LESS = {"two_means": "(a lower pruning.max_prune_fraction, or policy: fraction with a smaller pruning.fraction)",
+         "fraction": "(a smaller pruning.fraction, or a lower pruning.max_prune_fraction)",
+         "threshold": "(a lower pruning.threshold, or a lower pruning.max_prune_fraction)",
+         "mixture": "(a higher pruning.min_probability, or a lower pruning.max_prune_fraction)"}
+# Checks of the kept rows that hold by construction (ingest refuses empty targets and numbers the rows itself).
+_INVARIANTS = {("expect_column_values_to_be_unique", "row_id"), ("expect_column_values_to_not_be_null", "${target}")}
 
 
 def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict | None, suite: str,
-             target: str) -> list[str]:
+             target: str, policy: str = "two_means") -> list[str]:
     """What a user can do about a refused run, one sentence per kind of failure, in the order the failures are listed.
 
     Args:
@@ -86,18 +91,26 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
         champion: :func:`tasks.champion.compare_with_champion`'s record, or None.
         suite: The suite file, for a failed expectation of the user's own.
         target: The target column.
+        policy: ``pruning.policy``: how to prune less is said in that policy's terms.
     """
     from tasks.gx import RANGE_WHY
 
+    less = _LESS[policy]
+    prune_less = f"prune less {less}"
+    invariants = {(kind, target if column == "${target}" else column) for kind, column in _INVARIANTS}
     out: list[str] = []
     ranged = [f["column"] for f in gx_failed if f["why"] == RANGE_WHY]
     for f in gx_failed:
         if f["type"] == "expect_column_distinct_values_to_contain_set" and f["column"] == target:
             out.append("Pruning removed every row of a class: check whether that class's rows are mislabelled "
-                       f"(quarantine.parquet in the run folder), or {_PRUNE_LESS}.")
+                       f"(quarantine.parquet in the run folder), or {prune_less}.")
         elif f["type"] == "expect_table_row_count_to_be_between":
-            out.append(f"Fewer rows were kept than the suite's minimum: {_PRUNE_LESS}, or lower that minimum if "
+            out.append(f"Fewer rows were kept than the suite's minimum: {prune_less}, or lower that minimum if "
                        f"your suite ({suite}) sets it.")
+        elif (f["type"], f["column"]) in invariants:
+            out.append(f"The kept rows fail {f['type']} on {f['column']!r}, which lossval's own steps guarantee "
+                       "(ingest refuses empty targets and numbers the rows), so this is a lossval bug: run "
+                       "`lossval verify` on the run folder and report its output with gate.json.")
         elif f["why"] == RANGE_WHY:
             out.append(f"The kept rows' {', '.join(repr(c) for c in ranged[:5])} lie outside the validation split's "
                        "range (widened by 25%): the training data and the validation split disagree there (other "
@@ -108,16 +121,16 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
     for rule in metric_rules:
         if rule == "primary":
             out.append("The model retrained on the kept rows scores worse on the test rows than the one trained on "
-                       f"all of them, so the quarantined rows held signal: review quarantine.parquet, then {_PRUNE_LESS}; "
+                       f"all of them, so the quarantined rows held signal: review quarantine.parquet, then {prune_less}; "
                        "raise gate.metric_tolerance only if a drop of this size is acceptable.")
         elif rule.startswith("limit:"):
             name = rule.split(":", 1)[1]
-            out.append(f"Prune less {_LESS}, or raise gate.metric_limits.{name} if a loss of "
+            out.append(f"Prune less {less}, or raise gate.metric_limits.{name} if a loss of "
                        "this size is acceptable.")
         elif rule.startswith("unknown:"):
             out.append(f"Remove {rule.split(':', 1)[1]} from gate.metric_limits: this task does not report it.")
         elif rule == "all_worse":
-            out.append(f"Pruning gained nothing on the test rows: {_PRUNE_LESS}, or set gate.refuse_when_all_worse: "
+            out.append(f"Pruning gained nothing on the test rows: {prune_less}, or set gate.refuse_when_all_worse: "
                        "false to promote runs that only tie.")
     if champion and champion["worse"]:
         out.append("The registered champion scores better on this run's test rows: check this data against the "
@@ -177,7 +190,7 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
         champion = compare_with_champion(config, workspace, encoder=enc, test=test_rows, after=metrics["after"])
         failures += champion["failures"]
     todo = remedies(gx_failed=gx_result["failed"], metric_rules=[rule for rule, _ in found], champion=champion,
-                    suite=suite, target=config.target) if failures else []
+                    suite=suite, target=config.target, policy=config.pruning.policy) if failures else []
     record = {"passed": not failures, "failures": failures, "remedies": todo, "suite": gx_result["suite"],
               "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,

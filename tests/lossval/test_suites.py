@@ -120,3 +120,33 @@ def test_failed_checks_read_as_plain_numbers_with_their_bounds_and_each_kind_get
     (better,) = remedies(gx_failed=[], metric_rules=[], champion={"worse": True}, suite="s", target="y")
     assert better.startswith("The registered champion scores better on this run's test rows")
     assert remedies(gx_failed=[], metric_rules=[], champion={"worse": False}, suite="s", target="y") == []
+
+
+@pytest.mark.parametrize("policy, says, never", [
+    ("two_means", "policy: fraction with a smaller pruning.fraction", "pruning.threshold"),
+    ("fraction", "a smaller pruning.fraction", "pruning.threshold"),
+    ("threshold", "a lower pruning.threshold", "policy: fraction"),
+    ("mixture", "a higher pruning.min_probability", "policy: fraction"),
+])
+def test_remedies_say_how_to_prune_less_in_the_configured_policys_terms(policy, says, never):
+    from tasks.gate import remedies
+
+    rows = [{"type": "expect_table_row_count_to_be_between", "column": None, "why": None}]
+    todo = remedies(gx_failed=rows, metric_rules=["primary", "limit:log_loss", "all_worse"], champion=None,
+                    suite="s.json", target="y", policy=policy)
+    assert len(todo) == 4
+    for sentence in todo:
+        assert says in sentence and never not in sentence, sentence
+
+
+def test_a_broken_invariant_of_the_kept_rows_is_reported_as_a_lossval_bug_not_as_the_users_suite():
+    from tasks.gate import remedies
+
+    failed = [{"type": "expect_column_values_to_be_unique", "column": "row_id", "why": None},
+              {"type": "expect_column_values_to_not_be_null", "column": "label", "why": None},
+              {"type": "expect_column_values_to_be_unique", "column": "email", "why": None}]
+    bug_id, bug_target, own = remedies(gx_failed=failed, metric_rules=[], champion=None, suite="mine.json",
+                                       target="label")
+    assert "lossval bug" in bug_id and "'row_id'" in bug_id and "lossval verify" in bug_id
+    assert "lossval bug" in bug_target and "'label'" in bug_target
+    assert own.startswith("A check of your suite failed") and "mine.json" in own
