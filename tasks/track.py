@@ -530,7 +530,7 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
         lines += ["", "Values: " + "; ".join(n for n in notes if n) + "."]
     lines += ["", "Gate: passed." if gate["passed"] else
               "Gate: **failed**, not promoted: " + "; ".join(gate["failures"]) + "."]
-    if not gate["passed"] and gate.get("remedies"):
+    if not gate["passed"] and gate["remedies"]:
         lines += ["", "What to do: " + " ".join(gate["remedies"])]
     lines += ["", REGISTRATION_PENDING]
     return "\n".join(lines)
