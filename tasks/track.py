@@ -386,6 +386,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                                 **{k: str(v).lower() for k, v in record.items() if isinstance(v, bool)},
                                 **extra_tags}) as child:
                     numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    if stage == "prune":  # the parent run's names, so one search or chart finds both
+                        numbers = {_PRUNE_NAMES.get(k, k): v for k, v in numbers.items()}
                     if stage == "retrain":  # the stage's own result: the test metrics of both models
                         numbers.update({f"{when}_{name}": v for when in ("before", "after")
                                         for name, v in (record.get("metrics") or {}).get(when, {}).items()})
@@ -413,6 +415,10 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
         return {"run_id": parent, "experiment_id": experiment_id,
                 "model_uri": f"runs:/{parent}/model" if registered is None else source,
                 "model_source": source, "tracking_uri": mask_uri(uri)}
+
+
+# The prune stage's record keys that the parent run logs under another name.
+_PRUNE_NAMES = {"flagged": "rows_flagged", "protected": "rows_protected"}
 
 
 def valuation_params(report: dict) -> dict[str, str]:

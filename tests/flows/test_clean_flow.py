@@ -114,6 +114,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]
     [valued] = [r for r in children if r.data.tags["stage"] == "value"]
     [retrained] = [r for r in children if r.data.tags["stage"] == "retrain"]
+    [pruned] = [r for r in children if r.data.tags["stage"] == "prune"]
+    assert pruned.data.metrics["rows_flagged"] == m["rows_flagged"] and "flagged" not in pruned.data.metrics
+    assert pruned.data.metrics["rows_protected"] == pruning["protected"]
     shape = {k: int(retrained.data.params[k]) for k in ("n_inputs", "n_outputs", "n_layers", "width")}  # params,
     assert shape["n_outputs"] == 2 and min(shape.values()) >= 1  # breast_cancer: two classes
     assert set(shape).isdisjoint(retrained.data.metrics)  # not metrics charted next to results
