@@ -50,10 +50,17 @@ def clean_dataset(config_path: str, workspace: str = "lossval-workspace") -> dic
     return run_cleaning(config, workspace=workspace, config_path=config_path)
 
 
-def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | None = None) -> dict:
+def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | None = None,
+                 skip_unchanged: bool = False) -> dict:
     """The flow body (callable from other flows with an already-validated config).
 
     ``config_path``: the config's file, named in errors about the config found during the run.
+
+    ``skip_unchanged`` (the nightly flow's default): once the data is ingested, when the champion was
+    registered by a run of this run's key (same snapshot, curated files, config and lossval version;
+    :func:`tasks.champion.champion_of_run_key`), nothing more is done and nothing is written: the
+    run would only repeat that one. Returns ``{"status": "unchanged", "dataset", "snapshot_hash",
+    "champion": {...}}`` then.
 
     The stages write into ``runs/<run_id>.partial/``; once the data outputs and their manifest
     are written the folder is renamed to ``runs/<run_id>/`` (see :mod:`lossval.manifest`). Any
@@ -80,14 +87,17 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     staging = begin_run(ws.root / "runs", run_id)
     try:
         summary = _clean_data(config, ws=ws, staging=staging, run_id=run_id, started=started, fr_id=fr_id,
-                              config_path=config_path)
+                              config_path=config_path, skip_unchanged=skip_unchanged)
+        if summary.get("status") == "unchanged":
+            _discard(staging)
+            champion = summary["champion"]
+            log.info("dataset %s: unchanged since run %s, whose model (version %s) is champion: same snapshot %s, "
+                     "files, config and lossval version, so nothing was run again", config.dataset,
+                     champion["run_id"], champion["version"], summary["snapshot_hash"])
+            return summary
         run_dir = complete_run(staging, ws.run_dir(run_id))
     except BaseException:
-        discard_run(staging)
-        try:
-            staging.parent.rmdir()  # a first run refused: no empty runs/ left behind in the workspace
-        except OSError:
-            pass  # other runs' folders are there (or appeared meanwhile)
+        _discard(staging)
         raise
     checked = summary.pop("_gate")
     tracking_error = _track_and_promote(summary, config, ws=ws, run_dir=run_dir, started=started, gate=checked)
@@ -111,6 +121,15 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
         raise GateFailed(f"{config.dataset}: nothing promoted to champion; {summary['model']['refused']}. "
                          f"Run folder: {run_dir}", summary=summary)
     return summary
+
+
+def _discard(staging: Path) -> None:
+    """Remove a run's staging folder, and ``runs/`` too when it is left empty (a first run refused)."""
+    discard_run(staging)
+    try:
+        staging.parent.rmdir()
+    except OSError:
+        pass  # other runs' folders are there (or appeared meanwhile)
 
 
 def run_key(config: PipelineConfig, values_key: str) -> str:
@@ -170,12 +189,13 @@ def shrank_from(history: list[dict], rows: int) -> int | None:
 
 
 def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id: str, started: dt.datetime,
-                fr_id: str, config_path: str | None = None) -> dict:
+                fr_id: str, config_path: str | None = None, skip_unchanged: bool = False) -> dict:
     """ingest -> split -> value -> prune -> retrain -> gate into ``staging``; writes the manifest there.
 
     Returns:
         The manifest (paths as they will be once ``staging`` is renamed to ``runs/<run_id>/``),
-        plus the gate record under ``"_gate"``.
+        plus the gate record under ``"_gate"``; with ``skip_unchanged``, when the champion is this
+        run key's, ``{"status": "unchanged", ...}`` right after ingest (see :func:`run_cleaning`).
     """
     timings: dict[str, float] = {}
     # The gate's suite is built now (milliseconds): a misspelt expectation type or argument is refused before
@@ -214,9 +234,16 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         config = dataclasses.replace(config, task=task_kind)
         # a metric the task does not report: refused now, not by the gate after the whole run
         check_metric_limits(config.gate.metric_limits, task_kind, source=config_path, inferred=True)
+    key = valuation_key(snap["snapshot_hash"], config)
+    if skip_unchanged:
+        from tasks.champion import champion_of_run_key
+
+        same = champion_of_run_key(config, str(ws.root), run_key(config, key))
+        if same is not None:
+            return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
+                    "champion": same}
     t = time.perf_counter()
     parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(staging)), "split", t, timings)
-    key = valuation_key(snap["snapshot_hash"], config)
     t = time.perf_counter()
     if config.valuation_deployment:  # its own deployment, e.g. on a GPU work pool (flows/value_remote.py)
         from flows.value_remote import value_on_deployment

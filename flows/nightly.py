@@ -38,8 +38,12 @@ def newest_landed(workspace: str | Path, name: str) -> dict | None:
 
 
 @flow(name="lossval-clean-dataset", flow_run_name="clean-{name}", log_prints=True)
-def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: float = 6 * 3600.0) -> dict:
+def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: float = 6 * 3600.0,
+                skip_unchanged: bool = False) -> dict:
     """Clean one dataset of the datasets file under its dataset lock (a subflow of the nightly run).
+
+    ``skip_unchanged``: stop after ingest when the champion came from a run of the same data and
+    config (:func:`flows.clean.run_cleaning`).
 
     The data is the newest landed file an arrival run cleaned for the dataset, when there is one
     (:func:`newest_landed`), else the config's ``data``: a nightly run must not
@@ -56,7 +60,7 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
         newest = newest_landed(workspace, name)
         if newest is None:
-            return run_cleaning(config, workspace=workspace, config_path=config_path)
+            return run_cleaning(config, workspace=workspace, config_path=config_path, skip_unchanged=skip_unchanged)
         landed = Path(newest["path"])
         if not landed.is_file():
             raise InputError(
@@ -73,18 +77,23 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
                 "file once it has landed (or land it again).")
         log.info("dataset %s: cleaning its newest landed file %s", name, newest.get("relative", landed))
         return run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace,
-                            config_path=config_path)
+                            config_path=config_path, skip_unchanged=skip_unchanged)
 
 
 @flow(name=NIGHTLY_FLOW_NAME, log_prints=True)
-def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeout_s: float = 3600.0) -> State:
+def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeout_s: float = 3600.0,
+            rerun_unchanged: bool = False) -> State:
     """Run the cleaning flow for each dataset listed in ``datasets_file``, one after the other.
 
     Each dataset is a subflow run (``clean-<name>``); whatever happens to one dataset, the next
     one runs. The report is written to ``<workspace>/nightly/<UTC time>.json`` and published as
-    the ``lossval-nightly`` artifact; each dataset's record has one of three states:
+    the ``lossval-nightly`` artifact; each dataset's record has one of four states:
 
     * ``Completed``: cleaned and promoted (``run_id``, ``mlflow_run_id``, ``kept``, ``quarantined``);
+    * ``Unchanged``: the champion came from a run of this same data (snapshot hash), curated files,
+      config and lossval version, so a run would only repeat it; nothing is run or written after
+      ingest (``champion_version``, and ``run_id``, ``run_dir``, ``mlflow_run_id`` of the run that
+      registered it). ``rerun_unchanged=True`` runs such datasets all the same;
     * ``Refused``: nothing promoted (:class:`~lossval.errors.GateFailed`): the quality gate failed, or
       the champion changed while the run was gated. The run is complete and this run did not change
       the champion: the record has the same fields plus ``run_dir``, ``gate_failures`` (the failed
@@ -104,7 +113,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     other errors keep theirs.
 
     Returns:
-        A Completed state whose data is the report ``{"datasets": [...], "failed": [], "refused": [...]}``
+        A Completed state whose data is the report ``{"datasets": [...], "failed": [], "refused": [...],
+        "unchanged": [...]}``
         when no dataset failed, else a Failed state whose message names the failed datasets; a
         caller of ``nightly(...)`` then gets :class:`~lossval.errors.NightlyFailed`, whose
         ``report`` is the same report.
@@ -121,10 +131,15 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
         log.error("dataset %s failed: %s", problem.where, results[-1]["error"])
     for entry in entries:
         state = clean_entry(name=entry.name, config_path=entry.config_path, workspace=workspace,
-                            lock_timeout_s=lock_timeout_s, return_state=True)
+                            lock_timeout_s=lock_timeout_s, skip_unchanged=not rerun_unchanged, return_state=True)
         record: dict[str, Any] = {"dataset": entry.name, "state": state.name}
         outcome = state.result(raise_on_failure=False)  # the summary, or the exception that ended the run
-        if state.is_completed():
+        if state.is_completed() and outcome.get("status") == "unchanged":
+            champion = outcome["champion"]
+            record.update(state="Unchanged", snapshot_hash=outcome["snapshot_hash"],
+                          champion_version=champion["version"], run_id=champion["run_id"],
+                          run_dir=champion["run_dir"], mlflow_run_id=champion["mlflow_run_id"])
+        elif state.is_completed():
             record.update(_run_fields(outcome))
         elif isinstance(outcome, GateFailed) and outcome.summary is not None:
             failures = list(outcome.summary["gate"]["failures"])
@@ -138,10 +153,11 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
             record["error"] = _error_text(state, outcome)
             log.error("dataset %s failed: %s", entry.name, record["error"])
         results.append(record)
-    failed = [r["dataset"] for r in results if r["state"] not in ("Completed", "Refused")]
+    failed = [r["dataset"] for r in results if r["state"] not in ("Completed", "Refused", "Unchanged")]
     refused = [r["dataset"] for r in results if r["state"] == "Refused"]
+    unchanged = [r["dataset"] for r in results if r["state"] == "Unchanged"]
     report = {"started": started.isoformat(timespec="seconds"), "flow_run_id": str(flow_run.id or "local"),
-              "datasets": results, "failed": failed, "refused": refused}
+              "datasets": results, "failed": failed, "refused": refused, "unchanged": unchanged}
     write_json(report, Workspace.at(workspace).root / "nightly" / f"{started:%Y%m%dT%H%M%SZ}.json")
     _publish(report)
     refusals = f" and {len(refused)} refused by the quality gate ({', '.join(refused)})" if refused else ""
@@ -150,9 +166,14 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
         message = f"{len(failed)} of {len(results)} dataset(s) failed{refusals}: {detail}"
         # A failed state carries an exception (Prefect raises it for a caller; a dict there is a TypeError).
         return Failed(message=message, data=NightlyFailed(message, report=report))
+    same = (f"; {len(unchanged)} unchanged since their champion's run: {', '.join(unchanged)}" if unchanged else "")
     if refused:
-        return Completed(message=f"{len(results) - len(refused)} of {len(results)} dataset(s) promoted; {len(refused)} "
-                                 f"refused by the quality gate, champion unchanged: {', '.join(refused)}", data=report)
+        promoted = len(results) - len(refused) - len(unchanged)
+        return Completed(message=f"{promoted} of {len(results)} dataset(s) promoted; {len(refused)} refused by the "
+                                 f"quality gate, champion unchanged: {', '.join(refused)}{same}", data=report)
+    if unchanged:
+        return Completed(message=f"{len(results) - len(unchanged)} of {len(results)} dataset(s) cleaned{same}",
+                         data=report)
     return Completed(message=f"all {len(results)} dataset(s) cleaned", data=report)
 
 
@@ -187,6 +208,9 @@ def _publish(report: dict[str, Any]) -> None:
         elif r["state"] == "Refused":
             detail = (f"not promoted: {r['reason']}; "
                       f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`")
+        elif r["state"] == "Unchanged":
+            detail = (f"same data and config as champion version {r['champion_version']}'s run `{r['run_id']}`; "
+                      "not run again")
         else:
             detail = r.get("error", "")
         cell = detail.replace("|", "\\|").replace("\n", " ")

@@ -31,7 +31,7 @@ from lossval.retrain import HIGHER_IS_BETTER, evaluate
 from tasks.retrain import encode_rows
 from tasks.track import _scoped_process_state, mlflow_client, registered_model_name, tracking_uri
 
-__all__ = ["schema_changes", "compare_with_champion", "unusable_model"]
+__all__ = ["schema_changes", "compare_with_champion", "unusable_model", "champion_of_run_key"]
 
 
 def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[str]:
@@ -206,6 +206,31 @@ def _download_model_files(uri: str, source: str, dst: Path) -> dict[str, str]:
     except Exception as exc:  # noqa: BLE001 (MLflow, OSError, YAML: the files at its source are not usable)
         raise _Unusable(f"{type(exc).__name__} reading {source}: {str(exc).strip()[:300]}", "") from None
     return {key: str(path) for key, path in paths.items()}
+
+
+def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) -> dict[str, str | None] | None:
+    """The champion, when a run of ``run_key`` registered it and its files still load; else None.
+
+    A run of the same key (same data, curated files, config and lossval version) would reuse that
+    version and promote it again: the nightly flow skips such a dataset. A store that does not
+    answer, or a model with no champion, is None too: the run then goes ahead and meets it.
+
+    Returns:
+        ``{"version", "run_id" (lossval's run id), "run_dir", "mlflow_run_id", "snapshot"}`` of the champion.
+    """
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri(config, workspace)
+    try:
+        with mlflow_client(uri) as client:
+            version = client.get_model_version_by_alias(registered_model_name(config), "champion")
+    except (MlflowException, LossvalError):
+        return None
+    tags = version.tags or {}
+    if tags.get("lossval_run_key") != run_key or unusable_model(uri, str(version.source)):
+        return None
+    return {"version": str(version.version), "run_id": tags.get("lossval_run_id"), "run_dir": tags.get("run_dir"),
+            "mlflow_run_id": tags.get("source_run"), "snapshot": tags.get("snapshot")}
 
 
 def unusable_model(uri: str, source: str) -> str | None:

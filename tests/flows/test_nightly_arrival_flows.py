@@ -167,6 +167,34 @@ def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path
     assert not [line for line in run_log if "Traceback" in line], run_log
 
 
+def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: dict[str, Path]) -> None:
+    from flows.nightly import nightly
+
+    datasets = setup["root"] / "good-only.yaml"
+    good = {"name": "good", "config": str(setup["root"] / "good" / "config.yaml")}
+    datasets.write_text(yaml.safe_dump({"datasets": [good]}))
+    ws = setup["ws"] / "unchanged"
+    [first] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    assert first["state"] == "Completed"
+    folders = sorted(p.name for p in (ws / "runs").iterdir())
+    state = nightly(datasets_file=str(datasets), workspace=str(ws), return_state=True)
+    assert state.is_completed() and state.message == "0 of 1 dataset(s) cleaned; 1 unchanged since their champion's run: good"
+    report = state.result()
+    [same] = report["datasets"]
+    assert report["unchanged"] == ["good"] and report["failed"] == report["refused"] == []
+    assert same["state"] == "Unchanged" and same["champion_version"] == "1" and same["run_id"] == first["run_id"]
+    assert same["run_dir"] == str(ws / "runs" / first["run_id"]) and same["mlflow_run_id"] == first["mlflow_run_id"]
+    assert sorted(p.name for p in (ws / "runs").iterdir()) == folders  # nothing written, no .partial left
+    # Asked to, it runs all the same; and another config of the same data is another run key: it runs.
+    [again] = nightly(datasets_file=str(datasets), workspace=str(ws), rerun_unchanged=True)["datasets"]
+    assert again["state"] == "Completed" and again["run_id"] != first["run_id"]
+    other = setup["root"] / "good" / "other.yaml"
+    other.write_text(yaml.safe_dump({**yaml.safe_load(Path(good["config"]).read_text()), "retrain": {"epochs": 6}}))
+    datasets.write_text(yaml.safe_dump({"datasets": [{**good, "config": str(other)}]}))
+    [changed] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    assert changed["state"] == "Completed" and len(list((ws / "runs").iterdir())) == len(folders) + 2
+
+
 @pytest.mark.parametrize("exc, traceback", [(InputError("x.csv: no column 'y'"), False),
                                             (GateFailed("nothing promoted"), False),
                                             (NightlyFailed("1 of 2 dataset(s) failed", report={}), False),
