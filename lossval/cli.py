@@ -33,9 +33,11 @@ __all__ = ["main", "console_main", "build_parser", "one_line_warnings"]
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_GATE = 0, 1, 2, 3
 
 
-def _add_valuation_options(p: argparse.ArgumentParser) -> None:
+def _add_valuation_options(p: argparse.ArgumentParser, *, task: bool = True) -> None:
+    """``task``: offer ``--task`` (not for ``demo``, whose dataset decides it)."""
     g = p.add_argument_group("valuation")
-    g.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
+    if task:
+        g.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
     g.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     g.add_argument("--seed", type=int, default=0)
@@ -67,10 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the cleaning flow on a shipped dataset with injected label noise")
     p.add_argument("--workspace", default="lossval-workspace", help="where runs, the MLflow DB and artifacts go")
-    p.add_argument("--dataset", default="breast_cancer", help="breast_cancer (default), digits, diabetes, fried, 2dplanes")
+    p.add_argument("--dataset", default="breast_cancer", help="breast_cancer (default), digits, 2dplanes (classification); diabetes, fried (regression)")
     p.add_argument("--noise", type=float, default=0.1, help="fraction of training labels to corrupt (default 0.1)")
     p.add_argument("--library-only", action="store_true", help="skip Prefect/MLflow/GX: value and prune only")
-    _add_valuation_options(p)
+    _add_valuation_options(p, task=False)  # the dataset decides the task (diabetes: regression)
 
     p = sub.add_parser("run", help="run the cleaning flow from a YAML config")
     p.add_argument("config", help="YAML config (see examples/config.yaml)")

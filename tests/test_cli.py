@@ -379,3 +379,15 @@ def test_a_path_of_the_wrong_kind_is_named_as_such(tmp_path, capsys) -> None:
     assert "gone: no such run folder" in capsys.readouterr().err
     assert main(["run", str(tmp_path)]) == 2
     assert f"{tmp_path}: is a folder, not a config file: pass the YAML file." in capsys.readouterr().err
+
+
+def test_demo_offers_no_task_option_since_its_dataset_decides_the_task(capsys) -> None:
+    """``demo --task regression`` used to be accepted and ignored (breast_cancer stayed classification)."""
+    from lossval.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--task", "regression"])
+    assert "unrecognized arguments: --task regression" in capsys.readouterr().err
+    args = build_parser().parse_args(["value", "d.csv", "--target", "y", "--validation", "v.csv", "--out", "o.parquet",
+                                      "--task", "regression"])
+    assert args.task == "regression"
