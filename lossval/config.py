@@ -650,13 +650,15 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     for key in (k for k in set_keys if k in unused):
         message = (f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
                    "or change that choice if you meant it to apply.")
+        # keyed by the file, not the message: the CLI names the config as typed, the flow by its absolute path
+        seen = (os.path.abspath(source) if source else None, key, unused[key])
         with _UNUSED_WARNED_LOCK:
-            if message in _UNUSED_WARNED:
+            if seen in _UNUSED_WARNED:
                 continue
-            _UNUSED_WARNED.add(message)
+            _UNUSED_WARNED.add(seen)
         warnings.warn(message, UserWarning, stacklevel=3)
 
 
 # The unused-key warnings this process has shown (the tracking warm-up loads the config in a thread).
-_UNUSED_WARNED: set[str] = set()
+_UNUSED_WARNED: set[tuple[str | None, str, str]] = set()
 _UNUSED_WARNED_LOCK = threading.Lock()

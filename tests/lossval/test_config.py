@@ -173,7 +173,7 @@ def test_unused_keys_name_what_leaves_them_unread() -> None:
     assert "retrain.calibrate" not in mixture.unused_keys(task="classification")
 
 
-def test_a_key_set_without_effect_is_warned_about_by_name(tmp_path: Path) -> None:
+def test_a_key_set_without_effect_is_warned_about_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**BASE, "test_path": "t.csv", "test_fraction": 0.3,
                                     "pruning": {"policy": "two_means", "fraction": 0.05, "max_prune_fraction": 0.1}}))
@@ -188,6 +188,8 @@ def test_a_key_set_without_effect_is_warned_about_by_name(tmp_path: Path) -> Non
     with warnings.catch_warnings():  # a key the choices read, or only defaults: no warning
         warnings.simplefilter("error")
         load_config(path)  # and said once per process: `lossval run` reads its config three times
+        monkeypatch.chdir(tmp_path)
+        load_config(Path("c.yaml"))  # the CLI's spelling of the same file (the flow gets the absolute path)
         config_from_dict({**BASE, "pruning": {"policy": "fraction", "fraction": 0.05}})
         config_from_dict({**BASE, "test_path": "t.csv"})
 
