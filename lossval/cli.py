@@ -332,7 +332,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     from lossval.encoding import TabularEncoder
     from lossval.io import assign_row_ids, check_writable_folder, is_text_dtype, read_table, sweep_orphaned_temp_files, write_parquet
-    from lossval.splitting import MIN_TRAIN_ROWS, check_validation, shared_rows, shared_rows_note
+    from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
     out = Path(args.out)
@@ -378,7 +378,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     shared = shared_rows(valid, train, ignore=(args.id_column,))
     if shared.any():
         warnings.warn(f"{args.validation}: {int(shared.sum())} of {len(valid)} validation rows also appear, identical, "
-                      f"in {args.data}, first at row {int(np.flatnonzero(shared)[0])}; they are valued against "
+                      f"in {args.data}, first at validation {first_shared_row(valid, train, ignore=(args.id_column,))}; "
+                      "they are valued against "
                       "themselves and look valuable for no good reason. Remove them from one of the two files"
                       + shared_rows_note(valid, train, ignore=(args.id_column,)) + ".",
                       UserWarning, stacklevel=1)  # stacklevel 1: from this file, shown as a lossval warning

@@ -16,7 +16,7 @@ import pandas as pd
 from lossval.errors import InputError
 
 __all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "SPLIT_VERSION", "assign_splits", "check_validation", "shared_rows",
-           "shared_rows_note"]
+           "shared_rows_note", "first_shared_row"]
 
 MIN_VALIDATION_ROWS = 10
 MIN_TRAIN_ROWS = 10
@@ -382,6 +382,20 @@ def shared_rows(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | N
     except TypeError:  # unhashable cells (refused elsewhere): nothing to compare
         return np.zeros(len(rows), dtype=bool)
     return ours.isin(theirs).to_numpy()
+
+
+def first_shared_row(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | None, ...] = ()) -> str:
+    """Where the first row of ``rows`` that :func:`shared_rows` finds in ``data`` is, in both: "row 3 (data row 500)".
+
+    Rows are numbered from 0 in the order the files are read; "" when no row is shared.
+    """
+    shared = np.flatnonzero(shared_rows(rows, data, ignore=ignore))
+    if not shared.size:
+        return ""
+    columns = _compared_columns(rows, data, ignore)
+    first = pd.util.hash_pandas_object(rows[columns].iloc[[shared[0]]], index=False).iloc[0]
+    there = np.flatnonzero(pd.util.hash_pandas_object(data[columns], index=False).to_numpy() == first)
+    return f"row {int(shared[0])} (data row {int(there[0])})"
 
 
 def _compared_columns(rows: pd.DataFrame, data: pd.DataFrame, ignore: tuple[str | None, ...]) -> list:

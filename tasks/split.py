@@ -11,7 +11,8 @@ from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
 from lossval.io import assign_row_ids, is_text_dtype, read_table, write_parquet
-from lossval.splitting import MIN_VALIDATION_ROWS, assign_splits, check_validation, shared_rows, shared_rows_note
+from lossval.splitting import (MIN_VALIDATION_ROWS, assign_splits, check_validation, first_shared_row, shared_rows,
+                               shared_rows_note)
 from tasks._log import run_logger
 from tasks.value import config_encoder
 
@@ -105,6 +106,7 @@ def _warn_on_shared_rows(curated: pd.DataFrame, data: pd.DataFrame, *, path: str
     shared = shared_rows(curated, data, ignore=(id_column,))
     if shared.any():
         run_logger().warning(
-            "%s: %d of %d %s rows also appear, identical, in the data (%s), first at row %d; they leak into "
+            "%s: %d of %d %s rows also appear, identical, in the data (%s), first at %s %s; they leak into "
             "training. Remove them from one of the two files%s.", path, int(shared.sum()), len(curated), what,
-            data_path, int(shared.nonzero()[0][0]), shared_rows_note(curated, data, ignore=(id_column,)))
+            data_path, what, first_shared_row(curated, data, ignore=(id_column,)),
+            shared_rows_note(curated, data, ignore=(id_column,)))

@@ -201,7 +201,7 @@ def test_labels_held_as_text_in_parquet_are_read_as_text_from_the_validation_csv
 
 def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, capsys) -> None:
     train = pd.read_csv(tables["train"])
-    leaked = train.iloc[:25].assign(id=lambda d: "copy-" + d["id"])  # same rows, other ids: still the same examples
+    leaked = train.iloc[10:35].assign(id=lambda d: "copy-" + d["id"])  # same rows, other ids: still the same examples
     leaked.to_parquet(tmp_path / "valid.parquet", index=False)
     with pytest.warns(UserWarning, match="25 of 25 validation rows also appear"):  # main() leaves warnings to Python
         main(["value", str(tables["train"]), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
@@ -214,7 +214,7 @@ def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, c
     assert code == 0 and warnings.formatwarning is format_before  # hooks restored
     err = capsys.readouterr().err
     assert (f"lossval: warning: {tmp_path / 'valid.parquet'}: 25 of 25 validation rows also appear, identical, in "
-            f"{tables['train']}, first at row 0;") in err
+            f"{tables['train']}, first at validation row 0 (data row 10);") in err
     assert "warnings.warn" not in err and "UserWarning" not in err  # no source line, no class name
     assert main(["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]),
                  "--out", str(tmp_path / "v2.parquet"), "--id-column", "id", "--epochs", "2", "--quiet"]) == 0

@@ -334,7 +334,7 @@ def test_curated_validation_rows_that_are_also_in_the_data_are_warned_about(tmp_
     run(df.iloc[:12])  # rows the data does not hold
     assert "also appear" not in caplog.text
     run(pd.concat([df.iloc[:12], df.iloc[50:53]]))  # 3 of them are training rows too
-    assert f"3 of 15 validation rows also appear, identical, in the data ({tmp_path / 'd.csv'}), first at row 12" in caplog.text
+    assert f"3 of 15 validation rows also appear, identical, in the data ({tmp_path / 'd.csv'}), first at validation row 12 (data row 38)" in caplog.text
     assert "are not in the data" not in caplog.text
     run(df.iloc[:12].assign(note="checked by hand"))  # a column the data lacks: ignored, and said so
     assert f"valid.csv: column(s) ['note'] are not in the data ({tmp_path / 'd.csv'}) and are ignored." in caplog.text
