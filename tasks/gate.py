@@ -136,7 +136,11 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
         out.append("The registered champion scores better on this run's test rows: check this data against the "
                    "champion's (a shifted, smaller or mislabelled export?) and compare the two runs in MLflow; raise "
                    "gate.metric_tolerance only if the drop is acceptable.")
-    return list(dict.fromkeys(out))  # one of each, in order
+    out = list(dict.fromkeys(out))  # one of each, in order
+    named = [i for i, text in enumerate(out) if less in text]
+    for i in named[1:]:  # the keys that prune less are named once, in the first sentence that says it
+        out[i] = out[i].replace(f" {less}", "")
+    return out
 
 
 @task(name="gate")
