@@ -348,6 +348,14 @@ class TabularEncoder:
                 )
             if scale == 0.0:
                 return None
+            if declared is None and _looks_like_row_number(values, col):
+                warnings.warn(
+                    f"{self.source + ': ' if self.source else ''}numeric column {col!r} holds {values.size} distinct "
+                    "integers, one per row, like a row id or a saved index: it is used as a feature, so the network "
+                    f"can tell rows apart by it. If it names the rows, make it the id column (pipeline config "
+                    f"id_column: {col}; `lossval value`: --id-column {col}); else exclude it "
+                    f"({_declare_excluded(col)}); if it is a real measurement, declare it numeric to say so ({_declare_numeric(col)})",
+                    UserWarning, stacklevel=4)
             return {"name": col, "kind": "numeric", "mean": mean, "scale": scale}
 
         keys = _level_keys(series)
@@ -1093,6 +1101,23 @@ def _declare_numeric(col: Any) -> str:
 
 # _fit_column's answer for a column left out of the features as id-like (it warned already).
 _LEFT_OUT: Any = object()
+
+
+_ID_NAMES = {"id", "ids", "idx", "index", "key", "uuid", "row", "rowid", "row_id", "rownum", "row_number", "level_0"}
+
+
+def _looks_like_row_number(values: np.ndarray, col: Any) -> bool:
+    """A numeric column of distinct integers, one per row (20 rows or more), named like an id (``id``,
+    ``customer_id``, ``customerId``, pandas' ``Unnamed: 0`` of a saved index). Not by its values alone:
+    a time step or a counter 0..n-1 is a fair feature."""
+    if values.size < 20 or not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+        return False
+    if np.unique(values).size < values.size:
+        return False
+    name = str(col)
+    low = name.lower()
+    return (low in _ID_NAMES or low.endswith(("_id", " id", "-id", ".id")) or low.startswith("unnamed:")
+            or re.fullmatch(r".*[a-z0-9]Id", name) is not None)
 
 
 def _declare_excluded(col: Any) -> str:
