@@ -358,7 +358,14 @@ def _cmd_value(args: argparse.Namespace) -> int:
     valid = read_table(args.validation, text_columns=text)
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
-            raise InputError(f"target column {args.target!r} not found in the {name} file; columns are {list(df.columns)[:10]}.", source=src)
+            import difflib
+
+            names = [str(c) for c in df.columns]
+            near = ([n for n in names if n.casefold() == args.target.casefold()][:1]
+                    or difflib.get_close_matches(args.target, names, n=1))
+            raise InputError(f"target column {args.target!r} not found in the {name} file"
+                             + (f"; did you mean {near[0]!r}?" if near else ".") + f" Columns are {names[:10]}"
+                             + (f" and {len(names) - 10} more." if len(names) > 10 else "."), source=src)
     if len(train) < MIN_TRAIN_ROWS:  # as lossval run: fewer rows than this cannot be valued meaningfully
         raise InputError(f"has {len(train)} training rows; at least {MIN_TRAIN_ROWS} are needed.", source=args.data)
     row_ids = assign_row_ids(train, id_column=args.id_column, source=args.data)

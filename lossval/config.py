@@ -421,13 +421,18 @@ def check_metric_limits(limits: dict[str, float], task: str, *, source: str | No
 
 def _metric_limits(raw: dict[Any, Any], source: str | None) -> dict[str, float]:
     """``gate.metric_limits``: known test metric names to finite numbers >= 0."""
-    from lossval.retrain import HIGHER_IS_BETTER
+    import difflib
+
+    from lossval.retrain import HIGHER_IS_BETTER, METRICS
 
     limits: dict[str, float] = {}
     for name, limit in raw.items():
         if name not in HIGHER_IS_BETTER:
-            raise ConfigError(f"'gate.metric_limits' names {name!r}, which is not a test metric; use "
-                              f"{', '.join(sorted(HIGHER_IS_BETTER))}.", source=source)
+            near = difflib.get_close_matches(str(name), sorted(HIGHER_IS_BETTER), n=1)
+            raise ConfigError(f"'gate.metric_limits' names {name!r}, which is not a test metric"
+                              + (f" (did you mean {near[0]!r}?)" if near else "") + "; classification runs report "
+                              f"{', '.join(METRICS['classification'])}, regression runs {', '.join(METRICS['regression'])}.",
+                              source=source)
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 <= float(limit) < math.inf:
             raise ConfigError(f"'gate.metric_limits.{name}' must be a finite number >= 0 (how much worse "
                               f"\"after\" may be, in {name}'s units), got {limit!r}.", source=source)

@@ -77,7 +77,9 @@ def test_value_names_the_columns_it_clipped_and_counts_identical_rows(tables: di
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--target", "nope"], "target column 'nope' not found"),
+        (["--target", "nope"], "target column 'nope' not found in the training file. Columns are ["),
+        (["--target", "labl"], "target column 'labl' not found in the training file; did you mean 'label'?"),
+        (["--target", "LABEL"], "target column 'LABEL' not found in the training file; did you mean 'label'?"),
         (["--target", "label", "--id-column", "missing"], "id column 'missing' not found"),
     ],
 )

@@ -84,7 +84,9 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "dataset": "."}, "not only dots"),
         ({**BASE, "gate": {"metric_tolerance": float("inf")}}, "'gate.metric_tolerance' must be a finite number"),
         ({**BASE, "gate": {"metric_tolerance": float("nan")}}, "'gate.metric_tolerance' must be a finite number"),
-        ({**BASE, "gate": {"metric_limits": {"logloss": 0.1}}}, "'gate.metric_limits' names 'logloss'"),
+        ({**BASE, "gate": {"metric_limits": {"logloss": 0.1}}}, "'gate.metric_limits' names 'logloss', which is not a "
+         "test metric (did you mean 'log_loss'?); classification runs report accuracy, macro_f1, log_loss, regression "
+         "runs rmse, mae, r2"),
         ({**BASE, "gate": {"metric_limits": {"log_loss": -0.1}}}, "'gate.metric_limits.log_loss' must be a finite"),
         ({**BASE, "gate": {"metric_limits": {"log_loss": True}}}, "'gate.metric_limits.log_loss' must be a finite"),
         ({**BASE, "gate": {"metric_limits": {"log_loss": float("inf")}}}, "'gate.metric_limits.log_loss' must be"),
