@@ -372,7 +372,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     import pandas as pd
     import yaml
 
-    from lossval.demo import make_demo_data
+    from lossval.demo import detection_scores, make_demo_data
     from lossval.io import atomic_write
     from lossval.metrics import detection_report
 
@@ -402,8 +402,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
         noisy = train["row_id"].isin(data.noisy_ids).to_numpy()
         rep = detection_report(flagged, noisy)
         print(f"injected noise in the train split: {rep['noisy']} rows; quarantined: {rep['flagged']}; "
-              f"of those really noisy: {rep['true_positives']} (precision {rep['precision']:.2f}, "
-              f"recall {rep['recall']:.2f}, F1 {rep['f1']:.2f})")
+              f"of those really noisy: {rep['true_positives']} {detection_scores(rep)}")
         _log_demo_detection(summary, rep, config_path, workspace)
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     mlflow_cmd = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"  # the one installed beside this lossval

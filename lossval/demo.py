@@ -17,7 +17,7 @@ import pandas as pd
 from lossval.errors import InputError
 from lossval.io import write_json, write_parquet
 
-__all__ = ["DemoData", "make_demo_data", "run_library_demo"]
+__all__ = ["DemoData", "detection_scores", "make_demo_data", "run_library_demo"]
 
 _DEMO_SETS = {"breast_cancer": "cls_breast_cancer", "digits": "cls_digits", "diabetes": "reg_diabetes",
               "fried": "reg_fried", "2dplanes": "cls_2dplanes"}
@@ -43,6 +43,14 @@ class DemoData:
     target: str
     task: str
     noisy_ids: frozenset[str]
+
+
+def detection_scores(report: dict) -> str:
+    """The demo's "(precision, recall, F1)" of a :func:`lossval.metrics.detection_report`; with no noise
+    injected (``--noise 0``) there is nothing to score, and it says so instead of printing zeros."""
+    if not report["noisy"]:
+        return "(no rows were corrupted (--noise 0), so there is nothing to score: every pruned row was a clean one)"
+    return f"(precision {report['precision']:.2f}, recall {report['recall']:.2f}, F1 {report['f1']:.2f})"
 
 
 def make_demo_data(*, dataset: str, noise: float, seed: int, out_dir: Path) -> DemoData:
@@ -119,6 +127,6 @@ def run_library_demo(*, dataset: str, noise: float, workspace: Path, epochs: int
     print(f"{dataset}: valued {len(train)} rows in {seconds:.1f}s on {lv.device_}; "
           f"pruned {report['flagged']} rows (two-means, capped at 20%)")
     print(f"injected label noise: {report['noisy']} rows; pruned rows that were noisy: {report['true_positives']} "
-          f"(precision {report['precision']:.2f}, recall {report['recall']:.2f}, F1 {report['f1']:.2f})")
+          f"{detection_scores(report)}")
     print(f"values: {out}", file=sys.stdout)
     return 0

@@ -476,8 +476,9 @@ def prune(
             )
     elif policy.needs_noise_prob:
         raise ConfigError(
-            f"the {policy.name} policy needs noise_prob (P(noisy) per row); compute it with "
-            "lossval.noise.loss_noise_probability and pass noise_prob=..."
+            f"the {policy.name} policy needs noise_prob (P(noisy) per row): after LossVal(...).fit(...), pass "
+            "noise_prob=lv.noise_probability() (or lossval.noise.loss_noise_probability(history) for a loss "
+            "history of your own)"
         )
     classes, class_index = _check_labels(labels, n) if labels is not None else (None, None)
 

@@ -393,3 +393,13 @@ def test_demo_offers_no_task_option_since_its_dataset_decides_the_task(capsys) -
     args = build_parser().parse_args(["value", "d.csv", "--target", "y", "--validation", "v.csv", "--out", "o.parquet",
                                       "--task", "regression"])
     assert args.task == "regression"
+
+
+def test_the_demo_scores_detection_only_when_it_injected_noise() -> None:
+    from lossval.demo import detection_scores
+    from lossval.metrics import detection_report
+
+    assert detection_scores(detection_report([True, True, False, False], [True, False, False, False])) == (
+        "(precision 0.50, recall 1.00, F1 0.67)")
+    clean = detection_scores(detection_report([True, False, False], [False, False, False]))
+    assert "nothing to score" in clean and "0.00" not in clean  # --noise 0: no zeros that read as a failure
