@@ -206,20 +206,6 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                          workspace=str(ws.root), stage_dir=str(staging), categorical=list(config.categorical)),
                   "ingest", t, timings)
     check_suite_columns(config.gate.suite, snap["columns"], target=config.target, task_kind=config.task)
-    history = snapshot_history(ws, config.dataset)
-    rollback = older_snapshot(history, snap["snapshot_hash"])
-    if rollback:
-        get_run_logger().warning(
-            "dataset %s: this data (snapshot %s, first ingested %s) is older than the newest snapshot cleaned here "
-            "(%s, ingested %s). If the champion was trained on that newer data, promoting this run's model rolls it "
-            "back to older data; if that newer data's run was refused, this may be the champion's own data again. "
-            "Check the export if a rollback is not meant.", config.dataset, snap["snapshot_hash"],
-            rollback["first_ingested_at"], rollback["newest_snapshot"], rollback["newest_ingested_at"])
-    shrank = shrank_from(history, snap["rows"])
-    if shrank:
-        get_run_logger().warning(
-            "dataset %s: %d rows, down from %d in its previous snapshot; a truncated or partial export? The gate "
-            "compares with the champion on this run's (smaller) test split.", config.dataset, snap["rows"], shrank)
     task_kind = config.task
     if task_kind == "auto":
         import pandas as pd
@@ -242,6 +228,20 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         if same is not None:
             return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
                     "champion": same}
+    history = snapshot_history(ws, config.dataset)
+    rollback = older_snapshot(history, snap["snapshot_hash"])
+    if rollback:
+        get_run_logger().warning(
+            "dataset %s: this data (snapshot %s, first ingested %s) is older than the newest snapshot cleaned here "
+            "(%s, ingested %s). If the champion was trained on that newer data, promoting this run's model rolls it "
+            "back to older data; if that newer data's run was refused, this may be the champion's own data again. "
+            "Check the export if a rollback is not meant.", config.dataset, snap["snapshot_hash"],
+            rollback["first_ingested_at"], rollback["newest_snapshot"], rollback["newest_ingested_at"])
+    shrank = shrank_from(history, snap["rows"])
+    if shrank:
+        get_run_logger().warning(
+            "dataset %s: %d rows, down from %d in its previous snapshot; a truncated or partial export? The gate "
+            "compares with the champion on this run's (smaller) test split.", config.dataset, snap["rows"], shrank)
     t = time.perf_counter()
     parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(staging)), "split", t, timings)
     t = time.perf_counter()

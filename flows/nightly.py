@@ -161,12 +161,12 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     write_json(report, Workspace.at(workspace).root / "nightly" / f"{started:%Y%m%dT%H%M%SZ}.json")
     _publish(report)
     refusals = f" and {len(refused)} refused by the quality gate ({', '.join(refused)})" if refused else ""
+    same = (f"; {len(unchanged)} unchanged since their champion's run: {', '.join(unchanged)}" if unchanged else "")
     if failed:
         detail = "; ".join(f"{r['dataset']}: {r['error']}" for r in results if r["dataset"] in failed)
-        message = f"{len(failed)} of {len(results)} dataset(s) failed{refusals}: {detail}"
+        message = f"{len(failed)} of {len(results)} dataset(s) failed{refusals}{same}: {detail}"
         # A failed state carries an exception (Prefect raises it for a caller; a dict there is a TypeError).
         return Failed(message=message, data=NightlyFailed(message, report=report))
-    same = (f"; {len(unchanged)} unchanged since their champion's run: {', '.join(unchanged)}" if unchanged else "")
     if refused:
         promoted = len(results) - len(refused) - len(unchanged)
         return Completed(message=f"{promoted} of {len(results)} dataset(s) promoted; {len(refused)} refused by the "

@@ -655,8 +655,8 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     for key in (k for k in set_keys if k in unused):
         message = (f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
                    "or change that choice if you meant it to apply.")
-        # keyed by the file, not the message: the CLI names the config as typed, the flow by its absolute path
-        seen = (os.path.abspath(source) if source else None, key, unused[key])
+        # keyed by the file, not the message: the CLI names the config as typed, the flow by its resolved path
+        seen = (os.path.realpath(source) if source else None, key, unused[key])
         with _UNUSED_WARNED_LOCK:
             if seen in _UNUSED_WARNED:
                 continue

@@ -49,7 +49,7 @@ def detection_scores(report: dict) -> str:
     """The demo's "(precision, recall, F1)" of a :func:`lossval.metrics.detection_report`; with no noise
     injected (``--noise 0``) there is nothing to score, and it says so instead of printing zeros."""
     if not report["noisy"]:
-        return "(no rows were corrupted (--noise 0), so there is nothing to score: every pruned row was a clean one)"
+        return "(no rows were corrupted, so there is nothing to score: every pruned row was a clean one)"
     return f"(precision {report['precision']:.2f}, recall {report['recall']:.2f}, F1 {report['f1']:.2f})"
 
 

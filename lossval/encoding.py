@@ -1117,7 +1117,7 @@ def _looks_like_row_number(values: np.ndarray, col: Any) -> bool:
     name = str(col)
     low = name.lower()
     return (low in _ID_NAMES or low.endswith(("_id", " id", "-id", ".id")) or low.startswith("unnamed:")
-            or re.fullmatch(r".*[a-z0-9]Id", name) is not None)
+            or re.fullmatch(r".*[a-z0-9](Id|ID)", name) is not None)
 
 
 def _declare_excluded(col: Any) -> str:

@@ -62,7 +62,7 @@ class NightlyFailed(LossvalError):
     Args:
         message: The failed datasets and why.
         report: The nightly report ``{"started", "flow_run_id", "datasets": [...], "failed": [...],
-            "refused": [...]}``, also written to ``<workspace>/nightly/<UTC time>.json``.
+            "refused": [...], "unchanged": [...]}``, also written to ``<workspace>/nightly/<UTC time>.json``.
     """
 
     def __init__(self, message: str, *, report: dict) -> None:

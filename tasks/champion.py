@@ -212,15 +212,20 @@ def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) ->
     """The champion, when a run of ``run_key`` registered it and its files still load; else None.
 
     A run of the same key (same data, curated files, config and lossval version) would reuse that
-    version and promote it again: the nightly flow skips such a dataset. A store that does not
-    answer, or a model with no champion, is None too: the run then goes ahead and meets it.
+    version and promote it again: the nightly flow skips such a dataset. None too when the run
+    folder of the run that registered it is gone (a run then writes this data's kept rows and
+    quarantine again), and when the store does not answer or the model has no champion: the run
+    then goes ahead and meets it.
 
     Returns:
-        ``{"version", "run_id" (lossval's run id), "run_dir", "mlflow_run_id", "snapshot"}`` of the champion.
+        ``{"version", "run_id" (lossval's run id), "run_dir", "mlflow_run_id", "snapshot"}`` of the latest run
+        that gated the champion version (:func:`tasks.track.promote` retags a reused version).
     """
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(config, workspace)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return None  # no store yet (and opening one would create it)
     try:
         with mlflow_client(uri) as client:
             version = client.get_model_version_by_alias(registered_model_name(config), "champion")
@@ -229,8 +234,11 @@ def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) ->
     tags = version.tags or {}
     if tags.get("lossval_run_key") != run_key or unusable_model(uri, str(version.source)):
         return None
-    return {"version": str(version.version), "run_id": tags.get("lossval_run_id"), "run_dir": tags.get("run_dir"),
-            "mlflow_run_id": tags.get("source_run"), "snapshot": tags.get("snapshot")}
+    run_dir = tags.get("run_dir")
+    if not run_dir or not (Path(run_dir) / "manifest.json").is_file():
+        return None  # its run folder was deleted or is elsewhere: a run makes this data's outputs again
+    return {"version": str(version.version), "run_id": tags.get("lossval_run_id"), "run_dir": run_dir,
+            "mlflow_run_id": tags.get("gate_run") or tags.get("source_run"), "snapshot": tags.get("snapshot")}
 
 
 def unusable_model(uri: str, source: str) -> str | None:

@@ -583,7 +583,8 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
     A rerun with the same snapshot, config and seed finds the version tagged with its
     ``run_key`` and reuses it instead of registering a duplicate, unless that version's model
     files can no longer be loaded (then :func:`track` logged the model again, and it is registered
-    as a new version). A reused version's description and ``gate`` tag say this run's decision.
+    as a new version). A reused version's description and ``gate`` tag say this run's decision, and
+    its ``run_dir`` and ``lossval_run_id`` tags name this run's folder.
     The registered model's ``target`` and ``task`` tags follow the champion.
     """
     from mlflow.exceptions import MlflowException
@@ -636,6 +637,9 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                 config, promoted, refused, still_champion=still_champion))
             client.set_model_version_tag(name, version, "gate", "passed" if gate_passed else "failed")
             client.set_model_version_tag(name, version, "gate_run", run_id)
+            for key in ("run_dir", "lossval_run_id"):  # its run folder is this run's now (an older one may be deleted)
+                if key in logged.tags:
+                    client.set_model_version_tag(name, version, key, logged.tags[key])
         else:
             # what a registry reviewer needs without opening the run
             about = {k: logged.tags[k] for k in ("dataset", "snapshot", "lossval_run_id", "run_dir", "gate")

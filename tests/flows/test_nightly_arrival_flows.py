@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,11 +189,17 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
     # Asked to, it runs all the same; and another config of the same data is another run key: it runs.
     [again] = nightly(datasets_file=str(datasets), workspace=str(ws), rerun_unchanged=True)["datasets"]
     assert again["state"] == "Completed" and again["run_id"] != first["run_id"]
+    shutil.rmtree(ws / "runs" / first["run_id"])  # the champion's run folder deleted: its outputs are made again
+    shutil.rmtree(ws / "runs" / again["run_id"])  # (the version now names the latest run that gated it)
+    [remade] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    assert remade["state"] == "Completed" and (ws / "runs" / remade["run_id"] / "manifest.json").is_file()
+    [same] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]  # and it points to the new folder
+    assert same["state"] == "Unchanged" and same["run_id"] == remade["run_id"]
     other = setup["root"] / "good" / "other.yaml"
     other.write_text(yaml.safe_dump({**yaml.safe_load(Path(good["config"]).read_text()), "retrain": {"epochs": 6}}))
     datasets.write_text(yaml.safe_dump({"datasets": [{**good, "config": str(other)}]}))
     [changed] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
-    assert changed["state"] == "Completed" and len(list((ws / "runs").iterdir())) == len(folders) + 2
+    assert changed["state"] == "Completed" and len(list((ws / "runs").iterdir())) == len(folders) + 1  # 2 removed
 
 
 @pytest.mark.parametrize("exc, traceback", [(InputError("x.csv: no column 'y'"), False),

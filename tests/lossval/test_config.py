@@ -191,7 +191,9 @@ def test_a_key_set_without_effect_is_warned_about_by_name(tmp_path: Path, monkey
         warnings.simplefilter("error")
         load_config(path)  # and said once per process: `lossval run` reads its config three times
         monkeypatch.chdir(tmp_path)
-        load_config(Path("c.yaml"))  # the CLI's spelling of the same file (the flow gets the absolute path)
+        load_config(Path("c.yaml"))  # the CLI's spelling of the same file (the flow gets the resolved path)
+        (tmp_path / "link.yaml").symlink_to(path)
+        load_config(Path("link.yaml"))  # a link to it, as typed; the flow is handed the file it points to
         config_from_dict({**BASE, "pruning": {"policy": "fraction", "fraction": 0.05}})
         config_from_dict({**BASE, "test_path": "t.csv"})
 

@@ -742,15 +742,15 @@ def test_a_numeric_column_named_like_an_id_with_one_value_per_row_is_warned_abou
     rng = np.random.default_rng(0)
     n = 40
     df = pd.DataFrame({"customer_id": np.arange(5000, 5000 + n), "Unnamed: 0": rng.permutation(n),
-                       "orderId": rng.permutation(n) * 7, "t": np.arange(n), "x": rng.normal(size=n),
+                       "orderId": rng.permutation(n) * 7, "userID": rng.permutation(n), "t": np.arange(n), "x": rng.normal(size=n),
                        "paid": rng.permutation(n), "y": [0, 1] * (n // 2)})
     with pytest.warns(UserWarning) as caught:
         TabularEncoder(target="y").fit(df)
     named = sorted(str(w.message).split("'")[1] for w in caught if "like a row id" in str(w.message))
-    assert named == ["Unnamed: 0", "customer_id", "orderId"]  # not a time step, nor 'paid'
+    assert named == ["Unnamed: 0", "customer_id", "orderId", "userID"]  # not a time step, nor 'paid'
     [text] = [str(w.message) for w in caught if "'customer_id'" in str(w.message)]
     assert "--id-column customer_id" in text and "features.exclude: [customer_id]" in text
     with warnings.catch_warnings():  # said to be a feature, or repeated values (a key shared by rows): no warning
         warnings.simplefilter("error")
-        TabularEncoder(target="y", numeric=["customer_id", "Unnamed: 0", "orderId"]).fit(df)
-        TabularEncoder(target="y", exclude=["Unnamed: 0", "orderId"]).fit(df.assign(customer_id=np.arange(n) // 2))
+        TabularEncoder(target="y", numeric=["customer_id", "Unnamed: 0", "orderId", "userID"]).fit(df)
+        TabularEncoder(target="y", exclude=["Unnamed: 0", "orderId", "userID"]).fit(df.assign(customer_id=np.arange(n) // 2))
