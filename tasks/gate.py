@@ -82,7 +82,7 @@ _INVARIANTS = {("expect_column_values_to_be_unique", "row_id"), ("expect_column_
 
 
 def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict | None, suite: str,
-             target: str, policy: str = "two_means") -> list[str]:
+             target: str, policy: str = "two_means", soft: bool = False) -> list[str]:
     """What a user can do about a refused run, one sentence per kind of failure, in the order the failures are listed.
 
     Args:
@@ -92,6 +92,8 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
         suite: The suite file, for a failed expectation of the user's own.
         target: The target column.
         policy: ``pruning.policy``: how to prune less is said in that policy's terms.
+        soft: ``retrain.mode: soft``: "after" trained on every row, weighted by its value, so pruning less does
+            not change it; the metric remedies say so.
     """
     from tasks.gx import RANGE_WHY
 
@@ -119,7 +121,18 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
             out.append(f"A check of your suite failed on the kept rows: fix the data, or the suite ({suite}) if that "
                        "expectation is wrong.")
     for rule in metric_rules:
-        if rule == "primary":
+        if soft and rule != "primary" and not rule.startswith("unknown:"):
+            out.append("Weighting the rows by their values (retrain.mode: soft) gained nothing or lost on the test "
+                       "rows: try retrain.mode: prune, or "
+                       + (f"raise gate.metric_limits.{rule.split(':', 1)[1]} if a loss of this size is acceptable."
+                          if rule.startswith("limit:") else
+                          "set gate.refuse_when_all_worse: false to promote runs that only tie."))
+        elif soft and rule == "primary":
+            out.append("The model trained on every row weighted by its value (retrain.mode: soft) scores worse on the "
+                       "test rows than the one trained on all of them unweighted, so the low-valued rows held signal: "
+                       "review quarantine.parquet (the lowest values), try retrain.mode: prune, and raise "
+                       "gate.metric_tolerance only if a drop of this size is acceptable.")
+        elif rule == "primary":
             out.append("The model retrained on the kept rows scores worse on the test rows than the one trained on "
                        f"all of them, so the quarantined rows held signal: review quarantine.parquet, then {prune_less}; "
                        "raise gate.metric_tolerance only if a drop of this size is acceptable.")
@@ -194,7 +207,8 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
         champion = compare_with_champion(config, workspace, encoder=enc, test=test_rows, after=metrics["after"])
         failures += champion["failures"]
     todo = remedies(gx_failed=gx_result["failed"], metric_rules=[rule for rule, _ in found], champion=champion,
-                    suite=suite, target=config.target, policy=config.pruning.policy) if failures else []
+                    suite=suite, target=config.target, policy=config.pruning.policy,
+                    soft=config.retrain.mode == "soft") if failures else []
     record = {"passed": not failures, "failures": failures, "remedies": todo, "suite": gx_result["suite"],
               "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,

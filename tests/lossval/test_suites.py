@@ -139,6 +139,15 @@ def test_remedies_say_how_to_prune_less_in_the_configured_policys_terms(policy, 
     assert never not in " ".join(todo)
 
 
+def test_with_soft_retraining_the_metric_remedies_do_not_say_prune_less():
+    from tasks.gate import remedies
+
+    todo = remedies(gx_failed=[], metric_rules=["primary", "limit:log_loss", "all_worse"], champion=None, suite="s",
+                    target="y", soft=True)
+    assert len(todo) == 3 and all("retrain.mode: prune" in t and "rune less" not in t for t in todo), todo
+    assert "gate.metric_limits.log_loss" in todo[1] and "gate.refuse_when_all_worse: false" in todo[2]
+
+
 def test_a_broken_invariant_of_the_kept_rows_is_reported_as_a_lossval_bug_not_as_the_users_suite():
     from tasks.gate import remedies
 
