@@ -9,7 +9,9 @@ Every landed file is a whole new version of its dataset, and waiting runs get th
 order: a run whose file is older (modification time) than the newest file already processed
 for its dataset ends without cleaning anything, its result saying ``superseded`` and naming the
 newer file (:func:`lossval.landing.superseded_by`). A repeated event for the file last cleaned,
-unchanged since, also ends at once (``already_cleaned``): events are delivered at least once.
+unchanged since, also ends at once (``already_cleaned``): events are delivered at least once. A new
+file holding the data the champion was made from (an export delivered again) ends after ingest
+(``unchanged``) and becomes the file the nightly runs read.
 ``force=True`` runs either anyway, e.g. to roll back to an earlier delivery on purpose: the
 rolled-back file is then the one nightly runs clean, and a repeated event for the file rolled
 back from ends at once too (``superseded`` with ``rolled_back``), until a newer delivery lands.
@@ -57,7 +59,11 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         ``"rolled_back": True`` when it is the file a forced run rolled the dataset back from) and
         nothing else was done. When it is the file last cleaned for its dataset, unchanged (same
         path, modification time, size and inode; a repeated event): ``{"already_cleaned": True,
-        "dataset", "landed", "cleaned_by", "lock"}`` and nothing else was done.
+        "dataset", "landed", "cleaned_by", "lock"}`` and nothing else was done. When its content, the
+        dataset's config and lossval's version are those the champion was made from (a delivery of the
+        same data again): ``{"unchanged": True, "dataset", "landed", "snapshot_hash", "champion", "lock"}``
+        after ingest, the file recorded as the dataset's newest (:func:`flows.clean.run_cleaning`'s
+        ``skip_unchanged``; ``force=True`` cleans it all the same).
 
     Raises:
         UnsafePathError: ``path`` leaves the landing folder; nothing was read.
@@ -124,10 +130,15 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                            run_id=None if run_id is None else str(run_id))
 
         try:
-            summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path)
+            summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path, skip_unchanged=not force)
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
             record((getattr(exc, "summary", None) or {}).get("run_id"), promoted=False)
             raise
+        if summary.get("status") == "unchanged":  # the same data as the champion's, delivered again
+            champion = summary["champion"]
+            record(champion["run_id"], promoted=True)  # the nightly runs then read this file, and skip it too
+            return {"unchanged": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
+                    "snapshot_hash": summary["snapshot_hash"], "champion": champion, "lock": dict(lock)}
         record(summary.get("run_id"), promoted=True)
     summary["landed"] = {"path": str(landed), "relative": relative}
     summary["lock"] = dict(lock)

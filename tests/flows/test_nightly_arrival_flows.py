@@ -303,7 +303,9 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(replacement, newer)
     replaced = arrival(path=f"incoming/{newer.name}", **kw)
-    assert "already_cleaned" not in replaced and replaced["run_id"] != first["run_id"]
+    assert "already_cleaned" not in replaced  # checked as new; and its data is the champion's own: not run again
+    assert replaced["unchanged"] is True and replaced["champion"]["run_id"] == first["run_id"] and "run_id" not in replaced
+    assert [p.name for p in (ws / "runs").iterdir()] == [first["run_id"]]
 
     # The nightly run cleans the newest landed file, not the config's older `data`...
     from flows.nightly import clean_entry
@@ -318,9 +320,9 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     # ...until a deliberate rollback: then the rolled-back file, and a repeated event for the newer one does not
     # undo the rollback...
     forced = arrival(path=f"incoming/{older.name}", force=True, **kw)
-    assert forced["run_id"] != replaced["run_id"] and forced["landed"]["relative"] == f"incoming/{older.name}"
+    assert forced["run_id"] != first["run_id"] and forced["landed"]["relative"] == f"incoming/{older.name}"
     record = json.loads((ws / "locks" / "good.arrival.json").read_text())
-    assert record["relative"] == f"incoming/{older.name}" and record["rolled_back_from"]["run_id"] == replaced["run_id"]
+    assert record["relative"] == f"incoming/{older.name}" and record["rolled_back_from"]["run_id"] == first["run_id"]
     repeated = arrival(path=f"incoming/{newer.name}", **kw)
     assert repeated["superseded"] is True and repeated["rolled_back"] is True and "run_id" not in repeated
     assert nightly_file() == older.name
