@@ -63,7 +63,8 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         dataset's config and lossval's version are those the champion was made from (a delivery of the
         same data again): ``{"unchanged": True, "dataset", "landed", "snapshot_hash", "champion", "lock"}``
         after ingest, the file recorded as the dataset's newest (:func:`flows.clean.run_cleaning`'s
-        ``skip_unchanged``; ``force=True`` cleans it all the same).
+        ``skip_unchanged``; ``force=True`` cleans it all the same). Data refused before against the same
+        champion raises :class:`GateFailed` again without a run (its summary ``repeated: True``).
 
     Raises:
         UnsafePathError: ``path`` leaves the landing folder; nothing was read.

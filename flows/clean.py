@@ -56,11 +56,13 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
 
     ``config_path``: the config's file, named in errors about the config found during the run.
 
-    ``skip_unchanged`` (the nightly flow's default): once the data is ingested, when the champion was
-    registered by a run of this run's key (same snapshot, curated files, config and lossval version;
-    :func:`tasks.champion.champion_of_run_key`), nothing more is done and nothing is written: the
-    run would only repeat that one. Returns ``{"status": "unchanged", "dataset", "snapshot_hash",
-    "champion": {...}}`` then.
+    ``skip_unchanged`` (the nightly and arrival flows' default): once the data is ingested, when the
+    champion was registered by a run of this run's key (same snapshot, curated files, config and
+    lossval version; :func:`tasks.champion.champion_of_run_key`), nothing more is done and nothing is
+    written: the run would only repeat that one. Returns ``{"status": "unchanged", "dataset",
+    "snapshot_hash", "champion": {...}}`` then. Likewise when a run of this key was refused by the gate
+    and the champion is still the one it was compared with (:func:`tasks.champion.refused_again`):
+    :class:`GateFailed` is raised again with that run's manifest as its summary (``repeated: True``).
 
     The stages write into ``runs/<run_id>.partial/``; once the data outputs and their manifest
     are written the folder is renamed to ``runs/<run_id>/`` (see :mod:`lossval.manifest`). Any
@@ -222,12 +224,22 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         check_metric_limits(config.gate.metric_limits, task_kind, source=config_path, inferred=True)
     key = valuation_key(snap["snapshot_hash"], config)
     if skip_unchanged:
-        from tasks.champion import champion_of_run_key
+        from tasks.champion import champion_of_run_key, refused_again
 
         same = champion_of_run_key(config, str(ws.root), run_key(config, key))
         if same is not None:
             return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
                     "champion": same}
+        before = refused_again(config, str(ws.root), run_key(config, key))
+        if before is not None:
+            champion = f"version {before['champion']}" if before["champion"] else "none"
+            todo = " ".join(before["gate"]["remedies"])
+            raise GateFailed(
+                f"{config.dataset}: nothing promoted to champion; run {before['run_id']} was refused on this same data "
+                f"and config, and the champion ({champion}) is the one it was compared with, so it was not run again "
+                f"(rerun_unchanged / force runs it); failed checks: " + "; ".join(before["gate"]["failures"])
+                + (f". What to do: {todo}" if todo else ".") + f" Run folder: {before['run_dir']}",
+                summary={**before, "repeated": True})
     history = snapshot_history(ws, config.dataset)
     rollback = older_snapshot(history, snap["snapshot_hash"])
     if rollback:

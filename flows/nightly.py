@@ -93,13 +93,14 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     * ``Unchanged``: the champion came from a run of this same data (snapshot hash), curated files,
       config and lossval version, so a run would only repeat it; nothing is run or written after
       ingest (``champion_version``, and ``run_id``, ``run_dir``, ``mlflow_run_id`` of the run that
-      registered it). ``rerun_unchanged=True`` runs such datasets all the same;
+      registered it). ``rerun_unchanged=True`` runs such datasets, and repeated refusals (below), all the same;
     * ``Refused``: nothing promoted (:class:`~lossval.errors.GateFailed`): the quality gate failed, or
       the champion changed while the run was gated. The run is complete and this run did not change
       the champion: the record has the same fields plus ``run_dir``, ``gate_failures`` (the failed
-      checks; empty for a champion change), ``gate_remedies`` (what to do about them) and ``reason``
-      (why, in words), and the dataset is listed
-      under ``refused``, not ``failed``;
+      checks; empty for a champion change), ``gate_remedies`` (what to do about them), ``reason``
+      (why, in words) and ``repeated`` (true: an earlier run of the same data and config was refused
+      and the champion is still the one it was compared with, so it was not run again; the record is
+      that run's), and the dataset is listed under ``refused``, not ``failed``;
     * ``Failed``: bad input or config (including an entry of the datasets file that cannot be used,
       named by its name or ``datasets[i]``), MLflow unreachable, the dataset's lock held longer than
       ``lock_timeout_s`` by another run, a bug (``error``; listed under ``failed``).
@@ -146,9 +147,11 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
             reason = _refusal_reason(outcome.summary) or str(outcome)
             record.update(state="Refused", **_run_fields(outcome.summary), run_dir=outcome.summary["run_dir"],
                           gate_failures=failures, gate_remedies=list(outcome.summary["gate"]["remedies"]),
-                          reason=reason)
-            log.warning("dataset %s: nothing promoted; this run did not change the champion. %s. Run folder: %s",
-                        entry.name, reason[0].upper() + reason[1:], record["run_dir"])
+                          reason=reason, repeated=bool(outcome.summary.get("repeated")))
+            log.warning("dataset %s: nothing promoted; this run did not change the champion. %s. Run folder: %s%s",
+                        entry.name, reason[0].upper() + reason[1:], record["run_dir"],
+                        " (the same data and config were refused by that run; not run again)" if record["repeated"]
+                        else "")
         else:
             record["error"] = _error_text(state, outcome)
             log.error("dataset %s failed: %s", entry.name, record["error"])
@@ -207,7 +210,8 @@ def _publish(report: dict[str, Any]) -> None:
             detail = f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`"
         elif r["state"] == "Refused":
             detail = (f"not promoted: {r['reason']}; "
-                      f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`")
+                      f"{r['kept']} kept, {r['quarantined']} quarantined, run `{r['run_id']}`"
+                      + (" (same data and config as that run: not run again)" if r.get("repeated") else ""))
         elif r["state"] == "Unchanged":
             detail = (f"same data and config as champion version {r['champion_version']}'s run `{r['run_id']}`; "
                       "not run again")

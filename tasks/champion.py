@@ -31,7 +31,7 @@ from lossval.retrain import HIGHER_IS_BETTER, evaluate
 from tasks.retrain import encode_rows
 from tasks.track import _scoped_process_state, mlflow_client, registered_model_name, tracking_uri
 
-__all__ = ["schema_changes", "compare_with_champion", "unusable_model", "champion_of_run_key"]
+__all__ = ["schema_changes", "compare_with_champion", "unusable_model", "champion_of_run_key", "refused_again"]
 
 
 def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[str]:
@@ -239,6 +239,47 @@ def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) ->
         return None  # its run folder was deleted or is elsewhere: a run makes this data's outputs again
     return {"version": str(version.version), "run_id": tags.get("lossval_run_id"), "run_dir": run_dir,
             "mlflow_run_id": tags.get("gate_run") or tags.get("source_run"), "snapshot": tags.get("snapshot")}
+
+
+def refused_again(config: PipelineConfig, workspace: str, run_key: str) -> dict[str, Any] | None:
+    """The manifest of the run whose gate refused this run key, when a rerun would be refused the same way; else None.
+
+    That is: the newest version registered for ``run_key`` was last gated ``failed``, the champion
+    is still the one that gate compared with (``champion_compared``; no tag, no skip), and that
+    run's folder is still there. The same data, files and config then give the same kept rows,
+    model and checks (on the CPU, bit for bit). Returns the manifest plus ``run_dir`` and
+    ``champion`` (the current champion version, or None).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from lossval.io import read_json
+    from tasks.track import _alias_version, _version_with_key
+
+    uri = tracking_uri(config, workspace)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return None
+    name = registered_model_name(config)
+    try:
+        with mlflow_client(uri) as client:
+            version = _version_with_key(client, name, run_key)
+            if version is None:
+                return None
+            champion = _alias_version(client, name, "champion")
+    except (MlflowException, LossvalError):
+        return None
+    tags = version.tags or {}
+    if tags.get("gate") != "failed" or tags.get("champion_compared") != (champion or "none"):
+        return None
+    manifest_path = Path(tags.get("run_dir") or "") / "manifest.json"
+    if not tags.get("run_dir") or not manifest_path.is_file():
+        return None
+    try:
+        manifest = read_json(manifest_path)
+    except (OSError, ValueError, LossvalError):
+        return None
+    if (manifest.get("gate") or {}).get("passed") is not False:
+        return None
+    return {**manifest, "run_dir": str(manifest_path.parent), "champion": champion}
 
 
 def unusable_model(uri: str, source: str) -> str | None:

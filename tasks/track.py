@@ -649,6 +649,9 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                                              tags={"lossval_run_key": run_key, "source_run": run_id, **about},
                                              description=_version_description(config, promoted, refused))
             version, reused = str(mv.version), False
+        compared = _compared_champion(gate_champion)
+        if compared is not None:  # a rerun of this key meets the same champion: tasks.champion.refused_again
+            client.set_model_version_tag(name, version, "champion_compared", compared)
         client.set_registered_model_alias(name, "challenger", version)
         if promoted:
             client.set_registered_model_alias(name, "champion", version)
@@ -666,6 +669,18 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                 previous=previous if promoted else None) + (f" Not promoted: {refused}." if refused else "")))
     return {"name": name, "version": version, "reused": reused, "champion": promoted, "champion_version": champion,
             "previous_champion": previous if promoted else None, "refused": refused}
+
+
+def _compared_champion(gate_champion: dict | None) -> str | None:
+    """The champion version the gate compared with ("none": there was none), or None when the comparison
+    is not one a rerun would repeat: not made, the champion unreadable, or not scored (another schema)."""
+    if gate_champion is None:
+        return None
+    if gate_champion.get("metrics") is not None:
+        return str(gate_champion["champion"])
+    if gate_champion.get("champion") is None and not gate_champion.get("failures"):
+        return "none"
+    return None
 
 
 def _version_with_key(client: Any, name: str, run_key: str) -> Any:

@@ -151,6 +151,17 @@ def test_the_report_says_why_nothing_was_promoted() -> None:
     assert _refusal_reason({"gate": {"failures": []}, "model": None}) is None
 
 
+def test_a_refusal_is_repeated_without_a_run_only_after_a_comparison_a_rerun_would_make_again() -> None:
+    from tasks.track import _compared_champion
+
+    assert _compared_champion(None) is None  # gate.compare_with_champion off
+    assert _compared_champion({"champion": None, "failures": [], "metrics": None}) == "none"  # no champion yet
+    assert _compared_champion({"champion": "3", "failures": ["worse"], "metrics": {"accuracy": 0.9}}) == "3"
+    unreadable = {"champion": None, "failures": ["could not be read (server down)"], "metrics": None}
+    assert _compared_champion(unreadable) is None  # may answer next night
+    assert _compared_champion({"champion": "3", "failures": ["schema differs"], "metrics": None}) is None
+
+
 def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path], run_log: list[str]) -> None:
     from flows.nightly import nightly
 
@@ -163,9 +174,17 @@ def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path
     report = state.result()
     [record] = report["datasets"]
     assert report["failed"] == [] and report["refused"] == ["refused"] and record["state"] == "Refused"
-    assert (ws / "runs" / record["run_id"] / "manifest.json").is_file()
+    assert (ws / "runs" / record["run_id"] / "manifest.json").is_file() and record["repeated"] is False
     assert [json.loads(p.read_text()) for p in (ws / "nightly").glob("*.json")] == [report]
     assert not [line for line in run_log if "Traceback" in line], run_log
+    # The next night, the same data and config, and the same (no) champion: refused again, without a run.
+    again = nightly(datasets_file=str(datasets), workspace=str(ws))
+    [repeat] = again["datasets"]
+    assert again["refused"] == ["refused"] and repeat["state"] == "Refused" and repeat["repeated"] is True
+    assert {k: repeat[k] for k in ("run_id", "run_dir", "gate_failures", "gate_remedies", "kept", "quarantined")} == \
+        {k: record[k] for k in ("run_id", "run_dir", "gate_failures", "gate_remedies", "kept", "quarantined")}
+    assert [p.name for p in (ws / "runs").iterdir()] == [record["run_id"]]  # no second run folder
+    assert any("not run again" in line for line in run_log)
 
 
 def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: dict[str, Path]) -> None:
