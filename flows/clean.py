@@ -125,6 +125,14 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     return summary
 
 
+def _repeatable(config: PipelineConfig) -> bool:
+    """Whether a rerun would repeat an earlier run bit for bit: valued and retrained on this machine's CPU (CUDA
+    results differ in the last digits, and a valuation deployment values elsewhere)."""
+    from lossval._torchutil import resolve_device
+
+    return not config.valuation_deployment and resolve_device(config.lossval.get("device", "auto")).type == "cpu"
+
+
 def _discard(staging: Path) -> None:
     """Remove a run's staging folder, and ``runs/`` too when it is left empty (a first run refused)."""
     discard_run(staging)
@@ -230,7 +238,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         if same is not None:
             return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
                     "champion": same}
-        before = refused_again(config, str(ws.root), run_key(config, key))
+        before = refused_again(config, str(ws.root), run_key(config, key)) if _repeatable(config) else None
         if before is not None:
             champion = f"version {before['champion']}" if before["champion"] else "none"
             todo = " ".join(before["gate"]["remedies"])

@@ -245,9 +245,10 @@ def refused_again(config: PipelineConfig, workspace: str, run_key: str) -> dict[
     """The manifest of the run whose gate refused this run key, when a rerun would be refused the same way; else None.
 
     That is: the newest version registered for ``run_key`` was last gated ``failed``, the champion
-    is still the one that gate compared with (``champion_compared``; no tag, no skip), and that
-    run's folder is still there. The same data, files and config then give the same kept rows,
-    model and checks (on the CPU, bit for bit). Returns the manifest plus ``run_dir`` and
+    is still the one that gate compared with (``champion_compared``, written by that same run; no
+    tag, no skip), and that run's folder is still there with a manifest of a tracked, registered
+    refusal. The same data, files and config then give the same kept rows, model and checks on
+    the CPU, bit for bit (the caller asks only there). Returns the manifest plus ``run_dir`` and
     ``champion`` (the current champion version, or None).
     """
     from mlflow.exceptions import MlflowException
@@ -268,7 +269,8 @@ def refused_again(config: PipelineConfig, workspace: str, run_key: str) -> dict[
     except (MlflowException, LossvalError):
         return None
     tags = version.tags or {}
-    if tags.get("gate") != "failed" or tags.get("champion_compared") != (champion or "none"):
+    last_gated = tags.get("gate_run") or tags.get("source_run")  # the MLflow run of the latest run that gated it
+    if tags.get("gate") != "failed" or tags.get("champion_compared") != f"{champion or 'none'}@{last_gated}":
         return None
     manifest_path = Path(tags.get("run_dir") or "") / "manifest.json"
     if not tags.get("run_dir") or not manifest_path.is_file():
@@ -277,9 +279,22 @@ def refused_again(config: PipelineConfig, workspace: str, run_key: str) -> dict[
         manifest = read_json(manifest_path)
     except (OSError, ValueError, LossvalError):
         return None
-    if (manifest.get("gate") or {}).get("passed") is not False:
+    if not _complete_refusal(manifest, last_gated):
         return None
     return {**manifest, "run_dir": str(manifest_path.parent), "champion": champion}
+
+
+def _complete_refusal(manifest: Any, mlflow_run_id: str | None) -> bool:
+    """A manifest of a refused run that was tracked and registered (MLflow run ``mlflow_run_id``), with what the
+    refusal's report reads."""
+    if not isinstance(manifest, dict):
+        return False
+    gate, rows, mlflow = (manifest.get(k) for k in ("gate", "rows", "mlflow"))
+    return (isinstance(gate, dict) and gate.get("passed") is False and isinstance(gate.get("failures"), list)
+            and isinstance(gate.get("remedies"), list) and isinstance(rows, dict)
+            and {"kept", "quarantine"} <= set(rows) and isinstance(manifest.get("model"), dict)
+            and isinstance(mlflow, dict) and mlflow.get("status") == "ok" and mlflow.get("run_id") == mlflow_run_id
+            and isinstance(manifest.get("run_id"), str))
 
 
 def unusable_model(uri: str, source: str) -> str | None:

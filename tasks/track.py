@@ -649,9 +649,6 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                                              tags={"lossval_run_key": run_key, "source_run": run_id, **about},
                                              description=_version_description(config, promoted, refused))
             version, reused = str(mv.version), False
-        compared = _compared_champion(gate_champion)
-        if compared is not None:  # a rerun of this key meets the same champion: tasks.champion.refused_again
-            client.set_model_version_tag(name, version, "champion_compared", compared)
         client.set_registered_model_alias(name, "challenger", version)
         if promoted:
             client.set_registered_model_alias(name, "champion", version)
@@ -661,6 +658,13 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
         if refused:
             client.set_tag(run_id, "promotion_refused", refused)
+        # Last, and for this run only (tasks.champion.refused_again): the champion its gate compared with, when a
+        # rerun of this key would meet the same comparison; else no tag, so an older run's is never read as this one's.
+        compared = _compared_champion(gate_champion)
+        if compared is not None:
+            client.set_model_version_tag(name, version, "champion_compared", f"{compared}@{run_id}")
+        elif "champion_compared" in (client.get_model_version(name, version).tags or {}):
+            client.delete_model_version_tag(name, version, "champion_compared")
         champion = version if promoted else _alias_version(client, name, "champion")
         note = logged.tags.get("mlflow.note.content", "")
         if REGISTRATION_PENDING in note:

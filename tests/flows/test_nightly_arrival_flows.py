@@ -160,6 +160,17 @@ def test_a_refusal_is_repeated_without_a_run_only_after_a_comparison_a_rerun_wou
     unreadable = {"champion": None, "failures": ["could not be read (server down)"], "metrics": None}
     assert _compared_champion(unreadable) is None  # may answer next night
     assert _compared_champion({"champion": "3", "failures": ["schema differs"], "metrics": None}) is None
+    # Only a tracked and registered refusal, with what its report reads, is repeated.
+    from tasks.champion import _complete_refusal
+
+    good = {"run_id": "r1", "gate": {"passed": False, "failures": ["x"], "remedies": ["y"]},
+            "rows": {"kept": 9, "quarantine": 1}, "model": {"version": "2"}, "mlflow": {"status": "ok", "run_id": "m1"}}
+    assert _complete_refusal(good, "m1")
+    assert not _complete_refusal(good, "m2")  # the version was gated by another run since
+    assert not _complete_refusal({**good, "mlflow": {"status": "failed", "run_id": "m1"}, "model": None}, "m1")
+    assert not _complete_refusal({**good, "gate": {"passed": False, "failures": ["x"]}}, "m1")  # an older manifest
+    assert not _complete_refusal({**good, "gate": {**good["gate"], "passed": True}}, "m1")
+    assert not _complete_refusal(["not", "a", "manifest"], "m1")
 
 
 def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path], run_log: list[str]) -> None:
