@@ -231,14 +231,15 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         # a metric the task does not report: refused now, not by the gate after the whole run
         check_metric_limits(config.gate.metric_limits, task_kind, source=config_path, inferred=True)
     key = valuation_key(snap["snapshot_hash"], config)
+    rkey = run_key(config, key)  # hashes the gate suite's file: once
     if skip_unchanged:
         from tasks.champion import champion_of_run_key, refused_again
 
-        same = champion_of_run_key(config, str(ws.root), run_key(config, key))
+        same = champion_of_run_key(config, str(ws.root), rkey)
         if same is not None:
             return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
                     "champion": same}
-        before = refused_again(config, str(ws.root), run_key(config, key)) if _repeatable(config) else None
+        before = refused_again(config, str(ws.root), rkey) if _repeatable(config) else None
         if before is not None:
             champion = f"version {before['champion']}" if before["champion"] else "none"
             todo = " ".join(before["gate"]["remedies"])
@@ -331,7 +332,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"],
                "valuation_cached": bool(vals.get("cached")), "config": config.public_dict(),
                "versions": _versions(),
-               "run_key": run_key(config, key),
+               "run_key": rkey,
                "stages": stages}
     write_json(_manifest(summary), staging / MANIFEST_NAME)  # last: a run folder with a manifest is complete
     return {**summary, "_gate": {**checked, "result_path": outputs["gate"]}}

@@ -92,8 +92,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     * ``Completed``: cleaned and promoted (``run_id``, ``mlflow_run_id``, ``kept``, ``quarantined``);
     * ``Unchanged``: the champion came from a run of this same data (snapshot hash), curated files,
       config and lossval version, so a run would only repeat it; nothing is run or written after
-      ingest (``champion_version``, and ``run_id``, ``run_dir``, ``mlflow_run_id`` of the run that
-      registered it). ``rerun_unchanged=True`` runs such datasets, and repeated refusals (below), all the same;
+      ingest (``champion_version``, and ``run_id``, ``run_dir``, ``mlflow_run_id`` of the latest run
+      that gated that version). ``rerun_unchanged=True`` runs such datasets, and repeated refusals (below), all the same;
     * ``Refused``: nothing promoted (:class:`~lossval.errors.GateFailed`): the quality gate failed, or
       the champion changed while the run was gated. The run is complete and this run did not change
       the champion: the record has the same fields plus ``run_dir``, ``gate_failures`` (the failed

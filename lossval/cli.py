@@ -331,7 +331,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lossval.encoding import TabularEncoder
-    from lossval.io import assign_row_ids, check_writable_folder, is_text_dtype, read_table, sweep_orphaned_temp_files, write_parquet
+    from lossval.io import (assign_row_ids, check_writable_folder, is_text_dtype, missing_column_hint, read_table,
+                            sweep_orphaned_temp_files, write_parquet)
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
@@ -358,14 +359,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     valid = read_table(args.validation, text_columns=text)
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
-            import difflib
-
-            names = [str(c) for c in df.columns]
-            near = ([n for n in names if n.casefold() == args.target.casefold()][:1]
-                    or difflib.get_close_matches(args.target, names, n=1))
             raise InputError(f"target column {args.target!r} not found in the {name} file"
-                             + (f"; did you mean {near[0]!r}?" if near else ".") + f" Columns are {names[:10]}"
-                             + (f" and {len(names) - 10} more." if len(names) > 10 else "."), source=src)
+                             + missing_column_hint(args.target, [str(c) for c in df.columns]), source=src)
     if len(train) < MIN_TRAIN_ROWS:  # as lossval run: fewer rows than this cannot be valued meaningfully
         raise InputError(f"has {len(train)} training rows; at least {MIN_TRAIN_ROWS} are needed.", source=args.data)
     row_ids = assign_row_ids(train, id_column=args.id_column, source=args.data)
@@ -385,7 +380,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     shared = shared_rows(valid, train, ignore=(args.id_column,))
     if shared.any():
         warnings.warn(f"{args.validation}: {int(shared.sum())} of {len(valid)} validation rows also appear, identical, "
-                      f"in {args.data}, first at validation {first_shared_row(valid, train, ignore=(args.id_column,))}; "
+                      f"in {args.data}, first at validation {first_shared_row(valid, train, shared, ignore=(args.id_column,))}; "
                       "they are valued against "
                       "themselves and look valuable for no good reason. Remove them from one of the two files"
                       + shared_rows_note(valid, train, ignore=(args.id_column,)) + ".",

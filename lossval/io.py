@@ -114,12 +114,17 @@ def require_column(columns: Sequence[Any], name: str, *, key: str, source: str |
     names = [str(c) for c in columns]
     if name in names:
         return
+    raise InputError(f"column {name!r} (config key '{key}') not found" + missing_column_hint(name, names), source=source)
+
+
+def missing_column_hint(name: str, names: Sequence[str]) -> str:
+    """The tail of a missing-column error: "; did you mean 'label'? Columns are [...]." (the same name in another
+    case first, else the closest by spelling), or ". Columns are [...]." when nothing is close."""
     import difflib
 
-    near = [n for n in names if n.casefold() == name.casefold()][:1] or difflib.get_close_matches(name, names, n=1)
-    raise InputError(f"column {name!r} (config key '{key}') not found" + (f"; did you mean {near[0]!r}?" if near else ".")
-                     + f" Columns are {names[:10]}" + (f" and {len(names) - 10} more." if len(names) > 10 else "."),
-                     source=source)
+    near = [n for n in names if n.casefold() == name.casefold()][:1] or difflib.get_close_matches(name, list(names), n=1)
+    return ((f"; did you mean {near[0]!r}?" if near else ".") + f" Columns are {list(names[:10])}"
+            + (f" and {len(names) - 10} more." if len(names) > 10 else "."))
 
 
 def data_columns(path: str | os.PathLike[str]) -> list[str] | None:

@@ -384,18 +384,20 @@ def shared_rows(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | N
     return ours.isin(theirs).to_numpy()
 
 
-def first_shared_row(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | None, ...] = ()) -> str:
-    """Where the first row of ``rows`` that :func:`shared_rows` finds in ``data`` is, in both: "row 3 (data row 500)".
+def first_shared_row(rows: pd.DataFrame, data: pd.DataFrame, shared: np.ndarray, *,
+                     ignore: tuple[str | None, ...] = ()) -> str:
+    """Where the first row of ``rows`` that :func:`shared_rows` found in ``data`` (its mask ``shared``, same
+    ``ignore``) is, in both: "row 3 (data row 500)".
 
     Rows are numbered from 0 in the order the files are read; "" when no row is shared.
     """
-    shared = np.flatnonzero(shared_rows(rows, data, ignore=ignore))
-    if not shared.size:
+    found = np.flatnonzero(shared)
+    if not found.size:
         return ""
     columns = _compared_columns(rows, data, ignore)
-    first = pd.util.hash_pandas_object(rows[columns].iloc[[shared[0]]], index=False).iloc[0]
+    first = pd.util.hash_pandas_object(rows[columns].iloc[[found[0]]], index=False).iloc[0]
     there = np.flatnonzero(pd.util.hash_pandas_object(data[columns], index=False).to_numpy() == first)
-    return f"row {int(shared[0])} (data row {int(there[0])})"
+    return f"row {int(found[0])} (data row {int(there[0])})"
 
 
 def _compared_columns(rows: pd.DataFrame, data: pd.DataFrame, ignore: tuple[str | None, ...]) -> list:

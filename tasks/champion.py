@@ -81,7 +81,7 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
     record: dict[str, Any] = {"champion": None, "failures": [], "schema_changes": [], "metrics": None, "note": None,
                               "worse": False}
     uri = tracking_uri(config, workspace)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if _no_store_yet(uri):
         record["note"] = "no tracking database yet: no champion"
         return record
     name = registered_model_name(config)
@@ -213,7 +213,7 @@ def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) ->
 
     A run of the same key (same data, curated files, config and lossval version) would reuse that
     version and promote it again: the nightly flow skips such a dataset. None too when the run
-    folder of the run that registered it is gone (a run then writes this data's kept rows and
+    folder of the latest run that gated it is gone (a run then writes this data's kept rows and
     quarantine again), and when the store does not answer or the model has no champion: the run
     then goes ahead and meets it.
 
@@ -224,8 +224,8 @@ def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) ->
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(config, workspace)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        return None  # no store yet (and opening one would create it)
+    if _no_store_yet(uri):
+        return None
     try:
         with mlflow_client(uri) as client:
             version = client.get_model_version_by_alias(registered_model_name(config), "champion")
@@ -238,7 +238,17 @@ def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) ->
     if not run_dir or not (Path(run_dir) / "manifest.json").is_file():
         return None  # its run folder was deleted or is elsewhere: a run makes this data's outputs again
     return {"version": str(version.version), "run_id": tags.get("lossval_run_id"), "run_dir": run_dir,
-            "mlflow_run_id": tags.get("gate_run") or tags.get("source_run"), "snapshot": tags.get("snapshot")}
+            "mlflow_run_id": _last_gated(tags), "snapshot": tags.get("snapshot")}
+
+
+def _no_store_yet(uri: str) -> bool:
+    """A local SQLite store that does not exist yet: no champion, and opening a client would create it."""
+    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+
+
+def _last_gated(tags: dict[str, str]) -> str | None:
+    """The MLflow run of the latest run that gated a registered version (``gate_run`` once a rerun reused it)."""
+    return tags.get("gate_run") or tags.get("source_run")
 
 
 def refused_again(config: PipelineConfig, workspace: str, run_key: str) -> dict[str, Any] | None:
@@ -257,7 +267,7 @@ def refused_again(config: PipelineConfig, workspace: str, run_key: str) -> dict[
     from tasks.track import _alias_version, _version_with_key
 
     uri = tracking_uri(config, workspace)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+    if _no_store_yet(uri):
         return None
     name = registered_model_name(config)
     try:
@@ -269,7 +279,7 @@ def refused_again(config: PipelineConfig, workspace: str, run_key: str) -> dict[
     except (MlflowException, LossvalError):
         return None
     tags = version.tags or {}
-    last_gated = tags.get("gate_run") or tags.get("source_run")  # the MLflow run of the latest run that gated it
+    last_gated = _last_gated(tags)
     if tags.get("gate") != "failed" or tags.get("champion_compared") != f"{champion or 'none'}@{last_gated}":
         return None
     manifest_path = Path(tags.get("run_dir") or "") / "manifest.json"

@@ -108,5 +108,5 @@ def _warn_on_shared_rows(curated: pd.DataFrame, data: pd.DataFrame, *, path: str
         run_logger().warning(
             "%s: %d of %d %s rows also appear, identical, in the data (%s), first at %s %s; they leak into "
             "training. Remove them from one of the two files%s.", path, int(shared.sum()), len(curated), what,
-            data_path, what, first_shared_row(curated, data, ignore=(id_column,)),
+            data_path, what, first_shared_row(curated, data, shared, ignore=(id_column,)),
             shared_rows_note(curated, data, ignore=(id_column,)))

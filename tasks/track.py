@@ -663,7 +663,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         compared = _compared_champion(gate_champion)
         if compared is not None:
             client.set_model_version_tag(name, version, "champion_compared", f"{compared}@{run_id}")
-        elif "champion_compared" in (client.get_model_version(name, version).tags or {}):
+        elif existing is not None and "champion_compared" in (existing.tags or {}):  # a new version has no tags
             client.delete_model_version_tag(name, version, "champion_compared")
         champion = version if promoted else _alias_version(client, name, "champion")
         note = logged.tags.get("mlflow.note.content", "")
