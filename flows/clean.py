@@ -26,7 +26,7 @@ from tasks.prune import describe_pruning, lowest_value_rows, prune
 from tasks.retrain import retrain
 from tasks.split import split
 from tasks.track import log_manifest, promote, track, tracking_uri
-from tasks.value import valuation_key, value_cached
+from tasks.value import effective_lossval_options, valuation_key, value_cached
 
 __all__ = ["clean_dataset", "run_cleaning", "snapshot_history", "older_snapshot", "shrank_from"]
 
@@ -126,11 +126,10 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
 
 
 def _repeatable(config: PipelineConfig) -> bool:
-    """Whether a rerun would repeat an earlier run bit for bit: valued and retrained on this machine's CPU (CUDA
-    results differ in the last digits, and a valuation deployment values elsewhere)."""
-    from lossval._torchutil import resolve_device
-
-    return not config.valuation_deployment and resolve_device(config.lossval.get("device", "auto")).type == "cpu"
+    """Whether a rerun would repeat an earlier run of its key bit for bit: valued and retrained on this machine's
+    CPU, the device the valuation key holds (CUDA results differ in the last digits; with a valuation deployment
+    the key holds no resolved device, as the values are made elsewhere)."""
+    return effective_lossval_options(config).get("device") == "cpu"
 
 
 def _discard(staging: Path) -> None:
