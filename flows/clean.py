@@ -235,9 +235,14 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         from tasks.champion import champion_of_run_key, refused_again
 
         same = champion_of_run_key(config, str(ws.root), rkey)
-        if same is not None:
+        if same.champion is not None:
             return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
-                    "champion": same}
+                    "champion": same.champion}
+        if same.unreachable:  # the run's data outputs are still worth having; its gate refuses unless the store answers
+            get_run_logger().warning("dataset %s runs: %s. Its data outputs will be complete; unless the store answers "
+                                     "by the time the run is gated and tracked, nothing is promoted.", config.dataset, same.reason)
+        else:
+            get_run_logger().info("dataset %s runs: %s", config.dataset, same.reason)
         before = refused_again(config, str(ws.root), rkey) if _repeatable(config) else None
         if before is not None:
             champion = f"version {before['champion']}" if before["champion"] else "none"

@@ -19,19 +19,19 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import yaml
 
-from lossval.config import PipelineConfig
+from lossval.config import PipelineConfig, mask_uri
 from lossval.encoding import TabularEncoder
 from lossval.errors import LossvalError, UnseenLevelsWarning
 from lossval.retrain import HIGHER_IS_BETTER, evaluate
 from tasks.retrain import encode_rows
 from tasks.track import _scoped_process_state, mlflow_client, registered_model_name, tracking_uri
 
-__all__ = ["schema_changes", "compare_with_champion", "unusable_model", "champion_of_run_key", "refused_again"]
+__all__ = ["schema_changes", "compare_with_champion", "unusable_model", "champion_of_run_key", "RunKeyLookup", "refused_again"]
 
 
 def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[str]:
@@ -208,37 +208,64 @@ def _download_model_files(uri: str, source: str, dst: Path) -> dict[str, str]:
     return {key: str(path) for key, path in paths.items()}
 
 
-def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) -> dict[str, str | None] | None:
-    """The champion, when a run of ``run_key`` registered it and its files still load; else None.
+class RunKeyLookup(NamedTuple):
+    """:func:`champion_of_run_key`'s answer: the champion when a run of the key registered it, else why not."""
+
+    champion: dict[str, str | None] | None
+    #: why a run goes ahead, in words ("" when ``champion`` is set)
+    reason: str
+    #: the tracking store did not answer: the run goes ahead, and its gate refuses unless the store answers then
+    unreachable: bool = False
+
+
+# MLflow's answers for "no such registered model" and "no such alias": the store answered, there is no champion.
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
+def champion_of_run_key(config: PipelineConfig, workspace: str, run_key: str) -> RunKeyLookup:
+    """The champion, when a run of ``run_key`` registered it and its files still load; else why not.
 
     A run of the same key (same data, curated files, config and lossval version) would reuse that
-    version and promote it again: the nightly flow skips such a dataset. None too when the run
-    folder of the latest run that gated it is gone (a run then writes this data's kept rows and
+    version and promote it again: the nightly flow skips such a dataset. No champion either when the
+    run folder of the latest run that gated it is gone (a run then writes this data's kept rows and
     quarantine again), and when the store does not answer or the model has no champion: the run
-    then goes ahead and meets it.
+    then goes ahead and meets it. ``reason`` says which, for the log.
 
     Returns:
-        ``{"version", "run_id" (lossval's run id), "run_dir", "mlflow_run_id", "snapshot"}`` of the latest run
-        that gated the champion version (:func:`tasks.track.promote` retags a reused version).
+        ``champion``: ``{"version", "run_id" (lossval's run id), "run_dir", "mlflow_run_id", "snapshot"}`` of the
+        latest run that gated the champion version (:func:`tasks.track.promote` retags a reused version).
     """
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri(config, workspace)
+    name = registered_model_name(config)
     if _no_store_yet(uri):
-        return None
+        return RunKeyLookup(None, f"no champion yet (no MLflow store at {mask_uri(uri)})")
     try:
         with mlflow_client(uri) as client:
-            version = client.get_model_version_by_alias(registered_model_name(config), "champion")
-    except (MlflowException, LossvalError):
-        return None
+            try:
+                version = client.get_model_version_by_alias(name, "champion")
+            except MlflowException as exc:
+                if exc.error_code in _NOT_FOUND:
+                    return RunKeyLookup(None, f"no champion yet ({name} has no @champion)")
+                raise
+    except LossvalError as exc:
+        return RunKeyLookup(None, f"the champion could not be looked up: {str(exc).rstrip('.')}", unreachable=True)
     tags = version.tags or {}
-    if tags.get("lossval_run_key") != run_key or unusable_model(uri, str(version.source)):
-        return None
+    if tags.get("lossval_run_key") != run_key:
+        return RunKeyLookup(None, f"the champion (version {version.version}) came from another run key: the data, "
+                                  "curated validation or test files, config or lossval version differ")
+    unusable = unusable_model(uri, str(version.source))
+    if unusable:
+        return RunKeyLookup(None, f"the champion (version {version.version}) is this data's, but its model cannot "
+                                  f"be loaded ({unusable})")
     run_dir = tags.get("run_dir")
     if not run_dir or not (Path(run_dir) / "manifest.json").is_file():
-        return None  # its run folder was deleted or is elsewhere: a run makes this data's outputs again
-    return {"version": str(version.version), "run_id": tags.get("lossval_run_id"), "run_dir": run_dir,
-            "mlflow_run_id": _last_gated(tags), "snapshot": tags.get("snapshot")}
+        # its run folder was deleted or is elsewhere: a run makes this data's outputs again
+        return RunKeyLookup(None, f"the champion (version {version.version}) is this data's, but the folder of the "
+                                  f"run that gated it ({run_dir or 'not recorded'}) has no manifest.json")
+    return RunKeyLookup({"version": str(version.version), "run_id": tags.get("lossval_run_id"), "run_dir": run_dir,
+                         "mlflow_run_id": _last_gated(tags), "snapshot": tags.get("snapshot")}, "")
 
 
 def _no_store_yet(uri: str) -> bool:

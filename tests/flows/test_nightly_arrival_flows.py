@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -55,9 +56,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "refused": refused}
 
 
-@pytest.fixture
-def run_log() -> Iterator[list[str]]:
-    """Prefect's flow and task run log records (WARNING and above) as a console handler would write them."""
+@contextlib.contextmanager
+def _kept_run_log(level: int) -> Iterator[list[str]]:
+    """Prefect's flow and task run log records at ``level`` and above, as a console handler would write them."""
     import flows.nightly  # noqa: F401  (Prefect configures its logging on first use, replacing the loggers' handlers)
 
     lines: list[str] = []
@@ -66,14 +67,26 @@ def run_log() -> Iterator[list[str]]:
         def emit(self, record: logging.LogRecord) -> None:
             lines.append(self.format(record))
 
-    handler = Keep(logging.WARNING)
+    handler = Keep(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    levels = [logger.level for logger in loggers]  # the tests run Prefect at WARNING (conftest)
     for logger in loggers:
         logger.addHandler(handler)
-    yield lines
-    for logger in loggers:
-        logger.removeHandler(handler)
+        logger.setLevel(min(level, logger.getEffectiveLevel()))
+    try:
+        yield lines
+    finally:
+        for logger, was in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(was)
+
+
+@pytest.fixture
+def run_log() -> Iterator[list[str]]:
+    """Prefect's flow and task run log records (WARNING and above)."""
+    with _kept_run_log(logging.WARNING) as lines:
+        yield lines
 
 
 def test_nightly_cleans_every_dataset_and_reports_the_failed_and_the_refused_one(setup: dict[str, Path],
@@ -205,8 +218,12 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
     good = {"name": "good", "config": str(setup["root"] / "good" / "config.yaml")}
     datasets.write_text(yaml.safe_dump({"datasets": [good]}))
     ws = setup["ws"] / "unchanged"
-    [first] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    with _kept_run_log(logging.INFO) as log:
+        [first] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
     assert first["state"] == "Completed"
+    # a run that goes ahead says why
+    assert [line for line in log if "dataset good runs:" in line] == [
+        f"INFO dataset good runs: no champion yet (no MLflow store at sqlite:///{ws.resolve() / 'mlflow.db'})"]
     folders = sorted(p.name for p in (ws / "runs").iterdir())
     state = nightly(datasets_file=str(datasets), workspace=str(ws), return_state=True)
     assert state.is_completed() and state.message == "0 of 1 dataset(s) cleaned; 1 unchanged since their champion's run: good"
@@ -221,14 +238,22 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
     assert again["state"] == "Completed" and again["run_id"] != first["run_id"]
     shutil.rmtree(ws / "runs" / first["run_id"])  # the champion's run folder deleted: its outputs are made again
     shutil.rmtree(ws / "runs" / again["run_id"])  # (the version now names the latest run that gated it)
-    [remade] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    with _kept_run_log(logging.INFO) as log:
+        [remade] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    [why] = [line for line in log if "dataset good runs:" in line]
+    assert why.startswith("INFO dataset good runs: the champion (version 1) is this data's, but the folder of the run "
+                          f"that gated it ({ws / 'runs' / again['run_id']}) has no manifest.json"), why
     assert remade["state"] == "Completed" and (ws / "runs" / remade["run_id"] / "manifest.json").is_file()
     [same] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]  # and it points to the new folder
     assert same["state"] == "Unchanged" and same["run_id"] == remade["run_id"]
     other = setup["root"] / "good" / "other.yaml"
     other.write_text(yaml.safe_dump({**yaml.safe_load(Path(good["config"]).read_text()), "retrain": {"epochs": 6}}))
     datasets.write_text(yaml.safe_dump({"datasets": [{**good, "config": str(other)}]}))
-    [changed] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    with _kept_run_log(logging.INFO) as log:
+        [changed] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
+    assert [line for line in log if "dataset good runs:" in line] == [
+        "INFO dataset good runs: the champion (version 1) came from another run key: the data, curated validation or "
+        "test files, config or lossval version differ"]
     assert changed["state"] == "Completed" and len(list((ws / "runs").iterdir())) == len(folders) + 1  # 2 removed
 
 

@@ -461,6 +461,30 @@ def test_a_champion_that_cannot_be_looked_up_refuses_the_gate_instead_of_passing
     assert "gate.compare_with_champion: false" in record["failures"][0]
 
 
+def test_the_unchanged_lookup_says_why_a_run_goes_ahead_and_tells_an_unreachable_store_from_no_champion(tmp_path):
+    from mlflow import MlflowClient
+
+    from tasks.champion import champion_of_run_key
+
+    def lookup(uri: str):
+        config = config_from_dict({"data": "d.csv", "target": "label", "dataset": "d", "tracking": {"uri": uri}})
+        return champion_of_run_key(config, str(tmp_path), "key")
+
+    fresh = lookup(f"sqlite:///{tmp_path / 'none.db'}")
+    assert fresh.champion is None and not fresh.unreachable and fresh.reason.startswith("no champion yet (no MLflow store")
+    assert not (tmp_path / "none.db").exists()  # the lookup does not create the store
+    store = f"sqlite:///{tmp_path / 'empty.db'}"
+    MlflowClient(tracking_uri=store, registry_uri=store).create_registered_model("other-model")
+    assert lookup(store) == (None, "no champion yet (lossval-d has no @champion)", False)
+    MlflowClient(tracking_uri=store, registry_uri=store).create_registered_model("lossval-d")  # no alias
+    assert lookup(store) == (None, "no champion yet (lossval-d has no @champion)", False)
+    (tmp_path / "broken.db").write_bytes(b"not a sqlite database" * 100)
+    for uri in (f"sqlite:///{tmp_path / 'broken.db'}", "http://127.0.0.1:1"):  # nothing listens on port 1
+        down = lookup(uri)
+        assert down.champion is None and down.unreachable, down
+        assert down.reason.startswith(f"the champion could not be looked up: MLflow tracking at {uri} "), down.reason
+
+
 @pytest.mark.parametrize("damage", [b'{"oops": 1', b'{"snapshot_hash": "aaa"}', b"\xff\xfe not text", b'[1, 2]'])
 def test_a_damaged_snapshot_history_is_set_aside_and_started_anew(tmp_path, damage: bytes) -> None:
     import json
