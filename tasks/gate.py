@@ -115,7 +115,7 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
                        "`lossval verify` on the run folder and report its output with gate.json.")
         elif f["why"] == RANGE_WHY:
             out.append(f"The kept rows' {', '.join(repr(c) for c in ranged[:5])} lie outside the validation split's "
-                       "range (widened by 25%): the training data and the validation split disagree there (other "
+                       "widened range (the bounds are in the failed check): the training data and the validation split disagree there (other "
                        "units, a shifted export?); check those columns and the validation choice (validation.*).")
         else:
             out.append(f"A check of your suite failed on the kept rows: fix the data, or the suite ({suite}) if that "
@@ -180,7 +180,7 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     import math
 
     from lossval.suites import suite_file
-    from tasks.gx import range_expectations, validate_frame
+    from tasks.gx import range_expectations, range_margin, unranged_columns, validate_frame
 
     enc = TabularEncoder.load(encoder)
     kp, va = pd.read_parquet(kept), pd.read_parquet(validation)
@@ -190,12 +190,17 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     suite = str(suite_file(config.gate.suite))
     gx_result = validate_frame(kp, suite=suite, params=params, task_kind=enc.task_,
                                extra=range_expectations(va, enc.numeric_columns_))
+    notes = []
+    unranged = unranged_columns(va, enc.numeric_columns_)
+    if unranged:
+        notes.append(f"not range-checked, one value (or none) in the validation split's {len(va)} rows: "
+                     + ", ".join(unranged[:10]) + (f" and {len(unranged) - 10} more" if len(unranged) > 10 else ""))
     metric = PRIMARY_METRIC[enc.task_]
     tol = config.gate.metric_tolerance
     found = _metric_findings(metrics, task=enc.task_, tolerance=tol,
                              refuse_when_all_worse=config.gate.refuse_when_all_worse, limits=config.gate.metric_limits)
     failures = list(gx_result["failures"]) + [text for _, text in found]
-    champion, notes = None, []
+    champion = None
     test_rows = pd.read_parquet(test) if test is not None else None
     if test_rows is not None and metric == "accuracy" and len(test_rows) and 1 / len(test_rows) > tol:
         notes.append(f"the test split has {len(test_rows)} rows: one row moves accuracy by {1 / len(test_rows):.3f}, "

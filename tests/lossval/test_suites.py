@@ -111,7 +111,7 @@ def test_failed_checks_read_as_plain_numbers_with_their_bounds_and_each_kind_get
                     champion=None, suite="my_suite.json", target="y")
     said = " ".join(todo)
     assert "Pruning removed every row of a class" in said and "Fewer rows were kept than the suite's minimum" in said
-    assert "The kept rows' 'x' lie outside the validation split's range" in said
+    assert "The kept rows' 'x' lie outside the validation split's widened range" in said
     assert "fix the data, or the suite (my_suite.json)" in said
     assert "raise gate.metric_tolerance only if" in said and "raise gate.metric_limits.log_loss" in said
     assert "gate.refuse_when_all_worse: false" in said
@@ -159,3 +159,31 @@ def test_a_broken_invariant_of_the_kept_rows_is_reported_as_a_lossval_bug_not_as
     assert "lossval bug" in bug_id and "'row_id'" in bug_id and "lossval verify" in bug_id
     assert "lossval bug" in bug_target and "'label'" in bug_target
     assert own.startswith("A check of your suite failed") and "mine.json" in own
+
+
+def test_the_range_check_passes_kept_rows_of_the_validation_rows_distribution_even_from_ten_validation_rows() -> None:
+    """With a fixed 25% margin, 10 validation rows refused 38% of columns drawn from their own distribution."""
+    import numpy as np
+    import pandas as pd
+
+    from tasks.gx import range_expectations, range_margin, unranged_columns, validate_frame
+
+    assert range_margin(10) == 4.0 and range_margin(100) == 0.4 and range_margin(160) == range_margin(5000) == 0.25
+    rng = np.random.default_rng(0)
+    draws = {"normal": rng.standard_normal, "skewed": rng.standard_exponential, "heavy": lambda n: rng.standard_t(5, n)}
+    for n_validation in (10, 20, 50):
+        validation = pd.DataFrame({k: draw(n_validation) for k, draw in draws.items()})
+        kept = pd.DataFrame({k: draw(400) for k, draw in draws.items()}).assign(row_id=range(400))
+        checks = range_expectations(validation, list(draws))
+        assert len(checks) == 3
+        result = validate_frame(kept, suite="pruned_data", task_kind="regression", extra=checks,
+                                params={"target": "normal", "min_rows": 1, "classes": []})
+        assert result["success"], (n_validation, result["failures"])
+        # while the same columns in other units (x10) are still refused, from 10 validation rows up
+        result = validate_frame(kept.assign(**{k: kept[k] * 10 for k in draws}), suite="pruned_data", task_kind="regression", extra=checks,
+                                params={"target": "normal", "min_rows": 1, "classes": []})
+        assert {f["column"] for f in result["failed"]} == set(draws), (n_validation, result["failures"])
+    # a flag that is 0 in every validation row has no spread to judge by: not checked, and named as such
+    validation = pd.DataFrame({"flag": [0] * 12, "x": rng.normal(size=12), "gone": [np.nan] * 12})
+    assert [c["kwargs"]["column"] for c in range_expectations(validation, ["flag", "x", "gone"])] == ["x"]
+    assert unranged_columns(validation, ["flag", "x", "gone"]) == ["flag", "gone"]
