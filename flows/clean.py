@@ -19,7 +19,7 @@ from lossval.errors import GateFailed, LossvalError
 from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_json
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
-from tasks.gate import gate
+from tasks.gate import GATE_VERSION, gate
 from tasks.gx import check_suite_builds, check_suite_columns
 from tasks.ingest import ingest, publish_snapshot, read_history
 from tasks.prune import describe_pruning, lowest_value_rows, prune
@@ -143,11 +143,11 @@ def _discard(staging: Path) -> None:
 
 def run_key(config: PipelineConfig, values_key: str) -> str:
     """What makes two runs' registered models the same one: values, pruning, retraining, gate (and its
-    suite's content), lossval's version, and whether data rows may be logged to MLflow: a version
+    suite's content and :data:`tasks.gate.GATE_VERSION`), lossval's version, and whether data rows may be logged to MLflow: a version
     registered with an input example of data rows is not reused once ``tracking.log_quarantine`` is off."""
     rows = "" if config.tracking.log_quarantine else "-norows"
     return (f"{values_key}-{config.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}"
-            f"-v{lossval.__version__}{rows}")
+            f"-v{lossval.__version__}-g{GATE_VERSION}{rows}")
 
 
 def _suite_hash(config: PipelineConfig) -> str:

@@ -10,7 +10,12 @@ from lossval.encoding import TabularEncoder
 from lossval.io import write_json
 from lossval.retrain import HIGHER_IS_BETTER
 
-__all__ = ["gate", "metric_failures", "remedies", "PRIMARY_METRIC"]
+__all__ = ["gate", "metric_failures", "remedies", "PRIMARY_METRIC", "GATE_VERSION"]
+
+#: Part of a run's key (:func:`flows.clean.run_key`): bump it when the gate decides differently on the same rows and
+#: metrics, so that a nightly run does not repeat an earlier version's refusal (:func:`tasks.champion.refused_again`)
+#: or skip as unchanged. 2: the feature-range margin grows for small validation splits.
+GATE_VERSION = 2
 
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 

@@ -521,3 +521,16 @@ def test_turning_off_data_rows_in_mlflow_gives_a_new_run_key() -> None:
     assert run_key(on, "k") != run_key(off, "k") and run_key(off, "k").endswith("-norows")
     assert run_key(on, "k") == run_key(config_from_dict(base), "k")  # and stays put otherwise
     assert run_key(on, "k") != run_key(on, "other")
+
+
+def test_a_gate_that_decides_differently_gives_a_new_run_key(monkeypatch) -> None:
+    """Else a nightly run would repeat a refusal made by an earlier gate, or skip as unchanged, after an upgrade."""
+    import tasks.gate
+    from flows import clean
+    from lossval.config import config_from_dict
+
+    config = config_from_dict({"data": "/d.csv", "target": "y"})
+    before = clean.run_key(config, "k")
+    assert f"-g{tasks.gate.GATE_VERSION}" in before
+    monkeypatch.setattr(clean, "GATE_VERSION", tasks.gate.GATE_VERSION + 1)
+    assert clean.run_key(config, "k") != before
