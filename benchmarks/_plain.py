@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from lossval import LossVal
-from lossval._torchutil import FlatAdam, batch_steps_for, make_adam, make_mlp, per_row_loss
+from lossval._torchutil import FlatAdam, batch_steps_for, make_adam, make_mlp, per_row_loss, seeded_init
 
 __all__ = ["default_training", "train_plain", "score_model", "score_log_loss", "write_atomic"]
 
@@ -73,8 +73,7 @@ def train_plain(
     else:
         yt = torch.as_tensor(np.asarray(y), dtype=torch.float32, device=dev)
     n = Xt.shape[0]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         model = make_mlp(Xt.shape[1], n_outputs, n_layers=n_layers, width=width, activation=activation)
     model = model.to(dev)
     if optimizer not in ("flat", "torch"):

@@ -18,7 +18,7 @@ from torch import nn
 
 from lossval.errors import ConfigError
 
-__all__ = ["resolve_device", "cpu_threads", "make_mlp", "make_adam", "FlatAdam", "BatchSteps", "batch_steps_for", "per_row_loss",
+__all__ = ["resolve_device", "cpu_threads", "seeded_init", "make_mlp", "make_adam", "FlatAdam", "BatchSteps", "batch_steps_for", "per_row_loss",
            "pad_batches", "use_cuda_graphs", "ACTIVATIONS", "ADAM_BETAS", "ADAM_EPS", "DEVICE_NAME", "CUDA_GRAPHS_ENV", "ProgressBar"]
 
 # Adam's moment decay rates and eps, torch's defaults, named so that LossVal's closed-form
@@ -425,6 +425,19 @@ def make_mlp(
         fan_in = width
     layers.append(nn.Linear(fan_in, n_outputs))
     return nn.Sequential(*layers)
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """torch's CPU generator seeded with ``seed`` inside the block (for a network's initial weights, made on the
+    CPU), and the caller's state put back after.
+
+    ``torch.manual_seed`` would also reseed every CUDA (and MPS) generator, which ``fork_rng(devices=[])`` does
+    not save: the caller's GPU random draws would restart from ``seed`` after each fit.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(int(seed))
+        yield
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossval._torchutil import FlatAdam, batch_steps_for, cpu_threads, make_mlp, per_row_loss, resolve_device
+from lossval._torchutil import FlatAdam, batch_steps_for, cpu_threads, make_mlp, per_row_loss, resolve_device, seeded_init
 from lossval.errors import InputError
 
 __all__ = ["TabularModel", "fit_model", "fit_temperature", "evaluate", "METRICS", "HIGHER_IS_BETTER",
@@ -178,8 +178,7 @@ def _fit_model(
                           stacklevel=2)
             sw = np.ones_like(sw)
         w = torch.as_tensor(sw, dtype=torch.float32, device=dev)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_init(seed):
         model = TabularModel(Xt.shape[1], n_out, task=task, y_mean=y_mean, y_scale=y_scale).to(dev)
     opt = FlatAdam(model.parameters(), lr=lr)
     gen = torch.Generator()  # on the CPU whatever the device: a seed gives the same batches on CPU and CUDA

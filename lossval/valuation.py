@@ -136,7 +136,7 @@ from lossval._checks import first_non_number, label_kind
 from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, make_adam, make_mlp, pad_batches, per_row_loss,
-                                resolve_device)
+                                resolve_device, seeded_init)
 from lossval.errors import ConfigError, InputError, NumericalError
 
 __all__ = ["LossVal", "VALUES_VERSION", "batch_objective", "objective_terms", "half_squared_distances", "infer_task", "to_numpy_2d"]
@@ -967,8 +967,7 @@ class LossVal:
         n_layers = 3 if self.n_layers is None else int(self.n_layers)
         width = (100 if task == "classification" else 90) if self.width is None else int(self.width)
         activation = ("relu" if task == "classification" else "tanh") if self.activation is None else self.activation
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.seed))
+        with seeded_init(int(self.seed)):
             model = make_mlp(data.X.shape[1], data.n_outputs, n_layers=n_layers, width=width, activation=activation)
         model = model.to(device)
         settings = self.resolved(task)

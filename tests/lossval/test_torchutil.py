@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lossval._torchutil import CUDA_GRAPHS_ENV, BatchSteps, FlatAdam, make_mlp, pad_batches, use_cuda_graphs
+from lossval._torchutil import CUDA_GRAPHS_ENV, BatchSteps, FlatAdam, make_mlp, pad_batches, seeded_init, use_cuda_graphs
 from lossval.errors import ConfigError
 
 
@@ -244,3 +244,27 @@ def test_batch_steps_replayed_from_a_cuda_graph_match_the_eager_steps() -> None:
         results.append((torch.cat([p.detach().reshape(-1) for p in model.parameters()]), torch.stack(losses)))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-5)
+
+
+def test_fits_leave_the_callers_random_generators_alone(monkeypatch) -> None:
+    """torch.manual_seed inside fork_rng(devices=[]) reseeded every CUDA generator and left it so."""
+    import numpy as np
+
+    from lossval import LossVal
+    from lossval.retrain import fit_model
+
+    reseeded: list[str] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(f"cuda {seed}"))
+    monkeypatch.setattr(torch.mps, "manual_seed", lambda seed: reseeded.append(f"mps {seed}"))
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)).astype(np.float32), rng.integers(0, 2, 60)
+    torch.manual_seed(123)  # (before the patches' effect matters: the caller's own seeding)
+    reseeded.clear()
+    state = torch.get_rng_state()
+    LossVal(epochs=1, seed=7, device="cpu").fit(X[:40], y[:40], X[40:], y[40:])
+    fit_model(X, y, task="classification", n_classes=2, epochs=1, seed=7, device="cpu")
+    assert reseeded == [] and torch.equal(torch.get_rng_state(), state)
+    with seeded_init(7):  # inside, the CPU generator is seeded as torch.manual_seed(7) seeds it
+        inside = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(inside, torch.rand(3))
