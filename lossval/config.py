@@ -522,7 +522,10 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     for k in _FEATURE_KEYS:
         v = features.get(k)
         if v is not None and not (isinstance(v, list) and all(isinstance(c, str) for c in v)):
-            raise ConfigError(f"'features.{k}' must be a list of column names.", source=source)
+            odd = next((c for c in v if not isinstance(c, str)), None) if isinstance(v, list) else None
+            hint = (f" YAML read one item as {odd!r}: quote column names that contain ': ' or read as another type "
+                    "(numbers, yes/no, null), e.g. [\"Unnamed: 0\", \"2021\"]." if odd is not None else "")
+            raise ConfigError(f"'features.{k}' must be a list of column names.{hint}", source=source)
     both = [c for c in features.get("numeric") or () if c in set(features.get("categorical") or ())]
     if both:
         raise ConfigError(f"column(s) {both} are in both 'features.numeric' and 'features.categorical'; a column is "

@@ -84,7 +84,7 @@ import pandas as pd
 
 from lossval._robust import central_range_bounds
 from lossval.errors import ConfigError, InputError, UnseenLevelsWarning
-from lossval.io import is_text_dtype as _is_text_dtype, nested_column
+from lossval.io import is_text_dtype as _is_text_dtype, nested_column, shell_name, yaml_name
 
 __all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL", "ENCODER_VERSION"]
 
@@ -318,7 +318,7 @@ class TabularEncoder:
                     f"{series.nunique(dropna=True)} distinct values that are one number in float64 (integers near "
                     f"{float(values[0]):.3g}, beyond float64's 2**53 exact integers), like an id or a hash: it is "
                     f"left out of the features (exclude it to say so: {_declare_excluded(col)}; or, if it names the "
-                    f"rows, make it the id column: pipeline config id_column: {col}; `lossval value`: --id-column {col})",
+                    f"rows, make it the id column: pipeline config id_column: {yaml_name(col)}; `lossval value`: --id-column {shell_name(col)})",
                     UserWarning,
                     stacklevel=4,
                 )
@@ -353,7 +353,7 @@ class TabularEncoder:
                     f"{self.source + ': ' if self.source else ''}numeric column {col!r} holds {values.size} distinct "
                     "integers, one per row, like a row id or a saved index: it is used as a feature, so the network "
                     f"can tell rows apart by it. If it names the rows, make it the id column (pipeline config "
-                    f"id_column: {col}; `lossval value`: --id-column {col}); else exclude it "
+                    f"id_column: {yaml_name(col)}; `lossval value`: --id-column {shell_name(col)}); else exclude it "
                     f"({_declare_excluded(col)}); if it is a real measurement, declare it numeric to say so ({_declare_numeric(col)})",
                     UserWarning, stacklevel=4)
             return {"name": col, "kind": "numeric", "mean": mean, "scale": scale}
@@ -369,7 +369,7 @@ class TabularEncoder:
             warnings.warn(
                 f"{where} in {len(series)} rows, each once, like an id: it is left out of the features (exclude it "
                 f"to say so: {_declare_excluded(col)}; or, if it names the rows, make it the id column: pipeline "
-                f"config id_column: {col}; `lossval value`: --id-column {col})",
+                f"config id_column: {yaml_name(col)}; `lossval value`: --id-column {shell_name(col)})",
                 UserWarning,
                 stacklevel=4,
             )
@@ -1089,13 +1089,13 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
 
 def _declare_categorical(col: Any) -> str:
     """How to keep ``col`` categorical, in each of lossval's front ends."""
-    return (f"pipeline config: features.categorical: [{col}]; `lossval value`: --categorical {col}; "
+    return (f"pipeline config: features.categorical: [{yaml_name(col)}]; `lossval value`: --categorical {shell_name(col)}; "
             f"TabularEncoder: categorical=[{col!r}]")
 
 
 def _declare_numeric(col: Any) -> str:
     """How to make ``col`` numeric, in each of lossval's front ends."""
-    return (f"pipeline config: features.numeric: [{col}]; `lossval value`: --numeric {col}; "
+    return (f"pipeline config: features.numeric: [{yaml_name(col)}]; `lossval value`: --numeric {shell_name(col)}; "
             f"TabularEncoder: numeric=[{col!r}]")
 
 
@@ -1122,7 +1122,7 @@ def _looks_like_row_number(values: np.ndarray, col: Any) -> bool:
 
 def _declare_excluded(col: Any) -> str:
     """How to leave ``col`` out of the features, in each of lossval's front ends."""
-    return (f"pipeline config: features.exclude: [{col}]; `lossval value`: --exclude {col}; "
+    return (f"pipeline config: features.exclude: [{yaml_name(col)}]; `lossval value`: --exclude {shell_name(col)}; "
             f"TabularEncoder: exclude=[{col!r}]")
 
 

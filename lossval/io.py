@@ -67,6 +67,8 @@ __all__ = [
     "nested_column",
     "assign_row_ids",
     "pause_point",
+    "yaml_name",
+    "shell_name",
 ]
 
 MAX_COLUMNS = 10_000
@@ -489,3 +491,23 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
     base = pd.Series([f"{h:016x}" for h in hashes], index=df.index)
     occurrence = base.groupby(base).cumcount() + 1
     return base.where(occurrence == 1, base + "#" + occurrence.astype(str)).rename("row_id")
+
+
+def yaml_name(name: Any) -> str:
+    """A column name as it must be written in a YAML config (inside a flow list ``[...]`` too): plain when YAML
+    reads it back as that same text, else double-quoted (``"Unnamed: 0"``, ``"2021"``, ``"yes"``, ``"a, b"``)."""
+    import yaml
+
+    text = str(name)
+    try:
+        plain = yaml.safe_load(f"[{text}]") == [text]
+    except yaml.YAMLError:
+        plain = False
+    return text if plain and text == text.strip() else json.dumps(text)
+
+
+def shell_name(name: Any) -> str:
+    """A column name as one shell word, for a ``lossval value --flag NAME`` suggestion."""
+    import shlex
+
+    return shlex.quote(str(name))

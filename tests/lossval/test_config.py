@@ -281,3 +281,18 @@ def test_a_large_seed_loads_and_torch_gets_its_low_32_bits() -> None:
     cfg = config_from_dict({**BASE, "seed": 20240101120000})  # a timestamp-style seed, as configs hold them
     assert cfg.seed == 20240101120000 and torch_seed(cfg.seed) == 20240101120000 % 2**32
     assert torch_seed(2**32 + 5) == 5 and torch_seed(7) == 7
+
+
+def test_a_column_name_yaml_reads_as_a_mapping_or_a_number_is_explained() -> None:
+    import yaml
+
+    from lossval.config import config_from_dict
+    from lossval.errors import ConfigError
+    from lossval.io import yaml_name
+
+    raw = yaml.safe_load("features:\n  exclude: [Unnamed: 0, 2021]\n")  # unquoted: a mapping
+    with pytest.raises(ConfigError, match=r"read one item as \{'Unnamed': 0\}: quote column names that contain ': '"):
+        config_from_dict({"data": "d.csv", "target": "y", **raw})
+    for name in ("Unnamed: 0", "2021", "yes", "null", "a, b", "[x]", "plain", "x#1", " padded"):
+        assert yaml.safe_load(f"[{yaml_name(name)}]") == [name] and yaml.safe_load(f"k: {yaml_name(name)}") == {"k": name}
+    assert yaml_name("plain") == "plain" and yaml_name("2021") == '"2021"'

@@ -750,6 +750,16 @@ def test_a_numeric_column_named_like_an_id_with_one_value_per_row_is_warned_abou
     assert named == ["Unnamed: 0", "customer_id", "orderId", "userID"]  # not a time step, nor 'paid'
     [text] = [str(w.message) for w in caught if "'customer_id'" in str(w.message)]
     assert "--id-column customer_id" in text and "features.exclude: [customer_id]" in text
+    # a name YAML would read as something else is quoted, so the suggestion can be pasted as it is
+    [text] = [str(w.message) for w in caught if "'Unnamed: 0'" in str(w.message)]
+    assert "features.exclude: [\"Unnamed: 0\"]" in text and "id_column: \"Unnamed: 0\";" in text
+    assert "--exclude 'Unnamed: 0'" in text
+    import yaml
+
+    from lossval.config import config_from_dict
+    pasted = yaml.safe_load('id_column: "Unnamed: 0"\nfeatures:\n  exclude: ["Unnamed: 0"]\n')
+    config = config_from_dict({"data": "d.csv", "target": "y", **pasted})
+    assert config.id_column == "Unnamed: 0" and config.exclude == ("Unnamed: 0",)
     with warnings.catch_warnings():  # said to be a feature, or repeated values (a key shared by rows): no warning
         warnings.simplefilter("error")
         TabularEncoder(target="y", numeric=["customer_id", "Unnamed: 0", "orderId", "userID"]).fit(df)
