@@ -19,7 +19,10 @@ from tasks._log import run_logger
 from tasks._paths import Workspace
 from tasks.prune import RESERVED_COLUMNS
 
-__all__ = ["ingest", "publish_snapshot", "read_history"]
+__all__ = ["ingest", "publish_snapshot", "read_history", "MIN_ROWS"]
+
+#: The fewest data rows a run takes (the raw-data suite's ``min_rows``).
+MIN_ROWS = 20
 
 
 @task(name="ingest")
@@ -49,7 +52,11 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     if taken:
         raise InputError(f"has column(s) {taken}, which lossval adds to quarantined rows; rename them.", source=data_path)
     require_column(df.columns, target, key="target", source=data_path)  # the suite would say it in GX's words
-    raw = validate_frame(df, suite="raw_data", params={"target": target, "min_rows": 20})
+    if len(df) < MIN_ROWS:  # said in words before the suite's own row-count check says it in GX's
+        raise InputError(f"has {len(df)} data row(s); a lossval run needs at least {MIN_ROWS}, as it splits them into "
+                         "training, validation and test rows (the library's LossVal and `lossval value` take fewer, "
+                         "with your own validation rows).", source=data_path)
+    raw = validate_frame(df, suite="raw_data", params={"target": target, "min_rows": MIN_ROWS})
     if not raw["success"]:
         raise InputError("raw-data checks failed: " + "; ".join(raw["failures"]), source=data_path)
     if df[target].isna().any():

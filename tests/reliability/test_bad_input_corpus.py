@@ -489,7 +489,7 @@ def _(d: Path) -> list[str]:
     return _flow_config(d, make_frame(120).assign(row_id=range(120)))
 
 
-@case(FLOW_CASES, "flow-too-few-rows", "data.csv", "raw-data checks failed", "expect_table_row_count_to_be_between")
+@case(FLOW_CASES, "flow-too-few-rows", "data.csv", "has 15 data row(s)", "needs at least 20")
 def _(d: Path) -> list[str]:
     return _flow_config(d, make_frame(15))
 
