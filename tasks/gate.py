@@ -131,7 +131,8 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
                        "rows: try retrain.mode: prune, or "
                        + (f"raise gate.metric_limits.{rule.split(':', 1)[1]} if a loss of this size is acceptable."
                           if rule.startswith("limit:") else
-                          "set gate.refuse_when_all_worse: false to promote runs that only tie."))
+                          "set gate.refuse_when_all_worse: false to promote runs that improve no metric (the primary one "
+                          "staying within gate.metric_tolerance)."))
         elif soft and rule == "primary":
             out.append("The model trained on every row weighted by its value (retrain.mode: soft) scores worse on the "
                        "test rows than the one trained on all of them unweighted, so the low-valued rows held signal: "
@@ -149,7 +150,8 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
             out.append(f"Remove {rule.split(':', 1)[1]} from gate.metric_limits: this task does not report it.")
         elif rule == "all_worse":
             out.append(f"Pruning gained nothing on the test rows: {prune_less}, or set gate.refuse_when_all_worse: "
-                       "false to promote runs that only tie.")
+                       "false to promote runs that improve no metric (the primary one staying within "
+                       "gate.metric_tolerance).")
     if champion and champion["worse"]:
         out.append("The registered champion scores better on this run's test rows: check this data against the "
                    "champion's (a shifted, smaller or mislabelled export?) and compare the two runs in MLflow; raise "

@@ -146,6 +146,7 @@ def test_with_soft_retraining_the_metric_remedies_do_not_say_prune_less():
                     target="y", soft=True)
     assert len(todo) == 3 and all("retrain.mode: prune" in t and "rune less" not in t for t in todo), todo
     assert "gate.metric_limits.log_loss" in todo[1] and "gate.refuse_when_all_worse: false" in todo[2]
+    assert "improve no metric" in todo[2] and "tie" not in todo[2]  # the rule fires on losses, not only on ties
 
 
 def test_a_broken_invariant_of_the_kept_rows_is_reported_as_a_lossval_bug_not_as_the_users_suite():
