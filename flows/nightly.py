@@ -167,7 +167,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     same = (f"; {len(unchanged)} unchanged since their champion's run: {', '.join(unchanged)}" if unchanged else "")
     if failed:
         detail = "; ".join(f"{r['dataset']}: {r['error']}" for r in results if r["dataset"] in failed)
-        message = f"{len(failed)} of {len(results)} dataset(s) failed{refusals}{same}: {detail}"
+        # the failed ones named first: the errors after them are theirs, not the unchanged datasets'
+        message = f"{len(failed)} of {len(results)} dataset(s) failed ({', '.join(failed)}){refusals}{same}. {detail}"
         # A failed state carries an exception (Prefect raises it for a caller; a dict there is a TypeError).
         return Failed(message=message, data=NightlyFailed(message, report=report))
     if refused:

@@ -95,7 +95,8 @@ def test_nightly_cleans_every_dataset_and_reports_the_failed_and_the_refused_one
 
     state = nightly(datasets_file=str(setup["datasets"]), workspace=str(setup["ws"]), return_state=True)
     assert state.is_failed()  # bad input fails the night; the refusal alone would not
-    assert state.message.startswith("1 of 3 dataset(s) failed and 1 refused by the quality gate (refused): broken: ")
+    assert state.message.startswith("1 of 3 dataset(s) failed (broken) and 1 refused by the quality gate (refused). "
+                                    "broken: ")
     assert "missing.csv" in state.message  # the error names the file
     with pytest.raises(NightlyFailed, match="1 of 3 dataset") as failed:  # what a caller of nightly() gets
         state.result()
@@ -246,6 +247,12 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
     assert remade["state"] == "Completed" and (ws / "runs" / remade["run_id"] / "manifest.json").is_file()
     [same] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]  # and it points to the new folder
     assert same["state"] == "Unchanged" and same["run_id"] == remade["run_id"]
+    # beside a failing dataset, the message names the failed one before its error, not after the unchanged one
+    both = setup["root"] / "good-and-broken.yaml"
+    both.write_text(yaml.safe_dump({"datasets": [good, {"name": "broken", "config": str(setup["root"] / "broken.yaml")}]}))
+    state = nightly(datasets_file=str(both), workspace=str(ws), return_state=True)
+    assert state.is_failed() and state.message.startswith(
+        "1 of 2 dataset(s) failed (broken); 1 unchanged since their champion's run: good. broken: "), state.message
     other = setup["root"] / "good" / "other.yaml"
     other.write_text(yaml.safe_dump({**yaml.safe_load(Path(good["config"]).read_text()), "retrain": {"epochs": 6}}))
     datasets.write_text(yaml.safe_dump({"datasets": [{**good, "config": str(other)}]}))
