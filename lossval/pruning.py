@@ -354,6 +354,13 @@ def make_policy(name: str, **params: Any) -> PrunePolicy:
             f"pruning policy {key!r} got unknown parameter(s) {unknown}; "
             f"it accepts: {accepted if accepted else 'no parameters'}"
         )
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in params]
+    if missing:
+        example = ", ".join(f"{name}=..." for name in missing)
+        raise ConfigError(f"pruning policy {key!r} needs {', '.join(missing)}: pass {cls.__name__}({example}) "
+                          f"(or make_policy({key!r}, {example})) as the policy")
     try:
         return cls(**params)
     except TypeError as exc:

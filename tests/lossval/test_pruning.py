@@ -258,8 +258,11 @@ def test_make_policy_errors():
         make_policy("median")
     with pytest.raises(ConfigError, match="unknown parameter"):
         make_policy("fraction", fraction=0.1, q=3)
-    with pytest.raises(ConfigError, match="fraction"):
+    with pytest.raises(ConfigError, match=r"'fraction' needs fraction: pass FractionPolicy\(fraction=\.\.\.\)"):
         make_policy("fraction")
+    with pytest.raises(ConfigError, match=r"needs threshold: pass ThresholdPolicy\(threshold=\.\.\.\)") as caught:
+        prune(np.array([0.1, 0.2, 0.3]), policy="threshold")  # a name alone, for a policy that needs a number
+    assert "__init__" not in str(caught.value)
     with pytest.raises(ConfigError, match=r"\[0, 1\]"):
         make_policy("fraction", fraction=1.5)
     with pytest.raises(ConfigError, match="min_probability"):
