@@ -245,11 +245,12 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
             get_run_logger().info("dataset %s runs: %s", config.dataset, same.reason)
         before = refused_again(config, str(ws.root), rkey) if _repeatable(config) else None
         if before is not None:
-            champion = f"version {before['champion']}" if before["champion"] else "none"
+            champion = (f"the champion (version {before['champion']}) is the one it was compared with"
+                        if before["champion"] else "there is still no champion")
             todo = " ".join(before["gate"]["remedies"])
             raise GateFailed(
                 f"{config.dataset}: nothing promoted to champion; run {before['run_id']} was refused on this same data "
-                f"and config, and the champion ({champion}) is the one it was compared with, so it was not run again "
+                f"and config, and {champion}, so it was not run again "
                 f"(rerun_unchanged / force runs it); failed checks: " + "; ".join(before["gate"]["failures"])
                 + (f". What to do: {todo}" if todo else ".") + f" Run folder: {before['run_dir']}",
                 summary={**before, "repeated": True})

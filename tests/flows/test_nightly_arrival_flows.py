@@ -210,6 +210,7 @@ def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path
         {k: record[k] for k in ("run_id", "run_dir", "gate_failures", "gate_remedies", "kept", "quarantined")}
     assert [p.name for p in (ws / "runs").iterdir()] == [record["run_id"]]  # no second run folder
     assert any("not run again" in line for line in run_log)
+    assert any("and there is still no champion, so it was not run again" in line for line in run_log), run_log
 
 
 def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: dict[str, Path]) -> None:
