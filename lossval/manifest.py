@@ -175,7 +175,9 @@ def verify_run(run_dir: Path) -> list[str]:
         return [f"{run_dir}: no such run folder"]
     manifest_path = run_dir / MANIFEST_NAME
     if not manifest_path.is_file():
-        return [f"{manifest_path}: no manifest; the run did not complete"]
+        if run_dir.parent.name == "runs" or any((run_dir / f).exists() for f in ("train.parquet", "kept.parquet")):
+            return [f"{manifest_path}: no manifest; the run did not complete"]
+        return [f"{run_dir}: not a run folder (no {MANIFEST_NAME}); pass a folder under the workspace's runs/"]
     try:
         manifest: dict[str, Any] = read_json(manifest_path)
     except InputError as exc:
@@ -234,7 +236,9 @@ def verify_run(run_dir: Path) -> list[str]:
     if snapshot != union:
         lost = sorted(snapshot - union)[:5]
         extra = sorted(union - snapshot)[:5]
-        problems.append(f"rows not accounted for: {len(snapshot - union)} lost (e.g. {lost}), {len(union - snapshot)} unknown (e.g. {extra})")
+        counted = [f"{len(snapshot - union)} lost (e.g. {lost})" if lost else "",
+                   f"{len(union - snapshot)} not in the snapshot (e.g. {extra})" if extra else ""]
+        problems.append("rows not accounted for: " + ", ".join(c for c in counted if c))
     if set(ids["train"]) != set(ids["kept"]) | set(ids["quarantine"]):
         problems.append("train rows != kept + quarantine")
     for name in needed:

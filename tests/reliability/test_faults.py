@@ -309,6 +309,13 @@ def test_verify_accepts_a_copy_and_catches_lost_rows(reference: dict, tmp_path: 
     assert main(["verify", str(run)]) == 1
     err = capsys.readouterr().err
     assert "1 lost" in err and repr(kept["row_id"].iloc[0]) in err and "train rows != kept + quarantine" in err
+    assert "not in the snapshot" not in err  # only the count that is not zero
+    (tmp_path / "data").mkdir()  # a folder that is no run folder at all is called that
+    assert main(["verify", str(tmp_path / "data")]) == 1
+    assert "not a run folder (no manifest.json)" in capsys.readouterr().err
+    (run / MANIFEST_NAME).unlink()  # a run folder without its manifest: a run that did not complete
+    assert main(["verify", str(run)]) == 1
+    assert "no manifest; the run did not complete" in capsys.readouterr().err
 
 
 def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference: dict, tmp_path: Path,
