@@ -126,7 +126,7 @@ def read_catalog(path: str | Path) -> tuple[list[DatasetEntry], list[CatalogProb
         values = [getattr(e, key) for e in parsed if isinstance(e, DatasetEntry)]
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:  # none of them is used: which one was meant is the editor's call
-            error = ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own.", source=str(p))
+            error = ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own", source=str(p))
             parsed = [CatalogProblem(where=e.name, landing=e.landing, error=error)
                       if isinstance(e, DatasetEntry) and getattr(e, key) in dupes else e for e in parsed]
     return ([e for e in parsed if isinstance(e, DatasetEntry)],
@@ -138,8 +138,12 @@ def _entry(item: object, where: str, p: Path) -> DatasetEntry:
         raise ConfigError(f"{where} must be a mapping with 'name', 'config' and optionally 'landing'.", source=str(p))
     unknown = sorted(set(item) - {"name", "config", "landing"})
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are ['config', 'landing', 'name'].",
-                          source=str(p))
+        import difflib
+
+        near = [f"did you mean {m[0]!r} for {k!r}? " for k in unknown
+                if (m := difflib.get_close_matches(str(k), ["config", "landing", "name"], n=1, cutoff=0.75))]
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; {''.join(near)}valid keys are ['config', 'landing', "
+                          "'name'].", source=str(p))
     if not isinstance(item.get("config"), str) or not item["config"]:
         raise ConfigError(f"{where}: 'config' (path of a pipeline config) is required.", source=str(p))
     config_path = Path(item["config"])

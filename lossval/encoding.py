@@ -532,7 +532,8 @@ class TabularEncoder:
                 raise InputError(
                     f"target column {col!r} has {len(classes)} class(es) "
                     f"({_show_list(classes)}) in the training rows; classification "
-                    "needs at least 2",
+                    "needs at least 2: check that the target is the right column and that the export holds "
+                    "every class (a filter upstream?)",
                     source=self.source,
                 )
             self.classes_ = classes

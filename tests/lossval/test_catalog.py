@@ -43,10 +43,13 @@ def test_entries_resolve_paths_against_the_file_and_default_landing_to_name(tmp_
     ({"datasets": [{"config": "cfg/loans.yaml"}]}, r"datasets\[0\]: 'name'"),
     ({"datasets": [{"name": "a"}]}, r"datasets\[0\]: 'config'"),
     ({"datasets": [{"name": "a", "config": "cfg/loans.yaml", "cron": "x"}]}, r"unknown key\(s\) \['cron'\]"),
+    ({"datasets": [{"name": "a", "config": "cfg/loans.yaml", "landng": "x"}]},
+     r"unknown key\(s\) \['landng'\]; did you mean 'landing' for 'landng'\? valid keys"),
     ({"datasets": [{"name": "../a", "config": "cfg/loans.yaml"}]}, "may only hold"),
     ({"datasets": [{"name": ".loans", "config": "cfg/loans.yaml"}]}, r"'name' '\.loans' starts with '\.'"),
     ({"datasets": [{"name": "a", "config": "cfg/loans.yaml", "landing": ".in"}]}, "watcher skips hidden names"),
-    ({"datasets": [{"name": "a", "config": "cfg/loans.yaml"}, {"name": "a", "config": "cfg/loans.yaml"}]}, "duplicate name"),
+    ({"datasets": [{"name": "a", "config": "cfg/loans.yaml"}, {"name": "a", "config": "cfg/loans.yaml"}]},
+     r"duplicate name\(s\) \['a'\]; each dataset needs its own(?!\.)"),
     ({"datasets": [{"name": "a", "config": "cfg/none.yaml"}]}, "config file not found"),
 ])
 def test_bad_datasets_files_name_the_entry(tmp_path: Path, config_file: Path, content, message: str) -> None:

@@ -463,7 +463,7 @@ def test_available_columns_list_is_capped_at_ten():
 
 def test_single_class_raises():
     df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "a", "a"]})
-    with pytest.raises(InputError, match=r"'y' has 1 class"):
+    with pytest.raises(InputError, match=r"'y' has 1 class.*needs at least 2: check that the target is the right column"):
         TabularEncoder(target="y").fit(df)
 
 
