@@ -146,7 +146,8 @@ def run_key(config: PipelineConfig, values_key: str) -> str:
     suite's content and :data:`tasks.gate.GATE_VERSION`), lossval's version, and whether data rows may be logged to MLflow: a version
     registered with an input example of data rows is not reused once ``tracking.log_quarantine`` is off."""
     rows = "" if config.tracking.log_quarantine else "-norows"
-    return (f"{values_key}-{config.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}"
+    used = config.used_only()  # a key the config's choices leave unread registers no new version
+    return (f"{values_key}-{used.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}"
             f"-v{lossval.__version__}-g{GATE_VERSION}{rows}")
 
 

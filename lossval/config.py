@@ -199,6 +199,24 @@ class PipelineConfig:
             out["retrain.calibrate"] = "the task is regression (only classifiers are calibrated)"
         return out
 
+    def used_only(self, task: str | None = None) -> PipelineConfig:
+        """This config with every key of :meth:`unused_keys` put back to its default: for cache and run keys.
+
+        A key the other choices leave unread (``validation.fraction`` under strategy ``file``,
+        ``pruning.fraction`` under policy ``mixture``) must not make a new values cache or a new
+        registered version of the same model. Keys are reset rather than dropped, so a config that
+        sets no unused key is keyed exactly as before.
+        """
+        top: dict[str, Any] = {}
+        sections: dict[str, dict[str, Any]] = {}
+        for dotted in self.unused_keys(task):
+            section, _, key = dotted.rpartition(".")
+            owner = type(getattr(self, section)) if section else PipelineConfig
+            default = next(f.default for f in dataclasses.fields(owner) if f.name == key)
+            (sections.setdefault(section, {}) if section else top)[key] = default
+        replaced = {name: dataclasses.replace(getattr(self, name), **keys) for name, keys in sections.items()}
+        return dataclasses.replace(self, **top, **replaced)
+
     def flat_params(self) -> dict[str, str]:
         """``section.key -> text`` for MLflow params, with credentials in URIs masked.
 

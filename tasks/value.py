@@ -103,6 +103,7 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     The version makes an upgrade that changes LossVal's defaults value again instead of
     reusing values computed under the old ones.
     """
+    config = config.used_only()  # a key the config's choices leave unread does not value again
     settings = {k: v for k, v in config.to_dict().items()
                 if k in ('target', 'task', 'id_column', 'include', 'exclude', 'categorical', 'test_fraction',
                          'test_path', 'seed', 'validation')}

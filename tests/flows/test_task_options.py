@@ -534,3 +534,29 @@ def test_a_gate_that_decides_differently_gives_a_new_run_key(monkeypatch) -> Non
     assert f"-g{tasks.gate.GATE_VERSION}" in before
     monkeypatch.setattr(clean, "GATE_VERSION", tasks.gate.GATE_VERSION + 1)
     assert clean.run_key(config, "k") != before
+
+
+def test_keys_the_config_leaves_unread_neither_value_again_nor_register_a_new_version(tmp_path) -> None:
+    """The README calls them unused, and warns about them: they must not make a new cache or model version."""
+    from flows.clean import run_key
+    from lossval.config import config_from_dict
+    from tasks.value import valuation_key
+
+    test = tmp_path / "test.csv"
+    test.write_text("a,y\n1,0\n2,1\n")
+    base = {"data": "/d.csv", "target": "y", "task": "regression", "test_path": str(test),
+            "validation": {"strategy": "stratified", "fraction": 0.25}, "pruning": {"policy": "mixture"}}
+    plain = config_from_dict(base)
+    assert plain.used_only() == plain  # a config that sets no unused key is keyed as before
+    unread = config_from_dict({**base, "test_fraction": 0.3, "validation": {**base["validation"], "column": "trusted"},
+                               "pruning": {"policy": "mixture", "fraction": 0.05, "threshold": 0.2},
+                               "retrain": {"calibrate": False}})
+    assert set(unread.unused_keys()) >= {"test_fraction", "validation.column", "pruning.fraction", "pruning.threshold",
+                                         "retrain.calibrate"}
+    key = valuation_key("snap", plain)
+    assert valuation_key("snap", unread) == key and run_key(unread, key) == run_key(plain, key)
+    # keys that are read still count
+    for changed in ({"validation": {"strategy": "stratified", "fraction": 0.3}},
+                    {"pruning": {"policy": "mixture", "min_probability": 0.7}}, {"retrain": {"epochs": 5}}):
+        other = config_from_dict({**base, **changed})
+        assert run_key(other, valuation_key("snap", other)) != run_key(plain, key), changed
