@@ -69,7 +69,7 @@ def _quiet_run_errors(enabled: bool) -> Iterator[None]:
 
 
 def run_flow(config_path: Path, workspace: Path, *, debug: bool = False,
-             server_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+             server_ready: Callable[[], None] | None = None, create_store: bool = False) -> dict[str, Any]:
     """Run the cleaning flow and return its summary; exceptions from the flow are re-raised.
 
     Args:
@@ -77,6 +77,10 @@ def run_flow(config_path: Path, workspace: Path, *, debug: bool = False,
             prints one line per error instead).
         server_ready: The wait returned by an earlier :func:`start_prefect_server` (the demo
             starts the server before writing its data); None starts it here.
+        create_store: Create a local SQLite MLflow store that does not exist yet while the server
+            starts (1.4 s saved on a first run). Off for ``lossval run``: data refused at ingest would
+            leave an empty ``mlflow.db`` behind (beside the config, for a relative ``sqlite:///`` URI);
+            the demo, whose data lossval writes, turns it on.
     """
     if server_ready is None:
         server_ready = start_prefect_server(workspace)
@@ -84,7 +88,7 @@ def run_flow(config_path: Path, workspace: Path, *, debug: bool = False,
 
     _import_stage_libraries()  # meanwhile: what the stages would import one by one once the flow runs,
     _quiet_libraries()  # (importing mlflow sets its logger back to INFO)
-    _open_tracking_store(config_path, workspace)  # and the MLflow database the track stage would create
+    _open_tracking_store(config_path, workspace, create=create_store)  # and the MLflow database the track stage opens
     server_ready()
     # No flow-level result storage: that would persist every task's result (as pickles) and the
     # exception of a failed run into the workspace. The valuation cache sets its own (tasks.value.value_in).
@@ -161,18 +165,19 @@ def _start_temporary_server() -> Callable[[], None]:
     return wait
 
 
-def _open_tracking_store(config_path: Path, workspace: Path) -> None:
-    """Create (or open) the run's SQLite MLflow database now, as the track stage would (1.4 s when new).
+def _open_tracking_store(config_path: Path, workspace: Path, *, create: bool = True) -> None:
+    """Open the run's SQLite MLflow database now, as the track stage would; ``create``: create it when new (1.4 s).
 
     Only a local SQLite store: a tracking server is left to the track stage, which reports an
     unreachable one. Any failure here is left for that stage to meet and report.
     """
     with contextlib.suppress(Exception):
         from lossval.config import load_config
+        from tasks.champion import _no_store_yet
         from tasks.track import tracking_uri
 
         uri = tracking_uri(load_config(config_path), str(workspace))
-        if uri.startswith("sqlite:"):
+        if uri.startswith("sqlite:") and (create or not _no_store_yet(uri)):
             from mlflow import MlflowClient
 
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
@@ -303,14 +308,14 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
 
 
 def _run_reporting(config_path: Path, workspace: Path, *, debug: bool = False,
-                   server_ready: Callable[[], None] | None = None) -> dict[str, Any]:
+                   server_ready: Callable[[], None] | None = None, create_store: bool = False) -> dict[str, Any]:
     """:func:`run_flow`, printing the run summary whether the gate passes or refuses.
 
     Raises:
         GateFailed: after its run has been reported (the CLI exits 3).
     """
     try:
-        summary = run_flow(config_path, workspace, debug=debug, server_ready=server_ready)
+        summary = run_flow(config_path, workspace, debug=debug, server_ready=server_ready, create_store=create_store)
     except GateFailed as exc:
         if exc.summary is not None:
             try:
@@ -391,7 +396,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     atomic_write(config_path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(config, sort_keys=False)))
     print(f"demo: {dataset}, {int(round(noise * 100))}% of training labels corrupted on purpose; config {config_path}")
     try:
-        summary, gate_ok = _run_reporting(config_path, workspace, server_ready=server_ready), True
+        summary, gate_ok = _run_reporting(config_path, workspace, server_ready=server_ready, create_store=True), True
     except GateFailed as exc:
         print(f"demo: the gate refused promotion: {exc}", file=sys.stderr)
         summary, gate_ok = exc.summary, False

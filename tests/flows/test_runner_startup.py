@@ -135,8 +135,11 @@ def test_the_run_s_sqlite_tracking_store_is_created_before_the_flow(tmp_path: Pa
 
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"data": "d.csv", "target": "y"}))
+    runner._open_tracking_store(cfg, tmp_path / "ws", create=False)  # `lossval run`: no store made before ingest
+    assert not (tmp_path / "ws" / "mlflow.db").exists()
     runner._open_tracking_store(cfg, tmp_path / "ws")
     assert (tmp_path / "ws" / "mlflow.db").stat().st_size > 0
+    runner._open_tracking_store(cfg, tmp_path / "ws", create=False)  # an existing one is opened all the same
     import logging
 
     logging.getLogger("mlflow").setLevel(logging.INFO)  # what importing mlflow does
@@ -202,7 +205,7 @@ def test_stopping_lossval_mid_valuation_is_clean_and_quick(tmp_path: Path, how: 
 
     ws = tmp_path / "ws"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lossval.cli", "demo", "--workspace", str(ws), "--epochs", "400"],
+        [sys.executable, "-m", "lossval.cli", "demo", "--workspace", str(ws), "--epochs", "20000"],
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=Path(__file__).resolve().parents[2],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")},
@@ -212,7 +215,7 @@ def test_stopping_lossval_mid_valuation_is_clean_and_quick(tmp_path: Path, how: 
         while not list((ws / "runs").glob("*.partial")) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()
-        time.sleep(2.0)  # into the valuation
+        time.sleep(2.0)  # into the valuation (20000 epochs: minutes, however fast the machine; 400 took 1.3 s)
         servers = subprocess.run(["pgrep", "-f", f"flows._server_guard {proc.pid}"], capture_output=True,
                                  text=True).stdout.split()
         assert len(servers) == 1
