@@ -45,8 +45,9 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
             frames[name] = _curated_rows(external[name], df, config, encoder, prefix=name[:4])
         else:
             frames[name] = df[parts == name]
-    check_validation(frames["train"][config.target], frames["validation"][config.target], task=task_kind,
-                     target=config.target, source=config.data, validation_source=external["validation"])
+    if external["validation"] or task_kind != "classification":  # else assign_splits checked these very rows
+        check_validation(frames["train"][config.target], frames["validation"][config.target], task=task_kind,
+                         target=config.target, source=config.data, validation_source=external["validation"])
     test_y = pd.to_numeric(frames["test"][config.target], errors="coerce") if task_kind == "regression" else None
     if test_y is not None and test_y.nunique() < 2:  # R^2 is 0 for every model: the gate could not tell them apart
         what = (f"{len(test_y)} test row(s)" if len(test_y) < 2

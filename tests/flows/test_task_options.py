@@ -560,3 +560,22 @@ def test_keys_the_config_leaves_unread_neither_value_again_nor_register_a_new_ve
                     {"pruning": {"policy": "mixture", "min_probability": 0.7}}, {"retrain": {"epochs": 5}}):
         other = config_from_dict({**base, **changed})
         assert run_key(other, valuation_key("snap", other)) != run_key(plain, key), changed
+
+
+def test_a_label_spelt_two_ways_is_warned_about_once_per_run(tmp_path) -> None:
+    import warnings
+
+    from lossval.config import config_from_dict
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    df = make_frame(120)
+    df.loc[df.index[::10], "label"] = "Yes "  # a second spelling of 'yes', in training and validation rows
+    df.insert(0, "row_id", assign_row_ids(df).to_numpy())
+    df.to_parquet(tmp_path / "snap.parquet", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label"}, base_dir=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    said = [w for w in caught if "differ only in case or spaces" in str(w.message)]
+    assert len(said) == 1, [str(w.message) for w in said]
