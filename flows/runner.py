@@ -201,10 +201,11 @@ def check_inputs_exist(config: PipelineConfig) -> None:
     from lossval.io import data_columns, list_data_files, require_column
     from tasks.value import check_feature_columns
 
-    for path in (config.data, config.validation.path if config.validation.strategy == "file" else None,
-                 config.test_path):
+    for key, path in (("data", config.data),
+                      ("validation.path", config.validation.path if config.validation.strategy == "file" else None),
+                      ("test_path", config.test_path)):
         if path and "://" not in path:
-            list_data_files(path)
+            list_data_files(path, key=key)
     columns = data_columns(config.data) if "://" not in config.data else None
     if columns is None:
         return  # read by the ingest stage, which reports what is wrong with it

@@ -75,8 +75,10 @@ MAX_COLUMNS = 10_000
 """Widest table :func:`read_table` accepts; wider inputs are refused with a clear error, not a slow crawl."""
 
 
-def list_data_files(path: str | os.PathLike[str]) -> list[Path]:
+def list_data_files(path: str | os.PathLike[str], *, key: str | None = None) -> list[Path]:
     """The data files a path stands for: the file itself, or a folder's parquet/CSV files, sorted.
+
+    ``key``: the config key that names the path, for the message (``validation.path``).
 
     Raises:
         InputError: the path does not exist, has an unsupported suffix, or the folder holds no data files.
@@ -84,7 +86,8 @@ def list_data_files(path: str | os.PathLike[str]) -> list[Path]:
     p = Path(path)
     if not p.exists():
         where = "" if p.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
-        raise InputError(f"no such file or directory; check the path{where}.", source=str(p))
+        named = f" (the config's {key})" if key else ""
+        raise InputError(f"no such file or directory{named}; check the path{where}.", source=str(p))
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.is_file() and data_suffix(f.name) and not f.name.startswith("."))
         if not files:

@@ -257,3 +257,18 @@ def test_lossval_run_keeps_prefect_quiet_although_its_checks_import_prefect(tmp_
     level, imported = proc.stdout.split()
     assert imported == "True"  # the checks did import Prefect (else this test checks nothing)
     assert int(level) == 30, proc.stdout  # WARNING
+
+
+def test_a_missing_input_file_is_named_with_its_config_key(tmp_path: Path) -> None:
+    import pytest
+
+    from flows.runner import check_inputs_exist
+    from lossval.config import config_from_dict
+    from lossval.errors import InputError
+
+    (tmp_path / "d.csv").write_text("a,y\n1,0\n")
+    for key, extra in (("validation.path", {"validation": {"strategy": "file", "path": "gone.csv"}}),
+                       ("test_path", {"test_path": "gone.csv"}), ("data", {"data": "gone.csv"})):
+        config = config_from_dict({"data": "d.csv", "target": "y", **extra}, base_dir=tmp_path)
+        with pytest.raises(InputError, match=rf"gone.csv: no such file or directory \(the config's {key}\); check"):
+            check_inputs_exist(config)
