@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation", required=True, help="trusted validation rows (same columns)")
     p.add_argument("--out", required=True,
                    help="output parquet: row_id (the --id-column values, of the type they are stored as; else an id "
-                        "derived from the row's content), value, rank[, noise_prob]")
+                        "derived from the row's content), value, rank (1 = the lowest value, the first to prune)[, noise_prob]")
     p.add_argument("--id-column", help="column holding a unique row id (default: derived from row content)")
     p.add_argument("--exclude", action="append", default=[], help="column to leave out of the features (repeatable)")
     p.add_argument("--categorical", action="append", default=[],
