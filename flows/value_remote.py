@@ -32,13 +32,9 @@ def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
 
     Paths in a loaded config are already absolute, so the mapping does not depend on a folder.
     """
-    raw = config.to_dict()
-    include, exclude, categorical = raw.pop("include"), raw.pop("exclude"), raw.pop("categorical")
-    raw["features"] = {"include": list(include) if include is not None else None, "exclude": list(exclude),
-                       "categorical": list(categorical)}
-    numeric = raw.pop("numeric")
-    if numeric:  # only when set, so a worker on a lossval without features.numeric takes the configs it can value
-        raw["features"]["numeric"] = list(numeric)
+    raw = config.file_dict()
+    if not raw["features"]["numeric"]:  # only when set, so a worker on a lossval without features.numeric takes it
+        del raw["features"]["numeric"]
     # The champion comparison happens in the calling flow; its options go only when not at their defaults, so a
     # worker on a lossval without them takes the configs it can value.
     newer = {"compare_with_champion": True, "allow_schema_change": False}

@@ -156,11 +156,30 @@ class PipelineConfig:
     valuation_deployment: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-serialisable), with every value as configured (for hashing)."""
+        """Plain dict (JSON-serialisable), with every value as configured (for hashing).
+
+        The ``features`` lists are top-level keys here, as the dataclass holds them: a config file
+        would refuse them there (:meth:`file_dict` is the file's shape). Run keys and value caches
+        hash this shape, so it stays as it is.
+        """
         return dataclasses.asdict(self)
 
+    def file_dict(self) -> dict[str, Any]:
+        """The config as a config file holds it, every key with its value: ``include``, ``exclude``,
+        ``categorical`` and ``numeric`` in the ``features`` section, the rest as in :meth:`to_dict`.
+
+        :func:`config_from_dict` (or :func:`load_config` of it written as JSON or YAML) gives back an
+        equal config, so the logged config is one a run can be started from.
+        """
+        raw = self.to_dict()
+        raw["features"] = {k: None if raw[k] is None else list(raw[k]) for k in _FEATURE_KEYS}
+        for k in _FEATURE_KEYS:
+            del raw[k]
+        return {k: raw[k] for k in _TOP_KEYS}  # in the file's order: dataset, data, target, ..., features, ...
+
     def public_dict(self) -> dict[str, Any]:
-        """:meth:`to_dict` with passwords in URIs masked: what the run manifest and logs may show."""
+        """:meth:`file_dict` with passwords in URIs masked: what the run manifest and logs may show (the
+        ``config/config.json`` artifact loads as a config, a masked password aside)."""
 
         def mask(obj: Any) -> Any:
             if isinstance(obj, str):
@@ -171,7 +190,7 @@ class PipelineConfig:
                 return [mask(v) for v in obj]
             return obj
 
-        return mask(self.to_dict())
+        return mask(self.file_dict())
 
     def fingerprint(self, *sections: str) -> str:
         """Hash of the given top-level sections (all when none), 16 hex chars; for cache keys."""

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from lossval.cli import main
+from lossval.config import load_config
 from lossval.demo import make_demo_data
 from lossval.io import file_sha256
 from lossval.manifest import verify_run
@@ -47,7 +48,7 @@ def _latest_manifest(workspace: Path, dataset: str) -> dict:
     return json.loads(runs[-1].read_text())
 
 
-def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
+def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) -> None:
     cfg = _config(workspace, "breast_cancer")
     inputs = {p: file_sha256(p) for p in (workspace / "data" / "breast_cancer").glob("*.parquet")}
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
@@ -135,6 +136,11 @@ def test_classification_run_end_to_end(workspace: Path, capsys) -> None:
     logged_config = json.loads(Path(client.download_artifacts(parent.info.run_id, "config/config.json")).read_text())
     # The whole config as written, however long its params; the manifest's names the task it resolved to.
     assert logged_config == {**manifest["config"], "task": "auto"} and manifest["config"]["task"] == "classification"
+    # A config file of its own: it loads (the features lists in their section) to the config this run read.
+    (tmp_path / "config.json").write_text(json.dumps(logged_config))
+    with pytest.warns(UserWarning, match="is set but has no effect"):  # every key is written, unread ones too
+        assert load_config(tmp_path / "config.json") == load_config(cfg)
+    assert logged_config["features"]["exclude"] == [] and "exclude" not in logged_config
     lowest = json.loads(Path(client.download_artifacts(parent.info.run_id, "lowest_values.json")).read_text())
     assert lowest["columns"][:5] == ["row_id", "value", "rank", "reason", "diagnosis"]  # the target, then the row
     assert len(lowest["data"]) == 20 and [r[2] for r in lowest["data"]] == list(range(1, 21))  # ranks 1-20

@@ -159,6 +159,37 @@ def test_params_read_as_the_config_file_writes_them() -> None:
     assert params["gate.metric_limits"] == "{}" and params["gate.refuse_when_all_worse"] == "true"
 
 
+def test_the_logged_config_is_a_config_file_that_loads_to_the_same_config(tmp_path: Path) -> None:
+    # What the run logs as config/config.json and the manifest holds: the features lists in their section,
+    # so load_config takes it back (it refuses them at the top level) and gives the same config.
+    (tmp_path / "suite.json").write_text(json.dumps(
+        {"name": "mine", "expectations": [{"type": "expect_column_to_exist", "kwargs": {"column": "y"}}]}))
+    raw = {**BASE, "dataset": "loans", "id_column": "id", "seed": 7, "test_path": "t.csv",
+           "features": {"include": ["a", "b", "zip"], "exclude": ["ts"], "categorical": ["zip"], "numeric": ["a"]},
+           "validation": {"strategy": "latest", "timestamp_column": "ts"},
+           "lossval": {"epochs": 3, "ce_epsilon": 1e-8, "val_subsample": None},
+           "pruning": {"policy": "threshold", "threshold": -0.5}, "retrain": {"mode": "soft"},
+           "gate": {"metric_limits": {"accuracy": 0.02}, "suite": "suite.json"},
+           "tracking": {"uri": "sqlite:///rel.db", "registered_model": "m"}}
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    logged = cfg.public_dict()
+    assert logged["features"] == {"include": ["a", "b", "zip"], "exclude": ["ts"], "categorical": ["zip"],
+                                  "numeric": ["a"]}
+    assert not {"include", "exclude", "categorical", "numeric"} & set(logged)
+    for name, text in (("config.json", json.dumps(logged, indent=2)), ("config.yaml", yaml.safe_dump(logged))):
+        (tmp_path / "elsewhere").mkdir(exist_ok=True)
+        path = tmp_path / "elsewhere" / name  # paths in it are absolute: another folder reads them the same
+        path.write_text(text)
+        with pytest.warns(UserWarning, match="'pruning.fraction' is set but has no effect"):  # every key is written
+            back = load_config(path)
+        assert back == cfg and back.fingerprint() == cfg.fingerprint() and back.public_dict() == logged
+    defaults = config_from_dict(BASE)  # features unset: include null, the other lists empty
+    assert defaults.public_dict()["features"] == {"include": None, "exclude": [], "categorical": [], "numeric": []}
+    with pytest.warns(UserWarning, match="is set but has no effect"):
+        assert config_from_dict(defaults.public_dict()) == defaults
+    assert "include" in defaults.to_dict()  # what run keys hash keeps its shape: their values are found again
+
+
 def test_unused_keys_name_what_leaves_them_unread() -> None:
     cfg = config_from_dict({**BASE, "test_path": "t.csv", "task": "regression"})
     unused = cfg.unused_keys()
