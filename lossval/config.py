@@ -240,21 +240,24 @@ class PipelineConfig:
         """``section.key -> text`` for MLflow params, with credentials in URIs masked.
 
         Values read as in the config file: lists as JSON (``[]``, ``["ts"]``), an unset value
-        as ``null``, booleans as ``true``/``false``, an empty mapping as ``{}`` (so every key
-        shows, set or not).
+        as ``null``, booleans as ``true``/``false``, a mapping as one JSON param, keys sorted
+        (``gate.metric_limits``: ``{}``, ``{"accuracy": 0.02}``), so a key is one param, one column
+        in MLflow's compare view, set or not. Sections are split into their keys; the ``lossval``
+        section holds only the options a config changes (``{}`` when none).
         """
+
+        def text(value: Any) -> str:
+            if isinstance(value, (dict, list, tuple, bool)) or value is None:
+                return mask_secrets(json.dumps(list(value) if isinstance(value, tuple) else value, default=str,
+                                               sort_keys=True))
+            return mask_secrets(str(value))
+
         out: dict[str, str] = {}
-
-        def walk(prefix: str, obj: Any) -> None:
-            if isinstance(obj, dict) and obj:
-                for k, v in obj.items():
-                    walk(f"{prefix}.{k}" if prefix else str(k), v)
-            elif isinstance(obj, (dict, list, tuple, bool)) or obj is None:
-                out[prefix] = mask_secrets(json.dumps(list(obj) if isinstance(obj, tuple) else obj, default=str))
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict) and value:  # a section: a param per key
+                out.update({f"{key}.{k}": text(v) for k, v in value.items()})
             else:
-                out[prefix] = mask_secrets(str(obj))
-
-        walk("", self.to_dict())
+                out[key] = text(value)
         return out
 
 

@@ -97,7 +97,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
         assert key in m
     assert m["rows_train"] == rows["train"] and m["rows_pruned"] == rows["quarantine"]
     assert m["rows_flagged"] == pruning["flagged"] and parent.data.tags["prune_cap_hit"] == str(pruning["cap_hit"]).lower()
-    assert parent.data.params["pruning.policy"] == "two_means"
+    assert parent.data.params["pruning.policy"] == "two_means" and parent.data.params["gate.metric_limits"] == "{}"
     assert m["threshold"] == pytest.approx(pruning["threshold"])  # the cut, next to the rows it flagged
     # Every config key is a param, defaults included; the tag names those this run's choices leave unread.
     assert parent.data.params["test_fraction"] == "0.2" and parent.data.params["pruning.fraction"] == "0.1"
@@ -452,6 +452,8 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
     assert manifest["task"] == "regression"
     # The gate applied the configured limit (far above any change here) and recorded it.
     assert json.loads(Path(manifest["outputs"]["gate"]).read_text())["metric_limits"] == {"mae": 1e6}
+    params = client.get_run(run_id).data.params  # one param, as in a run without limits: one column to compare
+    assert params["gate.metric_limits"] == '{"mae": 1000000.0}' and "gate.metric_limits.mae" not in params
     assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"} and manifest["temperature"] is None
     assert manifest["rows"]["quarantine"] <= 0.15 * manifest["rows"]["train"]
     values = pd.read_parquet(manifest["outputs"]["values"])

@@ -243,7 +243,14 @@ def test_gate_metric_limits_are_read_and_keyed() -> None:
     limited = config_from_dict({**BASE, "gate": {"metric_limits": {"log_loss": 1}}})
     assert default.gate.metric_limits == {} and limited.gate.metric_limits == {"log_loss": 1.0}
     assert default.fingerprint("gate") != limited.fingerprint("gate")
-    assert limited.flat_params()["gate.metric_limits.log_loss"] == "1.0"
+    # One param however many limits, so runs with and without limits compare in the same column.
+    assert limited.flat_params()["gate.metric_limits"] == '{"log_loss": 1.0}'
+    assert default.flat_params()["gate.metric_limits"] == "{}"
+    assert set(limited.flat_params()) == set(default.flat_params())
+    two = config_from_dict({**BASE, "gate": {"metric_limits": {"log_loss": 0.1, "accuracy": 0.02}}})
+    assert two.flat_params()["gate.metric_limits"] == '{"accuracy": 0.02, "log_loss": 0.1}'  # keys sorted
+    options = config_from_dict({**BASE, "lossval": {"epochs": 3}}).flat_params()  # a section: a param per key
+    assert options["lossval.epochs"] == "3" and "lossval" not in options and default.flat_params()["lossval"] == "{}"
 
 
 def test_credentials_are_masked() -> None:
