@@ -117,7 +117,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     [retrained] = [r for r in children if r.data.tags["stage"] == "retrain"]
     [pruned] = [r for r in children if r.data.tags["stage"] == "prune"]
     assert pruned.data.metrics["rows_flagged"] == m["rows_flagged"] and "flagged" not in pruned.data.metrics
-    assert pruned.data.metrics["rows_protected"] == pruning["protected"]
+    assert pruned.data.metrics["rows_protected"] == m["rows_protected"] == pruning["protected"]  # the parent's too
     shape = {k: int(retrained.data.params[k]) for k in ("n_inputs", "n_outputs", "n_layers", "width")}  # params,
     assert shape["n_outputs"] == 2 and min(shape.values()) >= 1  # breast_cancer: two classes
     assert set(shape).isdisjoint(retrained.data.metrics)  # not metrics charted next to results
