@@ -380,11 +380,12 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 if stage == "value" and record.get("cached"):  # older reports do not say when they were valued
                     when = f", valued at {report['valued_at']}" if report.get("valued_at") else ""
                     extra_tags["values_from"] = f"an earlier run{when}: valuation_seconds and epoch_loss are that fit's"
+                fields = {**{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)},
+                          **{k: str(v).lower() for k, v in record.items() if isinstance(v, bool)}}
+                if stage == "prune":  # the parent run's tag name, so one search finds both
+                    fields = {_PRUNE_TAGS.get(k, k): v for k, v in fields.items()}
                 with _run(client, experiment_id, run_name=stage,
-                          tags={"mlflow.parentRunId": parent, "stage": stage,
-                                **{k: str(v)[:500] for k, v in record.items() if isinstance(v, str)},
-                                **{k: str(v).lower() for k, v in record.items() if isinstance(v, bool)},
-                                **extra_tags}) as child:
+                          tags={"mlflow.parentRunId": parent, "stage": stage, **fields, **extra_tags}) as child:
                     numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                     if stage == "prune":  # the parent run's names, so one search or chart finds both
                         numbers = {_PRUNE_NAMES.get(k, k): v for k, v in numbers.items()}
@@ -417,8 +418,10 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 "model_source": source, "tracking_uri": mask_uri(uri)}
 
 
-# The prune stage's record keys that the parent run logs under another name.
+# The prune stage's record keys that the parent run logs under another name: metrics, then tags
+# (class_cap_hit, which the parent does not log, takes the same prefix).
 _PRUNE_NAMES = {"flagged": "rows_flagged", "protected": "rows_protected"}
+_PRUNE_TAGS = {"cap_hit": "prune_cap_hit", "class_cap_hit": "prune_class_cap_hit"}
 
 
 def valuation_params(report: dict) -> dict[str, str]:
