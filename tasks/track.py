@@ -604,8 +604,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         model_tags = {"dataset": config.dataset, "target": config.target, "task": logged.tags.get("task", config.task),
                       "created_by": "lossval"}
         try:
-            client.create_registered_model(name, description=f"lossval's retrained model for {config.dataset}: "
-                                           "the raw feature columns in, prediction (and class probabilities) out.",
+            client.create_registered_model(name, description=_model_description(config.dataset, model_tags["task"]),
                                            tags=model_tags)
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
@@ -655,9 +654,13 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
         client.set_registered_model_alias(name, "challenger", version)
         if promoted:
             client.set_registered_model_alias(name, "champion", version)
+            model = client.get_registered_model(name)
             for key in ("target", "task"):  # the model's tags describe its champion (a run may change the target)
-                if (client.get_registered_model(name).tags or {}).get(key) != model_tags[key]:
+                if (model.tags or {}).get(key) != model_tags[key]:
                     client.set_registered_model_tag(name, key, model_tags[key])
+            described = _model_description(config.dataset, model_tags["task"])
+            if model.description != described and model.description in _lossval_descriptions(config.dataset):
+                client.update_registered_model(name, description=described)  # ours, for another task: follows too
         client.set_tag(run_id, "registered_model", f"{name}/{version}")
         if refused:
             client.set_tag(run_id, "promotion_refused", refused)
@@ -676,6 +679,22 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
                 previous=previous if promoted else None) + (f" Not promoted: {refused}." if refused else "")))
     return {"name": name, "version": version, "reused": reused, "champion": promoted, "champion_version": champion,
             "previous_champion": previous if promoted else None, "refused": refused}
+
+
+def _model_description(dataset: str, task: str) -> str:
+    """The registered model's description: what its champion takes and returns, for the champion's ``task``."""
+    out = {"classification": "the predicted class (prediction) and one probability[<class>] column per class",
+           "regression": "the predicted target, in its own units (prediction)"}.get(
+        task, "prediction (and, for a classifier, one probability[<class>] column per class)")
+    return f"lossval's retrained model for {dataset}: the raw feature columns in, {out} out."
+
+
+def _lossval_descriptions(dataset: str) -> set[str]:
+    """Every description :func:`promote` may have written for ``dataset``'s model, older releases' included: one
+    of these may be replaced by the champion's; any other is someone's own and stays."""
+    older = (f"lossval's retrained model for {dataset}: the raw feature columns in, prediction (and class "
+             "probabilities) out.")
+    return {older, *(_model_description(dataset, t) for t in ("classification", "regression", "auto"))}
 
 
 def _compared_champion(gate_champion: dict | None) -> str | None:

@@ -166,6 +166,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     model = client.get_registered_model("lossval-t-breast_cancer")
     assert model.tags == {"dataset": "t-breast_cancer", "target": "diagnosis", "task": "classification",
                           "created_by": "lossval"}
+    assert "probability[<class>] column per class" in model.description
     champion = client.get_model_version_by_alias("lossval-t-breast_cancer", "champion")
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger")
     assert str(champion.version) == str(challenger.version) == manifest["model"]["version"]
@@ -455,6 +456,8 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
     assert manifest["task"] == "regression"
     # The gate applied the configured limit (far above any change here) and recorded it.
     assert json.loads(Path(manifest["outputs"]["gate"]).read_text())["metric_limits"] == {"mae": 1e6}
+    described = client.get_registered_model("lossval-t-diabetes").description  # a regressor: no probabilities
+    assert "predicted target" in described and "probabilit" not in described
     params = client.get_run(run_id).data.params  # one param, as in a run without limits: one column to compare
     assert params["gate.metric_limits"] == '{"mae": 1000000.0}' and "gate.metric_limits.mae" not in params
     assert set(manifest["metrics"]["after"]) == {"rmse", "mae", "r2"} and manifest["temperature"] is None

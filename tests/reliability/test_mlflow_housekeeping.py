@@ -211,3 +211,24 @@ def test_the_registered_model_s_target_and_task_tags_follow_its_champion(store, 
                run_key="new-target-promoted", gate_passed=True)
     tags = client.get_registered_model("lossval-retargeted").tags
     assert (tags["target"], tags["task"], tags["dataset"]) == ("churned", "classification", "retargeted")
+
+
+def test_the_registered_model_s_description_says_what_its_champion_returns_for_its_task(store, tmp_path: Path) -> None:
+    uri = store[0]
+    client = _client(uri)
+    exp = client.create_experiment("described")
+
+    def promoted(task: str, key: str, target: str = "y") -> str:
+        config = config_from_dict({"data": "d.csv", "target": target, "dataset": "described",
+                                   "tracking": {"uri": uri, "experiment": "described"}})
+        run_id = client.create_run(exp, tags={"task": task}).info.run_id  # track() tags the task the run resolved
+        promote.fn(config=config, workspace=str(tmp_path), model_source=str(tmp_path), run_id=run_id, run_key=key,
+                   gate_passed=True)
+        return client.get_registered_model("lossval-described").description
+
+    said = promoted("regression", "first")
+    assert "probabilit" not in said and "predicted target" in said  # a regression model returns no probabilities
+    said = promoted("classification", "second", target="churned")  # a new target, and task, took over as champion
+    assert "predicted class" in said and "probability[<class>] column per class" in said
+    client.update_registered_model("lossval-described", description="Ours: the churn model.")  # a team's own words
+    assert promoted("regression", "third") == "Ours: the churn model."
