@@ -255,7 +255,7 @@ def _reason(exc: BaseException) -> str:
 
 def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
                      quarantined: np.ndarray | None = None) -> Path:
-    """PNG histogram of the values: the rows actually quarantined in red, the policy's threshold dashed.
+    """PNG histogram of the values: the rows actually quarantined in orange, the policy's threshold a dashed red line.
 
     The two differ when ``max_prune_fraction`` or class protection chose which flagged rows go,
     so the plot shows both rather than a line that is not the real cut.
