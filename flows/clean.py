@@ -102,8 +102,9 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
         _discard(staging)
         raise
     checked = summary.pop("_gate")
+    held_back = summary["stages"]["prune"].get("held_back")  # for the lowest-value table; the stages leave the summary
     tracking_error = _track_and_promote(summary, config, ws=ws, run_dir=run_dir, started=started, gate=checked)
-    _publish_prefect_artifacts(summary)
+    _publish_prefect_artifacts(summary, held_back=held_back)
     rows = summary["rows"]
     model = summary["model"] or {"name": "-", "version": "- (not registered)"}
     log.info("run %s: %d train rows, %d kept, %d quarantined; gate %s; model %s v%s",
@@ -397,7 +398,9 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     return error
 
 
-def _publish_prefect_artifacts(summary: dict) -> None:
+def _publish_prefect_artifacts(summary: dict, *, held_back: dict | None = None) -> None:
+    """The run's markdown summary and its lowest-value table (``held_back``: the prune stage's, see
+    :func:`tasks.prune.lowest_value_rows`) as Prefect artifacts."""
     m = summary["metrics"]
     lines = [f"# lossval run `{summary['run_id']}`", "",
              f"Dataset **{summary['dataset']}**, snapshot `{summary['snapshot_hash']}`, task {summary['task']}.", "",
@@ -423,7 +426,8 @@ def _publish_prefect_artifacts(summary: dict) -> None:
     try:  # a review aid: a table that cannot be built must not fail a run whose outputs are written
         private = not summary["config"]["tracking"]["log_quarantine"]  # no data rows outside the run folder
         table = lowest_value_rows(out["values"], out["kept"], out["quarantine"], target=summary["config"]["target"],
-                                  max_data_columns=0 if private else 12)
+                                  max_data_columns=0 if private else 12,
+                                  held_back=held_back)
         create_table_artifact(table.round(6).to_dict(orient="records"), key=f"lossval-lowest-values-{slug}",
                               description="20 lowest-value training rows" + ("" if private else
                                                                               ", with their target and first columns"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -163,6 +163,10 @@ class PruneDecision:
             back, in label order (empty without ``labels``).
         n_kept_together: Rows that would have gone but were kept with the rest of their
             ``groups`` group, which the cap, the fraction count or class protection split.
+        held_back: Length-``n`` list; for a row the policy flagged that is kept, what
+            held it back: ``"class protection"``, ``"max_prune_fraction"`` (the cap, of all
+            rows or of its class) or ``"identical copies"`` (kept with its ``groups``
+            group); ``None`` for every other row.
     """
 
     keep: np.ndarray
@@ -176,6 +180,7 @@ class PruneDecision:
     class_cap_hit: bool = False
     capped_classes: tuple = ()
     n_kept_together: int = 0
+    held_back: list[str | None] = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
@@ -495,6 +500,7 @@ def prune(
     if class_index is not None and min_rows_per_class > 0:
         drop &= ~_protected_rows(vals, class_index, int(min_rows_per_class))
     n_protected = n_candidates - int(drop.sum())
+    protection_left = drop.copy()
     budget = _floor_count(float(max_prune_fraction), n)
     order: np.ndarray | None = None
     cap_hit = class_cap_hit = False
@@ -517,6 +523,7 @@ def prune(
         drop = np.zeros(n, dtype=bool)
         drop[chosen] = True
 
+    cap_left = drop.copy()
     n_kept_together = 0
     if groups is not None:
         group_ids = np.asarray(groups)
@@ -534,6 +541,10 @@ def prune(
     for row in np.flatnonzero(drop):
         row_prob = None if probs is None else float(probs[row])
         reasons[int(row)] = policy._reason(float(vals[row]), row_prob, threshold)
+    held_back: list[str | None] = [None] * n
+    for row in np.flatnonzero(flagged & ~drop):
+        held_back[int(row)] = ("class protection" if not protection_left[row] else
+                               "max_prune_fraction" if not cap_left[row] else "identical copies")
     return PruneDecision(
         keep=~drop,
         reasons=reasons,
@@ -546,4 +557,5 @@ def prune(
         class_cap_hit=class_cap_hit,
         capped_classes=tuple(capped_classes),
         n_kept_together=n_kept_together,
+        held_back=held_back,
     )

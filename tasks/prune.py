@@ -37,17 +37,34 @@ def _identical_rows(train: pd.DataFrame, *, id_column: str | None) -> np.ndarray
         return None
 
 
-def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n: int = 20,
-                      max_data_columns: int = 12) -> pd.DataFrame:
+LOWEST_ROWS = 20  # rows in the review table of lowest-value rows (MLflow's lowest_values.json, Prefect's table)
+
+# How the review table words what held back a row the policy flagged (PruneDecision.held_back).
+_HELD_BACK_WORDS = {"max_prune_fraction": "kept: flagged, held back by the max_prune_fraction cap",
+                    "class protection": "kept: flagged, held back by class protection",
+                    "identical copies": "kept: flagged, kept with its identical copies"}
+
+
+def _lowest(values: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` lowest-value rows of ``values.parquet``, ties by file order: the review table's rows."""
+    return values.nsmallest(n, "value")
+
+
+def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n: int = LOWEST_ROWS,
+                      max_data_columns: int = 12, held_back: dict | None = None) -> pd.DataFrame:
     """The ``n`` lowest-value training rows, with what a reviewer needs to judge them.
 
     One row each: ``row_id``, ``value`` (and the other columns of ``values.parquet``: ``rank``,
-    ``noise_prob``), ``reason`` (why it was quarantined, or ``"kept"``), then the row itself:
-    the target first and the first other input columns, up to ``max_data_columns`` in all. A
-    data column named like one of ours gets a ``data:`` prefix. Non-numeric cells are shown as
-    text, so the table always serialises (MLflow's table view, Prefect's table artifact).
+    ``noise_prob``), ``reason`` (why it was quarantined; ``"kept"``; or, for a kept row the policy
+    flagged, what held it back: ``"kept: flagged, held back by the max_prune_fraction cap"``), then
+    the row itself: the target first and the first other input columns, up to ``max_data_columns``
+    in all. A data column named like one of ours gets a ``data:`` prefix. Non-numeric cells are
+    shown as text, so the table always serialises (MLflow's table view, Prefect's table artifact).
+
+    ``held_back``: row id -> what held it back, as the prune stage's record has it for its lowest
+    rows (:func:`prune`); without it a flagged row that stayed reads ``"kept"``.
     """
-    vals = pd.read_parquet(values).nsmallest(n, "value")
+    vals = _lowest(pd.read_parquet(values), n)
     ids = vals["row_id"].tolist()
     parts = [pd.read_parquet(path, filters=[("row_id", "in", ids)]) for path in (quarantine, kept)]
     rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
@@ -67,7 +84,8 @@ def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n
             used.add(name)
     shown = shown.rename(columns=names)
     reason = rows[QUARANTINE_REASON] if QUARANTINE_REASON in rows.columns else pd.Series(None, index=rows.index)
-    shown.insert(1, "reason", reason.where(reason.notna(), "kept").astype(str))
+    held = rows["row_id"].map(lambda rid: _HELD_BACK_WORDS.get((held_back or {}).get(rid), "kept"))
+    shown.insert(1, "reason", reason.where(reason.notna(), held).astype(str))
     return vals.merge(shown, on="row_id", how="left").reset_index(drop=True)
 
 
@@ -134,7 +152,11 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
     quarantine[QUARANTINE_REASON] = [r for r in decision.reasons if r is not None]
     paths = {"kept": str(write_parquet(kept, f"{run_dir}/kept.parquet")),
              "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet"))}
+    # What held back the flagged rows that stay, for those of the review table's rows (lowest_value_rows): row ids of
+    # a few rows, not one per row.
+    why = {rid: held for rid, held in zip(tr["row_id"].tolist(), decision.held_back) if held}
+    lowest = _lowest(pd.read_parquet(values, columns=["row_id", "value"]), LOWEST_ROWS)["row_id"].tolist()
     return {"paths": paths, "rows_kept": len(kept), "rows_pruned": len(quarantine), "threshold": decision.threshold,
             "flagged": decision.n_candidates, "protected": decision.n_protected, "cap_hit": decision.cap_hit,
             "class_cap_hit": decision.class_cap_hit, "capped_classes": [str(c) for c in decision.capped_classes],
-            "policy": decision.policy}
+            "policy": decision.policy, "held_back": {rid: why[rid] for rid in lowest if rid in why}}

@@ -147,6 +147,11 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     lowest = json.loads(Path(client.download_artifacts(parent.info.run_id, "lowest_values.json")).read_text())
     assert lowest["columns"][:5] == ["row_id", "value", "rank", "reason", "diagnosis"]  # the target, then the row
     assert len(lowest["data"]) == 20 and [r[2] for r in lowest["data"]] == list(range(1, 21))  # ranks 1-20
+    reasons = [dict(zip(lowest["columns"], r)) for r in lowest["data"]]
+    for r in reasons:  # a kept row two_means flagged (below its cut) says so, and what held it back (the cap here)
+        if r["reason"].startswith("kept"):
+            flagged = r["value"] < pruning["threshold"]
+            assert r["reason"] == ("kept: flagged, held back by the max_prune_fraction cap" if flagged else "kept"), r
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/valuation.json",
                                                                                      "values/values.parquet"]
     assert parent.data.tags["lossval_version"] and parent.data.tags["values_version"].isdigit()
@@ -163,6 +168,9 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
         keys = ["lossval-summary-t-breast-cancer", "lossval-lowest-values-t-breast-cancer"]
         published = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
     assert {a.key for a in published} == set(keys)
+    [table] = [a for a in published if a.key == keys[1]]  # the same table, labels included
+    table = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["reason"] for r in table] == [r["reason"] for r in reasons]
     model = client.get_registered_model("lossval-t-breast_cancer")
     assert model.tags == {"dataset": "t-breast_cancer", "target": "diagnosis", "task": "classification",
                           "created_by": "lossval"}
@@ -279,7 +287,7 @@ def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(wor
     first_cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
     first = _latest_manifest(workspace, "breast_cancer")
     cfg = yaml.safe_load(first_cfg.read_text())
-    cfg["pruning"] = {"policy": "fraction", "fraction": 0.05}
+    cfg["pruning"] = {"policy": "fraction", "fraction": 0.04, "max_prune_fraction": 0.02}  # the cap holds rows back
     new_cfg = first_cfg.with_name("config-fraction.yaml")
     new_cfg.write_text(yaml.safe_dump(cfg))
     import lossval.valuation
@@ -293,6 +301,15 @@ def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(wor
     assert second["outputs"]["values"] == first["outputs"]["values"]
     assert second["pruning"]["policy"] == "fraction" and second["rows"]["quarantine"] != first["rows"]["quarantine"]
     assert second["model"]["reused"] is False and second["model"]["version"] != first["model"]["version"]
+    # The lowest-value table (MLflow's, as Prefect's) says which kept rows the policy flagged and the cap held back.
+    pruning = second["pruning"]
+    held = pruning["flagged"] - pruning["quarantined"] - pruning["protected"]
+    assert pruning["cap_hit"] and held > 0 and pruning["flagged"] <= 20  # all of them among the table's 20 rows
+    _, client = _mlflow(workspace)
+    lowest = json.loads(Path(client.download_artifacts(second["mlflow"]["run_id"], "lowest_values.json")).read_text())
+    said = [dict(zip(lowest["columns"], r))["reason"] for r in lowest["data"]]
+    assert said.count("kept: flagged, held back by the max_prune_fraction cap") == held
+    assert said.count("kept") == 20 - pruning["flagged"]
 
 
 def test_a_cache_record_that_names_pickle_is_moved_aside_unread(workspace: Path) -> None:

@@ -198,6 +198,15 @@ def test_identical_rows_are_quarantined_or_kept_together_when_the_cap_cuts_betwe
                    task_kind="classification", run_dir=str(tmp_path))
     assert pd.read_parquet(out["paths"]["quarantine"])["row_id"].tolist() == ["r0", "r1"]  # the pair stays, whole
     assert out["cap_hit"] and out["flagged"] == 4
+    # The review table says which kept rows the policy flagged, and what held each back: not just "kept".
+    assert out["held_back"] == {"r2": "identical copies", "r3": "max_prune_fraction"}
+    from tasks.prune import lowest_value_rows
+
+    table = lowest_value_rows(str(tmp_path / "values.parquet"), out["paths"]["kept"], out["paths"]["quarantine"],
+                              target="label", n=5, held_back=out["held_back"])
+    assert table["reason"].tolist()[2:] == ["kept: flagged, kept with its identical copies",
+                                            "kept: flagged, held back by the max_prune_fraction cap", "kept"]
+    assert table["reason"].tolist()[:2] == pd.read_parquet(out["paths"]["quarantine"])["lossval_reason"].tolist()
 
 
 def test_quarantine_keeps_the_rows_own_value_and_reason_columns(tmp_path) -> None:

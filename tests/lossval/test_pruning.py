@@ -127,6 +127,10 @@ def test_threshold_policy_is_strict_and_cap_keeps_lowest():
     assert capped.dropped_indices.tolist() == [1, 4]  # floor(2.5) = 2 lowest: 0.1, 0.2
     assert capped.capped and capped.n_candidates == 4
     assert capped.threshold == 0.5
+    # What held back each flagged row that stays (a reviewer's table labels it): here the cap; the rest were not flagged.
+    assert capped.held_back == ["max_prune_fraction", None, None, None, None, None, "max_prune_fraction", None, None,
+                                None]  # 0.3 and 0.4: flagged, over the cap of 2
+    assert uncapped.held_back == [None] * 10
 
 
 def test_default_cap_is_twenty_percent_for_every_policy():
@@ -162,6 +166,7 @@ def test_class_protection_keeps_best_row_of_a_class():
     assert protected.keep[1] and not protected.keep[0]
     assert protected.n_dropped == 1 and protected.capped
     assert protected.n_protected == 1 and not protected.cap_hit  # protection, not the cap, kept row 1
+    assert protected.held_back[1] == "class protection" and protected.held_back.count(None) == 9
     two = prune(values, policy=ThresholdPolicy(0.45), labels=labels, min_rows_per_class=2, **no_cap)
     # Class b keeps both its rows; class a's flagged rows go.
     assert two.dropped_indices.tolist() == [8, 9]
@@ -310,6 +315,7 @@ def test_groups_are_quarantined_or_kept_whole_where_a_cut_would_split_them():
     together = prune(values, policy="two_means", max_prune_fraction=0.1, groups=[7, 7, 0, 1, 2, 3, 4, 5, 6, 8])
     assert together.keep.all() and together.n_kept_together == 1 and together.cap_hit and together.capped
     assert together.reasons == [None] * 10
+    assert together.held_back[:2] == ["identical copies", "max_prune_fraction"]  # the cap kept the second copy
     # A cut that does not split a group changes nothing; the fraction policy's count is a cut too.
     assert prune(values, policy="two_means", max_prune_fraction=0.2, groups=[10, 10, *range(8)]).keep.tolist() == \
         [False, False] + [True] * 8
