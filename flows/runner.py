@@ -338,8 +338,39 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     check_inputs_exist(config)
     check_local_device(config, source=str(config_path))
     _check_workspace(workspace)
-    _run_reporting(config_path, workspace, debug=debug)
+    made = _first_missing(workspace)
+    try:
+        _run_reporting(config_path, workspace, debug=debug)
+    except BaseException:
+        _remove_if_empty(workspace, up_to=made)  # data refused at ingest: no empty --workspace left behind
+        raise
     return 0
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet: what a run would create."""
+    path = path.absolute()
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_if_empty(path: Path, *, up_to: Path | None) -> None:
+    """Remove ``path`` and its parents up to ``up_to`` (the folders this run created) while they are empty."""
+    if up_to is None:
+        return
+    folder = path.absolute()
+    while True:
+        try:
+            folder.rmdir()  # only an empty folder: anything a run wrote stays
+        except OSError:
+            return
+        if folder == up_to:
+            return
+        folder = folder.parent
 
 
 def _check_workspace(workspace: Path) -> None:

@@ -665,6 +665,17 @@ def test_bad_input_fails_the_flow_cleanly(case_: Case, flow_workspace: Path, tmp
 
 
 @pytest.mark.flow
+def test_bad_input_leaves_no_new_workspace_behind(tmp_path: Path, prefect_harness: None,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # --workspace names folders that do not exist yet: data refused at ingest must not leave them, empty, behind.
+    case_ = FLOW_CASES[0]
+    ws = tmp_path / "new" / "ws"
+    code = main(case_.build(tmp_path) + ["--workspace", str(ws)])
+    assert code == 2, capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.flow
 def test_bad_input_through_a_real_process_prints_one_line(flow_workspace: Path, tmp_path: Path) -> None:
     """The same as above in a separate `python -m lossval.cli` process: the terminal a user sees."""
     from prefect.settings import PREFECT_API_URL
