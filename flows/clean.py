@@ -427,7 +427,7 @@ def _publish_prefect_artifacts(summary: dict, *, held_back: dict | None = None) 
         private = not summary["config"]["tracking"]["log_quarantine"]  # no data rows outside the run folder
         table = lowest_value_rows(out["values"], out["kept"], out["quarantine"], target=summary["config"]["target"],
                                   max_data_columns=0 if private else 12,
-                                  held_back=held_back)
+                                  held_back=held_back, id_column=summary["config"].get("id_column"))
         create_table_artifact(table.round(6).to_dict(orient="records"), key=f"lossval-lowest-values-{slug}",
                               description="20 lowest-value training rows" + ("" if private else
                                                                               ", with their target and first columns"))

@@ -51,7 +51,8 @@ def _lowest(values: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n: int = LOWEST_ROWS,
-                      max_data_columns: int = 12, held_back: dict | None = None) -> pd.DataFrame:
+                      max_data_columns: int = 12, held_back: dict | None = None,
+                      id_column: str | None = None) -> pd.DataFrame:
     """The ``n`` lowest-value training rows, with what a reviewer needs to judge them.
 
     One row each: ``row_id``, ``value`` (and the other columns of ``values.parquet``: ``rank``,
@@ -63,12 +64,13 @@ def lowest_value_rows(values: str, kept: str, quarantine: str, *, target: str, n
 
     ``held_back``: row id -> what held it back, as the prune stage's record has it for its lowest
     rows (:func:`prune`); without it a flagged row that stayed reads ``"kept"``.
+    ``id_column``: the config's id column, left out of the data columns: ``row_id`` holds its values.
     """
     vals = _lowest(pd.read_parquet(values), n)
     ids = vals["row_id"].tolist()
     parts = [pd.read_parquet(path, filters=[("row_id", "in", ids)]) for path in (quarantine, kept)]
     rows = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
-    data = [target] + [c for c in rows.columns if c not in (target, *RESERVED_COLUMNS)]
+    data = [target] + [c for c in rows.columns if c not in (target, id_column, *RESERVED_COLUMNS)]
     data = [c for c in data if c in rows.columns][:max_data_columns]
     shown = rows[["row_id", *data]].copy()
     for col in data:

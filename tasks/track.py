@@ -364,7 +364,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 client.log_table(parent, lowest_value_rows(value["values"], prune["paths"]["kept"],
                                                            prune["paths"]["quarantine"], target=config.target,
                                                            max_data_columns=0 if private else 12,
-                                                           held_back=prune.get("held_back")),
+                                                           held_back=prune.get("held_back"),
+                                                           id_column=config.id_column),
                                  artifact_file="lowest_values.json")
             except Exception as exc:  # noqa: BLE001
                 get_run_logger().warning("lowest_values.json not logged: %s: %s", type(exc).__name__, exc)

@@ -146,6 +146,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     assert logged_config["features"]["exclude"] == [] and "exclude" not in logged_config
     lowest = json.loads(Path(client.download_artifacts(parent.info.run_id, "lowest_values.json")).read_text())
     assert lowest["columns"][:5] == ["row_id", "value", "rank", "reason", "diagnosis"]  # the target, then the row
+    assert "id" not in lowest["columns"]  # the id column: its values are the row ids, shown once
     assert len(lowest["data"]) == 20 and [r[2] for r in lowest["data"]] == list(range(1, 21))  # ranks 1-20
     reasons = [dict(zip(lowest["columns"], r)) for r in lowest["data"]]
     for r in reasons:  # a kept row two_means flagged (below its cut) says so, and what held it back (the cap here)
@@ -171,6 +172,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     [table] = [a for a in published if a.key == keys[1]]  # the same table, labels included
     table = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert [r["reason"] for r in table] == [r["reason"] for r in reasons]
+    assert "id" not in table[0] and "diagnosis" in table[0]
     model = client.get_registered_model("lossval-t-breast_cancer")
     assert model.tags == {"dataset": "t-breast_cancer", "target": "diagnosis", "task": "classification",
                           "created_by": "lossval"}

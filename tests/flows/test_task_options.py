@@ -203,7 +203,8 @@ def test_identical_rows_are_quarantined_or_kept_together_when_the_cap_cuts_betwe
     from tasks.prune import lowest_value_rows
 
     table = lowest_value_rows(str(tmp_path / "values.parquet"), out["paths"]["kept"], out["paths"]["quarantine"],
-                              target="label", n=5, held_back=out["held_back"])
+                              target="label", n=5, held_back=out["held_back"], id_column="id")
+    assert "id" not in table.columns  # row_id already holds the id column's values: shown once
     assert table["reason"].tolist()[2:] == ["kept: flagged, kept with its identical copies",
                                             "kept: flagged, held back by the max_prune_fraction cap", "kept"]
     assert table["reason"].tolist()[:2] == pd.read_parquet(out["paths"]["quarantine"])["lossval_reason"].tolist()
