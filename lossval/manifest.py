@@ -155,6 +155,19 @@ def _located(outputs: dict[str, str], run_dir: Path) -> dict[str, str]:
     return out
 
 
+def _check_decisions(path: str, *, train: pd.Series, quarantine: pd.Series) -> list[str]:
+    """``decisions.parquet`` lists each training row once, and says "quarantined" of exactly the quarantined ones."""
+    try:
+        decided = pd.read_parquet(path, columns=["row_id", "outcome"])
+    except Exception as exc:  # noqa: BLE001 (a truncated or foreign file: report it, do not crash)
+        return [f"output 'decisions' is unreadable ({type(exc).__name__}): {path}"]
+    if len(decided) != len(train) or set(decided["row_id"]) != set(train):
+        return [f"decisions: lists {len(decided)} rows, not the {len(train)} train rows"]
+    if set(decided.loc[decided["outcome"] == "quarantined", "row_id"]) != set(quarantine):
+        return ["decisions: its quarantined rows are not quarantine's"]
+    return []
+
+
 def verify_run(run_dir: Path) -> list[str]:
     """Check a run folder; returns a list of problems (empty = consistent).
 
@@ -162,8 +175,8 @@ def verify_run(run_dir: Path) -> list[str]:
     the manifest lists existing, readable files, unchanged since the run wrote them (sha256, when
     the manifest records it), read from ``run_dir`` when the folder was moved or copied; the snapshot's row ids are exactly the
     union of the data-derived parts (validation when it came from the data, test, kept,
-    quarantine); the parts are disjoint; ``train = kept + quarantine``; counts match the
-    manifest. A manifest without ``sha256`` passes on its rows alone; tell the reader so with
+    quarantine); the parts are disjoint; ``train = kept + quarantine``; ``decisions`` (when listed)
+    holds each train row once and marks exactly the quarantined ones; counts match the manifest. A manifest without ``sha256`` passes on its rows alone; tell the reader so with
     :func:`content_hash_note`.
     """
     run_dir = Path(run_dir)
@@ -241,6 +254,8 @@ def verify_run(run_dir: Path) -> list[str]:
         problems.append("rows not accounted for: " + ", ".join(c for c in counted if c))
     if set(ids["train"]) != set(ids["kept"]) | set(ids["quarantine"]):
         problems.append("train rows != kept + quarantine")
+    if "decisions" in outputs:  # runs since 2026-12-06: every training row's value and outcome
+        problems += _check_decisions(outputs["decisions"], train=ids["train"], quarantine=ids["quarantine"])
     for name in needed:
         if name in counts and counts[name] != len(ids[name]):
             problems.append(f"manifest says {counts[name]} {name} rows, file has {len(ids[name])}")
@@ -251,7 +266,7 @@ def checked_counts(manifest: dict[str, Any]) -> str:
     """What a passing :func:`verify_run` checked, in one clause; ``""`` when the manifest lacks the counts.
 
     ``341 snapshot rows = 341 train (300 kept + 41 quarantined); 113 validation rows from their own
-    file; 115 test rows from their own file; 8 files unchanged (sha256)``: validation and test rows
+    file; 115 test rows from their own file; 9 files unchanged (sha256)``: validation and test rows
     from files of their own (``validation_from_data`` / ``test_from_data`` false) are not part of
     the snapshot, and only hashes of listed outputs are checked, so only those are counted.
     """

@@ -15,7 +15,7 @@ from lossval.pruning import format_value, make_policy, prune as prune_values
 from lossval.splitting import MIN_TRAIN_ROWS
 from tasks._log import run_logger
 
-__all__ = ["prune", "policy_from_config", "describe_pruning", "lowest_value_rows", "QUARANTINE_VALUE", "QUARANTINE_REASON",
+__all__ = ["prune", "decision_table", "DECISION_OUTCOMES", "policy_from_config", "describe_pruning", "lowest_value_rows", "QUARANTINE_VALUE", "QUARANTINE_REASON",
            "RESERVED_COLUMNS"]
 
 QUARANTINE_VALUE = "lossval_value"  # the row's LossVal value, added to each quarantined row
@@ -128,9 +128,28 @@ def describe_pruning(pruning: dict) -> str:
     return text + "."
 
 
+DECISION_OUTCOMES = ("quarantined", "held back: max_prune_fraction", "held back: class protection",
+                     "held back: identical copies", "kept")
+
+
+def decision_table(row_ids: pd.Series, values: np.ndarray, decision) -> pd.DataFrame:  # noqa: ANN001
+    """One row per training row, lowest value first (ties in file order): ``row_id``, ``value``,
+    ``flagged`` (the policy flagged it) and ``outcome`` (:data:`DECISION_OUTCOMES`: ``"quarantined"``,
+    ``"held back: <what>"`` for a flagged row that stays, ``"kept"``). ``decisions.parquet`` in the run
+    folder: the full list behind the review table's lowest 20, flagged rows the cap kept included.
+    """
+    held = pd.Series(decision.held_back, dtype=object)
+    outcome = np.where(~decision.keep, "quarantined",
+                       np.where(held.notna().to_numpy(), "held back: " + held.fillna("").astype(str).to_numpy(), "kept"))
+    table = pd.DataFrame({"row_id": np.asarray(row_ids, dtype=object), "value": np.asarray(values, dtype=float),
+                          "flagged": outcome != "kept", "outcome": outcome.astype(object)})
+    return table.sort_values("value", kind="stable").reset_index(drop=True)
+
+
 @task(name="prune")
 def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, run_dir: str) -> dict:
-    """Write ``kept.parquet`` and ``quarantine.parquet`` (dropped rows whole, plus ``lossval_value`` and ``lossval_reason``)."""
+    """Write ``kept.parquet``, ``quarantine.parquet`` (dropped rows whole, plus ``lossval_value`` and ``lossval_reason``)
+    and ``decisions.parquet`` (every row's value and outcome: :func:`decision_table`)."""
     tr = pd.read_parquet(train)
     vals = pd.read_parquet(values).set_index("row_id").loc[tr["row_id"]]
     labels = tr[config.target].astype(str).to_numpy() if task_kind == "classification" else None
@@ -153,7 +172,9 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
     quarantine[QUARANTINE_VALUE] = vals["value"].to_numpy()[~decision.keep]
     quarantine[QUARANTINE_REASON] = [r for r in decision.reasons if r is not None]
     paths = {"kept": str(write_parquet(kept, f"{run_dir}/kept.parquet")),
-             "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet"))}
+             "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet")),
+             "decisions": str(write_parquet(decision_table(tr["row_id"], vals["value"].to_numpy(), decision),
+                                            f"{run_dir}/decisions.parquet"))}
     # What held back the flagged rows that stay, for those of the review table's rows (lowest_value_rows): row ids of
     # a few rows, not one per row.
     why = {rid: held for rid, held in zip(tr["row_id"].tolist(), decision.held_back) if held}

@@ -356,6 +356,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             client.log_artifact(parent, value["values"], artifact_path="values")
             if valuation_report.is_file():  # resolved settings, values version, per-epoch loss
                 client.log_artifact(parent, str(valuation_report), artifact_path="values")
+            if prune["paths"].get("decisions"):  # every row's value and outcome (flagged rows the cap kept included)
+                client.log_artifact(parent, prune["paths"]["decisions"], artifact_path="values")
             quarantine = pd.read_parquet(prune["paths"]["quarantine"], columns=["row_id"])
             if config.tracking.log_quarantine:  # every pruned row, whole, with its value and reason
                 client.log_artifact(parent, prune["paths"]["quarantine"], artifact_path="quarantine")

@@ -154,8 +154,8 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
         if r["reason"].startswith("kept"):
             flagged = r["value"] < pruning["threshold"]
             assert r["reason"] == ("kept: flagged, held back by the max_prune_fraction cap" if flagged else "kept"), r
-    assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == ["values/valuation.json",
-                                                                                     "values/values.parquet"]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "values")] == [
+        "values/decisions.parquet", "values/valuation.json", "values/values.parquet"]
     assert parent.data.tags["lossval_version"] and parent.data.tags["values_version"].isdigit()
     assert manifest["versions"]["values_version"] == parent.data.tags["values_version"] and manifest["versions"]["torch"]
     assert "quarantined" in parent.data.tags["mlflow.note.content"]  # the run's description in the UI

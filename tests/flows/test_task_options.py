@@ -200,6 +200,15 @@ def test_identical_rows_are_quarantined_or_kept_together_when_the_cap_cuts_betwe
     assert out["cap_hit"] and out["flagged"] == 4
     # The review table says which kept rows the policy flagged, and what held each back: not just "kept".
     assert out["held_back"] == {"r2": "identical copies", "r3": "max_prune_fraction"}
+    # Every row's outcome, lowest value first: the full list behind the review table, held-back rows included.
+    decided = pd.read_parquet(out["paths"]["decisions"])
+    assert decided["row_id"].tolist()[:5] == ["r0", "r1", "r2", "r3", "r4"] and decided["value"].is_monotonic_increasing
+    assert decided["outcome"].tolist()[:5] == ["quarantined", "quarantined", "held back: identical copies",
+                                               "held back: max_prune_fraction", "kept"]
+    assert decided["flagged"].sum() == out["flagged"] == 4 and set(decided["row_id"]) == set(train["row_id"])
+    from tasks.prune import DECISION_OUTCOMES
+
+    assert set(decided["outcome"]) <= set(DECISION_OUTCOMES)
     from tasks.prune import lowest_value_rows
 
     table = lowest_value_rows(str(tmp_path / "values.parquet"), out["paths"]["kept"], out["paths"]["quarantine"],

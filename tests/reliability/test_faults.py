@@ -355,7 +355,7 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
     rows = manifest["rows"]
     counts = (f"{rows['snapshot']} snapshot rows = {rows['train']} train ({rows['kept']} kept + {rows['quarantine']} "
               f"quarantined) + {rows['validation']} validation + {rows['test']} test")
-    assert out.splitlines()[0] == f"{run}: every input row is accounted for: {counts}; 8 files unchanged (sha256)"
+    assert out.splitlines()[0] == f"{run}: every input row is accounted for: {counts}; 9 files unchanged (sha256)"
     assert main(["verify", str(run / MANIFEST_NAME)]) == 0  # the manifest's path names its run
     assert capsys.readouterr().out.splitlines()[0].startswith(f"{run}: every input row is accounted for")
     workspace = tmp_path / "ws"
@@ -369,8 +369,8 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
         assert main(["verify", str(where)]) == 1
         assert capsys.readouterr().err == (f"lossval verify: {where} is {what}, not a run folder; give one of its runs, "
                                            f"e.g. {workspace / 'runs' / 'r1'} (the newest)\n")
-    assert set(manifest["sha256"]) == {"train", "validation", "test", "kept", "quarantine", "model_state", "metrics",
-                                       "gate"}  # the run folder's own files; snapshot and values are shared
+    assert set(manifest["sha256"]) == {"train", "validation", "test", "kept", "quarantine", "decisions", "model_state",
+                                       "metrics", "gate"}  # the run folder's own files; snapshot and values are shared
     del manifest["sha256"]
     (run / MANIFEST_NAME).write_text(json.dumps(manifest))
     kept = pd.read_parquet(run / "kept.parquet")
@@ -406,6 +406,25 @@ def test_verify_reports_damage_with_exit_1(reference: dict, tmp_path: Path, caps
     assert main(["verify", str(run)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("lossval verify: ")
+
+
+def test_verify_checks_decisions_against_quarantine(reference: dict, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    run = _copy_run(reference, tmp_path / "run")
+    manifest = json.loads((run / MANIFEST_NAME).read_text())
+    del manifest["sha256"]  # contents unchecked: the rows alone must catch it
+    (run / MANIFEST_NAME).write_text(json.dumps(manifest))
+    decided = pd.read_parquet(run / "decisions.parquet")
+    first = decided.index[decided["outcome"] == "quarantined"][0]
+    decided.loc[first, "outcome"] = "kept"  # a quarantined row said to be kept
+    decided.to_parquet(run / "decisions.parquet", index=False)
+    assert main(["verify", str(run)]) == 1
+    assert "decisions: its quarantined rows are not quarantine's" in capsys.readouterr().err
+    decided.iloc[1:].to_parquet(run / "decisions.parquet", index=False)  # a row missing
+    assert main(["verify", str(run)]) == 1
+    assert f"decisions: lists {len(decided) - 1} rows, not the {len(decided)} train rows" in capsys.readouterr().err
 
 
 def test_verify_counts_validation_and_test_files_of_their_own_apart() -> None:
