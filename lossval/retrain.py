@@ -110,6 +110,11 @@ class _Arch:
     width: int = 64
 
 
+# Largest target mean or spread the model's float32 output (x std + mean) is trusted with: room for predictions
+# a hundred spreads out before float32 overflows.
+_TARGET_LIMIT = 1e30
+
+
 def fit_model(X: np.ndarray, y: np.ndarray, *, device: str = "auto", **settings: Any) -> TabularModel:
     """Train a :class:`TabularModel` (see :func:`_fit_model` for the arguments).
 
@@ -162,6 +167,10 @@ def _fit_model(
         if not (np.isfinite(yf).all() and np.isfinite(y_mean) and np.isfinite(y_scale)):
             raise InputError(f"the regression target must be finite and small enough to standardise in float64 "
                              f"(largest |y| {np.abs(yf).max():.3g}); drop non-finite rows or rescale it.")
+        if max(abs(y_mean), y_scale) > _TARGET_LIMIT:
+            raise InputError(f"the regression target reaches |y| {np.abs(yf).max():.3g}: the model predicts in float32 "
+                             f"(largest about 3.4e38), so its predictions would overflow; divide the target by a "
+                             f"power of ten (to below {_TARGET_LIMIT:.0e}) and run again.")
         yt = torch.as_tensor((yf - y_mean) / y_scale, dtype=torch.float32, device=dev)
     w = None
     if sample_weight is not None:
