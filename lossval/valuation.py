@@ -162,8 +162,13 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 #    about 6 with some training-set sizes); every other fit is valued as under 7.
 # 9: the "step" schedule counts a batch whose weights are all clamped to 0 as 0, as the "epoch"
 #    schedule does, not as geomloss's ~7e6 for a massless measure (whose gradient froze the
-#    weights through Adam's moments); every other fit is valued as under 8.
+#    weights through Adam's moments); every other fit is valued as under 8. noise_probability() is 0
+#    for every row when all rows' losses lie within LOSS_SPREAD_FLOOR (it split float rounding).
 VALUES_VERSION = 9
+
+# Spread of the per-row mean losses (nats, or squared error of the standardised target) below which
+# noise_probability() calls every row clean: float32 rounding of a loss near 0 is about 1e-7.
+LOSS_SPREAD_FLOOR = 1e-6
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -1252,6 +1257,14 @@ class LossVal:
         groups = getattr(self, "duplicate_groups_", None)
         if groups is not None:  # identical rows: one loss, their mean at each epoch, so one P(noisy)
             history = _group_mean(history.T, groups).T
+        mean_loss = np.asarray(history[-(last_epochs or history.shape[0]):], dtype=np.float64).mean(axis=0)
+        if np.isfinite(mean_loss).all() and np.ptp(mean_loss) <= LOSS_SPREAD_FLOOR:
+            # Every row is fit to float rounding (cross-entropy or standardised squared error): a mixture would
+            # split rounding noise (or find no spread at all), so no row looks noisy.
+            warnings.warn(f"every training row's loss is within {LOSS_SPREAD_FLOOR:g} of the others (largest "
+                          f"{float(mean_loss.max()):.3g}): the model fits every row, so none looks noisy; "
+                          "P(noisy) is 0 for all rows.", UserWarning, stacklevel=2)
+            return np.zeros(mean_loss.shape[0])
         # (epochs, rows) by construction: more epochs than rows is a long fit on few rows, not a transposed history.
         return _loss_noise_probability(history, last_epochs=last_epochs, warn_transposed=False)
 

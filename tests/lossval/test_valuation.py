@@ -336,6 +336,22 @@ def test_step_schedule_counts_a_massless_batch_as_zero_like_the_epoch_schedule()
     assert np.abs(fast.values_ - slow.values_).max() < 1e-3
 
 
+def test_noise_probability_calls_every_row_clean_when_the_model_fits_them_all() -> None:
+    # Well separated classes: most rows' losses are exactly 0, the rest float32 rounding (<= 2.4e-7). The mixture
+    # split that rounding and called 34 of 400 rows noisy.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    X[:, 0] += np.sign(X[:, 0]) * 3
+    y = (X[:, 0] > 0).astype(int)
+    lv = LossVal(verbose=False, epochs=30).fit(X, y, X[:80], y[:80])
+    assert np.ptp(lv.loss_history_[-10:].mean(axis=0)) > 0  # not all equal: the mixture would have fitted
+    with pytest.warns(UserWarning, match="the model fits every row, so none looks noisy"):
+        assert (lv.noise_probability() == 0).all()
+    Xn, yn, Xv, yv, noisy = _noisy_classification()  # real spread: still the mixture's call
+    p = LossVal(verbose=False, epochs=10, seed=0).fit(Xn, yn, Xv, yv).noise_probability()
+    assert p[noisy].mean() > 0.5 > p[~noisy].mean()
+
+
 # ----------------------------------------------------------------------------- behaviour
 def _noisy_classification(seed: int = 0):
     X, y = make_separable_classification(n=500, d=5, n_classes=2, seed=seed)
