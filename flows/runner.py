@@ -409,10 +409,12 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     import pandas as pd
     import yaml
 
-    from lossval.demo import detection_scores, make_demo_data
+    from lossval.demo import check_demo_options, detection_scores, make_demo_data
     from lossval.io import atomic_write
     from lossval.metrics import detection_report
 
+    # Before the server starts: exiting while its thread still imports Prefect aborts the interpreter (exit 134).
+    check_demo_options(dataset=dataset, noise=noise)
     _check_workspace(workspace)
     workspace = workspace.resolve()
     server_ready = start_prefect_server(workspace)  # first: on a first run it is what the flow waits for

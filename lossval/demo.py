@@ -17,7 +17,7 @@ import pandas as pd
 from lossval.errors import InputError
 from lossval.io import write_json, write_parquet
 
-__all__ = ["DemoData", "detection_scores", "make_demo_data", "run_library_demo"]
+__all__ = ["DemoData", "check_demo_options", "detection_scores", "make_demo_data", "run_library_demo"]
 
 _DEMO_SETS = {"breast_cancer": "cls_breast_cancer", "digits": "cls_digits", "diabetes": "reg_diabetes",
               "fried": "reg_fried", "2dplanes": "cls_2dplanes"}
@@ -53,6 +53,14 @@ def detection_scores(report: dict) -> str:
     return f"(precision {report['precision']:.2f}, recall {report['recall']:.2f}, F1 {report['f1']:.2f})"
 
 
+def check_demo_options(*, dataset: str, noise: float) -> None:
+    """``--dataset`` and ``--noise`` of ``lossval demo``; raises :class:`InputError` (exit 2) naming the choices."""
+    if dataset not in _DEMO_SETS:
+        raise InputError(f"unknown demo dataset {dataset!r}; choose one of {sorted(_DEMO_SETS)}.")
+    if not 0.0 <= noise <= 0.5:
+        raise InputError(f"--noise must be between 0 and 0.5, got {noise}.")
+
+
 def make_demo_data(*, dataset: str, noise: float, seed: int, out_dir: Path) -> DemoData:
     """Write a train/validation/test split of a shipped dataset with ``noise`` of the train labels corrupted.
 
@@ -67,10 +75,7 @@ def make_demo_data(*, dataset: str, noise: float, seed: int, out_dir: Path) -> D
     """
     from lossval.datasets import inject_noise, load_dataset
 
-    if dataset not in _DEMO_SETS:
-        raise InputError(f"unknown demo dataset {dataset!r}; choose one of {sorted(_DEMO_SETS)}.")
-    if not 0.0 <= noise <= 0.5:
-        raise InputError(f"--noise must be between 0 and 0.5, got {noise}.")
+    check_demo_options(dataset=dataset, noise=noise)
     ds = load_dataset(_DEMO_SETS[dataset], n=2000 if dataset in ("fried", "2dplanes") else None, seed=seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ds.y))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -282,6 +283,16 @@ def test_console_script_runs_as_a_process(tables, tmp_path, module) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("lossval: error:") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("bad", [["--noise", "1.5"], ["--dataset", "iris"]])
+def test_demo_with_a_bad_option_exits_2_before_starting_anything(tmp_path, bad) -> None:
+    # In a process of its own: checked after Prefect's server thread started, the exit aborted the interpreter (134).
+    proc = subprocess.run([sys.executable, "-m", "lossval.cli", "demo", *bad, "--workspace", str(tmp_path / "ws")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PREFECT_API_URL": ""})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("lossval: error:") and "Fatal" not in proc.stderr
+    assert not (tmp_path / "ws").exists()
 
 
 def test_library_demo_finds_the_injected_noise(tmp_path, capsys) -> None:
