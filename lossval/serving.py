@@ -102,8 +102,9 @@ def model_signature(example: pd.DataFrame, predicted: pd.DataFrame) -> Any:
     a float column refuses a batch whose values happen to be whole numbers read as int64, and
     one inferred from an integer column refuses a batch that writes them ``5.0``.
     Numeric columns are therefore declared ``Any``: they reach the model as given, and the
-    encoder checks them (a non-numeric value is refused naming the column and the row).
-    Text, boolean and date columns keep their inferred types.
+    encoder checks them (a non-numeric value is refused naming the column and the row). So are
+    pandas ``category`` columns, which MLflow would declare ``string`` and then refuse as
+    inputs. Text, boolean and date columns keep their inferred types.
     """
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import AnyType, ColSpec, Schema
@@ -111,8 +112,11 @@ def model_signature(example: pd.DataFrame, predicted: pd.DataFrame) -> Any:
     with warnings.catch_warnings():  # its multi-line "integer column(s)" hint concerns typed inputs, which these are not
         warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column", category=UserWarning)
         inferred = infer_signature(example, predicted)
-    numeric = {name for name in example.columns if pd.api.types.is_numeric_dtype(example[name].dtype)
-               and not pd.api.types.is_bool_dtype(example[name].dtype)}
-    inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in numeric else spec
+    # pandas "category" columns (parquet dictionary columns) too: MLflow infers string for them and then
+    # refuses the same category column in the input example or a batch ("cannot safely convert category").
+    as_given = {name for name in example.columns
+                if (pd.api.types.is_numeric_dtype(example[name].dtype) and not pd.api.types.is_bool_dtype(example[name].dtype))
+                or isinstance(example[name].dtype, pd.CategoricalDtype)}
+    inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in as_given else spec
                      for spec in inferred.inputs.inputs])
     return ModelSignature(inputs=inputs, outputs=inferred.outputs)
