@@ -82,9 +82,18 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
     text_target = [config.target] if is_text_dtype(df[config.target].dtype) else []
     rows = read_table(path, text_columns=[config.id_column, *config.categorical, *text_target])
     needed = [c for c in df.columns if c != "row_id"]
-    missing = [c for c in needed if c not in rows.columns]
+    # What the stages read of these rows: the features, the target and the ids. The data's other columns (excluded
+    # ones, the validation marker, a timestamp) may be absent: those rows get them empty.
+    used = {*encoder.feature_columns_, config.target, *([config.id_column] if config.id_column else [])}
+    missing = [c for c in needed if c not in rows.columns and c in used]
     if missing:
-        raise InputError(f"lacks column(s) {missing[:5]} that the data has; both files must share the schema.", source=path)
+        raise InputError(f"lacks column(s) {missing[:5]} that the data has and the model uses (features, target, id "
+                         "column); both files must share them.", source=path)
+    present = [c for c in needed if c in rows.columns]
+    absent = [c for c in needed if c not in rows.columns]
+    if absent:
+        run_logger().info("%s: no column(s) %s, which no stage reads of these rows (excluded columns, the validation "
+                          "marker, a timestamp); they are left empty", path, absent[:5])
     extra = [str(c) for c in rows.columns if c not in df.columns]
     if extra:
         run_logger().warning("%s: column(s) %s are not in the data (%s) and are ignored.", path, extra[:5], config.data)
@@ -94,8 +103,11 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
         raise InputError(f"target column {config.target!r} has {int(rows[config.target].isna().sum())} empty value(s).", source=path)
     encoder.transform(rows, source=path)  # NaN, inf or text in a feature: named with the file's row
     encoder.encode_target(rows[config.target], source=path)  # a label the data does not have
-    rows = rows[needed].copy()
-    _warn_on_shared_rows(rows, df[needed], path=path, data_path=config.data, what="validation" if prefix == "vali" else "test",
+    rows = rows[present].copy()
+    for c in absent:
+        rows[c] = pd.Series(pd.NA, index=rows.index, dtype=object)
+    rows = rows[needed]
+    _warn_on_shared_rows(rows[present], df[present], path=path, data_path=config.data, what="validation" if prefix == "vali" else "test",
                          id_column=config.id_column)
     rows.insert(0, "row_id", (f"{prefix}:" + assign_row_ids(rows, id_column=config.id_column, source=path)).to_numpy())
     return rows

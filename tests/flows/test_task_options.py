@@ -598,3 +598,26 @@ def test_a_label_spelt_two_ways_is_warned_about_once_per_run(tmp_path) -> None:
         split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
     said = [w for w in caught if "differ only in case or spaces" in str(w.message)]
     assert len(said) == 1, [str(w.message) for w in said]
+
+
+def test_a_test_file_needs_only_the_columns_the_model_uses(tmp_path) -> None:
+    # The validation marker and excluded columns are never features: a curated test file need not carry them.
+    import pandas as pd
+
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    df = make_frame(120).assign(trusted=[i % 4 == 0 for i in range(120)], note=[f"n{i}" for i in range(120)])
+    df.insert(0, "row_id", assign_row_ids(df, id_column="id").to_numpy())
+    df.to_parquet(tmp_path / "snap.parquet", index=False)
+    make_frame(30, seed=1).to_csv(tmp_path / "test.csv", index=False)  # no 'trusted', no 'note'
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id", "test_path": "test.csv",
+                            "validation": {"strategy": "column", "column": "trusted"},
+                            "features": {"exclude": ["note"]}}, base_dir=tmp_path)
+    out = split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    test = pd.read_parquet(out["paths"]["test"])
+    assert len(test) == 30 and test[["trusted", "note"]].isna().all().all()
+    assert list(test.columns) == list(df.columns)  # the data's schema, the absent columns empty
+    make_frame(30, seed=1).drop(columns=["b"]).to_csv(tmp_path / "test.csv", index=False)  # a feature: still needed
+    with pytest.raises(InputError, match=r"lacks column\(s\) \['b'\] that the data has and the model uses"):
+        split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
