@@ -381,8 +381,9 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     except LossvalError as exc:
         error = exc
         summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": str(exc)}
-    except BaseException as exc:
-        summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": mask_secrets(f"{type(exc).__name__}: {exc}")}
+    except BaseException as exc:  # stopped (SIGTERM, Ctrl-C) or crashed while logging: the data outputs stay
+        why = mask_secrets(str(exc)) or "the process was stopped while logging to MLflow; rerun to log and register this run"
+        summary["mlflow"] = {**summary["mlflow"], "status": "failed", "error": f"{type(exc).__name__}: {why}"}
         write_json(_manifest(summary), run_dir / MANIFEST_NAME)
         raise
     summary["timings"]["track_promote"] = time.perf_counter() - t

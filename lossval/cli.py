@@ -207,7 +207,9 @@ def _main(args: argparse.Namespace) -> int:
         _report_error("error", exc, debug=args.debug)
         return EXIT_ERROR
     except _Terminated:
-        print("lossval: terminated (SIGTERM); unfinished outputs removed", file=sys.stderr)
+        kept = ("; a run stopped while logging to MLflow keeps its complete run folder (its manifest's mlflow status "
+                "says failed): rerun to log and register it") if args.command in ("run", "demo") else ""
+        print(f"lossval: terminated (SIGTERM); unfinished outputs removed{kept}", file=sys.stderr)
         return 128 + 15
     except KeyboardInterrupt:
         print("lossval: interrupted", file=sys.stderr)
