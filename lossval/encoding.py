@@ -108,6 +108,26 @@ _NUMBER_HINT_SHARE = 0.5
 _THOUSANDS = r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*"
 _MAX_AUTO_CLASSES = 20
 _SHOW = 5  # how many offending values / columns an error message lists
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# lossval's own entry points: a warning raised for them is attributed there, and the CLI prints it as lossval's.
+_ENTRY_POINTS = frozenset(_PACKAGE + name for name in ("cli.py", "demo.py"))
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` of the first frame outside the lossval library (its entry points, the CLI and
+    the demo, count as outside), for the function that warns.
+
+    Fixed levels point one frame off when the same check is reached by another path
+    (``fit_transform`` -> ``fit``; a task -> ``fit``), and then at a line the user did not write, or into
+    Prefect, whose file the CLI does not format as lossval's.
+    """
+    import sys
+
+    frame, level = sys._getframe(1), 1  # level 1: the function that calls warnings.warn
+    while frame is not None and (name := os.path.abspath(frame.f_code.co_filename)).startswith(_PACKAGE) \
+            and name not in _ENTRY_POINTS:
+        frame, level = frame.f_back, level + 1
+    return level
 _ISO_DATE = re.compile(
     r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?"
 )
@@ -237,7 +257,7 @@ class TabularEncoder:
                 f"constant or empty column(s) {_show_list(dropped)} (one distinct value, or none, in the "
                 "training rows) dropped from the features",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=_user_level(),
             )
         if not columns:
             detail = (f"; constant columns dropped: {_show_list(dropped)}" if dropped else "") + (
@@ -320,7 +340,7 @@ class TabularEncoder:
                     f"left out of the features (exclude it to say so: {_declare_excluded(col)}; or, if it names the "
                     f"rows, make it the id column: pipeline config id_column: {yaml_name(col)}; `lossval value`: --id-column {shell_name(col)})",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=_user_level(),
                 )
                 return _LEFT_OUT
             # Statistics of the values clipped to their widened central range: one typo (a 1000
@@ -337,7 +357,7 @@ class TabularEncoder:
                     f"{self.source + ': ' if self.source else ''}numeric column {col!r} has a value "
                     f"{float(values[first])!r} at row {_row(series.index[first])}, more than 1e30 standard deviations "
                     "from the rest: the column is scaled by its plain mean and standard deviation, which squeezes "
-                    "its other values; check that value for a typo", UserWarning, stacklevel=4)
+                    "its other values; check that value for a typo", UserWarning, stacklevel=_user_level())
                 with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
                     mean, scale = float(np.mean(values)), float(np.std(values))
             if not (math.isfinite(mean) and math.isfinite(scale)):
@@ -355,7 +375,7 @@ class TabularEncoder:
                     f"can tell rows apart by it. If it names the rows, make it the id column (pipeline config "
                     f"id_column: {yaml_name(col)}; `lossval value`: --id-column {shell_name(col)}); else exclude it "
                     f"({_declare_excluded(col)}); if it is a real measurement, declare it numeric to say so ({_declare_numeric(col)})",
-                    UserWarning, stacklevel=4)
+                    UserWarning, stacklevel=_user_level())
             return {"name": col, "kind": "numeric", "mean": mean, "scale": scale}
 
         keys = _level_keys(series)
@@ -371,7 +391,7 @@ class TabularEncoder:
                 f"to say so: {_declare_excluded(col)}; or, if it names the rows, make it the id column: pipeline "
                 f"config id_column: {yaml_name(col)}; `lossval value`: --id-column {shell_name(col)})",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=_user_level(),
             )
             return _LEFT_OUT
         if len(counts) >= max(20, 0.5 * int(series.notna().sum())):
@@ -379,7 +399,7 @@ class TabularEncoder:
                 f"{where} in {len(series)} rows, like an id or free text: exclude it ({_declare_excluded(col)}) if it "
                 "identifies rows rather than describing them",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=_user_level(),
             )
         levels = sorted(counts.index, key=_level_sort_key)
         other = len(levels) > self.max_categories
@@ -500,7 +520,7 @@ class TabularEncoder:
                 "or drop those rows; if it is categorical, declare that instead (features.categorical, "
                 "--categorical, categorical=[...]) to silence this warning",
                 UserWarning,
-                stacklevel=4,  # the caller of fit(): _infer_kind <- _fit_column <- fit
+                stacklevel=_user_level(),
             )
         return "categorical"
 
@@ -1045,7 +1065,7 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
             "least 5 times: with task auto it is read as a number (regression). If they are class codes, set "
             "task: classification (`lossval value`: --task classification; in Python: task='classification')",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_user_level(),
         )
     if (pd.api.types.is_float_dtype(dtype) and len(present) and present.nunique() <= _MAX_AUTO_CLASSES
             and bool((present == np.round(present)).all()) and present.value_counts().min() >= 5):
@@ -1057,7 +1077,7 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
             "read as a number (regression). If they are class labels, set task: classification (`lossval value`: "
             "--task classification; in Python: task='classification')",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_user_level(),
         )
     return "regression"
 
@@ -1085,7 +1105,7 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
         f"levels the training rows do not have (e.g. {examples}; training levels include {known}), so they "
         "encode as no level at all. If this file stores the column differently (numbers instead of names), "
         "convert it to match",
-        UnseenLevelsWarning, stacklevel=3)
+        UnseenLevelsWarning, stacklevel=_user_level())
 
 
 def _declare_categorical(col: Any) -> str:

@@ -764,3 +764,16 @@ def test_a_numeric_column_named_like_an_id_with_one_value_per_row_is_warned_abou
         warnings.simplefilter("error")
         TabularEncoder(target="y", numeric=["customer_id", "Unnamed: 0", "orderId", "userID"]).fit(df)
         TabularEncoder(target="y", exclude=["Unnamed: 0", "orderId", "userID"]).fit(df.assign(customer_id=np.arange(n) // 2))
+
+
+@pytest.mark.parametrize("method", ["fit", "fit_transform"])
+def test_warnings_point_at_the_callers_line_whichever_path_reaches_them(method: str) -> None:
+    # A fixed stacklevel pointed one frame past the caller of fit() (and, in the pipeline, into Prefect, whose
+    # file the CLI does not print as one lossval line).
+
+    df = pd.DataFrame({"id": np.arange(200) + 1000, "a": np.random.default_rng(0).normal(size=200), "y": ["a", "b"] * 100})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        getattr(TabularEncoder(target="y"), method)(df)
+    [said] = [w for w in caught if "like a row id" in str(w.message)]
+    assert said.filename == __file__
