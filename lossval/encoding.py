@@ -989,10 +989,17 @@ class TabularEncoder:
     def _require_columns(df: pd.DataFrame, names: Sequence[Any], *, what: str, source: str | None) -> None:
         missing = [n for n in names if n not in df.columns]
         if missing:
+            import difflib
+
             available = list(df.columns[:10])
             more = f" and {len(df.columns) - 10} more" if len(df.columns) > 10 else ""
+            wanted = set(map(str, names))  # a column asked for under its own name is no other's misspelling
+            others = [str(c) for c in df.columns if str(c) not in wanted]
+            near = {str(m): ([n for n in others if n.casefold() == str(m).casefold()][:1]
+                             or difflib.get_close_matches(str(m), others, n=1)) for m in missing}
+            hint = "; ".join(f"did you mean {close[0]!r} for {m!r}?" for m, close in near.items() if close)
             raise InputError(
-                f"missing {what}(s) {_show_list(missing)}; available columns: "
+                f"missing {what}(s) {_show_list(missing)}" + (f" ({hint})" if hint else "") + "; available columns: "
                 f"{_show_list(available, limit=10)}{more}",
                 source=source,
             )

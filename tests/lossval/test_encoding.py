@@ -445,6 +445,19 @@ def test_missing_target_column_raises_with_available():
         TabularEncoder(target="label").fit(_frame())
 
 
+def test_a_misspelt_column_gets_a_did_you_mean():
+    df = _frame().assign(amount=1.0)
+    with pytest.raises(InputError, match=r"missing excluded column\(s\) \['amuont'\] \(did you mean 'amount' for "
+                                         r"'amuont'\?\); available columns"):
+        TabularEncoder(target="y", exclude=["amuont"]).fit(df)
+    enc = TabularEncoder(target="y").fit(df)
+    with pytest.raises(InputError) as raised:  # another feature is no guess for a missing one
+        enc.transform(df.drop(columns=["x"]))
+    assert "did you mean" not in str(raised.value)
+    with pytest.raises(InputError, match=r"did you mean 'X' for 'x'"):  # the same name in another case is
+        enc.transform(df.rename(columns={"x": "X"}))
+
+
 def test_missing_feature_column_at_fit_and_transform():
     with pytest.raises(InputError, match=r"missing feature column\(s\) \['size'\]"):
         TabularEncoder(target="y", features=["x", "size"]).fit(_frame())
@@ -573,7 +586,8 @@ def test_missing_values_in_a_column_declared_numeric_are_refused_as_in_any_numer
 @pytest.mark.parametrize("kind", ["categorical", "numeric"])
 def test_a_misspelt_declared_column_is_refused_naming_it(kind):
     with pytest.raises(InputError,
-                       match=rf"missing {kind} column\(s\) \['X'\]; available columns: \['x', 'colour', 'y'\]"):
+                       match=rf"missing {kind} column\(s\) \['X'\] \(did you mean 'x' for 'X'\?\); available columns: "
+                             r"\['x', 'colour', 'y'\]"):
         TabularEncoder(target="y", **{kind: ["X"]}).fit(_frame())
     with pytest.raises(InputError, match=rf"missing {kind} column"):  # an explicit feature list does not excuse it
         TabularEncoder(target="y", features=["x"], **{kind: ["X"]}).fit(_frame())
