@@ -389,8 +389,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                 if stage == "prune":  # the parent run's tag name, so one search finds both
                     fields = {_PRUNE_TAGS.get(k, k): v for k, v in fields.items()}
                 with _run(client, experiment_id, run_name=stage,
-                          tags={"mlflow.parentRunId": parent, "stage": stage, "dataset": config.dataset, **fields,
-                                **extra_tags}) as child:
+                          tags={"mlflow.parentRunId": parent, "stage": stage, **fields, **extra_tags}) as child:
                     numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
                     if stage == "prune":  # the parent run's names, so one search or chart finds both
                         numbers = {_PRUNE_NAMES.get(k, k): v for k, v in numbers.items()}

@@ -113,7 +113,6 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     assert parent.data.params["valuation.device"] == "cpu" and "valuation.verbose" not in parent.data.params
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]
-    assert {r.data.tags["dataset"] for r in children} == {"t-breast_cancer"}  # a search by dataset finds stage runs too
     [valued] = [r for r in children if r.data.tags["stage"] == "value"]
     [retrained] = [r for r in children if r.data.tags["stage"] == "retrain"]
     [pruned] = [r for r in children if r.data.tags["stage"] == "prune"]
