@@ -132,17 +132,21 @@ DECISION_OUTCOMES = ("quarantined", "held back: max_prune_fraction", "held back:
                      "held back: identical copies", "kept")
 
 
-def decision_table(row_ids: pd.Series, values: np.ndarray, decision) -> pd.DataFrame:  # noqa: ANN001
+def decision_table(row_ids: pd.Series, values: np.ndarray, decision,  # noqa: ANN001
+                   noise_prob: np.ndarray | None = None) -> pd.DataFrame:
     """One row per training row, lowest value first (ties in file order): ``row_id``, ``value``,
-    ``flagged`` (the policy flagged it) and ``outcome`` (:data:`DECISION_OUTCOMES`: ``"quarantined"``,
-    ``"held back: <what>"`` for a flagged row that stays, ``"kept"``). ``decisions.parquet`` in the run
-    folder: the full list behind the review table's lowest 20, flagged rows the cap kept included.
+    ``noise_prob`` (the mixture policy's P(noisy), when it ran), ``flagged`` (the policy flagged it) and
+    ``outcome`` (:data:`DECISION_OUTCOMES`: ``"quarantined"``, ``"held back: <what>"`` for a flagged row
+    that stays, ``"kept"``). ``decisions.parquet`` in the run folder: the full list behind the review
+    table's lowest 20, flagged rows the cap kept included.
     """
     held = pd.Series(decision.held_back, dtype=object)
     outcome = np.where(~decision.keep, "quarantined",
                        np.where(held.notna().to_numpy(), "held back: " + held.fillna("").astype(str).to_numpy(), "kept"))
-    table = pd.DataFrame({"row_id": np.asarray(row_ids, dtype=object), "value": np.asarray(values, dtype=float),
-                          "flagged": outcome != "kept", "outcome": outcome.astype(object)})
+    table = pd.DataFrame({"row_id": np.asarray(row_ids, dtype=object), "value": np.asarray(values, dtype=float)})
+    if noise_prob is not None:
+        table["noise_prob"] = np.asarray(noise_prob, dtype=float)
+    table["flagged"], table["outcome"] = outcome != "kept", outcome.astype(object)
     return table.sort_values("value", kind="stable").reset_index(drop=True)
 
 
@@ -171,10 +175,11 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
     # lossval's own columns get reserved names: the rows' own "value" or "reason" stay as they were
     quarantine[QUARANTINE_VALUE] = vals["value"].to_numpy()[~decision.keep]
     quarantine[QUARANTINE_REASON] = [r for r in decision.reasons if r is not None]
+    noise_prob = vals["noise_prob"].to_numpy() if decision.policy == "mixture" and "noise_prob" in vals else None
+    decided = decision_table(tr["row_id"], vals["value"].to_numpy(), decision, noise_prob=noise_prob)
     paths = {"kept": str(write_parquet(kept, f"{run_dir}/kept.parquet")),
              "quarantine": str(write_parquet(quarantine, f"{run_dir}/quarantine.parquet")),
-             "decisions": str(write_parquet(decision_table(tr["row_id"], vals["value"].to_numpy(), decision),
-                                            f"{run_dir}/decisions.parquet"))}
+             "decisions": str(write_parquet(decided, f"{run_dir}/decisions.parquet"))}
     # What held back the flagged rows that stay, for those of the review table's rows (lowest_value_rows): row ids of
     # a few rows, not one per row.
     why = {rid: held for rid, held in zip(tr["row_id"].tolist(), decision.held_back) if held}

@@ -219,6 +219,32 @@ def test_identical_rows_are_quarantined_or_kept_together_when_the_cap_cuts_betwe
     assert table["reason"].tolist()[:2] == pd.read_parquet(out["paths"]["quarantine"])["lossval_reason"].tolist()
 
 
+def test_decisions_carry_p_noisy_when_the_mixture_policy_decides(tmp_path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from tasks.prune import prune
+
+    train = pd.DataFrame({"row_id": [f"r{i}" for i in range(40)], "x": range(40), "label": ["yes", "no"] * 20})
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    prob = np.r_[0.9, 0.8, 0.3, np.full(37, 0.01)]
+    pd.DataFrame({"row_id": train["row_id"], "value": np.linspace(0.1, 1.0, 40), "noise_prob": prob}).to_parquet(
+        tmp_path / "values.parquet", index=False)
+    for policy, has_prob in (("mixture", True), ("two_means", False)):  # P(noisy) is shown where it decided
+        cfg = config_from_dict({"data": "d.csv", "target": "label", "pruning": {"policy": policy}})
+        out = prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "values.parquet"), config=cfg,
+                       task_kind="classification", run_dir=str(tmp_path))
+        decided = pd.read_parquet(out["paths"]["decisions"])
+        assert ("noise_prob" in decided.columns) == has_prob
+    assert decided.columns.tolist() == ["row_id", "value", "flagged", "outcome"]
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "pruning": {"policy": "mixture"}})
+    out = prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "values.parquet"), config=cfg,
+                   task_kind="classification", run_dir=str(tmp_path))
+    decided = pd.read_parquet(out["paths"]["decisions"])
+    assert decided["noise_prob"].tolist()[:3] == [0.9, 0.8, 0.3]
+    assert decided["outcome"].tolist()[:3] == ["quarantined", "quarantined", "kept"]  # P(noisy) >= 0.5 went
+
+
 def test_quarantine_keeps_the_rows_own_value_and_reason_columns(tmp_path) -> None:
     import numpy as np
     import pandas as pd
