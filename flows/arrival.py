@@ -27,8 +27,8 @@ from flows.clean import run_cleaning
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, read_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError
-from lossval.landing import (ARRIVAL_EVENT, check_lock_timeout, confine, dataset_lock, dataset_of, newest_arrival,
-                             record_arrival, same_file, superseded_by)
+from lossval.landing import (ARRIVAL_EVENT, check_lock_timeout, clear_attempt, confine, dataset_lock, dataset_of,
+                             newest_arrival, record_arrival, record_attempt, same_file, superseded_by)
 
 __all__ = ["ARRIVAL_FLOW_NAME", "ARRIVAL_EVENT", "arrival"]
 
@@ -129,7 +129,12 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             record_arrival(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=st.st_mtime_ns,
                            size=st.st_size, inode=st.st_ino, forced=force and promoted,
                            run_id=None if run_id is None else str(run_id))
+            clear_attempt(locks_dir(workspace), entry.name)
 
+        # Removed once the outcome is recorded: left by a run that fails or is stopped, it has the nightly run clean
+        # this file (flows.nightly.clean_entry), not the older one last recorded, which no new event would fix.
+        record_attempt(locks_dir(workspace), entry.name, **this, path=str(landed),
+                       flow_run_id=None if flow_run.id is None else str(flow_run.id))
         try:
             summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path, skip_unchanged=not force)
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones

@@ -17,7 +17,8 @@ from flows.clean import run_cleaning
 from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
-from lossval.landing import check_lock_timeout, dataset_lock, newest_arrival
+from lossval.landing import (check_lock_timeout, clear_attempt, dataset_lock, newest_arrival, record_arrival,
+                             unfinished_attempt)
 from tasks._paths import Workspace
 
 __all__ = ["NIGHTLY_FLOW_NAME", "nightly", "clean_entry", "locks_dir"]
@@ -58,6 +59,10 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
     log = get_run_logger()
     with dataset_lock(locks_dir(workspace), name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
+        unfinished = _clean_unfinished_arrival(name, config, workspace=workspace, config_path=config_path,
+                                               skip_unchanged=skip_unchanged)
+        if unfinished is not None:
+            return unfinished
         newest = newest_landed(workspace, name)
         if newest is None:
             return run_cleaning(config, workspace=workspace, config_path=config_path, skip_unchanged=skip_unchanged)
@@ -78,6 +83,46 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
         log.info("dataset %s: cleaning its newest landed file %s", name, newest.get("relative", landed))
         return run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace,
                             config_path=config_path, skip_unchanged=skip_unchanged)
+
+
+def _clean_unfinished_arrival(name: str, config: Any, *, workspace: str, config_path: str,
+                              skip_unchanged: bool) -> dict | None:
+    """Clean the landed file whose arrival run did not finish (:func:`lossval.landing.unfinished_attempt`), as that
+    run would have, and record it as the dataset's newest; ``None`` when there is none (or it changed since).
+
+    No new event comes for such a file (the watcher reported it), so without this the nightly run would clean the
+    older file last recorded, night after night, and look healthy. Called under the dataset lock.
+    """
+    lock_dir = locks_dir(workspace)
+    attempt = unfinished_attempt(lock_dir, name)
+    if attempt is None:
+        return None
+    log = get_run_logger()
+    landed = Path(attempt["path"])
+    st = landed.stat() if landed.is_file() else None
+    if st is None or (st.st_size, st.st_mtime_ns) != (attempt.get("size"), attempt["mtime_ns"]):
+        log.warning("dataset %s: %s, whose arrival run (flow run %s) did not finish, is %s since; not cleaning it "
+                    "(its next landing gives a new event)", name, attempt.get("relative"), attempt.get("flow_run_id"),
+                    "gone" if st is None else "changed")
+        clear_attempt(lock_dir, name)
+        return None
+    log.warning("dataset %s: the arrival run for %s (flow run %s, started %s) did not finish; cleaning that file now "
+                "instead of the older %s", name, attempt.get("relative"), attempt.get("flow_run_id"),
+                attempt.get("started_at"), (newest_landed(workspace, name) or {}).get("relative", "config data"))
+
+    def record(run_id: object) -> None:
+        record_arrival(lock_dir, name, relative=attempt["relative"], path=str(landed), mtime_ns=st.st_mtime_ns,
+                       size=st.st_size, inode=st.st_ino, run_id=None if run_id is None else str(run_id))
+        clear_attempt(lock_dir, name)
+
+    try:
+        summary = run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace,
+                               config_path=config_path, skip_unchanged=skip_unchanged)
+    except GateFailed as exc:  # cleaned, not promoted: it is still the dataset's newest file, as after an arrival run
+        record((getattr(exc, "summary", None) or {}).get("run_id"))
+        raise
+    record(summary["champion"]["run_id"] if summary.get("status") == "unchanged" else summary.get("run_id"))
+    return summary
 
 
 @flow(name=NIGHTLY_FLOW_NAME, log_prints=True)

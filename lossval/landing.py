@@ -78,6 +78,9 @@ __all__ = [
     "dataset_lock",
     "read_lock_log",
     "record_arrival",
+    "record_attempt",
+    "clear_attempt",
+    "unfinished_attempt",
     "resource_id",
     "superseded_by",
     "same_file",
@@ -634,3 +637,53 @@ def record_arrival(lock_dir: str | os.PathLike[str], dataset: str, *, relative: 
                                                                    "run_id", "recorded_at")}
     write_json(record, _arrival_path(lock_dir, dataset))
     return record
+
+
+def _attempt_path(lock_dir: str | os.PathLike[str], dataset: str) -> Path:
+    return _arrival_path(lock_dir, dataset).with_name(f"{dataset}.attempt.json")
+
+
+def record_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: str, path: str, mtime_ns: int,
+                   size: int, inode: int | None = None, flow_run_id: str | None = None) -> None:
+    """Record that an arrival run is about to clean the landed file ``relative`` (atomically).
+
+    Call it while holding :func:`dataset_lock`, just before cleaning; :func:`clear_attempt` removes it
+    once the run has recorded its outcome (:func:`record_arrival`). One still there when the lock is
+    next taken is a run that failed or was stopped (MLflow down, killed): :func:`unfinished_attempt`
+    tells the nightly run, which cleans that file instead of the older one last recorded.
+    """
+    write_json({"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
+                "inode": None if inode is None else int(inode), "flow_run_id": flow_run_id,
+                "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+               _attempt_path(lock_dir, dataset))
+
+
+def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> None:
+    """Remove the record :func:`record_attempt` wrote (none: nothing to do)."""
+    _attempt_path(lock_dir, dataset).unlink(missing_ok=True)
+
+
+def unfinished_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
+    """The landed file an arrival run began to clean for ``dataset`` and did not finish, when it is newer than
+    the newest file processed (an older one, such as a forced rollback that failed, changes nothing); else None.
+
+    Call it while holding :func:`dataset_lock`: then no arrival run is cleaning that file now.
+    A record that cannot be read is reported (warning) and treated as absent.
+    """
+    path = _attempt_path(lock_dir, dataset)
+    try:
+        attempt = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s, which cannot be read (%s)", path, exc)
+        return None
+    if not (isinstance(attempt, dict) and isinstance(attempt.get("mtime_ns"), int) and attempt.get("path")):
+        log.warning("ignoring %s: it lacks an integer mtime_ns or a path", path)
+        return None
+    newest = _newest_processed(newest_arrival(lock_dir, dataset))
+    if newest is not None and (attempt["mtime_ns"] < newest["mtime_ns"] or same_file(
+            newest, relative=attempt.get("relative"), mtime_ns=attempt["mtime_ns"], size=attempt.get("size"),
+            inode=attempt.get("inode"))):
+        return None
+    return attempt

@@ -432,6 +432,57 @@ def test_a_rollback_the_gate_refuses_leaves_the_record_on_the_newer_file(setup, 
     assert record["rolled_back_from"]["run_id"] == "r-new"
 
 
+def test_a_newer_file_whose_arrival_run_failed_is_cleaned_by_the_nightly_run(setup, monkeypatch) -> None:
+    # No new event comes for it (the watcher reported it): the nightly run cleaned the older file, night after night.
+    import flows.arrival
+    import flows.nightly
+    from flows.arrival import arrival
+    from flows.nightly import clean_entry
+    from lossval.errors import LossvalError
+
+    incoming = setup["landing"] / "incoming"
+    older, newer = incoming / "fa_old.csv", incoming / "fa_new.csv"
+    for p in (older, newer):
+        p.write_text("diagnosis,x\nbenign,1\n")
+    now = time.time_ns()
+    os.utime(older, ns=(now - 60 * 10**9, now - 60 * 10**9))
+    ws = setup["ws"] / "failed-arrival"
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    outcomes = iter([{"run_id": "r-old"}, LossvalError("MLflow tracking server unreachable")])
+
+    def fake_arrival_cleaning(*args, **kwargs):  # the cleaning itself is tested above; here which file and record
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    cleaned: list[str] = []
+
+    def fake_nightly_cleaning(config, **kwargs):
+        cleaned.append(Path(config.data).name)
+        return {"run_id": f"r-nightly-{len(cleaned)}"}
+
+    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_arrival_cleaning)
+    monkeypatch.setattr(flows.nightly, "run_cleaning", fake_nightly_cleaning)
+    arrival(path="incoming/fa_old.csv", **kw)
+    assert not (ws / "locks" / "good.attempt.json").exists()  # a finished run leaves no attempt behind
+    assert arrival(path="incoming/fa_new.csv", return_state=True, **kw).is_failed()
+    assert json.loads((ws / "locks" / "good.attempt.json").read_text())["relative"] == "incoming/fa_new.csv"
+    config_path = str(setup["root"] / "good" / "config.yaml")
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned == ["fa_new.csv"]  # the newer file, not the older one last recorded
+    record = json.loads((ws / "locks" / "good.arrival.json").read_text())
+    assert (record["relative"], record["run_id"]) == ("incoming/fa_new.csv", "r-nightly-1")
+    assert not (ws / "locks" / "good.attempt.json").exists()
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))  # and from then on, as any recorded file
+    assert cleaned == ["fa_new.csv", "fa_new.csv"]
+    # A failed forced rollback to an older file changes nothing: the nightly run stays on the newest file.
+    monkeypatch.setattr(flows.arrival, "run_cleaning", lambda *a, **k: (_ for _ in ()).throw(LossvalError("down")))
+    assert arrival(path="incoming/fa_old.csv", force=True, return_state=True, **kw).is_failed()
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned[-1] == "fa_new.csv"
+
+
 def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
     from prefect import flow
 
