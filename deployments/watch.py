@@ -129,9 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise not_set  # before the scanner creates the state file's lock
     landings = None
     if args.datasets:  # a bad datasets file, too, before anything is written
-        from lossval.catalog import load_catalog
-
-        landings = {entry.landing: entry.name for entry in load_catalog(args.datasets, check_configs=False)}
+        landings = _usable_landings(args.datasets)
     import logging
 
     warnings = logging.getLogger("lossval.landing")  # skipped files (symlinks leaving the folder, bad names)
@@ -153,6 +151,22 @@ def run(args: argparse.Namespace) -> int:
 
     asyncio.run(_watch(scanner, interval=args.interval, landings=landings))
     return 0
+
+
+def _usable_landings(datasets_file: str) -> dict[str, str]:
+    """Landing folder -> dataset name of the datasets file's usable entries; each one that is not is said on
+    stderr and its folder is left out (files landing there are reported, not sent), as the nightly and arrival
+    flows let a bad entry fail alone. Raises the first problem when no entry is usable."""
+    from lossval.catalog import read_catalog
+
+    entries, problems = read_catalog(datasets_file)
+    if not entries:
+        raise problems[0].error
+    for problem in problems:
+        print(f"lossval watch: warning: {problem.where}: {problem.error}; files landing in "
+              f"{problem.landing or 'its folder'!r} are not sent until that entry is fixed and the watcher restarted",
+              file=sys.stderr, flush=True)
+    return {entry.landing: entry.name for entry in entries}
 
 
 def _not_unable_to_connect(record: "logging.LogRecord") -> bool:
@@ -227,6 +241,6 @@ async def _watch(scanner, *, interval: float, landings: dict[str, str] | None = 
                 unsent.pop(key, None)
                 scanner.mark_emitted(landed, event_id=str(event.id))
                 print(f"lossval watch: {time.strftime('%H:%M:%S')} {landed.relative} landed ({landed.reason}, "
-                      f"{landed.size} bytes) -> {ARRIVAL_EVENT} for dataset {landed.dataset} (event {event.id})",
+                      f"{landed.size} bytes) -> {ARRIVAL_EVENT} for dataset {name} (event {event.id})",
                       flush=True)
             await asyncio.sleep(interval)

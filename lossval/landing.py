@@ -408,9 +408,17 @@ class LandingScanner:
             except InputError as exc:  # symlink leaving the folder, bad dataset name, vanished file
                 self._warn_once(relative, f"lossval watch: skipping {relative}: {exc}")
                 continue
+            except OSError as exc:  # a folder without search permission, a stale NFS handle: the others go on
+                self._warn_once(relative, f"lossval watch: skipping {relative} while it cannot be looked at "
+                                          f"({exc.strerror or type(exc).__name__}); the other files are watched")
+                continue
             try:
                 st = real.stat()
             except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self._warn_once(relative, f"lossval watch: skipping {relative} while it cannot be looked at "
+                                          f"({exc.strerror or type(exc).__name__}); the other files are watched")
                 continue
             seen = self._seen.get(relative)
             if seen is None or (seen.size, seen.mtime_ns, seen.inode) != (st.st_size, st.st_mtime_ns, st.st_ino):

@@ -86,3 +86,26 @@ def test_the_event_names_the_dataset_of_the_landing_folder(monkeypatch) -> None:
     assert (event.payload["dataset"], event.payload["landing"]) == ("loans", "incoming")
     client, _ = _watch_one(monkeypatch, "incoming", failures=0, polls=2)  # no datasets file: the folder's name
     assert client.given[0].payload["dataset"] == "incoming"
+
+
+def test_the_landed_line_names_the_dataset_not_the_folder(monkeypatch, capsys) -> None:
+    _watch_one(monkeypatch, "incoming", failures=0, polls=2, landings={"incoming": "loans"})
+    out = capsys.readouterr().out
+    assert "-> lossval.data.arrived for dataset loans (event" in out and "for dataset incoming" not in out
+
+
+def test_one_bad_datasets_entry_leaves_the_others_watched(tmp_path, capsys) -> None:
+    # load_catalog stopped the watcher at its first bad entry: after a typo, no dataset was watched.
+    from deployments.watch import _usable_landings
+    from lossval.errors import ConfigError
+
+    (tmp_path / "loans.yaml").write_text("data: d.csv\ntarget: y\n")
+    datasets = tmp_path / "datasets.yaml"
+    datasets.write_text("datasets:\n  - {name: loans, config: loans.yaml, landing: incoming}\n"
+                        "  - {name: claims, confg: claims.yaml}\n")
+    assert _usable_landings(str(datasets)) == {"incoming": "loans"}
+    err = capsys.readouterr().err
+    assert err.startswith("lossval watch: warning: claims: ") and "files landing in 'claims' are not sent" in err
+    datasets.write_text("datasets:\n  - {name: claims, confg: claims.yaml}\n")  # nothing usable: refused as before
+    with pytest.raises(ConfigError, match="confg"):
+        _usable_landings(str(datasets))

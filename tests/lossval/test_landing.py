@@ -300,6 +300,35 @@ def test_symlinks_leaving_the_folder_are_skipped_by_the_scanner(landing: Path, o
     assert sum("loans/link.csv" in r.getMessage() for r in caplog.records) == 1  # warned once
 
 
+def test_a_file_that_cannot_be_looked_at_is_skipped_and_the_others_land(landing: Path, monkeypatch, caplog) -> None:
+    # A folder without search permission (or a stale NFS handle) stopped the watcher for every dataset.
+    import lossval.landing
+
+    clock = FakeClock()
+    (landing / "claims").mkdir()
+    for f in (landing / "loans" / "x.csv", landing / "claims" / "y.csv"):
+        f.write_text("a\n1\n")
+        Path(f"{f}.done").touch()
+    real_confine = lossval.landing.confine
+
+    def confine(root, relative):  # noqa: ANN001, ANN202
+        if relative.startswith("claims/"):
+            raise PermissionError(13, "Permission denied")
+        return real_confine(root, relative)
+
+    monkeypatch.setattr(lossval.landing, "confine", confine)
+    scanner = _scanner(landing, clock)
+    with caplog.at_level("WARNING", logger="lossval.landing"):
+        landed = scanner.poll()
+        assert [x.relative for x in landed] == ["loans/x.csv"]
+        scanner.mark_emitted(landed[0])
+        clock.advance(60)
+        assert scanner.poll() == []
+    assert sum("claims/y.csv" in r.getMessage() and "Permission denied" in r.getMessage() for r in caplog.records) == 1
+    monkeypatch.setattr(lossval.landing, "confine", real_confine)  # readable again: it lands
+    assert [x.relative for x in scanner.poll()] == ["claims/y.csv"]
+
+
 # ---- the per-dataset lock -----------------------------------------------------------------------------------------
 
 def test_two_holders_of_a_dataset_lock_run_one_after_the_other(tmp_path: Path) -> None:
