@@ -12,8 +12,8 @@ from pathlib import Path
 from prefect import task
 
 from lossval.errors import InputError
-from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, read_json, read_table, require_column,
-                        write_json, write_parquet)
+from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, list_data_files, read_json, read_table,
+                        require_column, write_json, write_parquet)
 from lossval.landing import dataset_lock
 from tasks._log import run_logger
 from tasks._paths import Workspace
@@ -45,7 +45,14 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     """
     from tasks.gx import validate_frame
 
+    before = _file_states(data_path)
     df = read_table(data_path, text_columns=[id_column, *categorical])
+    after = _file_states(data_path)
+    if after != before:  # a delivery written in place while it was read: the rows read may be part of it
+        changed = sorted(set(before.items()) ^ set(after.items()))[0][0]
+        raise InputError(f"{changed} changed while it was read (size or modification time differ): it is still being "
+                         "written. Nothing was snapshotted; run again once it is complete (write it under a temporary "
+                         "name and rename it in, or add a .done marker, so it lands whole).", source=data_path)
     if "row_id" in df.columns and id_column != "row_id":
         raise InputError("has a column named 'row_id', which lossval reserves; rename it or set id_column: row_id.", source=data_path)
     taken = [c for c in RESERVED_COLUMNS[1:] if c in df.columns]
@@ -74,6 +81,16 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
         write_parquet(snap, path)
     return {"snapshot": str(path), "store_path": str(store_path), "snapshot_hash": digest, "rows": len(snap),
             "columns": list(df.columns), "source": str(data_path)}
+
+
+def _file_states(data_path: str) -> dict[str, tuple[int, int, int]]:
+    """(size, mtime_ns, inode) of each data file ``data_path`` stands for (a file, or a folder's files), by name;
+    empty when they cannot be listed (read_table then says why)."""
+    try:
+        files = list_data_files(data_path)
+        return {f.name: (st.st_size, st.st_mtime_ns, st.st_ino) for f in files for st in [f.stat()]}
+    except (InputError, OSError):
+        return {}
 
 
 def publish_snapshot(snap: dict, *, dataset: str, workspace: str) -> str:

@@ -309,6 +309,33 @@ def test_input_columns_named_like_lossval_s_quarantine_columns_are_refused(tmp_p
                   stage_dir=str(tmp_path / "stage"))
 
 
+@pytest.mark.parametrize("folder", [False, True])
+def test_a_file_written_while_it_is_read_is_refused_not_snapshotted(tmp_path, monkeypatch, folder: bool) -> None:
+    # A delivery rewritten in place between a flow's checks and ingest's read: a model on part of a file.
+    import tasks.ingest
+    from tasks.ingest import ingest
+
+    (tmp_path / "in").mkdir()
+    data = tmp_path / "in" / "d.csv"
+    make_frame(40).to_csv(data, index=False)
+    real_read = tasks.ingest.read_table
+
+    def read_while_written(path, **kwargs):  # noqa: ANN001, ANN202
+        df = real_read(path, **kwargs)
+        with open(data, "a") as fh:
+            fh.write("r0-99,0.1,0.2,red,no\n")
+        return df
+
+    monkeypatch.setattr(tasks.ingest, "read_table", read_while_written)
+    with pytest.raises(InputError, match=r"d\.csv changed while it was read .* still being written. Nothing was snapshotted"):
+        ingest.fn(str(data.parent if folder else data), dataset="d", target="label", id_column=None,
+                  workspace=str(tmp_path / "ws"), stage_dir=str(tmp_path / "stage"))
+    assert not (tmp_path / "ws").exists() or not list((tmp_path / "ws").rglob("*.parquet"))
+    monkeypatch.setattr(tasks.ingest, "read_table", real_read)  # complete now: snapshotted
+    out = ingest.fn(str(data), dataset="d", target="label", id_column=None, workspace=str(tmp_path / "ws"))
+    assert out["rows"] == 41
+
+
 def test_declared_categorical_csv_columns_keep_their_codes(tmp_path) -> None:
     import pandas as pd
 
