@@ -321,13 +321,15 @@ def _columns_as_in(X_val: Any, X: Any) -> Any:
     """``X_val`` with its columns in ``X``'s order when both are DataFrames with named columns.
 
     A frame whose columns are pandas' default 0..d-1 (built from an array) is read by position,
-    as an array would be.
+    as an array would be, unless the other frame holds the same column labels in another order
+    (``A[[2, 0, 1]]`` beside ``A``): then they are matched by name too.
     """
     import pandas as pd
 
     if not (hasattr(X_val, "columns") and hasattr(X, "columns")) or list(X_val.columns) == list(X.columns):
         return X_val
-    if any(isinstance(f.columns, pd.RangeIndex) and f.columns.start == 0 and f.columns.step == 1 for f in (X, X_val)):
+    if any(isinstance(f.columns, pd.RangeIndex) and f.columns.start == 0 and f.columns.step == 1 for f in (X, X_val)) \
+            and set(X.columns) != set(X_val.columns):
         return X_val
     for name, frame in (("X_train", X), ("X_val", X_val)):
         if frame.columns.has_duplicates:

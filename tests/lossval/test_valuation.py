@@ -1094,6 +1094,12 @@ def test_dataframe_columns_are_matched_by_name() -> None:
         LossVal(epochs=2, verbose=False).fit(frame, y, frame.iloc[:40].rename(columns={"a": "z"}), y[:40])
     unnamed = LossVal(epochs=2, verbose=False).fit(frame, y, pd.DataFrame(X[:40]), y[:40]).values_  # 0..3: by position
     assert np.array_equal(unnamed, ordered)
+    # Integer labels: pandas' default 0..3 beside the same labels reordered are names, not positions (were read by
+    # position, silently).
+    plain = pd.DataFrame(X)
+    reordered = LossVal(epochs=2, verbose=False).fit(plain[[2, 0, 1, 3]], y, plain.iloc[:40], y[:40]).values_
+    same = LossVal(epochs=2, verbose=False).fit(plain[[2, 0, 1, 3]], y, plain.iloc[:40][[2, 0, 1, 3]], y[:40]).values_
+    assert np.array_equal(reordered, same)
     with pytest.raises(InputError, match=r"X_val has repeated column names \['a'\]"):
         LossVal(epochs=2, verbose=False).fit(frame, y, frame.iloc[:40].set_axis(list("aacd"), axis=1), y[:40])
 
