@@ -606,7 +606,8 @@ def inject_noise(
         )
     if task == "classification" and kind != "feature":
         if not np.issubdtype(y_noisy.dtype, np.integer):
-            if not np.all(np.mod(y_noisy, 1) == 0):
+            numeric = np.issubdtype(y_noisy.dtype, np.number) or y_noisy.dtype == bool
+            if not numeric or not np.all(np.mod(y_noisy, 1) == 0):  # text labels: no np.mod (a raw TypeError)
                 raise InputError(
                     "inject_noise: classification labels must be integers; encode y as 0..K-1."
                 )

@@ -421,3 +421,10 @@ def test_to_frame_columns_and_values():
         to_frame(X, y, ["a"])
     with pytest.raises(InputError, match="repeat"):
         to_frame(X, y, ["a", "target"])
+
+
+@pytest.mark.parametrize("y", [np.array(["cat", "dog"] * 20), np.array([0.5, 1.0] * 20)])
+def test_inject_noise_refuses_labels_that_are_not_codes_in_its_own_words(y):
+    # Text labels raised numpy's "ufunc 'remainder' not supported".
+    with pytest.raises(InputError, match="classification labels must be integers; encode y as 0..K-1"):
+        inject_noise(np.zeros((40, 2)), y, kind="label", fraction=0.1, task="classification", seed=0)
