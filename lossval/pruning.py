@@ -551,7 +551,7 @@ def prune(
         threshold=threshold,
         policy=policy.name,
         n_candidates=n_candidates,
-        capped=int(drop.sum()) < n_candidates,
+        capped=int(cap_left.sum()) < n_candidates,  # before copies were kept together (n_kept_together says that)
         n_protected=n_protected,
         cap_hit=cap_hit,
         class_cap_hit=class_cap_hit,

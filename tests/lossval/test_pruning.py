@@ -325,6 +325,7 @@ def test_groups_are_quarantined_or_kept_whole_where_a_cut_would_split_them():
     cut = prune(np.array([0.1, 0.2, 0.2, 0.3, 0.9, 1.0]), policy=FractionPolicy(0.34), max_prune_fraction=1.0,
                 groups=["a", "b", "b", "c", "d", "e"])
     assert cut.keep.tolist() == [False, True, True, True, True, True] and cut.n_kept_together == 1
+    assert not cut.capped and not cut.cap_hit  # copies kept together: neither the cap nor class protection
     with pytest.raises(InputError, match=r"groups must hold one id per row, shape \(6,\)"):
         prune(np.arange(6.0), policy="two_means", groups=[1, 2])
 
