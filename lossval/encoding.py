@@ -23,8 +23,8 @@ Encoding:
   Levels are compared by their text, so ``1``, ``1.0`` and ``"1"`` are one level (a file
   read as CSV and as parquet encodes the same way).
 * A categorical with more than ``max_categories`` levels keeps its ``max_categories``
-  most frequent levels (ties by sort order); the other levels share one column,
-  ``"__other__"``.
+  most frequent levels (ties by sort order) that occur more than once; the other levels,
+  those seen once included, share one column, ``"__other__"``.
 * **Unseen levels**: a level not seen in the training rows encodes as all zeros in that
   column's block, never an error. In a column that has an ``"__other__"`` column an
   unseen level goes to ``"__other__"`` (it is, like the levels folded there, rare).
@@ -152,7 +152,8 @@ class TabularEncoder:
             does not parse as a number is an error, never a category. Not also in
             ``categorical``.
         max_categories: Most one-hot columns per categorical before the rarest levels
-            are folded into ``"__other__"``; at least 1.
+            are folded into ``"__other__"``; at least 1. In such a wide column a level
+            seen once never gets a column of its own, so fewer may be kept.
         source: File name (or other origin) prefixed to error messages.
 
     Attributes:
