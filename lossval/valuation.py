@@ -733,8 +733,11 @@ class LossVal:
         if self.ce_epsilon is not None and not (_finite_number(self.ce_epsilon) and 0 < self.ce_epsilon < 1):
             raise ConfigError(f"ce_epsilon must be None or a number in (0, 1), got {self.ce_epsilon!r}")
         if not (_int_at_least(self.seed, 0) and self.seed < 2**32):
-            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed!r}: torch's CPU generator "
-                              "keeps 32 bits of a seed, so 2**32 would give the values of seed 0")
+            why = (": torch's CPU generator keeps 32 bits of a seed, so 2**32 would give the values of seed 0"
+                   if _int_at_least(self.seed, 0) else
+                   ": values are seeded so the same data gives the same values (None is no seed; pick any integer)"
+                   if self.seed is None else "")
+            raise ConfigError(f"seed must be an integer in [0, 2**32), got {self.seed!r}{why}")
         for name in ("normalize_masses", "nonnegative", "standardize", "clip_outliers", "average_duplicates", "verbose"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
