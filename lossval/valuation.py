@@ -317,6 +317,20 @@ def _show_positions(positions: list[int], limit: int = 5) -> str:
     return "[" + ", ".join(map(str, positions[:limit])) + more
 
 
+def _warn_unaligned(X: Any, y: Any, x_name: str, y_name: str) -> None:
+    """Warn when ``X`` and ``y`` are both pandas objects whose row indexes differ: rows are paired by position
+    (as in scikit-learn), which after a shuffle or a filter of one of them pairs rows with other rows' targets."""
+    xi, yi = (obj.index if hasattr(obj, "iloc") else None for obj in (X, y))  # pandas only (a list has .index too)
+    if xi is None or yi is None or len(xi) != len(yi) or xi.equals(yi):
+        return
+    from lossval.encoding import _user_level
+
+    warnings.warn(f"{x_name} and {y_name} have different row indexes (first {xi[0]} and {yi[0]}); rows are paired "
+                  f"by position, not by index. If they should match by index, pass {y_name}.loc[{x_name}.index]; if "
+                  "position is right, reset both indexes (reset_index(drop=True)) to say so.", UserWarning,
+                  stacklevel=_user_level())
+
+
 def _columns_as_in(X_val: Any, X: Any) -> Any:
     """``X_val`` with its columns in ``X``'s order when both are DataFrames with named columns.
 
@@ -779,6 +793,8 @@ class LossVal:
             raise InputError(f"feature_names has {len(names)} name(s) but X_train has {Xtr.shape[1]} feature "
                              "column(s); pass one name per column (TabularEncoder.encoded_names_) or leave it out.")
         Xva = to_numpy_2d(_columns_as_in(X_val, X), "X_val")
+        for xs, ys, (xn, yn) in ((X, y, ("X_train", "y_train")), (X_val, y_val, ("X_val", "y_val"))):
+            _warn_unaligned(xs, ys, xn, yn)
         ytr = _to_numpy_1d(y, "y_train")
         yva = _to_numpy_1d(y_val, "y_val")
         if len(ytr) != len(Xtr):

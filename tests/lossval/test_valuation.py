@@ -1085,6 +1085,21 @@ def _small(seed: int = 0):
     return X, (X[:, 0] > 0).astype(int)
 
 
+def test_pandas_rows_paired_by_position_across_different_indexes_are_warned_about() -> None:
+    # A y shuffled apart from X was paired by position, silently: half the rows valued with another row's label.
+    import warnings
+
+    X, y = _small()
+    frame, target = pd.DataFrame(X, columns=list("abcd")), pd.Series(y)
+    with pytest.warns(UserWarning, match=r"X_train and y_train have different row indexes .* paired by position") as said:
+        LossVal(epochs=1, verbose=False).fit(frame, target.sample(frac=1, random_state=0), frame.iloc[:40], target[:40])
+    assert {w.filename for w in said if "row indexes" in str(w.message)} == {__file__}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # aligned pandas, and numpy or lists, say nothing
+        LossVal(epochs=1, verbose=False).fit(frame, target, frame.iloc[:40], target[:40])
+        LossVal(epochs=1, verbose=False).fit(X, list(y), X[:40], y[:40])
+
+
 def test_dataframe_columns_are_matched_by_name() -> None:
     X, y = _small()
     frame = pd.DataFrame(X, columns=list("abcd"))
