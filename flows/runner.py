@@ -349,7 +349,7 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
 
 def _first_missing(path: Path) -> Path | None:
     """The outermost folder of ``path`` (itself included) that does not exist yet: what a run would create."""
-    path = path.absolute()
+    path = Path(os.path.abspath(path))  # '..' resolved: missing/../existing must not name 'existing' as made here
     missing = None
     for folder in (path, *path.parents):
         if folder.exists():
@@ -362,7 +362,7 @@ def _remove_if_empty(path: Path, *, up_to: Path | None) -> None:
     """Remove ``path`` and its parents up to ``up_to`` (the folders this run created) while they are empty."""
     if up_to is None:
         return
-    folder = path.absolute()
+    folder = Path(os.path.abspath(path))
     while True:
         try:
             folder.rmdir()  # only an empty folder: anything a run wrote stays

@@ -665,7 +665,7 @@ def test_bad_input_fails_the_flow_cleanly(case_: Case, flow_workspace: Path, tmp
 
 
 @pytest.mark.flow
-def test_bad_input_leaves_no_new_workspace_behind(tmp_path: Path, prefect_harness: None,
+def test_bad_input_leaves_no_new_workspace_behind(tmp_path: Path, prefect_harness: None, monkeypatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     # --workspace names folders that do not exist yet: data refused at ingest must not leave them, empty, behind.
     case_ = FLOW_CASES[0]
@@ -673,6 +673,11 @@ def test_bad_input_leaves_no_new_workspace_behind(tmp_path: Path, prefect_harnes
     code = main(case_.build(tmp_path) + ["--workspace", str(ws)])
     assert code == 2, capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+    # A folder that existed before is never removed, even named through '..' from a missing one.
+    (tmp_path / "existing").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(case_.build(tmp_path) + ["--workspace", "missing/../existing"]) == 2
+    assert (tmp_path / "existing").is_dir()
 
 
 @pytest.mark.flow
