@@ -606,8 +606,11 @@ def inject_noise(
         )
     if task == "classification" and kind != "feature":
         if not np.issubdtype(y_noisy.dtype, np.integer):
-            numeric = np.issubdtype(y_noisy.dtype, np.number) or y_noisy.dtype == bool
-            if not numeric or not np.all(np.mod(y_noisy, 1) == 0):  # text labels: no np.mod (a raw TypeError)
+            try:  # ints held as objects are codes too; text labels have no np.mod (a raw TypeError)
+                whole = bool(np.all(np.mod(y_noisy, 1) == 0))
+            except TypeError:
+                whole = False
+            if not whole:
                 raise InputError(
                     "inject_noise: classification labels must be integers; encode y as 0..K-1."
                 )

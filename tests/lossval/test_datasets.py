@@ -428,3 +428,9 @@ def test_inject_noise_refuses_labels_that_are_not_codes_in_its_own_words(y):
     # Text labels raised numpy's "ufunc 'remainder' not supported".
     with pytest.raises(InputError, match="classification labels must be integers; encode y as 0..K-1"):
         inject_noise(np.zeros((40, 2)), y, kind="label", fraction=0.1, task="classification", seed=0)
+
+
+def test_inject_noise_takes_integer_labels_held_as_objects():
+    y = np.array([0, 1] * 20, dtype=object)  # .to_numpy() of an object column
+    _, y_noisy, mask = inject_noise(np.zeros((40, 2)), y, kind="label", fraction=0.1, task="classification", seed=0)
+    assert mask.sum() == 4 and set(y_noisy.tolist()) <= {0, 1}
