@@ -26,7 +26,7 @@ from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, read_catalog, require_flow_parameters
-from lossval.errors import GateFailed, InputError
+from lossval.errors import ConfigError, GateFailed, InputError
 from lossval.landing import (ARRIVAL_EVENT, check_lock_timeout, clear_attempt, confine, dataset_lock, dataset_of,
                              newest_arrival, record_arrival, record_attempt, same_file, superseded_by)
 
@@ -129,7 +129,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             record_arrival(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=st.st_mtime_ns,
                            size=st.st_size, inode=st.st_ino, forced=force and promoted,
                            run_id=None if run_id is None else str(run_id))
-            clear_attempt(locks_dir(workspace), entry.name)
+            clear_attempt(locks_dir(workspace), entry.name, mtime_ns=st.st_mtime_ns)  # not a newer file's
 
         # Removed once the outcome is recorded: left by a run that fails or is stopped, it has the nightly run clean
         # this file (flows.nightly.clean_entry), not the older one last recorded, which no new event would fix.
@@ -139,6 +139,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path, skip_unchanged=not force)
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
             record((getattr(exc, "summary", None) or {}).get("run_id"), promoted=False)
+            raise
+        except (InputError, ConfigError):  # the file (or the config) is refused: an outcome, not an unfinished run;
+            clear_attempt(locks_dir(workspace), entry.name, mtime_ns=st.st_mtime_ns)  # nightly runs keep the older file
             raise
         if summary.get("status") == "unchanged":  # the same data as the champion's, delivered again
             champion = summary["champion"]

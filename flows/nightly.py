@@ -15,7 +15,7 @@ from prefect.states import Completed, Failed, State
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
-from lossval.errors import GateFailed, InputError, NightlyFailed
+from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
 from lossval.landing import (check_lock_timeout, clear_attempt, dataset_lock, newest_arrival, record_arrival,
                              unfinished_attempt)
@@ -120,6 +120,11 @@ def _clean_unfinished_arrival(name: str, config: Any, *, workspace: str, config_
                                config_path=config_path, skip_unchanged=skip_unchanged)
     except GateFailed as exc:  # cleaned, not promoted: it is still the dataset's newest file, as after an arrival run
         record((getattr(exc, "summary", None) or {}).get("run_id"))
+        raise
+    except (InputError, ConfigError):  # refused: said this night; the next one cleans the file last recorded
+        log.warning("dataset %s: %s is refused (below); the next nightly run cleans the dataset's recorded file again",
+                    name, attempt.get("relative"))
+        clear_attempt(lock_dir, name, mtime_ns=attempt["mtime_ns"])
         raise
     record(summary["champion"]["run_id"] if summary.get("status") == "unchanged" else summary.get("run_id"))
     return summary

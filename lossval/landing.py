@@ -380,7 +380,12 @@ class LandingScanner:
             if entry.is_dir(follow_symlinks=False):
                 try:
                     inner = sorted(os.scandir(entry.path), key=lambda e: e.name)
-                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                except OSError as exc:  # no read permission, a stale handle: said once, the other folders watched
+                    self._warn_once(f"{entry.name}/", f"lossval watch: skipping folder {entry.name}/ while it cannot be "
+                                                      f"listed ({exc.strerror or type(exc).__name__}); the other files "
+                                                      "are watched")
                     continue
                 for sub in inner:
                     if is_data_file_name(sub.name):
@@ -658,26 +663,30 @@ def record_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: 
     Call it while holding :func:`dataset_lock`, just before cleaning; :func:`clear_attempt` removes it
     once the run has recorded its outcome (:func:`record_arrival`). One still there when the lock is
     next taken is a run that failed or was stopped (MLflow down, killed): :func:`unfinished_attempt`
-    tells the nightly run, which cleans that file instead of the older one last recorded.
+    tells the nightly run, which cleans that file instead of the older one last recorded. An unfinished
+    attempt at a newer file is kept: that file is the one a nightly run must clean.
     """
+    pending = _read_attempt(lock_dir, dataset)
+    if pending is not None and pending["mtime_ns"] > mtime_ns:
+        return
     write_json({"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
                 "inode": None if inode is None else int(inode), "flow_run_id": flow_run_id,
                 "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
                _attempt_path(lock_dir, dataset))
 
 
-def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> None:
-    """Remove the record :func:`record_attempt` wrote (none: nothing to do)."""
+def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, mtime_ns: int | None = None) -> None:
+    """Remove the record :func:`record_attempt` wrote (none: nothing to do). With ``mtime_ns`` (the file whose
+    outcome was just recorded), an attempt at a newer file stays: that one is still unfinished."""
+    if mtime_ns is not None:
+        pending = _read_attempt(lock_dir, dataset)
+        if pending is not None and pending["mtime_ns"] > mtime_ns:
+            return
     _attempt_path(lock_dir, dataset).unlink(missing_ok=True)
 
 
-def unfinished_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
-    """The landed file an arrival run began to clean for ``dataset`` and did not finish, when it is newer than
-    the newest file processed (an older one, such as a forced rollback that failed, changes nothing); else None.
-
-    Call it while holding :func:`dataset_lock`: then no arrival run is cleaning that file now.
-    A record that cannot be read is reported (warning) and treated as absent.
-    """
+def _read_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
+    """The record :func:`record_attempt` wrote, or None (absent; unreadable or malformed: warned about)."""
     path = _attempt_path(lock_dir, dataset)
     try:
         attempt = json.loads(path.read_text(encoding="utf-8"))
@@ -688,6 +697,19 @@ def unfinished_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[s
         return None
     if not (isinstance(attempt, dict) and isinstance(attempt.get("mtime_ns"), int) and attempt.get("path")):
         log.warning("ignoring %s: it lacks an integer mtime_ns or a path", path)
+        return None
+    return attempt
+
+
+def unfinished_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
+    """The landed file an arrival run began to clean for ``dataset`` and did not finish, when it is newer than
+    the newest file processed (an older one, such as a forced rollback that failed, changes nothing); else None.
+
+    Call it while holding :func:`dataset_lock`: then no arrival run is cleaning that file now.
+    A record that cannot be read is reported (warning) and treated as absent.
+    """
+    attempt = _read_attempt(lock_dir, dataset)
+    if attempt is None:
         return None
     newest = _newest_processed(newest_arrival(lock_dir, dataset))
     if newest is not None and (attempt["mtime_ns"] < newest["mtime_ns"] or same_file(

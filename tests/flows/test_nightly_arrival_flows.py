@@ -483,6 +483,61 @@ def test_a_newer_file_whose_arrival_run_failed_is_cleaned_by_the_nightly_run(set
     assert cleaned[-1] == "fa_new.csv"
 
 
+def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_the_nightly_run(
+        setup, monkeypatch) -> None:
+    import flows.arrival
+    import flows.nightly
+    from flows.arrival import arrival
+    from flows.nightly import clean_entry
+    from lossval.errors import LossvalError
+
+    incoming = setup["landing"] / "incoming"
+    files = {age: incoming / f"oo_{age}.csv" for age in ("old", "mid", "new", "bad")}
+    now = time.time_ns()
+    for i, (age, p) in enumerate(files.items()):
+        p.write_text("diagnosis,x\nbenign,1\n")
+        os.utime(p, ns=(now - (120 - 60 * i) * 10**9,) * 2)  # old < mid < new < bad
+    ws = setup["ws"] / "out-of-order"
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    outcomes = iter([{"run_id": "r-old"}, LossvalError("MLflow down"), {"run_id": "r-mid"}])
+
+    def fake_arrival_cleaning(*args, **kwargs):
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    cleaned: list[str] = []
+
+    def fake_nightly_cleaning(config, **kwargs):
+        cleaned.append(Path(config.data).name)
+        if Path(config.data).name == "oo_bad.csv":
+            raise InputError("oo_bad.csv: target column 'diagnosis' not found")
+        return {"run_id": f"r-nightly-{len(cleaned)}"}
+
+    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_arrival_cleaning)
+    monkeypatch.setattr(flows.nightly, "run_cleaning", fake_nightly_cleaning)
+    config_path = str(setup["root"] / "good" / "config.yaml")
+    arrival(path="incoming/oo_old.csv", **kw)
+    assert arrival(path="incoming/oo_new.csv", return_state=True, **kw).is_failed()
+    arrival(path="incoming/oo_mid.csv", **kw)  # an older file's late event: cleaned, but the newer one is unfinished
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned == ["oo_new.csv"]
+    # A delivery the data checks refuse is an outcome, not an unfinished run: the nightly runs keep the recorded file.
+    monkeypatch.setattr(flows.arrival, "run_cleaning", lambda *a, **k: (_ for _ in ()).throw(InputError("bad data")))
+    assert arrival(path="incoming/oo_bad.csv", return_state=True, **kw).is_failed()
+    assert not (ws / "locks" / "good.attempt.json").exists()
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned == ["oo_new.csv", "oo_new.csv"]
+    # One the nightly run itself finds refused fails that night only; the next one cleans the recorded file again.
+    (ws / "locks" / "good.attempt.json").write_text(json.dumps({
+        "relative": "incoming/oo_bad.csv", "path": str(files["bad"]), "mtime_ns": files["bad"].stat().st_mtime_ns,
+        "size": files["bad"].stat().st_size}))
+    assert clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True).is_failed()
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned == ["oo_new.csv", "oo_new.csv", "oo_bad.csv", "oo_new.csv"]
+
+
 def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
     from prefect import flow
 

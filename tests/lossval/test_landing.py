@@ -327,6 +327,20 @@ def test_a_file_that_cannot_be_looked_at_is_skipped_and_the_others_land(landing:
     assert sum("claims/y.csv" in r.getMessage() and "Permission denied" in r.getMessage() for r in caplog.records) == 1
     monkeypatch.setattr(lossval.landing, "confine", real_confine)  # readable again: it lands
     assert [x.relative for x in scanner.poll()] == ["claims/y.csv"]
+    # A folder that cannot even be listed (mode 000) is said once too, not skipped silently.
+    real_scandir = os.scandir
+
+    def scandir(path):  # noqa: ANN001, ANN202
+        if str(path).endswith("claims"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(lossval.landing.os, "scandir", scandir)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lossval.landing"):
+        scanner.poll()
+        scanner.poll()
+    assert sum("folder claims/" in r.getMessage() and "Permission denied" in r.getMessage() for r in caplog.records) == 1
 
 
 # ---- the per-dataset lock -----------------------------------------------------------------------------------------
