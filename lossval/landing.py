@@ -566,6 +566,17 @@ def read_lock_log(lock_dir: str | os.PathLike[str], dataset: str) -> list[dict[s
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _read_record(path: Path, *, unreadable: str = "") -> Any:
+    """A JSON record's content; None when it is absent, or cannot be read (warned about, with ``unreadable`` added)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s, which cannot be read (%s)%s", path, exc, unreadable)
+        return None
+
+
 def _arrival_path(lock_dir: str | os.PathLike[str], dataset: str) -> Path:
     if not DATASET_NAME_RE.fullmatch(dataset):
         raise InputError(f"dataset name {dataset!r} may only hold letters, digits, '.', '_' and '-'.")
@@ -579,13 +590,8 @@ def newest_arrival(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, 
     holds runs back, so losing it lets an older file through rather than stopping every run.
     """
     path = _arrival_path(lock_dir, dataset)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring %s, which cannot be read (%s); arrival order is not checked until the next run "
-                    "rewrites it", path, exc)
+    record = _read_record(path, unreadable="; arrival order is not checked until the next run rewrites it")
+    if record is None:
         return None
     if not (isinstance(record, dict) and isinstance(record.get("mtime_ns"), int)):
         log.warning("ignoring %s: it lacks an integer mtime_ns; the next run rewrites it", path)
@@ -688,12 +694,8 @@ def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, mtime_ns: i
 def _read_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
     """The record :func:`record_attempt` wrote, or None (absent; unreadable or malformed: warned about)."""
     path = _attempt_path(lock_dir, dataset)
-    try:
-        attempt = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring %s, which cannot be read (%s)", path, exc)
+    attempt = _read_record(path)
+    if attempt is None:
         return None
     if not (isinstance(attempt, dict) and isinstance(attempt.get("mtime_ns"), int) and attempt.get("path")):
         log.warning("ignoring %s: it lacks an integer mtime_ns or a path", path)

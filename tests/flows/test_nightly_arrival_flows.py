@@ -399,28 +399,39 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     assert state.is_failed() and "newest landed file" in state.message and "good.arrival.json" in state.message
 
 
-def test_a_rollback_the_gate_refuses_leaves_the_record_on_the_newer_file(setup, monkeypatch) -> None:
-    import flows.arrival
-    from flows.arrival import arrival
+def _land(setup: dict[str, Path], ages: dict[str, int]) -> dict[str, Path]:
+    """Files ``incoming/<name>.csv`` of the good dataset, each modified ``ages[name]`` seconds ago."""
+    now, files = time.time_ns(), {}
+    for name, age in ages.items():
+        files[name] = setup["landing"] / "incoming" / f"{name}.csv"
+        files[name].write_text("diagnosis,x\nbenign,1\n")
+        os.utime(files[name], ns=(now - age * 10**9,) * 2)
+    return files
 
-    incoming = setup["landing"] / "incoming"
-    newer, older = incoming / "rb_new.csv", incoming / "rb_old.csv"
-    for p in (newer, older):
-        p.write_text("diagnosis,x\nbenign,1\n")
-    now = time.time_ns()
-    os.utime(older, ns=(now - 60 * 10**9, now - 60 * 10**9))
-    ws = setup["ws"] / "refused-rollback"
-    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
-    outcomes = iter([{"run_id": "r-new"}, GateFailed("refused", summary={"run_id": "r-old"}),
-                     {"run_id": "r-old-2"}])
 
-    def fake_cleaning(*args, **kwargs):  # the cleaning itself is tested above; here only what the record keeps
-        outcome = next(outcomes)
+def _scripted(outcomes: list):  # noqa: ANN202
+    """A stand-in for run_cleaning giving ``outcomes`` in turn (an exception is raised): the cleaning itself is
+    tested above; these tests are about which file runs and what the records keep."""
+    left = iter(outcomes)
+
+    def cleaning(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        outcome = next(left)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_cleaning)
+    return cleaning
+
+
+def test_a_rollback_the_gate_refuses_leaves_the_record_on_the_newer_file(setup, monkeypatch) -> None:
+    import flows.arrival
+    from flows.arrival import arrival
+
+    _land(setup, {"rb_old": 60, "rb_new": 0})
+    ws = setup["ws"] / "refused-rollback"
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    monkeypatch.setattr(flows.arrival, "run_cleaning", _scripted([
+        {"run_id": "r-new"}, GateFailed("refused", summary={"run_id": "r-old"}), {"run_id": "r-old-2"}]))
     arrival(path="incoming/rb_new.csv", **kw)
     state = arrival(path="incoming/rb_old.csv", force=True, return_state=True, **kw)
     assert state.is_failed()
@@ -440,22 +451,10 @@ def test_a_newer_file_whose_arrival_run_failed_is_cleaned_by_the_nightly_run(set
     from flows.nightly import clean_entry
     from lossval.errors import LossvalError
 
-    incoming = setup["landing"] / "incoming"
-    older, newer = incoming / "fa_old.csv", incoming / "fa_new.csv"
-    for p in (older, newer):
-        p.write_text("diagnosis,x\nbenign,1\n")
-    now = time.time_ns()
-    os.utime(older, ns=(now - 60 * 10**9, now - 60 * 10**9))
+    _land(setup, {"fa_old": 60, "fa_new": 0})
     ws = setup["ws"] / "failed-arrival"
     kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
-    outcomes = iter([{"run_id": "r-old"}, LossvalError("MLflow tracking server unreachable")])
-
-    def fake_arrival_cleaning(*args, **kwargs):  # the cleaning itself is tested above; here which file and record
-        outcome = next(outcomes)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
+    fake_arrival_cleaning = _scripted([{"run_id": "r-old"}, LossvalError("MLflow tracking server unreachable")])
     cleaned: list[str] = []
 
     def fake_nightly_cleaning(config, **kwargs):
@@ -491,22 +490,10 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     from flows.nightly import clean_entry
     from lossval.errors import LossvalError
 
-    incoming = setup["landing"] / "incoming"
-    files = {age: incoming / f"oo_{age}.csv" for age in ("old", "mid", "new", "bad")}
-    now = time.time_ns()
-    for i, (age, p) in enumerate(files.items()):
-        p.write_text("diagnosis,x\nbenign,1\n")
-        os.utime(p, ns=(now - (120 - 60 * i) * 10**9,) * 2)  # old < mid < new < bad
+    files = _land(setup, {"oo_old": 120, "oo_mid": 60, "oo_new": 0, "oo_bad": -60})
     ws = setup["ws"] / "out-of-order"
     kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
-    outcomes = iter([{"run_id": "r-old"}, LossvalError("MLflow down"), {"run_id": "r-mid"}])
-
-    def fake_arrival_cleaning(*args, **kwargs):
-        outcome = next(outcomes)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
+    fake_arrival_cleaning = _scripted([{"run_id": "r-old"}, LossvalError("MLflow down"), {"run_id": "r-mid"}])
     cleaned: list[str] = []
 
     def fake_nightly_cleaning(config, **kwargs):
@@ -531,8 +518,8 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     assert cleaned == ["oo_new.csv", "oo_new.csv"]
     # One the nightly run itself finds refused fails that night only; the next one cleans the recorded file again.
     (ws / "locks" / "good.attempt.json").write_text(json.dumps({
-        "relative": "incoming/oo_bad.csv", "path": str(files["bad"]), "mtime_ns": files["bad"].stat().st_mtime_ns,
-        "size": files["bad"].stat().st_size}))
+        "relative": "incoming/oo_bad.csv", "path": str(files["oo_bad"]), "mtime_ns": files["oo_bad"].stat().st_mtime_ns,
+        "size": files["oo_bad"].stat().st_size}))
     assert clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True).is_failed()
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned == ["oo_new.csv", "oo_new.csv", "oo_bad.csv", "oo_new.csv"]
