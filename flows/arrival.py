@@ -140,8 +140,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
             record((getattr(exc, "summary", None) or {}).get("run_id"), promoted=False)
             raise
-        except (InputError, ConfigError):  # the file (or the config) is refused: an outcome, not an unfinished run;
-            clear_attempt(locks_dir(workspace), entry.name, mtime_ns=st.st_mtime_ns)  # nightly runs keep the older file
+        except InputError as exc:  # the file is refused: an outcome, not an unfinished run; nightly runs keep the
+            if not isinstance(exc, ConfigError):  # older file. A config error (a device this worker lacks) is not the
+                clear_attempt(locks_dir(workspace), entry.name, mtime_ns=st.st_mtime_ns)  # file's: retried at night
             raise
         if summary.get("status") == "unchanged":  # the same data as the champion's, delivered again
             champion = summary["champion"]

@@ -121,7 +121,9 @@ def _clean_unfinished_arrival(name: str, config: Any, *, workspace: str, config_
     except GateFailed as exc:  # cleaned, not promoted: it is still the dataset's newest file, as after an arrival run
         record((getattr(exc, "summary", None) or {}).get("run_id"))
         raise
-    except (InputError, ConfigError):  # refused: said this night; the next one cleans the file last recorded
+    except InputError as exc:
+        if isinstance(exc, ConfigError):  # the config's fault, not the file's: the next night tries this file again
+            raise
         log.warning("dataset %s: %s is refused (below); the next nightly run cleans the dataset's recorded file again",
                     name, attempt.get("relative"))
         clear_attempt(lock_dir, name, mtime_ns=attempt["mtime_ns"])

@@ -523,6 +523,14 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     assert clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True).is_failed()
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned == ["oo_new.csv", "oo_new.csv", "oo_bad.csv", "oo_new.csv"]
+    # A config error (a device the arrival's worker lacks) is not the file's fault: the attempt stays for the night.
+    from lossval.errors import ConfigError
+
+    _land(setup, {"oo_cfg": -120})
+    monkeypatch.setattr(flows.arrival, "run_cleaning", _scripted([ConfigError("device='cuda': no CUDA device")]))
+    assert arrival(path="incoming/oo_cfg.csv", return_state=True, **kw).is_failed()
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned[-1] == "oo_cfg.csv"
 
 
 def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
