@@ -129,7 +129,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             record_arrival(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=st.st_mtime_ns,
                            size=st.st_size, inode=st.st_ino, forced=force and promoted,
                            run_id=None if run_id is None else str(run_id))
-            clear_attempt(locks_dir(workspace), entry.name, mtime_ns=st.st_mtime_ns)  # not a newer file's
+            clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=st.st_mtime_ns)
 
         # Removed once the outcome is recorded: left by a run that fails or is stopped, it has the nightly run clean
         # this file (flows.nightly.clean_entry), not the older one last recorded, which no new event would fix.
@@ -142,7 +142,8 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             raise
         except InputError as exc:  # the file is refused: an outcome, not an unfinished run; nightly runs keep the
             if not isinstance(exc, ConfigError):  # older file. A config error (a device this worker lacks) is not the
-                clear_attempt(locks_dir(workspace), entry.name, mtime_ns=st.st_mtime_ns)  # file's: retried at night
+                clear_attempt(locks_dir(workspace), entry.name, relative=relative,  # file's: retried at night
+                              mtime_ns=st.st_mtime_ns)
             raise
         if summary.get("status") == "unchanged":  # the same data as the champion's, delivered again
             champion = summary["champion"]

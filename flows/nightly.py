@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
 from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
 from lossval.landing import (check_lock_timeout, clear_attempt, dataset_lock, newest_arrival, record_arrival,
-                             unfinished_attempt)
+                             unfinished_attempts)
 from tasks._paths import Workspace
 
 __all__ = ["NIGHTLY_FLOW_NAME", "nightly", "clean_entry", "locks_dir"]
@@ -87,25 +88,34 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
 
 def _clean_unfinished_arrival(name: str, config: Any, *, workspace: str, config_path: str,
                               skip_unchanged: bool) -> dict | None:
-    """Clean the landed file whose arrival run did not finish (:func:`lossval.landing.unfinished_attempt`), as that
-    run would have, and record it as the dataset's newest; ``None`` when there is none (or it changed since).
+    """Clean the newest landed file whose arrival run did not finish (:func:`lossval.landing.unfinished_attempts`),
+    as that run would have, and record it as the dataset's newest; ``None`` when there is none (one gone or changed
+    since is dropped, with a warning, and the next newest taken).
 
     No new event comes for such a file (the watcher reported it), so without this the nightly run would clean the
     older file last recorded, night after night, and look healthy. Called under the dataset lock.
     """
     lock_dir = locks_dir(workspace)
-    attempt = unfinished_attempt(lock_dir, name)
-    if attempt is None:
-        return None
     log = get_run_logger()
-    landed = Path(attempt["path"])
-    st = landed.stat() if landed.is_file() else None
-    if st is None or (st.st_size, st.st_mtime_ns) != (attempt.get("size"), attempt["mtime_ns"]):
-        log.warning("dataset %s: %s, whose arrival run (flow run %s) did not finish, is %s since; not cleaning it "
-                    "(its next landing gives a new event)", name, attempt.get("relative"), attempt.get("flow_run_id"),
-                    "gone" if st is None else "changed")
-        clear_attempt(lock_dir, name)
-        return None
+    for attempt in unfinished_attempts(lock_dir, name):
+        landed = Path(attempt["path"])
+        st = landed.stat() if landed.is_file() else None
+        if st is None or (st.st_size, st.st_mtime_ns) != (attempt.get("size"), attempt["mtime_ns"]):
+            log.warning("dataset %s: %s, whose arrival run (flow run %s) did not finish, is %s since; not cleaning it "
+                        "(its next landing gives a new event)", name, attempt.get("relative"),
+                        attempt.get("flow_run_id"), "gone" if st is None else "changed")
+            clear_attempt(lock_dir, name, relative=attempt["relative"], mtime_ns=attempt["mtime_ns"])
+            continue
+        return _clean_attempt(name, config, attempt, landed, st, workspace=workspace, config_path=config_path,
+                              skip_unchanged=skip_unchanged)
+    return None
+
+
+def _clean_attempt(name: str, config: Any, attempt: dict, landed: Path, st: os.stat_result, *, workspace: str,
+                   config_path: str, skip_unchanged: bool) -> dict:
+    """:func:`_clean_unfinished_arrival` for one file: cleaned, recorded, its attempt cleared."""
+    lock_dir = locks_dir(workspace)
+    log = get_run_logger()
     log.warning("dataset %s: the arrival run for %s (flow run %s, started %s) did not finish; cleaning that file now "
                 "instead of the older %s", name, attempt.get("relative"), attempt.get("flow_run_id"),
                 attempt.get("started_at"), (newest_landed(workspace, name) or {}).get("relative", "config data"))
@@ -113,7 +123,7 @@ def _clean_unfinished_arrival(name: str, config: Any, *, workspace: str, config_
     def record(run_id: object) -> None:
         record_arrival(lock_dir, name, relative=attempt["relative"], path=str(landed), mtime_ns=st.st_mtime_ns,
                        size=st.st_size, inode=st.st_ino, run_id=None if run_id is None else str(run_id))
-        clear_attempt(lock_dir, name)
+        clear_attempt(lock_dir, name, relative=attempt["relative"], mtime_ns=attempt["mtime_ns"])
 
     try:
         summary = run_cleaning(dataclasses.replace(config, data=str(landed)), workspace=workspace,
@@ -124,9 +134,9 @@ def _clean_unfinished_arrival(name: str, config: Any, *, workspace: str, config_
     except InputError as exc:
         if isinstance(exc, ConfigError):  # the config's fault, not the file's: the next night tries this file again
             raise
-        log.warning("dataset %s: %s is refused (below); the next nightly run cleans the dataset's recorded file again",
-                    name, attempt.get("relative"))
-        clear_attempt(lock_dir, name, mtime_ns=attempt["mtime_ns"])
+        log.warning("dataset %s: %s is refused (below); the next nightly run cleans the next newest unfinished "
+                    "delivery, or the dataset's recorded file", name, attempt.get("relative"))
+        clear_attempt(lock_dir, name, relative=attempt["relative"], mtime_ns=attempt["mtime_ns"])
         raise
     record(summary["champion"]["run_id"] if summary.get("status") == "unchanged" else summary.get("run_id"))
     return summary

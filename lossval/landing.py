@@ -80,7 +80,7 @@ __all__ = [
     "record_arrival",
     "record_attempt",
     "clear_attempt",
-    "unfinished_attempt",
+    "unfinished_attempts",
     "resource_id",
     "superseded_by",
     "same_file",
@@ -668,54 +668,61 @@ def record_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: 
 
     Call it while holding :func:`dataset_lock`, just before cleaning; :func:`clear_attempt` removes it
     once the run has recorded its outcome (:func:`record_arrival`). One still there when the lock is
-    next taken is a run that failed or was stopped (MLflow down, killed): :func:`unfinished_attempt`
-    tells the nightly run, which cleans that file instead of the older one last recorded. An unfinished
-    attempt at a newer file is kept: that file is the one a nightly run must clean.
+    next taken is a run that failed or was stopped (MLflow down, killed): :func:`unfinished_attempts`
+    tells the nightly run, which cleans that file instead of the older one last recorded. Every such
+    file is kept, one entry per path (a newer version of a path replaces an older one): if the newest
+    is refused or gone, the next newest is the one to clean.
     """
-    pending = _read_attempt(lock_dir, dataset)
-    if pending is not None and pending["mtime_ns"] > mtime_ns:
+    entries = [e for e in _read_attempts(lock_dir, dataset)
+               if not (e.get("relative") == relative and e["mtime_ns"] <= mtime_ns)]
+    if any(e.get("relative") == relative for e in entries):  # a newer version of this path is pending already
         return
-    write_json({"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
-                "inode": None if inode is None else int(inode), "flow_run_id": flow_run_id,
-                "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
-               _attempt_path(lock_dir, dataset))
+    entries.append({"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
+                    "inode": None if inode is None else int(inode), "flow_run_id": flow_run_id,
+                    "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    _write_attempts(lock_dir, dataset, entries)
 
 
-def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, mtime_ns: int | None = None) -> None:
-    """Remove the record :func:`record_attempt` wrote (none: nothing to do). With ``mtime_ns`` (the file whose
-    outcome was just recorded), an attempt at a newer file stays: that one is still unfinished."""
-    if mtime_ns is not None:
-        pending = _read_attempt(lock_dir, dataset)
-        if pending is not None and pending["mtime_ns"] > mtime_ns:
-            return
-    _attempt_path(lock_dir, dataset).unlink(missing_ok=True)
+def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: str, mtime_ns: int) -> None:
+    """Remove the attempt at ``relative`` once its outcome is recorded (none: nothing to do); a newer version of
+    that path, landed since, stays pending, and so do other files'."""
+    entries = _read_attempts(lock_dir, dataset)
+    kept = [e for e in entries if not (e.get("relative") == relative and e["mtime_ns"] <= mtime_ns)]
+    if len(kept) != len(entries):
+        _write_attempts(lock_dir, dataset, kept)
 
 
-def _read_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
-    """The record :func:`record_attempt` wrote, or None (absent; unreadable or malformed: warned about)."""
+def _write_attempts(lock_dir: str | os.PathLike[str], dataset: str, entries: list[dict[str, Any]]) -> None:
+    if entries:
+        write_json({"attempts": sorted(entries, key=lambda e: e["mtime_ns"])}, _attempt_path(lock_dir, dataset))
+    else:
+        _attempt_path(lock_dir, dataset).unlink(missing_ok=True)
+
+
+def _read_attempts(lock_dir: str | os.PathLike[str], dataset: str) -> list[dict[str, Any]]:
+    """The entries :func:`record_attempt` wrote (none when absent; unreadable or malformed ones warned about)."""
     path = _attempt_path(lock_dir, dataset)
-    attempt = _read_record(path)
-    if attempt is None:
-        return None
-    if not (isinstance(attempt, dict) and isinstance(attempt.get("mtime_ns"), int) and attempt.get("path")):
-        log.warning("ignoring %s: it lacks an integer mtime_ns or a path", path)
-        return None
-    return attempt
+    record = _read_record(path)
+    if record is None:
+        return []
+    entries = record.get("attempts") if isinstance(record, dict) else None
+    if not isinstance(entries, list):
+        log.warning("ignoring %s: it holds no list of attempts", path)
+        return []
+    good = [e for e in entries if isinstance(e, dict) and isinstance(e.get("mtime_ns"), int) and e.get("path")]
+    if len(good) != len(entries):
+        log.warning("ignoring %d entr(y/ies) of %s without an integer mtime_ns or a path", len(entries) - len(good), path)
+    return good
 
 
-def unfinished_attempt(lock_dir: str | os.PathLike[str], dataset: str) -> dict[str, Any] | None:
-    """The landed file an arrival run began to clean for ``dataset`` and did not finish, when it is newer than
-    the newest file processed (an older one, such as a forced rollback that failed, changes nothing); else None.
+def unfinished_attempts(lock_dir: str | os.PathLike[str], dataset: str) -> list[dict[str, Any]]:
+    """The landed files arrival runs began to clean for ``dataset`` and did not finish, newest first, of those newer
+    than the newest file processed (an older one, such as a forced rollback that failed, changes nothing).
 
-    Call it while holding :func:`dataset_lock`: then no arrival run is cleaning that file now.
-    A record that cannot be read is reported (warning) and treated as absent.
+    Call it while holding :func:`dataset_lock`: then no arrival run is cleaning them now.
     """
-    attempt = _read_attempt(lock_dir, dataset)
-    if attempt is None:
-        return None
     newest = _newest_processed(newest_arrival(lock_dir, dataset))
-    if newest is not None and (attempt["mtime_ns"] < newest["mtime_ns"] or same_file(
-            newest, relative=attempt.get("relative"), mtime_ns=attempt["mtime_ns"], size=attempt.get("size"),
-            inode=attempt.get("inode"))):
-        return None
-    return attempt
+    pending = [e for e in _read_attempts(lock_dir, dataset) if newest is None or not (
+        e["mtime_ns"] < newest["mtime_ns"] or same_file(newest, relative=e.get("relative"), mtime_ns=e["mtime_ns"],
+                                                        size=e.get("size"), inode=e.get("inode")))]
+    return sorted(pending, key=lambda e: e["mtime_ns"], reverse=True)

@@ -466,7 +466,8 @@ def test_a_newer_file_whose_arrival_run_failed_is_cleaned_by_the_nightly_run(set
     arrival(path="incoming/fa_old.csv", **kw)
     assert not (ws / "locks" / "good.attempt.json").exists()  # a finished run leaves no attempt behind
     assert arrival(path="incoming/fa_new.csv", return_state=True, **kw).is_failed()
-    assert json.loads((ws / "locks" / "good.attempt.json").read_text())["relative"] == "incoming/fa_new.csv"
+    assert [a["relative"] for a in json.loads((ws / "locks" / "good.attempt.json").read_text())["attempts"]] == [
+        "incoming/fa_new.csv"]
     config_path = str(setup["root"] / "good" / "config.yaml")
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned == ["fa_new.csv"]  # the newer file, not the older one last recorded
@@ -517,9 +518,9 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned == ["oo_new.csv", "oo_new.csv"]
     # One the nightly run itself finds refused fails that night only; the next one cleans the recorded file again.
-    (ws / "locks" / "good.attempt.json").write_text(json.dumps({
+    (ws / "locks" / "good.attempt.json").write_text(json.dumps({"attempts": [{
         "relative": "incoming/oo_bad.csv", "path": str(files["oo_bad"]), "mtime_ns": files["oo_bad"].stat().st_mtime_ns,
-        "size": files["oo_bad"].stat().st_size}))
+        "size": files["oo_bad"].stat().st_size}]}))
     assert clean_entry(name="good", config_path=config_path, workspace=str(ws), return_state=True).is_failed()
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned == ["oo_new.csv", "oo_new.csv", "oo_bad.csv", "oo_new.csv"]
@@ -531,6 +532,15 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     assert arrival(path="incoming/oo_cfg.csv", return_state=True, **kw).is_failed()
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned[-1] == "oo_cfg.csv"
+    # Two deliveries unfinished: the newest is cleaned; if it is gone (or refused), the one before it, not the older
+    # recorded file.
+    two = _land(setup, {"oo_b": -180, "oo_n": -240})
+    monkeypatch.setattr(flows.arrival, "run_cleaning", _scripted([LossvalError("down"), LossvalError("down")]))
+    assert arrival(path="incoming/oo_n.csv", return_state=True, **kw).is_failed()
+    assert arrival(path="incoming/oo_b.csv", return_state=True, **kw).is_failed()  # older, after: both kept
+    two["oo_n"].unlink()
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned[-1] == "oo_b.csv" and not (ws / "locks" / "good.attempt.json").exists()
 
 
 def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
