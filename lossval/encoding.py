@@ -84,7 +84,7 @@ import pandas as pd
 
 from lossval._robust import central_range_bounds
 from lossval.errors import ConfigError, InputError, UnseenLevelsWarning
-from lossval.io import is_text_dtype as _is_text_dtype, nested_column, shell_name, yaml_name
+from lossval.io import closest_name, is_text_dtype as _is_text_dtype, nested_column, shell_name, yaml_name
 
 __all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL", "ENCODER_VERSION"]
 
@@ -990,15 +990,12 @@ class TabularEncoder:
     def _require_columns(df: pd.DataFrame, names: Sequence[Any], *, what: str, source: str | None) -> None:
         missing = [n for n in names if n not in df.columns]
         if missing:
-            import difflib
-
             available = list(df.columns[:10])
             more = f" and {len(df.columns) - 10} more" if len(df.columns) > 10 else ""
             wanted = set(map(str, names))  # a column asked for under its own name is no other's misspelling
             others = [str(c) for c in df.columns if str(c) not in wanted]
-            near = {str(m): ([n for n in others if n.casefold() == str(m).casefold()][:1]
-                             or difflib.get_close_matches(str(m), others, n=1)) for m in missing}
-            hint = "; ".join(f"did you mean {close[0]!r} for {m!r}?" for m, close in near.items() if close)
+            near = {str(m): closest_name(str(m), others) for m in missing}
+            hint = "; ".join(f"did you mean {close!r} for {m!r}?" for m, close in near.items() if close)
             raise InputError(
                 f"missing {what}(s) {_show_list(missing)}" + (f" ({hint})" if hint else "") + "; available columns: "
                 f"{_show_list(available, limit=10)}{more}",

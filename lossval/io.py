@@ -122,13 +122,20 @@ def require_column(columns: Sequence[Any], name: str, *, key: str, source: str |
     raise InputError(f"column {name!r} (config key '{key}') not found" + missing_column_hint(name, names), source=source)
 
 
-def missing_column_hint(name: str, names: Sequence[str]) -> str:
-    """The tail of a missing-column error: "; did you mean 'label'? Columns are [...]." (the same name in another
-    case first, else the closest by spelling), or ". Columns are [...]." when nothing is close."""
+def closest_name(name: str, names: Sequence[str]) -> str | None:
+    """The column a missing ``name`` was likely meant as: the same name in another case first, else the closest
+    by spelling; None when nothing is close."""
     import difflib
 
     near = [n for n in names if n.casefold() == name.casefold()][:1] or difflib.get_close_matches(name, list(names), n=1)
-    return ((f"; did you mean {near[0]!r}?" if near else ".") + f" Columns are {list(names[:10])}"
+    return near[0] if near else None
+
+
+def missing_column_hint(name: str, names: Sequence[str]) -> str:
+    """The tail of a missing-column error: "; did you mean 'label'? Columns are [...]." (:func:`closest_name`),
+    or ". Columns are [...]." when nothing is close."""
+    near = closest_name(name, names)
+    return ((f"; did you mean {near!r}?" if near else ".") + f" Columns are {list(names[:10])}"
             + (f" and {len(names) - 10} more." if len(names) > 10 else "."))
 
 
