@@ -410,18 +410,13 @@ class LandingScanner:
             try:
                 real, _ = confine(self.root, relative)
                 dataset = dataset_of(relative)
+                st = real.stat()
+            except FileNotFoundError:  # removed between the listing and the stat
+                continue
             except InputError as exc:  # symlink leaving the folder, bad dataset name, vanished file
                 self._warn_once(relative, f"lossval watch: skipping {relative}: {exc}")
                 continue
             except OSError as exc:  # a folder without search permission, a stale NFS handle: the others go on
-                self._warn_once(relative, f"lossval watch: skipping {relative} while it cannot be looked at "
-                                          f"({exc.strerror or type(exc).__name__}); the other files are watched")
-                continue
-            try:
-                st = real.stat()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
                 self._warn_once(relative, f"lossval watch: skipping {relative} while it cannot be looked at "
                                           f"({exc.strerror or type(exc).__name__}); the other files are watched")
                 continue
@@ -673,8 +668,7 @@ def record_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: 
     file is kept, one entry per path (a newer version of a path replaces an older one): if the newest
     is refused or gone, the next newest is the one to clean.
     """
-    entries = [e for e in _read_attempts(lock_dir, dataset)
-               if not (e.get("relative") == relative and e["mtime_ns"] <= mtime_ns)]
+    entries = _without(_read_attempts(lock_dir, dataset), relative=relative, mtime_ns=mtime_ns)
     if any(e.get("relative") == relative for e in entries):  # a newer version of this path is pending already
         return
     entries.append({"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
@@ -687,9 +681,14 @@ def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: s
     """Remove the attempt at ``relative`` once its outcome is recorded (none: nothing to do); a newer version of
     that path, landed since, stays pending, and so do other files'."""
     entries = _read_attempts(lock_dir, dataset)
-    kept = [e for e in entries if not (e.get("relative") == relative and e["mtime_ns"] <= mtime_ns)]
+    kept = _without(entries, relative=relative, mtime_ns=mtime_ns)
     if len(kept) != len(entries):
         _write_attempts(lock_dir, dataset, kept)
+
+
+def _without(entries: list[dict[str, Any]], *, relative: str, mtime_ns: int) -> list[dict[str, Any]]:
+    """``entries`` less the attempts at ``relative`` no newer than ``mtime_ns`` (a newer version of it stays)."""
+    return [e for e in entries if not (e.get("relative") == relative and e["mtime_ns"] <= mtime_ns)]
 
 
 def _write_attempts(lock_dir: str | os.PathLike[str], dataset: str, entries: list[dict[str, Any]]) -> None:
