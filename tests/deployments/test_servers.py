@@ -59,13 +59,10 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def get(self, path: str) -> Any:
-        r = httpx.get(f"{self.api}{path}", timeout=30)
-        r.raise_for_status()
-        return r.json()
+        return _api_call(httpx.request, "GET", f"{self.api}{path}").json()
 
     def post(self, path: str, body: Any) -> Any:
-        r = httpx.post(f"{self.api}{path}", json=body, timeout=30)
-        r.raise_for_status()
+        r = _api_call(httpx.request, "POST", f"{self.api}{path}", body)
         return r.json() if r.content else None
 
     def flow_runs(self, deployment: str) -> list[dict]:
@@ -90,6 +87,51 @@ class Stack:
                 return value
             time.sleep(0.5)
         pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.logs()}")
+
+
+RETRY_STATUSES = frozenset({429, 502, 503})  # what Prefect's own client retries
+RETRY_PAUSES_S = (0.5, 1, 2, 4, 8)
+
+
+def _api_call(send: Callable[..., httpx.Response], method: str, url: str, body: Any = None,
+              pauses: tuple[float, ...] = RETRY_PAUSES_S) -> httpx.Response:
+    """One request to the Prefect API, retried as Prefect's client retries it.
+
+    The server answers 503 when its SQLite database is busy (the serve process, the worker and the watcher
+    write to it at once); the request was rolled back and is safe to send again. Other errors raise at once.
+    """
+    for pause in (*pauses, None):
+        r = send(method, url, json=body, timeout=30)
+        if r.status_code not in RETRY_STATUSES or pause is None:
+            r.raise_for_status()
+            return r
+        time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+def test_api_calls_are_retried_on_a_busy_server_and_fail_on_anything_else() -> None:
+    """Fast, no server: a busy answer (503) is retried; a 404 or a server that stays busy raises."""
+    answers = iter([503, 429, 200])
+
+    def busy_then_ok(method: str, url: str, **_: Any) -> httpx.Response:
+        return httpx.Response(next(answers), json={"ok": True}, request=httpx.Request(method, url))
+
+    assert _api_call(busy_then_ok, "POST", "http://127.0.0.1:1/api/x", {}, pauses=(0, 0, 0)).json() == {"ok": True}
+    seen: list[int] = []
+
+    def answer(status: int) -> Callable[..., httpx.Response]:
+        def send(method: str, url: str, **_: Any) -> httpx.Response:
+            seen.append(status)
+            return httpx.Response(status, request=httpx.Request(method, url))
+        return send
+
+    with pytest.raises(httpx.HTTPStatusError, match="404"):
+        _api_call(answer(404), "GET", "http://127.0.0.1:1/api/x", pauses=(0, 0))
+    assert seen == [404]
+    seen.clear()
+    with pytest.raises(httpx.HTTPStatusError, match="503"):
+        _api_call(answer(503), "GET", "http://127.0.0.1:1/api/x", pauses=(0, 0))
+    assert seen == [503, 503, 503]
 
 
 def _free_port() -> int:
