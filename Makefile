@@ -30,7 +30,7 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $@
 
-# Quality suite (4 noise rates, 2 processes: 30-70 min on 2 cores), then speed (several minutes).
+# Quality suite (4 noise rates, 2 processes: about 25-30 min on 2 cores), then speed (several minutes).
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run --jobs 2
 	$(BIN)/python -m benchmarks.speed
