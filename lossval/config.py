@@ -113,7 +113,7 @@ class GateConfig:
     # The registered champion, scored on this run's test rows: "after" may be worse by at most
     # metric_tolerance, and its columns, kinds, task and classes must be the champion's.
     compare_with_champion: bool = True
-    allow_schema_change: bool = False  # a meant change of columns, task or classes: promote anyway
+    allow_schema_change: bool = False  # a meant change of columns, task, target or classes: promote anyway
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from lossval.errors import ConfigError, InputError
 __all__ = [
     "two_means_threshold",
     "format_value",
+    "max_pruned",
     "PruneDecision",
     "PrunePolicy",
     "FractionPolicy",
@@ -64,6 +65,11 @@ def _check_fraction(x: Any, *, name: str) -> None:
 def _floor_count(fraction: float, n: int) -> int:
     """``floor(fraction * n)``, forgiving float round-off (0.29 * 100 -> 29, not 28)."""
     return min(n, math.floor(fraction * n * (1.0 + 1e-12)))
+
+
+def max_pruned(max_prune_fraction: float, n: int) -> int:
+    """The most rows of ``n`` that pruning may drop under ``max_prune_fraction`` (the cap :func:`prune` applies)."""
+    return _floor_count(float(max_prune_fraction), int(n))
 
 
 def format_value(x: float) -> str:

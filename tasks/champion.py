@@ -8,8 +8,9 @@ registered model, loaded by lossval's code, never MLflow's model loader, which w
 model's copy of lossval on ``sys.path``).
 
 Refused, unless ``gate.allow_schema_change``: a feature column added or removed, a column
-read as another kind (numeric / categorical), another task or another set of classes than
-the champion's. These change what the model takes or returns, so callers of ``@champion``
+read as another kind (numeric / categorical), another task, target or set of classes than
+the champion's, class labels of another type (``"0"`` for ``0``), and a champion that cannot
+score the run's test rows. These change what the model takes or returns, so callers of ``@champion``
 would break. Refused always: the primary metric below the champion's by more than
 ``gate.metric_tolerance``, when the champion can score the rows.
 """
@@ -21,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -53,12 +55,34 @@ def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[st
              and kind_old[c] != kind_new[c]]
     if flips:
         changes.append("column(s) read as another kind: " + ", ".join(flips))
+    if champion.target != current.target:
+        changes.append(f"target {champion.target!r} -> {current.target!r}")
     classes_old = [] if champion.classes_ is None else [str(c) for c in champion.classes_]
     classes_new = [] if current.classes_ is None else [str(c) for c in current.classes_]
     if champion.task_ == current.task_ == "classification" and classes_old != classes_new:
         gained, lost = sorted(set(classes_new) - set(classes_old)), sorted(set(classes_old) - set(classes_new))
         changes.append("classes changed" + (f": new {gained}" if gained else "") + (f", gone {lost}" if lost else ""))
+    elif champion.task_ == current.task_ == "classification":
+        kind_old, kind_new = _label_kinds(champion.classes_), _label_kinds(current.classes_)
+        if kind_old != kind_new:  # 0/1 -> "0"/"1": the same text, but callers get other values back
+            changes.append(f"class labels {'/'.join(kind_old)} -> {'/'.join(kind_new)} "
+                           f"(the model would return {current.classes_[0]!r} for {champion.classes_[0]!r})")
     return changes
+
+
+def _label_kinds(classes: Any) -> list[str]:
+    """The kinds of Python value the labels are (``bool``, ``int``, ``float``, ``str``...), sorted."""
+    import numbers
+
+    def kind(c: Any) -> str:
+        if isinstance(c, (bool, np.bool_)):
+            return "bool"
+        if isinstance(c, numbers.Integral):
+            return "int"
+        if isinstance(c, numbers.Real):
+            return "float"
+        return type(c).__name__
+    return sorted({kind(c) for c in classes})
 
 
 def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: TabularEncoder, test: pd.DataFrame,
@@ -118,10 +142,20 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
             f"schema differs from the champion ({name} version {version}): " + "; ".join(changes)
             + ". Callers of @champion would break; if the change is meant, set gate.allow_schema_change: true for "
             "this run")
-    scores = _score(champion, test, target=config.target) if champion.encoder.task_ == encoder.task_ else None
+    if champion.encoder.task_ != encoder.task_ or champion.encoder.target != encoder.target:
+        scores, why = None, "it predicts another target or task"
+    else:
+        scores, why = _score(champion, test, target=config.target)
     if scores is None:
-        record["note"] = ("the champion cannot score this run's test rows (another task, or columns or classes it "
-                          "does not know)")
+        note = f"the champion ({name} version {version}) cannot score this run's test rows: {why}"
+        if config.gate.allow_schema_change:
+            record["note"] = note + " (gate.allow_schema_change: promoted without comparing metrics)"
+        elif not changes:  # no schema change named, yet uncompared: never promote past a champion unscored
+            record["failures"].append(
+                note + ". Nothing is promoted uncompared; if this run is meant to replace it anyway, set "
+                "gate.allow_schema_change: true for this run")
+        else:
+            record["note"] = note
         return record
     record["metrics"] = scores
     from tasks.gate import PRIMARY_METRIC
@@ -344,16 +378,17 @@ def unusable_model(uri: str, source: str) -> str | None:
     return None
 
 
-def _score(champion: Any, test: pd.DataFrame, *, target: str) -> dict[str, float] | None:
-    """The champion's test metrics on ``test``, or None when it cannot read the rows or their labels."""
+def _score(champion: Any, test: pd.DataFrame, *, target: str) -> tuple[dict[str, float] | None, str]:
+    """``(the champion's test metrics on test, "")``, or ``(None, why)`` when it cannot read the rows or labels."""
     enc = champion.encoder
-    if any(c not in test.columns for c in enc.feature_columns_):
-        return None
+    missing = [c for c in enc.feature_columns_ if c not in test.columns]
+    if missing:
+        return None, f"the test rows lack its feature column(s) {missing}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UnseenLevelsWarning)  # new levels encode as no level, as in serving
             X, y = encode_rows(enc, test, target=target, source="test split")
-    except LossvalError:
-        return None
+    except LossvalError as exc:
+        return None, str(exc)
     n_classes = len(enc.classes_) if enc.classes_ is not None else None
-    return evaluate(champion.network, X, y, task=enc.task_, n_classes=n_classes)
+    return evaluate(champion.network, X, y, task=enc.task_, n_classes=n_classes), ""

@@ -8,20 +8,32 @@ from prefect import get_run_logger, task
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.io import write_json
+from lossval.pruning import format_value, max_pruned
 from lossval.retrain import HIGHER_IS_BETTER
 
-__all__ = ["gate", "metric_failures", "remedies", "PRIMARY_METRIC", "GATE_VERSION"]
+__all__ = ["gate", "metric_failures", "min_kept_rows", "remedies", "PRIMARY_METRIC", "GATE_VERSION"]
 
 #: Part of a run's key (:func:`flows.clean.run_key`): bump it when the gate decides differently on the same rows and
 #: metrics, so that a nightly run does not repeat an earlier version's refusal (:func:`tasks.champion.refused_again`)
-#: or skip as unchanged. 2: the feature-range margin grows for small validation splits.
-GATE_VERSION = 2
+#: or skip as unchanged. 2: the feature-range margin grows for small validation splits. 3: ties of rmse/mae relative
+#: to their size (a target's units no longer decide), min_rows from the pruning cap's own count, and a champion
+#: that cannot score the test rows, or that predicts another target or label type, refuses.
+GATE_VERSION = 3
 
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
 
-# Metric changes below this are ties for refuse_when_all_worse (half a unit of the 4th decimal shown).
+# Metric changes below this are ties for refuse_when_all_worse (half a unit of the 4th decimal shown); for metrics in
+# the target's units (rmse, mae), below this fraction of the metric's size, so that the units do not decide.
 SAME = 5e-5
+_IN_TARGET_UNITS = frozenset({"rmse", "mae"})
+
+
+def _tie_width(name: str, before: float, after: float) -> float:
+    """How small a change of metric ``name`` is a tie: :data:`SAME`, relative to the size for rmse and mae."""
+    if name in _IN_TARGET_UNITS:
+        return SAME * max(abs(before), abs(after))
+    return SAME
 
 
 def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
@@ -38,6 +50,11 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
     """
     return [text for _, text in _metric_findings(metrics, task=task, tolerance=tolerance,
                                                  refuse_when_all_worse=refuse_when_all_worse, limits=limits)]
+
+
+def min_kept_rows(max_prune_fraction: float, rows_train: int) -> int:
+    """The fewest kept rows the gate's suite accepts: what pruning to the cap keeps (the cap's own count)."""
+    return rows_train - max_pruned(max_prune_fraction, rows_train)
 
 
 def _metric_findings(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
@@ -63,10 +80,11 @@ def _metric_findings(metrics: dict, *, task: str, tolerance: float, refuse_when_
     gain = {n: (a - b) if HIGHER_IS_BETTER[n] else (b - a) for n, (b, a) in pairs.items()}
     # Changes too small to show in the 4 decimals printed are float noise, not gains or losses; a loss
     # within the metric's own gate.metric_limits entry is one the user accepted.
-    worse = {n for n, g in gain.items() if g < -SAME and not (n in (limits or {}) and -g <= limits[n])}
-    improved = {n for n, g in gain.items() if g > SAME}
+    tie = {n: _tie_width(n, b, a) for n, (b, a) in pairs.items()}
+    worse = {n for n, g in gain.items() if g < -tie[n] and not (n in (limits or {}) and -g <= limits[n])}
+    improved = {n for n, g in gain.items() if g > tie[n]}
     if refuse_when_all_worse and worse and not improved and len(pairs) > 1:
-        shown = ", ".join(f"{n} {b:.4f} -> {a:.4f}" for n, (b, a) in pairs.items())
+        shown = ", ".join(f"{n} {format_value(b)} -> {format_value(a)}" for n, (b, a) in pairs.items())
         if len(worse) == len(pairs):
             head = "every metric got worse"
         elif metric in worse:
@@ -184,15 +202,13 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     Returns ``{"passed", "failures", "remedies", "result_path", "suite", "champion"}`` (``remedies``: what a user
     can do about the failures, :func:`remedies`); writes ``gate.json``.
     """
-    import math
-
     from lossval.suites import suite_file
     from tasks.gx import range_expectations, range_margin, unranged_columns, validate_frame
 
     enc = TabularEncoder.load(encoder)
     kp, va = pd.read_parquet(kept), pd.read_parquet(validation)
     params = {"target": config.target,
-              "min_rows": math.ceil((1 - config.pruning.max_prune_fraction) * rows_train - 1e-9),
+              "min_rows": min_kept_rows(config.pruning.max_prune_fraction, rows_train),
               "classes": [c for c in enc.classes_] if enc.classes_ is not None else []}
     suite = str(suite_file(config.gate.suite))
     gx_result = validate_frame(kp, suite=suite, params=params, task_kind=enc.task_,

@@ -486,6 +486,98 @@ def test_schema_changes_name_what_the_champion_would_not_take_or_return() -> Non
     assert schema_changes(champion, regression)[0] == "task classification -> regression"
 
 
+def test_the_gate_decides_the_same_whatever_the_units_of_a_regression_target() -> None:
+    """A reviewer's case: a 10% better mae counted as a tie when the target is in small units (an absolute 5e-5
+    tie), so the run was refused as "nothing improved"; the same run in larger units passed."""
+    from tasks.gate import metric_failures
+
+    def metrics(scale: float) -> dict:
+        return {"before": {"rmse": 3.0e-5 * scale, "mae": 2.0e-5 * scale, "r2": 0.900},
+                "after": {"rmse": 3.01e-5 * scale, "mae": 1.8e-5 * scale, "r2": 0.899}}
+
+    for scale in (1.0, 1.0, 1e3, 1e6):
+        assert metric_failures(metrics(scale), task="regression", tolerance=0.01, refuse_when_all_worse=True) == []
+    worse = {"before": {"rmse": 3.0e-5, "mae": 2.0e-5, "r2": 0.900}, "after": {"rmse": 3.3e-5, "mae": 2.2e-5, "r2": 0.89}}
+    (why,) = metric_failures(worse, task="regression", tolerance=0.01, refuse_when_all_worse=True)
+    assert why.startswith("every metric got worse: rmse 3.0000e-05 -> 3.3000e-05, mae 2.0000e-05 -> 2.2000e-05")
+    noise = {"before": {"rmse": 3.0e6, "mae": 2.0e6, "r2": 0.9}, "after": {"rmse": 3.0e6 + 1.0, "mae": 2.0e6, "r2": 0.9}}
+    assert metric_failures(noise, task="regression", tolerance=0.01, refuse_when_all_worse=True) == []  # 3e-7: a tie
+
+
+def test_the_gates_row_minimum_is_the_pruning_caps_own_count_at_any_size() -> None:
+    """At tens of millions of rows the gate's ceil((1 - f) n - 1e-9) asked for one row more than pruning to the cap
+    keeps (the cap forgives float round-off relatively), and refused a run pruned exactly to the cap."""
+    import numpy as np
+
+    from lossval.pruning import FractionPolicy, prune
+    from tasks.gate import min_kept_rows
+
+    assert min_kept_rows(0.45, 41_943_060) == 23_068_683  # was 23,068,684
+    assert min_kept_rows(0.18, 31_019_250) == 25_435_785  # was 25,435,786
+    values = np.random.default_rng(0).normal(size=341)
+    for fraction in (0.0, 0.2, 0.29, 0.45, 1.0):
+        kept = int(prune(values, policy=FractionPolicy(1.0), max_prune_fraction=fraction).keep.sum())
+        assert kept == min_kept_rows(fraction, 341), fraction
+
+
+def test_a_new_target_or_labels_of_another_type_are_schema_changes() -> None:
+    """Labels 0/1 read again as "0"/"1" have the same text: the old check saw no change, and the champion, unable
+    to read the text labels, was never scored. A new target column was no change either."""
+    import pandas as pd
+
+    from lossval.encoding import TabularEncoder
+    from tasks.champion import schema_changes
+
+    rows = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0] * 5, "price": [5.0, 1.0, 3.0, 2.0, 9.0] * 4,
+                         "margin": [0.1, 0.4, 0.2, 0.3] * 5, "label": [0, 1] * 10})
+    ints = TabularEncoder(target="label", task="classification", exclude=["price", "margin"]).fit(rows)
+    text = TabularEncoder(target="label", task="classification", exclude=["price", "margin"]).fit(
+        rows.assign(label=rows["label"].astype(str)))
+    assert schema_changes(ints, text) == ["class labels int -> str (the model would return '0' for 0)"]
+    assert schema_changes(ints, ints) == []
+    price = TabularEncoder(target="price", task="regression", exclude=["margin", "label"]).fit(rows)
+    margin = TabularEncoder(target="margin", task="regression", exclude=["price", "label"]).fit(rows)
+    assert schema_changes(price, margin) == ["target 'price' -> 'margin'"]  # the same features, another quantity
+
+
+def test_a_champion_that_cannot_score_the_rows_refuses_unless_a_schema_change_is_allowed(tmp_path, monkeypatch) -> None:
+    """Seen by a reviewer: a champion with int labels, tonight's labels as text: the gate passed an accuracy
+    of 0.01, never compared. Now it is refused, by name, unless gate.allow_schema_change."""
+    import types
+
+    import pandas as pd
+
+    import lossval.serving
+    import tasks.champion as champion_module
+    from lossval.encoding import TabularEncoder
+    from lossval.retrain import fit_model
+
+    rows = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0] * 5, "label": [0, 1] * 10})
+    enc = TabularEncoder(target="label", task="classification").fit(rows)
+    net = fit_model(enc.transform(rows), enc.encode_target(rows["label"]), task="classification", n_classes=2,
+                    epochs=1, device="cpu", seed=0)
+    (tmp_path / "mlflow.db").touch()  # a store exists: the champion is looked up (stubbed below)
+    monkeypatch.setattr(champion_module, "_download_champion", lambda uri, name, dst: ("7", {}))
+    monkeypatch.setattr(lossval.serving, "LossvalPyfunc",
+                        lambda: types.SimpleNamespace(load=lambda **_: types.SimpleNamespace(encoder=enc, network=net)))
+    monkeypatch.setattr(champion_module, "schema_changes", lambda old, new: [])  # as before the label-type check
+    text = rows.assign(label=rows["label"].astype(str))
+    mine = TabularEncoder(target="label", task="classification").fit(text)
+    base = {"data": "d.csv", "target": "label", "dataset": "unscored", "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db"}}
+    record = champion_module.compare_with_champion(config_from_dict(base), str(tmp_path), encoder=mine, test=text,
+                                                   after={"accuracy": 0.01})
+    assert record["champion"] == "7" and record["metrics"] is None and len(record["failures"]) == 1
+    assert "cannot score this run's test rows" in record["failures"][0] and "'label'" in record["failures"][0]
+    assert "gate.allow_schema_change: true" in record["failures"][0]
+    allowed = config_from_dict({**base, "gate": {"allow_schema_change": True}})
+    record = champion_module.compare_with_champion(allowed, str(tmp_path), encoder=mine, test=text,
+                                                   after={"accuracy": 0.01})
+    assert record["failures"] == [] and "promoted without comparing" in record["note"]
+    record = champion_module.compare_with_champion(config_from_dict(base), str(tmp_path), encoder=enc, test=rows,
+                                                   after={"accuracy": 0.01})  # same labels: scored, and worse
+    assert record["metrics"] is not None and record["worse"] and "worse than the champion's" in record["failures"][0]
+
+
 def test_an_older_snapshot_cleaned_again_is_named_as_a_rollback(tmp_path) -> None:
     from flows.clean import older_snapshot, snapshot_history
     from lossval.io import write_json
