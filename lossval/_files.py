@@ -24,6 +24,7 @@ __all__ = [
     "DATA_SUFFIXES",
     "data_suffix",
     "data_stem",
+    "read_as_data_of",
     "is_csv_file",
     "is_gzip_csv",
     "open_csv_text",
@@ -48,6 +49,13 @@ def data_suffix(name: str | os.PathLike[str]) -> str | None:
     """The data suffix a file name ends with (case-insensitive; ``".csv.gz"``, not ``".gz"``), else None."""
     lower = os.fspath(name).lower()
     return next((s for s in sorted(DATA_SUFFIXES, key=len, reverse=True) if lower.endswith(s)), None)
+
+
+def read_as_data_of(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """Whether a folder input ``folder`` reads ``path`` as one of its data files (a data file directly in it)."""
+    f, p = Path(folder), Path(path)
+    return (f.is_dir() and p.absolute().parent.resolve() == f.resolve() and data_suffix(p.name) is not None
+            and not p.name.startswith("."))
 
 
 def data_stem(name: str) -> str:
@@ -281,6 +289,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise InputError("file not found.", source=str(p)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc}", source=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not valid JSON: not UTF-8 text (byte {exc.start}); the file is damaged or not a JSON "
+                         "record.", source=str(p)) from None
 
 
 def json_default(obj: Any) -> Any:

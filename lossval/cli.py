@@ -333,8 +333,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lossval.encoding import TabularEncoder
-    from lossval.io import (assign_row_ids, check_writable_folder, is_text_dtype, missing_column_hint, read_table,
-                            sweep_orphaned_temp_files, write_parquet)
+    from lossval.io import (assign_row_ids, check_writable_folder, is_text_dtype, missing_column_hint,
+                            read_as_data_of, read_table, sweep_orphaned_temp_files, unicode_form, write_parquet)
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
@@ -343,6 +343,10 @@ def _cmd_value(args: argparse.Namespace) -> int:
     if len(inputs) == 1:  # every row would be valued against itself
         raise InputError("--validation is the training data itself; give rows set aside from training (a trusted "
                          "split), not the data being valued.", source=args.validation)
+    for inner, folder, name in ((args.validation, args.data, "--validation"), (args.data, args.validation, "DATA")):
+        if read_as_data_of(folder, inner):
+            raise InputError(f"{name} lies in the folder {folder}, which is read as a whole: its rows would be on both "
+                             "sides. Move it out of that folder.", source=str(inner))
     if out.resolve() in inputs:
         raise InputError("--out must not be one of the input files; inputs are never overwritten.", source=str(out))
     if out.suffix.lower() not in (".parquet", ".pq"):
@@ -372,7 +376,13 @@ def _cmd_value(args: argparse.Namespace) -> int:
                              source=args.data).fit(train)
     missing = [c for c in encoder.feature_columns_ if c not in valid.columns]
     if missing:
-        raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.", source=args.validation)
+        forms = {unicode_form(str(c)): str(c) for c in valid.columns}
+        lookalike = next((c for c in missing if unicode_form(str(c)) in forms), None)
+        hint = (f" It has {forms[unicode_form(str(lookalike))]!r}, which looks the same as {lookalike!r} but is written "
+                "with other Unicode characters (NFD against NFC): save both files with the same form of the names."
+                if lookalike is not None else "")
+        raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.{hint}",
+                         source=args.validation)
     extra = [str(c) for c in valid.columns if c not in train.columns]
     if extra:
         warnings.warn(f"{args.validation}: column(s) {extra[:5]} are not in {args.data} and are ignored.",
@@ -391,9 +401,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     X_val = encoder.transform(valid, source=args.validation)
     y = train[args.target].to_numpy()
     y_val = valid[args.target].to_numpy()
-    if encoder.task_ == "classification":
-        # Same label set check as the encoder's, reported against the validation file.
-        encoder.encode_target(valid[args.target], source=args.validation)
+    # The encoder's checks of the target (labels it knows; numbers, no NaN/inf for regression), naming the file.
+    encoder.encode_target(valid[args.target], source=args.validation)
 
     lv = LossVal(task=encoder.task_, epochs=args.epochs, device=args.device, seed=args.seed, verbose=not args.quiet)
     t0 = time.perf_counter()

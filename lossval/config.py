@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from lossval._files import data_stem
+from lossval._files import data_stem, read_as_data_of
 from lossval.errors import ConfigError
 from lossval.suites import GATE_PARAMETERS, SUITES_DIR, check_suite, read_suite, suite_file
 
@@ -399,8 +399,10 @@ def _typed(section: str, key: str, value: Any, kind: Any, source: str | None) ->
     if bool not in kinds and isinstance(value, bool):
         raise ConfigError(f"'{name}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean.", source=source)
     if not isinstance(value, kinds):
+        quote = (f" YAML read it as a number: quote it ({key}: \"{value}\") if it names a column or file."
+                 if kinds == (str,) and isinstance(value, (int, float)) else "")
         raise ConfigError(
-            f"'{name}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__} {value!r}.",
+            f"'{name}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__} {value!r}.{quote}",
             source=source,
         )
     return value
@@ -432,6 +434,12 @@ def _refuse_same_files(paths: dict[str, str | None], source: str | None) -> None
             raise ConfigError(f"'{key}' and '{seen[real]}' are the same file ({path}); each must hold its own rows: "
                               "validation and test rows set aside from the data, and from each other.", source=source)
         seen[real] = key
+    for key, path in paths.items():  # a curated file inside the data folder is read as data too
+        for other, folder in paths.items():
+            if other != key and path and folder and "://" not in path + folder and read_as_data_of(folder, path):
+                raise ConfigError(f"'{key}' ({path}) lies in the '{other}' folder ({folder}), which reads every data "
+                                  "file in it: its rows would be valued as data as well. Move it out of that folder.",
+                                  source=source)
 
 
 def torch_seed(seed: int) -> int:
@@ -545,7 +553,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     """
     _check_keys("", raw, set(_TOP_KEYS), source)
     for key in ("data", "target"):
-        if not raw.get(key):
+        if raw.get(key) is None or raw.get(key) == "":  # a column named 0 is there: its type is checked below
             raise ConfigError(f"'{key}' is required.", source=source)
     base = Path(base_dir)
 
@@ -666,10 +674,12 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
         values["test_path"] = resolve(values["test_path"])
     _refuse_same_files({"data": data, "validation.path": validation.path if validation.strategy == "file" else None,
                         "test_path": values.get("test_path")}, source)
-    dataset = values.pop("dataset", None) or data_stem(Path(str(data)).name)  # loans.csv.gz: "loans"
+    named = values.pop("dataset", None)
+    dataset = named or data_stem(Path(str(data)).name)  # loans.csv.gz: "loans"
     if not DATASET_NAME_RE.fullmatch(dataset):
-        raise ConfigError(f"'dataset' {dataset!r} may only hold letters, digits, '.', '_' and '-', and not only dots "
-                          "(it names folders in the workspace).", source=source)
+        whence = "" if named else " (taken from the data file's name, as no 'dataset' is set: set one)"
+        raise ConfigError(f"'dataset' {dataset!r}{whence} may only hold letters, digits, '.', '_' and '-', and not only "
+                          "dots (it names folders in the workspace).", source=source)
     config = PipelineConfig(
         data=str(data), dataset=dataset, include=tuple(features["include"]) if features.get("include") else None,
         exclude=tuple(features.get("exclude") or ()), categorical=tuple(features.get("categorical") or ()),

@@ -32,6 +32,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     data_suffix,
     is_csv_file,
     is_gzip_csv,
+    read_as_data_of,
     open_csv_text,
     _host_tag,
     atomic_write,
@@ -127,7 +128,8 @@ def closest_name(name: str, names: Sequence[str]) -> str | None:
     by spelling; None when nothing is close."""
     import difflib
 
-    near = [n for n in names if n.casefold() == name.casefold()][:1] or difflib.get_close_matches(name, list(names), n=1)
+    same = unicode_form(name).casefold()
+    near = [n for n in names if unicode_form(n).casefold() == same][:1] or difflib.get_close_matches(name, list(names), n=1)
     return near[0] if near else None
 
 
@@ -135,8 +137,19 @@ def missing_column_hint(name: str, names: Sequence[str]) -> str:
     """The tail of a missing-column error: "; did you mean 'label'? Columns are [...]." (:func:`closest_name`),
     or ". Columns are [...]." when nothing is close."""
     near = closest_name(name, names)
+    if near is not None and unicode_form(near) == unicode_form(name) and near != name:
+        return (f"; {near!r} looks the same but is written with other Unicode characters (an accent as a separate "
+                "mark, NFD, against one precomposed character, NFC): write the name as the data file does, or "
+                "save the file with NFC names.")
     return ((f"; did you mean {near!r}?" if near else ".") + f" Columns are {list(names[:10])}"
             + (f" and {len(names) - 10} more." if len(names) > 10 else "."))
+
+
+def unicode_form(name: str) -> str:
+    """``name`` in Unicode's NFC form: names that print the same compare equal."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name)
 
 
 def data_columns(path: str | os.PathLike[str]) -> list[str] | None:

@@ -383,6 +383,64 @@ def test_a_server_that_refuses_the_connection_is_named_not_called_a_bug(monkeypa
     assert "is the Prefect server at http://127.0.0.1:8/api (PREFECT_API_URL) running?" in capsys.readouterr().err
 
 
+def test_a_bad_regression_target_in_the_validation_file_is_named_with_its_file_and_line(tmp_path, capsys) -> None:
+    """It said "y_val has 1 NaN/inf target value(s)" (an internal name, no file), and for a typo "use
+    task='classification'"; the training file's target was already named properly."""
+    rng = np.random.default_rng(0)
+
+    def frame(n: int) -> pd.DataFrame:
+        x = rng.normal(size=n)
+        return pd.DataFrame({"x": x, "z": rng.normal(size=n), "y": 2 * x + rng.normal(scale=0.1, size=n)})
+
+    frame(80).to_csv(tmp_path / "train.csv", index=False)
+    valid = frame(20).astype({"y": object})
+    for bad, message in ((np.nan, "target 'y' has 1 missing (NaN/None) value(s), first at row 3"),
+                         ("oops", "regression target 'y' has non-numeric value(s) 'oops' at row 3")):
+        valid.loc[3, "y"] = bad
+        valid.to_csv(tmp_path / "valid.csv", index=False)
+        out = tmp_path / "out" / "v.parquet"
+        assert main(["value", str(tmp_path / "train.csv"), "--target", "y", "--validation", str(tmp_path / "valid.csv"),
+                     "--out", str(out), "--epochs", "2", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'valid.csv'}: {message}" in err and "row 3 is line 5 of the file" in err, err
+        assert "y_val" not in err and not out.exists()
+
+
+def test_a_validation_file_inside_the_data_folder_is_refused(tables, tmp_path, capsys) -> None:
+    """The folder is read whole: the validation rows were valued as training rows, against themselves (a warning)."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "train.csv").write_bytes(tables["train"].read_bytes())
+    pd.read_parquet(tables["valid"]).to_csv(folder / "valid.csv", index=False)
+    out = tmp_path / "v.parquet"
+    assert main(["value", str(folder), "--target", "label", "--validation", str(folder / "valid.csv"),
+                 "--out", str(out), "--epochs", "2", "--quiet"]) == 2
+    assert "--validation lies in the folder" in capsys.readouterr().err and not out.exists()
+
+
+def test_column_names_that_differ_only_in_unicode_form_are_named_as_such(tables, tmp_path, capsys) -> None:
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    pd.read_csv(tables["train"]).rename(columns={"a": nfc}).to_csv(tmp_path / "train.csv", index=False)
+    pd.read_parquet(tables["valid"]).rename(columns={"a": nfd}).to_csv(tmp_path / "valid.csv", index=False)
+    out = tmp_path / "v.parquet"
+    args = ["value", str(tmp_path / "train.csv"), "--validation", str(tmp_path / "valid.csv"), "--out", str(out),
+            "--id-column", "id", "--epochs", "2", "--quiet"]
+    assert main([*args, "--target", "label"]) == 2
+    assert "looks the same as 'café' but is written with other Unicode characters" in capsys.readouterr().err
+    assert main([*args, "--target", nfd]) == 2  # the training file has the name in the other form
+    assert (f"target column {nfd!r} not found in the training file; {nfc!r} looks the same but is written with other "
+            "Unicode characters") in capsys.readouterr().err
+
+
+def test_a_manifest_that_is_not_text_is_a_bad_run_folder_not_a_bug(tmp_path, capsys) -> None:
+    (tmp_path / "manifest.json").write_bytes(b"\xff\xfe{}")
+    assert main(["verify", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "not valid JSON: not UTF-8 text" in err and "a bug" not in err, err
+
+
 def test_a_path_of_the_wrong_kind_is_named_as_such(tmp_path, capsys) -> None:
     table = tmp_path / "kept.parquet"
     table.write_bytes(b"PAR1")

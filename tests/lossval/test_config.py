@@ -63,6 +63,11 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "validation": {"strategy": "column"}}, "needs 'validation.column'"),
         ({**BASE, "validation": {"strategy": "latest"}}, "needs 'validation.timestamp_column'"),
         ({"target": "y"}, "'data' is required"),
+        ({"data": "d.csv", "target": 0}, "'target' must be str, got int 0. YAML read it as a number: quote it "
+                                         "(target: \"0\")"),  # a column named 0: not "required"
+        ({"data": "d.csv", "target": ""}, "'target' is required"),
+        ({"data": "data/loans ü.csv", "target": "y"}, "'dataset' 'loans ü' (taken from the data file's name, as no "
+                                                      "'dataset' is set: set one) may only hold letters"),
         ({**BASE, "test_fraction": 0}, "'test_fraction' must be in (0, 0.9]"),
         ({**BASE, "dataset": "a b"}, "may only hold letters"),
         ({**BASE, "id_column": "y"}, "'id_column' and 'target' are both 'y'"),
@@ -107,6 +112,24 @@ def test_errors_name_the_key(raw: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_dict(raw, source="cfg.yaml")
     assert message in str(info.value) and str(info.value).startswith("cfg.yaml: ")
+
+
+def test_a_curated_file_inside_the_data_folder_is_refused(tmp_path: Path) -> None:
+    """A folder input reads every data file in it: a validation or test file there would be valued as data too."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for name in ("a.csv", "valid.csv", ".hidden.csv", "notes.txt"):
+        (folder / name).write_text("x,y\n1,2\n")
+    with pytest.raises(ConfigError, match=r"'validation.path' \(.*valid.csv\) lies in the 'data' folder"):
+        config_from_dict({"data": "exports", "target": "y", "validation": {"strategy": "file", "path": "exports/valid.csv"}},
+                         base_dir=tmp_path, source="cfg.yaml")
+    with pytest.raises(ConfigError, match="'test_path' .* lies in the 'data' folder"):
+        config_from_dict({"data": str(folder), "target": "y", "test_path": str(folder / "valid.csv")}, base_dir=tmp_path)
+    # files the folder does not read as data: hidden, another suffix, or the folder elsewhere
+    for path in (folder / ".hidden.csv", folder / "notes.txt"):
+        config_from_dict({"data": str(folder), "target": "y", "test_path": str(path)}, base_dir=tmp_path)
+    config_from_dict({"data": str(folder / "a.csv"), "target": "y", "test_path": str(folder / "valid.csv")},
+                     base_dir=tmp_path)
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
