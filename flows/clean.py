@@ -82,9 +82,10 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     run_id = f"{config.dataset}-{started:%Y%m%dT%H%M%SZ}-{fr_id[:8]}"
     for stale in sweep_stale_runs(ws.root / "runs"):
         log.warning("removed %s, the unfinished folder of a run that was killed", stale.name)
-    # values/ and snapshots/ hold only lossval's files: a temp file there whose writer cannot be
+    # values/, snapshots/, runs/ and locks/ hold only lossval's files: a temp file there whose writer cannot be
     # checked (another host, the naming before writers were recorded) is abandoned after a day.
-    for orphan in sweep_orphaned_temp_files(ws.root / "values", ws.root / "snapshots", stale_after_s=ONE_DAY_S):
+    for orphan in sweep_orphaned_temp_files(ws.root / "values", ws.root / "snapshots", ws.root / "runs",
+                                            ws.locks_dir, stale_after_s=ONE_DAY_S):
         log.warning("removed %s, the temporary file of a write that was killed", orphan.relative_to(ws.root))
     staging = begin_run(ws.root / "runs", run_id)
     try:

@@ -32,6 +32,7 @@ __all__ = [
     "check_writable_folder",
     "make_temp",
     "process_alive",
+    "pid_namespace",
     "sweep_orphaned_temp_files",
     "pause_point",
     "write_json",
@@ -162,12 +163,27 @@ def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:
 _TMP_OWNER = re.compile(r"~(?P<host>[A-Za-z0-9._-]{1,64})~(?P<pid>[0-9]{1,10})~[^~]*$")
 
 
+def pid_namespace() -> str:
+    """This process's PID namespace (its inode; "" where ``/proc`` does not say).
+
+    A recorded PID can be checked only from the same namespace: containers that share a host
+    name (``--uts=host``, ``hostNetwork`` pods) do not share PIDs.
+    """
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def _host_tag() -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"
+    """Host name and PID namespace, as temp-file names carry them: a writer checkable from here has this tag."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:48] or "host"
+    ns = pid_namespace()
+    return f"{host}.ns{ns}" if ns else host
 
 
 def make_temp(final: Path) -> tuple[int, str]:
-    """``tempfile.mkstemp`` next to ``final``, named ``.tmp-<name>~<host>~<pid>~<random>``.
+    """``tempfile.mkstemp`` next to ``final``, named ``.tmp-<name>~<host>.ns<pid namespace>~<pid>~<random>``.
 
     Returns:
         ``(fd, path)`` as ``mkstemp`` does; the caller closes ``fd``.

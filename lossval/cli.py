@@ -489,7 +489,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if note is not None:
         print(f"note: {note}")
     tracking = manifest.get("mlflow") or {}
-    if tracking.get("status") not in (None, "ok"):
+    if tracking.get("status") == "pending":  # stopped after its data outputs, while logging or just after
+        print(f"note: this run's MLflow outcome was not recorded (it stopped while logging or registering, or could "
+              f"not write its manifest after that); a model may have been registered from it: look for runs tagged "
+              f"lossval_run_id = '{manifest.get('run_id')}' in {tracking.get('tracking_uri', 'its MLflow store')}")
+    elif tracking.get("status") not in (None, "ok"):
         print(f"note: MLflow tracking {tracking['status']} for this run; no model was registered from it")
     return EXIT_OK
 

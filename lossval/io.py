@@ -35,6 +35,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     read_as_data_of,
     open_csv_text,
     _host_tag,
+    pid_namespace,
     atomic_write,
     check_writable_folder,
     json_default,

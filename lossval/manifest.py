@@ -28,13 +28,14 @@ import datetime as dt
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lossval.errors import InputError
-from lossval.io import file_sha256, process_alive, read_json, write_json
+from lossval.io import file_sha256, pid_namespace, process_alive, read_json, write_json
 
 __all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "content_hash_note", "row_counts", "begin_run",
            "complete_run", "discard_run", "sweep_stale_runs", "relocate"]
@@ -43,6 +44,8 @@ MANIFEST_NAME = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 _OWNER_NAME = "owner.json"
 _PARTS = ("validation", "test", "kept", "quarantine")
+#: A ``.partial`` folder with no owner record, untouched this long, was left by a run killed as it began.
+OWNERLESS_STALE_S = 24 * 3600
 
 
 def begin_run(runs_root: Path, run_id: str) -> Path:
@@ -53,7 +56,7 @@ def begin_run(runs_root: Path, run_id: str) -> Path:
     """
     partial = Path(runs_root) / f"{run_id}{PARTIAL_SUFFIX}"
     partial.mkdir(parents=True, exist_ok=False)
-    write_json({"pid": os.getpid(), "host": socket.gethostname(),
+    write_json({"pid": os.getpid(), "host": socket.gethostname(), "pid_ns": pid_namespace(),
                 "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, partial / _OWNER_NAME)
     return partial
 
@@ -77,6 +80,8 @@ def discard_run(partial: Path) -> None:
 def _owner_alive(owner: dict[str, Any]) -> bool:
     if owner.get("host") != socket.gethostname():
         return True  # another machine's run: we cannot tell, so leave it
+    if owner.get("pid_ns", pid_namespace()) != pid_namespace():
+        return True  # another container on this host (its own PIDs): we cannot tell either
     try:
         pid = int(owner["pid"])
     except (KeyError, TypeError, ValueError):
@@ -98,11 +103,24 @@ def sweep_stale_runs(runs_root: Path) -> list[Path]:
         try:
             owner = read_json(partial / _OWNER_NAME)
         except InputError:
-            continue  # no readable owner yet (a run starting right now): leave it
+            # No readable owner: a run starting right now (it writes one at once), or one killed before it could.
+            if _untouched_for(partial) > OWNERLESS_STALE_S:
+                discard_run(partial)
+                removed.append(partial)
+            continue
         if not _owner_alive(owner):
             discard_run(partial)
             removed.append(partial)
     return removed
+
+
+def _untouched_for(folder: Path) -> float:
+    """Seconds since anything in ``folder`` (or the folder itself) last changed; 0 when that cannot be read."""
+    try:
+        newest = max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+    except OSError:
+        return 0.0
+    return time.time() - newest
 
 
 def relocate(paths: dict[str, Any], src: Path, dst: Path) -> dict[str, Any]:

@@ -141,7 +141,12 @@ def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str]
 
 def _process_tags() -> dict[str, str]:
     """Which process logs: host, and pid with the process's start time (a reused pid is not taken for it)."""
-    return {"lossval_host": socket.gethostname(), "lossval_process": _process_token(os.getpid()) or str(os.getpid())}
+    from lossval.io import pid_namespace
+
+    tags = {"lossval_host": socket.gethostname(), "lossval_process": _process_token(os.getpid()) or str(os.getpid())}
+    if pid_namespace():  # a pid means something only in its namespace (containers may share a host name)
+        tags["lossval_pid_ns"] = pid_namespace()
+    return tags
 
 
 def _process_token(pid: int) -> str | None:
@@ -194,6 +199,8 @@ def close_abandoned_runs(client: Any, experiment_id: str) -> list[str]:
     Returns:
         The ids of the runs closed.
     """
+    from lossval.io import pid_namespace
+
     host = socket.gethostname()
     if "'" in host or "\\" in host:  # cannot be quoted in a search filter: leave its runs alone
         return []
@@ -201,6 +208,8 @@ def close_abandoned_runs(client: Any, experiment_id: str) -> list[str]:
     for run in client.search_runs([experiment_id], max_results=1000,
                                   filter_string=f"attributes.status = 'RUNNING' and tags.lossval_host = '{host}'"):
         token = run.data.tags.get("lossval_process", "")
+        if run.data.tags.get("lossval_pid_ns", pid_namespace()) != pid_namespace():
+            continue  # another container on this host: its pid cannot be checked from here
         if token and _process_gone(token):
             client.set_tag(run.info.run_id, "lossval_abandoned", f"process {token} ended without closing this run")
             client.set_terminated(run.info.run_id, "KILLED")

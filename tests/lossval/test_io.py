@@ -14,6 +14,7 @@ import pytest
 from lossval.errors import InputError
 from lossval.io import (
     _host_tag,
+    pid_namespace,
     assign_row_ids,
     atomic_write,
     csv_line_of_row,
@@ -85,8 +86,11 @@ def test_temp_files_name_their_writer_and_only_orphans_are_swept(tmp_path: Path)
     host, dead = _host_tag(), dead_pid()
     (tmp_path / "sub").mkdir()
     orphans = [tmp_path / f".tmp-a.json~{host}~{dead}~x1", tmp_path / "sub" / f".tmp-b.parquet~{host}~{dead}~x2"]
+    assert _host_tag().endswith(f".ns{pid_namespace()}")  # a pid is checkable only in its own namespace
+    other_ns = _host_tag().rsplit(".ns", 1)[0] + ".ns4026531999"  # a container sharing this host name
     kept = [Path(tmp),  # this (live) process's write in flight
             tmp_path / f".tmp-c.json~other-host~{dead}~x3",  # another machine's: cannot tell
+            tmp_path / f".tmp-g.json~{other_ns}~{dead}~x5",  # another PID namespace's: cannot tell either
             tmp_path / ".tmp-d.json-abc123",  # not ours (old-style name): left alone
             tmp_path / "values.parquet"]
     for path in orphans + kept[1:]:

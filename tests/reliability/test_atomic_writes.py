@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossval.io import atomic_write, sweep_orphaned_temp_files, write_parquet
-from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, sweep_stale_runs
+from lossval.io import atomic_write, pid_namespace, sweep_orphaned_temp_files, write_parquet
+from lossval.manifest import (MANIFEST_NAME, OWNERLESS_STALE_S, begin_run, complete_run, discard_run,
+                              sweep_stale_runs)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,11 +115,26 @@ def test_sweep_removes_only_folders_of_dead_processes(tmp_path: Path) -> None:
     (killed / "owner.json").write_text(json.dumps({**owner, "pid": dead.pid}))
     elsewhere = begin_run(tmp_path, "elsewhere")
     (elsewhere / "owner.json").write_text(json.dumps({**owner, "pid": dead.pid, "host": "another-machine"}))
+    # A container sharing this host name (--uts=host, hostNetwork pods): its pids are not ours to check. Seen
+    # by a reviewer with unshare: another namespace's sweep removed a live run's folder and failed it.
+    container = begin_run(tmp_path, "container")
+    assert owner["pid_ns"] == pid_namespace()
+    (container / "owner.json").write_text(json.dumps({**owner, "pid": dead.pid, "pid_ns": "4026531999x"}))
     starting = tmp_path / "starting.partial"
     starting.mkdir()  # no owner file yet
     assert sweep_stale_runs(tmp_path) == [killed]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["alive.partial", "elsewhere.partial", "starting.partial"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alive.partial", "container.partial", "elsewhere.partial",
+                                                          "starting.partial"]
     assert alive.exists()
+    # A run killed before it wrote its owner: its folder, untouched for more than a day, goes; a fresh one stays.
+    (starting / ".tmp-owner.json~h~1~x").write_text("{")
+    long_ago = time.time() - OWNERLESS_STALE_S - 60
+    for path in (starting / ".tmp-owner.json~h~1~x", starting):
+        os.utime(path, (long_ago, long_ago))
+    fresh = tmp_path / "fresh.partial"
+    fresh.mkdir()
+    assert sweep_stale_runs(tmp_path) == [starting]
+    assert not starting.exists() and fresh.exists()
 
 
 # ---------------------------------------------------------------- every write goes through atomic_write

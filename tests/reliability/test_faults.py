@@ -242,6 +242,15 @@ def test_unreachable_mlflow_fails_clearly_keeps_data_consistent_and_rerun_comple
     run_dir = _run_folders(ws)[0]
     assert main(["verify", str(run_dir)]) == 0
     assert "MLflow tracking failed" in capsys.readouterr().out
+    # A run stopped after registering, before its manifest said so (a reviewer's ENOSPC on the last write): verify
+    # said "no model was registered from it" while the registry held one; it now says the outcome is unknown.
+    pending = {**manifest, "mlflow": {**manifest["mlflow"], "status": "pending"}}
+    (run_dir / MANIFEST_NAME).write_text(json.dumps(pending))
+    assert main(["verify", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "MLflow outcome was not recorded" in out and f"lossval_run_id = '{manifest['run_id']}'" in out, out
+    assert "no model was registered" not in out
+    (run_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
 
     # Tracking back (the workspace's sqlite store): the rerun completes and registers the model.
     assert main(["run", str(config), "--workspace", str(ws)]) == 0

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from lossval.config import config_from_dict
-from tasks.track import (CONFIG_ARTIFACT, PARAM_VALUE_LIMIT, _process_token, close_abandoned_runs, fit_params, promote,
-                         replacing)
+from lossval.io import pid_namespace
+from tasks.track import (CONFIG_ARTIFACT, PARAM_VALUE_LIMIT, _process_tags, _process_token, close_abandoned_runs,
+                         fit_params, promote, replacing)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +52,16 @@ def test_runs_left_running_by_a_killed_process_are_closed_and_live_ones_left_alo
     reused_pid = running({"lossval_host": host, "lossval_process": f"{os.getpid()}:1"})
     alive = running({"lossval_host": host, "lossval_process": _process_token(os.getpid())})
     elsewhere = running({"lossval_host": host + "-other", "lossval_process": killed_token})
+    # A container sharing this host name: its pids are its own (a reviewer saw a live run marked KILLED).
+    container = running({"lossval_host": host, "lossval_process": killed_token, "lossval_pid_ns": "4026531999x"})
     someone_else = running({})
+    assert _process_tags()["lossval_pid_ns"] == pid_namespace()
 
     assert sorted(close_abandoned_runs(client, exp)) == sorted([killed, reused_pid])
-    status = {rid: client.get_run(rid).info.status for rid in (killed, reused_pid, alive, elsewhere, someone_else)}
+    status = {rid: client.get_run(rid).info.status
+              for rid in (killed, reused_pid, alive, elsewhere, container, someone_else)}
     assert status == {killed: "KILLED", reused_pid: "KILLED", alive: "RUNNING", elsewhere: "RUNNING",
-                      someone_else: "RUNNING"}
+                      container: "RUNNING", someone_else: "RUNNING"}
     assert "ended without closing" in client.get_run(killed).data.tags["lossval_abandoned"]
     assert close_abandoned_runs(client, exp) == []  # nothing left to close
 
