@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,29 +95,28 @@ def example_rows(test: pd.DataFrame, feature_columns: list[str], n: int = 5) -> 
     return test.loc[:, feature_columns].head(n).reset_index(drop=True)
 
 
-def model_signature(example: pd.DataFrame, predicted: pd.DataFrame) -> Any:
-    """The model's MLflow signature: every feature column by name; numeric ones of any number type.
+def model_signature(example: pd.DataFrame, predicted: pd.DataFrame, *, text_columns: Iterable[str] = ()) -> Any:
+    """The model's MLflow signature: every feature column by name, required, reaching the model as given.
 
     MLflow converts an input column to its declared type and refuses what it cannot convert
     "safely": int64 to double is refused (precision above 2**53), so a signature inferred from
     a float column refuses a batch whose values happen to be whole numbers read as int64, and
-    one inferred from an integer column refuses a batch that writes them ``5.0``.
-    Numeric columns are therefore declared ``Any``: they reach the model as given, and the
-    encoder checks them (a non-numeric value is refused naming the column and the row). So are
-    pandas ``category`` columns, which MLflow would declare ``string`` and then refuse as
-    inputs. Text, boolean and date columns keep their inferred types.
+    one inferred from an integer column refuses a batch that writes them ``5.0``; a column
+    inferred as text refuses pandas ``category`` input and numbers, although the encoder reads
+    ``1``, ``1.0`` and ``"1"`` as one level and reads a text column of numbers as numeric.
+    Feature columns are therefore declared ``Any`` and the encoder checks them (naming the
+    column and row of a value it cannot read). The exception is ``text_columns`` (the config's
+    ``features.categorical``): codes kept as written (``"02139"``), where a number would lose its
+    leading zeros, so they keep their inferred text type. Every column is required, whatever the
+    example's first rows hold (a column missing from a batch is refused by name).
     """
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
     with warnings.catch_warnings():  # its multi-line "integer column(s)" hint concerns typed inputs, which these are not
         warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column", category=UserWarning)
         inferred = infer_signature(example, predicted)
-    # pandas "category" columns (parquet dictionary columns) too: MLflow infers string for them and then
-    # refuses the same category column in the input example or a batch ("cannot safely convert category").
-    as_given = {name for name in example.columns
-                if (pd.api.types.is_numeric_dtype(example[name].dtype) and not pd.api.types.is_bool_dtype(example[name].dtype))
-                or isinstance(example[name].dtype, pd.CategoricalDtype)}
-    inputs = Schema([ColSpec(AnyType(), spec.name, required=spec.required) if spec.name in as_given else spec
-                     for spec in inferred.inputs.inputs])
+    text = set(text_columns)
+    inputs = Schema([ColSpec(spec.type if spec.name in text and spec.type == DataType.string else AnyType(), spec.name,
+                             required=True) for spec in inferred.inputs.inputs])
     return ModelSignature(inputs=inputs, outputs=inferred.outputs)

@@ -222,7 +222,9 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     tol = config.gate.metric_tolerance
     found = _metric_findings(metrics, task=enc.task_, tolerance=tol,
                              refuse_when_all_worse=config.gate.refuse_when_all_worse, limits=config.gate.metric_limits)
-    failures = list(gx_result["failures"]) + [text for _, text in found]
+    # The verdict's deciding reasons first (metrics, then the champion's), the data checks after: a long list of
+    # column-range failures must not bury them (the MLflow description shows the first few).
+    failures = [text for _, text in found]
     champion = None
     test_rows = pd.read_parquet(test) if test is not None else None
     if test_rows is not None and metric == "accuracy" and len(test_rows) and 1 / len(test_rows) > tol:
@@ -234,6 +236,7 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
 
         champion = compare_with_champion(config, workspace, encoder=enc, test=test_rows, after=metrics["after"])
         failures += champion["failures"]
+    failures += list(gx_result["failures"])
     todo = remedies(gx_failed=gx_result["failed"], metric_rules=[rule for rule, _ in found], champion=champion,
                     suite=suite, target=config.target, policy=config.pruning.policy,
                     soft=config.retrain.mode == "soft") if failures else []

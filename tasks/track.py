@@ -238,7 +238,15 @@ SHAPE_PARAMS = frozenset({"n_inputs", "n_outputs", "n_layers", "width"})
 
 # MLflow keeps at most this many characters of a param value and cuts the rest with a warning.
 PARAM_VALUE_LIMIT = 6000
+#: Text tags (gate_failures, params_unused) stay below MLflow's 8000-character tag limit, cut by us, saying so.
+TAG_TEXT_LIMIT = 5000
+#: The run description (mlflow.note.content, a tag that promote() rewrites) before its registry line: the whole
+#: stays below MLflow's 8000 characters, so the verdict, what to do and the registry line always show.
+DESCRIPTION_LIMIT = 6500
+FAILURES_SHOWN = 8  # gate failures listed in the description; the rest are counted
+FAILURE_TEXT_LIMIT = 600  # characters of one failure in the description
 CONFIG_ARTIFACT = "config/config.json"
+GATE_ARTIFACT = "gate/gate.json"  # the gate stage's gate.json, logged under gate/
 
 
 def fit_params(params: dict[str, str], *, limit: int = PARAM_VALUE_LIMIT) -> dict[str, str]:
@@ -324,12 +332,14 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
         tags.update({k: v for k, v in (("run_dir", run_dir), ("lossval_run_id", lossval_run_id)) if v})
         unused = config.unused_keys(task=retrain["task"])
         if unused:  # every key is a param, defaults included: say which ones this run's choices leave unread
-            tags["params_unused"] = "; ".join(f"{k} ({why})" for k, why in unused.items())[:5000]
+            tags["params_unused"] = _cut("; ".join(f"{k} ({why})" for k, why in unused.items()), TAG_TEXT_LIMIT,
+                                         f"the config is the artifact {CONFIG_ARTIFACT}")
         champion = gate.get("champion") or {}
         if champion.get("metrics"):
             tags["champion_version_compared"] = str(champion["champion"])
         if not gate["passed"]:
-            tags["gate_failures"] = "; ".join(gate["failures"])[:5000]
+            tags["gate_failures"] = _cut("; ".join(gate["failures"]), TAG_TEXT_LIMIT,
+                                         f"the whole list is the artifact {GATE_ARTIFACT}")
         elsewhere = _artifacts_elsewhere(client, experiment_id, uri, workspace)
         if elsewhere:
             get_run_logger().warning(
@@ -511,11 +521,13 @@ def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str, inp
     network = write_model_spec(work / MODEL_SPEC_NAME, n_inputs=retrain["n_inputs"], n_outputs=retrain["n_outputs"],
                                task=retrain["task"], n_layers=retrain["n_layers"], width=retrain["width"])
     artifacts = {"encoder": str(encoder), "weights": str(retrain["model_state"]), "network": str(network)}
-    example = example_rows(pd.read_parquet(test), TabularEncoder.load(encoder).feature_columns_)
+    fitted = TabularEncoder.load(encoder)
+    example = example_rows(pd.read_parquet(test), fitted.feature_columns_)
     predicted = LossvalPyfunc().load(**artifacts).predict(None, example)
     mlflow.pyfunc.save_model(
         str(path), python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(package)],
-        signature=model_signature(example, predicted), input_example=example if input_example else None,
+        signature=model_signature(example, predicted, text_columns=fitted.categorical or ()),
+        input_example=example if input_example else None,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
                           f"numpy=={np.__version__}", f"pyarrow=={pyarrow.__version__}"])
     return path
@@ -550,12 +562,25 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
              "values reused from an earlier run on the same snapshot and settings" if value.get("cached") else ""]
     if any(notes):
         lines += ["", "Values: " + "; ".join(n for n in notes if n) + "."]
-    lines += ["", "Gate: passed." if gate["passed"] else
-              "Gate: **failed**, not promoted: " + "; ".join(gate["failures"]) + "."]
+    failures = [_cut(f, FAILURE_TEXT_LIMIT, "in full in the artifact " + GATE_ARTIFACT) for f in gate["failures"]]
+    shown = failures[:FAILURES_SHOWN]
+    if len(failures) > len(shown):
+        shown.append(f"and {len(failures) - len(shown)} more (every one is in the artifact {GATE_ARTIFACT})")
+    lines += ["", "Gate: passed." if gate["passed"] else "Gate: **failed**, not promoted: " + "; ".join(shown) + "."]
     if not gate["passed"] and gate["remedies"]:
-        lines += ["", "What to do: " + " ".join(gate["remedies"])]
-    lines += ["", REGISTRATION_PENDING]
-    return "\n".join(lines)
+        lines += ["", _cut("What to do: " + " ".join(gate["remedies"]), FAILURE_TEXT_LIMIT * 2,
+                           "every remedy is in the artifact " + GATE_ARTIFACT)]
+    # MLflow cuts a tag value at 8000 characters when promote() rewrites it: the registry line must fit.
+    body = _cut("\n".join(lines), DESCRIPTION_LIMIT, f"the gate's findings are in the artifact {GATE_ARTIFACT}")
+    return body + "\n\n" + REGISTRATION_PENDING
+
+
+def _cut(text: str, limit: int, where: str) -> str:
+    """``text``, or its first part and a note saying it was cut and where the rest is (never a silent fragment)."""
+    if len(text) <= limit:
+        return text
+    note = f" ... [cut: {len(text)} characters in all; {where}]"
+    return text[:max(0, limit - len(note))] + note
 
 
 # The description's last line until promote() registers the model and says what it did (a failed

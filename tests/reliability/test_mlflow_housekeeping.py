@@ -237,3 +237,30 @@ def test_the_registered_model_s_description_says_what_its_champion_returns_for_i
     assert "predicted class" in said and "probability[<class>] column per class" in said
     client.update_registered_model("lossval-described", description="Ours: the churn model.")  # a team's own words
     assert promoted("regression", "third") == "Ours: the churn model."
+
+
+def test_a_refused_runs_description_keeps_its_verdict_remedies_and_registry_line_within_mlflows_limit() -> None:
+    """A reviewer's run with 100 drifted columns: the description passed MLflow's 8000-character tag limit when
+    promote() rewrote it, so it ended mid-word without "What to do" or the registry line, and the deciding metric
+    failure, listed after 100 range failures, showed nowhere."""
+    from tasks.track import DESCRIPTION_LIMIT, GATE_ARTIFACT, REGISTRATION_PENDING, _cut, _run_description
+
+    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": "wide"})
+    metrics = {"before": {"accuracy": 0.9, "macro_f1": 0.9, "log_loss": 0.3},
+               "after": {"accuracy": 0.9, "macro_f1": 0.8, "log_loss": 0.5}}
+    stages = {"split": {"rows": {"train": 1000}}, "prune": {"rows_kept": 800, "rows_pruned": 200},
+              "retrain": {"metrics": metrics}, "value": {}}
+    pruning = {"policy": "two_means", "flagged": 300, "quarantined": 200, "protected": 0, "cap_hit": True,
+               "class_cap_hit": False, "capped_classes": [], "max_prune_fraction": 0.2, "threshold": 0.5}
+    deciding = "accuracy unchanged, no metric improved and macro_f1, log_loss got worse (gate.refuse_when_all_worse)"
+    ranges = [f"expect_column_values_to_be_between(x{i}): 53.3% unexpected " + "sample values " * 20 for i in range(100)]
+    gate = {"passed": False, "failures": [deciding, *ranges], "remedies": ["Prune less. " * 10, "Check the data. " * 10]}
+    text = _run_description(config, stages, gate, pruning)
+    assert text.endswith("\n\n" + REGISTRATION_PENDING) and len(text) <= DESCRIPTION_LIMIT + len(REGISTRATION_PENDING) + 2
+    assert deciding in text and "What to do: Prune less." in text
+    assert f"and 93 more (every one is in the artifact {GATE_ARTIFACT})" in text
+    registered = text.replace(REGISTRATION_PENDING, "Model registry: lossval-wide version 1 is challenger only. " * 20)
+    assert len(registered) < 8000  # what promote() writes back fits MLflow's tag limit whole
+    assert _cut("abc", 10, "x") == "abc"
+    cut = _cut("a" * 100, 60, "the rest is in f.json")
+    assert len(cut) <= 60 and cut.endswith("[cut: 100 characters in all; the rest is in f.json]")
