@@ -343,6 +343,9 @@ def _cmd_value(args: argparse.Namespace) -> int:
     if len(inputs) == 1:  # every row would be valued against itself
         raise InputError("--validation is the training data itself; give rows set aside from training (a trusted "
                          "split), not the data being valued.", source=args.validation)
+    if args.id_column is not None and args.id_column == args.target:
+        raise InputError(f"--id-column and --target are both {args.target!r}: row ids name rows, the target is what "
+                         "is predicted; give the id column, or leave --id-column out.")
     for inner, folder, name in ((args.validation, args.data, "--validation"), (args.data, args.validation, "DATA")):
         if read_as_data_of(folder, inner):
             raise InputError(f"{name} lies in the folder {folder}, which is read as a whole: its rows would be on both "

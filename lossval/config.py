@@ -574,6 +574,9 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
             hint = (f" YAML read one item as {odd!r}: quote column names that contain ': ' or read as another type "
                     "(numbers, yes/no, null), e.g. [\"Unnamed: 0\", \"2021\"]." if odd is not None else "")
             raise ConfigError(f"'features.{k}' must be a list of column names.{hint}", source=source)
+    if features.get("include") == []:  # an empty list would read as "every column", the opposite of what it says
+        raise ConfigError("'features.include' is an empty list: name the feature columns, or leave the key out to use "
+                          "every column but the target, the id column and features.exclude.", source=source)
     both = [c for c in features.get("numeric") or () if c in set(features.get("categorical") or ())]
     if both:
         raise ConfigError(f"column(s) {both} are in both 'features.numeric' and 'features.categorical'; a column is "

@@ -82,6 +82,7 @@ def test_value_names_the_columns_it_clipped_and_counts_identical_rows(tables: di
         (["--target", "labl"], "target column 'labl' not found in the training file; did you mean 'label'?"),
         (["--target", "LABEL"], "target column 'LABEL' not found in the training file; did you mean 'label'?"),
         (["--target", "label", "--id-column", "missing"], "id column 'missing' not found"),
+        (["--target", "label", "--id-column", "label"], "--id-column and --target are both 'label'"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_named_problem(tables, tmp_path, capsys, args, message) -> None:

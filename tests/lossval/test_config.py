@@ -66,6 +66,7 @@ def test_example_config_is_valid() -> None:
         ({"data": "d.csv", "target": 0}, "'target' must be str, got int 0. YAML read it as a number: quote it "
                                          "(target: \"0\")"),  # a column named 0: not "required"
         ({"data": "d.csv", "target": ""}, "'target' is required"),
+        ({"data": "d.csv", "target": "y", "features": {"include": []}}, "'features.include' is an empty list"),
         ({"data": "data/loans ü.csv", "target": "y"}, "'dataset' 'loans ü' (taken from the data file's name, as no "
                                                       "'dataset' is set: set one) may only hold letters"),
         ({**BASE, "test_fraction": 0}, "'test_fraction' must be in (0, 0.9]"),
