@@ -44,7 +44,6 @@ BASE_METHODS = ("lossval", "lossval_paper", "loss_mixture", "plain_loss", "plain
 PEER_METHODS = ("cleanlab_label_quality", "cleanlab_knn_shapley")
 QUICK_DATASETS = ("cls_breast_cancer", "reg_diabetes")
 SUITE_FRACTIONS = (0.05, 0.1, 0.15, 0.2)  # the issue's noise rates
-LOSS_MIXTURE_LAST_EPOCHS = 5
 PLAIN_LAST_EPOCHS = 5
 VALID_NOISE_SEED_OFFSET = 1000  # the noisy validation split uses seed + this
 MIN_PRUNE_GAP = 0.005  # accuracy / R^2 points; below it "gap recovered" is a ratio of noise
@@ -341,8 +340,8 @@ def run_chunk(cfg: Config, dataset: str, noise: str) -> list[dict[str, Any]]:
                     fits[method] = (lv.values_, seconds, {})
                     if method == "lossval" and "loss_mixture" in cfg.methods:
                         t1 = time.perf_counter()
-                        # as a run computes it (identical rows share one P(noisy) under average_duplicates)
-                        p_noisy = lv.noise_probability(last_epochs=LOSS_MIXTURE_LAST_EPOCHS)
+                        # as a run computes it: the default last epochs (10), identical rows sharing one P(noisy)
+                        p_noisy = lv.noise_probability()
                         fits["loss_mixture"] = (1.0 - p_noisy, seconds + time.perf_counter() - t1, {})
                 for method in cfg.methods:
                     if method not in fits:
