@@ -106,11 +106,13 @@ def sweep_stale_runs(runs_root: Path) -> list[Path]:
             # No readable owner: a run starting right now (it writes one at once), or one killed before it could.
             if _untouched_for(partial) > OWNERLESS_STALE_S:
                 discard_run(partial)
-                removed.append(partial)
+                if not partial.exists():  # rmtree ignores errors: report only what went
+                    removed.append(partial)
             continue
         if not _owner_alive(owner):
             discard_run(partial)
-            removed.append(partial)
+            if not partial.exists():
+                removed.append(partial)
     return removed
 
 

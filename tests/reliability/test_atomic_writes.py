@@ -137,6 +137,21 @@ def test_sweep_removes_only_folders_of_dead_processes(tmp_path: Path) -> None:
     assert not starting.exists() and fresh.exists()
 
 
+def test_a_folder_the_sweep_could_not_remove_is_not_reported_removed(tmp_path: Path, monkeypatch) -> None:
+    import json
+    import shutil
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = begin_run(tmp_path, "killed")
+    owner = json.loads((killed / "owner.json").read_text())
+    (killed / "owner.json").write_text(json.dumps({**owner, "pid": dead.pid}))
+    monkeypatch.setattr(shutil, "rmtree", lambda *a, **k: None)  # a file it may not delete (another user's, say)
+    assert sweep_stale_runs(tmp_path) == [] and killed.exists()
+    monkeypatch.undo()
+    assert sweep_stale_runs(tmp_path) == [killed] and not killed.exists()
+
+
 # ---------------------------------------------------------------- every write goes through atomic_write
 
 _WRITERS = {"to_parquet", "to_csv", "to_json", "write_text", "write_bytes", "savefig", "write_table"}
