@@ -55,8 +55,8 @@ def data_suffix(name: str | os.PathLike[str]) -> str | None:
 def read_as_data_of(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
     """Whether a folder input ``folder`` reads ``path`` as one of its data files (a data file directly in it)."""
     f, p = Path(folder), Path(path)
-    return (f.is_dir() and p.absolute().parent.resolve() == f.resolve() and data_suffix(p.name) is not None
-            and not p.name.startswith("."))
+    return (f.is_dir() and p.is_file() and p.absolute().parent.resolve() == f.resolve()
+            and data_suffix(p.name) is not None and not p.name.startswith("."))
 
 
 def data_stem(name: str) -> str:
@@ -225,6 +225,7 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
     """
     removed: list[Path] = []
     host = _host_tag()
+    legacy = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"  # names before namespaces were
     now = time.time()
     for root in map(Path, roots):
         if not root.is_dir():
@@ -234,7 +235,7 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
             if not path.is_file():
                 continue
             match = _TMP_OWNER.search(path.name)
-            if match is not None and match["host"] == host:
+            if match is not None and match["host"] in (host, legacy):  # legacy: named before namespaces were
                 if process_alive(int(match["pid"])):
                     continue
             else:

@@ -423,8 +423,10 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
     return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
 
 
-def _refuse_same_files(paths: dict[str, str | None], source: str | None) -> None:
-    """Refuse two of data / validation / test naming one file or folder (rows valued or scored against themselves)."""
+def _refuse_same_files(paths: dict[str, str | None], source: str | None, *,
+                       as_written: dict[str, str | None] | None = None) -> None:
+    """Refuse two of data / validation / test naming one file or folder, or a file in another's folder (rows valued or
+    scored against themselves); ``as_written``: the same paths before symlinks were resolved."""
     seen: dict[Path, str] = {}
     for key, path in paths.items():
         if path is None or "://" in path:
@@ -434,8 +436,11 @@ def _refuse_same_files(paths: dict[str, str | None], source: str | None) -> None
             raise ConfigError(f"'{key}' and '{seen[real]}' are the same file ({path}); each must hold its own rows: "
                               "validation and test rows set aside from the data, and from each other.", source=source)
         seen[real] = key
-    for key, path in paths.items():  # a curated file inside the data folder is read as data too
-        for other, folder in paths.items():
+    # A curated file inside the data folder is read as data too. Checked on the paths as written (made absolute, not
+    # resolved): a symlink in the folder is read through, whatever it points at.
+    written = as_written or paths
+    for key, path in written.items():
+        for other, folder in written.items():
             if other != key and path and folder and "://" not in path + folder and read_as_data_of(folder, path):
                 raise ConfigError(f"'{key}' ({path}) lies in the '{other}' folder ({folder}), which reads every data "
                                   "file in it: its rows would be valued as data as well. Move it out of that folder.",
@@ -675,8 +680,14 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     data = resolve(values.pop("data"))
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])
+    def absolute(p: Any) -> str | None:
+        return None if not p or "://" in str(p) else os.path.abspath(os.path.join(base, str(p)))
+
     _refuse_same_files({"data": data, "validation.path": validation.path if validation.strategy == "file" else None,
-                        "test_path": values.get("test_path")}, source)
+                        "test_path": values.get("test_path")}, source,
+                       as_written={"data": absolute(raw.get("data")), "test_path": absolute(raw.get("test_path")),
+                                   "validation.path": absolute((raw.get("validation") or {}).get("path"))
+                                   if validation.strategy == "file" else None})
     named = values.pop("dataset", None)
     dataset = named or data_stem(Path(str(data)).name)  # loans.csv.gz: "loans"
     if not DATASET_NAME_RE.fullmatch(dataset):

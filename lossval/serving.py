@@ -116,7 +116,9 @@ def model_signature(example: pd.DataFrame, predicted: pd.DataFrame, *, text_colu
     with warnings.catch_warnings():  # its multi-line "integer column(s)" hint concerns typed inputs, which these are not
         warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column", category=UserWarning)
         inferred = infer_signature(example, predicted)
-    text = set(text_columns)
+    # A pandas category column (a parquet dictionary column) is inferred as string and then refused as input
+    # ("cannot safely convert category"), the input example included: Any, even when declared categorical.
+    text = {c for c in text_columns if c in example.columns and not isinstance(example[c].dtype, pd.CategoricalDtype)}
     inputs = Schema([ColSpec(spec.type if spec.name in text and spec.type == DataType.string else AnyType(), spec.name,
                              required=True) for spec in inferred.inputs.inputs])
     return ModelSignature(inputs=inputs, outputs=inferred.outputs)

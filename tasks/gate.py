@@ -106,7 +106,8 @@ _INVARIANTS = {("expect_column_values_to_be_unique", "row_id"), ("expect_column_
 
 def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict | None, suite: str,
              target: str, policy: str = "two_means", soft: bool = False) -> list[str]:
-    """What a user can do about a refused run, one sentence per kind of failure, in the order the failures are listed.
+    """What a user can do about a refused run, one sentence per kind of failure, in the order the failures are listed
+    (:func:`gate`: metric rules, then the champion, then the data checks).
 
     Args:
         gx_failed: ``validate_frame(...)["failed"]``: type, column and ``meta.why`` of each failed expectation.
@@ -123,26 +124,27 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
     less = _LESS[policy]
     prune_less = f"prune less {less}"
     invariants = {(kind, target if column == "${target}" else column) for kind, column in _INVARIANTS}
-    out: list[str] = []
+    data: list[str] = []  # the data checks' remedies: listed last, as their failures are
     ranged = [f["column"] for f in gx_failed if f["why"] == RANGE_WHY]
     for f in gx_failed:
         if f["type"] == "expect_column_distinct_values_to_contain_set" and f["column"] == target:
-            out.append("Pruning removed every row of a class: check whether that class's rows are mislabelled "
+            data.append("Pruning removed every row of a class: check whether that class's rows are mislabelled "
                        f"(quarantine.parquet in the run folder), or {prune_less}.")
         elif f["type"] == "expect_table_row_count_to_be_between":
-            out.append(f"Fewer rows were kept than the suite's minimum: {prune_less}, or lower that minimum if "
+            data.append(f"Fewer rows were kept than the suite's minimum: {prune_less}, or lower that minimum if "
                        f"your suite ({suite}) sets it.")
         elif (f["type"], f["column"]) in invariants:
-            out.append(f"The kept rows fail {f['type']} on {f['column']!r}, which lossval's own steps guarantee "
+            data.append(f"The kept rows fail {f['type']} on {f['column']!r}, which lossval's own steps guarantee "
                        "(ingest refuses empty targets and numbers the rows), so this is a lossval bug: run "
                        "`lossval verify` on the run folder and report its output with gate.json.")
         elif f["why"] == RANGE_WHY:
-            out.append(f"The kept rows' {', '.join(repr(c) for c in ranged[:5])} lie outside the validation split's "
+            data.append(f"The kept rows' {', '.join(repr(c) for c in ranged[:5])} lie outside the validation split's "
                        "widened range (the bounds are in the failed check): the training data and the validation split disagree there (other "
                        "units, a shifted export?); check those columns and the validation choice (validation.*).")
         else:
-            out.append(f"A check of your suite failed on the kept rows: fix the data, or the suite ({suite}) if that "
+            data.append(f"A check of your suite failed on the kept rows: fix the data, or the suite ({suite}) if that "
                        "expectation is wrong.")
+    out: list[str] = []  # the deciding failures' remedies first: metrics, then the champion
     for rule in metric_rules:
         if soft and rule != "primary" and not rule.startswith("unknown:"):
             out.append("Weighting the rows by their values (retrain.mode: soft) gained nothing or lost on the test "
@@ -174,7 +176,7 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
         out.append("The registered champion scores better on this run's test rows: check this data against the "
                    "champion's (a shifted, smaller or mislabelled export?) and compare the two runs in MLflow; raise "
                    "gate.metric_tolerance only if the drop is acceptable.")
-    out = list(dict.fromkeys(out))  # one of each, in order
+    out = list(dict.fromkeys(out + data))  # one of each, in order
     named = [i for i, text in enumerate(out) if less in text]
     for i in named[1:]:  # the keys that prune less are named once, in the first sentence that says it
         out[i] = out[i].replace(f" {less}", "")
@@ -186,7 +188,7 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
          run_dir: str, test: str | None = None, workspace: str | None = None) -> dict:
     """Check the kept rows with the pruned-data suite and the "after" metric against "before".
 
-    Suite parameters: ``target``, ``min_rows = ceil((1 - max_prune_fraction) * rows_train)``,
+    Suite parameters: ``target``, ``min_rows`` (what pruning to max_prune_fraction keeps, :func:`min_kept_rows`),
     ``classes`` (every training class must still be present); feature-range expectations come
     from the validation split. The primary metric (accuracy / R^2) must satisfy
     ``after >= before - gate.metric_tolerance``; each metric of ``gate.metric_limits`` may be worse

@@ -131,6 +131,19 @@ def test_a_curated_file_inside_the_data_folder_is_refused(tmp_path: Path) -> Non
         config_from_dict({"data": str(folder), "target": "y", "test_path": str(path)}, base_dir=tmp_path)
     config_from_dict({"data": str(folder / "a.csv"), "target": "y", "test_path": str(folder / "valid.csv")},
                      base_dir=tmp_path)
+    # A folder named like a data file (a Spark-style parquet folder) is not read by the data folder: accepted.
+    (folder / "holdout.parquet").mkdir()
+    config_from_dict({"data": "exports", "target": "y", "validation": {"strategy": "file", "path": "exports/holdout.parquet"}},
+                     base_dir=tmp_path)
+    # A symlink in the data folder is read through it, wherever it points: refused, written relative or absolute.
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    (elsewhere / "val.csv").write_text("x,y\n1,2\n")
+    (folder / "val.csv").symlink_to(elsewhere / "val.csv")
+    for path in ("exports/val.csv", str(folder / "val.csv")):
+        with pytest.raises(ConfigError, match="lies in the 'data' folder"):
+            config_from_dict({"data": "exports", "target": "y", "validation": {"strategy": "file", "path": path}},
+                             base_dir=tmp_path)
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:

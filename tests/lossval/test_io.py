@@ -85,7 +85,9 @@ def test_temp_files_name_their_writer_and_only_orphans_are_swept(tmp_path: Path)
     assert Path(tmp).name.startswith(f".tmp-values.parquet~{_host_tag()}~{os.getpid()}~")
     host, dead = _host_tag(), dead_pid()
     (tmp_path / "sub").mkdir()
-    orphans = [tmp_path / f".tmp-a.json~{host}~{dead}~x1", tmp_path / "sub" / f".tmp-b.parquet~{host}~{dead}~x2"]
+    legacy = host.rsplit(".ns", 1)[0]  # named by a lossval before temp names carried the PID namespace
+    orphans = [tmp_path / f".tmp-a.json~{host}~{dead}~x1", tmp_path / "sub" / f".tmp-b.parquet~{host}~{dead}~x2",
+               tmp_path / f".tmp-h.json~{legacy}~{dead}~x6"]
     assert _host_tag().endswith(f".ns{pid_namespace()}")  # a pid is checkable only in its own namespace
     other_ns = _host_tag().rsplit(".ns", 1)[0] + ".ns4026531999"  # a container sharing this host name
     kept = [Path(tmp),  # this (live) process's write in flight
@@ -95,7 +97,7 @@ def test_temp_files_name_their_writer_and_only_orphans_are_swept(tmp_path: Path)
             tmp_path / "values.parquet"]
     for path in orphans + kept[1:]:
         path.write_text("x")
-    assert sweep_orphaned_temp_files(tmp_path, recursive=False) == [orphans[0]]
+    assert sweep_orphaned_temp_files(tmp_path, recursive=False) == [orphans[0], orphans[2]]
     assert sweep_orphaned_temp_files(tmp_path, tmp_path / "missing") == [orphans[1]]
     assert all(p.exists() for p in kept) and not any(p.exists() for p in orphans)
 

@@ -116,6 +116,12 @@ def test_failed_checks_read_as_plain_numbers_with_their_bounds_and_each_kind_get
     assert "raise gate.metric_tolerance only if" in said and "raise gate.metric_limits.log_loss" in said
     assert "gate.refuse_when_all_worse: false" in said
     assert len(todo) == len(set(todo)) == 7  # one sentence per kind, none repeated
+    # In the order gate() lists the failures: metric rules, the champion, then the data checks (a review saw the
+    # deciding remedies cut from a long MLflow description while the data checks' came first).
+    ordered = remedies(gx_failed=result["failed"], metric_rules=["primary"], champion={"worse": True},
+                       suite="my_suite.json", target="y")
+    assert ordered[0].startswith("The model retrained on the kept rows scores worse")
+    assert ordered[1].startswith("The registered champion scores better") and len(ordered) == 6
     assert remedies(gx_failed=[], metric_rules=[], champion=None, suite="s", target="y") == []
     (better,) = remedies(gx_failed=[], metric_rules=[], champion={"worse": True}, suite="s", target="y")
     assert better.startswith("The registered champion scores better on this run's test rows")
