@@ -770,10 +770,16 @@ class TabularEncoder:
                     "type in both files (convert it in one of them)",
                     source=source,
                 )
+            # Labels that are classes written as text ("1" for 1: the whole column became text because of one odd
+            # value) are not the problem: name only the others, and where the first of them is.
+            odd = np.array([str(_py_scalar(v)) not in spelled for v in values]) & unknown
+            if not odd.any():
+                odd = unknown
+            named = [_py_scalar(v) for v in pd.unique(values[odd])]
             raise InputError(
-                f"target {self.target!r} has {int(unknown.sum())} value(s) with label(s) "
-                f"{_show_list(labels)} not among the classes seen in training "
-                f"({_show_list(self.classes_)}), first at row {_row(series.index[np.flatnonzero(unknown)[0]])}; drop "
+                f"target {self.target!r} has {int(odd.sum())} value(s) with label(s) "
+                f"{_show_list(named)} not among the classes seen in training "
+                f"({_show_list(self.classes_)}), first at row {_row(series.index[np.flatnonzero(odd)[0]])}; drop "
                 "these rows, or give the training data rows of those labels",
                 source=source,
             )

@@ -434,6 +434,16 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         if len({is_text_dtype(f[col].dtype) for f in frames}) > 1:
             frames = [f if is_text_dtype(f[col].dtype) else
                       f.assign(**{col: f[col].where(f[col].isna(), f[col].astype(str))}) for f in frames]
+    for col in columns or []:  # text in one file, numbers in another: one column cannot hold both as parquet
+        held = [(f_path.name, is_text_dtype(f[col].dtype)) for f_path, f in zip(files, frames) if f[col].notna().any()]
+        as_text = next((name for name, is_text in held if is_text), None)
+        as_number = next((name for name, is_text in held if not is_text), None)
+        if as_text is not None and as_number is not None:
+            raise InputError(
+                f"column {col!r} holds text in {as_text} but numbers in {as_number}: one column has one type. If it "
+                f"holds codes, declare it categorical (pipeline config: features.categorical: [{col}]; `lossval value`: "
+                f"--categorical {col}) to read it as text in every file; else fix the file whose values are wrong.",
+                source=str(path))
     try:
         return pd.concat(frames, ignore_index=True)
     except (TypeError, ValueError) as exc:

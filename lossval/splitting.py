@@ -315,7 +315,8 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
         shown = ", ".join(f"{c!r} ({valid[c]} validation rows)" for c in no_train[:5])
         raise InputError(
             f"class(es) {shown} of target {target!r} have no training rows; a class seen only in validation "
-            "cannot be learned: add training rows of these classes, or drop them from the validation data"
+            "cannot be learned: add training rows of these classes, or drop them from the validation data (with "
+            "test rows drawn from the data, a lower test_fraction may leave them some)"
             + _spelling_hint(no_train, set(train), "training") + ".",
             source=where,
         )

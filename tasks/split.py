@@ -45,6 +45,14 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
             frames[name] = _curated_rows(external[name], df, config, encoder, prefix=name[:4])
         else:
             frames[name] = df[parts == name]
+    if external["validation"] and external["test"]:  # two curated files: the test rows must not be validation rows
+        user = [c for c in frames["validation"].columns if c != "row_id"]
+        shared = shared_rows(frames["test"][user], frames["validation"][user], ignore=(config.id_column,))
+        if shared.any():
+            run_logger().warning(
+                "%s: %d of %d test rows also appear, identical, in the validation file (%s); the test scores them "
+                "after calibration and the gate's ranges were fitted on them. Remove them from one of the two "
+                "files.", external["test"], int(shared.sum()), len(shared), external["validation"])
     if external["validation"] or task_kind != "classification":  # else assign_splits checked these very rows
         check_validation(frames["train"][config.target], frames["validation"][config.target], task=task_kind,
                          target=config.target, source=config.data, validation_source=external["validation"])

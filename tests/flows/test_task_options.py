@@ -412,6 +412,28 @@ def test_curated_validation_rows_that_are_also_in_the_data_are_warned_about(tmp_
     assert f"valid.csv: column(s) ['note'] are not in the data ({tmp_path / 'd.csv'}) and are ignored." in caplog.text
 
 
+def test_curated_validation_and_test_files_that_share_rows_are_warned_about(tmp_path, caplog) -> None:
+    """A review saw the same 30 rows saved as val.csv and test.csv split without a word: the test then scores rows
+    that calibration and the gate's ranges were fitted on."""
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    df = make_frame(140)
+    snap = df.iloc[60:].reset_index(drop=True)
+    snap.insert(0, "row_id", assign_row_ids(snap).to_numpy())
+    snap.to_parquet(tmp_path / "snap.parquet", index=False)
+    df.iloc[:30].to_csv(tmp_path / "valid.csv", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "validation": {"strategy": "file", "path": "valid.csv"},
+                            "test_path": "test.csv"}, base_dir=tmp_path)
+    df.iloc[30:60].to_csv(tmp_path / "test.csv", index=False)
+    split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    assert "also appear, identical, in the validation file" not in caplog.text
+    df.iloc[20:50].to_csv(tmp_path / "test.csv", index=False)  # 10 of the validation rows
+    split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    assert (f"{tmp_path / 'test.csv'}: 10 of 30 test rows also appear, identical, in the validation file "
+            f"({tmp_path / 'valid.csv'})") in caplog.text
+
+
 def test_a_curated_csv_reads_its_labels_as_text_when_the_data_holds_them_as_text(tmp_path) -> None:
     import pandas as pd
 

@@ -497,8 +497,14 @@ def test_labels_stored_as_numbers_against_text_labels_are_named_as_a_type_mismat
     with pytest.raises(InputError, match=r"^v.csv: target 'y' holds the labels \[1, 0\] as int, but the training rows "
                                          r"hold them as str \(\['1', '0'\]\), first at row 0; give the target column one"):
         enc.encode_target([1, 0, 1], source="v.csv")
-    with pytest.raises(InputError, match=r"label\(s\) \[1, 7\] not among the classes seen in training"):  # 7: unknown
+    # 7 is unknown; 1 is the class '1' written as a number: only 7 is named, with its own row (a review saw one
+    # 'yes' in a CSV of 0/1 labels reported as "30 values ... first at row 0")
+    with pytest.raises(InputError, match=r"has 1 value\(s\) with label\(s\) \[7\] not among the classes seen in "
+                                         r"training \(\['0', '1'\]\), first at row 1;"):
         enc.encode_target([1, 7])
+    ints = TabularEncoder(target="y", task="classification").fit(_frame().assign(y=[1, 0, 1, 0]))
+    with pytest.raises(InputError, match=r"has 1 value\(s\) with label\(s\) \['yes'\] .*first at row 2;"):
+        ints.encode_target(["0", "1", "yes", "1"], source="val.csv")
 
 
 def test_datetime_column_raises_unless_excluded():

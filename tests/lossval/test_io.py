@@ -229,7 +229,7 @@ def test_csv_line_of_row_counts_rows_as_pandas_reads_them(tmp_path: Path) -> Non
 
 
 def test_file_of_folder_row_counts_the_files_as_read_table_concatenates_them(tmp_path: Path) -> None:
-    pd.DataFrame({"a": [1, 2, 3], "b": [4, 5, 6]}).to_parquet(tmp_path / "1.parquet", index=False)
+    pd.DataFrame({"a": [1, 2, 3], "b": ["4", "5", "6"]}).to_parquet(tmp_path / "1.parquet", index=False)
     (tmp_path / "2.csv").write_text('a,b\n7,"x\ny"\n\n8,9\n')  # a value over two lines, a blank line
     rows = read_table(tmp_path)
     assert rows["a"].tolist() == [1, 2, 3, 7, 8]
@@ -267,3 +267,20 @@ def test_a_broken_gzip_csv_is_named_and_says_what_to_do(tmp_path: Path, content:
     (tmp_path / "d.csv.gz").write_bytes(content)
     with pytest.raises(InputError, match=rf"d\.csv\.gz: not a readable gzip file \({reason}.*Recompress it"):
         read_table(tmp_path / "d.csv.gz")
+
+
+def test_a_column_that_is_text_in_one_file_and_numbers_in_another_is_named(tmp_path: Path) -> None:
+    """A review's folder: codes '0','1','2' as text in a.parquet and as numbers in b.csv crashed at the snapshot
+    write (ArrowTypeError, "a bug"); it is now refused, naming the column, both files and the setting to use."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = pd.DataFrame({"x": np.arange(6.0), "code": [str(i % 3) for i in range(6)]})
+    rows.to_parquet(folder / "a.parquet", index=False)
+    rows.to_csv(folder / "b.csv", index=False)
+    with pytest.raises(InputError, match=r"column 'code' holds text in a.parquet but numbers in b.csv.*"
+                                         r"features.categorical: \[code\]"):
+        read_table(folder)
+    both = read_table(folder, text_columns=["code"])  # declared categorical: text in every file
+    assert both["code"].tolist() == rows["code"].tolist() * 2
+    rows.assign(code=np.nan).to_csv(folder / "b.csv", index=False)  # an empty column says nothing of its type
+    assert len(read_table(folder)) == 12
