@@ -175,9 +175,14 @@ def pid_namespace() -> str:
         return ""
 
 
+def _host_name(length: int) -> str:
+    """The host name as temp-file names hold it: characters a file name keeps, at most ``length`` of them."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:length] or "host"
+
+
 def _host_tag() -> str:
     """Host name and PID namespace, as temp-file names carry them: a writer checkable from here has this tag."""
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:48] or "host"
+    host = _host_name(48)
     ns = pid_namespace()
     return f"{host}.ns{ns}" if ns else host
 
@@ -225,7 +230,7 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
     """
     removed: list[Path] = []
     host = _host_tag()
-    legacy = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "host"  # names before namespaces were
+    legacy = _host_name(64)  # the tag of names written before they carried the PID namespace
     now = time.time()
     for root in map(Path, roots):
         if not root.is_dir():

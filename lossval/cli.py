@@ -334,7 +334,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
 
     from lossval.encoding import TabularEncoder
     from lossval.io import (assign_row_ids, check_writable_folder, is_text_dtype, missing_column_hint,
-                            read_as_data_of, read_table, sweep_orphaned_temp_files, unicode_form, write_parquet)
+                            read_as_data_of, read_table, sweep_orphaned_temp_files, unicode_twin, write_parquet)
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
@@ -379,9 +379,9 @@ def _cmd_value(args: argparse.Namespace) -> int:
                              source=args.data).fit(train)
     missing = [c for c in encoder.feature_columns_ if c not in valid.columns]
     if missing:
-        forms = {unicode_form(str(c)): str(c) for c in valid.columns}
-        lookalike = next((c for c in missing if unicode_form(str(c)) in forms), None)
-        hint = (f" It has {forms[unicode_form(str(lookalike))]!r}, which looks the same as {lookalike!r} but is written "
+        names = [str(c) for c in valid.columns]
+        lookalike = next((str(c) for c in missing if unicode_twin(str(c), names) is not None), None)
+        hint = (f" It has {unicode_twin(lookalike, names)!r}, which looks the same as {lookalike!r} but is written "
                 "with other Unicode characters (NFD against NFC): save both files with the same form of the names."
                 if lookalike is not None else "")
         raise InputError(f"validation file lacks feature column(s) {missing[:5]} that the training file has.{hint}",

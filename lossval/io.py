@@ -137,11 +137,12 @@ def closest_name(name: str, names: Sequence[str]) -> str | None:
 def missing_column_hint(name: str, names: Sequence[str]) -> str:
     """The tail of a missing-column error: "; did you mean 'label'? Columns are [...]." (:func:`closest_name`),
     or ". Columns are [...]." when nothing is close."""
-    near = closest_name(name, names)
-    if near is not None and unicode_form(near) == unicode_form(name) and near != name:
-        return (f"; {near!r} looks the same but is written with other Unicode characters (an accent as a separate "
+    twin = unicode_twin(name, names)
+    if twin is not None:
+        return (f"; {twin!r} looks the same but is written with other Unicode characters (an accent as a separate "
                 "mark, NFD, against one precomposed character, NFC): write the name as the data file does, or "
                 "save the file with NFC names.")
+    near = closest_name(name, names)
     return ((f"; did you mean {near!r}?" if near else ".") + f" Columns are {list(names[:10])}"
             + (f" and {len(names) - 10} more." if len(names) > 10 else "."))
 
@@ -151,6 +152,12 @@ def unicode_form(name: str) -> str:
     import unicodedata
 
     return unicodedata.normalize("NFC", name)
+
+
+def unicode_twin(name: str, names: Sequence[str]) -> str | None:
+    """The one of ``names`` that looks like ``name`` but is written with other Unicode characters (NFD vs NFC)."""
+    form = unicode_form(name)
+    return next((n for n in names if n != name and unicode_form(n) == form), None)
 
 
 def data_columns(path: str | os.PathLike[str]) -> list[str] | None:

@@ -59,12 +59,12 @@ def schema_changes(champion: TabularEncoder, current: TabularEncoder) -> list[st
         changes.append(f"target {champion.target!r} -> {current.target!r}")
     classes_old = [] if champion.classes_ is None else [str(c) for c in champion.classes_]
     classes_new = [] if current.classes_ is None else [str(c) for c in current.classes_]
-    if champion.task_ == current.task_ == "classification" and classes_old != classes_new:
-        gained, lost = sorted(set(classes_new) - set(classes_old)), sorted(set(classes_old) - set(classes_new))
-        changes.append("classes changed" + (f": new {gained}" if gained else "") + (f", gone {lost}" if lost else ""))
-    elif champion.task_ == current.task_ == "classification":
+    if champion.task_ == current.task_ == "classification":
         kind_old, kind_new = _label_kinds(champion.classes_), _label_kinds(current.classes_)
-        if kind_old != kind_new:  # 0/1 -> "0"/"1": the same text, but callers get other values back
+        if classes_old != classes_new:
+            gained, lost = sorted(set(classes_new) - set(classes_old)), sorted(set(classes_old) - set(classes_new))
+            changes.append("classes changed" + (f": new {gained}" if gained else "") + (f", gone {lost}" if lost else ""))
+        elif kind_old != kind_new:  # 0/1 -> "0"/"1": the same text, but callers get other values back
             changes.append(f"class labels {'/'.join(kind_old)} -> {'/'.join(kind_new)} "
                            f"(the model would return {current.classes_[0]!r} for {champion.classes_[0]!r})")
     return changes

@@ -25,7 +25,7 @@ from prefect import get_run_logger, task
 
 from lossval.config import PipelineConfig, mask_secrets, mask_uri
 from lossval.errors import LossvalError
-from lossval.io import pause_point, read_json
+from lossval.io import pause_point, pid_namespace, read_json
 from lossval.landing import dataset_lock
 from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
@@ -141,11 +141,10 @@ def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str]
 
 def _process_tags() -> dict[str, str]:
     """Which process logs: host, and pid with the process's start time (a reused pid is not taken for it)."""
-    from lossval.io import pid_namespace
-
     tags = {"lossval_host": socket.gethostname(), "lossval_process": _process_token(os.getpid()) or str(os.getpid())}
-    if pid_namespace():  # a pid means something only in its namespace (containers may share a host name)
-        tags["lossval_pid_ns"] = pid_namespace()
+    namespace = pid_namespace()
+    if namespace:  # a pid means something only in its namespace (containers may share a host name)
+        tags["lossval_pid_ns"] = namespace
     return tags
 
 
@@ -199,16 +198,14 @@ def close_abandoned_runs(client: Any, experiment_id: str) -> list[str]:
     Returns:
         The ids of the runs closed.
     """
-    from lossval.io import pid_namespace
-
-    host = socket.gethostname()
+    host, namespace = socket.gethostname(), pid_namespace()
     if "'" in host or "\\" in host:  # cannot be quoted in a search filter: leave its runs alone
         return []
     closed = []
     for run in client.search_runs([experiment_id], max_results=1000,
                                   filter_string=f"attributes.status = 'RUNNING' and tags.lossval_host = '{host}'"):
         token = run.data.tags.get("lossval_process", "")
-        if run.data.tags.get("lossval_pid_ns", pid_namespace()) != pid_namespace():
+        if run.data.tags.get("lossval_pid_ns", namespace) != namespace:
             continue  # another container on this host: its pid cannot be checked from here
         if token and _process_gone(token):
             client.set_tag(run.info.run_id, "lossval_abandoned", f"process {token} ended without closing this run")
@@ -255,13 +252,7 @@ def fit_params(params: dict[str, str], *, limit: int = PARAM_VALUE_LIMIT) -> dic
     MLflow's own cut leaves a fragment that reads like a whole value (a JSON list of 400 column
     names stops mid-list); ours ends with the full length and where the whole config is.
     """
-    out = {}
-    for key, text in params.items():
-        if len(text) > limit:
-            note = f" ... [cut: {len(text)} characters in all; the whole config is the artifact {CONFIG_ARTIFACT}]"
-            text = text[:limit - len(note)] + note
-        out[key] = text
-    return out
+    return {key: _cut(text, limit, f"the whole config is the artifact {CONFIG_ARTIFACT}") for key, text in params.items()}
 
 
 def _reason(exc: BaseException) -> str:
