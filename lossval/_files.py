@@ -29,6 +29,7 @@ __all__ = [
     "is_gzip_csv",
     "open_csv_text",
     "atomic_write",
+    "fsync_dir",
     "check_writable_folder",
     "make_temp",
     "process_alive",
@@ -111,7 +112,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
 
 
@@ -258,7 +259,7 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
     return removed
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make a rename durable (best effort: not every platform can open a folder)."""
     try:
         fd = os.open(folder, os.O_RDONLY)

@@ -37,6 +37,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     _host_tag,
     pid_namespace,
     atomic_write,
+    fsync_dir,
     check_writable_folder,
     json_default,
     make_temp,

@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from lossval.errors import InputError
-from lossval.io import file_sha256, pid_namespace, process_alive, read_json, write_json
+from lossval.io import file_sha256, fsync_dir, pid_namespace, process_alive, read_json, write_json
 
 __all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "content_hash_note", "row_counts", "begin_run",
            "complete_run", "discard_run", "sweep_stale_runs", "relocate"]
@@ -68,6 +68,7 @@ def complete_run(partial: Path, final: Path) -> Path:
     # Renamed first: a kill between the two steps leaves a stray owner.json in a finished folder,
     # where the other order left a .partial folder with no owner, which the sweep never removes.
     os.rename(partial, final)
+    fsync_dir(final.parent)  # the finished name survives a power cut, not only a crash
     (final / _OWNER_NAME).unlink(missing_ok=True)
     return final
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from prefect import task
 
 from lossval.errors import InputError
-from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, list_data_files, read_json, read_table,
+from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, fsync_dir, list_data_files, read_json, read_table,
                         require_column, write_json, write_parquet)
 from lossval.landing import dataset_lock
 from tasks._log import run_logger
@@ -110,6 +110,7 @@ def publish_snapshot(snap: dict, *, dataset: str, workspace: str) -> str:
             store.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(staged, store)  # same file system: an atomic rename
+                fsync_dir(store.parent)
             except OSError:  # another file system: an atomic copy
                 atomic_write(store, lambda tmp: shutil.copyfile(staged, tmp))
                 staged.unlink(missing_ok=True)

@@ -104,6 +104,19 @@ def test_run_folder_is_complete_only_after_the_rename(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds-1"]
 
 
+def test_the_rename_that_completes_a_run_is_flushed_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A rename lives in its folder's entry: without an fsync of runs/, a power cut after "finished" could bring
+    # back the .partial name, and the next run's sweep would remove a run its caller was told had completed.
+    import lossval.manifest
+
+    flushed: list[Path] = []
+    monkeypatch.setattr(lossval.manifest, "fsync_dir", lambda folder: flushed.append(Path(folder)))
+    partial = begin_run(tmp_path, "ds-1")
+    (partial / MANIFEST_NAME).write_text("{}")
+    complete_run(partial, tmp_path / "ds-1")
+    assert flushed == [tmp_path]
+
+
 def test_sweep_removes_only_folders_of_dead_processes(tmp_path: Path) -> None:
     import json
 
