@@ -2,7 +2,7 @@
 
 Every key is optional except ``data`` and ``target``. Unknown keys are errors (a typo would
 otherwise silently fall back to a default). Relative paths are resolved against the config
-file's folder. See ``examples/config.yaml`` for every key with its default.
+file's folder, and ``~`` is expanded. See ``examples/config.yaml`` for every key with its default.
 """
 
 from __future__ import annotations
@@ -529,9 +529,29 @@ def _check_lossval_options(opts: dict[str, Any], source: str | None) -> None:
 
 
 
+def _tracking_uri(uri: str | None, base: Path) -> str | None:
+    """``tracking.uri`` with a database or folder path given relative to the config (or with ``~``) made absolute.
+
+    ``sqlite:///mlflow.db`` and a plain ``mlruns`` folder would otherwise be found from wherever
+    the run was started, so a nightly deployment and a manual run would log to different stores.
+    Server URIs and MLflow's named stores (``databricks``) are left as they are.
+    """
+    if not uri:
+        return uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and uri[len(prefix):] not in ("", ":memory:") and not uri.startswith(prefix + "/"):
+        path = Path(os.path.expanduser(uri[len(prefix):]))
+        return prefix + str(path if path.is_absolute() else (base / path).resolve())
+    if ":" in uri.split("/", 1)[0] or uri in ("databricks", "databricks-uc"):  # a scheme (http:, file:, C: aside)
+        return uri
+    path = Path(os.path.expanduser(uri))  # a local folder: MLflow's file store
+    return uri if path.is_absolute() else str((base / path).resolve())
+
+
 def _suite_path(suite: str, base: Path, source: str | None) -> str:
     """A gate suite: a .json path (relative to the config), a name beside the config, or a shipped suite's name."""
     if suite.endswith(".json") or "/" in suite or os.sep in suite:
+        suite = os.path.expanduser(suite)
         path = Path(suite) if Path(suite).is_absolute() else (base / suite).resolve()
         return str(path if path.suffix == ".json" else path.with_name(path.name + ".json"))
     beside = (base / f"{suite}.json").resolve()
@@ -565,7 +585,10 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     def resolve(p: str | None) -> str | None:
         if p is None:
             return None
-        return str(p) if "://" in str(p) or Path(p).is_absolute() else str((base / p).resolve())
+        if "://" in str(p):
+            return str(p)
+        p = os.path.expanduser(p)  # ~/data.csv: the shell expands it on a command line, YAML does not
+        return str(p) if Path(p).is_absolute() else str((base / p).resolve())
 
     features = raw.get("features") or {}
     if not isinstance(features, dict):
@@ -636,10 +659,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     if model is not None and (not model.strip() or any(c in model for c in "/:'\"%")):
         raise ConfigError(f"'tracking.registered_model' {model!r} must be a non-empty name without '/', ':', '%' or "
                           "quotes.", source=source)
-    uri = tracking.uri
-    if uri and uri.startswith("sqlite:///") and uri[len("sqlite:///"):] not in ("", ":memory:") \
-            and not uri.startswith("sqlite:////"):  # a relative database path
-        tracking = dataclasses.replace(tracking, uri="sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve()))
+    tracking = dataclasses.replace(tracking, uri=_tracking_uri(tracking.uri, base))
 
     lossval_opts = raw.get("lossval") or {}
     if not isinstance(lossval_opts, dict):

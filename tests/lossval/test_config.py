@@ -312,6 +312,22 @@ def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
     assert loaded.retrain.epochs == 4 and loaded.retrain.mode == "soft" and loaded.lossval == {"epochs": 3}
 
 
+def test_paths_with_a_tilde_and_a_relative_mlflow_folder_are_made_absolute(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # YAML does not expand ~ as a shell does: "~/data.csv" was read as a folder named "~" beside the config, and a
+    # plain "mlruns" store was found from the cwd, so a nightly run and a manual one logged to different stores.
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    cfg = config_from_dict({**BASE, "data": "~/d.csv", "test_path": "~/t.csv",
+                            "tracking": {"uri": "sqlite:///~/store.db"}}, base_dir=tmp_path / "cfg")
+    assert cfg.data == str(home / "d.csv") and cfg.test_path == str(home / "t.csv")
+    assert cfg.tracking.uri == f"sqlite:///{home / 'store.db'}"
+    folder = config_from_dict({**BASE, "tracking": {"uri": "mlruns"}}, base_dir=tmp_path)
+    assert folder.tracking.uri == str((tmp_path / "mlruns").resolve())
+    for kept in ("http://127.0.0.1:5000", "file:///abs/mlruns", "databricks", "/abs/mlruns"):
+        assert config_from_dict({**BASE, "tracking": {"uri": kept}}, base_dir=tmp_path).tracking.uri == kept
+
+
 def test_relative_sqlite_uri_and_suite_names(tmp_path: Path) -> None:
     raw = {**BASE, "tracking": {"uri": "sqlite:///rel.db"}, "gate": {"suite": "pruned_data"}}
     cfg = config_from_dict(raw, base_dir=tmp_path)
