@@ -387,6 +387,45 @@ def nested_column(df: pd.DataFrame) -> tuple[Any, int] | None:
     return None
 
 
+_EXACT_FLOAT = 2 ** 53
+"""Integers up to this size are exact in float64: row ids hash them as the float they equal."""
+
+
+def _as_stored_alike(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every number column as float64 where that is exact: 1, 1.0, True and float32 1.0 hash alike.
+
+    A column's dtype is not the row's content: one 2.5 appended to a column of whole numbers
+    turns it float, and a parquet export may store as bool or float32 what a CSV holds as 0/1.
+    Integers beyond 2**53 keep their dtype (float64 would round them).
+    """
+    columns = []
+    for _, s in df.items():
+        dtype = s.dtype
+        number = pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_numeric_dtype(dtype)
+                                                       and not pd.api.types.is_complex_dtype(dtype))
+        if number and not isinstance(dtype, pd.CategoricalDtype):
+            exact = not pd.api.types.is_integer_dtype(dtype) or not s.notna().any() or s.abs().max() <= _EXACT_FLOAT
+            if exact:
+                s = s.astype("float64")  # nullable NA -> NaN
+        columns.append(s.reset_index(drop=True))
+    if not columns:
+        return df
+    out = pd.DataFrame(dict(enumerate(columns)))
+    out.columns = df.columns  # for messages (a nested column is named); repeated names stay apart
+    return out
+
+
+def row_hashes(df: pd.DataFrame, *, source: str | None = None, why: str = "flatten it into columns or drop it") -> np.ndarray:
+    """One uint64 per row of ``df``, from its values alone, whatever the dtypes that hold them.
+
+    The same row hashes alike whether its numbers were read as int, float or bool (see
+    :func:`_as_stored_alike`), so a row keeps its content id when another row changes a
+    column's dtype. Text, categorical and string columns hash alike too; text and numbers do not.
+    Raises InputError naming a column of nested values.
+    """
+    return _hash_rows(_as_stored_alike(df), source=source, why=why)
+
+
 def _hash_rows(df: pd.DataFrame, *, source: str | None, why: str) -> np.ndarray:
     try:
         return pd.util.hash_pandas_object(df, index=False).to_numpy()
@@ -490,12 +529,21 @@ def frame_fingerprint(df: pd.DataFrame, *, source: str | None = None) -> str:
     return h.hexdigest()[:16]
 
 
+def _id_text(value: Any) -> str:
+    """An id as text: a float holding a whole number as that number (``1.0`` -> ``"1"``), anything else as ``str``."""
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer() \
+            and abs(value) <= _EXACT_FLOAT:
+        return str(int(value))
+    return str(value)
+
+
 def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: str | None = None) -> pd.Series:
     """A stable string id per row.
 
     With ``id_column`` the ids are that column's values (must be unique and non-null). Without
     it they are derived from the row's content (a hash of all its values, excluded columns too,
-    in column order), with ``#2``, ``#3``... appended to repeats of an identical row, so the
+    in column order; numbers hash alike whether stored as int, float or bool, see
+    :func:`row_hashes`), with ``#2``, ``#3``... appended to repeats of an identical row, so the
     same rows always get the same ids whatever their order in the file; a file with its columns
     reordered, or with one more column, gives every row a new id (give ``id_column`` for ids
     that survive such changes).
@@ -517,7 +565,8 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
         ids = df[id_column]
         if ids.isna().any():
             raise InputError(f"id column {id_column!r} has {int(ids.isna().sum())} empty value(s), first at row {int(np.flatnonzero(ids.isna().to_numpy())[0])}.", source=source)
-        text = ids.astype(str)  # checked as stored: 1 and "1" are the same row id
+        # 1 and "1" are the same row id; so is 1.0, from a parquet file whose id column turned float (a CSV says "1").
+        text = ids.map(_id_text) if ids.dtype == object or pd.api.types.is_float_dtype(ids.dtype) else ids.astype(str)
         repeats = text.duplicated().to_numpy()
         if repeats.any():
             dup = text[text.duplicated(keep=False)]
@@ -528,7 +577,7 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
                 source=source,
             )
         return text.rename("row_id")
-    hashes = _hash_rows(df, source=source, why="rows without an id column are identified by hashing every column: give an "
+    hashes = row_hashes(df, source=source, why="rows without an id column are identified by hashing every column: give an "
                         "id column, or flatten the column or drop it from the file")
     base = pd.Series([f"{h:016x}" for h in hashes], index=df.index)
     occurrence = base.groupby(base).cumcount() + 1

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lossval.errors import InputError
+from lossval.io import row_hashes
 
 __all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "SPLIT_VERSION", "assign_splits", "check_validation", "shared_rows",
            "shared_rows_note", "first_shared_row"]
@@ -25,7 +26,10 @@ MIN_TRAIN_ROWS = 10
 # Version of how rows are drawn into the random splits; valuation caches key on it (tasks.value).
 # 2: by a seeded hash of each row's id instead of a permutation of the positions, so rows that
 #    arrive later do not move the rows already there to another split.
-SPLIT_VERSION = 2
+# 3: copies of one row (derived ids h, h#2...) are drawn as one, so they share a split; rows whose numbers
+#    changed dtype (int to float, bool) keep their derived ids (lossval.io.row_hashes); "latest" breaks ties
+#    at its cut by the draw, not by the rows' order in the file.
+SPLIT_VERSION = 3
 
 
 def _draw_order(keys: np.ndarray, seed: int, part: str) -> np.ndarray:
@@ -38,12 +42,35 @@ def _draw_order(keys: np.ndarray, seed: int, part: str) -> np.ndarray:
                                        "big") for k in keys), dtype=np.uint64, count=len(keys))
 
 
+_COPY = re.compile(r"^([0-9a-f]{16})#\d+$")
+"""A derived id of a row's second, third... copy: its content hash, then ``#n`` (:func:`lossval.io.assign_row_ids`)."""
+
+
+def _draw_keys(df: pd.DataFrame, id_column: str | None) -> np.ndarray:
+    """What each row's draw number is hashed from: its id, with a derived id's ``#n`` dropped.
+
+    Copies of one row then draw the same number and go to the same split. Without a ``row_id``
+    column, the rows' positions.
+    """
+    if "row_id" not in df.columns:
+        return np.arange(len(df)).astype(str)
+    ids = df["row_id"].astype(str)
+    if id_column is not None:
+        return ids.to_numpy()
+    return ids.str.replace(_COPY, r"\1", regex=True).to_numpy()
+
+
 def _random_part(order: np.ndarray, labels: np.ndarray | None, fraction: float, *,
                  both_sides: bool = False) -> np.ndarray:
     """Positions of the ``fraction`` of rows first in ``order``, per class of ``labels`` when given.
 
+    Rows with the same ``order`` (copies of one row, see :func:`_draw_keys`) go in or out
+    together, so the part holds a copy's whole group or none of it: the count is then the
+    nearest a whole group allows.
+
     ``both_sides``: a class of two rows or more keeps at least one row in the part and one out of
     it (the validation draw: every class needs both, and a rare class's rounded share would be 0).
+    When the class is copies of one row, that takes splitting them.
     """
     groups = [np.arange(len(order))] if labels is None else [
         np.flatnonzero(labels == cls) for cls in sorted(pd.unique(labels), key=str)]
@@ -52,8 +79,31 @@ def _random_part(order: np.ndarray, labels: np.ndarray | None, fraction: float, 
         k = int(round(fraction * n))
         return min(max(k, 1), n - 1) if both_sides and labels is not None and n >= 2 else k
 
-    chosen = [pos[np.argsort(order[pos], kind="stable")[:size(len(pos))]] for pos in groups]
+    chosen = []
+    for pos in groups:
+        ranked = pos[np.argsort(order[pos], kind="stable")]
+        keep_both = both_sides and labels is not None and len(pos) >= 2
+        chosen.append(ranked[:_whole_groups(order[ranked], size(len(pos)), keep_both=keep_both)])
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
+
+
+def _whole_groups(ranked_keys: np.ndarray, k: int, *, keep_both: bool = False) -> int:
+    """How many of the rows ranked by ``ranked_keys`` to take, near ``k``, without parting equal keys.
+
+    Equal keys are adjacent in a ranking by them. When the ``k``-th and the next row share a key,
+    the cut moves to that run's start or end, whichever is nearer ``k`` (the end on a tie).
+    ``keep_both``: the cut may not take none or all rows; if only parting the run avoids that,
+    it is parted at ``k``.
+    """
+    n = len(ranked_keys)
+    if k <= 0 or k >= n or ranked_keys[k - 1] != ranked_keys[k]:
+        return k
+    start = int(np.searchsorted(ranked_keys, ranked_keys[k], side="left"))
+    end = int(np.searchsorted(ranked_keys, ranked_keys[k], side="right"))
+    for cut in sorted((start, end), key=lambda c: (abs(c - k), c < k)):
+        if not keep_both or 0 < cut < n:
+            return cut
+    return k
 
 
 def _as_bool(series: pd.Series, column: str, source: str | None) -> np.ndarray:
@@ -65,8 +115,11 @@ def _as_bool(series: pd.Series, column: str, source: str | None) -> np.ndarray:
     bad = ~lowered.isin(list(mapping))
     if bad.any():
         first = series.index[bad.to_numpy()][0]
+        value = series.loc[first]
+        shown = "an empty value" if pd.isna(value) else repr(value.item() if isinstance(value, np.generic) else value)
         raise InputError(
-            f"trusted column {column!r} must be boolean (true/false, 1/0); row {first} has {series.loc[first]!r}.",
+            f"trusted column {column!r} must be boolean (true/false, 1/0); row {first} has {shown}"
+            + (" (mark every row true or false)" if pd.isna(value) else "") + ".",
             source=source,
         )
     return lowered.map(mapping).astype(bool).to_numpy()
@@ -84,6 +137,7 @@ def assign_splits(
     column: str | None = None,
     timestamp_column: str | None = None,
     source: str | None = None,
+    id_column: str | None = None,
 ) -> pd.Series:
     """Assign each row of the data to ``train``, ``validation`` or ``test``.
 
@@ -106,6 +160,11 @@ def assign_splits(
         column: Trusted column for ``column``.
         timestamp_column: Time column for ``latest``.
         source: File name for error messages.
+        id_column: The data's id column, when ``row_id`` holds its values; None when the ids
+            were derived from the rows' content (:func:`lossval.io.assign_row_ids`). Then copies
+            of one row (ids ``h``, ``h#2``...) are drawn as one: they land in the same split, so
+            a test row is never also trained on. Rows under distinct ids of yours are drawn
+            apart, identical or not.
 
     Returns:
         ``pd.Series`` of split names aligned with ``df``.
@@ -121,7 +180,7 @@ def assign_splits(
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction!r}")
     n = len(df)
-    keys = (df["row_id"] if "row_id" in df.columns else pd.Series(np.arange(n))).astype(str).to_numpy()
+    keys = _draw_keys(df, id_column)
     labels = df[target].astype(str).to_numpy() if task == "classification" else None
     split = np.full(n, "train", dtype=object)
     if strategy == "column":
@@ -134,7 +193,7 @@ def assign_splits(
         if timestamp_column not in df.columns:
             raise InputError(f"timestamp column {timestamp_column!r} not found; columns are {list(df.columns)[:10]}.", source=source)
         k = int(round(valid_fraction * n))
-        split[_latest_rows(df, timestamp_column, k, source)] = "validation"
+        split[_latest_rows(df, timestamp_column, k, source, _draw_order(keys, seed, "latest"))] = "validation"
     elif strategy != "file":
         raise InputError(f"unknown validation strategy {strategy!r}.", source=source)
 
@@ -165,11 +224,20 @@ def assign_splits(
     return pd.Series(split, index=df.index, name="split")
 
 
-def _latest(times: np.ndarray, k: int) -> np.ndarray:
-    return np.sort(np.argsort(times, kind="stable")[len(times) - k:])
+def _latest(times: np.ndarray, k: int, draw: np.ndarray) -> np.ndarray:
+    """Positions of the ``k`` latest ``times``; rows at the same time are taken in ``draw`` order.
+
+    A tie at the cut is thus broken by the rows' ids, not by where they sit in the file, and
+    copies of one row (same time, same draw) go in or out together (:func:`_whole_groups`).
+    """
+    _, when = np.unique(times, return_inverse=True)
+    ranked = np.lexsort((draw, -when.ravel()))  # latest first; equal times by draw
+    w, d = when.ravel()[ranked], draw[ranked]
+    runs = np.concatenate([[0], np.cumsum((w[1:] != w[:-1]) | (d[1:] != d[:-1]))])
+    return np.sort(ranked[:_whole_groups(runs, k)])
 
 
-def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None) -> np.ndarray:
+def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw: np.ndarray) -> np.ndarray:
     """Positions of the ``k`` rows with the latest time in ``column``.
 
     One reading for the whole column, never one per value: ISO 8601 first, else one inferred
@@ -196,7 +264,7 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None) -> n
                 break
         full = [name for name, bad in readings.items() if not bad.any()]
         if full == ["month first", "day first"]:
-            picks = {name: _latest(parsed[name], k) for name in full}
+            picks = {name: _latest(parsed[name], k, draw) for name in full}
             if not np.array_equal(picks["month first"], picks["day first"]):
                 differ = (parsed["month first"] != parsed["day first"]).nonzero()[0][0]
                 raise InputError(
@@ -216,11 +284,15 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None) -> n
             "(YYYY-MM-DD is safest), fix or drop those rows, or use another validation strategy.",
             source=source,
         )
-    return _latest(chosen, k)
+    return _latest(chosen, k, draw)
 
 
-# A time written with its UTC offset: ...Z, ...+02:00, ...-0500 (after a time of day).
-_OFFSET = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+# A time written with its UTC offset: ...Z, ...+02:00, ...-0500, ...+02, ...UTC+2 (after a time of day).
+_OFFSET = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|GMT)?\s*(?:[+-]\d{1,2}(?::?\d{2})?)?$",
+                     re.IGNORECASE)
+_ANY_OFFSET = re.compile(r"(?:Z|UTC|GMT|[+-]\d{1,2}(?::?\d{2})?)$", re.IGNORECASE)
+# GMT+2 / UTC-5 with a bare hour: dateutil reads the sign the POSIX way (GMT+2 is two hours *behind* UTC).
+_NAMED_SIGNED = re.compile(r"(?:UTC|GMT)\s*[+-]\d{1,2}$", re.IGNORECASE)
 _TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}")
 
 
@@ -232,7 +304,16 @@ def _refuse_mixed_offsets(raw: pd.Series, column: str, index: pd.Index, source: 
     """
     text = [str(v).strip() for v in raw.to_numpy(dtype=object)]
     present = ~raw.isna().to_numpy()
-    offset = np.array([bool(_OFFSET.search(v)) for v in text], dtype=bool) & present
+    signed = np.array([bool(_NAMED_SIGNED.search(v)) for v in text], dtype=bool) & present
+    if signed.any():
+        a = int(np.flatnonzero(signed)[0])
+        raise InputError(
+            f"timestamp column {column!r} writes its UTC offsets as {raw.iloc[a]!r} (row {index[a]}); date parsers "
+            "read 'GMT+2' as two hours behind UTC (the POSIX convention), most people mean ahead. Write the offset "
+            "as +02:00 (ISO 8601).",
+            source=source,
+        )
+    offset = np.array([bool(_OFFSET.search(v)) and bool(_ANY_OFFSET.search(v)) for v in text], dtype=bool) & present
     plain = np.array([bool(_TIME_OF_DAY.search(v)) for v in text], dtype=bool) & present & ~offset  # dates alone: midnight
     if offset.any() and plain.any():
         a, b = int(np.flatnonzero(offset)[0]), int(np.flatnonzero(plain)[0])
@@ -367,8 +448,8 @@ def shared_rows(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | N
     A training copy of a validation row looks valuable for no good reason, and a test row that
     is also trained on flatters the "after" metrics. Callers warn rather than refuse: identical
     rows can be genuine (few, coarse columns). Pass the id column in ``ignore``: a copy with
-    another id is still the same example. Columns stored differently in the two frames (text
-    and numbers) do not match.
+    another id is still the same example. Numbers match whether stored as int, float or bool
+    (:func:`lossval.io.row_hashes`); text and numbers do not.
 
     Returns:
         bool array, one per row of ``rows`` (all False when no column is compared or a cell
@@ -378,11 +459,11 @@ def shared_rows(rows: pd.DataFrame, data: pd.DataFrame, *, ignore: tuple[str | N
     if not columns:
         return np.zeros(len(rows), dtype=bool)
     try:
-        ours = pd.util.hash_pandas_object(rows[columns], index=False)
-        theirs = set(pd.util.hash_pandas_object(data[columns], index=False).tolist())
-    except TypeError:  # unhashable cells (refused elsewhere): nothing to compare
+        ours = row_hashes(rows[columns])
+        theirs = row_hashes(data[columns])
+    except (TypeError, InputError):  # unhashable cells (refused elsewhere): nothing to compare
         return np.zeros(len(rows), dtype=bool)
-    return ours.isin(theirs).to_numpy()
+    return np.isin(ours, theirs)
 
 
 def first_shared_row(rows: pd.DataFrame, data: pd.DataFrame, shared: np.ndarray, *,
@@ -396,8 +477,8 @@ def first_shared_row(rows: pd.DataFrame, data: pd.DataFrame, shared: np.ndarray,
     if not found.size:
         return ""
     columns = _compared_columns(rows, data, ignore)
-    first = pd.util.hash_pandas_object(rows[columns].iloc[[found[0]]], index=False).iloc[0]
-    there = np.flatnonzero(pd.util.hash_pandas_object(data[columns], index=False).to_numpy() == first)
+    first = row_hashes(rows[columns].iloc[[found[0]]])[0]
+    there = np.flatnonzero(row_hashes(data[columns]) == first)
     return f"row {int(found[0])} (data row {int(there[0])})"
 
 

@@ -37,7 +37,8 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
     v = config.validation
     parts = assign_splits(df, strategy=v.strategy, target=config.target, task=task_kind, seed=config.seed,
                           test_fraction=0.0 if config.test_path else config.test_fraction, valid_fraction=v.fraction,
-                          column=v.column, timestamp_column=v.timestamp_column, source=config.data)
+                          column=v.column, timestamp_column=v.timestamp_column, source=config.data,
+                          id_column=config.id_column)
     external = {"validation": v.path if v.strategy == "file" else None, "test": config.test_path}
     frames = {}
     for name in ("train", "validation", "test"):

@@ -64,6 +64,16 @@ def test_row_ids_are_stable_and_unique() -> None:
     assert frame_fingerprint(df) == frame_fingerprint(df.copy()) != frame_fingerprint(df.iloc[[1, 0, 2]])
 
 
+def test_whole_number_ids_stored_as_float_are_the_ids_a_csv_gives() -> None:
+    # A parquet id column with one missing-then-filled value turns float: ids "0.0", "1.0" where the CSV export of
+    # the same rows gives "0", "1", and every row was another row to the split and to the values cache.
+    as_float = assign_row_ids(pd.DataFrame({"id": [0.0, 1.0, 12345678.0]}), id_column="id")
+    assert as_float.tolist() == ["0", "1", "12345678"]
+    assert assign_row_ids(pd.DataFrame({"id": [0.5, 1.0]}), id_column="id").tolist() == ["0.5", "1"]
+    with pytest.raises(InputError, match="duplicate ids"):
+        assign_row_ids(pd.DataFrame({"id": [1.0, "1"]}, dtype=object), id_column="id")
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
     write_parquet(pd.DataFrame({"a": [1]}), target)

@@ -146,6 +146,24 @@ def test_latest_refuses_times_with_and_without_a_utc_offset_in_one_column() -> N
         _latest(mixed)
 
 
+@pytest.mark.parametrize("suffix", ["+02", " +02", " UTC+02:00", "-0530"])
+def test_latest_knows_short_and_named_utc_offsets_when_it_refuses_a_mix(suffix: str) -> None:
+    # "+02" and "UTC+02:00" parse, and were taken for times without an offset: the mix was read as one clock.
+    hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
+    assert _latest([t.strftime("%Y-%m-%d %H:%M") + suffix for t in hours]) == list(range(30, 40))
+    mixed = [t.strftime("%Y-%m-%d %H:%M") + suffix for t in hours[:20]] + [t.strftime("%Y-%m-%d %H:%M")
+                                                                            for t in hours[20:]]
+    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(20"):
+        _latest(mixed)
+
+
+def test_latest_refuses_gmt_plus_an_hour_whose_sign_parsers_read_backwards() -> None:
+    # dateutil reads "GMT+2" as two hours behind UTC: 10:00 GMT+2 became 12:00 UTC, not 08:00.
+    hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
+    with pytest.raises(InputError, match=r"'2026-03-01 08:00 GMT\+2' \(row 0\).*as \+02:00"):
+        _latest([t.strftime("%Y-%m-%d %H:%M") + " GMT+2" for t in hours])
+
+
 def test_labels_that_differ_only_in_case_or_spaces_are_warned_about() -> None:
     from lossval.splitting import check_validation
 
@@ -183,3 +201,96 @@ def test_the_shared_rows_warning_says_when_the_data_repeats_itself_anyway() -> N
     fine = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
     copied = fine.iloc[:5].copy()
     assert shared_rows(copied, fine).all() and shared_rows_note(copied, fine) == ""  # real copies: no excuse offered
+
+
+@pytest.mark.parametrize("strategy", ["stratified", "latest", "file"])
+def test_copies_of_a_row_land_in_the_same_split(strategy: str) -> None:
+    # Rows without an id column get ids h, h#2...: the copies were drawn independently, and 25 of 30 copied
+    # pairs straddled two splits, so a test row was also trained on and a validation row valued its own copy.
+    from lossval.io import assign_row_ids
+
+    base = _frame(300)
+    df = pd.concat([base, base.iloc[::10], base.iloc[::30]], ignore_index=True)  # 30 rows twice, 10 three times
+    df.insert(0, "row_id", assign_row_ids(df).to_numpy())
+    split = assign_splits(df, strategy=strategy, timestamp_column="ts", target="y", task="classification", seed=0,
+                          test_fraction=0.25)
+    groups = split.groupby(df["row_id"].str.replace(r"#\d+$", "", regex=True)).nunique()
+    assert (groups == 1).all(), f"{int((groups > 1).sum())} groups of copies straddle splits"
+    assert 0.22 < (split == "test").sum() / (split != "validation").sum() < 0.28  # whole groups: about the share
+    # Ids of your own mark distinct rows, identical or not: those are drawn one by one as before.
+    own = df.assign(row_id=[f"r{i}" for i in range(len(df))])
+    apart = assign_splits(own, strategy=strategy, timestamp_column="ts", target="y", task="classification", seed=0,
+                          test_fraction=0.25, id_column="row_id")
+    if strategy != "latest":  # latest: copies share their timestamp, so the latest rows take both anyway
+        assert (apart.groupby(df["row_id"].str.replace(r"#\d+$", "", regex=True)).nunique() > 1).any()
+
+
+def test_a_class_made_of_copies_of_one_row_is_still_split_for_validation() -> None:
+    from lossval.splitting import _whole_groups
+
+    # Ranked keys 5 5 5 7 7: a cut at 2 falls inside the 5s; the nearest whole-group cuts are 0 and 3.
+    keys = np.array([5, 5, 5, 7, 7], dtype=np.uint64)
+    assert _whole_groups(keys, 2) == 3 and _whole_groups(keys, 1) == 0
+    assert _whole_groups(keys, 4) == 5  # 3 and 5 are as near: the end
+    assert _whole_groups(keys, 1, keep_both=True) == 3  # 0 would leave the part empty
+    same = np.array([9, 9, 9], dtype=np.uint64)
+    assert _whole_groups(same, 1, keep_both=True) == 1  # only parting the copies keeps a row on each side
+    assert _whole_groups(same, 1) == 0
+
+
+def test_a_row_keeps_its_id_and_split_when_another_row_turns_its_column_float() -> None:
+    # One 2.5 appended to a column of whole numbers made pandas read it as float; every row's content hash
+    # changed, and 85 of 200 rows moved to another split overnight.
+    from lossval.io import assign_row_ids
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"count": rng.integers(0, 50, 200), "flag": rng.integers(0, 2, 200).astype(bool),
+                       "y": np.where(np.arange(200) % 3 == 0, "a", "b")})
+    grown = pd.concat([df.astype({"flag": int}), pd.DataFrame({"count": [2.5], "flag": [1], "y": ["a"]})],
+                      ignore_index=True)
+    assert grown["count"].dtype == float and grown["flag"].dtype == "int64"
+    before, after = assign_row_ids(df), assign_row_ids(grown)
+    assert before.equals(after.iloc[:200])
+    common = dict(strategy="stratified", target="y", task="classification", seed=2, test_fraction=0.25)
+    moved = (assign_splits(df.assign(row_id=before), **common)
+             != assign_splits(grown.assign(row_id=after), **common).iloc[:200])
+    assert int(moved.sum()) <= 3
+
+
+def test_latest_breaks_a_tie_at_its_cut_by_the_rows_ids_not_their_order_in_the_file() -> None:
+    from lossval.io import assign_row_ids
+
+    # 80 rows, 10 per day: the latest 15% (12 rows) are the last day's 10 and 2 of the 10 of the day before.
+    days = [f"2026-01-0{d}" for d in range(1, 9)]
+    df = pd.DataFrame({"x": np.arange(80.0), "y": np.arange(80) % 2, "ts": np.repeat(days, 10)})
+    df.insert(0, "row_id", assign_row_ids(df).to_numpy())
+    common = dict(strategy="latest", timestamp_column="ts", valid_fraction=0.15, target="y", task="classification",
+                  seed=0, test_fraction=0.0)
+    split = assign_splits(df, **common)
+    picked = df["ts"][split == "validation"]
+    assert len(picked) == 12 and picked.eq("2026-01-08").sum() == 10
+    reversed_file = df.iloc[::-1]
+    assert assign_splits(reversed_file, **common).sort_index().equals(split)  # by row order: 2 other rows of day 7
+    assert not assign_splits(df, **{**common, "seed": 5}).equals(split)
+
+
+def test_shared_rows_match_numbers_stored_as_int_in_one_file_and_float_in_the_other() -> None:
+    from lossval.splitting import first_shared_row, shared_rows
+
+    data = pd.DataFrame({"a": np.arange(30), "b": np.arange(30) * 2, "y": np.arange(30) % 2})
+    curated = data.iloc[:6].astype(float).reset_index(drop=True)  # a parquet file of floats: same rows
+    assert shared_rows(curated, data).all()
+    assert first_shared_row(curated, data, shared_rows(curated, data)) == "row 0 (data row 0)"
+
+
+def test_a_blank_or_odd_cell_in_the_trusted_column_is_named_plainly() -> None:
+    # A blank cell was shown as "np.float64(nan)", which names neither the problem nor the fix.
+    df = _frame().assign(trusted=lambda d: (d.index % 10 == 0).astype(float))
+    df.loc[3, "trusted"] = np.nan
+    with pytest.raises(InputError, match=r"row 3 has an empty value \(mark every row true or false\)\.$"):
+        assign_splits(df, strategy="column", column="trusted", target="y", task="classification", seed=0,
+                      test_fraction=0.2)
+    df.loc[3, "trusted"] = 2.0
+    with pytest.raises(InputError, match=r"row 3 has 2\.0\.$"):
+        assign_splits(df, strategy="column", column="trusted", target="y", task="classification", seed=0,
+                      test_fraction=0.2)
