@@ -301,8 +301,9 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "encoder": vals["encoder"], "model_state": trained["model_state"],
                "metrics": trained["metrics_path"], "gate": checked["result_path"]}
     outputs = relocate(written, staging, final)
-    # `lossval verify` compares these: the run folder's own files (snapshot and values are shared, content-addressed)
-    sha256 = {name: file_sha256(path) for name, path in written.items() if Path(path).parent == staging}
+    # `lossval verify` compares these: the run folder's own files, and the shared snapshot, values and encoder this run
+    # read (values/<key>/ is keyed by settings, not content: a later run that values again may rewrite it)
+    sha256 = {name: file_sha256(path) for name, path in written.items()}
     rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
     notes = _valuation_notes(vals["report"])
     stages = {

@@ -17,8 +17,8 @@ A run whose data outputs are complete but whose MLflow tracking failed still get
 verifiable, and a rerun with tracking back registers the model.
 
 :func:`verify_run` re-reads the outputs and checks that every input row is in exactly one of
-validation, test, kept or quarantine, and that the run folder's own files are unchanged (their
-sha256). Manifests written before hashes were recorded have no ``sha256``: their rows are
+validation, test, kept or quarantine, and that the files the run wrote or read are unchanged (their
+sha256: the run folder's own, and since 2026-12-06 the shared snapshot, values and encoder). Manifests written before hashes were recorded have no ``sha256``: their rows are
 checked, their files' contents cannot be (:func:`content_hash_note` says so).
 """
 
@@ -189,12 +189,19 @@ def _check_decisions(path: str, *, train: pd.Series, quarantine: pd.Series) -> l
     return []
 
 
+_VALUES_NOTE = (" (shared by the runs of the same snapshot and settings: a later run that valued again, after the file "
+                "was unreadable or on another GPU, rewrites it; this run's figures came from the earlier file)")
+_SHARED_NOTE = {"values": _VALUES_NOTE, "encoder": _VALUES_NOTE,
+                "snapshot": " (the stored copy of the input, shared by its runs: nothing rewrites it; was it edited?)"}
+"""Said of a changed file outside the run folder (manifests since 2026-12-06 hash them too)."""
+
+
 def verify_run(run_dir: Path) -> list[str]:
     """Check a run folder; returns a list of problems (empty = consistent).
 
     Checks: the folder is a completed run (not ``.partial``, manifest present and readable);
     the manifest lists existing, readable files, unchanged since the run wrote them (sha256, when
-    the manifest records it), read from ``run_dir`` when the folder was moved or copied; the snapshot's row ids are exactly the
+    the manifest records it; the shared snapshot, values and encoder too since 2026-12-06), read from ``run_dir`` when the folder was moved or copied; the snapshot's row ids are exactly the
     union of the data-derived parts (validation when it came from the data, test, kept,
     quarantine); the parts are disjoint; ``train = kept + quarantine``; ``decisions`` (when listed)
     holds each train row once and marks exactly the quarantined ones; counts match the manifest. A manifest without ``sha256`` passes on its rows alone; tell the reader so with
@@ -231,12 +238,14 @@ def verify_run(run_dir: Path) -> list[str]:
         if not Path(p).exists():
             problems.append(f"output '{name}' is missing: {p}")
     changed = []
+    run_dir_real = Path(os.path.realpath(run_dir))
     for name, digest in hashes.items():
         if name not in outputs or not Path(outputs[name]).exists():  # a missing one is reported above
             continue
         try:
             if file_sha256(outputs[name]) != digest:
-                changed.append(f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}")
+                changed.append(f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}"
+                               + _SHARED_NOTE.get(name, "") * (Path(outputs[name]).parent != run_dir_real))
         except OSError as exc:
             changed.append(f"output '{name}' is unreadable ({exc.strerror or type(exc).__name__}): {outputs[name]}")
     if problems:  # some outputs are gone: the rows cannot be checked, but the others' contents can

@@ -352,6 +352,25 @@ def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference
     assert "output 'quarantine' changed after the run wrote it (sha256 differs)" in err
 
 
+def test_verify_catches_shared_values_rewritten_after_the_run(reference: dict, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # values/<key>/ is keyed by settings, not content: a later run that values again (a GPU's other float path, an
+    # unreadable cached encoder) rewrites it, and the earlier run's figures no longer match the values on disk.
+    import pandas as pd
+
+    ws = tmp_path / "ws"
+    shutil.copytree(reference["workspace"], ws)
+    run = next((ws / "runs").iterdir())
+    assert main(["verify", str(run)]) == 0
+    values = next((ws / "values").glob("*/values.parquet"))
+    v = pd.read_parquet(values)
+    v.assign(value=v["value"][::-1].to_numpy()).to_parquet(values, index=False)
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"output 'values' changed after the run wrote it (sha256 differs): {values}" in err
+    assert "a later run that valued again" in err and "lost" not in err
+
+
 def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference: dict, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     import pandas as pd
@@ -364,7 +383,7 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
     rows = manifest["rows"]
     counts = (f"{rows['snapshot']} snapshot rows = {rows['train']} train ({rows['kept']} kept + {rows['quarantine']} "
               f"quarantined) + {rows['validation']} validation + {rows['test']} test")
-    assert out.splitlines()[0] == f"{run}: every input row is accounted for: {counts}; 9 files unchanged (sha256)"
+    assert out.splitlines()[0] == f"{run}: every input row is accounted for: {counts}; 12 files unchanged (sha256)"
     assert main(["verify", str(run / MANIFEST_NAME)]) == 0  # the manifest's path names its run
     assert capsys.readouterr().out.splitlines()[0].startswith(f"{run}: every input row is accounted for")
     workspace = tmp_path / "ws"
@@ -379,7 +398,7 @@ def test_verify_accepts_a_manifest_written_before_hashes_were_recorded(reference
         assert capsys.readouterr().err == (f"lossval verify: {where} is {what}, not a run folder; give one of its runs, "
                                            f"e.g. {workspace / 'runs' / 'r1'} (the newest)\n")
     assert set(manifest["sha256"]) == {"train", "validation", "test", "kept", "quarantine", "decisions", "model_state",
-                                       "metrics", "gate"}  # the run folder's own files; snapshot and values are shared
+                                       "metrics", "gate", "snapshot", "values", "encoder"}  # shared ones too
     del manifest["sha256"]
     (run / MANIFEST_NAME).write_text(json.dumps(manifest))
     kept = pd.read_parquet(run / "kept.parquet")
