@@ -409,7 +409,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     import pandas as pd
     import yaml
 
-    from lossval.demo import check_demo_options, detection_scores, make_demo_data
+    from lossval.demo import check_demo_options, demo_data_dir, detection_scores, make_demo_data
     from lossval.io import atomic_write
     from lossval.metrics import detection_report
 
@@ -418,7 +418,8 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     _check_workspace(workspace)
     workspace = workspace.resolve()
     server_ready = start_prefect_server(workspace)  # first: on a first run it is what the flow waits for
-    data = make_demo_data(dataset=dataset, noise=noise, seed=seed, out_dir=workspace / "demo-data" / dataset)
+    data = make_demo_data(dataset=dataset, noise=noise, seed=seed,
+                          out_dir=demo_data_dir(workspace, dataset=dataset, noise=noise, seed=seed))
     config = {
         "dataset": f"demo-{dataset}", "data": str(data.train_path), "target": data.target, "task": data.task,
         "id_column": "id", "validation": {"strategy": "file", "path": str(data.validation_path)},
@@ -426,7 +427,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
         "pruning": {"policy": "two_means", "max_prune_fraction": 0.2},
         "tracking": {"experiment": "lossval-demo"},
     }
-    config_path = workspace / "demo-data" / dataset / "config.yaml"
+    config_path = data.train_path.parent / "config.yaml"
     atomic_write(config_path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(config, sort_keys=False)))
     print(f"demo: {dataset}, {int(round(noise * 100))}% of training labels corrupted on purpose; config {config_path}")
     try:

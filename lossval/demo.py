@@ -17,7 +17,7 @@ import pandas as pd
 from lossval.errors import InputError
 from lossval.io import write_json, write_parquet
 
-__all__ = ["DemoData", "check_demo_options", "detection_scores", "make_demo_data", "run_library_demo"]
+__all__ = ["DemoData", "check_demo_options", "demo_data_dir", "detection_scores", "make_demo_data", "run_library_demo"]
 
 _DEMO_SETS = {"breast_cancer": "cls_breast_cancer", "digits": "cls_digits", "diabetes": "reg_diabetes",
               "fried": "reg_fried", "2dplanes": "cls_2dplanes"}
@@ -59,6 +59,15 @@ def check_demo_options(*, dataset: str, noise: float) -> None:
         raise InputError(f"unknown demo dataset {dataset!r}; choose one of {sorted(_DEMO_SETS)}.")
     if not 0.0 <= noise <= 0.5:
         raise InputError(f"--noise must be between 0 and 0.5, got {noise}.")
+
+
+def demo_data_dir(workspace: Path, *, dataset: str, noise: float, seed: int) -> Path:
+    """Where the demo writes its data for these options: ``demo-data/breast_cancer-noise0.1-seed0``.
+
+    One folder per (dataset, noise, seed), so a demo run with other options never rewrites the
+    files an earlier run's config (logged with it to MLflow) names.
+    """
+    return Path(workspace) / "demo-data" / f"{dataset}-noise{noise:g}-seed{seed}"
 
 
 def make_demo_data(*, dataset: str, noise: float, seed: int, out_dir: Path) -> DemoData:
@@ -114,7 +123,8 @@ def run_library_demo(*, dataset: str, noise: float, workspace: Path, epochs: int
     from lossval.pruning import TwoMeansPolicy, prune
     from lossval.valuation import LossVal
 
-    data = make_demo_data(dataset=dataset, noise=noise, seed=seed, out_dir=workspace / "demo-data" / dataset)
+    data = make_demo_data(dataset=dataset, noise=noise, seed=seed,
+                          out_dir=demo_data_dir(workspace, dataset=dataset, noise=noise, seed=seed))
     train = pd.read_parquet(data.train_path)
     valid = pd.read_parquet(data.validation_path)
     enc = TabularEncoder(target=data.target, task=data.task, exclude=["id"]).fit(train)
@@ -127,7 +137,7 @@ def run_library_demo(*, dataset: str, noise: float, workspace: Path, epochs: int
     decision = prune(lv.values_, policy=TwoMeansPolicy(), max_prune_fraction=0.2, labels=labels)
     noisy = train["id"].isin(data.noisy_ids).to_numpy()
     report = detection_report(~decision.keep, noisy)
-    out = workspace / "demo-data" / dataset / "values.parquet"
+    out = data.train_path.parent / "values.parquet"
     write_parquet(pd.DataFrame({"row_id": train["id"], "value": lv.values_, "kept": decision.keep}), out)
     print(f"{dataset}: valued {len(train)} rows in {seconds:.1f}s on {lv.device_}; "
           f"pruned {report['flagged']} rows (two-means, capped at 20%)")

@@ -303,6 +303,22 @@ def test_library_demo_finds_the_injected_noise(tmp_path, capsys) -> None:
     assert f1 >= 0.5, out
 
 
+def test_a_demo_with_other_options_leaves_an_earlier_demo_s_data_alone(tmp_path) -> None:
+    # The demo wrote demo-data/<dataset>/train.parquet whatever --noise or --seed: a second demo rewrote the file
+    # that the first run's config (logged to MLflow with it) names, so that config pointed at other data.
+    from lossval.demo import demo_data_dir, make_demo_data
+
+    first = make_demo_data(dataset="breast_cancer", noise=0.1, seed=0,
+                           out_dir=demo_data_dir(tmp_path, dataset="breast_cancer", noise=0.1, seed=0))
+    assert first.train_path.parent.name == "breast_cancer-noise0.1-seed0"
+    before = first.train_path.read_bytes()
+    for noise, seed in ((0.3, 0), (0.1, 1)):
+        other = make_demo_data(dataset="breast_cancer", noise=noise, seed=seed,
+                               out_dir=demo_data_dir(tmp_path, dataset="breast_cancer", noise=noise, seed=seed))
+        assert other.train_path.parent != first.train_path.parent
+    assert first.train_path.read_bytes() == before
+
+
 def test_run_report_says_what_held_pruning_back(capsys) -> None:
     from flows.runner import _report
 
