@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
 from prefect import task
 
 from lossval.errors import InputError
@@ -19,10 +20,32 @@ from tasks._log import run_logger
 from tasks._paths import Workspace
 from tasks.prune import RESERVED_COLUMNS
 
-__all__ = ["ingest", "publish_snapshot", "read_history", "MIN_ROWS"]
+__all__ = ["ingest", "publish_snapshot", "read_history", "check_columns_and_rows", "check_target_and_ids", "MIN_ROWS"]
 
 #: The fewest data rows a run takes (the raw-data suite's ``min_rows``).
 MIN_ROWS = 20
+
+
+def check_columns_and_rows(df: pd.DataFrame, *, target: str, id_column: str | None, data_path: str) -> None:
+    """Reserved column names, the target's presence and the row count; raises InputError naming the file."""
+    if "row_id" in df.columns and id_column != "row_id":
+        raise InputError("has a column named 'row_id', which lossval reserves; rename it or set id_column: row_id.", source=data_path)
+    taken = [c for c in RESERVED_COLUMNS[1:] if c in df.columns]
+    if taken:
+        raise InputError(f"has column(s) {taken}, which lossval adds to quarantined rows; rename them.", source=data_path)
+    require_column(df.columns, target, key="target", source=data_path)  # the suite would say it in GX's words
+    if len(df) < MIN_ROWS:  # said in words before the suite's own row-count check says it in GX's
+        raise InputError(f"has {len(df)} data row(s); a lossval run needs at least {MIN_ROWS}, as it splits them into "
+                         "training, validation and test rows (the library's LossVal and `lossval value` take fewer, "
+                         "with your own validation rows).", source=data_path)
+
+
+def check_target_and_ids(df: pd.DataFrame, *, target: str, id_column: str | None, data_path: str) -> pd.Series:
+    """Empty targets and the id column (present, complete, unique); returns the row ids."""
+    if df[target].isna().any():
+        bad = df.index[df[target].isna()]
+        raise InputError(f"target column {target!r} has {len(bad)} empty value(s), first at row {bad[0]}; drop or fill them.", source=data_path)
+    return assign_row_ids(df, id_column=id_column, source=data_path)
 
 
 @task(name="ingest")
@@ -53,23 +76,11 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
         raise InputError(f"{changed} changed while it was read (size or modification time differ): it is still being "
                          "written. Nothing was snapshotted; run again once it is complete (write it under a temporary "
                          "name and rename it in, or add a .done marker, so it lands whole).", source=data_path)
-    if "row_id" in df.columns and id_column != "row_id":
-        raise InputError("has a column named 'row_id', which lossval reserves; rename it or set id_column: row_id.", source=data_path)
-    taken = [c for c in RESERVED_COLUMNS[1:] if c in df.columns]
-    if taken:
-        raise InputError(f"has column(s) {taken}, which lossval adds to quarantined rows; rename them.", source=data_path)
-    require_column(df.columns, target, key="target", source=data_path)  # the suite would say it in GX's words
-    if len(df) < MIN_ROWS:  # said in words before the suite's own row-count check says it in GX's
-        raise InputError(f"has {len(df)} data row(s); a lossval run needs at least {MIN_ROWS}, as it splits them into "
-                         "training, validation and test rows (the library's LossVal and `lossval value` take fewer, "
-                         "with your own validation rows).", source=data_path)
+    check_columns_and_rows(df, target=target, id_column=id_column, data_path=data_path)
     raw = validate_frame(df, suite="raw_data", params={"target": target, "min_rows": MIN_ROWS})
     if not raw["success"]:
         raise InputError("raw-data checks failed: " + "; ".join(raw["failures"]), source=data_path)
-    if df[target].isna().any():
-        bad = df.index[df[target].isna()]
-        raise InputError(f"target column {target!r} has {len(bad)} empty value(s), first at row {bad[0]}; drop or fill them.", source=data_path)
-    row_ids = assign_row_ids(df, id_column=id_column, source=data_path)
+    row_ids = check_target_and_ids(df, target=target, id_column=id_column, data_path=data_path)
     snap = df.copy()
     if id_column != "row_id":
         snap.insert(0, "row_id", row_ids.to_numpy())

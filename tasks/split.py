@@ -16,7 +16,7 @@ from lossval.splitting import (MIN_VALIDATION_ROWS, assign_splits, check_validat
 from tasks._log import run_logger
 from tasks.value import config_encoder
 
-__all__ = ["split", "MIN_TEST_ROWS"]
+__all__ = ["split", "check_encodable", "MIN_TEST_ROWS"]
 
 MIN_TEST_ROWS = 2
 """Fewest test rows a run accepts: the before/after metrics and the gate are computed on them."""
@@ -33,7 +33,7 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
     Returns their paths, row counts and whether validation rows came from the data itself.
     """
     df = pd.read_parquet(snapshot)
-    encoder = _check_encodable(df, config, task_kind)
+    encoder = check_encodable(df, config, task_kind)
     v = config.validation
     parts = assign_splits(df, strategy=v.strategy, target=config.target, task=task_kind, seed=config.seed,
                           test_fraction=0.0 if config.test_path else config.test_fraction, valid_fraction=v.fraction,
@@ -74,7 +74,7 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
             "validation_from_data": not external["validation"], "test_from_data": not external["test"]}
 
 
-def _check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> TabularEncoder:
+def check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> TabularEncoder:
     """An encoder fitted on every row: raises InputError naming the input row of a NaN, inf or text value."""
     enc = config_encoder(config, task_kind, df.columns)
     with warnings.catch_warnings():  # constant columns are reported once, by the valuation stage

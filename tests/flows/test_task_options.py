@@ -6,7 +6,7 @@ import pytest
 
 from lossval.config import config_from_dict
 from lossval.errors import InputError, UnseenLevelsWarning
-from tasks.split import _check_encodable
+from tasks.split import check_encodable
 from tasks.value import config_encoder, valuation_key
 from tests.reliability._helpers import make_frame
 
@@ -19,8 +19,8 @@ def test_features_categorical_reaches_the_encoder_and_the_cache_key() -> None:
     df = make_frame(60).assign(a=[float(i % 7) for i in range(60)]).astype({"a": object})  # a code of 7 values
     df.loc[7, "a"] = "oops"  # 59 of 60 values parse: read as a numeric column with a typo
     with pytest.raises(InputError, match="features.categorical"):
-        _check_encodable(df, _config(), "classification")
-    enc = _check_encodable(df, _config(categorical=["a"]), "classification")
+        check_encodable(df, _config(), "classification")
+    enc = check_encodable(df, _config(categorical=["a"]), "classification")
     assert "a" in enc.categorical_columns_
     assert valuation_key("s", _config(categorical=["a"])) != valuation_key("s", _config())
 
@@ -33,11 +33,11 @@ def test_features_numeric_reaches_the_encoder_and_the_cache_key() -> None:
     assert "a" in enc.categorical_columns_
     with pytest.raises(InputError, match=r"d.csv: non-numeric value 'unknown' in numeric column 'a' at row 3 "
                                          r"\(7 of 60 non-missing"):
-        _check_encodable(df, _config(numeric=["a"]), "classification")
+        check_encodable(df, _config(numeric=["a"]), "classification")
     with pytest.raises(InputError, match=r"d.csv: column 'A' \(config key 'features.numeric'\) not found; did you mean "
                                          r"'a'\? Columns are \['id', 'a', 'b', 'colour', 'label'\]"):  # no row_id
-        _check_encodable(make_frame(60), _config(numeric=["A"]), "classification")
-    enc = _check_encodable(make_frame(60), _config(numeric=["a"]), "classification")
+        check_encodable(make_frame(60), _config(numeric=["A"]), "classification")
+    enc = check_encodable(make_frame(60), _config(numeric=["a"]), "classification")
     assert "a" in enc.numeric_columns_
     # Declaring a column changes the key; configs without the option keep the key they had.
     assert valuation_key("s", _config(numeric=["a"])) not in {valuation_key("s", _config(numeric=["b"])),
@@ -49,11 +49,11 @@ def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_requ
     df = make_frame(60)
     with pytest.raises(InputError, match=r"column 'Colour' \(config key 'features.exclude'\) not found; did you mean "
                                          r"'colour'\?"):
-        _check_encodable(df, _config(exclude=["Colour"]), "classification")
+        check_encodable(df, _config(exclude=["Colour"]), "classification")
     # A timestamp column left in the config while another strategy is used: not in the data, not an error.
     cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id",
                             "validation": {"strategy": "stratified", "timestamp_column": "applied_at"}})
-    enc = _check_encodable(df, cfg, "classification")
+    enc = check_encodable(df, cfg, "classification")
     assert enc.feature_columns_ == ["a", "b", "colour"]  # id excluded as the pipeline's own column
 
 
