@@ -391,39 +391,59 @@ _EXACT_FLOAT = 2 ** 53
 """Integers up to this size are exact in float64: row ids hash them as the float they equal."""
 
 
-def _as_stored_alike(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with every number column as float64 where that is exact: 1, 1.0, True and float32 1.0 hash alike.
+def _number_hashes(s: pd.Series) -> np.ndarray | None:
+    """One uint64 per value of a number column (int, float, bool, numeric categories), None for other columns.
 
-    A column's dtype is not the row's content: one 2.5 appended to a column of whole numbers
-    turns it float, and a parquet export may store as bool or float32 what a CSV holds as 0/1.
-    Integers beyond 2**53 keep their dtype (float64 would round them).
+    Decided per value, never per column: a whole number up to 2**53 (exact in float64) hashes as
+    that float, a larger one as the int64 it equals, anything else as its float64. So 1, 1.0,
+    True and float32 1.0 hash alike, and no value's hash depends on the other rows' values.
     """
-    columns = []
-    for _, s in df.items():
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        if not pd.api.types.is_numeric_dtype(dtype.categories.dtype):
+            return None
+        s = pd.Series(np.asarray(dtype.categories)[s.cat.codes.to_numpy()], index=s.index).where(s.notna())
         dtype = s.dtype
-        number = pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_numeric_dtype(dtype)
-                                                       and not pd.api.types.is_complex_dtype(dtype))
-        if number and not isinstance(dtype, pd.CategoricalDtype):
-            exact = not pd.api.types.is_integer_dtype(dtype) or not s.notna().any() or s.abs().max() <= _EXACT_FLOAT
-            if exact:
-                s = s.astype("float64")  # nullable NA -> NaN
-        columns.append(s.reset_index(drop=True))
-    if not columns:
-        return df
-    out = pd.DataFrame(dict(enumerate(columns)))
-    out.columns = df.columns  # for messages (a nested column is named); repeated names stay apart
-    return out
+    if not (pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_numeric_dtype(dtype)
+                                                  and not pd.api.types.is_complex_dtype(dtype))):
+        return None
+    if pd.api.types.is_unsigned_integer_dtype(dtype) and s.notna().any() and s.max() >= 2 ** 63:
+        return pd.util.hash_pandas_object(s, index=False).to_numpy()  # beyond int64: as stored
+    as_float = s.astype("float64")  # nullable NA -> NaN
+    hashes = pd.util.hash_pandas_object(as_float, index=False).to_numpy()
+    values = as_float.to_numpy()
+    big = np.isfinite(values) & (np.abs(values) > _EXACT_FLOAT) & (np.abs(values) < 2.0 ** 63)
+    if pd.api.types.is_integer_dtype(dtype):
+        big = s.notna().to_numpy() & (s.abs().fillna(0).to_numpy() > _EXACT_FLOAT)
+        exact = s[big].astype("int64")
+    else:
+        big &= values == np.floor(values)
+        exact = pd.Series(values[big].astype("int64"))
+    if big.any():
+        hashes = hashes.copy()
+        hashes[big] = pd.util.hash_pandas_object(exact, index=False).to_numpy()
+    return hashes
 
 
 def row_hashes(df: pd.DataFrame, *, source: str | None = None, why: str = "flatten it into columns or drop it") -> np.ndarray:
     """One uint64 per row of ``df``, from its values alone, whatever the dtypes that hold them.
 
-    The same row hashes alike whether its numbers were read as int, float or bool (see
-    :func:`_as_stored_alike`), so a row keeps its content id when another row changes a
-    column's dtype. Text, categorical and string columns hash alike too; text and numbers do not.
-    Raises InputError naming a column of nested values.
+    Numbers hash alike whether stored as int, float, bool or numeric categories
+    (:func:`_number_hashes`), so a row keeps its content id when another row changes a column's
+    dtype (one 2.5 appended to a column of whole numbers turns it float). Text, categorical and
+    string columns hash alike too; text and numbers do not. Each value's hash depends on that
+    value alone. Raises InputError naming a column of nested values.
     """
-    return _hash_rows(_as_stored_alike(df), source=source, why=why)
+    if df.shape[1] == 0:
+        return _hash_rows(df, source=source, why=why)
+    columns = []
+    for i in range(df.shape[1]):
+        s = df.iloc[:, i]
+        numbers = _number_hashes(s)
+        if numbers is None:
+            numbers = _hash_rows(s.to_frame(), source=source, why=why)
+        columns.append(numbers)
+    return pd.util.hash_pandas_object(pd.DataFrame(dict(enumerate(columns))), index=False).to_numpy()
 
 
 def _hash_rows(df: pd.DataFrame, *, source: str | None, why: str) -> np.ndarray:

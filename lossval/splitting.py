@@ -65,8 +65,8 @@ def _random_part(order: np.ndarray, labels: np.ndarray | None, fraction: float, 
     """Positions of the ``fraction`` of rows first in ``order``, per class of ``labels`` when given.
 
     Rows with the same ``order`` (copies of one row, see :func:`_draw_keys`) go in or out
-    together, so the part holds a copy's whole group or none of it: the count is then the
-    nearest a whole group allows.
+    together, so the part holds a copy's whole group or none of it (:func:`_whole_groups`); a
+    class never loses all its rows to the part, nor gives it none, because of a group.
 
     ``both_sides``: a class of two rows or more keeps at least one row in the part and one out of
     it (the validation draw: every class needs both, and a rare class's rounded share would be 0).
@@ -82,28 +82,27 @@ def _random_part(order: np.ndarray, labels: np.ndarray | None, fraction: float, 
     chosen = []
     for pos in groups:
         ranked = pos[np.argsort(order[pos], kind="stable")]
-        keep_both = both_sides and labels is not None and len(pos) >= 2
-        chosen.append(ranked[:_whole_groups(order[ranked], size(len(pos)), keep_both=keep_both)])
+        chosen.append(ranked[:_whole_groups(order[ranked], size(len(pos)))])
     return np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=int)
 
 
-def _whole_groups(ranked_keys: np.ndarray, k: int, *, keep_both: bool = False) -> int:
+def _whole_groups(ranked_keys: np.ndarray, k: int) -> int:
     """How many of the rows ranked by ``ranked_keys`` to take, near ``k``, without parting equal keys.
 
     Equal keys are adjacent in a ranking by them. When the ``k``-th and the next row share a key,
-    the cut moves to that run's start or end, whichever is nearer ``k`` (the end on a tie).
-    ``keep_both``: the cut may not take none or all rows; if only parting the run avoids that,
-    it is parted at ``k``.
+    the cut moves to the end of that run (never fewer rows than asked: a validation split keeps
+    its minimum), or, when that would take every row and ``k`` did not, to its start; when that
+    would take none and ``k`` did not, the run is parted at ``k`` (a class made of copies of one
+    row still gives rows to both sides).
     """
     n = len(ranked_keys)
     if k <= 0 or k >= n or ranked_keys[k - 1] != ranked_keys[k]:
         return k
-    start = int(np.searchsorted(ranked_keys, ranked_keys[k], side="left"))
     end = int(np.searchsorted(ranked_keys, ranked_keys[k], side="right"))
-    for cut in sorted((start, end), key=lambda c: (abs(c - k), c < k)):
-        if not keep_both or 0 < cut < n:
-            return cut
-    return k
+    if end < n:
+        return end
+    start = int(np.searchsorted(ranked_keys, ranked_keys[k], side="left"))
+    return start if start > 0 else k
 
 
 def _as_bool(series: pd.Series, column: str, source: str | None) -> np.ndarray:
@@ -115,11 +114,12 @@ def _as_bool(series: pd.Series, column: str, source: str | None) -> np.ndarray:
     bad = ~lowered.isin(list(mapping))
     if bad.any():
         first = series.index[bad.to_numpy()][0]
-        value = series.loc[first]
-        shown = "an empty value" if pd.isna(value) else repr(value.item() if isinstance(value, np.generic) else value)
+        value = series[bad.to_numpy()].iloc[0]
+        empty = value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
+        shown = "an empty value" if empty else repr(value.item() if isinstance(value, np.generic) else value)
         raise InputError(
             f"trusted column {column!r} must be boolean (true/false, 1/0); row {first} has {shown}"
-            + (" (mark every row true or false)" if pd.isna(value) else "") + ".",
+            + (" (mark every row true or false)" if empty else "") + ".",
             source=source,
         )
     return lowered.map(mapping).astype(bool).to_numpy()
@@ -288,8 +288,8 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw
 
 
 # A time written with its UTC offset: ...Z, ...+02:00, ...-0500, ...+02, ...UTC+2 (after a time of day).
-_OFFSET = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|UTC|GMT)?\s*(?:[+-]\d{1,2}(?::?\d{2})?)?$",
-                     re.IGNORECASE)
+_OFFSET = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*(?:Z|UTC|GMT))?\s*(?:[+-]\d{1,2}(?::?\d{2})?)?$",
+                     re.IGNORECASE)  # one \s* between parts that may be absent: no quadratic backtracking on spaces
 _ANY_OFFSET = re.compile(r"(?:Z|UTC|GMT|[+-]\d{1,2}(?::?\d{2})?)$", re.IGNORECASE)
 # GMT+2 / UTC-5 with a bare hour: dateutil reads the sign the POSIX way (GMT+2 is two hours *behind* UTC).
 _NAMED_SIGNED = re.compile(r"(?:UTC|GMT)\s*[+-]\d{1,2}$", re.IGNORECASE)
@@ -477,7 +477,7 @@ def first_shared_row(rows: pd.DataFrame, data: pd.DataFrame, shared: np.ndarray,
     if not found.size:
         return ""
     columns = _compared_columns(rows, data, ignore)
-    first = row_hashes(rows[columns].iloc[[found[0]]])[0]
+    first = row_hashes(rows[columns])[found[0]]
     there = np.flatnonzero(row_hashes(data[columns]) == first)
     return f"row {int(found[0])} (data row {int(there[0])})"
 

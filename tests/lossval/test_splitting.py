@@ -129,7 +129,8 @@ def test_rows_that_arrive_later_leave_the_others_in_their_split(strategy: str) -
     before = assign_splits(df.iloc[:700], **common)
     after = assign_splits(df, **common).iloc[:700]
     moved = int((before != after).sum())
-    assert moved <= 10, moved  # only the few that keep each part at its share (3 here)
+    # Only the few that keep each part at its share: over seeds 0-29, 4-16 (stratified) and 1-12 (column).
+    assert moved <= 25, moved
     shuffled = df.sample(frac=1.0, random_state=0)
     assert assign_splits(shuffled, **common).sort_index().equals(assign_splits(df, **common))  # order does not matter
     assert not assign_splits(df, **{**common, "seed": 4}).equals(assign_splits(df, **common))  # the seed does
@@ -225,17 +226,46 @@ def test_copies_of_a_row_land_in_the_same_split(strategy: str) -> None:
         assert (apart.groupby(df["row_id"].str.replace(r"#\d+$", "", regex=True)).nunique() > 1).any()
 
 
-def test_a_class_made_of_copies_of_one_row_is_still_split_for_validation() -> None:
+def test_a_cut_inside_a_group_of_copies_moves_to_its_end_unless_that_empties_a_side() -> None:
     from lossval.splitting import _whole_groups
 
-    # Ranked keys 5 5 5 7 7: a cut at 2 falls inside the 5s; the nearest whole-group cuts are 0 and 3.
+    # Ranked keys 5 5 5 7 7: a cut at 1 or 2 falls inside the 5s and moves to their end, 3 (never fewer rows than
+    # asked: a validation split keeps its minimum); at 4 the end would take every row, so it moves to the start.
     keys = np.array([5, 5, 5, 7, 7], dtype=np.uint64)
-    assert _whole_groups(keys, 2) == 3 and _whole_groups(keys, 1) == 0
-    assert _whole_groups(keys, 4) == 5  # 3 and 5 are as near: the end
-    assert _whole_groups(keys, 1, keep_both=True) == 3  # 0 would leave the part empty
+    assert _whole_groups(keys, 1) == 3 and _whole_groups(keys, 2) == 3 and _whole_groups(keys, 4) == 3
+    assert _whole_groups(keys, 3) == 3 and _whole_groups(keys, 0) == 0 and _whole_groups(keys, 5) == 5
     same = np.array([9, 9, 9], dtype=np.uint64)
-    assert _whole_groups(same, 1, keep_both=True) == 1  # only parting the copies keeps a row on each side
-    assert _whole_groups(same, 1) == 0
+    assert _whole_groups(same, 1) == 1  # only parting the copies leaves a row on each side
+
+
+@pytest.mark.parametrize("test_fraction", [0.3, 0.5])
+def test_copies_that_are_a_class_s_last_training_rows_are_not_all_drawn_for_testing(test_fraction: float) -> None:
+    # A review found 3 copies of one class-'c' row: validation parts them (one must go there), and the test draw
+    # then took both remaining copies (the cut moved to the group's end), leaving 'c' no training row: refused.
+    from lossval.io import assign_row_ids
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=60), "y": np.where(np.arange(60) % 2 == 0, "a", "b")})
+    df = pd.concat([df, pd.DataFrame({"x": [7.0] * 3, "y": ["c"] * 3})], ignore_index=True)
+    df.insert(0, "row_id", assign_row_ids(df).to_numpy())
+    for seed in range(20):
+        split = assign_splits(df, strategy="stratified", target="y", task="classification", seed=seed,
+                              test_fraction=test_fraction)
+        assert (split[df["y"] == "c"] == "train").any()
+
+
+def test_copies_kept_together_never_shrink_a_split_below_its_minimum() -> None:
+    # With the cut moved to a group's nearer end, 44 rows plus one row 6 times drew 9 validation rows (10 needed)
+    # for some seeds, where the row-by-row draw had drawn 10.
+    from lossval.io import assign_row_ids
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=44), "t": rng.normal(size=44)})
+    df = pd.concat([df, pd.DataFrame({"x": [0.5] * 6, "t": [1.5] * 6})], ignore_index=True)
+    df.insert(0, "row_id", assign_row_ids(df).to_numpy())
+    for seed in range(40):
+        split = assign_splits(df, strategy="stratified", target="t", task="regression", seed=seed, test_fraction=0.2)
+        assert (split == "validation").sum() >= 10
 
 
 def test_a_row_keeps_its_id_and_split_when_another_row_turns_its_column_float() -> None:
@@ -274,6 +304,24 @@ def test_latest_breaks_a_tie_at_its_cut_by_the_rows_ids_not_their_order_in_the_f
     assert not assign_splits(df, **{**common, "seed": 5}).equals(split)
 
 
+def test_one_large_integer_moves_no_other_row_s_id_and_hides_no_shared_row() -> None:
+    # Deciding int-or-float per column by its largest value let one 2**60 sentinel re-id every row of the column,
+    # hide an identical curated row from the leak check, and crash first_shared_row (a one-row slice hashed
+    # differently from the whole frame).
+    from lossval.io import assign_row_ids
+    from lossval.splitting import first_shared_row, shared_rows
+
+    small = pd.DataFrame({"n": [5, 7, 9], "y": [0, 1, 0]})
+    grown = pd.concat([small, pd.DataFrame({"n": [2 ** 60], "y": [1]})], ignore_index=True)
+    assert assign_row_ids(grown).iloc[:3].tolist() == assign_row_ids(small).tolist()
+    curated = pd.DataFrame({"n": [9.0, 2.0 ** 60], "y": [0.0, 1.0]})
+    shared = shared_rows(curated, grown)
+    assert shared.tolist() == [True, True]
+    assert first_shared_row(curated, grown, shared) == "row 0 (data row 2)"
+    codes = pd.DataFrame({"n": pd.Categorical([5, 7, 9]), "y": [0, 1, 0]})  # a parquet file read back as category
+    assert shared_rows(codes, small).all()
+
+
 def test_shared_rows_match_numbers_stored_as_int_in_one_file_and_float_in_the_other() -> None:
     from lossval.splitting import first_shared_row, shared_rows
 
@@ -293,4 +341,8 @@ def test_a_blank_or_odd_cell_in_the_trusted_column_is_named_plainly() -> None:
     df.loc[3, "trusted"] = 2.0
     with pytest.raises(InputError, match=r"row 3 has 2\.0\.$"):
         assign_splits(df, strategy="column", column="trusted", target="y", task="classification", seed=0,
+                      test_fraction=0.2)
+    twice = pd.concat([df, df])  # a frame with a repeated index (library callers): still an InputError
+    with pytest.raises(InputError, match=r"row 3 has 2\.0\.$"):
+        assign_splits(twice, strategy="column", column="trusted", target="y", task="classification", seed=0,
                       test_fraction=0.2)
