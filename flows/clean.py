@@ -285,7 +285,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     _timed(vals, "value", t, timings)
     t = time.perf_counter()
     pruned = _timed(prune(parts["paths"]["train"], vals["values"], config=config, task_kind=task_kind,
-                          run_dir=str(staging)), "prune", t, timings)
+                          run_dir=str(staging), encoder=vals["encoder"]), "prune", t, timings)
     t = time.perf_counter()
     trained = _timed(retrain(parts["paths"]["train"], pruned["paths"]["kept"], parts["paths"]["test"], vals["values"],
                              vals["encoder"], config=config, run_dir=str(staging),

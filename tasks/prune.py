@@ -27,10 +27,16 @@ def policy_from_config(config: PipelineConfig):  # noqa: ANN201
     return make_policy(config.pruning.policy, **config.pruning.policy_params())
 
 
-def _identical_rows(train: pd.DataFrame, *, id_column: str | None) -> np.ndarray | None:
-    """One group id per training row, shared by rows identical in every column but their ids; None when the
-    rows cannot be hashed (a column of lists, say: then ties are taken by row position)."""
-    data = train.drop(columns=[c for c in ("row_id", id_column) if c in train.columns])
+def _identical_rows(train: pd.DataFrame, *, id_column: str | None, seen: list | None = None) -> np.ndarray | None:
+    """One group id per training row, shared by rows identical in what LossVal saw of them; None when the rows
+    cannot be hashed (a column of lists, say: then ties are taken by row position).
+
+    ``seen``: the feature columns and the target (LossVal's ``average_duplicates`` gives such rows one
+    value), so two rows that differ only in an excluded column (a timestamp, an export batch) go
+    together; without it, every column but the ids.
+    """
+    data = train[seen] if seen is not None else train.drop(columns=[c for c in ("row_id", id_column)
+                                                                      if c in train.columns])
     try:
         return pd.util.hash_pandas_object(data, index=False).to_numpy()
     except (TypeError, ValueError):
@@ -151,16 +157,27 @@ def decision_table(row_ids: pd.Series, values: np.ndarray, decision,  # noqa: AN
 
 
 @task(name="prune")
-def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, run_dir: str) -> dict:
+def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, run_dir: str,
+          encoder: str | None = None) -> dict:
     """Write ``kept.parquet``, ``quarantine.parquet`` (dropped rows whole, plus ``lossval_value`` and ``lossval_reason``)
-    and ``decisions.parquet`` (every row's value and outcome: :func:`decision_table`)."""
+    and ``decisions.parquet`` (every row's value and outcome: :func:`decision_table`).
+
+    ``encoder``: the value stage's ``encoder.json``; rows identical in its feature columns and the target (which
+    LossVal gave one value) are quarantined or kept together. Without it, rows identical in every column.
+    """
     tr = pd.read_parquet(train)
+    seen = None
+    if encoder is not None:
+        from lossval.encoding import TabularEncoder
+
+        features = [c for c in TabularEncoder.load(encoder).feature_columns_ if c in tr.columns]
+        seen = [*features, config.target]
     vals = pd.read_parquet(values).set_index("row_id").loc[tr["row_id"]]
     labels = tr[config.target].astype(str).to_numpy() if task_kind == "classification" else None
     decision = prune_values(vals["value"].to_numpy(), policy=policy_from_config(config),
                             max_prune_fraction=config.pruning.max_prune_fraction, labels=labels,
                             noise_prob=vals["noise_prob"].to_numpy() if "noise_prob" in vals else None,
-                            groups=_identical_rows(tr, id_column=config.id_column))
+                            groups=_identical_rows(tr, id_column=config.id_column, seen=seen))
     if decision.n_kept_together:
         run_logger().info("%d row(s) the cap would have quarantined were kept with their identical copies (a row "
                           "and its copies go together)", decision.n_kept_together)

@@ -219,6 +219,37 @@ def test_identical_rows_are_quarantined_or_kept_together_when_the_cap_cuts_betwe
     assert table["reason"].tolist()[:2] == pd.read_parquet(out["paths"]["quarantine"])["lossval_reason"].tolist()
 
 
+def test_rows_that_differ_only_in_an_excluded_column_are_quarantined_or_kept_together(tmp_path) -> None:
+    # LossVal gives rows with identical features and label one value; the prune stage grouped rows identical in
+    # every column, so two such rows with different timestamps (excluded) were parted by the cap: one
+    # quarantined, its copy kept.
+    import numpy as np
+    import pandas as pd
+
+    from tasks.prune import prune
+    from tasks.value import config_encoder
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"row_id": [f"r{i}" for i in range(40)], "x": rng.normal(size=40),
+                          "label": ["yes", "no"] * 20, "ts": [f"2026-01-{i % 28 + 1:02d}" for i in range(40)]})
+    train.loc[[2, 3], ["x", "label"]] = [0.5, "no"]  # rows 2 and 3: the same example, exported on two days
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    vals = pd.DataFrame({"row_id": train["row_id"], "value": np.r_[0.01, 0.02, 0.03, 0.03, np.ones(36)]})
+    vals.to_parquet(tmp_path / "values.parquet", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "features": {"exclude": ["ts"]},
+                            "pruning": {"policy": "two_means", "max_prune_fraction": 0.1}})
+    encoder = config_encoder(cfg, "classification", train.columns)
+    encoder.fit(train)
+    encoder.save(tmp_path / "encoder.json")
+    common = dict(config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    out = prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "values.parquet"), **common,
+                   encoder=str(tmp_path / "encoder.json"))
+    assert pd.read_parquet(out["paths"]["quarantine"])["row_id"].tolist() == ["r0", "r1"]  # the pair stays, whole
+    assert out["held_back"]["r2"] == "identical copies"
+    apart = prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "values.parquet"), **common)  # every column
+    assert "r2" in pd.read_parquet(apart["paths"]["quarantine"])["row_id"].tolist()
+
+
 def test_decisions_carry_p_noisy_when_the_mixture_policy_decides(tmp_path) -> None:
     import numpy as np
     import pandas as pd
