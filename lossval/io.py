@@ -411,13 +411,13 @@ def _number_hashes(s: pd.Series) -> np.ndarray | None:
         return pd.util.hash_pandas_object(s, index=False).to_numpy()  # beyond int64: as stored
     as_float = s.astype("float64")  # nullable NA -> NaN
     hashes = pd.util.hash_pandas_object(as_float, index=False).to_numpy()
-    values = as_float.to_numpy()
-    big = np.isfinite(values) & (np.abs(values) > _EXACT_FLOAT) & (np.abs(values) < 2.0 ** 63)
-    if pd.api.types.is_integer_dtype(dtype):
+    if pd.api.types.is_integer_dtype(dtype):  # beyond 2**53 float64 would round: hash the int itself
         big = s.notna().to_numpy() & (s.abs().fillna(0).to_numpy() > _EXACT_FLOAT)
         exact = s[big].astype("int64")
-    else:
-        big &= values == np.floor(values)
+    else:  # a float holding such a whole number hashes as that int too
+        values = as_float.to_numpy()
+        big = (np.isfinite(values) & (np.abs(values) > _EXACT_FLOAT) & (np.abs(values) < 2.0 ** 63)
+               & (values == np.floor(values)))
         exact = pd.Series(values[big].astype("int64"))
     if big.any():
         hashes = hashes.copy()
