@@ -441,6 +441,26 @@ def seeded_init(seed: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def float32_default() -> Iterator[None]:
+    """torch's default dtype set to float32 inside the block and put back after.
+
+    Every tensor lossval makes is float32 (the data, the network, the weights and their Adam
+    state); a caller's ``torch.set_default_dtype(torch.float64)`` would otherwise build the
+    network and the weights in float64 and the first step would fail (float vs double), and MPS
+    has no float64 at all. The setting is process-wide, as :func:`cpu_threads`'s is.
+    """
+    previous = torch.get_default_dtype()
+    if previous == torch.float32:
+        yield
+        return
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+@contextlib.contextmanager
 def cpu_threads(n: int | None) -> Iterator[None]:
     """torch's intra-op threads set to ``n`` inside the block and put back after (``None``: unchanged).
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossval._torchutil import FlatAdam, batch_steps_for, cpu_threads, make_mlp, per_row_loss, resolve_device, seeded_init
+from lossval._torchutil import (FlatAdam, batch_steps_for, cpu_threads, float32_default, make_mlp, per_row_loss,
+                                resolve_device, seeded_init)
 from lossval.errors import InputError
 
 __all__ = ["TabularModel", "fit_model", "fit_temperature", "evaluate", "METRICS", "HIGHER_IS_BETTER",
@@ -50,6 +51,7 @@ class TabularModel(nn.Module):
         # Divides the logits in forward (classification); 1 = uncalibrated. Saved with the weights.
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_load_state_dict_pre_hook(_temperature_of_older_models)
+        self.float()  # float32 whatever the caller's torch default dtype (loading a model for serving, too)
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (classification) or standardised predictions (regression), ``(n, n_outputs)``."""
@@ -121,7 +123,7 @@ def fit_model(X: np.ndarray, y: np.ndarray, *, device: str = "auto", **settings:
     On the CPU it trains with one torch thread, as LossVal does (``cpu_threads``): as fast on
     an idle machine, far faster on a busy one, and the same weights whatever the load.
     """
-    with cpu_threads(1 if resolve_device(device).type == "cpu" else None):
+    with cpu_threads(1 if resolve_device(device).type == "cpu" else None), float32_default():
         return _fit_model(X, y, device=device, **settings)
 
 

@@ -135,7 +135,7 @@ import torch
 from lossval._checks import first_non_number, label_kind
 from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
-                                cpu_threads, make_adam, make_mlp, pad_batches, per_row_loss,
+                                cpu_threads, float32_default, make_adam, make_mlp, pad_batches, per_row_loss,
                                 resolve_device, seeded_init)
 from lossval.errors import ConfigError, InputError, NumericalError
 
@@ -983,7 +983,7 @@ class LossVal:
         device = resolve_device(self.device)
         self.device_ = device
         self._feature_names = _names_of(X_train, feature_names)
-        with cpu_threads(self.cpu_threads if device.type == "cpu" else None):
+        with cpu_threads(self.cpu_threads if device.type == "cpu" else None), float32_default():
             return self._fit(X_train, y_train, X_val, y_val, device, one_hot_columns)
 
     def _fit(self, X_train: Any, y_train: Any, X_val: Any, y_val: Any, device: torch.device,

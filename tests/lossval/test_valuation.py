@@ -1209,3 +1209,38 @@ def test_values_that_rank_nothing_are_warned_about() -> None:
     with pytest.warns(UserWarning, match=r"every row got the same value \(1.0\): the weights never moved") as caught:
         lv = LossVal(epochs=2, blur=1e6, verbose=False).fit(X, y, X[:40], y[:40])
     assert np.ptp(lv.values_) == 0 and caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("schedule", ["epoch", "step"])
+def test_a_callers_float64_default_dtype_neither_breaks_a_fit_nor_changes_its_values(schedule: str) -> None:
+    # Scientific code often sets torch.set_default_dtype(torch.float64): the network and the weights were then
+    # built in float64 while the data was float32, and every fit failed ("mat1 and mat2 must have the same dtype").
+    X, y = make_separable_classification(n=120, d=4, n_classes=2, seed=0)
+    Xv, yv = make_separable_classification(n=40, d=4, n_classes=2, seed=100)
+    common = dict(epochs=3, verbose=False, device="cpu", sinkhorn_schedule=schedule)
+    expected = LossVal(**common).fit(X, y, Xv, yv).values_
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        values = LossVal(**common).fit(X, y, Xv, yv).values_
+        assert torch.get_default_dtype() == torch.float64  # the caller's setting is put back
+    finally:
+        torch.set_default_dtype(previous)
+    np.testing.assert_array_equal(values, expected)
+
+
+def test_a_callers_float64_default_dtype_neither_breaks_retraining_nor_serving(tmp_path: Path) -> None:
+    from lossval.retrain import TabularModel, fit_model
+
+    X, y = make_separable_classification(n=120, d=4, n_classes=2, seed=0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = fit_model(X.astype(np.float32), y, device="cpu", task="classification", epochs=2)
+        torch.save(model.state_dict(), tmp_path / "w.pt")
+        loaded = TabularModel(4, 2, task="classification")
+        loaded.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+        probs = loaded(torch.as_tensor(X[:5], dtype=torch.float32))
+    finally:
+        torch.set_default_dtype(previous)
+    assert probs.dtype == torch.float32 and probs.shape == (5, 2)
