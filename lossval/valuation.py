@@ -1297,8 +1297,12 @@ class LossVal:
         """
         if k >= m:
             return torch.arange(m, device=device).unsqueeze(0)
-        keys = torch.rand((VAL_POOL_SIZE, m), generator=gen)  # ``gen`` is a CPU generator
-        return keys.argsort(dim=1)[:, :k].to(device, non_blocking=True)
+        # ``gen`` is a CPU generator. Keys are drawn a few subsets at a time: the same numbers as one
+        # (pool, m) draw, without its memory (128 x m floats and their int64 sort: 1.5 GB at a million rows).
+        rows = max(1, min(VAL_POOL_SIZE, _POOL_KEYS // m))
+        picked = [torch.rand((min(rows, VAL_POOL_SIZE - start), m), generator=gen).argsort(dim=1)[:, :k]
+                  for start in range(0, VAL_POOL_SIZE, rows)]
+        return torch.cat(picked).to(device, non_blocking=True)
 
 
 def describe_clipped(training: dict[str, int], validation: dict[str, int]) -> str:
@@ -1562,14 +1566,24 @@ def _eps_from_moments(exp_avg_sq: torch.Tensor, step: int | torch.Tensor, beta2:
 
 
 _DISTANCE_CHUNK = 4096  # training rows per torch.cdist call in _max_distance
+_DISTANCE_CELLS = 2 ** 24  # at most this many distances per torch.cdist call (fewer rows against a huge validation set)
+_POOL_KEYS = 2 ** 22  # at most this many random keys drawn at once for the validation subsets (_val_pool)
 
 
 def _max_distance(Z: torch.Tensor, Z_val: torch.Tensor, chunk: int = _DISTANCE_CHUNK,
                   progress: ProgressBar | None = None) -> torch.Tensor:
-    """Largest distance between a training and a validation row, in chunks of rows (``progress``: one step each)."""
+    """Largest distance between a training and a validation row, in chunks of rows (``progress``: one step each).
+
+    A chunk holds at most ``chunk`` training rows and :data:`_DISTANCE_CELLS` distances, so a
+    validation set of a million rows takes 64 MB per chunk, not 16 GB (the number of progress
+    steps does not change).
+    """
     best = torch.zeros((), device=Z.device)
+    rows = max(1, min(chunk, _DISTANCE_CELLS // max(Z_val.shape[0], 1)))
     for start in range(0, Z.shape[0], chunk):
-        best = torch.maximum(best, torch.cdist(Z[start:start + chunk], Z_val).max())
+        for sub in range(start, min(start + chunk, Z.shape[0]), rows):
+            end = min(sub + rows, start + chunk, Z.shape[0])
+            best = torch.maximum(best, torch.cdist(Z[sub:end], Z_val).max())
         if progress is not None:
             progress.update()
     return best

@@ -1244,3 +1244,26 @@ def test_a_callers_float64_default_dtype_neither_breaks_retraining_nor_serving(t
     finally:
         torch.set_default_dtype(previous)
     assert probs.dtype == torch.float32 and probs.shape == (5, 2)
+
+
+def test_a_huge_validation_set_is_handled_in_bounded_pieces_with_the_same_results(monkeypatch) -> None:
+    # The distance bound took 4096 x m distances per call (16 GB at a million validation rows) and the validation
+    # subsets 128 x m random keys and their sort (1.5 GB): both now go in pieces, and must give the same numbers.
+    import lossval.valuation as valuation
+
+    gen = torch.Generator().manual_seed(5)
+    whole = torch.rand((valuation.VAL_POOL_SIZE, 300), generator=gen).argsort(dim=1)[:, :64]
+    monkeypatch.setattr(valuation, "_POOL_KEYS", 300 * 5)  # 5 subsets per draw: 26 draws, the last of 3
+    pieces = LossVal._val_pool(300, 64, torch.Generator().manual_seed(5), torch.device("cpu"))
+    assert torch.equal(pieces, whole)
+    Z, Z_val = torch.randn(1000, 6, generator=gen), torch.randn(700, 6, generator=gen)
+    expected = torch.cdist(Z, Z_val).max()
+    monkeypatch.setattr(valuation, "_DISTANCE_CELLS", 700 * 7)  # 7 training rows per call
+    steps = []
+
+    class Progress:
+        def update(self) -> None:
+            steps.append(1)
+
+    assert torch.equal(valuation._max_distance(Z, Z_val, chunk=256, progress=Progress()), expected)
+    assert len(steps) == 4  # one progress step per chunk of 256 training rows, however it is cut
