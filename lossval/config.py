@@ -545,7 +545,7 @@ def _tracking_uri(uri: str | None, base: Path) -> str | None:
     if ":" in uri.split("/", 1)[0] or uri in ("databricks", "databricks-uc"):  # a scheme (http:, file:, C: aside)
         return uri
     path = Path(os.path.expanduser(uri))  # a local folder: MLflow's file store
-    return uri if path.is_absolute() else str((base / path).resolve())
+    return str(path if path.is_absolute() else (base / path).resolve())
 
 
 def _suite_path(suite: str, base: Path, source: str | None) -> str:

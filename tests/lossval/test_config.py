@@ -324,6 +324,8 @@ def test_paths_with_a_tilde_and_a_relative_mlflow_folder_are_made_absolute(tmp_p
     assert cfg.tracking.uri == f"sqlite:///{home / 'store.db'}"
     folder = config_from_dict({**BASE, "tracking": {"uri": "mlruns"}}, base_dir=tmp_path)
     assert folder.tracking.uri == str((tmp_path / "mlruns").resolve())
+    home_folder = config_from_dict({**BASE, "tracking": {"uri": "~/mlruns"}}, base_dir=tmp_path)
+    assert home_folder.tracking.uri == str(home / "mlruns")
     for kept in ("http://127.0.0.1:5000", "file:///abs/mlruns", "databricks", "/abs/mlruns"):
         assert config_from_dict({**BASE, "tracking": {"uri": kept}}, base_dir=tmp_path).tracking.uri == kept
 
