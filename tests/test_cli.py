@@ -515,3 +515,18 @@ def test_run_refuses_small_bad_data_before_prefect_starts(tmp_path, capsys, monk
     assert not (tmp_path / "ws").exists() and not started
     monkeypatch.setattr(flows.runner, "PRECHECK_MAX_BYTES", 10)  # larger data: read once, by the stages
     assert main(["run", str(tmp_path / "c.yaml"), "--workspace", str(tmp_path / "ws")]) == 0 and len(started) == 1
+
+
+def test_the_precheck_measures_compressed_data_by_what_it_holds(tmp_path) -> None:
+    # A 28 MiB .csv.gz held 4M rows: measured on disk it passed a 32 MiB limit and was read twice (41 s).
+    import gzip
+
+    from flows.runner import _uncompressed_size
+
+    text = "a,b,label\n" + "1,2,0\n" * 200_000  # 1.2 MB of CSV that compresses to a few KB
+    (tmp_path / "d.csv").write_text(text)
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(text.encode()))
+    pd.DataFrame({"a": np.ones(200_000), "b": np.zeros(200_000)}).to_parquet(tmp_path / "d.parquet")
+    assert _uncompressed_size(tmp_path / "d.csv") == len(text)
+    assert _uncompressed_size(tmp_path / "d.csv.gz") == len(text) > 100 * (tmp_path / "d.csv.gz").stat().st_size
+    assert _uncompressed_size(tmp_path / "d.parquet") > 10 * (tmp_path / "d.parquet").stat().st_size
