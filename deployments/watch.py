@@ -2,8 +2,8 @@
 
 A file counts as landed when a fresh ``<name>.done`` marker sits next to it (at least as new as the
 file, or not the marker seen at its last report; see :mod:`lossval.landing`), or when its size and
-modification time stay the same for ``--settle`` seconds over two polls (files renamed into the
-folder atomically settle at once). Names starting with ``.``/``~`` or ending in ``.tmp``, ``.part``,
+modification time stay the same for ``--settle`` seconds over two polls (a file renamed into the
+folder atomically is complete when it appears, and lands ``--settle`` seconds after it is first seen). Names starting with ``.``/``~`` or ending in ``.tmp``, ``.part``,
 ``.partial``, ``.crdownload``, ``.swp`` are ignored: write under such a name, then rename.
 The rules live in :mod:`lossval.landing`.
 
@@ -205,6 +205,7 @@ async def _watch(scanner, *, interval: float, landings: dict[str, str] | None = 
             client_log.addFilter(_not_unable_to_connect)
     down_since: float | None = None
     unknown: set[str] = set()
+    failed: set[tuple] = set()
     async with get_events_client(reconnection_attempts=3) as client:
         while True:
             for landed in scanner.poll():
@@ -225,6 +226,14 @@ async def _watch(scanner, *, interval: float, landings: dict[str, str] | None = 
                              "size": landed.size, "mtime_ns": landed.mtime_ns, "reason": landed.reason}))
                 try:
                     await client.emit(event)
+                except (ValueError, TypeError) as exc:  # this event cannot be built or sent (not the server's fault)
+                    if key not in failed:
+                        failed.add(key)
+                        print(f"lossval watch: cannot send the event for {landed.relative} ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}); skipping that file, the others are watched", file=sys.stderr,
+                              flush=True)
+                    unsent.pop(key, None)
+                    continue
                 except Exception as exc:  # server down: keep the file unreported and try again next poll
                     if down_since is None:
                         down_since = time.monotonic()

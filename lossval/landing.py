@@ -388,10 +388,26 @@ class LandingScanner:
                                                       "are watched")
                     continue
                 for sub in inner:
-                    if is_data_file_name(sub.name):
+                    if is_data_file_name(sub.name) and self._utf8(f"{entry.name}/{sub.name}"):
                         yield f"{entry.name}/{sub.name}", Path(sub.path)
-            elif is_data_file_name(entry.name):
+            elif is_data_file_name(entry.name) and self._utf8(entry.name):
                 yield entry.name, Path(entry.path)
+
+    def _utf8(self, relative: str) -> bool:
+        """Whether a name can go in an event (UTF-8); one that cannot is said once and skipped, the others watched.
+
+        A name written in another encoding (Latin-1 ``caf\\xe9.csv``) reaches Python with surrogates, which
+        no event can carry; sending it failed every poll and, taken for a server outage, held back every
+        file after it.
+        """
+        try:
+            relative.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            self._warn_once(relative, f"lossval watch: skipping {shown!r}: its name is not valid UTF-8, so no event "
+                                      "can carry it; rename it (the other files are watched)")
+            return False
+        return True
 
     def _warn_once(self, relative: str, message: str) -> None:
         if relative not in self._warned:

@@ -109,3 +109,36 @@ def test_one_bad_datasets_entry_leaves_the_others_watched(tmp_path, capsys) -> N
     datasets.write_text("datasets:\n  - {name: claims, confg: claims.yaml}\n")  # nothing usable: refused as before
     with pytest.raises(ConfigError, match="confg"):
         _usable_landings(str(datasets))
+
+
+def test_an_event_that_cannot_be_sent_skips_its_file_not_the_files_after_it(monkeypatch, capsys) -> None:
+    # An emit that fails for the event itself (a name pydantic cannot serialise raised a ValueError) was taken for a
+    # server outage: the loop broke off at that file on every poll, and no file after it was ever sent.
+    class _Picky(_FlakyClient):
+        async def emit(self, event) -> None:  # noqa: ANN001
+            self.given.append(event)
+            if event.payload["path"].startswith("loans/a"):
+                raise ValueError("surrogates not allowed")
+
+    class _Two(_Scanner):
+        def poll(self) -> list[Landed]:
+            self.polls -= 1
+            if self.polls < 0:
+                raise _Stop
+            return [x for x in self.landed if x.relative not in self.sent]
+
+        def mark_emitted(self, landed: Landed, *, event_id: str | None = None) -> None:
+            self.sent.add(landed.relative)
+
+    client = _Picky(failures=0)
+    monkeypatch.setattr(prefect.events, "get_events_client", lambda **_: client)
+    files = [Landed(path=Path(f"/x/loans/{n}.csv"), relative=f"loans/{n}.csv", dataset="loans", size=10, mtime_ns=1,
+                    reason="stable", inode=i) for i, n in enumerate(("a", "b"))]
+    scanner = _Two(files, polls=3)
+    scanner.sent = set()
+    with pytest.raises(_Stop):
+        asyncio.run(_watch(scanner, interval=0))
+    assert scanner.sent == {"loans/b.csv"}
+    err = capsys.readouterr().err
+    assert err.count("cannot send the event for loans/a.csv (ValueError: surrogates not allowed)") == 1
+    assert "server down" not in err and "is the Prefect server down" not in err

@@ -158,6 +158,24 @@ def test_a_file_lands_once_it_stops_changing_for_the_settle_time(landing: Path) 
     assert scanner.poll() == []  # reported once
 
 
+def test_a_name_that_is_not_utf8_is_skipped_with_one_warning_and_the_others_land(landing: Path, caplog) -> None:
+    # A Latin-1 name reaches Python with surrogates: no event can carry it, and the watcher, taking the failed send
+    # for a server outage, held back every file after it on every poll.
+    clock = FakeClock()
+    scanner = _scanner(landing, clock)
+    with open(os.path.join(os.fsencode(landing / "loans"), b"a-caf\xe9.csv"), "wb") as fh:
+        fh.write(b"a\n1\n")
+    (landing / "loans" / "b.csv").write_text("a\n1\n")
+    with caplog.at_level("WARNING"):
+        assert scanner.poll() == []
+        clock.advance(6)
+        assert [x.relative for x in scanner.poll()] == ["loans/b.csv"]
+        clock.advance(6)
+        scanner.poll()
+    said = [r.getMessage() for r in caplog.records if "not valid UTF-8" in r.getMessage()]
+    assert len(said) == 1 and "a-caf" in said[0] and "rename it" in said[0]
+
+
 def test_a_done_marker_lands_a_file_at_once_and_partial_names_never_land(landing: Path, caplog) -> None:
     clock = FakeClock()
     scanner = _scanner(landing, clock)
