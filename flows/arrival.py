@@ -26,9 +26,10 @@ from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, read_catalog, require_flow_parameters
-from lossval.errors import ConfigError, GateFailed, InputError
+from lossval.errors import GateFailed, InputError
 from lossval.landing import (ARRIVAL_EVENT, check_lock_timeout, clear_attempt, confine, dataset_lock, dataset_of,
-                             newest_arrival, record_arrival, record_attempt, same_file, superseded_by)
+                             newest_arrival, record_arrival, record_attempt, refuses_file, same_file,
+                             superseded_by)
 
 __all__ = ["ARRIVAL_FLOW_NAME", "ARRIVAL_EVENT", "arrival"]
 
@@ -141,9 +142,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             record((getattr(exc, "summary", None) or {}).get("run_id"), promoted=False)
             raise
         except InputError as exc:  # the file is refused: an outcome, not an unfinished run; nightly runs keep the
-            if not isinstance(exc, ConfigError):  # older file. A config error (a device this worker lacks) is not the
-                clear_attempt(locks_dir(workspace), entry.name, relative=relative,  # file's: retried at night
-                              mtime_ns=st.st_mtime_ns)
+            if refuses_file(exc, landed):  # older file. A config error (a device this worker lacks) or another file's
+                clear_attempt(locks_dir(workspace), entry.name, relative=relative,  # problem (an unmounted share) is
+                              mtime_ns=st.st_mtime_ns)  # not the delivery's: its attempt stays, retried at night
             raise
         if summary.get("status") == "unchanged":  # the same data as the champion's, delivered again
             champion = summary["champion"]

@@ -16,10 +16,10 @@ from prefect.states import Completed, Failed, State
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
-from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed
+from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
 from lossval.landing import (check_lock_timeout, clear_attempt, dataset_lock, newest_arrival, record_arrival,
-                             unfinished_attempts)
+                             refuses_file, unfinished_attempts)
 from tasks._paths import Workspace
 
 __all__ = ["NIGHTLY_FLOW_NAME", "nightly", "clean_entry", "locks_dir"]
@@ -132,8 +132,8 @@ def _clean_attempt(name: str, config: Any, attempt: dict, landed: Path, st: os.s
         record((getattr(exc, "summary", None) or {}).get("run_id"))
         raise
     except InputError as exc:
-        if isinstance(exc, ConfigError):  # the config's fault, not the file's: the next night tries this file again
-            raise
+        if not refuses_file(exc, landed):  # the config's fault or another file's, not the delivery's: the next night
+            raise  # tries this file again
         log.warning("dataset %s: %s is refused (below); the next nightly run cleans the next newest unfinished "
                     "delivery, or the dataset's recorded file", name, attempt.get("relative"))
         clear_attempt(lock_dir, name, relative=attempt["relative"], mtime_ns=attempt["mtime_ns"])

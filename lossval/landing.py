@@ -80,6 +80,7 @@ __all__ = [
     "record_arrival",
     "record_attempt",
     "clear_attempt",
+    "refuses_file",
     "unfinished_attempts",
     "resource_id",
     "superseded_by",
@@ -667,6 +668,21 @@ def record_arrival(lock_dir: str | os.PathLike[str], dataset: str, *, relative: 
                                                                    "run_id", "recorded_at")}
     write_json(record, _arrival_path(lock_dir, dataset))
     return record
+
+
+def refuses_file(exc: BaseException, landed: str | os.PathLike[str]) -> bool:
+    """Whether ``exc`` refuses the landed file itself (its rows, columns or format): then its arrival is over.
+
+    Only an :class:`InputError` whose ``source`` is that file does. A config error, or a problem with
+    another file the config names (a curated validation file on a share that is not mounted), is not
+    the delivery's fault: its attempt stays, and the next nightly run tries the file again.
+    """
+    if not isinstance(exc, InputError) or isinstance(exc, ConfigError) or not exc.source:
+        return False
+    try:
+        return os.path.realpath(exc.source) == os.path.realpath(landed)
+    except (TypeError, ValueError, OSError):
+        return False
 
 
 def _attempt_path(lock_dir: str | os.PathLike[str], dataset: str) -> Path:

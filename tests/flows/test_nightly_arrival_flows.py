@@ -500,7 +500,7 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     def fake_nightly_cleaning(config, **kwargs):
         cleaned.append(Path(config.data).name)
         if Path(config.data).name == "oo_bad.csv":
-            raise InputError("oo_bad.csv: target column 'diagnosis' not found")
+            raise InputError("target column 'diagnosis' not found", source=config.data)
         return {"run_id": f"r-nightly-{len(cleaned)}"}
 
     monkeypatch.setattr(flows.arrival, "run_cleaning", fake_arrival_cleaning)
@@ -512,7 +512,8 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned == ["oo_new.csv"]
     # A delivery the data checks refuse is an outcome, not an unfinished run: the nightly runs keep the recorded file.
-    monkeypatch.setattr(flows.arrival, "run_cleaning", lambda *a, **k: (_ for _ in ()).throw(InputError("bad data")))
+    monkeypatch.setattr(flows.arrival, "run_cleaning",
+                        lambda config, **k: (_ for _ in ()).throw(InputError("bad data", source=config.data)))
     assert arrival(path="incoming/oo_bad.csv", return_state=True, **kw).is_failed()
     assert not (ws / "locks" / "good.attempt.json").exists()
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
@@ -532,6 +533,15 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     assert arrival(path="incoming/oo_cfg.csv", return_state=True, **kw).is_failed()
     clean_entry(name="good", config_path=config_path, workspace=str(ws))
     assert cleaned[-1] == "oo_cfg.csv"
+    # Nor is a problem with another file the config names (a curated validation file on a share that is not
+    # mounted): the attempt stays, where it used to be cleared as if the delivery had been refused.
+    _land(setup, {"oo_share": -150})
+    monkeypatch.setattr(flows.arrival, "run_cleaning", _scripted([InputError(
+        "no such file or directory; check the path.", source=str(setup["root"] / "share" / "valid.csv"))]))
+    assert arrival(path="incoming/oo_share.csv", return_state=True, **kw).is_failed()
+    assert (ws / "locks" / "good.attempt.json").exists()
+    clean_entry(name="good", config_path=config_path, workspace=str(ws))
+    assert cleaned[-1] == "oo_share.csv"
     # Two deliveries unfinished: the newest is cleaned; if it is gone (or refused), the one before it, not the older
     # recorded file.
     two = _land(setup, {"oo_b": -180, "oo_n": -240})
