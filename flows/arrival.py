@@ -83,6 +83,16 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     if dataset and dataset not in (entry.name, key):  # the watcher names the dataset, or (no --datasets) the folder
         raise InputError(f"the event names dataset {dataset!r} but the file {relative!r} lands in {key!r}, dataset "
                          f"{entry.name!r}; refusing a mismatched event.")
+    # Recorded before anything else can fail (a config typo, the lock's timeout, a kill while waiting for it), and
+    # removed once the run records an outcome: left behind, it has the nightly run clean this file
+    # (flows.nightly.clean_entry), not the older one last recorded, which no new event would fix.
+    first = landed.stat()
+    record_attempt(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=first.st_mtime_ns,
+                   size=first.st_size, inode=first.st_ino, flow_run_id=None if flow_run.id is None else str(flow_run.id))
+
+    def settled() -> None:  # an outcome without a cleaning run (superseded, already cleaned, being written again)
+        clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=first.st_mtime_ns)
+
     config = entry.load(data=str(landed))
     log.info("file %s landed for dataset %s", relative, entry.name)
     with dataset_lock(locks_dir(workspace), entry.name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
@@ -98,6 +108,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             log.warning("%s changed since it landed (%s: %s then, %s now): it is being written again; not cleaning it "
                         "now. Its next landing gives a new event.", relative, changed[0], seen[changed[0]],
                         now[changed[0]])
+            settled()
             return {"changed_since_landing": True, "dataset": entry.name,
                     "landed": {"path": str(landed), "relative": relative}, "lock": dict(lock)}
         newer = superseded_by(locks_dir(workspace), entry.name, st.st_mtime_ns)
@@ -105,6 +116,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             log.warning("%s is older than %s, which was already cleaned for dataset %s (run %s); not cleaning the "
                         "older file. To clean it anyway, run this flow again with force=True.",
                         relative, newer.get("relative"), entry.name, newer.get("run_id"))
+            settled()
             return {"superseded": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
                     "newer": newer, "lock": dict(lock)}
         done = newest_arrival(locks_dir(workspace), entry.name)
@@ -115,12 +127,14 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             log.info("%s was already cleaned for dataset %s by run %s and is unchanged since; nothing to do (a "
                      "repeated event). To clean it again, run this flow with force=True.",
                      relative, entry.name, done.get("run_id"))
+            settled()
             return {"already_cleaned": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},
                     "cleaned_by": done.get("run_id"), "lock": dict(lock)}
         if not force and same_file((done or {}).get("rolled_back_from"), **this):
             log.warning("%s is the file a forced run (%s) rolled dataset %s back from, to %s; not cleaning it again "
                         "(a repeated event). To return to it, run this flow with force=True.",
                         relative, done.get("run_id"), entry.name, done.get("relative"))
+            settled()
             return {"superseded": True, "rolled_back": True, "dataset": entry.name,
                     "landed": {"path": str(landed), "relative": relative}, "newer": done, "lock": dict(lock)}
 
@@ -132,10 +146,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                            run_id=None if run_id is None else str(run_id))
             clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=st.st_mtime_ns)
 
-        # Removed once the outcome is recorded: left by a run that fails or is stopped, it has the nightly run clean
-        # this file (flows.nightly.clean_entry), not the older one last recorded, which no new event would fix.
-        record_attempt(locks_dir(workspace), entry.name, **this, path=str(landed),
-                       flow_run_id=None if flow_run.id is None else str(flow_run.id))
+        if (st.st_mtime_ns, st.st_size) != (first.st_mtime_ns, first.st_size):  # rewritten while this run waited:
+            record_attempt(locks_dir(workspace), entry.name, **this, path=str(landed),  # this version replaces the
+                           flow_run_id=None if flow_run.id is None else str(flow_run.id))  # one recorded on arrival
         try:
             summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path, skip_unchanged=not force)
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones

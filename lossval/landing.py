@@ -689,33 +689,52 @@ def _attempt_path(lock_dir: str | os.PathLike[str], dataset: str) -> Path:
     return _arrival_path(lock_dir, dataset).with_name(f"{dataset}.attempt.json")
 
 
+@contextlib.contextmanager
+def _attempts_lock(lock_dir: str | os.PathLike[str], dataset: str) -> Iterator[None]:
+    """The attempt file's own short lock: arrival runs record their attempt before they wait for the dataset lock."""
+    import fcntl
+
+    folder = Path(lock_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{dataset}.attempt.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for one read and one atomic write: milliseconds
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def record_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: str, path: str, mtime_ns: int,
                    size: int, inode: int | None = None, flow_run_id: str | None = None) -> None:
-    """Record that an arrival run is about to clean the landed file ``relative`` (atomically).
+    """Record that an arrival run is to clean the landed file ``relative`` (atomically).
 
-    Call it while holding :func:`dataset_lock`, just before cleaning; :func:`clear_attempt` removes it
-    once the run has recorded its outcome (:func:`record_arrival`). One still there when the lock is
-    next taken is a run that failed or was stopped (MLflow down, killed): :func:`unfinished_attempts`
-    tells the nightly run, which cleans that file instead of the older one last recorded. Every such
-    file is kept, one entry per path (a newer version of a path replaces an older one): if the newest
-    is refused or gone, the next newest is the one to clean.
+    An arrival run calls it as soon as it knows the file's dataset, before it reads the config or
+    waits for :func:`dataset_lock`; :func:`clear_attempt` removes it once the run has recorded an
+    outcome (:func:`record_arrival`, or a file superseded, already cleaned or refused). One still
+    there when the dataset lock is next taken is a run that failed or was stopped (MLflow down,
+    a config typo, the lock's timeout, killed while it waited): :func:`unfinished_attempts` tells
+    the nightly run, which cleans that file instead of the older one last recorded. Every such file
+    is kept, one entry per path (a newer version of a path replaces an older one): if the newest is
+    refused or gone, the next newest is the one to clean.
     """
-    entries = _without(_read_attempts(lock_dir, dataset), relative=relative, mtime_ns=mtime_ns)
-    if any(e.get("relative") == relative for e in entries):  # a newer version of this path is pending already
-        return
-    entries.append({"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
-                    "inode": None if inode is None else int(inode), "flow_run_id": flow_run_id,
-                    "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-    _write_attempts(lock_dir, dataset, entries)
+    with _attempts_lock(lock_dir, dataset):
+        entries = _without(_read_attempts(lock_dir, dataset), relative=relative, mtime_ns=mtime_ns)
+        if any(e.get("relative") == relative for e in entries):  # a newer version of this path is pending already
+            return
+        entries.append({"relative": relative, "path": path, "mtime_ns": int(mtime_ns), "size": int(size),
+                        "inode": None if inode is None else int(inode), "flow_run_id": flow_run_id,
+                        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        _write_attempts(lock_dir, dataset, entries)
 
 
 def clear_attempt(lock_dir: str | os.PathLike[str], dataset: str, *, relative: str, mtime_ns: int) -> None:
     """Remove the attempt at ``relative`` once its outcome is recorded (none: nothing to do); a newer version of
     that path, landed since, stays pending, and so do other files'."""
-    entries = _read_attempts(lock_dir, dataset)
-    kept = _without(entries, relative=relative, mtime_ns=mtime_ns)
-    if len(kept) != len(entries):
-        _write_attempts(lock_dir, dataset, kept)
+    with _attempts_lock(lock_dir, dataset):
+        entries = _read_attempts(lock_dir, dataset)
+        kept = _without(entries, relative=relative, mtime_ns=mtime_ns)
+        if len(kept) != len(entries):
+            _write_attempts(lock_dir, dataset, kept)
 
 
 def _without(entries: list[dict[str, Any]], *, relative: str, mtime_ns: int) -> list[dict[str, Any]]:
@@ -750,7 +769,8 @@ def unfinished_attempts(lock_dir: str | os.PathLike[str], dataset: str) -> list[
     """The landed files arrival runs began to clean for ``dataset`` and did not finish, newest first, of those newer
     than the newest file processed (an older one, such as a forced rollback that failed, changes nothing).
 
-    Call it while holding :func:`dataset_lock`: then no arrival run is cleaning them now.
+    Call it while holding :func:`dataset_lock`: then no arrival run is cleaning them now (one may be waiting
+    for the lock: if the nightly run cleans its file first, that run finds it already cleaned).
     """
     newest = _newest_processed(newest_arrival(lock_dir, dataset))
     pending = [e for e in _read_attempts(lock_dir, dataset) if newest is None or not (

@@ -483,6 +483,39 @@ def test_a_newer_file_whose_arrival_run_failed_is_cleaned_by_the_nightly_run(set
     assert cleaned[-1] == "fa_new.csv"
 
 
+def test_a_newer_file_whose_arrival_run_never_got_the_lock_is_cleaned_by_the_nightly_run(setup, monkeypatch) -> None:
+    # The attempt was recorded only once the lock was held: an arrival run that timed out waiting for it (or was
+    # killed while waiting, or met a config typo) left no trace, and the nightly run cleaned the older file.
+    import flows.arrival
+    import flows.nightly
+    from flows.arrival import arrival
+    from flows.nightly import clean_entry, locks_dir
+    from lossval.landing import dataset_lock
+
+    _land(setup, {"lt_old": 60, "lt_new": 0})
+    ws = setup["ws"] / "lock-timeout"
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    cleaned: list[str] = []
+
+    def fake_cleaning(config, **kwargs):
+        cleaned.append(Path(config.data).name)
+        return {"run_id": f"r-{len(cleaned)}"}
+
+    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_cleaning)
+    monkeypatch.setattr(flows.nightly, "run_cleaning", fake_cleaning)
+    arrival(path="incoming/lt_old.csv", **kw)
+    with dataset_lock(locks_dir(str(ws)), "good", timeout=0):  # another run holds the dataset
+        assert arrival(path="incoming/lt_new.csv", lock_timeout_s=0.2, return_state=True, **kw).is_failed()
+    assert cleaned == ["lt_old.csv"]
+    clean_entry(name="good", config_path=str(setup["root"] / "good" / "config.yaml"), workspace=str(ws))
+    assert cleaned == ["lt_old.csv", "lt_new.csv"]
+    assert not (ws / "locks" / "good.attempt.json").exists()
+    # Outcomes that clean nothing (an older file, a repeated event) leave no attempt behind either.
+    assert arrival(path="incoming/lt_old.csv", **kw)["superseded"]
+    assert arrival(path="incoming/lt_new.csv", **kw)["already_cleaned"]
+    assert not (ws / "locks" / "good.attempt.json").exists()
+
+
 def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_the_nightly_run(
         setup, monkeypatch) -> None:
     import flows.arrival
