@@ -497,7 +497,7 @@ def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> No
     df = pd.DataFrame({"x1": rng.normal(size=n) + score / 5, "x2": rng.normal(size=n), "score": score,
                        "trusted": np.r_[np.zeros(280, dtype=bool), np.ones(20, dtype=bool)] | (np.arange(n) % 10 == 0)})
     df.loc[1, "x2"] = 10001.0  # a typo; row ids hash the content, and this row then lands in the training split
-    df.loc[6, "x2"] = 10006.0  # and this one in the test split
+    df.loc[3, "x2"] = 10003.0  # and this one in the test split (SPLIT_VERSION 3's draw; row 6 under version 2)
     folder = workspace / "data" / "int22"
     folder.mkdir(parents=True, exist_ok=True)
     df.to_csv(folder / "scores.csv", index=False)
