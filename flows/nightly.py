@@ -116,8 +116,9 @@ def _clean_attempt(name: str, config: Any, attempt: dict, landed: Path, st: os.s
     """:func:`_clean_unfinished_arrival` for one file: cleaned, recorded, its attempt cleared."""
     lock_dir = locks_dir(workspace)
     log = get_run_logger()
-    log.warning("dataset %s: the arrival run for %s (flow run %s, started %s) did not finish; cleaning that file now "
-                "instead of the older %s", name, attempt.get("relative"), attempt.get("flow_run_id"),
+    log.warning("dataset %s: the arrival run for %s (flow run %s, started %s) has not finished (it failed, was "
+                "stopped, or still waits for this dataset's lock, and will then find the file cleaned); cleaning that "
+                "file now instead of the older %s", name, attempt.get("relative"), attempt.get("flow_run_id"),
                 attempt.get("started_at"), (newest_landed(workspace, name) or {}).get("relative", "config data"))
 
     def record(run_id: object) -> None:
