@@ -86,9 +86,18 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     # Recorded before anything else can fail (a config typo, the lock's timeout, a kill while waiting for it), and
     # removed once the run records an outcome: left behind, it has the nightly run clean this file
     # (flows.nightly.clean_entry), not the older one last recorded, which no new event would fix.
-    first = landed.stat()
-    record_attempt(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=first.st_mtime_ns,
-                   size=first.st_size, inode=first.st_ino, flow_run_id=None if flow_run.id is None else str(flow_run.id))
+    try:
+        first = landed.stat()
+    except FileNotFoundError:
+        raise InputError(f"{relative!r} is gone from the landing folder; nothing to clean.",
+                         source=str(landed)) from None
+    as_sent = (_as_int(size), _as_int(mtime_ns))
+    if (as_sent[0] in (None, first.st_size) and as_sent[1] in (None, first.st_mtime_ns)) or force:
+        # (a file that differs from the event is being written again: the run ends below, changed_since_landing,
+        # and a partial file must not be left for the nightly run to clean)
+        record_attempt(locks_dir(workspace), entry.name, relative=relative, path=str(landed),
+                       mtime_ns=first.st_mtime_ns, size=first.st_size, inode=first.st_ino,
+                       flow_run_id=None if flow_run.id is None else str(flow_run.id))
 
     def settled() -> None:  # an outcome without a cleaning run (superseded, already cleaned, being written again)
         clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=first.st_mtime_ns)
@@ -154,10 +163,12 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
             record((getattr(exc, "summary", None) or {}).get("run_id"), promoted=False)
             raise
-        except InputError as exc:  # the file is refused: an outcome, not an unfinished run; nightly runs keep the
-            if refuses_file(exc, landed):  # older file. A config error (a device this worker lacks) or another file's
-                clear_attempt(locks_dir(workspace), entry.name, relative=relative,  # problem (an unmounted share) is
-                              mtime_ns=st.st_mtime_ns)  # not the delivery's: its attempt stays, retried at night
+        except InputError as exc:
+            # The file is refused: an outcome, not an unfinished run; nightly runs keep the older file. A config error
+            # (a device this worker lacks) or another file's problem (a curated file on an unmounted share) is not
+            # the delivery's: its attempt stays, and the next nightly run tries the file again.
+            if refuses_file(exc, landed, other_files=(config.validation.path, config.test_path)):
+                clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=st.st_mtime_ns)
             raise
         if summary.get("status") == "unchanged":  # the same data as the champion's, delivered again
             champion = summary["champion"]

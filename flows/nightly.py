@@ -133,8 +133,8 @@ def _clean_attempt(name: str, config: Any, attempt: dict, landed: Path, st: os.s
         record((getattr(exc, "summary", None) or {}).get("run_id"))
         raise
     except InputError as exc:
-        if not refuses_file(exc, landed):  # the config's fault or another file's, not the delivery's: the next night
-            raise  # tries this file again
+        if not refuses_file(exc, landed, other_files=(config.validation.path, config.test_path)):
+            raise  # the config's fault or another file's, not the delivery's: the next night tries this file again
         log.warning("dataset %s: %s is refused (below); the next nightly run cleans the next newest unfinished "
                     "delivery, or the dataset's recorded file", name, attempt.get("relative"))
         clear_attempt(lock_dir, name, relative=attempt["relative"], mtime_ns=attempt["mtime_ns"])

@@ -226,7 +226,7 @@ PRECHECK_MAX_BYTES = 8 * 2**20
 def _uncompressed_size(path: Path) -> int:
     """Bytes a data file holds once decompressed: a CSV's own size, a ``.csv.gz`` file's recorded size (its last 4
     bytes: modulo 4 GiB, so at least its size on disk), a parquet file's cells at 8 bytes each."""
-    from lossval.io import is_gzip_csv
+    from lossval.io import data_suffix, is_gzip_csv
 
     size = path.stat().st_size
     try:
@@ -234,7 +234,7 @@ def _uncompressed_size(path: Path) -> int:
             with open(path, "rb") as fh:
                 fh.seek(-4, os.SEEK_END)
                 return max(size, int.from_bytes(fh.read(4), "little"))
-        if path.suffix.lower() == ".parquet":
+        if data_suffix(path.name) in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
             meta = pq.ParquetFile(path).metadata  # encoded sizes say little (a constant column takes bytes)

@@ -670,19 +670,25 @@ def record_arrival(lock_dir: str | os.PathLike[str], dataset: str, *, relative: 
     return record
 
 
-def refuses_file(exc: BaseException, landed: str | os.PathLike[str]) -> bool:
+def refuses_file(exc: BaseException, landed: str | os.PathLike[str], *,
+                 other_files: tuple[str | os.PathLike[str] | None, ...] = ()) -> bool:
     """Whether ``exc`` refuses the landed file itself (its rows, columns or format): then its arrival is over.
 
-    Only an :class:`InputError` whose ``source`` is that file does. A config error, or a problem with
-    another file the config names (a curated validation file on a share that is not mounted), is not
-    the delivery's fault: its attempt stays, and the next nightly run tries the file again.
+    Any :class:`InputError` does (the data's rows, its splits, its target), except a config error and
+    one whose ``source`` is another file the config names (``other_files``: a curated validation or
+    test file, say on a share that is not mounted): those are not the delivery's fault, so its attempt
+    stays and the next nightly run tries the file again.
     """
-    if not isinstance(exc, InputError) or isinstance(exc, ConfigError) or not exc.source:
+    if not isinstance(exc, InputError) or isinstance(exc, ConfigError):
         return False
-    try:
-        return os.path.realpath(exc.source) == os.path.realpath(landed)
-    except (TypeError, ValueError, OSError):
-        return False
+    if exc.source:
+        try:
+            named = os.path.realpath(exc.source)
+            if named != os.path.realpath(landed) and named in {os.path.realpath(f) for f in other_files if f}:
+                return False
+        except (TypeError, ValueError, OSError):
+            pass
+    return True
 
 
 def _attempt_path(lock_dir: str | os.PathLike[str], dataset: str) -> Path:
@@ -696,7 +702,8 @@ def _attempts_lock(lock_dir: str | os.PathLike[str], dataset: str) -> Iterator[N
 
     folder = Path(lock_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{dataset}.attempt.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    # "+" is outside the dataset-name alphabet: no dataset's own lock file (<name>.lock) can be this one
+    fd = os.open(folder / f"{dataset}+attempts.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held for one read and one atomic write: milliseconds
         yield
@@ -773,7 +780,14 @@ def unfinished_attempts(lock_dir: str | os.PathLike[str], dataset: str) -> list[
     for the lock: if the nightly run cleans its file first, that run finds it already cleaned).
     """
     newest = _newest_processed(newest_arrival(lock_dir, dataset))
-    pending = [e for e in _read_attempts(lock_dir, dataset) if newest is None or not (
-        e["mtime_ns"] < newest["mtime_ns"] or same_file(newest, relative=e.get("relative"), mtime_ns=e["mtime_ns"],
-                                                        size=e.get("size"), inode=e.get("inode")))]
-    return sorted(pending, key=lambda e: e["mtime_ns"], reverse=True)
+
+    def done_with(e: dict[str, Any]) -> bool:  # no newer than the newest file processed
+        return newest is not None and (e["mtime_ns"] < newest["mtime_ns"] or same_file(
+            newest, relative=e.get("relative"), mtime_ns=e["mtime_ns"], size=e.get("size"), inode=e.get("inode")))
+
+    attempts = _read_attempts(lock_dir, dataset)
+    if any(done_with(e) for e in attempts):  # nothing to do for them, ever: dropped, so that a lost or deleted
+        with _attempts_lock(lock_dir, dataset):  # arrival record does not bring them back
+            attempts = [e for e in _read_attempts(lock_dir, dataset) if not done_with(e)]
+            _write_attempts(lock_dir, dataset, attempts)
+    return sorted(attempts, key=lambda e: e["mtime_ns"], reverse=True)

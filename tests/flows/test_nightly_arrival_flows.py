@@ -516,6 +516,43 @@ def test_a_newer_file_whose_arrival_run_never_got_the_lock_is_cleaned_by_the_nig
     assert not (ws / "locks" / "good.attempt.json").exists()
 
 
+def test_a_file_rewritten_since_its_event_is_never_left_for_the_nightly_run(setup, monkeypatch) -> None:
+    # The attempt was recorded before the event's size and time were compared: a file being rewritten in place
+    # (partial) whose arrival run then waited for the lock was cleaned, partial, by the nightly run.
+    import flows.arrival
+    import flows.nightly
+    from flows.arrival import arrival
+    from flows.nightly import clean_entry, locks_dir
+    from lossval.landing import dataset_lock
+
+    files = _land(setup, {"rw_old": 60, "rw": 0})
+    ws = setup["ws"] / "rewritten"
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    cleaned: list[str] = []
+
+    def fake_cleaning(config, **kwargs):
+        cleaned.append(Path(config.data).name)
+        return {"run_id": f"r-{len(cleaned)}"}
+
+    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_cleaning)
+    monkeypatch.setattr(flows.nightly, "run_cleaning", fake_cleaning)
+    arrival(path="incoming/rw_old.csv", **kw)
+    sent = files["rw"].stat()
+    files["rw"].write_text("diagnosis,x\nbenign,1\nmal")  # being written again, in place
+    with dataset_lock(locks_dir(str(ws)), "good", timeout=0):
+        assert arrival(path="incoming/rw.csv", size=sent.st_size, mtime_ns=sent.st_mtime_ns, lock_timeout_s=0.2,
+                       return_state=True, **kw).is_failed()
+    assert not (ws / "locks" / "good.attempt.json").exists()
+    clean_entry(name="good", config_path=str(setup["root"] / "good" / "config.yaml"), workspace=str(ws))
+    assert cleaned == ["rw_old.csv", "rw_old.csv"]
+    # A refusal of the data that names no file (a target too large for float32, found when retraining) is still
+    # the delivery's: its attempt ends, where only errors naming the landed file itself used to end it.
+    _land(setup, {"rw_big": -60})
+    monkeypatch.setattr(flows.arrival, "run_cleaning", _scripted([InputError("the regression target reaches 7e34")]))
+    assert arrival(path="incoming/rw_big.csv", return_state=True, **kw).is_failed()
+    assert not (ws / "locks" / "good.attempt.json").exists()
+
+
 def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_the_nightly_run(
         setup, monkeypatch) -> None:
     import flows.arrival
@@ -568,9 +605,13 @@ def test_an_older_file_cleaned_after_a_failed_newer_one_leaves_the_newer_one_to_
     assert cleaned[-1] == "oo_cfg.csv"
     # Nor is a problem with another file the config names (a curated validation file on a share that is not
     # mounted): the attempt stays, where it used to be cleared as if the delivery had been refused.
+    from lossval.catalog import DatasetEntry
+
+    curated = DatasetEntry("good", config_path, "incoming").load().validation.path
+    assert curated is not None
     _land(setup, {"oo_share": -150})
     monkeypatch.setattr(flows.arrival, "run_cleaning", _scripted([InputError(
-        "no such file or directory; check the path.", source=str(setup["root"] / "share" / "valid.csv"))]))
+        "no such file or directory; check the path.", source=curated)]))
     assert arrival(path="incoming/oo_share.csv", return_state=True, **kw).is_failed()
     assert (ws / "locks" / "good.attempt.json").exists()
     clean_entry(name="good", config_path=config_path, workspace=str(ws))

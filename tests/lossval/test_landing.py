@@ -531,3 +531,41 @@ def test_importing_the_landing_rules_does_not_load_pandas_or_torch() -> None:
     code = "import sys, lossval.landing; print(sorted(m for m in ('pandas', 'numpy', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr  # the watcher stays light
+
+
+def test_an_input_error_ends_a_delivery_s_attempt_unless_it_is_the_config_s_or_another_file_s(tmp_path: Path) -> None:
+    from lossval.landing import refuses_file
+
+    landed, curated = tmp_path / "incoming" / "a.csv", tmp_path / "share" / "valid.csv"
+    others = {"other_files": (str(curated), None)}
+    assert refuses_file(InputError("bad rows", source=str(landed)), landed, **others)
+    assert refuses_file(InputError("target too large"), landed, **others)  # no source: the data's
+    assert refuses_file(InputError("one class", source="train split"), landed, **others)
+    assert not refuses_file(InputError("no such file", source=str(curated)), landed, **others)
+    assert not refuses_file(ConfigError("device='cuda': no CUDA device"), landed, **others)
+    assert not refuses_file(RuntimeError("MLflow down"), landed, **others)
+
+
+def test_attempts_older_than_the_newest_file_are_dropped_and_their_lock_is_no_dataset_s(tmp_path: Path) -> None:
+    # An older file's failed attempt stayed forever (filtered, never removed): once the arrival record was deleted
+    # (the nightly's own advice) the nightly cleaned that stale file. And the attempt file's lock was named
+    # <dataset>.attempt.lock, which is the dataset lock of a dataset called "<dataset>.attempt".
+    import threading
+
+    from lossval.landing import dataset_lock, record_arrival, record_attempt, unfinished_attempts
+
+    locks = tmp_path / "locks"
+    record_attempt(locks, "loans", relative="loans/old.csv", path="/l/loans/old.csv", mtime_ns=100, size=5)
+    record_arrival(locks, "loans", relative="loans/new.csv", path="/l/loans/new.csv", mtime_ns=200, size=5, inode=1)
+    assert unfinished_attempts(locks, "loans") == []
+    (locks / "loans.arrival.json").unlink()
+    assert unfinished_attempts(locks, "loans") == []  # gone for good, not back
+    done = threading.Event()
+    with dataset_lock(locks, "loans.attempt", timeout=0):
+        worker = threading.Thread(target=lambda: (record_attempt(locks, "loans", relative="loans/x.csv",
+                                                                 path="/l/loans/x.csv", mtime_ns=300, size=5),
+                                                  done.set()), daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+    assert done.is_set()  # not blocked by another dataset's lock
+    assert [a["relative"] for a in unfinished_attempts(locks, "loans")] == ["loans/x.csv"]
