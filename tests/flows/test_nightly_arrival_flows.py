@@ -409,6 +409,25 @@ def _land(setup: dict[str, Path], ages: dict[str, int]) -> dict[str, Path]:
     return files
 
 
+def _recording_cleanings(setup: dict[str, Path], monkeypatch, name: str) -> tuple[Path, dict, list[str]]:
+    """A workspace ``name``, the arrival flow's keyword arguments, and the file names the arrival and nightly flows
+    clean, in order (their run_cleaning replaced by one that records the file and succeeds)."""
+    import flows.arrival
+    import flows.nightly
+
+    ws = setup["ws"] / name
+    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
+    cleaned: list[str] = []
+
+    def fake_cleaning(config, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        cleaned.append(Path(config.data).name)
+        return {"run_id": f"r-{len(cleaned)}"}
+
+    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_cleaning)
+    monkeypatch.setattr(flows.nightly, "run_cleaning", fake_cleaning)
+    return ws, kw, cleaned
+
+
 def _scripted(outcomes: list):  # noqa: ANN202
     """A stand-in for run_cleaning giving ``outcomes`` in turn (an exception is raised): the cleaning itself is
     tested above; these tests are about which file runs and what the records keep."""
@@ -486,23 +505,12 @@ def test_a_newer_file_whose_arrival_run_failed_is_cleaned_by_the_nightly_run(set
 def test_a_newer_file_whose_arrival_run_never_got_the_lock_is_cleaned_by_the_nightly_run(setup, monkeypatch) -> None:
     # The attempt was recorded only once the lock was held: an arrival run that timed out waiting for it (or was
     # killed while waiting, or met a config typo) left no trace, and the nightly run cleaned the older file.
-    import flows.arrival
-    import flows.nightly
     from flows.arrival import arrival
     from flows.nightly import clean_entry, locks_dir
     from lossval.landing import dataset_lock
 
     _land(setup, {"lt_old": 60, "lt_new": 0})
-    ws = setup["ws"] / "lock-timeout"
-    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
-    cleaned: list[str] = []
-
-    def fake_cleaning(config, **kwargs):
-        cleaned.append(Path(config.data).name)
-        return {"run_id": f"r-{len(cleaned)}"}
-
-    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_cleaning)
-    monkeypatch.setattr(flows.nightly, "run_cleaning", fake_cleaning)
+    ws, kw, cleaned = _recording_cleanings(setup, monkeypatch, "lock-timeout")
     arrival(path="incoming/lt_old.csv", **kw)
     with dataset_lock(locks_dir(str(ws)), "good", timeout=0):  # another run holds the dataset
         assert arrival(path="incoming/lt_new.csv", lock_timeout_s=0.2, return_state=True, **kw).is_failed()
@@ -520,22 +528,12 @@ def test_a_file_rewritten_since_its_event_is_never_left_for_the_nightly_run(setu
     # The attempt was recorded before the event's size and time were compared: a file being rewritten in place
     # (partial) whose arrival run then waited for the lock was cleaned, partial, by the nightly run.
     import flows.arrival
-    import flows.nightly
     from flows.arrival import arrival
     from flows.nightly import clean_entry, locks_dir
     from lossval.landing import dataset_lock
 
     files = _land(setup, {"rw_old": 60, "rw": 0})
-    ws = setup["ws"] / "rewritten"
-    kw = {"datasets_file": str(setup["datasets"]), "landing_dir": str(setup["landing"]), "workspace": str(ws)}
-    cleaned: list[str] = []
-
-    def fake_cleaning(config, **kwargs):
-        cleaned.append(Path(config.data).name)
-        return {"run_id": f"r-{len(cleaned)}"}
-
-    monkeypatch.setattr(flows.arrival, "run_cleaning", fake_cleaning)
-    monkeypatch.setattr(flows.nightly, "run_cleaning", fake_cleaning)
+    ws, kw, cleaned = _recording_cleanings(setup, monkeypatch, "rewritten")
     arrival(path="incoming/rw_old.csv", **kw)
     sent = files["rw"].stat()
     files["rw"].write_text("diagnosis,x\nbenign,1\nmal")  # being written again, in place
