@@ -30,6 +30,7 @@ __all__ = [
     "open_csv_text",
     "atomic_write",
     "fsync_dir",
+    "make_dirs",
     "check_writable_folder",
     "make_temp",
     "process_alive",
@@ -96,7 +97,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
         The final path.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(final.parent)
     fd, tmp = make_temp(final)
     os.close(fd)
     try:
@@ -257,6 +258,21 @@ def sweep_orphaned_temp_files(*roots: str | os.PathLike[str], recursive: bool = 
                 continue
             removed.append(path)
     return removed
+
+
+def make_dirs(folder: str | os.PathLike[str]) -> Path:
+    """``mkdir -p folder``, each folder it creates made durable in its parent (fsync), so a power cut cannot lose
+    the folder that a file written and flushed into it lives in. Returns the folder."""
+    folder = Path(folder)
+    missing = []
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            break
+        missing.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):  # outermost first
+        fsync_dir(created.parent)
+    return folder
 
 
 def fsync_dir(folder: Path) -> None:

@@ -38,6 +38,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     pid_namespace,
     atomic_write,
     fsync_dir,
+    make_dirs,
     check_writable_folder,
     json_default,
     make_temp,

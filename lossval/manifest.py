@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from lossval.errors import InputError
-from lossval.io import file_sha256, fsync_dir, pid_namespace, process_alive, read_json, write_json
+from lossval.io import file_sha256, fsync_dir, make_dirs, pid_namespace, process_alive, read_json, write_json
 
 __all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "content_hash_note", "row_counts", "begin_run",
            "complete_run", "discard_run", "sweep_stale_runs", "relocate"]
@@ -55,7 +55,8 @@ def begin_run(runs_root: Path, run_id: str) -> Path:
         The partial folder the stages write into.
     """
     partial = Path(runs_root) / f"{run_id}{PARTIAL_SUFFIX}"
-    partial.mkdir(parents=True, exist_ok=False)
+    make_dirs(runs_root)
+    partial.mkdir(exist_ok=False)
     write_json({"pid": os.getpid(), "host": socket.gethostname(), "pid_ns": pid_namespace(),
                 "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, partial / _OWNER_NAME)
     return partial

@@ -13,8 +13,8 @@ import pandas as pd
 from prefect import task
 
 from lossval.errors import InputError
-from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, fsync_dir, list_data_files, read_json, read_table,
-                        require_column, write_json, write_parquet)
+from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, fsync_dir, list_data_files, make_dirs, read_json,
+                        read_table, require_column, write_json, write_parquet)
 from lossval.landing import dataset_lock
 from tasks._log import run_logger
 from tasks._paths import Workspace
@@ -118,7 +118,7 @@ def publish_snapshot(snap: dict, *, dataset: str, workspace: str) -> str:
         if store.exists():
             staged.unlink(missing_ok=True)  # another run stored the same bytes meanwhile
         else:
-            store.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(store.parent)
             try:
                 os.replace(staged, store)  # same file system: an atomic rename
                 fsync_dir(store.parent)

@@ -104,6 +104,22 @@ def test_run_folder_is_complete_only_after_the_rename(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds-1"]
 
 
+def test_folders_a_write_creates_are_flushed_into_their_parents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file flushed into a new folder (values/<key>/, snapshots/<dataset>/) is lost with the folder after a power
+    # cut when the folder's own entry was never flushed into its parent.
+    import lossval._files
+    from lossval.io import atomic_write
+
+    flushed: list[Path] = []
+    monkeypatch.setattr(lossval._files, "fsync_dir", lambda folder: flushed.append(Path(folder)))
+    (tmp_path / "ws").mkdir()
+    atomic_write(tmp_path / "ws" / "values" / "k1" / "values.parquet", lambda tmp: Path(tmp).write_bytes(b"x"))
+    assert flushed == [tmp_path / "ws", tmp_path / "ws" / "values", tmp_path / "ws" / "values" / "k1"]
+    flushed.clear()
+    atomic_write(tmp_path / "ws" / "values" / "k1" / "encoder.json", lambda tmp: Path(tmp).write_bytes(b"{}"))
+    assert flushed == [tmp_path / "ws" / "values" / "k1"]  # only the rename: no folder was created
+
+
 def test_the_rename_that_completes_a_run_is_flushed_to_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A rename lives in its folder's entry: without an fsync of runs/, a power cut after "finished" could bring
     # back the .partial name, and the next run's sweep would remove a run its caller was told had completed.
