@@ -550,12 +550,23 @@ def frame_fingerprint(df: pd.DataFrame, *, source: str | None = None) -> str:
     return h.hexdigest()[:16]
 
 
-def _id_text(value: Any) -> str:
-    """An id as text: a float holding a whole number as that number (``1.0`` -> ``"1"``), anything else as ``str``."""
-    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer() \
-            and abs(value) <= _EXACT_FLOAT:
+def value_text(value: Any) -> str:
+    """One text per value whatever the storage: 1, 1.0 (a parquet float column), ``np.int64(1)`` and "1" (a CSV) agree;
+    booleans read ``True``/``False``; anything else as ``str``."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)
+
+
+def _id_text(value: Any) -> str:
+    """An id as text (:func:`value_text`), except a float beyond 2**53, which is no exact whole number: as ``str``."""
+    if isinstance(value, (float, np.floating)) and abs(value) > _EXACT_FLOAT:
+        return str(value)
+    return value_text(value)
 
 
 def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: str | None = None) -> pd.Series:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lossval.errors import InputError
-from lossval.io import row_hashes
+from lossval.io import row_hashes, value_text
 
 __all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "SPLIT_VERSION", "assign_splits", "check_validation", "shared_rows",
            "shared_rows_note", "first_shared_row"]
@@ -325,20 +325,9 @@ def _refuse_mixed_offsets(raw: pd.Series, column: str, index: pd.Index, source: 
         )
 
 
-def _label_text(value: object) -> str:
-    # One text per label whatever the storage: 1, 1.0 (a parquet float column) and "1" (CSV) agree.
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _classes(y: pd.Series) -> dict[str, int]:
     """Class label (as text) -> row count."""
-    return pd.Series([_label_text(v) for v in y.dropna().to_numpy(dtype=object)], dtype=object).value_counts(
+    return pd.Series([value_text(v) for v in y.dropna().to_numpy(dtype=object)], dtype=object).value_counts(
         sort=False).to_dict()
 
 
