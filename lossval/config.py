@@ -700,8 +700,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     data = resolve(values.pop("data"))
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])
-    def absolute(p: Any) -> str | None:
-        return None if not p or "://" in str(p) else os.path.abspath(os.path.join(base, str(p)))
+    def absolute(p: Any) -> str | None:  # as resolve() reads it (~ expanded), symlinks left as written
+        return None if not p or "://" in str(p) else os.path.abspath(os.path.join(base, os.path.expanduser(str(p))))
 
     _refuse_same_files({"data": data, "validation.path": validation.path if validation.strategy == "file" else None,
                         "test_path": values.get("test_path")}, source,

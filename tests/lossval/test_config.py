@@ -328,6 +328,13 @@ def test_paths_with_a_tilde_and_a_relative_mlflow_folder_are_made_absolute(tmp_p
     assert home_folder.tracking.uri == str(home / "mlruns")
     for kept in ("http://127.0.0.1:5000", "file:///abs/mlruns", "databricks", "/abs/mlruns"):
         assert config_from_dict({**BASE, "tracking": {"uri": kept}}, base_dir=tmp_path).tracking.uri == kept
+    # The check that a curated file does not lie in the data folder reads ~ as well (it saw "<config>/~/...").
+    (home / "dfolder").mkdir(parents=True)
+    for name in ("d.csv", "v.csv"):
+        (home / "dfolder" / name).write_text("x,y\n1,0\n")
+    with pytest.raises(ConfigError, match="lies in the 'data' folder"):
+        config_from_dict({**BASE, "data": "~/dfolder", "validation": {"strategy": "file", "path": "~/dfolder/v.csv"}},
+                         base_dir=tmp_path / "cfg")
 
 
 def test_relative_sqlite_uri_and_suite_names(tmp_path: Path) -> None:
