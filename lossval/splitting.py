@@ -287,10 +287,12 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw
     return _latest(chosen, k, draw)
 
 
-# A time written with its UTC offset: ...Z, ...+02:00, ...-0500, ...+02, ...UTC+2 (after a time of day).
-_OFFSET = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*(?:Z|UTC|GMT))?\s*(?:[+-]\d{1,2}(?::?\d{2})?)?$",
-                     re.IGNORECASE)  # one \s* between parts that may be absent: no quadratic backtracking on spaces
-_ANY_OFFSET = re.compile(r"(?:Z|UTC|GMT|[+-]\d{1,2}(?::?\d{2})?)$", re.IGNORECASE)
+# A time of day written with its UTC offset right after it (an AM/PM may come between): ...Z, ...+02:00,
+# ...-0500, ...+02, ... UTC, ...UTC+2, ...1:30 PM -05:00. One pattern, so that a '-' joining a date to its time
+# (2026-01-01-12:30, which parsers read as 12:30 without an offset) is not taken for an offset of -12:30.
+_OFFSET = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*(?:[ap]\.m\.|[ap]m(?![a-z])))?\s*"
+                     r"(?:(?:Z|UTC|GMT)(?:\s*[+-]\d{1,2}(?::?\d{2})?)?|[+-]\d{1,2}(?::?\d{2})?)$",
+                     re.IGNORECASE)  # each \s* stands before a letter or sign: no quadratic backtracking on spaces
 # GMT+2 / UTC-5 with a bare hour: dateutil reads the sign the POSIX way (GMT+2 is two hours *behind* UTC).
 _NAMED_SIGNED = re.compile(r"(?:UTC|GMT)\s*[+-]\d{1,2}$", re.IGNORECASE)
 _TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}")
@@ -313,7 +315,7 @@ def _refuse_mixed_offsets(raw: pd.Series, column: str, index: pd.Index, source: 
             "as +02:00 (ISO 8601).",
             source=source,
         )
-    offset = np.array([bool(_OFFSET.search(v)) and bool(_ANY_OFFSET.search(v)) for v in text], dtype=bool) & present
+    offset = np.array([bool(_OFFSET.search(v)) for v in text], dtype=bool) & present
     plain = np.array([bool(_TIME_OF_DAY.search(v)) for v in text], dtype=bool) & present & ~offset  # dates alone: midnight
     if offset.any() and plain.any():
         a, b = int(np.flatnonzero(offset)[0]), int(np.flatnonzero(plain)[0])

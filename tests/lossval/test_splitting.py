@@ -158,6 +158,32 @@ def test_latest_knows_short_and_named_utc_offsets_when_it_refuses_a_mix(suffix: 
         _latest(mixed)
 
 
+@pytest.mark.parametrize("suffix", [" +02", " UTC", " Z"])
+def test_latest_knows_a_utc_offset_after_am_or_pm(suffix: str) -> None:
+    # "1:30 PM +02" was taken for a time without an offset: a column mixing it with "1:30 PM" was read as one clock.
+    hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
+    with_offset = [t.strftime("%Y-%m-%d %I:%M %p") + suffix for t in hours]
+    assert _latest(with_offset) == list(range(30, 40))
+    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(20"):
+        _latest(with_offset[:20] + [t.strftime("%Y-%m-%d %I:%M %p") for t in hours[20:]])
+
+
+def test_a_dash_between_date_and_time_is_not_a_utc_offset() -> None:
+    # 2026-03-01-08:00 parses as 08:00 with no offset; it was taken for one of -08:00, so a column that mixed it with
+    # offset times passed the check (and one that mixed it with plain times was refused for mixing).
+    from lossval.splitting import _refuse_mixed_offsets
+
+    def check(values: list[str]) -> None:
+        _refuse_mixed_offsets(pd.Series(values), "ts", pd.RangeIndex(len(values)), "d.csv")
+
+    check(["2026-03-01-08:00", "2026-03-01 09:00", "2026-03-01-10:30:15"])
+    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(1, e\.g\. row 1: '2026-03-01-09:00\+05:00'\) "
+                                         r"and without one \(1, e\.g\. row 0: '2026-03-01-08:00'\)"):
+        check(["2026-03-01-08:00", "2026-03-01-09:00+05:00"])
+    hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
+    assert _latest([t.strftime("%Y-%m-%d-%H:%M") for t in hours]) == list(range(30, 40))
+
+
 def test_latest_refuses_gmt_plus_an_hour_whose_sign_parsers_read_backwards() -> None:
     # dateutil reads "GMT+2" as two hours behind UTC: 10:00 GMT+2 became 12:00 UTC, not 08:00.
     hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
