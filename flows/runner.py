@@ -247,8 +247,8 @@ def _uncompressed_size(path: Path) -> int:
 def check_small_data(config: PipelineConfig) -> None:
     """Read small data before Prefect starts and check its rows as ingest and split will.
 
-    A malformed CSV, an empty target, repeated ids or a text value in a number column then
-    fail in seconds (exit 2) instead of after the server has started and the flow has begun
+    A malformed CSV, an empty target, repeated ids, a text value in a number column or a
+    validation split too small for the data then fail in seconds (exit 2) instead of after the server has started and the flow has begun
     (about 25 s on the 2-core machine). Data over :data:`PRECHECK_MAX_BYTES` uncompressed (about
     3 s to read and check on that machine) is left to the stages, which read it once. Warnings
     are left to the stages too, so each is said once.
@@ -261,7 +261,7 @@ def check_small_data(config: PipelineConfig) -> None:
     from lossval.io import list_data_files, read_table
     from lossval.valuation import infer_task
     from tasks.ingest import check_columns_and_rows, check_target_and_ids
-    from tasks.split import check_encodable
+    from tasks.split import check_encodable, split_rows
 
     if "://" in config.data:
         return
@@ -271,9 +271,11 @@ def check_small_data(config: PipelineConfig) -> None:
         warnings.simplefilter("ignore")
         df = read_table(config.data, text_columns=[config.id_column, *config.categorical])
         check_columns_and_rows(df, target=config.target, id_column=config.id_column, data_path=config.data)
-        check_target_and_ids(df, target=config.target, id_column=config.id_column, data_path=config.data)
+        row_ids = check_target_and_ids(df, target=config.target, id_column=config.id_column, data_path=config.data)
         task_kind = config.task if config.task != "auto" else infer_task(df[config.target], source=config.data)
         check_encodable(df, config, task_kind)
+        # A validation or training part too small, a class with no validation rows: the split stage's own draw.
+        split_rows(df if config.id_column == "row_id" else df.assign(row_id=row_ids.to_numpy()), config, task_kind)
 
 
 def check_local_device(config: PipelineConfig, *, source: str) -> None:

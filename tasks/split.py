@@ -16,7 +16,7 @@ from lossval.splitting import (MIN_VALIDATION_ROWS, assign_splits, check_validat
 from tasks._log import run_logger
 from tasks.value import config_encoder
 
-__all__ = ["split", "check_encodable", "MIN_TEST_ROWS"]
+__all__ = ["split", "split_rows", "check_encodable", "MIN_TEST_ROWS"]
 
 MIN_TEST_ROWS = 2
 """Fewest test rows a run accepts: the before/after metrics and the gate are computed on them."""
@@ -35,10 +35,7 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
     df = pd.read_parquet(snapshot)
     encoder = check_encodable(df, config, task_kind)
     v = config.validation
-    parts = assign_splits(df, strategy=v.strategy, target=config.target, task=task_kind, seed=config.seed,
-                          test_fraction=0.0 if config.test_path else config.test_fraction, valid_fraction=v.fraction,
-                          column=v.column, timestamp_column=v.timestamp_column, source=config.data,
-                          id_column=config.id_column)
+    parts = split_rows(df, config, task_kind)
     external = {"validation": v.path if v.strategy == "file" else None, "test": config.test_path}
     frames = {}
     for name in ("train", "validation", "test"):
@@ -72,6 +69,19 @@ def split(snapshot: str, *, config: PipelineConfig, task_kind: str, run_dir: str
     out = {name: str(write_parquet(rows, f"{run_dir}/{name}.parquet")) for name, rows in frames.items()}
     return {"paths": out, "rows": {name: len(rows) for name, rows in frames.items()},
             "validation_from_data": not external["validation"], "test_from_data": not external["test"]}
+
+
+def split_rows(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> pd.Series:
+    """Each row's part ("train", "validation", "test") as the config asks (:func:`lossval.splitting.assign_splits`).
+
+    ``df`` holds the ``row_id`` column ingest gives the snapshot. Raises InputError when a part
+    would be too small or a class would be missing from the validation rows.
+    """
+    v = config.validation
+    return assign_splits(df, strategy=v.strategy, target=config.target, task=task_kind, seed=config.seed,
+                         test_fraction=0.0 if config.test_path else config.test_fraction, valid_fraction=v.fraction,
+                         column=v.column, timestamp_column=v.timestamp_column, source=config.data,
+                         id_column=config.id_column)
 
 
 def check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) -> TabularEncoder:

@@ -499,6 +499,8 @@ def test_the_demo_scores_detection_only_when_it_injected_noise() -> None:
      r"non-numeric value 'seven' in numeric column 'b' at row 8"),
     ("a,b,label\n" + "".join(f"{i},{i % 3},{'' if i == 5 else i % 2}\n" for i in range(30)),
      r"target column 'label' has 1 empty value\(s\), first at row 5"),
+    ("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(30)),  # 20-49 rows pass ingest, not the split
+     r"the 'stratified' validation split has 6 rows; at least 10 are needed"),
 ])
 def test_run_refuses_small_bad_data_before_prefect_starts(tmp_path, capsys, monkeypatch, content, message) -> None:
     # A malformed CSV used to be reported after the Prefect server had started and the flow had begun (about 25 s
