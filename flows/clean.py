@@ -335,6 +335,9 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "duplicate_rows": notes["duplicate_rows"], "test_outliers": trained.get("test_outliers", {}),
                "validation_from_data": parts["validation_from_data"], "test_from_data": parts["test_from_data"],
                "metrics": trained["metrics"], "temperature": trained.get("temperature"),
+               # where the values and the two models were computed (CUDA results differ in the last digits; with a
+               # valuation deployment the values come from another machine)
+               "devices": {"valuation": vals["device"], "retrain": trained["device"]},
                "gate": {"passed": checked["passed"], "failures": checked["failures"],
                         "remedies": checked["remedies"], "champion": checked["champion"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},

@@ -31,7 +31,8 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
     ``retrain.mode: soft`` trains "after" on all train rows with the values as sample weights.
     With ``retrain.calibrate`` (classification), each model's temperature is fitted on the
     ``validation`` rows (the trusted split) before it is scored. Returns the metrics of both,
-    their temperatures and the paths of the saved state dict and metrics JSON.
+    their temperatures, the device they trained on and the paths of the saved state dict and
+    metrics JSON.
     """
     enc = TabularEncoder.load(encoder)
     tr, kp, te = pd.read_parquet(train), pd.read_parquet(kept), pd.read_parquet(test)
@@ -59,6 +60,7 @@ def retrain(train: str, kept: str, test: str, values: str, encoder: str, *, conf
     return {"metrics": metrics, "model_state": str(model_path), "metrics_path": f"{run_dir}/metrics.json",
             "n_inputs": int(X_tr.shape[1]), "n_outputs": int(n_classes or 1), "task": task_kind,
             "n_layers": after.n_layers, "width": after.width,
+            "device": str(next(after.parameters()).device),  # where both models trained (CUDA scores differ slightly)
             "temperature": ({"before": float(before.temperature), "after": float(after.temperature)}
                             if task_kind == "classification" else None),
             "test_outliers": test_outliers, "test_outlier_values": sum(test_outliers.values())}

@@ -115,6 +115,8 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     assert sorted(r.data.tags["stage"] for r in children) == ["gate", "ingest", "prune", "retrain", "split", "value"]
     [valued] = [r for r in children if r.data.tags["stage"] == "value"]
     [retrained] = [r for r in children if r.data.tags["stage"] == "retrain"]
+    # The retrain device, next to the valuation's: with a valuation deployment the two may differ.
+    assert manifest["devices"] == {"valuation": "cpu", "retrain": "cpu"} and retrained.data.tags["device"] == "cpu"
     [pruned] = [r for r in children if r.data.tags["stage"] == "prune"]
     assert pruned.data.metrics["rows_flagged"] == m["rows_flagged"] and "flagged" not in pruned.data.metrics
     assert pruned.data.metrics["rows_protected"] == m["rows_protected"] == pruning["protected"]  # the parent's too
