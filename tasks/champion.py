@@ -158,12 +158,12 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
             record["note"] = note
         return record
     record["metrics"] = scores
-    from tasks.gate import PRIMARY_METRIC
+    from tasks.gate import PRIMARY_METRIC, within
 
     metric = PRIMARY_METRIC[encoder.task_]
     tol = config.gate.metric_tolerance
     mine, theirs = after[metric], scores[metric]
-    ok = mine >= theirs - tol if HIGHER_IS_BETTER[metric] else mine <= theirs + tol
+    ok = within(theirs - mine if HIGHER_IS_BETTER[metric] else mine - theirs, tol, mine, theirs)
     record["worse"] = not ok
     if not ok:
         record["failures"].append(f"metric {metric} worse than the champion's ({name} version {version}) on this run's "

@@ -114,6 +114,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _raised(result: dict) -> str | None:
+    """The first line of the error GX met evaluating an expectation (then ``result`` is empty), or None."""
+    info = result.get("exception_info") or {}
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    for entry in entries:
+        if entry.get("raised_exception"):
+            lines = str(entry.get("exception_message") or "an error").strip().splitlines()
+            return lines[0][:200] if lines else "an error"
+    return None
+
+
+def numbers_as_read(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``df`` with each of ``columns`` (numeric to the encoder) held as text parsed into numbers.
+
+    One bad CSV cell once made a column text; the encoder reads its values as numbers (and refused
+    any that are not), so the range checks compare them as numbers too, not as strings.
+    """
+    text = [c for c in columns if c in df.columns and df[c].dtype.kind not in "iufb"]
+    if not text:
+        return df
+    return df.assign(**{str(c): pd.to_numeric(df[c].astype(object), errors="coerce") for c in text})
+
+
 def _describe(result: dict) -> str:
     cfg = result.get("expectation_config", {})
     kwargs = cfg.get("kwargs", {})
@@ -133,6 +156,9 @@ def _describe(result: dict) -> str:
         detail += f" (expected between {lo:.4g} and {hi:.4g})"
     elif lo is not None or hi is not None:
         detail += f" (expected at least {lo:.4g})" if hi is None else f" (expected at most {hi:.4g})"
+    error = _raised(result)
+    if error is not None:
+        detail += f" (could not be evaluated: {error})"
     return f"{cfg.get('type', '?')}{where}{detail}"
 
 
@@ -140,7 +166,7 @@ def _finding(result: dict) -> dict:
     """What failed, for the gate's remedies: the expectation type, its column and its ``meta.why``."""
     cfg = result.get("expectation_config", {})
     return {"type": cfg.get("type", "?"), "column": (cfg.get("kwargs") or {}).get("column"),
-            "why": (cfg.get("meta") or {}).get("why")}
+            "why": (cfg.get("meta") or {}).get("why"), "error": _raised(result)}
 
 
 def _check_columns(spec: dict, df: pd.DataFrame, suite: str | Path) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from lossval.config import config_from_dict
@@ -593,6 +596,96 @@ def test_a_new_target_or_labels_of_another_type_are_schema_changes() -> None:
     assert schema_changes(price, margin) == ["target 'price' -> 'margin'"]  # the same features, another quantity
 
 
+def test_a_drop_exactly_at_a_tolerance_or_limit_passes_at_every_metric_level() -> None:
+    # 0.90 - 0.88 is 0.020000000000000018 in floats: a drop of exactly gate.metric_limits' 0.02 was refused at 26 of
+    # 31 accuracy levels on 100 test rows ("got worse by 0.0200 ... more than ... allows (0.02)"), and one of exactly
+    # the tolerance at some levels too.
+    from tasks.gate import metric_failures, within
+
+    def acc(k: int) -> float:  # accuracy on 100 test rows, as lossval.retrain.evaluate computes it
+        return float(np.mean(np.arange(100) < k))
+
+    for k in range(70, 101):
+        m = {"before": {"accuracy": acc(k), "macro_f1": 0.5, "log_loss": 0.3},
+             "after": {"accuracy": acc(k - 2), "macro_f1": 0.6, "log_loss": 0.2}}
+        common = {"task": "classification", "refuse_when_all_worse": True}
+        assert metric_failures(m, tolerance=0.02, **common) == [], k
+        assert metric_failures(m, tolerance=0.05, limits={"accuracy": 0.02}, **common) == [], k
+        assert len(metric_failures(m, tolerance=0.05, limits={"accuracy": 0.01}, **common)) == 1, k  # a real excess
+        assert len(metric_failures(m, tolerance=0.01, **common)) == 1, k
+    assert within(0.020000000000000018, 0.02, 0.9, 0.88) and not within(0.0200001, 0.02, 0.9, 0.88)
+    assert not within(float("nan"), 0.02) and within(-0.5, 0.0)
+
+
+def test_a_drop_a_metric_limit_allows_is_not_called_unchanged() -> None:
+    from tasks.gate import metric_failures
+
+    m = {"before": {"accuracy": 0.90, "macro_f1": 0.88, "log_loss": 0.30},
+         "after": {"accuracy": 0.89, "macro_f1": 0.87, "log_loss": 0.30}}
+    (why,) = metric_failures(m, task="classification", tolerance=0.02, refuse_when_all_worse=True,
+                             limits={"accuracy": 0.02})
+    assert why.startswith("accuracy fell (within gate.metric_limits), no metric improved and macro_f1 got worse: "
+                          "accuracy 0.9000 -> 0.8900"), why
+
+
+def test_the_gate_range_checks_numbers_stored_as_text_as_numbers(tmp_path) -> None:
+    # One text cell once made a CSV column text; the encoder reads it as numbers, but GX compared strings with the
+    # float bounds, raised, and the gate refused a run whose values all lay in range, saying they lay outside it.
+    # With both splits as text the column was not range-checked at all.
+    import pandas as pd
+
+    import tasks.gate as gate_module
+    from lossval.encoding import TabularEncoder
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(50, 10, 200), "label": ["a", "b"] * 100})
+    enc = TabularEncoder(target="label", task="classification").fit(train)
+    enc.save(tmp_path / "encoder.json")
+    rows = train.assign(row_id=[f"r{i}" for i in range(200)])
+    metrics = {"before": {"accuracy": 0.8, "macro_f1": 0.8, "log_loss": 0.4},
+               "after": {"accuracy": 0.82, "macro_f1": 0.81, "log_loss": 0.39}}
+    config = config_from_dict({"data": "d.csv", "target": "label", "dataset": "textnum",
+                               "gate": {"compare_with_champion": False}})
+
+    def run(kept: pd.DataFrame, validation: pd.DataFrame) -> dict:
+        kept.to_parquet(tmp_path / "kept.parquet")
+        validation.to_parquet(tmp_path / "validation.parquet")
+        out = gate_module.gate.fn(str(tmp_path / "kept.parquet"), str(tmp_path / "validation.parquet"),
+                                  str(tmp_path / "encoder.json"), metrics, config=config, rows_train=200,
+                                  run_dir=str(tmp_path))
+        return {**out, "checked": json.loads((tmp_path / "gate.json").read_text())["gx"]}
+
+    as_text = rows.assign(x=rows["x"].map(repr))
+    result = run(as_text, rows)  # kept rows as text, curated validation rows as numbers: all in range
+    assert result["passed"], result["failures"]
+    ranged = [r for r in result["checked"]["validation_results"][0]["expectations"]
+              if r["expectation_type"] == "expect_column_values_to_be_between"]
+    assert len(ranged) == 1 and ranged[0]["success"]
+    result = run(as_text.assign(x=as_text["x"].where(rows.index >= 60, "500.0")), as_text)  # both text, 30% out
+    assert not result["passed"] and "expect_column_values_to_be_between on column 'x'" in result["failures"][0]
+    assert "(30.0% unexpected)" in result["failures"][0] and "lie outside the validation split" in result["remedies"][0]
+
+
+def test_a_data_check_that_could_not_be_evaluated_says_why_not_that_values_are_out_of_range() -> None:
+    import pandas as pd
+
+    from tasks.gate import remedies
+    from tasks.gx import RANGE_WHY, _describe, _finding
+
+    broken = {"success": False, "result": {},
+              "expectation_config": {"type": "expect_column_values_to_be_between",
+                                     "kwargs": {"column": "x", "min_value": 0.0, "max_value": 1.0},
+                                     "meta": {"why": RANGE_WHY}},
+              "exception_info": {"MetricConfigurationID(...)": {"raised_exception": True, "exception_traceback": "...",
+                                                                "exception_message": "'>=' not supported between "
+                                                                                     "instances of 'str' and 'float'"}}}
+    assert _describe(broken) == ("expect_column_values_to_be_between on column 'x' (expected between 0 and 1) (could not "
+                                 "be evaluated: '>=' not supported between instances of 'str' and 'float')")
+    [todo] = remedies(gx_failed=[_finding(broken)], metric_rules=[], champion=None, suite="pruned_data", target="y")
+    assert "could not be evaluated" in todo and "lie outside" not in todo
+    assert pd.isna(_finding({**broken, "exception_info": {}})["error"])
+
+
 def test_a_champion_that_cannot_score_the_rows_refuses_unless_a_schema_change_is_allowed(tmp_path, monkeypatch) -> None:
     """Seen by a reviewer: a champion with int labels, tonight's labels as text: the gate passed an accuracy
     of 0.01, never compared. Now it is refused, by name, unless gate.allow_schema_change."""
@@ -629,6 +722,12 @@ def test_a_champion_that_cannot_score_the_rows_refuses_unless_a_schema_change_is
     record = champion_module.compare_with_champion(config_from_dict(base), str(tmp_path), encoder=enc, test=rows,
                                                    after={"accuracy": 0.01})  # same labels: scored, and worse
     assert record["metrics"] is not None and record["worse"] and "worse than the champion's" in record["failures"][0]
+    # Worse than the champion by exactly the tolerance: within it, whatever the float round-off (0.8 - 0.1 is
+    # 0.7000000000000001).
+    monkeypatch.setattr(champion_module, "_score", lambda *args, **kwargs: ({"accuracy": 0.80}, None))
+    record = champion_module.compare_with_champion(config_from_dict({**base, "gate": {"metric_tolerance": 0.1}}),
+                                                   str(tmp_path), encoder=enc, test=rows, after={"accuracy": 0.70})
+    assert not record["worse"] and record["failures"] == []
 
 
 def test_an_older_snapshot_cleaned_again_is_named_as_a_rollback(tmp_path) -> None:
