@@ -32,9 +32,16 @@ CACHE_KEY_PREFIX = "lossval-value-"
 
 
 def feature_exclusions(config: PipelineConfig) -> list[str]:
-    """Columns that are never features: ids, split markers, timestamps, and the user's excludes."""
+    """Columns that are never features: ids, the split's marker or timestamp column, and the user's excludes.
+
+    The marker and timestamp columns only where the validation strategy reads them (``column``,
+    ``latest``): a leftover ``validation.column`` under another strategy is a key the config warns
+    has no effect, and the valuation key (:func:`valuation_key`) leaves it out, so it must not
+    remove a feature either.
+    """
     cols = ["row_id", *config.exclude]
-    for c in (config.id_column, config.validation.column, config.validation.timestamp_column):
+    v = config.used_only().validation
+    for c in (config.id_column, v.column, v.timestamp_column):
         if c:
             cols.append(c)
     return list(dict.fromkeys(cols))
@@ -115,8 +122,10 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     # Curated files decide the training and validation rows too: their content, not only their path.
     curated = [config.test_path, config.validation.path if config.validation.strategy == "file" else None]
     contents = [_content_hash(p) for p in curated]
-    # one-hot: levels left unstandardised (fit's one_hot_columns); before, values of data with categoricals differed
-    key = f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}:one-hot-raw"
+    # one-hot: levels left unstandardised (fit's one_hot_columns); before, values of data with categoricals differed.
+    # strategy-exclusions: before, a leftover validation.column dropped that feature under the same key.
+    key = (f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}:one-hot-raw"
+           ":strategy-exclusions")
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 

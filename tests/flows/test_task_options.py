@@ -60,6 +60,22 @@ def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_requ
     assert enc.feature_columns_ == ["a", "b", "colour"]  # id excluded as the pipeline's own column
 
 
+@pytest.mark.parametrize("leftover", [{"column": "b"}, {"timestamp_column": "b"}])
+def test_a_validation_key_the_strategy_leaves_unread_removes_no_feature(leftover: dict) -> None:
+    # Seen by a reviewer: switching examples/config.yaml from strategy column to stratified and leaving column: behind
+    # dropped that column from the features, while the config warned the key had no effect and the values cache and
+    # run keys (which leave it out) reused the other config's values and model.
+    frame = make_frame(60).drop(columns="id")
+    with pytest.warns(UserWarning, match="is set but has no effect"):
+        left = config_from_dict({"data": "d.csv", "target": "label", "validation": {"strategy": "stratified", **leftover}})
+    plain = config_from_dict({"data": "d.csv", "target": "label"})
+    assert config_encoder(left, "classification", frame.columns).fit(frame).feature_columns_ == ["a", "b", "colour"]
+    assert valuation_key("s", left) == valuation_key("s", plain)
+    used = config_from_dict({"data": "d.csv", "target": "label",  # where the strategy reads it, it is no feature
+                             "validation": {"strategy": "column" if "column" in leftover else "latest", **leftover}})
+    assert config_encoder(used, "classification", frame.columns).fit(frame).feature_columns_ == ["a", "colour"]
+
+
 def test_the_valuation_key_holds_only_what_changes_the_values() -> None:
     def key(**raw):
         return valuation_key("s", config_from_dict({"data": "d.csv", "target": "label", **raw}))
