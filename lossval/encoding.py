@@ -84,7 +84,8 @@ import pandas as pd
 
 from lossval._robust import central_range_bounds
 from lossval.errors import ConfigError, InputError, UnseenLevelsWarning
-from lossval.io import closest_name, is_text_dtype as _is_text_dtype, nested_column, shell_name, yaml_name
+from lossval.io import (closest_name, is_text_dtype as _is_text_dtype, missing_or_blank, nested_column, shell_name,
+                        yaml_name)
 
 __all__ = ["TabularEncoder", "MISSING_LEVEL", "OTHER_LEVEL", "ENCODER_VERSION"]
 
@@ -527,11 +528,11 @@ class TabularEncoder:
 
     def _fit_target(self, y: pd.Series) -> None:
         col = self.target
-        n_missing = int(y.isna().sum())
-        if n_missing:
+        missing = missing_or_blank(y)
+        if missing.any():
             raise InputError(
-                f"target column {col!r} has {n_missing} missing (NaN/None) value(s), "
-                f"first at row {_row(y.index[np.flatnonzero(y.isna().to_numpy())[0]])}; "
+                f"target column {col!r} has {int(missing.sum())} missing (NaN/None) or blank value(s), "
+                f"first at row {_row(y.index[np.flatnonzero(missing)[0]])}; "
                 "drop these rows before valuation",
                 source=self.source,
             )
@@ -743,10 +744,10 @@ class TabularEncoder:
                 source=source,
             )
         series = _as_series(y, name=self.target)
-        missing = series.isna().to_numpy()
+        missing = missing_or_blank(series)
         if missing.any():
             raise InputError(
-                f"target {self.target!r} has {int(missing.sum())} missing (NaN/None) "
+                f"target {self.target!r} has {int(missing.sum())} missing (NaN/None) or blank "
                 f"value(s), first at row {_row(series.index[np.flatnonzero(missing)[0]])}; "
                 "drop these rows before valuation",
                 source=source,

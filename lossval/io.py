@@ -51,6 +51,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
 from lossval.errors import InputError
 
 __all__ = [
+    "missing_or_blank",
     "DATA_SUFFIXES",
     "data_stem",
     "data_suffix",
@@ -521,6 +522,20 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
 def is_text_dtype(dtype: Any) -> bool:
     """Object, string or numpy text dtype: a column that holds text (or anything) rather than numbers."""
     return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype) or dtype.kind in "SU"
+
+
+def missing_or_blank(series: pd.Series) -> np.ndarray:
+    """Cells that hold no value: NaN, None or NA, or text that is empty or only spaces.
+
+    A CSV reads an empty cell as NaN but ``"  "`` as text; a parquet file keeps ``""`` as text.
+    As a target, either would otherwise become a class of its own.
+    """
+    missing = series.isna().to_numpy()
+    if series.dtype.kind in "biufcmM":
+        return missing
+    blank = np.fromiter((isinstance(v, str) and not v.strip() for v in series.to_numpy(dtype=object)), dtype=bool,
+                        count=len(series))
+    return missing | blank
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -13,8 +13,8 @@ import pandas as pd
 from prefect import task
 
 from lossval.errors import InputError
-from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, fsync_dir, list_data_files, make_dirs, read_json,
-                        read_table, require_column, write_json, write_parquet)
+from lossval.io import (assign_row_ids, atomic_write, frame_fingerprint, fsync_dir, list_data_files, make_dirs,
+                        missing_or_blank, read_json, read_table, require_column, write_json, write_parquet)
 from lossval.landing import dataset_lock
 from tasks._log import run_logger
 from tasks._paths import Workspace
@@ -42,8 +42,9 @@ def check_columns_and_rows(df: pd.DataFrame, *, target: str, id_column: str | No
 
 def check_target_and_ids(df: pd.DataFrame, *, target: str, id_column: str | None, data_path: str) -> pd.Series:
     """Empty targets and the id column (present, complete, unique); returns the row ids."""
-    if df[target].isna().any():
-        bad = df.index[df[target].isna()]
+    empty = missing_or_blank(df[target])  # NaN, or text of spaces only ("" from a parquet file, "  " from a CSV)
+    if empty.any():
+        bad = df.index[empty]
         raise InputError(f"target column {target!r} has {len(bad)} empty value(s), first at row {bad[0]}; drop or fill them.", source=data_path)
     return assign_row_ids(df, id_column=id_column, source=data_path)
 

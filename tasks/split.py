@@ -10,7 +10,7 @@ from prefect import task
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
-from lossval.io import assign_row_ids, is_text_dtype, read_table, write_parquet
+from lossval.io import assign_row_ids, is_text_dtype, missing_or_blank, read_table, write_parquet
 from lossval.splitting import (MIN_VALIDATION_ROWS, assign_splits, check_validation, first_shared_row, shared_rows,
                                shared_rows_note)
 from tasks._log import run_logger
@@ -118,8 +118,10 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
         run_logger().warning("%s: column(s) %s are not in the data (%s) and are ignored.", path, extra[:5], config.data)
     if len(rows) < MIN_VALIDATION_ROWS:
         raise InputError(f"has {len(rows)} rows; at least {MIN_VALIDATION_ROWS} are needed.", source=path)
-    if rows[config.target].isna().any():
-        raise InputError(f"target column {config.target!r} has {int(rows[config.target].isna().sum())} empty value(s).", source=path)
+    empty = missing_or_blank(rows[config.target])
+    if empty.any():
+        raise InputError(f"target column {config.target!r} has {int(empty.sum())} empty value(s), first at row "
+                         f"{rows.index[empty][0]}.", source=path)
     encoder.transform(rows, source=path)  # NaN, inf or text in a feature: named with the file's row
     encoder.encode_target(rows[config.target], source=path)  # a label the data does not have
     rows = rows[present].copy()

@@ -412,7 +412,8 @@ def test_a_bad_regression_target_in_the_validation_file_is_named_with_its_file_a
 
     frame(80).to_csv(tmp_path / "train.csv", index=False)
     valid = frame(20).astype({"y": object})
-    for bad, message in ((np.nan, "target 'y' has 1 missing (NaN/None) value(s), first at row 3"),
+    for bad, message in ((np.nan, "target 'y' has 1 missing (NaN/None) or blank value(s), first at row 3"),
+                         ("  ", "target 'y' has 1 missing (NaN/None) or blank value(s), first at row 3"),
                          ("oops", "regression target 'y' has non-numeric value(s) 'oops' at row 3")):
         valid.loc[3, "y"] = bad
         valid.to_csv(tmp_path / "valid.csv", index=False)
@@ -499,6 +500,8 @@ def test_the_demo_scores_detection_only_when_it_injected_noise() -> None:
      r"non-numeric value 'seven' in numeric column 'b' at row 8"),
     ("a,b,label\n" + "".join(f"{i},{i % 3},{'' if i == 5 else i % 2}\n" for i in range(30)),
      r"target column 'label' has 1 empty value\(s\), first at row 5"),
+    ("a,b,label\n" + "".join(f"{i},{i % 3},{'  ' if i in (4, 9) else 'yn'[i % 2]}\n" for i in range(30)),  # spaces only
+     r"target column 'label' has 2 empty value\(s\), first at row 4"),
     ("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(30)),  # 20-49 rows pass ingest, not the split
      r"the 'stratified' validation split has 6 rows; at least 10 are needed"),
 ])

@@ -60,6 +60,31 @@ def test_features_exclude_typo_is_named_and_unused_pipeline_columns_are_not_requ
     assert enc.feature_columns_ == ["a", "b", "colour"]  # id excluded as the pipeline's own column
 
 
+def test_a_blank_text_target_is_an_empty_target_not_a_class(tmp_path) -> None:
+    # A parquet file keeps "" as text (a CSV reads an empty cell as NaN): 80 such rows became a class of their own,
+    # valued, pruned and trained on; a few failed later, at the split, as a class with no validation rows.
+    import pandas as pd
+
+    from lossval.encoding import TabularEncoder
+    from tasks.ingest import check_target_and_ids
+
+    df = make_frame(60)
+    df.loc[[7, 20], "label"] = ["", " "]
+    with pytest.raises(InputError, match=r"d.parquet: target column 'label' has 2 empty value\(s\), first at row 7"):
+        check_target_and_ids(df, target="label", id_column="id", data_path="d.parquet")
+    with pytest.raises(InputError, match=r"target column 'label' has 2 missing \(NaN/None\) or blank value\(s\), "
+                                         r"first at row 7"):
+        TabularEncoder(target="label", task="classification").fit(df)
+    enc = TabularEncoder(target="label", task="classification").fit(make_frame(60))
+    with pytest.raises(InputError, match=r"target 'label' has 2 missing \(NaN/None\) or blank value\(s\)"):
+        enc.encode_target(df["label"])
+    numbers = pd.Series([1.0, np.nan, 3.0])  # numbers: only NaN is empty
+    from lossval.io import missing_or_blank
+
+    assert missing_or_blank(numbers).tolist() == [False, True, False]
+    assert missing_or_blank(pd.Series(["a", "", None, " x "], dtype="category")).tolist() == [False, True, True, False]
+
+
 @pytest.mark.parametrize("leftover", [{"column": "b"}, {"timestamp_column": "b"}])
 def test_a_validation_key_the_strategy_leaves_unread_removes_no_feature(leftover: dict) -> None:
     # Seen by a reviewer: switching examples/config.yaml from strategy column to stratified and leaving column: behind
