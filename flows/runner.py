@@ -474,7 +474,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     from lossval.metrics import detection_report
 
     # Before the server starts: exiting while its thread still imports Prefect aborts the interpreter (exit 134).
-    check_demo_options(dataset=dataset, noise=noise)
+    check_demo_options(dataset=dataset, noise=noise, seed=seed, epochs=epochs, device=device)
     _check_workspace(workspace)
     workspace = workspace.resolve()
     server_ready = start_prefect_server(workspace)  # first: on a first run it is what the flow waits for

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossval.errors import InputError
+from lossval.errors import ConfigError, InputError
 from lossval.io import write_json, write_parquet
 
 __all__ = ["DemoData", "check_demo_options", "demo_data_dir", "detection_scores", "make_demo_data", "run_library_demo"]
@@ -53,12 +53,26 @@ def detection_scores(report: dict) -> str:
     return f"(precision {report['precision']:.2f}, recall {report['recall']:.2f}, F1 {report['f1']:.2f})"
 
 
-def check_demo_options(*, dataset: str, noise: float) -> None:
-    """``--dataset`` and ``--noise`` of ``lossval demo``; raises :class:`InputError` (exit 2) naming the choices."""
+def check_demo_options(*, dataset: str, noise: float, seed: int = 0, epochs: int = 1, device: str = "auto") -> None:
+    """The options of ``lossval demo``, before any work starts; raises :class:`InputError` (exit 2) naming the option.
+
+    A negative ``--seed`` was reported as a lossval bug, and ``--epochs 0`` or a device this
+    machine lacks only after the Prefect server had started and the demo data was written (40 s).
+    """
+    from lossval._torchutil import resolve_device
+
     if dataset not in _DEMO_SETS:
         raise InputError(f"unknown demo dataset {dataset!r}; choose one of {sorted(_DEMO_SETS)}.")
     if not 0.0 <= noise <= 0.5:
         raise InputError(f"--noise must be between 0 and 0.5, got {noise}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise InputError(f"--seed must be an integer in [0, 2**32), got {seed}.")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InputError(f"--epochs must be a positive integer, got {epochs}.")
+    try:
+        resolve_device(device)
+    except ConfigError as exc:
+        raise InputError(f"--device: {exc}") from None
 
 
 def demo_data_dir(workspace: Path, *, dataset: str, noise: float, seed: int) -> Path:
@@ -84,7 +98,7 @@ def make_demo_data(*, dataset: str, noise: float, seed: int, out_dir: Path) -> D
     """
     from lossval.datasets import inject_noise, load_dataset
 
-    check_demo_options(dataset=dataset, noise=noise)
+    check_demo_options(dataset=dataset, noise=noise, seed=seed)
     ds = load_dataset(_DEMO_SETS[dataset], n=2000 if dataset in ("fried", "2dplanes") else None, seed=seed)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ds.y))
@@ -123,6 +137,7 @@ def run_library_demo(*, dataset: str, noise: float, workspace: Path, epochs: int
     from lossval.pruning import TwoMeansPolicy, prune
     from lossval.valuation import LossVal
 
+    check_demo_options(dataset=dataset, noise=noise, seed=seed, epochs=epochs, device=device)
     data = make_demo_data(dataset=dataset, noise=noise, seed=seed,
                           out_dir=demo_data_dir(workspace, dataset=dataset, noise=noise, seed=seed))
     train = pd.read_parquet(data.train_path)
