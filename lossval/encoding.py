@@ -416,7 +416,7 @@ class TabularEncoder:
     @staticmethod
     def _refuse_reserved(keys: np.ndarray, series: pd.Series, col: Any, *, source: str | None) -> None:
         """A real value spelled like one of lossval's own level names would be merged into that level."""
-        reserved = np.isin(keys, list(_RESERVED_LEVELS)) & series.notna().to_numpy()
+        reserved = np.isin(keys, list(_RESERVED_LEVELS)) & ~missing_or_blank(series)
         if reserved.any():
             first = int(np.flatnonzero(reserved)[0])
             raise InputError(
@@ -658,7 +658,7 @@ class TabularEncoder:
                 pos += 1
             else:
                 levels = list(c["levels"]) + ([OTHER_LEVEL] if c["other"] else [])
-                keys = _level_keys(series)
+                keys = _level_keys(series, c["levels"])
                 self._refuse_reserved(keys, series, c["name"], source=source)
                 index = pd.Index(levels, dtype=object).get_indexer(pd.Index(keys, dtype=object))
                 _warn_on_unseen_levels(keys, index, c, source=source)
@@ -1170,12 +1170,21 @@ def _to_numeric(series: pd.Series) -> pd.Series | None:
     return parsed.astype(np.float64)
 
 
-def _level_keys(series: pd.Series) -> np.ndarray:
-    """Object array of level text, one per value; missing -> MISSING_LEVEL."""
+def _level_keys(series: pd.Series, fitted: Sequence[str] = ()) -> np.ndarray:
+    """Object array of level text, one per value; missing -> MISSING_LEVEL.
+
+    Text that is empty or only spaces is missing too (:func:`lossval.io.missing_or_blank`): a CSV
+    reads an empty cell as NaN, while a parquet file, and a form at serving time, give ``""``.
+    An encoder fitted before that rule may hold such text as a level of its own (``fitted``): it
+    keeps it.
+    """
     # float32/float16 columns keep their numpy scalars, which _level_text writes at their own precision
     small_float = series.dtype.kind == "f" and series.dtype.itemsize < 8
     values = series.to_numpy() if small_float else series.to_numpy(dtype=object)
-    missing = pd.isna(values)
+    missing = missing_or_blank(series)
+    if fitted and missing.any():
+        kept = {level for level in fitted if not level.strip()}
+        missing &= ~np.array([isinstance(v, str) and v in kept for v in values], dtype=bool)
     return np.array(
         [MISSING_LEVEL if m else _level_text(v) for v, m in zip(values, missing)],
         dtype=object,

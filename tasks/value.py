@@ -124,8 +124,9 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     contents = [_content_hash(p) for p in curated]
     # one-hot: levels left unstandardised (fit's one_hot_columns); before, values of data with categoricals differed.
     # strategy-exclusions: before, a leftover validation.column dropped that feature under the same key.
+    # blank-missing: blank text in a categorical column is the missing level, no longer a level of its own.
     key = (f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}:one-hot-raw"
-           ":strategy-exclusions")
+           ":strategy-exclusions:blank-missing")
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 

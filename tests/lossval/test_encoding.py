@@ -105,6 +105,24 @@ def test_missing_category_is_its_own_level_and_text_keys_unify_types():
     np.testing.assert_array_equal(X, Y)
 
 
+def test_blank_text_in_a_categorical_column_is_the_missing_level():
+    # A CSV reads an empty cell as NaN (the missing level), a parquet file keeps "" and a CSV "  " as text: the same
+    # blank was three levels, and "" at serving time (a form's empty field) encoded as an unseen level (all zeros).
+    df = pd.DataFrame({"c": ["a", None, "b", "a", "", "  "], "y": [0, 1, 0, 1, 0, 1]})
+    enc = TabularEncoder(target="y").fit(df)
+    assert enc.categories_["c"] == ["__missing__", "a", "b"]
+    X = enc.transform(pd.DataFrame({"c": ["", " ", None, np.nan, "a"]}))
+    np.testing.assert_array_equal(X, [[1, 0, 0]] * 4 + [[0, 1, 0]])
+    np.testing.assert_array_equal(enc.transform(df.astype({"c": "category"})), enc.transform(df))
+    # An encoder fitted before the rule may hold "" as a level of its own: "" still lands there.
+    d = enc.to_dict()
+    [col] = [c for c in d["fitted"]["columns"] if c["name"] == "c"]
+    col["levels"] = ["", "__missing__", "a", "b"]
+    old = TabularEncoder.from_dict(d)
+    np.testing.assert_array_equal(old.transform(pd.DataFrame({"c": ["", None, "  "]})),
+                                  [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]])
+
+
 def test_a_float32_level_matches_the_same_float64_level():
     df = pd.DataFrame({"rate": np.array([0.1, 0.2, 0.1, 0.2], dtype=np.float32), "y": [0, 1, 0, 1]})
     enc = TabularEncoder(target="y", categorical=["rate"]).fit(df)
