@@ -205,7 +205,7 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
         if dup:  # pandas would silently rename a repeated CSV column to 'name.1'
             raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
         text = {c: str for c in text_columns if c in header}
-        df = _read_csv(path, len(header), dtype=text) if is_csv else _restore_index(pd.read_parquet(path), path)
+        df = _read_csv(path, header, dtype=text) if is_csv else _restore_index(pd.read_parquet(path), path)
     except InputError:
         raise
     except (pd.errors.EmptyDataError, StopIteration):
@@ -235,11 +235,7 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
     if dup:
         raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
     if is_csv and len(df.columns) == 1:
-        sep = next((name for ch, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")) if ch in str(df.columns[0])), None)
-        if sep:
-            raise InputError(f"has a single column named {str(df.columns[0])[:60]!r}: is it separated by {sep}? "
-                             "lossval reads comma-separated CSV; convert the file or save it as parquet.",
-                             source=str(path))
+        _refuse_other_separator(str(df.columns[0]), path)
     unnamed = [c for c in df.columns if is_csv and re.fullmatch(r"Unnamed: \d+", str(c))]
     if unnamed:
         # A nameless first column is how pandas saves a row index; a nameless empty last one, a
@@ -253,7 +249,16 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
     return df
 
 
-def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
+def _refuse_other_separator(name: str, path: Path) -> None:
+    """A CSV whose header is one name holding ';', a tab or '|' is separated by that: refused, saying so."""
+    sep = next((said for ch, said in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")) if ch in name), None)
+    if sep:
+        raise InputError(f"has a single column named {name[:60]!r}: is it separated by {sep}? "
+                         "lossval reads comma-separated CSV; convert the file or save it as parquet.",
+                         source=str(path))
+
+
+def _read_csv(path: Path, header: list[str], *, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
     """``pd.read_csv`` that never shifts columns.
 
     By default pandas reads a file whose first rows have one field more than the header (a
@@ -261,6 +266,7 @@ def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None)
     the left. ``index_col=False`` keeps the columns where the header puts them; a row with a
     non-empty value beyond the header is refused, naming its line.
     """
+    n_header = len(header)
     overlong_later = False  # pandas warns when the first data row is too long, and fails when a later one is
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -277,6 +283,8 @@ def _read_csv(path: Path, n_header: int, *, dtype: dict[str, Any] | None = None)
                 raise  # another fault (an unclosed quote...): the caller names the file and pandas' words
     line = _first_overlong_line(path, n_header)
     if line is not None:
+        if n_header == 1:  # 'a;b;y' then '1,5;2;x': a decimal comma looks like a second value
+            _refuse_other_separator(str(header[0]), path)
         raise InputError(f"line {line} has more values than the header's {n_header} column names; fix that row "
                          "(a stray comma or an unquoted comma inside a value?) or add the missing column name.",
                          source=str(path))

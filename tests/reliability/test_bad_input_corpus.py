@@ -311,6 +311,13 @@ def _(d: Path) -> list[str]:
     return _value_args(d, make_frame(120).to_csv(index=False, sep=";"))
 
 
+@case(VALUE_CASES, "semicolon-separated-csv-with-decimal-commas", "train.csv", "single column", "separated by ';'")
+def _(d: Path) -> list[str]:
+    # A European export: the decimal commas made the rows look longer than the one-name header, and the error blamed
+    # a stray comma ("line 2 has more values than the header's 1 column names").
+    return _value_args(d, make_frame(120).to_csv(index=False, sep=";", decimal=","))
+
+
 @case(VALUE_CASES, "list-column-in-parquet", "train.parquet", "'tags'", "nested values", "row 0")
 def _(d: Path) -> list[str]:
     df = make_frame(120)
