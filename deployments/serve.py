@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
     _warn_missing_data(entries, workspace)
     print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
           f"new files in {landing}; workspace {workspace}; Prefect API {api}", flush=True)
-    _resubmit_arrivals_cancelled_on_shutdown(registered[ARRIVAL_DEPLOYMENT])
+    arrival_now = next(d for d in deployments if f"{d.flow_name}/{d.name}" == ARRIVAL_DEPLOYMENT)
+    _resubmit_arrivals_cancelled_on_shutdown(registered[ARRIVAL_DEPLOYMENT], serving=arrival_now.parameters)
     return _serve(deployments, limit=args.limit)
 
 
@@ -233,7 +234,13 @@ def _stopped_with_serve(state: Any) -> bool:
     return state.is_crashed() and bool(_STOPPED_BY_SIGNAL.search(state.message or ""))
 
 
-def _resubmit_arrivals_cancelled_on_shutdown(deployment: Any, lookback: int = 200) -> list[str]:
+# What a new-data run's parameters say of its file; the rest (datasets file, landing folder, workspace...) is the
+# serving deployment's.
+_FILE_PARAMETERS = ("path", "dataset", "size", "mtime_ns", "force")
+
+
+def _resubmit_arrivals_cancelled_on_shutdown(deployment: Any, lookback: int = 200, *,
+                                             serving: dict[str, Any] | None = None) -> list[str]:
     """Queue again the new-data runs that a stopping ``serve`` cancelled, so no landed file is left behind.
 
     The watcher reported those files once; nothing else would clean them. Only a path whose
@@ -242,8 +249,14 @@ def _resubmit_arrivals_cancelled_on_shutdown(deployment: Any, lookback: int = 20
     once per such run (idempotency key); a run a user cancelled is not. A file cleaned meanwhile,
     or superseded, ends its new run at once (``already_cleaned`` / ``superseded``).
 
+    The queued run takes its file (:data:`_FILE_PARAMETERS`) from the cancelled run and the rest
+    from ``serving``, the parameters this ``serve`` runs the deployment with: a ``serve`` restarted
+    with another workspace or datasets file cleans there (it cleaned into the old workspace). A file
+    that landed in another landing folder than this ``serve`` watches is not queued; a line says so.
+
     Args:
         deployment: The registered new-data deployment (``None``: not registered yet, nothing to do).
+        serving: This ``serve``'s parameters of the deployment (None: the cancelled run's own).
 
     Returns:
         The paths queued again.
@@ -265,7 +278,16 @@ def _resubmit_arrivals_cancelled_on_shutdown(deployment: Any, lookback: int = 20
         for path, run in latest.items():
             if path is None or not _stopped_with_serve(run.state):
                 continue
-            client.create_flow_run_from_deployment(deployment.id, parameters=run.parameters,
+            parameters = dict(run.parameters or {})
+            if serving is not None:
+                landed_in = parameters.get("landing_dir")
+                if landed_in is not None and str(landed_in) != str(serving.get("landing_dir")):
+                    print(f"lossval serve: {path}: its new-data run {run.name} was cancelled when serve stopped, but it "
+                          f"landed in {landed_in}, not in {serving.get('landing_dir')} that this serve watches: not "
+                          "queued again (land it here to clean it)", flush=True)
+                    continue
+                parameters = {**serving, **{k: parameters[k] for k in _FILE_PARAMETERS if k in parameters}}
+            client.create_flow_run_from_deployment(deployment.id, parameters=parameters,
                                                    tags=["lossval", "resubmitted"], idempotency_key=f"resubmit-{run.id}")
             queued.append(path)
             print(f"lossval serve: {path}: its new-data run {run.name} was cancelled when serve stopped; queued "

@@ -326,3 +326,44 @@ def test_serve_warns_about_a_data_folder_only_when_it_holds_no_data_files(datase
     _warn_missing_data(load_catalog(datasets_file), tmp_path / "ws")
     assert f"its config's 'data' cannot be read: {tmp_path / 'loans'}: directory holds no data files" in \
         capsys.readouterr().err
+
+
+def test_a_restarted_serve_requeues_cancelled_files_with_its_own_workspace_and_datasets(monkeypatch, capsys) -> None:
+    # Seen by a reviewer: `serve` restarted with --workspace ws2 queued the runs the last serve cancelled with the old
+    # workspace and datasets file (its runs' own parameters): they cleaned into the old workspace and its lock.
+    import types
+    import uuid
+
+    import prefect
+
+    from deployments.serve import SHUTDOWN_CANCEL_MESSAGE, _resubmit_arrivals_cancelled_on_shutdown
+
+    stopped = types.SimpleNamespace(is_cancelled=lambda: True, is_crashed=lambda: False,
+                                    message=SHUTDOWN_CANCEL_MESSAGE)
+    old = {"datasets_file": "/old/datasets.yaml", "landing_dir": "/landing", "workspace": "/old/ws"}
+    runs = [types.SimpleNamespace(id=f"id-{i}", name=f"run-{i}", state=stopped, parameters={**old, **file})
+            for i, file in enumerate([{"path": "loans/f.csv", "dataset": "loans", "size": 8, "mtime_ns": 5},
+                                      {"path": "loans/g.csv", "dataset": "loans", "size": 9, "mtime_ns": 6,
+                                       "landing_dir": "/elsewhere"}])]
+    created: list[dict] = []
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read_flow_runs(self, **_):
+            return runs
+
+        def create_flow_run_from_deployment(self, deployment_id, *, parameters, **_):
+            created.append(parameters)
+
+    monkeypatch.setattr(prefect, "get_client", lambda **_: Client())
+    serving = {"datasets_file": "/new/datasets.yaml", "landing_dir": "/landing", "workspace": "/new/ws"}
+    queued = _resubmit_arrivals_cancelled_on_shutdown(types.SimpleNamespace(id=uuid.uuid4()), serving=serving)
+    assert queued == ["loans/f.csv"]
+    assert created == [{**serving, "path": "loans/f.csv", "dataset": "loans", "size": 8, "mtime_ns": 5}]
+    out = capsys.readouterr().out
+    assert "loans/g.csv: its new-data run run-1 was cancelled when serve stopped, but it landed in /elsewhere" in out
