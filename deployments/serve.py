@@ -160,6 +160,12 @@ def run(args: argparse.Namespace) -> int:
     from lossval.catalog import load_catalog
     from lossval.errors import InputError
 
+    if args.valuation_pool is not None and not re.fullmatch(r"[^/%&><\s][^/%&><]*", args.valuation_pool):
+        raise InputError(f"--valuation-pool {args.valuation_pool!r} is not a work pool name Prefect takes: give a "
+                         "non-empty name without '/', '%', '&', '<' or '>' (e.g. gpu).")
+    from flows.value_remote import valuation_timeout_s
+
+    valuation_timeout_s()  # a malformed LOSSVAL_VALUATION_TIMEOUT_S is said now, not by each run that values remotely
     if args.limit is not None and args.limit < 1:
         # 0 served nothing (no run could ever start); a negative one crashed Prefect's runner once serving
         raise InputError(f"--limit must be at least 1 flow run at once, got {args.limit}; leave it out for no limit.")

@@ -21,10 +21,35 @@ from lossval.valuation import VALUES_VERSION
 from tasks._paths import Workspace
 from tasks.value import value_cached
 
-__all__ = ["VALUE_FLOW_NAME", "value_remote", "value_on_deployment", "config_to_raw", "DEFAULT_TIMEOUT_S"]
+__all__ = ["VALUE_FLOW_NAME", "value_remote", "value_on_deployment", "config_to_raw", "DEFAULT_TIMEOUT_S",
+           "valuation_timeout_s"]
 
 VALUE_FLOW_NAME = "lossval-value"
 DEFAULT_TIMEOUT_S = 6 * 3600.0  # override with LOSSVAL_VALUATION_TIMEOUT_S
+TIMEOUT_ENV = "LOSSVAL_VALUATION_TIMEOUT_S"
+
+
+def valuation_timeout_s() -> float:
+    """How long a flow waits for its valuation on a deployment: ``LOSSVAL_VALUATION_TIMEOUT_S``, else 6 hours.
+
+    Raises:
+        ConfigError: the variable is not a positive number of seconds (``2h`` was a bare ValueError, and a
+            negative number failed inside Prefect after the run had started).
+    """
+    import math
+
+    from lossval.errors import ConfigError
+
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{TIMEOUT_ENV}={text!r} is not a positive number of seconds (e.g. 21600 for 6 hours).")
+    return value
 
 
 def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
@@ -65,6 +90,24 @@ def value_remote(train: str, validation: str, key: str, config: dict[str, Any], 
     return vals
 
 
+def _cancel(run: Any, why: str) -> None:
+    """Cancel a valuation run the caller no longer waits for (queued: at once; running: its worker stops it).
+
+    Left alone, a queued run piles up night after night until a worker returns and runs them all, and
+    a running one keeps writing ``values/<key>/`` after the caller released the dataset's lock.
+    """
+    from prefect import get_client
+    from prefect.states import Cancelled, Cancelling
+
+    state = run.state
+    new = Cancelling(message=why) if state is not None and state.is_running() else Cancelled(message=why)
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, new, force=True)
+    except Exception as exc:  # the error about the timeout is the one to raise; this one is said beside it
+        get_run_logger().warning("could not cancel valuation run %s: %s; cancel it in the Prefect UI", run.name, exc)
+
+
 def value_on_deployment(train: str, validation: str, *, key: str, config: PipelineConfig, workspace: str,
                         timeout_s: float | None = None, poll_interval_s: float = 2.0) -> dict:
     """Run the valuation on ``config.valuation_deployment`` and wait; returns the same record as the ``value`` task.
@@ -79,7 +122,7 @@ def value_on_deployment(train: str, validation: str, *, key: str, config: Pipeli
     name = config.valuation_deployment
     assert name is not None
     if timeout_s is None:
-        timeout_s = float(os.environ.get("LOSSVAL_VALUATION_TIMEOUT_S", DEFAULT_TIMEOUT_S))
+        timeout_s = valuation_timeout_s()
     log = get_run_logger()
     log.info("valuation runs on deployment %s", name)
     try:
@@ -92,6 +135,7 @@ def value_on_deployment(train: str, validation: str, *, key: str, config: Pipeli
                            "null to value in-process.") from None
     state = run.state
     if state is None or not state.is_final():
+        _cancel(run, f"the calling flow stopped waiting after {timeout_s:.0f}s")
         raise LossvalError(f"valuation run {run.name} on {name!r} did not finish within {timeout_s:.0f}s (state "
                            f"{state.name if state else 'unknown'}); is a worker running on its work pool "
                            "(`prefect worker start --pool <pool>`)?")

@@ -311,6 +311,39 @@ def test_serve_refuses_a_limit_below_one_before_starting(limit: str, datasets_fi
     assert not (tmp_path / "ws").exists()
 
 
+@pytest.mark.parametrize(("option", "env", "says"), [
+    (["--valuation-pool", "gpu/x"], {}, "--valuation-pool 'gpu/x' is not a work pool name Prefect takes"),
+    (["--valuation-pool", " "], {}, "--valuation-pool ' ' is not a work pool name Prefect takes"),
+    ([], {"LOSSVAL_VALUATION_TIMEOUT_S": "2h"}, "LOSSVAL_VALUATION_TIMEOUT_S='2h' is not a positive number of seconds"),
+    ([], {"LOSSVAL_VALUATION_TIMEOUT_S": "-5"}, "LOSSVAL_VALUATION_TIMEOUT_S='-5' is not a positive number"),
+])
+def test_serve_refuses_a_bad_valuation_pool_or_timeout_before_starting(option, env, says, datasets_file: Path,
+                                                                       tmp_path: Path, api_url, capsys,
+                                                                       monkeypatch) -> None:
+    # Seen by a reviewer: a pool name Prefect refuses was reported as a lossval bug (pydantic's ValidationError); '2h'
+    # failed each remote valuation with a bare ValueError, and a negative timeout inside Prefect after the run began.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    api_url("http://127.0.0.1:9/api")
+    assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                 "--workspace", str(tmp_path / "ws"), *option]) == 2
+    assert says in capsys.readouterr().err and not (tmp_path / "ws").exists()
+
+
+def test_the_valuation_timeout_is_read_from_the_environment(monkeypatch) -> None:
+    from flows.value_remote import DEFAULT_TIMEOUT_S, valuation_timeout_s
+    from lossval.errors import ConfigError
+
+    monkeypatch.delenv("LOSSVAL_VALUATION_TIMEOUT_S", raising=False)
+    assert valuation_timeout_s() == DEFAULT_TIMEOUT_S
+    monkeypatch.setenv("LOSSVAL_VALUATION_TIMEOUT_S", "90")
+    assert valuation_timeout_s() == 90.0
+    for bad in ("nan", "inf", "0", "six hours"):
+        monkeypatch.setenv("LOSSVAL_VALUATION_TIMEOUT_S", bad)
+        with pytest.raises(ConfigError, match="LOSSVAL_VALUATION_TIMEOUT_S"):
+            valuation_timeout_s()
+
+
 def test_serve_warns_about_a_data_folder_only_when_it_holds_no_data_files(datasets_file: Path, tmp_path: Path,
                                                                            capsys) -> None:
     from deployments.serve import _warn_missing_data

@@ -645,6 +645,32 @@ def test_a_missing_valuation_deployment_is_a_clear_error(setup) -> None:
     assert isinstance(exc, LossvalError) and "'lossval-value/nowhere' not found" in str(exc)
 
 
+def test_a_valuation_run_the_caller_stops_waiting_for_is_cancelled(setup) -> None:
+    # Seen by a reviewer: with no worker on the pool, each timed-out valuation stayed queued (one more per night, all
+    # run when a worker returned), and a running one kept writing values/<key>/ after the caller released its lock.
+    from prefect import flow, get_client
+
+    from deployments.serve import register_valuation_deployment
+    from flows.value_remote import value_on_deployment
+    from lossval.catalog import DatasetEntry
+    from lossval.errors import LossvalError
+
+    name = register_valuation_deployment("no-worker-here")
+    config = DatasetEntry("good", str(setup["root"] / "good" / "config.yaml"), "good").load()
+    config = type(config)(**{**config.__dict__, "valuation_deployment": name})
+
+    @flow
+    def call() -> dict:
+        return value_on_deployment("train.parquet", "validation.parquet", key="timeout-key", config=config,
+                                   workspace=str(setup["ws"]), timeout_s=1, poll_interval_s=0.2)
+
+    exc = call(return_state=True).result(raise_on_failure=False)
+    assert isinstance(exc, LossvalError) and "did not finish within 1s" in str(exc)
+    with get_client(sync_client=True) as client:
+        [run] = [r for r in client.read_flow_runs() if r.name == "value-timeout-key"]
+    assert run.state.is_cancelled() and "stopped waiting after 1s" in run.state.message
+
+
 def test_values_from_a_worker_on_another_release_are_refused(setup, tmp_path, monkeypatch) -> None:
     import types
 
