@@ -316,14 +316,22 @@ def _csv_row_lines(path: str | os.PathLike[str]) -> Iterator[int]:
     """
     header_seen = False
     with open_csv_text(path) as fh:
-        reader = csv.reader(fh)
+        raw: list[str] = []  # the text of the record being read: '""' is a row to pandas, a line of spaces is not
+
+        def lines() -> Iterator[str]:
+            for line in fh:
+                raw.append(line)
+                yield line
+
+        reader = csv.reader(lines())
         end = 0  # the line the previous record (or blank line) ended on
         for record in reader:
-            if record and (len(record) > 1 or record[0].strip()):  # pandas skips whitespace-only lines too
+            if len(record) > 1 or "".join(raw).strip():  # pandas skips empty and whitespace-only lines
                 if header_seen:
                     yield end + 1
                 header_seen = True
             end = reader.line_num
+            raw.clear()
 
 
 _UNREADABLE_CSV = (OSError, EOFError, UnicodeDecodeError, csv.Error, zlib.error)

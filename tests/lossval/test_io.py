@@ -236,6 +236,11 @@ def test_csv_line_of_row_counts_rows_as_pandas_reads_them(tmp_path: Path) -> Non
     assert rows["b"].tolist() == [2, 4, 5, 7]
     assert [csv_line_of_row(path, i) for i in range(5)] == [3, 6, 7, 9, None]
     assert csv_line_of_row(tmp_path / "missing.csv", 0) is None
+    # A line holding only "" is a row to pandas (all empty), not a blank line: the rows after it were one line early.
+    quoted = tmp_path / "q.csv"
+    quoted.write_text('a,b\n1,2\n""\n3,x\n')
+    assert len(read_table(quoted)) == 3
+    assert [csv_line_of_row(quoted, i) for i in range(4)] == [2, 3, 4, None]
 
 
 def test_file_of_folder_row_counts_the_files_as_read_table_concatenates_them(tmp_path: Path) -> None:
