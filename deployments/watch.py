@@ -174,6 +174,75 @@ def _not_unable_to_connect(record: "logging.LogRecord") -> bool:
     return not record.getMessage().startswith(("Unable to connect", "keepalive ping failed"))
 
 
+# How often the watcher asks the server whether the events it sent are there, and how long after sending (or
+# sending again) an event the server still lacks is sent again under its id.
+CONFIRM_EVERY_S = 15.0
+RESEND_AFTER_S = 60.0
+
+
+def _age_s(entry: dict, now: "dt.datetime") -> float:
+    """Seconds since a state entry's event was last sent."""
+    import datetime as dt
+
+    sent = entry.get("resent_at") or entry.get("emitted_at")
+    try:
+        return (now - dt.datetime.fromisoformat(sent)).total_seconds()
+    except (TypeError, ValueError):
+        return math.inf
+
+
+async def _confirm_sent(scanner, client, *, resend_after_s: float = RESEND_AFTER_S) -> None:  # noqa: ANN001
+    """Check that the server holds the events this watcher sent; send again, under the same id, one it lacks.
+
+    ``emit`` returns once the event is written to the websocket: a server that dies right then loses
+    it, and Prefect's events client sends it again only when it reconnects in the same process. A
+    watcher stopped meanwhile (a reboot) had marked the file reported, so it was never cleaned. The
+    state file keeps each event until the server is seen to hold it (at startup too); one it still
+    lacks ``resend_after_s`` after it was sent is sent again (the server acts once on an id). When
+    the server does not answer, nothing is decided.
+    """
+    import datetime as dt
+    import time
+    import uuid
+
+    from prefect import get_client
+    from prefect.events import Event
+    from prefect.events.filters import EventFilter, EventIDFilter, EventOccurredFilter
+
+    unconfirmed = getattr(scanner, "unconfirmed", None)
+    pending = unconfirmed() if unconfirmed is not None else {}
+    if not pending:
+        return
+    events = {relative: Event.model_validate(entry["event"]) for relative, entry in pending.items()}
+    now = dt.datetime.now(dt.timezone.utc)
+    found: set[str] = set()
+    relatives = list(pending)
+    try:
+        async with get_client() as api:
+            for start in range(0, len(relatives), 50):
+                part = [events[r] for r in relatives[start:start + 50]]
+                when = EventOccurredFilter(since=min(e.occurred for e in part) - dt.timedelta(hours=1),
+                                           until=max(now, *(e.occurred for e in part)) + dt.timedelta(hours=1))
+                page = await api.read_events(filter=EventFilter(id=EventIDFilter(id=[uuid.UUID(str(e.id)) for e in part]),
+                                                                occurred=when), limit=len(part))
+                found.update(str(e.id) for e in page.events)
+    except Exception:  # noqa: BLE001 (the server is down or refuses the query: try again at the next check)
+        return
+    for relative, entry in pending.items():
+        if str(events[relative].id) in found:
+            scanner.mark_confirmed(relative)
+        elif _age_s(entry, now) >= resend_after_s:
+            last = entry.get("resent_at") or entry.get("emitted_at")
+            try:
+                await client.emit(events[relative])
+            except Exception:  # noqa: BLE001 (the send path says when the server is down)
+                return
+            scanner.mark_resent(relative)
+            print(f"lossval watch: {time.strftime('%H:%M:%S')} {relative}: the server does not hold its event "
+                  f"{events[relative].id} (sent {last}); sent it again "
+                  "under the same id", file=sys.stderr, flush=True)
+
+
 async def _watch(scanner, *, interval: float, landings: dict[str, str] | None = None) -> None:  # noqa: ANN001
     """Poll ``scanner`` (a LandingScanner, imported lazily) and send one event per landed file.
 
@@ -206,8 +275,12 @@ async def _watch(scanner, *, interval: float, landings: dict[str, str] | None = 
     down_since: float | None = None
     unknown: set[str] = set()
     failed: set[tuple] = set()
+    checked = -math.inf  # when the server was last asked for the events sent (at once: a restart's leftovers)
     async with get_events_client(reconnection_attempts=3) as client:
         while True:
+            if down_since is None and time.monotonic() - checked >= CONFIRM_EVERY_S:
+                checked = time.monotonic()
+                await _confirm_sent(scanner, client)
             for landed in scanner.poll():
                 if landings is not None and landed.dataset not in landings:
                     if landed.relative not in unknown:
@@ -248,7 +321,7 @@ async def _watch(scanner, *, interval: float, landings: dict[str, str] | None = 
                           flush=True)
                     down_since = None
                 unsent.pop(key, None)
-                scanner.mark_emitted(landed, event_id=str(event.id))
+                scanner.mark_emitted(landed, event_id=str(event.id), event=event.model_dump(mode="json"))
                 print(f"lossval watch: {time.strftime('%H:%M:%S')} {landed.relative} landed ({landed.reason}, "
                       f"{landed.size} bytes) -> {ARRIVAL_EVENT} for dataset {name} (event {event.id})",
                       flush=True)

@@ -475,14 +475,43 @@ class LandingScanner:
             del self._seen[gone]
         return landed
 
-    def mark_emitted(self, landed: Landed, *, event_id: str | None = None) -> None:
-        """Record that ``landed`` was reported (saved to the state file at once)."""
+    def mark_emitted(self, landed: Landed, *, event_id: str | None = None, event: dict[str, Any] | None = None) -> None:
+        """Record that ``landed`` was reported (saved to the state file at once).
+
+        With ``event`` (the event as JSON) the report stays unconfirmed, the event kept in the state,
+        until :meth:`mark_confirmed`: a watcher restarted meanwhile can still check with the server
+        and send it again under its id (:meth:`unconfirmed`).
+        """
         self.emitted[landed.relative] = {
             "size": landed.size, "mtime_ns": landed.mtime_ns, "inode": landed.inode,
             "marker": list(landed.marker) if landed.marker else None, "dataset": landed.dataset, "event_id": event_id,
             "emitted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "confirmed": event is None, **({"event": event} if event is not None else {}),
         }
         self._save_state()
+
+    def unconfirmed(self) -> dict[str, dict[str, Any]]:
+        """Reports whose event the server has not been seen to hold: relative path -> state entry (with ``event``).
+
+        Entries written before confirmation existed count as confirmed.
+        """
+        return {relative: entry for relative, entry in self.emitted.items()
+                if entry.get("confirmed") is False and isinstance(entry.get("event"), dict) and entry.get("event_id")}
+
+    def mark_confirmed(self, relative: str) -> None:
+        """The server holds the event of ``relative``'s report: it is not sent again (saved at once)."""
+        entry = self.emitted.get(relative)
+        if entry is not None and entry.get("confirmed") is False:
+            entry["confirmed"] = True
+            entry.pop("event", None)
+            self._save_state()
+
+    def mark_resent(self, relative: str) -> None:
+        """``relative``'s unconfirmed event was sent again now (saved at once)."""
+        entry = self.emitted.get(relative)
+        if entry is not None:
+            entry["resent_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            self._save_state()
 
 
 def check_lock_timeout(value: object, name: str = "lock_timeout_s") -> float:
