@@ -46,12 +46,15 @@ class TabularModel(nn.Module):
         self.n_layers, self.width = n_layers, width  # the shape, which the state dict alone does not say
         activation = "relu" if task == "classification" else "tanh"
         self.net = make_mlp(n_inputs, n_outputs, n_layers=n_layers, width=width, activation=activation)
-        self.register_buffer("y_mean", torch.tensor(float(y_mean)))
-        self.register_buffer("y_scale", torch.tensor(float(y_scale)))
         # Divides the logits in forward (classification); 1 = uncalibrated. Saved with the weights.
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_load_state_dict_pre_hook(_temperature_of_older_models)
         self.float()  # float32 whatever the caller's torch default dtype (loading a model for serving, too)
+        # The target's standardisation stays in float64, and so does undoing it: in float32 a target around 1.7e9
+        # was predicted on a grid of 128 (r2 -0.05 for 0.99), and a spread of 1e-46 stored as 0. Weights saved with
+        # float32 ones load into these (copied, as precise as they were).
+        self.register_buffer("y_mean", torch.tensor(float(y_mean), dtype=torch.float64))
+        self.register_buffer("y_scale", torch.tensor(float(y_scale), dtype=torch.float64))
 
     def raw(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (classification) or standardised predictions (regression), ``(n, n_outputs)``."""
@@ -62,7 +65,7 @@ class TabularModel(nn.Module):
         out = self.net(x)
         if self.task == "classification":
             return torch.softmax(out / self.temperature, dim=1)
-        return out * self.y_scale + self.y_mean
+        return out.to(self.y_mean.dtype) * self.y_scale + self.y_mean  # float64 (on the CPU, where models are served)
 
 
 def _temperature_of_older_models(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
@@ -190,7 +193,8 @@ def _fit_model(
             sw = np.ones_like(sw)
         w = torch.as_tensor(sw, dtype=torch.float32, device=dev)
     with seeded_init(seed):
-        model = TabularModel(Xt.shape[1], n_out, task=task, y_mean=y_mean, y_scale=y_scale).to(dev)
+        model = TabularModel(Xt.shape[1], n_out, task=task, y_mean=y_mean, y_scale=y_scale)
+    model.net.to(dev)  # training reads the network alone (raw); the float64 target buffers stay on the CPU (MPS has no float64)
     opt = FlatAdam(model.parameters(), lr=lr)
     gen = torch.Generator()  # on the CPU whatever the device: a seed gives the same batches on CPU and CUDA
     gen.manual_seed(seed)

@@ -102,6 +102,28 @@ def test_calibration_changes_log_loss_not_predictions_and_is_saved_with_the_weig
     assert float(loaded.temperature) == float(cal.temperature)
 
 
+def test_a_target_far_from_zero_is_predicted_in_its_own_units_to_float64_precision(tmp_path) -> None:
+    # Seen by a reviewer: the mean and the undoing of the standardisation were float32, so a target around 1.7e9
+    # (spread 2) was predicted on a grid of 128: r2 -0.05 where the same network scores 0.99.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 3))
+    noise = X @ np.array([1.5, -1.0, 0.5]) + 0.2 * rng.normal(size=600)
+    scores = {offset: evaluate(fit_model(X, offset + noise, task="regression", epochs=30, device="cpu"), X,
+                               offset + noise, task="regression") for offset in (0.0, 1.7e9)}
+    assert scores[1.7e9]["r2"] == pytest.approx(scores[0.0]["r2"], abs=1e-4) and scores[0.0]["r2"] > 0.95
+    assert scores[1.7e9]["rmse"] == pytest.approx(scores[0.0]["rmse"], rel=1e-3)
+    model = fit_model(X, 1.7e9 + noise, task="regression", epochs=2, device="cpu")
+    assert model.y_mean.dtype == torch.float64 and float(model.y_mean) == pytest.approx((1.7e9 + noise).mean(), abs=1e-6)
+    # Saved and loaded (as serving does, weights_only), and weights saved with float32 buffers load too.
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    again = TabularModel(3, 1, task="regression")
+    again.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    assert float(again.y_mean) == float(model.y_mean)
+    older = {k: (v.float() if k in ("y_mean", "y_scale") else v) for k, v in model.state_dict().items()}
+    again.load_state_dict(older)
+    assert float(again.y_mean) == float(np.float32(float(model.y_mean)))
+
+
 def test_weights_saved_before_calibration_load_as_uncalibrated() -> None:
     old = {k: v for k, v in TabularModel(3, 2, task="classification").state_dict().items() if k != "temperature"}
     model = TabularModel(3, 2, task="classification")
