@@ -160,6 +160,9 @@ def _fit_model(
     Returns:
         The trained model, in eval mode, on the CPU (ready to save or log).
     """
+    if len(y) == 0 or np.shape(X)[0] != len(y):
+        raise InputError(f"fit_model needs at least one training row and one target per row; got {np.shape(X)[0]} "
+                         f"row(s) and {len(y)} target(s).")
     dev = resolve_device(device)
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32), device=dev)
     if task == "classification":
@@ -170,8 +173,11 @@ def _fit_model(
         with np.errstate(over="ignore", invalid="ignore"):
             y_mean, y_scale, n_out = float(yf.mean()), float(yf.std() or 1.0), 1
         if not (np.isfinite(yf).all() and np.isfinite(y_mean) and np.isfinite(y_scale)):
+            bad = np.flatnonzero(~np.isfinite(yf))
+            what = (f"row {int(bad[0])} is {float(yf[bad[0]])!r} ({len(bad)} non-finite)" if len(bad)
+                    else f"largest |y| {np.abs(yf).max():.3g}")
             raise InputError(f"the regression target must be finite and small enough to standardise in float64 "
-                             f"(largest |y| {np.abs(yf).max():.3g}); drop non-finite rows or rescale it.")
+                             f"({what}); drop non-finite rows or rescale it.")
         if max(abs(y_mean), y_scale) > _TARGET_LIMIT:
             raise InputError(f"the regression target reaches |y| {np.abs(yf).max():.3g}: the model predicts in float32 "
                              f"(largest about 3.4e38), so its predictions would overflow; divide the target by a "

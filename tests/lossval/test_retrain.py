@@ -124,6 +124,21 @@ def test_a_target_far_from_zero_is_predicted_in_its_own_units_to_float64_precisi
     assert float(again.y_mean) == float(np.float32(float(model.y_mean)))
 
 
+def test_no_rows_or_a_non_finite_target_is_named_not_a_numpy_error() -> None:
+    # fit_model on no rows crashed inside numpy ("zero-size array ... maximum") or with a ZeroDivisionError, and a NaN
+    # target was described as "largest |y| nan".
+    from lossval.errors import InputError
+
+    with pytest.raises(InputError, match=r"at least one training row .* got 0 row\(s\) and 0 target"):
+        fit_model(np.zeros((0, 3)), np.zeros(0), task="regression", device="cpu")
+    with pytest.raises(InputError, match=r"got 0 row\(s\)"):
+        fit_model(np.zeros((0, 3)), np.zeros(0, dtype=int), task="classification", n_classes=2, device="cpu")
+    y = np.arange(10.0)
+    y[4] = np.nan
+    with pytest.raises(InputError, match=r"row 4 is nan \(1 non-finite\)"):
+        fit_model(np.ones((10, 3)), y, task="regression", device="cpu")
+
+
 def test_weights_saved_before_calibration_load_as_uncalibrated() -> None:
     old = {k: v for k, v in TabularModel(3, 2, task="classification").state_dict().items() if k != "temperature"}
     model = TabularModel(3, 2, task="classification")
