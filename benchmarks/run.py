@@ -820,10 +820,22 @@ def _rerender(cfg: Config, argv: list[str] | None) -> dict[str, Path]:
         return sorted(seen, key=order.index) if order else seen
 
     _check_mergeable(records, cfg.from_json)
+    # Training settings the records do not carry themselves: one value per merge, or the table mislabels some of them.
+    epochs = {json.dumps(p["config"].get("epochs")) for p in payloads}
+    if len(epochs) > 1:
+        raise SystemExit(f"--from-json: the files were run with different --epochs ({', '.join(sorted(epochs))}; null "
+                         "is the methods' defaults); their records cannot share one table")
+    variants: dict[str, Any] = {}
+    for p, path in zip(payloads, cfg.from_json):
+        for name, kwargs in p["config"]["variants"].items():
+            if name in variants and variants[name] != kwargs:
+                raise SystemExit(f"--from-json: variant {name!r} is {variants[name]} in one file and {kwargs} in "
+                                 f"{path}; rename one of them before merging")
+            variants[name] = kwargs
     noises = {p["config"].get("target_noise") for p in payloads}
     merged = Config(datasets=union("datasets", list(DATASETS)), noise_kinds=union("noise_kinds"),
                     fractions=union("fractions"), valid_settings=union("valid_settings"), seeds=union("seeds"),
-                    methods=union("methods"), variants={k: v for p in payloads for k, v in p["config"]["variants"].items()},
+                    methods=union("methods"), variants=variants,
                     epochs=first["epochs"], out_dir=cfg.out_dir, jobs=max(p["config"]["jobs"] for p in payloads),
                     quick=first["quick"], from_json=cfg.from_json,
                     target_noise=noises.pop() if len(noises) == 1 else None)

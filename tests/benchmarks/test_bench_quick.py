@@ -92,6 +92,15 @@ def test_quality_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert merged["meta"]["generated"] == f"{payload['meta']['generated']} + 2026-01-02 03:04:05"
     assert merged["meta"]["command"].endswith(" + python -m benchmarks.run rerun")
     assert merged["targets"] == payload["targets"]
+    # Files run with other --epochs, or with one variant name meaning two settings, are refused: the table would label
+    # every record with one file's settings (seen by a reviewer: 2- and 30-epoch records shown as "Epochs: 2").
+    (tmp_path / "c.json").write_text(json.dumps(dict(lv, config=dict(payload["config"], epochs=2))))
+    with pytest.raises(SystemExit, match=r"different --epochs"):
+        run.main(["--from-json", f"{tmp_path / 'a.json'},{tmp_path / 'c.json'}", "--out-dir", str(tmp_path / "m2")])
+    (tmp_path / "d.json").write_text(json.dumps(dict(rest, config=dict(payload["config"], variants={"v": {"blur": 1.0}}))))
+    (tmp_path / "e.json").write_text(json.dumps(dict(lv, config=dict(payload["config"], variants={"v": {"blur": 2.0}}))))
+    with pytest.raises(SystemExit, match=r"variant 'v' is \{'blur': 1.0\} in one file and \{'blur': 2.0\}"):
+        run.main(["--from-json", f"{tmp_path / 'd.json'},{tmp_path / 'e.json'}", "--out-dir", str(tmp_path / "m3")])
 
 
 def test_variant_option_parses_kwargs() -> None:
