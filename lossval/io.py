@@ -516,11 +516,11 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
     for col in (c for c in text if c in (columns or [])):
         # CSV gives the text, parquet its stored type (ids as int64): one column of mixed types
         # could not be written back as parquet, so every file's values become text there.
-        if len({is_text_dtype(f[col].dtype) for f in frames}) > 1:
-            frames = [f if is_text_dtype(f[col].dtype) else
+        if len({_holds_text(f[col]) for f in frames}) > 1:
+            frames = [f if _holds_text(f[col]) else
                       f.assign(**{col: f[col].where(f[col].isna(), f[col].astype(str))}) for f in frames]
     for col in columns or []:  # text in one file, numbers in another: one column cannot hold both as parquet
-        held = [(f_path.name, is_text_dtype(f[col].dtype)) for f_path, f in zip(files, frames) if f[col].notna().any()]
+        held = [(f_path.name, _holds_text(f[col])) for f_path, f in zip(files, frames) if f[col].notna().any()]
         as_text = next((name for name, is_text in held if is_text), None)
         as_number = next((name for name, is_text in held if not is_text), None)
         if as_text is not None and as_number is not None:
@@ -533,6 +533,12 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         return pd.concat(frames, ignore_index=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"files of this folder cannot be combined: {exc}", source=str(path)) from None
+
+
+def _holds_text(series: pd.Series) -> bool:
+    """A column of text: a text dtype whose values are not all booleans (a true/false column with a blank is
+    ``object`` in pandas, CSV or parquet alike, and is no more text than the same column without one)."""
+    return is_text_dtype(series.dtype) and pd.api.types.infer_dtype(series, skipna=True) != "boolean"
 
 
 def is_text_dtype(dtype: Any) -> bool:

@@ -284,6 +284,26 @@ def test_a_broken_gzip_csv_is_named_and_says_what_to_do(tmp_path: Path, content:
         read_table(tmp_path / "d.csv.gz")
 
 
+def test_a_true_false_column_with_a_blank_in_one_file_is_not_text(tmp_path: Path) -> None:
+    # A review's folder: a blank made one file's flag column object (pandas' type for booleans with a gap, CSV or
+    # parquet), read as "text in day1 but numbers in day2" and refused; declared categorical, the snapshot write
+    # crashed (ArrowInvalid) on True next to 'True'.
+    from lossval.io import write_parquet
+
+    for suffix in ("csv", "parquet"):
+        folder = tmp_path / suffix
+        folder.mkdir()
+        day1 = pd.DataFrame({"x": [1, 2, 3, 4], "flag": [True, False, None, True], "y": ["a", "b", "a", "b"]})
+        day2 = pd.DataFrame({"x": [5, 6], "flag": [True, False], "y": ["a", "b"]})
+        for name, frame in (("day1", day1), ("day2", day2)):
+            getattr(frame, f"to_{suffix}")(folder / f"{name}.{suffix}", index=False)
+        both = read_table(folder)
+        assert [None if pd.isna(v) else bool(v) for v in both["flag"]] == [True, False, None, True, True, False]
+        write_parquet(both, tmp_path / f"{suffix}.parquet")
+        declared = read_table(folder, text_columns=["flag"])
+        write_parquet(declared, tmp_path / f"{suffix}-declared.parquet")
+
+
 def test_a_column_that_is_text_in_one_file_and_numbers_in_another_is_named(tmp_path: Path) -> None:
     """A review's folder: codes '0','1','2' as text in a.parquet and as numbers in b.csv crashed at the snapshot
     write (ArrowTypeError, "a bug"); it is now refused, naming the column, both files and the setting to use."""
