@@ -177,6 +177,10 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
     table["rank"] = table["value"].rank(method="first").astype("int64")
     if config.pruning.policy == "mixture":
         table["noise_prob"] = lv.noise_probability()
+    # The values first and the report last, with the values' sha256: a valuation stopped while it rewrote a folder
+    # (an older release's values, an unreadable encoder) left the old values.parquet beside a current report, and the
+    # next run reused them; now a report names the values it belongs to (_usable_report).
+    path = write_parquet(table, out_dir / "values.parquet")
     enc.save(out_dir / "encoder.json")
     valued_at = time.time()
     write_json({"seconds": seconds, "valued_at": dt.datetime.fromtimestamp(valued_at, dt.timezone.utc).isoformat(
@@ -187,9 +191,8 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
                 "values_version": VALUES_VERSION, "rows": len(tr),
                 "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target),
                 "clipped_validation": lv.clipped_counts(enc.encoded_names_, config.target, validation=True),
-                "duplicate_rows": lv.n_duplicate_rows_},
-               out_dir / "valuation.json")
-    path = write_parquet(table, out_dir / "values.parquet")  # last: its presence marks a complete valuation
+                "duplicate_rows": lv.n_duplicate_rows_, "values_sha256": file_sha256(path)},
+               out_dir / "valuation.json")  # last: a report whose values_sha256 matches marks a complete valuation
     return {"values": str(path), "encoder": str(out_dir / "encoder.json"), "report": str(out_dir / "valuation.json"),
             "task": enc.task_, "seconds": seconds, "device": str(lv.device_), "valued_at": valued_at}
 
@@ -254,22 +257,36 @@ def value_cached(train: str, validation: str, *, key: str, config: PipelineConfi
             vals = {**vals, "values": str(here / "values.parquet")}  # missing here: value again below
     if not Path(vals["values"]).exists():  # cached record whose files were removed: value again
         vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
-    elif not _loadable_encoder(vals["encoder"]) or not _same_values_version(vals["report"]):
+    elif not _loadable_encoder(vals["encoder"]) or not _usable_report(vals["report"], vals["values"]):
         vals = value_in(workspace, refresh=True)(train, validation, key=key, config=config, workspace=workspace)
     return {**vals, "cached": vals.get("valued_at", 0.0) < started}
 
 
-def _same_values_version(report: str) -> bool:
-    """Whether a cached valuation was computed under this lossval's VALUES_VERSION; warns when not.
+def _usable_report(report: str, values: str) -> bool:
+    """Whether a cached valuation was computed under this lossval's VALUES_VERSION, and its report belongs to the
+    values beside it; warns when not.
 
     The key holds the version, so only a record written under this key by another release (a
     valuation worker not yet upgraded) can differ: its values are not the ones the key names.
+    A report's ``values_sha256`` (reports since 2026-12-07) must match ``values.parquet``: a
+    valuation stopped while it rewrote the folder leaves other values beside it.
     """
     try:
-        theirs = read_json(report).get("values_version")
+        recorded = read_json(report)
+        theirs = recorded.get("values_version")
     except (OSError, ValueError, AttributeError, InputError) as exc:
         run_logger().warning("the cached valuation report %s cannot be read (%s); valuing again", report, exc)
         return False
+    digest = recorded.get("values_sha256")
+    if digest is not None and theirs == VALUES_VERSION:
+        try:
+            matches = file_sha256(values) == digest
+        except OSError:
+            matches = False
+        if not matches:
+            run_logger().warning("the cached values %s are not the ones their report %s was written with (a valuation "
+                                 "stopped while it rewrote them?); valuing again", values, report)
+            return False
     if theirs != VALUES_VERSION:
         run_logger().warning("the cached values in %s were computed under VALUES_VERSION %s, this lossval's is %s "
                           "(another lossval release wrote them); valuing again", Path(report).parent, theirs,

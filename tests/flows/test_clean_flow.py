@@ -287,6 +287,24 @@ def test_cached_values_another_release_wrote_under_this_key_are_valued_again(wor
     assert json.loads(report.read_text())["values_version"] == VALUES_VERSION
 
 
+def test_values_that_are_not_the_ones_their_report_was_written_with_are_valued_again(workspace: Path) -> None:
+    # Seen by a reviewer: a run stopped while it valued again (over an older release's values) left the old
+    # values.parquet beside the new report; the next run reused them ("values: reused"), pruned by them, and verify
+    # passed. The report now carries its values' sha256.
+    from lossval.io import file_sha256
+
+    cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    values = Path(_latest_manifest(workspace, "breast_cancer")["outputs"]["values"])
+    report = json.loads(values.with_name("valuation.json").read_text())
+    assert report["values_sha256"] == file_sha256(values)
+    table = pd.read_parquet(values)
+    table.assign(value=table["value"].to_numpy()[::-1]).to_parquet(values, index=False)  # other values, same report
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+    assert _latest_manifest(workspace, "breast_cancer")["valuation_cached"] is False
+    assert pd.read_parquet(values).equals(table)
+    assert json.loads(values.with_name("valuation.json").read_text())["values_sha256"] == file_sha256(values)
+
+
 def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(workspace: Path, monkeypatch) -> None:
     first_cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
     first = _latest_manifest(workspace, "breast_cancer")
