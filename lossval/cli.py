@@ -164,6 +164,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
     Python's default for SIGTERM is to die at once: no ``finally``, no ``atexit``, so the unfinished
     run folder stayed for the next run to sweep and Prefect's temporary server was left running.
+    A SIGINT or SIGTERM whose exception Python drops (raised inside a finalizer) is sent again.
     """
     import signal
     import threading
@@ -175,10 +176,27 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def terminate(signum: int, frame: Any) -> None:
         raise _Terminated()
 
+    hook = sys.unraisablehook
+
+    def deliver_again(unraisable: Any) -> None:
+        # A signal's exception raised while a finalizer (__del__) runs is printed and dropped ("Exception ignored
+        # in ..."): a Ctrl-C that landed there left a long valuation running. Send the signal again, from another
+        # thread a moment later (sent from here, it would be raised inside this hook and dropped too), so that its
+        # exception is raised where it can unwind the command.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            signum = signal.SIGTERM if isinstance(unraisable.exc_value, _Terminated) else signal.SIGINT
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            again.daemon = True
+            again.start()
+            return
+        hook(unraisable)
+
     previous = signal.signal(signal.SIGTERM, terminate)
+    sys.unraisablehook = deliver_again
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         signal.signal(signal.SIGTERM, previous)
 
 

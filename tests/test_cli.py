@@ -541,3 +541,23 @@ def test_the_precheck_measures_compressed_data_by_what_it_holds(tmp_path) -> Non
     assert _uncompressed_size(tmp_path / "d.csv") == len(text)
     assert _uncompressed_size(tmp_path / "d.csv.gz") == len(text) > 100 * (tmp_path / "d.csv.gz").stat().st_size
     assert _uncompressed_size(tmp_path / "d.parquet") > 10 * (tmp_path / "d.parquet").stat().st_size
+
+
+@pytest.mark.parametrize("exc", ["KeyboardInterrupt", "_Terminated"])
+def test_an_interrupt_a_finalizer_swallowed_is_delivered_again(exc: str) -> None:
+    # Seen in a full test run: Ctrl-C landed while a finalizer (asyncio's _SelectorTransport.__del__) ran; Python
+    # printed "Exception ignored in ... KeyboardInterrupt" and dropped it, and the 20000-epoch valuation ran on.
+    import time
+
+    from lossval import cli
+
+    raised = getattr(cli, "_Terminated") if exc == "_Terminated" else KeyboardInterrupt
+
+    class Finalized:
+        def __del__(self) -> None:
+            raise raised()  # as a signal's exception raised while a finalizer runs
+
+    with cli._sigterm_as_interrupt(), pytest.raises(raised):
+        Finalized()  # dropped at once: its exception goes to sys.unraisablehook
+        for _ in range(500):  # the work the interrupt should stop
+            time.sleep(0.002)
