@@ -484,12 +484,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from lossval.manifest import verify_run
 
     from lossval.io import read_json
-    from lossval.manifest import MANIFEST_NAME, PARTIAL_SUFFIX, checked_counts, content_hash_note
+    from lossval.manifest import MANIFEST_NAME, PARTIAL_SUFFIX, checked_counts, content_hash_note, unfinished
 
     run_dir = Path(args.run_dir)
     if run_dir.name == MANIFEST_NAME and run_dir.is_file():  # the manifest itself: its run folder is meant
         run_dir = run_dir.parent
-    if run_dir.is_dir() and not (run_dir / MANIFEST_NAME).exists() and not run_dir.name.endswith(PARTIAL_SUFFIX):
+    if run_dir.is_dir() and not (run_dir / MANIFEST_NAME).exists() and not unfinished(run_dir):
         holder = run_dir / "runs" if (run_dir / "runs").is_dir() else run_dir  # a workspace, or its runs/ folder
         runs = sorted((p for p in holder.iterdir() if not p.name.endswith(PARTIAL_SUFFIX)
                        and (p / MANIFEST_NAME).is_file()), key=lambda p: p.stat().st_mtime)

@@ -197,6 +197,11 @@ _SHARED_NOTE = {"values": _VALUES_NOTE, "encoder": _VALUES_NOTE,
 """Said of a changed file outside the run folder (manifests since 2026-12-06 hash them too)."""
 
 
+def unfinished(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is a run's ``.partial`` folder, however it is named (``.``, a symlink to it)."""
+    return Path(os.path.realpath(run_dir)).name.endswith(PARTIAL_SUFFIX)
+
+
 def verify_run(run_dir: Path) -> list[str]:
     """Check a run folder; returns a list of problems (empty = consistent).
 
@@ -209,7 +214,7 @@ def verify_run(run_dir: Path) -> list[str]:
     :func:`content_hash_note`.
     """
     run_dir = Path(run_dir)
-    if run_dir.name.endswith(PARTIAL_SUFFIX):
+    if unfinished(run_dir):
         return [f"{run_dir}: an unfinished run (still running, or killed); its files are not to be trusted"]
     if run_dir.is_file():
         return [f"{run_dir}: a file, not a run folder; pass the folder that holds {MANIFEST_NAME}"]

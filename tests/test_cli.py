@@ -561,3 +561,16 @@ def test_an_interrupt_a_finalizer_swallowed_is_delivered_again(exc: str) -> None
         Finalized()  # dropped at once: its exception goes to sys.unraisablehook
         for _ in range(500):  # the work the interrupt should stop
             time.sleep(0.002)
+
+
+def test_verify_refuses_an_unfinished_run_named_through_dot_or_a_link(tmp_path, monkeypatch, capsys) -> None:
+    # Seen by a reviewer: a run killed after its manifest was written, before its folder was renamed, passed
+    # `lossval verify .` from inside it, or through a symlink: the check read the name as given.
+    partial = tmp_path / "runs" / "r1.partial"
+    partial.mkdir(parents=True)
+    (partial / "manifest.json").write_text("{}")
+    (tmp_path / "latest").symlink_to(partial)
+    assert main(["verify", str(tmp_path / "latest")]) == 1
+    monkeypatch.chdir(partial)
+    assert main(["verify", "."]) == 1
+    assert capsys.readouterr().err.count("an unfinished run (still running, or killed)") == 2
