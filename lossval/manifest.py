@@ -46,6 +46,9 @@ _OWNER_NAME = "owner.json"
 _PARTS = ("validation", "test", "kept", "quarantine")
 #: A ``.partial`` folder with no owner record, untouched this long, was left by a run killed as it began.
 OWNERLESS_STALE_S = 24 * 3600
+#: A ``.partial`` folder of another host or container (whose process cannot be looked up), untouched this long, was
+#: left by a killed run: pods that share a workspace volume get a new host name each, so no later run owns it.
+FOREIGN_STALE_S = 7 * 24 * 3600
 
 
 def begin_run(runs_root: Path, run_id: str) -> Path:
@@ -79,11 +82,11 @@ def discard_run(partial: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
 
 
-def _owner_alive(owner: dict[str, Any]) -> bool:
-    if owner.get("host") != socket.gethostname():
-        return True  # another machine's run: we cannot tell, so leave it
-    if owner.get("pid_ns", pid_namespace()) != pid_namespace():
-        return True  # another container on this host (its own PIDs): we cannot tell either
+def _owner_alive(owner: dict[str, Any], partial: Path) -> bool:
+    if owner.get("host") != socket.gethostname() or owner.get("pid_ns", pid_namespace()) != pid_namespace():
+        # Another machine's run, or another container's on this host (its own PIDs): we cannot tell, so leave it,
+        # unless nothing in it has changed for a week.
+        return _untouched_for(partial) <= FOREIGN_STALE_S
     try:
         pid = int(owner["pid"])
     except (KeyError, TypeError, ValueError):
@@ -92,7 +95,8 @@ def _owner_alive(owner: dict[str, Any]) -> bool:
 
 
 def sweep_stale_runs(runs_root: Path) -> list[Path]:
-    """Remove ``.partial`` folders whose owner process on this host is gone (killed runs).
+    """Remove ``.partial`` folders whose owner process on this host is gone (killed runs), and those of other hosts
+    or containers untouched for :data:`FOREIGN_STALE_S`.
 
     Returns:
         The folders removed.
@@ -111,7 +115,7 @@ def sweep_stale_runs(runs_root: Path) -> list[Path]:
                 if not partial.exists():  # rmtree ignores errors: report only what went
                     removed.append(partial)
             continue
-        if not _owner_alive(owner):
+        if not _owner_alive(owner, partial):
             discard_run(partial)
             if not partial.exists():
                 removed.append(partial)

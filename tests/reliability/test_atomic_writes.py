@@ -164,6 +164,15 @@ def test_sweep_removes_only_folders_of_dead_processes(tmp_path: Path) -> None:
     fresh.mkdir()
     assert sweep_stale_runs(tmp_path) == [starting]
     assert not starting.exists() and fresh.exists()
+    # Another host's or container's folder, untouched for over a week, was left by a killed run (pods sharing a
+    # workspace get a new host name each: no later run owned it, and it stayed for ever).
+    from lossval.manifest import FOREIGN_STALE_S
+
+    week_ago = time.time() - FOREIGN_STALE_S - 60
+    for path in (elsewhere, *elsewhere.iterdir()):
+        os.utime(path, (week_ago, week_ago))
+    assert sweep_stale_runs(tmp_path) == [elsewhere]
+    assert container.exists() and alive.exists()
 
 
 def test_a_folder_the_sweep_could_not_remove_is_not_reported_removed(tmp_path: Path, monkeypatch) -> None:
