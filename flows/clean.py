@@ -283,6 +283,9 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         vals = value_cached(parts["paths"]["train"], parts["paths"]["validation"], key=key, config=config,
                             workspace=str(ws.root))
     _timed(vals, "value", t, timings)
+    # What the stages below read of the shared values/<key>/ folder, hashed before they read it: another run that
+    # values the same key again may rewrite it meanwhile, and the manifest must name the files this run used.
+    used = {name: file_sha256(vals[name]) for name in ("values", "encoder")}
     t = time.perf_counter()
     pruned = _timed(prune(parts["paths"]["train"], vals["values"], config=config, task_kind=task_kind,
                           run_dir=str(staging), encoder=vals["encoder"]), "prune", t, timings)
@@ -304,6 +307,13 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     # `lossval verify` compares these: the run folder's own files, and the shared snapshot, values and encoder this run
     # read (values/<key>/ is keyed by settings, not content: a later run that values again may rewrite it)
     sha256 = {name: file_sha256(path) for name, path in written.items()}
+    rewritten = [name for name, digest in used.items() if sha256[name] != digest]
+    if rewritten:
+        get_run_logger().warning(
+            "%s: rewritten by another run while this run used it (another run of the same settings valued again); "
+            "this run's manifest records the files it read, so `lossval verify` reports them changed",
+            ", ".join(str(vals[name]) for name in rewritten))
+    sha256.update(used)
     rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
     notes = _valuation_notes(vals["report"])
     stages = {

@@ -305,6 +305,38 @@ def test_values_that_are_not_the_ones_their_report_was_written_with_are_valued_a
     assert json.loads(values.with_name("valuation.json").read_text())["values_sha256"] == file_sha256(values)
 
 
+def test_values_rewritten_while_a_run_uses_them_are_recorded_as_the_run_read_them(workspace: Path, monkeypatch,
+                                                                                      caplog) -> None:
+    # Seen by a reviewer: the manifest hashed values/<key>/ at the end of the run; another run that valued the same key
+    # again meanwhile left a manifest naming values this run never read, and `lossval verify` passed.
+    import flows.clean as clean
+    from lossval.io import file_sha256
+    from lossval.manifest import verify_run
+
+    cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    values = Path(_latest_manifest(workspace, "breast_cancer")["outputs"]["values"])
+    original, digest = values.read_bytes(), file_sha256(values)
+    gate = clean.gate
+
+    def gate_then_another_run_writes(*args, **kwargs):
+        out = gate(*args, **kwargs)
+        table = pd.read_parquet(values)
+        table.assign(value=table["value"].to_numpy()[::-1]).to_parquet(values, index=False)
+        return out
+
+    monkeypatch.setattr(clean, "gate", gate_then_another_run_writes)
+    try:
+        assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
+        manifest = _latest_manifest(workspace, "breast_cancer")
+        assert manifest["sha256"]["values"] == digest
+        assert any("rewritten by another run while this run used it" in r.getMessage() for r in caplog.records)
+        run_dir = Path(manifest["outputs"]["kept"]).parent
+        assert any("values" in problem for problem in verify_run(run_dir))
+    finally:
+        values.write_bytes(original)
+    assert verify_run(run_dir) == []
+
+
 def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(workspace: Path, monkeypatch) -> None:
     first_cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
     first = _latest_manifest(workspace, "breast_cancer")
