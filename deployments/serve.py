@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="datasets file: name, config and landing subfolder per dataset "
                              "(see deployments/datasets.example.yaml)")
     parser.add_argument("--landing", required=True, help="the landing folder that `lossval watch` watches")
-    parser.add_argument("--workspace", default="lossval-workspace", help="runs, MLflow DB and artifacts")
+    parser.add_argument("--workspace", default="lossval-workspace", help="runs, MLflow DB and artifacts (default ./lossval-workspace)")
     parser.add_argument("--cron", default=DEFAULT_CRON, help=f"nightly schedule (default '{DEFAULT_CRON}')")
     parser.add_argument("--timezone", default="UTC", help="time zone of --cron, IANA name (default UTC)")
     parser.add_argument("--valuation-pool", default=None, metavar="POOL",

@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_valuation_options(p)
 
     p = sub.add_parser("demo", help="run the cleaning flow on a shipped dataset with injected label noise")
-    p.add_argument("--workspace", default="lossval-workspace", help="where runs, the MLflow DB and artifacts go")
+    p.add_argument("--workspace", default="lossval-workspace", help="where runs, the MLflow DB and artifacts go "
+                   "(default ./lossval-workspace)")
     p.add_argument("--dataset", default="breast_cancer", help="breast_cancer (default), digits, 2dplanes (classification); diabetes, fried (regression)")
     p.add_argument("--noise", type=float, default=0.1, help="fraction of training labels to corrupt (default 0.1)")
     p.add_argument("--library-only", action="store_true", help="skip Prefect/MLflow/GX: value and prune only")
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default ./lossval-workspace)")
 
     p = sub.add_parser("verify", help="check that a run's outputs account for every input row")
-    p.add_argument("run_dir", help="a run folder holding manifest.json")
+    p.add_argument("run_dir", help="a run folder (runs/<id> of a workspace), or its manifest.json")
 
     p = sub.add_parser("watch", help="emit a Prefect event for every data file that lands completely in LANDING_DIR")
     p.add_argument("landing_dir", help="folder that new data files are written into")
