@@ -739,7 +739,7 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     set_keys = [k for k, value in raw.items() if value is not None and not isinstance(value, dict)]
     set_keys += [f"{section}.{k}" for section, body in raw.items() if isinstance(body, dict)
                  for k, value in body.items() if value is not None]
-    for key in (k for k in set_keys if k in unused):
+    for key in (k for k in set_keys if k in unused and not _at_default(raw, config, k)):
         message = (f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
                    "or change that choice if you meant it to apply.")
         # keyed by the file, not the message: the CLI names the config as typed, the flow by its resolved path
@@ -749,6 +749,19 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
                 continue
             _UNUSED_WARNED.add(seen)
         warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _at_default(raw: dict[str, Any], config: PipelineConfig, dotted: str) -> bool:
+    """Whether the file writes ``dotted`` at its default value: a config lossval wrote out in full (the run's
+    ``config.json``) sets every key, and one left at its default says nothing the user believes applies."""
+    section, _, key = dotted.rpartition(".")
+    value = raw[section][key] if section else raw[key]
+    owner = type(getattr(config, section)) if section else PipelineConfig
+    field = next((f for f in dataclasses.fields(owner) if f.name == key), None)
+    if field is None or field.default is dataclasses.MISSING:
+        return False
+    default = field.default
+    return value == default or (isinstance(default, tuple) and isinstance(value, list) and tuple(value) == default)
 
 
 # The unused-key warnings this process has shown (the tracking warm-up loads the config in a thread).
