@@ -19,22 +19,34 @@ import numpy as np
 def main(argv: list[str] | None = None) -> None:
     import torch
 
+    from lossval.datasets import DATASETS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--caps", default="10,100,1000,10000")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--noise", default="label,feature,mixed")
+    parser.add_argument("--only", default=",".join(DATASETS), help="datasets, comma-separated (default: all seven)")
+    parser.add_argument("--out", default="benchmarks/results/mixture_iterations.json")
+    args = parser.parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    caps = [int(c) for c in args.caps.split(",")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the suite's workers: one thread per fit
+    try:
+        _run(args, caps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace, caps: list[int]) -> None:
     from benchmarks.run import Config, _cell_data, _lossval_model, detection_scores
     from lossval.datasets import DATASETS
     from lossval.noise import BetaMixture
     from lossval.valuation import _group_mean
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--caps", default="10,100,1000,100000")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--noise", default="label,feature,mixed")
-    parser.add_argument("--out", default="benchmarks/results/mixture_iterations.json")
-    args = parser.parse_args(argv)
-    caps = [int(c) for c in args.caps.split(",")]
-    torch.set_num_threads(1)
     cfg = Config(datasets=list(DATASETS), noise_kinds=[], fractions=[0.1], valid_settings=["clean"], seeds=[], methods=["lossval"])
     records, started = [], time.time()
-    for dataset in DATASETS:
+    for dataset in args.only.split(","):
         for noise in args.noise.split(","):
             for seed in range(args.seeds):
                 data = _cell_data(dataset, noise, 0.1, seed)
@@ -61,9 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     for task in ("classification", "regression"):
         for noise in args.noise.split(","):
             group = [r for r in records if r["task"] == task and r["noise"] == noise]
+            if not group:
+                continue
             summary[f"{task}/{noise}"] = {str(c): round(float(np.mean([r[f"f1_{c}"] for r in group])), 3) for c in caps}
             summary[f"{task}/{noise}"]["converged_at_100"] = f"{sum(r['converged_100'] for r in group)}/{len(group)}" if 100 in caps else None
-    out = {"command": "python -m benchmarks.mixture_iterations " + " ".join(argv or sys.argv[1:]),
+    out = {"command": "python -m benchmarks.mixture_iterations " + " ".join(args.argv),
            "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": round(time.time() - started, 1),
            "caps": caps, "summary": summary, "records": records}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -361,3 +361,21 @@ def test_gpu_benchmark_refuses_without_cuda_and_renders_its_tables(tmp_path: Pat
     assert "replayed from a CUDA graph: one fit, 1000 rows, 2 epochs (64 steps of batch 32): 17 host syncs" in md
     assert "1118 kernel launches and 61 graph launches (18.4 per step)" in md
     assert "- profile failed: RuntimeError: profiler" in md
+
+
+def test_the_mixture_iterations_harness_runs_and_matches_the_default_mixture(tmp_path: Path) -> None:
+    # benchmarks.mixture_iterations is not part of `make bench`: this keeps it from rotting. At the default cap (100)
+    # its F1 is the suite's loss_mixture figure for the same fit.
+    from benchmarks import mixture_iterations
+    from benchmarks.run import _cell_data, detection_scores
+    from lossval import LossVal
+
+    out = tmp_path / "m.json"
+    mixture_iterations.main(["--only", "reg_diabetes", "--noise", "label", "--seeds", "1", "--caps", "10,100",
+                             "--out", str(out)])
+    [rec] = json.loads(out.read_text())["records"]
+    data = _cell_data("reg_diabetes", "label", 0.1, 0)
+    lv = LossVal(task="regression", verbose=False, seed=0, device="cpu").fit(data["X"], data["y"],
+                                                                             *data["valid"]["clean"])
+    assert rec["f1_100"] == detection_scores(1.0 - lv.noise_probability(), data["noisy"], 0.1)["f1_2means"]
+    assert set(rec) >= {"f1_10", "n_iter_10", "converged_100", "flagged_p50_100"}
