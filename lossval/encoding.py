@@ -106,6 +106,7 @@ _NUMERIC_SHARE = 0.9
 _NUMBER_HINT_SHARE = 0.5
 # A number with comma thousands separators: 1,234 or -12,345,678.90. A decimal comma with three
 # decimals (3,750) fits too; the caller looks at the column's other values before deciding.
+_DECIMAL_COMMA = r"[+-]?\d+,\d+"  # 0,5 / -12,75: a number written with a decimal comma
 _THOUSANDS = r"\s*[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*"
 _MAX_AUTO_CLASSES = 20
 _SHOW = 5  # how many offending values / columns an error message lists
@@ -511,7 +512,20 @@ class TabularEncoder:
                     f"numbers), declare it so ({_declare_categorical(col)})",
                     source=self.source,
                 )
-        if share >= _NUMBER_HINT_SHARE:
+        decimal = text.str.fullmatch(_DECIMAL_COMMA)
+        if float(decimal.mean()) >= _NUMERIC_SHARE:  # "0,5", "1,25": a European export's numbers, one level each
+            first = int(np.flatnonzero(decimal.to_numpy())[0])
+            warnings.warn(
+                f"{self.source + ': ' if self.source else ''}column {col!r} was read as categorical: "
+                f"{int(decimal.sum())} of {len(present)} values look like numbers with a decimal comma (e.g. "
+                f"{present.iloc[first]!r} at row {_row(present.index[first])}), which lossval does not read as "
+                "numbers. If they are numbers, write them with decimal points (e.g. export the file with '.' as the "
+                f"decimal mark); if {col!r} is really categorical, declare it so ({_declare_categorical(col)}) to "
+                "silence this warning",
+                UserWarning,
+                stacklevel=_user_level(),
+            )
+        elif share >= _NUMBER_HINT_SHARE:
             # Below _NUMERIC_SHARE a column of numbers with much junk text becomes categories without an
             # error: say so, once, so that a numeric column is not one-hot encoded unnoticed.
             bad = present[parsed.isna()]

@@ -123,6 +123,18 @@ def test_blank_text_in_a_categorical_column_is_the_missing_level():
                                   [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0]])
 
 
+def test_numbers_with_decimal_commas_are_warned_about_not_one_hot_encoded_silently():
+    # A newcomer's review: a quoted "0,5", "1,25" column became price=0,5, price=1,25 ... with no word.
+    df = pd.DataFrame({"price": [f"{i % 5},{i % 2}5" for i in range(40)], "y": [0, 1] * 20})
+    with pytest.warns(UserWarning, match=r"column 'price' was read as categorical: 40 of 40 values look like numbers "
+                                         r"with a decimal comma \(e.g. '0,05' at row 0\)"):
+        TabularEncoder(target="y").fit(df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TabularEncoder(target="y", categorical=["price"]).fit(df)  # declared: nothing to say
+        TabularEncoder(target="y").fit(df.assign(price=["red", "blue"] * 20))
+
+
 def test_a_float32_level_matches_the_same_float64_level():
     df = pd.DataFrame({"rate": np.array([0.1, 0.2, 0.1, 0.2], dtype=np.float32), "y": [0, 1, 0, 1]})
     enc = TabularEncoder(target="y", categorical=["rate"]).fit(df)
