@@ -286,6 +286,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     # What the stages below read of the shared values/<key>/ folder, hashed before they read it: another run that
     # values the same key again may rewrite it meanwhile, and the manifest must name the files this run used.
     used = {name: file_sha256(vals[name]) for name in ("values", "encoder")}
+    notes = _valuation_notes(vals["report"])  # read now too: the report is rewritten with the values
     t = time.perf_counter()
     pruned = _timed(prune(parts["paths"]["train"], vals["values"], config=config, task_kind=task_kind,
                           run_dir=str(staging), encoder=vals["encoder"]), "prune", t, timings)
@@ -315,7 +316,6 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
             ", ".join(str(vals[name]) for name in rewritten))
     sha256.update(used)
     rows = {"snapshot": snap["rows"], **parts["rows"], "kept": pruned["rows_kept"], "quarantine": pruned["rows_pruned"]}
-    notes = _valuation_notes(vals["report"])
     stages = {
         "ingest": {"rows": snap["rows"], "snapshot": snapshot, "seconds": timings["ingest"]},
         "split": {"rows": parts["rows"], "paths": relocate(parts["paths"], staging, final),

@@ -319,13 +319,15 @@ def test_values_rewritten_while_a_run_uses_them_are_recorded_as_the_run_read_the
 
     cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
     values = Path(_latest_manifest(workspace, "breast_cancer")["outputs"]["values"])
-    original, digest = values.read_bytes(), file_sha256(values)
+    report = values.with_name("valuation.json")
+    original, digest, original_report = values.read_bytes(), file_sha256(values), report.read_bytes()
     gate = clean.gate
 
     def gate_then_another_run_writes(*args, **kwargs):
         out = gate(*args, **kwargs)
         table = pd.read_parquet(values)
         table.assign(value=table["value"].to_numpy()[::-1]).to_parquet(values, index=False)
+        report.write_text(json.dumps({**json.loads(original_report), "clipped": {"another": 99}}))
         return out
 
     monkeypatch.setattr(clean, "gate", gate_then_another_run_writes)
@@ -333,11 +335,13 @@ def test_values_rewritten_while_a_run_uses_them_are_recorded_as_the_run_read_the
         assert main(["run", str(cfg), "--workspace", str(workspace)]) == 0
         manifest = _latest_manifest(workspace, "breast_cancer")
         assert manifest["sha256"]["values"] == digest
+        assert manifest["clipped"] == json.loads(original_report)["clipped"]  # the report this run read, too
         assert any("rewritten by another run while this run used it" in r.getMessage() for r in caplog.records)
         run_dir = Path(manifest["outputs"]["kept"]).parent
         assert any("values" in problem for problem in verify_run(run_dir))
     finally:
         values.write_bytes(original)
+        report.write_bytes(original_report)
     assert verify_run(run_dir) == []
 
 
