@@ -205,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
           f"new files in {landing}; workspace {workspace}; Prefect API {api}", flush=True)
     arrival_now = next(d for d in deployments if f"{d.flow_name}/{d.name}" == ARRIVAL_DEPLOYMENT)
+    _repoint_queued_arrivals(registered[ARRIVAL_DEPLOYMENT], serving=arrival_now.parameters)
     _resubmit_arrivals_cancelled_on_shutdown(registered[ARRIVAL_DEPLOYMENT], serving=arrival_now.parameters)
     return _serve(deployments, limit=args.limit)
 
@@ -243,6 +244,47 @@ def _stopped_with_serve(state: Any) -> bool:
 # What a new-data run's parameters say of its file; the rest (datasets file, landing folder, workspace...) is the
 # serving deployment's.
 _FILE_PARAMETERS = ("path", "dataset", "size", "mtime_ns", "force")
+
+
+def _repoint_queued_arrivals(deployment: Any, *, serving: dict[str, Any], lookback: int = 200) -> list[str]:
+    """Give the new-data runs still queued (Scheduled) this ``serve``'s datasets file and workspace.
+
+    Prefect's pause leaves the event trigger on, so a file that landed while no ``serve`` ran got a
+    Scheduled run with the parameters of the ``serve`` before; one restarted with another workspace
+    would run it there. Its file (:data:`_FILE_PARAMETERS`) is kept; a run for another landing
+    folder is left as it is, and a line names it.
+
+    Returns:
+        The paths of the runs updated.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState,
+                                                FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+
+    updated: list[str] = []
+    if deployment is None:
+        return updated
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))), limit=lookback)
+        for run in runs:
+            parameters = dict(run.parameters or {})
+            path = parameters.get("path")
+            wanted = {**serving, **{k: parameters[k] for k in _FILE_PARAMETERS if k in parameters}}
+            if path is None or wanted == parameters:
+                continue
+            if str(parameters.get("landing_dir")) != str(serving.get("landing_dir")):
+                print(f"lossval serve: {path}: its queued new-data run {run.name} is for the landing folder "
+                      f"{parameters.get('landing_dir')}, not {serving.get('landing_dir')} that this serve watches; "
+                      "left as it is (cancel it in the Prefect UI if it is not wanted)", flush=True)
+                continue
+            client.update_flow_run(run.id, parameters=wanted)
+            updated.append(path)
+            print(f"lossval serve: {path}: its new-data run {run.name}, queued while no serve ran, now uses this "
+                  "serve's datasets file and workspace", flush=True)
+    return updated
 
 
 def _resubmit_arrivals_cancelled_on_shutdown(deployment: Any, lookback: int = 200, *,

@@ -400,3 +400,43 @@ def test_a_restarted_serve_requeues_cancelled_files_with_its_own_workspace_and_d
     assert created == [{**serving, "path": "loans/f.csv", "dataset": "loans", "size": 8, "mtime_ns": 5}]
     out = capsys.readouterr().out
     assert "loans/g.csv: its new-data run run-1 was cancelled when serve stopped, but it landed in /elsewhere" in out
+
+
+def test_a_restarted_serve_repoints_new_data_runs_queued_while_none_served(monkeypatch, capsys) -> None:
+    # Seen by a reviewer: Prefect's pause leaves the event trigger on, so a file that landed while serve was stopped got
+    # a Scheduled run with the old serve's workspace; a serve restarted with another one ran it there.
+    import types
+    import uuid
+
+    import prefect
+
+    from deployments.serve import _repoint_queued_arrivals
+
+    old = {"datasets_file": "/old/datasets.yaml", "landing_dir": "/landing", "workspace": "/old/ws"}
+    serving = {"datasets_file": "/new/datasets.yaml", "landing_dir": "/landing", "workspace": "/new/ws"}
+    runs = [types.SimpleNamespace(id=i, name=f"run-{i}", parameters={**base, **file}) for i, (base, file) in enumerate([
+        (old, {"path": "loans/e.csv", "dataset": "loans", "size": 8, "mtime_ns": 5}),
+        ({**old, "landing_dir": "/elsewhere"}, {"path": "loans/x.csv", "dataset": "loans"}),
+        (serving, {"path": "loans/ok.csv", "dataset": "loans"}),  # already this serve's: untouched
+    ])]
+    updated: dict = {}
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read_flow_runs(self, *, flow_run_filter, **_):
+            assert [t.value for t in flow_run_filter.state.type.any_] == ["SCHEDULED"]
+            return runs
+
+        def update_flow_run(self, run_id, *, parameters):
+            updated[run_id] = parameters
+
+    monkeypatch.setattr(prefect, "get_client", lambda **_: Client())
+    assert _repoint_queued_arrivals(types.SimpleNamespace(id=uuid.uuid4()), serving=serving) == ["loans/e.csv"]
+    assert updated == {0: {**serving, "path": "loans/e.csv", "dataset": "loans", "size": 8, "mtime_ns": 5}}
+    out = capsys.readouterr().out
+    assert "loans/x.csv: its queued new-data run run-1 is for the landing folder /elsewhere" in out
