@@ -218,6 +218,13 @@ class PipelineConfig:
             out["retrain.calibrate"] = "the task is regression (only classifiers are calibrated)"
         return out
 
+    def default_of(self, dotted: str) -> Any:
+        """The default of key ``dotted`` (``test_fraction``, ``pruning.fraction``); ``dataclasses.MISSING`` when it
+        has none."""
+        section, _, key = dotted.rpartition(".")
+        owner = type(getattr(self, section)) if section else PipelineConfig
+        return next(f.default for f in dataclasses.fields(owner) if f.name == key)
+
     def used_only(self, task: str | None = None) -> PipelineConfig:
         """This config with every key of :meth:`unused_keys` put back to its default: for cache and run keys.
 
@@ -230,9 +237,7 @@ class PipelineConfig:
         sections: dict[str, dict[str, Any]] = {}
         for dotted in self.unused_keys(task):
             section, _, key = dotted.rpartition(".")
-            owner = type(getattr(self, section)) if section else PipelineConfig
-            default = next(f.default for f in dataclasses.fields(owner) if f.name == key)
-            (sections.setdefault(section, {}) if section else top)[key] = default
+            (sections.setdefault(section, {}) if section else top)[key] = self.default_of(dotted)
         replaced = {name: dataclasses.replace(getattr(self, name), **keys) for name, keys in sections.items()}
         return dataclasses.replace(self, **top, **replaced)
 
@@ -756,11 +761,9 @@ def _at_default(raw: dict[str, Any], config: PipelineConfig, dotted: str) -> boo
     ``config.json``) sets every key, and one left at its default says nothing the user believes applies."""
     section, _, key = dotted.rpartition(".")
     value = raw[section][key] if section else raw[key]
-    owner = type(getattr(config, section)) if section else PipelineConfig
-    field = next((f for f in dataclasses.fields(owner) if f.name == key), None)
-    if field is None or field.default is dataclasses.MISSING:
+    default = config.default_of(dotted)
+    if default is dataclasses.MISSING:
         return False
-    default = field.default
     return value == default or (isinstance(default, tuple) and isinstance(value, list) and tuple(value) == default)
 
 
