@@ -246,6 +246,15 @@ def _stopped_with_serve(state: Any) -> bool:
 _FILE_PARAMETERS = ("path", "dataset", "size", "mtime_ns", "force")
 
 
+def _as_served(parameters: dict[str, Any], serving: dict[str, Any]) -> dict[str, Any] | None:
+    """A new-data run's parameters with this ``serve``'s datasets file and workspace, its file kept; None when the
+    run names another landing folder than this ``serve`` watches."""
+    landed_in = parameters.get("landing_dir")
+    if landed_in is not None and str(landed_in) != str(serving.get("landing_dir")):
+        return None
+    return {**serving, **{k: parameters[k] for k in _FILE_PARAMETERS if k in parameters}}
+
+
 def _repoint_queued_arrivals(deployment: Any, *, serving: dict[str, Any], lookback: int = 200) -> list[str]:
     """Give the new-data runs still queued (Scheduled) this ``serve``'s datasets file and workspace.
 
@@ -272,10 +281,10 @@ def _repoint_queued_arrivals(deployment: Any, *, serving: dict[str, Any], lookba
         for run in runs:
             parameters = dict(run.parameters or {})
             path = parameters.get("path")
-            wanted = {**serving, **{k: parameters[k] for k in _FILE_PARAMETERS if k in parameters}}
+            wanted = _as_served(parameters, serving)
             if path is None or wanted == parameters:
                 continue
-            if str(parameters.get("landing_dir")) != str(serving.get("landing_dir")):
+            if wanted is None:
                 print(f"lossval serve: {path}: its queued new-data run {run.name} is for the landing folder "
                       f"{parameters.get('landing_dir')}, not {serving.get('landing_dir')} that this serve watches; "
                       "left as it is (cancel it in the Prefect UI if it is not wanted)", flush=True)
@@ -328,13 +337,13 @@ def _resubmit_arrivals_cancelled_on_shutdown(deployment: Any, lookback: int = 20
                 continue
             parameters = dict(run.parameters or {})
             if serving is not None:
-                landed_in = parameters.get("landing_dir")
-                if landed_in is not None and str(landed_in) != str(serving.get("landing_dir")):
+                served = _as_served(parameters, serving)
+                if served is None:
                     print(f"lossval serve: {path}: its new-data run {run.name} was cancelled when serve stopped, but it "
-                          f"landed in {landed_in}, not in {serving.get('landing_dir')} that this serve watches: not "
-                          "queued again (land it here to clean it)", flush=True)
+                          f"landed in {parameters['landing_dir']}, not in {serving.get('landing_dir')} that this serve "
+                          "watches: not queued again (land it here to clean it)", flush=True)
                     continue
-                parameters = {**serving, **{k: parameters[k] for k in _FILE_PARAMETERS if k in parameters}}
+                parameters = served
             client.create_flow_run_from_deployment(deployment.id, parameters=parameters,
                                                    tags=["lossval", "resubmitted"], idempotency_key=f"resubmit-{run.id}")
             queued.append(path)
