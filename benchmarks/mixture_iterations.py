@@ -42,7 +42,6 @@ def _run(args: argparse.Namespace, caps: list[int]) -> None:
     from benchmarks.run import Config, _cell_data, _lossval_model, detection_scores
     from lossval.datasets import DATASETS
     from lossval.noise import BetaMixture
-    from lossval.valuation import _group_mean
 
     cfg = Config(datasets=list(DATASETS), noise_kinds=[], fractions=[0.1], valid_settings=["clean"], seeds=[], methods=["lossval"])
     records, started = [], time.time()
@@ -53,10 +52,7 @@ def _run(args: argparse.Namespace, caps: list[int]) -> None:
                 lv = _lossval_model("lossval", data["task"], seed, cfg)
                 X_val, y_val = data["valid"]["clean"]
                 lv.fit(data["X"], data["y"], X_val, y_val)
-                history = lv.loss_history_
-                if getattr(lv, "duplicate_groups_", None) is not None:
-                    history = _group_mean(history.T, lv.duplicate_groups_).T
-                mean_loss = np.asarray(history[-10:], dtype=np.float64).mean(axis=0)
+                mean_loss = np.asarray(lv._grouped_loss_history()[-10:], dtype=np.float64).mean(axis=0)
                 rec = {"dataset": dataset, "task": data["task"], "noise": noise, "seed": seed,
                        "n_noisy": int(data["noisy"].sum())}
                 for cap in caps:

@@ -1274,10 +1274,7 @@ class LossVal:
             if not _int_at_least(last_epochs, 1):
                 raise ConfigError(f"last_epochs must be None (all epochs) or a positive integer, got {last_epochs!r}")
             last_epochs = min(int(last_epochs), self.loss_history_.shape[0])
-        history = self.loss_history_
-        groups = getattr(self, "duplicate_groups_", None)
-        if groups is not None:  # identical rows: one loss, their mean at each epoch, so one P(noisy)
-            history = _group_mean(history.T, groups).T
+        history = self._grouped_loss_history()
         mean_loss = np.asarray(history[-(last_epochs or history.shape[0]):], dtype=np.float64).mean(axis=0)
         if np.isfinite(mean_loss).all() and np.ptp(mean_loss) <= LOSS_SPREAD_FLOOR:
             # Every row is fit to float rounding (cross-entropy or standardised squared error): a mixture would
@@ -1288,6 +1285,12 @@ class LossVal:
             return np.zeros(mean_loss.shape[0])
         # (epochs, rows) by construction: more epochs than rows is a long fit on few rows, not a transposed history.
         return _loss_noise_probability(history, last_epochs=last_epochs, warn_transposed=False)
+
+    def _grouped_loss_history(self) -> np.ndarray:
+        """``loss_history_`` (epochs, rows) with identical rows sharing their mean loss at each epoch, as
+        :meth:`noise_probability` reads it (so copies get one P(noisy))."""
+        groups = getattr(self, "duplicate_groups_", None)
+        return self.loss_history_ if groups is None else _group_mean(self.loss_history_.T, groups).T
 
     @staticmethod
     def _val_pool(m: int, k: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
