@@ -209,8 +209,7 @@ async def _confirm_sent(scanner, client, *, resend_after_s: float = RESEND_AFTER
     from prefect.events import Event
     from prefect.events.filters import EventFilter, EventIDFilter, EventOccurredFilter
 
-    unconfirmed = getattr(scanner, "unconfirmed", None)
-    pending = unconfirmed() if unconfirmed is not None else {}
+    pending = scanner.unconfirmed()
     if not pending:
         return
     events = {relative: Event.model_validate(entry["event"]) for relative, entry in pending.items()}

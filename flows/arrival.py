@@ -19,6 +19,8 @@ back from ends at once too (``superseded`` with ``rolled_back``), until a newer 
 
 from __future__ import annotations
 
+import os
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
@@ -91,13 +93,16 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     except FileNotFoundError:
         raise InputError(f"{relative!r} is gone from the landing folder; nothing to clean.",
                          source=str(landed)) from None
+    def attempt(found: os.stat_result) -> None:  # this run cleans the file as found, until it records an outcome
+        record_attempt(locks_dir(workspace), entry.name, relative=relative, path=str(landed), mtime_ns=found.st_mtime_ns,
+                       size=found.st_size, inode=found.st_ino,
+                       flow_run_id=None if flow_run.id is None else str(flow_run.id))
+
     as_sent = (_as_int(size), _as_int(mtime_ns))
     if (as_sent[0] in (None, first.st_size) and as_sent[1] in (None, first.st_mtime_ns)) or force:
         # (a file that differs from the event is being written again: the run ends below, changed_since_landing,
         # and a partial file must not be left for the nightly run to clean)
-        record_attempt(locks_dir(workspace), entry.name, relative=relative, path=str(landed),
-                       mtime_ns=first.st_mtime_ns, size=first.st_size, inode=first.st_ino,
-                       flow_run_id=None if flow_run.id is None else str(flow_run.id))
+        attempt(first)
 
     def settled() -> None:  # an outcome without a cleaning run (superseded, already cleaned, being written again)
         clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=first.st_mtime_ns)
@@ -156,8 +161,7 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
             clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=st.st_mtime_ns)
 
         if (st.st_mtime_ns, st.st_size) != (first.st_mtime_ns, first.st_size):  # rewritten while this run waited:
-            record_attempt(locks_dir(workspace), entry.name, **this, path=str(landed),  # this version replaces the
-                           flow_run_id=None if flow_run.id is None else str(flow_run.id))  # one recorded on arrival
+            attempt(st)  # this version replaces the one recorded on arrival
         try:
             summary = run_cleaning(config, workspace=workspace, config_path=entry.config_path, skip_unchanged=not force)
         except GateFailed as exc:  # the file was cleaned (its model not promoted): it still supersedes older ones
