@@ -664,10 +664,15 @@ def test_a_valuation_run_the_caller_stops_waiting_for_is_cancelled(setup) -> Non
         return value_on_deployment("train.parquet", "validation.parquet", key="timeout-key", config=config,
                                    workspace=str(setup["ws"]), timeout_s=1, poll_interval_s=0.2)
 
-    exc = call(return_state=True).result(raise_on_failure=False)
+    caller = call(return_state=True)
+    exc = caller.result(raise_on_failure=False)
     assert isinstance(exc, LossvalError) and "did not finish within 1s" in str(exc)
     with get_client(sync_client=True) as client:
         [run] = [r for r in client.read_flow_runs() if r.name == "value-timeout-key"]
+        # Linked as a subflow of the caller: that link is what makes the Prefect server cancel the valuation when
+        # the calling flow itself is cancelled (its cancellation service; deployments/README.md).
+        assert run.parent_task_run_id is not None
+        assert client.read_task_run(run.parent_task_run_id).flow_run_id == caller.state_details.flow_run_id
     assert run.state.is_cancelled() and "stopped waiting after 1s" in run.state.message
 
 
