@@ -499,8 +499,11 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
     text = [c for c in text_columns if c is not None]
     frames = []
     columns: list[str] | None = None
+    zeros: dict[str, list[tuple[Path, int, str]]] = {}
     for f in files:
         df = _read_one(f, max_columns=max_columns, text_columns=text)
+        for col, hit in _leading_zeros(f, df, text).items():
+            zeros.setdefault(col, []).append(hit)
         if columns is None:
             columns = list(df.columns)
         elif list(df.columns) != columns:
@@ -511,6 +514,7 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
                                  "every file of a folder must have the same columns.", source=str(f))
             df = df[columns]  # the same columns in another order (another export tool): matched by name
         frames.append(df)
+    _warn_leading_zeros(zeros, path)
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
     for col in (c for c in text if c in (columns or [])):
@@ -533,6 +537,50 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         return pd.concat(frames, ignore_index=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"files of this folder cannot be combined: {exc}", source=str(path)) from None
+
+
+_LEADING_ZERO = r"\s*[+-]?0\d.*"  # 08681, 007, -01: a code's leading zero, which reading a number drops (0.5 is not)
+
+
+def _leading_zeros(path: Path, df: pd.DataFrame, text: Sequence[str]) -> dict[str, tuple[Path, int, str]]:
+    """Numeric columns of a CSV whose text has leading zeros: ``{column: (file, rows with one, first such text)}``.
+
+    Their second read, as text, is of those columns only; a CSV that cannot be read that way (it was read
+    once already) only loses this hint.
+    """
+    if not is_csv_file(path):
+        return {}
+    numeric = [c for c in df.columns if c not in text and df[c].dtype.kind in "iuf"]
+    if not numeric:
+        return {}
+    try:
+        raw = pd.read_csv(path, index_col=False, usecols=numeric, dtype=str, keep_default_na=False)
+    except Exception:
+        return {}
+    found = {}
+    for col in numeric:
+        hit = raw[col].str.fullmatch(_LEADING_ZERO).to_numpy(dtype=bool)
+        if hit.any():
+            first = int(np.flatnonzero(hit)[0])
+            line = csv_line_of_row(path, first)
+            found[col] = (path, int(hit.sum()), f"{raw[col].iloc[first]!r}" + (f" on line {line}" if line else ""))
+    return found
+
+
+def _warn_leading_zeros(zeros: dict[str, list[tuple[Path, int, str]]], path: str | os.PathLike[str]) -> None:
+    """One warning per column read as numbers although its text has leading zeros (zip, account codes)."""
+    for col, hits in zeros.items():
+        first_file, _, example = hits[0]
+        where = f" of {first_file.name}" if Path(path).is_dir() else ""
+        files = f" in {len(hits)} files" if len(hits) > 1 else ""
+        warnings.warn(
+            f"{path}: column {col!r} was read as numbers, but {sum(n for _, n, _ in hits)} of its values{files} are "
+            f"written with leading zeros (e.g. {example}{where}), which a number drops. If they are codes (zip, "
+            f"account or product codes), declare the column categorical (pipeline config: features.categorical: "
+            f"[{col}]; `lossval value`: --categorical {col}): it is then read as text, so the snapshot and the "
+            "quarantine keep the zeros, and it stays out of the features if it is excluded. If they are numbers, "
+            "nothing is wrong",
+            UserWarning, stacklevel=3)
 
 
 def _holds_text(series: pd.Series) -> bool:

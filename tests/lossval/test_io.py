@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 import time
 import gzip
 from pathlib import Path
@@ -149,12 +150,14 @@ def test_an_id_column_is_read_from_csv_as_the_text_it_holds(tmp_path):
 
     path = tmp_path / "ids.csv"
     path.write_text("id,a,zip\n007,1.5,02134\n7,2.5,02135\n010,3.5,10001\n")
-    df = read_table(path, text_columns=["id", None, "not_a_column"])
+    with pytest.warns(UserWarning, match="column 'zip' was read as numbers, but 2 of its values"):
+        df = read_table(path, text_columns=["id", None, "not_a_column"])
     assert df["id"].tolist() == ["007", "7", "010"]  # two rows, not a repeated id 7
     assert df["a"].dtype == np.float64 and df["zip"].tolist() == [2134, 2135, 10001]  # the rest parsed as before
     assert assign_row_ids(df, id_column="id").tolist() == ["007", "7", "010"]
-    with pytest.raises(InputError, match="duplicate ids"):  # what reading it as numbers would have said
-        assign_row_ids(read_table(path), id_column="id")
+    with pytest.raises(InputError, match="duplicate ids"), pytest.warns(UserWarning) as caught:
+        assign_row_ids(read_table(path), id_column="id")  # what reading it as numbers would have said
+    assert sorted(str(w.message).split("'")[1] for w in caught) == ["id", "zip"]  # 007 and 010, 02134 and 02135
     pq_path = tmp_path / "ids.parquet"
     pd.DataFrame({"id": [7, 8], "a": [1.0, 2.0]}).to_parquet(pq_path)
     assert read_table(pq_path, text_columns=["id"])["id"].tolist() == [7, 8]  # parquet keeps its stored type
@@ -319,3 +322,27 @@ def test_a_column_that_is_text_in_one_file_and_numbers_in_another_is_named(tmp_p
     assert both["code"].tolist() == rows["code"].tolist() * 2
     rows.assign(code=np.nan).to_csv(folder / "b.csv", index=False)  # an empty column says nothing of its type
     assert len(read_table(folder)) == 12
+
+
+def test_codes_with_leading_zeros_read_as_numbers_are_warned_about_once_per_column(tmp_path: Path) -> None:
+    # Seen by a review: an excluded zip column read as numbers reached the quarantine as 8681 for the file's "08681".
+    path = tmp_path / "one.csv"
+    path.write_text("id,zip,x,y\na,08681,0.5,1\nb,12345,0,0\nc,09384,-0.25,1\nd,-01,1,0\n")
+    with pytest.warns(UserWarning) as caught:
+        df = read_table(path)
+    [message] = [str(w.message) for w in caught]  # x's 0.5, 0 and -0.25 are numbers, not codes
+    assert f"{path}: column 'zip' was read as numbers, but 3 of its values" in message
+    assert "'08681' on line 2" in message and "features.categorical: [zip]" in message
+    assert df["zip"].tolist() == [8681, 12345, 9384, -1]  # the hint only: the values are read as before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_table(path, text_columns=["zip"])["zip"].tolist() == ["08681", "12345", "09384", "-01"]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.csv").write_text("zip,y\n12345,1\n23456,0\n")
+    (folder / "b.csv").write_text("zip,y\n34567,1\n01000,0\n")
+    (folder / "c.csv").write_text("zip,y\n00001,1\n45678,0\n")
+    with pytest.warns(UserWarning) as caught:
+        read_table(folder)
+    [message] = [str(w.message) for w in caught]
+    assert "2 of its values in 2 files" in message and "'01000' on line 3 of b.csv" in message
