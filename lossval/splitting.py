@@ -118,7 +118,7 @@ def _as_bool(series: pd.Series, column: str, source: str | None) -> np.ndarray:
         empty = value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
         shown = "an empty value" if empty else repr(value.item() if isinstance(value, np.generic) else value)
         raise InputError(
-            f"trusted column {column!r} must be boolean (true/false, 1/0); row {first} has {shown}"
+            f"trusted column {column!r} must be boolean (true/false, 1/0); at row {first} it has {shown}"
             + (" (mark every row true or false)" if empty else "") + ".",
             source=source,
         )
@@ -269,7 +269,7 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw
                 differ = (parsed["month first"] != parsed["day first"]).nonzero()[0][0]
                 raise InputError(
                     f"timestamp column {column!r} is ambiguous: its dates read as both month/day and day/month "
-                    f"(row {df.index[differ]}: {raw.iloc[differ]!r}), and the two readings pick different latest "
+                    f"(at row {df.index[differ]}: {raw.iloc[differ]!r}), and the two readings pick different latest "
                     "rows. Write the dates as YYYY-MM-DD (ISO 8601).",
                     source=source,
                 )
@@ -310,7 +310,7 @@ def _refuse_mixed_offsets(raw: pd.Series, column: str, index: pd.Index, source: 
     if signed.any():
         a = int(np.flatnonzero(signed)[0])
         raise InputError(
-            f"timestamp column {column!r} writes its UTC offsets as {raw.iloc[a]!r} (row {index[a]}); date parsers "
+            f"timestamp column {column!r} writes its UTC offsets as {raw.iloc[a]!r} (at row {index[a]}); date parsers "
             "read 'GMT+2' as two hours behind UTC (the POSIX convention), most people mean ahead. Write the offset "
             "as +02:00 (ISO 8601).",
             source=source,
@@ -320,8 +320,8 @@ def _refuse_mixed_offsets(raw: pd.Series, column: str, index: pd.Index, source: 
     if offset.any() and plain.any():
         a, b = int(np.flatnonzero(offset)[0]), int(np.flatnonzero(plain)[0])
         raise InputError(
-            f"timestamp column {column!r} mixes times with a UTC offset ({int(offset.sum())}, e.g. row {index[a]}: "
-            f"{raw.iloc[a]!r}) and without one ({int(plain.sum())}, e.g. row {index[b]}: {raw.iloc[b]!r}); those "
+            f"timestamp column {column!r} mixes times with a UTC offset ({int(offset.sum())}, e.g. at row {index[a]}: "
+            f"{raw.iloc[a]!r}) and without one ({int(plain.sum())}, e.g. at row {index[b]}: {raw.iloc[b]!r}); those "
             "would be read as UTC. Write every time with its offset, or none.",
             source=source,
         )

@@ -278,6 +278,39 @@ def test_a_row_of_a_folder_input_is_named_with_its_file(tmp_path, capsys) -> Non
                                  "line 15 of that file)")
 
 
+@pytest.mark.parametrize(("data_line", "value", "says"), [
+    (4, "2", "trusted column 'trusted' must be boolean (true/false, 1/0); at row 32 it has 2"),
+    (4, "2026-01-05 10:00+02:00", "timestamp column 'at' mixes times with a UTC offset (1, e.g. at row 32"),
+    (4, "2026-01-05 10:00 GMT+2", "timestamp column 'at' writes its UTC offsets as '2026-01-05 10:00 GMT+2' (at row 32)"),
+])
+def test_a_split_error_in_a_folder_names_the_file_and_line(tmp_path, capsys, monkeypatch, data_line, value,
+                                                           says) -> None:
+    # Seen by a review: these split errors said "row 32" with no "at", which the file-and-line note looks for, so a
+    # folder's user got a row counted across the files and the folder's name only.
+    import flows.runner
+
+    monkeypatch.setattr(flows.runner, "_run_reporting", lambda *args, **kwargs: pytest.fail("ran"))
+    (tmp_path / "data").mkdir()
+    for name, start in (("a.csv", 0), ("b.csv", 30)):
+        rows = [[f"r{i}", str(i % 7), str(i % 2), "1" if i % 5 == 0 else "0", f"2026-01-{1 + i // 24:02d} "
+                 f"{i % 24:02d}:00"] for i in range(start, start + 30)]
+        (tmp_path / "data" / name).write_text("id,a,y,trusted,at\n" + "".join(",".join(r) + "\n" for r in rows))
+    lines = (tmp_path / "data" / "b.csv").read_text().splitlines()
+    fields = lines[data_line - 1].split(",")
+    fields[3 if value == "2" else 4] = value
+    lines[data_line - 1] = ",".join(fields)
+    (tmp_path / "data" / "b.csv").write_text("\n".join(lines) + "\n")
+    strategy = ("{strategy: column, column: trusted}\nfeatures: {exclude: [at]}" if value == "2" else
+                "{strategy: latest, timestamp_column: at}")
+    (tmp_path / "c.yaml").write_text(f"data: data\ntarget: y\nid_column: id\nvalidation: {strategy}\n")
+    assert main(["run", str(tmp_path / "c.yaml"), "--workspace", str(tmp_path / "ws")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert says in err, err
+    assert err.endswith("(rows count from 0 across the folder's files in name order: row 32 is row 2 of b.csv, line 4 "
+                        "of that file)"), err
+    assert not (tmp_path / "ws").exists()
+
+
 @pytest.mark.parametrize("module", ["lossval.cli", "lossval"])
 def test_console_script_runs_as_a_process(tables, tmp_path, module) -> None:
     proc = subprocess.run([sys.executable, "-m", module, "value", str(tmp_path / "x.csv"), "--target", "y",

@@ -142,8 +142,8 @@ def test_latest_refuses_times_with_and_without_a_utc_offset_in_one_column() -> N
     assert _latest(with_offset) == list(range(30, 40))  # all with an offset: fine
     assert _latest([t.strftime("%Y-%m-%d %H:%M") for t in hours]) == list(range(30, 40))  # none: fine
     mixed = with_offset[:20] + [t.strftime("%Y-%m-%d %H:%M") for t in hours[20:]]
-    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(20, e\.g\. row 0: '2026-03-01T08:00:00\+05:00'"
-                                         r"\) and without one \(20, e\.g\. row 20: '2026-03-02 04:00'\)"):
+    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(20, e\.g\. at row 0: '2026-03-01T08:00:00\+05:00'"
+                                         r"\) and without one \(20, e\.g\. at row 20: '2026-03-02 04:00'\)"):
         _latest(mixed)
 
 
@@ -177,8 +177,8 @@ def test_a_dash_between_date_and_time_is_not_a_utc_offset() -> None:
         _refuse_mixed_offsets(pd.Series(values), "ts", pd.RangeIndex(len(values)), "d.csv")
 
     check(["2026-03-01-08:00", "2026-03-01 09:00", "2026-03-01-10:30:15"])
-    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(1, e\.g\. row 1: '2026-03-01-09:00\+05:00'\) "
-                                         r"and without one \(1, e\.g\. row 0: '2026-03-01-08:00'\)"):
+    with pytest.raises(InputError, match=r"mixes times with a UTC offset \(1, e\.g\. at row 1: '2026-03-01-09:00\+05:00'\) "
+                                         r"and without one \(1, e\.g\. at row 0: '2026-03-01-08:00'\)"):
         check(["2026-03-01-08:00", "2026-03-01-09:00+05:00"])
     hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
     assert _latest([t.strftime("%Y-%m-%d-%H:%M") for t in hours]) == list(range(30, 40))
@@ -187,7 +187,7 @@ def test_a_dash_between_date_and_time_is_not_a_utc_offset() -> None:
 def test_latest_refuses_gmt_plus_an_hour_whose_sign_parsers_read_backwards() -> None:
     # dateutil reads "GMT+2" as two hours behind UTC: 10:00 GMT+2 became 12:00 UTC, not 08:00.
     hours = pd.date_range("2026-03-01 08:00", periods=40, freq="h")
-    with pytest.raises(InputError, match=r"'2026-03-01 08:00 GMT\+2' \(row 0\).*as \+02:00"):
+    with pytest.raises(InputError, match=r"'2026-03-01 08:00 GMT\+2' \(at row 0\).*as \+02:00"):
         _latest([t.strftime("%Y-%m-%d %H:%M") + " GMT+2" for t in hours])
 
 
@@ -361,14 +361,14 @@ def test_a_blank_or_odd_cell_in_the_trusted_column_is_named_plainly() -> None:
     # A blank cell was shown as "np.float64(nan)", which names neither the problem nor the fix.
     df = _frame().assign(trusted=lambda d: (d.index % 10 == 0).astype(float))
     df.loc[3, "trusted"] = np.nan
-    with pytest.raises(InputError, match=r"row 3 has an empty value \(mark every row true or false\)\.$"):
+    with pytest.raises(InputError, match=r"at row 3 it has an empty value \(mark every row true or false\)\.$"):
         assign_splits(df, strategy="column", column="trusted", target="y", task="classification", seed=0,
                       test_fraction=0.2)
     df.loc[3, "trusted"] = 2.0
-    with pytest.raises(InputError, match=r"row 3 has 2\.0\.$"):
+    with pytest.raises(InputError, match=r"at row 3 it has 2\.0\.$"):
         assign_splits(df, strategy="column", column="trusted", target="y", task="classification", seed=0,
                       test_fraction=0.2)
     twice = pd.concat([df, df])  # a frame with a repeated index (library callers): still an InputError
-    with pytest.raises(InputError, match=r"row 3 has 2\.0\.$"):
+    with pytest.raises(InputError, match=r"at row 3 it has 2\.0\.$"):
         assign_splits(twice, strategy="column", column="trusted", target="y", task="classification", seed=0,
                       test_fraction=0.2)
