@@ -64,16 +64,18 @@ def _check_eps(eps: float) -> None:
 
 
 def _loss_bounds(
-    losses: np.ndarray, lower_percentile: float, upper_percentile: float, *, name: str
+    losses: np.ndarray, lower_percentile: float, upper_percentile: float, *, name: str, min_range: float = 0.0
 ) -> tuple[float, float]:
     """Robust (low, high) bounds for min-max scaling, falling back to min/max.
+
+    The percentiles are used when they lie more than ``min_range`` apart; else (more than the trimmed
+    share of rows share one loss, or lie within ``min_range`` of each other) the full range is.
 
     Raises:
         InputError: If all losses are equal (nothing to scale).
     """
     low, high = np.percentile(losses, [lower_percentile, upper_percentile])
-    if not high > low:
-        # More than the trimmed share of rows share one loss: use the full range instead.
+    if not high - low > min_range:
         low, high = float(losses.min()), float(losses.max())
     if not high > low:
         raise InputError(
@@ -158,6 +160,10 @@ class BetaMixture:
         lower_percentile: Lower percentile used by :func:`normalize_losses` in :meth:`fit`.
         upper_percentile: Upper percentile used by :func:`normalize_losses` in :meth:`fit`.
         seed: Only breaks ties among equal losses in the initial median split.
+        min_range: The percentiles bound the scaling only when they lie more than this apart (in
+            the losses' units); else the full min/max range does. :meth:`LossVal.noise_probability`
+            passes its float-rounding floor, so that when 95% of the rows are fit to rounding, the
+            mixture is not fitted on rounding differences stretched over (0, 1).
 
     Attributes:
         alphas_: Beta ``alpha`` per component, shape ``(2,)``.
@@ -192,12 +198,14 @@ class BetaMixture:
         lower_percentile: float = 5.0,
         upper_percentile: float = 95.0,
         seed: int = 0,
+        min_range: float = 0.0,
     ) -> None:
         self.max_iter = max_iter
         self.tol = tol
         self.lower_percentile = lower_percentile
         self.upper_percentile = upper_percentile
         self.seed = seed
+        self.min_range = min_range
 
     # ------------------------------------------------------------------ fitting
     def fit(self, losses: Any) -> BetaMixture:
@@ -216,7 +224,8 @@ class BetaMixture:
         self._check_options()
         arr = _as_finite_1d(losses, name="losses")
         self._check_row_count(arr, name="losses")
-        low, high = _loss_bounds(arr, self.lower_percentile, self.upper_percentile, name="losses")
+        low, high = _loss_bounds(arr, self.lower_percentile, self.upper_percentile, name="losses",
+                                 min_range=self.min_range)
         self._fit_unit(_scale_into_unit(arr, low, high, self._eps))
         self.lower_bound_: float | None = low
         self.upper_bound_: float | None = high
@@ -285,6 +294,8 @@ class BetaMixture:
             raise ConfigError(f"tol must be a number >= 0; got {self.tol!r}")
         if not (isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool) and self.seed >= 0):
             raise ConfigError(f"seed must be an integer >= 0; got {self.seed!r}")
+        if not (_is_number(self.min_range) and self.min_range >= 0.0):
+            raise ConfigError(f"min_range must be a number >= 0; got {self.min_range!r}")
         _check_percentiles(self.lower_percentile, self.upper_percentile)
 
     @staticmethod
@@ -443,7 +454,7 @@ class BetaMixture:
         return 1.0 / (1.0 + np.exp(-np.clip(log_odds, -700.0, 700.0)))
 
 
-_BMM_OPTIONS = ("max_iter", "tol", "lower_percentile", "upper_percentile", "seed")
+_BMM_OPTIONS = ("max_iter", "tol", "lower_percentile", "upper_percentile", "seed", "min_range")
 
 
 def loss_noise_probability(

@@ -167,7 +167,8 @@ VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < val
 VALUES_VERSION = 9
 
 # Spread of the per-row mean losses (nats, or squared error of the standardised target) below which
-# noise_probability() calls every row clean: float32 rounding of a loss near 0 is about 1e-7.
+# noise_probability() calls every row clean: float32 rounding of a loss near 0 is about 1e-7. It is also the
+# narrowest range the mixture's scaling uses (since 2026-12-07; noise_prob keys gain ":mixture-range").
 LOSS_SPREAD_FLOOR = 1e-6
 
 
@@ -1284,7 +1285,10 @@ class LossVal:
                           "P(noisy) is 0 for all rows.", UserWarning, stacklevel=2)
             return np.zeros(mean_loss.shape[0])
         # (epochs, rows) by construction: more epochs than rows is a long fit on few rows, not a transposed history.
-        return _loss_noise_probability(history, last_epochs=last_epochs, warn_transposed=False)
+        # Losses within the floor of each other are float rounding: the scaling range is never narrower (most rows
+        # fit to rounding and a few with a real loss set the 5-95% range at rounding level, and the mixture split it).
+        return _loss_noise_probability(history, last_epochs=last_epochs, warn_transposed=False,
+                                       min_range=LOSS_SPREAD_FLOOR)
 
     def _grouped_loss_history(self) -> np.ndarray:
         """``loss_history_`` (epochs, rows) with identical rows sharing their mean loss at each epoch, as

@@ -225,6 +225,13 @@ def test_loss_noise_probability_window_selects_epochs():
 def test_loss_noise_probability_passes_options_and_validates():
     history = _history_with_a_late_switch()
     assert loss_noise_probability(history, max_iter=3, seed=1).shape == (100,)
+    # The options reach the mixture (a review found that dropping them all still passed this test).
+    mean_loss = history.mean(axis=0)
+    one_step = loss_noise_probability(history, max_iter=1)
+    np.testing.assert_allclose(one_step, BetaMixture(max_iter=1).fit(mean_loss).predict_proba(mean_loss))
+    default = loss_noise_probability(history)
+    assert np.abs(one_step - default).max() > 0.01
+    assert np.abs(loss_noise_probability(history, lower_percentile=30, upper_percentile=70) - default).max() > 0.01
     with pytest.raises(ConfigError, match="last_epochs"):
         loss_noise_probability(history, last_epochs=5)
     with pytest.raises(ConfigError, match="last_epochs"):
@@ -250,3 +257,20 @@ def test_options_of_the_wrong_type_are_config_errors_and_tensors_are_read() -> N
         normalize_losses([1.0, 2.0, 3.0], eps="x")
     history = torch.rand(5, 30, generator=torch.Generator().manual_seed(0), requires_grad=True)  # straight from a fit
     assert np.array_equal(loss_noise_probability(history), loss_noise_probability(history.detach().numpy()))
+
+
+def test_min_range_keeps_the_scaling_from_stretching_rounding_over_the_unit_interval() -> None:
+    # 950 rows fit to float rounding (0 or up to 1.2e-7), 50 with a real loss: the 5-95% range is rounding only.
+    rng = np.random.default_rng(0)
+    losses = np.r_[np.zeros(700), rng.uniform(0, 1.2e-7, 250), rng.uniform(1e-6, 5.6e-3, 50)]
+    plain = BetaMixture().fit(losses)
+    assert plain.upper_bound_ < 1e-6 and (plain.predict_proba(losses)[:950] >= 0.5).sum() >= 200
+    floored = BetaMixture(min_range=1e-6).fit(losses)
+    assert (floored.lower_bound_, floored.upper_bound_) == (0.0, losses.max())
+    p = floored.predict_proba(losses)
+    assert not (p[:950] >= 0.5).any() and (p[950:] >= 0.5).sum() >= 40
+    wide = rng.uniform(0, 1, 200)  # percentiles far apart: min_range changes nothing
+    np.testing.assert_array_equal(BetaMixture(min_range=1e-6).fit(wide).predict_proba(wide),
+                                  BetaMixture().fit(wide).predict_proba(wide))
+    with pytest.raises(ConfigError, match="min_range must be a number >= 0"):
+        BetaMixture(min_range=-1.0).fit(losses)
