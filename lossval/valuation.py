@@ -145,6 +145,7 @@ _TASKS = ("classification", "regression")
 # Elements of the (batch x k) and (batch x batch) cost matrices per batched Sinkhorn solve; bounds memory.
 _SINKHORN_CHUNK_ELEMENTS = 2_000_000
 VAL_POOL_SIZE = 128  # validation subsets drawn per fit when val_subsample < validation rows
+_MIN_BLUR = 1e-15  # blur**2 is the last Sinkhorn temperature; 1 / 1e-30 still fits float32 (max 3.4e38)
 # Version of what a fit computes from given data and settings. Valuation caches key on it, so
 # bump it whenever a default, an "auto" rule or the algorithm changes the values.
 # 2: regression's weight learning rate, eps ratio and warm-up ("auto").
@@ -728,6 +729,10 @@ class LossVal:
             raise ConfigError(f"scaling must be a number in (0, 1), got {self.scaling!r}")
         if not (self.blur == "auto" or (_finite_number(self.blur) and self.blur > 0)):
             raise ConfigError(f"blur must be 'auto' or a positive number, got {self.blur!r}")
+        if self.blur != "auto" and self.blur < _MIN_BLUR:
+            raise ConfigError(f"blur must be at least {_MIN_BLUR:g}, got {self.blur!r}: the Sinkhorn temperature "
+                              "blur**2 would overflow float32 when inverted ('auto' takes 10% of the data's RMS "
+                              "distance, at least 1e-3)")
         for name in ("lr", "weight_lr"):
             value = getattr(self, name)
             if name == "weight_lr" and (value is None or value == "auto"):
@@ -756,6 +761,10 @@ class LossVal:
         for name in ("normalize_masses", "nonnegative", "standardize", "clip_outliers", "average_duplicates", "verbose"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.normalize_masses and not self.nonnegative:
+            raise ConfigError("nonnegative=False needs normalize_masses=False: a negative weight would be a negative "
+                              "mass of the batch's distribution (w / sum(w)), for which the Sinkhorn distance is "
+                              "meaningless (it diverges, and the fit stops learning); paper_settings() pairs them")
 
     def resolved(self, task: str) -> dict[str, Any]:
         """The task-dependent settings a fit on ``task`` uses, ``"auto"`` resolved.
@@ -1266,7 +1275,12 @@ class LossVal:
             last_epochs: Average each row's loss over this many last epochs (``None`` = all).
 
         Returns:
-            ``np.ndarray`` (n_train,) of probabilities in [0, 1].
+            ``np.ndarray`` (n_train,) of probabilities in [0, 1]; 0 for every row, with a warning, when all
+            rows' mean losses lie within :data:`LOSS_SPREAD_FLOOR` of each other.
+
+        Raises:
+            InputError: fewer than 4 training rows (the mixture's minimum) whose losses differ.
+            ConfigError: ``last_epochs`` is not None or a positive integer.
         """
         from lossval.noise import _loss_noise_probability
 

@@ -515,8 +515,11 @@ def test_weights_stay_nonnegative_and_the_clamp_is_what_keeps_them_so() -> None:
     clamped = LossVal(**common).fit(Xn, yn, Xv, yv)
     assert clamped.weights_.min() >= 0.0 and clamped.values_.min() >= 0.0
     assert min(clamped.history_["min_weight"]) >= 0.0
-    free = LossVal(nonnegative=False, **common).fit(Xn, yn, Xv, yv)
-    assert free.weights_.min() < 0.0  # without the projection this setting drives weights negative
+    # Without the projection this setting drives weights negative (with raw masses: a negative normalised mass is
+    # refused, see test_every_parameter_is_checked_before_fitting).
+    free = LossVal(nonnegative=False, normalize_masses=False, **common).fit(Xn, yn, Xv, yv)
+    assert free.weights_.min() < 0.0
+    assert LossVal(normalize_masses=False, **common).fit(Xn, yn, Xv, yv).weights_.min() >= 0.0
 
 
 def test_same_seed_same_values_other_seed_other_values() -> None:
@@ -846,6 +849,8 @@ def test_infer_task_agrees_with_the_encoder_on_pandas_dtypes() -> None:
     ({"width": 2.5}, "width must be None"),
     ({"scaling": "abc"}, "scaling must be a number in"),
     ({"blur": float("inf")}, "blur must be"),
+    ({"blur": 1e-20}, r"blur must be at least 1e-15, got 1e-20"),  # was torch's "cannot be converted ... overflow"
+    ({"nonnegative": False}, "nonnegative=False needs normalize_masses=False"),  # was a silent Sinkhorn of -2e16
     ({"distance_power": float("inf")}, "distance_power must be a finite number"),
     ({"lr": True}, "lr must be a positive number"),
     ({"epochs": True}, "epochs must be a positive integer"),
