@@ -337,7 +337,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "outputs": outputs, "sha256": sha256, "rows": rows,
                "pruning": {"policy": pruned["policy"], "threshold": pruned["threshold"], "flagged": pruned["flagged"],
                            "quarantined": pruned["rows_pruned"], "protected": pruned["protected"],
-                           "cap_hit": pruned["cap_hit"], "class_cap_hit": pruned["class_cap_hit"],
+                           "kept_together": pruned["kept_together"], "cap_hit": pruned["cap_hit"], "class_cap_hit": pruned["class_cap_hit"],
                            "capped_classes": pruned["capped_classes"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},
                "older_snapshot": rollback, "shrank_from_rows": shrank,

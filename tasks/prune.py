@@ -113,7 +113,8 @@ def describe_pruning(pruning: dict) -> str:
 
     Args:
         pruning: The run summary's ``pruning`` record (``policy``, ``flagged``, ``quarantined``,
-            ``protected``, ``cap_hit``, ``class_cap_hit``, ``capped_classes``, ``max_prune_fraction``).
+            ``protected``, ``kept_together``, ``cap_hit``, ``class_cap_hit``, ``capped_classes``,
+            ``max_prune_fraction``; a run written before ``kept_together`` existed has none).
     """
     text = f"{pruning['policy']} flagged {pruning['flagged']} rows"
     cut = pruning.get("threshold")
@@ -121,6 +122,9 @@ def describe_pruning(pruning: dict) -> str:
         text += f" (values {'up to' if pruning['policy'] == 'fraction' else 'below'} {format_value(cut)})"
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
+    if pruning.get("kept_together"):
+        text += (f"; {pruning['kept_together']} stayed with their identical copies (a row and its copies are "
+                 "quarantined or kept together)")
     if pruning.get("class_cap_hit"):
         capped = pruning.get("capped_classes") or []
         which = (f"classes {', '.join(map(repr, capped))} had more flagged rows than their share" if len(capped) > 1
@@ -179,8 +183,8 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
                             noise_prob=vals["noise_prob"].to_numpy() if "noise_prob" in vals else None,
                             groups=_identical_rows(tr, id_column=config.id_column, seen=seen))
     if decision.n_kept_together:
-        run_logger().info("%d row(s) the cap would have quarantined were kept with their identical copies (a row "
-                          "and its copies go together)", decision.n_kept_together)
+        run_logger().info("%d flagged row(s) the policy or the cap would have quarantined were kept with their "
+                          "identical copies (a row and its copies go together)", decision.n_kept_together)
     kept = tr[decision.keep]
     if len(kept) < MIN_TRAIN_ROWS:
         raise InputError(
@@ -202,6 +206,7 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
     why = {rid: held for rid, held in zip(tr["row_id"].tolist(), decision.held_back) if held}
     lowest = _lowest(pd.read_parquet(values, columns=["row_id", "value"]), LOWEST_ROWS)["row_id"].tolist()
     return {"paths": paths, "rows_kept": len(kept), "rows_pruned": len(quarantine), "threshold": decision.threshold,
-            "flagged": decision.n_candidates, "protected": decision.n_protected, "cap_hit": decision.cap_hit,
+            "flagged": decision.n_candidates, "protected": decision.n_protected,
+            "kept_together": decision.n_kept_together, "cap_hit": decision.cap_hit,
             "class_cap_hit": decision.class_cap_hit, "capped_classes": [str(c) for c in decision.capped_classes],
             "policy": decision.policy, "held_back": {rid: why[rid] for rid in lowest if rid in why}}

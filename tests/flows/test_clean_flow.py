@@ -120,6 +120,7 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     [pruned] = [r for r in children if r.data.tags["stage"] == "prune"]
     assert pruned.data.metrics["rows_flagged"] == m["rows_flagged"] and "flagged" not in pruned.data.metrics
     assert pruned.data.metrics["rows_protected"] == m["rows_protected"] == pruning["protected"]  # the parent's too
+    assert pruned.data.metrics["rows_kept_together"] == m["rows_kept_together"] == pruning["kept_together"]
     assert pruned.data.tags["prune_cap_hit"] == parent.data.tags["prune_cap_hit"]  # tags under the parent's names
     assert pruned.data.tags["prune_class_cap_hit"] == str(pruning["class_cap_hit"]).lower()
     assert not {"cap_hit", "class_cap_hit"} & set(pruned.data.tags) and pruned.data.tags["policy"] == "two_means"

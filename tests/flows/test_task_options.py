@@ -245,7 +245,13 @@ def test_identical_rows_are_quarantined_or_kept_together_when_the_cap_cuts_betwe
     out = prune.fn(str(tmp_path / "train.parquet"), str(tmp_path / "values.parquet"), config=cfg,
                    task_kind="classification", run_dir=str(tmp_path))
     assert pd.read_parquet(out["paths"]["quarantine"])["row_id"].tolist() == ["r0", "r1"]  # the pair stays, whole
-    assert out["cap_hit"] and out["flagged"] == 4
+    assert out["cap_hit"] and out["flagged"] == 4 and out["kept_together"] == 1
+    # The run summary's sentence accounts for the flagged row that stayed with its copy (4 flagged, 2 quarantined).
+    from tasks.prune import describe_pruning
+
+    said = describe_pruning({**out, "quarantined": out["rows_pruned"], "max_prune_fraction": 0.1})
+    assert "; 1 stayed with their identical copies (a row and its copies are quarantined or kept together)" in said
+    assert "let 2 go" in said
     # The review table says which kept rows the policy flagged, and what held each back: not just "kept".
     assert out["held_back"] == {"r2": "identical copies", "r3": "max_prune_fraction"}
     # Every row's outcome, lowest value first: the full list behind the review table, held-back rows included.
