@@ -247,6 +247,15 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw
     ambiguous and refused.
     """
     raw = df[column]
+    missing = raw.isna().to_numpy() | raw.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    if missing.any():  # said as what it is, not as a date that "does not parse in one format"
+        first = int(np.flatnonzero(missing)[0])
+        raise InputError(
+            f"timestamp column {column!r} has {int(missing.sum())} missing value(s), first at row {df.index[first]}; "
+            "the 'latest' split needs every row's time. Fill them in, drop those rows, or use another validation "
+            "strategy.",
+            source=source,
+        )
     if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
         times = (pd.to_datetime(raw, utc=True).dt.tz_localize(None) if pd.api.types.is_datetime64_any_dtype(raw)
                  else raw.astype("float64"))

@@ -90,6 +90,21 @@ def _latest(ts: list, **kw) -> list:
     return sorted(df.index[split == "validation"])
 
 
+@pytest.mark.parametrize("gap", [None, "", "  ", np.nan])
+def test_latest_names_a_missing_time_as_missing(gap) -> None:
+    # Seen by a review: an empty cell was "a value that does not parse as dates in one format".
+    days = [d.strftime("%Y-%m-%d") for d in pd.date_range("2026-01-01", periods=40, freq="D")]
+    days[7] = days[9] = gap
+    with pytest.raises(InputError, match=r"timestamp column 'ts' has 2 missing value\(s\), first at row 7; the "
+                                         r"'latest' split needs every row's time"):
+        _latest(days)
+    as_dates = pd.to_datetime(pd.Series(days), errors="coerce")  # a parquet datetime column: NaT
+    with pytest.raises(InputError, match="has 2 missing value"):
+        _latest(list(as_dates))
+    with pytest.raises(InputError, match="has 1 missing value"):  # numbers (epoch seconds)
+        _latest([float(i) if i != 3 else np.nan for i in range(40)])
+
+
 def test_latest_reads_a_day_first_column_one_way_for_every_row() -> None:
     days = pd.date_range("2026-01-01", periods=40, freq="D")
     # 01/02 ... 12/01: a per-value ("mixed") parse reads the ones with day <= 12 month-first
