@@ -159,7 +159,9 @@ class BetaMixture:
         tol: Stop when the mean per-row log-likelihood changes by less than this.
         lower_percentile: Lower percentile used by :func:`normalize_losses` in :meth:`fit`.
         upper_percentile: Upper percentile used by :func:`normalize_losses` in :meth:`fit`.
-        seed: Only breaks ties among equal losses in the initial median split.
+        seed: Orders equal losses in the initial median split. Equal losses add the same to
+            whichever component they start in, so the fit does not depend on it beyond float
+            rounding (tested); it stays so that existing calls keep working.
         min_range: The percentiles bound the scaling only when they lie more than this apart (in
             the losses' units); else the full min/max range does. :meth:`LossVal.noise_probability`
             passes its float-rounding floor, so that when 95% of the rows are fit to rounding, the
