@@ -387,3 +387,21 @@ def test_a_blank_or_odd_cell_in_the_trusted_column_is_named_plainly() -> None:
     with pytest.raises(InputError, match=r"at row 3 it has 2\.0\.$"):
         assign_splits(twice, strategy="column", column="trusted", target="y", task="classification", seed=0,
                       test_fraction=0.2)
+
+
+def test_the_column_strategy_reads_yes_no_and_refuses_splits_that_cannot_value() -> None:
+    # The audit found that mapping "yes" to False, dropping the training-row minimum or the class check left this
+    # file passing.
+    df = _frame(60)
+    words = np.where(np.arange(60) % 5 == 0, " Yes", "no")
+    split = assign_splits(df.assign(trusted=words), strategy="column", column="trusted", target="y",
+                          task="classification", seed=0, test_fraction=0.0)
+    assert (split == "validation").to_numpy().tolist() == (np.arange(60) % 5 == 0).tolist()
+    few = df.assign(trusted=np.arange(60) >= 5)  # 5 rows left to train on, of both classes
+    with pytest.raises(InputError, match="only 5 training rows are left after the validation and test splits"):
+        assign_splits(few, strategy="column", column="trusted", target="y", task="classification", seed=0,
+                      test_fraction=0.0)
+    only_rare_trusted = df.assign(trusted=(df["y"] == "rare").to_numpy())
+    with pytest.raises(InputError, match=r"class\(es\) 'common' \(45 training rows\) of target 'y' have no validation"):
+        assign_splits(only_rare_trusted, strategy="column", column="trusted", target="y", task="classification",
+                      seed=0, test_fraction=0.0)
