@@ -281,3 +281,15 @@ def test_min_range_keeps_the_scaling_from_stretching_rounding_over_the_unit_inte
                                   BetaMixture().fit(wide).predict_proba(wide))
     with pytest.raises(ConfigError, match="min_range must be a number >= 0"):
         BetaMixture(min_range=-1.0).fit(losses)
+
+
+def test_the_log_likelihood_is_that_of_the_returned_parameters_when_em_stops_early() -> None:
+    # The audit found that skipping the E-step after an unconverged last M-step left the tests passing: the
+    # reported log-likelihood was then that of the previous iteration's parameters.
+    losses = _two_cluster_losses(seed=4)
+    for max_iter in (1, 3):
+        fit = BetaMixture(max_iter=max_iter).fit(losses)
+        assert not fit.converged_ and fit.n_iter_ == max_iter
+        u = normalize_losses(losses)
+        density = sum(w * stats.beta.pdf(u, a, b) for w, a, b in zip(fit.weights_, fit.alphas_, fit.betas_))
+        assert fit.log_likelihood_ == pytest.approx(float(np.log(density).sum()), rel=1e-9)

@@ -15,6 +15,7 @@ from lossval.pruning import (
     PruneDecision,
     ThresholdPolicy,
     TwoMeansPolicy,
+    format_value,
     make_policy,
     prune,
     two_means_threshold,
@@ -344,3 +345,23 @@ def test_a_regression_target_passed_as_labels_is_refused_not_silently_protected(
     # class labels pass, float-coded or many classes alike
     assert (~prune(values, policy=TwoMeansPolicy(), labels=(target > 0).astype(float)).keep).sum() > 0
     assert prune(values, policy=TwoMeansPolicy(), labels=np.arange(300) % 100).keep.size == 300
+
+
+def test_two_means_splits_off_the_fewer_rows_when_two_cuts_score_alike() -> None:
+    # Three evenly spaced values: cutting below or above the middle one is equally good. Compared exactly (the
+    # audit's mutation, which this file did not catch), float rounding of the two scores picked the upper cut for
+    # 0.0, 0.1, 0.2; the rule is the lower cut, flagging one row.
+    checked = 0
+    for offset in (0.0, 0.1, 0.3, 1e3, 7.7, 123.456, 1e-3, -5.5):
+        for step in (0.1, 0.2, 0.3, 1.0, 0.7, 1e-4, 3.3):
+            values = [offset, offset + step, offset + 2 * step]
+            if values[1] - values[0] != values[2] - values[1]:
+                continue  # not evenly spaced once rounded: one cut is really better
+            assert values[0] < two_means_threshold(values) <= values[1], (offset, step)
+            checked += 1
+    assert checked == 29  # of the 56 sets; with an exact comparison the upper cut won in some of them
+
+
+def test_format_value_switches_to_scientific_notation_outside_1e_3_to_1e5() -> None:
+    assert [format_value(x) for x in (0.0, 0.001, 99999.0, 100000.0, 0.000999, -123456.0)] == [
+        "0.0000", "0.0010", "99999.0000", "1.0000e+05", "9.9900e-04", "-1.2346e+05"]
