@@ -350,7 +350,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
                         rows_flagged=prune["flagged"], rows_protected=prune["protected"],
-                        rows_kept_together=prune.get("kept_together", 0), prune_fraction=prune["rows_pruned"] / max(rows_train, 1),
+                        rows_kept_together=prune.get("kept_together", 0),
+                        prune_fraction=prune["rows_pruned"] / max(rows_train, 1),
                         clipped_values=value.get("clipped_values", 0),
                         clipped_validation_values=value.get("clipped_validation_values", 0),
                         duplicate_rows=value.get("duplicate_rows", 0),

@@ -281,7 +281,8 @@ def test_a_row_of_a_folder_input_is_named_with_its_file(tmp_path, capsys) -> Non
 @pytest.mark.parametrize(("data_line", "value", "says"), [
     (4, "2", "trusted column 'trusted' must be boolean (true/false, 1/0); at row 32 it has 2"),
     (4, "2026-01-05 10:00+02:00", "timestamp column 'at' mixes times with a UTC offset (1, e.g. at row 32"),
-    (4, "2026-01-05 10:00 GMT+2", "timestamp column 'at' writes its UTC offsets as '2026-01-05 10:00 GMT+2' (at row 32)"),
+    (4, "2026-01-05 10:00 GMT+2",
+     "timestamp column 'at' writes its UTC offsets as '2026-01-05 10:00 GMT+2' (at row 32)"),
 ])
 def test_a_split_error_in_a_folder_names_the_file_and_line(tmp_path, capsys, monkeypatch, data_line, value,
                                                            says) -> None:
