@@ -600,7 +600,7 @@ def missing_or_blank(series: pd.Series) -> np.ndarray:
     A CSV reads an empty cell as NaN but ``"  "`` as text; a parquet file keeps ``""`` as text.
     As a target, either would otherwise become a class of its own.
     """
-    missing = series.isna().to_numpy()
+    missing = series.isna().to_numpy().copy()  # callers may update it in place (pandas may hand out a read-only view)
     if series.dtype.kind in "biufcmM":
         return missing
     blank = np.fromiter((isinstance(v, str) and not v.strip() for v in series.to_numpy(dtype=object)), dtype=bool,

@@ -827,3 +827,18 @@ def test_warnings_point_at_the_callers_line_whichever_path_reaches_them(method: 
         getattr(TabularEncoder(target="y"), method)(df)
     [said] = [w for w in caught if "like a row id" in str(w.message)]
     assert said.filename == __file__
+
+
+def test_a_categorical_column_of_floats_with_gaps_or_all_missing_transforms() -> None:
+    # Seen by a review: "ValueError: output array is read-only" (pandas hands out a read-only isna() for numeric
+    # columns, which the encoder updated in place) for a parquet float code column with NaN, a curated test file's
+    # empty column, and a serving batch whose categorical column was all NaN.
+    df = pd.DataFrame({"x": np.arange(40.0), "code": [1.0, 2.0, np.nan, 3.0] * 10, "label": ["a", "b"] * 20})
+    enc = TabularEncoder(target="label", categorical=["code"]).fit(df)
+    out = enc.transform(df)
+    missing_level = [i for i, name in enumerate(enc.encoded_names_) if name.startswith("code=") and "missing" in name]
+    assert len(missing_level) == 1 and out[2, missing_level[0]] == 1.0 and out[0, missing_level[0]] == 0.0
+    plans = pd.DataFrame({"x": np.arange(40.0), "plan": ["basic", "pro"] * 20, "label": ["a", "b"] * 20})
+    fitted = TabularEncoder(target="label").fit(plans)
+    batch = plans.head(3).assign(plan=np.nan)
+    np.testing.assert_array_equal(fitted.transform(batch), fitted.transform(plans.head(3).assign(plan=None)))
