@@ -88,11 +88,36 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     digest = frame_fingerprint(snap, source=data_path)
     store_path = Workspace.at(workspace).snapshot_dir(dataset) / f"{digest}.parquet"
     path = store_path
-    if not store_path.exists():  # content-addressed: an existing file already holds these bytes
+    if store_path.exists():  # content-addressed: it should hold these rows; a run trusts no file by its name
+        _set_aside_if_changed(store_path, digest)
+    if not store_path.exists():
         path = Path(stage_dir) / "snapshot.parquet" if stage_dir else store_path
         write_parquet(snap, path)
     return {"snapshot": str(path), "store_path": str(store_path), "snapshot_hash": digest, "rows": len(snap),
             "columns": list(df.columns), "source": str(data_path)}
+
+
+def _set_aside_if_changed(store_path: Path, digest: str) -> None:
+    """Move a stored snapshot whose rows no longer hash to its name aside (``<hash>.changed-<UTC time>.parquet.aside``),
+    with a warning, so that this run writes it again from the input it has just read.
+
+    An edited or damaged snapshot was used as it was: the run trained on rows that were not the input's, pruned them
+    with values computed for the original rows, and ``lossval verify`` passed (it hashes the snapshot as the run
+    found it). Reading it back costs about 0.25 s at 100,000 rows x 24 columns.
+    """
+    try:
+        found = frame_fingerprint(pd.read_parquet(store_path))
+    except Exception as exc:  # not readable as parquet (truncated, another format) or rows that cannot be hashed
+        found = f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    if found == digest:
+        return
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    aside = store_path.with_name(f"{digest}.changed-{stamp}.parquet.aside")
+    os.replace(store_path, aside)
+    run_logger().warning("stored snapshot %s no longer holds the rows its name says (its rows hash to %s): it was "
+                         "edited or damaged after it was written. Moved to %s; this run stores the input's rows again "
+                         "(`lossval verify` fails on the folder of a run that used the changed file).",
+                         store_path, found, aside.name)
 
 
 def _file_states(data_path: str) -> dict[str, tuple[int, int, int]]:

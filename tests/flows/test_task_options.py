@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -419,6 +420,39 @@ def test_a_file_written_while_it_is_read_is_refused_not_snapshotted(tmp_path, mo
     monkeypatch.setattr(tasks.ingest, "read_table", real_read)  # complete now: snapshotted
     out = ingest.fn(str(data), dataset="d", target="label", id_column=None, workspace=str(tmp_path / "ws"))
     assert out["rows"] == 41
+
+
+def test_a_stored_snapshot_edited_after_it_was_written_is_set_aside_and_written_again(tmp_path, caplog) -> None:
+    # Seen by a review: the store trusted a snapshot by its name. A run after an edit trained on the edited rows,
+    # pruned them with values cached for the original ones, and `lossval verify` passed; flipped labels crashed.
+    import pandas as pd
+
+    from lossval.io import frame_fingerprint
+    from tasks.ingest import ingest
+
+    make_frame(40).to_csv(tmp_path / "d.csv", index=False)
+
+    def run() -> dict:
+        return ingest.fn(str(tmp_path / "d.csv"), dataset="d", target="label", id_column=None,
+                         workspace=str(tmp_path / "ws"))
+
+    first = run()
+    stored = Path(first["snapshot"])
+    original = pd.read_parquet(stored)
+    assert frame_fingerprint(original) == first["snapshot_hash"] and stored.name == f"{first['snapshot_hash']}.parquet"
+    assert run()["snapshot"] == str(stored) and "stored snapshot" not in caplog.text  # intact: used as it is
+    original.assign(a=original["a"] * 10).to_parquet(stored)  # edited by hand
+    again = run()
+    assert again["snapshot"] == str(stored) and again["snapshot_hash"] == first["snapshot_hash"]
+    pd.testing.assert_frame_equal(pd.read_parquet(stored), original)  # the input's rows again
+    [aside] = stored.parent.glob("*.aside")
+    assert aside.name.startswith(f"{first['snapshot_hash']}.changed-") and aside.name.endswith(".parquet.aside")
+    assert pd.read_parquet(aside)["a"].tolist() == (original["a"] * 10).tolist()  # kept, not deleted
+    assert f"stored snapshot {stored} no longer holds the rows its name says" in caplog.text
+    stored.write_bytes(b"not parquet")  # damaged: the same
+    run()
+    pd.testing.assert_frame_equal(pd.read_parquet(stored), original)
+    assert len(list(stored.parent.glob("*.aside"))) == 2 and "unreadable (" in caplog.text
 
 
 def test_declared_categorical_csv_columns_keep_their_codes(tmp_path) -> None:
