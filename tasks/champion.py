@@ -158,16 +158,25 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
             record["note"] = note
         return record
     record["metrics"] = scores
-    from tasks.gate import PRIMARY_METRIC, within
+    from tasks.gate import PRIMARY_METRIC, metric_findings
 
+    # The rules "after" meets against "before" (primary metric within the tolerance, gate.metric_limits, and with
+    # gate.refuse_when_all_worse some metric better when one is worse), against the champion on the same rows: with
+    # the primary rule alone, a run worse on every metric replaced the champion, and such drops added up run by run.
     metric = PRIMARY_METRIC[encoder.task_]
     tol = config.gate.metric_tolerance
-    mine, theirs = after[metric], scores[metric]
-    ok = within(theirs - mine if HIGHER_IS_BETTER[metric] else mine - theirs, tol, mine, theirs)
-    record["worse"] = not ok
-    if not ok:
-        record["failures"].append(f"metric {metric} worse than the champion's ({name} version {version}) on this run's "
-                                  f"test rows: after {mine:.4f} vs champion {theirs:.4f} (tolerance {tol})")
+    shared = [m for m in after if m in scores]
+    findings = metric_findings({"before": {m: scores[m] for m in shared}, "after": {m: after[m] for m in shared}},
+                               task=encoder.task_, tolerance=tol, refuse_when_all_worse=config.gate.refuse_when_all_worse,
+                               limits={m: v for m, v in config.gate.metric_limits.items() if m in shared})
+    against = f"the champion's ({name} version {version}) on this run's test rows"
+    for rule, text in findings:
+        if rule == "primary":
+            record["failures"].append(f"metric {metric} worse than {against}: after {after[metric]:.4f} vs champion "
+                                      f"{scores[metric]:.4f} (tolerance {tol})")
+        else:  # a metric worse than its limit, or no metric better than the champion's (champion -> this run)
+            record["failures"].append(f"against {against} (champion -> this run): {text}")
+    record["worse"] = bool(findings)
     return record
 
 

@@ -11,7 +11,8 @@ from lossval.io import write_json
 from lossval.pruning import format_value, max_pruned
 from lossval.retrain import HIGHER_IS_BETTER
 
-__all__ = ["gate", "metric_failures", "min_kept_rows", "remedies", "within", "PRIMARY_METRIC", "GATE_VERSION"]
+__all__ = ["gate", "metric_failures", "metric_findings", "min_kept_rows", "remedies", "within", "PRIMARY_METRIC",
+           "GATE_VERSION"]
 
 #: Part of a run's key (:func:`flows.clean.run_key`): bump it when the gate decides differently on the same rows and
 #: metrics, so that a nightly run does not repeat an earlier version's refusal (:func:`tasks.champion.refused_again`)
@@ -19,7 +20,8 @@ __all__ = ["gate", "metric_failures", "min_kept_rows", "remedies", "within", "PR
 #: to their size (a target's units no longer decide), min_rows from the pruning cap's own count, and a champion
 #: that cannot score the test rows, or that predicts another target or label type, refuses. 4: drops equal to a
 #: tolerance or limit pass whatever their float round-off; numbers stored as text are range-checked as numbers.
-GATE_VERSION = 4
+#: 5: the champion comparison applies gate.metric_limits and gate.refuse_when_all_worse too, not the primary metric only.
+GATE_VERSION = 5
 
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
 
@@ -60,7 +62,7 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
     common: accuracy on 140 test rows moves in steps of 0.007.) Changes smaller than :data:`SAME`
     count as ties, and a loss within a metric's ``limits`` entry does not count as worse.
     """
-    return [text for _, text in _metric_findings(metrics, task=task, tolerance=tolerance,
+    return [text for _, text in metric_findings(metrics, task=task, tolerance=tolerance,
                                                  refuse_when_all_worse=refuse_when_all_worse, limits=limits)]
 
 
@@ -69,10 +71,10 @@ def min_kept_rows(max_prune_fraction: float, rows_train: int) -> int:
     return rows_train - max_pruned(max_prune_fraction, rows_train)
 
 
-def _metric_findings(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
-                     limits: dict[str, float] | None = None) -> list[tuple[str, str]]:
+def metric_findings(metrics: dict, *, task: str, tolerance: float, refuse_when_all_worse: bool,
+                    limits: dict[str, float] | None = None) -> list[tuple[str, str]]:
     """:func:`metric_failures` as ``(rule, text)`` pairs; rule ``primary``, ``limit:<metric>``, ``unknown:<metric>``
-    or ``all_worse`` (for :func:`remedies`)."""
+    or ``all_worse`` (for :func:`remedies`, and for the champion comparison, which applies the same rules)."""
     metric = PRIMARY_METRIC[task]
     before, after = metrics["before"][metric], metrics["after"][metric]
     ok = within(before - after if HIGHER_IS_BETTER[metric] else after - before, tolerance, before, after)
@@ -126,7 +128,7 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
 
     Args:
         gx_failed: ``validate_frame(...)["failed"]``: type, column and ``meta.why`` of each failed expectation.
-        metric_rules: The rules of :func:`_metric_findings` that fired.
+        metric_rules: The rules of :func:`metric_findings` that fired.
         champion: :func:`tasks.champion.compare_with_champion`'s record, or None.
         suite: The suite file, for a failed expectation of the user's own.
         target: The target column.
@@ -216,9 +218,10 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     unchanged, the others worse or unchanged).
 
     With ``gate.compare_with_champion`` (default on; needs ``test`` and ``workspace``) the
-    registered champion is scored on the same test rows: "after" may be below it by at most the
-    tolerance, and a change of feature columns, their kinds, the task or the classes is refused
-    unless ``gate.allow_schema_change`` (:mod:`tasks.champion`).
+    registered champion is scored on the same test rows and "after" must meet the same rules against
+    it (below it by at most the tolerance on the primary metric, each limit of ``gate.metric_limits``,
+    and some metric better when one is worse), and a change of feature columns, their kinds, the
+    task or the classes is refused unless ``gate.allow_schema_change`` (:mod:`tasks.champion`).
 
     Returns ``{"passed", "failures", "remedies", "result_path", "suite", "champion"}`` (``remedies``: what a user
     can do about the failures, :func:`remedies`); writes ``gate.json``.
@@ -242,7 +245,7 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
                      + ", ".join(unranged[:10]) + (f" and {len(unranged) - 10} more" if len(unranged) > 10 else ""))
     metric = PRIMARY_METRIC[enc.task_]
     tol = config.gate.metric_tolerance
-    found = _metric_findings(metrics, task=enc.task_, tolerance=tol,
+    found = metric_findings(metrics, task=enc.task_, tolerance=tol,
                              refuse_when_all_worse=config.gate.refuse_when_all_worse, limits=config.gate.metric_limits)
     # The verdict's deciding reasons first (metrics, then the champion's), the data checks after: a long list of
     # column-range failures must not bury them (the MLflow description shows the first few).

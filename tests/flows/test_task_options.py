@@ -813,6 +813,25 @@ def test_a_champion_that_cannot_score_the_rows_refuses_unless_a_schema_change_is
     record = champion_module.compare_with_champion(config_from_dict({**base, "gate": {"metric_tolerance": 0.1}}),
                                                    str(tmp_path), encoder=enc, test=rows, after={"accuracy": 0.70})
     assert not record["worse"] and record["failures"] == []
+    # The rules "after" meets against "before" hold against the champion too. Seen by a review: a run worse on every
+    # metric replaced the champion (within the accuracy tolerance), and three such runs lost 0.0133 accuracy.
+    champ = {"accuracy": 0.9333, "macro_f1": 0.9299, "log_loss": 0.3050}
+    monkeypatch.setattr(champion_module, "_score", lambda *args, **kwargs: (dict(champ), None))
+    worse = {"accuracy": 0.9233, "macro_f1": 0.9205, "log_loss": 0.3056}
+
+    def compare(gate: dict, after: dict) -> dict:
+        return champion_module.compare_with_champion(config_from_dict({**base, "gate": gate}), str(tmp_path),
+                                                     encoder=enc, test=rows, after=after)
+
+    record = compare({}, worse)
+    assert record["worse"] and record["failures"] == [
+        "against the champion's (lossval-unscored version 7) on this run's test rows (champion -> this run): every "
+        "metric got worse: accuracy 0.9333 -> 0.9233, macro_f1 0.9299 -> 0.9205, log_loss 0.3050 -> 0.3056 "
+        "(gate.refuse_when_all_worse)"]
+    assert compare({"refuse_when_all_worse": False}, worse)["failures"] == []  # the primary rule alone, as before
+    assert compare({}, {**worse, "log_loss": 0.3000})["failures"] == []  # one metric better: its call, as before/after
+    limited = compare({"metric_limits": {"log_loss": 0.0001}}, {**worse, "macro_f1": 0.94})["failures"]
+    assert len(limited) == 1 and "metric log_loss got worse by 0.0006 (0.3050 -> 0.3056), more than" in limited[0]
 
 
 def test_an_older_snapshot_cleaned_again_is_named_as_a_rollback(tmp_path) -> None:
