@@ -200,6 +200,14 @@ def shrank_from(history: list[dict], rows: int) -> int | None:
     return int(previous) if isinstance(previous, int) and rows < SHRINK_WARNING * previous else None
 
 
+def shrink_warning(config: PipelineConfig, rows: int, previous: int) -> str:
+    """What a run says when its data shrank (:func:`shrank_from`); the test split shrinks with it only when the test
+    rows come from the data, not from ``test_path``."""
+    smaller = "" if config.test_path else " The gate compares with the champion on this run's (smaller) test split."
+    return (f"dataset {config.dataset}: {rows} rows, down from {previous} in its previous snapshot; a truncated or "
+            f"partial export?{smaller}")
+
+
 def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id: str, started: dt.datetime,
                 fr_id: str, config_path: str | None = None, skip_unchanged: bool = False) -> dict:
     """ingest -> split -> value -> prune -> retrain -> gate into ``staging``; writes the manifest there.
@@ -268,9 +276,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
             rollback["first_ingested_at"], rollback["newest_snapshot"], rollback["newest_ingested_at"])
     shrank = shrank_from(history, snap["rows"])
     if shrank:
-        get_run_logger().warning(
-            "dataset %s: %d rows, down from %d in its previous snapshot; a truncated or partial export? The gate "
-            "compares with the champion on this run's (smaller) test split.", config.dataset, snap["rows"], shrank)
+        get_run_logger().warning(shrink_warning(config, snap["rows"], shrank))
     t = time.perf_counter()
     parts = _timed(split(snap["snapshot"], config=config, task_kind=task_kind, run_dir=str(staging)), "split", t, timings)
     t = time.perf_counter()

@@ -861,6 +861,13 @@ def test_a_snapshot_much_smaller_than_the_previous_one_is_named(tmp_path) -> Non
     history = snapshot_history(ws, "d")
     assert shrank_from(history, 300) == 1000  # the audit's truncated export: 300 of 1000 rows
     assert shrank_from(history, 500) is None and shrank_from(history, 1200) is None
+    from flows.clean import shrink_warning
+
+    said = shrink_warning(config_from_dict({"data": "d.csv", "target": "label", "dataset": "d"}), 300, 1000)
+    assert said == ("dataset d: 300 rows, down from 1000 in its previous snapshot; a truncated or partial export? The "
+                    "gate compares with the champion on this run's (smaller) test split.")
+    curated = config_from_dict({"data": "d.csv", "target": "label", "dataset": "d", "test_path": "t.csv"})
+    assert shrink_warning(curated, 300, 1000).endswith("partial export?")  # its test rows did not shrink (a review)
 
 
 def test_a_champion_that_cannot_be_looked_up_refuses_the_gate_instead_of_passing_it(tmp_path) -> None:
