@@ -324,7 +324,7 @@ def test_a_column_that_is_text_in_one_file_and_numbers_in_another_is_named(tmp_p
     assert len(read_table(folder)) == 12
 
 
-def test_codes_with_leading_zeros_read_as_numbers_are_warned_about_once_per_column(tmp_path: Path) -> None:
+def test_codes_with_leading_zeros_read_as_numbers_are_warned_about_once_per_column(tmp_path: Path, monkeypatch) -> None:
     # Seen by a review: an excluded zip column read as numbers reached the quarantine as 8681 for the file's "08681".
     path = tmp_path / "one.csv"
     path.write_text("id,zip,x,y\na,08681,0.5,1\nb,12345,0,0\nc,09384,-0.25,1\nd,-01,1,0\n")
@@ -346,3 +346,15 @@ def test_codes_with_leading_zeros_read_as_numbers_are_warned_about_once_per_colu
         read_table(folder)
     [message] = [str(w.message) for w in caught]
     assert "2 of its values in 2 files" in message and "'01000' on line 3 of b.csv" in message
+    gap = tmp_path / "gap.csv"  # a code column with a missing value is read as floats: whole ones, still checked
+    gap.write_text("zip,x,y\n08681,0.5,1\n,1.5,0\n12345,2.5,1\n")
+    with pytest.warns(UserWarning, match="column 'zip' was read as numbers, but 1 of its values"):
+        read_table(gap)
+    import lossval.io
+
+    reread = []
+    real = lossval.io.pd.read_csv
+    monkeypatch.setattr(lossval.io.pd, "read_csv", lambda *a, **k: reread.append(k.get("usecols")) or real(*a, **k))
+    with pytest.warns(UserWarning, match="'zip'"):
+        read_table(gap)
+    assert reread[-1] == ["zip", "y"]  # whole numbers only: measurements with decimals (x) are not read again
