@@ -1199,6 +1199,13 @@ def _level_keys(series: pd.Series, fitted: Sequence[str] = ()) -> np.ndarray:
     if fitted and missing.any():
         kept = {level for level in fitted if not level.strip()}
         missing &= ~np.array([isinstance(v, str) and v in kept for v in values], dtype=bool)
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        # Text only (a CSV's categorical column): each distinct text converted once, not once per row (a review
+        # measured 93 ms per 100k-row column, 25 ms this way; an encoder is fitted twice and transforms 7 times a run)
+        codes, uniques = pd.factorize(values)
+        keys = np.array([_level_text(v) for v in uniques] + [MISSING_LEVEL], dtype=object)[codes]  # -1: missing
+        keys[missing] = MISSING_LEVEL
+        return keys
     return np.array(
         [MISSING_LEVEL if m else _level_text(v) for v, m in zip(values, missing)],
         dtype=object,

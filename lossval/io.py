@@ -616,9 +616,13 @@ def missing_or_blank(series: pd.Series) -> np.ndarray:
     missing = series.isna().to_numpy().copy()  # callers may update it in place (pandas may hand out a read-only view)
     if series.dtype.kind in "biufcmM":
         return missing
-    blank = np.fromiter((isinstance(v, str) and not v.strip() for v in series.to_numpy(dtype=object)), dtype=bool,
-                        count=len(series))
-    return missing | blank
+    values = series.to_numpy(dtype=object)
+    try:  # each distinct value once: a column of a few levels is checked in a few steps, not one per row
+        codes, uniques = pd.factorize(values)
+    except TypeError:  # unhashable values (lists): one by one
+        codes, uniques = np.arange(len(values)), values
+    blank = np.fromiter((isinstance(v, str) and not v.strip() for v in uniques), dtype=bool, count=len(uniques))
+    return missing | np.append(blank, False)[codes]  # code -1 (NaN, None) is missing already
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -358,3 +358,20 @@ def test_codes_with_leading_zeros_read_as_numbers_are_warned_about_once_per_colu
     with pytest.warns(UserWarning, match="'zip'"):
         read_table(gap)
     assert reread[-1] == ["zip", "y"]  # whole numbers only: measurements with decimals (x) are not read again
+
+
+def test_missing_or_blank_marks_gaps_and_blank_text_whatever_the_column_holds() -> None:
+    from lossval.io import missing_or_blank
+
+    cases = [  # (column, the cells that hold no value)
+        (("a", " ", "", None, np.nan, "b", "a", "  x ", "\u00a0"), [0, 1, 1, 1, 1, 0, 0, 0, 1]),
+        ((None, np.nan, None), [1, 1, 1]),  # nothing at all (an all-missing object column: no distinct value)
+        ((1, 1.0, True, "1", " ", None), [0, 0, 0, 0, 1, 1]),
+        (([1], "a", " "), [0, 0, 1]),  # unhashable cells: checked one by one
+    ]
+    for cells, expected in cases:
+        mask = missing_or_blank(pd.Series(list(cells), dtype=object))
+        assert mask.tolist() == [bool(e) for e in expected], cells
+        mask[0] = not mask[0]  # writable (the encoder updates it in place)
+    assert missing_or_blank(pd.Series([1.5, np.nan])).tolist() == [False, True]
+    assert missing_or_blank(pd.Series(["x", "", None], dtype="string")).tolist() == [False, True, True]
