@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lossval.errors import InputError
-from lossval.io import row_hashes, value_text
+from lossval.io import missing_or_blank, row_hashes, value_text
 
 __all__ = ["MIN_VALIDATION_ROWS", "MIN_TRAIN_ROWS", "SPLIT_VERSION", "assign_splits", "check_validation", "shared_rows",
            "shared_rows_note", "first_shared_row"]
@@ -247,7 +247,7 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw
     ambiguous and refused.
     """
     raw = df[column]
-    missing = raw.isna().to_numpy() | raw.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    missing = missing_or_blank(raw)
     if missing.any():  # said as what it is, not as a date that "does not parse in one format"
         first = int(np.flatnonzero(missing)[0])
         raise InputError(
