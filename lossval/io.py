@@ -613,9 +613,9 @@ def missing_or_blank(series: pd.Series) -> np.ndarray:
     A CSV reads an empty cell as NaN but ``"  "`` as text; a parquet file keeps ``""`` as text.
     As a target, either would otherwise become a class of its own.
     """
-    missing = series.isna().to_numpy().copy()  # callers may update it in place (pandas may hand out a read-only view)
+    missing = series.isna().to_numpy()
     if series.dtype.kind in "biufcmM":
-        return missing
+        return missing.copy()  # callers may update it in place, and pandas may hand out a read-only view
     values = series.to_numpy(dtype=object)
     try:  # each distinct value once: a column of a few levels is checked in a few steps, not one per row
         codes, uniques = pd.factorize(values)

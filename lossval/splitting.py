@@ -259,32 +259,28 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw
     if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
         times = (pd.to_datetime(raw, utc=True).dt.tz_localize(None) if pd.api.types.is_datetime64_any_dtype(raw)
                  else raw.astype("float64"))
-        readings = {"as stored": times.isna().to_numpy()}
-        chosen = times.to_numpy()
-    else:
-        _refuse_mixed_offsets(raw, column, df.index, source)
-        readings, parsed = {}, {}
-        for name, kw in (("ISO 8601", {"format": "ISO8601"}), ("month first", {}), ("day first", {"dayfirst": True})):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pandas warns when it falls back to dateutil per value
-                times = pd.to_datetime(raw, errors="coerce", utc=True, **kw)
-            readings[name], parsed[name] = times.isna().to_numpy(), times.dt.tz_localize(None).to_numpy()
-            if name == "ISO 8601" and not readings[name].any():
-                break
-        full = [name for name, bad in readings.items() if not bad.any()]
-        if full == ["month first", "day first"]:
-            picks = {name: _latest(parsed[name], k, draw) for name in full}
-            if not np.array_equal(picks["month first"], picks["day first"]):
-                differ = (parsed["month first"] != parsed["day first"]).nonzero()[0][0]
-                raise InputError(
-                    f"timestamp column {column!r} is ambiguous: its dates read as both month/day and day/month "
-                    f"(at row {df.index[differ]}: {raw.iloc[differ]!r}), and the two readings pick different latest "
-                    "rows. Write the dates as YYYY-MM-DD (ISO 8601).",
-                    source=source,
-                )
-        chosen = parsed[full[0]] if full else None
-    bad = next((bad for bad in readings.values() if not bad.any()), None)
-    if bad is None:
+        return _latest(times.to_numpy(), k, draw)  # stored as times or numbers, none missing: nothing to parse
+    _refuse_mixed_offsets(raw, column, df.index, source)
+    readings, parsed = {}, {}
+    for name, kw in (("ISO 8601", {"format": "ISO8601"}), ("month first", {}), ("day first", {"dayfirst": True})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas warns when it falls back to dateutil per value
+            times = pd.to_datetime(raw, errors="coerce", utc=True, **kw)
+        readings[name], parsed[name] = times.isna().to_numpy(), times.dt.tz_localize(None).to_numpy()
+        if name == "ISO 8601" and not readings[name].any():
+            break
+    full = [name for name, bad in readings.items() if not bad.any()]
+    if full == ["month first", "day first"]:
+        picks = {name: _latest(parsed[name], k, draw) for name in full}
+        if not np.array_equal(picks["month first"], picks["day first"]):
+            differ = (parsed["month first"] != parsed["day first"]).nonzero()[0][0]
+            raise InputError(
+                f"timestamp column {column!r} is ambiguous: its dates read as both month/day and day/month "
+                f"(at row {df.index[differ]}: {raw.iloc[differ]!r}), and the two readings pick different latest "
+                "rows. Write the dates as YYYY-MM-DD (ISO 8601).",
+                source=source,
+            )
+    if not full:
         bad = min(readings.values(), key=lambda b: int(b.sum()))  # the reading closest to working
         first = int(np.flatnonzero(bad)[0])
         raise InputError(
@@ -293,7 +289,7 @@ def _latest_rows(df: pd.DataFrame, column: str, k: int, source: str | None, draw
             "(YYYY-MM-DD is safest), fix or drop those rows, or use another validation strategy.",
             source=source,
         )
-    return _latest(chosen, k, draw)
+    return _latest(parsed[full[0]], k, draw)
 
 
 # A time of day written with its UTC offset right after it (an AM/PM may come between): ...Z, ...+02:00,

@@ -29,7 +29,7 @@ import yaml
 from lossval.config import PipelineConfig, mask_uri
 from lossval.encoding import TabularEncoder
 from lossval.errors import LossvalError, UnseenLevelsWarning
-from lossval.retrain import HIGHER_IS_BETTER, evaluate
+from lossval.retrain import evaluate
 from tasks.retrain import encode_rows
 from tasks.track import _scoped_process_state, mlflow_client, registered_model_name, tracking_uri
 

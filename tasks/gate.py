@@ -63,7 +63,7 @@ def metric_failures(metrics: dict, *, task: str, tolerance: float, refuse_when_a
     count as ties, and a loss within a metric's ``limits`` entry does not count as worse.
     """
     return [text for _, text in metric_findings(metrics, task=task, tolerance=tolerance,
-                                                 refuse_when_all_worse=refuse_when_all_worse, limits=limits)]
+                                                refuse_when_all_worse=refuse_when_all_worse, limits=limits)]
 
 
 def min_kept_rows(max_prune_fraction: float, rows_train: int) -> int:
@@ -246,7 +246,7 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     metric = PRIMARY_METRIC[enc.task_]
     tol = config.gate.metric_tolerance
     found = metric_findings(metrics, task=enc.task_, tolerance=tol,
-                             refuse_when_all_worse=config.gate.refuse_when_all_worse, limits=config.gate.metric_limits)
+                            refuse_when_all_worse=config.gate.refuse_when_all_worse, limits=config.gate.metric_limits)
     # The verdict's deciding reasons first (metrics, then the champion's), the data checks after: a long list of
     # column-range failures must not bury them (the MLflow description shows the first few).
     failures = [text for _, text in found]
