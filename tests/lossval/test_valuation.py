@@ -1294,3 +1294,67 @@ def test_a_huge_validation_set_is_handled_in_bounded_pieces_with_the_same_result
 
     assert torch.equal(valuation._max_distance(Z, Z_val, chunk=256, progress=Progress()), expected)
     assert len(steps) == 4  # one progress step per chunk of 256 training rows, however it is cut
+
+
+def _distance_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(3)
+    cases = {
+        "gaussian, 3 columns": (torch.randn(3000, 3, generator=gen), torch.randn(500, 3, generator=gen)),
+        "far from the origin": (torch.randn(3000, 5, generator=gen) + 1e3, torch.randn(500, 5, generator=gen) + 1e3),
+        "binary: many tied pairs": ((torch.rand(3000, 8, generator=gen) > 0.5).float(),
+                                    (torch.rand(500, 8, generator=gen) > 0.5).float()),
+        "one typo": (torch.randn(3000, 6, generator=gen), torch.randn(500, 6, generator=gen)),
+        "copies": (torch.randn(30, 4, generator=gen).repeat(100, 1), torch.randn(500, 4, generator=gen)),
+        "one validation row": (torch.randn(3000, 4, generator=gen), torch.randn(1, 4, generator=gen)),
+        "one column": (torch.randn(3000, 1, generator=gen), torch.randn(500, 1, generator=gen)),
+        "many columns": (torch.randn(3000, 80, generator=gen), torch.randn(500, 80, generator=gen)),
+    }
+    cases["one typo"][0][1234, 2] = 1e6
+    return cases
+
+
+@pytest.mark.parametrize("case", list(_distance_cases()))
+def test_the_pruned_largest_distance_is_the_chunked_loops_to_the_bit(monkeypatch, case: str) -> None:
+    # From _DISTANCE_PRUNE_PAIRS pairs up only the rows that can hold the largest distance are compared (the triangle
+    # inequality through the validation mean); the diameter sets the fit's temperatures, so it must not move at all.
+    import lossval.valuation as valuation
+
+    Z, Z_val = _distance_cases()[case]
+    monkeypatch.setattr(valuation, "_DISTANCE_CELLS", 500 * 100)  # 100 training rows per call: 30 calls
+    loop = valuation._run_pieces(Z, Z_val, valuation._distance_pieces(len(Z), len(Z_val), 256), None)
+    assert torch.equal(loop, torch.cdist(Z, Z_val).max())
+    monkeypatch.setattr(valuation, "_DISTANCE_PRUNE_PAIRS", 0)
+    steps = []
+
+    class Progress:
+        def update(self, n: int = 1) -> None:
+            steps.append(n)
+
+    assert torch.equal(valuation._max_distance(Z, Z_val, chunk=256, progress=Progress()), loop)
+    assert sum(steps) == math.ceil(len(Z) / 256)  # every chunk reported, whichever way it went
+
+
+def test_the_largest_distance_skips_the_pairs_that_cannot_hold_it(monkeypatch) -> None:
+    # All pairs of a million training and 200,000 validation rows took about 15 minutes on one CPU thread before
+    # epoch 1. Count the distances computed: with few columns most pairs are skipped; with many isotropic
+    # columns the bound prunes little and every pair is computed once, as before.
+    import lossval.valuation as valuation
+
+    computed = []
+    cdist = torch.cdist
+
+    def counting(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        computed.append(a.shape[0] * b.shape[0])
+        return cdist(a, b)
+
+    monkeypatch.setattr(valuation, "_DISTANCE_PRUNE_PAIRS", 0)
+    monkeypatch.setattr(torch, "cdist", counting)
+    cases = _distance_cases()
+    for case, most in (("gaussian, 3 columns", 0.2), ("one typo", 0.2), ("many columns", 1.1)):
+        Z, Z_val = cases[case]
+        computed.clear()
+        assert torch.equal(valuation._max_distance(Z, Z_val, chunk=256), cdist(Z, Z_val).max())
+        assert 0 < sum(computed) <= most * len(Z) * len(Z_val), case
+    nan = cases["gaussian, 3 columns"][0].clone()
+    nan[7, 1] = float("nan")
+    assert torch.isnan(valuation._max_distance(nan, cases["gaussian, 3 columns"][1], chunk=256))
