@@ -35,6 +35,7 @@ _EXPORTS = {
     "InputError": "lossval.errors",
     "ConfigError": "lossval.errors",
     "LossvalError": "lossval.errors",
+    "NumericalError": "lossval.errors",
     "UnseenLevelsWarning": "lossval.errors",
 }
 

@@ -467,6 +467,12 @@ def loss_noise_probability(
     Each row's loss is averaged over the last ``last_epochs`` epochs (smoothing the
     epoch-to-epoch jitter), then a :class:`BetaMixture` is fitted on the averages.
 
+    For the losses of your own model. For a fitted :class:`~lossval.valuation.LossVal`, use its
+    ``noise_probability()``: it averages the last 10 epochs, lets identical rows share one P(noisy)
+    and returns 0 for every row when all losses lie within float rounding of each other
+    (``LOSS_SPREAD_FLOOR``, 1e-6); this function applies none of that, so on losses that differ only
+    by rounding it still splits the rows.
+
     Args:
         loss_history: Per-row loss per epoch, shape ``(n_epochs, n_rows)``; a 1-D array
             is taken as a single epoch.

@@ -546,7 +546,8 @@ class LossVal:
         values_: ``np.ndarray`` (n_train,), float64, higher = more valuable.
         weights_: Final weights ``w`` (n_train,) (``values_`` averages these over epochs).
         loss_history_: ``np.ndarray`` (epochs, n_train), each row's loss in each epoch
-            (input of :func:`lossval.noise.loss_noise_probability`).
+            (what :meth:`noise_probability` reads: the last 10 epochs, copies sharing one mean;
+            :func:`lossval.noise.loss_noise_probability` takes it as given, without that method's floor).
         history_: dict of per-epoch lists: ``loss``, ``sinkhorn``, ``mean_weight``,
             ``min_weight``, ``seconds``.
         model_: The fitted ``torch.nn.Module`` (on ``device_``).
@@ -1632,7 +1633,7 @@ def _max_distance(Z: torch.Tensor, Z_val: torch.Tensor, chunk: int = _DISTANCE_C
     reach = math.sqrt(max(float(far_max.max()) ** 2 - slack, 0.0))
     rows = ((dz + dv.max()) >= reach).nonzero().squeeze(1)  # holds the farthest rows, unless the data has a NaN
     partners = ((dv + dz[rows].max()) >= reach).nonzero().squeeze(1) if rows.numel() else rows
-    if not rows.numel() or rows.numel() * partners.numel() > n * m // 4:  # pruning saves too little: all pairs
+    if not rows.numel() or rows.numel() * partners.numel() > n * m // 2:  # pruning saves too little: all pairs
         return _run_pieces(Z, Z_val, pieces, progress)
     candidates = torch.cat([far, rows])
     row_max = torch.cat([far_max, _row_max(Z[rows], Z_val[partners], chunk, progress, -(-n // chunk))])
