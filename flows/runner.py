@@ -190,6 +190,52 @@ def _import_stage_libraries() -> None:
             __import__(name)
 
 
+def check_tracking_store(config: PipelineConfig, *, source: str | None = None) -> None:
+    """Refuse, before Prefect starts, a ``tracking.uri`` that cannot work: a SQLite database whose folder or file
+    this process cannot write, or a folder store (``./mlruns``) that MLflow refuses.
+
+    Otherwise the whole run went first and the track stage met it: a read-only SQLite folder cost 100 s of
+    MLflow's retries, and a folder store MLflow's own refusal, both as exit 1 ("unreachable"), as if a rerun
+    could help. A tracking server is left to the track stage (an unreachable one is reported there, and the
+    run folder stays complete for a rerun to log).
+
+    Raises:
+        ConfigError: naming ``tracking.uri``, the path and what to do.
+    """
+    from lossval.errors import ConfigError
+    from lossval.io import check_writable_folder
+
+    uri = config.tracking.uri
+    if not uri:
+        return  # the workspace's own database: --workspace is checked
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        path = Path(uri[len(prefix):])
+        if str(path) in ("", ":memory:"):
+            return
+        what = f"tracking.uri {uri}"
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{what}: {path} is not a file; point it at a SQLite database file.", source=source)
+        try:
+            check_writable_folder(path.parent, what=what)  # SQLite writes its journal beside the database
+        except InputError as exc:
+            raise ConfigError(str(exc), source=source) from None
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ConfigError(f"{what}: no permission to write {path}; change its permissions or choose another "
+                              "database.", source=source)
+        return
+    if (":" in uri.split("/", 1)[0] and not uri.startswith("file:")) or uri in ("databricks", "databricks-uc"):
+        return  # a server (http:, https:), databricks, ...
+    try:
+        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    except ImportError:  # an MLflow without that switch takes folder stores
+        return
+    if not MLFLOW_ALLOW_FILE_STORE.get():
+        raise ConfigError(f"tracking.uri {uri} is a folder (MLflow's file store), which this MLflow refuses unless "
+                          "MLFLOW_ALLOW_FILE_STORE=true is set. Use a database, e.g. sqlite:///mlflow.db (relative "
+                          "to the config), or set that variable.", source=source)
+
+
 def check_inputs_exist(config: PipelineConfig) -> None:
     """Fail in a second, before Prefect starts, when a configured data path does not exist or
     its header lacks the configured target, id, validation or ``features`` column.
@@ -397,6 +443,7 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     check_inputs_exist(config)
     check_local_device(config, source=str(config_path))
     _check_workspace(workspace)
+    check_tracking_store(config, source=str(config_path))
     check_small_data(config)
     made = _first_missing(workspace)
     try:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import re
 import socket
 import tempfile
 import time
@@ -63,7 +65,9 @@ def _scoped_process_state() -> Iterator[None]:
     for k, v in _MLFLOW_SETTINGS.items():
         os.environ.setdefault(k, v)
     try:
-        with quieted_loggers("mlflow", "alembic"):
+        # MLflow's database layer logs its own ERROR with a long SQLAlchemy traceback before raising; lossval
+        # reports the failure in one line (_reason), so that logger is quiet here.
+        with quieted_loggers("mlflow", "alembic"), quieted_loggers("mlflow.store.db.utils", level=logging.CRITICAL):
             yield
     finally:
         for k, v in saved_env.items():
@@ -255,10 +259,17 @@ def fit_params(params: dict[str, str], *, limit: int = PARAM_VALUE_LIMIT) -> dic
     return {key: _cut(text, limit, f"the whole config is the artifact {CONFIG_ARTIFACT}") for key, text in params.items()}
 
 
+# A line of a database error that names its cause: SQLAlchemy writes "(sqlite3.OperationalError) attempt to write
+# a readonly database" after remarks of its own ("(raised as a result of Query-invoked autoflush; ...)").
+_CAUSE_LINE = re.compile(r"^\((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception)\) ")
+
+
 def _reason(exc: BaseException) -> str:
-    """One line about ``exc``, with any password in a quoted URL masked."""
-    text = str(exc).strip()
-    return mask_secrets(f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}")
+    """One line about ``exc``, with any password in a quoted URL masked: its first line, or the line naming
+    a database error's cause where SQLAlchemy put a remark first."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    line = next((ln for ln in lines if _CAUSE_LINE.match(ln)), lines[0] if lines else "")
+    return mask_secrets(f"{type(exc).__name__}: {line[:200]}")
 
 
 def values_histogram(values: np.ndarray, threshold: float | None, path: Path,

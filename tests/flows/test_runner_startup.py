@@ -273,3 +273,56 @@ def test_a_missing_input_file_is_named_with_its_config_key(tmp_path: Path) -> No
         config = config_from_dict({"data": "d.csv", "target": "y", **extra}, base_dir=tmp_path)
         with pytest.raises(InputError, match=rf"gone.csv: no such file or directory \(the config's {key}\); check"):
             check_inputs_exist(config)
+
+
+def test_a_tracking_store_that_cannot_work_is_refused_before_the_run(tmp_path: Path, monkeypatch) -> None:
+    # These were met by the track stage after the whole run: a folder store exited 1 with MLflow's refusal cut
+    # mid-sentence, a SQLite database in a read-only folder after 100 s of MLflow's retries.
+    import pytest
+
+    from flows.runner import check_tracking_store
+    from lossval.config import config_from_dict
+    from lossval.errors import ConfigError
+
+    (tmp_path / "d.csv").write_text("a,y\n1,0\n")
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "adir.db").mkdir()
+
+    def config(uri: str | None):
+        return config_from_dict({"data": "d.csv", "target": "y", "tracking": {"uri": uri}}, base_dir=tmp_path)
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    refused = {"mlruns": r"tracking.uri .*/mlruns is a folder \(MLflow's file store\).*MLFLOW_ALLOW_FILE_STORE=true",
+               f"file://{tmp_path}/mlruns": "MLFLOW_ALLOW_FILE_STORE=true",
+               "sqlite:///afile/mlflow.db": r"tracking.uri sqlite:///.*afile/mlflow.db: .*afile is a file, not a folder",
+               "sqlite:///adir.db": r"adir.db is not a file; point it at a SQLite database file",
+               "sqlite:////proc/lossval-test/mlflow.db": "cannot create files in /proc"}
+    for uri, message in refused.items():
+        with pytest.raises(ConfigError, match=message):
+            check_tracking_store(config(uri), source="c.yaml")
+    for uri in (None, "sqlite:///new/folder/mlflow.db", "sqlite:///:memory:", "http://127.0.0.1:9",
+                "databricks"):
+        check_tracking_store(config(uri))
+    assert not (tmp_path / "new").exists()  # checked, not created: MLflow creates it when the run logs
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    check_tracking_store(config("mlruns"))
+
+
+def test_lossval_run_checks_the_tracking_store_before_prefect_starts(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    import flows.runner as runner
+    from lossval.errors import ConfigError
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples" / "config.yaml").read_text()
+    text = text.replace("data: data/loans.csv", f"data: {root / 'examples' / 'data' / 'loans.csv'}")
+    text = text.replace("test_path: data/loans_test.csv", f"test_path: {root / 'examples' / 'data' / 'loans_test.csv'}")
+    cfg = tmp_path / "config.yaml"
+    assert "\n  uri: null " in text
+    cfg.write_text(text.replace("\n  uri: null ", "\n  uri: mlruns ", 1))
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setattr(runner, "_run_reporting", lambda *a, **k: pytest.fail("the run started"))
+    with pytest.raises(ConfigError, match=r"config.yaml: tracking.uri .*mlruns is a folder"):
+        runner.run_from_config(cfg, workspace=tmp_path / "ws")
+    assert not (tmp_path / "ws").exists()

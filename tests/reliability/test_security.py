@@ -102,6 +102,11 @@ def test_passwords_in_error_messages_are_masked() -> None:
     exc = RuntimeError("API request to http://alice:s3cret@127.0.0.1:9/api/2.0/mlflow/experiments/get-by-name failed\n"
                        "more lines")
     assert _reason(exc) == "RuntimeError: API request to http://alice:***@127.0.0.1:9/api/2.0/mlflow/experiments/get-by-name failed"
+    # SQLAlchemy puts a remark of its own first; the line naming the database error is the reason.
+    remark = ("(raised as a result of Query-invoked autoflush; consider using a session.no_autoflush block if this "
+              "flush is occurring prematurely)\n(sqlite3.OperationalError) attempt to write a readonly database\n"
+              "[SQL: INSERT INTO runs]")
+    assert _reason(RuntimeError(remark)) == "RuntimeError: (sqlite3.OperationalError) attempt to write a readonly database"
     assert mask_secrets("no uri here") == "no uri here"
     assert mask_secrets("sqlite:////tmp/ws/mlflow.db") == "sqlite:////tmp/ws/mlflow.db"
 
