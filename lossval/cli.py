@@ -37,10 +37,14 @@ def _add_valuation_options(p: argparse.ArgumentParser, *, task: bool = True) -> 
     """``task``: offer ``--task`` (not for ``demo``, whose dataset decides it)."""
     g = p.add_argument_group("valuation")
     if task:
-        g.add_argument("--task", choices=["auto", "classification", "regression"], default="auto")
-    g.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+        g.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
+                       help="auto (the default) decides from the target: text, booleans and integers with at most 20 "
+                            "distinct values are classes, other numbers regression")
+    g.add_argument("--epochs", type=int, default=30, help="training epochs (default 30, at most 100000)")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the network, the batch order and the validation subsets, in [0, 2**32) (default 0): "
+                        "the same data, options and seed give the same values on the CPU")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", default="lossval-workspace", help="where runs, the MLflow DB and artifacts go "
                    "(default ./lossval-workspace)")
     p.add_argument("--dataset", default="breast_cancer", help="breast_cancer (default), digits, 2dplanes (classification); diabetes, fried (regression)")
-    p.add_argument("--noise", type=float, default=0.1, help="fraction of training labels to corrupt (default 0.1)")
+    p.add_argument("--noise", type=float, default=0.1, help="fraction of training labels to corrupt, 0 to 0.5 (default 0.1)")
     p.add_argument("--library-only", action="store_true", help="skip Prefect/MLflow/GX: value and prune only")
     _add_valuation_options(p, task=False)  # the dataset decides the task (diabetes: regression)
 
     p = sub.add_parser("run", help="run the cleaning flow from a YAML config")
     p.add_argument("config", help="YAML config (see examples/config.yaml)")
-    p.add_argument("--workspace", default="lossval-workspace", help="where runs, the MLflow DB and artifacts go "
-                   "(default ./lossval-workspace)")
+    p.add_argument("--workspace", default="lossval-workspace", help="where runs, artifacts and the MLflow DB go "
+                   "(the DB unless the config's tracking.uri names another; default ./lossval-workspace)")
 
     p = sub.add_parser("verify", help="check that a run's outputs account for every input row")
     p.add_argument("run_dir", help="a run folder (runs/<id> of a workspace), or its manifest.json")
@@ -91,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(_extend="serve")
     for name, module in _EXTENSIONS.items():
         _register_extension_arguments(sub.choices[name], module)
+    for p in sub.choices.values():  # `lossval value ... --debug` as well as `lossval --debug value ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
     return parser
 
 
@@ -347,6 +353,13 @@ def _csv_line_note(exc: InputError, text: str) -> str:
     return "" if line is None else f" (rows count from 0 below the header: row {row} is line {line} of the file)"
 
 
+def _check_valuation_options(args: argparse.Namespace) -> None:
+    """``--epochs``, ``--seed`` and ``--device`` before any file is read, naming the option (as ``demo`` does)."""
+    from lossval.demo import check_valuation_options
+
+    check_valuation_options(seed=args.seed, epochs=args.epochs, device=args.device)
+
+
 def _cmd_value(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
@@ -357,6 +370,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
+    _check_valuation_options(args)
     out = Path(args.out)
     inputs = {Path(args.data).resolve(), Path(args.validation).resolve()}
     if len(inputs) == 1:  # every row would be valued against itself
@@ -372,7 +386,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     if out.resolve() in inputs:
         raise InputError("--out must not be one of the input files; inputs are never overwritten.", source=str(out))
     if out.suffix.lower() not in (".parquet", ".pq"):
-        raise InputError("--out must end in .parquet.", source=str(out))
+        raise InputError("--out must end in .parquet (or .pq).", source=str(out))
     if out.is_dir():
         raise InputError("--out is a directory; give the path of the .parquet file to write.", source=str(out))
     if any(p.is_dir() and out.resolve().parent == p for p in inputs):

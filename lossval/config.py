@@ -350,6 +350,9 @@ def load_config(path: str | Path) -> PipelineConfig:
     """
     p = Path(path)
     raw = read_yaml(p, what="config file")
+    if raw is None:
+        raise ConfigError("the config file is empty; it needs at least 'data' and 'target' (see examples/config.yaml).",
+                          source=str(p))
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping of keys to values.", source=str(p))
     return config_from_dict(raw, base_dir=p.parent, source=str(p))
@@ -642,8 +645,10 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
                                                                                 "calibrate": bool})
     if retrain.mode not in ("prune", "soft"):
         raise ConfigError(f"'retrain.mode' must be 'prune' or 'soft', got {retrain.mode!r}.", source=source)
-    if retrain.epochs < 1:
-        raise ConfigError("'retrain.epochs' must be >= 1.", source=source)
+    from lossval.valuation import MAX_EPOCHS
+
+    if not 1 <= retrain.epochs <= MAX_EPOCHS:
+        raise ConfigError(f"'retrain.epochs' must be between 1 and {MAX_EPOCHS}, got {retrain.epochs}.", source=source)
     gate = _section(raw.get("gate"), GateConfig, "gate", source,
                     {"suite": str, "metric_tolerance": float, "refuse_when_all_worse": bool, "metric_limits": dict,
                      "compare_with_champion": bool, "allow_schema_change": bool})

@@ -17,7 +17,7 @@ import pandas as pd
 from lossval.errors import ConfigError, InputError
 from lossval.io import write_json, write_parquet
 
-__all__ = ["DemoData", "check_demo_options", "demo_data_dir", "detection_scores", "make_demo_data", "run_library_demo"]
+__all__ = ["DemoData", "check_demo_options", "check_valuation_options", "demo_data_dir", "detection_scores", "make_demo_data", "run_library_demo"]
 
 _DEMO_SETS = {"breast_cancer": "cls_breast_cancer", "digits": "cls_digits", "diabetes": "reg_diabetes",
               "fried": "reg_fried", "2dplanes": "cls_2dplanes"}
@@ -59,16 +59,23 @@ def check_demo_options(*, dataset: str, noise: float, seed: int = 0, epochs: int
     A negative ``--seed`` was reported as a lossval bug, and ``--epochs 0`` or a device this
     machine lacks only after the Prefect server had started and the demo data was written (40 s).
     """
-    from lossval._torchutil import resolve_device
-
     if dataset not in _DEMO_SETS:
         raise InputError(f"unknown demo dataset {dataset!r}; choose one of {sorted(_DEMO_SETS)}.")
     if not 0.0 <= noise <= 0.5:
         raise InputError(f"--noise must be between 0 and 0.5, got {noise}.")
+    check_valuation_options(seed=seed, epochs=epochs, device=device)
+
+
+def check_valuation_options(*, seed: int = 0, epochs: int = 1, device: str = "auto") -> None:
+    """``--seed``, ``--epochs`` and ``--device`` of ``lossval demo`` and ``lossval value``, before any file is read or
+    written; raises :class:`InputError` (exit 2) naming the option."""
+    from lossval._torchutil import resolve_device
+    from lossval.valuation import MAX_EPOCHS
+
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise InputError(f"--seed must be an integer in [0, 2**32), got {seed}.")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InputError(f"--epochs must be a positive integer, got {epochs}.")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= MAX_EPOCHS:
+        raise InputError(f"--epochs must be an integer between 1 and {MAX_EPOCHS}, got {epochs}.")
     try:
         resolve_device(device)
     except ConfigError as exc:

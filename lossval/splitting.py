@@ -118,7 +118,8 @@ def _as_bool(series: pd.Series, column: str, source: str | None) -> np.ndarray:
         empty = value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
         shown = "an empty value" if empty else repr(value.item() if isinstance(value, np.generic) else value)
         raise InputError(
-            f"trusted column {column!r} must be boolean (true/false, 1/0); at row {first} it has {shown}"
+            f"trusted column {column!r} (config key 'validation.column') must be boolean (true/false, 1/0); at row "
+            f"{first} it has {shown}"
             + (" (mark every row true or false)" if empty else "") + ".",
             source=source,
         )

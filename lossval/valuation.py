@@ -167,6 +167,14 @@ _MIN_BLUR = 1e-15  # blur**2 is the last Sinkhorn temperature; 1 / 1e-30 still f
 #    for every row when all rows' losses lie within LOSS_SPREAD_FLOOR (it split float rounding).
 VALUES_VERSION = 9
 
+# Upper bounds of the network's sizes, refused up front: beyond them a fit does not finish or does not fit in memory
+# (2e9 epochs asked torch for 5 TB of loss history and was reported as a lossval bug). MAX_EPOCHS bounds the
+# retraining's epochs and the CLI's --epochs too.
+MAX_EPOCHS = 100_000
+_SIZE_LIMITS = {"epochs": MAX_EPOCHS, "n_layers": 100, "width": 65_536}
+_SIZE_WHY = {"epochs": "the loss history holds epochs x rows numbers (the paper trains 30)",
+             "n_layers": "the paper's networks have 3 to 5", "width": "the paper's networks are 90 to 100 wide"}
+
 # Spread of the per-row mean losses (nats, or squared error of the standardised target) below which
 # noise_probability() calls every row clean: float32 rounding of a loss near 0 is about 1e-7. It is also the
 # narrowest range the mixture's scaling uses (since 2026-12-07; noise_prob keys gain ":mixture-range").
@@ -711,6 +719,10 @@ class LossVal:
         for name in ("epochs", "batch_size", "average_last"):
             if not _int_at_least(getattr(self, name), 1):
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name, most in _SIZE_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and _int_at_least(value, 1) and value > most:
+                raise ConfigError(f"{name} must be at most {most}, got {value!r}: {_SIZE_WHY[name]}")
         if self.batch_size < 2 and self.loss_weighting == "normalized" and self.normalize_masses:
             raise ConfigError("batch_size must be >= 2: with normalized weighting and masses a one-row batch's "
                               "weight always normalises to 1, so no weight would ever move")

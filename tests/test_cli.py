@@ -279,7 +279,8 @@ def test_a_row_of_a_folder_input_is_named_with_its_file(tmp_path, capsys) -> Non
 
 
 @pytest.mark.parametrize(("data_line", "value", "says"), [
-    (4, "2", "trusted column 'trusted' must be boolean (true/false, 1/0); at row 32 it has 2"),
+    (4, "2", "trusted column 'trusted' (config key 'validation.column') must be boolean (true/false, 1/0); at row 32 "
+        "it has 2"),
     (4, "2026-01-05 10:00+02:00", "timestamp column 'at' mixes times with a UTC offset (1, e.g. at row 32"),
     (4, "2026-01-05 10:00 GMT+2",
      "timestamp column 'at' writes its UTC offsets as '2026-01-05 10:00 GMT+2' (at row 32)"),
@@ -327,6 +328,8 @@ def test_console_script_runs_as_a_process(tables, tmp_path, module) -> None:
     # server had started and the demo data was written (41 s).
     (["--seed", "-1"], "--seed"), (["--epochs", "0"], "--epochs"), (["--device", "tpu"], "--device"),
     (["--library-only", "--seed", "-1"], "--seed"),
+    # 2e9 epochs asked torch for 5 TB of loss history, reported as a lossval bug, after the demo data was written
+    (["--library-only", "--epochs", "2000000000"], "--epochs must be an integer between 1 and 100000"),
 ])
 def test_demo_with_a_bad_option_exits_2_before_starting_anything(tmp_path, bad, says) -> None:
     # In a process of its own: checked after Prefect's server thread started, the exit aborted the interpreter (134).
@@ -608,3 +611,28 @@ def test_verify_refuses_an_unfinished_run_named_through_dot_or_a_link(tmp_path, 
     monkeypatch.chdir(partial)
     assert main(["verify", "."]) == 1
     assert capsys.readouterr().err.count("an unfinished run (still running, or killed)") == 2
+
+
+@pytest.mark.parametrize(("bad", "says"), [
+    (["--epochs", "0"], "--epochs must be an integer between 1 and 100000, got 0"),
+    (["--epochs", "2000000000"], "--epochs must be an integer between 1 and 100000"),
+    (["--device", "bogus"], "--device: unknown device 'bogus'"),
+    (["--seed", "-1"], "--seed must be an integer in [0, 2**32)"),
+])
+def test_value_checks_its_options_before_reading_any_file(tmp_path, capsys, bad, says) -> None:
+    # They were checked by LossVal after both files were read and encoded (5 s at 50k rows), without the option's
+    # name; here the files do not even exist, so only the option can be what is refused.
+    code = main(["value", str(tmp_path / "gone.csv"), "--target", "y", "--validation", str(tmp_path / "gone2.csv"),
+                 "--out", str(tmp_path / "o.parquet"), *bad])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("lossval: error: ") and says in err, err
+
+
+def test_debug_may_follow_the_subcommand_as_the_bug_message_suggests(tmp_path, capsys) -> None:
+    from lossval.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["value", "d.csv", "--target", "y", "--validation", "v.csv", "--out", "o.parquet",
+                              "--debug"]).debug is True
+    assert parser.parse_args(["--debug", "verify", "r"]).debug is True
+    assert parser.parse_args(["verify", "r"]).debug is False

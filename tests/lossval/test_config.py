@@ -102,6 +102,9 @@ def test_example_config_is_valid() -> None:
         ({**BASE, "pruning": {"threshold": float("nan")}}, "'pruning.threshold' must be a finite number"),
         ({**BASE, "pruning": {"max_prune_fraction": float("nan")}}, "'pruning.max_prune_fraction' must be in [0, 1]"),
         ({**BASE, "lossval": {"epochs": -2}}, "section 'lossval': epochs must be a positive integer, got -2"),
+        ({**BASE, "lossval": {"epochs": 10**12}}, "section 'lossval': epochs must be at most 100000"),
+        ({**BASE, "retrain": {"epochs": 10**12}}, "'retrain.epochs' must be between 1 and 100000, got 1000000000000"),
+        ({**BASE, "retrain": {"epochs": 0}}, "'retrain.epochs' must be between 1 and 100000, got 0"),
         ({**BASE, "lossval": {"batch_size": 0}}, "section 'lossval': batch_size must be a positive integer"),
         ({**BASE, "lossval": {"batch_size": 1}}, "section 'lossval': batch_size must be >= 2"),
         ({**BASE, "lossval": {"n_layers": 0}}, "section 'lossval': n_layers must be None (the default for the task)"),
@@ -402,3 +405,11 @@ def test_a_column_name_yaml_reads_as_a_mapping_or_a_number_is_explained() -> Non
     for name in ("Unnamed: 0", "2021", "yes", "null", "a, b", "[x]", "plain", "x#1", " padded"):
         assert yaml.safe_load(f"[{yaml_name(name)}]") == [name] and yaml.safe_load(f"k: {yaml_name(name)}") == {"k": name}
     assert yaml_name("plain") == "plain" and yaml_name("2021") == '"2021"'
+
+
+def test_an_empty_config_file_is_called_empty(tmp_path) -> None:
+    from lossval.config import load_config
+
+    (tmp_path / "c.yaml").write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: the config file is empty; it needs at least 'data' and 'target'"):
+        load_config(tmp_path / "c.yaml")

@@ -854,6 +854,9 @@ def test_infer_task_agrees_with_the_encoder_on_pandas_dtypes() -> None:
     ({"distance_power": float("inf")}, "distance_power must be a finite number"),
     ({"lr": True}, "lr must be a positive number"),
     ({"epochs": True}, "epochs must be a positive integer"),
+    ({"epochs": 2 * 10**9}, "epochs must be at most 100000, got 2000000000: the loss history"),  # was a 5 TB allocation
+    ({"width": 10**8}, "width must be at most 65536"),
+    ({"n_layers": 1000}, "n_layers must be at most 100"),
     ({"seed": None}, "got None: values are seeded so the same data gives the same values"),
     ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*32\), got -1$"),
     ({"seed": 2**64}, "seed must be an integer"),
