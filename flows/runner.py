@@ -290,7 +290,7 @@ def _uncompressed_size(path: Path) -> int:
     return size
 
 
-def check_small_data(config: PipelineConfig) -> None:
+def check_small_data(config: PipelineConfig, *, source: str | None = None) -> None:
     """Read small data before Prefect starts and check its rows as ingest and split will.
 
     A malformed CSV, an empty target, repeated ids, a text value in a number column or a
@@ -304,6 +304,7 @@ def check_small_data(config: PipelineConfig) -> None:
     """
     import warnings
 
+    from lossval.config import check_metric_limits
     from lossval.io import list_data_files, read_table
     from lossval.valuation import infer_task
     from tasks.ingest import check_columns_and_rows, check_target_and_ids
@@ -319,6 +320,8 @@ def check_small_data(config: PipelineConfig) -> None:
         check_columns_and_rows(df, target=config.target, id_column=config.id_column, data_path=config.data)
         row_ids = check_target_and_ids(df, target=config.target, id_column=config.id_column, data_path=config.data)
         task_kind = config.task if config.task != "auto" else infer_task(df[config.target], source=config.data)
+        # A gate.metric_limits metric the inferred task does not report (r2 on classes): the flow checks it after ingest.
+        check_metric_limits(config.gate.metric_limits, task_kind, source=source, inferred=config.task == "auto")
         check_encodable(df, config, task_kind)
         # A validation or training part too small, a class with no validation rows: the split stage's own draw.
         split_rows(df if config.id_column == "row_id" else df.assign(row_id=row_ids.to_numpy()), config, task_kind)
@@ -444,7 +447,7 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     check_local_device(config, source=str(config_path))
     _check_workspace(workspace)
     check_tracking_store(config, source=str(config_path))
-    check_small_data(config)
+    check_small_data(config, source=str(config_path))
     made = _first_missing(workspace)
     try:
         _run_reporting(config_path, workspace, debug=debug)

@@ -326,3 +326,22 @@ def test_lossval_run_checks_the_tracking_store_before_prefect_starts(tmp_path: P
     with pytest.raises(ConfigError, match=r"config.yaml: tracking.uri .*mlruns is a folder"):
         runner.run_from_config(cfg, workspace=tmp_path / "ws")
     assert not (tmp_path / "ws").exists()
+
+
+def test_a_metric_limit_the_inferred_task_does_not_report_is_refused_before_prefect(tmp_path: Path) -> None:
+    # With task: auto it was refused after Prefect had started and ingest had run (44 s).
+    import pytest
+
+    from flows.runner import check_small_data
+    from lossval.config import config_from_dict
+    from lossval.errors import ConfigError
+
+    rows = "\n".join(f"{i},{i % 7},{i % 2}" for i in range(60))
+    (tmp_path / "d.csv").write_text("a,b,y\n" + rows + "\n")
+    config = config_from_dict({"data": "d.csv", "target": "y", "gate": {"metric_limits": {"r2": 0.1}}},
+                              base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"c.yaml: 'gate.metric_limits' names \['r2'\], which a classification run "
+                                          r"does not report \(the task was inferred"):
+        check_small_data(config, source="c.yaml")
+    check_small_data(config_from_dict({"data": "d.csv", "target": "y", "gate": {"metric_limits": {"log_loss": 0.1}}},
+                                      base_dir=tmp_path))
