@@ -375,3 +375,17 @@ def test_missing_or_blank_marks_gaps_and_blank_text_whatever_the_column_holds() 
         mask[0] = not mask[0]  # writable (the encoder updates it in place)
     assert missing_or_blank(pd.Series([1.5, np.nan])).tolist() == [False, True]
     assert missing_or_blank(pd.Series(["x", "", None], dtype="string")).tolist() == [False, True, True]
+
+
+def test_a_missing_column_is_matched_to_what_it_abbreviates_not_to_a_loose_lookalike() -> None:
+    # Seen by a review: 'app_id' got "did you mean 'applied_at'?" beside 'application_id', and 'nope' "did you mean
+    # 'income'?" (difflib's default cutoff 0.6; config keys already used 0.75).
+    from lossval.io import closest_name
+
+    columns = ["application_id", "applied_at", "income", "debt_ratio", "years_employed", "decision"]
+    assert closest_name("app_id", columns) == "application_id"
+    assert closest_name("years", columns) == "years_employed"
+    assert closest_name("nope", columns) is None
+    assert closest_name("app", columns) is None  # abbreviates two columns: no guess
+    assert closest_name("decison", columns) == "decision"
+    assert closest_name("INCOME", columns) == "income"
