@@ -254,7 +254,7 @@ class PipelineConfig:
         def text(value: Any) -> str:
             if isinstance(value, (dict, list, tuple, bool)) or value is None:
                 return mask_secrets(json.dumps(list(value) if isinstance(value, tuple) else value, default=str,
-                                               sort_keys=True))
+                                               sort_keys=True, ensure_ascii=False))
             return mask_secrets(str(value))
 
         out: dict[str, str] = {}
@@ -722,8 +722,8 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     dataset = named or data_stem(Path(str(data)).name)  # loans.csv.gz: "loans"
     if not DATASET_NAME_RE.fullmatch(dataset):
         whence = "" if named else " (taken from the data file's name, as no 'dataset' is set: set one)"
-        raise ConfigError(f"'dataset' {dataset!r}{whence} may only hold letters, digits, '.', '_' and '-', and not only "
-                          "dots (it names folders in the workspace).", source=source)
+        raise ConfigError(f"'dataset' {dataset!r}{whence} may only hold ASCII letters, digits, '.', '_' and '-', and not "
+                          "only dots (it names folders in the workspace).", source=source)
     config = PipelineConfig(
         data=str(data), dataset=dataset, include=tuple(features["include"]) if features.get("include") else None,
         exclude=tuple(features.get("exclude") or ()), categorical=tuple(features.get("categorical") or ()),

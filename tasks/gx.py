@@ -137,6 +137,11 @@ def numbers_as_read(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return df.assign(**{str(c): pd.to_numeric(df[c].astype(object), errors="coerce") for c in text})
 
 
+def _bound(value: float) -> str:
+    """An expectation's bound for messages: whole numbers as written (100000, not ``1e+05``), others to 4 digits."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+
+
 def _describe(result: dict) -> str:
     cfg = result.get("expectation_config", {})
     kwargs = cfg.get("kwargs", {})
@@ -153,9 +158,9 @@ def _describe(result: dict) -> str:
     lo, hi = (b if isinstance(b, (int, float)) and not isinstance(b, bool) else None
               for b in (kwargs.get("min_value"), kwargs.get("max_value")))
     if lo is not None and hi is not None:
-        detail += f" (expected between {lo:.4g} and {hi:.4g})"
+        detail += f" (expected between {_bound(lo)} and {_bound(hi)})"
     elif lo is not None or hi is not None:
-        detail += f" (expected at least {lo:.4g})" if hi is None else f" (expected at most {hi:.4g})"
+        detail += f" (expected at least {_bound(lo)})" if hi is None else f" (expected at most {_bound(hi)})"
     error = _raised(result)
     if error is not None:
         detail += f" (could not be evaluated: {error})"

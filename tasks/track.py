@@ -466,7 +466,7 @@ def valuation_params(report: dict) -> dict[str, str]:
     if report.get("device"):
         used["device"] = report["device"]
     used.pop("verbose", None)
-    return {f"valuation.{k}": json.dumps(v) if isinstance(v, (bool, type(None), list, dict)) else str(v)
+    return {f"valuation.{k}": json.dumps(v, ensure_ascii=False) if isinstance(v, (bool, type(None), list, dict)) else str(v)
             for k, v in sorted(used.items())}
 
 
@@ -563,7 +563,7 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
     notes = [describe_clipped(value.get("clipped") or {}, value.get("clipped_validation") or {}),
              f"{value['duplicate_rows']} row(s) identical to another share its value"
              if value.get("duplicate_rows") else "",
-             "values reused from an earlier run on the same snapshot and settings" if value.get("cached") else ""]
+             "reused from an earlier run on the same snapshot and settings" if value.get("cached") else ""]
     if any(notes):
         lines += ["", "Values: " + "; ".join(n for n in notes if n) + "."]
     failures = [_cut(f, FAILURE_TEXT_LIMIT, "in full in the artifact " + GATE_ARTIFACT) for f in gate["failures"]]

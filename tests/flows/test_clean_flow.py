@@ -249,7 +249,9 @@ def test_rerun_with_same_snapshot_and_config_skips_valuation(workspace: Path, mo
     _, client = _mlflow(workspace)
     assert client.get_run(second["mlflow"]["run_id"]).data.tags["valuation_cached"] == "true"
     note = client.get_run(second["mlflow"]["run_id"]).data.tags["mlflow.note.content"]
-    assert "values reused from an earlier run on the same snapshot and settings." in note
+    values_line = next(line for line in note.splitlines() if line.startswith("Values: "))
+    assert values_line.endswith("reused from an earlier run on the same snapshot and settings.") and (
+        "values reused" not in values_line), values_line  # not "Values: values reused"
     assert note.endswith(f"version {second['model']['version']} (this run key's earlier run registered it; not "
                          "registered again) is champion.")
     value_stage = client.search_runs([client.get_run(second["mlflow"]["run_id"]).info.experiment_id],

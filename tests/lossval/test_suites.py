@@ -194,3 +194,11 @@ def test_the_range_check_passes_kept_rows_of_the_validation_rows_distribution_ev
     validation = pd.DataFrame({"flag": [0] * 12, "x": rng.normal(size=12), "gone": [np.nan] * 12})
     assert [c["kwargs"]["column"] for c in range_expectations(validation, ["flag", "x", "gone"])] == ["x"]
     assert unranged_columns(validation, ["flag", "x", "gone"]) == ["flag", "gone"]
+
+
+def test_a_bound_reads_as_written_not_in_exponent_notation() -> None:
+    # A review saw "(expected at least 1e+05)" for a row-count minimum of 100000.
+    from tasks.gx import _bound
+
+    assert [_bound(v) for v in (100000, 100000.0, 40, 0.25, 1 / 3, -2.0, 1e20)] == [
+        "100000", "100000", "40", "0.25", "0.3333", "-2", "1e+20"]
