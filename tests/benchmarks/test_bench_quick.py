@@ -379,3 +379,21 @@ def test_the_mixture_iterations_harness_runs_and_matches_the_default_mixture(tmp
                                                                              *data["valid"]["clean"])
     assert rec["f1_100"] == detection_scores(1.0 - lv.noise_probability(), data["noisy"], 0.1)["f1_2means"]
     assert set(rec) >= {"f1_10", "n_iter_10", "converged_100", "flagged_p50_100"}
+
+
+def test_the_diameter_harness_times_both_paths_and_compares_their_numbers(tmp_path: Path, monkeypatch) -> None:
+    # benchmarks.diameter is not part of `make bench` (100,000 x 20,000 rows take minutes): this keeps it from
+    # rotting. With the threshold lowered, small rows take the pruned path and must give the every-pair number.
+    from benchmarks import diameter
+    from lossval import valuation
+
+    monkeypatch.setattr(valuation, "_DISTANCE_PRUNE_PAIRS", 10_000)
+    diameter.main(["--rows", "600", "--valid", "100", "--cases", "regression:3,gaussian:4", "--out-dir", str(tmp_path)])
+    records = json.loads((tmp_path / "diameter.json").read_text())["records"]
+    assert [(r["case"], r["columns"], r["pruning_tried"], r["equal"]) for r in records] == [
+        ("regression:3", 4, True, True), ("gaussian:4", 4, True, True)]
+    md = (tmp_path / "diameter.md").read_text()
+    assert "| regression:3 | 600 x 100 | 4 |" in md and "Pruning starts at 10,000 pairs" in md
+    monkeypatch.setattr(valuation, "_max_distance", lambda Z, Z_val: Z.new_tensor(-1.0))
+    with pytest.raises(SystemExit, match="differs from every pair"):  # a mismatch cannot pass silently
+        diameter.main(["--rows", "600", "--valid", "100", "--cases", "gaussian:4", "--out-dir", str(tmp_path)])
