@@ -190,11 +190,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_api_url(api)  # without /api the first request failed with HTTP 404, reported as a bug
     check_api_key(api)
-    workspace.mkdir(parents=True, exist_ok=True)
     deployments = build_deployments(datasets_file=datasets_file, landing_dir=landing, workspace=workspace,
                                     cron=args.cron, timezone=args.timezone)
     registered = _registered_deployments()  # as the last serve (or prefect deploy) left them
     _refuse_if_served_elsewhere(registered)  # before registering anything
+    workspace.mkdir(parents=True, exist_ok=True)  # not before: a server that does not answer left an empty folder
     _note_repointed(deployments, registered)
     if args.valuation_pool:
         name = register_valuation_deployment(args.valuation_pool)
@@ -232,13 +232,61 @@ SHUTDOWN_CANCEL_MESSAGE = "Runner is shutting down."
 _STOPPED_BY_SIGNAL = re.compile(r"status code: -(2|15)\b")
 
 
+# What a ``serve`` stopped at once (a second Ctrl-C or SIGTERM) marks its runs in flight with: without it they stayed
+# RUNNING on the server, with no process left, and the next ``serve`` did not queue their files again.
+STOPPED_AT_ONCE_MESSAGE = "lossval serve was stopped at once (a second Ctrl-C or SIGTERM) while this run was in flight"
+
+
 def _stopped_with_serve(state: Any) -> bool:
     """Whether a run ended because a ``serve`` stopped (not by a user's cancel or a failure)."""
     if state is None:
         return False
     if state.is_cancelled():
         return state.message == SHUTDOWN_CANCEL_MESSAGE
-    return state.is_crashed() and bool(_STOPPED_BY_SIGNAL.search(state.message or ""))
+    return state.is_crashed() and (state.message == STOPPED_AT_ONCE_MESSAGE
+                                   or bool(_STOPPED_BY_SIGNAL.search(state.message or "")))
+
+
+def _crash_runs_in_flight(names: list[str], *, timeout_s: float = 10.0) -> int | None:
+    """Mark the served deployments' RUNNING and PENDING runs Crashed (:data:`STOPPED_AT_ONCE_MESSAGE`).
+
+    Called when a ``serve`` stops at once: only this ``serve`` runs these deployments (a second one is refused), so
+    their runs in flight are its own, and their processes go with it. Gives up after ``timeout_s`` (a server that
+    does not answer must not hold up a stop asked for "at once"). Returns how many runs were marked, None when the
+    server did not answer in time or refused.
+    """
+    import threading
+
+    marked: list[int] = []
+
+    def mark() -> None:
+        from prefect import get_client
+        from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState,
+                                                    FlowRunFilterStateType)
+        from prefect.client.schemas.objects import StateType
+        from prefect.states import Crashed
+
+        with get_client(sync_client=True) as client:
+            ids = [client.read_deployment_by_name(name).id for name in names]
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=ids),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))))
+            for run in runs:
+                client.set_flow_run_state(run.id, Crashed(message=STOPPED_AT_ONCE_MESSAGE), force=True)
+            marked.append(len(runs))
+
+    worker = threading.Thread(target=lambda: _quietly(mark), daemon=True, name="lossval-serve-mark-crashed")
+    worker.start()
+    worker.join(timeout_s)
+    return marked[0] if marked else None
+
+
+def _quietly(work: Any) -> None:
+    """Run ``work()``; an error is left for the caller to notice by what ``work`` did not record."""
+    try:
+        work()
+    except Exception:  # noqa: BLE001 - best effort while stopping at once; the caller reports that nothing was marked
+        pass
 
 
 # What a new-data run's parameters say of its file; the rest (datasets file, landing folder, workspace...) is the
@@ -449,8 +497,15 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
 
     def _stop(signum: int) -> None:
         received.append(signum)
+        if len(received) > 1 and runner.stopping:  # a second signal while stopping: now, runs in flight marked Crashed
+            marked = _crash_runs_in_flight(names)
+            print(f"lossval serve: {signal.Signals(signum).name} again: stopping at once; "
+                  + ("the server did not answer, so runs in flight may still show Running" if marked is None else
+                     f"{marked} run(s) in flight marked Crashed (the next `lossval serve` queues their files again)"),
+                  file=sys.stderr, flush=True)
+            raise KeyboardInterrupt
         if len(received) > 1 or not runner.started or runner.stopping or runner._loop is None:
-            raise KeyboardInterrupt  # a second signal, or before serving began: stop now
+            raise KeyboardInterrupt  # before serving began (or while it stops): stop now
         print(f"lossval serve: {signal.Signals(signum).name}: cancelling the runs in flight and pausing the schedules "
               "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
         runner.stopping = True
@@ -458,13 +513,13 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
 
     for deployment in deployments:
         runner.add_deployment(deployment)
-    names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+    names = [f"{d.flow_name}/{d.name}" for d in deployments]
     # Not where SIGINT is ignored (a background job of a script): that shell keeps Ctrl-C from its jobs on purpose.
     handle_int = (threading.current_thread() is threading.main_thread()
                   and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN)
     previous = signal.signal(signal.SIGINT, lambda signum, frame: _stop(signum)) if handle_int else None
-    print(f"lossval serve: {names} being served; Ctrl-C stops (runs in flight are cancelled, schedules paused)",
-          flush=True)
+    print(f"lossval serve: {', '.join(names)} being served; Ctrl-C stops (runs in flight are cancelled, schedules "
+          "paused)", flush=True)
     try:
         asyncio.run(runner.start())
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from lossval.errors import GateFailed, InputError, NightlyFailed
+from lossval.errors import GateFailed, InputError, NightlyFailed, SetupError
 
 __all__ = ["quiet_expected_errors"]
 
@@ -17,15 +17,16 @@ class _ExpectedErrorsInOneLine(logging.Filter):
     """Drops the traceback from Prefect's records of a run that failed on bad input or a gate refusal.
 
     Prefect logs every exception that ends a task or flow run with its traceback. For
-    :class:`~lossval.errors.InputError` (the message names the file, column or row) and
-    :class:`~lossval.errors.GateFailed` (the message names the failed checks) that is dozens of
-    lines of lossval and Prefect internals per dataset; :class:`~lossval.errors.NightlyFailed` only
+    :class:`~lossval.errors.InputError` (the message names the file, column or row),
+    :class:`~lossval.errors.GateFailed` (the message names the failed checks) and
+    :class:`~lossval.errors.SetupError` (e.g. no worker on the valuation's work pool: the message says what to
+    start) that is dozens of lines of lossval and Prefect internals per dataset; :class:`~lossval.errors.NightlyFailed` only
     repeats what was logged per dataset. Their records keep their one-line message, and the
     engine's closing repeat of the same exception is dropped; any other exception (a bug) keeps
     its traceback and every record.
     """
 
-    EXPECTED = (InputError, GateFailed, NightlyFailed)
+    EXPECTED = (InputError, GateFailed, NightlyFailed, SetupError)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], self.EXPECTED):

@@ -127,8 +127,10 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
                     "landed": {"path": str(landed), "relative": relative}, "lock": dict(lock)}
         newer = superseded_by(locks_dir(workspace), entry.name, st.st_mtime_ns)
         if newer is not None and not force:
-            log.warning("%s is older than %s, which was already cleaned for dataset %s (run %s); not cleaning the "
-                        "older file. To clean it anyway, run this flow again with force=True.",
+            # "whose data": a newer file whose data equalled the champion's was not cleaned itself (the run named
+            # is the champion's, which cleaned the same data from an earlier file).
+            log.warning("%s is older than %s, whose data was already cleaned for dataset %s (run %s); not cleaning "
+                        "the older file. To clean it anyway, run this flow again with force=True.",
                         relative, newer.get("relative"), entry.name, newer.get("run_id"))
             settled()
             return {"superseded": True, "dataset": entry.name, "landed": {"path": str(landed), "relative": relative},

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from lossval.config import PipelineConfig, config_from_dict
-from lossval.errors import LossvalError
+from lossval.errors import SetupError
 from lossval.io import read_json
 from lossval.valuation import VALUES_VERSION
 from tasks._paths import Workspace
@@ -113,7 +113,7 @@ def value_on_deployment(train: str, validation: str, *, key: str, config: Pipeli
     """Run the valuation on ``config.valuation_deployment`` and wait; returns the same record as the ``value`` task.
 
     Raises:
-        LossvalError: the deployment does not exist, its run did not complete, it did not finish within
+        SetupError: the deployment does not exist, its run did not complete, it did not finish within
             the timeout (is a worker running on its pool?), or its outputs are missing from the workspace.
     """
     from prefect.deployments import run_deployment
@@ -130,25 +130,25 @@ def value_on_deployment(train: str, validation: str, *, key: str, config: Pipeli
                                                     "config": config_to_raw(config), "workspace": workspace},
                              timeout=timeout_s, poll_interval=poll_interval_s, flow_run_name=f"value-{key[:12]}")
     except ObjectNotFound:
-        raise LossvalError(f"valuation deployment {name!r} not found on the Prefect server; register it with "
+        raise SetupError(f"valuation deployment {name!r} not found on the Prefect server; register it with "
                            f"`lossval serve --valuation-pool POOL` or `prefect deploy`, or set valuation_deployment: "
                            "null to value in-process.") from None
     state = run.state
     if state is None or not state.is_final():
         _cancel(run, f"the calling flow stopped waiting after {timeout_s:.0f}s")
-        raise LossvalError(f"valuation run {run.name} on {name!r} did not finish within {timeout_s:.0f}s (state "
+        raise SetupError(f"valuation run {run.name} on {name!r} did not finish within {timeout_s:.0f}s (state "
                            f"{state.name if state else 'unknown'}); is a worker running on its work pool "
                            "(`prefect worker start --pool <pool>`)?")
     if not state.is_completed():
-        raise LossvalError(f"valuation run {run.name} on {name!r} ended {state.name}: {state.message}")
+        raise SetupError(f"valuation run {run.name} on {name!r} ended {state.name}: {state.message}")
     out = Workspace.at(workspace).values_dir(key)
     values_path, report_path = out / "values.parquet", out / "valuation.json"
     if not values_path.exists() or not report_path.exists():
-        raise LossvalError(f"valuation run {run.name} completed but {out} holds no values.parquet/valuation.json; "
+        raise SetupError(f"valuation run {run.name} completed but {out} holds no values.parquet/valuation.json; "
                            "does the worker see the workspace at the same path?")
     report = read_json(report_path)
     if report.get("values_version") != VALUES_VERSION:
-        raise LossvalError(
+        raise SetupError(
             f"valuation run {run.name} on {name!r} computed its values under VALUES_VERSION "
             f"{report.get('values_version')}, and this flow's lossval is at {VALUES_VERSION}: the worker runs another "
             "lossval release, whose values differ. Install this release on the worker, then run again (it values "

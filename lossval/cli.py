@@ -234,7 +234,8 @@ def _main(args: argparse.Namespace) -> int:
     except _Terminated:
         kept = ("; a run stopped while logging to MLflow keeps its complete run folder (its manifest's mlflow status "
                 "says failed): rerun to log and register it") if args.command in ("run", "demo") else ""
-        print(f"lossval: terminated (SIGTERM); unfinished outputs removed{kept}", file=sys.stderr)
+        removed = "" if args.command in ("watch", "serve") else "; unfinished outputs removed"  # they write none
+        print(f"lossval: terminated (SIGTERM){removed}{kept}", file=sys.stderr)
         return 128 + 15
     except KeyboardInterrupt:
         print("lossval: interrupted", file=sys.stderr)

@@ -7,7 +7,8 @@ and says what to do about it.
 
 from __future__ import annotations
 
-__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError", "NightlyFailed", "UnseenLevelsWarning"]
+__all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError", "NightlyFailed", "SetupError",
+           "UnseenLevelsWarning"]
 
 
 class LossvalError(Exception):
@@ -36,6 +37,13 @@ class NumericalError(LossvalError):
     """A computation diverged (NaN or infinite results) for these data and settings (exit code 1).
 
     Nothing is written from a diverged result; the message names the settings to change.
+    """
+
+
+class SetupError(LossvalError):
+    """The deployment around lossval is not set up for what was asked (exit code 1): no worker polls the work pool
+    a valuation was sent to, a deployment is not registered, a worker sees another workspace or runs another
+    release. The message says what to start, register or install; logs show it without a traceback.
     """
 
 

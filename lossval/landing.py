@@ -117,6 +117,13 @@ def is_data_file_name(name: str) -> bool:
     return lower.endswith(DATA_SUFFIXES)
 
 
+def is_foreign_file_name(name: str) -> bool:
+    """Whether a name is of a file the watcher never lands and is not told to skip: not hidden, partial, a ``.done``
+    marker or a data file (``rates.xlsx``, ``notes.txt``): said once, so a delivery in another format is noticed."""
+    lower = name.lower()
+    return bool(name) and name[0] not in ".~" and not lower.endswith((*PARTIAL_SUFFIXES, DONE_SUFFIX, *DATA_SUFFIXES))
+
+
 def dataset_of(relative: str | PurePosixPath) -> str:
     """The dataset a landed file belongs to, from its path relative to the landing folder.
 
@@ -391,8 +398,17 @@ class LandingScanner:
                 for sub in inner:
                     if is_data_file_name(sub.name) and self._utf8(f"{entry.name}/{sub.name}"):
                         yield f"{entry.name}/{sub.name}", Path(sub.path)
+                    elif is_foreign_file_name(sub.name):
+                        self._warn_foreign(f"{entry.name}/{sub.name}")
             elif is_data_file_name(entry.name) and self._utf8(entry.name):
                 yield entry.name, Path(entry.path)
+            elif is_foreign_file_name(entry.name) and not entry.is_dir():
+                self._warn_foreign(entry.name)
+
+    def _warn_foreign(self, relative: str) -> None:
+        shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        self._warn_once(relative, f"lossval watch: ignoring {shown!r}: not a data file (.csv, .csv.gz, .parquet or "
+                                  ".pq); save it in one of those formats to have it cleaned (said once per name)")
 
     def _utf8(self, relative: str) -> bool:
         """Whether a name can go in an event (UTF-8); one that cannot is said once and skipped, the others watched.

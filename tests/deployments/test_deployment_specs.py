@@ -168,6 +168,61 @@ def test_only_runs_stopped_with_serve_are_queued_again() -> None:
     assert not _stopped_with_serve(Crashed(message="Process exited with status code: -23."))
     assert not _stopped_with_serve(Failed(message="bad input")) and not _stopped_with_serve(Completed())
     assert not _stopped_with_serve(None)
+    from deployments.serve import STOPPED_AT_ONCE_MESSAGE
+
+    assert _stopped_with_serve(Crashed(message=STOPPED_AT_ONCE_MESSAGE))  # a second Ctrl-C: marked by serve itself
+    assert not _stopped_with_serve(Failed(message=STOPPED_AT_ONCE_MESSAGE))
+
+
+def test_stopping_at_once_marks_the_served_runs_in_flight_crashed_and_never_hangs(monkeypatch) -> None:
+    # Seen by a review: a second Ctrl-C left the run in flight RUNNING on the server with no process left, and the
+    # next serve did not queue its file again (only Cancelled or Crashed runs are).
+    import threading
+    import types
+    import uuid
+
+    import prefect
+
+    from deployments.serve import STOPPED_AT_ONCE_MESSAGE, _crash_runs_in_flight
+
+    calls: list = []
+    hang = threading.Event()
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read_deployment_by_name(self, name):
+            if name == "slow/server":
+                hang.wait(30)
+            if name == "gone/deployment":
+                raise RuntimeError("404")
+            return types.SimpleNamespace(id=uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+        def read_flow_runs(self, *, flow_run_filter, **_):
+            calls.append(("filter", [str(i) for i in flow_run_filter.deployment_id.any_],
+                          sorted(t.value for t in flow_run_filter.state.type.any_)))
+            return [types.SimpleNamespace(id="r1"), types.SimpleNamespace(id="r2")]
+
+        def set_flow_run_state(self, run_id, state, force=False):
+            calls.append((run_id, state.type.value, state.message, force))
+
+    monkeypatch.setattr(prefect, "get_client", lambda **_: Client())
+    assert _crash_runs_in_flight(["lossval-arrival/on-arrival", "lossval-nightly/nightly"]) == 2
+    assert calls == [("filter", [str(uuid.uuid5(uuid.NAMESPACE_URL, n)) for n in ("lossval-arrival/on-arrival",
+                                                                                "lossval-nightly/nightly")],
+                      ["PENDING", "RUNNING"]),
+                     ("r1", "CRASHED", STOPPED_AT_ONCE_MESSAGE, True), ("r2", "CRASHED", STOPPED_AT_ONCE_MESSAGE, True)]
+    assert _crash_runs_in_flight(["gone/deployment"]) is None  # refused: reported as nothing marked
+    import time
+
+    started = time.monotonic()
+    assert _crash_runs_in_flight(["slow/server"], timeout_s=0.2) is None
+    assert time.monotonic() - started < 5  # a server that does not answer does not hold up "stop at once"
+    hang.set()
 
 
 @pytest.mark.parametrize("payload, expected", [
@@ -440,3 +495,28 @@ def test_a_restarted_serve_repoints_new_data_runs_queued_while_none_served(monke
     assert updated == {0: {**serving, "path": "loans/e.csv", "dataset": "loans", "size": 8, "mtime_ns": 5}}
     out = capsys.readouterr().out
     assert "loans/x.csv: its queued new-data run run-1 is for the landing folder /elsewhere" in out
+
+
+def test_a_terminated_watch_does_not_claim_it_removed_outputs(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Seen by a review: SIGTERM to `lossval watch` printed "unfinished outputs removed", the text of the commands that
+    # write runs; the watcher writes none.
+    import deployments.watch
+    from lossval.cli import _Terminated, main
+
+    def stopped(args):
+        raise _Terminated()
+
+    monkeypatch.setattr(deployments.watch, "run", stopped)
+    assert main(["watch", str(tmp_path)]) == 143
+    assert capsys.readouterr().err.strip() == "lossval: terminated (SIGTERM)"
+
+
+def test_serve_on_a_server_that_does_not_answer_leaves_no_workspace_behind(datasets_file: Path, tmp_path: Path,
+                                                                           api_url, capsys) -> None:
+    # Seen by a review: the workspace folder was made before the server was first asked, and stayed, empty.
+    api_url("http://127.0.0.1:9/api")  # the discard port: nothing listens
+    code = main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                 "--workspace", str(tmp_path / "ws")])
+    err = capsys.readouterr().err
+    assert code == 1 and "127.0.0.1:9" in err and "a bug" not in err, err
+    assert not (tmp_path / "ws").exists()

@@ -514,7 +514,48 @@ def test_ctrl_c_on_serve_cancels_the_run_in_flight_pauses_exits_130_and_the_next
 
     rerun = stack.wait("the queued run to finish", resubmitted, ARRIVAL_WAIT_S)
     assert rerun["state_type"] == "COMPLETED", (rerun["state"], again.tail())
-    _stop(again)
+
+    # A second Ctrl-C stops at once. Seen by a review: the run in flight stayed RUNNING with no process left, and
+    # the next serve did not queue its file again. Now it ends Crashed (or Cancelled, had the first Ctrl-C's cancel
+    # finished first), and the next serve queues it again.
+    from deployments.serve import STOPPED_AT_ONCE_MESSAGE
+
+    pd.read_parquet(stack.root / "source" / "train.parquet").iloc[20:].to_parquet(stack.landing / "demo" / "d.parquet",
+                                                                                 index=False)
+    seen = again.log.read_text(errors="replace").count(waiting)
+    with dataset_lock(locks_dir(stack.workspace), "demo", timeout=10, holder="test: hold the lock"):
+        run = stack.post(f"/deployments/{arrival['id']}/create_flow_run",
+                         {"parameters": {"path": "demo/d.parquet", "dataset": "demo"}})
+        stack.wait("the new-data run to wait for the dataset lock",
+                   lambda: again.log.read_text(errors="replace").count(waiting) > seen, START_WAIT_S)
+        again.popen.send_signal(signal.SIGINT)
+        time.sleep(0.02)  # two signals, not one (they would merge), while the first one's cancel is under way
+        again.popen.send_signal(signal.SIGINT)
+        try:
+            code = again.popen.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"lossval serve still running 60 s after a second Ctrl-C\n{again.tail()}")
+    assert code == 130, again.tail()
+    state = stack.get(f"/flow_runs/{run['id']}")["state"]
+    at_once = _log_has(again, "lossval serve: SIGINT again: stopping at once; 1 run(s) in flight marked Crashed")
+    assert (state["type"], state["message"]) == (("CRASHED", STOPPED_AT_ONCE_MESSAGE) if at_once else
+                                                 ("CANCELLED", "Runner is shutting down.")), (state, again.tail())
+    print(f"second Ctrl-C {'stopped at once' if at_once else 'came after the cancel had finished'}")
+    del stack.procs["lossval-serve-2"]
+    third = _start(stack, "lossval-serve-3", [sys.executable, "-m", "lossval.cli", "serve", "--datasets",
+                                              str(stack.datasets), "--landing", str(stack.landing),
+                                              "--workspace", str(stack.workspace)])
+    stack.wait("the next serve to queue the run stopped at once again",
+               lambda: _log_has(third, "demo/d.parquet: its new-data run"), START_WAIT_S)
+
+    def resubmitted_d() -> dict | None:
+        runs = [r for r in stack.flow_runs("lossval-arrival/on-arrival")
+                if r["parameters"].get("path") == "demo/d.parquet" and "resubmitted" in r["tags"]]
+        return runs[0] if len(runs) == 1 and runs[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+
+    rerun = stack.wait("the queued run to finish", resubmitted_d, ARRIVAL_WAIT_S)
+    assert rerun["state_type"] == "COMPLETED", (rerun["state"], third.tail())
+    _stop(third)
 
 
 def test_prefect_yaml_deploys_to_process_work_pools(stack: Stack) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossval.errors import GateFailed, InputError, NightlyFailed
+from lossval.errors import GateFailed, InputError, NightlyFailed, SetupError
 from lossval.demo import make_demo_data
 from lossval.landing import read_lock_log
 
@@ -268,6 +268,8 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
 @pytest.mark.parametrize("exc, traceback", [(InputError("x.csv: no column 'y'"), False),
                                             (GateFailed("nothing promoted"), False),
                                             (NightlyFailed("1 of 2 dataset(s) failed", report={}), False),
+                                            # no worker on the valuation's pool (a review saw two tracebacks)
+                                            (SetupError("valuation run v did not finish within 40s"), False),
                                             (RuntimeError("a bug"), True)])
 def test_prefect_logs_expected_errors_in_one_line_and_bugs_with_their_traceback(run_log: list[str], exc: Exception,
                                                                                 traceback: bool) -> None:
@@ -334,7 +336,7 @@ def test_arrival_refuses_an_event_whose_dataset_disagrees_with_the_path(setup) -
     assert not (setup["ws"] / "nan").exists()
 
 
-def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
+def test_an_older_landed_file_does_not_replace_a_newer_one(setup, run_log: list[str]) -> None:
     from flows.arrival import arrival
 
     source = Path(yaml.safe_load((setup["root"] / "good" / "config.yaml").read_text())["data"])
@@ -352,6 +354,8 @@ def test_an_older_landed_file_does_not_replace_a_newer_one(setup) -> None:
     assert late["superseded"] is True and "run_id" not in late
     assert late["newer"]["relative"] == f"incoming/{newer.name}" and late["newer"]["run_id"] == first["run_id"]
     assert [p.name for p in (ws / "runs").iterdir()] == [first["run_id"]]  # nothing cleaned, nothing promoted
+    assert any(f"incoming/{older.name} is older than incoming/{newer.name}, whose data was already cleaned for dataset "
+               f"good (run {first['run_id']})" in line for line in run_log), run_log
     again = arrival(path=f"incoming/{newer.name}", **kw)  # the same event again (a client resending after an outage)
     assert again["already_cleaned"] is True and again["cleaned_by"] == first["run_id"] and "run_id" not in again
     assert [p.name for p in (ws / "runs").iterdir()] == [first["run_id"]]

@@ -194,6 +194,10 @@ def test_a_done_marker_lands_a_file_at_once_and_partial_names_never_land(landing
     assert [x.relative for x in scanner.poll()] == ["g__1.csv"]  # the empty file and partial names never land
     empty = [r.message for r in caplog.records if "empty.csv is empty" in r.message]
     assert len(empty) == 1 and "deliver the file again" in empty[0]  # said once, once it would have landed
+    # A file in another format was ignored without a word (a review dropped rates.xlsx and waited): said once.
+    foreign = [r.message for r in caplog.records if "not a data file" in r.message]
+    assert foreign == ["lossval watch: ignoring 'loans/f.txt': not a data file (.csv, .csv.gz, .parquet or .pq); "
+                       "save it in one of those formats to have it cleaned (said once per name)"]
 
 
 def test_require_marker_ignores_settled_files_without_marker(landing: Path) -> None:
