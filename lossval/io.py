@@ -260,6 +260,8 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
         raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
     if is_csv and len(df.columns) == 1:
         _refuse_other_separator(str(df.columns[0]), path)
+    if is_csv and not is_gzip_csv(path):  # a cut-off gzip stream is refused above
+        _refuse_cut_off(path, len(df.columns))
     unnamed = [c for c in df.columns if is_csv and re.fullmatch(r"Unnamed: \d+", str(c))]
     if unnamed:
         # A nameless first column is how pandas saves a row index; a nameless empty last one, a
@@ -271,6 +273,32 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
                       "unless you exclude them or fix the header (an empty column is dropped as constant)",
                       UserWarning, stacklevel=3)
     return df
+
+
+def _refuse_cut_off(path: Path, n_header: int) -> None:
+    """Refuse a CSV that stops inside its last row: fewer values than the header and no line break after them.
+
+    pandas fills the missing values of a short row with NaN, so a copy that stopped mid-row, or a file read while
+    still being written, was cleaned with a half row (refused only when the target happened to be the missing part).
+    Only files that do not end in a line break are parsed again, to find their last row.
+    """
+    with open(path, "rb") as fh:
+        if fh.seek(0, os.SEEK_END) == 0:
+            return
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) in (b"\n", b"\r"):
+            return
+    last, line = None, 0
+    with open_csv_text(path) as fh:
+        reader = csv.reader(fh)
+        for row in reader:
+            if row:
+                last, line = row, reader.line_num
+    if last is not None and line > 1 and len(last) < n_header:
+        raise InputError(f"the last line ({line}) has {len(last)} of the header's {n_header} values and no line break "
+                         "after it: the file looks cut off (a copy that stopped early, or a file still being written). "
+                         "Deliver it complete; if that row really ends there, write its empty values as commas.",
+                         source=str(path))
 
 
 def _refuse_other_separator(name: str, path: Path) -> None:

@@ -389,3 +389,18 @@ def test_a_missing_column_is_matched_to_what_it_abbreviates_not_to_a_loose_looka
     assert closest_name("app", columns) is None  # abbreviates two columns: no guess
     assert closest_name("decison", columns) == "decision"
     assert closest_name("INCOME", columns) == "income"
+
+
+def test_a_csv_cut_off_inside_its_last_row_is_refused_naming_the_line(tmp_path) -> None:
+    # Seen by a review: a copy stopped mid-row was refused only because the target was the missing value; with the
+    # target first, the half row was cleaned with NaN features.
+    from lossval.io import read_table
+
+    cut = tmp_path / "cut.csv"
+    cut.write_text("y,a,b\n0,1.5,2\n1,3.5,4\n0,5.")
+    with pytest.raises(InputError, match=r"cut.csv: the last line \(4\) has 2 of the header's 3 values and no line "
+                                         r"break after it: the file looks cut off"):
+        read_table(cut)
+    for ok in ("y,a,b\n0,1.5,2\n1,3.5,4", "y,a,b\n0,1.5,2\n1,3.5,", "y,a,b\n0,1.5,2\n1,3.5\n", 'y,a,b\n0,1.5,2\n1,"x\ny",4'):
+        (tmp_path / "ok.csv").write_text(ok)  # complete rows, or a short row that ends in a line break (as before)
+        assert len(read_table(tmp_path / "ok.csv")) == 2
