@@ -398,8 +398,8 @@ class LandingScanner:
                 for sub in inner:
                     if is_data_file_name(sub.name) and self._utf8(f"{entry.name}/{sub.name}"):
                         yield f"{entry.name}/{sub.name}", Path(sub.path)
-                    elif is_foreign_file_name(sub.name):
-                        self._warn_foreign(f"{entry.name}/{sub.name}")
+                    elif is_foreign_file_name(sub.name) and not sub.is_dir():  # (a folder there, e.g. archive/, is
+                        self._warn_foreign(f"{entry.name}/{sub.name}")            # the user's: not looked into)
             elif is_data_file_name(entry.name) and self._utf8(entry.name):
                 yield entry.name, Path(entry.path)
             elif is_foreign_file_name(entry.name) and not entry.is_dir():
