@@ -179,6 +179,12 @@ _SIZE_WHY = {"epochs": "the loss history holds epochs x rows numbers (the paper 
 # noise_probability() calls every row clean: float32 rounding of a loss near 0 is about 1e-7. It is also the
 # narrowest range the mixture's scaling uses (since 2026-12-07; noise_prob keys gain ":mixture-range").
 LOSS_SPREAD_FLOOR = 1e-6
+# Largest per-row mean loss at which every row counts as fit: noise_probability() is then 0 for every row. Spread
+# alone missed a fit where one class's losses were exactly 0 and the other's 2e-6 (confidence 0.999998): just over
+# LOSS_SPREAD_FLOOR, so the mixture called the whole second class noisy. 1e-4 nats is a probability of 0.9999 for
+# the given label; in squared error of the standardised target, 1% of its standard deviation. (Since 2026-12-07;
+# noise_prob keys gain ":all-fit".)
+ALL_FIT_LOSS = 1e-4
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -1290,7 +1296,8 @@ class LossVal:
 
         Returns:
             ``np.ndarray`` (n_train,) of probabilities in [0, 1]; 0 for every row, with a warning, when all
-            rows' mean losses lie within :data:`LOSS_SPREAD_FLOOR` of each other.
+            rows' mean losses lie within :data:`LOSS_SPREAD_FLOOR` of each other or are all at most
+            :data:`ALL_FIT_LOSS` (the model fits every row). ``last_epochs`` beyond the fit's epochs means all.
 
         Raises:
             InputError: fewer than 4 training rows (the mixture's minimum) whose losses differ.
@@ -1305,12 +1312,14 @@ class LossVal:
             last_epochs = min(int(last_epochs), self.loss_history_.shape[0])
         history = self._grouped_loss_history()
         mean_loss = np.asarray(history[-(last_epochs or history.shape[0]):], dtype=np.float64).mean(axis=0)
-        if np.isfinite(mean_loss).all() and np.ptp(mean_loss) <= LOSS_SPREAD_FLOOR:
-            # Every row is fit to float rounding (cross-entropy or standardised squared error): a mixture would
-            # split rounding noise (or find no spread at all), so no row looks noisy.
-            warnings.warn(f"every training row's loss is within {LOSS_SPREAD_FLOOR:g} of the others (largest "
-                          f"{float(mean_loss.max()):.3g}): the model fits every row, so none looks noisy; "
-                          "P(noisy) is 0 for all rows.", UserWarning, stacklevel=2)
+        if np.isfinite(mean_loss).all() and (np.ptp(mean_loss) <= LOSS_SPREAD_FLOOR
+                                             or mean_loss.max() <= ALL_FIT_LOSS):
+            # Every row is fit (cross-entropy or standardised squared error): a mixture would split rounding noise,
+            # or two classes fit to different depths (find no spread at all), so no row looks noisy.
+            why = (f"within {LOSS_SPREAD_FLOOR:g} of the others" if np.ptp(mean_loss) <= LOSS_SPREAD_FLOOR else
+                   f"at most {ALL_FIT_LOSS:g}")
+            warnings.warn(f"every training row's loss is {why} (largest {float(mean_loss.max()):.3g}): the model "
+                          "fits every row, so none looks noisy; P(noisy) is 0 for all rows.", UserWarning, stacklevel=2)
             return np.zeros(mean_loss.shape[0])
         # (epochs, rows) by construction: more epochs than rows is a long fit on few rows, not a transposed history.
         # Losses within the floor of each other are float rounding: the scaling range is never narrower (most rows

@@ -126,9 +126,10 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     # strategy-exclusions: before, a leftover validation.column dropped that feature under the same key.
     # blank-missing: blank text in a categorical column is the missing level, no longer a level of its own.
     # mixture-range: noise_prob no longer splits float rounding when a few rows carry a real loss (only the mixture
-    # policy's values hold noise_prob, so only its values are computed again).
+    # policy's values hold noise_prob, so only its values are computed again). all-fit: nor splits two classes that
+    # are both fit to different depths (ALL_FIT_LOSS).
     key = (f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}:one-hot-raw"
-           ":strategy-exclusions:blank-missing" + (":mixture-range" if settings["noise_prob"] else ""))
+           ":strategy-exclusions:blank-missing" + (":mixture-range:all-fit" if settings["noise_prob"] else ""))
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 

@@ -1361,3 +1361,20 @@ def test_the_largest_distance_skips_the_pairs_that_cannot_hold_it(monkeypatch) -
     nan = cases["gaussian, 3 columns"][0].clone()
     nan[7, 1] = float("nan")
     assert torch.isnan(valuation._max_distance(nan, cases["gaussian, 3 columns"][1], chunk=256))
+
+
+def test_noise_probability_does_not_call_a_fitted_class_noisy_because_the_other_fits_deeper() -> None:
+    # Seen by a library review: two separable classes, one fit to a loss of exactly 0 and the other to 2e-6 (confidence
+    # 0.999998). The spread passed LOSS_SPREAD_FLOOR and the mixture called the whole second class noisy (100 rows),
+    # without a warning; the mixture policy then quarantined 20 clean rows.
+    from lossval.valuation import ALL_FIT_LOSS, LOSS_SPREAD_FLOOR
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(-5, 0.1, (100, 2)), rng.normal(5, 0.1, (100, 2))]
+    y = np.repeat([0, 1], 100)
+    lv = LossVal(epochs=30, verbose=False, seed=0).fit(X, y, X[::4], y[::4])
+    mean_loss = lv.loss_history_[-10:].mean(axis=0)
+    assert LOSS_SPREAD_FLOOR < np.ptp(mean_loss) and mean_loss.max() <= ALL_FIT_LOSS  # the case
+    with pytest.warns(UserWarning, match=r"every training row's loss is at most 0.0001 \(largest .*\): the model fits"):
+        p = lv.noise_probability()
+    assert not p.any()
