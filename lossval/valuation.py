@@ -253,6 +253,7 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
         raise InputError(f"{name} is a sparse matrix; LossVal needs it dense ({name}.toarray()).")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
+    original = X  # its index and column names, for error messages
     if hasattr(X, "select_dtypes") and hasattr(X, "columns"):  # pandas DataFrame
         X = _frame_as_floats(X, name)
     try:
@@ -275,10 +276,26 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
     if bad.any():
         rows, cols = np.nonzero(bad)
         raise InputError(
-            f"{name} has {int(bad.sum())} NaN/inf value(s), first at row {rows[0]}, column {cols[0]}; "
+            f"{name} has {int(bad.sum())} NaN/inf value(s), first at {_at(original, rows[0], cols[0])}; "
             "LossVal rejects non-finite features: drop or impute those rows first."
         )
     return arr
+
+
+def _at(original: Any, row: int | None = None, col: int | None = None) -> str:
+    """Where a value is, as a user of ``original`` names it: ``row 1007 (position 7), column 'income'`` for pandas
+    input (its index label and column name), ``row 7, column 3`` for arrays. ``row``/``col`` are positions."""
+    parts = []
+    if row is not None:
+        index = getattr(original, "index", None)
+        label = index[row] if index is not None and not callable(index) and len(index) > row else row
+        label = label.item() if hasattr(label, "item") else label
+        parts.append(f"row {int(row)}" if label == row else f"row {label!r} (position {int(row)})")
+    if col is not None:
+        columns = getattr(original, "columns", None)
+        named = columns is not None and len(columns) > col
+        parts.append(f"column {columns[col]!r}" if named else f"column {int(col)}")
+    return ", ".join(parts)
 
 
 def _frame_as_floats(X: Any, name: str) -> np.ndarray:
@@ -826,6 +843,7 @@ class LossVal:
             _warn_unaligned(xs, ys, xn, yn)
         ytr = _to_numpy_1d(y, "y_train")
         yva = _to_numpy_1d(y_val, "y_val")
+        given = {"X_train": X, "X_val": X_val, "y_train": y, "y_val": y_val}  # for where errors point
         if len(ytr) != len(Xtr):
             raise InputError(f"X_train has {len(Xtr)} rows but y_train has {len(ytr)}.")
         if len(yva) != len(Xva):
@@ -858,7 +876,7 @@ class LossVal:
                 scale = Xtr.std(axis=0)
             bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))
             if bad.size:
-                raise InputError(f"X_train column {int(bad[0])} has values too large to standardise in float64 "
+                raise InputError(f"X_train {_at(X, col=int(bad[0]))} has values too large to standardise in float64 "
                                  f"(largest |x| {np.abs(Xtr[:, bad[0]]).max():.3g}); rescale it.")
             # Constant column (relative to its magnitude, so tiny units are kept): no information.
             scale[scale <= 1e-12 * np.abs(Xtr).max(axis=0)] = 1.0
@@ -873,7 +891,8 @@ class LossVal:
         for name, part in (("X_train", Xtr_s), ("X_val", Xva_s)):
             big = np.flatnonzero(np.abs(part).max(axis=0, initial=0.0) > _FLOAT32_SAFE)
             if big.size:
-                raise InputError(f"{name} column {int(big[0])} has values up to {np.abs(part[:, big[0]]).max():.3g}"
+                raise InputError(f"{name} {_at(given[name], col=int(big[0]))} has values up to "
+                                 f"{np.abs(part[:, big[0]]).max():.3g}"
                                  f"{'' if self.standardize else ' (standardize=False)'}, too large for LossVal's "
                                  "float32 network and transport: " + ("rescale that column." if self.standardize
                                                                       else "use standardize=True, or rescale it."))
@@ -884,8 +903,8 @@ class LossVal:
             for name, labels in (("y_train", ytr), ("y_val", yva)):
                 missing = np.flatnonzero(pd.isna(labels))
                 if missing.size:
-                    raise InputError(f"{name} has {missing.size} missing label(s) (NaN, None or NA), first at row "
-                                     f"{int(missing[0])}; drop those rows first.")
+                    raise InputError(f"{name} has {missing.size} missing label(s) (NaN, None or NA), first at "
+                                     f"{_at(given[name], int(missing[0]))}; drop those rows first.")
             try:
                 classes = np.unique(ytr)
             except TypeError:
@@ -930,8 +949,9 @@ class LossVal:
                                      "labels.") from None
                 bad = np.flatnonzero(~np.isfinite(converted[name]))
                 if bad.size:
-                    raise InputError(f"{name} has {bad.size} NaN/inf target value(s), first at row {int(bad[0])} "
-                                     f"({float(converted[name][bad[0]])!r}); drop those rows first.")
+                    raise InputError(f"{name} has {bad.size} NaN/inf target value(s), first at "
+                                     f"{_at(given[name], int(bad[0]))} ({float(converted[name][bad[0]])!r}); drop those "
+                                     "rows first.")
             ytr_f, yva_f = converted["y_train"], converted["y_val"]
             if self.clip_outliers:
                 bounds = central_range_bounds(ytr_f[:, None])

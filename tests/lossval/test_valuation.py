@@ -1378,3 +1378,25 @@ def test_noise_probability_does_not_call_a_fitted_class_noisy_because_the_other_
     with pytest.warns(UserWarning, match=r"every training row's loss is at most 0.0001 \(largest .*\): the model fits"):
         p = lv.noise_probability()
     assert not p.any()
+
+
+def test_errors_point_at_rows_and_columns_as_pandas_input_names_them() -> None:
+    # Seen by a library review: the encoder said "row 101" (index label) and LossVal "row 1, column 1" (positions) for
+    # the same cell, without the column's name.
+    df = pd.DataFrame({"age": np.arange(40.0), "inc": [1.0, np.nan, 3.0, 4.0] * 10, "label": [0, 1] * 20},
+                      index=range(100, 140))
+    X, y = df[["age", "inc"]], df["label"]
+    with pytest.raises(InputError, match=r"X_train has 10 NaN/inf value\(s\), first at row 101 \(position 1\), "
+                                         r"column 'inc'"):
+        LossVal(verbose=False).fit(X, y, X.fillna(0), y)
+    with pytest.raises(InputError, match=r"X_train has 10 NaN/inf value\(s\), first at row 1, column 1;"):
+        LossVal(verbose=False).fit(X.to_numpy(), y.to_numpy(), X.fillna(0).to_numpy(), y.to_numpy())
+    labels = y.astype("Int64").mask(y.index == 107)
+    with pytest.raises(InputError, match=r"y_train has 1 missing label\(s\) \(NaN, None or NA\), first at row 107 "
+                                         r"\(position 7\)"):
+        LossVal(verbose=False, task="classification").fit(X.fillna(0), labels, X.fillna(0), y)
+    target = df["age"].where(df.index != 1007, np.inf).set_axis(range(1000, 1040))
+    target.iloc[7] = np.inf
+    with pytest.raises(InputError, match=r"y_val has 1 NaN/inf target value\(s\), first at row 1007 \(position 7\) "
+                                         r"\(inf\)"):
+        LossVal(verbose=False, task="regression").fit(X.fillna(0), df["age"], X.fillna(0).set_axis(target.index), target)
