@@ -457,6 +457,7 @@ def prune(
             rows): a group is quarantined or kept whole. Where the cap, the fraction policy's
             count or class protection would split one (ties are otherwise taken by row
             position), the whole group is kept, so fewer rows than the cap allows may go.
+            Ids may be of any hashable kind, mixed; a missing id (None, NaN) is a group of its own row.
 
     Returns:
         A :class:`PruneDecision`.
@@ -535,7 +536,7 @@ def prune(
         group_ids = np.asarray(groups)
         if group_ids.shape != (n,):
             raise InputError(f"groups must hold one id per row, shape ({n},); got shape {group_ids.shape}.")
-        _, inverse = np.unique(group_ids, return_inverse=True)
+        inverse = _group_codes(group_ids)
         dropped_per_group = np.bincount(inverse, weights=drop, minlength=inverse.max(initial=-1) + 1)
         size_per_group = np.bincount(inverse)
         split = (dropped_per_group > 0) & (dropped_per_group < size_per_group)
@@ -565,3 +566,18 @@ def prune(
         n_kept_together=n_kept_together,
         held_back=held_back,
     )
+
+
+def _group_codes(group_ids: np.ndarray) -> np.ndarray:
+    """One integer per row, equal for equal ids. ``np.unique`` sorted the ids, and raised a bare TypeError for ids
+    that do not compare (None, or numbers mixed with text); a missing id groups only its own row."""
+    import pandas as pd
+
+    try:
+        codes, _ = pd.factorize(pd.Series(group_ids, dtype=object), use_na_sentinel=True)
+    except TypeError as exc:  # an unhashable id (a list)
+        raise InputError(f"groups must hold hashable ids (numbers or text), one per row; {exc}.") from None
+    missing = codes < 0
+    codes[missing] = codes.max(initial=-1) + 1 + np.arange(int(missing.sum()))
+    return codes
+

@@ -365,3 +365,18 @@ def test_two_means_splits_off_the_fewer_rows_when_two_cuts_score_alike() -> None
 def test_format_value_switches_to_scientific_notation_outside_1e_3_to_1e5() -> None:
     assert [format_value(x) for x in (0.0, 0.001, 99999.0, 100000.0, 0.000999, -123456.0)] == [
         "0.0000", "0.0010", "99999.0000", "1.0000e+05", "9.9900e-04", "-1.2346e+05"]
+
+
+def test_group_ids_of_any_kind_keep_copies_together_and_missing_ids_group_nothing() -> None:
+    # Seen by a library review: groups=[None]*100 (ids from a user's id column) raised np.unique's bare TypeError.
+    values = np.r_[np.zeros(4), np.ones(96)]
+    plain = prune(values, policy=FractionPolicy(0.03), max_prune_fraction=1.0)
+    assert plain.n_dropped == 3
+    mixed = np.array(["a", "a", 7, None] + [None] * 96, dtype=object)
+    kept = prune(values, policy=FractionPolicy(0.03), max_prune_fraction=1.0, groups=mixed)
+    assert kept.n_dropped == 3  # rows 0 and 1 (group 'a') go together, row 2 (group 7) alone: nothing split
+    split = prune(values, policy=FractionPolicy(0.01), max_prune_fraction=1.0, groups=mixed)
+    assert split.n_dropped == 0 and split.n_kept_together == 1  # 'a' would be split: kept whole
+    assert prune(values, policy=FractionPolicy(0.03), max_prune_fraction=1.0, groups=[None] * 100).n_dropped == 3
+    with pytest.raises(InputError, match="groups must hold hashable ids"):
+        prune(values, policy=FractionPolicy(0.03), groups=np.array([{"k": 1}] * 100, dtype=object))
