@@ -1199,6 +1199,14 @@ class LossVal:
                           f"{where} to the training rows' range widened by half: is the validation data in other "
                           "units, or encoded differently, than the training data?", stacklevel=5)
 
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for an attribute not set: a fitted one (``values_``, ``weights_``...) before :meth:`fit` says
+        so (a plain AttributeError did; the methods already said "call fit() before ...")."""
+        if name.endswith("_") and not name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__} has no {name} yet: fit() sets it; call fit() first (a fit "
+                                 "that raised leaves the estimator unfitted)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def _check_fitted(self, what: str) -> None:
         if not hasattr(self, "values_"):
             raise RuntimeError(f"call fit() before {what} (a fit that raised leaves the estimator unfitted)")

@@ -1400,3 +1400,16 @@ def test_errors_point_at_rows_and_columns_as_pandas_input_names_them() -> None:
     with pytest.raises(InputError, match=r"y_val has 1 NaN/inf target value\(s\), first at row 1007 \(position 7\) "
                                          r"\(inf\)"):
         LossVal(verbose=False, task="regression").fit(X.fillna(0), df["age"], X.fillna(0).set_axis(target.index), target)
+
+
+def test_a_fitted_attribute_read_before_fit_says_to_fit_first() -> None:
+    import copy
+    import pickle
+
+    lv = LossVal(epochs=3)
+    with pytest.raises(AttributeError, match=r"LossVal has no values_ yet: fit\(\) sets it; call fit\(\) first"):
+        lv.values_
+    assert not hasattr(lv, "weights_") and not hasattr(lv, "nonsense")  # still an AttributeError (sklearn's checks)
+    with pytest.raises(AttributeError, match="object has no attribute 'nonsense'"):
+        lv.nonsense
+    assert pickle.loads(pickle.dumps(lv)).epochs == 3 and copy.deepcopy(lv).epochs == 3
