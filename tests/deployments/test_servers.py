@@ -507,12 +507,15 @@ def test_ctrl_c_on_serve_cancels_the_run_in_flight_pauses_exits_130_and_the_next
     stack.wait("the next serve to queue the cancelled run again", lambda: _log_has(again, "demo/c.parquet: its "
                "new-data run"), START_WAIT_S)
 
-    def resubmitted() -> dict | None:
-        runs = [r for r in stack.flow_runs("lossval-arrival/on-arrival")
-                if r["parameters"].get("path") == "demo/c.parquet" and "resubmitted" in r["tags"]]
-        return runs[0] if len(runs) == 1 and runs[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+    def resubmitted(path: str) -> Callable[[], dict | None]:
+        """The one queued-again run of ``path`` once it ended, else None (for ``stack.wait``)."""
+        def ended() -> dict | None:
+            runs = [r for r in stack.flow_runs("lossval-arrival/on-arrival")
+                    if r["parameters"].get("path") == path and "resubmitted" in r["tags"]]
+            return runs[0] if len(runs) == 1 and runs[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+        return ended
 
-    rerun = stack.wait("the queued run to finish", resubmitted, ARRIVAL_WAIT_S)
+    rerun = stack.wait("the queued run to finish", resubmitted("demo/c.parquet"), ARRIVAL_WAIT_S)
     assert rerun["state_type"] == "COMPLETED", (rerun["state"], again.tail())
 
     # A second Ctrl-C stops at once. Seen by a review: the run in flight stayed RUNNING with no process left, and
@@ -548,12 +551,7 @@ def test_ctrl_c_on_serve_cancels_the_run_in_flight_pauses_exits_130_and_the_next
     stack.wait("the next serve to queue the run stopped at once again",
                lambda: _log_has(third, "demo/d.parquet: its new-data run"), START_WAIT_S)
 
-    def resubmitted_d() -> dict | None:
-        runs = [r for r in stack.flow_runs("lossval-arrival/on-arrival")
-                if r["parameters"].get("path") == "demo/d.parquet" and "resubmitted" in r["tags"]]
-        return runs[0] if len(runs) == 1 and runs[0]["state_type"] in ("COMPLETED", "FAILED", "CRASHED") else None
-
-    rerun = stack.wait("the queued run to finish", resubmitted_d, ARRIVAL_WAIT_S)
+    rerun = stack.wait("the queued run to finish", resubmitted("demo/d.parquet"), ARRIVAL_WAIT_S)
     assert rerun["state_type"] == "COMPLETED", (rerun["state"], third.tail())
     _stop(third)
 
