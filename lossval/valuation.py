@@ -331,6 +331,12 @@ def _frame_as_floats(X: Any, name: str) -> np.ndarray:
         if first_bad is not None:
             col, row, value = first_bad
             detail = f" (column {col!r}: row {row} holds {value!r}, which is not a number)"
+        times = [c for c in non_numeric if X[c].dtype.kind in "mM"]
+        if times:  # the text advice did not fit a datetime column (seen by a library review)
+            raise InputError(
+                f"{name} has date/time columns {times[:5]}; LossVal values numbers: drop them, or turn them into "
+                "numbers that mean something for the target first (e.g. age in days, hour of day, day of week)."
+            )
         raise InputError(
             f"{name} has non-numeric columns {non_numeric[:5]}{detail}; convert numbers stored as text "
             "(pd.to_numeric) or encode categoricals first (lossval.encoding.TabularEncoder one-hot encodes them)."

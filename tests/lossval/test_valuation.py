@@ -1413,3 +1413,10 @@ def test_a_fitted_attribute_read_before_fit_says_to_fit_first() -> None:
     with pytest.raises(AttributeError, match="object has no attribute 'nonsense'"):
         lv.nonsense
     assert pickle.loads(pickle.dumps(lv)).epochs == 3 and copy.deepcopy(lv).epochs == 3
+
+
+def test_a_date_column_is_refused_as_a_date_not_as_text() -> None:
+    X = pd.DataFrame({"x": np.arange(8.0), "when": pd.date_range("2026-01-01", periods=8),
+                      "wait": pd.to_timedelta(np.arange(8), unit="h")})
+    with pytest.raises(InputError, match=r"X_train has date/time columns \['when', 'wait'\]; LossVal values numbers"):
+        LossVal(verbose=False).fit(X, np.arange(8) % 2, X, np.arange(8) % 2)
