@@ -248,12 +248,14 @@ def _stopped_with_serve(state: Any) -> bool:
 
 
 def _crash_runs_in_flight(names: list[str], *, timeout_s: float = 10.0) -> int | None:
-    """Mark the served deployments' RUNNING and PENDING runs Crashed (:data:`STOPPED_AT_ONCE_MESSAGE`).
+    """Mark the served deployments' RUNNING and PENDING runs Crashed (:data:`STOPPED_AT_ONCE_MESSAGE`), and pause
+    the deployments as a stop that finishes does.
 
     Called when a ``serve`` stops at once: only this ``serve`` runs these deployments (a second one is refused), so
-    their runs in flight are its own, and their processes go with it. Gives up after ``timeout_s`` (a server that
-    does not answer must not hold up a stop asked for "at once"). Returns how many runs were marked, None when the
-    server did not answer in time or refused.
+    their runs in flight are its own, and their processes go with it. Unpaused, the deployments looked served by a
+    live ``serve`` for 30 s, and the next ``serve`` was refused meanwhile. Gives up after ``timeout_s`` (a server
+    that does not answer must not hold up a stop asked for "at once"). Returns how many runs were marked, None when
+    the server did not answer in time or refused.
     """
     import threading
 
@@ -273,6 +275,8 @@ def _crash_runs_in_flight(names: list[str], *, timeout_s: float = 10.0) -> int |
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))))
             for run in runs:
                 client.set_flow_run_state(run.id, Crashed(message=STOPPED_AT_ONCE_MESSAGE), force=True)
+            for deployment_id in ids:
+                client.pause_deployment(deployment_id)
             marked.append(len(runs))
 
     worker = threading.Thread(target=lambda: _quietly(mark), daemon=True, name="lossval-serve-mark-crashed")
@@ -501,7 +505,8 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
             marked = _crash_runs_in_flight(names)
             print(f"lossval serve: {signal.Signals(signum).name} again: stopping at once; "
                   + ("the server did not answer, so runs in flight may still show Running" if marked is None else
-                     f"{marked} run(s) in flight marked Crashed (the next `lossval serve` queues their files again)"),
+                     f"{marked} run(s) in flight marked Crashed (the next `lossval serve` queues their files again), "
+                     "schedules paused"),
                   file=sys.stderr, flush=True)
             raise KeyboardInterrupt
         if len(received) > 1 or not runner.started or runner.stopping or runner._loop is None:

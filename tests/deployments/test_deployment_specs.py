@@ -210,12 +210,18 @@ def test_stopping_at_once_marks_the_served_runs_in_flight_crashed_and_never_hang
         def set_flow_run_state(self, run_id, state, force=False):
             calls.append((run_id, state.type.value, state.message, force))
 
+        def pause_deployment(self, deployment_id):
+            calls.append(("pause", str(deployment_id)))
+
     monkeypatch.setattr(prefect, "get_client", lambda **_: Client())
     assert _crash_runs_in_flight(["lossval-arrival/on-arrival", "lossval-nightly/nightly"]) == 2
     assert calls == [("filter", [str(uuid.uuid5(uuid.NAMESPACE_URL, n)) for n in ("lossval-arrival/on-arrival",
                                                                                 "lossval-nightly/nightly")],
                       ["PENDING", "RUNNING"]),
-                     ("r1", "CRASHED", STOPPED_AT_ONCE_MESSAGE, True), ("r2", "CRASHED", STOPPED_AT_ONCE_MESSAGE, True)]
+                     ("r1", "CRASHED", STOPPED_AT_ONCE_MESSAGE, True), ("r2", "CRASHED", STOPPED_AT_ONCE_MESSAGE, True),
+                     # paused as a stop that finishes leaves them: else the next serve was refused for 30 s
+                     *[("pause", str(uuid.uuid5(uuid.NAMESPACE_URL, n))) for n in ("lossval-arrival/on-arrival",
+                                                                                    "lossval-nightly/nightly")]]
     assert _crash_runs_in_flight(["gone/deployment"]) is None  # refused: reported as nothing marked
     import time
 
