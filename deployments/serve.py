@@ -268,29 +268,25 @@ def _crash_runs_in_flight(names: list[str], *, timeout_s: float = 10.0) -> int |
         from prefect.client.schemas.objects import StateType
         from prefect.states import Crashed
 
-        with get_client(sync_client=True) as client:
-            ids = [client.read_deployment_by_name(name).id for name in names]
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                deployment_id=FlowRunFilterDeploymentId(any_=ids),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING]))))
-            for run in runs:
-                client.set_flow_run_state(run.id, Crashed(message=STOPPED_AT_ONCE_MESSAGE), force=True)
-            for deployment_id in ids:
-                client.pause_deployment(deployment_id)
-            marked.append(len(runs))
+        try:
+            with get_client(sync_client=True) as client:
+                ids = [client.read_deployment_by_name(name).id for name in names]
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    deployment_id=FlowRunFilterDeploymentId(any_=ids),
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING,
+                                                                                StateType.PENDING]))))
+                for run in runs:
+                    client.set_flow_run_state(run.id, Crashed(message=STOPPED_AT_ONCE_MESSAGE), force=True)
+                for deployment_id in ids:
+                    client.pause_deployment(deployment_id)
+                marked.append(len(runs))
+        except Exception:  # noqa: BLE001 - best effort while stopping at once: the caller says nothing was marked
+            pass
 
-    worker = threading.Thread(target=lambda: _quietly(mark), daemon=True, name="lossval-serve-mark-crashed")
+    worker = threading.Thread(target=mark, daemon=True, name="lossval-serve-mark-crashed")
     worker.start()
     worker.join(timeout_s)
     return marked[0] if marked else None
-
-
-def _quietly(work: Any) -> None:
-    """Run ``work()``; an error is left for the caller to notice by what ``work`` did not record."""
-    try:
-        work()
-    except Exception:  # noqa: BLE001 - best effort while stopping at once; the caller reports that nothing was marked
-        pass
 
 
 # What a new-data run's parameters say of its file; the rest (datasets file, landing folder, workspace...) is the

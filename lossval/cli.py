@@ -354,24 +354,19 @@ def _csv_line_note(exc: InputError, text: str) -> str:
     return "" if line is None else f" (rows count from 0 below the header: row {row} is line {line} of the file)"
 
 
-def _check_valuation_options(args: argparse.Namespace) -> None:
-    """``--epochs``, ``--seed`` and ``--device`` before any file is read, naming the option (as ``demo`` does)."""
-    from lossval.demo import check_valuation_options
-
-    check_valuation_options(seed=args.seed, epochs=args.epochs, device=args.device)
-
-
 def _cmd_value(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
+    from lossval.demo import check_valuation_options
     from lossval.encoding import TabularEncoder
     from lossval.io import (assign_row_ids, check_writable_folder, is_text_dtype, missing_column_hint,
                             read_as_data_of, read_table, sweep_orphaned_temp_files, unicode_twin, write_parquet)
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
-    _check_valuation_options(args)
+    # before any file is read, naming the option (as demo does): LossVal checked them after reading and encoding
+    check_valuation_options(seed=args.seed, epochs=args.epochs, device=args.device)
     out = Path(args.out)
     inputs = {Path(args.data).resolve(), Path(args.validation).resolve()}
     if len(inputs) == 1:  # every row would be valued against itself

@@ -109,19 +109,25 @@ def resource_id(dataset: str) -> str:
     return f"lossval.dataset.{dataset}"
 
 
+def _delivered_name(name: str) -> bool:
+    """Whether a name is of a delivered file: not hidden, not partial, not a ``.done`` marker."""
+    return bool(name) and name[0] not in ".~" and not name.lower().endswith((*PARTIAL_SUFFIXES, DONE_SUFFIX))
+
+
 def is_data_file_name(name: str) -> bool:
     """Whether a file name can be a landed data file (not hidden, not partial, a data suffix)."""
-    lower = name.lower()
-    if not name or name[0] in ".~" or lower.endswith(PARTIAL_SUFFIXES) or lower.endswith(DONE_SUFFIX):
-        return False
-    return lower.endswith(DATA_SUFFIXES)
+    return _delivered_name(name) and name.lower().endswith(DATA_SUFFIXES)
 
 
 def is_foreign_file_name(name: str) -> bool:
-    """Whether a name is of a file the watcher never lands and is not told to skip: not hidden, partial, a ``.done``
-    marker or a data file (``rates.xlsx``, ``notes.txt``): said once, so a delivery in another format is noticed."""
-    lower = name.lower()
-    return bool(name) and name[0] not in ".~" and not lower.endswith((*PARTIAL_SUFFIXES, DONE_SUFFIX, *DATA_SUFFIXES))
+    """Whether a name is of a delivered file the watcher never lands, not being a data file (``rates.xlsx``,
+    ``notes.txt``): said once, so a delivery in another format is noticed."""
+    return _delivered_name(name) and not name.lower().endswith(DATA_SUFFIXES)
+
+
+def _printable(relative: str) -> str:
+    """A file name as messages show it: bytes that are not UTF-8 (Latin-1 ``caf\\xe9.csv``) as U+FFFD."""
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def dataset_of(relative: str | PurePosixPath) -> str:
@@ -406,9 +412,9 @@ class LandingScanner:
                 self._warn_foreign(entry.name)
 
     def _warn_foreign(self, relative: str) -> None:
-        shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        self._warn_once(relative, f"lossval watch: ignoring {shown!r}: not a data file (.csv, .csv.gz, .parquet or "
-                                  ".pq); save it in one of those formats to have it cleaned (said once per name)")
+        self._warn_once(relative, f"lossval watch: ignoring {_printable(relative)!r}: not a data file (.csv, .csv.gz, "
+                                  ".parquet or .pq); save it in one of those formats to have it cleaned (said once per "
+                                  "name)")
 
     def _utf8(self, relative: str) -> bool:
         """Whether a name can go in an event (UTF-8); one that cannot is said once and skipped, the others watched.
@@ -420,9 +426,8 @@ class LandingScanner:
         try:
             relative.encode("utf-8")
         except UnicodeEncodeError:
-            shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            self._warn_once(relative, f"lossval watch: skipping {shown!r}: its name is not valid UTF-8, so no event "
-                                      "can carry it; rename it (the other files are watched)")
+            self._warn_once(relative, f"lossval watch: skipping {_printable(relative)!r}: its name is not valid "
+                                      "UTF-8, so no event can carry it; rename it (the other files are watched)")
             return False
         return True
 

@@ -1346,12 +1346,11 @@ class LossVal:
             last_epochs = min(int(last_epochs), self.loss_history_.shape[0])
         history = self._grouped_loss_history()
         mean_loss = np.asarray(history[-(last_epochs or history.shape[0]):], dtype=np.float64).mean(axis=0)
-        if np.isfinite(mean_loss).all() and (np.ptp(mean_loss) <= LOSS_SPREAD_FLOOR
-                                             or mean_loss.max() <= ALL_FIT_LOSS):
+        spread = np.ptp(mean_loss)
+        if np.isfinite(mean_loss).all() and (spread <= LOSS_SPREAD_FLOOR or mean_loss.max() <= ALL_FIT_LOSS):
             # Every row is fit (cross-entropy or standardised squared error): a mixture would split rounding noise,
             # or two classes fit to different depths (find no spread at all), so no row looks noisy.
-            why = (f"within {LOSS_SPREAD_FLOOR:g} of the others" if np.ptp(mean_loss) <= LOSS_SPREAD_FLOOR else
-                   f"at most {ALL_FIT_LOSS:g}")
+            why = f"within {LOSS_SPREAD_FLOOR:g} of the others" if spread <= LOSS_SPREAD_FLOOR else f"at most {ALL_FIT_LOSS:g}"
             warnings.warn(f"every training row's loss is {why} (largest {float(mean_loss.max()):.3g}): the model "
                           "fits every row, so none looks noisy; P(noisy) is 0 for all rows.", UserWarning, stacklevel=2)
             return np.zeros(mean_loss.shape[0])
