@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="pairs of (cold, warm) runs")
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args(argv)
+    started, t0 = time.strftime("%Y-%m-%d %H:%M:%S"), time.perf_counter()
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     keys = ("wall_s", "valuation_s", "retrain_s", "compute_s", "overhead_s", "track_promote_s", "ingest_s", "gate_s")
     results: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
@@ -59,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             results["warm"].append(run_once(env, Path(home)))
     med = {kind: {k: statistics.median(r[k] for r in runs) for k in keys} for kind, runs in results.items()}
     verdict = {kind: "PASS" if m["overhead_s"] <= TARGET_OVERHEAD_S else "FAIL" for kind, m in med.items()}
+    meta = {"generated": started, "command": "python -m benchmarks.demo_overhead " + " ".join(
+        argv if argv is not None else sys.argv[1:]), "repeats": args.repeats, "cpu_count": os.cpu_count(),
+        "wall_seconds": round(time.perf_counter() - t0, 1)}
     lines = ["# `lossval demo`: wall time and overhead", "",
+             f"Generated {meta['generated']} by `{meta['command'].strip()}` in {meta['wall_seconds']:.0f} s.", "",
              f"{args.repeats} pairs of runs, each in a fresh workspace (new MLflow DB): 'cold' on an empty PREFECT_HOME "
              f"(Prefect creates its database), 'warm' reusing it as a user's next run does. Median seconds, "
              f"{os.cpu_count()} cores. Great Expectations and MLflow are imported, and the run's MLflow database "
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"warm **{verdict['warm']}** ({med['warm']['overhead_s']:.1f} s)."]
     runs = results
     out = Path(args.out_dir)
-    write_json({"runs": runs, "median": med, "target_overhead_s": TARGET_OVERHEAD_S, "verdict": verdict},
+    write_json({"meta": meta, "runs": runs, "median": med, "target_overhead_s": TARGET_OVERHEAD_S, "verdict": verdict},
                out / "demo_overhead.json")
     from lossval.io import atomic_write
 

@@ -600,8 +600,10 @@ def render_markdown(cfg: Config, records: list[dict[str, Any]], meta: dict[str, 
               "Timings use `torch.set_num_threads(1)` in every process so they compare across methods.", "",
               "F1 two-means = rows in the lower cluster of an exact 1-D 2-means split (values < "
               "`two_means_threshold`) vs the injected-noise mask; F1 top = the lowest p% of values. "
-              "`loss_mixture` = 1 - P(noisy) of a Beta mixture on the lossval fit's own last-5-epoch "
-              "row losses (its seconds are that fit's). `plain_loss` = minus mean row loss over the last 5 "
+              "`loss_mixture` = 1 - P(noisy) from `noise_probability()` of the lossval fit of the same run, as a "
+              "run computes it (Beta mixture on the last 10 epochs' row losses, identical rows sharing one value); "
+              "its seconds are that fit's plus the mixture's. Seconds compare only between records of the same "
+              "run (the runs merged here are listed above, with their dates). `plain_loss` = minus mean row loss over the last 5 "
               "epochs of the same MLP trained unweighted; `plain_loss_paper_arch` = the same with the paper's "
               "MLP (classification: 5 layers, the reference's plain baseline; regression: identical). Reference = public LossVal (@59f4b18) and its plain "
               "baseline as the team measured them on the same datasets (`REFERENCE_CLEAN` in benchmarks/run.py) "

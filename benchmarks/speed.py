@@ -217,7 +217,8 @@ def render_markdown(res: dict[str, Any]) -> str:
     """speed.md from the result dict."""
     m, base = res["meta"], res["base"]
     lines = ["# LossVal speed (CPU)", "",
-             f"Generated {m['generated']} by `{m['command']}` (torch {m['torch']}, {m['cpu_count']} CPU core(s), "
+             f"Generated {m['generated']} by `{m['command']}`"
+             + (f" in {m['wall_seconds']:.0f} s" if "wall_seconds" in m else "") + f" (torch {m['torch']}, {m['cpu_count']} CPU core(s), "
              f"torch default threads = {m['default_threads']}; python {m['python']}).", "",
              f"Data: synthetic classification, {base['rows']} rows x {m['features']} features, "
              f"{m['valid_rows']} validation rows, {m['epochs']} epochs, batch size {m['batch_size']}. "
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     if args.child is not None:
         _child(args.child, args.features, args.epochs)
         return {}
+    t_start = time.perf_counter()
 
     import torch
 
@@ -374,7 +376,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             "command": "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
             "torch": torch.__version__, "python": platform.python_version(), "cpu_count": _cpu_count(),
             "default_threads": default_threads, "features": args.features, "valid_rows": 100,
-            "epochs": args.epochs, "batch_size": train["batch_size"], "repeats": args.repeats}
+            "epochs": args.epochs, "batch_size": train["batch_size"], "repeats": args.repeats,
+            "wall_seconds": round(time.perf_counter() - t_start, 1)}
     res = {"meta": meta, "base": base, "scaling": scaling, "targets": targets}
     out = Path(args.out_dir or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR))
     json_path, md_path = out / "speed.json", out / "speed.md"
