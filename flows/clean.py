@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import datetime as dt
 import platform
 import re
@@ -149,8 +150,19 @@ def run_key(config: PipelineConfig, values_key: str) -> str:
     registered with an input example of data rows is not reused once ``tracking.log_quarantine`` is off."""
     rows = "" if config.tracking.log_quarantine else "-norows"
     used = config.used_only()  # a key the config's choices leave unread registers no new version
-    return (f"{values_key}-{used.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}"
+    return (f"{values_key}-{used.fingerprint('pruning', 'retrain', 'gate')}-{_suite_hash(config)}{_keep_hash(config)}"
             f"-v{lossval.__version__}-g{GATE_VERSION}{rows}")
+
+
+def _keep_hash(config: PipelineConfig) -> str:
+    """``-k`` and the content (12 hex) of ``pruning.keep_ids``' files; empty without it. The config names the file
+    by path, and a reviewer adds ids to the same file: another list is another pruning."""
+    if config.pruning.keep_ids is None:
+        return ""
+    from lossval.io import list_data_files
+
+    digest = hashlib.sha256("".join(file_sha256(f) for f in list_data_files(config.pruning.keep_ids)).encode())
+    return f"-k{digest.hexdigest()[:12]}"
 
 
 def _suite_hash(config: PipelineConfig) -> str:
@@ -343,7 +355,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                "outputs": outputs, "sha256": sha256, "rows": rows,
                "pruning": {"policy": pruned["policy"], "threshold": pruned["threshold"], "flagged": pruned["flagged"],
                            "quarantined": pruned["rows_pruned"], "protected": pruned["protected"],
-                           "kept_together": pruned["kept_together"], "cap_hit": pruned["cap_hit"],
+                           "kept_together": pruned["kept_together"], "reviewed": pruned["reviewed"],
+                           "keep_ids": pruned["keep_ids"], "cap_hit": pruned["cap_hit"],
                            "class_cap_hit": pruned["class_cap_hit"],
                            "capped_classes": pruned["capped_classes"],
                            "max_prune_fraction": config.pruning.max_prune_fraction},

@@ -82,6 +82,9 @@ class PruningConfig:
     fraction: float = 0.1
     threshold: float | None = None
     min_probability: float = 0.5
+    # A file of row ids (a `row_id` column, e.g. a copy of quarantine.parquet cut down to the rows a reviewer put
+    # back) never quarantined, whatever their value: tasks.prune, lossval.pruning.prune(keep=...).
+    keep_ids: str | None = None
 
     def policy_params(self) -> dict[str, Any]:
         """The keys this policy reads, with their values: the arguments of :func:`lossval.pruning.make_policy`."""
@@ -195,6 +198,8 @@ class PipelineConfig:
     def fingerprint(self, *sections: str) -> str:
         """Hash of the given top-level sections (all when none), 16 hex chars; for cache keys."""
         d = self.to_dict()
+        if d["pruning"]["keep_ids"] is None:  # added 2026-12-07: unset, the keys stay what they were
+            del d["pruning"]["keep_ids"]
         if sections:
             d = {k: d[k] for k in sections}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -630,12 +635,17 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
 
     pruning = _section(raw.get("pruning"), PruningConfig, "pruning", source,
                        {"policy": str, "max_prune_fraction": float, "fraction": float, "threshold": float,
-                        "min_probability": float})
+                        "min_probability": float, "keep_ids": str})
     if pruning.policy not in _POLICIES:
         raise ConfigError(f"'pruning.policy' must be one of {list(_POLICIES)}, got {pruning.policy!r}.", source=source)
     _fraction("pruning.max_prune_fraction", pruning.max_prune_fraction, source)
     _fraction("pruning.fraction", pruning.fraction, source)
     _fraction("pruning.min_probability", pruning.min_probability, source)
+    if pruning.keep_ids is not None:
+        from lossval.io import list_data_files
+
+        pruning = dataclasses.replace(pruning, keep_ids=resolve(pruning.keep_ids))
+        list_data_files(pruning.keep_ids, key="pruning.keep_ids")  # a missing file now, not after valuation
     if pruning.policy == "threshold" and pruning.threshold is None:
         raise ConfigError("pruning policy 'threshold' needs 'pruning.threshold'.", source=source)
     if pruning.threshold is not None and not math.isfinite(pruning.threshold):

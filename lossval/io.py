@@ -71,6 +71,7 @@ __all__ = [
     "frame_fingerprint",
     "nested_column",
     "assign_row_ids",
+    "read_row_id_list",
     "pause_point",
     "yaml_name",
     "shell_name",
@@ -768,6 +769,36 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
     base = pd.Series([f"{h:016x}" for h in hashes], index=df.index)
     occurrence = base.groupby(base).cumcount() + 1
     return base.where(occurrence == 1, base + "#" + occurrence.astype(str)).rename("row_id")
+
+
+def read_row_id_list(path: str | os.PathLike[str], *, id_column: str | None = None,
+                     key: str = "pruning.keep_ids") -> list[str]:
+    """The row ids a file lists, as text, each once, in file order: its ``row_id`` column (as ``quarantine.parquet``
+    and ``decisions.parquet`` have it), else its ``id_column`` column.
+
+    A CSV's ids are read as the text they hold (``007`` stays ``007``); numbers stored in a parquet
+    file read as a CSV would write them (``7``, not ``7.0``), as :func:`assign_row_ids` makes them.
+
+    Raises:
+        InputError: no such file, neither column, or an empty id (names the file and the row).
+    """
+    column = "row_id"
+    df = read_table(path, text_columns=["row_id", id_column])
+    if "row_id" not in df.columns:
+        if id_column is None or id_column not in df.columns:
+            also = f" or {id_column!r} (the id column)" if id_column else ""
+            raise InputError(f"{key}: the file needs a 'row_id' column{also} listing the rows to keep, as "
+                             f"quarantine.parquet and decisions.parquet of a run folder have it; its columns are "
+                             f"{list(df.columns)[:10]}.", source=str(path))
+        column = id_column
+    ids = df[column]
+    empty = missing_or_blank(ids)
+    if empty.any():
+        row = int(np.flatnonzero(empty)[0])
+        raise InputError(f"{key}: column {column!r} has {int(empty.sum())} empty id(s), first at row {row}; list one "
+                         "row id per row.", source=str(path))
+    text = ids.map(_id_text) if ids.dtype == object or pd.api.types.is_float_dtype(ids.dtype) else ids.astype(str)
+    return list(dict.fromkeys(text.tolist()))
 
 
 def yaml_name(name: Any) -> str:

@@ -170,9 +170,10 @@ class PruneDecision:
         n_kept_together: Rows that would have gone but were kept with the rest of their
             ``groups`` group, which the cap, the fraction count or class protection split.
         held_back: Length-``n`` list; for a row the policy flagged that is kept, what
-            held it back: ``"class protection"``, ``"max_prune_fraction"`` (the cap, of all
-            rows or of its class) or ``"identical copies"`` (kept with its ``groups``
-            group); ``None`` for every other row.
+            held it back: ``"class protection"``, ``"max_prune_fraction"`` (the cap, of all rows
+            or of its class), ``"reviewed"`` (it would have gone, and ``keep`` held it) or
+            ``"identical copies"`` (kept with its ``groups`` group); ``None`` for every other row.
+        n_reviewed: Rows that would have been dropped and were kept because ``keep`` held them.
     """
 
     keep: np.ndarray
@@ -187,6 +188,7 @@ class PruneDecision:
     capped_classes: tuple = ()
     n_kept_together: int = 0
     held_back: list[str | None] = field(default_factory=list)
+    n_reviewed: int = 0
 
     @property
     def n_dropped(self) -> int:
@@ -435,6 +437,7 @@ def prune(
     noise_prob: Any = None,
     min_rows_per_class: int = 1,
     groups: Any = None,
+    keep: Any = None,
 ) -> PruneDecision:
     """Decide which rows to keep.
 
@@ -458,6 +461,11 @@ def prune(
             count or class protection would split one (ties are otherwise taken by row
             position), the whole group is kept, so fewer rows than the cap allows may go.
             Ids may be of any hashable kind, mixed; a missing id (None, NaN) is a group of its own row.
+        keep: Optional bool per row, shape ``(n,)``: rows never dropped, whatever their value (rows a
+            reviewer put back). The policy still flags them (its threshold is computed on every
+            row), and they are taken out after class protection and the cap, so exactly the rows
+            that would have gone and are in ``keep`` stay (held back as ``"reviewed"``); the cap's
+            room they leave is not given to rows it held back.
 
     Returns:
         A :class:`PruneDecision`.
@@ -501,6 +509,8 @@ def prune(
         )
     classes, class_index = _check_labels(labels, n) if labels is not None else (None, None)
 
+    reviewed = _check_keep(keep, n)
+
     flagged, threshold = policy._flag(vals, probs)
     n_candidates = int(flagged.sum())
     drop = flagged.copy()
@@ -531,6 +541,10 @@ def prune(
         drop[chosen] = True
 
     cap_left = drop.copy()
+    # After the cap: the rows put back are exactly those that would have gone, and the cap's room is not handed to
+    # rows it held back (a reviewer who puts two rows back sees two fewer quarantined, no new ones).
+    put_back = drop & reviewed
+    drop &= ~reviewed
     n_kept_together = 0
     if groups is not None:
         group_ids = np.asarray(groups)
@@ -551,7 +565,8 @@ def prune(
     held_back: list[str | None] = [None] * n
     for row in np.flatnonzero(flagged & ~drop):
         held_back[int(row)] = ("class protection" if not protection_left[row] else
-                               "max_prune_fraction" if not cap_left[row] else "identical copies")
+                               "max_prune_fraction" if not cap_left[row] else
+                               "reviewed" if put_back[row] else "identical copies")
     return PruneDecision(
         keep=~drop,
         reasons=reasons,
@@ -565,7 +580,19 @@ def prune(
         capped_classes=tuple(capped_classes),
         n_kept_together=n_kept_together,
         held_back=held_back,
+        n_reviewed=int(put_back.sum()),
     )
+
+
+def _check_keep(keep: Any, n: int) -> np.ndarray:
+    """``prune``'s ``keep``: a bool array of shape ``(n,)`` (all False when None)."""
+    if keep is None:
+        return np.zeros(n, dtype=bool)
+    arr = np.asarray(keep)
+    if arr.shape != (n,) or arr.dtype != bool:
+        raise InputError(f"keep must be one bool per row, shape ({n},); got shape {arr.shape} of {arr.dtype}. "
+                         "Build it as e.g. np.isin(row_ids, reviewed_ids).")
+    return arr
 
 
 def _group_codes(group_ids: np.ndarray) -> np.ndarray:

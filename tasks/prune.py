@@ -46,7 +46,8 @@ def _identical_rows(train: pd.DataFrame, *, id_column: str | None, seen: list | 
 LOWEST_ROWS = 20  # rows in the review table of lowest-value rows (MLflow's lowest_values.json, Prefect's table)
 
 # How the review table words what held back a row the policy flagged (PruneDecision.held_back).
-_HELD_BACK_WORDS = {"max_prune_fraction": "kept: flagged, held back by the max_prune_fraction cap",
+_HELD_BACK_WORDS = {"reviewed": "kept: flagged, put back by review (pruning.keep_ids)",
+                    "max_prune_fraction": "kept: flagged, held back by the max_prune_fraction cap",
                     "class protection": "kept: flagged, held back by class protection",
                     "identical copies": "kept: flagged, kept with its identical copies"}
 
@@ -120,6 +121,8 @@ def describe_pruning(pruning: dict) -> str:
     cut = pruning.get("threshold")
     if cut is not None and math.isfinite(cut) and pruning["policy"] in ("two_means", "threshold", "fraction"):
         text += f" (values {'up to' if pruning['policy'] == 'fraction' else 'below'} {format_value(cut)})"
+    if pruning.get("reviewed"):
+        text += f"; {pruning['reviewed']} of them were put back by review (pruning.keep_ids)"
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
     if pruning.get("kept_together"):
@@ -138,8 +141,8 @@ def describe_pruning(pruning: dict) -> str:
     return text + "."
 
 
-DECISION_OUTCOMES = ("quarantined", "held back: max_prune_fraction", "held back: class protection",
-                     "held back: identical copies", "kept")
+DECISION_OUTCOMES = ("quarantined", "held back: reviewed", "held back: max_prune_fraction",
+                     "held back: class protection", "held back: identical copies", "kept")
 
 
 def decision_table(row_ids: pd.Series, values: np.ndarray, decision,  # noqa: ANN001
@@ -178,10 +181,11 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
         seen = [*features, config.target]
     vals = pd.read_parquet(values).set_index("row_id").loc[tr["row_id"]]
     labels = tr[config.target].astype(str).to_numpy() if task_kind == "classification" else None
+    reviewed, review = _reviewed_rows(tr["row_id"], config)
     decision = prune_values(vals["value"].to_numpy(), policy=policy_from_config(config),
                             max_prune_fraction=config.pruning.max_prune_fraction, labels=labels,
                             noise_prob=vals["noise_prob"].to_numpy() if "noise_prob" in vals else None,
-                            groups=_identical_rows(tr, id_column=config.id_column, seen=seen))
+                            groups=_identical_rows(tr, id_column=config.id_column, seen=seen), keep=reviewed)
     if decision.n_kept_together:
         run_logger().info("%d flagged row(s) the policy or the cap would have quarantined were kept with their "
                           "identical copies (a row and its copies go together)", decision.n_kept_together)
@@ -209,4 +213,31 @@ def prune(train: str, values: str, *, config: PipelineConfig, task_kind: str, ru
             "flagged": decision.n_candidates, "protected": decision.n_protected,
             "kept_together": decision.n_kept_together, "cap_hit": decision.cap_hit,
             "class_cap_hit": decision.class_cap_hit, "capped_classes": [str(c) for c in decision.capped_classes],
-            "policy": decision.policy, "held_back": {rid: why[rid] for rid in lowest if rid in why}}
+            "policy": decision.policy, "held_back": {rid: why[rid] for rid in lowest if rid in why},
+            "reviewed": decision.n_reviewed, "keep_ids": review}
+
+
+def _reviewed_rows(row_ids: pd.Series, config: PipelineConfig) -> tuple[np.ndarray | None, dict | None]:
+    """``pruning.keep_ids``: which training rows a reviewer put back (never quarantined), and a record of the file
+    (path, sha256, ids listed, ids found among the training rows); ``(None, None)`` without it.
+
+    Ids that are not training rows of this run are warned about, not refused: a list kept across runs names rows
+    that left the data, or that this run's split made validation or test rows.
+    """
+    path = config.pruning.keep_ids
+    if path is None:
+        return None, None
+    from lossval.io import file_sha256, list_data_files, read_row_id_list
+
+    listed = read_row_id_list(path, id_column=config.id_column)
+    mask = row_ids.isin(listed).to_numpy()
+    missing = len(listed) - int(mask.sum())
+    if missing:
+        present = set(row_ids)
+        example = next(i for i in listed if i not in present)
+        run_logger().warning("pruning.keep_ids: %d of the %d row id(s) in %s are not training rows of this run "
+                             "(e.g. %r): rows no longer in the data, validation or test rows, or ids of another "
+                             "id_column; they are ignored", missing, len(listed), path, example)
+    files = list_data_files(path)
+    digest = file_sha256(files[0]) if len(files) == 1 else None
+    return mask, {"path": str(path), "sha256": digest, "listed": len(listed), "found": int(mask.sum())}

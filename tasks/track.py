@@ -361,7 +361,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
                         rows_flagged=prune["flagged"], rows_protected=prune["protected"],
-                        rows_kept_together=prune.get("kept_together", 0),
+                        rows_kept_together=prune.get("kept_together", 0), rows_reviewed=prune.get("reviewed", 0),
                         prune_fraction=prune["rows_pruned"] / max(rows_train, 1),
                         clipped_values=value.get("clipped_values", 0),
                         clipped_validation_values=value.get("clipped_validation_values", 0),
@@ -447,7 +447,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
 
 # The prune stage's record keys that the parent run logs under another name: metrics, then tags
 # (class_cap_hit, which the parent does not log, takes the same prefix).
-_PRUNE_NAMES = {"flagged": "rows_flagged", "protected": "rows_protected", "kept_together": "rows_kept_together"}
+_PRUNE_NAMES = {"flagged": "rows_flagged", "protected": "rows_protected", "kept_together": "rows_kept_together",
+                "reviewed": "rows_reviewed"}
 _PRUNE_TAGS = {"cap_hit": "prune_cap_hit", "class_cap_hit": "prune_class_cap_hit"}
 
 

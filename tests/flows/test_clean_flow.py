@@ -377,6 +377,44 @@ def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(wor
     assert said.count("kept") == 20 - pruning["flagged"]
 
 
+def test_rows_a_reviewer_puts_back_are_kept_on_the_rerun_from_the_same_values(workspace: Path, monkeypatch,
+                                                                             caplog) -> None:
+    first_cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
+    manifests = sorted((workspace / "runs").glob("t-breast_cancer-*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    first = json.loads(manifests[0].read_text())  # the first config's run: two_means, the default cap
+    quarantined = pd.read_parquet(first["outputs"]["quarantine"])
+    put_back = quarantined["row_id"].head(2).tolist()
+    # The reviewer's list: the quarantine cut down to two rows, plus an id that is no training row.
+    reviewed = pd.concat([quarantined[quarantined["row_id"].isin(put_back)],
+                          quarantined.head(1).assign(row_id="no-such-row")])
+    reviewed.to_parquet(first_cfg.with_name("reviewed.parquet"))
+    cfg = yaml.safe_load(first_cfg.read_text())
+    cfg["pruning"] = {"keep_ids": "reviewed.parquet"}
+    new_cfg = first_cfg.with_name("config-reviewed.yaml")
+    new_cfg.write_text(yaml.safe_dump(cfg))
+    import lossval.valuation
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("LossVal.fit ran although only the rows to keep changed")
+
+    monkeypatch.setattr(lossval.valuation.LossVal, "fit", must_not_run)
+    assert main(["run", str(new_cfg), "--workspace", str(workspace)]) in (0, 3)
+    second = _latest_manifest(workspace, "breast_cancer")
+    assert second["outputs"]["values"] == first["outputs"]["values"]
+    now = pd.read_parquet(second["outputs"]["quarantine"])
+    # Exactly the two rows came back; nothing else moved (the cap's room is not handed on).
+    assert set(now["row_id"]) == set(quarantined["row_id"]) - set(put_back)
+    assert set(put_back) <= set(pd.read_parquet(second["outputs"]["kept"])["row_id"])
+    decisions = pd.read_parquet(second["outputs"]["decisions"]).set_index("row_id")
+    assert (decisions.loc[put_back, "outcome"] == "held back: reviewed").all()
+    pruning = second["pruning"]
+    assert pruning["reviewed"] == 2 and pruning["keep_ids"]["listed"] == 3 and pruning["keep_ids"]["found"] == 2
+    assert pruning["keep_ids"]["path"] == str(first_cfg.with_name("reviewed.parquet"))
+    assert "1 of the 3 row id(s)" in caplog.text and "'no-such-row'" in caplog.text
+    assert second["model"]["version"] != first["model"]["version"]  # another pruning: another registered version
+    assert verify_run(Path(second["outputs"]["kept"]).parent) == []
+
+
 def test_a_cache_record_that_names_pickle_is_moved_aside_unread(workspace: Path) -> None:
     from tests.reliability._helpers import write_pickle_record
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lossval.config import config_from_dict, load_config, mask_uri
-from lossval.errors import ConfigError
+from lossval.errors import ConfigError, InputError
 
 BASE = {"data": "data.csv", "target": "y"}
 
@@ -417,3 +417,17 @@ def test_an_empty_config_file_is_called_empty(tmp_path) -> None:
     (tmp_path / "c.yaml").write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match=r"c.yaml: the config file is empty; it needs at least 'data' and 'target'"):
         load_config(tmp_path / "c.yaml")
+
+
+def test_keep_ids_resolves_beside_the_config_is_checked_now_and_leaves_unset_keys_as_they_were(tmp_path: Path) -> None:
+    base = {"data": "d.csv", "target": "y"}
+    # Pinned before pruning.keep_ids existed: unset, it must not give every workspace new run keys.
+    plain = config_from_dict(dict(base), base_dir="/tmp")
+    assert plain.fingerprint("pruning", "retrain", "gate") == "d2dcae6eaef28fc8"
+    assert plain.fingerprint() == "23d09867da5fd60c"
+    with pytest.raises(InputError, match=r"reviewed\.csv.*no such file.*pruning\.keep_ids"):
+        config_from_dict({**base, "pruning": {"keep_ids": "reviewed.csv"}}, base_dir=tmp_path)
+    (tmp_path / "reviewed.csv").write_text("row_id\n7\n")
+    cfg = config_from_dict({**base, "pruning": {"keep_ids": "reviewed.csv"}}, base_dir=tmp_path)
+    assert cfg.pruning.keep_ids == str(tmp_path / "reviewed.csv")
+    assert cfg.fingerprint("pruning") != config_from_dict(dict(base), base_dir=tmp_path).fingerprint("pruning")

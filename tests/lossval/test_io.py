@@ -404,3 +404,27 @@ def test_a_csv_cut_off_inside_its_last_row_is_refused_naming_the_line(tmp_path) 
     for ok in ("y,a,b\n0,1.5,2\n1,3.5,4", "y,a,b\n0,1.5,2\n1,3.5,", "y,a,b\n0,1.5,2\n1,3.5\n", 'y,a,b\n0,1.5,2\n1,"x\ny",4'):
         (tmp_path / "ok.csv").write_text(ok)  # complete rows, or a short row that ends in a line break (as before)
         assert len(read_table(tmp_path / "ok.csv")) == 2
+
+
+def test_a_keep_list_reads_row_ids_as_a_run_folder_or_a_csv_writes_them(tmp_path: Path) -> None:
+    from lossval.io import read_row_id_list
+
+    quarantine = pd.DataFrame({"row_id": ["007", "12", "a1"], "x": [1.0, 2.0, 3.0], "lossval_value": [0.1, 0.2, 0.3]})
+    quarantine.to_parquet(tmp_path / "q.parquet")
+    assert read_row_id_list(tmp_path / "q.parquet") == ["007", "12", "a1"]
+    (tmp_path / "keep.csv").write_text("row_id,note\n007,checked\n12,\n007,twice\n")
+    assert read_row_id_list(tmp_path / "keep.csv") == ["007", "12"]  # text as written, each once
+    # Without row_id, the config's id column; numbers stored as floats read as a CSV writes them.
+    pd.DataFrame({"application_id": [7.0, 12.0]}).to_parquet(tmp_path / "ids.parquet")
+    assert read_row_id_list(tmp_path / "ids.parquet", id_column="application_id") == ["7", "12"]
+
+
+def test_a_keep_list_without_ids_is_refused_naming_the_file_and_what_it_needs(tmp_path: Path) -> None:
+    from lossval.io import read_row_id_list
+
+    (tmp_path / "keep.csv").write_text("id\n1\n")
+    with pytest.raises(InputError, match=r"keep\.csv.*needs a 'row_id' column or 'key' \(the id column\)"):
+        read_row_id_list(tmp_path / "keep.csv", id_column="key")
+    (tmp_path / "blank.csv").write_text("row_id,note\n1,a\n,b\n")
+    with pytest.raises(InputError, match=r"blank\.csv.*1 empty id\(s\), first at row 1"):
+        read_row_id_list(tmp_path / "blank.csv")

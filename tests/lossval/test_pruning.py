@@ -380,3 +380,43 @@ def test_group_ids_of_any_kind_keep_copies_together_and_missing_ids_group_nothin
     assert prune(values, policy=FractionPolicy(0.03), max_prune_fraction=1.0, groups=[None] * 100).n_dropped == 3
     with pytest.raises(InputError, match="groups must hold hashable ids"):
         prune(values, policy=FractionPolicy(0.03), groups=np.array([{"k": 1}] * 100, dtype=object))
+
+
+def test_rows_a_reviewer_put_back_are_never_dropped_and_nothing_else_changes() -> None:
+    values = np.array([0.01, 0.02, 0.03, 0.9, 1.0, 1.1, 0.95, 1.05, 0.98, 1.02])
+    base = prune(values, policy="two_means", max_prune_fraction=0.5)
+    assert base.n_dropped == 3 and base.n_reviewed == 0
+    keep = np.zeros(values.size, dtype=bool)
+    keep[[1, 5]] = True  # one row that would go, one the policy keeps anyway
+    d = prune(values, policy="two_means", max_prune_fraction=0.5, keep=keep)
+    assert d.keep[1] and d.keep[5] and list(d.dropped_indices) == [0, 2]
+    assert d.n_candidates == 3 and d.n_reviewed == 1 and d.n_protected == 0 and not d.capped
+    assert d.held_back[1] == "reviewed" and d.held_back[5] is None
+    assert d.reasons[1] is None and d.threshold == base.threshold  # the cut is still computed on every row
+
+
+def test_a_reviewed_row_frees_no_room_under_the_cap_and_keeps_the_cap_s_reason() -> None:
+    values = np.array([0.01, 0.02, 0.03, 0.04, 1.0, 1.1, 0.9, 1.2, 0.95, 1.05])
+    base = prune(values, policy="two_means", max_prune_fraction=0.2)  # 4 flagged, 2 may go: rows 0 and 1
+    assert list(base.dropped_indices) == [0, 1] and base.cap_hit
+    keep = np.zeros(values.size, dtype=bool)
+    keep[[0, 3]] = True  # row 0 would go; row 3 the cap held back anyway
+    d = prune(values, policy="two_means", max_prune_fraction=0.2, keep=keep)
+    assert list(d.dropped_indices) == [1]  # row 2, which the cap held back, does not take row 0's place
+    assert d.n_reviewed == 1 and d.held_back[0] == "reviewed" and d.held_back[3] == "max_prune_fraction"
+    assert d.held_back[2] == "max_prune_fraction" and d.cap_hit and d.capped
+
+
+def test_a_reviewed_row_keeps_its_identical_copies() -> None:
+    values = np.array([0.01, 0.01, 0.03, 0.9, 1.0, 1.1, 0.95, 1.05, 0.98, 1.02])
+    keep = np.zeros(values.size, dtype=bool)
+    keep[0] = True
+    d = prune(values, policy="two_means", max_prune_fraction=0.5, keep=keep, groups=[0, 0, 1, 2, 3, 4, 5, 6, 7, 8])
+    assert list(d.dropped_indices) == [2] and d.held_back[:2] == ["reviewed", "identical copies"]
+
+
+def test_keep_must_be_one_bool_per_row() -> None:
+    with pytest.raises(InputError, match=r"keep must be one bool per row, shape \(3,\)"):
+        prune(np.array([0.1, 0.5, 0.9]), policy="two_means", keep=[0, 1])
+    with pytest.raises(InputError, match="bool"):
+        prune(np.array([0.1, 0.5, 0.9]), policy="two_means", keep=np.array([0, 1, 0]))
