@@ -630,7 +630,7 @@ class TabularEncoder:
 
     # ------------------------------------------------------------ transform
 
-    def transform(self, df: pd.DataFrame, *, source: str | None = None) -> np.ndarray:
+    def transform(self, df: pd.DataFrame, *, source: str | None = None, serving: bool = False) -> np.ndarray:
         """Encode rows with the fitted columns and statistics.
 
         The target column, if present, is ignored; extra columns are ignored.
@@ -639,20 +639,25 @@ class TabularEncoder:
             df: Rows to encode, (n_rows, n_columns), holding every column of
                 ``feature_columns_``.
             source: File name for error messages (default: the encoder's ``source``).
+            serving: Rows sent to a served model, a few at a time: no rows encode as an
+                empty array (batch scoring sends empty partitions), and any unseen level of a
+                column without ``"__other__"`` is warned about, not only most values unseen.
 
         Returns:
             float32 C-contiguous array (n_rows, len(encoded_names_)).
 
         Raises:
-            InputError: No rows; missing feature columns; NaN/inf or text in a numeric
-                column.
+            InputError: No rows (unless ``serving``); missing feature columns; NaN/inf or
+                text in a numeric column.
         """
         self._check_fitted()
         source = source if source is not None else self.source
-        self._check_frame(df, what="frame to transform", source=source)
+        self._check_frame(df, what="frame to transform", source=source, empty_ok=serving)
         self._require_columns(df, self.feature_columns_, what="feature column", source=source)
 
         out = np.zeros((len(df), len(self.encoded_names_)), dtype=np.float32)
+        if len(df) == 0:
+            return out
         pos = 0
         for c in self._columns:
             series = df[c["name"]]
@@ -675,7 +680,7 @@ class TabularEncoder:
                 keys = _level_keys(series, c["levels"])
                 self._refuse_reserved(keys, series, c["name"], source=source)
                 index = pd.Index(levels, dtype=object).get_indexer(pd.Index(keys, dtype=object))
-                _warn_on_unseen_levels(keys, index, c, source=source)
+                _warn_on_unseen_levels(keys, index, c, source=source, any_unseen=serving)
                 if c["other"]:
                     index[index < 0] = len(levels) - 1
                 rows = np.flatnonzero(index >= 0)  # unseen levels stay all-zero
@@ -998,10 +1003,10 @@ class TabularEncoder:
             raise RuntimeError("TabularEncoder is not fitted; call fit() or load() first")
 
     @staticmethod
-    def _check_frame(df: Any, *, what: str, source: str | None) -> None:
+    def _check_frame(df: Any, *, what: str, source: str | None, empty_ok: bool = False) -> None:
         if not isinstance(df, pd.DataFrame):
             raise InputError(f"{what} must be a pandas DataFrame, got {type(df).__name__}", source=source)
-        if len(df) == 0:
+        if len(df) == 0 and not empty_ok:
             raise InputError(f"{what} has no rows", source=source)
         if df.columns.has_duplicates:
             dups = list(dict.fromkeys(df.columns[df.columns.duplicated()]))
@@ -1109,7 +1114,7 @@ def _auto_task(y: pd.Series, *, col: Any = "target", source: str | None = None) 
 
 
 def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str, Any], *,
-                           source: str | None) -> None:
+                           source: str | None, any_unseen: bool = False) -> None:
     """Warn when most values of a categorical column are levels the training rows did not have.
 
     A few new levels are normal. Most of them new usually means the column is stored
@@ -1117,15 +1122,30 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
     every one of those values encodes as "no level": the rows lose that feature silently.
     Columns with an ``"__other__"`` level are left alone: they have more levels than
     ``max_categories`` (names, free text), so new ones are expected and share ``"__other__"``.
+
+    ``any_unseen`` (a served model's batch, often one row): warn about any unseen value, since
+    a batch of a few rows never reaches "most of five", and a caller who sends ``"NORTH"`` for
+    ``"north"`` is then scored without the column, silently.
     """
     if column["other"]:
         return
     unseen = index < 0
     n_unseen, n = int(unseen.sum()), len(keys)
-    if n < 5 or n_unseen < 0.5 * n:
-        return
     examples = list(dict.fromkeys(keys[unseen].tolist()))[:3]
     known = list(column["levels"])[:3]
+    if any_unseen:
+        if n_unseen:
+            near = closest_name(examples[0], list(column["levels"]))
+            hint = f"; did you mean {near!r} for {examples[0]!r}?" if near else ""
+            warnings.warn(
+                f"{source + ': ' if source else ''}categorical column {column['name']!r}: {n_unseen} of {n} values are "
+                f"levels the model was not trained on (e.g. {examples}; its levels include {known}{hint}), so those "
+                "rows are scored as if the column had no value; send the levels as the training data wrote them (same "
+                "case, names rather than codes)",
+                UnseenLevelsWarning, stacklevel=_user_level())
+        return
+    if n < 5 or n_unseen < 0.5 * n:
+        return
     warnings.warn(
         f"{source + ': ' if source else ''}categorical column {column['name']!r}: {n_unseen} of {n} values are "
         f"levels the training rows do not have (e.g. {examples}; training levels include {known}), so they "

@@ -468,6 +468,24 @@ def test_empty_frame_raises():
     enc = TabularEncoder(target="y").fit(_frame())
     with pytest.raises(InputError, match="has no rows"):
         enc.transform(_frame().iloc[:0])
+    # A served model's batch may be empty (batch scoring's empty partitions): no rows, the same width; columns checked.
+    assert enc.transform(_frame().iloc[:0], serving=True).shape == (0, len(enc.encoded_names_))
+    with pytest.raises(InputError, match=r"missing feature column\(s\) \['colour'\]"):
+        enc.transform(_frame().iloc[:0].drop(columns=["colour"]), serving=True)
+
+
+def test_a_served_batch_warns_about_any_unseen_level_a_file_only_about_most():
+    import warnings
+
+    enc = TabularEncoder(target="y").fit(_frame())
+    one = _frame().head(1).assign(colour="RED")
+    with pytest.warns(UnseenLevelsWarning, match=r"model input: categorical column 'colour': 1 of 1 values are levels "
+                      r"the model was not trained on \(e.g. \['RED'\].*did you mean 'red' for 'RED'\?"):
+        X = enc.transform(one, source="model input", serving=True)
+    assert not X[:, 1:].any()  # still no level
+    with warnings.catch_warnings():  # the rule for files is unchanged: one row of four is no warning
+        warnings.simplefilter("error")
+        enc.transform(one, source="test.parquet")
 
 
 def test_missing_target_column_raises_with_available():
