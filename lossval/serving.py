@@ -12,8 +12,12 @@ lossval's encoder nor the class order::
 returns a DataFrame: ``prediction`` (the class label, or the target in its own units) and,
 for classification, one ``probability[<label>]`` column per class in the order of
 ``encoder.classes_``. Rows are encoded exactly as in training (standardised with the
-training rows' means and scales; unseen categorical levels encode as no level); a missing
-feature column or a non-numeric value in a numeric column is refused by name.
+training rows' means and scales; unseen categorical levels encode as no level, with an
+:class:`~lossval.errors.UnseenLevelsWarning` naming the column); a missing feature column, a
+missing or non-numeric value in a numeric column is refused by name, as a
+:class:`ModelInputError` (lossval's ``InputError`` and MLflow's "invalid parameter value", so
+``mlflow models serve`` answers HTTP 400 with lossval's message). No rows give an empty table
+with the same columns (batch scoring sends empty partitions).
 """
 
 from __future__ import annotations
@@ -26,12 +30,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel  # imported where MLflow is: the track stage and model loading
 
-__all__ = ["LossvalPyfunc", "MODEL_CODE", "MODEL_SPEC_NAME", "example_rows", "model_signature", "probability_column",
-           "write_model_spec"]
+from lossval.errors import InputError
+
+__all__ = ["LossvalPyfunc", "MODEL_CODE", "MODEL_SPEC_NAME", "ModelInputError", "example_rows", "model_signature",
+           "probability_column", "write_model_spec"]
 
 MODEL_SPEC_NAME = "network.json"
+SOURCE = "model input"  # what the model's error messages and warnings call the rows they were given
 # The file MLflow executes to build the model: it imports LossvalPyfunc from here and hands MLflow one.
 MODEL_CODE = Path(__file__).with_name("_mlflow_model.py")
 
@@ -47,6 +56,19 @@ def write_model_spec(path: str | Path, *, n_inputs: int, n_outputs: int, task: s
 
     return write_json({"n_inputs": n_inputs, "n_outputs": n_outputs, "task": task, "n_layers": n_layers,
                        "width": width}, path)
+
+
+class ModelInputError(InputError, MlflowException):
+    """Rows the model cannot score: lossval's :class:`~lossval.errors.InputError` (what lossval's
+    callers catch) and an MLflow "invalid parameter value": MLflow's scoring server passes an
+    MlflowException's message to the REST caller with HTTP 400, and answers any other error with
+    "Encountered an unexpected error while evaluating the model", lossval's message buried in the
+    stack trace."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        message = f"{source}: {message}" if source else message
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class LossvalPyfunc(PythonModel):
@@ -78,16 +100,56 @@ class LossvalPyfunc(PythonModel):
         import torch
 
         rows = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        X = self.encoder.transform(rows, source="model input")
+        try:
+            self._refuse_missing_numbers(rows)
+            X = self.encoder.transform(rows, source=SOURCE, serving=True)
+        except ModelInputError:
+            raise
+        except InputError as error:
+            raise ModelInputError(str(error)) from error
         with torch.no_grad():
             out = self.network(torch.as_tensor(X, dtype=torch.float32)).numpy().astype(np.float64)
         if self.encoder.task_ == "regression":
             return pd.DataFrame({"prediction": out[:, 0]}, index=rows.index)
         labels = self.encoder.decode_target(out.argmax(axis=1))
-        table = pd.DataFrame({"prediction": labels}, index=rows.index)
+        # The dtype pandas infers from the class labels: an empty batch's labels (an empty object array) get it too
+        dtype = pd.Series(self.encoder.decode_target(np.arange(len(self.encoder.classes_)))).dtype
+        table = pd.DataFrame({"prediction": pd.Series(labels, index=rows.index, dtype=dtype)})
         for i, label in enumerate(self.encoder.classes_):
             table[probability_column(label)] = out[:, i]
         return table
+
+    def _refuse_missing_numbers(self, rows: pd.DataFrame) -> None:
+        """Refuse a missing, blank or infinite value in a numeric feature column, saying what a caller can do.
+
+        The encoder refuses them too, but advises changing the pipeline's config, which a caller of
+        the model cannot do. Checked only when every feature column is there and named once: a
+        missing or duplicated column is the encoder's to name first.
+        """
+        from lossval.io import missing_or_blank
+
+        features = self.encoder.feature_columns_
+        if rows.columns.has_duplicates or not all(c in rows.columns for c in features):
+            return
+        for col in self.encoder.numeric_columns_:
+            series = rows[col]
+            missing = missing_or_blank(series)
+            try:
+                infinite = np.isinf(pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+            except (TypeError, ValueError):  # values that are no numbers at all: the encoder names them
+                infinite = np.zeros(len(series), dtype=bool)
+            bad = missing | infinite
+            if bad.any():
+                first = series.index[np.flatnonzero(bad)[0]]
+                first = first.item() if isinstance(first, np.generic) else first
+                kinds = " and ".join(part for part in (f"{int(missing.sum())} missing" if missing.any() else "",
+                                                       f"{int(infinite.sum())} infinite" if infinite.any() else "")
+                                     if part)
+                raise ModelInputError(
+                    f"numeric column {col!r} has {kinds} value(s), first at row {first!r}: the model needs a finite "
+                    f"number in each of its {len(features)} feature columns for every row (every column is required; "
+                    "the model fills nothing in); send a number there, or leave that row out of the batch",
+                    source=SOURCE)
 
 
 def example_rows(test: pd.DataFrame, feature_columns: list[str], n: int = 5) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The registered model's MLflow signature: inputs as they are in the data file pass MLflow's schema check."""
+"""The registered model: its MLflow signature (inputs as they are in the data file pass MLflow's schema check), and
+what it answers a caller who sends a bad row, no rows, or a level it never saw."""
 
 from __future__ import annotations
 
@@ -39,3 +40,108 @@ def test_signature_takes_columns_as_the_encoder_reads_them_and_types_declared_co
     # and the run's MLflow logging failed (a review of this change).
     stored = model_signature(example, pd.DataFrame({"prediction": [0.1, 0.2, 0.3]}), text_columns=["lvl"])
     validate_schema(example, stored.inputs)
+
+
+@pytest.fixture()
+def served(tmp_path):
+    """A small classifier as the registered model serves it (encoder, untrained network, spec), and its rows."""
+    import numpy as np
+    import torch
+
+    from lossval.encoding import TabularEncoder
+    from lossval.retrain import TabularModel
+    from lossval.serving import LossvalPyfunc, write_model_spec
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"income": rng.normal(50.0, 10.0, 40), "region": ["north", "south", "east", "west"] * 10,
+                          "y": ["no", "yes"] * 20})
+    encoder = TabularEncoder(target="y").fit(train)
+    encoder.save(tmp_path / "encoder.json")
+    n_inputs = len(encoder.encoded_names_)
+    torch.save(TabularModel(n_inputs, 2, task="classification").state_dict(), tmp_path / "weights.pt")
+    write_model_spec(tmp_path / "network.json", n_inputs=n_inputs, n_outputs=2, task="classification", n_layers=3,
+                     width=64)
+    artifacts = {"encoder": str(tmp_path / "encoder.json"), "weights": str(tmp_path / "weights.pt"),
+                 "network": str(tmp_path / "network.json")}
+    return LossvalPyfunc().load(**artifacts), artifacts, train.drop(columns=["y"])
+
+
+def test_a_bad_row_reaches_a_rest_caller_as_lossvals_message_with_what_the_caller_can_do(served, tmp_path) -> None:
+    # A reviewer's POST /invocations with {"income": null} got MLflow's "Encountered an unexpected error while
+    # evaluating the model" (HTTP 400), lossval's message only at the end of the stack trace: the scoring server passes
+    # on the message of an MlflowException only. The message also said to change the pipeline config (--exclude).
+    import json
+    import warnings
+
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc import scoring_server
+
+    from lossval.errors import InputError
+    from lossval.serving import MODEL_CODE, example_rows, model_signature
+
+    model, artifacts, rows = served
+    with pytest.raises(MlflowException) as caught:
+        model.predict(None, rows.head(2).assign(income=[51.0, None]))
+    assert isinstance(caught.value, InputError)  # what lossval's own callers catch
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE" and caught.value.get_http_status_code() == 400
+    said = caught.value.message
+    assert said.startswith("model input: numeric column 'income' has 1 missing value(s), first at row 1")
+    assert "send a number" in said and "every column is required" in said and "exclude" not in said
+    for bad, expected in ((rows.head(1).assign(income="abc"), r"non-numeric value 'abc' in numeric column 'income'"),
+                          (rows.head(1).drop(columns=["region"]), r"missing feature column\(s\) \['region'\]")):
+        with pytest.raises(MlflowException, match=expected):
+            model.predict(None, bad)
+    # As the scoring server answers it (its request handler, in process): lossval's message, HTTP 400.
+    example = example_rows(rows, ["income", "region"])
+    with warnings.catch_warnings():  # "An input example was not provided": none is needed here
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=str(MODEL_CODE), artifacts=artifacts,
+                                 signature=model_signature(example, model.predict(None, example)),
+                                 pip_requirements=["torch"])
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    body = json.dumps({"dataframe_records": [{"income": None, "region": "north"}]})
+    with pytest.raises(MlflowException) as answered:
+        scoring_server.invocations(body, "application/json", loaded, loaded.metadata.get_input_schema())
+    assert answered.value.get_http_status_code() == 400
+    assert "model input: numeric column 'income' has 1 missing value(s), first at row 0" in answered.value.message
+    assert "unexpected error" not in answered.value.message
+
+
+def test_an_empty_batch_gives_an_empty_table_of_the_same_columns_but_a_missing_column_is_still_refused(served) -> None:
+    # Batch scoring (spark_udf, chunked jobs) sends empty partitions; they raised "frame to transform has no rows".
+    from mlflow.exceptions import MlflowException
+
+    model, _, rows = served
+    full, empty = model.predict(None, rows.head(3)), model.predict(None, rows.head(0))
+    assert list(empty.columns) == ["prediction", "probability[no]", "probability[yes]"] and len(empty) == 0
+    assert empty.dtypes.to_dict() == full.dtypes.to_dict()
+    with pytest.raises(MlflowException, match=r"missing feature column\(s\) \['income'\]"):
+        model.predict(None, rows.head(0).drop(columns=["income"]))
+
+
+def test_an_unseen_level_in_a_small_batch_is_warned_about_once_naming_column_count_and_value(served) -> None:
+    # "NORTH" for "north", or a code for a name, in a batch of 1-4 rows (serving) was scored as "no level" in silence:
+    # the file rule warns from 5 rows with half of them unseen.
+    import warnings
+
+    import numpy as np
+
+    from lossval.encoding import TabularEncoder
+    from lossval.errors import UnseenLevelsWarning
+
+    model, _, rows = served
+    with pytest.warns(UnseenLevelsWarning) as caught:
+        model.predict(None, rows.head(3).assign(region=["NORTH", "south", "NORTH"]))
+    said = [str(w.message) for w in caught if issubclass(w.category, UnseenLevelsWarning)]
+    assert len(said) == 1 and said[0].startswith("model input: categorical column 'region': 2 of 3 values are levels "
+                                                 "the model was not trained on (e.g. ['NORTH']")
+    assert "did you mean 'north' for 'NORTH'?" in said[0]
+    with pytest.warns(UnseenLevelsWarning, match=r"'region': 1 of 1 values .* \['2'\]"):
+        model.predict(None, rows.head(1).assign(region=[2]))
+    with warnings.catch_warnings():  # known levels, and a column with "__other__" (new names expected): no warning
+        warnings.simplefilter("error")
+        model.predict(None, rows.head(4))
+        names = pd.DataFrame({"x": np.arange(40.0), "name": [f"n{i % 15}" for i in range(40)], "y": [0, 1] * 20})
+        TabularEncoder(target="y", max_categories=10).fit(names).transform(names.head(1).assign(name="new"),
+                                                                           serving=True)
