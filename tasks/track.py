@@ -17,6 +17,7 @@ import re
 import socket
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 
 from lossval.config import PipelineConfig, mask_secrets, mask_uri
-from lossval.errors import LossvalError
+from lossval.errors import LossvalError, UnseenLevelsWarning
 from lossval.io import pause_point, pid_namespace, read_json
 from lossval.landing import dataset_lock
 from tasks._paths import Workspace
@@ -528,13 +529,15 @@ def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str, inp
     artifacts = {"encoder": str(encoder), "weights": str(retrain["model_state"]), "network": str(network)}
     fitted = TabularEncoder.load(encoder)
     example = example_rows(pd.read_parquet(test), fitted.feature_columns_)
-    predicted = LossvalPyfunc().load(**artifacts).predict(None, example)
-    mlflow.pyfunc.save_model(
-        str(path), python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(package)],
-        signature=model_signature(example, predicted, text_columns=fitted.categorical or ()),
-        input_example=example if input_example else None,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
-                          f"numpy=={np.__version__}", f"pyarrow=={pyarrow.__version__}"])
+    with warnings.catch_warnings():  # the test file's unseen levels were warned about when it was read
+        warnings.simplefilter("ignore", UnseenLevelsWarning)
+        predicted = LossvalPyfunc().load(**artifacts).predict(None, example)
+        mlflow.pyfunc.save_model(
+            str(path), python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(package)],
+            signature=model_signature(example, predicted, text_columns=fitted.categorical or ()),
+            input_example=example if input_example else None,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
+                              f"numpy=={np.__version__}", f"pyarrow=={pyarrow.__version__}"])
     return path
 
 

@@ -145,3 +145,22 @@ def test_an_unseen_level_in_a_small_batch_is_warned_about_once_naming_column_cou
         names = pd.DataFrame({"x": np.arange(40.0), "name": [f"n{i % 15}" for i in range(40)], "y": [0, 1] * 20})
         TabularEncoder(target="y", max_categories=10).fit(names).transform(names.head(1).assign(name="new"),
                                                                            serving=True)
+
+
+def test_saving_the_model_does_not_warn_about_the_test_rows_unseen_levels(served, tmp_path) -> None:
+    # The run saves the model with 5 test rows as its input example and predicts them: serving's warning about an
+    # unseen level would then name rows no caller sent (the test file's own levels are warned about when it is read).
+    import warnings
+
+    from lossval.errors import UnseenLevelsWarning
+    from tasks.track import save_pyfunc_model
+
+    _, artifacts, rows = served
+    rows.head(5).assign(region="NORTH").to_parquet(tmp_path / "test.parquet")
+    retrain = {"model_state": artifacts["weights"], "n_inputs": 5, "n_outputs": 2, "task": "classification",
+               "n_layers": 3, "width": 64}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnseenLevelsWarning)
+        save_pyfunc_model(tmp_path / "model", encoder=artifacts["encoder"], retrain=retrain,
+                          test=str(tmp_path / "test.parquet"))
+    assert (tmp_path / "model" / "MLmodel").is_file()
