@@ -17,9 +17,11 @@ A run whose data outputs are complete but whose MLflow tracking failed still get
 verifiable, and a rerun with tracking back registers the model.
 
 :func:`verify_run` re-reads the outputs and checks that every input row is in exactly one of
-validation, test, kept or quarantine, and that the files the run wrote or read are unchanged (their
-sha256: the run folder's own, and since 2026-12-06 the shared snapshot, values and encoder). Manifests written before hashes were recorded have no ``sha256``: their rows are
-checked, their files' contents cannot be (:func:`content_hash_note` says so).
+validation, test, kept or quarantine, and that the files its manifest lists are unchanged (their
+sha256: the run folder's own, and since 2026-12-06 the shared snapshot, values and encoder; not the
+input data or curated validation/test files, only their copies). Manifests written before hashes were
+recorded have no ``sha256``: their rows are checked, their files' contents cannot be (:func:`content_hash_note`
+says so).
 """
 
 from __future__ import annotations
@@ -187,8 +189,15 @@ def _check_decisions(path: str, *, train: pd.Series, quarantine: pd.Series) -> l
         decided = pd.read_parquet(path, columns=["row_id", "outcome"])
     except Exception as exc:  # noqa: BLE001 (a truncated or foreign file: report it, do not crash)
         return [f"output 'decisions' is unreadable ({type(exc).__name__}): {path}"]
-    if len(decided) != len(train) or set(decided["row_id"]) != set(train):
-        return [f"decisions: lists {len(decided)} rows, not the {len(train)} train rows"]
+    listed, rows = set(decided["row_id"]), set(train)
+    if listed != rows:
+        unlisted, foreign = sorted(rows - listed, key=str), sorted(listed - rows, key=str)
+        return ["decisions: " + "; ".join(text for text in (
+            f"train rows not listed: {len(unlisted)} (e.g. {unlisted[0]!r})" if unlisted else "",
+            f"listed ids that are no train row: {len(foreign)} (e.g. {foreign[0]!r})" if foreign else "") if text)]
+    if decided["row_id"].duplicated().any():
+        again = decided.loc[decided["row_id"].duplicated(), "row_id"]
+        return [f"decisions: train rows listed more than once: {len(again)} (e.g. {again.iloc[0]!r})"]
     if set(decided.loc[decided["outcome"] == "quarantined", "row_id"]) != set(quarantine):
         return ["decisions: its quarantined rows are not quarantine's"]
     return []
@@ -199,6 +208,9 @@ _VALUES_NOTE = (" (shared by the runs of the same snapshot and settings: a later
 _SHARED_NOTE = {"values": _VALUES_NOTE, "encoder": _VALUES_NOTE,
                 "snapshot": " (the stored copy of the input, shared by its runs: nothing rewrites it; was it edited?)"}
 """Said of a changed file outside the run folder (manifests since 2026-12-06 hash them too)."""
+_SHARED_MISSING = ("the files above are shared in the workspace (its snapshots/ and values/ folders), outside the run "
+                   "folder, and verify needs them too: keep the run folder together with its workspace, or copy those "
+                   "files to where the manifest names them")
 
 
 def unfinished(run_dir: Path) -> bool:
@@ -215,7 +227,9 @@ def verify_run(run_dir: Path) -> list[str]:
     union of the data-derived parts (validation when it came from the data, test, kept,
     quarantine); the parts are disjoint; ``train = kept + quarantine``; ``decisions`` (when listed)
     holds each train row once and marks exactly the quarantined ones; counts match the manifest. A manifest without ``sha256`` passes on its rows alone; tell the reader so with
-    :func:`content_hash_note`.
+    :func:`content_hash_note`. One that hashes some outputs but not others is refused (manifests of 2026-12-02 to
+    12-06 hashed all but the shared snapshot, values and encoder: that is accepted). When only shared files are
+    missing (a run folder kept without its workspace), the run folder's own files are still checked and reported.
     """
     run_dir = Path(run_dir)
     if unfinished(run_dir):
@@ -227,7 +241,7 @@ def verify_run(run_dir: Path) -> list[str]:
     manifest_path = run_dir / MANIFEST_NAME
     if not manifest_path.is_file():
         if run_dir.parent.name == "runs" or any((run_dir / f).exists() for f in ("train.parquet", "kept.parquet")):
-            return [f"{manifest_path}: no manifest; the run did not complete"]
+            return [f"{manifest_path}: no {MANIFEST_NAME}: the run did not complete, or its manifest was deleted"]
         return [f"{run_dir}: not a run folder (no {MANIFEST_NAME}); pass a folder under the workspace's runs/"]
     try:
         manifest: dict[str, Any] = read_json(manifest_path)
@@ -244,34 +258,50 @@ def verify_run(run_dir: Path) -> list[str]:
         return [f"{manifest_path}: not a run manifest ('outputs', 'rows' and 'sha256' must be objects of paths, "
                 "counts and hashes)"]
     outputs = _located(outputs, run_dir)
-    for name, p in outputs.items():
-        if not Path(p).exists():
-            problems.append(f"output '{name}' is missing: {p}")
-    changed = []
     run_dir_real = Path(os.path.realpath(run_dir))
+    shared = {name for name, p in outputs.items() if Path(p).parent != run_dir_real}  # snapshots/, values/
+    shared_missing = []
+    for name, p in outputs.items():
+        if name in shared and not Path(p).exists():
+            shared_missing.append(f"output '{name}' is missing: {p} (shared in the workspace, outside the run folder)")
+        elif not Path(p).exists():
+            problems.append(f"output '{name}' is missing: {p}")
+    if shared_missing:
+        shared_missing.append(_SHARED_MISSING)
+    changed, unreadable = [], set()
     for name, digest in hashes.items():
         if name not in outputs or not Path(outputs[name]).exists():  # a missing one is reported above
             continue
         try:
             if file_sha256(outputs[name]) != digest:
                 changed.append(f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}"
-                               + _SHARED_NOTE.get(name, "") * (Path(outputs[name]).parent != run_dir_real))
+                               + _SHARED_NOTE.get(name, "") * (name in shared))
         except OSError as exc:
+            unreadable.add(name)
             changed.append(f"output '{name}' is unreadable ({exc.strerror or type(exc).__name__}): {outputs[name]}")
-    if problems:  # some outputs are gone: the rows cannot be checked, but the others' contents can
-        return problems + changed
+    unhashed = []
+    if hashes:  # lossval hashes every output (manifests of 2026-12-02 to 12-06: all but the shared ones)
+        names = [n for n in outputs if n not in hashes and not (n in shared and not shared & set(hashes))]
+        if names:
+            unhashed.append(f"{manifest_path}: records no sha256 for {', '.join(map(repr, names))} but does for the "
+                            "other outputs (lossval hashes every output it writes), so their contents cannot be "
+                            "checked; was the manifest edited? Take the run folder from a trusted copy, or rerun")
+    if problems:  # some of the run folder's own files are gone: the rows cannot be checked, the others' contents can
+        return problems + shared_missing + unhashed + changed
     needed = ("snapshot", "train", "test", "kept", "quarantine", "validation")
     absent = [n for n in needed if n not in outputs]
     if absent:
         return [f"manifest lists no {absent}"]
     ids = {}
     for name in needed:
+        if name in unreadable or not Path(outputs[name]).exists():  # reported above
+            continue
         try:
             ids[name] = _ids(outputs[name])
         except Exception as exc:  # a truncated or foreign file: report it, do not crash
             problems.append(f"output '{name}' is unreadable ({type(exc).__name__}): {outputs[name]}")
-    if problems:
-        return problems + changed
+    if problems or unreadable & set(needed):
+        return problems + shared_missing + unhashed + changed
     for name, series in ids.items():
         if series.duplicated().any():
             problems.append(f"{name}: {int(series.duplicated().sum())} duplicate row ids, e.g. {series[series.duplicated()].iloc[0]!r}")
@@ -280,11 +310,11 @@ def verify_run(run_dir: Path) -> list[str]:
     seen: dict[str, str] = {}
     for part in parts:
         for rid in ids[part]:
-            if rid in seen:
+            if rid in seen and seen[rid] != part:  # a duplicate within one part is reported above
                 problems.append(f"row {rid!r} is in both {seen[rid]} and {part}")
                 break
             seen[rid] = part
-    snapshot = set(ids["snapshot"])
+    snapshot = set(ids.get("snapshot", seen))  # a missing snapshot is reported above
     union = set(seen)
     if snapshot != union:
         lost = sorted(snapshot - union)[:5]
@@ -294,12 +324,20 @@ def verify_run(run_dir: Path) -> list[str]:
         problems.append("rows not accounted for: " + ", ".join(c for c in counted if c))
     if set(ids["train"]) != set(ids["kept"]) | set(ids["quarantine"]):
         problems.append("train rows != kept + quarantine")
-    if "decisions" in outputs:  # runs since 2026-12-06: every training row's value and outcome
+    if "decisions" in outputs and "decisions" not in unreadable:  # runs since 2026-12-06: each train row's outcome
         problems += _check_decisions(outputs["decisions"], train=ids["train"], quarantine=ids["quarantine"])
     for name in needed:
-        if name in counts and counts[name] != len(ids[name]):
+        if name in counts and name in ids and counts[name] != len(ids[name]):
             problems.append(f"manifest says {counts[name]} {name} rows, file has {len(ids[name])}")
-    return problems + changed
+    if shared_missing and not (problems or unhashed or changed):  # what could be checked is sound: say so
+        own = len([n for n in hashes if n in outputs and n not in shared])
+        shared_missing.append(
+            "the run folder's own files check out: "
+            + (f"{own} file{'s' if own != 1 else ''} unchanged (sha256), " if own else "contents not checked (the "
+               "manifest records no sha256), ")
+            + "no row in two parts, train = kept + quarantine"
+            + (", every snapshot row in one part" if "snapshot" in ids else "; the snapshot's rows not compared"))
+    return problems + shared_missing + unhashed + changed
 
 
 def checked_counts(manifest: dict[str, Any]) -> str:

@@ -324,7 +324,7 @@ def test_verify_accepts_a_copy_and_catches_lost_rows(reference: dict, tmp_path: 
     assert "not a run folder (no manifest.json)" in capsys.readouterr().err
     (run / MANIFEST_NAME).unlink()  # a run folder without its manifest: a run that did not complete
     assert main(["verify", str(run)]) == 1
-    assert "no manifest; the run did not complete" in capsys.readouterr().err
+    assert "no manifest.json: the run did not complete, or its manifest was deleted" in capsys.readouterr().err
 
 
 def test_verify_checks_the_folder_it_is_given_and_catches_edited_files(reference: dict, tmp_path: Path,
@@ -452,7 +452,89 @@ def test_verify_checks_decisions_against_quarantine(reference: dict, tmp_path: P
     assert "decisions: its quarantined rows are not quarantine's" in capsys.readouterr().err
     decided.iloc[1:].to_parquet(run / "decisions.parquet", index=False)  # a row missing
     assert main(["verify", str(run)]) == 1
-    assert f"decisions: lists {len(decided) - 1} rows, not the {len(decided)} train rows" in capsys.readouterr().err
+    assert f"decisions: train rows not listed: 1 (e.g. {decided['row_id'].iloc[0]!r})\n" in capsys.readouterr().err
+    # One id replaced: it said "lists 341 rows, not the 341 train rows", which contradicts itself.
+    decided.assign(row_id=["zzz", *decided["row_id"].iloc[1:]]).to_parquet(run / "decisions.parquet", index=False)
+    assert main(["verify", str(run)]) == 1
+    assert (f"decisions: train rows not listed: 1 (e.g. {decided['row_id'].iloc[0]!r}); listed ids that are no "
+            "train row: 1 (e.g. 'zzz')\n") in capsys.readouterr().err
+
+
+def test_verify_of_a_run_folder_without_its_workspace_says_what_is_missing_and_checks_the_rest(
+        reference: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A run folder copied out, its workspace then deleted: "output 'encoder' is missing: <the old workspace>/values/..."
+    # and nothing said why, or that the folder's own files were intact.
+    import pandas as pd
+
+    run = tmp_path / "kept" / "run"
+    shutil.copytree(Path(reference["manifest"]["outputs"]["kept"]).parent, run)
+    manifest = json.loads((run / MANIFEST_NAME).read_text())  # written in a workspace since deleted:
+    manifest["outputs"] = relocate(manifest["outputs"], reference["workspace"], tmp_path / "deleted-workspace")
+    (run / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert sorted(err[:3]) == [f"lossval verify: output '{name}' is missing: {manifest['outputs'][name]} "
+                               "(shared in the workspace, outside the run folder)"
+                               for name in ("encoder", "snapshot", "values")]
+    assert err[3:] == [
+        "lossval verify: the files above are shared in the workspace (its snapshots/ and values/ folders), outside the "
+        "run folder, and verify needs them too: keep the run folder together with its workspace, or copy those files "
+        "to where the manifest names them",
+        "lossval verify: the run folder's own files check out: 9 files unchanged (sha256), no row in two parts, "
+        "train = kept + quarantine; the snapshot's rows not compared"]
+    kept = pd.read_parquet(run / "kept.parquet")
+    kept.iloc[1:].to_parquet(run / "kept.parquet", index=False)  # and now one of its own files is damaged too
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "train rows != kept + quarantine" in err and "output 'kept' changed after the run wrote it" in err
+    assert "check out" not in err
+
+
+def test_verify_reports_a_duplicate_within_one_file_once(reference: dict, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+
+    run = _copy_run(reference, tmp_path / "run")
+    kept = pd.read_parquet(run / "kept.parquet")
+    pd.concat([kept, kept.iloc[:1]]).to_parquet(run / "kept.parquet", index=False)
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"kept: 1 duplicate row ids, e.g. {kept['row_id'].iloc[0]!r}" in err
+    assert "in both kept and kept" not in err  # it said so, as if two parts shared the row
+
+
+def test_verify_refuses_a_manifest_that_hashes_some_outputs_but_not_others(reference: dict, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # One sha256 entry deleted, then that file edited: verify passed ("11 files unchanged").
+    import pandas as pd
+
+    run = _copy_run(reference, tmp_path / "run")
+    manifest = json.loads((run / MANIFEST_NAME).read_text())
+    hashes = manifest.pop("sha256")
+    q = pd.read_parquet(run / "quarantine.parquet")
+    q.assign(lossval_value=q["lossval_value"] + 1.0).to_parquet(run / "quarantine.parquet", index=False)
+    for dropped in (["quarantine"], ["values"]):  # a run folder file's hash, or one shared file's but not the others'
+        (run / MANIFEST_NAME).write_text(json.dumps({**manifest, "sha256": {n: h for n, h in hashes.items()
+                                                                           if n not in dropped}}))
+        assert main(["verify", str(run)]) == 1
+        err = capsys.readouterr().err
+        assert f"{run / MANIFEST_NAME}: records no sha256 for {dropped[0]!r} but does for the other outputs" in err
+    # Manifests of 2026-12-02 to 2026-12-06 hashed only the run folder's own files: still verified on those.
+    shutil.copy(Path(reference["manifest"]["outputs"]["quarantine"]), run / "quarantine.parquet")
+    own = {n: h for n, h in hashes.items() if n not in ("snapshot", "values", "encoder")}
+    (run / MANIFEST_NAME).write_text(json.dumps({**manifest, "sha256": own}))
+    assert main(["verify", str(run)]) == 0
+    assert "9 files unchanged (sha256)" in capsys.readouterr().out
+
+
+def test_verify_reports_an_output_replaced_by_a_folder_once(reference: dict, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    run = _copy_run(reference, tmp_path / "run")
+    (run / "quarantine.parquet").unlink()
+    (run / "quarantine.parquet").mkdir()
+    assert main(["verify", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("'quarantine' is unreadable") == 1, err
 
 
 def test_verify_counts_validation_and_test_files_of_their_own_apart() -> None:
