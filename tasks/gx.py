@@ -3,7 +3,9 @@
 Suites are JSON files. Strings ``${name}`` are filled in before the suite is built (column
 names such as the target), ``{"$PARAMETER": "name"}`` values are GX expectation parameters
 given at validation time (row-count minimum, class set), and an expectation whose ``meta``
-has ``"only_for": "classification"`` is skipped for other tasks. Validation runs through a
+has ``"only_for": "classification"`` is skipped for other tasks. Each expectation loaded from a file keeps its
+position in the file's ``expectations`` list in ``meta.lossval_entry`` (:data:`ENTRY`), so that messages and
+the gate name the entry as ``expectations[i]``. Validation runs through a
 Checkpoint on an in-memory (ephemeral) context, so nothing is written into the project.
 GX is imported here, inside the task that needs it (the import takes ~4 s).
 """
@@ -11,6 +13,7 @@ GX is imported here, inside the task that needs it (the import takes ~4 s).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import re
@@ -25,9 +28,10 @@ from lossval.suites import SUITES_DIR, check_suite, read_suite, suite_file
 from tasks._scoped import quieted_loggers
 
 __all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations", "range_margin", "unranged_columns",
-           "check_suite_builds", "check_suite_columns", "RANGE_WHY"]
+           "check_suite_builds", "check_suite_columns", "RANGE_WHY", "ENTRY", "entry_name"]
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 RANGE_WHY = "feature range as in the validation split"  # meta.why of range_expectations(), read by the gate
+ENTRY = "lossval_entry"  # meta key: the expectation's index in its suite file's "expectations" list
 
 
 def load_suite(suite: str | Path, params: dict[str, Any], *, task_kind: str | None = None) -> dict:
@@ -48,7 +52,8 @@ def load_suite(suite: str | Path, params: dict[str, Any], *, task_kind: str | No
             return {k: fill(v) for k, v in obj.items()}
         return obj
 
-    expectations = [fill(e) for e in spec.get("expectations", [])
+    expectations = [fill({**e, "meta": {**(e.get("meta") or {}), ENTRY: i}})
+                    for i, e in enumerate(spec.get("expectations", []))
                     if (e.get("meta") or {}).get("only_for") in (None, task_kind)]
     return {"name": spec.get("name", path.stem), "expectations": expectations, "meta": spec.get("meta", {})}
 
@@ -174,6 +179,17 @@ def _finding(result: dict) -> dict:
             "why": (cfg.get("meta") or {}).get("why"), "error": _raised(result)}
 
 
+def entry_name(expectation: dict) -> str:
+    """An expectation as a user finds it: ``expectations[1] (expect_... on column 'x')``, the index in its suite file;
+    one lossval added (a range check) is said to be so."""
+    kwargs = expectation.get("kwargs") if isinstance(expectation.get("kwargs"), dict) else {}
+    what = str(expectation.get("type") or "?") + (f" on column {kwargs['column']!r}" if "column" in kwargs else "")
+    entry = (expectation.get("meta") or {}).get(ENTRY)
+    if entry is not None:
+        return f"expectations[{entry}] ({what})"
+    return f"lossval's range check {what}" if (expectation.get("meta") or {}).get("why") == RANGE_WHY else what
+
+
 def _check_columns(spec: dict, df: pd.DataFrame, suite: str | Path) -> None:
     """A suite expectation on a column the rows lack is the suite's mistake, not a data failure: say so.
 
@@ -188,9 +204,9 @@ def _check_columns(spec: dict, df: pd.DataFrame, suite: str | Path) -> None:
         named += [c for c in kwargs.get("column_list") or [] if isinstance(c, str)]
         missing = [c for c in named if c not in df.columns and c not in exists]
         if missing:
-            raise ConfigError(f"expectation suite {spec['name']!r}: {e['type']} names column(s) {missing}, which the "
-                              f"checked rows do not have (they have {list(df.columns)[:12]}); fix the suite.",
-                              source=str(suite))
+            raise ConfigError(f"expectation suite {spec['name']!r}: {entry_name(e)} names column(s) {missing}, which "
+                              f"the checked rows do not have (they have {list(df.columns)[:12]}); fix that entry's "
+                              "column name in the suite file.", source=str(suite_file(suite)))
 
 
 def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], task_kind: str | None = None,
@@ -241,18 +257,69 @@ def _build(context: Any, spec: dict, suite: str | Path) -> Any:
     the suite's file."""
     import great_expectations as gx
 
+    gx_suite, whole = None, ""
     try:  # GX logs a traceback at ERROR for an expectation it cannot build: our error below says it in one line
         with quieted_loggers("great_expectations", level=logging.CRITICAL):
             gx_suite = context.suites.add(gx.ExpectationSuite(**spec))
     except Exception as exc:  # GX raises its own types for unknown expectations / bad kwargs
-        raise ConfigError(f"invalid expectation suite {spec['name']!r}: {exc}", source=str(suite_file(suite))) from None
-    if len(gx_suite.expectations) != len(spec["expectations"]):
-        # GX logs and skips an expectation it cannot build (a misspelt type): never gate on less than asked.
-        built = {e.expectation_type for e in gx_suite.expectations}
-        lost = sorted({e["type"] for e in spec["expectations"]} - built)
-        raise ConfigError(f"expectation suite {spec['name']!r}: could not build {lost}; check the expectation types.",
-                          source=str(suite_file(suite)))
+        whole = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if gx_suite is None or len(gx_suite.expectations) != len(spec["expectations"]):
+        # GX logs and skips an expectation it cannot build (a misspelt type): never gate on less than asked. Each
+        # entry is built alone to say which ones, and why.
+        problems = [f"{entry_name(e)}: {problem}" for e in spec["expectations"] for problem in [_unbuildable(e)]
+                    if problem is not None]
+        if not problems:  # each builds alone: say what GX said of the whole
+            problems = [whole or f"GX built {len(gx_suite.expectations)} of its {len(spec['expectations'])} "
+                                 "expectations"]
+        fix = "that entry" if len(problems) == 1 else "those entries"
+        raise ConfigError(f"invalid expectation suite {spec['name']!r}: {'; '.join(problems)}. Fix {fix} in the suite "
+                          "file (the type and arguments each expectation takes are listed at "
+                          "https://greatexpectations.io/expectations/).", source=str(suite_file(suite)))
     return gx_suite
+
+
+def _unbuildable(expectation: dict) -> str | None:
+    """Why GX cannot build this one expectation, in a phrase per argument; None when it can."""
+    from great_expectations.exceptions import ExpectationNotFoundError
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+    from great_expectations.expectations.registry import (get_expectation_impl,
+                                                          list_registered_expectation_implementations)
+
+    kind = expectation.get("type")
+    try:
+        with quieted_loggers("great_expectations", level=logging.CRITICAL):
+            ExpectationConfiguration(**{"kwargs": {}, **expectation}).to_domain_obj()
+        return None
+    except ExpectationNotFoundError:
+        near = difflib.get_close_matches(str(kind), list_registered_expectation_implementations(), n=1)
+        return f"unknown expectation type {kind!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+    except Exception as exc:
+        if not callable(getattr(exc, "errors", None)):  # not a pydantic validation error
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fields = list(getattr(get_expectation_impl(kind), "__fields__", {}))
+        return _arguments_problem(exc.errors(), expectation.get("kwargs") or {}, fields)
+
+
+def _arguments_problem(errors: list[dict], kwargs: dict, fields: list[str]) -> str:
+    """pydantic (v1)'s errors for an expectation's arguments, one phrase per argument (its first error): an unknown one
+    with the nearest argument the expectation takes, a missing one, a bad value with why."""
+    first: dict[str, dict] = {}
+    for err in errors:
+        first.setdefault(".".join(str(part) for part in err.get("loc", ())), err)
+    said = []
+    for loc, err in sorted(first.items(), key=lambda item: item[1].get("type") != "value_error.extra"):
+        if err.get("type") == "value_error.extra":
+            near = difflib.get_close_matches(loc, [f for f in fields if f not in kwargs], n=1)
+            said.append(f"unknown argument {loc!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        elif err.get("type") == "value_error.missing":
+            said.append(f"argument {loc!r} is required")
+        elif loc == "__root__":
+            said.append(str(err.get("msg")))
+        elif loc in kwargs:
+            said.append(f"{loc} {kwargs[loc]!r} is not a valid value ({err.get('msg')})")
+        else:
+            said.append(f"{loc}: {err.get('msg')}")
+    return ", ".join(said)
 
 
 def check_suite_builds(suite: str | Path, *, target: str, task_kind: str) -> None:

@@ -469,9 +469,10 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
 
 @pytest.mark.parametrize(("expectation", "message"), [
     ({"type": "expect_column_values_to_be_nonnull_typo", "kwargs": {"column": "${target}"}},
-     "could not build ['expect_column_values_to_be_nonnull_typo']; check the expectation types."),
+     "invalid expectation suite 'mistaken': expectations[0] (expect_column_values_to_be_nonnull_typo on column "),
     ({"type": "expect_column_values_to_not_be_null", "kwargs": {"colum": "${target}"}},
-     "invalid expectation suite 'mistaken': "),
+     "invalid expectation suite 'mistaken': expectations[0] (expect_column_values_to_not_be_null): unknown argument "
+     "'colum' (did you mean 'column'?)"),
     ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "mean radius typo"}},
      "names column(s) ['mean radius typo'], which the checked rows do not have"),
 ])

@@ -77,7 +77,8 @@ def test_a_suite_naming_a_column_the_rows_lack_is_a_suite_error_not_a_data_failu
     suite.write_text(json.dumps({"name": "cols", "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "nosuch"}}]}))
     frame = pd.DataFrame({"row_id": ["a", "b"], "y": [0, 1]})
-    with pytest.raises(ConfigError, match=r"expect_column_values_to_not_be_null names column\(s\) \['nosuch'\]"):
+    with pytest.raises(ConfigError, match=r"expectations\[0\] \(expect_column_values_to_not_be_null on column 'nosuch'\) "
+                                          r"names column\(s\) \['nosuch'\]"):
         validate_frame(frame, suite=str(suite), params={"target": "y", "min_rows": 1, "classes": [0, 1]})
     # a column the suite itself checks for existence is a finding about the data
     suite.write_text(json.dumps({"name": "cols", "expectations": [
