@@ -158,8 +158,11 @@ def _describe(result: dict) -> str:
         observed = f"missing {_plain(missing)}"
     unexpected = found.get("unexpected_percent")
     detail = f" (observed {_plain(observed)!r})" if observed is not None else ""
+    mostly = kwargs.get("mostly")
     if unexpected is not None:
-        detail += f" ({unexpected:.1f}% unexpected)"
+        allowed = (f", at most {(1 - mostly) * 100:.4g}% allowed" if isinstance(mostly, (int, float))
+                   and not isinstance(mostly, bool) else "")
+        detail += f" ({unexpected:.1f}% unexpected{allowed})"
     lo, hi = (b if isinstance(b, (int, float)) and not isinstance(b, bool) else None
               for b in (kwargs.get("min_value"), kwargs.get("max_value")))
     if lo is not None and hi is not None:

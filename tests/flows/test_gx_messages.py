@@ -1,11 +1,12 @@
 """What the Great Expectations checks say: a suite entry GX cannot build or that names a missing column, by its
-place in the suite file."""
+place in the suite file; failures with how much was allowed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from lossval.errors import ConfigError
@@ -59,3 +60,14 @@ def test_a_suite_entry_on_a_column_the_data_lacks_names_the_entry_and_the_suite_
     assert str(raised.value).startswith(f"{suite_file('pruned_data')}: expectation suite 'pruned_data': expectations[0] "
                                         "(expect_column_values_to_not_be_null on column 'label') names column(s) "
                                         "['label']"), str(raised.value)
+
+
+def test_a_failure_says_how_many_values_were_unexpected_and_how_many_the_suite_allows(tmp_path: Path) -> None:
+    from tasks.gx import validate_frame
+
+    suite = _suite(tmp_path, {"type": "expect_column_values_to_be_between",
+                              "kwargs": {"column": "debt_ratio", "min_value": 0, "max_value": 0.5, "mostly": 0.9}})
+    frame = pd.DataFrame({"debt_ratio": [0.1] * 17 + [0.9] * 3})
+    result = validate_frame(frame, suite=str(suite), params={})
+    assert result["failures"] == ["expect_column_values_to_be_between on column 'debt_ratio' (15.0% unexpected, at "
+                                  "most 10% allowed) (expected between 0 and 0.5)"]

@@ -748,7 +748,8 @@ def test_the_gate_range_checks_numbers_stored_as_text_as_numbers(tmp_path) -> No
     assert len(ranged) == 1 and ranged[0]["success"]
     result = run(as_text.assign(x=as_text["x"].where(rows.index >= 60, "500.0")), as_text)  # both text, 30% out
     assert not result["passed"] and "expect_column_values_to_be_between on column 'x'" in result["failures"][0]
-    assert "(30.0% unexpected)" in result["failures"][0] and "lie outside the validation split" in result["remedies"][0]
+    assert "(30.0% unexpected, at most 5% allowed)" in result["failures"][0]
+    assert "lie outside the validation split" in result["remedies"][0]
 
 
 def test_a_data_check_that_could_not_be_evaluated_says_why_not_that_values_are_out_of_range() -> None:
