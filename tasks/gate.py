@@ -119,15 +119,17 @@ _LESS = {"two_means": "(a lower pruning.max_prune_fraction, or policy: fraction 
          "mixture": "(a higher pruning.min_probability, or a lower pruning.max_prune_fraction)"}
 # Checks of the kept rows that hold by construction (ingest refuses empty targets and numbers the rows itself).
 _INVARIANTS = {("expect_column_values_to_be_unique", "row_id"), ("expect_column_values_to_not_be_null", "${target}")}
+_OWN = "(a failed check of the user's suite)"  # remedies' placeholder for the one sentence about them all
 
 
 def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict | None, suite: str,
-             target: str, policy: str = "two_means", soft: bool = False) -> list[str]:
+             target: str, policy: str = "two_means", soft: bool = False, rows_train: int | None = None) -> list[str]:
     """What a user can do about a refused run, one sentence per kind of failure, in the order the failures are listed
     (:func:`gate`: metric rules, then the champion, then the data checks).
 
     Args:
-        gx_failed: ``validate_frame(...)["failed"]``: type, column and ``meta.why`` of each failed expectation.
+        gx_failed: ``validate_frame(...)["failed"]``: type, column, ``meta.why``, suite entry and numeric
+            ``min_value`` of each failed expectation.
         metric_rules: The rules of :func:`metric_findings` that fired.
         champion: :func:`tasks.champion.compare_with_champion`'s record, or None.
         suite: The suite file, for a failed expectation of the user's own.
@@ -135,6 +137,7 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
         policy: ``pruning.policy``: how to prune less is said in that policy's terms.
         soft: ``retrain.mode: soft``: "after" trained on every row, weighted by its value, so pruning less does
             not change it; the metric remedies say so.
+        rows_train: The training rows: a suite minimum row count above it cannot be met by pruning less.
     """
     from tasks.gx import RANGE_WHY
 
@@ -143,10 +146,17 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
     invariants = {(kind, target if column == "${target}" else column) for kind, column in _INVARIANTS}
     data: list[str] = []  # the data checks' remedies: listed last, as their failures are
     ranged = [f["column"] for f in gx_failed if f["why"] == RANGE_WHY and not f.get("error")]
+    own: list[int | None] = []  # the suite entries of failed checks of the user's suite
     for f in gx_failed:
+        entry = f" ({suite}, expectations[{f['entry']}])" if f.get("entry") is not None else f" ({suite})"
         if f["type"] == "expect_column_distinct_values_to_contain_set" and f["column"] == target:
             data.append("Pruning removed every row of a class: check whether that class's rows are mislabelled "
                        f"(quarantine.parquet in the run folder), or {prune_less}.")
+        elif (f["type"] == "expect_table_row_count_to_be_between" and rows_train is not None
+              and f.get("min_value") is not None and f["min_value"] > rows_train):
+            least = int(f["min_value"]) if float(f["min_value"]).is_integer() else f["min_value"]
+            data.append(f"The suite's minimum row count ({least}) is above the {rows_train} training rows, "
+                        f"so no pruning can meet it: lower that minimum in the suite{entry}.")
         elif f["type"] == "expect_table_row_count_to_be_between":
             data.append(f"Fewer rows were kept than the suite's minimum: {prune_less}, or lower that minimum if "
                        f"your suite ({suite}) sets it.")
@@ -154,17 +164,25 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
             data.append(f"The kept rows fail {f['type']} on {f['column']!r}, which lossval's own steps guarantee "
                        "(ingest refuses empty targets and numbers the rows), so this is a lossval bug: run "
                        "`lossval verify` on the run folder and report its output with gate.json.")
+        elif f.get("error") and f["why"] != RANGE_WHY:
+            data.append(f"The check {f['type']} on {f['column']!r} of your suite{entry} could not be evaluated on the "
+                        "kept rows (the error is in the failed check): fix that expectation in the suite (its "
+                        "arguments against the column's type and values, in kept.parquet).")
         elif f.get("error"):
             data.append(f"The check {f['type']} on {f['column']!r} could not be evaluated on the kept rows (the error is "
                         "in the failed check): look at that column's values and type in kept.parquet and in the "
-                        "validation split; if it is lossval's own range check, report it with gate.json.")
+                        "validation split; as it is lossval's own range check, report it with gate.json.")
         elif f["why"] == RANGE_WHY:
             data.append(f"The kept rows' {', '.join(repr(c) for c in ranged[:5])} lie outside the validation split's "
                        "widened range (the bounds are in the failed check): the training data and the validation split disagree there (other "
                        "units, a shifted export?); check those columns and the validation choice (validation.*).")
         else:
-            data.append(f"A check of your suite failed on the kept rows: fix the data, or the suite ({suite}) if that "
-                       "expectation is wrong.")
+            own.append(f.get("entry"))
+            data.append(_OWN)  # one sentence for them all, naming each entry: below
+    where = ", ".join([suite] + [f"expectations[{i}]" for i in dict.fromkeys(own) if i is not None])
+    which = "that expectation is" if len(set(own)) == 1 else "those expectations are"
+    data = [f"A check of your suite failed on the kept rows: fix the data, or the suite ({where}) if {which} wrong."
+            if text == _OWN else text for text in data]
     out: list[str] = []  # the deciding failures' remedies first: metrics, then the champion
     for rule in metric_rules:
         if soft and rule != "primary" and not rule.startswith("unknown:"):
@@ -264,7 +282,7 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     failures += list(gx_result["failures"])
     todo = remedies(gx_failed=gx_result["failed"], metric_rules=[rule for rule, _ in found], champion=champion,
                     suite=suite, target=config.target, policy=config.pruning.policy,
-                    soft=config.retrain.mode == "soft") if failures else []
+                    soft=config.retrain.mode == "soft", rows_train=rows_train) if failures else []
     record = {"passed": not failures, "failures": failures, "remedies": todo, "suite": gx_result["suite"],
               "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,

@@ -175,11 +175,17 @@ def _describe(result: dict) -> str:
     return f"{cfg.get('type', '?')}{where}{detail}"
 
 
+def _number(value: Any) -> float | int | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _finding(result: dict) -> dict:
-    """What failed, for the gate's remedies: the expectation type, its column and its ``meta.why``."""
+    """What failed, for the gate's remedies: the expectation type, its column, its ``meta.why``, its entry in the
+    suite file (None for one lossval added) and its ``min_value`` when a number."""
     cfg = result.get("expectation_config", {})
-    return {"type": cfg.get("type", "?"), "column": (cfg.get("kwargs") or {}).get("column"),
-            "why": (cfg.get("meta") or {}).get("why"), "error": _raised(result)}
+    kwargs, meta = cfg.get("kwargs") or {}, cfg.get("meta") or {}
+    return {"type": cfg.get("type", "?"), "column": kwargs.get("column"), "why": meta.get("why"),
+            "error": _raised(result), "entry": meta.get(ENTRY), "min_value": _number(kwargs.get("min_value"))}
 
 
 def entry_name(expectation: dict) -> str:
@@ -224,8 +230,8 @@ def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any
         extra: Expectations (dicts) added at run time (e.g. feature ranges).
 
     Returns:
-        ``{"success": bool, "failures": [human-readable strings], "failed": [{"type", "column", "why"} of each
-        failure, in the same order], "result": JSON-able dict, "suite": name}``.
+        ``{"success": bool, "failures": [human-readable strings], "failed": [{"type", "column", "why", "error",
+        "entry", "min_value"} of each failure, in the same order], "result": JSON-able dict, "suite": name}``.
     """
     with _scoped_gx_side_effects():
         return _validate(df, suite=suite, params=params, task_kind=task_kind, extra=extra)

@@ -443,9 +443,10 @@ def test_gate_failure_exits_3_and_leaves_champion(workspace: Path, capsys) -> No
     assert main(["run", str(cfg), "--workspace", str(workspace)]) == 3
     out, err = capsys.readouterr()
     assert "expect_table_row_count_to_be_between" in err and "nothing promoted" in err
-    assert (f"What to do: Fewer rows were kept than the suite's minimum: prune less (a lower "
-            f"pruning.max_prune_fraction, or policy: fraction with a smaller pruning.fraction), or lower that minimum "
-            f"if your suite ({impossible}) sets it. Run folder: ") in err, err
+    # a minimum above the training rows: no pruning can meet it, so the remedy is the suite's, not "prune less"
+    assert ("What to do: The suite's minimum row count (1000000000) is above the " in err
+            and f" training rows, so no pruning can meet it: lower that minimum in the suite ({impossible}, "
+                "expectations[0]). Run folder: " in err), err
     assert str(client.get_model_version_by_alias("lossval-t-breast_cancer", "champion").version) == champion_before
     challenger = client.get_model_version_by_alias("lossval-t-breast_cancer", "challenger").version
     assert int(challenger) > int(champion_before)

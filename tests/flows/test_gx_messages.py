@@ -1,14 +1,16 @@
 """What the Great Expectations checks say: a suite entry GX cannot build or that names a missing column, by its
-place in the suite file; failures with how much was allowed."""
+place in the suite file; failures with how much was allowed; remedies for a user suite's checks."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from lossval.config import config_from_dict
 from lossval.errors import ConfigError
 from lossval.suites import suite_file
 
@@ -71,3 +73,64 @@ def test_a_failure_says_how_many_values_were_unexpected_and_how_many_the_suite_a
     result = validate_frame(frame, suite=str(suite), params={})
     assert result["failures"] == ["expect_column_values_to_be_between on column 'debt_ratio' (15.0% unexpected, at "
                                   "most 10% allowed) (expected between 0 and 0.5)"]
+
+
+def test_a_check_of_the_users_suite_that_could_not_be_evaluated_points_to_that_suite_entry(tmp_path: Path) -> None:
+    from tasks.gate import remedies
+    from tasks.gx import validate_frame
+
+    suite = _suite(tmp_path, _GOOD, {"type": "expect_column_values_to_be_between",
+                                     "kwargs": {"column": "grade", "min_value": 0, "max_value": 1}})
+    frame = pd.DataFrame({"debt_ratio": [0.1, 0.2], "grade": ["A", "B"]})  # numeric bounds on a text column
+    result = validate_frame(frame, suite=str(suite), params={})
+    assert "could not be evaluated" in result["failures"][0], result["failures"]
+    [todo] = remedies(gx_failed=result["failed"], metric_rules=[], champion=None, suite=str(suite), target="y")
+    assert f"The check expect_column_values_to_be_between on 'grade' of your suite ({suite}, expectations[1]) could " \
+           "not be evaluated" in todo, todo
+    assert "fix that expectation in the suite" in todo and "range check" not in todo, todo
+
+
+def _gate(tmp_path: Path, suite: Path) -> tuple[dict, dict]:
+    """The gate on 200 training rows whose kept rows are 30 of them, an x column out of range in 6: its result and
+    its gate.json."""
+    import tasks.gate as gate_module
+    from lossval.encoding import TabularEncoder
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(50, 10, 200), "label": ["a", "b"] * 100})
+    TabularEncoder(target="label", task="classification").fit(train).save(tmp_path / "encoder.json")
+    rows = train.assign(row_id=[f"r{i}" for i in range(200)])
+    rows.head(30).assign(x=[500.0] * 6 + list(rows["x"][6:30])).to_parquet(tmp_path / "kept.parquet")
+    rows.to_parquet(tmp_path / "validation.parquet")
+    metrics = {"before": {"accuracy": 0.8, "macro_f1": 0.8, "log_loss": 0.4},
+               "after": {"accuracy": 0.82, "macro_f1": 0.81, "log_loss": 0.39}}
+    config = config_from_dict({"data": "d.csv", "target": "label", "dataset": "msgs",
+                               "gate": {"compare_with_champion": False, "suite": str(suite)}})
+    out = gate_module.gate.fn(str(tmp_path / "kept.parquet"), str(tmp_path / "validation.parquet"),
+                              str(tmp_path / "encoder.json"), metrics, config=config, rows_train=200,
+                              run_dir=str(tmp_path))
+    return out, json.loads((tmp_path / "gate.json").read_text())
+
+
+_ROW_COUNT = {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 100000, "max_value": None}}
+_LABEL_FILLED = {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "label"}}
+
+
+def test_a_suite_minimum_above_the_training_rows_is_said_to_be_the_suites_not_to_prune_less(tmp_path: Path) -> None:
+    suite = _suite(tmp_path, _REGRESSION_ONLY, _ROW_COUNT, _LABEL_FILLED)
+    out, _ = _gate(tmp_path, suite)
+    assert not out["passed"]
+    rows_remedy = [t for t in out["remedies"] if "row count" in t or "minimum" in t]
+    assert rows_remedy == [f"The suite's minimum row count (100000) is above the 200 training rows, so no pruning can "
+                           f"meet it: lower that minimum in the suite ({suite}, expectations[1])."], out["remedies"]
+
+
+def test_failed_checks_of_the_users_suite_get_one_remedy_naming_each_entry() -> None:
+    from tasks.gate import remedies
+
+    failed = [{"type": "expect_column_mean_to_be_between", "column": "x", "why": None, "entry": 3},
+              {"type": "expect_column_values_to_be_unique", "column": "email", "why": None, "entry": 1},
+              {"type": "expect_column_max_to_be_between", "column": "x", "why": None, "entry": 3}]
+    assert remedies(gx_failed=failed, metric_rules=[], champion=None, suite="mine.json", target="y") == [
+        "A check of your suite failed on the kept rows: fix the data, or the suite (mine.json, expectations[3], "
+        "expectations[1]) if those expectations are wrong."]

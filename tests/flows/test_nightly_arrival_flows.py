@@ -125,7 +125,7 @@ def test_nightly_cleans_every_dataset_and_reports_the_failed_and_the_refused_one
     assert manifest["gate"]["passed"] is False and manifest["gate"]["failures"] == refused["gate_failures"]
     assert refused["gate_failures"][0].startswith("expect_table_row_count_to_be_between")
     assert refused["gate_remedies"] == manifest["gate"]["remedies"] and refused["gate_remedies"][0].startswith(
-        "Fewer rows were kept than the suite's minimum")
+        "The suite's minimum row count (1000000000) is above the")
     assert refused["reason"] == "failed checks: " + "; ".join(refused["gate_failures"])
     assert (refused["kept"], refused["quarantined"]) == (manifest["rows"]["kept"], manifest["rows"]["quarantine"])
     assert refused["mlflow_run_id"] == manifest["mlflow"]["run_id"]
