@@ -287,7 +287,8 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
               "metric": metric,
               "before": metrics["before"][metric], "after": metrics["after"][metric], "tolerance": tol,
               "metric_limits": dict(config.gate.metric_limits), "champion": champion, "notes": notes,
-              "gx": gx_result["result"]}
+              "checks": gx_result["checks"], "checks_passed": sum(c["success"] for c in gx_result["checks"]),
+              "checks_failed": sum(not c["success"] for c in gx_result["checks"]), "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
     return {"passed": not failures, "failures": failures, "remedies": todo, "result_path": str(path),
             "suite": gx_result["suite"], "champion": champion}

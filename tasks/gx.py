@@ -5,7 +5,7 @@ names such as the target), ``{"$PARAMETER": "name"}`` values are GX expectation 
 given at validation time (row-count minimum, class set), and an expectation whose ``meta``
 has ``"only_for": "classification"`` is skipped for other tasks. Each expectation loaded from a file keeps its
 position in the file's ``expectations`` list in ``meta.lossval_entry`` (:data:`ENTRY`), so that messages and
-the gate name the entry as ``expectations[i]``. Validation runs through a
+``gate.json`` name the entry as ``expectations[i]``. Validation runs through a
 Checkpoint on an in-memory (ephemeral) context, so nothing is written into the project.
 GX is imported here, inside the task that needs it (the import takes ~4 s).
 """
@@ -188,6 +188,27 @@ def _finding(result: dict) -> dict:
             "error": _raised(result), "entry": meta.get(ENTRY), "min_value": _number(kwargs.get("min_value"))}
 
 
+def _check(result: dict) -> dict:
+    """One expectation's verdict for ``gate.json``: where it comes from (its suite entry, or lossval's range check),
+    what it checks, and what GX found."""
+    cfg = result.get("expectation_config", {})
+    kwargs, meta = cfg.get("kwargs") or {}, cfg.get("meta") or {}
+    entry = meta.get(ENTRY)
+    source = "suite" if entry is not None else "range check" if meta.get("why") == RANGE_WHY else "added"
+    out = {"entry": entry, "source": source, "type": cfg.get("type", "?"), "column": kwargs.get("column"),
+           "success": bool(result.get("success"))}
+    found = result.get("result") or {}
+    for key in ("observed_value", "unexpected_percent"):
+        if found.get(key) is not None:
+            out["observed" if key == "observed_value" else key] = _plain(found[key])
+    if kwargs.get("mostly") is not None:
+        out["mostly"] = kwargs["mostly"]
+    error = _raised(result)
+    if error is not None:
+        out["error"] = error
+    return out
+
+
 def entry_name(expectation: dict) -> str:
     """An expectation as a user finds it: ``expectations[1] (expect_... on column 'x')``, the index in its suite file;
     one lossval added (a range check) is said to be so."""
@@ -231,7 +252,9 @@ def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any
 
     Returns:
         ``{"success": bool, "failures": [human-readable strings], "failed": [{"type", "column", "why", "error",
-        "entry", "min_value"} of each failure, in the same order], "result": JSON-able dict, "suite": name}``.
+        "entry", "min_value"} of each failure, in the same order], "result": JSON-able dict, "suite": name,
+        "checks": [each expectation's verdict: {"entry", "source", "type", "column", "success", and "observed",
+        "unexpected_percent", "mostly", "error" when there are}]}``.
     """
     with _scoped_gx_side_effects():
         return _validate(df, suite=suite, params=params, task_kind=task_kind, extra=extra)
@@ -380,11 +403,12 @@ def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], ta
     checkpoint = context.checkpoints.add(gx.Checkpoint(name=f"{spec['name']}-checkpoint", validation_definitions=[validation]))
     run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters={k: v for k, v in params.items()})
     result = json.loads(json.dumps(run.describe_dict(), default=str))
-    failures, failed = [], []
+    failures, failed, checks = [], [], []
     for vr in run.run_results.values():
         for r in vr.to_json_dict().get("results", []):
+            checks.append(_check(r))
             if not r.get("success"):
                 failures.append(_describe(r))
                 failed.append(_finding(r))
     return {"success": bool(run.success), "failures": failures, "failed": failed, "result": result,
-            "suite": spec["name"]}
+            "suite": spec["name"], "checks": checks}

@@ -1,5 +1,6 @@
 """What the Great Expectations checks say: a suite entry GX cannot build or that names a missing column, by its
-place in the suite file; failures with how much was allowed; remedies for a user suite's checks."""
+place in the suite file; failures with how much was allowed; remedies for a user suite's checks; and each check's
+verdict in gate.json."""
 
 from __future__ import annotations
 
@@ -123,6 +124,20 @@ def test_a_suite_minimum_above_the_training_rows_is_said_to_be_the_suites_not_to
     rows_remedy = [t for t in out["remedies"] if "row count" in t or "minimum" in t]
     assert rows_remedy == [f"The suite's minimum row count (100000) is above the 200 training rows, so no pruning can "
                            f"meet it: lower that minimum in the suite ({suite}, expectations[1])."], out["remedies"]
+
+
+def test_gate_json_lists_each_check_with_its_suite_entry_or_as_a_range_check(tmp_path: Path) -> None:
+    out, record = _gate(tmp_path, _suite(tmp_path, _REGRESSION_ONLY, _ROW_COUNT, _LABEL_FILLED))
+    checks = sorted(record["checks"], key=lambda c: (c["source"], c["entry"] or 0))
+    assert checks == [
+        {"entry": None, "source": "range check", "type": "expect_column_values_to_be_between", "column": "x",
+         "success": False, "unexpected_percent": 20.0, "mostly": 0.95},
+        {"entry": 1, "source": "suite", "type": "expect_table_row_count_to_be_between", "column": None,
+         "success": False, "observed": 30},
+        {"entry": 2, "source": "suite", "type": "expect_column_values_to_not_be_null", "column": "label",
+         "success": True, "unexpected_percent": 0.0}], record["checks"]
+    assert (record["checks_passed"], record["checks_failed"]) == (1, 2)
+    assert record["gx"]["success"] is False and record["failures"] == out["failures"]  # the keys read elsewhere
 
 
 def test_failed_checks_of_the_users_suite_get_one_remedy_naming_each_entry() -> None:
