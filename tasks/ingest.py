@@ -67,6 +67,7 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
         ``{"snapshot": path to read now, "store_path": its final path, "snapshot_hash", "rows",
         "columns", "source"}``.
     """
+    from lossval.suites import suite_file
     from tasks.gx import validate_frame
 
     before = _file_states(data_path)
@@ -80,7 +81,10 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     check_columns_and_rows(df, target=target, id_column=id_column, data_path=data_path)
     raw = validate_frame(df, suite="raw_data", params={"target": target, "min_rows": MIN_ROWS})
     if not raw["success"]:
-        raise InputError("raw-data checks failed: " + "; ".join(raw["failures"]), source=data_path)
+        raise InputError(f"fails lossval's raw-data checks ({suite_file('raw_data')}): " + "; ".join(raw["failures"])
+                         + f". lossval checks every input so: the target column the config names ({target!r}) must "
+                         f"exist and be mostly filled, and there must be at least {MIN_ROWS} rows; fix the data, or "
+                         "the config's target if it names the wrong column.", source=data_path)
     row_ids = check_target_and_ids(df, target=target, id_column=id_column, data_path=data_path)
     snap = df.copy()
     if id_column != "row_id":

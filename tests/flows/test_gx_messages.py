@@ -1,6 +1,6 @@
 """What the Great Expectations checks say: a suite entry GX cannot build or that names a missing column, by its
-place in the suite file; failures with how much was allowed; remedies for a user suite's checks; and each check's
-verdict in gate.json."""
+place in the suite file; failures with how much was allowed; remedies for a user suite's checks; ingest's raw-data
+refusal; and each check's verdict in gate.json."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lossval.config import config_from_dict
-from lossval.errors import ConfigError
+from lossval.errors import ConfigError, InputError
 from lossval.suites import suite_file
 
 
@@ -149,3 +149,17 @@ def test_failed_checks_of_the_users_suite_get_one_remedy_naming_each_entry() -> 
     assert remedies(gx_failed=failed, metric_rules=[], champion=None, suite="mine.json", target="y") == [
         "A check of your suite failed on the kept rows: fix the data, or the suite (mine.json, expectations[3], "
         "expectations[1]) if those expectations are wrong."]
+
+
+def test_a_failed_raw_data_check_names_lossvals_suite_file_and_what_to_fix(tmp_path: Path) -> None:
+    from tasks.ingest import MIN_ROWS, ingest
+
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"x": range(MIN_ROWS + 4), "y": [1.0] * 4 + [None] * MIN_ROWS}).to_csv(data, index=False)
+    with pytest.raises(InputError) as raised:
+        ingest.fn(str(data), dataset="d", target="y", id_column=None, workspace=str(tmp_path / "ws"))
+    message = str(raised.value)
+    assert message.startswith(f"{data}: fails lossval's raw-data checks ({suite_file('raw_data')}): "
+                              "expect_column_values_to_not_be_null on column 'y'"), message
+    assert (f"the target column the config names ('y') must exist and be mostly filled, and there must be at least "
+            f"{MIN_ROWS} rows; fix the data, or the config's target if it names the wrong column.") in message
