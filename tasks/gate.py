@@ -199,8 +199,9 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
                        "gate.metric_tolerance only if a drop of this size is acceptable.")
         elif rule == "primary":
             out.append("The model retrained on the kept rows scores worse on the test rows than the one trained on "
-                       f"all of them, so the quarantined rows held signal: review quarantine.parquet, then {prune_less}; "
-                       "raise gate.metric_tolerance only if a drop of this size is acceptable.")
+                       "all of them, so the quarantined rows held signal: review quarantine.parquet (list rows to put "
+                       f"back in pruning.keep_ids), then {prune_less}; raise gate.metric_tolerance only if a drop of "
+                       "this size is acceptable.")
         elif rule.startswith("limit:"):
             name = rule.split(":", 1)[1]
             out.append(f"Prune less {less}, or raise gate.metric_limits.{name} if a loss of "

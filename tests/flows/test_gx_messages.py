@@ -163,3 +163,11 @@ def test_a_failed_raw_data_check_names_lossvals_suite_file_and_what_to_fix(tmp_p
                               "expect_column_values_to_not_be_null on column 'y'"), message
     assert (f"the target column the config names ('y') must exist and be mostly filled, and there must be at least "
             f"{MIN_ROWS} rows; fix the data, or the config's target if it names the wrong column.") in message
+
+
+def test_a_primary_metric_refusal_says_how_to_put_reviewed_rows_back() -> None:
+    from tasks.gate import remedies
+
+    todo = remedies(gx_failed=[], metric_rules=["primary"], champion=None, suite="s.json", target="y",
+                    rows_train=100)
+    assert len(todo) == 1 and "review quarantine.parquet (list rows to put back in pruning.keep_ids)" in todo[0]
