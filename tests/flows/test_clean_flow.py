@@ -348,12 +348,13 @@ def test_values_rewritten_while_a_run_uses_them_are_recorded_as_the_run_read_the
     assert verify_run(run_dir) == []
 
 
-def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(workspace: Path, monkeypatch) -> None:
+def _rerun_with_pruning(workspace: Path, monkeypatch, name: str, pruning: dict) -> dict:
+    """Run the first breast_cancer config again with another ``pruning`` section, LossVal.fit forbidden (the values
+    must be reused); the new run's manifest."""
     first_cfg = sorted((workspace / "data" / "breast_cancer").glob("config-*.yaml"))[0]
-    first = _latest_manifest(workspace, "breast_cancer")
     cfg = yaml.safe_load(first_cfg.read_text())
-    cfg["pruning"] = {"policy": "fraction", "fraction": 0.04, "max_prune_fraction": 0.02}  # the cap holds rows back
-    new_cfg = first_cfg.with_name("config-fraction.yaml")
+    cfg["pruning"] = pruning
+    new_cfg = first_cfg.with_name(f"config-{name}.yaml")
     new_cfg.write_text(yaml.safe_dump(cfg))
     import lossval.valuation
 
@@ -362,7 +363,14 @@ def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(wor
 
     monkeypatch.setattr(lossval.valuation.LossVal, "fit", must_not_run)
     assert main(["run", str(new_cfg), "--workspace", str(workspace)]) in (0, 3)
-    second = _latest_manifest(workspace, "breast_cancer")
+    return _latest_manifest(workspace, "breast_cancer")
+
+
+def test_a_new_pruning_setting_reuses_the_values_and_registers_a_new_version(workspace: Path, monkeypatch) -> None:
+    first = _latest_manifest(workspace, "breast_cancer")
+    # the cap holds rows back
+    second = _rerun_with_pruning(workspace, monkeypatch, "fraction",
+                                 {"policy": "fraction", "fraction": 0.04, "max_prune_fraction": 0.02})
     assert second["outputs"]["values"] == first["outputs"]["values"]
     assert second["pruning"]["policy"] == "fraction" and second["rows"]["quarantine"] != first["rows"]["quarantine"]
     assert second["model"]["reused"] is False and second["model"]["version"] != first["model"]["version"]
@@ -388,18 +396,7 @@ def test_rows_a_reviewer_puts_back_are_kept_on_the_rerun_from_the_same_values(wo
     reviewed = pd.concat([quarantined[quarantined["row_id"].isin(put_back)],
                           quarantined.head(1).assign(row_id="no-such-row")])
     reviewed.to_parquet(first_cfg.with_name("reviewed.parquet"))
-    cfg = yaml.safe_load(first_cfg.read_text())
-    cfg["pruning"] = {"keep_ids": "reviewed.parquet"}
-    new_cfg = first_cfg.with_name("config-reviewed.yaml")
-    new_cfg.write_text(yaml.safe_dump(cfg))
-    import lossval.valuation
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("LossVal.fit ran although only the rows to keep changed")
-
-    monkeypatch.setattr(lossval.valuation.LossVal, "fit", must_not_run)
-    assert main(["run", str(new_cfg), "--workspace", str(workspace)]) in (0, 3)
-    second = _latest_manifest(workspace, "breast_cancer")
+    second = _rerun_with_pruning(workspace, monkeypatch, "reviewed", {"keep_ids": "reviewed.parquet"})
     assert second["outputs"]["values"] == first["outputs"]["values"]
     now = pd.read_parquet(second["outputs"]["quarantine"])
     # Exactly the two rows came back; nothing else moved (the cap's room is not handed on).
