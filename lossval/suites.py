@@ -82,7 +82,7 @@ def check_suite(spec: Any, *, source: str, parameters: set[str] | frozenset[str]
         raise ConfigError("the suite's 'expectations' must be a non-empty list: an empty suite checks nothing.",
                           source=source)
     for i, entry in enumerate(expectations):
-        where = f"expectation {i}"
+        where = f"expectations[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be an object with 'type' and 'kwargs', got {entry!r:.80}.", source=source)
         where += f" ({entry.get('type')!r})" if isinstance(entry.get("type"), str) else ""
