@@ -188,9 +188,9 @@ def _finding(result: dict) -> dict:
             "error": _raised(result), "entry": meta.get(ENTRY), "min_value": _number(kwargs.get("min_value"))}
 
 
-def _check(result: dict) -> dict:
+def _check(result: dict, params: dict[str, Any]) -> dict:
     """One expectation's verdict for ``gate.json``: where it comes from (its suite entry, or lossval's range check),
-    what it checks, and what GX found."""
+    what it checks (its numeric bounds, ``$PARAMETER`` ones as given in ``params``), and what GX found."""
     cfg = result.get("expectation_config", {})
     kwargs, meta = cfg.get("kwargs") or {}, cfg.get("meta") or {}
     entry = meta.get(ENTRY)
@@ -201,6 +201,12 @@ def _check(result: dict) -> dict:
     for key in ("observed_value", "unexpected_percent"):
         if found.get(key) is not None:
             out["observed" if key == "observed_value" else key] = _plain(found[key])
+    for key in ("min_value", "max_value"):
+        bound = kwargs.get(key)
+        if isinstance(bound, dict) and "$PARAMETER" in bound:
+            bound = params.get(bound["$PARAMETER"])
+        if _number(bound) is not None:
+            out[key] = _plain(bound)
     if kwargs.get("mostly") is not None:
         out["mostly"] = kwargs["mostly"]
     error = _raised(result)
@@ -338,6 +344,8 @@ def _arguments_problem(errors: list[dict], kwargs: dict, fields: list[str]) -> s
     first: dict[str, dict] = {}
     for err in errors:
         first.setdefault(".".join(str(part) for part in err.get("loc", ())), err)
+    if len(first) > 1:  # a whole-entry check ("min_value and max_value cannot both be None") runs on what survived
+        first.pop("__root__", None)  # the field checks: a bad min_value reads as none, so it would be said twice
     said = []
     for loc, err in sorted(first.items(), key=lambda item: item[1].get("type") != "value_error.extra"):
         if err.get("type") == "value_error.extra":
@@ -406,9 +414,10 @@ def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], ta
     failures, failed, checks = [], [], []
     for vr in run.run_results.values():
         for r in vr.to_json_dict().get("results", []):
-            checks.append(_check(r))
+            checks.append(_check(r, params))
             if not r.get("success"):
                 failures.append(_describe(r))
                 failed.append(_finding(r))
+    checks.sort(key=lambda c: (c["entry"] is None, c["entry"] or 0))  # the suite file's order, then lossval's own
     return {"success": bool(run.success), "failures": failures, "failed": failed, "result": result,
             "suite": spec["name"], "checks": checks}

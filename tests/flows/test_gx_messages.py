@@ -36,6 +36,10 @@ _REGRESSION_ONLY = {"type": "expect_column_values_to_not_be_null", "kwargs": {"c
     ({"type": "expect_column_values_to_be_between", "kwargs": {"colum": "debt_ratio", "min_value": 0, "max_value": 1}},
      "expectations[2] (expect_column_values_to_be_between): unknown argument 'colum' (did you mean 'column'?), "
      "argument 'column' is required."),
+    # A bad min_value reads as none to GX's whole-entry check: not also "cannot both be None" (a review).
+    ({"type": "expect_column_values_to_be_between", "kwargs": {"column": "debt_ratio", "min_value": "a"}},
+     "expectations[2] (expect_column_values_to_be_between on column 'debt_ratio'): min_value 'a' is not a valid "
+     "value (value is not a valid float). Fix"),
     ({"type": "expect_column_values_to_be_between", "kwargs": {"column": "debt_ratio"}},
      "expectations[2] (expect_column_values_to_be_between on column 'debt_ratio'): min_value and max_value cannot "
      "both be None."),
@@ -127,15 +131,17 @@ def test_a_suite_minimum_above_the_training_rows_is_said_to_be_the_suites_not_to
 
 
 def test_gate_json_lists_each_check_with_its_suite_entry_or_as_a_range_check(tmp_path: Path) -> None:
-    out, record = _gate(tmp_path, _suite(tmp_path, _REGRESSION_ONLY, _ROW_COUNT, _LABEL_FILLED))
-    checks = sorted(record["checks"], key=lambda c: (c["source"], c["entry"] or 0))
-    assert checks == [
+    out, record = _gate(tmp_path, _suite(tmp_path, _REGRESSION_ONLY, _LABEL_FILLED, _ROW_COUNT))
+    # In the suite file's order (GX's own order differs: a review), then lossval's range checks, with their bounds.
+    ranged = record["checks"][2]
+    assert ranged.pop("min_value") < 50 < ranged.pop("max_value")
+    assert record["checks"] == [
+        {"entry": 1, "source": "suite", "type": "expect_column_values_to_not_be_null", "column": "label",
+         "success": True, "unexpected_percent": 0.0},
+        {"entry": 2, "source": "suite", "type": "expect_table_row_count_to_be_between", "column": None,
+         "success": False, "observed": 30, "min_value": 100000},
         {"entry": None, "source": "range check", "type": "expect_column_values_to_be_between", "column": "x",
-         "success": False, "unexpected_percent": 20.0, "mostly": 0.95},
-        {"entry": 1, "source": "suite", "type": "expect_table_row_count_to_be_between", "column": None,
-         "success": False, "observed": 30},
-        {"entry": 2, "source": "suite", "type": "expect_column_values_to_not_be_null", "column": "label",
-         "success": True, "unexpected_percent": 0.0}], record["checks"]
+         "success": False, "unexpected_percent": 20.0, "mostly": 0.95}], record["checks"]
     assert (record["checks_passed"], record["checks_failed"]) == (1, 2)
     assert record["gx"]["success"] is False and record["failures"] == out["failures"]  # the keys read elsewhere
 
