@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import datetime as dt
 import platform
 import re
@@ -159,10 +158,9 @@ def _keep_hash(config: PipelineConfig) -> str:
     by path, and a reviewer adds ids to the same file: another list is another pruning."""
     if config.pruning.keep_ids is None:
         return ""
-    from lossval.io import list_data_files
+    from lossval.io import data_sha256
 
-    digest = hashlib.sha256("".join(file_sha256(f) for f in list_data_files(config.pruning.keep_ids)).encode())
-    return f"-k{digest.hexdigest()[:12]}"
+    return f"-k{data_sha256(config.pruning.keep_ids)[:12]}"
 
 
 def _suite_hash(config: PipelineConfig) -> str:

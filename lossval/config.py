@@ -642,10 +642,13 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     _fraction("pruning.fraction", pruning.fraction, source)
     _fraction("pruning.min_probability", pruning.min_probability, source)
     if pruning.keep_ids is not None:
-        from lossval.io import list_data_files
+        from lossval.io import read_row_id_list
 
         pruning = dataclasses.replace(pruning, keep_ids=resolve(pruning.keep_ids))
-        list_data_files(pruning.keep_ids, key="pruning.keep_ids")  # a missing file now, not after valuation
+        # Read now, not after valuation: a missing file, no id column or an empty id is refused in a second. The
+        # prune stage reads it again (a reviewer may add ids while a long valuation runs).
+        id_column = raw.get("id_column")
+        read_row_id_list(pruning.keep_ids, id_column=id_column if isinstance(id_column, str) else None)
     if pruning.policy == "threshold" and pruning.threshold is None:
         raise ConfigError("pruning policy 'threshold' needs 'pruning.threshold'.", source=source)
     if pruning.threshold is not None and not math.isfinite(pruning.threshold):

@@ -68,6 +68,7 @@ __all__ = [
     "json_default",
     "read_json",
     "file_sha256",
+    "data_sha256",
     "frame_fingerprint",
     "nested_column",
     "assign_row_ids",
@@ -692,6 +693,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def data_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of what a data path holds: a file's bytes (:func:`file_sha256`), or for a folder its data files'
+    names and digests in name order (:func:`list_data_files`)."""
+    p = Path(path)
+    if not p.is_dir():
+        return file_sha256(p)
+    return hashlib.sha256("".join(f"{f.name}\0{file_sha256(f)}\n" for f in list_data_files(p)).encode()).hexdigest()
+
+
 def frame_fingerprint(df: pd.DataFrame, *, source: str | None = None) -> str:
     """Content hash of a frame (values, column names and dtypes; order-sensitive), 16 hex chars.
 
@@ -783,7 +793,13 @@ def read_row_id_list(path: str | os.PathLike[str], *, id_column: str | None = No
         InputError: no such file, neither column, or an empty id (names the file and the row).
     """
     column = "row_id"
-    df = read_table(path, text_columns=["row_id", id_column])
+    try:
+        df = read_table(path, text_columns=["row_id", id_column])
+    except InputError as exc:  # no such file, header only, an empty folder...: say which key named it, and what to do
+        text = str(exc)
+        text = text[len(f"{exc.source}: "):] if exc.source and text.startswith(f"{exc.source}: ") else text
+        raise InputError(f"{key}: {text.rstrip('.')}. List the row ids to put back in a 'row_id' column (one per "
+                         f"row), or remove {key} from the config.", source=exc.source or str(path)) from None
     if "row_id" not in df.columns:
         if id_column is None or id_column not in df.columns:
             also = f" or {id_column!r} (the id column)" if id_column else ""

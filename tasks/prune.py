@@ -227,7 +227,7 @@ def _reviewed_rows(row_ids: pd.Series, config: PipelineConfig) -> tuple[np.ndarr
     path = config.pruning.keep_ids
     if path is None:
         return None, None
-    from lossval.io import file_sha256, list_data_files, read_row_id_list
+    from lossval.io import data_sha256, read_row_id_list
 
     listed = read_row_id_list(path, id_column=config.id_column)
     mask = row_ids.isin(listed).to_numpy()
@@ -238,6 +238,4 @@ def _reviewed_rows(row_ids: pd.Series, config: PipelineConfig) -> tuple[np.ndarr
         run_logger().warning("pruning.keep_ids: %d of the %d row id(s) in %s are not training rows of this run "
                              "(e.g. %r): rows no longer in the data, validation or test rows, or ids of another "
                              "id_column; they are ignored", missing, len(listed), path, example)
-    files = list_data_files(path)
-    digest = file_sha256(files[0]) if len(files) == 1 else None
-    return mask, {"path": str(path), "sha256": digest, "listed": len(listed), "found": int(mask.sum())}
+    return mask, {"path": str(path), "sha256": data_sha256(path), "listed": len(listed), "found": int(mask.sum())}

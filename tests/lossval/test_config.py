@@ -427,6 +427,14 @@ def test_keep_ids_resolves_beside_the_config_is_checked_now_and_leaves_unset_key
     assert plain.fingerprint() == "23d09867da5fd60c"
     with pytest.raises(InputError, match=r"reviewed\.csv.*no such file.*pruning\.keep_ids"):
         config_from_dict({**base, "pruning": {"keep_ids": "reviewed.csv"}}, base_dir=tmp_path)
+    # Read at load, not after valuation (a review): a list emptied to its header, a file without ids.
+    (tmp_path / "reviewed.csv").write_text("row_id\n")
+    with pytest.raises(InputError, match=r"reviewed\.csv: pruning\.keep_ids: file has a header but no rows.* List the "
+                                         r"row ids to put back in a 'row_id' column .*or remove pruning\.keep_ids"):
+        config_from_dict({**base, "pruning": {"keep_ids": "reviewed.csv"}}, base_dir=tmp_path)
+    (tmp_path / "reviewed.csv").write_text("id\n7\n")
+    with pytest.raises(InputError, match=r"pruning\.keep_ids: the file needs a 'row_id' column or 'key'"):
+        config_from_dict({**base, "id_column": "key", "pruning": {"keep_ids": "reviewed.csv"}}, base_dir=tmp_path)
     (tmp_path / "reviewed.csv").write_text("row_id\n7\n")
     cfg = config_from_dict({**base, "pruning": {"keep_ids": "reviewed.csv"}}, base_dir=tmp_path)
     assert cfg.pruning.keep_ids == str(tmp_path / "reviewed.csv")
