@@ -1134,13 +1134,23 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
     examples = list(dict.fromkeys(keys[unseen].tolist()))[:3]
     known = list(column["levels"])[:3]
     if any_unseen:
-        if n_unseen:
+        # A missing value the training rows never had is its own case: lossval's internal level name means nothing to
+        # a caller, and "send the level as written" is the wrong advice for it.
+        missing = unseen & (keys == MISSING_LEVEL)
+        n_missing, n_new = int(missing.sum()), int((unseen & ~missing).sum())
+        examples = list(dict.fromkeys(keys[unseen & ~missing].tolist()))[:3]
+        said = []
+        if n_new:
             near = closest_name(examples[0], list(column["levels"]))
             hint = f"; did you mean {near!r} for {examples[0]!r}?" if near else ""
+            said.append(f"{n_new} of {n} values are levels the model was not trained on (e.g. {examples}; its levels "
+                        f"include {known}{hint})")
+        if n_missing:
+            said.append(f"{n_missing} of {n} values are missing, which the training rows never were")
+        if said:
             warnings.warn(
-                f"{source + ': ' if source else ''}categorical column {column['name']!r}: {n_unseen} of {n} values are "
-                f"levels the model was not trained on (e.g. {examples}; its levels include {known}{hint}), so those "
-                "rows are scored as if the column had no value; send the levels as the training data wrote them (same "
+                f"{source + ': ' if source else ''}categorical column {column['name']!r}: {'; '.join(said)}, so those "
+                "rows are scored as if the column had no value; send a level as the training data wrote it (same "
                 "case, names rather than codes)",
                 UnseenLevelsWarning, stacklevel=_user_level())
         return

@@ -16,8 +16,9 @@ training rows' means and scales; unseen categorical levels encode as no level, w
 :class:`~lossval.errors.UnseenLevelsWarning` naming the column); a missing feature column, a
 missing or non-numeric value in a numeric column is refused by name, as a
 :class:`ModelInputError` (lossval's ``InputError`` and MLflow's "invalid parameter value", so
-``mlflow models serve`` answers HTTP 400 with lossval's message). No rows give an empty table
-with the same columns (batch scoring sends empty partitions).
+``mlflow models serve`` answers HTTP 400 with lossval's message). Through ``mlflow.pyfunc``,
+MLflow's schema check refuses a missing column first, with its own message. No rows give an
+empty table with the same columns (batch scoring sends empty partitions).
 """
 
 from __future__ import annotations

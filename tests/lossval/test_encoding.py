@@ -488,6 +488,17 @@ def test_a_served_batch_warns_about_any_unseen_level_a_file_only_about_most():
         enc.transform(one, source="test.parquet")
 
 
+def test_a_served_missing_value_the_training_rows_never_had_is_called_missing_not_an_internal_level():
+    enc = TabularEncoder(target="y").fit(_frame())  # no missing colour in training
+    two = _frame().head(2).assign(colour=[None, "RED"])
+    with pytest.warns(UnseenLevelsWarning) as caught:
+        enc.transform(two, source="model input", serving=True)
+    (message,) = [str(w.message) for w in caught]
+    assert "1 of 2 values are levels the model was not trained on (e.g. ['RED']" in message
+    assert "1 of 2 values are missing, which the training rows never were" in message
+    assert "__missing__" not in message
+
+
 def test_missing_target_column_raises_with_available():
     with pytest.raises(InputError, match=r"'label'.*available columns: \['x', 'colour', 'y'\]"):
         TabularEncoder(target="label").fit(_frame())
