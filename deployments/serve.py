@@ -472,6 +472,29 @@ def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
                   file=sys.stderr, flush=True)
 
 
+def _end_run_processes(runner: Any) -> int:
+    """Kill (SIGKILL) the processes of the runs ``runner`` started; returns how many there were.
+
+    For a stop at once, after the runs were marked Crashed with :data:`STOPPED_AT_ONCE_MESSAGE`: a
+    flow run's process is a multiprocessing child, which Python joins at exit, so one still waiting
+    (for its dataset's lock, say) kept ``serve`` alive after it said it had stopped (seen in CI:
+    still running 60 s later). Not SIGTERM: the run would then set its own Crashed state ("aborted
+    by a termination signal") over ours, and the next ``serve`` would not queue its file again. Its
+    unfinished run folder is removed by the next run in the workspace, as after any kill.
+    """
+    manager = getattr(runner, "_process_manager", None)  # Prefect's runner keeps its children here (3.8)
+    try:
+        handles = [h for h in (manager.get(i) for i in manager.flow_run_ids()) if h is not None and h.pid]
+    except Exception:  # noqa: BLE001 - another Prefect release: nothing to stop from here
+        return 0
+    for handle in handles:
+        try:
+            handle.hard_kill()
+        except OSError:  # gone already
+            pass
+    return len(handles)
+
+
 def _serve(deployments: list[Any], *, limit: int | None) -> int:
     """Serve until Ctrl-C or SIGTERM; then cancel the runs in flight, pause the schedules and return 130 / 143.
 
@@ -499,6 +522,7 @@ def _serve(deployments: list[Any], *, limit: int | None) -> int:
         received.append(signum)
         if len(received) > 1 and runner.stopping:  # a second signal while stopping: now, runs in flight marked Crashed
             marked = _crash_runs_in_flight(names)
+            _end_run_processes(runner)
             print(f"lossval serve: {signal.Signals(signum).name} again: stopping at once; "
                   + ("the server did not answer, so runs in flight may still show Running" if marked is None else
                      f"{marked} run(s) in flight marked Crashed (the next `lossval serve` queues their files again), "

@@ -526,3 +526,35 @@ def test_serve_on_a_server_that_does_not_answer_leaves_no_workspace_behind(datas
     err = capsys.readouterr().err
     assert code == 1 and "127.0.0.1:9" in err and "a bug" not in err, err
     assert not (tmp_path / "ws").exists()
+
+
+def _wait_forever() -> None:  # a flow run's process that waits (for its dataset's lock, say)
+    import time
+
+    time.sleep(120)
+
+
+def test_stopping_at_once_ends_the_run_processes_so_serve_can_exit() -> None:
+    # Seen in CI: after a second Ctrl-C, serve said it had stopped and was still running 60 s later: a flow run's
+    # process is a multiprocessing child, which Python joins at exit, and it was waiting for its dataset's lock.
+    import multiprocessing
+    import types
+    import uuid
+
+    from prefect.runner._process_manager import ProcessHandle
+
+    from deployments.serve import _end_run_processes
+
+    child = multiprocessing.get_context("spawn").Process(target=_wait_forever)
+    child.start()
+    try:
+        run_id = uuid.uuid4()
+        manager = types.SimpleNamespace(flow_run_ids=lambda: {run_id}, get={run_id: ProcessHandle(child)}.get)
+        assert _end_run_processes(types.SimpleNamespace(_process_manager=manager)) == 1
+        child.join(10)
+        # SIGKILL: with SIGTERM the run would set its own Crashed state over the one serve requeues by
+        assert not child.is_alive() and child.exitcode == -9
+        assert _end_run_processes(types.SimpleNamespace()) == 0  # another Prefect release: nothing to stop
+    finally:
+        if child.is_alive():
+            child.kill()
