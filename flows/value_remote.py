@@ -66,6 +66,9 @@ def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
     raw["gate"] = {k: v for k, v in raw["gate"].items() if k not in newer or v != newer[k]}
     newer_lossval = {"clip_outliers": True, "average_duplicates": True}  # options of VALUES_VERSION 6
     raw["lossval"] = {k: v for k, v in raw["lossval"].items() if k not in newer_lossval or v != newer_lossval[k]}
+    # The rows a reviewer put back are the calling flow's to prune by: the worker values, and may not hold that file
+    # (its config would read it) nor know the key (a worker of an older release refuses it).
+    raw["pruning"].pop("keep_ids", None)
     raw["valuation_deployment"] = None  # the deployment values in its own process; never recurse
     return raw
 

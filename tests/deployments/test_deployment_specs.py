@@ -95,6 +95,11 @@ def test_config_round_trips_for_the_valuation_deployment(tmp_path: Path) -> None
         "average_duplicates": False}
     declared = dataclasses.replace(config, numeric=("income",))
     assert config_from_dict(config_to_raw(declared)).numeric == ("income",)
+    # The rows a reviewer put back stay with the calling flow: the worker may not hold the file (its config would
+    # read it) and an older worker refuses the key.
+    reviewed = dataclasses.replace(config, pruning=dataclasses.replace(config.pruning, keep_ids="/nowhere/keep.csv"))
+    assert "keep_ids" not in config_to_raw(reviewed)["pruning"]
+    assert config_from_dict(config_to_raw(reviewed)).pruning.keep_ids is None
 
 
 def test_serve_refuses_a_bad_datasets_file_before_starting(tmp_path: Path, capsys) -> None:
