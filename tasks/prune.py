@@ -114,30 +114,34 @@ def describe_pruning(pruning: dict) -> str:
 
     Args:
         pruning: The run summary's ``pruning`` record (``policy``, ``flagged``, ``quarantined``,
-            ``protected``, ``kept_together``, ``cap_hit``, ``class_cap_hit``, ``capped_classes``,
-            ``max_prune_fraction``; a run written before ``kept_together`` existed has none).
+            ``protected``, ``kept_together``, ``reviewed``, ``cap_hit``, ``class_cap_hit``, ``capped_classes``,
+            ``max_prune_fraction``; a run written before ``kept_together`` or ``reviewed`` existed has none).
     """
     text = f"{pruning['policy']} flagged {pruning['flagged']} rows"
     cut = pruning.get("threshold")
     if cut is not None and math.isfinite(cut) and pruning["policy"] in ("two_means", "threshold", "fraction"):
         text += f" (values {'up to' if pruning['policy'] == 'fraction' else 'below'} {format_value(cut)})"
-    if pruning.get("reviewed"):
-        text += f"; {pruning['reviewed']} of them were put back by review (pruning.keep_ids)"
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
     if pruning.get("kept_together"):
         text += (f"; {pruning['kept_together']} stayed with their identical copies (a row and its copies are "
                  "quarantined or kept together)")
+    reviewed = pruning.get("reviewed") or 0
+    let_go = pruning["quarantined"] + reviewed  # what the cap let go, before the review put some back
+    advice = ""
     if pruning.get("class_cap_hit"):
         capped = pruning.get("capped_classes") or []
         which = (f"classes {', '.join(map(repr, capped))} had more flagged rows than their share" if len(capped) > 1
                  else f"{f'class {capped[0]!r}' if capped else 'a class'} had more flagged rows than its share")
         text += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} of each class's rows let "
-                 f"{pruning['quarantined']} go ({which})")
+                 f"{let_go} go ({which})")
     elif pruning["cap_hit"]:
-        text += (f"; max_prune_fraction {pruning['max_prune_fraction']:g} let {pruning['quarantined']} go. "
-                 "A policy that flags more than the cap may be finding no separate low-value group: see the "
-                 "README, 'When the data is already clean'")
+        text += f"; max_prune_fraction {pruning['max_prune_fraction']:g} let {let_go} go"
+        advice = (". A policy that flags more than the cap may be finding no separate low-value group: see the "
+                  "README, 'When the data is already clean'")
+    if reviewed:
+        text += f"; review put {reviewed} of those back (pruning.keep_ids)"
+    text += advice
     return text + "."
 
 

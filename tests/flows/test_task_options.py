@@ -1030,3 +1030,19 @@ def test_a_test_file_needs_only_the_columns_the_model_uses(tmp_path) -> None:
     make_frame(30, seed=1).drop(columns=["b"]).to_csv(tmp_path / "test.csv", index=False)  # a feature: still needed
     with pytest.raises(InputError, match=r"lacks column\(s\) \['b'\] that the data has and the model uses"):
         split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+
+
+def test_the_pruning_sentence_says_what_the_cap_let_go_before_the_review_put_rows_back() -> None:
+    from tasks.prune import describe_pruning
+
+    record = {"policy": "two_means", "flagged": 47, "threshold": 0.9, "quarantined": 39, "protected": 0,
+              "kept_together": 0, "reviewed": 2, "cap_hit": True, "class_cap_hit": True,
+              "capped_classes": ["malignant"], "max_prune_fraction": 0.2}
+    assert describe_pruning(record) == (
+        "two_means flagged 47 rows (values below 0.9000); max_prune_fraction 0.2 of each class's rows let 41 go (class "
+        "'malignant' had more flagged rows than its share); review put 2 of those back (pruning.keep_ids).")
+    plain = {**record, "class_cap_hit": False}
+    assert describe_pruning(plain).endswith("let 41 go; review put 2 of those back (pruning.keep_ids). A policy that "
+                                            "flags more than the cap may be finding no separate low-value group: see "
+                                            "the README, 'When the data is already clean'.")
+    assert describe_pruning({**record, "reviewed": 0, "quarantined": 41}).endswith("its share).")
