@@ -734,6 +734,11 @@ def _id_text(value: Any) -> str:
     return value_text(value)
 
 
+def _ids_as_text(ids: pd.Series) -> pd.Series:
+    """An id column as the row ids' text (:func:`_id_text`): ``7``, ``7.0`` and ``"7"`` alike."""
+    return ids.map(_id_text) if ids.dtype == object or pd.api.types.is_float_dtype(ids.dtype) else ids.astype(str)
+
+
 def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: str | None = None) -> pd.Series:
     """A stable string id per row.
 
@@ -763,7 +768,7 @@ def assign_row_ids(df: pd.DataFrame, *, id_column: str | None = None, source: st
         if ids.isna().any():
             raise InputError(f"id column {id_column!r} has {int(ids.isna().sum())} empty value(s), first at row {int(np.flatnonzero(ids.isna().to_numpy())[0])}.", source=source)
         # 1 and "1" are the same row id; so is 1.0, from a parquet file whose id column turned float (a CSV says "1").
-        text = ids.map(_id_text) if ids.dtype == object or pd.api.types.is_float_dtype(ids.dtype) else ids.astype(str)
+        text = _ids_as_text(ids)
         repeats = text.duplicated().to_numpy()
         if repeats.any():
             dup = text[text.duplicated(keep=False)]
@@ -813,8 +818,7 @@ def read_row_id_list(path: str | os.PathLike[str], *, id_column: str | None = No
         row = int(np.flatnonzero(empty)[0])
         raise InputError(f"{key}: column {column!r} has {int(empty.sum())} empty id(s), first at row {row}; list one "
                          "row id per row.", source=str(path))
-    text = ids.map(_id_text) if ids.dtype == object or pd.api.types.is_float_dtype(ids.dtype) else ids.astype(str)
-    return list(dict.fromkeys(text.tolist()))
+    return list(dict.fromkeys(_ids_as_text(ids).tolist()))
 
 
 def yaml_name(name: Any) -> str:
