@@ -1131,7 +1131,6 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
         return
     unseen = index < 0
     n_unseen, n = int(unseen.sum()), len(keys)
-    examples = list(dict.fromkeys(keys[unseen].tolist()))[:3]
     known = list(column["levels"])[:3]
     if any_unseen:
         # A missing value the training rows never had is its own case: lossval's internal level name means nothing to
@@ -1156,6 +1155,7 @@ def _warn_on_unseen_levels(keys: np.ndarray, index: np.ndarray, column: dict[str
         return
     if n < 5 or n_unseen < 0.5 * n:
         return
+    examples = list(dict.fromkeys(keys[unseen].tolist()))[:3]
     warnings.warn(
         f"{source + ': ' if source else ''}categorical column {column['name']!r}: {n_unseen} of {n} values are "
         f"levels the training rows do not have (e.g. {examples}; training levels include {known}), so they "
