@@ -158,13 +158,11 @@ def _describe(result: dict) -> str:
         observed = f"missing {_plain(missing)}"
     unexpected = found.get("unexpected_percent")
     detail = f" (observed {_plain(observed)!r})" if observed is not None else ""
-    mostly = kwargs.get("mostly")
+    mostly = _number(kwargs.get("mostly"))
     if unexpected is not None:
-        allowed = (f", at most {(1 - mostly) * 100:.4g}% allowed" if isinstance(mostly, (int, float))
-                   and not isinstance(mostly, bool) else "")
+        allowed = f", at most {(1 - mostly) * 100:.4g}% allowed" if mostly is not None else ""
         detail += f" ({unexpected:.1f}% unexpected{allowed})"
-    lo, hi = (b if isinstance(b, (int, float)) and not isinstance(b, bool) else None
-              for b in (kwargs.get("min_value"), kwargs.get("max_value")))
+    lo, hi = _number(kwargs.get("min_value")), _number(kwargs.get("max_value"))
     if lo is not None and hi is not None:
         detail += f" (expected between {_bound(lo)} and {_bound(hi)})"
     elif lo is not None or hi is not None:
@@ -176,6 +174,7 @@ def _describe(result: dict) -> str:
 
 
 def _number(value: Any) -> float | int | None:
+    """``value`` when it is a number (not a bool, not a ``$PARAMETER`` reference), else None."""
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
