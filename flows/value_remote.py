@@ -69,6 +69,9 @@ def config_to_raw(config: PipelineConfig) -> dict[str, Any]:
     # The rows a reviewer put back are the calling flow's to prune by: the worker values, and may not hold that file
     # (its config would read it) nor know the key (a worker of an older release refuses it).
     raw["pruning"].pop("keep_ids", None)
+    # The gate runs in the calling flow too; a suite file given by path is the caller's, and the worker's config would
+    # read it at load (and fail where the worker does not hold that path).
+    raw["gate"].pop("suite", None)
     raw["valuation_deployment"] = None  # the deployment values in its own process; never recurse
     return raw
 

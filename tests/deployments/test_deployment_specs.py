@@ -100,6 +100,13 @@ def test_config_round_trips_for_the_valuation_deployment(tmp_path: Path) -> None
     reviewed = dataclasses.replace(config, pruning=dataclasses.replace(config.pruning, keep_ids="/nowhere/keep.csv"))
     assert "keep_ids" not in config_to_raw(reviewed)["pruning"]
     assert config_from_dict(config_to_raw(reviewed)).pruning.keep_ids is None
+    # Likewise the gate's suite: a file the caller holds, read at load by the worker's config, which never gates.
+    suite = tmp_path / "my_suite.json"
+    suite.write_text('{"expectations": [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "y"}}]}')
+    gated = config_from_dict({"data": "d.csv", "target": "y", "gate": {"suite": "my_suite.json"}}, base_dir=tmp_path)
+    suite.unlink()  # as on a worker machine that does not hold the caller's files
+    assert "suite" not in config_to_raw(gated)["gate"]
+    assert config_from_dict(config_to_raw(gated)).gate.suite is None
 
 
 def test_serve_refuses_a_bad_datasets_file_before_starting(tmp_path: Path, capsys) -> None:
