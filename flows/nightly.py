@@ -219,7 +219,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
             record["error"] = _error_text(state, outcome)
             log.error("dataset %s failed: %s", entry.name, record["error"])
         results.append(record)
-    failed = [r["dataset"] for r in results if r["state"] not in ("Completed", "Refused", "Unchanged")]
+    failures = [r for r in results if r["state"] not in ("Completed", "Refused", "Unchanged")]
+    failed = [r["dataset"] for r in failures]
     refused = [r["dataset"] for r in results if r["state"] == "Refused"]
     unchanged = [r["dataset"] for r in results if r["state"] == "Unchanged"]
     report = {"started": started.isoformat(timespec="seconds"), "flow_run_id": str(flow_run.id or "local"),
@@ -229,7 +230,7 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     refusals = f" and {len(refused)} refused by the quality gate ({', '.join(refused)})" if refused else ""
     same = (f"; {len(unchanged)} unchanged since their champion's run: {', '.join(unchanged)}" if unchanged else "")
     if failed:
-        detail = "; ".join(f"{r['dataset']}: {r['error']}" for r in results if r["dataset"] in failed)
+        detail = "; ".join(f"{r['dataset']}: {r['error']}" for r in failures)
         # the failed ones named first: the errors after them are theirs, not the unchanged datasets'
         message = f"{len(failed)} of {len(results)} dataset(s) failed ({', '.join(failed)}){refusals}{same}. {detail}"
         # A failed state carries an exception (Prefect raises it for a caller; a dict there is a TypeError).

@@ -123,14 +123,26 @@ def read_catalog(path: str | Path) -> tuple[list[DatasetEntry], list[CatalogProb
             parsed.append(CatalogProblem(where=name if isinstance(name, str) and name else f"datasets[{i}]",
                                          landing=landing if isinstance(landing, str) else None, error=exc))
     for key in ("name", "landing"):
-        values = [getattr(e, key) for e in parsed if isinstance(e, DatasetEntry)]
-        dupes = sorted({v for v in values if values.count(v) > 1})
+        # An unusable entry's name or landing counts too: a usable entry of the same name ran, and the nightly
+        # report then held two records of one dataset, one failed, one not (its summary failed with a KeyError).
+        values = [_value(e, key) for e in parsed]
+        dupes = sorted({v for v in values if v is not None and values.count(v) > 1})
         if dupes:  # none of them is used: which one was meant is the editor's call
-            error = ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own", source=str(p))
+            at = ", ".join(f"datasets[{i}]" for i, v in enumerate(values) if v in dupes)
+            error = ConfigError(f"duplicate {key}(s) {dupes}; each dataset needs its own (entries {at}): rename "
+                                "or remove all but one", source=str(p))
             parsed = [CatalogProblem(where=e.name, landing=e.landing, error=error)
                       if isinstance(e, DatasetEntry) and getattr(e, key) in dupes else e for e in parsed]
     return ([e for e in parsed if isinstance(e, DatasetEntry)],
             [e for e in parsed if isinstance(e, CatalogProblem)])
+
+
+def _value(entry: DatasetEntry | CatalogProblem, key: str) -> str | None:
+    """An entry's ``name`` or ``landing``, usable or not (``None``: an unusable entry without a valid one)."""
+    if isinstance(entry, DatasetEntry):
+        return getattr(entry, key)
+    value = entry.where if key == "name" else entry.landing
+    return value if value is not None and DATASET_NAME_RE.fullmatch(value) else None
 
 
 def _entry(item: object, where: str, p: Path) -> DatasetEntry:

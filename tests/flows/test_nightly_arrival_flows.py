@@ -155,6 +155,26 @@ def test_a_bad_entry_or_a_held_lock_fails_that_dataset_only(setup: dict[str, Pat
         nightly(datasets_file=str(datasets), workspace=str(ws), lock_timeout_s=float("nan"))
 
 
+def test_a_name_an_unusable_entry_repeats_fails_both_entries_and_the_summary_names_them(setup, monkeypatch) -> None:
+    # The usable 'dup' ran beside the unusable one, and the night's summary then failed with KeyError: 'error'.
+    import flows.nightly
+    from flows.nightly import nightly
+
+    cleaned: list[str] = []
+    monkeypatch.setattr(flows.nightly, "run_cleaning", lambda config, **kw: cleaned.append(config.dataset) or {
+        "run_id": "r", "rows": {"kept": 1, "quarantine": 0}})
+    good = str(setup["root"] / "good" / "config.yaml")
+    datasets = setup["root"] / "dup-names.yaml"
+    typo = {"name": "dup", "config": good, "landing": "dup-eu", "cron": "x"}
+    datasets.write_text(yaml.safe_dump({"datasets": [{"name": "dup", "config": good}, typo]}))
+    state = nightly(datasets_file=str(datasets), workspace=str(setup["ws"] / "dup-names"), return_state=True)
+    assert state.is_failed() and cleaned == []  # which entry was meant is the editor's call: neither runs
+    assert state.message.startswith("2 of 2 dataset(s) failed (dup, dup). dup: "), state.message
+    assert "duplicate name(s) ['dup']" in state.message and "unknown key(s) ['cron']" in state.message
+    report = state.result(raise_on_failure=False).report
+    assert [r["state"] for r in report["datasets"]] == ["Failed", "Failed"]
+
+
 def test_the_report_says_why_nothing_was_promoted() -> None:
     from flows.nightly import _refusal_reason
 

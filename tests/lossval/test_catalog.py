@@ -80,6 +80,26 @@ def test_a_bad_entry_is_set_aside_and_named_while_the_others_stay_usable(tmp_pat
         load_catalog(path, check_configs=False)
 
 
+def test_a_name_or_landing_an_unusable_entry_repeats_sets_the_usable_entry_aside_too(tmp_path: Path,
+                                                                                     config_file: Path) -> None:
+    # Both are the dataset 'loans' to the reader: the usable one ran, and the nightly report held two 'loans'.
+    path = _write(tmp_path / "datasets.yaml", {"datasets": [
+        {"name": "loans", "config": "cfg/loans.yaml"},
+        {"name": "loans", "config": "cfg/loans.yaml", "landing": "loans-eu", "cron": "x"},
+        {"name": "cards", "config": "cfg/loans.yaml"},
+        {"name": "cards2", "config": "cfg/loans.yaml", "landing": "cards", "cron": "x"},
+        {"name": "ok", "config": "cfg/loans.yaml"}]})
+    entries, problems = read_catalog(path)
+    assert [e.name for e in entries] == ["ok"]
+    assert [(p.where, p.landing) for p in problems] == [("loans", "loans"), ("loans", "loans-eu"), ("cards", "cards"),
+                                                        ("cards2", "cards")]
+    assert str(problems[0].error).endswith("duplicate name(s) ['loans']; each dataset needs its own "
+                                           "(entries datasets[0], datasets[1]): rename or remove all but one")
+    assert "duplicate landing(s) ['cards']" in str(problems[2].error) and "datasets[2], datasets[3]" in str(
+        problems[2].error)
+    assert "unknown key(s) ['cron']" in str(problems[1].error)  # the unusable entry keeps its own error
+
+
 def test_valuation_deployment_is_validated() -> None:
     base = {"data": "/d.csv", "target": "y"}
     assert config_from_dict(base).valuation_deployment is None
