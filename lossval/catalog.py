@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml
-from lossval.errors import ConfigError
+from lossval.errors import ConfigError, InputError
 
 __all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog", "entry_for_landing",
            "require_flow_parameters"]
@@ -77,14 +77,29 @@ def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[Datase
 
     Raises:
         ConfigError: unreadable file, missing or unknown keys, duplicate names or landing folders,
-            or an invalid pipeline config; the message names the file and the entry.
+            or an invalid pipeline config; the message names the file and the entry, and every bad
+            entry at once (one fix and restart per mistake was the way to find the next one).
     """
     entries, problems = read_catalog(path)
-    if problems:
-        raise problems[0].error
+    found: list[tuple[str, InputError]] = [(problem.where, problem.error) for problem in problems]
     if check_configs:
         for entry in entries:
-            entry.load()
+            try:
+                entry.load()
+            except InputError as exc:  # a ConfigError, or a file the config names (pruning.keep_ids)
+                found.append((entry.name, exc))
+    if len({id(exc) for _, exc in found}) == 1:  # one mistake (a duplicate's error is its entries' one)
+        raise found[0][1]
+    if found:
+        source = str(Path(path))
+        shared: dict[int, tuple[list[str], str]] = {}  # a duplicate's one error, said once for all its entries
+        for where, exc in found:
+            text = str(exc).removeprefix(f"{source}: ") if exc.source == source else str(exc)
+            shared.setdefault(id(exc), ([], text))[0].append(where)
+        lines = [f"{', '.join(wheres)}: {text}" for wheres, text in shared.values()]
+        raise ConfigError(f"{len(found)} entries cannot be used; fix them all (each named by its name, or datasets[i] "
+                          "without one): " + " ".join(f"({i}) {line}" for i, line in enumerate(lines, 1)),
+                          source=source)
     return entries
 
 

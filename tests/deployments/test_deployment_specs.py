@@ -118,6 +118,15 @@ def test_serve_refuses_a_bad_datasets_file_before_starting(tmp_path: Path, capsy
     assert "'config'" in err and "Traceback" not in err
 
 
+def test_serve_names_every_bad_entry_of_the_datasets_file_at_once(datasets_file: Path, tmp_path: Path, capsys) -> None:
+    datasets_file.write_text(yaml.safe_dump({"datasets": [{"name": "loans", "config": "loans.yaml", "cron": "x"},
+                                                          {"name": "cards", "config": "cards.yaml"}]}))
+    assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing")]) == 2
+    err = capsys.readouterr().err
+    assert "2 entries cannot be used" in err and "(1) loans: datasets[0]: unknown key(s) ['cron']" in err, err
+    assert f"(2) cards: {tmp_path / 'cards.yaml'}: config file not found" in err and "Traceback" not in err
+
+
 def test_serve_refuses_a_workspace_it_could_not_write_before_starting(tmp_path: Path, capsys) -> None:
     (tmp_path / "landing").mkdir()
     (tmp_path / "afile").write_text("x")

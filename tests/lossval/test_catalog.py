@@ -100,6 +100,24 @@ def test_a_name_or_landing_an_unusable_entry_repeats_sets_the_usable_entry_aside
     assert "unknown key(s) ['cron']" in str(problems[1].error)  # the unusable entry keeps its own error
 
 
+def test_the_strict_reader_names_every_bad_entry_and_config_at_once(tmp_path: Path, config_file: Path) -> None:
+    # `lossval serve` said the first mistake only: one fix and restart per mistake to find the next.
+    path = _write(tmp_path / "datasets.yaml", {"datasets": [
+        {"name": "loans", "config": "cfg/loans.yaml"},
+        {"name": "cards", "config": "cfg/loans.yaml", "landng": "x"},
+        {"name": "rates", "config": "cfg/none.yaml"},
+        {"name": "a", "config": "cfg/loans.yaml", "landing": "shared"},
+        {"name": "b", "config": "cfg/loans.yaml", "landing": "shared"}]})
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: 4 entries cannot be used; fix them all"), message
+    assert "(1) cards: datasets[1]: unknown key(s) ['landng']" in message
+    assert "(2) a, b: duplicate landing(s) ['shared']" in message  # said once for both
+    assert f"(3) rates: {tmp_path / 'cfg' / 'none.yaml'}: config file not found" in message
+    assert "loans" not in message.replace("loans.yaml", "")  # the usable entry is not blamed
+
+
 def test_valuation_deployment_is_validated() -> None:
     base = {"data": "/d.csv", "target": "y"}
     assert config_from_dict(base).valuation_deployment is None
