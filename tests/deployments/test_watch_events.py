@@ -112,6 +112,9 @@ def test_one_bad_datasets_entry_leaves_the_others_watched(tmp_path, capsys) -> N
     datasets.write_text("datasets:\n  - {name: claims, confg: claims.yaml}\n")  # nothing usable: refused as before
     with pytest.raises(ConfigError, match="confg"):
         _usable_landings(str(datasets))
+    datasets.write_text("datasets:\n  - {name: claims, confg: claims.yaml}\n  - {name: cards}\n")
+    with pytest.raises(ConfigError, match=r"2 entries cannot be used.*\(1\) claims: .*confg.*\(2\) cards: .*'config'"):
+        _usable_landings(str(datasets))  # every one named, not the first only
 
 
 def test_an_event_that_cannot_be_sent_skips_its_file_not_the_files_after_it(monkeypatch, capsys) -> None:
