@@ -149,8 +149,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     """Run the cleaning flow for each dataset listed in ``datasets_file``, one after the other.
 
     Each dataset is a subflow run (``clean-<name>``); whatever happens to one dataset, the next
-    one runs. The report is written to ``<workspace>/nightly/<UTC time>.json`` and published as
-    the ``lossval-nightly`` artifact; each dataset's record has one of four states:
+    one runs. The report is written to ``<workspace>/nightly/<UTC time>-<flow run id>.json`` and
+    published as the ``lossval-nightly`` artifact; each dataset's record has one of four states:
 
     * ``Completed``: cleaned and promoted (``run_id``, ``mlflow_run_id``, ``kept``, ``quarantined``);
     * ``Unchanged``: the champion came from a run of this same data (snapshot hash), curated files,
@@ -225,7 +225,10 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     unchanged = [r["dataset"] for r in results if r["state"] == "Unchanged"]
     report = {"started": started.isoformat(timespec="seconds"), "flow_run_id": str(flow_run.id or "local"),
               "datasets": results, "failed": failed, "refused": refused, "unchanged": unchanged}
-    write_json(report, Workspace.at(workspace).root / "nightly" / f"{started:%Y%m%dT%H%M%SZ}.json")
+    # The run's id in the name: two nightly runs on one workspace started in the same second (two deployments on
+    # one 02:00 schedule) wrote one file, the second report replacing the first.
+    name = f"{started:%Y%m%dT%H%M%SZ}-{report['flow_run_id']}.json"
+    write_json(report, Workspace.at(workspace).root / "nightly" / name)
     _publish(report)
     refusals = f" and {len(refused)} refused by the quality gate ({', '.join(refused)})" if refused else ""
     same = (f"; {len(unchanged)} unchanged since their champion's run: {', '.join(unchanged)}" if unchanged else "")

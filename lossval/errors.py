@@ -70,7 +70,8 @@ class NightlyFailed(LossvalError):
     Args:
         message: The failed datasets and why.
         report: The nightly report ``{"started", "flow_run_id", "datasets": [...], "failed": [...],
-            "refused": [...], "unchanged": [...]}``, also written to ``<workspace>/nightly/<UTC time>.json``.
+            "refused": [...], "unchanged": [...]}``, also written to
+            ``<workspace>/nightly/<UTC time>-<flow run id>.json``.
     """
 
     def __init__(self, message: str, *, report: dict) -> None:

@@ -175,6 +175,33 @@ def test_a_name_an_unusable_entry_repeats_fails_both_entries_and_the_summary_nam
     assert [r["state"] for r in report["datasets"]] == ["Failed", "Failed"]
 
 
+def test_two_nights_started_in_the_same_second_keep_both_reports(setup, monkeypatch) -> None:
+    # Two nightly deployments (two datasets files) on one workspace and one 02:00 schedule wrote one file.
+    import datetime
+    import types
+
+    import flows.nightly
+    from flows.nightly import nightly
+
+    class At0200(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):  # noqa: ANN001, ANN206
+            return datetime.datetime(2026, 12, 7, 2, 0, 0, tzinfo=datetime.timezone.utc)
+
+    monkeypatch.setattr(flows.nightly, "dt", types.SimpleNamespace(datetime=At0200, timezone=datetime.timezone))
+    monkeypatch.setattr(flows.nightly, "run_cleaning", lambda config, **kw: {"run_id": f"r-{config.dataset}",
+                                                                            "rows": {"kept": 1, "quarantine": 0}})
+    good, ws = str(setup["root"] / "good" / "config.yaml"), setup["ws"] / "same-second"
+    reports = []
+    for name in ("team-a", "team-b"):
+        datasets = setup["root"] / f"{name}.yaml"
+        datasets.write_text(yaml.safe_dump({"datasets": [{"name": name, "config": good}]}))
+        reports.append(nightly(datasets_file=str(datasets), workspace=str(ws)))
+    written = sorted((ws / "nightly").glob("*.json"))
+    assert sorted(json.loads(p.read_text())["datasets"][0]["dataset"] for p in written) == ["team-a", "team-b"]
+    assert {p.name for p in written} == {f"20261207T020000Z-{r['flow_run_id']}.json" for r in reports}
+
+
 def test_the_report_says_why_nothing_was_promoted() -> None:
     from flows.nightly import _refusal_reason
 
