@@ -543,4 +543,20 @@ def _loss_noise_probability(
             f"got {last_epochs!r}"
         )
     mean_loss = history[-last_epochs:].mean(axis=0)
+    # The mixture's own checks would name its argument ("losses"); say it in the terms of what was passed.
+    if mean_loss.size < _MIN_ROWS:
+        shape = f"shape {tuple(np.shape(loss_history))}" + ("" if np.ndim(loss_history) == 1 else
+                                                             ", read as (n_epochs, n_rows)")
+        raise InputError(
+            f"loss_history has {mean_loss.size} row(s) ({shape}); the Beta mixture needs at least {_MIN_ROWS}. "
+            + ("If rows are on axis 0, pass loss_history.T; else use " if n_epochs > mean_loss.size else "Use ")
+            + "a larger training set or skip the noise model."
+        )
+    if not np.ptp(mean_loss) > 0:
+        over = ("its only epoch" if n_epochs == 1 else "its last epoch" if last_epochs == 1
+                else f"its last {last_epochs} epochs")
+        raise InputError(
+            f"loss_history gives all {mean_loss.size} rows the same loss ({float(mean_loss[0])!r}, averaged over "
+            f"{over}); a loss distribution with no spread cannot separate clean from noisy rows."
+        )
     return BetaMixture(**bmm_kwargs).fit(mean_loss).predict_proba(mean_loss)

@@ -1337,9 +1337,13 @@ class LossVal:
             InputError: fewer than 4 training rows (the mixture's minimum) whose losses differ.
             ConfigError: ``last_epochs`` is not None or a positive integer.
         """
-        from lossval.noise import _loss_noise_probability
+        from lossval.noise import _MIN_ROWS, _loss_noise_probability
 
         self._check_fitted("noise_probability()")
+        if self.loss_history_.shape[1] < _MIN_ROWS:  # the mixture's own message would name its argument, "losses"
+            raise InputError(f"noise_probability() needs at least {_MIN_ROWS} training rows (its Beta mixture's "
+                             f"minimum); this fit had {self.loss_history_.shape[1]}. Fit on more rows, or skip "
+                             "P(noisy) for this data.")
         if last_epochs is not None:
             if not _int_at_least(last_epochs, 1):
                 raise ConfigError(f"last_epochs must be None (all epochs) or a positive integer, got {last_epochs!r}")

@@ -250,6 +250,26 @@ def test_loss_noise_probability_passes_options_and_validates():
         loss_noise_probability(history)
 
 
+def test_loss_noise_probability_errors_name_loss_history_not_the_mixtures_argument() -> None:
+    # They said "losses has 3 row(s)": a name the caller never used, for an array whose rows are epochs.
+    with pytest.raises(InputError, match=re.escape("loss_history has 3 row(s) (shape (2, 3), read as (n_epochs, "
+                                                   "n_rows)); the Beta mixture needs at least 4")):
+        loss_noise_probability(np.ones((2, 3)))
+    with pytest.raises(InputError, match=re.escape("loss_history has 3 row(s) (shape (3,));")):
+        loss_noise_probability([1.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=re.escape("(shape (10, 1), read as (n_epochs, n_rows)); the Beta mixture "
+                                                   "needs at least 4. If rows are on axis 0, pass loss_history.T")):
+        with pytest.warns(UserWarning, match="looks transposed"):
+            loss_noise_probability(np.arange(10.0)[:, None])  # ten rows' losses as a column
+    # Rows that differ epoch by epoch but not on average: the message says what was averaged.
+    with pytest.raises(InputError, match=re.escape("loss_history gives all 4 rows the same loss (1.5, averaged over "
+                                                   "its last 2 epochs)")):
+        loss_noise_probability([[1.0, 2.0, 1.0, 2.0], [2.0, 1.0, 2.0, 1.0]])
+    with pytest.raises(InputError, match=re.escape("loss_history gives all 5 rows the same loss (1.0, averaged over "
+                                                   "its only epoch)")):
+        loss_noise_probability([1.0] * 5)
+
+
 def test_options_of_the_wrong_type_are_config_errors_and_tensors_are_read() -> None:
     import torch
 

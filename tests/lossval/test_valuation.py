@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -1179,6 +1180,15 @@ def test_a_refit_that_fails_leaves_the_estimator_unfitted() -> None:
         lv.fit(X, y, X[:40], y[:40])  # a bad parameter: refused before any work, and unfitted too
     assert not hasattr(lv, "values_")
     with pytest.raises(RuntimeError, match=r"call fit\(\) before noise_probability\(\)"):
+        lv.noise_probability()
+
+
+def test_noise_probability_on_too_few_rows_names_the_fit_not_an_internal_argument() -> None:
+    rng = np.random.default_rng(0)
+    X, X_val = rng.normal(size=(3, 2)), rng.normal(size=(4, 2))
+    lv = LossVal(epochs=2, verbose=False).fit(X, [0, 1, 0], X_val, [0, 1, 0, 1])
+    with pytest.raises(InputError, match=re.escape("noise_probability() needs at least 4 training rows (its Beta "
+                                                   "mixture's minimum); this fit had 3.")):
         lv.noise_probability()
 
 
