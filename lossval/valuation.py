@@ -917,6 +917,15 @@ class LossVal:
                 raise InputError("y_train mixes label types (e.g. str and int); use one type.") from None
             if len(classes) < 2:
                 raise InputError(f"y_train has a single class ({classes[:1].tolist()[0]!r}); valuation needs at least two.")
+            if len(classes) > 20 and len(classes) > 0.5 * len(ytr):
+                # As the pipeline's split check refuses it: each class would be about one row, the network would get
+                # one output per row (an n x n one-hot matrix: 7 GB at 30k rows), and the values would mean nothing.
+                how = "task='classification'" if self.task == "classification" else "task='auto' read them as labels"
+                raise InputError(
+                    f"y_train has {len(classes)} distinct values in {len(ytr)} rows, too many to be classes ({how}, "
+                    f"e.g. {_some_labels(classes)}): is it an id, a name or a measurement? For numbers to predict use "
+                    "task='regression'; else pass the column of class labels as y_train."
+                )
             unknown = sorted(set(yva.tolist()) - set(classes.tolist()), key=str)
             val_kind, train_kind = label_kind(yva), label_kind(classes)
             if unknown and val_kind and train_kind and val_kind != train_kind:
@@ -1024,7 +1033,9 @@ class LossVal:
         Raises:
             InputError: shapes disagree (``feature_names`` too), non-finite values, a validation
                 label unknown to training (or of another kind: text against numbers), a single
-                class or a constant regression target.
+                class, more than 20 classes that are over half as many as the rows (an id or a
+                measurement read as labels: the pipeline's split check refuses it too) or a
+                constant regression target.
             ConfigError: invalid parameters or an unavailable device.
             NumericalError: the fit diverged (NaN or infinite values); nothing is returned.
 

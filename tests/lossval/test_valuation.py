@@ -1183,6 +1183,25 @@ def test_a_refit_that_fails_leaves_the_estimator_unfitted() -> None:
         lv.noise_probability()
 
 
+def test_a_measurement_or_an_id_given_as_class_labels_is_refused_not_fitted_one_class_per_row() -> None:
+    # task="classification" on a float target fitted a 60-class network (an n x n one-hot matrix: 7 GB at 30k rows),
+    # or, with validation targets of other values, blamed y_val for "labels that y_train lacks".
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    with pytest.raises(InputError, match=re.escape("y_train has 60 distinct values in 60 rows, too many to be classes "
+                                                   "(task='classification', e.g. ")) as caught:
+        LossVal(task="classification", epochs=2, verbose=False).fit(X, X[:, 0], X[:20], X[:20, 0])
+    assert "task='regression'" in str(caught.value)
+    names = np.array([f"customer {i}" for i in range(40)] * 2)[:60]  # text: task auto reads it as labels
+    with pytest.raises(InputError, match=re.escape("40 distinct values in 60 rows, too many to be classes (task='auto' "
+                                                   "read them as labels")):
+        LossVal(epochs=2, verbose=False).fit(X, names, X[:20], names[:20])
+    # 21 classes of about 3 rows each is still classification (the rule the pipeline's split check uses).
+    labels = np.arange(60) % 21
+    lv = LossVal(task="classification", epochs=2, verbose=False).fit(X, labels, X, labels)
+    assert len(lv.classes_) == 21 and lv.values_.shape == (60,)
+
+
 def test_noise_probability_on_too_few_rows_names_the_fit_not_an_internal_argument() -> None:
     rng = np.random.default_rng(0)
     X, X_val = rng.normal(size=(3, 2)), rng.normal(size=(4, 2))
