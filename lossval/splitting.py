@@ -378,17 +378,23 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
             source=source,
         )
     no_valid = sorted(set(train) - set(valid))
+    no_train = sorted(set(valid) - set(train))
     if no_valid:
         shown = ", ".join(f"{c!r} ({train[c]} training rows)" for c in no_valid[:5])
+        # Validation labels the training rows lack are the likelier cause (another labelling, or another column):
+        # without them named, a validation file of 153 rows read as having none of these classes.
+        unmatched = _spelling_hint(no_valid, set(valid), "validation") or (
+            "; the validation rows hold " + ", ".join(f"{c!r} ({valid[c]} rows)" for c in no_train[:5])
+            + (f" and {len(no_train) - 5} more" if len(no_train) > 5 else "")
+            + ", which no training row has (are both labelled the same way?)" if no_train else "")
         raise InputError(
             f"class(es) {shown} of target {target!r} have no validation rows; LossVal values each row against "
             "validation rows of its class: add trusted rows of these classes, or drop them from the data"
-            + _spelling_hint(no_valid, set(valid), "validation") + ".",
+            + unmatched + ".",
             source=where,
         )
     _warn_on_label_variants(set(train) | set(valid), target=target, source=source)
     _warn_on_class_shares(train, valid, target=target, source=where)
-    no_train = sorted(set(valid) - set(train))
     if no_train:
         shown = ", ".join(f"{c!r} ({valid[c]} validation rows)" for c in no_train[:5])
         raise InputError(

@@ -23,6 +23,13 @@ def test_labels_stored_as_int_float_or_text_are_the_same_class() -> None:
         (["a", "b"] * 10, ["a", "b"] * 4, r"valid\.csv: the validation split has 8 rows; at least 10"),
         (["a", "bird"] * 10, ["a", "Bird "] * 6, r"have no validation rows; .* \('bird' is spelt 'Bird ' in the "
                                                   r"validation rows: the same class\?\)\.$"),
+        # A validation file labelled another way: its labels are named, not only the training classes it lacks.
+        (["approved", "declined"] * 10, ["approved", "maybe"] * 6,
+         r"class\(es\) 'declined' \(10 training rows\) of target 'y' have no validation rows; .* from the data; the "
+         r"validation rows hold 'maybe' \(6 rows\), which no training row has \(are both labelled the same way\?\)\.$"),
+        (["a", "b"] * 10, [f"v{i}" for i in range(7)] * 2,
+         r"have no validation rows; .* the validation rows hold 'v0' \(2 rows\), 'v1' \(2 rows\), 'v2' \(2 rows\), "
+         r"'v3' \(2 rows\), 'v4' \(2 rows\) and 2 more, which no training row has"),
         ([f"id{i}" for i in range(40)], ["id0", "id1"] * 6,
          r"train\.csv: target 'y' has 40 distinct values in 40 training rows, too many to be classes: is it an id"),
     ],
