@@ -960,8 +960,11 @@ class LossVal:
                 try:
                     converted[name] = target.astype(np.float64)
                 except (TypeError, ValueError):
-                    raise InputError(f"{name}: regression targets must be numeric; use task='classification' for "
-                                     "labels.") from None
+                    values = target.tolist()  # Python values: 'abc' in the message, not np.str_('abc')
+                    row = next((i for i, v in enumerate(values) if not _parses_as_float(v)), None)
+                    where = "" if row is None else f", but {_at(given[name], row)} holds {values[row]!r}"
+                    raise InputError(f"{name}: regression targets must be numeric{where}; fix or drop that row, or "
+                                     "use task='classification' for labels.") from None
                 bad = np.flatnonzero(~np.isfinite(converted[name]))
                 if bad.size:
                     raise InputError(f"{name} has {bad.size} NaN/inf target value(s), first at "
@@ -1439,6 +1442,15 @@ def half_squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     norms = (x * x).sum(dim=-1, keepdim=True) * 0.5 + (y * y).sum(dim=-1).unsqueeze(-2) * 0.5
     return torch.baddbmm(norms, x, y.transpose(-1, -2), alpha=-1.0)
+
+
+def _parses_as_float(value: Any) -> bool:
+    """Whether numpy's float conversion accepts ``value`` (it is what refused a regression target)."""
+    try:
+        np.float64(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _finite_number(value: Any) -> bool:

@@ -902,6 +902,15 @@ def test_a_bad_regression_target_is_named_by_split_and_row() -> None:
     with pytest.raises(InputError, match="y_train: regression targets must be numeric"):
         LossVal(task="regression", epochs=1, verbose=False).fit(Xn, np.array(["a"] * len(Xn), dtype=object), Xv,
                                                                  Xv[:, 0])
+    # One typo among numbers: the message named neither the row nor the value, so the whole column had to be searched.
+    typo = pd.Series(Xv[:, 0], index=np.arange(len(Xv)) + 1000, dtype=object)
+    typo.iloc[5] = "12,5"
+    with pytest.raises(InputError, match=re.escape("y_val: regression targets must be numeric, but row 1005 "
+                                                   "(position 5) holds '12,5'; fix or drop that row")):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, Xn[:, 0], Xv, typo)
+    with pytest.raises(InputError, match=re.escape("y_train: regression targets must be numeric, but row 2 holds "
+                                                   "'abc';")):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, np.r_[Xn[:2, 0], ["abc"], Xn[3:, 0]], Xv, Xv[:, 0])
 
 
 def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
