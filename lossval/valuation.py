@@ -305,6 +305,8 @@ def _frame_as_floats(X: Any, name: str) -> np.ndarray:
         InputError: a non-numeric column, naming it (for an object column, also its first row that is
             not a number and that value).
     """
+    import pandas as pd  # X is a DataFrame: pandas is loaded already
+
     n_cols = X.shape[1]
     kinds = [X.dtypes.iloc[j].kind for j in range(n_cols)]
     if all(kind in "biuf" for kind in kinds):
@@ -319,6 +321,11 @@ def _frame_as_floats(X: Any, name: str) -> np.ndarray:
             continue
         if kind == "O":
             values = column.to_numpy(dtype=object)
+            # None or pd.NA among numbers is a missing value, not text: as NaN, the finite check names it as missing
+            # (it was called "None, which is not a number" with advice on numbers stored as text).
+            missing = pd.isna(values)
+            if missing.any():
+                values = np.where(missing, np.nan, values)
             row = first_non_number(values)
             if row is None:  # numbers stored as Python objects (a frame built from mixed lists, say)
                 out[:, j] = values.astype(np.float64)

@@ -90,6 +90,17 @@ def test_an_object_column_with_a_non_number_names_the_column_row_and_value() -> 
         _lossval().fit(frame.assign(a=pd.Series(values, dtype=object)), y, Xv, yv)
 
 
+@pytest.mark.parametrize("missing", [None, pd.NA], ids=["None", "pd.NA"])
+def test_a_missing_value_in_an_object_column_of_numbers_is_called_missing(missing: object) -> None:
+    X, y, Xv, yv = _small()
+    values = X[:, 0].tolist()
+    values[3] = missing
+    frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(a=pd.Series(values, dtype=object))
+    with pytest.raises(InputError, match=re.escape("X_train has 1 NaN/inf value(s), first at row 3, column 'a'; LossVal "
+                                                   "rejects non-finite features: drop or impute those rows first.")):
+        _lossval().fit(frame, y, Xv, yv)
+
+
 # ----------------------------------------------------------------------------- 5. ragged lists
 @pytest.mark.parametrize("which", ["X_train", "X_val", "y_train", "y_val"])
 def test_ragged_lists_are_named(which: str) -> None:
