@@ -603,6 +603,9 @@ class LossVal:
         cuda_graphs_: Whether the network's steps were replayed from a captured CUDA graph
             (CUDA only; :class:`lossval._torchutil.BatchSteps`).
         batch_size_: Rows per step this fit used (:func:`batch_size_without_singleton`).
+        val_subsample_: Validation rows each batch was compared with: ``val_subsample``, or every
+            validation row when it is ``None`` or larger than their count.
+        average_last_: Epochs whose end-of-epoch weights were averaged into the values (at most ``epochs``).
         x_clip_, y_clip_: ``clip_outliers``' bounds, ``(2, n_features)`` (``-inf``/``inf`` for
             columns left as they are) and ``(low, high)`` of a regression target; ``None``
             when off (``y_clip_`` also for classification).
@@ -1101,6 +1104,7 @@ class LossVal:
         diameter = max(diameter, 2.0 * blur)
         closed_form = self.sinkhorn_schedule == "epoch"
         k = m if self.val_subsample is None else min(int(self.val_subsample), m)
+        self.val_subsample_ = k
         pool = self._val_pool(m, k, gen, device)
         # The epoch schedule reads the gradient off the dual potentials (our solver, see
         # _BatchedSinkhorn); the per-step schedule differentiates geomloss's divergence with
@@ -1118,6 +1122,7 @@ class LossVal:
         bsz = batch_size_without_singleton(n, int(self.batch_size))
         self.batch_size_ = bsz
         n_avg = min(int(self.average_last), int(self.epochs))
+        self.average_last_ = n_avg
 
         loss_history = torch.zeros((self.epochs, n), device=device)
         weight_sum = torch.zeros(n, device=device)

@@ -457,12 +457,14 @@ def valuation_params(report: dict) -> dict[str, str]:
     """``valuation.<key>`` params: every LossVal setting the fit used, ``auto`` and ``None`` resolved.
 
     ``report`` is the valuation's ``valuation.json``. The config's ``lossval`` section holds only
-    what the user changed; these say what the valuation actually ran with (an older cached
-    report without the resolved network or blur gives those as configured).
+    what the user changed; these say what the valuation actually ran with, ``batch_size``,
+    ``val_subsample`` and ``average_last`` as the fit changed them (an older cached report without the
+    resolved network, blur or these three gives those as configured).
     """
     import json
 
-    used = {**(report.get("params") or {}), **(report.get("settings") or {}), **(report.get("network") or {})}
+    used = {**(report.get("params") or {}), **(report.get("settings") or {}), **(report.get("network") or {}),
+            **(report.get("resolved") or {})}
     if report.get("blur") is not None:
         used["blur"] = report["blur"]
     if report.get("device"):

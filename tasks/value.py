@@ -191,6 +191,9 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
                 "history": lv.history_,
                 "params": json.loads(json.dumps(lv.get_params(), default=str)), "settings": lv.settings_,
                 "network": lv.network_, "blur": lv.blur_,
+                # what the fit used where LossVal changed the option (a one-row last batch, fewer validation rows)
+                "resolved": {"batch_size": lv.batch_size_, "val_subsample": lv.val_subsample_,
+                             "average_last": lv.average_last_},
                 "values_version": VALUES_VERSION, "rows": len(tr),
                 "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target),
                 "clipped_validation": lv.clipped_counts(enc.encoded_names_, config.target, validation=True),

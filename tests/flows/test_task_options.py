@@ -596,6 +596,28 @@ def test_unseen_levels_of_a_curated_validation_file_are_warned_about_once(tmp_pa
     assert run({"strategy": "file", "path": "validation.parquet"}) == []
 
 
+def test_the_valuation_params_say_what_the_fit_used_where_lossval_changed_an_option(tmp_path) -> None:
+    from lossval.io import read_json
+    from tasks.track import valuation_params
+    from tasks.value import value
+
+    # 33 rows at the default 32 would leave a one-row last batch (LossVal then uses 31); 30 validation rows are
+    # fewer than the default val_subsample of 64. MLflow's valuation.* params once said 32, 64 and average_last 5.
+    make_frame(33).assign(row_id=[f"r{i}" for i in range(33)]).to_parquet(tmp_path / "train.parquet", index=False)
+    make_frame(30, seed=3).assign(row_id=[f"v{i}" for i in range(30)]).to_parquet(tmp_path / "validation.parquet",
+                                                                                   index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id", "lossval": {"epochs": 2}},
+                           base_dir=tmp_path)
+    out = value.fn(str(tmp_path / "train.parquet"), str(tmp_path / "validation.parquet"), key="k", config=cfg,
+                   workspace=str(tmp_path / "ws"))
+    used = ("valuation.batch_size", "valuation.val_subsample", "valuation.average_last")
+    params = valuation_params(read_json(out["report"]))
+    assert [params[k] for k in used] == ["31", "30", "2"]  # 2 epochs: the values average the last 2, not 5
+    # a report written before these were recorded still gives the options as configured
+    older = valuation_params({k: v for k, v in read_json(out["report"]).items() if k != "resolved"})
+    assert [older[k] for k in used] == ["32", "64", "5"]
+
+
 def test_run_cleaning_outside_a_flow_says_how_to_call_it(tmp_path) -> None:
     from flows.clean import run_cleaning
     from lossval.errors import LossvalError
