@@ -337,6 +337,10 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
         if unused:  # every key is a param, defaults included: say which ones this run's choices leave unread
             tags["params_unused"] = _cut("; ".join(f"{k} ({why})" for k, why in unused.items()), TAG_TEXT_LIMIT,
                                          f"the config is the artifact {CONFIG_ARTIFACT}")
+        review = pruning.get("keep_ids")
+        if review:  # the pruning.keep_ids param is the file's path: which list it held, this says
+            tags["keep_ids"] = (f"sha256 {review['sha256'][:16]}: {review['listed']} row id(s) listed, "
+                                f"{review['found']} of them training rows of this run ({review['path']})")
         champion = gate.get("champion") or {}
         if champion.get("metrics"):
             tags["champion_version_compared"] = str(champion["champion"])

@@ -407,6 +407,13 @@ def test_rows_a_reviewer_puts_back_are_kept_on_the_rerun_from_the_same_values(wo
     pruning = second["pruning"]
     assert pruning["reviewed"] == 2 and pruning["keep_ids"]["listed"] == 3 and pruning["keep_ids"]["found"] == 2
     assert pruning["keep_ids"]["path"] == str(first_cfg.with_name("reviewed.parquet"))
+    # In MLflow the param is only the file's path, the same when the list in it changes: the run says which list.
+    _, client = _mlflow(workspace)
+    run = client.get_run(second["mlflow"]["run_id"]).data
+    assert run.params["pruning.keep_ids"] == pruning["keep_ids"]["path"] and run.metrics["rows_reviewed"] == 2
+    assert run.tags["keep_ids"] == (f"sha256 {pruning['keep_ids']['sha256'][:16]}: 3 row id(s) listed, 2 of them "
+                                    f"training rows of this run ({pruning['keep_ids']['path']})")
+    assert "keep_ids" not in client.get_run(first["mlflow"]["run_id"]).data.tags
     assert "1 of the 3 row id(s)" in caplog.text and "'no-such-row'" in caplog.text
     assert second["model"]["version"] != first["model"]["version"]  # another pruning: another registered version
     assert verify_run(Path(second["outputs"]["kept"]).parent) == []
