@@ -242,8 +242,9 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     and some metric better when one is worse), and a change of feature columns, their kinds, the
     task or the classes is refused unless ``gate.allow_schema_change`` (:mod:`tasks.champion`).
 
-    Returns ``{"passed", "failures", "remedies", "result_path", "suite", "champion"}`` (``remedies``: what a user
-    can do about the failures, :func:`remedies`); writes ``gate.json``.
+    Returns ``{"passed", "failures", "remedies", "result_path", "suite", "champion", "notes"}`` (``remedies``: what a
+    user can do about the failures, :func:`remedies`; ``notes``: what the checks could not judge, passed or not: a
+    test split too small for the tolerance, columns not range-checked); writes ``gate.json``.
     """
     from lossval.suites import suite_file
     from tasks.gx import numbers_as_read, range_expectations, range_margin, unranged_columns, validate_frame
@@ -292,4 +293,4 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
               "checks_failed": sum(not c["success"] for c in gx_result["checks"]), "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
     return {"passed": not failures, "failures": failures, "remedies": todo, "result_path": str(path),
-            "suite": gx_result["suite"], "champion": champion}
+            "suite": gx_result["suite"], "champion": champion, "notes": notes}

@@ -584,6 +584,9 @@ def _run_description(config: PipelineConfig, stages: dict[str, Any], gate: dict,
     if not gate["passed"] and gate["remedies"]:
         lines += ["", _cut("What to do: " + " ".join(gate["remedies"]), FAILURE_TEXT_LIMIT * 2,
                            "every remedy is in the artifact " + GATE_ARTIFACT)]
+    if gate.get("notes"):  # what the gate could not judge: a pass is read with these in mind (after the remedies)
+        lines += ["", _cut("Gate notes: " + "; ".join(gate["notes"]) + ".", FAILURE_TEXT_LIMIT,
+                           "in the artifact " + GATE_ARTIFACT)]
     # MLflow cuts a tag value at 8000 characters when promote() rewrites it: the registry line must fit.
     body = _cut("\n".join(lines), DESCRIPTION_LIMIT, f"the gate's findings are in the artifact {GATE_ARTIFACT}")
     return body + "\n\n" + REGISTRATION_PENDING

@@ -177,3 +177,38 @@ def test_a_primary_metric_refusal_says_how_to_put_reviewed_rows_back() -> None:
     todo = remedies(gx_failed=[], metric_rules=["primary"], champion=None, suite="s.json", target="y",
                     rows_train=100)
     assert len(todo) == 1 and "review quarantine.parquet (list rows to put back in pruning.keep_ids)" in todo[0]
+
+
+def test_a_passed_gate_s_notes_reach_the_mlflow_run_description(tmp_path: Path) -> None:
+    """A gate that passed on 20 test rows (one row moves accuracy by 0.05, five times the tolerance) and without range
+    checks on a constant column said so only in gate.json: the run's description read "Gate: passed." alone."""
+    from prefect.logging import disable_run_logger
+
+    import tasks.gate as gate_module
+    from lossval.encoding import TabularEncoder
+    from tasks.track import _run_description
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(50, 10, 200), "flat": rng.normal(1, 1, 200), "label": ["a", "b"] * 100})
+    TabularEncoder(target="label", task="classification").fit(train).save(tmp_path / "encoder.json")
+    rows = train.assign(row_id=[f"r{i}" for i in range(200)])
+    rows.head(180).to_parquet(tmp_path / "kept.parquet")
+    rows.assign(flat=1.0).to_parquet(tmp_path / "validation.parquet")  # one value: no range to check against
+    rows.tail(20).to_parquet(tmp_path / "test.parquet")
+    metrics = {"before": {"accuracy": 0.8, "macro_f1": 0.8, "log_loss": 0.4},
+               "after": {"accuracy": 0.85, "macro_f1": 0.84, "log_loss": 0.39}}
+    config = config_from_dict({"data": "d.csv", "target": "label", "dataset": "notes",
+                               "gate": {"compare_with_champion": False}})
+    with disable_run_logger():  # the small test split is also warned about in the run's log
+        out = gate_module.gate.fn(str(tmp_path / "kept.parquet"), str(tmp_path / "validation.parquet"),
+                                  str(tmp_path / "encoder.json"), metrics, config=config, rows_train=200,
+                                  run_dir=str(tmp_path), test=str(tmp_path / "test.parquet"))
+    assert out["passed"] and out["notes"] == json.loads((tmp_path / "gate.json").read_text())["notes"]
+    stages = {"split": {"rows": {"train": 200}}, "prune": {"rows_kept": 180, "rows_pruned": 20},
+              "retrain": {"metrics": metrics}, "value": {}}
+    pruning = {"policy": "two_means", "flagged": 20, "quarantined": 20, "protected": 0, "cap_hit": False,
+               "class_cap_hit": False, "capped_classes": [], "max_prune_fraction": 0.2, "threshold": 0.5}
+    text = _run_description(config, stages, out, pruning)
+    said = text[text.index("Gate: passed."):]
+    assert "Gate notes: not range-checked, one value (or none) in the validation split's 200 rows: flat; " in said
+    assert "the test split has 20 rows: one row moves accuracy by 0.050, more than gate.metric_tolerance (0.01)" in said
