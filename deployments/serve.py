@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def build_deployments(*, datasets_file: Path, landing_dir: Path, workspace: Path
     Entry points are module paths (``flows.nightly.nightly``), so served runs work from any folder.
 
     Raises:
-        ConfigError: an invalid cron expression or time zone.
+        ConfigError: an invalid cron expression or time zone (both named when both are).
     """
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
@@ -81,21 +82,24 @@ def build_deployments(*, datasets_file: Path, landing_dir: Path, workspace: Path
 
     import zoneinfo
 
+    problems: list[str] = []
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"--timezone {timezone!r} is not a time zone; give an IANA name such as 'UTC', "
-                          "'Europe/Berlin' or 'America/New_York'.") from None
-    try:
-        schedule = Cron(cron, timezone=timezone)
+        problems.append(f"--timezone {timezone!r} is not a time zone; give an IANA name such as 'UTC', "
+                        "'Europe/Berlin' or 'America/New_York'.")
+    try:  # under a bad time zone the cron is still checked (in UTC), so both are said at once
+        schedule = Cron(cron, timezone="UTC" if problems else timezone)
         nightly_deployment = nightly.to_deployment(
             name=NIGHTLY_DEPLOYMENT.split("/")[1], schedule=schedule, tags=["lossval"],
             parameters={"datasets_file": str(datasets_file), "workspace": str(workspace)},
             description=f"Clean every dataset of {datasets_file} ({cron}, {timezone}).",
             entrypoint_type=EntrypointType.MODULE_PATH)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"--cron {cron!r} / --timezone {timezone!r} is not a valid schedule: "
-                          f"{str(exc).splitlines()[-1].strip()[:200]}") from None
+        which = f"--cron {cron!r}" if problems else f"--cron {cron!r} / --timezone {timezone!r}"
+        problems.append(f"{which} is not a valid schedule: {str(exc).splitlines()[-1].strip()[:200]}")
+    if problems:
+        raise ConfigError(" Also: ".join(problems))
     arrival_deployment = arrival.to_deployment(
         name=ARRIVAL_DEPLOYMENT.split("/")[1], triggers=[arrival_trigger()], tags=["lossval"],
         parameters={"datasets_file": str(datasets_file), "landing_dir": str(landing_dir), "workspace": str(workspace)},
@@ -156,42 +160,65 @@ def _warn_missing_valuation_deployments(entries: list[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Register and serve until interrupted. Bad options or a missing PREFECT_API_URL exit 2 before serving."""
+    """Register and serve until interrupted. Bad options or a missing PREFECT_API_URL exit 2 before serving.
+
+    Every option is checked before the server is asked anything, and all that is wrong is said at once: a missing
+    PREFECT_API_URL no longer hid a bad --timezone or --cron until a second run.
+    """
     from lossval.catalog import load_catalog
     from lossval.errors import InputError
 
+    problems: list[InputError] = []
+
+    def check(step: Callable[[], Any]) -> Any:
+        """``step()``, or None with its InputError (ConfigError too) kept for the one report below."""
+        try:
+            return step()
+        except InputError as exc:
+            problems.append(exc)
+            return None
+
     if args.valuation_pool is not None and not re.fullmatch(r"[^/%&><\s][^/%&><]*", args.valuation_pool):
-        raise InputError(f"--valuation-pool {args.valuation_pool!r} is not a work pool name Prefect takes: give a "
-                         "non-empty name without '/', '%', '&', '<' or '>' (e.g. gpu).")
+        problems.append(InputError(f"--valuation-pool {args.valuation_pool!r} is not a work pool name Prefect takes: "
+                                   "give a non-empty name without '/', '%', '&', '<' or '>' (e.g. gpu)."))
     from flows.value_remote import valuation_timeout_s
 
-    valuation_timeout_s()  # a malformed LOSSVAL_VALUATION_TIMEOUT_S is said now, not by each run that values remotely
+    check(valuation_timeout_s)  # a malformed LOSSVAL_VALUATION_TIMEOUT_S is said now, not by each remote valuation
     if args.limit is not None and args.limit < 1:
         # 0 served nothing (no run could ever start); a negative one crashed Prefect's runner once serving
-        raise InputError(f"--limit must be at least 1 flow run at once, got {args.limit}; leave it out for no limit.")
+        problems.append(InputError(f"--limit must be at least 1 flow run at once, got {args.limit}; leave it out for "
+                                   "no limit."))
     datasets_file, landing = Path(args.datasets).resolve(), Path(args.landing).resolve()
     workspace = Path(args.workspace).resolve()
-    entries = load_catalog(datasets_file)  # every config validated now, not at 02:00
+    entries = check(lambda: load_catalog(datasets_file))  # every config validated now, not at 02:00
     if not landing.is_dir():
-        raise InputError("landing folder not found; create it (and point `lossval watch` at it).", source=str(landing))
+        problems.append(InputError("landing folder not found; create it (and point `lossval watch` at it).",
+                                   source=str(landing)))
     from lossval.io import check_writable_folder
 
-    check_writable_folder(workspace, what="--workspace")  # now, not in the first scheduled run
+    check(lambda: check_writable_folder(workspace, what="--workspace"))  # now, not in the first scheduled run
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    deployments = check(lambda: build_deployments(  # --cron and --timezone
+        datasets_file=datasets_file, landing_dir=landing, workspace=workspace, cron=args.cron, timezone=args.timezone))
     from prefect.settings import PREFECT_API_URL
 
     api = PREFECT_API_URL.value()
     if not api:
-        raise InputError("PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and "
-                         "export PREFECT_API_URL=http://127.0.0.1:4200/api; `lossval serve` does not use a "
-                         "temporary server (schedules and triggers would die with it).")
-    from deployments.watch import check_api_key, check_api_url
+        problems.append(InputError(
+            "PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api; `lossval serve` does not use a temporary server (schedules "
+            "and triggers would die with it)."))
+    else:
+        from deployments.watch import check_api_key, check_api_url
 
-    check_api_url(api)  # without /api the first request failed with HTTP 404, reported as a bug
-    check_api_key(api)
-    deployments = build_deployments(datasets_file=datasets_file, landing_dir=landing, workspace=workspace,
-                                    cron=args.cron, timezone=args.timezone)
+        check(lambda: check_api_url(api))  # without /api the first request failed with HTTP 404, reported as a bug
+        check(lambda: check_api_key(api))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise InputError("`lossval serve` cannot start; fix each of these, then start it again: "
+                         + " ".join(f"({i}) {exc}" for i, exc in enumerate(problems, 1)))
     registered = _registered_deployments()  # as the last serve (or prefect deploy) left them
     _refuse_if_served_elsewhere(registered)  # before registering anything
     workspace.mkdir(parents=True, exist_ok=True)  # not before: a server that does not answer left an empty folder

@@ -136,6 +136,28 @@ def test_serve_refuses_a_workspace_it_could_not_write_before_starting(tmp_path: 
     assert f"--workspace: {tmp_path / 'afile'} is a file, not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("options", "says"), [
+    (["--timezone", "Mars/Base"], ["--timezone 'Mars/Base' is not a time zone; give an IANA name"]),
+    (["--cron", "every night"], ["--cron 'every night' / --timezone 'UTC' is not a valid schedule"]),
+    (["--timezone", "Mars/Base", "--cron", "61 2 * * *", "--limit", "0"],
+     ["--timezone 'Mars/Base' is not a time zone", "--cron '61 2 * * *' is not a valid schedule",
+      "--limit must be at least 1 flow run at once, got 0"]),
+])
+def test_serve_names_every_bad_option_together_with_a_missing_api_url(options, says, datasets_file: Path,
+                                                                      tmp_path: Path, monkeypatch, capsys) -> None:
+    # Seen by a reviewer: with PREFECT_API_URL unset only the URL was said; a bad --timezone or --cron came a run later
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                     "--workspace", str(tmp_path / "ws"), *options]) == 2
+    err = capsys.readouterr().err
+    assert "`lossval serve` cannot start; fix each of these, then start it again: (1) " in err, err
+    assert all(text in err for text in says) and ") PREFECT_API_URL is not set: start a server" in err, err
+    assert "Traceback" not in err and not (tmp_path / "ws").exists()
+
+
 def test_watch_refuses_a_missing_folder_and_a_missing_api_url(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")  # no profile with an API URL
