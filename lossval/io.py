@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import warnings
 import zlib
 from collections import Counter
@@ -88,9 +89,17 @@ def list_data_files(path: str | os.PathLike[str], *, key: str | None = None) -> 
     ``key``: the config key that names the path, for the message (``validation.path``).
 
     Raises:
-        InputError: the path does not exist, has an unsupported suffix, or the folder holds no data files.
+        InputError: the path does not exist, has an unsupported suffix, the folder holds no data files, or the
+            system refuses to look at it (no permission on a folder above it, a disk error).
     """
     p = Path(path)
+    try:
+        return _list_data_files(p, key=key)
+    except OSError as exc:  # exists() and is_dir() say False only for a missing path; EACCES, EIO... raise
+        raise _unreadable_file(exc, p) from None
+
+
+def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
     if not p.exists():
         where = "" if p.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
         named = f" (the config's {key})" if key else ""
@@ -207,8 +216,45 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
+def _refused_by_system(exc: OSError) -> bool:
+    """Whether the system refused to open or read the file (permission, a folder, a disk error), as opposed to a
+    library's OSError about the bytes it read (pyarrow's "Couldn't deserialize thrift", gzip's BadGzipFile)."""
+    return exc.errno is not None or isinstance(exc, (PermissionError, FileNotFoundError, IsADirectoryError,
+                                                     NotADirectoryError))
+
+
+def _unreadable_file(exc: OSError, path: str | os.PathLike[str]) -> InputError:
+    """The error for an input file (or folder) the system would not let lossval read, naming it and what to do.
+
+    Args:
+        exc: The system's refusal (``PermissionError``, ``IsADirectoryError``, an ``EIO``...).
+        path: The input being read; the path the system named is added when it is another (a folder above it).
+    """
+    said = os.strerror(exc.errno) if exc.errno else (exc.strerror or _first_line(exc))
+    if exc.filename and Path(os.fsdecode(exc.filename)) != Path(path):
+        said += f": {os.fsdecode(exc.filename)}"
+    if isinstance(exc, PermissionError):
+        advice = ("let the user lossval runs as read it (and enter each folder above it): check its permissions and "
+                  "owner, then run again")
+    elif isinstance(exc, FileNotFoundError):
+        advice = "it was moved or deleted while lossval read it; deliver it again, then run again"
+    elif isinstance(exc, (IsADirectoryError, NotADirectoryError)):
+        advice = "a folder is where a file was expected, or a file where a folder was; give the data file's path"
+    else:
+        advice = ("the disk or network share that holds it failed to read it; check it (or copy the file to another "
+                  "disk), then run again")
+    return InputError(f"cannot be read ({said}); {advice}.", source=str(path))
+
+
 def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ()) -> pd.DataFrame:
-    if path.stat().st_size == 0:
+    try:
+        found = path.stat()
+    except OSError as exc:
+        raise _unreadable_file(exc, path) from None
+    if not stat.S_ISREG(found.st_mode):  # a FIFO was "empty (0 bytes)", and reading one waits for a writer forever
+        raise InputError("is not a regular file (a FIFO, socket or device); give the path of a parquet or CSV file, "
+                         "or copy the data into one.", source=str(path))
+    if found.st_size == 0:
         raise InputError("file is empty (0 bytes).", source=str(path))
     is_csv = is_csv_file(path)
     try:
@@ -244,6 +290,8 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
     except MemoryError:
         raise InputError("file is too large to read into memory.", source=str(path)) from None
     except Exception as exc:  # pyarrow raises several types for corrupt/truncated parquet
+        if isinstance(exc, OSError) and _refused_by_system(exc):  # not the bytes: the file could not be read
+            raise _unreadable_file(exc, path) from None
         if is_gzip_csv(path) and isinstance(exc, (EOFError, OSError, zlib.error)):
             # gzip.BadGzipFile is an OSError; a cut-off file ends in EOFError; a corrupt stream in zlib.error.
             raise InputError(f"not a readable gzip file ({_first_line(exc)}); is it truncated, or not gzip-compressed? "
@@ -263,7 +311,10 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
     if is_csv and len(df.columns) == 1:
         _refuse_other_separator(str(df.columns[0]), path)
     if is_csv and not is_gzip_csv(path):  # a cut-off gzip stream is refused above
-        _refuse_cut_off(path, len(df.columns))
+        try:
+            _refuse_cut_off(path, len(df.columns))
+        except OSError as exc:  # it opens the file again
+            raise _unreadable_file(exc, path) from None
     unnamed = [c for c in df.columns if is_csv and re.fullmatch(r"Unnamed: \d+", str(c))]
     if unnamed:
         # A nameless first column is how pandas saves a row index; a nameless empty last one, a
@@ -546,8 +597,9 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
     Raises:
         InputError: missing path, empty file, header only, unreadable bytes, too many or repeated
             column names, or files of one folder with different columns (names the file and the
-            columns that differ). Files with the same columns in another order are matched by
-            name, in the first file's order.
+            columns that differ); a file the system will not let lossval read (permission denied,
+            a disk error) or that is not a regular file (a FIFO). Files with the same columns in
+            another order are matched by name, in the first file's order.
     """
     files = list_data_files(path)
     text = [c for c in text_columns if c is not None]

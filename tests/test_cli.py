@@ -503,6 +503,40 @@ def test_a_manifest_that_is_not_text_is_a_bad_run_folder_not_a_bug(tmp_path, cap
     assert "not valid JSON: not UTF-8 text" in err and "a bug" not in err, err
 
 
+def test_an_input_the_system_will_not_read_is_named_exit_2_and_nothing_is_written(tables, tmp_path, capsys,
+                                                                                  monkeypatch) -> None:
+    # Seen by a reviewer: a disk error reading the training CSV was "check the disk" (exit 1, no word of which input),
+    # and a parquet file that could not be opened was called truncated or another format.
+    import builtins
+
+    import pyarrow.parquet as pq
+
+    real_open, real_schema = builtins.open, pq.read_schema
+
+    def refusing_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == tables["train"]:
+            raise OSError(5, "Input/output error")
+        return real_open(file, *args, **kwargs)
+
+    def refusing_schema(where, *args, **kwargs):
+        if isinstance(where, (str, os.PathLike)) and Path(where) == tables["valid"]:
+            raise PermissionError(13, f"Failed to open local file '{where}'. Detail: [errno 13] Permission denied")
+        return real_schema(where, *args, **kwargs)
+
+    out = tmp_path / "v.parquet"
+    args = ["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"]), "--out", str(out)]
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"lossval: error: {tables['train']}: cannot be read (Input/output error); the disk or network share" in err
+    monkeypatch.setattr(builtins, "open", real_open)
+    monkeypatch.setattr(pq, "read_schema", refusing_schema)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"lossval: error: {tables['valid']}: cannot be read (Permission denied); let the user lossval runs as" in err
+    assert "truncated" not in err and "Traceback" not in err and not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_a_path_of_the_wrong_kind_is_named_as_such(tmp_path, capsys) -> None:
     table = tmp_path / "kept.parquet"
     table.write_bytes(b"PAR1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 import time
 import gzip
@@ -50,6 +51,87 @@ def test_unreadable_files_are_named(tmp_path: Path, content: bytes, name: str, m
     with pytest.raises(InputError, match=message) as info:
         read_table(tmp_path / name)
     assert name in str(info.value)
+
+
+def _refuse_reading(monkeypatch, target: Path, error: OSError) -> None:
+    """Make the system refuse ``target`` as it would: tests run as root, whom chmod 000 does not stop."""
+    import builtins
+
+    import pyarrow.parquet as pq
+
+    real_open, real_schema = builtins.open, pq.read_schema
+
+    def refusing_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and Path(file) == target:
+            raise error
+        return real_open(file, *args, **kwargs)
+
+    def refusing_schema(where, *args, **kwargs):  # pyarrow opens files itself, without builtins.open
+        if isinstance(where, (str, os.PathLike)) and Path(where) == target:
+            raise error
+        return real_schema(where, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.setattr(pq, "read_schema", refusing_schema)
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz", "d.parquet"])
+@pytest.mark.parametrize(("error", "says"), [
+    (PermissionError(13, "Permission denied"), r"cannot be read \(Permission denied\); let the user lossval runs as"),
+    (OSError(5, "Input/output error"), r"cannot be read \(Input/output error\); the disk or network share that"),
+    (IsADirectoryError(21, "Is a directory"), r"cannot be read \(Is a directory\); a folder is where a file was"),
+], ids=["EACCES", "EIO", "EISDIR"])
+def test_a_file_the_system_will_not_let_us_read_is_named_with_what_to_do(tmp_path: Path, monkeypatch, name: str,
+                                                                         error: OSError, says: str) -> None:
+    # Seen by a reviewer: a raw PermissionError / OSError traceback (CSV), or "not a readable parquet file ... is it
+    # truncated?" for a file that was only unreadable, not damaged.
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [4.0, 5.0, 6.0]})
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    assert read_table(path).equals(frame)
+    _refuse_reading(monkeypatch, path, error)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: {says}"):
+        read_table(path)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: {says}"):  # a file of a folder too
+        read_table(tmp_path)
+
+
+def test_a_csv_refused_when_opened_again_for_the_cut_off_check_is_named(tmp_path: Path, monkeypatch) -> None:
+    import lossval.io
+
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n3,4\n")
+
+    def refused(path: Path, n_header: int) -> None:  # the file went unreadable between the read and this check
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(lossval.io, "_refuse_cut_off", refused)
+    with pytest.raises(InputError, match=r"d\.csv: cannot be read \(Permission denied\); let the user"):
+        read_table(tmp_path / "d.csv")
+
+
+def test_a_folder_the_system_will_not_list_is_named_with_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    pd.DataFrame({"a": [1, 2]}).to_csv(tmp_path / "d.csv", index=False)
+    real_iterdir = Path.iterdir
+
+    def refusing_iterdir(self):
+        if self == tmp_path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refusing_iterdir)
+    says = r"cannot be read \(Permission denied\); let the user lossval runs as read it"
+    with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path))}: {says}"):
+        read_table(tmp_path)
+
+
+def test_a_fifo_is_refused_as_not_a_regular_file_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    # It was "file is empty (0 bytes)": a FIFO's size is 0, and opening one waits for a writer.
+    os.mkfifo(tmp_path / "d.csv")
+    with pytest.raises(InputError, match=r"d\.csv: is not a regular file \(a FIFO, socket or device\); give the path"):
+        read_table(tmp_path / "d.csv")
 
 
 def test_row_ids_are_stable_and_unique() -> None:
