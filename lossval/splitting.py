@@ -203,7 +203,8 @@ def assign_splits(
         fix = (f"mark more rows true in column {column!r}" if strategy == "column"
                else "raise validation.fraction, or add rows")
         raise InputError(
-            f"the '{strategy}' validation split has {n_valid} rows; at least {MIN_VALIDATION_ROWS} are needed "
+            f"the '{strategy}' validation split has {n_valid} row{'' if n_valid == 1 else 's'}; at least "
+            f"{MIN_VALIDATION_ROWS} are needed "
             f"({fix}).",
             source=source,
         )
@@ -363,7 +364,8 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
     where = validation_source or source
     if len(y_validation) < MIN_VALIDATION_ROWS:
         raise InputError(
-            f"the validation split has {len(y_validation)} rows; at least {MIN_VALIDATION_ROWS} are needed "
+            f"the validation split has {len(y_validation)} row{'' if len(y_validation) == 1 else 's'}; at least "
+            f"{MIN_VALIDATION_ROWS} are needed "
             "(add trusted rows to it).",
             source=where,
         )
@@ -380,11 +382,12 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
     no_valid = sorted(set(train) - set(valid))
     no_train = sorted(set(valid) - set(train))
     if no_valid:
-        shown = ", ".join(f"{c!r} ({train[c]} training rows)" for c in no_valid[:5])
+        shown = ", ".join(f"{c!r} ({train[c]} training row{'' if train[c] == 1 else 's'})" for c in no_valid[:5])
         # Validation labels the training rows lack are the likelier cause (another labelling, or another column):
         # without them named, a validation file of 153 rows read as having none of these classes.
         unmatched = _spelling_hint(no_valid, set(valid), "validation") or (
-            "; the validation rows hold " + ", ".join(f"{c!r} ({valid[c]} rows)" for c in no_train[:5])
+            "; the validation rows hold " + ", ".join(f"{c!r} ({valid[c]} row{'' if valid[c] == 1 else 's'})"
+                                                      for c in no_train[:5])
             + (f" and {len(no_train) - 5} more" if len(no_train) > 5 else "")
             + ", which no training row has (are both labelled the same way?)" if no_train else "")
         raise InputError(
@@ -396,7 +399,7 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
     _warn_on_label_variants(set(train) | set(valid), target=target, source=source)
     _warn_on_class_shares(train, valid, target=target, source=where)
     if no_train:
-        shown = ", ".join(f"{c!r} ({valid[c]} validation rows)" for c in no_train[:5])
+        shown = ", ".join(f"{c!r} ({valid[c]} validation row{'' if valid[c] == 1 else 's'})" for c in no_train[:5])
         raise InputError(
             f"class(es) {shown} of target {target!r} have no training rows; a class seen only in validation "
             "cannot be learned: add training rows of these classes, or drop them from the validation data (with "

@@ -273,7 +273,8 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     champion = None
     test_rows = pd.read_parquet(test) if test is not None else None
     if test_rows is not None and metric == "accuracy" and len(test_rows) and 1 / len(test_rows) > tol:
-        notes.append(f"the test split has {len(test_rows)} rows: one row moves accuracy by {1 / len(test_rows):.3f}, "
+        notes.append(f"the test split has {len(test_rows)} row{'' if len(test_rows) == 1 else 's'}: one row moves "
+                     f"accuracy by {1 / len(test_rows):.3f}, "
                      f"more than gate.metric_tolerance ({tol}), so the metric checks judge by single rows")
         get_run_logger().warning("%s", notes[-1])
     if config.gate.compare_with_champion and test_rows is not None and workspace is not None:

@@ -117,7 +117,8 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
     if extra:
         run_logger().warning("%s: column(s) %s are not in the data (%s) and are ignored.", path, extra[:5], config.data)
     if len(rows) < MIN_VALIDATION_ROWS:
-        raise InputError(f"has {len(rows)} rows; at least {MIN_VALIDATION_ROWS} are needed.", source=path)
+        raise InputError(f"has {len(rows)} row{'' if len(rows) == 1 else 's'}; at least {MIN_VALIDATION_ROWS} are "
+                         "needed.", source=path)
     empty = missing_or_blank(rows[config.target])
     if empty.any():
         raise InputError(f"target column {config.target!r} has {int(empty.sum())} empty value(s), first at row "

@@ -212,3 +212,27 @@ def test_a_passed_gate_s_notes_reach_the_mlflow_run_description(tmp_path: Path) 
     said = text[text.index("Gate: passed."):]
     assert "Gate notes: not range-checked, one value (or none) in the validation split's 200 rows: flat; " in said
     assert "the test split has 20 rows: one row moves accuracy by 0.050, more than gate.metric_tolerance (0.01)" in said
+
+
+def test_a_test_split_of_one_row_is_counted_in_the_singular_in_the_gate_notes(tmp_path: Path) -> None:
+    from prefect.logging import disable_run_logger
+
+    import tasks.gate as gate_module
+    from lossval.encoding import TabularEncoder
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame({"x": rng.normal(50, 10, 60), "label": ["a", "b"] * 30, "row_id": [f"r{i}" for i in range(60)]})
+    TabularEncoder(target="label", task="classification").fit(rows.drop(columns="row_id")).save(tmp_path / "enc.json")
+    rows.to_parquet(tmp_path / "kept.parquet")
+    rows.to_parquet(tmp_path / "validation.parquet")
+    rows.tail(1).to_parquet(tmp_path / "test.parquet")
+    metrics = {"before": {"accuracy": 1.0, "macro_f1": 1.0, "log_loss": 0.1},
+               "after": {"accuracy": 1.0, "macro_f1": 1.0, "log_loss": 0.1}}
+    config = config_from_dict({"data": "d.csv", "target": "label", "dataset": "one",
+                               "gate": {"compare_with_champion": False}})
+    with disable_run_logger():
+        out = gate_module.gate.fn(str(tmp_path / "kept.parquet"), str(tmp_path / "validation.parquet"),
+                                  str(tmp_path / "enc.json"), metrics, config=config, rows_train=60,
+                                  run_dir=str(tmp_path), test=str(tmp_path / "test.parquet"))
+    assert any(note.startswith("the test split has 1 row: one row moves accuracy by 1.000") for note in out["notes"]), \
+        out["notes"]

@@ -505,6 +505,21 @@ def test_a_classification_run_without_test_rows_is_refused_before_valuing(tmp_pa
     assert not list(tmp_path.glob("train.parquet"))
 
 
+def test_a_curated_validation_file_of_one_row_is_refused_in_words_that_count_it(tmp_path) -> None:
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    df = make_frame(60)
+    snap = df.iloc[1:].reset_index(drop=True)
+    snap.insert(0, "row_id", assign_row_ids(snap).to_numpy())
+    snap.to_parquet(tmp_path / "snap.parquet", index=False)
+    df.iloc[:1].to_csv(tmp_path / "valid.csv", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label",
+                            "validation": {"strategy": "file", "path": "valid.csv"}}, base_dir=tmp_path)
+    with pytest.raises(InputError, match=r"valid\.csv: has 1 row; at least 10 are needed\.$"):  # not "1 rows"
+        split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+
+
 def test_curated_validation_rows_that_are_also_in_the_data_are_warned_about(tmp_path, caplog) -> None:
     import pandas as pd
 

@@ -74,12 +74,13 @@ def test_file_strategy_and_no_test_rows() -> None:
         ({"strategy": "stratified", "valid_fraction": 0.01}, r"at least 10 are needed \(raise validation.fraction"),
         ({"strategy": "column", "column": "few"}, r"'column' validation split has 4 rows; at least 10 are needed "
                                                   r"\(mark more rows true in column 'few'\)"),
+        ({"strategy": "column", "column": "one"}, r"'column' validation split has 1 row; at least 10 are needed "),
     ],
 )
 def test_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
-        assign_splits(_frame().assign(few=lambda d: d.index < 4), target="y", task="classification", seed=0,
-                      test_fraction=0.2, **kwargs)
+        assign_splits(_frame().assign(few=lambda d: d.index < 4, one=lambda d: d.index < 1), target="y",
+                      task="classification", seed=0, test_fraction=0.2, **kwargs)
 
 
 def _latest(ts: list, **kw) -> list:

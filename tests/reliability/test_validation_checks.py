@@ -21,6 +21,13 @@ def test_labels_stored_as_int_float_or_text_are_the_same_class() -> None:
         (["a", "b"] * 10, ["a"] * 12, r"valid\.csv: class\(es\) 'b' \(10 training rows\) of target 'y' have no validation rows"),
         (["a"] * 20, ["a", "c"] * 6, r"valid\.csv: class\(es\) 'c' \(6 validation rows\) of target 'y' have no training rows"),
         (["a", "b"] * 10, ["a", "b"] * 4, r"valid\.csv: the validation split has 8 rows; at least 10"),
+        # Counts of one are said in the singular ("1 rows" before)
+        (["a", "b"] * 10, ["a"], r"valid\.csv: the validation split has 1 row; at least 10"),
+        (["a"] * 19 + ["b"], ["a"] * 12, r"class\(es\) 'b' \(1 training row\) of target 'y' have no validation"),
+        (["a", "b"] * 10, ["a", "b"] * 6 + ["c"],
+         r"class\(es\) 'c' \(1 validation row\) of target 'y' have no training"),
+        (["approved", "declined"] * 10, ["approved"] * 11 + ["maybe"],
+         r"the validation rows hold 'maybe' \(1 row\), which no training row has"),
         (["a", "bird"] * 10, ["a", "Bird "] * 6, r"have no validation rows; .* \('bird' is spelt 'Bird ' in the "
                                                   r"validation rows: the same class\?\)\.$"),
         # A validation file labelled another way: its labels are named, not only the training classes it lacks.
