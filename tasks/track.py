@@ -691,7 +691,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             # it (the champion it was compared with has changed): its description and gate tag say the latest.
             still_champion = not promoted and _alias_version(client, name, "champion") == version
             client.update_model_version(name, version, description=_version_description(
-                config, promoted, refused, still_champion=still_champion))
+                config, promoted, refused, still_champion=still_champion, why=logged.tags.get("gate_failures")))
             client.set_model_version_tag(name, version, "gate", "passed" if gate_passed else "failed")
             client.set_model_version_tag(name, version, "gate_run", run_id)
             for key in ("run_dir", "lossval_run_id"):  # its run folder is this run's now (an older one may be deleted)
@@ -704,7 +704,8 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             about.update({k: f"{v:.6g}" for k, v in logged.metrics.items() if k.startswith("after_")})
             mv = client.create_model_version(name, model_source, run_id=run_id,
                                              tags={"lossval_run_key": run_key, "source_run": run_id, **about},
-                                             description=_version_description(config, promoted, refused))
+                                             description=_version_description(
+                                                 config, promoted, refused, why=logged.tags.get("gate_failures")))
             version, reused = str(mv.version), False
         client.set_registered_model_alias(name, "challenger", version)
         if promoted:
@@ -773,9 +774,13 @@ def _version_with_key(client: Any, name: str, run_key: str) -> Any:
 
 
 def _version_description(config: PipelineConfig, gate_passed: bool, refused: str | None = None, *,
-                         still_champion: bool = False) -> str:
+                         still_champion: bool = False, why: str | None = None) -> str:
     """A registered version's description. ``still_champion``: a reused version that an earlier run of its key
-    promoted, and that this run's refused gate leaves champion (a refusal does not demote)."""
+    promoted, and that this run's refused gate leaves champion (a refusal does not demote). ``why``: the run's
+    ``gate_failures`` tag, said after a refusal (a registry reviewer saw "Refused by the gate" and no reason)."""
+    reason = ("" if gate_passed or refused or not why else
+              " Why: " + _cut(why, FAILURE_TEXT_LIMIT * 2, f"the whole list is the gate_run's artifact {GATE_ARTIFACT}")
+              + ("" if why.endswith(".") else "."))
     if gate_passed:
         verdict = "Passed the gate."
     elif refused:
@@ -785,7 +790,7 @@ def _version_description(config: PipelineConfig, gate_passed: bool, refused: str
                    "refused it (see the gate_run tag), which leaves the champion where it is.")
     else:
         verdict = "Refused by the gate: challenger only."
-    return f"{_trained_on(config)} {verdict} Load with mlflow.pyfunc.load_model and predict on the data's own feature columns."
+    return f"{_trained_on(config)} {verdict}{reason} Load with mlflow.pyfunc.load_model and predict on the data's own feature columns."
 
 
 def _trained_on(config: PipelineConfig) -> str:

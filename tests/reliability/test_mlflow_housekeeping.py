@@ -189,6 +189,22 @@ def test_a_reused_version_says_the_latest_gate_decision_not_the_first(store, tmp
     assert "Passed the gate" not in version("1").description
 
 
+def test_a_refused_version_says_why_in_its_description(store, tmp_path: Path) -> None:
+    client, register = _registrar(store[0], tmp_path, "why")
+    register("first")  # the champion
+    config = config_from_dict({"data": "d.csv", "target": "y", "dataset": "why",
+                               "tracking": {"uri": store[0], "experiment": "why"}})
+    run_id = client.create_run(client.get_experiment_by_name("why").experiment_id,
+                               tags={"gate_failures": "accuracy fell by 0.031 (more than gate.metric_tolerance 0.01)"}
+                               ).info.run_id
+    refused = promote.fn(config=config, workspace=str(tmp_path), model_source=str(tmp_path / "model"), run_id=run_id,
+                         run_key="second", gate_passed=False)
+    description = client.get_model_version("lossval-why", refused["version"]).description
+    assert "Refused by the gate: challenger only. Why: accuracy fell by 0.031 (more than gate.metric_tolerance 0.01)." \
+        in description
+    assert "Why:" not in client.get_model_version("lossval-why", "1").description  # passed: nothing to explain
+
+
 def test_a_reused_version_whose_model_files_are_gone_is_registered_again(store, tmp_path: Path) -> None:
     client, register = _registrar(store[0], tmp_path, "gone")
     first = register("same-key")  # its source, the test's empty model folder, holds no model files
