@@ -115,12 +115,15 @@ def describe_pruning(pruning: dict) -> str:
     Args:
         pruning: The run summary's ``pruning`` record (``policy``, ``flagged``, ``quarantined``,
             ``protected``, ``kept_together``, ``reviewed``, ``cap_hit``, ``class_cap_hit``, ``capped_classes``,
-            ``max_prune_fraction``; a run written before ``kept_together`` or ``reviewed`` existed has none).
+            ``max_prune_fraction``, ``min_probability``; a run written before ``kept_together``, ``reviewed`` or
+            ``min_probability`` existed has none).
     """
     text = f"{pruning['policy']} flagged {pruning['flagged']} rows"
     cut = pruning.get("threshold")
     if cut is not None and math.isfinite(cut) and pruning["policy"] in ("two_means", "threshold", "fraction"):
         text += f" (values {'up to' if pruning['policy'] == 'fraction' else 'below'} {format_value(cut)})"
+    elif pruning["policy"] == "mixture" and pruning.get("min_probability") is not None:  # its cut is on P(noisy)
+        text += f" (P(noisy) at least {pruning['min_probability']:g})"
     if pruning.get("protected"):
         text += f"; class protection kept {pruning['protected']} of them (each class keeps its best rows)"
     if pruning.get("kept_together"):

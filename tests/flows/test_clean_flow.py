@@ -591,6 +591,9 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
     values = pd.read_parquet(manifest["outputs"]["values"])
     assert "noise_prob" in values.columns and values["noise_prob"].between(0, 1).all()
     assert verify_run(Path(manifest["outputs"]["kept"]).parent) == []
+    # The mixture's cut is on P(noisy): the pruning sentence says it (there is no value threshold to quote).
+    assert "Pruning: mixture flagged " in client.get_run(run_id).data.tags["mlflow.note.content"]
+    assert "rows (P(noisy) at least 0.5)" in client.get_run(run_id).data.tags["mlflow.note.content"]
 
 
 def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> None:

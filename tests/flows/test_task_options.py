@@ -1083,3 +1083,7 @@ def test_the_pruning_sentence_says_what_the_cap_let_go_before_the_review_put_row
                                             "flags more than the cap may be finding no separate low-value group: see "
                                             "the README, 'When the data is already clean'.")
     assert describe_pruning({**record, "reviewed": 0, "quarantined": 41}).endswith("its share).")
+    # The mixture's cut is on P(noisy), not on the values: the sentence gives it (a run before the key: not said).
+    mixture = {**record, "policy": "mixture", "threshold": None, "min_probability": 0.7}
+    assert describe_pruning(mixture).startswith("mixture flagged 47 rows (P(noisy) at least 0.7); max_prune_fraction")
+    assert describe_pruning({**mixture, "min_probability": None}).startswith("mixture flagged 47 rows; ")
