@@ -424,7 +424,7 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     if error is None:  # the manifest as the run folder keeps it, with the run: a reviewer sees outputs and checksums
         try:
             log_manifest(config=config, workspace=str(ws.root), run_id=summary["mlflow"]["run_id"],
-                         manifest=_manifest(summary))
+                         manifest=_manifest(summary), gate_failures_without_values=gate["failures_without_values"])
         except LossvalError as exc:  # the run and its model are logged: a missing copy of the manifest is not a failure
             get_run_logger().warning("the manifest was not logged to MLflow (it is in %s): %s", run_dir, exc)
     write_json(_manifest(summary), run_dir / MANIFEST_NAME)

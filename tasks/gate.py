@@ -242,9 +242,11 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
     and some metric better when one is worse), and a change of feature columns, their kinds, the
     task or the classes is refused unless ``gate.allow_schema_change`` (:mod:`tasks.champion`).
 
-    Returns ``{"passed", "failures", "remedies", "result_path", "suite", "champion", "notes"}`` (``remedies``: what a
-    user can do about the failures, :func:`remedies`; ``notes``: what the checks could not judge, passed or not: a
-    test split too small for the tolerance, columns not range-checked); writes ``gate.json``.
+    Returns ``{"passed", "failures", "failures_without_values", "remedies", "result_path", "suite", "champion",
+    "notes"}`` (``failures_without_values``: the failures with an observed value of the rows withheld, for the
+    tracking store when ``tracking.log_quarantine`` is false; ``remedies``: what a user can do about the failures,
+    :func:`remedies`; ``notes``: what the checks could not judge, passed or not: a test split too small for the
+    tolerance, columns not range-checked); writes ``gate.json``.
     """
     from lossval.suites import suite_file
     from tasks.gx import numbers_as_read, range_expectations, range_margin, unranged_columns, validate_frame
@@ -282,6 +284,9 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
 
         champion = compare_with_champion(config, workspace, encoder=enc, test=test_rows, after=metrics["after"])
         failures += champion["failures"]
+    # The same with an observed value of the rows withheld: what the tracking store gets with tracking.log_quarantine
+    # false (the metric and champion failures hold no value of a row).
+    without_values = failures + list(gx_result["failures_without_values"])
     failures += list(gx_result["failures"])
     todo = remedies(gx_failed=gx_result["failed"], metric_rules=[rule for rule, _ in found], champion=champion,
                     suite=suite, target=config.target, policy=config.pruning.policy,
@@ -293,5 +298,5 @@ def gate(kept: str, validation: str, encoder: str, metrics: dict, *, config: Pip
               "checks": gx_result["checks"], "checks_passed": sum(c["success"] for c in gx_result["checks"]),
               "checks_failed": sum(not c["success"] for c in gx_result["checks"]), "gx": gx_result["result"]}
     path = write_json(record, f"{run_dir}/gate.json")
-    return {"passed": not failures, "failures": failures, "remedies": todo, "result_path": str(path),
-            "suite": gx_result["suite"], "champion": champion, "notes": notes}
+    return {"passed": not failures, "failures": failures, "failures_without_values": without_values, "remedies": todo,
+            "result_path": str(path), "suite": gx_result["suite"], "champion": champion, "notes": notes}

@@ -28,10 +28,29 @@ from lossval.suites import SUITES_DIR, check_suite, read_suite, suite_file
 from tasks._scoped import quieted_loggers
 
 __all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations", "range_margin", "unranged_columns",
-           "check_suite_builds", "check_suite_columns", "RANGE_WHY", "ENTRY", "entry_name"]
+           "check_suite_builds", "check_suite_columns", "RANGE_WHY", "ENTRY", "entry_name", "observed_is_data",
+           "WITHHELD"]
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 RANGE_WHY = "feature range as in the validation split"  # meta.why of range_expectations(), read by the gate
 ENTRY = "lossval_entry"  # meta key: the expectation's index in its suite file's "expectations" list
+# Expectations whose GX observed value is no value of the data: a count of rows or columns, the column names, a type,
+# a share of non-null rows. Any other's (a column's max, min, mean, median, quantiles, stdev or sum, its distinct or
+# most common values, its count of unique values, a custom check's) comes from the rows' values.
+_OBSERVED_NOT_DATA = frozenset({
+    "expect_table_row_count_to_be_between", "expect_table_row_count_to_equal",
+    "expect_table_row_count_to_equal_other_table",
+    "expect_table_column_count_to_be_between", "expect_table_column_count_to_equal",
+    "expect_table_columns_to_match_ordered_list", "expect_table_columns_to_match_set", "expect_column_to_exist",
+    "expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list", "expect_column_type_to_be",
+    "expect_column_proportion_of_non_null_values_to_be_between"})
+#: What ``tracking.log_quarantine: false`` logs in place of such an observed value.
+WITHHELD = "withheld: tracking.log_quarantine is false; the run folder's gate.json has it"
+
+
+def observed_is_data(expectation_type: str) -> bool:
+    """Whether GX's observed value of this expectation type is a value of the rows (a column's max, its distinct
+    values, ...): then ``tracking.log_quarantine: false`` keeps it out of the tracking store. An unknown type's is."""
+    return expectation_type not in _OBSERVED_NOT_DATA
 
 
 def load_suite(suite: str | Path, params: dict[str, Any], *, task_kind: str | None = None) -> dict:
@@ -147,7 +166,10 @@ def _bound(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
 
 
-def _describe(result: dict) -> str:
+def _describe(result: dict, *, withhold: bool = False) -> str:
+    """One failed expectation in words; ``withhold``: its observed value, when a value of the rows
+    (:func:`observed_is_data`), is said to be withheld (what the tracking store gets with ``tracking.log_quarantine``
+    false). The values missing from a ``value_set`` are the suite's own, and stay."""
     cfg = result.get("expectation_config", {})
     kwargs = cfg.get("kwargs", {})
     where = f" on column {kwargs['column']!r}" if "column" in kwargs else ""
@@ -158,6 +180,8 @@ def _describe(result: dict) -> str:
         observed = f"missing {_plain(missing)}"
     unexpected = found.get("unexpected_percent")
     detail = f" (observed {_plain(observed)!r})" if observed is not None else ""
+    if withhold and found.get("observed_value") is not None and observed_is_data(cfg.get("type", "?")):
+        detail = f" (observed value {WITHHELD})"
     mostly = _number(kwargs.get("mostly"))
     if unexpected is not None:
         allowed = f", at most {(1 - mostly) * 100:.4g}% allowed" if mostly is not None else ""
@@ -256,7 +280,8 @@ def validate_frame(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any
         extra: Expectations (dicts) added at run time (e.g. feature ranges).
 
     Returns:
-        ``{"success": bool, "failures": [human-readable strings], "failed": [{"type", "column", "why", "error",
+        ``{"success": bool, "failures": [human-readable strings], "failures_without_values": [the same, an observed
+        value of the rows withheld (:func:`observed_is_data`)], "failed": [{"type", "column", "why", "error",
         "entry", "min_value"} of each failure, in the same order], "result": JSON-able dict, "suite": name,
         "checks": [each expectation's verdict: {"entry", "source", "type", "column", "success", and "observed",
         "unexpected_percent", "mostly", "error" when there are}]}``.
@@ -410,13 +435,15 @@ def _validate(df: pd.DataFrame, *, suite: str | Path, params: dict[str, Any], ta
     checkpoint = context.checkpoints.add(gx.Checkpoint(name=f"{spec['name']}-checkpoint", validation_definitions=[validation]))
     run = checkpoint.run(batch_parameters={"dataframe": df}, expectation_parameters={k: v for k, v in params.items()})
     result = json.loads(json.dumps(run.describe_dict(), default=str))
-    failures, failed, checks = [], [], []
+    failures, withheld, failed, checks = [], [], [], []
     for vr in run.run_results.values():
         for r in vr.to_json_dict().get("results", []):
             checks.append(_check(r, params))
             if not r.get("success"):
                 failures.append(_describe(r))
+                withheld.append(_describe(r, withhold=True))
                 failed.append(_finding(r))
     checks.sort(key=lambda c: (c["entry"] is None, c["entry"] or 0))  # the suite file's order, then lossval's own
-    return {"success": bool(run.success), "failures": failures, "failed": failed, "result": result,
+    return {"success": bool(run.success), "failures": failures, "failures_without_values": withheld, "failed": failed,
+            "result": result,
             "suite": spec["name"], "checks": checks}

@@ -324,6 +324,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
     metrics = retrain["metrics"]
     rows_train = stages["split"]["rows"]["train"]
     valuation_report = Path(value["values"]).with_name("valuation.json")
+    private = not config.tracking.log_quarantine  # then no data row, or value of one, goes to the store
+    if private:  # a summary check's observed value (a column's max, its distinct values) is one: the gate's words too
+        gate = {**gate, "failures": gate["failures_without_values"]}
     with _mlflow(uri, config.tracking.experiment, workspace) as (client, experiment_id), \
             tempfile.TemporaryDirectory() as tmp:
         tags = {"dataset": config.dataset, "snapshot": snapshot_hash, "prefect_flow_run_id": flow_run_id,
@@ -389,7 +392,6 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             quarantine = pd.read_parquet(prune["paths"]["quarantine"], columns=["row_id"])
             if config.tracking.log_quarantine:  # every pruned row, whole, with its value and reason
                 client.log_artifact(parent, prune["paths"]["quarantine"], artifact_path="quarantine")
-            private = not config.tracking.log_quarantine  # then no data row, or value of one, goes to the store
             try:  # a review aid: a table that cannot be built or logged must not fail the run's tracking
                 client.log_table(parent, lowest_value_rows(value["values"], prune["paths"]["kept"],
                                                            prune["paths"]["quarantine"], target=config.target,
@@ -402,9 +404,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             hist = values_histogram(vals["value"].to_numpy(), prune["threshold"], Path(tmp) / "values_histogram.png",
                                     quarantined=vals["row_id"].isin(quarantine["row_id"]).to_numpy())
             client.log_artifact(parent, str(hist), artifact_path="plots")
-            if private:  # GX lists sample values of the rows an expectation failed on
-                client.log_dict(parent, without_row_values(read_json(gate["result_path"])),
-                                f"gate/{Path(gate['result_path']).name}")
+            if private:  # GX lists sample values of the rows an expectation failed on, and observes some
+                shared = {**without_row_values(read_json(gate["result_path"])), "failures": gate["failures"]}
+                client.log_dict(parent, shared, f"gate/{Path(gate['result_path']).name}")
             else:
                 client.log_artifact(parent, gate["result_path"], artifact_path="gate")
             for stage, record in stages.items():
@@ -482,12 +484,17 @@ MANIFEST_ARTIFACT = "run/manifest.json"
 
 
 @task(name="log-manifest")
-def log_manifest(*, config: PipelineConfig, workspace: str, run_id: str, manifest: dict) -> None:
+def log_manifest(*, config: PipelineConfig, workspace: str, run_id: str, manifest: dict,
+                 gate_failures_without_values: list[str]) -> None:
     """Log the run folder's ``manifest.json`` (outputs, checksums, rows, timings, the model) with the MLflow run.
 
     The manifest holds no data rows (counts, paths, column names), so it is logged whatever
-    ``tracking.log_quarantine`` says.
+    ``tracking.log_quarantine`` says; with it false, its gate failures are logged as
+    ``gate_failures_without_values`` (the gate's ``failures_without_values``: a summary check's observed value,
+    a value of the rows, withheld).
     """
+    if not config.tracking.log_quarantine and manifest.get("gate"):
+        manifest = {**manifest, "gate": {**manifest["gate"], "failures": list(gate_failures_without_values)}}
     uri = tracking_uri(config, workspace)
     with _mlflow(uri, config.tracking.experiment, workspace) as (client, _):
         client.log_dict(run_id, manifest, MANIFEST_ARTIFACT)
@@ -498,13 +505,23 @@ _ROW_VALUE_KEYS = frozenset({"partial_unexpected_list", "partial_unexpected_coun
                              "unexpected_rows", "details"})
 
 
-def without_row_values(result: Any) -> Any:
-    """A gate result (``gate.json``) without GX's samples of unexpected values: what goes to the tracking store when
-    ``tracking.log_quarantine`` is false. Counts and percentages stay."""
+def without_row_values(result: Any, *, expectation_type: str | None = None) -> Any:
+    """A gate result (``gate.json``) without GX's samples of unexpected values, and with the observed value of an
+    expectation whose observed value is a value of the rows (a column's max, mean, distinct or most common values:
+    :func:`tasks.gx.observed_is_data`) said to be withheld: what goes to the tracking store when
+    ``tracking.log_quarantine`` is false. Counts and percentages stay (a row count is observed too).
+
+    ``expectation_type``: the expectation ``result`` belongs to (its ``result`` part is inside it)."""
+    from tasks.gx import WITHHELD, observed_is_data
+
     if isinstance(result, dict):
-        return {k: without_row_values(v) for k, v in result.items() if k not in _ROW_VALUE_KEYS}
+        named = result.get("expectation_type", result.get("type"))
+        kind = named if isinstance(named, str) and named.startswith("expect_") else expectation_type
+        return {k: WITHHELD if k in ("observed", "observed_value") and v is not None and observed_is_data(kind or "?")
+                else without_row_values(v, expectation_type=kind)
+                for k, v in result.items() if k not in _ROW_VALUE_KEYS}
     if isinstance(result, list):
-        return [without_row_values(v) for v in result]
+        return [without_row_values(v, expectation_type=expectation_type) for v in result]
     return result
 
 

@@ -596,6 +596,54 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
     assert "rows (P(noisy) at least 0.5)" in client.get_run(run_id).data.tags["mlflow.note.content"]
 
 
+def test_without_data_rows_in_mlflow_a_summary_check_s_observed_value_is_withheld(workspace: Path, capsys) -> None:
+    # A column's max (or mean) is a value of the rows: with log_quarantine off it must not reach MLflow's description,
+    # tags or artifacts, as GX's samples of unexpected values do not; the run folder, the user's, keeps it.
+    suite = workspace / "observed.json"
+    suite.write_text(json.dumps({"name": "observed", "expectations": [
+        {"type": "expect_column_max_to_be_between", "kwargs": {"column": "bmi", "max_value": -1}},
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "bp", "min_value": 5}},
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}]}))
+    cfg = _config(workspace, "diabetes", lossval={"epochs": 3}, retrain={"epochs": 3},
+                  gate={"suite": str(suite), "metric_tolerance": 1.0, "refuse_when_all_worse": False},
+                  tracking={"experiment": "lossval-tests", "log_quarantine": False})
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "dataset": "t-observed"}))  # its own model
+    assert main(["run", str(cfg), "--workspace", str(workspace)]) == 3
+    manifest = _latest_manifest(workspace, "observed")
+    kept = pd.read_parquet(manifest["outputs"]["kept"])
+    local = json.loads(Path(manifest["outputs"]["gate"]).read_text())
+    assert [c["observed"] for c in local["checks"][:3]] == [pytest.approx(kept["bmi"].max(), rel=1e-3),
+                                                         pytest.approx(kept["bp"].mean(), rel=1e-3), len(kept)]
+    shown = [repr(local["checks"][0]["observed"]), repr(local["checks"][1]["observed"])]  # as the failures word them
+    assert all(f"(observed {v})" in " ".join(manifest["gate"]["failures"]) for v in shown)
+    assert f"(observed {shown[0]})" in capsys.readouterr().err  # the user's own terminal says it
+
+    _, client = _mlflow(workspace)
+    run_id = manifest["mlflow"]["run_id"]
+    tags = client.get_run(run_id).data.tags
+    logged_gate = json.loads(Path(client.download_artifacts(run_id, "gate/gate.json")).read_text())
+    logged_manifest = json.loads(Path(client.download_artifacts(run_id, "run/manifest.json")).read_text())
+    withheld = "observed value withheld: tracking.log_quarantine is false; the run folder's gate.json has it"
+    exact = [json.dumps(r["result"]["observed_value"]) for v in local["gx"]["validation_results"]
+             for r in v["expectations"]
+             if r["expectation_type"] in ("expect_column_max_to_be_between", "expect_column_mean_to_be_between")]
+    assert len(exact) == 2 and all(v in json.dumps(local) for v in exact)  # as GX found them, in full
+    for where, text in [("description", tags["mlflow.note.content"]), ("gate_failures tag", tags["gate_failures"]),
+                        ("gate.json", json.dumps(logged_gate)), ("manifest.json", json.dumps(logged_manifest))]:
+        assert not any(f"(observed {v})" in text for v in shown), f"{where} logs an observed value of the rows: {text}"
+        assert not any(v in text for v in exact), f"{where} logs an observed value of the rows: {text}"
+    for text in (tags["mlflow.note.content"], tags["gate_failures"], *logged_gate["failures"],
+                 *logged_manifest["gate"]["failures"]):
+        assert "expect_column_max_to_be_between on column 'bmi'" not in text or withheld in text
+    assert tags["gate_failures"].count(withheld) == 2 and "(expected at most -1)" in tags["gate_failures"]
+    checks = logged_gate["checks"]
+    assert [c["observed"] for c in checks[:2]] == [withheld.split("value ", 1)[1]] * 2
+    assert checks[2]["observed"] == len(kept)  # a row count is no value of a row: it stays
+    observed = [r["result"].get("observed_value") for v in logged_gate["gx"]["validation_results"]
+                for r in v["expectations"] if r["expectation_type"] == "expect_table_row_count_to_be_between"]
+    assert observed == [len(kept)]
+
+
 def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> None:
     # 22 integer scores, two of them only in trusted rows: the whole data reads as a number
     # (regression), the training rows alone would read as 20 classes. Every stage must agree.
