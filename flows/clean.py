@@ -105,7 +105,7 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     checked = summary.pop("_gate")
     held_back = summary["stages"]["prune"].get("held_back")  # for the lowest-value table; the stages leave the summary
     tracking_error = _track_and_promote(summary, config, ws=ws, run_dir=run_dir, started=started, gate=checked)
-    _publish_prefect_artifacts(summary, held_back=held_back)
+    _publish_prefect_artifacts(summary, held_back=held_back, failures_without_values=checked["failures_without_values"])
     rows = summary["rows"]
     model = summary["model"] or {"name": "-", "version": "- (not registered)"}
     log.info("run %s: %d train rows, %d kept, %d quarantined; gate %s; model %s v%s",
@@ -433,10 +433,15 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     return error
 
 
-def _publish_prefect_artifacts(summary: dict, *, held_back: dict | None = None) -> None:
+def _publish_prefect_artifacts(summary: dict, *, failures_without_values: list[str],
+                               held_back: dict | None = None) -> None:
     """The run's markdown summary and its lowest-value table (``held_back``: the prune stage's, see
-    :func:`tasks.prune.lowest_value_rows`) as Prefect artifacts."""
+    :func:`tasks.prune.lowest_value_rows`) as Prefect artifacts. With ``tracking.log_quarantine`` false the summary
+    words the gate's failures as ``failures_without_values`` (the gate's: a value a check observed in the rows
+    withheld)."""
     m = summary["metrics"]
+    private = not summary["config"]["tracking"]["log_quarantine"]  # no data row, or value of one, outside the run dir
+    failures = failures_without_values if private else summary["gate"]["failures"]
     lines = [f"# lossval run `{summary['run_id']}`", "",
              f"Dataset **{summary['dataset']}**, snapshot `{summary['snapshot_hash']}`, task {summary['task']}.", "",
              "| rows | train | kept | quarantined | validation | test |", "|---|---|---|---|---|---|",
@@ -445,7 +450,7 @@ def _publish_prefect_artifacts(summary: dict, *, held_back: dict | None = None) 
     lines += [f"Pruning: {describe_pruning(summary['pruning'])}", ""]
     lines += ["| metric | before | after |", "|---|---|---|"]
     lines += [f"| {k} | {m['before'][k]:.4f} | {m['after'][k]:.4f} |" for k in m["before"]]
-    gate_line = "passed" if summary["gate"]["passed"] else "FAILED: " + "; ".join(summary["gate"]["failures"])
+    gate_line = "passed" if summary["gate"]["passed"] else "FAILED: " + "; ".join(failures)
     tracking = summary["mlflow"]
     if summary["model"]:
         lines += ["", f"Gate: **{gate_line}**. Model `{summary['model']['name']}` version {summary['model']['version']}.",
@@ -459,7 +464,6 @@ def _publish_prefect_artifacts(summary: dict, *, held_back: dict | None = None) 
     create_markdown_artifact("\n".join(lines), key=f"lossval-summary-{slug}", description="lossval cleaning run")
     out = summary["outputs"]
     try:  # a review aid: a table that cannot be built must not fail a run whose outputs are written
-        private = not summary["config"]["tracking"]["log_quarantine"]  # no data rows outside the run folder
         table = lowest_value_rows(out["values"], out["kept"], out["quarantine"], target=summary["config"]["target"],
                                   max_data_columns=0 if private else 12,
                                   held_back=held_back, id_column=summary["config"].get("id_column"))

@@ -598,7 +598,7 @@ def test_regression_run_end_to_end(workspace: Path) -> None:
 
 def test_without_data_rows_in_mlflow_a_summary_check_s_observed_value_is_withheld(workspace: Path, capsys) -> None:
     # A column's max (or mean) is a value of the rows: with log_quarantine off it must not reach MLflow's description,
-    # tags or artifacts, as GX's samples of unexpected values do not; the run folder, the user's, keeps it.
+    # tags or artifacts, nor Prefect's, as GX's samples of unexpected values do not; the run folder (the user's) has it.
     suite = workspace / "observed.json"
     suite.write_text(json.dumps({"name": "observed", "expectations": [
         {"type": "expect_column_max_to_be_between", "kwargs": {"column": "bmi", "max_value": -1}},
@@ -642,6 +642,13 @@ def test_without_data_rows_in_mlflow_a_summary_check_s_observed_value_is_withhel
     observed = [r["result"].get("observed_value") for v in logged_gate["gx"]["validation_results"]
                 for r in v["expectations"] if r["expectation_type"] == "expect_table_row_count_to_be_between"]
     assert observed == [len(kept)]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:  # Prefect's summary of the run withholds them too
+        [summary] = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=["lossval-summary-t-observed"])), limit=1)
+    assert summary.data.count(withheld) == 2 and not any(f"(observed {v})" in summary.data for v in shown), summary.data
 
 
 def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> None:
