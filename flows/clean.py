@@ -368,6 +368,9 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                # valuation deployment the values come from another machine)
                "devices": {"valuation": vals["device"], "retrain": trained["device"]},
                "gate": {"passed": checked["passed"], "failures": checked["failures"],
+                        # the same with an observed value of the rows withheld: what leaves the run folder when
+                        # tracking.log_quarantine is false (the nightly report, its Prefect artifact)
+                        "failures_without_values": checked["failures_without_values"],
                         "remedies": checked["remedies"], "champion": checked["champion"]},
                "mlflow": {"status": "pending", "tracking_uri": mask_uri(tracking_uri(config, str(ws.root)))},
                "model": None, "timings": timings, "valuation_seconds": vals["seconds"],

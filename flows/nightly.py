@@ -206,7 +206,7 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
         elif state.is_completed():
             record.update(_run_fields(outcome))
         elif isinstance(outcome, GateFailed) and outcome.summary is not None:
-            failures = list(outcome.summary["gate"]["failures"])
+            failures = _shared_failures(outcome.summary)
             reason = _refusal_reason(outcome.summary) or str(outcome)
             record.update(state="Refused", **_run_fields(outcome.summary), run_dir=outcome.summary["run_dir"],
                           gate_failures=failures, gate_remedies=list(outcome.summary["gate"]["remedies"]),
@@ -255,10 +255,24 @@ def _run_fields(summary: dict[str, Any]) -> dict[str, Any]:
             "kept": summary["rows"]["kept"], "quarantined": summary["rows"]["quarantine"]}
 
 
+def _shared_failures(summary: dict[str, Any]) -> list[str]:
+    """The run's gate failures as the report (a Prefect artifact) may hold them: with ``tracking.log_quarantine``
+    false, a value a check observed in the rows (a column's max) is withheld, as in MLflow; a run folder written
+    before that wording existed has its failures counted, not quoted."""
+    failures = list(summary["gate"]["failures"])
+    if not failures or ((summary.get("config") or {}).get("tracking") or {}).get("log_quarantine", True):
+        return failures
+    shared = summary["gate"].get("failures_without_values")
+    if shared is not None:
+        return list(shared)
+    return [f"{len(failures)} failed check(s), not quoted: tracking.log_quarantine is false; the run folder's "
+            "gate.json has them"]
+
+
 def _refusal_reason(summary: dict[str, Any]) -> str | None:
     """Why a complete run promoted nothing: its failed gate checks, else the registry's refusal (the
     champion changed while it was gated); ``None`` when the summary says neither."""
-    failures = summary["gate"]["failures"]
+    failures = _shared_failures(summary)
     if failures:
         return "failed checks: " + "; ".join(failures)
     refused = (summary.get("model") or {}).get("refused")

@@ -649,6 +649,17 @@ def test_without_data_rows_in_mlflow_a_summary_check_s_observed_value_is_withhel
         [summary] = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
             any_=["lossval-summary-t-observed"])), limit=1)
     assert summary.data.count(withheld) == 2 and not any(f"(observed {v})" in summary.data for v in shown), summary.data
+    # So does the nightly report's reason (its lossval-nightly artifact), read from the run's summary; a run folder
+    # written before the withheld wording existed has its failures counted, not quoted.
+    from flows.nightly import _refusal_reason
+
+    reason = _refusal_reason(manifest)
+    assert reason.count(withheld) == 2 and not any(f"(observed {v})" in reason for v in shown), reason
+    older = {**manifest, "gate": {k: v for k, v in manifest["gate"].items() if k != "failures_without_values"}}
+    assert _refusal_reason(older) == ("failed checks: 2 failed check(s), not quoted: tracking.log_quarantine is false; "
+                                      "the run folder's gate.json has them")
+    shared = {**older, "config": {**older["config"], "tracking": {**older["config"]["tracking"], "log_quarantine": True}}}
+    assert _refusal_reason(shared) == "failed checks: " + "; ".join(manifest["gate"]["failures"])  # not private: as is
 
 
 def test_the_task_is_decided_once_for_every_stage(workspace: Path, capsys) -> None:
