@@ -57,3 +57,32 @@ def test_the_readme_library_example_runs_as_written_on_the_shipped_table(monkeyp
     assert len(train_df) == 647 and decision.keep.shape == (647,)
     assert 0 < (~decision.keep).sum() <= 0.2 * 647
     assert f"{int(decision.keep.sum())} kept" in capsys.readouterr().out
+
+
+def _layout_rows() -> dict[str, str]:
+    """The README's Layout table: its first column (the folders, as written) -> its second (what they hold)."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Layout"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `")]
+    return {folders.strip(): what for folders, what in rows}
+
+
+def test_the_readme_layout_names_every_test_folder_and_file_that_holds_tests() -> None:
+    # A new user looks for the CLI tests there; tests/test_cli.py, the command line's own, was left out.
+    root = README.parent
+    what = _layout_rows()["`tests/`"]
+    named = set(re.findall(r"`([^`]+)`", what))
+    held = {p.name + "/" for p in (root / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    held |= {p.name for p in (root / "tests").glob("test_*.py")}
+    assert held <= named, f"README Layout, tests/: add {sorted(held - named)}"
+
+
+def test_the_readme_layout_names_only_paths_that_exist() -> None:
+    root = README.parent
+    for folders, what in _layout_rows().items():
+        for top in re.findall(r"`([^`]+/)`", folders):
+            assert (root / top).is_dir(), f"README Layout names {top}, which is not there"
+            for name in re.findall(r"`([\w./-]+\.(?:py|sh|md|yaml|json))`", what):
+                assert (root / top / name).exists() or (root / name).exists(), \
+                    f"README Layout, {top}: {name} is not there"
