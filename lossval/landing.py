@@ -21,8 +21,8 @@ must rename the file in, or use a marker with ``require_marker`` (without it, th
 can take the file during the stall, before any marker is written).
 
 **Which dataset.** ``<landing>/<dataset>/<file>`` belongs to ``<dataset>``;
-``<landing>/<dataset>__<anything>.csv`` (top level) belongs to the part before ``__``, and
-``<landing>/<dataset>.csv`` to its stem.
+``<landing>/<dataset>__<anything>.<ext>`` (top level, any data file suffix) belongs to the part before ``__``,
+and ``<landing>/<dataset>.<ext>`` to its stem.
 
 **Untrusted paths.** :func:`confine` resolves a path taken from an event against the landing
 folder and refuses anything outside it (``..`` components, absolute paths elsewhere, symlinks
