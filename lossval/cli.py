@@ -152,13 +152,30 @@ def one_line_warnings() -> Iterator[None]:
 
 
 def console_main() -> int:
-    """The ``lossval`` console script: :func:`main` with one-line warnings.
+    """The ``lossval`` console script: :func:`main` with one-line warnings, SIGTERM as an interrupt.
 
     :func:`main` itself leaves Python's warning hooks alone, so a caller (or pytest) that
-    records warnings still sees them as warnings.
+    records warnings still sees them as warnings. Once the command has returned, this process
+    ignores SIGTERM: call it only as the process's last act (the entry point, ``python -m lossval``).
     """
     with one_line_warnings(), _sigterm_as_interrupt():
-        return main()
+        code = main()
+    _ignore_sigterm_while_exiting()
+    return code
+
+
+def _ignore_sigterm_while_exiting() -> None:
+    """The command has finished: a SIGTERM from now on is ignored, so the process exits with the command's status.
+
+    Python's shutdown after a flow run (Prefect's clients, torch) takes about 3 s, when the summary is printed and
+    the run folder complete; Python's default there killed the process silently with 143, which says "terminated,
+    unfinished run folder removed", for a run that had completed, even been promoted. The process ends anyway.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _Terminated(KeyboardInterrupt):

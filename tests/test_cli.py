@@ -670,3 +670,20 @@ def test_debug_may_follow_the_subcommand_as_the_bug_message_suggests(tmp_path, c
                               "--debug"]).debug is True
     assert parser.parse_args(["--debug", "verify", "r"]).debug is True
     assert parser.parse_args(["verify", "r"]).debug is False
+
+
+def test_a_sigterm_after_the_command_finished_keeps_its_exit_status() -> None:
+    # Seen checking the README's exit codes: `lossval run` printed its summary (gate passed, version 1 champion) and
+    # then spent ~3 s shutting Python down; a SIGTERM then killed it silently with 143, "terminated, unfinished run
+    # folder removed" to a scheduler, for a run that had completed and been promoted. Here the command "finishes" at
+    # once and the SIGTERM lands during the interpreter's shutdown (an atexit hook), as it did there.
+    script = ("import atexit, os, signal, sys, time\n"
+              "from lossval import cli\n"
+              "def late_sigterm():\n"
+              "    os.kill(os.getpid(), signal.SIGTERM)\n"
+              "    time.sleep(0.5)\n"
+              "cli.main = lambda argv=None: (atexit.register(late_sigterm), 3)[1]\n"
+              "sys.exit(cli.console_main())\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 3, (proc.returncode, proc.stderr)
