@@ -155,27 +155,35 @@ def console_main() -> int:
     """The ``lossval`` console script: :func:`main` with one-line warnings, SIGTERM as an interrupt.
 
     :func:`main` itself leaves Python's warning hooks alone, so a caller (or pytest) that
-    records warnings still sees them as warnings. Once the command has returned, this process
-    ignores SIGTERM: call it only as the process's last act (the entry point, ``python -m lossval``).
+    records warnings still sees them as warnings. Once the command has returned, a SIGTERM ends this
+    process with the command's status: call it only as the process's last act (the entry point,
+    ``python -m lossval``).
     """
     with one_line_warnings(), _sigterm_as_interrupt():
         code = main()
-    _ignore_sigterm_while_exiting()
+    _exit_with_on_sigterm(code)
     return code
 
 
-def _ignore_sigterm_while_exiting() -> None:
-    """The command has finished: a SIGTERM from now on is ignored, so the process exits with the command's status.
+def _exit_with_on_sigterm(code: int) -> None:
+    """The command has finished: a SIGTERM from now on ends the process at once with the command's status.
 
     Python's shutdown after a flow run (Prefect's clients, torch) takes about 3 s, when the summary is printed and
     the run folder complete; Python's default there killed the process silently with 143, which says "terminated,
-    unfinished run folder removed", for a run that had completed, even been promoted. The process ends anyway.
+    unfinished run folder removed", for a run that had completed, even been promoted. Not ignored: a shutdown that
+    hangs (a child process joined at exit) still stops at the first SIGTERM.
     """
     import signal
     import threading
 
+    def exit_now(signum: int, frame: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, exit_now)
 
 
 class _Terminated(KeyboardInterrupt):
