@@ -7,8 +7,10 @@ refused promotion. Errors are one line on stderr; ``--debug`` adds the traceback
 Subcommands:
     value   value every row of a table against a validation table (library only, no servers)
     demo    the whole cleaning flow on a shipped dataset with injected label noise
-    run     the whole cleaning flow from a YAML config
+    run     the whole cleaning flow from a YAML (or JSON) config
     verify  check that a run's row ids add up
+    watch   emit a Prefect event for every data file that lands completely in a landing folder
+    serve   serve the nightly, new-data and valuation deployments against PREFECT_API_URL
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--library-only", action="store_true", help="skip Prefect/MLflow/GX: value and prune only")
     _add_valuation_options(p, task=False)  # the dataset decides the task (diabetes: regression)
 
-    p = sub.add_parser("run", help="run the cleaning flow from a YAML config")
-    p.add_argument("config", help="YAML config (see examples/config.yaml)")
+    p = sub.add_parser("run", help="run the cleaning flow from a YAML (or JSON) config")
+    p.add_argument("config", help="YAML or JSON config (see examples/config.yaml; a run's logged config.json works too)")
     p.add_argument("--workspace", default="lossval-workspace", help="where runs, artifacts and the MLflow DB go "
                    "(the DB unless the config's tracking.uri names another; default ./lossval-workspace)")
 
