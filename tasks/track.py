@@ -187,11 +187,28 @@ def _artifacts_elsewhere(client: Any, experiment_id: str, uri: str, workspace: s
     root = Path(workspace).resolve()
     if uri != f"sqlite:///{root / 'mlflow.db'}":  # a store of the user's choosing: its artifacts are where they say
         return None
-    location = urlparse(client.get_experiment(experiment_id).artifact_location or "")
-    if location.scheme != "file":
+    raw = client.get_experiment(experiment_id).artifact_location or ""
+    location = urlparse(raw)
+    if location.scheme == "file":
+        folder = Path(unquote(location.path))
+    elif raw and not location.scheme:  # a plain path: MLflow's own Default experiment's, under the opening folder
+        folder = Path(raw).resolve()
+    else:
         return None
-    folder = Path(unquote(location.path))
     return None if folder.is_relative_to(root) else str(folder)
+
+
+def _elsewhere_warning(experiment: str, experiment_id: str, folder: str) -> str:
+    """What to say about an experiment of the workspace's store whose artifacts lie outside the workspace."""
+    if str(experiment_id) == "0":  # MLflow made it with the store, its artifacts under the folder it was opened from
+        return (f"tracking.experiment {experiment!r} is MLflow's own default experiment, which keeps its artifacts "
+                f"in {folder}, outside the workspace (under the folder this store was first opened from): this run's "
+                "model goes there. Set tracking.experiment to a name of your own: lossval creates that experiment "
+                "with its artifacts in the workspace.")
+    return (f"this workspace's MLflow experiment {experiment!r} keeps its artifacts in {folder}, outside the workspace "
+            "(it was moved or copied; MLflow records absolute paths): this run's model goes there too, and models "
+            "registered before the move are read from there. Move the workspace back, or point tracking.uri at a new "
+            "store.")
 
 
 def close_abandoned_runs(client: Any, experiment_id: str) -> list[str]:
@@ -352,11 +369,7 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
                                          f"the whole list is the artifact {GATE_ARTIFACT}")
         elsewhere = _artifacts_elsewhere(client, experiment_id, uri, workspace)
         if elsewhere:
-            get_run_logger().warning(
-                "this workspace's MLflow experiment %r keeps its artifacts in %s, outside the workspace (it was moved "
-                "or copied; MLflow records absolute paths): this run's model goes there too, and models registered "
-                "before the move are read from there. Move the workspace back, or point tracking.uri at a new store.",
-                config.tracking.experiment, elsewhere)
+            get_run_logger().warning("%s", _elsewhere_warning(config.tracking.experiment, experiment_id, elsewhere))
         try:
             closed = close_abandoned_runs(client, experiment_id)
         except Exception as exc:  # noqa: BLE001 (housekeeping: it must not fail the run's own tracking)

@@ -280,3 +280,23 @@ def test_a_refused_runs_description_keeps_its_verdict_remedies_and_registry_line
     assert _cut("abc", 10, "x") == "abc"
     cut = _cut("a" * 100, 60, "the rest is in f.json")
     assert len(cut) <= 60 and cut.endswith("[cut: 100 characters in all; the rest is in f.json]")
+
+
+def test_artifacts_outside_the_workspace_are_found_and_the_default_experiment_named(tmp_path: Path, monkeypatch) -> None:
+    # MLflow's own Default experiment keeps its artifacts under the folder its store was first opened from, written
+    # as a plain path: tracking.experiment: Default put a run's model there, outside the workspace, and nothing said.
+    from tasks.track import _artifacts_elsewhere, _elsewhere_warning, _mlflow
+
+    workspace, elsewhere = tmp_path / "ws", tmp_path / "started-here"
+    workspace.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    with _mlflow(uri, "Default", str(workspace)) as (client, default_id):
+        found = _artifacts_elsewhere(client, default_id, uri, str(workspace))
+        assert found is not None and Path(found).is_relative_to(elsewhere)
+        said = _elsewhere_warning("Default", default_id, found)
+        assert "MLflow's own default experiment" in said and "Set tracking.experiment to a name of your own" in said
+    with _mlflow(uri, "lossval-own", str(workspace)) as (client, own_id):  # created by lossval: in the workspace
+        assert _artifacts_elsewhere(client, own_id, uri, str(workspace)) is None
+        assert "it was moved or copied" in _elsewhere_warning("lossval-own", own_id, "/else")
