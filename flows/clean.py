@@ -19,7 +19,7 @@ from lossval.errors import GateFailed, LossvalError
 from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_json
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
 from tasks._paths import Workspace
-from tasks.gate import GATE_VERSION, gate
+from tasks.gate import GATE_VERSION, gate, shared_failures
 from tasks.gx import check_suite_builds, check_suite_columns
 from tasks.ingest import ingest, publish_snapshot, read_history
 from tasks.prune import describe_pruning, lowest_value_rows, prune
@@ -105,7 +105,7 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     checked = summary.pop("_gate")
     held_back = summary["stages"]["prune"].get("held_back")  # for the lowest-value table; the stages leave the summary
     tracking_error = _track_and_promote(summary, config, ws=ws, run_dir=run_dir, started=started, gate=checked)
-    _publish_prefect_artifacts(summary, held_back=held_back, failures_without_values=checked["failures_without_values"])
+    _publish_prefect_artifacts(summary, held_back=held_back)
     rows = summary["rows"]
     model = summary["model"] or {"name": "-", "version": "- (not registered)"}
     log.info("run %s: %d train rows, %d kept, %d quarantined; gate %s; model %s v%s",
@@ -427,7 +427,7 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     if error is None:  # the manifest as the run folder keeps it, with the run: a reviewer sees outputs and checksums
         try:
             log_manifest(config=config, workspace=str(ws.root), run_id=summary["mlflow"]["run_id"],
-                         manifest=_manifest(summary), gate_failures_without_values=gate["failures_without_values"])
+                         manifest=_manifest(summary))
         except LossvalError as exc:  # the run and its model are logged: a missing copy of the manifest is not a failure
             get_run_logger().warning("the manifest was not logged to MLflow (it is in %s): %s", run_dir, exc)
     write_json(_manifest(summary), run_dir / MANIFEST_NAME)
@@ -436,15 +436,14 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
     return error
 
 
-def _publish_prefect_artifacts(summary: dict, *, failures_without_values: list[str],
-                               held_back: dict | None = None) -> None:
+def _publish_prefect_artifacts(summary: dict, *, held_back: dict | None = None) -> None:
     """The run's markdown summary and its lowest-value table (``held_back``: the prune stage's, see
     :func:`tasks.prune.lowest_value_rows`) as Prefect artifacts. With ``tracking.log_quarantine`` false the summary
-    words the gate's failures as ``failures_without_values`` (the gate's: a value a check observed in the rows
-    withheld)."""
+    words the gate's failures with a value a check observed in the rows withheld
+    (:func:`tasks.gate.shared_failures`)."""
     m = summary["metrics"]
     private = not summary["config"]["tracking"]["log_quarantine"]  # no data row, or value of one, outside the run dir
-    failures = failures_without_values if private else summary["gate"]["failures"]
+    failures = shared_failures(summary["gate"], private=private)
     lines = [f"# lossval run `{summary['run_id']}`", "",
              f"Dataset **{summary['dataset']}**, snapshot `{summary['snapshot_hash']}`, task {summary['task']}.", "",
              "| rows | train | kept | quarantined | validation | test |", "|---|---|---|---|---|---|",

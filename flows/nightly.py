@@ -256,17 +256,12 @@ def _run_fields(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shared_failures(summary: dict[str, Any]) -> list[str]:
-    """The run's gate failures as the report (a Prefect artifact) may hold them: with ``tracking.log_quarantine``
-    false, a value a check observed in the rows (a column's max) is withheld, as in MLflow; a run folder written
-    before that wording existed has its failures counted, not quoted."""
-    failures = list(summary["gate"]["failures"])
-    if not failures or ((summary.get("config") or {}).get("tracking") or {}).get("log_quarantine", True):
-        return failures
-    shared = summary["gate"].get("failures_without_values")
-    if shared is not None:
-        return list(shared)
-    return [f"{len(failures)} failed check(s), not quoted: tracking.log_quarantine is false; the run folder's "
-            "gate.json has them"]
+    """The run's gate failures as the report (a Prefect artifact) may hold them (:func:`tasks.gate.shared_failures`:
+    with ``tracking.log_quarantine`` false, a value a check observed in the rows is withheld, as in MLflow)."""
+    from tasks.gate import shared_failures
+
+    private = not ((summary.get("config") or {}).get("tracking") or {}).get("log_quarantine", True)
+    return shared_failures(summary["gate"], private=private)
 
 
 def _refusal_reason(summary: dict[str, Any]) -> str | None:

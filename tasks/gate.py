@@ -122,6 +122,21 @@ _INVARIANTS = {("expect_column_values_to_be_unique", "row_id"), ("expect_column_
 _OWN = "(a failed check of the user's suite)"  # remedies' placeholder for the one sentence about them all
 
 
+def shared_failures(record: dict, *, private: bool) -> list[str]:
+    """A gate record's failures (:func:`gate`'s, or a run summary's ``gate``) as they may leave the run folder: with
+    ``private`` (``tracking.log_quarantine`` false) a value a check observed in the rows (a column's max) is withheld,
+    as ``failures_without_values`` words them; a record written before that wording existed has its failures
+    counted, not quoted."""
+    failures = list(record["failures"])
+    if not private or not failures:
+        return failures
+    shared = record.get("failures_without_values")
+    if shared is not None:
+        return list(shared)
+    return [f"{len(failures)} failed check(s), not quoted: tracking.log_quarantine is false; the run folder's "
+            "gate.json has them"]
+
+
 def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict | None, suite: str,
              target: str, policy: str = "two_means", soft: bool = False, rows_train: int | None = None) -> list[str]:
     """What a user can do about a refused run, one sentence per kind of failure, in the order the failures are listed

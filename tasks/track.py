@@ -32,6 +32,7 @@ from lossval.io import pause_point, pid_namespace, read_json
 from lossval.landing import dataset_lock
 from tasks._paths import Workspace
 from tasks._scoped import quieted_loggers
+from tasks.gate import shared_failures
 from tasks.prune import lowest_value_rows
 
 __all__ = ["track", "promote", "log_manifest", "valuation_params", "tracking_uri", "registered_model_name",
@@ -342,8 +343,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
     rows_train = stages["split"]["rows"]["train"]
     valuation_report = Path(value["values"]).with_name("valuation.json")
     private = not config.tracking.log_quarantine  # then no data row, or value of one, goes to the store
-    if private:  # a summary check's observed value (a column's max, its distinct values) is one: the gate's words too
-        gate = {**gate, "failures": gate["failures_without_values"]}
+    # a summary check's observed value (a column's max, its distinct values) is one: the gate's words too
+    gate = {**gate, "failures": shared_failures(gate, private=private)}
     with _mlflow(uri, config.tracking.experiment, workspace) as (client, experiment_id), \
             tempfile.TemporaryDirectory() as tmp:
         tags = {"dataset": config.dataset, "snapshot": snapshot_hash, "prefect_flow_run_id": flow_run_id,
@@ -497,17 +498,16 @@ MANIFEST_ARTIFACT = "run/manifest.json"
 
 
 @task(name="log-manifest")
-def log_manifest(*, config: PipelineConfig, workspace: str, run_id: str, manifest: dict,
-                 gate_failures_without_values: list[str]) -> None:
+def log_manifest(*, config: PipelineConfig, workspace: str, run_id: str, manifest: dict) -> None:
     """Log the run folder's ``manifest.json`` (outputs, checksums, rows, timings, the model) with the MLflow run.
 
     The manifest holds no data rows (counts, paths, column names), so it is logged whatever
-    ``tracking.log_quarantine`` says; with it false, its gate failures are logged as
-    ``gate_failures_without_values`` (the gate's ``failures_without_values``: a summary check's observed value,
-    a value of the rows, withheld).
+    ``tracking.log_quarantine`` says; with it false, its gate failures are logged with a summary check's observed
+    value, a value of the rows, withheld (:func:`tasks.gate.shared_failures`).
     """
     if not config.tracking.log_quarantine and manifest.get("gate"):
-        manifest = {**manifest, "gate": {**manifest["gate"], "failures": list(gate_failures_without_values)}}
+        gate = {**manifest["gate"], "failures": shared_failures(manifest["gate"], private=True)}
+        manifest = {**manifest, "gate": gate}
     uri = tracking_uri(config, workspace)
     with _mlflow(uri, config.tracking.experiment, workspace) as (client, _):
         client.log_dict(run_id, manifest, MANIFEST_ARTIFACT)
