@@ -10,7 +10,7 @@ import numpy as np
 
 from lossval.errors import InputError
 
-__all__ = ["as_finite_1d", "first_non_number", "label_kind"]
+__all__ = ["as_finite_1d", "first_non_number", "label_kind", "too_many_classes"]
 
 # Python and numpy numbers (bools too, as numpy bool columns are read); not text, even "1.5".
 _NUMBER_TYPES = (numbers.Real, np.bool_, decimal.Decimal)
@@ -59,6 +59,13 @@ def first_non_number(values: np.ndarray) -> int | None:
     if all(_is_number_type(kind) for kind in kinds):
         return None
     return next(i for i, v in enumerate(values) if not _is_number_type(type(v)))
+
+
+def too_many_classes(n_classes: int, n_rows: int) -> bool:
+    """Whether ``n_classes`` distinct labels in ``n_rows`` rows are too many to be classes: more than 20, and fewer
+    than two rows per class on average (an id, a name or a measurement read as labels). The pipeline's validation
+    check and :meth:`lossval.LossVal.fit` both refuse such a target."""
+    return n_classes > 20 and n_classes > 0.5 * n_rows
 
 
 def label_kind(labels: np.ndarray) -> str | None:

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from lossval._checks import too_many_classes
 from lossval.errors import InputError
 from lossval.io import missing_or_blank, row_hashes, value_text
 
@@ -372,7 +373,7 @@ def check_validation(y_train: pd.Series, y_validation: pd.Series, *, task: str, 
     if task != "classification":
         return
     train, valid = _classes(y_train), _classes(y_validation)
-    if len(train) > 20 and len(train) > 0.5 * len(y_train):  # fewer than two rows per class on average
+    if too_many_classes(len(train), len(y_train)):
         raise InputError(
             f"target {target!r} has {len(train)} distinct values in {len(y_train)} training rows, too many to be "
             "classes: is it an id, a name or a measurement? Point target at the column to predict, or set "

@@ -132,7 +132,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossval._checks import first_non_number, label_kind
+from lossval._checks import first_non_number, label_kind, too_many_classes
 from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, float32_default, make_adam, make_mlp, pad_batches, per_row_loss,
@@ -927,9 +927,9 @@ class LossVal:
                 raise InputError("y_train mixes label types (e.g. str and int); use one type.") from None
             if len(classes) < 2:
                 raise InputError(f"y_train has a single class ({classes[:1].tolist()[0]!r}); valuation needs at least two.")
-            if len(classes) > 20 and len(classes) > 0.5 * len(ytr):
-                # As the pipeline's split check refuses it: each class would be about one row, the network would get
-                # one output per row (an n x n one-hot matrix: 7 GB at 30k rows), and the values would mean nothing.
+            if too_many_classes(len(classes), len(ytr)):
+                # As the pipeline's validation check refuses it: each class would be about one row, the network would
+                # get one output per row (an n x n one-hot matrix: 7 GB at 30k rows), and the values would mean nothing.
                 how = "task='classification'" if self.task == "classification" else "task='auto' read them as labels"
                 raise InputError(
                     f"y_train has {len(classes)} distinct values in {len(ytr)} rows, too many to be classes ({how}, "
