@@ -168,12 +168,13 @@ def console_main() -> int:
 
 
 def _exit_with_on_sigterm(code: int) -> None:
-    """The command has finished: a SIGTERM from now on ends the process at once with the command's status.
+    """The command has finished: a SIGTERM or Ctrl-C from now on ends the process at once with the command's status.
 
     Python's shutdown after a flow run (Prefect's clients, torch) takes about 3 s, when the summary is printed and
     the run folder complete; Python's default there killed the process silently with 143, which says "terminated,
-    unfinished run folder removed", for a run that had completed, even been promoted. Not ignored: a shutdown that
-    hangs (a child process joined at exit) still stops at the first SIGTERM.
+    unfinished run folder removed", for a run that had completed, even been promoted, and a Ctrl-C there printed an
+    "Exception ignored in atexit callback" traceback under the summary. Not ignored: a shutdown that hangs (a child
+    process joined at exit) still stops at the first SIGTERM or Ctrl-C.
     """
     import signal
     import threading
@@ -186,6 +187,7 @@ def _exit_with_on_sigterm(code: int) -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, exit_now)
+        signal.signal(signal.SIGINT, exit_now)
 
 
 class _Terminated(KeyboardInterrupt):
