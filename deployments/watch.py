@@ -157,11 +157,11 @@ def _usable_landings(datasets_file: str) -> dict[str, str]:
     """Landing folder -> dataset name of the datasets file's usable entries; each one that is not is said on
     stderr and its folder is left out (files landing there are reported, not sent), as the nightly and arrival
     flows let a bad entry fail alone. Raises a ConfigError naming every problem when no entry is usable."""
-    from lossval.catalog import load_catalog, read_catalog
+    from lossval.catalog import read_catalog, unusable_entries_error
 
     entries, problems = read_catalog(datasets_file)
-    if not entries:
-        load_catalog(datasets_file, check_configs=False)  # raises: all of them at once, not one fix per restart
+    if not entries:  # all of them at once, not one fix per restart
+        raise unusable_entries_error(datasets_file, [(problem.where, problem.error) for problem in problems])
     for problem in problems:
         print(f"lossval watch: warning: {problem.where}: {problem.error}; files landing in "
               f"{problem.landing or 'its folder'!r} are not sent until that entry is fixed and the watcher restarted",

@@ -20,8 +20,8 @@ from pathlib import Path
 from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml
 from lossval.errors import ConfigError, InputError
 
-__all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog", "entry_for_landing",
-           "require_flow_parameters"]
+__all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog", "unusable_entries_error",
+           "entry_for_landing", "require_flow_parameters"]
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -88,19 +88,26 @@ def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[Datase
                 entry.load()
             except InputError as exc:  # a ConfigError, or a file the config names (pruning.keep_ids)
                 found.append((entry.name, exc))
-    if len({id(exc) for _, exc in found}) == 1:  # one mistake (a duplicate's error is its entries' one)
-        raise found[0][1]
     if found:
-        source = str(Path(path))
-        shared: dict[int, tuple[list[str], str]] = {}  # a duplicate's one error, said once for all its entries
-        for where, exc in found:
-            text = str(exc).removeprefix(f"{source}: ") if exc.source == source else str(exc)
-            shared.setdefault(id(exc), ([], text))[0].append(where)
-        lines = [f"{', '.join(wheres)}: {text}" for wheres, text in shared.values()]
-        raise ConfigError(f"{len(found)} entries cannot be used; fix them all (each named by its name, or datasets[i] "
-                          "without one): " + " ".join(f"({i}) {line}" for i, line in enumerate(lines, 1)),
-                          source=source)
+        raise unusable_entries_error(path, found)
     return entries
+
+
+def unusable_entries_error(path: str | Path, found: list[tuple[str, InputError]]) -> InputError:
+    """The one error that names every unusable entry of a datasets file (``found``: where, error; not empty).
+
+    A single mistake is its own error, unchanged (a duplicate's error is its entries' one).
+    """
+    if len({id(exc) for _, exc in found}) == 1:
+        return found[0][1]
+    source = str(Path(path))
+    shared: dict[int, tuple[list[str], str]] = {}  # a duplicate's one error, said once for all its entries
+    for where, exc in found:
+        text = str(exc).removeprefix(f"{source}: ") if exc.source == source else str(exc)
+        shared.setdefault(id(exc), ([], text))[0].append(where)
+    lines = [f"{', '.join(wheres)}: {text}" for wheres, text in shared.values()]
+    return ConfigError(f"{len(found)} entries cannot be used; fix them all (each named by its name, or datasets[i] "
+                       "without one): " + " ".join(f"({i}) {line}" for i, line in enumerate(lines, 1)), source=source)
 
 
 @dataclass(frozen=True)
