@@ -460,10 +460,10 @@ def _cmd_value(args: argparse.Namespace) -> int:
                       UserWarning, stacklevel=1)  # stacklevel 1: from this file, shown as a lossval warning
     X = encoder.transform(train)
     X_val = encoder.transform(valid, source=args.validation)
-    y = train[args.target].to_numpy()
-    y_val = valid[args.target].to_numpy()
-    # The encoder's checks of the target (labels it knows; numbers, no NaN/inf for regression), naming the file.
-    encoder.encode_target(valid[args.target], source=args.validation)
+    # The encoder's checks of the target (labels it knows; numbers, no NaN/inf for regression), naming the file;
+    # a regression target of numbers stored as text as numbers, which LossVal.fit takes.
+    y = encoder.valuation_target(train[args.target], source=args.data)
+    y_val = encoder.valuation_target(valid[args.target], source=args.validation)
 
     lv = LossVal(task=encoder.task_, epochs=args.epochs, device=args.device, seed=args.seed, verbose=not args.quiet)
     t0 = time.perf_counter()

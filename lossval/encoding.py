@@ -805,6 +805,28 @@ class TabularEncoder:
             )
         return index.astype(np.int64)
 
+    def valuation_target(self, y: Any, *, source: str | None = None) -> np.ndarray:
+        """The target as :meth:`lossval.LossVal.fit` takes it, checked as :meth:`encode_target` checks it.
+
+        Numbers stored as text are numbers to the encoder, in the target as in feature columns, but
+        ``LossVal.fit`` refuses text: for regression they are converted here.
+
+        Args:
+            y: 1-D target values (Series, array or list), n_rows long.
+            source: File name for error messages (default: the encoder's ``source``).
+
+        Returns:
+            Regression: float64 array (n_rows,). Classification: the labels as given, (n_rows,).
+
+        Raises:
+            InputError: As :meth:`encode_target`.
+        """
+        self.encode_target(y, source=source)
+        series = _as_series(y, name=self.target)
+        if self.task_ == "regression":
+            return self._target_floats(series, source=source if source is not None else self.source)
+        return series.to_numpy()
+
     def decode_target(self, idx: Any) -> np.ndarray:
         """Map class indices back to the original labels.
 

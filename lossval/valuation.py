@@ -975,6 +975,12 @@ class LossVal:
                     where = "" if row is None else f", but {_at(given[name], row)} holds {values[row]!r}"
                     raise InputError(f"{name}: regression targets must be numeric{where}; fix or drop that row, or "
                                      "use task='classification' for labels.") from None
+                text = _first_text(target)
+                if text is not None:  # numpy parsed it silently; the same text in X_train is refused
+                    raise InputError(
+                        f"{name}{_column_of(given[name])} holds numbers stored as text: {_at(given[name], text)} holds "
+                        f"{target.tolist()[text]!r}, which is not a number; convert them first (pd.to_numeric), as "
+                        "for feature columns, or use task='classification' if they are labels.")
                 bad = np.flatnonzero(~np.isfinite(converted[name]))
                 if bad.size:
                     raise InputError(f"{name} has {bad.size} NaN/inf target value(s), first at "
@@ -1463,6 +1469,23 @@ def _parses_as_float(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _first_text(values: np.ndarray) -> int | None:
+    """Position of the first text value (str or bytes, even ``"12.5"``) of a 1-D array, or None if it holds none."""
+    if values.dtype.kind in "US":
+        return 0 if values.size else None
+    if values.dtype.kind != "O":
+        return None
+    return next((i for i, v in enumerate(values.tolist()) if isinstance(v, (str, bytes))), None)
+
+
+def _column_of(y: Any) -> str:
+    """`` (column 'price')`` for a named pandas target, else ``""``."""
+    name = getattr(y, "name", None)
+    if name is None and getattr(y, "ndim", 1) == 2 and hasattr(y, "columns"):
+        name = y.columns[0]
+    return "" if name is None else f" (column {name!r})"
 
 
 def _finite_number(value: Any) -> bool:

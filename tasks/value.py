@@ -169,11 +169,13 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
         if config.validation.strategy == "file":  # the split stage warned about that file already, by its name
             warnings.simplefilter("ignore", UnseenLevelsWarning)
         X, X_val = enc.transform(tr), enc.transform(va, source="validation split")
-    enc.encode_target(va[config.target], source="validation split")  # unknown labels: clear error
+    # Unknown labels: a clear error; a regression target of numbers stored as text as numbers, which LossVal.fit takes.
+    y = enc.valuation_target(tr[config.target])
+    y_val = enc.valuation_target(va[config.target], source="validation split")
     pause_point("value")  # test-only hook: fault tests kill the run here
     t0 = time.perf_counter()
     lv = LossVal(**{**config.lossval, "task": enc.task_, "seed": torch_seed(config.seed)}).fit(
-        X, tr[config.target].to_numpy(), X_val, va[config.target].to_numpy(), one_hot_columns=enc.one_hot_positions(),
+        X, y, X_val, y_val, one_hot_columns=enc.one_hot_positions(),
         feature_names=enc.encoded_names_)
     seconds = time.perf_counter() - t0
     table = pd.DataFrame({"row_id": tr["row_id"].to_numpy(), "value": lv.values_})

@@ -204,6 +204,23 @@ def test_labels_held_as_text_in_parquet_are_read_as_text_from_the_validation_csv
     assert len(pd.read_parquet(tmp_path / "v.parquet")) == 60
 
 
+def test_a_regression_target_stored_as_text_is_read_as_numbers_as_feature_columns_are(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90)})
+    frame["price"] = [f"{v:.3f}" for v in 3 * frame["a"] + rng.normal(size=90)]  # numbers as text (a parquet string)
+    frame.iloc[:60].to_parquet(tmp_path / "train.parquet", index=False)
+    frame.iloc[60:].to_parquet(tmp_path / "valid.parquet", index=False)
+    args = ["--target", "price", "--epochs", "2", "--quiet"]
+    assert main(["value", str(tmp_path / "train.parquet"), "--validation", str(tmp_path / "valid.parquet"),
+                 "--out", str(tmp_path / "text.parquet"), *args]) == 0
+    frame.assign(price=pd.to_numeric(frame["price"])).iloc[:60].to_parquet(tmp_path / "train_n.parquet", index=False)
+    frame.assign(price=pd.to_numeric(frame["price"])).iloc[60:].to_parquet(tmp_path / "valid_n.parquet", index=False)
+    assert main(["value", str(tmp_path / "train_n.parquet"), "--validation", str(tmp_path / "valid_n.parquet"),
+                 "--out", str(tmp_path / "numbers.parquet"), *args]) == 0
+    text, numbers = pd.read_parquet(tmp_path / "text.parquet"), pd.read_parquet(tmp_path / "numbers.parquet")
+    assert np.array_equal(text["value"].to_numpy(), numbers["value"].to_numpy())  # the same numbers, the same values
+
+
 def test_leaked_validation_rows_are_warned_about_in_one_line(tables, tmp_path, capsys) -> None:
     train = pd.read_csv(tables["train"])
     leaked = train.iloc[10:35].assign(id=lambda d: "copy-" + d["id"])  # same rows, other ids: still the same examples

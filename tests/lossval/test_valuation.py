@@ -913,6 +913,23 @@ def test_a_bad_regression_target_is_named_by_split_and_row() -> None:
         LossVal(task="regression", epochs=1, verbose=False).fit(Xn, np.r_[Xn[:2, 0], ["abc"], Xn[3:, 0]], Xv, Xv[:, 0])
 
 
+def test_a_regression_target_of_numbers_stored_as_text_is_refused_as_text_features_are() -> None:
+    Xn, _, Xv, _, _ = _noisy_classification()
+    # numpy's astype(float) read "12.5" silently, while the same text in X_train is refused with advice
+    text = pd.Series([f"{v:.3f}" for v in Xn[:, 0]], index=np.arange(len(Xn)) + 100, dtype=object, name="price")
+    for task in ("regression", "auto"):
+        with pytest.raises(InputError, match=re.escape(f"y_train (column 'price') holds numbers stored as text: "
+                                                       f"row 100 (position 0) holds {text.iloc[0]!r}, which is not a "
+                                                       "number; convert them first (pd.to_numeric)")):
+            LossVal(task=task, epochs=1, verbose=False).fit(Xn, text, Xv, Xv[:, 0])
+    mixed = Xv[:, 0].astype(object)
+    mixed[4] = "0.5"  # one value of text among numbers
+    with pytest.raises(InputError, match=re.escape("y_val holds numbers stored as text: row 4 holds '0.5'")):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, Xn[:, 0], Xv, mixed)
+    converted = LossVal(task="regression", epochs=1, verbose=False, seed=0).fit(Xn, pd.to_numeric(text), Xv, Xv[:, 0])
+    assert converted.values_.shape == (len(Xn),)
+
+
 def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
     tiny = LossVal(epochs=1, verbose=False).fit(Xn * 1e-13, yn, Xv * 1e-13, yv)  # small units are not "constant"
