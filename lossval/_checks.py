@@ -10,7 +10,7 @@ import numpy as np
 
 from lossval.errors import InputError
 
-__all__ = ["as_finite_1d", "first_non_number", "label_kind", "too_many_classes"]
+__all__ = ["as_finite_1d", "first_non_number", "is_integer", "label_kind", "too_many_classes"]
 
 # Python and numpy numbers (bools too, as numpy bool columns are read); not text, even "1.5".
 _NUMBER_TYPES = (numbers.Real, np.bool_, decimal.Decimal)
@@ -43,6 +43,11 @@ def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = Tr
             f"{first} ({float(arr[first])!r}); fix or drop those rows before {purpose}."
         )
     return arr
+
+
+def is_integer(value: Any) -> bool:
+    """An integer, Python or numpy, and not a bool: ``True`` is an int to Python, but never a count or a seed here."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _is_number_type(kind: type) -> bool:

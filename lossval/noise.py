@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lossval._checks import as_finite_1d
+from lossval._checks import as_finite_1d, is_integer
 from lossval.errors import ConfigError, InputError
 
 __all__ = ["normalize_losses", "BetaMixture", "loss_noise_probability"]
@@ -290,11 +290,11 @@ class BetaMixture:
     _eps = 1e-4
 
     def _check_options(self) -> None:
-        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+        if not (is_integer(self.max_iter) and self.max_iter >= 1):
             raise ConfigError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
         if not (_is_number(self.tol) and self.tol >= 0.0):
             raise ConfigError(f"tol must be a number >= 0; got {self.tol!r}")
-        if not (isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool) and self.seed >= 0):
+        if not (is_integer(self.seed) and self.seed >= 0):
             raise ConfigError(f"seed must be an integer >= 0; got {self.seed!r}")
         if not (_is_number(self.min_range) and self.min_range >= 0.0):
             raise ConfigError(f"min_range must be a number >= 0; got {self.min_range!r}")
@@ -537,7 +537,7 @@ def _loss_noise_probability(
     n_epochs = history.shape[0]
     if last_epochs is None:
         last_epochs = n_epochs
-    if not (isinstance(last_epochs, (int, np.integer)) and 1 <= last_epochs <= n_epochs):
+    if not (is_integer(last_epochs) and 1 <= last_epochs <= n_epochs):
         raise ConfigError(
             f"last_epochs must be an integer in [1, {n_epochs}] (the number of epochs); "
             f"got {last_epochs!r}"

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lossval._checks import as_finite_1d
+from lossval._checks import as_finite_1d, is_integer
 from lossval.errors import ConfigError, InputError
 
 __all__ = [
@@ -483,7 +483,7 @@ def prune(
             f"policy must be a pruning policy or one of {sorted(_POLICIES)}; got {policy!r}"
         )
     _check_fraction(max_prune_fraction, name="max_prune_fraction")
-    if not (isinstance(min_rows_per_class, (int, np.integer)) and min_rows_per_class >= 0):
+    if not (is_integer(min_rows_per_class) and min_rows_per_class >= 0):
         raise ConfigError(f"min_rows_per_class must be an integer >= 0; got {min_rows_per_class!r}")
 
     vals = _as_finite_1d(values, name="values")

@@ -209,6 +209,17 @@ def test_bad_options_and_unfitted_use():
         BetaMixture().predict_proba([0.1, 0.2])
 
 
+@pytest.mark.parametrize("option", ["max_iter", "seed"])
+def test_a_bool_is_not_a_count_or_a_seed(option: str):
+    # bool is an int subclass: max_iter=True ran one EM step, without a word
+    with pytest.raises(ConfigError, match=f"{option} must be an integer >= [01]; got True"):
+        BetaMixture(**{option: True}).fit(_two_cluster_losses())
+    with pytest.raises(ConfigError, match=f"{option} must be an integer"):
+        BetaMixture(**{option: np.True_}).fit_normalized([0.1, 0.2, 0.3, 0.8, 0.9])
+    with pytest.raises(ConfigError, match=r"last_epochs must be an integer in \[1, 4\].*got True"):
+        loss_noise_probability(_history_with_a_late_switch(), last_epochs=True)
+
+
 # ---------------------------------------------------------------- loss history
 def _history_with_a_late_switch() -> np.ndarray:
     """Rows 0-19 lose 10 early then ~0; rows 20-39 lose ~0 early then 3; rest ~0."""

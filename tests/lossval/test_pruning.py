@@ -299,6 +299,8 @@ def test_prune_validates_inputs():
         prune(values, policy=MixturePolicy())
     with pytest.raises(ConfigError, match="min_rows_per_class"):
         prune(values, policy=FractionPolicy(0.1), min_rows_per_class=-1)
+    with pytest.raises(ConfigError, match="min_rows_per_class must be an integer >= 0; got True"):
+        prune(values, policy=FractionPolicy(0.1), min_rows_per_class=True)  # a bool is not a count (it read as 1)
     with pytest.raises(ConfigError, match="valid names|pruning policy"):
         prune(values, policy="nope")
 
