@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -257,6 +258,20 @@ def test_make_policy_builds_each_policy():
     assert make_policy("threshold", threshold=0.3) == ThresholdPolicy(0.3)
     assert make_policy("Two-Means") == TwoMeansPolicy()
     assert make_policy("mixture") == MixturePolicy(0.5)
+
+
+def test_values_may_be_a_one_column_frame_but_not_a_wider_one():
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame({"value": rng.normal(size=40), "noise_prob": rng.uniform(size=40), "rank": np.arange(40)})
+    # df[["value"]] (a one-column frame) was refused as 2-D where df["value"] was taken
+    framed = prune(table[["value"]], policy=MixturePolicy(), noise_prob=table[["noise_prob"]])
+    series = prune(table["value"], policy=MixturePolicy(), noise_prob=table["noise_prob"])
+    assert framed.keep.tolist() == series.keep.tolist() and 0 < int((~series.keep).sum())
+    with pytest.raises(InputError, match=re.escape("values is a DataFrame of 3 columns ('value', 'noise_prob', "
+                                                   "'rank'), but pruning takes one number per row: pass the column")):
+        prune(table, policy=FractionPolicy(0.1))
+    with pytest.raises(InputError, match=re.escape("noise_prob is a DataFrame of 2 columns ('value', 'noise_prob')")):
+        prune(table["value"], policy=MixturePolicy(), noise_prob=table[["value", "noise_prob"]])
 
 
 def test_make_policy_errors():
