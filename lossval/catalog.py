@@ -1,7 +1,7 @@
 """The datasets file: which datasets the nightly run cleans and where their new data lands.
 
 ```yaml
-# datasets.yaml (relative paths are relative to this file)
+# datasets.yaml (relative paths are relative to this file; ~ is the home folder)
 datasets:
   - name: loans                 # required: dataset name for runs, locks, MLflow (overrides the config's `dataset`)
     config: configs/loans.yaml  # a lossval pipeline config (see examples/config.yaml)
@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml
+from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml, resolve_config_path
 from lossval.errors import ConfigError, InputError
 
 __all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog", "unusable_entries_error",
@@ -180,8 +180,7 @@ def _entry(item: object, where: str, p: Path) -> DatasetEntry:
                           "'name'].", source=str(p))
     if not isinstance(item.get("config"), str) or not item["config"]:
         raise ConfigError(f"{where}: 'config' (path of a pipeline config) is required.", source=str(p))
-    config_path = Path(item["config"])
-    config_path = config_path if config_path.is_absolute() else (p.parent / config_path).resolve()
+    config_path = resolve_config_path(item["config"], p.parent)  # ~/configs/x.yaml: the home folder's
     name = item.get("name")
     if name is None:
         raise ConfigError(f"{where}: 'name' (the dataset name) is required.", source=str(p))

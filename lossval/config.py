@@ -34,6 +34,7 @@ __all__ = [
     "load_config",
     "read_yaml",
     "config_from_dict",
+    "resolve_config_path",
     "mask_uri",
     "mask_secrets",
 ]
@@ -576,6 +577,19 @@ def _suite_path(suite: str, base: Path, source: str | None) -> str:
                       f"({sorted(p.stem for p in SUITES_DIR.glob('*.json'))}).", source=source)
 
 
+def resolve_config_path(path: str, base: str | Path) -> str:
+    """A path written in a config file (the pipeline config, the datasets file) as lossval reads it.
+
+    ``~`` and ``~user`` are expanded to a home folder (the shell does that on a command line, YAML does not); a
+    relative path is taken from ``base``, the config file's folder. ``$VARS`` are not expanded; a URL
+    (``s3://...``) is returned as written.
+    """
+    if "://" in str(path):
+        return str(path)
+    path = os.path.expanduser(str(path))
+    return path if Path(path).is_absolute() else str((Path(base) / path).resolve())
+
+
 def _fraction(name: str, value: float, source: str | None, *, low_open: bool = False, high: float = 1.0) -> None:
     if not math.isfinite(value) or not (0.0 < value if low_open else 0.0 <= value) or value > high:
         raise ConfigError(f"'{name}' must be in {'(' if low_open else '['}0, {high:g}], got {value}.", source=source)
@@ -596,12 +610,7 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     base = Path(base_dir)
 
     def resolve(p: str | None) -> str | None:
-        if p is None:
-            return None
-        if "://" in str(p):
-            return str(p)
-        p = os.path.expanduser(p)  # ~/data.csv: the shell expands it on a command line, YAML does not
-        return str(p) if Path(p).is_absolute() else str((base / p).resolve())
+        return None if p is None else resolve_config_path(p, base)
 
     features = raw.get("features") or {}
     if not isinstance(features, dict):

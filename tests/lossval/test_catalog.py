@@ -37,6 +37,18 @@ def test_entries_resolve_paths_against_the_file_and_default_landing_to_name(tmp_
         entry_for_landing(entries, "other")
 
 
+def test_a_config_path_with_a_tilde_is_in_the_home_folder(tmp_path: Path, config_file: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in the pipeline config: "~/..." was read as a folder named "~" beside the datasets file ("not found").
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "deploy").mkdir()
+    path = _write(tmp_path / "deploy" / "datasets.yaml", {"datasets": [{"name": "loans", "config": "~/cfg/loans.yaml"},
+                                                                        {"name": "other", "config": "$HOME/x.yaml"}]})
+    entries, problems = read_catalog(path)
+    assert [e.config_path for e in entries] == [str(config_file), str(tmp_path / "deploy" / "$HOME" / "x.yaml")]
+    assert load_catalog(path, check_configs=False)[0].load().dataset == "loans" and problems == []
+
+
 @pytest.mark.parametrize(("content", "message"), [
     ({"datasets": []}, "'datasets' is empty"),
     ({"sets": []}, "one key, 'datasets'"),
