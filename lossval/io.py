@@ -79,6 +79,8 @@ __all__ = [
     "shell_name",
 ]
 
+_SHOW_FILES = 5  # how many entries of a folder a message names
+
 MAX_COLUMNS = 10_000
 """Widest table :func:`read_table` accepts; wider inputs are refused with a clear error, not a slow crawl."""
 
@@ -105,7 +107,18 @@ def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
         named = f" (the config's {key})" if key else ""
         raise InputError(f"no such file or directory{named}; check the path{where}.", source=str(p))
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and data_suffix(f.name) and not f.name.startswith("."))
+        named = [f for f in p.iterdir() if data_suffix(f.name) and not f.name.startswith(".")]
+        # A FIFO or socket named like data was left out without a word, and the folder read as less than it holds
+        # (given as the path itself, it is refused): refused here too, as an empty or unreadable file of it would be.
+        odd = sorted(f.name for f in named if f.is_fifo() or f.is_socket() or f.is_char_device() or f.is_block_device())
+        if odd:
+            one = len(odd) == 1
+            shown = ", ".join(repr(name) for name in odd[:_SHOW_FILES]) + (", ..." if len(odd) > _SHOW_FILES else "")
+            raise InputError(f"{len(odd)} {'entry' if one else 'entries'} named like data files ({shown}) "
+                             f"{'is not a regular file' if one else 'are not regular files'} (a FIFO, socket or "
+                             "device), whose rows cannot be read; move them out of the folder, or write the data into "
+                             "regular files.", source=str(p))
+        files = sorted(f for f in named if f.is_file())
         if not files:
             raise InputError(f"directory holds no data files (looked for {', '.join(DATA_SUFFIXES)}).", source=str(p))
         return files

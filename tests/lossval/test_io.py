@@ -22,6 +22,7 @@ from lossval.io import (
     csv_line_of_row,
     file_of_folder_row,
     frame_fingerprint,
+    list_data_files,
     make_temp,
     read_table,
     sweep_orphaned_temp_files,
@@ -132,6 +133,24 @@ def test_a_fifo_is_refused_as_not_a_regular_file_without_waiting_for_a_writer(tm
     os.mkfifo(tmp_path / "d.csv")
     with pytest.raises(InputError, match=r"d\.csv: is not a regular file \(a FIFO, socket or device\); give the path"):
         read_table(tmp_path / "d.csv")
+
+
+def test_a_fifo_or_socket_named_like_data_in_a_data_folder_is_refused_by_name(tmp_path: Path) -> None:
+    import socket
+
+    # It was left out of the listing without a word: the folder read as fewer rows than it holds.
+    pd.DataFrame({"x": [1, 2], "y": [0, 1]}).to_csv(tmp_path / "a.csv", index=False)
+    os.mkfifo(tmp_path / "b.csv")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path))}: 1 entry named like data files \('b\.csv'\) "
+                                         r"is not a regular file \(a FIFO, socket or device\)"):
+        read_table(tmp_path)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "c.parquet"))
+        with pytest.raises(InputError, match=r"2 entries named like data files \('b\.csv', 'c\.parquet'\) are not"):
+            list_data_files(tmp_path)
+    for name in ("b.csv", "c.parquet"):
+        os.rename(tmp_path / name, tmp_path / f"{name}.fifo")  # not a data file's name: not a data file, as notes.txt
+    assert [f.name for f in list_data_files(tmp_path)] == ["a.csv"] and len(read_table(tmp_path)) == 2
 
 
 def test_row_ids_are_stable_and_unique() -> None:
