@@ -117,14 +117,29 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
         raise LossvalError(f"{tracking_error}{gate_note} Run folder: {run_dir}") from None
     summary["run_dir"] = str(run_dir)
     if not checked["passed"]:
-        todo = " ".join(checked["remedies"])
-        raise GateFailed(f"{config.dataset}: nothing promoted to champion; failed checks: "
-                         + "; ".join(checked["failures"]) + (f". What to do: {todo}" if todo else ".")
-                         + f" Run folder: {run_dir}", summary=summary)
+        raise _refusal(config, f"{config.dataset}: nothing promoted to champion; failed checks: ", checked,
+                       f" Run folder: {run_dir}", summary=summary)
     if summary["model"].get("refused"):
         raise GateFailed(f"{config.dataset}: nothing promoted to champion; {summary['model']['refused']}. "
                          f"Run folder: {run_dir}", summary=summary)
     return summary
+
+
+def _refusal(config: PipelineConfig, head: str, record: dict, tail: str, *, summary: dict) -> GateFailed:
+    """The :class:`GateFailed` of a refusal: ``head``, the gate ``record``'s failures, what to do, ``tail``.
+
+    Prefect stores the message as the flow run's state message and logs it, so with ``tracking.log_quarantine``
+    false its failures are worded as for MLflow (:func:`tasks.gate.shared_failures`); the full wording then goes
+    to ``local_message``, for the user's own terminal only.
+    """
+    todo = " ".join(record["remedies"])
+
+    def message(failures: list[str]) -> str:
+        return head + "; ".join(failures) + (f". What to do: {todo}" if todo else ".") + tail
+
+    shared = message(shared_failures(record, private=not config.tracking.log_quarantine))
+    full = message(list(record["failures"]))
+    return GateFailed(shared, summary=summary, local_message=None if full == shared else full)
 
 
 def _repeatable(config: PipelineConfig) -> bool:
@@ -268,13 +283,11 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         if before is not None:
             champion = (f"the champion (version {before['champion']}) is the one it was compared with"
                         if before["champion"] else "there is still no champion")
-            todo = " ".join(before["gate"]["remedies"])
-            raise GateFailed(
-                f"{config.dataset}: nothing promoted to champion; run {before['run_id']} was refused on this same data "
-                f"and config, and {champion}, so it was not run again "
-                f"(rerun_unchanged / force runs it); failed checks: " + "; ".join(before["gate"]["failures"])
-                + (f". What to do: {todo}" if todo else ".") + f" Run folder: {before['run_dir']}",
-                summary={**before, "repeated": True})
+            raise _refusal(
+                config, f"{config.dataset}: nothing promoted to champion; run {before['run_id']} was refused on this "
+                f"same data and config, and {champion}, so it was not run again "
+                f"(rerun_unchanged / force runs it); failed checks: ", before["gate"],
+                f" Run folder: {before['run_dir']}", summary={**before, "repeated": True})
     history = snapshot_history(ws, config.dataset)
     rollback = older_snapshot(history, snap["snapshot_hash"])
     if rollback:

@@ -543,7 +543,7 @@ def run_demo(*, dataset: str, noise: float, workspace: Path, epochs: int, device
     try:
         summary, gate_ok = _run_reporting(config_path, workspace, server_ready=server_ready, create_store=True), True
     except GateFailed as exc:
-        print(f"demo: the gate refused promotion: {exc}", file=sys.stderr)
+        print(f"demo: the gate refused promotion: {exc.local_message or exc}", file=sys.stderr)
         summary, gate_ok = exc.summary, False
     if summary is not None:
         quarantine = pd.read_parquet(summary["outputs"]["quarantine"], columns=["row_id"])

@@ -254,8 +254,8 @@ def _main(args: argparse.Namespace) -> int:
     except InputError as exc:
         _report_error("error", exc, debug=args.debug)
         return EXIT_BAD_INPUT
-    except GateFailed as exc:
-        _report_error("gate failed", exc, debug=False)
+    except GateFailed as exc:  # the local wording: this terminal is the user's, not Prefect's or MLflow's
+        _report_error("gate failed", exc.local_message or exc, debug=False)
         return EXIT_GATE
     except LossvalError as exc:
         _report_error("error", exc, debug=args.debug)

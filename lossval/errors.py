@@ -55,10 +55,15 @@ class GateFailed(LossvalError):
         summary: The run summary of :func:`flows.clean.run_cleaning` (``run_id``, ``run_dir``,
             ``rows``, ``metrics``, ``model``, ``outputs``), when the caller has it, so a command
             line can report the run it refused.
+        local_message: The message as the user's own terminal may show it, when ``message`` withholds a value a
+            check observed in the rows (``tracking.log_quarantine: false``): Prefect stores ``message`` as the flow
+            run's state message and logs it, so it must not carry what the tracking store may not. None when
+            ``message`` withholds nothing.
     """
 
-    def __init__(self, message: str, *, summary: dict | None = None) -> None:
+    def __init__(self, message: str, *, summary: dict | None = None, local_message: str | None = None) -> None:
         self.summary = summary
+        self.local_message = local_message
         super().__init__(message)
 
 

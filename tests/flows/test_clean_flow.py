@@ -649,6 +649,20 @@ def test_without_data_rows_in_mlflow_a_summary_check_s_observed_value_is_withhel
         [summary] = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
             any_=["lossval-summary-t-observed"])), limit=1)
     assert summary.data.count(withheld) == 2 and not any(f"(observed {v})" in summary.data for v in shown), summary.data
+    # The refusal's message is the flow run's state message, and Prefect's run log quotes it (the engine's
+    # "Encountered exception" and "Finished in state" lines, sent to the server): withheld there too.
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # the run's log lines are sent in batches: all of them on the server now
+    with get_client(sync_client=True) as prefect:
+        state = prefect.read_flow_run(manifest["flow_run_id"]).state
+        logs = prefect.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[manifest["flow_run_id"]])))
+    assert state.is_failed() and "GateFailed" in state.message and state.message.count(withheld) == 2, state.message
+    assert [line.message for line in logs if "nothing promoted to champion" in line.message]  # the engine's lines
+    for where, text in [("state message", state.message), *(("run log", line.message) for line in logs)]:
+        assert not any(f"(observed {v})" in text for v in shown), f"Prefect's {where} quotes an observed value: {text}"
+        assert not any(v in text for v in exact), f"Prefect's {where} quotes an observed value: {text}"
     # So does the nightly report's reason (its lossval-nightly artifact), read from the run's summary; a run folder
     # written before the withheld wording existed has its failures counted, not quoted.
     from flows.nightly import _refusal_reason

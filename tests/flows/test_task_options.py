@@ -1106,3 +1106,33 @@ def test_the_pruning_sentence_says_what_the_cap_let_go_before_the_review_put_row
     mixture = {**record, "policy": "mixture", "threshold": None, "min_probability": 0.7}
     assert describe_pruning(mixture).startswith("mixture flagged 47 rows (P(noisy) at least 0.7); max_prune_fraction")
     assert describe_pruning({**mixture, "min_probability": None}).startswith("mixture flagged 47 rows; ")
+
+
+def test_a_refusal_s_message_withholds_an_observed_value_when_data_rows_stay_out_of_tracking() -> None:
+    # Prefect stores GateFailed's message as the flow run's state message and logs it: with log_quarantine off it
+    # words the failures as MLflow does; the full wording stays on the exception, for the user's own terminal.
+    from flows.clean import _refusal
+
+    private = config_from_dict({"data": "d.csv", "target": "label", "tracking": {"log_quarantine": False}})
+    shared = config_from_dict({"data": "d.csv", "target": "label"})
+    withheld = "observed value withheld: tracking.log_quarantine is false; the run folder's gate.json has it"
+    record = {"failures": ["metric f1 regressed", "expect_column_max_to_be_between on column 'bmi' (observed 0.1706) "
+                                                 "(expected at most -1)"],
+              "failures_without_values": ["metric f1 regressed", "expect_column_max_to_be_between on column 'bmi' "
+                                                                 f"({withheld}) (expected at most -1)"],
+              "remedies": ["Prune less.", "Fix the data."]}
+    full = ("d: failed checks: metric f1 regressed; expect_column_max_to_be_between on column 'bmi' (observed 0.1706) "
+            "(expected at most -1). What to do: Prune less. Fix the data. Run folder: r")
+    refused = _refusal(private, "d: failed checks: ", record, " Run folder: r", summary={"run_id": "x"})
+    assert str(refused) == full.replace("(observed 0.1706)", f"({withheld})") and refused.summary == {"run_id": "x"}
+    assert refused.local_message == full
+    as_before = _refusal(shared, "d: failed checks: ", record, " Run folder: r", summary={})  # not private: as is
+    assert str(as_before) == full and as_before.local_message is None
+    # A run folder written before the withheld wording existed (a repeated refusal reads its manifest): counted.
+    older = _refusal(private, "d: failed checks: ", {k: v for k, v in record.items() if k != "failures_without_values"},
+                     " Run folder: r", summary={})
+    assert "0.1706" not in str(older) and "2 failed check(s), not quoted" in str(older)
+    assert older.local_message == full
+    unquoted = _refusal(private, "d: failed checks: ", {**record, "failures": ["a"], "failures_without_values": ["a"],
+                                                        "remedies": []}, " Run folder: r", summary={})
+    assert str(unquoted) == "d: failed checks: a. Run folder: r" and unquoted.local_message is None  # nothing withheld
