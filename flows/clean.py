@@ -111,9 +111,9 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
     log.info("run %s: %d train rows, %d kept, %d quarantined; gate %s; model %s v%s",
              run_id, rows["train"], rows["kept"], rows["quarantine"], "passed" if checked["passed"] else "FAILED",
              model["name"], model["version"])
-    if tracking_error is not None:
+    if tracking_error is not None:  # Prefect keeps this message too (the state message): worded as for MLflow
         gate_note = ("" if checked["passed"] else " The gate also refused promotion; failed checks: "
-                     + "; ".join(checked["failures"]) + ".")
+                     + "; ".join(shared_failures(checked, private=not config.tracking.log_quarantine)) + ".")
         raise LossvalError(f"{tracking_error}{gate_note} Run folder: {run_dir}") from None
     summary["run_dir"] = str(run_dir)
     if not checked["passed"]:

@@ -289,6 +289,34 @@ def test_a_gate_failure_is_reported_when_tracking_fails_too(config: Path, tmp_pa
     assert "expect_table_row_count_to_be_between" in err
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_gate_failure_reported_with_a_tracking_failure_withholds_observed_values_when_private(
+        config: Path, tmp_path: Path, capsys) -> None:
+    # That message is the flow run's state message too (Prefect's server keeps it): with log_quarantine off a value
+    # a check observed in the rows is withheld there, as in MLflow; the run folder's gate.json has it.
+    suite = tmp_path / "max.json"
+    suite.write_text(json.dumps({"name": "max", "expectations": [
+        {"type": "expect_column_max_to_be_between", "kwargs": {"column": "a", "max_value": -100}}]}))
+    down = write_config(tmp_path / "down.yaml", **{**_raw(config), "gate": {"suite": str(suite)},
+                                                    "tracking": {"uri": f"http://127.0.0.1:{_closed_port()}/",
+                                                                 "log_quarantine": False}})
+    ws = tmp_path / "ws"
+    assert main(["run", str(down), "--workspace", str(ws)]) == 1
+    err = capsys.readouterr().err
+    manifest = _only_manifest(ws)
+    [failure] = [f for f in manifest["gate"]["failures"] if f.startswith("expect_column_max_to_be_between")]
+    observed = re.search(r"\(observed ([^)]*)\)", failure).group(1)  # as the run folder words it
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        state = prefect.read_flow_run(manifest["flow_run_id"]).state
+    withheld = "observed value withheld: tracking.log_quarantine is false; the run folder's gate.json has it"
+    for text in (err, state.message):
+        assert "is unreachable" in text and "The gate also refused promotion" in text, text
+        assert f"expect_column_max_to_be_between on column 'a' ({withheld})" in text, text
+        assert f"observed {observed}" not in text, text
+
+
 def _raw(config: Path) -> dict:
     import yaml
 
