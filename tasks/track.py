@@ -567,6 +567,8 @@ def save_pyfunc_model(path: Path, *, encoder: str, retrain: dict, test: str, inp
     example = example_rows(pd.read_parquet(test), fitted.feature_columns_)
     with warnings.catch_warnings():  # the test file's unseen levels were warned about when it was read
         warnings.simplefilter("ignore", UnseenLevelsWarning)
+        if not input_example:  # left out on purpose (tracking.log_quarantine: false): MLflow's advice is noise
+            warnings.filterwarnings("ignore", message=r".*input example was not provided", category=UserWarning)
         predicted = LossvalPyfunc().load(**artifacts).predict(None, example)
         mlflow.pyfunc.save_model(
             str(path), python_model=str(MODEL_CODE), artifacts=artifacts, code_paths=[str(package)],

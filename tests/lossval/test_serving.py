@@ -164,3 +164,24 @@ def test_saving_the_model_does_not_warn_about_the_test_rows_unseen_levels(served
         save_pyfunc_model(tmp_path / "model", encoder=artifacts["encoder"], retrain=retrain,
                           test=str(tmp_path / "test.parquet"))
     assert (tmp_path / "model" / "MLmodel").is_file()
+
+
+def test_saving_the_model_without_an_input_example_does_not_tell_the_user_to_add_one(served, tmp_path) -> None:
+    # A new user's run with tracking.log_quarantine: false printed MLflow's "An input example was not provided when
+    # logging the model ... specify the `input_example` parameter": advice to put data rows back in the tracking
+    # store, the one thing that setting keeps out (the signature is still saved, so nothing is lost).
+    import warnings
+
+    from tasks.track import save_pyfunc_model
+
+    _, artifacts, rows = served
+    rows.head(5).to_parquet(tmp_path / "test.parquet")
+    retrain = {"model_state": artifacts["weights"], "n_inputs": 5, "n_outputs": 2, "task": "classification",
+               "n_layers": 3, "width": 64}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_pyfunc_model(tmp_path / "model", encoder=artifacts["encoder"], retrain=retrain,
+                          test=str(tmp_path / "test.parquet"), input_example=False)
+    assert not [str(w.message) for w in caught if "input example" in str(w.message).lower()]
+    assert "signature" in (tmp_path / "model" / "MLmodel").read_text()
+    assert not (tmp_path / "model" / "input_example.json").exists()
