@@ -182,18 +182,20 @@ def _process_gone(token: str) -> bool:
 
 
 def _artifacts_elsewhere(client: Any, experiment_id: str, uri: str, workspace: str) -> str | None:
-    """The experiment's artifact folder when the workspace's own store puts it outside the workspace, else None."""
+    """The experiment's artifact folder when the workspace's own store puts it outside the workspace, else None.
+
+    In a SQLite store of the user's choosing, only MLflow's Default experiment is looked at: its folder is the one the
+    store was first opened from, which nobody chose; other experiments' artifacts are where the user put them."""
     from urllib.parse import unquote, urlparse
 
     root = Path(workspace).resolve()
-    if uri != f"sqlite:///{root / 'mlflow.db'}":  # a store of the user's choosing: its artifacts are where they say
-        return None
+    own_store = uri == f"sqlite:///{root / 'mlflow.db'}"  # else a store of the user's choosing
     raw = client.get_experiment(experiment_id).artifact_location or ""
     location = urlparse(raw)
-    if location.scheme == "file":
+    if location.scheme == "file" and own_store:  # in the user's store, artifacts are where its experiments say
         folder = Path(unquote(location.path))
-    elif raw and not location.scheme:  # a plain path: MLflow's own Default experiment's, under the opening folder
-        folder = Path(raw).resolve()
+    elif raw and not location.scheme and (own_store or (uri.startswith("sqlite:") and str(experiment_id) == "0")):
+        folder = Path(raw).resolve()  # MLflow's own Default experiment's, under the opening folder: not the user's pick
     else:
         return None
     return None if folder.is_relative_to(root) else str(folder)
