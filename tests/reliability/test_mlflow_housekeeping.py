@@ -282,16 +282,20 @@ def test_a_refused_runs_description_keeps_its_verdict_remedies_and_registry_line
     assert len(cut) <= 60 and cut.endswith("[cut: 100 characters in all; the rest is in f.json]")
 
 
-def test_artifacts_outside_the_workspace_are_found_and_the_default_experiment_named(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("store", ["workspace's own", "user's own"])
+def test_artifacts_outside_the_workspace_are_found_and_the_default_experiment_named(store, tmp_path: Path,
+                                                                                    monkeypatch) -> None:
     # MLflow's own Default experiment keeps its artifacts under the folder its store was first opened from, written
     # as a plain path: tracking.experiment: Default put a run's model there, outside the workspace, and nothing said.
+    # A new user's run with tracking: {uri: "sqlite:///ml.db", experiment: Default} did the same with a store of the
+    # user's choosing, where the warning the README promises did not come: a folder MLflow picked is nobody's choice.
     from tasks.track import _artifacts_elsewhere, _elsewhere_warning, _mlflow
 
     workspace, elsewhere = tmp_path / "ws", tmp_path / "started-here"
     workspace.mkdir()
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    uri = f"sqlite:///{workspace / 'mlflow.db'}"
+    uri = f"sqlite:///{workspace / 'mlflow.db'}" if store == "workspace's own" else f"sqlite:///{tmp_path / 'own.db'}"
     with _mlflow(uri, "Default", str(workspace)) as (client, default_id):
         found = _artifacts_elsewhere(client, default_id, uri, str(workspace))
         assert found is not None and Path(found).is_relative_to(elsewhere)
@@ -300,24 +304,6 @@ def test_artifacts_outside_the_workspace_are_found_and_the_default_experiment_na
     with _mlflow(uri, "lossval-own", str(workspace)) as (client, own_id):  # created by lossval: in the workspace
         assert _artifacts_elsewhere(client, own_id, uri, str(workspace)) is None
         assert "it was moved or copied" in _elsewhere_warning("lossval-own", own_id, "/else")
-
-
-def test_the_default_experiment_is_named_in_a_store_of_the_users_choosing_too(tmp_path: Path, monkeypatch) -> None:
-    # A new user's run with tracking: {uri: "sqlite:///ml.db", experiment: Default} put its model under the folder
-    # the command ran from (./mlruns/0), outside the workspace, and said nothing: the warning the README promises
-    # came only with the workspace's own store. A folder MLflow picked is no choice of the user's, whatever the store.
-    from tasks.track import _artifacts_elsewhere, _mlflow
-
-    workspace, elsewhere = tmp_path / "ws", tmp_path / "started-here"
-    workspace.mkdir()
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    uri = f"sqlite:///{tmp_path / 'own.db'}"
-    with _mlflow(uri, "Default", str(workspace)) as (client, default_id):
-        found = _artifacts_elsewhere(client, default_id, uri, str(workspace))
-        assert found is not None and Path(found).is_relative_to(elsewhere)
-    with _mlflow(uri, "lossval-own", str(workspace)) as (client, own_id):  # created by lossval: in the workspace
-        assert _artifacts_elsewhere(client, own_id, uri, str(workspace)) is None
     # An experiment the user made with a location of their own (a moved workspace's too) is left as it is.
     with _mlflow(uri, "lossval-own", str(tmp_path / "another-workspace")) as (client, own_id):
         assert _artifacts_elsewhere(client, own_id, uri, str(tmp_path / "another-workspace")) is None
