@@ -29,7 +29,7 @@ from tasks._scoped import quieted_loggers
 
 __all__ = ["SUITES_DIR", "load_suite", "validate_frame", "range_expectations", "range_margin", "unranged_columns",
            "check_suite_builds", "check_suite_columns", "RANGE_WHY", "ENTRY", "entry_name", "observed_is_data",
-           "WITHHELD"]
+           "WITHHELD", "without_range_bounds"]
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 RANGE_WHY = "feature range as in the validation split"  # meta.why of range_expectations(), read by the gate
 ENTRY = "lossval_entry"  # meta key: the expectation's index in its suite file's "expectations" list
@@ -117,6 +117,35 @@ def range_expectations(reference: pd.DataFrame, columns: list[str], *, margin: f
     return out
 
 
+def without_range_bounds(record: dict) -> dict:
+    """A ``gate.json`` record with the bounds of lossval's range checks (:func:`range_expectations`) withheld, in its
+    ``checks`` and in GX's result: the validation split's min and max, widened by a known margin, give those of its
+    rows back. What leaves the run folder when ``tracking.log_quarantine`` is false; a suite's own bounds stay."""
+    ranged = {(c.get("column"), c.get("min_value"), c.get("max_value")) for c in record.get("checks") or []
+              if c.get("source") == "range check"}
+
+    def check(c: dict) -> dict:
+        if c.get("source") != "range check":
+            return c
+        return {k: WITHHELD if k in ("min_value", "max_value") else v for k, v in c.items()}
+
+    def result(r: dict) -> dict:  # GX keeps no meta: a range check is known by its column and bounds (as rounded)
+        kwargs = r.get("kwargs")
+        if r.get("expectation_type") != "expect_column_values_to_be_between" or not isinstance(kwargs, dict):
+            return r
+        if (kwargs.get("column"), _plain(kwargs.get("min_value")), _plain(kwargs.get("max_value"))) not in ranged:
+            return r
+        return {**r, "kwargs": {k: WITHHELD if k in ("min_value", "max_value") else v for k, v in kwargs.items()}}
+
+    out = {**record, "checks": [check(c) for c in record.get("checks") or []]} if "checks" in record else dict(record)
+    gx = record.get("gx")
+    if isinstance(gx, dict) and isinstance(gx.get("validation_results"), list):
+        out["gx"] = {**gx, "validation_results": [
+            {**v, "expectations": [result(r) for r in v.get("expectations") or []]} if isinstance(v, dict) else v
+            for v in gx["validation_results"]]}
+    return out
+
+
 def unranged_columns(reference: pd.DataFrame, columns: list[str]) -> list[str]:
     """The numeric ``columns`` that :func:`range_expectations` leaves unchecked: under two distinct values in
     ``reference``."""
@@ -168,8 +197,9 @@ def _bound(value: float) -> str:
 
 def _describe(result: dict, *, withhold: bool = False) -> str:
     """One failed expectation in words; ``withhold``: its observed value, when a value of the rows
-    (:func:`observed_is_data`), is said to be withheld (what the tracking store gets with ``tracking.log_quarantine``
-    false). The values missing from a ``value_set`` are the suite's own, and stay."""
+    (:func:`observed_is_data`), and a range check's bounds (:func:`range_expectations`) are said to be withheld (what
+    the tracking store gets with ``tracking.log_quarantine`` false). The values missing from a ``value_set`` are the
+    suite's own, and stay."""
     cfg = result.get("expectation_config", {})
     kwargs = cfg.get("kwargs", {})
     where = f" on column {kwargs['column']!r}" if "column" in kwargs else ""
@@ -187,7 +217,9 @@ def _describe(result: dict, *, withhold: bool = False) -> str:
         allowed = f", at most {(1 - mostly) * 100:.4g}% allowed" if mostly is not None else ""
         detail += f" ({unexpected:.1f}% unexpected{allowed})"
     lo, hi = _number(kwargs.get("min_value")), _number(kwargs.get("max_value"))
-    if lo is not None and hi is not None:
+    if withhold and (cfg.get("meta") or {}).get("why") == RANGE_WHY and (lo is not None or hi is not None):
+        detail += f" (expected range {WITHHELD})"  # the validation split's min and max, widened by a known margin
+    elif lo is not None and hi is not None:
         detail += f" (expected between {_bound(lo)} and {_bound(hi)})"
     elif lo is not None or hi is not None:
         detail += f" (expected at least {_bound(lo)})" if hi is None else f" (expected at most {_bound(hi)})"

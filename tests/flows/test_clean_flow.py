@@ -639,6 +639,14 @@ def test_without_data_rows_in_mlflow_a_summary_check_s_observed_value_is_withhel
     checks = logged_gate["checks"]
     assert [c["observed"] for c in checks[:2]] == [withheld.split("value ", 1)[1]] * 2
     assert checks[2]["observed"] == len(kept)  # a row count is no value of a row: it stays
+    # The range checks' bounds are the validation split's min and max widened by a known margin: withheld too.
+    ranged = [(c["column"], c["min_value"], c["max_value"]) for c in local["checks"] if c["source"] == "range check"]
+    assert ranged and all(isinstance(lo, float) for _, lo, _ in ranged)
+    assert [(c["column"], c["min_value"], c["max_value"]) for c in checks if c["source"] == "range check"] == [
+        (column, withheld.split("value ", 1)[1], withheld.split("value ", 1)[1]) for column, _, _ in ranged]
+    bounds = [json.dumps(r["kwargs"][k]) for v in local["gx"]["validation_results"] for r in v["expectations"]
+              if r["expectation_type"] == "expect_column_values_to_be_between" for k in ("min_value", "max_value")]
+    assert len(bounds) == 2 * len(ranged) and not any(b in json.dumps(logged_gate) for b in bounds)
     observed = [r["result"].get("observed_value") for v in logged_gate["gx"]["validation_results"]
                 for r in v["expectations"] if r["expectation_type"] == "expect_table_row_count_to_be_between"]
     assert observed == [len(kept)]

@@ -808,6 +808,48 @@ def test_the_gate_range_checks_numbers_stored_as_text_as_numbers(tmp_path) -> No
     assert "lie outside the validation split" in result["remedies"][0]
 
 
+def test_a_range_check_s_bounds_are_withheld_when_data_rows_stay_out_of_tracking(tmp_path) -> None:
+    # The range checks' bounds are the validation split's min and max widened by a known margin: with log_quarantine
+    # off they would give those rows' min and max back, so what leaves the run folder withholds them.
+    import pandas as pd
+
+    import tasks.gate as gate_module
+    from lossval.encoding import TabularEncoder
+    from tasks.gx import WITHHELD, without_range_bounds
+    from tasks.track import without_row_values
+
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(50, 10, 200), "label": ["a", "b"] * 100})
+    TabularEncoder(target="label", task="classification").fit(train).save(tmp_path / "encoder.json")
+    rows = train.assign(row_id=[f"r{i}" for i in range(200)])
+    rows.assign(x=rows["x"] + 1000).to_parquet(tmp_path / "kept.parquet")  # every kept row out of range
+    rows.to_parquet(tmp_path / "validation.parquet")
+    metrics = {"before": {"accuracy": 0.8, "macro_f1": 0.8, "log_loss": 0.4},
+               "after": {"accuracy": 0.82, "macro_f1": 0.81, "log_loss": 0.39}}
+    config = config_from_dict({"data": "d.csv", "target": "label", "gate": {"compare_with_champion": False}})
+    out = gate_module.gate.fn(str(tmp_path / "kept.parquet"), str(tmp_path / "validation.parquet"),
+                              str(tmp_path / "encoder.json"), metrics, config=config, rows_train=200,
+                              run_dir=str(tmp_path))
+    local = json.loads((tmp_path / "gate.json").read_text())
+    [check] = [c for c in local["checks"] if c["source"] == "range check"]
+    bounds = [f"{check['min_value']:.4g}", f"{check['max_value']:.4g}"]  # as the failure words them
+    [failure] = out["failures"]
+    assert f"(expected between {bounds[0]} and {bounds[1]})" in failure  # the user's own words: in full
+    [shared] = out["failures_without_values"]
+    assert shared == failure.replace(f"(expected between {bounds[0]} and {bounds[1]})", f"(expected range {WITHHELD})")
+    logged = {**without_row_values(without_range_bounds(local)), "failures": [shared]}  # gate.json as MLflow gets it
+    [logged_check] = [c for c in logged["checks"] if c["source"] == "range check"]
+    assert logged_check["min_value"] == logged_check["max_value"] == WITHHELD
+    [ranged] = [r for v in logged["gx"]["validation_results"] for r in v["expectations"]
+                if r["expectation_type"] == "expect_column_values_to_be_between"]
+    assert ranged["kwargs"]["min_value"] == ranged["kwargs"]["max_value"] == WITHHELD
+    exact = [json.dumps(r["kwargs"][k]) for v in local["gx"]["validation_results"] for r in v["expectations"]
+             if r["expectation_type"] == "expect_column_values_to_be_between" for k in ("min_value", "max_value")]
+    assert len(exact) == 2 and all(v in json.dumps(local) and v not in json.dumps(logged) for v in exact)
+    assert not any(b in json.dumps(logged) for b in bounds)
+    assert without_range_bounds({"checks": [{**check, "source": "suite"}]})["checks"][0] == {**check, "source": "suite"}
+
+
 def test_a_data_check_that_could_not_be_evaluated_says_why_not_that_values_are_out_of_range() -> None:
     import pandas as pd
 
