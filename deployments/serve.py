@@ -99,7 +99,7 @@ def build_deployments(*, datasets_file: Path, landing_dir: Path, workspace: Path
         which = f"--cron {cron!r}" if problems else f"--cron {cron!r} / --timezone {timezone!r}"
         problems.append(f"{which} is not a valid schedule: {str(exc).splitlines()[-1].strip()[:200]}")
     if problems:
-        raise ConfigError(" Also: ".join(problems))
+        raise ConfigError(" Also: ".join(problems), parts=problems if len(problems) > 1 else None)
     arrival_deployment = arrival.to_deployment(
         name=ARRIVAL_DEPLOYMENT.split("/")[1], triggers=[arrival_trigger()], tags=["lossval"],
         parameters={"datasets_file": str(datasets_file), "landing_dir": str(landing_dir), "workspace": str(workspace)},
@@ -216,9 +216,10 @@ def run(args: argparse.Namespace) -> int:
         check(lambda: check_api_key(api))
     if len(problems) == 1:
         raise problems[0]
-    if problems:
+    if problems:  # a problem that lists several (the datasets file's bad entries) gives each its own number here
+        items = [text for exc in problems for text in (exc.parts or [str(exc)])]
         raise InputError("`lossval serve` cannot start; fix each of these, then start it again: "
-                         + " ".join(f"({i}) {exc}" for i, exc in enumerate(problems, 1)))
+                         + " ".join(f"({i}) {text}" for i, text in enumerate(items, 1)))
     registered = _registered_deployments()  # as the last serve (or prefect deploy) left them
     _refuse_if_served_elsewhere(registered)  # before registering anything
     workspace.mkdir(parents=True, exist_ok=True)  # not before: a server that does not answer left an empty folder

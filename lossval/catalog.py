@@ -107,7 +107,8 @@ def unusable_entries_error(path: str | Path, found: list[tuple[str, InputError]]
         shared.setdefault(id(exc), ([], text))[0].append(where)
     lines = [f"{', '.join(wheres)}: {text}" for wheres, text in shared.values()]
     return ConfigError(f"{len(found)} entries cannot be used; fix them all (each named by its name, or datasets[i] "
-                       "without one): " + " ".join(f"({i}) {line}" for i, line in enumerate(lines, 1)), source=source)
+                       "without one): " + " ".join(f"({i}) {line}" for i, line in enumerate(lines, 1)), source=source,
+                       parts=[f"{source}: {line}" for line in lines])
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,13 @@ class InputError(LossvalError, ValueError):
         message: What is wrong and what to do, naming the file/column/row.
         source: Optional file path (or other origin) the problem was found in;
             prefixed to the message when given.
+        parts: When the message lists several problems (a datasets file's bad entries), each of them as a whole
+            message, for a caller that numbers them among problems of its own (``lossval serve``); else empty.
     """
 
-    def __init__(self, message: str, *, source: str | None = None) -> None:
+    def __init__(self, message: str, *, source: str | None = None, parts: list[str] | None = None) -> None:
         self.source = source
+        self.parts = list(parts or [])
         super().__init__(f"{source}: {message}" if source else message)
 
 

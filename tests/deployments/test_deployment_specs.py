@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,8 +124,10 @@ def test_serve_names_every_bad_entry_of_the_datasets_file_at_once(datasets_file:
                                                           {"name": "cards", "config": "cards.yaml"}]}))
     assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing")]) == 2
     err = capsys.readouterr().err
-    assert "2 entries cannot be used" in err and "(1) loans: datasets[0]: unknown key(s) ['cron']" in err, err
-    assert f"(2) cards: {tmp_path / 'cards.yaml'}: config file not found" in err and "Traceback" not in err
+    # alone, the datasets file's own list; among other problems (no PREFECT_API_URL), items of serve's list
+    assert re.search(r"\(1\) (\S+datasets\.yaml: )?loans: datasets\[0\]: unknown key\(s\) \['cron'\]", err), err
+    cards = re.escape(f"cards: {tmp_path / 'cards.yaml'}: config file not found")
+    assert re.search(rf"\(2\) (\S+datasets\.yaml: )?{cards}", err) and "Traceback" not in err, err
 
 
 def test_serve_refuses_a_workspace_it_could_not_write_before_starting(tmp_path: Path, capsys) -> None:
@@ -156,6 +159,28 @@ def test_serve_names_every_bad_option_together_with_a_missing_api_url(options, s
     assert "`lossval serve` cannot start; fix each of these, then start it again: (1) " in err, err
     assert all(text in err for text in says) and ") PREFECT_API_URL is not set: start a server" in err, err
     assert "Traceback" not in err and not (tmp_path / "ws").exists()
+
+
+def test_serve_numbers_each_bad_entry_and_each_bad_option_once_among_its_problems(datasets_file: Path, tmp_path: Path,
+                                                                                   monkeypatch, capsys) -> None:
+    # Seen by a reviewer: the datasets file's own "(1) ... (2)" list sat inside serve's, and a bad --cron was joined to
+    # a bad --timezone by "Also:": "(1) ...: (1) loans ... (2) cards ... (2) --timezone ... Also: --cron ... (3) ...".
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    datasets_file.write_text(yaml.safe_dump({"datasets": [{"name": "loans", "config": "loans.yaml", "cron": "x"},
+                                                          {"name": "cards", "config": "cards.yaml"}]}))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                     "--workspace", str(tmp_path / "ws"), "--timezone", "Mars/Base", "--cron", "61 2 * * *"]) == 2
+    err = capsys.readouterr().err
+    items = re.split(r" \((\d+)\) ", err.split("fix each of these, then start it again:", 1)[1])
+    assert items[1::2] == ["1", "2", "3", "4", "5"], err
+    assert [text.split(":", 2)[1:] if text.startswith(str(datasets_file)) else text[:25] for text in items[2::2]] == [
+        [" loans", " datasets[0]: unknown key(s) ['cron']; valid keys are ['config', 'landing', 'name']."],
+        [" cards", f" {tmp_path / 'cards.yaml'}: config file not found."],
+        "--timezone 'Mars/Base' is", "--cron '61 2 * * *' is no", "PREFECT_API_URL is not se"], err
+    assert "entries cannot be used" not in err and "Also:" not in err and "Traceback" not in err
 
 
 def test_watch_refuses_a_missing_folder_and_a_missing_api_url(tmp_path: Path) -> None:
