@@ -189,8 +189,9 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
                         "validation split; as it is lossval's own range check, report it with gate.json.")
         elif f["why"] == RANGE_WHY:
             data.append(f"The kept rows' {', '.join(repr(c) for c in ranged[:5])} lie outside the validation split's "
-                       "widened range (the bounds are in the failed check): the training data and the validation split disagree there (other "
-                       "units, a shifted export?); check those columns and the validation choice (validation.*).")
+                       "widened range (the run folder's gate.json has the bounds; with tracking.log_quarantine false "
+                       "only it): the training data and the validation split disagree there (other units, a shifted "
+                       "export?); check those columns and the validation choice (validation.*).")
         else:
             own.append(f.get("entry"))
             data.append(_OWN)  # one sentence for them all, naming each entry: below

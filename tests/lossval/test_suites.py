@@ -113,6 +113,8 @@ def test_failed_checks_read_as_plain_numbers_with_their_bounds_and_each_kind_get
     said = " ".join(todo)
     assert "Pruning removed every row of a class" in said and "Fewer rows were kept than the suite's minimum" in said
     assert "The kept rows' 'x' lie outside the validation split's widened range" in said
+    # where the bounds are, in either privacy mode (the shared failure text withholds them with log_quarantine false)
+    assert "widened range (the run folder's gate.json has the bounds;" in said
     assert "fix the data, or the suite (my_suite.json)" in said
     assert "raise gate.metric_tolerance only if" in said and "raise gate.metric_limits.log_loss" in said
     assert "gate.refuse_when_all_worse: false" in said
