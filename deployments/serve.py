@@ -97,7 +97,8 @@ def build_deployments(*, datasets_file: Path, landing_dir: Path, workspace: Path
             entrypoint_type=EntrypointType.MODULE_PATH)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         which = f"--cron {cron!r}" if problems else f"--cron {cron!r} / --timezone {timezone!r}"
-        problems.append(f"{which} is not a valid schedule: {str(exc).splitlines()[-1].strip()[:200]}")
+        said = str(exc).splitlines()[-1].strip()[:200].rstrip(".")
+        problems.append(f"{which} is not a valid schedule: {said}; give five fields (minute hour day month weekday), e.g. '0 2 * * *' for 02:00.")
     if problems:
         raise ConfigError(" Also: ".join(problems), parts=problems if len(problems) > 1 else None)
     arrival_deployment = arrival.to_deployment(

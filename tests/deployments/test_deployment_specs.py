@@ -159,6 +159,7 @@ def test_serve_names_every_bad_option_together_with_a_missing_api_url(options, s
     assert "`lossval serve` cannot start; fix each of these, then start it again: (1) " in err, err
     assert all(text in err for text in says) and ") PREFECT_API_URL is not set: start a server" in err, err
     assert "Traceback" not in err and not (tmp_path / "ws").exists()
+    assert all(item.endswith(".") for item in re.split(r" \(\d\) ", err.strip())[1:]), err  # each a sentence
 
 
 def test_serve_numbers_each_bad_entry_and_each_bad_option_once_among_its_problems(datasets_file: Path, tmp_path: Path,
