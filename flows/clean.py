@@ -423,7 +423,8 @@ def _track_and_promote(summary: dict, config: PipelineConfig, *, ws: Workspace, 
         tracked = track(config=config, workspace=str(ws.root), run_name=f"{config.dataset} {started:%Y-%m-%d %H:%M:%S}Z",
                         flow_run_id=summary["flow_run_id"], stages=summary["stages"],
                         snapshot_hash=summary["snapshot_hash"], gate=gate, pruning=summary["pruning"],
-                        run_key=summary["run_key"], run_dir=str(run_dir), lossval_run_id=summary["run_id"])
+                        run_key=summary["run_key"], run_dir=str(run_dir), lossval_run_id=summary["run_id"],
+                        started=started)
         summary["model"] = promote(config=config, workspace=str(ws.root), model_source=tracked["model_source"],
                                    run_id=tracked["run_id"], run_key=summary["run_key"], gate_passed=gate["passed"],
                                    gate_champion=gate["champion"])

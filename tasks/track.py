@@ -10,6 +10,7 @@ encoder and the network together, so it predicts from the data's own columns.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -128,14 +129,19 @@ def _mlflow(uri: str, experiment: str, workspace: str) -> Iterator[tuple[Any, st
 
 
 @contextlib.contextmanager
-def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+def _run(client: Any, experiment_id: str, *, run_name: str, tags: dict[str, str],
+         start_time: int | None = None) -> Iterator[str]:
     """A run created through ``client``: FINISHED when the block ends, FAILED when it raises.
+
+    ``start_time`` (milliseconds since the epoch) is when the run began, for a run created after
+    the work it records (default: now); it ends when the block does.
 
     Tagged with this host and process, so that if the process is killed outright (SIGKILL, the
     OOM killer) the next run on this host closes the run it left RUNNING
     (:func:`close_abandoned_runs`).
     """
-    run_id = client.create_run(experiment_id, run_name=run_name, tags={**tags, **_process_tags()}).info.run_id
+    run_id = client.create_run(experiment_id, start_time=start_time, run_name=run_name,
+                               tags={**tags, **_process_tags()}).info.run_id
     try:
         yield run_id
     except BaseException:
@@ -323,7 +329,7 @@ def values_histogram(values: np.ndarray, threshold: float | None, path: Path,
 @task(name="track")
 def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id: str, stages: dict[str, Any],
           snapshot_hash: str, gate: dict, pruning: dict, run_key: str | None = None, run_dir: str | None = None,
-          lossval_run_id: str | None = None) -> dict:
+          lossval_run_id: str | None = None, started: dt.datetime | None = None) -> dict:
     """Log the parent run, one nested run per stage, metrics, artifacts and the "after" model.
 
     The model is a pyfunc model (:mod:`lossval.serving`): the user's own feature columns in,
@@ -334,6 +340,9 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
 
     ``run_dir`` and ``lossval_run_id`` become tags, so a reviewer finds the run folder (manifest,
     quarantine) from the MLflow run.
+
+    ``started`` is when the pipeline run began (timezone-aware): the parent run starts then, not when
+    tracking does, so its duration in the MLflow UI is the whole run's (it ends with this task).
 
     Returns ``{"run_id", "experiment_id", "model_uri", "model_source", "tracking_uri"}``.
     """
@@ -381,7 +390,8 @@ def track(*, config: PipelineConfig, workspace: str, run_name: str, flow_run_id:
             if closed:
                 get_run_logger().warning("marked %d MLflow run(s) KILLED that a killed lossval process had left "
                                          "RUNNING: %s", len(closed), ", ".join(closed))
-        with _run(client, experiment_id, run_name=run_name, tags=tags) as parent:
+        start_time = int(started.timestamp() * 1000) if started is not None else None
+        with _run(client, experiment_id, run_name=run_name, tags=tags, start_time=start_time) as parent:
             flat = {f"{when}_{name}": v for when in ("before", "after") for name, v in metrics[when].items()}
             flat.update(rows_train=rows_train, rows_kept=prune["rows_kept"], rows_pruned=prune["rows_pruned"],
                         rows_flagged=prune["flagged"], rows_protected=prune["protected"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -89,6 +90,13 @@ def test_classification_run_end_to_end(workspace: Path, capsys, tmp_path: Path) 
     assert parent.data.tags["snapshot"] == manifest["snapshot_hash"]
     assert parent.data.tags["gate"] == "passed"
     assert parent.data.tags["prefect_flow_run_id"] == manifest["flow_run_id"] != "local"
+    # The MLflow run spans the pipeline run, not only its tracking step (created last): it starts when the flow began,
+    # before the split stage wrote its files, and ends after the gate wrote its result.
+    started_ms = dt.datetime.fromisoformat(manifest["started"]).timestamp() * 1000  # the manifest's, to the second
+    assert started_ms <= parent.info.start_time < started_ms + 1000
+    assert parent.info.start_time <= run_dir.joinpath("train.parquet").stat().st_mtime * 1000
+    assert parent.info.end_time >= run_dir.joinpath("gate.json").stat().st_mtime * 1000
+    assert parent.info.status == "FINISHED"
     assert parent.data.tags["mlflow.note.content"].endswith(  # written once the version is registered
         f"Gate: passed.\n\nModel registry: lossval-t-breast_cancer version {manifest['model']['version']} is champion.")
     m = parent.data.metrics
