@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lossval._checks import is_integer
 from lossval._torchutil import (FlatAdam, batch_steps_for, cpu_threads, float32_default, make_mlp, per_row_loss,
                                 resolve_device, seeded_init)
-from lossval.errors import InputError
+from lossval.errors import ConfigError, InputError
 
 __all__ = ["TabularModel", "fit_model", "fit_temperature", "evaluate", "METRICS", "HIGHER_IS_BETTER",
            "TEMPERATURE_RANGE", "MIN_CALIBRATION_ROWS"]
@@ -125,9 +126,29 @@ def fit_model(X: np.ndarray, y: np.ndarray, *, device: str = "auto", **settings:
 
     On the CPU it trains with one torch thread, as LossVal does (``cpu_threads``): as fast on
     an idle machine, far faster on a busy one, and the same weights whatever the load.
+
+    Raises:
+        ConfigError: ``epochs``, ``batch_size`` or ``seed`` is not an integer in its range (a bool
+            neither), named.
     """
+    settings = _checked_settings(settings)
     with cpu_threads(1 if resolve_device(device).type == "cpu" else None), float32_default():
         return _fit_model(X, y, device=device, **settings)
+
+
+def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with ``epochs``, ``batch_size`` and ``seed`` as Python ints (torch takes no numpy integer as a
+    seed); ConfigError, naming it, for one that would train wrong or fail deep inside torch."""
+    from lossval.valuation import MAX_EPOCHS
+
+    wanted = {"epochs": (1, MAX_EPOCHS, f"an integer between 1 and {MAX_EPOCHS}"),
+              "batch_size": (1, None, "a positive integer"),
+              "seed": (0, 2**64 - 1, "an integer in [0, 2**64)")}
+    for name, (low, high, what) in wanted.items():
+        value = settings.get(name, low)  # left out: _fit_model's default, which is valid
+        if not (is_integer(value) and low <= value and (high is None or value <= high)):
+            raise ConfigError(f"fit_model's {name} must be {what}, got {value!r}")
+    return {**settings, **{k: int(settings[k]) for k in wanted if k in settings}}
 
 
 def _fit_model(

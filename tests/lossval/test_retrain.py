@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -137,6 +139,30 @@ def test_no_rows_or_a_non_finite_target_is_named_not_a_numpy_error() -> None:
     y[4] = np.nan
     with pytest.raises(InputError, match=r"row 4 is nan \(1 non-finite\)"):
         fit_model(np.ones((10, 3)), y, task="regression", device="cpu")
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("epochs", 0), ("epochs", -2), ("epochs", True), ("epochs", 2.5), ("epochs", 100_001),
+    ("batch_size", 0), ("batch_size", -3), ("batch_size", True), ("batch_size", 2.5),
+    ("seed", -1), ("seed", True), ("seed", 2.5), ("seed", None), ("seed", 2**64)])
+def test_a_bad_training_setting_is_refused_by_name(name: str, value: object) -> None:
+    # Before, epochs 0, -2 or True trained silently (0: an untrained model), seed -1 was taken, and the others
+    # failed inside torch (ZeroDivisionError, "manual_seed expected a long, but got bool").
+    from lossval.errors import ConfigError
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ConfigError, match=rf"fit_model's {name} must be .*, got {re.escape(repr(value))}$"):
+        fit_model(X, (X[:, 0] > 0).astype(int), task="classification", n_classes=2, device="cpu",
+                  **{"epochs": 1, name: value})
+
+
+def test_numpy_integer_settings_train_as_python_ones() -> None:
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    a = fit_model(X, y, task="classification", n_classes=2, device="cpu", epochs=np.int64(2),
+                  batch_size=np.int32(8), seed=np.uint64(2**63))
+    b = fit_model(X, y, task="classification", n_classes=2, device="cpu", epochs=2, batch_size=8, seed=2**63)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_weights_saved_before_calibration_load_as_uncalibrated() -> None:
