@@ -118,6 +118,17 @@ def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
                              f"{'is not a regular file' if one else 'are not regular files'} (a FIFO, socket or "
                              "device), whose rows cannot be read; move them out of the folder, or write the data into "
                              "regular files.", source=str(p))
+        # Likewise a symbolic link to nothing (its target moved or deleted, or a loop of links): left out, the folder
+        # read as fewer rows. A link to a regular file is read as that file.
+        broken = sorted((f for f in named if f.is_symlink() and not f.exists()), key=lambda f: f.name)
+        if broken:
+            one = len(broken) == 1
+            shown = ", ".join(f"{f.name!r} -> {os.readlink(f)!r}" for f in broken[:_SHOW_FILES])
+            raise InputError(f"{len(broken)} {'entry' if one else 'entries'} named like data files "
+                             f"{'is a symbolic link' if one else 'are symbolic links'} to nothing ({shown}"
+                             f"{', ...' if len(broken) > _SHOW_FILES else ''}: the target does not exist or the links "
+                             "form a loop), whose rows cannot be read; point the link at the data file, or remove it "
+                             "from the folder.", source=str(p))
         files = sorted(f for f in named if f.is_file())
         if not files:
             raise InputError(f"directory holds no data files (looked for {', '.join(DATA_SUFFIXES)}).", source=str(p))
