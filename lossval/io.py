@@ -103,8 +103,14 @@ def list_data_files(path: str | os.PathLike[str], *, key: str | None = None) -> 
 
 def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
     if not p.exists():
-        where = "" if p.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
         named = f" (the config's {key})" if key else ""
+        if p.is_symlink():  # the link is there; what it points at is not ("no such file" sent users to the link)
+            target = os.readlink(p)
+            full = "" if Path(target).is_absolute() else f", that is {p.absolute().parent / target}"
+            raise InputError(f"is a symbolic link{named} to {target!r}{full}, which leads to nothing (the target was "
+                             "moved or deleted, or the links form a loop); point the link at the data file or folder, "
+                             "or give its path instead.", source=str(p))
+        where = "" if p.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
         raise InputError(f"no such file or directory{named}; check the path{where}.", source=str(p))
     if p.is_dir():
         named = [f for f in p.iterdir() if data_suffix(f.name) and not f.name.startswith(".")]

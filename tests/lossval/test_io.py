@@ -177,6 +177,23 @@ def test_a_broken_symlink_named_like_data_in_a_data_folder_is_refused_by_name(tm
     assert [f.name for f in list_data_files(folder)] == ["a.csv", "b.csv"]
 
 
+def test_a_broken_symlink_given_as_the_data_path_names_its_target(tmp_path: Path) -> None:
+    # It said "no such file or directory; check the path", and the link was there: the user checked the wrong thing.
+    (tmp_path / "data.csv").symlink_to("/nonexistent/data.csv")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path / 'data.csv'))}: is a symbolic link to "
+                                         r"'/nonexistent/data\.csv', which leads to nothing \(the target was moved or "
+                                         r"deleted, or the links form a loop\); point the link at the data file or "
+                                         r"folder, or give its path instead\.$"):
+        read_table(tmp_path / "data.csv")
+    (tmp_path / "rel.parquet").symlink_to("gone.parquet")  # a relative target is also named from the link's folder
+    gone = re.escape(str(tmp_path / "gone.parquet"))
+    with pytest.raises(InputError, match=r"is a symbolic link \(the config's validation\.path\) to 'gone\.parquet', "
+                                         rf"that is {gone}, which leads to nothing"):
+        list_data_files(tmp_path / "rel.parquet", key="validation.path")
+    with pytest.raises(InputError, match=r"no such file or directory; check the path"):  # no link: as before
+        read_table(tmp_path / "none.csv")
+
+
 def test_row_ids_are_stable_and_unique() -> None:
     df = pd.DataFrame({"a": [1, 2, 1], "b": ["x", "y", "x"]})
     ids = assign_row_ids(df)
