@@ -128,8 +128,8 @@ def fit_model(X: np.ndarray, y: np.ndarray, *, device: str = "auto", **settings:
     an idle machine, far faster on a busy one, and the same weights whatever the load.
 
     Raises:
-        ConfigError: ``epochs``, ``batch_size`` or ``seed`` is not an integer in its range (a bool
-            neither), named.
+        ConfigError: ``epochs``, ``batch_size`` or ``seed`` is not an integer in its range, or ``lr`` not a
+            positive finite number (a bool is neither), named.
     """
     settings = _checked_settings(settings)
     with cpu_threads(1 if resolve_device(device).type == "cpu" else None), float32_default():
@@ -138,8 +138,8 @@ def fit_model(X: np.ndarray, y: np.ndarray, *, device: str = "auto", **settings:
 
 def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` with ``epochs``, ``batch_size`` and ``seed`` as Python ints (torch takes no numpy integer as a
-    seed); ConfigError, naming it, for one that would train wrong or fail deep inside torch."""
-    from lossval.valuation import MAX_EPOCHS
+    seed) and ``lr`` as a float; ConfigError, naming it, for one that would train wrong or fail deep inside torch."""
+    from lossval.valuation import MAX_EPOCHS, _finite_number
 
     wanted = {"epochs": (1, MAX_EPOCHS, f"an integer between 1 and {MAX_EPOCHS}"),
               "batch_size": (1, None, "a positive integer"),
@@ -148,7 +148,11 @@ def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
         value = settings.get(name, low)  # left out: _fit_model's default, which is valid
         if not (is_integer(value) and low <= value and (high is None or value <= high)):
             raise ConfigError(f"fit_model's {name} must be {what}, got {value!r}")
-    return {**settings, **{k: int(settings[k]) for k in wanted if k in settings}}
+    # As LossVal's lr: 0 or below, NaN or inf trained silently (NaN weights), a bool or text as a number.
+    if "lr" in settings and not (_finite_number(settings["lr"]) and settings["lr"] > 0):
+        raise ConfigError(f"fit_model's lr must be a positive number, got {settings['lr']!r}")
+    lr = {"lr": float(settings["lr"])} if "lr" in settings else {}
+    return {**settings, **{k: int(settings[k]) for k in wanted if k in settings}, **lr}
 
 
 def _fit_model(

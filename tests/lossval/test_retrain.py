@@ -144,10 +144,13 @@ def test_no_rows_or_a_non_finite_target_is_named_not_a_numpy_error() -> None:
 @pytest.mark.parametrize(("name", "value"), [
     ("epochs", 0), ("epochs", -2), ("epochs", True), ("epochs", 2.5), ("epochs", 100_001),
     ("batch_size", 0), ("batch_size", -3), ("batch_size", True), ("batch_size", 2.5),
-    ("seed", -1), ("seed", True), ("seed", 2.5), ("seed", None), ("seed", 2**64)])
+    ("seed", -1), ("seed", True), ("seed", 2.5), ("seed", None), ("seed", 2**64),
+    ("lr", -0.1), ("lr", 0.0), ("lr", float("nan")), ("lr", float("inf")), ("lr", True), ("lr", "0.01"),
+    ("lr", None)])
 def test_a_bad_training_setting_is_refused_by_name(name: str, value: object) -> None:
     # Before, epochs 0, -2 or True trained silently (0: an untrained model), seed -1 was taken, and the others
-    # failed inside torch (ZeroDivisionError, "manual_seed expected a long, but got bool").
+    # failed inside torch (ZeroDivisionError, "manual_seed expected a long, but got bool"). An lr of 0 or below,
+    # True or "0.01" trained silently, NaN or inf into NaN weights; None failed inside torch.
     from lossval.errors import ConfigError
 
     X = np.random.default_rng(0).normal(size=(20, 2))
@@ -160,8 +163,9 @@ def test_numpy_integer_settings_train_as_python_ones() -> None:
     X = np.random.default_rng(0).normal(size=(20, 2))
     y = (X[:, 0] > 0).astype(int)
     a = fit_model(X, y, task="classification", n_classes=2, device="cpu", epochs=np.int64(2),
-                  batch_size=np.int32(8), seed=np.uint64(2**63))
-    b = fit_model(X, y, task="classification", n_classes=2, device="cpu", epochs=2, batch_size=8, seed=2**63)
+                  batch_size=np.int32(8), seed=np.uint64(2**63), lr=np.float32(0.5))
+    b = fit_model(X, y, task="classification", n_classes=2, device="cpu", epochs=2, batch_size=8, seed=2**63,
+                  lr=float(np.float32(0.5)))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
