@@ -380,6 +380,25 @@ def test_a_demo_with_other_options_leaves_an_earlier_demo_s_data_alone(tmp_path)
     assert first.train_path.read_bytes() == before
 
 
+def test_the_2dplanes_demo_s_validation_and_test_rows_repeat_no_training_row(tmp_path) -> None:
+    # 2dplanes' features take 2 or 3 values each: 8 of the demo's 800 validation and test rows repeated a training row,
+    # 5 test rows a validation row, and the split stage told a new user to remove rows from files the demo wrote.
+    from lossval.demo import make_demo_data
+    from lossval.splitting import shared_rows
+
+    data = make_demo_data(dataset="2dplanes", noise=0.1, seed=0, out_dir=tmp_path / "a")
+    train, valid, test = (pd.read_parquet(p) for p in (data.train_path, data.validation_path, data.test_path))
+    assert (len(train), len(valid), len(test)) == (1200, 400, 400)
+    features = [f"x{j}" for j in range(1, 11)]
+    assert not shared_rows(valid[features], train[features]).any()
+    assert not shared_rows(test[features], pd.concat([train[features], valid[features]])).any()
+    assert len(data.noisy_ids) == 120 and data.noisy_ids <= set(train["id"])
+    again = make_demo_data(dataset="2dplanes", noise=0.1, seed=0, out_dir=tmp_path / "b")  # seeded: the same rows
+    for first, second in zip((data.train_path, data.validation_path, data.test_path),
+                             (again.train_path, again.validation_path, again.test_path)):
+        pd.testing.assert_frame_equal(pd.read_parquet(first), pd.read_parquet(second))
+
+
 def test_run_report_says_what_held_pruning_back(capsys) -> None:
     from flows.runner import _report
 
