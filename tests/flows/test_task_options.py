@@ -200,7 +200,8 @@ def test_the_gate_refuses_a_drop_inside_the_tolerance_when_no_metric_improved() 
 
 
 def test_the_gate_limits_how_much_worse_a_chosen_metric_may_get() -> None:
-    # The 2dplanes demo: accuracy up, log-loss nearly tripled; the two default rules promote it.
+    # Figures of an earlier 2dplanes demo, uncalibrated: accuracy up, log-loss nearly tripled; the two default rules
+    # promote it.
     from tasks.gate import metric_failures
 
     planes = {"before": {"accuracy": 0.8475, "macro_f1": 0.8472, "log_loss": 0.3797},
