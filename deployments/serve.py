@@ -83,9 +83,9 @@ def build_deployments(*, datasets_file: Path, landing_dir: Path, workspace: Path
     import zoneinfo
 
     problems: list[str] = []
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    # Prefect's list of zones: ZoneInfo also opens files that list leaves out ('right/UTC', 'posixrules'), which the
+    # schedule then refused, reported as a cron mistake
+    if timezone not in zoneinfo.available_timezones():
         problems.append(f"--timezone {timezone!r} is not a time zone; give an IANA name such as 'UTC', "
                         "'Europe/Berlin' or 'America/New_York'.")
     try:  # under a bad time zone the cron is still checked (in UTC), so both are said at once
@@ -95,10 +95,12 @@ def build_deployments(*, datasets_file: Path, landing_dir: Path, workspace: Path
             parameters={"datasets_file": str(datasets_file), "workspace": str(workspace)},
             description=f"Clean every dataset of {datasets_file} ({cron}, {timezone}).",
             entrypoint_type=EntrypointType.MODULE_PATH)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        which = f"--cron {cron!r}" if problems else f"--cron {cron!r} / --timezone {timezone!r}"
-        said = str(exc).splitlines()[-1].strip()[:200].rstrip(".")
-        problems.append(f"{which} is not a valid schedule: {said}; give five fields (minute hour day month weekday), e.g. '0 2 * * *' for 02:00.")
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError; the time zone was checked above
+        lines = [line.strip() for line in str(exc).splitlines()
+                 if line.strip() and not line.strip().startswith("For further information")]  # pydantic's link
+        said = (lines[-1] if lines else type(exc).__name__)[:200].rstrip(".")
+        problems.append(f"--cron {cron!r} is not a valid schedule: {said}; give five fields (minute hour day month "
+                        "weekday), e.g. '0 2 * * *' for 02:00.")
     if problems:
         raise ConfigError(" Also: ".join(problems), parts=problems if len(problems) > 1 else None)
     arrival_deployment = arrival.to_deployment(
