@@ -217,10 +217,12 @@ def run(args: argparse.Namespace) -> int:
 
         check(lambda: check_api_url(api))  # without /api the first request failed with HTTP 404, reported as a bug
         check(lambda: check_api_key(api))
-    if len(problems) == 1:
+    # A problem that lists several (the datasets file's bad entries, a bad --timezone and --cron) gives each its own
+    # number here, alone too: the two schedule options were joined by "Also:" when nothing else was wrong.
+    items = [text for exc in problems for text in (getattr(exc, "parts", None) or [str(exc)])]
+    if len(items) == 1:
         raise problems[0]
-    if problems:  # a problem that lists several (the datasets file's bad entries) gives each its own number here
-        items = [text for exc in problems for text in (exc.parts or [str(exc)])]
+    if items:
         raise InputError("`lossval serve` cannot start; fix each of these, then start it again: "
                          + " ".join(f"({i}) {text}" for i, text in enumerate(items, 1)))
     registered = _registered_deployments()  # as the last serve (or prefect deploy) left them

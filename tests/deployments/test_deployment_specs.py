@@ -196,6 +196,23 @@ def test_serve_numbers_each_bad_entry_and_each_bad_option_once_among_its_problem
     assert "entries cannot be used" not in err and "Also:" not in err and "Traceback" not in err
 
 
+def test_serve_numbers_a_bad_timezone_and_a_bad_cron_when_nothing_else_is_wrong(datasets_file: Path, tmp_path: Path,
+                                                                                   monkeypatch, capsys) -> None:
+    # The README promises one numbered list with each of them an item; alone they were "... Also: ...".
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # well formed; not contacted
+        assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                     "--workspace", str(tmp_path / "ws"), "--timezone", "Mars/Base", "--cron", "61 2 * * *"]) == 2
+    err = capsys.readouterr().err
+    assert "`lossval serve` cannot start; fix each of these, then start it again: (1) " in err, err
+    items = re.split(r" \((\d+)\) ", err.split("fix each of these, then start it again:", 1)[1])
+    assert items[1::2] == ["1", "2"] and [text[:25] for text in items[2::2]] == [
+        "--timezone 'Mars/Base' is", "--cron '61 2 * * *' is no"], err
+    assert "Also:" not in err and "Traceback" not in err and not (tmp_path / "ws").exists()
+
+
 def test_watch_refuses_a_missing_folder_and_a_missing_api_url(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")  # no profile with an API URL
