@@ -54,9 +54,10 @@ def _as_finite_1d(values: Any, *, name: str) -> np.ndarray:
     if columns is not None and getattr(values, "ndim", None) == 2:  # a DataFrame: df[["value"]] is common
         if len(columns) != 1:
             shown = ", ".join(repr(c) for c in columns[:5]) + (", ..." if len(columns) > 5 else "")
+            column = "value" if name == "values" else name  # its column in a values.parquet
             raise InputError(f"{name} is a DataFrame of {len(columns)} columns ({shown or 'none'}), but pruning "
                              f"takes one number per row: pass the column that holds the {name}, as a Series "
-                             "(df[\"value\"]) or a one-column DataFrame (df[[\"value\"]]).")
+                             f"(df[{column!r}]) or a one-column DataFrame (df[[{column!r}]]).")
         values = values.iloc[:, 0]
     return as_finite_1d(values, name=name, purpose="pruning", allow_empty=False)
 

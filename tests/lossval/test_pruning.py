@@ -272,6 +272,13 @@ def test_values_may_be_a_one_column_frame_but_not_a_wider_one():
         prune(table, policy=FractionPolicy(0.1))
     with pytest.raises(InputError, match=re.escape("noise_prob is a DataFrame of 2 columns ('value', 'noise_prob')")):
         prune(table["value"], policy=MixturePolicy(), noise_prob=table[["value", "noise_prob"]])
+    # each names its own column of a values.parquet: df["value"] as noise_prob would prune by the values' P(noisy)
+    with pytest.raises(InputError, match=re.escape("as a Series (df['noise_prob']) or a one-column DataFrame "
+                                                   "(df[['noise_prob']])")):
+        prune(table["value"], policy=MixturePolicy(), noise_prob=table[["value", "noise_prob"]])
+    with pytest.raises(InputError, match=re.escape("as a Series (df['value']) or a one-column DataFrame "
+                                                   "(df[['value']])")):
+        prune(table, policy=FractionPolicy(0.1))
 
 
 def test_make_policy_errors():
