@@ -15,7 +15,8 @@ from lossval.errors import GateFailed, InputError
 if TYPE_CHECKING:
     from lossval.config import PipelineConfig
 
-__all__ = ["prepare_environment", "start_prefect_server", "run_flow", "run_from_config", "run_demo", "check_inputs_exist", "check_local_device"]
+__all__ = ["prepare_environment", "start_prefect_server", "run_flow", "run_from_config", "run_demo",
+           "check_inputs_exist", "check_local_device", "check_tracking_store", "check_tracking_server"]
 
 
 def prepare_environment(workspace: Path) -> None:
@@ -196,8 +197,7 @@ def check_tracking_store(config: PipelineConfig, *, source: str | None = None) -
 
     Otherwise the whole run went first and the track stage met it: a read-only SQLite folder cost 100 s of
     MLflow's retries, and a folder store MLflow's own refusal, both as exit 1 ("unreachable"), as if a rerun
-    could help. A tracking server is left to the track stage (an unreachable one is reported there, and the
-    run folder stays complete for a rerun to log).
+    could help. A tracking server is probed by :func:`check_tracking_server`.
 
     Raises:
         ConfigError: naming ``tracking.uri``, the path and what to do.
@@ -234,6 +234,82 @@ def check_tracking_store(config: PipelineConfig, *, source: str | None = None) -
         raise ConfigError(f"tracking.uri {uri} is a folder (MLflow's file store), which this MLflow refuses unless "
                           "MLFLOW_ALLOW_FILE_STORE=true is set. Use a database, e.g. sqlite:///mlflow.db (relative "
                           "to the config), or set that variable.", source=source)
+
+
+SERVER_PROBE_TIMEOUT_S = 5.0
+"""Seconds :func:`check_tracking_server` waits to connect, then for the answer (as lossval's MLflow calls do)."""
+
+
+def _probe_request_options() -> dict[str, Any]:
+    """The credentials and TLS settings MLflow's own client takes from the environment, as ``requests`` options.
+
+    A token (``MLFLOW_TRACKING_TOKEN``) or a user and password (``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD``), ``MLFLOW_TRACKING_INSECURE_TLS``, ``MLFLOW_TRACKING_SERVER_CERT_PATH`` and
+    ``MLFLOW_TRACKING_CLIENT_CERT_PATH``; proxies (``HTTPS_PROXY``, ``NO_PROXY``) are ``requests``' own, as for MLflow.
+    """
+    options: dict[str, Any] = {}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if token:
+        options["headers"] = {"Authorization": f"Bearer {token}"}
+    elif user and password:
+        options["auth"] = (user, password)
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() in ("true", "1"):
+        options["verify"] = False
+    elif os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        options["verify"] = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    if os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"):
+        options["cert"] = os.environ["MLFLOW_TRACKING_CLIENT_CERT_PATH"]
+    return options
+
+
+def check_tracking_server(uri: str | None, *, source: str | None = None,
+                          timeout_s: float = SERVER_PROBE_TIMEOUT_S) -> None:
+    """Refuse, before any work, an ``http(s)`` ``tracking.uri`` where no MLflow tracking server answers.
+
+    lossval logs to MLflow only once the data outputs are written, so a server that is down, or a
+    mistyped host or port, was met after ingest, valuation, retraining and the gate. One request
+    to MLflow's REST API (``GET <uri>/api/2.0/mlflow/experiments/search?max_results=1``, what the
+    installed ``mlflow server`` answers), bounded by ``timeout_s`` to connect and again to answer,
+    with MLflow's credentials from the environment (:func:`_probe_request_options`). A refusal of
+    those credentials (HTTP 401 or 403) is an answer: the server is there, and the track stage
+    reports what it refuses. Other URIs (SQLite, folders, databricks) are not probed.
+
+    Raises:
+        SetupError: naming ``tracking.uri``, the URI (password masked), what went wrong and what to
+            do (exit 1, as an unreachable MLflow has always been: the server may come back).
+    """
+    if not uri or not uri.lower().startswith(("http://", "https://")):
+        return
+    import requests
+
+    from lossval.config import mask_uri
+    from lossval.errors import SetupError
+
+    where = (f"{source}: " if source else "") + f"tracking.uri {mask_uri(uri)}"
+    todo = ("Start the MLflow server (mlflow server --host HOST --port PORT), correct tracking.uri (scheme, host, "
+            "port and path), or leave tracking.uri out to track in the workspace's own store "
+            "(sqlite:///<workspace>/mlflow.db). Nothing was run.")
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    try:
+        answer = requests.get(url, params={"max_results": 1}, timeout=timeout_s, **_probe_request_options())
+    except requests.exceptions.Timeout:
+        raise SetupError(f"{where}: no MLflow server answered within {timeout_s:g} s. {todo}") from None
+    except requests.exceptions.RequestException as exc:
+        import re
+
+        text = str(exc)  # urllib3's long retry message: its OS error ("[Errno 111] Connection refused") says it all
+        found = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+        raise SetupError(f"{where}: no MLflow server could be reached ({found.group(0) if found else mask_uri(text[:300])}). "
+                         f"{todo}") from None
+    if answer.status_code in (401, 403):
+        return  # reachable; its credentials are the track stage's to use and report
+    if answer.status_code == 404:
+        raise SetupError(f"{where}: the server answers, but not as an MLflow tracking server (HTTP 404 for "
+                         f"{mask_uri(url)}): check the host, port and path. {todo}")
+    if answer.status_code >= 500:
+        raise SetupError(f"{where}: the server answers HTTP {answer.status_code} ({answer.reason}): a proxy without "
+                         f"its MLflow server behind it, or a server whose store fails; see the server's log. {todo}")
 
 
 def check_inputs_exist(config: PipelineConfig) -> None:
@@ -447,6 +523,7 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     check_local_device(config, source=str(config_path))
     _check_workspace(workspace)
     check_tracking_store(config, source=str(config_path))
+    check_tracking_server(config.tracking.uri, source=str(config_path))
     check_small_data(config, source=str(config_path))
     made = _first_missing(workspace)
     try:

@@ -345,3 +345,108 @@ def test_a_metric_limit_the_inferred_task_does_not_report_is_refused_before_pref
         check_small_data(config, source="c.yaml")
     check_small_data(config_from_dict({"data": "d.csv", "target": "y", "gate": {"metric_limits": {"log_loss": 0.1}}},
                                       base_dir=tmp_path))
+
+
+class _Answers:
+    """A tiny HTTP server on 127.0.0.1 that answers every GET with ``status`` and records the requests it got."""
+
+    def __init__(self, status: int = 200, *, hang_s: float = 0.0) -> None:
+        import http.server
+
+        answers = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                answers.requests.append((self.path, self.headers.get("Authorization")))
+                time.sleep(answers.hang_s)
+                body = b'{"experiments": []}'
+                self.send_response(answers.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.status, self.hang_s, self.requests = status, hang_s, []
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound, never listening: a connection there is refused at once
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_tracking_server_probe_tells_a_server_that_answers_from_one_that_does_not(monkeypatch) -> None:
+    # Before it, an unreachable tracking.uri was met by the track stage, after the whole run had been done.
+    from flows.runner import check_tracking_server
+    from lossval.errors import SetupError
+
+    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    server = _Answers(200)
+    try:
+        check_tracking_server(server.uri + "/")
+        assert server.requests == [("/api/2.0/mlflow/experiments/search?max_results=1", None)]  # MLflow's REST API
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "t0ken")  # sent as MLflow's client sends it
+        server.status = 401  # the server is there; the track stage reports what it refuses
+        check_tracking_server(server.uri)
+        assert server.requests[-1][1] == "Bearer t0ken"
+        server.status = 403
+        check_tracking_server(server.uri)
+        server.status = 404  # something answers at that host and port, but no MLflow API at that path
+        with pytest.raises(SetupError, match=r"^c.yaml: tracking.uri http://127.0.0.1:\d+/wrong: the server answers, "
+                           r"but not as an MLflow tracking server \(HTTP 404"):
+            check_tracking_server(server.uri + "/wrong", source="c.yaml")
+        server.status = 503
+        with pytest.raises(SetupError, match=r"answers HTTP 503 .*Start the MLflow server"):
+            check_tracking_server(server.uri)
+        server.status, server.hang_s = 200, 3.0  # accepts, then never answers in time
+        t0 = time.perf_counter()
+        with pytest.raises(SetupError, match=r"no MLflow server answered within 0.5 s"):
+            check_tracking_server(server.uri, timeout_s=0.5)
+        assert time.perf_counter() - t0 < 2.5
+    finally:
+        server.close()
+    uri = f"http://user:secret@127.0.0.1:{_closed_port()}"
+    with pytest.raises(SetupError) as refused:
+        check_tracking_server(uri, source="c.yaml")
+    message = str(refused.value)
+    assert "tracking.uri http://user:***@127.0.0.1:" in message and "secret" not in message
+    assert "Connection refused" in message and "leave tracking.uri out" in message and "Nothing was run" in message
+    for not_a_server in (None, "sqlite:///x/mlflow.db", "mlruns", "databricks"):
+        check_tracking_server(not_a_server)  # not probed (nothing listens, nothing is asked)
+
+
+def test_lossval_run_refuses_an_unreachable_tracking_server_before_any_work(tmp_path: Path, monkeypatch,
+                                                                          capsys) -> None:
+    import flows.runner as runner
+    from lossval.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples" / "config.yaml").read_text()
+    text = text.replace("data: data/loans.csv", f"data: {root / 'examples' / 'data' / 'loans.csv'}")
+    text = text.replace("test_path: data/loans_test.csv", f"test_path: {root / 'examples' / 'data' / 'loans_test.csv'}")
+    cfg = tmp_path / "config.yaml"
+    assert "\n  uri: null " in text
+    cfg.write_text(text.replace("\n  uri: null ", f"\n  uri: http://127.0.0.1:{_closed_port()} ", 1))
+    monkeypatch.setattr(runner, "_run_reporting", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(runner, "check_small_data", lambda *a, **k: pytest.fail("the data was read first"))
+    t0 = time.perf_counter()
+    code = main(["run", str(cfg), "--workspace", str(tmp_path / "ws")])
+    assert code == 1  # as an unreachable MLflow always was: not the input's fault, the server may come back
+    assert time.perf_counter() - t0 < 10
+    assert not (tmp_path / "ws").exists()  # nothing written
+    err = capsys.readouterr().err
+    assert "config.yaml: tracking.uri http://127.0.0.1:" in err and "no MLflow server could be reached" in err

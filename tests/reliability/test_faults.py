@@ -210,8 +210,12 @@ def _closed_port() -> int:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # as outside pytest (libraries' import-time notices)
 def test_unreachable_mlflow_fails_clearly_keeps_data_consistent_and_rerun_completes(
-        config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], prefect_console, caplog) -> None:
+        config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], prefect_console, caplog, monkeypatch) -> None:
     import logging
+
+    # A server that answered lossval run's start-up probe (flows.runner.check_tracking_server) and went away before
+    # the track stage: what the track stage does then.
+    monkeypatch.setattr("flows.runner.check_tracking_server", lambda *a, **k: None)
 
     ws = tmp_path / "ws"
     port = _closed_port()
@@ -277,7 +281,10 @@ def test_a_copied_workspace_reads_its_own_cached_values(config: Path, reference:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_a_gate_failure_is_reported_when_tracking_fails_too(config: Path, tmp_path: Path, capsys) -> None:
+def test_a_gate_failure_is_reported_when_tracking_fails_too(config: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    # A server that answered lossval run's start-up probe (flows.runner.check_tracking_server) and went away before
+    # the track stage: what the track stage does then.
+    monkeypatch.setattr("flows.runner.check_tracking_server", lambda *a, **k: None)
     suite = tmp_path / "impossible.json"
     suite.write_text(json.dumps({"name": "impossible", "expectations": [
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 10**9, "max_value": None}}]}))
@@ -291,7 +298,10 @@ def test_a_gate_failure_is_reported_when_tracking_fails_too(config: Path, tmp_pa
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_a_gate_failure_reported_with_a_tracking_failure_withholds_observed_values_when_private(
-        config: Path, tmp_path: Path, capsys) -> None:
+        config: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    # A server that answered lossval run's start-up probe (flows.runner.check_tracking_server) and went away before
+    # the track stage: what the track stage does then.
+    monkeypatch.setattr("flows.runner.check_tracking_server", lambda *a, **k: None)
     # That message is the flow run's state message too (Prefect's server keeps it): with log_quarantine off a value
     # a check observed in the rows is withheld there, as in MLflow; the run folder's gate.json has it.
     suite = tmp_path / "max.json"
