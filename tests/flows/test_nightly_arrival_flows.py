@@ -764,3 +764,38 @@ def test_values_from_a_worker_on_another_release_are_refused(setup, tmp_path, mo
     assert "Install this release on the worker" in str(exc)
     monkeypatch.setattr(prefect.deployments, "run_deployment", worker(VALUES_VERSION))
     assert call()["device"] == "cuda:0"
+
+
+def test_a_tracking_server_that_does_not_answer_fails_its_dataset_before_any_work(setup: dict[str, Path]) -> None:
+    # It was met by the track stage after valuation and retraining; the other datasets of the night still run.
+    import socket
+
+    from flows.arrival import arrival
+    from flows.nightly import locks_dir, nightly
+    from lossval.landing import unfinished_attempts
+
+    with socket.socket() as s:  # bound, never listening: a connection there is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        good = yaml.safe_load((setup["root"] / "good" / "config.yaml").read_text())
+        down = setup["root"] / "down.yaml"
+        down.write_text(yaml.safe_dump({**good, "tracking": {"uri": f"http://127.0.0.1:{port}"}}))
+        datasets = setup["root"] / "down-datasets.yaml"
+        broken = str(setup["root"] / "broken.yaml")
+        datasets.write_text(yaml.safe_dump({"datasets": [{"name": "down", "config": str(down), "landing": "down"},
+                                                         {"name": "broken", "config": broken}]}))
+        ws = setup["ws"] / "down"
+        state = nightly(datasets_file=str(datasets), workspace=str(ws), return_state=True)
+        report = state.result(raise_on_failure=False).report
+        assert report["failed"] == ["down", "broken"]
+        error = report["datasets"][0]["error"]
+        assert f"down.yaml: tracking.uri http://127.0.0.1:{port}: no MLflow server could be reached" in error, error
+        assert not (ws / "runs").exists() and not (ws / "snapshots").exists()  # nothing ingested or valued
+        (setup["landing"] / "down").mkdir(exist_ok=True)
+        (setup["landing"] / "down" / "a.csv").write_bytes(Path(good["data"]).read_bytes())
+        state = arrival(path="down/a.csv", datasets_file=str(datasets), landing_dir=str(setup["landing"]),
+                        workspace=str(ws), return_state=True)
+    assert state.is_failed() and "no MLflow server could be reached" in state.message, state.message
+    assert not (ws / "runs").exists() and not (ws / "snapshots").exists()
+    # the file's attempt stays recorded: the nightly run cleans it once the server answers
+    assert [a["relative"] for a in unfinished_attempts(locks_dir(ws), "down")] == ["down/a.csv"]
