@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -296,12 +297,10 @@ def check_tracking_server(uri: str | None, *, source: str | None = None,
     except requests.exceptions.Timeout:
         raise SetupError(f"{where}: no MLflow server answered within {timeout_s:g} s. {todo}") from None
     except requests.exceptions.RequestException as exc:
-        import re
-
         text = str(exc)  # urllib3's long retry message: its OS error ("[Errno 111] Connection refused") says it all
         found = re.search(r"\[Errno -?\d+\][^'\")]*", text)
-        raise SetupError(f"{where}: no MLflow server could be reached ({found.group(0) if found else mask_uri(text[:300])}). "
-                         f"{todo}") from None
+        why = found.group(0) if found else mask_uri(text[:300])
+        raise SetupError(f"{where}: no MLflow server could be reached ({why}). {todo}") from None
     if answer.status_code in (401, 403):
         return  # reachable; its credentials are the track stage's to use and report
     if answer.status_code == 404:
