@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
               f"`prefect worker start --pool {args.valuation_pool}`", flush=True)
     _warn_missing_valuation_deployments(entries)
     _warn_missing_data(entries, workspace)
+    _warn_unreachable_tracking(entries)
     print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
           f"new files in {landing}; workspace {workspace}; Prefect API {api}", flush=True)
     arrival_now = next(d for d in deployments if f"{d.flow_name}/{d.name}" == ARRIVAL_DEPLOYMENT)
@@ -503,6 +504,32 @@ def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
             print(f"lossval serve: warning: dataset {entry.name}: {what} cannot be read: {exc} The nightly run "
                   f"fails for it until that is fixed or a file lands in the landing folder's {entry.landing}/",
                   file=sys.stderr, flush=True)
+
+
+def _warn_unreachable_tracking(entries: list[Any]) -> None:
+    """Say now which datasets' tracking server does not answer: each of their runs fails at its start until it does.
+
+    A warning, not a refusal: ``serve`` runs for months and a server may come up after it; each run probes again
+    (:func:`flows.runner.check_tracking_server`). One probe per server, naming every dataset that uses it.
+    """
+    import sys
+
+    from flows.runner import check_tracking_server
+    from lossval.errors import SetupError
+
+    users: dict[str, list[str]] = {}
+    for entry in entries:
+        uri = entry.load().tracking.uri
+        if uri and uri.lower().startswith(("http://", "https://")):
+            users.setdefault(uri, []).append(entry.name)
+    for uri, names in users.items():
+        try:
+            check_tracking_server(uri)
+        except SetupError as exc:
+            which = "dataset " + names[0] if len(names) == 1 else "datasets " + ", ".join(names)
+            said = str(exc).removesuffix(" Nothing was run.")
+            print(f"lossval serve: warning: {which}: {said} Their nightly and new-data runs fail at their start until "
+                  "it answers.", file=sys.stderr, flush=True)
 
 
 def _end_run_processes(runner: Any) -> int:

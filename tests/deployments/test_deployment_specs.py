@@ -252,6 +252,33 @@ def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets
         capsys.readouterr().err
 
 
+def test_serve_warns_at_start_about_a_tracking_server_that_does_not_answer(datasets_file: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    # Each nightly or new-data run refuses a tracking server that does not answer, at its start; serve said nothing,
+    # so the first word of a mistyped tracking.uri came at 02:00. One probe per server, naming its datasets.
+    import socket
+
+    from deployments.serve import _warn_unreachable_tracking
+    from lossval.catalog import load_catalog
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{closed}"
+    for name in ("loans", "cards"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({"data": f"{name}.csv", "target": "y",
+                                                               "tracking": {"uri": uri}}))
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump({"data": "local.csv", "target": "y"}))
+    datasets_file.write_text(yaml.safe_dump({"datasets": [{"name": n, "config": f"{n}.yaml"}
+                                                          for n in ("loans", "cards", "local")]}))
+    _warn_unreachable_tracking(load_catalog(datasets_file))
+    err = capsys.readouterr().err
+    assert err.count("lossval serve: warning:") == 1, err
+    assert f"warning: datasets loans, cards: tracking.uri {uri}: no MLflow server could be reached" in err, err
+    assert err.rstrip().endswith("Their nightly and new-data runs fail at their start until it answers."), err
+    assert "local" not in err and "Nothing was run" not in err
+
+
 def test_only_runs_stopped_with_serve_are_queued_again() -> None:
     from prefect.states import Cancelled, Completed, Crashed, Failed
 
