@@ -308,19 +308,25 @@ def test_a_tracking_store_that_cannot_work_is_refused_before_the_run(tmp_path: P
     check_tracking_store(config("mlruns"))
 
 
+def _example_config(tmp_path: Path, *, tracking_uri: str) -> Path:
+    """examples/config.yaml with absolute data paths and this ``tracking.uri``, written under ``tmp_path``."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples" / "config.yaml").read_text()
+    text = text.replace("data: data/loans.csv", f"data: {root / 'examples' / 'data' / 'loans.csv'}")
+    text = text.replace("test_path: data/loans_test.csv", f"test_path: {root / 'examples' / 'data' / 'loans_test.csv'}")
+    assert "\n  uri: null " in text
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text.replace("\n  uri: null ", f"\n  uri: {tracking_uri} ", 1))
+    return cfg
+
+
 def test_lossval_run_checks_the_tracking_store_before_prefect_starts(tmp_path: Path, monkeypatch) -> None:
     import pytest
 
     import flows.runner as runner
     from lossval.errors import ConfigError
 
-    root = Path(__file__).resolve().parents[2]
-    text = (root / "examples" / "config.yaml").read_text()
-    text = text.replace("data: data/loans.csv", f"data: {root / 'examples' / 'data' / 'loans.csv'}")
-    text = text.replace("test_path: data/loans_test.csv", f"test_path: {root / 'examples' / 'data' / 'loans_test.csv'}")
-    cfg = tmp_path / "config.yaml"
-    assert "\n  uri: null " in text
-    cfg.write_text(text.replace("\n  uri: null ", "\n  uri: mlruns ", 1))
+    cfg = _example_config(tmp_path, tracking_uri="mlruns")
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     monkeypatch.setattr(runner, "_run_reporting", lambda *a, **k: pytest.fail("the run started"))
     with pytest.raises(ConfigError, match=r"config.yaml: tracking.uri .*mlruns is a folder"):
@@ -434,19 +440,11 @@ def test_lossval_run_refuses_an_unreachable_tracking_server_before_any_work(tmp_
     import flows.runner as runner
     from lossval.cli import main
 
-    root = Path(__file__).resolve().parents[2]
-    text = (root / "examples" / "config.yaml").read_text()
-    text = text.replace("data: data/loans.csv", f"data: {root / 'examples' / 'data' / 'loans.csv'}")
-    text = text.replace("test_path: data/loans_test.csv", f"test_path: {root / 'examples' / 'data' / 'loans_test.csv'}")
-    cfg = tmp_path / "config.yaml"
-    assert "\n  uri: null " in text
-    cfg.write_text(text.replace("\n  uri: null ", f"\n  uri: http://127.0.0.1:{_closed_port()} ", 1))
+    cfg = _example_config(tmp_path, tracking_uri=f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setattr(runner, "_run_reporting", lambda *a, **k: pytest.fail("the run started"))
     monkeypatch.setattr(runner, "check_small_data", lambda *a, **k: pytest.fail("the data was read first"))
-    t0 = time.perf_counter()
     code = main(["run", str(cfg), "--workspace", str(tmp_path / "ws")])
     assert code == 1  # as an unreachable MLflow always was: not the input's fault, the server may come back
-    assert time.perf_counter() - t0 < 10
     assert not (tmp_path / "ws").exists()  # nothing written
     err = capsys.readouterr().err
     assert "config.yaml: tracking.uri http://127.0.0.1:" in err and "no MLflow server could be reached" in err
