@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import math
 import numbers
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from lossval.errors import InputError
 
-__all__ = ["as_finite_1d", "first_non_number", "is_integer", "label_kind", "too_many_classes"]
+__all__ = ["as_finite_1d", "finite_number", "first_non_number", "is_integer", "label_kind", "too_many_classes"]
 
 # Python and numpy numbers (bools too, as numpy bool columns are read); not text, even "1.5".
 _NUMBER_TYPES = (numbers.Real, np.bool_, decimal.Decimal)
@@ -48,6 +49,12 @@ def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = Tr
 def is_integer(value: Any) -> bool:
     """An integer, Python or numpy, and not a bool: ``True`` is an int to Python, but never a count or a seed here."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def finite_number(value: Any) -> bool:
+    """A finite real number (numpy scalars too), not a bool (``True`` is an int to Python, never a setting here)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(value))
 
 
 def _is_number_type(kind: type) -> bool:

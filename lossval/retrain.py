@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lossval._checks import is_integer
+from lossval._checks import finite_number, is_integer
 from lossval._torchutil import (FlatAdam, batch_steps_for, cpu_threads, float32_default, make_mlp, per_row_loss,
                                 resolve_device, seeded_init)
 from lossval.errors import ConfigError, InputError
@@ -139,7 +139,7 @@ def fit_model(X: np.ndarray, y: np.ndarray, *, device: str = "auto", **settings:
 def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` with ``epochs``, ``batch_size`` and ``seed`` as Python ints (torch takes no numpy integer as a
     seed) and ``lr`` as a float; ConfigError, naming it, for one that would train wrong or fail deep inside torch."""
-    from lossval.valuation import MAX_EPOCHS, _finite_number
+    from lossval.valuation import MAX_EPOCHS
 
     wanted = {"epochs": (1, MAX_EPOCHS, f"an integer between 1 and {MAX_EPOCHS}"),
               "batch_size": (1, None, "a positive integer"),
@@ -149,7 +149,7 @@ def _checked_settings(settings: dict[str, Any]) -> dict[str, Any]:
         if not (is_integer(value) and low <= value and (high is None or value <= high)):
             raise ConfigError(f"fit_model's {name} must be {what}, got {value!r}")
     # As LossVal's lr: 0 or below, NaN or inf trained silently (NaN weights), a bool or text as a number.
-    if "lr" in settings and not (_finite_number(settings["lr"]) and settings["lr"] > 0):
+    if "lr" in settings and not (finite_number(settings["lr"]) and settings["lr"] > 0):
         raise ConfigError(f"fit_model's lr must be a positive number, got {settings['lr']!r}")
     lr = {"lr": float(settings["lr"])} if "lr" in settings else {}
     return {**settings, **{k: int(settings[k]) for k in wanted if k in settings}, **lr}

@@ -132,7 +132,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossval._checks import first_non_number, label_kind, too_many_classes
+from lossval._checks import finite_number, first_non_number, is_integer, label_kind, too_many_classes
 from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, float32_default, make_adam, make_mlp, pad_batches, per_row_loss,
@@ -777,9 +777,9 @@ class LossVal:
                               f"got {self.cpu_threads!r}")
         if self.val_subsample is not None and not _int_at_least(self.val_subsample, 2):
             raise ConfigError(f"val_subsample must be None or an integer >= 2, got {self.val_subsample!r}")
-        if not (_finite_number(self.scaling) and 0.0 < self.scaling < 1.0):
+        if not (finite_number(self.scaling) and 0.0 < self.scaling < 1.0):
             raise ConfigError(f"scaling must be a number in (0, 1), got {self.scaling!r}")
-        if not (self.blur == "auto" or (_finite_number(self.blur) and self.blur > 0)):
+        if not (self.blur == "auto" or (finite_number(self.blur) and self.blur > 0)):
             raise ConfigError(f"blur must be 'auto' or a positive number, got {self.blur!r}")
         if self.blur != "auto" and self.blur < _MIN_BLUR:
             raise ConfigError(f"blur must be at least {_MIN_BLUR:g}, got {self.blur!r}: the Sinkhorn temperature "
@@ -789,20 +789,20 @@ class LossVal:
             value = getattr(self, name)
             if name == "weight_lr" and (value is None or value == "auto"):
                 continue
-            if not (_finite_number(value) and value > 0):
+            if not (finite_number(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value!r}")
-        if self.label_cost != "auto" and not (_finite_number(self.label_cost) and self.label_cost >= 0):
+        if self.label_cost != "auto" and not (finite_number(self.label_cost) and self.label_cost >= 0):
             raise ConfigError(f"label_cost must be 'auto' or a number >= 0, got {self.label_cost!r}")
-        if not (_finite_number(self.distance_power) and self.distance_power > 0):
+        if not (finite_number(self.distance_power) and self.distance_power > 0):
             raise ConfigError(f"distance_power must be a finite number > 0, got {self.distance_power!r}")
         ratio = self.weight_eps_ratio
-        if ratio is not None and ratio != "auto" and not (_finite_number(ratio) and ratio > 0):
+        if ratio is not None and ratio != "auto" and not (finite_number(ratio) and ratio > 0):
             raise ConfigError(f"weight_eps_ratio must be 'auto', None or a positive number, got {ratio!r}")
         warm = self.weight_warmup_epochs
         if warm != "auto" and not (_int_at_least(warm, 0) and warm < self.epochs):
             raise ConfigError(f"weight_warmup_epochs must be 'auto' or an integer in [0, epochs - 1] "
                               f"(epochs={self.epochs}), got {warm!r}: with no epoch left the weights never move")
-        if self.ce_epsilon is not None and not (_finite_number(self.ce_epsilon) and 0 < self.ce_epsilon < 1):
+        if self.ce_epsilon is not None and not (finite_number(self.ce_epsilon) and 0 < self.ce_epsilon < 1):
             raise ConfigError(f"ce_epsilon must be None or a number in (0, 1), got {self.ce_epsilon!r}")
         if not (_int_at_least(self.seed, 0) and self.seed < 2**32):
             why = (": torch's CPU generator keeps 32 bits of a seed, so 2**32 would give the values of seed 0"
@@ -1488,12 +1488,6 @@ def _column_of(y: Any) -> str:
     return "" if name is None else f" (column {name!r})"
 
 
-def _finite_number(value: Any) -> bool:
-    """A finite real number (numpy scalars too), not a bool (``True`` is an int to Python, never a setting here)."""
-    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-            and math.isfinite(value))
-
-
 def _same(a: Any, b: Any) -> bool:
     """``a == b`` without surprises: ``True`` is not ``1``, and an array compares as a whole."""
     return type(a) is type(b) and bool(np.all(a == b))
@@ -1501,7 +1495,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _int_at_least(value: Any, low: int) -> bool:
     """An integer (numpy too, not a bool) >= ``low``."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= low
+    return is_integer(value) and value >= low
 
 
 def batch_objective(
