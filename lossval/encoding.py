@@ -755,25 +755,35 @@ class TabularEncoder:
             InputError: No target was fitted; missing values; a label not among
                 ``classes_``; non-numeric or infinite regression values.
         """
-        self._check_fitted()
-        source = source if source is not None else self.source
-        if self.task_ is None:
-            raise InputError(
-                "this encoder was fitted without a target; pass target=... to fit",
-                source=source,
-            )
-        series = _as_series(y, name=self.target)
-        missing = missing_or_blank(series)
-        if missing.any():
-            raise InputError(
-                f"target {self.target!r} has {int(missing.sum())} missing (NaN/None) or blank "
-                f"value(s), first at row {_row(series.index[np.flatnonzero(missing)[0]])}; "
-                "drop these rows before valuation",
-                source=source,
-            )
+        series, source = self._target_series(y, source=source)
         if self.task_ == "regression":
             return self._target_floats(series, source=source).astype(np.float32)
+        return self._class_index(series, source=source)
 
+    def valuation_target(self, y: Any, *, source: str | None = None) -> np.ndarray:
+        """The target as :meth:`lossval.LossVal.fit` takes it, checked as :meth:`encode_target` checks it.
+
+        Numbers stored as text are numbers to the encoder, in the target as in feature columns, but
+        ``LossVal.fit`` refuses text: for regression they are converted here.
+
+        Args:
+            y: 1-D target values (Series, array or list), n_rows long.
+            source: File name for error messages (default: the encoder's ``source``).
+
+        Returns:
+            Regression: float64 array (n_rows,). Classification: the labels as given, (n_rows,).
+
+        Raises:
+            InputError: As :meth:`encode_target`.
+        """
+        series, source = self._target_series(y, source=source)
+        if self.task_ == "regression":  # float64: the numbers as read (encode_target's are float32)
+            return self._target_floats(series, source=source)
+        self._class_index(series, source=source)  # labels it knows
+        return series.to_numpy()
+
+    def _class_index(self, series: pd.Series, *, source: str | None) -> np.ndarray:
+        """Each label's index into ``classes_``; a label training did not see is an InputError naming it."""
         values = series.to_numpy(dtype=object)
         index = pd.Index(self.classes_, dtype=object).get_indexer(pd.Index(values, dtype=object))
         unknown = index < 0
@@ -805,27 +815,26 @@ class TabularEncoder:
             )
         return index.astype(np.int64)
 
-    def valuation_target(self, y: Any, *, source: str | None = None) -> np.ndarray:
-        """The target as :meth:`lossval.LossVal.fit` takes it, checked as :meth:`encode_target` checks it.
-
-        Numbers stored as text are numbers to the encoder, in the target as in feature columns, but
-        ``LossVal.fit`` refuses text: for regression they are converted here.
-
-        Args:
-            y: 1-D target values (Series, array or list), n_rows long.
-            source: File name for error messages (default: the encoder's ``source``).
-
-        Returns:
-            Regression: float64 array (n_rows,). Classification: the labels as given, (n_rows,).
-
-        Raises:
-            InputError: As :meth:`encode_target`.
-        """
-        self.encode_target(y, source=source)
+    def _target_series(self, y: Any, *, source: str | None) -> tuple[pd.Series, str | None]:
+        """``y`` as a Series with no missing or blank value, and the file name for messages; the checks both
+        :meth:`encode_target` and :meth:`valuation_target` make first."""
+        self._check_fitted()
+        source = source if source is not None else self.source
+        if self.task_ is None:
+            raise InputError(
+                "this encoder was fitted without a target; pass target=... to fit",
+                source=source,
+            )
         series = _as_series(y, name=self.target)
-        if self.task_ == "regression":
-            return self._target_floats(series, source=source if source is not None else self.source)
-        return series.to_numpy()
+        missing = missing_or_blank(series)
+        if missing.any():
+            raise InputError(
+                f"target {self.target!r} has {int(missing.sum())} missing (NaN/None) or blank "
+                f"value(s), first at row {_row(series.index[np.flatnonzero(missing)[0]])}; "
+                "drop these rows before valuation",
+                source=source,
+            )
+        return series, source
 
     def decode_target(self, idx: Any) -> np.ndarray:
         """Map class indices back to the original labels.
