@@ -81,6 +81,11 @@ __all__ = [
 
 _SHOW_FILES = 5  # how many entries of a folder a message names
 
+
+def _first_few(texts: list[str]) -> str:
+    """The first :data:`_SHOW_FILES` of ``texts``, comma-separated, ``...`` after them when there are more."""
+    return ", ".join(texts[:_SHOW_FILES]) + (", ..." if len(texts) > _SHOW_FILES else "")
+
 MAX_COLUMNS = 10_000
 """Widest table :func:`read_table` accepts; wider inputs are refused with a clear error, not a slow crawl."""
 
@@ -119,8 +124,8 @@ def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
         odd = sorted(f.name for f in named if f.is_fifo() or f.is_socket() or f.is_char_device() or f.is_block_device())
         if odd:
             one = len(odd) == 1
-            shown = ", ".join(repr(name) for name in odd[:_SHOW_FILES]) + (", ..." if len(odd) > _SHOW_FILES else "")
-            raise InputError(f"{len(odd)} {'entry' if one else 'entries'} named like data files ({shown}) "
+            raise InputError(f"{len(odd)} {'entry' if one else 'entries'} named like data files "
+                             f"({_first_few([repr(name) for name in odd])}) "
                              f"{'is not a regular file' if one else 'are not regular files'} (a FIFO, socket or "
                              "device), whose rows cannot be read; move them out of the folder, or write the data into "
                              "regular files.", source=str(p))
@@ -129,12 +134,11 @@ def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
         broken = sorted((f for f in named if f.is_symlink() and not f.exists()), key=lambda f: f.name)
         if broken:
             one = len(broken) == 1
-            shown = ", ".join(f"{f.name!r} -> {os.readlink(f)!r}" for f in broken[:_SHOW_FILES])
+            shown = _first_few([f"{f.name!r} -> {os.readlink(f)!r}" for f in broken])
             raise InputError(f"{len(broken)} {'entry' if one else 'entries'} named like data files "
-                             f"{'is a symbolic link' if one else 'are symbolic links'} to nothing ({shown}"
-                             f"{', ...' if len(broken) > _SHOW_FILES else ''}: the target does not exist or the links "
-                             "form a loop), whose rows cannot be read; point the link at the data file, or remove it "
-                             "from the folder.", source=str(p))
+                             f"{'is a symbolic link' if one else 'are symbolic links'} to nothing ({shown}: the "
+                             "target does not exist or the links form a loop), whose rows cannot be read; point the "
+                             "link at the data file, or remove it from the folder.", source=str(p))
         files = sorted(f for f in named if f.is_file())
         if not files:
             raise InputError(f"directory holds no data files (looked for {', '.join(DATA_SUFFIXES)}).", source=str(p))
