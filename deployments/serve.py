@@ -517,14 +517,12 @@ def _warn_unreachable_tracking(entries: list[Any]) -> None:
     from flows.runner import check_tracking_server
     from lossval.errors import SetupError
 
-    users: dict[str, list[str]] = {}
+    users: dict[str | None, list[str]] = {}
     for entry in entries:
-        uri = entry.load().tracking.uri
-        if uri and uri.lower().startswith(("http://", "https://")):
-            users.setdefault(uri, []).append(entry.name)
+        users.setdefault(entry.load().tracking.uri, []).append(entry.name)
     for uri, names in users.items():
         try:
-            check_tracking_server(uri)
+            check_tracking_server(uri)  # which stores it probes is its own rule (http and https servers)
         except SetupError as exc:
             which = "dataset " + names[0] if len(names) == 1 else "datasets " + ", ".join(names)
             said = str(exc).removesuffix(" Nothing was run.")
