@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         check(lambda: check_api_key(api))
     # A problem that lists several (the datasets file's bad entries, a bad --timezone and --cron) gives each its own
     # number here, alone too: the two schedule options were joined by "Also:" when nothing else was wrong.
-    items = [text for exc in problems for text in (getattr(exc, "parts", None) or [str(exc)])]
+    items = [text for exc in problems for text in (exc.parts or [str(exc)])]
     if len(items) == 1:
         raise problems[0]
     if items:

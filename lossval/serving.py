@@ -66,8 +66,10 @@ class ModelInputError(InputError, MlflowException):
     "Encountered an unexpected error while evaluating the model", lossval's message buried in the
     stack trace."""
 
-    def __init__(self, message: str, *, source: str | None = None) -> None:
+    def __init__(self, message: str, *, source: str | None = None, parts: list[str] | None = None) -> None:
+        # InputError's attributes, set here: its __init__ would not set MLflow's error code and message
         self.source = source
+        self.parts = list(parts or [])
         message = f"{source}: {message}" if source else message
         MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
 

@@ -83,7 +83,8 @@ def test_a_bad_row_reaches_a_rest_caller_as_lossvals_message_with_what_the_calle
     model, artifacts, rows = served
     with pytest.raises(MlflowException) as caught:
         model.predict(None, rows.head(2).assign(income=[51.0, None]))
-    assert isinstance(caught.value, InputError)  # what lossval's own callers catch
+    assert isinstance(caught.value, InputError)  # what lossval's own callers catch, with its attributes
+    assert caught.value.source == "model input" and caught.value.parts == []
     assert caught.value.error_code == "INVALID_PARAMETER_VALUE" and caught.value.get_http_status_code() == 400
     said = caught.value.message
     assert said.startswith("model input: numeric column 'income' has 1 missing value(s), first at row 1")
