@@ -521,24 +521,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from lossval.manifest import verify_run
-
     from lossval.io import read_json
-    from lossval.manifest import MANIFEST_NAME, PARTIAL_SUFFIX, checked_counts, content_hash_note, unfinished
+    from lossval.manifest import MANIFEST_NAME, checked_counts, content_hash_note, verify_run
 
     run_dir = Path(args.run_dir)
     if run_dir.name == MANIFEST_NAME and run_dir.is_file():  # the manifest itself: its run folder is meant
         run_dir = run_dir.parent
-    if run_dir.is_dir() and not (run_dir / MANIFEST_NAME).exists() and not unfinished(run_dir):
-        holder = run_dir / "runs" if (run_dir / "runs").is_dir() else run_dir  # a workspace, or its runs/ folder
-        runs = sorted((p for p in holder.iterdir() if not p.name.endswith(PARTIAL_SUFFIX)
-                       and (p / MANIFEST_NAME).is_file()), key=lambda p: p.stat().st_mtime)
-        if runs or holder != run_dir:
-            what = "a workspace" if holder != run_dir else "a folder of runs"
-            print(f"lossval verify: {run_dir} is {what}, not a run folder; give one of its runs"
-                  + (f", e.g. {runs[-1]} (the newest)" if runs else " (it has no completed run)"), file=sys.stderr)
-            return EXIT_ERROR
-    problems = verify_run(run_dir)
+    problems = _runs_holder(run_dir) or verify_run(run_dir)
     if problems:
         for line in problems:
             print(f"lossval verify: {line}", file=sys.stderr)
@@ -557,6 +546,23 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     elif tracking.get("status") not in (None, "ok"):
         print(f"note: MLflow tracking {tracking['status']} for this run; no model was registered from it")
     return EXIT_OK
+
+
+def _runs_holder(run_dir: Path) -> list[str]:
+    """``lossval verify``'s refusal of a workspace or a folder of runs given for a run folder, naming its newest run;
+    else nothing (:func:`lossval.manifest.verify_run` checks the folder)."""
+    from lossval.manifest import MANIFEST_NAME, PARTIAL_SUFFIX, unfinished
+
+    if not run_dir.is_dir() or (run_dir / MANIFEST_NAME).exists() or unfinished(run_dir):
+        return []
+    holder = run_dir / "runs" if (run_dir / "runs").is_dir() else run_dir  # a workspace, or its runs/ folder
+    runs = sorted((p for p in holder.iterdir() if not p.name.endswith(PARTIAL_SUFFIX)
+                   and (p / MANIFEST_NAME).is_file()), key=lambda p: p.stat().st_mtime)
+    if not runs and holder == run_dir:
+        return []
+    what = "a workspace" if holder != run_dir else "a folder of runs"
+    return [f"{run_dir} is {what}, not a run folder; give one of its runs"
+            + (f", e.g. {runs[-1]} (the newest)" if runs else " (it has no completed run)")]
 
 
 if __name__ == "__main__":  # pragma: no cover
