@@ -732,6 +732,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             refused = (f"the champion changed while this run was gated: it is version {previous}, and the gate compared "
                        f"with {f'version {compared}' if compared else 'no champion'}. Rerun to compare with it")
         promoted = gate_passed and refused is None
+        gate_failures = logged.tags.get("gate_failures")  # set by track() only when the gate refused
         if existing is not None:
             version = str(existing.version)
             reused = True
@@ -739,7 +740,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             # it (the champion it was compared with has changed): its description and gate tag say the latest.
             still_champion = not promoted and _alias_version(client, name, "champion") == version
             client.update_model_version(name, version, description=_version_description(
-                config, promoted, refused, still_champion=still_champion, why=logged.tags.get("gate_failures")))
+                config, promoted, refused, still_champion=still_champion, gate_failures=gate_failures))
             client.set_model_version_tag(name, version, "gate", "passed" if gate_passed else "failed")
             client.set_model_version_tag(name, version, "gate_run", run_id)
             for key in ("run_dir", "lossval_run_id"):  # its run folder is this run's now (an older one may be deleted)
@@ -753,7 +754,7 @@ def promote(*, config: PipelineConfig, workspace: str, model_source: str, run_id
             mv = client.create_model_version(name, model_source, run_id=run_id,
                                              tags={"lossval_run_key": run_key, "source_run": run_id, **about},
                                              description=_version_description(
-                                                 config, promoted, refused, why=logged.tags.get("gate_failures")))
+                                                 config, promoted, refused, gate_failures=gate_failures))
             version, reused = str(mv.version), False
         client.set_registered_model_alias(name, "challenger", version)
         if promoted:
@@ -822,23 +823,24 @@ def _version_with_key(client: Any, name: str, run_key: str) -> Any:
 
 
 def _version_description(config: PipelineConfig, gate_passed: bool, refused: str | None = None, *,
-                         still_champion: bool = False, why: str | None = None) -> str:
+                         still_champion: bool = False, gate_failures: str | None = None) -> str:
     """A registered version's description. ``still_champion``: a reused version that an earlier run of its key
-    promoted, and that this run's refused gate leaves champion (a refusal does not demote). ``why``: the run's
-    ``gate_failures`` tag, said after a refusal (a registry reviewer saw "Refused by the gate" and no reason)."""
-    reason = ("" if gate_passed or refused or not why else
-              " Why: " + _cut(why, FAILURE_TEXT_LIMIT * 2, f"the whole list is the gate_run's artifact {GATE_ARTIFACT}")
-              + ("" if why.endswith(".") else "."))
+    promoted, and that this run's refused gate leaves champion (a refusal does not demote). ``gate_failures``: the
+    run's tag of that name (track() sets it only when the gate refused), said as the refusal's reason (a registry
+    reviewer saw "Refused by the gate" and no reason)."""
     if gate_passed:
         verdict = "Passed the gate."
     elif refused:
         verdict = f"Passed the gate, not promoted: {refused}; challenger only."
-    elif still_champion:
-        verdict = ("Champion since an earlier run of the same data and config passed the gate; the latest run's gate "
-                   "refused it (see the gate_run tag), which leaves the champion where it is.")
     else:
-        verdict = "Refused by the gate: challenger only."
-    return f"{_trained_on(config)} {verdict}{reason} Load with mlflow.pyfunc.load_model and predict on the data's own feature columns."
+        verdict = ("Champion since an earlier run of the same data and config passed the gate; the latest run's gate "
+                   "refused it (see the gate_run tag), which leaves the champion where it is." if still_champion else
+                   "Refused by the gate: challenger only.")
+        if gate_failures:
+            verdict += (" Why: " + _cut(gate_failures, FAILURE_TEXT_LIMIT * 2,
+                                        f"the whole list is the gate_run's artifact {GATE_ARTIFACT}")
+                        + ("" if gate_failures.endswith(".") else "."))
+    return f"{_trained_on(config)} {verdict} Load with mlflow.pyfunc.load_model and predict on the data's own feature columns."
 
 
 def _trained_on(config: PipelineConfig) -> str:
