@@ -235,8 +235,10 @@ def _number(value: Any) -> float | int | None:
 
 
 def _finding(result: dict) -> dict:
-    """What failed, for the gate's remedies: the expectation type, its column, its ``meta.why``, its entry in the
-    suite file (None for one lossval added) and its ``min_value`` when a number."""
+    """What failed, for the gate's remedies (:func:`tasks.gate.remedies`; never written): the expectation type, its
+    column, its ``meta.why``, its entry in the suite file (None for one lossval added) and its ``min_value`` when the
+    suite writes a number there. Unlike :func:`_check`'s, a ``$PARAMETER`` bound stays None: it is lossval's own
+    (``min_rows``), not a minimum the user can lower in the suite."""
     cfg = result.get("expectation_config", {})
     kwargs, meta = cfg.get("kwargs") or {}, cfg.get("meta") or {}
     return {"type": cfg.get("type", "?"), "column": kwargs.get("column"), "why": meta.get("why"),
@@ -244,8 +246,9 @@ def _finding(result: dict) -> dict:
 
 
 def _check(result: dict, params: dict[str, Any]) -> dict:
-    """One expectation's verdict for ``gate.json``: where it comes from (its suite entry, or lossval's range check),
-    what it checks (its numeric bounds, ``$PARAMETER`` ones as given in ``params``), and what GX found."""
+    """One expectation's verdict for ``gate.json`` (every expectation, passed or not; :func:`_finding` is the
+    remedies' record of a failed one): where it comes from (its suite entry, or lossval's range check), what it
+    checks (its numeric bounds, ``$PARAMETER`` ones as given in ``params``), and what GX found."""
     cfg = result.get("expectation_config", {})
     kwargs, meta = cfg.get("kwargs") or {}, cfg.get("meta") or {}
     entry = meta.get(ENTRY)

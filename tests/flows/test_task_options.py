@@ -871,6 +871,20 @@ def test_a_data_check_that_could_not_be_evaluated_says_why_not_that_values_are_o
     assert pd.isna(_finding({**broken, "exception_info": {}})["error"])
 
 
+def test_a_row_count_minimum_is_the_remedies_only_when_the_suite_writes_it_and_gate_json_has_it_either_way() -> None:
+    from tasks.gate import remedies
+    from tasks.gx import _check, _finding
+
+    short = {"success": False, "result": {"observed_value": 40},
+             "expectation_config": {"type": "expect_table_row_count_to_be_between",
+                                    "kwargs": {"min_value": {"$PARAMETER": "min_rows"}, "max_value": None}}}
+    assert _check(short, {"min_rows": 500})["min_value"] == 500  # gate.json: the bound the rows were held to
+    assert _finding(short)["min_value"] is None  # lossval's own minimum: not one to lower in the suite
+    [todo] = remedies(gx_failed=[_finding(short)], metric_rules=[], champion=None, suite="pruned_data", target="y",
+                      rows_train=200)
+    assert todo.startswith("Fewer rows were kept than the suite's minimum") and "above the 200" not in todo
+
+
 def test_a_champion_that_cannot_score_the_rows_refuses_unless_a_schema_change_is_allowed(tmp_path, monkeypatch) -> None:
     """Seen by a reviewer: a champion with int labels, tonight's labels as text: the gate passed an accuracy
     of 0.01, never compared. Now it is refused, by name, unless gate.allow_schema_change."""
