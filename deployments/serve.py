@@ -494,12 +494,14 @@ def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
 
     for entry in entries:
         newest = newest_landed(workspace, entry.name)  # what the nightly run would clean
+        set_aside: tuple[str, ...] = ()  # a landed delivery is a file
         if newest is not None:
             path, what = Path(newest["path"]), "its newest landed file"
         else:
-            path, what = Path(entry.load().data), "its config's 'data'"
+            config = entry.load()
+            path, what, set_aside = Path(config.data), "its config's 'data'", config.set_aside_paths()
         try:  # the reader's own rule: a file, or a folder of data files (lossval.io.read_table)
-            list_data_files(path)
+            list_data_files(path, set_aside=set_aside)
         except InputError as exc:
             print(f"lossval serve: warning: dataset {entry.name}: {what} cannot be read: {exc} The nightly run "
                   f"fails for it until that is fixed or a file lands in the landing folder's {entry.landing}/",

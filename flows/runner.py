@@ -326,8 +326,8 @@ def check_inputs_exist(config: PipelineConfig) -> None:
                       ("validation.path", config.validation.path if config.validation.strategy == "file" else None),
                       ("test_path", config.test_path)):
         if path and "://" not in path:
-            list_data_files(path, key=key)
-    columns = data_columns(config.data) if "://" not in config.data else None
+            list_data_files(path, key=key, set_aside=config.set_aside_paths() if key == "data" else ())
+    columns = data_columns(config.data, set_aside=config.set_aside_paths()) if "://" not in config.data else None
     if columns is None:
         return  # read by the ingest stage, which reports what is wrong with it
     named = {"target": config.target, "id_column": config.id_column,
@@ -387,11 +387,13 @@ def check_small_data(config: PipelineConfig, *, source: str | None = None) -> No
 
     if "://" in config.data:
         return
-    if sum(_uncompressed_size(f) for f in list_data_files(config.data, key="data")) > PRECHECK_MAX_BYTES:
+    set_aside = config.set_aside_paths()
+    if sum(_uncompressed_size(f) for f in list_data_files(config.data, key="data", set_aside=set_aside)) \
+            > PRECHECK_MAX_BYTES:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = read_table(config.data, text_columns=[config.id_column, *config.categorical])
+        df = read_table(config.data, text_columns=[config.id_column, *config.categorical], set_aside=set_aside)
         check_columns_and_rows(df, target=config.target, id_column=config.id_column, data_path=config.data)
         row_ids = check_target_and_ids(df, target=config.target, id_column=config.id_column, data_path=config.data)
         task_kind = config.task if config.task != "auto" else infer_task(df[config.target], source=config.data)

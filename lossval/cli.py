@@ -420,7 +420,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     check_writable_folder(out.parent, what=f"--out {out}")  # before the work, not when writing its result
     sweep_orphaned_temp_files(out.parent, recursive=False, of=out.name)  # a killed earlier write of this file
     text = [args.id_column, *args.categorical]  # codes stay as written in a CSV ("02139", not 2139)
-    train = read_table(args.data, text_columns=text)
+    # --validation may be a folder inside the DATA folder (data/holdout.parquet/): left out of the training rows
+    train = read_table(args.data, text_columns=text, set_aside=[args.validation])
     if args.target in train.columns and is_text_dtype(train[args.target].dtype):  # "1" in training: "1" here too
         text.append(args.target)
     valid = read_table(args.validation, text_columns=text)

@@ -159,6 +159,13 @@ class PipelineConfig:
     # "<flow name>/<deployment name>" of the valuation deployment (e.g. on a GPU work pool); None = in-process
     valuation_deployment: str | None = None
 
+    def set_aside_paths(self) -> tuple[str, ...]:
+        """The curated validation (``validation.path``, strategy ``file``) and ``test_path`` paths on disk: a folder
+        of them inside the data folder (``data/holdout.parquet/``) is left out of the data, not refused
+        (``set_aside`` of :func:`lossval.io.list_data_files` and :func:`lossval.io.read_table`)."""
+        paths = (self.validation.path if self.validation.strategy == "file" else None, self.test_path)
+        return tuple(p for p in paths if p and "://" not in p)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable), with every value as configured (for hashing).
 

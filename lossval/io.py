@@ -90,23 +90,40 @@ MAX_COLUMNS = 10_000
 """Widest table :func:`read_table` accepts; wider inputs are refused with a clear error, not a slow crawl."""
 
 
-def list_data_files(path: str | os.PathLike[str], *, key: str | None = None) -> list[Path]:
+def list_data_files(path: str | os.PathLike[str], *, key: str | None = None,
+                    set_aside: Sequence[str | os.PathLike[str] | None] = ()) -> list[Path]:
     """The data files a path stands for: the file itself, or a folder's parquet/CSV files, sorted.
 
-    ``key``: the config key that names the path, for the message (``validation.path``).
+    Only files directly in a folder are read. A folder in it named like a data file (a Spark or Dask
+    ``part.parquet/`` of part files) is refused, as leaving it out would read fewer rows than the folder
+    holds, unless it is one of ``set_aside``.
+
+    Args:
+        key: The config key that names the path, for the message (``validation.path``).
+        set_aside: Paths of folders inside the folder that are not its data: the config's ``validation.path``
+            and ``test_path`` (:meth:`lossval.config.PipelineConfig.set_aside_paths`), or ``lossval value``'s
+            ``--validation``. Compared as written (made absolute) and resolved; ``None`` entries are ignored.
 
     Raises:
-        InputError: the path does not exist, has an unsupported suffix, the folder holds no data files, or the
-            system refuses to look at it (no permission on a folder above it, a disk error).
+        InputError: the path does not exist, has an unsupported suffix, the folder holds no data files or a
+            folder named like one that is not set aside, or the system refuses to look at it (no permission on a
+            folder above it, a disk error).
     """
     p = Path(path)
     try:
-        return _list_data_files(p, key=key)
+        return _list_data_files(p, key=key, set_aside=set_aside)
     except OSError as exc:  # exists() and is_dir() say False only for a missing path; EACCES, EIO... raise
         raise _unreadable_file(exc, p) from None
 
 
-def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
+def _is_set_aside(folder: Path, set_aside: Sequence[str | os.PathLike[str] | None]) -> bool:
+    """Whether ``folder`` is one of ``set_aside``: the same path as written (made absolute), or resolved."""
+    paths = [os.fspath(s) for s in set_aside if s is not None and "://" not in os.fspath(s)]
+    return (any(os.path.abspath(s) == os.path.abspath(folder) for s in paths)  # realpath: a loop does not raise
+            or any(os.path.realpath(s) == os.path.realpath(folder) for s in paths))
+
+
+def _list_data_files(p: Path, *, key: str | None, set_aside: Sequence[str | os.PathLike[str] | None]) -> list[Path]:
     if not p.exists():
         named = f" (the config's {key})" if key else ""
         if p.is_symlink():  # the link is there; what it points at is not ("no such file" sent users to the link)
@@ -139,6 +156,20 @@ def _list_data_files(p: Path, *, key: str | None) -> list[Path]:
                              f"{'is a symbolic link' if one else 'are symbolic links'} to nothing ({shown}: the "
                              "target does not exist or the links form a loop), whose rows cannot be read; point the "
                              "link at the data file, or remove it from the folder.", source=str(p))
+        # A folder named like a data file (Spark and Dask write b.csv/ or part.parquet/ of part files) was left out
+        # without a word, and the data read as fewer rows than the user thought it held. The config's validation or
+        # test folder may sit here: it is set aside, not read as training data.
+        folders = sorted(f.name for f in named if f.is_dir() and not _is_set_aside(f, set_aside))
+        if folders:
+            one = len(folders) == 1
+            raise InputError(f"{len(folders)} {'folder' if one else 'folders'} named like "
+                             f"{'a data file' if one else 'data files'} ({_first_few([repr(n) for n in folders])}) "
+                             f"{'is' if one else 'are'} in the data folder; lossval reads only the files directly in "
+                             "a data folder, not the part files of a folder in it. Give that folder's path as the data "
+                             "to read its part files, move its files up into the data folder, or rename it (without "
+                             "a data suffix) to leave it out; a validation or test folder is left out when named as "
+                             "the config's validation.path or test_path (or lossval value's --validation).",
+                             source=str(p))
         files = sorted(f for f in named if f.is_file())
         if not files:
             raise InputError(f"directory holds no data files (looked for {', '.join(DATA_SUFFIXES)}).", source=str(p))
@@ -232,14 +263,16 @@ def unicode_twin(name: str, names: Sequence[str]) -> str | None:
     return next((n for n in names if n != name and unicode_form(n) == form), None)
 
 
-def data_columns(path: str | os.PathLike[str]) -> list[str] | None:
+def data_columns(path: str | os.PathLike[str], *,
+                 set_aside: Sequence[str | os.PathLike[str] | None] = ()) -> list[str] | None:
     """The columns of a data file or folder (its first file's), from the header alone; None when unreadable.
 
     Also None for a header of one name or none (an empty file, or a CSV separated by ';'):
-    reading the file for real names that problem, where "column not found" would not.
+    reading the file for real names that problem, where "column not found" would not. ``set_aside``: as for
+    :func:`list_data_files`.
     """
     try:
-        columns = [str(c) for c in _header(list_data_files(path)[0])]
+        columns = [str(c) for c in _header(list_data_files(path, set_aside=set_aside)[0])]
     except Exception:  # noqa: BLE001 (missing, unreadable, not UTF-8, a corrupt parquet footer in pyarrow's
         return None  # several types: reading it for real reports the problem properly)
     return columns if len(columns) > 1 else None
@@ -492,13 +525,16 @@ def file_of_folder_row(path: str | os.PathLike[str], row: int) -> tuple[Path, in
 
     Files are counted in :func:`read_table`'s order (parquet rows from the footer, CSV rows as pandas
     reads them). None when ``path`` is not a folder, or a file cannot be counted, or there are fewer rows.
+    Folders in it are passed over: a row number comes from a :func:`read_table` that read the folder, which
+    refuses a folder named like a data file unless it was set aside (a validation or test folder).
     """
     import pyarrow.parquet as pq
 
     if not Path(path).is_dir() or row < 0:
         return None
     try:
-        for f in list_data_files(path):
+        folders = [entry for entry in Path(path).iterdir() if entry.is_dir()]
+        for f in list_data_files(path, set_aside=folders):
             try:
                 n = sum(1 for _ in _csv_row_lines(f)) if is_csv_file(f) else pq.ParquetFile(f).metadata.num_rows
             except Exception:  # noqa: BLE001 (an unreadable CSV, or pyarrow's errors of a damaged footer: no note)
@@ -506,7 +542,7 @@ def file_of_folder_row(path: str | os.PathLike[str], row: int) -> tuple[Path, in
             if row < n:
                 return f, row
             row -= n
-    except InputError:
+    except (InputError, OSError):
         return None
     return None
 
@@ -615,7 +651,8 @@ def _hash_rows(df: pd.DataFrame, *, source: str | None, why: str) -> np.ndarray:
 
 
 def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
-               text_columns: Sequence[str | None] = ()) -> pd.DataFrame:
+               text_columns: Sequence[str | None] = (),
+               set_aside: Sequence[str | os.PathLike[str] | None] = ()) -> pd.DataFrame:
     """Read a parquet or CSV file, or every data file of a folder (same columns), into one frame.
 
     Args:
@@ -624,6 +661,8 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         text_columns: Columns read from CSV as the text they hold, not parsed as numbers: an id
             column, whose ``007`` and ``7`` are two rows, or a column declared categorical (zip
             code ``02139``). Parquet columns keep their stored type; ``None`` entries are skipped.
+        set_aside: Folders inside a data folder that are not its data (a validation or test folder), as for
+            :func:`list_data_files`; any other folder in it named like a data file is refused.
 
     Returns:
         The rows, with a fresh ``RangeIndex``.
@@ -631,11 +670,12 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
     Raises:
         InputError: missing path, empty file, header only, unreadable bytes, too many or repeated
             column names, or files of one folder with different columns (names the file and the
-            columns that differ); a file the system will not let lossval read (permission denied,
+            columns that differ), a folder in a data folder named like a data file and not set aside; a file the
+            system will not let lossval read (permission denied,
             a disk error) or that is not a regular file (a FIFO). Files with the same columns in
             another order are matched by name, in the first file's order.
     """
-    files = list_data_files(path)
+    files = list_data_files(path, set_aside=set_aside)
     text = [c for c in text_columns if c is not None]
     frames = []
     columns: list[str] | None = None

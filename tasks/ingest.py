@@ -51,7 +51,7 @@ def check_target_and_ids(df: pd.DataFrame, *, target: str, id_column: str | None
 
 @task(name="ingest")
 def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, workspace: str,
-           stage_dir: str | None = None, categorical: Sequence[str] = ()) -> dict:
+           stage_dir: str | None = None, categorical: Sequence[str] = (), set_aside: Sequence[str] = ()) -> dict:
     """Snapshot ``data_path`` (file or folder) as ``snapshots/<dataset>/<content-hash>.parquet``.
 
     The raw-data GX suite checks the schema first (target present, not all null, enough rows).
@@ -63,6 +63,9 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     (zip code ``"02139"`` stays ``"02139"``, not the number 2139), so the snapshot, the
     quarantine and the model's input schema keep the file's codes.
 
+    ``set_aside``: the config's validation and test folders when they lie in a data folder
+    (:meth:`lossval.config.PipelineConfig.set_aside_paths`): left out of its rows, not refused.
+
     Returns:
         ``{"snapshot": path to read now, "store_path": its final path, "snapshot_hash", "rows",
         "columns", "source"}``.
@@ -70,9 +73,9 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     from lossval.suites import suite_file
     from tasks.gx import validate_frame
 
-    before = _file_states(data_path)
-    df = read_table(data_path, text_columns=[id_column, *categorical])
-    after = _file_states(data_path)
+    before = _file_states(data_path, set_aside)
+    df = read_table(data_path, text_columns=[id_column, *categorical], set_aside=set_aside)
+    after = _file_states(data_path, set_aside)
     if after != before:  # a delivery written in place while it was read: the rows read may be part of it
         changed = sorted(set(before.items()) ^ set(after.items()))[0][0]
         raise InputError(f"{changed} changed while it was read (size or modification time differ): it is still being "
@@ -124,11 +127,11 @@ def _set_aside_if_changed(store_path: Path, digest: str) -> None:
                          store_path, found, aside.name)
 
 
-def _file_states(data_path: str) -> dict[str, tuple[int, int, int]]:
+def _file_states(data_path: str, set_aside: Sequence[str]) -> dict[str, tuple[int, int, int]]:
     """(size, mtime_ns, inode) of each data file ``data_path`` stands for (a file, or a folder's files), by name;
     empty when they cannot be listed (read_table then says why)."""
     try:
-        files = list_data_files(data_path)
+        files = list_data_files(data_path, set_aside=set_aside)
         return {f.name: (st.st_size, st.st_mtime_ns, st.st_ino) for f in files for st in [f.stat()]}
     except (InputError, OSError):
         return {}

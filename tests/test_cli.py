@@ -516,6 +516,24 @@ def test_a_validation_file_inside_the_data_folder_is_refused(tables, tmp_path, c
     assert "--validation lies in the folder" in capsys.readouterr().err and not out.exists()
 
 
+def test_a_validation_folder_inside_the_data_folder_is_not_read_as_training_rows(tables, tmp_path, capsys) -> None:
+    """``lossval value data --validation data/holdout.parquet``: its part files are the validation rows only; another
+    folder named like a data file in the data folder is refused, not left out without a word."""
+    folder = tmp_path / "exports"
+    (folder / "holdout.parquet").mkdir(parents=True)
+    (folder / "train.csv").write_bytes(tables["train"].read_bytes())
+    (folder / "holdout.parquet" / "part-0.parquet").write_bytes(tables["valid"].read_bytes())
+    out = tmp_path / "v.parquet"
+    args = ["value", str(folder), "--target", "label", "--validation", str(folder / "holdout.parquet"),
+            "--id-column", "id", "--out", str(out), "--epochs", "2", "--quiet"]
+    assert main(args) == 0 and len(pd.read_parquet(out)) == 120  # the training file's rows, not the 40 set aside
+    (folder / "more.csv").mkdir()
+    out.unlink()
+    assert main(args) == 2
+    assert (f"{folder}: 1 folder named like a data file ('more.csv') is in the data folder"
+            in capsys.readouterr().err) and not out.exists()
+
+
 def test_column_names_that_differ_only_in_unicode_form_are_named_as_such(tables, tmp_path, capsys) -> None:
     import unicodedata
 

@@ -275,6 +275,31 @@ def test_a_missing_input_file_is_named_with_its_config_key(tmp_path: Path) -> No
             check_inputs_exist(config)
 
 
+def test_a_validation_folder_inside_the_data_folder_is_set_aside_and_another_is_refused(tmp_path: Path) -> None:
+    # The config may keep its validation/test split as data/holdout.parquet/ (config.py allows it); any other folder
+    # named like a data file there (Spark's part files) is refused, not left out of the data without a word.
+    import pandas as pd
+
+    from flows.runner import check_inputs_exist, check_small_data
+    from lossval.config import config_from_dict
+    from lossval.errors import InputError
+
+    (tmp_path / "data" / "holdout.parquet").mkdir(parents=True)
+    (tmp_path / "data" / "a.csv").write_text("a,b,y\n" + "\n".join(f"{i},{i % 7},{i % 2}" for i in range(60)) + "\n")
+    holdout = pd.DataFrame({"a": [1, 2], "b": [3, 4], "y": [0, 1]})
+    holdout.to_parquet(tmp_path / "data" / "holdout.parquet" / "p.parquet")
+    for aside in ({"validation": {"strategy": "file", "path": "data/holdout.parquet"}},
+                  {"test_path": str(tmp_path / "data" / "holdout.parquet") + "/"}):
+        config = config_from_dict({"data": "data", "target": "y", **aside}, base_dir=tmp_path)
+        check_inputs_exist(config)
+        check_small_data(config)
+    (tmp_path / "data" / "b.parquet").mkdir()
+    with pytest.raises(InputError, match=r"data: 1 folder named like a data file \('b\.parquet'\) is in the data "):
+        check_inputs_exist(config)
+    with pytest.raises(InputError, match=r"1 folder named like a data file \('b\.parquet'\)"):
+        check_small_data(config)
+
+
 def test_a_tracking_store_that_cannot_work_is_refused_before_the_run(tmp_path: Path, monkeypatch) -> None:
     # These were met by the track stage after the whole run: a folder store exited 1 with MLflow's refusal cut
     # mid-sentence, a SQLite database in a read-only folder after 100 s of MLflow's retries.

@@ -423,6 +423,21 @@ def test_a_file_written_while_it_is_read_is_refused_not_snapshotted(tmp_path, mo
     assert out["rows"] == 41
 
 
+def test_ingest_sets_aside_the_configs_folder_in_the_data_folder_and_refuses_another(tmp_path) -> None:
+    # flows.clean passes the config's validation/test folders (config.set_aside_paths()); any other folder named like
+    # a data file in the data folder was left out of the snapshot without a word.
+    from tasks.ingest import ingest
+
+    (tmp_path / "in" / "holdout.parquet").mkdir(parents=True)
+    make_frame(40).to_csv(tmp_path / "in" / "d.csv", index=False)
+    make_frame(10).to_parquet(tmp_path / "in" / "holdout.parquet" / "part-0.parquet", index=False)
+    config = config_from_dict({"data": "in", "target": "label", "test_path": "in/holdout.parquet"}, base_dir=tmp_path)
+    kwargs = {"dataset": "d", "target": "label", "id_column": None, "workspace": str(tmp_path / "ws")}
+    assert ingest.fn(config.data, **kwargs, set_aside=config.set_aside_paths())["rows"] == 40
+    with pytest.raises(InputError, match=r"1 folder named like a data file \('holdout\.parquet'\) is in the data"):
+        ingest.fn(config.data, **kwargs)
+
+
 def test_a_stored_snapshot_edited_after_it_was_written_is_set_aside_and_written_again(tmp_path, caplog) -> None:
     # Seen by a review: the store trusted a snapshot by its name. A run after an edit trained on the edited rows,
     # pruned them with values cached for the original ones, and `lossval verify` passed; flipped labels crashed.

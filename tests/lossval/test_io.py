@@ -20,6 +20,7 @@ from lossval.io import (
     assign_row_ids,
     atomic_write,
     csv_line_of_row,
+    data_columns,
     file_of_folder_row,
     frame_fingerprint,
     list_data_files,
@@ -175,6 +176,37 @@ def test_a_broken_symlink_named_like_data_in_a_data_folder_is_refused_by_name(tm
     (folder / "c.parquet").unlink()
     (folder / "d.csv").rename(folder / "d.csv.old")  # not a data file's name: not a data file, as notes.txt
     assert [f.name for f in list_data_files(folder)] == ["a.csv", "b.csv"]
+
+
+def test_a_folder_named_like_data_in_a_data_folder_is_refused_unless_set_aside(tmp_path: Path, monkeypatch) -> None:
+    # A Spark/Dask b.csv/ of part files was left out without a word: the folder read as fewer rows than it holds.
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pd.DataFrame({"x": [1, 2], "y": [0, 1]}).to_csv(folder / "a.csv", index=False)
+    (folder / "year=2024").mkdir()  # no data suffix: a partition folder, skipped as before
+    assert [f.name for f in list_data_files(folder)] == ["a.csv"]
+    (folder / "b.csv").mkdir()
+    pd.DataFrame({"x": [3], "y": [1]}).to_csv(folder / "b.csv" / "part-0.csv", index=False)
+    with pytest.raises(InputError, match=rf"^{re.escape(str(folder))}: 1 folder named like a data file \('b\.csv'\) "
+                                         r"is in the data folder; lossval reads only the files directly in a data "
+                                         r"folder.*Give that folder's path as the data to read its part files, move "
+                                         r"its files up into the data folder, or rename it"):
+        read_table(folder)
+    (folder / "holdout.parquet").mkdir()
+    with pytest.raises(InputError, match=r"2 folders named like data files \('b\.csv', 'holdout\.parquet'\) are"):
+        list_data_files(folder, set_aside=[tmp_path / "elsewhere.parquet"])
+    with pytest.raises(InputError, match=r"1 folder named like a data file \('b\.csv'\)"):
+        list_data_files(folder, set_aside=[folder / "holdout.parquet"])  # only what is set aside is left out
+    assert data_columns(folder) is None  # refused: the header of the first file is not taken as the folder's
+    # The config's validation / test folder inside the data folder is set aside: as written (relative, a trailing /),
+    # or through a symbolic link to the data folder (resolved).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(folder)
+    for aside in (["data/holdout.parquet/", "data/b.csv"],
+                  [None, folder / "b.csv", tmp_path / "link" / "holdout.parquet"]):
+        assert [f.name for f in list_data_files("data", set_aside=aside)] == ["a.csv"]
+        assert len(read_table(folder, set_aside=aside)) == 2 and data_columns(folder, set_aside=aside) == ["x", "y"]
+    assert file_of_folder_row(folder, 1) == (folder / "a.csv", 1)  # a row's file, after a read that set them aside
 
 
 def test_a_broken_symlink_given_as_the_data_path_names_its_target(tmp_path: Path) -> None:
