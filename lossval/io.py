@@ -123,15 +123,36 @@ def _is_set_aside(folder: Path, set_aside: Sequence[str | os.PathLike[str] | Non
             or any(os.path.realpath(s) == os.path.realpath(folder) for s in paths))
 
 
+def _broken_link(p: Path) -> Path | None:
+    """The first symbolic link to nothing on ``p`` as written: a folder above it, or ``p`` itself; None when none."""
+    for end in range(1, len(p.parts) + 1):
+        part = Path(*p.parts[:end])
+        if part.is_symlink() and not part.exists():
+            return part
+    return None
+
+
+def _normalised(p: Path) -> str:
+    """`` (that is /a/c)`` for a path written with ``..`` (``/a/b/../c``), else ``""``."""
+    return f" (that is {os.path.normpath(p.absolute())})" if ".." in p.parts else ""
+
+
 def _list_data_files(p: Path, *, key: str | None, set_aside: Sequence[str | os.PathLike[str] | None]) -> list[Path]:
     if not p.exists():
         named = f" (the config's {key})" if key else ""
-        if p.is_symlink():  # the link is there; what it points at is not ("no such file" sent users to the link)
-            target = os.readlink(p)
-            full = "" if Path(target).is_absolute() else f", that is {p.absolute().parent / target}"
-            raise InputError(f"is a symbolic link{named} to {target!r}{full}, which leads to nothing (the target was "
-                             "moved or deleted, or the links form a loop); point the link at the data file or folder, "
-                             "or give its path instead.", source=str(p))
+        link = _broken_link(p)
+        if link is not None:  # the link is there; what it points at is not ("no such file" sent users to the link)
+            target = os.readlink(link)
+            full = os.path.normpath(link.absolute().parent / target)  # /a/b/../c said as /a/c
+            that = "" if full == target else f", that is {full}"
+            leads = (f" to {target!r}{that}, which leads to nothing (the target was moved or deleted, or the links "
+                     "form a loop); point the link at the")
+            if link == p:
+                raise InputError(f"is a symbolic link{named}{_normalised(p)}{leads} data file or folder, or give its "
+                                 "path instead.", source=str(p))
+            raise InputError(f"cannot be read{named}: the folder {link}{_normalised(link)} on its path is a symbolic "
+                             f"link{leads} folder that holds the data, or give the path without the link.",
+                             source=str(p))
         where = "" if p.is_absolute() else f" (a relative path is taken from the current directory, {Path.cwd()})"
         raise InputError(f"no such file or directory{named}; check the path{where}.", source=str(p))
     if p.is_dir():

@@ -226,6 +226,30 @@ def test_a_broken_symlink_given_as_the_data_path_names_its_target(tmp_path: Path
         read_table(tmp_path / "none.csv")
 
 
+def test_a_broken_symlink_as_a_folder_on_the_path_is_named_with_its_target(tmp_path: Path) -> None:
+    # A folder on the path that is a link to nothing said "no such file or directory; check the path": the user looked
+    # for the file, not at the link. A target written with .. was shown as /a/b/../c, the link's path as written only.
+    (tmp_path / "x").mkdir()
+    dead = tmp_path / "x" / "deadlink"
+    dead.symlink_to("/nonexistent")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(dead / 'a.csv'))}: cannot be read "
+                                         rf"\(the config's data\): the folder {re.escape(str(dead))} "
+                                         r"on its path is a symbolic link to '/nonexistent', which leads to nothing "
+                                         r"\(.*\); point the link at the folder that holds the data, or give the path "
+                                         r"without the link\.$"):
+        list_data_files(dead / "a.csv", key="data")
+    (tmp_path / "x" / "rel").symlink_to("../gone")
+    written, link = tmp_path / "x" / ".." / "x" / "rel", re.escape(str(tmp_path / "x" / "rel"))
+    with pytest.raises(InputError, match=rf"^{re.escape(str(written / 'sub' / 'd.csv'))}: cannot be read: the folder "
+                                         rf"{re.escape(str(written))} \(that is {link}\) "
+                                         rf"on its path is a symbolic link to '\.\./gone', that is "
+                                         rf"{re.escape(str(tmp_path / 'gone'))}, which leads to nothing"):
+        read_table(written / "sub" / "d.csv")
+    with pytest.raises(InputError, match=rf": is a symbolic link \(that is {link}\) "
+                                         rf"to '\.\./gone', that is {re.escape(str(tmp_path / 'gone'))}, which leads"):
+        read_table(written)
+
+
 def test_row_ids_are_stable_and_unique() -> None:
     df = pd.DataFrame({"a": [1, 2, 1], "b": ["x", "y", "x"]})
     ids = assign_row_ids(df)
