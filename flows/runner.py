@@ -238,7 +238,8 @@ def check_tracking_store(config: PipelineConfig, *, source: str | None = None) -
 
 
 SERVER_PROBE_TIMEOUT_S = 5.0
-"""Seconds :func:`check_tracking_server` waits to connect, then for the answer (as lossval's MLflow calls do)."""
+"""Seconds :func:`check_tracking_server` waits for the host name to resolve, to connect, then for the answer
+(as lossval's MLflow calls do)."""
 
 
 def _probe_request_options() -> dict[str, Any]:
@@ -271,7 +272,8 @@ def check_tracking_server(uri: str | None, *, source: str | None = None,
     lossval logs to MLflow only once the data outputs are written, so a server that is down, or a
     mistyped host or port, was met after ingest, valuation, retraining and the gate. One request
     to MLflow's REST API (``GET <uri>/api/2.0/mlflow/experiments/search?max_results=1``, what the
-    installed ``mlflow server`` answers), bounded by ``timeout_s`` to connect and again to answer,
+    installed ``mlflow server`` answers), bounded by ``timeout_s`` to resolve the host name (a lookup
+    ``requests`` does not bound, :func:`_unresolved_host`), again to connect and again to answer,
     with MLflow's credentials from the environment (:func:`_probe_request_options`). A refusal of
     those credentials (HTTP 401 or 403) is an answer: the server is there, and the track stage
     reports what it refuses. Other URIs (SQLite, folders, databricks) are not probed.
@@ -292,6 +294,9 @@ def check_tracking_server(uri: str | None, *, source: str | None = None,
             "port and path), or leave tracking.uri out to track in the workspace's own store "
             "(sqlite:///<workspace>/mlflow.db). Nothing was run.")
     url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    unresolved = _unresolved_host(url, timeout_s)
+    if unresolved is not None:
+        raise SetupError(f"{where}: {unresolved}; no MLflow server was asked. {todo}")
     try:
         answer = requests.get(url, params={"max_results": 1}, timeout=timeout_s, **_probe_request_options())
     except requests.exceptions.Timeout:
@@ -309,6 +314,43 @@ def check_tracking_server(uri: str | None, *, source: str | None = None,
     if answer.status_code >= 500:
         raise SetupError(f"{where}: the server answers HTTP {answer.status_code} ({answer.reason}): a proxy without "
                          f"its MLflow server behind it, or a server whose store fails; see the server's log. {todo}")
+
+
+def _unresolved_host(url: str, timeout_s: float) -> str | None:
+    """Look up the host a request to ``url`` connects to (its proxy's, when the environment names one for it),
+    waiting at most ``timeout_s``; returns what went wrong when the lookup did not end in time, else None.
+
+    ``requests``' connect timeout does not cover the name lookup (``socket.getaddrinfo``), so a DNS server that
+    does not answer held the probe for as long as the resolver waits, not ``timeout_s``. The lookup runs in a
+    daemon thread, which is left to end on its own. A name that does not resolve is left to the request, which
+    reports it (``[Errno -2] Name or service not known``) as it always did.
+    """
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from requests.utils import get_environ_proxies, select_proxy
+
+    proxy = select_proxy(url, get_environ_proxies(url))
+    target = urlsplit(url if proxy is None else proxy if "://" in proxy else "http://" + proxy)
+    try:
+        host, port = target.hostname, target.port
+    except ValueError:  # a port that is not a number: the request says so
+        return None
+    if not host:
+        return None
+    done = threading.Event()
+
+    def look_up() -> None:
+        with contextlib.suppress(OSError, UnicodeError):  # a failure is the request's to report
+            socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)
+        done.set()
+
+    threading.Thread(target=look_up, name="lossval-tracking-dns", daemon=True).start()
+    if done.wait(timeout_s):
+        return None
+    what = f"the proxy's host name {host} (for this URI, from the environment)" if proxy else f"the host name {host}"
+    return f"{what} did not resolve within {timeout_s:g} s (a DNS server that does not answer)"
 
 
 def check_inputs_exist(config: PipelineConfig) -> None:

@@ -460,6 +460,36 @@ def test_the_tracking_server_probe_tells_a_server_that_answers_from_one_that_doe
         check_tracking_server(not_a_server)  # not probed (nothing listens, nothing is asked)
 
 
+def test_the_tracking_server_probe_waits_no_longer_than_its_timeout_for_a_dns_server_that_hangs(monkeypatch) -> None:
+    # requests' connect timeout does not cover the name lookup: a hanging resolver held the probe as long as it hung.
+    import socket
+
+    from flows.runner import check_tracking_server
+    from lossval.errors import SetupError
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    real, released, asked = socket.getaddrinfo, threading.Event(), []
+
+    def hanging(host, *args, **kwargs):  # a DNS server that does not answer, for this one name
+        if host == "mlflow.example.invalid":
+            asked.append(host)
+            released.wait(8.0)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(SetupError, match=r"^c.yaml: tracking.uri http://mlflow.example.invalid:5000: the host name "
+                           r"mlflow.example.invalid did not resolve within 0.5 s .*Nothing was run.$"):
+            check_tracking_server("http://mlflow.example.invalid:5000", source="c.yaml", timeout_s=0.5)
+        elapsed = time.perf_counter() - t0
+    finally:
+        released.set()  # the lookup thread ends
+    assert asked and elapsed < 0.5 * 4, elapsed  # its own timeout, not the resolver's (8 s here)
+
+
 def test_lossval_run_refuses_an_unreachable_tracking_server_before_any_work(tmp_path: Path, monkeypatch,
                                                                           capsys) -> None:
     import flows.runner as runner
