@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
-from flows.runner import check_tracking_server
+from flows.runner import SERVER_PROBE_ATTEMPTS, check_tracking_server
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, read_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError
@@ -110,8 +110,9 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
 
     config = entry.load(data=str(landed))
     # Before the lock and the run: a tracking server that does not answer fails this file's run (its attempt stays
-    # recorded, so the nightly run cleans the file once the server is back), not after valuation and retraining.
-    check_tracking_server(config.tracking.uri, source=entry.config_path)
+    # recorded, so the nightly run cleans the file once the server is back), not after valuation and retraining;
+    # asked again after a momentary failure (a server restarting), as the nightly run does.
+    check_tracking_server(config.tracking.uri, source=entry.config_path, attempts=SERVER_PROBE_ATTEMPTS)
     log.info("file %s landed for dataset %s", relative, entry.name)
     with dataset_lock(locks_dir(workspace), entry.name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
                       on_wait=lambda: log.info("dataset %s is busy with another run; waiting for its lock",

@@ -15,7 +15,7 @@ from prefect.states import Completed, Failed, State
 
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
-from flows.runner import check_tracking_server
+from flows.runner import SERVER_PROBE_ATTEMPTS, check_tracking_server
 from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
 from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
@@ -58,7 +58,8 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
     """
     entry = DatasetEntry(name=name, config_path=config_path, landing=name)
     config = entry.load()  # a broken config fails before waiting for the lock
-    check_tracking_server(config.tracking.uri, source=config_path)  # so does a tracking server that does not answer
+    # so does a tracking server that does not answer, asked again after a momentary failure (a restart)
+    check_tracking_server(config.tracking.uri, source=config_path, attempts=SERVER_PROBE_ATTEMPTS)
     log = get_run_logger()
     with dataset_lock(locks_dir(workspace), name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
@@ -168,7 +169,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
       that run's), and the dataset is listed under ``refused``, not ``failed``;
     * ``Failed``: bad input or config (including an entry of the datasets file that cannot be used,
       named by its name or ``datasets[i]``), MLflow unreachable (an ``http(s)`` ``tracking.uri`` that does
-      not answer fails the dataset before its lock and any work), the dataset's lock held longer than
+      not answer, asked 3 times 2 s apart when the failure may be a restart, fails the dataset before its
+      lock and any work), the dataset's lock held longer than
       ``lock_timeout_s`` by another run, a bug (``error``; listed under ``failed``).
 
     Datasets run one after the other, so ``lock_timeout_s`` (default one hour) bounds how long a

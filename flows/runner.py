@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,6 +243,14 @@ SERVER_PROBE_TIMEOUT_S = 5.0
 (as lossval's MLflow calls do)."""
 
 
+SERVER_PROBE_ATTEMPTS = 3
+"""How many times a nightly or arrival run's :func:`check_tracking_server` asks a server that may be restarting
+(connection refused, no answer in time, HTTP 5xx) before its dataset fails: about 3 x 15 s + 2 x 2 s = 49 s at most."""
+
+SERVER_PROBE_RETRY_WAIT_S = 2.0
+"""Seconds between those attempts: a proxy's 502 or 503 while its MLflow server restarts lasts about that long."""
+
+
 def _probe_request_options() -> dict[str, Any]:
     """The credentials and TLS settings MLflow's own client takes from the environment, as ``requests`` options.
 
@@ -265,8 +274,8 @@ def _probe_request_options() -> dict[str, Any]:
     return options
 
 
-def check_tracking_server(uri: str | None, *, source: str | None = None,
-                          timeout_s: float = SERVER_PROBE_TIMEOUT_S) -> None:
+def check_tracking_server(uri: str | None, *, source: str | None = None, timeout_s: float = SERVER_PROBE_TIMEOUT_S,
+                          attempts: int = 1, retry_wait_s: float = SERVER_PROBE_RETRY_WAIT_S) -> None:
     """Refuse, before any work, an ``http(s)`` ``tracking.uri`` where no MLflow tracking server answers.
 
     lossval logs to MLflow only once the data outputs are written, so a server that is down, or a
@@ -278,14 +287,17 @@ def check_tracking_server(uri: str | None, *, source: str | None = None,
     those credentials (HTTP 401 or 403) is an answer: the server is there, and the track stage
     reports what it refuses. Other URIs (SQLite, folders, databricks) are not probed.
 
+    ``attempts``: how many times to ask when what went wrong may pass by itself (connection refused
+    or cut, no answer in time, HTTP 5xx from a proxy while its server restarts), ``retry_wait_s``
+    apart; a wrong URL (HTTP 404) is refused at once. Nightly and arrival runs, which nobody
+    watches, ask :data:`SERVER_PROBE_ATTEMPTS` times; ``lossval run`` and ``serve``'s warning once.
+
     Raises:
         SetupError: naming ``tracking.uri``, the URI (password masked), what went wrong and what to
             do (exit 1, as an unreachable MLflow has always been: the server may come back).
     """
     if not uri or not uri.lower().startswith(("http://", "https://")):
         return
-    import requests
-
     from lossval.config import mask_uri
     from lossval.errors import SetupError
 
@@ -294,26 +306,44 @@ def check_tracking_server(uri: str | None, *, source: str | None = None,
             "port and path), or leave tracking.uri out to track in the workspace's own store "
             "(sqlite:///<workspace>/mlflow.db). Nothing was run.")
     url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    for attempt in range(1, attempts + 1):
+        why, transient = _probe_once(url, timeout_s)
+        if why is None:
+            return
+        if not transient or attempt == attempts:
+            break
+        time.sleep(retry_wait_s)
+    asked = f" Asked {attempts} times, {retry_wait_s:g} s apart." if transient and attempts > 1 else ""
+    raise SetupError(f"{where}: {why}.{asked} {todo}")
+
+
+def _probe_once(url: str, timeout_s: float) -> tuple[str | None, bool]:
+    """One probe of MLflow's REST API at ``url``: ``(None, False)`` when a server answers, else what went wrong
+    and whether it may pass by itself (a connection refused or cut, no answer in time, HTTP 5xx: a server or
+    its proxy restarting), as against a wrong URL (HTTP 404) that asking again cannot mend."""
+    import requests
+
+    from lossval.config import mask_uri
+
     unresolved = _unresolved_host(url, timeout_s)
     if unresolved is not None:
-        raise SetupError(f"{where}: {unresolved}; no MLflow server was asked. {todo}")
+        return unresolved, True
     try:
         answer = requests.get(url, params={"max_results": 1}, timeout=timeout_s, **_probe_request_options())
     except requests.exceptions.Timeout:
-        raise SetupError(f"{where}: no MLflow server answered within {timeout_s:g} s. {todo}") from None
+        return f"no MLflow server answered within {timeout_s:g} s", True
     except requests.exceptions.RequestException as exc:
         text = str(exc)  # urllib3's long retry message: its OS error ("[Errno 111] Connection refused") says it all
         found = re.search(r"\[Errno -?\d+\][^'\")]*", text)
         why = found.group(0) if found else mask_uri(text[:300])
-        raise SetupError(f"{where}: no MLflow server could be reached ({why}). {todo}") from None
-    if answer.status_code in (401, 403):
-        return  # reachable; its credentials are the track stage's to use and report
+        return f"no MLflow server could be reached ({why})", isinstance(exc, requests.exceptions.ConnectionError)
     if answer.status_code == 404:
-        raise SetupError(f"{where}: the server answers, but not as an MLflow tracking server (HTTP 404 for "
-                         f"{mask_uri(url)}): check the host, port and path. {todo}")
+        return (f"the server answers, but not as an MLflow tracking server (HTTP 404 for {mask_uri(url)}): check the "
+                "host, port and path"), False
     if answer.status_code >= 500:
-        raise SetupError(f"{where}: the server answers HTTP {answer.status_code} ({answer.reason}): a proxy without "
-                         f"its MLflow server behind it, or a server whose store fails; see the server's log. {todo}")
+        return (f"the server answers HTTP {answer.status_code} ({answer.reason}): a proxy without its MLflow server "
+                "behind it, or a server whose store fails; see the server's log"), True
+    return None, False  # an answer (HTTP 401 or 403 too: the credentials are the track stage's to use and report)
 
 
 def _unresolved_host(url: str, timeout_s: float) -> str | None:

@@ -790,12 +790,14 @@ def test_a_tracking_server_that_does_not_answer_fails_its_dataset_before_any_wor
         assert report["failed"] == ["down", "broken"]
         error = report["datasets"][0]["error"]
         assert f"down.yaml: tracking.uri http://127.0.0.1:{port}: no MLflow server could be reached" in error, error
+        assert "Asked 3 times, 2 s apart" in error, error  # a restarting server gets its chance (SERVER_PROBE_ATTEMPTS)
         assert not (ws / "runs").exists() and not (ws / "snapshots").exists()  # nothing ingested or valued
         (setup["landing"] / "down").mkdir(exist_ok=True)
         (setup["landing"] / "down" / "a.csv").write_bytes(Path(good["data"]).read_bytes())
         state = arrival(path="down/a.csv", datasets_file=str(datasets), landing_dir=str(setup["landing"]),
                         workspace=str(ws), return_state=True)
     assert state.is_failed() and "no MLflow server could be reached" in state.message, state.message
+    assert "Asked 3 times" in state.message, state.message
     assert not (ws / "runs").exists() and not (ws / "snapshots").exists()
     # the file's attempt stays recorded: the nightly run cleans it once the server answers
     assert [a["relative"] for a in unfinished_attempts(locks_dir(ws), "down")] == ["down/a.csv"]

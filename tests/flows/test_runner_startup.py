@@ -379,7 +379,8 @@ def test_a_metric_limit_the_inferred_task_does_not_report_is_refused_before_pref
 
 
 class _Answers:
-    """A tiny HTTP server on 127.0.0.1 that answers every GET with ``status`` and records the requests it got."""
+    """A tiny HTTP server on 127.0.0.1 that answers every GET with ``status`` (after the statuses in ``first``)
+    and records the requests it got."""
 
     def __init__(self, status: int = 200, *, hang_s: float = 0.0) -> None:
         import http.server
@@ -391,7 +392,7 @@ class _Answers:
                 answers.requests.append((self.path, self.headers.get("Authorization")))
                 time.sleep(answers.hang_s)
                 body = b'{"experiments": []}'
-                self.send_response(answers.status)
+                self.send_response(answers.first.pop(0) if answers.first else answers.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -401,6 +402,7 @@ class _Answers:
                 pass
 
         self.status, self.hang_s, self.requests = status, hang_s, []
+        self.first: list[int] = []  # statuses to answer before ``status``, in turn
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.uri = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -460,6 +462,37 @@ def test_the_tracking_server_probe_tells_a_server_that_answers_from_one_that_doe
         check_tracking_server(not_a_server)  # not probed (nothing listens, nothing is asked)
 
 
+def test_the_tracking_server_probe_asks_again_after_a_momentary_failure_not_after_a_wrong_url(monkeypatch) -> None:
+    # A proxy's 503 while its MLflow server restarted failed a nightly dataset for the whole night.
+    from flows.runner import check_tracking_server
+    from lossval.errors import SetupError
+
+    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    server = _Answers(200)
+    try:
+        server.first = [503]  # once, then the server is back
+        check_tracking_server(server.uri, attempts=3, retry_wait_s=0.1)
+        assert len(server.requests) == 2
+        server.status, server.requests[:] = 503, []  # never back
+        with pytest.raises(SetupError, match=r"^c.yaml: tracking.uri http://127.0.0.1:\d+: the server answers HTTP 503 "
+                           r".*see the server's log\. Asked 3 times, 0.1 s apart\. Start the MLflow server"):
+            check_tracking_server(server.uri, source="c.yaml", attempts=3, retry_wait_s=0.1)
+        assert len(server.requests) == 3
+        server.status, server.requests[:] = 404, []  # a wrong URL: asking again cannot mend it
+        with pytest.raises(SetupError, match=r"\(HTTP 404 for .*path\. Start the MLflow server") as wrong:
+            check_tracking_server(server.uri, attempts=3, retry_wait_s=0.1)
+        assert len(server.requests) == 1 and "Asked" not in str(wrong.value)
+        server.status, server.requests[:] = 503, []  # lossval run's default: asked once, the user is at the terminal
+        with pytest.raises(SetupError, match=r"HTTP 503") as once:
+            check_tracking_server(server.uri)
+        assert len(server.requests) == 1 and "Asked" not in str(once.value)
+    finally:
+        server.close()
+    with pytest.raises(SetupError, match=r"\(\[Errno 111\] Connection refused\)\. Asked 3 times, 0.1 s apart\."):
+        check_tracking_server(f"http://127.0.0.1:{_closed_port()}", attempts=3, retry_wait_s=0.1)
+
+
 def test_the_tracking_server_probe_waits_no_longer_than_its_timeout_for_a_dns_server_that_hangs(monkeypatch) -> None:
     # requests' connect timeout does not cover the name lookup: a hanging resolver held the probe as long as it hung.
     import socket
@@ -503,3 +536,4 @@ def test_lossval_run_refuses_an_unreachable_tracking_server_before_any_work(tmp_
     assert not (tmp_path / "ws").exists()  # nothing written
     err = capsys.readouterr().err
     assert "config.yaml: tracking.uri http://127.0.0.1:" in err and "no MLflow server could be reached" in err
+    assert "Asked" not in err  # a typo'd port at a terminal is said at once, not after retries
