@@ -112,9 +112,14 @@ def run_cleaning(config: PipelineConfig, *, workspace: str, config_path: str | N
              run_id, rows["train"], rows["kept"], rows["quarantine"], "passed" if checked["passed"] else "FAILED",
              model["name"], model["version"])
     if tracking_error is not None:  # Prefect keeps this message too (the state message): worded as for MLflow
-        gate_note = ("" if checked["passed"] else " The gate also refused promotion; failed checks: "
-                     + "; ".join(shared_failures(checked, private=not config.tracking.log_quarantine)) + ".")
-        raise LossvalError(f"{tracking_error}{gate_note} Run folder: {run_dir}") from None
+        def message(failures: list[str]) -> str:
+            gate_note = ("" if checked["passed"] else " The gate also refused promotion; failed checks: "
+                         + "; ".join(failures) + ".")
+            return f"{tracking_error}{gate_note} Run folder: {run_dir}"
+
+        shared = message(shared_failures(checked, private=not config.tracking.log_quarantine))
+        full = message(list(checked["failures"]))  # for the user's own terminal only, as GateFailed's
+        raise LossvalError(shared, local_message=None if full == shared else full) from None
     summary["run_dir"] = str(run_dir)
     if not checked["passed"]:
         raise _refusal(config, f"{config.dataset}: nothing promoted to champion; failed checks: ", checked,

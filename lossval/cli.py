@@ -257,8 +257,10 @@ def _main(args: argparse.Namespace) -> int:
     except GateFailed as exc:  # the local wording: this terminal is the user's, not Prefect's or MLflow's
         _report_error("gate failed", exc.local_message or exc, debug=False)
         return EXIT_GATE
-    except LossvalError as exc:
-        _report_error("error", exc, debug=args.debug)
+    except LossvalError as exc:  # the local wording too (MLflow unreachable after a refusal, log_quarantine false)
+        if exc.local_message is not None and args.debug:
+            traceback.print_exception(exc)
+        _report_error("error", exc.local_message or exc, debug=args.debug)
         return EXIT_ERROR
     except _Terminated:
         kept = ("; a run stopped while logging to MLflow keeps its complete run folder (its manifest's mlflow status "

@@ -12,7 +12,20 @@ __all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "Numerical
 
 
 class LossvalError(Exception):
-    """Base class of every error lossval raises on purpose."""
+    """Base class of every error lossval raises on purpose.
+
+    Args:
+        local_message: The message as the user's own terminal may show it, when the message withholds a value a
+            check observed in the rows (``tracking.log_quarantine: false``): Prefect stores the message as the flow
+            run's state message and logs it, so it must not carry what the tracking store may not. None when the
+            message withholds nothing. Only ``lossval run`` and ``lossval demo`` print it.
+    """
+
+    local_message: str | None = None  # also for a subclass whose __init__ does not come here
+
+    def __init__(self, *args: object, local_message: str | None = None) -> None:
+        self.local_message = local_message
+        super().__init__(*args)
 
 
 class InputError(LossvalError, ValueError):
@@ -58,16 +71,12 @@ class GateFailed(LossvalError):
         summary: The run summary of :func:`flows.clean.run_cleaning` (``run_id``, ``run_dir``,
             ``rows``, ``metrics``, ``model``, ``outputs``), when the caller has it, so a command
             line can report the run it refused.
-        local_message: The message as the user's own terminal may show it, when ``message`` withholds a value a
-            check observed in the rows (``tracking.log_quarantine: false``): Prefect stores ``message`` as the flow
-            run's state message and logs it, so it must not carry what the tracking store may not. None when
-            ``message`` withholds nothing.
+        local_message: The message as the user's own terminal may show it (:class:`LossvalError`).
     """
 
     def __init__(self, message: str, *, summary: dict | None = None, local_message: str | None = None) -> None:
         self.summary = summary
-        self.local_message = local_message
-        super().__init__(message)
+        super().__init__(message, local_message=local_message)
 
 
 class NightlyFailed(LossvalError):

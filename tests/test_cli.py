@@ -743,3 +743,24 @@ def test_a_sigterm_or_ctrl_c_after_the_command_finished_keeps_its_exit_status(si
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=45,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 3 and "Exception ignored" not in proc.stderr, (proc.returncode, proc.stderr)
+
+
+def test_an_error_that_withholds_observed_values_prints_them_in_full_on_the_user_s_terminal(monkeypatch,
+                                                                                          capsys) -> None:
+    # MLflow unreachable after a refusal under tracking.log_quarantine false: the message (Prefect's state message)
+    # withholds what a check observed; the demo and `lossval run` printed that withheld wording on the terminal too.
+    import flows.runner
+    from lossval.errors import LossvalError
+
+    shared = "MLflow tracking at http://h:5000 is unreachable. failed checks: max of 'a' (observed value withheld)."
+    full = "MLflow tracking at http://h:5000 is unreachable. failed checks: max of 'a' (observed 2.25)."
+
+    def unreachable(**kwargs):
+        raise LossvalError(shared, local_message=full)
+
+    monkeypatch.setattr(flows.runner, "run_demo", unreachable)
+    assert main(["demo"]) == 1
+    assert capsys.readouterr().err == f"lossval: error: {full}\n"
+    assert main(["--debug", "demo"]) == 1  # the traceback (its message as Prefect keeps it), then the full line
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith(f"lossval: error: {full}\n") and err.count("lossval: error:") == 1
