@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +141,8 @@ def test_the_valuation_key_follows_curated_files_by_content(tmp_path) -> None:
     flipped["label"] = flipped["label"].map({"yes": "no", "no": "yes"})
     flipped.to_csv(valid_file, index=False)
     assert key(validation={"strategy": "file", "path": "valid.csv"}) != curated  # same path, other labels
-    assert key(test_path="test.csv") == with_test  # unchanged file, same key
+    os.utime(test_file, ns=(1, 1))
+    assert key(test_path="test.csv") == with_test  # unchanged file (touched, same bytes), same key
 
 
 def test_the_valuation_key_follows_a_curated_folder_by_content(tmp_path) -> None:
@@ -153,6 +155,8 @@ def test_the_valuation_key_follows_a_curated_folder_by_content(tmp_path) -> None
                                                    base_dir=tmp_path))
 
     before = key()
+    os.utime(folder / "a.csv", ns=(1, 1))  # touched, same bytes: its content keys it, not its time stamp
+    assert key() == before
     make_frame(30, seed=7).to_csv(folder / "a.csv", index=False)
     assert key() != before
 
