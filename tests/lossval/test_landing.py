@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -63,9 +64,16 @@ def test_dataset_comes_from_the_subfolder_or_the_name_prefix(relative: str, data
     assert dataset_of(relative) == dataset
 
 
-@pytest.mark.parametrize("relative", ["a/b/c.csv", "bad name/x.csv", "$x__1.csv"])
-def test_bad_dataset_paths_are_refused(relative: str) -> None:
-    with pytest.raises(InputError):
+@pytest.mark.parametrize(("relative", "message"), [
+    ("a/b/c.csv", "a/b/c.csv: landed files go in the landing folder or one subfolder of it (<dataset>/<file>); "
+                  "this path is deeper."),
+    ("bad name/x.csv", "bad name/x.csv: dataset name 'bad name' may only hold letters, digits, '.', '_' and '-'; "
+                       "rename the file or subfolder."),
+    ("$x__1.csv", "$x__1.csv: dataset name '$x' may only hold letters, digits, '.', '_' and '-'; rename the file"),
+])
+def test_bad_dataset_paths_are_refused(relative: str, message: str) -> None:
+    # The path as landed and what to do about it: a watcher's log line is all its user sees.
+    with pytest.raises(InputError, match=re.escape(message)):
         dataset_of(relative)
 
 
