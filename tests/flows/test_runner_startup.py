@@ -447,10 +447,10 @@ def test_the_tracking_server_probe_tells_a_server_that_answers_from_one_that_doe
         with pytest.raises(SetupError, match=r"answers HTTP 503 .*Start the MLflow server"):
             check_tracking_server(server.uri)
         server.status, server.hang_s = 200, 3.0  # accepts, then never answers in time
-        t0 = time.perf_counter()
+        asked = len(server.requests)
         with pytest.raises(SetupError, match=r"no MLflow server answered within 0.5 s"):
             check_tracking_server(server.uri, timeout_s=0.5)
-        assert time.perf_counter() - t0 < 2.5
+        assert len(server.requests) == asked + 1  # asked once: retries would multiply the wait before any work
     finally:
         server.close()
     uri = f"http://user:secret@127.0.0.1:{_closed_port()}"
