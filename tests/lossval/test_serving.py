@@ -6,8 +6,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-pytest.importorskip("mlflow")
-
 
 def test_signature_takes_columns_as_the_encoder_reads_them_and_types_declared_codes_as_text() -> None:
     from mlflow.exceptions import MlflowException
