@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossval.errors import GateFailed, InputError, NightlyFailed, SetupError
+from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed, SetupError
 from lossval.demo import make_demo_data
 from lossval.landing import read_lock_log
 
@@ -151,7 +151,7 @@ def test_a_bad_entry_or_a_held_lock_fails_that_dataset_only(setup: dict[str, Pat
     assert "unknown key(s) ['cron']" in typo["error"] and "typo.yaml" in typo["error"]
     assert busy["error"].startswith("LockTimeout") and "a stuck run" in busy["error"], busy["error"]
     assert "missing.csv" in broken_record["error"]  # the entries after the bad ones still ran
-    with pytest.raises(Exception, match="lock_timeout_s must be a number of seconds >= 0"):
+    with pytest.raises(ConfigError, match="lock_timeout_s must be a number of seconds >= 0, got nan"):
         nightly(datasets_file=str(datasets), workspace=str(ws), lock_timeout_s=float("nan"))
 
 
