@@ -832,11 +832,19 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes.
+
+    Raises:
+        InputError: the file cannot be read (deleted, its permissions changed since it was read, a disk
+            error): names it and what to do; the system's refusal is its ``__cause__``.
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise _unreadable_file(exc, path) from exc
     return h.hexdigest()
 
 

@@ -276,9 +276,11 @@ def verify_run(run_dir: Path) -> list[str]:
             if file_sha256(outputs[name]) != digest:
                 changed.append(f"output '{name}' changed after the run wrote it (sha256 differs): {outputs[name]}"
                                + _SHARED_NOTE.get(name, "") * (name in shared))
-        except OSError as exc:
+        except InputError as exc:  # file_sha256's: the system's refusal (an OSError) is its cause
+            refusal = exc.__cause__
             unreadable.add(name)
-            changed.append(f"output '{name}' is unreadable ({exc.strerror or type(exc).__name__}): {outputs[name]}")
+            said = getattr(refusal, "strerror", None) or type(refusal).__name__
+            changed.append(f"output '{name}' is unreadable ({said}): {outputs[name]}")
     unhashed = []
     if hashes:  # lossval hashes every output (manifests of 2026-12-02 to 12-06: all but the shared ones)
         names = [n for n in outputs if n not in hashes and not (n in shared and not shared & set(hashes))]

@@ -289,7 +289,7 @@ def _usable_report(report: str, values: str) -> bool:
     if digest is not None and theirs == VALUES_VERSION:
         try:
             matches = file_sha256(values) == digest
-        except OSError:
+        except InputError:  # unreadable: valued again
             matches = False
         if not matches:
             run_logger().warning("the cached values %s are not the ones their report %s was written with (a valuation "

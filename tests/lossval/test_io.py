@@ -22,6 +22,7 @@ from lossval.io import (
     csv_line_of_row,
     data_columns,
     file_of_folder_row,
+    file_sha256,
     frame_fingerprint,
     list_data_files,
     make_temp,
@@ -112,6 +113,26 @@ def test_a_csv_refused_when_opened_again_for_the_cut_off_check_is_named(tmp_path
     monkeypatch.setattr(lossval.io, "_refuse_cut_off", refused)
     with pytest.raises(InputError, match=r"d\.csv: cannot be read \(Permission denied\); let the user"):
         read_table(tmp_path / "d.csv")
+
+
+def test_a_curated_file_gone_or_refused_before_it_is_hashed_is_named_with_what_to_do(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    # Seen by a reviewer: a curated file deleted (or its permissions changed) between the split reading it and the
+    # hashing gave a raw FileNotFoundError / PermissionError traceback.
+    path = tmp_path / "validation.csv"
+    path.write_text("a,b\n1,2\n")
+    digest = file_sha256(path)
+    path.unlink()
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: cannot be read \(No such file or directory\); "
+                                         "it was moved or deleted while lossval read it; deliver it again") as info:
+        file_sha256(path)
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    path.write_text("a,b\n1,2\n")
+    assert file_sha256(path) == digest
+    _refuse_reading(monkeypatch, path, PermissionError(13, "Permission denied"))  # chmod 000 does not stop root
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: cannot be read \(Permission denied\); let the "
+                                         "user lossval runs as read it"):
+        file_sha256(path)
 
 
 def test_a_folder_the_system_will_not_list_is_named_with_what_to_do(tmp_path: Path, monkeypatch) -> None:
