@@ -16,7 +16,7 @@ from prefect.states import Completed, Failed, State
 from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from flows.runner import SERVER_PROBE_ATTEMPTS, check_tracking_server
-from lossval.catalog import DatasetEntry, read_catalog, require_flow_parameters
+from lossval.catalog import CatalogProblem, DatasetEntry, read_catalog_entries, require_flow_parameters
 from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
 from lossval.landing import (check_lock_timeout, clear_attempt, dataset_lock, newest_arrival, record_arrival,
@@ -153,7 +153,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
 
     Each dataset is a subflow run (``clean-<name>``); whatever happens to one dataset, the next
     one runs. The report is written to ``<workspace>/nightly/<UTC time>-<flow run id>.json`` and
-    published as the ``lossval-nightly`` artifact; each dataset's record has one of four states:
+    published as the ``lossval-nightly`` artifact; it has one record per entry of the datasets file, in the
+    file's order, and each record has one of four states:
 
     * ``Completed``: cleaned and promoted (``run_id``, ``mlflow_run_id``, ``kept``, ``quarantined``);
     * ``Unchanged``: the champion came from a run of this same data (snapshot hash), curated files,
@@ -192,13 +193,17 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     log = get_run_logger()
     require_flow_parameters(datasets_file=datasets_file, workspace=workspace)
     check_lock_timeout(lock_timeout_s)  # before anything runs: NaN would wait forever on a held lock
-    entries, problems = read_catalog(datasets_file)  # one bad entry fails that dataset, not the night
+    # One bad entry fails that dataset, not the night. The report lists the entries in the datasets file's order.
+    checked = [(entry, _unusable_record(entry)) for entry in read_catalog_entries(datasets_file)]
     started = dt.datetime.now(dt.timezone.utc)
+    for _, unusable in checked:
+        if unusable is not None:
+            log.error("dataset %s failed: %s", unusable["dataset"], unusable["error"])
     results: list[dict[str, Any]] = []
-    for problem in problems:
-        results.append({"dataset": problem.where, "state": "Failed", "error": str(problem.error)[:500]})
-        log.error("dataset %s failed: %s", problem.where, results[-1]["error"])
-    for entry in entries:
+    for entry, unusable in checked:
+        if unusable is not None:
+            results.append(unusable)
+            continue
         state = clean_entry(name=entry.name, config_path=entry.config_path, workspace=workspace,
                             lock_timeout_s=lock_timeout_s, skip_unchanged=not rerun_unchanged, return_state=True)
         record: dict[str, Any] = {"dataset": entry.name, "state": state.name}
@@ -251,6 +256,14 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
         return Completed(message=f"{len(results) - len(unchanged)} of {len(results)} dataset(s) cleaned{same}",
                          data=report)
     return Completed(message=f"all {len(results)} dataset(s) cleaned", data=report)
+
+
+def _unusable_record(entry: DatasetEntry | CatalogProblem) -> dict[str, Any] | None:
+    """The report's record of an entry the night cannot run (the datasets file's problem with it); ``None`` for a
+    usable one."""
+    if isinstance(entry, CatalogProblem):
+        return {"dataset": entry.where, "state": "Failed", "error": str(entry.error)[:500]}
+    return None
 
 
 def _run_fields(summary: dict[str, Any]) -> dict[str, Any]:

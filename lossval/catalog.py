@@ -20,8 +20,8 @@ from pathlib import Path
 from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml, resolve_config_path
 from lossval.errors import ConfigError, InputError
 
-__all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog", "unusable_entries_error",
-           "entry_for_landing", "require_flow_parameters"]
+__all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog",
+           "read_catalog_entries", "unusable_entries_error", "entry_for_landing", "require_flow_parameters"]
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -129,6 +129,18 @@ def read_catalog(path: str | Path) -> tuple[list[DatasetEntry], list[CatalogProb
     Raises:
         ConfigError: the file itself is unreadable or not a list of entries.
     """
+    parsed = read_catalog_entries(path)
+    return ([e for e in parsed if isinstance(e, DatasetEntry)],
+            [e for e in parsed if isinstance(e, CatalogProblem)])
+
+
+def read_catalog_entries(path: str | Path) -> list[DatasetEntry | CatalogProblem]:
+    """:func:`read_catalog`'s entries and problems together, one per entry in the datasets file's order (a report
+    read against the file lists them so).
+
+    Raises:
+        ConfigError: the file itself is unreadable or not a list of entries.
+    """
     p = Path(path)
     raw = read_yaml(p, what="datasets file")
     if not isinstance(raw, dict) or set(raw) != {"datasets"} or not isinstance(raw["datasets"], list):
@@ -156,8 +168,7 @@ def read_catalog(path: str | Path) -> tuple[list[DatasetEntry], list[CatalogProb
                                 "or remove all but one", source=str(p))
             parsed = [CatalogProblem(where=e.name, landing=e.landing, error=error)
                       if isinstance(e, DatasetEntry) and getattr(e, key) in dupes else e for e in parsed]
-    return ([e for e in parsed if isinstance(e, DatasetEntry)],
-            [e for e in parsed if isinstance(e, CatalogProblem)])
+    return parsed
 
 
 def _value(entry: DatasetEntry | CatalogProblem, key: str) -> str | None:

@@ -175,6 +175,26 @@ def test_a_name_an_unusable_entry_repeats_fails_both_entries_and_the_summary_nam
     assert [r["state"] for r in report["datasets"]] == ["Failed", "Failed"]
 
 
+def test_the_report_lists_every_entry_in_the_datasets_files_order(setup, monkeypatch) -> None:
+    # Seen by a reviewer: the unusable entries came first and the rest after them, so the report did not read
+    # against the file.
+    import flows.nightly
+    from flows.nightly import nightly
+
+    monkeypatch.setattr(flows.nightly, "run_cleaning", lambda config, **kw: {"run_id": f"r-{config.dataset}",
+                                                                            "rows": {"kept": 1, "quarantine": 0}})
+    good = str(setup["root"] / "good" / "config.yaml")
+    datasets = setup["root"] / "in-order.yaml"
+    datasets.write_text(yaml.safe_dump({"datasets": [{"name": "a", "config": good},
+                                                     {"name": "b", "config": good, "cron": "x"},
+                                                     {"name": "c", "config": good}]}))
+    report = nightly(datasets_file=str(datasets), workspace=str(setup["ws"] / "in-order"),
+                     return_state=True).result(raise_on_failure=False).report
+    assert [(r["dataset"], r["state"]) for r in report["datasets"]] == [("a", "Completed"), ("b", "Failed"),
+                                                                        ("c", "Completed")]
+    assert report["failed"] == ["b"] and "unknown key(s) ['cron']" in report["datasets"][1]["error"]
+
+
 def test_two_nights_started_in_the_same_second_keep_both_reports(setup, monkeypatch) -> None:
     # Two nightly deployments (two datasets files) on one workspace and one 02:00 schedule wrote one file.
     import datetime
