@@ -169,9 +169,10 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
       and the champion is still the one it was compared with, so it was not run again; the record is
       that run's), and the dataset is listed under ``refused``, not ``failed``;
     * ``Failed``: bad input or config (including an entry of the datasets file that cannot be used,
-      named by its name or ``datasets[i]``), MLflow unreachable (an ``http(s)`` ``tracking.uri`` that does
-      not answer, asked 3 times 2 s apart when the failure may be a restart, fails the dataset before its
-      lock and any work), the dataset's lock held longer than
+      named by its name or ``datasets[i]``, and a pipeline config that cannot be loaded: every entry's
+      config is loaded at the night's start, so these are logged then, before any dataset runs), MLflow
+      unreachable (an ``http(s)`` ``tracking.uri`` that does not answer, asked 3 times 2 s apart when the
+      failure may be a restart, fails the dataset before its lock and any work), the dataset's lock held longer than
       ``lock_timeout_s`` by another run, a bug (``error``; listed under ``failed``).
 
     Datasets run one after the other, so ``lock_timeout_s`` (default one hour) bounds how long a
@@ -193,7 +194,8 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     log = get_run_logger()
     require_flow_parameters(datasets_file=datasets_file, workspace=workspace)
     check_lock_timeout(lock_timeout_s)  # before anything runs: NaN would wait forever on a held lock
-    # One bad entry fails that dataset, not the night. The report lists the entries in the datasets file's order.
+    # One bad entry fails that dataset, not the night. Every config is loaded now: a bad one is said at the night's
+    # start, not hours later when its turn comes. The report lists the entries in the datasets file's order.
     checked = [(entry, _unusable_record(entry)) for entry in read_catalog_entries(datasets_file)]
     started = dt.datetime.now(dt.timezone.utc)
     for _, unusable in checked:
@@ -259,10 +261,16 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
 
 
 def _unusable_record(entry: DatasetEntry | CatalogProblem) -> dict[str, Any] | None:
-    """The report's record of an entry the night cannot run (the datasets file's problem with it); ``None`` for a
-    usable one."""
+    """The report's record of an entry the night cannot run (the datasets file's problem with it, or its pipeline
+    config's: unreadable YAML, an unknown key, a bad value); ``None`` for one whose config loads."""
     if isinstance(entry, CatalogProblem):
         return {"dataset": entry.where, "state": "Failed", "error": str(entry.error)[:500]}
+    try:
+        entry.load()  # clean_entry loads it again at its turn: a config edited meanwhile is the one it cleans with
+    except InputError as exc:  # worded as when the dataset's own run met it
+        return {"dataset": entry.name, "state": "Failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+    except Exception:  # noqa: BLE001 - a bug: the dataset's own run meets it again and fails it with its traceback
+        return None
     return None
 
 

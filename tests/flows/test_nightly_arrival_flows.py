@@ -195,6 +195,51 @@ def test_the_report_lists_every_entry_in_the_datasets_files_order(setup, monkeyp
     assert report["failed"] == ["b"] and "unknown key(s) ['cron']" in report["datasets"][1]["error"]
 
 
+def test_a_bad_pipeline_config_is_reported_at_the_nights_start_and_the_others_still_run(setup, monkeypatch,
+                                                                                         run_log: list[str]) -> None:
+    # Seen by a reviewer: a config with a typo was only found when its turn came, possibly hours into the night.
+    import flows.nightly
+    from flows.nightly import nightly
+
+    logged_before_cleaning: list[list[str]] = []
+
+    def cleaning(config, **kw):  # noqa: ANN001, ANN202
+        logged_before_cleaning.append(list(run_log))
+        return {"run_id": f"r-{config.dataset}", "rows": {"kept": 1, "quarantine": 0}}
+
+    monkeypatch.setattr(flows.nightly, "run_cleaning", cleaning)
+    good = yaml.safe_load((setup["root"] / "good" / "config.yaml").read_text())
+    typo = setup["root"] / "typo-config.yaml"
+    typo.write_text(yaml.safe_dump({**good, "lossval": {"epoch": 4}}))
+    bad_value = setup["root"] / "bad-value.yaml"
+    bad_value.write_text(yaml.safe_dump({**good, "lossval": {"epochs": -1}}))
+    no_yaml = setup["root"] / "no-yaml.yaml"
+    no_yaml.write_text("data: [unclosed\n")
+    datasets = setup["root"] / "bad-configs.yaml"
+    good_path = str(setup["root"] / "good" / "config.yaml")
+    datasets.write_text(yaml.safe_dump({"datasets": [{"name": "first", "config": good_path},
+                                                     {"name": "typo", "config": str(typo)},
+                                                     {"name": "bad-value", "config": str(bad_value)},
+                                                     {"name": "no-yaml", "config": str(no_yaml)},
+                                                     {"name": "last", "config": good_path}]}))
+    state = nightly(datasets_file=str(datasets), workspace=str(setup["ws"] / "bad-configs"), return_state=True)
+    report = state.result(raise_on_failure=False).report
+    assert [(r["dataset"], r["state"]) for r in report["datasets"]] == [
+        ("first", "Completed"), ("typo", "Failed"), ("bad-value", "Failed"), ("no-yaml", "Failed"),
+        ("last", "Completed")]
+    assert report["failed"] == ["typo", "bad-value", "no-yaml"]
+    errors = {r["dataset"]: r["error"] for r in report["datasets"] if r["state"] == "Failed"}
+    assert errors["typo"].startswith(f"ConfigError: {typo}: unknown key(s) ['epoch'] in section 'lossval'")
+    assert errors["bad-value"].startswith(f"ConfigError: {bad_value}: ") and "epochs" in errors["bad-value"]
+    assert errors["no-yaml"].startswith(f"ConfigError: {no_yaml}: not valid YAML at line 2")
+    # each bad config was logged, once and in one line, before the first dataset was cleaned
+    assert len(logged_before_cleaning) == 2, logged_before_cleaning
+    for name, error in errors.items():
+        line = f"ERROR dataset {name} failed: {error}"
+        assert line in logged_before_cleaning[0] and run_log.count(line) == 1, run_log
+    assert not [line for line in run_log if "Traceback" in line], run_log
+
+
 def test_two_nights_started_in_the_same_second_keep_both_reports(setup, monkeypatch) -> None:
     # Two nightly deployments (two datasets files) on one workspace and one 02:00 schedule wrote one file.
     import datetime
