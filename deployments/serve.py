@@ -142,14 +142,17 @@ def register_valuation_deployment(pool: str) -> str:
     return f"{VALUE_FLOW_NAME}/{pool}"
 
 
-def _warn_missing_valuation_deployments(entries: list[Any]) -> None:
-    """Say now (not at 02:00) when a config names a valuation deployment the server does not have."""
+def _warn_missing_valuation_deployments(configs: list[tuple[Any, Any]]) -> None:
+    """Say now (not at 02:00) when a config names a valuation deployment the server does not have.
+
+    ``configs``: each dataset's entry and loaded pipeline config (:func:`lossval.catalog.load_catalog_configs`).
+    """
     import sys
 
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
-    wanted = {e.name: e.load().valuation_deployment for e in entries}
+    wanted = {entry.name: config.valuation_deployment for entry, config in configs}
     with get_client(sync_client=True) as client:
         for dataset, name in wanted.items():
             if not name:
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     Every option is checked before the server is asked anything, and all that is wrong is said at once: a missing
     PREFECT_API_URL no longer hid a bad --timezone or --cron until a second run.
     """
-    from lossval.catalog import load_catalog
+    from lossval.catalog import load_catalog_configs
     from lossval.errors import InputError
 
     problems: list[InputError] = []
@@ -193,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                                    "no limit."))
     datasets_file, landing = Path(args.datasets).resolve(), Path(args.landing).resolve()
     workspace = Path(args.workspace).resolve()
-    entries = check(lambda: load_catalog(datasets_file))  # every config validated now, not at 02:00
+    configs = check(lambda: load_catalog_configs(datasets_file))  # every config validated now, not at 02:00
     if not landing.is_dir():
         problems.append(InputError("landing folder not found; create it (and point `lossval watch` at it).",
                                    source=str(landing)))
@@ -233,10 +236,10 @@ def run(args: argparse.Namespace) -> int:
         name = register_valuation_deployment(args.valuation_pool)
         print(f"lossval serve: registered {name} on work pool {args.valuation_pool!r}; start its worker with "
               f"`prefect worker start --pool {args.valuation_pool}`", flush=True)
-    _warn_missing_valuation_deployments(entries)
-    _warn_missing_data(entries, workspace)
-    _warn_unreachable_tracking(entries)
-    print(f"lossval serve: {len(entries)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
+    _warn_missing_valuation_deployments(configs)
+    _warn_missing_data(configs, workspace)
+    _warn_unreachable_tracking(configs)
+    print(f"lossval serve: {len(configs)} dataset(s) from {datasets_file}; nightly at '{args.cron}' {args.timezone}; "
           f"new files in {landing}; workspace {workspace}; Prefect API {api}", flush=True)
     arrival_now = next(d for d in deployments if f"{d.flow_name}/{d.name}" == ARRIVAL_DEPLOYMENT)
     _repoint_queued_arrivals(registered[ARRIVAL_DEPLOYMENT], serving=arrival_now.parameters)
@@ -484,21 +487,23 @@ def _note_repointed(deployments: list[Any], registered: dict[str, Any]) -> None:
             print(f"lossval serve: note: {name} was registered with other parameters; now {what}", flush=True)
 
 
-def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
-    """Say now (not at 02:00) which datasets the nightly run could not read: the data it would clean is missing."""
+def _warn_missing_data(configs: list[tuple[Any, Any]], workspace: Path) -> None:
+    """Say now (not at 02:00) which datasets the nightly run could not read: the data it would clean is missing.
+
+    ``configs``: each dataset's entry and loaded pipeline config (:func:`lossval.catalog.load_catalog_configs`).
+    """
     import sys
 
     from flows.nightly import newest_landed
     from lossval.errors import InputError
     from lossval.io import list_data_files
 
-    for entry in entries:
+    for entry, config in configs:
         newest = newest_landed(workspace, entry.name)  # what the nightly run would clean
         set_aside: tuple[str, ...] = ()  # a landed delivery is a file
         if newest is not None:
             path, what = Path(newest["path"]), "its newest landed file"
         else:
-            config = entry.load()
             path, what, set_aside = Path(config.data), "its config's 'data'", config.set_aside_paths()
         try:  # the reader's own rule: a file, or a folder of data files (lossval.io.read_table)
             list_data_files(path, set_aside=set_aside)
@@ -508,11 +513,12 @@ def _warn_missing_data(entries: list[Any], workspace: Path) -> None:
                   file=sys.stderr, flush=True)
 
 
-def _warn_unreachable_tracking(entries: list[Any]) -> None:
+def _warn_unreachable_tracking(configs: list[tuple[Any, Any]]) -> None:
     """Say now which datasets' tracking server does not answer: each of their runs fails at its start until it does.
 
     A warning, not a refusal: ``serve`` runs for months and a server may come up after it; each run probes again
     (:func:`flows.runner.check_tracking_server`). One probe per server, naming every dataset that uses it.
+    ``configs``: each dataset's entry and loaded pipeline config (:func:`lossval.catalog.load_catalog_configs`).
     """
     import sys
 
@@ -520,8 +526,8 @@ def _warn_unreachable_tracking(entries: list[Any]) -> None:
     from lossval.errors import SetupError
 
     users: dict[str | None, list[str]] = {}
-    for entry in entries:
-        users.setdefault(entry.load().tracking.uri, []).append(entry.name)
+    for entry, config in configs:
+        users.setdefault(config.tracking.uri, []).append(entry.name)
     for uri, names in users.items():
         try:
             check_tracking_server(uri)  # which stores it probes is its own rule (http and https servers)

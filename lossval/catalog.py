@@ -20,7 +20,7 @@ from pathlib import Path
 from lossval.config import DATASET_NAME_RE, PipelineConfig, load_config, read_yaml, resolve_config_path
 from lossval.errors import ConfigError, InputError
 
-__all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "read_catalog",
+__all__ = ["DatasetEntry", "CatalogProblem", "load_catalog", "load_catalog_configs", "read_catalog",
            "read_catalog_entries", "unusable_entries_error", "entry_for_landing", "require_flow_parameters"]
 
 @dataclass(frozen=True)
@@ -80,17 +80,34 @@ def load_catalog(path: str | Path, *, check_configs: bool = True) -> list[Datase
             or an invalid pipeline config; the message names the file and the entry, and every bad
             entry at once (one fix and restart per mistake was the way to find the next one).
     """
+    if check_configs:
+        return [entry for entry, _ in load_catalog_configs(path)]
+    entries, problems = read_catalog(path)
+    if problems:
+        raise unusable_entries_error(path, [(problem.where, problem.error) for problem in problems])
+    return entries
+
+
+def load_catalog_configs(path: str | Path) -> list[tuple[DatasetEntry, PipelineConfig]]:
+    """:func:`load_catalog`, with each entry's pipeline config as :meth:`DatasetEntry.load` gives it, loaded once.
+
+    :func:`load_catalog` checks the configs and drops them; a caller that uses them too (``lossval serve``) takes
+    them from here rather than loading each again.
+
+    Raises:
+        ConfigError: as :func:`load_catalog`.
+    """
     entries, problems = read_catalog(path)
     found: list[tuple[str, InputError]] = [(problem.where, problem.error) for problem in problems]
-    if check_configs:
-        for entry in entries:
-            try:
-                entry.load()
-            except InputError as exc:  # a ConfigError, or a file the config names (pruning.keep_ids)
-                found.append((entry.name, exc))
+    loaded: list[tuple[DatasetEntry, PipelineConfig]] = []
+    for entry in entries:
+        try:
+            loaded.append((entry, entry.load()))
+        except InputError as exc:  # a ConfigError, or a file the config names (pruning.keep_ids)
+            found.append((entry.name, exc))
     if found:
         raise unusable_entries_error(path, found)
-    return entries
+    return loaded
 
 
 def unusable_entries_error(path: str | Path, found: list[tuple[str, InputError]]) -> InputError:

@@ -230,24 +230,24 @@ def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets
                                                                         capsys) -> None:
     from deployments.serve import _warn_missing_data
     from flows.nightly import locks_dir
-    from lossval.catalog import load_catalog
+    from lossval.catalog import load_catalog_configs
     from lossval.landing import record_arrival
 
-    entries = load_catalog(datasets_file)
+    configs = load_catalog_configs(datasets_file)
     ws = tmp_path / "ws"
-    _warn_missing_data(entries, ws)  # nothing landed yet: the config's data, which does not exist
+    _warn_missing_data(configs, ws)  # nothing landed yet: the config's data, which does not exist
     err = capsys.readouterr().err
     assert f"dataset loans: its config's 'data' cannot be read: {tmp_path / 'loans.csv'}: no such file" in err
     assert "until that is fixed or a file lands in the landing folder's loans/" in err
 
     (tmp_path / "loans.csv").write_text("x,y\n1,0\n")
-    _warn_missing_data(entries, ws)
+    _warn_missing_data(configs, ws)
     assert capsys.readouterr().err == ""
 
     # Once a file has landed, the nightly run cleans that file instead: its absence is what matters.
     record_arrival(locks_dir(ws), "loans", relative="loans/a.csv", path=str(tmp_path / "landing" / "a.csv"),
                    mtime_ns=1, size=1, run_id="r1")
-    _warn_missing_data(entries, ws)
+    _warn_missing_data(configs, ws)
     assert f"its newest landed file cannot be read: {tmp_path / 'landing' / 'a.csv'}: no such file" in \
         capsys.readouterr().err
 
@@ -279,7 +279,7 @@ def test_serve_warns_at_start_about_a_tracking_server_that_does_not_answer(datas
     import socket
 
     from deployments.serve import _warn_unreachable_tracking
-    from lossval.catalog import load_catalog
+    from lossval.catalog import load_catalog_configs
 
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
@@ -291,12 +291,43 @@ def test_serve_warns_at_start_about_a_tracking_server_that_does_not_answer(datas
     (tmp_path / "local.yaml").write_text(yaml.safe_dump({"data": "local.csv", "target": "y"}))
     datasets_file.write_text(yaml.safe_dump({"datasets": [{"name": n, "config": f"{n}.yaml"}
                                                           for n in ("loans", "cards", "local")]}))
-    _warn_unreachable_tracking(load_catalog(datasets_file))
+    _warn_unreachable_tracking(load_catalog_configs(datasets_file))
     err = capsys.readouterr().err
     assert err.count("lossval serve: warning:") == 1, err
     assert f"warning: datasets loans, cards: tracking.uri {uri}: no MLflow server could be reached" in err, err
     assert err.rstrip().endswith("Their nightly and new-data runs fail at their start until it answers."), err
     assert "local" not in err and "Nothing was run" not in err
+
+
+def test_serve_loads_each_datasets_config_once_at_start(datasets_file: Path, tmp_path: Path, monkeypatch,
+                                                        capsys) -> None:
+    # Seen by a reviewer: serve loaded each config four times at start (the datasets-file check, then the valuation
+    # deployment, missing data and tracking warnings each loaded it again).
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import deployments.serve as serve
+    import lossval.catalog
+
+    (tmp_path / "cards.yaml").write_text(yaml.safe_dump({"data": "cards.csv", "target": "y"}))
+    datasets_file.write_text(yaml.safe_dump({"datasets": [{"name": "loans", "config": "loans.yaml"},
+                                                          {"name": "cards", "config": "cards.yaml"}]}))
+    loads: list[str] = []
+    real_load = lossval.catalog.load_config
+    monkeypatch.setattr(lossval.catalog, "load_config", lambda path: loads.append(Path(path).name) or real_load(path))
+    monkeypatch.setattr(serve, "_registered_deployments", lambda: dict.fromkeys(
+        (serve.NIGHTLY_DEPLOYMENT, serve.ARRIVAL_DEPLOYMENT)))  # registered nowhere yet; no server asked
+    served: list[list[str]] = []
+    monkeypatch.setattr(serve, "_serve", lambda deployments, limit: served.append(
+        [f"{d.flow_name}/{d.name}" for d in deployments]) or 0)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # well formed; not contacted
+        assert main(["serve", "--datasets", str(datasets_file), "--landing", str(tmp_path / "landing"),
+                     "--workspace", str(tmp_path / "ws")]) == 0
+    assert sorted(loads) == ["cards.yaml", "loans.yaml"]
+    assert served == [[serve.NIGHTLY_DEPLOYMENT, serve.ARRIVAL_DEPLOYMENT]]
+    err = capsys.readouterr().err  # the warnings still come from the configs: neither dataset's data exists
+    assert f"dataset loans: its config's 'data' cannot be read: {tmp_path / 'loans.csv'}" in err, err
+    assert f"dataset cards: its config's 'data' cannot be read: {tmp_path / 'cards.csv'}" in err, err
 
 
 def test_only_runs_stopped_with_serve_are_queued_again() -> None:
@@ -553,16 +584,16 @@ def test_the_valuation_timeout_is_read_from_the_environment(monkeypatch) -> None
 def test_serve_warns_about_a_data_folder_only_when_it_holds_no_data_files(datasets_file: Path, tmp_path: Path,
                                                                            capsys) -> None:
     from deployments.serve import _warn_missing_data
-    from lossval.catalog import load_catalog
+    from lossval.catalog import load_catalog_configs
 
     (tmp_path / "loans.yaml").write_text(yaml.safe_dump({"data": "loans", "target": "y"}))
     (tmp_path / "loans").mkdir()  # a folder of data files is valid data (lossval.io.read_table reads them all)
     (tmp_path / "loans" / "part-1.csv").write_text("x,y\n1,0\n")
-    _warn_missing_data(load_catalog(datasets_file), tmp_path / "ws")
+    _warn_missing_data(load_catalog_configs(datasets_file), tmp_path / "ws")
     assert capsys.readouterr().err == ""
     # ...but a folder with no data files in it would fail every night, as would a file of another kind.
     (tmp_path / "loans" / "part-1.csv").rename(tmp_path / "loans" / "part-1.txt")
-    _warn_missing_data(load_catalog(datasets_file), tmp_path / "ws")
+    _warn_missing_data(load_catalog_configs(datasets_file), tmp_path / "ws")
     assert f"its config's 'data' cannot be read: {tmp_path / 'loans'}: directory holds no data files" in \
         capsys.readouterr().err
 
