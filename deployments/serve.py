@@ -165,6 +165,63 @@ def _warn_missing_valuation_deployments(configs: list[tuple[Any, Any]]) -> None:
                       "or its runs will fail", file=sys.stderr, flush=True)
 
 
+def _check_valuation_pool(pool: str | None) -> None:
+    """Refuse a ``--valuation-pool`` name Prefect would not take.
+
+    Raises:
+        InputError: names the option and what a work pool name may hold.
+    """
+    from lossval.errors import InputError
+
+    if pool is not None and not re.fullmatch(r"[^/%&><\s][^/%&><]*", pool):
+        raise InputError(f"--valuation-pool {pool!r} is not a work pool name Prefect takes: give a non-empty name "
+                         "without '/', '%', '&', '<' or '>' (e.g. gpu).")
+
+
+def _check_limit(limit: int | None) -> None:
+    """Refuse a ``--limit`` below 1: 0 served nothing (no run could ever start); a negative one crashed Prefect's
+    runner once serving.
+
+    Raises:
+        InputError: names the option and the value.
+    """
+    from lossval.errors import InputError
+
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1 flow run at once, got {limit}; leave it out for no limit.")
+
+
+def _check_landing(landing: Path) -> None:
+    """Refuse a ``--landing`` folder that is not there.
+
+    Raises:
+        InputError: names the folder and what to do.
+    """
+    from lossval.errors import InputError
+
+    if not landing.is_dir():
+        raise InputError("landing folder not found; create it (and point `lossval watch` at it).", source=str(landing))
+
+
+def _prefect_api_url() -> str:
+    """PREFECT_API_URL, which ``serve`` needs set.
+
+    Raises:
+        InputError: it is not set; says how to start a server and set it.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    from lossval.errors import InputError
+
+    api = PREFECT_API_URL.value()
+    if not api:
+        raise InputError(
+            "PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and export "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api; `lossval serve` does not use a temporary server (schedules "
+            "and triggers would die with it).")
+    return api
+
+
 def run(args: argparse.Namespace) -> int:
     """Register and serve until interrupted. Bad options or a missing PREFECT_API_URL exit 2 before serving.
 
@@ -184,22 +241,15 @@ def run(args: argparse.Namespace) -> int:
             problems.append(exc)
             return None
 
-    if args.valuation_pool is not None and not re.fullmatch(r"[^/%&><\s][^/%&><]*", args.valuation_pool):
-        problems.append(InputError(f"--valuation-pool {args.valuation_pool!r} is not a work pool name Prefect takes: "
-                                   "give a non-empty name without '/', '%', '&', '<' or '>' (e.g. gpu)."))
+    check(lambda: _check_valuation_pool(args.valuation_pool))
     from flows.value_remote import valuation_timeout_s
 
     check(valuation_timeout_s)  # a malformed LOSSVAL_VALUATION_TIMEOUT_S is said now, not by each remote valuation
-    if args.limit is not None and args.limit < 1:
-        # 0 served nothing (no run could ever start); a negative one crashed Prefect's runner once serving
-        problems.append(InputError(f"--limit must be at least 1 flow run at once, got {args.limit}; leave it out for "
-                                   "no limit."))
+    check(lambda: _check_limit(args.limit))
     datasets_file, landing = Path(args.datasets).resolve(), Path(args.landing).resolve()
     workspace = Path(args.workspace).resolve()
     configs = check(lambda: load_catalog_configs(datasets_file))  # every config validated now, not at 02:00
-    if not landing.is_dir():
-        problems.append(InputError("landing folder not found; create it (and point `lossval watch` at it).",
-                                   source=str(landing)))
+    check(lambda: _check_landing(landing))
     from lossval.io import check_writable_folder
 
     check(lambda: check_writable_folder(workspace, what="--workspace"))  # now, not in the first scheduled run
@@ -207,15 +257,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     deployments = check(lambda: build_deployments(  # --cron and --timezone
         datasets_file=datasets_file, landing_dir=landing, workspace=workspace, cron=args.cron, timezone=args.timezone))
-    from prefect.settings import PREFECT_API_URL
-
-    api = PREFECT_API_URL.value()
-    if not api:
-        problems.append(InputError(
-            "PREFECT_API_URL is not set: start a server (`prefect server start --host 127.0.0.1`) and export "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api; `lossval serve` does not use a temporary server (schedules "
-            "and triggers would die with it)."))
-    else:
+    api = check(_prefect_api_url)
+    if api:
         from deployments.watch import check_api_key, check_api_url
 
         check(lambda: check_api_url(api))  # without /api the first request failed with HTTP 404, reported as a bug
