@@ -256,18 +256,18 @@ def test_serve_warns_at_start_about_data_the_nightly_run_could_not_read(datasets
 def test_serve_sets_aside_the_configs_test_folder_in_the_data_folder(tmp_path: Path, capsys) -> None:
     # As the run reads it: the config's test folder inside the data folder is not data; another such folder is refused.
     from deployments.serve import _warn_missing_data
-    from lossval.catalog import load_catalog
+    from lossval.catalog import load_catalog_configs
 
     (tmp_path / "exports" / "holdout.parquet").mkdir(parents=True)
     (tmp_path / "exports" / "a.csv").write_text("x,y\n1,0\n")
     (tmp_path / "loans.yaml").write_text(yaml.safe_dump({"data": "exports", "target": "y",
                                                          "test_path": "exports/holdout.parquet"}))
     (tmp_path / "datasets.yaml").write_text(yaml.safe_dump({"datasets": [{"name": "loans", "config": "loans.yaml"}]}))
-    entries = load_catalog(tmp_path / "datasets.yaml")
-    _warn_missing_data(entries, tmp_path / "ws")
+    configs = load_catalog_configs(tmp_path / "datasets.yaml")
+    _warn_missing_data(configs, tmp_path / "ws")
     assert capsys.readouterr().err == ""
     (tmp_path / "exports" / "b.parquet").mkdir()
-    _warn_missing_data(entries, tmp_path / "ws")
+    _warn_missing_data(configs, tmp_path / "ws")
     assert "its config's 'data' cannot be read: " in (err := capsys.readouterr().err)
     assert "1 folder named like a data file ('b.parquet') is in the data folder" in err
 
