@@ -84,7 +84,8 @@ def config_encoder(config: PipelineConfig, task: str, columns: Sequence[str]) ->
 
 
 def _content_hash(path: str | None) -> str | None:
-    """sha256 of a curated file, or of each data file of a curated folder; the path itself if unreadable."""
+    """sha256 of a curated file, or of each data file of a curated folder; the path itself when it is missing or
+    cannot be listed (the split reports that). A file gone or refused while hashed: :func:`file_sha256`'s InputError."""
     if not path or "://" in path or not Path(path).exists():
         return path
     try:
