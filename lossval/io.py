@@ -452,19 +452,27 @@ def _refuse_other_separator(name: str, path: Path) -> None:
 
 
 def _read_csv(path: Path, header: list[str], *, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
-    """``pd.read_csv`` that never shifts columns.
+    """``pd.read_csv`` that never shifts columns and keeps the text of text columns as written.
 
     By default pandas reads a file whose first rows have one field more than the header (a
     trailing comma) by taking the first field as a row index: every value lands one column to
     the left. ``index_col=False`` keeps the columns where the header puts them; a row with a
-    non-empty value beyond the header is refused, naming its line.
+    non-empty value beyond the header is refused, naming its line. Columns given in ``dtype``
+    (read as text) and columns that hold text are read as :func:`_text_as_written` says.
     """
+    df, options = _read_csv_in_place(path, header, dtype=dtype)
+    return _text_as_written(path, df, declared=list(dtype or ()), options=options)
+
+
+def _read_csv_in_place(path: Path, header: list[str], *,
+                       dtype: dict[str, Any] | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The frame of :func:`_read_csv` as pandas parses it, and the read options that gave it."""
     n_header = len(header)
     overlong_later = False  # pandas warns when the first data row is too long, and fails when a later one is
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            return pd.read_csv(path, index_col=False, dtype=dtype)
+            return pd.read_csv(path, index_col=False, dtype=dtype), {}
         except pd.errors.ParserWarning:
             pass
         except pd.errors.ParserError:
@@ -483,10 +491,45 @@ def _read_csv(path: Path, header: list[str], *, dtype: dict[str, Any] | None = N
                          source=str(path))
     with warnings.catch_warnings():  # only empty fields past the header (trailing commas): nothing is lost
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
-        if overlong_later:  # only the python engine can drop a later row's extra (empty) fields
-            return pd.read_csv(path, index_col=False, dtype=dtype, engine="python",
-                               on_bad_lines=lambda fields: fields[:n_header])
-        return pd.read_csv(path, index_col=False, dtype=dtype)
+        # only the python engine can drop a later row's extra (empty) fields
+        options: dict[str, Any] = ({"engine": "python", "on_bad_lines": lambda fields: fields[:n_header]}
+                                   if overlong_later else {})
+        return pd.read_csv(path, index_col=False, dtype=dtype, **options), options
+
+
+def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str],
+                     options: dict[str, Any]) -> pd.DataFrame:
+    """Text columns of a CSV whose only missing values are its empty fields.
+
+    pandas reads ``NA``, ``N/A``, ``null``, ``None``, ``nan`` (and a dozen more) as missing in every column: a
+    region ``NA`` (North America) became a missing value in the snapshot, the quarantine and the row ids, and the
+    same category as a blank. Here the ``declared`` columns (the id column, categorical ones) and every other
+    column that holds text (not true/false) keep such words as text. A column of numbers with those markers is
+    read as numbers by pandas and left so; one that holds text because a few of its values are typos (at least
+    the encoder's numeric share of its values are numbers) keeps them missing too, so that it still reads as a
+    numeric column (and its typos are named). Only columns with a missing value are read a second time.
+    """
+    redo = [i for i, col in enumerate(df.columns) if df[col].isna().any()
+            and (col in declared or (_holds_text(df[col]) and not _numbers_with_typos(df[col])))]
+    if not redo:
+        return df
+    with warnings.catch_warnings():  # the first read settled the file's shape (trailing commas): nothing new here
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        raw = pd.read_csv(path, index_col=False, usecols=redo, dtype=str, keep_default_na=False, na_values=[""],
+                          **options)
+    df = df.copy()
+    for i in redo:
+        df.isetitem(i, raw[df.columns[i]])  # the same header read again: the same names
+    return df
+
+
+def _numbers_with_typos(series: pd.Series) -> bool:
+    """A text column of which at least ``_NUMERIC_SHARE`` of the present values are numbers: numeric to the encoder."""
+    from lossval.encoding import _NUMERIC_SHARE, _to_numeric
+
+    present = series.dropna()
+    parsed = _to_numeric(present)
+    return parsed is not None and len(present) > 0 and float(parsed.notna().mean()) >= _NUMERIC_SHARE
 
 
 def _first_overlong_line(path: Path, n_header: int, *, empty_too: bool = False) -> int | None:
@@ -681,7 +724,9 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         max_columns: Refuse files with more columns than this (checked on the header, before the rows).
         text_columns: Columns read from CSV as the text they hold, not parsed as numbers: an id
             column, whose ``007`` and ``7`` are two rows, or a column declared categorical (zip
-            code ``02139``). Parquet columns keep their stored type; ``None`` entries are skipped.
+            code ``02139``). Parquet columns keep their stored type; ``None`` entries are skipped. In these,
+            and in every other CSV column of text, only an empty field is missing: ``NA``, ``null``, ``None``
+            stay text; a column of numbers reads them as missing (:func:`_text_as_written`).
         set_aside: Folders inside a data folder that are not its data (a validation or test folder), as for
             :func:`list_data_files`; any other folder in it named like a data file is refused.
 

@@ -390,6 +390,51 @@ def test_an_id_column_is_read_from_csv_as_the_text_it_holds(tmp_path):
     both.to_parquet(tmp_path / "back.parquet")
 
 
+def test_na_words_in_a_csv_text_column_are_the_text_written_only_an_empty_field_is_missing(tmp_path):
+    from lossval.encoding import TabularEncoder
+    from lossval.io import assign_row_ids
+
+    path = tmp_path / "regions.csv"
+    path.write_text("id,region,x,flag,y\n"
+                    "NA,NA,0.5,True,a\n"
+                    "2,EU,NA,NA,b\n"
+                    "3,null,0.3,False,a\n"
+                    "4,N/A,null,True,b\n"
+                    "5,,1,False,a\n"
+                    "6,None,NaN,True,None\n")
+    df = read_table(path, text_columns=["id"])
+    # 'NA' is North America (and an id), 'None' a class: text as written; the empty field alone is missing
+    assert df["id"].tolist() == ["NA", "2", "3", "4", "5", "6"]
+    assert [None if pd.isna(v) else v for v in df["region"]] == ["NA", "EU", "null", "N/A", None, "None"]
+    assert df["y"].tolist() == ["a", "b", "a", "b", "a", "None"]
+    # numbers with markers stay numbers, the markers missing (and refused as such, naming the row)
+    assert df["x"].dtype == np.float64 and df["x"].isna().tolist() == [False, True, False, True, False, True]
+    assert [None if pd.isna(v) else bool(v) for v in df["flag"]] == [True, None, False, True, False, True]
+    # 'NA' and a blank are two levels, and rows holding such text get ids of their own
+    enc = TabularEncoder(target="y", exclude=["id", "x", "flag"]).fit(df)
+    assert {"NA", "null", "N/A", "None", "__missing__"} <= set(enc.categories_["region"])
+    no_ids = df.drop(columns="id")
+    assert (assign_row_ids(no_ids) != assign_row_ids(no_ids.assign(region=no_ids["region"].where(
+        no_ids["region"] == "EU")))).tolist() == [True, False, True, True, False, True]
+    with pytest.raises(InputError, match="numeric column 'x' has 3 NaN/missing value.*first at row 1"):
+        TabularEncoder(target="y", exclude=["id"]).fit(df)
+    # numbers with a typo (pandas gives text) and a marker: still numbers with a typo to the encoder, which names it
+    codes = tmp_path / "codes.csv"
+    codes.write_text("code,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20)) + "x,a\nNA,b\n")
+    coded = read_table(codes)
+    assert coded["code"].isna().tolist() == [False] * 21 + [True]
+    with pytest.raises(InputError, match="value 'x' in numeric column 'code' at row 20"):
+        TabularEncoder(target="y").fit(coded)
+    # the same with a later row's trailing comma (read by the python engine), gzip-compressed
+    late = tmp_path / "late.csv.gz"
+    late.write_bytes(gzip.compress(b"region,x,y\nEU,1,a\nNA,2,b\nnull,3,a,\n,4,b\n"))
+    assert [None if pd.isna(v) else v for v in read_table(late)["region"]] == ["EU", "NA", "null", None]
+    # parquet stores its nulls: its text is read as stored, as before
+    pq_path = tmp_path / "regions.parquet"
+    pd.DataFrame({"region": ["NA", None, "null"], "y": ["a", "b", "a"]}).to_parquet(pq_path)
+    assert [None if pd.isna(v) else v for v in read_table(pq_path)["region"]] == ["NA", None, "null"]
+
+
 def test_nested_values_are_named_when_rows_are_hashed():
     from lossval.io import assign_row_ids, frame_fingerprint
 
