@@ -763,6 +763,16 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
     _warn_leading_zeros(zeros, path)
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
+    # A CSV file whose text column holds only words such as NA (every row of one region) reads as all missing numbers:
+    # read as text there too, as the column is in the other files (:func:`_text_as_written`).
+    texty = [c for c in columns or [] if c not in text
+             and any(_holds_text(f[c]) and not _numbers_with_typos(f[c]) for f in frames)]
+    for i, f in enumerate(files):
+        words = [c for c in texty if frames[i][c].isna().all() and not _holds_text(frames[i][c])]
+        if words and is_csv_file(f):
+            with warnings.catch_warnings():  # said once, by the first read
+                warnings.simplefilter("ignore")
+                frames[i] = _read_one(f, max_columns=max_columns, text_columns=[*text, *words])[columns]
     for col in (c for c in text if c in (columns or [])):
         # CSV gives the text, parquet its stored type (ids as int64): one column of mixed types
         # could not be written back as parquet, so every file's values become text there.

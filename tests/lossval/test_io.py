@@ -435,6 +435,16 @@ def test_na_words_in_a_csv_text_column_are_the_text_written_only_an_empty_field_
     assert [None if pd.isna(v) else v for v in read_table(pq_path)["region"]] == ["NA", None, "null"]
 
 
+def test_a_csv_file_whose_text_column_holds_only_na_words_reads_them_as_text_as_the_folder_s_other_files(tmp_path):
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    (folder / "a.csv").write_text("region,x,y\nNA,NaN,a\nNA,null,b\n")  # one day of North America only
+    (folder / "b.csv").write_text("region,x,y\nEU,3,a\nNA,4,b\n,5,a\n")
+    both = read_table(folder)
+    assert [None if pd.isna(v) else v for v in both["region"]] == ["NA", "NA", "EU", "NA", None]
+    assert both["x"].dtype == np.float64 and both["x"].isna().tolist() == [True, True, False, False, False]
+
+
 def test_nested_values_are_named_when_rows_are_hashed():
     from lossval.io import assign_row_ids, frame_fingerprint
 
