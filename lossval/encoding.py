@@ -40,7 +40,8 @@ in categorical columns are not rejected: they are the ``"__missing__"`` level.)
 
 Numbers stored as text: an object/string column of which at least 90% of the non-missing
 values parse as numbers is taken to be a numeric column with typos, and the values that
-do not parse are reported (``non-numeric value 'abc' in numeric column 'x' at row 17``).
+do not parse are reported (``non-numeric value 'abc' in numeric column 'x' at row 17``);
+blank text (``""``, only spaces) is reported as a missing value instead, as a NaN is.
 If every value parses, the column is numeric. Below 90% it is categorical, with a
 :class:`UserWarning` when at least half of its values are numbers (``years_employed`` with
 15% ``"unknown"``). Pass ``categorical=[...]`` for code-like columns (zip codes, ids) that
@@ -488,9 +489,15 @@ class TabularEncoder:
         if share == 1.0:
             return "numeric"
         if share >= _NUMERIC_SHARE:
-            bad = present[parsed.isna()]
+            blank = missing_or_blank(present)  # "" from a parquet file: a missing number, not text that does not parse
+            if blank.any() and not (parsed.isna().to_numpy() & ~blank).any():
+                missing = missing_or_blank(series)
+                raise InputError(_missing_numbers_message(col, series.index[np.flatnonzero(missing)[0]],
+                                                          n_nan=int(series.isna().sum()), n_blank=int(blank.sum())),
+                                 source=self.source)
+            bad = present[parsed.isna().to_numpy() & ~blank]
             raise InputError(
-                _non_numeric_message(bad, col, len(present))
+                _non_numeric_message(bad, col, len(present) - int(blank.sum()))
                 + f"; fix or drop these rows, or, if {col!r} is really categorical, declare it so "
                 f"({_declare_categorical(col)})",
                 source=self.source,
@@ -701,6 +708,7 @@ class TabularEncoder:
                 "training rows",
                 source=source,
             )
+        n_blank = 0
         if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
             values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
@@ -712,30 +720,23 @@ class TabularEncoder:
                     "or drop these rows",
                     source=source,
                 )
-            bad = objects.notna() & parsed.isna()
+            blank = missing_or_blank(objects) & objects.notna().to_numpy()  # "": missing, reported as such below
+            bad = objects.notna() & parsed.isna() & ~blank
             if bad.any():
                 raise InputError(
-                    _non_numeric_message(objects[bad], col, int(objects.notna().sum()))
+                    _non_numeric_message(objects[bad], col, int(objects.notna().sum()) - int(blank.sum()))
                     + "; fix or drop these rows",
                     source=source,
                 )
             values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+            n_blank = int(blank.sum())
         finite = np.isfinite(values)
         if not finite.all():
-            n_nan = int(np.isnan(values).sum())
-            n_inf = int((~finite).sum()) - n_nan
+            n_nan = int(np.isnan(values).sum()) - n_blank
+            n_inf = int((~finite).sum()) - n_nan - n_blank
             first = series.index[np.flatnonzero(~finite)[0]]
-            kinds = " and ".join(
-                part for part in (f"{n_nan} NaN/missing" if n_nan else "", f"{n_inf} inf" if n_inf else "") if part
-            )
-            raise InputError(
-                f"numeric column {col!r} has {kinds} value(s)"
-                + (f" ({n_nan + n_inf} in all)" if n_nan and n_inf else "")
-                + f", first at row {_row(first)}; lossval rejects missing and infinite numbers: drop or impute "
-                "these rows, or leave the column out of the features (pipeline config: features.exclude; "
-                "`lossval value`: --exclude)",
-                source=source,
-            )
+            raise InputError(_missing_numbers_message(col, first, n_nan=n_nan, n_blank=n_blank, n_inf=n_inf),
+                             source=source)
         return values
 
     # --------------------------------------------------------------- target
@@ -1347,6 +1348,20 @@ def _show_values(bad: pd.Series, *, limit: int = _SHOW) -> str:
     parts = [f"{_py_scalar(v)!r} at row {_row(i)}" for i, v in bad.iloc[:limit].items()]
     more = f", ... ({len(bad)} in all)" if len(bad) > limit else ""
     return ", ".join(parts) + more
+
+
+def _missing_numbers_message(col: Any, first: Any, *, n_nan: int, n_blank: int = 0, n_inf: int = 0) -> str:
+    """A numeric column's missing (NaN, or text that is empty or only spaces) and infinite values, first at row
+    ``first``, and what to do."""
+    parts = [part for part in (f"{n_nan} NaN/missing" if n_nan else "",
+                               f"{n_blank} blank (empty or only spaces)" if n_blank else "",
+                               f"{n_inf} inf" if n_inf else "") if part]
+    kinds = " and ".join(parts) if len(parts) < 3 else f"{parts[0]}, {parts[1]} and {parts[2]}"
+    return (f"numeric column {col!r} has {kinds} value(s)"
+            + (f" ({n_nan + n_blank + n_inf} in all)" if len(parts) > 1 else "")
+            + f", first at row {_row(first)}; lossval rejects missing and infinite numbers: drop or impute "
+            "these rows, or leave the column out of the features (pipeline config: features.exclude; "
+            "`lossval value`: --exclude)")
 
 
 def _non_numeric_message(bad: pd.Series, col: Any, n_present: int) -> str:

@@ -392,6 +392,29 @@ def test_nan_or_inf_in_numeric_feature_raises_with_column_count_and_row(bad):
         TabularEncoder(target="y").fit(both)
 
 
+def test_a_blank_in_a_numeric_column_is_reported_as_missing_not_as_non_numeric():
+    # A parquet file keeps "" as text in a column of numbers: it was "non-numeric value ''", though serving and the
+    # categorical columns read it as missing. Told like a NaN there, with the same advice.
+    text = pd.DataFrame({"x": [str(i) if i != 2 else "" for i in range(12)], "y": [0, 1] * 6}, index=range(10, 22))
+    nan = pd.DataFrame({"x": [float(i) if i != 2 else np.nan for i in range(12)], "y": [0, 1] * 6}, index=range(10, 22))
+    with pytest.raises(InputError) as blank:
+        TabularEncoder(target="y", source="train.parquet").fit(text)
+    with pytest.raises(InputError) as missing:
+        TabularEncoder(target="y", source="train.parquet").fit(nan)
+    assert str(blank.value) == str(missing.value).replace("1 NaN/missing", "1 blank (empty or only spaces)")
+    assert str(blank.value).startswith("train.parquet: numeric column 'x' has 1 blank (empty or only spaces) value(s), "
+                                       "first at row 12; lossval rejects missing")
+    # Declared numeric, with a NaN, spaces and an inf too; and text that is no number is still named, alone.
+    both = pd.DataFrame({"x": ["1", None, "  ", "inf"], "y": [0, 1, 0, 1]})
+    with pytest.raises(InputError, match=r"has 1 NaN/missing, 1 blank \(empty or only spaces\) and 1 inf value\(s\) "
+                                         r"\(3 in all\), first at row 1; "):
+        TabularEncoder(target="y", numeric=["x"]).fit(both)
+    junk = pd.DataFrame({"x": ["1", "", "abc", "2"], "y": [0, 1, 0, 1]})
+    with pytest.raises(InputError, match=r"non-numeric value 'abc' in numeric column 'x' at row 2 \(1 of 3 non-missing "
+                                         r"values do not parse as numbers\); fix or drop these rows$"):
+        TabularEncoder(target="y", numeric=["x"]).fit(junk)
+
+
 def test_nan_at_transform_raises():
     enc = TabularEncoder(target="y").fit(_frame())
     with pytest.raises(InputError, match=r"'x'.*first at row 1\b"):
