@@ -444,9 +444,10 @@ def _section(raw: Any, cls: type, name: str, source: str | None, types: dict[str
     return cls(**{k: _typed(name, k, v, types[k], source) for k, v in raw.items()})
 
 
-def _refuse_same_files(paths: dict[str, str | None], source: str | None) -> None:
+def _refuse_same_files(paths: dict[str, str | None], source: str | None, *,
+                       as_written: dict[str, str | None] | None = None) -> None:
     """Refuse two of data / validation / test naming one file or folder, or a file in another's folder (rows valued or
-    scored against themselves); ``paths`` are as written, made absolute (symlinks kept: see resolve_config_path)."""
+    scored against themselves); ``as_written``: the same paths before symlinks were resolved."""
     seen: dict[Path, str] = {}
     for key, path in paths.items():
         if path is None or "://" in path:
@@ -458,8 +459,9 @@ def _refuse_same_files(paths: dict[str, str | None], source: str | None) -> None
         seen[real] = key
     # A curated file inside the data folder is read as data too. Checked on the paths as written (made absolute, not
     # resolved): a symlink in the folder is read through, whatever it points at.
-    for key, path in paths.items():
-        for other, folder in paths.items():
+    written = as_written or paths
+    for key, path in written.items():
+        for other, folder in written.items():
             if other != key and path and folder and "://" not in path + folder and read_as_data_of(folder, path):
                 raise ConfigError(f"'{key}' ({path}) lies in the '{other}' folder ({folder}), which reads every data "
                                   "file in it: its rows would be valued as data as well. Move it out of that folder.",
@@ -586,28 +588,13 @@ def resolve_config_path(path: str, base: str | Path) -> str:
     """A path written in a config file (the pipeline config, the datasets file) as lossval reads it.
 
     ``~`` and ``~user`` are expanded to a home folder (the shell does that on a command line, YAML does not); a
-    relative path is taken from ``base``, the config file's folder, and made absolute with its symbolic links kept (a
-    broken link on it is then named as written). ``$VARS`` are not expanded; a URL (``s3://...``) is returned as
-    written.
+    relative path is taken from ``base``, the config file's folder. ``$VARS`` are not expanded; a URL
+    (``s3://...``) is returned as written.
     """
     if "://" in str(path):
         return str(path)
     path = os.path.expanduser(str(path))
-    return path if Path(path).is_absolute() else _absolute_keeping_links(os.path.join(base, path))
-
-
-def _absolute_keeping_links(path: str) -> str:
-    """``path`` made absolute without following symbolic links, so that a message about it names what the user wrote
-    (a link to nothing as the link, not as where it pointed).
-
-    ``..`` is collapsed (``/a/b/../c`` -> ``/a/c``) only where that names the same place: after a link, ``..`` leads
-    to the folder above the link's target, not back to the folder holding the link, and is then left as written.
-    """
-    joined = os.path.join(os.getcwd(), path)  # the working folder is already without links
-    collapsed = os.path.normpath(joined)
-    if ".." not in Path(joined).parts or os.path.realpath(collapsed) == os.path.realpath(joined):
-        return collapsed
-    return str(Path(joined))  # pathlib drops "." and doubled "/" but keeps ".."
+    return path if Path(path).is_absolute() else str((Path(base) / path).resolve())
 
 
 def _fraction(name: str, value: float, source: str | None, *, low_open: bool = False, high: float = 1.0) -> None:
@@ -752,13 +739,16 @@ def config_from_dict(raw: dict[str, Any], *, base_dir: str | Path = ".", source:
     data = resolve(values.pop("data"))
     if values.get("test_path"):
         values["test_path"] = resolve(values["test_path"])
+    def absolute(p: Any) -> str | None:  # as resolve() reads it (~ expanded), symlinks left as written
+        return None if not p or "://" in str(p) else os.path.abspath(os.path.join(base, os.path.expanduser(str(p))))
+
     _refuse_same_files({"data": data, "validation.path": validation.path if validation.strategy == "file" else None,
-                        "test_path": values.get("test_path")}, source)
+                        "test_path": values.get("test_path")}, source,
+                       as_written={"data": absolute(raw.get("data")), "test_path": absolute(raw.get("test_path")),
+                                   "validation.path": absolute((raw.get("validation") or {}).get("path"))
+                                   if validation.strategy == "file" else None})
     named = values.pop("dataset", None)
-    name = Path(str(data)).name
-    if name == "..":  # a ".." kept after a link (see resolve_config_path): the folder it leads to
-        name = Path(os.path.realpath(str(data))).name
-    dataset = named or data_stem(name)  # loans.csv.gz: "loans"
+    dataset = named or data_stem(Path(str(data)).name)  # loans.csv.gz: "loans"
     if not DATASET_NAME_RE.fullmatch(dataset):
         whence = "" if named else " (taken from the data file's name, as no 'dataset' is set: set one)"
         raise ConfigError(f"'dataset' {dataset!r}{whence} may only hold ASCII letters, digits, '.', '_' and '-', and not "

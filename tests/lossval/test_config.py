@@ -151,26 +151,6 @@ def test_a_curated_file_inside_the_data_folder_is_refused(tmp_path: Path) -> Non
                              base_dir=tmp_path)
 
 
-def test_a_broken_link_on_a_relative_config_path_is_named_as_written(tmp_path: Path) -> None:
-    from lossval.io import list_data_files
-
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "deadlink").symlink_to(tmp_path / "gone")
-    cfg = config_from_dict({"data": "x/deadlink/a.csv", "target": "y", "test_path": "x/deadlink"}, base_dir=tmp_path)
-    assert cfg.data == str(tmp_path / "x" / "deadlink" / "a.csv")  # not .../gone/a.csv
-    with pytest.raises(InputError, match=r"the folder \S*/x/deadlink on its path is a symbolic link"):
-        list_data_files(cfg.data, key="data")
-    with pytest.raises(InputError, match=r"x/deadlink: is a symbolic link \(the config's test_path\)"):
-        list_data_files(cfg.test_path, key="test_path")
-    # A ".." after a link leads above its target, so it is kept; elsewhere it is collapsed, as before.
-    (tmp_path / "real" / "sub").mkdir(parents=True)
-    (tmp_path / "x" / "link").symlink_to(tmp_path / "real" / "sub")
-    (tmp_path / "real" / "a.csv").write_text("x,y\n1,2\n")
-    cfg = config_from_dict({"data": "x/link/../a.csv", "target": "y", "test_path": "x/../t.csv"}, base_dir=tmp_path)
-    assert cfg.data == str(tmp_path / "x" / "link" / ".." / "a.csv") and Path(cfg.data).is_file()
-    assert cfg.test_path == str(tmp_path / "t.csv")
-
-
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed")
