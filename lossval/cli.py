@@ -392,7 +392,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     from lossval.demo import check_valuation_options
     from lossval.encoding import TabularEncoder
     from lossval.io import (assign_row_ids, check_writable_folder, is_text_dtype, missing_column_hint,
-                            read_as_data_of, read_table, sweep_orphaned_temp_files, unicode_twin, write_parquet)
+                            read_as_data_of, read_table, sweep_orphaned_temp_files, text_columns_of, unicode_twin,
+                            write_parquet)
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
@@ -426,7 +427,7 @@ def _cmd_value(args: argparse.Namespace) -> int:
     train = read_table(args.data, text_columns=text, set_aside=[args.validation])
     if args.target in train.columns and is_text_dtype(train[args.target].dtype):  # "1" in training: "1" here too
         text.append(args.target)
-    valid = read_table(args.validation, text_columns=text)
+    valid = read_table(args.validation, text_columns=[*text, *text_columns_of(train)])  # "NA" text as in training
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
             raise InputError(f"target column {args.target!r} not found in the {name} file"

@@ -59,6 +59,7 @@ __all__ = [
     "is_csv_file",
     "MAX_COLUMNS",
     "read_table",
+    "text_columns_of",
     "list_data_files",
     "atomic_write",
     "make_temp",
@@ -521,6 +522,17 @@ def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str],
     for i in redo:
         df.isetitem(i, raw[df.columns[i]])  # the same header read again: the same names
     return df
+
+
+def text_columns_of(df: pd.DataFrame) -> list[Any]:
+    """The columns of ``df`` that hold text, as :func:`read_table` keeps a CSV's ``NA`` words in them: not true/false,
+    not numbers with a few typos.
+
+    Give them as ``text_columns`` when reading another file of the same data (a curated validation or test file): a
+    file whose text column holds only such words (every row of one region, ``NA``) reads them as missing on its own,
+    where the data has them as text.
+    """
+    return [c for c in df.columns if _holds_text(df[c]) and not _numbers_with_typos(df[c])]
 
 
 def _numbers_with_typos(series: pd.Series) -> bool:

@@ -10,7 +10,7 @@ from prefect import task
 from lossval.config import PipelineConfig
 from lossval.encoding import TabularEncoder
 from lossval.errors import InputError
-from lossval.io import assign_row_ids, is_text_dtype, missing_or_blank, read_table, write_parquet
+from lossval.io import assign_row_ids, is_text_dtype, missing_or_blank, read_table, text_columns_of, write_parquet
 from lossval.splitting import (MIN_VALIDATION_ROWS, assign_splits, check_validation, first_shared_row, shared_rows,
                                shared_rows_note)
 from tasks._log import run_logger
@@ -97,9 +97,11 @@ def check_encodable(df: pd.DataFrame, config: PipelineConfig, task_kind: str) ->
 def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: TabularEncoder, *,
                   prefix: str) -> pd.DataFrame:
     """Rows of a curated validation/test file, checked against the data's schema, with prefixed row ids."""
-    # As ingest reads the data; a target the data holds as text ("1", "yes") is read as text from a CSV too.
+    # As ingest reads the data; a target the data holds as text ("1", "yes") is read as text from a CSV too, and so is
+    # every column of text in the data (a test file of one region, all "NA", would otherwise read it as missing).
     text_target = [config.target] if is_text_dtype(df[config.target].dtype) else []
-    rows = read_table(path, text_columns=[config.id_column, *config.categorical, *text_target])
+    rows = read_table(path, text_columns=[config.id_column, *config.categorical, *text_target,
+                                          *text_columns_of(df.drop(columns="row_id", errors="ignore"))])
     needed = [c for c in df.columns if c != "row_id"]
     # What the stages read of these rows: the features, the target and the ids. The data's other columns (excluded
     # ones, the validation marker, a timestamp) may be absent: those rows get them empty.

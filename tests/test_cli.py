@@ -764,3 +764,20 @@ def test_an_error_that_withholds_observed_values_prints_them_in_full_on_the_user
     assert main(["--debug", "demo"]) == 1  # the traceback (its message as Prefect keeps it), then the full line
     err = capsys.readouterr().err
     assert "Traceback" in err and err.endswith(f"lossval: error: {full}\n") and err.count("lossval: error:") == 1
+
+
+def test_value_reads_a_validation_files_na_words_as_text_where_the_training_file_has_that_column_as_text(
+        tmp_path: Path, capsys) -> None:
+    # A validation file of one region, every value "NA" (North America), read it as missing on its own; training
+    # has "NA" as a level, so all 30 validation rows encoded as an unseen level.
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"region": rng.choice(["EU", "NA", "US"], 120), "x": rng.normal(size=120)})
+    valid = pd.DataFrame({"region": ["NA"] * 30, "x": rng.normal(size=30)})
+    for frame, name in ((train, "train.csv"), (valid, "valid.csv")):
+        frame.assign(y=np.where(frame["x"] > 0, "a", "b")).to_csv(tmp_path / name, index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["value", str(tmp_path / "train.csv"), "--target", "y", "--validation",
+                     str(tmp_path / "valid.csv"), "--out", str(tmp_path / "v.parquet"), "--epochs", "2"]) == 0
+    said = [str(w.message) for w in caught] + [capsys.readouterr().err]
+    assert not any("levels the training rows do not have" in text for text in said), said

@@ -1212,3 +1212,28 @@ def test_a_refusal_s_message_withholds_an_observed_value_when_data_rows_stay_out
     unquoted = _refusal(private, "d: failed checks: ", {**record, "failures": ["a"], "failures_without_values": ["a"],
                                                         "remedies": []}, " Run folder: r", summary={})
     assert str(unquoted) == "d: failed checks: a. Run folder: r" and unquoted.local_message is None  # nothing withheld
+
+
+def test_a_curated_test_file_of_one_region_na_keeps_it_as_the_text_the_data_has(tmp_path) -> None:
+    # A review of the NA-words change: a test file whose region column holds only "NA" (North America) read it as
+    # missing on its own (pandas' default), while the data kept "NA" as a level: those rows were scored as a blank.
+    import pandas as pd
+
+    from lossval.io import assign_row_ids, read_table
+    from tasks.split import split
+
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"region": rng.choice(["EU", "NA", "US"], 150), "x": rng.normal(size=150)})
+    data["label"] = np.where(data["x"] > 0, "a", "b")
+    data.to_csv(tmp_path / "d.csv", index=False)
+    snap = read_table(tmp_path / "d.csv")
+    assert set(snap["region"]) == {"EU", "NA", "US"}
+    snap.insert(0, "row_id", assign_row_ids(snap).to_numpy())
+    snap.to_parquet(tmp_path / "snap.parquet", index=False)
+    test = pd.DataFrame({"region": ["NA"] * 20, "x": rng.normal(size=20)})
+    test["label"] = np.where(test["x"] > 0, "a", "b")
+    test.to_csv(tmp_path / "test.csv", index=False)
+    assert read_table(tmp_path / "test.csv")["region"].isna().all()  # on its own, pandas' reading
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "test_path": "test.csv"}, base_dir=tmp_path)
+    out = split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+    assert pd.read_parquet(out["paths"]["test"])["region"].tolist() == ["NA"] * 20
