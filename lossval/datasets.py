@@ -199,7 +199,7 @@ def make_2dplanes(n: int, *, seed: int, noise_std: float = PLANES_NOISE_STD) -> 
     standard deviation of 2, is the one under which the reference LossVal figures of the
     benchmark suite reproduce (measured 2026-12-03: with 1 or sqrt(2) our reproduction of the
     reference code's label-noise F1 on 2dplanes is off by 0.09-0.22, with 2 every 2dplanes cell
-    is within 0.05; see the README's benchmark section).
+    is within 0.05; see ``benchmarks/EXPERIMENTS.md``, "2dplanes changed on 2026-12-03").
 
     Args:
         n: Number of rows.

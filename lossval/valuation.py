@@ -13,7 +13,7 @@ network share one Adam optimiser. Rows the model fits badly, or that lie away fr
 validation distribution, end with low weight: the weights are the values.
 
 What differs from the public reference code, and why (each is a parameter; the defaults were
-chosen on the benchmark suite in ``benchmarks/``, see README; the F1 figures below were measured
+chosen on the benchmark suite in ``benchmarks/``, see ``benchmarks/EXPERIMENTS.md``; the F1 figures below were measured
 before 2026-12-03, when the suite's 2dplanes still had noise of standard deviation 1):
 
 * ``normalize_masses=True``: the reference passes raw weights and all-ones validation masses,
