@@ -29,6 +29,10 @@ __all__ = ["value", "value_in", "value_cached", "screen_cache_record", "valuatio
 
 RESULTS_DIR_NAME = "prefect-results"  # under the workspace: the valuation cache records
 CACHE_KEY_PREFIX = "lossval-value-"
+# In the valuation key of a config with a curated validation or test file: since 2026-12-07 such a CSV file reads NA
+# words ('NA' for North America, 'null') in the data's text columns as text, not as missing values. Its bytes, and so
+# its content hash, are unchanged: without this, values (and a champion's run key) from the old reading were reused.
+CURATED_READ_TAG = ":curated-na-words-text"
 
 
 def feature_exclusions(config: PipelineConfig) -> list[str]:
@@ -130,7 +134,8 @@ def valuation_key(snapshot_hash: str, config: PipelineConfig) -> str:
     # policy's values hold noise_prob, so only its values are computed again). all-fit: nor splits two classes that
     # are both fit to different depths (ALL_FIT_LOSS).
     key = (f"{sections}:{contents}:values-v{VALUES_VERSION}:split-v{SPLIT_VERSION}:encoder-v{ENCODER_VERSION}:one-hot-raw"
-           ":strategy-exclusions:blank-missing" + (":mixture-range:all-fit" if settings["noise_prob"] else ""))
+           ":strategy-exclusions:blank-missing" + (":mixture-range:all-fit" if settings["noise_prob"] else "")
+           + (CURATED_READ_TAG if any(curated) else ""))
     return f"{snapshot_hash}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 

@@ -161,6 +161,28 @@ def test_the_valuation_key_follows_a_curated_folder_by_content(tmp_path) -> None
     assert key() != before
 
 
+def test_values_cached_before_curated_files_kept_na_words_as_text_are_not_reused(tmp_path, monkeypatch) -> None:
+    # Seen by a reviewer: a workspace valued before a curated validation file's 'NA' (North America) was read as text
+    # reused those values after the upgrade ("values: reused ..."): the file's bytes, so its key, had not changed, while
+    # a fresh workspace valued it otherwise (22 of 59 quarantined rows differed).
+    import tasks.value
+
+    (tmp_path / "valid.csv").write_text("x,region,label\n1.5,NA,yes\n2.5,EU,no\n")
+    (tmp_path / "test.csv").write_text("x,region,label\n0.5,NA,no\n3.5,EU,yes\n")
+    configs = {"validation file": {"validation": {"strategy": "file", "path": "valid.csv"}},
+               "test file": {"test_path": "test.csv"}, "no curated file": {}}
+
+    def keys() -> dict[str, str]:
+        return {name: valuation_key("s", config_from_dict({"data": "d.csv", "target": "label", **raw},
+                                                          base_dir=tmp_path)) for name, raw in configs.items()}
+
+    now = keys()
+    monkeypatch.setattr(tasks.value, "CURATED_READ_TAG", "")  # the key such values were cached under
+    before = keys()
+    assert now["validation file"] != before["validation file"] and now["test file"] != before["test file"]
+    assert now["no curated file"] == before["no curated file"]  # nothing read differently: its values still serve
+
+
 def test_the_gate_refuses_a_drop_inside_the_tolerance_when_no_metric_improved() -> None:
     from tasks.gate import metric_failures
 
