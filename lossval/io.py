@@ -866,7 +866,10 @@ def _warn_leading_zeros(zeros: dict[str, list[tuple[Path, int, str]]], path: str
 
 def _holds_text(series: pd.Series) -> bool:
     """A column of text: a text dtype whose values are not all booleans (a true/false column with a blank is
-    ``object`` in pandas, CSV or parquet alike, and is no more text than the same column without one)."""
+    ``object`` in pandas, CSV or parquet alike, and is no more text than the same column without one), or a pandas
+    categorical whose levels are text (a parquet file written from one reads back so: its 'NA' is text too)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = pd.Series(series.dtype.categories)
     return is_text_dtype(series.dtype) and pd.api.types.infer_dtype(series, skipna=True) != "boolean"
 
 

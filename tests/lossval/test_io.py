@@ -445,6 +445,28 @@ def test_a_csv_file_whose_text_column_holds_only_na_words_reads_them_as_text_as_
     assert both["x"].dtype == np.float64 and both["x"].isna().tolist() == [True, True, False, False, False]
 
 
+def test_a_parquet_file_s_categorical_text_column_is_text_to_the_csv_files_read_beside_it(tmp_path):
+    # Seen by a reviewer: pandas writes a categorical column as a parquet dictionary and reads it back categorical.
+    # Such a column of regions was not "text": a CSV file of North America only ("NA") read its region as missing,
+    # beside it in a folder or as a curated file, and a CSV file of several regions was refused as holding text
+    # where the parquet file held "numbers".
+    from lossval.io import text_columns_of
+
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    pd.DataFrame({"region": pd.Categorical(["EU", "NA", None]), "x": [1.0, 2.0, 3.0]}).to_parquet(folder / "a.parquet")
+    (folder / "b.csv").write_text("region,x\nNA,4\nNA,5\n")
+    assert [None if pd.isna(v) else v for v in read_table(folder)["region"]] == ["EU", "NA", None, "NA", "NA"]
+    (folder / "b.csv").write_text("region,x\nNA,4\nUS,5\n")
+    assert read_table(folder)["region"].tolist()[3:] == ["NA", "US"]
+    data = read_table(folder / "a.parquet")
+    assert text_columns_of(data) == ["region"]
+    (folder / "b.csv").write_text("region,x\nNA,4\nNA,5\n")
+    assert read_table(folder / "b.csv", text_columns=text_columns_of(data))["region"].tolist() == ["NA", "NA"]
+    flags = pd.DataFrame({"f": pd.Categorical([True, False]), "n": pd.Categorical([1, 2])})
+    assert text_columns_of(flags) == []  # levels of true/false or of numbers are no text
+
+
 def test_nested_values_are_named_when_rows_are_hashed():
     from lossval.io import assign_row_ids, frame_fingerprint
 
