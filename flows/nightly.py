@@ -22,6 +22,7 @@ from lossval.io import write_json
 from lossval.landing import (check_lock_timeout, clear_attempt, dataset_lock, newest_arrival, record_arrival,
                              refuses_file, unfinished_attempts)
 from tasks._paths import Workspace
+from tasks.track import _cut
 
 __all__ = ["NIGHTLY_FLOW_NAME", "nightly", "clean_entry", "locks_dir"]
 
@@ -196,15 +197,15 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     check_lock_timeout(lock_timeout_s)  # before anything runs: NaN would wait forever on a held lock
     # One bad entry fails that dataset, not the night. Every config is loaded now: a bad one is said at the night's
     # start, not hours later when its turn comes. The report lists the entries in the datasets file's order.
-    checked = [(entry, _unusable_record(entry)) for entry in read_catalog_entries(datasets_file)]
+    checked = [(entry, _unusable(entry)) for entry in read_catalog_entries(datasets_file)]
     started = dt.datetime.now(dt.timezone.utc)
     for _, unusable in checked:
         if unusable is not None:
-            log.error("dataset %s failed: %s", unusable["dataset"], unusable["error"])
+            log.error("dataset %s failed: %s", *unusable)  # whole here; the report may cut it
     results: list[dict[str, Any]] = []
     for entry, unusable in checked:
         if unusable is not None:
-            results.append(unusable)
+            results.append({"dataset": unusable[0], "state": "Failed", "error": _report_error(unusable[1])})
             continue
         state = clean_entry(name=entry.name, config_path=entry.config_path, workspace=workspace,
                             lock_timeout_s=lock_timeout_s, skip_unchanged=not rerun_unchanged, return_state=True)
@@ -260,18 +261,29 @@ def nightly(datasets_file: str, workspace: str = "lossval-workspace", lock_timeo
     return Completed(message=f"all {len(results)} dataset(s) cleaned", data=report)
 
 
-def _unusable_record(entry: DatasetEntry | CatalogProblem) -> dict[str, Any] | None:
-    """The report's record of an entry the night cannot run (the datasets file's problem with it, or its pipeline
-    config's: unreadable YAML, an unknown key, a bad value); ``None`` for one whose config loads."""
+def _unusable(entry: DatasetEntry | CatalogProblem) -> tuple[str, str] | None:
+    """The dataset name (or ``datasets[i]``) and error of an entry the night cannot run (the datasets file's problem
+    with it, or its pipeline config's: unreadable YAML, an unknown key, a bad value); ``None`` for one whose config
+    loads."""
     if isinstance(entry, CatalogProblem):
-        return {"dataset": entry.where, "state": "Failed", "error": str(entry.error)[:500]}
+        return entry.where, str(entry.error)
     try:
         entry.load()  # clean_entry loads it again at its turn: a config edited meanwhile is the one it cleans with
     except InputError as exc:  # worded as when the dataset's own run met it
-        return {"dataset": entry.name, "state": "Failed", "error": f"{type(exc).__name__}: {exc}"[:500]}
+        return entry.name, f"{type(exc).__name__}: {exc}"
     except Exception:  # noqa: BLE001 - a bug: the dataset's own run meets it again and fails it with its traceback
         return None
     return None
+
+
+REPORT_ERROR_LIMIT = 500
+"""Characters of an error the nightly report keeps; a longer one is cut with a note saying so."""
+
+
+def _report_error(text: str) -> str:
+    """``text`` for the report, cut to :data:`REPORT_ERROR_LIMIT` with a note where the whole error is (an unknown-key
+    error's list of valid keys ended mid-name, silently)."""
+    return _cut(text, REPORT_ERROR_LIMIT, "the whole error is in this night's Prefect log")
 
 
 def _run_fields(summary: dict[str, Any]) -> dict[str, Any]:
@@ -302,8 +314,8 @@ def _refusal_reason(summary: dict[str, Any]) -> str | None:
 
 def _error_text(state: State, exc: object) -> str:
     if isinstance(exc, BaseException):
-        return f"{type(exc).__name__}: {exc}"[:500]
-    return (state.message or state.name)[:500]
+        return _report_error(f"{type(exc).__name__}: {exc}")
+    return _report_error(state.message or state.name)
 
 
 def _publish(report: dict[str, Any]) -> None:

@@ -232,11 +232,15 @@ def test_a_bad_pipeline_config_is_reported_at_the_nights_start_and_the_others_st
     assert errors["typo"].startswith(f"ConfigError: {typo}: unknown key(s) ['epoch'] in section 'lossval'")
     assert errors["bad-value"].startswith(f"ConfigError: {bad_value}: ") and "epochs" in errors["bad-value"]
     assert errors["no-yaml"].startswith(f"ConfigError: {no_yaml}: not valid YAML at line 2")
-    # each bad config was logged, once and in one line, before the first dataset was cleaned
+    # the unknown key's error, with its list of valid keys, is longer than the report keeps: cut, and said so
+    assert errors["typo"].endswith("characters in all; the whole error is in this night's Prefect log]")
+    # each bad config was logged whole, once and in one line, before the first dataset was cleaned
     assert len(logged_before_cleaning) == 2, logged_before_cleaning
     for name, error in errors.items():
-        line = f"ERROR dataset {name} failed: {error}"
-        assert line in logged_before_cleaning[0] and run_log.count(line) == 1, run_log
+        line = f"ERROR dataset {name} failed: {error.split(' ... [cut: ')[0]}"
+        assert [logged.startswith(line) for logged in logged_before_cleaning[0]].count(True) == 1, run_log
+        assert [logged.startswith(line) for logged in run_log].count(True) == 1, run_log
+    assert any(logged.endswith("'weight_warmup_epochs', 'width'].") for logged in run_log), run_log
     assert not [line for line in run_log if "Traceback" in line], run_log
 
 
@@ -866,3 +870,15 @@ def test_a_tracking_server_that_does_not_answer_fails_its_dataset_before_any_wor
     assert not (ws / "runs").exists() and not (ws / "snapshots").exists()
     # the file's attempt stays recorded: the nightly run cleans it once the server answers
     assert [a["relative"] for a in unfinished_attempts(locks_dir(ws), "down")] == ["down/a.csv"]
+
+
+def test_a_long_error_in_the_nightly_report_is_cut_with_a_note_not_mid_word_silently() -> None:
+    # An unknown-key ConfigError (with its list of valid keys) ended mid-name in the report, with nothing saying so.
+    from flows.nightly import REPORT_ERROR_LIMIT, _report_error
+
+    short = "ConfigError: c.yaml: unknown key 'lossvall'"
+    assert _report_error(short) == short
+    long = "ConfigError: c.yaml: unknown key 'x'; valid keys: " + ", ".join(f"'key_{i}'" for i in range(200))
+    cut = _report_error(long)
+    assert len(cut) <= REPORT_ERROR_LIMIT and cut.startswith(long[:200])
+    assert cut.endswith(f"[cut: {len(long)} characters in all; the whole error is in this night's Prefect log]")
