@@ -491,9 +491,11 @@ class TabularEncoder:
         if share >= _NUMERIC_SHARE:
             blank = missing_or_blank(present)  # "" from a parquet file: a missing number, not text that does not parse
             if blank.any() and not (parsed.isna().to_numpy() & ~blank).any():
-                missing = missing_or_blank(series)
-                raise InputError(_missing_numbers_message(col, series.index[np.flatnonzero(missing)[0]],
-                                                          n_nan=int(series.isna().sum()), n_blank=int(blank.sum())),
+                infinite = np.isinf(parsed.to_numpy())  # "inf" parses: said beside the blanks, as in any numeric column
+                unusable = missing_or_blank(series) | series.index.isin(present.index[infinite])
+                raise InputError(_missing_numbers_message(col, series.index[np.flatnonzero(unusable)[0]],
+                                                          n_nan=int(series.isna().sum()), n_blank=int(blank.sum()),
+                                                          n_inf=int(infinite.sum())),
                                  source=self.source)
             bad = present[parsed.isna().to_numpy() & ~blank]
             raise InputError(

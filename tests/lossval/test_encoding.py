@@ -409,6 +409,11 @@ def test_a_blank_in_a_numeric_column_is_reported_as_missing_not_as_non_numeric()
     with pytest.raises(InputError, match=r"has 1 NaN/missing, 1 blank \(empty or only spaces\) and 1 inf value\(s\) "
                                          r"\(3 in all\), first at row 1; "):
         TabularEncoder(target="y", numeric=["x"]).fit(both)
+    # Its kind inferred (numbers with a blank), an "inf" before the blank is said too, and is the first row named.
+    inferred = pd.DataFrame({"x": [str(i) for i in range(40)] + ["inf", ""], "y": [0, 1] * 21})
+    with pytest.raises(InputError, match=r"has 1 blank \(empty or only spaces\) and 1 inf value\(s\) \(2 in all\), "
+                                         r"first at row 40; "):
+        TabularEncoder(target="y").fit(inferred)
     junk = pd.DataFrame({"x": ["1", "", "abc", "2"], "y": [0, 1, 0, 1]})
     with pytest.raises(InputError, match=r"non-numeric value 'abc' in numeric column 'x' at row 2 \(1 of 3 non-missing "
                                          r"values do not parse as numbers\); fix or drop these rows$"):
