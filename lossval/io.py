@@ -510,8 +510,8 @@ def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str],
     the encoder's numeric share of its values are numbers) keeps them missing too, so that it still reads as a
     numeric column (and its typos are named). Only columns with a missing value are read a second time.
     """
-    redo = [i for i, col in enumerate(df.columns) if df[col].isna().any()
-            and (col in declared or (_holds_text(df[col]) and not _numbers_with_typos(df[col])))]
+    redo = [i for i, col in enumerate(df.columns)
+            if df[col].isna().any() and (col in declared or _text_column(df[col]))]
     if not redo:
         return df
     with warnings.catch_warnings():  # the first read settled the file's shape (trailing commas): nothing new here
@@ -532,7 +532,12 @@ def text_columns_of(df: pd.DataFrame) -> list[Any]:
     file whose text column holds only such words (every row of one region, ``NA``) reads them as missing on its own,
     where the data has them as text.
     """
-    return [c for c in df.columns if _holds_text(df[c]) and not _numbers_with_typos(df[c])]
+    return [c for c in df.columns if _text_column(df[c])]
+
+
+def _text_column(series: pd.Series) -> bool:
+    """A column whose NA words are text (:func:`_text_as_written`): it holds text, and is not numbers with typos."""
+    return _holds_text(series) and not _numbers_with_typos(series)
 
 
 def _numbers_with_typos(series: pd.Series) -> bool:
@@ -777,8 +782,7 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         return frames[0].reset_index(drop=True)
     # A CSV file whose text column holds only words such as NA (every row of one region) reads as all missing numbers:
     # read as text there too, as the column is in the other files (:func:`_text_as_written`).
-    texty = [c for c in columns or [] if c not in text
-             and any(_holds_text(f[c]) and not _numbers_with_typos(f[c]) for f in frames)]
+    texty = [c for c in columns or [] if c not in text and any(_text_column(f[c]) for f in frames)]
     for i, f in enumerate(files):
         words = [c for c in texty if frames[i][c].isna().all() and not _holds_text(frames[i][c])]
         if words and is_csv_file(f):
