@@ -226,6 +226,49 @@ def test_clean_data_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "## Accuracy and log-loss with 0.1 label noise" in md
 
 
+def test_ambiguous_labels_run_writes_json_and_markdown(tmp_path: Path) -> None:
+    from benchmarks import ambiguous_labels
+
+    paths = ambiguous_labels.main(["--rows", "1500", "--seeds", "1", "--epochs", "3", "--noise-sds", "0,1",
+                                   "--out-dir", str(tmp_path)])
+    assert paths == {"json": tmp_path / "ambiguous_labels.json", "md": tmp_path / "ambiguous_labels.md"}
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+    payload = json.loads(paths["json"].read_text())
+    records = payload["records"]
+    assert [(r["noise_sd"], r["seed"]) for r in records] == [(0.0, 0), (1.0, 0)]
+    for r in records:
+        # latest 10% of 1500 rows for validation, 20% of the rest for testing; 10% of the training labels flipped
+        assert (r["n_valid"], r["n_test"], r["n_train"]) == (150, 270, 1080) and r["flipped"] == 108
+        assert r["dropped"] <= r["flagged"] and r["dropped"] <= int(0.2 * r["n_train"])  # the default cap holds
+        for key in ("flagged_precision", "flagged_recall", "dropped_precision", "dropped_recall", "auc",
+                    "accuracy_before", "accuracy_after"):
+            assert 0.0 <= r[key] <= 1.0, (key, r[key])
+        assert r["dropped_recall"] <= r["flagged_recall"]  # the dropped rows are among the flagged ones
+        assert r["gate_promotes"] == (r["gate_refusals"] == [])
+    # With labels a function of the features, the flipped rows' values rank far below the clean ones'
+    # (a value read with the wrong sign gives an AUC near 0).
+    assert records[0]["auc"] >= 0.8
+    md = paths["md"].read_text()
+    assert f"| 0 | 0 | 1,080 | 108 | {records[0]['flagged']:,} (" in md and "| 1 | 0 | 1,080 | 108 |" in md
+
+
+def test_ambiguous_labels_data_differ_only_in_labels_and_auc_is_a_rank_score() -> None:
+    import numpy as np
+
+    from benchmarks.ambiguous_labels import TARGET, auc_of_values, make_churn_data
+
+    clear, blurred = make_churn_data(4000, 0.0, seed=3), make_churn_data(4000, 1.0, seed=3)
+    assert clear.drop(columns=TARGET).equals(blurred.drop(columns=TARGET))  # same rows, same signal
+    changed = (clear[TARGET] != blurred[TARGET]).mean()
+    assert 0.1 < changed < 0.5  # the noise is as large as the signal: many labels go the other way
+    assert abs(clear[TARGET].mean() - 0.27) < 0.01 and abs(blurred[TARGET].mean() - 0.27) < 0.01
+    assert make_churn_data(4000, 1.0, seed=3).equals(blurred)  # seeded
+    flipped = np.array([True, True, False, False, False])
+    assert auc_of_values(np.array([0.1, 0.2, 0.5, 0.6, 0.7]), flipped) == 1.0  # flipped rows lowest
+    assert auc_of_values(np.array([0.9, 0.8, 0.5, 0.6, 0.7]), flipped) == 0.0  # read with the wrong sign
+    assert auc_of_values(np.full(5, 0.4), flipped) == 0.5  # all tied: chance
+    assert auc_of_values(np.array([0.1, 0.6, 0.5, 0.7, 0.2]), flipped) == pytest.approx(4 / 6)
+
 def test_split_share_of_two_clear_groups_and_of_no_split() -> None:
     import numpy as np
 
