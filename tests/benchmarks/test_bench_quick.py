@@ -269,6 +269,8 @@ def test_ambiguous_labels_data_differ_only_in_labels_and_auc_is_a_rank_score() -
     assert auc_of_values(np.full(5, 0.4), flipped) == 0.5  # all tied: chance
     assert auc_of_values(np.array([0.1, 0.6, 0.5, 0.7, 0.2]), flipped) == pytest.approx(4 / 6)
 
+
+
 def test_split_share_of_two_clear_groups_and_of_no_split() -> None:
     import numpy as np
 
