@@ -19,7 +19,7 @@ import stat
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -524,15 +524,16 @@ def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str],
     return df
 
 
-def text_columns_of(df: pd.DataFrame) -> list[Any]:
+def text_columns_of(df: pd.DataFrame, *, skip: Collection[Any] = ()) -> list[Any]:
     """The columns of ``df`` that hold text, as :func:`read_table` keeps a CSV's ``NA`` words in them: not true/false,
     not numbers with a few typos.
 
     Give them as ``text_columns`` when reading another file of the same data (a curated validation or test file): a
     file whose text column holds only such words (every row of one region, ``NA``) reads them as missing on its own,
-    where the data has them as text.
+    where the data has them as text. Columns in ``skip`` (``row_id``) are left out unread: no copy of a large frame
+    without them is needed.
     """
-    return [c for c in df.columns if _text_column(df[c])]
+    return [c for c in df.columns if c not in skip and _text_column(df[c])]
 
 
 def _text_column(series: pd.Series) -> bool:

@@ -1259,3 +1259,36 @@ def test_a_curated_test_file_of_one_region_na_keeps_it_as_the_text_the_data_has(
     cfg = config_from_dict({"data": "d.csv", "target": "label", "test_path": "test.csv"}, base_dir=tmp_path)
     out = split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
     assert pd.read_parquet(out["paths"]["test"])["region"].tolist() == ["NA"] * 20
+
+
+def test_a_curated_file_s_text_columns_are_listed_from_the_snapshot_without_copying_it(tmp_path, monkeypatch) -> None:
+    # The split stage listed the data's text columns of a copy of the whole snapshot without its row_id column: on a
+    # large snapshot a second frame in memory only to read the column names. The snapshot itself is looked at now.
+    import pandas as pd
+
+    import tasks.split as split_module
+    from lossval.io import assign_row_ids, read_table, text_columns_of
+
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"region": rng.choice(["EU", "NA", "US"], 150), "x": rng.normal(size=150)})
+    data["label"] = np.where(data["x"] > 0, "a", "b")
+    data.to_csv(tmp_path / "d.csv", index=False)
+    snap = read_table(tmp_path / "d.csv")
+    snap.insert(0, "row_id", assign_row_ids(snap).to_numpy())
+    snap.to_parquet(tmp_path / "snap.parquet", index=False)
+    test = pd.DataFrame({"region": ["NA"] * 20, "x": rng.normal(size=20)})
+    test["label"] = np.where(test["x"] > 0, "a", "b")
+    test.to_csv(tmp_path / "test.csv", index=False)
+    seen: list[tuple[list, list]] = []
+
+    def listed(df, **options):
+        found = text_columns_of(df, **options)
+        seen.append((list(df.columns), found))
+        return found
+
+    monkeypatch.setattr(split_module, "text_columns_of", listed)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "test_path": "test.csv"}, base_dir=tmp_path)
+    out = split_module.split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification",
+                                run_dir=str(tmp_path))
+    assert seen == [(["row_id", "region", "x", "label"], ["region", "label"])]  # the snapshot as read; no row_id
+    assert pd.read_parquet(out["paths"]["test"])["region"].tolist() == ["NA"] * 20

@@ -461,6 +461,7 @@ def test_a_parquet_file_s_categorical_text_column_is_text_to_the_csv_files_read_
     assert read_table(folder)["region"].tolist()[3:] == ["NA", "US"]
     data = read_table(folder / "a.parquet")
     assert text_columns_of(data) == ["region"]
+    assert text_columns_of(data.assign(row_id=["r0", "r1", "r2"]), skip={"row_id"}) == ["region"]
     (folder / "b.csv").write_text("region,x\nNA,4\nNA,5\n")
     assert read_table(folder / "b.csv", text_columns=text_columns_of(data))["region"].tolist() == ["NA", "NA"]
     flags = pd.DataFrame({"f": pd.Categorical([True, False]), "n": pd.Categorical([1, 2])})
