@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from lossval.errors import GateFailed, InputError, NightlyFailed, SetupError
+from lossval.errors import GateFailed, InputError, NightlyFailed, SetupError, WorkspaceError
 
 __all__ = ["quiet_expected_errors"]
 
@@ -20,13 +20,14 @@ class _ExpectedErrorsInOneLine(logging.Filter):
     :class:`~lossval.errors.InputError` (the message names the file, column or row),
     :class:`~lossval.errors.GateFailed` (the message names the failed checks) and
     :class:`~lossval.errors.SetupError` (e.g. no worker on the valuation's work pool: the message says what to
-    start) that is dozens of lines of lossval and Prefect internals per dataset; :class:`~lossval.errors.NightlyFailed` only
+    start) and :class:`~lossval.errors.WorkspaceError` (a run's own file unreadable: the message names it) that is
+    dozens of lines of lossval and Prefect internals per dataset; :class:`~lossval.errors.NightlyFailed` only
     repeats what was logged per dataset. Their records keep their one-line message, and the
     engine's closing repeat of the same exception is dropped; any other exception (a bug) keeps
     its traceback and every record.
     """
 
-    EXPECTED = (InputError, GateFailed, NightlyFailed, SetupError)
+    EXPECTED = (InputError, GateFailed, NightlyFailed, SetupError, WorkspaceError)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], self.EXPECTED):

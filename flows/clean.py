@@ -320,7 +320,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     _timed(vals, "value", t, timings)
     # What the stages below read of the shared values/<key>/ folder, hashed before they read it: another run that
     # values the same key again may rewrite it meanwhile, and the manifest must name the files this run used.
-    used = {name: file_sha256(vals[name]) for name in ("values", "encoder")}
+    used = {name: file_sha256(vals[name], own_output=True) for name in ("values", "encoder")}
     notes = _valuation_notes(vals["report"])  # read now too: the report is rewritten with the values
     t = time.perf_counter()
     pruned = _timed(prune(parts["paths"]["train"], vals["values"], config=config, task_kind=task_kind,
@@ -342,7 +342,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     outputs = relocate(written, staging, final)
     # `lossval verify` compares these: the run folder's own files, and the shared snapshot, values and encoder this run
     # read (values/<key>/ is keyed by settings, not content: a later run that values again may rewrite it)
-    sha256 = {name: file_sha256(path) for name, path in written.items()}
+    sha256 = {name: file_sha256(path, own_output=True) for name, path in written.items()}
     rewritten = [name for name, digest in used.items() if sha256[name] != digest]
     if rewritten:
         get_run_logger().warning(

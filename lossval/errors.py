@@ -8,7 +8,7 @@ and says what to do about it.
 from __future__ import annotations
 
 __all__ = ["LossvalError", "InputError", "ConfigError", "GateFailed", "NumericalError", "NightlyFailed", "SetupError",
-           "UnseenLevelsWarning"]
+           "WorkspaceError", "UnseenLevelsWarning"]
 
 
 class LossvalError(Exception):
@@ -60,6 +60,14 @@ class SetupError(LossvalError):
     """The deployment around lossval is not set up for what was asked (exit code 1): no worker polls the work pool
     a valuation was sent to, a deployment is not registered, a worker sees another workspace or runs another
     release. The message says what to start, register or install; logs show it without a traceback.
+    """
+
+
+class WorkspaceError(LossvalError):
+    """A file lossval wrote itself (a run's outputs in the workspace) could not be read back (exit code 1).
+
+    Not the input's fault: the disk failed to read it, or something other than lossval removed it or changed its
+    permissions meanwhile. The message names the file and says to check the disk and the workspace, then rerun.
     """
 
 

@@ -49,7 +49,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     sweep_orphaned_temp_files,
     write_json,
 )
-from lossval.errors import InputError
+from lossval.errors import InputError, WorkspaceError
 
 __all__ = [
     "missing_or_blank",
@@ -906,12 +906,18 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
+def file_sha256(path: str | os.PathLike[str], *, own_output: bool = False) -> str:
     """Hex SHA-256 of a file's bytes.
+
+    Args:
+        path: The file.
+        own_output: The file is one lossval wrote (a run's outputs in the workspace), not an input the user
+            delivered: a failure to read it is the machine's, not the input's, and is said so.
 
     Raises:
         InputError: the file cannot be read (deleted, its permissions changed since it was read, a disk
             error): names it and what to do; the system's refusal is its ``__cause__``.
+        WorkspaceError: likewise, for ``own_output``: names it and says to check the disk and the workspace.
     """
     h = hashlib.sha256()
     try:
@@ -919,6 +925,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     except OSError as exc:
+        if own_output:
+            said = os.strerror(exc.errno) if exc.errno else (exc.strerror or _first_line(exc))
+            raise WorkspaceError(f"{path}: this run's own output file cannot be read back ({said}); it is not an "
+                                 "input, so delivering the data again will not help: check the disk that holds the "
+                                 "workspace, and that nothing else removes or changes files in it, then run again."
+                                 ) from exc
         raise _unreadable_file(exc, path) from exc
     return h.hexdigest()
 

@@ -205,7 +205,7 @@ def value(train: str, validation: str, *, key: str, config: PipelineConfig, work
                 "values_version": VALUES_VERSION, "rows": len(tr),
                 "features": len(enc.encoded_names_), "clipped": lv.clipped_counts(enc.encoded_names_, config.target),
                 "clipped_validation": lv.clipped_counts(enc.encoded_names_, config.target, validation=True),
-                "duplicate_rows": lv.n_duplicate_rows_, "values_sha256": file_sha256(path)},
+                "duplicate_rows": lv.n_duplicate_rows_, "values_sha256": file_sha256(path, own_output=True)},
                out_dir / "valuation.json")  # last: a report whose values_sha256 matches marks a complete valuation
     return {"values": str(path), "encoder": str(out_dir / "encoder.json"), "report": str(out_dir / "valuation.json"),
             "task": enc.task_, "seconds": seconds, "device": str(lv.device_), "valued_at": valued_at}

@@ -867,3 +867,27 @@ def test_a_new_values_version_values_again_instead_of_reusing_old_values(workspa
     report = json.loads((Path(after["outputs"]["values"]).parent / "valuation.json").read_text())
     assert report["values_version"] == tasks.value.VALUES_VERSION
     assert report["settings"]["weight_warmup_epochs"] == 0 and report["settings"]["label_cost"] == 1.0
+
+
+def test_a_run_s_own_output_it_cannot_read_back_exits_1_saying_check_the_disk(tmp_path: Path, capsys,
+                                                                              monkeypatch) -> None:
+    # Seen by a review: the run's own outputs were hashed with the InputError meant for delivered files, so a disk
+    # error reading the run's model file exited 2 telling the user to deliver the data again.
+    import errno
+
+    import lossval.io
+
+    real_open = open
+
+    def failing_disk(file, mode="r", *args, **kwargs):
+        if "b" in mode and "r" in mode and Path(file).name == "model_after.pt":
+            raise OSError(errno.EIO, "Input/output error", str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(lossval.io, "open", failing_disk, raising=False)  # what lossval.io opens, file_sha256 too
+    cfg = _config(tmp_path, "breast_cancer")
+    assert main(["run", str(cfg), "--workspace", str(tmp_path / "ws")]) == 1
+    err = capsys.readouterr().err
+    assert "lossval: error: " in err and "model_after.pt: this run's own output file cannot be read back " \
+        "(Input/output error)" in err and "check the disk" in err, err
+    assert "deliver it again" not in err and "Traceback" not in err

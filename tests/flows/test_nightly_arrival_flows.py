@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed, SetupError
+from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed, SetupError, WorkspaceError
 from lossval.demo import make_demo_data
 from lossval.landing import read_lock_log
 
@@ -386,6 +386,8 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
                                             (NightlyFailed("1 of 2 dataset(s) failed", report={}), False),
                                             # no worker on the valuation's pool (a review saw two tracebacks)
                                             (SetupError("valuation run v did not finish within 40s"), False),
+                                            # a run's own output unreadable: the message names it and what to do
+                                            (WorkspaceError("runs/r/metrics.json: cannot be read back"), False),
                                             (RuntimeError("a bug"), True)])
 def test_prefect_logs_expected_errors_in_one_line_and_bugs_with_their_traceback(run_log: list[str], exc: Exception,
                                                                                 traceback: bool) -> None:

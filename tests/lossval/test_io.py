@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import errno
 import re
 import warnings
 import time
@@ -133,6 +134,30 @@ def test_a_curated_file_gone_or_refused_before_it_is_hashed_is_named_with_what_t
     with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: cannot be read \(Permission denied\); let the "
                                          "user lossval runs as read it"):
         file_sha256(path)
+
+
+def test_an_output_of_the_run_s_own_that_cannot_be_read_back_says_check_the_disk_not_deliver_again(
+        tmp_path: Path, monkeypatch) -> None:
+    # Seen by a review: the run's own outputs were hashed with the InputError meant for delivered files, so a disk
+    # error reading model_after.pt exited 2 with "deliver it again"; it is the machine's fault, not the input's.
+    from lossval.errors import WorkspaceError
+
+    path = tmp_path / "model_after.pt"
+    path.write_bytes(b"weights")
+    digest = file_sha256(path, own_output=True)
+    assert digest == file_sha256(path)
+    _refuse_reading(monkeypatch, path, OSError(errno.EIO, "Input/output error"))
+    said = r"this run's own output file cannot be read back \(Input/output error\); it is not an input.*check the disk"
+    with pytest.raises(WorkspaceError, match=rf"^{re.escape(str(path))}: {said}") as info:
+        file_sha256(path, own_output=True)
+    assert not isinstance(info.value, InputError) and isinstance(info.value.__cause__, OSError)
+    with pytest.raises(InputError, match="the disk or network share that holds it failed to read it"):
+        file_sha256(path)  # a delivered file keeps its InputError
+    monkeypatch.undo()
+    path.unlink()
+    with pytest.raises(WorkspaceError, match=r"cannot be read back \(No such file or directory\)") as info:
+        file_sha256(path, own_output=True)
+    assert "deliver it again" not in str(info.value)
 
 
 def test_a_folder_the_system_will_not_list_is_named_with_what_to_do(tmp_path: Path, monkeypatch) -> None:
