@@ -424,10 +424,11 @@ def _cmd_value(args: argparse.Namespace) -> int:
     sweep_orphaned_temp_files(out.parent, recursive=False, of=out.name)  # a killed earlier write of this file
     text = [args.id_column, *args.categorical]  # codes stay as written in a CSV ("02139", not 2139)
     # --validation may be a folder inside the DATA folder (data/holdout.parquet/): left out of the training rows
-    train = read_table(args.data, text_columns=text, set_aside=[args.validation])
+    train = read_table(args.data, text_columns=text, numeric_columns=args.numeric, set_aside=[args.validation])
     if args.target in train.columns and is_text_dtype(train[args.target].dtype):  # "1" in training: "1" here too
         text.append(args.target)
-    valid = read_table(args.validation, text_columns=[*text, *text_columns_of(train)])  # "NA" text as in training
+    valid = read_table(args.validation, text_columns=[*text, *text_columns_of(train, skip=args.numeric)],
+                       numeric_columns=args.numeric)  # "NA" text as in training; missing in declared numbers
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
             raise InputError(f"target column {args.target!r} not found in the {name} file"

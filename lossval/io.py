@@ -335,7 +335,8 @@ def _unreadable_file(exc: OSError, path: str | os.PathLike[str]) -> InputError:
     return InputError(f"cannot be read ({said}); {advice}.", source=str(path))
 
 
-def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = (),
+              numeric_columns: Sequence[str] = ()) -> pd.DataFrame:
     try:
         found = path.stat()
     except OSError as exc:
@@ -366,7 +367,8 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = ())
         if dup:  # pandas would silently rename a repeated CSV column to 'name.1'
             raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
         text = {c: str for c in text_columns if c in header}
-        df = _read_csv(path, header, dtype=text) if is_csv else _restore_index(pd.read_parquet(path), path)
+        df = (_read_csv(path, header, dtype=text, numeric=numeric_columns) if is_csv
+              else _restore_index(pd.read_parquet(path), path))
     except InputError:
         raise
     except (pd.errors.EmptyDataError, StopIteration):
@@ -452,17 +454,19 @@ def _refuse_other_separator(name: str, path: Path) -> None:
                          source=str(path))
 
 
-def _read_csv(path: Path, header: list[str], *, dtype: dict[str, Any] | None = None) -> pd.DataFrame:
+def _read_csv(path: Path, header: list[str], *, dtype: dict[str, Any] | None = None,
+              numeric: Sequence[str] = ()) -> pd.DataFrame:
     """``pd.read_csv`` that never shifts columns and keeps the text of text columns as written.
 
     By default pandas reads a file whose first rows have one field more than the header (a
     trailing comma) by taking the first field as a row index: every value lands one column to
     the left. ``index_col=False`` keeps the columns where the header puts them; a row with a
     non-empty value beyond the header is refused, naming its line. Columns given in ``dtype``
-    (read as text) and columns that hold text are read as :func:`_text_as_written` says.
+    (read as text) and columns that hold text are read as :func:`_text_as_written` says; ``numeric`` columns (declared
+    numbers) keep pandas' reading.
     """
     df, options = _read_csv_in_place(path, header, dtype=dtype)
-    return _text_as_written(path, df, declared=list(dtype or ()), options=options)
+    return _text_as_written(path, df, declared=list(dtype or ()), numeric=numeric, options=options)
 
 
 def _read_csv_in_place(path: Path, header: list[str], *,
@@ -498,7 +502,7 @@ def _read_csv_in_place(path: Path, header: list[str], *,
         return pd.read_csv(path, index_col=False, dtype=dtype, **options), options
 
 
-def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str],
+def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str], numeric: Sequence[str] = (),
                      options: dict[str, Any]) -> pd.DataFrame:
     """Text columns of a CSV whose only missing values are its empty fields.
 
@@ -508,10 +512,12 @@ def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str],
     column that holds text (not true/false) keep such words as text. A column of numbers with those markers is
     read as numbers by pandas and left so; one that holds text because a few of its values are typos (at least
     the encoder's numeric share of its values are numbers) keeps them missing too, so that it still reads as a
-    numeric column (and its typos are named). Only columns with a missing value are read a second time.
+    numeric column (and its typos are named), and so does a column declared ``numeric`` (``features.numeric``,
+    ``--numeric``), whatever share of it is text: its typos are named and counted without the NA words. Only columns
+    with a missing value are read a second time.
     """
     redo = [i for i, col in enumerate(df.columns)
-            if df[col].isna().any() and (col in declared or _text_column(df[col]))]
+            if df[col].isna().any() and (col in declared or (col not in numeric and _text_column(df[col])))]
     if not redo:
         return df
     with warnings.catch_warnings():  # the first read settled the file's shape (trailing commas): nothing new here
@@ -733,7 +739,7 @@ def _hash_rows(df: pd.DataFrame, *, source: str | None, why: str) -> np.ndarray:
 
 
 def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
-               text_columns: Sequence[str | None] = (),
+               text_columns: Sequence[str | None] = (), numeric_columns: Sequence[str] = (),
                set_aside: Sequence[str | os.PathLike[str] | None] = ()) -> pd.DataFrame:
     """Read a parquet or CSV file, or every data file of a folder (same columns), into one frame.
 
@@ -745,6 +751,9 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
             code ``02139``). Parquet columns keep their stored type; ``None`` entries are skipped. In these,
             and in every other CSV column of text, only an empty field is missing: ``NA``, ``null``, ``None``
             stay text; a column of numbers reads them as missing (:func:`_text_as_written`).
+        numeric_columns: Columns declared numeric (``features.numeric``): a CSV's ``NA`` words in them are missing
+            values, as in any column of numbers, even where the column holds much text (typos, which the encoder then
+            names and counts without them).
         set_aside: Folders inside a data folder that are not its data (a validation or test folder), as for
             :func:`list_data_files`; any other folder in it named like a data file is refused.
 
@@ -761,11 +770,12 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
     """
     files = list_data_files(path, set_aside=set_aside)
     text = [c for c in text_columns if c is not None]
+    numeric = [c for c in numeric_columns if c not in text]
     frames = []
     columns: list[str] | None = None
     zeros: dict[str, list[tuple[Path, int, str]]] = {}
     for f in files:
-        df = _read_one(f, max_columns=max_columns, text_columns=text)
+        df = _read_one(f, max_columns=max_columns, text_columns=text, numeric_columns=numeric)
         for col, hit in _leading_zeros(f, df, text).items():
             zeros.setdefault(col, []).append(hit)
         if columns is None:
@@ -783,13 +793,14 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         return frames[0].reset_index(drop=True)
     # A CSV file whose text column holds only words such as NA (every row of one region) reads as all missing numbers:
     # read as text there too, as the column is in the other files (:func:`_text_as_written`).
-    texty = [c for c in columns or [] if c not in text and any(_text_column(f[c]) for f in frames)]
+    texty = [c for c in columns or [] if c not in text and c not in numeric and any(_text_column(f[c]) for f in frames)]
     for i, f in enumerate(files):
         words = [c for c in texty if frames[i][c].isna().all() and not _holds_text(frames[i][c])]
         if words and is_csv_file(f):
             with warnings.catch_warnings():  # said once, by the first read
                 warnings.simplefilter("ignore")
-                frames[i] = _read_one(f, max_columns=max_columns, text_columns=[*text, *words])[columns]
+                frames[i] = _read_one(f, max_columns=max_columns, text_columns=[*text, *words],
+                                      numeric_columns=numeric)[columns]
     for col in (c for c in text if c in (columns or [])):
         # CSV gives the text, parquet its stored type (ids as int64): one column of mixed types
         # could not be written back as parquet, so every file's values become text there.

@@ -51,7 +51,8 @@ def check_target_and_ids(df: pd.DataFrame, *, target: str, id_column: str | None
 
 @task(name="ingest")
 def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, workspace: str,
-           stage_dir: str | None = None, categorical: Sequence[str] = (), set_aside: Sequence[str] = ()) -> dict:
+           stage_dir: str | None = None, categorical: Sequence[str] = (), numeric: Sequence[str] = (),
+           set_aside: Sequence[str] = ()) -> dict:
     """Snapshot ``data_path`` (file or folder) as ``snapshots/<dataset>/<content-hash>.parquet``.
 
     The raw-data GX suite checks the schema first (target present, not all null, enough rows).
@@ -61,7 +62,8 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
 
     The id column and the ``categorical`` columns are read from a CSV as the text they hold
     (zip code ``"02139"`` stays ``"02139"``, not the number 2139), so the snapshot, the
-    quarantine and the model's input schema keep the file's codes.
+    quarantine and the model's input schema keep the file's codes. The ``numeric`` columns (``features.numeric``)
+    read a CSV's ``NA`` words as missing values, as columns of numbers do.
 
     ``set_aside``: the config's validation and test folders when they lie in a data folder
     (:meth:`lossval.config.PipelineConfig.set_aside_paths`): left out of its rows, not refused.
@@ -74,7 +76,7 @@ def ingest(data_path: str, *, dataset: str, target: str, id_column: str | None, 
     from tasks.gx import validate_frame
 
     before = _file_states(data_path, set_aside)
-    df = read_table(data_path, text_columns=[id_column, *categorical], set_aside=set_aside)
+    df = read_table(data_path, text_columns=[id_column, *categorical], numeric_columns=numeric, set_aside=set_aside)
     after = _file_states(data_path, set_aside)
     if after != before:  # a delivery written in place while it was read: the rows read may be part of it
         changed = sorted(set(before.items()) ^ set(after.items()))[0][0]

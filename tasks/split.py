@@ -101,7 +101,8 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
     # every column of text in the data (a test file of one region, all "NA", would otherwise read it as missing).
     text_target = [config.target] if is_text_dtype(df[config.target].dtype) else []
     rows = read_table(path, text_columns=[config.id_column, *config.categorical, *text_target,
-                                          *text_columns_of(df, skip={"row_id"})])
+                                          *text_columns_of(df, skip={"row_id", *config.numeric})],
+                      numeric_columns=config.numeric)
     needed = [c for c in df.columns if c != "row_id"]
     # What the stages read of these rows: the features, the target and the ids. The data's other columns (excluded
     # ones, the validation marker, a timestamp) may be absent: those rows get them empty.

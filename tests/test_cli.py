@@ -274,6 +274,32 @@ def test_numeric_pins_a_column_with_much_text_and_the_categorical_reading_is_war
     assert "column(s) ['years'] declared both numeric and categorical" in capsys.readouterr().err
 
 
+def test_numeric_reads_na_words_as_missing_and_counts_only_the_typos(tables, tmp_path, capsys) -> None:
+    # Seen by a review: text columns of a CSV keep NA words as text, and so did a --numeric column with many typos:
+    # its refusal named 'NA' first and counted it among the values that are not numbers.
+    train, valid = pd.read_csv(tables["train"]), pd.read_parquet(tables["valid"])
+    years = (np.arange(len(train)) % 30).astype(str).astype(object)
+    years[1::8], years[2::8] = "NA", "unknown"  # 90 of the 105 values that are not NA words are numbers
+    train.assign(years=years).to_csv(tmp_path / "train.csv", index=False)
+    valid.assign(years=np.arange(len(valid)) % 30).to_parquet(tmp_path / "valid.parquet", index=False)
+    args = ["value", str(tmp_path / "train.csv"), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
+            "--id-column", "id", "--epochs", "1", "--quiet", "--numeric", "years", "--out", str(tmp_path / "v.parquet")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (f"{tmp_path / 'train.csv'}: non-numeric value 'unknown' in numeric column 'years' at row 2 (15 of 105 "
+            "non-missing values do not parse as numbers") in err, err
+    # The validation file reads them as missing too.
+    train.assign(years=np.arange(len(train)) % 30).to_csv(tmp_path / "train.csv", index=False)
+    vyears = (np.arange(len(valid)) % 30).astype(str).astype(object)
+    vyears[1::4], vyears[2::4] = "NA", "unknown"  # 20 of 30 numbers
+    valid.assign(years=vyears).to_csv(tmp_path / "valid.csv", index=False)
+    args[args.index(str(tmp_path / "valid.parquet"))] = str(tmp_path / "valid.csv")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (f"{tmp_path / 'valid.csv'}: non-numeric value 'unknown' in numeric column 'years' at row 2 (10 of 30 "
+            "non-missing values do not parse as numbers") in err and "'NA'" not in err, err
+
+
 def test_a_row_of_a_folder_input_is_named_with_its_file(tmp_path, capsys) -> None:
     rng = np.random.default_rng(2)
 

@@ -1292,3 +1292,45 @@ def test_a_curated_file_s_text_columns_are_listed_from_the_snapshot_without_copy
                                 run_dir=str(tmp_path))
     assert seen == [(["row_id", "region", "x", "label"], ["region", "label"])]  # the snapshot as read; no row_id
     assert pd.read_parquet(out["paths"]["test"])["region"].tolist() == ["NA"] * 20
+
+
+def test_na_words_in_a_column_declared_numeric_are_missing_values_not_counted_as_text(tmp_path) -> None:
+    # Seen by a review: CSV text columns keep NA words as text; a features.numeric column with typos (under 90% numbers)
+    # did too, so its refusal counted 'NA' as a non-number and named it first, beside the real typos.
+    import pandas as pd
+
+    from flows.runner import check_small_data
+    from tasks.ingest import ingest
+
+    years = (np.arange(120) % 30).astype(str).astype(object)
+    years[1::8], years[2::8] = "NA", "unknown"  # 90 of the 105 values that are not NA words are numbers
+    make_frame(120).assign(years=years).to_csv(tmp_path / "d.csv", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id", "features": {"numeric": ["years"]}},
+                           base_dir=tmp_path)
+    said = r"d.csv: non-numeric value 'unknown' in numeric column 'years' at row 2 \(15 of 105 non-missing values"
+    with pytest.raises(InputError, match=said):
+        check_small_data(cfg)  # lossval run's check before Prefect starts
+    out = ingest.fn(cfg.data, dataset="d", target="label", id_column="id", workspace=str(tmp_path / "ws"),
+                    numeric=list(cfg.numeric))
+    snap = pd.read_parquet(out["snapshot"])
+    assert int(snap["years"].isna().sum()) == 15 and not snap["years"].eq("NA").any()
+    with pytest.raises(InputError, match=said):
+        check_encodable(snap.drop(columns="row_id"), cfg, "classification")
+    # A curated test file reads them as missing too (the split stage's own read), the data's column being numbers.
+    from lossval.io import assign_row_ids
+    from tasks.split import split
+
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"years": rng.integers(0, 30, 150), "x": rng.normal(size=150)})
+    data["label"] = np.where(data["x"] > 0, "a", "b")
+    data.insert(0, "row_id", assign_row_ids(data).to_numpy())
+    data.to_parquet(tmp_path / "snap.parquet", index=False)
+    test_years = (np.arange(30) % 30).astype(str).astype(object)
+    test_years[1::4], test_years[2::4] = "NA", "unknown"  # 15 numbers, 8 NA words, 7 typos
+    test = pd.DataFrame({"years": test_years, "x": rng.normal(size=30)})
+    test.assign(label=np.where(test["x"] > 0, "a", "b")).to_csv(tmp_path / "test.csv", index=False)
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "test_path": "test.csv",
+                            "features": {"numeric": ["years"]}}, base_dir=tmp_path)
+    with pytest.raises(InputError, match=r"test.csv: non-numeric value 'unknown' in numeric column 'years' at row 2 "
+                                         r"\(7 of 22 non-missing values"):
+        split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))

@@ -493,6 +493,23 @@ def test_a_parquet_file_s_categorical_text_column_is_text_to_the_csv_files_read_
     assert text_columns_of(flags) == []  # levels of true/false or of numbers are no text
 
 
+def test_na_words_in_a_column_declared_numeric_are_missing_whatever_its_share_of_text(tmp_path: Path) -> None:
+    # Seen by a review: a column declared numeric (features.numeric, --numeric) with many typos holds text, so its NA
+    # words stayed text too, and the refusal counted them among the values that are not numbers.
+    (tmp_path / "d.csv").write_text("x,region\n1,NA\nNA,EU\nabc,NA\nnull,US\n")
+    assert read_table(tmp_path / "d.csv")["x"].tolist() == ["1", "NA", "abc", "null"]  # undeclared: text as written
+    got = read_table(tmp_path / "d.csv", numeric_columns=["x"])
+    assert [None if pd.isna(v) else v for v in got["x"]] == ["1", None, "abc", None]
+    assert got["region"].tolist() == ["NA", "EU", "NA", "US"]  # a text column keeps them
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_text("x,y\n1,a\nabc,b\n")
+    (folder / "b.csv").write_text("x,y\nNA,c\nN/A,d\n")  # not made text to match a.csv's column
+    assert read_table(folder)["x"].tolist() == ["1", "abc", "NA", "N/A"]
+    parts = read_table(folder, numeric_columns=["x"])
+    assert [None if pd.isna(v) else v for v in parts["x"]] == ["1", "abc", None, None]
+
+
 def test_nested_values_are_named_when_rows_are_hashed():
     from lossval.io import assign_row_ids, frame_fingerprint
 
