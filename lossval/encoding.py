@@ -365,9 +365,12 @@ class TabularEncoder:
                 with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
                     mean, scale = float(np.mean(values)), float(np.std(values))
             if not (math.isfinite(mean) and math.isfinite(scale)):
+                # The largest value is the one to look at (the warning above, which names it, is not always shown).
+                largest = int(np.argmax(np.abs(values)))
                 raise InputError(
-                    f"numeric column {col!r} overflows float64 when standardised "
-                    "(values too large); rescale it before valuation",
+                    f"numeric column {col!r} overflows float64 when standardised: its largest value by size is "
+                    f"{float(values[largest])!r} at row {_row(series.index[largest])}; fix it if it is a typo, or "
+                    "rescale the column (other units, or a log scale) before valuation",
                     source=self.source,
                 )
             if scale == 0.0:

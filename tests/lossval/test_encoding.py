@@ -815,6 +815,17 @@ def test_a_value_that_overflows_float64_is_refused_with_no_numpy_warning_on_the_
     assert any("1e30 standard deviations" in str(w.message) for w in recwarn)  # our own warning, once
 
 
+def test_a_feature_that_overflows_float64_is_refused_naming_its_largest_value_and_row():
+    # `lossval run` shows the error alone (its pre-check does not show the encoder's warnings): the error must say
+    # which value to look at, not only the column.
+    df = pd.DataFrame({"x": np.linspace(1.0, 2.0, 50), "y": np.arange(50) % 2})
+    df.loc[17, "x"] = -1e300
+    with pytest.warns(UserWarning, match="1e30 standard deviations"), \
+            pytest.raises(InputError, match=r"^train.csv: numeric column 'x' overflows float64 when standardised: its "
+                                            r"largest value by size is -1e\+300 at row 17; fix it if it is a typo"):
+        TabularEncoder(target="y", source="train.csv").fit(df)
+
+
 def test_a_regression_target_that_overflows_when_standardised_is_refused_naming_file_and_column(recwarn):
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"x": rng.normal(size=60), "price": (rng.normal(size=60) + 10.0) * 1e307})
