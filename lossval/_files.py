@@ -151,6 +151,9 @@ def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:
         blocked = "" if existing == path else f", so {path} cannot be created"
         raise InputError(f"{what}: {existing} is a file, not a folder{blocked}; choose another path.")
     if not os.access(existing, os.W_OK | os.X_OK):
+        if _on_read_only_mount(existing):  # access() says no for any user there: permissions would not help
+            raise InputError(f"{what}: {existing} is on a file system mounted read-only; choose a folder on a "
+                             "writable one.")
         raise InputError(f"{what}: no permission to write in {existing}; choose a folder you can write to, "
                          "or change its permissions.")
     try:  # access() says yes to root everywhere and knows nothing of file systems that take no new files (/proc)
@@ -160,6 +163,14 @@ def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:
                          "choose another folder.") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _on_read_only_mount(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only (False where the system does not say)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # no statvfs (Windows), or the folder cannot be asked
+        return False
 
 
 _TMP_OWNER = re.compile(r"~(?P<host>[A-Za-z0-9._-]{1,64})~(?P<pid>[0-9]{1,10})~[^~]*$")

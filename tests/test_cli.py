@@ -109,6 +109,22 @@ def test_missing_file_and_overwriting_input_are_refused(tables, tmp_path, capsys
     assert "inputs are never overwritten" in capsys.readouterr().err
 
 
+def test_an_output_folder_on_a_read_only_mount_is_refused_as_read_only_not_as_permissions(tables, tmp_path, capsys,
+                                                                                            monkeypatch) -> None:
+    # A read-only mount refuses every user, root included: "change its permissions" would send the user astray.
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    monkeypatch.setattr("os.statvfs", lambda path: ReadOnly())
+    args = ["value", str(tables["train"]), "--target", "label", "--validation", str(tables["valid"])]
+    assert main([*args, "--out", str(tmp_path / "out" / "v.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'out' / 'v.parquet'}: {tmp_path} is on a file system mounted read-only" in err
+    assert "permission" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(tables, tmp_path, capsys,
                                                                           monkeypatch) -> None:
     (tmp_path / "afile").write_text("x")
