@@ -254,7 +254,7 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
     t = time.perf_counter()
     snap = _timed(ingest(config.data, dataset=config.dataset, target=config.target, id_column=config.id_column,
                          workspace=str(ws.root), stage_dir=str(staging), categorical=list(config.categorical),
-                         numeric=list(config.numeric), set_aside=list(config.set_aside_paths())),
+                         numeric=config.numeric_features(), set_aside=list(config.set_aside_paths())),
                   "ingest", t, timings)
     check_suite_columns(config.gate.suite, snap["columns"], target=config.target, task_kind=config.task)
     task_kind = config.task

@@ -466,7 +466,7 @@ def check_small_data(config: PipelineConfig, *, source: str | None = None) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         df = read_table(config.data, text_columns=[config.id_column, *config.categorical],
-                        numeric_columns=config.numeric, set_aside=set_aside)
+                        numeric_columns=config.numeric_features(), set_aside=set_aside)
         check_columns_and_rows(df, target=config.target, id_column=config.id_column, data_path=config.data)
         row_ids = check_target_and_ids(df, target=config.target, id_column=config.id_column, data_path=config.data)
         task_kind = config.task if config.task != "auto" else infer_task(df[config.target], source=config.data)

@@ -392,8 +392,8 @@ def _cmd_value(args: argparse.Namespace) -> int:
     from lossval.demo import check_valuation_options
     from lossval.encoding import TabularEncoder
     from lossval.io import (assign_row_ids, check_writable_folder, is_text_dtype, missing_column_hint,
-                            read_as_data_of, read_table, sweep_orphaned_temp_files, text_columns_of, unicode_twin,
-                            write_parquet)
+                            numeric_features, read_as_data_of, read_table, sweep_orphaned_temp_files, text_columns_of,
+                            unicode_twin, write_parquet)
     from lossval.splitting import MIN_TRAIN_ROWS, check_validation, first_shared_row, shared_rows, shared_rows_note
     from lossval.valuation import LossVal, describe_clipped
 
@@ -424,11 +424,12 @@ def _cmd_value(args: argparse.Namespace) -> int:
     sweep_orphaned_temp_files(out.parent, recursive=False, of=out.name)  # a killed earlier write of this file
     text = [args.id_column, *args.categorical]  # codes stay as written in a CSV ("02139", not 2139)
     # --validation may be a folder inside the DATA folder (data/holdout.parquet/): left out of the training rows
-    train = read_table(args.data, text_columns=text, numeric_columns=args.numeric, set_aside=[args.validation])
+    numeric = numeric_features(args.numeric, target=args.target, id_column=args.id_column, exclude=args.exclude)
+    train = read_table(args.data, text_columns=text, numeric_columns=numeric, set_aside=[args.validation])
     if args.target in train.columns and is_text_dtype(train[args.target].dtype):  # "1" in training: "1" here too
         text.append(args.target)
-    valid = read_table(args.validation, text_columns=[*text, *text_columns_of(train, skip=args.numeric)],
-                       numeric_columns=args.numeric)  # "NA" text as in training; missing in declared numbers
+    valid = read_table(args.validation, text_columns=[*text, *text_columns_of(train, skip=numeric)],
+                       numeric_columns=numeric)  # "NA" text as in training; missing in declared numbers
     for name, df, src in (("training", train, args.data), ("validation", valid, args.validation)):
         if args.target not in df.columns:
             raise InputError(f"target column {args.target!r} not found in the {name} file"

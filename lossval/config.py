@@ -203,6 +203,14 @@ class PipelineConfig:
 
         return mask(self.file_dict())
 
+    def numeric_features(self) -> list[str]:
+        """``numeric`` without the target, the id column and columns that are no features
+        (:func:`lossval.io.numeric_features`): the columns whose ``NA`` words a CSV read gives as missing values."""
+        from lossval.io import numeric_features
+
+        return numeric_features(self.numeric, target=self.target, id_column=self.id_column, exclude=self.exclude,
+                                include=self.include)
+
     def fingerprint(self, *sections: str) -> str:
         """Hash of the given top-level sections (all when none), 16 hex chars; for cache keys."""
         d = self.to_dict()

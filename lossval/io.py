@@ -60,6 +60,7 @@ __all__ = [
     "MAX_COLUMNS",
     "read_table",
     "text_columns_of",
+    "numeric_features",
     "list_data_files",
     "atomic_write",
     "make_temp",
@@ -540,6 +541,19 @@ def text_columns_of(df: pd.DataFrame, *, skip: Collection[Any] = ()) -> list[Any
     without them is needed.
     """
     return [c for c in df.columns if c not in skip and _text_column(df[c])]
+
+
+def numeric_features(numeric: Sequence[str], *, target: Any, id_column: Any = None, exclude: Collection[Any] = (),
+                     include: Collection[Any] | None = None) -> list[str]:
+    """The columns of ``numeric`` (``features.numeric``, ``--numeric``) that are features, for :func:`read_table`'s
+    ``numeric_columns``: not the target, the id column or an excluded column, and in ``include`` when it is given.
+
+    The encoder reads a numeric declaration of any other column as nothing, so such a column keeps the reading it had
+    without one: a target class ``NA`` stays a class, an excluded text column keeps its ``NA`` text (and the
+    snapshot, its hash).
+    """
+    return [c for c in numeric if c != target and c != id_column and c not in exclude
+            and (include is None or c in include)]
 
 
 def _text_column(series: pd.Series) -> bool:

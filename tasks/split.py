@@ -100,9 +100,10 @@ def _curated_rows(path: str, df: pd.DataFrame, config: PipelineConfig, encoder: 
     # As ingest reads the data; a target the data holds as text ("1", "yes") is read as text from a CSV too, and so is
     # every column of text in the data (a test file of one region, all "NA", would otherwise read it as missing).
     text_target = [config.target] if is_text_dtype(df[config.target].dtype) else []
+    numeric = config.numeric_features()
     rows = read_table(path, text_columns=[config.id_column, *config.categorical, *text_target,
-                                          *text_columns_of(df, skip={"row_id", *config.numeric})],
-                      numeric_columns=config.numeric)
+                                          *text_columns_of(df, skip={"row_id", *numeric})],
+                      numeric_columns=numeric)
     needed = [c for c in df.columns if c != "row_id"]
     # What the stages read of these rows: the features, the target and the ids. The data's other columns (excluded
     # ones, the validation marker, a timestamp) may be absent: those rows get them empty.

@@ -823,3 +823,17 @@ def test_value_reads_a_validation_files_na_words_as_text_where_the_training_file
                      str(tmp_path / "valid.csv"), "--out", str(tmp_path / "v.parquet"), "--epochs", "2"]) == 0
     said = [str(w.message) for w in caught] + [capsys.readouterr().err]
     assert not any("levels the training rows do not have" in text for text in said), said
+
+
+def test_numeric_naming_the_target_or_an_excluded_column_leaves_their_na_text_as_it_was(tables, tmp_path) -> None:
+    # Seen by a review: --numeric made NA words missing in whatever column it names; on the target, a class 'NA' became
+    # missing labels and the valuation was refused (exit 2), where the encoder reads no numeric target declaration.
+    train = pd.read_csv(tables["train"]).assign(notes=lambda d: ["NA", "late", "ok"] * (len(d) // 3))
+    valid = pd.read_parquet(tables["valid"]).assign(notes="ok")
+    train.assign(label=train["label"].replace({"no": "NA"})).to_csv(tmp_path / "train.csv", index=False)
+    valid.assign(label=valid["label"].replace({"no": "NA"})).to_parquet(tmp_path / "valid.parquet", index=False)
+    args = ["value", str(tmp_path / "train.csv"), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
+            "--id-column", "id", "--epochs", "1", "--quiet", "--exclude", "notes", "--out"]
+    assert main([*args, str(tmp_path / "plain.parquet")]) == 0
+    assert main([*args, str(tmp_path / "declared.parquet"), "--numeric", "label", "--numeric", "notes"]) == 0
+    assert pd.read_parquet(tmp_path / "declared.parquet").equals(pd.read_parquet(tmp_path / "plain.parquet"))

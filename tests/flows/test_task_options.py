@@ -1334,3 +1334,33 @@ def test_na_words_in_a_column_declared_numeric_are_missing_values_not_counted_as
     with pytest.raises(InputError, match=r"test.csv: non-numeric value 'unknown' in numeric column 'years' at row 2 "
                                          r"\(7 of 22 non-missing values"):
         split.fn(str(tmp_path / "snap.parquet"), config=cfg, task_kind="classification", run_dir=str(tmp_path))
+
+
+def test_a_numeric_declaration_of_the_target_or_an_excluded_column_leaves_its_na_words_as_read_before(tmp_path) -> None:
+    # Seen by a review: features.numeric made read_table give NA words as missing in every column it names, also ones
+    # the encoder does not read as features. An excluded column's 'NA' text became missing (another snapshot hash: a
+    # revaluation of unchanged data) and a target class 'NA' became missing labels, refused.
+    import pandas as pd
+
+    from flows.runner import check_small_data
+    from tasks.ingest import ingest
+
+    df = make_frame(120).assign(notes=["NA", "late", "ok"] * 40)
+    df["label"] = df["label"].replace({"no": "NA"})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    snaps = []
+    for numeric in (["notes", "label"], []):
+        cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id",
+                                "features": {"exclude": ["notes"], "numeric": numeric}}, base_dir=tmp_path)
+        check_small_data(cfg)  # lossval run's own read: no labels made missing, refused
+        assert cfg.numeric_features() == []  # what the flow gives the ingest stage
+        out = ingest.fn(cfg.data, dataset="d", target="label", id_column="id", workspace=str(tmp_path / "ws"),
+                        numeric=cfg.numeric_features())
+        snap = pd.read_parquet(out["snapshot"])
+        assert snap["notes"].tolist()[:3] == ["NA", "late", "ok"] and int(snap["label"].eq("NA").sum()) > 0
+        snaps.append(out["snapshot_hash"])
+    assert snaps[0] == snaps[1]
+    cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id",
+                            "features": {"include": ["a", "b", "colour"], "numeric": ["a", "notes", "id"]}},
+                           base_dir=tmp_path)
+    assert cfg.numeric_features() == ["a"]
