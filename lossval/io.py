@@ -825,6 +825,8 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         held = [(f_path.name, _holds_text(f[col])) for f_path, f in zip(files, frames) if f[col].notna().any()]
         as_text = next((name for name, is_text in held if is_text), None)
         as_number = next((name for name, is_text in held if not is_text), None)
+        if as_text is not None and as_number is not None and col in numeric:
+            _refuse_text_in_declared_numbers(col, files, frames, path)
         if as_text is not None and as_number is not None:
             raise InputError(
                 f"column {col!r} holds text in {as_text} but numbers in {as_number}: one column has one type. If it "
@@ -835,6 +837,23 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         return pd.concat(frames, ignore_index=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"files of this folder cannot be combined: {exc}", source=str(path)) from None
+
+
+def _refuse_text_in_declared_numbers(col: str, files: Sequence[Path], frames: Sequence[pd.DataFrame],
+                                     path: str | os.PathLike[str]) -> None:
+    """A column declared numeric that holds text in one file of a folder and numbers in another: its typos are what
+    to fix (declaring it categorical, as the message for an undeclared column says, is refused with it numeric).
+    Names the first value that is not a number, by its row across the folder."""
+    offset = 0
+    for f_path, frame in zip(files, frames):
+        values = frame[col].reset_index(drop=True).dropna()  # labelled by position in the file
+        parsed = pd.to_numeric(values.astype(object), errors="coerce")
+        bad = values[parsed.isna()] if _holds_text(values) else values[:0]
+        if len(bad):
+            raise InputError(f"column {col!r} is declared numeric but {len(bad)} of its {len(values)} non-missing "
+                             f"values in {f_path.name} do not parse as numbers, first {bad.iloc[0]!r} at row "
+                             f"{offset + int(bad.index[0])}; fix or drop these rows.", source=str(path))
+        offset += len(frame)
 
 
 _LEADING_ZERO = r"\s*[+-]?0\d.*"  # 08681, 007, -01: a code's leading zero, which reading a number drops (0.5 is not)

@@ -510,6 +510,19 @@ def test_na_words_in_a_column_declared_numeric_are_missing_whatever_its_share_of
     assert [None if pd.isna(v) else v for v in parts["x"]] == ["1", "abc", None, None]
 
 
+def test_a_declared_numeric_column_with_text_in_one_file_of_a_folder_names_its_typo_not_categorical(
+        tmp_path: Path) -> None:
+    # Seen by a review: a folder whose features.numeric column held a typo in one file and numbers in another was
+    # told to declare the column categorical, which the config refuses for a numeric one; the typo went unnamed.
+    (tmp_path / "a.csv").write_text("x,y\n1,a\nNA,b\n3,c\n")
+    (tmp_path / "b.csv").write_text("x,y\n4,d\nabc,e\nNA,f\n")
+    with pytest.raises(InputError, match="holds text in b.csv but numbers in a.csv.*declare it categorical"):
+        read_table(tmp_path)  # undeclared: it may be codes
+    with pytest.raises(InputError, match=r"column 'x' is declared numeric but 1 of its 2 non-missing values in b.csv "
+                                         r"do not parse as numbers, first 'abc' at row 4; fix or drop these rows\.$"):
+        read_table(tmp_path, numeric_columns=["x"])
+
+
 def test_nested_values_are_named_when_rows_are_hashed():
     from lossval.io import assign_row_ids, frame_fingerprint
 
