@@ -973,7 +973,8 @@ def file_sha256(path: str | os.PathLike[str], *, own_output: bool = False) -> st
             said = os.strerror(exc.errno) if exc.errno else (exc.strerror or _first_line(exc))
             raise WorkspaceError(f"{path}: this run's own output file cannot be read back ({said}); it is not an "
                                  "input, so delivering the data again will not help: check the disk that holds the "
-                                 "workspace, and that nothing else removes or changes files in it, then run again."
+                                 "workspace, and that nothing else removes files in it or changes their permissions "
+                                 "(a worker or job running as another user), then run again."
                                  ) from exc
         raise _unreadable_file(exc, path) from exc
     return h.hexdigest()

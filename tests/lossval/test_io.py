@@ -158,6 +158,7 @@ def test_an_output_of_the_run_s_own_that_cannot_be_read_back_says_check_the_disk
     with pytest.raises(WorkspaceError, match=r"cannot be read back \(No such file or directory\)") as info:
         file_sha256(path, own_output=True)
     assert "deliver it again" not in str(info.value)
+    assert "changes their permissions (a worker or job running as another user)" in str(info.value)
 
 
 def test_a_folder_the_system_will_not_list_is_named_with_what_to_do(tmp_path: Path, monkeypatch) -> None:
