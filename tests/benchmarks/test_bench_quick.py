@@ -241,7 +241,7 @@ def test_ambiguous_labels_run_writes_json_and_markdown(tmp_path: Path) -> None:
         assert (r["n_valid"], r["n_test"], r["n_train"]) == (150, 270, 1080) and r["flipped"] == 108
         assert r["dropped"] <= r["flagged"] and r["dropped"] <= int(0.2 * r["n_train"])  # the default cap holds
         for key in ("flagged_precision", "flagged_recall", "dropped_precision", "dropped_recall", "auc",
-                    "accuracy_before", "accuracy_after"):
+                    "accuracy_before", "accuracy_after", "accuracy_oracle"):
             assert 0.0 <= r[key] <= 1.0, (key, r[key])
         assert r["dropped_recall"] <= r["flagged_recall"]  # the dropped rows are among the flagged ones
         assert r["gate_promotes"] == (r["gate_refusals"] == [])
