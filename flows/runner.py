@@ -37,6 +37,9 @@ def _quiet_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # An http(s) tracking server makes MLflow print two "View run/experiment" lines per run it ends, a stage's too,
+    # into the summary; the summary names the run to review instead.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _quiet_libraries() -> None:
@@ -564,6 +567,10 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     else:
         print("  gate FAILED; no model was registered")
     print(f"  outputs: {summary['run_dir']}  (manifest.json lists every file)")
+    tracked = summary.get("mlflow") or {}
+    uri = str(tracked.get("tracking_uri") or "")
+    if tracked.get("status") == "ok" and uri.startswith(("http://", "https://")) and tracked.get("run_id"):
+        print(f"  review it: {uri.rstrip('/')}/#/experiments/{tracked['experiment_id']}/runs/{tracked['run_id']}")
 
 
 def _run_reporting(config_path: Path, workspace: Path, *, debug: bool = False,

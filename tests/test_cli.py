@@ -837,3 +837,35 @@ def test_numeric_naming_the_target_or_an_excluded_column_leaves_their_na_text_as
     assert main([*args, str(tmp_path / "plain.parquet")]) == 0
     assert main([*args, str(tmp_path / "declared.parquet"), "--numeric", "label", "--numeric", "notes"]) == 0
     assert pd.read_parquet(tmp_path / "declared.parquet").equals(pd.read_parquet(tmp_path / "plain.parquet"))
+
+
+def test_a_run_tracked_on_a_server_prints_one_review_link_not_mlflow_s_lines_per_stage(monkeypatch, capsys) -> None:
+    # With tracking.uri http://..., MLflow printed "View run ... / View experiment ..." for each of a run's 8 MLflow
+    # runs (parent and stages) into `lossval run`'s summary; README promises Prefect's warnings and a summary only.
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from flows.runner import _quiet_defaults, _report
+
+    for key in ("PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                "PREFECT_LOGGING_LEVEL", "GX_ANALYTICS_ENABLED", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"):
+        monkeypatch.delenv(key, raising=False)  # each restored (or removed) after the test
+    _quiet_defaults()
+    tracking = MlflowClient("http://127.0.0.1:9")._tracking_client
+    run = SimpleNamespace(data=SimpleNamespace(tags={}), info=SimpleNamespace(experiment_id="1", run_name="ingest"))
+    monkeypatch.setattr(tracking.store, "get_run", lambda run_id: run)  # no server needed
+    tracking._log_url("abc")  # what MLflow calls as it ends each run
+    assert "View run" not in capsys.readouterr().out
+    summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 10, "kept": 9, "quarantine": 1,
+                                                                   "validation": 5, "test": 5},
+               "metrics": {"before": {"accuracy": 0.9}, "after": {"accuracy": 0.9}},
+               "model": {"name": "lossval-x", "version": "1"},
+               "mlflow": {"status": "ok", "tracking_uri": "http://127.0.0.1:5000/", "experiment_id": "3",
+                          "run_id": "abc123"}}
+    _report(summary)
+    assert capsys.readouterr().out.endswith("\n  review it: http://127.0.0.1:5000/#/experiments/3/runs/abc123\n")
+    _report({**summary, "mlflow": {**summary["mlflow"], "tracking_uri": "sqlite:////ws/mlflow.db"}})
+    assert "review it" not in capsys.readouterr().out  # the local store: `mlflow ui` serves it (README)
+    _report({**summary, "mlflow": {**summary["mlflow"], "status": "failed"}})
+    assert "review it" not in capsys.readouterr().out  # nothing logged there to review
