@@ -501,6 +501,31 @@ def check_local_device(config: PipelineConfig, *, source: str) -> None:
         raise ConfigError(f"'lossval.device': {exc}", source=source) from None
 
 
+def check_valuation_server(config: PipelineConfig, *, source: str) -> None:
+    """Refuse, before Prefect starts, a ``valuation_deployment`` with no Prefect server to find it on.
+
+    Without ``PREFECT_API_URL`` the run uses Prefect's temporary server, which has no deployments: the run
+    failed after ingest and split with "not found on the Prefect server; register it with `lossval serve`",
+    though it may well be registered on the server the user meant.
+
+    Raises:
+        ConfigError: names the config file, the key and what to set.
+    """
+    if not config.valuation_deployment:
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    from lossval.errors import ConfigError
+
+    raise ConfigError(f"'valuation_deployment' {config.valuation_deployment!r} is a deployment on a Prefect server, "
+                      "and PREFECT_API_URL is not set: this run would use Prefect's temporary server, which has no "
+                      "deployments. Export PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) to the server `lossval "
+                      "serve --valuation-pool` or `prefect deploy` registered it on, or set valuation_deployment: null "
+                      "to value in-process.", source=source)
+
+
 def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     rows, m = summary["rows"], summary["metrics"]
     print(f"run {summary['run_id']}: {rows['train']} train rows -> {rows['kept']} kept, {rows['quarantine']} quarantined "
@@ -602,6 +627,7 @@ def run_from_config(config_path: Path, *, workspace: Path, debug: bool = False) 
     config = load_config(config_path)
     check_inputs_exist(config)
     check_local_device(config, source=str(config_path))
+    check_valuation_server(config, source=str(config_path))
     _check_workspace(workspace)
     check_tracking_store(config, source=str(config_path))
     check_tracking_server(config.tracking.uri, source=str(config_path))

@@ -869,3 +869,29 @@ def test_a_run_tracked_on_a_server_prints_one_review_link_not_mlflow_s_lines_per
     assert "review it" not in capsys.readouterr().out  # the local store: `mlflow ui` serves it (README)
     _report({**summary, "mlflow": {**summary["mlflow"], "status": "failed"}})
     assert "review it" not in capsys.readouterr().out  # nothing logged there to review
+
+
+def test_a_run_valued_on_a_deployment_needs_the_prefect_server_that_holds_it(tmp_path, capsys, monkeypatch) -> None:
+    # Without PREFECT_API_URL, `lossval run` with valuation_deployment set ran ingest and split on Prefect's temporary
+    # server (about 30 s), then exited 1 saying the deployment was "not found on the Prefect server; register it with
+    # `lossval serve --valuation-pool POOL`": an operator who had registered it was sent to do it again.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import flows.runner
+
+    started: list[object] = []
+    monkeypatch.setattr(flows.runner, "_run_reporting", lambda *args, **kwargs: started.append(args))
+    (tmp_path / "d.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(60)))
+    (tmp_path / "c.yaml").write_text("data: d.csv\ntarget: label\nvaluation_deployment: lossval-value/gpu\n")
+    argv = ["run", str(tmp_path / "c.yaml"), "--workspace", str(tmp_path / "ws")]
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "c.yaml: 'valuation_deployment' 'lossval-value/gpu' is a deployment on a Prefect server, and " \
+        "PREFECT_API_URL is not set" in err and "or set valuation_deployment: null" in err, err
+    assert not started and not (tmp_path / "ws").exists()  # refused before Prefect or the workspace
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        assert main(argv) == 0 and len(started) == 1  # a server named: the run goes ahead
+    (tmp_path / "c.yaml").write_text("data: d.csv\ntarget: label\n")
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert main(argv) == 0 and len(started) == 2  # valued in-process: the temporary server will do
