@@ -280,13 +280,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         if same.champion is not None:
             return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
                     "champion": same.champion}
-        if same.unreachable:  # the run's data outputs are still worth having; its gate refuses unless the store answers
-            get_run_logger().warning("dataset %s runs: %s. Its data outputs will be complete; unless the store answers "
-                                     "by the time the run is gated and tracked, nothing is promoted.", config.dataset, same.reason)
-        else:
-            get_run_logger().info("dataset %s runs: %s", config.dataset, same.reason)
         before = refused_again(config, str(ws.root), rkey) if _repeatable(config) else None
-        if before is not None:
+        if before is not None:  # said before "runs: ...", which a night that runs nothing must not log
             champion = (f"the champion (version {before['champion']}) is the one it was compared with"
                         if before["champion"] else "there is still no champion")
             raise _refusal(
@@ -294,6 +289,11 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
                 f"same data and config, and {champion}, so it was not run again "
                 f"(rerun_unchanged / force runs it); failed checks: ", before["gate"],
                 f" Run folder: {before['run_dir']}", summary={**before, "repeated": True})
+        if same.unreachable:  # the run's data outputs are still worth having; its gate refuses unless the store answers
+            get_run_logger().warning("dataset %s runs: %s. Its data outputs will be complete; unless the store answers "
+                                     "by the time the run is gated and tracked, nothing is promoted.", config.dataset, same.reason)
+        else:
+            get_run_logger().info("dataset %s runs: %s", config.dataset, same.reason)
     history = snapshot_history(ws, config.dataset)
     rollback = older_snapshot(history, snap["snapshot_hash"])
     if rollback:

@@ -319,7 +319,11 @@ def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path
     assert [json.loads(p.read_text()) for p in (ws / "nightly").glob("*.json")] == [report]
     assert not [line for line in run_log if "Traceback" in line], run_log
     # The next night, the same data and config, and the same (no) champion: refused again, without a run.
-    again = nightly(datasets_file=str(datasets), workspace=str(ws))
+    with _kept_run_log(logging.INFO) as log:
+        again = nightly(datasets_file=str(datasets), workspace=str(ws))
+    # Seen by a review: "dataset refused runs: ..." was logged just before "... so it was not run again".
+    assert not [line for line in log if "dataset refused runs:" in line], log
+    assert any("so it was not run again" in line for line in log), log
     [repeat] = again["datasets"]
     assert again["refused"] == ["refused"] and repeat["state"] == "Refused" and repeat["repeated"] is True
     assert {k: repeat[k] for k in ("run_id", "run_dir", "gate_failures", "gate_remedies", "kept", "quarantined")} == \
