@@ -595,7 +595,19 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     tracked = summary.get("mlflow") or {}
     uri = str(tracked.get("tracking_uri") or "")
     if tracked.get("status") == "ok" and uri.startswith(("http://", "https://")) and tracked.get("run_id"):
-        print(f"  review it: {uri.rstrip('/')}/#/experiments/{tracked['experiment_id']}/runs/{tracked['run_id']}")
+        print(f"  review it: {_ui_address(uri)}/#/experiments/{tracked['experiment_id']}/runs/{tracked['run_id']}")
+
+
+def _ui_address(uri: str) -> str:
+    """``uri`` without ``user:password@`` and a trailing ``/``: the server's UI, for a browser.
+
+    The summary's URI has its password masked (``ann:***@``): a link carrying that would log in as ``ann`` with
+    the password ``***``; without it the browser asks for the reviewer's own credentials.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
 
 
 def _run_reporting(config_path: Path, workspace: Path, *, debug: bool = False,

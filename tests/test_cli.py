@@ -871,6 +871,25 @@ def test_a_run_tracked_on_a_server_prints_one_review_link_not_mlflow_s_lines_per
     assert "review it" not in capsys.readouterr().out  # nothing logged there to review
 
 
+def test_the_review_link_of_a_tracking_uri_with_credentials_carries_neither_user_nor_masked_password(capsys) -> None:
+    # The summary's tracking_uri has its password masked: the link read https://ann:***@host/..., which logs a browser
+    # in as ann with the password '***'. The server's address alone makes the browser ask for the reviewer's own.
+    from flows.runner import _report
+    from lossval.config import mask_uri
+
+    summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 10, "kept": 9, "quarantine": 1,
+                                                                   "validation": 5, "test": 5},
+               "metrics": {"before": {"accuracy": 0.9}, "after": {"accuracy": 0.9}},
+               "model": {"name": "lossval-x", "version": "1"},
+               "mlflow": {"status": "ok", "experiment_id": "3", "run_id": "abc123",
+                          "tracking_uri": mask_uri("https://ann:s3cret@mlflow.example:5000/team/")}}
+    _report(summary)
+    out = capsys.readouterr().out
+    assert out.endswith("\n  review it: https://mlflow.example:5000/team/#/experiments/3/runs/abc123\n"), out
+    _report({**summary, "mlflow": {**summary["mlflow"], "tracking_uri": "http://ann@[::1]:5000"}})
+    assert capsys.readouterr().out.endswith("\n  review it: http://[::1]:5000/#/experiments/3/runs/abc123\n")
+
+
 def test_a_run_valued_on_a_deployment_needs_the_prefect_server_that_holds_it(tmp_path, capsys, monkeypatch) -> None:
     # Without PREFECT_API_URL, `lossval run` with valuation_deployment set ran ingest and split on Prefect's temporary
     # server (about 30 s), then exited 1 saying the deployment was "not found on the Prefect server; register it with
