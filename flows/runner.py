@@ -595,7 +595,8 @@ def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:
     tracked = summary.get("mlflow") or {}
     uri = str(tracked.get("tracking_uri") or "")
     if tracked.get("status") == "ok" and uri.startswith(("http://", "https://")) and tracked.get("run_id"):
-        print(f"  review it: {_ui_address(uri)}/#/experiments/{tracked['experiment_id']}/runs/{tracked['run_id']}")
+        print(f"  review it: {_ui_address(uri)}/#/experiments/{tracked['experiment_id']}/runs/{tracked['run_id']}"
+              + _ui_workspace())
 
 
 def _ui_address(uri: str) -> str:
@@ -608,6 +609,17 @@ def _ui_address(uri: str) -> str:
 
     parts = urlsplit(uri)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
+
+
+def _ui_workspace() -> str:
+    """``?workspace=NAME`` for an ``MLFLOW_WORKSPACE`` other than MLflow's ``default``, as MLflow's own link has it.
+
+    The run is logged in that workspace; the UI opened without it shows the default one, where the run is not found.
+    """
+    from urllib.parse import quote
+
+    workspace = os.environ.get("MLFLOW_WORKSPACE", "").strip()
+    return f"?workspace={quote(workspace, safe='')}" if workspace and workspace != "default" else ""
 
 
 def _run_reporting(config_path: Path, workspace: Path, *, debug: bool = False,

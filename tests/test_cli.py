@@ -890,6 +890,35 @@ def test_the_review_link_of_a_tracking_uri_with_credentials_carries_neither_user
     assert capsys.readouterr().out.endswith("\n  review it: http://[::1]:5000/#/experiments/3/runs/abc123\n")
 
 
+def test_the_review_link_of_a_run_in_an_mlflow_workspace_opens_that_workspace(monkeypatch, capsys) -> None:
+    # With MLFLOW_WORKSPACE=team the run is logged in that workspace, and MLflow's own link (which the review link
+    # replaced) ends ?workspace=team; without it the UI opens the default workspace, where the run is not found.
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from flows.runner import _report
+
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "team a")
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "false")
+    tracking = MlflowClient("http://127.0.0.1:5000")._tracking_client
+    run = SimpleNamespace(data=SimpleNamespace(tags={}), info=SimpleNamespace(experiment_id="3", run_name="r"))
+    monkeypatch.setattr(tracking.store, "get_run", lambda run_id: run)  # no server needed
+    tracking._log_url("abc123")
+    [theirs] = re.findall(r"View run r at: (\S+)", capsys.readouterr().out)
+    summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 10, "kept": 9, "quarantine": 1,
+                                                                   "validation": 5, "test": 5},
+               "metrics": {"before": {"accuracy": 0.9}, "after": {"accuracy": 0.9}},
+               "model": {"name": "lossval-x", "version": "1"},
+               "mlflow": {"status": "ok", "tracking_uri": "http://127.0.0.1:5000", "experiment_id": "3",
+                          "run_id": "abc123"}}
+    _report(summary)
+    assert capsys.readouterr().out.endswith(f"\n  review it: {theirs}\n") and theirs.endswith("?workspace=team%20a")
+    monkeypatch.setenv("MLFLOW_WORKSPACE", "default")
+    _report(summary)
+    assert capsys.readouterr().out.endswith("\n  review it: http://127.0.0.1:5000/#/experiments/3/runs/abc123\n")
+
+
 def test_a_run_valued_on_a_deployment_needs_the_prefect_server_that_holds_it(tmp_path, capsys, monkeypatch) -> None:
     # Without PREFECT_API_URL, `lossval run` with valuation_deployment set ran ingest and split on Prefect's temporary
     # server (about 30 s), then exited 1 saying the deployment was "not found on the Prefect server; register it with
