@@ -521,9 +521,10 @@ def check_valuation_server(config: PipelineConfig, *, source: str) -> None:
 
     raise ConfigError(f"'valuation_deployment' {config.valuation_deployment!r} is a deployment on a Prefect server, "
                       "and PREFECT_API_URL is not set: this run would use Prefect's temporary server, which has no "
-                      "deployments. Export PREFECT_API_URL (e.g. http://127.0.0.1:4200/api) to the server `lossval "
-                      "serve --valuation-pool` or `prefect deploy` registered it on, or set valuation_deployment: null "
-                      "to value in-process.", source=source)
+                      "deployments. Export PREFECT_API_URL (e.g. http://127.0.0.1:4200/api), or set it in your Prefect "
+                      "profile (`prefect config set PREFECT_API_URL=...`), to the server `lossval serve "
+                      "--valuation-pool` or `prefect deploy` registered it on, or set valuation_deployment: null to "
+                      "value in-process.", source=source)
 
 
 def _report(summary: dict[str, Any], *, gate_passed: bool = True) -> None:

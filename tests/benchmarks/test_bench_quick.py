@@ -245,11 +245,15 @@ def test_ambiguous_labels_run_writes_json_and_markdown(tmp_path: Path) -> None:
             assert 0.0 <= r[key] <= 1.0, (key, r[key])
         assert r["dropped_recall"] <= r["flagged_recall"]  # the dropped rows are among the flagged ones
         assert r["gate_promotes"] == (r["gate_refusals"] == [])
+        assert 0.0 < r["log_loss_oracle"] < 10.0 and r["log_loss_oracle"] != r["log_loss_before"]  # its own fit
     # With labels a function of the features, the flipped rows' values rank far below the clean ones'
     # (a value read with the wrong sign gives an AUC near 0).
     assert records[0]["auc"] >= 0.8
     md = paths["md"].read_text()
     assert f"| 0 | 0 | 1,080 | 108 | {records[0]['flagged']:,} (" in md and "| 1 | 0 | 1,080 | 108 |" in md
+    for r in records:  # the oracle beside before -> after, in the table
+        assert f"{r['accuracy_before']:.4f} -> {r['accuracy_after']:.4f} ({r['accuracy_oracle']:.4f})" in md
+        assert f"{r['log_loss_before']:.3f} -> {r['log_loss_after']:.3f} ({r['log_loss_oracle']:.3f})" in md
 
 
 def test_ambiguous_labels_data_differ_only_in_labels_and_auc_is_a_rank_score() -> None:
