@@ -796,6 +796,22 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
                 continue
             _UNUSED_WARNED.add(seen)
         warnings.warn(message, UserWarning, stacklevel=3)
+    features = set(config.numeric_features())
+    idle = [c for c in config.numeric if c not in features]
+    if idle:  # the encoder reads no numeric declaration of a column that is no feature
+        roles = {config.target: "the target", config.id_column: "the id column"}
+        named = ", ".join(f"{c!r} ({roles.get(c, 'excluded' if c in config.exclude else 'not in features.include')})"
+                          for c in idle)
+        seen = (os.path.realpath(source) if source else None, "features.numeric", named)
+        with _UNUSED_WARNED_LOCK:
+            if seen in _UNUSED_WARNED:
+                return
+            _UNUSED_WARNED.add(seen)
+        one = len(idle) == 1
+        warnings.warn(f"{source + ': ' if source else ''}'features.numeric' names {named}, which "
+                      f"{'is no feature' if one else 'are no features'}: declaring {'it' if one else 'them'} numeric "
+                      f"has no effect. Remove {'it' if one else 'them'} from features.numeric.", UserWarning,
+                      stacklevel=3)
 
 
 def _at_default(raw: dict[str, Any], config: PipelineConfig, dotted: str) -> bool:

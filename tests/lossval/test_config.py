@@ -279,6 +279,29 @@ def test_a_key_set_without_effect_is_warned_about_by_name(tmp_path: Path, monkey
         config_from_dict({**BASE, "test_path": "t.csv"})
 
 
+def test_a_numeric_declaration_of_a_column_that_is_no_feature_is_warned_about(tmp_path: Path) -> None:
+    # Seen by a review: features.numeric naming the target or an excluded column was accepted silently, though the
+    # encoder reads no such declaration (and read_table leaves those columns as they were).
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "id_column": "id", "features": {
+        "numeric": ["x", BASE["target"], "id", "notes"], "exclude": ["notes"]}}))
+    with pytest.warns(UserWarning) as caught:
+        load_config(path)
+    [text] = [str(w.message) for w in caught if "features.numeric" in str(w.message)]
+    assert text == (f"{path}: 'features.numeric' names {BASE['target']!r} (the target), 'id' (the id column), 'notes' "
+                    "(excluded), which are no features: declaring them numeric has no effect. Remove them from "
+                    "features.numeric.")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config(path)  # said once per process
+        config_from_dict({**BASE, "features": {"numeric": ["x"]}})  # a feature: nothing to say
+        config_from_dict({**BASE, "features": {"numeric": ["x"], "include": ["x", "z"]}})
+    with pytest.warns(UserWarning, match=r"names 'z' \(not in features.include\), which is no feature: declaring it"):
+        config_from_dict({**BASE, "features": {"numeric": ["z"], "include": ["x"]}})
+
+
 def test_fingerprint_tracks_sections() -> None:
     a = config_from_dict({**BASE, "lossval": {"epochs": 5}})
     b = config_from_dict({**BASE, "lossval": {"epochs": 6}})
