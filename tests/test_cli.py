@@ -839,6 +839,15 @@ def test_numeric_naming_the_target_or_an_excluded_column_leaves_their_na_text_as
     assert pd.read_parquet(tmp_path / "declared.parquet").equals(pd.read_parquet(tmp_path / "plain.parquet"))
 
 
+def _tracked_summary(tracking_uri: str) -> dict:
+    """A promoted run's summary as `lossval run` prints it, tracked at ``tracking_uri`` (run abc123, experiment 3)."""
+    return {"run_id": "r1", "run_dir": "/ws/runs/r1",
+            "rows": {"train": 10, "kept": 9, "quarantine": 1, "validation": 5, "test": 5},
+            "metrics": {"before": {"accuracy": 0.9}, "after": {"accuracy": 0.9}},
+            "model": {"name": "lossval-x", "version": "1"},
+            "mlflow": {"status": "ok", "tracking_uri": tracking_uri, "experiment_id": "3", "run_id": "abc123"}}
+
+
 def test_a_run_tracked_on_a_server_prints_one_review_link_not_mlflow_s_lines_per_stage(monkeypatch, capsys) -> None:
     # With tracking.uri http://..., MLflow printed "View run ... / View experiment ..." for each of a run's 8 MLflow
     # runs (parent and stages) into `lossval run`'s summary; README promises Prefect's warnings and a summary only.
@@ -857,12 +866,7 @@ def test_a_run_tracked_on_a_server_prints_one_review_link_not_mlflow_s_lines_per
     monkeypatch.setattr(tracking.store, "get_run", lambda run_id: run)  # no server needed
     tracking._log_url("abc")  # what MLflow calls as it ends each run
     assert "View run" not in capsys.readouterr().out
-    summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 10, "kept": 9, "quarantine": 1,
-                                                                   "validation": 5, "test": 5},
-               "metrics": {"before": {"accuracy": 0.9}, "after": {"accuracy": 0.9}},
-               "model": {"name": "lossval-x", "version": "1"},
-               "mlflow": {"status": "ok", "tracking_uri": "http://127.0.0.1:5000/", "experiment_id": "3",
-                          "run_id": "abc123"}}
+    summary = _tracked_summary("http://127.0.0.1:5000/")
     _report(summary)
     assert capsys.readouterr().out.endswith("\n  review it: http://127.0.0.1:5000/#/experiments/3/runs/abc123\n")
     _report({**summary, "mlflow": {**summary["mlflow"], "tracking_uri": "sqlite:////ws/mlflow.db"}})
@@ -877,12 +881,7 @@ def test_the_review_link_of_a_tracking_uri_with_credentials_carries_neither_user
     from flows.runner import _report
     from lossval.config import mask_uri
 
-    summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 10, "kept": 9, "quarantine": 1,
-                                                                   "validation": 5, "test": 5},
-               "metrics": {"before": {"accuracy": 0.9}, "after": {"accuracy": 0.9}},
-               "model": {"name": "lossval-x", "version": "1"},
-               "mlflow": {"status": "ok", "experiment_id": "3", "run_id": "abc123",
-                          "tracking_uri": mask_uri("https://ann:s3cret@mlflow.example:5000/team/")}}
+    summary = _tracked_summary(mask_uri("https://ann:s3cret@mlflow.example:5000/team/"))
     _report(summary)
     out = capsys.readouterr().out
     assert out.endswith("\n  review it: https://mlflow.example:5000/team/#/experiments/3/runs/abc123\n"), out
@@ -906,12 +905,7 @@ def test_the_review_link_of_a_run_in_an_mlflow_workspace_opens_that_workspace(mo
     monkeypatch.setattr(tracking.store, "get_run", lambda run_id: run)  # no server needed
     tracking._log_url("abc123")
     [theirs] = re.findall(r"View run r at: (\S+)", capsys.readouterr().out)
-    summary = {"run_id": "r1", "run_dir": "/ws/runs/r1", "rows": {"train": 10, "kept": 9, "quarantine": 1,
-                                                                   "validation": 5, "test": 5},
-               "metrics": {"before": {"accuracy": 0.9}, "after": {"accuracy": 0.9}},
-               "model": {"name": "lossval-x", "version": "1"},
-               "mlflow": {"status": "ok", "tracking_uri": "http://127.0.0.1:5000", "experiment_id": "3",
-                          "run_id": "abc123"}}
+    summary = _tracked_summary("http://127.0.0.1:5000")
     _report(summary)
     assert capsys.readouterr().out.endswith(f"\n  review it: {theirs}\n") and theirs.endswith("?workspace=team%20a")
     monkeypatch.setenv("MLFLOW_WORKSPACE", "default")
