@@ -843,7 +843,8 @@ def _refuse_text_in_declared_numbers(col: str, files: Sequence[Path], frames: Se
                                      path: str | os.PathLike[str]) -> None:
     """A column declared numeric that holds text in one file of a folder and numbers in another: its typos are what
     to fix (declaring it categorical, as the message for an undeclared column says, is refused with it numeric).
-    Names the first value that is not a number, by its row across the folder."""
+    Names the first value that is not a number, by its row across the folder; where every value is a number, the file
+    that stores them as text."""
     offset = 0
     for f_path, frame in zip(files, frames):
         values = frame[col].reset_index(drop=True).dropna()  # labelled by position in the file
@@ -854,6 +855,11 @@ def _refuse_text_in_declared_numbers(col: str, files: Sequence[Path], frames: Se
                              f"values in {f_path.name} do not parse as numbers, first {bad.iloc[0]!r} at row "
                              f"{offset + int(bad.index[0])}; fix or drop these rows.", source=str(path))
         offset += len(frame)
+    # Every value parses: numbers stored as text in one file (a parquet string column), numbers in another.
+    as_text = next(f_path.name for f_path, frame in zip(files, frames) if _holds_text(frame[col].dropna()))
+    raise InputError(f"column {col!r} is declared numeric and its values are numbers, but {as_text} stores them as "
+                     "text and the other files as numbers: one column has one type. Store them as numbers in "
+                     f"{as_text} (e.g. pandas.to_numeric) and deliver it again.", source=str(path))
 
 
 _LEADING_ZERO = r"\s*[+-]?0\d.*"  # 08681, 007, -01: a code's leading zero, which reading a number drops (0.5 is not)

@@ -524,6 +524,23 @@ def test_a_declared_numeric_column_with_text_in_one_file_of_a_folder_names_its_t
         read_table(tmp_path, numeric_columns=["x"])
 
 
+def test_a_declared_numeric_column_stored_as_text_numbers_in_one_file_is_not_told_to_be_categorical(
+        tmp_path: Path) -> None:
+    # Seen by a review: every value a number, but a parquet file stores them as text; the refusal fell through to
+    # "declare it categorical", which the config refuses for a numeric column.
+    pd.DataFrame({"x": ["1", "2", "3"], "y": [0, 1, 0]}).to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "b.csv").write_text("x,y\n4,1\n5,0\n")
+    with pytest.raises(InputError, match="declare it categorical"):
+        read_table(tmp_path)  # undeclared: it may be codes
+    with pytest.raises(InputError) as caught:
+        read_table(tmp_path, numeric_columns=["x"])
+    assert "categorical" not in str(caught.value)
+    assert str(caught.value).endswith(
+        "column 'x' is declared numeric and its values are numbers, but a.parquet stores them as text and the other "
+        "files as numbers: one column has one type. Store them as numbers in a.parquet (e.g. pandas.to_numeric) and "
+        "deliver it again.")
+
+
 def test_nested_values_are_named_when_rows_are_hashed():
     from lossval.io import assign_row_ids, frame_fingerprint
 
