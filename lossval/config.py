@@ -205,11 +205,20 @@ class PipelineConfig:
 
     def numeric_features(self) -> list[str]:
         """``numeric`` without the target, the id column and columns that are no features
-        (:func:`lossval.io.numeric_features`): the columns whose ``NA`` words a CSV read gives as missing values."""
+        (:func:`lossval.io.numeric_features`): the columns whose ``NA`` words a CSV read gives as missing values.
+
+        The validation strategy's marker or timestamp column is no feature either (``tasks.value.feature_exclusions``)
+        where the strategy reads it."""
         from lossval.io import numeric_features
 
-        return numeric_features(self.numeric, target=self.target, id_column=self.id_column, exclude=self.exclude,
-                                include=self.include)
+        return numeric_features(self.numeric, target=self.target, id_column=self.id_column,
+                                exclude=[*self.exclude, *self._split_columns()], include=self.include)
+
+    def _split_columns(self) -> dict[str, str]:
+        """The validation strategy's own columns that it reads (``column``, ``latest``), by their config key."""
+        v = self.used_only().validation
+        return {c: key for c, key in ((v.column, "validation.column"), (v.timestamp_column,
+                                                                      "validation.timestamp_column")) if c}
 
     def fingerprint(self, *sections: str) -> str:
         """Hash of the given top-level sections (all when none), 16 hex chars; for cache keys."""
@@ -799,7 +808,8 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     features = set(config.numeric_features())
     idle = [c for c in config.numeric if c not in features]
     if idle:  # the encoder reads no numeric declaration of a column that is no feature
-        roles = {config.target: "the target", config.id_column: "the id column"}
+        roles = {**{c: f"the {key}" for c, key in config._split_columns().items()}, config.target: "the target",
+                 config.id_column: "the id column"}
         named = ", ".join(f"{c!r} ({roles.get(c, 'excluded' if c in config.exclude else 'not in features.include')})"
                           for c in idle)
         seen = (os.path.realpath(source) if source else None, "features.numeric", named)

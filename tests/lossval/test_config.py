@@ -302,6 +302,24 @@ def test_a_numeric_declaration_of_a_column_that_is_no_feature_is_warned_about(tm
         config_from_dict({**BASE, "features": {"numeric": ["z"], "include": ["x"]}})
 
 
+def test_a_numeric_declaration_of_the_validation_strategys_own_column_is_warned_about_and_not_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen by a review: the split's marker and timestamp columns are no features (tasks.value.feature_exclusions), but
+    # declaring them numeric was not warned about, and changed how a CSV read their NA words.
+    monkeypatch.setattr("lossval.config._UNUSED_WARNED", set())  # said once per process: another test may have
+    marker = {**BASE, "validation": {"strategy": "column", "column": "v"}, "features": {"numeric": ["x", "v"]}}
+    with pytest.warns(UserWarning, match=r"names 'v' \(the validation.column\), which is no feature"):
+        config = config_from_dict(marker)
+    assert config.numeric_features() == ["x"]
+    latest = {**BASE, "validation": {"strategy": "latest", "timestamp_column": "ts"}, "features": {"numeric": ["ts"]}}
+    with pytest.warns(UserWarning, match=r"names 'ts' \(the validation.timestamp_column\), which is no feature"):
+        assert config_from_dict(latest).numeric_features() == []
+    # a leftover validation.column the strategy does not read removes no feature: still read as declared
+    with pytest.warns(UserWarning, match="'validation.column' is set but has no effect"):
+        leftover = config_from_dict({**marker, "validation": {"strategy": "stratified", "column": "v"}})
+    assert leftover.numeric_features() == ["x", "v"]
+
+
 def test_fingerprint_tracks_sections() -> None:
     a = config_from_dict({**BASE, "lossval": {"epochs": 5}})
     b = config_from_dict({**BASE, "lossval": {"epochs": 6}})
