@@ -425,6 +425,13 @@ def _cmd_value(args: argparse.Namespace) -> int:
     text = [args.id_column, *args.categorical]  # codes stay as written in a CSV ("02139", not 2139)
     # --validation may be a folder inside the DATA folder (data/holdout.parquet/): left out of the training rows
     numeric = numeric_features(args.numeric, target=args.target, id_column=args.id_column, exclude=args.exclude)
+    idle = [c for c in args.numeric if c not in numeric]
+    if idle:  # as a config's features.numeric is warned about (lossval.config): the encoder reads no such declaration
+        roles = {args.target: "the --target", args.id_column: "the --id-column"}
+        named = ", ".join(f"{c!r} ({roles.get(c, 'in --exclude')})" for c in idle)
+        it = "it" if len(idle) == 1 else "them"
+        warnings.warn(f"--numeric names {named}, which {'is no feature' if it == 'it' else 'are no features'}: "
+                      f"declaring {it} numeric has no effect.", UserWarning, stacklevel=2)
     train = read_table(args.data, text_columns=text, numeric_columns=numeric, set_aside=[args.validation])
     if args.target in train.columns and is_text_dtype(train[args.target].dtype):  # "1" in training: "1" here too
         text.append(args.target)

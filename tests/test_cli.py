@@ -835,7 +835,9 @@ def test_numeric_naming_the_target_or_an_excluded_column_leaves_their_na_text_as
     args = ["value", str(tmp_path / "train.csv"), "--target", "label", "--validation", str(tmp_path / "valid.parquet"),
             "--id-column", "id", "--epochs", "1", "--quiet", "--exclude", "notes", "--out"]
     assert main([*args, str(tmp_path / "plain.parquet")]) == 0
-    assert main([*args, str(tmp_path / "declared.parquet"), "--numeric", "label", "--numeric", "notes"]) == 0
+    with pytest.warns(UserWarning, match=r"^--numeric names 'label' \(the --target\), 'notes' \(in --exclude\), which "
+                      "are no features: declaring them numeric has no effect"):
+        assert main([*args, str(tmp_path / "declared.parquet"), "--numeric", "label", "--numeric", "notes"]) == 0
     assert pd.read_parquet(tmp_path / "declared.parquet").equals(pd.read_parquet(tmp_path / "plain.parquet"))
 
 
