@@ -161,10 +161,34 @@ def console_main() -> int:
     process with the command's status: call it only as the process's last act (the entry point,
     ``python -m lossval``).
     """
+    _ignore_signals_after_exit_handlers()
     with one_line_warnings(), _sigterm_as_interrupt():
         code = main()
     _exit_with_on_sigterm(code)
     return code
+
+
+def _ignore_signals_after_exit_handlers() -> None:
+    """Once the exit handlers registered from now on have run, ignore SIGINT and SIGTERM until the process ends.
+
+    After them Python puts its own signal handlers back to the system's default and then tears its modules down
+    (about half a second with torch and pandas loaded): a Ctrl-C there killed a command that had finished, its output
+    complete, with the status 130 that says "interrupted, unfinished run folder removed". An ignored signal stays
+    ignored through that. Registered before the command runs, so Prefect's, MLflow's and torch's exit handlers, which
+    they register as the command uses them, run before it, while :func:`_exit_with_on_sigterm`'s handler still ends a
+    hanging one at the first Ctrl-C.
+    """
+    import atexit
+    import signal
+    import threading
+
+    def ignore() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):  # not the main thread: nothing to do
+                signal.signal(signum, signal.SIG_IGN)
+
+    if threading.current_thread() is threading.main_thread():
+        atexit.register(ignore)
 
 
 def _exit_with_on_sigterm(code: int) -> None:

@@ -787,6 +787,25 @@ def test_a_sigterm_or_ctrl_c_after_the_command_finished_keeps_its_exit_status(si
     assert proc.returncode == 3 and "Exception ignored" not in proc.stderr, (proc.returncode, proc.stderr)
 
 
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_during_python_s_module_teardown_after_the_command_finished_keeps_its_exit_status(signame) -> None:
+    # Seen in a user run-through: a Ctrl-C in the last half second of `lossval value`, its output complete, killed it
+    # with 130 ("interrupted"). After the exit handlers Python puts its signal handlers back to the default and then
+    # tears its modules down (torch, pandas); the signal here lands there, from an object deleted with __main__.
+    script = ("import os, signal, sys, time\n"
+              "from lossval import cli\n"
+              "class Late:\n"
+              f"    def __del__(self, kill=os.kill, pid=os.getpid(), signum=signal.{signame}, sleep=time.sleep):\n"
+              "        kill(pid, signum)\n"
+              "        sleep(0.2)\n"
+              "late = Late()\n"
+              "cli.main = lambda argv=None: 3\n"
+              "sys.exit(cli.console_main())\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=45,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 3, (proc.returncode, proc.stderr)
+
+
 def test_an_error_that_withholds_observed_values_prints_them_in_full_on_the_user_s_terminal(monkeypatch,
                                                                                           capsys) -> None:
     # MLflow unreachable after a refusal under tracking.log_quarantine false: the message (Prefect's state message)
