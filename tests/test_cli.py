@@ -775,16 +775,24 @@ def test_a_sigterm_or_ctrl_c_after_the_command_finished_keeps_its_exit_status(si
     # folder removed" to a scheduler, for a run that had completed and been promoted. Here the command "finishes" at
     # once and the SIGTERM lands during the interpreter's shutdown (an atexit hook), as it did there. A Ctrl-C there
     # kept the status but printed an "Exception ignored in atexit callback" traceback under the summary.
-    script = ("import atexit, os, signal, sys, time\n"
-              "from lossval import cli\n"
-              "def late_sigterm():\n"
-              f"    os.kill(os.getpid(), signal.{signame})\n"
-              "    time.sleep(60)\n"  # a shutdown that hangs: the SIGTERM still ends it, at once
-              "cli.main = lambda argv=None: (atexit.register(late_sigterm), 3)[1]\n"
-              "sys.exit(cli.console_main())\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=45,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = _console_main_returning_3("import atexit\n"
+                                     "def late_sigterm():\n"
+                                     f"    os.kill(os.getpid(), signal.{signame})\n"
+                                     "    time.sleep(60)\n",  # a shutdown that hangs: the signal still ends it, at once
+                                     during_command="atexit.register(late_sigterm)")
     assert proc.returncode == 3 and "Exception ignored" not in proc.stderr, (proc.returncode, proc.stderr)
+
+
+def _console_main_returning_3(setup: str, *, during_command: str = "None") -> subprocess.CompletedProcess:
+    """``console_main`` in a fresh interpreter, its command replaced by one that runs ``during_command`` and returns 3;
+    ``setup`` runs first (``os``, ``signal``, ``sys``, ``time`` and ``cli`` are imported)."""
+    script = ("import os, signal, sys, time\n"
+              "from lossval import cli\n"
+              f"{setup}"
+              f"cli.main = lambda argv=None: ({during_command}, 3)[1]\n"
+              "sys.exit(cli.console_main())\n")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=45,
+                          cwd=Path(__file__).resolve().parents[1])
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
@@ -792,17 +800,12 @@ def test_a_signal_during_python_s_module_teardown_after_the_command_finished_kee
     # Seen in a user run-through: a Ctrl-C in the last half second of `lossval value`, its output complete, killed it
     # with 130 ("interrupted"). After the exit handlers Python puts its signal handlers back to the default and then
     # tears its modules down (torch, pandas); the signal here lands there, from an object deleted with __main__.
-    script = ("import os, signal, sys, time\n"
-              "from lossval import cli\n"
-              "class Late:\n"
-              f"    def __del__(self, kill=os.kill, pid=os.getpid(), signum=signal.{signame}, sleep=time.sleep):\n"
-              "        kill(pid, signum)\n"
-              "        sleep(0.2)\n"
-              "late = Late()\n"
-              "cli.main = lambda argv=None: 3\n"
-              "sys.exit(cli.console_main())\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=45,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = _console_main_returning_3(
+        "class Late:\n"
+        f"    def __del__(self, kill=os.kill, pid=os.getpid(), signum=signal.{signame}, sleep=time.sleep):\n"
+        "        kill(pid, signum)\n"
+        "        sleep(0.2)\n"
+        "late = Late()\n")
     assert proc.returncode == 3, (proc.returncode, proc.stderr)
 
 
