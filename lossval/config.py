@@ -798,13 +798,8 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     for key in (k for k in set_keys if k in unused and not _at_default(raw, config, k)):
         message = (f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
                    "or change that choice if you meant it to apply.")
-        # keyed by the file, not the message: the CLI names the config as typed, the flow by its resolved path
-        seen = (os.path.realpath(source) if source else None, key, unused[key])
-        with _UNUSED_WARNED_LOCK:
-            if seen in _UNUSED_WARNED:
-                continue
-            _UNUSED_WARNED.add(seen)
-        warnings.warn(message, UserWarning, stacklevel=3)
+        if _first_time(source, key, unused[key]):
+            warnings.warn(message, UserWarning, stacklevel=3)
     features = set(config.numeric_features())
     idle = [c for c in config.numeric if c not in features]
     if idle:  # the encoder reads no numeric declaration of a column that is no feature
@@ -812,16 +807,26 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
                  config.id_column: "the id column"}
         named = ", ".join(f"{c!r} ({roles.get(c, 'excluded' if c in config.exclude else 'not in features.include')})"
                           for c in idle)
-        seen = (os.path.realpath(source) if source else None, "features.numeric", named)
-        with _UNUSED_WARNED_LOCK:
-            if seen in _UNUSED_WARNED:
-                return
-            _UNUSED_WARNED.add(seen)
+        if not _first_time(source, "features.numeric", named):
+            return
         one = len(idle) == 1
         warnings.warn(f"{source + ': ' if source else ''}'features.numeric' names {named}, which "
                       f"{'is no feature' if one else 'are no features'}: declaring {'it' if one else 'them'} numeric "
                       f"has no effect. Remove {'it' if one else 'them'} from features.numeric.", UserWarning,
                       stacklevel=3)
+
+
+def _first_time(source: str | None, key: str, detail: str) -> bool:
+    """Whether this warning about ``key`` of the config ``source`` is not yet said in this process (and now is).
+
+    Keyed by the file, not the message: the CLI names the config as typed, the flow by its resolved path.
+    """
+    seen = (os.path.realpath(source) if source else None, key, detail)
+    with _UNUSED_WARNED_LOCK:
+        if seen in _UNUSED_WARNED:
+            return False
+        _UNUSED_WARNED.add(seen)
+    return True
 
 
 def _at_default(raw: dict[str, Any], config: PipelineConfig, dotted: str) -> bool:

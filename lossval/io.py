@@ -313,6 +313,11 @@ def _refused_by_system(exc: OSError) -> bool:
                                                      NotADirectoryError))
 
 
+def _system_said(exc: OSError) -> str:
+    """The system's reason for refusing a file, in its own words (``Permission denied``, ``Input/output error``)."""
+    return os.strerror(exc.errno) if exc.errno else (exc.strerror or _first_line(exc))
+
+
 def _unreadable_file(exc: OSError, path: str | os.PathLike[str]) -> InputError:
     """The error for an input file (or folder) the system would not let lossval read, naming it and what to do.
 
@@ -320,7 +325,7 @@ def _unreadable_file(exc: OSError, path: str | os.PathLike[str]) -> InputError:
         exc: The system's refusal (``PermissionError``, ``IsADirectoryError``, an ``EIO``...).
         path: The input being read; the path the system named is added when it is another (a folder above it).
     """
-    said = os.strerror(exc.errno) if exc.errno else (exc.strerror or _first_line(exc))
+    said = _system_said(exc)
     if exc.filename and Path(os.fsdecode(exc.filename)) != Path(path):
         said += f": {os.fsdecode(exc.filename)}"
     if isinstance(exc, PermissionError):
@@ -976,12 +981,10 @@ def file_sha256(path: str | os.PathLike[str], *, own_output: bool = False) -> st
                 h.update(chunk)
     except OSError as exc:
         if own_output:
-            said = os.strerror(exc.errno) if exc.errno else (exc.strerror or _first_line(exc))
-            raise WorkspaceError(f"{path}: this run's own output file cannot be read back ({said}); it is not an "
-                                 "input, so delivering the data again will not help: check the disk that holds the "
-                                 "workspace, and that nothing else removes files in it or changes their permissions "
-                                 "(a worker or job running as another user), then run again."
-                                 ) from exc
+            raise WorkspaceError(f"{path}: this run's own output file cannot be read back ({_system_said(exc)}); "
+                                 "it is not an input, so delivering the data again will not help: check the disk that "
+                                 "holds the workspace, and that nothing else removes files in it or changes their "
+                                 "permissions (a worker or job running as another user), then run again.") from exc
         raise _unreadable_file(exc, path) from exc
     return h.hexdigest()
 
