@@ -309,6 +309,14 @@ class TabularEncoder:
                 f"max_categories must be an integer >= 1, got {self.max_categories!r}",
                 source=self.source,
             )
+        for option in ("features", "exclude", "categorical", "numeric"):
+            names = getattr(self, option)
+            # One name as a string was read letter by letter: exclude="id" left out columns 'i' and 'd', kept 'id'.
+            if isinstance(names, (str, bytes)):
+                raise ConfigError(
+                    f"{option} must be a list of column names, got the string {names!r}: pass [{names!r}]",
+                    source=self.source,
+                )
         categorical = set(self.categorical or [])
         both = [c for c in (self.numeric or []) if c in categorical]
         if both:

@@ -613,6 +613,16 @@ def test_invalid_options_raise_config_error():
         TabularEncoder(target="y", features=["x", "y"]).fit(_frame())
 
 
+@pytest.mark.parametrize("option", ["features", "exclude", "categorical", "numeric"])
+def test_one_column_name_given_as_a_string_is_refused_not_read_letter_by_letter(option):
+    # exclude="id" was read as ["i", "d"]: with columns 'i' and 'd' present it left them out and kept 'id', silently.
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": rng.permutation(40), "i": rng.normal(size=40), "d": rng.normal(size=40),
+                       "y": np.arange(40) % 2})
+    with pytest.raises(ConfigError, match=rf"{option} must be a list of column names.*'id'.*\['id'\]"):
+        TabularEncoder(target="y", **{option: "id"}).fit(df)
+
+
 def test_features_only_encoder_without_target():
     enc = TabularEncoder().fit(_frame().drop(columns="y"))
     assert enc.task_ is None and enc.classes_ is None
