@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -497,6 +498,7 @@ def prune(
 
     vals = _as_finite_1d(values, name="values")
     n = vals.size
+    _warn_unaligned(values, {"labels": labels, "noise_prob": noise_prob, "groups": groups, "keep": keep})
     probs: np.ndarray | None = None
     if noise_prob is not None:
         probs = _as_finite_1d(noise_prob, name="noise_prob")
@@ -591,6 +593,24 @@ def prune(
         held_back=held_back,
         n_reviewed=int(put_back.sum()),
     )
+
+
+def _warn_unaligned(values: Any, others: dict[str, Any]) -> None:
+    """Warn when ``values`` and another per-row argument are pandas objects with different row indexes: rows are
+    paired by position, so a Series of labels taken from a shuffled or filtered frame gave rows other rows' labels
+    (wrong per-class caps and class protection) without a word. ``LossVal.fit`` warns the same way."""
+    index = values.index if hasattr(values, "iloc") else None  # pandas only (a list has .index too)
+    if index is None:
+        return
+    for name, other in others.items():
+        other_index = other.index if hasattr(other, "iloc") else None
+        if other_index is None or len(other_index) != len(index) or other_index.equals(index):
+            continue
+        first, other_first = (ix[0].item() if hasattr(ix[0], "item") else ix[0] for ix in (index, other_index))
+        warnings.warn(f"values and {name} have different row indexes (first {first!r} and {other_first!r}); "
+                      f"rows are paired by position, not by index. If they should match by index, pass "
+                      f"{name}.loc[values.index]; if position is right, reset both indexes (reset_index(drop=True)) "
+                      "to say so.", UserWarning, stacklevel=3)
 
 
 def _check_keep(keep: Any, n: int) -> np.ndarray:

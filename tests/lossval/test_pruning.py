@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -279,6 +280,26 @@ def test_values_may_be_a_one_column_frame_but_not_a_wider_one():
     with pytest.raises(InputError, match=re.escape("as a Series (df['value']) or a one-column DataFrame "
                                                    "(df[['value']])")):
         prune(table, policy=FractionPolicy(0.1))
+
+
+def test_per_row_series_with_another_index_than_the_values_are_warned_about():
+    # prune pairs rows by position: labels from a shuffled frame gave rows other rows' classes (per-class caps and class
+    # protection on the wrong rows) without a word, where LossVal.fit warns for the same mistake.
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"value": rng.normal(size=40), "label": np.arange(40) % 2}, index=np.arange(100, 140))
+    values = frame["value"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # aligned Series, and plain arrays, say nothing
+        aligned = prune(values, policy=TwoMeansPolicy(), labels=frame["label"], keep=frame["value"] > 10)
+        prune(values.to_numpy(), policy=TwoMeansPolicy(), labels=frame["label"].sample(frac=1, random_state=0))
+    shuffled = frame.sample(frac=1, random_state=0)
+    for name, other in (("labels", shuffled["label"]), ("keep", shuffled["value"] > 10),
+                        ("groups", shuffled["label"].reset_index(drop=True))):
+        with pytest.warns(UserWarning, match=rf"values and {name} have different row indexes \(first 100 and "
+                          rf"{other.index[0]}\); rows are paired by position.*{name}\.loc\[values\.index\]"):
+            decision = prune(values, policy=TwoMeansPolicy(), **{name: other})
+        assert decision.keep.shape == (40,)
+    assert aligned.keep.shape == (40,)
 
 
 def test_make_policy_errors():
