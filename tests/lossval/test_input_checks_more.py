@@ -111,6 +111,19 @@ def test_ragged_lists_are_named(which: str) -> None:
         _lossval().fit(args["X_train"], args["y_train"], args["X_val"], args["y_val"])
 
 
+@pytest.mark.parametrize(("which", "given", "shown"),
+                         [("y_train", "label", "str 'label'"), ("y_val", None, "NoneType None"), ("y_train", 1, "int 1")])
+def test_a_target_that_is_not_one_value_per_row_says_what_was_passed(which: str, given: object, shown: str) -> None:
+    # fit(df, "label", ...) (a column name, as some libraries take) and fit(X, None, ...) said "must be 1-D (one target
+    # per row), got shape ()": neither what was passed nor what to pass.
+    X, y, Xv, yv = _small()
+    args = {"y_train": y, "y_val": yv, which: given}
+    with pytest.raises(InputError, match=rf"^{which} must hold one target per row \(numpy array, pandas Series, "
+                                         rf"list or torch tensor\), got {re.escape(shown)}") as info:
+        _lossval().fit(X, args["y_train"], Xv, args["y_val"])
+    assert ("pass the column itself (df['label'])" in str(info.value)) == isinstance(given, str)
+
+
 # ----------------------------------------------------------------------------- 6. paper_settings keys
 def test_paper_settings_names_an_unknown_parameter_and_the_closest_known_one() -> None:
     with pytest.raises(ConfigError, match=re.escape("unknown parameter(s) ['epoch'] (did you mean 'epochs'?); known: [")
