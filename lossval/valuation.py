@@ -413,12 +413,20 @@ def _listed(names: Sequence[str], limit: int, unit: str = "") -> str:
 
 def _names_of(X: Any, feature_names: Sequence[str] | None) -> list[str] | None:
     """Column names for messages: ``feature_names``, else a DataFrame's own (not pandas' default 0..d-1), else None."""
+    _refuse_one_string(feature_names, "feature_names")
     if feature_names is not None:
         return [str(c) for c in feature_names]
     import pandas as pd
 
     columns = getattr(X, "columns", None)
     return None if columns is None or isinstance(columns, pd.RangeIndex) else [str(c) for c in columns]
+
+
+def _refuse_one_string(names: Any, name: str) -> None:
+    """A string where one name per column goes was read letter by letter (``"abcd"`` as four columns' names)."""
+    if isinstance(names, (str, bytes)):
+        raise InputError(f"{name} must be a list of names, one per feature column, got the string {names!r}; pass "
+                         "TabularEncoder.encoded_names_ or a list such as list(X_train.columns).")
 
 
 def _one_hot_positions(given: Any, Xtr: np.ndarray, Xva: np.ndarray) -> np.ndarray:
@@ -1211,6 +1219,7 @@ class LossVal:
         {'income': 1}
         """
         self._check_fitted("clipped_counts()")
+        _refuse_one_string(feature_names, "clipped_counts' feature_names")
         per_column = self.n_clipped_val_ if validation else self.n_clipped_
         if len(feature_names) != len(per_column):
             raise InputError(f"clipped_counts got {len(feature_names)} feature names for the fit's {len(per_column)} "

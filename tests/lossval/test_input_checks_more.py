@@ -35,6 +35,17 @@ def test_feature_names_of_another_length_are_refused_before_training_and_leave_n
     assert not hasattr(lv, "values_") and not hasattr(lv, "task_")  # refused before any training
 
 
+def test_feature_names_given_as_one_string_are_refused_not_read_letter_by_letter() -> None:
+    # "abc" was taken as the names 'a', 'b', 'c' of three columns, in fit and in clipped_counts, without a word.
+    X, y, Xv, yv = _small()
+    with pytest.raises(InputError, match=re.escape("feature_names must be a list of names, one per feature column, "
+                                                   "got the string 'abc'")):
+        _lossval().fit(X, y, Xv, yv, feature_names="abc")
+    lv = _lossval().fit(X, y, Xv, yv)
+    with pytest.raises(InputError, match=re.escape("clipped_counts' feature_names must be a list of names")):
+        lv.clipped_counts("abc")
+
+
 # ----------------------------------------------------------------------------- 2. transposed loss history
 def test_a_history_with_more_epochs_than_rows_warns_that_it_looks_transposed() -> None:
     history = np.random.default_rng(0).gamma(2.0, 1.0, size=(40, 5))  # 40 rows x 5 epochs, passed the wrong way
