@@ -465,3 +465,14 @@ def test_keep_must_be_one_bool_per_row() -> None:
         prune(np.array([0.1, 0.5, 0.9]), policy="two_means", keep=[0, 1])
     with pytest.raises(InputError, match="bool"):
         prune(np.array([0.1, 0.5, 0.9]), policy="two_means", keep=np.array([0, 1, 0]))
+
+
+def test_keep_with_missing_values_names_them_and_a_nullable_boolean_column_without_any_is_taken() -> None:
+    # A pandas "boolean" column with unreviewed rows left empty was refused as "shape (3,) of object".
+    values = np.array([0.1, 0.5, 0.9, 0.95, 0.97])
+    reviewed = pd.Series([True, pd.NA, False, pd.NA, False], dtype="boolean")
+    with pytest.raises(InputError, match=re.escape("keep has 2 missing value(s) (None, NaN or NA), first at row 1; "
+                                                   "it takes True or False for every row: fill them first")):
+        prune(values, policy="two_means", keep=reviewed)
+    decision = prune(values, policy="two_means", max_prune_fraction=0.5, keep=reviewed.fillna(False))
+    assert decision.keep[0] and decision.n_reviewed == 1
