@@ -11,7 +11,8 @@ import numpy as np
 
 from lossval.errors import InputError
 
-__all__ = ["as_finite_1d", "finite_number", "first_non_number", "is_integer", "label_kind", "too_many_classes"]
+__all__ = ["as_finite_1d", "finite_number", "first_non_number", "is_integer", "label_kind", "tensor_to_numpy",
+           "too_many_classes"]
 
 # Python and numpy numbers (bools too, as numpy bool columns are read); not text, even "1.5".
 _NUMBER_TYPES = (numbers.Real, np.bool_, decimal.Decimal)
@@ -27,7 +28,7 @@ def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = Tr
         allow_empty: Accept zero rows.
     """
     if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, maybe on a GPU or needing grad
-        values = values.detach().cpu().numpy()
+        values = tensor_to_numpy(values)
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -44,6 +45,15 @@ def as_finite_1d(values: Any, *, name: str, purpose: str, allow_empty: bool = Tr
             f"{first} ({float(arr[first])!r}); fix or drop those rows before {purpose}."
         )
     return arr
+
+
+def tensor_to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor's values as a numpy array, on the host. numpy has no bfloat16 or float8: such tensors (a model's
+    half-precision output) are read as float32, where ``.numpy()`` raised a bare "Got unsupported ScalarType"."""
+    tensor = tensor.detach().cpu()
+    if tensor.dtype.is_floating_point and (tensor.dtype.itemsize == 1 or str(tensor.dtype) == "torch.bfloat16"):
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 def is_integer(value: Any) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lossval._checks import as_finite_1d, is_integer
+from lossval._checks import as_finite_1d, is_integer, tensor_to_numpy
 from lossval.errors import ConfigError, InputError
 
 __all__ = ["normalize_losses", "BetaMixture", "loss_noise_probability"]
@@ -507,7 +507,7 @@ def _loss_noise_probability(
             f"unknown BetaMixture option(s) {unknown}; valid options: {list(_BMM_OPTIONS)}"
         )
     if hasattr(loss_history, "detach") and hasattr(loss_history, "cpu"):  # a torch tensor (GPU, or needing grad)
-        loss_history = loss_history.detach().cpu().numpy()
+        loss_history = tensor_to_numpy(loss_history)
     try:
         history = np.asarray(loss_history, dtype=np.float64)
     except (TypeError, ValueError) as exc:

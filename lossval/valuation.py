@@ -132,7 +132,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossval._checks import finite_number, first_non_number, is_integer, label_kind, too_many_classes
+from lossval._checks import (finite_number, first_non_number, is_integer, label_kind, tensor_to_numpy,
+                             too_many_classes)
 from lossval._robust import central_range_bounds, count_outside
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, float32_default, make_adam, make_mlp, pad_batches, per_row_loss,
@@ -228,7 +229,7 @@ def infer_task(y: Any, *, source: str | None = None) -> str:
     from lossval.encoding import _auto_task
 
     if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
+        y = tensor_to_numpy(y)
     series = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y))
     return _auto_task(series, col="target" if series.name is None else series.name, source=source)
 
@@ -252,7 +253,7 @@ def to_numpy_2d(X: Any, name: str) -> np.ndarray:
     if hasattr(X, "toarray") and hasattr(X, "nnz"):  # scipy sparse
         raise InputError(f"{name} is a sparse matrix; LossVal needs it dense ({name}.toarray()).")
     if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
+        X = tensor_to_numpy(X)
     original = X  # its index and column names, for error messages
     if hasattr(X, "select_dtypes") and hasattr(X, "columns"):  # pandas DataFrame
         X = _frame_as_floats(X, name)
@@ -462,7 +463,7 @@ def _to_numpy_1d(y: Any, name: str) -> np.ndarray:
         raise InputError(f"{name} must hold one target per row (numpy array, pandas Series, list or torch tensor), "
                          f"got {type(y).__name__} {y!r}"[:300] + hint + ".")
     if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
+        y = tensor_to_numpy(y)
     if hasattr(y, "to_numpy"):
         y = y.to_numpy()
     try:

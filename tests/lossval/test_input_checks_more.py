@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lossval import LossVal
 from lossval.errors import ConfigError, InputError
@@ -44,6 +45,23 @@ def test_feature_names_given_as_one_string_are_refused_not_read_letter_by_letter
     lv = _lossval().fit(X, y, Xv, yv)
     with pytest.raises(InputError, match=re.escape("clipped_counts' feature_names must be a list of names")):
         lv.clipped_counts("abc")
+
+
+def test_bfloat16_tensors_are_read_as_their_float32_values() -> None:
+    # numpy has no bfloat16: tensor.numpy() raised a bare "TypeError: Got unsupported ScalarType BFloat16" from fit,
+    # prune and loss_noise_probability, though each takes torch tensors.
+    from lossval import prune
+
+    X, y, Xv, yv = _small()
+    half = [torch.tensor(a, dtype=torch.bfloat16) for a in (X, Xv)]
+    lv = _lossval().fit(half[0], torch.tensor(y), half[1], torch.tensor(yv))
+    same = _lossval().fit(half[0].float().numpy(), y, half[1].float().numpy(), yv)
+    assert np.array_equal(lv.values_, same.values_)
+    values = torch.tensor(lv.values_, dtype=torch.bfloat16)
+    widened = prune(values.float().numpy(), policy="two_means")
+    assert prune(values, policy="two_means").keep.tolist() == widened.keep.tolist()
+    history = torch.tensor(lv.loss_history_, dtype=torch.bfloat16)
+    assert loss_noise_probability(history).shape == (40,)
 
 
 # ----------------------------------------------------------------------------- 2. transposed loss history
