@@ -1,4 +1,4 @@
-"""Outlier bounds shared by LossVal (``clip_outliers``) and the encoder's scaling statistics."""
+"""Outlier bounds shared by LossVal (``clip_outliers``) and the encoder's scaling statistics, and the statistics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MIN_ROWS", "central_range_bounds", "count_outside"]
+__all__ = ["MIN_ROWS", "central_range_bounds", "count_outside", "mean_and_std"]
 
 
 MIN_ROWS = 20  # below this the quantiles say too little about what is extreme: nothing is clipped
@@ -45,3 +45,25 @@ def central_range_bounds(train: np.ndarray, tail: float = 0.005, *, exempt: Sequ
 def count_outside(X: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Values of each column of ``X`` outside ``bounds`` (:func:`central_range_bounds`), ``(columns,)`` int."""
     return ((X < bounds[0]) | (X > bounds[1])).sum(axis=0)
+
+
+def mean_and_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``values`` (rows x columns, or one 1-D column): mean and (population) standard deviation.
+
+    Computed on each column divided by the power of two nearest its largest magnitude, then scaled back: the same
+    numbers as ``values.mean(axis=0)`` and ``values.std(axis=0)`` (a power of two scales exactly), except where the
+    squared deviations leave float64's range. There numpy's std is 0 for a column of magnitude 1e-160 (its
+    squares underflow), which read as a constant column, and infinite for one of magnitude 1e160.
+
+    Returns:
+        ``(mean, std)``, each of shape ``values.shape[1:]``; ``inf``/``nan`` only where the result itself does not
+        fit in float64.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = np.abs(values).max(axis=0, initial=0.0)
+    exponent = np.frexp(np.where(np.isfinite(largest) & (largest > 0), largest, 1.0))[1]
+    unit = np.ldexp(1.0, exponent - 1)  # largest / unit in [1, 2): 2**1024 itself would be inf
+    scaled = values / unit
+    with np.errstate(over="ignore", invalid="ignore"):
+        return scaled.mean(axis=0) * unit, scaled.std(axis=0) * unit

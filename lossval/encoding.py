@@ -83,7 +83,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lossval._robust import central_range_bounds
+from lossval._robust import central_range_bounds, mean_and_std
 from lossval.errors import ConfigError, InputError, UnseenLevelsWarning
 from lossval.io import (closest_name, is_text_dtype as _is_text_dtype, missing_or_blank, nested_column, shell_name,
                         yaml_name)
@@ -359,8 +359,7 @@ class TabularEncoder:
             # among values near 1) would otherwise set the scale and squeeze every other row.
             low, high = central_range_bounds(values[:, None])[:, 0]
             clipped = np.clip(values, low, high)
-            mean = float(np.mean(clipped))
-            scale = float(np.std(clipped))
+            mean, scale = (float(v) for v in mean_and_std(clipped))  # a column of magnitude 1e-160 is not constant
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 farthest = float(np.max(np.abs(values - mean)) / scale) if scale > 0 else 0.0
             if not farthest < 1e30:  # beyond float32 once encoded: the plain statistics, and a warning

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lossval._checks import finite_number, is_integer
+from lossval._robust import mean_and_std
 from lossval._torchutil import (FlatAdam, batch_steps_for, cpu_threads, float32_default, make_mlp, per_row_loss,
                                 resolve_device, seeded_init)
 from lossval.errors import ConfigError, InputError
@@ -195,8 +196,8 @@ def _fit_model(
         y_mean, y_scale, n_out = 0.0, 1.0, int(n_classes or int(yt.max()) + 1)
     else:
         yf = np.asarray(y, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            y_mean, y_scale, n_out = float(yf.mean()), float(yf.std() or 1.0), 1
+        mean, std = mean_and_std(yf)  # numpy's std is 0 for a target of magnitude 1e-160: it went unscaled
+        y_mean, y_scale, n_out = float(mean), float(std) or 1.0, 1
         if not (np.isfinite(yf).all() and np.isfinite(y_mean) and np.isfinite(y_scale)):
             bad = np.flatnonzero(~np.isfinite(yf))
             what = (f"row {int(bad[0])} is {float(yf[bad[0]])!r} ({len(bad)} non-finite)" if len(bad)

@@ -134,7 +134,7 @@ import torch
 
 from lossval._checks import (finite_number, first_non_number, is_integer, label_kind, tensor_to_numpy,
                              too_many_classes)
-from lossval._robust import central_range_bounds, count_outside
+from lossval._robust import central_range_bounds, count_outside, mean_and_std
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, float32_default, make_adam, make_mlp, pad_batches, per_row_loss,
                                 resolve_device, seeded_init)
@@ -902,9 +902,9 @@ class LossVal:
             Xtr, Xva = np.clip(Xtr, bounds[0], bounds[1]), np.clip(Xva, bounds[0], bounds[1])
             self.x_clip_ = bounds
         if self.standardize:
-            with np.errstate(over="ignore", invalid="ignore"):
-                mean = Xtr.mean(axis=0)
-                scale = Xtr.std(axis=0)
+            # Scaled by a power of two per column: numpy's std underflowed to 0 for a column of magnitude 1e-160,
+            # which was then taken for a constant column and ignored without a word.
+            mean, scale = mean_and_std(Xtr)
             bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(scale)))
             if bad.size:
                 raise InputError(f"X_train {_at(X, col=int(bad[0]))} has values too large to standardise in float64 "
@@ -916,8 +916,9 @@ class LossVal:
         else:
             mean, scale = np.zeros(Xtr.shape[1]), np.ones(Xtr.shape[1])
         self.x_mean_, self.x_scale_ = mean, scale
-        Xtr_s = (Xtr - mean) / scale
-        Xva_s = (Xva - mean) / scale
+        with np.errstate(over="ignore"):  # x - mean can overflow near float64's limit: refused just below, by name
+            Xtr_s = (Xtr - mean) / scale
+            Xva_s = (Xva - mean) / scale
         # The network and the transport run in float32 (largest about 3.4e38; squared distances overflow far sooner).
         for name, part in (("X_train", Xtr_s), ("X_val", Xva_s)):
             big = np.flatnonzero(np.abs(part).max(axis=0, initial=0.0) > _FLOAT32_SAFE)
@@ -1008,19 +1009,23 @@ class LossVal:
                 self.n_clipped_target_ = int(count_outside(ytr_f[:, None], bounds)[0])
                 self.n_clipped_val_target_ = int(count_outside(yva_f[:, None], bounds)[0])
                 ytr_f, yva_f = np.clip(ytr_f, low, high), np.clip(yva_f, low, high)
-            with np.errstate(over="ignore", invalid="ignore"):
-                y_mean = ytr_f.mean() if self.standardize else 0.0
-                y_scale = ytr_f.std() if self.standardize else 1.0
+            # A target of magnitude 1e-160 was refused as constant, one of 1e160 as too large (std's squares).
+            y_mean, y_scale = mean_and_std(ytr_f) if self.standardize else (0.0, 1.0)
             if not (math.isfinite(y_mean) and math.isfinite(y_scale)):
                 raise InputError(f"the regression target is too large to standardise in float64 (largest |y| "
                                  f"{np.abs(ytr_f).max():.3g}); rescale it (e.g. to other units or a log scale).")
-            if np.ptp(ytr_f) == 0 or (self.standardize and y_scale <= 1e-12 * np.abs(ytr_f).max()):
+            if ytr_f.min() == ytr_f.max() or (self.standardize and y_scale <= 1e-12 * np.abs(ytr_f).max()):
                 raise InputError("the regression target is constant in the training rows; nothing to learn.")
             self.y_mean_, self.y_scale_ = float(y_mean), float(y_scale)
             self.classes_ = None
-            ytr_s = (ytr_f - y_mean) / y_scale
+            with np.errstate(over="ignore", invalid="ignore"):
+                ytr_s = (ytr_f - y_mean) / y_scale
+                yva_s = (yva_f - y_mean) / y_scale
+            for name, part, raw in (("y_train", ytr_s, ytr_f), ("y_val", yva_s, yva_f)):
+                if not np.isfinite(part).all():  # a gap near float64's limit (1e308 beside -1e308) overflows
+                    raise InputError(f"the regression target is too large to standardise in float64 ({name}: largest "
+                                     f"|y| {np.abs(raw).max():.3g}); rescale it (e.g. to other units or a log scale).")
             y_key = ytr.astype(np.float64)  # before clipping, as the features
-            yva_s = (yva_f - y_mean) / y_scale
             n_out = 1
             y_t = torch.as_tensor(ytr_s, dtype=torch.float32, device=device)
             label_tr, label_va = ytr_s[:, None], yva_s[:, None]

@@ -301,6 +301,19 @@ def test_constant_column_warns_and_is_dropped():
     assert X.shape == (4, 4)
 
 
+def test_a_column_of_tiny_or_huge_magnitude_is_scaled_not_called_constant():
+    # numpy's std squares the deviations: at 1e-170 they underflowed to 0, and the column was dropped as constant.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    df = pd.DataFrame({"tiny": x * 1e-170, "huge": x * 1e200, "y": rng.normal(size=40)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "constant column" warning, no overflow warning
+        enc = TabularEncoder(target="y").fit(df)
+    assert enc.feature_columns_ == ["tiny", "huge"]
+    X = enc.transform(df)
+    assert np.allclose(X[:, 0], X[:, 1]) and np.isclose(X[:, 0].std(), 1.0, atol=0.05)
+
+
 def test_an_empty_column_is_dropped_as_constant_whatever_its_dtype():
     # A CSV gives an empty column float NaN, a parquet file may give it object None: same outcome.
     for empty in (np.full(4, np.nan), pd.Series([None] * 4, dtype=object)):

@@ -66,6 +66,21 @@ def test_a_target_beyond_float32_predictions_is_refused_and_a_large_one_is_not()
     assert all(np.isfinite(v) for v in evaluate(model, X, 1e29 * X[:, 0], task="regression").values())
 
 
+def test_a_target_of_tiny_magnitude_is_standardised_not_left_unscaled() -> None:
+    # numpy's std squares the deviations: for a target of magnitude 1e-170 it was 0, the target went unscaled and
+    # the network learnt to predict about 0 where the same target in other units is fitted well.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X @ np.array([1.5, -1.0, 0.5])
+    tiny = fit_model(X, 1e-170 * y, task="regression", epochs=20, device="cpu")
+    assert float(tiny.y_scale) == pytest.approx(1e-170 * y.std(), rel=1e-12)
+    plain = fit_model(X, y, task="regression", epochs=20, device="cpu")
+    with torch.no_grad():
+        inputs = torch.as_tensor(X, dtype=torch.float32)
+        ours, theirs = tiny(inputs)[:, 0].numpy() / 1e-170, plain(inputs)[:, 0].numpy()
+    assert np.corrcoef(theirs, y)[0, 1] > 0.95 and np.allclose(ours, theirs, atol=1e-3)
+
+
 @pytest.mark.parametrize("true_temperature", [0.5, 2.0, 5.0])
 def test_fit_temperature_recovers_the_temperature_labels_were_drawn_at(true_temperature: float) -> None:
     rng = np.random.default_rng(0)

@@ -934,12 +934,22 @@ def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
     tiny = LossVal(epochs=1, verbose=False).fit(Xn * 1e-13, yn, Xv * 1e-13, yv)  # small units are not "constant"
     assert np.allclose(tiny.x_scale_, Xn.std(axis=0) * 1e-13)
-    with pytest.raises(InputError, match="target is too large to standardise"):
-        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, Xn[:, 0] * 1e160, Xv, Xv[:, 0] * 1e160)
+    # Beyond 1e-154 numpy's std underflows to 0 (its squares do): such a column was taken for a constant one and
+    # ignored, and such a target refused as constant; beyond 1e154 the target was refused as too large.
+    tinier = LossVal(epochs=1, verbose=False).fit(Xn * 1e-170, yn, Xv * 1e-170, yv)
+    assert np.allclose(tinier.x_scale_, Xn.std(axis=0) * 1e-170, rtol=1e-12, atol=0.0)
+    assert np.allclose(tinier.values_, tiny.values_, atol=1e-5)  # the same data in other units, the same values
+    for factor in (1e-170, 1e160):
+        scaled = LossVal(task="regression", epochs=1, verbose=False).fit(Xn, Xn[:, 0] * factor, Xv, Xv[:, 0] * factor)
+        assert np.isclose(scaled.y_scale_, np.std(Xn[:, 0]) * factor, rtol=1e-12, atol=0.0)
+    plain = LossVal(task="regression", epochs=1, verbose=False).fit(Xn, Xn[:, 0], Xv, Xv[:, 0])
+    assert np.allclose(scaled.values_, plain.values_, atol=1e-5)
     huge = Xn.copy()
-    huge[:, 1] = np.where(np.arange(len(huge)) % 2, 1.7e308, -1.7e308)
-    with pytest.raises(InputError, match="column 1 has values too large to standardise"):
+    huge[:, 1] = np.where(np.arange(len(huge)) % 7, 1.7e308, -1.7e308)  # x - mean overflows for the -1.7e308 rows
+    with pytest.raises(InputError, match=r"X_train column 1 has values up to inf, too large"):
         LossVal(epochs=1, verbose=False).fit(huge, yn, Xv, yv)
+    with pytest.raises(InputError, match=r"target is too large to standardise in float64 \(y_train: largest"):
+        LossVal(task="regression", epochs=1, verbose=False).fit(Xn, huge[:, 1], Xv, Xv[:, 0])
     # Unstandardised, values float32 cannot carry are refused by name, not met as a NaN deep in the transport.
     with pytest.raises(InputError, match=r"X_train column 0 has values up to .*e\+40 \(standardize=False\), too "
                                          r"large .*use standardize=True"):
