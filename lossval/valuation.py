@@ -1025,6 +1025,15 @@ class LossVal:
                 if not np.isfinite(part).all():  # a gap near float64's limit (1e308 beside -1e308) overflows
                     raise InputError(f"the regression target is too large to standardise in float64 ({name}: largest "
                                      f"|y| {np.abs(raw).max():.3g}); rescale it (e.g. to other units or a log scale).")
+                # As for the features: the network and the transport run in float32. Unchecked, such a target
+                # ended in a bare ValueError from the Sinkhorn schedule (an infinite diameter).
+                if np.abs(part).max() > _FLOAT32_SAFE:
+                    raise InputError(
+                        f"{name}{_column_of(given[name])} has values up to {np.abs(part).max():.3g}"
+                        + (" (standardize=False)" if not self.standardize else " in standard deviations of y_train")
+                        + ", too large for LossVal's float32 network and transport: "
+                        + ("use standardize=True, or rescale the target." if not self.standardize else
+                           "is it in other units than y_train? Fix it, or keep clip_outliers=True."))
             y_key = ytr.astype(np.float64)  # before clipping, as the features
             n_out = 1
             y_t = torch.as_tensor(ytr_s, dtype=torch.float32, device=device)

@@ -930,6 +930,18 @@ def test_a_regression_target_of_numbers_stored_as_text_is_refused_as_text_featur
     assert converted.values_.shape == (len(Xn),)
 
 
+def test_a_regression_target_too_large_for_float32_is_refused_by_name() -> None:
+    # The features had this check; the target did not, and the fit died in the Sinkhorn schedule with a bare
+    # "ValueError: need 0 < blur <= diameter < inf".
+    Xn, _, Xv, _, _ = _noisy_classification()
+    with pytest.raises(InputError, match=r"^y_train has values up to .*e\+20 \(standardize=False\), too large for "
+                                         r"LossVal's float32 .*use standardize=True"):
+        LossVal(task="regression", standardize=False, epochs=1, verbose=False).fit(Xn, Xn[:, 0] * 1e20, Xv, Xv[:, 0])
+    with pytest.raises(InputError, match=r"^y_val has values up to .*e\+30 in standard deviations of y_train, too "
+                                         r"large .*other units than y_train"):
+        LossVal(task="regression", clip_outliers=False, epochs=1, verbose=False).fit(Xn, Xn[:, 0], Xv, Xv[:, 0] * 1e30)
+
+
 def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
     Xn, yn, Xv, yv, _ = _noisy_classification()
     tiny = LossVal(epochs=1, verbose=False).fit(Xn * 1e-13, yn, Xv * 1e-13, yv)  # small units are not "constant"
