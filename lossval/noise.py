@@ -72,8 +72,14 @@ def _loss_bounds(
     share of rows share one loss, or lie within ``min_range`` of each other) the full range is.
 
     Raises:
-        InputError: If all losses are equal (nothing to scale).
+        InputError: If all losses are equal (nothing to scale), or their range overflows float64.
     """
+    smallest, largest = float(losses.min()), float(losses.max())
+    if not math.isfinite(largest - smallest):  # the scaling would divide by inf: NaN, or every row at one end
+        raise InputError(
+            f"the values of {name} span more than float64 holds (from {smallest!r} to {largest!r}); the scaling "
+            "into (0, 1) needs their range: rescale them first (divide by a power of ten)."
+        )
     low, high = np.percentile(losses, [lower_percentile, upper_percentile])
     if not high - low > min_range:
         low, high = float(losses.min()), float(losses.max())
@@ -552,7 +558,7 @@ def _loss_noise_probability(
             + ("If rows are on axis 0, pass loss_history.T; else use " if n_epochs > mean_loss.size else "Use ")
             + "a larger training set or skip the noise model."
         )
-    if not np.ptp(mean_loss) > 0:
+    if mean_loss.min() == mean_loss.max():  # not np.ptp: it overflows on a range beyond float64 (refused below)
         over = ("its only epoch" if n_epochs == 1 else "its last epoch" if last_epochs == 1
                 else f"its last {last_epochs} epochs")
         raise InputError(

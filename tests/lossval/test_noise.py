@@ -75,6 +75,16 @@ def test_normalize_losses_rejects_bad_input(losses, match):
         normalize_losses(losses)
 
 
+def test_losses_whose_range_overflows_float64_are_refused_not_scaled_to_nan(recwarn):
+    # max - min was inf: normalize_losses returned NaN for a row, and the mixture called rows noisy on garbage.
+    losses = [-1e308, 1e308, 0.0, 5.0, 7.0]
+    for call in (normalize_losses, lambda x: BetaMixture().fit(x), loss_noise_probability):
+        with pytest.raises(InputError, match=r"span more than float64 holds \(from -1e\+308 to 1e\+308\)"):
+            call(losses)
+    assert [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)] == []
+    assert np.isfinite(normalize_losses([-1e307, 1e307, 0.0, 5.0])).all()  # a range float64 holds is scaled
+
+
 def test_normalize_losses_rejects_bad_options():
     with pytest.raises(ConfigError, match="percentile"):
         normalize_losses([1.0, 2.0, 3.0], lower_percentile=90, upper_percentile=10)
