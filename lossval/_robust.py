@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["MIN_ROWS", "central_range_bounds", "count_outside", "mean_and_std"]
+__all__ = ["MIN_ROWS", "central_range_bounds", "count_outside", "mean_and_std", "power_of_two_unit"]
 
 
 MIN_ROWS = 20  # below this the quantiles say too little about what is extreme: nothing is clipped
@@ -60,10 +60,16 @@ def mean_and_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fit in float64.
     """
     values = np.asarray(values, dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        largest = np.abs(values).max(axis=0, initial=0.0)
-    exponent = np.frexp(np.where(np.isfinite(largest) & (largest > 0), largest, 1.0))[1]
-    unit = np.ldexp(1.0, exponent - 1)  # largest / unit in [1, 2): 2**1024 itself would be inf
+    unit = power_of_two_unit(values)
     scaled = values / unit
     with np.errstate(over="ignore", invalid="ignore"):
         return scaled.mean(axis=0) * unit, scaled.std(axis=0) * unit
+
+
+def power_of_two_unit(values: np.ndarray) -> np.ndarray:
+    """Per column of ``values`` (or for a 1-D array): the power of two at or below its largest magnitude (1 for a
+    column of zeros or with inf/NaN). Dividing by it is exact, and keeps squares of the values inside float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = np.abs(values).max(axis=0, initial=0.0)
+    exponent = np.frexp(np.where(np.isfinite(largest) & (largest > 0), largest, 1.0))[1]
+    return np.ldexp(1.0, exponent - 1)  # largest / unit in [1, 2): 2**1024 itself would be inf

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lossval._checks import finite_number, is_integer
-from lossval._robust import mean_and_std
+from lossval._robust import mean_and_std, power_of_two_unit
 from lossval._torchutil import (FlatAdam, batch_steps_for, cpu_threads, float32_default, make_mlp, per_row_loss,
                                 resolve_device, seeded_init)
 from lossval.errors import ConfigError, InputError
@@ -275,8 +275,11 @@ def evaluate(model: TabularModel, X: np.ndarray, y: np.ndarray, *, task: str, n_
         return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(np.mean(f1s)),
                 "log_loss": float(-np.mean(np.log(proba)))}
     y = np.asarray(y, dtype=np.float64)
-    pred = out[:, 0]
+    # In units of a power of two near the target's size (exact): squares of a 1e-170 target underflowed, so its
+    # rmse read 0 and its r2 0 whatever the predictions.
+    unit = float(power_of_two_unit(y))
+    y, pred = y / unit, out[:, 0] / unit
     resid = y - pred
     ss_tot = float(np.sum((y - y.mean()) ** 2))
-    return {"rmse": float(np.sqrt(np.mean(resid**2))), "mae": float(np.mean(np.abs(resid))),
+    return {"rmse": float(np.sqrt(np.mean(resid**2))) * unit, "mae": float(np.mean(np.abs(resid))) * unit,
             "r2": float(1.0 - np.sum(resid**2) / ss_tot) if ss_tot > 0 else 0.0}

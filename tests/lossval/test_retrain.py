@@ -79,6 +79,10 @@ def test_a_target_of_tiny_magnitude_is_standardised_not_left_unscaled() -> None:
         inputs = torch.as_tensor(X, dtype=torch.float32)
         ours, theirs = tiny(inputs)[:, 0].numpy() / 1e-170, plain(inputs)[:, 0].numpy()
     assert np.corrcoef(theirs, y)[0, 1] > 0.95 and np.allclose(ours, theirs, atol=1e-3)
+    # Its metrics too: the squares of its residuals underflowed, and rmse read 0 and r2 0 whatever the predictions.
+    small, large = evaluate(tiny, X, 1e-170 * y, task="regression"), evaluate(plain, X, y, task="regression")
+    assert small["r2"] == pytest.approx(large["r2"], abs=1e-4) and large["r2"] > 0.9
+    assert small["rmse"] / 1e-170 == pytest.approx(large["rmse"], rel=1e-2) and small["rmse"] > 0
 
 
 @pytest.mark.parametrize("true_temperature", [0.5, 2.0, 5.0])
