@@ -1,7 +1,8 @@
 """lossval: find the training rows that hurt your model, and prune them safely.
 
-The library (this package) needs only torch, geomloss, numpy and pandas. The Prefect
-pipeline lives in the ``tasks`` and ``flows`` packages of the same distribution.
+The library (this package) needs only the core dependencies (torch, geomloss, numpy, pandas,
+pyarrow, scikit-learn, pyyaml), none of the ``pipeline`` extra. The Prefect pipeline lives in
+the ``tasks`` and ``flows`` packages of the same distribution.
 
 >>> from lossval import LossVal                      # doctest: +SKIP
 >>> lv = LossVal(task="classification", seed=0).fit(X, y, X_val, y_val)  # doctest: +SKIP
