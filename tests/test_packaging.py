@@ -52,3 +52,13 @@ def test_library_imports_only_core_dependencies() -> None:
     files = [p for p in (REPO / "lossval").glob("*.py") if p.name not in PIPELINE_ONLY]
     assert _undeclared(files, _requirements(None)) == {}
 
+
+def test_pipeline_benchmark_and_test_imports_are_declared() -> None:
+    core, pipeline = _requirements(None), _requirements("pipeline")
+    pipeline_files = [p for d in ("tasks", "flows", "deployments") for p in (REPO / d).rglob("*.py")]
+    pipeline_files += [REPO / "lossval" / name for name in sorted(PIPELINE_ONLY)]
+    assert _undeclared(pipeline_files, core | pipeline) == {}
+    # `make bench` installs the dev and bench extras
+    bench = core | _requirements("dev") | _requirements("bench")
+    assert _undeclared(list((REPO / "benchmarks").rglob("*.py")), bench) == {}
+    assert _undeclared(list((REPO / "tests").rglob("*.py")), core | _requirements("dev")) == {}
