@@ -9,7 +9,6 @@ argmax is the same); log-loss does: a model trained on pruned rows is often over
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,12 +108,6 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     best = int(np.argmin(nll(coarse)))
     fine = np.exp(np.linspace(np.log(coarse[max(best - 1, 0)]), np.log(coarse[min(best + 1, len(coarse) - 1)]), 41))
     return float(fine[int(np.argmin(nll(fine)))])
-
-
-@dataclass(frozen=True)
-class _Arch:
-    n_layers: int = 3
-    width: int = 64
 
 
 # Largest target mean or spread the model's float32 output (x std + mean) is trusted with: room for predictions
