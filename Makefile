@@ -39,5 +39,8 @@ bench: $(VENV)/.bench-installed
 bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run --quick
 
+# Build and test leftovers only. Never a workspace: ./lossval-workspace holds the MLflow registry and the quarantined
+# rows of every run (README runs `lossval run` and `lossval serve` there), and nothing lossval wrote is deleted by us.
 clean:
-	rm -rf $(VENV) lossval-workspace .pytest_cache benchmarks/results/quick
+	rm -rf $(VENV) .pytest_cache benchmarks/results/quick
+	@test ! -d lossval-workspace || echo "kept lossval-workspace/ (runs, MLflow registry, quarantine): remove it yourself if you mean to"
