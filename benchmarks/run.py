@@ -41,7 +41,6 @@ __all__ = ["Config", "parse_args", "run_chunk", "main", "REFERENCE_CLEAN", "REFE
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BASE_METHODS = ("lossval", "lossval_paper", "loss_mixture", "plain_loss", "plain_loss_paper_arch",
                 "cleanlab_label_quality", "cleanlab_knn_shapley")
-PEER_METHODS = ("cleanlab_label_quality", "cleanlab_knn_shapley")
 QUICK_DATASETS = ("cls_breast_cancer", "reg_diabetes")
 SUITE_FRACTIONS = (0.05, 0.1, 0.15, 0.2)  # the issue's noise rates
 PLAIN_LAST_EPOCHS = 5

@@ -39,7 +39,7 @@ import pandas as pd
 from lossval.errors import InputError
 from lossval.io import file_sha256, fsync_dir, make_dirs, pid_namespace, process_alive, read_json, write_json
 
-__all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "content_hash_note", "row_counts", "begin_run",
+__all__ = ["MANIFEST_NAME", "PARTIAL_SUFFIX", "verify_run", "content_hash_note", "begin_run",
            "complete_run", "discard_run", "sweep_stale_runs", "relocate"]
 
 MANIFEST_NAME = "manifest.json"
@@ -142,13 +142,6 @@ def relocate(paths: dict[str, Any], src: Path, dst: Path) -> dict[str, Any]:
             value = str(dst) + value[len(src_text):]
         out[key] = value
     return out
-
-
-def row_counts(paths: dict[str, str]) -> dict[str, int]:
-    """Rows per output table, from the parquet metadata (no full read)."""
-    import pyarrow.parquet as pq
-
-    return {name: pq.ParquetFile(p).metadata.num_rows for name, p in paths.items()}
 
 
 def _ids(path: str) -> pd.Series:
