@@ -850,11 +850,14 @@ def _refuse_text_in_declared_numbers(col: str, files: Sequence[Path], frames: Se
     to fix (declaring it categorical, as the message for an undeclared column says, is refused with it numeric).
     Names the first value that is not a number, by its row across the folder; where every value is a number, the file
     that stores them as text."""
+    from lossval.encoding import _to_numeric  # the encoder's rule: what it reads as a number is one here
+
     offset = 0
     for f_path, frame in zip(files, frames):
         values = frame[col].reset_index(drop=True).dropna()  # labelled by position in the file
-        parsed = pd.to_numeric(values.astype(object), errors="coerce")
-        bad = values[parsed.isna()] if _holds_text(values) else values[:0]
+        parsed = _to_numeric(values)
+        unparsed = values.notna() if parsed is None else parsed.isna()  # None: the encoder reads none as numbers
+        bad = values[unparsed] if _holds_text(values) else values[:0]
         if len(bad):
             raise InputError(f"column {col!r} is declared numeric but {len(bad)} of its {len(values)} non-missing "
                              f"values in {f_path.name} do not parse as numbers, first {bad.iloc[0]!r} at row "
