@@ -280,7 +280,8 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
         if same.champion is not None:
             return {"status": "unchanged", "dataset": config.dataset, "snapshot_hash": snap["snapshot_hash"],
                     "champion": same.champion}
-        before = refused_again(config, str(ws.root), rkey) if _repeatable(config) else None
+        # a store the lookup just found unreachable is not asked again (a second wait for MLflow's request timeout)
+        before = refused_again(config, str(ws.root), rkey) if _repeatable(config) and not same.unreachable else None
         if before is not None:  # said before "runs: ...", which a night that runs nothing must not log
             champion = (f"the champion (version {before['champion']}) is the one it was compared with"
                         if before["champion"] else "there is still no champion")

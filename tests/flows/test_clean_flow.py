@@ -913,3 +913,56 @@ def test_a_features_numeric_column_s_na_words_are_missing_in_the_run_s_own_read(
     assert main(["run", str(cfg), "--workspace", str(tmp_path / "ws")]) == 2
     err = capsys.readouterr().err
     assert "non-numeric value 'unknown' in numeric column 'years' at row 2 (15 of 105 non-missing values" in err, err
+
+
+def test_an_unreachable_store_is_asked_once_before_a_run_goes_ahead(tmp_path: Path, monkeypatch) -> None:
+    # Seen by a review: the repeated-refusal lookup asked a store the unchanged lookup had just found unreachable, so
+    # the run waited up to MLflow's request timeout a second time before its warning.
+    import socket
+
+    from prefect import flow
+
+    import flows.clean
+    import tasks.champion
+    from lossval.config import config_from_dict
+
+    with socket.socket() as s:  # bound, never listening: a connection there is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        asked: list[str] = []
+        opened = tasks.champion.mlflow_client
+        monkeypatch.setattr(tasks.champion, "mlflow_client", lambda uri: asked.append(uri) or opened(uri))
+        warned: list[str] = []
+
+        class Log:
+            def info(self, *args) -> None:
+                pass
+
+            def warning(self, msg, *args) -> None:
+                warned.append(msg % args)
+
+        class Ran(Exception):
+            pass
+
+        monkeypatch.setattr(flows.clean, "get_run_logger", Log)
+
+        def ran(*args, **kwargs):  # the first step after the lookups: the run went ahead
+            raise Ran
+
+        monkeypatch.setattr(flows.clean, "snapshot_history", ran)
+        rows = pd.DataFrame({"id": [f"r{i}" for i in range(40)], "x": [float(i) for i in range(40)],
+                             "label": ["a", "b"] * 20})
+        rows.to_csv(tmp_path / "d.csv", index=False)
+        config = config_from_dict({"dataset": "t-down", "data": str(tmp_path / "d.csv"), "target": "label",
+                                   "id_column": "id", "lossval": {"device": "cpu"},  # cpu: a refusal may repeat
+                                   "tracking": {"uri": f"http://127.0.0.1:{port}"}})
+
+        @flow
+        def cleaning() -> dict:
+            return flows.clean.run_cleaning(config, workspace=str(tmp_path / "ws"), skip_unchanged=True)
+
+        with pytest.raises(Ran):
+            cleaning()
+    assert asked == [f"http://127.0.0.1:{port}"]  # once, by the unchanged lookup
+    assert any(w.startswith("dataset t-down runs: the champion could not be looked up: ") and "unless the store "
+               "answers by the time the run is gated and tracked, nothing is promoted" in w for w in warned), warned
