@@ -29,6 +29,7 @@ __all__ = [
     "is_gzip_csv",
     "open_csv_text",
     "atomic_write",
+    "broken_link",
     "fsync_dir",
     "make_dirs",
     "check_writable_folder",
@@ -129,6 +130,15 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def broken_link(p: Path) -> Path | None:
+    """The first symbolic link to nothing on ``p`` as written: a folder above it, or ``p`` itself; None when none."""
+    for end in range(1, len(p.parts) + 1):
+        part = Path(*p.parts[:end])
+        if part.is_symlink() and not part.exists():
+            return part
+    return None
 
 
 def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from lossval._files import data_stem, read_as_data_of
+from lossval._files import broken_link, data_stem, read_as_data_of
 from lossval.errors import ConfigError
 from lossval.suites import GATE_PARAMETERS, SUITES_DIR, check_suite, read_suite, suite_file
 
@@ -338,6 +338,16 @@ def read_yaml(path: str | Path, *, what: str) -> Any:
     if p.is_dir():
         raise ConfigError(f"is a folder, not a {what}: pass the YAML file.", source=str(p))
     if not p.is_file():
+        link = None if p.exists() else broken_link(p)
+        if link is not None:  # the link is there; what it points at is not ("not found" sent users to the link)
+            target = os.readlink(link)
+            full = os.path.normpath(link.absolute().parent / target)
+            leads = (f" to {target!r}{'' if full == target else f', that is {full}'}, which leads to nothing (the "
+                     "target was moved or deleted, or the links form a loop); point the link at the")
+            if link == p:
+                raise ConfigError(f"is a broken symbolic link{leads} {what}, or give its path instead.", source=str(p))
+            raise ConfigError(f"cannot be read: the folder {link} on its path is a broken symbolic link{leads} folder "
+                              f"that holds the {what}, or give the path without the link.", source=str(p))
         raise ConfigError(f"{what} not found.", source=str(p))
     try:
         return yaml.load(p.read_text(encoding="utf-8"), Loader=_unique_keys_loader())  # noqa: S506 (a SafeLoader)

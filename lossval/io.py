@@ -38,6 +38,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     _host_tag,
     pid_namespace,
     atomic_write,
+    broken_link,
     fsync_dir,
     make_dirs,
     check_writable_folder,
@@ -125,15 +126,6 @@ def _is_set_aside(folder: Path, set_aside: Sequence[str | os.PathLike[str] | Non
             or any(os.path.realpath(s) == os.path.realpath(folder) for s in paths))
 
 
-def _broken_link(p: Path) -> Path | None:
-    """The first symbolic link to nothing on ``p`` as written: a folder above it, or ``p`` itself; None when none."""
-    for end in range(1, len(p.parts) + 1):
-        part = Path(*p.parts[:end])
-        if part.is_symlink() and not part.exists():
-            return part
-    return None
-
-
 def _normalised(p: Path) -> str:
     """`` (that is /a/c)`` for a path written with ``..`` (``/a/b/../c``), else ``""``."""
     return f" (that is {os.path.normpath(p.absolute())})" if ".." in p.parts else ""
@@ -142,7 +134,7 @@ def _normalised(p: Path) -> str:
 def _list_data_files(p: Path, *, key: str | None, set_aside: Sequence[str | os.PathLike[str] | None]) -> list[Path]:
     if not p.exists():
         named = f" (the config's {key})" if key else ""
-        link = _broken_link(p)
+        link = broken_link(p)
         if link is not None:  # the link is there; what it points at is not ("no such file" sent users to the link)
             target = os.readlink(link)
             full = os.path.normpath(link.absolute().parent / target)  # /a/b/../c said as /a/c

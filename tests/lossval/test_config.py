@@ -160,6 +160,30 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "none.yaml")
 
 
+def test_a_config_path_that_is_a_broken_link_is_called_one_naming_its_target(tmp_path: Path, monkeypatch) -> None:
+    # Seen by a review: a config that is a symbolic link whose target was moved was "not found", which sent the user
+    # to a file they could see in the folder.
+    import os
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink("moved/c.yaml", "c.yaml")  # relative, as `ln -s` makes one: taken from the link's folder
+    with pytest.raises(ConfigError) as caught:
+        load_config("c.yaml")
+    assert str(caught.value) == (
+        f"c.yaml: is a broken symbolic link to 'moved/c.yaml', that is {tmp_path / 'moved' / 'c.yaml'}, which leads "
+        "to nothing (the target was moved or deleted, or the links form a loop); point the link at the config file, "
+        "or give its path instead.")
+    os.symlink("gone", "configs")  # a folder on the path: that link is named
+    gone = re.escape(str(tmp_path / "gone"))
+    with pytest.raises(ConfigError, match=rf"^configs/c.yaml: cannot be read: the folder configs on its path is a "
+                                          rf"broken symbolic link to 'gone', that is {gone}, which leads to "):
+        load_config("configs/c.yaml")
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "c.yaml").write_text(yaml.safe_dump(BASE))
+    assert load_config("c.yaml").target == "y"  # once its target is back, the link is read as the file
+
+
 def test_features_categorical_is_read_and_checked() -> None:
     cfg = config_from_dict({**BASE, "features": {"exclude": ["when"], "categorical": ["zip"]}})
     assert cfg.categorical == ("zip",) and cfg.exclude == ("when",)
