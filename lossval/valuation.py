@@ -186,6 +186,9 @@ LOSS_SPREAD_FLOOR = 1e-6
 # the given label; in squared error of the standardised target, 1% of its standard deviation. (Since 2026-12-07;
 # noise_prob keys gain ":all-fit".)
 ALL_FIT_LOSS = 1e-4
+# Median |value| above which a fit is said to have run away: the weights start at 1 and, with sound settings, clean
+# rows stay near it (0 to about 3, even after 1000 epochs); lr 10 ends near 16, lr 1000 near 1500.
+VALUE_SCALE_LIMIT = 10.0
 
 
 def batch_size_without_singleton(n: int, batch_size: int) -> int:
@@ -1206,6 +1209,7 @@ class LossVal:
                 + ". Lower lr and weight_lr, keep nonnegative=True and normalize_masses=True, or use a smaller "
                 "distance_power."
             )
+        self._warn_runaway(values, history["loss"], weight_lr)
         if np.ptp(values) == 0:  # nothing tells the rows apart: pruning by these values would be arbitrary
             warnings.warn(f"every row got the same value ({float(values[0])!r}): the weights never moved, so these "
                           "values rank nothing. A blur or label_cost much larger than the data's distances, or too "
@@ -1244,6 +1248,22 @@ class LossVal:
         if in_target:
             counts[target] = int(in_target)
         return counts
+
+    def _warn_runaway(self, values: np.ndarray, losses: Sequence[float], weight_lr: float) -> None:
+        """Warn when the weights' steps were too large: the values ended far from the starting weight of 1 (median
+        |value| above :data:`VALUE_SCALE_LIMIT`), or the training loss went NaN or infinite while the values stayed
+        finite. ``values`` (n_train,) are left as they are; ``losses`` is the per-epoch history, already on the host."""
+        scale = float(np.median(np.abs(values))) if len(values) else 0.0
+        epoch = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if scale <= VALUE_SCALE_LIMIT and epoch is None:
+            return
+        what = (f"the values ended far from the weights' starting value of 1 (median {scale:.4g}; clean rows stay "
+                "near 1)" if scale > VALUE_SCALE_LIMIT else "")
+        if epoch is not None:
+            what += f"{' and ' if what else ''}the training loss went NaN or infinite in epoch {epoch + 1}"
+        warnings.warn(f"{what}: the steps were too large, so these values may rank rows by chance. Lower lr (here "
+                      f"{float(self.lr):g}; pipeline config: lossval.lr) or weight_lr (here {weight_lr:g}; "
+                      "lossval.weight_lr); the defaults are lr 0.01 and weight_lr 'auto'.", stacklevel=4)
 
     def _warn_validation_clipped(self, m: int) -> None:
         """Warn when ``clip_outliers`` clipped much of a validation column: a sign of other units, not of typos.

@@ -1318,6 +1318,27 @@ def test_values_that_rank_nothing_are_warned_about() -> None:
     assert np.ptp(lv.values_) == 0 and caught[0].filename == __file__
 
 
+def test_values_that_ran_far_from_their_starting_weight_are_warned_about_naming_the_rate() -> None:
+    # Seen by a review: lossval: {lr: 1000} gave values around 3000, without a word; the weights start at 1.
+    import warnings
+
+    X, y = _small()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the defaults: no warning
+        sound = LossVal(epochs=10, verbose=False).fit(X, y, X[:40], y[:40]).values_
+    assert np.median(sound) < 2
+    runaway = (r"the values ended far from the weights' starting value of 1 \(median [0-9.e+]+; clean rows stay "
+               r"near 1\): the steps were too large.*Lower lr \(here 1000; pipeline config: lossval.lr\) or weight_lr "
+               r"\(here 1000; ")
+    with pytest.warns(UserWarning, match=runaway) as caught:
+        lv = LossVal(epochs=10, lr=1000, verbose=False).fit(X, y, X[:40], y[:40])
+    assert np.median(lv.values_) > 100 and caught[0].filename == __file__  # said, not changed
+    assert len([w for w in caught if "starting value" in str(w.message)]) == 1
+    # a loss that went non-finite while the values stayed finite is said too (finite values never reach NumericalError)
+    with pytest.warns(UserWarning, match=r"^the training loss went NaN or infinite in epoch 2: the steps were too "):
+        LossVal()._warn_runaway(np.ones(4), [0.5, float("inf"), 0.4], 0.01)
+
+
 @pytest.mark.parametrize("schedule", ["epoch", "step"])
 def test_a_callers_float64_default_dtype_neither_breaks_a_fit_nor_changes_its_values(schedule: str) -> None:
     # Scientific code often sets torch.set_default_dtype(torch.float64): the network and the weights were then
