@@ -552,11 +552,14 @@ def test_fitted_attributes(schedule: str) -> None:
 def test_string_labels_and_pandas_and_torch_inputs() -> None:
     import pandas as pd
 
-    Xn, yn, Xv, yv, noisy = _noisy_classification()
+    Xn, yn, Xv, yv, _ = _noisy_classification()
     names = np.array(["cat", "dog"])
     lv = LossVal(epochs=2, verbose=False).fit(pd.DataFrame(Xn), pd.Series(names[yn]), torch.tensor(Xv), names[yv])
     assert list(lv.classes_) == ["cat", "dog"]
     assert lv.task_ == "classification"
+    # The same rows as plain arrays with 0/1 labels: each row keeps its label and features, so the same values.
+    plain = LossVal(epochs=2, verbose=False).fit(Xn, yn, Xv, yv)
+    np.testing.assert_array_equal(lv.values_, plain.values_)
 
 
 def test_label_errors_and_warnings() -> None:
