@@ -1216,8 +1216,11 @@ def test_one_hot_columns_must_name_zero_one_columns_by_position_or_mask() -> Non
 
 def test_a_one_column_target_is_read_as_a_vector() -> None:
     X, y = _small()
+    expected = LossVal(epochs=2, verbose=False).fit(X, y, X[:40], y[:40]).values_
     for target in (y[:, None], pd.DataFrame({"t": y}), torch.as_tensor(y)[:, None]):
-        assert LossVal(epochs=2, verbose=False).fit(X, target, X[:40], y[:40]).task_ == "classification"
+        lv = LossVal(epochs=2, verbose=False).fit(X, target, X[:40], y[:40])
+        assert lv.task_ == "classification"
+        np.testing.assert_array_equal(lv.values_, expected)  # each row kept its own label
 
 
 def test_a_refit_that_fails_leaves_the_estimator_unfitted() -> None:
