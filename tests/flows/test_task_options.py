@@ -659,17 +659,23 @@ def test_the_value_stage_reads_a_regression_target_stored_as_text_as_numbers(tmp
     from tasks.value import value
 
     # LossVal.fit refuses text targets (as it refuses text features); the stage passes the numbers the encoder read.
-    def frame(n: int, seed: int, prefix: str) -> pd.DataFrame:
+    def frame(n: int, seed: int, prefix: str, as_text: bool) -> pd.DataFrame:
         rows = make_frame(n, seed=seed).assign(row_id=[f"{prefix}{i}" for i in range(n)])
-        return rows.assign(label=[f"{v:.4f}" for v in 2 * rows["a"] + rows["b"]])
+        label = (2 * rows["a"] + rows["b"]).round(4)
+        return rows.assign(label=[f"{v:.4f}" for v in label] if as_text else label)
 
-    frame(40, 0, "r").to_parquet(tmp_path / "train.parquet", index=False)
-    frame(30, 3, "v").to_parquet(tmp_path / "validation.parquet", index=False)
     cfg = config_from_dict({"data": "d.csv", "target": "label", "id_column": "id", "lossval": {"epochs": 2}},
                            base_dir=tmp_path)
-    out = value.fn(str(tmp_path / "train.parquet"), str(tmp_path / "validation.parquet"), key="k", config=cfg,
-                   workspace=str(tmp_path / "ws"))
-    assert len(pd.read_parquet(out["values"])) == 40
+    values = {}
+    for as_text in (True, False):
+        frame(40, 0, "r", as_text).to_parquet(tmp_path / "train.parquet", index=False)
+        frame(30, 3, "v", as_text).to_parquet(tmp_path / "validation.parquet", index=False)
+        out = value.fn(str(tmp_path / "train.parquet"), str(tmp_path / "validation.parquet"), key="k", config=cfg,
+                       workspace=str(tmp_path / f"ws-{as_text}"))
+        values[as_text] = pd.read_parquet(out["values"])
+    # Each row's text read as its own number: the same values as the numbers themselves give.
+    assert len(values[True]) == 40
+    pd.testing.assert_frame_equal(values[True], values[False])
 
 
 def test_the_valuation_params_say_what_the_fit_used_where_lossval_changed_an_option(tmp_path) -> None:
