@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -202,6 +203,16 @@ _ALLOWED = {
 }
 
 
+_OPENERS = {"open", "fdopen"}
+
+
+def _is_write_mode(arg: ast.AST) -> bool:
+    """A constant mode string (``"w"``, ``"ab"``, ``"x+"``...) that writes; a file name is no mode."""
+    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+        return False
+    return re.fullmatch(r"[rwaxbt+]+", arg.value) is not None and bool(set(arg.value) & set("wax"))
+
+
 def _writes(fn: ast.AST) -> list[int]:
     lines = []
     for node in ast.walk(fn):
@@ -211,10 +222,9 @@ def _writes(fn: ast.AST) -> list[int]:
         if isinstance(f, ast.Attribute) and (f.attr in _WRITERS or (
                 isinstance(f.value, ast.Name) and (f.value.id, f.attr) in _WRITER_CALLS)):
             lines.append(node.lineno)
-        elif isinstance(f, ast.Name) and f.id == "open" and any(
-                isinstance(a, ast.Constant) and isinstance(a.value, str) and set(a.value) & set("wax")
-                for a in node.args[1:2] + [k.value for k in node.keywords if k.arg == "mode"]):
-            lines.append(node.lineno)
+        elif ((isinstance(f, ast.Name) and f.id == "open") or (isinstance(f, ast.Attribute) and f.attr in _OPENERS)) \
+                and any(_is_write_mode(a) for a in node.args[:2] + [k.value for k in node.keywords if k.arg == "mode"]):
+            lines.append(node.lineno)  # open(p, "w"), and Path(p).open("w") or gzip.open(p, "wt") too
     return lines
 
 
