@@ -60,14 +60,26 @@ def test_no_pickle_is_ever_loaded() -> None:
     assert problems == []
 
 
+_PERSISTS = {"cache_key_fn", "cache_policy", "result_storage", "result_storage_key", "result_serializer"}
+
+
 def test_persisted_prefect_results_are_json() -> None:
     """A task whose result is persisted (and read back on a cache hit) must not use Prefect's cloudpickle default."""
-    problems = []
+    problems, persisted = [], []
     for rel, tree in _project_trees():
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and _call_name(node).split(".")[-1] in ("task", "flow") and \
-                    _kw(node, "persist_result") is True and _kw(node, "result_serializer") != "json":
+            if not isinstance(node, ast.Call):
+                continue
+            kind, given = _call_name(node).split(".")[-1], {k.arg for k in node.keywords}
+            if kind in ("task", "flow"):
+                # Prefect persists a result when asked to, and also, unasked, whenever caching or result storage is set.
+                if _kw(node, "persist_result") is True or ("persist_result" not in given and given & _PERSISTS):
+                    persisted.append(f"{rel}:{node.lineno}")
+                    if _kw(node, "result_serializer") != "json":
+                        problems.append(f"{rel}:{node.lineno}")
+            elif kind == "with_options" and "result_serializer" in given and _kw(node, "result_serializer") != "json":
                 problems.append(f"{rel}:{node.lineno}")
+    assert persisted, "the scan found no persisted task: the valuation cache's task is no longer recognised"
     assert problems == []
 
 
