@@ -42,6 +42,9 @@ def test_training_is_seeded() -> None:
     b = fit_model(X, y, task="regression", epochs=2, seed=3, device="cpu")
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(pa, pb)
+    # and the seed is what fixes them: another seed, other initial weights and batches, another model
+    c = fit_model(X, y, task="regression", epochs=2, seed=4, device="cpu")
+    assert not torch.equal(a.state_dict()["net.0.weight"], c.state_dict()["net.0.weight"])
 
 
 def test_sample_weights_that_say_nothing_are_named() -> None:
