@@ -25,3 +25,6 @@ def test_masks_of_bools_or_zeros_and_ones_score_the_same() -> None:
     assert detection_report(flagged, noisy) == {"flagged": 2, "noisy": 2, "true_positives": 1, "precision": 0.5,
                                                 "recall": 0.5, "f1": 0.5}
     assert detection_f1([False, False], [False, False]) == 0.0
+    # Three flagged, one of the two noisy rows among them: precision and recall differ, as the counts do.
+    assert detection_report([True, True, True, False], [True, False, False, True]) == {
+        "flagged": 3, "noisy": 2, "true_positives": 1, "precision": 1 / 3, "recall": 0.5, "f1": 0.4}
