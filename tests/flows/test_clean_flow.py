@@ -849,7 +849,10 @@ def test_demo_command_runs_the_pipeline_and_reports_the_noise_match(tmp_path: Pa
     _, client = _mlflow(tmp_path)
     logged = client.get_run(json.loads(manifest.read_text())["mlflow"]["run_id"]).data.metrics
     assert round(logged["demo_f1"], 2) == f1 and logged["demo_noisy"] == int(out.split("train split: ")[1].split()[0])
-    assert 0 < logged["demo_precision"] <= 1 and 0 < logged["demo_recall"] <= 1
+    # the figures the terminal showed, each under its own name (a range check let precision and recall trade places)
+    precision, recall = map(float, re.search(r"\(precision ([0-9.]+), recall ([0-9.]+), F1 ", out).groups())
+    assert (round(logged["demo_precision"], 2), round(logged["demo_recall"], 2)) == (precision, recall), out
+    assert logged["demo_recall"] == pytest.approx(logged["demo_true_positives"] / logged["demo_noisy"], rel=1e-12)
 
 
 def test_a_new_values_version_values_again_instead_of_reusing_old_values(workspace: Path, monkeypatch) -> None:
