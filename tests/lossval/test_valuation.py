@@ -766,11 +766,32 @@ def test_training_loop_syncs_with_the_host_once_per_epoch_not_per_step(monkeypat
     assert 0 < calls["n"] <= 3 * epochs + 10 < steps
 
 
-def test_progress_bar_off_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_off_when_not_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    import io
+    import sys
+
     Xn, yn, Xv, yv, _ = _noisy_classification()
     LossVal(epochs=2, verbose=True).fit(Xn, yn, Xv, yv)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+    # ... and on a terminal verbose=True draws the bar to the last epoch (alone, the check above also passed when
+    # verbose reported nothing anywhere), while verbose=False stays quiet there too.
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for verbose in (True, False):
+        terminal = Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        LossVal(epochs=2, verbose=verbose, device="cpu").fit(Xn, yn, Xv, yv)
+        monkeypatch.undo()
+        drawn = terminal.getvalue()
+        if verbose:
+            assert "\rLossVal (classification, 500 rows, cpu) [" in drawn and "] 2/2 " in drawn, drawn
+            assert drawn.endswith("\n")
+        else:
+            assert drawn == ""
 
 
 def test_paper_settings_are_the_published_ones() -> None:
