@@ -89,6 +89,10 @@ def test_two_means_threshold_on_adjacent_floats():
     high = float(np.nextafter(1.0, 2.0))
     threshold = two_means_threshold([low, high, low])
     assert low < threshold <= high
+    # The threshold may be the upper value itself: the policy drops only what lies below it (with no cap to hide a
+    # flagged upper row).
+    decision = prune(np.array([low, high, low, high]), policy=TwoMeansPolicy(), max_prune_fraction=1.0)
+    assert decision.dropped_indices.tolist() == [0, 2]
 
 
 def test_two_means_threshold_equal_splits_prefers_lower_threshold():
@@ -120,6 +124,9 @@ def test_fraction_policy_float_round_off_and_ties():
     assert decision.n_dropped == 29
     tied = prune(np.ones(10), policy=FractionPolicy(0.2))
     assert tied.dropped_indices.tolist() == [0, 1]
+    # past the 16 elements numpy sorts by insertion (stable by chance), ties still go by row position
+    many = prune(np.r_[np.ones(20), np.zeros(20)], policy=FractionPolicy(0.25), max_prune_fraction=1.0)
+    assert many.dropped_indices.tolist() == list(range(20, 30))
 
 
 def test_threshold_policy_is_strict_and_cap_keeps_lowest():
@@ -214,6 +221,9 @@ def test_mixture_policy_orders_by_probability_then_value_then_position():
     flagged = prune(values, policy=MixturePolicy(0.5), noise_prob=probs, max_prune_fraction=1.0)
     assert flagged.dropped_indices.tolist() == [0, 1, 2, 3, 4, 6]
     assert flagged.threshold is None
+    # "at or above" min_probability: a row exactly at it is flagged
+    at = prune(values, policy=MixturePolicy(0.6), noise_prob=probs, max_prune_fraction=1.0)
+    assert 6 in at.dropped_indices.tolist() and 8 not in at.dropped_indices.tolist()
     # Cap of 4: both 0.99 rows, then the 0.9 rows by value (0.1 at row 3), then the
     # earlier of the two 0.3 rows (row 1).
     capped = prune(values, policy=MixturePolicy(0.5), noise_prob=probs, max_prune_fraction=0.4)
@@ -305,6 +315,11 @@ def test_per_row_series_with_another_index_than_the_values_are_warned_about():
 def test_make_policy_errors():
     with pytest.raises(ConfigError, match="fraction, mixture, threshold, two_means"):
         make_policy("median")
+    # a YAML `true` is no number: not read as 1.0 (every row) or a threshold of 1
+    with pytest.raises(ConfigError, match="fraction must be a number in \\[0, 1\\]; got True"):
+        FractionPolicy(True)
+    with pytest.raises(ConfigError, match="threshold must be a number \\(not NaN\\); got True"):
+        ThresholdPolicy(True)
     with pytest.raises(ConfigError, match="unknown parameter"):
         make_policy("fraction", fraction=0.1, q=3)
     with pytest.raises(ConfigError, match=r"'fraction' needs fraction: pass FractionPolicy\(fraction=\.\.\.\)"):
@@ -408,8 +423,8 @@ def test_two_means_splits_off_the_fewer_rows_when_two_cuts_score_alike() -> None
 
 
 def test_format_value_switches_to_scientific_notation_outside_1e_3_to_1e5() -> None:
-    assert [format_value(x) for x in (0.0, 0.001, 99999.0, 100000.0, 0.000999, -123456.0)] == [
-        "0.0000", "0.0010", "99999.0000", "1.0000e+05", "9.9900e-04", "-1.2346e+05"]
+    assert [format_value(x) for x in (0.0, 0.001, 99999.0, 100000.0, 0.000999, -123456.0, -0.5, -0.0001)] == [
+        "0.0000", "0.0010", "99999.0000", "1.0000e+05", "9.9900e-04", "-1.2346e+05", "-0.5000", "-1.0000e-04"]
 
 
 def test_group_ids_of_any_kind_keep_copies_together_and_missing_ids_group_nothing() -> None:
