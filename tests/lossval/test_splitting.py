@@ -280,6 +280,18 @@ def test_a_cut_inside_a_group_of_copies_moves_to_its_end_unless_that_empties_a_s
     assert _whole_groups(same, 1) == 1  # only parting the copies leaves a row on each side
 
 
+def test_the_latest_rows_take_copies_whole_but_part_other_rows_of_the_same_time() -> None:
+    from lossval.splitting import _latest
+
+    # Rows 1 and 2 are copies (same time, same draw); row 4 shares their time only. Latest first: 3, then the
+    # time-3 rows by draw: 4, then the copies 1 and 2, then 0.
+    times = np.array([1, 3, 3, 4, 3])
+    draw = np.array([50, 20, 20, 90, 10], dtype=np.uint64)
+    assert _latest(times, 2, draw).tolist() == [3, 4]  # a cut between rows of one time that are not copies
+    assert _latest(times, 3, draw).tolist() == [1, 2, 3, 4]  # a cut inside the copies moves past them
+    assert _latest(times, 4, draw).tolist() == [1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("test_fraction", [0.3, 0.5])
 def test_copies_that_are_a_class_s_last_training_rows_are_not_all_drawn_for_testing(test_fraction: float) -> None:
     # A review found 3 copies of one class-'c' row: validation parts them (one must go there), and the test draw
