@@ -90,6 +90,8 @@ def test_normalize_losses_rejects_bad_options():
         normalize_losses([1.0, 2.0, 3.0], lower_percentile=90, upper_percentile=10)
     with pytest.raises(ConfigError, match="eps"):
         normalize_losses([1.0, 2.0, 3.0], eps=0.7)
+    with pytest.raises(ConfigError, match=r"eps must be in \(0, 0\.5\); got 0\.0"):  # 0 would put losses on 0 and 1
+        normalize_losses([1.0, 2.0, 3.0], eps=0.0)
 
 
 # ------------------------------------------------------------------- Beta mixture
@@ -203,11 +205,14 @@ def test_fit_is_deterministic():
 def test_fit_rejects_degenerate_input(losses, match):
     with pytest.raises(InputError, match=match):
         BetaMixture().fit(losses)
+    BetaMixture().fit([0.1, 0.2, 0.3, 0.9])  # four rows, the minimum, are enough (three are refused above)
 
 
 def test_fit_normalized_rejects_values_outside_unit_interval():
     with pytest.raises(InputError, match="row 3"):
         BetaMixture().fit_normalized([0.1, 0.2, 0.3, 1.0, 0.5])
+    with pytest.raises(InputError, match=r"strictly inside \(0, 1\); row 0 is 0\.0"):  # both ends are outside
+        BetaMixture().fit_normalized([0.0, 0.2, 0.3, 0.5, 0.9])
     with pytest.raises(InputError, match="equal"):
         BetaMixture().fit_normalized([0.3] * 6)
 
