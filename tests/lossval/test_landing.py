@@ -166,6 +166,15 @@ def test_a_file_lands_once_it_stops_changing_for_the_settle_time(landing: Path) 
     assert scanner.poll() == []  # reported once
 
 
+def test_a_settle_time_of_zero_lands_on_the_second_sight_and_a_negative_one_is_refused(landing: Path) -> None:
+    with pytest.raises(InputError, match=r"settle time must be >= 0 seconds, got -1\.$"):
+        LandingScanner(landing, settle_seconds=-1, clock=FakeClock())
+    scanner = LandingScanner(landing, settle_seconds=0, clock=FakeClock())
+    (landing / "loans" / "a.csv").write_text("a\n1\n")
+    assert scanner.poll() == []  # first sight: not yet seen unchanged
+    assert [x.reason for x in scanner.poll()] == ["stable"]  # unchanged since, with no time to wait
+
+
 def test_a_name_that_is_not_utf8_is_skipped_with_one_warning_and_the_others_land(landing: Path, caplog) -> None:
     # A Latin-1 name reaches Python with surrogates: no event can carry it, and the watcher, taking the failed send
     # for a server outage, held back every file after it on every poll.
@@ -582,3 +591,29 @@ def test_attempts_older_than_the_newest_file_are_dropped_and_their_lock_is_no_da
         worker.join(timeout=10)
     assert done.is_set()  # not blocked by another dataset's lock
     assert [a["relative"] for a in unfinished_attempts(locks, "loans")] == ["loans/x.csv"]
+
+
+def test_clearing_an_attempt_removes_that_version_only_and_malformed_entries_are_warned_about(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from lossval.landing import clear_attempt, record_attempt, unfinished_attempts
+
+    locks = tmp_path / "locks"
+    record_attempt(locks, "loans", relative="loans/a.csv", path="/l/loans/a.csv", mtime_ns=100, size=5)
+    record_attempt(locks, "loans", relative="loans/b.csv", path="/l/loans/b.csv", mtime_ns=200, size=5)
+    clear_attempt(locks, "loans", relative="loans/a.csv", mtime_ns=100)
+    assert [a["relative"] for a in unfinished_attempts(locks, "loans")] == ["loans/b.csv"]
+    clear_attempt(locks, "loans", relative="loans/b.csv", mtime_ns=150)  # an older version's outcome: b stays
+    assert [a["relative"] for a in unfinished_attempts(locks, "loans")] == ["loans/b.csv"]
+    clear_attempt(locks, "loans", relative="loans/b.csv", mtime_ns=200)
+    assert unfinished_attempts(locks, "loans") == [] and list(locks.glob("loans.attempt*.json")) == []
+    # An entry without an integer mtime_ns (hand-edited, say) is left out, and said so; a good one is not.
+    record_attempt(locks, "loans", relative="loans/c.csv", path="/l/loans/c.csv", mtime_ns=300, size=5)
+    assert not [r for r in caplog.records if "without an integer mtime_ns" in r.message]
+    (attempts,) = locks.glob("loans.attempt*.json")
+    record = json.loads(attempts.read_text())
+    attempts.write_text(json.dumps({"attempts": record["attempts"] + [{"relative": "loans/d.csv", "path": "/l/d.csv",
+                                                                       "mtime_ns": "400"}]}))
+    with caplog.at_level("WARNING"):
+        assert [a["relative"] for a in unfinished_attempts(locks, "loans")] == ["loans/c.csv"]
+    assert [r.message for r in caplog.records if "without an integer mtime_ns" in r.message] == [
+        f"ignoring 1 entr(y/ies) of {attempts} without an integer mtime_ns or a path"]
