@@ -222,13 +222,13 @@ class TabularEncoder:
         if self.target is not None:
             self._require_columns(df, [self.target], what="target column", source=self.source)
 
-        exclude = list(self.exclude or [])
+        exclude = _names_list(self.exclude)
         missing_excluded = [c for c in exclude if c not in df.columns]
         if missing_excluded and self.features is None:  # a misspelt exclude would silently keep that column
             self._require_columns(df, missing_excluded, what="excluded column", source=self.source)
         declared: dict[Any, str] = {}
         for kind, names in (("categorical", self.categorical), ("numeric", self.numeric)):
-            names = list(names or [])
+            names = _names_list(names)
             missing_declared = [c for c in names if c not in df.columns]
             if missing_declared:  # a misspelt name would leave that column to the automatic rule, silently
                 self._require_columns(df, missing_declared, what=f"{kind} column", source=self.source)
@@ -317,8 +317,8 @@ class TabularEncoder:
                     f"{option} must be a list of column names, got the string {names!r}: pass [{names!r}]",
                     source=self.source,
                 )
-        categorical = set(self.categorical or [])
-        both = [c for c in (self.numeric or []) if c in categorical]
+        categorical = set(_names_list(self.categorical))
+        both = [c for c in _names_list(self.numeric) if c in categorical]
         if both:
             raise ConfigError(
                 f"column(s) {_show_list(both)} declared both numeric and categorical; a column is encoded one "
@@ -1344,6 +1344,12 @@ def _as_series(y: Any, *, name: Any) -> pd.Series:
 def _row(label: Any) -> str:
     """A row's index label as error messages show it: 17, or 'r17' for text labels."""
     return repr(_py_scalar(label))
+
+
+def _names_list(names: Any) -> list[Any]:
+    """``features``/``exclude``/``categorical``/``numeric`` as a list (none: empty). Not ``names or []``: a pandas
+    Index or numpy array of names (``exclude=df.columns[:2]``) has no truth value, and raised a bare ValueError."""
+    return [] if names is None else list(names)
 
 
 def _json_list(values: list[Any] | None) -> list[Any] | None:

@@ -636,6 +636,22 @@ def test_one_column_name_given_as_a_string_is_refused_not_read_letter_by_letter(
         TabularEncoder(target="y", **{option: "id"}).fit(df)
 
 
+@pytest.mark.parametrize("option", ["features", "exclude", "categorical", "numeric"])
+@pytest.mark.parametrize("container", [pd.Index, np.array, tuple])
+def test_column_names_given_as_a_pandas_index_or_numpy_array_are_read_as_a_list(option, container):
+    # exclude=df.columns[:1] raised a bare "The truth value of a Index is ambiguous" (``names or []``).
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": rng.permutation(40), "x": rng.normal(size=40), "z": rng.normal(size=40),
+                       "c": rng.choice(["u", "v"], size=40), "d": rng.choice(["p", "q"], size=40),
+                       "y": np.arange(40) % 2})
+    df = df if option in ("features", "exclude") else df.drop(columns="id")
+    names = {"features": ["x", "c"], "exclude": ["id", "z"], "categorical": ["c", "d"], "numeric": ["x", "z"]}[option]
+    given = TabularEncoder(target="y", **{option: container(names)}).fit(df)
+    listed = TabularEncoder(target="y", **{option: names}).fit(df)
+    assert given.encoded_names_ == listed.encoded_names_
+    assert np.array_equal(given.transform(df), listed.transform(df))
+
+
 def test_features_only_encoder_without_target():
     enc = TabularEncoder().fit(_frame().drop(columns="y"))
     assert enc.task_ is None and enc.classes_ is None
