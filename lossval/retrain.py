@@ -268,11 +268,14 @@ def evaluate(model: TabularModel, X: np.ndarray, y: np.ndarray, *, task: str, n_
         return {"accuracy": float(np.mean(pred == y)), "macro_f1": float(np.mean(f1s)),
                 "log_loss": float(-np.mean(np.log(proba)))}
     y = np.asarray(y, dtype=np.float64)
-    # In units of a power of two near the target's size (exact): squares of a 1e-170 target underflowed, so its
-    # rmse read 0 and its r2 0 whatever the predictions.
-    unit = float(power_of_two_unit(y))
-    y, pred = y / unit, out[:, 0] / unit
-    resid = y - pred
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    # The residuals and the target each in units of a power of two near their own size (exact): squares of a 1e-170
+    # target underflowed, so its rmse read 0 and its r2 0 whatever the predictions; and in the target's units alone,
+    # predictions of magnitude 1 against such a target overflowed (rmse inf).
+    resid = y - out[:, 0]
+    unit, y_unit = float(power_of_two_unit(resid)), float(power_of_two_unit(y))
+    resid, y = resid / unit, y / y_unit
+    ss_res, ss_tot = float(np.sum(resid**2)), float(np.sum((y - y.mean()) ** 2))
+    with np.errstate(over="ignore"):  # an r2 below about -1e308 reads -inf
+        r2 = 1.0 - ss_res / ss_tot * (np.float64(unit) / y_unit) ** 2 if ss_res else 1.0
     return {"rmse": float(np.sqrt(np.mean(resid**2))) * unit, "mae": float(np.mean(np.abs(resid))) * unit,
-            "r2": float(1.0 - np.sum(resid**2) / ss_tot) if ss_tot > 0 else 0.0}
+            "r2": float(r2) if ss_tot > 0 else 0.0}

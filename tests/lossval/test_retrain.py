@@ -88,6 +88,20 @@ def test_a_target_of_tiny_magnitude_is_standardised_not_left_unscaled() -> None:
     assert small["rmse"] / 1e-170 == pytest.approx(large["rmse"], rel=1e-2) and small["rmse"] > 0
 
 
+def test_metrics_of_predictions_far_larger_than_the_target_stay_finite() -> None:
+    # A review found: scaling the residuals by the target's magnitude alone (1e-160 here) overflowed their squares
+    # when the predictions are of magnitude 1 (a model in other units than the test target): rmse read inf.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ np.array([1.0, -1.0, 0.5])
+    model = fit_model(X, y, task="regression", epochs=3, device="cpu")
+    with torch.no_grad():
+        pred = model(torch.as_tensor(X, dtype=torch.float32))[:, 0].numpy().astype(np.float64)
+    far = evaluate(model, X, 1e-160 * y, task="regression")
+    assert far["rmse"] == pytest.approx(np.sqrt(np.mean(pred**2)), rel=1e-9)
+    assert far["mae"] == pytest.approx(np.mean(np.abs(pred)), rel=1e-9) and far["r2"] < -1e100
+
+
 @pytest.mark.parametrize("true_temperature", [0.5, 2.0, 5.0])
 def test_fit_temperature_recovers_the_temperature_labels_were_drawn_at(true_temperature: float) -> None:
     rng = np.random.default_rng(0)
