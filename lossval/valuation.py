@@ -187,7 +187,8 @@ LOSS_SPREAD_FLOOR = 1e-6
 # noise_prob keys gain ":all-fit".)
 ALL_FIT_LOSS = 1e-4
 # Median |value| above which a fit is said to have run away: the weights start at 1 and, with sound settings, clean
-# rows stay near it (0 to about 3, even after 1000 epochs); lr 10 ends near 16, lr 1000 near 1500.
+# rows stay near it (0 to about 3, even after 1000 epochs); lr 1000 gave a median |value| of about 1800 on
+# breast_cancer and 220 on diabetes (2026-12-08).
 VALUE_SCALE_LIMIT = 10.0
 
 
@@ -923,7 +924,11 @@ class LossVal:
             Xtr_s = (Xtr - mean) / scale
             Xva_s = (Xva - mean) / scale
         # The network and the transport run in float32 (largest about 3.4e38; squared distances overflow far sooner).
-        for name, part in (("X_train", Xtr_s), ("X_val", Xva_s)):
+        for name, part, raw in (("X_train", Xtr_s, Xtr), ("X_val", Xva_s, Xva)):
+            spill = np.flatnonzero(~np.isfinite(part).all(axis=0))
+            if spill.size:  # x - mean beyond float64 (a column from -1e308 to 1e308) said "up to inf" of finite data
+                raise InputError(f"{name} {_at(given[name], col=int(spill[0]))} has values too large to standardise "
+                                 f"in float64 (largest |x| {np.abs(raw[:, spill[0]]).max():.3g}); rescale it.")
             big = np.flatnonzero(np.abs(part).max(axis=0, initial=0.0) > _FLOAT32_SAFE)
             if big.size:
                 raise InputError(f"{name} {_at(given[name], col=int(big[0]))} has values up to "

@@ -984,7 +984,9 @@ def test_magnitudes_far_from_one_are_standardised_or_refused() -> None:
     assert np.allclose(scaled.values_, plain.values_, atol=1e-5)
     huge = Xn.copy()
     huge[:, 1] = np.where(np.arange(len(huge)) % 7, 1.7e308, -1.7e308)  # x - mean overflows for the -1.7e308 rows
-    with pytest.raises(InputError, match=r"X_train column 1 has values up to inf, too large"):
+    # finite data: said "values up to inf" for a while; the largest value it holds, and the float64 limit
+    with pytest.raises(InputError, match=r"X_train column 1 has values too large to standardise in float64 \(largest "
+                                         r"\|x\| 1\.7e\+308\)"):
         LossVal(epochs=1, verbose=False).fit(huge, yn, Xv, yv)
     with pytest.raises(InputError, match=r"target is too large to standardise in float64 \(y_train: largest"):
         LossVal(task="regression", epochs=1, verbose=False).fit(Xn, huge[:, 1], Xv, Xv[:, 0])
@@ -1348,7 +1350,7 @@ def test_values_that_rank_nothing_are_warned_about() -> None:
 
 
 def test_values_that_ran_far_from_their_starting_weight_are_warned_about_naming_the_rate() -> None:
-    # Seen by a review: lossval: {lr: 1000} gave values around 3000, without a word; the weights start at 1.
+    # Seen by a review: lossval: {lr: 1000} gave values in the thousands, without a word; the weights start at 1.
     import warnings
 
     X, y = _small()
