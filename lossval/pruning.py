@@ -620,11 +620,14 @@ def _check_keep(keep: Any, n: int) -> np.ndarray:
     import pandas as pd  # isna: None, NaN and pd.NA alike
 
     arr = np.asarray(keep)
-    missing = np.flatnonzero(pd.isna(arr)) if arr.dtype == object and arr.ndim == 1 else np.zeros(0, dtype=int)
-    if missing.size:  # a nullable boolean column with unreviewed rows left empty was called "of object"
+    # a nullable boolean column with unreviewed rows left empty was called "of object"; a 1/blank column read from a
+    # CSV (float with NaN) "of float64"
+    missing = (np.flatnonzero(pd.isna(arr)) if arr.ndim == 1 and (arr.dtype == object or arr.dtype.kind == "f")
+               else np.zeros(0, dtype=int))
+    if missing.size:
+        fill = "keep.fillna(False)" if hasattr(keep, "fillna") else "False"
         raise InputError(f"keep has {missing.size} missing value(s) (None, NaN or NA), first at row {int(missing[0])}; "
-                         "it takes True or False for every row: fill them first (keep.fillna(False) for rows nobody "
-                         "put back).")
+                         f"it takes True or False for every row: fill them first ({fill} for rows nobody put back).")
     if arr.shape != (n,) or arr.dtype != bool:
         raise InputError(f"keep must be one bool per row, shape ({n},); got shape {arr.shape} of {arr.dtype}. "
                          "Build it as e.g. np.isin(row_ids, reviewed_ids).")

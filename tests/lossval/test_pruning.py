@@ -491,3 +491,12 @@ def test_keep_with_missing_values_names_them_and_a_nullable_boolean_column_witho
         prune(values, policy="two_means", keep=reviewed)
     decision = prune(values, policy="two_means", max_prune_fraction=0.5, keep=reviewed.fillna(False))
     assert decision.keep[0] and decision.n_reviewed == 1
+    # A 1/blank column read from a CSV is float with NaN (was "of float64"); a list has no fillna to suggest.
+    with pytest.raises(InputError, match=re.escape("keep has 1 missing value(s) (None, NaN or NA), first at row 2; "
+                                                   "it takes True or False for every row: fill them first "
+                                                   "(False for rows")):
+        prune(values, policy="two_means", keep=np.array([1.0, 0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(InputError, match=r"first at row 0; .*fill them first \(False for rows"):
+        prune(values, policy="two_means", keep=[None, True, False, False, False])
+    with pytest.raises(InputError, match=re.escape("(keep.fillna(False) for rows")):
+        prune(values, policy="two_means", keep=reviewed)
