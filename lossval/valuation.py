@@ -460,7 +460,7 @@ def _one_hot_positions(given: Any, Xtr: np.ndarray, Xva: np.ndarray) -> np.ndarr
 
 
 def _to_numpy_1d(y: Any, name: str) -> np.ndarray:
-    if y is None or isinstance(y, (str, bytes, dict, int, float, np.generic)):
+    if y is None or isinstance(y, (str, bytes, dict, int, float, np.generic)) or getattr(y, "ndim", None) == 0:
         # These were read as a 0-D array: "must be 1-D ..., got shape ()" did not say what was passed or what to pass.
         hint = (f"; to use a column of the frame, pass the column itself (df[{y!r}]) and leave it out of the features"
                 if isinstance(y, str) else "")

@@ -141,7 +141,8 @@ def test_ragged_lists_are_named(which: str) -> None:
 
 
 @pytest.mark.parametrize(("which", "given", "shown"),
-                         [("y_train", "label", "str 'label'"), ("y_val", None, "NoneType None"), ("y_train", 1, "int 1")])
+                         [("y_train", "label", "str 'label'"), ("y_val", None, "NoneType None"), ("y_train", 1, "int 1"),
+                          ("y_val", np.array(5), "ndarray array(5)")])
 def test_a_target_that_is_not_one_value_per_row_says_what_was_passed(which: str, given: object, shown: str) -> None:
     # fit(df, "label", ...) (a column name, as some libraries take) and fit(X, None, ...) said "must be 1-D (one target
     # per row), got shape ()": neither what was passed nor what to pass.
