@@ -751,7 +751,8 @@ def _hash_rows(df: pd.DataFrame, *, source: str | None, why: str) -> np.ndarray:
 
 def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
                text_columns: Sequence[str | None] = (), numeric_columns: Sequence[str] = (),
-               set_aside: Sequence[str | os.PathLike[str] | None] = ()) -> pd.DataFrame:
+               set_aside: Sequence[str | os.PathLike[str] | None] = (),
+               leading_zeros_hint: bool = True) -> pd.DataFrame:
     """Read a parquet or CSV file, or every data file of a folder (same columns), into one frame.
 
     Args:
@@ -767,6 +768,8 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
             names and counts without them).
         set_aside: Folders inside a data folder that are not its data (a validation or test folder), as for
             :func:`list_data_files`; any other folder in it named like a data file is refused.
+        leading_zeros_hint: Warn of a CSV column read as numbers whose text has leading zeros (a zip code); off
+            for a file of which only some columns are read (a list of row ids), whose other columns are never used.
 
     Returns:
         The rows, with a fresh ``RangeIndex``.
@@ -787,7 +790,7 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
     zeros: dict[str, list[tuple[Path, int, str]]] = {}
     for f in files:
         df = _read_one(f, max_columns=max_columns, text_columns=text, numeric_columns=numeric)
-        for col, hit in _leading_zeros(f, df, text).items():
+        for col, hit in (_leading_zeros(f, df, text) if leading_zeros_hint else {}).items():
             zeros.setdefault(col, []).append(hit)
         if columns is None:
             columns = list(df.columns)
@@ -1090,7 +1093,9 @@ def read_row_id_list(path: str | os.PathLike[str], *, id_column: str | None = No
     """
     column = "row_id"
     try:
-        df = read_table(path, text_columns=["row_id", id_column])
+        # Only the ids are read: a reviewer's copy of quarantine.parquet as CSV holds the data's columns, whose zip codes
+        # would otherwise be warned about as if they were data (at config load and in the prune task alike).
+        df = read_table(path, text_columns=["row_id", id_column], leading_zeros_hint=False)
     except InputError as exc:  # no such file, header only, an empty folder...: say which key named it, and what to do
         text = str(exc)
         text = text[len(f"{exc.source}: "):] if exc.source and text.startswith(f"{exc.source}: ") else text

@@ -789,6 +789,19 @@ def test_a_keep_list_reads_row_ids_as_a_run_folder_or_a_csv_writes_them(tmp_path
     assert read_row_id_list(tmp_path / "ids.parquet", id_column="application_id") == ["7", "12"]
 
 
+def test_a_keep_list_cut_from_a_quarantine_is_read_without_hints_about_its_data_columns(tmp_path: Path) -> None:
+    from lossval.io import read_row_id_list
+
+    # A reviewer's CSV copy of quarantine.parquet: its zip codes are the data's (declared categorical there); only the
+    # ids are read, so no "declare the column categorical" warning about a column the list does not use.
+    (tmp_path / "reviewed.csv").write_text("row_id,zip,label\n0,02139,yes\n24,10001,no\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_row_id_list(tmp_path / "reviewed.csv") == ["0", "24"]
+    with pytest.warns(UserWarning, match="leading zeros"):  # reading the file as data still says it
+        read_table(tmp_path / "reviewed.csv")
+
+
 def test_a_keep_list_without_ids_is_refused_naming_the_file_and_what_it_needs(tmp_path: Path) -> None:
     from lossval.io import read_row_id_list
 
