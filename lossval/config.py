@@ -810,11 +810,21 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
                    "or change that choice if you meant it to apply.")
         if _first_time(source, key, unused[key]):
             warnings.warn(message, UserWarning, stacklevel=3)
+    roles = {**{c: f"the {key}" for c, key in config._split_columns().items()}, config.target: "the target",
+             config.id_column: "the id column"}
+    # The encoder leaves these out whatever include says (exclude wins): a column listed there would silently be no
+    # feature. The target is refused by the encoder, so it is not said here too.
+    dropped = [c for c in config.include or () if c != config.target and (c in roles or c in config.exclude)]
+    if dropped and _first_time(source, "features.include", repr(dropped)):
+        named = ", ".join(f"{c!r} ({roles.get(c, 'in features.exclude')})" for c in dropped)
+        one = len(dropped) == 1
+        warnings.warn(f"{source + ': ' if source else ''}'features.include' names {named}, which "
+                      f"{'is' if one else 'are'} left out of the features all the same: the model does not use "
+                      f"{'it' if one else 'them'}. Remove {'it' if one else 'them'} from features.include (or, for an "
+                      "excluded column you meant to use, from features.exclude).", UserWarning, stacklevel=3)
     features = set(config.numeric_features())
     idle = [c for c in config.numeric if c not in features]
     if idle:  # the encoder reads no numeric declaration of a column that is no feature
-        roles = {**{c: f"the {key}" for c, key in config._split_columns().items()}, config.target: "the target",
-                 config.id_column: "the id column"}
         named = ", ".join(f"{c!r} ({roles.get(c, 'excluded' if c in config.exclude else 'not in features.include')})"
                           for c in idle)
         if not _first_time(source, "features.numeric", named):

@@ -326,6 +326,27 @@ def test_a_numeric_declaration_of_a_column_that_is_no_feature_is_warned_about(tm
         config_from_dict({**BASE, "features": {"numeric": ["z"], "include": ["x"]}})
 
 
+def test_an_included_column_that_the_features_leave_out_all_the_same_is_warned_about(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen by a review: features.include naming the id column, the validation marker or an excluded column ran with
+    # that column silently left out (exclude wins), so the model used fewer columns than the config listed.
+    monkeypatch.setattr("lossval.config._UNUSED_WARNED", set())
+    raw = {**BASE, "id_column": "id", "validation": {"strategy": "column", "column": "v"},
+           "features": {"include": ["x", "id", "v", "z"], "exclude": ["z"]}}
+    with pytest.warns(UserWarning) as caught:
+        config_from_dict(raw)
+    [text] = [str(w.message) for w in caught if "features.include" in str(w.message)]
+    assert text == ("'features.include' names 'id' (the id column), 'v' (the validation.column), 'z' (in "
+                    "features.exclude), which are left out of the features all the same: the model does not use them. "
+                    "Remove them from features.include (or, for an excluded column you meant to use, from "
+                    "features.exclude).")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config_from_dict({**BASE, "id_column": "id", "features": {"include": ["x", "z"], "exclude": ["id"]}})
+
+
 def test_a_numeric_declaration_of_the_validation_strategys_own_column_is_warned_about_and_not_read(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Seen by a review: the split's marker and timestamp columns are no features (tasks.value.feature_exclusions), but
