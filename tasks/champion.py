@@ -99,11 +99,12 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
     Returns:
         ``{"champion": version or None, "failures": [...], "schema_changes": [...],
         "metrics": champion's test metrics or None, "note": why nothing was compared, or None,
-        "worse": this run scored worse than the champion, beyond the tolerance}``.
+        "worse": this run scored worse than the champion, beyond the tolerance, "worse_rules": the rules of
+        :func:`tasks.gate.metric_findings` that fired against it (``primary``, ``limit:<metric>``, ``all_worse``)}``.
         A tracking store that does not answer is a failure: nothing is promoted uncompared.
     """
     record: dict[str, Any] = {"champion": None, "failures": [], "schema_changes": [], "metrics": None, "note": None,
-                              "worse": False}
+                              "worse": False, "worse_rules": []}
     uri = tracking_uri(config, workspace)
     if _no_store_yet(uri):
         record["note"] = "no tracking database yet: no champion"
@@ -177,6 +178,7 @@ def compare_with_champion(config: PipelineConfig, workspace: str, *, encoder: Ta
         else:  # a metric worse than its limit, or no metric better than the champion's (champion -> this run)
             record["failures"].append(f"against {against} (champion -> this run): {text}")
     record["worse"] = bool(findings)
+    record["worse_rules"] = [rule for rule, _ in findings]  # which gate key would let it pass: the remedy names it
     return record
 
 

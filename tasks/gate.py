@@ -229,9 +229,21 @@ def remedies(*, gx_failed: list[dict], metric_rules: list[str], champion: dict |
                        "false to promote runs that improve no metric (the primary one staying within "
                        "gate.metric_tolerance).")
     if champion and champion["worse"]:
+        # Name the key of the rule that refused: raising gate.metric_tolerance does nothing for a run within it that
+        # improved on the champion nowhere (gate.refuse_when_all_worse), or one past a gate.metric_limits entry.
+        keys = []
+        for rule in champion.get("worse_rules") or ["primary"]:
+            if rule == "primary":
+                keys.append("raise gate.metric_tolerance only if the drop is acceptable")
+            elif rule.startswith("limit:"):
+                name = rule.split(":", 1)[1]
+                keys.append(f"raise gate.metric_limits.{name} only if a loss of this size is acceptable")
+            elif rule == "all_worse":
+                keys.append("set gate.refuse_when_all_worse: false only to promote a run that improves on it nowhere "
+                            "(the primary metric staying within gate.metric_tolerance)")
         out.append("The registered champion scores better on this run's test rows: check this data against the "
-                   "champion's (a shifted, smaller or mislabelled export?) and compare the two runs in MLflow; raise "
-                   "gate.metric_tolerance only if the drop is acceptable.")
+                   "champion's (a shifted, smaller or mislabelled export?) and compare the two runs in MLflow; "
+                   + "; ".join(dict.fromkeys(keys)) + ".")
     out = list(dict.fromkeys(out + data))  # one of each, in order
     named = [i for i, text in enumerate(out) if less in text]
     for i in named[1:]:  # the keys that prune less are named once, in the first sentence that says it

@@ -989,6 +989,7 @@ def test_a_champion_that_cannot_score_the_rows_refuses_unless_a_schema_change_is
         "against the champion's (lossval-unscored version 7) on this run's test rows (champion -> this run): every "
         "metric got worse: accuracy 0.9333 -> 0.9233, macro_f1 0.9299 -> 0.9205, log_loss 0.3050 -> 0.3056 "
         "(gate.refuse_when_all_worse)"]
+    assert record["worse_rules"] == ["all_worse"]  # the remedy names gate.refuse_when_all_worse, not the tolerance
     assert compare({"refuse_when_all_worse": False}, worse)["failures"] == []  # the primary rule alone, as before
     assert compare({}, {**worse, "log_loss": 0.3000})["failures"] == []  # one metric better: its call, as before/after
     limited = compare({"metric_limits": {"log_loss": 0.0001}}, {**worse, "macro_f1": 0.94})["failures"]

@@ -129,6 +129,14 @@ def test_failed_checks_read_as_plain_numbers_with_their_bounds_and_each_kind_get
     (better,) = remedies(gx_failed=[], metric_rules=[], champion={"worse": True}, suite="s", target="y")
     assert better.startswith("The registered champion scores better on this run's test rows")
     assert remedies(gx_failed=[], metric_rules=[], champion={"worse": False}, suite="s", target="y") == []
+    # Seen by a review: a run within the tolerance but worse than the champion on every metric was told to raise
+    # gate.metric_tolerance, which changes nothing; the remedy names the key of the rule that refused.
+    (all_worse,) = remedies(gx_failed=[], metric_rules=[], champion={"worse": True, "worse_rules": ["all_worse"]},
+                            suite="s", target="y")
+    assert "gate.refuse_when_all_worse: false" in all_worse and "metric_tolerance only" not in all_worse
+    (limit,) = remedies(gx_failed=[], metric_rules=[], suite="s", target="y",
+                        champion={"worse": True, "worse_rules": ["primary", "limit:log_loss"]})
+    assert "raise gate.metric_tolerance only if" in limit and "raise gate.metric_limits.log_loss only if" in limit
 
 
 @pytest.mark.parametrize("policy, says, never", [
