@@ -606,11 +606,18 @@ def _warn_unaligned(values: Any, others: dict[str, Any]) -> None:
         other_index = other.index if hasattr(other, "iloc") else None
         if other_index is None or len(other_index) != len(index) or other_index.equals(index):
             continue
-        first, other_first = (ix[0].item() if hasattr(ix[0], "item") else ix[0] for ix in (index, other_index))
+        first, other_first = (_plain(ix[0]) for ix in (index, other_index))
         warnings.warn(f"values and {name} have different row indexes (first {first!r} and {other_first!r}); "
                       f"rows are paired by position, not by index. If they should match by index, pass "
                       f"{name}.loc[values.index]; if position is right, reset both indexes (reset_index(drop=True)) "
                       "to say so.", UserWarning, stacklevel=3)
+
+
+def _plain(label: Any) -> Any:
+    """An index label as Python prints it: ``3``, ``(0, 1)``, not ``np.int64(3)`` or ``(np.int64(0), np.int64(1))``."""
+    if isinstance(label, tuple):  # a MultiIndex's
+        return tuple(_plain(part) for part in label)
+    return label.item() if isinstance(label, np.generic) else label
 
 
 def _check_keep(keep: Any, n: int) -> np.ndarray:

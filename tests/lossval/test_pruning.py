@@ -310,6 +310,10 @@ def test_per_row_series_with_another_index_than_the_values_are_warned_about():
             decision = prune(values, policy=TwoMeansPolicy(), **{name: other})
         assert decision.keep.shape == (40,)
     assert aligned.keep.shape == (40,)
+    # a MultiIndex's first label as Python prints it, not "(np.int64(0), np.int64(1))"
+    stacked = pd.Series(frame["value"].to_numpy(), index=pd.MultiIndex.from_arrays([np.arange(40) // 2, np.arange(40)]))
+    with pytest.warns(UserWarning, match=r"different row indexes \(first \(0, 0\) and \(19, 39\)\)"):
+        prune(stacked, policy=TwoMeansPolicy(), labels=pd.Series(frame["label"].to_numpy(), index=stacked.index[::-1]))
 
 
 def test_make_policy_errors():
