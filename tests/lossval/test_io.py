@@ -811,3 +811,12 @@ def test_a_keep_list_without_ids_is_refused_naming_the_file_and_what_it_needs(tm
     (tmp_path / "blank.csv").write_text("row_id,note\n1,a\n,b\n")
     with pytest.raises(InputError, match=r"blank\.csv.*1 empty id\(s\), first at row 1"):
         read_row_id_list(tmp_path / "blank.csv")
+
+
+
+def test_a_nul_byte_as_the_very_first_character_is_refused(tmp_path: Path) -> None:
+    # A UTF-16 (big-endian, no BOM) export starts with a NUL byte: refused at character 0 too.
+    path = tmp_path / "d.csv"
+    path.write_bytes("a,b\n1,2\n".encode("utf-16-be"))
+    with pytest.raises(InputError, match=r"not a text CSV file \(a NUL byte at character 0\)"):
+        read_table(path)
