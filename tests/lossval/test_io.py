@@ -820,3 +820,12 @@ def test_a_nul_byte_as_the_very_first_character_is_refused(tmp_path: Path) -> No
     path.write_bytes("a,b\n1,2\n".encode("utf-16-be"))
     with pytest.raises(InputError, match=r"not a text CSV file \(a NUL byte at character 0\)"):
         read_table(path)
+
+
+def test_a_file_with_exactly_max_columns_is_read_and_one_more_is_refused(tmp_path: Path) -> None:
+    # The limit is the most columns lossval reads, not the first number it refuses.
+    (tmp_path / "three.csv").write_text("a,b,c\n1,2,3\n")
+    pd.DataFrame({"a": [1], "b": [2], "c": [3], "d": [4]}).to_parquet(tmp_path / "four.parquet")
+    assert read_table(tmp_path / "three.csv", max_columns=3).columns.tolist() == ["a", "b", "c"]
+    with pytest.raises(InputError, match=r"has 4 columns; lossval reads at most 3\."):
+        read_table(tmp_path / "four.parquet", max_columns=3)
