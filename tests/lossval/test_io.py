@@ -829,3 +829,15 @@ def test_a_file_with_exactly_max_columns_is_read_and_one_more_is_refused(tmp_pat
     assert read_table(tmp_path / "three.csv", max_columns=3).columns.tolist() == ["a", "b", "c"]
     with pytest.raises(InputError, match=r"has 4 columns; lossval reads at most 3\."):
         read_table(tmp_path / "four.parquet", max_columns=3)
+
+
+def test_na_stays_missing_in_a_column_exactly_at_the_numeric_share(tmp_path: Path) -> None:
+    # 9 numbers and 1 typo are 0.9, the encoder's share: the encoder treats the column as numeric, so its NA must be
+    # missing, not a text category 'NA'.
+    from lossval.encoding import _NUMERIC_SHARE
+
+    assert _NUMERIC_SHARE == 0.9
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(9)) + "oops,9\nNA,10\n")
+    x = read_table(path)["x"]
+    assert x.iloc[:10].tolist() == [*(str(i) for i in range(9)), "oops"] and pd.isna(x.iloc[10])
