@@ -841,3 +841,15 @@ def test_na_stays_missing_in_a_column_exactly_at_the_numeric_share(tmp_path: Pat
     path.write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(9)) + "oops,9\nNA,10\n")
     x = read_table(path)["x"]
     assert x.iloc[:10].tolist() == [*(str(i) for i in range(9)), "oops"] and pd.isna(x.iloc[10])
+
+
+def test_numbers_hash_alike_as_int_and_float_at_and_beyond_two_to_the_53(tmp_path: Path) -> None:
+    # A column that turned float (one blank in a later delivery) must give its rows the content ids they had as int,
+    # at 2**53 (still exact in float64) and beyond it (hashed as the int they equal) too.
+    from lossval.io import row_hashes
+
+    for value in (1, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 2 ** 60):
+        as_int = pd.DataFrame({"a": np.array([value, 3], dtype="int64"), "b": ["x", "y"]})
+        as_float = as_int.assign(a=as_int["a"].astype("float64"))
+        assert (row_hashes(as_int) == row_hashes(as_float)).all(), value
+    assert len(row_hashes(pd.DataFrame(index=range(3)))) == 3  # no columns: still one hash per row
