@@ -853,3 +853,11 @@ def test_numbers_hash_alike_as_int_and_float_at_and_beyond_two_to_the_53(tmp_pat
         as_float = as_int.assign(a=as_int["a"].astype("float64"))
         assert (row_hashes(as_int) == row_hashes(as_float)).all(), value
     assert len(row_hashes(pd.DataFrame(index=range(3)))) == 3  # no columns: still one hash per row
+
+
+def test_a_float_id_of_exactly_two_to_the_53_reads_as_the_whole_number(tmp_path: Path) -> None:
+    # 2**53 is exact in float64: its id is '9007199254740992' as from an int column, not '9.007199254740992e+15';
+    # a float beyond it is no exact whole number and keeps its float text.
+    ids = assign_row_ids(pd.DataFrame({"id": [float(2 ** 53), float(2 ** 53 + 2)]}), id_column="id")
+    assert ids.tolist() == [str(2 ** 53), str(float(2 ** 53 + 2))]
+    assert assign_row_ids(pd.DataFrame({"id": [2 ** 53]}), id_column="id").tolist() == [str(2 ** 53)]
