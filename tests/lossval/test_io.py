@@ -861,3 +861,14 @@ def test_a_float_id_of_exactly_two_to_the_53_reads_as_the_whole_number(tmp_path:
     ids = assign_row_ids(pd.DataFrame({"id": [float(2 ** 53), float(2 ** 53 + 2)]}), id_column="id")
     assert ids.tolist() == [str(2 ** 53), str(float(2 ** 53 + 2))]
     assert assign_row_ids(pd.DataFrame({"id": [2 ** 53]}), id_column="id").tolist() == [str(2 ** 53)]
+
+
+def test_a_declared_text_column_stored_as_int_in_every_parquet_file_keeps_its_type(tmp_path: Path) -> None:
+    # Ids become text only when the files disagree (CSV text, parquet int); a folder of parquet files keeps the
+    # stored int64, as the docs say.
+    pd.DataFrame({"id": [1, 2], "x": [0.5, 1.5]}).to_parquet(tmp_path / "1.parquet")
+    pd.DataFrame({"id": [3], "x": [2.5]}).to_parquet(tmp_path / "2.parquet")
+    df = read_table(tmp_path, text_columns=["id"])
+    assert df["id"].dtype == np.int64 and df["id"].tolist() == [1, 2, 3]
+    (tmp_path / "3.csv").write_text("id,x\n007,3.5\n")
+    assert read_table(tmp_path, text_columns=["id"])["id"].tolist() == ["1", "2", "3", "007"]
