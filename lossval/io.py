@@ -494,9 +494,9 @@ def _read_csv_in_place(path: Path, header: list[str], *,
                          source=str(path))
     with warnings.catch_warnings():  # only empty fields past the header (trailing commas): nothing is lost
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
-        # only the python engine can drop a later row's extra (empty) fields
-        options: dict[str, Any] = ({"engine": "python", "on_bad_lines": lambda fields: fields[:n_header]}
-                                   if overlong_later else {})
+        # told the columns to read, the fast reader leaves a later row's extra (empty) fields out; the python engine
+        # would silently skip any row it cannot tokenize (5,"x"y,), and that row would be missing from the data
+        options: dict[str, Any] = {"usecols": list(range(n_header))} if overlong_later else {}
         return pd.read_csv(path, index_col=False, dtype=dtype, **options), options
 
 
@@ -520,8 +520,8 @@ def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str], n
         return df
     with warnings.catch_warnings():  # the first read settled the file's shape (trailing commas): nothing new here
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
-        raw = pd.read_csv(path, index_col=False, usecols=redo, dtype=str, keep_default_na=False, na_values=[""],
-                          **options)
+        raw = pd.read_csv(path, index_col=False, dtype=str, keep_default_na=False, na_values=[""],
+                          **{**options, "usecols": redo})
     df = df.copy()
     for i in redo:
         df.isetitem(i, raw[df.columns[i]])  # the same header read again: the same names

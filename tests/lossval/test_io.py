@@ -872,3 +872,12 @@ def test_a_declared_text_column_stored_as_int_in_every_parquet_file_keeps_its_ty
     assert df["id"].dtype == np.int64 and df["id"].tolist() == [1, 2, 3]
     (tmp_path / "3.csv").write_text("id,x\n007,3.5\n")
     assert read_table(tmp_path, text_columns=["id"])["id"].tolist() == ["1", "2", "3", "007"]
+
+@pytest.mark.parametrize("name", ["late.csv", "late.csv.gz"])
+def test_a_row_the_python_csv_engine_cannot_tokenize_is_not_lost_after_a_later_trailing_comma(tmp_path, name):
+    # A later row's trailing comma used to send the file through pandas' python engine, which skipped `5,"x"y`
+    # (text after a closing quote) without a word: the row was missing from the snapshot and the valuation.
+    text = 'a,b\n1,2\n3,4,\n5,"x"y\n7,8\n'
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    assert read_table(path).to_dict("list") == {"a": [1, 3, 5, 7], "b": ["2", "4", "xy", "8"]}
