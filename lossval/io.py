@@ -700,7 +700,16 @@ def _number_hashes(s: pd.Series) -> np.ndarray | None:
                                                   and not pd.api.types.is_complex_dtype(dtype))):
         return None
     if pd.api.types.is_unsigned_integer_dtype(dtype) and s.notna().any() and s.max() >= 2 ** 63:
-        return pd.util.hash_pandas_object(s, index=False).to_numpy()  # beyond int64: as stored
+        # beyond int64: those values as stored, each other value as it would hash in any column (it was hashed as
+        # stored too, so one huge value changed every other row's content id)
+        missing = s.isna().to_numpy()
+        stored = s.to_numpy(dtype="uint64", na_value=0)
+        huge = ~missing & (stored >= 2 ** 63)
+        # not s.where(...): on a UInt64 column it rounds 2**60 + 1 through float64
+        rest = pd.Series(pd.arrays.IntegerArray(np.where(huge, 0, stored).astype("int64"), missing), index=s.index)
+        hashes = _number_hashes(rest).copy()
+        hashes[huge] = pd.util.hash_pandas_object(s[huge], index=False).to_numpy()
+        return hashes
     as_float = s.astype("float64")  # nullable NA -> NaN
     hashes = pd.util.hash_pandas_object(as_float, index=False).to_numpy()
     if pd.api.types.is_integer_dtype(dtype):  # beyond 2**53 float64 would round: hash the int itself

@@ -855,6 +855,21 @@ def test_numbers_hash_alike_as_int_and_float_at_and_beyond_two_to_the_53(tmp_pat
     assert len(row_hashes(pd.DataFrame(index=range(3)))) == 3  # no columns: still one hash per row
 
 
+def test_a_uint64_value_beyond_int64_changes_no_other_rows_content_id() -> None:
+    # One value >= 2**63 made the whole column hash as stored, so every other row's content id changed with it.
+    from lossval.io import row_hashes
+
+    other = np.array([5, 2 ** 60 + 1], dtype="int64")
+    stored = np.array([5, 2 ** 60 + 1, 2 ** 63], dtype="uint64")
+    for column in (stored, pd.array(stored, "UInt64")):  # (pd.array of Python ints rounds 2**60 + 1 through float)
+        with_huge = row_hashes(pd.DataFrame({"a": column}))
+        assert (with_huge[:2] == row_hashes(pd.DataFrame({"a": other}))).all()
+        assert with_huge[2] != with_huge[0]
+    with_na = row_hashes(pd.DataFrame({"a": pd.arrays.IntegerArray(np.array([5, 0, 2 ** 64 - 1], "uint64"),
+                                                                   np.array([False, True, False]))}))
+    assert with_na[1] == row_hashes(pd.DataFrame({"a": [np.nan]}))[0]
+
+
 def test_a_float_id_of_exactly_two_to_the_53_reads_as_the_whole_number(tmp_path: Path) -> None:
     # 2**53 is exact in float64: its id is '9007199254740992' as from an int column, not '9.007199254740992e+15';
     # a float beyond it is no exact whole number and keeps its float text.
