@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 import lossval
-from lossval.config import PipelineConfig, check_metric_limits, load_config, mask_secrets, mask_uri
+from lossval.config import PipelineConfig, check_metric_limits, load_config, mask_secrets, mask_uri, unused_for_task
 from lossval.errors import GateFailed, LossvalError
 from lossval.io import file_sha256, read_json, sweep_orphaned_temp_files, write_json
 from lossval.manifest import MANIFEST_NAME, begin_run, complete_run, discard_run, relocate, sweep_stale_runs
@@ -265,6 +265,10 @@ def _clean_data(config: PipelineConfig, *, ws: Workspace, staging: Path, run_id:
 
         task_kind = infer_task(pd.read_parquet(snap["snapshot"], columns=[config.target])[config.target],
                                source=config.data)
+        # Keys set for a task this data is not (retrain.calibrate of a regression): the config's load could not
+        # tell, as task: auto decides from the data. Said once per run, in the load's words.
+        for message in unused_for_task(config, task_kind, source=config_path):
+            get_run_logger().warning("%s", message)
         # Decided once, from the whole snapshot: the stages after this one must not guess again from
         # their own rows (an integer target whose rare values sit only in the validation rows would
         # read as classes in one stage and as a number in another).

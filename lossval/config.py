@@ -34,6 +34,7 @@ __all__ = [
     "load_config",
     "read_yaml",
     "config_from_dict",
+    "unused_for_task",
     "resolve_config_path",
     "mask_uri",
     "mask_secrets",
@@ -806,10 +807,8 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     set_keys += [f"{section}.{k}" for section, body in raw.items() if isinstance(body, dict)
                  for k, value in body.items() if value is not None]
     for key in (k for k in set_keys if k in unused and not _at_default(raw, config, k)):
-        message = (f"{source + ': ' if source else ''}'{key}' is set but has no effect: {unused[key]}. Remove it, "
-                   "or change that choice if you meant it to apply.")
         if _first_time(source, key, unused[key]):
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warnings.warn(_unused_message(source, key, unused[key]), UserWarning, stacklevel=3)
     roles = {**{c: f"the {key}" for c, key in config._split_columns().items()}, config.target: "the target",
              config.id_column: "the id column"}
     # The encoder leaves these out whatever include says (exclude wins): a column listed there would silently be no
@@ -834,6 +833,31 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
                       f"{'is no feature' if one else 'are no features'}: declaring {'it' if one else 'them'} numeric "
                       f"has no effect. Remove {'it' if one else 'them'} from features.numeric.", UserWarning,
                       stacklevel=3)
+
+
+def _unused_message(source: str | None, key: str, why: str) -> str:
+    """The warning about a key that is set but left unread (``why``: the choice that leaves it so)."""
+    return (f"{source + ': ' if source else ''}'{key}' is set but has no effect: {why}. Remove it, "
+            "or change that choice if you meant it to apply.")
+
+
+def unused_for_task(config: PipelineConfig, task: str, *, source: str | None = None) -> list[str]:
+    """The warnings :func:`load_config` could not give a config of ``task: auto``: one per key that the task the run
+    resolved (``task``) leaves unread, such as ``retrain.calibrate: false`` of a regression, in the same words.
+
+    Only keys away from their default: a key the file leaves out has its default, and one it writes at its default is
+    not warned about at load either (a config lossval wrote out sets every key). Keys the config's own choices leave
+    unread were named at load, and a config that sets ``task`` had its task's keys named there: neither is named
+    again. The flow says these once per run, as soon as it knows the task.
+    """
+    named = config.unused_keys()
+    out = []
+    for key, why in config.unused_keys(task).items():
+        section, _, name = key.rpartition(".")
+        value = getattr(getattr(config, section) if section else config, name)
+        if key not in named and value != config.default_of(key):
+            out.append(_unused_message(source, key, why))
+    return out
 
 
 def _first_time(source: str | None, key: str, detail: str) -> bool:

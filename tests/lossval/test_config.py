@@ -277,6 +277,25 @@ def test_unused_keys_name_what_leaves_them_unread() -> None:
     assert "retrain.calibrate" not in mixture.unused_keys(task="classification")
 
 
+def test_a_key_unread_for_the_task_auto_resolved_to_is_named_by_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lossval.config import unused_for_task
+
+    monkeypatch.setattr("lossval.config._UNUSED_WARNED", set())  # the load's warnings are said once per process
+    # task: auto: the load cannot tell that a regression leaves retrain.calibrate unread; the run says it then.
+    with pytest.warns(UserWarning, match="'pruning.fraction' is set but has no effect"):
+        auto = config_from_dict({**BASE, "retrain": {"calibrate": False}, "pruning": {"fraction": 0.05}})
+    assert unused_for_task(auto, "regression", source="c.yaml") == [
+        "c.yaml: 'retrain.calibrate' is set but has no effect: the task is regression (only classifiers are "
+        "calibrated). Remove it, or change that choice if you meant it to apply."]  # pruning.fraction: named at load
+    assert unused_for_task(auto, "classification") == []
+    assert unused_for_task(config_from_dict({**BASE, "retrain": {"calibrate": True}}), "regression") == []  # default
+    assert unused_for_task(config_from_dict(BASE), "regression") == []
+    # A config that sets the task was warned about at load: not again.
+    with pytest.warns(UserWarning, match="'retrain.calibrate' is set but has no effect"):
+        explicit = config_from_dict({**BASE, "task": "regression", "retrain": {"calibrate": False}})
+    assert unused_for_task(explicit, "regression") == []
+
+
 def test_a_key_set_without_effect_is_warned_about_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({**BASE, "test_path": "t.csv", "test_fraction": 0.3,
