@@ -694,7 +694,10 @@ def _number_hashes(s: pd.Series) -> np.ndarray | None:
     if isinstance(dtype, pd.CategoricalDtype):
         if not pd.api.types.is_numeric_dtype(dtype.categories.dtype):
             return None
-        s = pd.Series(np.asarray(dtype.categories)[s.cat.codes.to_numpy()], index=s.index).where(s.notna())
+        # the categories as a nullable array, missing rows taken as NA: Series.where(...) turned int categories float
+        # when a row was missing, so 2**60 and 2**60 + 1 hashed alike (and changed with another row's blank)
+        s = pd.Series(pd.array(np.asarray(dtype.categories)).take(s.cat.codes.to_numpy(), allow_fill=True),
+                      index=s.index)
         dtype = s.dtype
     if not (pd.api.types.is_bool_dtype(dtype) or (pd.api.types.is_numeric_dtype(dtype)
                                                   and not pd.api.types.is_complex_dtype(dtype))):

@@ -870,6 +870,19 @@ def test_a_uint64_value_beyond_int64_changes_no_other_rows_content_id() -> None:
     assert with_na[1] == row_hashes(pd.DataFrame({"a": [np.nan]}))[0]
 
 
+def test_a_blank_in_a_numeric_category_column_changes_no_other_rows_content_id() -> None:
+    # A missing value turned the categories float: 2**60 and 2**60 + 1 hashed alike, and a blank in one row changed
+    # the content ids of the others (a bool category's True hashed as text, not as 1).
+    from lossval.io import row_hashes
+
+    for values in ([2 ** 60, 2 ** 60 + 1], [True, False], np.array([5, 2 ** 63 + 1], "uint64")):
+        whole = row_hashes(pd.DataFrame({"a": pd.Categorical(values)}))
+        column = pd.Series(pd.Categorical([*values, values[0]]))
+        blank = row_hashes(pd.DataFrame({"a": column.where(column.index < 2)}))
+        assert (blank[:2] == whole).all() and whole[0] != whole[1], values
+        assert blank[2] == row_hashes(pd.DataFrame({"a": [np.nan]}))[0]
+
+
 def test_a_float_id_of_exactly_two_to_the_53_reads_as_the_whole_number(tmp_path: Path) -> None:
     # 2**53 is exact in float64: its id is '9007199254740992' as from an int column, not '9.007199254740992e+15';
     # a float beyond it is no exact whole number and keeps its float text.
