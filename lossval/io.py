@@ -366,7 +366,7 @@ def _read_one(path: Path, *, max_columns: int, text_columns: Sequence[str] = (),
             raise InputError(f"duplicate column names {dup[:5]}; rename them.", source=str(path))
         text = {c: str for c in text_columns if c in header}
         df = (_read_csv(path, header, dtype=text, numeric=numeric_columns) if is_csv
-              else _restore_index(pd.read_parquet(path), path))
+              else _big_ints_as_stored(_restore_index(pd.read_parquet(path), path), path))
     except InputError:
         raise
     except (pd.errors.EmptyDataError, StopIteration):
@@ -464,7 +464,8 @@ def _read_csv(path: Path, header: list[str], *, dtype: dict[str, Any] | None = N
     numbers) keep pandas' reading.
     """
     df, options = _read_csv_in_place(path, header, dtype=dtype)
-    return _text_as_written(path, df, declared=list(dtype or ()), numeric=numeric, options=options)
+    df = _text_as_written(path, df, declared=list(dtype or ()), numeric=numeric, options=options)
+    return _big_ints_as_written(path, df, options=options)
 
 
 def _read_csv_in_place(path: Path, header: list[str], *,
@@ -526,6 +527,112 @@ def _text_as_written(path: Path, df: pd.DataFrame, *, declared: Sequence[str], n
     for i in redo:
         df.isetitem(i, raw[df.columns[i]])  # the same header read again: the same names
     return df
+
+
+_WHOLE_NUMBER_TEXT = r"\s*[+-]?\d+\s*"
+
+
+def _beyond_float(series: pd.Series) -> bool:
+    """A float64 column holding a number of 2**53 or more: if it was read from integers (with a gap, which pandas
+    cannot hold in int64), float64 may have rounded them, so that 2**60 and 2**60 + 1 read as one value."""
+    if series.dtype != np.float64:
+        return False
+    values = series.to_numpy()
+    return bool((np.abs(values[np.isfinite(values)]) >= _EXACT_FLOAT).any())
+
+
+def _rounds_in_float(values: np.ndarray) -> bool:
+    """Some of these whole numbers (int64, uint64 or Python ints, none missing) is not exact in float64."""
+    if values.dtype.kind in "iu":  # the few large ones, without a Python step per value (2**53 + 1 is 2**53 as float)
+        values = values[np.abs(values.astype(np.float64)) >= _EXACT_FLOAT]
+    return any(int(float(v)) != int(v) for v in values if abs(int(v)) > _EXACT_FLOAT)
+
+
+def _nullable_ints(values: np.ndarray, missing: np.ndarray) -> pd.api.extensions.ExtensionArray | None:
+    """Whole numbers with gaps (``values`` int64, uint64 or Python ints; any value where ``missing``) as pandas'
+    nullable ``Int64`` (``UInt64`` beyond int64), or None where float64 holds every one exactly (the column keeps
+    pandas' float64 reading, its values and its hashes) or neither dtype holds them all."""
+    present = values[~missing]
+    if not present.size or not _rounds_in_float(present):
+        return None
+    low, high = int(present.min()), int(present.max())
+    dtype = "int64" if -2 ** 63 <= low and high < 2 ** 63 else "uint64" if 0 <= low and high < 2 ** 64 else None
+    if dtype is None:
+        return None
+    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(dtype), missing.copy())
+
+
+def _big_ints_as_stored(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Integer columns of a parquet file with a missing value and a whole number beyond 2**53, which pandas reads as
+    float64 (rounding them: two accounts, or two rows, became one), as pandas' nullable ``Int64``/``UInt64``.
+
+    Only columns that read as float64 with such a large value are looked at again, and only those: every other column
+    keeps pandas' reading.
+    """
+    candidates = [c for c in df.columns if isinstance(c, str) and _beyond_float(df[c])]
+    if not candidates:
+        return df
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    ints = [c for c in candidates if c in schema.names
+            and (pa.types.is_int64(schema.field(c).type) or pa.types.is_uint64(schema.field(c).type))]
+    if not ints:
+        return df
+    table = pq.read_table(path, columns=ints)
+    df = df.copy()
+    for c in ints:
+        column = table.column(c)
+        ints_of_c = _nullable_ints(column.fill_null(0).to_numpy(), column.is_null().to_numpy(zero_copy_only=False))
+        if ints_of_c is not None:
+            df[c] = ints_of_c
+    return df
+
+
+def _big_ints_as_written(path: Path, df: pd.DataFrame, *, options: dict[str, Any]) -> pd.DataFrame:
+    """CSV columns of whole numbers with an empty field and a number beyond 2**53, which pandas reads as float64
+    (rounding them), as pandas' nullable ``Int64``/``UInt64`` of the numbers written. Only such columns are read a
+    second time; a column with any other text there (``1e18``, ``5.0``) keeps pandas' float64 reading."""
+    redo = [i for i, col in enumerate(df.columns) if _beyond_float(df[col])]
+    if not redo:
+        return df
+    with warnings.catch_warnings():  # the first read settled the file's shape (trailing commas): nothing new here
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        raw = pd.read_csv(path, index_col=False, dtype=str, **{**options, "usecols": redo})
+    df = df.copy()
+    for i in redo:
+        text = raw[df.columns[i]]
+        missing = text.isna().to_numpy()
+        whole = text[~missing].str.fullmatch(_WHOLE_NUMBER_TEXT).all()
+        if not whole or (missing != df.iloc[:, i].isna().to_numpy()).any():
+            continue
+        numbers = np.array([0 if gap else int(t) for t, gap in zip(text, missing)], dtype=object)
+        ints = _nullable_ints(numbers, missing)
+        if ints is not None:
+            df.isetitem(i, ints)
+    return df
+
+
+def _exact_ints_across_files(frames: list[pd.DataFrame], col: Any) -> list[pd.DataFrame]:
+    """A column of whole numbers in every file of a folder, one of which float64 cannot hold exactly (beyond 2**53),
+    as pandas' nullable ``Int64``/``UInt64`` in all: where another file holds it as float64 (a gap there, or small
+    numbers stored as floats), concatenating would round it through float64. A column with a fraction, or whose
+    numbers float64 holds exactly, keeps pandas' reading."""
+    series = [f[col] for f in frames]
+    kinds = {s.dtype.kind for s in series}
+    if "f" not in kinds or not kinds <= {"f", "i", "u"}:
+        return frames
+    large = [s for s in series if s.dtype.kind in "iu"
+             and _rounds_in_float(s.dropna().to_numpy(dtype="uint64" if s.dtype.kind == "u" else "int64"))]
+    if not large or not all(_whole_numbers(s) for s in series if s.dtype.kind == "f"):
+        return frames
+    low = min(int(s.min()) for s in series if s.notna().any())
+    high = max(int(s.max()) for s in series if s.notna().any())
+    dtype = "Int64" if -2 ** 63 <= low and high < 2 ** 63 else "UInt64" if 0 <= low and high < 2 ** 64 else None
+    if dtype is None:
+        return frames
+    return [f.assign(**{col: f[col].astype(dtype)}) if f[col].dtype != dtype else f for f in frames]
 
 
 def text_columns_of(df: pd.DataFrame, *, skip: Collection[Any] = ()) -> list[Any]:
@@ -831,8 +938,7 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
         # CSV gives the text, parquet its stored type (ids as int64): one column of mixed types
         # could not be written back as parquet, so every file's values become text there.
         if len({_holds_text(f[col]) for f in frames}) > 1:
-            frames = [f if _holds_text(f[col]) else
-                      f.assign(**{col: f[col].where(f[col].isna(), f[col].astype(str))}) for f in frames]
+            frames = [f if _holds_text(f[col]) else f.assign(**{col: _as_text(f[col])}) for f in frames]
     for col in columns or []:  # text in one file, numbers in another: one column cannot hold both as parquet
         held = [(f_path.name, _holds_text(f[col])) for f_path, f in zip(files, frames) if f[col].notna().any()]
         as_text = next((name for name, is_text in held if is_text), None)
@@ -845,10 +951,20 @@ def read_table(path: str | os.PathLike[str], *, max_columns: int = MAX_COLUMNS,
                 f"holds codes, declare it categorical (pipeline config: features.categorical: [{col}]; `lossval value`: "
                 f"--categorical {col}) to read it as text in every file; else fix the file whose values are wrong.",
                 source=str(path))
+    for col in columns or []:
+        frames = _exact_ints_across_files(frames, col)
     try:
         return pd.concat(frames, ignore_index=True)
     except (TypeError, ValueError) as exc:
         raise InputError(f"files of this folder cannot be combined: {exc}", source=str(path)) from None
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    """A column's present values as text, its missing ones left missing (NaN)."""
+    if isinstance(series.dtype, pd.api.extensions.ExtensionDtype) and series.dtype.kind in "iu":
+        # a nullable Int64 column (whole numbers beyond 2**53 with a gap) cannot take text in place
+        series = series.astype(object).where(series.notna(), np.nan)
+    return series.where(series.isna(), series.astype(str))
 
 
 def _refuse_text_in_declared_numbers(col: str, files: Sequence[Path], frames: Sequence[pd.DataFrame],

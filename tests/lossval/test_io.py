@@ -909,3 +909,81 @@ def test_a_row_the_python_csv_engine_cannot_tokenize_is_not_lost_after_a_later_t
     path = tmp_path / name
     path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
     assert read_table(path).to_dict("list") == {"a": [1, 3, 5, 7], "b": ["2", "4", "xy", "8"]}
+
+
+BIG = 2 ** 60  # 2**60 and 2**60 + 1 are one float64
+
+
+def _accounts_with_a_gap(tmp_path: Path) -> list[Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"acct": pa.array([BIG, BIG + 1, None, 7], pa.int64()), "x": [1.0, 1.0, 2.0, 3.0]}),
+                   tmp_path / "d.parquet")
+    (tmp_path / "d.csv").write_text(f"acct,x\n{BIG},1.0\n{BIG + 1},1.0\n,2.0\n7,3.0\n")
+    return [tmp_path / "d.parquet", tmp_path / "d.csv"]
+
+
+def test_an_int_column_with_a_gap_keeps_whole_numbers_beyond_two_to_the_53(tmp_path: Path) -> None:
+    # pandas reads an int column with a missing value as float64: 2**60 and 2**60 + 1 became one number, so two
+    # different rows were one row and its copy ('#2'), and two accounts one id.
+    from lossval.encoding import TabularEncoder
+
+    for path in _accounts_with_a_gap(tmp_path):
+        df = read_table(path)
+        assert df["acct"].dtype == "Int64", path.name
+        assert [None if pd.isna(v) else v for v in df["acct"]] == [BIG, BIG + 1, None, 7]
+        ids = assign_row_ids(df)
+        assert ids.nunique() == 4 and not ids.str.contains("#").any()
+        as_float = df.assign(acct=df["acct"].astype("float64"))  # the other rows keep the content ids they had
+        assert ids[[0, 2, 3]].tolist() == assign_row_ids(as_float)[[0, 2, 3]].tolist()
+        assert assign_row_ids(df.dropna(), id_column="acct").tolist() == [str(BIG), str(BIG + 1), "7"]
+        write_parquet(df, tmp_path / "snapshot.parquet")  # the snapshot keeps them, and the rows their ids
+        back = read_table(tmp_path / "snapshot.parquet")
+        assert back.equals(df) and assign_row_ids(back).tolist() == ids.tolist()
+        encoder = TabularEncoder(target="x").fit(df.dropna())  # still a number feature, standardised in float64
+        assert [c["kind"] for c in encoder.to_dict()["fitted"]["columns"]] == ["numeric"]
+        assert np.isfinite(encoder.transform(df.dropna())).all()
+
+
+def test_columns_that_float64_holds_exactly_keep_pandas_reading(tmp_path: Path) -> None:
+    # Only a column that would lose a digit changes type: the others keep float64, their values and the snapshot hash.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"small": pa.array([2 ** 53, None, 7], pa.int64()), "exact": pa.array([BIG, None, 7], pa.int64()),
+                      "floats": pa.array([float(BIG), None, 7.0])})
+    pq.write_table(table, tmp_path / "d.parquet")
+    df = read_table(tmp_path / "d.parquet")
+    assert (df.dtypes == np.float64).all()
+    assert frame_fingerprint(df) == frame_fingerprint(pd.read_parquet(tmp_path / "d.parquet"))
+    (tmp_path / "d.csv").write_text(f"small,exact,sci\n{2 ** 53},{BIG},1e18\n,,\n7,7,{BIG + 1}\n")
+    df = read_table(tmp_path / "d.csv")
+    assert (df.dtypes == np.float64).all()
+    assert frame_fingerprint(df) == frame_fingerprint(pd.read_csv(tmp_path / "d.csv"))
+
+
+def test_a_folder_keeps_whole_numbers_beyond_two_to_the_53_when_another_file_has_a_gap(tmp_path: Path) -> None:
+    # One file's int64 column (no gap) and another's float64 one (a gap): concatenated they were float64, rounded.
+    pd.DataFrame({"acct": [BIG, BIG + 1]}).to_parquet(tmp_path / "1.parquet")
+    pd.DataFrame({"acct": [None, 7.0]}).to_parquet(tmp_path / "2.parquet")
+    (tmp_path / "3.csv").write_text("acct\n8\n")
+    df = read_table(tmp_path)
+    assert df["acct"].dtype == "Int64" and df["acct"].tolist()[:2] == [BIG, BIG + 1]
+    assert assign_row_ids(df).nunique() == 5
+    (tmp_path / "3.csv").write_text("acct\n0.5\n8\n")  # a fraction: the column is one of floats, as pandas reads it
+    assert read_table(tmp_path)["acct"].dtype == np.float64
+
+
+def test_an_id_column_with_a_gap_and_large_ids_is_refused_for_the_gap_not_as_repeats(tmp_path: Path) -> None:
+    # Read as float64, 2**60 and 2**60 + 1 were one id: "duplicate ids" named the wrong fault; and a CSV beside the
+    # parquet file turns its ids into text, which a nullable int column could not take.
+    path = _accounts_with_a_gap(tmp_path)[0]
+    with pytest.raises(InputError, match="'acct' has 1 empty value"):
+        assign_row_ids(read_table(path, text_columns=["acct"]), id_column="acct")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    path.rename(folder / "1.parquet")
+    (folder / "2.csv").write_text("acct,x\n007,4.0\n")
+    df = read_table(folder, text_columns=["acct"])
+    assert df["acct"].tolist()[:2] == [str(BIG), str(BIG + 1)] and pd.isna(df["acct"][2]) and df["acct"][4] == "007"
