@@ -29,6 +29,7 @@ from flows.clean import run_cleaning
 from flows.runner import SERVER_PROBE_ATTEMPTS, check_tracking_server
 from flows.nightly import locks_dir
 from lossval.catalog import entry_for_landing, read_catalog, require_flow_parameters
+from lossval.config import config_warnings_to
 from lossval.errors import GateFailed, InputError
 from lossval.landing import (ARRIVAL_EVENT, check_lock_timeout, clear_attempt, confine, dataset_lock, dataset_of,
                              newest_arrival, record_arrival, record_attempt, refuses_file, same_file,
@@ -108,7 +109,8 @@ def arrival(path: str, datasets_file: str, landing_dir: str, workspace: str = "l
     def settled() -> None:  # an outcome without a cleaning run (superseded, already cleaned, being written again)
         clear_attempt(locks_dir(workspace), entry.name, relative=relative, mtime_ns=first.st_mtime_ns)
 
-    config = entry.load(data=str(landed))
+    with config_warnings_to(lambda message: log.warning("%s", message)):  # in this run's log, every run
+        config = entry.load(data=str(landed))
     # Before the lock and the run: a tracking server that does not answer fails this file's run (its attempt stays
     # recorded, so the nightly run cleans the file once the server is back), not after valuation and retraining;
     # asked again after a momentary failure (a server restarting), as the nightly run does.

@@ -17,6 +17,7 @@ from flows._log import quiet_expected_errors
 from flows.clean import run_cleaning
 from flows.runner import SERVER_PROBE_ATTEMPTS, check_tracking_server
 from lossval.catalog import CatalogProblem, DatasetEntry, read_catalog_entries, require_flow_parameters
+from lossval.config import config_warnings_to
 from lossval.errors import GateFailed, InputError, NightlyFailed
 from lossval.io import write_json
 from lossval.landing import (check_lock_timeout, clear_attempt, dataset_lock, newest_arrival, record_arrival,
@@ -58,10 +59,11 @@ def clean_entry(name: str, config_path: str, workspace: str, lock_timeout_s: flo
             written in place); the message says how to go on.
     """
     entry = DatasetEntry(name=name, config_path=config_path, landing=name)
-    config = entry.load()  # a broken config fails before waiting for the lock
+    log = get_run_logger()
+    with config_warnings_to(lambda message: log.warning("%s", message)):  # in this run's log, every night
+        config = entry.load()  # a broken config fails before waiting for the lock
     # so does a tracking server that does not answer, asked again after a momentary failure (a restart)
     check_tracking_server(config.tracking.uri, source=config_path, attempts=SERVER_PROBE_ATTEMPTS)
-    log = get_run_logger()
     with dataset_lock(locks_dir(workspace), name, timeout=lock_timeout_s, holder=str(flow_run.id or "local"),
                       on_wait=lambda: log.info("dataset %s is locked by another run; waiting", name)):
         unfinished = _clean_unfinished_arrival(name, config, workspace=workspace, config_path=config_path,
@@ -268,7 +270,10 @@ def _unusable(entry: DatasetEntry | CatalogProblem) -> tuple[str, str] | None:
     if isinstance(entry, CatalogProblem):
         return entry.where, str(entry.error)
     try:
-        entry.load()  # clean_entry loads it again at its turn: a config edited meanwhile is the one it cleans with
+        # clean_entry loads it again at its turn (a config edited meanwhile is the one it cleans with), and logs its
+        # warnings in the dataset's own run: not said here too
+        with config_warnings_to(lambda message: None):
+            entry.load()
     except InputError as exc:  # worded as when the dataset's own run met it
         return entry.name, f"{type(exc).__name__}: {exc}"
     except Exception:  # noqa: BLE001 - a bug: the dataset's own run meets it again and fails it with its traceback

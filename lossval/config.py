@@ -7,6 +7,8 @@ file's folder, and ``~`` is expanded. See ``examples/config.yaml`` for every key
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import inspect
@@ -15,6 +17,7 @@ import math
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ __all__ = [
     "GateConfig",
     "TrackingConfig",
     "load_config",
+    "config_warnings_to",
     "read_yaml",
     "config_from_dict",
     "unused_for_task",
@@ -797,18 +801,16 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
 
     Not an error: keeping ``pruning.fraction`` while trying policy ``two_means`` is a fair way to
     work, but the user should not believe it applies. Said once per process: ``lossval run`` reads
-    its config several times (its checks, the tracking warm-up, the flow), and a served deployment
-    every night.
+    its config several times (its checks, the tracking warm-up, the flow); within
+    :func:`config_warnings_to` (a nightly or new-data flow run) once per block, to its ``say``.
     """
-    import warnings
-
     unused = config.unused_keys()
     set_keys = [k for k, value in raw.items() if value is not None and not isinstance(value, dict)]
     set_keys += [f"{section}.{k}" for section, body in raw.items() if isinstance(body, dict)
                  for k, value in body.items() if value is not None]
     for key in (k for k in set_keys if k in unused and not _at_default(raw, config, k)):
         if _first_time(source, key, unused[key]):
-            warnings.warn(_unused_message(source, key, unused[key]), UserWarning, stacklevel=3)
+            _say(_unused_message(source, key, unused[key]))
     roles = {**{c: f"the {key}" for c, key in config._split_columns().items()}, config.target: "the target",
              config.id_column: "the id column"}
     # The encoder leaves these out whatever include says (exclude wins): a column listed there would silently be no
@@ -817,10 +819,10 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
     if dropped and _first_time(source, "features.include", repr(dropped)):
         named = ", ".join(f"{c!r} ({roles.get(c, 'in features.exclude')})" for c in dropped)
         one = len(dropped) == 1
-        warnings.warn(f"{source + ': ' if source else ''}'features.include' names {named}, which "
-                      f"{'is' if one else 'are'} left out of the features all the same: the model does not use "
-                      f"{'it' if one else 'them'}. Remove {'it' if one else 'them'} from features.include (or, for an "
-                      "excluded column you meant to use, from features.exclude).", UserWarning, stacklevel=3)
+        _say(f"{source + ': ' if source else ''}'features.include' names {named}, which "
+             f"{'is' if one else 'are'} left out of the features all the same: the model does not use "
+             f"{'it' if one else 'them'}. Remove {'it' if one else 'them'} from features.include (or, for an "
+             "excluded column you meant to use, from features.exclude).")
     features = set(config.numeric_features())
     idle = [c for c in config.numeric if c not in features]
     if idle:  # the encoder reads no numeric declaration of a column that is no feature
@@ -829,10 +831,9 @@ def _warn_unused(raw: dict[str, Any], config: PipelineConfig, source: str | None
         if not _first_time(source, "features.numeric", named):
             return
         one = len(idle) == 1
-        warnings.warn(f"{source + ': ' if source else ''}'features.numeric' names {named}, which "
-                      f"{'is no feature' if one else 'are no features'}: declaring {'it' if one else 'them'} numeric "
-                      f"has no effect. Remove {'it' if one else 'them'} from features.numeric.", UserWarning,
-                      stacklevel=3)
+        _say(f"{source + ': ' if source else ''}'features.numeric' names {named}, which "
+             f"{'is no feature' if one else 'are no features'}: declaring {'it' if one else 'them'} numeric "
+             f"has no effect. Remove {'it' if one else 'them'} from features.numeric.")
 
 
 def _unused_message(source: str | None, key: str, why: str) -> str:
@@ -861,16 +862,47 @@ def unused_for_task(config: PipelineConfig, task: str, *, source: str | None = N
 
 
 def _first_time(source: str | None, key: str, detail: str) -> bool:
-    """Whether this warning about ``key`` of the config ``source`` is not yet said in this process (and now is).
+    """Whether this warning about ``key`` of the config ``source`` is not yet said in this process (and now is);
+    within :func:`config_warnings_to`, in that block.
 
     Keyed by the file, not the message: the CLI names the config as typed, the flow by its resolved path.
     """
     seen = (os.path.realpath(source) if source else None, key, detail)
+    scope = _WARNINGS_TO.get()
     with _UNUSED_WARNED_LOCK:
-        if seen in _UNUSED_WARNED:
+        said = _UNUSED_WARNED if scope is None else scope[1]
+        if seen in said:
             return False
-        _UNUSED_WARNED.add(seen)
+        said.add(seen)
     return True
+
+
+def _say(message: str) -> None:
+    """A config warning: to the ``say`` of the enclosing :func:`config_warnings_to`, else a Python ``UserWarning``
+    (placed, as before, at the call of :func:`config_from_dict`)."""
+    scope = _WARNINGS_TO.get()
+    if scope is None:
+        import warnings
+
+        warnings.warn(message, UserWarning, stacklevel=4)
+    else:
+        scope[0](message)
+
+
+@contextlib.contextmanager
+def config_warnings_to(say: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, the warnings of the configs loaded (keys left unread, ``features.include`` and
+    ``features.numeric`` columns that are no features) go to ``say``, each once, instead of Python's warnings.
+
+    For the nightly and new-data flows: a served or long-lived process runs them night after night, and
+    each run's log (what an operator reads in Prefect's UI) says what is wrong with its config, not only
+    the first run's process stderr. Outside any block a warning is said once per process, as the CLI wants.
+    """
+    token = _WARNINGS_TO.set((say, set()))
+    try:
+        yield
+    finally:
+        _WARNINGS_TO.reset(token)
 
 
 def _at_default(raw: dict[str, Any], config: PipelineConfig, dotted: str) -> bool:
@@ -887,3 +919,6 @@ def _at_default(raw: dict[str, Any], config: PipelineConfig, dotted: str) -> boo
 # The unused-key warnings this process has shown (the tracking warm-up loads the config in a thread).
 _UNUSED_WARNED: set[tuple[str | None, str, str]] = set()
 _UNUSED_WARNED_LOCK = threading.Lock()
+# Where config warnings go within config_warnings_to: its say, and what the block has said.
+_WARNINGS_TO: contextvars.ContextVar[tuple[Callable[[str], None], set[tuple[str | None, str, str]]] | None] = (
+    contextvars.ContextVar("lossval_config_warnings_to", default=None))
