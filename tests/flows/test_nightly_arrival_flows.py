@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ import yaml
 from lossval.errors import ConfigError, GateFailed, InputError, NightlyFailed, SetupError, WorkspaceError
 from lossval.demo import make_demo_data
 from lossval.landing import read_lock_log
+from tests.flows._runlog import kept_run_log
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -57,36 +57,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "refused": refused}
 
 
-@contextlib.contextmanager
-def _kept_run_log(level: int) -> Iterator[list[str]]:
-    """Prefect's flow and task run log records at ``level`` and above, as a console handler would write them."""
-    import flows.nightly  # noqa: F401  (Prefect configures its logging on first use, replacing the loggers' handlers)
-
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Keep(level)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
-    levels = [logger.level for logger in loggers]  # the tests run Prefect at WARNING (conftest)
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(min(level, logger.getEffectiveLevel()))
-    try:
-        yield lines
-    finally:
-        for logger, was in zip(loggers, levels):
-            logger.removeHandler(handler)
-            logger.setLevel(was)
-
-
 @pytest.fixture
 def run_log() -> Iterator[list[str]]:
     """Prefect's flow and task run log records (WARNING and above)."""
-    with _kept_run_log(logging.WARNING) as lines:
+    with kept_run_log(logging.WARNING) as lines:
         yield lines
 
 
@@ -320,7 +294,7 @@ def test_a_night_whose_only_problem_is_a_refusal_completes(setup: dict[str, Path
     assert [json.loads(p.read_text()) for p in (ws / "nightly").glob("*.json")] == [report]
     assert not [line for line in run_log if "Traceback" in line], run_log
     # The next night, the same data and config, and the same (no) champion: refused again, without a run.
-    with _kept_run_log(logging.INFO) as log:
+    with kept_run_log(logging.INFO) as log:
         again = nightly(datasets_file=str(datasets), workspace=str(ws))
     # Seen by a review: "dataset refused runs: ..." was logged just before "... so it was not run again".
     assert not [line for line in log if "dataset refused runs:" in line], log
@@ -341,7 +315,7 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
     good = {"name": "good", "config": str(setup["root"] / "good" / "config.yaml")}
     datasets.write_text(yaml.safe_dump({"datasets": [good]}))
     ws = setup["ws"] / "unchanged"
-    with _kept_run_log(logging.INFO) as log:
+    with kept_run_log(logging.INFO) as log:
         [first] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
     assert first["state"] == "Completed"
     # a run that goes ahead says why
@@ -361,7 +335,7 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
     assert again["state"] == "Completed" and again["run_id"] != first["run_id"]
     shutil.rmtree(ws / "runs" / first["run_id"])  # the champion's run folder deleted: its outputs are made again
     shutil.rmtree(ws / "runs" / again["run_id"])  # (the version now names the latest run that gated it)
-    with _kept_run_log(logging.INFO) as log:
+    with kept_run_log(logging.INFO) as log:
         [remade] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
     [why] = [line for line in log if "dataset good runs:" in line]
     assert why.startswith("INFO dataset good runs: the champion (version 1) is this data's, but the folder of the run "
@@ -378,7 +352,7 @@ def test_a_night_on_the_champions_own_data_and_config_runs_nothing_again(setup: 
     other = setup["root"] / "good" / "other.yaml"
     other.write_text(yaml.safe_dump({**yaml.safe_load(Path(good["config"]).read_text()), "retrain": {"epochs": 6}}))
     datasets.write_text(yaml.safe_dump({"datasets": [{**good, "config": str(other)}]}))
-    with _kept_run_log(logging.INFO) as log:
+    with kept_run_log(logging.INFO) as log:
         [changed] = nightly(datasets_file=str(datasets), workspace=str(ws))["datasets"]
     assert [line for line in log if "dataset good runs:" in line] == [
         "INFO dataset good runs: the champion (version 1) came from another run key: the data, curated validation or "
