@@ -625,14 +625,24 @@ def _exact_ints_across_files(frames: list[pd.DataFrame], col: Any) -> list[pd.Da
         return frames
     large = [s for s in series if s.dtype.kind in "iu"
              and _rounds_in_float(s.dropna().to_numpy(dtype="uint64" if s.dtype.kind == "u" else "int64"))]
-    if not large or not all(_whole_numbers(s) for s in series if s.dtype.kind == "f"):
-        return frames
+    # an infinity is no whole number (and no Int64 value): such a column stays float64, as before
+    if not large or not all(_whole_numbers(s) and not np.isinf(s.to_numpy()).any()
+                            for s in series if s.dtype.kind == "f"):
+        return _floats_as_before(frames, col)
     low = min(int(s.min()) for s in series if s.notna().any())
     high = max(int(s.max()) for s in series if s.notna().any())
     dtype = "Int64" if -2 ** 63 <= low and high < 2 ** 63 else "UInt64" if 0 <= low and high < 2 ** 64 else None
     if dtype is None:
-        return frames
+        return _floats_as_before(frames, col)
     return [f.assign(**{col: f[col].astype(dtype)}) if f[col].dtype != dtype else f for f in frames]
+
+
+def _floats_as_before(frames: list[pd.DataFrame], col: Any) -> list[pd.DataFrame]:
+    """A column that stays floats across a folder's files: a file's nullable ``Int64``/``UInt64`` reading of it as
+    float64 (missing as NaN), so the folder's column is float64 as before, not pandas' nullable ``Float64``."""
+    return [f.assign(**{col: f[col].astype("float64")})
+            if isinstance(f[col].dtype, pd.api.extensions.ExtensionDtype) and f[col].dtype.kind in "iu" else f
+            for f in frames]
 
 
 def text_columns_of(df: pd.DataFrame, *, skip: Collection[Any] = ()) -> list[Any]:

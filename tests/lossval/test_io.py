@@ -987,3 +987,18 @@ def test_an_id_column_with_a_gap_and_large_ids_is_refused_for_the_gap_not_as_rep
     (folder / "2.csv").write_text("acct,x\n007,4.0\n")
     df = read_table(folder, text_columns=["acct"])
     assert df["acct"].tolist()[:2] == [str(BIG), str(BIG + 1)] and pd.isna(df["acct"][2]) and df["acct"][4] == "007"
+
+
+def test_a_folder_column_of_large_ints_beside_floats_it_cannot_take_stays_float64(tmp_path: Path) -> None:
+    # A file's gap turned its large ints nullable Int64; beside another file's infinity the folder's read failed
+    # with "OverflowError: cannot convert float infinity to integer" (a bug message), and beside a fraction the column
+    # became pandas' nullable Float64 (NA for NaN). Both are float64 as before 2**53 was kept exact.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"acct": pa.array([BIG + 1, None], pa.int64())}), tmp_path / "1.parquet")
+    for other in ("inf", "0.5", "-inf"):
+        (tmp_path / "2.csv").write_text(f"acct\n{other}\n8\n")
+        df = read_table(tmp_path)
+        assert df["acct"].dtype == np.float64, other
+        assert df["acct"][0] == float(BIG) and np.isnan(df["acct"][1]) and df["acct"][3] == 8.0
