@@ -621,7 +621,8 @@ def _exact_ints_across_files(frames: list[pd.DataFrame], col: Any) -> list[pd.Da
     numbers float64 holds exactly, keeps pandas' reading."""
     series = [f[col] for f in frames]
     kinds = {s.dtype.kind for s in series}
-    if "f" not in kinds or not kinds <= {"f", "i", "u"}:
+    # signed beside unsigned (one nullable) would concatenate to pandas' nullable Float64: decided here too
+    if ("f" not in kinds and kinds != {"i", "u"}) or not kinds <= {"f", "i", "u"}:
         return frames
     large = [s for s in series if s.dtype.kind in "iu"
              and _rounds_in_float(s.dropna().to_numpy(dtype="uint64" if s.dtype.kind == "u" else "int64"))]

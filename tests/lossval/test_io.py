@@ -1002,3 +1002,18 @@ def test_a_folder_column_of_large_ints_beside_floats_it_cannot_take_stays_float6
         df = read_table(tmp_path)
         assert df["acct"].dtype == np.float64, other
         assert df["acct"][0] == float(BIG) and np.isnan(df["acct"][1]) and df["acct"][3] == 8.0
+
+
+def test_a_folder_of_signed_and_unsigned_large_ints_is_not_nullable_float64(tmp_path: Path) -> None:
+    # uint64 beyond int64 with a gap (nullable UInt64) beside another file's negative ints concatenated to pandas'
+    # nullable Float64; float64 as before, where no one integer type holds both; Int64 where one does.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": pa.array([2 ** 63 + 5, None], pa.uint64())}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"a": pa.array([-1, 3], pa.int64())}), tmp_path / "2.parquet")
+    assert read_table(tmp_path)["a"].dtype == np.float64
+    pq.write_table(pa.table({"a": pa.array([BIG + 1, None], pa.int64())}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"a": pa.array([3], pa.uint64())}), tmp_path / "2.parquet")
+    df = read_table(tmp_path)
+    assert df["a"].dtype == "Int64" and df["a"][0] == BIG + 1
