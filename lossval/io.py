@@ -594,7 +594,9 @@ def _big_ints_as_written(path: Path, df: pd.DataFrame, *, options: dict[str, Any
     """CSV columns of whole numbers with an empty field and a number beyond 2**53, which pandas reads as float64
     (rounding them), as pandas' nullable ``Int64``/``UInt64`` of the numbers written. Only such columns are read a
     second time; a column with any other text there (``1e18``, ``5.0``) keeps pandas' float64 reading."""
-    redo = [i for i, col in enumerate(df.columns) if _beyond_float(df[col])]
+    # pandas reads whole numbers without a gap as int64 (uint64 beyond it): a float64 column with none is floats as
+    # written (1e20), not rounded integers, and is not read a second time
+    redo = [i for i, col in enumerate(df.columns) if _beyond_float(df[col]) and df[col].isna().any()]
     if not redo:
         return df
     with warnings.catch_warnings():  # the first read settled the file's shape (trailing commas): nothing new here
