@@ -399,9 +399,11 @@ def _check_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     if arr.ndim == 2 and arr.shape[1] == 1:  # one column, as LossVal.fit takes its targets
         arr = arr[:, 0]
     if arr.ndim != 1 or arr.size != n:
-        raise InputError(
-            f"labels must be 1-D with one label per row ({n}); got shape {arr.shape}"
-        )
+        # labels="label" (a column name) said only "got shape ()": say what was passed, and what to pass
+        given = f"{type(labels).__name__} {labels!r}"[:200] if arr.ndim == 0 else f"shape {arr.shape}"
+        hint = (f"; to use a column of the frame, pass the column itself (df[{labels!r}])" if isinstance(labels, str)
+                else "")
+        raise InputError(f"labels must be 1-D with one label per row ({n}); got {given}{hint}")
     missing = np.flatnonzero(pd.isna(arr))
     if missing.size:
         raise InputError(

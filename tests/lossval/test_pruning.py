@@ -486,6 +486,16 @@ def test_keep_must_be_one_bool_per_row() -> None:
         prune(np.array([0.1, 0.5, 0.9]), policy="two_means", keep=np.array([0, 1, 0]))
 
 
+def test_labels_of_the_wrong_shape_say_what_was_passed() -> None:
+    # labels="label" (a column name, as LossVal.fit is sometimes called) said only "got shape ()".
+    values = np.array([0.1, 0.5, 0.9])
+    with pytest.raises(InputError, match=re.escape("labels must be 1-D with one label per row (3); got str 'label'; to "
+                                                   "use a column of the frame, pass the column itself (df['label'])")):
+        prune(values, policy="two_means", labels="label")
+    with pytest.raises(InputError, match=re.escape("one label per row (3); got shape (2,)")):
+        prune(values, policy="two_means", labels=["a", "b"])
+
+
 def test_keep_with_missing_values_names_them_and_a_nullable_boolean_column_without_any_is_taken() -> None:
     # A pandas "boolean" column with unreviewed rows left empty was refused as "shape (3,) of object".
     values = np.array([0.1, 0.5, 0.9, 0.95, 0.97])
