@@ -1378,8 +1378,7 @@ def _missing_numbers_message(col: Any, first: Any, *, n_nan: int, n_blank: int =
     return (f"numeric column {col!r} has {kinds} value(s)"
             + (f" ({n_nan + n_blank + n_inf} in all)" if len(parts) > 1 else "")
             + f", first at row {_row(first)}; lossval rejects missing and infinite numbers: drop or impute "
-            "these rows, or leave the column out of the features (pipeline config: features.exclude; "
-            "`lossval value`: --exclude)")
+            f"these rows, or leave the column out of the features ({_declare_excluded(col)})")
 
 
 def _non_numeric_message(bad: pd.Series, col: Any, n_present: int) -> str:

@@ -400,6 +400,9 @@ def test_nan_or_inf_in_numeric_feature_raises_with_column_count_and_row(bad):
     assert msg.startswith("train.csv: ")
     assert "'x'" in msg and (" has 2 NaN/missing value(s), first" in msg or " has 2 inf value(s), first" in msg)
     assert "row 17" in msg and "drop or impute these rows, or leave the column out of the features" in msg
+    # in each front end's words, the Python one too (it named only the config key and the CLI option)
+    assert msg.endswith("(pipeline config: features.exclude: [x]; `lossval value`: --exclude x; TabularEncoder: "
+                        "exclude=['x'])")
     both = pd.DataFrame({"x": [1.0, np.nan, 3.0, np.inf], "y": [0, 1, 0, 1]})
     with pytest.raises(InputError, match=r"has 1 NaN/missing and 1 inf value\(s\) \(2 in all\), first at row 1"):
         TabularEncoder(target="y").fit(both)
