@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from lossval.errors import InputError
 
 __all__ = ["as_finite_1d", "finite_number", "first_non_number", "is_integer", "label_kind", "tensor_to_numpy",
-           "too_many_classes"]
+           "too_many_classes", "warn_unaligned"]
 
 # Python and numpy numbers (bools too, as numpy bool columns are read); not text, even "1.5".
 _NUMBER_TYPES = (numbers.Real, np.bool_, decimal.Decimal)
@@ -102,3 +103,23 @@ def label_kind(labels: np.ndarray) -> str | None:
     if kinds and all(issubclass(kind, (str, bytes)) for kind in kinds):
         return "strings"
     return None
+
+
+def warn_unaligned(a: Any, b: Any, a_name: str, b_name: str, *, stacklevel: int) -> None:
+    """Warn when ``a`` and ``b`` are both pandas objects of one length whose row indexes differ: rows are paired by
+    position (as in scikit-learn), which after a shuffle or a filter of one of them pairs rows with other rows'
+    targets or labels. ``stacklevel`` is the one the caller would give ``warnings.warn`` itself."""
+    ai, bi = (obj.index if hasattr(obj, "iloc") else None for obj in (a, b))  # pandas only (a list has .index too)
+    if ai is None or bi is None or len(ai) != len(bi) or ai.equals(bi):
+        return
+    warnings.warn(f"{a_name} and {b_name} have different row indexes (first {_plain(ai[0])!r} and "
+                  f"{_plain(bi[0])!r}); rows are paired by position, not by index. If they should match by index, "
+                  f"pass {b_name}.loc[{a_name}.index]; if position is right, reset both indexes "
+                  "(reset_index(drop=True)) to say so.", UserWarning, stacklevel=stacklevel + 1)
+
+
+def _plain(label: Any) -> Any:
+    """An index label as Python prints it: ``3``, ``(0, 1)``, not ``np.int64(3)`` or ``(np.int64(0), np.int64(1))``."""
+    if isinstance(label, tuple):  # a MultiIndex's
+        return tuple(_plain(part) for part in label)
+    return label.item() if isinstance(label, np.generic) else label

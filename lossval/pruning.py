@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from lossval._checks import as_finite_1d, is_integer
+from lossval._checks import as_finite_1d, is_integer, warn_unaligned
 from lossval.errors import ConfigError, InputError
 
 __all__ = [
@@ -598,28 +597,11 @@ def prune(
 
 
 def _warn_unaligned(values: Any, others: dict[str, Any]) -> None:
-    """Warn when ``values`` and another per-row argument are pandas objects with different row indexes: rows are
-    paired by position, so a Series of labels taken from a shuffled or filtered frame gave rows other rows' labels
-    (wrong per-class caps and class protection) without a word. ``LossVal.fit`` warns the same way."""
-    index = values.index if hasattr(values, "iloc") else None  # pandas only (a list has .index too)
-    if index is None:
-        return
+    """Warn for each other per-row argument that is a pandas object with another row index than ``values``: rows are
+    paired by position, so labels taken from a shuffled or filtered frame gave rows other rows' labels (wrong
+    per-class caps and class protection) without a word. ``LossVal.fit`` warns the same way."""
     for name, other in others.items():
-        other_index = other.index if hasattr(other, "iloc") else None
-        if other_index is None or len(other_index) != len(index) or other_index.equals(index):
-            continue
-        first, other_first = (_plain(ix[0]) for ix in (index, other_index))
-        warnings.warn(f"values and {name} have different row indexes (first {first!r} and {other_first!r}); "
-                      f"rows are paired by position, not by index. If they should match by index, pass "
-                      f"{name}.loc[values.index]; if position is right, reset both indexes (reset_index(drop=True)) "
-                      "to say so.", UserWarning, stacklevel=3)
-
-
-def _plain(label: Any) -> Any:
-    """An index label as Python prints it: ``3``, ``(0, 1)``, not ``np.int64(3)`` or ``(np.int64(0), np.int64(1))``."""
-    if isinstance(label, tuple):  # a MultiIndex's
-        return tuple(_plain(part) for part in label)
-    return label.item() if isinstance(label, np.generic) else label
+        warn_unaligned(values, other, "values", name, stacklevel=3)  # prune's caller
 
 
 def _check_keep(keep: Any, n: int) -> np.ndarray:

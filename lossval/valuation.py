@@ -133,7 +133,7 @@ import numpy as np
 import torch
 
 from lossval._checks import (finite_number, first_non_number, is_integer, label_kind, tensor_to_numpy,
-                             too_many_classes)
+                             too_many_classes, warn_unaligned)
 from lossval._robust import central_range_bounds, count_outside, mean_and_std
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, float32_default, make_adam, make_mlp, pad_batches, per_row_loss,
@@ -369,17 +369,11 @@ def _show_positions(positions: list[int], limit: int = 5) -> str:
 
 
 def _warn_unaligned(X: Any, y: Any, x_name: str, y_name: str) -> None:
-    """Warn when ``X`` and ``y`` are both pandas objects whose row indexes differ: rows are paired by position
-    (as in scikit-learn), which after a shuffle or a filter of one of them pairs rows with other rows' targets."""
-    xi, yi = (obj.index if hasattr(obj, "iloc") else None for obj in (X, y))  # pandas only (a list has .index too)
-    if xi is None or yi is None or len(xi) != len(yi) or xi.equals(yi):
-        return
+    """Warn when ``X`` and ``y`` are both pandas objects whose row indexes differ (:func:`_checks.warn_unaligned`),
+    pointing at the user's line."""
     from lossval.encoding import _user_level
 
-    warnings.warn(f"{x_name} and {y_name} have different row indexes (first {xi[0]} and {yi[0]}); rows are paired "
-                  f"by position, not by index. If they should match by index, pass {y_name}.loc[{x_name}.index]; if "
-                  "position is right, reset both indexes (reset_index(drop=True)) to say so.", UserWarning,
-                  stacklevel=_user_level())
+    warn_unaligned(X, y, x_name, y_name, stacklevel=_user_level())
 
 
 def _columns_as_in(X_val: Any, X: Any) -> Any:
