@@ -30,6 +30,7 @@ __all__ = [
     "open_csv_text",
     "atomic_write",
     "broken_link",
+    "leads_to_nothing",
     "fsync_dir",
     "make_dirs",
     "check_writable_folder",
@@ -139,6 +140,16 @@ def broken_link(p: Path) -> Path | None:
         if part.is_symlink() and not part.exists():
             return part
     return None
+
+
+def leads_to_nothing(link: Path) -> str:
+    """What a broken ``link`` (:func:`broken_link`) points at, for a refusal: `` to 'x.yaml', that is /a/x.yaml, which
+    leads to nothing (...); point the link at the``, to be followed by what it should point at."""
+    target = os.readlink(link)
+    full = os.path.normpath(link.absolute().parent / target)  # /a/b/../c said as /a/c
+    that = "" if full == target else f", that is {full}"
+    return (f" to {target!r}{that}, which leads to nothing (the target was moved or deleted, or the links form a "
+            "loop); point the link at the")
 
 
 def check_writable_folder(folder: str | os.PathLike[str], *, what: str) -> None:

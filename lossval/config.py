@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from lossval._files import broken_link, data_stem, read_as_data_of
+from lossval._files import broken_link, data_stem, leads_to_nothing, read_as_data_of
 from lossval.errors import ConfigError
 from lossval.suites import GATE_PARAMETERS, SUITES_DIR, check_suite, read_suite, suite_file
 
@@ -345,10 +345,7 @@ def read_yaml(path: str | Path, *, what: str) -> Any:
     if not p.is_file():
         link = None if p.exists() else broken_link(p)
         if link is not None:  # the link is there; what it points at is not ("not found" sent users to the link)
-            target = os.readlink(link)
-            full = os.path.normpath(link.absolute().parent / target)
-            leads = (f" to {target!r}{'' if full == target else f', that is {full}'}, which leads to nothing (the "
-                     "target was moved or deleted, or the links form a loop); point the link at the")
+            leads = leads_to_nothing(link)
             if link == p:
                 raise ConfigError(f"is a broken symbolic link{leads} {what}, or give its path instead.", source=str(p))
             raise ConfigError(f"cannot be read: the folder {link} on its path is a broken symbolic link{leads} folder "

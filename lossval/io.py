@@ -39,6 +39,7 @@ from lossval._files import (  # noqa: F401 (re-exported: lossval.io is where cal
     pid_namespace,
     atomic_write,
     broken_link,
+    leads_to_nothing,
     fsync_dir,
     make_dirs,
     check_writable_folder,
@@ -136,11 +137,7 @@ def _list_data_files(p: Path, *, key: str | None, set_aside: Sequence[str | os.P
         named = f" (the config's {key})" if key else ""
         link = broken_link(p)
         if link is not None:  # the link is there; what it points at is not ("no such file" sent users to the link)
-            target = os.readlink(link)
-            full = os.path.normpath(link.absolute().parent / target)  # /a/b/../c said as /a/c
-            that = "" if full == target else f", that is {full}"
-            leads = (f" to {target!r}{that}, which leads to nothing (the target was moved or deleted, or the links "
-                     "form a loop); point the link at the")
+            leads = leads_to_nothing(link)
             if link == p:
                 raise InputError(f"is a symbolic link{named}{_normalised(p)}{leads} data file or folder, or give its "
                                  "path instead.", source=str(p))
