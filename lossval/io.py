@@ -552,11 +552,16 @@ def _nullable_ints(values: np.ndarray, missing: np.ndarray) -> pd.api.extensions
     present = values[~missing]
     if not present.size or not _rounds_in_float(present):
         return None
-    low, high = int(present.min()), int(present.max())
-    dtype = "int64" if -2 ** 63 <= low and high < 2 ** 63 else "uint64" if 0 <= low and high < 2 ** 64 else None
+    dtype = _nullable_int_dtype(int(present.min()), int(present.max()))
     if dtype is None:
         return None
-    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(dtype), missing.copy())
+    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(dtype.lower()), missing.copy())
+
+
+def _nullable_int_dtype(low: int, high: int) -> str | None:
+    """pandas' nullable integer dtype that holds every whole number from ``low`` to ``high``: ``Int64``, else
+    ``UInt64``; None when neither does."""
+    return "Int64" if -2 ** 63 <= low and high < 2 ** 63 else "UInt64" if 0 <= low and high < 2 ** 64 else None
 
 
 def _big_ints_as_stored(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -631,7 +636,7 @@ def _exact_ints_across_files(frames: list[pd.DataFrame], col: Any) -> list[pd.Da
         return _floats_as_before(frames, col)
     low = min(int(s.min()) for s in series if s.notna().any())
     high = max(int(s.max()) for s in series if s.notna().any())
-    dtype = "Int64" if -2 ** 63 <= low and high < 2 ** 63 else "UInt64" if 0 <= low and high < 2 ** 64 else None
+    dtype = _nullable_int_dtype(low, high)
     if dtype is None:
         return _floats_as_before(frames, col)
     return [f.assign(**{col: f[col].astype(dtype)}) if f[col].dtype != dtype else f for f in frames]
