@@ -13,7 +13,8 @@ import numpy as np
 from lossval.errors import InputError
 
 __all__ = ["as_finite_1d", "finite_number", "first_non_number", "is_integer", "label_kind", "tensor_to_numpy",
-           "too_many_classes", "warn_unaligned"]
+           "too_many_classes", "warn_unaligned",
+           "column_name_hint"]
 
 # Python and numpy numbers (bools too, as numpy bool columns are read); not text, even "1.5".
 _NUMBER_TYPES = (numbers.Real, np.bool_, decimal.Decimal)
@@ -123,3 +124,9 @@ def _plain(label: Any) -> Any:
     if isinstance(label, tuple):  # a MultiIndex's
         return tuple(_plain(part) for part in label)
     return label.item() if isinstance(label, np.generic) else label
+
+
+def column_name_hint(given: Any) -> str:
+    """For a per-row argument given as one string (``labels="label"``, as some libraries take a column's name): the
+    advice to pass the column itself; ``""`` for anything else."""
+    return f"; to use a column of the frame, pass the column itself (df[{given!r}])" if isinstance(given, str) else ""

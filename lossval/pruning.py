@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lossval._checks import as_finite_1d, is_integer, warn_unaligned
+from lossval._checks import as_finite_1d, column_name_hint, is_integer, warn_unaligned
 from lossval.errors import ConfigError, InputError
 
 __all__ = [
@@ -400,9 +400,7 @@ def _check_labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     if arr.ndim != 1 or arr.size != n:
         # labels="label" (a column name) said only "got shape ()": say what was passed, and what to pass
         given = f"{type(labels).__name__} {labels!r}"[:200] if arr.ndim == 0 else f"shape {arr.shape}"
-        hint = (f"; to use a column of the frame, pass the column itself (df[{labels!r}])" if isinstance(labels, str)
-                else "")
-        raise InputError(f"labels must be 1-D with one label per row ({n}); got {given}{hint}")
+        raise InputError(f"labels must be 1-D with one label per row ({n}); got {given}{column_name_hint(labels)}")
     missing = np.flatnonzero(pd.isna(arr))
     if missing.size:
         raise InputError(

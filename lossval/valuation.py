@@ -132,8 +132,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossval._checks import (finite_number, first_non_number, is_integer, label_kind, tensor_to_numpy,
-                             too_many_classes, warn_unaligned)
+from lossval._checks import (column_name_hint, finite_number, first_non_number, is_integer, label_kind,
+                             tensor_to_numpy, too_many_classes, warn_unaligned)
 from lossval._robust import central_range_bounds, count_outside, mean_and_std
 from lossval._torchutil import (ACTIVATIONS, ADAM_BETAS, ADAM_EPS, BatchSteps, FlatAdam, ProgressBar, batch_steps_for,
                                 cpu_threads, float32_default, make_adam, make_mlp, pad_batches, per_row_loss,
@@ -456,8 +456,7 @@ def _one_hot_positions(given: Any, Xtr: np.ndarray, Xva: np.ndarray) -> np.ndarr
 def _to_numpy_1d(y: Any, name: str) -> np.ndarray:
     if y is None or isinstance(y, (str, bytes, dict, int, float, np.generic)) or getattr(y, "ndim", None) == 0:
         # These were read as a 0-D array: "must be 1-D ..., got shape ()" did not say what was passed or what to pass.
-        hint = (f"; to use a column of the frame, pass the column itself (df[{y!r}]) and leave it out of the features"
-                if isinstance(y, str) else "")
+        hint = column_name_hint(y) + (" and leave it out of the features" if isinstance(y, str) else "")
         raise InputError(f"{name} must hold one target per row (numpy array, pandas Series, list or torch tensor), "
                          f"got {type(y).__name__} {y!r}"[:300] + hint + ".")
     if isinstance(y, torch.Tensor):
